@@ -1,0 +1,14 @@
+//! Pure building blocks shared by every Switchboard crate: typed ids and
+//! resource names, principals and their permissions, the error-code table,
+//! and the event envelope. Nothing here does IO.
+
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod names;
+pub mod principal;
+pub mod time;
+
+pub use error::{Error, ErrorCode, Result};
+pub use ids::{AgentId, ContactId, CustomerId, QueueId, TenantId};
+pub use principal::{Principal, Role};

@@ -1,0 +1,136 @@
+//! Who is calling, and what they may touch. The tenant of a tenant-scoped
+//! principal comes only from its verified credential, never from a request.
+
+use crate::error::Error;
+use crate::ids::{AgentId, TenantId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Runs the deployment: every tenant, agents, configuration.
+    OperatorAdmin,
+    /// Manages one tenant: queues, contacts, its reports.
+    TenantAdmin,
+    /// Reads one tenant's data and reports.
+    TenantReader,
+    /// An agent: its own session and the work offered to it.
+    Agent,
+}
+
+impl Role {
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "operator_admin" => Some(Role::OperatorAdmin),
+            "tenant_admin" => Some(Role::TenantAdmin),
+            "tenant_reader" => Some(Role::TenantReader),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::OperatorAdmin => "operator_admin",
+            Role::TenantAdmin => "tenant_admin",
+            Role::TenantReader => "tenant_reader",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The name of the API key, for audit logs (never the key itself).
+    pub key_name: String,
+    pub role: Role,
+    /// Set for tenant admins and readers.
+    pub tenant: Option<TenantId>,
+    /// Set for agents.
+    pub agent: Option<AgentId>,
+}
+
+impl Principal {
+    fn scoped_to(&self, tenant: &TenantId) -> bool {
+        self.tenant.as_ref() == Some(tenant)
+    }
+
+    /// May read `tenant`'s data: the operator admin, or the tenant's own
+    /// admins and readers.
+    pub fn authorize_read(&self, tenant: &TenantId) -> Result<(), Error> {
+        match self.role {
+            Role::OperatorAdmin => Ok(()),
+            Role::TenantAdmin | Role::TenantReader if self.scoped_to(tenant) => Ok(()),
+            _ => Err(self.denied(tenant)),
+        }
+    }
+
+    /// May change `tenant`'s data: the operator admin or the tenant's admin.
+    pub fn authorize_write(&self, tenant: &TenantId) -> Result<(), Error> {
+        match self.role {
+            Role::OperatorAdmin => Ok(()),
+            Role::TenantAdmin if self.scoped_to(tenant) => Ok(()),
+            _ => Err(self.denied(tenant)),
+        }
+    }
+
+    pub fn authorize_operator(&self) -> Result<(), Error> {
+        if self.role == Role::OperatorAdmin {
+            return Ok(());
+        }
+        Err(Error::permission_denied(format!(
+            "key `{}` with role {} may not manage operator resources",
+            self.key_name,
+            self.role.as_str()
+        )))
+    }
+
+    /// The principal is the agent `agent` itself.
+    pub fn authorize_agent(&self, agent: &AgentId) -> Result<(), Error> {
+        if self.role == Role::Agent && self.agent.as_ref() == Some(agent) {
+            return Ok(());
+        }
+        Err(Error::permission_denied(format!(
+            "key `{}` does not belong to agent `{agent}`",
+            self.key_name
+        )))
+    }
+
+    fn denied(&self, tenant: &TenantId) -> Error {
+        Error::permission_denied(format!(
+            "key `{}` with role {} may not access tenant `{tenant}`",
+            self.key_name,
+            self.role.as_str()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, tenant: Option<&str>) -> Principal {
+        Principal {
+            key_name: "k".into(),
+            role,
+            tenant: tenant.map(|tenant| TenantId::parse(tenant, "t").expect("tenant")),
+            agent: None,
+        }
+    }
+
+    #[test]
+    fn tenant_scoped_principals_see_only_their_tenant() {
+        let acme = TenantId::parse("acme", "t").expect("acme");
+        let globex = TenantId::parse("globex", "t").expect("globex");
+        let admin = principal(Role::TenantAdmin, Some("acme"));
+        let reader = principal(Role::TenantReader, Some("acme"));
+        assert!(admin.authorize_write(&acme).is_ok());
+        assert!(admin.authorize_write(&globex).is_err());
+        assert!(admin.authorize_read(&globex).is_err());
+        assert!(reader.authorize_read(&acme).is_ok());
+        assert!(reader.authorize_write(&acme).is_err());
+        let operator = principal(Role::OperatorAdmin, None);
+        assert!(operator.authorize_write(&globex).is_ok());
+        let agent = principal(Role::Agent, None);
+        assert!(agent.authorize_read(&acme).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The in-process event bus of `dev` mode: one append-only log per topic,
+//! committed offsets per (group, topic), at-least-once like Kafka. Members
+//! of one group do not split partitions: a `dev` process runs one member of
+//! each group.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use switchboard_core::Error;
+use switchboard_proto::events::v1::EventEnvelope;
+use tokio::sync::Notify;
+
+use super::{Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
+
+#[derive(Default)]
+struct Log {
+    records_by_topic: HashMap<String, Vec<(EventEnvelope, Option<String>)>>,
+    committed_by_group_topic: HashMap<(String, String), i64>,
+}
+
+#[derive(Default, Clone)]
+pub struct MemoryBus {
+    log: Arc<Mutex<Log>>,
+    appended: Arc<Notify>,
+}
+
+impl MemoryBus {
+    pub fn new() -> MemoryBus {
+        MemoryBus::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // A panicking holder cannot leave the log half-written (every
+        // mutation is one push or insert), so a poisoned lock is still sound.
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, topic: &str, envelope: &EventEnvelope) -> Result<(), Error> {
+        self.lock()
+            .records_by_topic
+            .entry(topic.to_owned())
+            .or_default()
+            .push((envelope.clone(), outgoing_traceparent()));
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
+        let mut log = self.lock();
+        let mut positions = Vec::new();
+        for topic in topics {
+            let end = log.records_by_topic.get(*topic).map_or(0, |records| records.len() as i64);
+            let key = (group.to_owned(), (*topic).to_owned());
+            let position = match (log.committed_by_group_topic.get(&key), start) {
+                (Some(committed), _) => *committed,
+                (None, StartFrom::Earliest) => 0,
+                (None, StartFrom::Latest) => end,
+            };
+            log.committed_by_group_topic.entry(key).or_insert(position);
+            positions.push(((*topic).to_owned(), position));
+        }
+        Ok(Box::new(MemorySubscription { bus: self.clone(), group: group.to_owned(), positions, next_topic: 0 }))
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+struct MemorySubscription {
+    bus: MemoryBus,
+    group: String,
+    /// Next offset to read per topic.
+    positions: Vec<(String, i64)>,
+    /// Round-robin start, so one busy topic cannot starve the others.
+    next_topic: usize,
+}
+
+impl MemorySubscription {
+    fn poll(&mut self) -> Option<Delivery> {
+        let log = self.bus.lock();
+        let topic_count = self.positions.len();
+        for step in 0..topic_count {
+            let index = (self.next_topic + step) % topic_count;
+            let (topic, position) = &mut self.positions[index];
+            let Some((envelope, traceparent)) =
+                log.records_by_topic.get(topic.as_str()).and_then(|records| records.get(*position as usize))
+            else {
+                continue;
+            };
+            let delivery = Delivery {
+                topic: topic.clone(),
+                partition: 0,
+                offset: *position,
+                envelope: envelope.clone(),
+                traceparent: traceparent.clone(),
+            };
+            *position += 1;
+            self.next_topic = (index + 1) % topic_count;
+            return Some(delivery);
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        loop {
+            // Register interest before polling so an append between the
+            // poll and the wait still wakes us.
+            let appended = self.bus.appended.clone();
+            let notified = appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(delivery) = self.poll() {
+                return Ok(delivery);
+            }
+            notified.await;
+        }
+    }
+
+    async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
+        let mut log = self.bus.lock();
+        let committed = log
+            .committed_by_group_topic
+            .entry((self.group.clone(), delivery.topic.clone()))
+            .or_insert(0);
+        *committed = (*committed).max(delivery.offset + 1);
+        Ok(())
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), Error> {
+        Ok(())
+    }
+}

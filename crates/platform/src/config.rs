@@ -1,0 +1,349 @@
+//! Layered configuration: built-in defaults, then a TOML file, then
+//! `SWITCHBOARD_*` environment variables (`__` separates levels, e.g.
+//! `SWITCHBOARD_KAFKA__BROKERS`). Validated once at start.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use switchboard_core::{Role, TenantId, ids::AgentId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Distinguishes replicas (consumer groups that fan out, logs).
+    pub instance_id: String,
+    pub telemetry: TelemetryConfig,
+    pub grpc: GrpcConfig,
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub postgres: PostgresConfig,
+    pub auth: AuthConfig,
+    pub services: ServicesConfig,
+    pub routing: RoutingConfig,
+    pub presence: PresenceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            instance_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned()),
+            telemetry: TelemetryConfig::default(),
+            grpc: GrpcConfig::default(),
+            kafka: KafkaConfig::default(),
+            redis: RedisConfig::default(),
+            postgres: PostgresConfig::default(),
+            auth: AuthConfig::default(),
+            services: ServicesConfig::default(),
+            routing: RoutingConfig::default(),
+            presence: PresenceConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `json` (one object per line) or `text`.
+    pub log_format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub log_filter: String,
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`; traces are
+    /// exported only when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: "text".to_owned(), log_filter: "info".to_owned(), otlp_endpoint: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Largest request a server decodes; larger ones get RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
+    pub request_timeout_ms: u64,
+    /// In-flight requests per connection.
+    pub concurrency_limit: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig { max_message_bytes: 256 * 1024, request_timeout_ms: 30_000, concurrency_limit: 256 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// Partitions of each topic the platform creates if missing.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Prefix of every consumer group id.
+    pub group_prefix: String,
+    /// Prefix of every topic name, so several deployments (or test runs)
+    /// can share one cluster.
+    pub topic_prefix: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_owned(),
+            partitions: 3,
+            replication_factor: 1,
+            group_prefix: "switchboard".to_owned(),
+            topic_prefix: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Hash tag of the routing pool, so Redis Cluster keeps a pool's keys
+    /// in one slot and scripts can touch them atomically.
+    pub pool: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { url: "redis://127.0.0.1:6379".to_owned(), pool: "default".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig { url: "postgres://switchboard@127.0.0.1:5432/switchboard".to_owned(), pool_size: 8 }
+    }
+}
+
+/// Tenants and API keys. Keys are stored only as SHA-256 hex digests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tenants: Vec<String>,
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Shown in audit logs instead of the key.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the key (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// `operator_admin`, `tenant_admin`, `tenant_reader` or `agent`.
+    pub role: String,
+    /// Required for tenant roles.
+    pub tenant: Option<String>,
+    /// Required for the agent role.
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEndpoint {
+    /// Where this service listens.
+    pub listen: String,
+    /// Where other services reach it.
+    pub url: String,
+}
+
+impl ServiceEndpoint {
+    fn local(port: u16) -> Self {
+        ServiceEndpoint { listen: format!("127.0.0.1:{port}"), url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServicesConfig {
+    pub ingestion: ServiceEndpoint,
+    pub routing: ServiceEndpoint,
+    pub presence: ServiceEndpoint,
+    pub crm: ServiceEndpoint,
+    pub kpi: ServiceEndpoint,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        ServicesConfig {
+            ingestion: ServiceEndpoint::local(50051),
+            routing: ServiceEndpoint::local(50052),
+            presence: ServiceEndpoint::local(50053),
+            crm: ServiceEndpoint::local(50054),
+            kpi: ServiceEndpoint::local(50055),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// How often expired offers are swept back to their queue.
+    pub offer_sweep_interval_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig { offer_sweep_interval_ms: 250 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// How long a dropped session may reconnect before the agent goes offline.
+    pub session_grace_ms: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig { session_grace_ms: 15_000 }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `SWITCHBOARD_*` env; validated.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file `{}` does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__").ignore(&["config"]));
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.instance_id.is_empty() {
+            anyhow::bail!("instance_id must not be empty");
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "json" | "text") {
+            anyhow::bail!("telemetry.log_format must be `json` or `text`");
+        }
+        if self.grpc.max_message_bytes < 1024 {
+            anyhow::bail!("grpc.max_message_bytes must be at least 1024");
+        }
+        if self.grpc.concurrency_limit == 0 || self.grpc.request_timeout_ms == 0 {
+            anyhow::bail!("grpc.concurrency_limit and grpc.request_timeout_ms must be positive");
+        }
+        if self.kafka.partitions < 1 || self.kafka.replication_factor < 1 {
+            anyhow::bail!("kafka.partitions and kafka.replication_factor must be at least 1");
+        }
+        if self.redis.pool.is_empty() || self.redis.pool.contains(['{', '}']) {
+            anyhow::bail!("redis.pool must be non-empty and contain no braces");
+        }
+        for (name, endpoint) in self.services.all() {
+            endpoint
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|error| anyhow::anyhow!("services.{name}.listen `{}`: {error}", endpoint.listen))?;
+            if !endpoint.url.starts_with("http://") && !endpoint.url.starts_with("https://") {
+                anyhow::bail!("services.{name}.url must start with http:// or https://");
+            }
+        }
+        for tenant in &self.auth.tenants {
+            TenantId::parse(tenant, "auth.tenants").map_err(|error| anyhow::anyhow!("{error}"))?;
+        }
+        for (index, key) in self.auth.api_keys.iter().enumerate() {
+            validate_api_key(index, key, &self.auth.tenants)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_api_key(index: usize, key: &ApiKeyConfig, tenants: &[String]) -> anyhow::Result<()> {
+    let field = format!("auth.api_keys[{index}]");
+    if key.name.is_empty() {
+        anyhow::bail!("{field}.name must not be empty");
+    }
+    if key.sha256.len() != 64 || !key.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        anyhow::bail!("{field}.sha256 must be 64 lowercase hex digits");
+    }
+    let Some(role) = Role::parse(&key.role) else {
+        anyhow::bail!("{field}.role `{}` is not a role", key.role);
+    };
+    match role {
+        Role::TenantAdmin | Role::TenantReader => {
+            let Some(tenant) = &key.tenant else {
+                anyhow::bail!("{field}.tenant is required for role {}", key.role);
+            };
+            if !tenants.contains(tenant) {
+                anyhow::bail!("{field}.tenant `{tenant}` is not in auth.tenants");
+            }
+        }
+        Role::Agent => {
+            let Some(agent) = &key.agent else {
+                anyhow::bail!("{field}.agent is required for role agent");
+            };
+            AgentId::parse(agent, "agent").map_err(|error| anyhow::anyhow!("{field}: {error}"))?;
+        }
+        Role::OperatorAdmin => {}
+    }
+    Ok(())
+}
+
+impl ServicesConfig {
+    pub fn all(&self) -> [(&'static str, &ServiceEndpoint); 5] {
+        [
+            ("ingestion", &self.ingestion),
+            ("routing", &self.routing),
+            ("presence", &self.presence),
+            ("crm", &self.crm),
+            ("kpi", &self.kpi),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_print() {
+        let config = Config::default();
+        config.validate().expect("defaults validate");
+        let printed = config.to_toml().expect("toml");
+        assert!(printed.contains("[kafka]"));
+    }
+
+    #[test]
+    fn bad_keys_are_rejected_with_the_field() {
+        let mut config = Config::default();
+        config.auth.tenants = vec!["acme".to_owned()];
+        config.auth.api_keys = vec![ApiKeyConfig {
+            name: "k".to_owned(),
+            sha256: "0".repeat(64),
+            role: "tenant_admin".to_owned(),
+            tenant: Some("globex".to_owned()),
+            agent: None,
+        }];
+        let error = config.validate().expect_err("unknown tenant");
+        assert!(error.to_string().contains("auth.api_keys[0].tenant"), "{error}");
+    }
+}

@@ -1,0 +1,113 @@
+//! gRPC server bootstrap shared by every service: health, reflection, the
+//! tower stack (timeout, concurrency limit, tracing with remote parents) and
+//! graceful shutdown; plus clients for service-to-service calls.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::service::RoutesBuilder;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Request, Status};
+
+use crate::config::GrpcConfig;
+use crate::telemetry::{current_traceparent, set_remote_parent};
+
+pub use tonic_health::server::HealthReporter;
+
+/// Everything a service needs to expose its API.
+pub struct GrpcServer {
+    pub service_name: &'static str,
+    pub listener: TcpListener,
+    pub routes: RoutesBuilder,
+}
+
+/// A health service and its reporter. Every service name starts
+/// NOT_SERVING until readiness checks pass.
+pub fn health() -> (HealthReporter, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+    tonic_health::server::health_reporter()
+}
+
+/// Serves until `shutdown` fires, then stops accepting and drains in-flight
+/// calls before returning.
+pub async fn serve(
+    server: GrpcServer,
+    config: &GrpcConfig,
+    health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(switchboard_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let mut routes = server.routes;
+    routes.add_service(health_service).add_service(reflection);
+    let service_name = server.service_name;
+    let local_addr = server.listener.local_addr()?;
+    tracing::info!(service = service_name, %local_addr, "grpc server listening");
+    Server::builder()
+        .timeout(Duration::from_millis(config.request_timeout_ms))
+        .concurrency_limit_per_connection(config.concurrency_limit)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .trace_fn(move |request| {
+            let span = tracing::info_span!("grpc", service = service_name, path = %request.uri().path());
+            let traceparent = request.headers().get("traceparent").and_then(|value| value.to_str().ok());
+            set_remote_parent(&span, traceparent);
+            span
+        })
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(server.listener), shutdown.cancelled())
+        .await?;
+    tracing::info!(service = service_name, "grpc server drained");
+    Ok(())
+}
+
+/// A channel to another service that connects on first use and reconnects
+/// on failure.
+pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(15))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Credentials and trace context of an incoming call, forwarded on the
+/// calls a service makes on its behalf, so the callee authorizes the
+/// original caller (never a more powerful service identity).
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    authorization: Option<AsciiMetadataValue>,
+}
+
+impl CallContext {
+    pub fn from_metadata(metadata: &MetadataMap) -> CallContext {
+        CallContext { authorization: metadata.get("authorization").cloned() }
+    }
+
+    pub fn with_authorization(authorization: AsciiMetadataValue) -> CallContext {
+        CallContext { authorization: Some(authorization) }
+    }
+
+    /// Wraps `message` with the forwarded credential and the current span's
+    /// `traceparent`.
+    pub fn request<M>(&self, message: M) -> Request<M> {
+        let mut request = Request::new(message);
+        if let Some(authorization) = &self.authorization {
+            request.metadata_mut().insert("authorization", authorization.clone());
+        }
+        if let Some(traceparent) = current_traceparent()
+            && let Ok(value) = traceparent.parse()
+        {
+            request.metadata_mut().insert("traceparent", value);
+        }
+        request
+    }
+}
+
+/// Tolerates a failed status conversion in a stream item.
+pub fn status_message(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}

@@ -1,0 +1,20 @@
+//! Switchboard's platform layer: what every service shares and nothing a
+//! service decides. Configuration, telemetry, the gRPC server bootstrap,
+//! authentication, the event bus (Kafka and in-process), Redis and
+//! PostgreSQL access, readiness and shutdown.
+
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod grpc;
+pub mod pagination;
+pub mod postgres;
+pub mod readiness;
+pub mod redis;
+pub mod service;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+pub mod testing;
+
+pub use config::Config;

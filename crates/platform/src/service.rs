@@ -1,0 +1,88 @@
+//! The lifecycle every service shares: serve gRPC (with health and
+//! reflection), keep readiness current, run background tasks (consumers,
+//! timers) and, on shutdown, stop accepting, drain calls, let background
+//! tasks commit, and flush the producer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+use crate::bus::EventBus;
+use crate::config::Config;
+use crate::grpc::{GrpcServer, health, serve};
+use crate::readiness::{DependencyCheck, spawn_readiness};
+
+/// A task that runs until the shutdown token fires, then finishes its
+/// in-flight work (e.g. commits consumer offsets) and returns.
+pub type BackgroundTask = BoxFuture<'static, Result<(), switchboard_core::Error>>;
+
+pub struct ServiceParts {
+    pub service_name: &'static str,
+    /// Fully-qualified gRPC service names, for per-service health.
+    pub grpc_service_names: Vec<&'static str>,
+    pub routes: RoutesBuilder,
+    pub checks: Vec<Arc<dyn DependencyCheck>>,
+    pub background: Vec<(&'static str, BackgroundTask)>,
+    pub bus: Arc<dyn EventBus>,
+}
+
+/// Runs a service until `shutdown` fires.
+pub async fn run_service(
+    config: &Config,
+    parts: ServiceParts,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (reporter, health_service) = health();
+    let readiness = spawn_readiness(
+        reporter,
+        parts.grpc_service_names,
+        parts.checks,
+        Duration::from_secs(2),
+        shutdown.clone(),
+    );
+    let mut tasks = Vec::new();
+    for (task_name, task) in parts.background {
+        let task_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let outcome = task.await;
+            if let Err(error) = &outcome {
+                tracing::error!(task = task_name, error = %error, "background task failed");
+                // A service without its consumer is not a service: stop.
+                task_shutdown.cancel();
+            }
+            outcome
+        }));
+    }
+    let server = GrpcServer { service_name: parts.service_name, listener, routes: parts.routes };
+    let served = serve(server, &config.grpc, health_service, shutdown.clone()).await;
+    shutdown.cancel();
+    for task in tasks {
+        if let Ok(Err(error)) = task.await {
+            tracing::warn!(service = parts.service_name, error = %error, "background task ended with error");
+        }
+    }
+    if let Err(error) = parts.bus.flush().await {
+        tracing::warn!(service = parts.service_name, error = %error, "producer flush failed");
+    }
+    let _ = readiness.await;
+    served
+}
+
+/// A dependency check on the event bus.
+pub struct BusCheck(pub Arc<dyn EventBus>);
+
+#[async_trait::async_trait]
+impl DependencyCheck for BusCheck {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        Ok(self.0.check().await?)
+    }
+}

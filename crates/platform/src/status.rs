@@ -1,0 +1,115 @@
+//! The one table from [`ErrorCode`] to `tonic::Code`, and the rich error
+//! details (ErrorInfo, BadRequest, ResourceInfo) every error carries.
+
+use std::collections::HashMap;
+
+use switchboard_core::error::FieldViolation;
+use switchboard_core::{Error, ErrorCode};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every Switchboard error.
+pub const ERROR_DOMAIN: &str = "switchboard.dev";
+
+pub fn grpc_code(code: ErrorCode) -> Code {
+    match code {
+        ErrorCode::InvalidArgument => Code::InvalidArgument,
+        ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::AlreadyExists => Code::AlreadyExists,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+        ErrorCode::Aborted => Code::Aborted,
+        ErrorCode::Unavailable => Code::Unavailable,
+        ErrorCode::Internal => Code::Internal,
+    }
+}
+
+fn error_code(code: Code) -> ErrorCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => ErrorCode::InvalidArgument,
+        Code::NotFound => ErrorCode::NotFound,
+        Code::AlreadyExists => ErrorCode::AlreadyExists,
+        Code::PermissionDenied => ErrorCode::PermissionDenied,
+        Code::Unauthenticated => ErrorCode::Unauthenticated,
+        Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+        Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+        Code::Aborted => ErrorCode::Aborted,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// The gRPC status of an error, with details a client can act on.
+pub fn to_status(error: &Error) -> Status {
+    let mut metadata = HashMap::new();
+    if let Some(resource) = &error.resource {
+        metadata.insert("resource".to_owned(), resource.clone());
+    }
+    let mut details = ErrorDetails::with_error_info(error.code.reason(), ERROR_DOMAIN, metadata);
+    for violation in &error.field_violations {
+        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+    }
+    if let Some(resource) = &error.resource {
+        let kind = resource.rsplit('/').nth(1).unwrap_or_default().to_owned();
+        details.set_resource_info(kind, resource.clone(), "", error.message.clone());
+    }
+    Status::with_error_details(grpc_code(error.code), error.message.clone(), details)
+}
+
+/// An error from another service's status, keeping its field violations, so
+/// a client of the calling service still learns which field was wrong.
+pub fn from_status(status: &Status) -> Error {
+    let mut error = Error::new(error_code(status.code()), status.message().to_owned());
+    let details = status.get_error_details();
+    if let Some(bad_request) = details.bad_request() {
+        error.field_violations = bad_request
+            .field_violations
+            .iter()
+            .map(|violation| FieldViolation { field: violation.field.clone(), description: violation.description.clone() })
+            .collect();
+    }
+    if let Some(resource) = details.resource_info() {
+        error.resource = Some(resource.resource_name.clone());
+    }
+    error
+}
+
+/// `.into_status()` on results of handlers.
+pub trait IntoStatus<T> {
+    fn into_status(self) -> Result<T, Status>;
+}
+
+impl<T> IntoStatus<T> for Result<T, Error> {
+    fn into_status(self) -> Result<T, Status> {
+        self.map_err(|error| {
+            if error.code == ErrorCode::Internal || error.code == ErrorCode::Unavailable {
+                tracing::warn!(code = error.code.reason(), message = %error.message, "request failed");
+            }
+            to_status(&error)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_survive_a_round_trip() {
+        let error = Error::invalid_field("contact.queue", "is required");
+        let status = to_status(&error);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let back = from_status(&status);
+        assert_eq!(back.field_violations, error.field_violations);
+        assert_eq!(back.code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn not_found_names_the_resource() {
+        let status = to_status(&Error::not_found("tenants/acme/queues/nope"));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(from_status(&status).resource.as_deref(), Some("tenants/acme/queues/nope"));
+    }
+}
