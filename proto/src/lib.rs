@@ -6,8 +6,7 @@
 #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 /// The encoded `FileDescriptorSet` of every Switchboard proto file.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));
 
 pub mod common {
     pub mod v1 {

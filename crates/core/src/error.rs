@@ -64,12 +64,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error {
-            code,
-            message: message.into(),
-            field_violations: Vec::new(),
-            resource: None,
-        }
+        Error { code, message: message.into(), field_violations: Vec::new(), resource: None }
     }
 
     /// A bad field: INVALID_ARGUMENT naming the field.

@@ -24,9 +24,7 @@ pub fn validate_slug(value: &str) -> Result<(), &'static str> {
     if value.ends_with('-') {
         return Err("must not end with '-'");
     }
-    if !value
-        .chars()
-        .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+    if !value.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
     {
         return Err("may contain only a-z, 0-9 and '-'");
     }

@@ -92,7 +92,14 @@ mod tests {
 
     #[test]
     fn malformed_names_name_the_field() {
-        for bad in ["", "tenants", "tenants/acme/queues", "tenant/acme/queues/x", "tenants/acme/agents/x", "tenants/ACME/queues/x"] {
+        for bad in [
+            "",
+            "tenants",
+            "tenants/acme/queues",
+            "tenant/acme/queues/x",
+            "tenants/acme/agents/x",
+            "tenants/ACME/queues/x",
+        ] {
             let error = parse_queue(bad, "queue.name").expect_err(bad);
             assert_eq!(error.field_violations[0].field, "queue.name", "{bad}");
         }

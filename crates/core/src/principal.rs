@@ -89,10 +89,7 @@ impl Principal {
         if self.role == Role::Agent && self.agent.as_ref() == Some(agent) {
             return Ok(());
         }
-        Err(Error::permission_denied(format!(
-            "key `{}` does not belong to agent `{agent}`",
-            self.key_name
-        )))
+        Err(Error::permission_denied(format!("key `{}` does not belong to agent `{agent}`", self.key_name)))
     }
 
     fn denied(&self, tenant: &TenantId) -> Error {

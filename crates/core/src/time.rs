@@ -19,10 +19,7 @@ pub fn timestamp_from_millis(millis: i64) -> prost_types::Timestamp {
 }
 
 pub fn millis_from_timestamp(timestamp: &prost_types::Timestamp) -> i64 {
-    timestamp
-        .seconds
-        .saturating_mul(1000)
-        .saturating_add(i64::from(timestamp.nanos) / 1_000_000)
+    timestamp.seconds.saturating_mul(1000).saturating_add(i64::from(timestamp.nanos) / 1_000_000)
 }
 
 /// `Some(timestamp)` for a positive millisecond value, `None` for 0 (unset).
@@ -39,10 +36,7 @@ pub fn duration_from_millis(millis: i64) -> prost_types::Duration {
 
 /// Milliseconds of a protobuf duration; `None` when negative.
 pub fn millis_from_duration(duration: &prost_types::Duration) -> Option<i64> {
-    let millis = duration
-        .seconds
-        .saturating_mul(1000)
-        .saturating_add(i64::from(duration.nanos) / 1_000_000);
+    let millis = duration.seconds.saturating_mul(1000).saturating_add(i64::from(duration.nanos) / 1_000_000);
     (millis >= 0).then_some(millis)
 }
 

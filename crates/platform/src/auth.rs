@@ -46,9 +46,7 @@ impl AccessControl {
         let Some(header) = metadata.get("authorization") else {
             return Err(Error::unauthenticated("missing `authorization: Bearer <api key>` metadata"));
         };
-        let header = header
-            .to_str()
-            .map_err(|_| Error::unauthenticated("`authorization` metadata is not ASCII"))?;
+        let header = header.to_str().map_err(|_| Error::unauthenticated("`authorization` metadata is not ASCII"))?;
         let Some(key) = header.strip_prefix("Bearer ").map(str::trim) else {
             return Err(Error::unauthenticated("`authorization` must be `Bearer <api key>`"));
         };

@@ -26,7 +26,8 @@ pub struct GrpcServer {
 
 /// A health service and its reporter. Every service name starts
 /// NOT_SERVING until readiness checks pass.
-pub fn health() -> (HealthReporter, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+pub fn health()
+-> (HealthReporter, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
     tonic_health::server::health_reporter()
 }
 

@@ -23,8 +23,12 @@ pub fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest, Err
     let after = if page_token.is_empty() {
         None
     } else {
-        let bytes = hex::decode(page_token).map_err(|_| Error::invalid_field("page_token", "is not a token this API issued"))?;
-        Some(String::from_utf8(bytes).map_err(|_| Error::invalid_field("page_token", "is not a token this API issued"))?)
+        let bytes = hex::decode(page_token)
+            .map_err(|_| Error::invalid_field("page_token", "is not a token this API issued"))?;
+        Some(
+            String::from_utf8(bytes)
+                .map_err(|_| Error::invalid_field("page_token", "is not a token this API issued"))?,
+        )
     };
     Ok(PageRequest { size, after })
 }

@@ -42,15 +42,9 @@ pub async fn migrate(pool: &Pool, service: &str, migrations: &[Migration]) -> Re
         )
         .await
         .map_err(pg_error)?;
-    client
-        .execute("SELECT pg_advisory_lock(hashtext($1))", &[&service])
-        .await
-        .map_err(pg_error)?;
+    client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&service]).await.map_err(pg_error)?;
     let outcome = apply(&mut client, service, migrations).await;
-    client
-        .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&service])
-        .await
-        .map_err(pg_error)?;
+    client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&service]).await.map_err(pg_error)?;
     outcome
 }
 

@@ -38,13 +38,8 @@ pub async fn run_service(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (reporter, health_service) = health();
-    let readiness = spawn_readiness(
-        reporter,
-        parts.grpc_service_names,
-        parts.checks,
-        Duration::from_secs(2),
-        shutdown.clone(),
-    );
+    let readiness =
+        spawn_readiness(reporter, parts.grpc_service_names, parts.checks, Duration::from_secs(2), shutdown.clone());
     let mut tasks = Vec::new();
     for (task_name, task) in parts.background {
         let task_shutdown = shutdown.clone();

@@ -67,7 +67,10 @@ pub fn from_status(status: &Status) -> Error {
         error.field_violations = bad_request
             .field_violations
             .iter()
-            .map(|violation| FieldViolation { field: violation.field.clone(), description: violation.description.clone() })
+            .map(|violation| FieldViolation {
+                field: violation.field.clone(),
+                description: violation.description.clone(),
+            })
             .collect();
     }
     if let Some(resource) = details.resource_info() {

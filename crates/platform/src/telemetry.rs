@@ -36,10 +36,8 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if let Some(endpoint) = &config.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build()?;
+        let exporter =
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
         builder = builder.with_batch_exporter(exporter);
     }
     let tracer_provider = builder.build();

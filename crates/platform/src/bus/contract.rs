@@ -85,7 +85,8 @@ pub async fn at_least_once_in_order(bus: &dyn EventBus, topic: &str, group_suffi
 pub async fn latest_skips_history(bus: &dyn EventBus, topic: &str, group_suffix: &str) -> Result<(), Error> {
     let tenant = TenantId::parse("acme", "tenant")?;
     bus.publish(topic, &sample(&tenant, "ct_old", "before")).await?;
-    let mut subscription = bus.subscribe(&format!("contract-latest-{group_suffix}"), &[topic], StartFrom::Latest).await?;
+    let mut subscription =
+        bus.subscribe(&format!("contract-latest-{group_suffix}"), &[topic], StartFrom::Latest).await?;
     // Kafka assigns partitions asynchronously; keep publishing fresh
     // records until one arrives, and check no old one ever does.
     let fresh = sample(&tenant, "ct_new", "after");

@@ -64,11 +64,16 @@ impl KafkaBus {
         let new_topics: Vec<NewTopic<'_>> = physical_topics
             .iter()
             .map(|topic| {
-                NewTopic::new(topic.as_str(), self.config.partitions, TopicReplication::Fixed(self.config.replication_factor))
+                NewTopic::new(
+                    topic.as_str(),
+                    self.config.partitions,
+                    TopicReplication::Fixed(self.config.replication_factor),
+                )
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin.create_topics(&new_topics, &options).await.map_err(|error| unavailable("create topics", error))?;
+        let results =
+            admin.create_topics(&new_topics, &options).await.map_err(|error| unavailable("create topics", error))?;
         for result in results {
             match result {
                 Ok(topic) => tracing::info!(topic, "kafka topic created"),
@@ -91,7 +96,8 @@ impl EventBus for KafkaBus {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let physical_topic = self.physical_topic(topic);
-        let record = FutureRecord::to(&physical_topic).key(envelope.subject.as_str()).payload(&payload).headers(headers);
+        let record =
+            FutureRecord::to(&physical_topic).key(envelope.subject.as_str()).payload(&payload).headers(headers);
         self.producer
             .send(record, DELIVERY_TIMEOUT)
             .await

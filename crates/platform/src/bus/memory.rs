@@ -130,10 +130,7 @@ impl Subscription for MemorySubscription {
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
         let mut log = self.bus.lock();
-        let committed = log
-            .committed_by_group_topic
-            .entry((self.group.clone(), delivery.topic.clone()))
-            .or_insert(0);
+        let committed = log.committed_by_group_topic.entry((self.group.clone(), delivery.topic.clone())).or_insert(0);
         *committed = (*committed).max(delivery.offset + 1);
         Ok(())
     }
