@@ -1,0 +1,312 @@
+//! Pure routing logic: the routing record of a contact and its state
+//! machine, agents' live capacity, and the matching algorithm. No IO; the
+//! stores apply exactly these rules (the Redis store in Lua, checked
+//! against the in-memory store by the shared contract suite).
+
+pub mod matching;
+
+use std::collections::BTreeMap;
+
+use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
+
+/// Channel numbers as in `switchboard.common.v1.Channel`.
+pub const CHANNEL_VOICE: i32 = 1;
+
+/// Where a contact is in routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingStatus {
+    Queued,
+    Offered,
+    Answered,
+    Completed,
+    Abandoned,
+}
+
+impl RoutingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingStatus::Queued => "queued",
+            RoutingStatus::Offered => "offered",
+            RoutingStatus::Answered => "answered",
+            RoutingStatus::Completed => "completed",
+            RoutingStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<RoutingStatus> {
+        match value {
+            "queued" => Some(RoutingStatus::Queued),
+            "offered" => Some(RoutingStatus::Offered),
+            "answered" => Some(RoutingStatus::Answered),
+            "completed" => Some(RoutingStatus::Completed),
+            "abandoned" => Some(RoutingStatus::Abandoned),
+            _ => None,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RoutingStatus::Completed | RoutingStatus::Abandoned)
+    }
+}
+
+/// A skill with a minimum level a queue requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkillRequirement {
+    pub name: String,
+    pub min_level: i32,
+}
+
+/// The routing record of one contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRecord {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    pub queue: QueueId,
+    pub channel: i32,
+    /// Customer resource name.
+    pub customer: String,
+    pub subject: String,
+    pub priority: i32,
+    pub required_skills: Vec<SkillRequirement>,
+    pub enqueue_ms: i64,
+    pub offer_timeout_ms: i64,
+    pub status: RoutingStatus,
+    pub agent: Option<AgentId>,
+    pub offer_expire_ms: i64,
+    pub answer_ms: i64,
+    pub end_ms: i64,
+}
+
+impl ContactRecord {
+    /// Sort key among waiting contacts: higher priority first, then older
+    /// first. Kept when a contact goes back to its queue, so it regains its
+    /// original place.
+    pub fn rank(&self) -> f64 {
+        // Exact in an f64 (Redis sorted-set scores): (100 * 1e13 + ms) < 2^53.
+        (100 - self.priority.clamp(0, 100)) as f64 * 1e13 + self.enqueue_ms as f64
+    }
+}
+
+/// An agent as routing sees it: what it may take and what it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProfile {
+    pub agent: AgentId,
+    pub tenants: Vec<TenantId>,
+    /// Skill name to level (1-5).
+    pub skills: BTreeMap<String, i32>,
+    /// Channel number to concurrent contacts.
+    pub capacities: BTreeMap<i32, i32>,
+}
+
+/// An agent's live routing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLive {
+    pub profile: AgentProfile,
+    pub available: bool,
+    /// When the agent last became free; longest idle is served first.
+    pub idle_since_ms: i64,
+    /// Offered or handled contacts per channel.
+    pub load: BTreeMap<i32, i32>,
+}
+
+impl AgentLive {
+    pub fn total_load(&self) -> i32 {
+        self.load.values().sum()
+    }
+
+    pub fn load_on(&self, channel: i32) -> i32 {
+        self.load.get(&channel).copied().unwrap_or(0)
+    }
+
+    /// May this agent take one more contact of `record`'s kind now?
+    /// Tenant served, skills met, channel capacity free, and a voice
+    /// contact is never mixed with other work.
+    pub fn can_take(&self, record: &ContactRecord) -> bool {
+        if !self.available || !self.profile.tenants.contains(&record.tenant) {
+            return false;
+        }
+        let skills_met = record.required_skills.iter().all(|requirement| {
+            self.profile.skills.get(&requirement.name).is_some_and(|level| *level >= requirement.min_level)
+        });
+        if !skills_met {
+            return false;
+        }
+        let capacity = self.profile.capacities.get(&record.channel).copied().unwrap_or(0);
+        if self.load_on(record.channel) >= capacity {
+            return false;
+        }
+        if self.load_on(CHANNEL_VOICE) > 0 {
+            return false;
+        }
+        if record.channel == CHANNEL_VOICE && self.total_load() > 0 {
+            return false;
+        }
+        true
+    }
+}
+
+fn rejected(record: &ContactRecord, action: &str) -> Error {
+    Error::failed_precondition(format!(
+        "cannot {action} contact `{}`: it is {}",
+        record.contact,
+        record.status.as_str()
+    ))
+    .with_resource(switchboard_core::names::contact_name(&record.tenant, &record.contact))
+}
+
+fn require_agent(record: &ContactRecord, agent: &AgentId, action: &str) -> Result<(), Error> {
+    if record.agent.as_ref() == Some(agent) {
+        return Ok(());
+    }
+    Err(Error::failed_precondition(format!("cannot {action} contact `{}`: it is not assigned to agent `{agent}`", record.contact)))
+}
+
+/// What changed, so the caller publishes the matching event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The transition happened now.
+    Changed,
+    /// It had already happened (a retry): nothing changed, but the event
+    /// may be published again, since consumers are idempotent.
+    AlreadyDone,
+}
+
+/// Offer a queued contact to `agent` until `expire_ms`.
+pub fn reserve(record: &mut ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<(), Error> {
+    if record.status != RoutingStatus::Queued {
+        return Err(rejected(record, "offer"));
+    }
+    record.status = RoutingStatus::Offered;
+    record.agent = Some(agent.clone());
+    record.offer_expire_ms = expire_ms;
+    Ok(())
+}
+
+pub fn accept(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Result<Applied, Error> {
+    if record.status == RoutingStatus::Answered && record.agent.as_ref() == Some(agent) {
+        return Ok(Applied::AlreadyDone);
+    }
+    if record.status != RoutingStatus::Offered {
+        return Err(rejected(record, "accept"));
+    }
+    require_agent(record, agent, "accept")?;
+    record.status = RoutingStatus::Answered;
+    record.answer_ms = now_ms;
+    record.offer_expire_ms = 0;
+    Ok(Applied::Changed)
+}
+
+/// The offer ends unanswered (rejected, timed out, agent gone): the contact
+/// returns to its queue at its original rank. `agent` of `None` withdraws
+/// whichever agent holds it.
+pub fn withdraw(record: &mut ContactRecord, agent: Option<&AgentId>) -> Result<AgentId, Error> {
+    if record.status != RoutingStatus::Offered {
+        return Err(rejected(record, "withdraw the offer of"));
+    }
+    if let Some(agent) = agent {
+        require_agent(record, agent, "withdraw the offer of")?;
+    }
+    let holder = record.agent.take().ok_or_else(|| Error::internal("offered contact without agent"))?;
+    record.status = RoutingStatus::Queued;
+    record.offer_expire_ms = 0;
+    Ok(holder)
+}
+
+pub fn complete(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Result<Applied, Error> {
+    if record.status == RoutingStatus::Completed && record.agent.as_ref() == Some(agent) {
+        return Ok(Applied::AlreadyDone);
+    }
+    if record.status != RoutingStatus::Answered {
+        return Err(rejected(record, "complete"));
+    }
+    require_agent(record, agent, "complete")?;
+    record.status = RoutingStatus::Completed;
+    record.end_ms = now_ms;
+    Ok(Applied::Changed)
+}
+
+/// Where the customer was when they left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbandonedFrom {
+    Queue,
+    /// Ringing at this agent.
+    Offer(AgentId),
+}
+
+/// The customer left. Only a queued or offered contact can be abandoned;
+/// an answered one ends by completion.
+pub fn abandon(record: &mut ContactRecord, now_ms: i64) -> Result<(Applied, Option<AbandonedFrom>), Error> {
+    let from = match record.status {
+        RoutingStatus::Abandoned => return Ok((Applied::AlreadyDone, None)),
+        RoutingStatus::Queued => AbandonedFrom::Queue,
+        RoutingStatus::Offered => {
+            AbandonedFrom::Offer(record.agent.clone().ok_or_else(|| Error::internal("offered contact without agent"))?)
+        }
+        RoutingStatus::Answered | RoutingStatus::Completed => return Err(rejected(record, "abandon")),
+    };
+    record.status = RoutingStatus::Abandoned;
+    record.end_ms = now_ms;
+    record.offer_expire_ms = 0;
+    Ok((Applied::Changed, Some(from)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn record(priority: i32, enqueue_ms: i64) -> ContactRecord {
+        ContactRecord {
+            tenant: TenantId::parse("acme", "t").expect("tenant"),
+            contact: ContactId::generate(),
+            queue: QueueId::parse("support", "q").expect("queue"),
+            channel: 3,
+            customer: String::new(),
+            subject: String::new(),
+            priority,
+            required_skills: Vec::new(),
+            enqueue_ms,
+            offer_timeout_ms: 30_000,
+            status: RoutingStatus::Queued,
+            agent: None,
+            offer_expire_ms: 0,
+            answer_ms: 0,
+            end_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_contact_reaches_exactly_one_terminal_state() {
+        let alice = AgentId::parse("alice", "a").expect("agent");
+        let bob = AgentId::parse("bob", "a").expect("agent");
+        let mut contact = record(0, 1_000);
+        reserve(&mut contact, &alice, 2_000).expect("offer");
+        assert!(reserve(&mut contact, &bob, 2_000).is_err(), "no second offer while offered");
+        assert!(accept(&mut contact, &bob, 1_500).is_err(), "only the offered agent accepts");
+        assert_eq!(accept(&mut contact, &alice, 1_500), Ok(Applied::Changed));
+        assert_eq!(accept(&mut contact, &alice, 1_600), Ok(Applied::AlreadyDone));
+        assert!(abandon(&mut contact, 1_700).is_err(), "an answered contact is not abandoned");
+        assert_eq!(complete(&mut contact, &alice, 1_800), Ok(Applied::Changed));
+        assert_eq!(contact.answer_ms, 1_500);
+        assert!(withdraw(&mut contact, None).is_err());
+        assert_eq!(contact.status, RoutingStatus::Completed);
+    }
+
+    #[test]
+    fn withdrawn_offers_return_to_the_queue_and_abandons_remember_the_stage() {
+        let alice = AgentId::parse("alice", "a").expect("agent");
+        let mut contact = record(5, 1_000);
+        let rank = contact.rank();
+        reserve(&mut contact, &alice, 2_000).expect("offer");
+        assert_eq!(withdraw(&mut contact, Some(&alice)), Ok(alice.clone()));
+        assert_eq!((contact.status, contact.rank()), (RoutingStatus::Queued, rank));
+        reserve(&mut contact, &alice, 3_000).expect("offer again");
+        assert_eq!(abandon(&mut contact, 2_500), Ok((Applied::Changed, Some(AbandonedFrom::Offer(alice)))));
+        assert_eq!(abandon(&mut contact, 2_600), Ok((Applied::AlreadyDone, None)));
+    }
+
+    #[test]
+    fn rank_orders_priority_then_age() {
+        assert!(record(10, 5_000).rank() < record(0, 1_000).rank());
+        assert!(record(0, 1_000).rank() < record(0, 1_001).rank());
+    }
+}

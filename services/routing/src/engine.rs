@@ -1,0 +1,359 @@
+//! The routing engine: turns contact and presence events into queue
+//! entries and agent availability, matches waiting contacts to agents,
+//! sweeps expired offers, and publishes every outcome on the routing topic.
+//!
+//! Every handler is idempotent: a state change that already happened is
+//! not repeated, but its event is published again, because the first
+//! attempt may have failed between the change and the publish. Consumers
+//! of the routing topic merge events idempotently, so a repeat is harmless
+//! and a loss is impossible.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::event::{ROUTING_TOPIC, envelope, envelope_tenant};
+use switchboard_core::names::{agent_name, contact_name, parse_agent, parse_contact, parse_queue, queue_name};
+use switchboard_core::time::{millis_from_duration, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::{AgentId, ContactId, Error, TenantId};
+use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{Contact, contact_event};
+use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
+use switchboard_proto::routing::v1::{
+    AbandonStage, ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, OfferWithdrawn,
+    RoutingEvent, WithdrawReason, routing_event,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::matching::plan_offers;
+use crate::domain::{AbandonedFrom, AgentProfile, ContactRecord, RoutingStatus, SkillRequirement};
+use crate::store::{QueueStore, RoutingState};
+use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
+
+/// Head contacts per queue considered in one matching pass.
+const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
+/// Passes without progress before the matcher sleeps again.
+const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
+/// A safety net: match even when no event asked for it.
+const MATCH_TICK: Duration = Duration::from_secs(1);
+
+pub struct Engine {
+    pub state: Arc<dyn RoutingState>,
+    pub queues: Arc<dyn QueueStore>,
+    pub bus: Arc<dyn EventBus>,
+    match_requested: Notify,
+}
+
+impl Engine {
+    pub fn new(state: Arc<dyn RoutingState>, queues: Arc<dyn QueueStore>, bus: Arc<dyn EventBus>) -> Engine {
+        Engine { state, queues, bus, match_requested: Notify::new() }
+    }
+
+    pub fn request_match(&self) {
+        self.match_requested.notify_one();
+    }
+
+    async fn publish(&self, tenant: &TenantId, contact: &ContactId, kind: routing_event::Kind) -> Result<(), Error> {
+        let event = envelope(Some(tenant), contact.as_str(), Payload::Routing(RoutingEvent { kind: Some(kind) }));
+        publish_traced(self.bus.as_ref(), ROUTING_TOPIC, &event).await
+    }
+
+    /// The consumer's handler for contacts and presence events.
+    pub async fn handle(&self, delivery: Delivery) -> Result<(), Error> {
+        let tenant = envelope_tenant(&delivery.envelope)?;
+        match delivery.envelope.payload {
+            Some(Payload::Contact(event)) => {
+                let tenant = tenant.ok_or_else(|| Error::invalid_field("envelope.tenant", "contact events need a tenant"))?;
+                match event.kind {
+                    Some(contact_event::Kind::Created(created)) => {
+                        let contact = created.contact.ok_or_else(|| Error::missing_field("created.contact"))?;
+                        self.on_contact_created(&tenant, contact).await
+                    }
+                    Some(contact_event::Kind::Abandoned(abandoned)) => {
+                        let (contact_tenant, contact) = parse_contact(&abandoned.contact, "abandoned.contact")?;
+                        if contact_tenant != tenant {
+                            return Err(Error::invalid_field("abandoned.contact", "belongs to another tenant"));
+                        }
+                        self.on_customer_left(&tenant, &contact).await
+                    }
+                    None => Ok(()),
+                }
+            }
+            Some(Payload::Presence(event)) => match event.kind {
+                Some(presence_event::Kind::StateChanged(changed)) => self.on_agent_state(changed).await,
+                None => Ok(()),
+            },
+            Some(Payload::Routing(_)) | None => Ok(()),
+        }
+    }
+
+    async fn on_contact_created(&self, tenant: &TenantId, contact: Contact) -> Result<(), Error> {
+        let (contact_tenant, contact_id) = parse_contact(&contact.name, "contact.name")?;
+        let (queue_tenant, queue_id) = parse_queue(&contact.queue, "contact.queue")?;
+        if contact_tenant != *tenant || queue_tenant != *tenant {
+            return Err(Error::invalid_field("contact", "names another tenant than its envelope"));
+        }
+        // A queue deleted after ingestion accepted the contact must not
+        // strand it: it is routed with default settings and no skill
+        // requirements, and still reaches a terminal state.
+        let queue = self.queues.get_queue(tenant, &queue_id).await?.unwrap_or_default();
+        let threshold = |duration: &Option<prost_types::Duration>, default: i64| {
+            duration.as_ref().and_then(millis_from_duration).unwrap_or(default)
+        };
+        let enqueue_ms = contact.create_time.as_ref().map_or_else(now_millis, switchboard_core::time::millis_from_timestamp);
+        let record = ContactRecord {
+            tenant: tenant.clone(),
+            contact: contact_id.clone(),
+            queue: queue_id.clone(),
+            channel: contact.channel,
+            customer: contact.customer.clone(),
+            subject: contact.subject.clone(),
+            priority: contact.priority.clamp(0, 100).max(queue.priority.clamp(0, 100)),
+            required_skills: queue
+                .required_skills
+                .iter()
+                .map(|skill| SkillRequirement { name: skill.name.clone(), min_level: skill.level })
+                .collect(),
+            enqueue_ms,
+            offer_timeout_ms: threshold(&queue.offer_timeout, DEFAULT_OFFER_TIMEOUT_MS),
+            status: RoutingStatus::Queued,
+            agent: None,
+            offer_expire_ms: 0,
+            answer_ms: 0,
+            end_ms: 0,
+        };
+        let added = self.state.enqueue(&record).await?;
+        tracing::info!(tenant = %tenant, contact = %contact_id, queue = %queue_id, added, "contact queued");
+        let queued = ContactQueued {
+            contact: contact.name.clone(),
+            queue: queue_name(tenant, &queue_id),
+            channel: contact.channel,
+            customer: contact.customer.clone(),
+            enqueue_time: Some(timestamp_from_millis(enqueue_ms)),
+            short_abandon_threshold: Some(switchboard_core::time::duration_from_millis(threshold(
+                &queue.short_abandon_threshold,
+                DEFAULT_SHORT_ABANDON_THRESHOLD_MS,
+            ))),
+            service_level_threshold: Some(switchboard_core::time::duration_from_millis(threshold(
+                &queue.service_level_threshold,
+                DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+            ))),
+        };
+        self.publish(tenant, &contact_id, routing_event::Kind::Queued(queued)).await?;
+        self.request_match();
+        Ok(())
+    }
+
+    async fn on_customer_left(&self, tenant: &TenantId, contact: &ContactId) -> Result<(), Error> {
+        let (_, from, record) = match self.state.abandon(tenant, contact, now_millis()).await {
+            Ok(outcome) => outcome,
+            Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {
+                tracing::info!(tenant = %tenant, contact = %contact, "customer left after being answered, nothing to abandon");
+                return Ok(());
+            }
+            Err(error) if error.code == switchboard_core::ErrorCode::NotFound => {
+                tracing::warn!(tenant = %tenant, contact = %contact, "customer left a contact routing never queued");
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        // An abandon keeps the ringing agent on the record, which tells the
+        // stage on a repeated delivery too.
+        let ringing_agent = match &from {
+            Some(AbandonedFrom::Offer(agent)) => Some(agent.clone()),
+            Some(AbandonedFrom::Queue) => None,
+            None => record.agent.clone(),
+        };
+        if let Some(agent) = &ringing_agent {
+            let withdrawn = OfferWithdrawn {
+                contact: contact_name(tenant, contact),
+                agent: agent_name(agent),
+                reason: WithdrawReason::CustomerLeft as i32,
+            };
+            self.publish(tenant, contact, routing_event::Kind::OfferWithdrawn(withdrawn)).await?;
+        }
+        let stage = if ringing_agent.is_some() { AbandonStage::Offered } else { AbandonStage::Queue };
+        let abandoned = ContactAbandoned {
+            contact: contact_name(tenant, contact),
+            queue: queue_name(tenant, &record.queue),
+            channel: record.channel,
+            customer: record.customer.clone(),
+            stage: stage as i32,
+            enqueue_time: Some(timestamp_from_millis(record.enqueue_ms)),
+            abandon_time: optional_timestamp(record.end_ms),
+        };
+        tracing::info!(tenant = %tenant, contact = %contact, stage = ?stage, "contact abandoned");
+        self.publish(tenant, contact, routing_event::Kind::Abandoned(abandoned)).await?;
+        self.request_match();
+        Ok(())
+    }
+
+    async fn on_agent_state(&self, changed: AgentStateChanged) -> Result<(), Error> {
+        let agent = parse_agent(&changed.agent, "state_changed.agent")?;
+        let mut tenants = Vec::new();
+        for tenant in &changed.tenants {
+            tenants.push(switchboard_core::names::parse_tenant(tenant, "state_changed.tenants")?);
+        }
+        let profile = AgentProfile {
+            agent: agent.clone(),
+            tenants,
+            skills: changed.skills.iter().map(|skill| (skill.name.clone(), skill.level)).collect(),
+            capacities: changed
+                .capacities
+                .iter()
+                .map(|capacity| (capacity.channel, capacity.max_concurrent))
+                .collect::<BTreeMap<_, _>>(),
+        };
+        let available = changed.state == AgentState::Available as i32;
+        self.state.upsert_agent(&profile, available, now_millis()).await?;
+        tracing::info!(agent = %agent, available, "agent availability updated");
+        if !available {
+            for offer in self.state.offers_of_agent(&agent).await? {
+                self.withdraw_offer(&offer.tenant, &offer.contact, &agent, WithdrawReason::AgentUnavailable).await?;
+            }
+        }
+        self.request_match();
+        Ok(())
+    }
+
+    async fn withdraw_offer(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        reason: WithdrawReason,
+    ) -> Result<ContactRecord, Error> {
+        let (holder, record) = self.state.withdraw(tenant, contact, Some(agent), now_millis()).await?;
+        tracing::info!(tenant = %tenant, contact = %contact, agent = %holder, reason = ?reason, "offer withdrawn");
+        let withdrawn = OfferWithdrawn { contact: contact_name(tenant, contact), agent: agent_name(&holder), reason: reason as i32 };
+        self.publish(tenant, contact, routing_event::Kind::OfferWithdrawn(withdrawn)).await?;
+        self.request_match();
+        Ok(record)
+    }
+
+    /// One matching pass; returns how many offers were made.
+    pub async fn match_once(&self) -> Result<usize, Error> {
+        let snapshot = self.state.snapshot(CONTACTS_PER_QUEUE_PER_PASS).await?;
+        if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
+            return Ok(0);
+        }
+        let mut offered = 0;
+        for planned in plan_offers(&snapshot.waiting, &snapshot.agents) {
+            let record = &snapshot.waiting[planned.contact_index];
+            let agent = &snapshot.agents[planned.agent_index].profile.agent;
+            let offer_time = now_millis();
+            let expire_ms = offer_time + record.offer_timeout_ms;
+            if !self.state.reserve(record, agent, expire_ms).await? {
+                continue;
+            }
+            offered += 1;
+            tracing::info!(tenant = %record.tenant, contact = %record.contact, agent = %agent, "contact offered");
+            let event = ContactOffered {
+                contact: contact_name(&record.tenant, &record.contact),
+                queue: queue_name(&record.tenant, &record.queue),
+                channel: record.channel,
+                customer: record.customer.clone(),
+                agent: agent_name(agent),
+                offer_time: Some(timestamp_from_millis(offer_time)),
+                expire_time: Some(timestamp_from_millis(expire_ms)),
+                subject: record.subject.clone(),
+            };
+            self.publish(&record.tenant, &record.contact, routing_event::Kind::Offered(event)).await?;
+        }
+        Ok(offered)
+    }
+
+    /// Matches whenever asked (and on a slow tick) until `shutdown`.
+    pub async fn run_matcher(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = self.match_requested.notified() => {}
+                () = tokio::time::sleep(MATCH_TICK) => {}
+            }
+            loop {
+                match self.match_once().await {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "matching pass failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns expired offers to their queue until `shutdown`.
+    pub async fn run_offer_sweeper(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) -> Result<(), Error> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
+            }
+            let expired = match self.state.expired_offers(now_millis(), EXPIRED_OFFERS_PER_SWEEP).await {
+                Ok(expired) => expired,
+                Err(error) => {
+                    tracing::warn!(error = %error, "offer sweep failed");
+                    continue;
+                }
+            };
+            for offer in expired {
+                // Another replica or the agent may have resolved it first.
+                match self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await {
+                    Ok(_) => {}
+                    Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
+                    Err(error) => tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed"),
+                }
+            }
+        }
+    }
+
+    pub async fn accept(&self, tenant: &TenantId, contact: &ContactId, agent: &AgentId) -> Result<ContactRecord, Error> {
+        let (_, record) = self.state.accept(tenant, contact, agent, now_millis()).await?;
+        tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
+        let answered = ContactAnswered {
+            contact: contact_name(tenant, contact),
+            queue: queue_name(tenant, &record.queue),
+            channel: record.channel,
+            customer: record.customer.clone(),
+            agent: agent_name(agent),
+            enqueue_time: Some(timestamp_from_millis(record.enqueue_ms)),
+            answer_time: optional_timestamp(record.answer_ms),
+        };
+        self.publish(tenant, contact, routing_event::Kind::Answered(answered)).await?;
+        Ok(record)
+    }
+
+    pub async fn reject(&self, tenant: &TenantId, contact: &ContactId, agent: &AgentId) -> Result<ContactRecord, Error> {
+        self.withdraw_offer(tenant, contact, agent, WithdrawReason::Rejected).await
+    }
+
+    pub async fn complete(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        disposition: &str,
+        resolved: bool,
+    ) -> Result<ContactRecord, Error> {
+        let (_, record) = self.state.complete(tenant, contact, agent, now_millis()).await?;
+        tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
+        let completed = ContactCompleted {
+            contact: contact_name(tenant, contact),
+            queue: queue_name(tenant, &record.queue),
+            channel: record.channel,
+            customer: record.customer.clone(),
+            agent: agent_name(agent),
+            disposition: disposition.to_owned(),
+            resolved,
+            answer_time: optional_timestamp(record.answer_ms),
+            end_time: optional_timestamp(record.end_ms),
+        };
+        self.publish(tenant, contact, routing_event::Kind::Completed(completed)).await?;
+        self.request_match();
+        Ok(record)
+    }
+}

@@ -1,0 +1,318 @@
+//! `switchboard.routing.v1.RoutingService`: queue management for tenant
+//! admins, assignment lookups for readers, and offer decisions for agents.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use switchboard_core::names::{agent_name, contact_name, parse_contact, parse_queue, parse_tenant, queue_name};
+use switchboard_core::time::{duration_from_millis, millis_from_duration, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
+use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::status::IntoStatus;
+use switchboard_proto::common::v1::{Channel, ContactStatus};
+use switchboard_proto::routing::v1::routing_service_server::RoutingService;
+use switchboard_proto::routing::v1::{
+    AcceptOfferRequest, Assignment, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
+    GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, ListQueuesResponse, Queue, RejectOfferRequest,
+    UpdateQueueRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::domain::{ContactRecord, RoutingStatus};
+use crate::engine::Engine;
+use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
+
+const MAX_DISPLAY_NAME_BYTES: usize = 200;
+const MAX_SKILLS: usize = 32;
+const MAX_DISPOSITION_BYTES: usize = 128;
+const MAX_NOTES_BYTES: usize = 4096;
+const UPDATABLE_FIELDS: [&str; 7] = [
+    "display_name",
+    "channels",
+    "priority",
+    "required_skills",
+    "service_level_threshold",
+    "short_abandon_threshold",
+    "offer_timeout",
+];
+
+pub struct RoutingApi {
+    pub engine: Arc<Engine>,
+    pub access: Arc<AccessControl>,
+}
+
+fn check_duration(
+    duration: &Option<prost_types::Duration>,
+    field: &str,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<(), Error> {
+    let Some(duration) = duration else {
+        return Ok(());
+    };
+    let millis = millis_from_duration(duration).ok_or_else(|| Error::invalid_field(field, "must not be negative"))?;
+    if !(min_ms..=max_ms).contains(&millis) {
+        return Err(Error::invalid_field(field, format!("must be between {min_ms} ms and {max_ms} ms")));
+    }
+    Ok(())
+}
+
+/// Validates the settable fields of a queue; `prefix` is the field path of
+/// the queue in the request.
+pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
+    if queue.display_name.len() > MAX_DISPLAY_NAME_BYTES {
+        return Err(Error::invalid_field(format!("{prefix}.display_name"), "must be at most 200 bytes"));
+    }
+    let mut seen_channels = HashSet::new();
+    for channel in &queue.channels {
+        if !matches!(Channel::try_from(*channel), Ok(channel) if channel != Channel::Unspecified) {
+            return Err(Error::invalid_field(format!("{prefix}.channels"), format!("{channel} is not a channel")));
+        }
+        if !seen_channels.insert(*channel) {
+            return Err(Error::invalid_field(format!("{prefix}.channels"), "lists a channel twice"));
+        }
+    }
+    if !(0..=100).contains(&queue.priority) {
+        return Err(Error::invalid_field(format!("{prefix}.priority"), "must be between 0 and 100"));
+    }
+    if queue.required_skills.len() > MAX_SKILLS {
+        return Err(Error::invalid_field(format!("{prefix}.required_skills"), "at most 32 skills"));
+    }
+    for skill in &queue.required_skills {
+        if skill.name.is_empty() || skill.name.len() > 64 {
+            return Err(Error::invalid_field(format!("{prefix}.required_skills.name"), "must be 1-64 bytes"));
+        }
+        if !(1..=5).contains(&skill.level) {
+            return Err(Error::invalid_field(format!("{prefix}.required_skills.level"), "must be between 1 and 5"));
+        }
+    }
+    check_duration(&queue.service_level_threshold, &format!("{prefix}.service_level_threshold"), 1_000, 3_600_000)?;
+    check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000)?;
+    check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000)?;
+    Ok(())
+}
+
+fn with_defaults(mut queue: Queue) -> Queue {
+    queue.service_level_threshold.get_or_insert(duration_from_millis(DEFAULT_SERVICE_LEVEL_THRESHOLD_MS));
+    queue.short_abandon_threshold.get_or_insert(duration_from_millis(DEFAULT_SHORT_ABANDON_THRESHOLD_MS));
+    queue.offer_timeout.get_or_insert(duration_from_millis(DEFAULT_OFFER_TIMEOUT_MS));
+    queue
+}
+
+fn contact_status(status: RoutingStatus) -> ContactStatus {
+    match status {
+        RoutingStatus::Queued => ContactStatus::Queued,
+        RoutingStatus::Offered => ContactStatus::Offered,
+        RoutingStatus::Answered => ContactStatus::Answered,
+        RoutingStatus::Completed => ContactStatus::Completed,
+        RoutingStatus::Abandoned => ContactStatus::Abandoned,
+    }
+}
+
+fn assignment(record: &ContactRecord, position: i32) -> Assignment {
+    Assignment {
+        contact: contact_name(&record.tenant, &record.contact),
+        queue: queue_name(&record.tenant, &record.queue),
+        channel: record.channel,
+        status: contact_status(record.status) as i32,
+        agent: record.agent.as_ref().map(agent_name).unwrap_or_default(),
+        enqueue_time: Some(timestamp_from_millis(record.enqueue_ms)),
+        offer_expire_time: optional_timestamp(record.offer_expire_ms),
+        answer_time: optional_timestamp(record.answer_ms),
+        end_time: optional_timestamp(record.end_ms),
+        position,
+    }
+}
+
+fn calling_agent(principal: &Principal) -> Result<AgentId, Error> {
+    match (&principal.role, &principal.agent) {
+        (Role::Agent, Some(agent)) => Ok(agent.clone()),
+        _ => Err(Error::permission_denied(format!(
+            "key `{}` is not an agent key: only agents decide on offers",
+            principal.key_name
+        ))),
+    }
+}
+
+impl RoutingApi {
+    fn authorize_write(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
+        self.access.authorize_write(principal, tenant)
+    }
+
+    async fn existing_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Queue, Error> {
+        self.engine.queues.get_queue(tenant, queue_id).await?.ok_or_else(|| Error::not_found(queue_name(tenant, queue_id)))
+    }
+
+    async fn create(&self, principal: Principal, request: CreateQueueRequest) -> Result<Queue, Error> {
+        let tenant = parse_tenant(&request.parent, "parent")?;
+        let queue_id = QueueId::parse(&request.queue_id, "queue_id")?;
+        let queue = request.queue.unwrap_or_default();
+        validate_queue(&queue, "queue")?;
+        self.authorize_write(&principal, &tenant)?;
+        let now = Some(timestamp_from_millis(now_millis()));
+        let queue = with_defaults(Queue { name: queue_name(&tenant, &queue_id), create_time: now, update_time: now, ..queue });
+        self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
+        tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue created");
+        Ok(queue)
+    }
+
+    async fn update(&self, principal: Principal, request: UpdateQueueRequest) -> Result<Queue, Error> {
+        let changes = request.queue.ok_or_else(|| Error::missing_field("queue"))?;
+        let (tenant, queue_id) = parse_queue(&changes.name, "queue.name")?;
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid_field("update_mask", "must list the fields to update"));
+        }
+        if let Some(unknown) = paths.iter().find(|path| !UPDATABLE_FIELDS.contains(&path.as_str())) {
+            return Err(Error::invalid_field("update_mask", format!("`{unknown}` cannot be updated")));
+        }
+        validate_queue(&changes, "queue")?;
+        self.authorize_write(&principal, &tenant)?;
+        let mut queue = self.existing_queue(&tenant, &queue_id).await?;
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => queue.display_name = changes.display_name.clone(),
+                "channels" => queue.channels = changes.channels.clone(),
+                "priority" => queue.priority = changes.priority,
+                "required_skills" => queue.required_skills = changes.required_skills.clone(),
+                "service_level_threshold" => queue.service_level_threshold = changes.service_level_threshold,
+                "short_abandon_threshold" => queue.short_abandon_threshold = changes.short_abandon_threshold,
+                _ => queue.offer_timeout = changes.offer_timeout,
+            }
+        }
+        let mut queue = with_defaults(queue);
+        queue.update_time = Some(timestamp_from_millis(now_millis()));
+        if !self.engine.queues.update_queue(&tenant, &queue_id, &queue).await? {
+            return Err(Error::not_found(queue_name(&tenant, &queue_id)));
+        }
+        tracing::info!(tenant = %tenant, queue = %queue_id, fields = ?paths, "queue updated");
+        Ok(queue)
+    }
+
+    async fn record_for(&self, principal: &Principal, contact_field: &str, name: &str) -> Result<ContactRecord, Error> {
+        let (tenant, contact) = parse_contact(name, contact_field)?;
+        match principal.role {
+            Role::Agent => self.access.require_tenant(&tenant)?,
+            _ => self.access.authorize_read(principal, &tenant)?,
+        }
+        let record = self.engine.state.get_contact(&tenant, &contact).await?;
+        let record = record.ok_or_else(|| Error::not_found(contact_name(&tenant, &contact)))?;
+        // An agent sees only contacts it holds; any other is as if absent.
+        if principal.role == Role::Agent && record.agent != principal.agent {
+            return Err(Error::not_found(contact_name(&tenant, &contact)));
+        }
+        Ok(record)
+    }
+}
+
+#[tonic::async_trait]
+impl RoutingService for RoutingApi {
+    async fn create_queue(&self, request: Request<CreateQueueRequest>) -> Result<Response<Queue>, Status> {
+        let principal = principal(&request)?;
+        self.create(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn get_queue(&self, request: Request<GetQueueRequest>) -> Result<Response<Queue>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let (tenant, queue_id) = parse_queue(&request.get_ref().name, "name")?;
+            self.access.authorize_read(&principal, &tenant)?;
+            self.existing_queue(&tenant, &queue_id).await
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn list_queues(&self, request: Request<ListQueuesRequest>) -> Result<Response<ListQueuesResponse>, Status> {
+        let principal = principal(&request)?;
+        let request = request.into_inner();
+        let outcome = async {
+            let tenant = parse_tenant(&request.parent, "parent")?;
+            let page_request = page_request(request.page_size, &request.page_token)?;
+            self.access.authorize_read(&principal, &tenant)?;
+            let queues = self.engine.queues.list_queues(&tenant, &page_request).await?;
+            let (queues, next_page_token) = page(queues, &page_request, |queue| {
+                queue.name.rsplit('/').next().unwrap_or_default().to_owned()
+            });
+            Ok(ListQueuesResponse { queues, next_page_token })
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn update_queue(&self, request: Request<UpdateQueueRequest>) -> Result<Response<Queue>, Status> {
+        let principal = principal(&request)?;
+        self.update(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn delete_queue(&self, request: Request<DeleteQueueRequest>) -> Result<Response<()>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let (tenant, queue_id) = parse_queue(&request.get_ref().name, "name")?;
+            self.authorize_write(&principal, &tenant)?;
+            if !self.engine.queues.delete_queue(&tenant, &queue_id).await? {
+                return Err(Error::not_found(queue_name(&tenant, &queue_id)));
+            }
+            tracing::info!(tenant = %tenant, queue = %queue_id, "queue deleted");
+            Ok(())
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn get_assignment(&self, request: Request<GetAssignmentRequest>) -> Result<Response<Assignment>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
+            let position = self.engine.state.position(&record).await?;
+            Ok(assignment(&record, position))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn accept_offer(&self, request: Request<AcceptOfferRequest>) -> Result<Response<Assignment>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let agent = calling_agent(&principal)?;
+            let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
+            let record = self.engine.accept(&record.tenant, &record.contact, &agent).await?;
+            Ok(assignment(&record, 0))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn reject_offer(&self, request: Request<RejectOfferRequest>) -> Result<Response<Assignment>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let agent = calling_agent(&principal)?;
+            if request.get_ref().reason.len() > MAX_NOTES_BYTES {
+                return Err(Error::invalid_field("reason", "must be at most 4096 bytes"));
+            }
+            let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
+            let record = self.engine.reject(&record.tenant, &record.contact, &agent).await?;
+            let position = self.engine.state.position(&record).await?;
+            Ok(assignment(&record, position))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn complete_contact(&self, request: Request<CompleteContactRequest>) -> Result<Response<Assignment>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let agent = calling_agent(&principal)?;
+            let body = request.get_ref();
+            if body.disposition.is_empty() {
+                return Err(Error::missing_field("disposition"));
+            }
+            if body.disposition.len() > MAX_DISPOSITION_BYTES {
+                return Err(Error::invalid_field("disposition", "must be at most 128 bytes"));
+            }
+            if body.notes.len() > MAX_NOTES_BYTES {
+                return Err(Error::invalid_field("notes", "must be at most 4096 bytes"));
+            }
+            let record = self.record_for(&principal, "contact", &body.contact).await?;
+            let record =
+                self.engine.complete(&record.tenant, &record.contact, &agent, &body.disposition, body.resolved).await?;
+            Ok(assignment(&record, 0))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+}

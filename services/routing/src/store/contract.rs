@@ -1,0 +1,261 @@
+//! The contract both routing-state stores pass, and a differential check
+//! that replays one random operation sequence on two stores and demands
+//! identical decisions. Run against memory in unit tests and against Redis
+//! in `tests/redis_store.rs`.
+
+use std::collections::BTreeMap;
+
+use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
+use switchboard_platform::pagination::page_request;
+use switchboard_proto::routing::v1::Queue;
+
+use super::{QueueStore, RoutingState};
+use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, ContactRecord, RoutingStatus};
+
+const CHAT: i32 = 3;
+
+fn check(condition: bool, what: &str) -> Result<(), Error> {
+    if condition { Ok(()) } else { Err(Error::internal(format!("routing store contract broken: {what}"))) }
+}
+
+fn id<T>(parsed: Result<T, Error>) -> Result<T, Error> {
+    parsed
+}
+
+pub fn sample_record(tenant: &TenantId, queue: &QueueId, channel: i32, priority: i32, enqueue_ms: i64) -> ContactRecord {
+    ContactRecord {
+        tenant: tenant.clone(),
+        contact: ContactId::generate(),
+        queue: queue.clone(),
+        channel,
+        customer: format!("tenants/{tenant}/customers/cu_1"),
+        subject: "order status".to_owned(),
+        priority,
+        required_skills: Vec::new(),
+        enqueue_ms,
+        offer_timeout_ms: 30_000,
+        status: RoutingStatus::Queued,
+        agent: None,
+        offer_expire_ms: 0,
+        answer_ms: 0,
+        end_ms: 0,
+    }
+}
+
+pub fn sample_profile(agent: &AgentId, tenants: &[&TenantId], chat: i32, voice: i32) -> AgentProfile {
+    AgentProfile {
+        agent: agent.clone(),
+        tenants: tenants.iter().map(|tenant| (*tenant).clone()).collect(),
+        skills: BTreeMap::new(),
+        capacities: BTreeMap::from([(CHAT, chat), (CHANNEL_VOICE, voice)]),
+    }
+}
+
+/// The life of contacts through one store: idempotent enqueue, ordering,
+/// capacity, offers and their end, terminal states.
+pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let globex = id(TenantId::parse("globex", "t"))?;
+    let support = id(QueueId::parse("support", "q"))?;
+    let alice = id(AgentId::parse("alice", "a"))?;
+    let bob = id(AgentId::parse("bob", "a"))?;
+
+    let old = sample_record(&acme, &support, CHAT, 0, 1_000);
+    let young = sample_record(&acme, &support, CHAT, 0, 2_000);
+    let urgent = sample_record(&acme, &support, CHAT, 50, 3_000);
+    for record in [&old, &young, &urgent] {
+        check(state.enqueue(record).await?, "a new contact is enqueued")?;
+    }
+    check(!state.enqueue(&old).await?, "enqueue is idempotent")?;
+    check(state.position(&urgent).await? == 1, "higher priority waits first")?;
+    check(state.position(&old).await? == 2 && state.position(&young).await? == 3, "older waits before younger")?;
+
+    state.upsert_agent(&sample_profile(&alice, &[&acme], 1, 1), true, 10).await?;
+    state.upsert_agent(&sample_profile(&bob, &[&globex], 2, 0), true, 5).await?;
+    let snapshot = state.snapshot(10).await?;
+    check(snapshot.waiting.len() == 3 && snapshot.agents.len() == 2, "snapshot holds waiting contacts and agents")?;
+
+    check(!state.reserve(&urgent, &bob, 40_000).await?, "an agent never gets another tenant's contact")?;
+    check(state.reserve(&urgent, &alice, 40_000).await?, "reservation succeeds")?;
+    check(!state.reserve(&urgent, &alice, 40_000).await?, "a contact is offered to one agent at a time")?;
+    check(!state.reserve(&old, &alice, 40_000).await?, "chat capacity 1 is never exceeded")?;
+    check(state.position(&old).await? == 1, "an offered contact leaves the waiting line")?;
+
+    let error = state.accept(&acme, &urgent.contact, &bob, 20).await.err();
+    check(error.is_some_and(|error| error.code == ErrorCode::FailedPrecondition), "only the offered agent accepts")?;
+    let (holder, record) = state.withdraw(&acme, &urgent.contact, Some(&alice), 25).await?;
+    check(holder == alice && record.status == RoutingStatus::Queued, "a withdrawn offer returns to the queue")?;
+    check(state.position(&urgent).await? == 1, "a withdrawn contact keeps its original place")?;
+
+    check(state.reserve(&urgent, &alice, 50).await?, "re-offer after withdrawal")?;
+    let expired = state.expired_offers(60, 10).await?;
+    check(expired.len() == 1 && expired[0].contact == urgent.contact, "expired offers are found")?;
+    check(state.offers_of_agent(&alice).await?.len() == 1, "offers of an agent are found")?;
+    let (applied, record) = state.accept(&acme, &urgent.contact, &alice, 55).await?;
+    check(applied == Applied::Changed && record.answer_ms == 55, "accept answers the contact")?;
+    let (applied, _) = state.accept(&acme, &urgent.contact, &alice, 56).await?;
+    check(applied == Applied::AlreadyDone, "a retried accept changes nothing")?;
+    check(state.expired_offers(1_000_000, 10).await?.is_empty(), "an answered contact has no offer")?;
+    let abandon_answered = state.abandon(&acme, &urgent.contact, 57).await.err();
+    check(abandon_answered.is_some_and(|error| error.code == ErrorCode::FailedPrecondition), "answered is not abandoned")?;
+    check(!state.reserve(&old, &alice, 90_000).await?, "an agent at capacity gets nothing more")?;
+    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70).await?;
+    check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
+    check(state.reserve(&old, &alice, 90_000).await?, "completion frees the agent's capacity")?;
+
+    let (applied, from, record) = state.abandon(&acme, &old.contact, 80).await?;
+    check(applied == Applied::Changed && from == Some(AbandonedFrom::Offer(alice.clone())), "abandon while ringing")?;
+    check(record.status == RoutingStatus::Abandoned, "abandoned is terminal")?;
+    check(state.offers_of_agent(&alice).await?.is_empty(), "abandon ends the offer")?;
+    let (_, from, _) = state.abandon(&acme, &young.contact, 81).await?;
+    check(from == Some(AbandonedFrom::Queue), "abandon from the queue")?;
+    check(state.position(&young).await? == 0, "an abandoned contact leaves the queue")?;
+    let (applied, _, _) = state.abandon(&acme, &young.contact, 82).await?;
+    check(applied == Applied::AlreadyDone, "a repeated abandon changes nothing")?;
+    check(state.snapshot(10).await?.waiting.is_empty(), "nothing waits any more")?;
+
+    let voice = sample_record(&acme, &support, CHANNEL_VOICE, 0, 4_000);
+    let chat = sample_record(&acme, &support, CHAT, 0, 5_000);
+    state.enqueue(&voice).await?;
+    state.enqueue(&chat).await?;
+    check(state.reserve(&voice, &alice, 100_000).await?, "voice offered to a free agent")?;
+    check(!state.reserve(&chat, &alice, 100_000).await?, "a voice contact blocks other work")?;
+    state.upsert_agent(&sample_profile(&alice, &[&acme], 1, 1), false, 90).await?;
+    check(state.snapshot(10).await?.agents.iter().all(|agent| agent.profile.agent != alice), "unavailable agents are not offered")?;
+    let missing = state.accept(&acme, &ContactId::generate(), &alice, 1).await.err();
+    check(missing.is_some_and(|error| error.code == ErrorCode::NotFound), "unknown contacts are NOT_FOUND")?;
+    let other_tenant = state.get_contact(&globex, &voice.contact).await?;
+    check(other_tenant.is_none(), "a contact is invisible under another tenant")?;
+    Ok(())
+}
+
+/// Queue definitions: create once, get, list in pages, update, delete.
+pub async fn queue_store_contract(store: &dyn QueueStore) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let globex = id(TenantId::parse("globex", "t"))?;
+    for name in ["billing", "sales", "support"] {
+        let queue_id = id(QueueId::parse(name, "q"))?;
+        let queue = Queue { name: format!("tenants/acme/queues/{name}"), ..Queue::default() };
+        store.create_queue(&acme, &queue_id, &queue).await?;
+    }
+    let sales = id(QueueId::parse("sales", "q"))?;
+    let duplicate = store.create_queue(&acme, &sales, &Queue::default()).await.err();
+    check(duplicate.is_some_and(|error| error.code == ErrorCode::AlreadyExists), "duplicate create is ALREADY_EXISTS")?;
+    check(store.get_queue(&globex, &sales).await?.is_none(), "queues are per tenant")?;
+    let first_page = store.list_queues(&acme, &page_request(2, "")?).await?;
+    check(first_page.len() == 3, "a page returns size + 1 to detect more")?;
+    let after_billing = page_request(2, &hex_token("billing"))?;
+    let second = store.list_queues(&acme, &after_billing).await?;
+    check(second.first().is_some_and(|queue| queue.name.ends_with("/sales")), "pages continue after the token")?;
+    let renamed = Queue { display_name: "Sales".to_owned(), ..Queue::default() };
+    check(store.update_queue(&acme, &sales, &renamed).await?, "update an existing queue")?;
+    check(store.get_queue(&acme, &sales).await?.is_some_and(|queue| queue.display_name == "Sales"), "update persists")?;
+    check(store.delete_queue(&acme, &sales).await?, "delete an existing queue")?;
+    check(!store.delete_queue(&acme, &sales).await?, "delete twice reports absence")?;
+    check(!store.update_queue(&acme, &sales, &renamed).await?, "update of a deleted queue reports absence")?;
+    Ok(())
+}
+
+fn hex_token(key: &str) -> String {
+    key.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A small deterministic generator, so a failing sequence can be replayed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut mixed = self.0;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (mixed ^ (mixed >> 31)) % bound.max(1)
+    }
+}
+
+/// Replays `steps` random operations on both stores and fails at the first
+/// decision on which they differ.
+pub async fn differential(left: &dyn RoutingState, right: &dyn RoutingState, seed: u64, steps: usize) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let queues = [id(QueueId::parse("one", "q"))?, id(QueueId::parse("two", "q"))?];
+    let agents = [id(AgentId::parse("a1", "a"))?, id(AgentId::parse("a2", "a"))?, id(AgentId::parse("a3", "a"))?];
+    let mut random = SplitMix(seed);
+    let mut contacts: Vec<ContactRecord> = Vec::new();
+    for step in 0..steps {
+        let now = 1_000 + i64::try_from(step).unwrap_or(0) * 10;
+        let agent = &agents[random.next(3) as usize];
+        let picked = (!contacts.is_empty()).then(|| contacts[random.next(contacts.len() as u64) as usize].clone());
+        let operation = random.next(8);
+        let outcome = |result: Result<String, Error>| match result {
+            Ok(value) => value,
+            Err(error) => format!("error {:?}", error.code),
+        };
+        let (left_outcome, right_outcome) = match (operation, picked) {
+            (0 | 1, _) | (_, None) => {
+                let channel = if random.next(4) == 0 { CHANNEL_VOICE } else { CHAT };
+                let queue = &queues[random.next(2) as usize];
+                let record = sample_record(&acme, queue, channel, random.next(3) as i32, now);
+                contacts.push(record.clone());
+                (outcome(left.enqueue(&record).await.map(|added| added.to_string())),
+                 outcome(right.enqueue(&record).await.map(|added| added.to_string())))
+            }
+            (2, _) => {
+                let profile = sample_profile(agent, &[&acme], 1 + random.next(2) as i32, random.next(2) as i32);
+                let available = random.next(3) != 0;
+                left.upsert_agent(&profile, available, now).await?;
+                right.upsert_agent(&profile, available, now).await?;
+                (String::new(), String::new())
+            }
+            (3, Some(record)) => (
+                outcome(left.reserve(&record, agent, now + 50).await.map(|reserved| reserved.to_string())),
+                outcome(right.reserve(&record, agent, now + 50).await.map(|reserved| reserved.to_string())),
+            ),
+            (4, Some(record)) => (
+                outcome(left.accept(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
+                outcome(right.accept(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
+            ),
+            (5, Some(record)) => (
+                outcome(left.withdraw(&acme, &record.contact, None, now).await.map(|(holder, r)| format!("{holder} {r:?}"))),
+                outcome(right.withdraw(&acme, &record.contact, None, now).await.map(|(holder, r)| format!("{holder} {r:?}"))),
+            ),
+            (6, Some(record)) => (
+                outcome(left.complete(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
+                outcome(right.complete(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
+            ),
+            (_, Some(record)) => (
+                outcome(left.abandon(&acme, &record.contact, now).await.map(|(a, from, r)| format!("{a:?} {from:?} {r:?}"))),
+                outcome(right.abandon(&acme, &record.contact, now).await.map(|(a, from, r)| format!("{a:?} {from:?} {r:?}"))),
+            ),
+        };
+        check(left_outcome == right_outcome, &format!("step {step} (op {operation}) differs: {left_outcome} vs {right_outcome}"))?;
+        let (left_snapshot, right_snapshot) = (left.snapshot(1_000).await?, right.snapshot(1_000).await?);
+        let mut left_waiting: Vec<_> = left_snapshot.waiting.iter().map(|r| r.contact.clone()).collect();
+        let mut right_waiting: Vec<_> = right_snapshot.waiting.iter().map(|r| r.contact.clone()).collect();
+        left_waiting.sort();
+        right_waiting.sort();
+        check(left_waiting == right_waiting, &format!("step {step}: waiting contacts differ"))?;
+        check(left_snapshot.agents == right_snapshot.agents, &format!("step {step}: agents differ"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::{MemoryQueueStore, MemoryRoutingState};
+
+    #[tokio::test]
+    async fn memory_state_passes_the_contract() {
+        routing_state_contract(&MemoryRoutingState::default()).await.expect("contract");
+    }
+
+    #[tokio::test]
+    async fn memory_queue_store_passes_the_contract() {
+        queue_store_contract(&MemoryQueueStore::default()).await.expect("contract");
+    }
+
+    #[tokio::test]
+    async fn two_memory_stores_agree_with_each_other() {
+        differential(&MemoryRoutingState::default(), &MemoryRoutingState::default(), 7, 300).await.expect("agree");
+    }
+}

@@ -1,0 +1,270 @@
+//! In-memory stores for `dev` mode and as the differential oracle of the
+//! Redis and PostgreSQL stores. They apply the domain transitions directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
+use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::routing::v1::Queue;
+
+use super::{OfferRef, QueueStore, RoutingState, Snapshot, contact_not_found};
+use crate::domain::{
+    self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every mutation below completes before the guard drops or fails
+    // before touching state, so a poisoned lock still holds sound data.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Default)]
+pub struct MemoryQueueStore {
+    queues: Mutex<BTreeMap<(TenantId, QueueId), Queue>>,
+}
+
+#[async_trait]
+impl QueueStore for MemoryQueueStore {
+    async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error> {
+        let mut queues = lock(&self.queues);
+        let key = (tenant.clone(), queue_id.clone());
+        if queues.contains_key(&key) {
+            return Err(Error::already_exists(queue.name.clone()));
+        }
+        queues.insert(key, queue.clone());
+        Ok(())
+    }
+
+    async fn get_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Option<Queue>, Error> {
+        Ok(lock(&self.queues).get(&(tenant.clone(), queue_id.clone())).cloned())
+    }
+
+    async fn list_queues(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<Queue>, Error> {
+        Ok(lock(&self.queues)
+            .iter()
+            .filter(|((queue_tenant, queue_id), _)| {
+                queue_tenant == tenant && page.after.as_deref().is_none_or(|after| queue_id.as_str() > after)
+            })
+            .take(page.size + 1)
+            .map(|(_, queue)| queue.clone())
+            .collect())
+    }
+
+    async fn update_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<bool, Error> {
+        let mut queues = lock(&self.queues);
+        let Some(existing) = queues.get_mut(&(tenant.clone(), queue_id.clone())) else {
+            return Ok(false);
+        };
+        *existing = queue.clone();
+        Ok(true)
+    }
+
+    async fn delete_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<bool, Error> {
+        Ok(lock(&self.queues).remove(&(tenant.clone(), queue_id.clone())).is_some())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    contacts: HashMap<(TenantId, ContactId), ContactRecord>,
+    agents: BTreeMap<AgentId, AgentLive>,
+}
+
+impl State {
+    fn contact_mut(&mut self, tenant: &TenantId, contact: &ContactId) -> Result<&mut ContactRecord, Error> {
+        self.contacts.get_mut(&(tenant.clone(), contact.clone())).ok_or_else(|| contact_not_found(tenant, contact))
+    }
+
+    fn release(&mut self, agent: &AgentId, channel: i32, now_ms: i64) {
+        let Some(live) = self.agents.get_mut(agent) else {
+            return;
+        };
+        let load = live.load.entry(channel).or_insert(0);
+        *load = (*load - 1).max(0);
+        if live.total_load() == 0 {
+            live.idle_since_ms = now_ms;
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryRoutingState {
+    state: Mutex<State>,
+}
+
+#[async_trait]
+impl RoutingState for MemoryRoutingState {
+    async fn enqueue(&self, record: &ContactRecord) -> Result<bool, Error> {
+        let mut state = lock(&self.state);
+        let key = (record.tenant.clone(), record.contact.clone());
+        if state.contacts.contains_key(&key) {
+            return Ok(false);
+        }
+        state.contacts.insert(key, record.clone());
+        Ok(true)
+    }
+
+    async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
+        Ok(lock(&self.state).contacts.get(&(tenant.clone(), contact.clone())).cloned())
+    }
+
+    async fn position(&self, record: &ContactRecord) -> Result<i32, Error> {
+        let state = lock(&self.state);
+        let Some(current) = state.contacts.get(&(record.tenant.clone(), record.contact.clone())) else {
+            return Ok(0);
+        };
+        if current.status != RoutingStatus::Queued {
+            return Ok(0);
+        }
+        let ahead = state
+            .contacts
+            .values()
+            .filter(|other| {
+                other.status == RoutingStatus::Queued
+                    && other.tenant == current.tenant
+                    && other.queue == current.queue
+                    && (other.rank(), &other.contact) < (current.rank(), &current.contact)
+            })
+            .count();
+        Ok(i32::try_from(ahead + 1).unwrap_or(i32::MAX))
+    }
+
+    async fn upsert_agent(&self, profile: &AgentProfile, available: bool, now_ms: i64) -> Result<(), Error> {
+        let mut state = lock(&self.state);
+        let live = state.agents.entry(profile.agent.clone()).or_insert_with(|| AgentLive {
+            profile: profile.clone(),
+            available: false,
+            idle_since_ms: now_ms,
+            load: BTreeMap::new(),
+        });
+        if available && !live.available {
+            live.idle_since_ms = now_ms;
+        }
+        live.profile = profile.clone();
+        live.available = available;
+        Ok(())
+    }
+
+    async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
+        let state = lock(&self.state);
+        let mut by_queue: BTreeMap<(TenantId, QueueId), Vec<ContactRecord>> = BTreeMap::new();
+        for record in state.contacts.values().filter(|record| record.status == RoutingStatus::Queued) {
+            by_queue.entry((record.tenant.clone(), record.queue.clone())).or_default().push(record.clone());
+        }
+        let mut waiting = Vec::new();
+        for mut queue in by_queue.into_values() {
+            queue.sort_by(|left, right| left.rank().total_cmp(&right.rank()).then_with(|| left.contact.cmp(&right.contact)));
+            waiting.extend(queue.into_iter().take(per_queue));
+        }
+        let agents = state.agents.values().filter(|agent| agent.available).cloned().collect();
+        Ok(Snapshot { waiting, agents })
+    }
+
+    async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error> {
+        let mut state = lock(&self.state);
+        let Some(current) = state.contacts.get(&(record.tenant.clone(), record.contact.clone())).cloned() else {
+            return Ok(false);
+        };
+        let can_take = state.agents.get(agent).is_some_and(|live| live.can_take(&current));
+        if current.status != RoutingStatus::Queued || !can_take {
+            return Ok(false);
+        }
+        let contact = state.contact_mut(&record.tenant, &record.contact)?;
+        domain::reserve(contact, agent, expire_ms)?;
+        let channel = contact.channel;
+        if let Some(live) = state.agents.get_mut(agent) {
+            *live.load.entry(channel).or_insert(0) += 1;
+        }
+        Ok(true)
+    }
+
+    async fn accept(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        let mut state = lock(&self.state);
+        let record = state.contact_mut(tenant, contact)?;
+        let applied = domain::accept(record, agent, now_ms)?;
+        Ok((applied, record.clone()))
+    }
+
+    async fn withdraw(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: Option<&AgentId>,
+        now_ms: i64,
+    ) -> Result<(AgentId, ContactRecord), Error> {
+        let mut state = lock(&self.state);
+        let record = state.contact_mut(tenant, contact)?;
+        let holder = domain::withdraw(record, agent)?;
+        let (channel, snapshot) = (record.channel, record.clone());
+        state.release(&holder, channel, now_ms);
+        Ok((holder, snapshot))
+    }
+
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        let mut state = lock(&self.state);
+        let record = state.contact_mut(tenant, contact)?;
+        let applied = domain::complete(record, agent, now_ms)?;
+        let (channel, snapshot) = (record.channel, record.clone());
+        if applied == Applied::Changed {
+            state.release(agent, channel, now_ms);
+        }
+        Ok((applied, snapshot))
+    }
+
+    async fn abandon(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+    ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error> {
+        let mut state = lock(&self.state);
+        let record = state.contact_mut(tenant, contact)?;
+        let (applied, from) = domain::abandon(record, now_ms)?;
+        let (channel, snapshot) = (record.channel, record.clone());
+        if let Some(AbandonedFrom::Offer(agent)) = &from {
+            state.release(agent, channel, now_ms);
+        }
+        Ok((applied, from, snapshot))
+    }
+
+    async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error> {
+        let state = lock(&self.state);
+        let mut expired: Vec<(i64, OfferRef)> = state
+            .contacts
+            .values()
+            .filter(|record| record.status == RoutingStatus::Offered && record.offer_expire_ms <= now_ms)
+            .filter_map(|record| {
+                let agent = record.agent.clone()?;
+                Some((record.offer_expire_ms, OfferRef { tenant: record.tenant.clone(), contact: record.contact.clone(), agent }))
+            })
+            .collect();
+        expired.sort_by(|left, right| left.0.cmp(&right.0).then_with(|| left.1.contact.cmp(&right.1.contact)));
+        Ok(expired.into_iter().take(limit).map(|(_, offer)| offer).collect())
+    }
+
+    async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
+        let state = lock(&self.state);
+        let mut offers: Vec<OfferRef> = state
+            .contacts
+            .values()
+            .filter(|record| record.status == RoutingStatus::Offered && record.agent.as_ref() == Some(agent))
+            .map(|record| OfferRef { tenant: record.tenant.clone(), contact: record.contact.clone(), agent: agent.clone() })
+            .collect();
+        offers.sort_by(|left, right| left.contact.cmp(&right.contact));
+        Ok(offers)
+    }
+}

@@ -1,0 +1,105 @@
+//! Queue definitions in PostgreSQL (schema `routing`), stored as the
+//! encoded `Queue` message keyed by tenant and queue id.
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use prost::Message;
+use switchboard_core::{Error, QueueId, TenantId};
+use switchboard_platform::pagination::PageRequest;
+use switchboard_platform::postgres::{Migration, pg_error};
+use switchboard_proto::routing::v1::Queue;
+
+use super::QueueStore;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: "0001_queues",
+    sql: "CREATE SCHEMA IF NOT EXISTS routing;
+          CREATE TABLE routing.queues (
+              tenant text NOT NULL,
+              queue_id text NOT NULL,
+              body bytea NOT NULL,
+              PRIMARY KEY (tenant, queue_id));",
+}];
+
+pub struct PostgresQueueStore {
+    pool: Pool,
+}
+
+impl PostgresQueueStore {
+    pub fn new(pool: Pool) -> PostgresQueueStore {
+        PostgresQueueStore { pool }
+    }
+}
+
+fn decode(body: &[u8]) -> Result<Queue, Error> {
+    Queue::decode(body).map_err(|error| Error::internal(format!("stored queue does not decode: {error}")))
+}
+
+#[async_trait]
+impl QueueStore for PostgresQueueStore {
+    async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let inserted = client
+            .execute(
+                "INSERT INTO routing.queues (tenant, queue_id, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant, queue_id) DO NOTHING",
+                &[&tenant.as_str(), &queue_id.as_str(), &queue.encode_to_vec()],
+            )
+            .await
+            .map_err(pg_error)?;
+        if inserted == 0 {
+            return Err(Error::already_exists(queue.name.clone()));
+        }
+        Ok(())
+    }
+
+    async fn get_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Option<Queue>, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let row = client
+            .query_opt(
+                "SELECT body FROM routing.queues WHERE tenant = $1 AND queue_id = $2",
+                &[&tenant.as_str(), &queue_id.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| decode(row.get::<_, &[u8]>(0))).transpose()
+    }
+
+    async fn list_queues(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<Queue>, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let after = page.after.clone().unwrap_or_default();
+        let limit = i64::try_from(page.size + 1).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT body FROM routing.queues WHERE tenant = $1 AND queue_id > $2 ORDER BY queue_id LIMIT $3",
+                &[&tenant.as_str(), &after, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
+    }
+
+    async fn update_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<bool, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let updated = client
+            .execute(
+                "UPDATE routing.queues SET body = $3 WHERE tenant = $1 AND queue_id = $2",
+                &[&tenant.as_str(), &queue_id.as_str(), &queue.encode_to_vec()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(updated == 1)
+    }
+
+    async fn delete_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<bool, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let deleted = client
+            .execute(
+                "DELETE FROM routing.queues WHERE tenant = $1 AND queue_id = $2",
+                &[&tenant.as_str(), &queue_id.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(deleted == 1)
+    }
+}

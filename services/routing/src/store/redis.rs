@@ -1,0 +1,577 @@
+//! Hot routing state in Redis. Every key of a routing pool shares the hash
+//! tag `{pool}` so a Redis Cluster keeps them in one slot and each Lua
+//! script is one atomic step; tenant data keys carry the tenant.
+//!
+//! Keys (`P` = pool):
+//! - `sb:{P}:c:<tenant>:<contact>` hash: `record` (JSON, immutable) and the
+//!   mutable `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`
+//! - `sb:{P}:w:<tenant>:<queue>` sorted set of waiting contacts by rank
+//! - `sb:{P}:queues` set of `<tenant>:<queue>` with waiting contacts
+//! - `sb:{P}:offers` sorted set of `<tenant>:<contact>` by offer deadline
+//! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
+//!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` offers
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
+use switchboard_platform::redis::redis_error;
+
+use super::{OfferRef, RoutingState, Snapshot, contact_not_found};
+use crate::domain::{
+    self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus, SkillRequirement,
+};
+
+const ENQUEUE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'status', 'queued', 'agent', '', 'expire_ms', '0', 'answer_ms', '0', 'end_ms', '0')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return 1
+";
+
+// Re-checks, atomically, everything that can change between the snapshot
+// and the reservation: the contact still queued, the agent still available
+// with room on the channel, and no voice mixed with other work.
+const RESERVE_SCRIPT: &str = r"
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[3], 'available') ~= '1' then return 0 end
+local channel = ARGV[3]
+local fields = redis.call('HGETALL', KEYS[3])
+local total, voice, on_channel = 0, 0, 0
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 5) == 'load:' then
+    local load = tonumber(fields[i + 1])
+    local load_channel = string.sub(fields[i], 6)
+    total = total + load
+    if load_channel == '1' then voice = load end
+    if load_channel == channel then on_channel = load end
+  end
+end
+if on_channel >= tonumber(ARGV[4]) or voice > 0 or (channel == '1' and total > 0) then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'offered', 'agent', ARGV[2], 'expire_ms', ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], ARGV[7]) end
+redis.call('HINCRBY', KEYS[3], 'load:' .. channel, 1)
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+redis.call('SADD', KEYS[5], ARGV[6])
+return 1
+";
+
+// Compare-and-set of a contact's mutable fields, with the index and load
+// bookkeeping the transition implies. The transition itself is computed by
+// the pure domain in Rust, so Redis and memory cannot disagree on rules.
+const TRANSITION_SCRIPT: &str = r"
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'agent') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'agent', ARGV[4], 'expire_ms', ARGV[5], 'answer_ms', ARGV[6], 'end_ms', ARGV[7])
+if ARGV[12] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[9], ARGV[8])
+  redis.call('SADD', KEYS[6], ARGV[11])
+end
+if ARGV[17] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[8])
+  if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], ARGV[11]) end
+end
+if ARGV[13] == '1' then
+  redis.call('ZREM', KEYS[4], ARGV[10])
+  redis.call('SREM', KEYS[5], ARGV[10])
+end
+if ARGV[14] == '1' then
+  local load_field = 'load:' .. ARGV[15]
+  if redis.call('HINCRBY', KEYS[3], load_field, -1) < 0 then redis.call('HSET', KEYS[3], load_field, 0) end
+  local fields = redis.call('HGETALL', KEYS[3])
+  local total = 0
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 5) == 'load:' then total = total + tonumber(fields[i + 1]) end
+  end
+  if total == 0 then redis.call('HSET', KEYS[3], 'idle_since', ARGV[16]) end
+end
+return 1
+";
+
+const UPSERT_AGENT_SCRIPT: &str = r"
+local was_available = redis.call('HGET', KEYS[1], 'available')
+redis.call('HSET', KEYS[1], 'profile', ARGV[1], 'available', ARGV[2])
+if ARGV[2] == '1' then
+  if was_available ~= '1' then redis.call('HSET', KEYS[1], 'idle_since', ARGV[3]) end
+  redis.call('SADD', KEYS[2], ARGV[4])
+else
+  redis.call('SREM', KEYS[2], ARGV[4])
+end
+if redis.call('HEXISTS', KEYS[1], 'idle_since') == 0 then redis.call('HSET', KEYS[1], 'idle_since', ARGV[3]) end
+return 1
+";
+
+/// How often a compare-and-set is retried when another replica changed
+/// the contact in between.
+const MAX_TRANSITION_ATTEMPTS: usize = 16;
+
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    tenant: String,
+    contact: String,
+    queue: String,
+    channel: i32,
+    customer: String,
+    subject: String,
+    priority: i32,
+    required_skills: Vec<(String, i32)>,
+    enqueue_ms: i64,
+    offer_timeout_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredProfile {
+    tenants: Vec<String>,
+    skills: BTreeMap<String, i32>,
+    capacities: BTreeMap<i32, i32>,
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::internal(format!("corrupt routing state in redis: {what}"))
+}
+
+pub struct RedisRoutingState {
+    connection: ConnectionManager,
+    prefix: String,
+    enqueue: redis::Script,
+    reserve: redis::Script,
+    transition: redis::Script,
+    upsert_agent: redis::Script,
+}
+
+impl RedisRoutingState {
+    pub fn new(connection: ConnectionManager, pool: &str) -> RedisRoutingState {
+        RedisRoutingState {
+            connection,
+            prefix: format!("sb:{{{pool}}}"),
+            enqueue: redis::Script::new(ENQUEUE_SCRIPT),
+            reserve: redis::Script::new(RESERVE_SCRIPT),
+            transition: redis::Script::new(TRANSITION_SCRIPT),
+            upsert_agent: redis::Script::new(UPSERT_AGENT_SCRIPT),
+        }
+    }
+
+    fn contact_key(&self, tenant: &TenantId, contact: &ContactId) -> String {
+        format!("{}:c:{tenant}:{contact}", self.prefix)
+    }
+
+    fn waiting_key(&self, tenant: &TenantId, queue: &QueueId) -> String {
+        format!("{}:w:{tenant}:{queue}", self.prefix)
+    }
+
+    fn queues_key(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    fn offers_key(&self) -> String {
+        format!("{}:offers", self.prefix)
+    }
+
+    fn agent_key(&self, agent: &str) -> String {
+        format!("{}:a:{agent}", self.prefix)
+    }
+
+    fn agent_offers_key(&self, agent: &str) -> String {
+        format!("{}:ao:{agent}", self.prefix)
+    }
+
+    fn available_key(&self) -> String {
+        format!("{}:available", self.prefix)
+    }
+
+    fn decode_record(fields: &HashMap<String, String>) -> Result<ContactRecord, Error> {
+        let json = fields.get("record").ok_or_else(|| corrupt("contact without record"))?;
+        let stored: StoredRecord = serde_json::from_str(json).map_err(|_| corrupt("contact record json"))?;
+        let status = fields
+            .get("status")
+            .and_then(|status| RoutingStatus::parse(status))
+            .ok_or_else(|| corrupt("contact status"))?;
+        let number = |name: &str| fields.get(name).and_then(|value| value.parse::<i64>().ok()).unwrap_or(0);
+        let agent = match fields.get("agent").map(String::as_str) {
+            None | Some("") => None,
+            Some(agent) => Some(AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?),
+        };
+        Ok(ContactRecord {
+            tenant: TenantId::parse(&stored.tenant, "tenant").map_err(|_| corrupt("tenant"))?,
+            contact: ContactId::parse(&stored.contact, "contact").map_err(|_| corrupt("contact id"))?,
+            queue: QueueId::parse(&stored.queue, "queue").map_err(|_| corrupt("queue id"))?,
+            channel: stored.channel,
+            customer: stored.customer,
+            subject: stored.subject,
+            priority: stored.priority,
+            required_skills: stored
+                .required_skills
+                .into_iter()
+                .map(|(name, min_level)| SkillRequirement { name, min_level })
+                .collect(),
+            enqueue_ms: stored.enqueue_ms,
+            offer_timeout_ms: stored.offer_timeout_ms,
+            status,
+            agent,
+            offer_expire_ms: number("expire_ms"),
+            answer_ms: number("answer_ms"),
+            end_ms: number("end_ms"),
+        })
+    }
+
+    fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Result<AgentLive, Error> {
+        let json = fields.get("profile").ok_or_else(|| corrupt("agent without profile"))?;
+        let stored: StoredProfile = serde_json::from_str(json).map_err(|_| corrupt("agent profile json"))?;
+        let mut load = BTreeMap::new();
+        for (field, value) in fields {
+            if let Some(channel) = field.strip_prefix("load:") {
+                let channel: i32 = channel.parse().map_err(|_| corrupt("load channel"))?;
+                load.insert(channel, value.parse().map_err(|_| corrupt("load value"))?);
+            }
+        }
+        Ok(AgentLive {
+            profile: AgentProfile {
+                agent: AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?,
+                tenants: stored
+                    .tenants
+                    .iter()
+                    .map(|tenant| TenantId::parse(tenant, "tenant").map_err(|_| corrupt("agent tenant")))
+                    .collect::<Result<_, _>>()?,
+                skills: stored.skills,
+                capacities: stored.capacities,
+            },
+            available: fields.get("available").is_some_and(|available| available == "1"),
+            idle_since_ms: fields.get("idle_since").and_then(|value| value.parse().ok()).unwrap_or(0),
+            load,
+        })
+    }
+
+    async fn read_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
+        let mut connection = self.connection.clone();
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.contact_key(tenant, contact))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Self::decode_record(&fields).map(Some)
+    }
+
+    /// Applies `change` (a pure domain transition) with compare-and-set,
+    /// retrying when another writer got there first.
+    async fn apply<T>(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+        change: impl Fn(&mut ContactRecord) -> Result<T, Error>,
+    ) -> Result<(T, ContactRecord), Error> {
+        for _attempt in 0..MAX_TRANSITION_ATTEMPTS {
+            let before = self.read_contact(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
+            let mut after = before.clone();
+            let outcome = change(&mut after)?;
+            if after == before {
+                return Ok((outcome, after));
+            }
+            let holds_load = |status: RoutingStatus| matches!(status, RoutingStatus::Offered | RoutingStatus::Answered);
+            let back_to_queue = after.status == RoutingStatus::Queued && before.status != RoutingStatus::Queued;
+            let offer_ended = before.status == RoutingStatus::Offered && after.status != RoutingStatus::Offered;
+            let releases_agent = holds_load(before.status) && !holds_load(after.status);
+            let left_queue = before.status == RoutingStatus::Queued && after.status != RoutingStatus::Queued;
+            let holder = before.agent.as_ref().map_or("-", AgentId::as_str);
+            let member = format!("{tenant}:{contact}");
+            let flag = |value: bool| if value { "1" } else { "0" };
+            let mut connection = self.connection.clone();
+            let swapped: i32 = self
+                .transition
+                .key(self.contact_key(tenant, contact))
+                .key(self.waiting_key(tenant, &before.queue))
+                .key(self.agent_key(holder))
+                .key(self.offers_key())
+                .key(self.agent_offers_key(holder))
+                .key(self.queues_key())
+                .arg(before.status.as_str())
+                .arg(before.agent.as_ref().map_or("", AgentId::as_str))
+                .arg(after.status.as_str())
+                .arg(after.agent.as_ref().map_or("", AgentId::as_str))
+                .arg(after.offer_expire_ms)
+                .arg(after.answer_ms)
+                .arg(after.end_ms)
+                .arg(contact.as_str())
+                .arg(after.rank())
+                .arg(&member)
+                .arg(format!("{tenant}:{}", before.queue))
+                .arg(flag(back_to_queue))
+                .arg(flag(offer_ended))
+                .arg(flag(releases_agent))
+                .arg(before.channel)
+                .arg(now_ms)
+                .arg(flag(left_queue))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if swapped == 1 {
+                return Ok((outcome, after));
+            }
+        }
+        Err(Error::new(switchboard_core::ErrorCode::Aborted, format!("contact `{contact}` is changing too fast, retry")))
+    }
+
+    fn parse_member(member: &str) -> Option<(TenantId, ContactId)> {
+        let (tenant, contact) = member.split_once(':')?;
+        Some((TenantId::parse(tenant, "tenant").ok()?, ContactId::parse(contact, "contact").ok()?))
+    }
+
+    async fn offers_from_members(&self, members: Vec<String>) -> Result<Vec<OfferRef>, Error> {
+        let mut offers = Vec::new();
+        for member in members {
+            let Some((tenant, contact)) = Self::parse_member(&member) else {
+                continue;
+            };
+            let Some(record) = self.read_contact(&tenant, &contact).await? else {
+                continue;
+            };
+            if let (RoutingStatus::Offered, Some(agent)) = (record.status, record.agent) {
+                offers.push(OfferRef { tenant, contact, agent });
+            }
+        }
+        Ok(offers)
+    }
+}
+
+#[async_trait]
+impl RoutingState for RedisRoutingState {
+    async fn enqueue(&self, record: &ContactRecord) -> Result<bool, Error> {
+        let stored = StoredRecord {
+            tenant: record.tenant.to_string(),
+            contact: record.contact.to_string(),
+            queue: record.queue.to_string(),
+            channel: record.channel,
+            customer: record.customer.clone(),
+            subject: record.subject.clone(),
+            priority: record.priority,
+            required_skills: record
+                .required_skills
+                .iter()
+                .map(|requirement| (requirement.name.clone(), requirement.min_level))
+                .collect(),
+            enqueue_ms: record.enqueue_ms,
+            offer_timeout_ms: record.offer_timeout_ms,
+        };
+        let json = serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))?;
+        let mut connection = self.connection.clone();
+        let added: i32 = self
+            .enqueue
+            .key(self.contact_key(&record.tenant, &record.contact))
+            .key(self.waiting_key(&record.tenant, &record.queue))
+            .key(self.queues_key())
+            .arg(json)
+            .arg(record.rank())
+            .arg(record.contact.as_str())
+            .arg(format!("{}:{}", record.tenant, record.queue))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(added == 1)
+    }
+
+    async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
+        self.read_contact(tenant, contact).await
+    }
+
+    async fn position(&self, record: &ContactRecord) -> Result<i32, Error> {
+        let mut connection = self.connection.clone();
+        let rank: Option<i64> = redis::cmd("ZRANK")
+            .arg(self.waiting_key(&record.tenant, &record.queue))
+            .arg(record.contact.as_str())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(rank.map_or(0, |rank| i32::try_from(rank + 1).unwrap_or(i32::MAX)))
+    }
+
+    async fn upsert_agent(&self, profile: &AgentProfile, available: bool, now_ms: i64) -> Result<(), Error> {
+        let stored = StoredProfile {
+            tenants: profile.tenants.iter().map(ToString::to_string).collect(),
+            skills: profile.skills.clone(),
+            capacities: profile.capacities.clone(),
+        };
+        let json = serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))?;
+        let mut connection = self.connection.clone();
+        let _: i32 = self
+            .upsert_agent
+            .key(self.agent_key(profile.agent.as_str()))
+            .key(self.available_key())
+            .arg(json)
+            .arg(if available { "1" } else { "0" })
+            .arg(now_ms)
+            .arg(profile.agent.as_str())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
+        let mut connection = self.connection.clone();
+        let queues: Vec<String> =
+            redis::cmd("SMEMBERS").arg(self.queues_key()).query_async(&mut connection).await.map_err(redis_error)?;
+        let mut waiting = Vec::new();
+        let stop = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
+        for queue_member in queues {
+            let Some((tenant, queue)) = queue_member.split_once(':') else {
+                continue;
+            };
+            let (Ok(tenant), Ok(queue)) = (TenantId::parse(tenant, "tenant"), QueueId::parse(queue, "queue")) else {
+                continue;
+            };
+            let contact_ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.waiting_key(&tenant, &queue))
+                .arg(0)
+                .arg(stop)
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            let mut pipeline = redis::pipe();
+            for contact in &contact_ids {
+                pipeline.cmd("HGETALL").arg(format!("{}:c:{tenant}:{contact}", self.prefix));
+            }
+            let records: Vec<HashMap<String, String>> =
+                pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+            for fields in records.iter().filter(|fields| !fields.is_empty()) {
+                let record = Self::decode_record(fields)?;
+                if record.status == RoutingStatus::Queued {
+                    waiting.push(record);
+                }
+            }
+        }
+        let agent_ids: Vec<String> =
+            redis::cmd("SMEMBERS").arg(self.available_key()).query_async(&mut connection).await.map_err(redis_error)?;
+        let mut pipeline = redis::pipe();
+        for agent in &agent_ids {
+            pipeline.cmd("HGETALL").arg(self.agent_key(agent));
+        }
+        let agent_fields: Vec<HashMap<String, String>> =
+            pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+        let mut agents = Vec::new();
+        for (agent, fields) in agent_ids.iter().zip(agent_fields) {
+            if fields.is_empty() {
+                continue;
+            }
+            let live = Self::decode_agent(agent, &fields)?;
+            if live.available {
+                agents.push(live);
+            }
+        }
+        agents.sort_by(|left, right| left.profile.agent.cmp(&right.profile.agent));
+        Ok(Snapshot { waiting, agents })
+    }
+
+    async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error> {
+        let capacity = {
+            let mut connection = self.connection.clone();
+            let fields: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(self.agent_key(agent.as_str()))
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if fields.is_empty() {
+                return Ok(false);
+            }
+            let live = Self::decode_agent(agent.as_str(), &fields)?;
+            if !live.profile.tenants.contains(&record.tenant) {
+                return Ok(false);
+            }
+            live.profile.capacities.get(&record.channel).copied().unwrap_or(0)
+        };
+        let member = format!("{}:{}", record.tenant, record.contact);
+        let mut connection = self.connection.clone();
+        let reserved: i32 = self
+            .reserve
+            .key(self.contact_key(&record.tenant, &record.contact))
+            .key(self.waiting_key(&record.tenant, &record.queue))
+            .key(self.agent_key(agent.as_str()))
+            .key(self.offers_key())
+            .key(self.agent_offers_key(agent.as_str()))
+            .key(self.queues_key())
+            .arg(record.contact.as_str())
+            .arg(agent.as_str())
+            .arg(record.channel)
+            .arg(capacity)
+            .arg(expire_ms)
+            .arg(member)
+            .arg(format!("{}:{}", record.tenant, record.queue))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(reserved == 1)
+    }
+
+    async fn accept(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        self.apply(tenant, contact, now_ms, |record| domain::accept(record, agent, now_ms)).await
+    }
+
+    async fn withdraw(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: Option<&AgentId>,
+        now_ms: i64,
+    ) -> Result<(AgentId, ContactRecord), Error> {
+        self.apply(tenant, contact, now_ms, |record| domain::withdraw(record, agent)).await
+    }
+
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms)).await
+    }
+
+    async fn abandon(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+    ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error> {
+        let ((applied, from), record) =
+            self.apply(tenant, contact, now_ms, |record| domain::abandon(record, now_ms)).await?;
+        Ok((applied, from, record))
+    }
+
+    async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error> {
+        let mut connection = self.connection.clone();
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.offers_key())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        self.offers_from_members(members).await
+    }
+
+    async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
+        let mut connection = self.connection.clone();
+        let mut members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.agent_offers_key(agent.as_str()))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        members.sort();
+        let offers = self.offers_from_members(members).await?;
+        Ok(offers.into_iter().filter(|offer| &offer.agent == agent).collect())
+    }
+}
