@@ -1,1 +1,126 @@
-//! placeholder
+//! The presence service: agents, their live state, and the `AgentSession`
+//! stream that carries presence in and offers out. Agent definitions live
+//! in PostgreSQL, live state in Redis (both in memory in `dev`).
+
+pub mod domain;
+pub mod grpc;
+pub mod sessions;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::Error;
+use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_platform::Config;
+use switchboard_platform::auth::AccessControl;
+use switchboard_platform::bus::{EventBus, StartFrom, run_consumer};
+use switchboard_platform::grpc::lazy_channel;
+use switchboard_platform::postgres::{PostgresCheck, migrate, pool};
+use switchboard_platform::readiness::DependencyCheck;
+use switchboard_platform::redis::{RedisCheck, connect};
+use switchboard_platform::service::{BusCheck, ServiceParts, run_service};
+use switchboard_platform::status::grpc_code;
+use switchboard_proto::presence::v1::presence_service_server::PresenceServiceServer;
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::sessions::Presence;
+use crate::store::memory::{MemoryAgentStore, MemoryLiveStateStore};
+use crate::store::postgres::{MIGRATIONS, PostgresAgentStore};
+use crate::store::redis::RedisLiveStateStore;
+use crate::store::{AgentStore, LiveStateStore};
+
+pub struct Deps {
+    pub agents: Arc<dyn AgentStore>,
+    pub live: Arc<dyn LiveStateStore>,
+    pub bus: Arc<dyn EventBus>,
+    pub access: Arc<AccessControl>,
+    pub checks: Vec<Arc<dyn DependencyCheck>>,
+}
+
+impl Deps {
+    pub fn in_memory(bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> Deps {
+        Deps {
+            agents: Arc::new(MemoryAgentStore::default()),
+            live: Arc::new(MemoryLiveStateStore::default()),
+            checks: vec![Arc::new(BusCheck(bus.clone()))],
+            bus,
+            access,
+        }
+    }
+
+    pub async fn connect(config: &Config, bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> anyhow::Result<Deps> {
+        let redis = connect(&config.redis.url).await?;
+        let postgres = pool(&config.postgres)?;
+        migrate(&postgres, "presence", MIGRATIONS).await?;
+        Ok(Deps {
+            agents: Arc::new(PostgresAgentStore::new(postgres.clone())),
+            live: Arc::new(RedisLiveStateStore::new(redis.clone(), &config.redis.pool)),
+            checks: vec![
+                Arc::new(BusCheck(bus.clone())),
+                Arc::new(RedisCheck(redis)),
+                Arc::new(PostgresCheck(postgres)),
+            ],
+            bus,
+            access,
+        })
+    }
+}
+
+/// The `google.rpc.Code` number of an error, for `SessionError.code`.
+pub(crate) fn status_code(error: &Error) -> i32 {
+    grpc_code(error.code) as i32
+}
+
+/// Serves PresenceService and pushes offers to connected agents until
+/// `shutdown`.
+pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let grace = Duration::from_millis(config.presence.session_grace_ms);
+    let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.bus.clone(), grace));
+    // Agents online when this replica started may never reconnect (their
+    // sessions died with the previous process): give them the grace period.
+    for agent in presence.live.online_agents().await? {
+        presence.arm_grace_timer(agent, shutdown.clone());
+    }
+    // Every replica sees every routing event (its own group) and pushes the
+    // ones for agents connected to it.
+    let group = format!("presence-{}", config.instance_id);
+    let subscription = deps.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Earliest).await?;
+    let consumer = {
+        let presence = presence.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            run_consumer(
+                "presence",
+                subscription,
+                move |delivery| {
+                    let presence = presence.clone();
+                    async move { presence.on_routing_event(delivery).await }
+                },
+                shutdown,
+            )
+            .await
+        }
+    };
+    let api = grpc::PresenceApi {
+        presence,
+        access: deps.access.clone(),
+        routing: RoutingServiceClient::new(lazy_channel(&config.services.routing.url)?),
+        shutdown: shutdown.clone(),
+    };
+    let server = PresenceServiceServer::new(api).max_decoding_message_size(config.grpc.max_message_bytes);
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(InterceptedService::new(server, deps.access.interceptor()));
+    let parts = ServiceParts {
+        service_name: "presence",
+        grpc_service_names: vec!["switchboard.presence.v1.PresenceService"],
+        routes,
+        checks: deps.checks,
+        background: vec![("presence-consumer", Box::pin(consumer))],
+        bus: deps.bus,
+    };
+    run_service(&config, parts, listener, shutdown).await
+}

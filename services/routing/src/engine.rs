@@ -65,7 +65,8 @@ impl Engine {
         let tenant = envelope_tenant(&delivery.envelope)?;
         match delivery.envelope.payload {
             Some(Payload::Contact(event)) => {
-                let tenant = tenant.ok_or_else(|| Error::invalid_field("envelope.tenant", "contact events need a tenant"))?;
+                let tenant =
+                    tenant.ok_or_else(|| Error::invalid_field("envelope.tenant", "contact events need a tenant"))?;
                 match event.kind {
                     Some(contact_event::Kind::Created(created)) => {
                         let contact = created.contact.ok_or_else(|| Error::missing_field("created.contact"))?;
@@ -102,7 +103,8 @@ impl Engine {
         let threshold = |duration: &Option<prost_types::Duration>, default: i64| {
             duration.as_ref().and_then(millis_from_duration).unwrap_or(default)
         };
-        let enqueue_ms = contact.create_time.as_ref().map_or_else(now_millis, switchboard_core::time::millis_from_timestamp);
+        let enqueue_ms =
+            contact.create_time.as_ref().map_or_else(now_millis, switchboard_core::time::millis_from_timestamp);
         let record = ContactRecord {
             tenant: tenant.clone(),
             contact: contact_id.clone(),
@@ -227,7 +229,11 @@ impl Engine {
     ) -> Result<ContactRecord, Error> {
         let (holder, record) = self.state.withdraw(tenant, contact, Some(agent), now_millis()).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %holder, reason = ?reason, "offer withdrawn");
-        let withdrawn = OfferWithdrawn { contact: contact_name(tenant, contact), agent: agent_name(&holder), reason: reason as i32 };
+        let withdrawn = OfferWithdrawn {
+            contact: contact_name(tenant, contact),
+            agent: agent_name(&holder),
+            reason: reason as i32,
+        };
         self.publish(tenant, contact, routing_event::Kind::OfferWithdrawn(withdrawn)).await?;
         self.request_match();
         Ok(record)
@@ -287,7 +293,11 @@ impl Engine {
     }
 
     /// Returns expired offers to their queue until `shutdown`.
-    pub async fn run_offer_sweeper(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) -> Result<(), Error> {
+    pub async fn run_offer_sweeper(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -305,13 +315,20 @@ impl Engine {
                 match self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await {
                     Ok(_) => {}
                     Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
-                    Err(error) => tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed"),
+                    Err(error) => {
+                        tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed")
+                    }
                 }
             }
         }
     }
 
-    pub async fn accept(&self, tenant: &TenantId, contact: &ContactId, agent: &AgentId) -> Result<ContactRecord, Error> {
+    pub async fn accept(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+    ) -> Result<ContactRecord, Error> {
         let (_, record) = self.state.accept(tenant, contact, agent, now_millis()).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
         let answered = ContactAnswered {
@@ -327,7 +344,12 @@ impl Engine {
         Ok(record)
     }
 
-    pub async fn reject(&self, tenant: &TenantId, contact: &ContactId, agent: &AgentId) -> Result<ContactRecord, Error> {
+    pub async fn reject(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+    ) -> Result<ContactRecord, Error> {
         self.withdraw_offer(tenant, contact, agent, WithdrawReason::Rejected).await
     }
 

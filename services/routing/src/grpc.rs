@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use switchboard_core::names::{agent_name, contact_name, parse_contact, parse_queue, parse_tenant, queue_name};
-use switchboard_core::time::{duration_from_millis, millis_from_duration, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{
+    duration_from_millis, millis_from_duration, now_millis, optional_timestamp, timestamp_from_millis,
+};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::pagination::{page, page_request};
@@ -141,7 +143,11 @@ impl RoutingApi {
     }
 
     async fn existing_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Queue, Error> {
-        self.engine.queues.get_queue(tenant, queue_id).await?.ok_or_else(|| Error::not_found(queue_name(tenant, queue_id)))
+        self.engine
+            .queues
+            .get_queue(tenant, queue_id)
+            .await?
+            .ok_or_else(|| Error::not_found(queue_name(tenant, queue_id)))
     }
 
     async fn create(&self, principal: Principal, request: CreateQueueRequest) -> Result<Queue, Error> {
@@ -151,7 +157,8 @@ impl RoutingApi {
         validate_queue(&queue, "queue")?;
         self.authorize_write(&principal, &tenant)?;
         let now = Some(timestamp_from_millis(now_millis()));
-        let queue = with_defaults(Queue { name: queue_name(&tenant, &queue_id), create_time: now, update_time: now, ..queue });
+        let queue =
+            with_defaults(Queue { name: queue_name(&tenant, &queue_id), create_time: now, update_time: now, ..queue });
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
         tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue created");
         Ok(queue)
@@ -231,9 +238,8 @@ impl RoutingService for RoutingApi {
             let page_request = page_request(request.page_size, &request.page_token)?;
             self.access.authorize_read(&principal, &tenant)?;
             let queues = self.engine.queues.list_queues(&tenant, &page_request).await?;
-            let (queues, next_page_token) = page(queues, &page_request, |queue| {
-                queue.name.rsplit('/').next().unwrap_or_default().to_owned()
-            });
+            let (queues, next_page_token) =
+                page(queues, &page_request, |queue| queue.name.rsplit('/').next().unwrap_or_default().to_owned());
             Ok(ListQueuesResponse { queues, next_page_token })
         };
         outcome.await.into_status().map(Response::new)

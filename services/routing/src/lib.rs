@@ -81,10 +81,15 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
         let engine = engine.clone();
         let shutdown = shutdown.clone();
         async move {
-            run_consumer("routing", subscription, move |delivery| {
-                let engine = engine.clone();
-                async move { engine.handle(delivery).await }
-            }, shutdown)
+            run_consumer(
+                "routing",
+                subscription,
+                move |delivery| {
+                    let engine = engine.clone();
+                    async move { engine.handle(delivery).await }
+                },
+                shutdown,
+            )
             .await
         }
     };

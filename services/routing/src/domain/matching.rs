@@ -36,9 +36,7 @@ pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive]) -> Vec<Plann
             .enumerate()
             .filter(|(_, agent)| agent.can_take(contact))
             .min_by(|(_, left), (_, right)| {
-                left.idle_since_ms
-                    .cmp(&right.idle_since_ms)
-                    .then_with(|| left.profile.agent.cmp(&right.profile.agent))
+                left.idle_since_ms.cmp(&right.idle_since_ms).then_with(|| left.profile.agent.cmp(&right.profile.agent))
             })
             .map(|(agent_index, _)| agent_index);
         let Some(agent_index) = chosen else {

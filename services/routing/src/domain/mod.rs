@@ -158,7 +158,10 @@ fn require_agent(record: &ContactRecord, agent: &AgentId, action: &str) -> Resul
     if record.agent.as_ref() == Some(agent) {
         return Ok(());
     }
-    Err(Error::failed_precondition(format!("cannot {action} contact `{}`: it is not assigned to agent `{agent}`", record.contact)))
+    Err(Error::failed_precondition(format!(
+        "cannot {action} contact `{}`: it is not assigned to agent `{agent}`",
+        record.contact
+    )))
 }
 
 /// What changed, so the caller publishes the matching event.

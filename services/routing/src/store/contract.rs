@@ -22,7 +22,13 @@ fn id<T>(parsed: Result<T, Error>) -> Result<T, Error> {
     parsed
 }
 
-pub fn sample_record(tenant: &TenantId, queue: &QueueId, channel: i32, priority: i32, enqueue_ms: i64) -> ContactRecord {
+pub fn sample_record(
+    tenant: &TenantId,
+    queue: &QueueId,
+    channel: i32,
+    priority: i32,
+    enqueue_ms: i64,
+) -> ContactRecord {
     ContactRecord {
         tenant: tenant.clone(),
         contact: ContactId::generate(),
@@ -97,7 +103,10 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     check(applied == Applied::AlreadyDone, "a retried accept changes nothing")?;
     check(state.expired_offers(1_000_000, 10).await?.is_empty(), "an answered contact has no offer")?;
     let abandon_answered = state.abandon(&acme, &urgent.contact, 57).await.err();
-    check(abandon_answered.is_some_and(|error| error.code == ErrorCode::FailedPrecondition), "answered is not abandoned")?;
+    check(
+        abandon_answered.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
+        "answered is not abandoned",
+    )?;
     check(!state.reserve(&old, &alice, 90_000).await?, "an agent at capacity gets nothing more")?;
     let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70).await?;
     check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
@@ -121,7 +130,10 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     check(state.reserve(&voice, &alice, 100_000).await?, "voice offered to a free agent")?;
     check(!state.reserve(&chat, &alice, 100_000).await?, "a voice contact blocks other work")?;
     state.upsert_agent(&sample_profile(&alice, &[&acme], 1, 1), false, 90).await?;
-    check(state.snapshot(10).await?.agents.iter().all(|agent| agent.profile.agent != alice), "unavailable agents are not offered")?;
+    check(
+        state.snapshot(10).await?.agents.iter().all(|agent| agent.profile.agent != alice),
+        "unavailable agents are not offered",
+    )?;
     let missing = state.accept(&acme, &ContactId::generate(), &alice, 1).await.err();
     check(missing.is_some_and(|error| error.code == ErrorCode::NotFound), "unknown contacts are NOT_FOUND")?;
     let other_tenant = state.get_contact(&globex, &voice.contact).await?;
@@ -175,7 +187,12 @@ impl SplitMix {
 
 /// Replays `steps` random operations on both stores and fails at the first
 /// decision on which they differ.
-pub async fn differential(left: &dyn RoutingState, right: &dyn RoutingState, seed: u64, steps: usize) -> Result<(), Error> {
+pub async fn differential(
+    left: &dyn RoutingState,
+    right: &dyn RoutingState,
+    seed: u64,
+    steps: usize,
+) -> Result<(), Error> {
     let acme = id(TenantId::parse("acme", "t"))?;
     let queues = [id(QueueId::parse("one", "q"))?, id(QueueId::parse("two", "q"))?];
     let agents = [id(AgentId::parse("a1", "a"))?, id(AgentId::parse("a2", "a"))?, id(AgentId::parse("a3", "a"))?];
@@ -196,8 +213,10 @@ pub async fn differential(left: &dyn RoutingState, right: &dyn RoutingState, see
                 let queue = &queues[random.next(2) as usize];
                 let record = sample_record(&acme, queue, channel, random.next(3) as i32, now);
                 contacts.push(record.clone());
-                (outcome(left.enqueue(&record).await.map(|added| added.to_string())),
-                 outcome(right.enqueue(&record).await.map(|added| added.to_string())))
+                (
+                    outcome(left.enqueue(&record).await.map(|added| added.to_string())),
+                    outcome(right.enqueue(&record).await.map(|added| added.to_string())),
+                )
             }
             (2, _) => {
                 let profile = sample_profile(agent, &[&acme], 1 + random.next(2) as i32, random.next(2) as i32);
@@ -211,23 +230,58 @@ pub async fn differential(left: &dyn RoutingState, right: &dyn RoutingState, see
                 outcome(right.reserve(&record, agent, now + 50).await.map(|reserved| reserved.to_string())),
             ),
             (4, Some(record)) => (
-                outcome(left.accept(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
-                outcome(right.accept(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
+                outcome(
+                    left.accept(&acme, &record.contact, agent, now)
+                        .await
+                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                ),
+                outcome(
+                    right
+                        .accept(&acme, &record.contact, agent, now)
+                        .await
+                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                ),
             ),
             (5, Some(record)) => (
-                outcome(left.withdraw(&acme, &record.contact, None, now).await.map(|(holder, r)| format!("{holder} {r:?}"))),
-                outcome(right.withdraw(&acme, &record.contact, None, now).await.map(|(holder, r)| format!("{holder} {r:?}"))),
+                outcome(
+                    left.withdraw(&acme, &record.contact, None, now).await.map(|(holder, r)| format!("{holder} {r:?}")),
+                ),
+                outcome(
+                    right
+                        .withdraw(&acme, &record.contact, None, now)
+                        .await
+                        .map(|(holder, r)| format!("{holder} {r:?}")),
+                ),
             ),
             (6, Some(record)) => (
-                outcome(left.complete(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
-                outcome(right.complete(&acme, &record.contact, agent, now).await.map(|(applied, r)| format!("{applied:?} {r:?}"))),
+                outcome(
+                    left.complete(&acme, &record.contact, agent, now)
+                        .await
+                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                ),
+                outcome(
+                    right
+                        .complete(&acme, &record.contact, agent, now)
+                        .await
+                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                ),
             ),
             (_, Some(record)) => (
-                outcome(left.abandon(&acme, &record.contact, now).await.map(|(a, from, r)| format!("{a:?} {from:?} {r:?}"))),
-                outcome(right.abandon(&acme, &record.contact, now).await.map(|(a, from, r)| format!("{a:?} {from:?} {r:?}"))),
+                outcome(
+                    left.abandon(&acme, &record.contact, now).await.map(|(a, from, r)| format!("{a:?} {from:?} {r:?}")),
+                ),
+                outcome(
+                    right
+                        .abandon(&acme, &record.contact, now)
+                        .await
+                        .map(|(a, from, r)| format!("{a:?} {from:?} {r:?}")),
+                ),
             ),
         };
-        check(left_outcome == right_outcome, &format!("step {step} (op {operation}) differs: {left_outcome} vs {right_outcome}"))?;
+        check(
+            left_outcome == right_outcome,
+            &format!("step {step} (op {operation}) differs: {left_outcome} vs {right_outcome}"),
+        )?;
         let (left_snapshot, right_snapshot) = (left.snapshot(1_000).await?, right.snapshot(1_000).await?);
         let mut left_waiting: Vec<_> = left_snapshot.waiting.iter().map(|r| r.contact.clone()).collect();
         let mut right_waiting: Vec<_> = right_snapshot.waiting.iter().map(|r| r.contact.clone()).collect();

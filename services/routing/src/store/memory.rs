@@ -10,9 +10,7 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::routing::v1::Queue;
 
 use super::{OfferRef, QueueStore, RoutingState, Snapshot, contact_not_found};
-use crate::domain::{
-    self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus,
-};
+use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation below completes before the guard drops or fails
@@ -155,7 +153,9 @@ impl RoutingState for MemoryRoutingState {
         }
         let mut waiting = Vec::new();
         for mut queue in by_queue.into_values() {
-            queue.sort_by(|left, right| left.rank().total_cmp(&right.rank()).then_with(|| left.contact.cmp(&right.contact)));
+            queue.sort_by(|left, right| {
+                left.rank().total_cmp(&right.rank()).then_with(|| left.contact.cmp(&right.contact))
+            });
             waiting.extend(queue.into_iter().take(per_queue));
         }
         let agents = state.agents.values().filter(|agent| agent.available).cloned().collect();
@@ -249,7 +249,10 @@ impl RoutingState for MemoryRoutingState {
             .filter(|record| record.status == RoutingStatus::Offered && record.offer_expire_ms <= now_ms)
             .filter_map(|record| {
                 let agent = record.agent.clone()?;
-                Some((record.offer_expire_ms, OfferRef { tenant: record.tenant.clone(), contact: record.contact.clone(), agent }))
+                Some((
+                    record.offer_expire_ms,
+                    OfferRef { tenant: record.tenant.clone(), contact: record.contact.clone(), agent },
+                ))
             })
             .collect();
         expired.sort_by(|left, right| left.0.cmp(&right.0).then_with(|| left.1.contact.cmp(&right.1.contact)));
@@ -262,7 +265,11 @@ impl RoutingState for MemoryRoutingState {
             .contacts
             .values()
             .filter(|record| record.status == RoutingStatus::Offered && record.agent.as_ref() == Some(agent))
-            .map(|record| OfferRef { tenant: record.tenant.clone(), contact: record.contact.clone(), agent: agent.clone() })
+            .map(|record| OfferRef {
+                tenant: record.tenant.clone(),
+                contact: record.contact.clone(),
+                agent: agent.clone(),
+            })
             .collect();
         offers.sort_by(|left, right| left.contact.cmp(&right.contact));
         Ok(offers)

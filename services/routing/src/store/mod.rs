@@ -61,16 +61,35 @@ pub trait RoutingState: Send + Sync {
     /// Offers `contact` to `agent` if the contact is still queued and the
     /// agent can still take it. False (nothing changed) otherwise.
     async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error>;
-    async fn accept(&self, tenant: &TenantId, contact: &ContactId, agent: &AgentId, now_ms: i64)
-    -> Result<(Applied, ContactRecord), Error>;
+    async fn accept(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<(Applied, ContactRecord), Error>;
     /// Ends an offer unanswered; the contact regains its place. With
     /// `agent`, only that agent's offer. Returns the agent that held it.
-    async fn withdraw(&self, tenant: &TenantId, contact: &ContactId, agent: Option<&AgentId>, now_ms: i64)
-    -> Result<(AgentId, ContactRecord), Error>;
-    async fn complete(&self, tenant: &TenantId, contact: &ContactId, agent: &AgentId, now_ms: i64)
-    -> Result<(Applied, ContactRecord), Error>;
-    async fn abandon(&self, tenant: &TenantId, contact: &ContactId, now_ms: i64)
-    -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error>;
+    async fn withdraw(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: Option<&AgentId>,
+        now_ms: i64,
+    ) -> Result<(AgentId, ContactRecord), Error>;
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+        now_ms: i64,
+    ) -> Result<(Applied, ContactRecord), Error>;
+    async fn abandon(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+    ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error>;
     /// Offers whose deadline passed, oldest first.
     async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error>;
     /// Offers currently ringing at `agent`.

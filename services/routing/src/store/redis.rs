@@ -314,7 +314,10 @@ impl RedisRoutingState {
                 return Ok((outcome, after));
             }
         }
-        Err(Error::new(switchboard_core::ErrorCode::Aborted, format!("contact `{contact}` is changing too fast, retry")))
+        Err(Error::new(
+            switchboard_core::ErrorCode::Aborted,
+            format!("contact `{contact}` is changing too fast, retry"),
+        ))
     }
 
     fn parse_member(member: &str) -> Option<(TenantId, ContactId)> {

@@ -1,0 +1,129 @@
+//! Pure presence rules: which states an agent may ask for, and how an
+//! agent definition is validated.
+
+use std::collections::HashSet;
+
+use switchboard_core::Error;
+use switchboard_proto::common::v1::Channel;
+use switchboard_proto::presence::v1::{Agent, AgentState};
+
+const MAX_REASON_BYTES: usize = 64;
+const MAX_DISPLAY_NAME_BYTES: usize = 200;
+const MAX_TENANTS: usize = 100;
+const MAX_SKILLS: usize = 64;
+const MAX_CHANNEL_CAPACITY: i32 = 50;
+
+/// A state an agent asks for on its session. Agents choose AVAILABLE,
+/// AWAY (with an optional reason code) or OFFLINE; WRAP_UP and
+/// NOT_RESPONDING are set by the platform, never requested.
+pub fn requested_state(state: i32, reason: &str) -> Result<AgentState, Error> {
+    let state = AgentState::try_from(state).map_err(|_| Error::invalid_field("set_state.state", "is not a state"))?;
+    if !matches!(state, AgentState::Available | AgentState::Away | AgentState::Offline) {
+        return Err(Error::invalid_field("set_state.state", "agents may set only AVAILABLE, AWAY or OFFLINE"));
+    }
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(Error::invalid_field("set_state.reason", "must be at most 64 bytes"));
+    }
+    if state != AgentState::Away && !reason.is_empty() {
+        return Err(Error::invalid_field("set_state.reason", "only AWAY takes a reason code"));
+    }
+    Ok(state)
+}
+
+/// Validates the settable fields of an agent; tenants are checked to
+/// exist by the caller.
+pub fn validate_agent(agent: &Agent) -> Result<(), Error> {
+    if agent.display_name.len() > MAX_DISPLAY_NAME_BYTES {
+        return Err(Error::invalid_field("agent.display_name", "must be at most 200 bytes"));
+    }
+    if agent.tenants.is_empty() {
+        return Err(Error::invalid_field("agent.tenants", "an agent serves at least one tenant"));
+    }
+    if agent.tenants.len() > MAX_TENANTS {
+        return Err(Error::invalid_field("agent.tenants", "at most 100 tenants"));
+    }
+    for tenant in &agent.tenants {
+        switchboard_core::names::parse_tenant(tenant, "agent.tenants")?;
+    }
+    if agent.skills.len() > MAX_SKILLS {
+        return Err(Error::invalid_field("agent.skills", "at most 64 skills"));
+    }
+    let mut skill_names = HashSet::new();
+    for skill in &agent.skills {
+        if skill.name.is_empty() || skill.name.len() > 64 {
+            return Err(Error::invalid_field("agent.skills.name", "must be 1-64 bytes"));
+        }
+        if !(1..=5).contains(&skill.level) {
+            return Err(Error::invalid_field("agent.skills.level", "must be between 1 and 5"));
+        }
+        if !skill_names.insert(skill.name.as_str()) {
+            return Err(Error::invalid_field("agent.skills", format!("skill `{}` is listed twice", skill.name)));
+        }
+    }
+    let mut channels = HashSet::new();
+    for capacity in &agent.capacities {
+        if !matches!(Channel::try_from(capacity.channel), Ok(channel) if channel != Channel::Unspecified) {
+            return Err(Error::invalid_field("agent.capacities.channel", "is not a channel"));
+        }
+        if !(0..=MAX_CHANNEL_CAPACITY).contains(&capacity.max_concurrent) {
+            return Err(Error::invalid_field("agent.capacities.max_concurrent", "must be between 0 and 50"));
+        }
+        if !channels.insert(capacity.channel) {
+            return Err(Error::invalid_field("agent.capacities", "lists a channel twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use switchboard_proto::common::v1::{ChannelCapacity, Skill};
+
+    use super::*;
+
+    #[test]
+    fn agents_choose_only_their_own_states() {
+        assert_eq!(requested_state(AgentState::Available as i32, ""), Ok(AgentState::Available));
+        assert_eq!(requested_state(AgentState::Away as i32, "lunch"), Ok(AgentState::Away));
+        for forbidden in [AgentState::WrapUp, AgentState::NotResponding, AgentState::Unspecified] {
+            let error = requested_state(forbidden as i32, "").expect_err("platform-only state");
+            assert_eq!(error.field_violations[0].field, "set_state.state");
+        }
+        assert!(requested_state(AgentState::Available as i32, "lunch").is_err());
+        assert!(requested_state(99, "").is_err());
+    }
+
+    #[test]
+    fn agent_definitions_are_validated_field_by_field() {
+        let good = Agent {
+            tenants: vec!["tenants/acme".to_owned()],
+            skills: vec![Skill { name: "billing".to_owned(), level: 3 }],
+            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 3 }],
+            ..Agent::default()
+        };
+        assert!(validate_agent(&good).is_ok());
+        let cases = [
+            (Agent { tenants: vec![], ..good.clone() }, "agent.tenants"),
+            (Agent { tenants: vec!["acme".to_owned()], ..good.clone() }, "agent.tenants"),
+            (Agent { skills: vec![Skill { name: "x".to_owned(), level: 9 }], ..good.clone() }, "agent.skills.level"),
+            (
+                Agent { capacities: vec![ChannelCapacity { channel: 0, max_concurrent: 1 }], ..good.clone() },
+                "agent.capacities.channel",
+            ),
+        ];
+        for (agent, field) in cases {
+            assert_eq!(validate_agent(&agent).expect_err(field).field_violations[0].field, field);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_requested_state_is_either_allowed_or_names_a_field(state in -5i32..10, reason in ".{0,80}") {
+            match requested_state(state, &reason) {
+                Ok(state) => prop_assert!(matches!(state, AgentState::Available | AgentState::Away | AgentState::Offline)),
+                Err(error) => prop_assert!(error.field_violations[0].field.starts_with("set_state.")),
+            }
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! `switchboard.presence.v1.PresenceService`: agent definitions for the
+//! operator, read access for tenants whose work the agent does, and the
+//! agent desktop's `AgentSession` stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::names::{agent_name, parse_agent, parse_tenant};
+use switchboard_core::time::{now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::{AgentId, Error, Principal, Role};
+use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::grpc::CallContext;
+use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::status::{IntoStatus, from_status, to_status};
+use switchboard_proto::presence::v1::presence_service_server::PresenceService;
+use switchboard_proto::presence::v1::{
+    Agent, AgentSessionRequest, AgentSessionResponse, ContactCompleted, CreateAgentRequest, DeleteAgentRequest,
+    GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse, OfferAccepted, OfferRevoked, SessionError,
+    SessionStarted, StateChanged, agent_session_request, agent_session_response,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{AcceptOfferRequest, CompleteContactRequest, RejectOfferRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::domain::{requested_state, validate_agent};
+use crate::sessions::{Presence, SessionSender, response};
+use crate::store::serves;
+
+/// How long a new stream may take to say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const SESSION_BUFFER: usize = 64;
+
+pub struct PresenceApi {
+    pub presence: Arc<Presence>,
+    pub access: Arc<AccessControl>,
+    pub routing: RoutingServiceClient<Channel>,
+    pub shutdown: CancellationToken,
+}
+
+fn calling_agent(principal: &Principal) -> Result<AgentId, Error> {
+    match (&principal.role, &principal.agent) {
+        (Role::Agent, Some(agent)) => Ok(agent.clone()),
+        _ => Err(Error::permission_denied(format!("key `{}` is not an agent key", principal.key_name))),
+    }
+}
+
+impl PresenceApi {
+    async fn with_live_state(&self, mut agent: Agent, agent_id: &AgentId) -> Result<Agent, Error> {
+        let live = self.presence.live.get_state(agent_id).await?;
+        agent.state = live.state as i32;
+        agent.state_time = optional_timestamp(live.since_ms);
+        Ok(agent)
+    }
+
+    /// The agent, if the principal may see it: the operator, the agent
+    /// itself, or a tenant principal of a tenant the agent serves. Anyone
+    /// else gets NOT_FOUND, as if it did not exist.
+    async fn visible_agent(&self, principal: &Principal, agent_id: &AgentId) -> Result<Agent, Error> {
+        let not_found = || Error::not_found(agent_name(agent_id));
+        let agent = self.presence.agents.get_agent(agent_id).await?.ok_or_else(not_found)?;
+        let visible = match principal.role {
+            Role::OperatorAdmin => true,
+            Role::Agent => principal.agent.as_ref() == Some(agent_id),
+            Role::TenantAdmin | Role::TenantReader => {
+                principal.tenant.as_ref().is_some_and(|tenant| serves(&agent, tenant))
+            }
+        };
+        if !visible {
+            return Err(not_found());
+        }
+        self.with_live_state(agent, agent_id).await
+    }
+
+    async fn create(&self, principal: Principal, request: CreateAgentRequest) -> Result<Agent, Error> {
+        principal.authorize_operator()?;
+        let agent_id = AgentId::parse(&request.agent_id, "agent_id")?;
+        let agent = request.agent.ok_or_else(|| Error::missing_field("agent"))?;
+        validate_agent(&agent)?;
+        for tenant in &agent.tenants {
+            self.access.require_tenant(&parse_tenant(tenant, "agent.tenants")?)?;
+        }
+        let agent = Agent {
+            name: agent_name(&agent_id),
+            state: 0,
+            state_time: None,
+            create_time: Some(timestamp_from_millis(now_millis())),
+            ..agent
+        };
+        self.presence.agents.create_agent(&agent_id, &agent).await?;
+        tracing::info!(agent = %agent_id, tenants = ?agent.tenants, "agent created");
+        self.with_live_state(agent, &agent_id).await
+    }
+
+    async fn list(&self, principal: Principal, request: ListAgentsRequest) -> Result<ListAgentsResponse, Error> {
+        let page_request = page_request(request.page_size, &request.page_token)?;
+        let requested_tenant =
+            (!request.tenant.is_empty()).then(|| parse_tenant(&request.tenant, "tenant")).transpose()?;
+        let tenant = match principal.role {
+            Role::OperatorAdmin => requested_tenant,
+            Role::TenantAdmin | Role::TenantReader => {
+                let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
+                if let Some(requested) = &requested_tenant {
+                    self.access.authorize_read(&principal, requested)?;
+                }
+                Some(own)
+            }
+            Role::Agent => return Err(Error::permission_denied("agents cannot list agents")),
+        };
+        if let Some(tenant) = &tenant {
+            self.access.require_tenant(tenant)?;
+        }
+        let agents = self.presence.agents.list_agents(tenant.as_ref(), &page_request).await?;
+        let (agents, next_page_token) =
+            page(agents, &page_request, |agent| agent.name.trim_start_matches("agents/").to_owned());
+        let mut with_state = Vec::with_capacity(agents.len());
+        for agent in agents {
+            let agent_id = parse_agent(&agent.name, "name")?;
+            with_state.push(self.with_live_state(agent, &agent_id).await?);
+        }
+        Ok(ListAgentsResponse { agents: with_state, next_page_token })
+    }
+
+    async fn delete(&self, principal: Principal, request: DeleteAgentRequest) -> Result<(), Error> {
+        principal.authorize_operator()?;
+        let agent_id = parse_agent(&request.name, "name")?;
+        let agent = self.presence.agents.get_agent(&agent_id).await?;
+        let Some(agent) = agent else {
+            return Err(Error::not_found(agent_name(&agent_id)));
+        };
+        // Offline first, so routing stops offering work to a deleted agent.
+        self.presence.change_state(&agent, &agent_id, switchboard_proto::presence::v1::AgentState::Offline, "").await?;
+        self.presence.agents.delete_agent(&agent_id).await?;
+        tracing::info!(agent = %agent_id, "agent deleted");
+        Ok(())
+    }
+}
+
+/// One agent's stream, after `hello`.
+struct Session {
+    presence: Arc<Presence>,
+    routing: RoutingServiceClient<Channel>,
+    call_context: CallContext,
+    agent_id: AgentId,
+    sender: SessionSender,
+}
+
+fn session_error(error: &Error, contact: &str) -> agent_session_response::Kind {
+    agent_session_response::Kind::Error(SessionError {
+        code: crate::status_code(error),
+        message: error.message.clone(),
+        contact: contact.to_owned(),
+    })
+}
+
+impl Session {
+    async fn reply(&self, kind: agent_session_response::Kind) {
+        if self.sender.send(Ok(response(kind))).await.is_err() {
+            tracing::debug!(agent = %self.agent_id, "agent session closed before the reply");
+        }
+    }
+
+    async fn handle(&mut self, message: AgentSessionRequest) {
+        let Some(kind) = message.kind else {
+            let error = Error::missing_field("kind");
+            return self.reply(session_error(&error, "")).await;
+        };
+        let outcome = match kind {
+            agent_session_request::Kind::Hello(_) => {
+                Err((Error::invalid_field("hello", "the session is already open"), String::new()))
+            }
+            agent_session_request::Kind::Heartbeat(_) => {
+                Ok(agent_session_response::Kind::HeartbeatAck(HeartbeatAck {}))
+            }
+            agent_session_request::Kind::SetState(set_state) => {
+                self.set_state(set_state.state, &set_state.reason).await
+            }
+            agent_session_request::Kind::AcceptOffer(accept) => {
+                let request = self.call_context.request(AcceptOfferRequest { contact: accept.contact.clone() });
+                match self.routing.accept_offer(request).await {
+                    Ok(_) => Ok(agent_session_response::Kind::OfferAccepted(OfferAccepted { contact: accept.contact })),
+                    Err(status) => Err((from_status(&status), accept.contact)),
+                }
+            }
+            agent_session_request::Kind::RejectOffer(reject) => {
+                let request = self
+                    .call_context
+                    .request(RejectOfferRequest { contact: reject.contact.clone(), reason: reject.reason });
+                match self.routing.reject_offer(request).await {
+                    Ok(_) => Ok(agent_session_response::Kind::OfferRevoked(OfferRevoked {
+                        contact: reject.contact,
+                        reason: "REJECTED".to_owned(),
+                    })),
+                    Err(status) => Err((from_status(&status), reject.contact)),
+                }
+            }
+            agent_session_request::Kind::CompleteContact(complete) => {
+                let request = self.call_context.request(CompleteContactRequest {
+                    contact: complete.contact.clone(),
+                    disposition: complete.disposition,
+                    resolved: complete.resolved,
+                    notes: complete.notes,
+                });
+                match self.routing.complete_contact(request).await {
+                    Ok(_) => Ok(agent_session_response::Kind::ContactCompleted(ContactCompleted {
+                        contact: complete.contact,
+                    })),
+                    Err(status) => Err((from_status(&status), complete.contact)),
+                }
+            }
+        };
+        match outcome {
+            Ok(kind) => self.reply(kind).await,
+            Err((error, contact)) => {
+                tracing::info!(agent = %self.agent_id, contact, error = %error, "agent session request failed");
+                self.reply(session_error(&error, &contact)).await;
+            }
+        }
+    }
+
+    async fn set_state(&self, state: i32, reason: &str) -> Result<agent_session_response::Kind, (Error, String)> {
+        let state = requested_state(state, reason).map_err(|error| (error, String::new()))?;
+        let agent = self.presence.agents.get_agent(&self.agent_id).await.map_err(|error| (error, String::new()))?;
+        let agent = agent.ok_or_else(|| (Error::not_found(agent_name(&self.agent_id)), String::new()))?;
+        self.presence
+            .change_state(&agent, &self.agent_id, state, reason)
+            .await
+            .map_err(|error| (error, String::new()))?;
+        Ok(agent_session_response::Kind::StateChanged(StateChanged { state: state as i32, reason: reason.to_owned() }))
+    }
+}
+
+#[tonic::async_trait]
+impl PresenceService for PresenceApi {
+    async fn create_agent(&self, request: Request<CreateAgentRequest>) -> Result<Response<Agent>, Status> {
+        let principal = principal(&request)?;
+        self.create(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn get_agent(&self, request: Request<GetAgentRequest>) -> Result<Response<Agent>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let agent_id = parse_agent(&request.get_ref().name, "name")?;
+            self.visible_agent(&principal, &agent_id).await
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn list_agents(&self, request: Request<ListAgentsRequest>) -> Result<Response<ListAgentsResponse>, Status> {
+        let principal = principal(&request)?;
+        self.list(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn delete_agent(&self, request: Request<DeleteAgentRequest>) -> Result<Response<()>, Status> {
+        let principal = principal(&request)?;
+        self.delete(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    type AgentSessionStream = ReceiverStream<Result<AgentSessionResponse, Status>>;
+
+    async fn agent_session(
+        &self,
+        request: Request<Streaming<AgentSessionRequest>>,
+    ) -> Result<Response<Self::AgentSessionStream>, Status> {
+        let principal = principal(&request)?;
+        let agent_id = calling_agent(&principal).into_status()?;
+        let call_context = CallContext::from_metadata(request.metadata());
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| to_status(&Error::invalid_field("hello", "the first message must arrive within 10 s")))??;
+        let Some(AgentSessionRequest { kind: Some(agent_session_request::Kind::Hello(hello)) }) = first else {
+            return Err(to_status(&Error::invalid_field("hello", "the first message must be `hello`")));
+        };
+        let hello_agent = parse_agent(&hello.agent, "hello.agent").into_status()?;
+        principal.authorize_agent(&hello_agent).into_status()?;
+        let agent = self.presence.agents.get_agent(&agent_id).await.into_status()?;
+        if agent.is_none() {
+            return Err(to_status(&Error::not_found(agent_name(&agent_id))));
+        }
+        let live = self.presence.live.get_state(&agent_id).await.into_status()?;
+
+        let (sender, receiver) = mpsc::channel(SESSION_BUFFER);
+        let session_id = uuid_v4();
+        if let Some(replaced) = self.presence.register(&agent_id, &session_id, sender.clone()) {
+            let error =
+                Error::new(switchboard_core::ErrorCode::Aborted, "a newer session of this agent replaced this one");
+            let _closed_already = replaced.send(Err(to_status(&error))).await;
+        }
+        tracing::info!(agent = %agent_id, session = %session_id, "agent session started");
+        let started =
+            SessionStarted { agent: agent_name(&agent_id), session_id: session_id.clone(), state: live.state as i32 };
+        let _ = sender.send(Ok(response(agent_session_response::Kind::SessionStarted(started)))).await;
+
+        let mut session = Session {
+            presence: self.presence.clone(),
+            routing: self.routing.clone(),
+            call_context,
+            agent_id: agent_id.clone(),
+            sender,
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = inbound.message() => message,
+                };
+                match message {
+                    Ok(Some(message)) => session.handle(message).await,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::info!(agent = %session.agent_id, status = %status.message(), "agent session broke");
+                        break;
+                    }
+                }
+            }
+            let presence = session.presence.clone();
+            if presence.unregister(&session.agent_id, &session_id) && !shutdown.is_cancelled() {
+                tracing::info!(agent = %session.agent_id, session = %session_id, "agent session ended, grace period starts");
+                presence.arm_grace_timer(session.agent_id.clone(), shutdown);
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+fn uuid_v4() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,202 @@
+//! Live agent sessions on this replica and the presence core they share
+//! with the routing-event consumer: state changes (published as events),
+//! offers pushed down the agent's stream, and the grace period after a
+//! stream drops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use switchboard_core::event::{PRESENCE_TOPIC, envelope};
+use switchboard_core::names::{agent_name, parse_agent};
+use switchboard_core::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
+use switchboard_core::{AgentId, Error};
+use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::presence::v1::{
+    Agent, AgentSessionResponse, AgentState, AgentStateChanged, Offer, OfferRevoked, PresenceEvent,
+    agent_session_response, presence_event,
+};
+use switchboard_proto::routing::v1::{WithdrawReason, routing_event};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::store::{AgentStore, LiveState, LiveStateStore};
+
+pub type SessionSender = mpsc::Sender<Result<AgentSessionResponse, Status>>;
+
+struct ActiveSession {
+    session_id: String,
+    started_ms: i64,
+    sender: SessionSender,
+}
+
+/// The presence core of one replica.
+pub struct Presence {
+    pub agents: Arc<dyn AgentStore>,
+    pub live: Arc<dyn LiveStateStore>,
+    pub bus: Arc<dyn EventBus>,
+    pub session_grace: Duration,
+    sessions: Mutex<HashMap<AgentId, ActiveSession>>,
+}
+
+pub fn response(kind: agent_session_response::Kind) -> AgentSessionResponse {
+    AgentSessionResponse { kind: Some(kind) }
+}
+
+impl Presence {
+    pub fn new(
+        agents: Arc<dyn AgentStore>,
+        live: Arc<dyn LiveStateStore>,
+        bus: Arc<dyn EventBus>,
+        session_grace: Duration,
+    ) -> Presence {
+        Presence { agents, live, bus, session_grace, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<AgentId, ActiveSession>> {
+        // Single inserts and removes only: a poisoned map is still sound.
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes this the agent's session; returns the one it replaces.
+    pub fn register(&self, agent: &AgentId, session_id: &str, sender: SessionSender) -> Option<SessionSender> {
+        let session = ActiveSession { session_id: session_id.to_owned(), started_ms: now_millis(), sender };
+        self.sessions().insert(agent.clone(), session).map(|previous| previous.sender)
+    }
+
+    /// Removes the session if it is still the agent's current one.
+    pub fn unregister(&self, agent: &AgentId, session_id: &str) -> bool {
+        let mut sessions = self.sessions();
+        if sessions.get(agent).is_some_and(|session| session.session_id == session_id) {
+            sessions.remove(agent);
+            return true;
+        }
+        false
+    }
+
+    pub fn has_session(&self, agent: &AgentId) -> bool {
+        self.sessions().contains_key(agent)
+    }
+
+    fn current_sender(&self, agent: &AgentId) -> Option<(SessionSender, i64)> {
+        self.sessions().get(agent).map(|session| (session.sender.clone(), session.started_ms))
+    }
+
+    /// Records a state and publishes the change with the agent's current
+    /// definition, so routing needs no lookup.
+    pub async fn change_state(
+        &self,
+        agent: &Agent,
+        agent_id: &AgentId,
+        state: AgentState,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let now = now_millis();
+        let next = LiveState { state, reason: reason.to_owned(), since_ms: now };
+        let previous = self.live.set_state(agent_id, &next).await?;
+        tracing::info!(agent = %agent_id, state = state.as_str_name(), previous = previous.state.as_str_name(), "agent state changed");
+        let changed = AgentStateChanged {
+            agent: agent_name(agent_id),
+            state: state as i32,
+            previous_state: previous.state as i32,
+            reason: reason.to_owned(),
+            tenants: agent.tenants.clone(),
+            skills: agent.skills.clone(),
+            capacities: agent.capacities.clone(),
+            state_time: Some(timestamp_from_millis(now)),
+        };
+        let event = envelope(
+            None,
+            agent_id.as_str(),
+            Payload::Presence(PresenceEvent { kind: Some(presence_event::Kind::StateChanged(changed)) }),
+        );
+        publish_traced(self.bus.as_ref(), PRESENCE_TOPIC, &event).await
+    }
+
+    /// Takes an agent offline, e.g. when its session did not come back.
+    pub async fn go_offline(&self, agent_id: &AgentId) -> Result<(), Error> {
+        let agent = self
+            .agents
+            .get_agent(agent_id)
+            .await?
+            .unwrap_or_else(|| Agent { name: agent_name(agent_id), ..Agent::default() });
+        self.change_state(&agent, agent_id, AgentState::Offline, "").await
+    }
+
+    /// After `session_grace`, takes the agent offline unless a session came
+    /// back meanwhile. Offers ringing at it then return to their queue.
+    pub fn arm_grace_timer(self: &Arc<Self>, agent_id: AgentId, shutdown: CancellationToken) {
+        let presence = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(presence.session_grace) => {}
+            }
+            if presence.has_session(&agent_id) {
+                return;
+            }
+            let still_online = presence.live.get_state(&agent_id).await.map(|live| live.state != AgentState::Offline);
+            if !matches!(still_online, Ok(true)) {
+                return;
+            }
+            tracing::info!(agent = %agent_id, "session did not return within the grace period, agent goes offline");
+            if let Err(error) = presence.go_offline(&agent_id).await {
+                tracing::warn!(agent = %agent_id, error = %error, "failed to take agent offline");
+            }
+        });
+    }
+
+    /// The consumer's handler: pushes offers and revocations to the agent's
+    /// session on this replica, if it has one.
+    pub async fn on_routing_event(&self, delivery: Delivery) -> Result<(), Error> {
+        let Some(Payload::Routing(event)) = delivery.envelope.payload else {
+            return Ok(());
+        };
+        let occurred_ms = delivery.envelope.occurred_at.as_ref().map_or(0, millis_from_timestamp);
+        match event.kind {
+            Some(routing_event::Kind::Offered(offered)) => {
+                let agent = parse_agent(&offered.agent, "offered.agent")?;
+                let expire_ms = offered.expire_time.as_ref().map_or(0, millis_from_timestamp);
+                // Replayed history: an expired offer is no longer the agent's.
+                if expire_ms <= now_millis() {
+                    return Ok(());
+                }
+                let offer = Offer {
+                    contact: offered.contact,
+                    queue: offered.queue,
+                    channel: offered.channel,
+                    customer: offered.customer,
+                    expire_time: offered.expire_time,
+                    subject: offered.subject,
+                };
+                self.push(&agent, occurred_ms, agent_session_response::Kind::Offer(offer)).await;
+            }
+            Some(routing_event::Kind::OfferWithdrawn(withdrawn)) => {
+                let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;
+                let reason = WithdrawReason::try_from(withdrawn.reason).unwrap_or(WithdrawReason::Unspecified);
+                let revoked = OfferRevoked { contact: withdrawn.contact, reason: reason.as_str_name().to_owned() };
+                self.push(&agent, occurred_ms, agent_session_response::Kind::OfferRevoked(revoked)).await;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn push(&self, agent: &AgentId, occurred_ms: i64, kind: agent_session_response::Kind) {
+        let Some((sender, started_ms)) = self.current_sender(agent) else {
+            return;
+        };
+        // Events from before this session began were meant for an older one.
+        // Offers are exempt: one still ringing belongs to the agent whatever
+        // session it uses now.
+        let is_offer = matches!(kind, agent_session_response::Kind::Offer(_));
+        if !is_offer && occurred_ms < started_ms {
+            return;
+        }
+        if sender.send(Ok(response(kind))).await.is_err() {
+            tracing::info!(agent = %agent, "agent session closed before the push");
+        }
+    }
+}

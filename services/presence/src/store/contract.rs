@@ -1,0 +1,76 @@
+//! The contract both pairs of presence stores pass (memory in unit tests,
+//! PostgreSQL and Redis in `tests/backends.rs`).
+
+use switchboard_core::{AgentId, Error, ErrorCode, TenantId};
+use switchboard_platform::pagination::page_request;
+use switchboard_proto::presence::v1::{Agent, AgentState};
+
+use super::{AgentStore, LiveState, LiveStateStore};
+
+fn check(condition: bool, what: &str) -> Result<(), Error> {
+    if condition { Ok(()) } else { Err(Error::internal(format!("presence store contract broken: {what}"))) }
+}
+
+fn agent(id: &str, tenants: &[&str]) -> Agent {
+    Agent {
+        name: format!("agents/{id}"),
+        display_name: id.to_owned(),
+        tenants: tenants.iter().map(|tenant| format!("tenants/{tenant}")).collect(),
+        ..Agent::default()
+    }
+}
+
+pub async fn agent_store_contract(store: &dyn AgentStore) -> Result<(), Error> {
+    for (id, tenants) in [("alice", &["acme"][..]), ("bob", &["acme", "globex"][..]), ("carol", &["globex"][..])] {
+        store.create_agent(&AgentId::parse(id, "a")?, &agent(id, tenants)).await?;
+    }
+    let alice = AgentId::parse("alice", "a")?;
+    let duplicate = store.create_agent(&alice, &agent("alice", &["acme"])).await.err();
+    check(duplicate.is_some_and(|error| error.code == ErrorCode::AlreadyExists), "duplicate is ALREADY_EXISTS")?;
+    check(store.get_agent(&alice).await?.is_some_and(|found| found.display_name == "alice"), "get returns it")?;
+    let acme = TenantId::parse("acme", "t")?;
+    let acme_agents = store.list_agents(Some(&acme), &page_request(10, "")?).await?;
+    let names: Vec<&str> = acme_agents.iter().map(|agent| agent.name.as_str()).collect();
+    check(names == ["agents/alice", "agents/bob"], "listing by tenant shows only agents serving it")?;
+    let first = store.list_agents(None, &page_request(1, "")?).await?;
+    check(first.len() == 2, "a page of one returns two to detect more")?;
+    let after_alice = page_request(1, &hex("alice"))?;
+    let second = store.list_agents(None, &after_alice).await?;
+    check(second.first().is_some_and(|agent| agent.name == "agents/bob"), "pages continue after the token")?;
+    check(store.delete_agent(&alice).await?, "delete")?;
+    check(!store.delete_agent(&alice).await?, "second delete reports absence")?;
+    check(store.get_agent(&alice).await?.is_none(), "deleted agents are gone")?;
+    Ok(())
+}
+
+pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let dave = AgentId::parse("dave", "a")?;
+    check(store.get_state(&dave).await?.state == AgentState::Offline, "unknown agents are offline")?;
+    let available = LiveState { state: AgentState::Available, reason: String::new(), since_ms: 10 };
+    let previous = store.set_state(&dave, &available).await?;
+    check(previous.state == AgentState::Offline, "first set returns offline as previous")?;
+    check(store.online_agents().await?.contains(&dave), "available agents are online")?;
+    let away = LiveState { state: AgentState::Away, reason: "lunch".to_owned(), since_ms: 20 };
+    check(store.set_state(&dave, &away).await? == available, "set returns the previous state exactly")?;
+    check(store.get_state(&dave).await? == away, "get returns the state with its reason")?;
+    let offline = LiveState { state: AgentState::Offline, reason: String::new(), since_ms: 30 };
+    store.set_state(&dave, &offline).await?;
+    check(!store.online_agents().await?.contains(&dave), "offline agents are not online")?;
+    Ok(())
+}
+
+fn hex(key: &str) -> String {
+    key.bytes().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::{MemoryAgentStore, MemoryLiveStateStore};
+
+    #[tokio::test]
+    async fn memory_stores_pass_the_contract() {
+        agent_store_contract(&MemoryAgentStore::default()).await.expect("agent store");
+        live_state_contract(&MemoryLiveStateStore::default()).await.expect("live state");
+    }
+}

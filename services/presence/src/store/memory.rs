@@ -1,0 +1,77 @@
+//! In-memory presence stores for `dev` mode and as differential oracles.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use switchboard_core::{AgentId, Error, TenantId};
+use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::presence::v1::{Agent, AgentState};
+
+use super::{AgentStore, LiveState, LiveStateStore, serves};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each mutation is a single insert or remove, so a poisoned map is sound.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Default)]
+pub struct MemoryAgentStore {
+    agents: Mutex<BTreeMap<AgentId, Agent>>,
+}
+
+#[async_trait]
+impl AgentStore for MemoryAgentStore {
+    async fn create_agent(&self, agent_id: &AgentId, agent: &Agent) -> Result<(), Error> {
+        let mut agents = lock(&self.agents);
+        if agents.contains_key(agent_id) {
+            return Err(Error::already_exists(agent.name.clone()));
+        }
+        agents.insert(agent_id.clone(), agent.clone());
+        Ok(())
+    }
+
+    async fn get_agent(&self, agent_id: &AgentId) -> Result<Option<Agent>, Error> {
+        Ok(lock(&self.agents).get(agent_id).cloned())
+    }
+
+    async fn list_agents(&self, tenant: Option<&TenantId>, page: &PageRequest) -> Result<Vec<Agent>, Error> {
+        Ok(lock(&self.agents)
+            .iter()
+            .filter(|(agent_id, agent)| {
+                page.after.as_deref().is_none_or(|after| agent_id.as_str() > after)
+                    && tenant.is_none_or(|tenant| serves(agent, tenant))
+            })
+            .take(page.size + 1)
+            .map(|(_, agent)| agent.clone())
+            .collect())
+    }
+
+    async fn delete_agent(&self, agent_id: &AgentId) -> Result<bool, Error> {
+        Ok(lock(&self.agents).remove(agent_id).is_some())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryLiveStateStore {
+    states: Mutex<BTreeMap<AgentId, LiveState>>,
+}
+
+#[async_trait]
+impl LiveStateStore for MemoryLiveStateStore {
+    async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error> {
+        Ok(lock(&self.states).get(agent).cloned().unwrap_or_else(LiveState::offline))
+    }
+
+    async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error> {
+        Ok(lock(&self.states).insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline))
+    }
+
+    async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {
+        Ok(lock(&self.states)
+            .iter()
+            .filter(|(_, state)| state.state != AgentState::Offline)
+            .map(|(agent, _)| agent.clone())
+            .collect())
+    }
+}

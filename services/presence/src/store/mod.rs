@@ -1,0 +1,62 @@
+//! Presence stores: agent definitions (PostgreSQL or memory) and live
+//! agent state (Redis or memory).
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;
+pub mod redis;
+
+use async_trait::async_trait;
+use switchboard_core::{AgentId, Error, TenantId};
+use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::presence::v1::{Agent, AgentState};
+
+/// Agent definitions, operator-wide.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Fails with ALREADY_EXISTS when the agent exists.
+    async fn create_agent(&self, agent_id: &AgentId, agent: &Agent) -> Result<(), Error>;
+    async fn get_agent(&self, agent_id: &AgentId) -> Result<Option<Agent>, Error>;
+    /// Up to `page.size + 1` agents by id after `page.after`, only those
+    /// serving `tenant` when given.
+    async fn list_agents(&self, tenant: Option<&TenantId>, page: &PageRequest) -> Result<Vec<Agent>, Error>;
+    async fn delete_agent(&self, agent_id: &AgentId) -> Result<bool, Error>;
+}
+
+/// An agent's live state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveState {
+    pub state: AgentState,
+    pub reason: String,
+    pub since_ms: i64,
+}
+
+impl LiveState {
+    pub fn offline() -> LiveState {
+        LiveState { state: AgentState::Offline, reason: String::new(), since_ms: 0 }
+    }
+}
+
+#[async_trait]
+pub trait LiveStateStore: Send + Sync {
+    /// OFFLINE (since 0) for an agent never seen.
+    async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error>;
+    /// Sets the state and returns the previous one, atomically.
+    async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error>;
+    /// Agents whose state is not OFFLINE (to re-arm session timers after a
+    /// restart).
+    async fn online_agents(&self) -> Result<Vec<AgentId>, Error>;
+}
+
+pub(crate) fn state_name(state: AgentState) -> &'static str {
+    state.as_str_name()
+}
+
+pub(crate) fn parse_state(name: &str) -> Option<AgentState> {
+    AgentState::from_str_name(name)
+}
+
+pub(crate) fn serves(agent: &Agent, tenant: &TenantId) -> bool {
+    let tenant_name = switchboard_core::names::tenant_name(tenant);
+    agent.tenants.iter().any(|served| *served == tenant_name)
+}

@@ -1,0 +1,94 @@
+//! Live agent state in Redis: `sb:{pool}:presence:<agent>` hashes (`state`,
+//! `reason`, `since`) and the set `sb:{pool}:presence:online`.
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use switchboard_core::{AgentId, Error};
+use switchboard_platform::redis::redis_error;
+
+use super::{LiveState, LiveStateStore, parse_state, state_name};
+
+// Read the previous state and write the new one in one atomic step, so two
+// sessions racing cannot both observe the same "previous" state.
+const SET_STATE_SCRIPT: &str = r"
+local previous = redis.call('HMGET', KEYS[1], 'state', 'reason', 'since')
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
+if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('SREM', KEYS[2], ARGV[4]) else redis.call('SADD', KEYS[2], ARGV[4]) end
+return previous
+";
+
+pub struct RedisLiveStateStore {
+    connection: ConnectionManager,
+    prefix: String,
+    set_state: redis::Script,
+}
+
+impl RedisLiveStateStore {
+    pub fn new(connection: ConnectionManager, pool: &str) -> RedisLiveStateStore {
+        RedisLiveStateStore {
+            connection,
+            prefix: format!("sb:{{{pool}}}:presence"),
+            set_state: redis::Script::new(SET_STATE_SCRIPT),
+        }
+    }
+
+    fn agent_key(&self, agent: &AgentId) -> String {
+        format!("{}:{agent}", self.prefix)
+    }
+
+    fn online_key(&self) -> String {
+        format!("{}:online", self.prefix)
+    }
+}
+
+fn decode(fields: [Option<String>; 3]) -> LiveState {
+    let [state, reason, since] = fields;
+    let Some(state) = state.as_deref().and_then(parse_state) else {
+        return LiveState::offline();
+    };
+    LiveState {
+        state,
+        reason: reason.unwrap_or_default(),
+        since_ms: since.and_then(|since| since.parse().ok()).unwrap_or(0),
+    }
+}
+
+#[async_trait]
+impl LiveStateStore for RedisLiveStateStore {
+    async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error> {
+        let mut connection = self.connection.clone();
+        let (state, reason, since): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.agent_key(agent))
+            .arg("state")
+            .arg("reason")
+            .arg("since")
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(decode([state, reason, since]))
+    }
+
+    async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error> {
+        let mut connection = self.connection.clone();
+        let (previous_state, previous_reason, previous_since): (Option<String>, Option<String>, Option<String>) = self
+            .set_state
+            .key(self.agent_key(agent))
+            .key(self.online_key())
+            .arg(state_name(state.state))
+            .arg(&state.reason)
+            .arg(state.since_ms)
+            .arg(agent.as_str())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(decode([previous_state, previous_reason, previous_since]))
+    }
+
+    async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {
+        let mut connection = self.connection.clone();
+        let mut members: Vec<String> =
+            redis::cmd("SMEMBERS").arg(self.online_key()).query_async(&mut connection).await.map_err(redis_error)?;
+        members.sort();
+        Ok(members.iter().filter_map(|member| AgentId::parse(member, "agent").ok()).collect())
+    }
+}
