@@ -1,0 +1,292 @@
+//! Keeps customer timelines from the contacts and routing topics.
+//!
+//! Each event becomes a [`TimelineUpdate`] merged into the contact's entry.
+//! The merge is idempotent and order-independent, so redelivered and
+//! reordered events need no deduplication by event id.
+
+use std::sync::Arc;
+
+use prost_types::Timestamp;
+use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC, envelope_tenant};
+use switchboard_core::names::{parse_contact, parse_customer};
+use switchboard_core::time::millis_from_timestamp;
+use switchboard_core::{CustomerId, Error, TenantId};
+use switchboard_platform::bus::{Delivery, EventBus, StartFrom, run_consumer};
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{ContactEvent, contact_event};
+use switchboard_proto::routing::v1::{RoutingEvent, routing_event};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{EntryStatus, TimelineUpdate};
+use crate::store::CrmStore;
+
+/// The consumer group of the CRM service.
+pub(crate) const CONSUMER_GROUP: &str = "crm";
+
+/// Consumes both topics from the earliest record until `shutdown`.
+pub(crate) async fn run(
+    store: Arc<dyn CrmStore>,
+    bus: Arc<dyn EventBus>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let subscription = bus.subscribe(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC], StartFrom::Earliest).await?;
+    tracing::info!(group = CONSUMER_GROUP, "timeline consumer started");
+    let handler = move |delivery: Delivery| {
+        let store = Arc::clone(&store);
+        async move { handle_delivery(store.as_ref(), &delivery.envelope).await }
+    };
+    run_consumer("crm", subscription, handler, shutdown).await
+}
+
+async fn handle_delivery(store: &dyn CrmStore, envelope: &EventEnvelope) -> Result<(), Error> {
+    let Some(update) = timeline_update(envelope)? else {
+        tracing::debug!(event_id = %envelope.event_id, "event does not concern timelines");
+        return Ok(());
+    };
+    match store.merge_timeline_entry(&update).await? {
+        Some(entry) => tracing::info!(
+            tenant = %entry.tenant,
+            customer = %entry.customer,
+            contact = %entry.contact,
+            status = entry.status.as_str(),
+            "timeline updated"
+        ),
+        None => tracing::debug!(
+            tenant = %update.tenant,
+            contact = %update.contact,
+            "event names no customer and the contact has no timeline entry, ignored"
+        ),
+    }
+    Ok(())
+}
+
+/// What `envelope` says about a contact's timeline entry; `None` for events
+/// that say nothing (operator-level events, offers being withdrawn). Events
+/// whose names contradict their envelope's tenant are INVALID_ARGUMENT.
+pub(crate) fn timeline_update(envelope: &EventEnvelope) -> Result<Option<TimelineUpdate>, Error> {
+    let Some(tenant) = envelope_tenant(envelope)? else {
+        return Ok(None);
+    };
+    match &envelope.payload {
+        Some(Payload::Contact(ContactEvent { kind: Some(kind) })) => contact_update(&tenant, kind),
+        Some(Payload::Routing(RoutingEvent { kind: Some(kind) })) => routing_update(&tenant, kind),
+        _ => Ok(None),
+    }
+}
+
+fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Option<TimelineUpdate>, Error> {
+    match kind {
+        contact_event::Kind::Created(created) => {
+            let Some(contact) = &created.contact else {
+                return Err(Error::missing_field("created.contact"));
+            };
+            let mut update = new_update(tenant, &contact.name, "created.contact.name", &contact.customer)?;
+            update.status = Some(EntryStatus::Received);
+            update.channel = contact.channel;
+            contact.queue.clone_into(&mut update.queue);
+            contact.subject.clone_into(&mut update.subject);
+            update.create_time_millis = millis(contact.create_time.as_ref());
+            Ok(Some(update))
+        }
+        contact_event::Kind::Abandoned(abandoned) => {
+            let mut update = new_update(tenant, &abandoned.contact, "abandoned.contact", "")?;
+            update.status = Some(EntryStatus::Abandoned);
+            update.end_time_millis = millis(abandoned.abandon_time.as_ref());
+            Ok(Some(update))
+        }
+    }
+}
+
+fn routing_update(tenant: &TenantId, kind: &routing_event::Kind) -> Result<Option<TimelineUpdate>, Error> {
+    let update = match kind {
+        routing_event::Kind::Queued(queued) => {
+            let mut update = new_update(tenant, &queued.contact, "queued.contact", &queued.customer)?;
+            update.status = Some(EntryStatus::Queued);
+            update.channel = queued.channel;
+            queued.queue.clone_into(&mut update.queue);
+            update.create_time_millis = millis(queued.enqueue_time.as_ref());
+            update
+        }
+        routing_event::Kind::Offered(offered) => {
+            // The offered agent may still reject: only an answer names the
+            // entry's agent.
+            let mut update = new_update(tenant, &offered.contact, "offered.contact", &offered.customer)?;
+            update.status = Some(EntryStatus::Offered);
+            update.channel = offered.channel;
+            offered.queue.clone_into(&mut update.queue);
+            offered.subject.clone_into(&mut update.subject);
+            update
+        }
+        // Moving the status back to QUEUED would make the entry depend on
+        // delivery order; the next offer or outcome follows anyway.
+        routing_event::Kind::OfferWithdrawn(_) => return Ok(None),
+        routing_event::Kind::Answered(answered) => {
+            let mut update = new_update(tenant, &answered.contact, "answered.contact", &answered.customer)?;
+            update.status = Some(EntryStatus::Answered);
+            update.channel = answered.channel;
+            answered.queue.clone_into(&mut update.queue);
+            answered.agent.clone_into(&mut update.agent);
+            update.create_time_millis = millis(answered.enqueue_time.as_ref());
+            update.answer_time_millis = millis(answered.answer_time.as_ref());
+            update
+        }
+        routing_event::Kind::Completed(completed) => {
+            let mut update = new_update(tenant, &completed.contact, "completed.contact", &completed.customer)?;
+            update.status = Some(EntryStatus::Completed);
+            update.channel = completed.channel;
+            completed.queue.clone_into(&mut update.queue);
+            completed.agent.clone_into(&mut update.agent);
+            completed.disposition.clone_into(&mut update.disposition);
+            update.resolved = completed.resolved;
+            update.answer_time_millis = millis(completed.answer_time.as_ref());
+            update.end_time_millis = millis(completed.end_time.as_ref());
+            update
+        }
+        routing_event::Kind::Abandoned(abandoned) => {
+            let mut update = new_update(tenant, &abandoned.contact, "abandoned.contact", &abandoned.customer)?;
+            update.status = Some(EntryStatus::Abandoned);
+            update.channel = abandoned.channel;
+            abandoned.queue.clone_into(&mut update.queue);
+            update.create_time_millis = millis(abandoned.enqueue_time.as_ref());
+            update.end_time_millis = millis(abandoned.abandon_time.as_ref());
+            update
+        }
+    };
+    Ok(Some(update))
+}
+
+/// An empty update of the contact `contact_name`, for the customer
+/// `customer_name` if not empty; both must belong to the envelope's tenant.
+fn new_update(
+    tenant: &TenantId,
+    contact_name: &str,
+    contact_field: &str,
+    customer_name: &str,
+) -> Result<TimelineUpdate, Error> {
+    let (contact_tenant, contact) = parse_contact(contact_name, contact_field)?;
+    require_same_tenant(tenant, &contact_tenant, contact_field)?;
+    let customer = customer_of(tenant, customer_name, contact_field)?;
+    Ok(TimelineUpdate::new(tenant.clone(), contact, customer))
+}
+
+fn customer_of(tenant: &TenantId, customer_name: &str, contact_field: &str) -> Result<Option<CustomerId>, Error> {
+    if customer_name.is_empty() {
+        return Ok(None);
+    }
+    // The customer field sits beside the contact field in every event.
+    let customer_field = match contact_field.rsplit_once('.') {
+        Some((message, _)) => format!("{message}.customer"),
+        None => "customer".to_owned(),
+    };
+    let (customer_tenant, customer) = parse_customer(customer_name, &customer_field)?;
+    require_same_tenant(tenant, &customer_tenant, &customer_field)?;
+    Ok(Some(customer))
+}
+
+fn require_same_tenant(envelope_tenant: &TenantId, named_tenant: &TenantId, field: &str) -> Result<(), Error> {
+    if envelope_tenant == named_tenant {
+        return Ok(());
+    }
+    Err(Error::invalid_field(field, format!("names tenant `{named_tenant}`, the envelope says `{envelope_tenant}`")))
+}
+
+fn millis(timestamp: Option<&Timestamp>) -> i64 {
+    timestamp.map_or(0, millis_from_timestamp).max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::event::envelope;
+    use switchboard_core::names::{contact_name, customer_name};
+    use switchboard_core::time::timestamp_from_millis;
+    use switchboard_core::{ContactId, ErrorCode};
+    use switchboard_proto::ingestion::v1::{Contact, ContactCreated};
+    use switchboard_proto::routing::v1::{ContactCompleted, OfferWithdrawn};
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme", "tenant").expect("tenant")
+    }
+
+    fn routing(tenant: &TenantId, kind: routing_event::Kind) -> EventEnvelope {
+        envelope(Some(tenant), "subject", Payload::Routing(RoutingEvent { kind: Some(kind) }))
+    }
+
+    #[test]
+    fn contact_created_starts_an_entry() {
+        let tenant = acme();
+        let contact = ContactId::generate();
+        let customer = CustomerId::generate();
+        let created = ContactCreated {
+            contact: Some(Contact {
+                name: contact_name(&tenant, &contact),
+                customer: customer_name(&tenant, &customer),
+                channel: 3,
+                queue: "tenants/acme/queues/support".to_owned(),
+                subject: "hello".to_owned(),
+                create_time: Some(timestamp_from_millis(1_234)),
+                ..Contact::default()
+            }),
+        };
+        let event = ContactEvent { kind: Some(contact_event::Kind::Created(created)) };
+        let update = timeline_update(&envelope(Some(&tenant), "subject", Payload::Contact(event)))
+            .expect("valid")
+            .expect("an update");
+        assert_eq!(update.contact, contact);
+        assert_eq!(update.customer, Some(customer));
+        assert_eq!(update.status, Some(EntryStatus::Received));
+        assert_eq!((update.channel, update.subject.as_str(), update.create_time_millis), (3, "hello", 1_234));
+    }
+
+    #[test]
+    fn completion_carries_the_outcome() {
+        let tenant = acme();
+        let contact = ContactId::generate();
+        let completed = ContactCompleted {
+            contact: contact_name(&tenant, &contact),
+            agent: "agents/bob".to_owned(),
+            disposition: "sale".to_owned(),
+            resolved: true,
+            end_time: Some(timestamp_from_millis(9_000)),
+            ..ContactCompleted::default()
+        };
+        let update = timeline_update(&routing(&tenant, routing_event::Kind::Completed(completed)))
+            .expect("valid")
+            .expect("an update");
+        assert_eq!(update.customer, None, "an empty customer is no customer");
+        assert_eq!(update.status, Some(EntryStatus::Completed));
+        assert_eq!((update.agent.as_str(), update.disposition.as_str()), ("agents/bob", "sale"));
+        assert!(update.resolved);
+        assert_eq!(update.end_time_millis, 9_000);
+    }
+
+    #[test]
+    fn names_of_another_tenant_are_rejected_with_the_field() {
+        let tenant = acme();
+        let globex = TenantId::parse("globex", "tenant").expect("tenant");
+        let completed = ContactCompleted {
+            contact: contact_name(&tenant, &ContactId::generate()),
+            customer: customer_name(&globex, &CustomerId::generate()),
+            ..ContactCompleted::default()
+        };
+        let error = timeline_update(&routing(&tenant, routing_event::Kind::Completed(completed))).expect_err("mixed");
+        assert_eq!(error.code, ErrorCode::InvalidArgument);
+        assert_eq!(error.field_violations[0].field, "completed.customer");
+        let foreign_contact =
+            ContactCompleted { contact: contact_name(&globex, &ContactId::generate()), ..ContactCompleted::default() };
+        let error =
+            timeline_update(&routing(&tenant, routing_event::Kind::Completed(foreign_contact))).expect_err("foreign");
+        assert_eq!(error.field_violations[0].field, "completed.contact");
+    }
+
+    #[test]
+    fn withdrawn_offers_and_tenantless_events_say_nothing() {
+        let tenant = acme();
+        let withdrawn =
+            OfferWithdrawn { contact: contact_name(&tenant, &ContactId::generate()), ..OfferWithdrawn::default() };
+        assert_eq!(timeline_update(&routing(&tenant, routing_event::Kind::OfferWithdrawn(withdrawn))), Ok(None));
+        let operator_level = envelope(None, "alice", Payload::Routing(RoutingEvent { kind: None }));
+        assert_eq!(timeline_update(&operator_level), Ok(None));
+    }
+}

@@ -1,0 +1,402 @@
+//! One contact in a customer's history, and how the events that describe it
+//! merge into one entry.
+//!
+//! Events arrive at least once and, across topics, in any order. The merge
+//! is therefore built so that the final entry depends only on the set of
+//! events seen, never on their order or repetition:
+//! - the status only moves forward by rank, and a terminal status is final;
+//! - each text field keeps its first non-empty value (all events of one
+//!   contact agree on queue, channel, subject, the handling agent and the
+//!   disposition, so "first" is "the");
+//! - each time keeps the earliest non-zero value, so two producers whose
+//!   clocks disagree by a few milliseconds still converge;
+//! - `resolved` is true once any completion said so.
+
+use std::cmp::Reverse;
+
+use switchboard_core::{ContactId, CustomerId, TenantId};
+
+/// Where a contact is in its life, as far as the timeline knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryStatus {
+    Received,
+    Queued,
+    Offered,
+    Answered,
+    Completed,
+    Abandoned,
+}
+
+impl EntryStatus {
+    pub const ALL: [EntryStatus; 6] = [
+        EntryStatus::Received,
+        EntryStatus::Queued,
+        EntryStatus::Offered,
+        EntryStatus::Answered,
+        EntryStatus::Completed,
+        EntryStatus::Abandoned,
+    ];
+
+    /// The order a contact's statuses follow; both terminal statuses share
+    /// the highest rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            EntryStatus::Received => 0,
+            EntryStatus::Queued => 1,
+            EntryStatus::Offered => 2,
+            EntryStatus::Answered => 3,
+            EntryStatus::Completed | EntryStatus::Abandoned => 4,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, EntryStatus::Completed | EntryStatus::Abandoned)
+    }
+
+    /// The stable spelling used in storage and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryStatus::Received => "received",
+            EntryStatus::Queued => "queued",
+            EntryStatus::Offered => "offered",
+            EntryStatus::Answered => "answered",
+            EntryStatus::Completed => "completed",
+            EntryStatus::Abandoned => "abandoned",
+        }
+    }
+
+    /// The inverse of [`EntryStatus::as_str`].
+    pub fn parse(value: &str) -> Option<EntryStatus> {
+        EntryStatus::ALL.into_iter().find(|status| status.as_str() == value)
+    }
+}
+
+/// One contact of a customer. Zero times and empty strings are unset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    pub customer: CustomerId,
+    pub status: EntryStatus,
+    /// The `switchboard.common.v1.Channel` number; 0 is unset.
+    pub channel: i32,
+    /// `tenants/{tenant}/queues/{queue}`.
+    pub queue: String,
+    /// `agents/{agent}` that answered the contact.
+    pub agent: String,
+    pub subject: String,
+    pub disposition: String,
+    pub resolved: bool,
+    pub create_time_millis: i64,
+    pub answer_time_millis: i64,
+    pub end_time_millis: i64,
+}
+
+/// What one event says about a contact: a partial timeline entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineUpdate {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    /// `None` when the event does not name the customer; such an update only
+    /// changes an entry that already exists.
+    pub customer: Option<CustomerId>,
+    /// `None` when the event says nothing about the status.
+    pub status: Option<EntryStatus>,
+    pub channel: i32,
+    pub queue: String,
+    pub agent: String,
+    pub subject: String,
+    pub disposition: String,
+    pub resolved: bool,
+    pub create_time_millis: i64,
+    pub answer_time_millis: i64,
+    pub end_time_millis: i64,
+}
+
+impl TimelineUpdate {
+    /// An update about `contact` that says nothing yet.
+    pub fn new(tenant: TenantId, contact: ContactId, customer: Option<CustomerId>) -> TimelineUpdate {
+        TimelineUpdate {
+            tenant,
+            contact,
+            customer,
+            status: None,
+            channel: 0,
+            queue: String::new(),
+            agent: String::new(),
+            subject: String::new(),
+            disposition: String::new(),
+            resolved: false,
+            create_time_millis: 0,
+            answer_time_millis: 0,
+            end_time_millis: 0,
+        }
+    }
+}
+
+/// The entry after `update`, given the entry stored for the same (tenant,
+/// contact), if any. `None` means there is still no entry: the update named
+/// no customer and none was known.
+///
+/// Applying an update twice equals applying it once, and as long as a
+/// contact reaches at most one terminal status, any order of its updates
+/// gives the same entry. Should a producer ever report both terminal
+/// statuses, the first one seen wins and the other is ignored whole.
+pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -> Option<TimelineEntry> {
+    let base = match (existing, &update.customer) {
+        (Some(existing), _) => existing.clone(),
+        (None, Some(customer)) => TimelineEntry {
+            tenant: update.tenant.clone(),
+            contact: update.contact.clone(),
+            customer: customer.clone(),
+            status: EntryStatus::Received,
+            channel: 0,
+            queue: String::new(),
+            agent: String::new(),
+            subject: String::new(),
+            disposition: String::new(),
+            resolved: false,
+            create_time_millis: 0,
+            answer_time_millis: 0,
+            end_time_millis: 0,
+        },
+        (None, None) => return None,
+    };
+    Some(merge(base, update))
+}
+
+fn merge(mut entry: TimelineEntry, update: &TimelineUpdate) -> TimelineEntry {
+    if let Some(status) = update.status {
+        let reports_other_terminal = entry.status.is_terminal() && status.is_terminal() && status != entry.status;
+        if reports_other_terminal {
+            return entry;
+        }
+        if !entry.status.is_terminal() && status.rank() > entry.status.rank() {
+            entry.status = status;
+        }
+    }
+    if entry.channel == 0 {
+        entry.channel = update.channel;
+    }
+    keep_first_non_empty(&mut entry.queue, &update.queue);
+    keep_first_non_empty(&mut entry.agent, &update.agent);
+    keep_first_non_empty(&mut entry.subject, &update.subject);
+    keep_first_non_empty(&mut entry.disposition, &update.disposition);
+    entry.resolved |= update.resolved;
+    keep_earliest(&mut entry.create_time_millis, update.create_time_millis);
+    keep_earliest(&mut entry.answer_time_millis, update.answer_time_millis);
+    keep_earliest(&mut entry.end_time_millis, update.end_time_millis);
+    entry
+}
+
+fn keep_first_non_empty(field: &mut String, candidate: &str) {
+    if field.is_empty() && !candidate.is_empty() {
+        candidate.clone_into(field);
+    }
+}
+
+fn keep_earliest(field: &mut i64, candidate: i64) {
+    if candidate > 0 && (*field == 0 || candidate < *field) {
+        *field = candidate;
+    }
+}
+
+/// A position in a customer's timeline, which is listed newest first: by
+/// create time descending, then contact id descending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineCursor {
+    pub create_time_millis: i64,
+    pub contact: ContactId,
+}
+
+impl TimelineCursor {
+    pub fn of(entry: &TimelineEntry) -> TimelineCursor {
+        TimelineCursor { create_time_millis: entry.create_time_millis, contact: entry.contact.clone() }
+    }
+
+    /// True when `entry` is listed after this position.
+    pub fn precedes(&self, entry: &TimelineEntry) -> bool {
+        (entry.create_time_millis, &entry.contact) < (self.create_time_millis, &self.contact)
+    }
+
+    /// Sort key that lists entries newest first.
+    pub fn newest_first_key(entry: &TimelineEntry) -> (Reverse<i64>, Reverse<ContactId>) {
+        (Reverse(entry.create_time_millis), Reverse(entry.contact.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("acme", "tenant").expect("tenant")
+    }
+
+    fn update(contact: &ContactId, customer: &CustomerId, status: Option<EntryStatus>) -> TimelineUpdate {
+        let mut update = TimelineUpdate::new(tenant(), contact.clone(), Some(customer.clone()));
+        update.status = status;
+        update
+    }
+
+    /// The updates one contact's events produce, in the order they happen.
+    fn lifecycle(contact: &ContactId, customer: &CustomerId, completed: bool, offers: usize) -> Vec<TimelineUpdate> {
+        let mut created = update(contact, customer, Some(EntryStatus::Received));
+        created.channel = 2;
+        created.queue = "tenants/acme/queues/support".to_owned();
+        created.subject = "where is my order".to_owned();
+        created.create_time_millis = 1_000;
+        let mut queued = update(contact, customer, Some(EntryStatus::Queued));
+        queued.queue = created.queue.clone();
+        queued.channel = 2;
+        queued.create_time_millis = 1_005;
+        let mut updates = vec![created, queued];
+        // Offers name the offered agent, which is not the entry's agent (it
+        // may reject): offers carry no agent into the update.
+        for _ in 0..offers {
+            let mut offered = update(contact, customer, Some(EntryStatus::Offered));
+            offered.subject = "where is my order".to_owned();
+            offered.queue = "tenants/acme/queues/support".to_owned();
+            updates.push(offered);
+        }
+        if completed {
+            let mut answered = update(contact, customer, Some(EntryStatus::Answered));
+            answered.agent = "agents/bob".to_owned();
+            answered.answer_time_millis = 3_000;
+            answered.create_time_millis = 1_005;
+            let mut done = update(contact, customer, Some(EntryStatus::Completed));
+            done.agent = "agents/bob".to_owned();
+            done.disposition = "order-status".to_owned();
+            done.resolved = true;
+            done.answer_time_millis = 3_000;
+            done.end_time_millis = 9_000;
+            updates.extend([answered, done]);
+        } else {
+            let mut abandoned = update(contact, customer, Some(EntryStatus::Abandoned));
+            abandoned.end_time_millis = 4_000;
+            abandoned.create_time_millis = 1_005;
+            updates.push(abandoned);
+        }
+        updates
+    }
+
+    fn fold(updates: &[TimelineUpdate]) -> Option<TimelineEntry> {
+        updates.iter().fold(None, |entry, update| apply_update(entry.as_ref(), update))
+    }
+
+    #[test]
+    fn a_completed_contact_carries_its_outcome() {
+        let contact = ContactId::generate();
+        let customer = CustomerId::generate();
+        let entry = fold(&lifecycle(&contact, &customer, true, 2)).expect("entry");
+        assert_eq!(entry.status, EntryStatus::Completed);
+        assert_eq!(entry.agent, "agents/bob");
+        assert_eq!(entry.disposition, "order-status");
+        assert!(entry.resolved);
+        assert_eq!((entry.create_time_millis, entry.answer_time_millis, entry.end_time_millis), (1_000, 3_000, 9_000));
+        assert_eq!(entry.channel, 2);
+        assert_eq!(entry.queue, "tenants/acme/queues/support");
+    }
+
+    #[test]
+    fn terminal_statuses_are_final() {
+        let contact = ContactId::generate();
+        let customer = CustomerId::generate();
+        let abandoned = fold(&[update(&contact, &customer, Some(EntryStatus::Abandoned))]).expect("entry");
+        let mut late_completion = update(&contact, &customer, Some(EntryStatus::Completed));
+        late_completion.disposition = "sale".to_owned();
+        let after = apply_update(Some(&abandoned), &late_completion).expect("entry");
+        assert_eq!(after, abandoned, "a second terminal status is ignored whole");
+        let queued_late = apply_update(Some(&abandoned), &update(&contact, &customer, Some(EntryStatus::Queued)));
+        assert_eq!(queued_late.map(|entry| entry.status), Some(EntryStatus::Abandoned));
+    }
+
+    #[test]
+    fn updates_without_customer_need_an_existing_entry() {
+        let contact = ContactId::generate();
+        let mut orphan = TimelineUpdate::new(tenant(), contact.clone(), None);
+        orphan.status = Some(EntryStatus::Abandoned);
+        orphan.end_time_millis = 7;
+        assert_eq!(apply_update(None, &orphan), None);
+        let existing = fold(&[update(&contact, &CustomerId::generate(), None)]).expect("entry");
+        assert_eq!(existing.status, EntryStatus::Received);
+        let merged = apply_update(Some(&existing), &orphan).expect("merged");
+        assert_eq!((merged.status, merged.end_time_millis), (EntryStatus::Abandoned, 7));
+        assert_eq!(merged.customer, existing.customer);
+    }
+
+    #[test]
+    fn cursor_orders_newest_first() {
+        let customer = CustomerId::generate();
+        let mut entries: Vec<TimelineEntry> = [5, 9, 5, 1]
+            .into_iter()
+            .map(|time| {
+                let mut created = update(&ContactId::generate(), &customer, None);
+                created.create_time_millis = time;
+                fold(&[created]).expect("entry")
+            })
+            .collect();
+        entries.sort_by_key(TimelineCursor::newest_first_key);
+        let times: Vec<i64> = entries.iter().map(|entry| entry.create_time_millis).collect();
+        assert_eq!(times, vec![9, 5, 5, 1]);
+        assert!(entries[1].contact > entries[2].contact, "ties list the newer contact first");
+        for (index, entry) in entries.iter().enumerate() {
+            let cursor = TimelineCursor::of(entry);
+            let following: Vec<bool> = entries.iter().map(|other| cursor.precedes(other)).collect();
+            let expected: Vec<bool> = (0..entries.len()).map(|other| other > index).collect();
+            assert_eq!(following, expected);
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_their_storage_spelling() {
+        for status in EntryStatus::ALL {
+            assert_eq!(EntryStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(EntryStatus::parse("lost"), None);
+    }
+
+    fn any_lifecycle() -> impl Strategy<Value = Vec<TimelineUpdate>> {
+        (any::<bool>(), 0..3usize).prop_map(|(completed, offers)| {
+            lifecycle(&ContactId::generate(), &CustomerId::generate(), completed, offers)
+        })
+    }
+
+    /// A lifecycle, and the same updates shuffled with some repeated.
+    fn lifecycle_and_redelivery() -> impl Strategy<Value = (Vec<TimelineUpdate>, Vec<TimelineUpdate>)> {
+        (any_lifecycle(), proptest::collection::vec(any::<proptest::sample::Index>(), 0..8)).prop_flat_map(
+            |(in_order, repeated)| {
+                let mut delivered = in_order.clone();
+                delivered.extend(repeated.iter().map(|index| in_order[index.index(in_order.len())].clone()));
+                (Just(in_order), Just(delivered).prop_shuffle())
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_delivery_order_with_duplicates_gives_the_same_entry((in_order, delivered) in lifecycle_and_redelivery()) {
+            prop_assert_eq!(fold(&delivered), fold(&in_order));
+        }
+
+        #[test]
+        fn applying_an_update_twice_equals_once((in_order, delivered) in lifecycle_and_redelivery()) {
+            let mut entry = None;
+            for update in &delivered {
+                let once = apply_update(entry.as_ref(), update);
+                let twice = apply_update(once.as_ref(), update);
+                prop_assert_eq!(&once, &twice);
+                if let (Some(before), Some(after)) = (&entry, &once) {
+                    let before: &TimelineEntry = before;
+                    prop_assert!(after.status.rank() >= before.status.rank(), "status never moves back");
+                    if before.status.is_terminal() {
+                        prop_assert_eq!(after.status, before.status);
+                    }
+                }
+                entry = once;
+            }
+            prop_assert!(in_order.len() <= delivered.len());
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The `switchboard.crm.v1.CrmService` API: request validation, access
+//! checks and the mapping between API messages and the domain.
+//!
+//! Every handler validates and authorizes completely before it touches the
+//! store, so a bad request changes nothing.
+
+use std::sync::Arc;
+
+use switchboard_core::names::{contact_name, customer_name, parse_customer, parse_tenant};
+use switchboard_core::time::optional_timestamp;
+use switchboard_core::{ContactId, CustomerId, Error};
+use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::status::IntoStatus;
+use switchboard_proto::common::v1 as common;
+use switchboard_proto::crm::v1 as api;
+use switchboard_proto::crm::v1::crm_service_server::CrmService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{
+    EntryStatus, Identity, IdentityKind, TimelineCursor, TimelineEntry, normalize_display_name, normalize_identity,
+};
+use crate::store::{CrmStore, Customer};
+
+/// The CRM gRPC API on a store.
+pub struct CrmApi {
+    store: Arc<dyn CrmStore>,
+    access: Arc<AccessControl>,
+}
+
+impl CrmApi {
+    pub fn new(store: Arc<dyn CrmStore>, access: Arc<AccessControl>) -> CrmApi {
+        CrmApi { store, access }
+    }
+}
+
+/// The domain identity of a request's `identity`, normalised.
+pub fn identity_from_request(identity: Option<&common::CustomerIdentity>) -> Result<Identity, Error> {
+    let Some(identity) = identity else {
+        return Err(Error::missing_field("identity"));
+    };
+    let kind = match common::IdentityKind::try_from(identity.kind) {
+        Ok(common::IdentityKind::Phone) => IdentityKind::Phone,
+        Ok(common::IdentityKind::Email) => IdentityKind::Email,
+        Ok(common::IdentityKind::ChatVisitor) => IdentityKind::ChatVisitor,
+        Ok(common::IdentityKind::Messenger) => IdentityKind::Messenger,
+        Ok(common::IdentityKind::Social) => IdentityKind::Social,
+        Ok(common::IdentityKind::Unspecified) => return Err(Error::missing_field("identity.kind")),
+        Err(_) => return Err(Error::invalid_field("identity.kind", "is not a known identity kind")),
+    };
+    normalize_identity(kind, &identity.value, "identity.value")
+}
+
+fn identity_to_api(identity: &Identity) -> common::CustomerIdentity {
+    let kind = match identity.kind {
+        IdentityKind::Phone => common::IdentityKind::Phone,
+        IdentityKind::Email => common::IdentityKind::Email,
+        IdentityKind::ChatVisitor => common::IdentityKind::ChatVisitor,
+        IdentityKind::Messenger => common::IdentityKind::Messenger,
+        IdentityKind::Social => common::IdentityKind::Social,
+    };
+    common::CustomerIdentity { kind: kind.into(), value: identity.value.clone() }
+}
+
+fn status_to_api(status: EntryStatus) -> common::ContactStatus {
+    match status {
+        EntryStatus::Received => common::ContactStatus::Received,
+        EntryStatus::Queued => common::ContactStatus::Queued,
+        EntryStatus::Offered => common::ContactStatus::Offered,
+        EntryStatus::Answered => common::ContactStatus::Answered,
+        EntryStatus::Completed => common::ContactStatus::Completed,
+        EntryStatus::Abandoned => common::ContactStatus::Abandoned,
+    }
+}
+
+pub fn customer_to_api(customer: &Customer) -> api::Customer {
+    api::Customer {
+        name: customer_name(&customer.tenant, &customer.id),
+        display_name: customer.display_name.clone(),
+        identities: customer.identities.iter().map(identity_to_api).collect(),
+        create_time: optional_timestamp(customer.create_time_millis),
+    }
+}
+
+/// `tenants/{tenant}/customers/{customer}/timeline/{contact}`.
+pub fn timeline_entry_name(entry: &TimelineEntry) -> String {
+    format!("{}/timeline/{}", customer_name(&entry.tenant, &entry.customer), entry.contact)
+}
+
+pub fn timeline_entry_to_api(entry: &TimelineEntry) -> api::TimelineEntry {
+    api::TimelineEntry {
+        name: timeline_entry_name(entry),
+        contact: contact_name(&entry.tenant, &entry.contact),
+        channel: entry.channel,
+        queue: entry.queue.clone(),
+        status: status_to_api(entry.status).into(),
+        agent: entry.agent.clone(),
+        subject: entry.subject.clone(),
+        disposition: entry.disposition.clone(),
+        resolved: entry.resolved,
+        create_time: optional_timestamp(entry.create_time_millis),
+        answer_time: optional_timestamp(entry.answer_time_millis),
+        end_time: optional_timestamp(entry.end_time_millis),
+    }
+}
+
+fn invalid_page_token() -> Error {
+    Error::invalid_field("page_token", "is not a token this API issued")
+}
+
+/// The page-token key of a timeline entry: `{create_time_millis}/{contact}`.
+fn timeline_page_key(entry: &TimelineEntry) -> String {
+    format!("{}/{}", entry.create_time_millis, entry.contact)
+}
+
+fn parse_timeline_page_key(key: &str) -> Result<TimelineCursor, Error> {
+    let (create_time, contact) = key.split_once('/').ok_or_else(invalid_page_token)?;
+    let create_time_millis = create_time.parse::<i64>().map_err(|_| invalid_page_token())?;
+    let contact = ContactId::parse(contact, "page_token").map_err(|_| invalid_page_token())?;
+    Ok(TimelineCursor { create_time_millis, contact })
+}
+
+#[async_trait::async_trait]
+impl CrmService for CrmApi {
+    async fn resolve_customer(
+        &self,
+        request: Request<api::ResolveCustomerRequest>,
+    ) -> Result<Response<api::ResolveCustomerResponse>, Status> {
+        let principal = principal(&request)?;
+        let request = request.into_inner();
+        let tenant = parse_tenant(&request.parent, "parent").into_status()?;
+        self.access.authorize_write(&principal, &tenant).into_status()?;
+        let identity = identity_from_request(request.identity.as_ref()).into_status()?;
+        let display_name = normalize_display_name(&request.display_name, "display_name").into_status()?;
+        let resolved = self.store.resolve_customer(&tenant, &identity, &display_name).await.into_status()?;
+        if resolved.created {
+            tracing::info!(
+                tenant = %tenant,
+                customer = %resolved.customer.id,
+                identity_kind = identity.kind.as_str(),
+                key = %principal.key_name,
+                "customer created"
+            );
+        }
+        Ok(Response::new(api::ResolveCustomerResponse {
+            customer: Some(customer_to_api(&resolved.customer)),
+            created: resolved.created,
+        }))
+    }
+
+    async fn get_customer(&self, request: Request<api::GetCustomerRequest>) -> Result<Response<api::Customer>, Status> {
+        let principal = principal(&request)?;
+        let (tenant, customer) = parse_customer(&request.get_ref().name, "name").into_status()?;
+        self.access.authorize_read(&principal, &tenant).into_status()?;
+        let customer = self.store.get_customer(&tenant, &customer).await.into_status()?;
+        Ok(Response::new(customer_to_api(&customer)))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<api::ListCustomersRequest>,
+    ) -> Result<Response<api::ListCustomersResponse>, Status> {
+        let principal = principal(&request)?;
+        let request = request.into_inner();
+        let tenant = parse_tenant(&request.parent, "parent").into_status()?;
+        self.access.authorize_read(&principal, &tenant).into_status()?;
+        let page_request = page_request(request.page_size, &request.page_token).into_status()?;
+        let after = page_request
+            .after
+            .as_deref()
+            .map(|after| CustomerId::parse(after, "page_token").map_err(|_| invalid_page_token()))
+            .transpose()
+            .into_status()?;
+        let customers =
+            self.store.list_customers(&tenant, after.as_ref(), page_request.size + 1).await.into_status()?;
+        let (customers, next_page_token) = page(customers, &page_request, |customer| customer.id.to_string());
+        Ok(Response::new(api::ListCustomersResponse {
+            customers: customers.iter().map(customer_to_api).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_timeline_entries(
+        &self,
+        request: Request<api::ListTimelineEntriesRequest>,
+    ) -> Result<Response<api::ListTimelineEntriesResponse>, Status> {
+        let principal = principal(&request)?;
+        let request = request.into_inner();
+        let (tenant, customer) = parse_customer(&request.parent, "parent").into_status()?;
+        self.access.authorize_read(&principal, &tenant).into_status()?;
+        let page_request = page_request(request.page_size, &request.page_token).into_status()?;
+        let after = page_request.after.as_deref().map(parse_timeline_page_key).transpose().into_status()?;
+        // An unknown customer is NOT_FOUND rather than an empty timeline.
+        self.store.get_customer(&tenant, &customer).await.into_status()?;
+        let entries = self
+            .store
+            .list_timeline_entries(&tenant, &customer, after.as_ref(), page_request.size + 1)
+            .await
+            .into_status()?;
+        let (entries, next_page_token) = page(entries, &page_request, timeline_page_key);
+        Ok(Response::new(api::ListTimelineEntriesResponse {
+            entries: entries.iter().map(timeline_entry_to_api).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_are_validated_field_by_field() {
+        let field_of = |identity: Option<common::CustomerIdentity>| {
+            identity_from_request(identity.as_ref()).expect_err("invalid").field_violations[0].field.clone()
+        };
+        assert_eq!(field_of(None), "identity");
+        let unspecified = common::CustomerIdentity { kind: 0, value: "x".to_owned() };
+        assert_eq!(field_of(Some(unspecified)), "identity.kind");
+        let unknown_kind = common::CustomerIdentity { kind: 42, value: "x".to_owned() };
+        assert_eq!(field_of(Some(unknown_kind)), "identity.kind");
+        let empty = common::CustomerIdentity { kind: common::IdentityKind::Email.into(), value: " ".to_owned() };
+        assert_eq!(field_of(Some(empty)), "identity.value");
+        let phone = common::CustomerIdentity { kind: common::IdentityKind::Phone.into(), value: "+7 (495) 123".into() };
+        let identity = identity_from_request(Some(&phone)).expect("valid phone");
+        assert_eq!(identity_to_api(&identity).value, "+7495123");
+    }
+
+    #[test]
+    fn timeline_page_keys_round_trip_and_reject_garbage() {
+        let contact = ContactId::generate();
+        let cursor = parse_timeline_page_key(&format!("1234/{contact}")).expect("key");
+        assert_eq!(cursor, TimelineCursor { create_time_millis: 1234, contact });
+        for bad in ["", "1234", "x/ct_1", "12/cu_1", "12/ct_"] {
+            let error = parse_timeline_page_key(bad).expect_err(bad);
+            assert_eq!(error.field_violations[0].field, "page_token", "{bad}");
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The contract every [`CrmStore`] must meet. The in-memory store runs it in
+//! unit tests and the PostgreSQL store in `tests/postgres_store.rs`, so `dev`
+//! mode behaves like production. Each check uses tenants of its own, so all
+//! checks may share one store.
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use switchboard_core::{ContactId, CustomerId, ErrorCode, TenantId};
+use switchboard_platform::testing::unique_suffix;
+
+use super::{CrmStore, Customer};
+use crate::domain::{
+    EntryStatus, Identity, IdentityKind, TimelineCursor, TimelineEntry, TimelineUpdate, normalize_identity,
+};
+
+/// Runs every check of the contract.
+pub async fn run_all(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
+    resolve_creates_then_finds(store.as_ref()).await.context("resolve_creates_then_finds")?;
+    concurrent_resolves_agree(Arc::clone(&store)).await.context("concurrent_resolves_agree")?;
+    tenants_are_isolated(store.as_ref()).await.context("tenants_are_isolated")?;
+    customers_page_by_id(store.as_ref()).await.context("customers_page_by_id")?;
+    timeline_merge_is_idempotent_and_listed_newest_first(store.as_ref())
+        .await
+        .context("timeline_merge_is_idempotent_and_listed_newest_first")?;
+    concurrent_merges_lose_nothing(Arc::clone(&store)).await.context("concurrent_merges_lose_nothing")?;
+    Ok(())
+}
+
+fn fresh_tenant(label: &str) -> anyhow::Result<TenantId> {
+    Ok(TenantId::parse(&format!("{label}-{}", unique_suffix()), "tenant")?)
+}
+
+fn email(raw_value: &str) -> anyhow::Result<Identity> {
+    Ok(normalize_identity(IdentityKind::Email, raw_value, "identity.value")?)
+}
+
+/// Differently spelled variants of one e-mail address resolve to one
+/// customer, created by the first call; other addresses and other kinds with
+/// the same text are other customers.
+pub async fn resolve_creates_then_finds(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("resolve")?;
+    let first = store.resolve_customer(&tenant, &email("Alice@Example.com")?, "Alice").await?;
+    ensure!(first.created, "the first resolve of an identity must create the customer");
+    ensure!(first.customer.display_name == "Alice", "display name not kept: {:?}", first.customer);
+    ensure!(first.customer.identities == vec![email("alice@example.com")?], "identities: {:?}", first.customer);
+    ensure!(first.customer.create_time_millis > 0, "create time not set: {:?}", first.customer);
+
+    let again = store.resolve_customer(&tenant, &email("  alice@EXAMPLE.com ")?, "Somebody Else").await?;
+    ensure!(!again.created, "resolving a known identity must not create a customer");
+    ensure!(again.customer == first.customer, "variants resolved to {:?} and {:?}", first.customer, again.customer);
+
+    let fetched = store.get_customer(&tenant, &first.customer.id).await?;
+    ensure!(fetched == first.customer, "get returned {fetched:?}, resolve returned {:?}", first.customer);
+
+    let other_address = store.resolve_customer(&tenant, &email("bob@example.com")?, "Bob").await?;
+    ensure!(other_address.created && other_address.customer.id != first.customer.id, "bob must be a new customer");
+    let same_text_other_kind = Identity { kind: IdentityKind::Social, value: "alice@example.com".to_owned() };
+    let social = store.resolve_customer(&tenant, &same_text_other_kind, "").await?;
+    ensure!(social.created && social.customer.id != first.customer.id, "identity kinds must not collide");
+
+    let missing = store.get_customer(&tenant, &CustomerId::generate()).await;
+    ensure!(
+        missing.as_ref().is_err_and(|error| error.code == ErrorCode::NotFound),
+        "an unknown customer must be NOT_FOUND, got {missing:?}"
+    );
+    Ok(())
+}
+
+/// Many concurrent resolves of one new identity agree on one customer, and
+/// exactly one of them created it.
+pub async fn concurrent_resolves_agree(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
+    const CONCURRENT_RESOLVES: usize = 16;
+    let tenant = fresh_tenant("race")?;
+    let identity = Identity { kind: IdentityKind::Phone, value: "+15550100000".to_owned() };
+    let mut tasks = Vec::new();
+    for attempt in 0..CONCURRENT_RESOLVES {
+        let store = Arc::clone(&store);
+        let tenant = tenant.clone();
+        let identity = identity.clone();
+        tasks.push(tokio::spawn(async move {
+            store.resolve_customer(&tenant, &identity, &format!("caller {attempt}")).await
+        }));
+    }
+    let mut resolved = Vec::new();
+    for task in tasks {
+        resolved.push(task.await??);
+    }
+    let created_count = resolved.iter().filter(|outcome| outcome.created).count();
+    ensure!(created_count == 1, "{created_count} of {CONCURRENT_RESOLVES} concurrent resolves created a customer");
+    let first_id = &resolved[0].customer.id;
+    ensure!(
+        resolved.iter().all(|outcome| &outcome.customer.id == first_id),
+        "concurrent resolves disagree: {:?}",
+        resolved.iter().map(|outcome| outcome.customer.id.as_str()).collect::<Vec<_>>()
+    );
+    let listed = store.list_customers(&tenant, None, 100).await?;
+    ensure!(listed.len() == 1, "expected one stored customer, found {}", listed.len());
+    Ok(())
+}
+
+/// The same identity in two tenants is two customers, and nothing of one
+/// tenant is visible through another.
+pub async fn tenants_are_isolated(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let acme = fresh_tenant("acme")?;
+    let globex = fresh_tenant("globex")?;
+    let identity = email("shared@example.com")?;
+    let in_acme = store.resolve_customer(&acme, &identity, "Acme's").await?;
+    let in_globex = store.resolve_customer(&globex, &identity, "Globex's").await?;
+    ensure!(in_acme.created && in_globex.created, "each tenant must get its own customer");
+    ensure!(in_acme.customer.id != in_globex.customer.id, "two tenants share customer {}", in_acme.customer.id);
+
+    let across = store.get_customer(&globex, &in_acme.customer.id).await;
+    ensure!(
+        across.as_ref().is_err_and(|error| error.code == ErrorCode::NotFound),
+        "another tenant's customer must be NOT_FOUND, got {across:?}"
+    );
+    let globex_customers = store.list_customers(&globex, None, 100).await?;
+    ensure!(
+        globex_customers.iter().map(|customer| &customer.id).eq([&in_globex.customer.id]),
+        "globex lists {globex_customers:?}"
+    );
+
+    let contact = ContactId::generate();
+    let mut created = TimelineUpdate::new(acme.clone(), contact.clone(), Some(in_acme.customer.id.clone()));
+    created.status = Some(EntryStatus::Received);
+    created.create_time_millis = 1_000;
+    store.merge_timeline_entry(&created).await?;
+    let mut foreign = TimelineUpdate::new(globex.clone(), contact.clone(), None);
+    foreign.status = Some(EntryStatus::Abandoned);
+    let merged = store.merge_timeline_entry(&foreign).await?;
+    ensure!(merged.is_none(), "an update of globex must not touch acme's entry, got {merged:?}");
+    let across_timeline = store.list_timeline_entries(&globex, &in_acme.customer.id, None, 100).await?;
+    ensure!(across_timeline.is_empty(), "globex sees acme's timeline: {across_timeline:?}");
+    let acme_timeline = store.list_timeline_entries(&acme, &in_acme.customer.id, None, 100).await?;
+    ensure!(
+        acme_timeline.iter().map(|entry| entry.status).eq([EntryStatus::Received]),
+        "acme's entry changed: {acme_timeline:?}"
+    );
+    Ok(())
+}
+
+/// Customers list in id order, page by page, each exactly once.
+pub async fn customers_page_by_id(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("paging")?;
+    let mut created_ids = Vec::new();
+    for index in 0..5 {
+        let identity = Identity { kind: IdentityKind::ChatVisitor, value: format!("visitor-{index}") };
+        created_ids.push(store.resolve_customer(&tenant, &identity, "").await?.customer.id);
+    }
+    created_ids.sort();
+    let mut listed: Vec<Customer> = Vec::new();
+    let mut after: Option<CustomerId> = None;
+    loop {
+        let page = store.list_customers(&tenant, after.as_ref(), 2).await?;
+        ensure!(page.len() <= 2, "a page holds {} customers, limit was 2", page.len());
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(last.id.clone());
+        listed.extend(page);
+        ensure!(listed.len() <= created_ids.len(), "paging does not terminate: {listed:?}");
+    }
+    let listed_ids: Vec<CustomerId> = listed.iter().map(|customer| customer.id.clone()).collect();
+    ensure!(listed_ids == created_ids, "listed {listed_ids:?}, expected {created_ids:?}");
+    ensure!(listed.iter().all(|customer| customer.identities.len() == 1), "identities missing: {listed:?}");
+    Ok(())
+}
+
+fn lifecycle(tenant: &TenantId, customer: &CustomerId, create_time_millis: i64) -> Vec<TimelineUpdate> {
+    let contact = ContactId::generate();
+    let update = |status: EntryStatus| {
+        let mut update = TimelineUpdate::new(tenant.clone(), contact.clone(), Some(customer.clone()));
+        update.status = Some(status);
+        update.channel = 1;
+        update.queue = format!("tenants/{tenant}/queues/support");
+        update
+    };
+    let mut created = update(EntryStatus::Received);
+    created.subject = "billing".to_owned();
+    created.create_time_millis = create_time_millis;
+    let mut answered = update(EntryStatus::Answered);
+    answered.agent = "agents/alice".to_owned();
+    answered.answer_time_millis = create_time_millis + 20;
+    let mut completed = update(EntryStatus::Completed);
+    completed.agent = "agents/alice".to_owned();
+    completed.disposition = "refund".to_owned();
+    completed.resolved = true;
+    completed.end_time_millis = create_time_millis + 90;
+    vec![created, update(EntryStatus::Queued), update(EntryStatus::Offered), answered, completed]
+}
+
+/// Redelivered and reordered updates give the same entries as one in-order
+/// pass; timelines list newest first and page without gaps or repeats; an
+/// update naming no customer changes only an existing entry.
+pub async fn timeline_merge_is_idempotent_and_listed_newest_first(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("timeline")?;
+    let customer = store.resolve_customer(&tenant, &email("history@example.com")?, "").await?.customer.id;
+    // The last two contacts share a create time, so the contact id decides.
+    let lifecycles: Vec<Vec<TimelineUpdate>> =
+        [1_000, 3_000, 2_000, 2_000].into_iter().map(|time| lifecycle(&tenant, &customer, time)).collect();
+
+    for updates in &lifecycles {
+        // Newest event first, then everything again in order.
+        for update in updates.iter().rev().chain(updates.iter()) {
+            let merged = store.merge_timeline_entry(update).await?;
+            ensure!(merged.is_some(), "an update naming the customer must store an entry");
+        }
+    }
+    let orphan = TimelineUpdate::new(tenant.clone(), ContactId::generate(), None);
+    ensure!(store.merge_timeline_entry(&orphan).await?.is_none(), "an orphan update must be ignored");
+
+    let mut expected: Vec<TimelineEntry> = Vec::new();
+    for updates in &lifecycles {
+        let in_order = updates.iter().fold(None, |entry, update| crate::domain::apply_update(entry.as_ref(), update));
+        expected.push(in_order.context("lifecycle yields an entry")?);
+    }
+    expected.sort_by_key(TimelineCursor::newest_first_key);
+    let first = expected.first().context("entries")?;
+    ensure!(
+        first.status == EntryStatus::Completed && first.resolved && first.disposition == "refund",
+        "the merged entry lost its outcome: {first:?}"
+    );
+
+    let mut listed: Vec<TimelineEntry> = Vec::new();
+    let mut after: Option<TimelineCursor> = None;
+    loop {
+        let page = store.list_timeline_entries(&tenant, &customer, after.as_ref(), 3).await?;
+        ensure!(page.len() <= 3, "a page holds {} entries, limit was 3", page.len());
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some(TimelineCursor::of(last));
+        listed.extend(page);
+        ensure!(listed.len() <= expected.len(), "paging does not terminate: {listed:?}");
+    }
+    ensure!(listed == expected, "listed\n{listed:#?}\nexpected\n{expected:#?}");
+
+    let mut customer_less = TimelineUpdate::new(tenant.clone(), first.contact.clone(), None);
+    customer_less.status = Some(EntryStatus::Queued);
+    let unchanged = store.merge_timeline_entry(&customer_less).await?;
+    ensure!(unchanged.as_ref() == Some(first), "a stale update changed a completed entry: {unchanged:?}");
+    Ok(())
+}
+
+/// A contact's updates merged all at once, each twice, from concurrent
+/// writers, give the entry one in-order pass gives: no update is lost to a
+/// race between two first inserts or two read-merge-writes.
+pub async fn concurrent_merges_lose_nothing(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("merge")?;
+    let customer = store.resolve_customer(&tenant, &email("busy@example.com")?, "").await?.customer.id;
+    let updates = lifecycle(&tenant, &customer, 5_000);
+    let mut tasks = Vec::new();
+    for update in updates.iter().chain(updates.iter()) {
+        let store = Arc::clone(&store);
+        let update = update.clone();
+        tasks.push(tokio::spawn(async move { store.merge_timeline_entry(&update).await }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let expected = updates.iter().fold(None, |entry, update| crate::domain::apply_update(entry.as_ref(), update));
+    let listed = store.list_timeline_entries(&tenant, &customer, None, 10).await?;
+    ensure!(listed.first() == expected.as_ref() && listed.len() == 1, "concurrent merges stored {listed:#?}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryCrmStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_store_meets_the_contract() {
+        run_all(Arc::new(MemoryCrmStore::new())).await.expect("memory store contract");
+    }
+}

@@ -1,0 +1,122 @@
+//! The in-memory [`CrmStore`] of `switchboard dev`: one mutex over plain maps,
+//! so every operation is trivially atomic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use switchboard_core::names::customer_name;
+use switchboard_core::time::now_millis;
+use switchboard_core::{ContactId, CustomerId, Error, TenantId};
+
+use super::{CrmStore, Customer, ResolvedCustomer};
+use crate::domain::{Identity, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
+
+#[derive(Default)]
+struct MemoryState {
+    customer_by_identity: HashMap<(TenantId, Identity), CustomerId>,
+    /// Per tenant, ordered by id so listings page by id.
+    customers_by_tenant: HashMap<TenantId, BTreeMap<CustomerId, Customer>>,
+    timeline_by_contact: HashMap<(TenantId, ContactId), TimelineEntry>,
+}
+
+#[derive(Default)]
+pub struct MemoryCrmStore {
+    state: Mutex<MemoryState>,
+}
+
+impl MemoryCrmStore {
+    pub fn new() -> MemoryCrmStore {
+        MemoryCrmStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+        // Every mutation below either completes or does not start (no
+        // fallible step between two writes), so a poisoned lock is sound.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl CrmStore for MemoryCrmStore {
+    async fn resolve_customer(
+        &self,
+        tenant: &TenantId,
+        identity: &Identity,
+        display_name: &str,
+    ) -> Result<ResolvedCustomer, Error> {
+        let mut state = self.lock();
+        let identity_key = (tenant.clone(), identity.clone());
+        if let Some(existing_id) = state.customer_by_identity.get(&identity_key) {
+            let existing = state.customers_by_tenant.get(tenant).and_then(|customers| customers.get(existing_id));
+            let Some(customer) = existing else {
+                return Err(Error::internal(format!("identity points at missing customer `{existing_id}`")));
+            };
+            return Ok(ResolvedCustomer { customer: customer.clone(), created: false });
+        }
+        let customer = Customer {
+            tenant: tenant.clone(),
+            id: CustomerId::generate(),
+            display_name: display_name.to_owned(),
+            identities: vec![identity.clone()],
+            create_time_millis: now_millis(),
+        };
+        state.customer_by_identity.insert(identity_key, customer.id.clone());
+        state.customers_by_tenant.entry(tenant.clone()).or_default().insert(customer.id.clone(), customer.clone());
+        Ok(ResolvedCustomer { customer, created: true })
+    }
+
+    async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error> {
+        self.lock()
+            .customers_by_tenant
+            .get(tenant)
+            .and_then(|customers| customers.get(customer))
+            .cloned()
+            .ok_or_else(|| Error::not_found(customer_name(tenant, customer)))
+    }
+
+    async fn list_customers(
+        &self,
+        tenant: &TenantId,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, Error> {
+        let state = self.lock();
+        let Some(customers) = state.customers_by_tenant.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let lower_bound = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(customers.range((lower_bound, Bound::Unbounded)).take(limit).map(|(_, customer)| customer.clone()).collect())
+    }
+
+    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<Option<TimelineEntry>, Error> {
+        let mut state = self.lock();
+        let key = (update.tenant.clone(), update.contact.clone());
+        let Some(merged) = apply_update(state.timeline_by_contact.get(&key), update) else {
+            return Ok(None);
+        };
+        state.timeline_by_contact.insert(key, merged.clone());
+        Ok(Some(merged))
+    }
+
+    async fn list_timeline_entries(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        after: Option<&TimelineCursor>,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>, Error> {
+        let state = self.lock();
+        let mut entries: Vec<TimelineEntry> = state
+            .timeline_by_contact
+            .values()
+            .filter(|entry| &entry.tenant == tenant && &entry.customer == customer)
+            .filter(|entry| after.is_none_or(|cursor| cursor.precedes(entry)))
+            .cloned()
+            .collect();
+        entries.sort_by_key(TimelineCursor::newest_first_key);
+        entries.truncate(limit);
+        Ok(entries)
+    }
+}

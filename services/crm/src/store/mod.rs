@@ -1,0 +1,78 @@
+//! Where customers, their identities and their timelines live. One trait,
+//! [`CrmStore`], with an in-memory implementation for `switchboard dev` and a
+//! PostgreSQL one for production; both pass the suite in [`contract`].
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;
+
+use async_trait::async_trait;
+use switchboard_core::{CustomerId, Error, TenantId};
+
+use crate::domain::{Identity, TimelineCursor, TimelineEntry, TimelineUpdate};
+
+pub use memory::MemoryCrmStore;
+pub use postgres::PostgresCrmStore;
+
+/// A customer of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub tenant: TenantId,
+    pub id: CustomerId,
+    pub display_name: String,
+    /// Sorted by kind, then value.
+    pub identities: Vec<Identity>,
+    pub create_time_millis: i64,
+}
+
+/// The outcome of [`CrmStore::resolve_customer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedCustomer {
+    pub customer: Customer,
+    /// True when this call created the customer.
+    pub created: bool,
+}
+
+#[async_trait]
+pub trait CrmStore: Send + Sync + 'static {
+    /// The customer of `tenant` known by `identity` (already normalised),
+    /// created with `display_name` if there is none. Atomic: concurrent
+    /// calls with the same identity all return the same customer, and
+    /// exactly one of them reports `created`.
+    async fn resolve_customer(
+        &self,
+        tenant: &TenantId,
+        identity: &Identity,
+        display_name: &str,
+    ) -> Result<ResolvedCustomer, Error>;
+
+    /// The customer `customer` of `tenant`; NOT_FOUND naming its resource
+    /// name if `tenant` has no such customer.
+    async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error>;
+
+    /// At most `limit` customers of `tenant` ordered by id (bytewise), each
+    /// with an id strictly greater than `after`.
+    async fn list_customers(
+        &self,
+        tenant: &TenantId,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, Error>;
+
+    /// Merges `update` into the entry of its (tenant, contact) with
+    /// [`crate::domain::apply_update`], atomically, and returns the entry as
+    /// stored; `None` when the update named no customer and no entry
+    /// existed (nothing is stored then).
+    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<Option<TimelineEntry>, Error>;
+
+    /// At most `limit` entries of `customer`'s timeline, newest first (create
+    /// time, then contact id, both descending), each listed after `after`.
+    /// An unknown customer has an empty timeline.
+    async fn list_timeline_entries(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        after: Option<&TimelineCursor>,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>, Error>;
+}

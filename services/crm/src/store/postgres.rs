@@ -1,0 +1,392 @@
+//! The PostgreSQL [`CrmStore`]. Tables live in schema `crm` and are keyed by
+//! tenant first. Identities are unique per (tenant, kind, value), which is
+//! what makes concurrent resolves agree; timeline merges lock their row.
+//! Ids use the "C" collation so the database orders them bytewise, as the
+//! in-memory store does.
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool};
+use switchboard_core::names::customer_name;
+use switchboard_core::time::now_millis;
+use switchboard_core::{ContactId, CustomerId, Error, ErrorCode, TenantId};
+use switchboard_platform::postgres::{Migration, migrate, pg_error};
+use tokio_postgres::Row;
+
+use super::{CrmStore, Customer, ResolvedCustomer};
+use crate::domain::{EntryStatus, Identity, IdentityKind, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
+
+/// The service name migrations are recorded under.
+pub const MIGRATION_SERVICE: &str = "crm";
+
+/// The schema of the CRM store, in apply order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: "0001_customers_identities_timeline",
+    sql: r#"
+        CREATE SCHEMA IF NOT EXISTS crm;
+
+        CREATE TABLE crm.customers (
+            tenant text NOT NULL,
+            customer_id text COLLATE "C" NOT NULL,
+            display_name text NOT NULL,
+            create_time_ms bigint NOT NULL,
+            PRIMARY KEY (tenant, customer_id)
+        );
+
+        CREATE TABLE crm.identities (
+            tenant text NOT NULL,
+            kind text NOT NULL,
+            value text NOT NULL,
+            customer_id text COLLATE "C" NOT NULL,
+            PRIMARY KEY (tenant, kind, value),
+            FOREIGN KEY (tenant, customer_id) REFERENCES crm.customers (tenant, customer_id)
+        );
+        CREATE INDEX identities_by_customer ON crm.identities (tenant, customer_id);
+
+        CREATE TABLE crm.timeline_entries (
+            tenant text NOT NULL,
+            contact_id text COLLATE "C" NOT NULL,
+            customer_id text COLLATE "C" NOT NULL,
+            status text NOT NULL,
+            channel bigint NOT NULL,
+            queue text NOT NULL,
+            agent text NOT NULL,
+            subject text NOT NULL,
+            disposition text NOT NULL,
+            resolved boolean NOT NULL,
+            create_time_ms bigint NOT NULL,
+            answer_time_ms bigint NOT NULL,
+            end_time_ms bigint NOT NULL,
+            PRIMARY KEY (tenant, contact_id)
+        );
+        CREATE INDEX timeline_entries_newest_first
+            ON crm.timeline_entries (tenant, customer_id, create_time_ms DESC, contact_id DESC);
+    "#,
+}];
+
+/// How often a racing insert is retried before giving up with ABORTED.
+const MAX_RACE_ATTEMPTS: usize = 3;
+
+const ENTRY_COLUMNS: &str = "tenant, contact_id, customer_id, status, channel, queue, agent, subject, disposition, \
+                             resolved, create_time_ms, answer_time_ms, end_time_ms";
+
+pub struct PostgresCrmStore {
+    pool: Pool,
+}
+
+impl PostgresCrmStore {
+    /// A store on `pool`; the schema must be migrated ([`migrate_schema`]).
+    pub fn new(pool: Pool) -> PostgresCrmStore {
+        PostgresCrmStore { pool }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.get().await.map_err(pg_error)
+    }
+}
+
+/// Applies [`MIGRATIONS`] that are not applied yet.
+pub async fn migrate_schema(pool: &Pool) -> Result<(), Error> {
+    migrate(pool, MIGRATION_SERVICE, MIGRATIONS).await
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::internal(format!("crm store holds a malformed row: {what}"))
+}
+
+async fn load_customer(
+    client: &impl GenericClient,
+    tenant: &TenantId,
+    customer: &CustomerId,
+) -> Result<Option<Customer>, Error> {
+    let rows = client
+        .query(
+            "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value
+             FROM crm.customers c
+             LEFT JOIN crm.identities i ON i.tenant = c.tenant AND i.customer_id = c.customer_id
+             WHERE c.tenant = $1 AND c.customer_id = $2
+             ORDER BY i.kind, i.value",
+            &[&tenant.as_str(), &customer.as_str()],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(customers_from_rows(tenant, &rows)?.pop())
+}
+
+async fn find_customer_id_by_identity(
+    client: &impl GenericClient,
+    tenant: &TenantId,
+    identity: &Identity,
+) -> Result<Option<CustomerId>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT customer_id FROM crm.identities WHERE tenant = $1 AND kind = $2 AND value = $3",
+            &[&tenant.as_str(), &identity.kind.as_str(), &identity.value],
+        )
+        .await
+        .map_err(pg_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let customer_id: &str = row.try_get(0).map_err(corrupt)?;
+    CustomerId::parse(customer_id, "customer_id").map(Some).map_err(corrupt)
+}
+
+/// Groups rows of (customer_id, display_name, create_time_ms, kind, value),
+/// ordered by customer id, into customers.
+fn customers_from_rows(tenant: &TenantId, rows: &[Row]) -> Result<Vec<Customer>, Error> {
+    let mut customers: Vec<Customer> = Vec::new();
+    for row in rows {
+        let customer_id: &str = row.try_get(0).map_err(corrupt)?;
+        let is_same_customer = customers.last().is_some_and(|last| last.id.as_str() == customer_id);
+        if !is_same_customer {
+            customers.push(Customer {
+                tenant: tenant.clone(),
+                id: CustomerId::parse(customer_id, "customer_id").map_err(corrupt)?,
+                display_name: row.try_get(1).map_err(corrupt)?,
+                identities: Vec::new(),
+                create_time_millis: row.try_get(2).map_err(corrupt)?,
+            });
+        }
+        let kind: Option<&str> = row.try_get(3).map_err(corrupt)?;
+        let value: Option<String> = row.try_get(4).map_err(corrupt)?;
+        if let (Some(kind), Some(value), Some(customer)) = (kind, value, customers.last_mut()) {
+            let kind = IdentityKind::parse(kind).ok_or_else(|| corrupt(format!("identity kind `{kind}`")))?;
+            customer.identities.push(Identity { kind, value });
+        }
+    }
+    for customer in &mut customers {
+        customer.identities.sort();
+    }
+    Ok(customers)
+}
+
+fn entry_from_row(row: &Row) -> Result<TimelineEntry, Error> {
+    let status: &str = row.try_get(3).map_err(corrupt)?;
+    let channel: i64 = row.try_get(4).map_err(corrupt)?;
+    Ok(TimelineEntry {
+        tenant: TenantId::parse(row.try_get(0).map_err(corrupt)?, "tenant").map_err(corrupt)?,
+        contact: ContactId::parse(row.try_get(1).map_err(corrupt)?, "contact_id").map_err(corrupt)?,
+        customer: CustomerId::parse(row.try_get(2).map_err(corrupt)?, "customer_id").map_err(corrupt)?,
+        status: EntryStatus::parse(status).ok_or_else(|| corrupt(format!("status `{status}`")))?,
+        channel: i32::try_from(channel).map_err(corrupt)?,
+        queue: row.try_get(5).map_err(corrupt)?,
+        agent: row.try_get(6).map_err(corrupt)?,
+        subject: row.try_get(7).map_err(corrupt)?,
+        disposition: row.try_get(8).map_err(corrupt)?,
+        resolved: row.try_get(9).map_err(corrupt)?,
+        create_time_millis: row.try_get(10).map_err(corrupt)?,
+        answer_time_millis: row.try_get(11).map_err(corrupt)?,
+        end_time_millis: row.try_get(12).map_err(corrupt)?,
+    })
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl CrmStore for PostgresCrmStore {
+    async fn resolve_customer(
+        &self,
+        tenant: &TenantId,
+        identity: &Identity,
+        display_name: &str,
+    ) -> Result<ResolvedCustomer, Error> {
+        let mut client = self.client().await?;
+        for _ in 0..MAX_RACE_ATTEMPTS {
+            if let Some(existing_id) = find_customer_id_by_identity(&client, tenant, identity).await? {
+                let Some(customer) = load_customer(&client, tenant, &existing_id).await? else {
+                    return Err(Error::internal(format!("identity points at missing customer `{existing_id}`")));
+                };
+                return Ok(ResolvedCustomer { customer, created: false });
+            }
+            let customer = Customer {
+                tenant: tenant.clone(),
+                id: CustomerId::generate(),
+                display_name: display_name.to_owned(),
+                identities: vec![identity.clone()],
+                create_time_millis: now_millis(),
+            };
+            let transaction = client.transaction().await.map_err(pg_error)?;
+            transaction
+                .execute(
+                    "INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&tenant.as_str(), &customer.id.as_str(), &customer.display_name, &customer.create_time_millis],
+                )
+                .await
+                .map_err(pg_error)?;
+            // Waits for a concurrent insert of the same identity to settle;
+            // if that one commits, ours inserts nothing and we roll back our
+            // customer and read theirs on the next attempt.
+            let inserted = transaction
+                .execute(
+                    "INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant, kind, value) DO NOTHING",
+                    &[&tenant.as_str(), &identity.kind.as_str(), &identity.value, &customer.id.as_str()],
+                )
+                .await
+                .map_err(pg_error)?;
+            if inserted == 0 {
+                transaction.rollback().await.map_err(pg_error)?;
+                continue;
+            }
+            transaction.commit().await.map_err(pg_error)?;
+            return Ok(ResolvedCustomer { customer, created: true });
+        }
+        Err(Error::new(ErrorCode::Aborted, "customer resolution kept racing with concurrent writers, retry"))
+    }
+
+    async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error> {
+        let client = self.client().await?;
+        load_customer(&client, tenant, customer).await?.ok_or_else(|| Error::not_found(customer_name(tenant, customer)))
+    }
+
+    async fn list_customers(
+        &self,
+        tenant: &TenantId,
+        after: Option<&CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<Customer>, Error> {
+        let client = self.client().await?;
+        // Every id is greater than the empty string.
+        let after = after.map_or("", CustomerId::as_str);
+        let rows = client
+            .query(
+                "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value
+                 FROM (SELECT tenant, customer_id, display_name, create_time_ms
+                       FROM crm.customers
+                       WHERE tenant = $1 AND customer_id > $2
+                       ORDER BY customer_id
+                       LIMIT $3) c
+                 LEFT JOIN crm.identities i ON i.tenant = c.tenant AND i.customer_id = c.customer_id
+                 ORDER BY c.customer_id, i.kind, i.value",
+                &[&tenant.as_str(), &after, &limit_param(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        customers_from_rows(tenant, &rows)
+    }
+
+    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<Option<TimelineEntry>, Error> {
+        let mut client = self.client().await?;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&update.tenant.as_str(), &update.contact.as_str()];
+        for _ in 0..MAX_RACE_ATTEMPTS {
+            let transaction = client.transaction().await.map_err(pg_error)?;
+            let existing = transaction
+                .query_opt(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
+                         WHERE tenant = $1 AND contact_id = $2 FOR UPDATE"
+                    ),
+                    &key,
+                )
+                .await
+                .map_err(pg_error)?
+                .map(|row| entry_from_row(&row))
+                .transpose()?;
+            let Some(merged) = apply_update(existing.as_ref(), update) else {
+                transaction.commit().await.map_err(pg_error)?;
+                return Ok(None);
+            };
+            if existing.as_ref() == Some(&merged) {
+                transaction.commit().await.map_err(pg_error)?;
+                return Ok(Some(merged));
+            }
+            let channel = i64::from(merged.channel);
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+                &merged.tenant.as_str(),
+                &merged.contact.as_str(),
+                &merged.customer.as_str(),
+                &merged.status.as_str(),
+                &channel,
+                &merged.queue,
+                &merged.agent,
+                &merged.subject,
+                &merged.disposition,
+                &merged.resolved,
+                &merged.create_time_millis,
+                &merged.answer_time_millis,
+                &merged.end_time_millis,
+            ];
+            if existing.is_some() {
+                // The customer is part of the identity of the row and never
+                // changes, so it is not updated.
+                transaction
+                    .execute(
+                        "UPDATE crm.timeline_entries SET status = $4, channel = $5, queue = $6, agent = $7,
+                             subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
+                             answer_time_ms = $12, end_time_ms = $13
+                         WHERE tenant = $1 AND contact_id = $2 AND customer_id = $3",
+                        &values,
+                    )
+                    .await
+                    .map_err(pg_error)?;
+            } else {
+                let inserted = transaction
+                    .execute(
+                        &format!(
+                            "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS})
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                             ON CONFLICT (tenant, contact_id) DO NOTHING"
+                        ),
+                        &values,
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                if inserted == 0 {
+                    // Another writer created the row since we looked: merge
+                    // into theirs on the next attempt.
+                    transaction.rollback().await.map_err(pg_error)?;
+                    continue;
+                }
+            }
+            transaction.commit().await.map_err(pg_error)?;
+            return Ok(Some(merged));
+        }
+        Err(Error::new(ErrorCode::Aborted, "timeline merge kept racing with concurrent writers, retry"))
+    }
+
+    async fn list_timeline_entries(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        after: Option<&TimelineCursor>,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>, Error> {
+        let client = self.client().await?;
+        let rows = match after {
+            None => client
+                .query(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
+                         WHERE tenant = $1 AND customer_id = $2
+                         ORDER BY create_time_ms DESC, contact_id DESC
+                         LIMIT $3"
+                    ),
+                    &[&tenant.as_str(), &customer.as_str(), &limit_param(limit)],
+                )
+                .await
+                .map_err(pg_error)?,
+            Some(cursor) => client
+                .query(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
+                         WHERE tenant = $1 AND customer_id = $2 AND (create_time_ms, contact_id) < ($3, $4)
+                         ORDER BY create_time_ms DESC, contact_id DESC
+                         LIMIT $5"
+                    ),
+                    &[
+                        &tenant.as_str(),
+                        &customer.as_str(),
+                        &cursor.create_time_millis,
+                        &cursor.contact.as_str(),
+                        &limit_param(limit),
+                    ],
+                )
+                .await
+                .map_err(pg_error)?,
+        };
+        rows.iter().map(entry_from_row).collect()
+    }
+}

@@ -1,0 +1,410 @@
+//! The CRM service end to end on in-memory backends: a real server on a
+//! local port, a real tonic client with bearer keys, and events published on
+//! the in-process bus.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC, envelope};
+use switchboard_core::names::contact_name;
+use switchboard_core::time::timestamp_from_millis;
+use switchboard_core::{ContactId, TenantId};
+use switchboard_crm::{Deps, run};
+use switchboard_platform::Config;
+use switchboard_platform::auth::{AccessControl, hash_api_key};
+use switchboard_platform::bus::EventBus;
+use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
+use switchboard_proto::common::v1::{Channel as ContactChannel, ContactStatus, CustomerIdentity, IdentityKind};
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::crm::v1::{
+    Customer, GetCustomerRequest, ListCustomersRequest, ListTimelineEntriesRequest, ResolveCustomerRequest,
+    TimelineEntry,
+};
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
+use switchboard_proto::routing::v1::{
+    ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, OfferWithdrawn, RoutingEvent,
+    routing_event,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+const ACME_ADMIN: &str = "acme-admin-key";
+const ACME_READER: &str = "acme-reader-key";
+const GLOBEX_ADMIN: &str = "globex-admin-key";
+const OPERATOR: &str = "operator-key";
+const WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+struct TestServer {
+    client: CrmServiceClient<Channel>,
+    bus: MemoryBus,
+    shutdown: CancellationToken,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        let key = |name: &str, secret: &str, role: &str, tenant: Option<&str>| ApiKeyConfig {
+            name: name.to_owned(),
+            sha256: hash_api_key(secret),
+            role: role.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            agent: None,
+        };
+        let auth = AuthConfig {
+            tenants: vec!["acme".to_owned(), "globex".to_owned()],
+            api_keys: vec![
+                key("acme-admin", ACME_ADMIN, "tenant_admin", Some("acme")),
+                key("acme-reader", ACME_READER, "tenant_reader", Some("acme")),
+                key("globex-admin", GLOBEX_ADMIN, "tenant_admin", Some("globex")),
+                key("operator", OPERATOR, "operator_admin", None),
+            ],
+        };
+        let access = AccessControl::from_config(&auth).expect("access control");
+        let bus = MemoryBus::new();
+        let deps = Deps::in_memory(Arc::new(bus.clone()), access);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run(Config::default(), deps, listener, shutdown.clone()));
+        let client = connect(&format!("http://{address}")).await;
+        TestServer { client, bus, shutdown, server }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let outcome = tokio::time::timeout(WAIT_LIMIT, self.server).await.expect("server stops in time");
+        outcome.expect("server task").expect("server ends cleanly");
+    }
+
+    async fn publish(&self, topic: &str, tenant: &TenantId, contact: &ContactId, payload: Payload) {
+        self.bus.publish(topic, &envelope(Some(tenant), contact.as_str(), payload)).await.expect("publish");
+    }
+
+    async fn resolve(
+        &self,
+        key: &str,
+        parent: &str,
+        kind: IdentityKind,
+        value: &str,
+    ) -> Result<(Customer, bool), Status> {
+        let identity = CustomerIdentity { kind: kind.into(), value: value.to_owned() };
+        let request = ResolveCustomerRequest {
+            parent: parent.to_owned(),
+            identity: Some(identity),
+            display_name: "Alice".to_owned(),
+        };
+        let response = self.client.clone().resolve_customer(authorized(key, request)).await?.into_inner();
+        Ok((response.customer.expect("customer in response"), response.created))
+    }
+
+    async fn timeline(
+        &self,
+        key: &str,
+        customer: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<TimelineEntry>, String), Status> {
+        let request =
+            ListTimelineEntriesRequest { parent: customer.to_owned(), page_size, page_token: page_token.to_owned() };
+        let response = self.client.clone().list_timeline_entries(authorized(key, request)).await?.into_inner();
+        Ok((response.entries, response.next_page_token))
+    }
+}
+
+/// Connects, retrying until the server accepts or the wait limit passes.
+async fn connect(url: &str) -> CrmServiceClient<Channel> {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        match CrmServiceClient::connect(url.to_owned()).await {
+            Ok(client) => return client,
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("server not accepting yet: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("server at {url} never accepted: {error}"),
+        }
+    }
+}
+
+fn authorized<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request
+}
+
+fn violated_fields(status: &Status) -> Vec<String> {
+    let bad_request = status.get_details_bad_request().expect("BadRequest details");
+    bad_request.field_violations.iter().map(|violation| violation.field.clone()).collect()
+}
+
+#[tokio::test]
+async fn resolve_finds_one_customer_per_identity() {
+    let server = TestServer::start().await;
+    let (created, was_created) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Email, " Alice@Example.com").await.expect("resolve");
+    assert!(was_created);
+    assert!(created.name.starts_with("tenants/acme/customers/cu_"), "{}", created.name);
+    assert_eq!(created.identities[0].value, "alice@example.com");
+    let (found, was_created) =
+        server.resolve(OPERATOR, "tenants/acme", IdentityKind::Email, "alice@EXAMPLE.com").await.expect("resolve");
+    assert!(!was_created);
+    assert_eq!(found, created);
+
+    let fetched = server
+        .client
+        .clone()
+        .get_customer(authorized(ACME_READER, GetCustomerRequest { name: created.name.clone() }))
+        .await
+        .expect("reader may get")
+        .into_inner();
+    assert_eq!(fetched, created);
+    let listed = server
+        .client
+        .clone()
+        .list_customers(authorized(
+            ACME_READER,
+            ListCustomersRequest { parent: "tenants/acme".to_owned(), ..Default::default() },
+        ))
+        .await
+        .expect("reader may list")
+        .into_inner();
+    assert_eq!(listed.customers, vec![created]);
+
+    let denied = server.resolve(ACME_READER, "tenants/acme", IdentityKind::Email, "bob@example.com").await;
+    assert_eq!(denied.expect_err("reader may not write").code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_with_the_field_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let missing_identity = ResolveCustomerRequest { parent: "tenants/globex".to_owned(), ..Default::default() };
+    let status = server
+        .client
+        .clone()
+        .resolve_customer(authorized(GLOBEX_ADMIN, missing_identity))
+        .await
+        .expect_err("no identity");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), vec!["identity"]);
+
+    let cases = [
+        ("tenants/globex", IdentityKind::Phone, "12-34", "identity.value"),
+        ("tenants/globex", IdentityKind::Email, "not-an-address", "identity.value"),
+        ("tenants/globex", IdentityKind::Unspecified, "x", "identity.kind"),
+        ("globex", IdentityKind::Email, "a@b.c", "parent"),
+    ];
+    for (parent, kind, value, field) in cases {
+        let status = server.resolve(GLOBEX_ADMIN, parent, kind, value).await.expect_err(value);
+        assert_eq!(status.code(), Code::InvalidArgument, "{value}");
+        assert_eq!(violated_fields(&status), vec![field], "{value}");
+    }
+    let long_name = ResolveCustomerRequest {
+        parent: "tenants/globex".to_owned(),
+        identity: Some(CustomerIdentity { kind: IdentityKind::Email.into(), value: "a@b.c".to_owned() }),
+        display_name: "x".repeat(201),
+    };
+    let status =
+        server.client.clone().resolve_customer(authorized(GLOBEX_ADMIN, long_name)).await.expect_err("long name");
+    assert_eq!(violated_fields(&status), vec!["display_name"]);
+    let bad_token =
+        ListCustomersRequest { parent: "tenants/globex".to_owned(), page_size: 1, page_token: "zz".to_owned() };
+    let status = server.client.clone().list_customers(authorized(GLOBEX_ADMIN, bad_token)).await.expect_err("token");
+    assert_eq!(violated_fields(&status), vec!["page_token"]);
+
+    let listed = server
+        .client
+        .clone()
+        .list_customers(authorized(
+            GLOBEX_ADMIN,
+            ListCustomersRequest { parent: "tenants/globex".to_owned(), ..Default::default() },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.customers.is_empty(), "bad requests created {:?}", listed.customers);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tenants_and_credentials_are_enforced() {
+    let server = TestServer::start().await;
+    let (acme_customer, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Phone, "+1 555 0100").await.expect("resolve");
+
+    let across = server
+        .client
+        .clone()
+        .get_customer(authorized(GLOBEX_ADMIN, GetCustomerRequest { name: acme_customer.name.clone() }))
+        .await
+        .expect_err("globex reads acme");
+    assert_eq!(across.code(), Code::PermissionDenied);
+    let across_timeline = server.timeline(GLOBEX_ADMIN, &acme_customer.name, 0, "").await.expect_err("timeline");
+    assert_eq!(across_timeline.code(), Code::PermissionDenied);
+    let across_write = server.resolve(GLOBEX_ADMIN, "tenants/acme", IdentityKind::Phone, "+1 555 0100").await;
+    assert_eq!(across_write.expect_err("globex writes acme").code(), Code::PermissionDenied);
+
+    let anonymous = server
+        .client
+        .clone()
+        .get_customer(Request::new(GetCustomerRequest { name: acme_customer.name.clone() }))
+        .await
+        .expect_err("no key");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let wrong_key = server.resolve("not-a-key", "tenants/acme", IdentityKind::Email, "a@b.c").await;
+    assert_eq!(wrong_key.expect_err("unknown key").code(), Code::Unauthenticated);
+
+    let unknown_tenant = server.resolve(OPERATOR, "tenants/initech", IdentityKind::Email, "a@b.c").await;
+    assert_eq!(unknown_tenant.expect_err("unknown tenant").code(), Code::NotFound);
+    let unknown_customer = server
+        .client
+        .clone()
+        .get_customer(authorized(ACME_ADMIN, GetCustomerRequest { name: "tenants/acme/customers/cu_0123".to_owned() }))
+        .await
+        .expect_err("unknown customer");
+    assert_eq!(unknown_customer.code(), Code::NotFound);
+    let unknown_timeline = server.timeline(ACME_ADMIN, "tenants/acme/customers/cu_0123", 0, "").await;
+    assert_eq!(unknown_timeline.expect_err("unknown customer timeline").code(), Code::NotFound);
+    server.stop().await;
+}
+
+/// Publishes one contact's whole life, the outcome first and the rest
+/// after it, with the completion delivered twice.
+async fn publish_completed_contact(server: &TestServer, tenant: &TenantId, customer: &str, contact: &ContactId) {
+    let contact_name = contact_name(tenant, contact);
+    let queue = "tenants/acme/queues/support".to_owned();
+    let completed = routing_event::Kind::Completed(ContactCompleted {
+        contact: contact_name.clone(),
+        queue: queue.clone(),
+        channel: ContactChannel::Email.into(),
+        customer: customer.to_owned(),
+        agent: "agents/bob".to_owned(),
+        disposition: "order-status".to_owned(),
+        resolved: true,
+        answer_time: Some(timestamp_from_millis(1_700_000_030_000)),
+        end_time: Some(timestamp_from_millis(1_700_000_090_000)),
+    });
+    let created = ContactEvent {
+        kind: Some(contact_event::Kind::Created(ContactCreated {
+            contact: Some(Contact {
+                name: contact_name.clone(),
+                channel: ContactChannel::Email.into(),
+                queue: queue.clone(),
+                customer: customer.to_owned(),
+                subject: "where is my order".to_owned(),
+                create_time: Some(timestamp_from_millis(1_700_000_000_000)),
+                ..Contact::default()
+            }),
+        })),
+    };
+    let routing_events = [
+        completed.clone(),
+        routing_event::Kind::Queued(ContactQueued {
+            contact: contact_name.clone(),
+            queue: queue.clone(),
+            customer: customer.to_owned(),
+            enqueue_time: Some(timestamp_from_millis(1_700_000_001_000)),
+            ..ContactQueued::default()
+        }),
+        routing_event::Kind::Offered(ContactOffered {
+            contact: contact_name.clone(),
+            customer: customer.to_owned(),
+            agent: "agents/alice".to_owned(),
+            ..ContactOffered::default()
+        }),
+        routing_event::Kind::OfferWithdrawn(OfferWithdrawn {
+            contact: contact_name.clone(),
+            ..OfferWithdrawn::default()
+        }),
+        routing_event::Kind::Answered(ContactAnswered {
+            contact: contact_name.clone(),
+            customer: customer.to_owned(),
+            agent: "agents/bob".to_owned(),
+            answer_time: Some(timestamp_from_millis(1_700_000_030_000)),
+            ..ContactAnswered::default()
+        }),
+        completed,
+    ];
+    for kind in routing_events {
+        server.publish(ROUTING_TOPIC, tenant, contact, Payload::Routing(RoutingEvent { kind: Some(kind) })).await;
+    }
+    server.publish(CONTACTS_TOPIC, tenant, contact, Payload::Contact(created)).await;
+}
+
+/// Polls the timeline until `done` holds for its entries, or fails.
+async fn wait_for_timeline(
+    server: &TestServer,
+    customer: &str,
+    done: impl Fn(&[TimelineEntry]) -> bool,
+) -> Vec<TimelineEntry> {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    loop {
+        let (entries, _) = server.timeline(ACME_READER, customer, 0, "").await.expect("timeline");
+        if done(&entries) {
+            return entries;
+        }
+        assert!(Instant::now() < deadline, "timeline never reached the expected state: {entries:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn events_build_the_customer_timeline() {
+    let server = TestServer::start().await;
+    let tenant = TenantId::parse("acme", "tenant").expect("tenant");
+    let (customer, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Email, "history@example.com").await.expect("resolve");
+    let completed_contact = ContactId::generate();
+    publish_completed_contact(&server, &tenant, &customer.name, &completed_contact).await;
+
+    let entries = wait_for_timeline(&server, &customer.name, |entries| {
+        // The contacts topic may be read after the routing topic: wait for
+        // the contact's own create time as well as the outcome.
+        entries.iter().any(|entry| {
+            entry.status == i32::from(ContactStatus::Completed)
+                && entry.create_time == Some(timestamp_from_millis(1_700_000_000_000))
+        })
+    })
+    .await;
+    let entry = &entries[0];
+    assert_eq!(entry.name, format!("{}/timeline/{completed_contact}", customer.name));
+    assert_eq!(entry.contact, contact_name(&tenant, &completed_contact));
+    assert_eq!(entry.channel, i32::from(ContactChannel::Email));
+    assert_eq!(entry.queue, "tenants/acme/queues/support");
+    assert_eq!((entry.agent.as_str(), entry.disposition.as_str()), ("agents/bob", "order-status"));
+    assert_eq!(entry.subject, "where is my order");
+    assert!(entry.resolved);
+    assert_eq!(entry.create_time, Some(timestamp_from_millis(1_700_000_000_000)));
+    assert_eq!(entry.answer_time, Some(timestamp_from_millis(1_700_000_030_000)));
+    assert_eq!(entry.end_time, Some(timestamp_from_millis(1_700_000_090_000)));
+
+    // A later contact that the customer abandoned lists first.
+    let abandoned_contact = ContactId::generate();
+    let abandoned = routing_event::Kind::Abandoned(ContactAbandoned {
+        contact: contact_name(&tenant, &abandoned_contact),
+        customer: customer.name.clone(),
+        enqueue_time: Some(timestamp_from_millis(1_700_000_500_000)),
+        abandon_time: Some(timestamp_from_millis(1_700_000_510_000)),
+        ..ContactAbandoned::default()
+    });
+    server
+        .publish(ROUTING_TOPIC, &tenant, &abandoned_contact, Payload::Routing(RoutingEvent { kind: Some(abandoned) }))
+        .await;
+    wait_for_timeline(&server, &customer.name, |entries| entries.len() == 2).await;
+
+    let (first_page, token) = server.timeline(ACME_READER, &customer.name, 1, "").await.expect("first page");
+    assert_eq!(first_page[0].status, i32::from(ContactStatus::Abandoned));
+    assert!(!token.is_empty(), "a second page exists");
+    let (second_page, token) = server.timeline(ACME_READER, &customer.name, 1, &token).await.expect("second page");
+    assert_eq!(second_page[0].contact, contact_name(&tenant, &completed_contact));
+    assert!(token.is_empty(), "two entries fill two pages");
+    server.stop().await;
+}
