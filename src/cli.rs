@@ -1,0 +1,99 @@
+//! Command line: `switchboard dev [--demo]`, `switchboard <service>`,
+//! `switchboard run --services a,b`, and `--print-config` everywhere.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchboard_platform::Config;
+use switchboard_platform::shutdown::cancel_on_signal;
+use switchboard_platform::telemetry;
+use tokio_util::sync::CancellationToken;
+
+use crate::wiring::{Backends, ServiceKind, run_services};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "Multi-tenant omnichannel contact-center platform")]
+pub struct Cli {
+    /// TOML configuration file (also `SWITCHBOARD_CONFIG`); `SWITCHBOARD_*`
+    /// environment variables override it.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long, global = true)]
+    pub print_config: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// All five services in one process on embedded backends (in-process
+    /// event bus, in-memory stores), with development API keys.
+    Dev {
+        /// Also drive simulated customers and agents through the APIs.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// The ingestion service against Kafka and PostgreSQL.
+    Ingestion,
+    /// The routing service against Kafka, Redis and PostgreSQL.
+    Routing,
+    /// The presence service against Kafka, Redis and PostgreSQL.
+    Presence,
+    /// The CRM service against Kafka and PostgreSQL.
+    Crm,
+    /// The KPI service against Kafka and PostgreSQL.
+    Kpi,
+    /// Several services in one process against the configured backends.
+    Run {
+        /// Comma-separated: ingestion,routing,presence,crm,kpi.
+        #[arg(long, value_delimiter = ',', required = true)]
+        services: Vec<ServiceKind>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("switchboard: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let dev = matches!(cli.command, Command::Dev { .. });
+    let mut config = Config::load(cli.config.as_deref())?;
+    if dev {
+        crate::dev::apply_dev_defaults(&mut config)?;
+    }
+    if cli.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let (services, backends, demo) = match cli.command {
+        Command::Dev { demo } => (ServiceKind::ALL.to_vec(), Backends::Embedded, demo),
+        Command::Ingestion => (vec![ServiceKind::Ingestion], Backends::External, false),
+        Command::Routing => (vec![ServiceKind::Routing], Backends::External, false),
+        Command::Presence => (vec![ServiceKind::Presence], Backends::External, false),
+        Command::Crm => (vec![ServiceKind::Crm], Backends::External, false),
+        Command::Kpi => (vec![ServiceKind::Kpi], Backends::External, false),
+        Command::Run { services } => (services, Backends::External, false),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let service_label =
+            if dev { "switchboard-dev".to_owned() } else { format!("switchboard-{}", label(&services)) };
+        let _telemetry = telemetry::init(&config.telemetry, &service_label)?;
+        let shutdown = CancellationToken::new();
+        cancel_on_signal(shutdown.clone());
+        run_services(config, services, backends, demo, shutdown).await
+    })
+}
+
+fn label(services: &[ServiceKind]) -> String {
+    services.iter().map(|service| service.name()).collect::<Vec<_>>().join("+")
+}

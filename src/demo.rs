@@ -1,0 +1,230 @@
+//! `switchboard dev --demo`: simulated agents and customers that use only
+//! the public gRPC APIs, so the KPIs move the moment the product starts.
+
+use std::time::Duration;
+
+use rand::Rng;
+use switchboard_platform::Config;
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
+use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
+use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
+use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{
+    AcceptOffer, Agent, AgentSessionRequest, AgentState, CompleteContact, CreateAgentRequest, Hello, SetState,
+    agent_session_request, agent_session_response,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel as GrpcChannel;
+use tonic::{Code, Request};
+
+const QUEUES: [(&str, &str, &[Channel]); 3] = [
+    ("acme", "support", &[Channel::Chat, Channel::Email]),
+    ("acme", "sales", &[Channel::Voice]),
+    ("globex", "helpdesk", &[Channel::Chat, Channel::Email]),
+];
+const AGENTS: [(&str, &[&str]); 3] = [("alice", &["acme", "globex"]), ("bob", &["acme"]), ("carol", &["globex"])];
+
+fn authorized<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {key}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+async fn channel(url: &str) -> anyhow::Result<GrpcChannel> {
+    for _ in 0..100 {
+        if let Ok(channel) = GrpcChannel::from_shared(url.to_owned())?.connect().await {
+            return Ok(channel);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("demo cannot reach {url}")
+}
+
+fn tolerate_existing<T>(outcome: Result<T, tonic::Status>) -> anyhow::Result<()> {
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+        Err(status) => Err(anyhow::anyhow!("demo setup failed: {}", status.message())),
+    }
+}
+
+/// Sets up queues and agents, then runs agents and customers until
+/// `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut routing = RoutingServiceClient::new(channel(&config.services.routing.url).await?);
+    let mut presence = PresenceServiceClient::new(channel(&config.services.presence.url).await?);
+    for (tenant, queue_id, channels) in QUEUES {
+        let queue = Queue { channels: channels.iter().map(|channel| *channel as i32).collect(), ..Queue::default() };
+        let request = CreateQueueRequest {
+            parent: format!("tenants/{tenant}"),
+            queue_id: queue_id.to_owned(),
+            queue: Some(queue),
+        };
+        tolerate_existing(routing.create_queue(authorized(&format!("dev-{tenant}-admin"), request)).await)?;
+    }
+    for (agent_id, tenants) in AGENTS {
+        let agent = Agent {
+            display_name: agent_id.to_owned(),
+            tenants: tenants.iter().map(|tenant| format!("tenants/{tenant}")).collect(),
+            capacities: [(Channel::Voice, 1), (Channel::Chat, 3), (Channel::Email, 5)]
+                .iter()
+                .map(|(channel, max)| ChannelCapacity { channel: *channel as i32, max_concurrent: *max })
+                .collect(),
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: agent_id.to_owned(), agent: Some(agent) };
+        tolerate_existing(presence.create_agent(authorized("dev-operator-admin", request)).await)?;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (agent_id, _) in AGENTS {
+        tasks.spawn(simulated_agent(presence.clone(), agent_id, shutdown.clone()));
+    }
+    tasks.spawn(simulated_customers(config.clone(), shutdown.clone()));
+    tasks.spawn(kpi_reporter(config, shutdown.clone()));
+    tracing::info!("demo running: simulated customers and agents use the public APIs");
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(error)) = joined {
+            tracing::warn!(error = %error, "demo task stopped");
+        }
+    }
+    Ok(())
+}
+
+async fn simulated_agent(
+    mut presence: PresenceServiceClient<GrpcChannel>,
+    agent_id: &'static str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (requests, outbound) = mpsc::channel(16);
+    requests
+        .send(AgentSessionRequest {
+            kind: Some(agent_session_request::Kind::Hello(Hello { agent: format!("agents/{agent_id}") })),
+        })
+        .await?;
+    let set_state = SetState { state: AgentState::Available as i32, reason: String::new() };
+    requests.send(AgentSessionRequest { kind: Some(agent_session_request::Kind::SetState(set_state)) }).await?;
+    let mut inbound = presence
+        .agent_session(authorized(&format!("dev-agent-{agent_id}"), ReceiverStream::new(outbound)))
+        .await?
+        .into_inner();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            message = inbound.message() => message?,
+        };
+        let Some(message) = message else { return Ok(()) };
+        let Some(agent_session_response::Kind::Offer(offer)) = message.kind else { continue };
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let (ring_ms, talk_ms, resolved) = {
+                let mut random = rand::rng();
+                (random.random_range(300..2_500), random.random_range(2_000..9_000), random.random_bool(0.8))
+            };
+            tokio::time::sleep(Duration::from_millis(ring_ms)).await;
+            let accept = AcceptOffer { contact: offer.contact.clone() };
+            let _ = requests
+                .send(AgentSessionRequest { kind: Some(agent_session_request::Kind::AcceptOffer(accept)) })
+                .await;
+            tokio::time::sleep(Duration::from_millis(talk_ms)).await;
+            let complete = CompleteContact {
+                contact: offer.contact,
+                disposition: "demo".to_owned(),
+                resolved,
+                notes: String::new(),
+            };
+            let _ = requests
+                .send(AgentSessionRequest { kind: Some(agent_session_request::Kind::CompleteContact(complete)) })
+                .await;
+        });
+    }
+}
+
+async fn simulated_customers(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let ingestion = IngestionServiceClient::new(channel(&config.services.ingestion.url).await?);
+    let mut sequence = 0_u64;
+    loop {
+        let (pause_ms, queue_index, visitor, abandon_after) = {
+            let mut random = rand::rng();
+            let abandon = random.random_bool(0.25).then(|| random.random_range(1_000..12_000));
+            (random.random_range(400..1_600), random.random_range(0..QUEUES.len()), random.random_range(0..30), abandon)
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(pause_ms)) => {}
+        }
+        sequence += 1;
+        let (tenant, queue_id, channels) = QUEUES[queue_index];
+        let channel = channels[usize::try_from(sequence).unwrap_or(0) % channels.len()];
+        let kind = if channel == Channel::Email { IdentityKind::Email } else { IdentityKind::ChatVisitor };
+        let value = if kind == IdentityKind::Email {
+            format!("customer{visitor}@example.com")
+        } else {
+            format!("visitor-{visitor}")
+        };
+        let contact = Contact {
+            channel: channel as i32,
+            from: Some(CustomerIdentity { kind: kind as i32, value }),
+            queue: format!("tenants/{tenant}/queues/{queue_id}"),
+            subject: "where is my order?".to_owned(),
+            ..Contact::default()
+        };
+        let request = CreateContactRequest {
+            parent: format!("tenants/{tenant}"),
+            contact: Some(contact),
+            request_id: format!("demo-{}-{sequence}", std::process::id()),
+        };
+        let key = format!("dev-{tenant}-admin");
+        let created = match ingestion.clone().create_contact(authorized(&key, request)).await {
+            Ok(created) => created.into_inner(),
+            Err(status) => {
+                tracing::warn!(status = %status.message(), "demo customer could not reach ingestion");
+                continue;
+            }
+        };
+        if let Some(wait_ms) = abandon_after {
+            let mut ingestion = ingestion.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                let request = AbandonContactRequest { name: created.name, reason: "customer hung up".to_owned() };
+                let _answered_already_is_fine = ingestion.abandon_contact(authorized(&key, request)).await;
+            });
+        }
+    }
+}
+
+async fn kpi_reporter(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut kpi = KpiServiceClient::new(channel(&config.services.kpi.url).await?);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(15)) => {}
+        }
+        for tenant in ["acme", "globex"] {
+            let filter = KpiFilter { parent: format!("tenants/{tenant}"), ..KpiFilter::default() };
+            let request = authorized(&format!("dev-{tenant}-reader"), GetKpiSummaryRequest { filter: Some(filter) });
+            if let Ok(summary) = kpi.get_kpi_summary(request).await {
+                let summary = summary.into_inner();
+                let asa_seconds = summary.asa.map_or(0.0, |asa| asa.seconds as f64 + f64::from(asa.nanos) / 1e9);
+                tracing::info!(
+                    tenant,
+                    offered = summary.offered,
+                    answered = summary.answered,
+                    abandoned = summary.abandoned,
+                    lcr = summary.lcr,
+                    car = summary.car,
+                    asa_seconds,
+                    service_level = summary.service_level,
+                    "demo kpis"
+                );
+            }
+        }
+    }
+}

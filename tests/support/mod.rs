@@ -1,0 +1,191 @@
+//! Starting the `switchboard` binary for end-to-end tests, and gRPC helpers.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+pub const SERVICES: [&str; 5] = ["ingestion", "routing", "presence", "crm", "kpi"];
+
+/// Ports picked by binding port 0; the listener is dropped just before the
+/// binary binds the port.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+pub fn scratch_dir(label: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("switchboard-{label}-{}", switchboard_platform::testing::unique_suffix()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Where each service listens, and the env that tells the binary so.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub ports: Vec<(&'static str, u16)>,
+}
+
+impl Endpoints {
+    pub fn pick() -> Endpoints {
+        Endpoints { ports: SERVICES.iter().map(|service| (*service, free_port())).collect() }
+    }
+
+    pub fn url(&self, service: &str) -> String {
+        let port = self.ports.iter().find(|(name, _)| *name == service).map(|(_, port)| *port).expect("service");
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        for (service, port) in &self.ports {
+            let upper = service.to_uppercase();
+            env.push((format!("SWITCHBOARD_SERVICES__{upper}__LISTEN"), format!("127.0.0.1:{port}")));
+            env.push((format!("SWITCHBOARD_SERVICES__{upper}__URL"), format!("http://127.0.0.1:{port}")));
+        }
+        env
+    }
+
+    pub async fn channel(&self, service: &str) -> Channel {
+        Channel::from_shared(self.url(service)).expect("url").connect_lazy()
+    }
+}
+
+/// A running `switchboard` process; killed on drop if still running.
+pub struct Process {
+    pub label: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(label: &str, args: &[&str], env: &[(String, String)], dir: &PathBuf) -> Process {
+        let log = dir.join(format!("{label}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(args)
+            .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .env("SWITCHBOARD_TELEMETRY__LOG_FILTER", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log clone"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn switchboard");
+        Process { label: label.to_owned(), child, log }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop within 30 s of SIGTERM:\n{}",
+                self.label,
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until every service reports SERVING for the overall health name
+/// (which includes its backends' readiness).
+pub async fn wait_until_serving(endpoints: &Endpoints, processes: &mut [Process]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for service in SERVICES {
+        let url = endpoints.url(service);
+        loop {
+            for process in processes.iter_mut() {
+                if let Ok(Some(status)) = process.child.try_wait() {
+                    panic!("{} exited early with {status}:\n{}", process.label, process.log_tail());
+                }
+            }
+            let serving = async {
+                let channel = Channel::from_shared(url.clone()).ok()?.connect().await.ok()?;
+                let response =
+                    HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+                Some(response.into_inner().status == ServingStatus::Serving as i32)
+            };
+            if serving.await == Some(true) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> =
+                    processes.iter().map(|p| format!("--- {}\n{}", p.label, p.log_tail())).collect();
+                panic!("{service} never became SERVING:\n{}", logs.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn authorized<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request
+}
+
+/// Polls `probe` until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The field named in a status's BadRequest details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| bad_request.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default()
+}
+
+pub fn expect_code<T: std::fmt::Debug>(outcome: Result<T, Status>, code: Code, what: &str) -> Status {
+    match outcome {
+        Ok(value) => panic!("{what}: expected {code:?}, got success {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{what}: {}", status.message());
+            status
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The walking skeleton, end to end through the public gRPC API only: a
+//! chat contact of tenant `acme` is ingested, its customer resolved, routed
+//! to a connected agent who accepts and completes it; CRM shows it on the
+//! customer's timeline and KPI counts it; a second contact is abandoned;
+//! tenant `globex` sees none of it; bad input changes nothing.
+//!
+//! Run twice: against `switchboard dev` (embedded backends) and against
+//! five `switchboard <service>` processes on real Kafka, Redis and
+//! PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use prost_types::Duration as ProtoDuration;
+use support::{
+    Endpoints, Process, authorized, eventually, expect_code, scratch_dir, violated_fields, wait_until_serving,
+};
+use switchboard_core::time::millis_from_timestamp;
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, CustomerIdentity, IdentityKind};
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::crm::v1::{GetCustomerRequest, ListTimelineEntriesRequest};
+use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use switchboard_proto::ingestion::v1::{
+    AbandonContactRequest, Contact, CreateContactRequest, GetContactRequest, ListContactsRequest,
+};
+use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
+use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{
+    AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
+    Hello, SetState, agent_session_request, agent_session_response,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, GetQueueRequest, Queue};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::Streaming;
+
+const ACME_ADMIN: &str = "dev-acme-admin";
+const ACME_READER: &str = "dev-acme-reader";
+const GLOBEX_ADMIN: &str = "dev-globex-admin";
+const OPERATOR: &str = "dev-operator-admin";
+const ALICE: &str = "dev-agent-alice";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct AgentDesktop {
+    requests: mpsc::Sender<AgentSessionRequest>,
+    responses: Streaming<AgentSessionResponse>,
+}
+
+impl AgentDesktop {
+    async fn send(&self, kind: agent_session_request::Kind) {
+        self.requests.send(AgentSessionRequest { kind: Some(kind) }).await.expect("session open");
+    }
+
+    /// The next response matching `pick`, skipping others (e.g. heartbeats).
+    async fn next_matching<T>(&mut self, what: &str, pick: impl Fn(agent_session_response::Kind) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.responses.message())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what} on the agent session"))
+                .expect("session stream healthy")
+                .expect("session stream open");
+            let kind = message.kind.expect("response kind");
+            if let agent_session_response::Kind::Error(error) = &kind {
+                panic!("agent session error while waiting for {what}: {error:?}");
+            }
+            if let Some(found) = pick(kind) {
+                return found;
+            }
+        }
+    }
+
+    async fn set_state(&mut self, state: AgentState) {
+        self.send(agent_session_request::Kind::SetState(SetState { state: state as i32, reason: String::new() })).await;
+        let confirmed = self
+            .next_matching("state confirmation", |kind| match kind {
+                agent_session_response::Kind::StateChanged(changed) => Some(changed.state),
+                _ => None,
+            })
+            .await;
+        assert_eq!(confirmed, state as i32);
+    }
+}
+
+fn chat_contact(visitor: &str) -> Contact {
+    Contact {
+        channel: Channel::Chat as i32,
+        from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: visitor.to_owned() }),
+        queue: "tenants/acme/queues/support".to_owned(),
+        subject: "where is my order?".to_owned(),
+        body: "hello, order 1234 has not arrived".to_owned(),
+        ..Contact::default()
+    }
+}
+
+async fn kpis(kpi: &mut KpiServiceClient<tonic::transport::Channel>, key: &str) -> Result<KpiSummary, tonic::Status> {
+    let filter = KpiFilter { parent: "tenants/acme".to_owned(), ..KpiFilter::default() };
+    kpi.get_kpi_summary(authorized(key, GetKpiSummaryRequest { filter: Some(filter) })).await.map(|r| r.into_inner())
+}
+
+fn millis(duration: &Option<ProtoDuration>) -> i64 {
+    duration.as_ref().map_or(0, |duration| duration.seconds * 1000 + i64::from(duration.nanos) / 1_000_000)
+}
+
+async fn walking_skeleton(endpoints: &Endpoints) {
+    let mut ingestion = IngestionServiceClient::new(endpoints.channel("ingestion").await);
+    let mut routing = RoutingServiceClient::new(endpoints.channel("routing").await);
+    let mut presence = PresenceServiceClient::new(endpoints.channel("presence").await);
+    let mut crm = CrmServiceClient::new(endpoints.channel("crm").await);
+    let mut kpi = KpiServiceClient::new(endpoints.channel("kpi").await);
+
+    // Setup: an agent of the operator serving acme, and acme's chat queue
+    // where every abandon counts (no short-abandon allowance).
+    let alice = Agent {
+        display_name: "Alice".to_owned(),
+        tenants: vec!["tenants/acme".to_owned()],
+        capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 2 }],
+        ..Agent::default()
+    };
+    let create_agent = CreateAgentRequest { agent_id: "alice".to_owned(), agent: Some(alice) };
+    presence.create_agent(authorized(OPERATOR, create_agent)).await.expect("operator creates alice");
+    let queue = Queue {
+        display_name: "Support".to_owned(),
+        channels: vec![Channel::Chat as i32],
+        short_abandon_threshold: Some(ProtoDuration { seconds: 0, nanos: 0 }),
+        ..Queue::default()
+    };
+    let create_queue =
+        CreateQueueRequest { parent: "tenants/acme".to_owned(), queue_id: "support".to_owned(), queue: Some(queue) };
+    routing.create_queue(authorized(ACME_ADMIN, create_queue)).await.expect("acme admin creates its queue");
+
+    // Alice connects her desktop and becomes available.
+    let (requests, outbound) = mpsc::channel(16);
+    requests
+        .send(AgentSessionRequest {
+            kind: Some(agent_session_request::Kind::Hello(Hello { agent: "agents/alice".to_owned() })),
+        })
+        .await
+        .expect("hello");
+    let responses = presence
+        .agent_session(authorized(ALICE, ReceiverStream::new(outbound)))
+        .await
+        .expect("alice opens her session")
+        .into_inner();
+    let mut desktop = AgentDesktop { requests, responses };
+    desktop
+        .next_matching("session start", |kind| match kind {
+            agent_session_response::Kind::SessionStarted(started) => Some(started),
+            _ => None,
+        })
+        .await;
+    desktop.set_state(AgentState::Available).await;
+
+    // 1-2. A chat contact arrives; CRM resolves a customer for the visitor.
+    let created = ingestion
+        .create_contact(authorized(
+            ACME_ADMIN,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(chat_contact("visitor-42")),
+                request_id: "walking-skeleton-1".to_owned(),
+            },
+        ))
+        .await
+        .expect("contact created")
+        .into_inner();
+    assert!(created.name.starts_with("tenants/acme/contacts/ct_"), "{}", created.name);
+    assert!(created.customer.starts_with("tenants/acme/customers/cu_"), "{}", created.customer);
+    let retried = ingestion
+        .create_contact(authorized(
+            ACME_ADMIN,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(chat_contact("visitor-42")),
+                request_id: "walking-skeleton-1".to_owned(),
+            },
+        ))
+        .await
+        .expect("retry succeeds")
+        .into_inner();
+    assert_eq!(retried.name, created.name, "a retried create returns the same contact");
+    let customer = crm
+        .get_customer(authorized(ACME_READER, GetCustomerRequest { name: created.customer.clone() }))
+        .await
+        .expect("customer exists")
+        .into_inner();
+    assert!(customer.identities.iter().any(|identity| identity.value == "visitor-42"));
+
+    // 3. Routing offers it to Alice on her stream.
+    let offer = desktop
+        .next_matching("the offer", |kind| match kind {
+            agent_session_response::Kind::Offer(offer) => Some(offer),
+            _ => None,
+        })
+        .await;
+    assert_eq!(offer.contact, created.name);
+    assert_eq!(offer.queue, "tenants/acme/queues/support");
+
+    // 4. Alice accepts, then completes with a disposition, resolved.
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: created.name.clone() })).await;
+    desktop
+        .next_matching("the accept confirmation", |kind| match kind {
+            agent_session_response::Kind::OfferAccepted(accepted) => Some(accepted),
+            _ => None,
+        })
+        .await;
+    let assignment = routing
+        .get_assignment(authorized(ACME_READER, GetAssignmentRequest { contact: created.name.clone() }))
+        .await
+        .expect("assignment")
+        .into_inner();
+    assert_eq!(assignment.status, ContactStatus::Answered as i32);
+    assert_eq!(assignment.agent, "agents/alice");
+    let measured_wait_ms = millis_from_timestamp(&assignment.answer_time.expect("answer time"))
+        - millis_from_timestamp(&assignment.enqueue_time.expect("enqueue time"));
+    assert!(measured_wait_ms >= 0);
+    desktop
+        .send(agent_session_request::Kind::CompleteContact(CompleteContact {
+            contact: created.name.clone(),
+            disposition: "order-status".to_owned(),
+            resolved: true,
+            notes: "parcel located".to_owned(),
+        }))
+        .await;
+    desktop
+        .next_matching("the completion confirmation", |kind| match kind {
+            agent_session_response::Kind::ContactCompleted(completed) => Some(completed),
+            _ => None,
+        })
+        .await;
+
+    // 5. CRM's timeline shows the contact; KPI counts it with the measured ASA.
+    let entry = eventually("the completed timeline entry", WAIT, || {
+        let mut crm = crm.clone();
+        let parent = created.customer.clone();
+        async move {
+            let entries = crm
+                .list_timeline_entries(authorized(
+                    ACME_READER,
+                    ListTimelineEntriesRequest { parent, ..Default::default() },
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .entries;
+            entries.into_iter().find(|entry| entry.status == ContactStatus::Completed as i32)
+        }
+    })
+    .await;
+    assert_eq!(entry.contact, created.name);
+    assert_eq!((entry.disposition.as_str(), entry.resolved), ("order-status", true));
+    assert_eq!(entry.channel, Channel::Chat as i32);
+    assert_eq!(entry.agent, "agents/alice");
+    let first = eventually("KPIs of the answered contact", WAIT, || {
+        let mut kpi = kpi.clone();
+        async move { kpis(&mut kpi, ACME_READER).await.ok().filter(|summary| summary.completed == 1) }
+    })
+    .await;
+    assert_eq!((first.offered, first.answered, first.abandoned), (1, 1, 0));
+    assert_eq!(millis(&first.asa), measured_wait_ms, "ASA is the measured wait");
+    assert_eq!(first.resolved, 1);
+
+    // A second contact whose customer leaves while waiting.
+    desktop.set_state(AgentState::Away).await;
+    let second = ingestion
+        .create_contact(authorized(
+            ACME_ADMIN,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(chat_contact("visitor-77")),
+                request_id: "walking-skeleton-2".to_owned(),
+            },
+        ))
+        .await
+        .expect("second contact created")
+        .into_inner();
+    eventually("the second contact to wait in queue", WAIT, || {
+        let mut routing = routing.clone();
+        let contact = second.name.clone();
+        async move {
+            let assignment =
+                routing.get_assignment(authorized(ACME_READER, GetAssignmentRequest { contact })).await.ok()?;
+            (assignment.get_ref().status == ContactStatus::Queued as i32 && assignment.get_ref().position == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    let abandoned = ingestion
+        .abandon_contact(authorized(
+            ACME_ADMIN,
+            AbandonContactRequest { name: second.name.clone(), reason: "visitor closed the chat".to_owned() },
+        ))
+        .await
+        .expect("abandon")
+        .into_inner();
+    assert!(abandoned.abandon_time.is_some());
+    let both = eventually("KPIs with the abandoned contact", WAIT, || {
+        let mut kpi = kpi.clone();
+        async move {
+            kpis(&mut kpi, ACME_READER).await.ok().filter(|summary| summary.offered == 2 && summary.abandoned == 1)
+        }
+    })
+    .await;
+    assert_eq!((both.answered, both.abandoned, both.lost), (1, 1, 1));
+    assert!((both.lcr - 0.5).abs() < 1e-9, "LCR is 50%, got {}", both.lcr);
+    let routed = routing
+        .get_assignment(authorized(ACME_READER, GetAssignmentRequest { contact: second.name.clone() }))
+        .await
+        .expect("assignment")
+        .into_inner();
+    assert_eq!(routed.status, ContactStatus::Abandoned as i32);
+
+    // 6. Tenant globex sees none of it.
+    let denied =
+        ingestion.get_contact(authorized(GLOBEX_ADMIN, GetContactRequest { name: created.name.clone() })).await;
+    expect_code(denied, Code::PermissionDenied, "globex reads acme's contact");
+    let denied = crm
+        .list_timeline_entries(authorized(
+            GLOBEX_ADMIN,
+            ListTimelineEntriesRequest { parent: created.customer.clone(), ..Default::default() },
+        ))
+        .await;
+    expect_code(denied, Code::PermissionDenied, "globex reads acme's timeline");
+    expect_code(kpis(&mut kpi, GLOBEX_ADMIN).await, Code::PermissionDenied, "globex reads acme's KPIs");
+    let denied = routing
+        .get_queue(authorized(GLOBEX_ADMIN, GetQueueRequest { name: "tenants/acme/queues/support".to_owned() }))
+        .await;
+    expect_code(denied, Code::PermissionDenied, "globex reads acme's queue");
+    let globex_contacts = ingestion
+        .list_contacts(authorized(
+            GLOBEX_ADMIN,
+            ListContactsRequest { parent: "tenants/globex".to_owned(), ..Default::default() },
+        ))
+        .await
+        .expect("globex lists its own")
+        .into_inner();
+    assert!(globex_contacts.contacts.is_empty(), "globex has no contacts of its own");
+
+    // Bad input gets a typed error naming the problem, and changes nothing.
+    let mut missing_from = chat_contact("x");
+    missing_from.from = None;
+    let bad = ingestion
+        .create_contact(authorized(
+            ACME_ADMIN,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(missing_from),
+                request_id: "bad-1".to_owned(),
+            },
+        ))
+        .await;
+    let status = expect_code(bad, Code::InvalidArgument, "contact without sender");
+    assert!(violated_fields(&status).iter().any(|field| field.starts_with("contact.from")), "{status:?}");
+    let mut unknown_queue = chat_contact("x");
+    unknown_queue.queue = "tenants/acme/queues/nope".to_owned();
+    let bad = ingestion
+        .create_contact(authorized(
+            ACME_ADMIN,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(unknown_queue),
+                request_id: "bad-2".to_owned(),
+            },
+        ))
+        .await;
+    let status = expect_code(bad, Code::NotFound, "unknown queue");
+    assert!(status.message().contains("tenants/acme/queues/nope"), "{}", status.message());
+    let bad = ingestion
+        .create_contact(authorized(
+            OPERATOR,
+            CreateContactRequest {
+                parent: "tenants/initech".to_owned(),
+                contact: Some(chat_contact("x")),
+                request_id: "bad-3".to_owned(),
+            },
+        ))
+        .await;
+    expect_code(bad, Code::InvalidArgument, "queue of another tenant than the parent");
+    let bad = ingestion
+        .list_contacts(authorized(
+            OPERATOR,
+            ListContactsRequest { parent: "tenants/initech".to_owned(), ..Default::default() },
+        ))
+        .await;
+    expect_code(bad, Code::NotFound, "unknown tenant");
+    let mut oversized = chat_contact("x");
+    oversized.body = "x".repeat(1024 * 1024);
+    let bad = ingestion
+        .create_contact(authorized(
+            ACME_ADMIN,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(oversized),
+                request_id: "bad-4".to_owned(),
+            },
+        ))
+        .await;
+    expect_code(bad, Code::ResourceExhausted, "oversized payload");
+    let bad = ingestion
+        .create_contact(authorized(
+            "not-a-key",
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(chat_contact("x")),
+                request_id: "bad-5".to_owned(),
+            },
+        ))
+        .await;
+    expect_code(bad, Code::Unauthenticated, "wrong key");
+    let bad = ingestion
+        .create_contact(authorized(
+            ACME_READER,
+            CreateContactRequest {
+                parent: "tenants/acme".to_owned(),
+                contact: Some(chat_contact("x")),
+                request_id: "bad-6".to_owned(),
+            },
+        ))
+        .await;
+    expect_code(bad, Code::PermissionDenied, "a reader cannot create contacts");
+    let acme_contacts = ingestion
+        .list_contacts(authorized(
+            ACME_READER,
+            ListContactsRequest { parent: "tenants/acme".to_owned(), ..Default::default() },
+        ))
+        .await
+        .expect("acme lists")
+        .into_inner();
+    assert_eq!(acme_contacts.contacts.len(), 2, "rejected requests created nothing");
+    let after = kpis(&mut kpi, ACME_READER).await.expect("kpis");
+    assert_eq!((after.offered, after.answered, after.abandoned), (2, 1, 1), "rejected requests changed no KPI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walking_skeleton_on_switchboard_dev() {
+    let dir = scratch_dir("dev");
+    let endpoints = Endpoints::pick();
+    let mut processes = vec![Process::spawn("dev", &["dev"], &endpoints.env(), &dir)];
+    wait_until_serving(&endpoints, &mut processes).await;
+    walking_skeleton(&endpoints).await;
+    let status = processes.pop().expect("dev process").terminate();
+    assert!(status.success(), "switchboard dev exits cleanly on SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walking_skeleton_on_kafka_redis_postgres() {
+    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_platform::testing::unique_suffix();
+    let dir = scratch_dir("real");
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(&config_path, real_backend_config(&kafka, &redis, &postgres, &run)).expect("config file");
+    let endpoints = Endpoints::pick();
+    let config_arg = config_path.to_string_lossy().to_string();
+    let mut processes: Vec<Process> = support::SERVICES
+        .iter()
+        .map(|service| Process::spawn(service, &[service, "--config", &config_arg], &endpoints.env(), &dir))
+        .collect();
+    wait_until_serving(&endpoints, &mut processes).await;
+    walking_skeleton(&endpoints).await;
+    for process in processes {
+        let label = process.label.clone();
+        let status = process.terminate();
+        assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
+    }
+}
+
+/// A configuration with the development keys, isolated from every other
+/// test by its own topics, consumer groups, Redis pool and database.
+fn real_backend_config(kafka: &str, redis: &str, postgres: &str, run: &str) -> String {
+    let mut config = format!(
+        "instance_id = \"e2e-{run}\"\n\
+         [kafka]\nbrokers = \"{kafka}\"\ntopic_prefix = \"e2e-{run}.\"\ngroup_prefix = \"e2e-{run}\"\npartitions = 3\n\
+         [redis]\nurl = \"{redis}\"\npool = \"e2e-{run}\"\n\
+         [postgres]\nurl = \"{postgres}\"\npool_size = 4\n\
+         [presence]\nsession_grace_ms = 2000\n\
+         [auth]\ntenants = [\"acme\", \"globex\"]\n"
+    );
+    for (key, role, tenant, agent) in switchboard::dev::DEV_KEYS {
+        config.push_str(&format!(
+            "[[auth.api_keys]]\nname = \"{key}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+            switchboard_platform::auth::hash_api_key(key)
+        ));
+        if let Some(tenant) = tenant {
+            config.push_str(&format!("tenant = \"{tenant}\"\n"));
+        }
+        if let Some(agent) = agent {
+            config.push_str(&format!("agent = \"{agent}\"\n"));
+        }
+    }
+    config
+}
