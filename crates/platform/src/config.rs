@@ -228,7 +228,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__").ignore(&["config"]));
+        figment =
+            figment.merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| is_config_variable(key.as_str())));
         let config: Config = figment.extract()?;
         config.validate()?;
         Ok(config)
@@ -275,6 +276,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `SWITCHBOARD_*` variables that are not configuration: the config file
+/// path, the binary path and test-backend URLs used by the test scripts.
+/// Any other unknown `SWITCHBOARD_*` variable is a typo and fails loading.
+fn is_config_variable(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    !(key == "config" || key == "bin" || key.starts_with("test_"))
 }
 
 fn validate_api_key(index: usize, key: &ApiKeyConfig, tenants: &[String]) -> anyhow::Result<()> {
@@ -330,6 +339,14 @@ mod tests {
         config.validate().expect("defaults validate");
         let printed = config.to_toml().expect("toml");
         assert!(printed.contains("[kafka]"));
+    }
+
+    #[test]
+    fn only_configuration_variables_are_read_from_the_environment() {
+        assert!(is_config_variable("KAFKA__BROKERS"));
+        assert!(!is_config_variable("TEST_KAFKA"));
+        assert!(!is_config_variable("CONFIG"));
+        assert!(!is_config_variable("BIN"));
     }
 
     #[test]

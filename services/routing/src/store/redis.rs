@@ -435,6 +435,9 @@ impl RoutingState for RedisRoutingState {
                 .query_async(&mut connection)
                 .await
                 .map_err(redis_error)?;
+            if contact_ids.is_empty() {
+                continue;
+            }
             let mut pipeline = redis::pipe();
             for contact in &contact_ids {
                 pipeline.cmd("HGETALL").arg(format!("{}:c:{tenant}:{contact}", self.prefix));
@@ -454,8 +457,12 @@ impl RoutingState for RedisRoutingState {
         for agent in &agent_ids {
             pipeline.cmd("HGETALL").arg(self.agent_key(agent));
         }
-        let agent_fields: Vec<HashMap<String, String>> =
-            pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+        // Redis rejects an empty pipeline.
+        let agent_fields: Vec<HashMap<String, String>> = if agent_ids.is_empty() {
+            Vec::new()
+        } else {
+            pipeline.query_async(&mut connection).await.map_err(redis_error)?
+        };
         let mut agents = Vec::new();
         for (agent, fields) in agent_ids.iter().zip(agent_fields) {
             if fields.is_empty() {

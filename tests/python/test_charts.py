@@ -1,0 +1,492 @@
+"""Deployment artefacts: the Helm chart, the plain Kubernetes examples, docker-compose.
+
+- The chart is linted with helm-sdkpy (severity 3 = error fails) for several
+  value sets, and rendered (see helm_render.py) so every manifest is checked
+  against the Kubernetes schemas (kubernetes-validate, strict) and against what
+  the services need (args, probes, security, config).
+- deploy/k8s/*.yaml are validated the same way.
+- docker-compose.yml is checked with `docker-compose config -q`.
+- Every switchboard.toml we ship or render is fed to `switchboard --print-config`
+  when the binary is there, so the files cannot drift from the config schema.
+
+Run: .test-env/venv/bin/python -m pytest -q tests/python/test_charts.py
+(scripts/check-charts.sh does that after making sure the venv exists).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate import utils as kv_utils
+from packaging.version import Version
+
+from helm_render import Rendered, lint, render
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "switchboard"
+K8S_DIR = ROOT / "deploy" / "k8s"
+COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_TOML = ROOT / "deploy" / "switchboard.compose.toml"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+SERVICES = {
+    "ingestion": "switchboard.ingestion.v1.IngestionService",
+    "routing": "switchboard.routing.v1.RoutingService",
+    "presence": "switchboard.presence.v1.PresenceService",
+    "crm": "switchboard.crm.v1.CrmService",
+    "kpi": "switchboard.kpi.v1.KpiService",
+}
+
+# Top-level tables of switchboard.toml and their keys (crates/platform/src/config.rs).
+CONFIG_SCHEMA: dict[str, set[str]] = {
+    "telemetry": {"log_format", "log_filter", "otlp_endpoint"},
+    "grpc": {"max_message_bytes", "request_timeout_ms", "concurrency_limit"},
+    "kafka": {"brokers", "partitions", "replication_factor", "group_prefix", "topic_prefix"},
+    "redis": {"url", "pool"},
+    "postgres": {"url", "pool_size"},
+    "auth": {"tenants", "api_keys"},
+    "services": set(SERVICES),
+    "routing": {"offer_sweep_interval_ms"},
+    "presence": {"session_grace_ms"},
+}
+
+
+def _sha(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+FULL_VALUES: dict[str, Any] = {
+    "image": {"repository": "registry.example/switchboard", "tag": "1.2.3"},
+    "config": {
+        "telemetry": {"otlpEndpoint": "http://otel-collector.observability:4317"},
+        "kafka": {"brokers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "topicPrefix": "prod."},
+    },
+    "postgres": {"existingSecret": "pg-credentials", "existingSecretKey": "dsn"},
+    "redis": {"existingSecret": "redis-credentials"},
+    "auth": {
+        "tenants": ["acme", "globex"],
+        "apiKeys": [
+            {"name": "ops", "sha256": _sha("ops-key"), "role": "operator_admin"},
+            {"name": "acme-admin", "sha256": _sha("acme-key"), "role": "tenant_admin", "tenant": "acme"},
+            {"name": "globex-reader", "sha256": _sha("globex-key"), "role": "tenant_reader", "tenant": "globex"},
+            {"name": "alice", "sha256": _sha("alice-key"), "role": "agent", "agent": "alice"},
+        ],
+    },
+    "extraEnv": [{"name": "RUST_LOG", "value": "info,switchboard=debug"}],
+    "podAnnotations": {"example.com/team": "contact-center"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "switchboard", "effect": "NoSchedule"}],
+    "serviceAccount": {"annotations": {"example.com/role": "switchboard"}},
+    "services": {
+        name: {
+            "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        }
+        for name in SERVICES
+    }
+    | {"kpi": {"autoscaling": {"enabled": False}, "pdb": {"minAvailable": 1}, "replicas": 3}},
+}
+
+
+# ----------------------------------------------------------------- helpers ---
+
+
+def _k8s_versions() -> list[str]:
+    """The oldest schema set at or above the chart's minimum (1.27) and the newest."""
+    versions = sorted(kv_utils.all_versions(), key=Version)
+    supported = [v for v in versions if Version(v) >= Version("1.27")] or versions
+    return sorted({supported[0], supported[-1]}, key=Version)
+
+
+def _validate_k8s(documents: list[dict[str, Any]], origin: str) -> None:
+    errors = []
+    for document in documents:
+        for version in _k8s_versions():
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path = ".".join(str(part) for part in error.path)
+                errors.append(f"{origin}: {document['kind']}/{document['metadata']['name']} (k8s {version}): "
+                              f"{path}: {error.message}")
+            except kv_utils.SchemaNotFoundError as error:
+                errors.append(f"{origin}: {error.message}")
+    assert not errors, "\n".join(errors)
+
+
+def _switchboard_bin() -> Path | None:
+    explicit = os.environ.get("SWITCHBOARD_BIN")
+    path = Path(explicit) if explicit else ROOT / "target" / "debug" / "switchboard"
+    if not path.is_absolute() and not path.exists():
+        path = ROOT / path
+    if path.exists():
+        return path
+    if explicit:
+        pytest.fail(f"SWITCHBOARD_BIN={explicit} does not exist (build it: cargo build --bin switchboard)")
+    return None
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment without SWITCHBOARD_* (they would be read as config keys)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.update(extra)
+    return env
+
+
+def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> None:
+    """`switchboard --print-config` must accept the file (schema and validation)."""
+    binary = _switchboard_bin()
+    if binary is None:
+        if CI:
+            pytest.fail("target/debug/switchboard is missing: build it before the chart checks")
+        pytest.skip("no switchboard binary built yet (cargo build --bin switchboard)")
+    config = tmp_path / "switchboard.toml"
+    config.write_text(toml_text)
+    result = subprocess.run([str(binary), "--print-config", "--config", str(config)], env=_clean_env(**env),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"switchboard rejected the config:\n{result.stderr}\n--- file ---\n{toml_text}"
+    printed = tomllib.loads(result.stdout)
+    assert printed["auth"]["api_keys"] == tomllib.loads(toml_text).get("auth", {}).get("api_keys", [])
+
+
+def _check_toml_keys(config: dict[str, Any], origin: str) -> None:
+    unknown = [f"[{table}]" for table in config if table not in CONFIG_SCHEMA]
+    for table, keys in CONFIG_SCHEMA.items():
+        if isinstance(config.get(table), dict):
+            unknown += [f"{table}.{key}" for key in config[table] if key not in keys]
+    for name, endpoint in config.get("services", {}).items():
+        unknown += [f"services.{name}.{key}" for key in endpoint if key not in ("listen", "url")]
+    assert not unknown, f"{origin}: keys the config schema does not know: {unknown}"
+
+
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _check_deployment(deployment: dict[str, Any], service: str, port: int = 50051) -> None:
+    """What every Switchboard Deployment must get right, chart or plain."""
+    spec = deployment["spec"]["template"]["spec"]
+    name = deployment["metadata"]["name"]
+    assert spec.get("enableServiceLinks") is False, f"{name}: enableServiceLinks must be false"
+    assert spec["securityContext"]["runAsNonRoot"] is True, name
+    grace = spec["terminationGracePeriodSeconds"]
+    assert grace >= 15, f"{name}: terminationGracePeriodSeconds {grace} leaves no time to drain"
+    [container] = spec["containers"]
+    assert container["args"] == [service, "--config", "/etc/switchboard/switchboard.toml"], name
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True, name
+    assert security["allowPrivilegeEscalation"] is False, name
+    assert security["capabilities"]["drop"] == ["ALL"], name
+    assert any(p["containerPort"] == port and p["name"] == "grpc" for p in container["ports"]), name
+    assert container["livenessProbe"]["grpc"]["port"] == port, name
+    assert "service" not in container["livenessProbe"]["grpc"], f"{name}: liveness must ask for the server ('')"
+    assert container["readinessProbe"]["grpc"] == {"port": port, "service": SERVICES[service]}, name
+    assert container["startupProbe"]["grpc"]["port"] == port, name
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert "secretKeyRef" in env["SWITCHBOARD_POSTGRES__URL"]["valueFrom"], f"{name}: postgres URL must come from a Secret"
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if pre_stop:
+        assert grace > int(pre_stop[-1]) + 10, f"{name}: grace period must cover preStop sleep plus the drain"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/etc/switchboard" in mounts and "/tmp" in mounts, name
+
+
+# ------------------------------------------------------------------- chart ---
+
+
+def test_chart_metadata():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == "0.1.0"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values["services"]) == set(SERVICES)
+    assert {"repository", "tag", "pullPolicy"} <= set(values["image"])
+
+
+@pytest.mark.parametrize("variant", ["defaults", "full", "existing-auth-secret"])
+def test_chart_lints_without_errors(variant):
+    values = {"defaults": None, "full": FULL_VALUES, "existing-auth-secret": {"auth": {"existingSecret": "x"}}}[variant]
+    messages = lint(CHART, values)
+    errors = [m for m in messages if m.get("Severity", 0) >= 3]
+    if errors:
+        # helm-sdkpy serialises lint errors without their text; name the
+        # templates that fail on their own to point at the culprit.
+        culprits = _failing_templates(values)
+        pytest.fail(f"helm lint ({variant}) reported {len(errors)} error(s) in {[m['Path'] for m in errors]}; "
+                    f"templates failing alone: {culprits}")
+
+
+def _failing_templates(values: dict[str, Any] | None) -> list[str]:
+    import tempfile
+
+    failing = []
+    templates = sorted(p.name for p in (CHART / "templates").iterdir() if not p.name.startswith("_"))
+    for template in templates:
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / CHART.name
+            shutil.copytree(CHART, copy)
+            for other in (copy / "templates").iterdir():
+                if not other.name.startswith("_") and other.name != template:
+                    other.unlink()
+            if any(m.get("Severity", 0) >= 3 for m in lint(copy, values)):
+                failing.append(template)
+    return failing
+
+
+@pytest.fixture(scope="module")
+def rendered_defaults() -> Rendered:
+    return render(CHART)
+
+
+@pytest.fixture(scope="module")
+def rendered_full() -> Rendered:
+    return render(CHART, FULL_VALUES, release="cc-prod", namespace="contact-center")
+
+
+def test_chart_defaults_render_valid_manifests(rendered_defaults):
+    _validate_k8s(rendered_defaults.documents, "chart (defaults)")
+    kinds = sorted(d["kind"] for d in rendered_defaults.documents)
+    assert kinds.count("Deployment") == 5 and kinds.count("Service") == 5
+    assert kinds.count("PodDisruptionBudget") == 5
+    assert "HorizontalPodAutoscaler" not in kinds
+    assert kinds.count("ConfigMap") == 1 and kinds.count("Secret") == 2 and kinds.count("ServiceAccount") == 1
+
+
+def test_chart_full_values_render_valid_manifests(rendered_full):
+    _validate_k8s(rendered_full.documents, "chart (full values)")
+    assert len(rendered_full.find("HorizontalPodAutoscaler")) == 4
+    # Only the auth Secret: PostgreSQL comes from an existing Secret.
+    assert [s["metadata"]["name"] for s in rendered_full.find("Secret")] == ["cc-prod-auth"]
+
+
+@pytest.mark.parametrize("fixture", ["rendered_defaults", "rendered_full"])
+def test_chart_deployments_services_and_budgets(fixture, request):
+    rendered: Rendered = request.getfixturevalue(fixture)
+    release = "switchboard" if fixture == "rendered_defaults" else "cc-prod"
+    for service in SERVICES:
+        name = f"{release}-{service}"
+        deployment = rendered.one("Deployment", name)
+        _check_deployment(deployment, service)
+        labels = _pod_labels(deployment)
+        assert _matches(deployment["spec"]["selector"]["matchLabels"], labels)
+        svc = rendered.one("Service", name)
+        assert _matches(svc["spec"]["selector"], labels), f"Service {name} selects no pod of its Deployment"
+        assert svc["spec"]["ports"][0]["port"] == 50051
+        pdb = rendered.one("PodDisruptionBudget", name)
+        assert _matches(pdb["spec"]["selector"]["matchLabels"], labels)
+        # Other services' pods must not match this service's selector.
+        for other in SERVICES:
+            if other != service:
+                other_labels = _pod_labels(rendered.one("Deployment", f"{release}-{other}"))
+                assert not _matches(svc["spec"]["selector"], other_labels)
+        template = deployment["spec"]["template"]
+        assert "checksum/config" in template["metadata"]["annotations"]
+        [init] = template["spec"]["initContainers"]
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True
+        volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+        assert volumes["config-auth"]["secret"]["secretName"] == f"{release}-auth"
+
+
+def test_chart_full_values_wiring(rendered_full):
+    for service in SERVICES:
+        deployment = rendered_full.one("Deployment", f"cc-prod-{service}")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "registry.example/switchboard:1.2.3"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["SWITCHBOARD_POSTGRES__URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg-credentials", "key": "dsn"}
+        assert env["SWITCHBOARD_REDIS__URL"]["valueFrom"]["secretKeyRef"]["name"] == "redis-credentials"
+        assert env["RUST_LOG"]["value"] == "info,switchboard=debug"
+        hpa = rendered_full.find("HorizontalPodAutoscaler", f"cc-prod-{service}")
+        if service == "kpi":
+            assert not hpa and deployment["spec"]["replicas"] == 3
+            pdb = rendered_full.one("PodDisruptionBudget", "cc-prod-kpi")["spec"]
+            assert pdb["minAvailable"] == 1 and "maxUnavailable" not in pdb
+        else:
+            assert hpa and hpa[0]["spec"]["scaleTargetRef"]["name"] == f"cc-prod-{service}"
+            assert "replicas" not in deployment["spec"], "an HPA-managed Deployment must not pin replicas"
+
+
+def _config_toml(rendered: Rendered) -> tuple[str, dict[str, Any]]:
+    [config_map] = rendered.find("ConfigMap")
+    text = config_map["data"]["switchboard.toml"]
+    return text, tomllib.loads(text)
+
+
+def _auth_toml(rendered: Rendered, name: str) -> str:
+    secret = rendered.one("Secret", name)
+    return base64.b64decode(secret["data"]["auth.toml"]).decode()
+
+
+def test_chart_config_toml(rendered_full, rendered_defaults):
+    text, config = _config_toml(rendered_full)
+    _check_toml_keys(config, "chart ConfigMap")
+    assert "auth" not in config, "API key hashes belong in the auth Secret"
+    assert "url" not in config.get("postgres", {}), "the PostgreSQL URL belongs in a Secret"
+    assert config["kafka"]["brokers"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
+    assert config["kafka"]["topic_prefix"] == "prod."
+    assert config["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability:4317"
+    for service in SERVICES:
+        assert config["services"][service] == {"listen": "0.0.0.0:50051", "url": f"http://cc-prod-{service}:50051"}
+    _, defaults = _config_toml(rendered_defaults)
+    assert "otlp_endpoint" not in defaults["telemetry"]
+
+
+def test_chart_auth_secret(rendered_full, rendered_defaults):
+    auth = tomllib.loads(_auth_toml(rendered_full, "cc-prod-auth"))["auth"]
+    assert auth["tenants"] == ["acme", "globex"]
+    expected = []
+    for key in FULL_VALUES["auth"]["apiKeys"]:
+        entry = {"name": key["name"], "sha256": key["sha256"], "role": key["role"]}
+        for optional in ("tenant", "agent"):
+            if optional in key:
+                entry[optional] = key[optional]
+        expected.append(entry)
+    assert auth["api_keys"] == expected
+    assert tomllib.loads(_auth_toml(rendered_defaults, "switchboard-auth")) == {"auth": {"tenants": []}}
+    assert "auth.apiKeys is empty" in rendered_defaults.notes
+
+
+def test_chart_config_is_accepted_by_the_binary(rendered_full, tmp_path):
+    text, _ = _config_toml(rendered_full)
+    # What the init container writes: ConfigMap file + auth Secret file.
+    merged = text + _auth_toml(rendered_full, "cc-prod-auth")
+    _check_with_binary(merged, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+
+
+def test_chart_existing_auth_secret():
+    rendered = render(CHART, {"auth": {"existingSecret": "my-keys"}})
+    assert not rendered.find("Secret", "switchboard-auth")
+    deployment = rendered.one("Deployment", "switchboard-routing")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config-auth"]["secret"]["secretName"] == "my-keys"
+    assert "checksum/auth" not in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"auth": {"apiKeys": [{"name": "k", "sha256": "ABC", "role": "operator_admin"}]}}, "sha256"),
+        ({"auth": {"apiKeys": [{"name": "k", "sha256": _sha("k"), "role": "root"}]}}, "role"),
+        ({"auth": {"tenants": ["acme"],
+                   "apiKeys": [{"name": "k", "sha256": _sha("k"), "role": "tenant_admin", "tenant": "globex"}]}},
+         "tenant"),
+        ({"auth": {"apiKeys": [{"name": "k", "sha256": _sha("k"), "role": "agent"}]}}, "agent"),
+        ({"auth": {"tenants": ["Acme"]}}, "auth.tenants"),
+        ({"postgres": {"url": ""}}, "postgres.url"),
+    ],
+)
+def test_chart_rejects_bad_values(values, message):
+    with pytest.raises(Exception) as failure:
+        render(CHART, values)
+    assert message in str(failure.value), str(failure.value)
+
+
+# ------------------------------------------------------- plain k8s examples ---
+
+
+def _k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    files = sorted(K8S_DIR.glob("*.yaml"))
+    assert files, f"no manifests in {K8S_DIR}"
+    return [(f.name, d) for f in files for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+def test_k8s_examples_are_valid_manifests():
+    for origin, document in _k8s_documents():
+        _validate_k8s([document], f"deploy/k8s/{origin}")
+
+
+def test_k8s_examples_cover_every_service():
+    documents = [d for _, d in _k8s_documents()]
+    by_kind = lambda kind: {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}  # noqa: E731
+    deployments, services = by_kind("Deployment"), by_kind("Service")
+    assert "switchboard" in by_kind("Namespace")
+    for service in SERVICES:
+        deployment = deployments[f"switchboard-{service}"]
+        _check_deployment(deployment, service)
+        assert _matches(services[f"switchboard-{service}"]["spec"]["selector"], _pod_labels(deployment))
+    for document in documents:
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == "switchboard"
+
+
+def test_k8s_example_config(tmp_path):
+    [config_map] = [d for _, d in _k8s_documents() if d["kind"] == "ConfigMap"]
+    text = config_map["data"]["switchboard.toml"]
+    config = tomllib.loads(text)
+    _check_toml_keys(config, "deploy/k8s ConfigMap")
+    for service in SERVICES:
+        assert config["services"][service]["url"] == f"http://switchboard-{service}:50051"
+    _check_with_binary(text, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+
+
+# ----------------------------------------------------------- docker-compose ---
+
+
+def test_compose_config_is_valid():
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        if CI:
+            pytest.fail("docker-compose is not installed (scripts/test-env.sh install adds it)")
+        pytest.skip("docker-compose is not installed")
+    result = subprocess.run([compose, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_services_and_config(tmp_path):
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert {"kafka", "redis", "postgres", "otel-collector"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["postgres"]["image"].startswith("postgres:15")
+    config = tomllib.loads(COMPOSE_TOML.read_text())
+    _check_toml_keys(config, "deploy/switchboard.compose.toml")
+    for service in SERVICES:
+        spec = services[service]
+        assert spec["command"] == [service, "--config", "/etc/switchboard/switchboard.toml"]
+        assert spec["build"]["dockerfile"] == "deploy/Dockerfile"
+        env = spec["environment"]
+        assert env["SWITCHBOARD_KAFKA__BROKERS"] == "kafka:9092"
+        assert env["SWITCHBOARD_REDIS__URL"].startswith("redis://redis:")
+        assert env["SWITCHBOARD_POSTGRES__URL"].startswith("postgres://")
+        assert env["SWITCHBOARD_TELEMETRY__OTLP_ENDPOINT"] == "http://otel-collector:4317"
+        port = config["services"][service]["listen"].rsplit(":", 1)[1]
+        assert config["services"][service]["url"] == f"http://{service}:{port}"
+        assert any(str(p).endswith(f":{port}:{port}") for p in spec["ports"])
+        for backend in ("kafka", "redis", "postgres"):
+            assert spec["depends_on"][backend]["condition"] == "service_healthy"
+    assert (ROOT / "deploy" / "otel-collector.yaml").exists()
+    otel = yaml.safe_load((ROOT / "deploy" / "otel-collector.yaml").read_text())
+    assert "otlp" in otel["service"]["pipelines"]["traces"]["receivers"]
+    _check_with_binary(COMPOSE_TOML.read_text(), tmp_path)
+
+
+def test_compose_example_keys_match_docs():
+    """The example keys in docs/deploy.md hash to the configured digests."""
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    config = tomllib.loads(COMPOSE_TOML.read_text())
+    for key in config["auth"]["api_keys"]:
+        assert key["name"] in docs, f"docs/deploy.md does not list the example key {key['name']}"
+        # The example keys are their own names.
+        assert key["sha256"] == _sha(key["name"]), f"{key['name']}: sha256 is not sha256 of the key"
+
+
+def test_dockerfile_runs_as_non_root_with_switchboard_entrypoint():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["switchboard"]' in dockerfile
+    assert "USER 10001" in dockerfile
+    assert dockerfile.count("FROM ") >= 2, "multi-stage build expected"
