@@ -57,12 +57,7 @@ impl Deps {
 }
 
 /// Serves the KPI API on `listener` and runs the consumer until `shutdown`.
-pub async fn run(
-    config: Config,
-    deps: Deps,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let api = KpiGrpc::new(Arc::clone(&deps.store), Arc::clone(&deps.access));
     let mut routes = RoutesBuilder::default();
     routes.add_service(InterceptedService::new(

@@ -1,0 +1,369 @@
+//! What each event on the contacts and routing topics says about a
+//! contact's facts, and the batch recompute of all facts from an event log.
+
+use std::collections::BTreeMap;
+
+use prost_types::{Duration, Timestamp};
+use switchboard_core::event::envelope_tenant;
+use switchboard_core::names::{parse_contact, parse_customer, parse_queue};
+use switchboard_core::time::{millis_from_duration, millis_from_timestamp};
+use switchboard_core::{ContactId, CustomerId, Error, QueueId, TenantId};
+use switchboard_proto::common::v1::{Channel, Direction};
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{self as ingestion, contact_event};
+use switchboard_proto::routing::v1::{self as routing, routing_event};
+
+use super::facts::{AbandonStage, ContactFacts, FactsUpdate, merge};
+
+/// One event's contribution to one contact's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactsEvent {
+    pub tenant: TenantId,
+    pub contact: ContactId,
+    pub update: FactsUpdate,
+}
+
+/// The facts update an event carries:
+///
+/// - `contacts` ContactCreated: direction (INBOUND or UNSPECIFIED is
+///   inbound), creation instant, channel, queue, customer;
+/// - `contacts` ContactAbandoned: the instant the customer left (the stage
+///   is routing's to tell);
+/// - `routing` ContactQueued: enqueue instant, queue, channel, customer and
+///   the queue's thresholds;
+/// - `routing` ContactAnswered: answer instant and enqueue instant;
+/// - `routing` ContactAbandoned: abandon instant, stage, enqueue instant;
+/// - `routing` ContactCompleted: completion instant, resolved, answer
+///   instant.
+///
+/// An instant missing from the payload is the envelope's `occurred_at`.
+/// `Ok(None)` for events no KPI depends on (offers, withdrawn offers,
+/// presence). An event that names a contact, queue or customer of another
+/// tenant than its envelope, or names none, is INVALID_ARGUMENT: it can
+/// never be applied, and applying it anywhere would break tenant isolation.
+pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error> {
+    let Some(payload) = &envelope.payload else {
+        return Ok(None);
+    };
+    let occurred_ms = envelope.occurred_at.as_ref().map(millis_from_timestamp);
+    let reader = match payload {
+        Payload::Contact(event) => match &event.kind {
+            Some(contact_event::Kind::Created(created)) => EventReader::Created(created),
+            Some(contact_event::Kind::Abandoned(abandoned)) => EventReader::CustomerLeft(abandoned),
+            None => return Ok(None),
+        },
+        Payload::Routing(event) => match &event.kind {
+            Some(routing_event::Kind::Queued(queued)) => EventReader::Queued(queued),
+            Some(routing_event::Kind::Answered(answered)) => EventReader::Answered(answered),
+            Some(routing_event::Kind::Abandoned(abandoned)) => EventReader::Abandoned(abandoned),
+            Some(routing_event::Kind::Completed(completed)) => EventReader::Completed(completed),
+            Some(routing_event::Kind::Offered(_) | routing_event::Kind::OfferWithdrawn(_)) | None => return Ok(None),
+        },
+        Payload::Presence(_) => return Ok(None),
+    };
+    let Some(tenant) = envelope_tenant(envelope)? else {
+        return Err(Error::missing_field("envelope.tenant"));
+    };
+    let facts_event = reader.read(tenant, occurred_ms)?;
+    Ok(Some(facts_event))
+}
+
+/// The payloads KPIs read, borrowed from the envelope.
+enum EventReader<'a> {
+    Created(&'a ingestion::ContactCreated),
+    CustomerLeft(&'a ingestion::ContactAbandoned),
+    Queued(&'a routing::ContactQueued),
+    Answered(&'a routing::ContactAnswered),
+    Abandoned(&'a routing::ContactAbandoned),
+    Completed(&'a routing::ContactCompleted),
+}
+
+impl EventReader<'_> {
+    fn read(&self, tenant: TenantId, occurred_ms: Option<i64>) -> Result<FactsEvent, Error> {
+        let (contact, update) = match self {
+            EventReader::Created(created) => {
+                let Some(contact) = &created.contact else {
+                    return Err(Error::missing_field("contact_created.contact"));
+                };
+                let contact_id = owned_contact(&contact.name, "contact_created.contact.name", &tenant)?;
+                let direction = Direction::try_from(contact.direction).unwrap_or(Direction::Unspecified);
+                let update = FactsUpdate {
+                    queue: owned_queue(&contact.queue, "contact_created.contact.queue", &tenant)?,
+                    channel: known_channel(contact.channel),
+                    customer: owned_customer(&contact.customer, "contact_created.contact.customer", &tenant)?,
+                    inbound: Some(direction != Direction::Outbound),
+                    created_ms: instant(contact.create_time.as_ref(), occurred_ms),
+                    ..FactsUpdate::default()
+                };
+                (contact_id, update)
+            }
+            EventReader::CustomerLeft(abandoned) => {
+                let contact_id = owned_contact(&abandoned.contact, "contact_abandoned.contact", &tenant)?;
+                let update = FactsUpdate {
+                    abandoned_ms: instant(abandoned.abandon_time.as_ref(), occurred_ms),
+                    ..FactsUpdate::default()
+                };
+                (contact_id, update)
+            }
+            EventReader::Queued(queued) => {
+                let contact_id = owned_contact(&queued.contact, "queued.contact", &tenant)?;
+                let update = FactsUpdate {
+                    queue: owned_queue(&queued.queue, "queued.queue", &tenant)?,
+                    channel: known_channel(queued.channel),
+                    customer: owned_customer(&queued.customer, "queued.customer", &tenant)?,
+                    queued_ms: instant(queued.enqueue_time.as_ref(), occurred_ms),
+                    service_level_threshold_ms: threshold(queued.service_level_threshold.as_ref()),
+                    short_abandon_threshold_ms: threshold(queued.short_abandon_threshold.as_ref()),
+                    ..FactsUpdate::default()
+                };
+                (contact_id, update)
+            }
+            EventReader::Answered(answered) => {
+                let contact_id = owned_contact(&answered.contact, "answered.contact", &tenant)?;
+                let update = FactsUpdate {
+                    queue: owned_queue(&answered.queue, "answered.queue", &tenant)?,
+                    channel: known_channel(answered.channel),
+                    customer: owned_customer(&answered.customer, "answered.customer", &tenant)?,
+                    queued_ms: answered.enqueue_time.as_ref().map(millis_from_timestamp),
+                    answered_ms: instant(answered.answer_time.as_ref(), occurred_ms),
+                    ..FactsUpdate::default()
+                };
+                (contact_id, update)
+            }
+            EventReader::Abandoned(abandoned) => {
+                let contact_id = owned_contact(&abandoned.contact, "abandoned.contact", &tenant)?;
+                let stage = match routing::AbandonStage::try_from(abandoned.stage) {
+                    Ok(routing::AbandonStage::Queue) => Some(AbandonStage::Queue),
+                    Ok(routing::AbandonStage::Offered) => Some(AbandonStage::Offered),
+                    Ok(routing::AbandonStage::Unspecified) | Err(_) => None,
+                };
+                let update = FactsUpdate {
+                    queue: owned_queue(&abandoned.queue, "abandoned.queue", &tenant)?,
+                    channel: known_channel(abandoned.channel),
+                    customer: owned_customer(&abandoned.customer, "abandoned.customer", &tenant)?,
+                    queued_ms: abandoned.enqueue_time.as_ref().map(millis_from_timestamp),
+                    abandoned_ms: instant(abandoned.abandon_time.as_ref(), occurred_ms),
+                    abandon_stage: stage,
+                    ..FactsUpdate::default()
+                };
+                (contact_id, update)
+            }
+            EventReader::Completed(completed) => {
+                let contact_id = owned_contact(&completed.contact, "completed.contact", &tenant)?;
+                let update = FactsUpdate {
+                    queue: owned_queue(&completed.queue, "completed.queue", &tenant)?,
+                    channel: known_channel(completed.channel),
+                    customer: owned_customer(&completed.customer, "completed.customer", &tenant)?,
+                    answered_ms: completed.answer_time.as_ref().map(millis_from_timestamp),
+                    completed_ms: instant(completed.end_time.as_ref(), occurred_ms),
+                    resolved: Some(completed.resolved),
+                    ..FactsUpdate::default()
+                };
+                (contact_id, update)
+            }
+        };
+        Ok(FactsEvent { tenant, contact, update })
+    }
+}
+
+fn tenant_mismatch(field: &str, tenant: &TenantId) -> Error {
+    Error::invalid_field(field, format!("must belong to the envelope's tenant `{tenant}`"))
+}
+
+fn owned_contact(name: &str, field: &str, tenant: &TenantId) -> Result<ContactId, Error> {
+    let (owner, contact) = parse_contact(name, field)?;
+    if &owner != tenant {
+        return Err(tenant_mismatch(field, tenant));
+    }
+    Ok(contact)
+}
+
+/// An optional queue name: empty is unknown.
+fn owned_queue(name: &str, field: &str, tenant: &TenantId) -> Result<Option<QueueId>, Error> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let (owner, queue) = parse_queue(name, field)?;
+    if &owner != tenant {
+        return Err(tenant_mismatch(field, tenant));
+    }
+    Ok(Some(queue))
+}
+
+/// An optional customer name: empty is unknown.
+fn owned_customer(name: &str, field: &str, tenant: &TenantId) -> Result<Option<CustomerId>, Error> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let (owner, customer) = parse_customer(name, field)?;
+    if &owner != tenant {
+        return Err(tenant_mismatch(field, tenant));
+    }
+    Ok(Some(customer))
+}
+
+/// UNSPECIFIED (and values this build does not know) carry no channel.
+fn known_channel(value: i32) -> Option<Channel> {
+    Channel::try_from(value).ok().filter(|channel| *channel != Channel::Unspecified)
+}
+
+fn instant(timestamp: Option<&Timestamp>, fallback_ms: Option<i64>) -> Option<i64> {
+    timestamp.map(millis_from_timestamp).or(fallback_ms)
+}
+
+/// A threshold present in the event; negative ones are ignored.
+fn threshold(duration: Option<&Duration>) -> Option<i64> {
+    duration.and_then(millis_from_duration)
+}
+
+/// Every contact's facts, recomputed in batch from an event log exactly as
+/// the live consumer builds them: each event's update merged into its
+/// contact's facts, events no KPI reads ignored, invalid events skipped.
+pub fn recompute<'a>(
+    envelopes: impl IntoIterator<Item = &'a EventEnvelope>,
+) -> BTreeMap<(TenantId, ContactId), ContactFacts> {
+    let mut facts_by_contact: BTreeMap<(TenantId, ContactId), ContactFacts> = BTreeMap::new();
+    for envelope in envelopes {
+        let Ok(Some(FactsEvent { tenant, contact, update })) = facts_event(envelope) else {
+            continue;
+        };
+        let facts = facts_by_contact
+            .entry((tenant.clone(), contact.clone()))
+            .or_insert_with(|| ContactFacts::empty(tenant, contact));
+        merge(facts, &update);
+    }
+    facts_by_contact
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::time::{duration_from_millis, timestamp_from_millis};
+    use switchboard_proto::ingestion::v1::ContactEvent;
+    use switchboard_proto::routing::v1::RoutingEvent;
+
+    const CONTACT: &str = "tenants/acme/contacts/ct_0001";
+
+    fn routing_envelope(tenant: &str, kind: routing_event::Kind) -> EventEnvelope {
+        EventEnvelope {
+            event_id: "event-1".to_owned(),
+            tenant: tenant.to_owned(),
+            occurred_at: Some(timestamp_from_millis(9_000)),
+            subject: "ct_0001".to_owned(),
+            payload: Some(Payload::Routing(RoutingEvent { kind: Some(kind) })),
+        }
+    }
+
+    fn read(envelope: &EventEnvelope) -> FactsEvent {
+        match facts_event(envelope) {
+            Ok(Some(event)) => event,
+            other => panic!("expected a facts event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn queued_events_carry_queue_thresholds_and_enqueue_time() {
+        let envelope = routing_envelope(
+            "acme",
+            routing_event::Kind::Queued(routing::ContactQueued {
+                contact: CONTACT.to_owned(),
+                queue: "tenants/acme/queues/sales".to_owned(),
+                channel: Channel::Voice as i32,
+                customer: String::new(),
+                enqueue_time: Some(timestamp_from_millis(1_000)),
+                short_abandon_threshold: Some(duration_from_millis(0)),
+                service_level_threshold: None,
+            }),
+        );
+        let event = read(&envelope);
+        assert_eq!(event.tenant.as_str(), "acme");
+        assert_eq!(event.contact.as_str(), "ct_0001");
+        assert_eq!(event.update.queue.as_ref().map(QueueId::as_str), Some("sales"));
+        assert_eq!(event.update.channel, Some(Channel::Voice));
+        assert_eq!(event.update.queued_ms, Some(1_000));
+        assert_eq!(event.update.short_abandon_threshold_ms, Some(0));
+        assert_eq!(event.update.service_level_threshold_ms, None);
+    }
+
+    #[test]
+    fn missing_instants_fall_back_to_occurred_at() {
+        let envelope = routing_envelope(
+            "acme",
+            routing_event::Kind::Answered(routing::ContactAnswered {
+                contact: CONTACT.to_owned(),
+                ..routing::ContactAnswered::default()
+            }),
+        );
+        let event = read(&envelope);
+        assert_eq!(event.update.answered_ms, Some(9_000));
+        assert_eq!(event.update.queued_ms, None, "an enqueue instant is never guessed");
+    }
+
+    #[test]
+    fn direction_unspecified_counts_as_inbound() {
+        let created = |direction: Direction| EventEnvelope {
+            event_id: "event-2".to_owned(),
+            tenant: "acme".to_owned(),
+            occurred_at: Some(timestamp_from_millis(500)),
+            subject: "ct_0001".to_owned(),
+            payload: Some(Payload::Contact(ContactEvent {
+                kind: Some(contact_event::Kind::Created(ingestion::ContactCreated {
+                    contact: Some(ingestion::Contact {
+                        name: CONTACT.to_owned(),
+                        direction: direction as i32,
+                        ..ingestion::Contact::default()
+                    }),
+                })),
+            })),
+        };
+        assert_eq!(read(&created(Direction::Unspecified)).update.inbound, Some(true));
+        assert_eq!(read(&created(Direction::Inbound)).update.inbound, Some(true));
+        assert_eq!(read(&created(Direction::Outbound)).update.inbound, Some(false));
+        assert_eq!(read(&created(Direction::Inbound)).update.created_ms, Some(500));
+    }
+
+    #[test]
+    fn names_of_another_tenant_are_invalid() {
+        let foreign_contact = routing_envelope(
+            "globex",
+            routing_event::Kind::Completed(routing::ContactCompleted {
+                contact: CONTACT.to_owned(),
+                ..routing::ContactCompleted::default()
+            }),
+        );
+        let error = facts_event(&foreign_contact).expect_err("contact of acme under globex");
+        assert_eq!(error.field_violations[0].field, "completed.contact");
+        let foreign_queue = routing_envelope(
+            "acme",
+            routing_event::Kind::Abandoned(routing::ContactAbandoned {
+                contact: CONTACT.to_owned(),
+                queue: "tenants/globex/queues/sales".to_owned(),
+                ..routing::ContactAbandoned::default()
+            }),
+        );
+        let error = facts_event(&foreign_queue).expect_err("queue of globex under acme");
+        assert_eq!(error.field_violations[0].field, "abandoned.queue");
+        let no_tenant = routing_envelope(
+            "",
+            routing_event::Kind::Queued(routing::ContactQueued {
+                contact: CONTACT.to_owned(),
+                ..routing::ContactQueued::default()
+            }),
+        );
+        assert!(facts_event(&no_tenant).is_err());
+    }
+
+    #[test]
+    fn offers_are_not_kpi_facts() {
+        let offered = routing_envelope(
+            "acme",
+            routing_event::Kind::Offered(routing::ContactOffered {
+                contact: CONTACT.to_owned(),
+                ..routing::ContactOffered::default()
+            }),
+        );
+        assert_eq!(facts_event(&offered), Ok(None));
+        assert!(recompute([&offered]).is_empty());
+    }
+}

@@ -1,0 +1,201 @@
+//! The `switchboard.kpi.v1.KpiService` API: request validation,
+//! authorization, and KPIs computed by [`crate::domain`] over the facts the
+//! store loads.
+
+use std::sync::Arc;
+
+use prost_types::Timestamp;
+use switchboard_core::names::{parse_queue, parse_tenant};
+use switchboard_core::time::millis_from_timestamp;
+use switchboard_core::{Error, TenantId};
+use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::status::IntoStatus;
+use switchboard_proto::common::v1::Channel;
+use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
+use switchboard_proto::kpi::v1::{
+    GetKpiSummaryRequest, KpiFilter, KpiSummary, ListKpiIntervalsRequest, ListKpiIntervalsResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::domain::{ContactFacts, FactsFilter, ServiceLevelVariant, intervals, summarize};
+use crate::store::KpiStore;
+
+/// Serves KPIs of the caller's tenants from a [`KpiStore`].
+pub struct KpiGrpc {
+    store: Arc<dyn KpiStore>,
+    access: Arc<AccessControl>,
+}
+
+impl KpiGrpc {
+    pub fn new(store: Arc<dyn KpiStore>, access: Arc<AccessControl>) -> KpiGrpc {
+        KpiGrpc { store, access }
+    }
+
+    /// Validates the filter, authorizes the caller on its tenant and loads
+    /// the facts it selects.
+    async fn load<T>(
+        &self,
+        request: &Request<T>,
+        filter: Option<&KpiFilter>,
+    ) -> Result<(Vec<ContactFacts>, ServiceLevelVariant), Status> {
+        let principal = principal(request)?;
+        let Some(filter) = filter else {
+            return Err(Error::missing_field("filter")).into_status();
+        };
+        let tenant = parse_tenant(&filter.parent, "filter.parent").into_status()?;
+        // Authorize before looking at the rest, so a caller learns nothing
+        // about a tenant it may not read.
+        self.access.authorize_read(&principal, &tenant).into_status()?;
+        let query = KpiQuery::parse(tenant, filter).into_status()?;
+        let facts = self.store.load(&query.tenant, &query.filter).await.into_status()?;
+        tracing::debug!(tenant = %query.tenant, key = %principal.key_name, contacts = facts.len(), "kpi facts loaded");
+        Ok((facts, query.variant))
+    }
+}
+
+/// A validated [`KpiFilter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KpiQuery {
+    tenant: TenantId,
+    filter: FactsFilter,
+    variant: ServiceLevelVariant,
+}
+
+impl KpiQuery {
+    fn parse(tenant: TenantId, filter: &KpiFilter) -> Result<KpiQuery, Error> {
+        let queue = if filter.queue.is_empty() {
+            None
+        } else {
+            let (queue_tenant, queue) = parse_queue(&filter.queue, "filter.queue")?;
+            if queue_tenant != tenant {
+                return Err(Error::invalid_field("filter.queue", "must be a queue of `filter.parent`"));
+            }
+            Some(queue)
+        };
+        let channel = match Channel::try_from(filter.channel) {
+            Ok(Channel::Unspecified) => None,
+            Ok(channel) => Some(channel),
+            Err(_) => return Err(Error::invalid_field("filter.channel", "is not a known channel")),
+        };
+        let arrival_start_ms = instant(filter.start_time.as_ref(), "filter.start_time")?;
+        let arrival_end_ms = instant(filter.end_time.as_ref(), "filter.end_time")?;
+        if let (Some(start_ms), Some(end_ms)) = (arrival_start_ms, arrival_end_ms)
+            && start_ms >= end_ms
+        {
+            return Err(Error::invalid_field("filter.end_time", "must be after `filter.start_time`"));
+        }
+        let Some(variant) = ServiceLevelVariant::from_proto(filter.service_level_variant) else {
+            return Err(Error::invalid_field("filter.service_level_variant", "is not a known variant"));
+        };
+        Ok(KpiQuery { tenant, filter: FactsFilter { queue, channel, arrival_start_ms, arrival_end_ms }, variant })
+    }
+}
+
+fn instant(timestamp: Option<&Timestamp>, field: &str) -> Result<Option<i64>, Error> {
+    let Some(timestamp) = timestamp else {
+        return Ok(None);
+    };
+    if !(0..1_000_000_000).contains(&timestamp.nanos) {
+        return Err(Error::invalid_field(field, "nanos must be in 0..1e9"));
+    }
+    Ok(Some(millis_from_timestamp(timestamp)))
+}
+
+#[tonic::async_trait]
+impl KpiService for KpiGrpc {
+    async fn get_kpi_summary(&self, request: Request<GetKpiSummaryRequest>) -> Result<Response<KpiSummary>, Status> {
+        let (facts, variant) = self.load(&request, request.get_ref().filter.as_ref()).await?;
+        Ok(Response::new(summarize(&facts, variant).to_proto()))
+    }
+
+    async fn list_kpi_intervals(
+        &self,
+        request: Request<ListKpiIntervalsRequest>,
+    ) -> Result<Response<ListKpiIntervalsResponse>, Status> {
+        let (facts, variant) = self.load(&request, request.get_ref().filter.as_ref()).await?;
+        let intervals = intervals(&facts, variant).iter().map(|interval| interval.to_proto()).collect();
+        Ok(Response::new(ListKpiIntervalsResponse { intervals }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::time::timestamp_from_millis;
+    use switchboard_core::{Principal, Role};
+    use switchboard_platform::config::AuthConfig;
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    use crate::store::MemoryKpiStore;
+
+    fn service() -> KpiGrpc {
+        let auth = AuthConfig { tenants: vec!["acme".to_owned(), "globex".to_owned()], api_keys: Vec::new() };
+        let access = AccessControl::from_config(&auth).expect("access");
+        KpiGrpc::new(Arc::new(MemoryKpiStore::new()), access)
+    }
+
+    fn request(filter: Option<KpiFilter>, tenant: Option<&str>) -> Request<GetKpiSummaryRequest> {
+        let mut request = Request::new(GetKpiSummaryRequest { filter });
+        request.extensions_mut().insert(Principal {
+            key_name: "test".to_owned(),
+            role: if tenant.is_some() { Role::TenantReader } else { Role::OperatorAdmin },
+            tenant: tenant.map(|tenant| TenantId::parse(tenant, "tenant").expect("tenant")),
+            agent: None,
+        });
+        request
+    }
+
+    fn acme_filter() -> KpiFilter {
+        KpiFilter { parent: "tenants/acme".to_owned(), ..KpiFilter::default() }
+    }
+
+    async fn rejected_field(filter: Option<KpiFilter>) -> String {
+        let status = service().get_kpi_summary(request(filter, Some("acme"))).await.expect_err("rejected");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let violations = status.get_details_bad_request().expect("bad request details").field_violations;
+        violations[0].field.clone()
+    }
+
+    #[tokio::test]
+    async fn invalid_filters_name_their_field() {
+        assert_eq!(rejected_field(None).await, "filter");
+        assert_eq!(rejected_field(Some(KpiFilter::default())).await, "filter.parent");
+        let foreign_queue = KpiFilter { queue: "tenants/globex/queues/sales".to_owned(), ..acme_filter() };
+        assert_eq!(rejected_field(Some(foreign_queue)).await, "filter.queue");
+        let malformed_queue = KpiFilter { queue: "queues/sales".to_owned(), ..acme_filter() };
+        assert_eq!(rejected_field(Some(malformed_queue)).await, "filter.queue");
+        let unknown_channel = KpiFilter { channel: 99, ..acme_filter() };
+        assert_eq!(rejected_field(Some(unknown_channel)).await, "filter.channel");
+        let backwards = KpiFilter {
+            start_time: Some(timestamp_from_millis(2_000)),
+            end_time: Some(timestamp_from_millis(2_000)),
+            ..acme_filter()
+        };
+        assert_eq!(rejected_field(Some(backwards)).await, "filter.end_time");
+        let unknown_variant = KpiFilter { service_level_variant: 7, ..acme_filter() };
+        assert_eq!(rejected_field(Some(unknown_variant)).await, "filter.service_level_variant");
+    }
+
+    #[tokio::test]
+    async fn tenants_are_authorized_before_anything_else_is_read() {
+        let service = service();
+        let other_tenant = KpiFilter { parent: "tenants/globex".to_owned(), channel: 99, ..KpiFilter::default() };
+        let status = service.get_kpi_summary(request(Some(other_tenant), Some("acme"))).await.expect_err("denied");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let unknown_tenant = KpiFilter { parent: "tenants/initech".to_owned(), ..KpiFilter::default() };
+        let status = service.get_kpi_summary(request(Some(unknown_tenant), None)).await.expect_err("unknown");
+        assert_eq!(status.code(), Code::NotFound);
+        let summary = service.get_kpi_summary(request(Some(acme_filter()), None)).await.expect("operator reads acme");
+        assert_eq!(summary.get_ref().offered, 0);
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_requests_are_refused() {
+        let status = service()
+            .get_kpi_summary(Request::new(GetKpiSummaryRequest { filter: Some(acme_filter()) }))
+            .await
+            .expect_err("no principal");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+}

@@ -1,0 +1,41 @@
+//! Where contact facts live. One trait, two real implementations (in
+//! memory for `dev` mode and tests, PostgreSQL for production) that pass
+//! the same [`contract`] suite.
+
+pub mod contract;
+pub mod memory;
+pub mod postgres;
+
+use async_trait::async_trait;
+use switchboard_core::{ContactId, Error, TenantId};
+
+use switchboard_proto::events::v1::EventEnvelope;
+
+use crate::domain::{ContactFacts, FactsEvent, FactsFilter, FactsUpdate, facts_event};
+
+pub use memory::MemoryKpiStore;
+pub use postgres::PostgresKpiStore;
+
+#[async_trait]
+pub trait KpiStore: Send + Sync + 'static {
+    /// Merges `update` into the facts of `contact` of `tenant` (creating
+    /// them if none exist) exactly as [`crate::domain::merge`] does, in one
+    /// atomic step. Applying an update again changes nothing, so a consumer
+    /// may apply a redelivered event without deduplicating it.
+    async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error>;
+
+    /// The facts of `tenant`'s contacts that match `filter` (see
+    /// [`FactsFilter::matches`]), sorted by contact id. Never returns
+    /// another tenant's facts.
+    async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error>;
+}
+
+/// Applies what `envelope` says about its contact to `store`: the live
+/// counterpart of [`crate::domain::recompute`]. Events no KPI reads are
+/// ignored; invalid ones are INVALID_ARGUMENT.
+pub async fn apply_event(store: &dyn KpiStore, envelope: &EventEnvelope) -> Result<(), Error> {
+    let Some(FactsEvent { tenant, contact, update }) = facts_event(envelope)? else {
+        return Ok(());
+    };
+    store.apply(&tenant, &contact, update).await
+}

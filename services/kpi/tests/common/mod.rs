@@ -1,0 +1,144 @@
+//! A KPI service on an ephemeral port with a real tonic client, for the
+//! integration tests.
+
+// Each test binary uses part of the harness; helpers outside `#[test]`
+// functions are not covered by clippy.toml's allow-*-in-tests.
+#![allow(dead_code, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_platform::Config;
+use switchboard_platform::auth::{AccessControl, hash_api_key};
+use switchboard_platform::bus::EventBus;
+use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
+use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use switchboard_kpi::Deps;
+
+pub const ACME_READER_KEY: &str = "acme-reader-secret";
+pub const GLOBEX_READER_KEY: &str = "globex-reader-secret";
+pub const OPERATOR_KEY: &str = "operator-secret";
+
+/// How long a condition on the live aggregate may take to hold.
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn api_key(name: &str, key: &str, role: &str, tenant: Option<&str>) -> ApiKeyConfig {
+    ApiKeyConfig {
+        name: name.to_owned(),
+        sha256: hash_api_key(key),
+        role: role.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        agent: None,
+    }
+}
+
+/// Tenants acme and globex, a reader key for each and an operator key.
+pub fn config() -> Config {
+    let config = Config {
+        auth: AuthConfig {
+            tenants: vec!["acme".to_owned(), "globex".to_owned()],
+            api_keys: vec![
+                api_key("acme-reader", ACME_READER_KEY, "tenant_reader", Some("acme")),
+                api_key("globex-reader", GLOBEX_READER_KEY, "tenant_reader", Some("globex")),
+                api_key("operator", OPERATOR_KEY, "operator_admin", None),
+            ],
+        },
+        ..Config::default()
+    };
+    config.validate().expect("test config is valid");
+    config
+}
+
+pub fn access(config: &Config) -> Arc<AccessControl> {
+    AccessControl::from_config(&config.auth).expect("access control")
+}
+
+pub struct RunningService {
+    pub client: KpiServiceClient<Channel>,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningService {
+    /// Stops the service and checks it shut down cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("service task").expect("service shut down cleanly");
+    }
+}
+
+/// Starts `switchboard_kpi::run` on 127.0.0.1:0 and connects a client.
+pub async fn start(config: Config, deps: Deps) -> RunningService {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address: SocketAddr = listener.local_addr().expect("local address");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(switchboard_kpi::run(config, deps, listener, shutdown.clone()));
+    // The listener is bound, so the connection is accepted as soon as the
+    // server starts serving.
+    let client = KpiServiceClient::connect(format!("http://{address}")).await.expect("connect");
+    RunningService { client, shutdown, task }
+}
+
+/// An in-memory service on a fresh in-process bus.
+pub async fn start_in_memory() -> (RunningService, MemoryBus) {
+    let config = config();
+    let bus = MemoryBus::new();
+    let deps = Deps::in_memory(Arc::new(bus.clone()), access(&config));
+    (start(config, deps).await, bus)
+}
+
+pub async fn publish(bus: &dyn EventBus, events: &[(&'static str, EventEnvelope)]) {
+    for (topic, envelope) in events {
+        bus.publish(topic, envelope).await.expect("publish");
+    }
+}
+
+pub fn authorized<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii key"));
+    request
+}
+
+pub fn tenant_filter(tenant: &str) -> KpiFilter {
+    KpiFilter { parent: format!("tenants/{tenant}"), ..KpiFilter::default() }
+}
+
+pub async fn summary(
+    client: &mut KpiServiceClient<Channel>,
+    key: &str,
+    filter: KpiFilter,
+) -> Result<KpiSummary, Status> {
+    let request = authorized(GetKpiSummaryRequest { filter: Some(filter) }, key);
+    client.get_kpi_summary(request).await.map(tonic::Response::into_inner)
+}
+
+/// Polls GetKpiSummary until `settled` holds for the live aggregate, and
+/// returns that summary; fails after [`CONVERGENCE_TIMEOUT`].
+pub async fn wait_for_summary(
+    client: &mut KpiServiceClient<Channel>,
+    key: &str,
+    filter: KpiFilter,
+    settled: impl Fn(&KpiSummary) -> bool,
+) -> KpiSummary {
+    let deadline = tokio::time::Instant::now() + CONVERGENCE_TIMEOUT;
+    loop {
+        let current = summary(client, key, filter.clone()).await.expect("GetKpiSummary");
+        if settled(&current) {
+            return current;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the live aggregate did not settle within {CONVERGENCE_TIMEOUT:?}; last summary {current:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
