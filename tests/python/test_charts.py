@@ -6,7 +6,7 @@
   the services need (args, probes, security, config).
 - deploy/k8s/*.yaml are validated the same way.
 - docker-compose.yml is checked with `docker-compose config -q`.
-- Every switchboard.toml we ship or render is fed to `switchboard --print-config`
+- Every switchboard.toml we ship or render is fed to `switchboard routing --print-config`
   when the binary is there, so the files cannot drift from the config schema.
 
 Run: .test-env/venv/bin/python -m pytest -q tests/python/test_charts.py
@@ -144,7 +144,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> None:
-    """`switchboard --print-config` must accept the file (schema and validation)."""
+    """`switchboard routing --print-config` must accept the file (schema and validation)."""
     binary = _switchboard_bin()
     if binary is None:
         if CI:
@@ -152,7 +152,8 @@ def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> None:
         pytest.skip("no switchboard binary built yet (cargo build --bin switchboard)")
     config = tmp_path / "switchboard.toml"
     config.write_text(toml_text)
-    result = subprocess.run([str(binary), "--print-config", "--config", str(config)], env=_clean_env(**env),
+    # Any service subcommand: with --print-config it only loads, validates and prints.
+    result = subprocess.run([str(binary), "routing", "--print-config", "--config", str(config)], env=_clean_env(**env),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"switchboard rejected the config:\n{result.stderr}\n--- file ---\n{toml_text}"
     printed = tomllib.loads(result.stdout)
@@ -226,8 +227,13 @@ def test_chart_lints_without_errors(variant):
         # helm-sdkpy serialises lint errors without their text; name the
         # templates that fail on their own to point at the culprit.
         culprits = _failing_templates(values)
+        try:
+            render(CHART, values)
+            detail = "(rendering succeeds)"
+        except Exception as error:  # helm's own message, with file and line
+            detail = str(error)
         pytest.fail(f"helm lint ({variant}) reported {len(errors)} error(s) in {[m['Path'] for m in errors]}; "
-                    f"templates failing alone: {culprits}")
+                    f"templates failing alone: {culprits}; render: {detail}")
 
 
 def _failing_templates(values: dict[str, Any] | None) -> list[str]:

@@ -1,0 +1,135 @@
+//! What an operator relies on: `--print-config` shows the layered
+//! configuration and rejects bad values; readiness really follows the
+//! backends (NOT_SERVING while Redis is down, SERVING again after).
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Process, eventually, free_port, scratch_dir};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn switchboard(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run switchboard")
+}
+
+#[test]
+fn print_config_layers_defaults_file_and_environment() {
+    let dir = scratch_dir("config");
+    let file = dir.join("switchboard.toml");
+    std::fs::write(&file, "[kafka]\nbrokers = \"from-file:9092\"\npartitions = 6\n").expect("config file");
+    let file_arg = file.to_string_lossy().to_string();
+    let output = switchboard(
+        &["--print-config", "--config", &file_arg, "routing"],
+        &[("SWITCHBOARD_KAFKA__BROKERS", "from-env:9092")],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("brokers = \"from-env:9092\""), "env overrides the file:\n{printed}");
+    assert!(printed.contains("partitions = 6"), "the file overrides defaults:\n{printed}");
+    assert!(printed.contains("max_message_bytes = 262144"), "defaults fill the rest:\n{printed}");
+
+    let dev = switchboard(&["--print-config", "dev"], &[]);
+    assert!(dev.status.success());
+    let printed = String::from_utf8_lossy(&dev.stdout);
+    assert!(printed.contains("dev-acme-admin") && printed.contains("sha256"), "dev adds its keys, hashed");
+    assert!(!printed.contains("\"dev-acme-admin\"\nsha256 = \"dev-acme-admin\""), "keys are never printed in clear");
+}
+
+#[test]
+fn invalid_configuration_is_refused_at_start() {
+    for (variable, value, expected) in [
+        ("SWITCHBOARD_KAFKA__PARTITIONS", "0", "kafka.partitions"),
+        ("SWITCHBOARD_SERVICES__CRM__LISTEN", "not-an-address", "services.crm.listen"),
+        ("SWITCHBOARD_TELEMETRY__LOG_FORMAT", "xml", "telemetry.log_format"),
+        ("SWITCHBOARD_KAFKKA__BROKERS", "typo:1", "kafkka"),
+    ] {
+        let output = switchboard(&["--print-config", "crm"], &[(variable, value)]);
+        assert!(!output.status.success(), "{variable}={value} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{variable}: the error names `{expected}`: {stderr}");
+    }
+    let missing = switchboard(&["--config", "/nonexistent/switchboard.toml", "crm"], &[]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}
+
+async fn overall_health(url: &str) -> Option<i32> {
+    let channel = Channel::from_shared(url.to_owned()).ok()?.connect().await.ok()?;
+    let response = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+    Some(response.into_inner().status)
+}
+
+fn start_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test-env.sh installs it)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_redis_down_and_up() {
+    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
+    let dir = scratch_dir("readiness");
+    let redis_port = free_port();
+    let mut redis = start_redis(redis_port, &dir);
+    let routing_port = free_port();
+    let run = switchboard_platform::testing::unique_suffix();
+    let env: Vec<(String, String)> = vec![
+        ("SWITCHBOARD_KAFKA__BROKERS".into(), kafka),
+        ("SWITCHBOARD_KAFKA__TOPIC_PREFIX".into(), format!("ready-{run}.")),
+        ("SWITCHBOARD_KAFKA__GROUP_PREFIX".into(), format!("ready-{run}")),
+        ("SWITCHBOARD_REDIS__URL".into(), format!("redis://127.0.0.1:{redis_port}")),
+        ("SWITCHBOARD_POSTGRES__URL".into(), postgres),
+        ("SWITCHBOARD_SERVICES__ROUTING__LISTEN".into(), format!("127.0.0.1:{routing_port}")),
+    ];
+    let url = format!("http://127.0.0.1:{routing_port}");
+    // Redis may need a moment to accept connections before routing connects.
+    let probe = redis::Client::open(format!("redis://127.0.0.1:{redis_port}")).expect("client");
+    eventually("redis to start", Duration::from_secs(20), || {
+        let probe = probe.clone();
+        async move { probe.get_multiplexed_async_connection().await.ok().map(|_| ()) }
+    })
+    .await;
+    let routing = Process::spawn("routing", &["routing"], &env, &dir);
+    let serving = ServingStatus::Serving as i32;
+    let not_serving = ServingStatus::NotServing as i32;
+    eventually("routing to become ready", Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { (overall_health(&url).await == Some(serving)).then_some(()) }
+    })
+    .await;
+
+    redis.kill().expect("stop redis");
+    redis.wait().expect("redis stopped");
+    eventually("readiness to notice redis is gone", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move { (overall_health(&url).await == Some(not_serving)).then_some(()) }
+    })
+    .await;
+
+    let mut redis = start_redis(redis_port, &dir);
+    eventually("readiness to recover with redis", Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { (overall_health(&url).await == Some(serving)).then_some(()) }
+    })
+    .await;
+    let status = routing.terminate();
+    assert!(status.success(), "routing exits cleanly: {status}");
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
