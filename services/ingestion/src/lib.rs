@@ -65,12 +65,7 @@ impl Deps {
 
 /// Serves the ingestion API on `listener` until `shutdown` fires, then
 /// drains in-flight calls and flushes the producer.
-pub async fn run(
-    config: Config,
-    deps: Deps,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let routing = RoutingServiceClient::new(lazy_channel(&config.services.routing.url)?);
     let crm = CrmServiceClient::new(lazy_channel(&config.services.crm.url)?);
     let api = IngestionApi::new(deps.store, Arc::clone(&deps.bus), Arc::clone(&deps.access), routing, crm);

@@ -58,5 +58,5 @@ pub(crate) fn parse_state(name: &str) -> Option<AgentState> {
 
 pub(crate) fn serves(agent: &Agent, tenant: &TenantId) -> bool {
     let tenant_name = switchboard_core::names::tenant_name(tenant);
-    agent.tenants.iter().any(|served| *served == tenant_name)
+    agent.tenants.contains(&tenant_name)
 }

@@ -1,0 +1,444 @@
+//! `switchboard.ingestion.v1.IngestionService`: validate, authorize, dedupe,
+//! check the queue with routing, resolve the customer with CRM, store,
+//! publish.
+//!
+//! Outbox by retry: a contact is stored (unpublished, with the id of its
+//! event already minted) before its event is published, and marked
+//! published only after the bus acknowledged the event. If publishing fails
+//! the call answers UNAVAILABLE; the client retries with the same
+//! `request_id`, finds the stored contact and publishes it then. Abandons
+//! work the same way. So every event reaches the bus at least once, and
+//! every copy (a retry after a lost acknowledgement, or racing an in-flight
+//! call) carries the same event id and occurred-at, which is what consumers
+//! dedupe on.
+
+use std::sync::Arc;
+
+use switchboard_core::error::FieldViolation;
+use switchboard_core::event::{CONTACTS_TOPIC, envelope};
+use switchboard_core::time::{now_millis, timestamp_from_millis};
+use switchboard_core::{ContactId, Error, ErrorCode, Principal, names};
+use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::bus::{EventBus, publish_traced};
+use switchboard_platform::grpc::CallContext;
+use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::status::{IntoStatus, from_status};
+use switchboard_proto::common::v1::{Channel, ContactStatus};
+use switchboard_proto::crm::v1::ResolveCustomerRequest;
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::ingestion_service_server::IngestionService;
+use switchboard_proto::ingestion::v1::{
+    AbandonContactRequest, Contact, ContactAbandoned, ContactCreated, ContactEvent, CreateContactRequest,
+    GetContactRequest, ListContactsRequest, ListContactsResponse, contact_event,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{GetAssignmentRequest, GetQueueRequest};
+use tonic::transport::Channel as GrpcChannel;
+use tonic::{Code, Request, Response, Status};
+
+use crate::domain::{ValidatedContact, validate_abandon_reason, validate_create_contact};
+use crate::store::{Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication, mint_event_id};
+
+/// The ingestion API over a store, the bus, and clients of routing and CRM.
+pub struct IngestionApi {
+    store: Arc<dyn ContactStore>,
+    bus: Arc<dyn EventBus>,
+    access: Arc<AccessControl>,
+    routing: RoutingServiceClient<GrpcChannel>,
+    crm: CrmServiceClient<GrpcChannel>,
+}
+
+impl IngestionApi {
+    pub fn new(
+        store: Arc<dyn ContactStore>,
+        bus: Arc<dyn EventBus>,
+        access: Arc<AccessControl>,
+        routing: RoutingServiceClient<GrpcChannel>,
+        crm: CrmServiceClient<GrpcChannel>,
+    ) -> IngestionApi {
+        IngestionApi { store, bus, access, routing, crm }
+    }
+
+    async fn create(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        request: CreateContactRequest,
+    ) -> Result<Contact, Error> {
+        let validated = validate_create_contact(&request)?;
+        let tenant = &validated.tenant;
+        self.access.authorize_write(principal, tenant)?;
+
+        if let Some(existing) = self.store.find_by_request_id(tenant, &validated.request_id).await? {
+            tracing::info!(
+                tenant = %tenant,
+                contact = %existing.contact_id,
+                request_id = %validated.request_id,
+                "create retried, returning the stored contact"
+            );
+            return self.replay_created(existing).await;
+        }
+        let provider_message_id = &validated.contact.provider_message_id;
+        let by_provider_message_id =
+            self.store.find_by_provider_message_id(tenant, validated.contact.channel, provider_message_id).await?;
+        if let Some(existing) = by_provider_message_id {
+            tracing::info!(
+                tenant = %tenant,
+                contact = %existing.contact_id,
+                provider_message_id = %provider_message_id,
+                "provider redelivered a contact, returning the stored one"
+            );
+            return self.replay_created(existing).await;
+        }
+
+        self.check_queue(call, &validated).await?;
+        let customer = self.resolve_customer(call, &validated).await?;
+
+        let contact_id = ContactId::generate();
+        let mut contact = validated.contact;
+        contact.name = names::contact_name(tenant, &contact_id);
+        contact.customer = customer;
+        contact.create_time = Some(timestamp_from_millis(now_millis()));
+        let record = ContactRecord {
+            tenant: tenant.clone(),
+            contact_id,
+            request_id: validated.request_id,
+            contact,
+            created_event_id: mint_event_id(),
+            created_published: false,
+            abandonment: None,
+        };
+        if let InsertOutcome::Existing(existing) = self.store.insert(&record).await? {
+            // A concurrent call with the same key won the insert.
+            return self.replay_created(*existing).await;
+        }
+        self.publish_created(&record).await?;
+        tracing::info!(
+            tenant = %record.tenant,
+            contact = %record.contact_id,
+            queue = %record.contact.queue,
+            channel = channel_label(record.channel()),
+            request_id = %record.request_id,
+            "contact created"
+        );
+        Ok(record.contact)
+    }
+
+    /// A create that hit a stored contact: publish it if an earlier call
+    /// could not, then answer with it.
+    async fn replay_created(&self, existing: ContactRecord) -> Result<Contact, Error> {
+        if !existing.created_published {
+            self.publish_created(&existing).await?;
+        }
+        Ok(existing.contact)
+    }
+
+    /// The queue must exist (routing answers with the caller's own
+    /// credential, so a key that may not see it gets routing's refusal) and
+    /// accept the contact's channel.
+    async fn check_queue(&self, call: &CallContext, validated: &ValidatedContact) -> Result<(), Error> {
+        let queue_name = &validated.contact.queue;
+        let request = call.request(GetQueueRequest { name: queue_name.clone() });
+        let queue = match self.routing.clone().get_queue(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == Code::NotFound => {
+                let mut error = Error::not_found(queue_name.clone());
+                error.field_violations.push(FieldViolation {
+                    field: "contact.queue".to_owned(),
+                    description: "no such queue".to_owned(),
+                });
+                return Err(error);
+            }
+            Err(status) => {
+                tracing::warn!(
+                    tenant = %validated.tenant,
+                    queue = %queue_name,
+                    code = ?status.code(),
+                    message = status.message(),
+                    "routing refused the queue lookup"
+                );
+                return Err(rename_fields(from_status(&status), "name", "contact.queue"));
+            }
+        };
+        let channel = validated.contact.channel;
+        if !queue.channels.is_empty() && !queue.channels.contains(&channel) {
+            return Err(Error::failed_precondition(format!(
+                "queue `{queue_name}` does not accept {} contacts",
+                channel_label(channel)
+            ))
+            .with_resource(queue_name.clone()));
+        }
+        Ok(())
+    }
+
+    /// The customer name CRM knows the contact's sender by (creating the
+    /// customer if it is new).
+    async fn resolve_customer(&self, call: &CallContext, validated: &ValidatedContact) -> Result<String, Error> {
+        let request = call.request(ResolveCustomerRequest {
+            parent: names::tenant_name(&validated.tenant),
+            identity: validated.contact.from.clone(),
+            display_name: String::new(),
+        });
+        let response = match self.crm.clone().resolve_customer(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                tracing::warn!(
+                    tenant = %validated.tenant,
+                    code = ?status.code(),
+                    message = status.message(),
+                    "crm could not resolve the customer"
+                );
+                return Err(rename_fields(from_status(&status), "identity", "contact.from"));
+            }
+        };
+        let Some(customer) = response.customer else {
+            return Err(Error::internal("crm resolved no customer"));
+        };
+        // Never attach another tenant's customer, whatever CRM answered.
+        let (customer_tenant, _) = names::parse_customer(&customer.name, "customer.name")
+            .map_err(|error| Error::internal(format!("crm answered a malformed customer name: {error}")))?;
+        if customer_tenant != validated.tenant {
+            tracing::error!(
+                tenant = %validated.tenant,
+                customer_tenant = %customer_tenant,
+                "crm answered a customer of another tenant"
+            );
+            return Err(Error::internal("crm answered a customer of another tenant"));
+        }
+        Ok(customer.name)
+    }
+
+    async fn publish_created(&self, record: &ContactRecord) -> Result<(), Error> {
+        let mut created = record.contact.clone();
+        // The created event carries the contact as it was created.
+        created.abandon_time = None;
+        let kind = contact_event::Kind::Created(ContactCreated { contact: Some(created) });
+        let event = contact_event_envelope(record, &record.created_event_id, record.create_time_millis(), kind);
+        self.publish(record, &event, Publication::Created).await
+    }
+
+    async fn publish_abandoned(&self, record: &ContactRecord) -> Result<(), Error> {
+        let Some(abandonment) = &record.abandonment else {
+            return Err(Error::internal("publishing the abandon of a contact that is not abandoned"));
+        };
+        let kind = contact_event::Kind::Abandoned(ContactAbandoned {
+            contact: record.contact.name.clone(),
+            reason: abandonment.reason.clone(),
+            abandon_time: Some(timestamp_from_millis(abandonment.abandon_time_millis)),
+        });
+        let event = contact_event_envelope(record, &abandonment.event_id, abandonment.abandon_time_millis, kind);
+        self.publish(record, &event, Publication::Abandoned).await
+    }
+
+    /// Publishes `event` and remembers it once the broker acknowledged it.
+    async fn publish(
+        &self,
+        record: &ContactRecord,
+        event: &EventEnvelope,
+        publication: Publication,
+    ) -> Result<(), Error> {
+        if let Err(error) = publish_traced(self.bus.as_ref(), CONTACTS_TOPIC, event).await {
+            tracing::warn!(
+                tenant = %record.tenant,
+                contact = %record.contact_id,
+                event = ?publication,
+                error = %error,
+                "publishing the contact event failed"
+            );
+            return Err(Error::unavailable(format!(
+                "the contact is stored but its event is not yet published ({}); retry with the same request",
+                error.message
+            )));
+        }
+        // The event is durable: a failure to remember it only means a later
+        // retry publishes it again, so it does not fail this call.
+        if let Err(error) = self.store.mark_published(&record.tenant, &record.contact_id, publication).await {
+            tracing::warn!(
+                tenant = %record.tenant,
+                contact = %record.contact_id,
+                event = ?publication,
+                error = %error,
+                "recording the publication failed"
+            );
+        }
+        Ok(())
+    }
+
+    async fn get(&self, principal: &Principal, request: GetContactRequest) -> Result<Contact, Error> {
+        let (tenant, contact_id) = names::parse_contact(&request.name, "name")?;
+        self.access.authorize_read(principal, &tenant)?;
+        let record = self.store.get(&tenant, &contact_id).await?;
+        record.map(|record| record.contact).ok_or_else(|| Error::not_found(request.name))
+    }
+
+    async fn list(&self, principal: &Principal, request: ListContactsRequest) -> Result<ListContactsResponse, Error> {
+        let tenant = names::parse_tenant(&request.parent, "parent")?;
+        self.access.authorize_read(principal, &tenant)?;
+        let page_request = page_request(request.page_size, &request.page_token)?;
+        // One more than the page, so `page` knows whether another follows.
+        let records = self.store.list(&tenant, page_request.after.as_deref(), page_request.size + 1).await?;
+        let (records, next_page_token) =
+            page(records, &page_request, |record: &ContactRecord| record.contact_id.as_str().to_owned());
+        Ok(ListContactsResponse {
+            contacts: records.into_iter().map(|record| record.contact).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn abandon(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        request: AbandonContactRequest,
+    ) -> Result<Contact, Error> {
+        let (tenant, contact_id) = names::parse_contact(&request.name, "name")?;
+        validate_abandon_reason(&request.reason)?;
+        self.access.authorize_write(principal, &tenant)?;
+        let Some(record) = self.store.get(&tenant, &contact_id).await? else {
+            return Err(Error::not_found(request.name));
+        };
+        if record.abandonment.is_some() {
+            return self.replay_abandoned(record).await;
+        }
+        self.check_not_answered(call, &record).await?;
+        // Consumers must see a contact created before they see it abandoned.
+        if !record.created_published {
+            self.publish_created(&record).await?;
+        }
+        let abandonment = Abandonment {
+            abandon_time_millis: now_millis(),
+            reason: request.reason.clone(),
+            event_id: mint_event_id(),
+            published: false,
+        };
+        let abandoned = self.store.set_abandoned(&tenant, &contact_id, &abandonment).await?;
+        let Some(abandoned) = abandoned else {
+            return Err(Error::not_found(request.name));
+        };
+        if !abandoned.changed {
+            return self.replay_abandoned(abandoned.record).await;
+        }
+        self.publish_abandoned(&abandoned.record).await?;
+        tracing::info!(tenant = %tenant, contact = %contact_id, reason = %request.reason, "contact abandoned");
+        Ok(abandoned.record.contact)
+    }
+
+    /// An abandon of an abandoned contact: publish the event if an earlier
+    /// call could not, and answer with the contact unchanged.
+    async fn replay_abandoned(&self, record: ContactRecord) -> Result<Contact, Error> {
+        if record.abandonment.as_ref().is_some_and(|abandonment| !abandonment.published) {
+            self.publish_abandoned(&record).await?;
+        }
+        Ok(record.contact)
+    }
+
+    /// Routing's view decides: an answered or completed contact cannot be
+    /// abandoned; one routing never saw (NOT_FOUND) can.
+    async fn check_not_answered(&self, call: &CallContext, record: &ContactRecord) -> Result<(), Error> {
+        let request = call.request(GetAssignmentRequest { contact: record.contact.name.clone() });
+        let assignment = match self.routing.clone().get_assignment(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == Code::NotFound => return Ok(()),
+            Err(status) => {
+                tracing::warn!(
+                    tenant = %record.tenant,
+                    contact = %record.contact_id,
+                    code = ?status.code(),
+                    message = status.message(),
+                    "routing refused the assignment lookup"
+                );
+                return Err(from_status(&status));
+            }
+        };
+        let answered = [ContactStatus::Answered as i32, ContactStatus::Completed as i32];
+        if answered.contains(&assignment.status) {
+            return Err(Error::failed_precondition("contact was already answered").with_resource(&record.contact.name));
+        }
+        Ok(())
+    }
+}
+
+/// The envelope of one event of the contact, keyed by its id. Built from
+/// stored values only, so a republished copy equals the first.
+fn contact_event_envelope(
+    record: &ContactRecord,
+    event_id: &str,
+    occurred_at_millis: i64,
+    kind: contact_event::Kind,
+) -> EventEnvelope {
+    let mut event =
+        envelope(Some(&record.tenant), record.contact_id.as_str(), Payload::Contact(ContactEvent { kind: Some(kind) }));
+    event.event_id = event_id.to_owned();
+    event.occurred_at = Some(timestamp_from_millis(occurred_at_millis));
+    event
+}
+
+/// A downstream error about the downstream request's `field` becomes one
+/// about the field of this service's request it came from.
+fn rename_fields(mut error: Error, downstream_field: &str, field: &str) -> Error {
+    if error.code != ErrorCode::InvalidArgument {
+        return error;
+    }
+    for violation in &mut error.field_violations {
+        if let Some(rest) = violation.field.strip_prefix(downstream_field)
+            && (rest.is_empty() || rest.starts_with('.'))
+        {
+            violation.field = format!("{field}{rest}");
+        }
+    }
+    error
+}
+
+fn channel_label(channel: i32) -> &'static str {
+    Channel::try_from(channel).map_or("CHANNEL_UNKNOWN", |channel| channel.as_str_name())
+}
+
+#[tonic::async_trait]
+impl IngestionService for IngestionApi {
+    async fn create_contact(&self, request: Request<CreateContactRequest>) -> Result<Response<Contact>, Status> {
+        let principal = principal(&request)?;
+        let call = CallContext::from_metadata(request.metadata());
+        self.create(&principal, &call, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn get_contact(&self, request: Request<GetContactRequest>) -> Result<Response<Contact>, Status> {
+        let principal = principal(&request)?;
+        self.get(&principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<ListContactsRequest>,
+    ) -> Result<Response<ListContactsResponse>, Status> {
+        let principal = principal(&request)?;
+        self.list(&principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn abandon_contact(&self, request: Request<AbandonContactRequest>) -> Result<Response<Contact>, Status> {
+        let principal = principal(&request)?;
+        let call = CallContext::from_metadata(request.metadata());
+        self.abandon(&principal, &call, request.into_inner()).await.into_status().map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downstream_fields_are_renamed_to_ours() {
+        let error = Error::invalid_field("identity.value", "bad");
+        let renamed = rename_fields(error, "identity", "contact.from");
+        assert_eq!(renamed.field_violations[0].field, "contact.from.value");
+        let untouched = rename_fields(Error::invalid_field("identity_kind", "bad"), "identity", "contact.from");
+        assert_eq!(untouched.field_violations[0].field, "identity_kind");
+    }
+
+    #[test]
+    fn channels_have_labels() {
+        assert_eq!(channel_label(Channel::Sms as i32), "CHANNEL_SMS");
+        assert_eq!(channel_label(99), "CHANNEL_UNKNOWN");
+    }
+}

@@ -1,0 +1,266 @@
+//! The PostgreSQL contact store, in schema `ingestion`. The contact itself
+//! is kept as its encoded protobuf; the columns beside it are the keys the
+//! store looks up and enforces uniqueness on, each starting with the tenant.
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use prost::Message;
+use switchboard_core::{ContactId, Error, TenantId, names};
+use switchboard_platform::postgres::{Migration, pg_error};
+use switchboard_proto::ingestion::v1::Contact;
+use tokio_postgres::Row;
+
+use super::{AbandonOutcome, Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication};
+
+/// Migrations of service `ingestion`, applied in order by
+/// `switchboard_platform::postgres::migrate`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: "0001_contacts",
+    sql: "
+        CREATE SCHEMA IF NOT EXISTS ingestion;
+        CREATE TABLE ingestion.contacts (
+            tenant text NOT NULL,
+            contact_id text NOT NULL,
+            request_id text NOT NULL,
+            channel integer NOT NULL,
+            provider_message_id text NOT NULL,
+            -- The encoded switchboard.ingestion.v1.Contact, without abandon_time.
+            contact bytea NOT NULL,
+            create_time_ms bigint NOT NULL,
+            created_event_id text NOT NULL,
+            created_published boolean NOT NULL DEFAULT false,
+            abandon_time_ms bigint,
+            abandon_reason text NOT NULL DEFAULT '',
+            abandon_event_id text NOT NULL DEFAULT '',
+            abandon_published boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (tenant, contact_id),
+            UNIQUE (tenant, request_id)
+        );
+        CREATE UNIQUE INDEX contacts_provider_message_id
+            ON ingestion.contacts (tenant, channel, provider_message_id)
+            WHERE provider_message_id <> '';
+    ",
+}];
+
+const COLUMNS: &str = "tenant, contact_id, request_id, contact, created_event_id, created_published, \
+     abandon_time_ms, abandon_reason, abandon_event_id, abandon_published";
+
+pub struct PostgresContactStore {
+    pool: Pool,
+}
+
+impl PostgresContactStore {
+    /// A store on `pool`; the caller has applied [`MIGRATIONS`].
+    pub fn new(pool: Pool) -> PostgresContactStore {
+        PostgresContactStore { pool }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.get().await.map_err(pg_error)
+    }
+
+    async fn query_record(
+        &self,
+        condition: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<ContactRecord>, Error> {
+        let client = self.client().await?;
+        let query = format!("SELECT {COLUMNS} FROM ingestion.contacts WHERE {condition}");
+        let row = client.query_opt(&query, parameters).await.map_err(pg_error)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+}
+
+/// A row that does not decode is corruption, not a client mistake.
+fn corrupt(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::internal(format!("stored contact has a bad {what}: {error}"))
+}
+
+fn record_from_row(row: &Row) -> Result<ContactRecord, Error> {
+    let tenant: String = row.try_get("tenant").map_err(pg_error)?;
+    let contact_id: String = row.try_get("contact_id").map_err(pg_error)?;
+    let encoded: Vec<u8> = row.try_get("contact").map_err(pg_error)?;
+    let abandon_time_ms: Option<i64> = row.try_get("abandon_time_ms").map_err(pg_error)?;
+    let abandonment = match abandon_time_ms {
+        Some(abandon_time_millis) => Some(Abandonment {
+            abandon_time_millis,
+            reason: row.try_get("abandon_reason").map_err(pg_error)?,
+            event_id: row.try_get("abandon_event_id").map_err(pg_error)?,
+            published: row.try_get("abandon_published").map_err(pg_error)?,
+        }),
+        None => None,
+    };
+    let record = ContactRecord {
+        tenant: TenantId::parse(&tenant, "tenant").map_err(|error| corrupt("tenant", error))?,
+        contact_id: ContactId::parse(&contact_id, "contact_id").map_err(|error| corrupt("contact id", error))?,
+        request_id: row.try_get("request_id").map_err(pg_error)?,
+        contact: Contact::decode(encoded.as_slice()).map_err(|error| corrupt("contact", error))?,
+        created_event_id: row.try_get("created_event_id").map_err(pg_error)?,
+        created_published: row.try_get("created_published").map_err(pg_error)?,
+        abandonment: None,
+    };
+    Ok(record.with_abandonment(abandonment))
+}
+
+fn limit_parameter(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl ContactStore for PostgresContactStore {
+    async fn insert(&self, record: &ContactRecord) -> Result<InsertOutcome, Error> {
+        // The abandon time lives in its column only, so it has one truth.
+        let mut stored_contact = record.contact.clone();
+        stored_contact.abandon_time = None;
+        let encoded = stored_contact.encode_to_vec();
+        let client = self.client().await?;
+        // ON CONFLICT DO NOTHING waits for a concurrent insert of the same
+        // key to commit and then skips, so the lookups below see the winner.
+        let inserted = client
+            .execute(
+                "INSERT INTO ingestion.contacts
+                    (tenant, contact_id, request_id, channel, provider_message_id, contact, create_time_ms,
+                     created_event_id, created_published)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &record.tenant.as_str(),
+                    &record.contact_id.as_str(),
+                    &record.request_id,
+                    &record.channel(),
+                    &record.provider_message_id(),
+                    &encoded,
+                    &record.create_time_millis(),
+                    &record.created_event_id,
+                    &record.created_published,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        drop(client);
+        if inserted == 1 {
+            return Ok(InsertOutcome::Inserted);
+        }
+        if let Some(existing) = self.find_by_request_id(&record.tenant, &record.request_id).await? {
+            return Ok(InsertOutcome::Existing(Box::new(existing)));
+        }
+        let by_provider_message_id =
+            self.find_by_provider_message_id(&record.tenant, record.channel(), record.provider_message_id()).await?;
+        if let Some(existing) = by_provider_message_id {
+            return Ok(InsertOutcome::Existing(Box::new(existing)));
+        }
+        // Only the freshly minted contact id is left to collide on.
+        Err(Error::already_exists(names::contact_name(&record.tenant, &record.contact_id)))
+    }
+
+    async fn mark_published(
+        &self,
+        tenant: &TenantId,
+        contact_id: &ContactId,
+        publication: Publication,
+    ) -> Result<(), Error> {
+        let statement = match publication {
+            Publication::Created => {
+                "UPDATE ingestion.contacts SET created_published = true WHERE tenant = $1 AND contact_id = $2"
+            }
+            Publication::Abandoned => {
+                "UPDATE ingestion.contacts SET abandon_published = (abandon_time_ms IS NOT NULL)
+                 WHERE tenant = $1 AND contact_id = $2"
+            }
+        };
+        let client = self.client().await?;
+        let updated = client.execute(statement, &[&tenant.as_str(), &contact_id.as_str()]).await.map_err(pg_error)?;
+        if updated == 0 {
+            return Err(Error::not_found(names::contact_name(tenant, contact_id)));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, tenant: &TenantId, contact_id: &ContactId) -> Result<Option<ContactRecord>, Error> {
+        self.query_record("tenant = $1 AND contact_id = $2", &[&tenant.as_str(), &contact_id.as_str()]).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        before_contact_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ContactRecord>, Error> {
+        let client = self.client().await?;
+        let limit = limit_parameter(limit);
+        // Keyset pagination on the primary key, walked backwards.
+        let rows = match before_contact_id {
+            Some(before) => {
+                let query = format!(
+                    "SELECT {COLUMNS} FROM ingestion.contacts WHERE tenant = $1 AND contact_id < $2
+                     ORDER BY contact_id DESC LIMIT $3"
+                );
+                client.query(&query, &[&tenant.as_str(), &before, &limit]).await
+            }
+            None => {
+                let query = format!(
+                    "SELECT {COLUMNS} FROM ingestion.contacts WHERE tenant = $1 ORDER BY contact_id DESC LIMIT $2"
+                );
+                client.query(&query, &[&tenant.as_str(), &limit]).await
+            }
+        }
+        .map_err(pg_error)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn find_by_request_id(&self, tenant: &TenantId, request_id: &str) -> Result<Option<ContactRecord>, Error> {
+        self.query_record("tenant = $1 AND request_id = $2", &[&tenant.as_str(), &request_id]).await
+    }
+
+    async fn find_by_provider_message_id(
+        &self,
+        tenant: &TenantId,
+        channel: i32,
+        provider_message_id: &str,
+    ) -> Result<Option<ContactRecord>, Error> {
+        if provider_message_id.is_empty() {
+            return Ok(None);
+        }
+        self.query_record(
+            "tenant = $1 AND channel = $2 AND provider_message_id = $3",
+            &[&tenant.as_str(), &channel, &provider_message_id],
+        )
+        .await
+    }
+
+    async fn set_abandoned(
+        &self,
+        tenant: &TenantId,
+        contact_id: &ContactId,
+        abandonment: &Abandonment,
+    ) -> Result<Option<AbandonOutcome>, Error> {
+        let client = self.client().await?;
+        // One statement decides the race: only the first abandon matches
+        // `abandon_time_ms IS NULL`.
+        let query = format!(
+            "UPDATE ingestion.contacts
+             SET abandon_time_ms = $3, abandon_reason = $4, abandon_event_id = $5, abandon_published = false
+             WHERE tenant = $1 AND contact_id = $2 AND abandon_time_ms IS NULL
+             RETURNING {COLUMNS}"
+        );
+        let updated = client
+            .query_opt(
+                &query,
+                &[
+                    &tenant.as_str(),
+                    &contact_id.as_str(),
+                    &abandonment.abandon_time_millis,
+                    &abandonment.reason,
+                    &abandonment.event_id,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        drop(client);
+        if let Some(row) = updated {
+            return Ok(Some(AbandonOutcome { record: record_from_row(&row)?, changed: true }));
+        }
+        let current = self.get(tenant, contact_id).await?;
+        Ok(current.map(|record| AbandonOutcome { record, changed: false }))
+    }
+}
