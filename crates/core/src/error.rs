@@ -123,6 +123,13 @@ impl Error {
         Self::new(ErrorCode::Internal, message)
     }
 
+    /// Adds a field violation to any error, e.g. a NOT_FOUND caused by a
+    /// request field naming something that does not exist.
+    pub fn with_field_violation(mut self, field: impl Into<String>, description: impl Into<String>) -> Self {
+        self.field_violations.push(FieldViolation { field: field.into(), description: description.into() });
+        self
+    }
+
     pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
         self

@@ -19,10 +19,27 @@ pub const ALL_TOPICS: [&str; 3] = [CONTACTS_TOPIC, ROUTING_TOPIC, PRESENCE_TOPIC
 /// Builds an envelope with a fresh UUIDv7 event id, stamped now.
 /// `tenant` is `None` only for operator-level events (agent presence).
 pub fn envelope(tenant: Option<&TenantId>, subject: &str, payload: Payload) -> EventEnvelope {
+    envelope_with_id(tenant, subject, payload, &new_event_id(), now_millis())
+}
+
+/// A fresh UUIDv7 event id.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Builds an envelope with a given id and time: a producer that stores
+/// them with its side effect republishes an identical event on retry.
+pub fn envelope_with_id(
+    tenant: Option<&TenantId>,
+    subject: &str,
+    payload: Payload,
+    event_id: &str,
+    occurred_at_millis: i64,
+) -> EventEnvelope {
     EventEnvelope {
-        event_id: uuid::Uuid::now_v7().to_string(),
+        event_id: event_id.to_owned(),
         tenant: tenant.map(|tenant| tenant.as_str().to_owned()).unwrap_or_default(),
-        occurred_at: Some(timestamp_from_millis(now_millis())),
+        occurred_at: Some(timestamp_from_millis(occurred_at_millis)),
         subject: subject.to_owned(),
         payload: Some(payload),
     }

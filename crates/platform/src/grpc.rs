@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Status};
 
 use crate::config::GrpcConfig;
+use crate::message_limit::OversizedAsResourceExhausted;
 use crate::telemetry::{current_traceparent, set_remote_parent};
 
 pub use tonic_health::server::HealthReporter;
@@ -52,6 +53,7 @@ pub async fn serve(
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .concurrency_limit_per_connection(config.concurrency_limit)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .layer(tower::layer::layer_fn(OversizedAsResourceExhausted::new))
         .trace_fn(move |request| {
             let span = tracing::info_span!("grpc", service = service_name, path = %request.uri().path());
             let traceparent = request.headers().get("traceparent").and_then(|value| value.to_str().ok());

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod grpc;
+pub mod message_limit;
 pub mod pagination;
 pub mod postgres;
 pub mod readiness;

@@ -14,8 +14,7 @@
 
 use std::sync::Arc;
 
-use switchboard_core::error::FieldViolation;
-use switchboard_core::event::{CONTACTS_TOPIC, envelope};
+use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ContactId, Error, ErrorCode, Principal, names};
 use switchboard_platform::auth::{AccessControl, principal};
@@ -144,12 +143,7 @@ impl IngestionApi {
         let queue = match self.routing.clone().get_queue(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => {
-                let mut error = Error::not_found(queue_name.clone());
-                error.field_violations.push(FieldViolation {
-                    field: "contact.queue".to_owned(),
-                    description: "no such queue".to_owned(),
-                });
-                return Err(error);
+                return Err(Error::not_found(queue_name.clone()).with_field_violation("contact.queue", "no such queue"));
             }
             Err(status) => {
                 tracing::warn!(
@@ -368,11 +362,13 @@ fn contact_event_envelope(
     occurred_at_millis: i64,
     kind: contact_event::Kind,
 ) -> EventEnvelope {
-    let mut event =
-        envelope(Some(&record.tenant), record.contact_id.as_str(), Payload::Contact(ContactEvent { kind: Some(kind) }));
-    event.event_id = event_id.to_owned();
-    event.occurred_at = Some(timestamp_from_millis(occurred_at_millis));
-    event
+    envelope_with_id(
+        Some(&record.tenant),
+        record.contact_id.as_str(),
+        Payload::Contact(ContactEvent { kind: Some(kind) }),
+        event_id,
+        occurred_at_millis,
+    )
 }
 
 /// A downstream error about the downstream request's `field` becomes one

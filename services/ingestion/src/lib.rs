@@ -8,7 +8,6 @@ pub mod domain;
 pub mod grpc;
 pub mod store;
 
-mod message_limit;
 
 use std::sync::Arc;
 
@@ -28,7 +27,6 @@ use tonic::service::RoutesBuilder;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::grpc::IngestionApi;
-use crate::message_limit::OversizedAsResourceExhausted;
 use crate::store::ContactStore;
 use crate::store::memory::MemoryContactStore;
 use crate::store::postgres::{MIGRATIONS, PostgresContactStore};
@@ -73,7 +71,7 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
     let mut routes = RoutesBuilder::default();
     // Outermost, so it sees the rejection of an oversized request whatever
     // layer inside produced it.
-    routes.add_service(OversizedAsResourceExhausted::new(InterceptedService::new(server, deps.access.interceptor())));
+    routes.add_service(InterceptedService::new(server, deps.access.interceptor()));
     let parts = ServiceParts {
         service_name: SERVICE_NAME,
         grpc_service_names: vec!["switchboard.ingestion.v1.IngestionService"],

@@ -14,7 +14,7 @@ use switchboard_proto::ingestion::v1::Contact;
 /// A fresh event id in the envelope's format (UUIDv7), minted when the
 /// change is stored so the event keeps it however often it is published.
 pub fn mint_event_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    switchboard_core::event::new_event_id()
 }
 
 /// One contact as the store keeps it, with what ingestion needs to know

@@ -2,7 +2,7 @@
 //! request with OUT_OF_RANGE before any handler runs; the platform promises
 //! RESOURCE_EXHAUSTED (`grpc.max_message_bytes`), the code gRPC itself uses
 //! for a message over a size limit. This wrapper rewrites the one into the
-//! other on the way out.
+//! other on the way out. The server bootstrap applies it to every route.
 
 use std::task::{Context, Poll};
 
@@ -13,16 +13,16 @@ use tonic::server::NamedService;
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: &str = "8";
 
-/// Wraps a gRPC service whose handlers never answer OUT_OF_RANGE
-/// themselves (Switchboard's error codes have none), so every OUT_OF_RANGE
-/// it returns is tonic's oversized-message rejection.
+/// Wraps gRPC services whose handlers never answer OUT_OF_RANGE
+/// themselves (Switchboard's error-code table maps nothing to it), so
+/// every OUT_OF_RANGE is tonic's oversized-message rejection.
 #[derive(Debug, Clone)]
-pub(crate) struct OversizedAsResourceExhausted<S> {
+pub struct OversizedAsResourceExhausted<S> {
     inner: S,
 }
 
 impl<S> OversizedAsResourceExhausted<S> {
-    pub(crate) fn new(inner: S) -> Self {
+    pub fn new(inner: S) -> Self {
         OversizedAsResourceExhausted { inner }
     }
 }
