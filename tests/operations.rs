@@ -2,6 +2,8 @@
 //! configuration and rejects bad values; readiness really follows the
 //! backends (NOT_SERVING while Redis is down, SERVING again after).
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod support;
 
 use std::process::{Command, Stdio};

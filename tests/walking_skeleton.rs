@@ -8,6 +8,8 @@
 //! five `switchboard <service>` processes on real Kafka, Redis and
 //! PostgreSQL.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! Starting the `switchboard` binary for end-to-end tests, and gRPC helpers.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ pub struct Process {
 }
 
 impl Process {
-    pub fn spawn(label: &str, args: &[&str], env: &[(String, String)], dir: &PathBuf) -> Process {
+    pub fn spawn(label: &str, args: &[&str], env: &[(String, String)], dir: &Path) -> Process {
         let log = dir.join(format!("{label}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))

@@ -2,6 +2,8 @@
 //! headers) and every service-to-service gRPC call, so one trace spans the
 //! whole flow of a contact.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;

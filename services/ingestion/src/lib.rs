@@ -8,7 +8,6 @@ pub mod domain;
 pub mod grpc;
 pub mod store;
 
-
 use std::sync::Arc;
 
 use switchboard_platform::Config;

@@ -1,5 +1,7 @@
 //! Presence stores against real PostgreSQL and Redis.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;

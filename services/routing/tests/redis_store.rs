@@ -2,6 +2,8 @@
 //! against a real `redis-server` (`SWITCHBOARD_TEST_REDIS`), and the queue
 //! store contract against real PostgreSQL (`SWITCHBOARD_TEST_POSTGRES`).
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
