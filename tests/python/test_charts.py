@@ -216,6 +216,7 @@ def test_chart_metadata():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values["services"]) == set(SERVICES)
     assert {"repository", "tag", "pullPolicy"} <= set(values["image"])
+    assert (CHART / "values.schema.json").exists()
 
 
 @pytest.mark.parametrize("variant", ["defaults", "full", "existing-auth-secret"])
@@ -391,8 +392,12 @@ def test_chart_existing_auth_secret():
                    "apiKeys": [{"name": "k", "sha256": _sha("k"), "role": "tenant_admin", "tenant": "globex"}]}},
          "tenant"),
         ({"auth": {"apiKeys": [{"name": "k", "sha256": _sha("k"), "role": "agent"}]}}, "agent"),
-        ({"auth": {"tenants": ["Acme"]}}, "auth.tenants"),
+        ({"auth": {"tenants": ["Acme"]}}, "tenants"),
         ({"postgres": {"url": ""}}, "postgres.url"),
+        # values.schema.json catches typos and bad types.
+        ({"services": {"crm": {"replica": 3}}}, "replica"),
+        ({"config": {"telemetry": {"logFormat": "xml"}}}, "logFormat"),
+        ({"config": {"redis": {"pool": "{pool}"}}}, "pool"),
     ],
 )
 def test_chart_rejects_bad_values(values, message):

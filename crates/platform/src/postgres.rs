@@ -7,9 +7,21 @@ use switchboard_core::Error;
 use crate::config::PostgresConfig;
 use crate::readiness::DependencyCheck;
 
-pub fn pg_error(error: impl std::fmt::Display) -> Error {
-    Error::unavailable(format!("postgres: {error}"))
+/// An UNAVAILABLE error with the whole cause chain (tokio-postgres says
+/// only "db error" at the top; the server's message is in the source).
+pub fn pg_error(error: impl std::error::Error) -> Error {
+    let mut message = format!("postgres: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Error::unavailable(message)
 }
+
+/// Serializes migrations of every service (and the creation of their
+/// bookkeeping table, which PostgreSQL cannot do concurrently).
+const MIGRATION_LOCK: i64 = 0x5357_4254_4348; // "SWBTCH"
 
 /// A migration: a version that sorts in apply order, and its SQL.
 pub struct Migration {
@@ -27,11 +39,29 @@ pub fn pool(config: &PostgresConfig) -> Result<Pool, Error> {
     Pool::builder(manager).max_size(config.pool_size).build().map_err(pg_error)
 }
 
+/// A pool with `service`'s migrations applied.
+pub async fn connect_migrated(config: &PostgresConfig, service: &str, migrations: &[Migration]) -> Result<Pool, Error> {
+    let pool = pool(config)?;
+    migrate(&pool, service, migrations).await?;
+    Ok(pool)
+}
+
 /// Applies `migrations` of `service` that are not applied yet, each in its
-/// own transaction, under an advisory lock so replicas starting together
-/// do not race.
+/// own transaction, under an advisory lock so services and replicas
+/// starting together do not race.
 pub async fn migrate(pool: &Pool, service: &str, migrations: &[Migration]) -> Result<(), Error> {
     let mut client = pool.get().await.map_err(pg_error)?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
+    let outcome = create_bookkeeping_and_apply(&mut client, service, migrations).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
+    outcome
+}
+
+async fn create_bookkeeping_and_apply(
+    client: &mut deadpool_postgres::Object,
+    service: &str,
+    migrations: &[Migration],
+) -> Result<(), Error> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS switchboard_migrations (
@@ -42,13 +72,6 @@ pub async fn migrate(pool: &Pool, service: &str, migrations: &[Migration]) -> Re
         )
         .await
         .map_err(pg_error)?;
-    client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&service]).await.map_err(pg_error)?;
-    let outcome = apply(&mut client, service, migrations).await;
-    client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&service]).await.map_err(pg_error)?;
-    outcome
-}
-
-async fn apply(client: &mut deadpool_postgres::Object, service: &str, migrations: &[Migration]) -> Result<(), Error> {
     for migration in migrations {
         let applied = client
             .query_opt(

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
+use crate::auth::AccessControl;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::grpc::{GrpcServer, health, serve};
@@ -66,6 +67,47 @@ pub async fn run_service(
     }
     let _ = readiness.await;
     served
+}
+
+/// What every service runs on besides its own stores: the event bus,
+/// access control, and the readiness checks of every backend it uses.
+pub struct Backplane {
+    pub bus: Arc<dyn EventBus>,
+    pub access: Arc<AccessControl>,
+    pub checks: Vec<Arc<dyn DependencyCheck>>,
+}
+
+impl Backplane {
+    /// Readiness starts with the bus; add each other backend with
+    /// [`Backplane::with_check`].
+    pub fn new(bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> Backplane {
+        let checks: Vec<Arc<dyn DependencyCheck>> = vec![Arc::new(BusCheck(bus.clone()))];
+        Backplane { bus, access, checks }
+    }
+
+    pub fn with_check(mut self, check: impl DependencyCheck + 'static) -> Backplane {
+        self.checks.push(Arc::new(check));
+        self
+    }
+
+    /// The parts `run_service` needs, for a service with these routes and
+    /// background tasks.
+    pub fn into_parts(
+        self,
+        service_name: &'static str,
+        grpc_service_name: &'static str,
+        routes: RoutesBuilder,
+        background: Vec<(&'static str, BackgroundTask)>,
+    ) -> ServiceParts {
+        ServiceParts {
+            service_name,
+            grpc_service_names: vec![grpc_service_name],
+            routes,
+            checks: self.checks,
+            background,
+            bus: self.bus,
+        }
+    }
 }
 
 /// A dependency check on the event bus.

@@ -56,9 +56,9 @@ async fn deps_connect_migrates_and_checks_postgres() {
     config.postgres.url = fresh_database(&admin_url).await.expect("create a test database");
     let access = AccessControl::from_config(&AuthConfig::default()).expect("access");
     let deps = Deps::connect(&config, Arc::new(MemoryBus::new()), access).await.expect("connect");
-    let names: Vec<&str> = deps.checks.iter().map(|check| check.name()).collect();
+    let names: Vec<&str> = deps.backplane.checks.iter().map(|check| check.name()).collect();
     assert_eq!(names, vec!["kafka", "postgres"]);
-    for check in &deps.checks {
+    for check in &deps.backplane.checks {
         check.check().await.expect("dependency ready");
     }
     let tenant = TenantId::parse("acme", "tenant").expect("tenant");

@@ -14,9 +14,8 @@ use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::grpc::lazy_channel;
-use switchboard_platform::postgres::{PostgresCheck, migrate, pool};
-use switchboard_platform::readiness::DependencyCheck;
-use switchboard_platform::service::{BusCheck, ServiceParts, run_service};
+use switchboard_platform::postgres::{PostgresCheck, connect_migrated};
+use switchboard_platform::service::{Backplane, run_service};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
@@ -36,27 +35,21 @@ pub const SERVICE_NAME: &str = "ingestion";
 /// The backends the service runs on.
 pub struct Deps {
     pub store: Arc<dyn ContactStore>,
-    pub bus: Arc<dyn EventBus>,
-    pub access: Arc<AccessControl>,
-    /// What readiness checks before the service reports SERVING.
-    pub checks: Vec<Arc<dyn DependencyCheck>>,
+    pub backplane: Backplane,
 }
 
 impl Deps {
     /// An in-memory store on the given bus, for `dev` mode and tests.
     pub fn in_memory(bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> Deps {
-        let checks: Vec<Arc<dyn DependencyCheck>> = vec![Arc::new(BusCheck(Arc::clone(&bus)))];
-        Deps { store: Arc::new(MemoryContactStore::new()), bus, access, checks }
+        Deps { store: Arc::new(MemoryContactStore::new()), backplane: Backplane::new(bus, access) }
     }
 
     /// A PostgreSQL pool from `config.postgres` with the service's
     /// migrations applied (schema `ingestion`), on the given bus.
     pub async fn connect(config: &Config, bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> anyhow::Result<Deps> {
-        let pool = pool(&config.postgres)?;
-        migrate(&pool, SERVICE_NAME, MIGRATIONS).await?;
-        let checks: Vec<Arc<dyn DependencyCheck>> =
-            vec![Arc::new(PostgresCheck(pool.clone())), Arc::new(BusCheck(Arc::clone(&bus)))];
-        Ok(Deps { store: Arc::new(PostgresContactStore::new(pool)), bus, access, checks })
+        let pool = connect_migrated(&config.postgres, SERVICE_NAME, MIGRATIONS).await?;
+        let backplane = Backplane::new(bus, access).with_check(PostgresCheck(pool.clone()));
+        Ok(Deps { store: Arc::new(PostgresContactStore::new(pool)), backplane })
     }
 }
 
@@ -65,19 +58,18 @@ impl Deps {
 pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let routing = RoutingServiceClient::new(lazy_channel(&config.services.routing.url)?);
     let crm = CrmServiceClient::new(lazy_channel(&config.services.crm.url)?);
-    let api = IngestionApi::new(deps.store, Arc::clone(&deps.bus), Arc::clone(&deps.access), routing, crm);
+    let api = IngestionApi::new(
+        deps.store,
+        Arc::clone(&deps.backplane.bus),
+        Arc::clone(&deps.backplane.access),
+        routing,
+        crm,
+    );
     let server = IngestionServiceServer::new(api).max_decoding_message_size(config.grpc.max_message_bytes);
     let mut routes = RoutesBuilder::default();
     // Outermost, so it sees the rejection of an oversized request whatever
     // layer inside produced it.
-    routes.add_service(InterceptedService::new(server, deps.access.interceptor()));
-    let parts = ServiceParts {
-        service_name: SERVICE_NAME,
-        grpc_service_names: vec!["switchboard.ingestion.v1.IngestionService"],
-        routes,
-        checks: deps.checks,
-        background: vec![],
-        bus: deps.bus,
-    };
+    routes.add_service(InterceptedService::new(server, deps.backplane.access.interceptor()));
+    let parts = deps.backplane.into_parts("ingestion", "switchboard.ingestion.v1.IngestionService", routes, vec![]);
     run_service(&config, parts, listener, shutdown).await
 }

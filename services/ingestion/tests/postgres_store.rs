@@ -87,7 +87,7 @@ async fn deps_connect_migrates_into_the_ingestion_schema() {
     let config = Config { postgres: PostgresConfig { url, pool_size: 2 }, ..Config::default() };
     let access = AccessControl::from_config(&AuthConfig::default()).expect("access");
     let deps = Deps::connect(&config, Arc::new(MemoryBus::new()), access).await.expect("connect");
-    for check in &deps.checks {
+    for check in &deps.backplane.checks {
         if let Err(error) = check.check().await {
             panic!("{} is not ready: {error}", check.name());
         }

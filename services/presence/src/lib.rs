@@ -16,10 +16,9 @@ use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{EventBus, StartFrom, run_consumer};
 use switchboard_platform::grpc::lazy_channel;
-use switchboard_platform::postgres::{PostgresCheck, migrate, pool};
-use switchboard_platform::readiness::DependencyCheck;
+use switchboard_platform::postgres::{PostgresCheck, connect_migrated};
 use switchboard_platform::redis::{RedisCheck, connect};
-use switchboard_platform::service::{BusCheck, ServiceParts, run_service};
+use switchboard_platform::service::{Backplane, run_service};
 use switchboard_platform::status::grpc_code;
 use switchboard_proto::presence::v1::presence_service_server::PresenceServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
@@ -36,9 +35,7 @@ use crate::store::{AgentStore, LiveStateStore};
 pub struct Deps {
     pub agents: Arc<dyn AgentStore>,
     pub live: Arc<dyn LiveStateStore>,
-    pub bus: Arc<dyn EventBus>,
-    pub access: Arc<AccessControl>,
-    pub checks: Vec<Arc<dyn DependencyCheck>>,
+    pub backplane: Backplane,
 }
 
 impl Deps {
@@ -46,26 +43,17 @@ impl Deps {
         Deps {
             agents: Arc::new(MemoryAgentStore::default()),
             live: Arc::new(MemoryLiveStateStore::default()),
-            checks: vec![Arc::new(BusCheck(bus.clone()))],
-            bus,
-            access,
+            backplane: Backplane::new(bus, access),
         }
     }
 
     pub async fn connect(config: &Config, bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> anyhow::Result<Deps> {
         let redis = connect(&config.redis.url).await?;
-        let postgres = pool(&config.postgres)?;
-        migrate(&postgres, "presence", MIGRATIONS).await?;
+        let postgres = connect_migrated(&config.postgres, "presence", MIGRATIONS).await?;
         Ok(Deps {
             agents: Arc::new(PostgresAgentStore::new(postgres.clone())),
             live: Arc::new(RedisLiveStateStore::new(redis.clone(), &config.redis.pool)),
-            checks: vec![
-                Arc::new(BusCheck(bus.clone())),
-                Arc::new(RedisCheck(redis)),
-                Arc::new(PostgresCheck(postgres)),
-            ],
-            bus,
-            access,
+            backplane: Backplane::new(bus, access).with_check(RedisCheck(redis)).with_check(PostgresCheck(postgres)),
         })
     }
 }
@@ -79,7 +67,7 @@ pub(crate) fn status_code(error: &Error) -> i32 {
 /// `shutdown`.
 pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.presence.session_grace_ms);
-    let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.bus.clone(), grace));
+    let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.backplane.bus.clone(), grace));
     // Agents online when this replica started may never reconnect (their
     // sessions died with the previous process): give them the grace period.
     for agent in presence.live.online_agents().await? {
@@ -88,7 +76,7 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
     // Every replica sees every routing event (its own group) and pushes the
     // ones for agents connected to it.
     let group = format!("presence-{}", config.instance_id);
-    let subscription = deps.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Earliest).await?;
+    let subscription = deps.backplane.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Earliest).await?;
     let consumer = {
         let presence = presence.clone();
         let shutdown = shutdown.clone();
@@ -107,20 +95,18 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
     };
     let api = grpc::PresenceApi {
         presence,
-        access: deps.access.clone(),
+        access: deps.backplane.access.clone(),
         routing: RoutingServiceClient::new(lazy_channel(&config.services.routing.url)?),
         shutdown: shutdown.clone(),
     };
     let server = PresenceServiceServer::new(api).max_decoding_message_size(config.grpc.max_message_bytes);
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(InterceptedService::new(server, deps.access.interceptor()));
-    let parts = ServiceParts {
-        service_name: "presence",
-        grpc_service_names: vec!["switchboard.presence.v1.PresenceService"],
+    routes.add_service(InterceptedService::new(server, deps.backplane.access.interceptor()));
+    let parts = deps.backplane.into_parts(
+        "presence",
+        "switchboard.presence.v1.PresenceService",
         routes,
-        checks: deps.checks,
-        background: vec![("presence-consumer", Box::pin(consumer))],
-        bus: deps.bus,
-    };
+        vec![("presence-consumer", Box::pin(consumer))],
+    );
     run_service(&config, parts, listener, shutdown).await
 }

@@ -14,10 +14,9 @@ use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC};
 use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{EventBus, StartFrom, run_consumer};
-use switchboard_platform::postgres::{PostgresCheck, migrate, pool};
-use switchboard_platform::readiness::DependencyCheck;
+use switchboard_platform::postgres::{PostgresCheck, connect_migrated};
 use switchboard_platform::redis::{RedisCheck, connect};
-use switchboard_platform::service::{BusCheck, ServiceParts, run_service};
+use switchboard_platform::service::{Backplane, run_service};
 use switchboard_proto::routing::v1::routing_service_server::RoutingServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +35,7 @@ pub const DEFAULT_OFFER_TIMEOUT_MS: i64 = 30_000;
 pub struct Deps {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
-    pub bus: Arc<dyn EventBus>,
-    pub access: Arc<AccessControl>,
-    pub checks: Vec<Arc<dyn DependencyCheck>>,
+    pub backplane: Backplane,
 }
 
 impl Deps {
@@ -47,27 +44,18 @@ impl Deps {
         Deps {
             state: Arc::new(MemoryRoutingState::default()),
             queues: Arc::new(MemoryQueueStore::default()),
-            checks: vec![Arc::new(BusCheck(bus.clone()))],
-            bus,
-            access,
+            backplane: Backplane::new(bus, access),
         }
     }
 
     /// Redis for hot state and PostgreSQL (migrated) for queue definitions.
     pub async fn connect(config: &Config, bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> anyhow::Result<Deps> {
         let redis = connect(&config.redis.url).await?;
-        let postgres = pool(&config.postgres)?;
-        migrate(&postgres, "routing", MIGRATIONS).await?;
+        let postgres = connect_migrated(&config.postgres, "routing", MIGRATIONS).await?;
         Ok(Deps {
             state: Arc::new(RedisRoutingState::new(redis.clone(), &config.redis.pool)),
             queues: Arc::new(PostgresQueueStore::new(postgres.clone())),
-            checks: vec![
-                Arc::new(BusCheck(bus.clone())),
-                Arc::new(RedisCheck(redis)),
-                Arc::new(PostgresCheck(postgres)),
-            ],
-            bus,
-            access,
+            backplane: Backplane::new(bus, access).with_check(RedisCheck(redis)).with_check(PostgresCheck(postgres)),
         })
     }
 }
@@ -75,8 +63,9 @@ impl Deps {
 /// Serves RoutingService and runs the consumer, the matcher and the offer
 /// sweeper until `shutdown`.
 pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let engine = Arc::new(Engine::new(deps.state, deps.queues, deps.bus.clone()));
-    let subscription = deps.bus.subscribe("routing", &[CONTACTS_TOPIC, PRESENCE_TOPIC], StartFrom::Earliest).await?;
+    let engine = Arc::new(Engine::new(deps.state, deps.queues, deps.backplane.bus.clone()));
+    let subscription =
+        deps.backplane.bus.subscribe("routing", &[CONTACTS_TOPIC, PRESENCE_TOPIC], StartFrom::Earliest).await?;
     let consumer = {
         let engine = engine.clone();
         let shutdown = shutdown.clone();
@@ -97,21 +86,19 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
     let sweep_interval = Duration::from_millis(config.routing.offer_sweep_interval_ms);
     let sweeper = engine.clone().run_offer_sweeper(sweep_interval, shutdown.clone());
 
-    let api = grpc::RoutingApi { engine, access: deps.access.clone() };
+    let api = grpc::RoutingApi { engine, access: deps.backplane.access.clone() };
     let server = RoutingServiceServer::new(api).max_decoding_message_size(config.grpc.max_message_bytes);
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(InterceptedService::new(server, deps.access.interceptor()));
-    let parts = ServiceParts {
-        service_name: "routing",
-        grpc_service_names: vec!["switchboard.routing.v1.RoutingService"],
+    routes.add_service(InterceptedService::new(server, deps.backplane.access.interceptor()));
+    let parts = deps.backplane.into_parts(
+        "routing",
+        "switchboard.routing.v1.RoutingService",
         routes,
-        checks: deps.checks,
-        background: vec![
+        vec![
             ("routing-consumer", Box::pin(consumer)),
             ("routing-matcher", Box::pin(matcher)),
             ("routing-offer-sweeper", Box::pin(sweeper)),
         ],
-        bus: deps.bus,
-    };
+    );
     run_service(&config, parts, listener, shutdown).await
 }

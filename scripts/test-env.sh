@@ -1,0 +1,506 @@
+#!/usr/bin/env bash
+# Real backends for Switchboard's tests: Redis, PostgreSQL and a Kafka-protocol
+# broker (tansu), each on a free loopback port, plus a Python venv with the
+# integrator and chart-check tools.
+#
+# Usage (run):
+#   scripts/test-env.sh install   install what is missing (apt, cargo, pip)
+#   scripts/test-env.sh start     install, start the backends, write the env file
+#   scripts/test-env.sh env       print the env file (eval "$(scripts/test-env.sh env)")
+#   scripts/test-env.sh status    say what is running
+#   scripts/test-env.sh stop      stop everything started here, remove its data
+#
+# Usage (sourced): `. scripts/test-env.sh start` does the same as run and then
+# exports the variables into the calling shell; `. scripts/test-env.sh` with no
+# subcommand only exports the variables of an environment already started.
+#
+# Exports: SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:P
+#          SWITCHBOARD_TEST_POSTGRES=postgres://switchboard@127.0.0.1:P/switchboard
+#          SWITCHBOARD_TEST_KAFKA=127.0.0.1:P
+#          SWITCHBOARD_TEST_PYTHON=<venv>/bin/python
+#
+# Knobs: SWITCHBOARD_TEST_ENV_DIR (default <repo>/.test-env),
+#        SWITCHBOARD_TEST_ENV_BACKENDS (default "redis postgres kafka"; a subset
+#          starts and installs only those; "" none, so `install` sets up only
+#          the venv and docker-compose),
+#        SWITCHBOARD_TEST_ENV_NO_INSTALL=1 (never install anything).
+
+_sbte_main() {
+    set -euo pipefail
+
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    STATE_DIR="${SWITCHBOARD_TEST_ENV_DIR:-$root/.test-env}"
+    RUN_DIR="$STATE_DIR/run"
+    ENV_FILE="$STATE_DIR/env.sh"
+    VENV="$STATE_DIR/venv"
+    BACKENDS="${SWITCHBOARD_TEST_ENV_BACKENDS-redis postgres kafka}"
+    TANSU_VERSION="0.6.0"
+    PG_MAJOR="15"
+
+    local cmd="${1:-}"
+    case "$cmd" in
+        install) _sbte_install ;;
+        start)
+            _sbte_install
+            _sbte_start
+            ;;
+        stop) _sbte_stop ;;
+        env) _sbte_print_env ;;
+        status) _sbte_status ;;
+        *)
+            echo "usage: $0 {install|start|stop|env|status}" >&2
+            return 2
+            ;;
+    esac
+}
+
+_sbte_log() { printf '[test-env] %s\n' "$*" >&2; }
+_sbte_die() {
+    printf '[test-env] ERROR: %s\n' "$*" >&2
+    return 1
+}
+
+_sbte_wants() { [[ " $BACKENDS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- install ---
+
+_sbte_pg_bindir() {
+    if [[ -x "/usr/lib/postgresql/$PG_MAJOR/bin/initdb" ]]; then
+        echo "/usr/lib/postgresql/$PG_MAJOR/bin"
+        return 0
+    fi
+    # Any other installed major version works too.
+    local dir found=""
+    for dir in /usr/lib/postgresql/*/bin; do
+        if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then found="$dir"; fi
+    done
+    if [[ -n "$found" ]]; then
+        echo "$found"
+        return 0
+    fi
+    if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v pg_ctl)"
+        return 0
+    fi
+    return 1
+}
+
+_sbte_tansu_bin() {
+    if command -v tansu >/dev/null 2>&1; then
+        command -v tansu
+    elif [[ -x "$HOME/.cargo/bin/tansu" ]]; then
+        echo "$HOME/.cargo/bin/tansu"
+    else
+        return 1
+    fi
+}
+
+_sbte_as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo "$@"
+    else
+        _sbte_die "need root to run: $* (install it yourself and re-run)"
+    fi
+}
+
+_sbte_install() {
+    if [[ "${SWITCHBOARD_TEST_ENV_NO_INSTALL:-0}" == "1" ]]; then
+        _sbte_log "SWITCHBOARD_TEST_ENV_NO_INSTALL=1: not installing anything"
+        return 0
+    fi
+
+    local apt_pkgs=()
+    if _sbte_wants redis; then
+        if ! command -v redis-server >/dev/null 2>&1; then apt_pkgs+=(redis-server); fi
+        if ! command -v redis-cli >/dev/null 2>&1; then apt_pkgs+=(redis-tools); fi
+    fi
+    if _sbte_wants postgres; then
+        if ! _sbte_pg_bindir >/dev/null; then apt_pkgs+=("postgresql-$PG_MAJOR"); fi
+        if ! command -v psql >/dev/null 2>&1; then apt_pkgs+=(postgresql-client); fi
+    fi
+    # docker-compose 1.29 validates docker-compose.yml without an engine.
+    if ! command -v docker-compose >/dev/null 2>&1; then apt_pkgs+=(docker-compose); fi
+
+    if ((${#apt_pkgs[@]} > 0)); then
+        command -v apt-get >/dev/null 2>&1 || _sbte_die "apt-get not found; install: ${apt_pkgs[*]}"
+        _sbte_log "installing with apt-get: ${apt_pkgs[*]}"
+        _sbte_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _sbte_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+    fi
+
+    if _sbte_wants kafka && ! _sbte_tansu_bin >/dev/null; then
+        command -v cargo >/dev/null 2>&1 || _sbte_die "cargo not found: cannot install tansu"
+        _sbte_log "installing tansu $TANSU_VERSION with cargo (about 13 minutes of compiling, once)"
+        cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
+        _sbte_tansu_bin >/dev/null || _sbte_die "tansu was installed but is not in PATH nor ~/.cargo/bin"
+    fi
+
+    _sbte_install_venv
+}
+
+_sbte_venv_ok() {
+    [[ -x "$VENV/bin/python" ]] &&
+        "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2, grpc_reflection.v1alpha.reflection_pb2
+import pytest, kubernetes_validate, yaml, cffi, helm_sdkpy
+PY
+}
+
+_sbte_install_venv() {
+    if _sbte_venv_ok; then
+        return 0
+    fi
+    local python="${SWITCHBOARD_TEST_PYTHON_BASE:-python3}"
+    command -v "$python" >/dev/null 2>&1 || _sbte_die "$python not found: cannot create the venv"
+    mkdir -p "$STATE_DIR"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        _sbte_log "creating the Python venv at $VENV"
+        "$python" -m venv "$VENV" || _sbte_die "python3 -m venv failed (on Debian's python: apt-get install python3-venv)"
+    fi
+    _sbte_log "installing Python test tools into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest kubernetes-validate pyyaml
+    # helm-sdkpy bundles Helm as a shared library; it declares Python >= 3.12
+    # but works on 3.11.
+    # Pinned: tests/python/helm_render.py relies on how this version installs.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --ignore-requires-python "helm-sdkpy==0.1.32" cffi
+    _sbte_venv_ok || _sbte_die "the venv at $VENV still lacks a package (see pip's output above)"
+}
+
+# ------------------------------------------------------------------ start ---
+
+# Prints N distinct free loopback ports (all bound at once, so distinct).
+_sbte_free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# True when PID is alive and its command line contains WORD (guards against
+# a recycled pid: we only ever signal processes we started).
+_sbte_pid_is() {
+    local pid="$1" word="$2" cmdline
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == *"$word"* ]]
+}
+
+_sbte_read() { if [[ -f "$RUN_DIR/$1" ]]; then cat "$RUN_DIR/$1"; fi; }
+
+# Waits until "$@" succeeds, at most $1 seconds; $2 names the thing.
+_sbte_wait_for() {
+    local timeout="$1" what="$2"
+    shift 2
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            _sbte_die "$what did not answer within ${timeout}s"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+_sbte_redis_ok() {
+    local port
+    port="$(_sbte_read redis.port)"
+    [[ -n "$port" ]] && [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == "PONG" ]]
+}
+
+_sbte_postgres_ok() {
+    local port bindir
+    port="$(_sbte_read postgres.port)"
+    bindir="$(_sbte_pg_bindir)" || return 1
+    [[ -n "$port" ]] && "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres
+}
+
+# A real Kafka ApiVersions (v0) round trip, not just an open port.
+_sbte_kafka_probe() {
+    python3 - "$1" <<'PY'
+import socket, struct, sys
+port = int(sys.argv[1])
+client = b"switchboard-test-env"
+body = struct.pack(">hhih", 18, 0, 42, len(client)) + client
+with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+    s.settimeout(2)
+    s.sendall(struct.pack(">i", len(body)) + body)
+    head = b""
+    while len(head) < 4:
+        chunk = s.recv(4 - len(head))
+        if not chunk:
+            sys.exit(1)
+        head += chunk
+    size = struct.unpack(">i", head)[0]
+    data = b""
+    while len(data) < size:
+        chunk = s.recv(size - len(data))
+        if not chunk:
+            sys.exit(1)
+        data += chunk
+correlation, error = struct.unpack(">ih", data[:6])
+sys.exit(0 if correlation == 42 and error == 0 else 1)
+PY
+}
+
+_sbte_kafka_ok() {
+    local port
+    port="$(_sbte_read kafka.port)"
+    [[ -n "$port" ]] && _sbte_pid_is "$(_sbte_read tansu.pid)" tansu && _sbte_kafka_probe "$port"
+}
+
+_sbte_all_ok() {
+    [[ -f "$ENV_FILE" ]] || return 1
+    if _sbte_wants redis; then _sbte_redis_ok || return 1; fi
+    if _sbte_wants postgres; then _sbte_postgres_ok || return 1; fi
+    if _sbte_wants kafka; then _sbte_kafka_ok || return 1; fi
+    return 0
+}
+
+_sbte_start() {
+    if _sbte_all_ok; then
+        _sbte_log "already running ($ENV_FILE)"
+        return 0
+    fi
+    if [[ -d "$RUN_DIR" ]]; then
+        _sbte_log "a previous environment is incomplete or stale: stopping it first"
+        _sbte_stop
+    fi
+    mkdir -p "$RUN_DIR"
+    echo "$BACKENDS" >"$RUN_DIR/backends"
+
+    local ports redis_port postgres_port kafka_port
+    ports="$(_sbte_free_ports 3)"
+    read -r redis_port postgres_port kafka_port <<<"$ports"
+
+    if _sbte_wants redis; then _sbte_start_redis "$redis_port"; fi
+    if _sbte_wants postgres; then _sbte_start_postgres "$postgres_port"; fi
+    if _sbte_wants kafka; then _sbte_start_kafka "$kafka_port"; fi
+
+    {
+        echo "# Written by scripts/test-env.sh start; removed by stop."
+        if _sbte_wants redis; then echo "export SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:$redis_port"; fi
+        if _sbte_wants postgres; then
+            echo "export SWITCHBOARD_TEST_POSTGRES=postgres://switchboard@127.0.0.1:$postgres_port/switchboard"
+        fi
+        if _sbte_wants kafka; then echo "export SWITCHBOARD_TEST_KAFKA=127.0.0.1:$kafka_port"; fi
+        if [[ -x "$VENV/bin/python" ]]; then echo "export SWITCHBOARD_TEST_PYTHON=$VENV/bin/python"; fi
+    } >"$ENV_FILE.tmp"
+    mv "$ENV_FILE.tmp" "$ENV_FILE"
+    _sbte_log "ready; environment in $ENV_FILE:"
+    grep '^export' "$ENV_FILE" | sed 's/^/[test-env]   /' >&2
+}
+
+_sbte_start_redis() {
+    local port="$1"
+    command -v redis-server >/dev/null 2>&1 || _sbte_die "redis-server not found"
+    mkdir -p "$RUN_DIR/redis"
+    echo "$port" >"$RUN_DIR/redis.port"
+    _sbte_log "starting redis-server on 127.0.0.1:$port"
+    redis-server --bind 127.0.0.1 --port "$port" --protected-mode no \
+        --save "" --appendonly no --dir "$RUN_DIR/redis" \
+        --daemonize yes --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log"
+    _sbte_wait_for 30 "redis on port $port" _sbte_redis_ok || {
+        tail -n 20 "$RUN_DIR/redis.log" >&2 || true
+        return 1
+    }
+}
+
+# The OS user PostgreSQL runs as: itself when not root (initdb refuses root).
+_sbte_pg_user() {
+    if [[ "$(id -u)" -ne 0 ]]; then
+        id -un
+    elif id -u postgres >/dev/null 2>&1; then
+        echo postgres
+    else
+        echo nobody
+    fi
+}
+
+_sbte_as_pg() {
+    local user="$1"
+    shift
+    if [[ "$(id -u)" -ne 0 ]]; then
+        (cd / && "$@")
+    elif command -v runuser >/dev/null 2>&1; then
+        (cd / && runuser -u "$user" -- "$@")
+    else
+        (cd / && su -s /bin/sh "$user" -c "$(printf '%q ' "$@")")
+    fi
+}
+
+_sbte_start_postgres() {
+    local port="$1" bindir user base
+    bindir="$(_sbte_pg_bindir)" || _sbte_die "PostgreSQL server binaries (initdb, pg_ctl) not found"
+    user="$(_sbte_pg_user)"
+    echo "$port" >"$RUN_DIR/postgres.port"
+    echo "$user" >"$RUN_DIR/postgres.user"
+
+    # Prefer a directory under the state dir; fall back to /tmp when the
+    # PostgreSQL user cannot reach it (e.g. a clone under /root) or the socket
+    # path would be too long for a unix socket.
+    base="$RUN_DIR/pg"
+    mkdir -p "$base"
+    chmod 700 "$base"
+    if [[ "$(id -u)" -eq 0 ]]; then chown "$user" "$base"; fi
+    if ((${#base} > 80)) || ! _sbte_as_pg "$user" test -w "$base" 2>/dev/null; then
+        rmdir "$base"
+        base="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-pg.XXXXXX")"
+        chmod 700 "$base"
+        if [[ "$(id -u)" -eq 0 ]]; then chown "$user" "$base"; fi
+    fi
+    echo "$base" >"$RUN_DIR/postgres.dir"
+    _sbte_as_pg "$user" mkdir -p "$base/sock"
+
+    _sbte_log "initdb in $base/data (as $user)"
+    _sbte_as_pg "$user" "$bindir/initdb" -D "$base/data" --username=postgres --auth=trust \
+        --encoding=UTF8 --locale=C --no-sync >"$RUN_DIR/initdb.log" 2>&1 || {
+        tail -n 20 "$RUN_DIR/initdb.log" >&2
+        _sbte_die "initdb failed"
+    }
+    _sbte_log "starting PostgreSQL on 127.0.0.1:$port"
+    _sbte_as_pg "$user" "$bindir/pg_ctl" -D "$base/data" -l "$base/postgres.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $base/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        start >/dev/null || {
+        tail -n 20 "$base/postgres.log" >&2 || true
+        _sbte_die "pg_ctl start failed"
+    }
+    _sbte_wait_for 60 "PostgreSQL on port $port" _sbte_postgres_ok
+    local psql="$bindir/psql"
+    [[ -x "$psql" ]] || psql="psql"
+    "$psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "CREATE ROLE switchboard WITH LOGIN SUPERUSER" \
+        -c "CREATE DATABASE switchboard OWNER switchboard" >/dev/null
+}
+
+_sbte_start_kafka() {
+    local port="$1" tansu
+    tansu="$(_sbte_tansu_bin)" || _sbte_die "tansu not found (cargo install tansu --locked --version $TANSU_VERSION --features dynostore,libsql)"
+    mkdir -p "$RUN_DIR/tansu"
+    echo "$port" >"$RUN_DIR/kafka.port"
+    _sbte_log "starting tansu (Kafka protocol) on 127.0.0.1:$port"
+    (
+        cd "$RUN_DIR/tansu"
+        exec env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY \
+            "$tansu" broker \
+            --listener-url "tcp://127.0.0.1:$port" \
+            --advertised-listener-url "tcp://127.0.0.1:$port" \
+            --storage-engine "memory://tansu/" \
+            </dev/null >"$RUN_DIR/tansu.log" 2>&1
+    ) &
+    echo $! >"$RUN_DIR/tansu.pid"
+    disown 2>/dev/null || true
+    _sbte_wait_for 60 "tansu on port $port" _sbte_kafka_ok || {
+        tail -n 20 "$RUN_DIR/tansu.log" >&2 || true
+        return 1
+    }
+}
+
+# ------------------------------------------------------------------- stop ---
+
+_sbte_kill_pid() {
+    local pid="$1" word="$2" i
+    _sbte_pid_is "$pid" "$word" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        _sbte_pid_is "$pid" "$word" || return 0
+        sleep 0.1
+    done
+    _sbte_log "$word (pid $pid) ignored SIGTERM: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+_sbte_stop() {
+    if [[ ! -d "$RUN_DIR" ]]; then
+        rm -f "$ENV_FILE"
+        _sbte_log "nothing to stop"
+        return 0
+    fi
+    local pid port dir user bindir
+    pid="$(_sbte_read tansu.pid)"
+    if [[ -n "$pid" ]]; then
+        _sbte_log "stopping tansu"
+        _sbte_kill_pid "$pid" tansu
+    fi
+
+    dir="$(_sbte_read postgres.dir)"
+    user="$(_sbte_read postgres.user)"
+    if [[ -n "$dir" && -f "$dir/data/postmaster.pid" ]]; then
+        _sbte_log "stopping PostgreSQL"
+        if bindir="$(_sbte_pg_bindir)"; then
+            _sbte_as_pg "${user:-postgres}" "$bindir/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+        fi
+        pid="$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true)"
+        _sbte_kill_pid "$pid" postgres
+    fi
+
+    pid="$(_sbte_read redis.pid)"
+    if [[ -n "$pid" ]]; then
+        _sbte_log "stopping redis-server"
+        _sbte_kill_pid "$pid" redis-server
+    fi
+
+    if [[ -n "$dir" && "$dir" != "$RUN_DIR/pg" && "$dir" == */switchboard-pg.* ]]; then
+        rm -rf "$dir"
+    fi
+    rm -rf "$RUN_DIR"
+    rm -f "$ENV_FILE"
+    _sbte_log "stopped; data removed"
+}
+
+# ------------------------------------------------------------- env/status ---
+
+_sbte_print_env() {
+    [[ -f "$ENV_FILE" ]] || _sbte_die "no environment: run scripts/test-env.sh start"
+    cat "$ENV_FILE"
+}
+
+_sbte_status() {
+    local any=1
+    if [[ -d "$RUN_DIR" ]]; then
+        BACKENDS="$(_sbte_read backends)"
+        if _sbte_wants redis; then
+            if _sbte_redis_ok; then echo "redis: up on $(_sbte_read redis.port)"; else echo "redis: DOWN"; any=0; fi
+        fi
+        if _sbte_wants postgres; then
+            if _sbte_postgres_ok; then echo "postgres: up on $(_sbte_read postgres.port)"; else echo "postgres: DOWN"; any=0; fi
+        fi
+        if _sbte_wants kafka; then
+            if _sbte_kafka_ok; then echo "kafka (tansu): up on $(_sbte_read kafka.port)"; else echo "kafka (tansu): DOWN"; any=0; fi
+        fi
+    else
+        echo "not started"
+        any=0
+    fi
+    ((any == 1))
+}
+
+# ------------------------------------------------------------------- entry ---
+
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+    # Sourced: do the work in a separate bash so `set -euo pipefail` and the
+    # helper variables stay out of the caller's shell, then export the env.
+    if [[ -n "${1:-}" && "${1:-}" != "env" ]]; then
+        bash "${BASH_SOURCE[0]}" "$@" || return $?
+    fi
+    _sbte_env_file="${SWITCHBOARD_TEST_ENV_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.test-env}/env.sh"
+    if [[ -f "$_sbte_env_file" ]]; then
+        # shellcheck source=/dev/null
+        . "$_sbte_env_file"
+    elif [[ "${1:-}" != "stop" ]]; then
+        echo "[test-env] no environment to export: run scripts/test-env.sh start" >&2
+    fi
+    unset _sbte_env_file
+else
+    _sbte_main "$@"
+fi
