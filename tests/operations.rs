@@ -1,6 +1,7 @@
 //! What an operator relies on: `--print-config` shows the layered
 //! configuration and rejects bad values; readiness really follows the
-//! backends (NOT_SERVING while Redis is down, SERVING again after).
+//! backends (NOT_SERVING while Redis is down, SERVING again after) while
+//! liveness stays SERVING, so an outage never restarts pods.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -65,11 +66,13 @@ fn invalid_configuration_is_refused_at_start() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
 }
 
-async fn overall_health(url: &str) -> Option<i32> {
+async fn health(url: &str, service: &str) -> Option<i32> {
     let channel = Channel::from_shared(url.to_owned()).ok()?.connect().await.ok()?;
-    let response = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+    let response = HealthClient::new(channel).check(HealthCheckRequest { service: service.to_owned() }).await.ok()?;
     Some(response.into_inner().status)
 }
+
+const ROUTING_READINESS: &str = "switchboard.routing.v1.RoutingService";
 
 fn start_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
     Command::new("redis-server")
@@ -82,7 +85,7 @@ fn start_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_follows_redis_down_and_up() {
+async fn readiness_follows_redis_down_and_up_while_liveness_holds() {
     let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
     let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
@@ -112,7 +115,7 @@ async fn readiness_follows_redis_down_and_up() {
     let not_serving = ServingStatus::NotServing as i32;
     eventually("routing to become ready", Duration::from_secs(60), || {
         let url = url.clone();
-        async move { (overall_health(&url).await == Some(serving)).then_some(()) }
+        async move { (health(&url, ROUTING_READINESS).await == Some(serving)).then_some(()) }
     })
     .await;
 
@@ -120,14 +123,15 @@ async fn readiness_follows_redis_down_and_up() {
     redis.wait().expect("redis stopped");
     eventually("readiness to notice redis is gone", Duration::from_secs(30), || {
         let url = url.clone();
-        async move { (overall_health(&url).await == Some(not_serving)).then_some(()) }
+        async move { (health(&url, ROUTING_READINESS).await == Some(not_serving)).then_some(()) }
     })
     .await;
+    assert_eq!(health(&url, "").await, Some(serving), "liveness holds while a backend is down");
 
     let mut redis = start_redis(redis_port, &dir);
     eventually("readiness to recover with redis", Duration::from_secs(60), || {
         let url = url.clone();
-        async move { (overall_health(&url).await == Some(serving)).then_some(()) }
+        async move { (health(&url, ROUTING_READINESS).await == Some(serving)).then_some(()) }
     })
     .await;
     let status = routing.terminate();

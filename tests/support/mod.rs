@@ -15,6 +15,18 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub const SERVICES: [&str; 5] = ["ingestion", "routing", "presence", "crm", "kpi"];
 
+/// The health name that reports a service's readiness.
+pub fn readiness_name(service: &str) -> String {
+    let api = match service {
+        "ingestion" => "ingestion.v1.IngestionService",
+        "routing" => "routing.v1.RoutingService",
+        "presence" => "presence.v1.PresenceService",
+        "crm" => "crm.v1.CrmService",
+        _ => "kpi.v1.KpiService",
+    };
+    format!("switchboard.{api}")
+}
+
 /// Ports picked by binding port 0; the listener is dropped just before the
 /// binary binds the port.
 pub fn free_port() -> u16 {
@@ -118,8 +130,8 @@ impl Drop for Process {
     }
 }
 
-/// Waits until every service reports SERVING for the overall health name
-/// (which includes its backends' readiness).
+/// Waits until every service reports itself ready (SERVING under its own
+/// service name, which requires its backends to answer).
 pub async fn wait_until_serving(endpoints: &Endpoints, processes: &mut [Process]) {
     let deadline = Instant::now() + Duration::from_secs(90);
     for service in SERVICES {

@@ -1,5 +1,9 @@
-//! Readiness that really checks each dependency: the health status of a
-//! service is SERVING only while every backend it uses answers.
+//! Readiness that really checks each dependency. Two health names, two
+//! meanings, as probes expect:
+//! - each gRPC service name (e.g. `switchboard.crm.v1.CrmService`) is
+//!   SERVING only while every backend the service uses answers: readiness;
+//! - the overall name `""` is SERVING while the process runs and NOT_SERVING
+//!   once it shuts down: liveness. A backend outage must not restart pods.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +20,8 @@ pub trait DependencyCheck: Send + Sync {
     async fn check(&self) -> anyhow::Result<()>;
 }
 
-/// Re-checks every `interval` and publishes the result under the overall
-/// health name `""` and under each of `grpc_service_names`.
+/// Marks the process live, then re-checks every `interval` and publishes
+/// readiness under each of `grpc_service_names`.
 pub fn spawn_readiness(
     reporter: HealthReporter,
     grpc_service_names: Vec<&'static str>,
@@ -26,6 +30,7 @@ pub fn spawn_readiness(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        reporter.set_service_status("", ServingStatus::Serving).await;
         let mut last_ready = None;
         loop {
             let mut ready = true;
@@ -43,7 +48,6 @@ pub fn spawn_readiness(
             }
             if last_ready != Some(ready) {
                 let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
-                reporter.set_service_status("", status).await;
                 for name in &grpc_service_names {
                     reporter.set_service_status(*name, status).await;
                 }
