@@ -35,3 +35,80 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
     Ok(format!("{base}/{name}"))
 }
+
+/// Access control for tests: tenants `acme` and `globex` and the keys
+/// given as (key, role, tenant, agent); each key's name is the key.
+pub fn access_with_keys(
+    keys: &[(&str, &str, Option<&str>, Option<&str>)],
+) -> std::sync::Arc<crate::auth::AccessControl> {
+    let config = crate::config::AuthConfig {
+        tenants: vec!["acme".to_owned(), "globex".to_owned()],
+        api_keys: keys
+            .iter()
+            .map(|(key, role, tenant, agent)| crate::config::ApiKeyConfig {
+                name: (*key).to_owned(),
+                sha256: crate::auth::hash_api_key(key),
+                role: (*role).to_owned(),
+                tenant: tenant.map(str::to_owned),
+                agent: agent.map(str::to_owned),
+            })
+            .collect(),
+    };
+    #[allow(clippy::expect_used)]
+    crate::auth::AccessControl::from_config(&config).expect("test keys are valid")
+}
+
+/// A request carrying `authorization: Bearer <key>`.
+pub fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {key}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A channel to a server just started on `address`, retrying the connect
+/// for up to ten seconds while the server comes up.
+pub async fn connect_when_ready(address: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(error) if tokio::time::Instant::now() > deadline => return Err(error.into()),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The fields named in a status's `BadRequest` details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad_request| bad_request.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default()
+}
+
+/// Receives from `subscription` until `pick` accepts a routing event, for
+/// at most `limit`.
+pub async fn next_routing_event<T>(
+    subscription: &mut Box<dyn crate::bus::Subscription>,
+    limit: std::time::Duration,
+    pick: impl Fn(switchboard_proto::routing::v1::routing_event::Kind) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let delivery = tokio::time::timeout_at(deadline, subscription.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no matching routing event within {limit:?}"))??;
+        subscription.ack(&delivery).await?;
+        let Some(switchboard_proto::events::v1::event_envelope::Payload::Routing(event)) = delivery.envelope.payload
+        else {
+            continue;
+        };
+        if let Some(found) = event.kind.and_then(&pick) {
+            return Ok(found);
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The presence service through its public gRPC API, with a routing
+//! service beside it on one in-process bus: agent management with bad input
+//! and other tenants' keys, the `AgentSession` stream (hello rules, states,
+//! offers pushed, decisions forwarded to routing with the agent's own key),
+//! session replacement and the grace period after a dropped stream.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, envelope};
+use switchboard_core::names::contact_name;
+use switchboard_core::time::{now_millis, timestamp_from_millis};
+use switchboard_core::{ContactId, TenantId};
+use switchboard_platform::Config;
+use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
+use switchboard_platform::testing::{access_with_keys, authorized, connect_when_ready, violated_fields};
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, Skill};
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{
+    AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
+    GetAgentRequest, Hello, ListAgentsRequest, SetState, agent_session_request, agent_session_response, presence_event,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel as GrpcChannel;
+use tonic::{Code, Streaming};
+
+const KEYS: [(&str, &str, Option<&str>, Option<&str>); 6] = [
+    ("acme-admin", "tenant_admin", Some("acme"), None),
+    ("globex-admin", "tenant_admin", Some("globex"), None),
+    ("operator", "operator_admin", None, None),
+    ("alice", "agent", None, Some("alice")),
+    ("bob", "agent", None, Some("bob")),
+    ("ghost", "agent", None, Some("ghost")),
+];
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    presence: PresenceServiceClient<GrpcChannel>,
+    routing: RoutingServiceClient<GrpcChannel>,
+    bus: MemoryBus,
+    shutdown: CancellationToken,
+    servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let bus = MemoryBus::new();
+        let access = access_with_keys(&KEYS);
+        let shutdown = CancellationToken::new();
+        let routing_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (routing_address, presence_address) =
+            (routing_listener.local_addr().unwrap(), presence_listener.local_addr().unwrap());
+        let mut config = Config::default();
+        config.services.routing.url = format!("http://{routing_address}");
+        config.presence.session_grace_ms = 300;
+        let routing_deps = switchboard_routing::Deps::in_memory(Arc::new(bus.clone()), access.clone());
+        let presence_deps = switchboard_presence::Deps::in_memory(Arc::new(bus.clone()), access);
+        let servers = vec![
+            tokio::spawn(switchboard_routing::run(config.clone(), routing_deps, routing_listener, shutdown.clone())),
+            tokio::spawn(switchboard_presence::run(config, presence_deps, presence_listener, shutdown.clone())),
+        ];
+        Cluster {
+            presence: PresenceServiceClient::new(connect_when_ready(presence_address).await.unwrap()),
+            routing: RoutingServiceClient::new(connect_when_ready(routing_address).await.unwrap()),
+            bus,
+            shutdown,
+            servers,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for server in self.servers {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    async fn create_alice(&mut self) {
+        let agent = Agent {
+            tenants: vec!["tenants/acme".into()],
+            skills: vec![Skill { name: "billing".into(), level: 3 }],
+            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: "alice".into(), agent: Some(agent) };
+        self.presence.create_agent(authorized("operator", request)).await.unwrap();
+    }
+
+    async fn open_session(&mut self, key: &str, agent: &str) -> Result<Desktop, tonic::Status> {
+        let (requests, outbound) = mpsc::channel(16);
+        let hello = Hello { agent: format!("agents/{agent}") };
+        requests.send(AgentSessionRequest { kind: Some(agent_session_request::Kind::Hello(hello)) }).await.unwrap();
+        let responses = self.presence.agent_session(authorized(key, ReceiverStream::new(outbound))).await?.into_inner();
+        Ok(Desktop { requests, responses })
+    }
+
+    async fn agent_state(&mut self, agent: &str) -> i32 {
+        let request = GetAgentRequest { name: format!("agents/{agent}") };
+        self.presence.get_agent(authorized("operator", request)).await.unwrap().into_inner().state
+    }
+}
+
+struct Desktop {
+    requests: mpsc::Sender<AgentSessionRequest>,
+    responses: Streaming<AgentSessionResponse>,
+}
+
+impl Desktop {
+    async fn send(&self, kind: agent_session_request::Kind) {
+        self.requests.send(AgentSessionRequest { kind: Some(kind) }).await.unwrap();
+    }
+
+    async fn next(&mut self) -> agent_session_response::Kind {
+        let message = tokio::time::timeout(WAIT, self.responses.message()).await.expect("a response in time");
+        message.expect("stream healthy").expect("stream open").kind.expect("kind")
+    }
+
+    async fn set_state(&mut self, state: AgentState, reason: &str) -> agent_session_response::Kind {
+        self.send(agent_session_request::Kind::SetState(SetState { state: state as i32, reason: reason.into() })).await;
+        self.next().await
+    }
+}
+
+#[tokio::test]
+async fn agent_management_checks_roles_fields_and_tenants() {
+    let mut cluster = Cluster::start().await;
+    let create = |agent_id: &str, agent: Agent| CreateAgentRequest { agent_id: agent_id.into(), agent: Some(agent) };
+    let acme_agent = Agent { tenants: vec!["tenants/acme".into()], ..Agent::default() };
+    let (code, _) =
+        status_of(cluster.presence.create_agent(authorized("acme-admin", create("x", acme_agent.clone()))).await);
+    assert_eq!(code, Code::PermissionDenied, "agents are the operator's to manage");
+    for (request, field) in [
+        (create("", acme_agent.clone()), "agent_id"),
+        (create("x", Agent::default()), "agent.tenants"),
+        (create("x", Agent { tenants: vec!["acme".into()], ..Agent::default() }), "agent.tenants"),
+        (
+            create(
+                "x",
+                Agent { capacities: vec![ChannelCapacity { channel: 3, max_concurrent: 99 }], ..acme_agent.clone() },
+            ),
+            "agent.capacities.max_concurrent",
+        ),
+        (CreateAgentRequest { agent_id: "x".into(), agent: None }, "agent"),
+    ] {
+        let status = cluster.presence.create_agent(authorized("operator", request)).await.expect_err(field);
+        assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec![field.to_owned()]));
+    }
+    let unknown_tenant = Agent { tenants: vec!["tenants/initech".into()], ..Agent::default() };
+    let (code, _) = status_of(cluster.presence.create_agent(authorized("operator", create("x", unknown_tenant))).await);
+    assert_eq!(code, Code::NotFound);
+
+    cluster.create_alice().await;
+    let (code, _) = status_of(cluster.presence.create_agent(authorized("operator", create("alice", acme_agent))).await);
+    assert_eq!(code, Code::AlreadyExists);
+    let get = || GetAgentRequest { name: "agents/alice".into() };
+    let seen = cluster.presence.get_agent(authorized("acme-admin", get())).await.unwrap().into_inner();
+    assert_eq!(seen.state, AgentState::Offline as i32, "a new agent is offline");
+    let (code, _) = status_of(cluster.presence.get_agent(authorized("globex-admin", get())).await);
+    assert_eq!(code, Code::NotFound, "an agent not serving globex is invisible to it");
+    let listed = cluster
+        .presence
+        .list_agents(authorized("globex-admin", ListAgentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.agents.is_empty(), "globex lists only its own agents");
+    let other = ListAgentsRequest { tenant: "tenants/acme".into(), ..ListAgentsRequest::default() };
+    let (code, _) = status_of(cluster.presence.list_agents(authorized("globex-admin", other)).await);
+    assert_eq!(code, Code::PermissionDenied);
+    let (code, _) = status_of(cluster.presence.list_agents(authorized("alice", ListAgentsRequest::default())).await);
+    assert_eq!(code, Code::PermissionDenied);
+    cluster.stop().await;
+}
+
+fn status_of<T: std::fmt::Debug>(outcome: Result<T, tonic::Status>) -> (Code, String) {
+    let status = outcome.expect_err("the call must fail");
+    (status.code(), status.message().to_owned())
+}
+
+#[tokio::test]
+async fn sessions_open_only_for_the_keys_own_known_agent() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    let (code, _) = status_of(cluster.open_session("acme-admin", "alice").await.map(|_| ()));
+    assert_eq!(code, Code::PermissionDenied, "only agent keys open sessions");
+    let (code, _) = status_of(cluster.open_session("bob", "alice").await.map(|_| ()));
+    assert_eq!(code, Code::PermissionDenied, "an agent cannot open another agent's session");
+    let (code, _) = status_of(cluster.open_session("ghost", "ghost").await.map(|_| ()));
+    assert_eq!(code, Code::NotFound, "an agent key without an agent definition");
+
+    let (requests, outbound) = mpsc::channel(4);
+    let heartbeat = AgentSessionRequest { kind: Some(agent_session_request::Kind::Heartbeat(Default::default())) };
+    requests.send(heartbeat).await.unwrap();
+    let (code, message) =
+        status_of(cluster.presence.agent_session(authorized("alice", ReceiverStream::new(outbound))).await);
+    assert_eq!(code, Code::InvalidArgument, "the first message must be hello: {message}");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_carries_states_offers_and_decisions() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    let queue = Queue { channels: vec![Channel::Chat as i32], ..Queue::default() };
+    let request = CreateQueueRequest { parent: "tenants/acme".into(), queue_id: "support".into(), queue: Some(queue) };
+    cluster.routing.create_queue(authorized("acme-admin", request)).await.unwrap();
+    let mut presence_events = cluster.bus.subscribe("test", &[PRESENCE_TOPIC], StartFrom::Earliest).await.unwrap();
+
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    assert!(matches!(desktop.next().await, agent_session_response::Kind::SessionStarted(started)
+        if started.agent == "agents/alice" && started.state == AgentState::Offline as i32));
+    match desktop.set_state(AgentState::WrapUp, "").await {
+        agent_session_response::Kind::Error(error) => assert_eq!(error.code, Code::InvalidArgument as i32),
+        other => panic!("agents cannot choose wrap-up, got {other:?}"),
+    }
+    match desktop.set_state(AgentState::Available, "lunch").await {
+        agent_session_response::Kind::Error(error) => assert_eq!(error.code, Code::InvalidArgument as i32),
+        other => panic!("only AWAY takes a reason, got {other:?}"),
+    }
+    assert!(matches!(
+        desktop.set_state(AgentState::Available, "").await,
+        agent_session_response::Kind::StateChanged(_)
+    ));
+    let changed = next_state_change(&mut presence_events).await;
+    assert_eq!(changed.state, AgentState::Available as i32);
+    assert_eq!(changed.tenants, vec!["tenants/acme".to_owned()], "the event carries the agent's definition");
+    assert_eq!(changed.skills.len(), 1);
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+
+    let contact = publish_contact(&cluster.bus).await;
+    let offer = loop {
+        if let agent_session_response::Kind::Offer(offer) = desktop.next().await {
+            break offer;
+        }
+    };
+    assert_eq!(offer.contact, contact);
+    desktop
+        .send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: "tenants/acme/contacts/ct_nope".into() }))
+        .await;
+    match desktop.next().await {
+        agent_session_response::Kind::Error(error) => {
+            assert_eq!(error.code, Code::NotFound as i32, "{error:?}");
+            assert_eq!(error.contact, "tenants/acme/contacts/ct_nope");
+        }
+        other => panic!("accepting an unknown contact fails on the stream, got {other:?}"),
+    }
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
+    assert!(
+        matches!(desktop.next().await, agent_session_response::Kind::OfferAccepted(accepted) if accepted.contact == contact)
+    );
+    let complete =
+        CompleteContact { contact: contact.clone(), disposition: "done".into(), resolved: true, notes: String::new() };
+    desktop.send(agent_session_request::Kind::CompleteContact(complete)).await;
+    assert!(
+        matches!(desktop.next().await, agent_session_response::Kind::ContactCompleted(done) if done.contact == contact)
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_newer_session_replaces_the_older_and_a_dropped_one_goes_offline_after_grace() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    let mut first = cluster.open_session("alice", "alice").await.unwrap();
+    first.next().await;
+    assert!(matches!(first.set_state(AgentState::Available, "").await, agent_session_response::Kind::StateChanged(_)));
+    let mut second = cluster.open_session("alice", "alice").await.unwrap();
+    assert!(
+        matches!(second.next().await, agent_session_response::Kind::SessionStarted(started)
+        if started.state == AgentState::Available as i32),
+        "the new session sees the current state"
+    );
+    let replaced = tokio::time::timeout(WAIT, first.responses.message()).await.expect("in time");
+    assert_eq!(replaced.expect_err("the old stream ends with an error").code(), Code::Aborted);
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32, "replacement keeps the state");
+
+    drop(second);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cluster.agent_state("alice").await != AgentState::Offline as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "the agent goes offline after the grace period");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.stop().await;
+}
+
+async fn next_state_change(events: &mut Box<dyn Subscription>) -> switchboard_proto::presence::v1::AgentStateChanged {
+    loop {
+        let delivery = tokio::time::timeout(WAIT, events.next()).await.expect("in time").expect("delivery");
+        events.ack(&delivery).await.unwrap();
+        if let Some(Payload::Presence(event)) = delivery.envelope.payload
+            && let Some(presence_event::Kind::StateChanged(changed)) = event.kind
+        {
+            return changed;
+        }
+    }
+}
+
+async fn publish_contact(bus: &MemoryBus) -> String {
+    let tenant = TenantId::parse("acme", "t").unwrap();
+    let contact_id = ContactId::generate();
+    let contact = Contact {
+        name: contact_name(&tenant, &contact_id),
+        channel: Channel::Chat as i32,
+        queue: "tenants/acme/queues/support".into(),
+        create_time: Some(timestamp_from_millis(now_millis())),
+        ..Contact::default()
+    };
+    let created =
+        ContactEvent { kind: Some(contact_event::Kind::Created(ContactCreated { contact: Some(contact.clone()) })) };
+    bus.publish(CONTACTS_TOPIC, &envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(created)))
+        .await
+        .unwrap();
+    contact.name
+}

@@ -1,0 +1,388 @@
+//! The routing service through its public gRPC API and events, on the
+//! in-process bus and in-memory stores: queue management with bad input and
+//! other tenants' keys, offers and their every ending (accept, timeout,
+//! customer leaving, agent leaving), and agent-only decisions.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost_types::{Duration as ProtoDuration, FieldMask};
+use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC, envelope};
+use switchboard_core::names::contact_name;
+use switchboard_core::time::{now_millis, timestamp_from_millis};
+use switchboard_core::{ContactId, TenantId};
+use switchboard_platform::Config;
+use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
+use switchboard_platform::testing::{
+    access_with_keys, authorized, connect_when_ready, next_routing_event, violated_fields,
+};
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, Skill};
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{Contact, ContactAbandoned, ContactCreated, ContactEvent, contact_event};
+use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, PresenceEvent, presence_event};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{
+    AbandonStage, AcceptOfferRequest, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
+    GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, Queue, RejectOfferRequest, UpdateQueueRequest,
+    WithdrawReason, routing_event,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel as GrpcChannel;
+
+const KEYS: [(&str, &str, Option<&str>, Option<&str>); 6] = [
+    ("acme-admin", "tenant_admin", Some("acme"), None),
+    ("acme-reader", "tenant_reader", Some("acme"), None),
+    ("globex-admin", "tenant_admin", Some("globex"), None),
+    ("operator", "operator_admin", None, None),
+    ("alice", "agent", None, Some("alice")),
+    ("bob", "agent", None, Some("bob")),
+];
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Routing {
+    client: RoutingServiceClient<GrpcChannel>,
+    bus: MemoryBus,
+    events: Box<dyn Subscription>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Routing {
+    async fn start() -> Routing {
+        let bus = MemoryBus::new();
+        let events = bus.subscribe("test", &[ROUTING_TOPIC], StartFrom::Earliest).await.unwrap();
+        let mut config = Config::default();
+        config.routing.offer_sweep_interval_ms = 50;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let deps = switchboard_routing::Deps::in_memory(Arc::new(bus.clone()), access_with_keys(&KEYS));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(switchboard_routing::run(config, deps, listener, shutdown.clone()));
+        let client = RoutingServiceClient::new(connect_when_ready(address).await.unwrap());
+        Routing { client, bus, events, shutdown, server }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
+    }
+
+    async fn create_queue(&mut self, queue_id: &str, offer_timeout_seconds: i64) {
+        let queue = Queue {
+            channels: vec![Channel::Chat as i32],
+            offer_timeout: Some(ProtoDuration { seconds: offer_timeout_seconds, nanos: 0 }),
+            ..Queue::default()
+        };
+        let request =
+            CreateQueueRequest { parent: "tenants/acme".into(), queue_id: queue_id.into(), queue: Some(queue) };
+        self.client.create_queue(authorized("acme-admin", request)).await.unwrap();
+    }
+
+    async fn agent(&self, agent: &str, state: AgentState) {
+        let changed = AgentStateChanged {
+            agent: format!("agents/{agent}"),
+            state: state as i32,
+            tenants: vec!["tenants/acme".into()],
+            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+            ..AgentStateChanged::default()
+        };
+        let event = envelope(
+            None,
+            agent,
+            Payload::Presence(PresenceEvent { kind: Some(presence_event::Kind::StateChanged(changed)) }),
+        );
+        self.bus.publish(PRESENCE_TOPIC, &event).await.unwrap();
+    }
+
+    /// Publishes a new chat contact of acme for `queue`; returns its name.
+    async fn contact(&self, queue: &str) -> String {
+        let tenant = TenantId::parse("acme", "t").unwrap();
+        let contact_id = ContactId::generate();
+        let contact = Contact {
+            name: contact_name(&tenant, &contact_id),
+            channel: Channel::Chat as i32,
+            queue: format!("tenants/acme/queues/{queue}"),
+            customer: "tenants/acme/customers/cu_1".into(),
+            create_time: Some(timestamp_from_millis(now_millis())),
+            ..Contact::default()
+        };
+        let created = ContactEvent {
+            kind: Some(contact_event::Kind::Created(ContactCreated { contact: Some(contact.clone()) })),
+        };
+        self.bus
+            .publish(CONTACTS_TOPIC, &envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(created)))
+            .await
+            .unwrap();
+        contact.name
+    }
+
+    async fn customer_leaves(&self, contact: &str) {
+        let tenant = TenantId::parse("acme", "t").unwrap();
+        let left = ContactEvent {
+            kind: Some(contact_event::Kind::Abandoned(ContactAbandoned {
+                contact: contact.into(),
+                ..ContactAbandoned::default()
+            })),
+        };
+        let subject = contact.rsplit('/').next().unwrap();
+        self.bus.publish(CONTACTS_TOPIC, &envelope(Some(&tenant), subject, Payload::Contact(left))).await.unwrap();
+    }
+
+    async fn offered(&mut self) -> switchboard_proto::routing::v1::ContactOffered {
+        next_routing_event(&mut self.events, WAIT, |kind| match kind {
+            routing_event::Kind::Offered(offered) => Some(offered),
+            _ => None,
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn withdrawn(&mut self) -> switchboard_proto::routing::v1::OfferWithdrawn {
+        next_routing_event(&mut self.events, WAIT, |kind| match kind {
+            routing_event::Kind::OfferWithdrawn(withdrawn) => Some(withdrawn),
+            _ => None,
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn status(&mut self, contact: &str) -> i32 {
+        let request = GetAssignmentRequest { contact: contact.into() };
+        self.client.get_assignment(authorized("acme-reader", request)).await.unwrap().into_inner().status
+    }
+}
+
+fn code_of<T: std::fmt::Debug>(outcome: Result<T, tonic::Status>) -> (Code, Vec<String>) {
+    let status = outcome.expect_err("the call must fail");
+    (status.code(), violated_fields(&status))
+}
+
+#[tokio::test]
+async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
+    let mut routing = Routing::start().await;
+    let create = |queue_id: &str, queue: Queue| CreateQueueRequest {
+        parent: "tenants/acme".into(),
+        queue_id: queue_id.into(),
+        queue: Some(queue),
+    };
+    let bad_cases = [
+        (create("", Queue::default()), "queue_id"),
+        (create("Bad_Id", Queue::default()), "queue_id"),
+        (create("q", Queue { priority: 101, ..Queue::default() }), "queue.priority"),
+        (create("q", Queue { channels: vec![99], ..Queue::default() }), "queue.channels"),
+        (create("q", Queue { channels: vec![3, 3], ..Queue::default() }), "queue.channels"),
+        (
+            create("q", Queue { required_skills: vec![Skill { name: "x".into(), level: 9 }], ..Queue::default() }),
+            "queue.required_skills.level",
+        ),
+        (
+            create("q", Queue { offer_timeout: Some(ProtoDuration { seconds: -1, nanos: 0 }), ..Queue::default() }),
+            "queue.offer_timeout",
+        ),
+        (create("q", Queue { display_name: "x".repeat(201), ..Queue::default() }), "queue.display_name"),
+        (CreateQueueRequest { parent: "acme".into(), queue_id: "q".into(), queue: None }, "parent"),
+    ];
+    for (request, field) in bad_cases {
+        let (code, fields) = code_of(routing.client.create_queue(authorized("acme-admin", request)).await);
+        assert_eq!(code, Code::InvalidArgument, "{field}");
+        assert_eq!(fields, vec![field.to_owned()], "the error names `{field}`");
+    }
+    let (code, _) =
+        code_of(routing.client.create_queue(authorized("acme-reader", create("q", Queue::default()))).await);
+    assert_eq!(code, Code::PermissionDenied, "readers cannot create queues");
+    let (code, _) =
+        code_of(routing.client.create_queue(authorized("globex-admin", create("q", Queue::default()))).await);
+    assert_eq!(code, Code::PermissionDenied, "another tenant's admin cannot create acme's queues");
+    let (code, _) = code_of(routing.client.create_queue(tonic::Request::new(create("q", Queue::default()))).await);
+    assert_eq!(code, Code::Unauthenticated);
+    let unknown_tenant = CreateQueueRequest { parent: "tenants/initech".into(), queue_id: "q".into(), queue: None };
+    let (code, _) = code_of(routing.client.create_queue(authorized("operator", unknown_tenant)).await);
+    assert_eq!(code, Code::NotFound);
+
+    let created =
+        routing.client.create_queue(authorized("acme-admin", create("support", Queue::default()))).await.unwrap();
+    let created = created.into_inner();
+    assert_eq!(created.name, "tenants/acme/queues/support");
+    assert_eq!(created.service_level_threshold, Some(ProtoDuration { seconds: 20, nanos: 0 }), "defaults are filled");
+    let (code, _) =
+        code_of(routing.client.create_queue(authorized("acme-admin", create("support", Queue::default()))).await);
+    assert_eq!(code, Code::AlreadyExists);
+    let listed = routing
+        .client
+        .list_queues(authorized(
+            "acme-reader",
+            ListQueuesRequest { parent: "tenants/acme".into(), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.queues.len(), 1, "rejected creates left nothing behind");
+    let get_other = GetQueueRequest { name: "tenants/acme/queues/support".into() };
+    let (code, _) = code_of(routing.client.get_queue(authorized("globex-admin", get_other)).await);
+    assert_eq!(code, Code::PermissionDenied);
+
+    let rename = |paths: Vec<&str>| UpdateQueueRequest {
+        queue: Some(Queue {
+            name: "tenants/acme/queues/support".into(),
+            display_name: "Support".into(),
+            priority: 7,
+            ..Queue::default()
+        }),
+        update_mask: Some(FieldMask { paths: paths.into_iter().map(str::to_owned).collect() }),
+    };
+    let (_, fields) = code_of(routing.client.update_queue(authorized("acme-admin", rename(vec![]))).await);
+    assert_eq!(fields, vec!["update_mask".to_owned()]);
+    let (_, fields) = code_of(routing.client.update_queue(authorized("acme-admin", rename(vec!["name"]))).await);
+    assert_eq!(fields, vec!["update_mask".to_owned()]);
+    let updated = routing.client.update_queue(authorized("acme-admin", rename(vec!["display_name"]))).await.unwrap();
+    let updated = updated.into_inner();
+    assert_eq!((updated.display_name.as_str(), updated.priority), ("Support", 0), "only masked fields change");
+
+    let delete = DeleteQueueRequest { name: "tenants/acme/queues/support".into() };
+    routing.client.delete_queue(authorized("acme-admin", delete.clone())).await.unwrap();
+    let (code, _) = code_of(routing.client.delete_queue(authorized("acme-admin", delete)).await);
+    assert_eq!(code, Code::NotFound);
+    routing.stop().await;
+}
+
+#[tokio::test]
+async fn an_accepted_offer_is_answered_and_completed_by_its_agent_only() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 30).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact("support").await;
+    let offered = routing.offered().await;
+    assert_eq!((offered.contact.as_str(), offered.agent.as_str()), (contact.as_str(), "agents/alice"));
+    assert_eq!(routing.status(&contact).await, ContactStatus::Offered as i32);
+
+    let accept = || AcceptOfferRequest { contact: contact.clone() };
+    let (code, _) = code_of(routing.client.accept_offer(authorized("acme-admin", accept())).await);
+    assert_eq!(code, Code::PermissionDenied, "only agents accept offers");
+    let (code, _) = code_of(routing.client.accept_offer(authorized("bob", accept())).await);
+    assert_eq!(code, Code::NotFound, "another agent's offer is invisible");
+    let answered = routing.client.accept_offer(authorized("alice", accept())).await.unwrap().into_inner();
+    assert_eq!(answered.status, ContactStatus::Answered as i32);
+    routing.client.accept_offer(authorized("alice", accept())).await.expect("a retried accept succeeds");
+
+    let complete = |disposition: &str| CompleteContactRequest {
+        contact: contact.clone(),
+        disposition: disposition.into(),
+        resolved: true,
+        notes: String::new(),
+    };
+    let (code, fields) = code_of(routing.client.complete_contact(authorized("alice", complete(""))).await);
+    assert_eq!((code, fields), (Code::InvalidArgument, vec!["disposition".to_owned()]));
+    routing.client.complete_contact(authorized("alice", complete("billing"))).await.unwrap();
+    let completed = next_routing_event(&mut routing.events, WAIT, |kind| match kind {
+        routing_event::Kind::Completed(completed) => Some(completed),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert_eq!((completed.disposition.as_str(), completed.resolved), ("billing", true));
+    let (code, _) = code_of(
+        routing
+            .client
+            .get_assignment(authorized("globex-admin", GetAssignmentRequest { contact: contact.clone() }))
+            .await,
+    );
+    assert_eq!(code, Code::PermissionDenied);
+    routing.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_offer_times_out_and_is_offered_again() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 1).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact("support").await;
+    let first = routing.offered().await;
+    let withdrawn = routing.withdrawn().await;
+    assert_eq!(withdrawn.contact, contact);
+    assert_eq!(withdrawn.reason, WithdrawReason::TimedOut as i32);
+    let second = routing.offered().await;
+    assert_eq!(second.contact, contact, "the contact is offered again after the timeout");
+    let millis = |offered: &switchboard_proto::routing::v1::ContactOffered| {
+        switchboard_core::time::millis_from_timestamp(offered.offer_time.as_ref().unwrap())
+    };
+    assert!(millis(&second) >= millis(&first) + 1_000, "the second offer follows the one-second timeout");
+    routing.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_offer_goes_to_the_next_agent() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 30).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact("support").await;
+    assert_eq!(routing.offered().await.agent, "agents/alice");
+    routing.agent("bob", AgentState::Available).await;
+    // Bob's availability reaches routing asynchronously: until it has, a
+    // rejected contact can only go back to Alice. Each rejection restarts
+    // Alice's idle time, so once Bob is known he has waited longer.
+    let mut rejections = 0;
+    let next_agent = loop {
+        let reject = RejectOfferRequest { contact: contact.clone(), reason: "busy".into() };
+        routing.client.reject_offer(authorized("alice", reject)).await.unwrap();
+        rejections += 1;
+        assert_eq!(routing.withdrawn().await.reason, WithdrawReason::Rejected as i32);
+        let offered = routing.offered().await;
+        assert_eq!(offered.contact, contact);
+        if offered.agent != "agents/alice" || rejections == 20 {
+            break offered.agent;
+        }
+    };
+    assert_eq!(next_agent, "agents/bob", "a rejected contact goes to the next agent");
+    routing.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_leaving_while_ringing_ends_the_offer_and_the_contact() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 30).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact("support").await;
+    routing.offered().await;
+    routing.customer_leaves(&contact).await;
+    let withdrawn = routing.withdrawn().await;
+    assert_eq!(withdrawn.reason, WithdrawReason::CustomerLeft as i32);
+    let abandoned = next_routing_event(&mut routing.events, WAIT, |kind| match kind {
+        routing_event::Kind::Abandoned(abandoned) => Some(abandoned),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(abandoned.stage, AbandonStage::Offered as i32);
+    assert_eq!(routing.status(&contact).await, ContactStatus::Abandoned as i32);
+    let (code, _) = code_of(routing.client.accept_offer(authorized("alice", AcceptOfferRequest { contact })).await);
+    assert_eq!(code, Code::FailedPrecondition, "an abandoned contact cannot be accepted");
+    routing.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_going_away_returns_its_offers_to_the_queue() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 30).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact("support").await;
+    routing.offered().await;
+    routing.agent("alice", AgentState::Offline).await;
+    assert_eq!(routing.withdrawn().await.reason, WithdrawReason::AgentUnavailable as i32);
+    assert_eq!(routing.status(&contact).await, ContactStatus::Queued as i32);
+    let waiting = routing
+        .client
+        .get_assignment(authorized("acme-reader", GetAssignmentRequest { contact: contact.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(waiting.position, 1, "it keeps its place at the head of the queue");
+    routing.agent("bob", AgentState::Available).await;
+    let offered = routing.offered().await;
+    assert_eq!((offered.contact, offered.agent.as_str()), (contact, "agents/bob"));
+    routing.stop().await;
+}
