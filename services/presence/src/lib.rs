@@ -14,7 +14,7 @@ use switchboard_core::Error;
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
-use switchboard_platform::bus::{EventBus, StartFrom, run_consumer};
+use switchboard_platform::bus::{AssignmentCheck, EventBus, StartFrom, run_consumer};
 use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::postgres::{PostgresCheck, connect_migrated};
 use switchboard_platform::redis::{RedisCheck, connect};
@@ -65,7 +65,12 @@ pub(crate) fn status_code(error: &Error) -> i32 {
 
 /// Serves PresenceService and pushes offers to connected agents until
 /// `shutdown`.
-pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    mut deps: Deps,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.presence.session_grace_ms);
     let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.backplane.bus.clone(), grace));
     // Agents online when this replica started may never reconnect (their
@@ -74,9 +79,13 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
         presence.arm_grace_timer(agent, shutdown.clone());
     }
     // Every replica sees every routing event (its own group) and pushes the
-    // ones for agents connected to it.
+    // ones for agents connected to it. Only offers still ringing matter, so
+    // a new group starts at the end of the topic rather than replaying its
+    // history; the replica is not ready (gets no agent sessions) until its
+    // consumer holds partitions, so no offer falls into the join window.
     let group = format!("presence-{}", config.instance_id);
-    let subscription = deps.backplane.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Earliest).await?;
+    let subscription = deps.backplane.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Latest).await?;
+    deps.backplane.checks.push(Arc::new(AssignmentCheck(subscription.assignment())));
     let consumer = {
         let presence = presence.clone();
         let shutdown = shutdown.clone();

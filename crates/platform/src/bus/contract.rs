@@ -97,6 +97,7 @@ pub async fn latest_skips_history(bus: &dyn EventBus, topic: &str, group_suffix:
             Ok(delivery) => {
                 let delivery = delivery?;
                 expect(delivery.envelope.subject == "ct_new", "history before joining is not delivered")?;
+                expect(subscription.assignment().is_assigned(), "a member receiving records holds partitions")?;
                 return subscription.close().await;
             }
             Err(_) if tokio::time::Instant::now() < deadline => continue,

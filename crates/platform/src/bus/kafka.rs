@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use switchboard_core::Error;
 use switchboard_core::event::{decode, encode};
 use switchboard_proto::events::v1::EventEnvelope;
 
-use super::{Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
+use super::{Assignment, Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
 use crate::config::KafkaConfig;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,7 +112,9 @@ impl EventBus for KafkaBus {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let consumer: StreamConsumer = ClientConfig::new()
+        let context = GroupContext { group: group.to_owned(), assignment: Assignment::default() };
+        let assignment = context.assignment.clone();
+        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", format!("{}.{group}", self.config.group_prefix))
             .set("enable.auto.commit", "true")
@@ -121,12 +125,12 @@ impl EventBus for KafkaBus {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
-            .create()
+            .create_with_context(context)
             .map_err(|error| unavailable("consumer", error))?;
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();
         let physical_refs: Vec<&str> = physical_topics.iter().map(String::as_str).collect();
         consumer.subscribe(&physical_refs).map_err(|error| unavailable("subscribe", error))?;
-        Ok(Box::new(KafkaSubscription { consumer, topic_prefix: self.config.topic_prefix.clone() }))
+        Ok(Box::new(KafkaSubscription { consumer, topic_prefix: self.config.topic_prefix.clone(), assignment }))
     }
 
     async fn check(&self) -> Result<(), Error> {
@@ -146,13 +150,61 @@ impl EventBus for KafkaBus {
     }
 }
 
+/// Rebalance handling of one consumer group member: logs every assignment
+/// and revocation, commits the stored offsets (effects already done) before
+/// partitions move to another member so it does not redo them, and tracks
+/// whether this member holds partitions.
+struct GroupContext {
+    group: String,
+    assignment: Assignment,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(partitions) = rebalance else {
+            return;
+        };
+        tracing::info!(group = %self.group, partitions = partitions.count(), "kafka partitions revoked");
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(group = %self.group, error = %error, "commit before revocation failed"),
+        }
+        self.assignment.set(false);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(group = %self.group, partitions = partitions.count(), "kafka partitions assigned");
+                self.assignment.set(partitions.count() > 0);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(group = %self.group, error = %error, "kafka rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(group = %self.group, error = %error, "offset commit failed"),
+        }
+    }
+}
+
 struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<GroupContext>,
     topic_prefix: String,
+    assignment: Assignment,
 }
 
 #[async_trait]
 impl Subscription for KafkaSubscription {
+    fn assignment(&self) -> Assignment {
+        self.assignment.clone()
+    }
+
     async fn next(&mut self) -> Result<Delivery, Error> {
         loop {
             let message = self.consumer.recv().await.map_err(|error| unavailable("receive", error))?;

@@ -11,7 +11,7 @@ use switchboard_core::Error;
 use switchboard_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
-use super::{Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
+use super::{Assignment, Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
 
 #[derive(Default)]
 struct Log {
@@ -113,6 +113,11 @@ impl MemorySubscription {
 
 #[async_trait]
 impl Subscription for MemorySubscription {
+    /// The in-process log has one member per group: always assigned.
+    fn assignment(&self) -> Assignment {
+        Assignment::assigned()
+    }
+
     async fn next(&mut self) -> Result<Delivery, Error> {
         loop {
             // Register interest before polling so an append between the

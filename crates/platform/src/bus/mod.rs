@@ -7,6 +7,8 @@ pub mod kafka;
 pub mod memory;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,8 +53,49 @@ pub trait EventBus: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), Error>;
 }
 
+/// Whether a subscription currently holds partitions. A consumer that
+/// starts from the latest offset misses what is published before its first
+/// assignment, so services whose correctness depends on that gate their
+/// readiness on it.
+#[derive(Debug, Clone, Default)]
+pub struct Assignment(Arc<AtomicBool>);
+
+impl Assignment {
+    pub fn assigned() -> Assignment {
+        Assignment(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn is_assigned(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set(&self, assigned: bool) {
+        self.0.store(assigned, Ordering::Release);
+    }
+}
+
+/// Readiness of a subscription's assignment.
+pub struct AssignmentCheck(pub Assignment);
+
+#[async_trait]
+impl crate::readiness::DependencyCheck for AssignmentCheck {
+    fn name(&self) -> &'static str {
+        "kafka-assignment"
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        if self.0.is_assigned() {
+            return Ok(());
+        }
+        anyhow::bail!("the consumer holds no partitions yet")
+    }
+}
+
 #[async_trait]
 pub trait Subscription: Send {
+    /// Whether this subscription holds partitions now.
+    fn assignment(&self) -> Assignment;
+
     /// The next record. Malformed records are skipped with a warning (they
     /// can never succeed); transport errors are returned.
     async fn next(&mut self) -> Result<Delivery, Error>;
