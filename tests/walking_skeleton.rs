@@ -99,6 +99,18 @@ fn chat_contact(visitor: &str) -> Contact {
     }
 }
 
+async fn create_contact(
+    ingestion: &mut IngestionServiceClient<tonic::transport::Channel>,
+    key: &str,
+    parent: &str,
+    contact: Contact,
+    request_id: &str,
+) -> Result<tonic::Response<Contact>, tonic::Status> {
+    let request =
+        CreateContactRequest { parent: parent.to_owned(), contact: Some(contact), request_id: request_id.to_owned() };
+    ingestion.create_contact(authorized(key, request)).await
+}
+
 async fn kpis(kpi: &mut KpiServiceClient<tonic::transport::Channel>, key: &str) -> Result<KpiSummary, tonic::Status> {
     let filter = KpiFilter { parent: "tenants/acme".to_owned(), ..KpiFilter::default() };
     kpi.get_kpi_summary(authorized(key, GetKpiSummaryRequest { filter: Some(filter) })).await.map(|r| r.into_inner())
@@ -158,32 +170,18 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     desktop.set_state(AgentState::Available).await;
 
     // 1-2. A chat contact arrives; CRM resolves a customer for the visitor.
-    let created = ingestion
-        .create_contact(authorized(
-            ACME_ADMIN,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(chat_contact("visitor-42")),
-                request_id: "walking-skeleton-1".to_owned(),
-            },
-        ))
-        .await
-        .expect("contact created")
-        .into_inner();
+    let created =
+        create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", chat_contact("visitor-42"), "walking-skeleton-1")
+            .await
+            .expect("contact created")
+            .into_inner();
     assert!(created.name.starts_with("tenants/acme/contacts/ct_"), "{}", created.name);
     assert!(created.customer.starts_with("tenants/acme/customers/cu_"), "{}", created.customer);
-    let retried = ingestion
-        .create_contact(authorized(
-            ACME_ADMIN,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(chat_contact("visitor-42")),
-                request_id: "walking-skeleton-1".to_owned(),
-            },
-        ))
-        .await
-        .expect("retry succeeds")
-        .into_inner();
+    let retried =
+        create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", chat_contact("visitor-42"), "walking-skeleton-1")
+            .await
+            .expect("retry succeeds")
+            .into_inner();
     assert_eq!(retried.name, created.name, "a retried create returns the same contact");
     let customer = crm
         .get_customer(authorized(ACME_READER, GetCustomerRequest { name: created.customer.clone() }))
@@ -268,18 +266,11 @@ async fn walking_skeleton(endpoints: &Endpoints) {
 
     // A second contact whose customer leaves while waiting.
     desktop.set_state(AgentState::Away).await;
-    let second = ingestion
-        .create_contact(authorized(
-            ACME_ADMIN,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(chat_contact("visitor-77")),
-                request_id: "walking-skeleton-2".to_owned(),
-            },
-        ))
-        .await
-        .expect("second contact created")
-        .into_inner();
+    let second =
+        create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", chat_contact("visitor-77"), "walking-skeleton-2")
+            .await
+            .expect("second contact created")
+            .into_inner();
     eventually("the second contact to wait in queue", WAIT, || {
         let mut routing = routing.clone();
         let contact = second.name.clone();
@@ -345,42 +336,15 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     // Bad input gets a typed error naming the problem, and changes nothing.
     let mut missing_from = chat_contact("x");
     missing_from.from = None;
-    let bad = ingestion
-        .create_contact(authorized(
-            ACME_ADMIN,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(missing_from),
-                request_id: "bad-1".to_owned(),
-            },
-        ))
-        .await;
+    let bad = create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", missing_from, "bad-1").await;
     let status = expect_code(bad, Code::InvalidArgument, "contact without sender");
     assert!(violated_fields(&status).iter().any(|field| field.starts_with("contact.from")), "{status:?}");
     let mut unknown_queue = chat_contact("x");
     unknown_queue.queue = "tenants/acme/queues/nope".to_owned();
-    let bad = ingestion
-        .create_contact(authorized(
-            ACME_ADMIN,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(unknown_queue),
-                request_id: "bad-2".to_owned(),
-            },
-        ))
-        .await;
+    let bad = create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", unknown_queue, "bad-2").await;
     let status = expect_code(bad, Code::NotFound, "unknown queue");
     assert!(status.message().contains("tenants/acme/queues/nope"), "{}", status.message());
-    let bad = ingestion
-        .create_contact(authorized(
-            OPERATOR,
-            CreateContactRequest {
-                parent: "tenants/initech".to_owned(),
-                contact: Some(chat_contact("x")),
-                request_id: "bad-3".to_owned(),
-            },
-        ))
-        .await;
+    let bad = create_contact(&mut ingestion, OPERATOR, "tenants/initech", chat_contact("x"), "bad-3").await;
     expect_code(bad, Code::InvalidArgument, "queue of another tenant than the parent");
     let bad = ingestion
         .list_contacts(authorized(
@@ -391,38 +355,11 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     expect_code(bad, Code::NotFound, "unknown tenant");
     let mut oversized = chat_contact("x");
     oversized.body = "x".repeat(1024 * 1024);
-    let bad = ingestion
-        .create_contact(authorized(
-            ACME_ADMIN,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(oversized),
-                request_id: "bad-4".to_owned(),
-            },
-        ))
-        .await;
+    let bad = create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", oversized, "bad-4").await;
     expect_code(bad, Code::ResourceExhausted, "oversized payload");
-    let bad = ingestion
-        .create_contact(authorized(
-            "not-a-key",
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(chat_contact("x")),
-                request_id: "bad-5".to_owned(),
-            },
-        ))
-        .await;
+    let bad = create_contact(&mut ingestion, "not-a-key", "tenants/acme", chat_contact("x"), "bad-5").await;
     expect_code(bad, Code::Unauthenticated, "wrong key");
-    let bad = ingestion
-        .create_contact(authorized(
-            ACME_READER,
-            CreateContactRequest {
-                parent: "tenants/acme".to_owned(),
-                contact: Some(chat_contact("x")),
-                request_id: "bad-6".to_owned(),
-            },
-        ))
-        .await;
+    let bad = create_contact(&mut ingestion, ACME_READER, "tenants/acme", chat_contact("x"), "bad-6").await;
     expect_code(bad, Code::PermissionDenied, "a reader cannot create contacts");
     let acme_contacts = ingestion
         .list_contacts(authorized(

@@ -112,3 +112,16 @@ pub async fn next_routing_event<T>(
         }
     }
 }
+
+/// Kafka settings whose topics and consumer groups belong to this test run
+/// only (prefixed with `label` and a random suffix), on one partition.
+pub fn isolated_kafka_config(brokers: String, label: &str) -> crate::config::KafkaConfig {
+    let run = unique_suffix();
+    crate::config::KafkaConfig {
+        brokers,
+        partitions: 1,
+        replication_factor: 1,
+        group_prefix: format!("{label}-{run}"),
+        topic_prefix: format!("{label}-{run}."),
+    }
+}

@@ -6,8 +6,7 @@
 use switchboard_platform::bus::contract::{at_least_once_in_order, latest_skips_history};
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::config::KafkaConfig;
-use switchboard_platform::testing::{backend_url, unique_suffix};
+use switchboard_platform::testing::{backend_url, isolated_kafka_config, unique_suffix};
 
 #[tokio::test]
 async fn memory_bus_passes_the_contract() {
@@ -19,14 +18,8 @@ async fn memory_bus_passes_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_bus_passes_the_contract() {
     let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let config = isolated_kafka_config(brokers, "contract");
     let run = unique_suffix();
-    let config = KafkaConfig {
-        brokers,
-        partitions: 1,
-        replication_factor: 1,
-        group_prefix: format!("contract-{run}"),
-        topic_prefix: format!("contract-{run}."),
-    };
     let bus = KafkaBus::connect(&config, &["events", "latest"]).await.expect("kafka bus");
     at_least_once_in_order(&bus, "events", &run).await.expect("at least once, in order");
     latest_skips_history(&bus, "latest", &run).await.expect("latest");

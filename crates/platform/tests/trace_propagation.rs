@@ -12,9 +12,9 @@ use switchboard_core::event::envelope;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, StartFrom};
-use switchboard_platform::config::{KafkaConfig, TelemetryConfig};
+use switchboard_platform::config::TelemetryConfig;
 use switchboard_platform::grpc::CallContext;
-use switchboard_platform::testing::{backend_url, unique_suffix};
+use switchboard_platform::testing::{backend_url, isolated_kafka_config};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactEvent, contact_event};
 use tracing::Instrument;
@@ -59,14 +59,7 @@ async fn traceparent_crosses_the_bus_and_grpc_calls() {
     assert_eq!(request.metadata().get("authorization").map(|v| v.to_str().ok()), Some(Some("Bearer k")));
 
     let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let run = unique_suffix();
-    let config = KafkaConfig {
-        brokers,
-        partitions: 1,
-        replication_factor: 1,
-        group_prefix: format!("trace-{run}"),
-        topic_prefix: format!("trace-{run}."),
-    };
+    let config = isolated_kafka_config(brokers, "trace");
     let bus = KafkaBus::connect(&config, &["events"]).await.expect("kafka");
     let (sent, received) = round_trip(&bus, "events", "g").await;
     assert_eq!(sent, received, "kafka headers keep the trace");

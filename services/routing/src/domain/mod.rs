@@ -258,23 +258,9 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn record(priority: i32, enqueue_ms: i64) -> ContactRecord {
-        ContactRecord {
-            tenant: TenantId::parse("acme", "t").expect("tenant"),
-            contact: ContactId::generate(),
-            queue: QueueId::parse("support", "q").expect("queue"),
-            channel: 3,
-            customer: String::new(),
-            subject: String::new(),
-            priority,
-            required_skills: Vec::new(),
-            enqueue_ms,
-            offer_timeout_ms: 30_000,
-            status: RoutingStatus::Queued,
-            agent: None,
-            offer_expire_ms: 0,
-            answer_ms: 0,
-            end_ms: 0,
-        }
+        let tenant = TenantId::parse("acme", "t").expect("tenant");
+        let queue = QueueId::parse("support", "q").expect("queue");
+        crate::store::contract::sample_record(&tenant, &queue, 3, priority, enqueue_ms)
     }
 
     #[test]
