@@ -139,3 +139,37 @@ async fn readiness_follows_redis_down_and_up_while_liveness_holds() {
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_services_run_in_one_process_and_stop_cleanly() {
+    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
+    let dir = scratch_dir("multi");
+    let run = switchboard_platform::testing::unique_suffix();
+    let (crm_port, kpi_port) = (free_port(), free_port());
+    let env: Vec<(String, String)> = vec![
+        ("SWITCHBOARD_KAFKA__BROKERS".into(), kafka),
+        ("SWITCHBOARD_KAFKA__TOPIC_PREFIX".into(), format!("multi-{run}.")),
+        ("SWITCHBOARD_KAFKA__GROUP_PREFIX".into(), format!("multi-{run}")),
+        ("SWITCHBOARD_REDIS__URL".into(), redis),
+        ("SWITCHBOARD_POSTGRES__URL".into(), postgres),
+        ("SWITCHBOARD_SERVICES__CRM__LISTEN".into(), format!("127.0.0.1:{crm_port}")),
+        ("SWITCHBOARD_SERVICES__KPI__LISTEN".into(), format!("127.0.0.1:{kpi_port}")),
+    ];
+    let process = Process::spawn("crm+kpi", &["run", "--services", "crm,kpi"], &env, &dir);
+    let serving = ServingStatus::Serving as i32;
+    for (port, service) in [(crm_port, "switchboard.crm.v1.CrmService"), (kpi_port, "switchboard.kpi.v1.KpiService")] {
+        let url = format!("http://127.0.0.1:{port}");
+        eventually(service, Duration::from_secs(60), || {
+            let url = url.clone();
+            async move { (health(&url, service).await == Some(serving)).then_some(()) }
+        })
+        .await;
+    }
+    let status = process.terminate();
+    assert!(status.success(), "both services drain and exit 0 on SIGTERM: {status}");
+    let unknown = switchboard(&["run", "--services", "crm,billing"], &[]);
+    assert!(!unknown.status.success(), "an unknown service name is refused");
+}
