@@ -44,29 +44,40 @@ pub async fn run_service(
     let mut tasks = Vec::new();
     for (task_name, task) in parts.background {
         let task_shutdown = shutdown.clone();
+        let handle = tokio::spawn(task);
+        // A service without its consumer or matcher is not a service: when a
+        // task fails or panics, the whole service stops (and the process
+        // exits non-zero, so an orchestrator restarts it).
         tasks.push(tokio::spawn(async move {
-            let outcome = task.await;
+            let outcome = match handle.await {
+                Ok(outcome) => outcome,
+                Err(join_error) => Err(switchboard_core::Error::internal(format!("task panicked: {join_error}"))),
+            };
             if let Err(error) = &outcome {
                 tracing::error!(task = task_name, error = %error, "background task failed");
-                // A service without its consumer is not a service: stop.
                 task_shutdown.cancel();
             }
-            outcome
+            (task_name, outcome)
         }));
     }
     let server = GrpcServer { service_name: parts.service_name, listener, routes: parts.routes };
     let served = serve(server, &config.grpc, health_service, shutdown.clone()).await;
     shutdown.cancel();
+    let mut first_task_failure = None;
     for task in tasks {
-        if let Ok(Err(error)) = task.await {
-            tracing::warn!(service = parts.service_name, error = %error, "background task ended with error");
+        if let Ok((task_name, Err(error))) = task.await {
+            first_task_failure.get_or_insert_with(|| anyhow::anyhow!("{task_name}: {error}"));
         }
     }
     if let Err(error) = parts.bus.flush().await {
         tracing::warn!(service = parts.service_name, error = %error, "producer flush failed");
     }
     let _ = readiness.await;
-    served
+    served?;
+    match first_task_failure {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
 }
 
 /// What every service runs on besides its own stores: the event bus,

@@ -41,6 +41,16 @@ pub struct PresenceApi {
     pub shutdown: CancellationToken,
 }
 
+/// What a principal may see of an agent: a tenant-scoped principal must not
+/// learn which other tenants a shared agent serves.
+fn redacted_for(principal: &Principal, mut agent: Agent) -> Agent {
+    if let Some(tenant) = &principal.tenant {
+        let own = switchboard_core::names::tenant_name(tenant);
+        agent.tenants.retain(|served| *served == own);
+    }
+    agent
+}
+
 fn calling_agent(principal: &Principal) -> Result<AgentId, Error> {
     match (&principal.role, &principal.agent) {
         (Role::Agent, Some(agent)) => Ok(agent.clone()),
@@ -72,7 +82,7 @@ impl PresenceApi {
         if !visible {
             return Err(not_found());
         }
-        self.with_live_state(agent, agent_id).await
+        self.with_live_state(redacted_for(principal, agent), agent_id).await
     }
 
     async fn create(&self, principal: Principal, request: CreateAgentRequest) -> Result<Agent, Error> {
@@ -119,7 +129,7 @@ impl PresenceApi {
         let mut with_state = Vec::with_capacity(agents.len());
         for agent in agents {
             let agent_id = parse_agent(&agent.name, "name")?;
-            with_state.push(self.with_live_state(agent, &agent_id).await?);
+            with_state.push(self.with_live_state(redacted_for(&principal, agent), &agent_id).await?);
         }
         Ok(ListAgentsResponse { agents: with_state, next_page_token })
     }
@@ -141,6 +151,7 @@ impl PresenceApi {
 
 /// One agent's stream, after `hello`.
 struct Session {
+    closed: CancellationToken,
     presence: Arc<Presence>,
     routing: RoutingServiceClient<Channel>,
     call_context: CallContext,
@@ -158,8 +169,11 @@ fn session_error(error: &Error, contact: &str) -> agent_session_response::Kind {
 
 impl Session {
     async fn reply(&self, kind: agent_session_response::Kind) {
-        if self.sender.send(Ok(response(kind))).await.is_err() {
-            tracing::debug!(agent = %self.agent_id, "agent session closed before the reply");
+        // A desktop that sends requests but never reads replies is ended
+        // rather than waited for.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.sender.try_send(Ok(response(kind))) {
+            tracing::warn!(agent = %self.agent_id, "agent session is not reading its replies, ending it");
+            self.closed.cancel();
         }
     }
 
@@ -285,17 +299,14 @@ impl PresenceService for PresenceApi {
 
         let (sender, receiver) = mpsc::channel(SESSION_BUFFER);
         let session_id = uuid_v4();
-        if let Some(replaced) = self.presence.register(&agent_id, &session_id, sender.clone()) {
-            let error =
-                Error::new(switchboard_core::ErrorCode::Aborted, "a newer session of this agent replaced this one");
-            let _closed_already = replaced.send(Err(to_status(&error))).await;
-        }
+        let closed = self.presence.register(&agent_id, &session_id, sender.clone());
         tracing::info!(agent = %agent_id, session = %session_id, "agent session started");
         let started =
             SessionStarted { agent: agent_name(&agent_id), session_id: session_id.clone(), state: live.state as i32 };
         let _ = sender.send(Ok(response(agent_session_response::Kind::SessionStarted(started)))).await;
 
         let mut session = Session {
+            closed: closed.clone(),
             presence: self.presence.clone(),
             routing: self.routing.clone(),
             call_context,
@@ -307,6 +318,7 @@ impl PresenceService for PresenceApi {
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => break,
+                    () = closed.cancelled() => break,
                     message = inbound.message() => message,
                 };
                 match message {
@@ -319,7 +331,8 @@ impl PresenceService for PresenceApi {
                 }
             }
             let presence = session.presence.clone();
-            if presence.unregister(&session.agent_id, &session_id) && !shutdown.is_cancelled() {
+            let ended_here = presence.unregister(&session.agent_id, &session_id) || closed.is_cancelled();
+            if ended_here && !shutdown.is_cancelled() {
                 tracing::info!(agent = %session.agent_id, session = %session_id, "agent session ended, grace period starts");
                 presence.arm_grace_timer(session.agent_id.clone(), shutdown);
             }

@@ -30,6 +30,9 @@ struct ActiveSession {
     session_id: String,
     started_ms: i64,
     sender: SessionSender,
+    /// Cancelled when this replica ends the session (replaced by a newer
+    /// one, or its desktop stopped reading).
+    closed: CancellationToken,
 }
 
 /// The presence core of one replica.
@@ -43,6 +46,10 @@ pub struct Presence {
 
 pub fn response(kind: agent_session_response::Kind) -> AgentSessionResponse {
     AgentSessionResponse { kind: Some(kind) }
+}
+
+fn status_of(error: &Error) -> Status {
+    switchboard_platform::status::to_status(error)
 }
 
 impl Presence {
@@ -60,10 +67,24 @@ impl Presence {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Makes this the agent's session; returns the one it replaces.
-    pub fn register(&self, agent: &AgentId, session_id: &str, sender: SessionSender) -> Option<SessionSender> {
-        let session = ActiveSession { session_id: session_id.to_owned(), started_ms: now_millis(), sender };
-        self.sessions().insert(agent.clone(), session).map(|previous| previous.sender)
+    /// Makes this the agent's session and ends the one it replaces. Returns
+    /// the token that is cancelled when this replica ends the new session.
+    pub fn register(&self, agent: &AgentId, session_id: &str, sender: SessionSender) -> CancellationToken {
+        let closed = CancellationToken::new();
+        let session = ActiveSession {
+            session_id: session_id.to_owned(),
+            started_ms: now_millis(),
+            sender,
+            closed: closed.clone(),
+        };
+        if let Some(replaced) = self.sessions().insert(agent.clone(), session) {
+            let error =
+                Error::new(switchboard_core::ErrorCode::Aborted, "a newer session of this agent replaced this one");
+            // Best effort: a replaced desktop that stopped reading just sees its stream end.
+            let _ = replaced.sender.try_send(Err(status_of(&error)));
+            replaced.closed.cancel();
+        }
+        closed
     }
 
     /// Removes the session if it is still the agent's current one.
@@ -195,8 +216,31 @@ impl Presence {
         if !is_offer && occurred_ms < started_ms {
             return;
         }
-        if sender.send(Ok(response(kind))).await.is_err() {
-            tracing::info!(agent = %agent, "agent session closed before the push");
+        // Never wait on one desktop: a stalled one would hold up every other
+        // agent's offers on this replica. A desktop that stopped reading is
+        // disconnected; it reconnects and its offer is re-offered on timeout.
+        match sender.try_send(Ok(response(kind))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(agent = %agent, "agent session is not reading, disconnecting it");
+                let error = Error::new(switchboard_core::ErrorCode::ResourceExhausted, "the session stopped reading");
+                self.disconnect(agent, &sender, &error);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::info!(agent = %agent, "agent session closed before the push");
+            }
         }
+    }
+
+    /// Ends the agent's session if `sender` is still its current one: its
+    /// task stops, the stream closes and the grace period starts.
+    fn disconnect(&self, agent: &AgentId, sender: &SessionSender, error: &Error) {
+        let mut sessions = self.sessions();
+        let Some(session) = sessions.get(agent).filter(|session| session.sender.same_channel(sender)) else {
+            return;
+        };
+        tracing::info!(agent = %agent, reason = %error.message, "ending agent session");
+        session.closed.cancel();
+        sessions.remove(agent);
     }
 }

@@ -180,6 +180,22 @@ async fn agent_management_checks_roles_fields_and_tenants() {
     assert_eq!(code, Code::PermissionDenied);
     let (code, _) = status_of(cluster.presence.list_agents(authorized("alice", ListAgentsRequest::default())).await);
     assert_eq!(code, Code::PermissionDenied);
+
+    let shared = Agent { tenants: vec!["tenants/acme".into(), "tenants/globex".into()], ..Agent::default() };
+    cluster.presence.create_agent(authorized("operator", create("bob", shared))).await.unwrap();
+    let bob = GetAgentRequest { name: "agents/bob".into() };
+    let seen_by_acme = cluster.presence.get_agent(authorized("acme-admin", bob.clone())).await.unwrap().into_inner();
+    assert_eq!(seen_by_acme.tenants, vec!["tenants/acme".to_owned()], "acme never learns who else bob serves");
+    let listed_by_globex = cluster
+        .presence
+        .list_agents(authorized("globex-admin", ListAgentsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed_by_globex.agents.len(), 1);
+    assert_eq!(listed_by_globex.agents[0].tenants, vec!["tenants/globex".to_owned()]);
+    let seen_by_operator = cluster.presence.get_agent(authorized("operator", bob)).await.unwrap().into_inner();
+    assert_eq!(seen_by_operator.tenants.len(), 2, "the operator sees every tenant");
     cluster.stop().await;
 }
 

@@ -167,12 +167,26 @@ pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -
 
 fn merge(mut entry: TimelineEntry, update: &TimelineUpdate) -> TimelineEntry {
     if let Some(status) = update.status {
-        let reports_other_terminal = entry.status.is_terminal() && status.is_terminal() && status != entry.status;
-        if reports_other_terminal {
-            return entry;
-        }
-        if !entry.status.is_terminal() && status.rank() > entry.status.rank() {
-            entry.status = status;
+        // A customer leaving can race the answer (ingestion publishes the
+        // abandon, routing ignores it because the agent already answered).
+        // The contact was served, so a completion outranks an abandon in
+        // whichever order the two topics deliver them, with the
+        // completion's end time.
+        match (entry.status, status) {
+            (EntryStatus::Completed, EntryStatus::Abandoned) => return entry,
+            (EntryStatus::Abandoned, EntryStatus::Completed) => {
+                entry.status = EntryStatus::Completed;
+                entry.end_time_millis = 0;
+            }
+            // Any other terminal pair cannot occur; keep the first seen.
+            (current, reported) if current.is_terminal() && reported.is_terminal() && current != reported => {
+                return entry;
+            }
+            (current, reported) if !current.is_terminal() && reported.rank() > current.rank() => {
+                entry.status = reported
+            }
+            // Late or repeated events still fill fields the entry lacks.
+            _ => {}
         }
     }
     if entry.channel == 0 {
@@ -286,6 +300,24 @@ mod tests {
     }
 
     #[test]
+    fn a_completion_outranks_an_abandon_that_raced_the_answer_in_either_order() {
+        let contact = ContactId::generate();
+        let customer = CustomerId::generate();
+        let served = lifecycle(&contact, &customer, true, 1);
+        let mut left = update(&contact, &customer, Some(EntryStatus::Abandoned));
+        left.end_time_millis = 2_500;
+        let mut abandon_first = vec![left.clone()];
+        abandon_first.extend(served.iter().cloned());
+        let mut abandon_last = served.clone();
+        abandon_last.push(left);
+        for order in [abandon_first, abandon_last] {
+            let entry = fold(&order).expect("entry");
+            assert_eq!(entry.status, EntryStatus::Completed);
+            assert_eq!((entry.disposition.as_str(), entry.end_time_millis), ("order-status", 9_000));
+        }
+    }
+
+    #[test]
     fn a_completed_contact_carries_its_outcome() {
         let contact = ContactId::generate();
         let customer = CustomerId::generate();
@@ -300,16 +332,20 @@ mod tests {
     }
 
     #[test]
-    fn terminal_statuses_are_final() {
+    fn terminal_statuses_are_final_except_that_completion_outranks_abandon() {
         let contact = ContactId::generate();
         let customer = CustomerId::generate();
         let abandoned = fold(&[update(&contact, &customer, Some(EntryStatus::Abandoned))]).expect("entry");
+        let queued_late = apply_update(Some(&abandoned), &update(&contact, &customer, Some(EntryStatus::Queued)));
+        assert_eq!(queued_late.map(|entry| entry.status), Some(EntryStatus::Abandoned), "nothing moves back");
         let mut late_completion = update(&contact, &customer, Some(EntryStatus::Completed));
         late_completion.disposition = "sale".to_owned();
-        let after = apply_update(Some(&abandoned), &late_completion).expect("entry");
-        assert_eq!(after, abandoned, "a second terminal status is ignored whole");
-        let queued_late = apply_update(Some(&abandoned), &update(&contact, &customer, Some(EntryStatus::Queued)));
-        assert_eq!(queued_late.map(|entry| entry.status), Some(EntryStatus::Abandoned));
+        let completed = apply_update(Some(&abandoned), &late_completion).expect("entry");
+        assert_eq!((completed.status, completed.disposition.as_str()), (EntryStatus::Completed, "sale"));
+        let mut late_abandon = update(&contact, &customer, Some(EntryStatus::Abandoned));
+        late_abandon.end_time_millis = 1;
+        let after = apply_update(Some(&completed), &late_abandon).expect("entry");
+        assert_eq!(after, completed, "an abandon after a completion is ignored whole");
     }
 
     #[test]
