@@ -227,7 +227,11 @@ impl Engine {
         agent: &AgentId,
         reason: WithdrawReason,
     ) -> Result<ContactRecord, Error> {
-        let (holder, record) = self.state.withdraw(tenant, contact, Some(agent), now_millis()).await?;
+        let now = now_millis();
+        // A timeout is decided on an earlier view: it may only end an offer
+        // that has really expired, never a newer offer of the same contact.
+        let expired_by = (reason == WithdrawReason::TimedOut).then_some(now);
+        let (holder, record) = self.state.withdraw(tenant, contact, Some(agent), expired_by, now).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %holder, reason = ?reason, "offer withdrawn");
         let withdrawn = OfferWithdrawn {
             contact: contact_name(tenant, contact),

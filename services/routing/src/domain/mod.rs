@@ -201,13 +201,22 @@ pub fn accept(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Resul
 
 /// The offer ends unanswered (rejected, timed out, agent gone): the contact
 /// returns to its queue at its original rank. `agent` of `None` withdraws
-/// whichever agent holds it.
-pub fn withdraw(record: &mut ContactRecord, agent: Option<&AgentId>) -> Result<AgentId, Error> {
+/// whichever agent holds it. With `expired_by`, only an offer whose
+/// deadline is at or before that instant is withdrawn: a timeout decided on
+/// an old view never ends a newer offer of the same contact.
+pub fn withdraw(
+    record: &mut ContactRecord,
+    agent: Option<&AgentId>,
+    expired_by: Option<i64>,
+) -> Result<AgentId, Error> {
     if record.status != RoutingStatus::Offered {
         return Err(rejected(record, "withdraw the offer of"));
     }
     if let Some(agent) = agent {
         require_agent(record, agent, "withdraw the offer of")?;
+    }
+    if expired_by.is_some_and(|instant| record.offer_expire_ms > instant) {
+        return Err(Error::failed_precondition(format!("the offer of contact `{}` has not expired", record.contact)));
     }
     let holder = record.agent.take().ok_or_else(|| Error::internal("offered contact without agent"))?;
     record.status = RoutingStatus::Queued;
@@ -276,7 +285,7 @@ pub(crate) mod tests {
         assert!(abandon(&mut contact, 1_700).is_err(), "an answered contact is not abandoned");
         assert_eq!(complete(&mut contact, &alice, 1_800), Ok(Applied::Changed));
         assert_eq!(contact.answer_ms, 1_500);
-        assert!(withdraw(&mut contact, None).is_err());
+        assert!(withdraw(&mut contact, None, None).is_err());
         assert_eq!(contact.status, RoutingStatus::Completed);
     }
 
@@ -286,7 +295,8 @@ pub(crate) mod tests {
         let mut contact = record(5, 1_000);
         let rank = contact.rank();
         reserve(&mut contact, &alice, 2_000).expect("offer");
-        assert_eq!(withdraw(&mut contact, Some(&alice)), Ok(alice.clone()));
+        assert!(withdraw(&mut contact, Some(&alice), Some(1_999)).is_err(), "a fresh offer does not time out");
+        assert_eq!(withdraw(&mut contact, Some(&alice), Some(2_000)), Ok(alice.clone()));
         assert_eq!((contact.status, contact.rank()), (RoutingStatus::Queued, rank));
         reserve(&mut contact, &alice, 3_000).expect("offer again");
         assert_eq!(abandon(&mut contact, 2_500), Ok((Applied::Changed, Some(AbandonedFrom::Offer(alice)))));

@@ -89,11 +89,16 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
 
     let error = state.accept(&acme, &urgent.contact, &bob, 20).await.err();
     check(error.is_some_and(|error| error.code == ErrorCode::FailedPrecondition), "only the offered agent accepts")?;
-    let (holder, record) = state.withdraw(&acme, &urgent.contact, Some(&alice), 25).await?;
+    let (holder, record) = state.withdraw(&acme, &urgent.contact, Some(&alice), None, 25).await?;
     check(holder == alice && record.status == RoutingStatus::Queued, "a withdrawn offer returns to the queue")?;
     check(state.position(&urgent).await? == 1, "a withdrawn contact keeps its original place")?;
 
     check(state.reserve(&urgent, &alice, 50).await?, "re-offer after withdrawal")?;
+    let early = state.withdraw(&acme, &urgent.contact, Some(&alice), Some(49), 49).await.err();
+    check(
+        early.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
+        "an unexpired offer does not time out",
+    )?;
     let expired = state.expired_offers(60, 10).await?;
     check(expired.len() == 1 && expired[0].contact == urgent.contact, "expired offers are found")?;
     check(state.offers_of_agent(&alice).await?.len() == 1, "offers of an agent are found")?;
@@ -244,11 +249,13 @@ pub async fn differential(
             ),
             (5, Some(record)) => (
                 outcome(
-                    left.withdraw(&acme, &record.contact, None, now).await.map(|(holder, r)| format!("{holder} {r:?}")),
+                    left.withdraw(&acme, &record.contact, None, None, now)
+                        .await
+                        .map(|(holder, r)| format!("{holder} {r:?}")),
                 ),
                 outcome(
                     right
-                        .withdraw(&acme, &record.contact, None, now)
+                        .withdraw(&acme, &record.contact, None, None, now)
                         .await
                         .map(|(holder, r)| format!("{holder} {r:?}")),
                 ),

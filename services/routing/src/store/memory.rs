@@ -198,11 +198,12 @@ impl RoutingState for MemoryRoutingState {
         tenant: &TenantId,
         contact: &ContactId,
         agent: Option<&AgentId>,
+        expired_by: Option<i64>,
         now_ms: i64,
     ) -> Result<(AgentId, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
-        let holder = domain::withdraw(record, agent)?;
+        let holder = domain::withdraw(record, agent, expired_by)?;
         let (channel, snapshot) = (record.channel, record.clone());
         state.release(&holder, channel, now_ms);
         Ok((holder, snapshot))

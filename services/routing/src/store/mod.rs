@@ -69,12 +69,14 @@ pub trait RoutingState: Send + Sync {
         now_ms: i64,
     ) -> Result<(Applied, ContactRecord), Error>;
     /// Ends an offer unanswered; the contact regains its place. With
-    /// `agent`, only that agent's offer. Returns the agent that held it.
+    /// `agent`, only that agent's offer; with `expired_by`, only an offer
+    /// already expired at that instant. Returns the agent that held it.
     async fn withdraw(
         &self,
         tenant: &TenantId,
         contact: &ContactId,
         agent: Option<&AgentId>,
+        expired_by: Option<i64>,
         now_ms: i64,
     ) -> Result<(AgentId, ContactRecord), Error>;
     async fn complete(

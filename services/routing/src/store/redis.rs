@@ -532,9 +532,10 @@ impl RoutingState for RedisRoutingState {
         tenant: &TenantId,
         contact: &ContactId,
         agent: Option<&AgentId>,
+        expired_by: Option<i64>,
         now_ms: i64,
     ) -> Result<(AgentId, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::withdraw(record, agent)).await
+        self.apply(tenant, contact, now_ms, |record| domain::withdraw(record, agent, expired_by)).await
     }
 
     async fn complete(
