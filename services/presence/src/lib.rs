@@ -74,9 +74,14 @@ pub async fn run(
     let grace = Duration::from_millis(config.presence.session_grace_ms);
     let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.backplane.bus.clone(), grace));
     // Agents online when this replica started may never reconnect (their
-    // sessions died with the previous process): give them the grace period.
+    // sessions died with the previous process): give them the grace period;
+    // any agent that reconnects claims a new session and stays online.
+    // With several replicas this would also time out agents connected to
+    // the others, so the chart runs one presence replica until session
+    // leases land (see docs/architecture.md).
     for agent in presence.live.online_agents().await? {
-        presence.arm_grace_timer(agent, shutdown.clone());
+        let last_session = presence.live.session_of(&agent).await?;
+        presence.arm_grace_timer(agent, last_session, shutdown.clone());
     }
     // Every replica sees every routing event (its own group) and pushes the
     // ones for agents connected to it. Only offers still ringing matter, so

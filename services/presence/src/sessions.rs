@@ -114,19 +114,28 @@ impl Presence {
         state: AgentState,
         reason: &str,
     ) -> Result<(), Error> {
-        let now = now_millis();
-        let next = LiveState { state, reason: reason.to_owned(), since_ms: now };
+        let next = LiveState { state, reason: reason.to_owned(), since_ms: now_millis() };
         let previous = self.live.set_state(agent_id, &next).await?;
-        tracing::info!(agent = %agent_id, state = state.as_str_name(), previous = previous.state.as_str_name(), "agent state changed");
+        self.publish_state(agent, agent_id, &next, previous.state).await
+    }
+
+    async fn publish_state(
+        &self,
+        agent: &Agent,
+        agent_id: &AgentId,
+        next: &LiveState,
+        previous: AgentState,
+    ) -> Result<(), Error> {
+        tracing::info!(agent = %agent_id, state = next.state.as_str_name(), previous = previous.as_str_name(), "agent state changed");
         let changed = AgentStateChanged {
             agent: agent_name(agent_id),
-            state: state as i32,
-            previous_state: previous.state as i32,
-            reason: reason.to_owned(),
+            state: next.state as i32,
+            previous_state: previous as i32,
+            reason: next.reason.clone(),
             tenants: agent.tenants.clone(),
             skills: agent.skills.clone(),
             capacities: agent.capacities.clone(),
-            state_time: Some(timestamp_from_millis(now)),
+            state_time: Some(timestamp_from_millis(next.since_ms)),
         };
         let event = envelope(
             None,
@@ -136,35 +145,56 @@ impl Presence {
         publish_traced(self.bus.as_ref(), PRESENCE_TOPIC, &event).await
     }
 
-    /// Takes an agent offline, e.g. when its session did not come back.
-    pub async fn go_offline(&self, agent_id: &AgentId) -> Result<(), Error> {
+    /// Takes an agent offline when its session `ended_session` did not come
+    /// back, unless a newer session (on any replica) owns the agent now.
+    /// Returns whether the agent went offline.
+    pub async fn go_offline_after(&self, agent_id: &AgentId, ended_session: &str) -> Result<bool, Error> {
         let agent = self
             .agents
             .get_agent(agent_id)
             .await?
             .unwrap_or_else(|| Agent { name: agent_name(agent_id), ..Agent::default() });
-        self.change_state(&agent, agent_id, AgentState::Offline, "").await
+        let offline = LiveState { state: AgentState::Offline, reason: String::new(), since_ms: now_millis() };
+        let Some(previous) = self.live.set_state_if_session(agent_id, ended_session, &offline).await? else {
+            return Ok(false);
+        };
+        // Published even when it was already offline: a previous attempt may
+        // have changed the state and then failed to publish.
+        self.publish_state(&agent, agent_id, &offline, previous.state).await?;
+        Ok(true)
     }
 
     /// After `session_grace`, takes the agent offline unless a session came
     /// back meanwhile. Offers ringing at it then return to their queue.
-    pub fn arm_grace_timer(self: &Arc<Self>, agent_id: AgentId, shutdown: CancellationToken) {
+    /// Retries until done (or shutdown), so routing never keeps offering to
+    /// an agent presence considers gone.
+    pub fn arm_grace_timer(self: &Arc<Self>, agent_id: AgentId, ended_session: String, shutdown: CancellationToken) {
         let presence = Arc::clone(self);
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(presence.session_grace) => {}
             }
-            if presence.has_session(&agent_id) {
-                return;
-            }
-            let still_online = presence.live.get_state(&agent_id).await.map(|live| live.state != AgentState::Offline);
-            if !matches!(still_online, Ok(true)) {
-                return;
-            }
-            tracing::info!(agent = %agent_id, "session did not return within the grace period, agent goes offline");
-            if let Err(error) = presence.go_offline(&agent_id).await {
-                tracing::warn!(agent = %agent_id, error = %error, "failed to take agent offline");
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                if presence.has_session(&agent_id) {
+                    return;
+                }
+                match presence.go_offline_after(&agent_id, &ended_session).await {
+                    Ok(true) => {
+                        tracing::info!(agent = %agent_id, "session did not return within the grace period, agent went offline");
+                        return;
+                    }
+                    Ok(false) => return,
+                    Err(error) => {
+                        tracing::warn!(agent = %agent_id, error = %error, "failed to take agent offline, retrying")
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         });
     }

@@ -56,6 +56,18 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     let offline = LiveState { state: AgentState::Offline, reason: String::new(), since_ms: 30 };
     store.set_state(&dave, &offline).await?;
     check(!store.online_agents().await?.contains(&dave), "offline agents are not online")?;
+
+    check(store.session_of(&dave).await?.is_empty(), "no session claimed yet")?;
+    store.claim_session(&dave, "s1").await?;
+    store.set_state(&dave, &available).await?;
+    store.claim_session(&dave, "s2").await?;
+    check(store.session_of(&dave).await? == "s2", "the newest claim owns the agent")?;
+    let stale = store.set_state_if_session(&dave, "s1", &offline).await?;
+    check(stale.is_none(), "an ended older session cannot take the agent offline")?;
+    check(store.get_state(&dave).await?.state == AgentState::Available, "a refused change changes nothing")?;
+    let current = store.set_state_if_session(&dave, "s2", &offline).await?;
+    check(current.is_some_and(|previous| previous.state == AgentState::Available), "the owner's change applies")?;
+    check(!store.online_agents().await?.contains(&dave), "and takes the agent offline")?;
     Ok(())
 }
 

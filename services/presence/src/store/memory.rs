@@ -53,22 +53,51 @@ impl AgentStore for MemoryAgentStore {
 }
 
 #[derive(Default)]
+struct LiveStates {
+    states: BTreeMap<AgentId, LiveState>,
+    sessions: BTreeMap<AgentId, String>,
+}
+
+#[derive(Default)]
 pub struct MemoryLiveStateStore {
-    states: Mutex<BTreeMap<AgentId, LiveState>>,
+    live: Mutex<LiveStates>,
 }
 
 #[async_trait]
 impl LiveStateStore for MemoryLiveStateStore {
     async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error> {
-        Ok(lock(&self.states).get(agent).cloned().unwrap_or_else(LiveState::offline))
+        Ok(lock(&self.live).states.get(agent).cloned().unwrap_or_else(LiveState::offline))
     }
 
     async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error> {
-        Ok(lock(&self.states).insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline))
+        Ok(lock(&self.live).states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline))
+    }
+
+    async fn claim_session(&self, agent: &AgentId, session_id: &str) -> Result<(), Error> {
+        lock(&self.live).sessions.insert(agent.clone(), session_id.to_owned());
+        Ok(())
+    }
+
+    async fn session_of(&self, agent: &AgentId) -> Result<String, Error> {
+        Ok(lock(&self.live).sessions.get(agent).cloned().unwrap_or_default())
+    }
+
+    async fn set_state_if_session(
+        &self,
+        agent: &AgentId,
+        expected_session: &str,
+        state: &LiveState,
+    ) -> Result<Option<LiveState>, Error> {
+        let mut live = lock(&self.live);
+        if live.sessions.get(agent).map_or("", String::as_str) != expected_session {
+            return Ok(None);
+        }
+        Ok(Some(live.states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline)))
     }
 
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {
-        Ok(lock(&self.states)
+        Ok(lock(&self.live)
+            .states
             .iter()
             .filter(|(_, state)| state.state != AgentState::Offline)
             .map(|(agent, _)| agent.clone())

@@ -46,6 +46,19 @@ pub trait LiveStateStore: Send + Sync {
     /// Agents whose state is not OFFLINE (to re-arm session timers after a
     /// restart).
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error>;
+    /// Records `session_id` as the agent's current session.
+    async fn claim_session(&self, agent: &AgentId, session_id: &str) -> Result<(), Error>;
+    /// The agent's current session id, empty when it never had one.
+    async fn session_of(&self, agent: &AgentId) -> Result<String, Error>;
+    /// Sets the state only while `expected_session` is still the agent's
+    /// current session, atomically; returns the previous state, or `None`
+    /// when a newer session took over (nothing changed).
+    async fn set_state_if_session(
+        &self,
+        agent: &AgentId,
+        expected_session: &str,
+        state: &LiveState,
+    ) -> Result<Option<LiveState>, Error>;
 }
 
 pub(crate) fn state_name(state: AgentState) -> &'static str {

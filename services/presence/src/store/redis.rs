@@ -17,10 +17,20 @@ if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('SREM', KEYS[2], ARGV[4]) el
 return previous
 ";
 
+// The same, only while the agent's current session is the expected one.
+const SET_STATE_IF_SESSION_SCRIPT: &str = r"
+if (redis.call('HGET', KEYS[1], 'session') or '') ~= ARGV[5] then return false end
+local previous = redis.call('HMGET', KEYS[1], 'state', 'reason', 'since')
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
+if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('SREM', KEYS[2], ARGV[4]) else redis.call('SADD', KEYS[2], ARGV[4]) end
+return previous
+";
+
 pub struct RedisLiveStateStore {
     connection: ConnectionManager,
     prefix: String,
     set_state: redis::Script,
+    set_state_if_session: redis::Script,
 }
 
 impl RedisLiveStateStore {
@@ -29,6 +39,7 @@ impl RedisLiveStateStore {
             connection,
             prefix: format!("sb:{{{pool}}}:presence"),
             set_state: redis::Script::new(SET_STATE_SCRIPT),
+            set_state_if_session: redis::Script::new(SET_STATE_IF_SESSION_SCRIPT),
         }
     }
 
@@ -82,6 +93,51 @@ impl LiveStateStore for RedisLiveStateStore {
             .await
             .map_err(redis_error)?;
         Ok(decode([previous_state, previous_reason, previous_since]))
+    }
+
+    async fn claim_session(&self, agent: &AgentId, session_id: &str) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.agent_key(agent))
+            .arg("session")
+            .arg(session_id)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn session_of(&self, agent: &AgentId) -> Result<String, Error> {
+        let mut connection = self.connection.clone();
+        let session: Option<String> = redis::cmd("HGET")
+            .arg(self.agent_key(agent))
+            .arg("session")
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(session.unwrap_or_default())
+    }
+
+    async fn set_state_if_session(
+        &self,
+        agent: &AgentId,
+        expected_session: &str,
+        state: &LiveState,
+    ) -> Result<Option<LiveState>, Error> {
+        let mut connection = self.connection.clone();
+        let previous: Option<(Option<String>, Option<String>, Option<String>)> = self
+            .set_state_if_session
+            .key(self.agent_key(agent))
+            .key(self.online_key())
+            .arg(state_name(state.state))
+            .arg(&state.reason)
+            .arg(state.since_ms)
+            .arg(agent.as_str())
+            .arg(expected_session)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(previous.map(|(state, reason, since)| decode([state, reason, since])))
     }
 
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {
