@@ -14,23 +14,18 @@
 
 use std::sync::Arc;
 
-use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ContactId, Error, ErrorCode, Principal, names};
 use switchboard_platform::auth::{AccessControl, principal};
-use switchboard_platform::bus::{EventBus, publish_traced};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status};
 use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::crm::v1::ResolveCustomerRequest;
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
-use switchboard_proto::events::v1::EventEnvelope;
-use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::ingestion_service_server::IngestionService;
 use switchboard_proto::ingestion::v1::{
-    AbandonContactRequest, Contact, ContactAbandoned, ContactCreated, ContactEvent, CreateContactRequest,
-    GetContactRequest, ListContactsRequest, ListContactsResponse, contact_event,
+    AbandonContactRequest, Contact, CreateContactRequest, GetContactRequest, ListContactsRequest, ListContactsResponse,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{GetAssignmentRequest, GetQueueRequest};
@@ -38,12 +33,13 @@ use tonic::transport::Channel as GrpcChannel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::domain::{ValidatedContact, validate_abandon_reason, validate_create_contact};
-use crate::store::{Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication, mint_event_id};
+use crate::outbox::Outbox;
+use crate::store::{Abandonment, ContactRecord, ContactStore, InsertOutcome, mint_event_id};
 
 /// The ingestion API over a store, the bus, and clients of routing and CRM.
 pub struct IngestionApi {
     store: Arc<dyn ContactStore>,
-    bus: Arc<dyn EventBus>,
+    outbox: Arc<Outbox>,
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
     crm: CrmServiceClient<GrpcChannel>,
@@ -52,12 +48,12 @@ pub struct IngestionApi {
 impl IngestionApi {
     pub fn new(
         store: Arc<dyn ContactStore>,
-        bus: Arc<dyn EventBus>,
+        outbox: Arc<Outbox>,
         access: Arc<AccessControl>,
         routing: RoutingServiceClient<GrpcChannel>,
         crm: CrmServiceClient<GrpcChannel>,
     ) -> IngestionApi {
-        IngestionApi { store, bus, access, routing, crm }
+        IngestionApi { store, outbox, access, routing, crm }
     }
 
     async fn create(
@@ -113,7 +109,7 @@ impl IngestionApi {
             // A concurrent call with the same key won the insert.
             return self.replay_created(*existing).await;
         }
-        self.publish_created(&record).await?;
+        self.outbox.publish_created(&record).await?;
         tracing::info!(
             tenant = %record.tenant,
             contact = %record.contact_id,
@@ -129,7 +125,7 @@ impl IngestionApi {
     /// could not, then answer with it.
     async fn replay_created(&self, existing: ContactRecord) -> Result<Contact, Error> {
         if !existing.created_published {
-            self.publish_created(&existing).await?;
+            self.outbox.publish_created(&existing).await?;
         }
         Ok(existing.contact)
     }
@@ -204,62 +200,6 @@ impl IngestionApi {
         Ok(customer.name)
     }
 
-    async fn publish_created(&self, record: &ContactRecord) -> Result<(), Error> {
-        let mut created = record.contact.clone();
-        // The created event carries the contact as it was created.
-        created.abandon_time = None;
-        let kind = contact_event::Kind::Created(ContactCreated { contact: Some(created) });
-        let event = contact_event_envelope(record, &record.created_event_id, record.create_time_millis(), kind);
-        self.publish(record, &event, Publication::Created).await
-    }
-
-    async fn publish_abandoned(&self, record: &ContactRecord) -> Result<(), Error> {
-        let Some(abandonment) = &record.abandonment else {
-            return Err(Error::internal("publishing the abandon of a contact that is not abandoned"));
-        };
-        let kind = contact_event::Kind::Abandoned(ContactAbandoned {
-            contact: record.contact.name.clone(),
-            reason: abandonment.reason.clone(),
-            abandon_time: Some(timestamp_from_millis(abandonment.abandon_time_millis)),
-        });
-        let event = contact_event_envelope(record, &abandonment.event_id, abandonment.abandon_time_millis, kind);
-        self.publish(record, &event, Publication::Abandoned).await
-    }
-
-    /// Publishes `event` and remembers it once the broker acknowledged it.
-    async fn publish(
-        &self,
-        record: &ContactRecord,
-        event: &EventEnvelope,
-        publication: Publication,
-    ) -> Result<(), Error> {
-        if let Err(error) = publish_traced(self.bus.as_ref(), CONTACTS_TOPIC, event).await {
-            tracing::warn!(
-                tenant = %record.tenant,
-                contact = %record.contact_id,
-                event = ?publication,
-                error = %error,
-                "publishing the contact event failed"
-            );
-            return Err(Error::unavailable(format!(
-                "the contact is stored but its event is not yet published ({}); retry with the same request",
-                error.message
-            )));
-        }
-        // The event is durable: a failure to remember it only means a later
-        // retry publishes it again, so it does not fail this call.
-        if let Err(error) = self.store.mark_published(&record.tenant, &record.contact_id, publication).await {
-            tracing::warn!(
-                tenant = %record.tenant,
-                contact = %record.contact_id,
-                event = ?publication,
-                error = %error,
-                "recording the publication failed"
-            );
-        }
-        Ok(())
-    }
-
     async fn get(&self, principal: &Principal, request: GetContactRequest) -> Result<Contact, Error> {
         let (tenant, contact_id) = names::parse_contact(&request.name, "name")?;
         self.access.authorize_read(principal, &tenant)?;
@@ -299,7 +239,7 @@ impl IngestionApi {
         self.check_not_answered(call, &record).await?;
         // Consumers must see a contact created before they see it abandoned.
         if !record.created_published {
-            self.publish_created(&record).await?;
+            self.outbox.publish_created(&record).await?;
         }
         let abandonment = Abandonment {
             abandon_time_millis: now_millis(),
@@ -314,7 +254,7 @@ impl IngestionApi {
         if !abandoned.changed {
             return self.replay_abandoned(abandoned.record).await;
         }
-        self.publish_abandoned(&abandoned.record).await?;
+        self.outbox.publish_abandoned(&abandoned.record).await?;
         tracing::info!(tenant = %tenant, contact = %contact_id, reason = %request.reason, "contact abandoned");
         Ok(abandoned.record.contact)
     }
@@ -323,7 +263,7 @@ impl IngestionApi {
     /// call could not, and answer with the contact unchanged.
     async fn replay_abandoned(&self, record: ContactRecord) -> Result<Contact, Error> {
         if record.abandonment.as_ref().is_some_and(|abandonment| !abandonment.published) {
-            self.publish_abandoned(&record).await?;
+            self.outbox.publish_abandoned(&record).await?;
         }
         Ok(record.contact)
     }
@@ -352,23 +292,6 @@ impl IngestionApi {
         }
         Ok(())
     }
-}
-
-/// The envelope of one event of the contact, keyed by its id. Built from
-/// stored values only, so a republished copy equals the first.
-fn contact_event_envelope(
-    record: &ContactRecord,
-    event_id: &str,
-    occurred_at_millis: i64,
-    kind: contact_event::Kind,
-) -> EventEnvelope {
-    envelope_with_id(
-        Some(&record.tenant),
-        record.contact_id.as_str(),
-        Payload::Contact(ContactEvent { kind: Some(kind) }),
-        event_id,
-        occurred_at_millis,
-    )
 }
 
 /// A downstream error about the downstream request's `field` becomes one

@@ -6,6 +6,7 @@
 
 pub mod domain;
 pub mod grpc;
+pub mod outbox;
 pub mod store;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tonic::service::RoutesBuilder;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::grpc::IngestionApi;
+use crate::outbox::Outbox;
 use crate::store::ContactStore;
 use crate::store::memory::MemoryContactStore;
 use crate::store::postgres::{MIGRATIONS, PostgresContactStore};
@@ -53,23 +55,25 @@ impl Deps {
     }
 }
 
-/// Serves the ingestion API on `listener` until `shutdown` fires, then
-/// drains in-flight calls and flushes the producer.
+/// How often the outbox relay looks for unpublished events.
+const RELAY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves the ingestion API and runs the outbox relay on `listener` until
+/// `shutdown` fires, then drains in-flight calls and flushes the producer.
 pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let routing = RoutingServiceClient::new(lazy_channel(&config.services.routing.url)?);
     let crm = CrmServiceClient::new(lazy_channel(&config.services.crm.url)?);
-    let api = IngestionApi::new(
-        deps.store,
-        Arc::clone(&deps.backplane.bus),
-        Arc::clone(&deps.backplane.access),
-        routing,
-        crm,
-    );
+    let outbox = Arc::new(Outbox::new(Arc::clone(&deps.store), Arc::clone(&deps.backplane.bus)));
+    let relay = Arc::clone(&outbox).run_relay(RELAY_INTERVAL, shutdown.clone());
+    let api = IngestionApi::new(deps.store, outbox, Arc::clone(&deps.backplane.access), routing, crm);
     let server = IngestionServiceServer::new(api).max_decoding_message_size(config.grpc.max_message_bytes);
     let mut routes = RoutesBuilder::default();
-    // Outermost, so it sees the rejection of an oversized request whatever
-    // layer inside produced it.
     routes.add_service(InterceptedService::new(server, deps.backplane.access.interceptor()));
-    let parts = deps.backplane.into_parts("ingestion", "switchboard.ingestion.v1.IngestionService", routes, vec![]);
+    let parts = deps.backplane.into_parts(
+        "ingestion",
+        "switchboard.ingestion.v1.IngestionService",
+        routes,
+        vec![("ingestion-outbox-relay", Box::pin(relay))],
+    );
     run_service(&config, parts, listener, shutdown).await
 }

@@ -27,6 +27,7 @@ pub async fn run_contract_suite(store: Arc<dyn ContactStore>) -> anyhow::Result<
     publications_are_remembered(store).await.context("publications_are_remembered")?;
     lists_are_newest_first_and_paginate(store).await.context("lists_are_newest_first_and_paginate")?;
     abandoning_happens_once(store).await.context("abandoning_happens_once")?;
+    unpublished_events_are_found_for_the_relay(store).await.context("unpublished_events_are_found_for_the_relay")?;
     Ok(())
 }
 
@@ -202,6 +203,37 @@ async fn publications_are_remembered(store: &dyn ContactStore) -> anyhow::Result
     ensure!(
         store.mark_published(&tenant, &ContactId::generate(), Publication::Created).await.is_err(),
         "unknown contact cannot be marked"
+    );
+    Ok(())
+}
+
+async fn unpublished_events_are_found_for_the_relay(store: &dyn ContactStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("relay")?;
+    let never_published = sample_record(&tenant, "req-a", Channel::Chat, "");
+    let published = sample_record(&tenant, "req-b", Channel::Chat, "");
+    let abandon_unpublished = sample_record(&tenant, "req-c", Channel::Chat, "");
+    for record in [&never_published, &published, &abandon_unpublished] {
+        store.insert(record).await?;
+    }
+    for record in [&published, &abandon_unpublished] {
+        store.mark_published(&tenant, &record.contact_id, Publication::Created).await?;
+    }
+    let abandon_time = now_millis();
+    store.set_abandoned(&tenant, &abandon_unpublished.contact_id, &sample_abandonment(abandon_time, "left")).await?;
+    let pending_of_tenant = |records: Vec<ContactRecord>| -> Vec<ContactId> {
+        records.into_iter().filter(|record| record.tenant == tenant).map(|record| record.contact_id).collect()
+    };
+    let pending = pending_of_tenant(store.unpublished(abandon_time + 1_000, 1_000).await?);
+    ensure!(pending.contains(&never_published.contact_id), "an unpublished creation is pending");
+    ensure!(pending.contains(&abandon_unpublished.contact_id), "an unpublished abandonment is pending");
+    ensure!(!pending.contains(&published.contact_id), "a fully published contact is not");
+    let too_recent = pending_of_tenant(store.unpublished(never_published.create_time_millis(), 1_000).await?);
+    ensure!(!too_recent.contains(&never_published.contact_id), "changes newer than the cutoff wait");
+    store.mark_published(&tenant, &never_published.contact_id, Publication::Created).await?;
+    store.mark_published(&tenant, &abandon_unpublished.contact_id, Publication::Abandoned).await?;
+    ensure!(
+        pending_of_tenant(store.unpublished(abandon_time + 1_000, 1_000).await?).is_empty(),
+        "nothing is pending once published"
     );
     Ok(())
 }

@@ -118,6 +118,18 @@ impl ContactStore for MemoryContactStore {
         Ok(records)
     }
 
+    async fn unpublished(&self, changed_before_ms: i64, limit: usize) -> Result<Vec<ContactRecord>, Error> {
+        let tenants = self.lock();
+        let mut pending: Vec<(i64, &ContactRecord)> = tenants
+            .values()
+            .flat_map(|contacts| contacts.records_by_contact_id.values())
+            .filter_map(|record| record.unpublished_since_millis().map(|since| (since, record)))
+            .filter(|(since, _)| *since < changed_before_ms)
+            .collect();
+        pending.sort_by(|left, right| left.0.cmp(&right.0).then_with(|| left.1.contact_id.cmp(&right.1.contact_id)));
+        Ok(pending.into_iter().take(limit).map(|(_, record)| record.clone()).collect())
+    }
+
     async fn find_by_request_id(&self, tenant: &TenantId, request_id: &str) -> Result<Option<ContactRecord>, Error> {
         let tenants = self.lock();
         Ok(tenants

@@ -63,6 +63,18 @@ impl ContactRecord {
         &self.contact.provider_message_id
     }
 
+    /// When the oldest of its events not known to be on the bus happened:
+    /// the creation, else the abandonment; `None` when all are published.
+    pub fn unpublished_since_millis(&self) -> Option<i64> {
+        if !self.created_published {
+            return Some(self.create_time_millis());
+        }
+        self.abandonment
+            .as_ref()
+            .filter(|abandonment| !abandonment.published)
+            .map(|abandonment| abandonment.abandon_time_millis)
+    }
+
     /// The record with `abandonment` recorded and reflected in the contact.
     pub fn with_abandonment(mut self, abandonment: Option<Abandonment>) -> ContactRecord {
         self.contact.abandon_time =
@@ -140,6 +152,12 @@ pub trait ContactStore: Send + Sync + 'static {
         channel: i32,
         provider_message_id: &str,
     ) -> Result<Option<ContactRecord>, Error>;
+
+    /// Contacts of every tenant with an event not known to be on the bus
+    /// (created, or abandoned) whose change happened before
+    /// `changed_before_ms`, oldest first, at most `limit`. For the outbox
+    /// relay; each record carries its tenant.
+    async fn unpublished(&self, changed_before_ms: i64, limit: usize) -> Result<Vec<ContactRecord>, Error>;
 
     /// Records `abandonment` (unpublished, whatever its `published` says),
     /// unless the contact is already abandoned. `None` if the tenant has no

@@ -14,9 +14,10 @@ use super::{AbandonOutcome, Abandonment, ContactRecord, ContactStore, InsertOutc
 
 /// Migrations of service `ingestion`, applied in order by
 /// `switchboard_platform::postgres::migrate`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_contacts",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_contacts",
+        sql: "
         CREATE SCHEMA IF NOT EXISTS ingestion;
         CREATE TABLE ingestion.contacts (
             tenant text NOT NULL,
@@ -40,7 +41,15 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             ON ingestion.contacts (tenant, channel, provider_message_id)
             WHERE provider_message_id <> '';
     ",
-}];
+    },
+    Migration {
+        version: "0002_unpublished",
+        sql: "
+        CREATE INDEX contacts_unpublished ON ingestion.contacts (create_time_ms)
+            WHERE NOT created_published OR (abandon_time_ms IS NOT NULL AND NOT abandon_published);
+    ",
+    },
+];
 
 const COLUMNS: &str = "tenant, contact_id, request_id, contact, created_event_id, created_published, \
      abandon_time_ms, abandon_reason, abandon_event_id, abandon_published";
@@ -205,6 +214,19 @@ impl ContactStore for PostgresContactStore {
             }
         }
         .map_err(pg_error)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn unpublished(&self, changed_before_ms: i64, limit: usize) -> Result<Vec<ContactRecord>, Error> {
+        let client = self.client().await?;
+        let query = format!(
+            "SELECT {COLUMNS} FROM ingestion.contacts
+             WHERE (NOT created_published AND create_time_ms < $1)
+                OR (abandon_time_ms IS NOT NULL AND NOT abandon_published AND abandon_time_ms < $1)
+             ORDER BY CASE WHEN created_published THEN abandon_time_ms ELSE create_time_ms END, contact_id
+             LIMIT $2"
+        );
+        let rows = client.query(&query, &[&changed_before_ms, &limit_parameter(limit)]).await.map_err(pg_error)?;
         rows.iter().map(record_from_row).collect()
     }
 
