@@ -29,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::matching::plan_offers;
 use crate::domain::{AbandonedFrom, AgentProfile, ContactRecord, RoutingStatus, SkillRequirement};
-use crate::store::{QueueStore, RoutingState};
+use crate::store::{QueueStore, Reservation, RoutingState};
 use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
 
-/// Head contacts per queue considered in one matching pass.
+/// Head contacts per waiting line (queue and channel) considered in one
+/// matching pass.
 const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
 /// Passes without progress before the matcher sleeps again.
 const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
@@ -249,15 +250,23 @@ impl Engine {
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
             return Ok(0);
         }
+        let planned = plan_offers(&snapshot.waiting, &snapshot.agents);
+        let offer_time = now_millis();
+        let reservations: Vec<Reservation<'_>> = planned
+            .iter()
+            .map(|planned| {
+                let record = &snapshot.waiting[planned.contact_index];
+                Reservation {
+                    record,
+                    agent: &snapshot.agents[planned.agent_index],
+                    expire_ms: offer_time + record.offer_timeout_ms,
+                }
+            })
+            .collect();
+        let reserved = self.state.reserve_batch(&reservations).await?;
         let mut offered = 0;
-        for planned in plan_offers(&snapshot.waiting, &snapshot.agents) {
-            let record = &snapshot.waiting[planned.contact_index];
-            let agent = &snapshot.agents[planned.agent_index].profile.agent;
-            let offer_time = now_millis();
-            let expire_ms = offer_time + record.offer_timeout_ms;
-            if !self.state.reserve(record, agent, expire_ms).await? {
-                continue;
-            }
+        for (reservation, _) in reservations.iter().zip(reserved).filter(|(_, reserved)| *reserved) {
+            let (record, agent) = (reservation.record, &reservation.agent.profile.agent);
             offered += 1;
             tracing::info!(tenant = %record.tenant, contact = %record.contact, agent = %agent, "contact offered");
             let event = ContactOffered {
@@ -267,7 +276,7 @@ impl Engine {
                 customer: record.customer.clone(),
                 agent: agent_name(agent),
                 offer_time: Some(timestamp_from_millis(offer_time)),
-                expire_time: Some(timestamp_from_millis(expire_ms)),
+                expire_time: Some(timestamp_from_millis(reservation.expire_ms)),
                 subject: record.subject.clone(),
             };
             self.publish(&record.tenant, &record.contact, routing_event::Kind::Offered(event)).await?;

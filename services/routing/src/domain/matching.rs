@@ -6,6 +6,10 @@
 //! snapshot; the store then reserves each pair atomically, re-checking
 //! that nothing changed in between.
 
+use std::collections::HashMap;
+
+use switchboard_core::TenantId;
+
 use super::{AgentLive, ContactRecord};
 
 /// One planned offer: indexes into the snapshot's contacts and agents.
@@ -28,18 +32,32 @@ pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive]) -> Vec<Plann
             .then_with(|| waiting[*left].contact.cmp(&waiting[*right].contact))
     });
     let mut projected_agents: Vec<AgentLive> = agents.to_vec();
+    // Candidates per tenant, longest idle first (ties: agent id), so the
+    // first eligible candidate is the one the strategy picks and only the
+    // contact's own tenant's agents are scanned.
+    let mut candidates_by_tenant: HashMap<&TenantId, Vec<usize>> = HashMap::new();
+    for (agent_index, agent) in agents.iter().enumerate() {
+        for tenant in &agent.profile.tenants {
+            candidates_by_tenant.entry(tenant).or_default().push(agent_index);
+        }
+    }
+    for candidates in candidates_by_tenant.values_mut() {
+        candidates.sort_by(|left, right| {
+            agents[*left]
+                .idle_since_ms
+                .cmp(&agents[*right].idle_since_ms)
+                .then_with(|| agents[*left].profile.agent.cmp(&agents[*right].profile.agent))
+        });
+        candidates.dedup();
+    }
     let mut offers = Vec::new();
     for contact_index in contact_order {
         let contact = &waiting[contact_index];
-        let chosen = projected_agents
-            .iter()
-            .enumerate()
-            .filter(|(_, agent)| agent.can_take(contact))
-            .min_by(|(_, left), (_, right)| {
-                left.idle_since_ms.cmp(&right.idle_since_ms).then_with(|| left.profile.agent.cmp(&right.profile.agent))
-            })
-            .map(|(agent_index, _)| agent_index);
-        let Some(agent_index) = chosen else {
+        let Some(candidates) = candidates_by_tenant.get(&contact.tenant) else {
+            continue;
+        };
+        let Some(agent_index) = candidates.iter().copied().find(|index| projected_agents[*index].can_take(contact))
+        else {
             continue;
         };
         *projected_agents[agent_index].load.entry(contact.channel).or_insert(0) += 1;

@@ -139,6 +139,37 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
         state.snapshot(10).await?.agents.iter().all(|agent| agent.profile.agent != alice),
         "unavailable agents are not offered",
     )?;
+    // A line of voice contacts longer than the matching window must not
+    // hide a chat contact of the same queue from matching.
+    let mixed = id(QueueId::parse("mixed", "q"))?;
+    for index in 0..5 {
+        state.enqueue(&sample_record(&acme, &mixed, CHANNEL_VOICE, 0, 6_000 + index)).await?;
+    }
+    let late_chat = sample_record(&acme, &mixed, CHAT, 0, 7_000);
+    state.enqueue(&late_chat).await?;
+    let window = state.snapshot(2).await?;
+    check(window.waiting.iter().any(|record| record.contact == late_chat.contact), "each channel has its own line")?;
+    check(state.position(&late_chat).await? == 1, "position counts the contact's own line")?;
+
+    // A batch of planned offers: each entry is its own atomic check, so the
+    // batch cannot push an agent over capacity either.
+    let carol = id(AgentId::parse("carol", "a"))?;
+    state.upsert_agent(&sample_profile(&carol, &[&acme], 1, 0), true, 95).await?;
+    let batch_queue = id(QueueId::parse("batch", "q"))?;
+    let (first, second) =
+        (sample_record(&acme, &batch_queue, CHAT, 0, 8_000), sample_record(&acme, &batch_queue, CHAT, 0, 8_001));
+    state.enqueue(&first).await?;
+    state.enqueue(&second).await?;
+    let snapshot = state.snapshot(10).await?;
+    let carol_live =
+        snapshot.agents.iter().find(|agent| agent.profile.agent == carol).ok_or_else(|| Error::internal("carol"))?;
+    let batch = [
+        super::Reservation { record: &first, agent: carol_live, expire_ms: 200_000 },
+        super::Reservation { record: &second, agent: carol_live, expire_ms: 200_000 },
+    ];
+    check(state.reserve_batch(&batch).await? == vec![true, false], "a batch respects capacity entry by entry")?;
+    check(state.reserve_batch(&[]).await?.is_empty(), "an empty batch is fine")?;
+
     let missing = state.accept(&acme, &ContactId::generate(), &alice, 1).await.err();
     check(missing.is_some_and(|error| error.code == ErrorCode::NotFound), "unknown contacts are NOT_FOUND")?;
     let other_tenant = state.get_contact(&globex, &voice.contact).await?;

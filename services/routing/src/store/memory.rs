@@ -9,7 +9,7 @@ use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::routing::v1::Queue;
 
-use super::{OfferRef, QueueStore, RoutingState, Snapshot, contact_not_found};
+use super::{OfferRef, QueueStore, Reservation, RoutingState, Snapshot, contact_not_found};
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +123,7 @@ impl RoutingState for MemoryRoutingState {
                 other.status == RoutingStatus::Queued
                     && other.tenant == current.tenant
                     && other.queue == current.queue
+                    && other.channel == current.channel
                     && (other.rank(), &other.contact) < (current.rank(), &current.contact)
             })
             .count();
@@ -147,12 +148,15 @@ impl RoutingState for MemoryRoutingState {
 
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
         let state = lock(&self.state);
-        let mut by_queue: BTreeMap<(TenantId, QueueId), Vec<ContactRecord>> = BTreeMap::new();
+        let mut by_line: BTreeMap<(TenantId, QueueId, i32), Vec<ContactRecord>> = BTreeMap::new();
         for record in state.contacts.values().filter(|record| record.status == RoutingStatus::Queued) {
-            by_queue.entry((record.tenant.clone(), record.queue.clone())).or_default().push(record.clone());
+            by_line
+                .entry((record.tenant.clone(), record.queue.clone(), record.channel))
+                .or_default()
+                .push(record.clone());
         }
         let mut waiting = Vec::new();
-        for mut queue in by_queue.into_values() {
+        for mut queue in by_line.into_values() {
             queue.sort_by(|left, right| {
                 left.rank().total_cmp(&right.rank()).then_with(|| left.contact.cmp(&right.contact))
             });
@@ -178,6 +182,15 @@ impl RoutingState for MemoryRoutingState {
             *live.load.entry(channel).or_insert(0) += 1;
         }
         Ok(true)
+    }
+
+    async fn reserve_batch(&self, batch: &[Reservation<'_>]) -> Result<Vec<bool>, Error> {
+        let mut reserved = Vec::with_capacity(batch.len());
+        for reservation in batch {
+            reserved
+                .push(self.reserve(reservation.record, &reservation.agent.profile.agent, reservation.expire_ms).await?);
+        }
+        Ok(reserved)
     }
 
     async fn accept(

@@ -35,6 +35,13 @@ pub struct Snapshot {
     pub agents: Vec<AgentLive>,
 }
 
+/// One planned offer, with the agent as the snapshot saw it.
+pub struct Reservation<'a> {
+    pub record: &'a ContactRecord,
+    pub agent: &'a AgentLive,
+    pub expire_ms: i64,
+}
+
 /// An offer whose holder should be withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferRef {
@@ -50,17 +57,22 @@ pub trait RoutingState: Send + Sync {
     /// any status): enqueueing is idempotent.
     async fn enqueue(&self, record: &ContactRecord) -> Result<bool, Error>;
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error>;
-    /// 1-based place among the queue's waiting contacts; 0 when not waiting.
+    /// 1-based place in its waiting line (its queue and channel); 0 when
+    /// not waiting.
     async fn position(&self, record: &ContactRecord) -> Result<i32, Error>;
     /// Records an agent's profile and availability. Becoming available
     /// starts its idle time.
     async fn upsert_agent(&self, profile: &AgentProfile, available: bool, now_ms: i64) -> Result<(), Error>;
-    /// Up to `per_queue` head contacts of every non-empty queue and every
-    /// available agent.
+    /// Up to `per_queue` head contacts of every non-empty waiting line (one
+    /// per queue and channel) and every available agent.
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error>;
     /// Offers `contact` to `agent` if the contact is still queued and the
     /// agent can still take it. False (nothing changed) otherwise.
     async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error>;
+    /// [`RoutingState::reserve`] for several planned offers at once, each
+    /// still one atomic check-and-set; the agent's tenants and capacity are
+    /// taken from the snapshot the plan was made on. One result per entry.
+    async fn reserve_batch(&self, batch: &[Reservation<'_>]) -> Result<Vec<bool>, Error>;
     async fn accept(
         &self,
         tenant: &TenantId,

@@ -5,8 +5,11 @@
 //! Keys (`P` = pool):
 //! - `sb:{P}:c:<tenant>:<contact>` hash: `record` (JSON, immutable) and the
 //!   mutable `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`
-//! - `sb:{P}:w:<tenant>:<queue>` sorted set of waiting contacts by rank
-//! - `sb:{P}:queues` set of `<tenant>:<queue>` with waiting contacts
+//! - `sb:{P}:w:<tenant>:<queue>:<channel>` sorted set of waiting contacts
+//!   by rank: one line per queue and channel, so a long line of one
+//!   channel never hides another channel's contacts from matching
+//! - `sb:{P}:queues` set of `<tenant>:<queue>:<channel>` lines with
+//!   waiting contacts
 //! - `sb:{P}:offers` sorted set of `<tenant>:<contact>` by offer deadline
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
 //!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` offers
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
 
-use super::{OfferRef, RoutingState, Snapshot, contact_not_found};
+use super::{OfferRef, Reservation, RoutingState, Snapshot, contact_not_found};
 use crate::domain::{
     self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus, SkillRequirement,
 };
@@ -158,8 +161,8 @@ impl RedisRoutingState {
         format!("{}:c:{tenant}:{contact}", self.prefix)
     }
 
-    fn waiting_key(&self, tenant: &TenantId, queue: &QueueId) -> String {
-        format!("{}:w:{tenant}:{queue}", self.prefix)
+    fn waiting_key(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> String {
+        format!("{}:w:{tenant}:{queue}:{channel}", self.prefix)
     }
 
     fn queues_key(&self) -> String {
@@ -285,7 +288,7 @@ impl RedisRoutingState {
             let swapped: i32 = self
                 .transition
                 .key(self.contact_key(tenant, contact))
-                .key(self.waiting_key(tenant, &before.queue))
+                .key(self.waiting_key(tenant, &before.queue, before.channel))
                 .key(self.agent_key(holder))
                 .key(self.offers_key())
                 .key(self.agent_offers_key(holder))
@@ -300,7 +303,7 @@ impl RedisRoutingState {
                 .arg(contact.as_str())
                 .arg(after.rank())
                 .arg(&member)
-                .arg(format!("{tenant}:{}", before.queue))
+                .arg(format!("{tenant}:{}:{}", before.queue, before.channel))
                 .arg(flag(back_to_queue))
                 .arg(flag(offer_ended))
                 .arg(flag(releases_agent))
@@ -366,12 +369,12 @@ impl RoutingState for RedisRoutingState {
         let added: i32 = self
             .enqueue
             .key(self.contact_key(&record.tenant, &record.contact))
-            .key(self.waiting_key(&record.tenant, &record.queue))
+            .key(self.waiting_key(&record.tenant, &record.queue, record.channel))
             .key(self.queues_key())
             .arg(json)
             .arg(record.rank())
             .arg(record.contact.as_str())
-            .arg(format!("{}:{}", record.tenant, record.queue))
+            .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -385,7 +388,7 @@ impl RoutingState for RedisRoutingState {
     async fn position(&self, record: &ContactRecord) -> Result<i32, Error> {
         let mut connection = self.connection.clone();
         let rank: Option<i64> = redis::cmd("ZRANK")
-            .arg(self.waiting_key(&record.tenant, &record.queue))
+            .arg(self.waiting_key(&record.tenant, &record.queue, record.channel))
             .arg(record.contact.as_str())
             .query_async(&mut connection)
             .await
@@ -419,35 +422,45 @@ impl RoutingState for RedisRoutingState {
         let mut connection = self.connection.clone();
         let queues: Vec<String> =
             redis::cmd("SMEMBERS").arg(self.queues_key()).query_async(&mut connection).await.map_err(redis_error)?;
-        let mut waiting = Vec::new();
         let stop = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
+        // Two round trips for every line: all heads in one pipeline, all
+        // their records in another.
+        let mut lines = Vec::new();
         for queue_member in queues {
-            let Some((tenant, queue)) = queue_member.split_once(':') else {
+            let mut parts = queue_member.splitn(3, ':');
+            let (Some(tenant), Some(queue), Some(channel)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
             };
-            let (Ok(tenant), Ok(queue)) = (TenantId::parse(tenant, "tenant"), QueueId::parse(queue, "queue")) else {
+            let (Ok(tenant), Ok(queue), Ok(channel)) =
+                (TenantId::parse(tenant, "tenant"), QueueId::parse(queue, "queue"), channel.parse::<i32>())
+            else {
                 continue;
             };
-            let contact_ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(self.waiting_key(&tenant, &queue))
-                .arg(0)
-                .arg(stop)
-                .query_async(&mut connection)
-                .await
-                .map_err(redis_error)?;
-            if contact_ids.is_empty() {
-                continue;
+            lines.push((tenant, queue, channel));
+        }
+        let mut waiting = Vec::new();
+        if !lines.is_empty() {
+            let mut heads_pipeline = redis::pipe();
+            for (tenant, queue, channel) in &lines {
+                heads_pipeline.cmd("ZRANGE").arg(self.waiting_key(tenant, queue, *channel)).arg(0).arg(stop);
             }
-            let mut pipeline = redis::pipe();
-            for contact in &contact_ids {
-                pipeline.cmd("HGETALL").arg(format!("{}:c:{tenant}:{contact}", self.prefix));
+            let heads: Vec<Vec<String>> = heads_pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+            let mut records_pipeline = redis::pipe();
+            let mut requested = 0;
+            for ((tenant, _, _), contact_ids) in lines.iter().zip(&heads) {
+                for contact in contact_ids {
+                    records_pipeline.cmd("HGETALL").arg(format!("{}:c:{tenant}:{contact}", self.prefix));
+                    requested += 1;
+                }
             }
-            let records: Vec<HashMap<String, String>> =
-                pipeline.query_async(&mut connection).await.map_err(redis_error)?;
-            for fields in records.iter().filter(|fields| !fields.is_empty()) {
-                let record = Self::decode_record(fields)?;
-                if record.status == RoutingStatus::Queued {
-                    waiting.push(record);
+            if requested > 0 {
+                let records: Vec<HashMap<String, String>> =
+                    records_pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+                for fields in records.iter().filter(|fields| !fields.is_empty()) {
+                    let record = Self::decode_record(fields)?;
+                    if record.status == RoutingStatus::Queued {
+                        waiting.push(record);
+                    }
                 }
             }
         }
@@ -499,7 +512,7 @@ impl RoutingState for RedisRoutingState {
         let reserved: i32 = self
             .reserve
             .key(self.contact_key(&record.tenant, &record.contact))
-            .key(self.waiting_key(&record.tenant, &record.queue))
+            .key(self.waiting_key(&record.tenant, &record.queue, record.channel))
             .key(self.agent_key(agent.as_str()))
             .key(self.offers_key())
             .key(self.agent_offers_key(agent.as_str()))
@@ -510,11 +523,63 @@ impl RoutingState for RedisRoutingState {
             .arg(capacity)
             .arg(expire_ms)
             .arg(member)
-            .arg(format!("{}:{}", record.tenant, record.queue))
+            .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
         Ok(reserved == 1)
+    }
+
+    async fn reserve_batch(&self, batch: &[Reservation<'_>]) -> Result<Vec<bool>, Error> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for reservation in batch {
+            let (record, agent) = (reservation.record, &reservation.agent.profile);
+            // A planned offer is for a tenant the agent serves; capacity is
+            // re-checked against live load inside the script.
+            let capacity = if agent.tenants.contains(&record.tenant) {
+                agent.capacities.get(&record.channel).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            pipeline
+                .cmd("EVALSHA")
+                .arg(self.reserve.get_hash())
+                .arg(6)
+                .arg(self.contact_key(&record.tenant, &record.contact))
+                .arg(self.waiting_key(&record.tenant, &record.queue, record.channel))
+                .arg(self.agent_key(agent.agent.as_str()))
+                .arg(self.offers_key())
+                .arg(self.agent_offers_key(agent.agent.as_str()))
+                .arg(self.queues_key())
+                .arg(record.contact.as_str())
+                .arg(agent.agent.as_str())
+                .arg(record.channel)
+                .arg(capacity)
+                .arg(reservation.expire_ms)
+                .arg(format!("{}:{}", record.tenant, record.contact))
+                .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel));
+        }
+        let mut connection = self.connection.clone();
+        let outcome: Result<Vec<i32>, redis::RedisError> = pipeline.query_async(&mut connection).await;
+        let reserved = match outcome {
+            Ok(reserved) => reserved,
+            // The server lost its script cache (restart, SCRIPT FLUSH): load
+            // it and run the batch again; a failed script call changed nothing.
+            Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(RESERVE_SCRIPT)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(redis_error)?;
+                pipeline.query_async(&mut connection).await.map_err(redis_error)?
+            }
+            Err(error) => return Err(redis_error(error)),
+        };
+        Ok(reserved.into_iter().map(|reserved| reserved == 1).collect())
     }
 
     async fn accept(
