@@ -104,6 +104,7 @@ impl Fixture {
             subject: String::new(),
             priority: i32::try_from(sequence % 3).unwrap_or(0),
             required_skills: Vec::new(),
+            strategy: switchboard_routing::domain::Strategy::LongestIdle,
             enqueue_ms: now_ms,
             offer_timeout_ms: 600_000,
             status: RoutingStatus::Queued,

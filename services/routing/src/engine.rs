@@ -119,6 +119,7 @@ impl Engine {
                 .iter()
                 .map(|skill| SkillRequirement { name: skill.name.clone(), min_level: skill.level })
                 .collect(),
+            strategy: crate::domain::Strategy::from_proto(queue.strategy),
             enqueue_ms,
             offer_timeout_ms: threshold(&queue.offer_timeout, DEFAULT_OFFER_TIMEOUT_MS),
             status: RoutingStatus::Queued,

@@ -17,7 +17,7 @@ use switchboard_proto::routing::v1::routing_service_server::RoutingService;
 use switchboard_proto::routing::v1::{
     AcceptOfferRequest, Assignment, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
     GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, ListQueuesResponse, Queue, RejectOfferRequest,
-    UpdateQueueRequest,
+    RoutingStrategy, UpdateQueueRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -29,7 +29,7 @@ const MAX_DISPLAY_NAME_BYTES: usize = 200;
 const MAX_SKILLS: usize = 32;
 const MAX_DISPOSITION_BYTES: usize = 128;
 const MAX_NOTES_BYTES: usize = 4096;
-const UPDATABLE_FIELDS: [&str; 7] = [
+const UPDATABLE_FIELDS: [&str; 8] = [
     "display_name",
     "channels",
     "priority",
@@ -37,6 +37,7 @@ const UPDATABLE_FIELDS: [&str; 7] = [
     "service_level_threshold",
     "short_abandon_threshold",
     "offer_timeout",
+    "strategy",
 ];
 
 pub struct RoutingApi {
@@ -92,6 +93,12 @@ pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
     check_duration(&queue.service_level_threshold, &format!("{prefix}.service_level_threshold"), 1_000, 3_600_000)?;
     check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000)?;
     check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000)?;
+    if RoutingStrategy::try_from(queue.strategy).is_err() {
+        return Err(Error::invalid_field(
+            format!("{prefix}.strategy"),
+            format!("{} is not a strategy", queue.strategy),
+        ));
+    }
     Ok(())
 }
 
@@ -99,6 +106,9 @@ fn with_defaults(mut queue: Queue) -> Queue {
     queue.service_level_threshold.get_or_insert(duration_from_millis(DEFAULT_SERVICE_LEVEL_THRESHOLD_MS));
     queue.short_abandon_threshold.get_or_insert(duration_from_millis(DEFAULT_SHORT_ABANDON_THRESHOLD_MS));
     queue.offer_timeout.get_or_insert(duration_from_millis(DEFAULT_OFFER_TIMEOUT_MS));
+    if queue.strategy == RoutingStrategy::Unspecified as i32 {
+        queue.strategy = RoutingStrategy::LongestIdle as i32;
+    }
     queue
 }
 
@@ -185,6 +195,7 @@ impl RoutingApi {
                 "required_skills" => queue.required_skills = changes.required_skills.clone(),
                 "service_level_threshold" => queue.service_level_threshold = changes.service_level_threshold,
                 "short_abandon_threshold" => queue.short_abandon_threshold = changes.short_abandon_threshold,
+                "strategy" => queue.strategy = changes.strategy,
                 _ => queue.offer_timeout = changes.offer_timeout,
             }
         }

@@ -26,8 +26,8 @@ use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, PresenceEve
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{
     AbandonStage, AcceptOfferRequest, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
-    GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, Queue, RejectOfferRequest, UpdateQueueRequest,
-    WithdrawReason, routing_event,
+    GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, Queue, RejectOfferRequest, RoutingStrategy,
+    UpdateQueueRequest, WithdrawReason, routing_event,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -185,6 +185,7 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
             "queue.offer_timeout",
         ),
         (create("q", Queue { display_name: "x".repeat(201), ..Queue::default() }), "queue.display_name"),
+        (create("q", Queue { strategy: 99, ..Queue::default() }), "queue.strategy"),
         (CreateQueueRequest { parent: "acme".into(), queue_id: "q".into(), queue: None }, "parent"),
     ];
     for (request, field) in bad_cases {
@@ -209,6 +210,7 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
     let created = created.into_inner();
     assert_eq!(created.name, "tenants/acme/queues/support");
     assert_eq!(created.service_level_threshold, Some(ProtoDuration { seconds: 20, nanos: 0 }), "defaults are filled");
+    assert_eq!(created.strategy, RoutingStrategy::LongestIdle as i32, "the effective strategy is shown");
     let (code, _) =
         code_of(routing.client.create_queue(authorized("acme-admin", create("support", Queue::default()))).await);
     assert_eq!(code, Code::AlreadyExists);

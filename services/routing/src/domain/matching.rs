@@ -1,8 +1,10 @@
 //! Matching waiting contacts to available agents.
 //!
 //! Contacts are served in rank order (priority, then age) across all
-//! queues of the pool; each goes to the eligible agent with free capacity
-//! that has been idle longest (ties: agent id). The plan is computed on a
+//! queues of the pool; each goes to the eligible agent (tenant served,
+//! skills met, capacity free) its queue's strategy prefers: longest idle,
+//! least occupied, best skill or round robin, ties going to the longest
+//! idle (then agent id). The plan is computed on a
 //! snapshot; the store then reserves each pair atomically, re-checking
 //! that nothing changed in between.
 
@@ -10,7 +12,7 @@ use std::collections::HashMap;
 
 use switchboard_core::TenantId;
 
-use super::{AgentLive, ContactRecord};
+use super::{AgentLive, ContactRecord, Strategy};
 
 /// One planned offer: indexes into the snapshot's contacts and agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +58,29 @@ pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive]) -> Vec<Plann
         let Some(candidates) = candidates_by_tenant.get(&contact.tenant) else {
             continue;
         };
-        let Some(agent_index) = candidates.iter().copied().find(|index| projected_agents[*index].can_take(contact))
-        else {
+        let mut eligible = candidates.iter().copied().filter(|index| projected_agents[*index].can_take(contact));
+        // Candidates are in longest-idle order and `min_by*` keeps the first
+        // of equals, so ties fall back to longest idle; longest idle itself
+        // is simply the first eligible.
+        let chosen = match contact.strategy {
+            Strategy::LongestIdle => eligible.next(),
+            Strategy::LeastOccupied => eligible.min_by(|left, right| {
+                let (left_load, left_capacity) = projected_agents[*left].occupancy();
+                let (right_load, right_capacity) = projected_agents[*right].occupancy();
+                (left_load * right_capacity).cmp(&(right_load * left_capacity))
+            }),
+            Strategy::BestSkill => {
+                eligible.min_by_key(|index| std::cmp::Reverse(projected_agents[*index].skill_score(contact)))
+            }
+            Strategy::RoundRobin => eligible.min_by_key(|index| projected_agents[*index].last_offer_ms),
+        };
+        let Some(agent_index) = chosen else {
             continue;
         };
-        *projected_agents[agent_index].load.entry(contact.channel).or_insert(0) += 1;
+        let projected = &mut projected_agents[agent_index];
+        *projected.load.entry(contact.channel).or_insert(0) += 1;
+        // Within one pass, an agent just planned has the most recent offer.
+        projected.last_offer_ms = i64::MAX;
         offers.push(PlannedOffer { contact_index, agent_index });
     }
     offers
@@ -71,6 +91,7 @@ mod tests {
     use std::collections::{BTreeMap, HashSet};
 
     use proptest::prelude::*;
+    use proptest::strategy::Strategy;
     use switchboard_core::{AgentId, ContactId, QueueId, TenantId};
 
     use super::*;
@@ -80,8 +101,8 @@ mod tests {
     const CHANNELS: [i32; 3] = [CHANNEL_VOICE, 2, 3];
 
     fn contact_strategy() -> impl Strategy<Value = ContactRecord> {
-        (0usize..2, 0usize..3, 0i32..3, 0i64..1_000, proptest::option::of(1i32..6)).prop_map(
-            |(tenant, channel, priority, enqueue_ms, skill_level)| ContactRecord {
+        (0usize..2, 0usize..3, 0i32..3, 0i64..1_000, proptest::option::of(1i32..6), 0i32..5).prop_map(
+            |(tenant, channel, priority, enqueue_ms, skill_level, strategy)| ContactRecord {
                 tenant: TenantId::parse(TENANTS[tenant], "t").expect("tenant"),
                 contact: ContactId::generate(),
                 queue: QueueId::parse("q", "q").expect("queue"),
@@ -93,6 +114,7 @@ mod tests {
                     .map(|min_level| SkillRequirement { name: "billing".to_owned(), min_level })
                     .into_iter()
                     .collect(),
+                strategy: crate::domain::Strategy::from_proto(strategy),
                 enqueue_ms,
                 offer_timeout_ms: 1_000,
                 status: RoutingStatus::Queued,
@@ -127,6 +149,7 @@ mod tests {
                 },
                 available,
                 idle_since_ms: idle,
+                last_offer_ms: idle * 7 % 100,
                 load: BTreeMap::from([(3, chat_load.min(chat))]),
             })
     }
@@ -191,6 +214,7 @@ mod tests {
                 },
                 available: true,
                 idle_since_ms: 0,
+                last_offer_ms: 0,
                 load: BTreeMap::new(),
             };
             let offers = plan_offers(&waiting, std::slice::from_ref(&agent));
@@ -207,6 +231,64 @@ mod tests {
         }
     }
 
+    fn agent(name: &str, idle: i64, last_offer: i64, skill: i32, chat_capacity: i32, chat_load: i32) -> AgentLive {
+        AgentLive {
+            profile: AgentProfile {
+                agent: AgentId::parse(name, "a").expect("agent"),
+                tenants: vec![TenantId::parse("acme", "t").expect("tenant")],
+                skills: BTreeMap::from([("billing".to_owned(), skill)]),
+                capacities: BTreeMap::from([(3, chat_capacity)]),
+            },
+            available: true,
+            idle_since_ms: idle,
+            last_offer_ms: last_offer,
+            load: BTreeMap::from([(3, chat_load)]),
+        }
+    }
+
+    fn chosen(strategy: crate::domain::Strategy, agents: &[AgentLive]) -> String {
+        let mut contact = crate::domain::tests::record(0, 1);
+        contact.strategy = strategy;
+        contact.required_skills = vec![SkillRequirement { name: "billing".to_owned(), min_level: 1 }];
+        let offers = plan_offers(std::slice::from_ref(&contact), agents);
+        offers.first().map(|offer| agents[offer.agent_index].profile.agent.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_strategy_picks_its_agent_and_ties_go_to_the_longest_idle() {
+        use crate::domain::Strategy as QueueStrategy;
+        // idle-since, last offer, skill level, chat capacity, chat load
+        let agents = [
+            agent("idle-longest", 10, 500, 1, 4, 3),
+            agent("least-occupied", 50, 400, 2, 4, 0),
+            agent("most-skilled", 60, 300, 5, 4, 2),
+            agent("offered-longest-ago", 70, 100, 3, 4, 1),
+        ];
+        assert_eq!(chosen(QueueStrategy::LongestIdle, &agents), "idle-longest");
+        assert_eq!(chosen(QueueStrategy::LeastOccupied, &agents), "least-occupied");
+        assert_eq!(chosen(QueueStrategy::BestSkill, &agents), "most-skilled");
+        assert_eq!(chosen(QueueStrategy::RoundRobin, &agents), "offered-longest-ago");
+        let tied = [agent("second", 20, 0, 3, 2, 0), agent("first", 10, 0, 3, 2, 0)];
+        for strategy in [QueueStrategy::LeastOccupied, QueueStrategy::BestSkill, QueueStrategy::RoundRobin] {
+            assert_eq!(chosen(strategy, &tied), "first", "{strategy:?} ties go to the longest idle");
+        }
+    }
+
+    #[test]
+    fn round_robin_rotates_within_one_pass() {
+        let mut waiting = Vec::new();
+        for index in 0..3 {
+            let mut contact = crate::domain::tests::record(0, index);
+            contact.strategy = crate::domain::Strategy::RoundRobin;
+            waiting.push(contact);
+        }
+        let agents = [agent("a", 10, 0, 1, 3, 0), agent("b", 20, 0, 1, 3, 0), agent("c", 30, 0, 1, 3, 0)];
+        let offers = plan_offers(&waiting, &agents);
+        let mut picked: Vec<usize> = offers.iter().map(|offer| offer.agent_index).collect();
+        picked.sort_unstable();
+        assert_eq!(picked, vec![0, 1, 2], "three contacts go to three different agents");
+    }
+
     #[test]
     fn longest_idle_agent_wins() {
         let mut agents: Vec<AgentLive> = Vec::new();
@@ -220,6 +302,7 @@ mod tests {
                 },
                 available: true,
                 idle_since_ms: idle,
+                last_offer_ms: 0,
                 load: BTreeMap::new(),
             });
         }

@@ -49,6 +49,38 @@ impl RoutingStatus {
     }
 }
 
+/// How an agent is chosen among those who can take a contact; ties fall
+/// back to longest idle, then agent id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Strategy {
+    #[default]
+    LongestIdle,
+    LeastOccupied,
+    BestSkill,
+    RoundRobin,
+}
+
+impl Strategy {
+    /// From `switchboard.routing.v1.RoutingStrategy`; unknown means default.
+    pub fn from_proto(value: i32) -> Strategy {
+        match value {
+            2 => Strategy::LeastOccupied,
+            3 => Strategy::BestSkill,
+            4 => Strategy::RoundRobin,
+            _ => Strategy::LongestIdle,
+        }
+    }
+
+    pub fn to_proto(self) -> i32 {
+        match self {
+            Strategy::LongestIdle => 1,
+            Strategy::LeastOccupied => 2,
+            Strategy::BestSkill => 3,
+            Strategy::RoundRobin => 4,
+        }
+    }
+}
+
 /// A skill with a minimum level a queue requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkillRequirement {
@@ -68,6 +100,7 @@ pub struct ContactRecord {
     pub subject: String,
     pub priority: i32,
     pub required_skills: Vec<SkillRequirement>,
+    pub strategy: Strategy,
     pub enqueue_ms: i64,
     pub offer_timeout_ms: i64,
     pub status: RoutingStatus,
@@ -105,6 +138,8 @@ pub struct AgentLive {
     pub available: bool,
     /// When the agent last became free; longest idle is served first.
     pub idle_since_ms: i64,
+    /// When the agent was last offered work (round robin); 0 if never.
+    pub last_offer_ms: i64,
     /// Offered or handled contacts per channel.
     pub load: BTreeMap<i32, i32>,
 }
@@ -116,6 +151,22 @@ impl AgentLive {
 
     pub fn load_on(&self, channel: i32) -> i32 {
         self.load.get(&channel).copied().unwrap_or(0)
+    }
+
+    /// Share of the agent's total capacity in use, as a fraction
+    /// (numerator, denominator) to compare exactly.
+    pub fn occupancy(&self) -> (i64, i64) {
+        let capacity: i32 = self.profile.capacities.values().sum();
+        (i64::from(self.total_load()), i64::from(capacity.max(1)))
+    }
+
+    /// Sum of the agent's levels in `record`'s required skills.
+    pub fn skill_score(&self, record: &ContactRecord) -> i32 {
+        record
+            .required_skills
+            .iter()
+            .map(|requirement| self.profile.skills.get(&requirement.name).copied().unwrap_or(0))
+            .sum()
     }
 
     /// May this agent take one more contact of `record`'s kind now?

@@ -38,6 +38,7 @@ pub fn sample_record(
         subject: "order status".to_owned(),
         priority,
         required_skills: Vec::new(),
+        strategy: crate::domain::Strategy::LongestIdle,
         enqueue_ms,
         offer_timeout_ms: 30_000,
         status: RoutingStatus::Queued,

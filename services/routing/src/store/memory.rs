@@ -136,6 +136,7 @@ impl RoutingState for MemoryRoutingState {
             profile: profile.clone(),
             available: false,
             idle_since_ms: now_ms,
+            last_offer_ms: 0,
             load: BTreeMap::new(),
         });
         if available && !live.available {
@@ -177,9 +178,10 @@ impl RoutingState for MemoryRoutingState {
         }
         let contact = state.contact_mut(&record.tenant, &record.contact)?;
         domain::reserve(contact, agent, expire_ms)?;
-        let channel = contact.channel;
+        let (channel, offer_ms) = (contact.channel, expire_ms - contact.offer_timeout_ms);
         if let Some(live) = state.agents.get_mut(agent) {
             *live.load.entry(channel).or_insert(0) += 1;
+            live.last_offer_ms = offer_ms;
         }
         Ok(true)
     }

@@ -58,6 +58,7 @@ redis.call('HSET', KEYS[1], 'status', 'offered', 'agent', ARGV[2], 'expire_ms', 
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], ARGV[7]) end
 redis.call('HINCRBY', KEYS[3], 'load:' .. channel, 1)
+redis.call('HSET', KEYS[3], 'last_offer', ARGV[8])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[6])
 return 1
@@ -121,6 +122,8 @@ struct StoredRecord {
     subject: String,
     priority: i32,
     required_skills: Vec<(String, i32)>,
+    #[serde(default)]
+    strategy: i32,
     enqueue_ms: i64,
     offer_timeout_ms: i64,
 }
@@ -210,6 +213,7 @@ impl RedisRoutingState {
                 .into_iter()
                 .map(|(name, min_level)| SkillRequirement { name, min_level })
                 .collect(),
+            strategy: crate::domain::Strategy::from_proto(stored.strategy),
             enqueue_ms: stored.enqueue_ms,
             offer_timeout_ms: stored.offer_timeout_ms,
             status,
@@ -243,6 +247,7 @@ impl RedisRoutingState {
             },
             available: fields.get("available").is_some_and(|available| available == "1"),
             idle_since_ms: fields.get("idle_since").and_then(|value| value.parse().ok()).unwrap_or(0),
+            last_offer_ms: fields.get("last_offer").and_then(|value| value.parse().ok()).unwrap_or(0),
             load,
         })
     }
@@ -361,6 +366,7 @@ impl RoutingState for RedisRoutingState {
                 .iter()
                 .map(|requirement| (requirement.name.clone(), requirement.min_level))
                 .collect(),
+            strategy: record.strategy.to_proto(),
             enqueue_ms: record.enqueue_ms,
             offer_timeout_ms: record.offer_timeout_ms,
         };
@@ -524,6 +530,7 @@ impl RoutingState for RedisRoutingState {
             .arg(expire_ms)
             .arg(member)
             .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
+            .arg(expire_ms - record.offer_timeout_ms)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -560,7 +567,8 @@ impl RoutingState for RedisRoutingState {
                 .arg(capacity)
                 .arg(reservation.expire_ms)
                 .arg(format!("{}:{}", record.tenant, record.contact))
-                .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel));
+                .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
+                .arg(reservation.expire_ms - record.offer_timeout_ms);
         }
         let mut connection = self.connection.clone();
         let outcome: Result<Vec<i32>, redis::RedisError> = pipeline.query_async(&mut connection).await;
