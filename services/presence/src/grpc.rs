@@ -300,7 +300,7 @@ impl PresenceService for PresenceApi {
         let (sender, receiver) = mpsc::channel(SESSION_BUFFER);
         let session_id = uuid_v4();
         let closed = self.presence.register(&agent_id, &session_id, sender.clone());
-        self.presence.live.claim_session(&agent_id, &session_id).await.into_status()?;
+        self.presence.live.claim_session(&agent_id, &session_id, self.presence.lease_until()).await.into_status()?;
         tracing::info!(agent = %agent_id, session = %session_id, "agent session started");
         let started =
             SessionStarted { agent: agent_name(&agent_id), session_id: session_id.clone(), state: live.state as i32 };
@@ -331,11 +331,10 @@ impl PresenceService for PresenceApi {
                     }
                 }
             }
-            let presence = session.presence.clone();
-            let ended_here = presence.unregister(&session.agent_id, &session_id) || closed.is_cancelled();
-            if ended_here && !shutdown.is_cancelled() {
+            // No longer renewed, the session's lease runs out after the grace
+            // period unless the agent reconnects (on any replica) first.
+            if session.presence.unregister(&session.agent_id, &session_id) {
                 tracing::info!(agent = %session.agent_id, session = %session_id, "agent session ended, grace period starts");
-                presence.arm_grace_timer(session.agent_id.clone(), session_id, shutdown);
             }
         });
         Ok(Response::new(ReceiverStream::new(receiver)))

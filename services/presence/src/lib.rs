@@ -73,16 +73,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.presence.session_grace_ms);
     let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.backplane.bus.clone(), grace));
-    // Agents online when this replica started may never reconnect (their
-    // sessions died with the previous process): give them the grace period;
-    // any agent that reconnects claims a new session and stays online.
-    // With several replicas this would also time out agents connected to
-    // the others, so the chart runs one presence replica until session
-    // leases land (see docs/architecture.md).
-    for agent in presence.live.online_agents().await? {
-        let last_session = presence.live.session_of(&agent).await?;
-        presence.arm_grace_timer(agent, last_session, shutdown.clone());
-    }
     // Every replica sees every routing event (its own group) and pushes the
     // ones for agents connected to it. Only offers still ringing matter, so
     // a new group starts at the end of the topic rather than replaying its
@@ -107,6 +97,8 @@ pub async fn run(
             .await
         }
     };
+    let keeper = presence.clone().run_lease_keeper(shutdown.clone());
+    let janitor = presence.clone().run_janitor(shutdown.clone());
     let api = grpc::PresenceApi {
         presence,
         access: deps.backplane.access.clone(),
@@ -120,7 +112,11 @@ pub async fn run(
         "presence",
         "switchboard.presence.v1.PresenceService",
         routes,
-        vec![("presence-consumer", Box::pin(consumer))],
+        vec![
+            ("presence-consumer", Box::pin(consumer)),
+            ("presence-lease-keeper", Box::pin(keeper)),
+            ("presence-janitor", Box::pin(janitor)),
+        ],
     );
     run_service(&config, parts, listener, shutdown).await
 }

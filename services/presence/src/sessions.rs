@@ -164,39 +164,74 @@ impl Presence {
         Ok(true)
     }
 
-    /// After `session_grace`, takes the agent offline unless a session came
-    /// back meanwhile. Offers ringing at it then return to their queue.
-    /// Retries until done (or shutdown), so routing never keeps offering to
-    /// an agent presence considers gone.
-    pub fn arm_grace_timer(self: &Arc<Self>, agent_id: AgentId, ended_session: String, shutdown: CancellationToken) {
-        let presence = Arc::clone(self);
-        tokio::spawn(async move {
+    /// When a lease granted now runs out.
+    pub fn lease_until(&self) -> i64 {
+        now_millis() + i64::try_from(self.session_grace.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Sessions on this replica, as (agent, session id).
+    fn local_sessions(&self) -> Vec<(AgentId, String)> {
+        self.sessions().iter().map(|(agent, session)| (agent.clone(), session.session_id.clone())).collect()
+    }
+
+    fn is_local_session(&self, agent: &AgentId, session_id: &str) -> bool {
+        self.sessions().get(agent).is_some_and(|session| session.session_id == session_id)
+    }
+
+    /// Renews the lease of every session this replica holds, three times
+    /// per grace period, until `shutdown`. A session another replica took
+    /// over is ended here.
+    pub async fn run_lease_keeper(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
+        let interval = (self.session_grace / 3).max(Duration::from_millis(20));
+        loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(presence.session_grace) => {}
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
             }
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                if presence.has_session(&agent_id) {
-                    return;
-                }
-                match presence.go_offline_after(&agent_id, &ended_session).await {
-                    Ok(true) => {
-                        tracing::info!(agent = %agent_id, "session did not return within the grace period, agent went offline");
-                        return;
+            for (agent, session_id) in self.local_sessions() {
+                match self.live.renew_lease(&agent, &session_id, self.lease_until()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let error = Error::new(switchboard_core::ErrorCode::Aborted, "the agent connected elsewhere");
+                        self.end_session(&agent, &session_id, &error);
                     }
-                    Ok(false) => return,
+                    Err(error) => tracing::warn!(agent = %agent, error = %error, "lease renewal failed, retrying"),
+                }
+            }
+        }
+    }
+
+    /// Takes offline every agent whose session lease ran out (its stream
+    /// dropped and did not come back within the grace period, or its
+    /// replica died), on whichever replica notices first, until `shutdown`.
+    pub async fn run_janitor(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
+        let interval = (self.session_grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
+            }
+            let expired = match self.live.expired_leases(now_millis(), 1_000).await {
+                Ok(expired) => expired,
+                Err(error) => {
+                    tracing::warn!(error = %error, "lease scan failed, retrying");
+                    continue;
+                }
+            };
+            for (agent, session_id) in expired {
+                // The keeper may simply be late for a session held here.
+                if self.is_local_session(&agent, &session_id) {
+                    continue;
+                }
+                match self.go_offline_after(&agent, &session_id).await {
+                    Ok(true) => tracing::info!(agent = %agent, "session lease ran out, agent went offline"),
+                    Ok(false) => {}
                     Err(error) => {
-                        tracing::warn!(agent = %agent_id, error = %error, "failed to take agent offline, retrying")
+                        tracing::warn!(agent = %agent, error = %error, "failed to take agent offline, retrying")
                     }
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
-        });
+        }
     }
 
     /// The consumer's handler: pushes offers and revocations to the agent's
@@ -262,8 +297,20 @@ impl Presence {
         }
     }
 
+    /// Ends the agent's session `session_id` if it is still the current one
+    /// here: its task stops and the stream closes.
+    fn end_session(&self, agent: &AgentId, session_id: &str, error: &Error) {
+        let mut sessions = self.sessions();
+        let Some(session) = sessions.get(agent).filter(|session| session.session_id == session_id) else {
+            return;
+        };
+        tracing::info!(agent = %agent, reason = %error.message, "ending agent session");
+        session.closed.cancel();
+        sessions.remove(agent);
+    }
+
     /// Ends the agent's session if `sender` is still its current one: its
-    /// task stops, the stream closes and the grace period starts.
+    /// task stops, the stream closes and its lease is no longer renewed.
     fn disconnect(&self, agent: &AgentId, sender: &SessionSender, error: &Error) {
         let mut sessions = self.sessions();
         let Some(session) = sessions.get(agent).filter(|session| session.sender.same_channel(sender)) else {

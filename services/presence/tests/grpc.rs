@@ -339,3 +339,87 @@ async fn publish_contact(bus: &MemoryBus) -> String {
         .unwrap();
     contact.name
 }
+
+/// One presence replica sharing `agents`, `live` and `bus` with others.
+async fn start_replica(
+    bus: &MemoryBus,
+    agents: Arc<dyn switchboard_presence::store::AgentStore>,
+    live: Arc<dyn switchboard_presence::store::LiveStateStore>,
+    routing_url: &str,
+) -> (PresenceServiceClient<GrpcChannel>, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut config = Config::default();
+    config.services.routing.url = routing_url.to_owned();
+    config.presence.session_grace_ms = 300;
+    config.instance_id = format!("replica-{address}");
+    let backplane = switchboard_platform::service::Backplane::new(Arc::new(bus.clone()), access_with_keys(&KEYS));
+    let deps = switchboard_presence::Deps { agents, live, backplane };
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(switchboard_presence::run(config, deps, listener, shutdown.clone()));
+    (PresenceServiceClient::new(connect_when_ready(address).await.unwrap()), shutdown, server)
+}
+
+#[tokio::test]
+async fn replicas_keep_each_others_agents_and_take_over_a_dead_replicas_agents() {
+    let bus = MemoryBus::new();
+    let agents: Arc<dyn switchboard_presence::store::AgentStore> =
+        Arc::new(switchboard_presence::store::memory::MemoryAgentStore::default());
+    let live: Arc<dyn switchboard_presence::store::LiveStateStore> =
+        Arc::new(switchboard_presence::store::memory::MemoryLiveStateStore::default());
+    let routing_url = "http://127.0.0.1:9"; // decisions are not exercised here
+    let (mut first, first_shutdown, first_server) =
+        start_replica(&bus, agents.clone(), live.clone(), routing_url).await;
+    let agent = Agent {
+        tenants: vec!["tenants/acme".into()],
+        capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+        ..Agent::default()
+    };
+    first
+        .create_agent(authorized("operator", CreateAgentRequest { agent_id: "alice".into(), agent: Some(agent) }))
+        .await
+        .unwrap();
+    let (requests, outbound) = mpsc::channel(16);
+    requests
+        .send(AgentSessionRequest {
+            kind: Some(agent_session_request::Kind::Hello(Hello { agent: "agents/alice".into() })),
+        })
+        .await
+        .unwrap();
+    let responses = first.agent_session(authorized("alice", ReceiverStream::new(outbound))).await.unwrap().into_inner();
+    let mut desktop = Desktop { requests, responses };
+    desktop.next().await;
+    assert!(matches!(
+        desktop.set_state(AgentState::Available, "").await,
+        agent_session_response::Kind::StateChanged(_)
+    ));
+
+    // A second replica starts (a scale-out or a neighbour's restart): it
+    // must leave Alice, connected to the first, alone well past the grace.
+    let (mut second, second_shutdown, second_server) = start_replica(&bus, agents, live, routing_url).await;
+    let state_of = |client: &mut PresenceServiceClient<GrpcChannel>| {
+        let mut client = client.clone();
+        async move {
+            let request = GetAgentRequest { name: "agents/alice".into() };
+            client.get_agent(authorized("operator", request)).await.unwrap().into_inner().state
+        }
+    };
+    let watch_until = tokio::time::Instant::now() + Duration::from_millis(1_200);
+    while tokio::time::Instant::now() < watch_until {
+        assert_eq!(state_of(&mut second).await, AgentState::Available as i32, "a live session elsewhere is kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The first replica dies: its leases stop being renewed, and the
+    // second takes Alice offline once her lease runs out.
+    first_shutdown.cancel();
+    first_server.await.unwrap().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while state_of(&mut second).await != AgentState::Offline as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "a dead replica's agent goes offline");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(desktop);
+    second_shutdown.cancel();
+    second_server.await.unwrap().unwrap();
+}

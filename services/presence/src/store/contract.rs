@@ -58,9 +58,16 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(!store.online_agents().await?.contains(&dave), "offline agents are not online")?;
 
     check(store.session_of(&dave).await?.is_empty(), "no session claimed yet")?;
-    store.claim_session(&dave, "s1").await?;
+    store.claim_session(&dave, "s1", 100).await?;
     store.set_state(&dave, &available).await?;
-    store.claim_session(&dave, "s2").await?;
+    store.claim_session(&dave, "s2", 100).await?;
+    check(!store.renew_lease(&dave, "s1", 1_000).await?, "a replaced session cannot renew")?;
+    check(
+        store.expired_leases(150, 10).await? == vec![(dave.clone(), "s2".to_owned())],
+        "a lapsed lease is found with its session",
+    )?;
+    check(store.renew_lease(&dave, "s2", 1_000).await?, "the owner renews")?;
+    check(store.expired_leases(150, 10).await?.is_empty(), "a renewed lease has not lapsed")?;
     check(store.session_of(&dave).await? == "s2", "the newest claim owns the agent")?;
     let stale = store.set_state_if_session(&dave, "s1", &offline).await?;
     check(stale.is_none(), "an ended older session cannot take the agent offline")?;
@@ -68,6 +75,7 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     let current = store.set_state_if_session(&dave, "s2", &offline).await?;
     check(current.is_some_and(|previous| previous.state == AgentState::Available), "the owner's change applies")?;
     check(!store.online_agents().await?.contains(&dave), "and takes the agent offline")?;
+    check(store.expired_leases(i64::MAX, 10).await?.is_empty(), "going offline ends the lease")?;
     Ok(())
 }
 

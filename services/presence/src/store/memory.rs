@@ -56,6 +56,7 @@ impl AgentStore for MemoryAgentStore {
 struct LiveStates {
     states: BTreeMap<AgentId, LiveState>,
     sessions: BTreeMap<AgentId, String>,
+    leases: BTreeMap<AgentId, i64>,
 }
 
 #[derive(Default)]
@@ -73,9 +74,32 @@ impl LiveStateStore for MemoryLiveStateStore {
         Ok(lock(&self.live).states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline))
     }
 
-    async fn claim_session(&self, agent: &AgentId, session_id: &str) -> Result<(), Error> {
-        lock(&self.live).sessions.insert(agent.clone(), session_id.to_owned());
+    async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error> {
+        let mut live = lock(&self.live);
+        live.sessions.insert(agent.clone(), session_id.to_owned());
+        live.leases.insert(agent.clone(), lease_until_ms);
         Ok(())
+    }
+
+    async fn renew_lease(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<bool, Error> {
+        let mut live = lock(&self.live);
+        if live.sessions.get(agent).map(String::as_str) != Some(session_id) {
+            return Ok(false);
+        }
+        live.leases.insert(agent.clone(), lease_until_ms);
+        Ok(true)
+    }
+
+    async fn expired_leases(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, String)>, Error> {
+        let live = lock(&self.live);
+        let mut expired: Vec<(i64, AgentId, String)> = live
+            .leases
+            .iter()
+            .filter(|(_, until)| **until < now_ms)
+            .map(|(agent, until)| (*until, agent.clone(), live.sessions.get(agent).cloned().unwrap_or_default()))
+            .collect();
+        expired.sort();
+        Ok(expired.into_iter().take(limit).map(|(_, agent, session)| (agent, session)).collect())
     }
 
     async fn session_of(&self, agent: &AgentId) -> Result<String, Error> {
@@ -91,6 +115,9 @@ impl LiveStateStore for MemoryLiveStateStore {
         let mut live = lock(&self.live);
         if live.sessions.get(agent).map_or("", String::as_str) != expected_session {
             return Ok(None);
+        }
+        if state.state == AgentState::Offline {
+            live.leases.remove(agent);
         }
         Ok(Some(live.states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline)))
     }

@@ -46,13 +46,21 @@ pub trait LiveStateStore: Send + Sync {
     /// Agents whose state is not OFFLINE (to re-arm session timers after a
     /// restart).
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error>;
-    /// Records `session_id` as the agent's current session.
-    async fn claim_session(&self, agent: &AgentId, session_id: &str) -> Result<(), Error>;
+    /// Records `session_id` as the agent's current session, leased until
+    /// `lease_until_ms`.
+    async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error>;
+    /// Extends the lease of `session_id`; false (nothing changed) when
+    /// another session owns the agent now.
+    async fn renew_lease(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<bool, Error>;
+    /// Sessions whose lease ran out before `now_ms`, as (agent, session),
+    /// oldest first, at most `limit`.
+    async fn expired_leases(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, String)>, Error>;
     /// The agent's current session id, empty when it never had one.
     async fn session_of(&self, agent: &AgentId) -> Result<String, Error>;
     /// Sets the state only while `expected_session` is still the agent's
     /// current session, atomically; returns the previous state, or `None`
-    /// when a newer session took over (nothing changed).
+    /// when a newer session took over (nothing changed). Going offline
+    /// ends the session's lease.
     async fn set_state_if_session(
         &self,
         agent: &AgentId,

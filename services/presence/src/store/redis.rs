@@ -1,5 +1,6 @@
 //! Live agent state in Redis: `sb:{pool}:presence:<agent>` hashes (`state`,
-//! `reason`, `since`) and the set `sb:{pool}:presence:online`.
+//! `reason`, `since`, `session`), the set `sb:{pool}:presence:online` and
+//! the sorted set `sb:{pool}:presence:leases` (agent by lease expiry).
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -22,8 +23,20 @@ const SET_STATE_IF_SESSION_SCRIPT: &str = r"
 if (redis.call('HGET', KEYS[1], 'session') or '') ~= ARGV[5] then return false end
 local previous = redis.call('HMGET', KEYS[1], 'state', 'reason', 'since')
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
-if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('SREM', KEYS[2], ARGV[4]) else redis.call('SADD', KEYS[2], ARGV[4]) end
+if ARGV[1] == 'AGENT_STATE_OFFLINE' then
+  redis.call('SREM', KEYS[2], ARGV[4])
+  redis.call('ZREM', KEYS[3], ARGV[4])
+else
+  redis.call('SADD', KEYS[2], ARGV[4])
+end
 return previous
+";
+
+// Extends a lease only for the session that owns the agent.
+const RENEW_LEASE_SCRIPT: &str = r"
+if (redis.call('HGET', KEYS[1], 'session') or '') ~= ARGV[1] then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
 ";
 
 pub struct RedisLiveStateStore {
@@ -31,6 +44,7 @@ pub struct RedisLiveStateStore {
     prefix: String,
     set_state: redis::Script,
     set_state_if_session: redis::Script,
+    renew_lease: redis::Script,
 }
 
 impl RedisLiveStateStore {
@@ -40,11 +54,16 @@ impl RedisLiveStateStore {
             prefix: format!("sb:{{{pool}}}:presence"),
             set_state: redis::Script::new(SET_STATE_SCRIPT),
             set_state_if_session: redis::Script::new(SET_STATE_IF_SESSION_SCRIPT),
+            renew_lease: redis::Script::new(RENEW_LEASE_SCRIPT),
         }
     }
 
     fn agent_key(&self, agent: &AgentId) -> String {
         format!("{}:{agent}", self.prefix)
+    }
+
+    fn leases_key(&self) -> String {
+        format!("{}:leases", self.prefix)
     }
 
     fn online_key(&self) -> String {
@@ -95,16 +114,63 @@ impl LiveStateStore for RedisLiveStateStore {
         Ok(decode([previous_state, previous_reason, previous_since]))
     }
 
-    async fn claim_session(&self, agent: &AgentId, session_id: &str) -> Result<(), Error> {
+    async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error> {
         let mut connection = self.connection.clone();
-        let _: i64 = redis::cmd("HSET")
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
             .arg(self.agent_key(agent))
             .arg("session")
             .arg(session_id)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.leases_key())
+            .arg(lease_until_ms)
+            .arg(agent.as_str())
+            .ignore()
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
         Ok(())
+    }
+
+    async fn renew_lease(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<bool, Error> {
+        let mut connection = self.connection.clone();
+        let renewed: i32 = self
+            .renew_lease
+            .key(self.agent_key(agent))
+            .key(self.leases_key())
+            .arg(session_id)
+            .arg(lease_until_ms)
+            .arg(agent.as_str())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(renewed == 1)
+    }
+
+    async fn expired_leases(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, String)>, Error> {
+        let mut connection = self.connection.clone();
+        let agents: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.leases_key())
+            .arg("-inf")
+            .arg(format!("({now_ms}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        let agents: Vec<AgentId> = agents.iter().filter_map(|agent| AgentId::parse(agent, "agent").ok()).collect();
+        if agents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for agent in &agents {
+            pipeline.cmd("HGET").arg(self.agent_key(agent)).arg("session");
+        }
+        let sessions: Vec<Option<String>> = pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+        Ok(agents.into_iter().zip(sessions).map(|(agent, session)| (agent, session.unwrap_or_default())).collect())
     }
 
     async fn session_of(&self, agent: &AgentId) -> Result<String, Error> {
@@ -129,6 +195,7 @@ impl LiveStateStore for RedisLiveStateStore {
             .set_state_if_session
             .key(self.agent_key(agent))
             .key(self.online_key())
+            .key(self.leases_key())
             .arg(state_name(state.state))
             .arg(&state.reason)
             .arg(state.since_ms)
