@@ -157,7 +157,7 @@ async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyh
     eprintln!("seeding {} agents and {waiting} waiting contacts (pool {pool})", options.agents);
     let mut sequence = 0;
     for _ in 0..waiting {
-        state.enqueue(&fixture.contact(sequence, now)).await?;
+        state.enqueue(&fixture.contact(sequence, now), &[]).await?;
         sequence += 1;
     }
     for index in 0..options.agents {
@@ -184,7 +184,7 @@ async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyh
         for offer in state.expired_offers(i64::MAX, 1_000_000).await? {
             engine.accept(&offer.tenant, &offer.contact, &offer.agent).await?;
             engine.complete(&offer.tenant, &offer.contact, &offer.agent, "bench", true).await?;
-            state.enqueue(&fixture.contact(sequence, now)).await?;
+            state.enqueue(&fixture.contact(sequence, now), &[]).await?;
             sequence += 1;
         }
         cycle += cycle_start.elapsed();

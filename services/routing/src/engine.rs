@@ -1,36 +1,34 @@
 //! The routing engine: turns contact and presence events into queue
 //! entries and agent availability, matches waiting contacts to agents,
-//! sweeps expired offers, and publishes every outcome on the routing topic.
+//! sweeps expired offers, and relays every outcome to the routing topic.
 //!
-//! Every handler is idempotent: a state change that already happened is
-//! not repeated, but its event is published again, because the first
-//! attempt may have failed between the change and the publish. Consumers
-//! of the routing topic merge events idempotently, so a repeat is harmless
-//! and a loss is impossible.
+//! Every state change appends its events to the store's outbox in the same
+//! atomic step (see `events.rs`); the relay publishes the outbox in order
+//! and removes what the broker acknowledged. A crash between a change and
+//! its publication therefore delays the event, never loses it, and a
+//! change that already happened (a retry) appends nothing new.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_core::event::{ROUTING_TOPIC, envelope, envelope_tenant};
-use switchboard_core::names::{agent_name, contact_name, parse_agent, parse_contact, parse_queue, queue_name};
-use switchboard_core::time::{millis_from_duration, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::event::{ROUTING_TOPIC, envelope_tenant};
+use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
+use switchboard_core::time::{millis_from_duration, now_millis};
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
-use switchboard_proto::routing::v1::{
-    AbandonStage, ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, OfferWithdrawn,
-    RoutingEvent, WithdrawReason, routing_event,
-};
+use switchboard_proto::routing::v1::WithdrawReason;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::DEFAULT_OFFER_TIMEOUT_MS;
 use crate::domain::matching::plan_offers;
-use crate::domain::{AbandonedFrom, AgentProfile, ContactRecord, RoutingStatus, SkillRequirement};
+use crate::domain::{AgentProfile, ContactRecord, RoutingStatus, SkillRequirement};
+use crate::events;
 use crate::store::{QueueStore, Reservation, RoutingState};
-use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
 
 /// Head contacts per waiting line (queue and channel) considered in one
 /// matching pass.
@@ -39,26 +37,78 @@ const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
 const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
 /// A safety net: match even when no event asked for it.
 const MATCH_TICK: Duration = Duration::from_secs(1);
+/// How often the relay looks at the outbox when nothing woke it (another
+/// replica's changes, or its own lease just expired).
+const RELAY_TICK: Duration = Duration::from_millis(200);
+/// How long one relay leads a pool's outbox without renewing.
+const RELAY_LEASE_MS: i64 = 5_000;
+const RELAY_BATCH: usize = 256;
 
 pub struct Engine {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
     pub bus: Arc<dyn EventBus>,
     match_requested: Notify,
+    relay_requested: Notify,
 }
 
 impl Engine {
     pub fn new(state: Arc<dyn RoutingState>, queues: Arc<dyn QueueStore>, bus: Arc<dyn EventBus>) -> Engine {
-        Engine { state, queues, bus, match_requested: Notify::new() }
+        Engine { state, queues, bus, match_requested: Notify::new(), relay_requested: Notify::new() }
     }
 
     pub fn request_match(&self) {
         self.match_requested.notify_one();
     }
 
-    async fn publish(&self, tenant: &TenantId, contact: &ContactId, kind: routing_event::Kind) -> Result<(), Error> {
-        let event = envelope(Some(tenant), contact.as_str(), Payload::Routing(RoutingEvent { kind: Some(kind) }));
-        publish_traced(self.bus.as_ref(), ROUTING_TOPIC, &event).await
+    /// The outbox has new events.
+    fn changed(&self) {
+        self.relay_requested.notify_one();
+    }
+
+    /// Publishes the outbox in order while this relay leads it; returns how
+    /// many events went out. Events are removed only once the broker
+    /// acknowledged them, so a failure retries them, never skips them.
+    pub async fn relay_once(&self, relay: &str) -> Result<usize, Error> {
+        let mut relayed = 0;
+        loop {
+            let pending = self.state.pending_events(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
+            if pending.is_empty() {
+                return Ok(relayed);
+            }
+            let mut published = Vec::with_capacity(pending.len());
+            let mut failure = None;
+            for event in &pending {
+                if let Err(error) = publish_traced(self.bus.as_ref(), ROUTING_TOPIC, &event.envelope).await {
+                    failure = Some(error);
+                    break;
+                }
+                published.push(event.id.clone());
+            }
+            self.state.acknowledge_events(&published).await?;
+            relayed += published.len();
+            if let Some(error) = failure {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Relays the outbox whenever it changes (and on a tick) until
+    /// `shutdown`, then once more so nothing this replica did waits.
+    pub async fn run_relay(self: Arc<Self>, relay: String, shutdown: CancellationToken) -> Result<(), Error> {
+        loop {
+            let stopping = tokio::select! {
+                () = shutdown.cancelled() => true,
+                () = self.relay_requested.notified() => false,
+                () = tokio::time::sleep(RELAY_TICK) => false,
+            };
+            if let Err(error) = self.relay_once(&relay).await {
+                tracing::warn!(error = %error, "relaying routing events failed, retrying");
+            }
+            if stopping {
+                return Ok(());
+            }
+        }
     }
 
     /// The consumer's handler for contacts and presence events.
@@ -101,9 +151,8 @@ impl Engine {
         // strand it: it is routed with default settings and no skill
         // requirements, and still reaches a terminal state.
         let queue = self.queues.get_queue(tenant, &queue_id).await?.unwrap_or_default();
-        let threshold = |duration: &Option<prost_types::Duration>, default: i64| {
-            duration.as_ref().and_then(millis_from_duration).unwrap_or(default)
-        };
+        let offer_timeout_ms =
+            queue.offer_timeout.as_ref().and_then(millis_from_duration).unwrap_or(DEFAULT_OFFER_TIMEOUT_MS);
         let enqueue_ms =
             contact.create_time.as_ref().map_or_else(now_millis, switchboard_core::time::millis_from_timestamp);
         let record = ContactRecord {
@@ -121,37 +170,23 @@ impl Engine {
                 .collect(),
             strategy: crate::domain::Strategy::from_proto(queue.strategy),
             enqueue_ms,
-            offer_timeout_ms: threshold(&queue.offer_timeout, DEFAULT_OFFER_TIMEOUT_MS),
+            offer_timeout_ms,
             status: RoutingStatus::Queued,
             agent: None,
             offer_expire_ms: 0,
             answer_ms: 0,
             end_ms: 0,
         };
-        let added = self.state.enqueue(&record).await?;
+        let added = self.state.enqueue(&record, &[events::queued(&record, &queue)]).await?;
         tracing::info!(tenant = %tenant, contact = %contact_id, queue = %queue_id, added, "contact queued");
-        let queued = ContactQueued {
-            contact: contact.name.clone(),
-            queue: queue_name(tenant, &queue_id),
-            channel: contact.channel,
-            customer: contact.customer.clone(),
-            enqueue_time: Some(timestamp_from_millis(enqueue_ms)),
-            short_abandon_threshold: Some(switchboard_core::time::duration_from_millis(threshold(
-                &queue.short_abandon_threshold,
-                DEFAULT_SHORT_ABANDON_THRESHOLD_MS,
-            ))),
-            service_level_threshold: Some(switchboard_core::time::duration_from_millis(threshold(
-                &queue.service_level_threshold,
-                DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
-            ))),
-        };
-        self.publish(tenant, &contact_id, routing_event::Kind::Queued(queued)).await?;
+        self.changed();
         self.request_match();
         Ok(())
     }
 
     async fn on_customer_left(&self, tenant: &TenantId, contact: &ContactId) -> Result<(), Error> {
-        let (_, from, record) = match self.state.abandon(tenant, contact, now_millis()).await {
+        let abandoned = self.state.abandon(tenant, contact, now_millis(), &events::abandoned).await;
+        let (_, from, _) = match abandoned {
             Ok(outcome) => outcome,
             Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {
                 tracing::info!(tenant = %tenant, contact = %contact, "customer left after being answered, nothing to abandon");
@@ -163,33 +198,8 @@ impl Engine {
             }
             Err(error) => return Err(error),
         };
-        // An abandon keeps the ringing agent on the record, which tells the
-        // stage on a repeated delivery too.
-        let ringing_agent = match &from {
-            Some(AbandonedFrom::Offer(agent)) => Some(agent.clone()),
-            Some(AbandonedFrom::Queue) => None,
-            None => record.agent.clone(),
-        };
-        if let Some(agent) = &ringing_agent {
-            let withdrawn = OfferWithdrawn {
-                contact: contact_name(tenant, contact),
-                agent: agent_name(agent),
-                reason: WithdrawReason::CustomerLeft as i32,
-            };
-            self.publish(tenant, contact, routing_event::Kind::OfferWithdrawn(withdrawn)).await?;
-        }
-        let stage = if ringing_agent.is_some() { AbandonStage::Offered } else { AbandonStage::Queue };
-        let abandoned = ContactAbandoned {
-            contact: contact_name(tenant, contact),
-            queue: queue_name(tenant, &record.queue),
-            channel: record.channel,
-            customer: record.customer.clone(),
-            stage: stage as i32,
-            enqueue_time: Some(timestamp_from_millis(record.enqueue_ms)),
-            abandon_time: optional_timestamp(record.end_ms),
-        };
-        tracing::info!(tenant = %tenant, contact = %contact, stage = ?stage, "contact abandoned");
-        self.publish(tenant, contact, routing_event::Kind::Abandoned(abandoned)).await?;
+        tracing::info!(tenant = %tenant, contact = %contact, from = ?from, "contact abandoned");
+        self.changed();
         self.request_match();
         Ok(())
     }
@@ -233,14 +243,10 @@ impl Engine {
         // A timeout is decided on an earlier view: it may only end an offer
         // that has really expired, never a newer offer of the same contact.
         let expired_by = (reason == WithdrawReason::TimedOut).then_some(now);
-        let (holder, record) = self.state.withdraw(tenant, contact, Some(agent), expired_by, now).await?;
+        let events_for = |before: &ContactRecord, _after: &ContactRecord| events::withdrawn(before, reason);
+        let (holder, record) = self.state.withdraw(tenant, contact, Some(agent), expired_by, now, &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %holder, reason = ?reason, "offer withdrawn");
-        let withdrawn = OfferWithdrawn {
-            contact: contact_name(tenant, contact),
-            agent: agent_name(&holder),
-            reason: reason as i32,
-        };
-        self.publish(tenant, contact, routing_event::Kind::OfferWithdrawn(withdrawn)).await?;
+        self.changed();
         self.request_match();
         Ok(record)
     }
@@ -257,11 +263,10 @@ impl Engine {
             .iter()
             .map(|planned| {
                 let record = &snapshot.waiting[planned.contact_index];
-                Reservation {
-                    record,
-                    agent: &snapshot.agents[planned.agent_index],
-                    expire_ms: offer_time + record.offer_timeout_ms,
-                }
+                let agent = &snapshot.agents[planned.agent_index];
+                let expire_ms = offer_time + record.offer_timeout_ms;
+                let event = events::offered(record, &agent.profile.agent, offer_time, expire_ms);
+                Reservation { record, agent, expire_ms, event }
             })
             .collect();
         let reserved = self.state.reserve_batch(&reservations).await?;
@@ -270,17 +275,9 @@ impl Engine {
             let (record, agent) = (reservation.record, &reservation.agent.profile.agent);
             offered += 1;
             tracing::info!(tenant = %record.tenant, contact = %record.contact, agent = %agent, "contact offered");
-            let event = ContactOffered {
-                contact: contact_name(&record.tenant, &record.contact),
-                queue: queue_name(&record.tenant, &record.queue),
-                channel: record.channel,
-                customer: record.customer.clone(),
-                agent: agent_name(agent),
-                offer_time: Some(timestamp_from_millis(offer_time)),
-                expire_time: Some(timestamp_from_millis(reservation.expire_ms)),
-                subject: record.subject.clone(),
-            };
-            self.publish(&record.tenant, &record.contact, routing_event::Kind::Offered(event)).await?;
+        }
+        if offered > 0 {
+            self.changed();
         }
         Ok(offered)
     }
@@ -343,18 +340,10 @@ impl Engine {
         contact: &ContactId,
         agent: &AgentId,
     ) -> Result<ContactRecord, Error> {
-        let (_, record) = self.state.accept(tenant, contact, agent, now_millis()).await?;
+        let events_for = |_before: &ContactRecord, after: &ContactRecord| events::answered(after);
+        let (_, record) = self.state.accept(tenant, contact, agent, now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
-        let answered = ContactAnswered {
-            contact: contact_name(tenant, contact),
-            queue: queue_name(tenant, &record.queue),
-            channel: record.channel,
-            customer: record.customer.clone(),
-            agent: agent_name(agent),
-            enqueue_time: Some(timestamp_from_millis(record.enqueue_ms)),
-            answer_time: optional_timestamp(record.answer_ms),
-        };
-        self.publish(tenant, contact, routing_event::Kind::Answered(answered)).await?;
+        self.changed();
         Ok(record)
     }
 
@@ -375,20 +364,11 @@ impl Engine {
         disposition: &str,
         resolved: bool,
     ) -> Result<ContactRecord, Error> {
-        let (_, record) = self.state.complete(tenant, contact, agent, now_millis()).await?;
+        let events_for =
+            |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
+        let (_, record) = self.state.complete(tenant, contact, agent, now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
-        let completed = ContactCompleted {
-            contact: contact_name(tenant, contact),
-            queue: queue_name(tenant, &record.queue),
-            channel: record.channel,
-            customer: record.customer.clone(),
-            agent: agent_name(agent),
-            disposition: disposition.to_owned(),
-            resolved,
-            answer_time: optional_timestamp(record.answer_ms),
-            end_time: optional_timestamp(record.end_ms),
-        };
-        self.publish(tenant, contact, routing_event::Kind::Completed(completed)).await?;
+        self.changed();
         self.request_match();
         Ok(record)
     }

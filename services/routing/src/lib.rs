@@ -4,6 +4,7 @@
 
 pub mod domain;
 pub mod engine;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
@@ -83,6 +84,7 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
         }
     };
     let matcher = engine.clone().run_matcher(shutdown.clone());
+    let relay = engine.clone().run_relay(config.instance_id.clone(), shutdown.clone());
     let sweep_interval = Duration::from_millis(config.routing.offer_sweep_interval_ms);
     let sweeper = engine.clone().run_offer_sweeper(sweep_interval, shutdown.clone());
 
@@ -97,6 +99,7 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
         vec![
             ("routing-consumer", Box::pin(consumer)),
             ("routing-matcher", Box::pin(matcher)),
+            ("routing-outbox-relay", Box::pin(relay)),
             ("routing-offer-sweeper", Box::pin(sweeper)),
         ],
     );

@@ -8,7 +8,10 @@ use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
 use switchboard_platform::testing::{backend_url, fresh_database, unique_suffix};
-use switchboard_routing::store::contract::{differential, queue_store_contract, routing_state_contract};
+use switchboard_routing::store::RoutingState;
+use switchboard_routing::store::contract::{
+    differential, outbox_contract, queue_store_contract, routing_state_contract,
+};
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
 use switchboard_routing::store::redis::RedisRoutingState;
@@ -39,4 +42,28 @@ async fn postgres_queue_store_passes_the_contract() {
     migrate(&postgres, "routing", MIGRATIONS).await.expect("migrate");
     migrate(&postgres, "routing", MIGRATIONS).await.expect("migrations are idempotent");
     queue_store_contract(&PostgresQueueStore::new(postgres)).await.expect("postgres queue store contract");
+}
+
+#[tokio::test]
+async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
+    let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let connection = connect(&url).await.expect("redis");
+    let state = RedisRoutingState::new(connection, &unique_suffix());
+    outbox_contract(&state, "relay-a").await.expect("redis outbox contract");
+
+    let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
+    let queue = switchboard_core::QueueId::parse("lease", "q").expect("queue");
+    let record = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);
+    let event = switchboard_routing::events::queued(&record, &Default::default());
+    state.enqueue(&record, &[event]).await.expect("enqueue");
+    assert_eq!(state.pending_events("relay-a", 60_000, 10).await.expect("leader").len(), 1);
+    assert!(
+        state.pending_events("relay-b", 60_000, 10).await.expect("follower").is_empty(),
+        "one relay leads at a time"
+    );
+    assert_eq!(
+        state.pending_events("relay-a", 60_000, 10).await.expect("leader again").len(),
+        1,
+        "the leader keeps leading"
+    );
 }

@@ -9,7 +9,7 @@ use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
 use switchboard_platform::pagination::page_request;
 use switchboard_proto::routing::v1::Queue;
 
-use super::{QueueStore, RoutingState};
+use super::{QueueStore, RoutingState, no_events};
 use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, ContactRecord, RoutingStatus};
 
 const CHAT: i32 = 3;
@@ -71,9 +71,9 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     let young = sample_record(&acme, &support, CHAT, 0, 2_000);
     let urgent = sample_record(&acme, &support, CHAT, 50, 3_000);
     for record in [&old, &young, &urgent] {
-        check(state.enqueue(record).await?, "a new contact is enqueued")?;
+        check(state.enqueue(record, &[]).await?, "a new contact is enqueued")?;
     }
-    check(!state.enqueue(&old).await?, "enqueue is idempotent")?;
+    check(!state.enqueue(&old, &[]).await?, "enqueue is idempotent")?;
     check(state.position(&urgent).await? == 1, "higher priority waits first")?;
     check(state.position(&old).await? == 2 && state.position(&young).await? == 3, "older waits before younger")?;
 
@@ -82,20 +82,20 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     let snapshot = state.snapshot(10).await?;
     check(snapshot.waiting.len() == 3 && snapshot.agents.len() == 2, "snapshot holds waiting contacts and agents")?;
 
-    check(!state.reserve(&urgent, &bob, 40_000).await?, "an agent never gets another tenant's contact")?;
-    check(state.reserve(&urgent, &alice, 40_000).await?, "reservation succeeds")?;
-    check(!state.reserve(&urgent, &alice, 40_000).await?, "a contact is offered to one agent at a time")?;
-    check(!state.reserve(&old, &alice, 40_000).await?, "chat capacity 1 is never exceeded")?;
+    check(!state.reserve(&urgent, &bob, 40_000, &[]).await?, "an agent never gets another tenant's contact")?;
+    check(state.reserve(&urgent, &alice, 40_000, &[]).await?, "reservation succeeds")?;
+    check(!state.reserve(&urgent, &alice, 40_000, &[]).await?, "a contact is offered to one agent at a time")?;
+    check(!state.reserve(&old, &alice, 40_000, &[]).await?, "chat capacity 1 is never exceeded")?;
     check(state.position(&old).await? == 1, "an offered contact leaves the waiting line")?;
 
-    let error = state.accept(&acme, &urgent.contact, &bob, 20).await.err();
+    let error = state.accept(&acme, &urgent.contact, &bob, 20, &no_events).await.err();
     check(error.is_some_and(|error| error.code == ErrorCode::FailedPrecondition), "only the offered agent accepts")?;
-    let (holder, record) = state.withdraw(&acme, &urgent.contact, Some(&alice), None, 25).await?;
+    let (holder, record) = state.withdraw(&acme, &urgent.contact, Some(&alice), None, 25, &no_events).await?;
     check(holder == alice && record.status == RoutingStatus::Queued, "a withdrawn offer returns to the queue")?;
     check(state.position(&urgent).await? == 1, "a withdrawn contact keeps its original place")?;
 
-    check(state.reserve(&urgent, &alice, 50).await?, "re-offer after withdrawal")?;
-    let early = state.withdraw(&acme, &urgent.contact, Some(&alice), Some(49), 49).await.err();
+    check(state.reserve(&urgent, &alice, 50, &[]).await?, "re-offer after withdrawal")?;
+    let early = state.withdraw(&acme, &urgent.contact, Some(&alice), Some(49), 49, &no_events).await.err();
     check(
         early.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
         "an unexpired offer does not time out",
@@ -103,38 +103,38 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     let expired = state.expired_offers(60, 10).await?;
     check(expired.len() == 1 && expired[0].contact == urgent.contact, "expired offers are found")?;
     check(state.offers_of_agent(&alice).await?.len() == 1, "offers of an agent are found")?;
-    let (applied, record) = state.accept(&acme, &urgent.contact, &alice, 55).await?;
+    let (applied, record) = state.accept(&acme, &urgent.contact, &alice, 55, &no_events).await?;
     check(applied == Applied::Changed && record.answer_ms == 55, "accept answers the contact")?;
-    let (applied, _) = state.accept(&acme, &urgent.contact, &alice, 56).await?;
+    let (applied, _) = state.accept(&acme, &urgent.contact, &alice, 56, &no_events).await?;
     check(applied == Applied::AlreadyDone, "a retried accept changes nothing")?;
     check(state.expired_offers(1_000_000, 10).await?.is_empty(), "an answered contact has no offer")?;
-    let abandon_answered = state.abandon(&acme, &urgent.contact, 57).await.err();
+    let abandon_answered = state.abandon(&acme, &urgent.contact, 57, &no_events).await.err();
     check(
         abandon_answered.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
         "answered is not abandoned",
     )?;
-    check(!state.reserve(&old, &alice, 90_000).await?, "an agent at capacity gets nothing more")?;
-    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70).await?;
+    check(!state.reserve(&old, &alice, 90_000, &[]).await?, "an agent at capacity gets nothing more")?;
+    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, &no_events).await?;
     check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
-    check(state.reserve(&old, &alice, 90_000).await?, "completion frees the agent's capacity")?;
+    check(state.reserve(&old, &alice, 90_000, &[]).await?, "completion frees the agent's capacity")?;
 
-    let (applied, from, record) = state.abandon(&acme, &old.contact, 80).await?;
+    let (applied, from, record) = state.abandon(&acme, &old.contact, 80, &no_events).await?;
     check(applied == Applied::Changed && from == Some(AbandonedFrom::Offer(alice.clone())), "abandon while ringing")?;
     check(record.status == RoutingStatus::Abandoned, "abandoned is terminal")?;
     check(state.offers_of_agent(&alice).await?.is_empty(), "abandon ends the offer")?;
-    let (_, from, _) = state.abandon(&acme, &young.contact, 81).await?;
+    let (_, from, _) = state.abandon(&acme, &young.contact, 81, &no_events).await?;
     check(from == Some(AbandonedFrom::Queue), "abandon from the queue")?;
     check(state.position(&young).await? == 0, "an abandoned contact leaves the queue")?;
-    let (applied, _, _) = state.abandon(&acme, &young.contact, 82).await?;
+    let (applied, _, _) = state.abandon(&acme, &young.contact, 82, &no_events).await?;
     check(applied == Applied::AlreadyDone, "a repeated abandon changes nothing")?;
     check(state.snapshot(10).await?.waiting.is_empty(), "nothing waits any more")?;
 
     let voice = sample_record(&acme, &support, CHANNEL_VOICE, 0, 4_000);
     let chat = sample_record(&acme, &support, CHAT, 0, 5_000);
-    state.enqueue(&voice).await?;
-    state.enqueue(&chat).await?;
-    check(state.reserve(&voice, &alice, 100_000).await?, "voice offered to a free agent")?;
-    check(!state.reserve(&chat, &alice, 100_000).await?, "a voice contact blocks other work")?;
+    state.enqueue(&voice, &[]).await?;
+    state.enqueue(&chat, &[]).await?;
+    check(state.reserve(&voice, &alice, 100_000, &[]).await?, "voice offered to a free agent")?;
+    check(!state.reserve(&chat, &alice, 100_000, &[]).await?, "a voice contact blocks other work")?;
     state.upsert_agent(&sample_profile(&alice, &[&acme], 1, 1), false, 90).await?;
     check(
         state.snapshot(10).await?.agents.iter().all(|agent| agent.profile.agent != alice),
@@ -144,10 +144,10 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     // hide a chat contact of the same queue from matching.
     let mixed = id(QueueId::parse("mixed", "q"))?;
     for index in 0..5 {
-        state.enqueue(&sample_record(&acme, &mixed, CHANNEL_VOICE, 0, 6_000 + index)).await?;
+        state.enqueue(&sample_record(&acme, &mixed, CHANNEL_VOICE, 0, 6_000 + index), &[]).await?;
     }
     let late_chat = sample_record(&acme, &mixed, CHAT, 0, 7_000);
-    state.enqueue(&late_chat).await?;
+    state.enqueue(&late_chat, &[]).await?;
     let window = state.snapshot(2).await?;
     check(window.waiting.iter().any(|record| record.contact == late_chat.contact), "each channel has its own line")?;
     check(state.position(&late_chat).await? == 1, "position counts the contact's own line")?;
@@ -159,22 +159,71 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     let batch_queue = id(QueueId::parse("batch", "q"))?;
     let (first, second) =
         (sample_record(&acme, &batch_queue, CHAT, 0, 8_000), sample_record(&acme, &batch_queue, CHAT, 0, 8_001));
-    state.enqueue(&first).await?;
-    state.enqueue(&second).await?;
+    state.enqueue(&first, &[]).await?;
+    state.enqueue(&second, &[]).await?;
     let snapshot = state.snapshot(10).await?;
     let carol_live =
         snapshot.agents.iter().find(|agent| agent.profile.agent == carol).ok_or_else(|| Error::internal("carol"))?;
     let batch = [
-        super::Reservation { record: &first, agent: carol_live, expire_ms: 200_000 },
-        super::Reservation { record: &second, agent: carol_live, expire_ms: 200_000 },
+        super::Reservation {
+            record: &first,
+            agent: carol_live,
+            expire_ms: 200_000,
+            event: crate::events::offered(&first, &carol, 0, 200_000),
+        },
+        super::Reservation {
+            record: &second,
+            agent: carol_live,
+            expire_ms: 200_000,
+            event: crate::events::offered(&second, &carol, 0, 200_000),
+        },
     ];
     check(state.reserve_batch(&batch).await? == vec![true, false], "a batch respects capacity entry by entry")?;
     check(state.reserve_batch(&[]).await?.is_empty(), "an empty batch is fine")?;
 
-    let missing = state.accept(&acme, &ContactId::generate(), &alice, 1).await.err();
+    let missing = state.accept(&acme, &ContactId::generate(), &alice, 1, &no_events).await.err();
     check(missing.is_some_and(|error| error.code == ErrorCode::NotFound), "unknown contacts are NOT_FOUND")?;
     let other_tenant = state.get_contact(&globex, &voice.contact).await?;
     check(other_tenant.is_none(), "a contact is invisible under another tenant")?;
+    Ok(())
+}
+
+/// The outbox: every change appends its events in the same step, a retry
+/// that changes nothing appends nothing, and acknowledged events leave.
+pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let support = id(QueueId::parse("outbox", "q"))?;
+    let alice = id(AgentId::parse("alice", "a"))?;
+    let drain = |pending: Vec<super::PendingEvent>| pending.into_iter().map(|event| event.id).collect::<Vec<_>>();
+    state.acknowledge_events(&drain(state.pending_events(relay, 5_000, 10_000).await?)).await?;
+
+    let record = sample_record(&acme, &support, CHAT, 0, 1_000);
+    let queued = crate::events::queued(&record, &Queue::default());
+    check(state.enqueue(&record, std::slice::from_ref(&queued)).await?, "enqueue")?;
+    check(!state.enqueue(&record, std::slice::from_ref(&queued)).await?, "a repeated enqueue changes nothing")?;
+    state.upsert_agent(&sample_profile(&alice, &[&acme], 1, 0), true, 10).await?;
+    let offered = crate::events::offered(&record, &alice, 20, 60_000);
+    check(state.reserve(&record, &alice, 60_000, std::slice::from_ref(&offered)).await?, "reserve")?;
+    let answered = |_before: &ContactRecord, after: &ContactRecord| crate::events::answered(after);
+    state.accept(&acme, &record.contact, &alice, 30, &answered).await?;
+    state.accept(&acme, &record.contact, &alice, 31, &answered).await?;
+
+    let pending = state.pending_events(relay, 5_000, 100).await?;
+    let subjects: Vec<&str> = pending.iter().map(|event| event.envelope.subject.as_str()).collect();
+    check(subjects == vec![record.contact.as_str(); 3], "one event per change, none for repeats")?;
+    check(pending[0].envelope == queued && pending[1].envelope == offered, "events keep the order of the changes")?;
+    check(
+        matches!(
+            &pending[2].envelope.payload,
+            Some(switchboard_proto::events::v1::event_envelope::Payload::Routing(event))
+                if matches!(event.kind, Some(switchboard_proto::routing::v1::routing_event::Kind::Answered(_)))
+        ),
+        "the transition's own event is appended",
+    )?;
+    state.acknowledge_events(&[pending[0].id.clone()]).await?;
+    check(state.pending_events(relay, 5_000, 100).await?.len() == 2, "acknowledged events leave the outbox")?;
+    state.acknowledge_events(&drain(state.pending_events(relay, 5_000, 100).await?)).await?;
+    check(state.pending_events(relay, 5_000, 100).await?.is_empty(), "the outbox drains")?;
     Ok(())
 }
 
@@ -251,8 +300,8 @@ pub async fn differential(
                 let record = sample_record(&acme, queue, channel, random.next(3) as i32, now);
                 contacts.push(record.clone());
                 (
-                    outcome(left.enqueue(&record).await.map(|added| added.to_string())),
-                    outcome(right.enqueue(&record).await.map(|added| added.to_string())),
+                    outcome(left.enqueue(&record, &[]).await.map(|added| added.to_string())),
+                    outcome(right.enqueue(&record, &[]).await.map(|added| added.to_string())),
                 )
             }
             (2, _) => {
@@ -263,55 +312,57 @@ pub async fn differential(
                 (String::new(), String::new())
             }
             (3, Some(record)) => (
-                outcome(left.reserve(&record, agent, now + 50).await.map(|reserved| reserved.to_string())),
-                outcome(right.reserve(&record, agent, now + 50).await.map(|reserved| reserved.to_string())),
+                outcome(left.reserve(&record, agent, now + 50, &[]).await.map(|reserved| reserved.to_string())),
+                outcome(right.reserve(&record, agent, now + 50, &[]).await.map(|reserved| reserved.to_string())),
             ),
             (4, Some(record)) => (
                 outcome(
-                    left.accept(&acme, &record.contact, agent, now)
+                    left.accept(&acme, &record.contact, agent, now, &no_events)
                         .await
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),
                 outcome(
                     right
-                        .accept(&acme, &record.contact, agent, now)
+                        .accept(&acme, &record.contact, agent, now, &no_events)
                         .await
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),
             ),
             (5, Some(record)) => (
                 outcome(
-                    left.withdraw(&acme, &record.contact, None, None, now)
+                    left.withdraw(&acme, &record.contact, None, None, now, &no_events)
                         .await
                         .map(|(holder, r)| format!("{holder} {r:?}")),
                 ),
                 outcome(
                     right
-                        .withdraw(&acme, &record.contact, None, None, now)
+                        .withdraw(&acme, &record.contact, None, None, now, &no_events)
                         .await
                         .map(|(holder, r)| format!("{holder} {r:?}")),
                 ),
             ),
             (6, Some(record)) => (
                 outcome(
-                    left.complete(&acme, &record.contact, agent, now)
+                    left.complete(&acme, &record.contact, agent, now, &no_events)
                         .await
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),
                 outcome(
                     right
-                        .complete(&acme, &record.contact, agent, now)
+                        .complete(&acme, &record.contact, agent, now, &no_events)
                         .await
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),
             ),
             (_, Some(record)) => (
                 outcome(
-                    left.abandon(&acme, &record.contact, now).await.map(|(a, from, r)| format!("{a:?} {from:?} {r:?}")),
+                    left.abandon(&acme, &record.contact, now, &no_events)
+                        .await
+                        .map(|(a, from, r)| format!("{a:?} {from:?} {r:?}")),
                 ),
                 outcome(
                     right
-                        .abandon(&acme, &record.contact, now)
+                        .abandon(&acme, &record.contact, now, &no_events)
                         .await
                         .map(|(a, from, r)| format!("{a:?} {from:?} {r:?}")),
                 ),
@@ -340,6 +391,11 @@ mod tests {
     #[tokio::test]
     async fn memory_state_passes_the_contract() {
         routing_state_contract(&MemoryRoutingState::default()).await.expect("contract");
+    }
+
+    #[tokio::test]
+    async fn memory_outbox_passes_the_contract() {
+        outbox_contract(&MemoryRoutingState::default(), "relay").await.expect("outbox");
     }
 
     #[tokio::test]

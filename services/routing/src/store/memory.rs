@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
-use super::{OfferRef, QueueStore, Reservation, RoutingState, Snapshot, contact_not_found};
+use super::{EventsFor, OfferRef, PendingEvent, QueueStore, Reservation, RoutingState, Snapshot, contact_not_found};
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,9 +69,19 @@ impl QueueStore for MemoryQueueStore {
 struct State {
     contacts: HashMap<(TenantId, ContactId), ContactRecord>,
     agents: BTreeMap<AgentId, AgentLive>,
+    /// Appended with each change, removed once relayed.
+    outbox: std::collections::VecDeque<(u64, EventEnvelope)>,
+    next_event_id: u64,
 }
 
 impl State {
+    fn append(&mut self, events: impl IntoIterator<Item = EventEnvelope>) {
+        for event in events {
+            self.next_event_id += 1;
+            self.outbox.push_back((self.next_event_id, event));
+        }
+    }
+
     fn contact_mut(&mut self, tenant: &TenantId, contact: &ContactId) -> Result<&mut ContactRecord, Error> {
         self.contacts.get_mut(&(tenant.clone(), contact.clone())).ok_or_else(|| contact_not_found(tenant, contact))
     }
@@ -94,13 +105,14 @@ pub struct MemoryRoutingState {
 
 #[async_trait]
 impl RoutingState for MemoryRoutingState {
-    async fn enqueue(&self, record: &ContactRecord) -> Result<bool, Error> {
+    async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error> {
         let mut state = lock(&self.state);
         let key = (record.tenant.clone(), record.contact.clone());
         if state.contacts.contains_key(&key) {
             return Ok(false);
         }
         state.contacts.insert(key, record.clone());
+        state.append(events.iter().cloned());
         Ok(true)
     }
 
@@ -167,7 +179,13 @@ impl RoutingState for MemoryRoutingState {
         Ok(Snapshot { waiting, agents })
     }
 
-    async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error> {
+    async fn reserve(
+        &self,
+        record: &ContactRecord,
+        agent: &AgentId,
+        expire_ms: i64,
+        events: &[EventEnvelope],
+    ) -> Result<bool, Error> {
         let mut state = lock(&self.state);
         let Some(current) = state.contacts.get(&(record.tenant.clone(), record.contact.clone())).cloned() else {
             return Ok(false);
@@ -183,14 +201,16 @@ impl RoutingState for MemoryRoutingState {
             *live.load.entry(channel).or_insert(0) += 1;
             live.last_offer_ms = offer_ms;
         }
+        state.append(events.iter().cloned());
         Ok(true)
     }
 
     async fn reserve_batch(&self, batch: &[Reservation<'_>]) -> Result<Vec<bool>, Error> {
         let mut reserved = Vec::with_capacity(batch.len());
         for reservation in batch {
-            reserved
-                .push(self.reserve(reservation.record, &reservation.agent.profile.agent, reservation.expire_ms).await?);
+            let event = std::slice::from_ref(&reservation.event);
+            let agent = &reservation.agent.profile.agent;
+            reserved.push(self.reserve(reservation.record, agent, reservation.expire_ms, event).await?);
         }
         Ok(reserved)
     }
@@ -201,11 +221,17 @@ impl RoutingState for MemoryRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
+        let before = record.clone();
         let applied = domain::accept(record, agent, now_ms)?;
-        Ok((applied, record.clone()))
+        let after = record.clone();
+        if applied == Applied::Changed {
+            state.append(events_for(&before, &after));
+        }
+        Ok((applied, after))
     }
 
     async fn withdraw(
@@ -215,12 +241,15 @@ impl RoutingState for MemoryRoutingState {
         agent: Option<&AgentId>,
         expired_by: Option<i64>,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(AgentId, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
+        let before = record.clone();
         let holder = domain::withdraw(record, agent, expired_by)?;
         let (channel, snapshot) = (record.channel, record.clone());
         state.release(&holder, channel, now_ms);
+        state.append(events_for(&before, &snapshot));
         Ok((holder, snapshot))
     }
 
@@ -230,13 +259,16 @@ impl RoutingState for MemoryRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
+        let before = record.clone();
         let applied = domain::complete(record, agent, now_ms)?;
         let (channel, snapshot) = (record.channel, record.clone());
         if applied == Applied::Changed {
             state.release(agent, channel, now_ms);
+            state.append(events_for(&before, &snapshot));
         }
         Ok((applied, snapshot))
     }
@@ -246,13 +278,18 @@ impl RoutingState for MemoryRoutingState {
         tenant: &TenantId,
         contact: &ContactId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
+        let before = record.clone();
         let (applied, from) = domain::abandon(record, now_ms)?;
         let (channel, snapshot) = (record.channel, record.clone());
         if let Some(AbandonedFrom::Offer(agent)) = &from {
             state.release(agent, channel, now_ms);
+        }
+        if applied == Applied::Changed {
+            state.append(events_for(&before, &snapshot));
         }
         Ok((applied, from, snapshot))
     }
@@ -273,6 +310,23 @@ impl RoutingState for MemoryRoutingState {
             .collect();
         expired.sort_by(|left, right| left.0.cmp(&right.0).then_with(|| left.1.contact.cmp(&right.1.contact)));
         Ok(expired.into_iter().take(limit).map(|(_, offer)| offer).collect())
+    }
+
+    async fn pending_events(&self, _relay: &str, _lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error> {
+        // One process holds the in-memory state: its relay is always the leader.
+        let state = lock(&self.state);
+        Ok(state
+            .outbox
+            .iter()
+            .take(limit)
+            .map(|(id, envelope)| PendingEvent { id: id.to_string(), envelope: envelope.clone() })
+            .collect())
+    }
+
+    async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error> {
+        let mut state = lock(&self.state);
+        state.outbox.retain(|(id, _)| !ids.contains(&id.to_string()));
+        Ok(())
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {

@@ -10,6 +10,7 @@ pub mod redis;
 use async_trait::async_trait;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
 use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord};
@@ -35,11 +36,29 @@ pub struct Snapshot {
     pub agents: Vec<AgentLive>,
 }
 
-/// One planned offer, with the agent as the snapshot saw it.
+/// One planned offer, with the agent as the snapshot saw it and the event
+/// to append if it is reserved.
 pub struct Reservation<'a> {
     pub record: &'a ContactRecord,
     pub agent: &'a AgentLive,
     pub expire_ms: i64,
+    pub event: EventEnvelope,
+}
+
+/// Builds the events of a transition from the contact before and after it.
+/// They are appended to the outbox in the same atomic step as the change.
+pub type EventsFor<'a> = &'a (dyn Fn(&ContactRecord, &ContactRecord) -> Vec<EventEnvelope> + Send + Sync);
+
+/// For callers (tests, benchmarks) that change state without events.
+pub fn no_events(_before: &ContactRecord, _after: &ContactRecord) -> Vec<EventEnvelope> {
+    Vec::new()
+}
+
+/// An event waiting in the outbox, with its position there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEvent {
+    pub id: String,
+    pub envelope: EventEnvelope,
 }
 
 /// An offer whose holder should be withdrawn.
@@ -50,12 +69,15 @@ pub struct OfferRef {
     pub agent: AgentId,
 }
 
-/// Hot routing state.
+/// Hot routing state, with an outbox: every change appends its events in
+/// the same atomic step, and [`RoutingState::pending_events`] hands them to
+/// the relay that publishes them, so no change is ever left unannounced.
 #[async_trait]
 pub trait RoutingState: Send + Sync {
-    /// Adds a queued contact. False when the contact is already known (in
-    /// any status): enqueueing is idempotent.
-    async fn enqueue(&self, record: &ContactRecord) -> Result<bool, Error>;
+    /// Adds a queued contact and appends `events`. False (nothing changed,
+    /// nothing appended) when the contact is already known, in any status:
+    /// enqueueing is idempotent.
+    async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error>;
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error>;
     /// 1-based place in its waiting line (its queue and channel); 0 when
     /// not waiting.
@@ -68,7 +90,13 @@ pub trait RoutingState: Send + Sync {
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error>;
     /// Offers `contact` to `agent` if the contact is still queued and the
     /// agent can still take it. False (nothing changed) otherwise.
-    async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error>;
+    async fn reserve(
+        &self,
+        record: &ContactRecord,
+        agent: &AgentId,
+        expire_ms: i64,
+        events: &[EventEnvelope],
+    ) -> Result<bool, Error>;
     /// [`RoutingState::reserve`] for several planned offers at once, each
     /// still one atomic check-and-set; the agent's tenants and capacity are
     /// taken from the snapshot the plan was made on. One result per entry.
@@ -79,6 +107,7 @@ pub trait RoutingState: Send + Sync {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error>;
     /// Ends an offer unanswered; the contact regains its place. With
     /// `agent`, only that agent's offer; with `expired_by`, only an offer
@@ -90,6 +119,7 @@ pub trait RoutingState: Send + Sync {
         agent: Option<&AgentId>,
         expired_by: Option<i64>,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(AgentId, ContactRecord), Error>;
     async fn complete(
         &self,
@@ -97,17 +127,25 @@ pub trait RoutingState: Send + Sync {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error>;
     async fn abandon(
         &self,
         tenant: &TenantId,
         contact: &ContactId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error>;
     /// Offers whose deadline passed, oldest first.
     async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error>;
     /// Offers currently ringing at `agent`.
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
+    /// Events appended and not yet acknowledged, oldest first, if `relay`
+    /// holds (or now takes) the pool's relay lease for `lease_ms`; empty
+    /// otherwise. One relay at a time keeps the bus in outbox order.
+    async fn pending_events(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error>;
+    /// Removes relayed events from the outbox.
+    async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error>;
 }
 
 pub(crate) fn contact_not_found(tenant: &TenantId, contact: &ContactId) -> Error {

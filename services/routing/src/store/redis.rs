@@ -13,16 +13,20 @@
 //! - `sb:{P}:offers` sorted set of `<tenant>:<contact>` by offer deadline
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
 //!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` offers
+//! - `sb:{P}:outbox` stream of encoded events, appended by the same script
+//!   as the change they announce; `sb:{P}:outbox:relay` the relay lease
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use switchboard_core::event::{decode, encode};
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
+use switchboard_proto::events::v1::EventEnvelope;
 
-use super::{OfferRef, Reservation, RoutingState, Snapshot, contact_not_found};
+use super::{EventsFor, OfferRef, PendingEvent, Reservation, RoutingState, Snapshot, contact_not_found};
 use crate::domain::{
     self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus, SkillRequirement,
 };
@@ -32,6 +36,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'status', 'queued', 'agent', '', 'expire_ms', '0', 'answer_ms', '0', 'end_ms', '0')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
+for i = 5, #ARGV do redis.call('XADD', KEYS[4], '*', 'e', ARGV[i]) end
 return 1
 ";
 
@@ -61,6 +66,7 @@ redis.call('HINCRBY', KEYS[3], 'load:' .. channel, 1)
 redis.call('HSET', KEYS[3], 'last_offer', ARGV[8])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[6])
+for i = 9, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
 return 1
 ";
 
@@ -92,6 +98,15 @@ if ARGV[14] == '1' then
   end
   if total == 0 then redis.call('HSET', KEYS[3], 'idle_since', ARGV[16]) end
 end
+for i = 18, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
+return 1
+";
+
+// The relay lease: taken when free, extended by its holder.
+const RELAY_LEASE_SCRIPT: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
@@ -146,6 +161,7 @@ pub struct RedisRoutingState {
     reserve: redis::Script,
     transition: redis::Script,
     upsert_agent: redis::Script,
+    relay_lease: redis::Script,
 }
 
 impl RedisRoutingState {
@@ -157,6 +173,7 @@ impl RedisRoutingState {
             reserve: redis::Script::new(RESERVE_SCRIPT),
             transition: redis::Script::new(TRANSITION_SCRIPT),
             upsert_agent: redis::Script::new(UPSERT_AGENT_SCRIPT),
+            relay_lease: redis::Script::new(RELAY_LEASE_SCRIPT),
         }
     }
 
@@ -182,6 +199,10 @@ impl RedisRoutingState {
 
     fn agent_offers_key(&self, agent: &str) -> String {
         format!("{}:ao:{agent}", self.prefix)
+    }
+
+    fn outbox_key(&self) -> String {
+        format!("{}:outbox", self.prefix)
     }
 
     fn available_key(&self) -> String {
@@ -273,6 +294,7 @@ impl RedisRoutingState {
         contact: &ContactId,
         now_ms: i64,
         change: impl Fn(&mut ContactRecord) -> Result<T, Error>,
+        events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
         for _attempt in 0..MAX_TRANSITION_ATTEMPTS {
             let before = self.read_contact(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
@@ -289,6 +311,7 @@ impl RedisRoutingState {
             let holder = before.agent.as_ref().map_or("-", AgentId::as_str);
             let member = format!("{tenant}:{contact}");
             let flag = |value: bool| if value { "1" } else { "0" };
+            let events: Vec<Vec<u8>> = events_for(&before, &after).iter().map(encode).collect();
             let mut connection = self.connection.clone();
             let swapped: i32 = self
                 .transition
@@ -298,6 +321,7 @@ impl RedisRoutingState {
                 .key(self.offers_key())
                 .key(self.agent_offers_key(holder))
                 .key(self.queues_key())
+                .key(self.outbox_key())
                 .arg(before.status.as_str())
                 .arg(before.agent.as_ref().map_or("", AgentId::as_str))
                 .arg(after.status.as_str())
@@ -315,6 +339,7 @@ impl RedisRoutingState {
                 .arg(before.channel)
                 .arg(now_ms)
                 .arg(flag(left_queue))
+                .arg(&events)
                 .invoke_async(&mut connection)
                 .await
                 .map_err(redis_error)?;
@@ -352,7 +377,7 @@ impl RedisRoutingState {
 
 #[async_trait]
 impl RoutingState for RedisRoutingState {
-    async fn enqueue(&self, record: &ContactRecord) -> Result<bool, Error> {
+    async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error> {
         let stored = StoredRecord {
             tenant: record.tenant.to_string(),
             contact: record.contact.to_string(),
@@ -377,10 +402,12 @@ impl RoutingState for RedisRoutingState {
             .key(self.contact_key(&record.tenant, &record.contact))
             .key(self.waiting_key(&record.tenant, &record.queue, record.channel))
             .key(self.queues_key())
+            .key(self.outbox_key())
             .arg(json)
             .arg(record.rank())
             .arg(record.contact.as_str())
             .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
+            .arg(events.iter().map(encode).collect::<Vec<_>>())
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -496,7 +523,13 @@ impl RoutingState for RedisRoutingState {
         Ok(Snapshot { waiting, agents })
     }
 
-    async fn reserve(&self, record: &ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<bool, Error> {
+    async fn reserve(
+        &self,
+        record: &ContactRecord,
+        agent: &AgentId,
+        expire_ms: i64,
+        events: &[EventEnvelope],
+    ) -> Result<bool, Error> {
         let capacity = {
             let mut connection = self.connection.clone();
             let fields: HashMap<String, String> = redis::cmd("HGETALL")
@@ -523,6 +556,7 @@ impl RoutingState for RedisRoutingState {
             .key(self.offers_key())
             .key(self.agent_offers_key(agent.as_str()))
             .key(self.queues_key())
+            .key(self.outbox_key())
             .arg(record.contact.as_str())
             .arg(agent.as_str())
             .arg(record.channel)
@@ -531,6 +565,7 @@ impl RoutingState for RedisRoutingState {
             .arg(member)
             .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
             .arg(expire_ms - record.offer_timeout_ms)
+            .arg(events.iter().map(encode).collect::<Vec<_>>())
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -554,13 +589,14 @@ impl RoutingState for RedisRoutingState {
             pipeline
                 .cmd("EVALSHA")
                 .arg(self.reserve.get_hash())
-                .arg(6)
+                .arg(7)
                 .arg(self.contact_key(&record.tenant, &record.contact))
                 .arg(self.waiting_key(&record.tenant, &record.queue, record.channel))
                 .arg(self.agent_key(agent.agent.as_str()))
                 .arg(self.offers_key())
                 .arg(self.agent_offers_key(agent.agent.as_str()))
                 .arg(self.queues_key())
+                .arg(self.outbox_key())
                 .arg(record.contact.as_str())
                 .arg(agent.agent.as_str())
                 .arg(record.channel)
@@ -568,7 +604,8 @@ impl RoutingState for RedisRoutingState {
                 .arg(reservation.expire_ms)
                 .arg(format!("{}:{}", record.tenant, record.contact))
                 .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
-                .arg(reservation.expire_ms - record.offer_timeout_ms);
+                .arg(reservation.expire_ms - record.offer_timeout_ms)
+                .arg(encode(&reservation.event));
         }
         let mut connection = self.connection.clone();
         let outcome: Result<Vec<i32>, redis::RedisError> = pipeline.query_async(&mut connection).await;
@@ -596,8 +633,9 @@ impl RoutingState for RedisRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::accept(record, agent, now_ms)).await
+        self.apply(tenant, contact, now_ms, |record| domain::accept(record, agent, now_ms), events_for).await
     }
 
     async fn withdraw(
@@ -607,8 +645,9 @@ impl RoutingState for RedisRoutingState {
         agent: Option<&AgentId>,
         expired_by: Option<i64>,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(AgentId, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::withdraw(record, agent, expired_by)).await
+        self.apply(tenant, contact, now_ms, |record| domain::withdraw(record, agent, expired_by), events_for).await
     }
 
     async fn complete(
@@ -617,8 +656,9 @@ impl RoutingState for RedisRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms)).await
+        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for).await
     }
 
     async fn abandon(
@@ -626,9 +666,10 @@ impl RoutingState for RedisRoutingState {
         tenant: &TenantId,
         contact: &ContactId,
         now_ms: i64,
+        events_for: EventsFor<'_>,
     ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error> {
         let ((applied, from), record) =
-            self.apply(tenant, contact, now_ms, |record| domain::abandon(record, now_ms)).await?;
+            self.apply(tenant, contact, now_ms, |record| domain::abandon(record, now_ms), events_for).await?;
         Ok((applied, from, record))
     }
 
@@ -645,6 +686,51 @@ impl RoutingState for RedisRoutingState {
             .await
             .map_err(redis_error)?;
         self.offers_from_members(members).await
+    }
+
+    async fn pending_events(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error> {
+        let mut connection = self.connection.clone();
+        let leading: i32 = self
+            .relay_lease
+            .key(format!("{}:relay", self.outbox_key()))
+            .arg(relay)
+            .arg(lease_ms)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if leading != 1 {
+            return Ok(Vec::new());
+        }
+        // Each entry: [id, ["e", <encoded envelope>]].
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(self.outbox_key())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        let mut pending = Vec::with_capacity(entries.len());
+        for (id, fields) in entries {
+            let encoded = fields.get(1).ok_or_else(|| corrupt("outbox entry without event"))?;
+            pending.push(PendingEvent { id, envelope: decode(encoded).map_err(|_| corrupt("outbox event"))? });
+        }
+        Ok(pending)
+    }
+
+    async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(self.outbox_key())
+            .arg(ids)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {

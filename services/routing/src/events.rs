@@ -1,0 +1,130 @@
+//! The routing events of each transition, built from the contact's routing
+//! record. Pure: the stores append what these return in the same atomic
+//! step as the change, and the relay publishes them.
+
+use switchboard_core::AgentId;
+use switchboard_core::event::envelope;
+use switchboard_core::names::{agent_name, contact_name, queue_name};
+use switchboard_core::time::{duration_from_millis, millis_from_duration, optional_timestamp, timestamp_from_millis};
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::routing::v1::{
+    AbandonStage, ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, OfferWithdrawn,
+    Queue, RoutingEvent, WithdrawReason, routing_event,
+};
+
+use crate::domain::{ContactRecord, RoutingStatus};
+use crate::{DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
+
+fn event(record: &ContactRecord, kind: routing_event::Kind) -> EventEnvelope {
+    envelope(Some(&record.tenant), record.contact.as_str(), Payload::Routing(RoutingEvent { kind: Some(kind) }))
+}
+
+/// The contact entered its queue, with the queue's KPI thresholds.
+pub fn queued(record: &ContactRecord, queue: &Queue) -> EventEnvelope {
+    let threshold = |duration: &Option<prost_types::Duration>, default: i64| {
+        duration_from_millis(duration.as_ref().and_then(millis_from_duration).unwrap_or(default))
+    };
+    event(
+        record,
+        routing_event::Kind::Queued(ContactQueued {
+            contact: contact_name(&record.tenant, &record.contact),
+            queue: queue_name(&record.tenant, &record.queue),
+            channel: record.channel,
+            customer: record.customer.clone(),
+            enqueue_time: Some(timestamp_from_millis(record.enqueue_ms)),
+            short_abandon_threshold: Some(threshold(
+                &queue.short_abandon_threshold,
+                DEFAULT_SHORT_ABANDON_THRESHOLD_MS,
+            )),
+            service_level_threshold: Some(threshold(
+                &queue.service_level_threshold,
+                DEFAULT_SERVICE_LEVEL_THRESHOLD_MS,
+            )),
+        }),
+    )
+}
+
+pub fn offered(record: &ContactRecord, agent: &AgentId, offer_ms: i64, expire_ms: i64) -> EventEnvelope {
+    event(
+        record,
+        routing_event::Kind::Offered(ContactOffered {
+            contact: contact_name(&record.tenant, &record.contact),
+            queue: queue_name(&record.tenant, &record.queue),
+            channel: record.channel,
+            customer: record.customer.clone(),
+            agent: agent_name(agent),
+            offer_time: Some(timestamp_from_millis(offer_ms)),
+            expire_time: Some(timestamp_from_millis(expire_ms)),
+            subject: record.subject.clone(),
+        }),
+    )
+}
+
+/// The offer `before` held ended unanswered.
+pub fn withdrawn(before: &ContactRecord, reason: WithdrawReason) -> Vec<EventEnvelope> {
+    let Some(agent) = &before.agent else {
+        return Vec::new();
+    };
+    vec![event(
+        before,
+        routing_event::Kind::OfferWithdrawn(OfferWithdrawn {
+            contact: contact_name(&before.tenant, &before.contact),
+            agent: agent_name(agent),
+            reason: reason as i32,
+        }),
+    )]
+}
+
+pub fn answered(after: &ContactRecord) -> Vec<EventEnvelope> {
+    vec![event(
+        after,
+        routing_event::Kind::Answered(ContactAnswered {
+            contact: contact_name(&after.tenant, &after.contact),
+            queue: queue_name(&after.tenant, &after.queue),
+            channel: after.channel,
+            customer: after.customer.clone(),
+            agent: after.agent.as_ref().map(agent_name).unwrap_or_default(),
+            enqueue_time: Some(timestamp_from_millis(after.enqueue_ms)),
+            answer_time: optional_timestamp(after.answer_ms),
+        }),
+    )]
+}
+
+pub fn completed(after: &ContactRecord, disposition: &str, resolved: bool) -> Vec<EventEnvelope> {
+    vec![event(
+        after,
+        routing_event::Kind::Completed(ContactCompleted {
+            contact: contact_name(&after.tenant, &after.contact),
+            queue: queue_name(&after.tenant, &after.queue),
+            channel: after.channel,
+            customer: after.customer.clone(),
+            agent: after.agent.as_ref().map(agent_name).unwrap_or_default(),
+            disposition: disposition.to_owned(),
+            resolved,
+            answer_time: optional_timestamp(after.answer_ms),
+            end_time: optional_timestamp(after.end_ms),
+        }),
+    )]
+}
+
+/// The customer left: the ringing offer (if any) is withdrawn, and the
+/// contact is abandoned from the stage it was in.
+pub fn abandoned(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnvelope> {
+    let ringing = before.status == RoutingStatus::Offered;
+    let mut events = if ringing { withdrawn(before, WithdrawReason::CustomerLeft) } else { Vec::new() };
+    let stage = if ringing { AbandonStage::Offered } else { AbandonStage::Queue };
+    events.push(event(
+        after,
+        routing_event::Kind::Abandoned(ContactAbandoned {
+            contact: contact_name(&after.tenant, &after.contact),
+            queue: queue_name(&after.tenant, &after.queue),
+            channel: after.channel,
+            customer: after.customer.clone(),
+            stage: stage as i32,
+            enqueue_time: Some(timestamp_from_millis(after.enqueue_ms)),
+            abandon_time: optional_timestamp(after.end_ms),
+        }),
+    ));
+    events
+}
