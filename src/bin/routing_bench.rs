@@ -1,7 +1,8 @@
 //! `routing_bench`: the routing engine alone against Redis, no broker in
 //! the loop. Seeds agents and waiting contacts across queues and tenants,
 //! then runs matching passes in steady state (each offered contact is
-//! accepted and completed, and a new contact takes its place) and reports
+//! accepted and completed, a new contact takes its place, and the outbox
+//! relay drains the events into a discarding bus) and reports
 //! decisions per second with latency percentiles, next to `redis-benchmark`
 //! SET and EVALSHA measured against the same server in the same run.
 //!
@@ -187,6 +188,8 @@ async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyh
             state.enqueue(&fixture.contact(sequence, now), &[]).await?;
             sequence += 1;
         }
+        // The relay drains the outbox (into the discarding bus) as in the service.
+        engine.relay_once("bench").await?;
         cycle += cycle_start.elapsed();
         if offered == 0 {
             anyhow::bail!("a pass made no offer: the fixture has no eligible agent for the waiting contacts");
