@@ -106,6 +106,7 @@ impl Fixture {
             priority: i32::try_from(sequence % 3).unwrap_or(0),
             required_skills: Vec::new(),
             strategy: switchboard_routing::domain::Strategy::LongestIdle,
+            priority_step_ms: switchboard_routing::domain::STRICT_PRIORITY_STEP_MS,
             enqueue_ms: now_ms,
             offer_timeout_ms: 600_000,
             status: RoutingStatus::Queued,

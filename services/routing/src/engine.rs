@@ -169,6 +169,12 @@ impl Engine {
                 .map(|skill| SkillRequirement { name: skill.name.clone(), min_level: skill.level })
                 .collect(),
             strategy: crate::domain::Strategy::from_proto(queue.strategy),
+            priority_step_ms: queue
+                .priority_aging_step
+                .as_ref()
+                .and_then(millis_from_duration)
+                .filter(|step| *step > 0)
+                .unwrap_or(crate::domain::STRICT_PRIORITY_STEP_MS),
             enqueue_ms,
             offer_timeout_ms,
             status: RoutingStatus::Queued,

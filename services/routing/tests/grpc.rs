@@ -101,6 +101,10 @@ impl Routing {
 
     /// Publishes a new chat contact of acme for `queue`; returns its name.
     async fn contact(&self, queue: &str) -> String {
+        self.contact_with(queue, 0, now_millis()).await
+    }
+
+    async fn contact_with(&self, queue: &str, priority: i32, created_ms: i64) -> String {
         let tenant = TenantId::parse("acme", "t").unwrap();
         let contact_id = ContactId::generate();
         let contact = Contact {
@@ -108,7 +112,8 @@ impl Routing {
             channel: Channel::Chat as i32,
             queue: format!("tenants/acme/queues/{queue}"),
             customer: "tenants/acme/customers/cu_1".into(),
-            create_time: Some(timestamp_from_millis(now_millis())),
+            priority,
+            create_time: Some(timestamp_from_millis(created_ms)),
             ..Contact::default()
         };
         let created = ContactEvent {
@@ -186,6 +191,13 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
         ),
         (create("q", Queue { display_name: "x".repeat(201), ..Queue::default() }), "queue.display_name"),
         (create("q", Queue { strategy: 99, ..Queue::default() }), "queue.strategy"),
+        (
+            create(
+                "q",
+                Queue { priority_aging_step: Some(ProtoDuration { seconds: 0, nanos: 0 }), ..Queue::default() },
+            ),
+            "queue.priority_aging_step",
+        ),
         (CreateQueueRequest { parent: "acme".into(), queue_id: "q".into(), queue: None }, "parent"),
     ];
     for (request, field) in bad_cases {
@@ -386,5 +398,41 @@ async fn an_agent_going_away_returns_its_offers_to_the_queue() {
     routing.agent("bob", AgentState::Available).await;
     let offered = routing.offered().await;
     assert_eq!((offered.contact, offered.agent.as_str()), (contact, "agents/bob"));
+    routing.stop().await;
+}
+
+#[tokio::test]
+async fn priority_aging_lets_a_long_wait_overtake_a_higher_priority() {
+    let mut routing = Routing::start().await;
+    for (queue_id, aging) in [("aging", Some(ProtoDuration { seconds: 1, nanos: 0 })), ("strict", None)] {
+        let queue = Queue { channels: vec![Channel::Chat as i32], priority_aging_step: aging, ..Queue::default() };
+        let request =
+            CreateQueueRequest { parent: "tenants/acme".into(), queue_id: queue_id.into(), queue: Some(queue) };
+        routing.client.create_queue(authorized("acme-admin", request)).await.unwrap();
+    }
+    let now = now_millis();
+    for (queue, patient_first) in [("aging", true), ("strict", false)] {
+        // Waited 10 s at priority 0, versus just arrived at priority 5: with
+        // one level worth 1 s the wait wins; with strict priority it never does.
+        let patient = routing.contact_with(queue, 0, now - 10_000).await;
+        let urgent = routing.contact_with(queue, 5, now).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let positions = loop {
+            let mut positions = Vec::new();
+            for contact in [&patient, &urgent] {
+                let request = GetAssignmentRequest { contact: contact.clone() };
+                if let Ok(assignment) = routing.client.get_assignment(authorized("acme-reader", request)).await {
+                    positions.push(assignment.into_inner().position);
+                }
+            }
+            if positions.len() == 2 {
+                break positions;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "routing queues both contacts");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let expected = if patient_first { vec![1, 2] } else { vec![2, 1] };
+        assert_eq!(positions, expected, "queue {queue}: positions of (patient, urgent)");
+    }
     routing.stop().await;
 }

@@ -115,6 +115,7 @@ mod tests {
                     .into_iter()
                     .collect(),
                 strategy: crate::domain::Strategy::from_proto(strategy),
+                priority_step_ms: crate::domain::STRICT_PRIORITY_STEP_MS,
                 enqueue_ms,
                 offer_timeout_ms: 1_000,
                 status: RoutingStatus::Queued,

@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 
+/// A priority step so large that no wait overcomes one level: strict
+/// priority. 10^13 ms (~317 years), and 100 levels of it still fit an f64
+/// score exactly.
+pub const STRICT_PRIORITY_STEP_MS: i64 = 10_000_000_000_000;
+
 /// Channel numbers as in `switchboard.common.v1.Channel`.
 pub const CHANNEL_VOICE: i32 = 1;
 
@@ -101,6 +106,9 @@ pub struct ContactRecord {
     pub priority: i32,
     pub required_skills: Vec<SkillRequirement>,
     pub strategy: Strategy,
+    /// Waiting time one priority level is worth (priority aging);
+    /// [`STRICT_PRIORITY_STEP_MS`] when the queue does not age priorities.
+    pub priority_step_ms: i64,
     pub enqueue_ms: i64,
     pub offer_timeout_ms: i64,
     pub status: RoutingStatus,
@@ -111,12 +119,15 @@ pub struct ContactRecord {
 }
 
 impl ContactRecord {
-    /// Sort key among waiting contacts: higher priority first, then older
-    /// first. Kept when a contact goes back to its queue, so it regains its
-    /// original place.
+    /// Sort key among waiting contacts, lowest first: the arrival time,
+    /// moved earlier by one priority step per priority level (priority
+    /// aging; with the strict step, higher priority always first), then
+    /// older first. Kept when a contact goes back to its queue, so it
+    /// regains its original place.
     pub fn rank(&self) -> f64 {
-        // Exact in an f64 (Redis sorted-set scores): (100 * 1e13 + ms) < 2^53.
-        (100 - self.priority.clamp(0, 100)) as f64 * 1e13 + self.enqueue_ms as f64
+        let step = self.priority_step_ms.clamp(1, STRICT_PRIORITY_STEP_MS);
+        // Exact in an f64 (Redis sorted-set scores): 100 * 1e13 + ms < 2^53.
+        (self.enqueue_ms - i64::from(self.priority.clamp(0, 100)) * step) as f64
     }
 }
 
@@ -358,5 +369,12 @@ pub(crate) mod tests {
     fn rank_orders_priority_then_age() {
         assert!(record(10, 5_000).rank() < record(0, 1_000).rank());
         assert!(record(0, 1_000).rank() < record(0, 1_001).rank());
+        let mut patient = record(0, 1_000_000_000);
+        let mut urgent = record(1, 1_000_000_000 + 5_000);
+        patient.priority_step_ms = 10_000;
+        urgent.priority_step_ms = 10_000;
+        assert!(urgent.rank() < patient.rank(), "one level is worth 10 s: 5 s later still goes first");
+        urgent.enqueue_ms = 1_000_000_000 + 15_000;
+        assert!(patient.rank() < urgent.rank(), "waiting longer than a level overtakes it");
     }
 }

@@ -39,6 +39,7 @@ pub fn sample_record(
         priority,
         required_skills: Vec::new(),
         strategy: crate::domain::Strategy::LongestIdle,
+        priority_step_ms: crate::domain::STRICT_PRIORITY_STEP_MS,
         enqueue_ms,
         offer_timeout_ms: 30_000,
         status: RoutingStatus::Queued,

@@ -139,6 +139,8 @@ struct StoredRecord {
     required_skills: Vec<(String, i32)>,
     #[serde(default)]
     strategy: i32,
+    #[serde(default = "strict_priority_step")]
+    priority_step_ms: i64,
     enqueue_ms: i64,
     offer_timeout_ms: i64,
 }
@@ -148,6 +150,10 @@ struct StoredProfile {
     tenants: Vec<String>,
     skills: BTreeMap<String, i32>,
     capacities: BTreeMap<i32, i32>,
+}
+
+fn strict_priority_step() -> i64 {
+    crate::domain::STRICT_PRIORITY_STEP_MS
 }
 
 fn corrupt(what: &str) -> Error {
@@ -235,6 +241,7 @@ impl RedisRoutingState {
                 .map(|(name, min_level)| SkillRequirement { name, min_level })
                 .collect(),
             strategy: crate::domain::Strategy::from_proto(stored.strategy),
+            priority_step_ms: stored.priority_step_ms,
             enqueue_ms: stored.enqueue_ms,
             offer_timeout_ms: stored.offer_timeout_ms,
             status,
@@ -392,6 +399,7 @@ impl RoutingState for RedisRoutingState {
                 .map(|requirement| (requirement.name.clone(), requirement.min_level))
                 .collect(),
             strategy: record.strategy.to_proto(),
+            priority_step_ms: record.priority_step_ms,
             enqueue_ms: record.enqueue_ms,
             offer_timeout_ms: record.offer_timeout_ms,
         };
