@@ -400,7 +400,8 @@ async fn walking_skeleton_on_kafka_redis_postgres() {
     let run = switchboard_platform::testing::unique_suffix();
     let dir = scratch_dir("real");
     let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, real_backend_config(&kafka, &redis, &postgres, &run)).expect("config file");
+    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000))
+        .expect("config file");
     let endpoints = Endpoints::pick();
     let config_arg = config_path.to_string_lossy().to_string();
     let mut processes: Vec<Process> = support::SERVICES
@@ -414,30 +415,4 @@ async fn walking_skeleton_on_kafka_redis_postgres() {
         let status = process.terminate();
         assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
     }
-}
-
-/// A configuration with the development keys, isolated from every other
-/// test by its own topics, consumer groups, Redis pool and database.
-fn real_backend_config(kafka: &str, redis: &str, postgres: &str, run: &str) -> String {
-    let mut config = format!(
-        "instance_id = \"e2e-{run}\"\n\
-         [kafka]\nbrokers = \"{kafka}\"\ntopic_prefix = \"e2e-{run}.\"\ngroup_prefix = \"e2e-{run}\"\npartitions = 3\n\
-         [redis]\nurl = \"{redis}\"\npool = \"e2e-{run}\"\n\
-         [postgres]\nurl = \"{postgres}\"\npool_size = 4\n\
-         [presence]\nsession_grace_ms = 2000\n\
-         [auth]\ntenants = [\"acme\", \"globex\"]\n"
-    );
-    for (key, role, tenant, agent) in switchboard::dev::DEV_KEYS {
-        config.push_str(&format!(
-            "[[auth.api_keys]]\nname = \"{key}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
-            switchboard_platform::auth::hash_api_key(key)
-        ));
-        if let Some(tenant) = tenant {
-            config.push_str(&format!("tenant = \"{tenant}\"\n"));
-        }
-        if let Some(agent) = agent {
-            config.push_str(&format!("agent = \"{agent}\"\n"));
-        }
-    }
-    config
 }

@@ -201,3 +201,29 @@ pub fn expect_code<T: std::fmt::Debug>(outcome: Result<T, Status>, code: Code, w
         }
     }
 }
+
+/// A configuration with the development keys, isolated from every other
+/// test by its own topics, consumer groups, Redis pool and database.
+pub fn real_backend_config(kafka: &str, redis: &str, postgres: &str, run: &str, session_grace_ms: u64) -> String {
+    let mut config = format!(
+        "instance_id = \"e2e-{run}\"\n\
+         [kafka]\nbrokers = \"{kafka}\"\ntopic_prefix = \"e2e-{run}.\"\ngroup_prefix = \"e2e-{run}\"\npartitions = 3\n\
+         [redis]\nurl = \"{redis}\"\npool = \"e2e-{run}\"\n\
+         [postgres]\nurl = \"{postgres}\"\npool_size = 4\n\
+         [presence]\nsession_grace_ms = {session_grace_ms}\n\
+         [auth]\ntenants = [\"acme\", \"globex\"]\n"
+    );
+    for (key, role, tenant, agent) in switchboard::dev::DEV_KEYS {
+        config.push_str(&format!(
+            "[[auth.api_keys]]\nname = \"{key}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+            switchboard_platform::auth::hash_api_key(key)
+        ));
+        if let Some(tenant) = tenant {
+            config.push_str(&format!("tenant = \"{tenant}\"\n"));
+        }
+        if let Some(agent) = agent {
+            config.push_str(&format!("agent = \"{agent}\"\n"));
+        }
+    }
+    config
+}

@@ -80,7 +80,8 @@ pub async fn run(
     // consumer holds partitions, so no offer falls into the join window.
     let group = format!("presence-{}", config.instance_id);
     let subscription = deps.backplane.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Latest).await?;
-    deps.backplane.checks.push(Arc::new(AssignmentCheck(subscription.assignment())));
+    let subscription_assignment = subscription.assignment();
+    deps.backplane.checks.push(Arc::new(AssignmentCheck(subscription_assignment.clone())));
     let consumer = {
         let presence = presence.clone();
         let shutdown = shutdown.clone();
@@ -98,7 +99,7 @@ pub async fn run(
         }
     };
     let keeper = presence.clone().run_lease_keeper(shutdown.clone());
-    let janitor = presence.clone().run_janitor(shutdown.clone());
+    let janitor = presence.clone().run_janitor(subscription_assignment, shutdown.clone());
     let api = grpc::PresenceApi {
         presence,
         access: deps.backplane.access.clone(),
