@@ -103,6 +103,38 @@ pub struct MemoryRoutingState {
     state: Mutex<State>,
 }
 
+impl MemoryRoutingState {
+    /// Applies a pure domain transition and, when it changed the contact,
+    /// the load release and the events it implies, under one lock: the
+    /// same rule the Redis store applies in its compare-and-set script.
+    fn apply<T>(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+        change: impl FnOnce(&mut ContactRecord) -> Result<T, Error>,
+        events_for: EventsFor<'_>,
+    ) -> Result<(T, ContactRecord), Error> {
+        let mut state = lock(&self.state);
+        let record = state.contact_mut(tenant, contact)?;
+        let before = record.clone();
+        let outcome = change(record)?;
+        let after = record.clone();
+        if after == before {
+            return Ok((outcome, after));
+        }
+        let holds_load = |status: RoutingStatus| matches!(status, RoutingStatus::Offered | RoutingStatus::Answered);
+        if holds_load(before.status)
+            && !holds_load(after.status)
+            && let Some(holder) = &before.agent
+        {
+            state.release(holder, before.channel, now_ms);
+        }
+        state.append(events_for(&before, &after));
+        Ok((outcome, after))
+    }
+}
+
 #[async_trait]
 impl RoutingState for MemoryRoutingState {
     async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error> {
@@ -223,15 +255,7 @@ impl RoutingState for MemoryRoutingState {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        let mut state = lock(&self.state);
-        let record = state.contact_mut(tenant, contact)?;
-        let before = record.clone();
-        let applied = domain::accept(record, agent, now_ms)?;
-        let after = record.clone();
-        if applied == Applied::Changed {
-            state.append(events_for(&before, &after));
-        }
-        Ok((applied, after))
+        self.apply(tenant, contact, now_ms, |record| domain::accept(record, agent, now_ms), events_for)
     }
 
     async fn withdraw(
@@ -243,14 +267,7 @@ impl RoutingState for MemoryRoutingState {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(AgentId, ContactRecord), Error> {
-        let mut state = lock(&self.state);
-        let record = state.contact_mut(tenant, contact)?;
-        let before = record.clone();
-        let holder = domain::withdraw(record, agent, expired_by)?;
-        let (channel, snapshot) = (record.channel, record.clone());
-        state.release(&holder, channel, now_ms);
-        state.append(events_for(&before, &snapshot));
-        Ok((holder, snapshot))
+        self.apply(tenant, contact, now_ms, |record| domain::withdraw(record, agent, expired_by), events_for)
     }
 
     async fn complete(
@@ -261,16 +278,7 @@ impl RoutingState for MemoryRoutingState {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        let mut state = lock(&self.state);
-        let record = state.contact_mut(tenant, contact)?;
-        let before = record.clone();
-        let applied = domain::complete(record, agent, now_ms)?;
-        let (channel, snapshot) = (record.channel, record.clone());
-        if applied == Applied::Changed {
-            state.release(agent, channel, now_ms);
-            state.append(events_for(&before, &snapshot));
-        }
-        Ok((applied, snapshot))
+        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for)
     }
 
     async fn abandon(
@@ -280,18 +288,9 @@ impl RoutingState for MemoryRoutingState {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error> {
-        let mut state = lock(&self.state);
-        let record = state.contact_mut(tenant, contact)?;
-        let before = record.clone();
-        let (applied, from) = domain::abandon(record, now_ms)?;
-        let (channel, snapshot) = (record.channel, record.clone());
-        if let Some(AbandonedFrom::Offer(agent)) = &from {
-            state.release(agent, channel, now_ms);
-        }
-        if applied == Applied::Changed {
-            state.append(events_for(&before, &snapshot));
-        }
-        Ok((applied, from, snapshot))
+        let ((applied, from), record) =
+            self.apply(tenant, contact, now_ms, |record| domain::abandon(record, now_ms), events_for)?;
+        Ok((applied, from, record))
     }
 
     async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error> {
