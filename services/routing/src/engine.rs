@@ -347,9 +347,16 @@ impl Engine {
         agent: &AgentId,
     ) -> Result<ContactRecord, Error> {
         let events_for = |_before: &ContactRecord, after: &ContactRecord| events::answered(after);
-        let (_, record) = self.state.accept(tenant, contact, agent, now_millis(), &events_for).await?;
+        let (applied, record) = self.state.accept(tenant, contact, agent, now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
         self.changed();
+        if applied == crate::domain::Applied::Changed {
+            // Only for estimates: a lost update must not fail the answer.
+            let paced = self.state.record_answer(tenant, &record.queue, record.channel, record.answer_ms).await;
+            if let Err(error) = paced {
+                tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "answer pace not recorded");
+            }
+        }
         Ok(record)
     }
 

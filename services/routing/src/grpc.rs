@@ -125,6 +125,10 @@ fn contact_status(status: RoutingStatus) -> ContactStatus {
 }
 
 fn assignment(record: &ContactRecord, position: i32) -> Assignment {
+    assignment_with_estimate(record, position, None)
+}
+
+fn assignment_with_estimate(record: &ContactRecord, position: i32, estimated_wait_ms: Option<i64>) -> Assignment {
     Assignment {
         contact: contact_name(&record.tenant, &record.contact),
         queue: queue_name(&record.tenant, &record.queue),
@@ -136,6 +140,7 @@ fn assignment(record: &ContactRecord, position: i32) -> Assignment {
         answer_time: optional_timestamp(record.answer_ms),
         end_time: optional_timestamp(record.end_ms),
         position,
+        estimated_wait: estimated_wait_ms.map(duration_from_millis),
     }
 }
 
@@ -283,7 +288,8 @@ impl RoutingService for RoutingApi {
         let outcome = async {
             let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
             let position = self.engine.state.position(&record).await?;
-            Ok(assignment(&record, position))
+            let pace = self.engine.state.answer_pace(&record.tenant, &record.queue, record.channel).await?;
+            Ok(assignment_with_estimate(&record, position, pace.estimated_wait_ms(position)))
         };
         outcome.await.into_status().map(Response::new)
     }

@@ -395,6 +395,7 @@ async fn an_agent_going_away_returns_its_offers_to_the_queue() {
         .unwrap()
         .into_inner();
     assert_eq!(waiting.position, 1, "it keeps its place at the head of the queue");
+    assert_eq!(waiting.estimated_wait, None, "no answer history yet, so no estimate is invented");
     routing.agent("bob", AgentState::Available).await;
     let offered = routing.offered().await;
     assert_eq!((offered.contact, offered.agent.as_str()), (contact, "agents/bob"));

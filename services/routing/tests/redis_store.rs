@@ -10,7 +10,7 @@ use switchboard_platform::redis::connect;
 use switchboard_platform::testing::{backend_url, fresh_database, unique_suffix};
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
-    differential, outbox_contract, queue_store_contract, routing_state_contract,
+    answer_pace_contract, differential, outbox_contract, queue_store_contract, routing_state_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -22,6 +22,7 @@ async fn redis_state_passes_the_contract() {
     let connection = connect(&url).await.expect("redis");
     let state = RedisRoutingState::new(connection, &unique_suffix());
     routing_state_contract(&state).await.expect("redis routing state contract");
+    answer_pace_contract(&state).await.expect("redis answer pace contract");
 }
 
 #[tokio::test]

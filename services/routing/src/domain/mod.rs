@@ -226,6 +226,39 @@ fn require_agent(record: &ContactRecord, agent: &AgentId, action: &str) -> Resul
     )))
 }
 
+/// Answers further apart than this are a pause, not a pace: they restart
+/// the estimate instead of skewing it.
+pub const MAX_ANSWER_INTERVAL_MS: i64 = 3_600_000;
+
+/// The pace of a waiting line: a weighted average of the interval between
+/// answers (each new interval weighs a quarter, as Asterisk's hold time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnswerPace {
+    pub last_answer_ms: i64,
+    /// 0 until two answers were seen.
+    pub interval_ms: i64,
+}
+
+impl AnswerPace {
+    /// The pace after an answer at `answer_ms`.
+    pub fn after_answer(self, answer_ms: i64) -> AnswerPace {
+        if self.last_answer_ms == 0 || answer_ms < self.last_answer_ms {
+            return AnswerPace { last_answer_ms: answer_ms.max(self.last_answer_ms), interval_ms: self.interval_ms };
+        }
+        let interval = answer_ms - self.last_answer_ms;
+        if interval > MAX_ANSWER_INTERVAL_MS {
+            return AnswerPace { last_answer_ms: answer_ms, interval_ms: 0 };
+        }
+        let interval_ms = if self.interval_ms == 0 { interval } else { (self.interval_ms * 3 + interval) / 4 };
+        AnswerPace { last_answer_ms: answer_ms, interval_ms }
+    }
+
+    /// Estimated wait at `position` (1-based); `None` without history.
+    pub fn estimated_wait_ms(self, position: i32) -> Option<i64> {
+        (self.interval_ms > 0 && position > 0).then(|| i64::from(position) * self.interval_ms)
+    }
+}
+
 /// What changed, so the caller publishes the matching event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -363,6 +396,21 @@ pub(crate) mod tests {
         reserve(&mut contact, &alice, 3_000).expect("offer again");
         assert_eq!(abandon(&mut contact, 2_500), Ok((Applied::Changed, Some(AbandonedFrom::Offer(alice)))));
         assert_eq!(abandon(&mut contact, 2_600), Ok((Applied::AlreadyDone, None)));
+    }
+
+    #[test]
+    fn the_answer_pace_averages_intervals_and_estimates_by_position() {
+        let pace = AnswerPace::default().after_answer(10_000);
+        assert_eq!(pace.estimated_wait_ms(3), None, "one answer is no pace yet");
+        let pace = pace.after_answer(14_000);
+        assert_eq!(pace.interval_ms, 4_000);
+        assert_eq!(pace.estimated_wait_ms(3), Some(12_000));
+        let pace = pace.after_answer(22_000);
+        assert_eq!(pace.interval_ms, (4_000 * 3 + 8_000) / 4, "a new interval weighs a quarter");
+        assert_eq!(pace.after_answer(21_000).last_answer_ms, 22_000, "an older answer never moves time back");
+        let paused = pace.after_answer(22_000 + MAX_ANSWER_INTERVAL_MS + 1);
+        assert_eq!(paused.estimated_wait_ms(1), None, "a long pause restarts the estimate");
+        assert_eq!(pace.estimated_wait_ms(0), None, "no estimate for a contact not waiting");
     }
 
     #[test]

@@ -228,6 +228,25 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     Ok(())
 }
 
+/// The answer pace of a waiting line: recorded per queue and channel, and
+/// what estimates are made of.
+pub async fn answer_pace_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let queue = id(QueueId::parse("paced", "q"))?;
+    check(state.answer_pace(&acme, &queue, CHAT).await?.estimated_wait_ms(1).is_none(), "no history, no estimate")?;
+    for answer_ms in [10_000, 14_000, 22_000] {
+        state.record_answer(&acme, &queue, CHAT, answer_ms).await?;
+    }
+    let pace = state.answer_pace(&acme, &queue, CHAT).await?;
+    check(
+        pace == crate::domain::AnswerPace::default().after_answer(10_000).after_answer(14_000).after_answer(22_000),
+        "the pace follows the domain rule",
+    )?;
+    check(pace.estimated_wait_ms(2) == Some(2 * 5_000), "position times the average interval")?;
+    check(state.answer_pace(&acme, &queue, CHANNEL_VOICE).await?.interval_ms == 0, "each channel has its own pace")?;
+    Ok(())
+}
+
 /// Queue definitions: create once, get, list in pages, update, delete.
 pub async fn queue_store_contract(store: &dyn QueueStore) -> Result<(), Error> {
     let acme = id(TenantId::parse("acme", "t"))?;
@@ -392,6 +411,11 @@ mod tests {
     #[tokio::test]
     async fn memory_state_passes_the_contract() {
         routing_state_contract(&MemoryRoutingState::default()).await.expect("contract");
+    }
+
+    #[tokio::test]
+    async fn memory_answer_pace_passes_the_contract() {
+        answer_pace_contract(&MemoryRoutingState::default()).await.expect("pace");
     }
 
     #[tokio::test]

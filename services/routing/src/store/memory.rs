@@ -11,7 +11,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
 use super::{EventsFor, OfferRef, PendingEvent, QueueStore, Reservation, RoutingState, Snapshot, contact_not_found};
-use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus};
+use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation below completes before the guard drops or fails
@@ -72,6 +72,7 @@ struct State {
     /// Appended with each change, removed once relayed.
     outbox: std::collections::VecDeque<(u64, EventEnvelope)>,
     next_event_id: u64,
+    paces: HashMap<(TenantId, QueueId, i32), AnswerPace>,
 }
 
 impl State {
@@ -326,6 +327,23 @@ impl RoutingState for MemoryRoutingState {
         let mut state = lock(&self.state);
         state.outbox.retain(|(id, _)| !ids.contains(&id.to_string()));
         Ok(())
+    }
+
+    async fn record_answer(
+        &self,
+        tenant: &TenantId,
+        queue: &QueueId,
+        channel: i32,
+        answer_ms: i64,
+    ) -> Result<(), Error> {
+        let mut state = lock(&self.state);
+        let pace = state.paces.entry((tenant.clone(), queue.clone(), channel)).or_default();
+        *pace = pace.after_answer(answer_ms);
+        Ok(())
+    }
+
+    async fn answer_pace(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<AnswerPace, Error> {
+        Ok(lock(&self.state).paces.get(&(tenant.clone(), queue.clone(), channel)).copied().unwrap_or_default())
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {

@@ -13,7 +13,7 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
-use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord};
+use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord};
 
 /// Queue definitions per tenant.
 #[async_trait]
@@ -146,6 +146,16 @@ pub trait RoutingState: Send + Sync {
     async fn pending_events(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error>;
     /// Removes relayed events from the outbox.
     async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error>;
+    /// Counts an answer in the pace of its waiting line. A statistic for
+    /// estimates: concurrent updates may lose one interval, never a contact.
+    async fn record_answer(
+        &self,
+        tenant: &TenantId,
+        queue: &QueueId,
+        channel: i32,
+        answer_ms: i64,
+    ) -> Result<(), Error>;
+    async fn answer_pace(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<AnswerPace, Error>;
 }
 
 pub(crate) fn contact_not_found(tenant: &TenantId, contact: &ContactId) -> Error {

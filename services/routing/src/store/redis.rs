@@ -28,7 +28,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 
 use super::{EventsFor, OfferRef, PendingEvent, Reservation, RoutingState, Snapshot, contact_not_found};
 use crate::domain::{
-    self, AbandonedFrom, AgentLive, AgentProfile, Applied, ContactRecord, RoutingStatus, SkillRequirement,
+    self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus, SkillRequirement,
 };
 
 const ENQUEUE_SCRIPT: &str = r"
@@ -205,6 +205,10 @@ impl RedisRoutingState {
 
     fn agent_offers_key(&self, agent: &str) -> String {
         format!("{}:ao:{agent}", self.prefix)
+    }
+
+    fn pace_key(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> String {
+        format!("{}:pace:{tenant}:{queue}:{channel}", self.prefix)
     }
 
     fn outbox_key(&self) -> String {
@@ -739,6 +743,39 @@ impl RoutingState for RedisRoutingState {
             .await
             .map_err(redis_error)?;
         Ok(())
+    }
+
+    async fn record_answer(
+        &self,
+        tenant: &TenantId,
+        queue: &QueueId,
+        channel: i32,
+        answer_ms: i64,
+    ) -> Result<(), Error> {
+        let next = self.answer_pace(tenant, queue, channel).await?.after_answer(answer_ms);
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.pace_key(tenant, queue, channel))
+            .arg("last")
+            .arg(next.last_answer_ms)
+            .arg("interval")
+            .arg(next.interval_ms)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn answer_pace(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<AnswerPace, Error> {
+        let mut connection = self.connection.clone();
+        let (last, interval): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.pace_key(tenant, queue, channel))
+            .arg("last")
+            .arg("interval")
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(AnswerPace { last_answer_ms: last.unwrap_or(0), interval_ms: interval.unwrap_or(0) })
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
