@@ -68,3 +68,26 @@ async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
         "the leader keeps leading"
     );
 }
+
+#[tokio::test]
+async fn terminal_records_expire_and_live_ones_do_not() {
+    let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let connection = connect(&url).await.expect("redis");
+    let pool = unique_suffix();
+    let state = RedisRoutingState::new(connection.clone(), &pool);
+    let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
+    let queue = switchboard_core::QueueId::parse("retention", "q").expect("queue");
+    let waiting = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);
+    let leaving = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 2);
+    state.enqueue(&waiting, &[]).await.expect("enqueue");
+    state.enqueue(&leaving, &[]).await.expect("enqueue");
+    state.abandon(&tenant, &leaving.contact, 10, &switchboard_routing::store::no_events).await.expect("abandon");
+    let ttl = |contact: &switchboard_core::ContactId| {
+        let mut connection = connection.clone();
+        let key = format!("sb:{{{pool}}}:c:{tenant}:{contact}");
+        async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut connection).await.expect("pttl") }
+    };
+    assert_eq!(ttl(&waiting.contact).await, -1, "a live contact never expires");
+    let retention = ttl(&leaving.contact).await;
+    assert!(retention > 0 && retention <= switchboard_routing::store::redis::TERMINAL_RETENTION_MS, "{retention}");
+}

@@ -98,7 +98,10 @@ if ARGV[14] == '1' then
   end
   if total == 0 then redis.call('HSET', KEYS[3], 'idle_since', ARGV[16]) end
 end
-for i = 18, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
+-- A terminal record is kept for the retention period (late lookups,
+-- idempotent retries), then expires with its hash.
+if ARGV[3] == 'completed' or ARGV[3] == 'abandoned' then redis.call('PEXPIRE', KEYS[1], ARGV[18]) end
+for i = 19, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
 return 1
 ";
 
@@ -122,6 +125,11 @@ end
 if redis.call('HEXISTS', KEYS[1], 'idle_since') == 0 then redis.call('HSET', KEYS[1], 'idle_since', ARGV[3]) end
 return 1
 ";
+
+/// How long a completed or abandoned contact's routing record stays in
+/// Redis: a week, for lookups and retried requests; routing's own history
+/// lives in the events, CRM and KPI.
+pub const TERMINAL_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
 /// How often a compare-and-set is retried when another replica changed
 /// the contact in between.
@@ -350,6 +358,7 @@ impl RedisRoutingState {
                 .arg(before.channel)
                 .arg(now_ms)
                 .arg(flag(left_queue))
+                .arg(TERMINAL_RETENTION_MS)
                 .arg(&events)
                 .invoke_async(&mut connection)
                 .await
