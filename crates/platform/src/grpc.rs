@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::RoutesBuilder;
 use tonic::transport::{Channel, Endpoint, Server};
-use tonic::{Request, Status};
 
 use crate::config::GrpcConfig;
 use crate::message_limit::OversizedAsResourceExhausted;
@@ -108,9 +108,4 @@ impl CallContext {
         }
         request
     }
-}
-
-/// Tolerates a failed status conversion in a stream item.
-pub fn status_message(status: &Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
 }

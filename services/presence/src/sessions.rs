@@ -101,8 +101,10 @@ impl Presence {
         self.sessions().contains_key(agent)
     }
 
-    fn current_sender(&self, agent: &AgentId) -> Option<(SessionSender, i64)> {
-        self.sessions().get(agent).map(|session| (session.sender.clone(), session.started_ms))
+    fn current_sender(&self, agent: &AgentId) -> Option<(SessionSender, i64, String)> {
+        self.sessions()
+            .get(agent)
+            .map(|session| (session.sender.clone(), session.started_ms, session.session_id.clone()))
     }
 
     /// Records a state and publishes the change with the agent's current
@@ -286,7 +288,7 @@ impl Presence {
     }
 
     async fn push(&self, agent: &AgentId, occurred_ms: i64, kind: agent_session_response::Kind) {
-        let Some((sender, started_ms)) = self.current_sender(agent) else {
+        let Some((sender, started_ms, session_id)) = self.current_sender(agent) else {
             return;
         };
         // Events from before this session began were meant for an older one.
@@ -304,7 +306,7 @@ impl Presence {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(agent = %agent, "agent session is not reading, disconnecting it");
                 let error = Error::new(switchboard_core::ErrorCode::ResourceExhausted, "the session stopped reading");
-                self.disconnect(agent, &sender, &error);
+                self.end_session(agent, &session_id, &error);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::info!(agent = %agent, "agent session closed before the push");
@@ -313,22 +315,11 @@ impl Presence {
     }
 
     /// Ends the agent's session `session_id` if it is still the current one
-    /// here: its task stops and the stream closes.
+    /// here: its task stops, the stream closes and its lease is no longer
+    /// renewed.
     fn end_session(&self, agent: &AgentId, session_id: &str, error: &Error) {
         let mut sessions = self.sessions();
         let Some(session) = sessions.get(agent).filter(|session| session.session_id == session_id) else {
-            return;
-        };
-        tracing::info!(agent = %agent, reason = %error.message, "ending agent session");
-        session.closed.cancel();
-        sessions.remove(agent);
-    }
-
-    /// Ends the agent's session if `sender` is still its current one: its
-    /// task stops, the stream closes and its lease is no longer renewed.
-    fn disconnect(&self, agent: &AgentId, sender: &SessionSender, error: &Error) {
-        let mut sessions = self.sessions();
-        let Some(session) = sessions.get(agent).filter(|session| session.sender.same_channel(sender)) else {
             return;
         };
         tracing::info!(agent = %agent, reason = %error.message, "ending agent session");

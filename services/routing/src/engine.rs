@@ -272,7 +272,7 @@ impl Engine {
                 let agent = &snapshot.agents[planned.agent_index];
                 let expire_ms = offer_time + record.offer_timeout_ms;
                 let event = events::offered(record, &agent.profile.agent, offer_time, expire_ms);
-                Reservation { record, agent, expire_ms, event }
+                Reservation { record, agent, expire_ms, events: vec![event] }
             })
             .collect();
         let reserved = self.state.reserve_batch(&reservations).await?;

@@ -170,13 +170,13 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
             record: &first,
             agent: carol_live,
             expire_ms: 200_000,
-            event: crate::events::offered(&first, &carol, 0, 200_000),
+            events: vec![crate::events::offered(&first, &carol, 0, 200_000)],
         },
         super::Reservation {
             record: &second,
             agent: carol_live,
             expire_ms: 200_000,
-            event: crate::events::offered(&second, &carol, 0, 200_000),
+            events: vec![crate::events::offered(&second, &carol, 0, 200_000)],
         },
     ];
     check(state.reserve_batch(&batch).await? == vec![true, false], "a batch respects capacity entry by entry")?;

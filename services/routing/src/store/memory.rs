@@ -241,9 +241,8 @@ impl RoutingState for MemoryRoutingState {
     async fn reserve_batch(&self, batch: &[Reservation<'_>]) -> Result<Vec<bool>, Error> {
         let mut reserved = Vec::with_capacity(batch.len());
         for reservation in batch {
-            let event = std::slice::from_ref(&reservation.event);
             let agent = &reservation.agent.profile.agent;
-            reserved.push(self.reserve(reservation.record, agent, reservation.expire_ms, event).await?);
+            reserved.push(self.reserve(reservation.record, agent, reservation.expire_ms, &reservation.events).await?);
         }
         Ok(reserved)
     }

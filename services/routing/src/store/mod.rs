@@ -36,13 +36,13 @@ pub struct Snapshot {
     pub agents: Vec<AgentLive>,
 }
 
-/// One planned offer, with the agent as the snapshot saw it and the event
+/// One planned offer, with the agent as the snapshot saw it and the events
 /// to append if it is reserved.
 pub struct Reservation<'a> {
     pub record: &'a ContactRecord,
     pub agent: &'a AgentLive,
     pub expire_ms: i64,
-    pub event: EventEnvelope,
+    pub events: Vec<EventEnvelope>,
 }
 
 /// Builds the events of a transition from the contact before and after it.

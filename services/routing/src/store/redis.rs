@@ -551,46 +551,19 @@ impl RoutingState for RedisRoutingState {
         expire_ms: i64,
         events: &[EventEnvelope],
     ) -> Result<bool, Error> {
-        let capacity = {
-            let mut connection = self.connection.clone();
-            let fields: HashMap<String, String> = redis::cmd("HGETALL")
-                .arg(self.agent_key(agent.as_str()))
-                .query_async(&mut connection)
-                .await
-                .map_err(redis_error)?;
-            if fields.is_empty() {
-                return Ok(false);
-            }
-            let live = Self::decode_agent(agent.as_str(), &fields)?;
-            if !live.profile.tenants.contains(&record.tenant) {
-                return Ok(false);
-            }
-            live.profile.capacities.get(&record.channel).copied().unwrap_or(0)
-        };
-        let member = format!("{}:{}", record.tenant, record.contact);
         let mut connection = self.connection.clone();
-        let reserved: i32 = self
-            .reserve
-            .key(self.contact_key(&record.tenant, &record.contact))
-            .key(self.waiting_key(&record.tenant, &record.queue, record.channel))
-            .key(self.agent_key(agent.as_str()))
-            .key(self.offers_key())
-            .key(self.agent_offers_key(agent.as_str()))
-            .key(self.queues_key())
-            .key(self.outbox_key())
-            .arg(record.contact.as_str())
-            .arg(agent.as_str())
-            .arg(record.channel)
-            .arg(capacity)
-            .arg(expire_ms)
-            .arg(member)
-            .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
-            .arg(expire_ms - record.offer_timeout_ms)
-            .arg(events.iter().map(encode).collect::<Vec<_>>())
-            .invoke_async(&mut connection)
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.agent_key(agent.as_str()))
+            .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        Ok(reserved == 1)
+        if fields.is_empty() {
+            return Ok(false);
+        }
+        let live = Self::decode_agent(agent.as_str(), &fields)?;
+        let reservation = Reservation { record, agent: &live, expire_ms, events: events.to_vec() };
+        let reserved = self.reserve_batch(std::slice::from_ref(&reservation)).await?;
+        Ok(reserved.first().copied().unwrap_or(false))
     }
 
     async fn reserve_batch(&self, batch: &[Reservation<'_>]) -> Result<Vec<bool>, Error> {
@@ -626,7 +599,7 @@ impl RoutingState for RedisRoutingState {
                 .arg(format!("{}:{}", record.tenant, record.contact))
                 .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
                 .arg(reservation.expire_ms - record.offer_timeout_ms)
-                .arg(encode(&reservation.event));
+                .arg(reservation.events.iter().map(encode).collect::<Vec<_>>());
         }
         let mut connection = self.connection.clone();
         let outcome: Result<Vec<i32>, redis::RedisError> = pipeline.query_async(&mut connection).await;
