@@ -114,6 +114,7 @@ impl Fixture {
             offer_expire_ms: 0,
             answer_ms: 0,
             end_ms: 0,
+            rules: switchboard_routing::domain::QueueRules::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use switchboard_core::event::{ROUTING_TOPIC, envelope_tenant};
 use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
-use switchboard_core::time::{millis_from_duration, now_millis};
+use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::DEFAULT_OFFER_TIMEOUT_MS;
 use crate::domain::matching::plan_offers;
-use crate::domain::{AgentProfile, ContactRecord, RoutingStatus, SkillRequirement};
+use crate::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use crate::events;
+use crate::queue_config::queue_entry;
 use crate::store::{QueueStore, Reservation, RoutingState};
 
 /// Head contacts per waiting line (queue and channel) considered in one
@@ -62,7 +63,7 @@ impl Engine {
     }
 
     /// The outbox has new events.
-    fn changed(&self) {
+    pub(crate) fn changed(&self) {
         self.relay_requested.notify_one();
     }
 
@@ -151,40 +152,40 @@ impl Engine {
         // strand it: it is routed with default settings and no skill
         // requirements, and still reaches a terminal state.
         let queue = self.queues.get_queue(tenant, &queue_id).await?.unwrap_or_default();
-        let offer_timeout_ms =
-            queue.offer_timeout.as_ref().and_then(millis_from_duration).unwrap_or(DEFAULT_OFFER_TIMEOUT_MS);
-        let enqueue_ms =
-            contact.create_time.as_ref().map_or_else(now_millis, switchboard_core::time::millis_from_timestamp);
-        let record = ContactRecord {
+        let now = now_millis();
+        let enqueue_ms = contact.create_time.as_ref().map_or(now, switchboard_core::time::millis_from_timestamp);
+        let last_agent = if queue.preferred_agent_window.is_some() && !contact.customer.is_empty() {
+            self.state.last_agent(tenant, &contact.customer).await?
+        } else {
+            None
+        };
+        let entry = queue_entry(&queue_id, &queue, now, enqueue_ms, last_agent);
+        let mut record = ContactRecord {
             tenant: tenant.clone(),
             contact: contact_id.clone(),
             queue: queue_id.clone(),
             channel: contact.channel,
             customer: contact.customer.clone(),
             subject: contact.subject.clone(),
-            priority: contact.priority.clamp(0, 100).max(queue.priority.clamp(0, 100)),
-            required_skills: queue
-                .required_skills
-                .iter()
-                .map(|skill| SkillRequirement { name: skill.name.clone(), min_level: skill.level })
-                .collect(),
-            strategy: crate::domain::Strategy::from_proto(queue.strategy),
-            priority_step_ms: queue
-                .priority_aging_step
-                .as_ref()
-                .and_then(millis_from_duration)
-                .filter(|step| *step > 0)
-                .unwrap_or(crate::domain::STRICT_PRIORITY_STEP_MS),
+            priority: contact.priority.clamp(0, 100),
+            required_skills: Vec::new(),
+            strategy: crate::domain::Strategy::LongestIdle,
+            priority_step_ms: crate::domain::STRICT_PRIORITY_STEP_MS,
             enqueue_ms,
-            offer_timeout_ms,
+            offer_timeout_ms: DEFAULT_OFFER_TIMEOUT_MS,
             status: RoutingStatus::Queued,
             agent: None,
             offer_expire_ms: 0,
             answer_ms: 0,
             end_ms: 0,
+            rules: crate::domain::QueueRules::default(),
         };
+        crate::domain::rules::move_to_queue(&mut record, entry)?;
         let added = self.state.enqueue(&record, &[events::queued(&record, &queue)]).await?;
         tracing::info!(tenant = %tenant, contact = %contact_id, queue = %queue_id, added, "contact queued");
+        if added {
+            self.apply_opening_hours(&record, &queue, now).await?;
+        }
         self.changed();
         self.request_match();
         Ok(())
@@ -263,7 +264,7 @@ impl Engine {
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
             return Ok(0);
         }
-        let planned = plan_offers(&snapshot.waiting, &snapshot.agents);
+        let planned = plan_offers(&snapshot.waiting, &snapshot.agents, now_millis());
         let offer_time = now_millis();
         let reservations: Vec<Reservation<'_>> = planned
             .iter()
@@ -355,6 +356,12 @@ impl Engine {
             let paced = self.state.record_answer(tenant, &record.queue, record.channel, record.answer_ms).await;
             if let Err(error) = paced {
                 tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "answer pace not recorded");
+            }
+            // The customer's next contact prefers this agent.
+            if !record.customer.is_empty()
+                && let Err(error) = self.state.remember_agent(tenant, &record.customer, agent).await
+            {
+                tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "last agent not remembered");
             }
         }
         Ok(record)

@@ -9,11 +9,11 @@ use switchboard_core::time::{duration_from_millis, millis_from_duration, optiona
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::routing::v1::{
-    AbandonStage, ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, OfferWithdrawn,
-    Queue, RoutingEvent, WithdrawReason, routing_event,
+    AbandonStage, ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued,
+    ContactTransferred, OfferWithdrawn, Queue, RoutingEvent, TransferReason, WithdrawReason, routing_event,
 };
 
-use crate::domain::{ContactRecord, RoutingStatus};
+use crate::domain::{ContactRecord, EndReason, RoutingStatus};
 use crate::{DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
 
 fn event(record: &ContactRecord, kind: routing_event::Kind) -> EventEnvelope {
@@ -57,6 +57,7 @@ pub fn offered(record: &ContactRecord, agent: &AgentId, offer_ms: i64, expire_ms
             offer_time: Some(timestamp_from_millis(offer_ms)),
             expire_time: Some(timestamp_from_millis(expire_ms)),
             subject: record.subject.clone(),
+            callback_number: record.rules.callback_number.clone().unwrap_or_default(),
         }),
     )
 }
@@ -124,6 +125,26 @@ pub fn abandoned(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnve
             stage: stage as i32,
             enqueue_time: Some(timestamp_from_millis(after.enqueue_ms)),
             abandon_time: optional_timestamp(after.end_ms),
+            reason: after.rules.end_reason.map_or(0, EndReason::to_proto),
+        }),
+    ));
+    events
+}
+
+/// The contact moved to another queue or was handed to one agent: a
+/// ringing offer is withdrawn, and the move is announced with the agent
+/// that held it (a ringing or answered contact's agent is released).
+pub fn transferred(before: &ContactRecord, after: &ContactRecord, reason: TransferReason) -> Vec<EventEnvelope> {
+    let ringing = before.status == RoutingStatus::Offered;
+    let mut events = if ringing { withdrawn(before, WithdrawReason::Transferred) } else { Vec::new() };
+    events.push(event(
+        after,
+        routing_event::Kind::Transferred(ContactTransferred {
+            contact: contact_name(&after.tenant, &after.contact),
+            from_queue: queue_name(&before.tenant, &before.queue),
+            to_queue: queue_name(&after.tenant, &after.queue),
+            from_agent: before.agent.as_ref().map(agent_name).unwrap_or_default(),
+            reason: reason as i32,
         }),
     ));
     events

@@ -1,13 +1,12 @@
 //! `switchboard.routing.v1.RoutingService`: queue management for tenant
 //! admins, assignment lookups for readers, and offer decisions for agents.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use switchboard_core::names::{agent_name, contact_name, parse_contact, parse_queue, parse_tenant, queue_name};
-use switchboard_core::time::{
-    duration_from_millis, millis_from_duration, now_millis, optional_timestamp, timestamp_from_millis,
+use switchboard_core::names::{
+    agent_name, contact_name, parse_agent, parse_contact, parse_queue, parse_tenant, queue_name,
 };
+use switchboard_core::time::{duration_from_millis, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::pagination::{page, page_request};
@@ -15,103 +14,23 @@ use switchboard_platform::status::IntoStatus;
 use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::routing::v1::routing_service_server::RoutingService;
 use switchboard_proto::routing::v1::{
-    AcceptOfferRequest, Assignment, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
-    GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, ListQueuesResponse, Queue, RejectOfferRequest,
-    RoutingStrategy, UpdateQueueRequest,
+    AcceptOfferRequest, Assignment, ChannelQueueStatus, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
+    GetAssignmentRequest, GetQueueRequest, GetQueueStatusRequest, ListQueuesRequest, ListQueuesResponse, Queue,
+    QueueStatus, RejectOfferRequest, RequestCallbackRequest, TransferContactRequest, TransferReason,
+    UpdateQueueRequest, transfer_contact_request,
 };
 use tonic::{Request, Response, Status};
 
 use crate::domain::{ContactRecord, RoutingStatus};
 use crate::engine::Engine;
-use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
+use crate::queue_config::{Arrival, UPDATABLE_FIELDS, arrival, validate_queue, with_defaults};
 
-const MAX_DISPLAY_NAME_BYTES: usize = 200;
-const MAX_SKILLS: usize = 32;
 const MAX_DISPOSITION_BYTES: usize = 128;
 const MAX_NOTES_BYTES: usize = 4096;
-const UPDATABLE_FIELDS: [&str; 9] = [
-    "display_name",
-    "channels",
-    "priority",
-    "required_skills",
-    "service_level_threshold",
-    "short_abandon_threshold",
-    "offer_timeout",
-    "strategy",
-    "priority_aging_step",
-];
 
 pub struct RoutingApi {
     pub engine: Arc<Engine>,
     pub access: Arc<AccessControl>,
-}
-
-fn check_duration(
-    duration: &Option<prost_types::Duration>,
-    field: &str,
-    min_ms: i64,
-    max_ms: i64,
-) -> Result<(), Error> {
-    let Some(duration) = duration else {
-        return Ok(());
-    };
-    let millis = millis_from_duration(duration).ok_or_else(|| Error::invalid_field(field, "must not be negative"))?;
-    if !(min_ms..=max_ms).contains(&millis) {
-        return Err(Error::invalid_field(field, format!("must be between {min_ms} ms and {max_ms} ms")));
-    }
-    Ok(())
-}
-
-/// Validates the settable fields of a queue; `prefix` is the field path of
-/// the queue in the request.
-pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
-    if queue.display_name.len() > MAX_DISPLAY_NAME_BYTES {
-        return Err(Error::invalid_field(format!("{prefix}.display_name"), "must be at most 200 bytes"));
-    }
-    let mut seen_channels = HashSet::new();
-    for channel in &queue.channels {
-        if !matches!(Channel::try_from(*channel), Ok(channel) if channel != Channel::Unspecified) {
-            return Err(Error::invalid_field(format!("{prefix}.channels"), format!("{channel} is not a channel")));
-        }
-        if !seen_channels.insert(*channel) {
-            return Err(Error::invalid_field(format!("{prefix}.channels"), "lists a channel twice"));
-        }
-    }
-    if !(0..=100).contains(&queue.priority) {
-        return Err(Error::invalid_field(format!("{prefix}.priority"), "must be between 0 and 100"));
-    }
-    if queue.required_skills.len() > MAX_SKILLS {
-        return Err(Error::invalid_field(format!("{prefix}.required_skills"), "at most 32 skills"));
-    }
-    for skill in &queue.required_skills {
-        if skill.name.is_empty() || skill.name.len() > 64 {
-            return Err(Error::invalid_field(format!("{prefix}.required_skills.name"), "must be 1-64 bytes"));
-        }
-        if !(1..=5).contains(&skill.level) {
-            return Err(Error::invalid_field(format!("{prefix}.required_skills.level"), "must be between 1 and 5"));
-        }
-    }
-    check_duration(&queue.service_level_threshold, &format!("{prefix}.service_level_threshold"), 1_000, 3_600_000)?;
-    check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000)?;
-    check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000)?;
-    check_duration(&queue.priority_aging_step, &format!("{prefix}.priority_aging_step"), 1_000, 86_400_000)?;
-    if RoutingStrategy::try_from(queue.strategy).is_err() {
-        return Err(Error::invalid_field(
-            format!("{prefix}.strategy"),
-            format!("{} is not a strategy", queue.strategy),
-        ));
-    }
-    Ok(())
-}
-
-fn with_defaults(mut queue: Queue) -> Queue {
-    queue.service_level_threshold.get_or_insert(duration_from_millis(DEFAULT_SERVICE_LEVEL_THRESHOLD_MS));
-    queue.short_abandon_threshold.get_or_insert(duration_from_millis(DEFAULT_SHORT_ABANDON_THRESHOLD_MS));
-    queue.offer_timeout.get_or_insert(duration_from_millis(DEFAULT_OFFER_TIMEOUT_MS));
-    if queue.strategy == RoutingStrategy::Unspecified as i32 {
-        queue.strategy = RoutingStrategy::LongestIdle as i32;
-    }
-    queue
 }
 
 fn contact_status(status: RoutingStatus) -> ContactStatus {
@@ -141,6 +60,8 @@ fn assignment_with_estimate(record: &ContactRecord, position: i32, estimated_wai
         end_time: optional_timestamp(record.end_ms),
         position,
         estimated_wait: estimated_wait_ms.map(duration_from_millis),
+        callback_number: record.rules.callback_number.clone().unwrap_or_default(),
+        end_reason: record.rules.end_reason.map_or(0, crate::domain::EndReason::to_proto),
     }
 }
 
@@ -204,9 +125,17 @@ impl RoutingApi {
                 "short_abandon_threshold" => queue.short_abandon_threshold = changes.short_abandon_threshold,
                 "strategy" => queue.strategy = changes.strategy,
                 "priority_aging_step" => queue.priority_aging_step = changes.priority_aging_step,
+                "escalation_steps" => queue.escalation_steps = changes.escalation_steps.clone(),
+                "max_wait" => queue.max_wait = changes.max_wait,
+                "overflow_queue" => queue.overflow_queue = changes.overflow_queue.clone(),
+                "preferred_agent_window" => queue.preferred_agent_window = changes.preferred_agent_window,
+                "business_hours" => queue.business_hours = changes.business_hours.clone(),
                 _ => queue.offer_timeout = changes.offer_timeout,
             }
         }
+        // The fields together must still make a valid queue (e.g. a closed
+        // action OVERFLOW needs an overflow queue).
+        validate_queue(&queue, "queue")?;
         let mut queue = with_defaults(queue);
         queue.update_time = Some(timestamp_from_millis(now_millis()));
         if !self.engine.queues.update_queue(&tenant, &queue_id, &queue).await? {
@@ -338,6 +267,97 @@ impl RoutingService for RoutingApi {
             let record =
                 self.engine.complete(&record.tenant, &record.contact, &agent, &body.disposition, body.resolved).await?;
             Ok(assignment(&record, 0))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn transfer_contact(&self, request: Request<TransferContactRequest>) -> Result<Response<Assignment>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let body = request.get_ref();
+            let (tenant, contact) = parse_contact(&body.contact, "contact")?;
+            let target = body.target.as_ref().ok_or_else(|| Error::missing_field("queue"))?;
+            // The handling agent may hand its own contact over; otherwise a
+            // tenant writer (supervisor, IVR, integration) may move any.
+            let record = self.record_for(&principal, "contact", &body.contact).await?;
+            if principal.role != Role::Agent {
+                self.authorize_write(&principal, &tenant)?;
+            }
+            let record = match target {
+                transfer_contact_request::Target::Queue(queue) => {
+                    let (queue_tenant, queue_id) = parse_queue(queue, "queue")?;
+                    if queue_tenant != tenant {
+                        return Err(Error::invalid_field("queue", "must belong to the contact's tenant"));
+                    }
+                    self.engine.move_to(&tenant, &record.contact, &queue_id, TransferReason::Requested).await?
+                }
+                transfer_contact_request::Target::Agent(agent) => {
+                    let agent = parse_agent(agent, "agent")?;
+                    let serves = self
+                        .engine
+                        .state
+                        .agent(&agent)
+                        .await?
+                        .is_some_and(|live| live.profile.tenants.contains(&tenant));
+                    if !serves {
+                        return Err(Error::invalid_field("agent", "is not an agent of the contact's tenant"));
+                    }
+                    self.engine.transfer_to_agent(&tenant, &contact, &agent).await?
+                }
+            };
+            let position = self.engine.state.position(&record).await?;
+            Ok(assignment(&record, position))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn request_callback(&self, request: Request<RequestCallbackRequest>) -> Result<Response<Assignment>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let body = request.get_ref();
+            let (tenant, contact) = parse_contact(&body.contact, "contact")?;
+            if body.phone_number.is_empty() {
+                return Err(Error::missing_field("phone_number"));
+            }
+            if !crate::domain::rules::is_e164(&body.phone_number) {
+                return Err(Error::invalid_field("phone_number", "must be E.164: + and 8-15 digits"));
+            }
+            self.authorize_write(&principal, &tenant)?;
+            let record = self.engine.request_callback(&tenant, &contact, &body.phone_number).await?;
+            let position = self.engine.state.position(&record).await?;
+            Ok(assignment(&record, position))
+        };
+        outcome.await.into_status().map(Response::new)
+    }
+
+    async fn get_queue_status(&self, request: Request<GetQueueStatusRequest>) -> Result<Response<QueueStatus>, Status> {
+        let principal = principal(&request)?;
+        let outcome = async {
+            let (tenant, queue_id) = parse_queue(&request.get_ref().name, "name")?;
+            self.access.authorize_read(&principal, &tenant)?;
+            let queue = self.existing_queue(&tenant, &queue_id).await?;
+            let now = now_millis();
+            let channels: Vec<i32> = if queue.channels.is_empty() {
+                (1..=8).filter(|channel| Channel::try_from(*channel).is_ok()).collect()
+            } else {
+                queue.channels.clone()
+            };
+            let mut statuses = Vec::with_capacity(channels.len());
+            for channel in channels {
+                let line = self.engine.state.line_status(&tenant, &queue_id, channel).await?;
+                let pace = self.engine.state.answer_pace(&tenant, &queue_id, channel).await?;
+                statuses.push(ChannelQueueStatus {
+                    channel,
+                    waiting: line.waiting,
+                    head_wait: line.head.map(|head| duration_from_millis((now - head.enqueue_ms).max(0))),
+                    estimated_wait: pace.estimated_wait_ms(line.waiting.saturating_add(1)).map(duration_from_millis),
+                });
+            }
+            Ok(QueueStatus {
+                name: queue_name(&tenant, &queue_id),
+                open: arrival(&queue, now) == Arrival::Open,
+                channels: statuses,
+            })
         };
         outcome.await.into_status().map(Response::new)
     }

@@ -5,7 +5,9 @@
 pub mod domain;
 pub mod engine;
 pub mod events;
+mod flows;
 pub mod grpc;
+pub mod queue_config;
 pub mod store;
 
 use std::sync::Arc;
@@ -87,6 +89,7 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
     let relay = engine.clone().run_relay(config.instance_id.clone(), shutdown.clone());
     let sweep_interval = Duration::from_millis(config.routing.offer_sweep_interval_ms);
     let sweeper = engine.clone().run_offer_sweeper(sweep_interval, shutdown.clone());
+    let wait_sweeper = engine.clone().run_wait_sweeper(sweep_interval, shutdown.clone());
 
     let api = grpc::RoutingApi { engine, access: deps.backplane.access.clone() };
     let server = RoutingServiceServer::new(api).max_decoding_message_size(config.grpc.max_message_bytes);
@@ -101,6 +104,7 @@ pub async fn run(config: Config, deps: Deps, listener: TcpListener, shutdown: Ca
             ("routing-matcher", Box::pin(matcher)),
             ("routing-outbox-relay", Box::pin(relay)),
             ("routing-offer-sweeper", Box::pin(sweeper)),
+            ("routing-wait-sweeper", Box::pin(wait_sweeper)),
         ],
     );
     run_service(&config, parts, listener, shutdown).await

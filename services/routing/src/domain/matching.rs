@@ -4,13 +4,15 @@
 //! queues of the pool; each goes to the eligible agent (tenant served,
 //! skills met, capacity free) its queue's strategy prefers: longest idle,
 //! least occupied, best skill or round robin, ties going to the longest
-//! idle (then agent id). The plan is computed on a
+//! idle (then agent id). Requirements are those in force at the planning
+//! instant (bullseye escalation), and a contact held for a preferred or
+//! pinned agent goes to that agent only. The plan is computed on a
 //! snapshot; the store then reserves each pair atomically, re-checking
 //! that nothing changed in between.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use switchboard_core::TenantId;
+use switchboard_core::{AgentId, TenantId};
 
 use super::{AgentLive, ContactRecord, Strategy};
 
@@ -21,11 +23,21 @@ pub struct PlannedOffer {
     pub agent_index: usize,
 }
 
-/// Plans offers for `waiting` (queued contacts, any order) on `agents`.
-/// Never plans a contact twice or an agent beyond its capacity, and leaves
-/// no waiting contact unplanned while an agent that could take it is free
-/// (work-conserving).
-pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive]) -> Vec<PlannedOffer> {
+/// Whether `agent` may be planned for `contact` at `now_ms`, given the ids
+/// of the available agents (a preference for an agent not among them
+/// lapses). The planner and its properties share this one rule.
+pub fn eligible(agent: &AgentLive, contact: &ContactRecord, now_ms: i64, available: &HashSet<&AgentId>) -> bool {
+    let preferred_available = contact.reserved_for_at(now_ms).is_some_and(|preferred| available.contains(preferred));
+    agent.can_take_at(contact, now_ms, preferred_available)
+}
+
+/// Plans offers at `now_ms` for `waiting` (queued contacts, any order) on
+/// `agents` (the available ones). Never plans a contact twice or an agent
+/// beyond its capacity, and leaves no waiting contact unplanned while an
+/// agent [`eligible`] for it is free (work-conserving).
+pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive], now_ms: i64) -> Vec<PlannedOffer> {
+    let available: HashSet<&AgentId> =
+        agents.iter().filter(|agent| agent.available).map(|agent| &agent.profile.agent).collect();
     let mut contact_order: Vec<usize> = (0..waiting.len()).collect();
     contact_order.sort_by(|left, right| {
         waiting[*left]
@@ -58,7 +70,8 @@ pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive]) -> Vec<Plann
         let Some(candidates) = candidates_by_tenant.get(&contact.tenant) else {
             continue;
         };
-        let mut eligible = candidates.iter().copied().filter(|index| projected_agents[*index].can_take(contact));
+        let mut eligible =
+            candidates.iter().copied().filter(|index| eligible(&projected_agents[*index], contact, now_ms, &available));
         // Candidates are in longest-idle order and `min_by*` keeps the first
         // of equals, so ties fall back to longest idle; longest idle itself
         // is simply the first eligible.
@@ -100,9 +113,30 @@ mod tests {
     const TENANTS: [&str; 2] = ["acme", "globex"];
     const CHANNELS: [i32; 3] = [CHANNEL_VOICE, 2, 3];
 
+    /// The planning instant of the properties: contacts arrive in 0..1000.
+    const NOW_MS: i64 = 1_500;
+
+    fn rules_strategy() -> impl Strategy<Value = crate::domain::QueueRules> {
+        (proptest::option::of((0usize..6, any::<bool>(), 0i64..3_000)), proptest::option::of((0i64..2_000, 1i32..6)))
+            .prop_map(|(preference, escalation)| crate::domain::QueueRules {
+                escalations: escalation
+                    .map(|(after_ms, min_level)| crate::domain::EscalationStep {
+                        after_ms,
+                        required_skills: vec![SkillRequirement { name: "billing".to_owned(), min_level }],
+                    })
+                    .into_iter()
+                    .collect(),
+                preferred_agent: preference
+                    .map(|(agent, _, _)| AgentId::parse(&format!("agent-{agent}"), "a").expect("agent")),
+                preferred_until_ms: preference.map_or(0, |(_, _, until)| until),
+                pinned: preference.is_some_and(|(_, pinned, _)| pinned),
+                ..crate::domain::QueueRules::default()
+            })
+    }
+
     fn contact_strategy() -> impl Strategy<Value = ContactRecord> {
-        (0usize..2, 0usize..3, 0i32..3, 0i64..1_000, proptest::option::of(1i32..6), 0i32..5).prop_map(
-            |(tenant, channel, priority, enqueue_ms, skill_level, strategy)| ContactRecord {
+        (0usize..2, 0usize..3, 0i32..3, 0i64..1_000, proptest::option::of(1i32..6), 0i32..5, rules_strategy()).prop_map(
+            |(tenant, channel, priority, enqueue_ms, skill_level, strategy, rules)| ContactRecord {
                 tenant: TenantId::parse(TENANTS[tenant], "t").expect("tenant"),
                 contact: ContactId::generate(),
                 queue: QueueId::parse("q", "q").expect("queue"),
@@ -123,6 +157,7 @@ mod tests {
                 offer_expire_ms: 0,
                 answer_ms: 0,
                 end_ms: 0,
+                rules,
             },
         )
     }
@@ -173,7 +208,7 @@ mod tests {
             waiting in proptest::collection::vec(contact_strategy(), 0..25),
             agents in agents_strategy(),
         ) {
-            let offers = plan_offers(&waiting, &agents);
+            let offers = plan_offers(&waiting, &agents, NOW_MS);
             let offered: HashSet<usize> = offers.iter().map(|offer| offer.contact_index).collect();
             prop_assert_eq!(offered.len(), offers.len(), "a contact is offered at most once");
 
@@ -181,7 +216,13 @@ mod tests {
                 let agent = &agents[offer.agent_index];
                 let contact = &waiting[offer.contact_index];
                 prop_assert!(agent.available && agent.profile.tenants.contains(&contact.tenant));
+                prop_assert!(agent.meets(contact.requirements_at(NOW_MS)), "requirements in force are met");
+                if contact.rules.pinned {
+                    prop_assert_eq!(contact.rules.preferred_agent.as_ref(), Some(&agent.profile.agent), "pinned");
+                }
             }
+            let available: HashSet<&AgentId> =
+                agents.iter().filter(|agent| agent.available).map(|agent| &agent.profile.agent).collect();
             let after = apply(&agents, &waiting, &offers);
             for agent in &after {
                 for (channel, load) in &agent.load {
@@ -197,7 +238,7 @@ mod tests {
                 if offered.contains(&index) {
                     continue;
                 }
-                prop_assert!(after.iter().all(|agent| !agent.can_take(contact)),
+                prop_assert!(after.iter().all(|agent| !eligible(agent, contact, NOW_MS, &available)),
                     "an eligible agent stayed idle while a contact waited");
             }
         }
@@ -218,7 +259,11 @@ mod tests {
                 last_offer_ms: 0,
                 load: BTreeMap::new(),
             };
-            let offers = plan_offers(&waiting, std::slice::from_ref(&agent));
+            let waiting: Vec<ContactRecord> = waiting.into_iter().map(|mut contact| {
+                contact.rules = crate::domain::QueueRules::default();
+                contact
+            }).collect();
+            let offers = plan_offers(&waiting, std::slice::from_ref(&agent), NOW_MS);
             prop_assert!(offers.len() <= 1 || !offers.iter().any(|o| waiting[o.contact_index].channel == CHANNEL_VOICE));
             if let Some(first) = offers.first() {
                 let first_rank = waiting[first.contact_index].rank();
@@ -251,7 +296,7 @@ mod tests {
         let mut contact = crate::domain::tests::record(0, 1);
         contact.strategy = strategy;
         contact.required_skills = vec![SkillRequirement { name: "billing".to_owned(), min_level: 1 }];
-        let offers = plan_offers(std::slice::from_ref(&contact), agents);
+        let offers = plan_offers(std::slice::from_ref(&contact), agents, 10);
         offers.first().map(|offer| agents[offer.agent_index].profile.agent.to_string()).unwrap_or_default()
     }
 
@@ -284,7 +329,7 @@ mod tests {
             waiting.push(contact);
         }
         let agents = [agent("a", 10, 0, 1, 3, 0), agent("b", 20, 0, 1, 3, 0), agent("c", 30, 0, 1, 3, 0)];
-        let offers = plan_offers(&waiting, &agents);
+        let offers = plan_offers(&waiting, &agents, 10);
         let mut picked: Vec<usize> = offers.iter().map(|offer| offer.agent_index).collect();
         picked.sort_unstable();
         assert_eq!(picked, vec![0, 1, 2], "three contacts go to three different agents");
@@ -308,7 +353,44 @@ mod tests {
             });
         }
         let waiting = vec![crate::domain::tests::record(0, 1)];
-        let offers = plan_offers(&waiting, &agents);
+        let offers = plan_offers(&waiting, &agents, 10);
         assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1 }]);
+    }
+
+    #[test]
+    fn a_preferred_agent_gets_the_first_offer_while_available_and_a_pin_waits() {
+        let mut contact = crate::domain::tests::record(0, 1);
+        contact.rules.preferred_agent = Some(AgentId::parse("favourite", "a").expect("agent"));
+        contact.rules.preferred_until_ms = 1_000;
+        let busy_favourite = agent("favourite", 50, 0, 1, 1, 1);
+        let other = agent("other", 10, 0, 1, 1, 0);
+        let agents = [busy_favourite.clone(), other.clone()];
+        assert!(plan_offers(std::slice::from_ref(&contact), &agents, 500).is_empty(), "held for the favourite");
+        let free_favourite = agent("favourite", 50, 0, 1, 1, 0);
+        let offers = plan_offers(std::slice::from_ref(&contact), &[other.clone(), free_favourite], 500);
+        assert_eq!(
+            offers,
+            vec![PlannedOffer { contact_index: 0, agent_index: 1 }],
+            "the favourite, not the longest idle"
+        );
+        let offers = plan_offers(std::slice::from_ref(&contact), &agents, 1_000);
+        assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1 }], "the window closed");
+        let offers = plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&other), 500);
+        assert_eq!(offers.len(), 1, "a favourite who is not available is not waited for");
+        contact.rules.pinned = true;
+        assert!(plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&other), 5_000).is_empty(), "pinned");
+    }
+
+    #[test]
+    fn escalation_widens_the_agents_who_may_take_a_contact() {
+        let mut contact = crate::domain::tests::record(0, 1_000);
+        contact.required_skills = vec![SkillRequirement { name: "billing".to_owned(), min_level: 5 }];
+        contact.rules.escalations = vec![crate::domain::EscalationStep {
+            after_ms: 10_000,
+            required_skills: vec![SkillRequirement { name: "billing".to_owned(), min_level: 2 }],
+        }];
+        let junior = [agent("junior", 10, 0, 2, 1, 0)];
+        assert!(plan_offers(std::slice::from_ref(&contact), &junior, 10_999).is_empty());
+        assert_eq!(plan_offers(std::slice::from_ref(&contact), &junior, 11_000).len(), 1);
     }
 }

@@ -3,11 +3,15 @@
 //! stores apply exactly these rules (the Redis store in Lua, checked
 //! against the in-memory store by the shared contract suite).
 
+pub mod hours;
 pub mod matching;
+pub mod rules;
 
 use std::collections::BTreeMap;
 
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
+
+pub use self::rules::{EndReason, EscalationStep, QueueEntry, QueueRules, WaitOutcome};
 
 /// A priority step so large that no wait overcomes one level: strict
 /// priority. 10^13 ms (~317 years), and 100 levels of it still fit an f64
@@ -116,6 +120,8 @@ pub struct ContactRecord {
     pub offer_expire_ms: i64,
     pub answer_ms: i64,
     pub end_ms: i64,
+    /// Escalation, preference, deadline and callback (see [`rules`]).
+    pub rules: QueueRules,
 }
 
 impl ContactRecord {
@@ -180,17 +186,39 @@ impl AgentLive {
             .sum()
     }
 
-    /// May this agent take one more contact of `record`'s kind now?
-    /// Tenant served, skills met, channel capacity free, and a voice
-    /// contact is never mixed with other work.
+    /// May this agent take one more contact of `record`'s kind now, with the
+    /// queue's own requirements and no preference? See [`AgentLive::can_take_at`].
     pub fn can_take(&self, record: &ContactRecord) -> bool {
-        if !self.available || !self.profile.tenants.contains(&record.tenant) {
+        self.has_room_for(record) && self.meets(&record.required_skills)
+    }
+
+    /// May this agent take `record` at `now_ms`: room for it, the skill
+    /// requirements in force then (escalation), and the contact not held
+    /// for another agent. `preferred_available` says whether the agent the
+    /// contact prefers is available at all; a preference for an agent who
+    /// is not lapses at once, a pin never does.
+    pub fn can_take_at(&self, record: &ContactRecord, now_ms: i64, preferred_available: bool) -> bool {
+        if let Some(reserved_for) = record.reserved_for_at(now_ms)
+            && (record.rules.pinned || preferred_available)
+            && *reserved_for != self.profile.agent
+        {
             return false;
         }
-        let skills_met = record.required_skills.iter().all(|requirement| {
+        self.has_room_for(record) && self.meets(record.requirements_at(now_ms))
+    }
+
+    /// Whether the agent's levels meet `requirements`.
+    pub fn meets(&self, requirements: &[SkillRequirement]) -> bool {
+        requirements.iter().all(|requirement| {
             self.profile.skills.get(&requirement.name).is_some_and(|level| *level >= requirement.min_level)
-        });
-        if !skills_met {
+        })
+    }
+
+    /// Available, serving the contact's tenant, with capacity free on its
+    /// channel, and no voice mixed with other work: what a reservation
+    /// re-checks atomically (skills and preferences are the plan's).
+    pub fn has_room_for(&self, record: &ContactRecord) -> bool {
+        if !self.available || !self.profile.tenants.contains(&record.tenant) {
             return false;
         }
         let capacity = self.profile.capacities.get(&record.channel).copied().unwrap_or(0);
@@ -341,10 +369,15 @@ pub enum AbandonedFrom {
 }
 
 /// The customer left. Only a queued or offered contact can be abandoned;
-/// an answered one ends by completion.
+/// an answered one ends by completion, and a waiting queued callback stays.
 pub fn abandon(record: &mut ContactRecord, now_ms: i64) -> Result<(Applied, Option<AbandonedFrom>), Error> {
     let from = match record.status {
         RoutingStatus::Abandoned => return Ok((Applied::AlreadyDone, None)),
+        // The customer hung up after asking to be called back: the contact
+        // keeps its place (or its ringing offer).
+        RoutingStatus::Queued | RoutingStatus::Offered if record.rules.callback_number.is_some() => {
+            return Ok((Applied::AlreadyDone, None));
+        }
         RoutingStatus::Queued => AbandonedFrom::Queue,
         RoutingStatus::Offered => {
             AbandonedFrom::Offer(record.agent.clone().ok_or_else(|| Error::internal("offered contact without agent"))?)

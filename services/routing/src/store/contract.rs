@@ -47,6 +47,7 @@ pub fn sample_record(
         offer_expire_ms: 0,
         answer_ms: 0,
         end_ms: 0,
+        rules: crate::domain::QueueRules::default(),
     }
 }
 

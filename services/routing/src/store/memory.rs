@@ -10,7 +10,10 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
-use super::{EventsFor, OfferRef, PendingEvent, QueueStore, Reservation, RoutingState, Snapshot, contact_not_found};
+use super::{
+    Change, EventsFor, LineStatus, OfferRef, PendingEvent, QueueStore, Reservation, RoutingState, Snapshot,
+    contact_not_found,
+};
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +76,7 @@ struct State {
     outbox: std::collections::VecDeque<(u64, EventEnvelope)>,
     next_event_id: u64,
     paces: HashMap<(TenantId, QueueId, i32), AnswerPace>,
+    last_agents: HashMap<(TenantId, String), AgentId>,
 }
 
 impl State {
@@ -223,7 +227,7 @@ impl RoutingState for MemoryRoutingState {
         let Some(current) = state.contacts.get(&(record.tenant.clone(), record.contact.clone())).cloned() else {
             return Ok(false);
         };
-        let can_take = state.agents.get(agent).is_some_and(|live| live.can_take(&current));
+        let can_take = state.agents.get(agent).is_some_and(|live| live.has_room_for(&current));
         if current.status != RoutingStatus::Queued || !can_take {
             return Ok(false);
         }
@@ -359,5 +363,65 @@ impl RoutingState for MemoryRoutingState {
             .collect();
         offers.sort_by(|left, right| left.contact.cmp(&right.contact));
         Ok(offers)
+    }
+
+    async fn change(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+        change: Change<'_>,
+        events_for: EventsFor<'_>,
+    ) -> Result<ContactRecord, Error> {
+        let ((), record) = self.apply(tenant, contact, now_ms, change, events_for)?;
+        Ok(record)
+    }
+
+    async fn agent(&self, agent: &AgentId) -> Result<Option<AgentLive>, Error> {
+        Ok(lock(&self.state).agents.get(agent).cloned())
+    }
+
+    async fn expired_waits(&self, now_ms: i64, limit: usize) -> Result<Vec<(TenantId, ContactId)>, Error> {
+        let state = lock(&self.state);
+        let mut expired: Vec<(i64, TenantId, ContactId)> = state
+            .contacts
+            .values()
+            .filter(|record| {
+                record.status == RoutingStatus::Queued
+                    && record.rules.deadline_ms > 0
+                    && record.rules.deadline_ms <= now_ms
+            })
+            .map(|record| (record.rules.deadline_ms, record.tenant.clone(), record.contact.clone()))
+            .collect();
+        expired.sort();
+        Ok(expired.into_iter().take(limit).map(|(_, tenant, contact)| (tenant, contact)).collect())
+    }
+
+    async fn line_status(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<LineStatus, Error> {
+        let state = lock(&self.state);
+        let mut line: Vec<&ContactRecord> = state
+            .contacts
+            .values()
+            .filter(|record| {
+                record.status == RoutingStatus::Queued
+                    && record.tenant == *tenant
+                    && record.queue == *queue
+                    && record.channel == channel
+            })
+            .collect();
+        line.sort_by(|left, right| left.rank().total_cmp(&right.rank()).then_with(|| left.contact.cmp(&right.contact)));
+        Ok(LineStatus {
+            waiting: i32::try_from(line.len()).unwrap_or(i32::MAX),
+            head: line.first().map(|record| (*record).clone()),
+        })
+    }
+
+    async fn remember_agent(&self, tenant: &TenantId, customer: &str, agent: &AgentId) -> Result<(), Error> {
+        lock(&self.state).last_agents.insert((tenant.clone(), customer.to_owned()), agent.clone());
+        Ok(())
+    }
+
+    async fn last_agent(&self, tenant: &TenantId, customer: &str) -> Result<Option<AgentId>, Error> {
+        Ok(lock(&self.state).last_agents.get(&(tenant.clone(), customer.to_owned())).cloned())
     }
 }

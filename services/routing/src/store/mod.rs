@@ -49,6 +49,21 @@ pub struct Reservation<'a> {
 /// They are appended to the outbox in the same atomic step as the change.
 pub type EventsFor<'a> = &'a (dyn Fn(&ContactRecord, &ContactRecord) -> Vec<EventEnvelope> + Send + Sync);
 
+/// A pure domain transition of one contact, applied by
+/// [`RoutingState::change`].
+pub type Change<'a> = &'a (dyn Fn(&mut ContactRecord) -> Result<(), Error> + Send + Sync);
+
+/// One waiting line (queue and channel) right now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineStatus {
+    pub waiting: i32,
+    /// The contact served next.
+    pub head: Option<ContactRecord>,
+}
+
+/// How long routing remembers a customer's last agent (preferred agent).
+pub const LAST_AGENT_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
+
 /// For callers (tests, benchmarks) that change state without events.
 pub fn no_events(_before: &ContactRecord, _after: &ContactRecord) -> Vec<EventEnvelope> {
     Vec::new()
@@ -85,6 +100,8 @@ pub trait RoutingState: Send + Sync {
     /// Records an agent's profile and availability. Becoming available
     /// starts its idle time.
     async fn upsert_agent(&self, profile: &AgentProfile, available: bool, now_ms: i64) -> Result<(), Error>;
+    /// An agent's routing view, if routing has seen it.
+    async fn agent(&self, agent: &AgentId) -> Result<Option<AgentLive>, Error>;
     /// Up to `per_queue` head contacts of every non-empty waiting line (one
     /// per queue and channel) and every available agent.
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error>;
@@ -136,6 +153,26 @@ pub trait RoutingState: Send + Sync {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, Option<AbandonedFrom>, ContactRecord), Error>;
+    /// Any other transition of a contact (transfer, overflow, callback,
+    /// expiry), with the same compare-and-set, index and load bookkeeping
+    /// and outbox as the named ones. A change that changes nothing appends
+    /// nothing.
+    async fn change(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+        change: Change<'_>,
+        events_for: EventsFor<'_>,
+    ) -> Result<ContactRecord, Error>;
+    /// Waiting contacts whose allowed wait ended at or before `now_ms`,
+    /// earliest first.
+    async fn expired_waits(&self, now_ms: i64, limit: usize) -> Result<Vec<(TenantId, ContactId)>, Error>;
+    async fn line_status(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<LineStatus, Error>;
+    /// Remembers `agent` as the customer's last agent, for
+    /// [`LAST_AGENT_RETENTION_MS`].
+    async fn remember_agent(&self, tenant: &TenantId, customer: &str, agent: &AgentId) -> Result<(), Error>;
+    async fn last_agent(&self, tenant: &TenantId, customer: &str) -> Result<Option<AgentId>, Error>;
     /// Offers whose deadline passed, oldest first.
     async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error>;
     /// Offers currently ringing at `agent`.

@@ -3,128 +3,41 @@
 //! script is one atomic step; tenant data keys carry the tenant.
 //!
 //! Keys (`P` = pool):
-//! - `sb:{P}:c:<tenant>:<contact>` hash: `record` (JSON, immutable) and the
-//!   mutable `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`
+//! - `sb:{P}:c:<tenant>:<contact>` hash: `record` (JSON: queue settings and
+//!   rules), `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`, and
+//!   `rev`, the revision every compare-and-set checks and bumps
 //! - `sb:{P}:w:<tenant>:<queue>:<channel>` sorted set of waiting contacts
 //!   by rank: one line per queue and channel, so a long line of one
 //!   channel never hides another channel's contacts from matching
 //! - `sb:{P}:queues` set of `<tenant>:<queue>:<channel>` lines with
 //!   waiting contacts
 //! - `sb:{P}:offers` sorted set of `<tenant>:<contact>` by offer deadline
+//! - `sb:{P}:deadlines` sorted set of waiting `<tenant>:<contact>` by the
+//!   end of their allowed wait (max wait)
+//! - `sb:{P}:last:<tenant>:<customer>` the customer's last agent (30 days)
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
 //!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` offers
 //! - `sb:{P}:outbox` stream of encoded events, appended by the same script
 //!   as the change they announce; `sb:{P}:outbox:relay` the relay lease
 
-use std::collections::{BTreeMap, HashMap};
+mod codec;
+mod scripts;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
 use switchboard_core::event::{decode, encode};
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
 use switchboard_proto::events::v1::EventEnvelope;
 
-use super::{EventsFor, OfferRef, PendingEvent, Reservation, RoutingState, Snapshot, contact_not_found};
-use crate::domain::{
-    self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus, SkillRequirement,
+use self::codec::corrupt;
+use self::scripts::{ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT};
+use super::{
+    Change, EventsFor, LineStatus, OfferRef, PendingEvent, Reservation, RoutingState, Snapshot, contact_not_found,
 };
-
-const ENQUEUE_SCRIPT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'record', ARGV[1], 'status', 'queued', 'agent', '', 'expire_ms', '0', 'answer_ms', '0', 'end_ms', '0')
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[4])
-for i = 5, #ARGV do redis.call('XADD', KEYS[4], '*', 'e', ARGV[i]) end
-return 1
-";
-
-// Re-checks, atomically, everything that can change between the snapshot
-// and the reservation: the contact still queued, the agent still available
-// with room on the channel, and no voice mixed with other work.
-const RESERVE_SCRIPT: &str = r"
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-if redis.call('HGET', KEYS[3], 'available') ~= '1' then return 0 end
-local channel = ARGV[3]
-local fields = redis.call('HGETALL', KEYS[3])
-local total, voice, on_channel = 0, 0, 0
-for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 5) == 'load:' then
-    local load = tonumber(fields[i + 1])
-    local load_channel = string.sub(fields[i], 6)
-    total = total + load
-    if load_channel == '1' then voice = load end
-    if load_channel == channel then on_channel = load end
-  end
-end
-if on_channel >= tonumber(ARGV[4]) or voice > 0 or (channel == '1' and total > 0) then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'offered', 'agent', ARGV[2], 'expire_ms', ARGV[5])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], ARGV[7]) end
-redis.call('HINCRBY', KEYS[3], 'load:' .. channel, 1)
-redis.call('HSET', KEYS[3], 'last_offer', ARGV[8])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
-redis.call('SADD', KEYS[5], ARGV[6])
-for i = 9, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
-return 1
-";
-
-// Compare-and-set of a contact's mutable fields, with the index and load
-// bookkeeping the transition implies. The transition itself is computed by
-// the pure domain in Rust, so Redis and memory cannot disagree on rules.
-const TRANSITION_SCRIPT: &str = r"
-if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'agent') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'agent', ARGV[4], 'expire_ms', ARGV[5], 'answer_ms', ARGV[6], 'end_ms', ARGV[7])
-if ARGV[12] == '1' then
-  redis.call('ZADD', KEYS[2], ARGV[9], ARGV[8])
-  redis.call('SADD', KEYS[6], ARGV[11])
-end
-if ARGV[17] == '1' then
-  redis.call('ZREM', KEYS[2], ARGV[8])
-  if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], ARGV[11]) end
-end
-if ARGV[13] == '1' then
-  redis.call('ZREM', KEYS[4], ARGV[10])
-  redis.call('SREM', KEYS[5], ARGV[10])
-end
-if ARGV[14] == '1' then
-  local load_field = 'load:' .. ARGV[15]
-  if redis.call('HINCRBY', KEYS[3], load_field, -1) < 0 then redis.call('HSET', KEYS[3], load_field, 0) end
-  local fields = redis.call('HGETALL', KEYS[3])
-  local total = 0
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 5) == 'load:' then total = total + tonumber(fields[i + 1]) end
-  end
-  if total == 0 then redis.call('HSET', KEYS[3], 'idle_since', ARGV[16]) end
-end
--- A terminal record is kept for the retention period (late lookups,
--- idempotent retries), then expires with its hash.
-if ARGV[3] == 'completed' or ARGV[3] == 'abandoned' then redis.call('PEXPIRE', KEYS[1], ARGV[18]) end
-for i = 19, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
-return 1
-";
-
-// The relay lease: taken when free, extended by its holder.
-const RELAY_LEASE_SCRIPT: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
-
-const UPSERT_AGENT_SCRIPT: &str = r"
-local was_available = redis.call('HGET', KEYS[1], 'available')
-redis.call('HSET', KEYS[1], 'profile', ARGV[1], 'available', ARGV[2])
-if ARGV[2] == '1' then
-  if was_available ~= '1' then redis.call('HSET', KEYS[1], 'idle_since', ARGV[3]) end
-  redis.call('SADD', KEYS[2], ARGV[4])
-else
-  redis.call('SREM', KEYS[2], ARGV[4])
-end
-if redis.call('HEXISTS', KEYS[1], 'idle_since') == 0 then redis.call('HSET', KEYS[1], 'idle_since', ARGV[3]) end
-return 1
-";
+use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 
 /// How long a completed or abandoned contact's routing record stays in
 /// Redis: a week, for lookups and retried requests; routing's own history
@@ -134,39 +47,6 @@ pub const TERMINAL_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 /// How often a compare-and-set is retried when another replica changed
 /// the contact in between.
 const MAX_TRANSITION_ATTEMPTS: usize = 16;
-
-#[derive(Serialize, Deserialize)]
-struct StoredRecord {
-    tenant: String,
-    contact: String,
-    queue: String,
-    channel: i32,
-    customer: String,
-    subject: String,
-    priority: i32,
-    required_skills: Vec<(String, i32)>,
-    #[serde(default)]
-    strategy: i32,
-    #[serde(default = "strict_priority_step")]
-    priority_step_ms: i64,
-    enqueue_ms: i64,
-    offer_timeout_ms: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredProfile {
-    tenants: Vec<String>,
-    skills: BTreeMap<String, i32>,
-    capacities: BTreeMap<i32, i32>,
-}
-
-fn strict_priority_step() -> i64 {
-    crate::domain::STRICT_PRIORITY_STEP_MS
-}
-
-fn corrupt(what: &str) -> Error {
-    Error::internal(format!("corrupt routing state in redis: {what}"))
-}
 
 pub struct RedisRoutingState {
     connection: ConnectionManager,
@@ -223,76 +103,27 @@ impl RedisRoutingState {
         format!("{}:outbox", self.prefix)
     }
 
+    fn deadlines_key(&self) -> String {
+        format!("{}:deadlines", self.prefix)
+    }
+
+    fn last_agent_key(&self, tenant: &TenantId, customer: &str) -> String {
+        format!("{}:last:{tenant}:{customer}", self.prefix)
+    }
+
     fn available_key(&self) -> String {
         format!("{}:available", self.prefix)
     }
 
-    fn decode_record(fields: &HashMap<String, String>) -> Result<ContactRecord, Error> {
-        let json = fields.get("record").ok_or_else(|| corrupt("contact without record"))?;
-        let stored: StoredRecord = serde_json::from_str(json).map_err(|_| corrupt("contact record json"))?;
-        let status = fields
-            .get("status")
-            .and_then(|status| RoutingStatus::parse(status))
-            .ok_or_else(|| corrupt("contact status"))?;
-        let number = |name: &str| fields.get(name).and_then(|value| value.parse::<i64>().ok()).unwrap_or(0);
-        let agent = match fields.get("agent").map(String::as_str) {
-            None | Some("") => None,
-            Some(agent) => Some(AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?),
-        };
-        Ok(ContactRecord {
-            tenant: TenantId::parse(&stored.tenant, "tenant").map_err(|_| corrupt("tenant"))?,
-            contact: ContactId::parse(&stored.contact, "contact").map_err(|_| corrupt("contact id"))?,
-            queue: QueueId::parse(&stored.queue, "queue").map_err(|_| corrupt("queue id"))?,
-            channel: stored.channel,
-            customer: stored.customer,
-            subject: stored.subject,
-            priority: stored.priority,
-            required_skills: stored
-                .required_skills
-                .into_iter()
-                .map(|(name, min_level)| SkillRequirement { name, min_level })
-                .collect(),
-            strategy: crate::domain::Strategy::from_proto(stored.strategy),
-            priority_step_ms: stored.priority_step_ms,
-            enqueue_ms: stored.enqueue_ms,
-            offer_timeout_ms: stored.offer_timeout_ms,
-            status,
-            agent,
-            offer_expire_ms: number("expire_ms"),
-            answer_ms: number("answer_ms"),
-            end_ms: number("end_ms"),
-        })
-    }
-
-    fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Result<AgentLive, Error> {
-        let json = fields.get("profile").ok_or_else(|| corrupt("agent without profile"))?;
-        let stored: StoredProfile = serde_json::from_str(json).map_err(|_| corrupt("agent profile json"))?;
-        let mut load = BTreeMap::new();
-        for (field, value) in fields {
-            if let Some(channel) = field.strip_prefix("load:") {
-                let channel: i32 = channel.parse().map_err(|_| corrupt("load channel"))?;
-                load.insert(channel, value.parse().map_err(|_| corrupt("load value"))?);
-            }
-        }
-        Ok(AgentLive {
-            profile: AgentProfile {
-                agent: AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?,
-                tenants: stored
-                    .tenants
-                    .iter()
-                    .map(|tenant| TenantId::parse(tenant, "tenant").map_err(|_| corrupt("agent tenant")))
-                    .collect::<Result<_, _>>()?,
-                skills: stored.skills,
-                capacities: stored.capacities,
-            },
-            available: fields.get("available").is_some_and(|available| available == "1"),
-            idle_since_ms: fields.get("idle_since").and_then(|value| value.parse().ok()).unwrap_or(0),
-            last_offer_ms: fields.get("last_offer").and_then(|value| value.parse().ok()).unwrap_or(0),
-            load,
-        })
-    }
-
     async fn read_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
+        Ok(self.read_revision(tenant, contact).await?.map(|(record, _)| record))
+    }
+
+    async fn read_revision(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+    ) -> Result<Option<(ContactRecord, i64)>, Error> {
         let mut connection = self.connection.clone();
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.contact_key(tenant, contact))
@@ -302,7 +133,7 @@ impl RedisRoutingState {
         if fields.is_empty() {
             return Ok(None);
         }
-        Self::decode_record(&fields).map(Some)
+        Ok(Some((codec::decode_record(&fields)?, codec::revision(&fields))))
     }
 
     /// Applies `change` (a pure domain transition) with compare-and-set,
@@ -316,17 +147,22 @@ impl RedisRoutingState {
         events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
         for _attempt in 0..MAX_TRANSITION_ATTEMPTS {
-            let before = self.read_contact(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
+            let (before, revision) =
+                self.read_revision(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
             let mut after = before.clone();
             let outcome = change(&mut after)?;
             if after == before {
                 return Ok((outcome, after));
             }
             let holds_load = |status: RoutingStatus| matches!(status, RoutingStatus::Offered | RoutingStatus::Answered);
-            let back_to_queue = after.status == RoutingStatus::Queued && before.status != RoutingStatus::Queued;
+            let queued = |record: &ContactRecord| record.status == RoutingStatus::Queued;
+            let same_line = before.queue == after.queue && before.channel == after.channel;
+            let leaves_line = queued(&before) && (!queued(&after) || !same_line);
+            let joins_line =
+                queued(&after) && (!queued(&before) || !same_line || before.rank().total_cmp(&after.rank()).is_ne());
             let offer_ended = before.status == RoutingStatus::Offered && after.status != RoutingStatus::Offered;
             let releases_agent = holds_load(before.status) && !holds_load(after.status);
-            let left_queue = before.status == RoutingStatus::Queued && after.status != RoutingStatus::Queued;
+            let deadline = if queued(&after) { after.rules.deadline_ms } else { 0 };
             let holder = before.agent.as_ref().map_or("-", AgentId::as_str);
             let member = format!("{tenant}:{contact}");
             let flag = |value: bool| if value { "1" } else { "0" };
@@ -341,23 +177,29 @@ impl RedisRoutingState {
                 .key(self.agent_offers_key(holder))
                 .key(self.queues_key())
                 .key(self.outbox_key())
+                .key(self.waiting_key(tenant, &after.queue, after.channel))
+                .key(self.deadlines_key())
                 .arg(before.status.as_str())
                 .arg(before.agent.as_ref().map_or("", AgentId::as_str))
+                .arg(revision)
                 .arg(after.status.as_str())
                 .arg(after.agent.as_ref().map_or("", AgentId::as_str))
                 .arg(after.offer_expire_ms)
                 .arg(after.answer_ms)
                 .arg(after.end_ms)
+                .arg(codec::record_json(&after)?)
                 .arg(contact.as_str())
                 .arg(after.rank())
                 .arg(&member)
                 .arg(format!("{tenant}:{}:{}", before.queue, before.channel))
-                .arg(flag(back_to_queue))
+                .arg(format!("{tenant}:{}:{}", after.queue, after.channel))
+                .arg(flag(leaves_line))
+                .arg(flag(joins_line))
                 .arg(flag(offer_ended))
                 .arg(flag(releases_agent))
                 .arg(before.channel)
                 .arg(now_ms)
-                .arg(flag(left_queue))
+                .arg(deadline)
                 .arg(TERMINAL_RETENTION_MS)
                 .arg(&events)
                 .invoke_async(&mut connection)
@@ -398,25 +240,7 @@ impl RedisRoutingState {
 #[async_trait]
 impl RoutingState for RedisRoutingState {
     async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error> {
-        let stored = StoredRecord {
-            tenant: record.tenant.to_string(),
-            contact: record.contact.to_string(),
-            queue: record.queue.to_string(),
-            channel: record.channel,
-            customer: record.customer.clone(),
-            subject: record.subject.clone(),
-            priority: record.priority,
-            required_skills: record
-                .required_skills
-                .iter()
-                .map(|requirement| (requirement.name.clone(), requirement.min_level))
-                .collect(),
-            strategy: record.strategy.to_proto(),
-            priority_step_ms: record.priority_step_ms,
-            enqueue_ms: record.enqueue_ms,
-            offer_timeout_ms: record.offer_timeout_ms,
-        };
-        let json = serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))?;
+        let json = codec::record_json(record)?;
         let mut connection = self.connection.clone();
         let added: i32 = self
             .enqueue
@@ -424,10 +248,13 @@ impl RoutingState for RedisRoutingState {
             .key(self.waiting_key(&record.tenant, &record.queue, record.channel))
             .key(self.queues_key())
             .key(self.outbox_key())
+            .key(self.deadlines_key())
             .arg(json)
             .arg(record.rank())
             .arg(record.contact.as_str())
             .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
+            .arg(if record.status == RoutingStatus::Queued { record.rules.deadline_ms } else { 0 })
+            .arg(format!("{}:{}", record.tenant, record.contact))
             .arg(events.iter().map(encode).collect::<Vec<_>>())
             .invoke_async(&mut connection)
             .await
@@ -451,12 +278,7 @@ impl RoutingState for RedisRoutingState {
     }
 
     async fn upsert_agent(&self, profile: &AgentProfile, available: bool, now_ms: i64) -> Result<(), Error> {
-        let stored = StoredProfile {
-            tenants: profile.tenants.iter().map(ToString::to_string).collect(),
-            skills: profile.skills.clone(),
-            capacities: profile.capacities.clone(),
-        };
-        let json = serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))?;
+        let json = codec::profile_json(profile)?;
         let mut connection = self.connection.clone();
         let _: i32 = self
             .upsert_agent
@@ -511,7 +333,7 @@ impl RoutingState for RedisRoutingState {
                 let records: Vec<HashMap<String, String>> =
                     records_pipeline.query_async(&mut connection).await.map_err(redis_error)?;
                 for fields in records.iter().filter(|fields| !fields.is_empty()) {
-                    let record = Self::decode_record(fields)?;
+                    let record = codec::decode_record(fields)?;
                     if record.status == RoutingStatus::Queued {
                         waiting.push(record);
                     }
@@ -535,7 +357,7 @@ impl RoutingState for RedisRoutingState {
             if fields.is_empty() {
                 continue;
             }
-            let live = Self::decode_agent(agent, &fields)?;
+            let live = codec::decode_agent(agent, &fields)?;
             if live.available {
                 agents.push(live);
             }
@@ -560,7 +382,7 @@ impl RoutingState for RedisRoutingState {
         if fields.is_empty() {
             return Ok(false);
         }
-        let live = Self::decode_agent(agent.as_str(), &fields)?;
+        let live = codec::decode_agent(agent.as_str(), &fields)?;
         let reservation = Reservation { record, agent: &live, expire_ms, events: events.to_vec() };
         let reserved = self.reserve_batch(std::slice::from_ref(&reservation)).await?;
         Ok(reserved.first().copied().unwrap_or(false))
@@ -583,7 +405,7 @@ impl RoutingState for RedisRoutingState {
             pipeline
                 .cmd("EVALSHA")
                 .arg(self.reserve.get_hash())
-                .arg(7)
+                .arg(8)
                 .arg(self.contact_key(&record.tenant, &record.contact))
                 .arg(self.waiting_key(&record.tenant, &record.queue, record.channel))
                 .arg(self.agent_key(agent.agent.as_str()))
@@ -591,6 +413,7 @@ impl RoutingState for RedisRoutingState {
                 .arg(self.agent_offers_key(agent.agent.as_str()))
                 .arg(self.queues_key())
                 .arg(self.outbox_key())
+                .arg(self.deadlines_key())
                 .arg(record.contact.as_str())
                 .arg(agent.agent.as_str())
                 .arg(record.channel)
@@ -770,5 +593,89 @@ impl RoutingState for RedisRoutingState {
         members.sort();
         let offers = self.offers_from_members(members).await?;
         Ok(offers.into_iter().filter(|offer| &offer.agent == agent).collect())
+    }
+
+    async fn change(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+        change: Change<'_>,
+        events_for: EventsFor<'_>,
+    ) -> Result<ContactRecord, Error> {
+        let ((), record) = self.apply(tenant, contact, now_ms, change, events_for).await?;
+        Ok(record)
+    }
+
+    async fn agent(&self, agent: &AgentId) -> Result<Option<AgentLive>, Error> {
+        let mut connection = self.connection.clone();
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.agent_key(agent.as_str()))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        codec::decode_agent(agent.as_str(), &fields).map(Some)
+    }
+
+    async fn expired_waits(&self, now_ms: i64, limit: usize) -> Result<Vec<(TenantId, ContactId)>, Error> {
+        let mut connection = self.connection.clone();
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.deadlines_key())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(members.iter().filter_map(|member| Self::parse_member(member)).collect())
+    }
+
+    async fn line_status(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<LineStatus, Error> {
+        let mut connection = self.connection.clone();
+        let line = self.waiting_key(tenant, queue, channel);
+        let (waiting, head): (i32, Vec<String>) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(&line)
+            .cmd("ZRANGE")
+            .arg(&line)
+            .arg(0)
+            .arg(0)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        let head = match head.first().map(|contact| ContactId::parse(contact, "contact")) {
+            Some(Ok(contact)) => self.read_contact(tenant, &contact).await?,
+            Some(Err(_)) => return Err(corrupt("waiting contact id")),
+            None => None,
+        };
+        Ok(LineStatus { waiting, head })
+    }
+
+    async fn remember_agent(&self, tenant: &TenantId, customer: &str, agent: &AgentId) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.last_agent_key(tenant, customer))
+            .arg(agent.as_str())
+            .arg("PX")
+            .arg(super::LAST_AGENT_RETENTION_MS)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn last_agent(&self, tenant: &TenantId, customer: &str) -> Result<Option<AgentId>, Error> {
+        let mut connection = self.connection.clone();
+        let agent: Option<String> = redis::cmd("GET")
+            .arg(self.last_agent_key(tenant, customer))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        agent.map(|agent| AgentId::parse(&agent, "agent").map_err(|_| corrupt("last agent"))).transpose()
     }
 }

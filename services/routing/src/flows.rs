@@ -1,0 +1,218 @@
+//! The engine's queue flows beyond offers: opening hours on arrival, the
+//! wait deadline (overflow or lost), transfers and queued callbacks. Each
+//! is one compare-and-set transition of the store, with its events in the
+//! same atomic step, so replicas racing on one contact apply it once.
+
+use std::time::Duration;
+
+use switchboard_core::time::now_millis;
+use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
+use switchboard_proto::routing::v1::{Queue, TransferReason};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::rules::{end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_closed, request_callback};
+use crate::domain::{ContactRecord, EndReason, QueueEntry, RoutingStatus, WaitOutcome};
+use crate::engine::Engine;
+use crate::events;
+use crate::queue_config::{Arrival, arrival, queue_entry};
+
+/// Contacts past their wait handled per sweep.
+const EXPIRED_WAITS_PER_SWEEP: usize = 256;
+
+fn moved_or_ended(
+    reason: TransferReason,
+) -> impl Fn(&ContactRecord, &ContactRecord) -> Vec<switchboard_proto::events::v1::EventEnvelope> {
+    move |before, after| {
+        if after.status == RoutingStatus::Abandoned {
+            events::abandoned(before, after)
+        } else {
+            events::transferred(before, after, reason)
+        }
+    }
+}
+
+impl Engine {
+    /// What a contact that just entered `queue` at `now_ms` meets when the
+    /// queue is closed: it ends as lost, overflows, or simply waits.
+    pub(crate) async fn apply_opening_hours(
+        &self,
+        record: &ContactRecord,
+        queue: &Queue,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        match arrival(queue, now_ms) {
+            Arrival::Open | Arrival::ClosedQueue => Ok(()),
+            Arrival::ClosedReject => {
+                let ended = self
+                    .state
+                    .change(
+                        &record.tenant,
+                        &record.contact,
+                        now_ms,
+                        &|record| reject_closed(record, now_ms),
+                        &events::abandoned,
+                    )
+                    .await;
+                match ended {
+                    Ok(_) => {
+                        tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, "queue closed, contact ended");
+                        Ok(())
+                    }
+                    // Already offered or ended by a faster replica.
+                    Err(error) if error.code == ErrorCode::FailedPrecondition => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
+            Arrival::ClosedOverflow(target) => {
+                let moved = self.move_to(&record.tenant, &record.contact, &target, TransferReason::Closed).await;
+                match moved {
+                    Ok(_) => Ok(()),
+                    Err(error) if error.code == ErrorCode::FailedPrecondition => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
+        }
+    }
+
+    async fn entry_for(
+        &self,
+        tenant: &TenantId,
+        queue_id: &QueueId,
+        record: &ContactRecord,
+    ) -> Result<Option<QueueEntry>, Error> {
+        let Some(queue) = self.queues.get_queue(tenant, queue_id).await? else {
+            return Ok(None);
+        };
+        let last_agent = if queue.preferred_agent_window.is_some() && !record.customer.is_empty() {
+            self.state.last_agent(tenant, &record.customer).await?
+        } else {
+            None
+        };
+        Ok(Some(queue_entry(queue_id, &queue, now_millis(), record.enqueue_ms, last_agent)))
+    }
+
+    /// Moves a contact into `target` (same tenant), keeping its age. Fails
+    /// with NOT_FOUND when the queue does not exist and FAILED_PRECONDITION
+    /// when the contact already ended.
+    pub async fn move_to(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        target: &QueueId,
+        reason: TransferReason,
+    ) -> Result<ContactRecord, Error> {
+        let current = self
+            .state
+            .get_contact(tenant, contact)
+            .await?
+            .ok_or_else(|| Error::not_found(switchboard_core::names::contact_name(tenant, contact)))?;
+        let entry = self
+            .entry_for(tenant, target, &current)
+            .await?
+            .ok_or_else(|| Error::not_found(switchboard_core::names::queue_name(tenant, target)))?;
+        let now = now_millis();
+        let events_for = moved_or_ended(reason);
+        let record = self
+            .state
+            .change(tenant, contact, now, &|record| move_to_queue(record, entry.clone()), &events_for)
+            .await?;
+        tracing::info!(tenant = %tenant, contact = %contact, queue = %target, reason = ?reason, "contact moved to another queue");
+        self.changed();
+        self.request_match();
+        Ok(record)
+    }
+
+    /// Hands a contact to one agent, in its current queue.
+    pub async fn transfer_to_agent(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        agent: &AgentId,
+    ) -> Result<ContactRecord, Error> {
+        let events_for = moved_or_ended(TransferReason::Requested);
+        let record = self
+            .state
+            .change(tenant, contact, now_millis(), &|record| pin_to_agent(record, agent), &events_for)
+            .await?;
+        tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "contact transferred to an agent");
+        self.changed();
+        self.request_match();
+        Ok(record)
+    }
+
+    /// Marks a waiting contact as a queued callback to `number`.
+    pub async fn request_callback(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        number: &str,
+    ) -> Result<ContactRecord, Error> {
+        let no_events = crate::store::no_events;
+        let record = self
+            .state
+            .change(tenant, contact, now_millis(), &|record| request_callback(record, number), &no_events)
+            .await?;
+        tracing::info!(tenant = %tenant, contact = %contact, "queued callback requested");
+        self.changed();
+        Ok(record)
+    }
+
+    /// Ends or overflows one contact whose wait ran out.
+    async fn expire_one(&self, tenant: &TenantId, contact: &ContactId) -> Result<(), Error> {
+        let Some(current) = self.state.get_contact(tenant, contact).await? else {
+            return Ok(());
+        };
+        let target = current.rules.overflow_queue.clone().filter(|target| *target != current.queue);
+        let entry = match &target {
+            Some(target) => self.entry_for(tenant, target, &current).await?,
+            None => None,
+        };
+        let now = now_millis();
+        let change = |record: &mut ContactRecord| match (expire_wait(record, now)?, &entry) {
+            (WaitOutcome::Overflow(_), Some(entry)) => move_to_queue(record, entry.clone()),
+            // The overflow queue was deleted: the contact is lost rather
+            // than stranded.
+            (WaitOutcome::Overflow(_), None) => {
+                end_unanswered(record, EndReason::MaxWait, now);
+                Ok(())
+            }
+            (WaitOutcome::Lost, _) => Ok(()),
+        };
+        let record = self.state.change(tenant, contact, now, &change, &moved_or_ended(TransferReason::MaxWait)).await?;
+        tracing::info!(tenant = %tenant, contact = %contact, queue = %record.queue, status = record.status.as_str(), "wait deadline reached");
+        self.changed();
+        self.request_match();
+        Ok(())
+    }
+
+    /// Ends or overflows contacts past their allowed wait until `shutdown`.
+    pub async fn run_wait_sweeper(
+        self: std::sync::Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(interval) => {}
+            }
+            let expired = match self.state.expired_waits(now_millis(), EXPIRED_WAITS_PER_SWEEP).await {
+                Ok(expired) => expired,
+                Err(error) => {
+                    tracing::warn!(error = %error, "wait sweep failed");
+                    continue;
+                }
+            };
+            for (tenant, contact) in expired {
+                match self.expire_one(&tenant, &contact).await {
+                    Ok(()) => {}
+                    // Offered, answered or ended meanwhile, or another replica was first.
+                    Err(error) if error.code == ErrorCode::FailedPrecondition => {}
+                    Err(error) => {
+                        tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "wait expiry failed")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! How routing records and agent profiles are stored in Redis hashes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
+
+use crate::domain::{
+    AgentLive, AgentProfile, ContactRecord, EndReason, EscalationStep, QueueRules, RoutingStatus, SkillRequirement,
+    Strategy,
+};
+
+/// The record fields kept as JSON in the `record` hash field; the fields
+/// that change with every step (status, agent, times) are hash fields of
+/// their own.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredRecord {
+    tenant: String,
+    contact: String,
+    queue: String,
+    channel: i32,
+    customer: String,
+    subject: String,
+    priority: i32,
+    required_skills: Vec<(String, i32)>,
+    #[serde(default)]
+    strategy: i32,
+    #[serde(default = "strict_priority_step")]
+    priority_step_ms: i64,
+    enqueue_ms: i64,
+    offer_timeout_ms: i64,
+    #[serde(default)]
+    rules: StoredRules,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct StoredRules {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    escalations: Vec<(i64, Vec<(String, i32)>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preferred_agent: Option<String>,
+    #[serde(default)]
+    preferred_until_ms: i64,
+    #[serde(default)]
+    pinned: bool,
+    #[serde(default)]
+    deadline_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    overflow_queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_reason: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredProfile {
+    pub(super) tenants: Vec<String>,
+    pub(super) skills: BTreeMap<String, i32>,
+    pub(super) capacities: BTreeMap<i32, i32>,
+}
+
+fn strict_priority_step() -> i64 {
+    crate::domain::STRICT_PRIORITY_STEP_MS
+}
+
+pub(super) fn corrupt(what: &str) -> Error {
+    Error::internal(format!("corrupt routing state in redis: {what}"))
+}
+
+fn requirements_to_stored(requirements: &[SkillRequirement]) -> Vec<(String, i32)> {
+    requirements.iter().map(|requirement| (requirement.name.clone(), requirement.min_level)).collect()
+}
+
+fn requirements_from_stored(stored: Vec<(String, i32)>) -> Vec<SkillRequirement> {
+    stored.into_iter().map(|(name, min_level)| SkillRequirement { name, min_level }).collect()
+}
+
+/// The `record` JSON of `record`.
+pub(super) fn record_json(record: &ContactRecord) -> Result<String, Error> {
+    let rules = &record.rules;
+    let stored = StoredRecord {
+        tenant: record.tenant.to_string(),
+        contact: record.contact.to_string(),
+        queue: record.queue.to_string(),
+        channel: record.channel,
+        customer: record.customer.clone(),
+        subject: record.subject.clone(),
+        priority: record.priority,
+        required_skills: requirements_to_stored(&record.required_skills),
+        strategy: record.strategy.to_proto(),
+        priority_step_ms: record.priority_step_ms,
+        enqueue_ms: record.enqueue_ms,
+        offer_timeout_ms: record.offer_timeout_ms,
+        rules: StoredRules {
+            escalations: rules
+                .escalations
+                .iter()
+                .map(|step| (step.after_ms, requirements_to_stored(&step.required_skills)))
+                .collect(),
+            preferred_agent: rules.preferred_agent.as_ref().map(ToString::to_string),
+            preferred_until_ms: rules.preferred_until_ms,
+            pinned: rules.pinned,
+            deadline_ms: rules.deadline_ms,
+            overflow_queue: rules.overflow_queue.as_ref().map(ToString::to_string),
+            callback_number: rules.callback_number.clone(),
+            end_reason: rules.end_reason.map(EndReason::to_proto),
+        },
+    };
+    serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
+}
+
+pub(super) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactRecord, Error> {
+    let json = fields.get("record").ok_or_else(|| corrupt("contact without record"))?;
+    let stored: StoredRecord = serde_json::from_str(json).map_err(|_| corrupt("contact record json"))?;
+    let status = fields
+        .get("status")
+        .and_then(|status| RoutingStatus::parse(status))
+        .ok_or_else(|| corrupt("contact status"))?;
+    let number = |name: &str| fields.get(name).and_then(|value| value.parse::<i64>().ok()).unwrap_or(0);
+    let agent = match fields.get("agent").map(String::as_str) {
+        None | Some("") => None,
+        Some(agent) => Some(AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?),
+    };
+    let rules = stored.rules;
+    Ok(ContactRecord {
+        tenant: TenantId::parse(&stored.tenant, "tenant").map_err(|_| corrupt("tenant"))?,
+        contact: ContactId::parse(&stored.contact, "contact").map_err(|_| corrupt("contact id"))?,
+        queue: QueueId::parse(&stored.queue, "queue").map_err(|_| corrupt("queue id"))?,
+        channel: stored.channel,
+        customer: stored.customer,
+        subject: stored.subject,
+        priority: stored.priority,
+        required_skills: requirements_from_stored(stored.required_skills),
+        strategy: Strategy::from_proto(stored.strategy),
+        priority_step_ms: stored.priority_step_ms,
+        enqueue_ms: stored.enqueue_ms,
+        offer_timeout_ms: stored.offer_timeout_ms,
+        status,
+        agent,
+        offer_expire_ms: number("expire_ms"),
+        answer_ms: number("answer_ms"),
+        end_ms: number("end_ms"),
+        rules: QueueRules {
+            escalations: rules
+                .escalations
+                .into_iter()
+                .map(|(after_ms, required)| EscalationStep {
+                    after_ms,
+                    required_skills: requirements_from_stored(required),
+                })
+                .collect(),
+            preferred_agent: rules
+                .preferred_agent
+                .map(|agent| AgentId::parse(&agent, "agent").map_err(|_| corrupt("preferred agent")))
+                .transpose()?,
+            preferred_until_ms: rules.preferred_until_ms,
+            pinned: rules.pinned,
+            deadline_ms: rules.deadline_ms,
+            overflow_queue: rules
+                .overflow_queue
+                .map(|queue| QueueId::parse(&queue, "queue").map_err(|_| corrupt("overflow queue")))
+                .transpose()?,
+            callback_number: rules.callback_number,
+            end_reason: rules.end_reason.and_then(EndReason::from_proto),
+        },
+    })
+}
+
+/// The compare-and-set revision of a contact hash (0 before any step).
+pub(super) fn revision(fields: &HashMap<String, String>) -> i64 {
+    fields.get("rev").and_then(|value| value.parse().ok()).unwrap_or(0)
+}
+
+pub(super) fn profile_json(profile: &AgentProfile) -> Result<String, Error> {
+    let stored = StoredProfile {
+        tenants: profile.tenants.iter().map(ToString::to_string).collect(),
+        skills: profile.skills.clone(),
+        capacities: profile.capacities.clone(),
+    };
+    serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
+}
+
+pub(super) fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Result<AgentLive, Error> {
+    let json = fields.get("profile").ok_or_else(|| corrupt("agent without profile"))?;
+    let stored: StoredProfile = serde_json::from_str(json).map_err(|_| corrupt("agent profile json"))?;
+    let mut load = BTreeMap::new();
+    for (field, value) in fields {
+        if let Some(channel) = field.strip_prefix("load:") {
+            let channel: i32 = channel.parse().map_err(|_| corrupt("load channel"))?;
+            load.insert(channel, value.parse().map_err(|_| corrupt("load value"))?);
+        }
+    }
+    Ok(AgentLive {
+        profile: AgentProfile {
+            agent: AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?,
+            tenants: stored
+                .tenants
+                .iter()
+                .map(|tenant| TenantId::parse(tenant, "tenant").map_err(|_| corrupt("agent tenant")))
+                .collect::<Result<_, _>>()?,
+            skills: stored.skills,
+            capacities: stored.capacities,
+        },
+        available: fields.get("available").is_some_and(|available| available == "1"),
+        idle_since_ms: fields.get("idle_since").and_then(|value| value.parse().ok()).unwrap_or(0),
+        last_offer_ms: fields.get("last_offer").and_then(|value| value.parse().ok()).unwrap_or(0),
+        load,
+    })
+}
