@@ -5,167 +5,23 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prost_types::{Duration as ProtoDuration, FieldMask};
-use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC, envelope};
-use switchboard_core::names::contact_name;
-use switchboard_core::time::{now_millis, timestamp_from_millis};
-use switchboard_core::{ContactId, TenantId};
-use switchboard_platform::Config;
-use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
-use switchboard_platform::testing::{
-    access_with_keys, authorized, connect_when_ready, next_routing_event, violated_fields,
-};
-use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, Skill};
-use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::ingestion::v1::{Contact, ContactAbandoned, ContactCreated, ContactEvent, contact_event};
-use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, PresenceEvent, presence_event};
-use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_core::time::now_millis;
+use switchboard_platform::testing::{authorized, next_routing_event};
+use switchboard_proto::common::v1::{Channel, ContactStatus, Skill};
+use switchboard_proto::presence::v1::AgentState;
 use switchboard_proto::routing::v1::{
     AbandonStage, AcceptOfferRequest, CompleteContactRequest, CreateQueueRequest, DeleteQueueRequest,
     GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, Queue, RejectOfferRequest, RoutingStrategy,
     UpdateQueueRequest, WithdrawReason, routing_event,
 };
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::transport::Channel as GrpcChannel;
 
-const KEYS: [(&str, &str, Option<&str>, Option<&str>); 6] = [
-    ("acme-admin", "tenant_admin", Some("acme"), None),
-    ("acme-reader", "tenant_reader", Some("acme"), None),
-    ("globex-admin", "tenant_admin", Some("globex"), None),
-    ("operator", "operator_admin", None, None),
-    ("alice", "agent", None, Some("alice")),
-    ("bob", "agent", None, Some("bob")),
-];
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
 
-struct Routing {
-    client: RoutingServiceClient<GrpcChannel>,
-    bus: MemoryBus,
-    events: Box<dyn Subscription>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Routing {
-    async fn start() -> Routing {
-        let bus = MemoryBus::new();
-        let events = bus.subscribe("test", &[ROUTING_TOPIC], StartFrom::Earliest).await.unwrap();
-        let mut config = Config::default();
-        config.routing.offer_sweep_interval_ms = 50;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let deps = switchboard_routing::Deps::in_memory(Arc::new(bus.clone()), access_with_keys(&KEYS));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(switchboard_routing::run(config, deps, listener, shutdown.clone()));
-        let client = RoutingServiceClient::new(connect_when_ready(address).await.unwrap());
-        Routing { client, bus, events, shutdown, server }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
-    }
-
-    async fn create_queue(&mut self, queue_id: &str, offer_timeout_seconds: i64) {
-        let queue = Queue {
-            channels: vec![Channel::Chat as i32],
-            offer_timeout: Some(ProtoDuration { seconds: offer_timeout_seconds, nanos: 0 }),
-            ..Queue::default()
-        };
-        let request =
-            CreateQueueRequest { parent: "tenants/acme".into(), queue_id: queue_id.into(), queue: Some(queue) };
-        self.client.create_queue(authorized("acme-admin", request)).await.unwrap();
-    }
-
-    async fn agent(&self, agent: &str, state: AgentState) {
-        let changed = AgentStateChanged {
-            agent: format!("agents/{agent}"),
-            state: state as i32,
-            tenants: vec!["tenants/acme".into()],
-            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
-            ..AgentStateChanged::default()
-        };
-        let event = envelope(
-            None,
-            agent,
-            Payload::Presence(PresenceEvent { kind: Some(presence_event::Kind::StateChanged(changed)) }),
-        );
-        self.bus.publish(PRESENCE_TOPIC, &event).await.unwrap();
-    }
-
-    /// Publishes a new chat contact of acme for `queue`; returns its name.
-    async fn contact(&self, queue: &str) -> String {
-        self.contact_with(queue, 0, now_millis()).await
-    }
-
-    async fn contact_with(&self, queue: &str, priority: i32, created_ms: i64) -> String {
-        let tenant = TenantId::parse("acme", "t").unwrap();
-        let contact_id = ContactId::generate();
-        let contact = Contact {
-            name: contact_name(&tenant, &contact_id),
-            channel: Channel::Chat as i32,
-            queue: format!("tenants/acme/queues/{queue}"),
-            customer: "tenants/acme/customers/cu_1".into(),
-            priority,
-            create_time: Some(timestamp_from_millis(created_ms)),
-            ..Contact::default()
-        };
-        let created = ContactEvent {
-            kind: Some(contact_event::Kind::Created(ContactCreated { contact: Some(contact.clone()) })),
-        };
-        self.bus
-            .publish(CONTACTS_TOPIC, &envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(created)))
-            .await
-            .unwrap();
-        contact.name
-    }
-
-    async fn customer_leaves(&self, contact: &str) {
-        let tenant = TenantId::parse("acme", "t").unwrap();
-        let left = ContactEvent {
-            kind: Some(contact_event::Kind::Abandoned(ContactAbandoned {
-                contact: contact.into(),
-                ..ContactAbandoned::default()
-            })),
-        };
-        let subject = contact.rsplit('/').next().unwrap();
-        self.bus.publish(CONTACTS_TOPIC, &envelope(Some(&tenant), subject, Payload::Contact(left))).await.unwrap();
-    }
-
-    async fn offered(&mut self) -> switchboard_proto::routing::v1::ContactOffered {
-        next_routing_event(&mut self.events, WAIT, |kind| match kind {
-            routing_event::Kind::Offered(offered) => Some(offered),
-            _ => None,
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn withdrawn(&mut self) -> switchboard_proto::routing::v1::OfferWithdrawn {
-        next_routing_event(&mut self.events, WAIT, |kind| match kind {
-            routing_event::Kind::OfferWithdrawn(withdrawn) => Some(withdrawn),
-            _ => None,
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn status(&mut self, contact: &str) -> i32 {
-        let request = GetAssignmentRequest { contact: contact.into() };
-        self.client.get_assignment(authorized("acme-reader", request)).await.unwrap().into_inner().status
-    }
-}
-
-fn code_of<T: std::fmt::Debug>(outcome: Result<T, tonic::Status>) -> (Code, Vec<String>) {
-    let status = outcome.expect_err("the call must fail");
-    (status.code(), violated_fields(&status))
-}
+use support::{Routing, WAIT, code_of};
 
 #[tokio::test]
 async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
