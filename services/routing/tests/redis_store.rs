@@ -10,7 +10,8 @@ use switchboard_platform::redis::connect;
 use switchboard_platform::testing::{backend_url, fresh_database, unique_suffix};
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
-    answer_pace_contract, differential, outbox_contract, queue_store_contract, routing_state_contract,
+    answer_pace_contract, differential, outbox_contract, queue_rules_contract, queue_store_contract,
+    routing_state_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -23,6 +24,7 @@ async fn redis_state_passes_the_contract() {
     let state = RedisRoutingState::new(connection, &unique_suffix());
     routing_state_contract(&state).await.expect("redis routing state contract");
     answer_pace_contract(&state).await.expect("redis answer pace contract");
+    queue_rules_contract(&state).await.expect("redis queue rules contract");
 }
 
 #[tokio::test]

@@ -190,6 +190,109 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     Ok(())
 }
 
+/// Queue rules kept by the store: rules round-trip, the wait-deadline
+/// index follows waiting, moves between lines keep one place in one line,
+/// a queued callback survives the customer leaving, last agents are
+/// remembered per tenant.
+pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    use crate::domain::rules::{expire_wait, move_to_queue, request_callback};
+    use crate::domain::{EscalationStep, QueueEntry, QueueRules, SkillRequirement, WaitOutcome};
+
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let globex = id(TenantId::parse("globex", "t"))?;
+    let front = id(QueueId::parse("rules-front", "q"))?;
+    let back = id(QueueId::parse("rules-back", "q"))?;
+    let dana = id(AgentId::parse("dana", "a"))?;
+    let mut record = sample_record(&acme, &front, CHAT, 0, 1_000);
+    record.rules = QueueRules {
+        escalations: vec![EscalationStep {
+            after_ms: 2_000,
+            required_skills: vec![SkillRequirement { name: "billing".to_owned(), min_level: 2 }],
+        }],
+        preferred_agent: Some(dana.clone()),
+        preferred_until_ms: 3_000,
+        pinned: false,
+        deadline_ms: 5_000,
+        overflow_queue: Some(back.clone()),
+        callback_number: None,
+        end_reason: None,
+    };
+    check(state.enqueue(&record, &[]).await?, "enqueue with rules")?;
+    let stored = state.get_contact(&acme, &record.contact).await?;
+    check(stored.as_ref() == Some(&record), "rules round-trip through the store")?;
+    check(state.expired_waits(4_999, 10).await?.is_empty(), "no wait expired before the deadline")?;
+    let expired = state.expired_waits(5_000, 10).await?;
+    check(expired == vec![(acme.clone(), record.contact.clone())], "the deadline is found")?;
+
+    state.upsert_agent(&sample_profile(&dana, &[&acme], 2, 0), true, 10).await?;
+    check(state.agent(&dana).await?.is_some_and(|live| live.available), "an agent is found")?;
+    check(state.agent(&id(AgentId::parse("nobody", "a"))?).await?.is_none(), "an unknown agent is not")?;
+    check(state.reserve(&record, &dana, 90_000, &[]).await?, "reserve")?;
+    check(state.expired_waits(10_000, 10).await?.is_empty(), "a ringing contact is not waiting")?;
+    state.withdraw(&acme, &record.contact, Some(&dana), None, 20, &no_events).await?;
+    check(state.expired_waits(10_000, 10).await?.len() == 1, "back in line, its deadline counts again")?;
+
+    let failing = state.change(&acme, &record.contact, 30, &|_| Err(Error::failed_precondition("no")), &no_events);
+    check(failing.await.is_err(), "a failing change fails")?;
+    let overflow = |record: &mut ContactRecord| match expire_wait(record, 6_000)? {
+        WaitOutcome::Overflow(target) => move_to_queue(
+            record,
+            QueueEntry {
+                queue: target,
+                priority: 0,
+                required_skills: Vec::new(),
+                strategy: crate::domain::Strategy::LongestIdle,
+                priority_step_ms: crate::domain::STRICT_PRIORITY_STEP_MS,
+                offer_timeout_ms: 30_000,
+                rules: QueueRules::default(),
+            },
+        ),
+        WaitOutcome::Lost => Ok(()),
+    };
+    let moved = state.change(&acme, &record.contact, 6_000, &overflow, &no_events).await?;
+    check(moved.queue == back && moved.enqueue_ms == 1_000, "overflow moves it and keeps its age")?;
+    check(state.get_contact(&acme, &record.contact).await?.as_ref() == Some(&moved), "the move is stored")?;
+    check(state.position(&moved).await? == 1, "first in its new line")?;
+    check(state.line_status(&acme, &front, CHAT).await?.waiting == 0, "gone from the old line")?;
+    let back_line = state.line_status(&acme, &back, CHAT).await?;
+    check(back_line.waiting == 1 && back_line.head.as_ref() == Some(&moved), "the new line has it at its head")?;
+    check(state.expired_waits(i64::MAX, 10).await?.is_empty(), "the new queue has no deadline")?;
+    check(state.snapshot(10).await?.waiting.iter().any(|waiting| waiting.queue == back), "matching sees the new line")?;
+
+    // An answered contact moved back to a queue releases its agent.
+    check(state.reserve(&moved, &dana, 90_000, &[]).await?, "reserve in the new queue")?;
+    state.accept(&acme, &moved.contact, &dana, 40, &no_events).await?;
+    let to_front = |record: &mut ContactRecord| {
+        move_to_queue(
+            record,
+            QueueEntry {
+                queue: front.clone(),
+                priority: 0,
+                required_skills: Vec::new(),
+                strategy: crate::domain::Strategy::LongestIdle,
+                priority_step_ms: crate::domain::STRICT_PRIORITY_STEP_MS,
+                offer_timeout_ms: 30_000,
+                rules: QueueRules::default(),
+            },
+        )
+    };
+    state.change(&acme, &moved.contact, 50, &to_front, &no_events).await?;
+    check(state.agent(&dana).await?.is_some_and(|live| live.total_load() == 0), "the transfer released the agent")?;
+    check(state.line_status(&acme, &front, CHAT).await?.waiting == 1, "waiting in the target line")?;
+
+    state.change(&acme, &moved.contact, 60, &|record| request_callback(record, "+4915112345678"), &no_events).await?;
+    let (applied, _, kept) = state.abandon(&acme, &moved.contact, 70, &no_events).await?;
+    check(applied == Applied::AlreadyDone && kept.status == RoutingStatus::Queued, "a callback survives hanging up")?;
+    check(kept.rules.callback_number.as_deref() == Some("+4915112345678"), "the callback number is stored")?;
+
+    let customer = "tenants/acme/customers/cu_9";
+    check(state.last_agent(&acme, customer).await?.is_none(), "no last agent yet")?;
+    state.remember_agent(&acme, customer, &dana).await?;
+    check(state.last_agent(&acme, customer).await?.as_ref() == Some(&dana), "the last agent is remembered")?;
+    check(state.last_agent(&globex, customer).await?.is_none(), "per tenant")?;
+    Ok(())
+}
+
 /// The outbox: every change appends its events in the same step, a retry
 /// that changes nothing appends nothing, and acknowledged events leave.
 pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<(), Error> {
@@ -412,6 +515,7 @@ mod tests {
     #[tokio::test]
     async fn memory_state_passes_the_contract() {
         routing_state_contract(&MemoryRoutingState::default()).await.expect("contract");
+        queue_rules_contract(&MemoryRoutingState::default()).await.expect("queue rules contract");
     }
 
     #[tokio::test]
