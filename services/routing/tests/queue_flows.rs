@@ -16,8 +16,9 @@ use switchboard_proto::common::v1::{Channel, ContactStatus, Skill};
 use switchboard_proto::presence::v1::AgentState;
 use switchboard_proto::routing::v1::{
     AcceptOfferRequest, Assignment, BusinessHours, ClosedAction, CompleteContactRequest, CreateQueueRequest, EndReason,
-    EscalationStep, GetAssignmentRequest, GetQueueStatusRequest, Queue, RequestCallbackRequest, TransferContactRequest,
-    TransferReason, UpdateQueueRequest, WithdrawReason, routing_event, transfer_contact_request,
+    EscalationStep, GetAssignmentRequest, GetQueueStatusRequest, Queue, RequestCallbackRequest, RoutingStrategy,
+    TransferContactRequest, TransferReason, UpdateQueueRequest, WithdrawReason, routing_event,
+    transfer_contact_request,
 };
 use tonic::Code;
 
@@ -98,22 +99,32 @@ async fn escalation_widens_the_agents_after_a_wait() {
 #[tokio::test]
 async fn the_customers_last_agent_gets_the_next_contact_first() {
     let mut routing = Routing::start().await;
-    routing.queue("support", Queue { preferred_agent_window: seconds(60), ..chat_queue() }).await;
-    routing.agent("alice", AgentState::Available).await;
+    let queue =
+        Queue { preferred_agent_window: seconds(60), strategy: RoutingStrategy::LeastOccupied as i32, ..chat_queue() };
+    routing.queue("support", queue).await;
+    routing.agent_with("alice", AgentState::Available, Vec::new(), 2).await;
     let first = routing.contact_of("support", 0, now_millis(), "cu_7").await;
     assert_eq!(routing.offered().await.agent, "agents/alice");
     routing.answer("alice", &first).await;
-    routing.agent("bob", AgentState::Available).await;
     let request = CompleteContactRequest { contact: first.clone(), disposition: "done".into(), ..Default::default() };
     routing.client.complete_contact(authorized("alice", request)).await.unwrap();
-    // Bob has been idle longer than alice now; without the preference he
-    // would get the next contact.
+    let busy = routing.contact_of("support", 0, now_millis(), "cu_1").await;
+    assert_eq!(routing.offered().await.agent, "agents/alice");
+    routing.answer("alice", &busy).await;
+    // Bob joins with more room: least occupied prefers him (0 of 3, then
+    // 1 of 3, against alice's 1 of 2).
+    routing.agent_with("bob", AgentState::Available, Vec::new(), 3).await;
     let other_customer = routing.contact_of("support", 0, now_millis(), "cu_8").await;
     let offer = routing.offered().await;
     assert_eq!((offer.contact.as_str(), offer.agent.as_str()), (other_customer.as_str(), "agents/bob"));
+    routing.answer("bob", &other_customer).await;
     let returning = routing.contact_of("support", 0, now_millis(), "cu_7").await;
     let offer = routing.offered().await;
-    assert_eq!((offer.contact.as_str(), offer.agent.as_str()), (returning.as_str(), "agents/alice"));
+    assert_eq!(
+        (offer.contact.as_str(), offer.agent.as_str()),
+        (returning.as_str(), "agents/alice"),
+        "the customer's last agent first, although bob is less occupied"
+    );
     routing.stop().await;
 }
 

@@ -412,7 +412,7 @@ pub async fn differential(
         let now = 1_000 + i64::try_from(step).unwrap_or(0) * 10;
         let agent = &agents[random.next(3) as usize];
         let picked = (!contacts.is_empty()).then(|| contacts[random.next(contacts.len() as u64) as usize].clone());
-        let operation = random.next(8);
+        let operation = random.next(11);
         let outcome = |result: Result<String, Error>| match result {
             Ok(value) => value,
             Err(error) => format!("error {:?}", error.code),
@@ -478,6 +478,60 @@ pub async fn differential(
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),
             ),
+            (8, Some(record)) => {
+                // A transfer (or overflow) to the other queue, with a
+                // deadline there.
+                let target = queues[random.next(2) as usize].clone();
+                let deadline_ms = now + 10 * i64::try_from(random.next(20)).unwrap_or(0);
+                let entry = crate::domain::QueueEntry {
+                    queue: target,
+                    priority: random.next(3) as i32,
+                    required_skills: Vec::new(),
+                    strategy: crate::domain::Strategy::LongestIdle,
+                    priority_step_ms: crate::domain::STRICT_PRIORITY_STEP_MS,
+                    offer_timeout_ms: 30_000,
+                    rules: crate::domain::QueueRules { deadline_ms, ..Default::default() },
+                };
+                let change = |record: &mut ContactRecord| crate::domain::rules::move_to_queue(record, entry.clone());
+                (
+                    outcome(
+                        left.change(&acme, &record.contact, now, &change, &no_events).await.map(|r| format!("{r:?}")),
+                    ),
+                    outcome(
+                        right.change(&acme, &record.contact, now, &change, &no_events).await.map(|r| format!("{r:?}")),
+                    ),
+                )
+            }
+            (9, _) => {
+                // The wait sweep: the same contacts expire, and end the same.
+                let (left_expired, right_expired) =
+                    (left.expired_waits(now, 100).await?, right.expired_waits(now, 100).await?);
+                check(left_expired == right_expired, &format!("step {step}: expired waits differ"))?;
+                let mut outcomes = (String::new(), String::new());
+                for (tenant, contact) in left_expired {
+                    let change =
+                        |record: &mut ContactRecord| crate::domain::rules::expire_wait(record, now).map(|_| ());
+                    outcomes.0 += &outcome(
+                        left.change(&tenant, &contact, now, &change, &no_events).await.map(|r| format!("{r:?}")),
+                    );
+                    outcomes.1 += &outcome(
+                        right.change(&tenant, &contact, now, &change, &no_events).await.map(|r| format!("{r:?}")),
+                    );
+                }
+                outcomes
+            }
+            (10, Some(record)) => {
+                let change =
+                    |record: &mut ContactRecord| crate::domain::rules::request_callback(record, "+4915112345678");
+                (
+                    outcome(
+                        left.change(&acme, &record.contact, now, &change, &no_events).await.map(|r| format!("{r:?}")),
+                    ),
+                    outcome(
+                        right.change(&acme, &record.contact, now, &change, &no_events).await.map(|r| format!("{r:?}")),
+                    ),
+                )
+            }
             (_, Some(record)) => (
                 outcome(
                     left.abandon(&acme, &record.contact, now, &no_events)
@@ -503,6 +557,10 @@ pub async fn differential(
         right_waiting.sort();
         check(left_waiting == right_waiting, &format!("step {step}: waiting contacts differ"))?;
         check(left_snapshot.agents == right_snapshot.agents, &format!("step {step}: agents differ"))?;
+        for record in &contacts {
+            let (left_position, right_position) = (left.position(record).await?, right.position(record).await?);
+            check(left_position == right_position, &format!("step {step}: positions of {} differ", record.contact))?;
+        }
     }
     Ok(())
 }

@@ -162,7 +162,10 @@ impl RoutingState for MemoryRoutingState {
         let Some(current) = state.contacts.get(&(record.tenant.clone(), record.contact.clone())) else {
             return Ok(0);
         };
-        if current.status != RoutingStatus::Queued {
+        // As in Redis: the place in the line `record` names; a contact that
+        // moved to another line is not in this one.
+        if current.status != RoutingStatus::Queued || current.queue != record.queue || current.channel != record.channel
+        {
             return Ok(0);
         }
         let ahead = state
@@ -228,7 +231,8 @@ impl RoutingState for MemoryRoutingState {
             return Ok(false);
         };
         let can_take = state.agents.get(agent).is_some_and(|live| live.has_room_for(&current));
-        if current.status != RoutingStatus::Queued || !can_take {
+        let same_line = current.queue == record.queue && current.channel == record.channel;
+        if current.status != RoutingStatus::Queued || !same_line || !can_take {
             return Ok(false);
         }
         let contact = state.contact_mut(&record.tenant, &record.contact)?;

@@ -94,8 +94,8 @@ pub trait RoutingState: Send + Sync {
     /// enqueueing is idempotent.
     async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error>;
     async fn get_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error>;
-    /// 1-based place in its waiting line (its queue and channel); 0 when
-    /// not waiting.
+    /// 1-based place in the waiting line `record` names (its queue and
+    /// channel); 0 when not waiting there.
     async fn position(&self, record: &ContactRecord) -> Result<i32, Error>;
     /// Records an agent's profile and availability. Becoming available
     /// starts its idle time.

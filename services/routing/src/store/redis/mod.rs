@@ -4,8 +4,9 @@
 //!
 //! Keys (`P` = pool):
 //! - `sb:{P}:c:<tenant>:<contact>` hash: `record` (JSON: queue settings and
-//!   rules), `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`, and
-//!   `rev`, the revision every compare-and-set checks and bumps
+//!   rules), `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`,
+//!   `line` (the waiting line it belongs to, which a reservation re-checks)
+//!   and `rev`, the revision every compare-and-set checks and bumps
 //! - `sb:{P}:w:<tenant>:<queue>:<channel>` sorted set of waiting contacts
 //!   by rank: one line per queue and channel, so a long line of one
 //!   channel never hides another channel's contacts from matching

@@ -2,7 +2,7 @@
 
 pub(super) const ENQUEUE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'record', ARGV[1], 'status', 'queued', 'agent', '', 'expire_ms', '0', 'answer_ms', '0', 'end_ms', '0', 'rev', '0')
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'status', 'queued', 'agent', '', 'expire_ms', '0', 'answer_ms', '0', 'end_ms', '0', 'rev', '0', 'line', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6]) end
@@ -11,10 +11,13 @@ return 1
 ";
 
 // Re-checks, atomically, everything that can change between the snapshot
-// and the reservation: the contact still queued, the agent still available
+// and the reservation: the contact still queued in the line the plan saw
+// (a transfer may have moved it), the agent still available
 // with room on the channel, and no voice mixed with other work.
 pub(super) const RESERVE_SCRIPT: &str = r"
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local line = redis.call('HGET', KEYS[1], 'line')
+if line and line ~= ARGV[7] then return 0 end
 if redis.call('HGET', KEYS[3], 'available') ~= '1' then return 0 end
 local channel = ARGV[3]
 local fields = redis.call('HGETALL', KEYS[3])
@@ -50,7 +53,7 @@ return 1
 pub(super) const TRANSITION_SCRIPT: &str = r"
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'agent') ~= ARGV[2] then return 0 end
 if (redis.call('HGET', KEYS[1], 'rev') or '0') ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[4], 'agent', ARGV[5], 'expire_ms', ARGV[6], 'answer_ms', ARGV[7], 'end_ms', ARGV[8], 'record', ARGV[9])
+redis.call('HSET', KEYS[1], 'status', ARGV[4], 'agent', ARGV[5], 'expire_ms', ARGV[6], 'answer_ms', ARGV[7], 'end_ms', ARGV[8], 'record', ARGV[9], 'line', ARGV[14])
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
 if ARGV[15] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[10])
