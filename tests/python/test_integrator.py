@@ -298,6 +298,35 @@ def test_contact_without_sender_is_invalid(server, protos):
     assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT, invalid.value
 
 
+def test_an_ivr_reads_the_queue_and_books_a_callback(server, protos, acme_contact):
+    common = protos.module("common", "pb2")
+    routing_pb2 = protos.module("routing", "pb2")
+    stub = protos.module("routing", "pb2_grpc").RoutingServiceStub(server.channel("routing"))
+    admin = _bearer("dev-acme-admin")
+    deadline = time.monotonic() + RPC_TIMEOUT_S
+    while True:
+        assignment = stub.GetAssignment(routing_pb2.GetAssignmentRequest(contact=acme_contact.name),
+                                        metadata=admin, timeout=RPC_TIMEOUT_S)
+        if assignment.status == common.CONTACT_STATUS_QUEUED or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert assignment.status == common.CONTACT_STATUS_QUEUED, assignment
+    status = stub.GetQueueStatus(routing_pb2.GetQueueStatusRequest(name="tenants/acme/queues/support"),
+                                 metadata=admin, timeout=RPC_TIMEOUT_S)
+    assert status.open
+    [chat] = status.channels
+    assert chat.channel == common.CHANNEL_CHAT and chat.waiting >= 1, status
+    with pytest.raises(grpc.RpcError) as invalid:
+        stub.RequestCallback(routing_pb2.RequestCallbackRequest(contact=acme_contact.name, phone_number="12345"),
+                             metadata=admin, timeout=RPC_TIMEOUT_S)
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT, invalid.value
+    assert "phone_number" in invalid.value.details(), invalid.value.details()
+    booked = stub.RequestCallback(
+        routing_pb2.RequestCallbackRequest(contact=acme_contact.name, phone_number="+4915112345678"),
+        metadata=admin, timeout=RPC_TIMEOUT_S)
+    assert booked.callback_number == "+4915112345678" and booked.position >= 1, booked
+
+
 # Keep last: it stops the module's server.
 def test_sigterm_shuts_down_cleanly_within_20s(server):
     server.close_channels()

@@ -152,6 +152,7 @@ fn routing_update(tenant: &TenantId, kind: &routing_event::Kind) -> Result<Optio
             update.end_time_millis = millis(abandoned.abandon_time.as_ref());
             update
         }
+        routing_event::Kind::Transferred(_) => return Ok(None),
     };
     Ok(Some(update))
 }

@@ -111,6 +111,27 @@ impl RoutingService for FakeRouting {
     async fn complete_contact(&self, _: Request<CompleteContactRequest>) -> Result<Response<Assignment>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn transfer_contact(
+        &self,
+        _: Request<switchboard_proto::routing::v1::TransferContactRequest>,
+    ) -> Result<Response<Assignment>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn request_callback(
+        &self,
+        _: Request<switchboard_proto::routing::v1::RequestCallbackRequest>,
+    ) -> Result<Response<Assignment>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_queue_status(
+        &self,
+        _: Request<switchboard_proto::routing::v1::GetQueueStatusRequest>,
+    ) -> Result<Response<switchboard_proto::routing::v1::QueueStatus>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// CRM as far as ingestion uses it: one customer per (tenant, identity).

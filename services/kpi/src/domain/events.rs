@@ -58,7 +58,12 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
             Some(routing_event::Kind::Answered(answered)) => EventReader::Answered(answered),
             Some(routing_event::Kind::Abandoned(abandoned)) => EventReader::Abandoned(abandoned),
             Some(routing_event::Kind::Completed(completed)) => EventReader::Completed(completed),
-            Some(routing_event::Kind::Offered(_) | routing_event::Kind::OfferWithdrawn(_)) | None => return Ok(None),
+            Some(
+                routing_event::Kind::Offered(_)
+                | routing_event::Kind::OfferWithdrawn(_)
+                | routing_event::Kind::Transferred(_),
+            )
+            | None => return Ok(None),
         },
         Payload::Presence(_) => return Ok(None),
     };

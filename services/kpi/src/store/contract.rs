@@ -171,6 +171,7 @@ impl ContactStory {
                     },
                     enqueue_time,
                     abandon_time: Some(timestamp_from_millis(left_ms + routing_lag_ms)),
+                    reason: routing::EndReason::Unspecified as i32,
                 };
                 let kind = routing_event::Kind::Abandoned(abandoned);
                 events.push(self.routing("abandoned", left_ms + routing_lag_ms, kind));
