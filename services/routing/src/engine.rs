@@ -235,6 +235,9 @@ impl Engine {
                 self.withdraw_offer(&offer.tenant, &offer.contact, &agent, WithdrawReason::AgentUnavailable).await?;
             }
         }
+        if changed.state == AgentState::Offline as i32 {
+            self.recover_handled(&agent).await?;
+        }
         self.request_match();
         Ok(())
     }

@@ -157,6 +157,41 @@ impl Engine {
         Ok(record)
     }
 
+    /// Returns the non-voice contacts an agent who went offline was
+    /// handling to their queues, keeping their age, so another agent takes
+    /// over. A voice call stays with its agent: the telephony leg, not the
+    /// desktop, decides whether it is still connected.
+    pub(crate) async fn recover_handled(&self, agent: &AgentId) -> Result<(), Error> {
+        for held in self.state.handled_by_agent(agent).await? {
+            let Some(record) = self.state.get_contact(&held.tenant, &held.contact).await? else {
+                continue;
+            };
+            if record.channel == crate::domain::CHANNEL_VOICE {
+                continue;
+            }
+            match self.move_to(&held.tenant, &held.contact, &record.queue, TransferReason::AgentLost).await {
+                Ok(_) => {
+                    tracing::info!(tenant = %held.tenant, contact = %held.contact, agent = %agent, "handled contact returned to its queue")
+                }
+                // Completed or moved meanwhile.
+                Err(error) if error.code == ErrorCode::FailedPrecondition => {}
+                // Its queue was deleted: it waits with default settings
+                // rather than staying with an agent who is gone.
+                Err(error) if error.code == ErrorCode::NotFound => {
+                    let requeue = |record: &mut ContactRecord| {
+                        let entry =
+                            queue_entry(&record.queue, &Queue::default(), now_millis(), record.enqueue_ms, None);
+                        move_to_queue(record, entry)
+                    };
+                    let events_for = moved_or_ended(TransferReason::AgentLost);
+                    self.state.change(&held.tenant, &held.contact, now_millis(), &requeue, &events_for).await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     /// Ends or overflows one contact whose wait ran out.
     async fn expire_one(&self, tenant: &TenantId, contact: &ContactId) -> Result<(), Error> {
         let Some(current) = self.state.get_contact(tenant, contact).await? else {

@@ -262,6 +262,28 @@ async fn transfers_keep_age_release_the_agent_and_reject_bad_targets() {
 }
 
 #[tokio::test]
+async fn chats_of_an_agent_who_goes_offline_return_to_their_queue_keeping_their_age() {
+    let mut routing = Routing::start().await;
+    routing.queue("support", chat_queue()).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact_with("support", 0, now_millis() - 60_000).await;
+    assert_eq!(routing.offered().await.agent, "agents/alice");
+    routing.answer("alice", &contact).await;
+    let answered = routing.assignment(&contact).await;
+    routing.agent("alice", AgentState::Away).await;
+    routing.agent("bob", AgentState::Away).await;
+    routing.agent("alice", AgentState::Offline).await;
+    let moved = routing.transferred().await;
+    assert_eq!((moved.contact.as_str(), moved.from_agent.as_str()), (contact.as_str(), "agents/alice"));
+    assert_eq!(moved.reason, TransferReason::AgentLost as i32);
+    let waiting = routing.assignment(&contact).await;
+    assert_eq!((waiting.status, waiting.enqueue_time), (ContactStatus::Queued as i32, answered.enqueue_time));
+    routing.agent("bob", AgentState::Available).await;
+    assert_eq!(routing.offered().await.agent, "agents/bob", "another agent takes over");
+    routing.stop().await;
+}
+
+#[tokio::test]
 async fn a_queued_callback_keeps_its_place_when_the_customer_hangs_up() {
     let mut routing = Routing::start().await;
     routing.queue("support", chat_queue()).await;

@@ -107,6 +107,9 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     check(state.offers_of_agent(&alice).await?.len() == 1, "offers of an agent are found")?;
     let (applied, record) = state.accept(&acme, &urgent.contact, &alice, 55, &no_events).await?;
     check(applied == Applied::Changed && record.answer_ms == 55, "accept answers the contact")?;
+    check(state.offers_of_agent(&alice).await?.is_empty(), "an answered contact is no offer")?;
+    let handled = state.handled_by_agent(&alice).await?;
+    check(handled.len() == 1 && handled[0].contact == urgent.contact, "handled contacts of an agent are found")?;
     let (applied, _) = state.accept(&acme, &urgent.contact, &alice, 56, &no_events).await?;
     check(applied == Applied::AlreadyDone, "a retried accept changes nothing")?;
     check(state.expired_offers(1_000_000, 10).await?.is_empty(), "an answered contact has no offer")?;
@@ -118,6 +121,7 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     check(!state.reserve(&old, &alice, 90_000, &[]).await?, "an agent at capacity gets nothing more")?;
     let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, &no_events).await?;
     check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
+    check(state.handled_by_agent(&alice).await?.is_empty(), "a completed contact is no longer handled")?;
     check(state.reserve(&old, &alice, 90_000, &[]).await?, "completion frees the agent's capacity")?;
 
     let (applied, from, record) = state.abandon(&acme, &old.contact, 80, &no_events).await?;

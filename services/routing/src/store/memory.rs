@@ -109,6 +109,22 @@ pub struct MemoryRoutingState {
 }
 
 impl MemoryRoutingState {
+    fn held_by_agent(&self, agent: &AgentId, status: RoutingStatus) -> Vec<OfferRef> {
+        let state = lock(&self.state);
+        let mut held: Vec<OfferRef> = state
+            .contacts
+            .values()
+            .filter(|record| record.status == status && record.agent.as_ref() == Some(agent))
+            .map(|record| OfferRef {
+                tenant: record.tenant.clone(),
+                contact: record.contact.clone(),
+                agent: agent.clone(),
+            })
+            .collect();
+        held.sort_by(|left, right| left.contact.cmp(&right.contact));
+        held
+    }
+
     /// Applies a pure domain transition and, when it changed the contact,
     /// the load release and the events it implies, under one lock: the
     /// same rule the Redis store applies in its compare-and-set script.
@@ -354,19 +370,11 @@ impl RoutingState for MemoryRoutingState {
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
-        let state = lock(&self.state);
-        let mut offers: Vec<OfferRef> = state
-            .contacts
-            .values()
-            .filter(|record| record.status == RoutingStatus::Offered && record.agent.as_ref() == Some(agent))
-            .map(|record| OfferRef {
-                tenant: record.tenant.clone(),
-                contact: record.contact.clone(),
-                agent: agent.clone(),
-            })
-            .collect();
-        offers.sort_by(|left, right| left.contact.cmp(&right.contact));
-        Ok(offers)
+        Ok(self.held_by_agent(agent, RoutingStatus::Offered))
+    }
+
+    async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
+        Ok(self.held_by_agent(agent, RoutingStatus::Answered))
     }
 
     async fn change(

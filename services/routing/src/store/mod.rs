@@ -177,6 +177,8 @@ pub trait RoutingState: Send + Sync {
     async fn expired_offers(&self, now_ms: i64, limit: usize) -> Result<Vec<OfferRef>, Error>;
     /// Offers currently ringing at `agent`.
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
+    /// Contacts `agent` answered and has not completed.
+    async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
     /// Events appended and not yet acknowledged, oldest first, if `relay`
     /// holds (or now takes) the pool's relay lease for `lease_ms`; empty
     /// otherwise. One relay at a time keeps the bus in outbox order.

@@ -17,7 +17,8 @@
 //!   end of their allowed wait (max wait)
 //! - `sb:{P}:last:<tenant>:<customer>` the customer's last agent (30 days)
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
-//!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` offers
+//!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` the
+//!   contacts offered to or handled by the agent
 //! - `sb:{P}:outbox` stream of encoded events, appended by the same script
 //!   as the change they announce; `sb:{P}:outbox:relay` the relay lease
 
@@ -221,8 +222,8 @@ impl RedisRoutingState {
         Some((TenantId::parse(tenant, "tenant").ok()?, ContactId::parse(contact, "contact").ok()?))
     }
 
-    async fn offers_from_members(&self, members: Vec<String>) -> Result<Vec<OfferRef>, Error> {
-        let mut offers = Vec::new();
+    async fn held_from_members(&self, members: Vec<String>, status: RoutingStatus) -> Result<Vec<OfferRef>, Error> {
+        let mut held = Vec::new();
         for member in members {
             let Some((tenant, contact)) = Self::parse_member(&member) else {
                 continue;
@@ -230,11 +231,25 @@ impl RedisRoutingState {
             let Some(record) = self.read_contact(&tenant, &contact).await? else {
                 continue;
             };
-            if let (RoutingStatus::Offered, Some(agent)) = (record.status, record.agent) {
-                offers.push(OfferRef { tenant, contact, agent });
+            if record.status == status
+                && let Some(agent) = record.agent
+            {
+                held.push(OfferRef { tenant, contact, agent });
             }
         }
-        Ok(offers)
+        Ok(held)
+    }
+
+    async fn held_by_agent(&self, agent: &AgentId, status: RoutingStatus) -> Result<Vec<OfferRef>, Error> {
+        let mut connection = self.connection.clone();
+        let mut members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.agent_offers_key(agent.as_str()))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        members.sort();
+        let held = self.held_from_members(members, status).await?;
+        Ok(held.into_iter().filter(|offer| &offer.agent == agent).collect())
     }
 }
 
@@ -503,7 +518,7 @@ impl RoutingState for RedisRoutingState {
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        self.offers_from_members(members).await
+        self.held_from_members(members, RoutingStatus::Offered).await
     }
 
     async fn pending_events(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error> {
@@ -585,15 +600,11 @@ impl RoutingState for RedisRoutingState {
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
-        let mut connection = self.connection.clone();
-        let mut members: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.agent_offers_key(agent.as_str()))
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        members.sort();
-        let offers = self.offers_from_members(members).await?;
-        Ok(offers.into_iter().filter(|offer| &offer.agent == agent).collect())
+        self.held_by_agent(agent, RoutingStatus::Offered).await
+    }
+
+    async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
+        self.held_by_agent(agent, RoutingStatus::Answered).await
     }
 
     async fn change(

@@ -63,10 +63,9 @@ if ARGV[16] == '1' then
   redis.call('ZADD', KEYS[8], ARGV[11], ARGV[10])
   redis.call('SADD', KEYS[6], ARGV[14])
 end
-if ARGV[17] == '1' then
-  redis.call('ZREM', KEYS[4], ARGV[12])
-  redis.call('SREM', KEYS[5], ARGV[12])
-end
+if ARGV[17] == '1' then redis.call('ZREM', KEYS[4], ARGV[12]) end
+-- The holder's set keeps the contacts it is offered or handling.
+if ARGV[18] == '1' then redis.call('SREM', KEYS[5], ARGV[12]) end
 if ARGV[18] == '1' then
   local load_field = 'load:' .. ARGV[19]
   if redis.call('HINCRBY', KEYS[3], load_field, -1) < 0 then redis.call('HSET', KEYS[3], load_field, 0) end
