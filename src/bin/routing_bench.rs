@@ -125,6 +125,7 @@ impl Fixture {
             agent: AgentId::parse(&format!("a{index}"), "agent")?,
             tenants: vec![self.tenants[index % tenant_count].clone(), self.tenants[(index + 1) % tenant_count].clone()],
             skills: BTreeMap::new(),
+            tenant_skills: BTreeMap::new(),
             capacities: BTreeMap::from([(CHAT, 1)]),
         })
     }

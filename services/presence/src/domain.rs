@@ -98,7 +98,7 @@ mod tests {
     fn agent_definitions_are_validated_field_by_field() {
         let good = Agent {
             tenants: vec!["tenants/acme".to_owned()],
-            skills: vec![Skill { name: "billing".to_owned(), level: 3 }],
+            skills: vec![Skill { name: "billing".to_owned(), level: 3, ..Skill::default() }],
             capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 3 }],
             ..Agent::default()
         };
@@ -106,7 +106,10 @@ mod tests {
         let cases = [
             (Agent { tenants: vec![], ..good.clone() }, "agent.tenants"),
             (Agent { tenants: vec!["acme".to_owned()], ..good.clone() }, "agent.tenants"),
-            (Agent { skills: vec![Skill { name: "x".to_owned(), level: 9 }], ..good.clone() }, "agent.skills.level"),
+            (
+                Agent { skills: vec![Skill { name: "x".to_owned(), level: 9, ..Skill::default() }], ..good.clone() },
+                "agent.skills.level",
+            ),
             (
                 Agent { capacities: vec![ChannelCapacity { channel: 0, max_concurrent: 1 }], ..good.clone() },
                 "agent.capacities.channel",

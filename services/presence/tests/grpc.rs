@@ -89,7 +89,7 @@ impl Cluster {
     async fn create_alice(&mut self) {
         let agent = Agent {
             tenants: vec!["tenants/acme".into()],
-            skills: vec![Skill { name: "billing".into(), level: 3 }],
+            skills: vec![Skill { name: "billing".into(), level: 3, ..Skill::default() }],
             capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
             ..Agent::default()
         };

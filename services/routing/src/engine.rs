@@ -53,6 +53,16 @@ pub struct Engine {
     relay_requested: Notify,
 }
 
+/// An agent's per-tenant skill levels from its presence event.
+fn tenant_skills(skills: &[switchboard_proto::common::v1::Skill]) -> Result<BTreeMap<(TenantId, String), i32>, Error> {
+    let mut levels = BTreeMap::new();
+    for skill in skills.iter().filter(|skill| !skill.tenant.is_empty()) {
+        let tenant = switchboard_core::names::parse_tenant(&skill.tenant, "state_changed.skills.tenant")?;
+        levels.insert((tenant, skill.name.clone()), skill.level);
+    }
+    Ok(levels)
+}
+
 impl Engine {
     pub fn new(state: Arc<dyn RoutingState>, queues: Arc<dyn QueueStore>, bus: Arc<dyn EventBus>) -> Engine {
         Engine { state, queues, bus, match_requested: Notify::new(), relay_requested: Notify::new() }
@@ -220,7 +230,13 @@ impl Engine {
         let profile = AgentProfile {
             agent: agent.clone(),
             tenants,
-            skills: changed.skills.iter().map(|skill| (skill.name.clone(), skill.level)).collect(),
+            skills: changed
+                .skills
+                .iter()
+                .filter(|skill| skill.tenant.is_empty())
+                .map(|skill| (skill.name.clone(), skill.level))
+                .collect(),
+            tenant_skills: tenant_skills(&changed.skills)?,
             capacities: changed
                 .capacities
                 .iter()

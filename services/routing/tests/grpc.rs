@@ -38,7 +38,13 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
         (create("q", Queue { channels: vec![99], ..Queue::default() }), "queue.channels"),
         (create("q", Queue { channels: vec![3, 3], ..Queue::default() }), "queue.channels"),
         (
-            create("q", Queue { required_skills: vec![Skill { name: "x".into(), level: 9 }], ..Queue::default() }),
+            create(
+                "q",
+                Queue {
+                    required_skills: vec![Skill { name: "x".into(), level: 9, ..Skill::default() }],
+                    ..Queue::default()
+                },
+            ),
             "queue.required_skills.level",
         ),
         (

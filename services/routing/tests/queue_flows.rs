@@ -33,7 +33,7 @@ fn chat_queue() -> Queue {
 }
 
 fn billing(level: i32) -> Skill {
-    Skill { name: "billing".into(), level }
+    Skill { name: "billing".into(), level, ..Skill::default() }
 }
 
 impl Routing {

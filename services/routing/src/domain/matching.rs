@@ -171,23 +171,30 @@ mod tests {
             proptest::option::of(1i32..6),
             any::<bool>(),
             0i64..100,
-            0i32..2,
+            (0i32..2, proptest::option::of(1i32..6)),
         )
-            .prop_map(move |(tenants, voice, email, chat, billing, available, idle, chat_load)| AgentLive {
-                profile: AgentProfile {
-                    agent: AgentId::parse(&format!("agent-{index}"), "a").expect("agent"),
-                    tenants: tenants
-                        .into_iter()
-                        .map(|tenant| TenantId::parse(TENANTS[tenant], "t").expect("tenant"))
-                        .collect(),
-                    skills: billing.map(|level| ("billing".to_owned(), level)).into_iter().collect(),
-                    capacities: BTreeMap::from([(CHANNEL_VOICE, voice), (2, email), (3, chat)]),
+            .prop_map(
+                move |(tenants, voice, email, chat, billing, available, idle, (chat_load, acme_billing))| AgentLive {
+                    profile: AgentProfile {
+                        agent: AgentId::parse(&format!("agent-{index}"), "a").expect("agent"),
+                        tenants: tenants
+                            .into_iter()
+                            .map(|tenant| TenantId::parse(TENANTS[tenant], "t").expect("tenant"))
+                            .collect(),
+                        skills: billing.map(|level| ("billing".to_owned(), level)).into_iter().collect(),
+                        // A level for acme only, overriding the general one there.
+                        tenant_skills: acme_billing
+                            .map(|level| ((TenantId::parse("acme", "t").expect("tenant"), "billing".to_owned()), level))
+                            .into_iter()
+                            .collect(),
+                        capacities: BTreeMap::from([(CHANNEL_VOICE, voice), (2, email), (3, chat)]),
+                    },
+                    available,
+                    idle_since_ms: idle,
+                    last_offer_ms: idle * 7 % 100,
+                    load: BTreeMap::from([(3, chat_load.min(chat))]),
                 },
-                available,
-                idle_since_ms: idle,
-                last_offer_ms: idle * 7 % 100,
-                load: BTreeMap::from([(3, chat_load.min(chat))]),
-            })
+            )
     }
 
     fn agents_strategy() -> impl Strategy<Value = Vec<AgentLive>> {
@@ -216,7 +223,7 @@ mod tests {
                 let agent = &agents[offer.agent_index];
                 let contact = &waiting[offer.contact_index];
                 prop_assert!(agent.available && agent.profile.tenants.contains(&contact.tenant));
-                prop_assert!(agent.meets(contact.requirements_at(NOW_MS)), "requirements in force are met");
+                prop_assert!(agent.meets(&contact.tenant, contact.requirements_at(NOW_MS)), "requirements in force are met");
                 if contact.rules.pinned {
                     prop_assert_eq!(contact.rules.preferred_agent.as_ref(), Some(&agent.profile.agent), "pinned");
                 }
@@ -252,6 +259,7 @@ mod tests {
                     agent: AgentId::parse("solo", "a").expect("agent"),
                     tenants: TENANTS.iter().map(|t| TenantId::parse(t, "t").expect("tenant")).collect(),
                     skills: BTreeMap::from([("billing".to_owned(), 5)]),
+                    tenant_skills: BTreeMap::new(),
                     capacities: BTreeMap::from([(CHANNEL_VOICE, 1), (2, 1), (3, 1)]),
                 },
                 available: true,
@@ -283,6 +291,7 @@ mod tests {
                 agent: AgentId::parse(name, "a").expect("agent"),
                 tenants: vec![TenantId::parse("acme", "t").expect("tenant")],
                 skills: BTreeMap::from([("billing".to_owned(), skill)]),
+                tenant_skills: BTreeMap::new(),
                 capacities: BTreeMap::from([(3, chat_capacity)]),
             },
             available: true,
@@ -344,6 +353,7 @@ mod tests {
                     agent: AgentId::parse(name, "a").expect("agent"),
                     tenants: vec![TenantId::parse("acme", "t").expect("tenant")],
                     skills: BTreeMap::new(),
+                    tenant_skills: BTreeMap::new(),
                     capacities: BTreeMap::from([(3, 1)]),
                 },
                 available: true,
@@ -392,5 +402,21 @@ mod tests {
         let junior = [agent("junior", 10, 0, 2, 1, 0)];
         assert!(plan_offers(std::slice::from_ref(&contact), &junior, 10_999).is_empty());
         assert_eq!(plan_offers(std::slice::from_ref(&contact), &junior, 11_000).len(), 1);
+    }
+
+    #[test]
+    fn a_tenant_specific_level_overrides_the_general_one_for_that_tenant_only() {
+        let mut expert_for_acme = agent("expert", 10, 0, 1, 1, 0);
+        expert_for_acme.profile.tenants.push(TenantId::parse("globex", "t").expect("tenant"));
+        expert_for_acme
+            .profile
+            .tenant_skills
+            .insert((TenantId::parse("acme", "t").expect("tenant"), "billing".to_owned()), 5);
+        let mut acme_contact = crate::domain::tests::record(0, 1);
+        acme_contact.required_skills = vec![SkillRequirement { name: "billing".to_owned(), min_level: 4 }];
+        let mut globex_contact = acme_contact.clone();
+        globex_contact.tenant = TenantId::parse("globex", "t").expect("tenant");
+        assert!(expert_for_acme.can_take(&acme_contact), "level 5 for acme");
+        assert!(!expert_for_acme.can_take(&globex_contact), "level 1 for everyone else");
     }
 }

@@ -142,10 +142,20 @@ impl ContactRecord {
 pub struct AgentProfile {
     pub agent: AgentId,
     pub tenants: Vec<TenantId>,
-    /// Skill name to level (1-5).
+    /// Skill name to level (1-5), for every tenant served.
     pub skills: BTreeMap<String, i32>,
+    /// Levels for one tenant only, overriding `skills` for that tenant.
+    pub tenant_skills: BTreeMap<(TenantId, String), i32>,
     /// Channel number to concurrent contacts.
     pub capacities: BTreeMap<i32, i32>,
+}
+
+impl AgentProfile {
+    /// The agent's level in `skill` for `tenant`: the tenant's own level if
+    /// set, else the general one.
+    pub fn level_for(&self, tenant: &TenantId, skill: &str) -> Option<i32> {
+        self.tenant_skills.get(&(tenant.clone(), skill.to_owned())).or_else(|| self.skills.get(skill)).copied()
+    }
 }
 
 /// An agent's live routing state.
@@ -182,14 +192,14 @@ impl AgentLive {
         record
             .required_skills
             .iter()
-            .map(|requirement| self.profile.skills.get(&requirement.name).copied().unwrap_or(0))
+            .map(|requirement| self.profile.level_for(&record.tenant, &requirement.name).unwrap_or(0))
             .sum()
     }
 
     /// May this agent take one more contact of `record`'s kind now, with the
     /// queue's own requirements and no preference? See [`AgentLive::can_take_at`].
     pub fn can_take(&self, record: &ContactRecord) -> bool {
-        self.has_room_for(record) && self.meets(&record.required_skills)
+        self.has_room_for(record) && self.meets(&record.tenant, &record.required_skills)
     }
 
     /// May this agent take `record` at `now_ms`: room for it, the skill
@@ -204,13 +214,13 @@ impl AgentLive {
         {
             return false;
         }
-        self.has_room_for(record) && self.meets(record.requirements_at(now_ms))
+        self.has_room_for(record) && self.meets(&record.tenant, record.requirements_at(now_ms))
     }
 
-    /// Whether the agent's levels meet `requirements`.
-    pub fn meets(&self, requirements: &[SkillRequirement]) -> bool {
+    /// Whether the agent's levels for `tenant` meet `requirements`.
+    pub fn meets(&self, tenant: &TenantId, requirements: &[SkillRequirement]) -> bool {
         requirements.iter().all(|requirement| {
-            self.profile.skills.get(&requirement.name).is_some_and(|level| *level >= requirement.min_level)
+            self.profile.level_for(tenant, &requirement.name).is_some_and(|level| level >= requirement.min_level)
         })
     }
 

@@ -56,6 +56,7 @@ pub fn sample_profile(agent: &AgentId, tenants: &[&TenantId], chat: i32, voice: 
         agent: agent.clone(),
         tenants: tenants.iter().map(|tenant| (*tenant).clone()).collect(),
         skills: BTreeMap::new(),
+        tenant_skills: BTreeMap::new(),
         capacities: BTreeMap::from([(CHAT, chat), (CHANNEL_VOICE, voice)]),
     }
 }
@@ -80,8 +81,13 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     check(state.position(&old).await? == 2 && state.position(&young).await? == 3, "older waits before younger")?;
 
     state.upsert_agent(&sample_profile(&alice, &[&acme], 1, 1), true, 10).await?;
-    state.upsert_agent(&sample_profile(&bob, &[&globex], 2, 0), true, 5).await?;
+    let mut bob_profile = sample_profile(&bob, &[&globex], 2, 0);
+    bob_profile.skills.insert("billing".to_owned(), 2);
+    bob_profile.tenant_skills.insert((globex.clone(), "billing".to_owned()), 5);
+    state.upsert_agent(&bob_profile, true, 5).await?;
     let snapshot = state.snapshot(10).await?;
+    let stored_bob = snapshot.agents.iter().find(|agent| agent.profile.agent == bob);
+    check(stored_bob.is_some_and(|agent| agent.profile == bob_profile), "profiles with tenant skills round-trip")?;
     check(snapshot.waiting.len() == 3 && snapshot.agents.len() == 2, "snapshot holds waiting contacts and agents")?;
 
     check(!state.reserve(&urgent, &bob, 40_000, &[]).await?, "an agent never gets another tenant's contact")?;

@@ -57,6 +57,9 @@ struct StoredRules {
 pub(super) struct StoredProfile {
     pub(super) tenants: Vec<String>,
     pub(super) skills: BTreeMap<String, i32>,
+    /// (tenant, skill, level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) tenant_skills: Vec<(String, String, i32)>,
     pub(super) capacities: BTreeMap<i32, i32>,
 }
 
@@ -176,6 +179,11 @@ pub(super) fn profile_json(profile: &AgentProfile) -> Result<String, Error> {
     let stored = StoredProfile {
         tenants: profile.tenants.iter().map(ToString::to_string).collect(),
         skills: profile.skills.clone(),
+        tenant_skills: profile
+            .tenant_skills
+            .iter()
+            .map(|((tenant, skill), level)| (tenant.to_string(), skill.clone(), *level))
+            .collect(),
         capacities: profile.capacities.clone(),
     };
     serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
@@ -200,6 +208,12 @@ pub(super) fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Res
                 .map(|tenant| TenantId::parse(tenant, "tenant").map_err(|_| corrupt("agent tenant")))
                 .collect::<Result<_, _>>()?,
             skills: stored.skills,
+            tenant_skills: stored
+                .tenant_skills
+                .into_iter()
+                .map(|(tenant, skill, level)| TenantId::parse(&tenant, "tenant").map(|tenant| ((tenant, skill), level)))
+                .collect::<Result<_, _>>()
+                .map_err(|_| corrupt("agent tenant skill"))?,
             capacities: stored.capacities,
         },
         available: fields.get("available").is_some_and(|available| available == "1"),
