@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use prost_types::Timestamp;
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC, envelope_tenant};
-use switchboard_core::names::{parse_contact, parse_customer};
+use switchboard_core::names::{parse_contact, parse_customer, parse_queue};
 use switchboard_core::time::millis_from_timestamp;
 use switchboard_core::{CustomerId, Error, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, StartFrom, run_consumer};
@@ -70,7 +70,10 @@ pub(crate) fn timeline_update(envelope: &EventEnvelope) -> Result<Option<Timelin
     };
     match &envelope.payload {
         Some(Payload::Contact(ContactEvent { kind: Some(kind) })) => contact_update(&tenant, kind),
-        Some(Payload::Routing(RoutingEvent { kind: Some(kind) })) => routing_update(&tenant, kind),
+        Some(Payload::Routing(RoutingEvent { kind: Some(kind) })) => {
+            let occurred_millis = millis(envelope.occurred_at.as_ref());
+            routing_update(&tenant, kind, occurred_millis)
+        }
         _ => Ok(None),
     }
 }
@@ -98,7 +101,12 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
     }
 }
 
-fn routing_update(tenant: &TenantId, kind: &routing_event::Kind) -> Result<Option<TimelineUpdate>, Error> {
+/// `occurred_millis` is when routing reported the event (0 if unknown).
+fn routing_update(
+    tenant: &TenantId,
+    kind: &routing_event::Kind,
+    occurred_millis: i64,
+) -> Result<Option<TimelineUpdate>, Error> {
     let update = match kind {
         routing_event::Kind::Queued(queued) => {
             let mut update = new_update(tenant, &queued.contact, "queued.contact", &queued.customer)?;
@@ -116,6 +124,19 @@ fn routing_update(tenant: &TenantId, kind: &routing_event::Kind) -> Result<Optio
             update.channel = offered.channel;
             offered.queue.clone_into(&mut update.queue);
             offered.subject.clone_into(&mut update.subject);
+            offered.callback_number.clone_into(&mut update.callback_number);
+            update
+        }
+        // The event names no customer: it updates the entry routing's
+        // enqueue (which does, and precedes it on the contact's partition)
+        // created. The status stays: a transferred contact waits again, and
+        // statuses never move back.
+        routing_event::Kind::Transferred(transferred) => {
+            let mut update = new_update(tenant, &transferred.contact, "transferred.contact", "")?;
+            let (to_tenant, _) = parse_queue(&transferred.to_queue, "transferred.to_queue")?;
+            require_same_tenant(tenant, &to_tenant, "transferred.to_queue")?;
+            transferred.to_queue.clone_into(&mut update.transferred_to);
+            update.transfer_time_millis = occurred_millis;
             update
         }
         // Moving the status back to QUEUED would make the entry depend on
@@ -152,7 +173,6 @@ fn routing_update(tenant: &TenantId, kind: &routing_event::Kind) -> Result<Optio
             update.end_time_millis = millis(abandoned.abandon_time.as_ref());
             update
         }
-        routing_event::Kind::Transferred(_) => return Ok(None),
     };
     Ok(Some(update))
 }
@@ -204,7 +224,9 @@ mod tests {
     use switchboard_core::time::timestamp_from_millis;
     use switchboard_core::{ContactId, ErrorCode};
     use switchboard_proto::ingestion::v1::{Contact, ContactCreated};
-    use switchboard_proto::routing::v1::{ContactCompleted, OfferWithdrawn};
+    use switchboard_proto::routing::v1::{
+        ContactCompleted, ContactOffered, ContactTransferred, OfferWithdrawn, TransferReason,
+    };
 
     fn acme() -> TenantId {
         TenantId::parse("acme", "tenant").expect("tenant")
@@ -279,6 +301,37 @@ mod tests {
         let error =
             timeline_update(&routing(&tenant, routing_event::Kind::Completed(foreign_contact))).expect_err("foreign");
         assert_eq!(error.field_violations[0].field, "completed.contact");
+    }
+
+    #[test]
+    fn transfers_and_callbacks_reach_the_entry() {
+        let tenant = acme();
+        let contact = ContactId::generate();
+        let transferred = ContactTransferred {
+            contact: contact_name(&tenant, &contact),
+            from_queue: "tenants/acme/queues/support".to_owned(),
+            to_queue: "tenants/acme/queues/billing".to_owned(),
+            from_agent: "agents/bob".to_owned(),
+            reason: TransferReason::Requested as i32,
+        };
+        let mut event = routing(&tenant, routing_event::Kind::Transferred(transferred.clone()));
+        event.occurred_at = Some(timestamp_from_millis(4_000));
+        let update = timeline_update(&event).expect("valid").expect("an update");
+        assert_eq!((update.status, update.customer.as_ref()), (None, None));
+        assert_eq!(
+            (update.transferred_to.as_str(), update.transfer_time_millis),
+            ("tenants/acme/queues/billing", 4_000)
+        );
+        let foreign = ContactTransferred { to_queue: "tenants/globex/queues/billing".to_owned(), ..transferred };
+        let error = timeline_update(&routing(&tenant, routing_event::Kind::Transferred(foreign))).expect_err("foreign");
+        assert_eq!(error.field_violations[0].field, "transferred.to_queue");
+        let offered = ContactOffered {
+            contact: contact_name(&tenant, &contact),
+            callback_number: "+15550100".to_owned(),
+            ..ContactOffered::default()
+        };
+        let update = timeline_update(&routing(&tenant, routing_event::Kind::Offered(offered))).expect("valid");
+        assert_eq!(update.map(|update| update.callback_number), Some("+15550100".to_owned()));
     }
 
     #[test]

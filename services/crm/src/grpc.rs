@@ -101,6 +101,9 @@ pub fn timeline_entry_to_api(entry: &TimelineEntry) -> api::TimelineEntry {
         create_time: optional_timestamp(entry.create_time_millis),
         answer_time: optional_timestamp(entry.answer_time_millis),
         end_time: optional_timestamp(entry.end_time_millis),
+        transferred_to: entry.transferred_to.clone(),
+        transfer_time: optional_timestamp(entry.transfer_time_millis),
+        callback_number: entry.callback_number.clone(),
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC, envelope};
 use switchboard_core::names::contact_name;
 use switchboard_core::time::timestamp_from_millis;
-use switchboard_core::{ContactId, TenantId};
+use switchboard_core::{ContactId, CustomerId, TenantId};
+use switchboard_crm::store::CrmStore;
 use switchboard_crm::{Deps, run};
 use switchboard_platform::Config;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
@@ -26,8 +27,8 @@ use switchboard_proto::crm::v1::{
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
 use switchboard_proto::routing::v1::{
-    ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, OfferWithdrawn, RoutingEvent,
-    routing_event,
+    ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, ContactTransferred,
+    OfferWithdrawn, RoutingEvent, TransferReason, routing_event,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -44,6 +45,8 @@ const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 struct TestServer {
     client: CrmServiceClient<Channel>,
+    /// The service's store, for what the API does not show yet.
+    store: Arc<dyn CrmStore>,
     bus: MemoryBus,
     shutdown: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
@@ -70,12 +73,13 @@ impl TestServer {
         let access = AccessControl::from_config(&auth).expect("access control");
         let bus = MemoryBus::new();
         let deps = Deps::in_memory(Arc::new(bus.clone()), access);
+        let store = Arc::clone(&deps.store);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local address");
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(run(Config::default(), deps, listener, shutdown.clone()));
         let client = connect(&format!("http://{address}")).await;
-        TestServer { client, bus, shutdown, server }
+        TestServer { client, store, bus, shutdown, server }
     }
 
     async fn stop(self) {
@@ -406,5 +410,84 @@ async fn events_build_the_customer_timeline() {
     let (second_page, token) = server.timeline(ACME_READER, &customer.name, 1, &token).await.expect("second page");
     assert_eq!(second_page[0].contact, contact_name(&tenant, &completed_contact));
     assert!(token.is_empty(), "two entries fill two pages");
+    server.stop().await;
+}
+
+/// A queued callback, answered, transferred (redelivered) and answered
+/// again: the entry keeps the callback number and the transfer, and the
+/// status and first answer do not move. The API has no fields for them
+/// yet, so the entry is read from the service's store.
+#[tokio::test]
+async fn transfers_and_callbacks_reach_the_timeline_entry() {
+    let server = TestServer::start().await;
+    let tenant = TenantId::parse("acme", "tenant").expect("tenant");
+    let (customer, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Phone, "+15550100").await.expect("resolve");
+    let contact = ContactId::generate();
+    let name = contact_name(&tenant, &contact);
+    let answered = |agent: &str, queue: &str, answer_millis: i64| {
+        routing_event::Kind::Answered(ContactAnswered {
+            contact: name.clone(),
+            queue: format!("tenants/acme/queues/{queue}"),
+            customer: customer.name.clone(),
+            agent: agent.to_owned(),
+            answer_time: Some(timestamp_from_millis(answer_millis)),
+            ..ContactAnswered::default()
+        })
+    };
+    let transferred = routing_event::Kind::Transferred(ContactTransferred {
+        contact: name.clone(),
+        from_queue: "tenants/acme/queues/support".to_owned(),
+        to_queue: "tenants/acme/queues/billing".to_owned(),
+        from_agent: "agents/alice".to_owned(),
+        reason: TransferReason::Requested.into(),
+    });
+    let events = [
+        routing_event::Kind::Queued(ContactQueued {
+            contact: name.clone(),
+            queue: "tenants/acme/queues/support".to_owned(),
+            customer: customer.name.clone(),
+            enqueue_time: Some(timestamp_from_millis(1_700_000_000_000)),
+            ..ContactQueued::default()
+        }),
+        routing_event::Kind::Offered(ContactOffered {
+            contact: name.clone(),
+            customer: customer.name.clone(),
+            agent: "agents/alice".to_owned(),
+            callback_number: "+15550100".to_owned(),
+            ..ContactOffered::default()
+        }),
+        answered("agents/alice", "support", 1_700_000_030_000),
+        transferred.clone(),
+        transferred,
+        answered("agents/bob", "billing", 1_700_000_090_000),
+    ];
+    for kind in events {
+        server.publish(ROUTING_TOPIC, &tenant, &contact, Payload::Routing(RoutingEvent { kind: Some(kind) })).await;
+    }
+
+    let customer_id = CustomerId::parse(customer.name.rsplit('/').next().expect("id"), "customer").expect("customer");
+    let deadline = Instant::now() + WAIT_LIMIT;
+    let entry = loop {
+        let entries = server.store.list_timeline_entries(&tenant, &customer_id, None, 10).await.expect("timeline");
+        match entries.first() {
+            Some(entry) if !entry.transferred_to.is_empty() && entry.answer_time_millis > 0 => break entry.clone(),
+            _ => assert!(Instant::now() < deadline, "the transfer never reached the timeline: {entries:#?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(entry.transferred_to, "tenants/acme/queues/billing");
+    assert!(entry.transfer_time_millis > 0, "the transfer carries routing's instant");
+    assert_eq!(entry.callback_number, "+15550100");
+    assert_eq!(entry.queue, "tenants/acme/queues/support", "the queue it entered");
+    assert_eq!((entry.agent.as_str(), entry.answer_time_millis), ("agents/alice", 1_700_000_030_000));
+    let (listed, _) = server.timeline(ACME_READER, &customer.name, 0, "").await.expect("timeline");
+    assert_eq!(listed[0].status, i32::from(ContactStatus::Answered));
+    assert_eq!(
+        (listed[0].transferred_to.as_str(), listed[0].callback_number.as_str()),
+        ("tenants/acme/queues/billing", "+15550100"),
+        "the API shows the transfer and the callback"
+    );
+    assert!(listed[0].transfer_time.is_some());
     server.stop().await;
 }

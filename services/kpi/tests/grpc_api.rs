@@ -19,6 +19,7 @@ use switchboard_kpi::store::contract::{ContactStory, StoryOutcome, random_storie
 use switchboard_proto::common::v1::{Channel, Direction};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::kpi::v1::{self as kpi_api, KpiFilter, KpiSummary, ListKpiIntervalsRequest};
+use switchboard_proto::routing::v1 as routing;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -31,6 +32,7 @@ fn story(contact: &str, outcome: StoryOutcome, short_abandon_threshold_ms: Optio
         tenant: TenantId::parse("acme", "tenant").unwrap(),
         contact: ContactId::parse(contact, "contact").unwrap(),
         queue: QueueId::parse("support", "queue").unwrap(),
+        overflow_to: None,
         channel: Channel::Voice,
         direction: Direction::Inbound,
         created_ms: ARRIVAL_MS,
@@ -79,6 +81,44 @@ async fn summary_counts_an_answered_and_an_abandoned_contact() {
     assert_eq!(summary_of(&mut service, other_queue).await.offered, 0);
     let before_arrival = KpiFilter { end_time: Some(timestamp_from_millis(ARRIVAL_MS)), ..tenant_filter("acme") };
     assert_eq!(summary_of(&mut service, before_arrival).await.offered, 0);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn contacts_routing_ended_are_lost_and_transfers_stay_in_the_entered_queue() {
+    let (mut service, bus) = start_in_memory().await;
+    let ended = |contact: &str, reason: routing::EndReason, wait_ms: i64| {
+        story(contact, StoryOutcome::EndedByRouting { wait_ms, reason, customer_left_offset_ms: None }, None)
+    };
+    let timed_out = ended("ct_maxwait1", routing::EndReason::MaxWait, 120_000);
+    // A caller told the queue is closed hangs up a moment later: still
+    // routing's end, not an abandon, and never a short one.
+    let mut closed = ended("ct_closed1", routing::EndReason::Closed, 0);
+    closed.outcome = StoryOutcome::EndedByRouting {
+        wait_ms: 0,
+        reason: routing::EndReason::Closed,
+        customer_left_offset_ms: Some(800),
+    };
+    let again = StoryOutcome::AnsweredAgainAfterTransfer { wait_ms: 4_000, second_wait_ms: 30_000, handle_ms: 60_000 };
+    let mut transferred = story("ct_transferred1", again, None);
+    transferred.overflow_to = Some(QueueId::parse("billing", "queue").unwrap());
+    for contact in [&timed_out, &closed, &transferred] {
+        publish(&bus, &contact.events()).await;
+    }
+
+    let all_ended = |summary: &KpiSummary| settled(3)(summary) && summary.timed_out == 2 && summary.completed == 1;
+    let summary = wait_for_summary(&mut service.client, ACME_READER_KEY, tenant_filter("acme"), all_ended).await;
+    assert_eq!((summary.answered, summary.abandoned, summary.short_abandoned), (1, 0, 0));
+    assert_eq!((summary.lost, summary.timed_out), (2, 2));
+    assert_eq!((summary.car, summary.lcr), (2.0 / 3.0, 2.0 / 3.0));
+    assert_eq!(summary.asa, Some(prost_types::Duration { seconds: 4, nanos: 0 }), "the first answer's wait");
+    assert_eq!(summary.service_level, 1.0 / 3.0, "routing's ends were not answered within T");
+    let entered = KpiFilter { queue: "tenants/acme/queues/support".to_owned(), ..tenant_filter("acme") };
+    assert_eq!(summary_of(&mut service, entered).await, summary, "every contact stays in the queue it entered");
+    for moved_to in ["billing", "escalations"] {
+        let filter = KpiFilter { queue: format!("tenants/acme/queues/{moved_to}"), ..tenant_filter("acme") };
+        assert_eq!(summary_of(&mut service, filter).await.offered, 0, "{moved_to}");
+    }
     service.stop().await;
 }
 

@@ -11,12 +11,12 @@ mod common;
 
 use std::sync::Arc;
 
-use switchboard_core::TenantId;
+use switchboard_core::{ContactId, QueueId, TenantId};
 use switchboard_kpi::Deps;
-use switchboard_kpi::domain::{ServiceLevelVariant, recompute, summarize};
+use switchboard_kpi::domain::{FactsFilter, FactsUpdate, ServiceLevelVariant, recompute, summarize};
 use switchboard_kpi::store::contract::{self, ContactStory, random_stories};
 use switchboard_kpi::store::postgres::{MIGRATION_SERVICE, MIGRATIONS};
-use switchboard_kpi::store::{MemoryKpiStore, PostgresKpiStore};
+use switchboard_kpi::store::{KpiStore, MemoryKpiStore, PostgresKpiStore};
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
@@ -77,4 +77,41 @@ async fn service_on_postgres_serves_the_batch_kpis() {
         .await;
     assert_eq!(live, expected);
     service.stop().await;
+}
+
+/// Rows written before `0002_entered_queue_and_routing_end` keep their
+/// queue as the entered one: a later report after a transfer cannot move
+/// them.
+#[tokio::test]
+async fn migration_marks_recorded_queues_as_entered() {
+    let Some(admin_url) = backend_url("SWITCHBOARD_TEST_POSTGRES") else {
+        return;
+    };
+    let url = fresh_database(&admin_url).await.expect("fresh database");
+    let pool = pool(&PostgresConfig { url, pool_size: 2 }).expect("pool");
+    migrate(&pool, MIGRATION_SERVICE, &MIGRATIONS[..1]).await.expect("first migration");
+    let client = pool.get().await.expect("client");
+    client
+        .batch_execute(
+            "INSERT INTO kpi.contact_facts (tenant, contact, queue, queued_ms)
+                VALUES ('acme', 'ct_old0001', 'support', 1000);
+             INSERT INTO kpi.contact_facts (tenant, contact, created_ms) VALUES ('acme', 'ct_old0002', 1000);",
+        )
+        .await
+        .expect("rows of the first schema");
+    drop(client);
+    migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await.expect("all migrations");
+    let store = PostgresKpiStore::new(pool);
+    let acme = TenantId::parse("acme", "tenant").unwrap();
+    let transferred =
+        FactsUpdate { queue: Some(QueueId::parse("billing", "queue").unwrap()), ..FactsUpdate::default() };
+    for contact in ["ct_old0001", "ct_old0002"] {
+        store.apply(&acme, &ContactId::parse(contact, "contact").unwrap(), transferred.clone()).await.expect("apply");
+    }
+    let facts = store.load(&acme, &FactsFilter::default()).await.expect("load");
+    let queues: Vec<(Option<&str>, bool, Option<i64>)> = facts
+        .iter()
+        .map(|facts| (facts.queue.as_ref().map(QueueId::as_str), facts.queue_entered, facts.routing_ended_ms))
+        .collect();
+    assert_eq!(queues, vec![(Some("support"), true, None), (Some("billing"), false, None)]);
 }

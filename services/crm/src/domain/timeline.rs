@@ -10,7 +10,10 @@
 //!   disposition, so "first" is "the");
 //! - each time keeps the earliest non-zero value, so two producers whose
 //!   clocks disagree by a few milliseconds still converge;
-//! - `resolved` is true once any completion said so.
+//! - `resolved` is true once any completion said so;
+//! - the transfer shown is the latest one (by the instant routing reported
+//!   it, then by target queue name), so redelivered and reordered
+//!   transfers converge too.
 
 use std::cmp::Reverse;
 
@@ -90,6 +93,14 @@ pub struct TimelineEntry {
     pub create_time_millis: i64,
     pub answer_time_millis: i64,
     pub end_time_millis: i64,
+    /// `tenants/{tenant}/queues/{queue}` the contact was last transferred
+    /// or overflowed to; empty if it never was.
+    pub transferred_to: String,
+    /// When routing reported that transfer.
+    pub transfer_time_millis: i64,
+    /// The number the customer asked to be called back at (a queued
+    /// callback); empty if none.
+    pub callback_number: String,
 }
 
 /// What one event says about a contact: a partial timeline entry.
@@ -111,6 +122,9 @@ pub struct TimelineUpdate {
     pub create_time_millis: i64,
     pub answer_time_millis: i64,
     pub end_time_millis: i64,
+    pub transferred_to: String,
+    pub transfer_time_millis: i64,
+    pub callback_number: String,
 }
 
 impl TimelineUpdate {
@@ -130,6 +144,9 @@ impl TimelineUpdate {
             create_time_millis: 0,
             answer_time_millis: 0,
             end_time_millis: 0,
+            transferred_to: String::new(),
+            transfer_time_millis: 0,
+            callback_number: String::new(),
         }
     }
 }
@@ -159,6 +176,9 @@ pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -
             create_time_millis: 0,
             answer_time_millis: 0,
             end_time_millis: 0,
+            transferred_to: String::new(),
+            transfer_time_millis: 0,
+            callback_number: String::new(),
         },
         (None, None) => return None,
     };
@@ -200,6 +220,12 @@ fn merge(mut entry: TimelineEntry, update: &TimelineUpdate) -> TimelineEntry {
     keep_earliest(&mut entry.create_time_millis, update.create_time_millis);
     keep_earliest(&mut entry.answer_time_millis, update.answer_time_millis);
     keep_earliest(&mut entry.end_time_millis, update.end_time_millis);
+    keep_first_non_empty(&mut entry.callback_number, &update.callback_number);
+    let reported = (update.transfer_time_millis, update.transferred_to.as_str());
+    if !update.transferred_to.is_empty() && reported > (entry.transfer_time_millis, entry.transferred_to.as_str()) {
+        update.transferred_to.clone_into(&mut entry.transferred_to);
+        entry.transfer_time_millis = update.transfer_time_millis;
+    }
     entry
 }
 
@@ -274,6 +300,18 @@ mod tests {
             offered.queue = "tenants/acme/queues/support".to_owned();
             updates.push(offered);
         }
+        let mut callback = update(contact, customer, Some(EntryStatus::Offered));
+        callback.callback_number = "+15550100".to_owned();
+        updates.push(callback);
+        // Overflowed to billing, then transferred on to escalations. (A
+        // transfer names no customer; routing publishes the enqueue, which
+        // does, before it on the contact's partition, so the entry exists.)
+        for (time, target) in [(1_500, "billing"), (2_000, "escalations")] {
+            let mut transferred = update(contact, customer, None);
+            transferred.transferred_to = format!("tenants/acme/queues/{target}");
+            transferred.transfer_time_millis = time;
+            updates.push(transferred);
+        }
         if completed {
             let mut answered = update(contact, customer, Some(EntryStatus::Answered));
             answered.agent = "agents/bob".to_owned();
@@ -329,6 +367,11 @@ mod tests {
         assert_eq!((entry.create_time_millis, entry.answer_time_millis, entry.end_time_millis), (1_000, 3_000, 9_000));
         assert_eq!(entry.channel, 2);
         assert_eq!(entry.queue, "tenants/acme/queues/support");
+        assert_eq!(
+            (entry.transferred_to.as_str(), entry.transfer_time_millis),
+            ("tenants/acme/queues/escalations", 2_000)
+        );
+        assert_eq!(entry.callback_number, "+15550100");
     }
 
     #[test]

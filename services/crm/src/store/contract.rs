@@ -187,7 +187,25 @@ fn lifecycle(tenant: &TenantId, customer: &CustomerId, create_time_millis: i64) 
     completed.disposition = "refund".to_owned();
     completed.resolved = true;
     completed.end_time_millis = create_time_millis + 90;
-    vec![created, update(EntryStatus::Queued), update(EntryStatus::Offered), answered, completed]
+    let mut callback_offer = update(EntryStatus::Offered);
+    callback_offer.callback_number = "+15550100".to_owned();
+    // Answered, transferred, answered again: the latest transfer shows.
+    let transferred = |after_millis: i64, target: &str| {
+        let mut transferred = TimelineUpdate::new(tenant.clone(), contact.clone(), Some(customer.clone()));
+        transferred.transferred_to = format!("tenants/{tenant}/queues/{target}");
+        transferred.transfer_time_millis = create_time_millis + after_millis;
+        transferred
+    };
+    vec![
+        created,
+        update(EntryStatus::Queued),
+        update(EntryStatus::Offered),
+        callback_offer,
+        answered,
+        transferred(30, "billing"),
+        transferred(60, "escalations"),
+        completed,
+    ]
 }
 
 /// Redelivered and reordered updates give the same entries as one in-order
@@ -220,6 +238,12 @@ pub async fn timeline_merge_is_idempotent_and_listed_newest_first(store: &dyn Cr
     ensure!(
         first.status == EntryStatus::Completed && first.resolved && first.disposition == "refund",
         "the merged entry lost its outcome: {first:?}"
+    );
+    ensure!(
+        first.transferred_to.ends_with("/queues/escalations")
+            && first.transfer_time_millis == first.create_time_millis + 60
+            && first.callback_number == "+15550100",
+        "the merged entry lost its transfer or callback: {first:?}"
     );
 
     let mut listed: Vec<TimelineEntry> = Vec::new();

@@ -19,9 +19,10 @@ use crate::domain::{EntryStatus, Identity, IdentityKind, TimelineCursor, Timelin
 pub const MIGRATION_SERVICE: &str = "crm";
 
 /// The schema of the CRM store, in apply order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_customers_identities_timeline",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_customers_identities_timeline",
+        sql: r#"
         CREATE SCHEMA IF NOT EXISTS crm;
 
         CREATE TABLE crm.customers (
@@ -61,13 +62,24 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         CREATE INDEX timeline_entries_newest_first
             ON crm.timeline_entries (tenant, customer_id, create_time_ms DESC, contact_id DESC);
     "#,
-}];
+    },
+    Migration {
+        version: "0002_timeline_transfer_and_callback",
+        sql: "
+        ALTER TABLE crm.timeline_entries
+            ADD COLUMN transferred_to text NOT NULL DEFAULT '',
+            ADD COLUMN transfer_time_ms bigint NOT NULL DEFAULT 0,
+            ADD COLUMN callback_number text NOT NULL DEFAULT '';
+    ",
+    },
+];
 
 /// How often a racing insert is retried before giving up with ABORTED.
 const MAX_RACE_ATTEMPTS: usize = 3;
 
 const ENTRY_COLUMNS: &str = "tenant, contact_id, customer_id, status, channel, queue, agent, subject, disposition, \
-                             resolved, create_time_ms, answer_time_ms, end_time_ms";
+                             resolved, create_time_ms, answer_time_ms, end_time_ms, transferred_to, \
+                             transfer_time_ms, callback_number";
 
 pub struct PostgresCrmStore {
     pool: Pool,
@@ -177,6 +189,9 @@ fn entry_from_row(row: &Row) -> Result<TimelineEntry, Error> {
         create_time_millis: row.try_get(10).map_err(corrupt)?,
         answer_time_millis: row.try_get(11).map_err(corrupt)?,
         end_time_millis: row.try_get(12).map_err(corrupt)?,
+        transferred_to: row.try_get(13).map_err(corrupt)?,
+        transfer_time_millis: row.try_get(14).map_err(corrupt)?,
+        callback_number: row.try_get(15).map_err(corrupt)?,
     })
 }
 
@@ -294,7 +309,7 @@ impl CrmStore for PostgresCrmStore {
                 return Ok(Some(merged));
             }
             let channel = i64::from(merged.channel);
-            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
                 &merged.tenant.as_str(),
                 &merged.contact.as_str(),
                 &merged.customer.as_str(),
@@ -308,6 +323,9 @@ impl CrmStore for PostgresCrmStore {
                 &merged.create_time_millis,
                 &merged.answer_time_millis,
                 &merged.end_time_millis,
+                &merged.transferred_to,
+                &merged.transfer_time_millis,
+                &merged.callback_number,
             ];
             if existing.is_some() {
                 // The customer is part of the identity of the row and never
@@ -316,7 +334,8 @@ impl CrmStore for PostgresCrmStore {
                     .execute(
                         "UPDATE crm.timeline_entries SET status = $4, channel = $5, queue = $6, agent = $7,
                              subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
-                             answer_time_ms = $12, end_time_ms = $13
+                             answer_time_ms = $12, end_time_ms = $13, transferred_to = $14,
+                             transfer_time_ms = $15, callback_number = $16
                          WHERE tenant = $1 AND contact_id = $2 AND customer_id = $3",
                         &values,
                     )
@@ -327,7 +346,7 @@ impl CrmStore for PostgresCrmStore {
                     .execute(
                         &format!(
                             "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS})
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                              ON CONFLICT (tenant, contact_id) DO NOTHING"
                         ),
                         &values,

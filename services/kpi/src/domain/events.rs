@@ -27,19 +27,24 @@ pub struct FactsEvent {
 /// The facts update an event carries:
 ///
 /// - `contacts` ContactCreated: direction (INBOUND or UNSPECIFIED is
-///   inbound), creation instant, channel, queue, customer;
+///   inbound), creation instant, channel, the queue it entered, customer;
 /// - `contacts` ContactAbandoned: the instant the customer left (the stage
 ///   is routing's to tell);
-/// - `routing` ContactQueued: enqueue instant, queue, channel, customer and
-///   the queue's thresholds;
+/// - `routing` ContactQueued: enqueue instant, the queue it entered,
+///   channel, customer and the queue's thresholds;
 /// - `routing` ContactAnswered: answer instant and enqueue instant;
-/// - `routing` ContactAbandoned: abandon instant, stage, enqueue instant;
+/// - `routing` ContactAbandoned: stage, enqueue instant, and the instant
+///   the customer left (reason UNSPECIFIED) or routing ended the contact
+///   (any other reason: max wait with no overflow, queue closed);
 /// - `routing` ContactCompleted: completion instant, resolved, answer
 ///   instant.
 ///
-/// An instant missing from the payload is the envelope's `occurred_at`.
-/// `Ok(None)` for events no KPI depends on (offers, withdrawn offers,
-/// presence). An event that names a contact, queue or customer of another
+/// Answers, abandons and completions also name the queue the contact is in
+/// at that moment, which only stands in for the entered queue (see
+/// [`super::merge`]). An instant missing from the payload is the envelope's
+/// `occurred_at`. `Ok(None)` for events no KPI depends on (offers,
+/// withdrawn offers, transfers: a contact stays attributed to the queue it
+/// first entered, presence). An event that names a contact, queue or customer of another
 /// tenant than its envelope, or names none, is INVALID_ARGUMENT: it can
 /// never be applied, and applying it anywhere would break tenant isolation.
 pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error> {
@@ -95,6 +100,7 @@ impl EventReader<'_> {
                 let direction = Direction::try_from(contact.direction).unwrap_or(Direction::Unspecified);
                 let update = FactsUpdate {
                     queue: owned_queue(&contact.queue, "contact_created.contact.queue", &tenant)?,
+                    queue_entered: true,
                     channel: known_channel(contact.channel),
                     customer: owned_customer(&contact.customer, "contact_created.contact.customer", &tenant)?,
                     inbound: Some(direction != Direction::Outbound),
@@ -115,6 +121,7 @@ impl EventReader<'_> {
                 let contact_id = owned_contact(&queued.contact, "queued.contact", &tenant)?;
                 let update = FactsUpdate {
                     queue: owned_queue(&queued.queue, "queued.queue", &tenant)?,
+                    queue_entered: true,
                     channel: known_channel(queued.channel),
                     customer: owned_customer(&queued.customer, "queued.customer", &tenant)?,
                     queued_ms: instant(queued.enqueue_time.as_ref(), occurred_ms),
@@ -143,12 +150,18 @@ impl EventReader<'_> {
                     Ok(routing::AbandonStage::Offered) => Some(AbandonStage::Offered),
                     Ok(routing::AbandonStage::Unspecified) | Err(_) => None,
                 };
+                // UNSPECIFIED is the customer leaving; every other reason,
+                // including ones this build does not know, is routing's
+                // decision.
+                let ended_ms = instant(abandoned.abandon_time.as_ref(), occurred_ms);
+                let ended_by_routing = abandoned.reason != routing::EndReason::Unspecified as i32;
                 let update = FactsUpdate {
                     queue: owned_queue(&abandoned.queue, "abandoned.queue", &tenant)?,
                     channel: known_channel(abandoned.channel),
                     customer: owned_customer(&abandoned.customer, "abandoned.customer", &tenant)?,
                     queued_ms: abandoned.enqueue_time.as_ref().map(millis_from_timestamp),
-                    abandoned_ms: instant(abandoned.abandon_time.as_ref(), occurred_ms),
+                    abandoned_ms: if ended_by_routing { None } else { ended_ms },
+                    routing_ended_ms: if ended_by_routing { ended_ms } else { None },
                     abandon_stage: stage,
                     ..FactsUpdate::default()
                 };
@@ -357,6 +370,69 @@ mod tests {
             }),
         );
         assert!(facts_event(&no_tenant).is_err());
+    }
+
+    #[test]
+    fn routing_ends_are_not_customer_abandons() {
+        let abandoned = |reason: routing::EndReason| {
+            routing_envelope(
+                "acme",
+                routing_event::Kind::Abandoned(routing::ContactAbandoned {
+                    contact: CONTACT.to_owned(),
+                    queue: "tenants/acme/queues/sales".to_owned(),
+                    stage: routing::AbandonStage::Queue as i32,
+                    enqueue_time: Some(timestamp_from_millis(1_000)),
+                    abandon_time: Some(timestamp_from_millis(61_000)),
+                    reason: reason as i32,
+                    ..routing::ContactAbandoned::default()
+                }),
+            )
+        };
+        let left = read(&abandoned(routing::EndReason::Unspecified)).update;
+        assert_eq!((left.abandoned_ms, left.routing_ended_ms), (Some(61_000), None));
+        for reason in [routing::EndReason::MaxWait, routing::EndReason::Closed] {
+            let ended = read(&abandoned(reason)).update;
+            assert_eq!((ended.abandoned_ms, ended.routing_ended_ms), (None, Some(61_000)), "{reason:?}");
+            assert_eq!((ended.abandon_stage, ended.queued_ms), (Some(AbandonStage::Queue), Some(1_000)));
+            assert!(!ended.queue_entered, "the queue it ended in may not be the one it entered");
+        }
+    }
+
+    #[test]
+    fn only_creation_and_enqueue_report_the_entered_queue() {
+        let queued = routing_envelope(
+            "acme",
+            routing_event::Kind::Queued(routing::ContactQueued {
+                contact: CONTACT.to_owned(),
+                queue: "tenants/acme/queues/sales".to_owned(),
+                ..routing::ContactQueued::default()
+            }),
+        );
+        assert!(read(&queued).update.queue_entered);
+        let answered = routing_envelope(
+            "acme",
+            routing_event::Kind::Answered(routing::ContactAnswered {
+                contact: CONTACT.to_owned(),
+                queue: "tenants/acme/queues/billing".to_owned(),
+                ..routing::ContactAnswered::default()
+            }),
+        );
+        assert!(!read(&answered).update.queue_entered);
+    }
+
+    #[test]
+    fn transfers_are_not_kpi_facts() {
+        let transferred = routing_envelope(
+            "acme",
+            routing_event::Kind::Transferred(routing::ContactTransferred {
+                contact: CONTACT.to_owned(),
+                from_queue: "tenants/acme/queues/sales".to_owned(),
+                to_queue: "tenants/acme/queues/billing".to_owned(),
+                reason: routing::TransferReason::MaxWait as i32,
+                ..routing::ContactTransferred::default()
+            }),
+        );
+        assert_eq!(facts_event(&transferred), Ok(None));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! folds an event's [`FactsUpdate`] into them.
 //!
 //! The merge is associative and idempotent, and commutative over the events
-//! of one contact (which agree on every attribute, see [`merge`]). Applying
+//! of one contact (which agree on every attribute but the queue, and the
+//! queue's rule is commutative on its own, see [`merge`]). Applying
 //! the updates of a contact's events in any order, any number of times,
 //! yields the same facts, which is what makes every KPI reproducible from
 //! the event log and immune to duplicate or replayed deliveries.
@@ -42,11 +43,26 @@ impl AbandonStage {
     }
 }
 
+/// How a contact no agent answered ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnansweredEnd {
+    /// The customer left at `at_ms`: an abandon.
+    CustomerLeft { at_ms: i64 },
+    /// Routing ended it (max wait with no overflow, or the queue closed):
+    /// lost, but not a customer abandon.
+    EndedByRouting,
+}
+
 /// What one event says about one contact. Every field is optional: an
 /// event sets only what it knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FactsUpdate {
     pub queue: Option<QueueId>,
+    /// True when `queue` is the queue the contact entered (reported by its
+    /// creation or its enqueue); false when it is the queue the contact was
+    /// in later (an answer, abandon or completion, possibly after a
+    /// transfer).
+    pub queue_entered: bool,
     pub channel: Option<Channel>,
     pub customer: Option<CustomerId>,
     /// `Some(true)` for inbound contacts, `Some(false)` for outbound; only
@@ -55,8 +71,12 @@ pub struct FactsUpdate {
     pub created_ms: Option<i64>,
     pub queued_ms: Option<i64>,
     pub answered_ms: Option<i64>,
+    /// When the customer left.
     pub abandoned_ms: Option<i64>,
     pub abandon_stage: Option<AbandonStage>,
+    /// When routing ended the contact unanswered (max wait with no
+    /// overflow, or arrival while the queue was closed).
+    pub routing_ended_ms: Option<i64>,
     pub completed_ms: Option<i64>,
     pub resolved: Option<bool>,
     pub service_level_threshold_ms: Option<i64>,
@@ -69,15 +89,23 @@ pub struct FactsUpdate {
 pub struct ContactFacts {
     pub tenant: TenantId,
     pub contact: ContactId,
+    /// The queue the contact is attributed to: the one it first entered.
+    /// Until its creation or enqueue is seen, a queue a later event
+    /// reported stands in (see [`merge`]).
     pub queue: Option<QueueId>,
+    /// True once `queue` is the queue the contact entered.
+    pub queue_entered: bool,
     pub channel: Option<Channel>,
     pub customer: Option<CustomerId>,
     pub inbound: Option<bool>,
     pub created_ms: Option<i64>,
     pub queued_ms: Option<i64>,
     pub answered_ms: Option<i64>,
+    /// When the customer left (the earliest report).
     pub abandoned_ms: Option<i64>,
     pub abandon_stage: Option<AbandonStage>,
+    /// When routing ended the contact unanswered.
+    pub routing_ended_ms: Option<i64>,
     pub completed_ms: Option<i64>,
     pub resolved: Option<bool>,
     /// `None`: [`DEFAULT_SERVICE_LEVEL_THRESHOLD_MS`].
@@ -93,6 +121,7 @@ impl ContactFacts {
             tenant,
             contact,
             queue: None,
+            queue_entered: false,
             channel: None,
             customer: None,
             inbound: None,
@@ -101,6 +130,7 @@ impl ContactFacts {
             answered_ms: None,
             abandoned_ms: None,
             abandon_stage: None,
+            routing_ended_ms: None,
             completed_ms: None,
             resolved: None,
             service_level_threshold_ms: None,
@@ -122,11 +152,29 @@ impl ContactFacts {
         self.short_abandon_threshold_ms.unwrap_or(DEFAULT_SHORT_ABANDON_THRESHOLD_MS)
     }
 
+    /// How the contact ended if no agent answered it, as far as known.
+    /// When both the customer leaving and routing ending the contact were
+    /// reported, the earlier one is what happened (the later report is a
+    /// race or a consequence: a caller hanging up after being told the
+    /// queue is closed); at the same instant routing's end is taken, since
+    /// routing recorded it as its own decision.
+    pub fn unanswered_end(&self) -> Option<UnansweredEnd> {
+        match (self.abandoned_ms, self.routing_ended_ms) {
+            (Some(left_ms), Some(ended_ms)) if left_ms < ended_ms => {
+                Some(UnansweredEnd::CustomerLeft { at_ms: left_ms })
+            }
+            (_, Some(_)) => Some(UnansweredEnd::EndedByRouting),
+            (Some(left_ms), None) => Some(UnansweredEnd::CustomerLeft { at_ms: left_ms }),
+            (None, None) => None,
+        }
+    }
+
     /// The facts as an update, so two sets of facts of one contact can be
     /// merged (used to prove the merge is a join).
     pub fn as_update(&self) -> FactsUpdate {
         FactsUpdate {
             queue: self.queue.clone(),
+            queue_entered: self.queue_entered,
             channel: self.channel,
             customer: self.customer.clone(),
             inbound: self.inbound,
@@ -135,6 +183,7 @@ impl ContactFacts {
             answered_ms: self.answered_ms,
             abandoned_ms: self.abandoned_ms,
             abandon_stage: self.abandon_stage,
+            routing_ended_ms: self.routing_ended_ms,
             completed_ms: self.completed_ms,
             resolved: self.resolved,
             service_level_threshold_ms: self.service_level_threshold_ms,
@@ -158,23 +207,49 @@ fn earliest_wins(known: &mut Option<i64>, update: Option<i64>) {
     };
 }
 
+/// Keeps the queue the contact entered. An entry report (`entered`) beats
+/// a later one; between two reports of the same kind the smaller name wins.
+/// Entry reports of one contact all name the same queue, so that is "the"
+/// queue; later reports may name several (the contact was transferred), and
+/// the smaller name only keeps their stand-in independent of delivery order
+/// until the entry report arrives. This is the minimum of `(later, name)`
+/// over all reports, hence order-insensitive and idempotent.
+fn entry_queue_wins(facts: &mut ContactFacts, update: &FactsUpdate) {
+    let Some(reported) = &update.queue else {
+        return;
+    };
+    let replace = match &facts.queue {
+        None => true,
+        Some(known) => (!update.queue_entered, reported) < (!facts.queue_entered, known),
+    };
+    if replace {
+        facts.queue = Some(reported.clone());
+        facts.queue_entered = update.queue_entered;
+    }
+}
+
 /// Folds `update` into `facts`. Every field is set once and then kept:
 ///
+/// - the queue is the one the contact entered ([`entry_queue_wins`]):
+///   KPIs attribute a contact to the queue it first entered, whatever
+///   transfers or overflows followed;
 /// - instants (`*_ms`) keep the earliest value seen. Producers send the
 ///   same instant in every event that carries it (an answer carries its
 ///   enqueue time), so this is first-write-wins; where two sources may
 ///   disagree by a few milliseconds (the customer leaving is reported by
 ///   ingestion and by routing) the earliest is the true one, and taking it
 ///   keeps the result independent of how the two topics interleave;
-/// - attributes (queue, channel, customer, direction, stage, resolved,
+/// - the other attributes (channel, customer, direction, stage, resolved,
 ///   thresholds) are first-write-wins. They do not change during a
 ///   contact's life in API v1, so every event that carries one carries the
-///   same value.
+///   same value (thresholds come only with the enqueue, so they are the
+///   first queue's, and routing reports at most one end per contact, so
+///   one stage).
 ///
-/// The PostgreSQL store implements the same rule with `LEAST` and
-/// `COALESCE` in its upsert.
+/// The PostgreSQL store implements the same rule with `LEAST`, `COALESCE`
+/// and a `CASE` for the queue in its upsert.
 pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
-    first_write_wins(&mut facts.queue, &update.queue);
+    entry_queue_wins(facts, update);
     first_write_wins(&mut facts.channel, &update.channel);
     first_write_wins(&mut facts.customer, &update.customer);
     first_write_wins(&mut facts.inbound, &update.inbound);
@@ -183,6 +258,7 @@ pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
     earliest_wins(&mut facts.answered_ms, update.answered_ms);
     earliest_wins(&mut facts.abandoned_ms, update.abandoned_ms);
     first_write_wins(&mut facts.abandon_stage, &update.abandon_stage);
+    earliest_wins(&mut facts.routing_ended_ms, update.routing_ended_ms);
     earliest_wins(&mut facts.completed_ms, update.completed_ms);
     first_write_wins(&mut facts.resolved, &update.resolved);
     first_write_wins(&mut facts.service_level_threshold_ms, &update.service_level_threshold_ms);
@@ -262,6 +338,44 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_reported_after_a_transfer_never_moves_the_contact() {
+        let entered = FactsUpdate { queue: Some(queue("support")), queue_entered: true, ..FactsUpdate::default() };
+        let answered_after_transfer =
+            FactsUpdate { queue: Some(queue("billing")), answered_ms: Some(30_000), ..FactsUpdate::default() };
+        let answered_first =
+            FactsUpdate { queue: Some(queue("support")), answered_ms: Some(9_000), ..FactsUpdate::default() };
+        for order in [
+            [entered.clone(), answered_first.clone(), answered_after_transfer.clone()],
+            [answered_after_transfer.clone(), answered_first.clone(), entered.clone()],
+            [answered_after_transfer.clone(), entered.clone(), answered_first.clone()],
+        ] {
+            let mut facts = contact_facts();
+            for update in &order {
+                merge(&mut facts, update);
+            }
+            assert_eq!((facts.queue, facts.queue_entered), (Some(queue("support")), true));
+            assert_eq!(facts.answered_ms, Some(9_000), "the first answer counts");
+        }
+        let mut stand_in = contact_facts();
+        merge(&mut stand_in, &answered_after_transfer);
+        assert_eq!((stand_in.queue, stand_in.queue_entered), (Some(queue("billing")), false));
+    }
+
+    #[test]
+    fn the_earlier_of_leaving_and_routing_ending_is_how_the_contact_ended() {
+        let mut facts = contact_facts();
+        assert_eq!(facts.unanswered_end(), None);
+        facts.abandoned_ms = Some(5_000);
+        assert_eq!(facts.unanswered_end(), Some(UnansweredEnd::CustomerLeft { at_ms: 5_000 }));
+        facts.routing_ended_ms = Some(6_000);
+        assert_eq!(facts.unanswered_end(), Some(UnansweredEnd::CustomerLeft { at_ms: 5_000 }), "left first");
+        facts.routing_ended_ms = Some(5_000);
+        assert_eq!(facts.unanswered_end(), Some(UnansweredEnd::EndedByRouting), "a tie is routing's end");
+        facts.abandoned_ms = None;
+        assert_eq!(facts.unanswered_end(), Some(UnansweredEnd::EndedByRouting));
+    }
+
+    #[test]
     fn arrival_is_creation_else_enqueue() {
         let mut facts = contact_facts();
         assert_eq!(facts.arrival_ms(), None);
@@ -297,7 +411,8 @@ mod tests {
 
     prop_compose! {
         fn arbitrary_update()(
-            queue in proptest::option::of(prop_oneof![Just("sales"), Just("support")]),
+            queue in proptest::option::of(prop_oneof![Just("sales"), Just("support"), Just("billing")]),
+            queue_entered in any::<bool>(),
             channel in proptest::option::of(prop_oneof![Just(Channel::Voice), Just(Channel::Chat)]),
             inbound in proptest::option::of(any::<bool>()),
             created_ms in arbitrary_instant(),
@@ -305,6 +420,7 @@ mod tests {
             answered_ms in arbitrary_instant(),
             abandoned_ms in arbitrary_instant(),
             abandon_stage in proptest::option::of(prop_oneof![Just(AbandonStage::Queue), Just(AbandonStage::Offered)]),
+            routing_ended_ms in arbitrary_instant(),
             completed_ms in arbitrary_instant(),
             resolved in proptest::option::of(any::<bool>()),
             service_level_threshold_ms in proptest::option::of(0_i64..30_000),
@@ -312,6 +428,7 @@ mod tests {
         ) -> FactsUpdate {
             FactsUpdate {
                 queue: queue.map(|name| QueueId::parse(name, "queue")).transpose().unwrap_or_default(),
+                queue_entered,
                 channel,
                 customer: None,
                 inbound,
@@ -320,12 +437,35 @@ mod tests {
                 answered_ms,
                 abandoned_ms,
                 abandon_stage,
+                routing_ended_ms,
                 completed_ms,
                 resolved,
                 service_level_threshold_ms,
                 short_abandon_threshold_ms,
             }
         }
+    }
+
+    /// Updates of one contact's events: they may name different queues
+    /// (transfers) and report instants independently, but agree on every
+    /// other attribute, as the producers guarantee.
+    fn one_contacts_updates() -> impl Strategy<Value = Vec<FactsUpdate>> {
+        (arbitrary_update(), proptest::collection::vec(arbitrary_update(), 0..6)).prop_map(|(shared, updates)| {
+            updates
+                .into_iter()
+                .map(|update| FactsUpdate {
+                    queue: update.queue,
+                    queue_entered: update.queue_entered,
+                    created_ms: update.created_ms,
+                    queued_ms: update.queued_ms,
+                    answered_ms: update.answered_ms,
+                    abandoned_ms: update.abandoned_ms,
+                    routing_ended_ms: update.routing_ended_ms,
+                    completed_ms: update.completed_ms,
+                    ..shared.clone()
+                })
+                .collect()
+        })
     }
 
     fn merged(updates: &[FactsUpdate]) -> ContactFacts {
@@ -359,6 +499,29 @@ mod tests {
             merge(&mut combined, &merged(&second).as_update());
             let all: Vec<FactsUpdate> = first.iter().chain(second.iter()).cloned().collect();
             prop_assert_eq!(combined, merged(&all));
+        }
+
+        /// Commutative over one contact's events: any delivery order gives
+        /// the same facts, including the entry queue after transfers.
+        #[test]
+        fn merge_is_commutative_over_one_contacts_events(
+            (updates, delivered) in one_contacts_updates()
+                .prop_flat_map(|updates| (Just(updates.clone()), Just(updates).prop_shuffle())),
+        ) {
+            prop_assert_eq!(merged(&updates), merged(&delivered));
+        }
+
+        /// An entry report of the queue always beats a later report, and the
+        /// invariant `queue_entered ⇒ queue known` holds.
+        #[test]
+        fn the_entered_queue_wins_over_later_reports(updates in proptest::collection::vec(arbitrary_update(), 0..6)) {
+            let facts = merged(&updates);
+            prop_assert!(!facts.queue_entered || facts.queue.is_some());
+            let entered = updates.iter().filter(|update| update.queue_entered).filter_map(|update| update.queue.clone()).min();
+            if let Some(entered) = entered {
+                prop_assert_eq!(facts.queue, Some(entered));
+                prop_assert!(facts.queue_entered);
+            }
         }
     }
 }

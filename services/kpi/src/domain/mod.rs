@@ -8,14 +8,21 @@
 //!
 //! Per contact the service keeps one row of facts ([`ContactFacts`]):
 //! queue, channel, customer, direction, and the instants it was created,
-//! queued, answered, abandoned (with the stage: in queue or while offered)
-//! and completed (with whether it was resolved), plus its queue's
-//! service-level threshold T (default 20 s) and short-abandon threshold
-//! (default 5 s). Each event sets some of them ([`facts_event`]); every
-//! field is set once and kept ([`merge`]), so the facts do not depend on
-//! the order events arrive in, and duplicate or replayed events change
-//! nothing. A contact's **arrival** is its creation instant, else its first
-//! enqueue.
+//! queued, answered, left by the customer (with the stage: in queue or
+//! while offered), ended by routing and completed (with whether it was
+//! resolved), plus its queue's service-level threshold T (default 20 s) and
+//! short-abandon threshold (default 5 s). Each event sets some of them
+//! ([`facts_event`]); every field is set once and kept ([`merge`]), so the
+//! facts do not depend on the order events arrive in, and duplicate or
+//! replayed events change nothing. A contact's **arrival** is its creation
+//! instant, else its first enqueue.
+//!
+//! A contact belongs to the **queue it first entered** (named by its
+//! creation and its enqueue), which is where it was offered. A transfer or
+//! overflow to another queue keeps it there: events after the move name
+//! the new queue, but never move the contact, and a contact answered,
+//! transferred and answered again counts as answered once, at its first
+//! answer (every instant keeps its earliest value).
 //!
 //! ## Per-contact terms
 //!
@@ -27,14 +34,22 @@
 //! - *wait*: from entering the queue (or, for a contact that never did,
 //!   from its creation) to the answer or the abandon; never negative. An
 //!   answered contact with neither instant known waited 0.
-//! - *abandoned*: left before an agent answered, at any stage
+//! - *abandoned*: the customer left before an agent answered, at any stage
 //!   (self-service, queue, ringing). It is a **short abandon** when its wait
 //!   is below the queue's short-abandon threshold (default 5 s; with a
 //!   threshold of 0 there are none). An abandon whose wait cannot be
 //!   measured is not short. Short abandons are excluded from every abandon
 //!   rate.
-//! - *lost*: offered, never answered, abandoned after the short-abandon
-//!   threshold (time-outs and overflows are abandons with a reason).
+//! - *timed out*: not answered, and routing ended it (routing's
+//!   ContactAbandoned with a reason: the queue's max wait passed with no
+//!   overflow, or it arrived while the queue was closed). The customer did
+//!   not choose to leave, so it is never an abandon nor a short abandon, but
+//!   it was lost. If the customer's leaving was reported at an earlier
+//!   instant than routing's end, the customer left first: an abandon. An
+//!   overflow to another queue is not an end; the contact waits on.
+//! - *lost*: offered, never answered, and abandoned after the short-abandon
+//!   threshold or timed out: "abandoned in queue, timed out, overflowed to
+//!   nowhere".
 //! - *waiting*: offered, not answered, not abandoned, not completed.
 //! - *completed*: finished by its agent; *resolved*: completed with the
 //!   issue solved.
@@ -42,20 +57,22 @@
 //! ## KPIs of a set of contacts
 //!
 //! Counts (inbound, offered, answered, abandoned = non-short abandons,
-//! short_abandoned, lost, waiting, completed, resolved) are the numbers of
-//! contacts with each property. Rates are 0 when their denominator is 0.
+//! short_abandoned, timed_out, lost, waiting, completed, resolved) are the
+//! numbers of contacts with each property. Rates are 0 when their
+//! denominator is 0.
 //!
-//! - **CAR** (Call Abandon Rate) = inbound contacts abandoned after the
-//!   short-abandon threshold, at any stage ÷ (inbound − inbound short
-//!   abandons).
+//! - **CAR** (Call Abandon Rate) = inbound contacts ended unhandled (abandoned
+//!   after the short-abandon threshold, at any stage, or timed out) ÷
+//!   (inbound − inbound short abandons).
 //! - **LCR** (Lost Call Rate) = lost ÷ (offered − offered short abandons).
 //! - **ASA** (Average Speed of Answer) = Σ wait of answered contacts ÷
 //!   answered, in exact integer arithmetic (milliseconds summed, the mean
 //!   rounded down to the nanosecond).
 //! - **Service level** = answered within T (wait ≤ the contact's queue
-//!   threshold) ÷ (answered + abandoned) for the default variant
-//!   ABANDONS_PENALISE (also what UNSPECIFIED means), or ÷ answered for
-//!   ANSWERED_ONLY.
+//!   threshold) ÷ (answered + abandoned + timed out) for the default
+//!   variant ABANDONS_PENALISE (also what UNSPECIFIED means): a contact
+//!   routing ended was not answered within T, like a late abandon; or ÷
+//!   answered for ANSWERED_ONLY.
 //!
 //! A range query selects the contacts whose arrival lies in
 //! `[start_time, end_time)` (unbounded sides select everything, including
@@ -80,7 +97,7 @@ pub mod summary;
 pub use events::{FactsEvent, facts_event, recompute};
 pub use facts::{
     AbandonStage, ContactFacts, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS, FactsFilter,
-    FactsUpdate, merge,
+    FactsUpdate, UnansweredEnd, merge,
 };
 pub use summary::{
     INTERVAL_MS, KpiCounts, KpiInterval, KpiSummary, ServiceLevelVariant, interval_start_ms, intervals, summarize,
@@ -92,25 +109,32 @@ mod tests {
     use switchboard_core::{ContactId, QueueId, TenantId};
     use switchboard_proto::common::v1::{Channel, Direction};
     use switchboard_proto::events::v1::EventEnvelope;
+    use switchboard_proto::routing::v1 as routing;
 
     use super::*;
     use crate::store::contract::{ContactStory, StoryOutcome};
 
     prop_compose! {
         fn arbitrary_outcome()(
-            kind in 0_u8..5,
+            kind in 0_u8..7,
             wait_ms in 0_i64..40_000,
+            second_wait_ms in 0_i64..40_000,
             handle_ms in 0_i64..600_000,
             resolved in any::<bool>(),
             offered_stage in any::<bool>(),
             ingestion_lag_ms in 0_i64..50,
+            closed in any::<bool>(),
+            customer_left_offset_ms in proptest::option::of(-3_000_i64..3_000),
         ) -> StoryOutcome {
             let stage = if offered_stage { AbandonStage::Offered } else { AbandonStage::Queue };
+            let reason = if closed { routing::EndReason::Closed } else { routing::EndReason::MaxWait };
             match kind {
                 0 => StoryOutcome::Waiting,
                 1 => StoryOutcome::Answered { wait_ms, completion: None },
                 2 => StoryOutcome::Answered { wait_ms, completion: Some((handle_ms, resolved)) },
                 3 => StoryOutcome::Abandoned { wait_ms, stage, routing_lag_ms: ingestion_lag_ms },
+                4 => StoryOutcome::EndedByRouting { wait_ms, reason, customer_left_offset_ms },
+                5 => StoryOutcome::AnsweredAgainAfterTransfer { wait_ms, second_wait_ms, handle_ms },
                 _ => StoryOutcome::AnsweredWhileLeaving { wait_ms },
             }
         }
@@ -119,6 +143,7 @@ mod tests {
     prop_compose! {
         fn arbitrary_story(number: u32)(
             queue in prop_oneof![Just("sales"), Just("support")],
+            overflow_to in proptest::option::weighted(0.2, prop_oneof![Just("billing"), Just("backoffice")]),
             channel in prop_oneof![Just(Channel::Voice), Just(Channel::Chat), Just(Channel::Email)],
             outbound in proptest::bool::weighted(0.15),
             created_ms in 0_i64..(4 * INTERVAL_MS),
@@ -131,6 +156,7 @@ mod tests {
                 tenant: TenantId::parse("acme", "tenant").expect("tenant"),
                 contact: ContactId::parse(&format!("ct_{number:04}"), "contact").expect("contact"),
                 queue: QueueId::parse(queue, "queue").expect("queue"),
+                overflow_to: overflow_to.map(|name| QueueId::parse(name, "queue").expect("queue")),
                 channel,
                 direction: if outbound { Direction::Outbound } else { Direction::Inbound },
                 created_ms,
@@ -200,10 +226,42 @@ mod tests {
             for rate in [summary.car(), summary.lcr(), summary.service_level()] {
                 prop_assert!((0.0..=1.0).contains(&rate), "rate {rate} of {counts:?}");
             }
-            prop_assert!(counts.lost <= counts.abandoned);
+            prop_assert!(counts.lost <= counts.abandoned + counts.timed_out);
             prop_assert!(counts.answered + counts.lost + counts.waiting + counts.offered_short_abandoned <= counts.offered);
             prop_assert!(counts.resolved <= counts.completed);
             prop_assert!(counts.answered_within_threshold <= counts.answered);
+        }
+
+        /// Transfers and overflows never move a contact out of the queue it
+        /// entered, a second answer never counts, and routing's ends are
+        /// lost but never abandons, whatever the delivery order.
+        #[test]
+        fn contacts_stay_where_they_entered_and_routing_ends_are_not_abandons(
+            story in arbitrary_story(0),
+            seed in any::<u64>(),
+        ) {
+            let events: Vec<EventEnvelope> = story.events().into_iter().map(|(_, envelope)| envelope).collect();
+            let delivered = crate::store::contract::shuffled_with_duplicates(&events, seed);
+            let all = recompute(&delivered);
+            let facts = all.values().next().expect("one contact");
+            prop_assert_eq!(facts.queue.as_ref(), Some(&story.queue));
+            prop_assert!(facts.queue_entered);
+            let enqueue_ms = story.created_ms + story.queue_delay_ms.unwrap_or(0);
+            let counts = summarize(all.values(), ServiceLevelVariant::default()).counts;
+            match story.outcome {
+                StoryOutcome::AnsweredAgainAfterTransfer { wait_ms, .. } => {
+                    prop_assert_eq!(facts.answered_ms, Some(enqueue_ms + wait_ms));
+                    prop_assert_eq!((counts.answered, counts.completed, counts.total_answer_wait_ms), (1, 1, wait_ms));
+                }
+                StoryOutcome::EndedByRouting { wait_ms, customer_left_offset_ms, .. } => {
+                    let customer_left_first = customer_left_offset_ms.is_some_and(|offset_ms| offset_ms < 0);
+                    prop_assert_eq!(counts.timed_out, i64::from(!customer_left_first));
+                    prop_assert_eq!(counts.abandoned + counts.short_abandoned, i64::from(customer_left_first));
+                    prop_assert_eq!((counts.lost + counts.short_abandoned, counts.waiting), (1, 0));
+                    prop_assert_eq!(facts.routing_ended_ms, Some(enqueue_ms + wait_ms));
+                }
+                _ => prop_assert_eq!(counts.timed_out, 0),
+            }
         }
     }
 }

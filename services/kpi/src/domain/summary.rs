@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use switchboard_core::time::timestamp_from_millis;
 use switchboard_proto::kpi::v1 as proto;
 
-use super::facts::ContactFacts;
+use super::facts::{ContactFacts, UnansweredEnd};
 
 /// Length of one interval bucket: 15 minutes.
 pub const INTERVAL_MS: i64 = 15 * 60 * 1_000;
@@ -16,7 +16,7 @@ pub const INTERVAL_MS: i64 = 15 * 60 * 1_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum ServiceLevelVariant {
     /// answered within T ÷ (answered + abandoned after the short-abandon
-    /// threshold). The default.
+    /// threshold + ended by routing). The default.
     #[default]
     AbandonsPenalise,
     /// answered within T ÷ answered.
@@ -42,10 +42,14 @@ pub struct KpiCounts {
     pub inbound: i64,
     pub offered: i64,
     pub answered: i64,
-    /// Non-short abandons at any stage.
+    /// Non-short customer abandons at any stage.
     pub abandoned: i64,
     pub short_abandoned: i64,
-    /// Queued, never answered, abandoned after the short threshold.
+    /// Ended unanswered by routing (max wait with no overflow, or the
+    /// queue closed): lost, never an abandon.
+    pub timed_out: i64,
+    /// Queued, never answered: abandoned after the short threshold or
+    /// ended by routing.
     pub lost: i64,
     pub completed: i64,
     pub resolved: i64,
@@ -53,8 +57,11 @@ pub struct KpiCounts {
     pub answered_within_threshold: i64,
     /// Σ wait of answered contacts, in milliseconds.
     pub total_answer_wait_ms: i64,
-    /// Non-short abandons of inbound contacts (CAR's numerator).
+    /// Non-short abandons of inbound contacts (CAR's numerator, with
+    /// `inbound_timed_out`).
     pub inbound_abandoned: i64,
+    /// Inbound contacts ended unanswered by routing (CAR's numerator).
+    pub inbound_timed_out: i64,
     /// Short abandons of inbound contacts (taken off CAR's denominator).
     pub inbound_short_abandoned: i64,
     /// Short abandons of queued contacts (taken off LCR's denominator).
@@ -78,21 +85,31 @@ impl KpiCounts {
             self.answered += 1;
             self.total_answer_wait_ms = self.total_answer_wait_ms.saturating_add(wait_ms);
             self.answered_within_threshold += i64::from(wait_ms <= facts.service_level_threshold_ms());
-        } else if let Some(abandoned_ms) = facts.abandoned_ms {
-            // An abandon whose wait cannot be measured is never short: an
-            // unknown wait must not hide a lost contact.
-            let short = waited_until(abandoned_ms).is_some_and(|wait_ms| wait_ms < facts.short_abandon_threshold_ms());
-            if short {
-                self.short_abandoned += 1;
-                self.inbound_short_abandoned += i64::from(inbound);
-                self.offered_short_abandoned += i64::from(offered);
-            } else {
-                self.abandoned += 1;
-                self.inbound_abandoned += i64::from(inbound);
-                self.lost += i64::from(offered);
+        } else {
+            match facts.unanswered_end() {
+                Some(UnansweredEnd::CustomerLeft { at_ms }) => {
+                    // An abandon whose wait cannot be measured is never
+                    // short: an unknown wait must not hide a lost contact.
+                    let short = waited_until(at_ms).is_some_and(|wait_ms| wait_ms < facts.short_abandon_threshold_ms());
+                    if short {
+                        self.short_abandoned += 1;
+                        self.inbound_short_abandoned += i64::from(inbound);
+                        self.offered_short_abandoned += i64::from(offered);
+                    } else {
+                        self.abandoned += 1;
+                        self.inbound_abandoned += i64::from(inbound);
+                        self.lost += i64::from(offered);
+                    }
+                }
+                // The customer did not choose to leave, so it is never a
+                // short abandon; it was not answered within T either.
+                Some(UnansweredEnd::EndedByRouting) => {
+                    self.timed_out += 1;
+                    self.inbound_timed_out += i64::from(inbound);
+                    self.lost += i64::from(offered);
+                }
+                None => self.waiting += i64::from(offered && facts.completed_ms.is_none()),
             }
-        } else if offered && facts.completed_ms.is_none() {
-            self.waiting += 1;
         }
         if facts.completed_ms.is_some() {
             self.completed += 1;
@@ -107,6 +124,7 @@ impl KpiCounts {
         self.answered += other.answered;
         self.abandoned += other.abandoned;
         self.short_abandoned += other.short_abandoned;
+        self.timed_out += other.timed_out;
         self.lost += other.lost;
         self.completed += other.completed;
         self.resolved += other.resolved;
@@ -114,6 +132,7 @@ impl KpiCounts {
         self.answered_within_threshold += other.answered_within_threshold;
         self.total_answer_wait_ms = self.total_answer_wait_ms.saturating_add(other.total_answer_wait_ms);
         self.inbound_abandoned += other.inbound_abandoned;
+        self.inbound_timed_out += other.inbound_timed_out;
         self.inbound_short_abandoned += other.inbound_short_abandoned;
         self.offered_short_abandoned += other.offered_short_abandoned;
     }
@@ -138,7 +157,7 @@ impl KpiSummary {
     /// Call Abandon Rate.
     pub fn car(&self) -> f64 {
         let counts = &self.counts;
-        rate(counts.inbound_abandoned, counts.inbound - counts.inbound_short_abandoned)
+        rate(counts.inbound_abandoned + counts.inbound_timed_out, counts.inbound - counts.inbound_short_abandoned)
     }
 
     /// Lost Call Rate.
@@ -160,7 +179,7 @@ impl KpiSummary {
     pub fn service_level(&self) -> f64 {
         let counts = &self.counts;
         let denominator = match self.variant {
-            ServiceLevelVariant::AbandonsPenalise => counts.answered + counts.abandoned,
+            ServiceLevelVariant::AbandonsPenalise => counts.answered + counts.abandoned + counts.timed_out,
             ServiceLevelVariant::AnsweredOnly => counts.answered,
         };
         rate(counts.answered_within_threshold, denominator)
@@ -175,6 +194,7 @@ impl KpiSummary {
             answered: counts.answered,
             abandoned: counts.abandoned,
             short_abandoned: counts.short_abandoned,
+            timed_out: counts.timed_out,
             lost: counts.lost,
             completed: counts.completed,
             resolved: counts.resolved,
@@ -346,6 +366,46 @@ mod tests {
         assert_eq!((summary.counts.inbound, summary.counts.abandoned), (1, 1));
         assert_eq!(summary.car(), 0.0);
         assert_eq!(summary.lcr(), 0.5);
+    }
+
+    fn ended_by_routing_after(number: u32, wait_ms: i64) -> ContactFacts {
+        let mut ended = facts(number);
+        ended.routing_ended_ms = Some(1_000 + wait_ms);
+        ended.abandon_stage = Some(AbandonStage::Queue);
+        ended
+    }
+
+    #[test]
+    fn contacts_routing_ended_are_lost_but_not_abandoned() {
+        // Closed on arrival (no wait at all) and timed out after a minute.
+        let closed = ended_by_routing_after(1, 0);
+        let timed_out = ended_by_routing_after(2, 60_000);
+        let all = [closed, timed_out, answered_after(3, 10_000), abandoned_after(4, 8_000)];
+        let summary = summarize(&all, ServiceLevelVariant::AbandonsPenalise);
+        let counts = summary.counts;
+        assert_eq!((counts.timed_out, counts.abandoned, counts.short_abandoned), (2, 1, 0), "never a short abandon");
+        assert_eq!((counts.lost, counts.waiting, counts.answered), (3, 0, 1));
+        assert_eq!(summary.car(), 0.75);
+        assert_eq!(summary.lcr(), 0.75);
+        // Not answered within T: in the denominator like a late abandon.
+        assert_eq!(summary.service_level(), 0.25);
+        let answered_only = KpiSummary { variant: ServiceLevelVariant::AnsweredOnly, ..summary };
+        assert_eq!(answered_only.service_level(), 1.0);
+        assert_eq!(summary.to_proto().timed_out, 2);
+    }
+
+    #[test]
+    fn a_customer_who_left_before_routing_ended_the_contact_abandoned() {
+        let mut left_first = ended_by_routing_after(1, 60_000);
+        left_first.abandoned_ms = Some(1_000 + 2_000);
+        let mut hung_up_after = ended_by_routing_after(2, 60_000);
+        hung_up_after.abandoned_ms = Some(1_000 + 61_000);
+        let mut ended_unqueued = ended_by_routing_after(3, 0);
+        ended_unqueued.queued_ms = None;
+        ended_unqueued.inbound = Some(false);
+        let counts = summarize(&[left_first, hung_up_after, ended_unqueued], ServiceLevelVariant::default()).counts;
+        assert_eq!((counts.short_abandoned, counts.abandoned, counts.timed_out), (1, 0, 2));
+        assert_eq!((counts.lost, counts.inbound_timed_out, counts.offered), (1, 1, 2));
     }
 
     #[test]

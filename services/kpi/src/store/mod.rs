@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod memory;
 pub mod postgres;
+pub mod stories;
 
 use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId};

@@ -17,9 +17,18 @@ pub const MIGRATION_SERVICE: &str = "kpi";
 
 /// The `kpi` schema. `arrival_ms` is derived exactly like
 /// [`ContactFacts::arrival_ms`], so time ranges are index scans.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_contact_facts",
-    sql: "
+///
+/// `0002_entered_queue_and_routing_end` adds `queue_entered` (the queue is
+/// the one the contact entered, see [`crate::domain::merge`]) and
+/// `routing_ended_ms`. Before it no event moved a contact between queues,
+/// so every queue already recorded is the entered one. Contacts routing
+/// ended before it were recorded as abandons (the reason was not kept);
+/// recomputing from the log (a fresh consumer group) counts them as timed
+/// out.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_contact_facts",
+        sql: "
         CREATE SCHEMA IF NOT EXISTS kpi;
         CREATE TABLE kpi.contact_facts (
             tenant text NOT NULL,
@@ -42,19 +51,44 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX contact_facts_tenant_arrival ON kpi.contact_facts (tenant, arrival_ms);
     ",
-}];
+    },
+    Migration {
+        version: "0002_entered_queue_and_routing_end",
+        sql: "
+        ALTER TABLE kpi.contact_facts
+            ADD COLUMN queue_entered boolean NOT NULL DEFAULT false,
+            ADD COLUMN routing_ended_ms bigint;
+        UPDATE kpi.contact_facts SET queue_entered = true WHERE queue IS NOT NULL;
+        ALTER TABLE kpi.contact_facts
+            ADD CONSTRAINT contact_facts_entered_queue_known CHECK (NOT queue_entered OR queue IS NOT NULL);
+    ",
+    },
+];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
-/// the earliest (`LEAST` ignores NULLs): the rule of `domain::merge`, in one
-/// atomic statement per update.
-const UPSERT_SQL: &str = "
+/// the earliest (`LEAST` ignores NULLs), and the queue is replaced only by
+/// one that ranks lower on `(not entered, name)`, names compared bytewise
+/// like Rust strings (`COLLATE "C"`): the rule of `domain::merge`, in one
+/// atomic statement per update. `$3` is NULL and `$16` false when the
+/// update names no queue.
+const UPSERT_SQL: &str = r#"
     INSERT INTO kpi.contact_facts AS facts (
         tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     ON CONFLICT (tenant, contact) DO UPDATE SET
-        queue = COALESCE(facts.queue, EXCLUDED.queue),
+        queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
+            OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
+            OR (EXCLUDED.queue_entered = facts.queue_entered
+                AND EXCLUDED.queue COLLATE "C" < facts.queue COLLATE "C")))
+            THEN EXCLUDED.queue ELSE facts.queue END,
+        queue_entered = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
+            OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
+            OR (EXCLUDED.queue_entered = facts.queue_entered
+                AND EXCLUDED.queue COLLATE "C" < facts.queue COLLATE "C")))
+            THEN EXCLUDED.queue_entered ELSE facts.queue_entered END,
+        routing_ended_ms = LEAST(facts.routing_ended_ms, EXCLUDED.routing_ended_ms),
         channel = COALESCE(facts.channel, EXCLUDED.channel),
         customer = COALESCE(facts.customer, EXCLUDED.customer),
         inbound = COALESCE(facts.inbound, EXCLUDED.inbound),
@@ -67,12 +101,12 @@ const UPSERT_SQL: &str = "
         resolved = COALESCE(facts.resolved, EXCLUDED.resolved),
         service_level_threshold_ms = COALESCE(facts.service_level_threshold_ms, EXCLUDED.service_level_threshold_ms),
         short_abandon_threshold_ms = COALESCE(facts.short_abandon_threshold_ms, EXCLUDED.short_abandon_threshold_ms)
-";
+"#;
 
 const SELECT_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms
     FROM kpi.contact_facts
     WHERE tenant = $1";
 
@@ -115,6 +149,8 @@ impl KpiStore for PostgresKpiStore {
                     &update.resolved,
                     &update.service_level_threshold_ms,
                     &update.short_abandon_threshold_ms,
+                    &(update.queue.is_some() && update.queue_entered),
+                    &update.routing_ended_ms,
                 ],
             )
             .await
@@ -195,6 +231,7 @@ fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
         tenant,
         contact,
         queue,
+        queue_entered: column(row, "queue_entered")?,
         channel,
         customer,
         inbound: column(row, "inbound")?,
@@ -203,6 +240,7 @@ fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
         answered_ms: column(row, "answered_ms")?,
         abandoned_ms: column(row, "abandoned_ms")?,
         abandon_stage,
+        routing_ended_ms: column(row, "routing_ended_ms")?,
         completed_ms: column(row, "completed_ms")?,
         resolved: column(row, "resolved")?,
         service_level_threshold_ms: column(row, "service_level_threshold_ms")?,
