@@ -1,5 +1,5 @@
-//! Pure presence rules: which states an agent may ask for, and how an
-//! agent definition is validated.
+//! Pure presence rules: which states an agent may ask for, how an agent
+//! definition is validated, and when wrap-up starts and ends.
 
 use std::collections::HashSet;
 
@@ -28,6 +28,19 @@ pub fn requested_state(state: i32, reason: &str) -> Result<AgentState, Error> {
         return Err(Error::invalid_field("set_state.reason", "only AWAY takes a reason code"));
     }
     Ok(state)
+}
+
+/// When the wrap-up after a contact that ended at `ended_ms` ends, for a
+/// queue wrap-up time of `wrap_up_ms`; `None` when there is none to start:
+/// the queue has no wrap-up, or it already ran out by `now_ms` (a late or
+/// replayed completion). Counted from the end of the contact, so a slow
+/// event does not lengthen it, and the same for every replica and retry.
+pub fn wrap_up_until(ended_ms: i64, wrap_up_ms: i64, now_ms: i64) -> Option<i64> {
+    if wrap_up_ms <= 0 {
+        return None;
+    }
+    let until = ended_ms.saturating_add(wrap_up_ms);
+    (until > now_ms).then_some(until)
 }
 
 /// Validates the settable fields of an agent; tenants are checked to
@@ -117,7 +130,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn wrap_up_runs_from_the_end_of_the_contact() {
+        assert_eq!(wrap_up_until(1_000, 300, 1_100), Some(1_300));
+        assert_eq!(wrap_up_until(1_000, 0, 1_000), None, "no wrap-up configured");
+        assert_eq!(wrap_up_until(1_000, 300, 1_300), None, "already over when the event arrives");
+        assert_eq!(wrap_up_until(i64::MAX - 1, 300, 0), Some(i64::MAX));
+    }
+
     proptest! {
+        #[test]
+        fn a_wrap_up_that_starts_ends_in_the_future_and_no_later_than_its_length(
+            ended in 0i64..1_000_000, length in -10i64..10_000, delay in -100i64..20_000,
+        ) {
+            let now = ended + delay;
+            match wrap_up_until(ended, length, now) {
+                Some(until) => prop_assert!(until > now && until - ended == length),
+                None => prop_assert!(length <= 0 || ended + length <= now),
+            }
+        }
+
+
         #[test]
         fn any_requested_state_is_either_allowed_or_names_a_field(state in -5i32..10, reason in ".{0,80}") {
             match requested_state(state, &reason) {

@@ -14,9 +14,10 @@ use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status, to_status};
 use switchboard_proto::presence::v1::presence_service_server::PresenceService;
 use switchboard_proto::presence::v1::{
-    Agent, AgentSessionRequest, AgentSessionResponse, ContactCompleted, CreateAgentRequest, DeleteAgentRequest,
-    GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse, OfferAccepted, OfferRevoked, SessionError,
-    SessionStarted, StateChanged, agent_session_request, agent_session_response,
+    Agent, AgentSessionRequest, AgentSessionResponse, AgentState, ContactCompleted, CreateAgentRequest,
+    DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse, OfferAccepted,
+    OfferRevoked, SessionError, SessionStarted, StateChangeSource, StateChanged, agent_session_request,
+    agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{AcceptOfferRequest, CompleteContactRequest, RejectOfferRequest};
@@ -142,7 +143,7 @@ impl PresenceApi {
             return Err(Error::not_found(agent_name(&agent_id)));
         };
         // Offline first, so routing stops offering work to a deleted agent.
-        self.presence.change_state(&agent, &agent_id, switchboard_proto::presence::v1::AgentState::Offline, "").await?;
+        self.presence.change_state(&agent, &agent_id, AgentState::Offline, "", StateChangeSource::Supervisor).await?;
         self.presence.agents.delete_agent(&agent_id).await?;
         tracing::info!(agent = %agent_id, "agent deleted");
         Ok(())
@@ -240,10 +241,14 @@ impl Session {
         let agent = self.presence.agents.get_agent(&self.agent_id).await.map_err(|error| (error, String::new()))?;
         let agent = agent.ok_or_else(|| (Error::not_found(agent_name(&self.agent_id)), String::new()))?;
         self.presence
-            .change_state(&agent, &self.agent_id, state, reason)
+            .change_state(&agent, &self.agent_id, state, reason, StateChangeSource::Agent)
             .await
             .map_err(|error| (error, String::new()))?;
-        Ok(agent_session_response::Kind::StateChanged(StateChanged { state: state as i32, reason: reason.to_owned() }))
+        Ok(agent_session_response::Kind::StateChanged(StateChanged {
+            state: state as i32,
+            reason: reason.to_owned(),
+            wrap_up_end_time: None,
+        }))
     }
 }
 

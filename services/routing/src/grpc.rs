@@ -29,7 +29,7 @@ const MAX_DISPLAY_NAME_BYTES: usize = 200;
 const MAX_SKILLS: usize = 32;
 const MAX_DISPOSITION_BYTES: usize = 128;
 const MAX_NOTES_BYTES: usize = 4096;
-const UPDATABLE_FIELDS: [&str; 9] = [
+const UPDATABLE_FIELDS: [&str; 10] = [
     "display_name",
     "channels",
     "priority",
@@ -39,6 +39,7 @@ const UPDATABLE_FIELDS: [&str; 9] = [
     "offer_timeout",
     "strategy",
     "priority_aging_step",
+    "wrap_up_time",
 ];
 
 pub struct RoutingApi {
@@ -95,6 +96,7 @@ pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
     check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000)?;
     check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000)?;
     check_duration(&queue.priority_aging_step, &format!("{prefix}.priority_aging_step"), 1_000, 86_400_000)?;
+    check_duration(&queue.wrap_up_time, &format!("{prefix}.wrap_up_time"), 0, 3_600_000)?;
     if RoutingStrategy::try_from(queue.strategy).is_err() {
         return Err(Error::invalid_field(
             format!("{prefix}.strategy"),
@@ -204,6 +206,7 @@ impl RoutingApi {
                 "short_abandon_threshold" => queue.short_abandon_threshold = changes.short_abandon_threshold,
                 "strategy" => queue.strategy = changes.strategy,
                 "priority_aging_step" => queue.priority_aging_step = changes.priority_aging_step,
+                "wrap_up_time" => queue.wrap_up_time = changes.wrap_up_time,
                 _ => queue.offer_timeout = changes.offer_timeout,
             }
         }

@@ -152,6 +152,7 @@ impl ContactStory {
                         resolved,
                         answer_time: Some(timestamp_from_millis(answer_ms)),
                         end_time: Some(timestamp_from_millis(answer_ms + handle_ms)),
+                        wrap_up_time: None,
                     };
                     let kind = routing_event::Kind::Completed(completed);
                     events.push(self.routing("completed", answer_ms + handle_ms, kind));

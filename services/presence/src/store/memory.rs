@@ -54,9 +54,23 @@ impl AgentStore for MemoryAgentStore {
 
 #[derive(Default)]
 struct LiveStates {
+    /// Every state write goes through [`LiveStates::put`], which keeps the
+    /// wrap-up timers in step with the states.
     states: BTreeMap<AgentId, LiveState>,
     sessions: BTreeMap<AgentId, String>,
     leases: BTreeMap<AgentId, i64>,
+    wrap_ups: BTreeMap<AgentId, i64>,
+}
+
+impl LiveStates {
+    fn put(&mut self, agent: &AgentId, state: &LiveState) -> LiveState {
+        if state.state == AgentState::WrapUp {
+            self.wrap_ups.insert(agent.clone(), state.wrap_up_until_ms);
+        } else {
+            self.wrap_ups.remove(agent);
+        }
+        self.states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline)
+    }
 }
 
 #[derive(Default)]
@@ -71,7 +85,34 @@ impl LiveStateStore for MemoryLiveStateStore {
     }
 
     async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error> {
-        Ok(lock(&self.live).states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline))
+        Ok(lock(&self.live).put(agent, state))
+    }
+
+    async fn set_state_if(
+        &self,
+        agent: &AgentId,
+        expected: AgentState,
+        not_after_ms: i64,
+        next: &LiveState,
+    ) -> Result<Option<LiveState>, Error> {
+        let mut live = lock(&self.live);
+        let current = live.states.get(agent).cloned().unwrap_or_else(LiveState::offline);
+        if current.state != expected || current.since_ms > not_after_ms {
+            return Ok(None);
+        }
+        Ok(Some(live.put(agent, next)))
+    }
+
+    async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {
+        let live = lock(&self.live);
+        let mut expired: Vec<(i64, AgentId)> = live
+            .wrap_ups
+            .iter()
+            .filter(|(_, until)| **until < now_ms)
+            .map(|(agent, until)| (*until, agent.clone()))
+            .collect();
+        expired.sort();
+        Ok(expired.into_iter().take(limit).map(|(until, agent)| (agent, until)).collect())
     }
 
     async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error> {
@@ -119,7 +160,7 @@ impl LiveStateStore for MemoryLiveStateStore {
         if state.state == AgentState::Offline {
             live.leases.remove(agent);
         }
-        Ok(Some(live.states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline)))
+        Ok(Some(live.put(agent, state)))
     }
 
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {

@@ -29,11 +29,21 @@ pub struct LiveState {
     pub state: AgentState,
     pub reason: String,
     pub since_ms: i64,
+    /// In WRAP_UP: when the wrap-up ends by itself; 0 in any other state.
+    pub wrap_up_until_ms: i64,
 }
 
 impl LiveState {
+    pub fn new(state: AgentState, reason: &str, since_ms: i64) -> LiveState {
+        LiveState { state, reason: reason.to_owned(), since_ms, wrap_up_until_ms: 0 }
+    }
+
     pub fn offline() -> LiveState {
-        LiveState { state: AgentState::Offline, reason: String::new(), since_ms: 0 }
+        LiveState::new(AgentState::Offline, "", 0)
+    }
+
+    pub fn wrap_up(since_ms: i64, until_ms: i64) -> LiveState {
+        LiveState { wrap_up_until_ms: until_ms, ..LiveState::new(AgentState::WrapUp, "", since_ms) }
     }
 }
 
@@ -41,8 +51,23 @@ impl LiveState {
 pub trait LiveStateStore: Send + Sync {
     /// OFFLINE (since 0) for an agent never seen.
     async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error>;
-    /// Sets the state and returns the previous one, atomically.
+    /// Sets the state and returns the previous one, atomically. A state
+    /// other than WRAP_UP ends any wrap-up timer.
     async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error>;
+    /// Compare-and-set: sets `next` only while the agent is in `expected`
+    /// and has been since at most `not_after_ms` (so a change made after
+    /// the event that justified this one wins). Returns the previous state,
+    /// or `None` when nothing changed.
+    async fn set_state_if(
+        &self,
+        agent: &AgentId,
+        expected: AgentState,
+        not_after_ms: i64,
+        next: &LiveState,
+    ) -> Result<Option<LiveState>, Error>;
+    /// Agents in WRAP_UP whose wrap-up ended before `now_ms`, as (agent,
+    /// wrap-up end), earliest first, at most `limit`.
+    async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error>;
     /// Agents whose state is not OFFLINE (to re-arm session timers after a
     /// restart).
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error>;
