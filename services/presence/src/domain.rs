@@ -43,6 +43,12 @@ pub fn wrap_up_until(ended_ms: i64, wrap_up_ms: i64, now_ms: i64) -> Option<i64>
     (until > now_ms).then_some(until)
 }
 
+/// Whether an agent that has now missed `missed` offers in a row goes
+/// NOT_RESPONDING, for a configured `threshold` (0: never).
+pub fn is_not_responding(missed: usize, threshold: u32) -> bool {
+    threshold > 0 && missed >= usize::try_from(threshold).unwrap_or(usize::MAX)
+}
+
 /// Validates the settable fields of an agent; tenants are checked to
 /// exist by the caller.
 pub fn validate_agent(agent: &Agent) -> Result<(), Error> {
@@ -138,7 +144,24 @@ mod tests {
         assert_eq!(wrap_up_until(i64::MAX - 1, 300, 0), Some(i64::MAX));
     }
 
+    #[test]
+    fn the_missed_offer_threshold_counts_misses_in_a_row() {
+        assert!(!is_not_responding(2, 3));
+        assert!(is_not_responding(3, 3));
+        assert!(is_not_responding(4, 3), "a miss counted late still trips it");
+        assert!(!is_not_responding(1_000, 0), "0 disables it");
+        assert!(is_not_responding(1, 1));
+    }
+
     proptest! {
+        #[test]
+        fn more_misses_never_make_an_agent_responsive_again(missed in 0usize..100, threshold in 0u32..10) {
+            if is_not_responding(missed, threshold) {
+                prop_assert!(is_not_responding(missed + 1, threshold));
+                prop_assert!(threshold > 0 && missed >= threshold as usize);
+            }
+        }
+
         #[test]
         fn a_wrap_up_that_starts_ends_in_the_future_and_no_later_than_its_length(
             ended in 0i64..1_000_000, length in -10i64..10_000, delay in -100i64..20_000,

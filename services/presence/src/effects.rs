@@ -1,5 +1,6 @@
 //! What routing events do to an agent's live state: wrap-up after a
-//! completed contact, and its end when the timer runs out.
+//! completed contact and its end when the timer runs out, and
+//! NOT_RESPONDING after too many offers in a row timed out.
 //!
 //! Every replica also consumes routing events in its own group (to push
 //! offers to the sessions it holds), but state changes are made once: by
@@ -7,7 +8,8 @@
 //! splits partitions between them and keeps each contact's events in order.
 //! A redelivered event (after a crash or rebalance) is harmless: each
 //! change is a compare-and-set that only applies while the state it was
-//! decided on still holds.
+//! decided on still holds, and a missed offer is counted by its event id,
+//! so a redelivered miss counts once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +20,10 @@ use switchboard_core::{AgentId, Error};
 use switchboard_platform::bus::Delivery;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::presence::v1::{AgentState, StateChangeSource};
-use switchboard_proto::routing::v1::{ContactCompleted, routing_event};
+use switchboard_proto::routing::v1::{ContactCompleted, WithdrawReason, routing_event};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::wrap_up_until;
+use crate::domain::{is_not_responding, wrap_up_until};
 use crate::sessions::Presence;
 use crate::store::LiveState;
 
@@ -40,8 +42,45 @@ impl Presence {
         let occurred_ms = delivery.envelope.occurred_at.as_ref().map_or_else(now_millis, millis_from_timestamp);
         match event.kind {
             Some(routing_event::Kind::Completed(completed)) => self.begin_wrap_up(&completed, occurred_ms).await,
+            Some(routing_event::Kind::OfferWithdrawn(withdrawn))
+                if withdrawn.reason == WithdrawReason::TimedOut as i32 =>
+            {
+                let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;
+                self.count_missed_offer(&agent, &delivery.envelope.event_id, occurred_ms).await
+            }
+            Some(routing_event::Kind::Answered(answered)) => {
+                let agent = parse_agent(&answered.agent, "answered.agent")?;
+                self.live.clear_missed_offers(&agent).await
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Counts a timed-out offer; at the threshold an AVAILABLE agent that
+    /// has not chosen a state since goes NOT_RESPONDING, until it (or a
+    /// supervisor) sets another state.
+    async fn count_missed_offer(&self, agent_id: &AgentId, event_id: &str, occurred_ms: i64) -> Result<(), Error> {
+        let missed = self.live.record_missed_offer(agent_id, event_id).await?;
+        if !is_not_responding(missed, self.missed_offers_threshold) {
+            return Ok(());
+        }
+        let next = LiveState::new(AgentState::NotResponding, "", now_millis());
+        let (previous, recorded) =
+            match self.live.set_state_if(agent_id, AgentState::Available, occurred_ms, &next).await? {
+                Some(previous) => (previous.state, next),
+                None => {
+                    // A retry after the change applied but its event was not
+                    // published (a duplicate event is harmless).
+                    let current = self.live.get_state(agent_id).await?;
+                    if current.state != AgentState::NotResponding || current.since_ms < occurred_ms {
+                        return Ok(());
+                    }
+                    (AgentState::Available, current)
+                }
+            };
+        tracing::info!(agent = %agent_id, missed, "agent missed too many offers, not responding");
+        let agent = self.agent_or_bare(agent_id).await?;
+        self.publish_state(&agent, agent_id, &recorded, previous, StateChangeSource::Platform).await
     }
 
     /// Puts the agent that completed a contact into WRAP_UP for the queue's

@@ -73,7 +73,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.presence.session_grace_ms);
-    let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.backplane.bus.clone(), grace));
+    let presence = Arc::new(Presence::new(
+        deps.agents,
+        deps.live,
+        deps.backplane.bus.clone(),
+        grace,
+        config.presence.missed_offers_threshold,
+    ));
     // Every replica sees every routing and presence event (its own group)
     // and pushes the ones for agents connected to it. Only offers still
     // ringing matter, so a new group starts at the end of the topics rather

@@ -41,6 +41,8 @@ pub struct Presence {
     pub live: Arc<dyn LiveStateStore>,
     pub bus: Arc<dyn EventBus>,
     pub session_grace: Duration,
+    /// Offers missed in a row before NOT_RESPONDING; 0 never.
+    pub missed_offers_threshold: u32,
     sessions: Mutex<HashMap<AgentId, ActiveSession>>,
 }
 
@@ -58,8 +60,9 @@ impl Presence {
         live: Arc<dyn LiveStateStore>,
         bus: Arc<dyn EventBus>,
         session_grace: Duration,
+        missed_offers_threshold: u32,
     ) -> Presence {
-        Presence { agents, live, bus, session_grace, sessions: Mutex::new(HashMap::new()) }
+        Presence { agents, live, bus, session_grace, missed_offers_threshold, sessions: Mutex::new(HashMap::new()) }
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<AgentId, ActiveSession>> {
@@ -118,6 +121,8 @@ impl Presence {
         source: StateChangeSource,
     ) -> Result<(), Error> {
         let next = LiveState::new(state, reason, now_millis());
+        // A state chosen by a person starts the missed-offer count afresh.
+        self.live.clear_missed_offers(agent_id).await?;
         let previous = self.live.set_state(agent_id, &next).await?;
         self.publish_state(agent, agent_id, &next, previous.state, source).await
     }

@@ -1,6 +1,7 @@
 //! Agent states the platform sets, through the public gRPC API with a
 //! routing service beside presence: wrap-up after a completed contact (its
-//! timer, ending it early, routing holding work back meanwhile).
+//! timer, ending it early, routing holding work back meanwhile), and
+//! not-responding after offers time out in a row.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -9,7 +10,7 @@ mod support;
 use prost_types::Duration as ProtoDuration;
 use support::{Cluster, publish_contact_to};
 use switchboard_proto::common::v1::Channel;
-use switchboard_proto::presence::v1::{AgentState, agent_session_response};
+use switchboard_proto::presence::v1::{AcceptOffer, AgentState, agent_session_request, agent_session_response};
 use switchboard_proto::routing::v1::Queue;
 
 fn chat_queue(wrap_up_ms: i32) -> Queue {
@@ -78,6 +79,63 @@ async fn the_agent_ends_wrap_up_early() {
     desktop.handle(&third).await;
     let fourth = publish_contact_to(&cluster.bus, "quick").await;
     assert_eq!(desktop.until_offer().await.contact, fourth, "no wrap-up after a queue without one");
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+fn quick_offers(wrap_up_ms: i32) -> Queue {
+    Queue { offer_timeout: Some(ProtoDuration { seconds: 1, nanos: 0 }), ..chat_queue(wrap_up_ms) }
+}
+
+#[tokio::test]
+async fn offers_timing_out_in_a_row_make_the_agent_not_responding_until_it_chooses_a_state() {
+    let mut cluster = Cluster::start_with(|config| config.presence.missed_offers_threshold = 2).await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", quick_offers(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+
+    // One miss, then an answer: the count starts again.
+    let first = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, first);
+    let revoked = desktop.until_revoked().await;
+    assert_eq!((revoked.contact.as_str(), revoked.reason.as_str()), (first.as_str(), "WITHDRAW_REASON_TIMED_OUT"));
+    assert_eq!(desktop.until_offer().await.contact, first, "the only agent is offered the contact again");
+    desktop.handle(&first).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32, "one miss is within the limit");
+
+    // Two misses in a row.
+    let second = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, second);
+    desktop.until_revoked().await;
+    assert_eq!(desktop.until_offer().await.contact, second);
+    desktop.until_revoked().await;
+    desktop.until_state(AgentState::NotResponding).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::NotResponding as i32);
+
+    // Back by the agent's own choice, and offered work again.
+    assert!(matches!(
+        desktop.set_state(AgentState::Available, "").await,
+        agent_session_response::Kind::StateChanged(changed) if changed.state == AgentState::Available as i32
+    ));
+    assert_eq!(desktop.until_offer().await.contact, second);
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: second.clone() })).await;
+    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_threshold_of_zero_never_sets_not_responding() {
+    let mut cluster = Cluster::start_with(|config| config.presence.missed_offers_threshold = 0).await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", quick_offers(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    for _ in 0..2 {
+        assert_eq!(desktop.until_offer().await.contact, contact);
+        desktop.until_revoked().await;
+    }
+    assert_eq!(desktop.until_offer().await.contact, contact, "still offered work after two misses");
     assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
     cluster.stop().await;
 }

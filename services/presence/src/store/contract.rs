@@ -76,7 +76,20 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(current.is_some_and(|previous| previous.state == AgentState::Available), "the owner's change applies")?;
     check(!store.online_agents().await?.contains(&dave), "and takes the agent offline")?;
     check(store.expired_leases(i64::MAX, 10).await?.is_empty(), "going offline ends the lease")?;
-    wrap_up_contract(store).await
+    wrap_up_contract(store).await?;
+    missed_offers_contract(store).await
+}
+
+async fn missed_offers_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let frank = AgentId::parse("frank", "a")?;
+    check(store.record_missed_offer(&frank, "e1").await? == 1, "the first miss counts one")?;
+    check(store.record_missed_offer(&frank, "e2").await? == 2, "misses add up")?;
+    check(store.record_missed_offer(&frank, "e2").await? == 2, "a redelivered miss counts once")?;
+    store.clear_missed_offers(&frank).await?;
+    check(store.record_missed_offer(&frank, "e1").await? == 1, "clearing starts the count again")?;
+    let grace = AgentId::parse("grace", "a")?;
+    check(store.record_missed_offer(&grace, "e1").await? == 1, "each agent has its own count")?;
+    Ok(())
 }
 
 /// Wrap-up: compare-and-set transitions and the timers they keep.

@@ -1,6 +1,6 @@
 //! In-memory presence stores for `dev` mode and as differential oracles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -60,6 +60,7 @@ struct LiveStates {
     sessions: BTreeMap<AgentId, String>,
     leases: BTreeMap<AgentId, i64>,
     wrap_ups: BTreeMap<AgentId, i64>,
+    missed: BTreeMap<AgentId, BTreeSet<String>>,
 }
 
 impl LiveStates {
@@ -101,6 +102,18 @@ impl LiveStateStore for MemoryLiveStateStore {
             return Ok(None);
         }
         Ok(Some(live.put(agent, next)))
+    }
+
+    async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error> {
+        let mut live = lock(&self.live);
+        let missed = live.missed.entry(agent.clone()).or_default();
+        missed.insert(offer_id.to_owned());
+        Ok(missed.len())
+    }
+
+    async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
+        lock(&self.live).missed.remove(agent);
+        Ok(())
     }
 
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {

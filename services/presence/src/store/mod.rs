@@ -65,6 +65,11 @@ pub trait LiveStateStore: Send + Sync {
         not_after_ms: i64,
         next: &LiveState,
     ) -> Result<Option<LiveState>, Error>;
+    /// Records one missed offer of the agent, identified by `offer_id` (a
+    /// redelivered miss counts once), and returns how many it has missed
+    /// since [`LiveStateStore::clear_missed_offers`].
+    async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error>;
+    async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error>;
     /// Agents in WRAP_UP whose wrap-up ended before `now_ms`, as (agent,
     /// wrap-up end), earliest first, at most `limit`.
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error>;

@@ -2,7 +2,8 @@
 //! `reason`, `since`, `wrap_up_until`, `session`), the set
 //! `sb:{pool}:presence:online`, and the sorted sets
 //! `sb:{pool}:presence:leases` (agent by lease expiry) and
-//! `sb:{pool}:presence:wrap_ups` (agent by wrap-up end).
+//! `sb:{pool}:presence:wrap_ups` (agent by wrap-up end), and per agent the
+//! set `sb:{pool}:presence:<agent>:missed` of missed offers.
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -57,6 +58,8 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";
 
+const MISSED_OFFERS_TTL_SECONDS: i64 = 86_400;
+
 pub struct RedisLiveStateStore {
     connection: ConnectionManager,
     prefix: String,
@@ -90,6 +93,10 @@ impl RedisLiveStateStore {
 
     fn online_key(&self) -> String {
         format!("{}:online", self.prefix)
+    }
+
+    fn missed_key(&self, agent: &AgentId) -> String {
+        format!("{}:{agent}:missed", self.prefix)
     }
 
     fn wrap_ups_key(&self) -> String {
@@ -170,6 +177,36 @@ impl LiveStateStore for RedisLiveStateStore {
             .await
             .map_err(redis_error)?;
         Ok(previous.map(decode))
+    }
+
+    async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error> {
+        let mut connection = self.connection.clone();
+        let key = self.missed_key(agent);
+        let (missed,): (usize,) = redis::pipe()
+            .atomic()
+            .cmd("SADD")
+            .arg(&key)
+            .arg(offer_id)
+            .ignore()
+            .cmd("SCARD")
+            .arg(&key)
+            // An agent that never answers again must not leave its count
+            // behind forever.
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(MISSED_OFFERS_TTL_SECONDS)
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(missed)
+    }
+
+    async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () =
+            redis::cmd("DEL").arg(self.missed_key(agent)).query_async(&mut connection).await.map_err(redis_error)?;
+        Ok(())
     }
 
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {

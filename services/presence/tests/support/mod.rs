@@ -21,7 +21,7 @@ use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, co
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
     AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
-    GetAgentRequest, Hello, Offer, SetState, StateChanged, agent_session_request, agent_session_response,
+    GetAgentRequest, Hello, Offer, OfferRevoked, SetState, StateChanged, agent_session_request, agent_session_response,
     presence_event,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
@@ -205,6 +205,15 @@ impl Desktop {
         .await
     }
 
+    /// Reads responses until an offer is revoked.
+    pub async fn until_revoked(&mut self) -> OfferRevoked {
+        self.until(|kind| match kind {
+            agent_session_response::Kind::OfferRevoked(revoked) => Some(revoked.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Accepts and completes `contact`, reading up to the confirmation of
     /// the completion.
     pub async fn handle(&mut self, contact: &str) {
@@ -220,9 +229,15 @@ impl Desktop {
         self.until(|kind| matches!(kind, agent_session_response::Kind::ContactCompleted(_)).then_some(())).await;
     }
 
+    /// Asks for a state; returns the reply (a state change or an error),
+    /// keeping offers and revocations read meanwhile for later.
     pub async fn set_state(&mut self, state: AgentState, reason: &str) -> agent_session_response::Kind {
         self.send(agent_session_request::Kind::SetState(SetState { state: state as i32, reason: reason.into() })).await;
-        self.next().await
+        self.until(|kind| {
+            matches!(kind, agent_session_response::Kind::StateChanged(_) | agent_session_response::Kind::Error(_))
+                .then(|| kind.clone())
+        })
+        .await
     }
 }
 
