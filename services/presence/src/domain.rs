@@ -17,15 +17,27 @@ const MAX_CHANNEL_CAPACITY: i32 = 50;
 /// AWAY (with an optional reason code) or OFFLINE; WRAP_UP and
 /// NOT_RESPONDING are set by the platform, never requested.
 pub fn requested_state(state: i32, reason: &str) -> Result<AgentState, Error> {
-    let state = AgentState::try_from(state).map_err(|_| Error::invalid_field("set_state.state", "is not a state"))?;
+    chosen_state(state, reason, "set_state.")
+}
+
+/// A state a supervisor forces (`SetAgentState`): the same choices as the
+/// agent's own.
+pub fn forced_state(state: i32, reason: &str) -> Result<AgentState, Error> {
+    chosen_state(state, reason, "")
+}
+
+fn chosen_state(state: i32, reason: &str, prefix: &str) -> Result<AgentState, Error> {
+    let state_field = format!("{prefix}state");
+    let reason_field = format!("{prefix}reason");
+    let state = AgentState::try_from(state).map_err(|_| Error::invalid_field(&state_field, "is not a state"))?;
     if !matches!(state, AgentState::Available | AgentState::Away | AgentState::Offline) {
-        return Err(Error::invalid_field("set_state.state", "agents may set only AVAILABLE, AWAY or OFFLINE"));
+        return Err(Error::invalid_field(&state_field, "only AVAILABLE, AWAY or OFFLINE may be chosen"));
     }
     if reason.len() > MAX_REASON_BYTES {
-        return Err(Error::invalid_field("set_state.reason", "must be at most 64 bytes"));
+        return Err(Error::invalid_field(&reason_field, "must be at most 64 bytes"));
     }
     if state != AgentState::Away && !reason.is_empty() {
-        return Err(Error::invalid_field("set_state.reason", "only AWAY takes a reason code"));
+        return Err(Error::invalid_field(&reason_field, "only AWAY takes a reason code"));
     }
     Ok(state)
 }
@@ -111,6 +123,11 @@ mod tests {
         }
         assert!(requested_state(AgentState::Available as i32, "lunch").is_err());
         assert!(requested_state(99, "").is_err());
+        assert_eq!(forced_state(AgentState::Away as i32, "coaching"), Ok(AgentState::Away));
+        let error = forced_state(AgentState::NotResponding as i32, "").expect_err("platform-only state");
+        assert_eq!(error.field_violations[0].field, "state");
+        let error = forced_state(AgentState::Offline as i32, "x").expect_err("reason without AWAY");
+        assert_eq!(error.field_violations[0].field, "reason");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What routing events do to an agent's live state: wrap-up after a
 //! completed contact and its end when the timer runs out, and
-//! NOT_RESPONDING after too many offers in a row timed out.
+//! NOT_RESPONDING after too many offers in a row timed out, and the work
+//! each agent holds (offers ringing, contacts answered) for supervisors and
+//! for a desktop that reconnects.
 //!
 //! Every replica also consumes routing events in its own group (to push
 //! offers to the sessions it holds), but state changes are made once: by
@@ -18,8 +20,9 @@ use switchboard_core::names::parse_agent;
 use switchboard_core::time::{millis_from_duration, millis_from_timestamp, now_millis};
 use switchboard_core::{AgentId, Error};
 use switchboard_platform::bus::Delivery;
+use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::presence::v1::{AgentState, StateChangeSource};
+use switchboard_proto::presence::v1::{ActiveContact, AgentState, StateChangeSource};
 use switchboard_proto::routing::v1::{ContactCompleted, WithdrawReason, routing_event};
 use tokio_util::sync::CancellationToken;
 
@@ -41,16 +44,52 @@ impl Presence {
         };
         let occurred_ms = delivery.envelope.occurred_at.as_ref().map_or_else(now_millis, millis_from_timestamp);
         match event.kind {
-            Some(routing_event::Kind::Completed(completed)) => self.begin_wrap_up(&completed, occurred_ms).await,
-            Some(routing_event::Kind::OfferWithdrawn(withdrawn))
-                if withdrawn.reason == WithdrawReason::TimedOut as i32 =>
-            {
-                let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;
-                self.count_missed_offer(&agent, &delivery.envelope.event_id, occurred_ms).await
+            Some(routing_event::Kind::Offered(offered)) => {
+                let agent = parse_agent(&offered.agent, "offered.agent")?;
+                let ringing = ActiveContact {
+                    contact: offered.contact,
+                    queue: offered.queue,
+                    channel: offered.channel,
+                    customer: offered.customer,
+                    subject: offered.subject,
+                    status: ContactStatus::Offered as i32,
+                    offer_time: offered.offer_time,
+                    expire_time: offered.expire_time,
+                    answer_time: None,
+                };
+                self.live.put_active_contact(&agent, &ringing).await
             }
             Some(routing_event::Kind::Answered(answered)) => {
                 let agent = parse_agent(&answered.agent, "answered.agent")?;
+                // The offer carried the subject; an answer whose offer this
+                // group never saw (it started later) is recorded without it.
+                let offered =
+                    self.live.active_contacts(&agent).await?.into_iter().find(|held| held.contact == answered.contact);
+                let handling = ActiveContact {
+                    contact: answered.contact,
+                    queue: answered.queue,
+                    channel: answered.channel,
+                    customer: answered.customer,
+                    status: ContactStatus::Answered as i32,
+                    expire_time: None,
+                    answer_time: answered.answer_time,
+                    ..offered.unwrap_or_default()
+                };
+                self.live.put_active_contact(&agent, &handling).await?;
                 self.live.clear_missed_offers(&agent).await
+            }
+            Some(routing_event::Kind::OfferWithdrawn(withdrawn)) => {
+                let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;
+                self.live.remove_active_contact(&agent, &withdrawn.contact).await?;
+                if withdrawn.reason != WithdrawReason::TimedOut as i32 {
+                    return Ok(());
+                }
+                self.count_missed_offer(&agent, &delivery.envelope.event_id, occurred_ms).await
+            }
+            Some(routing_event::Kind::Completed(completed)) => {
+                let agent = parse_agent(&completed.agent, "completed.agent")?;
+                self.live.remove_active_contact(&agent, &completed.contact).await?;
+                self.begin_wrap_up(&agent, &completed, occurred_ms).await
             }
             _ => Ok(()),
         }
@@ -86,31 +125,35 @@ impl Presence {
     /// Puts the agent that completed a contact into WRAP_UP for the queue's
     /// wrap-up time, if it is AVAILABLE and has not changed its state since
     /// the contact ended (choosing a state after that ends wrap-up early).
-    async fn begin_wrap_up(&self, completed: &ContactCompleted, occurred_ms: i64) -> Result<(), Error> {
+    async fn begin_wrap_up(
+        &self,
+        agent_id: &AgentId,
+        completed: &ContactCompleted,
+        occurred_ms: i64,
+    ) -> Result<(), Error> {
         let wrap_up_ms = completed.wrap_up_time.as_ref().and_then(millis_from_duration).unwrap_or(0);
         let ended_ms = completed.end_time.as_ref().map_or(occurred_ms, millis_from_timestamp);
         let now = now_millis();
         let Some(until) = wrap_up_until(ended_ms, wrap_up_ms, now) else {
             return Ok(());
         };
-        let agent_id = parse_agent(&completed.agent, "completed.agent")?;
         let next = LiveState::wrap_up(now, until);
         let (previous, recorded) =
-            match self.live.set_state_if(&agent_id, AgentState::Available, ended_ms, &next).await? {
+            match self.live.set_state_if(agent_id, AgentState::Available, ended_ms, &next).await? {
                 Some(previous) => (previous.state, next),
                 None => {
                     // A retry after the change applied but its event was not
                     // published: the wrap-up end is the same on every attempt.
-                    let current = self.live.get_state(&agent_id).await?;
+                    let current = self.live.get_state(agent_id).await?;
                     if current.state != AgentState::WrapUp || current.wrap_up_until_ms != until {
                         return Ok(());
                     }
                     (AgentState::Available, current)
                 }
             };
-        let agent = self.agent_or_bare(&agent_id).await?;
+        let agent = self.agent_or_bare(agent_id).await?;
         tracing::info!(agent = %agent_id, contact = %completed.contact, wrap_up_ms, "wrap-up started");
-        self.publish_state(&agent, &agent_id, &recorded, previous, StateChangeSource::Platform).await
+        self.publish_state(&agent, agent_id, &recorded, previous, StateChangeSource::Platform).await
     }
 
     /// Returns agents whose wrap-up ran out to AVAILABLE, on whichever

@@ -7,6 +7,7 @@ pub mod effects;
 pub mod grpc;
 pub mod sessions;
 pub mod store;
+pub mod supervisor;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,13 +18,16 @@ use switchboard_proto::presence::v1::{
     StateChanged, agent_session_response, presence_event,
 };
 use switchboard_proto::routing::v1::{WithdrawReason, routing_event};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::store::{AgentStore, LiveState, LiveStateStore};
 
 pub type SessionSender = mpsc::Sender<Result<AgentSessionResponse, Status>>;
+
+/// State changes kept for slow watchers.
+pub const STATE_CHANGES_BUFFER: usize = 4_096;
 
 struct ActiveSession {
     session_id: String,
@@ -44,6 +47,9 @@ pub struct Presence {
     /// Offers missed in a row before NOT_RESPONDING; 0 never.
     pub missed_offers_threshold: u32,
     sessions: Mutex<HashMap<AgentId, ActiveSession>>,
+    /// Every agent's state changes as this replica consumes them, for
+    /// `WatchAgentStates`.
+    state_changes: broadcast::Sender<AgentStateChanged>,
 }
 
 pub fn response(kind: agent_session_response::Kind) -> AgentSessionResponse {
@@ -62,7 +68,21 @@ impl Presence {
         session_grace: Duration,
         missed_offers_threshold: u32,
     ) -> Presence {
-        Presence { agents, live, bus, session_grace, missed_offers_threshold, sessions: Mutex::new(HashMap::new()) }
+        Presence {
+            agents,
+            live,
+            bus,
+            session_grace,
+            missed_offers_threshold,
+            sessions: Mutex::new(HashMap::new()),
+            state_changes: broadcast::channel(STATE_CHANGES_BUFFER).0,
+        }
+    }
+
+    /// State changes from now on; a watcher that falls more than
+    /// [`STATE_CHANGES_BUFFER`] behind is told it lagged.
+    pub fn watch_states(&self) -> broadcast::Receiver<AgentStateChanged> {
+        self.state_changes.subscribe()
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<AgentId, ActiveSession>> {
@@ -315,6 +335,8 @@ impl Presence {
     }
 
     async fn on_state_changed(&self, changed: AgentStateChanged, occurred_ms: i64) -> Result<(), Error> {
+        // No watcher is no error.
+        let _ = self.state_changes.send(changed.clone());
         // The agent's own changes were answered on its session already.
         if changed.source == StateChangeSource::Agent as i32 {
             return Ok(());

@@ -3,7 +3,8 @@
 
 use switchboard_core::{AgentId, Error, ErrorCode, TenantId};
 use switchboard_platform::pagination::page_request;
-use switchboard_proto::presence::v1::{Agent, AgentState};
+use switchboard_proto::common::v1::ContactStatus;
+use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 use super::{AgentStore, LiveState, LiveStateStore};
 
@@ -77,7 +78,30 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(!store.online_agents().await?.contains(&dave), "and takes the agent offline")?;
     check(store.expired_leases(i64::MAX, 10).await?.is_empty(), "going offline ends the lease")?;
     wrap_up_contract(store).await?;
-    missed_offers_contract(store).await
+    missed_offers_contract(store).await?;
+    active_contacts_contract(store).await
+}
+
+async fn active_contacts_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let heidi = AgentId::parse("heidi", "a")?;
+    check(store.active_contacts(&heidi).await?.is_empty(), "an agent starts with no work")?;
+    let ringing = |contact: &str| ActiveContact {
+        contact: format!("tenants/acme/contacts/{contact}"),
+        subject: "refund".to_owned(),
+        status: ContactStatus::Offered as i32,
+        ..ActiveContact::default()
+    };
+    store.put_active_contact(&heidi, &ringing("c2")).await?;
+    store.put_active_contact(&heidi, &ringing("c1")).await?;
+    let answered = ActiveContact { status: ContactStatus::Answered as i32, ..ringing("c2") };
+    store.put_active_contact(&heidi, &answered).await?;
+    check(store.active_contacts(&heidi).await? == vec![ringing("c1"), answered], "by contact, latest version")?;
+    check(store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "removal reports presence")?;
+    check(!store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "a second removal does not")?;
+    check(store.active_contacts(&AgentId::parse("ivan", "a")?).await?.is_empty(), "work is per agent")?;
+    store.remove_active_contact(&heidi, "tenants/acme/contacts/c2").await?;
+    check(store.active_contacts(&heidi).await?.is_empty(), "all work done")?;
+    Ok(())
 }
 
 async fn missed_offers_contract(store: &dyn LiveStateStore) -> Result<(), Error> {

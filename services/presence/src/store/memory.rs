@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_proto::presence::v1::{Agent, AgentState};
+use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 use super::{AgentStore, LiveState, LiveStateStore, serves};
 
@@ -61,6 +61,7 @@ struct LiveStates {
     leases: BTreeMap<AgentId, i64>,
     wrap_ups: BTreeMap<AgentId, i64>,
     missed: BTreeMap<AgentId, BTreeSet<String>>,
+    contacts: BTreeMap<AgentId, BTreeMap<String, ActiveContact>>,
 }
 
 impl LiveStates {
@@ -114,6 +115,31 @@ impl LiveStateStore for MemoryLiveStateStore {
     async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
         lock(&self.live).missed.remove(agent);
         Ok(())
+    }
+
+    async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
+        lock(&self.live).contacts.entry(agent.clone()).or_default().insert(contact.contact.clone(), contact.clone());
+        Ok(())
+    }
+
+    async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
+        let mut live = lock(&self.live);
+        let Some(contacts) = live.contacts.get_mut(agent) else {
+            return Ok(false);
+        };
+        let removed = contacts.remove(contact).is_some();
+        if contacts.is_empty() {
+            live.contacts.remove(agent);
+        }
+        Ok(removed)
+    }
+
+    async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {
+        Ok(lock(&self.live)
+            .contacts
+            .get(agent)
+            .map(|contacts| contacts.values().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {

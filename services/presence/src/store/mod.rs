@@ -9,7 +9,7 @@ pub mod redis;
 use async_trait::async_trait;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_proto::presence::v1::{Agent, AgentState};
+use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 /// Agent definitions, operator-wide.
 #[async_trait]
@@ -70,6 +70,12 @@ pub trait LiveStateStore: Send + Sync {
     /// since [`LiveStateStore::clear_missed_offers`].
     async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error>;
     async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error>;
+    /// Records (or replaces) work the agent holds, by contact name.
+    async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error>;
+    /// Forgets the agent's contact; false when it held no such contact.
+    async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
+    /// The work the agent holds, by contact name.
+    async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error>;
     /// Agents in WRAP_UP whose wrap-up ended before `now_ms`, as (agent,
     /// wrap-up end), earliest first, at most `limit`.
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error>;

@@ -3,14 +3,17 @@
 //! `sb:{pool}:presence:online`, and the sorted sets
 //! `sb:{pool}:presence:leases` (agent by lease expiry) and
 //! `sb:{pool}:presence:wrap_ups` (agent by wrap-up end), and per agent the
-//! set `sb:{pool}:presence:<agent>:missed` of missed offers.
+//! set `sb:{pool}:presence:<agent>:missed` of missed offers and the hash
+//! `sb:{pool}:presence:<agent>:contacts` of the work it holds (contact name
+//! to an encoded `ActiveContact`).
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use switchboard_core::{AgentId, Error};
 use switchboard_platform::redis::redis_error;
 
-use switchboard_proto::presence::v1::AgentState;
+use prost::Message;
+use switchboard_proto::presence::v1::{ActiveContact, AgentState};
 
 use super::{LiveState, LiveStateStore, parse_state, state_name};
 
@@ -93,6 +96,10 @@ impl RedisLiveStateStore {
 
     fn online_key(&self) -> String {
         format!("{}:online", self.prefix)
+    }
+
+    fn contacts_key(&self, agent: &AgentId) -> String {
+        format!("{}:{agent}:contacts", self.prefix)
     }
 
     fn missed_key(&self, agent: &AgentId) -> String {
@@ -207,6 +214,46 @@ impl LiveStateStore for RedisLiveStateStore {
         let _: () =
             redis::cmd("DEL").arg(self.missed_key(agent)).query_async(&mut connection).await.map_err(redis_error)?;
         Ok(())
+    }
+
+    async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("HSET")
+            .arg(self.contacts_key(agent))
+            .arg(&contact.contact)
+            .arg(contact.encode_to_vec())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
+        let mut connection = self.connection.clone();
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(self.contacts_key(agent))
+            .arg(contact)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(removed == 1)
+    }
+
+    async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {
+        let mut connection = self.connection.clone();
+        let mut contacts: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.contacts_key(agent))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        contacts.sort();
+        contacts
+            .iter()
+            .map(|(_, body)| {
+                ActiveContact::decode(body.as_slice())
+                    .map_err(|error| Error::internal(format!("stored active contact does not decode: {error}")))
+            })
+            .collect()
     }
 
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {

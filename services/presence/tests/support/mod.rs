@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
 use tonic::{Code, Streaming};
 
-pub const KEYS: [(&str, &str, Option<&str>, Option<&str>); 6] = [
+pub const KEYS: [(&str, &str, Option<&str>, Option<&str>); 7] = [
     ("acme-admin", "tenant_admin", Some("acme"), None),
+    ("acme-reader", "tenant_reader", Some("acme"), None),
     ("globex-admin", "tenant_admin", Some("globex"), None),
     ("operator", "operator_admin", None, None),
     ("alice", "agent", None, Some("alice")),
@@ -119,6 +120,17 @@ impl Cluster {
             agent_session_response::Kind::StateChanged(changed) if changed.state == AgentState::Available as i32
         ));
         desktop
+    }
+
+    /// Creates bob, serving acme and globex.
+    pub async fn create_shared_bob(&mut self) {
+        let agent = Agent {
+            tenants: vec!["tenants/acme".into(), "tenants/globex".into()],
+            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: "bob".into(), agent: Some(agent) };
+        self.presence.create_agent(authorized("operator", request)).await.unwrap();
     }
 
     pub async fn create_queue(&mut self, queue_id: &str, queue: Queue) {
