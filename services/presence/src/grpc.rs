@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
-use switchboard_core::time::{now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status, to_status};
+use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::presence::v1::presence_service_server::PresenceService;
 use switchboard_proto::presence::v1::{
     Agent, AgentSessionRequest, AgentSessionResponse, AgentState, AgentStateChanged, ContactCompleted,
-    CreateAgentRequest, DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse,
-    OfferAccepted, OfferRevoked, SessionError, SessionStarted, SetAgentStateRequest, StateChangeSource, StateChanged,
-    WatchAgentStatesRequest, agent_session_request, agent_session_response,
+    ContactInProgress, CreateAgentRequest, DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest,
+    ListAgentsResponse, Offer, OfferAccepted, OfferRevoked, SessionError, SessionStarted, SetAgentStateRequest,
+    StateChangeSource, StateChanged, WatchAgentStatesRequest, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{AcceptOfferRequest, CompleteContactRequest, RejectOfferRequest};
@@ -361,6 +362,9 @@ impl PresenceService for PresenceApi {
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // In the task, not before the response: the stream must be
+            // handed to the client before more than its buffer is sent.
+            resend_work(&session.presence, &session.agent_id, &session.sender).await;
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -383,6 +387,47 @@ impl PresenceService for PresenceApi {
             }
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// Sends a new session the work its agent holds: offers still ringing, and
+/// contacts answered and not completed, so a desktop that reconnects after
+/// a crash or a presence restart sees its work again. Best effort: the
+/// session stays open if the work cannot be read.
+async fn resend_work(presence: &Presence, agent_id: &AgentId, sender: &SessionSender) {
+    let held = match presence.live.active_contacts(agent_id).await {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(agent = %agent_id, error = %error, "could not read the agent's work to send it again");
+            return;
+        }
+    };
+    let now = now_millis();
+    for held in held {
+        let kind = if held.status == ContactStatus::Answered as i32 {
+            agent_session_response::Kind::ContactInProgress(ContactInProgress {
+                contact: held.contact,
+                queue: held.queue,
+                channel: held.channel,
+                customer: held.customer,
+                subject: held.subject,
+                answer_time: held.answer_time,
+            })
+        } else if held.expire_time.as_ref().is_some_and(|expire| millis_from_timestamp(expire) > now) {
+            agent_session_response::Kind::Offer(Offer {
+                contact: held.contact,
+                queue: held.queue,
+                channel: held.channel,
+                customer: held.customer,
+                expire_time: held.expire_time,
+                subject: held.subject,
+            })
+        } else {
+            continue;
+        };
+        if sender.send(Ok(response(kind))).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Agent states the platform sets, through the public gRPC API with a
 //! routing service beside presence: wrap-up after a completed contact (its
 //! timer, ending it early, routing holding work back meanwhile), and
-//! not-responding after offers time out in a row.
+//! not-responding after offers time out in a row; and the work a
+//! reconnecting desktop is sent again.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -137,5 +138,43 @@ async fn a_threshold_of_zero_never_sets_not_responding() {
     }
     assert_eq!(desktop.until_offer().await.contact, contact, "still offered work after two misses");
     assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_desktop_is_sent_its_ringing_offers_and_contacts_in_progress() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", chat_queue(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, contact);
+    cluster.wait_for_work("alice", 1).await;
+
+    // The desktop crashes while the offer rings and comes back within the
+    // grace period: the offer is sent again.
+    drop(desktop);
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    assert!(matches!(desktop.next().await, agent_session_response::Kind::SessionStarted(started)
+        if started.state == AgentState::Available as i32));
+    assert_eq!(desktop.until_offer().await.contact, contact, "the ringing offer is sent again");
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
+    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    cluster.wait_for_answered("alice", &contact).await;
+
+    // And again while handling it: the contact in progress is sent.
+    drop(desktop);
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    let in_progress = desktop
+        .until(|kind| match kind {
+            agent_session_response::Kind::ContactInProgress(in_progress) => Some(in_progress.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(in_progress.contact, contact);
+    assert_eq!(in_progress.queue, "tenants/acme/queues/support");
+    assert!(in_progress.answer_time.is_some());
+    desktop.handle_accepted(&contact).await;
+    cluster.wait_for_work("alice", 0).await;
     cluster.stop().await;
 }

@@ -15,7 +15,7 @@ use switchboard_platform::Config;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, Subscription};
 use switchboard_platform::testing::{access_with_keys, authorized, connect_when_ready};
-use switchboard_proto::common::v1::{Channel, ChannelCapacity, Skill};
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, Skill};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
@@ -133,6 +133,35 @@ impl Cluster {
         self.presence.create_agent(authorized("operator", request)).await.unwrap();
     }
 
+    /// Polls until presence records `count` contacts held by `agent`.
+    pub async fn wait_for_work(&mut self, agent: &str, count: usize) {
+        self.wait_for_agent(agent, |agent| agent.active_contacts.len() == count).await;
+    }
+
+    /// Polls until presence records `contact` as answered by `agent`.
+    pub async fn wait_for_answered(&mut self, agent: &str, contact: &str) {
+        self.wait_for_agent(agent, |agent| {
+            agent
+                .active_contacts
+                .iter()
+                .any(|held| held.contact == contact && held.status == ContactStatus::Answered as i32)
+        })
+        .await;
+    }
+
+    async fn wait_for_agent(&mut self, agent: &str, done: impl Fn(&Agent) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let request = GetAgentRequest { name: format!("agents/{agent}") };
+            let seen = self.presence.get_agent(authorized("operator", request)).await.unwrap().into_inner();
+            if done(&seen) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{agent} never reached the expected state: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn create_queue(&mut self, queue_id: &str, queue: Queue) {
         let request =
             CreateQueueRequest { parent: "tenants/acme".into(), queue_id: queue_id.into(), queue: Some(queue) };
@@ -231,6 +260,11 @@ impl Desktop {
     pub async fn handle(&mut self, contact: &str) {
         self.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.into() })).await;
         self.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+        self.handle_accepted(contact).await;
+    }
+
+    /// Completes the accepted `contact`, reading up to the confirmation.
+    pub async fn handle_accepted(&mut self, contact: &str) {
         let complete = CompleteContact {
             contact: contact.into(),
             disposition: "done".into(),
