@@ -62,7 +62,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut routing = RoutingServiceClient::new(channel(&config.services.routing.url).await?);
     let mut presence = PresenceServiceClient::new(channel(&config.services.presence.url).await?);
     for (tenant, queue_id, channels) in QUEUES {
-        let queue = Queue { channels: channels.iter().map(|channel| *channel as i32).collect(), ..Queue::default() };
+        // A short wrap-up, so the simulated agents show it between contacts.
+        let queue = Queue {
+            channels: channels.iter().map(|channel| *channel as i32).collect(),
+            wrap_up_time: Some(switchboard_core::time::duration_from_millis(2_000)),
+            ..Queue::default()
+        };
         let request = CreateQueueRequest {
             parent: format!("tenants/{tenant}"),
             queue_id: queue_id.to_owned(),

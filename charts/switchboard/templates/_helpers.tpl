@@ -178,6 +178,7 @@ offer_sweep_interval_ms = {{ int64 $c.routing.offerSweepIntervalMs }}
 
 [presence]
 session_grace_ms = {{ int64 $c.presence.sessionGraceMs }}
+missed_offers_threshold = {{ int64 $c.presence.missedOffersThreshold }}
 {{- range $name := splitList " " (include "switchboard.serviceNames" .) }}
 
 [services.{{ $name }}]

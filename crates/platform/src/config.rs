@@ -210,11 +210,14 @@ impl Default for RoutingConfig {
 pub struct PresenceConfig {
     /// How long a dropped session may reconnect before the agent goes offline.
     pub session_grace_ms: u64,
+    /// Consecutive offers an agent lets time out before it is set
+    /// NOT_RESPONDING; 0 never sets it.
+    pub missed_offers_threshold: u32,
 }
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        PresenceConfig { session_grace_ms: 15_000 }
+        PresenceConfig { session_grace_ms: 15_000, missed_offers_threshold: 3 }
     }
 }
 

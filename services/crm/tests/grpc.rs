@@ -295,6 +295,7 @@ async fn publish_completed_contact(server: &TestServer, tenant: &TenantId, custo
         resolved: true,
         answer_time: Some(timestamp_from_millis(1_700_000_030_000)),
         end_time: Some(timestamp_from_millis(1_700_000_090_000)),
+        wrap_up_time: None,
     });
     let created = ContactEvent {
         kind: Some(contact_event::Kind::Created(ContactCreated {

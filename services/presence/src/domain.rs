@@ -1,5 +1,5 @@
-//! Pure presence rules: which states an agent may ask for, and how an
-//! agent definition is validated.
+//! Pure presence rules: which states an agent may ask for, how an agent
+//! definition is validated, and when wrap-up starts and ends.
 
 use std::collections::HashSet;
 
@@ -17,17 +17,48 @@ const MAX_CHANNEL_CAPACITY: i32 = 50;
 /// AWAY (with an optional reason code) or OFFLINE; WRAP_UP and
 /// NOT_RESPONDING are set by the platform, never requested.
 pub fn requested_state(state: i32, reason: &str) -> Result<AgentState, Error> {
-    let state = AgentState::try_from(state).map_err(|_| Error::invalid_field("set_state.state", "is not a state"))?;
+    chosen_state(state, reason, "set_state.")
+}
+
+/// A state a supervisor forces (`SetAgentState`): the same choices as the
+/// agent's own.
+pub fn forced_state(state: i32, reason: &str) -> Result<AgentState, Error> {
+    chosen_state(state, reason, "")
+}
+
+fn chosen_state(state: i32, reason: &str, prefix: &str) -> Result<AgentState, Error> {
+    let state_field = format!("{prefix}state");
+    let reason_field = format!("{prefix}reason");
+    let state = AgentState::try_from(state).map_err(|_| Error::invalid_field(&state_field, "is not a state"))?;
     if !matches!(state, AgentState::Available | AgentState::Away | AgentState::Offline) {
-        return Err(Error::invalid_field("set_state.state", "agents may set only AVAILABLE, AWAY or OFFLINE"));
+        return Err(Error::invalid_field(&state_field, "only AVAILABLE, AWAY or OFFLINE may be chosen"));
     }
     if reason.len() > MAX_REASON_BYTES {
-        return Err(Error::invalid_field("set_state.reason", "must be at most 64 bytes"));
+        return Err(Error::invalid_field(&reason_field, "must be at most 64 bytes"));
     }
     if state != AgentState::Away && !reason.is_empty() {
-        return Err(Error::invalid_field("set_state.reason", "only AWAY takes a reason code"));
+        return Err(Error::invalid_field(&reason_field, "only AWAY takes a reason code"));
     }
     Ok(state)
+}
+
+/// When the wrap-up after a contact that ended at `ended_ms` ends, for a
+/// queue wrap-up time of `wrap_up_ms`; `None` when there is none to start:
+/// the queue has no wrap-up, or it already ran out by `now_ms` (a late or
+/// replayed completion). Counted from the end of the contact, so a slow
+/// event does not lengthen it, and the same for every replica and retry.
+pub fn wrap_up_until(ended_ms: i64, wrap_up_ms: i64, now_ms: i64) -> Option<i64> {
+    if wrap_up_ms <= 0 {
+        return None;
+    }
+    let until = ended_ms.saturating_add(wrap_up_ms);
+    (until > now_ms).then_some(until)
+}
+
+/// Whether an agent that has now missed `missed` offers in a row goes
+/// NOT_RESPONDING, for a configured `threshold` (0: never).
+pub fn is_not_responding(missed: usize, threshold: u32) -> bool {
+    threshold > 0 && missed >= usize::try_from(threshold).unwrap_or(usize::MAX)
 }
 
 /// Validates the settable fields of an agent; tenants are checked to
@@ -56,7 +87,11 @@ pub fn validate_agent(agent: &Agent) -> Result<(), Error> {
         if !(1..=5).contains(&skill.level) {
             return Err(Error::invalid_field("agent.skills.level", "must be between 1 and 5"));
         }
-        if !skill_names.insert(skill.name.as_str()) {
+        if !skill.tenant.is_empty() && !agent.tenants.contains(&skill.tenant) {
+            return Err(Error::invalid_field("agent.skills.tenant", "must be one of the agent's tenants"));
+        }
+        // One general level and at most one level per tenant for a skill.
+        if !skill_names.insert((skill.name.as_str(), skill.tenant.as_str())) {
             return Err(Error::invalid_field("agent.skills", format!("skill `{}` is listed twice", skill.name)));
         }
     }
@@ -92,6 +127,11 @@ mod tests {
         }
         assert!(requested_state(AgentState::Available as i32, "lunch").is_err());
         assert!(requested_state(99, "").is_err());
+        assert_eq!(forced_state(AgentState::Away as i32, "coaching"), Ok(AgentState::Away));
+        let error = forced_state(AgentState::NotResponding as i32, "").expect_err("platform-only state");
+        assert_eq!(error.field_violations[0].field, "state");
+        let error = forced_state(AgentState::Offline as i32, "x").expect_err("reason without AWAY");
+        assert_eq!(error.field_violations[0].field, "reason");
     }
 
     #[test]
@@ -114,13 +154,75 @@ mod tests {
                 Agent { capacities: vec![ChannelCapacity { channel: 0, max_concurrent: 1 }], ..good.clone() },
                 "agent.capacities.channel",
             ),
+            (
+                Agent {
+                    skills: vec![Skill { name: "billing".to_owned(), level: 5, tenant: "tenants/globex".to_owned() }],
+                    ..good.clone()
+                },
+                "agent.skills.tenant",
+            ),
+            (
+                Agent {
+                    skills: vec![
+                        Skill { name: "billing".to_owned(), level: 5, tenant: "tenants/acme".to_owned() },
+                        Skill { name: "billing".to_owned(), level: 4, tenant: "tenants/acme".to_owned() },
+                    ],
+                    ..good.clone()
+                },
+                "agent.skills",
+            ),
         ];
+        let per_tenant = Agent {
+            skills: vec![
+                Skill { name: "billing".to_owned(), level: 2, ..Skill::default() },
+                Skill { name: "billing".to_owned(), level: 5, tenant: "tenants/acme".to_owned() },
+            ],
+            ..good.clone()
+        };
+        assert!(validate_agent(&per_tenant).is_ok(), "a general level and one per tenant");
         for (agent, field) in cases {
             assert_eq!(validate_agent(&agent).expect_err(field).field_violations[0].field, field);
         }
     }
 
+    #[test]
+    fn wrap_up_runs_from_the_end_of_the_contact() {
+        assert_eq!(wrap_up_until(1_000, 300, 1_100), Some(1_300));
+        assert_eq!(wrap_up_until(1_000, 0, 1_000), None, "no wrap-up configured");
+        assert_eq!(wrap_up_until(1_000, 300, 1_300), None, "already over when the event arrives");
+        assert_eq!(wrap_up_until(i64::MAX - 1, 300, 0), Some(i64::MAX));
+    }
+
+    #[test]
+    fn the_missed_offer_threshold_counts_misses_in_a_row() {
+        assert!(!is_not_responding(2, 3));
+        assert!(is_not_responding(3, 3));
+        assert!(is_not_responding(4, 3), "a miss counted late still trips it");
+        assert!(!is_not_responding(1_000, 0), "0 disables it");
+        assert!(is_not_responding(1, 1));
+    }
+
     proptest! {
+        #[test]
+        fn more_misses_never_make_an_agent_responsive_again(missed in 0usize..100, threshold in 0u32..10) {
+            if is_not_responding(missed, threshold) {
+                prop_assert!(is_not_responding(missed + 1, threshold));
+                prop_assert!(threshold > 0 && missed >= threshold as usize);
+            }
+        }
+
+        #[test]
+        fn a_wrap_up_that_starts_ends_in_the_future_and_no_later_than_its_length(
+            ended in 0i64..1_000_000, length in -10i64..10_000, delay in -100i64..20_000,
+        ) {
+            let now = ended + delay;
+            match wrap_up_until(ended, length, now) {
+                Some(until) => prop_assert!(until > now && until - ended == length),
+                None => prop_assert!(length <= 0 || ended + length <= now),
+            }
+        }
+
+
         #[test]
         fn any_requested_state_is_either_allowed_or_names_a_field(state in -5i32..10, reason in ".{0,80}") {
             match requested_state(state, &reason) {

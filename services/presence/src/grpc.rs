@@ -5,18 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_core::names::{agent_name, parse_agent, parse_tenant};
-use switchboard_core::time::{now_millis, optional_timestamp, timestamp_from_millis};
-use switchboard_core::{AgentId, Error, Principal, Role};
+use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
+use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status, to_status};
+use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::presence::v1::presence_service_server::PresenceService;
 use switchboard_proto::presence::v1::{
-    Agent, AgentSessionRequest, AgentSessionResponse, ContactCompleted, CreateAgentRequest, DeleteAgentRequest,
-    GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse, OfferAccepted, OfferRevoked, SessionError,
-    SessionStarted, StateChanged, agent_session_request, agent_session_response,
+    Agent, AgentSessionRequest, AgentSessionResponse, AgentState, AgentStateChanged, ContactCompleted,
+    ContactInProgress, CreateAgentRequest, DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest,
+    ListAgentsResponse, Offer, OfferAccepted, OfferRevoked, SessionError, SessionStarted, SetAgentStateRequest,
+    StateChangeSource, StateChanged, WatchAgentStatesRequest, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{AcceptOfferRequest, CompleteContactRequest, RejectOfferRequest};
@@ -43,10 +45,12 @@ pub struct PresenceApi {
 
 /// What a principal may see of an agent: a tenant-scoped principal must not
 /// learn which other tenants a shared agent serves.
-fn redacted_for(principal: &Principal, mut agent: Agent) -> Agent {
+pub(crate) fn redacted_for(principal: &Principal, mut agent: Agent) -> Agent {
     if let Some(tenant) = &principal.tenant {
         let own = switchboard_core::names::tenant_name(tenant);
         agent.tenants.retain(|served| *served == own);
+        // Levels for other tenants say whom else the agent serves.
+        agent.skills.retain(|skill| skill.tenant.is_empty() || skill.tenant == own);
     }
     agent
 }
@@ -59,17 +63,32 @@ fn calling_agent(principal: &Principal) -> Result<AgentId, Error> {
 }
 
 impl PresenceApi {
-    async fn with_live_state(&self, mut agent: Agent, agent_id: &AgentId) -> Result<Agent, Error> {
+    /// The agent as `principal` may see it, with its live state and the
+    /// work it holds (a tenant-scoped principal sees only its own tenant's).
+    pub(crate) async fn as_seen_by(
+        &self,
+        principal: &Principal,
+        agent: Agent,
+        agent_id: &AgentId,
+    ) -> Result<Agent, Error> {
+        let mut agent = redacted_for(principal, agent);
         let live = self.presence.live.get_state(agent_id).await?;
         agent.state = live.state as i32;
         agent.state_time = optional_timestamp(live.since_ms);
+        agent.state_reason = live.reason;
+        agent.wrap_up_end_time = optional_timestamp(live.wrap_up_until_ms);
+        let mut contacts = self.presence.live.active_contacts(agent_id).await?;
+        if let Some(tenant) = &principal.tenant {
+            contacts.retain(|held| parse_contact(&held.contact, "contact").is_ok_and(|(owner, _)| owner == *tenant));
+        }
+        agent.active_contacts = contacts;
         Ok(agent)
     }
 
     /// The agent, if the principal may see it: the operator, the agent
     /// itself, or a tenant principal of a tenant the agent serves. Anyone
     /// else gets NOT_FOUND, as if it did not exist.
-    async fn visible_agent(&self, principal: &Principal, agent_id: &AgentId) -> Result<Agent, Error> {
+    pub(crate) async fn visible_agent(&self, principal: &Principal, agent_id: &AgentId) -> Result<Agent, Error> {
         let not_found = || Error::not_found(agent_name(agent_id));
         let agent = self.presence.agents.get_agent(agent_id).await?.ok_or_else(not_found)?;
         let visible = match principal.role {
@@ -82,7 +101,7 @@ impl PresenceApi {
         if !visible {
             return Err(not_found());
         }
-        self.with_live_state(redacted_for(principal, agent), agent_id).await
+        self.as_seen_by(principal, agent, agent_id).await
     }
 
     async fn create(&self, principal: Principal, request: CreateAgentRequest) -> Result<Agent, Error> {
@@ -98,38 +117,48 @@ impl PresenceApi {
             state: 0,
             state_time: None,
             create_time: Some(timestamp_from_millis(now_millis())),
+            state_reason: String::new(),
+            active_contacts: Vec::new(),
+            wrap_up_end_time: None,
             ..agent
         };
         self.presence.agents.create_agent(&agent_id, &agent).await?;
         tracing::info!(agent = %agent_id, tenants = ?agent.tenants, "agent created");
-        self.with_live_state(agent, &agent_id).await
+        self.as_seen_by(&principal, agent, &agent_id).await
     }
 
-    async fn list(&self, principal: Principal, request: ListAgentsRequest) -> Result<ListAgentsResponse, Error> {
-        let page_request = page_request(request.page_size, &request.page_token)?;
-        let requested_tenant =
-            (!request.tenant.is_empty()).then(|| parse_tenant(&request.tenant, "tenant")).transpose()?;
+    /// The tenant a listing or watch is limited to: the requested one for
+    /// the operator, always its own for a tenant principal (which may not
+    /// ask for another); agents may not list.
+    pub(crate) fn tenant_filter(&self, principal: &Principal, requested: &str) -> Result<Option<TenantId>, Error> {
+        let requested_tenant = (!requested.is_empty()).then(|| parse_tenant(requested, "tenant")).transpose()?;
         let tenant = match principal.role {
             Role::OperatorAdmin => requested_tenant,
             Role::TenantAdmin | Role::TenantReader => {
                 let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
                 if let Some(requested) = &requested_tenant {
-                    self.access.authorize_read(&principal, requested)?;
+                    self.access.authorize_read(principal, requested)?;
                 }
                 Some(own)
             }
-            Role::Agent => return Err(Error::permission_denied("agents cannot list agents")),
+            Role::Agent => return Err(Error::permission_denied("agents cannot list or watch agents")),
         };
         if let Some(tenant) = &tenant {
             self.access.require_tenant(tenant)?;
         }
+        Ok(tenant)
+    }
+
+    async fn list(&self, principal: Principal, request: ListAgentsRequest) -> Result<ListAgentsResponse, Error> {
+        let page_request = page_request(request.page_size, &request.page_token)?;
+        let tenant = self.tenant_filter(&principal, &request.tenant)?;
         let agents = self.presence.agents.list_agents(tenant.as_ref(), &page_request).await?;
         let (agents, next_page_token) =
             page(agents, &page_request, |agent| agent.name.trim_start_matches("agents/").to_owned());
         let mut with_state = Vec::with_capacity(agents.len());
         for agent in agents {
             let agent_id = parse_agent(&agent.name, "name")?;
-            with_state.push(self.with_live_state(redacted_for(&principal, agent), &agent_id).await?);
+            with_state.push(self.as_seen_by(&principal, agent, &agent_id).await?);
         }
         Ok(ListAgentsResponse { agents: with_state, next_page_token })
     }
@@ -142,7 +171,7 @@ impl PresenceApi {
             return Err(Error::not_found(agent_name(&agent_id)));
         };
         // Offline first, so routing stops offering work to a deleted agent.
-        self.presence.change_state(&agent, &agent_id, switchboard_proto::presence::v1::AgentState::Offline, "").await?;
+        self.presence.change_state(&agent, &agent_id, AgentState::Offline, "", StateChangeSource::Supervisor).await?;
         self.presence.agents.delete_agent(&agent_id).await?;
         tracing::info!(agent = %agent_id, "agent deleted");
         Ok(())
@@ -240,10 +269,14 @@ impl Session {
         let agent = self.presence.agents.get_agent(&self.agent_id).await.map_err(|error| (error, String::new()))?;
         let agent = agent.ok_or_else(|| (Error::not_found(agent_name(&self.agent_id)), String::new()))?;
         self.presence
-            .change_state(&agent, &self.agent_id, state, reason)
+            .change_state(&agent, &self.agent_id, state, reason, StateChangeSource::Agent)
             .await
             .map_err(|error| (error, String::new()))?;
-        Ok(agent_session_response::Kind::StateChanged(StateChanged { state: state as i32, reason: reason.to_owned() }))
+        Ok(agent_session_response::Kind::StateChanged(StateChanged {
+            state: state as i32,
+            reason: reason.to_owned(),
+            wrap_up_end_time: None,
+        }))
     }
 }
 
@@ -271,6 +304,21 @@ impl PresenceService for PresenceApi {
     async fn delete_agent(&self, request: Request<DeleteAgentRequest>) -> Result<Response<()>, Status> {
         let principal = principal(&request)?;
         self.delete(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn set_agent_state(&self, request: Request<SetAgentStateRequest>) -> Result<Response<Agent>, Status> {
+        let principal = principal(&request)?;
+        self.force_state(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    type WatchAgentStatesStream = ReceiverStream<Result<AgentStateChanged, Status>>;
+
+    async fn watch_agent_states(
+        &self,
+        request: Request<WatchAgentStatesRequest>,
+    ) -> Result<Response<Self::WatchAgentStatesStream>, Status> {
+        let principal = principal(&request)?;
+        self.watch(principal, request.into_inner()).await.into_status().map(Response::new)
     }
 
     type AgentSessionStream = ReceiverStream<Result<AgentSessionResponse, Status>>;
@@ -316,6 +364,9 @@ impl PresenceService for PresenceApi {
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // In the task, not before the response: the stream must be
+            // handed to the client before more than its buffer is sent.
+            resend_work(&session.presence, &session.agent_id, &session.sender).await;
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -338,6 +389,48 @@ impl PresenceService for PresenceApi {
             }
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// Sends a new session the work its agent holds: offers still ringing, and
+/// contacts answered and not completed, so a desktop that reconnects after
+/// a crash or a presence restart sees its work again. Best effort: the
+/// session stays open if the work cannot be read.
+async fn resend_work(presence: &Presence, agent_id: &AgentId, sender: &SessionSender) {
+    let held = match presence.live.active_contacts(agent_id).await {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(agent = %agent_id, error = %error, "could not read the agent's work to send it again");
+            return;
+        }
+    };
+    let now = now_millis();
+    for held in held {
+        let kind = if held.status == ContactStatus::Answered as i32 {
+            agent_session_response::Kind::ContactInProgress(ContactInProgress {
+                contact: held.contact,
+                queue: held.queue,
+                channel: held.channel,
+                customer: held.customer,
+                subject: held.subject,
+                answer_time: held.answer_time,
+            })
+        } else if held.expire_time.as_ref().is_some_and(|expire| millis_from_timestamp(expire) > now) {
+            agent_session_response::Kind::Offer(Offer {
+                contact: held.contact,
+                queue: held.queue,
+                channel: held.channel,
+                customer: held.customer,
+                expire_time: held.expire_time,
+                subject: held.subject,
+                callback_number: held.callback_number,
+            })
+        } else {
+            continue;
+        };
+        if sender.send(Ok(response(kind))).await.is_err() {
+            return;
+        }
     }
 }
 

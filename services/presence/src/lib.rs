@@ -3,15 +3,17 @@
 //! in PostgreSQL, live state in Redis (both in memory in `dev`).
 
 pub mod domain;
+pub mod effects;
 pub mod grpc;
 pub mod sessions;
 pub mod store;
+pub mod supervisor;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::Error;
-use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_core::event::{PRESENCE_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{AssignmentCheck, EventBus, StartFrom, run_consumer};
@@ -72,14 +74,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.presence.session_grace_ms);
-    let presence = Arc::new(Presence::new(deps.agents, deps.live, deps.backplane.bus.clone(), grace));
-    // Every replica sees every routing event (its own group) and pushes the
-    // ones for agents connected to it. Only offers still ringing matter, so
-    // a new group starts at the end of the topic rather than replaying its
-    // history; the replica is not ready (gets no agent sessions) until its
-    // consumer holds partitions, so no offer falls into the join window.
+    let presence = Arc::new(Presence::new(
+        deps.agents,
+        deps.live,
+        deps.backplane.bus.clone(),
+        grace,
+        config.presence.missed_offers_threshold,
+    ));
+    // Every replica sees every routing and presence event (its own group)
+    // and pushes the ones for agents connected to it. Only offers still
+    // ringing matter, so a new group starts at the end of the topics rather
+    // than replaying their history; the replica is not ready (gets no agent
+    // sessions) until its consumer holds partitions, so no offer falls into
+    // the join window.
     let group = format!("presence-{}", config.instance_id);
-    let subscription = deps.backplane.bus.subscribe(&group, &[ROUTING_TOPIC], StartFrom::Latest).await?;
+    let subscription =
+        deps.backplane.bus.subscribe(&group, &[ROUTING_TOPIC, PRESENCE_TOPIC], StartFrom::Latest).await?;
     let subscription_assignment = subscription.assignment();
     deps.backplane.checks.push(Arc::new(AssignmentCheck(subscription_assignment.clone())));
     let consumer = {
@@ -91,13 +101,34 @@ pub async fn run(
                 subscription,
                 move |delivery| {
                     let presence = presence.clone();
-                    async move { presence.on_routing_event(delivery).await }
+                    async move { presence.on_event(delivery).await }
                 },
                 shutdown,
             )
             .await
         }
     };
+    // State side effects of routing events are applied once, by the
+    // replicas sharing one group (see `effects`).
+    let effects_subscription =
+        deps.backplane.bus.subscribe(effects::EFFECTS_GROUP, &[ROUTING_TOPIC], StartFrom::Latest).await?;
+    let effects = {
+        let presence = presence.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            run_consumer(
+                "presence-effects",
+                effects_subscription,
+                move |delivery| {
+                    let presence = presence.clone();
+                    async move { presence.on_routing_effect(delivery).await }
+                },
+                shutdown,
+            )
+            .await
+        }
+    };
+    let wrap_up_timer = presence.clone().run_wrap_up_timer(shutdown.clone());
     let keeper = presence.clone().run_lease_keeper(shutdown.clone());
     let janitor = presence.clone().run_janitor(subscription_assignment, shutdown.clone());
     let api = grpc::PresenceApi {
@@ -117,6 +148,8 @@ pub async fn run(
             ("presence-consumer", Box::pin(consumer)),
             ("presence-lease-keeper", Box::pin(keeper)),
             ("presence-janitor", Box::pin(janitor)),
+            ("presence-effects", Box::pin(effects)),
+            ("presence-wrap-up-timer", Box::pin(wrap_up_timer)),
         ],
     );
     run_service(&config, parts, listener, shutdown).await

@@ -9,22 +9,25 @@ use std::time::Duration;
 
 use switchboard_core::event::{PRESENCE_TOPIC, envelope};
 use switchboard_core::names::{agent_name, parse_agent};
-use switchboard_core::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
+use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error};
 use switchboard_platform::bus::{Assignment, Delivery, EventBus, publish_traced};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::presence::v1::{
-    Agent, AgentSessionResponse, AgentState, AgentStateChanged, Offer, OfferRevoked, PresenceEvent,
-    agent_session_response, presence_event,
+    Agent, AgentSessionResponse, AgentState, AgentStateChanged, Offer, OfferRevoked, PresenceEvent, StateChangeSource,
+    StateChanged, agent_session_response, presence_event,
 };
 use switchboard_proto::routing::v1::{WithdrawReason, routing_event};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::store::{AgentStore, LiveState, LiveStateStore};
 
 pub type SessionSender = mpsc::Sender<Result<AgentSessionResponse, Status>>;
+
+/// State changes kept for slow watchers.
+pub const STATE_CHANGES_BUFFER: usize = 4_096;
 
 struct ActiveSession {
     session_id: String,
@@ -41,7 +44,12 @@ pub struct Presence {
     pub live: Arc<dyn LiveStateStore>,
     pub bus: Arc<dyn EventBus>,
     pub session_grace: Duration,
+    /// Offers missed in a row before NOT_RESPONDING; 0 never.
+    pub missed_offers_threshold: u32,
     sessions: Mutex<HashMap<AgentId, ActiveSession>>,
+    /// Every agent's state changes as this replica consumes them, for
+    /// `WatchAgentStates`.
+    state_changes: broadcast::Sender<AgentStateChanged>,
 }
 
 pub fn response(kind: agent_session_response::Kind) -> AgentSessionResponse {
@@ -58,8 +66,23 @@ impl Presence {
         live: Arc<dyn LiveStateStore>,
         bus: Arc<dyn EventBus>,
         session_grace: Duration,
+        missed_offers_threshold: u32,
     ) -> Presence {
-        Presence { agents, live, bus, session_grace, sessions: Mutex::new(HashMap::new()) }
+        Presence {
+            agents,
+            live,
+            bus,
+            session_grace,
+            missed_offers_threshold,
+            sessions: Mutex::new(HashMap::new()),
+            state_changes: broadcast::channel(STATE_CHANGES_BUFFER).0,
+        }
+    }
+
+    /// State changes from now on; a watcher that falls more than
+    /// [`STATE_CHANGES_BUFFER`] behind is told it lagged.
+    pub fn watch_states(&self) -> broadcast::Receiver<AgentStateChanged> {
+        self.state_changes.subscribe()
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<AgentId, ActiveSession>> {
@@ -115,20 +138,31 @@ impl Presence {
         agent_id: &AgentId,
         state: AgentState,
         reason: &str,
+        source: StateChangeSource,
     ) -> Result<(), Error> {
-        let next = LiveState { state, reason: reason.to_owned(), since_ms: now_millis() };
+        let next = LiveState::new(state, reason, now_millis());
+        // A state chosen by a person starts the missed-offer count afresh.
+        self.live.clear_missed_offers(agent_id).await?;
         let previous = self.live.set_state(agent_id, &next).await?;
-        self.publish_state(agent, agent_id, &next, previous.state).await
+        self.publish_state(agent, agent_id, &next, previous.state, source).await
     }
 
-    async fn publish_state(
+    /// Publishes a state change already recorded in the live state.
+    pub(crate) async fn publish_state(
         &self,
         agent: &Agent,
         agent_id: &AgentId,
         next: &LiveState,
         previous: AgentState,
+        source: StateChangeSource,
     ) -> Result<(), Error> {
-        tracing::info!(agent = %agent_id, state = next.state.as_str_name(), previous = previous.as_str_name(), "agent state changed");
+        tracing::info!(
+            agent = %agent_id,
+            state = next.state.as_str_name(),
+            previous = previous.as_str_name(),
+            source = source.as_str_name(),
+            "agent state changed"
+        );
         let changed = AgentStateChanged {
             agent: agent_name(agent_id),
             state: next.state as i32,
@@ -138,6 +172,8 @@ impl Presence {
             skills: agent.skills.clone(),
             capacities: agent.capacities.clone(),
             state_time: Some(timestamp_from_millis(next.since_ms)),
+            source: source as i32,
+            wrap_up_end_time: optional_timestamp(next.wrap_up_until_ms),
         };
         let event = envelope(
             None,
@@ -151,18 +187,14 @@ impl Presence {
     /// back, unless a newer session (on any replica) owns the agent now.
     /// Returns whether the agent went offline.
     pub async fn go_offline_after(&self, agent_id: &AgentId, ended_session: &str) -> Result<bool, Error> {
-        let agent = self
-            .agents
-            .get_agent(agent_id)
-            .await?
-            .unwrap_or_else(|| Agent { name: agent_name(agent_id), ..Agent::default() });
-        let offline = LiveState { state: AgentState::Offline, reason: String::new(), since_ms: now_millis() };
+        let agent = self.agent_or_bare(agent_id).await?;
+        let offline = LiveState::new(AgentState::Offline, "", now_millis());
         let Some(previous) = self.live.set_state_if_session(agent_id, ended_session, &offline).await? else {
             return Ok(false);
         };
         // Published even when it was already offline: a previous attempt may
         // have changed the state and then failed to publish.
-        self.publish_state(&agent, agent_id, &offline, previous.state).await?;
+        self.publish_state(&agent, agent_id, &offline, previous.state, StateChangeSource::Platform).await?;
         Ok(true)
     }
 
@@ -251,13 +283,28 @@ impl Presence {
         }
     }
 
-    /// The consumer's handler: pushes offers and revocations to the agent's
-    /// session on this replica, if it has one.
-    pub async fn on_routing_event(&self, delivery: Delivery) -> Result<(), Error> {
-        let Some(Payload::Routing(event)) = delivery.envelope.payload else {
-            return Ok(());
-        };
+    /// The agent's definition, or a bare one (no tenants) for an agent
+    /// deleted meanwhile.
+    pub(crate) async fn agent_or_bare(&self, agent_id: &AgentId) -> Result<Agent, Error> {
+        Ok(self
+            .agents
+            .get_agent(agent_id)
+            .await?
+            .unwrap_or_else(|| Agent { name: agent_name(agent_id), ..Agent::default() }))
+    }
+
+    /// This replica's consumer (every replica sees every event): pushes
+    /// offers and revocations, and state changes the agent did not make
+    /// itself, to the agent's session on this replica, if it has one.
+    pub async fn on_event(&self, delivery: Delivery) -> Result<(), Error> {
         let occurred_ms = delivery.envelope.occurred_at.as_ref().map_or(0, millis_from_timestamp);
+        let event = match delivery.envelope.payload {
+            Some(Payload::Routing(event)) => event,
+            Some(Payload::Presence(PresenceEvent { kind: Some(presence_event::Kind::StateChanged(changed)) })) => {
+                return self.on_state_changed(changed, occurred_ms).await;
+            }
+            _ => return Ok(()),
+        };
         match event.kind {
             Some(routing_event::Kind::Offered(offered)) => {
                 let agent = parse_agent(&offered.agent, "offered.agent")?;
@@ -273,8 +320,16 @@ impl Presence {
                     customer: offered.customer,
                     expire_time: offered.expire_time,
                     subject: offered.subject,
+                    callback_number: offered.callback_number,
                 };
                 self.push(&agent, occurred_ms, agent_session_response::Kind::Offer(offer)).await;
+            }
+            // A contact the agent held moved elsewhere (transfer, or its
+            // agent went offline): the desktop drops it.
+            Some(routing_event::Kind::Transferred(transferred)) if !transferred.from_agent.is_empty() => {
+                let agent = parse_agent(&transferred.from_agent, "transferred.from_agent")?;
+                let revoked = OfferRevoked { contact: transferred.contact, reason: "TRANSFERRED".to_owned() };
+                self.push(&agent, occurred_ms, agent_session_response::Kind::OfferRevoked(revoked)).await;
             }
             Some(routing_event::Kind::OfferWithdrawn(withdrawn)) => {
                 let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;
@@ -284,6 +339,20 @@ impl Presence {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    async fn on_state_changed(&self, changed: AgentStateChanged, occurred_ms: i64) -> Result<(), Error> {
+        // No watcher is no error.
+        let _ = self.state_changes.send(changed.clone());
+        // The agent's own changes were answered on its session already.
+        if changed.source == StateChangeSource::Agent as i32 {
+            return Ok(());
+        }
+        let agent = parse_agent(&changed.agent, "state_changed.agent")?;
+        let pushed =
+            StateChanged { state: changed.state, reason: changed.reason, wrap_up_end_time: changed.wrap_up_end_time };
+        self.push(&agent, occurred_ms, agent_session_response::Kind::StateChanged(pushed)).await;
         Ok(())
     }
 

@@ -6,131 +6,30 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, envelope};
-use switchboard_core::names::contact_name;
-use switchboard_core::time::{now_millis, timestamp_from_millis};
-use switchboard_core::{ContactId, TenantId};
+use support::{Cluster, Desktop, KEYS, WAIT, next_state_change, publish_contact, status_of};
+use switchboard_core::event::PRESENCE_TOPIC;
 use switchboard_platform::Config;
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
+use switchboard_platform::bus::{EventBus, StartFrom};
 use switchboard_platform::testing::{access_with_keys, authorized, connect_when_ready, violated_fields};
-use switchboard_proto::common::v1::{Channel, ChannelCapacity, Skill};
-use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
+use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
-    GetAgentRequest, Hello, ListAgentsRequest, SetState, agent_session_request, agent_session_response, presence_event,
+    AcceptOffer, Agent, AgentSessionRequest, AgentState, CompleteContact, CreateAgentRequest, GetAgentRequest, Hello,
+    ListAgentsRequest, agent_session_request, agent_session_response,
 };
-use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
-use tonic::{Code, Streaming};
-
-const KEYS: [(&str, &str, Option<&str>, Option<&str>); 6] = [
-    ("acme-admin", "tenant_admin", Some("acme"), None),
-    ("globex-admin", "tenant_admin", Some("globex"), None),
-    ("operator", "operator_admin", None, None),
-    ("alice", "agent", None, Some("alice")),
-    ("bob", "agent", None, Some("bob")),
-    ("ghost", "agent", None, Some("ghost")),
-];
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Cluster {
-    presence: PresenceServiceClient<GrpcChannel>,
-    routing: RoutingServiceClient<GrpcChannel>,
-    bus: MemoryBus,
-    shutdown: CancellationToken,
-    servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let bus = MemoryBus::new();
-        let access = access_with_keys(&KEYS);
-        let shutdown = CancellationToken::new();
-        let routing_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (routing_address, presence_address) =
-            (routing_listener.local_addr().unwrap(), presence_listener.local_addr().unwrap());
-        let mut config = Config::default();
-        config.services.routing.url = format!("http://{routing_address}");
-        config.presence.session_grace_ms = 300;
-        let routing_deps = switchboard_routing::Deps::in_memory(Arc::new(bus.clone()), access.clone());
-        let presence_deps = switchboard_presence::Deps::in_memory(Arc::new(bus.clone()), access);
-        let servers = vec![
-            tokio::spawn(switchboard_routing::run(config.clone(), routing_deps, routing_listener, shutdown.clone())),
-            tokio::spawn(switchboard_presence::run(config, presence_deps, presence_listener, shutdown.clone())),
-        ];
-        Cluster {
-            presence: PresenceServiceClient::new(connect_when_ready(presence_address).await.unwrap()),
-            routing: RoutingServiceClient::new(connect_when_ready(routing_address).await.unwrap()),
-            bus,
-            shutdown,
-            servers,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for server in self.servers {
-            server.await.unwrap().unwrap();
-        }
-    }
-
-    async fn create_alice(&mut self) {
-        let agent = Agent {
-            tenants: vec!["tenants/acme".into()],
-            skills: vec![Skill { name: "billing".into(), level: 3, ..Skill::default() }],
-            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
-            ..Agent::default()
-        };
-        let request = CreateAgentRequest { agent_id: "alice".into(), agent: Some(agent) };
-        self.presence.create_agent(authorized("operator", request)).await.unwrap();
-    }
-
-    async fn open_session(&mut self, key: &str, agent: &str) -> Result<Desktop, tonic::Status> {
-        let (requests, outbound) = mpsc::channel(16);
-        let hello = Hello { agent: format!("agents/{agent}") };
-        requests.send(AgentSessionRequest { kind: Some(agent_session_request::Kind::Hello(hello)) }).await.unwrap();
-        let responses = self.presence.agent_session(authorized(key, ReceiverStream::new(outbound))).await?.into_inner();
-        Ok(Desktop { requests, responses })
-    }
-
-    async fn agent_state(&mut self, agent: &str) -> i32 {
-        let request = GetAgentRequest { name: format!("agents/{agent}") };
-        self.presence.get_agent(authorized("operator", request)).await.unwrap().into_inner().state
-    }
-}
-
-struct Desktop {
-    requests: mpsc::Sender<AgentSessionRequest>,
-    responses: Streaming<AgentSessionResponse>,
-}
-
-impl Desktop {
-    async fn send(&self, kind: agent_session_request::Kind) {
-        self.requests.send(AgentSessionRequest { kind: Some(kind) }).await.unwrap();
-    }
-
-    async fn next(&mut self) -> agent_session_response::Kind {
-        let message = tokio::time::timeout(WAIT, self.responses.message()).await.expect("a response in time");
-        message.expect("stream healthy").expect("stream open").kind.expect("kind")
-    }
-
-    async fn set_state(&mut self, state: AgentState, reason: &str) -> agent_session_response::Kind {
-        self.send(agent_session_request::Kind::SetState(SetState { state: state as i32, reason: reason.into() })).await;
-        self.next().await
-    }
-}
 
 #[tokio::test]
 async fn agent_management_checks_roles_fields_and_tenants() {
@@ -197,11 +96,6 @@ async fn agent_management_checks_roles_fields_and_tenants() {
     let seen_by_operator = cluster.presence.get_agent(authorized("operator", bob)).await.unwrap().into_inner();
     assert_eq!(seen_by_operator.tenants.len(), 2, "the operator sees every tenant");
     cluster.stop().await;
-}
-
-fn status_of<T: std::fmt::Debug>(outcome: Result<T, tonic::Status>) -> (Code, String) {
-    let status = outcome.expect_err("the call must fail");
-    (status.code(), status.message().to_owned())
 }
 
 #[tokio::test]
@@ -310,36 +204,6 @@ async fn a_newer_session_replaces_the_older_and_a_dropped_one_goes_offline_after
     cluster.stop().await;
 }
 
-async fn next_state_change(events: &mut Box<dyn Subscription>) -> switchboard_proto::presence::v1::AgentStateChanged {
-    loop {
-        let delivery = tokio::time::timeout(WAIT, events.next()).await.expect("in time").expect("delivery");
-        events.ack(&delivery).await.unwrap();
-        if let Some(Payload::Presence(event)) = delivery.envelope.payload
-            && let Some(presence_event::Kind::StateChanged(changed)) = event.kind
-        {
-            return changed;
-        }
-    }
-}
-
-async fn publish_contact(bus: &MemoryBus) -> String {
-    let tenant = TenantId::parse("acme", "t").unwrap();
-    let contact_id = ContactId::generate();
-    let contact = Contact {
-        name: contact_name(&tenant, &contact_id),
-        channel: Channel::Chat as i32,
-        queue: "tenants/acme/queues/support".into(),
-        create_time: Some(timestamp_from_millis(now_millis())),
-        ..Contact::default()
-    };
-    let created =
-        ContactEvent { kind: Some(contact_event::Kind::Created(ContactCreated { contact: Some(contact.clone()) })) };
-    bus.publish(CONTACTS_TOPIC, &envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(created)))
-        .await
-        .unwrap();
-    contact.name
-}
-
 /// One presence replica sharing `agents`, `live` and `bus` with others.
 async fn start_replica(
     bus: &MemoryBus,
@@ -387,7 +251,7 @@ async fn replicas_keep_each_others_agents_and_take_over_a_dead_replicas_agents()
         .await
         .unwrap();
     let responses = first.agent_session(authorized("alice", ReceiverStream::new(outbound))).await.unwrap().into_inner();
-    let mut desktop = Desktop { requests, responses };
+    let mut desktop = Desktop::new(requests, responses);
     desktop.next().await;
     assert!(matches!(
         desktop.set_state(AgentState::Available, "").await,

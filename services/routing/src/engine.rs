@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use switchboard_core::event::{ROUTING_TOPIC, envelope_tenant};
 use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
-use switchboard_core::time::now_millis;
+use switchboard_core::time::{millis_from_duration, now_millis};
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -395,6 +395,8 @@ impl Engine {
         self.withdraw_offer(tenant, contact, agent, WithdrawReason::Rejected).await
     }
 
+    /// Completes the contact; the event carries its queue's wrap-up time, so
+    /// presence can start the agent's wrap-up without a queue lookup.
     pub async fn complete(
         &self,
         tenant: &TenantId,
@@ -403,8 +405,13 @@ impl Engine {
         disposition: &str,
         resolved: bool,
     ) -> Result<ContactRecord, Error> {
+        let wrap_up = match self.state.get_contact(tenant, contact).await? {
+            Some(current) => self.queues.get_queue(tenant, &current.queue).await?.and_then(|queue| queue.wrap_up_time),
+            None => None,
+        };
+        let wrap_up = wrap_up.filter(|wrap_up| millis_from_duration(wrap_up).is_some_and(|ms| ms > 0));
         let events_for =
-            |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
+            |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved, wrap_up);
         let (_, record) = self.state.complete(tenant, contact, agent, now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
         self.changed();

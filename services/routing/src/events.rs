@@ -92,7 +92,12 @@ pub fn answered(after: &ContactRecord) -> Vec<EventEnvelope> {
     )]
 }
 
-pub fn completed(after: &ContactRecord, disposition: &str, resolved: bool) -> Vec<EventEnvelope> {
+pub fn completed(
+    after: &ContactRecord,
+    disposition: &str,
+    resolved: bool,
+    wrap_up_time: Option<prost_types::Duration>,
+) -> Vec<EventEnvelope> {
     vec![event(
         after,
         routing_event::Kind::Completed(ContactCompleted {
@@ -105,6 +110,7 @@ pub fn completed(after: &ContactRecord, disposition: &str, resolved: bool) -> Ve
             resolved,
             answer_time: optional_timestamp(after.answer_ms),
             end_time: optional_timestamp(after.end_ms),
+            wrap_up_time,
         }),
     )]
 }

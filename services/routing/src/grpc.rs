@@ -130,6 +130,7 @@ impl RoutingApi {
                 "overflow_queue" => queue.overflow_queue = changes.overflow_queue.clone(),
                 "preferred_agent_window" => queue.preferred_agent_window = changes.preferred_agent_window,
                 "business_hours" => queue.business_hours = changes.business_hours.clone(),
+                "wrap_up_time" => queue.wrap_up_time = changes.wrap_up_time,
                 _ => queue.offer_timeout = changes.offer_timeout,
             }
         }

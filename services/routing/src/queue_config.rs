@@ -14,7 +14,7 @@ use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAUL
 
 const MAX_DISPLAY_NAME_BYTES: usize = 200;
 const MAX_SKILLS: usize = 32;
-pub const UPDATABLE_FIELDS: [&str; 14] = [
+pub const UPDATABLE_FIELDS: [&str; 15] = [
     "display_name",
     "channels",
     "priority",
@@ -29,6 +29,7 @@ pub const UPDATABLE_FIELDS: [&str; 14] = [
     "overflow_queue",
     "preferred_agent_window",
     "business_hours",
+    "wrap_up_time",
 ];
 
 const MAX_ESCALATION_STEPS: usize = 10;
@@ -73,6 +74,7 @@ pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
     check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000)?;
     check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000)?;
     check_duration(&queue.priority_aging_step, &format!("{prefix}.priority_aging_step"), 1_000, 86_400_000)?;
+    check_duration(&queue.wrap_up_time, &format!("{prefix}.wrap_up_time"), 0, 3_600_000)?;
     validate_rules(queue, prefix)?;
     if RoutingStrategy::try_from(queue.strategy).is_err() {
         return Err(Error::invalid_field(

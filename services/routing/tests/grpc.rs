@@ -60,6 +60,14 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
             ),
             "queue.priority_aging_step",
         ),
+        (
+            create("q", Queue { wrap_up_time: Some(ProtoDuration { seconds: 3_601, nanos: 0 }), ..Queue::default() }),
+            "queue.wrap_up_time",
+        ),
+        (
+            create("q", Queue { wrap_up_time: Some(ProtoDuration { seconds: -1, nanos: 0 }), ..Queue::default() }),
+            "queue.wrap_up_time",
+        ),
         (CreateQueueRequest { parent: "acme".into(), queue_id: "q".into(), queue: None }, "parent"),
     ];
     for (request, field) in bad_cases {
@@ -107,6 +115,7 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
             name: "tenants/acme/queues/support".into(),
             display_name: "Support".into(),
             priority: 7,
+            wrap_up_time: Some(ProtoDuration { seconds: 30, nanos: 0 }),
             ..Queue::default()
         }),
         update_mask: Some(FieldMask { paths: paths.into_iter().map(str::to_owned).collect() }),
@@ -118,6 +127,9 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
     let updated = routing.client.update_queue(authorized("acme-admin", rename(vec!["display_name"]))).await.unwrap();
     let updated = updated.into_inner();
     assert_eq!((updated.display_name.as_str(), updated.priority), ("Support", 0), "only masked fields change");
+    assert_eq!(updated.wrap_up_time, None, "wrap-up is unset unless masked");
+    let updated = routing.client.update_queue(authorized("acme-admin", rename(vec!["wrap_up_time"]))).await.unwrap();
+    assert_eq!(updated.into_inner().wrap_up_time, Some(ProtoDuration { seconds: 30, nanos: 0 }));
 
     let delete = DeleteQueueRequest { name: "tenants/acme/queues/support".into() };
     routing.client.delete_queue(authorized("acme-admin", delete.clone())).await.unwrap();

@@ -98,6 +98,7 @@ impl Names {
             resolved,
             answer_time: Some(timestamp_from_millis(answer_ms)),
             end_time: Some(timestamp_from_millis(end_ms)),
+            wrap_up_time: None,
         })
     }
 

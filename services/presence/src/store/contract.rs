@@ -3,7 +3,8 @@
 
 use switchboard_core::{AgentId, Error, ErrorCode, TenantId};
 use switchboard_platform::pagination::page_request;
-use switchboard_proto::presence::v1::{Agent, AgentState};
+use switchboard_proto::common::v1::ContactStatus;
+use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 use super::{AgentStore, LiveState, LiveStateStore};
 
@@ -46,14 +47,14 @@ pub async fn agent_store_contract(store: &dyn AgentStore) -> Result<(), Error> {
 pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
     let dave = AgentId::parse("dave", "a")?;
     check(store.get_state(&dave).await?.state == AgentState::Offline, "unknown agents are offline")?;
-    let available = LiveState { state: AgentState::Available, reason: String::new(), since_ms: 10 };
+    let available = LiveState::new(AgentState::Available, "", 10);
     let previous = store.set_state(&dave, &available).await?;
     check(previous.state == AgentState::Offline, "first set returns offline as previous")?;
     check(store.online_agents().await?.contains(&dave), "available agents are online")?;
-    let away = LiveState { state: AgentState::Away, reason: "lunch".to_owned(), since_ms: 20 };
+    let away = LiveState::new(AgentState::Away, "lunch", 20);
     check(store.set_state(&dave, &away).await? == available, "set returns the previous state exactly")?;
     check(store.get_state(&dave).await? == away, "get returns the state with its reason")?;
-    let offline = LiveState { state: AgentState::Offline, reason: String::new(), since_ms: 30 };
+    let offline = LiveState::new(AgentState::Offline, "", 30);
     store.set_state(&dave, &offline).await?;
     check(!store.online_agents().await?.contains(&dave), "offline agents are not online")?;
 
@@ -76,6 +77,79 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(current.is_some_and(|previous| previous.state == AgentState::Available), "the owner's change applies")?;
     check(!store.online_agents().await?.contains(&dave), "and takes the agent offline")?;
     check(store.expired_leases(i64::MAX, 10).await?.is_empty(), "going offline ends the lease")?;
+    wrap_up_contract(store).await?;
+    missed_offers_contract(store).await?;
+    active_contacts_contract(store).await
+}
+
+async fn active_contacts_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let heidi = AgentId::parse("heidi", "a")?;
+    check(store.active_contacts(&heidi).await?.is_empty(), "an agent starts with no work")?;
+    let ringing = |contact: &str| ActiveContact {
+        contact: format!("tenants/acme/contacts/{contact}"),
+        subject: "refund".to_owned(),
+        status: ContactStatus::Offered as i32,
+        ..ActiveContact::default()
+    };
+    store.put_active_contact(&heidi, &ringing("c2")).await?;
+    store.put_active_contact(&heidi, &ringing("c1")).await?;
+    let answered = ActiveContact { status: ContactStatus::Answered as i32, ..ringing("c2") };
+    store.put_active_contact(&heidi, &answered).await?;
+    check(store.active_contacts(&heidi).await? == vec![ringing("c1"), answered], "by contact, latest version")?;
+    check(store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "removal reports presence")?;
+    check(!store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "a second removal does not")?;
+    check(store.active_contacts(&AgentId::parse("ivan", "a")?).await?.is_empty(), "work is per agent")?;
+    store.remove_active_contact(&heidi, "tenants/acme/contacts/c2").await?;
+    check(store.active_contacts(&heidi).await?.is_empty(), "all work done")?;
+    Ok(())
+}
+
+async fn missed_offers_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let frank = AgentId::parse("frank", "a")?;
+    check(store.record_missed_offer(&frank, "e1").await? == 1, "the first miss counts one")?;
+    check(store.record_missed_offer(&frank, "e2").await? == 2, "misses add up")?;
+    check(store.record_missed_offer(&frank, "e2").await? == 2, "a redelivered miss counts once")?;
+    store.clear_missed_offers(&frank).await?;
+    check(store.record_missed_offer(&frank, "e1").await? == 1, "clearing starts the count again")?;
+    let grace = AgentId::parse("grace", "a")?;
+    check(store.record_missed_offer(&grace, "e1").await? == 1, "each agent has its own count")?;
+    Ok(())
+}
+
+/// Wrap-up: compare-and-set transitions and the timers they keep.
+async fn wrap_up_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let erin = AgentId::parse("erin", "a")?;
+    let wrap_up = LiveState::wrap_up(120, 400);
+    let refused = store.set_state_if(&erin, AgentState::Available, 100, &wrap_up).await?;
+    check(refused.is_none(), "an offline agent does not start wrap-up")?;
+    store.set_state(&erin, &LiveState::new(AgentState::Available, "", 110)).await?;
+    let refused = store.set_state_if(&erin, AgentState::Available, 100, &wrap_up).await?;
+    check(refused.is_none(), "a state chosen after the deciding event wins")?;
+    let started = store.set_state_if(&erin, AgentState::Available, 115, &wrap_up).await?;
+    check(started.is_some_and(|previous| previous.state == AgentState::Available), "wrap-up starts from available")?;
+    check(store.get_state(&erin).await? == wrap_up, "the wrap-up end is stored with the state")?;
+    check(store.online_agents().await?.contains(&erin), "an agent in wrap-up is online")?;
+    check(store.expired_wrap_ups(400, 10).await?.is_empty(), "a wrap-up is not over before its end")?;
+    check(store.expired_wrap_ups(401, 10).await? == vec![(erin.clone(), 400)], "an ended wrap-up is listed")?;
+    let available = LiveState::new(AgentState::Available, "", 500);
+    check(store.set_state_if(&erin, AgentState::WrapUp, 400, &available).await?.is_some(), "its end applies")?;
+    check(store.expired_wrap_ups(i64::MAX, 10).await?.is_empty(), "an ended wrap-up is no longer listed")?;
+    check(store.get_state(&erin).await?.wrap_up_until_ms == 0, "and no longer has an end")?;
+    let again = store.set_state_if(&erin, AgentState::WrapUp, 400, &available).await?;
+    check(again.is_none(), "ending it twice changes nothing")?;
+
+    // Ended early by the agent: the timer goes with it, and a stale end
+    // cannot touch a newer wrap-up.
+    store.set_state_if(&erin, AgentState::Available, 600, &LiveState::wrap_up(600, 900)).await?;
+    store.set_state(&erin, &LiveState::new(AgentState::Away, "break", 650)).await?;
+    check(store.expired_wrap_ups(i64::MAX, 10).await?.is_empty(), "a wrap-up ended early has no timer")?;
+    store.set_state(&erin, &LiveState::new(AgentState::Available, "", 700)).await?;
+    store.set_state_if(&erin, AgentState::Available, 1_000, &LiveState::wrap_up(1_000, 1_300)).await?;
+    let stale = store.set_state_if(&erin, AgentState::WrapUp, 900, &available).await?;
+    check(stale.is_none(), "the end of an earlier wrap-up leaves a newer one alone")?;
+    check(store.get_state(&erin).await?.state == AgentState::WrapUp, "the newer wrap-up holds")?;
+    store.set_state(&erin, &LiveState::new(AgentState::Offline, "", 1_100)).await?;
+    check(store.expired_wrap_ups(i64::MAX, 10).await?.is_empty(), "going offline ends wrap-up")?;
     Ok(())
 }
 

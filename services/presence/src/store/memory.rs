@@ -1,12 +1,12 @@
 //! In-memory presence stores for `dev` mode and as differential oracles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_proto::presence::v1::{Agent, AgentState};
+use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 use super::{AgentStore, LiveState, LiveStateStore, serves};
 
@@ -54,9 +54,25 @@ impl AgentStore for MemoryAgentStore {
 
 #[derive(Default)]
 struct LiveStates {
+    /// Every state write goes through [`LiveStates::put`], which keeps the
+    /// wrap-up timers in step with the states.
     states: BTreeMap<AgentId, LiveState>,
     sessions: BTreeMap<AgentId, String>,
     leases: BTreeMap<AgentId, i64>,
+    wrap_ups: BTreeMap<AgentId, i64>,
+    missed: BTreeMap<AgentId, BTreeSet<String>>,
+    contacts: BTreeMap<AgentId, BTreeMap<String, ActiveContact>>,
+}
+
+impl LiveStates {
+    fn put(&mut self, agent: &AgentId, state: &LiveState) -> LiveState {
+        if state.state == AgentState::WrapUp {
+            self.wrap_ups.insert(agent.clone(), state.wrap_up_until_ms);
+        } else {
+            self.wrap_ups.remove(agent);
+        }
+        self.states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline)
+    }
 }
 
 #[derive(Default)]
@@ -71,7 +87,71 @@ impl LiveStateStore for MemoryLiveStateStore {
     }
 
     async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error> {
-        Ok(lock(&self.live).states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline))
+        Ok(lock(&self.live).put(agent, state))
+    }
+
+    async fn set_state_if(
+        &self,
+        agent: &AgentId,
+        expected: AgentState,
+        not_after_ms: i64,
+        next: &LiveState,
+    ) -> Result<Option<LiveState>, Error> {
+        let mut live = lock(&self.live);
+        let current = live.states.get(agent).cloned().unwrap_or_else(LiveState::offline);
+        if current.state != expected || current.since_ms > not_after_ms {
+            return Ok(None);
+        }
+        Ok(Some(live.put(agent, next)))
+    }
+
+    async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error> {
+        let mut live = lock(&self.live);
+        let missed = live.missed.entry(agent.clone()).or_default();
+        missed.insert(offer_id.to_owned());
+        Ok(missed.len())
+    }
+
+    async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
+        lock(&self.live).missed.remove(agent);
+        Ok(())
+    }
+
+    async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
+        lock(&self.live).contacts.entry(agent.clone()).or_default().insert(contact.contact.clone(), contact.clone());
+        Ok(())
+    }
+
+    async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
+        let mut live = lock(&self.live);
+        let Some(contacts) = live.contacts.get_mut(agent) else {
+            return Ok(false);
+        };
+        let removed = contacts.remove(contact).is_some();
+        if contacts.is_empty() {
+            live.contacts.remove(agent);
+        }
+        Ok(removed)
+    }
+
+    async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {
+        Ok(lock(&self.live)
+            .contacts
+            .get(agent)
+            .map(|contacts| contacts.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {
+        let live = lock(&self.live);
+        let mut expired: Vec<(i64, AgentId)> = live
+            .wrap_ups
+            .iter()
+            .filter(|(_, until)| **until < now_ms)
+            .map(|(agent, until)| (*until, agent.clone()))
+            .collect();
+        expired.sort();
+        Ok(expired.into_iter().take(limit).map(|(until, agent)| (agent, until)).collect())
     }
 
     async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error> {
@@ -119,7 +199,7 @@ impl LiveStateStore for MemoryLiveStateStore {
         if state.state == AgentState::Offline {
             live.leases.remove(agent);
         }
-        Ok(Some(live.states.insert(agent.clone(), state.clone()).unwrap_or_else(LiveState::offline)))
+        Ok(Some(live.put(agent, state)))
     }
 
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {

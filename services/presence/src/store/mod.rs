@@ -9,7 +9,7 @@ pub mod redis;
 use async_trait::async_trait;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_proto::presence::v1::{Agent, AgentState};
+use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 /// Agent definitions, operator-wide.
 #[async_trait]
@@ -29,11 +29,21 @@ pub struct LiveState {
     pub state: AgentState,
     pub reason: String,
     pub since_ms: i64,
+    /// In WRAP_UP: when the wrap-up ends by itself; 0 in any other state.
+    pub wrap_up_until_ms: i64,
 }
 
 impl LiveState {
+    pub fn new(state: AgentState, reason: &str, since_ms: i64) -> LiveState {
+        LiveState { state, reason: reason.to_owned(), since_ms, wrap_up_until_ms: 0 }
+    }
+
     pub fn offline() -> LiveState {
-        LiveState { state: AgentState::Offline, reason: String::new(), since_ms: 0 }
+        LiveState::new(AgentState::Offline, "", 0)
+    }
+
+    pub fn wrap_up(since_ms: i64, until_ms: i64) -> LiveState {
+        LiveState { wrap_up_until_ms: until_ms, ..LiveState::new(AgentState::WrapUp, "", since_ms) }
     }
 }
 
@@ -41,8 +51,34 @@ impl LiveState {
 pub trait LiveStateStore: Send + Sync {
     /// OFFLINE (since 0) for an agent never seen.
     async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error>;
-    /// Sets the state and returns the previous one, atomically.
+    /// Sets the state and returns the previous one, atomically. A state
+    /// other than WRAP_UP ends any wrap-up timer.
     async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error>;
+    /// Compare-and-set: sets `next` only while the agent is in `expected`
+    /// and has been since at most `not_after_ms` (so a change made after
+    /// the event that justified this one wins). Returns the previous state,
+    /// or `None` when nothing changed.
+    async fn set_state_if(
+        &self,
+        agent: &AgentId,
+        expected: AgentState,
+        not_after_ms: i64,
+        next: &LiveState,
+    ) -> Result<Option<LiveState>, Error>;
+    /// Records one missed offer of the agent, identified by `offer_id` (a
+    /// redelivered miss counts once), and returns how many it has missed
+    /// since [`LiveStateStore::clear_missed_offers`].
+    async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error>;
+    async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error>;
+    /// Records (or replaces) work the agent holds, by contact name.
+    async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error>;
+    /// Forgets the agent's contact; false when it held no such contact.
+    async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
+    /// The work the agent holds, by contact name.
+    async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error>;
+    /// Agents in WRAP_UP whose wrap-up ended before `now_ms`, as (agent,
+    /// wrap-up end), earliest first, at most `limit`.
+    async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error>;
     /// Agents whose state is not OFFLINE (to re-arm session timers after a
     /// restart).
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error>;

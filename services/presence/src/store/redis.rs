@@ -1,34 +1,56 @@
 //! Live agent state in Redis: `sb:{pool}:presence:<agent>` hashes (`state`,
-//! `reason`, `since`, `session`), the set `sb:{pool}:presence:online` and
-//! the sorted set `sb:{pool}:presence:leases` (agent by lease expiry).
+//! `reason`, `since`, `wrap_up_until`, `session`), the set
+//! `sb:{pool}:presence:online`, and the sorted sets
+//! `sb:{pool}:presence:leases` (agent by lease expiry) and
+//! `sb:{pool}:presence:wrap_ups` (agent by wrap-up end), and per agent the
+//! set `sb:{pool}:presence:<agent>:missed` of missed offers and the hash
+//! `sb:{pool}:presence:<agent>:contacts` of the work it holds (contact name
+//! to an encoded `ActiveContact`).
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use switchboard_core::{AgentId, Error};
 use switchboard_platform::redis::redis_error;
 
+use prost::Message;
+use switchboard_proto::presence::v1::{ActiveContact, AgentState};
+
 use super::{LiveState, LiveStateStore, parse_state, state_name};
+
+// Every state write goes through `apply`, so the online set and the wrap-up
+// timers (`wrap_ups`, agent by wrap-up end) always agree with the hash.
+// KEYS: agent hash, online set, wrap-ups; ARGV: state, reason, since,
+// agent, wrap-up end.
+const APPLY: &str = r"
+local function apply()
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3], 'wrap_up_until', ARGV[5])
+  if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('SREM', KEYS[2], ARGV[4]) else redis.call('SADD', KEYS[2], ARGV[4]) end
+  if ARGV[1] == 'AGENT_STATE_WRAP_UP' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) else redis.call('ZREM', KEYS[3], ARGV[4]) end
+end
+local previous = redis.call('HMGET', KEYS[1], 'state', 'reason', 'since', 'wrap_up_until')
+";
 
 // Read the previous state and write the new one in one atomic step, so two
 // sessions racing cannot both observe the same "previous" state.
 const SET_STATE_SCRIPT: &str = r"
-local previous = redis.call('HMGET', KEYS[1], 'state', 'reason', 'since')
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
-if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('SREM', KEYS[2], ARGV[4]) else redis.call('SADD', KEYS[2], ARGV[4]) end
+apply()
 return previous
 ";
 
-// The same, only while the agent's current session is the expected one.
+// The same, only while the agent's current session is the expected one;
+// KEYS[4] is the leases set, ARGV[6] the session.
 const SET_STATE_IF_SESSION_SCRIPT: &str = r"
-if (redis.call('HGET', KEYS[1], 'session') or '') ~= ARGV[5] then return false end
-local previous = redis.call('HMGET', KEYS[1], 'state', 'reason', 'since')
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'since', ARGV[3])
-if ARGV[1] == 'AGENT_STATE_OFFLINE' then
-  redis.call('SREM', KEYS[2], ARGV[4])
-  redis.call('ZREM', KEYS[3], ARGV[4])
-else
-  redis.call('SADD', KEYS[2], ARGV[4])
-end
+if (redis.call('HGET', KEYS[1], 'session') or '') ~= ARGV[6] then return false end
+apply()
+if ARGV[1] == 'AGENT_STATE_OFFLINE' then redis.call('ZREM', KEYS[4], ARGV[4]) end
+return previous
+";
+
+// The same, only while the agent is in state ARGV[6] since at most ARGV[7].
+const SET_STATE_IF_SCRIPT: &str = r"
+if (previous[1] or 'AGENT_STATE_OFFLINE') ~= ARGV[6] then return false end
+if tonumber(previous[3] or '0') > tonumber(ARGV[7]) then return false end
+apply()
 return previous
 ";
 
@@ -39,21 +61,27 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";
 
+const MISSED_OFFERS_TTL_SECONDS: i64 = 86_400;
+
 pub struct RedisLiveStateStore {
     connection: ConnectionManager,
     prefix: String,
     set_state: redis::Script,
     set_state_if_session: redis::Script,
+    set_state_if: redis::Script,
     renew_lease: redis::Script,
 }
+
+type StateFields = (Option<String>, Option<String>, Option<String>, Option<String>);
 
 impl RedisLiveStateStore {
     pub fn new(connection: ConnectionManager, pool: &str) -> RedisLiveStateStore {
         RedisLiveStateStore {
             connection,
             prefix: format!("sb:{{{pool}}}:presence"),
-            set_state: redis::Script::new(SET_STATE_SCRIPT),
-            set_state_if_session: redis::Script::new(SET_STATE_IF_SESSION_SCRIPT),
+            set_state: redis::Script::new(&format!("{APPLY}{SET_STATE_SCRIPT}")),
+            set_state_if_session: redis::Script::new(&format!("{APPLY}{SET_STATE_IF_SESSION_SCRIPT}")),
+            set_state_if: redis::Script::new(&format!("{APPLY}{SET_STATE_IF_SCRIPT}")),
             renew_lease: redis::Script::new(RENEW_LEASE_SCRIPT),
         }
     }
@@ -69,17 +97,51 @@ impl RedisLiveStateStore {
     fn online_key(&self) -> String {
         format!("{}:online", self.prefix)
     }
+
+    fn contacts_key(&self, agent: &AgentId) -> String {
+        format!("{}:{agent}:contacts", self.prefix)
+    }
+
+    fn missed_key(&self, agent: &AgentId) -> String {
+        format!("{}:{agent}:missed", self.prefix)
+    }
+
+    fn wrap_ups_key(&self) -> String {
+        format!("{}:wrap_ups", self.prefix)
+    }
+
+    /// The state-writing script `script` with the keys and arguments every
+    /// state write takes.
+    fn state_write<'a>(
+        &self,
+        script: &'a redis::Script,
+        agent: &AgentId,
+        state: &LiveState,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.agent_key(agent))
+            .key(self.online_key())
+            .key(self.wrap_ups_key())
+            .arg(state_name(state.state))
+            .arg(&state.reason)
+            .arg(state.since_ms)
+            .arg(agent.as_str())
+            .arg(if state.state == AgentState::WrapUp { state.wrap_up_until_ms } else { 0 });
+        invocation
+    }
 }
 
-fn decode(fields: [Option<String>; 3]) -> LiveState {
-    let [state, reason, since] = fields;
+fn decode((state, reason, since, wrap_up_until): StateFields) -> LiveState {
     let Some(state) = state.as_deref().and_then(parse_state) else {
         return LiveState::offline();
     };
+    let millis = |field: Option<String>| field.and_then(|value| value.parse().ok()).unwrap_or(0);
     LiveState {
         state,
         reason: reason.unwrap_or_default(),
-        since_ms: since.and_then(|since| since.parse().ok()).unwrap_or(0),
+        since_ms: millis(since),
+        wrap_up_until_ms: millis(wrap_up_until),
     }
 }
 
@@ -87,31 +149,133 @@ fn decode(fields: [Option<String>; 3]) -> LiveState {
 impl LiveStateStore for RedisLiveStateStore {
     async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error> {
         let mut connection = self.connection.clone();
-        let (state, reason, since): (Option<String>, Option<String>, Option<String>) = redis::cmd("HMGET")
+        let fields: StateFields = redis::cmd("HMGET")
             .arg(self.agent_key(agent))
             .arg("state")
             .arg("reason")
             .arg("since")
+            .arg("wrap_up_until")
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        Ok(decode([state, reason, since]))
+        Ok(decode(fields))
     }
 
     async fn set_state(&self, agent: &AgentId, state: &LiveState) -> Result<LiveState, Error> {
         let mut connection = self.connection.clone();
-        let (previous_state, previous_reason, previous_since): (Option<String>, Option<String>, Option<String>) = self
-            .set_state
-            .key(self.agent_key(agent))
-            .key(self.online_key())
-            .arg(state_name(state.state))
-            .arg(&state.reason)
-            .arg(state.since_ms)
-            .arg(agent.as_str())
+        let previous: StateFields =
+            self.state_write(&self.set_state, agent, state).invoke_async(&mut connection).await.map_err(redis_error)?;
+        Ok(decode(previous))
+    }
+
+    async fn set_state_if(
+        &self,
+        agent: &AgentId,
+        expected: AgentState,
+        not_after_ms: i64,
+        next: &LiveState,
+    ) -> Result<Option<LiveState>, Error> {
+        let mut connection = self.connection.clone();
+        let previous: Option<StateFields> = self
+            .state_write(&self.set_state_if, agent, next)
+            .arg(state_name(expected))
+            .arg(not_after_ms)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        Ok(decode([previous_state, previous_reason, previous_since]))
+        Ok(previous.map(decode))
+    }
+
+    async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error> {
+        let mut connection = self.connection.clone();
+        let key = self.missed_key(agent);
+        let (missed,): (usize,) = redis::pipe()
+            .atomic()
+            .cmd("SADD")
+            .arg(&key)
+            .arg(offer_id)
+            .ignore()
+            .cmd("SCARD")
+            .arg(&key)
+            // An agent that never answers again must not leave its count
+            // behind forever.
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(MISSED_OFFERS_TTL_SECONDS)
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(missed)
+    }
+
+    async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () =
+            redis::cmd("DEL").arg(self.missed_key(agent)).query_async(&mut connection).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("HSET")
+            .arg(self.contacts_key(agent))
+            .arg(&contact.contact)
+            .arg(contact.encode_to_vec())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
+        let mut connection = self.connection.clone();
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(self.contacts_key(agent))
+            .arg(contact)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(removed == 1)
+    }
+
+    async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {
+        let mut connection = self.connection.clone();
+        let mut contacts: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.contacts_key(agent))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        contacts.sort();
+        contacts
+            .iter()
+            .map(|(_, body)| {
+                ActiveContact::decode(body.as_slice())
+                    .map_err(|error| Error::internal(format!("stored active contact does not decode: {error}")))
+            })
+            .collect()
+    }
+
+    async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {
+        let mut connection = self.connection.clone();
+        let expired: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.wrap_ups_key())
+            .arg("-inf")
+            .arg(format!("({now_ms}"))
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        // Scores are whole milliseconds, exact in a double.
+        #[allow(clippy::cast_possible_truncation)]
+        let expired = expired
+            .into_iter()
+            .filter_map(|(agent, until)| AgentId::parse(&agent, "agent").ok().map(|agent| (agent, until as i64)))
+            .collect();
+        Ok(expired)
     }
 
     async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error> {
@@ -191,20 +355,14 @@ impl LiveStateStore for RedisLiveStateStore {
         state: &LiveState,
     ) -> Result<Option<LiveState>, Error> {
         let mut connection = self.connection.clone();
-        let previous: Option<(Option<String>, Option<String>, Option<String>)> = self
-            .set_state_if_session
-            .key(self.agent_key(agent))
-            .key(self.online_key())
+        let previous: Option<StateFields> = self
+            .state_write(&self.set_state_if_session, agent, state)
             .key(self.leases_key())
-            .arg(state_name(state.state))
-            .arg(&state.reason)
-            .arg(state.since_ms)
-            .arg(agent.as_str())
             .arg(expected_session)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        Ok(previous.map(|(state, reason, since)| decode([state, reason, since])))
+        Ok(previous.map(decode))
     }
 
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error> {

@@ -1,0 +1,180 @@
+//! Agent states the platform sets, through the public gRPC API with a
+//! routing service beside presence: wrap-up after a completed contact (its
+//! timer, ending it early, routing holding work back meanwhile), and
+//! not-responding after offers time out in a row; and the work a
+//! reconnecting desktop is sent again.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use prost_types::Duration as ProtoDuration;
+use support::{Cluster, publish_contact_to};
+use switchboard_proto::common::v1::Channel;
+use switchboard_proto::presence::v1::{AcceptOffer, AgentState, agent_session_request, agent_session_response};
+use switchboard_proto::routing::v1::Queue;
+
+fn chat_queue(wrap_up_ms: i32) -> Queue {
+    Queue {
+        channels: vec![Channel::Chat as i32],
+        wrap_up_time: Some(ProtoDuration { seconds: 0, nanos: wrap_up_ms * 1_000_000 }),
+        ..Queue::default()
+    }
+}
+
+#[tokio::test]
+async fn wrap_up_follows_a_completed_contact_and_ends_by_itself() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", chat_queue(300)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+
+    let first = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, first);
+    desktop.handle(&first).await;
+    let wrap_up = desktop.until_state(AgentState::WrapUp).await;
+    assert!(wrap_up.wrap_up_end_time.is_some(), "the desktop learns when wrap-up ends");
+    assert_eq!(cluster.agent_state("alice").await, AgentState::WrapUp as i32);
+
+    // Work arriving during wrap-up waits for the agent: routing treats
+    // WRAP_UP as unavailable (an offer made in the instant between the
+    // completion and routing learning of the wrap-up is withdrawn again).
+    let second = publish_contact_to(&cluster.bus, "support").await;
+    desktop.until_state(AgentState::Available).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    assert_eq!(desktop.until_offer().await.contact, second, "the waiting contact is offered once wrap-up ends");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn the_agent_ends_wrap_up_early() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    cluster
+        .create_queue("slow", Queue { wrap_up_time: Some(ProtoDuration { seconds: 600, nanos: 0 }), ..chat_queue(0) })
+        .await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let first = publish_contact_to(&cluster.bus, "slow").await;
+    assert_eq!(desktop.until_offer().await.contact, first);
+    desktop.handle(&first).await;
+    desktop.until_state(AgentState::WrapUp).await;
+
+    assert!(matches!(
+        desktop.set_state(AgentState::Available, "").await,
+        agent_session_response::Kind::StateChanged(changed) if changed.state == AgentState::Available as i32
+    ));
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    let second = publish_contact_to(&cluster.bus, "slow").await;
+    assert_eq!(desktop.until_offer().await.contact, second, "an agent who ended wrap-up gets work at once");
+
+    // A queue without wrap-up leaves the agent available.
+    cluster.create_queue("quick", chat_queue(0)).await;
+    desktop.handle(&second).await;
+    desktop.until_state(AgentState::WrapUp).await;
+    assert!(matches!(
+        desktop.set_state(AgentState::Available, "").await,
+        agent_session_response::Kind::StateChanged(_)
+    ));
+    let third = publish_contact_to(&cluster.bus, "quick").await;
+    assert_eq!(desktop.until_offer().await.contact, third);
+    desktop.handle(&third).await;
+    let fourth = publish_contact_to(&cluster.bus, "quick").await;
+    assert_eq!(desktop.until_offer().await.contact, fourth, "no wrap-up after a queue without one");
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+fn quick_offers(wrap_up_ms: i32) -> Queue {
+    Queue { offer_timeout: Some(ProtoDuration { seconds: 1, nanos: 0 }), ..chat_queue(wrap_up_ms) }
+}
+
+#[tokio::test]
+async fn offers_timing_out_in_a_row_make_the_agent_not_responding_until_it_chooses_a_state() {
+    let mut cluster = Cluster::start_with(|config| config.presence.missed_offers_threshold = 2).await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", quick_offers(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+
+    // One miss, then an answer: the count starts again.
+    let first = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, first);
+    let revoked = desktop.until_revoked().await;
+    assert_eq!((revoked.contact.as_str(), revoked.reason.as_str()), (first.as_str(), "WITHDRAW_REASON_TIMED_OUT"));
+    assert_eq!(desktop.until_offer().await.contact, first, "the only agent is offered the contact again");
+    desktop.handle(&first).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32, "one miss is within the limit");
+
+    // Two misses in a row.
+    let second = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, second);
+    desktop.until_revoked().await;
+    assert_eq!(desktop.until_offer().await.contact, second);
+    desktop.until_revoked().await;
+    desktop.until_state(AgentState::NotResponding).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::NotResponding as i32);
+
+    // Back by the agent's own choice, and offered work again.
+    assert!(matches!(
+        desktop.set_state(AgentState::Available, "").await,
+        agent_session_response::Kind::StateChanged(changed) if changed.state == AgentState::Available as i32
+    ));
+    assert_eq!(desktop.until_offer().await.contact, second);
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: second.clone() })).await;
+    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_threshold_of_zero_never_sets_not_responding() {
+    let mut cluster = Cluster::start_with(|config| config.presence.missed_offers_threshold = 0).await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", quick_offers(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    for _ in 0..2 {
+        assert_eq!(desktop.until_offer().await.contact, contact);
+        desktop.until_revoked().await;
+    }
+    assert_eq!(desktop.until_offer().await.contact, contact, "still offered work after two misses");
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_desktop_is_sent_its_ringing_offers_and_contacts_in_progress() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", chat_queue(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, contact);
+    cluster.wait_for_work("alice", 1).await;
+
+    // The desktop crashes while the offer rings and comes back within the
+    // grace period: the offer is sent again.
+    drop(desktop);
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    assert!(matches!(desktop.next().await, agent_session_response::Kind::SessionStarted(started)
+        if started.state == AgentState::Available as i32));
+    assert_eq!(desktop.until_offer().await.contact, contact, "the ringing offer is sent again");
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
+    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    cluster.wait_for_answered("alice", &contact).await;
+
+    // And again while handling it: the contact in progress is sent.
+    drop(desktop);
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    let in_progress = desktop
+        .until(|kind| match kind {
+            agent_session_response::Kind::ContactInProgress(in_progress) => Some(in_progress.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(in_progress.contact, contact);
+    assert_eq!(in_progress.queue, "tenants/acme/queues/support");
+    assert!(in_progress.answer_time.is_some());
+    desktop.handle_accepted(&contact).await;
+    cluster.wait_for_work("alice", 0).await;
+    cluster.stop().await;
+}
