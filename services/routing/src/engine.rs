@@ -396,7 +396,9 @@ impl Engine {
     }
 
     /// Completes the contact; the event carries its queue's wrap-up time, so
-    /// presence can start the agent's wrap-up without a queue lookup.
+    /// presence can start the agent's wrap-up without a queue lookup, and
+    /// the same step holds the agent for it, so no offer reaches the agent
+    /// before presence reports the wrap-up.
     pub async fn complete(
         &self,
         tenant: &TenantId,
@@ -412,7 +414,9 @@ impl Engine {
         let wrap_up = wrap_up.filter(|wrap_up| millis_from_duration(wrap_up).is_some_and(|ms| ms > 0));
         let events_for =
             |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved, wrap_up);
-        let (_, record) = self.state.complete(tenant, contact, agent, now_millis(), &events_for).await?;
+        let now = now_millis();
+        let hold_until = wrap_up.as_ref().and_then(millis_from_duration).map_or(0, |wrap_up_ms| now + wrap_up_ms);
+        let (_, record) = self.state.complete(tenant, contact, agent, now, hold_until, &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
         self.changed();
         self.request_match();

@@ -193,6 +193,7 @@ mod tests {
                     idle_since_ms: idle,
                     last_offer_ms: idle * 7 % 100,
                     load: BTreeMap::from([(3, chat_load.min(chat))]),
+                    hold_until_ms: 0,
                 },
             )
     }
@@ -266,6 +267,7 @@ mod tests {
                 idle_since_ms: 0,
                 last_offer_ms: 0,
                 load: BTreeMap::new(),
+                hold_until_ms: 0,
             };
             let waiting: Vec<ContactRecord> = waiting.into_iter().map(|mut contact| {
                 contact.rules = crate::domain::QueueRules::default();
@@ -298,6 +300,7 @@ mod tests {
             idle_since_ms: idle,
             last_offer_ms: last_offer,
             load: BTreeMap::from([(3, chat_load)]),
+            hold_until_ms: 0,
         }
     }
 
@@ -360,6 +363,7 @@ mod tests {
                 idle_since_ms: idle,
                 last_offer_ms: 0,
                 load: BTreeMap::new(),
+                hold_until_ms: 0,
             });
         }
         let waiting = vec![crate::domain::tests::record(0, 1)];
@@ -418,5 +422,14 @@ mod tests {
         globex_contact.tenant = TenantId::parse("globex", "t").expect("tenant");
         assert!(expert_for_acme.can_take(&acme_contact), "level 5 for acme");
         assert!(!expert_for_acme.can_take(&globex_contact), "level 1 for everyone else");
+    }
+
+    #[test]
+    fn an_agent_held_for_wrap_up_is_not_planned_until_the_hold_ends() {
+        let mut held = agent("held", 10, 0, 1, 1, 0);
+        held.hold_until_ms = 1_000;
+        let contact = crate::domain::tests::record(0, 1);
+        assert!(plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&held), 999).is_empty());
+        assert_eq!(plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&held), 1_000).len(), 1);
     }
 }

@@ -169,6 +169,8 @@ pub struct AgentLive {
     pub last_offer_ms: i64,
     /// Offered or handled contacts per channel.
     pub load: BTreeMap<i32, i32>,
+    /// No new work before this instant (wrap-up held by routing); 0: none.
+    pub hold_until_ms: i64,
 }
 
 impl AgentLive {
@@ -214,7 +216,9 @@ impl AgentLive {
         {
             return false;
         }
-        self.has_room_for(record) && self.meets(&record.tenant, record.requirements_at(now_ms))
+        now_ms >= self.hold_until_ms
+            && self.has_room_for(record)
+            && self.meets(&record.tenant, record.requirements_at(now_ms))
     }
 
     /// Whether the agent's levels for `tenant` meet `requirements`.

@@ -125,7 +125,7 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
         "answered is not abandoned",
     )?;
     check(!state.reserve(&old, &alice, 90_000, &[]).await?, "an agent at capacity gets nothing more")?;
-    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, &no_events).await?;
+    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, 0, &no_events).await?;
     check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
     check(state.handled_by_agent(&alice).await?.is_empty(), "a completed contact is no longer handled")?;
     check(state.reserve(&old, &alice, 90_000, &[]).await?, "completion frees the agent's capacity")?;
@@ -300,6 +300,24 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
     state.remember_agent(&acme, customer, &dana).await?;
     check(state.last_agent(&acme, customer).await?.as_ref() == Some(&dana), "the last agent is remembered")?;
     check(state.last_agent(&globex, customer).await?.is_none(), "per tenant")?;
+
+    // Wrap-up held by routing: the completion that frees the agent holds it
+    // in the same step; presence reporting AVAILABLE ends the hold.
+    let erin = id(AgentId::parse("erin", "a"))?;
+    let hold_queue = id(QueueId::parse("rules-hold", "q"))?;
+    state.upsert_agent(&sample_profile(&erin, &[&acme], 1, 0), true, 10).await?;
+    let first = sample_record(&acme, &hold_queue, CHAT, 0, 1_000);
+    let second = sample_record(&acme, &hold_queue, CHAT, 0, 1_001);
+    state.enqueue(&first, &[]).await?;
+    state.enqueue(&second, &[]).await?;
+    check(state.reserve(&first, &erin, 100_000, &[]).await?, "offer to erin")?;
+    state.accept(&acme, &first.contact, &erin, 71_000, &no_events).await?;
+    state.complete(&acme, &first.contact, &erin, 72_000, 200_000, &no_events).await?;
+    check(state.agent(&erin).await?.is_some_and(|live| live.hold_until_ms == 200_000), "the hold is stored")?;
+    check(!state.reserve(&second, &erin, 150_000, &[]).await?, "no offer during the hold")?;
+    state.upsert_agent(&sample_profile(&erin, &[&acme], 1, 0), true, 80_000).await?;
+    check(state.agent(&erin).await?.is_some_and(|live| live.hold_until_ms == 0), "AVAILABLE ends the hold")?;
+    check(state.reserve(&second, &erin, 150_000, &[]).await?, "offers again after the hold")?;
     Ok(())
 }
 
@@ -475,19 +493,22 @@ pub async fn differential(
                         .map(|(holder, r)| format!("{holder} {r:?}")),
                 ),
             ),
-            (6, Some(record)) => (
-                outcome(
-                    left.complete(&acme, &record.contact, agent, now, &no_events)
-                        .await
-                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
-                ),
-                outcome(
-                    right
-                        .complete(&acme, &record.contact, agent, now, &no_events)
-                        .await
-                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
-                ),
-            ),
+            (6, Some(record)) => {
+                let hold = if random.next(2) == 0 { 0 } else { now + 30 };
+                (
+                    outcome(
+                        left.complete(&acme, &record.contact, agent, now, hold, &no_events)
+                            .await
+                            .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                    ),
+                    outcome(
+                        right
+                            .complete(&acme, &record.contact, agent, now, hold, &no_events)
+                            .await
+                            .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                    ),
+                )
+            }
             (8, Some(record)) => {
                 // A transfer (or overflow) to the other queue, with a
                 // deadline there.

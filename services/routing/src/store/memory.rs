@@ -136,6 +136,20 @@ impl MemoryRoutingState {
         change: impl FnOnce(&mut ContactRecord) -> Result<T, Error>,
         events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
+        self.apply_holding(tenant, contact, now_ms, 0, change, events_for)
+    }
+
+    /// [`Self::apply`], holding the released agent until
+    /// `hold_agent_until_ms` (0: no hold).
+    fn apply_holding<T>(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        now_ms: i64,
+        hold_agent_until_ms: i64,
+        change: impl FnOnce(&mut ContactRecord) -> Result<T, Error>,
+        events_for: EventsFor<'_>,
+    ) -> Result<(T, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
         let before = record.clone();
@@ -150,6 +164,11 @@ impl MemoryRoutingState {
             && let Some(holder) = &before.agent
         {
             state.release(holder, before.channel, now_ms);
+            if hold_agent_until_ms > 0
+                && let Some(live) = state.agents.get_mut(holder)
+            {
+                live.hold_until_ms = hold_agent_until_ms;
+            }
         }
         state.append(events_for(&before, &after));
         Ok((outcome, after))
@@ -206,9 +225,13 @@ impl RoutingState for MemoryRoutingState {
             idle_since_ms: now_ms,
             last_offer_ms: 0,
             load: BTreeMap::new(),
+            hold_until_ms: 0,
         });
         if available && !live.available {
             live.idle_since_ms = now_ms;
+        }
+        if available {
+            live.hold_until_ms = 0;
         }
         live.profile = profile.clone();
         live.available = available;
@@ -246,7 +269,10 @@ impl RoutingState for MemoryRoutingState {
         let Some(current) = state.contacts.get(&(record.tenant.clone(), record.contact.clone())).cloned() else {
             return Ok(false);
         };
-        let can_take = state.agents.get(agent).is_some_and(|live| live.has_room_for(&current));
+        let offer_ms = expire_ms - current.offer_timeout_ms;
+        let can_take = state.agents.get(agent).is_some_and(|live| {
+            live.has_room_for(&current) && (live.hold_until_ms == 0 || offer_ms >= live.hold_until_ms)
+        });
         let same_line = current.queue == record.queue && current.channel == record.channel;
         if current.status != RoutingStatus::Queued || !same_line || !can_take {
             return Ok(false);
@@ -300,9 +326,11 @@ impl RoutingState for MemoryRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
+        hold_agent_until_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for)
+        let complete = |record: &mut ContactRecord| domain::complete(record, agent, now_ms);
+        self.apply_holding(tenant, contact, now_ms, hold_agent_until_ms, complete, events_for)
     }
 
     async fn abandon(

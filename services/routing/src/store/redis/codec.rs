@@ -220,5 +220,6 @@ pub(super) fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Res
         idle_since_ms: fields.get("idle_since").and_then(|value| value.parse().ok()).unwrap_or(0),
         last_offer_ms: fields.get("last_offer").and_then(|value| value.parse().ok()).unwrap_or(0),
         load,
+        hold_until_ms: fields.get("hold_until").and_then(|value| value.parse().ok()).unwrap_or(0),
     })
 }

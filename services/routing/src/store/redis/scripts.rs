@@ -32,6 +32,8 @@ for i = 1, #fields, 2 do
   end
 end
 if on_channel >= tonumber(ARGV[4]) or voice > 0 or (channel == '1' and total > 0) then return 0 end
+local hold = tonumber(redis.call('HGET', KEYS[3], 'hold_until') or '0')
+if hold > 0 and hold > tonumber(ARGV[8]) then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'offered', 'agent', ARGV[2], 'expire_ms', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('ZREM', KEYS[8], ARGV[6])
@@ -80,7 +82,8 @@ if ARGV[21] == '0' then redis.call('ZREM', KEYS[9], ARGV[12]) else redis.call('Z
 -- A terminal record is kept for the retention period (late lookups,
 -- idempotent retries), then expires with its hash.
 if ARGV[4] == 'completed' or ARGV[4] == 'abandoned' then redis.call('PEXPIRE', KEYS[1], ARGV[22]) end
-for i = 23, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
+if ARGV[23] ~= '0' then redis.call('HSET', KEYS[3], 'hold_until', ARGV[23]) end
+for i = 24, #ARGV do redis.call('XADD', KEYS[7], '*', 'e', ARGV[i]) end
 return 1
 ";
 
@@ -97,6 +100,7 @@ local was_available = redis.call('HGET', KEYS[1], 'available')
 redis.call('HSET', KEYS[1], 'profile', ARGV[1], 'available', ARGV[2])
 if ARGV[2] == '1' then
   if was_available ~= '1' then redis.call('HSET', KEYS[1], 'idle_since', ARGV[3]) end
+  redis.call('HDEL', KEYS[1], 'hold_until')
   redis.call('SADD', KEYS[2], ARGV[4])
 else
   redis.call('SREM', KEYS[2], ARGV[4])
