@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod routing_log;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -133,31 +135,35 @@ impl Drop for Process {
 /// Waits until every service reports itself ready (SERVING under its own
 /// service name, which requires its backends to answer).
 pub async fn wait_until_serving(endpoints: &Endpoints, processes: &mut [Process]) {
-    let deadline = Instant::now() + Duration::from_secs(90);
     for service in SERVICES {
-        let url = endpoints.url(service);
-        loop {
-            for process in processes.iter_mut() {
-                if let Ok(Some(status)) = process.child.try_wait() {
-                    panic!("{} exited early with {status}:\n{}", process.label, process.log_tail());
-                }
+        wait_until_url_serving(service, &endpoints.url(service), processes).await;
+    }
+}
+
+/// Waits until the server at `url` reports itself SERVING, failing early
+/// when one of `processes` exits.
+pub async fn wait_until_url_serving(label: &str, url: &str, processes: &mut [Process]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        for process in processes.iter_mut() {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("{} exited early with {status}:\n{}", process.label, process.log_tail());
             }
-            let serving = async {
-                let channel = Channel::from_shared(url.clone()).ok()?.connect().await.ok()?;
-                let response =
-                    HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
-                Some(response.into_inner().status == ServingStatus::Serving as i32)
-            };
-            if serving.await == Some(true) {
-                break;
-            }
-            if Instant::now() > deadline {
-                let logs: Vec<String> =
-                    processes.iter().map(|p| format!("--- {}\n{}", p.label, p.log_tail())).collect();
-                panic!("{service} never became SERVING:\n{}", logs.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let serving = async {
+            let channel = Channel::from_shared(url.to_owned()).ok()?.connect().await.ok()?;
+            let response =
+                HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+            Some(response.into_inner().status == ServingStatus::Serving as i32)
+        };
+        if serving.await == Some(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = processes.iter().map(|p| format!("--- {}\n{}", p.label, p.log_tail())).collect();
+            panic!("{label} never became SERVING:\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -226,4 +232,23 @@ pub fn real_backend_config(kafka: &str, redis: &str, postgres: &str, run: &str, 
         }
     }
     config
+}
+
+/// Configuration lines adding an agent key `e2e-agent-<agent>` for each of
+/// `agents`, to append to [`real_backend_config`].
+pub fn agent_keys_config(agents: &[&str]) -> String {
+    let mut config = String::new();
+    for agent in agents {
+        let key = agent_key(agent);
+        config.push_str(&format!(
+            "[[auth.api_keys]]\nname = \"{key}\"\nsha256 = \"{}\"\nrole = \"agent\"\nagent = \"{agent}\"\n",
+            switchboard_platform::auth::hash_api_key(&key)
+        ));
+    }
+    config
+}
+
+/// The API key [`agent_keys_config`] gives `agent`.
+pub fn agent_key(agent: &str) -> String {
+    format!("e2e-agent-{agent}")
 }

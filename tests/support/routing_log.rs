@@ -1,0 +1,162 @@
+//! Reading the routing topic back and replaying it against the routing
+//! invariants: one offer at a time per contact, per-agent channel capacity
+//! with voice never mixed with other work, one terminal state per contact.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use switchboard_core::event::decode;
+use switchboard_core::time::millis_from_timestamp;
+use switchboard_proto::common::v1::Channel;
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::routing::v1::routing_event;
+
+const VOICE: i32 = Channel::Voice as i32;
+
+/// Every record of partition 0 of `topic`, from the first to the high
+/// watermark at the time of the call.
+pub fn read_whole_topic(brokers: &str, topic: &str) -> Vec<(i64, EventEnvelope)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("observer-{}", switchboard_platform::testing::unique_suffix()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("observer consumer");
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).expect("watermarks");
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning).expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut records = Vec::new();
+    let mut next = 0;
+    while next < high {
+        assert!(Instant::now() < deadline, "read only up to offset {next} of {high} of {topic}");
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let message = message.expect("record");
+        next = message.offset() + 1;
+        records.push((message.offset(), decode(message.payload().expect("payload")).expect("envelope")));
+    }
+    records
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Held {
+    Waiting,
+    Offered(String),
+    Answered(String),
+    Ended(&'static str),
+}
+
+/// What the replay of the routing log found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub violations: Vec<String>,
+    pub duplicates: usize,
+    pub events: usize,
+    /// Contact name to its terminal event kind.
+    pub terminal: HashMap<String, &'static str>,
+    /// Offer time of each contact's offers.
+    pub offer_times: HashMap<String, Vec<i64>>,
+    pub max_load: BTreeMap<String, i32>,
+}
+
+pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, HashMap<i32, i32>>) -> Replay {
+    let mut result = Replay::default();
+    let mut seen = HashSet::new();
+    let mut contacts: HashMap<String, (Held, i32)> = HashMap::new();
+    let mut loads: HashMap<String, BTreeMap<i32, i32>> = HashMap::new();
+    for (offset, envelope) in records {
+        if !seen.insert(envelope.event_id.clone()) {
+            result.duplicates += 1;
+            continue;
+        }
+        result.events += 1;
+        let Some(Payload::Routing(event)) = &envelope.payload else { continue };
+        let Some(kind) = event.kind.clone() else { continue };
+        let mut violation = |what: String| result.violations.push(format!("offset {offset}: {what}"));
+        match kind {
+            routing_event::Kind::Queued(queued) => {
+                if contacts.insert(queued.contact.clone(), (Held::Waiting, queued.channel)).is_some() {
+                    violation(format!("{} queued twice", queued.contact));
+                }
+            }
+            routing_event::Kind::Offered(offered) => {
+                let Some((held, channel)) = contacts.get_mut(&offered.contact) else {
+                    violation(format!("{} offered before it was queued", offered.contact));
+                    continue;
+                };
+                if *held != Held::Waiting {
+                    violation(format!("{} offered to {} while {held:?}", offered.contact, offered.agent));
+                }
+                *held = Held::Offered(offered.agent.clone());
+                let offer_ms = offered.offer_time.as_ref().map_or(0, millis_from_timestamp);
+                result.offer_times.entry(offered.contact.clone()).or_default().push(offer_ms);
+                let load = loads.entry(offered.agent.clone()).or_default();
+                *load.entry(*channel).or_default() += 1;
+                let capacity = capacities.get(&offered.agent).cloned().unwrap_or_default();
+                let total: i32 = load.values().sum();
+                let voice = load.get(&VOICE).copied().unwrap_or(0);
+                let over = load.iter().any(|(channel, load)| *load > capacity.get(channel).copied().unwrap_or(0));
+                if over || (voice > 0 && total > 1) {
+                    violation(format!("{} over capacity with {load:?} (capacity {capacity:?})", offered.agent));
+                }
+                let max = result.max_load.entry(offered.agent.clone()).or_default();
+                *max = (*max).max(total);
+            }
+            routing_event::Kind::OfferWithdrawn(withdrawn) => {
+                let Some((held, channel)) = contacts.get_mut(&withdrawn.contact) else {
+                    violation(format!("{} withdrawn before it was queued", withdrawn.contact));
+                    continue;
+                };
+                if *held != Held::Offered(withdrawn.agent.clone()) {
+                    violation(format!("{} withdrawn from {} while {held:?}", withdrawn.contact, withdrawn.agent));
+                }
+                *held = Held::Waiting;
+                *loads.entry(withdrawn.agent.clone()).or_default().entry(*channel).or_default() -= 1;
+            }
+            routing_event::Kind::Answered(answered) => {
+                let Some((held, _)) = contacts.get_mut(&answered.contact) else {
+                    violation(format!("{} answered before it was queued", answered.contact));
+                    continue;
+                };
+                if *held != Held::Offered(answered.agent.clone()) {
+                    violation(format!("{} answered by {} while {held:?}", answered.contact, answered.agent));
+                }
+                *held = Held::Answered(answered.agent.clone());
+            }
+            routing_event::Kind::Completed(completed) => {
+                let Some((held, channel)) = contacts.get_mut(&completed.contact) else {
+                    violation(format!("{} completed before it was queued", completed.contact));
+                    continue;
+                };
+                if *held != Held::Answered(completed.agent.clone()) {
+                    violation(format!("{} completed by {} while {held:?}", completed.contact, completed.agent));
+                }
+                *held = Held::Ended("completed");
+                *loads.entry(completed.agent.clone()).or_default().entry(*channel).or_default() -= 1;
+                result.terminal.insert(completed.contact.clone(), "completed");
+            }
+            routing_event::Kind::Abandoned(abandoned) => {
+                let Some((held, _)) = contacts.get_mut(&abandoned.contact) else {
+                    violation(format!("{} abandoned before it was queued", abandoned.contact));
+                    continue;
+                };
+                // A ringing offer is withdrawn (customer left) just before.
+                if *held != Held::Waiting {
+                    violation(format!("{} abandoned while {held:?}", abandoned.contact));
+                }
+                *held = Held::Ended("abandoned");
+                result.terminal.insert(abandoned.contact.clone(), "abandoned");
+            }
+        }
+    }
+    for (agent, load) in &loads {
+        if load.values().any(|load| *load != 0) {
+            result.violations.push(format!("{agent} still holds {load:?} after every contact ended"));
+        }
+    }
+    result
+}
