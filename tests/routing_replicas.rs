@@ -139,13 +139,16 @@ struct AgentReport {
     ignored: usize,
     completed: usize,
     errors: usize,
+    /// Times presence marked the agent NOT_RESPONDING (missed offers).
+    not_responding: usize,
     /// Why the session ended before the test stopped it, if it did.
     broken: Option<String>,
 }
 
 /// One agent's desktop: available all along; of each offer it accepts
 /// 70%, rejects 12% and lets 18% time out; completes accepted contacts
-/// after a short handling time.
+/// after a short handling time. When presence marks it NOT_RESPONDING
+/// after missed offers, the agent comes back (as a person would).
 async fn run_agent(presence_url: String, agent: &'static str, seed: u64, stop: CancellationToken) -> AgentReport {
     let mut report = AgentReport::default();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -223,6 +226,13 @@ async fn run_agent(presence_url: String, agent: &'static str, seed: u64, stop: C
             }
             Some(agent_session_response::Kind::ContactCompleted(_)) => report.completed += 1,
             Some(agent_session_response::Kind::Error(_)) => report.errors += 1,
+            Some(agent_session_response::Kind::StateChanged(changed))
+                if changed.state == AgentState::NotResponding as i32 =>
+            {
+                report.not_responding += 1;
+                let back = SetState { state: AgentState::Available as i32, reason: String::new() };
+                send(&requests, agent_session_request::Kind::SetState(back));
+            }
             _ => {}
         }
     }

@@ -151,6 +151,22 @@ pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, Has
                 *held = Held::Ended("abandoned");
                 result.terminal.insert(abandoned.contact.clone(), "abandoned");
             }
+            routing_event::Kind::Transferred(transferred) => {
+                let Some((held, channel)) = contacts.get_mut(&transferred.contact) else {
+                    violation(format!("{} transferred before it was queued", transferred.contact));
+                    continue;
+                };
+                // A ringing offer is withdrawn just before; a handled
+                // contact releases its agent with the transfer itself.
+                match held.clone() {
+                    Held::Waiting => {}
+                    Held::Answered(agent) if agent == transferred.from_agent => {
+                        *loads.entry(agent).or_default().entry(*channel).or_default() -= 1;
+                    }
+                    other => violation(format!("{} transferred while {other:?}", transferred.contact)),
+                }
+                *held = Held::Waiting;
+            }
         }
     }
     for (agent, load) in &loads {
