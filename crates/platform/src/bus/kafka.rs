@@ -125,6 +125,10 @@ impl EventBus for KafkaBus {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
+            // librdkafka's default (500 ms) is how long a fetch may wait at
+            // the broker; tansu waits all of it even when records arrive, so
+            // every hop cost ~0.5 s of latency (measured, docs/benchmarks.md).
+            .set("fetch.wait.max.ms", "10")
             .create_with_context(context)
             .map_err(|error| unavailable("consumer", error))?;
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();

@@ -1,0 +1,413 @@
+//! `latency_bench`: ingest-to-offer latency through the whole system at a
+//! fixed rate. Runs the five services in this process against Kafka, Redis
+//! and PostgreSQL, connects agents over `AgentSession`, then creates chat
+//! contacts through the ingestion API on an open-loop schedule and times
+//! each from its *scheduled* send time (so a stalled system cannot hide its
+//! queueing: no coordinated omission) to its offer arriving on an agent's
+//! stream. Agents accept and complete every offer at once.
+//!
+//! Before the system starts, a raw rdkafka producer (configured like the
+//! platform's: idempotent, `acks=all`, `linger.ms=0`) sends records at the
+//! same rate to the same broker, timed from scheduled send to delivery
+//! report; the system's percentiles are printed next to it as ratios.
+//!
+//! ```sh
+//! cargo run --release --bin latency_bench -- --kafka 127.0.0.1:19092 \
+//!     --redis redis://127.0.0.1:16379 --postgres postgres://postgres@127.0.0.1:15432/postgres \
+//!     --rate 1000 --seconds 10
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchboard::wiring::{Backends, ServiceKind, run_services};
+use switchboard_core::time::{millis_from_timestamp, now_millis};
+use switchboard_platform::Config;
+use switchboard_platform::auth::hash_api_key;
+use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, ServiceEndpoint};
+use switchboard_platform::testing::{authorized, fresh_database, unique_suffix};
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
+use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{
+    AcceptOffer, Agent, AgentSessionRequest, AgentState, CompleteContact, CreateAgentRequest, Hello, SetState,
+    agent_session_request, agent_session_response,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel as GrpcChannel;
+
+const ADMIN: &str = "bench-admin";
+const OPERATOR: &str = "bench-operator";
+const OFFER_TIMEOUT_SECONDS: i64 = 60;
+
+#[derive(Debug, Parser)]
+#[command(about = "Ingest-to-offer latency at a fixed rate, next to a raw rdkafka produce baseline")]
+struct Options {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// An admin URL: the bench creates a fresh database next to it.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Contacts (and baseline records) per second.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Chat capacity of each agent.
+    #[arg(long, default_value_t = 25)]
+    capacity: i32,
+    /// How long to wait for the last offers after the last send.
+    #[arg(long, default_value_t = 30)]
+    drain_seconds: u64,
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64) * quantile).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+const QUANTILES: [(&str, f64); 5] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999), ("max", 1.0)];
+
+fn summary(label: &str, latencies: &mut [Duration]) -> Vec<Duration> {
+    latencies.sort_unstable();
+    let values: Vec<Duration> = QUANTILES.iter().map(|(_, quantile)| percentile(latencies, *quantile)).collect();
+    let cells: Vec<String> =
+        QUANTILES.iter().zip(&values).map(|((name, _), value)| format!("{name} {:>9.2}ms", ms(*value))).collect();
+    println!("  {label:<28} n={:<7} {}", latencies.len(), cells.join("  "));
+    values
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+/// Raw rdkafka: records at `rate` for `seconds`, scheduled send to
+/// delivery report.
+async fn produce_baseline(options: &Options, topic: &str) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &options.kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .create()
+        .context("baseline producer")?;
+    let total = options.rate * options.seconds;
+    let interval = Duration::from_secs(1) / u32::try_from(options.rate).context("rate")?;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut sends = tokio::task::JoinSet::new();
+    for index in 0..total {
+        let scheduled = start + interval * u32::try_from(index).context("count")?;
+        tokio::time::sleep_until(scheduled).await;
+        let producer = producer.clone();
+        let topic = topic.to_owned();
+        sends.spawn(async move {
+            let key = format!("key-{}", index % 1024);
+            let payload = vec![0_u8; 256];
+            let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+            producer.send(record, Duration::from_secs(30)).await.map_err(|(error, _)| anyhow::anyhow!("{error}"))?;
+            Ok::<Duration, anyhow::Error>(scheduled.elapsed())
+        });
+    }
+    let mut latencies = Vec::with_capacity(usize::try_from(total)?);
+    while let Some(sent) = sends.join_next().await {
+        latencies.push(sent??);
+    }
+    Ok((latencies, start.elapsed()))
+}
+
+fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) -> anyhow::Result<Config> {
+    let mut config = Config { instance_id: format!("bench-{run}"), kafka, ..Config::default() };
+    config.redis.url = options.redis.clone();
+    config.redis.pool = format!("bench-{run}");
+    config.postgres.url = postgres;
+    let key = |name: &str, role: &str, tenant: Option<&str>, agent: Option<String>| ApiKeyConfig {
+        name: name.to_owned(),
+        sha256: hash_api_key(name),
+        role: role.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        agent,
+    };
+    let mut api_keys =
+        vec![key(ADMIN, "tenant_admin", Some("bench"), None), key(OPERATOR, "operator_admin", None, None)];
+    for agent in 0..options.agents {
+        api_keys.push(key(&format!("bench-agent-{agent}"), "agent", None, Some(format!("a{agent}"))));
+    }
+    config.auth = AuthConfig { tenants: vec!["bench".to_owned()], api_keys };
+    for endpoint in [
+        &mut config.services.ingestion,
+        &mut config.services.routing,
+        &mut config.services.presence,
+        &mut config.services.crm,
+        &mut config.services.kpi,
+    ] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        *endpoint = ServiceEndpoint { listen: format!("127.0.0.1:{port}"), url: format!("http://127.0.0.1:{port}") };
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn channel(url: &str) -> anyhow::Result<GrpcChannel> {
+    Ok(GrpcChannel::from_shared(url.to_owned())?.connect_lazy())
+}
+
+/// Retries `call` until it succeeds: the services are still starting.
+async fn until_ready<T, F, Fut>(what: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(status) if Instant::now() > deadline => anyhow::bail!("{what}: {status}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// When each contact's offer arrived, by its sequence number, with the
+/// routing decision's time (offer expiry minus the offer timeout).
+type Arrivals = Arc<Mutex<HashMap<usize, (Instant, i64)>>>;
+
+/// One agent: available, accepts every offer and completes it at once.
+async fn run_agent(
+    presence: GrpcChannel,
+    agent: usize,
+    arrivals: Arrivals,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let (requests, outbound) = mpsc::unbounded_channel();
+    let send = |kind| requests.send(AgentSessionRequest { kind: Some(kind) }).map_err(|_| anyhow::anyhow!("closed"));
+    send(agent_session_request::Kind::Hello(Hello { agent: format!("agents/a{agent}") }))?;
+    let available = SetState { state: AgentState::Available as i32, reason: String::new() };
+    send(agent_session_request::Kind::SetState(available))?;
+    let mut client = PresenceServiceClient::new(presence);
+    let key = format!("bench-agent-{agent}");
+    let mut responses =
+        client.agent_session(authorized(&key, UnboundedReceiverStream::new(outbound))).await?.into_inner();
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(()),
+            message = responses.message() => message?,
+        };
+        let Some(kind) = message.and_then(|message| message.kind) else {
+            anyhow::bail!("agent a{agent}: the session ended");
+        };
+        match kind {
+            agent_session_response::Kind::Offer(offer) => {
+                let received = Instant::now();
+                let expire_ms = offer.expire_time.as_ref().map_or(0, millis_from_timestamp);
+                if let Some(sequence) = offer.subject.strip_prefix("bench ").and_then(|rest| rest.parse().ok()) {
+                    let decided_ms = expire_ms - OFFER_TIMEOUT_SECONDS * 1_000;
+                    let mut arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                    arrivals.entry(sequence).or_insert((received, decided_ms));
+                }
+                send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact }))?;
+            }
+            agent_session_response::Kind::OfferAccepted(accepted) => {
+                let complete = CompleteContact {
+                    contact: accepted.contact,
+                    disposition: "bench".to_owned(),
+                    resolved: true,
+                    notes: String::new(),
+                };
+                send(agent_session_request::Kind::CompleteContact(complete))?;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    let run = unique_suffix();
+    let total = usize::try_from(options.rate * options.seconds)?;
+    println!(
+        "rate {}/s for {} s ({total} contacts), {} agents x chat {}",
+        options.rate, options.seconds, options.agents, options.capacity
+    );
+
+    // The platform's admin path creates the topic (3 partitions, like the
+    // services' topics): tansu does not create topics on first produce.
+    let kafka = KafkaConfig {
+        brokers: options.kafka.clone(),
+        partitions: 3,
+        replication_factor: 1,
+        group_prefix: format!("bench-{run}"),
+        topic_prefix: format!("bench-{run}."),
+    };
+    switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
+    let baseline_topic = format!("bench-{run}.baseline");
+    let (mut baseline, baseline_elapsed) = produce_baseline(&options, &baseline_topic).await?;
+    println!("raw rdkafka produce (idempotent, acks=all, linger.ms=0), scheduled send -> delivery report:");
+    println!("  achieved {:.0} records/s", baseline.len() as f64 / baseline_elapsed.as_secs_f64());
+    let baseline_values = summary("produce", &mut baseline);
+
+    let postgres = fresh_database(&options.postgres).await?;
+    let config = config(&options, kafka, postgres, &run)?;
+    let shutdown = CancellationToken::new();
+    let system = tokio::spawn(run_services(
+        config.clone(),
+        ServiceKind::ALL.to_vec(),
+        Backends::External,
+        false,
+        shutdown.clone(),
+    ));
+
+    let routing = RoutingServiceClient::new(channel(&config.services.routing.url)?);
+    let queue = Queue {
+        channels: vec![Channel::Chat as i32],
+        offer_timeout: Some(prost_types::Duration { seconds: OFFER_TIMEOUT_SECONDS, nanos: 0 }),
+        ..Queue::default()
+    };
+    let request =
+        CreateQueueRequest { parent: "tenants/bench".to_owned(), queue_id: "chat".to_owned(), queue: Some(queue) };
+    until_ready("create queue", || {
+        let mut routing = routing.clone();
+        let request = request.clone();
+        async move { routing.create_queue(authorized(ADMIN, request)).await }
+    })
+    .await?;
+    let presence_channel = channel(&config.services.presence.url)?;
+    let presence = PresenceServiceClient::new(presence_channel.clone());
+    for agent in 0..options.agents {
+        let definition = Agent {
+            tenants: vec!["tenants/bench".to_owned()],
+            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: options.capacity }],
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: format!("a{agent}"), agent: Some(definition) };
+        until_ready("create agent", || {
+            let mut presence = presence.clone();
+            let request = request.clone();
+            async move { presence.create_agent(authorized(OPERATOR, request)).await }
+        })
+        .await?;
+    }
+    let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::with_capacity(total)));
+    let stop = CancellationToken::new();
+    let mut agents = tokio::task::JoinSet::new();
+    for agent in 0..options.agents {
+        agents.spawn(run_agent(presence_channel.clone(), agent, arrivals.clone(), stop.clone()));
+    }
+    let ingestion_url = config.services.ingestion.url.clone();
+    let clients: Vec<IngestionServiceClient<GrpcChannel>> = (0..4)
+        .map(|_| Ok(IngestionServiceClient::new(GrpcChannel::from_shared(ingestion_url.clone())?.connect_lazy())))
+        .collect::<anyhow::Result<_>>()?;
+    let create = |sequence: usize| {
+        let mut client = clients[sequence % clients.len()].clone();
+        let contact = Contact {
+            channel: Channel::Chat as i32,
+            from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: format!("{run}-{sequence}") }),
+            queue: "tenants/bench/queues/chat".to_owned(),
+            subject: format!("bench {sequence}"),
+            ..Contact::default()
+        };
+        let request = CreateContactRequest {
+            parent: "tenants/bench".to_owned(),
+            contact: Some(contact),
+            request_id: format!("bench-{run}-{sequence}"),
+        };
+        async move { client.create_contact(authorized(ADMIN, request)).await }
+    };
+    // Warm-up: one contact through the whole path, so every consumer is
+    // assigned and every connection open before the clock starts.
+    until_ready("warm-up contact", || create(usize::MAX)).await?;
+    let warm = Instant::now() + Duration::from_secs(60);
+    while !arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.contains_key(&usize::MAX) {
+        anyhow::ensure!(Instant::now() < warm, "the warm-up contact was never offered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let interval = Duration::from_secs(1) / u32::try_from(options.rate)?;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut scheduled = Vec::with_capacity(total);
+    let mut sends = tokio::task::JoinSet::new();
+    for sequence in 0..total {
+        let at = start + interval * u32::try_from(sequence)?;
+        scheduled.push((at, now_millis() + i64::try_from(at.saturating_duration_since(Instant::now()).as_millis())?));
+        tokio::time::sleep_until(at).await;
+        let call = create(sequence);
+        sends.spawn(async move { call.await.map(|_| at.elapsed()) });
+    }
+    let sent_by = start.elapsed();
+    let mut create_latencies = Vec::with_capacity(total);
+    let mut failed = 0;
+    while let Some(sent) = sends.join_next().await {
+        match sent? {
+            Ok(latency) => create_latencies.push(latency),
+            Err(_) => failed += 1,
+        }
+    }
+    let drain = Instant::now() + Duration::from_secs(options.drain_seconds);
+    loop {
+        let received = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len() - 1;
+        if received >= total - failed || Instant::now() > drain {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let mut offer_latencies = Vec::with_capacity(total);
+    let (mut to_decision, mut decision_to_offer) = (Vec::new(), Vec::new());
+    let mut last_arrival = start;
+    for (sequence, (at, at_ms)) in scheduled.iter().enumerate() {
+        if let Some((received, decided_ms)) = arrivals.get(&sequence) {
+            offer_latencies.push(received.saturating_duration_since(*at));
+            last_arrival = last_arrival.max(*received);
+            let decided = Duration::from_millis(u64::try_from((decided_ms - at_ms).max(0))?);
+            to_decision.push(decided);
+            decision_to_offer.push(received.saturating_duration_since(*at).saturating_sub(decided));
+        }
+    }
+    println!("system, scheduled CreateContact -> Offer on the agent's stream:");
+    println!(
+        "  sent {total} in {:.2} s, {failed} failed; {} offers, last {:.2} s after the first send: {:.0} offers/s",
+        sent_by.as_secs_f64(),
+        offer_latencies.len(),
+        last_arrival.duration_since(start).as_secs_f64(),
+        offer_latencies.len() as f64 / last_arrival.duration_since(start).as_secs_f64()
+    );
+    summary("CreateContact response", &mut create_latencies);
+    summary("scheduled -> routing decision", &mut to_decision);
+    summary("routing decision -> offer", &mut decision_to_offer);
+    let system_values = summary("ingest-to-offer", &mut offer_latencies);
+    let ratios: Vec<String> = QUANTILES
+        .iter()
+        .zip(system_values.iter().zip(&baseline_values))
+        .map(|((name, _), (system, base))| format!("{name} {:.1}x", ms(*system) / ms(*base).max(0.001)))
+        .collect();
+    println!("  ingest-to-offer / raw produce:  {}", ratios.join("  "));
+
+    shutdown.cancel();
+    while let Some(agent) = agents.join_next().await {
+        if let Err(error) = agent? {
+            eprintln!("agent: {error:#}");
+        }
+    }
+    system.await??;
+    Ok(())
+}
