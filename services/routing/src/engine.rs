@@ -78,8 +78,12 @@ impl Engine {
     }
 
     /// Publishes the outbox in order while this relay leads it; returns how
-    /// many events went out. Events are removed only once the broker
-    /// acknowledged them, so a failure retries them, never skips them.
+    /// many events went out. A batch is handed to the producer at once, in
+    /// outbox order (the idempotent producer keeps that order per partition,
+    /// retries included), and its delivery reports are awaited together.
+    /// Events are removed only up to the first one the broker did not
+    /// acknowledge, so a failure retries it and what followed it (consumers
+    /// are idempotent by event id), never skips anything.
     pub async fn relay_once(&self, relay: &str) -> Result<usize, Error> {
         let mut relayed = 0;
         loop {
@@ -87,18 +91,15 @@ impl Engine {
             if pending.is_empty() {
                 return Ok(relayed);
             }
-            let mut published = Vec::with_capacity(pending.len());
-            let mut failure = None;
-            for event in &pending {
-                if let Err(error) = publish_traced(self.bus.as_ref(), ROUTING_TOPIC, &event.envelope).await {
-                    failure = Some(error);
-                    break;
-                }
-                published.push(event.id.clone());
-            }
+            let deliveries = futures::future::join_all(
+                pending.iter().map(|event| publish_traced(self.bus.as_ref(), ROUTING_TOPIC, &event.envelope)),
+            )
+            .await;
+            let acknowledged = deliveries.iter().take_while(|delivery| delivery.is_ok()).count();
+            let published: Vec<String> = pending[..acknowledged].iter().map(|event| event.id.clone()).collect();
             self.state.acknowledge_events(&published).await?;
             relayed += published.len();
-            if let Some(error) = failure {
+            if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 return Err(error);
             }
         }
