@@ -56,7 +56,7 @@ CONFIG_SCHEMA: dict[str, set[str]] = {
     "auth": {"tenants", "api_keys"},
     "services": set(SERVICES),
     "routing": {"offer_sweep_interval_ms"},
-    "presence": {"session_grace_ms"},
+    "presence": {"session_grace_ms", "missed_offers_threshold"},
 }
 
 

@@ -472,4 +472,58 @@ pub(crate) mod tests {
         urgent.enqueue_ms = 1_000_000_000 + 15_000;
         assert!(patient.rank() < urgent.rank(), "waiting longer than a level overtakes it");
     }
+
+    proptest::proptest! {
+        /// Any sequence of transitions, from any agent, at any time: a
+        /// contact is held by at most one agent, and once it ends (completed
+        /// or abandoned, by the customer or by routing) nothing changes it
+        /// again: exactly one terminal state.
+        #[test]
+        fn any_sequence_of_transitions_ends_in_at_most_one_terminal_state(
+            steps in proptest::collection::vec((0u8..9, 0usize..2, 0i64..10_000), 0..40),
+        ) {
+            let agents = [AgentId::parse("alice", "a").expect("agent"), AgentId::parse("bob", "a").expect("agent")];
+            let other_queue = QueueId::parse("billing", "q").expect("queue");
+            let mut contact = record(0, 1_000);
+            contact.rules.deadline_ms = 5_000;
+            let mut ended: Option<ContactRecord> = None;
+            for (operation, agent_index, now) in steps {
+                let agent = &agents[agent_index];
+                let before = contact.clone();
+                let _ = match operation {
+                    0 => reserve(&mut contact, agent, now + 100).map(|_| ()),
+                    1 => accept(&mut contact, agent, now).map(|_| ()),
+                    2 => withdraw(&mut contact, Some(agent), None).map(|_| ()),
+                    3 => complete(&mut contact, agent, now).map(|_| ()),
+                    4 => abandon(&mut contact, now).map(|_| ()),
+                    5 => rules::expire_wait(&mut contact, now).map(|_| ()),
+                    6 => rules::request_callback(&mut contact, "+4915112345678"),
+                    7 => rules::pin_to_agent(&mut contact, agent),
+                    _ => rules::move_to_queue(
+                        &mut contact,
+                        QueueEntry {
+                            queue: other_queue.clone(),
+                            priority: 0,
+                            required_skills: Vec::new(),
+                            strategy: Strategy::LongestIdle,
+                            priority_step_ms: STRICT_PRIORITY_STEP_MS,
+                            offer_timeout_ms: 1_000,
+                            rules: QueueRules::default(),
+                        },
+                    ),
+                };
+                let holds = matches!(contact.status, RoutingStatus::Offered | RoutingStatus::Answered);
+                proptest::prop_assert!(!holds || contact.agent.is_some(), "offered or answered: to one agent");
+                if contact.status == RoutingStatus::Queued {
+                    proptest::prop_assert!(contact.agent.is_none(), "a waiting contact is nobody's");
+                }
+                if let Some(terminal) = &ended {
+                    proptest::prop_assert_eq!(&contact, terminal, "an ended contact never changes");
+                } else if contact.status.is_terminal() {
+                    proptest::prop_assert!(!before.status.is_terminal());
+                    ended = Some(contact.clone());
+                }
+            }
+        }
+    }
 }
