@@ -247,7 +247,11 @@ impl Engine {
         let available = changed.state == AgentState::Available as i32;
         self.state.upsert_agent(&profile, available, now_millis()).await?;
         tracing::info!(agent = %agent, available, "agent availability updated");
-        if !available {
+        // An agent in wrap-up takes no new work but may still answer what
+        // was already ringing when it finished a contact; away, offline or
+        // not responding, its ringing offers go back to their queues.
+        let keeps_ringing_offers = changed.state == AgentState::WrapUp as i32;
+        if !available && !keeps_ringing_offers {
             for offer in self.state.offers_of_agent(&agent).await? {
                 self.withdraw_offer(&offer.tenant, &offer.contact, &agent, WithdrawReason::AgentUnavailable).await?;
             }

@@ -284,6 +284,32 @@ async fn chats_of_an_agent_who_goes_offline_return_to_their_queue_keeping_their_
 }
 
 #[tokio::test]
+async fn an_offer_ringing_when_wrap_up_starts_can_still_be_answered() {
+    let mut routing = Routing::start().await;
+    routing.queue("support", chat_queue()).await;
+    routing.agent_with("alice", AgentState::Available, Vec::new(), 2).await;
+    let first = routing.contact("support").await;
+    assert_eq!(routing.offered().await.contact, first);
+    routing.answer("alice", &first).await;
+    let second = routing.contact("support").await;
+    assert_eq!(routing.offered().await.contact, second);
+    // Alice finishes the first contact and presence puts her in wrap-up;
+    // then bob arrives. Presence events are handled in order, so once a new
+    // contact is offered to bob, the wrap-up was handled too.
+    routing.agent_with("alice", AgentState::WrapUp, Vec::new(), 2).await;
+    routing.agent("bob", AgentState::Available).await;
+    let third = routing.contact("support").await;
+    let offer = routing.offered().await;
+    assert_eq!((offer.contact.as_str(), offer.agent.as_str()), (third.as_str(), "agents/bob"));
+    let ringing = routing.assignment(&second).await;
+    assert_eq!((ringing.status, ringing.agent.as_str()), (ContactStatus::Offered as i32, "agents/alice"));
+    routing.answer("alice", &second).await;
+    let answered = routing.assignment(&second).await;
+    assert_eq!((answered.status, answered.agent.as_str()), (ContactStatus::Answered as i32, "agents/alice"));
+    routing.stop().await;
+}
+
+#[tokio::test]
 async fn a_queued_callback_keeps_its_place_when_the_customer_hangs_up() {
     let mut routing = Routing::start().await;
     routing.queue("support", chat_queue()).await;
