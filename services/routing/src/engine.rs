@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use switchboard_core::event::{ROUTING_TOPIC, envelope_tenant};
 use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
-use switchboard_core::time::{millis_from_duration, now_millis};
+use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -400,10 +400,11 @@ impl Engine {
         self.withdraw_offer(tenant, contact, agent, WithdrawReason::Rejected).await
     }
 
-    /// Completes the contact; the event carries its queue's wrap-up time, so
-    /// presence can start the agent's wrap-up without a queue lookup, and
-    /// the same step holds the agent for it, so no offer reaches the agent
-    /// before presence reports the wrap-up.
+    /// Completes the contact; the event carries its queue's wrap-up time (a
+    /// rule the record took from its queue), so presence can start the
+    /// agent's wrap-up without a queue lookup, and the same step holds the
+    /// agent for it, so no offer reaches the agent before presence reports
+    /// the wrap-up.
     pub async fn complete(
         &self,
         tenant: &TenantId,
@@ -412,16 +413,9 @@ impl Engine {
         disposition: &str,
         resolved: bool,
     ) -> Result<ContactRecord, Error> {
-        let wrap_up = match self.state.get_contact(tenant, contact).await? {
-            Some(current) => self.queues.get_queue(tenant, &current.queue).await?.and_then(|queue| queue.wrap_up_time),
-            None => None,
-        };
-        let wrap_up = wrap_up.filter(|wrap_up| millis_from_duration(wrap_up).is_some_and(|ms| ms > 0));
         let events_for =
-            |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved, wrap_up);
-        let now = now_millis();
-        let hold_until = wrap_up.as_ref().and_then(millis_from_duration).map_or(0, |wrap_up_ms| now + wrap_up_ms);
-        let (_, record) = self.state.complete(tenant, contact, agent, now, hold_until, &events_for).await?;
+            |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
+        let (_, record) = self.state.complete(tenant, contact, agent, now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
         self.changed();
         self.request_match();

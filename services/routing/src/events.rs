@@ -92,12 +92,7 @@ pub fn answered(after: &ContactRecord) -> Vec<EventEnvelope> {
     )]
 }
 
-pub fn completed(
-    after: &ContactRecord,
-    disposition: &str,
-    resolved: bool,
-    wrap_up_time: Option<prost_types::Duration>,
-) -> Vec<EventEnvelope> {
+pub fn completed(after: &ContactRecord, disposition: &str, resolved: bool) -> Vec<EventEnvelope> {
     vec![event(
         after,
         routing_event::Kind::Completed(ContactCompleted {
@@ -110,7 +105,7 @@ pub fn completed(
             resolved,
             answer_time: optional_timestamp(after.answer_ms),
             end_time: optional_timestamp(after.end_ms),
-            wrap_up_time,
+            wrap_up_time: (after.rules.wrap_up_ms > 0).then(|| duration_from_millis(after.rules.wrap_up_ms)),
         }),
     )]
 }

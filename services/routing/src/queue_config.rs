@@ -238,6 +238,7 @@ pub fn queue_entry(
             overflow_queue: QueueId::parse(&queue.overflow_queue, "overflow_queue").ok(),
             callback_number: None,
             end_reason: None,
+            wrap_up_ms: millis(&queue.wrap_up_time).unwrap_or(0),
         },
     }
 }

@@ -36,6 +36,17 @@ pub struct QueueRules {
     pub callback_number: Option<String>,
     /// Set when routing, not the customer, ended the contact unanswered.
     pub end_reason: Option<EndReason>,
+    /// The queue's wrap-up after a completion; 0: none.
+    pub wrap_up_ms: i64,
+}
+
+/// Until when the agent that just completed `after` takes no new work: the
+/// queue's wrap-up from `now_ms`, or 0 (no hold) for any other step.
+pub fn wrap_up_hold_until(after: &ContactRecord, now_ms: i64) -> i64 {
+    if after.status != RoutingStatus::Completed || after.rules.wrap_up_ms <= 0 {
+        return 0;
+    }
+    now_ms.saturating_add(after.rules.wrap_up_ms)
 }
 
 /// Why routing ended a contact nobody answered.

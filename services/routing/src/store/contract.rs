@@ -125,7 +125,7 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
         "answered is not abandoned",
     )?;
     check(!state.reserve(&old, &alice, 90_000, &[]).await?, "an agent at capacity gets nothing more")?;
-    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, 0, &no_events).await?;
+    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, &no_events).await?;
     check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
     check(state.handled_by_agent(&alice).await?.is_empty(), "a completed contact is no longer handled")?;
     check(state.reserve(&old, &alice, 90_000, &[]).await?, "completion frees the agent's capacity")?;
@@ -226,6 +226,7 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
         overflow_queue: Some(back.clone()),
         callback_number: None,
         end_reason: None,
+        wrap_up_ms: 45_000,
     };
     check(state.enqueue(&record, &[]).await?, "enqueue with rules")?;
     let stored = state.get_contact(&acme, &record.contact).await?;
@@ -306,14 +307,18 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
     let erin = id(AgentId::parse("erin", "a"))?;
     let hold_queue = id(QueueId::parse("rules-hold", "q"))?;
     state.upsert_agent(&sample_profile(&erin, &[&acme], 1, 0), true, 10).await?;
-    let first = sample_record(&acme, &hold_queue, CHAT, 0, 1_000);
+    let mut first = sample_record(&acme, &hold_queue, CHAT, 0, 1_000);
+    first.rules.wrap_up_ms = 128_000;
     let second = sample_record(&acme, &hold_queue, CHAT, 0, 1_001);
     state.enqueue(&first, &[]).await?;
     state.enqueue(&second, &[]).await?;
     check(state.reserve(&first, &erin, 100_000, &[]).await?, "offer to erin")?;
     state.accept(&acme, &first.contact, &erin, 71_000, &no_events).await?;
-    state.complete(&acme, &first.contact, &erin, 72_000, 200_000, &no_events).await?;
-    check(state.agent(&erin).await?.is_some_and(|live| live.hold_until_ms == 200_000), "the hold is stored")?;
+    state.complete(&acme, &first.contact, &erin, 72_000, &no_events).await?;
+    check(
+        state.agent(&erin).await?.is_some_and(|live| live.hold_until_ms == 200_000),
+        "the queue's wrap-up holds the agent from the completion",
+    )?;
     check(!state.reserve(&second, &erin, 150_000, &[]).await?, "no offer during the hold")?;
     state.upsert_agent(&sample_profile(&erin, &[&acme], 1, 0), true, 80_000).await?;
     check(state.agent(&erin).await?.is_some_and(|live| live.hold_until_ms == 0), "AVAILABLE ends the hold")?;
@@ -449,7 +454,8 @@ pub async fn differential(
             (0 | 1, _) | (_, None) => {
                 let channel = if random.next(4) == 0 { CHANNEL_VOICE } else { CHAT };
                 let queue = &queues[random.next(2) as usize];
-                let record = sample_record(&acme, queue, channel, random.next(3) as i32, now);
+                let mut record = sample_record(&acme, queue, channel, random.next(3) as i32, now);
+                record.rules.wrap_up_ms = 30 * i64::try_from(random.next(2)).unwrap_or(0);
                 contacts.push(record.clone());
                 (
                     outcome(left.enqueue(&record, &[]).await.map(|added| added.to_string())),
@@ -493,22 +499,19 @@ pub async fn differential(
                         .map(|(holder, r)| format!("{holder} {r:?}")),
                 ),
             ),
-            (6, Some(record)) => {
-                let hold = if random.next(2) == 0 { 0 } else { now + 30 };
-                (
-                    outcome(
-                        left.complete(&acme, &record.contact, agent, now, hold, &no_events)
-                            .await
-                            .map(|(applied, r)| format!("{applied:?} {r:?}")),
-                    ),
-                    outcome(
-                        right
-                            .complete(&acme, &record.contact, agent, now, hold, &no_events)
-                            .await
-                            .map(|(applied, r)| format!("{applied:?} {r:?}")),
-                    ),
-                )
-            }
+            (6, Some(record)) => (
+                outcome(
+                    left.complete(&acme, &record.contact, agent, now, &no_events)
+                        .await
+                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                ),
+                outcome(
+                    right
+                        .complete(&acme, &record.contact, agent, now, &no_events)
+                        .await
+                        .map(|(applied, r)| format!("{applied:?} {r:?}")),
+                ),
+            ),
             (8, Some(record)) => {
                 // A transfer (or overflow) to the other queue, with a
                 // deadline there.

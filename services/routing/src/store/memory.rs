@@ -136,20 +136,6 @@ impl MemoryRoutingState {
         change: impl FnOnce(&mut ContactRecord) -> Result<T, Error>,
         events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
-        self.apply_holding(tenant, contact, now_ms, 0, change, events_for)
-    }
-
-    /// [`Self::apply`], holding the released agent until
-    /// `hold_agent_until_ms` (0: no hold).
-    fn apply_holding<T>(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        now_ms: i64,
-        hold_agent_until_ms: i64,
-        change: impl FnOnce(&mut ContactRecord) -> Result<T, Error>,
-        events_for: EventsFor<'_>,
-    ) -> Result<(T, ContactRecord), Error> {
         let mut state = lock(&self.state);
         let record = state.contact_mut(tenant, contact)?;
         let before = record.clone();
@@ -164,10 +150,11 @@ impl MemoryRoutingState {
             && let Some(holder) = &before.agent
         {
             state.release(holder, before.channel, now_ms);
-            if hold_agent_until_ms > 0
+            let hold_until = domain::rules::wrap_up_hold_until(&after, now_ms);
+            if hold_until > 0
                 && let Some(live) = state.agents.get_mut(holder)
             {
-                live.hold_until_ms = hold_agent_until_ms;
+                live.hold_until_ms = hold_until;
             }
         }
         state.append(events_for(&before, &after));
@@ -326,11 +313,9 @@ impl RoutingState for MemoryRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
-        hold_agent_until_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        let complete = |record: &mut ContactRecord| domain::complete(record, agent, now_ms);
-        self.apply_holding(tenant, contact, now_ms, hold_agent_until_ms, complete, events_for)
+        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for)
     }
 
     async fn abandon(

@@ -138,17 +138,17 @@ pub trait RoutingState: Send + Sync {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(AgentId, ContactRecord), Error>;
-    /// Ends an answered contact. With `hold_agent_until_ms` > 0 the agent
-    /// takes no new work until then (the queue's wrap-up), set in the same
-    /// step that releases its load, so no offer slips in before presence
-    /// reports the wrap-up; presence reporting AVAILABLE ends the hold.
+    /// Ends an answered contact. When its queue has a wrap-up, the agent
+    /// takes no new work until it ends ([`crate::domain::rules::wrap_up_hold_until`]),
+    /// set in the same step that releases its load, so no offer slips in
+    /// before presence reports the wrap-up; presence reporting AVAILABLE
+    /// ends the hold.
     async fn complete(
         &self,
         tenant: &TenantId,
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
-        hold_agent_until_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error>;
     async fn abandon(

@@ -51,6 +51,12 @@ struct StoredRules {
     callback_number: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     end_reason: Option<i32>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    wrap_up_ms: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +114,7 @@ pub(super) fn record_json(record: &ContactRecord) -> Result<String, Error> {
             overflow_queue: rules.overflow_queue.as_ref().map(ToString::to_string),
             callback_number: rules.callback_number.clone(),
             end_reason: rules.end_reason.map(EndReason::to_proto),
+            wrap_up_ms: rules.wrap_up_ms,
         },
     };
     serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
@@ -166,6 +173,7 @@ pub(super) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
                 .transpose()?,
             callback_number: rules.callback_number,
             end_reason: rules.end_reason.and_then(EndReason::from_proto),
+            wrap_up_ms: rules.wrap_up_ms,
         },
     })
 }

@@ -148,20 +148,6 @@ impl RedisRoutingState {
         change: impl Fn(&mut ContactRecord) -> Result<T, Error>,
         events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
-        self.apply_holding(tenant, contact, now_ms, 0, change, events_for).await
-    }
-
-    /// [`Self::apply`], holding the released agent until
-    /// `hold_agent_until_ms` (0: no hold).
-    async fn apply_holding<T>(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        now_ms: i64,
-        hold_agent_until_ms: i64,
-        change: impl Fn(&mut ContactRecord) -> Result<T, Error>,
-        events_for: EventsFor<'_>,
-    ) -> Result<(T, ContactRecord), Error> {
         for _attempt in 0..MAX_TRANSITION_ATTEMPTS {
             let (before, revision) =
                 self.read_revision(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
@@ -217,7 +203,7 @@ impl RedisRoutingState {
                 .arg(now_ms)
                 .arg(deadline)
                 .arg(TERMINAL_RETENTION_MS)
-                .arg(if releases_agent { hold_agent_until_ms } else { 0 })
+                .arg(if releases_agent { domain::rules::wrap_up_hold_until(&after, now_ms) } else { 0 })
                 .arg(&events)
                 .invoke_async(&mut connection)
                 .await
@@ -504,11 +490,9 @@ impl RoutingState for RedisRoutingState {
         contact: &ContactId,
         agent: &AgentId,
         now_ms: i64,
-        hold_agent_until_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        let complete = |record: &mut ContactRecord| domain::complete(record, agent, now_ms);
-        self.apply_holding(tenant, contact, now_ms, hold_agent_until_ms, complete, events_for).await
+        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for).await
     }
 
     async fn abandon(
