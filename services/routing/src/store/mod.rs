@@ -3,6 +3,7 @@
 //! replicas could race on is one atomic step.
 
 pub mod contract;
+pub mod differential;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
