@@ -141,3 +141,27 @@ async fn supervisors_see_live_work_and_force_states_within_their_rights() {
     drop(desktop);
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_shared_agents_work_is_shown_only_to_the_tenant_it_belongs_to() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_shared_bob().await;
+    let mut desktop = cluster.available_desktop("bob").await;
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    desktop.until_offer().await;
+    cluster.wait_for_work("bob", 1).await;
+    let bob_as_seen_by = |key: &'static str| {
+        let mut presence = cluster.presence.clone();
+        async move {
+            let listed = presence.list_agents(authorized(key, ListAgentsRequest::default())).await.unwrap();
+            listed.into_inner().agents.into_iter().find(|agent| agent.name == "agents/bob").expect("bob is listed")
+        }
+    };
+    let for_acme = bob_as_seen_by("acme-admin").await;
+    assert_eq!(for_acme.active_contacts.len(), 1);
+    assert_eq!(for_acme.active_contacts[0].contact, contact);
+    let for_globex = bob_as_seen_by("globex-admin").await;
+    assert_eq!(for_globex.tenants, vec!["tenants/globex".to_owned()], "acme is not revealed to globex");
+    assert!(for_globex.active_contacts.is_empty(), "acme's contact is not shown to globex: {for_globex:?}");
+    cluster.stop().await;
+}
