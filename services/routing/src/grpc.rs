@@ -91,12 +91,13 @@ impl RoutingApi {
     async fn create(&self, principal: Principal, request: CreateQueueRequest) -> Result<Queue, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
         let queue_id = QueueId::parse(&request.queue_id, "queue_id")?;
-        let queue = request.queue.unwrap_or_default();
+        // Named before validation, so rules that refer to the queue itself
+        // (an overflow to itself) are caught.
+        let queue = Queue { name: queue_name(&tenant, &queue_id), ..request.queue.unwrap_or_default() };
         validate_queue(&queue, "queue")?;
         self.authorize_write(&principal, &tenant)?;
         let now = Some(timestamp_from_millis(now_millis()));
-        let queue =
-            with_defaults(Queue { name: queue_name(&tenant, &queue_id), create_time: now, update_time: now, ..queue });
+        let queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
         tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue created");
         Ok(queue)

@@ -397,6 +397,7 @@ async fn queue_rules_are_validated_field_by_field() {
         ),
         (Queue { max_wait: seconds(0), ..chat_queue() }, "queue.max_wait"),
         (Queue { overflow_queue: "Not A Queue".into(), ..chat_queue() }, "queue.overflow_queue"),
+        (Queue { overflow_queue: "q".into(), ..chat_queue() }, "queue.overflow_queue"),
         (Queue { preferred_agent_window: seconds(3_600), ..chat_queue() }, "queue.preferred_agent_window"),
         (
             Queue { business_hours: Some(hours("Mars/Olympus", ClosedAction::Reject)), ..chat_queue() },
