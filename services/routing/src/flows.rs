@@ -42,35 +42,36 @@ impl Engine {
     ) -> Result<(), Error> {
         match arrival(queue, now_ms) {
             Arrival::Open | Arrival::ClosedQueue => Ok(()),
-            Arrival::ClosedReject => {
-                let ended = self
-                    .state
-                    .change(
-                        &record.tenant,
-                        &record.contact,
-                        now_ms,
-                        &|record| reject_closed(record, now_ms),
-                        &events::abandoned,
-                    )
-                    .await;
-                match ended {
-                    Ok(_) => {
-                        tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, "queue closed, contact ended");
-                        Ok(())
-                    }
-                    // Already offered or ended by a faster replica.
-                    Err(error) if error.code == ErrorCode::FailedPrecondition => Ok(()),
-                    Err(error) => Err(error),
-                }
-            }
+            Arrival::ClosedReject => self.reject_closed_arrival(record, now_ms).await,
             Arrival::ClosedOverflow(target) => {
                 let moved = self.move_to(&record.tenant, &record.contact, &target, TransferReason::Closed).await;
                 match moved {
                     Ok(_) => Ok(()),
                     Err(error) if error.code == ErrorCode::FailedPrecondition => Ok(()),
+                    // The overflow queue was deleted: a retry could never
+                    // succeed (and would hold up the partition), so the
+                    // contact ends as at a closed queue without overflow.
+                    Err(error) if error.code == ErrorCode::NotFound => {
+                        tracing::warn!(tenant = %record.tenant, queue = %record.queue, overflow = %target, "overflow queue of a closed queue is missing, contact rejected");
+                        self.reject_closed_arrival(record, now_ms).await
+                    }
                     Err(error) => Err(error),
                 }
             }
+        }
+    }
+
+    /// Ends a contact that arrived at a closed queue (reason CLOSED).
+    async fn reject_closed_arrival(&self, record: &ContactRecord, now_ms: i64) -> Result<(), Error> {
+        let reject = |record: &mut ContactRecord| reject_closed(record, now_ms);
+        match self.state.change(&record.tenant, &record.contact, now_ms, &reject, &events::abandoned).await {
+            Ok(_) => {
+                tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, "queue closed, contact ended");
+                Ok(())
+            }
+            // Already offered or ended by a faster replica.
+            Err(error) if error.code == ErrorCode::FailedPrecondition => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -204,7 +205,14 @@ impl Engine {
         };
         let now = now_millis();
         let change = |record: &mut ContactRecord| match (expire_wait(record, now)?, &entry) {
-            (WaitOutcome::Overflow(_), Some(entry)) => move_to_queue(record, entry.clone()),
+            (WaitOutcome::Overflow(target), Some(entry)) if target == entry.queue => {
+                move_to_queue(record, entry.clone())
+            }
+            // Moved meanwhile to a queue with another overflow: the next
+            // sweep decides on what it is now.
+            (WaitOutcome::Overflow(_), Some(_)) => {
+                Err(Error::failed_precondition(format!("contact `{}` changed its overflow queue", record.contact)))
+            }
             // The overflow queue was deleted: the contact is lost rather
             // than stranded.
             (WaitOutcome::Overflow(_), None) => {

@@ -172,6 +172,9 @@ async fn closed_queues_reject_overflow_or_keep_contacts_by_their_closed_action()
         Queue { business_hours: Some(closed(ClosedAction::Overflow)), overflow_queue: "day".into(), ..chat_queue() };
     routing.queue("evening", overflowing).await;
     routing.queue("mail", Queue { business_hours: Some(closed(ClosedAction::Queue)), ..chat_queue() }).await;
+    let to_nowhere =
+        Queue { business_hours: Some(closed(ClosedAction::Overflow)), overflow_queue: "ghost".into(), ..chat_queue() };
+    routing.queue("late", to_nowhere).await;
 
     let status = routing
         .client
@@ -187,6 +190,9 @@ async fn closed_queues_reject_overflow_or_keep_contacts_by_their_closed_action()
     let rejected = routing.contact("night").await;
     let ended = routing.assignment_until(&rejected, |a| a.status == ContactStatus::Abandoned as i32).await;
     assert_eq!(ended.end_reason, EndReason::Closed as i32);
+    let stranded = routing.contact("late").await;
+    let ended = routing.assignment_until(&stranded, |a| a.status == ContactStatus::Abandoned as i32).await;
+    assert_eq!(ended.end_reason, EndReason::Closed as i32, "an overflow queue that does not exist rejects");
     let redirected = routing.contact("evening").await;
     let moved = routing.transferred().await;
     assert_eq!((moved.contact.as_str(), moved.reason), (redirected.as_str(), TransferReason::Closed as i32));
