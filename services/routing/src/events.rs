@@ -62,9 +62,10 @@ pub fn offered(record: &ContactRecord, agent: &AgentId, offer_ms: i64, expire_ms
     )
 }
 
-/// The offer `before` held ended unanswered.
+/// The offer `before` held ended unanswered; nothing if `before` was not
+/// ringing.
 pub fn withdrawn(before: &ContactRecord, reason: WithdrawReason) -> Vec<EventEnvelope> {
-    let Some(agent) = &before.agent else {
+    let (RoutingStatus::Offered, Some(agent)) = (before.status, &before.agent) else {
         return Vec::new();
     };
     vec![event(
@@ -113,9 +114,8 @@ pub fn completed(after: &ContactRecord, disposition: &str, resolved: bool) -> Ve
 /// The customer left: the ringing offer (if any) is withdrawn, and the
 /// contact is abandoned from the stage it was in.
 pub fn abandoned(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnvelope> {
-    let ringing = before.status == RoutingStatus::Offered;
-    let mut events = if ringing { withdrawn(before, WithdrawReason::CustomerLeft) } else { Vec::new() };
-    let stage = if ringing { AbandonStage::Offered } else { AbandonStage::Queue };
+    let mut events = withdrawn(before, WithdrawReason::CustomerLeft);
+    let stage = if before.status == RoutingStatus::Offered { AbandonStage::Offered } else { AbandonStage::Queue };
     events.push(event(
         after,
         routing_event::Kind::Abandoned(ContactAbandoned {
@@ -136,8 +136,7 @@ pub fn abandoned(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnve
 /// ringing offer is withdrawn, and the move is announced with the agent
 /// that held it (a ringing or answered contact's agent is released).
 pub fn transferred(before: &ContactRecord, after: &ContactRecord, reason: TransferReason) -> Vec<EventEnvelope> {
-    let ringing = before.status == RoutingStatus::Offered;
-    let mut events = if ringing { withdrawn(before, WithdrawReason::Transferred) } else { Vec::new() };
+    let mut events = withdrawn(before, WithdrawReason::Transferred);
     events.push(event(
         after,
         routing_event::Kind::Transferred(ContactTransferred {
