@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_path = out_dir.join("switchboard_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&file_descriptor_set))?;
     tonic_prost_build::configure()
+        .codec_path("crate::codec::SwitchboardCodec")
         .file_descriptor_set_path(&descriptor_path)
         .skip_protoc_run()
         .compile_fds(file_descriptor_set)?;

@@ -6,8 +6,8 @@
 # 1. test-env     start Redis, PostgreSQL and tansu (Kafka protocol) on free
 #                 loopback ports (scripts/test-env.sh; installs what is missing)
 # 2. fmt          cargo fmt --all -- --check
-# 3. clippy       cargo clippy --workspace --all-targets -- -D warnings
-# 4. nextest      cargo nextest run --workspace --no-fail-fast
+# 3. clippy       cargo clippy --workspace --all-targets --all-features -- -D warnings
+# 4. nextest      cargo nextest run --workspace --all-features --no-fail-fast
 # 5. integrator   Python grpcio against `switchboard dev` (tests/python)
 # 6. charts       Helm chart, deploy/k8s and docker-compose checks
 #
@@ -80,7 +80,7 @@ nextest() {
         echo "cargo-nextest is missing: installing it"
         cargo install cargo-nextest --locked || return 1
     fi
-    cargo nextest run --workspace --no-fail-fast
+    cargo nextest run --workspace --all-features --no-fail-fast
 }
 
 integrator() {
@@ -99,7 +99,7 @@ charts() {
 
 step test-env start_env
 step fmt cargo fmt --all -- --check
-step clippy cargo clippy --workspace --all-targets -- -D warnings
+step clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 step nextest nextest
 step integrator integrator
 step charts charts

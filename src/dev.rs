@@ -1,11 +1,11 @@
 //! `switchboard dev`: development tenants and API keys, and the banner that
 //! tells a newcomer where everything is.
 
-use std::net::SocketAddr;
-
 use switchboard_platform::Config;
 use switchboard_platform::auth::hash_api_key;
 use switchboard_platform::config::ApiKeyConfig;
+
+use crate::wiring::StartedService;
 
 /// Development keys: (key, role, tenant, agent). Printed by `dev`; never
 /// configured outside it.
@@ -43,12 +43,13 @@ pub fn apply_dev_defaults(config: &mut Config) -> anyhow::Result<()> {
     config.validate()
 }
 
-pub fn print_banner(endpoints: &[(&'static str, SocketAddr)]) {
+pub fn print_banner(started: &[StartedService]) {
     let mut banner = String::from(
-        "\nswitchboard dev is running (embedded backends; state is lost on exit)\n\n  endpoints (gRPC, reflection and health on each):\n",
+        "\nswitchboard dev is running (embedded backends; state is lost on exit)\n\n  endpoints (gRPC with reflection and health; HTTP with /metrics, /healthz, /readyz):\n",
     );
-    for (name, address) in endpoints {
-        banner.push_str(&format!("    {name:<10} {address}\n"));
+    for service in started {
+        let http = service.http.map(|address| format!("http://{address}")).unwrap_or_default();
+        banner.push_str(&format!("    {:<10} {:<18} {http}\n", service.name, service.grpc.to_string()));
     }
     banner.push_str("\n  development API keys (send as `authorization: Bearer <key>`):\n");
     for (key, role, tenant, agent) in DEV_KEYS {
@@ -56,7 +57,7 @@ pub fn print_banner(endpoints: &[(&'static str, SocketAddr)]) {
         banner.push_str(&format!("    {key:<20} {role:<15} {}\n", scope.unwrap_or_else(|| "all tenants".to_owned())));
     }
     banner.push_str("\n  try: grpcurl -plaintext -H 'authorization: Bearer dev-acme-admin' \\\n         -d '{\"parent\":\"tenants/acme\",\"queue_id\":\"support\",\"queue\":{\"channels\":[\"CHANNEL_CHAT\"]}}' \\\n         ");
-    let routing = endpoints.iter().find(|(name, _)| *name == "routing").map(|(_, address)| address.to_string());
+    let routing = started.iter().find(|service| service.name == "routing").map(|service| service.grpc.to_string());
     banner.push_str(&routing.unwrap_or_default());
     banner.push_str(" switchboard.routing.v1.RoutingService/CreateQueue\n");
     println!("{banner}");

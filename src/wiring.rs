@@ -1,6 +1,7 @@
 //! Starts services on embedded or external backends. In both modes the
 //! services talk only through their gRPC APIs and the event bus.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchboard_core::event::ALL_TOPICS;
@@ -9,6 +10,9 @@ use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::config::ServiceEndpoint;
+pub use switchboard_platform::service::Backends;
+use switchboard_platform::service::{Kit, Listeners, Service, launch};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -36,80 +40,50 @@ impl ServiceKind {
         }
     }
 
-    fn listen_address(self, config: &Config) -> &str {
+    fn endpoint(self, config: &Config) -> &ServiceEndpoint {
         match self {
-            ServiceKind::Ingestion => &config.services.ingestion.listen,
-            ServiceKind::Routing => &config.services.routing.listen,
-            ServiceKind::Presence => &config.services.presence.listen,
-            ServiceKind::Crm => &config.services.crm.listen,
-            ServiceKind::Kpi => &config.services.kpi.listen,
+            ServiceKind::Ingestion => &config.services.ingestion,
+            ServiceKind::Routing => &config.services.routing,
+            ServiceKind::Presence => &config.services.presence,
+            ServiceKind::Crm => &config.services.crm,
+            ServiceKind::Kpi => &config.services.kpi,
+        }
+    }
+
+    /// Builds the service on `backends` and runs it until shutdown.
+    async fn launch(self, kit: Kit, backends: Backends, listeners: Listeners) -> anyhow::Result<()> {
+        match self {
+            ServiceKind::Ingestion => launch::<switchboard_ingestion::Ingestion>(kit, backends, listeners).await,
+            ServiceKind::Routing => launch::<switchboard_routing::Routing>(kit, backends, listeners).await,
+            ServiceKind::Presence => launch::<switchboard_presence::Presence>(kit, backends, listeners).await,
+            ServiceKind::Crm => launch::<switchboard_crm::Crm>(kit, backends, listeners).await,
+            ServiceKind::Kpi => launch::<switchboard_kpi::Kpi>(kit, backends, listeners).await,
+        }
+    }
+
+    fn service_name(self) -> &'static str {
+        match self {
+            ServiceKind::Ingestion => switchboard_ingestion::Ingestion::NAME,
+            ServiceKind::Routing => switchboard_routing::Routing::NAME,
+            ServiceKind::Presence => switchboard_presence::Presence::NAME,
+            ServiceKind::Crm => switchboard_crm::Crm::NAME,
+            ServiceKind::Kpi => switchboard_kpi::Kpi::NAME,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backends {
-    /// In-process bus and in-memory stores (`switchboard dev`).
-    Embedded,
-    /// Kafka, Redis and PostgreSQL from configuration.
-    External,
+/// Where a started service listens.
+#[derive(Debug, Clone)]
+pub struct StartedService {
+    pub name: &'static str,
+    pub grpc: SocketAddr,
+    pub http: Option<SocketAddr>,
 }
 
-type ServiceTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
-
-async fn prepare(
-    kind: ServiceKind,
-    config: &Config,
-    backends: Backends,
-    bus: Arc<dyn EventBus>,
-    access: Arc<AccessControl>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<ServiceTask> {
-    let config_owned = config.clone();
-    let embedded = backends == Backends::Embedded;
-    Ok(match kind {
-        ServiceKind::Ingestion => {
-            let deps = if embedded {
-                switchboard_ingestion::Deps::in_memory(bus, access)
-            } else {
-                switchboard_ingestion::Deps::connect(config, bus, access).await?
-            };
-            Box::pin(switchboard_ingestion::run(config_owned, deps, listener, shutdown))
-        }
-        ServiceKind::Routing => {
-            let deps = if embedded {
-                switchboard_routing::Deps::in_memory(bus, access)
-            } else {
-                switchboard_routing::Deps::connect(config, bus, access).await?
-            };
-            Box::pin(switchboard_routing::run(config_owned, deps, listener, shutdown))
-        }
-        ServiceKind::Presence => {
-            let deps = if embedded {
-                switchboard_presence::Deps::in_memory(bus, access)
-            } else {
-                switchboard_presence::Deps::connect(config, bus, access).await?
-            };
-            Box::pin(switchboard_presence::run(config_owned, deps, listener, shutdown))
-        }
-        ServiceKind::Crm => {
-            let deps = if embedded {
-                switchboard_crm::Deps::in_memory(bus, access)
-            } else {
-                switchboard_crm::Deps::connect(config, bus, access).await?
-            };
-            Box::pin(switchboard_crm::run(config_owned, deps, listener, shutdown))
-        }
-        ServiceKind::Kpi => {
-            let deps = if embedded {
-                switchboard_kpi::Deps::in_memory(bus, access)
-            } else {
-                switchboard_kpi::Deps::connect(config, bus, access).await?
-            };
-            Box::pin(switchboard_kpi::run(config_owned, deps, listener, shutdown))
-        }
-    })
+async fn bind(kind: ServiceKind, what: &str, address: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("{} cannot listen ({what}) on {address}: {error}", kind.name()))
 }
 
 /// Binds, connects and runs `services` until `shutdown`; then waits for
@@ -127,19 +101,25 @@ pub async fn run_services(
         Backends::External => Arc::new(KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?),
     };
     let mut tasks = JoinSet::new();
-    let mut endpoints = Vec::new();
+    let mut started = Vec::new();
     for kind in services {
-        let address = kind.listen_address(&config);
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|error| anyhow::anyhow!("{} cannot listen on {address}: {error}", kind.name()))?;
-        endpoints.push((kind.name(), listener.local_addr()?));
-        let task = prepare(kind, &config, backends, bus.clone(), access.clone(), listener, shutdown.clone()).await?;
+        let endpoint = kind.endpoint(&config);
+        let grpc = bind(kind, "grpc", &endpoint.listen).await?;
+        let http = match endpoint.http_listen.as_str() {
+            "" => None,
+            address => Some(bind(kind, "http", address).await?),
+        };
+        started.push(StartedService {
+            name: kind.name(),
+            grpc: grpc.local_addr()?,
+            http: http.as_ref().map(TcpListener::local_addr).transpose()?,
+        });
+        let kit = Kit::new(kind.service_name(), config.clone(), bus.clone(), access.clone(), shutdown.clone());
         let service_shutdown = shutdown.clone();
         tasks.spawn(async move {
-            let outcome = task.await;
+            let outcome = kind.launch(kit, backends, Listeners { grpc, http }).await;
             if let Err(error) = &outcome {
-                tracing::error!(service = kind.name(), error = %error, "service failed");
+                tracing::error!(service = kind.name(), error = %format!("{error:#}"), "service failed");
                 // One failed service takes the process down so an
                 // orchestrator restarts it, rather than limping on.
                 service_shutdown.cancel();
@@ -147,11 +127,11 @@ pub async fn run_services(
             outcome.map_err(|error| anyhow::anyhow!("{}: {error:#}", kind.name()))
         });
     }
-    for (name, address) in &endpoints {
-        tracing::info!(service = name, %address, "service started");
+    for service in &started {
+        tracing::info!(service = service.name, grpc = %service.grpc, http = ?service.http, "service started");
     }
     if backends == Backends::Embedded {
-        crate::dev::print_banner(&endpoints);
+        crate::dev::print_banner(&started);
         if demo {
             let demo_config = config.clone();
             let demo_shutdown = shutdown.clone();

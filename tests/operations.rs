@@ -86,14 +86,14 @@ fn start_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_redis_down_and_up_while_liveness_holds() {
-    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
     let dir = scratch_dir("readiness");
     let redis_port = free_port();
     let mut redis = start_redis(redis_port, &dir);
     let routing_port = free_port();
-    let run = switchboard_platform::testing::unique_suffix();
+    let run = switchboard_test_support::unique_suffix();
     let env: Vec<(String, String)> = vec![
         ("SWITCHBOARD_KAFKA__BROKERS".into(), kafka),
         ("SWITCHBOARD_KAFKA__TOPIC_PREFIX".into(), format!("ready-{run}.")),
@@ -142,12 +142,12 @@ async fn readiness_follows_redis_down_and_up_while_liveness_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_services_run_in_one_process_and_stop_cleanly() {
-    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
     let dir = scratch_dir("multi");
-    let run = switchboard_platform::testing::unique_suffix();
+    let run = switchboard_test_support::unique_suffix();
     let (crm_port, kpi_port) = (free_port(), free_port());
     let env: Vec<(String, String)> = vec![
         ("SWITCHBOARD_KAFKA__BROKERS".into(), kafka),

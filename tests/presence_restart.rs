@@ -73,11 +73,11 @@ async fn state_of(client: &mut PresenceServiceClient<GrpcChannel>, agent: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_reconnected_agents_keep_their_state_and_absent_ones_go_offline() {
-    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_platform::testing::unique_suffix();
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
     let dir = scratch_dir("presence-restart");
     let config_path = dir.join("switchboard.toml");
     std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, GRACE_MS)).unwrap();

@@ -309,12 +309,12 @@ async fn create_contacts(ingestion_url: String, seed: u64, created_count: Arc<At
 }
 
 async fn replicas_under_load_survive_a_kill(replicas: usize) {
-    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis_url) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis_url) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let began = Instant::now();
-    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_platform::testing::unique_suffix();
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
     let seed: u64 = rand::random();
     eprintln!("run {run}, seed {seed}, {replicas} routing replicas");
     let dir = scratch_dir("routing-replicas");

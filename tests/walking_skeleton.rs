@@ -393,11 +393,11 @@ async fn walking_skeleton_on_switchboard_dev() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walking_skeleton_on_kafka_redis_postgres() {
-    let Some(kafka) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_platform::testing::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_platform::testing::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_platform::testing::unique_suffix();
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
     let dir = scratch_dir("real");
     let config_path = dir.join("switchboard.toml");
     std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000))

@@ -5,6 +5,8 @@
 
 #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod codec;
+
 /// The encoded `FileDescriptorSet` of every Switchboard proto file.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_descriptor.bin"));
 

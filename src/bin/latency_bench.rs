@@ -30,7 +30,6 @@ use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
 use switchboard_platform::auth::hash_api_key;
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, ServiceEndpoint};
-use switchboard_platform::testing::{authorized, fresh_database, unique_suffix};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
@@ -41,6 +40,7 @@ use switchboard_proto::presence::v1::{
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use switchboard_test_support::{authorized, fresh_database, unique_suffix};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -159,7 +159,11 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
         &mut config.services.kpi,
     ] {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        *endpoint = ServiceEndpoint { listen: format!("127.0.0.1:{port}"), url: format!("http://127.0.0.1:{port}") };
+        *endpoint = ServiceEndpoint {
+            listen: format!("127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}"),
+            http_listen: String::new(),
+        };
     }
     config.validate()?;
     Ok(config)

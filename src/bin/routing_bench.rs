@@ -20,7 +20,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use clap::Parser;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
-use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
+use switchboard_platform::bus::{EventBus, RawRecord, Scan, StartFrom, Subscription};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_routing::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use switchboard_routing::engine::Engine;
@@ -61,6 +61,10 @@ impl EventBus for DiscardBus {
         Ok(())
     }
 
+    async fn publish_raw(&self, _record: &RawRecord) -> Result<(), Error> {
+        Ok(())
+    }
+
     async fn subscribe(
         &self,
         _group: &str,
@@ -68,6 +72,10 @@ impl EventBus for DiscardBus {
         _start: StartFrom,
     ) -> Result<Box<dyn Subscription>, Error> {
         Err(Error::internal("the benchmark bus has no subscribers"))
+    }
+
+    async fn scan(&self, _topic: &str, _visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {
+        Ok(())
     }
 
     async fn check(&self) -> Result<(), Error> {
@@ -154,7 +162,7 @@ struct RunReport {
 
 async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyhow::Result<RunReport> {
     let connection = switchboard_platform::redis::connect(&options.redis).await?;
-    let pool = format!("bench-{}", switchboard_platform::testing::unique_suffix());
+    let pool = format!("bench-{}", switchboard_test_support::unique_suffix());
     let state: Arc<dyn RoutingState> = Arc::new(RedisRoutingState::new(connection, &pool));
     let engine = Engine::new(state.clone(), Arc::new(MemoryQueueStore::default()), Arc::new(DiscardBus));
     let now = switchboard_core::time::now_millis();

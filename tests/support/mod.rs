@@ -37,8 +37,7 @@ pub fn free_port() -> u16 {
 }
 
 pub fn scratch_dir(label: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("switchboard-{label}-{}", switchboard_platform::testing::unique_suffix()));
+    let dir = std::env::temp_dir().join(format!("switchboard-{label}-{}", switchboard_test_support::unique_suffix()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }

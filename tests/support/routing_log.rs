@@ -21,7 +21,7 @@ const VOICE: i32 = Channel::Voice as i32;
 pub fn read_whole_topic(brokers: &str, topic: &str) -> Vec<(i64, EventEnvelope)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("observer-{}", switchboard_platform::testing::unique_suffix()))
+        .set("group.id", format!("observer-{}", switchboard_test_support::unique_suffix()))
         .set("enable.auto.commit", "false")
         .create()
         .expect("observer consumer");

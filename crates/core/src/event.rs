@@ -14,7 +14,10 @@ pub const ROUTING_TOPIC: &str = "switchboard.routing.v1";
 /// Agent state changes.
 pub const PRESENCE_TOPIC: &str = "switchboard.presence.v1";
 
-pub const ALL_TOPICS: [&str; 3] = [CONTACTS_TOPIC, ROUTING_TOPIC, PRESENCE_TOPIC];
+/// Records a consumer could never handle ([`DeadLetter`](switchboard_proto::events::v1::DeadLetter)).
+pub const DEAD_LETTER_TOPIC: &str = "switchboard.deadletter.v1";
+
+pub const ALL_TOPICS: [&str; 4] = [CONTACTS_TOPIC, ROUTING_TOPIC, PRESENCE_TOPIC, DEAD_LETTER_TOPIC];
 
 /// Builds an envelope with a fresh UUIDv7 event id, stamped now.
 /// `tenant` is `None` only for operator-level events (agent presence).

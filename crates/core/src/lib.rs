@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod names;
 pub mod principal;
+pub mod text;
 pub mod time;
 
 pub use error::{Error, ErrorCode, Result};

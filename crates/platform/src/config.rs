@@ -158,15 +158,23 @@ pub struct ApiKeyConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceEndpoint {
-    /// Where this service listens.
+    /// Where this service's gRPC API listens.
     pub listen: String,
     /// Where other services reach it.
     pub url: String,
+    /// Where its HTTP server listens (`/metrics`, `/healthz`, `/readyz`
+    /// and the service's own routes); empty: no HTTP server.
+    #[serde(default)]
+    pub http_listen: String,
 }
 
 impl ServiceEndpoint {
     fn local(port: u16) -> Self {
-        ServiceEndpoint { listen: format!("127.0.0.1:{port}"), url: format!("http://127.0.0.1:{port}") }
+        ServiceEndpoint {
+            listen: format!("127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}"),
+            http_listen: format!("127.0.0.1:{}", port + 10),
+        }
     }
 }
 
@@ -267,6 +275,11 @@ impl Config {
                 .listen
                 .parse::<SocketAddr>()
                 .map_err(|error| anyhow::anyhow!("services.{name}.listen `{}`: {error}", endpoint.listen))?;
+            if !endpoint.http_listen.is_empty() {
+                endpoint.http_listen.parse::<SocketAddr>().map_err(|error| {
+                    anyhow::anyhow!("services.{name}.http_listen `{}`: {error}", endpoint.http_listen)
+                })?;
+            }
             if !endpoint.url.starts_with("http://") && !endpoint.url.starts_with("https://") {
                 anyhow::bail!("services.{name}.url must start with http:// or https://");
             }

@@ -7,7 +7,9 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod grpc;
+mod grpc_metrics;
 pub mod message_limit;
+pub mod metrics;
 pub mod pagination;
 pub mod postgres;
 pub mod readiness;
@@ -16,6 +18,5 @@ pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
-pub mod testing;
 
 pub use config::Config;

@@ -2,21 +2,58 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use switchboard_core::Error;
+use switchboard_core::{Error, ErrorCode};
 
 use crate::config::PostgresConfig;
 use crate::readiness::DependencyCheck;
 
-/// An UNAVAILABLE error with the whole cause chain (tokio-postgres says
-/// only "db error" at the top; the server's message is in the source).
-pub fn pg_error(error: impl std::error::Error) -> Error {
-    let mut message = format!("postgres: {error}");
-    let mut source = error.source();
+/// A PostgreSQL failure as a Switchboard error, classified by the server's
+/// SQLSTATE so only what can heal is transient: a lost connection, a server
+/// shutting down or out of resources, a serialization conflict. A value the
+/// server refuses (class 22: a NUL in `text`, an out-of-range number) is
+/// INVALID_ARGUMENT and a constraint violation FAILED_PRECONDITION, which a
+/// consumer dead-letters instead of retrying forever. The server's own text
+/// (tokio-postgres says only "db error" at the top; the rest is in the
+/// source chain) goes to `detail`, for logs, never to clients.
+pub fn pg_error(error: impl std::error::Error + 'static) -> Error {
+    let root: &(dyn std::error::Error + 'static) = &error;
+    let mut detail = format!("postgres: {root}");
+    let mut sqlstate = sqlstate_of(root);
+    let mut source = root.source();
     while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
+        detail.push_str(&format!(": {cause}"));
+        sqlstate = sqlstate.or_else(|| sqlstate_of(cause));
         source = cause.source();
     }
-    Error::unavailable(message)
+    classify_sqlstate(sqlstate.as_deref()).with_detail(detail)
+}
+
+fn sqlstate_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(database_error) = error.downcast_ref::<tokio_postgres::error::DbError>() {
+        return Some(database_error.code().code().to_owned());
+    }
+    error.downcast_ref::<tokio_postgres::Error>()?.code().map(|code| code.code().to_owned())
+}
+
+/// The error class of a SQLSTATE (`None`: no server answer, e.g. a closed
+/// connection or a pool timeout).
+fn classify_sqlstate(sqlstate: Option<&str>) -> Error {
+    let Some(sqlstate) = sqlstate else {
+        return Error::unavailable("the database is unavailable").with_reason("DATABASE_UNAVAILABLE");
+    };
+    match sqlstate.get(..2) {
+        Some("22") => Error::new(ErrorCode::InvalidArgument, "a value of the request cannot be stored")
+            .with_reason("UNSTORABLE_VALUE"),
+        Some("23") => {
+            Error::failed_precondition("the change conflicts with stored data").with_reason("CONSTRAINT_VIOLATION")
+        }
+        Some("40") => Error::new(ErrorCode::Aborted, "a concurrent change got there first; retry")
+            .with_reason("CONCURRENT_CHANGE"),
+        Some("08" | "53" | "57" | "58" | "XX") => {
+            Error::unavailable("the database is unavailable").with_reason("DATABASE_UNAVAILABLE")
+        }
+        _ => Error::internal("the database refused the statement").with_reason("DATABASE_ERROR"),
+    }
 }
 
 /// Serializes migrations of every service (and the creation of their
@@ -103,13 +140,29 @@ pub struct PostgresCheck(pub Pool);
 
 #[async_trait]
 impl DependencyCheck for PostgresCheck {
-    fn name(&self) -> &'static str {
-        "postgres"
+    fn name(&self) -> String {
+        "postgres".to_owned()
     }
 
     async fn check(&self) -> anyhow::Result<()> {
         let client = self.0.get().await?;
         client.query_one("SELECT 1", &[]).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_can_heal_is_transient() {
+        for transient in [None, Some("08006"), Some("57P01"), Some("53300"), Some("40001")] {
+            assert!(classify_sqlstate(transient).is_transient(), "{transient:?}");
+        }
+        let nul_in_text = classify_sqlstate(Some("22021"));
+        assert_eq!((nul_in_text.code, nul_in_text.reason().as_str()), (ErrorCode::InvalidArgument, "UNSTORABLE_VALUE"));
+        assert_eq!(classify_sqlstate(Some("23505")).code, ErrorCode::FailedPrecondition);
+        assert_eq!(classify_sqlstate(Some("42P01")).code, ErrorCode::Internal);
     }
 }

@@ -6,8 +6,19 @@ use switchboard_core::Error;
 
 use crate::readiness::DependencyCheck;
 
+/// A Redis failure as a Switchboard error: what redis-rs would retry (a
+/// dropped connection, a timeout, a server still loading) is transient;
+/// what it would not (a script error, a wrong type) is deterministic and
+/// INTERNAL. The server's text goes to `detail`, for logs only.
 pub fn redis_error(error: redis::RedisError) -> Error {
-    Error::unavailable(format!("redis: {error}"))
+    let detail = format!("redis: {error}");
+    let classified = match error.retry_method() {
+        redis::RetryMethod::NoRetry => {
+            Error::internal("the state store refused the command").with_reason("STATE_STORE_ERROR")
+        }
+        _ => Error::unavailable("the state store is unavailable").with_reason("STATE_STORE_UNAVAILABLE"),
+    };
+    classified.with_detail(detail)
 }
 
 pub async fn connect(url: &str) -> Result<ConnectionManager, Error> {
@@ -22,8 +33,8 @@ pub struct RedisCheck(pub ConnectionManager);
 
 #[async_trait]
 impl DependencyCheck for RedisCheck {
-    fn name(&self) -> &'static str {
-        "redis"
+    fn name(&self) -> String {
+        "redis".to_owned()
     }
 
     async fn check(&self) -> anyhow::Result<()> {

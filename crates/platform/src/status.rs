@@ -41,13 +41,23 @@ fn error_code(code: Code) -> ErrorCode {
     }
 }
 
-/// The gRPC status of an error, with details a client can act on.
+/// How long a client should wait before retrying a transient error.
+pub const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The gRPC status of an error, with details a client can act on:
+/// `ErrorInfo` naming the reason, `BadRequest` naming each bad field,
+/// `ResourceInfo` naming the resource, and `RetryInfo` on the codes a
+/// client should retry. `Error::detail` (a database's own text) is never
+/// part of it.
 pub fn to_status(error: &Error) -> Status {
     let mut metadata = HashMap::new();
     if let Some(resource) = &error.resource {
         metadata.insert("resource".to_owned(), resource.clone());
     }
-    let mut details = ErrorDetails::with_error_info(error.code.reason(), ERROR_DOMAIN, metadata);
+    let mut details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, metadata);
+    if matches!(error.code, ErrorCode::Unavailable | ErrorCode::ResourceExhausted | ErrorCode::Aborted) {
+        details.set_retry_info(Some(RETRY_DELAY));
+    }
     for violation in &error.field_violations {
         details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
     }
@@ -63,6 +73,9 @@ pub fn to_status(error: &Error) -> Status {
 pub fn from_status(status: &Status) -> Error {
     let mut error = Error::new(error_code(status.code()), status.message().to_owned());
     let details = status.get_error_details();
+    if let Some(info) = details.error_info() {
+        error.explicit_reason = known_reason(&info.reason);
+    }
     if let Some(bad_request) = details.bad_request() {
         error.field_violations = bad_request
             .field_violations
@@ -79,6 +92,29 @@ pub fn from_status(status: &Status) -> Error {
     error
 }
 
+/// The reasons other Switchboard services send, kept when a status is
+/// relayed (reasons are `&'static str`: only known ones survive).
+fn known_reason(reason: &str) -> Option<&'static str> {
+    RELAYED_REASONS.iter().copied().find(|known| *known == reason)
+}
+
+/// Reasons a service may receive from another and pass on to its client.
+pub const RELAYED_REASONS: &[&str] = &[
+    "OFFER_EXPIRED",
+    "NOT_OFFERED_TO_AGENT",
+    "CONTACT_ALREADY_ANSWERED",
+    "CONTACT_ENDED",
+    "QUEUE_CLOSED",
+    "CHANNEL_NOT_ACCEPTED",
+    "REQUEST_ID_REUSED",
+    "UNSTORABLE_VALUE",
+    "DATABASE_UNAVAILABLE",
+    "STATE_STORE_UNAVAILABLE",
+    "ROUTING_STATE_REBUILDING",
+    "MESSAGE_TOO_LARGE",
+    "MALFORMED_MESSAGE",
+];
+
 /// `.into_status()` on results of handlers.
 pub trait IntoStatus<T> {
     fn into_status(self) -> Result<T, Status>;
@@ -88,7 +124,7 @@ impl<T> IntoStatus<T> for Result<T, Error> {
     fn into_status(self) -> Result<T, Status> {
         self.map_err(|error| {
             if error.code == ErrorCode::Internal || error.code == ErrorCode::Unavailable {
-                tracing::warn!(code = error.code.reason(), message = %error.message, "request failed");
+                tracing::warn!(code = error.code.name(), reason = %error.reason(), error = %error, "request failed");
             }
             to_status(&error)
         })
@@ -107,6 +143,17 @@ mod tests {
         let back = from_status(&status);
         assert_eq!(back.field_violations, error.field_violations);
         assert_eq!(back.code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn transient_errors_carry_retry_info_and_no_backend_text() {
+        let error = Error::unavailable("the database is unavailable").with_detail("postgres: connection refused");
+        let status = to_status(&error);
+        assert!(status.get_details_retry_info().is_some());
+        assert!(!status.message().contains("postgres"), "{}", status.message());
+        let info = status.get_details_error_info().expect("error info");
+        assert_ne!(info.reason, "UNAVAILABLE");
+        assert!(to_status(&Error::invalid_field("f", "bad")).get_details_retry_info().is_none());
     }
 
     #[test]

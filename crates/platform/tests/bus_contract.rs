@@ -6,7 +6,7 @@
 use switchboard_platform::bus::contract::{at_least_once_in_order, latest_skips_history};
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::testing::{backend_url, isolated_kafka_config, unique_suffix};
+use switchboard_test_support::{backend_url, isolated_kafka_config, unique_suffix};
 
 #[tokio::test]
 async fn memory_bus_passes_the_contract() {

@@ -14,9 +14,9 @@ use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, StartFrom};
 use switchboard_platform::config::TelemetryConfig;
 use switchboard_platform::grpc::CallContext;
-use switchboard_platform::testing::{backend_url, isolated_kafka_config};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactEvent, contact_event};
+use switchboard_test_support::{backend_url, isolated_kafka_config};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 

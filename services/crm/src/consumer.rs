@@ -7,16 +7,15 @@
 use std::sync::Arc;
 
 use prost_types::Timestamp;
-use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC, envelope_tenant};
+use switchboard_core::event::envelope_tenant;
 use switchboard_core::names::{parse_contact, parse_customer, parse_queue};
 use switchboard_core::time::millis_from_timestamp;
 use switchboard_core::{CustomerId, Error, TenantId};
-use switchboard_platform::bus::{Delivery, EventBus, StartFrom, run_consumer};
+use switchboard_platform::bus::Delivery;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactEvent, contact_event};
 use switchboard_proto::routing::v1::{RoutingEvent, routing_event};
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::{EntryStatus, TimelineUpdate};
 use crate::store::CrmStore;
@@ -24,19 +23,15 @@ use crate::store::CrmStore;
 /// The consumer group of the CRM service.
 pub(crate) const CONSUMER_GROUP: &str = "crm";
 
-/// Consumes both topics from the earliest record until `shutdown`.
-pub(crate) async fn run(
+/// The handler of the timeline consumer (both topics, from the earliest
+/// record).
+pub(crate) fn handler(
     store: Arc<dyn CrmStore>,
-    bus: Arc<dyn EventBus>,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    let subscription = bus.subscribe(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC], StartFrom::Earliest).await?;
-    tracing::info!(group = CONSUMER_GROUP, "timeline consumer started");
-    let handler = move |delivery: Delivery| {
+) -> impl Fn(Delivery) -> futures::future::BoxFuture<'static, Result<(), Error>> + Send + Sync + 'static {
+    move |delivery: Delivery| {
         let store = Arc::clone(&store);
-        async move { handle_delivery(store.as_ref(), &delivery.envelope).await }
-    };
-    run_consumer("crm", subscription, handler, shutdown).await
+        Box::pin(async move { handle_delivery(store.as_ref(), &delivery.envelope).await })
+    }
 }
 
 async fn handle_delivery(store: &dyn CrmStore, envelope: &EventEnvelope) -> Result<(), Error> {

@@ -11,13 +11,14 @@ use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC, envelope};
 use switchboard_core::names::contact_name;
 use switchboard_core::time::timestamp_from_millis;
 use switchboard_core::{ContactId, CustomerId, TenantId};
+use switchboard_crm::Crm;
 use switchboard_crm::store::CrmStore;
-use switchboard_crm::{Deps, run};
 use switchboard_platform::Config;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
+use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::{Channel as ContactChannel, ContactStatus, CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{
@@ -30,9 +31,7 @@ use switchboard_proto::routing::v1::{
     ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, ContactTransferred,
     OfferWithdrawn, RoutingEvent, TransferReason, routing_event,
 };
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use switchboard_test_support::{RunningService, kit, start_service};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -48,8 +47,7 @@ struct TestServer {
     /// The service's store, for what the API does not show yet.
     store: Arc<dyn CrmStore>,
     bus: MemoryBus,
-    shutdown: CancellationToken,
-    server: JoinHandle<anyhow::Result<()>>,
+    service: RunningService,
 }
 
 impl TestServer {
@@ -72,20 +70,16 @@ impl TestServer {
         };
         let access = AccessControl::from_config(&auth).expect("access control");
         let bus = MemoryBus::new();
-        let deps = Deps::in_memory(Arc::new(bus.clone()), access);
-        let store = Arc::clone(&deps.store);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("local address");
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(run(Config::default(), deps, listener, shutdown.clone()));
-        let client = connect(&format!("http://{address}")).await;
-        TestServer { client, store, bus, shutdown, server }
+        let mut kit = kit::<Crm>(Config::default(), Arc::new(bus.clone()), access);
+        let crm = Crm::in_memory(&mut kit);
+        let store = Arc::clone(&crm.store);
+        let service = start_service(kit, crm).await;
+        let client = connect(&service.url()).await;
+        TestServer { client, store, bus, service }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        let outcome = tokio::time::timeout(WAIT_LIMIT, self.server).await.expect("server stops in time");
-        outcome.expect("server task").expect("server ends cleanly");
+        self.service.stop().await;
     }
 
     async fn publish(&self, topic: &str, tenant: &TenantId, contact: &ContactId, payload: Payload) {

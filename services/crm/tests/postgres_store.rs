@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use switchboard_core::TenantId;
-use switchboard_crm::Deps;
+use switchboard_crm::Crm;
 use switchboard_crm::domain::{Identity, IdentityKind};
 use switchboard_crm::store::contract;
 use switchboard_crm::store::postgres::{PostgresCrmStore, migrate_schema};
@@ -15,7 +15,8 @@ use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{AuthConfig, PostgresConfig};
 use switchboard_platform::postgres::pool;
-use switchboard_platform::testing::{backend_url, fresh_database};
+use switchboard_platform::service::Service;
+use switchboard_test_support::{backend_url, fresh_database, kit};
 
 async fn fresh_store() -> Option<Arc<PostgresCrmStore>> {
     let admin_url = backend_url("SWITCHBOARD_TEST_POSTGRES")?;
@@ -55,14 +56,15 @@ async fn deps_connect_migrates_and_checks_postgres() {
     let mut config = Config::default();
     config.postgres.url = fresh_database(&admin_url).await.expect("create a test database");
     let access = AccessControl::from_config(&AuthConfig::default()).expect("access");
-    let deps = Deps::connect(&config, Arc::new(MemoryBus::new()), access).await.expect("connect");
-    let names: Vec<&str> = deps.backplane.checks.iter().map(|check| check.name()).collect();
+    let mut kit = kit::<Crm>(config, Arc::new(MemoryBus::new()), access);
+    let crm = Crm::connect(&mut kit).await.expect("connect");
+    let names: Vec<String> = kit.readiness_checks().iter().map(|check| check.name()).collect();
     assert_eq!(names, vec!["kafka", "postgres"]);
-    for check in &deps.backplane.checks {
+    for check in kit.readiness_checks() {
         check.check().await.expect("dependency ready");
     }
     let tenant = TenantId::parse("acme", "tenant").expect("tenant");
     let identity = Identity { kind: IdentityKind::Email, value: "a@example.com".to_owned() };
-    let resolved = deps.store.resolve_customer(&tenant, &identity, "A").await.expect("resolve");
+    let resolved = crm.store.resolve_customer(&tenant, &identity, "A").await.expect("resolve");
     assert!(resolved.created);
 }

@@ -3,7 +3,7 @@
 //! No IO here; every rule names the request field it is about.
 
 use switchboard_core::error::FieldViolation;
-use switchboard_core::{Error, ErrorCode, QueueId, TenantId, names};
+use switchboard_core::{Error, QueueId, TenantId, names};
 use switchboard_proto::common::v1::{Channel, CustomerIdentity, Direction, IdentityKind};
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
 
@@ -76,13 +76,7 @@ impl Violations {
     }
 
     fn into_error(self) -> Error {
-        let Violations(field_violations) = self;
-        let message = field_violations
-            .iter()
-            .map(|violation| format!("invalid `{}`: {}", violation.field, violation.description))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Error { code: ErrorCode::InvalidArgument, message, field_violations, resource: None }
+        Error::invalid_fields(self.0)
     }
 }
 

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
+use switchboard_core::ErrorCode;
 
 fn valid_request() -> CreateContactRequest {
     CreateContactRequest {

@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use switchboard_core::Error;
 use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
-use switchboard_core::time::{now_millis, timestamp_from_millis};
+use switchboard_core::time::timestamp_from_millis;
 use switchboard_platform::bus::{EventBus, publish_traced};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactCreated, ContactEvent, contact_event};
-use tokio_util::sync::CancellationToken;
 
 use crate::store::{ContactRecord, ContactStore, Publication};
 
@@ -105,19 +104,6 @@ impl Outbox {
             tracing::info!(tenant = %record.tenant, contact = %record.contact_id, "outbox relayed an unpublished event");
         }
         Ok(pending.len())
-    }
-
-    /// Relays every `interval` until `shutdown`.
-    pub async fn run_relay(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) -> Result<(), Error> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(interval) => {}
-            }
-            if let Err(error) = self.relay_once(now_millis(), RELAY_DELAY).await {
-                tracing::warn!(error = %error, "outbox relay failed, retrying next round");
-            }
-        }
     }
 }
 

@@ -15,13 +15,13 @@ use switchboard_core::names::parse_contact;
 use switchboard_ingestion::store::postgres::{MIGRATIONS, PostgresContactStore};
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
-use switchboard_platform::testing::{backend_url, fresh_database};
 use switchboard_proto::common::v1::{ContactStatus, Direction};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{
     AbandonContactRequest, Contact, GetContactRequest, ListContactsRequest, contact_event,
 };
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactCreated};
+use switchboard_test_support::{backend_url, fresh_database};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 

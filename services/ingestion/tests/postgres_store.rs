@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use switchboard_ingestion::Deps;
+use switchboard_ingestion::Ingestion;
 use switchboard_ingestion::store::ContactStore;
 use switchboard_ingestion::store::contract::{fresh_tenant, run_contract_suite, sample_record};
 use switchboard_ingestion::store::postgres::{MIGRATIONS, PostgresContactStore};
@@ -16,8 +16,9 @@ use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{AuthConfig, PostgresConfig};
 use switchboard_platform::postgres::{migrate, pool};
-use switchboard_platform::testing::{backend_url, fresh_database};
+use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::Channel;
+use switchboard_test_support::{backend_url, fresh_database, kit};
 
 async fn fresh_store() -> Option<(Arc<dyn ContactStore>, deadpool_postgres::Pool)> {
     let admin_url = backend_url("SWITCHBOARD_TEST_POSTGRES")?;
@@ -86,21 +87,18 @@ async fn deps_connect_migrates_into_the_ingestion_schema() {
     let url = fresh_database(&admin_url).await.expect("fresh database");
     let config = Config { postgres: PostgresConfig { url, pool_size: 2 }, ..Config::default() };
     let access = AccessControl::from_config(&AuthConfig::default()).expect("access");
-    let deps = Deps::connect(&config, Arc::new(MemoryBus::new()), access).await.expect("connect");
-    for check in &deps.backplane.checks {
+    let mut first = kit::<Ingestion>(config.clone(), Arc::new(MemoryBus::new()), access.clone());
+    let ingestion = Ingestion::connect(&mut first).await.expect("connect");
+    for check in first.readiness_checks() {
         if let Err(error) = check.check().await {
             panic!("{} is not ready: {error}", check.name());
         }
     }
     let tenant = fresh_tenant("deps").expect("tenant");
     let record = sample_record(&tenant, "req-1", Channel::Voice, "");
-    deps.store.insert(&record).await.expect("insert");
-    assert_eq!(deps.store.get(&tenant, &record.contact_id).await.expect("get"), Some(record));
+    ingestion.store.insert(&record).await.expect("insert");
+    assert_eq!(ingestion.store.get(&tenant, &record.contact_id).await.expect("get"), Some(record));
     // A second replica starting on the same database migrates nothing.
-    let again = Deps::connect(
-        &config,
-        Arc::new(MemoryBus::new()),
-        AccessControl::from_config(&AuthConfig::default()).expect("access"),
-    );
-    again.await.expect("second connect");
+    let mut again = kit::<Ingestion>(config, Arc::new(MemoryBus::new()), access);
+    Ingestion::connect(&mut again).await.expect("second connect");
 }

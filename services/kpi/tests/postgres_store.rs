@@ -9,10 +9,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use switchboard_core::{ContactId, QueueId, TenantId};
-use switchboard_kpi::Deps;
+use switchboard_kpi::Kpi;
 use switchboard_kpi::domain::{FactsFilter, FactsUpdate, ServiceLevelVariant, recompute, summarize};
 use switchboard_kpi::store::contract::{self, ContactStory, random_stories};
 use switchboard_kpi::store::postgres::{MIGRATION_SERVICE, MIGRATIONS};
@@ -20,8 +18,9 @@ use switchboard_kpi::store::{KpiStore, MemoryKpiStore, PostgresKpiStore};
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
-use switchboard_platform::testing::{backend_url, fresh_database};
+use switchboard_platform::service::Service;
 use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_test_support::{backend_url, fresh_database};
 
 /// A migrated, empty database; `None` when no PostgreSQL is configured.
 async fn fresh_store() -> Option<(PostgresKpiStore, String)> {
@@ -60,8 +59,9 @@ async fn service_on_postgres_serves_the_batch_kpis() {
     let mut config = common::config();
     config.postgres = PostgresConfig { url, pool_size: 4 };
     let bus = MemoryBus::new();
-    let deps = Deps::connect(&config, Arc::new(bus.clone()), common::access(&config)).await.expect("deps");
-    let mut service = common::start(config, deps).await;
+    let mut kit = common::kit(&config, &bus);
+    let kpi = Kpi::connect(&mut kit).await.expect("connect");
+    let mut service = common::start(kit, kpi).await;
 
     let acme = TenantId::parse("acme", "tenant").unwrap();
     let events: Vec<(&'static str, EventEnvelope)> =

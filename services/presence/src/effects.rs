@@ -13,7 +13,6 @@
 //! decided on still holds, and a missed offer is counted by its event id,
 //! so a redelivered miss counts once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::names::parse_agent;
@@ -24,19 +23,18 @@ use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::presence::v1::{ActiveContact, AgentState, StateChangeSource};
 use switchboard_proto::routing::v1::{ContactCompleted, WithdrawReason, routing_event};
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::{is_not_responding, wrap_up_until};
-use crate::sessions::Presence;
+use crate::sessions::PresenceCore;
 use crate::store::LiveState;
 
 /// The consumer group all presence replicas share for state side effects.
 pub const EFFECTS_GROUP: &str = "presence-effects";
 /// How often each replica looks for wrap-ups that ran out.
-const WRAP_UP_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+pub const WRAP_UP_SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 const WRAP_UP_SWEEP_BATCH: usize = 1_000;
 
-impl Presence {
+impl PresenceCore {
     /// The shared consumer's handler.
     pub async fn on_routing_effect(&self, delivery: Delivery) -> Result<(), Error> {
         let Some(Payload::Routing(event)) = delivery.envelope.payload else {
@@ -163,26 +161,15 @@ impl Presence {
     }
 
     /// Returns agents whose wrap-up ran out to AVAILABLE, on whichever
-    /// replica notices first, until `shutdown`.
-    pub async fn run_wrap_up_timer(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(WRAP_UP_SWEEP_INTERVAL) => {}
-            }
-            let expired = match self.live.expired_wrap_ups(now_millis(), WRAP_UP_SWEEP_BATCH).await {
-                Ok(expired) => expired,
-                Err(error) => {
-                    tracing::warn!(error = %error, "wrap-up scan failed, retrying");
-                    continue;
-                }
-            };
-            for (agent, until) in expired {
-                if let Err(error) = self.end_wrap_up(&agent, until).await {
-                    tracing::warn!(agent = %agent, error = %error, "failed to end wrap-up, retrying");
-                }
+    /// replica notices first: one sweep, run on a timer.
+    pub async fn end_expired_wrap_ups(&self) -> Result<(), Error> {
+        let expired = self.live.expired_wrap_ups(now_millis(), WRAP_UP_SWEEP_BATCH).await?;
+        for (agent, until) in expired {
+            if let Err(error) = self.end_wrap_up(&agent, until).await {
+                tracing::warn!(agent = %agent, error = %error, "failed to end wrap-up, retrying");
             }
         }
+        Ok(())
     }
 
     /// Ends the wrap-up that was to end at `until_ms`, if it is still the

@@ -29,7 +29,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::domain::{requested_state, validate_agent};
-use crate::sessions::{Presence, SessionSender, response};
+use crate::sessions::{PresenceCore, SessionSender, response};
 use crate::store::serves;
 
 /// How long a new stream may take to say `hello`.
@@ -37,7 +37,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const SESSION_BUFFER: usize = 64;
 
 pub struct PresenceApi {
-    pub presence: Arc<Presence>,
+    pub presence: Arc<PresenceCore>,
     pub access: Arc<AccessControl>,
     pub routing: RoutingServiceClient<Channel>,
     pub shutdown: CancellationToken,
@@ -181,7 +181,7 @@ impl PresenceApi {
 /// One agent's stream, after `hello`.
 struct Session {
     closed: CancellationToken,
-    presence: Arc<Presence>,
+    presence: Arc<PresenceCore>,
     routing: RoutingServiceClient<Channel>,
     call_context: CallContext,
     agent_id: AgentId,
@@ -396,7 +396,7 @@ impl PresenceService for PresenceApi {
 /// contacts answered and not completed, so a desktop that reconnects after
 /// a crash or a presence restart sees its work again. Best effort: the
 /// session stays open if the work cannot be read.
-async fn resend_work(presence: &Presence, agent_id: &AgentId, sender: &SessionSender) {
+async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &SessionSender) {
     let held = match presence.live.active_contacts(agent_id).await {
         Ok(held) => held,
         Err(error) => {

@@ -39,7 +39,7 @@ struct ActiveSession {
 }
 
 /// The presence core of one replica.
-pub struct Presence {
+pub struct PresenceCore {
     pub agents: Arc<dyn AgentStore>,
     pub live: Arc<dyn LiveStateStore>,
     pub bus: Arc<dyn EventBus>,
@@ -60,15 +60,15 @@ fn status_of(error: &Error) -> Status {
     switchboard_platform::status::to_status(error)
 }
 
-impl Presence {
+impl PresenceCore {
     pub fn new(
         agents: Arc<dyn AgentStore>,
         live: Arc<dyn LiveStateStore>,
         bus: Arc<dyn EventBus>,
         session_grace: Duration,
         missed_offers_threshold: u32,
-    ) -> Presence {
-        Presence {
+    ) -> PresenceCore {
+        PresenceCore {
             agents,
             live,
             bus,
@@ -212,27 +212,26 @@ impl Presence {
         self.sessions().get(agent).is_some_and(|session| session.session_id == session_id)
     }
 
-    /// Renews the lease of every session this replica holds, three times
-    /// per grace period, until `shutdown`. A session another replica took
-    /// over is ended here.
-    pub async fn run_lease_keeper(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
-        let interval = (self.session_grace / 3).max(Duration::from_millis(20));
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(interval) => {}
-            }
-            for (agent, session_id) in self.local_sessions() {
-                match self.live.renew_lease(&agent, &session_id, self.lease_until()).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let error = Error::new(switchboard_core::ErrorCode::Aborted, "the agent connected elsewhere");
-                        self.end_session(&agent, &session_id, &error);
-                    }
-                    Err(error) => tracing::warn!(agent = %agent, error = %error, "lease renewal failed, retrying"),
+    /// How often the leases of this replica's sessions are renewed: three
+    /// times per grace period.
+    pub fn lease_renewal_interval(&self) -> Duration {
+        (self.session_grace / 3).max(Duration::from_millis(20))
+    }
+
+    /// Renews the lease of every session this replica holds: one round,
+    /// run on a timer. A session another replica took over is ended here.
+    pub async fn renew_leases(&self) -> Result<(), Error> {
+        for (agent, session_id) in self.local_sessions() {
+            match self.live.renew_lease(&agent, &session_id, self.lease_until()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let error = Error::new(switchboard_core::ErrorCode::Aborted, "the agent connected elsewhere");
+                    self.end_session(&agent, &session_id, &error);
                 }
+                Err(error) => tracing::warn!(agent = %agent, error = %error, "lease renewal failed, retrying"),
             }
         }
+        Ok(())
     }
 
     /// Takes offline every agent whose session lease ran out (its stream
@@ -260,27 +259,27 @@ impl Presence {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(interval) => {}
             }
-            let expired = match self.live.expired_leases(now_millis(), 1_000).await {
-                Ok(expired) => expired,
-                Err(error) => {
-                    tracing::warn!(error = %error, "lease scan failed, retrying");
-                    continue;
-                }
-            };
-            for (agent, session_id) in expired {
-                // The keeper may simply be late for a session held here.
-                if self.is_local_session(&agent, &session_id) {
-                    continue;
-                }
-                match self.go_offline_after(&agent, &session_id).await {
-                    Ok(true) => tracing::info!(agent = %agent, "session lease ran out, agent went offline"),
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::warn!(agent = %agent, error = %error, "failed to take agent offline, retrying")
-                    }
-                }
+            if let Err(error) = self.take_expired_sessions_offline().await {
+                tracing::warn!(error = %error, "lease scan failed, retrying");
             }
         }
+    }
+
+    /// Takes offline every agent whose session lease ran out and that no
+    /// session of this replica holds.
+    async fn take_expired_sessions_offline(&self) -> Result<(), Error> {
+        for (agent, session_id) in self.live.expired_leases(now_millis(), 1_000).await? {
+            // The keeper may simply be late for a session held here.
+            if self.is_local_session(&agent, &session_id) {
+                continue;
+            }
+            match self.go_offline_after(&agent, &session_id).await {
+                Ok(true) => tracing::info!(agent = %agent, "session lease ran out, agent went offline"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(agent = %agent, error = %error, "failed to take agent offline, retrying"),
+            }
+        }
+        Ok(())
     }
 
     /// The agent's definition, or a bare one (no tenants) for an agent

@@ -5,10 +5,10 @@
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
-use switchboard_platform::testing::{backend_url, fresh_database, unique_suffix};
 use switchboard_presence::store::contract::{agent_store_contract, live_state_contract};
 use switchboard_presence::store::postgres::{MIGRATIONS, PostgresAgentStore};
 use switchboard_presence::store::redis::RedisLiveStateStore;
+use switchboard_test_support::{backend_url, fresh_database, unique_suffix};
 
 #[tokio::test]
 async fn postgres_agent_store_passes_the_contract() {

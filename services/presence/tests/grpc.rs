@@ -16,7 +16,6 @@ use switchboard_core::event::PRESENCE_TOPIC;
 use switchboard_platform::Config;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, StartFrom};
-use switchboard_platform::testing::{access_with_keys, authorized, connect_when_ready, violated_fields};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
@@ -24,10 +23,9 @@ use switchboard_proto::presence::v1::{
     ListAgentsRequest, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
-use tokio::net::TcpListener;
+use switchboard_test_support::{access_with_keys, authorized, connect_when_ready, violated_fields};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
 
@@ -210,18 +208,18 @@ async fn start_replica(
     agents: Arc<dyn switchboard_presence::store::AgentStore>,
     live: Arc<dyn switchboard_presence::store::LiveStateStore>,
     routing_url: &str,
-) -> (PresenceServiceClient<GrpcChannel>, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
+) -> (PresenceServiceClient<GrpcChannel>, switchboard_test_support::RunningService) {
     let mut config = Config::default();
     config.services.routing.url = routing_url.to_owned();
     config.presence.session_grace_ms = 300;
-    config.instance_id = format!("replica-{address}");
-    let backplane = switchboard_platform::service::Backplane::new(Arc::new(bus.clone()), access_with_keys(&KEYS));
-    let deps = switchboard_presence::Deps { agents, live, backplane };
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(switchboard_presence::run(config, deps, listener, shutdown.clone()));
-    (PresenceServiceClient::new(connect_when_ready(address).await.unwrap()), shutdown, server)
+    config.instance_id = format!("replica-{}", switchboard_test_support::unique_suffix());
+    let kit = switchboard_test_support::kit::<switchboard_presence::Presence>(
+        config,
+        Arc::new(bus.clone()),
+        access_with_keys(&KEYS),
+    );
+    let service = switchboard_test_support::start_service(kit, switchboard_presence::Presence { agents, live }).await;
+    (PresenceServiceClient::new(connect_when_ready(service.address).await.unwrap()), service)
 }
 
 #[tokio::test]
@@ -232,8 +230,7 @@ async fn replicas_keep_each_others_agents_and_take_over_a_dead_replicas_agents()
     let live: Arc<dyn switchboard_presence::store::LiveStateStore> =
         Arc::new(switchboard_presence::store::memory::MemoryLiveStateStore::default());
     let routing_url = "http://127.0.0.1:9"; // decisions are not exercised here
-    let (mut first, first_shutdown, first_server) =
-        start_replica(&bus, agents.clone(), live.clone(), routing_url).await;
+    let (mut first, first_service) = start_replica(&bus, agents.clone(), live.clone(), routing_url).await;
     let agent = Agent {
         tenants: vec!["tenants/acme".into()],
         capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
@@ -260,7 +257,7 @@ async fn replicas_keep_each_others_agents_and_take_over_a_dead_replicas_agents()
 
     // A second replica starts (a scale-out or a neighbour's restart): it
     // must leave Alice, connected to the first, alone well past the grace.
-    let (mut second, second_shutdown, second_server) = start_replica(&bus, agents, live, routing_url).await;
+    let (mut second, second_service) = start_replica(&bus, agents, live, routing_url).await;
     let state_of = |client: &mut PresenceServiceClient<GrpcChannel>| {
         let mut client = client.clone();
         async move {
@@ -276,14 +273,12 @@ async fn replicas_keep_each_others_agents_and_take_over_a_dead_replicas_agents()
 
     // The first replica dies: its leases stop being renewed, and the
     // second takes Alice offline once her lease runs out.
-    first_shutdown.cancel();
-    first_server.await.unwrap().unwrap();
+    first_service.stop().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while state_of(&mut second).await != AgentState::Offline as i32 {
         assert!(tokio::time::Instant::now() < deadline, "a dead replica's agent goes offline");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(desktop);
-    second_shutdown.cancel();
-    second_server.await.unwrap().unwrap();
+    second_service.stop().await;
 }

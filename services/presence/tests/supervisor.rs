@@ -9,13 +9,13 @@ mod support;
 use std::time::Duration;
 
 use support::{Cluster, WAIT, publish_contact_to, status_of};
-use switchboard_platform::testing::{authorized, violated_fields};
 use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::presence::v1::{
     AcceptOffer, ActiveContact, AgentState, AgentStateChanged, ListAgentsRequest, SetAgentStateRequest,
     StateChangeSource, WatchAgentStatesRequest, agent_session_request,
 };
 use switchboard_proto::routing::v1::Queue;
+use switchboard_test_support::{authorized, violated_fields};
 use tonic::{Code, Streaming};
 
 fn force(agent: &str, state: AgentState, reason: &str) -> SetAgentStateRequest {

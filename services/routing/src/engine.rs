@@ -22,7 +22,6 @@ use switchboard_proto::ingestion::v1::{Contact, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
 use switchboard_proto::routing::v1::WithdrawReason;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::DEFAULT_OFFER_TIMEOUT_MS;
 use crate::domain::matching::plan_offers;
@@ -34,13 +33,13 @@ use crate::store::{QueueStore, Reservation, RoutingState};
 /// Head contacts per waiting line (queue and channel) considered in one
 /// matching pass.
 const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
-/// Passes without progress before the matcher sleeps again.
+/// Expired offers returned to their queues per sweep.
 const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
 /// A safety net: match even when no event asked for it.
-const MATCH_TICK: Duration = Duration::from_secs(1);
+pub const MATCH_TICK: Duration = Duration::from_secs(1);
 /// How often the relay looks at the outbox when nothing woke it (another
 /// replica's changes, or its own lease just expired).
-const RELAY_TICK: Duration = Duration::from_millis(200);
+pub const RELAY_TICK: Duration = Duration::from_millis(200);
 /// How long one relay leads a pool's outbox without renewing.
 const RELAY_LEASE_MS: i64 = 5_000;
 const RELAY_BATCH: usize = 256;
@@ -49,8 +48,10 @@ pub struct Engine {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
     pub bus: Arc<dyn EventBus>,
-    match_requested: Notify,
-    relay_requested: Notify,
+    /// Notified when a matching pass may find something to offer.
+    pub match_requested: Arc<Notify>,
+    /// Notified when the outbox has new events.
+    pub relay_requested: Arc<Notify>,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -65,7 +66,13 @@ fn tenant_skills(skills: &[switchboard_proto::common::v1::Skill]) -> Result<BTre
 
 impl Engine {
     pub fn new(state: Arc<dyn RoutingState>, queues: Arc<dyn QueueStore>, bus: Arc<dyn EventBus>) -> Engine {
-        Engine { state, queues, bus, match_requested: Notify::new(), relay_requested: Notify::new() }
+        Engine {
+            state,
+            queues,
+            bus,
+            match_requested: Arc::new(Notify::new()),
+            relay_requested: Arc::new(Notify::new()),
+        }
     }
 
     pub fn request_match(&self) {
@@ -101,24 +108,6 @@ impl Engine {
             relayed += published.len();
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 return Err(error);
-            }
-        }
-    }
-
-    /// Relays the outbox whenever it changes (and on a tick) until
-    /// `shutdown`, then once more so nothing this replica did waits.
-    pub async fn run_relay(self: Arc<Self>, relay: String, shutdown: CancellationToken) -> Result<(), Error> {
-        loop {
-            let stopping = tokio::select! {
-                () = shutdown.cancelled() => true,
-                () = self.relay_requested.notified() => false,
-                () = tokio::time::sleep(RELAY_TICK) => false,
-            };
-            if let Err(error) = self.relay_once(&relay).await {
-                tracing::warn!(error = %error, "relaying routing events failed, retrying");
-            }
-            if stopping {
-                return Ok(());
             }
         }
     }
@@ -313,56 +302,27 @@ impl Engine {
         Ok(offered)
     }
 
-    /// Matches whenever asked (and on a slow tick) until `shutdown`.
-    pub async fn run_matcher(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = self.match_requested.notified() => {}
-                () = tokio::time::sleep(MATCH_TICK) => {}
-            }
-            loop {
-                match self.match_once().await {
-                    Ok(0) => break,
-                    Ok(_) => continue,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "matching pass failed");
-                        break;
-                    }
-                }
-            }
-        }
+    /// Matching passes until one offers nothing: run whenever asked (and
+    /// on a slow tick).
+    pub async fn match_until_idle(&self) -> Result<(), Error> {
+        while self.match_once().await? > 0 {}
+        Ok(())
     }
 
-    /// Returns expired offers to their queue until `shutdown`.
-    pub async fn run_offer_sweeper(
-        self: Arc<Self>,
-        interval: Duration,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(interval) => {}
-            }
-            let expired = match self.state.expired_offers(now_millis(), EXPIRED_OFFERS_PER_SWEEP).await {
-                Ok(expired) => expired,
+    /// Returns expired offers to their queue: one sweep, run on a timer.
+    pub async fn sweep_offers(&self) -> Result<(), Error> {
+        let expired = self.state.expired_offers(now_millis(), EXPIRED_OFFERS_PER_SWEEP).await?;
+        for offer in expired {
+            // Another replica or the agent may have resolved it first.
+            match self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await {
+                Ok(_) => {}
+                Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
                 Err(error) => {
-                    tracing::warn!(error = %error, "offer sweep failed");
-                    continue;
-                }
-            };
-            for offer in expired {
-                // Another replica or the agent may have resolved it first.
-                match self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await {
-                    Ok(_) => {}
-                    Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
-                    Err(error) => {
-                        tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed")
-                    }
+                    tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed")
                 }
             }
         }
+        Ok(())
     }
 
     pub async fn accept(

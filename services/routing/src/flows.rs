@@ -3,12 +3,9 @@
 //! is one compare-and-set transition of the store, with its events in the
 //! same atomic step, so replicas racing on one contact apply it once.
 
-use std::time::Duration;
-
 use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
 use switchboard_proto::routing::v1::{Queue, TransferReason};
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::rules::{end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_closed, request_callback};
 use crate::domain::{ContactRecord, EndReason, QueueEntry, RoutingStatus, WaitOutcome};
@@ -229,33 +226,21 @@ impl Engine {
     }
 
     /// Ends or overflows contacts past their allowed wait until `shutdown`.
-    pub async fn run_wait_sweeper(
-        self: std::sync::Arc<Self>,
-        interval: Duration,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(interval) => {}
-            }
-            let expired = match self.state.expired_waits(now_millis(), EXPIRED_WAITS_PER_SWEEP).await {
-                Ok(expired) => expired,
+    /// Ends or overflows every contact whose allowed wait ran out: one
+    /// sweep, run on a timer. A contact another replica or an agent got to
+    /// first is skipped.
+    pub async fn sweep_waits(&self) -> Result<(), Error> {
+        let expired = self.state.expired_waits(now_millis(), EXPIRED_WAITS_PER_SWEEP).await?;
+        for (tenant, contact) in expired {
+            match self.expire_one(&tenant, &contact).await {
+                Ok(()) => {}
+                // Offered, answered or ended meanwhile, or another replica was first.
+                Err(error) if error.code == ErrorCode::FailedPrecondition => {}
                 Err(error) => {
-                    tracing::warn!(error = %error, "wait sweep failed");
-                    continue;
-                }
-            };
-            for (tenant, contact) in expired {
-                match self.expire_one(&tenant, &contact).await {
-                    Ok(()) => {}
-                    // Offered, answered or ended meanwhile, or another replica was first.
-                    Err(error) if error.code == ErrorCode::FailedPrecondition => {}
-                    Err(error) => {
-                        tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "wait expiry failed")
-                    }
+                    tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "wait expiry failed")
                 }
             }
         }
+        Ok(())
     }
 }

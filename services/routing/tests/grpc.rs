@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use prost_types::{Duration as ProtoDuration, FieldMask};
 use switchboard_core::time::now_millis;
-use switchboard_platform::testing::{authorized, next_routing_event};
 use switchboard_proto::common::v1::{Channel, ContactStatus, Skill};
 use switchboard_proto::presence::v1::AgentState;
 use switchboard_proto::routing::v1::{
@@ -17,6 +16,7 @@ use switchboard_proto::routing::v1::{
     GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, Queue, RejectOfferRequest, RoutingStrategy,
     UpdateQueueRequest, WithdrawReason, routing_event,
 };
+use switchboard_test_support::{authorized, next_routing_event};
 use tonic::Code;
 
 mod support;

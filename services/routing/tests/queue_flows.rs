@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use prost_types::{Duration as ProtoDuration, FieldMask};
 use switchboard_core::time::now_millis;
-use switchboard_platform::testing::{authorized, next_routing_event};
 use switchboard_proto::common::v1::{Channel, ContactStatus, Skill};
 use switchboard_proto::presence::v1::AgentState;
 use switchboard_proto::routing::v1::{
@@ -20,6 +19,7 @@ use switchboard_proto::routing::v1::{
     TransferContactRequest, TransferReason, UpdateQueueRequest, WithdrawReason, routing_event,
     transfer_contact_request,
 };
+use switchboard_test_support::{authorized, next_routing_event};
 use tonic::Code;
 
 use support::{Routing, WAIT, code_of};

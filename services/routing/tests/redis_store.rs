@@ -7,7 +7,6 @@
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
-use switchboard_platform::testing::{backend_url, fresh_database, unique_suffix};
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
     answer_pace_contract, differential, outbox_contract, queue_rules_contract, queue_store_contract,
@@ -16,6 +15,7 @@ use switchboard_routing::store::contract::{
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
 use switchboard_routing::store::redis::RedisRoutingState;
+use switchboard_test_support::{backend_url, fresh_database, unique_suffix};
 
 #[tokio::test]
 async fn redis_state_passes_the_contract() {

@@ -16,13 +16,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use switchboard_core::Error;
-use switchboard_core::event::{decode, encode};
+use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 
-use super::{Assignment, Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
+use super::{Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, outgoing_traceparent, received};
 use crate::config::KafkaConfig;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a scan waits for the next record it knows exists.
+const SCAN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn unavailable(context: &str, error: impl std::fmt::Display) -> Error {
     Error::unavailable(format!("kafka {context}: {error}"))
@@ -105,6 +107,69 @@ impl EventBus for KafkaBus {
             .await
             .map(|_delivered| ())
             .map_err(|(error, _record)| unavailable("delivery", error))
+    }
+
+    async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
+        let mut headers = OwnedHeaders::new();
+        if let Some(traceparent) = &record.traceparent {
+            headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
+        }
+        let physical_topic = self.physical_topic(&record.topic);
+        let outgoing = FutureRecord::to(&physical_topic).key(&record.key).payload(&record.payload).headers(headers);
+        self.producer
+            .send(outgoing, DELIVERY_TIMEOUT)
+            .await
+            .map(|_delivered| ())
+            .map_err(|(error, _record)| unavailable("delivery", error))
+    }
+
+    async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {
+        let physical_topic = self.physical_topic(topic);
+        let mut client_config = ClientConfig::new();
+        client_config
+            .set("bootstrap.servers", &self.config.brokers)
+            // Never joins or commits: the id only satisfies the client.
+            .set("group.id", format!("{}.scan", self.config.group_prefix))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: StreamConsumer = client_config.create().map_err(|error| unavailable("scan consumer", error))?;
+        let ends = partition_ends(client_config, &physical_topic).await?;
+        let mut assignment = TopicPartitionList::new();
+        let mut remaining = 0;
+        for (partition, low, high) in &ends {
+            if high > low {
+                assignment
+                    .add_partition_offset(&physical_topic, *partition, rdkafka::Offset::Offset(*low))
+                    .map_err(|error| unavailable("scan assign", error))?;
+                remaining += 1;
+            }
+        }
+        if remaining == 0 {
+            return Ok(());
+        }
+        consumer.assign(&assignment).map_err(|error| unavailable("scan assign", error))?;
+        let mut done: Vec<i32> = Vec::new();
+        while done.len() < remaining {
+            let message = tokio::time::timeout(SCAN_IDLE_TIMEOUT, consumer.recv())
+                .await
+                .map_err(|_| unavailable("scan", "no record arrived before the end of the topic"))?
+                .map_err(|error| unavailable("scan", error))?;
+            let (partition, offset) = (message.partition(), message.offset());
+            let Some((_, _, high)) = ends.iter().find(|(known, _, _)| *known == partition) else {
+                continue;
+            };
+            if offset >= *high || done.contains(&partition) {
+                continue;
+            }
+            if offset + 1 >= *high {
+                done.push(partition);
+            }
+            if visit(raw_record(&message, topic)) == Scan::Stop {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
@@ -209,36 +274,16 @@ impl Subscription for KafkaSubscription {
         self.assignment.clone()
     }
 
-    async fn next(&mut self) -> Result<Delivery, Error> {
-        loop {
-            let message = self.consumer.recv().await.map_err(|error| unavailable("receive", error))?;
-            let traceparent = message.headers().and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|header| header.key == "traceparent")
-                    .and_then(|header| header.value)
-                    .and_then(|value| std::str::from_utf8(value).ok())
-                    .map(str::to_owned)
-            });
-            let physical_topic = message.topic().to_owned();
-            let topic = physical_topic.strip_prefix(&self.topic_prefix).unwrap_or(&physical_topic).to_owned();
-            let (partition, offset) = (message.partition(), message.offset());
-            match decode(message.payload().unwrap_or_default()) {
-                Ok(envelope) => return Ok(Delivery { topic, partition, offset, envelope, traceparent }),
-                Err(error) => {
-                    tracing::warn!(topic, partition, offset, error = %error, "skipping malformed record");
-                    self.consumer
-                        .store_offset(&physical_topic, partition, offset)
-                        .map_err(|error| unavailable("store offset", error))?;
-                }
-            }
-        }
+    async fn receive(&mut self) -> Result<Received, Error> {
+        let message = self.consumer.recv().await.map_err(|error| unavailable("receive", error))?;
+        let topic = logical_topic(message.topic(), &self.topic_prefix);
+        Ok(received(raw_record(&message, &topic)))
     }
 
-    async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
-        let physical_topic = format!("{}{}", self.topic_prefix, delivery.topic);
+    async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error> {
+        let physical_topic = format!("{}{topic}", self.topic_prefix);
         self.consumer
-            .store_offset(&physical_topic, delivery.partition, delivery.offset)
+            .store_offset(&physical_topic, partition, offset)
             .map_err(|error| unavailable("store offset", error))
     }
 
@@ -253,4 +298,52 @@ impl Subscription for KafkaSubscription {
         .await
         .map_err(|error| unavailable("commit", error))?
     }
+}
+
+/// A topic's name without the deployment's prefix.
+fn logical_topic(physical_topic: &str, topic_prefix: &str) -> String {
+    physical_topic.strip_prefix(topic_prefix).unwrap_or(physical_topic).to_owned()
+}
+
+fn raw_record(message: &rdkafka::message::BorrowedMessage<'_>, topic: &str) -> RawRecord {
+    let traceparent = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == "traceparent")
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .map(str::to_owned)
+    });
+    RawRecord {
+        topic: topic.to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().unwrap_or_default().to_vec(),
+        payload: message.payload().unwrap_or_default().to_vec(),
+        traceparent,
+    }
+}
+
+/// Each partition of `physical_topic` with its low and high watermarks.
+async fn partition_ends(client_config: ClientConfig, physical_topic: &str) -> Result<Vec<(i32, i64, i64)>, Error> {
+    let physical_topic = physical_topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config.create().map_err(|error| unavailable("scan metadata", error))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&physical_topic), Duration::from_secs(10))
+            .map_err(|error| unavailable("scan metadata", error))?;
+        let Some(topic) = metadata.topics().iter().find(|topic| topic.name() == physical_topic) else {
+            return Ok(Vec::new());
+        };
+        let mut ends = Vec::new();
+        for partition in topic.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(&physical_topic, partition.id(), Duration::from_secs(10))
+                .map_err(|error| unavailable("scan watermarks", error))?;
+            ends.push((partition.id(), low, high));
+        }
+        Ok(ends)
+    })
+    .await
+    .map_err(|error| unavailable("scan metadata", error))?
 }

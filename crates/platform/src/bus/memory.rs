@@ -8,14 +8,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use switchboard_core::Error;
+use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
-use super::{Assignment, Delivery, EventBus, StartFrom, Subscription, outgoing_traceparent};
+use super::{Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, outgoing_traceparent, received};
+
+/// A stored record: key, value and `traceparent`.
+type Stored = (Vec<u8>, Vec<u8>, Option<String>);
 
 #[derive(Default)]
 struct Log {
-    records_by_topic: HashMap<String, Vec<(EventEnvelope, Option<String>)>>,
+    records_by_topic: HashMap<String, Vec<Stored>>,
     committed_by_group_topic: HashMap<(String, String), i64>,
 }
 
@@ -35,17 +39,33 @@ impl MemoryBus {
         // mutation is one push or insert), so a poisoned lock is still sound.
         self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn append(&self, topic: &str, stored: Stored) {
+        self.lock().records_by_topic.entry(topic.to_owned()).or_default().push(stored);
+        self.appended.notify_waiters();
+    }
+}
+
+fn raw(topic: &str, offset: usize, (key, payload, traceparent): &Stored) -> RawRecord {
+    RawRecord {
+        topic: topic.to_owned(),
+        partition: 0,
+        offset: offset as i64,
+        key: key.clone(),
+        payload: payload.clone(),
+        traceparent: traceparent.clone(),
+    }
 }
 
 #[async_trait]
 impl EventBus for MemoryBus {
     async fn publish(&self, topic: &str, envelope: &EventEnvelope) -> Result<(), Error> {
-        self.lock()
-            .records_by_topic
-            .entry(topic.to_owned())
-            .or_default()
-            .push((envelope.clone(), outgoing_traceparent()));
-        self.appended.notify_waiters();
+        self.append(topic, (envelope.subject.as_bytes().to_vec(), encode(envelope), outgoing_traceparent()));
+        Ok(())
+    }
+
+    async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
+        self.append(&record.topic, (record.key.clone(), record.payload.clone(), record.traceparent.clone()));
         Ok(())
     }
 
@@ -64,6 +84,16 @@ impl EventBus for MemoryBus {
             positions.push(((*topic).to_owned(), position));
         }
         Ok(Box::new(MemorySubscription { bus: self.clone(), group: group.to_owned(), positions, next_topic: 0 }))
+    }
+
+    async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {
+        let records = self.lock().records_by_topic.get(topic).cloned().unwrap_or_default();
+        for (offset, stored) in records.iter().enumerate() {
+            if visit(raw(topic, offset, stored)) == Scan::Stop {
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn check(&self) -> Result<(), Error> {
@@ -85,27 +115,21 @@ struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    fn poll(&mut self) -> Option<Delivery> {
+    fn poll(&mut self) -> Option<RawRecord> {
         let log = self.bus.lock();
         let topic_count = self.positions.len();
         for step in 0..topic_count {
             let index = (self.next_topic + step) % topic_count;
             let (topic, position) = &mut self.positions[index];
-            let Some((envelope, traceparent)) =
+            let Some(stored) =
                 log.records_by_topic.get(topic.as_str()).and_then(|records| records.get(*position as usize))
             else {
                 continue;
             };
-            let delivery = Delivery {
-                topic: topic.clone(),
-                partition: 0,
-                offset: *position,
-                envelope: envelope.clone(),
-                traceparent: traceparent.clone(),
-            };
+            let record = raw(topic, *position as usize, stored);
             *position += 1;
             self.next_topic = (index + 1) % topic_count;
-            return Some(delivery);
+            return Some(record);
         }
         None
     }
@@ -118,7 +142,7 @@ impl Subscription for MemorySubscription {
         Assignment::assigned()
     }
 
-    async fn next(&mut self) -> Result<Delivery, Error> {
+    async fn receive(&mut self) -> Result<Received, Error> {
         loop {
             // Register interest before polling so an append between the
             // poll and the wait still wakes us.
@@ -126,17 +150,17 @@ impl Subscription for MemorySubscription {
             let notified = appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(delivery) = self.poll() {
-                return Ok(delivery);
+            if let Some(record) = self.poll() {
+                return Ok(received(record));
             }
             notified.await;
         }
     }
 
-    async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
+    async fn ack_position(&mut self, topic: &str, _partition: i32, offset: i64) -> Result<(), Error> {
         let mut log = self.bus.lock();
-        let committed = log.committed_by_group_topic.entry((self.group.clone(), delivery.topic.clone())).or_insert(0);
-        *committed = (*committed).max(delivery.offset + 1);
+        let committed = log.committed_by_group_topic.entry((self.group.clone(), topic.to_owned())).or_insert(0);
+        *committed = (*committed).max(offset + 1);
         Ok(())
     }
 

@@ -6,18 +6,16 @@ pub mod contract;
 pub mod kafka;
 pub mod memory;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_core::{Error, ErrorCode};
+use switchboard_core::Error;
+use switchboard_core::event::decode;
 use switchboard_proto::events::v1::EventEnvelope;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::telemetry::{current_traceparent, set_remote_parent};
+use crate::telemetry::current_traceparent;
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +32,60 @@ pub struct Delivery {
     pub offset: i64,
     pub envelope: EventEnvelope,
     pub traceparent: Option<String>,
+    /// The record's key and value as the bus holds them, so a record that
+    /// cannot be handled is dead-lettered byte for byte.
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Delivery {
+    /// The record as the bus holds it.
+    pub fn raw(&self) -> RawRecord {
+        RawRecord {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.clone(),
+            payload: self.payload.clone(),
+            traceparent: self.traceparent.clone(),
+        }
+    }
+}
+
+/// A record as the bus holds it, decoded or not: what a dead letter keeps,
+/// what a replay republishes and what operator tools read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The logical topic (without the deployment's prefix).
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub traceparent: Option<String>,
+}
+
+/// What a subscription hands out: an event, or a record that is not one.
+#[derive(Debug, Clone)]
+pub enum Received {
+    Event(Box<Delivery>),
+    /// A record whose value is not an [`EventEnvelope`]; it can never be
+    /// handled, so the consumer dead-letters it.
+    Malformed(Box<MalformedRecord>),
+}
+
+/// A record that is not an event, and why.
+#[derive(Debug, Clone)]
+pub struct MalformedRecord {
+    pub record: RawRecord,
+    pub error: Error,
+}
+
+/// Whether a scan goes on after a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    Continue,
+    Stop,
 }
 
 #[async_trait]
@@ -43,8 +95,18 @@ pub trait EventBus: Send + Sync + 'static {
     /// the client it is durable.
     async fn publish(&self, topic: &str, envelope: &EventEnvelope) -> Result<(), Error>;
 
+    /// Publishes a record as given (a dead letter, or a replay of one) and
+    /// returns once the broker acknowledged it.
+    async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error>;
+
     /// Joins consumer group `group` on `topics`.
     async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error>;
+
+    /// Reads every record of `topic` from the oldest retained one up to the
+    /// end as it was when the scan began, partition by partition and in
+    /// offset order within each, outside any consumer group (nothing is
+    /// committed). `visit` may stop the scan early.
+    async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error>;
 
     /// Reachability, for readiness.
     async fn check(&self) -> Result<(), Error>;
@@ -74,34 +136,39 @@ impl Assignment {
     }
 }
 
-/// Readiness of a subscription's assignment.
-pub struct AssignmentCheck(pub Assignment);
-
-#[async_trait]
-impl crate::readiness::DependencyCheck for AssignmentCheck {
-    fn name(&self) -> &'static str {
-        "kafka-assignment"
-    }
-
-    async fn check(&self) -> anyhow::Result<()> {
-        if self.0.is_assigned() {
-            return Ok(());
-        }
-        anyhow::bail!("the consumer holds no partitions yet")
-    }
-}
-
 #[async_trait]
 pub trait Subscription: Send {
     /// Whether this subscription holds partitions now.
     fn assignment(&self) -> Assignment;
 
-    /// The next record. Malformed records are skipped with a warning (they
-    /// can never succeed); transport errors are returned.
-    async fn next(&mut self) -> Result<Delivery, Error>;
+    /// The next record, an event or a malformed one; transport errors are
+    /// returned.
+    async fn receive(&mut self) -> Result<Received, Error>;
+
+    /// The record at this position is done with (handled, or
+    /// dead-lettered): its offset may be committed.
+    async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error>;
+
+    /// The next event; malformed records are acknowledged and skipped with
+    /// a warning. For tests and tools: services consume through the kit,
+    /// which dead-letters them instead.
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        loop {
+            match self.receive().await? {
+                Received::Event(delivery) => return Ok(*delivery),
+                Received::Malformed(malformed) => {
+                    let MalformedRecord { record, error } = *malformed;
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %error, "skipping malformed record");
+                    self.ack_position(&record.topic, record.partition, record.offset).await?;
+                }
+            }
+        }
+    }
 
     /// The delivery's side effects are durable: its offset may be committed.
-    async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error>;
+    async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
+        self.ack_position(&delivery.topic, delivery.partition, delivery.offset).await
+    }
 
     /// Commits acknowledged offsets and leaves the group.
     async fn close(self: Box<Self>) -> Result<(), Error>;
@@ -113,67 +180,20 @@ pub async fn publish_traced(bus: &dyn EventBus, topic: &str, envelope: &EventEnv
     bus.publish(topic, envelope).instrument(span).await
 }
 
-/// Runs `handler` on every delivery until `shutdown`. A delivery is acked
-/// only after its handler succeeded; a transient failure is retried with
-/// backoff (never skipped), so side effects happen at least once and
-/// handlers must be idempotent. A handler error that can never succeed
-/// (invalid data) is logged and acked so it does not block the partition.
-pub async fn run_consumer<Handler, HandlerFuture>(
-    consumer_name: &'static str,
-    mut subscription: Box<dyn Subscription>,
-    handler: Handler,
-    shutdown: CancellationToken,
-) -> Result<(), Error>
-where
-    Handler: Fn(Delivery) -> HandlerFuture + Send,
-    HandlerFuture: Future<Output = Result<(), Error>> + Send,
-{
-    'deliveries: loop {
-        let delivery = tokio::select! {
-            () = shutdown.cancelled() => break 'deliveries,
-            next = subscription.next() => next,
-        };
-        let delivery = match delivery {
-            Ok(delivery) => delivery,
-            Err(error) => {
-                tracing::warn!(consumer = consumer_name, error = %error, "consume failed, retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => break 'deliveries,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => continue 'deliveries,
-                }
-            }
-        };
-        let span = tracing::info_span!(
-            "consume",
-            consumer = consumer_name,
-            topic = %delivery.topic,
-            partition = delivery.partition,
-            offset = delivery.offset,
-            event_id = %delivery.envelope.event_id,
-            tenant = %delivery.envelope.tenant,
-        );
-        set_remote_parent(&span, delivery.traceparent.as_deref());
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match handler(delivery.clone()).instrument(span.clone()).await {
-                Ok(()) => break,
-                Err(error) if error.code == ErrorCode::InvalidArgument => {
-                    tracing::error!(parent: &span, error = %error, "event cannot be handled, skipping it");
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(parent: &span, error = %error, backoff_ms = backoff.as_millis() as u64, "handler failed, retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break 'deliveries,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        subscription.ack(&delivery).await?;
+/// A record's value decoded: an event, or a malformed record.
+pub(crate) fn received(record: RawRecord) -> Received {
+    match decode(&record.payload) {
+        Ok(envelope) => Received::Event(Box::new(Delivery {
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            envelope,
+            traceparent: record.traceparent,
+            key: record.key,
+            payload: record.payload,
+        })),
+        Err(error) => Received::Malformed(Box::new(MalformedRecord { record, error })),
     }
-    subscription.close().await
 }
 
 /// The `traceparent` to attach to an outgoing record.

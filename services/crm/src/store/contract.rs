@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use switchboard_core::{ContactId, CustomerId, ErrorCode, TenantId};
-use switchboard_platform::testing::unique_suffix;
+use switchboard_test_support::unique_suffix;
 
 use super::{CrmStore, Customer};
 use crate::domain::{

@@ -2,6 +2,7 @@
 //! [`CrmStore`], with an in-memory implementation for `switchboard dev` and a
 //! PostgreSQL one for production; both pass the suite in [`contract`].
 
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
 pub mod postgres;

@@ -10,9 +10,9 @@ use anyhow::{Context, ensure};
 use futures::future::join_all;
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ContactId, TenantId, names};
-use switchboard_platform::testing::unique_suffix;
 use switchboard_proto::common::v1::{Channel, CustomerIdentity, Direction, IdentityKind};
 use switchboard_proto::ingestion::v1::Contact;
+use switchboard_test_support::unique_suffix;
 
 use super::{Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication, mint_event_id};
 

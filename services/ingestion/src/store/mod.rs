@@ -2,6 +2,7 @@
 //! in-memory implementation (`dev` mode, tests) and a PostgreSQL one, both
 //! held to the same [`contract`] suite.
 
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
 pub mod postgres;

@@ -10,13 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchboard_core::event::CONTACTS_TOPIC;
 use switchboard_core::{CustomerId, Error, TenantId, names};
+use switchboard_ingestion::Ingestion;
 use switchboard_ingestion::store::ContactStore;
-use switchboard_ingestion::{Deps, run};
 use switchboard_platform::Config;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
+use switchboard_platform::bus::{EventBus, RawRecord, Scan, StartFrom, Subscription};
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
+use switchboard_platform::service::Service;
 use switchboard_platform::status::to_status;
 use switchboard_proto::common::v1::{Channel, ContactStatus, CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1::crm_service_server::{CrmService, CrmServiceServer};
@@ -26,8 +27,8 @@ use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionService
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
 use switchboard_proto::routing::v1::routing_service_server::{RoutingService, RoutingServiceServer};
 use switchboard_proto::routing::v1::*;
+use switchboard_test_support::{RunningService, kit, start_service};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
@@ -203,8 +204,16 @@ impl EventBus for FlakyBus {
         Ok(())
     }
 
+    async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
+        self.inner.publish_raw(record).await
+    }
+
     async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
         self.inner.subscribe(group, topics, start).await
+    }
+
+    async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {
+        self.inner.scan(topic, visit).await
     }
 
     async fn check(&self) -> Result<(), Error> {
@@ -268,8 +277,9 @@ pub struct Harness {
     pub crm: Arc<FakeCrm>,
     pub config: Config,
     events: Box<dyn Subscription>,
-    shutdown: CancellationToken,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Stops the fake routing and CRM servers.
+    fakes: CancellationToken,
+    service: Option<RunningService>,
 }
 
 impl Harness {
@@ -296,16 +306,15 @@ impl Harness {
         let bus = FlakyBus::default();
         let events = bus.subscribe("ingestion-test", &[CONTACTS_TOPIC], StartFrom::Earliest).await.unwrap();
         let access = AccessControl::from_config(&config.auth).unwrap();
-        let mut deps = Deps::in_memory(Arc::new(bus.clone()), access);
+        let mut kit = kit::<Ingestion>(config.clone(), Arc::new(bus.clone()), access);
+        let mut service = Ingestion::in_memory(&mut kit);
         if let Some(store) = store {
-            deps.store = store;
+            service.store = store;
         }
-        let store = Arc::clone(&deps.store);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(run(config.clone(), deps, listener, shutdown.clone()));
-        let client = IngestionServiceClient::new(connect(url).await);
-        Harness { client, store, bus, routing, crm, config, events, shutdown, server: Some(server) }
+        let store = Arc::clone(&service.store);
+        let running = start_service(kit, service).await;
+        let client = IngestionServiceClient::new(connect(running.url()).await);
+        Harness { client, store, bus, routing, crm, config, events, fakes: shutdown, service: Some(running) }
     }
 
     /// The next event on the contacts topic; fails the test if none comes.
@@ -336,16 +345,19 @@ impl Harness {
 
     /// Stops the service and waits for it to drain.
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(PATIENCE, server).await.expect("drained in time").unwrap().unwrap();
+        if let Some(service) = self.service.take() {
+            service.stop().await;
         }
+        self.fakes.cancel();
     }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.fakes.cancel();
+        if let Some(service) = &self.service {
+            service.shutdown.cancel();
+        }
     }
 }
 

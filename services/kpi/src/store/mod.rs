@@ -2,9 +2,11 @@
 //! memory for `dev` mode and tests, PostgreSQL for production) that pass
 //! the same [`contract`] suite.
 
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
 pub mod postgres;
+#[cfg(any(test, feature = "contract"))]
 pub mod stories;
 
 use async_trait::async_trait;

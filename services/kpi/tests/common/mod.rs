@@ -5,25 +5,21 @@
 // functions are not covered by clippy.toml's allow-*-in-tests.
 #![allow(dead_code, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_kpi::Kpi;
 use switchboard_platform::Config;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
+use switchboard_platform::service::{Kit, Service};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
-
-use switchboard_kpi::Deps;
 
 pub const ACME_READER_KEY: &str = "acme-reader-secret";
 pub const GLOBEX_READER_KEY: &str = "globex-reader-secret";
@@ -65,36 +61,36 @@ pub fn access(config: &Config) -> Arc<AccessControl> {
 
 pub struct RunningService {
     pub client: KpiServiceClient<Channel>,
-    pub shutdown: CancellationToken,
-    pub task: JoinHandle<anyhow::Result<()>>,
+    pub service: switchboard_test_support::RunningService,
 }
 
 impl RunningService {
     /// Stops the service and checks it shut down cleanly.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("service task").expect("service shut down cleanly");
+        self.service.stop().await;
     }
 }
 
-/// Starts `switchboard_kpi::run` on 127.0.0.1:0 and connects a client.
-pub async fn start(config: Config, deps: Deps) -> RunningService {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address: SocketAddr = listener.local_addr().expect("local address");
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(switchboard_kpi::run(config, deps, listener, shutdown.clone()));
+/// A kit for the KPI service on `bus`.
+pub fn kit(config: &Config, bus: &MemoryBus) -> Kit {
+    switchboard_test_support::kit::<Kpi>(config.clone(), Arc::new(bus.clone()), access(config))
+}
+
+/// Runs `kpi` on 127.0.0.1:0 and connects a client.
+pub async fn start(kit: Kit, kpi: Kpi) -> RunningService {
+    let service = switchboard_test_support::start_service(kit, kpi).await;
     // The listener is bound, so the connection is accepted as soon as the
     // server starts serving.
-    let client = KpiServiceClient::connect(format!("http://{address}")).await.expect("connect");
-    RunningService { client, shutdown, task }
+    let client = KpiServiceClient::connect(service.url()).await.expect("connect");
+    RunningService { client, service }
 }
 
 /// An in-memory service on a fresh in-process bus.
 pub async fn start_in_memory() -> (RunningService, MemoryBus) {
-    let config = config();
     let bus = MemoryBus::new();
-    let deps = Deps::in_memory(Arc::new(bus.clone()), access(&config));
-    (start(config, deps).await, bus)
+    let mut kit = kit(&config(), &bus);
+    let kpi = Kpi::in_memory(&mut kit);
+    (start(kit, kpi).await, bus)
 }
 
 pub async fn publish(bus: &dyn EventBus, events: &[(&'static str, EventEnvelope)]) {

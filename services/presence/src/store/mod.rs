@@ -1,6 +1,7 @@
 //! Presence stores: agent definitions (PostgreSQL or memory) and live
 //! agent state (Redis or memory).
 
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;
 pub mod postgres;

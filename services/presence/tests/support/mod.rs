@@ -14,7 +14,8 @@ use switchboard_core::{ContactId, TenantId};
 use switchboard_platform::Config;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, Subscription};
-use switchboard_platform::testing::{access_with_keys, authorized, connect_when_ready};
+use switchboard_platform::service::Service;
+use switchboard_presence::Presence;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, Skill};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
@@ -26,10 +27,10 @@ use switchboard_proto::presence::v1::{
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
-use tokio::net::TcpListener;
+use switchboard_routing::Routing;
+use switchboard_test_support::{RunningService, access_with_keys, authorized, connect_when_ready, kit, start_service};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
 use tonic::{Code, Streaming};
 
@@ -48,8 +49,7 @@ pub struct Cluster {
     pub presence: PresenceServiceClient<GrpcChannel>,
     pub routing: RoutingServiceClient<GrpcChannel>,
     pub bus: MemoryBus,
-    shutdown: CancellationToken,
-    servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    services: Vec<RunningService>,
 }
 
 impl Cluster {
@@ -61,34 +61,27 @@ impl Cluster {
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Cluster {
         let bus = MemoryBus::new();
         let access = access_with_keys(&KEYS);
-        let shutdown = CancellationToken::new();
-        let routing_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let presence_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (routing_address, presence_address) =
-            (routing_listener.local_addr().unwrap(), presence_listener.local_addr().unwrap());
         let mut config = Config::default();
-        config.services.routing.url = format!("http://{routing_address}");
         config.presence.session_grace_ms = 300;
         configure(&mut config);
-        let routing_deps = switchboard_routing::Deps::in_memory(Arc::new(bus.clone()), access.clone());
-        let presence_deps = switchboard_presence::Deps::in_memory(Arc::new(bus.clone()), access);
-        let servers = vec![
-            tokio::spawn(switchboard_routing::run(config.clone(), routing_deps, routing_listener, shutdown.clone())),
-            tokio::spawn(switchboard_presence::run(config, presence_deps, presence_listener, shutdown.clone())),
-        ];
+        let mut routing_kit = kit::<Routing>(config.clone(), Arc::new(bus.clone()), access.clone());
+        let routing = Routing::in_memory(&mut routing_kit);
+        let routing = start_service(routing_kit, routing).await;
+        config.services.routing.url = routing.url();
+        let mut presence_kit = kit::<Presence>(config, Arc::new(bus.clone()), access);
+        let presence = Presence::in_memory(&mut presence_kit);
+        let presence = start_service(presence_kit, presence).await;
         Cluster {
-            presence: PresenceServiceClient::new(connect_when_ready(presence_address).await.unwrap()),
-            routing: RoutingServiceClient::new(connect_when_ready(routing_address).await.unwrap()),
+            presence: PresenceServiceClient::new(connect_when_ready(presence.address).await.unwrap()),
+            routing: RoutingServiceClient::new(connect_when_ready(routing.address).await.unwrap()),
             bus,
-            shutdown,
-            servers,
+            services: vec![presence, routing],
         }
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        for server in self.servers {
-            server.await.unwrap().unwrap();
+        for service in self.services {
+            service.stop().await;
         }
     }
 

@@ -2,7 +2,9 @@
 //! hot routing state (Redis, in-memory). Every hot-state operation that two
 //! replicas could race on is one atomic step.
 
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract"))]
 pub mod differential;
 pub mod memory;
 pub mod postgres;

@@ -15,17 +15,17 @@ use switchboard_core::{ContactId, TenantId};
 use switchboard_platform::Config;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
-use switchboard_platform::testing::{
-    access_with_keys, authorized, connect_when_ready, next_routing_event, violated_fields,
-};
+use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, Skill};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, ContactAbandoned, ContactCreated, ContactEvent, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, PresenceEvent, presence_event};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue, routing_event};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use switchboard_test_support::{
+    RunningService, access_with_keys, authorized, connect_when_ready, kit, next_routing_event, start_service,
+    violated_fields,
+};
 use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
 
@@ -43,8 +43,7 @@ pub struct Routing {
     pub client: RoutingServiceClient<GrpcChannel>,
     pub bus: MemoryBus,
     pub events: Box<dyn Subscription>,
-    pub shutdown: CancellationToken,
-    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub service: RunningService,
 }
 
 impl Routing {
@@ -53,18 +52,15 @@ impl Routing {
         let events = bus.subscribe("test", &[ROUTING_TOPIC], StartFrom::Earliest).await.unwrap();
         let mut config = Config::default();
         config.routing.offer_sweep_interval_ms = 50;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let deps = switchboard_routing::Deps::in_memory(Arc::new(bus.clone()), access_with_keys(&KEYS));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(switchboard_routing::run(config, deps, listener, shutdown.clone()));
-        let client = RoutingServiceClient::new(connect_when_ready(address).await.unwrap());
-        Routing { client, bus, events, shutdown, server }
+        let mut kit = kit::<switchboard_routing::Routing>(config, Arc::new(bus.clone()), access_with_keys(&KEYS));
+        let routing = switchboard_routing::Routing::in_memory(&mut kit);
+        let service = start_service(kit, routing).await;
+        let client = RoutingServiceClient::new(connect_when_ready(service.address).await.unwrap());
+        Routing { client, bus, events, service }
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
+        self.service.stop().await;
     }
 
     pub async fn create_queue(&mut self, queue_id: &str, offer_timeout_seconds: i64) {

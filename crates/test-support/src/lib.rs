@@ -1,10 +1,24 @@
-//! Helpers for tests that need a real backend.
+//! Fixtures shared by Switchboard's tests: real-backend URLs (failing under
+//! `CI=true` when missing), isolated Kafka topics and PostgreSQL databases,
+//! API keys, and services started in-process on a free port. A dev
+//! dependency only: nothing here is in a release build.
+
+#![allow(clippy::panic, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use switchboard_platform::Config;
+use switchboard_platform::auth::AccessControl;
+use switchboard_platform::bus::EventBus;
+use switchboard_platform::service::{Kit, Listeners, Service, run};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// The URL of a test backend from environment variable `variable`
 /// (`SWITCHBOARD_TEST_KAFKA`, `SWITCHBOARD_TEST_REDIS`,
 /// `SWITCHBOARD_TEST_POSTGRES`). Missing: under `CI=true` the test fails,
 /// elsewhere it is skipped with a note on stderr.
-#[allow(clippy::panic)]
 pub fn backend_url(variable: &str) -> Option<String> {
     match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
@@ -40,22 +54,21 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
 /// given as (key, role, tenant, agent); each key's name is the key.
 pub fn access_with_keys(
     keys: &[(&str, &str, Option<&str>, Option<&str>)],
-) -> std::sync::Arc<crate::auth::AccessControl> {
-    let config = crate::config::AuthConfig {
+) -> std::sync::Arc<switchboard_platform::auth::AccessControl> {
+    let config = switchboard_platform::config::AuthConfig {
         tenants: vec!["acme".to_owned(), "globex".to_owned()],
         api_keys: keys
             .iter()
-            .map(|(key, role, tenant, agent)| crate::config::ApiKeyConfig {
+            .map(|(key, role, tenant, agent)| switchboard_platform::config::ApiKeyConfig {
                 name: (*key).to_owned(),
-                sha256: crate::auth::hash_api_key(key),
+                sha256: switchboard_platform::auth::hash_api_key(key),
                 role: (*role).to_owned(),
                 tenant: tenant.map(str::to_owned),
                 agent: agent.map(str::to_owned),
             })
             .collect(),
     };
-    #[allow(clippy::expect_used)]
-    crate::auth::AccessControl::from_config(&config).expect("test keys are valid")
+    switchboard_platform::auth::AccessControl::from_config(&config).expect("test keys are valid")
 }
 
 /// A request carrying `authorization: Bearer <key>`.
@@ -93,7 +106,7 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 /// Receives from `subscription` until `pick` accepts a routing event, for
 /// at most `limit`.
 pub async fn next_routing_event<T>(
-    subscription: &mut Box<dyn crate::bus::Subscription>,
+    subscription: &mut Box<dyn switchboard_platform::bus::Subscription>,
     limit: std::time::Duration,
     pick: impl Fn(switchboard_proto::routing::v1::routing_event::Kind) -> Option<T>,
 ) -> anyhow::Result<T> {
@@ -115,13 +128,49 @@ pub async fn next_routing_event<T>(
 
 /// Kafka settings whose topics and consumer groups belong to this test run
 /// only (prefixed with `label` and a random suffix), on one partition.
-pub fn isolated_kafka_config(brokers: String, label: &str) -> crate::config::KafkaConfig {
+pub fn isolated_kafka_config(brokers: String, label: &str) -> switchboard_platform::config::KafkaConfig {
     let run = unique_suffix();
-    crate::config::KafkaConfig {
+    switchboard_platform::config::KafkaConfig {
         brokers,
         partitions: 1,
         replication_factor: 1,
         group_prefix: format!("{label}-{run}"),
         topic_prefix: format!("{label}-{run}."),
     }
+}
+
+/// A service running in this process on a free port.
+pub struct RunningService {
+    pub address: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningService {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Cancels the service and waits (at most 30 s) for it to stop cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("the service stops within 30 s");
+        outcome.expect("service task").expect("the service stops cleanly");
+    }
+}
+
+/// A kit for service `S` on `bus` with `access`.
+pub fn kit<S: Service>(config: Config, bus: Arc<dyn EventBus>, access: Arc<AccessControl>) -> Kit {
+    Kit::new(S::NAME, config, bus, access, CancellationToken::new())
+}
+
+/// Runs `service` (built on `kit`) on 127.0.0.1:0 without an HTTP server.
+pub async fn start_service<S: Service>(kit: Kit, service: S) -> RunningService {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    let address = listener.local_addr().expect("local address");
+    let shutdown = kit.shutdown();
+    let task = tokio::spawn(run(kit, service, Listeners { grpc: listener, http: None }));
+    RunningService { address, shutdown, task }
 }

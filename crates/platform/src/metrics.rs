@@ -1,0 +1,143 @@
+//! Prometheus metrics of the process, served at `/metrics` by every
+//! service's HTTP server. One registry per process: when several services
+//! share a process (`switchboard dev`, `run --services`), each series
+//! carries a `service` or `consumer` label. A label that holds tenant data
+//! is named `tenant`, and its value comes from the record or the verified
+//! credential, never from anything a caller chose freely.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A label set: (name, value) pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~13 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
+
+/// Every metric the platform records.
+pub struct Metrics {
+    registry: Registry,
+    /// RED per RPC: `service`, `method`, `code`.
+    pub grpc_requests: Family<Labels, Counter>,
+    /// `service`, `method`.
+    pub grpc_duration: HistogramFamily,
+    /// Records a consumer finished with: `consumer`, `outcome`
+    /// (`handled`, `dead_lettered`).
+    pub consumer_records: Family<Labels, Counter>,
+    /// Handler attempts that failed transiently and will be retried:
+    /// `consumer`.
+    pub consumer_retries: Family<Labels, Counter>,
+    /// Records behind the end of each partition: `consumer`, `topic`,
+    /// `partition`.
+    pub consumer_lag: Family<Labels, Gauge>,
+    /// Partitions each consumer holds: `consumer`.
+    pub consumer_partitions: Family<Labels, Gauge>,
+    /// Records dead-lettered: `consumer`, `tenant`, `reason`.
+    pub dead_letters: Family<Labels, Counter>,
+    /// Events stored and not yet published: `service`.
+    pub outbox_depth: Family<Labels, Gauge>,
+    /// Contacts waiting: `tenant`.
+    pub waiting_contacts: Family<Labels, Gauge>,
+    /// Agents by live state: `state`.
+    pub agents_by_state: Family<Labels, Gauge>,
+    /// Round trip of each readiness probe: `dependency` (redis, postgres,
+    /// kafka).
+    pub dependency_latency: HistogramFamily,
+    /// 1 while a dependency answers its readiness probe: `service`,
+    /// `dependency`.
+    pub dependency_up: Family<Labels, Gauge>,
+    /// Background tasks' timer ticks that failed: `task`.
+    pub task_failures: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("switchboard");
+        let grpc_requests = Family::<Labels, Counter>::default();
+        registry.register("grpc_requests", "gRPC calls answered, by status code", grpc_requests.clone());
+        let grpc_duration = HistogramFamily::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "grpc_request_duration",
+            "Time to answer a unary gRPC call",
+            prometheus_client::registry::Unit::Seconds,
+            grpc_duration.clone(),
+        );
+        let consumer_records = Family::<Labels, Counter>::default();
+        registry.register("consumer_records", "Records a consumer finished with, by outcome", consumer_records.clone());
+        let consumer_retries = Family::<Labels, Counter>::default();
+        registry.register("consumer_retries", "Transient handler failures, retried", consumer_retries.clone());
+        let consumer_lag = Family::<Labels, Gauge>::default();
+        registry.register("consumer_lag", "Records between a consumer's position and the end", consumer_lag.clone());
+        let consumer_partitions = Family::<Labels, Gauge>::default();
+        registry.register("consumer_partitions", "Partitions a consumer holds", consumer_partitions.clone());
+        let dead_letters = Family::<Labels, Counter>::default();
+        registry.register("dead_letters", "Records written to the dead-letter topic", dead_letters.clone());
+        let outbox_depth = Family::<Labels, Gauge>::default();
+        registry.register("outbox_depth", "Events stored and not yet published", outbox_depth.clone());
+        let waiting_contacts = Family::<Labels, Gauge>::default();
+        registry.register("waiting_contacts", "Contacts waiting in queues", waiting_contacts.clone());
+        let agents_by_state = Family::<Labels, Gauge>::default();
+        registry.register("agents", "Agents by live state", agents_by_state.clone());
+        let dependency_latency = HistogramFamily::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "dependency_probe_duration",
+            "Round trip of a readiness probe of a backend",
+            prometheus_client::registry::Unit::Seconds,
+            dependency_latency.clone(),
+        );
+        let dependency_up = Family::<Labels, Gauge>::default();
+        registry.register("dependency_up", "1 while a backend answers its readiness probe", dependency_up.clone());
+        let task_failures = Family::<Labels, Counter>::default();
+        registry.register("task_failures", "Failed runs of timer tasks", task_failures.clone());
+        Metrics {
+            registry,
+            grpc_requests,
+            grpc_duration,
+            consumer_records,
+            consumer_retries,
+            consumer_lag,
+            consumer_partitions,
+            dead_letters,
+            outbox_depth,
+            waiting_contacts,
+            agents_by_state,
+            dependency_latency,
+            dependency_up,
+            task_failures,
+        }
+    }
+
+    /// The process's metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Labels from (name, value) pairs.
+pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+    pairs.into_iter().map(|(name, value)| (name, value.to_owned())).collect()
+}
+
+pub fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}

@@ -1,0 +1,351 @@
+//! Consuming events: [`Kit::consume`].
+//!
+//! Every record ends one of two ways, and no record can hold a partition
+//! forever:
+//! - **handled**: the handler succeeded; only then is the offset stored
+//!   (at least once; handlers are idempotent);
+//! - **dead-lettered**: the record is malformed, or the handler failed with
+//!   a permanent error (any code but UNAVAILABLE, ABORTED and
+//!   RESOURCE_EXHAUSTED), or panicked. The original record goes to
+//!   `switchboard.deadletter.v1` with the reason, a metric and a log line
+//!   record it, and the consumer moves on.
+//!
+//! A transient failure (a backend down) is retried with exponential backoff
+//! and full jitter, never skipped; while it lasts the consumer's readiness
+//! check fails, so the pod leaves rotation instead of looking healthy while
+//! it consumes nothing.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use prost::Message;
+use rand::Rng;
+use switchboard_core::Error;
+use switchboard_core::event::DEAD_LETTER_TOPIC;
+use switchboard_core::time::{now_millis, timestamp_from_millis};
+use switchboard_proto::events::v1::DeadLetter;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Kit;
+use crate::bus::{Assignment, Delivery, EventBus, MalformedRecord, RawRecord, Received, StartFrom, Subscription};
+use crate::metrics::{labels, metrics};
+use crate::readiness::DependencyCheck;
+use crate::telemetry::set_remote_parent;
+
+/// The first retry of a transient failure waits about this long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Retries never wait longer than this.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a consumer reads.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Names the consumer in logs, metrics and dead letters, e.g. `crm`.
+    pub name: String,
+    /// The consumer group, without the deployment's prefix.
+    pub group: String,
+    pub topics: Vec<&'static str>,
+    /// Where a new group starts.
+    pub start: StartFrom,
+}
+
+impl ConsumerSpec {
+    /// A consumer whose group is its name, starting at the oldest record.
+    pub fn new(name: impl Into<String>, topics: &[&'static str]) -> ConsumerSpec {
+        let name = name.into();
+        ConsumerSpec { group: name.clone(), name, topics: topics.to_vec(), start: StartFrom::Earliest }
+    }
+
+    pub fn group(mut self, group: impl Into<String>) -> ConsumerSpec {
+        self.group = group.into();
+        self
+    }
+
+    pub fn from_latest(mut self) -> ConsumerSpec {
+        self.start = StartFrom::Latest;
+        self
+    }
+}
+
+/// How a consumer is doing, for readiness.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHealth {
+    /// The transient error being retried, if any.
+    retrying: Arc<Mutex<Option<String>>>,
+}
+
+impl ConsumerHealth {
+    fn set_retrying(&self, error: Option<String>) {
+        *self.retrying.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    fn retrying(&self) -> Option<String> {
+        self.retrying.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// Readiness of one consumer: it holds partitions and is not stuck
+/// retrying a transient failure.
+struct ConsumerCheck {
+    name: String,
+    assignment: Assignment,
+    health: ConsumerHealth,
+}
+
+#[async_trait]
+impl DependencyCheck for ConsumerCheck {
+    fn name(&self) -> String {
+        format!("consumer:{}", self.name)
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        if let Some(error) = self.health.retrying() {
+            anyhow::bail!("retrying a transient failure: {error}");
+        }
+        if !self.assignment.is_assigned() {
+            anyhow::bail!("the consumer holds no partitions");
+        }
+        Ok(())
+    }
+}
+
+impl Kit {
+    /// Subscribes now and consumes in the background until shutdown,
+    /// calling `handler` on every event (see the module docs for what
+    /// happens to failures). The consumer's assignment and health are part
+    /// of the service's readiness. Returns the assignment, for services
+    /// that must not act before they hold partitions.
+    pub async fn consume<Handler, HandlerFuture>(
+        &mut self,
+        spec: ConsumerSpec,
+        handler: Handler,
+    ) -> anyhow::Result<Assignment>
+    where
+        Handler: Fn(Delivery) -> HandlerFuture + Send + Sync + 'static,
+        HandlerFuture: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let subscription = self.bus.subscribe(&spec.group, &spec.topics, spec.start).await?;
+        let assignment = subscription.assignment();
+        let health = ConsumerHealth::default();
+        self.check(ConsumerCheck { name: spec.name.clone(), assignment: assignment.clone(), health: health.clone() });
+        tracing::info!(consumer = %spec.name, group = %spec.group, topics = ?spec.topics, "consumer subscribed");
+        let consumer = Consumer { name: spec.name.clone(), bus: self.bus(), health };
+        let shutdown = self.shutdown();
+        self.task(format!("{}-consumer", spec.name), consume(consumer, subscription, handler, shutdown));
+        Ok(assignment)
+    }
+}
+
+/// A consumer's identity and what it reports to.
+pub struct Consumer {
+    pub name: String,
+    pub bus: Arc<dyn EventBus>,
+    pub health: ConsumerHealth,
+}
+
+/// The consumer loop (see the module docs), until `shutdown`; then the
+/// stored offsets are committed and the group left.
+pub async fn consume<Handler, HandlerFuture>(
+    consumer: Consumer,
+    mut subscription: Box<dyn Subscription>,
+    handler: Handler,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    Handler: Fn(Delivery) -> HandlerFuture + Send + Sync,
+    HandlerFuture: Future<Output = Result<(), Error>> + Send,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = subscription.receive() => received,
+        };
+        let received = match received {
+            Ok(received) => received,
+            Err(error) => {
+                consumer.health.set_retrying(Some(error.to_string()));
+                tracing::warn!(consumer = %consumer.name, error = %error, "consume failed, retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let finished = match received {
+            Received::Event(delivery) => handle(&consumer, &delivery, &handler, &shutdown).await,
+            Received::Malformed(malformed) => {
+                let MalformedRecord { record, error } = *malformed;
+                let done = dead_letter(&consumer, &record, None, &error, &shutdown).await;
+                done.then_some((record.topic, record.partition, record.offset))
+            }
+        };
+        let Some((topic, partition, offset)) = finished else {
+            // Shutdown came while retrying: the record was not finished and
+            // is delivered again after restart.
+            break;
+        };
+        subscription.ack_position(&topic, partition, offset).await?;
+        backoff = Backoff::default();
+    }
+    subscription.close().await
+}
+
+/// Runs the handler until the delivery is handled or dead-lettered;
+/// returns its position then, `None` if shutdown came first.
+async fn handle<Handler, HandlerFuture>(
+    consumer: &Consumer,
+    delivery: &Delivery,
+    handler: &Handler,
+    shutdown: &CancellationToken,
+) -> Option<(String, i32, i64)>
+where
+    Handler: Fn(Delivery) -> HandlerFuture + Send + Sync,
+    HandlerFuture: Future<Output = Result<(), Error>> + Send,
+{
+    let span = tracing::info_span!(
+        "consume",
+        consumer = %consumer.name,
+        topic = %delivery.topic,
+        partition = delivery.partition,
+        offset = delivery.offset,
+        event_id = %delivery.envelope.event_id,
+        tenant = %delivery.envelope.tenant,
+    );
+    set_remote_parent(&span, delivery.traceparent.as_deref());
+    let position = (delivery.topic.clone(), delivery.partition, delivery.offset);
+    let mut backoff = Backoff::default();
+    loop {
+        let outcome = AssertUnwindSafe(handler(delivery.clone())).catch_unwind().instrument(span.clone()).await;
+        let error = match outcome {
+            Ok(Ok(())) => {
+                consumer.health.set_retrying(None);
+                let outcome_labels = labels([("consumer", &consumer.name), ("outcome", "handled")]);
+                metrics().consumer_records.get_or_create(&outcome_labels).inc();
+                return Some(position);
+            }
+            Ok(Err(error)) => error,
+            Err(_panic) => Error::internal("the handler panicked").with_reason("HANDLER_PANICKED"),
+        };
+        if !error.is_transient() {
+            let done = dead_letter(consumer, &delivery.raw(), Some(&delivery.envelope), &error, shutdown)
+                .instrument(span.clone())
+                .await;
+            return done.then_some(position);
+        }
+        consumer.health.set_retrying(Some(error.to_string()));
+        metrics().consumer_retries.get_or_create(&labels([("consumer", &consumer.name)])).inc();
+        tracing::warn!(parent: &span, error = %error, "handler failed transiently, retrying");
+        if !backoff.wait(shutdown).await {
+            return None;
+        }
+    }
+}
+
+/// Writes the dead letter of `record`, retrying until the broker took it;
+/// false if shutdown came first.
+async fn dead_letter(
+    consumer: &Consumer,
+    record: &RawRecord,
+    envelope: Option<&switchboard_proto::events::v1::EventEnvelope>,
+    error: &Error,
+    shutdown: &CancellationToken,
+) -> bool {
+    let tenant = envelope.map(|envelope| envelope.tenant.clone()).unwrap_or_default();
+    let letter = dead_letter_record(consumer, record, envelope, error);
+    let mut backoff = Backoff::default();
+    loop {
+        match consumer.bus.publish_raw(&letter).await {
+            Ok(()) => break,
+            Err(publish_error) => {
+                consumer.health.set_retrying(Some(format!("dead-lettering: {publish_error}")));
+                tracing::warn!(consumer = %consumer.name, error = %publish_error, "dead letter not written, retrying");
+                if !backoff.wait(shutdown).await {
+                    return false;
+                }
+            }
+        }
+    }
+    consumer.health.set_retrying(None);
+    let reason = error.reason();
+    metrics()
+        .dead_letters
+        .get_or_create(&labels([("consumer", &consumer.name), ("tenant", &tenant), ("reason", &reason)]))
+        .inc();
+    let outcome_labels = labels([("consumer", &consumer.name), ("outcome", "dead_lettered")]);
+    metrics().consumer_records.get_or_create(&outcome_labels).inc();
+    tracing::error!(
+        consumer = %consumer.name,
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+        tenant = %tenant,
+        reason = %reason,
+        error = %error,
+        "record dead-lettered, moving on"
+    );
+    true
+}
+
+/// The dead-letter record of `record`: keyed like it, its value a
+/// [`DeadLetter`].
+fn dead_letter_record(
+    consumer: &Consumer,
+    record: &RawRecord,
+    envelope: Option<&switchboard_proto::events::v1::EventEnvelope>,
+    error: &Error,
+) -> RawRecord {
+    let letter = DeadLetter {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        key: record.key.clone(),
+        value: record.payload.clone(),
+        consumer: consumer.name.clone(),
+        reason: error.reason(),
+        message: error.message.clone(),
+        dead_letter_time: Some(timestamp_from_millis(now_millis())),
+        tenant: envelope.map(|envelope| envelope.tenant.clone()).unwrap_or_default(),
+        event_id: envelope.map(|envelope| envelope.event_id.clone()).unwrap_or_default(),
+        traceparent: record.traceparent.clone().unwrap_or_default(),
+    };
+    RawRecord {
+        topic: DEAD_LETTER_TOPIC.to_owned(),
+        partition: 0,
+        offset: 0,
+        key: record.key.clone(),
+        payload: letter.encode_to_vec(),
+        traceparent: record.traceparent.clone(),
+    }
+}
+
+/// Exponential backoff with jitter: each wait is a random time between half
+/// and all of the current step, so replicas retrying the same backend
+/// spread out.
+struct Backoff {
+    step: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { step: FIRST_BACKOFF }
+    }
+}
+
+impl Backoff {
+    /// Waits; false if shutdown came first.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let step_millis = u64::try_from(self.step.as_millis()).unwrap_or(u64::MAX).max(1);
+        let wait = Duration::from_millis(rand::rng().random_range(step_millis / 2..=step_millis));
+        self.step = (self.step * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+}
