@@ -150,6 +150,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     for service, port in ports.items():
         env[f"SWITCHBOARD_SERVICES__{service.upper()}__LISTEN"] = f"127.0.0.1:{port}"
         env[f"SWITCHBOARD_SERVICES__{service.upper()}__URL"] = f"http://127.0.0.1:{port}"
+        env[f"SWITCHBOARD_SERVICES__{service.upper()}__HTTP_LISTEN"] = "127.0.0.1:0"
     env.setdefault("RUST_LOG", "info")
     log = tmp_path_factory.mktemp("switchboard") / "switchboard-dev.log"
     with open(log, "wb") as log_file:

@@ -84,8 +84,14 @@ impl Process {
     pub fn spawn(label: &str, args: &[&str], env: &[(String, String)], dir: &Path) -> Process {
         let log = dir.join(format!("{label}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
+        // HTTP servers on free ports unless a test picks one: several
+        // processes of one service run side by side in these tests.
+        let http_ports = SERVICES.iter().map(|service| {
+            (format!("SWITCHBOARD_SERVICES__{}__HTTP_LISTEN", service.to_uppercase()), "127.0.0.1:0".to_owned())
+        });
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(args)
+            .envs(http_ports)
             .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
             .env("SWITCHBOARD_TELEMETRY__LOG_FILTER", "info")
             .stdin(Stdio::null())

@@ -54,10 +54,13 @@ pub fn encode(envelope: &EventEnvelope) -> Vec<u8> {
 
 /// Decodes a record; a record without id or payload is malformed.
 pub fn decode(bytes: &[u8]) -> Result<EventEnvelope, Error> {
-    let envelope = EventEnvelope::decode(bytes)
-        .map_err(|error| Error::invalid_field("record.value", format!("not an EventEnvelope: {error}")))?;
+    let envelope = EventEnvelope::decode(bytes).map_err(|error| {
+        Error::invalid_field("record.value", format!("not an EventEnvelope: {error}")).with_reason("MALFORMED_RECORD")
+    })?;
     if envelope.event_id.is_empty() || envelope.payload.is_none() {
-        return Err(Error::invalid_field("record.value", "envelope lacks event_id or payload"));
+        return Err(
+            Error::invalid_field("record.value", "envelope lacks event_id or payload").with_reason("MALFORMED_RECORD")
+        );
     }
     Ok(envelope)
 }

@@ -90,12 +90,11 @@ impl Service for Presence {
         let pushes = ConsumerSpec::new("presence", &[ROUTING_TOPIC, PRESENCE_TOPIC])
             .group(format!("presence-{}", config.instance_id))
             .from_latest();
-        let assignment = kit
-            .consume(pushes, move |delivery: Delivery| {
-                let presence = Arc::clone(&sessions);
-                async move { presence.on_event(delivery).await }
-            })
-            .await?;
+        kit.consume(pushes, move |delivery: Delivery| {
+            let presence = Arc::clone(&sessions);
+            async move { presence.on_event(delivery).await }
+        })
+        .await?;
         // State side effects of routing events are applied once, by the
         // replicas sharing one group (see `effects`).
         let effects = Arc::clone(&presence);
@@ -116,8 +115,8 @@ impl Service for Presence {
             let presence = Arc::clone(&leases);
             async move { presence.renew_leases().await }
         });
-        let shutdown = kit.shutdown();
-        kit.task("presence-janitor", presence.run_janitor(assignment, shutdown));
+        let (ready, shutdown) = (kit.readiness(), kit.shutdown());
+        kit.task("presence-janitor", presence.run_janitor(ready, shutdown));
         Ok(())
     }
 }

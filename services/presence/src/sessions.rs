@@ -11,7 +11,8 @@ use switchboard_core::event::{PRESENCE_TOPIC, envelope};
 use switchboard_core::names::{agent_name, parse_agent};
 use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error};
-use switchboard_platform::bus::{Assignment, Delivery, EventBus, publish_traced};
+use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
+use switchboard_platform::readiness::ReadyFlag;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::presence::v1::{
     Agent, AgentSessionResponse, AgentState, AgentStateChanged, Offer, OfferRevoked, PresenceEvent, StateChangeSource,
@@ -238,13 +239,13 @@ impl PresenceCore {
     /// dropped and did not come back within the grace period, or its
     /// replica died), on whichever replica notices first, until `shutdown`.
     ///
-    /// A replica starts sweeping only once it is ready (its consumer holds
-    /// partitions, so agents can connect to it) and one more grace period
+    /// A replica starts sweeping only once it is ready (its consumers hold
+    /// their partitions, so agents can connect to it) and one more grace period
     /// has passed: after the whole presence tier was down, agents get a
     /// full grace period to reconnect before anyone is taken offline.
-    pub async fn run_janitor(self: Arc<Self>, ready: Assignment, shutdown: CancellationToken) -> Result<(), Error> {
+    pub async fn run_janitor(self: Arc<Self>, ready: ReadyFlag, shutdown: CancellationToken) -> Result<(), Error> {
         let interval = (self.session_grace / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
-        while !ready.is_assigned() {
+        while !ready.is_ready() {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(interval) => {}

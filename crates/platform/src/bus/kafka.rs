@@ -3,14 +3,14 @@
 //! handler's side effect is durable, and commit stored offsets periodically
 //! and on close.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -19,6 +19,7 @@ use switchboard_core::Error;
 use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 
+use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
 use super::{Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, outgoing_traceparent, received};
 use crate::config::KafkaConfig;
 
@@ -177,9 +178,8 @@ impl EventBus for KafkaBus {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let context = GroupContext { group: group.to_owned(), assignment: Assignment::default() };
-        let assignment = context.assignment.clone();
-        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
+        let mut client_config = ClientConfig::new();
+        client_config
             .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", format!("{}.{group}", self.config.group_prefix))
             .set("enable.auto.commit", "true")
@@ -190,16 +190,27 @@ impl EventBus for KafkaBus {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000")
+            // Lag per partition, for metrics.
+            .set("statistics.interval.ms", "5000")
             // librdkafka's default (500 ms) is how long a fetch may wait at
             // the broker; tansu waits all of it even when records arrive, so
             // every hop cost ~0.5 s of latency (measured, docs/benchmarks.md).
-            .set("fetch.wait.max.ms", "10")
-            .create_with_context(context)
-            .map_err(|error| unavailable("consumer", error))?;
+            .set("fetch.wait.max.ms", "10");
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();
-        let physical_refs: Vec<&str> = physical_topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&physical_refs).map_err(|error| unavailable("subscribe", error))?;
-        Ok(Box::new(KafkaSubscription { consumer, topic_prefix: self.config.topic_prefix.clone(), assignment }))
+        let membership = Membership {
+            client_config,
+            group: group.to_owned(),
+            physical_topics,
+            topic_prefix: self.config.topic_prefix.clone(),
+            assignment: Assignment::default(),
+        };
+        let consumer = membership.join()?;
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            membership,
+            watch: StarvationWatch::default(),
+            next_watch: tokio::time::Instant::now() + WATCH_INTERVAL,
+        }))
     }
 
     async fn check(&self) -> Result<(), Error> {
@@ -219,69 +230,133 @@ impl EventBus for KafkaBus {
     }
 }
 
-/// Rebalance handling of one consumer group member: logs every assignment
-/// and revocation, commits the stored offsets (effects already done) before
-/// partitions move to another member so it does not redo them, and tracks
-/// whether this member holds partitions.
-struct GroupContext {
+/// What a member needs to join its group again.
+struct Membership {
+    client_config: ClientConfig,
     group: String,
+    physical_topics: Vec<String>,
+    topic_prefix: String,
     assignment: Assignment,
 }
 
-impl ClientContext for GroupContext {}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(partitions) = rebalance else {
-            return;
+impl Membership {
+    /// A new member of the group, subscribed to the topics.
+    fn join(&self) -> Result<Arc<StreamConsumer<GroupContext>>, Error> {
+        let context = GroupContext {
+            group: self.group.clone(),
+            consumer: self.group.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+            assignment: self.assignment.clone(),
         };
-        tracing::info!(group = %self.group, partitions = partitions.count(), "kafka partitions revoked");
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(group = %self.group, error = %error, "commit before revocation failed"),
-        }
-        self.assignment.set(false);
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(partitions) => {
-                tracing::info!(group = %self.group, partitions = partitions.count(), "kafka partitions assigned");
-                self.assignment.set(partitions.count() > 0);
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => tracing::warn!(group = %self.group, error = %error, "kafka rebalance failed"),
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(group = %self.group, error = %error, "offset commit failed"),
-        }
+        let consumer: StreamConsumer<GroupContext> =
+            self.client_config.create_with_context(context).map_err(|error| unavailable("consumer", error))?;
+        let physical_refs: Vec<&str> = self.physical_topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&physical_refs).map_err(|error| unavailable("subscribe", error))?;
+        Ok(Arc::new(consumer))
     }
 }
 
 struct KafkaSubscription {
-    consumer: StreamConsumer<GroupContext>,
-    topic_prefix: String,
-    assignment: Assignment,
+    consumer: Arc<StreamConsumer<GroupContext>>,
+    membership: Membership,
+    watch: StarvationWatch,
+    next_watch: tokio::time::Instant,
+}
+
+impl KafkaSubscription {
+    /// While this member holds no partitions: looks at the group's progress
+    /// and, when records wait that nobody commits, reports it and rejoins.
+    async fn watch_membership(&mut self) -> Result<(), Error> {
+        let assignment = &self.membership.assignment;
+        if assignment.is_assigned() || !assignment.is_settled() {
+            self.watch.reset();
+            assignment.set_starving(false);
+            return Ok(());
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let topics = self.membership.physical_topics.clone();
+        let progress = tokio::task::spawn_blocking(move || group_progress(&consumer, &topics))
+            .await
+            .map_err(|error| unavailable("group progress", error))??;
+        let now = std::time::Instant::now();
+        let starving = self.watch.observe(&progress, now);
+        assignment.set_starving(starving);
+        if starving && self.watch.may_rejoin(now) {
+            tracing::warn!(
+                group = %self.membership.group,
+                "holding no partitions while records wait that no member consumes: rejoining the group"
+            );
+            let replaced = std::mem::replace(&mut self.consumer, self.membership.join()?);
+            // Leaving the group blocks while librdkafka closes the member.
+            tokio::task::spawn_blocking(move || drop(replaced));
+        }
+        Ok(())
+    }
+}
+
+/// The group's committed offset and the log end of every partition of
+/// `physical_topics`.
+fn group_progress(
+    consumer: &StreamConsumer<GroupContext>,
+    physical_topics: &[String],
+) -> Result<Vec<PartitionProgress>, Error> {
+    let timeout = Duration::from_secs(5);
+    let mut partitions = TopicPartitionList::new();
+    for topic in physical_topics {
+        let metadata =
+            consumer.fetch_metadata(Some(topic), timeout).map_err(|error| unavailable("group metadata", error))?;
+        for topic_metadata in metadata.topics() {
+            for partition in topic_metadata.partitions() {
+                partitions.add_partition(topic, partition.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(partitions, timeout).map_err(|error| unavailable("committed", error))?;
+    let mut progress = Vec::new();
+    for element in committed.elements() {
+        let (_, high_watermark) = consumer
+            .fetch_watermarks(element.topic(), element.partition(), timeout)
+            .map_err(|error| unavailable("watermarks", error))?;
+        let committed = match element.offset() {
+            rdkafka::Offset::Offset(offset) => Some(offset),
+            _ => None,
+        };
+        progress.push(PartitionProgress {
+            topic: element.topic().to_owned(),
+            partition: element.partition(),
+            committed,
+            high_watermark,
+        });
+    }
+    Ok(progress)
 }
 
 #[async_trait]
 impl Subscription for KafkaSubscription {
     fn assignment(&self) -> Assignment {
-        self.assignment.clone()
+        self.membership.assignment.clone()
     }
 
     async fn receive(&mut self) -> Result<Received, Error> {
-        let message = self.consumer.recv().await.map_err(|error| unavailable("receive", error))?;
-        let topic = logical_topic(message.topic(), &self.topic_prefix);
-        Ok(received(raw_record(&message, &topic)))
+        loop {
+            let message = tokio::select! {
+                message = self.consumer.recv() => message,
+                () = tokio::time::sleep_until(self.next_watch) => {
+                    self.next_watch = tokio::time::Instant::now() + WATCH_INTERVAL;
+                    if let Err(error) = self.watch_membership().await {
+                        tracing::warn!(group = %self.membership.group, error = %error, "group progress unknown");
+                    }
+                    continue;
+                }
+            };
+            let message = message.map_err(|error| unavailable("receive", error))?;
+            let topic = logical_topic(message.topic(), &self.membership.topic_prefix);
+            return Ok(received(raw_record(&message, &topic)));
+        }
     }
 
     async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error> {
-        let physical_topic = format!("{}{topic}", self.topic_prefix);
+        let physical_topic = format!("{}{topic}", self.membership.topic_prefix);
         self.consumer
             .store_offset(&physical_topic, partition, offset)
             .map_err(|error| unavailable("store offset", error))

@@ -4,10 +4,11 @@
 
 pub mod contract;
 pub mod kafka;
+mod kafka_group;
 pub mod memory;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use switchboard_core::Error;
@@ -115,24 +116,60 @@ pub trait EventBus: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), Error>;
 }
 
-/// Whether a subscription currently holds partitions. A consumer that
-/// starts from the latest offset misses what is published before its first
-/// assignment, so services whose correctness depends on that gate their
-/// readiness on it.
+/// How a subscription's group membership is doing: how many partitions it
+/// holds, whether its group has settled (a first assignment arrived), and
+/// whether it is starving (it holds none while records of its topics wait
+/// and no other member consumes them).
 #[derive(Debug, Clone, Default)]
-pub struct Assignment(Arc<AtomicBool>);
+pub struct Assignment(Arc<AssignmentState>);
+
+#[derive(Debug, Default)]
+struct AssignmentState {
+    partitions: AtomicUsize,
+    settled: AtomicBool,
+    starving: AtomicBool,
+}
 
 impl Assignment {
+    /// The membership of a subscription that always holds everything (the
+    /// in-process bus has one member per group).
     pub fn assigned() -> Assignment {
-        Assignment(Arc::new(AtomicBool::new(true)))
+        let assignment = Assignment::default();
+        assignment.set_partitions(1);
+        assignment
     }
 
+    /// Whether it holds partitions now.
     pub fn is_assigned(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.partitions.load(Ordering::Acquire) > 0
     }
 
-    pub(crate) fn set(&self, assigned: bool) {
-        self.0.store(assigned, Ordering::Release);
+    /// Whether the consumer can be counted on: it holds partitions, or its
+    /// group gave it none while other members consume every partition
+    /// (more members than partitions). False until the first assignment
+    /// and while it starves.
+    pub fn is_healthy(&self) -> bool {
+        self.is_assigned() || (self.0.settled.load(Ordering::Acquire) && !self.is_starving())
+    }
+
+    pub fn is_starving(&self) -> bool {
+        self.0.starving.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_settled(&self) -> bool {
+        self.0.settled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_partitions(&self, partitions: usize) {
+        self.0.partitions.store(partitions, Ordering::Release);
+        self.0.settled.store(true, Ordering::Release);
+        if partitions > 0 {
+            self.set_starving(false);
+        }
+    }
+
+    pub(crate) fn set_starving(&self, starving: bool) {
+        self.0.starving.store(starving, Ordering::Release);
     }
 }
 

@@ -89,8 +89,9 @@ impl ConsumerHealth {
     }
 }
 
-/// Readiness of one consumer: it holds partitions and is not stuck
-/// retrying a transient failure.
+/// Readiness of one consumer: it holds partitions (or every partition is
+/// consumed by other members) and is not stuck retrying a transient
+/// failure.
 struct ConsumerCheck {
     name: String,
     assignment: Assignment,
@@ -107,8 +108,11 @@ impl DependencyCheck for ConsumerCheck {
         if let Some(error) = self.health.retrying() {
             anyhow::bail!("retrying a transient failure: {error}");
         }
-        if !self.assignment.is_assigned() {
-            anyhow::bail!("the consumer holds no partitions");
+        if self.assignment.is_starving() {
+            anyhow::bail!("the consumer holds no partitions while records wait that no member consumes");
+        }
+        if !self.assignment.is_healthy() {
+            anyhow::bail!("the consumer has not joined its group yet");
         }
         Ok(())
     }

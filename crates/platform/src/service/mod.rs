@@ -94,6 +94,7 @@ pub struct Kit {
     http_routes: axum::Router,
     tasks: Vec<(String, BackgroundTask)>,
     redis: Option<ConnectionManager>,
+    ready: ReadyFlag,
 }
 
 impl Kit {
@@ -118,6 +119,7 @@ impl Kit {
             http_routes: axum::Router::new(),
             tasks: Vec::new(),
             redis: None,
+            ready: ReadyFlag::default(),
         }
     }
 
@@ -165,6 +167,12 @@ impl Kit {
         self.check(RedisCheck(connection.clone()));
         self.redis = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// Whether the service is ready (every check passes), for tasks that
+    /// must not act before it is.
+    pub fn readiness(&self) -> ReadyFlag {
+        self.ready.clone()
     }
 
     /// The readiness conditions declared so far.
@@ -226,9 +234,8 @@ pub async fn launch<S: Service>(mut kit: Kit, backends: Backends, listeners: Lis
 /// Runs a built service until shutdown, then drains and stops.
 pub async fn run<S: Service>(mut kit: Kit, service: S, listeners: Listeners) -> anyhow::Result<()> {
     service.start(&mut kit).await?;
-    let Kit { name, config, bus, shutdown, checks, routes, grpc_service_names, http_routes, tasks, .. } = kit;
+    let Kit { name, config, bus, shutdown, checks, routes, grpc_service_names, http_routes, tasks, ready, .. } = kit;
     let (reporter, health_service) = health();
-    let ready = ReadyFlag::default();
     let readiness = spawn_readiness(
         name,
         reporter,
