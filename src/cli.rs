@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use switchboard_platform::Config;
+use switchboard_platform::config::TelemetryConfig;
 use switchboard_platform::shutdown::cancel_on_signal;
 use switchboard_platform::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,10 @@ pub enum Command {
         /// Also drive simulated customers and agents through the APIs.
         #[arg(long)]
         demo: bool,
+        /// Log every event at INFO (by default `dev` logs only warnings and
+        /// errors; `RUST_LOG` or `telemetry.log_filter` also choose).
+        #[arg(long)]
+        verbose: bool,
     },
     /// The ingestion service against Kafka and PostgreSQL.
     Ingestion,
@@ -67,15 +72,22 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let dev = matches!(cli.command, Command::Dev { .. });
     let mut config = Config::load(cli.config.as_deref())?;
-    if dev {
+    if let Command::Dev { verbose, .. } = cli.command {
         crate::dev::apply_dev_defaults(&mut config)?;
+        // A newcomer sees the banner and a summary, not a line per event.
+        let filter_chosen = std::env::var_os("RUST_LOG").is_some()
+            || std::env::var_os("SWITCHBOARD_TELEMETRY__LOG_FILTER").is_some()
+            || config.telemetry.log_filter != TelemetryConfig::default().log_filter;
+        if !verbose && !filter_chosen {
+            config.telemetry.log_filter = "warn".to_owned();
+        }
     }
     if cli.print_config {
         print!("{}", config.to_toml()?);
         return Ok(());
     }
     let (services, backends, demo) = match cli.command {
-        Command::Dev { demo } => (ServiceKind::ALL.to_vec(), Backends::Embedded, demo),
+        Command::Dev { demo, .. } => (ServiceKind::ALL.to_vec(), Backends::Embedded, demo),
         Command::Ingestion => (vec![ServiceKind::Ingestion], Backends::External, false),
         Command::Routing => (vec![ServiceKind::Routing], Backends::External, false),
         Command::Presence => (vec![ServiceKind::Presence], Backends::External, false),

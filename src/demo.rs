@@ -5,62 +5,38 @@ use std::time::Duration;
 
 use rand::Rng;
 use switchboard_platform::Config;
-use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
+use switchboard_proto::common::v1::{Channel, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentSessionRequest, AgentState, CompleteContact, CreateAgentRequest, Hello, SetState,
-    agent_session_request, agent_session_response,
+    AcceptOffer, AgentSessionRequest, AgentState, CompleteContact, Hello, SetState, agent_session_request,
+    agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
-use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use switchboard_proto::routing::v1::{CreateQueueRequest, GetQueueStatusRequest, Queue};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
-use tonic::{Code, Request};
+
+use crate::dev::{DEV_AGENTS, authorized, channel, tolerate_existing};
+
+/// How often the demo prints its summary.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(3);
 
 const QUEUES: [(&str, &str, &[Channel]); 3] = [
     ("acme", "support", &[Channel::Chat, Channel::Email]),
     ("acme", "sales", &[Channel::Voice]),
     ("globex", "helpdesk", &[Channel::Chat, Channel::Email]),
 ];
-const AGENTS: [(&str, &[&str]); 3] = [("alice", &["acme", "globex"]), ("bob", &["acme"]), ("carol", &["globex"])];
-
-fn authorized<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {key}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
-async fn channel(url: &str) -> anyhow::Result<GrpcChannel> {
-    for _ in 0..100 {
-        if let Ok(channel) = GrpcChannel::from_shared(url.to_owned())?.connect().await {
-            return Ok(channel);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("demo cannot reach {url}")
-}
-
-fn tolerate_existing<T>(outcome: Result<T, tonic::Status>) -> anyhow::Result<()> {
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(status) if status.code() == Code::AlreadyExists => Ok(()),
-        Err(status) => Err(anyhow::anyhow!("demo setup failed: {}", status.message())),
-    }
-}
-
-/// Sets up queues and agents, then runs agents and customers until
-/// `shutdown`.
+/// Sets up queues (the development agents exist already), then runs
+/// agents and customers until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut routing = RoutingServiceClient::new(channel(&config.services.routing.url).await?);
-    let mut presence = PresenceServiceClient::new(channel(&config.services.presence.url).await?);
+    let presence = PresenceServiceClient::new(channel(&config.services.presence.url).await?);
     for (tenant, queue_id, channels) in QUEUES {
         // A short wrap-up, so the simulated agents show it between contacts.
         let queue = Queue {
@@ -75,26 +51,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         };
         tolerate_existing(routing.create_queue(authorized(&format!("dev-{tenant}-admin"), request)).await)?;
     }
-    for (agent_id, tenants) in AGENTS {
-        let agent = Agent {
-            display_name: agent_id.to_owned(),
-            tenants: tenants.iter().map(|tenant| format!("tenants/{tenant}")).collect(),
-            capacities: [(Channel::Voice, 1), (Channel::Chat, 3), (Channel::Email, 5)]
-                .iter()
-                .map(|(channel, max)| ChannelCapacity { channel: *channel as i32, max_concurrent: *max })
-                .collect(),
-            ..Agent::default()
-        };
-        let request = CreateAgentRequest { agent_id: agent_id.to_owned(), agent: Some(agent) };
-        tolerate_existing(presence.create_agent(authorized("dev-operator-admin", request)).await)?;
-    }
     let mut tasks = tokio::task::JoinSet::new();
-    for (agent_id, _) in AGENTS {
+    for (agent_id, _) in DEV_AGENTS {
         tasks.spawn(simulated_agent(presence.clone(), agent_id, shutdown.clone()));
     }
     tasks.spawn(simulated_customers(config.clone(), shutdown.clone()));
-    tasks.spawn(kpi_reporter(config, shutdown.clone()));
-    tracing::info!("demo running: simulated customers and agents use the public APIs");
+    tasks.spawn(summary_printer(config, shutdown.clone()));
+    println!("  demo running: simulated customers and agents use the public APIs; a summary every few seconds:");
     while let Some(joined) = tasks.join_next().await {
         if let Ok(Err(error)) = joined {
             tracing::warn!(error = %error, "demo task stopped");
@@ -205,31 +168,40 @@ async fn simulated_customers(config: Config, shutdown: CancellationToken) -> any
     }
 }
 
-async fn kpi_reporter(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Prints one compact line per tenant every few seconds: contacts waiting,
+/// offered, answered, abandoned, ASA and service level, from the public APIs.
+async fn summary_printer(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut kpi = KpiServiceClient::new(channel(&config.services.kpi.url).await?);
+    let mut routing = RoutingServiceClient::new(channel(&config.services.routing.url).await?);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_secs(15)) => {}
+            () = tokio::time::sleep(SUMMARY_INTERVAL) => {}
         }
         for tenant in ["acme", "globex"] {
-            let filter = KpiFilter { parent: format!("tenants/{tenant}"), ..KpiFilter::default() };
-            let request = authorized(&format!("dev-{tenant}-reader"), GetKpiSummaryRequest { filter: Some(filter) });
-            if let Ok(summary) = kpi.get_kpi_summary(request).await {
-                let summary = summary.into_inner();
-                let asa_seconds = summary.asa.map_or(0.0, |asa| asa.seconds as f64 + f64::from(asa.nanos) / 1e9);
-                tracing::info!(
-                    tenant,
-                    offered = summary.offered,
-                    answered = summary.answered,
-                    abandoned = summary.abandoned,
-                    lcr = summary.lcr,
-                    car = summary.car,
-                    asa_seconds,
-                    service_level = summary.service_level,
-                    "demo kpis"
-                );
+            let reader = format!("dev-{tenant}-reader");
+            let mut waiting = 0;
+            for (queue_tenant, queue_id, _) in QUEUES.iter().filter(|(queue_tenant, _, _)| *queue_tenant == tenant) {
+                let request = GetQueueStatusRequest { name: format!("tenants/{queue_tenant}/queues/{queue_id}") };
+                if let Ok(status) = routing.get_queue_status(authorized(&reader, request)).await {
+                    waiting += status.into_inner().channels.iter().map(|line| line.waiting).sum::<i32>();
+                }
             }
+            let filter = KpiFilter { parent: format!("tenants/{tenant}"), ..KpiFilter::default() };
+            let Ok(summary) =
+                kpi.get_kpi_summary(authorized(&reader, GetKpiSummaryRequest { filter: Some(filter) })).await
+            else {
+                continue;
+            };
+            let summary = summary.into_inner();
+            let asa_seconds = summary.asa.map_or(0.0, |asa| asa.seconds as f64 + f64::from(asa.nanos) / 1e9);
+            println!(
+                "  {tenant:<7} waiting {waiting:>3}  offered {:>5}  answered {:>5}  abandoned {:>4}  ASA {asa_seconds:>5.1}s  SL {:>5.1}%",
+                summary.offered,
+                summary.answered,
+                summary.abandoned,
+                summary.service_level * 100.0,
+            );
         }
     }
 }

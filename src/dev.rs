@@ -1,9 +1,16 @@
 //! `switchboard dev`: development tenants and API keys, and the banner that
 //! tells a newcomer where everything is.
 
+use std::time::Duration;
 use switchboard_platform::Config;
 use switchboard_platform::auth::hash_api_key;
+
 use switchboard_platform::config::ApiKeyConfig;
+use switchboard_proto::common::v1::{Channel, ChannelCapacity};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{Agent, CreateAgentRequest};
+use tonic::transport::Channel as GrpcChannel;
+use tonic::{Code, Request};
 
 use crate::wiring::StartedService;
 
@@ -20,27 +27,82 @@ pub const DEV_KEYS: [(&str, &str, Option<&str>, Option<&str>); 8] = [
     ("dev-agent-carol", "agent", None, Some("carol")),
 ];
 
-/// Adds the development tenants and keys unless the configuration already
-/// defines keys of its own.
+/// The agents `dev` creates, with the tenants each serves: the ones the
+/// development agent keys belong to.
+pub const DEV_AGENTS: [(&str, &[&str]); 3] =
+    [("alice", &["acme", "globex"]), ("bob", &["acme"]), ("carol", &["globex"])];
+
+/// Adds the development tenants and keys, beside any the configuration
+/// defines (a key of the same name in the file wins), so what the banner
+/// prints always works.
 pub fn apply_dev_defaults(config: &mut Config) -> anyhow::Result<()> {
-    if config.auth.api_keys.is_empty() {
-        for tenant in ["acme", "globex"] {
-            if !config.auth.tenants.iter().any(|known| known == tenant) {
-                config.auth.tenants.push(tenant.to_owned());
-            }
+    for tenant in ["acme", "globex"] {
+        if !config.auth.tenants.iter().any(|known| known == tenant) {
+            config.auth.tenants.push(tenant.to_owned());
         }
-        config.auth.api_keys = DEV_KEYS
-            .iter()
-            .map(|(key, role, tenant, agent)| ApiKeyConfig {
-                name: (*key).to_owned(),
-                sha256: hash_api_key(key),
-                role: (*role).to_owned(),
-                tenant: tenant.map(str::to_owned),
-                agent: agent.map(str::to_owned),
-            })
-            .collect();
+    }
+    for (key, role, tenant, agent) in DEV_KEYS {
+        if config.auth.api_keys.iter().any(|configured| configured.name == key) {
+            continue;
+        }
+        config.auth.api_keys.push(ApiKeyConfig {
+            name: key.to_owned(),
+            sha256: hash_api_key(key),
+            role: role.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            agent: agent.map(str::to_owned),
+        });
     }
     config.validate()
+}
+
+/// `message` with `authorization: Bearer <key>`.
+pub(crate) fn authorized<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {key}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A channel to a service of this process, once it accepts connections.
+pub(crate) async fn channel(url: &str) -> anyhow::Result<GrpcChannel> {
+    for _ in 0..100 {
+        if let Ok(channel) = GrpcChannel::from_shared(url.to_owned())?.connect().await {
+            return Ok(channel);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("cannot reach {url}")
+}
+
+/// Success, or ALREADY_EXISTS (set up by an earlier run).
+pub(crate) fn tolerate_existing<T>(outcome: Result<T, tonic::Status>) -> anyhow::Result<()> {
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+        Err(status) => Err(anyhow::anyhow!("dev setup failed: {}", status.message())),
+    }
+}
+
+/// Creates the development agents through the presence API, so the agent
+/// keys the banner prints can open a session at once.
+pub async fn create_dev_agents(config: &Config) -> anyhow::Result<()> {
+    let mut presence = PresenceServiceClient::new(channel(&config.services.presence.url).await?);
+    for (agent_id, tenants) in DEV_AGENTS {
+        let agent = Agent {
+            display_name: agent_id.to_owned(),
+            tenants: tenants.iter().map(|tenant| format!("tenants/{tenant}")).collect(),
+            capacities: [(Channel::Voice, 1), (Channel::Chat, 3), (Channel::Email, 5)]
+                .iter()
+                .map(|(channel, max)| ChannelCapacity { channel: *channel as i32, max_concurrent: *max })
+                .collect(),
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: agent_id.to_owned(), agent: Some(agent) };
+        tolerate_existing(presence.create_agent(authorized("dev-operator-admin", request)).await)?;
+    }
+    Ok(())
 }
 
 pub fn print_banner(started: &[StartedService]) {
@@ -56,6 +118,9 @@ pub fn print_banner(started: &[StartedService]) {
         let scope = tenant.map(|tenant| format!("tenant {tenant}")).or(agent.map(|agent| format!("agent {agent}")));
         banner.push_str(&format!("    {key:<20} {role:<15} {}\n", scope.unwrap_or_else(|| "all tenants".to_owned())));
     }
+    banner.push_str(
+        "\n  agents alice (acme, globex), bob (acme) and carol (globex) exist; open an AgentSession with their keys\n",
+    );
     banner.push_str("\n  try: grpcurl -plaintext -H 'authorization: Bearer dev-acme-admin' \\\n         -d '{\"parent\":\"tenants/acme\",\"queue_id\":\"support\",\"queue\":{\"channels\":[\"CHANNEL_CHAT\"]}}' \\\n         ");
     let routing = started.iter().find(|service| service.name == "routing").map(|service| service.grpc.to_string());
     banner.push_str(&routing.unwrap_or_default());

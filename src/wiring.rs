@@ -131,6 +131,10 @@ pub async fn run_services(
         tracing::info!(service = service.name, grpc = %service.grpc, http = ?service.http, "service started");
     }
     if backends == Backends::Embedded {
+        // The agents the banner names exist before it is printed.
+        if let Err(error) = crate::dev::create_dev_agents(&config).await {
+            tracing::error!(error = %format!("{error:#}"), "development agents not created");
+        }
         crate::dev::print_banner(&started);
         if demo {
             let demo_config = config.clone();

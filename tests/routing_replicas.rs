@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use prost_types::Duration as ProtoDuration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::{Endpoints, Process, agent_key, authorized, eventually, free_port, scratch_dir};
@@ -106,7 +105,7 @@ async fn create_queues_and_agents(endpoints: &Endpoints) {
     ] {
         let queue = Queue {
             channels,
-            offer_timeout: Some(ProtoDuration { seconds: 0, nanos: OFFER_TIMEOUT_MS * 1_000_000 }),
+            offer_timeout: Some(switchboard_core::time::duration_from_millis(i64::from(OFFER_TIMEOUT_MS))),
             ..Queue::default()
         };
         let request = CreateQueueRequest {

@@ -31,7 +31,7 @@ use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
     AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
-    Hello, SetState, agent_session_request, agent_session_response,
+    DeleteAgentRequest, Hello, SetState, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, GetQueueRequest, Queue};
@@ -135,6 +135,11 @@ async fn walking_skeleton(endpoints: &Endpoints) {
         capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 2 }],
         ..Agent::default()
     };
+    // `switchboard dev` creates a development alice (serving acme and
+    // globex): this story's alice serves acme only.
+    let delete =
+        presence.delete_agent(authorized(OPERATOR, DeleteAgentRequest { name: "agents/alice".to_owned() })).await;
+    assert!(delete.as_ref().map_or_else(|status| status.code() == Code::NotFound, |_| true), "{delete:?}");
     let create_agent = CreateAgentRequest { agent_id: "alice".to_owned(), agent: Some(alice) };
     presence.create_agent(authorized(OPERATOR, create_agent)).await.expect("operator creates alice");
     let queue = Queue {

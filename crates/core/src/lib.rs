@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod event;
+pub mod identity;
 pub mod ids;
 pub mod names;
 pub mod principal;

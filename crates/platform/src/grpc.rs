@@ -15,6 +15,7 @@ use tonic::transport::{Channel, Endpoint, Server};
 use crate::config::GrpcConfig;
 use crate::grpc_metrics::RecordMetrics;
 use crate::message_limit::OversizedAsResourceExhausted;
+use crate::status::IntoStatus;
 use crate::telemetry::{current_traceparent, set_remote_parent};
 
 pub use tonic_health::server::HealthReporter;
@@ -75,6 +76,20 @@ pub async fn serve(
         .await?;
     tracing::info!(service = service_name, "grpc server drained");
     Ok(())
+}
+
+/// The thin adapter of a unary RPC: the caller's principal and the request
+/// body go to `handler` (one inherent method per RPC), its error becomes
+/// the status with details.
+pub async fn answer<Body, Answer, Handler>(
+    request: Request<Body>,
+    handler: impl FnOnce(switchboard_core::Principal, Body) -> Handler,
+) -> Result<tonic::Response<Answer>, tonic::Status>
+where
+    Handler: std::future::Future<Output = Result<Answer, switchboard_core::Error>>,
+{
+    let principal = crate::auth::principal(&request)?;
+    handler(principal, request.into_inner()).await.into_status().map(tonic::Response::new)
 }
 
 /// Reflection (v1 or v1alpha: older tools and Python's grpcio-reflection

@@ -2,13 +2,17 @@
 //!
 //! Each event becomes a [`TimelineUpdate`] merged into the contact's entry.
 //! The merge is idempotent and order-independent, so redelivered and
-//! reordered events need no deduplication by event id.
+//! reordered events need no deduplication by event id. Free text from
+//! events (subjects, dispositions) is made safe before it is stored: the
+//! APIs refuse control characters, but an event written by an older
+//! release, or replayed from a dead letter, must not fail a `text` column.
 
 use std::sync::Arc;
 
 use prost_types::Timestamp;
 use switchboard_core::event::envelope_tenant;
 use switchboard_core::names::{parse_contact, parse_customer, parse_queue};
+use switchboard_core::text::make_safe;
 use switchboard_core::time::millis_from_timestamp;
 use switchboard_core::{CustomerId, Error, TenantId};
 use switchboard_platform::bus::Delivery;
@@ -83,7 +87,7 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
             update.status = Some(EntryStatus::Received);
             update.channel = contact.channel;
             contact.queue.clone_into(&mut update.queue);
-            contact.subject.clone_into(&mut update.subject);
+            update.subject = make_safe(&contact.subject);
             update.create_time_millis = millis(contact.create_time.as_ref());
             Ok(Some(update))
         }
@@ -118,7 +122,7 @@ fn routing_update(
             update.status = Some(EntryStatus::Offered);
             update.channel = offered.channel;
             offered.queue.clone_into(&mut update.queue);
-            offered.subject.clone_into(&mut update.subject);
+            update.subject = make_safe(&offered.subject);
             offered.callback_number.clone_into(&mut update.callback_number);
             update
         }
@@ -153,7 +157,7 @@ fn routing_update(
             update.channel = completed.channel;
             completed.queue.clone_into(&mut update.queue);
             completed.agent.clone_into(&mut update.agent);
-            completed.disposition.clone_into(&mut update.disposition);
+            update.disposition = make_safe(&completed.disposition);
             update.resolved = completed.resolved;
             update.answer_time_millis = millis(completed.answer_time.as_ref());
             update.end_time_millis = millis(completed.end_time.as_ref());

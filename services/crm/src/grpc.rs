@@ -8,17 +8,18 @@ use std::sync::Arc;
 
 use switchboard_core::names::{contact_name, customer_name, parse_customer, parse_tenant};
 use switchboard_core::time::optional_timestamp;
-use switchboard_core::{ContactId, CustomerId, Error};
-use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_core::{ContactId, CustomerId, Error, Principal};
+use switchboard_platform::auth::AccessControl;
+use switchboard_platform::grpc::answer;
 use switchboard_platform::pagination::{page, page_request};
-use switchboard_platform::status::IntoStatus;
 use switchboard_proto::common::v1 as common;
 use switchboard_proto::crm::v1 as api;
 use switchboard_proto::crm::v1::crm_service_server::CrmService;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    EntryStatus, Identity, IdentityKind, TimelineCursor, TimelineEntry, normalize_display_name, normalize_identity,
+    EntryStatus, Identity, TimelineCursor, TimelineEntry, identity_from_proto, identity_to_proto,
+    normalize_display_name,
 };
 use crate::store::{CrmStore, Customer};
 
@@ -36,30 +37,7 @@ impl CrmApi {
 
 /// The domain identity of a request's `identity`, normalised.
 pub fn identity_from_request(identity: Option<&common::CustomerIdentity>) -> Result<Identity, Error> {
-    let Some(identity) = identity else {
-        return Err(Error::missing_field("identity"));
-    };
-    let kind = match common::IdentityKind::try_from(identity.kind) {
-        Ok(common::IdentityKind::Phone) => IdentityKind::Phone,
-        Ok(common::IdentityKind::Email) => IdentityKind::Email,
-        Ok(common::IdentityKind::ChatVisitor) => IdentityKind::ChatVisitor,
-        Ok(common::IdentityKind::Messenger) => IdentityKind::Messenger,
-        Ok(common::IdentityKind::Social) => IdentityKind::Social,
-        Ok(common::IdentityKind::Unspecified) => return Err(Error::missing_field("identity.kind")),
-        Err(_) => return Err(Error::invalid_field("identity.kind", "is not a known identity kind")),
-    };
-    normalize_identity(kind, &identity.value, "identity.value")
-}
-
-fn identity_to_api(identity: &Identity) -> common::CustomerIdentity {
-    let kind = match identity.kind {
-        IdentityKind::Phone => common::IdentityKind::Phone,
-        IdentityKind::Email => common::IdentityKind::Email,
-        IdentityKind::ChatVisitor => common::IdentityKind::ChatVisitor,
-        IdentityKind::Messenger => common::IdentityKind::Messenger,
-        IdentityKind::Social => common::IdentityKind::Social,
-    };
-    common::CustomerIdentity { kind: kind.into(), value: identity.value.clone() }
+    identity_from_proto(identity, "identity")
 }
 
 fn status_to_api(status: EntryStatus) -> common::ContactStatus {
@@ -77,7 +55,7 @@ pub fn customer_to_api(customer: &Customer) -> api::Customer {
     api::Customer {
         name: customer_name(&customer.tenant, &customer.id),
         display_name: customer.display_name.clone(),
-        identities: customer.identities.iter().map(identity_to_api).collect(),
+        identities: customer.identities.iter().map(identity_to_proto).collect(),
         create_time: optional_timestamp(customer.create_time_millis),
     }
 }
@@ -123,19 +101,17 @@ fn parse_timeline_page_key(key: &str) -> Result<TimelineCursor, Error> {
     Ok(TimelineCursor { create_time_millis, contact })
 }
 
-#[async_trait::async_trait]
-impl CrmService for CrmApi {
-    async fn resolve_customer(
+impl CrmApi {
+    async fn resolve(
         &self,
-        request: Request<api::ResolveCustomerRequest>,
-    ) -> Result<Response<api::ResolveCustomerResponse>, Status> {
-        let principal = principal(&request)?;
-        let request = request.into_inner();
-        let tenant = parse_tenant(&request.parent, "parent").into_status()?;
-        self.access.authorize_write(&principal, &tenant).into_status()?;
-        let identity = identity_from_request(request.identity.as_ref()).into_status()?;
-        let display_name = normalize_display_name(&request.display_name, "display_name").into_status()?;
-        let resolved = self.store.resolve_customer(&tenant, &identity, &display_name).await.into_status()?;
+        principal: Principal,
+        request: api::ResolveCustomerRequest,
+    ) -> Result<api::ResolveCustomerResponse, Error> {
+        let tenant = parse_tenant(&request.parent, "parent")?;
+        self.access.authorize_write(&principal, &tenant)?;
+        let identity = identity_from_request(request.identity.as_ref())?;
+        let display_name = normalize_display_name(&request.display_name, "display_name")?;
+        let resolved = self.store.resolve_customer(&tenant, &identity, &display_name).await?;
         if resolved.created {
             tracing::info!(
                 tenant = %tenant,
@@ -145,66 +121,83 @@ impl CrmService for CrmApi {
                 "customer created"
             );
         }
-        Ok(Response::new(api::ResolveCustomerResponse {
+        Ok(api::ResolveCustomerResponse {
             customer: Some(customer_to_api(&resolved.customer)),
             created: resolved.created,
-        }))
+        })
+    }
+
+    async fn get(&self, principal: Principal, request: api::GetCustomerRequest) -> Result<api::Customer, Error> {
+        let (tenant, customer) = parse_customer(&request.name, "name")?;
+        self.access.authorize_read(&principal, &tenant)?;
+        let customer = self.store.get_customer(&tenant, &customer).await?;
+        Ok(customer_to_api(&customer))
+    }
+
+    async fn list(
+        &self,
+        principal: Principal,
+        request: api::ListCustomersRequest,
+    ) -> Result<api::ListCustomersResponse, Error> {
+        let tenant = parse_tenant(&request.parent, "parent")?;
+        self.access.authorize_read(&principal, &tenant)?;
+        let page_request = page_request(request.page_size, &request.page_token)?;
+        let after = page_request
+            .after
+            .as_deref()
+            .map(|after| CustomerId::parse(after, "page_token").map_err(|_| invalid_page_token()))
+            .transpose()?;
+        let customers = self.store.list_customers(&tenant, after.as_ref(), page_request.size + 1).await?;
+        let (customers, next_page_token) = page(customers, &page_request, |customer| customer.id.to_string());
+        Ok(api::ListCustomersResponse { customers: customers.iter().map(customer_to_api).collect(), next_page_token })
+    }
+
+    async fn timeline(
+        &self,
+        principal: Principal,
+        request: api::ListTimelineEntriesRequest,
+    ) -> Result<api::ListTimelineEntriesResponse, Error> {
+        let (tenant, customer) = parse_customer(&request.parent, "parent")?;
+        self.access.authorize_read(&principal, &tenant)?;
+        let page_request = page_request(request.page_size, &request.page_token)?;
+        let after = page_request.after.as_deref().map(parse_timeline_page_key).transpose()?;
+        // An unknown customer is NOT_FOUND rather than an empty timeline.
+        self.store.get_customer(&tenant, &customer).await?;
+        let entries =
+            self.store.list_timeline_entries(&tenant, &customer, after.as_ref(), page_request.size + 1).await?;
+        let (entries, next_page_token) = page(entries, &page_request, timeline_page_key);
+        Ok(api::ListTimelineEntriesResponse {
+            entries: entries.iter().map(timeline_entry_to_api).collect(),
+            next_page_token,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl CrmService for CrmApi {
+    async fn resolve_customer(
+        &self,
+        request: Request<api::ResolveCustomerRequest>,
+    ) -> Result<Response<api::ResolveCustomerResponse>, Status> {
+        answer(request, |principal, body| self.resolve(principal, body)).await
     }
 
     async fn get_customer(&self, request: Request<api::GetCustomerRequest>) -> Result<Response<api::Customer>, Status> {
-        let principal = principal(&request)?;
-        let (tenant, customer) = parse_customer(&request.get_ref().name, "name").into_status()?;
-        self.access.authorize_read(&principal, &tenant).into_status()?;
-        let customer = self.store.get_customer(&tenant, &customer).await.into_status()?;
-        Ok(Response::new(customer_to_api(&customer)))
+        answer(request, |principal, body| self.get(principal, body)).await
     }
 
     async fn list_customers(
         &self,
         request: Request<api::ListCustomersRequest>,
     ) -> Result<Response<api::ListCustomersResponse>, Status> {
-        let principal = principal(&request)?;
-        let request = request.into_inner();
-        let tenant = parse_tenant(&request.parent, "parent").into_status()?;
-        self.access.authorize_read(&principal, &tenant).into_status()?;
-        let page_request = page_request(request.page_size, &request.page_token).into_status()?;
-        let after = page_request
-            .after
-            .as_deref()
-            .map(|after| CustomerId::parse(after, "page_token").map_err(|_| invalid_page_token()))
-            .transpose()
-            .into_status()?;
-        let customers =
-            self.store.list_customers(&tenant, after.as_ref(), page_request.size + 1).await.into_status()?;
-        let (customers, next_page_token) = page(customers, &page_request, |customer| customer.id.to_string());
-        Ok(Response::new(api::ListCustomersResponse {
-            customers: customers.iter().map(customer_to_api).collect(),
-            next_page_token,
-        }))
+        answer(request, |principal, body| self.list(principal, body)).await
     }
 
     async fn list_timeline_entries(
         &self,
         request: Request<api::ListTimelineEntriesRequest>,
     ) -> Result<Response<api::ListTimelineEntriesResponse>, Status> {
-        let principal = principal(&request)?;
-        let request = request.into_inner();
-        let (tenant, customer) = parse_customer(&request.parent, "parent").into_status()?;
-        self.access.authorize_read(&principal, &tenant).into_status()?;
-        let page_request = page_request(request.page_size, &request.page_token).into_status()?;
-        let after = page_request.after.as_deref().map(parse_timeline_page_key).transpose().into_status()?;
-        // An unknown customer is NOT_FOUND rather than an empty timeline.
-        self.store.get_customer(&tenant, &customer).await.into_status()?;
-        let entries = self
-            .store
-            .list_timeline_entries(&tenant, &customer, after.as_ref(), page_request.size + 1)
-            .await
-            .into_status()?;
-        let (entries, next_page_token) = page(entries, &page_request, timeline_page_key);
-        Ok(Response::new(api::ListTimelineEntriesResponse {
-            entries: entries.iter().map(timeline_entry_to_api).collect(),
-            next_page_token,
-        }))
+        answer(request, |principal, body| self.timeline(principal, body)).await
     }
 }
 
@@ -226,7 +219,7 @@ mod tests {
         assert_eq!(field_of(Some(empty)), "identity.value");
         let phone = common::CustomerIdentity { kind: common::IdentityKind::Phone.into(), value: "+7 (495) 123".into() };
         let identity = identity_from_request(Some(&phone)).expect("valid phone");
-        assert_eq!(identity_to_api(&identity).value, "+7495123");
+        assert_eq!(identity_to_proto(&identity).value, "+7495123");
     }
 
     #[test]

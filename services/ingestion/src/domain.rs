@@ -3,16 +3,22 @@
 //! No IO here; every rule names the request field it is about.
 
 use switchboard_core::error::FieldViolation;
+use switchboard_core::identity::{identity_from_proto, identity_to_proto};
+use switchboard_core::text::TextRule;
 use switchboard_core::{Error, QueueId, TenantId, names};
-use switchboard_proto::common::v1::{Channel, CustomerIdentity, Direction, IdentityKind};
+use switchboard_proto::common::v1::{Channel, CustomerIdentity, Direction};
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
 
-/// Longest `contact.from.value`, in bytes, before normalisation.
-pub const MAX_IDENTITY_VALUE_BYTES: usize = 256;
+/// Longest `contact.from.value`, in bytes, once normalised.
+pub const MAX_IDENTITY_VALUE_BYTES: usize = switchboard_core::identity::MAX_IDENTITY_VALUE_BYTES;
 /// Longest `contact.subject`, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 1024;
 /// Longest `contact.body`, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// `contact.subject`: one line.
+const SUBJECT: TextRule = TextRule::line(MAX_SUBJECT_BYTES);
+/// `contact.body`: paragraphs.
+const BODY: TextRule = TextRule::paragraphs(MAX_BODY_BYTES);
 /// Most entries in `contact.attributes`.
 pub const MAX_ATTRIBUTES: usize = 50;
 /// Longest attribute key, in bytes.
@@ -62,9 +68,10 @@ impl Violations {
         }
     }
 
-    fn check_max_bytes(&mut self, field: &str, value: &str, max_bytes: usize) {
-        if value.len() > max_bytes {
-            self.add(field, format!("must be at most {max_bytes} bytes, got {}", value.len()));
+    /// Records why `value` breaks `rule`, if it does.
+    fn check_text(&mut self, field: &str, value: &str, rule: TextRule) {
+        if let Some(problem) = rule.problem(value) {
+            self.add(field, problem);
         }
     }
 
@@ -105,16 +112,16 @@ pub fn validate_create_contact(request: &CreateContactRequest) -> Result<Validat
     {
         violations.add("contact.queue", format!("must be a queue of the parent tenant `{tenant}`"));
     }
-    violations.check_max_bytes("contact.subject", &contact.subject, MAX_SUBJECT_BYTES);
-    violations.check_max_bytes("contact.body", &contact.body, MAX_BODY_BYTES);
+    violations.check_text("contact.subject", &contact.subject, SUBJECT);
+    violations.check_text("contact.body", &contact.body, BODY);
     check_attributes(&mut violations, contact);
     if !(0..=MAX_PRIORITY).contains(&contact.priority) {
         violations.add("contact.priority", format!("must be between 0 and {MAX_PRIORITY}"));
     }
-    violations.check_max_bytes(
+    violations.check_text(
         "contact.provider_message_id",
         &contact.provider_message_id,
-        MAX_PROVIDER_MESSAGE_ID_BYTES,
+        TextRule::line(MAX_PROVIDER_MESSAGE_ID_BYTES),
     );
 
     violations.into_result()?;
@@ -144,7 +151,7 @@ pub fn validate_create_contact(request: &CreateContactRequest) -> Result<Validat
 /// Checks the free-text reason of an abandon request (`reason`).
 pub fn validate_abandon_reason(reason: &str) -> Result<(), Error> {
     let mut violations = Violations::default();
-    violations.check_max_bytes("reason", reason, MAX_ABANDON_REASON_BYTES);
+    violations.check_text("reason", reason, TextRule::line(MAX_ABANDON_REASON_BYTES));
     violations.into_result()
 }
 
@@ -184,72 +191,9 @@ fn normalise_direction(violations: &mut Violations, direction: i32) -> Option<Di
     }
 }
 
+/// The sender's address, normalised by the rules CRM resolves it by.
 fn normalise_identity(violations: &mut Violations, from: Option<&CustomerIdentity>) -> Option<CustomerIdentity> {
-    let Some(from) = from else {
-        violations.add("contact.from", "is required");
-        return None;
-    };
-    let kind = match IdentityKind::try_from(from.kind) {
-        Ok(IdentityKind::Unspecified) => {
-            violations.add("contact.from.kind", "is required");
-            None
-        }
-        Ok(kind) => Some(kind),
-        Err(_) => {
-            violations.add("contact.from.kind", format!("{} is not an identity kind", from.kind));
-            None
-        }
-    };
-    if from.value.len() > MAX_IDENTITY_VALUE_BYTES {
-        violations.add("contact.from.value", format!("must be at most {MAX_IDENTITY_VALUE_BYTES} bytes"));
-        return None;
-    }
-    let trimmed = from.value.trim();
-    if trimmed.is_empty() {
-        violations.add("contact.from.value", "is required");
-        return None;
-    }
-    let kind = kind?;
-    match normalise_identity_value(kind, trimmed) {
-        // Lower-casing can lengthen some characters: bound the stored form too.
-        Ok(value) if value.len() > MAX_IDENTITY_VALUE_BYTES => {
-            violations.add("contact.from.value", format!("must be at most {MAX_IDENTITY_VALUE_BYTES} bytes"));
-            None
-        }
-        Ok(value) => Some(CustomerIdentity { kind: kind as i32, value }),
-        Err(problem) => {
-            violations.add("contact.from.value", problem);
-            None
-        }
-    }
-}
-
-/// The canonical form of an address, so the same customer reached twice is
-/// recognised by CRM: `+` and digits for phones, lower case for e-mail,
-/// trimmed otherwise.
-pub fn normalise_identity_value(kind: IdentityKind, trimmed_value: &str) -> Result<String, &'static str> {
-    match kind {
-        IdentityKind::Phone => {
-            let digits: String = trimmed_value.chars().filter(char::is_ascii_digit).collect();
-            if digits.is_empty() {
-                return Err("a phone number needs at least one digit");
-            }
-            Ok(format!("+{digits}"))
-        }
-        IdentityKind::Email => {
-            let lowered = trimmed_value.to_lowercase();
-            let well_formed = lowered
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-            if !well_formed {
-                return Err("must be an e-mail address like `name@example.com`");
-            }
-            Ok(lowered)
-        }
-        IdentityKind::Unspecified | IdentityKind::ChatVisitor | IdentityKind::Messenger | IdentityKind::Social => {
-            Ok(trimmed_value.to_owned())
-        }
-    }
+    violations.take(identity_from_proto(from, "contact.from")).map(|identity| identity_to_proto(&identity))
 }
 
 fn check_attributes(violations: &mut Violations, contact: &Contact) {
@@ -260,11 +204,13 @@ fn check_attributes(violations: &mut Violations, contact: &Contact) {
     if contact.attributes.keys().any(String::is_empty) {
         violations.add("contact.attributes", "keys must not be empty");
     }
-    if contact.attributes.keys().any(|key| key.len() > MAX_ATTRIBUTE_KEY_BYTES) {
-        violations.add("contact.attributes", format!("keys must be at most {MAX_ATTRIBUTE_KEY_BYTES} bytes"));
+    let key_rule = TextRule::line(MAX_ATTRIBUTE_KEY_BYTES);
+    if let Some(problem) = contact.attributes.keys().find_map(|key| key_rule.problem(key)) {
+        violations.add("contact.attributes", format!("keys {problem}"));
     }
-    if contact.attributes.values().any(|value| value.len() > MAX_ATTRIBUTE_VALUE_BYTES) {
-        violations.add("contact.attributes", format!("values must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes"));
+    let value_rule = TextRule::paragraphs(MAX_ATTRIBUTE_VALUE_BYTES);
+    if let Some(problem) = contact.attributes.values().find_map(|value| value_rule.problem(value)) {
+        violations.add("contact.attributes", format!("values {problem}"));
     }
 }
 

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use switchboard_core::ErrorCode;
+use switchboard_proto::common::v1::IdentityKind;
 
 fn valid_request() -> CreateContactRequest {
     CreateContactRequest {
@@ -125,23 +126,52 @@ fn from_is_required_with_kind_and_value() {
 }
 
 #[test]
-fn identities_are_normalised_by_kind() {
-    assert_eq!(normalise_identity_value(IdentityKind::Phone, "+1 (555) 010-0100"), Ok("+15550100100".to_owned()));
-    assert_eq!(normalise_identity_value(IdentityKind::Phone, "8 800 555 35 35"), Ok("+88005553535".to_owned()));
-    assert!(normalise_identity_value(IdentityKind::Phone, "call me").is_err());
-    assert_eq!(normalise_identity_value(IdentityKind::Email, "Ann@Example.COM"), Ok("ann@example.com".to_owned()));
-    for bad in ["ann", "@example.com", "ann@", "a@b@c"] {
-        assert!(normalise_identity_value(IdentityKind::Email, bad).is_err(), "{bad}");
+fn identities_are_normalised_by_the_rules_crm_resolves_them_by() {
+    let normalised = |kind: IdentityKind, value: &str| {
+        let request = with_contact(|contact| {
+            contact.from = Some(CustomerIdentity { kind: kind as i32, value: value.to_owned() })
+        });
+        validate_create_contact(&request).map(|validated| validated.contact.from.expect("from").value)
+    };
+    assert_eq!(normalised(IdentityKind::Phone, "+1 (555) 010-0100"), Ok("+15550100100".to_owned()));
+    assert_eq!(normalised(IdentityKind::Phone, "8 800 555 35 35"), Ok("+88005553535".to_owned()));
+    assert_eq!(normalised(IdentityKind::Email, "Ann@Example.COM"), Ok("ann@example.com".to_owned()));
+    assert_eq!(normalised(IdentityKind::Messenger, "telegram:12345"), Ok("telegram:12345".to_owned()));
+    assert_eq!(normalised(IdentityKind::Social, "  @ann  "), Ok("@ann".to_owned()));
+    for (kind, bad) in [
+        (IdentityKind::Phone, "call me"),
+        (IdentityKind::Phone, " no digits "),
+        (IdentityKind::Email, "ann"),
+        (IdentityKind::Email, "@example.com"),
+        (IdentityKind::Email, "ann@"),
+        (IdentityKind::ChatVisitor, "visitor\0"),
+        (IdentityKind::Messenger, "tg:\u{1b}[31m"),
+    ] {
+        let request =
+            with_contact(|contact| contact.from = Some(CustomerIdentity { kind: kind as i32, value: bad.to_owned() }));
+        assert_rejects(&request, "contact.from.value");
     }
-    assert_eq!(normalise_identity_value(IdentityKind::Messenger, "telegram:12345"), Ok("telegram:12345".to_owned()));
-    let request = with_contact(|contact| {
-        contact.from = Some(CustomerIdentity { kind: IdentityKind::Phone as i32, value: " no digits ".to_owned() });
-    });
-    assert_rejects(&request, "contact.from.value");
-    let trimmed = with_contact(|contact| {
-        contact.from = Some(CustomerIdentity { kind: IdentityKind::Social as i32, value: "  @ann  ".to_owned() });
-    });
-    assert_eq!(validate_create_contact(&trimmed).expect("valid").contact.from.expect("from").value, "@ann");
+}
+
+#[test]
+fn stored_text_refuses_control_characters() {
+    for (request, field) in [
+        (with_contact(|contact| contact.subject = "order\0 42".to_owned()), "contact.subject"),
+        (with_contact(|contact| contact.subject = "two\nlines".to_owned()), "contact.subject"),
+        (with_contact(|contact| contact.body = "bell\u{7}".to_owned()), "contact.body"),
+        (with_contact(|contact| contact.provider_message_id = "id\u{1b}".to_owned()), "contact.provider_message_id"),
+        (
+            with_contact(|contact| {
+                contact.attributes.insert("k".to_owned(), "v\0".to_owned());
+            }),
+            "contact.attributes",
+        ),
+    ] {
+        assert_rejects(&request, field);
+    }
+    let paragraphs = with_contact(|contact| contact.body = "Hello,\r\n\tthe parcel?\n".to_owned());
+    assert!(validate_create_contact(&paragraphs).is_ok(), "a body keeps its line breaks");
+    assert!(validate_abandon_reason("hung up\0").is_err());
 }
 
 #[test]

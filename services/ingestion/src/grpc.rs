@@ -67,6 +67,7 @@ impl IngestionApi {
         self.access.authorize_write(principal, tenant)?;
 
         if let Some(existing) = self.store.find_by_request_id(tenant, &validated.request_id).await? {
+            check_same_request(&existing, &validated.contact, &validated.request_id)?;
             tracing::info!(
                 tenant = %tenant,
                 contact = %existing.contact_id,
@@ -92,6 +93,7 @@ impl IngestionApi {
         let customer = self.resolve_customer(call, &validated).await?;
 
         let contact_id = ContactId::generate();
+        let requested = validated.contact.clone();
         let mut contact = validated.contact;
         contact.name = names::contact_name(tenant, &contact_id);
         contact.customer = customer;
@@ -107,6 +109,9 @@ impl IngestionApi {
         };
         if let InsertOutcome::Existing(existing) = self.store.insert(&record).await? {
             // A concurrent call with the same key won the insert.
+            if existing.request_id == record.request_id {
+                check_same_request(&existing, &requested, &record.request_id)?;
+            }
             return self.replay_created(*existing).await;
         }
         self.outbox.publish_created(&record).await?;
@@ -292,6 +297,28 @@ impl IngestionApi {
         }
         Ok(())
     }
+}
+
+/// A `request_id` names one request: a retry must carry the same contact.
+/// Answering a different body with the first contact would hide the
+/// client's bug; creating a second one would break idempotency.
+fn check_same_request(existing: &ContactRecord, requested: &Contact, request_id: &str) -> Result<(), Error> {
+    let stored_request = Contact {
+        name: String::new(),
+        customer: String::new(),
+        create_time: None,
+        abandon_time: None,
+        ..existing.contact.clone()
+    };
+    if stored_request == *requested {
+        return Ok(());
+    }
+    Err(Error::failed_precondition(format!(
+        "request_id `{request_id}` was already used for a different contact; use a new request_id for a new contact"
+    ))
+    .with_reason("REQUEST_ID_REUSED")
+    .with_field_violation("request_id", "was already used with a different body")
+    .with_resource(existing.contact.name.clone()))
 }
 
 /// A downstream error about the downstream request's `field` becomes one

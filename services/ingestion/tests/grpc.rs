@@ -67,11 +67,19 @@ async fn create_publishes_once_and_a_retry_returns_the_same_contact() {
     assert_eq!(created_payload(&event).contact.as_ref(), Some(&contact));
     harness.assert_no_more_events().await;
 
-    // A retry, even with a changed body, answers with the first contact.
-    let mut retry = create_request("req-1");
-    retry.contact.as_mut().unwrap().body = "second attempt".to_owned();
-    let retried = harness.client.create_contact(authed(retry, ACME_ADMIN_KEY)).await.unwrap().into_inner();
+    // A retry of the same request answers with the first contact.
+    let retried =
+        harness.client.create_contact(authed(create_request("req-1"), ACME_ADMIN_KEY)).await.unwrap().into_inner();
     assert_eq!(retried, contact);
+    harness.assert_no_more_events().await;
+
+    // The same request id with another body is refused, naming the field,
+    // and changes nothing.
+    let mut reused = create_request("req-1");
+    reused.contact.as_mut().unwrap().body = "a different question".to_owned();
+    let status = harness.client.create_contact(authed(reused, ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_status(&status, Code::FailedPrecondition, Some("request_id"));
+    assert_eq!(status.get_error_details().error_info().map(|info| info.reason.as_str()), Some("REQUEST_ID_REUSED"));
     harness.assert_no_more_events().await;
 
     let fetched = harness

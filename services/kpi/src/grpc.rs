@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use prost_types::Timestamp;
 use switchboard_core::names::{parse_queue, parse_tenant};
-use switchboard_core::time::millis_from_timestamp;
-use switchboard_core::{Error, TenantId};
-use switchboard_platform::auth::{AccessControl, principal};
-use switchboard_platform::status::IntoStatus;
+use switchboard_core::time::checked_timestamp_millis;
+use switchboard_core::{Error, Principal, TenantId};
+use switchboard_platform::auth::AccessControl;
+use switchboard_platform::grpc::answer;
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
 use switchboard_proto::kpi::v1::{
@@ -33,23 +33,37 @@ impl KpiGrpc {
 
     /// Validates the filter, authorizes the caller on its tenant and loads
     /// the facts it selects.
-    async fn load<T>(
+    async fn load(
         &self,
-        request: &Request<T>,
+        principal: &Principal,
         filter: Option<&KpiFilter>,
-    ) -> Result<(Vec<ContactFacts>, ServiceLevelVariant), Status> {
-        let principal = principal(request)?;
+    ) -> Result<(Vec<ContactFacts>, ServiceLevelVariant), Error> {
         let Some(filter) = filter else {
-            return Err(Error::missing_field("filter")).into_status();
+            return Err(Error::missing_field("filter"));
         };
-        let tenant = parse_tenant(&filter.parent, "filter.parent").into_status()?;
+        let tenant = parse_tenant(&filter.parent, "filter.parent")?;
         // Authorize before looking at the rest, so a caller learns nothing
         // about a tenant it may not read.
-        self.access.authorize_read(&principal, &tenant).into_status()?;
-        let query = KpiQuery::parse(tenant, filter).into_status()?;
-        let facts = self.store.load(&query.tenant, &query.filter).await.into_status()?;
+        self.access.authorize_read(principal, &tenant)?;
+        let query = KpiQuery::parse(tenant, filter)?;
+        let facts = self.store.load(&query.tenant, &query.filter).await?;
         tracing::debug!(tenant = %query.tenant, key = %principal.key_name, contacts = facts.len(), "kpi facts loaded");
         Ok((facts, query.variant))
+    }
+
+    async fn summary(&self, principal: Principal, request: GetKpiSummaryRequest) -> Result<KpiSummary, Error> {
+        let (facts, variant) = self.load(&principal, request.filter.as_ref()).await?;
+        Ok(summarize(&facts, variant).to_proto())
+    }
+
+    async fn intervals(
+        &self,
+        principal: Principal,
+        request: ListKpiIntervalsRequest,
+    ) -> Result<ListKpiIntervalsResponse, Error> {
+        let (facts, variant) = self.load(&principal, request.filter.as_ref()).await?;
+        let intervals = intervals(&facts, variant).iter().map(|interval| interval.to_proto()).collect();
+        Ok(ListKpiIntervalsResponse { intervals })
     }
 }
 
@@ -95,26 +109,20 @@ fn instant(timestamp: Option<&Timestamp>, field: &str) -> Result<Option<i64>, Er
     let Some(timestamp) = timestamp else {
         return Ok(None);
     };
-    if !(0..1_000_000_000).contains(&timestamp.nanos) {
-        return Err(Error::invalid_field(field, "nanos must be in 0..1e9"));
-    }
-    Ok(Some(millis_from_timestamp(timestamp)))
+    checked_timestamp_millis(timestamp).map(Some).map_err(|problem| Error::invalid_field(field, problem))
 }
 
 #[tonic::async_trait]
 impl KpiService for KpiGrpc {
     async fn get_kpi_summary(&self, request: Request<GetKpiSummaryRequest>) -> Result<Response<KpiSummary>, Status> {
-        let (facts, variant) = self.load(&request, request.get_ref().filter.as_ref()).await?;
-        Ok(Response::new(summarize(&facts, variant).to_proto()))
+        answer(request, |principal, body| self.summary(principal, body)).await
     }
 
     async fn list_kpi_intervals(
         &self,
         request: Request<ListKpiIntervalsRequest>,
     ) -> Result<Response<ListKpiIntervalsResponse>, Status> {
-        let (facts, variant) = self.load(&request, request.get_ref().filter.as_ref()).await?;
-        let intervals = intervals(&facts, variant).iter().map(|interval| interval.to_proto()).collect();
-        Ok(Response::new(ListKpiIntervalsResponse { intervals }))
+        answer(request, |principal, body| self.intervals(principal, body)).await
     }
 }
 

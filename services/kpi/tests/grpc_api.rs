@@ -155,6 +155,24 @@ async fn invalid_filters_name_the_field_in_bad_request_details() {
             "filter.end_time",
         ),
         (KpiFilter { parent: "acme".to_owned(), ..KpiFilter::default() }, "filter.parent"),
+        (
+            KpiFilter {
+                start_time: Some(prost_types::Timestamp { seconds: 253_402_300_800, nanos: 0 }),
+                ..tenant_filter("acme")
+            },
+            "filter.start_time",
+        ),
+        (
+            KpiFilter {
+                end_time: Some(prost_types::Timestamp { seconds: i64::MIN, nanos: 0 }),
+                ..tenant_filter("acme")
+            },
+            "filter.end_time",
+        ),
+        (
+            KpiFilter { start_time: Some(prost_types::Timestamp { seconds: 1, nanos: -5 }), ..tenant_filter("acme") },
+            "filter.start_time",
+        ),
     ];
     for (filter, field) in cases {
         let status = summary(&mut service.client, ACME_READER_KEY, filter).await.unwrap_err();

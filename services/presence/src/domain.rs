@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use switchboard_core::Error;
+use switchboard_core::text::{TextRule, check_skill_name};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::presence::v1::{Agent, AgentState};
 
@@ -33,9 +34,7 @@ fn chosen_state(state: i32, reason: &str, prefix: &str) -> Result<AgentState, Er
     if !matches!(state, AgentState::Available | AgentState::Away | AgentState::Offline) {
         return Err(Error::invalid_field(&state_field, "only AVAILABLE, AWAY or OFFLINE may be chosen"));
     }
-    if reason.len() > MAX_REASON_BYTES {
-        return Err(Error::invalid_field(&reason_field, "must be at most 64 bytes"));
-    }
+    TextRule::line(MAX_REASON_BYTES).check(&reason_field, reason)?;
     if state != AgentState::Away && !reason.is_empty() {
         return Err(Error::invalid_field(&reason_field, "only AWAY takes a reason code"));
     }
@@ -64,47 +63,48 @@ pub fn is_not_responding(missed: usize, threshold: u32) -> bool {
 /// Validates the settable fields of an agent; tenants are checked to
 /// exist by the caller.
 pub fn validate_agent(agent: &Agent) -> Result<(), Error> {
-    if agent.display_name.len() > MAX_DISPLAY_NAME_BYTES {
-        return Err(Error::invalid_field("agent.display_name", "must be at most 200 bytes"));
-    }
+    TextRule::line(MAX_DISPLAY_NAME_BYTES).check("agent.display_name", &agent.display_name)?;
     if agent.tenants.is_empty() {
         return Err(Error::invalid_field("agent.tenants", "an agent serves at least one tenant"));
     }
     if agent.tenants.len() > MAX_TENANTS {
         return Err(Error::invalid_field("agent.tenants", "at most 100 tenants"));
     }
-    for tenant in &agent.tenants {
-        switchboard_core::names::parse_tenant(tenant, "agent.tenants")?;
+    for (index, tenant) in agent.tenants.iter().enumerate() {
+        switchboard_core::names::parse_tenant(tenant, &format!("agent.tenants[{index}]"))?;
     }
     if agent.skills.len() > MAX_SKILLS {
         return Err(Error::invalid_field("agent.skills", "at most 64 skills"));
     }
     let mut skill_names = HashSet::new();
-    for skill in &agent.skills {
-        if skill.name.is_empty() || skill.name.len() > 64 {
-            return Err(Error::invalid_field("agent.skills.name", "must be 1-64 bytes"));
-        }
+    for (index, skill) in agent.skills.iter().enumerate() {
+        check_skill_name(&format!("agent.skills[{index}].name"), &skill.name)?;
         if !(1..=5).contains(&skill.level) {
-            return Err(Error::invalid_field("agent.skills.level", "must be between 1 and 5"));
+            return Err(Error::invalid_field(format!("agent.skills[{index}].level"), "must be between 1 and 5"));
         }
         if !skill.tenant.is_empty() && !agent.tenants.contains(&skill.tenant) {
-            return Err(Error::invalid_field("agent.skills.tenant", "must be one of the agent's tenants"));
+            return Err(Error::invalid_field(
+                format!("agent.skills[{index}].tenant"),
+                "must be one of the agent's tenants",
+            ));
         }
         // One general level and at most one level per tenant for a skill.
         if !skill_names.insert((skill.name.as_str(), skill.tenant.as_str())) {
-            return Err(Error::invalid_field("agent.skills", format!("skill `{}` is listed twice", skill.name)));
+            let problem = format!("skill `{}` is listed twice", skill.name);
+            return Err(Error::invalid_field(format!("agent.skills[{index}]"), problem));
         }
     }
     let mut channels = HashSet::new();
-    for capacity in &agent.capacities {
+    for (index, capacity) in agent.capacities.iter().enumerate() {
         if !matches!(Channel::try_from(capacity.channel), Ok(channel) if channel != Channel::Unspecified) {
-            return Err(Error::invalid_field("agent.capacities.channel", "is not a channel"));
+            return Err(Error::invalid_field(format!("agent.capacities[{index}].channel"), "is not a channel"));
         }
         if !(0..=MAX_CHANNEL_CAPACITY).contains(&capacity.max_concurrent) {
-            return Err(Error::invalid_field("agent.capacities.max_concurrent", "must be between 0 and 50"));
+            let field = format!("agent.capacities[{index}].max_concurrent");
+            return Err(Error::invalid_field(field, "must be between 0 and 50"));
         }
         if !channels.insert(capacity.channel) {
-            return Err(Error::invalid_field("agent.capacities", "lists a channel twice"));
+            return Err(Error::invalid_field(format!("agent.capacities[{index}].channel"), "lists a channel twice"));
         }
     }
     Ok(())
@@ -145,21 +145,30 @@ mod tests {
         assert!(validate_agent(&good).is_ok());
         let cases = [
             (Agent { tenants: vec![], ..good.clone() }, "agent.tenants"),
-            (Agent { tenants: vec!["acme".to_owned()], ..good.clone() }, "agent.tenants"),
+            (Agent { tenants: vec!["acme".to_owned()], ..good.clone() }, "agent.tenants[0]"),
             (
                 Agent { skills: vec![Skill { name: "x".to_owned(), level: 9, ..Skill::default() }], ..good.clone() },
-                "agent.skills.level",
+                "agent.skills[0].level",
             ),
             (
+                Agent { skills: vec![Skill { name: "../x".to_owned(), level: 1, ..Skill::default() }], ..good.clone() },
+                "agent.skills[0].name",
+            ),
+            (
+                Agent { skills: vec![Skill { name: "x\0".to_owned(), level: 1, ..Skill::default() }], ..good.clone() },
+                "agent.skills[0].name",
+            ),
+            (Agent { display_name: "Ann\u{0}".to_owned(), ..good.clone() }, "agent.display_name"),
+            (
                 Agent { capacities: vec![ChannelCapacity { channel: 0, max_concurrent: 1 }], ..good.clone() },
-                "agent.capacities.channel",
+                "agent.capacities[0].channel",
             ),
             (
                 Agent {
                     skills: vec![Skill { name: "billing".to_owned(), level: 5, tenant: "tenants/globex".to_owned() }],
                     ..good.clone()
                 },
-                "agent.skills.tenant",
+                "agent.skills[0].tenant",
             ),
             (
                 Agent {
@@ -169,7 +178,7 @@ mod tests {
                     ],
                     ..good.clone()
                 },
-                "agent.skills",
+                "agent.skills[1]",
             ),
         ];
         let per_tenant = Agent {

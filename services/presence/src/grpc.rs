@@ -377,7 +377,14 @@ impl PresenceService for PresenceApi {
                     Ok(Some(message)) => session.handle(message).await,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::info!(agent = %session.agent_id, status = %status.message(), "agent session broke");
+                        if let Some(refusal) = refusal_of_inbound(&status) {
+                            // The desktop sent something unusable: end the
+                            // stream with a status that says so, not OK.
+                            tracing::info!(agent = %session.agent_id, code = ?refusal.code(), "agent session sent a bad message, ending it");
+                            let _ = session.sender.try_send(Err(refusal));
+                        } else {
+                            tracing::info!(agent = %session.agent_id, status = %status.message(), "agent session broke");
+                        }
                         break;
                     }
                 }
@@ -389,6 +396,23 @@ impl PresenceService for PresenceApi {
             }
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// The status that ends a session whose inbound stream failed because of
+/// what the desktop sent: a message that is not valid protobuf
+/// (INVALID_ARGUMENT, from the codec) or one over the size limit (tonic's
+/// OUT_OF_RANGE, answered as RESOURCE_EXHAUSTED). `None` when the stream
+/// broke for another reason (the desktop went away).
+fn refusal_of_inbound(status: &Status) -> Option<Status> {
+    match status.code() {
+        tonic::Code::InvalidArgument => Some(status.clone()),
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            let error = Error::new(switchboard_core::ErrorCode::ResourceExhausted, status.message())
+                .with_reason("MESSAGE_TOO_LARGE");
+            Some(to_status(&error))
+        }
+        _ => None,
     }
 }
 

@@ -40,13 +40,13 @@ async fn agent_management_checks_roles_fields_and_tenants() {
     for (request, field) in [
         (create("", acme_agent.clone()), "agent_id"),
         (create("x", Agent::default()), "agent.tenants"),
-        (create("x", Agent { tenants: vec!["acme".into()], ..Agent::default() }), "agent.tenants"),
+        (create("x", Agent { tenants: vec!["acme".into()], ..Agent::default() }), "agent.tenants[0]"),
         (
             create(
                 "x",
                 Agent { capacities: vec![ChannelCapacity { channel: 3, max_concurrent: 99 }], ..acme_agent.clone() },
             ),
-            "agent.capacities.max_concurrent",
+            "agent.capacities[0].max_concurrent",
         ),
         (CreateAgentRequest { agent_id: "x".into(), agent: None }, "agent"),
     ] {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use switchboard_core::names::{
     agent_name, contact_name, parse_agent, parse_contact, parse_queue, parse_tenant, queue_name,
 };
+use switchboard_core::text::TextRule;
 use switchboard_core::time::{duration_from_millis, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
-use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::auth::AccessControl;
+use switchboard_platform::grpc::answer;
 use switchboard_platform::pagination::{page, page_request};
-use switchboard_platform::status::IntoStatus;
 use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::routing::v1::routing_service_server::RoutingService;
 use switchboard_proto::routing::v1::{
@@ -25,8 +26,10 @@ use crate::domain::{ContactRecord, RoutingStatus};
 use crate::engine::Engine;
 use crate::queue_config::{Arrival, UPDATABLE_FIELDS, arrival, validate_queue, with_defaults};
 
-const MAX_DISPOSITION_BYTES: usize = 128;
-const MAX_NOTES_BYTES: usize = 4096;
+/// An agent's disposition: one line, as CRM's timeline and KPI store it.
+const DISPOSITION: TextRule = TextRule::line(128);
+/// Free notes and reasons: paragraphs.
+const NOTES: TextRule = TextRule::paragraphs(4096);
 
 pub struct RoutingApi {
     pub engine: Arc<Engine>,
@@ -161,206 +164,192 @@ impl RoutingApi {
         }
         Ok(record)
     }
+
+    async fn get(&self, principal: Principal, request: GetQueueRequest) -> Result<Queue, Error> {
+        let (tenant, queue_id) = parse_queue(&request.name, "name")?;
+        self.access.authorize_read(&principal, &tenant)?;
+        self.existing_queue(&tenant, &queue_id).await
+    }
+
+    async fn list(&self, principal: Principal, request: ListQueuesRequest) -> Result<ListQueuesResponse, Error> {
+        let tenant = parse_tenant(&request.parent, "parent")?;
+        let page_request = page_request(request.page_size, &request.page_token)?;
+        self.access.authorize_read(&principal, &tenant)?;
+        let queues = self.engine.queues.list_queues(&tenant, &page_request).await?;
+        let (queues, next_page_token) =
+            page(queues, &page_request, |queue| queue.name.rsplit('/').next().unwrap_or_default().to_owned());
+        Ok(ListQueuesResponse { queues, next_page_token })
+    }
+
+    async fn delete(&self, principal: Principal, request: DeleteQueueRequest) -> Result<(), Error> {
+        let (tenant, queue_id) = parse_queue(&request.name, "name")?;
+        self.authorize_write(&principal, &tenant)?;
+        if !self.engine.queues.delete_queue(&tenant, &queue_id).await? {
+            return Err(Error::not_found(queue_name(&tenant, &queue_id)));
+        }
+        tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue deleted");
+        Ok(())
+    }
+
+    async fn get_assignment(&self, principal: Principal, request: GetAssignmentRequest) -> Result<Assignment, Error> {
+        let record = self.record_for(&principal, "contact", &request.contact).await?;
+        let position = self.engine.state.position(&record).await?;
+        let pace = self.engine.state.answer_pace(&record.tenant, &record.queue, record.channel).await?;
+        Ok(assignment_with_estimate(&record, position, pace.estimated_wait_ms(position)))
+    }
+
+    async fn accept(&self, principal: Principal, request: AcceptOfferRequest) -> Result<Assignment, Error> {
+        let agent = calling_agent(&principal)?;
+        let record = self.record_for(&principal, "contact", &request.contact).await?;
+        let record = self.engine.accept(&record.tenant, &record.contact, &agent).await?;
+        Ok(assignment(&record, 0))
+    }
+
+    async fn reject(&self, principal: Principal, request: RejectOfferRequest) -> Result<Assignment, Error> {
+        let agent = calling_agent(&principal)?;
+        NOTES.check("reason", &request.reason)?;
+        let record = self.record_for(&principal, "contact", &request.contact).await?;
+        let record = self.engine.reject(&record.tenant, &record.contact, &agent).await?;
+        let position = self.engine.state.position(&record).await?;
+        Ok(assignment(&record, position))
+    }
+
+    async fn complete(&self, principal: Principal, request: CompleteContactRequest) -> Result<Assignment, Error> {
+        let agent = calling_agent(&principal)?;
+        if request.disposition.is_empty() {
+            return Err(Error::missing_field("disposition"));
+        }
+        DISPOSITION.check("disposition", &request.disposition)?;
+        NOTES.check("notes", &request.notes)?;
+        let record = self.record_for(&principal, "contact", &request.contact).await?;
+        let record = self
+            .engine
+            .complete(&record.tenant, &record.contact, &agent, &request.disposition, request.resolved)
+            .await?;
+        Ok(assignment(&record, 0))
+    }
+
+    async fn transfer(&self, principal: Principal, request: TransferContactRequest) -> Result<Assignment, Error> {
+        let (tenant, contact) = parse_contact(&request.contact, "contact")?;
+        let target = request.target.as_ref().ok_or_else(|| Error::missing_field("queue"))?;
+        // The handling agent may hand its own contact over; otherwise a
+        // tenant writer (supervisor, IVR, integration) may move any.
+        let record = self.record_for(&principal, "contact", &request.contact).await?;
+        if principal.role != Role::Agent {
+            self.authorize_write(&principal, &tenant)?;
+        }
+        let record = match target {
+            transfer_contact_request::Target::Queue(queue) => {
+                let (queue_tenant, queue_id) = parse_queue(queue, "queue")?;
+                if queue_tenant != tenant {
+                    return Err(Error::invalid_field("queue", "must belong to the contact's tenant"));
+                }
+                self.engine.move_to(&tenant, &record.contact, &queue_id, TransferReason::Requested).await?
+            }
+            transfer_contact_request::Target::Agent(agent) => {
+                let agent = parse_agent(agent, "agent")?;
+                let serves =
+                    self.engine.state.agent(&agent).await?.is_some_and(|live| live.profile.tenants.contains(&tenant));
+                if !serves {
+                    return Err(Error::invalid_field("agent", "is not an agent of the contact's tenant"));
+                }
+                self.engine.transfer_to_agent(&tenant, &contact, &agent).await?
+            }
+        };
+        let position = self.engine.state.position(&record).await?;
+        Ok(assignment(&record, position))
+    }
+
+    async fn callback(&self, principal: Principal, request: RequestCallbackRequest) -> Result<Assignment, Error> {
+        let (tenant, contact) = parse_contact(&request.contact, "contact")?;
+        if request.phone_number.is_empty() {
+            return Err(Error::missing_field("phone_number"));
+        }
+        if !crate::domain::rules::is_e164(&request.phone_number) {
+            return Err(Error::invalid_field("phone_number", "must be E.164: + and 8-15 digits"));
+        }
+        self.authorize_write(&principal, &tenant)?;
+        let record = self.engine.request_callback(&tenant, &contact, &request.phone_number).await?;
+        let position = self.engine.state.position(&record).await?;
+        Ok(assignment(&record, position))
+    }
+
+    async fn queue_status(&self, principal: Principal, request: GetQueueStatusRequest) -> Result<QueueStatus, Error> {
+        let (tenant, queue_id) = parse_queue(&request.name, "name")?;
+        self.access.authorize_read(&principal, &tenant)?;
+        let queue = self.existing_queue(&tenant, &queue_id).await?;
+        let now = now_millis();
+        let channels: Vec<i32> = if queue.channels.is_empty() {
+            (1..=8).filter(|channel| Channel::try_from(*channel).is_ok()).collect()
+        } else {
+            queue.channels.clone()
+        };
+        let mut statuses = Vec::with_capacity(channels.len());
+        for channel in channels {
+            let line = self.engine.state.line_status(&tenant, &queue_id, channel).await?;
+            let pace = self.engine.state.answer_pace(&tenant, &queue_id, channel).await?;
+            statuses.push(ChannelQueueStatus {
+                channel,
+                waiting: line.waiting,
+                head_wait: line.head.map(|head| duration_from_millis((now - head.enqueue_ms).max(0))),
+                estimated_wait: pace.estimated_wait_ms(line.waiting.saturating_add(1)).map(duration_from_millis),
+            });
+        }
+        Ok(QueueStatus {
+            name: queue_name(&tenant, &queue_id),
+            open: arrival(&queue, now) == Arrival::Open,
+            channels: statuses,
+        })
+    }
 }
 
 #[tonic::async_trait]
 impl RoutingService for RoutingApi {
     async fn create_queue(&self, request: Request<CreateQueueRequest>) -> Result<Response<Queue>, Status> {
-        let principal = principal(&request)?;
-        self.create(principal, request.into_inner()).await.into_status().map(Response::new)
+        answer(request, |principal, body| self.create(principal, body)).await
     }
 
     async fn get_queue(&self, request: Request<GetQueueRequest>) -> Result<Response<Queue>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let (tenant, queue_id) = parse_queue(&request.get_ref().name, "name")?;
-            self.access.authorize_read(&principal, &tenant)?;
-            self.existing_queue(&tenant, &queue_id).await
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.get(principal, body)).await
     }
 
     async fn list_queues(&self, request: Request<ListQueuesRequest>) -> Result<Response<ListQueuesResponse>, Status> {
-        let principal = principal(&request)?;
-        let request = request.into_inner();
-        let outcome = async {
-            let tenant = parse_tenant(&request.parent, "parent")?;
-            let page_request = page_request(request.page_size, &request.page_token)?;
-            self.access.authorize_read(&principal, &tenant)?;
-            let queues = self.engine.queues.list_queues(&tenant, &page_request).await?;
-            let (queues, next_page_token) =
-                page(queues, &page_request, |queue| queue.name.rsplit('/').next().unwrap_or_default().to_owned());
-            Ok(ListQueuesResponse { queues, next_page_token })
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.list(principal, body)).await
     }
 
     async fn update_queue(&self, request: Request<UpdateQueueRequest>) -> Result<Response<Queue>, Status> {
-        let principal = principal(&request)?;
-        self.update(principal, request.into_inner()).await.into_status().map(Response::new)
+        answer(request, |principal, body| self.update(principal, body)).await
     }
 
     async fn delete_queue(&self, request: Request<DeleteQueueRequest>) -> Result<Response<()>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let (tenant, queue_id) = parse_queue(&request.get_ref().name, "name")?;
-            self.authorize_write(&principal, &tenant)?;
-            if !self.engine.queues.delete_queue(&tenant, &queue_id).await? {
-                return Err(Error::not_found(queue_name(&tenant, &queue_id)));
-            }
-            tracing::info!(tenant = %tenant, queue = %queue_id, "queue deleted");
-            Ok(())
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.delete(principal, body)).await
     }
 
     async fn get_assignment(&self, request: Request<GetAssignmentRequest>) -> Result<Response<Assignment>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
-            let position = self.engine.state.position(&record).await?;
-            let pace = self.engine.state.answer_pace(&record.tenant, &record.queue, record.channel).await?;
-            Ok(assignment_with_estimate(&record, position, pace.estimated_wait_ms(position)))
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.get_assignment(principal, body)).await
     }
 
     async fn accept_offer(&self, request: Request<AcceptOfferRequest>) -> Result<Response<Assignment>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let agent = calling_agent(&principal)?;
-            let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
-            let record = self.engine.accept(&record.tenant, &record.contact, &agent).await?;
-            Ok(assignment(&record, 0))
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.accept(principal, body)).await
     }
 
     async fn reject_offer(&self, request: Request<RejectOfferRequest>) -> Result<Response<Assignment>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let agent = calling_agent(&principal)?;
-            if request.get_ref().reason.len() > MAX_NOTES_BYTES {
-                return Err(Error::invalid_field("reason", "must be at most 4096 bytes"));
-            }
-            let record = self.record_for(&principal, "contact", &request.get_ref().contact).await?;
-            let record = self.engine.reject(&record.tenant, &record.contact, &agent).await?;
-            let position = self.engine.state.position(&record).await?;
-            Ok(assignment(&record, position))
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.reject(principal, body)).await
     }
 
     async fn complete_contact(&self, request: Request<CompleteContactRequest>) -> Result<Response<Assignment>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let agent = calling_agent(&principal)?;
-            let body = request.get_ref();
-            if body.disposition.is_empty() {
-                return Err(Error::missing_field("disposition"));
-            }
-            if body.disposition.len() > MAX_DISPOSITION_BYTES {
-                return Err(Error::invalid_field("disposition", "must be at most 128 bytes"));
-            }
-            if body.notes.len() > MAX_NOTES_BYTES {
-                return Err(Error::invalid_field("notes", "must be at most 4096 bytes"));
-            }
-            let record = self.record_for(&principal, "contact", &body.contact).await?;
-            let record =
-                self.engine.complete(&record.tenant, &record.contact, &agent, &body.disposition, body.resolved).await?;
-            Ok(assignment(&record, 0))
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.complete(principal, body)).await
     }
 
     async fn transfer_contact(&self, request: Request<TransferContactRequest>) -> Result<Response<Assignment>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let body = request.get_ref();
-            let (tenant, contact) = parse_contact(&body.contact, "contact")?;
-            let target = body.target.as_ref().ok_or_else(|| Error::missing_field("queue"))?;
-            // The handling agent may hand its own contact over; otherwise a
-            // tenant writer (supervisor, IVR, integration) may move any.
-            let record = self.record_for(&principal, "contact", &body.contact).await?;
-            if principal.role != Role::Agent {
-                self.authorize_write(&principal, &tenant)?;
-            }
-            let record = match target {
-                transfer_contact_request::Target::Queue(queue) => {
-                    let (queue_tenant, queue_id) = parse_queue(queue, "queue")?;
-                    if queue_tenant != tenant {
-                        return Err(Error::invalid_field("queue", "must belong to the contact's tenant"));
-                    }
-                    self.engine.move_to(&tenant, &record.contact, &queue_id, TransferReason::Requested).await?
-                }
-                transfer_contact_request::Target::Agent(agent) => {
-                    let agent = parse_agent(agent, "agent")?;
-                    let serves = self
-                        .engine
-                        .state
-                        .agent(&agent)
-                        .await?
-                        .is_some_and(|live| live.profile.tenants.contains(&tenant));
-                    if !serves {
-                        return Err(Error::invalid_field("agent", "is not an agent of the contact's tenant"));
-                    }
-                    self.engine.transfer_to_agent(&tenant, &contact, &agent).await?
-                }
-            };
-            let position = self.engine.state.position(&record).await?;
-            Ok(assignment(&record, position))
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.transfer(principal, body)).await
     }
 
     async fn request_callback(&self, request: Request<RequestCallbackRequest>) -> Result<Response<Assignment>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let body = request.get_ref();
-            let (tenant, contact) = parse_contact(&body.contact, "contact")?;
-            if body.phone_number.is_empty() {
-                return Err(Error::missing_field("phone_number"));
-            }
-            if !crate::domain::rules::is_e164(&body.phone_number) {
-                return Err(Error::invalid_field("phone_number", "must be E.164: + and 8-15 digits"));
-            }
-            self.authorize_write(&principal, &tenant)?;
-            let record = self.engine.request_callback(&tenant, &contact, &body.phone_number).await?;
-            let position = self.engine.state.position(&record).await?;
-            Ok(assignment(&record, position))
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.callback(principal, body)).await
     }
 
     async fn get_queue_status(&self, request: Request<GetQueueStatusRequest>) -> Result<Response<QueueStatus>, Status> {
-        let principal = principal(&request)?;
-        let outcome = async {
-            let (tenant, queue_id) = parse_queue(&request.get_ref().name, "name")?;
-            self.access.authorize_read(&principal, &tenant)?;
-            let queue = self.existing_queue(&tenant, &queue_id).await?;
-            let now = now_millis();
-            let channels: Vec<i32> = if queue.channels.is_empty() {
-                (1..=8).filter(|channel| Channel::try_from(*channel).is_ok()).collect()
-            } else {
-                queue.channels.clone()
-            };
-            let mut statuses = Vec::with_capacity(channels.len());
-            for channel in channels {
-                let line = self.engine.state.line_status(&tenant, &queue_id, channel).await?;
-                let pace = self.engine.state.answer_pace(&tenant, &queue_id, channel).await?;
-                statuses.push(ChannelQueueStatus {
-                    channel,
-                    waiting: line.waiting,
-                    head_wait: line.head.map(|head| duration_from_millis((now - head.enqueue_ms).max(0))),
-                    estimated_wait: pace.estimated_wait_ms(line.waiting.saturating_add(1)).map(duration_from_millis),
-                });
-            }
-            Ok(QueueStatus {
-                name: queue_name(&tenant, &queue_id),
-                open: arrival(&queue, now) == Arrival::Open,
-                channels: statuses,
-            })
-        };
-        outcome.await.into_status().map(Response::new)
+        answer(request, |principal, body| self.queue_status(principal, body)).await
     }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use switchboard_core::time::{duration_from_millis, millis_from_duration};
+use switchboard_core::text::{TextRule, check_skill_name};
+use switchboard_core::time::{checked_duration_millis, duration_from_millis, millis_from_duration};
 use switchboard_core::{AgentId, Error, QueueId};
 use switchboard_proto::common::v1::{Channel, Skill};
 use switchboard_proto::routing::v1::{BusinessHours, ClosedAction, Queue, RoutingStrategy};
@@ -12,7 +13,7 @@ use crate::domain::hours::Schedule;
 use crate::domain::{EscalationStep, QueueEntry, QueueRules, STRICT_PRIORITY_STEP_MS, SkillRequirement, Strategy};
 use crate::{DEFAULT_OFFER_TIMEOUT_MS, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
 
-const MAX_DISPLAY_NAME_BYTES: usize = 200;
+const DISPLAY_NAME: TextRule = TextRule::line(200);
 const MAX_SKILLS: usize = 32;
 pub const UPDATABLE_FIELDS: [&str; 15] = [
     "display_name",
@@ -44,7 +45,10 @@ fn check_duration(
     let Some(duration) = duration else {
         return Ok(());
     };
-    let millis = millis_from_duration(duration).ok_or_else(|| Error::invalid_field(field, "must not be negative"))?;
+    let millis = checked_duration_millis(duration).map_err(|problem| Error::invalid_field(field, problem))?;
+    if millis < 0 {
+        return Err(Error::invalid_field(field, "must not be negative"));
+    }
     if !(min_ms..=max_ms).contains(&millis) {
         return Err(Error::invalid_field(field, format!("must be between {min_ms} ms and {max_ms} ms")));
     }
@@ -54,9 +58,7 @@ fn check_duration(
 /// Validates the settable fields of a queue; `prefix` is the field path of
 /// the queue in the request.
 pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
-    if queue.display_name.len() > MAX_DISPLAY_NAME_BYTES {
-        return Err(Error::invalid_field(format!("{prefix}.display_name"), "must be at most 200 bytes"));
-    }
+    DISPLAY_NAME.check(&format!("{prefix}.display_name"), &queue.display_name)?;
     let mut seen_channels = HashSet::new();
     for channel in &queue.channels {
         if !matches!(Channel::try_from(*channel), Ok(channel) if channel != Channel::Unspecified) {
@@ -99,12 +101,22 @@ fn validate_skills(skills: &[Skill], field: &str) -> Result<(), Error> {
     if skills.len() > MAX_SKILLS {
         return Err(Error::invalid_field(field, "at most 32 skills"));
     }
-    for skill in skills {
-        if skill.name.is_empty() || skill.name.len() > 64 {
-            return Err(Error::invalid_field(format!("{field}.name"), "must be 1-64 bytes"));
-        }
+    let mut seen = HashSet::new();
+    for (index, skill) in skills.iter().enumerate() {
+        check_skill_name(&format!("{field}[{index}].name"), &skill.name)?;
         if !(1..=5).contains(&skill.level) {
-            return Err(Error::invalid_field(format!("{field}.level"), "must be between 1 and 5"));
+            return Err(Error::invalid_field(format!("{field}[{index}].level"), "must be between 1 and 5"));
+        }
+        // A requirement holds for the contact's tenant: per-tenant levels
+        // belong to agents, never to queues.
+        if !skill.tenant.is_empty() {
+            return Err(Error::invalid_field(
+                format!("{field}[{index}].tenant"),
+                "must be empty: queue requirements apply to the queue's own tenant",
+            ));
+        }
+        if !seen.insert(skill.name.as_str()) {
+            return Err(Error::invalid_field(format!("{field}[{index}].name"), "is required twice"));
         }
     }
     Ok(())
@@ -116,15 +128,16 @@ fn validate_rules(queue: &Queue, prefix: &str) -> Result<(), Error> {
         return Err(Error::invalid_field(steps_field, "at most 10 steps"));
     }
     let mut previous_after_ms = 0;
-    for step in &queue.escalation_steps {
-        let after = step.after.as_ref().ok_or_else(|| Error::missing_field(format!("{steps_field}.after")))?;
-        check_duration(&step.after, &format!("{steps_field}.after"), 1_000, WEEK_MS)?;
+    for (index, step) in queue.escalation_steps.iter().enumerate() {
+        let step_field = format!("{steps_field}[{index}]");
+        let after = step.after.as_ref().ok_or_else(|| Error::missing_field(format!("{step_field}.after")))?;
+        check_duration(&step.after, &format!("{step_field}.after"), 1_000, WEEK_MS)?;
         let after_ms = millis_from_duration(after).unwrap_or(0);
         if after_ms <= previous_after_ms {
-            return Err(Error::invalid_field(format!("{steps_field}.after"), "steps must have increasing `after`"));
+            return Err(Error::invalid_field(format!("{step_field}.after"), "steps must have increasing `after`"));
         }
         previous_after_ms = after_ms;
-        validate_skills(&step.required_skills, &format!("{steps_field}.required_skills"))?;
+        validate_skills(&step.required_skills, &format!("{step_field}.required_skills"))?;
     }
     check_duration(&queue.max_wait, &format!("{prefix}.max_wait"), 1_000, WEEK_MS)?;
     if !queue.overflow_queue.is_empty() {

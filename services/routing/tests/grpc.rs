@@ -45,8 +45,50 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
                     ..Queue::default()
                 },
             ),
-            "queue.required_skills.level",
+            "queue.required_skills[0].level",
         ),
+        (
+            create(
+                "q",
+                Queue {
+                    required_skills: vec![Skill { name: "../etc".into(), level: 3, ..Skill::default() }],
+                    ..Queue::default()
+                },
+            ),
+            "queue.required_skills[0].name",
+        ),
+        (
+            create(
+                "q",
+                Queue {
+                    required_skills: vec![Skill { name: "bil\0ling".into(), level: 3, ..Skill::default() }],
+                    ..Queue::default()
+                },
+            ),
+            "queue.required_skills[0].name",
+        ),
+        (
+            create(
+                "q",
+                Queue {
+                    required_skills: vec![Skill { name: "billing".into(), level: 3, tenant: "tenants/globex".into() }],
+                    ..Queue::default()
+                },
+            ),
+            "queue.required_skills[0].tenant",
+        ),
+        (
+            create(
+                "q",
+                Queue { offer_timeout: Some(ProtoDuration { seconds: 5, nanos: 1_000_000_000 }), ..Queue::default() },
+            ),
+            "queue.offer_timeout",
+        ),
+        (
+            create("q", Queue { wrap_up_time: Some(ProtoDuration { seconds: 5, nanos: -1 }), ..Queue::default() }),
+            "queue.wrap_up_time",
+        ),
+        (create("q", Queue { display_name: "Support\u{1b}[2J".into(), ..Queue::default() }), "queue.display_name"),
         (
             create("q", Queue { offer_timeout: Some(ProtoDuration { seconds: -1, nanos: 0 }), ..Queue::default() }),
             "queue.offer_timeout",

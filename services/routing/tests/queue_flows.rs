@@ -392,14 +392,34 @@ async fn queue_rules_are_validated_field_by_field() {
                 ],
                 ..chat_queue()
             },
-            "queue.escalation_steps.after",
+            "queue.escalation_steps[1].after",
         ),
         (
             Queue {
                 escalation_steps: vec![EscalationStep { after: seconds(5), required_skills: vec![billing(9)] }],
                 ..chat_queue()
             },
-            "queue.escalation_steps.required_skills.level",
+            "queue.escalation_steps[0].required_skills[0].level",
+        ),
+        (
+            Queue {
+                escalation_steps: vec![EscalationStep {
+                    after: seconds(5),
+                    required_skills: vec![Skill { tenant: "tenants/globex".into(), ..billing(2) }],
+                }],
+                ..chat_queue()
+            },
+            "queue.escalation_steps[0].required_skills[0].tenant",
+        ),
+        (
+            Queue {
+                escalation_steps: vec![EscalationStep {
+                    after: Some(ProtoDuration { seconds: 5, nanos: 2_000_000_000 }),
+                    required_skills: vec![],
+                }],
+                ..chat_queue()
+            },
+            "queue.escalation_steps[0].after",
         ),
         (Queue { max_wait: seconds(0), ..chat_queue() }, "queue.max_wait"),
         (Queue { overflow_queue: "Not A Queue".into(), ..chat_queue() }, "queue.overflow_queue"),

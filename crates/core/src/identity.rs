@@ -1,11 +1,17 @@
 //! Customer identities: the kinds of address a customer is known by, and the
 //! normalisation that makes `Alice@Example.com ` and `alice@example.com` the
-//! same person.
+//! same person. One place for ingestion (which stores the address a contact
+//! came from) and CRM (which resolves it to a customer), so both always
+//! agree on what an address is.
 
-use switchboard_core::Error;
+use switchboard_proto::common::v1 as proto;
+
+use crate::error::Error;
 
 /// Longest normalised identity value, in bytes.
 pub const MAX_IDENTITY_VALUE_BYTES: usize = 256;
+/// Longest identity value a request may carry before normalisation.
+pub const MAX_RAW_IDENTITY_VALUE_BYTES: usize = 1024;
 /// Longest display name, in characters.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 /// Fewest digits a phone number may have.
@@ -121,6 +127,40 @@ fn normalize_opaque(raw_value: &str) -> Result<String, String> {
         return Err("must not contain control characters".to_owned());
     }
     Ok(trimmed.to_owned())
+}
+
+/// The normalised identity of an API `CustomerIdentity`; errors name
+/// `field` (e.g. `contact.from`) and its `.kind` and `.value`.
+pub fn identity_from_proto(identity: Option<&proto::CustomerIdentity>, field: &str) -> Result<Identity, Error> {
+    let Some(identity) = identity else {
+        return Err(Error::missing_field(field));
+    };
+    let kind = match proto::IdentityKind::try_from(identity.kind) {
+        Ok(proto::IdentityKind::Phone) => IdentityKind::Phone,
+        Ok(proto::IdentityKind::Email) => IdentityKind::Email,
+        Ok(proto::IdentityKind::ChatVisitor) => IdentityKind::ChatVisitor,
+        Ok(proto::IdentityKind::Messenger) => IdentityKind::Messenger,
+        Ok(proto::IdentityKind::Social) => IdentityKind::Social,
+        Ok(proto::IdentityKind::Unspecified) => return Err(Error::missing_field(format!("{field}.kind"))),
+        Err(_) => return Err(Error::invalid_field(format!("{field}.kind"), "is not a known identity kind")),
+    };
+    if identity.value.len() > MAX_RAW_IDENTITY_VALUE_BYTES {
+        let problem = format!("must be at most {MAX_RAW_IDENTITY_VALUE_BYTES} bytes");
+        return Err(Error::invalid_field(format!("{field}.value"), problem));
+    }
+    normalize_identity(kind, &identity.value, &format!("{field}.value"))
+}
+
+/// The API form of an identity.
+pub fn identity_to_proto(identity: &Identity) -> proto::CustomerIdentity {
+    let kind = match identity.kind {
+        IdentityKind::Phone => proto::IdentityKind::Phone,
+        IdentityKind::Email => proto::IdentityKind::Email,
+        IdentityKind::ChatVisitor => proto::IdentityKind::ChatVisitor,
+        IdentityKind::Messenger => proto::IdentityKind::Messenger,
+        IdentityKind::Social => proto::IdentityKind::Social,
+    };
+    proto::CustomerIdentity { kind: kind.into(), value: identity.value.clone() }
 }
 
 /// Trims a display name; it may be empty and is at most

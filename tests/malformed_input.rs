@@ -1,0 +1,118 @@
+//! Bad bytes never reach a handler and never look like a server fault:
+//! every RPC of the API answers a message that is not valid protobuf with
+//! INVALID_ARGUMENT and `google.rpc` details (the descriptor set lists the
+//! RPCs, so a new one is covered without touching this test), and an agent
+//! session that sends a malformed or oversized message after `hello` ends
+//! with INVALID_ARGUMENT or RESOURCE_EXHAUSTED, not OK.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use prost::Message;
+use support::{Endpoints, Process, scratch_dir, wait_until_serving};
+use switchboard_proto::presence::v1::{AgentSessionRequest, Hello, agent_session_request};
+use switchboard_test_support::{RawCodec, every_rpc};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const OPERATOR: &str = "dev-operator-admin";
+const ALICE: &str = "dev-agent-alice";
+/// Not a protobuf message: field 31, wire type 7 (which does not exist).
+const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+
+/// The service whose port serves `path`.
+fn service_of(path: &str) -> &'static str {
+    ["ingestion", "routing", "presence", "crm", "kpi"]
+        .into_iter()
+        .find(|service| path.starts_with(&format!("/switchboard.{service}.v1.")))
+        .unwrap_or_else(|| panic!("no service serves {path}"))
+}
+
+fn request_with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request
+}
+
+async fn raw_client(endpoints: &Endpoints, service: &str) -> Grpc<Channel> {
+    let mut client = Grpc::new(endpoints.channel(service).await);
+    client.ready().await.expect("the server is up");
+    client
+}
+
+fn assert_malformed(status: &tonic::Status, path: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+    let info = status.get_details_error_info().unwrap_or_else(|| panic!("{path}: no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, "MALFORMED_MESSAGE", "{path}");
+    assert_eq!(info.domain, "switchboard.dev", "{path}");
+}
+
+async fn open_session(endpoints: &Endpoints) -> (mpsc::Sender<Vec<u8>>, tonic::Streaming<Vec<u8>>) {
+    let (requests, outbound) = mpsc::channel(8);
+    let hello = AgentSessionRequest {
+        kind: Some(agent_session_request::Kind::Hello(Hello { agent: "agents/alice".to_owned() })),
+    };
+    requests.send(hello.encode_to_vec()).await.expect("send hello");
+    let mut client = raw_client(endpoints, "presence").await;
+    let path = PathAndQuery::from_static("/switchboard.presence.v1.PresenceService/AgentSession");
+    let request = request_with_key(ReceiverStream::new(outbound), ALICE);
+    let mut responses = client.streaming(request, path, RawCodec).await.expect("session opens").into_inner();
+    let started = responses.next().await.expect("a first response").expect("session started");
+    assert!(!started.is_empty());
+    (requests, responses)
+}
+
+/// The status the session's stream ends with (skipping responses before it).
+async fn end_of(mut responses: tonic::Streaming<Vec<u8>>) -> tonic::Status {
+    while let Some(next) = responses.next().await {
+        if let Err(status) = next {
+            return status;
+        }
+    }
+    panic!("the session ended with OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_messages_are_the_callers_fault_on_every_rpc() {
+    let dir = scratch_dir("malformed");
+    let endpoints = Endpoints::pick();
+    let mut processes = vec![Process::spawn("dev", &["dev"], &endpoints.env(), &dir)];
+    wait_until_serving(&endpoints, &mut processes).await;
+
+    let rpcs = every_rpc();
+    assert!(rpcs.len() >= 29, "the descriptor set lists the API's RPCs: {}", rpcs.len());
+    for (path, client_streaming) in rpcs.iter().filter(|(_, client_streaming)| !client_streaming) {
+        let mut client = raw_client(&endpoints, service_of(path)).await;
+        let method = PathAndQuery::try_from(path.as_str()).expect("path");
+        let request = request_with_key(GARBAGE.to_vec(), OPERATOR);
+        // Unary and server-streaming calls decode the one request before the
+        // handler runs; a server-streaming call may report it on the stream.
+        let status = match client.server_streaming(request, method, RawCodec).await {
+            Err(status) => status,
+            Ok(response) => end_of(response.into_inner()).await,
+        };
+        assert!(!client_streaming);
+        assert_malformed(&status, path);
+    }
+
+    let (requests, responses) = open_session(&endpoints).await;
+    requests.send(GARBAGE.to_vec()).await.expect("send garbage");
+    let status = end_of(responses).await;
+    assert_malformed(&status, "AgentSession after hello");
+
+    let (requests, responses) = open_session(&endpoints).await;
+    requests.send(vec![0x0a; 300 * 1024]).await.expect("send an oversized message");
+    let status = end_of(responses).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    drop(requests);
+
+    let status = processes.remove(0).terminate();
+    assert!(status.success(), "dev exits cleanly: {status}");
+}
