@@ -56,6 +56,11 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         services: Vec<ServiceKind>,
     },
+    /// Records a consumer could never handle: list them, replay them.
+    DeadLetters {
+        #[command(subcommand)]
+        action: crate::operator::DeadLetterAction,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -94,6 +99,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crm => (vec![ServiceKind::Crm], Backends::External, false),
         Command::Kpi => (vec![ServiceKind::Kpi], Backends::External, false),
         Command::Run { services } => (services, Backends::External, false),
+        Command::DeadLetters { action } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            return runtime.block_on(async move {
+                let _telemetry = telemetry::init(&config.telemetry, "switchboard-operator")?;
+                crate::operator::dead_letters(&config, action).await
+            });
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

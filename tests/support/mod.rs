@@ -145,9 +145,22 @@ pub async fn wait_until_serving(endpoints: &Endpoints, processes: &mut [Process]
     }
 }
 
+/// Waits until every service is ready: SERVING under its API's name, which
+/// needs its backends to answer and its consumers to hold their partitions.
+pub async fn wait_until_ready(endpoints: &Endpoints, processes: &mut [Process]) {
+    for service in SERVICES {
+        wait_until_health(service, &endpoints.url(service), &readiness_name(service), processes).await;
+    }
+}
+
 /// Waits until the server at `url` reports itself SERVING, failing early
 /// when one of `processes` exits.
 pub async fn wait_until_url_serving(label: &str, url: &str, processes: &mut [Process]) {
+    wait_until_health(label, url, "", processes).await;
+}
+
+/// Waits until the server at `url` reports `health_name` SERVING.
+pub async fn wait_until_health(label: &str, url: &str, health_name: &str, processes: &mut [Process]) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         for process in processes.iter_mut() {
@@ -158,7 +171,7 @@ pub async fn wait_until_url_serving(label: &str, url: &str, processes: &mut [Pro
         let serving = async {
             let channel = Channel::from_shared(url.to_owned()).ok()?.connect().await.ok()?;
             let response =
-                HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+                HealthClient::new(channel).check(HealthCheckRequest { service: health_name.to_owned() }).await.ok()?;
             Some(response.into_inner().status == ServingStatus::Serving as i32)
         };
         if serving.await == Some(true) {

@@ -3,6 +3,7 @@
 //! both pass the same contract suite (`contract`).
 
 pub mod contract;
+pub mod dead_letter;
 pub mod kafka;
 mod kafka_group;
 pub mod memory;

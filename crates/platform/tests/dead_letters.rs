@@ -1,0 +1,137 @@
+//! No record can stall a consumer: a malformed record and an event its
+//! handler can never handle are dead-lettered with their reason and the
+//! consumer moves on; a transient failure is retried, not dead-lettered;
+//! dead letters are listed and replayed on their original topic. On the
+//! in-process bus and on a real Kafka broker (`SWITCHBOARD_TEST_KAFKA`).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_core::event::{DEAD_LETTER_TOPIC, envelope};
+use switchboard_core::{Error, TenantId};
+use switchboard_platform::bus::dead_letter::{DeadLetterFilter, list_dead_letters, replay_dead_letters};
+use switchboard_platform::bus::kafka::KafkaBus;
+use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::bus::{Delivery, EventBus, RawRecord, StartFrom};
+use switchboard_platform::service::consume::{Consumer, ConsumerHealth, consume};
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactEvent, contact_event};
+use switchboard_test_support::{backend_url, isolated_kafka_config, unique_suffix};
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "poison";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn event(subject: &str) -> switchboard_proto::events::v1::EventEnvelope {
+    let tenant = TenantId::parse("acme", "tenant").expect("tenant");
+    let abandoned = ContactAbandoned { contact: subject.to_owned(), ..ContactAbandoned::default() };
+    envelope(
+        Some(&tenant),
+        subject,
+        Payload::Contact(ContactEvent { kind: Some(contact_event::Kind::Abandoned(abandoned)) }),
+    )
+}
+
+/// Waits until `condition` holds, polling.
+async fn until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &str) {
+    let garbage = RawRecord {
+        topic: TOPIC.to_owned(),
+        partition: 0,
+        offset: 0,
+        key: b"ct_garbage".to_vec(),
+        payload: vec![0xff, 0xff, 0xff],
+        traceparent: None,
+    };
+    bus.publish_raw(&garbage).await.expect("publish garbage");
+    for subject in ["poison", "flaky", "good"] {
+        bus.publish(TOPIC, &event(subject)).await.expect("publish");
+    }
+
+    let handled = Arc::new(Mutex::new(Vec::<String>::new()));
+    let flaky_attempts = Arc::new(Mutex::new(0));
+    let handler = {
+        let (handled, flaky_attempts) = (Arc::clone(&handled), Arc::clone(&flaky_attempts));
+        move |delivery: Delivery| {
+            let (handled, flaky_attempts) = (Arc::clone(&handled), Arc::clone(&flaky_attempts));
+            async move {
+                match delivery.envelope.subject.as_str() {
+                    "poison" => return Err(Error::invalid_field("abandoned.contact", "never valid (test)")),
+                    "flaky" => {
+                        let mut attempts = flaky_attempts.lock().unwrap();
+                        *attempts += 1;
+                        if *attempts < 3 {
+                            return Err(Error::unavailable("backend down (test)"));
+                        }
+                    }
+                    _ => {}
+                }
+                handled.lock().unwrap().push(delivery.envelope.subject);
+                Ok(())
+            }
+        }
+    };
+    let subscription = bus.subscribe(group, &[TOPIC], StartFrom::Earliest).await.expect("subscribe");
+    let shutdown = CancellationToken::new();
+    let consumer =
+        Consumer { name: "test-consumer".to_owned(), bus: Arc::clone(&bus), health: ConsumerHealth::default() };
+    let task = tokio::spawn(consume(consumer, subscription, handler, shutdown.clone()));
+
+    until("the good and the flaky records to be handled", async || handled.lock().unwrap().len() == 2).await;
+    assert_eq!(
+        *handled.lock().unwrap(),
+        vec!["flaky".to_owned(), "good".to_owned()],
+        "records after the poison are handled"
+    );
+    assert_eq!(*flaky_attempts.lock().unwrap(), 3, "a transient failure is retried until it succeeds");
+
+    let filter = DeadLetterFilter { consumer: Some("test-consumer".to_owned()), tenant: None };
+    let mut letters = Vec::new();
+    until("two dead letters", async || {
+        letters = list_dead_letters(bus.as_ref(), &filter).await.expect("list");
+        letters.len() == 2
+    })
+    .await;
+    let mut reasons: Vec<&str> = letters.iter().map(|entry| entry.letter.reason.as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, vec!["INVALID_FIELD", "MALFORMED_RECORD"]);
+    let poison = letters.iter().find(|entry| entry.letter.reason == "INVALID_FIELD").expect("poison letter");
+    assert_eq!(poison.letter.topic, TOPIC);
+    assert_eq!(poison.letter.tenant, "acme");
+    assert_eq!(poison.letter.key, b"poison".to_vec());
+    let malformed = letters.iter().find(|entry| entry.letter.reason == "MALFORMED_RECORD").expect("garbage letter");
+    assert_eq!(malformed.letter.value, vec![0xff, 0xff, 0xff], "the original bytes are kept");
+
+    // Replayed, the poison reaches the consumer again (and fails again).
+    let replayed = replay_dead_letters(bus.as_ref(), std::slice::from_ref(poison)).await.expect("replay");
+    assert_eq!(replayed, 1);
+    until("the replayed record to be dead-lettered again", async || {
+        list_dead_letters(bus.as_ref(), &filter).await.expect("list").len() == 3
+    })
+    .await;
+    assert_eq!(handled.lock().unwrap().len(), 2, "nothing else was handled");
+    shutdown.cancel();
+    task.await.expect("consumer task").expect("consumer stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bus_dead_letters_and_moves_on() {
+    poison_is_dead_lettered_and_replayable(Arc::new(MemoryBus::new()), "g").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_dead_letters_and_moves_on() {
+    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let config = isolated_kafka_config(brokers, "dead-letters");
+    let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
+    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix())).await;
+}

@@ -1,0 +1,95 @@
+//! Operator commands: `switchboard dead-letters list` and
+//! `switchboard dead-letters replay`, against the configured Kafka.
+
+use std::io::Write;
+
+use switchboard_core::event::ALL_TOPICS;
+use switchboard_core::time::millis_from_timestamp;
+use switchboard_platform::Config;
+use switchboard_platform::bus::dead_letter::{
+    DeadLetterEntry, DeadLetterFilter, DeadLetterId, list_dead_letters, replay_dead_letters,
+};
+use switchboard_platform::bus::kafka::KafkaBus;
+
+/// What to do with dead letters.
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLetterAction {
+    /// Lists dead letters, oldest first per partition: id
+    /// (`partition:offset`), when, which consumer gave up, the original
+    /// record's place, its tenant, and why.
+    List {
+        /// Only those this consumer wrote (e.g. `crm`, `routing`).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only those of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Publishes dead letters' original records again on their topics, for
+    /// every consumer of the topic to handle once more (they are
+    /// idempotent).
+    Replay {
+        /// Dead-letter ids (`partition:offset`) from `list`.
+        ids: Vec<String>,
+        /// Every dead letter the filters select.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// With `--all`: only those this consumer wrote.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// With `--all`: only those of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub async fn dead_letters(config: &Config, action: DeadLetterAction) -> anyhow::Result<()> {
+    let bus = KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?;
+    match action {
+        DeadLetterAction::List { consumer, tenant } => {
+            let entries = list_dead_letters(&bus, &DeadLetterFilter { consumer, tenant }).await?;
+            let mut out = std::io::stdout().lock();
+            for entry in &entries {
+                writeln!(out, "{}", describe(entry))?;
+            }
+            writeln!(out, "{} dead letters", entries.len())?;
+        }
+        DeadLetterAction::Replay { ids, all, consumer, tenant } => {
+            if ids.is_empty() && !all {
+                anyhow::bail!("name dead letters to replay (`partition:offset` from `list`) or pass --all");
+            }
+            let entries = list_dead_letters(&bus, &DeadLetterFilter { consumer, tenant }).await?;
+            let chosen: Vec<DeadLetterEntry> = if all {
+                entries
+            } else {
+                let wanted = ids.iter().map(|id| id.parse::<DeadLetterId>()).collect::<Result<Vec<_>, _>>()?;
+                if let Some(missing) = wanted.iter().find(|id| !entries.iter().any(|entry| entry.id == **id)) {
+                    anyhow::bail!("no dead letter {missing} (see `switchboard dead-letters list`)");
+                }
+                entries.into_iter().filter(|entry| wanted.contains(&entry.id)).collect()
+            };
+            let replayed = replay_dead_letters(&bus, &chosen).await?;
+            println!("{replayed} dead letters replayed");
+        }
+    }
+    Ok(())
+}
+
+/// One line per dead letter; control characters in stored text are escaped.
+fn describe(entry: &DeadLetterEntry) -> String {
+    let letter = &entry.letter;
+    let when = letter.dead_letter_time.as_ref().map(millis_from_timestamp).map_or_else(String::new, |millis| {
+        jiff::Timestamp::from_millisecond(millis).map_or_else(|_| millis.to_string(), |time| time.to_string())
+    });
+    format!(
+        "{id}  {when}  consumer={consumer}  {topic}[{partition}]@{offset}  tenant={tenant}  {reason}: {message}",
+        id = entry.id,
+        consumer = letter.consumer.escape_debug(),
+        topic = letter.topic.escape_debug(),
+        partition = letter.partition,
+        offset = letter.offset,
+        tenant = if letter.tenant.is_empty() { "-".to_owned() } else { letter.tenant.escape_debug().to_string() },
+        reason = letter.reason.escape_debug(),
+        message = letter.message.escape_debug(),
+    )
+}
