@@ -56,10 +56,33 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         services: Vec<ServiceKind>,
     },
+    /// Prints a new random API key and the configuration entry (its SHA-256)
+    /// that makes it work.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
     /// Records a consumer could never handle: list them, replay them.
     DeadLetters {
         #[command(subcommand)]
         action: crate::operator::DeadLetterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyAction {
+    /// A new key: `--name` (shown in logs instead of the key), `--role`
+    /// (operator_admin, tenant_admin, tenant_reader, agent), and `--tenant`
+    /// or `--agent` as the role needs.
+    New {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
     },
 }
 
@@ -99,6 +122,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crm => (vec![ServiceKind::Crm], Backends::External, false),
         Command::Kpi => (vec![ServiceKind::Kpi], Backends::External, false),
         Command::Run { services } => (services, Backends::External, false),
+        Command::ApiKey { action: ApiKeyAction::New { name, role, tenant, agent } } => {
+            print!("{}", crate::operator::new_api_key(&name, &role, tenant.as_deref(), agent.as_deref())?);
+            return Ok(());
+        }
         Command::DeadLetters { action } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             return runtime.block_on(async move {

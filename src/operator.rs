@@ -93,3 +93,39 @@ fn describe(entry: &DeadLetterEntry) -> String {
         message = letter.message.escape_debug(),
     )
 }
+
+/// A new API key for `switchboard api-key new`: 32 random bytes behind the
+/// recognisable prefix `sbk_`, and the `[[auth.api_keys]]` entry that holds
+/// only its SHA-256. The key itself is printed once and stored nowhere.
+pub fn new_api_key(name: &str, role: &str, tenant: Option<&str>, agent: Option<&str>) -> anyhow::Result<String> {
+    use rand::RngCore;
+    let entry = switchboard_platform::config::ApiKeyConfig {
+        name: name.to_owned(),
+        sha256: String::new(),
+        role: role.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        agent: agent.map(str::to_owned),
+    };
+    let mut secret = [0_u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let key = format!("sbk_{}", secret.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+    let entry =
+        switchboard_platform::config::ApiKeyConfig { sha256: switchboard_platform::auth::hash_api_key(&key), ..entry };
+    // The same checks the configuration gets at start (the tenant must also
+    // be listed in `auth.tenants` there).
+    let mut check = Config::default();
+    check.auth.tenants = tenant.map(|tenant| vec![tenant.to_owned()]).unwrap_or_default();
+    check.auth.api_keys = vec![entry.clone()];
+    check.validate()?;
+    let mut printed = format!(
+        "# API key `{name}`: give the key to its holder; only its SHA-256 is configured.\n# key: {key}\n[[auth.api_keys]]\nname = \"{name}\"\nsha256 = \"{}\"\nrole = \"{role}\"\n",
+        entry.sha256
+    );
+    if let Some(tenant) = tenant {
+        printed.push_str(&format!("tenant = \"{tenant}\"\n"));
+    }
+    if let Some(agent) = agent {
+        printed.push_str(&format!("agent = \"{agent}\"\n"));
+    }
+    Ok(printed)
+}

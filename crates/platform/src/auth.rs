@@ -44,16 +44,22 @@ impl AccessControl {
     /// The principal of the request's bearer key.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Error> {
         let Some(header) = metadata.get("authorization") else {
-            return Err(Error::unauthenticated("missing `authorization: Bearer <api key>` metadata"));
+            return Err(Error::unauthenticated("missing `authorization: Bearer <api key>` metadata")
+                .with_reason("MISSING_CREDENTIAL"));
         };
         let header = header.to_str().map_err(|_| Error::unauthenticated("`authorization` metadata is not ASCII"))?;
-        let Some(key) = header.strip_prefix("Bearer ").map(str::trim) else {
-            return Err(Error::unauthenticated("`authorization` must be `Bearer <api key>`"));
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
+        let key = match header.trim().split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+            _ => {
+                return Err(Error::unauthenticated("`authorization` must be `Bearer <api key>`")
+                    .with_reason("MALFORMED_AUTHORIZATION"));
+            }
         };
         self.principals_by_key_hash
             .get(&hash_api_key(key))
             .cloned()
-            .ok_or_else(|| Error::unauthenticated("unknown API key"))
+            .ok_or_else(|| Error::unauthenticated("unknown API key").with_reason("UNKNOWN_API_KEY"))
     }
 
     /// The principal may read `tenant`, and `tenant` exists. A tenant-scoped
@@ -127,6 +133,11 @@ mod tests {
         let access = access();
         let principal = access.authenticate(&metadata("Bearer secret")).expect("known key");
         assert_eq!(principal.tenant.as_ref().map(TenantId::as_str), Some("acme"));
+        for scheme in ["bearer secret", "BEARER secret", "Bearer  secret "] {
+            assert!(access.authenticate(&metadata(scheme)).is_ok(), "{scheme}");
+        }
+        assert!(access.authenticate(&metadata("Basic secret")).is_err());
+        assert!(access.authenticate(&metadata("Bearersecret")).is_err());
         assert!(access.authenticate(&metadata("Bearer wrong")).is_err());
         assert!(access.authenticate(&metadata("secret")).is_err());
         assert!(access.authenticate(&MetadataMap::new()).is_err());

@@ -29,7 +29,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            instance_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned()),
+            instance_id: default_instance_id(),
             telemetry: TelemetryConfig::default(),
             grpc: GrpcConfig::default(),
             kafka: KafkaConfig::default(),
@@ -41,6 +41,26 @@ impl Default for Config {
             presence: PresenceConfig::default(),
         }
     }
+}
+
+/// `$HOSTNAME` (a pod's name) when set, else the host's name with the
+/// process id and a random suffix: unique for every process started from a
+/// shell, where `HOSTNAME` is usually not exported.
+fn default_instance_id() -> String {
+    instance_id_from(std::env::var("HOSTNAME").ok())
+}
+
+fn instance_id_from(hostname_variable: Option<String>) -> String {
+    if let Some(hostname) = hostname_variable.filter(|hostname| !hostname.is_empty()) {
+        return hostname;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .unwrap_or_else(|| "local".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,9 +266,17 @@ impl Config {
         Ok(config)
     }
 
-    /// The effective configuration as TOML, for `--print-config`.
+    /// The effective configuration as TOML, for `--print-config`, with
+    /// the passwords of backend URLs replaced by `***`.
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        Ok(toml::to_string_pretty(self)?)
+        let mut printable = self.clone();
+        printable.postgres.url = redact_url_password(&printable.postgres.url);
+        printable.redis.url = redact_url_password(&printable.redis.url);
+        printable.kafka.brokers = redact_url_password(&printable.kafka.brokers);
+        if let Some(endpoint) = &printable.telemetry.otlp_endpoint {
+            printable.telemetry.otlp_endpoint = Some(redact_url_password(endpoint));
+        }
+        Ok(toml::to_string_pretty(&printable)?)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -280,9 +308,21 @@ impl Config {
                     anyhow::anyhow!("services.{name}.http_listen `{}`: {error}", endpoint.http_listen)
                 })?;
             }
-            if !endpoint.url.starts_with("http://") && !endpoint.url.starts_with("https://") {
-                anyhow::bail!("services.{name}.url must start with http:// or https://");
+            if endpoint.url.starts_with("https://") {
+                // Never a plaintext connection to a URL that promises TLS.
+                anyhow::bail!("services.{name}.url is https://, but TLS to services is not supported yet: use http://");
             }
+            if !endpoint.url.starts_with("http://") {
+                anyhow::bail!("services.{name}.url must start with http://");
+            }
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && endpoint.starts_with("https://")
+        {
+            anyhow::bail!("telemetry.otlp_endpoint is https://, but OTLP over TLS is not supported yet: use http://");
+        }
+        if self.redis.url.starts_with("rediss://") {
+            anyhow::bail!("redis.url is rediss://, but TLS to Redis is not supported yet: use redis://");
         }
         for tenant in &self.auth.tenants {
             TenantId::parse(tenant, "auth.tenants").map_err(|error| anyhow::anyhow!("{error}"))?;
@@ -292,6 +332,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `url` with the password of its user info (`scheme://user:password@host`)
+/// replaced by `***`; anything else unchanged.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        return url.to_owned();
+    };
+    format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..])
 }
 
 /// `SWITCHBOARD_*` variables that are not configuration: the config file
@@ -363,6 +419,39 @@ mod tests {
         assert!(!is_config_variable("TEST_KAFKA"));
         assert!(!is_config_variable("CONFIG"));
         assert!(!is_config_variable("BIN"));
+    }
+
+    #[test]
+    fn printed_configuration_hides_passwords() {
+        assert_eq!(redact_url_password("postgres://sb:s3cret@db:5432/sb"), "postgres://sb:***@db:5432/sb");
+        assert_eq!(redact_url_password("redis://:hunter2@cache:6379"), "redis://:***@cache:6379");
+        assert_eq!(redact_url_password("postgres://sb@db/sb"), "postgres://sb@db/sb");
+        assert_eq!(redact_url_password("127.0.0.1:9092"), "127.0.0.1:9092");
+        let mut config = Config::default();
+        config.postgres.url = "postgres://sb:s3cret@db:5432/sb".to_owned();
+        config.redis.url = "redis://default:hunter2@cache:6379".to_owned();
+        let printed = config.to_toml().expect("toml");
+        assert!(!printed.contains("s3cret") && !printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn urls_promising_tls_are_refused_until_tls_exists() {
+        let mut config = Config::default();
+        config.services.crm.url = "https://crm:50054".to_owned();
+        let error = config.validate().expect_err("https");
+        assert!(error.to_string().contains("services.crm.url"), "{error}");
+        let mut config = Config::default();
+        config.telemetry.otlp_endpoint = Some("https://collector:4317".to_owned());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn instance_ids_differ_between_processes_started_from_a_shell() {
+        assert_eq!(instance_id_from(Some("routing-7d9f-abcde".to_owned())), "routing-7d9f-abcde");
+        let first = instance_id_from(None);
+        assert_ne!(first, instance_id_from(None));
+        assert!(first.contains(&std::process::id().to_string()), "{first}");
+        assert_ne!(instance_id_from(Some(String::new())), "");
     }
 
     #[test]

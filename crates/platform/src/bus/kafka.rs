@@ -28,7 +28,9 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 const SCAN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn unavailable(context: &str, error: impl std::fmt::Display) -> Error {
-    Error::unavailable(format!("kafka {context}: {error}"))
+    Error::unavailable("the event bus is unavailable")
+        .with_reason("EVENT_BUS_UNAVAILABLE")
+        .with_detail(format!("kafka {context}: {error}"))
 }
 
 #[derive(Clone)]
