@@ -21,7 +21,7 @@ use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactEvent, contact_event};
 use switchboard_proto::routing::v1::{RoutingEvent, routing_event};
 
-use crate::domain::{EntryStatus, TimelineUpdate};
+use crate::domain::{EntryStatus, Identity, TimelineUpdate, identity_from_proto};
 use crate::store::CrmStore;
 
 /// The consumer group of the CRM service.
@@ -39,25 +39,51 @@ pub(crate) fn handler(
 }
 
 async fn handle_delivery(store: &dyn CrmStore, envelope: &EventEnvelope) -> Result<(), Error> {
-    let Some(update) = timeline_update(envelope)? else {
+    let Some(mut update) = timeline_update(envelope)? else {
         tracing::debug!(event_id = %envelope.event_id, "event does not concern timelines");
         return Ok(());
     };
-    match store.merge_timeline_entry(&update).await? {
-        Some(entry) => tracing::info!(
+    if update.customer.is_none()
+        && let Some(identity) = sender_to_resolve(envelope)?
+    {
+        // Ingestion took the contact while CRM could not answer: the sender
+        // is resolved here, as ResolveCustomer would have.
+        let resolved = store.resolve_customer(&update.tenant, &identity, "").await?;
+        tracing::info!(tenant = %update.tenant, contact = %update.contact, customer = %resolved.customer.id, "customer resolved from the contact's sender");
+        update.customer = Some(resolved.customer.id);
+    }
+    let entry = store.merge_timeline_entry(&update).await?;
+    match &entry.customer {
+        Some(customer) => tracing::info!(
             tenant = %entry.tenant,
-            customer = %entry.customer,
+            customer = %customer,
             contact = %entry.contact,
             status = entry.status.as_str(),
             "timeline updated"
         ),
         None => tracing::debug!(
-            tenant = %update.tenant,
-            contact = %update.contact,
-            "event names no customer and the contact has no timeline entry, ignored"
+            tenant = %entry.tenant,
+            contact = %entry.contact,
+            status = entry.status.as_str(),
+            "timeline entry kept until an event names its customer"
         ),
     }
     Ok(())
+}
+
+/// The sender of a created contact that names no customer.
+fn sender_to_resolve(envelope: &EventEnvelope) -> Result<Option<Identity>, Error> {
+    let Some(Payload::Contact(ContactEvent { kind: Some(contact_event::Kind::Created(created)) })) = &envelope.payload
+    else {
+        return Ok(None);
+    };
+    let Some(contact) = &created.contact else {
+        return Ok(None);
+    };
+    if !contact.customer.is_empty() {
+        return Ok(None);
+    }
+    identity_from_proto(contact.from.as_ref(), "created.contact.from").map(Some)
 }
 
 /// What `envelope` says about a contact's timeline entry; `None` for events

@@ -61,13 +61,14 @@ pub fn customer_to_api(customer: &Customer) -> api::Customer {
 }
 
 /// `tenants/{tenant}/customers/{customer}/timeline/{contact}`.
-pub fn timeline_entry_name(entry: &TimelineEntry) -> String {
-    format!("{}/timeline/{}", customer_name(&entry.tenant, &entry.customer), entry.contact)
+pub fn timeline_entry_name(entry: &TimelineEntry, customer: &CustomerId) -> String {
+    format!("{}/timeline/{}", customer_name(&entry.tenant, customer), entry.contact)
 }
 
-pub fn timeline_entry_to_api(entry: &TimelineEntry) -> api::TimelineEntry {
+/// An entry as listed on `customer`'s timeline.
+pub fn timeline_entry_to_api(entry: &TimelineEntry, customer: &CustomerId) -> api::TimelineEntry {
     api::TimelineEntry {
-        name: timeline_entry_name(entry),
+        name: timeline_entry_name(entry, customer),
         contact: contact_name(&entry.tenant, &entry.contact),
         channel: entry.channel,
         queue: entry.queue.clone(),
@@ -167,7 +168,7 @@ impl CrmApi {
             self.store.list_timeline_entries(&tenant, &customer, after.as_ref(), page_request.size + 1).await?;
         let (entries, next_page_token) = page(entries, &page_request, timeline_page_key);
         Ok(api::ListTimelineEntriesResponse {
-            entries: entries.iter().map(timeline_entry_to_api).collect(),
+            entries: entries.iter().map(|entry| timeline_entry_to_api(entry, &customer)).collect(),
             next_page_token,
         })
     }

@@ -408,6 +408,48 @@ async fn events_build_the_customer_timeline() {
     server.stop().await;
 }
 
+/// A contact ingestion took while CRM was down carries no customer: CRM
+/// resolves its sender from the event, and routing's events that came first
+/// (naming no customer) are not lost.
+#[tokio::test]
+async fn a_contact_taken_while_crm_was_down_joins_its_senders_timeline() {
+    let server = TestServer::start().await;
+    let tenant = TenantId::parse("acme", "tenant").expect("tenant");
+    let contact = ContactId::generate();
+    let name = contact_name(&tenant, &contact);
+    let answered = routing_event::Kind::Answered(ContactAnswered {
+        contact: name.clone(),
+        agent: "agents/bob".to_owned(),
+        answer_time: Some(timestamp_from_millis(1_700_000_030_000)),
+        ..ContactAnswered::default()
+    });
+    server.publish(ROUTING_TOPIC, &tenant, &contact, Payload::Routing(RoutingEvent { kind: Some(answered) })).await;
+    let created = ContactEvent {
+        kind: Some(contact_event::Kind::Created(ContactCreated {
+            contact: Some(Contact {
+                name: name.clone(),
+                channel: ContactChannel::Chat.into(),
+                from: Some(CustomerIdentity { kind: IdentityKind::Email.into(), value: "late@example.com".to_owned() }),
+                subject: "taken while crm restarted".to_owned(),
+                create_time: Some(timestamp_from_millis(1_700_000_000_000)),
+                ..Contact::default()
+            }),
+        })),
+    };
+    server.publish(CONTACTS_TOPIC, &tenant, &contact, Payload::Contact(created)).await;
+    // The sender's one customer, whoever resolves the identity first.
+    let (customer, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Email, "late@example.com").await.expect("resolve");
+    let entries = wait_for_timeline(&server, &customer.name, |entries| {
+        entries.iter().any(|entry| entry.status == i32::from(ContactStatus::Answered))
+    })
+    .await;
+    assert_eq!(entries[0].contact, name);
+    assert_eq!(entries[0].agent, "agents/bob", "the answer that came first is kept");
+    assert_eq!(entries[0].subject, "taken while crm restarted");
+    server.stop().await;
+}
+
 /// A queued callback, answered, transferred (redelivered) and answered
 /// again: the entry keeps the callback number and the transfer, and the
 /// status and first answer do not move. The API has no fields for them

@@ -36,6 +36,16 @@ use crate::domain::{ValidatedContact, validate_abandon_reason, validate_create_c
 use crate::outbox::Outbox;
 use crate::store::{Abandonment, ContactRecord, ContactStore, InsertOutcome, mint_event_id};
 
+/// How long a create waits for routing's queue check or CRM's customer
+/// resolution before it goes on without them.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a downstream call failed because the service could not answer
+/// (restarting, unreachable, too slow), not because of the request.
+fn is_downstream_outage(error: &Error) -> bool {
+    error.code == ErrorCode::Unavailable
+}
+
 /// The ingestion API over a store, the bus, and clients of routing and CRM.
 pub struct IngestionApi {
     store: Arc<dyn ContactStore>,
@@ -89,8 +99,22 @@ impl IngestionApi {
             return self.replay_created(existing).await;
         }
 
-        self.check_queue(call, &validated).await?;
-        let customer = self.resolve_customer(call, &validated).await?;
+        // Intake stays open while routing or CRM restarts: what they cannot
+        // answer now is settled downstream (routing routes the contact on
+        // its queue's settings, CRM resolves the sender from the event).
+        match self.check_queue(call, &validated).await {
+            Err(error) if is_downstream_outage(&error) => {
+                tracing::warn!(tenant = %tenant, error = %error, "routing unreachable, queue not checked at intake");
+            }
+            outcome => outcome?,
+        }
+        let customer = match self.resolve_customer(call, &validated).await {
+            Err(error) if is_downstream_outage(&error) => {
+                tracing::warn!(tenant = %tenant, error = %error, "crm unreachable, customer resolved from the event later");
+                String::new()
+            }
+            outcome => outcome?,
+        };
 
         let contact_id = ContactId::generate();
         let requested = validated.contact.clone();
@@ -140,7 +164,8 @@ impl IngestionApi {
     /// accept the contact's channel.
     async fn check_queue(&self, call: &CallContext, validated: &ValidatedContact) -> Result<(), Error> {
         let queue_name = &validated.contact.queue;
-        let request = call.request(GetQueueRequest { name: queue_name.clone() });
+        let mut request = call.request(GetQueueRequest { name: queue_name.clone() });
+        request.set_timeout(LOOKUP_TIMEOUT);
         let queue = match self.routing.clone().get_queue(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => {
@@ -171,11 +196,12 @@ impl IngestionApi {
     /// The customer name CRM knows the contact's sender by (creating the
     /// customer if it is new).
     async fn resolve_customer(&self, call: &CallContext, validated: &ValidatedContact) -> Result<String, Error> {
-        let request = call.request(ResolveCustomerRequest {
+        let mut request = call.request(ResolveCustomerRequest {
             parent: names::tenant_name(&validated.tenant),
             identity: validated.contact.from.clone(),
             display_name: String::new(),
         });
+        request.set_timeout(LOOKUP_TIMEOUT);
         let response = match self.crm.clone().resolve_customer(request).await {
             Ok(response) => response.into_inner(),
             Err(status) => {

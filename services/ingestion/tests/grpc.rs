@@ -98,6 +98,34 @@ async fn create_publishes_once_and_a_retry_returns_the_same_contact() {
 }
 
 #[tokio::test]
+async fn intake_stays_open_while_routing_and_crm_restart() {
+    let mut harness = Harness::start().await;
+    harness.routing.down.store(true, Ordering::SeqCst);
+    harness.crm.down.store(true, Ordering::SeqCst);
+    let created = harness
+        .client
+        .create_contact(authed(create_request("while-down"), ACME_ADMIN_KEY))
+        .await
+        .expect("a contact is taken while routing and CRM are down")
+        .into_inner();
+    assert!(created.customer.is_empty(), "CRM resolves the sender from the event later");
+    let event = harness.next_event().await;
+    assert_eq!(created_payload(&event).contact.as_ref(), Some(&created), "the contact is published for routing");
+    // A request that is wrong is still refused, whoever is down.
+    let mut bad = create_request("bad-while-down");
+    bad.contact.as_mut().unwrap().subject = "nul\0".to_owned();
+    let status = harness.client.create_contact(authed(bad, ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_status(&status, Code::InvalidArgument, Some("contact.subject"));
+    // Back up, a contact is checked and resolved at intake again.
+    harness.routing.down.store(false, Ordering::SeqCst);
+    harness.crm.down.store(false, Ordering::SeqCst);
+    let checked =
+        harness.client.create_contact(authed(create_request("after"), ACME_ADMIN_KEY)).await.unwrap().into_inner();
+    assert!(!checked.customer.is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test]
 async fn a_provider_redelivery_returns_the_stored_contact() {
     let mut harness = Harness::start().await;
     let mut first = create_request("webhook-1");

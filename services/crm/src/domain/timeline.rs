@@ -79,7 +79,11 @@ impl EntryStatus {
 pub struct TimelineEntry {
     pub tenant: TenantId,
     pub contact: ContactId,
-    pub customer: CustomerId,
+    /// `None` until an event names the customer: routing's events can
+    /// arrive before the contact's creation, whose customer CRM may still
+    /// have to resolve (ingestion took the contact while CRM was down). An
+    /// entry is listed on a customer's timeline once it has one.
+    pub customer: Option<CustomerId>,
     pub status: EntryStatus,
     /// The `switchboard.common.v1.Channel` number; 0 is unset.
     pub channel: i32,
@@ -152,20 +156,21 @@ impl TimelineUpdate {
 }
 
 /// The entry after `update`, given the entry stored for the same (tenant,
-/// contact), if any. `None` means there is still no entry: the update named
-/// no customer and none was known.
+/// contact), if any. An update that names no customer still makes or
+/// updates the entry (its customer stays unknown until an update names it),
+/// so no event is lost to the order the topics deliver them in.
 ///
 /// Applying an update twice equals applying it once, and as long as a
 /// contact reaches at most one terminal status, any order of its updates
 /// gives the same entry. Should a producer ever report both terminal
 /// statuses, the first one seen wins and the other is ignored whole.
-pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -> Option<TimelineEntry> {
-    let base = match (existing, &update.customer) {
-        (Some(existing), _) => existing.clone(),
-        (None, Some(customer)) => TimelineEntry {
+pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -> TimelineEntry {
+    let base = match existing {
+        Some(existing) => existing.clone(),
+        None => TimelineEntry {
             tenant: update.tenant.clone(),
             contact: update.contact.clone(),
-            customer: customer.clone(),
+            customer: None,
             status: EntryStatus::Received,
             channel: 0,
             queue: String::new(),
@@ -180,12 +185,15 @@ pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -
             transfer_time_millis: 0,
             callback_number: String::new(),
         },
-        (None, None) => return None,
     };
-    Some(merge(base, update))
+    merge(base, update)
 }
 
 fn merge(mut entry: TimelineEntry, update: &TimelineUpdate) -> TimelineEntry {
+    // The customer is set once, by the first event that names it.
+    if entry.customer.is_none() {
+        entry.customer.clone_from(&update.customer);
+    }
     if let Some(status) = update.status {
         // A customer leaving can race the answer (ingestion publishes the
         // abandon, routing ignores it because the agent already answered).
@@ -334,7 +342,7 @@ mod tests {
     }
 
     fn fold(updates: &[TimelineUpdate]) -> Option<TimelineEntry> {
-        updates.iter().fold(None, |entry, update| apply_update(entry.as_ref(), update))
+        updates.iter().fold(None, |entry, update| Some(apply_update(entry.as_ref(), update)))
     }
 
     #[test]
@@ -380,29 +388,31 @@ mod tests {
         let customer = CustomerId::generate();
         let abandoned = fold(&[update(&contact, &customer, Some(EntryStatus::Abandoned))]).expect("entry");
         let queued_late = apply_update(Some(&abandoned), &update(&contact, &customer, Some(EntryStatus::Queued)));
-        assert_eq!(queued_late.map(|entry| entry.status), Some(EntryStatus::Abandoned), "nothing moves back");
+        assert_eq!(queued_late.status, EntryStatus::Abandoned, "nothing moves back");
         let mut late_completion = update(&contact, &customer, Some(EntryStatus::Completed));
         late_completion.disposition = "sale".to_owned();
-        let completed = apply_update(Some(&abandoned), &late_completion).expect("entry");
+        let completed = apply_update(Some(&abandoned), &late_completion);
         assert_eq!((completed.status, completed.disposition.as_str()), (EntryStatus::Completed, "sale"));
         let mut late_abandon = update(&contact, &customer, Some(EntryStatus::Abandoned));
         late_abandon.end_time_millis = 1;
-        let after = apply_update(Some(&completed), &late_abandon).expect("entry");
+        let after = apply_update(Some(&completed), &late_abandon);
         assert_eq!(after, completed, "an abandon after a completion is ignored whole");
     }
 
     #[test]
-    fn updates_without_customer_need_an_existing_entry() {
+    fn updates_without_customer_wait_in_the_entry_for_the_one_that_names_it() {
         let contact = ContactId::generate();
+        let customer = CustomerId::generate();
         let mut orphan = TimelineUpdate::new(tenant(), contact.clone(), None);
-        orphan.status = Some(EntryStatus::Abandoned);
+        orphan.status = Some(EntryStatus::Completed);
         orphan.end_time_millis = 7;
-        assert_eq!(apply_update(None, &orphan), None);
-        let existing = fold(&[update(&contact, &CustomerId::generate(), None)]).expect("entry");
-        assert_eq!(existing.status, EntryStatus::Received);
-        let merged = apply_update(Some(&existing), &orphan).expect("merged");
-        assert_eq!((merged.status, merged.end_time_millis), (EntryStatus::Abandoned, 7));
-        assert_eq!(merged.customer, existing.customer);
+        let early = apply_update(None, &orphan);
+        assert_eq!((early.status, early.customer.as_ref()), (EntryStatus::Completed, None));
+        let named = apply_update(Some(&early), &update(&contact, &customer, Some(EntryStatus::Received)));
+        assert_eq!((named.status, named.end_time_millis), (EntryStatus::Completed, 7), "nothing moves back");
+        assert_eq!(named.customer, Some(customer.clone()));
+        let other = apply_update(Some(&named), &update(&contact, &CustomerId::generate(), None));
+        assert_eq!(other.customer, Some(customer), "the first customer named stays");
     }
 
     #[test]
@@ -463,8 +473,8 @@ mod tests {
         fn applying_an_update_twice_equals_once((in_order, delivered) in lifecycle_and_redelivery()) {
             let mut entry = None;
             for update in &delivered {
-                let once = apply_update(entry.as_ref(), update);
-                let twice = apply_update(once.as_ref(), update);
+                let once = Some(apply_update(entry.as_ref(), update));
+                let twice = Some(apply_update(once.as_ref(), update));
                 prop_assert_eq!(&once, &twice);
                 if let (Some(before), Some(after)) = (&entry, &once) {
                     let before: &TimelineEntry = before;

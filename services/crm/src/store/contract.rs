@@ -129,7 +129,10 @@ pub async fn tenants_are_isolated(store: &dyn CrmStore) -> anyhow::Result<()> {
     let mut foreign = TimelineUpdate::new(globex.clone(), contact.clone(), None);
     foreign.status = Some(EntryStatus::Abandoned);
     let merged = store.merge_timeline_entry(&foreign).await?;
-    ensure!(merged.is_none(), "an update of globex must not touch acme's entry, got {merged:?}");
+    ensure!(
+        merged.tenant == globex && merged.customer.is_none(),
+        "an update of globex must make globex's own entry, not touch acme's: {merged:?}"
+    );
     let across_timeline = store.list_timeline_entries(&globex, &in_acme.customer.id, None, 100).await?;
     ensure!(across_timeline.is_empty(), "globex sees acme's timeline: {across_timeline:?}");
     let acme_timeline = store.list_timeline_entries(&acme, &in_acme.customer.id, None, 100).await?;
@@ -210,7 +213,7 @@ fn lifecycle(tenant: &TenantId, customer: &CustomerId, create_time_millis: i64) 
 
 /// Redelivered and reordered updates give the same entries as one in-order
 /// pass; timelines list newest first and page without gaps or repeats; an
-/// update naming no customer changes only an existing entry.
+/// update naming no customer is kept, unlisted, until one names it.
 pub async fn timeline_merge_is_idempotent_and_listed_newest_first(store: &dyn CrmStore) -> anyhow::Result<()> {
     let tenant = fresh_tenant("timeline")?;
     let customer = store.resolve_customer(&tenant, &email("history@example.com")?, "").await?.customer.id;
@@ -222,19 +225,38 @@ pub async fn timeline_merge_is_idempotent_and_listed_newest_first(store: &dyn Cr
         // Newest event first, then everything again in order.
         for update in updates.iter().rev().chain(updates.iter()) {
             let merged = store.merge_timeline_entry(update).await?;
-            ensure!(merged.is_some(), "an update naming the customer must store an entry");
+            ensure!(merged.customer.as_ref() == Some(&customer), "an update naming the customer must store it");
         }
     }
-    let orphan = TimelineUpdate::new(tenant.clone(), ContactId::generate(), None);
-    ensure!(store.merge_timeline_entry(&orphan).await?.is_none(), "an orphan update must be ignored");
+    // An update racing ahead of the one that names the customer is kept,
+    // unlisted, and joins the customer's timeline when the name arrives.
+    let late = ContactId::generate();
+    let mut early_answer = TimelineUpdate::new(tenant.clone(), late.clone(), None);
+    early_answer.status = Some(EntryStatus::Answered);
+    early_answer.answer_time_millis = 4_500;
+    ensure!(store.merge_timeline_entry(&early_answer).await?.customer.is_none(), "no customer named yet");
+    let unlisted = store.list_timeline_entries(&tenant, &customer, None, 100).await?;
+    ensure!(unlisted.iter().all(|entry| entry.contact != late), "an entry without customer is not listed");
+    let mut naming = TimelineUpdate::new(tenant.clone(), late.clone(), Some(customer.clone()));
+    naming.status = Some(EntryStatus::Received);
+    naming.create_time_millis = 500;
+    let joined = store.merge_timeline_entry(&naming).await?;
+    ensure!(
+        joined.customer.as_ref() == Some(&customer) && joined.status == EntryStatus::Answered,
+        "the early update survives the one naming the customer: {joined:?}"
+    );
+    let mut expected_late = joined;
 
     let mut expected: Vec<TimelineEntry> = Vec::new();
     for updates in &lifecycles {
-        let in_order = updates.iter().fold(None, |entry, update| crate::domain::apply_update(entry.as_ref(), update));
+        let in_order =
+            updates.iter().fold(None, |entry, update| Some(crate::domain::apply_update(entry.as_ref(), update)));
         expected.push(in_order.context("lifecycle yields an entry")?);
     }
+    expected_late.customer = Some(customer.clone());
+    expected.push(expected_late);
     expected.sort_by_key(TimelineCursor::newest_first_key);
-    let first = expected.first().context("entries")?;
+    let first = expected.iter().find(|entry| entry.status == EntryStatus::Completed).context("entries")?;
     ensure!(
         first.status == EntryStatus::Completed && first.resolved && first.disposition == "refund",
         "the merged entry lost its outcome: {first:?}"
@@ -263,7 +285,7 @@ pub async fn timeline_merge_is_idempotent_and_listed_newest_first(store: &dyn Cr
     let mut customer_less = TimelineUpdate::new(tenant.clone(), first.contact.clone(), None);
     customer_less.status = Some(EntryStatus::Queued);
     let unchanged = store.merge_timeline_entry(&customer_less).await?;
-    ensure!(unchanged.as_ref() == Some(first), "a stale update changed a completed entry: {unchanged:?}");
+    ensure!(unchanged == *first, "a stale update changed a completed entry: {unchanged:?}");
     Ok(())
 }
 
@@ -283,7 +305,7 @@ pub async fn concurrent_merges_lose_nothing(store: Arc<dyn CrmStore>) -> anyhow:
     for task in tasks {
         task.await??;
     }
-    let expected = updates.iter().fold(None, |entry, update| crate::domain::apply_update(entry.as_ref(), update));
+    let expected = updates.iter().fold(None, |entry, update| Some(crate::domain::apply_update(entry.as_ref(), update)));
     let listed = store.list_timeline_entries(&tenant, &customer, None, 10).await?;
     ensure!(listed.first() == expected.as_ref() && listed.len() == 1, "concurrent merges stored {listed:#?}");
     Ok(())

@@ -90,14 +90,12 @@ impl CrmStore for MemoryCrmStore {
         Ok(customers.range((lower_bound, Bound::Unbounded)).take(limit).map(|(_, customer)| customer.clone()).collect())
     }
 
-    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<Option<TimelineEntry>, Error> {
+    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error> {
         let mut state = self.lock();
         let key = (update.tenant.clone(), update.contact.clone());
-        let Some(merged) = apply_update(state.timeline_by_contact.get(&key), update) else {
-            return Ok(None);
-        };
+        let merged = apply_update(state.timeline_by_contact.get(&key), update);
         state.timeline_by_contact.insert(key, merged.clone());
-        Ok(Some(merged))
+        Ok(merged)
     }
 
     async fn list_timeline_entries(
@@ -111,7 +109,7 @@ impl CrmStore for MemoryCrmStore {
         let mut entries: Vec<TimelineEntry> = state
             .timeline_by_contact
             .values()
-            .filter(|entry| &entry.tenant == tenant && &entry.customer == customer)
+            .filter(|entry| &entry.tenant == tenant && entry.customer.as_ref() == Some(customer))
             .filter(|entry| after.is_none_or(|cursor| cursor.precedes(entry)))
             .cloned()
             .collect();

@@ -62,9 +62,9 @@ pub trait CrmStore: Send + Sync + 'static {
 
     /// Merges `update` into the entry of its (tenant, contact) with
     /// [`crate::domain::apply_update`], atomically, and returns the entry as
-    /// stored; `None` when the update named no customer and no entry
-    /// existed (nothing is stored then).
-    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<Option<TimelineEntry>, Error>;
+    /// stored. An entry whose customer is not known yet is stored too, and
+    /// listed once an update names the customer.
+    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error>;
 
     /// At most `limit` entries of `customer`'s timeline, newest first (create
     /// time, then contact id, both descending), each listed after `after`.

@@ -72,6 +72,12 @@ pub const MIGRATIONS: &[Migration] = &[
             ADD COLUMN callback_number text NOT NULL DEFAULT '';
     ",
     },
+    Migration {
+        // Routing's events can arrive before the contact's creation names
+        // its customer: the entry is kept, its customer set later.
+        version: "0003_timeline_customer_set_later",
+        sql: "ALTER TABLE crm.timeline_entries ALTER COLUMN customer_id DROP NOT NULL;",
+    },
 ];
 
 /// How often a racing insert is retried before giving up with ABORTED.
@@ -178,7 +184,11 @@ fn entry_from_row(row: &Row) -> Result<TimelineEntry, Error> {
     Ok(TimelineEntry {
         tenant: TenantId::parse(row.try_get(0).map_err(corrupt)?, "tenant").map_err(corrupt)?,
         contact: ContactId::parse(row.try_get(1).map_err(corrupt)?, "contact_id").map_err(corrupt)?,
-        customer: CustomerId::parse(row.try_get(2).map_err(corrupt)?, "customer_id").map_err(corrupt)?,
+        customer: row
+            .try_get::<_, Option<&str>>(2)
+            .map_err(corrupt)?
+            .map(|customer| CustomerId::parse(customer, "customer_id").map_err(corrupt))
+            .transpose()?,
         status: EntryStatus::parse(status).ok_or_else(|| corrupt(format!("status `{status}`")))?,
         channel: i32::try_from(channel).map_err(corrupt)?,
         queue: row.try_get(5).map_err(corrupt)?,
@@ -283,7 +293,7 @@ impl CrmStore for PostgresCrmStore {
         customers_from_rows(tenant, &rows)
     }
 
-    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<Option<TimelineEntry>, Error> {
+    async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error> {
         let mut client = self.client().await?;
         let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&update.tenant.as_str(), &update.contact.as_str()];
         for _ in 0..MAX_RACE_ATTEMPTS {
@@ -300,19 +310,16 @@ impl CrmStore for PostgresCrmStore {
                 .map_err(pg_error)?
                 .map(|row| entry_from_row(&row))
                 .transpose()?;
-            let Some(merged) = apply_update(existing.as_ref(), update) else {
-                transaction.commit().await.map_err(pg_error)?;
-                return Ok(None);
-            };
+            let merged = apply_update(existing.as_ref(), update);
             if existing.as_ref() == Some(&merged) {
                 transaction.commit().await.map_err(pg_error)?;
-                return Ok(Some(merged));
+                return Ok(merged);
             }
             let channel = i64::from(merged.channel);
             let values: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
                 &merged.tenant.as_str(),
                 &merged.contact.as_str(),
-                &merged.customer.as_str(),
+                &merged.customer.as_ref().map(CustomerId::as_str),
                 &merged.status.as_str(),
                 &channel,
                 &merged.queue,
@@ -328,15 +335,14 @@ impl CrmStore for PostgresCrmStore {
                 &merged.callback_number,
             ];
             if existing.is_some() {
-                // The customer is part of the identity of the row and never
-                // changes, so it is not updated.
+                // The customer is set once (the merge keeps the first named).
                 transaction
                     .execute(
-                        "UPDATE crm.timeline_entries SET status = $4, channel = $5, queue = $6, agent = $7,
-                             subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
+                        "UPDATE crm.timeline_entries SET customer_id = $3, status = $4, channel = $5, queue = $6,
+                             agent = $7, subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
                              answer_time_ms = $12, end_time_ms = $13, transferred_to = $14,
                              transfer_time_ms = $15, callback_number = $16
-                         WHERE tenant = $1 AND contact_id = $2 AND customer_id = $3",
+                         WHERE tenant = $1 AND contact_id = $2",
                         &values,
                     )
                     .await
@@ -361,7 +367,7 @@ impl CrmStore for PostgresCrmStore {
                 }
             }
             transaction.commit().await.map_err(pg_error)?;
-            return Ok(Some(merged));
+            return Ok(merged);
         }
         Err(Error::new(ErrorCode::Aborted, "timeline merge kept racing with concurrent writers, retry"))
     }

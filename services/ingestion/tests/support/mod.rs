@@ -61,11 +61,21 @@ pub struct FakeRouting {
     pub assignment_status_by_contact: Mutex<HashMap<String, ContactStatus>>,
     /// The `authorization` of every call, in order.
     pub authorizations: Mutex<Vec<String>>,
+    /// While set, every call fails as a restarting service's would.
+    pub down: AtomicBool,
+}
+
+/// The status of a service that is restarting.
+fn restarting() -> Status {
+    Status::unavailable("connection refused (test)")
 }
 
 #[tonic::async_trait]
 impl RoutingService for FakeRouting {
     async fn get_queue(&self, request: Request<GetQueueRequest>) -> Result<Response<Queue>, Status> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(restarting());
+        }
         self.authorizations.lock().unwrap().push(authorization(request.metadata()));
         let name = request.into_inner().name;
         let channels = self.queues.lock().unwrap().get(&name).cloned();
@@ -140,6 +150,8 @@ impl RoutingService for FakeRouting {
 pub struct FakeCrm {
     pub customer_by_identity: Mutex<HashMap<(String, String), String>>,
     pub authorizations: Mutex<Vec<String>>,
+    /// While set, every call fails as a restarting service's would.
+    pub down: AtomicBool,
 }
 
 #[tonic::async_trait]
@@ -148,6 +160,9 @@ impl CrmService for FakeCrm {
         &self,
         request: Request<ResolveCustomerRequest>,
     ) -> Result<Response<ResolveCustomerResponse>, Status> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(restarting());
+        }
         self.authorizations.lock().unwrap().push(authorization(request.metadata()));
         let request = request.into_inner();
         let tenant: TenantId = names::parse_tenant(&request.parent, "parent").map_err(|error| to_status(&error))?;
