@@ -80,7 +80,14 @@ impl PresenceCore {
             Some(routing_event::Kind::OfferWithdrawn(withdrawn)) => {
                 let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;
                 self.live.remove_active_contact(&agent, &withdrawn.contact).await?;
+                let seen = self.live.take_offer_seen(&agent, &withdrawn.contact).await?;
                 if withdrawn.reason != WithdrawReason::TimedOut as i32 {
+                    return Ok(());
+                }
+                // An offer that never reached the desktop (presence or the
+                // agent's connection was down) is not the agent's miss.
+                if !seen {
+                    tracing::info!(agent = %agent, contact = %withdrawn.contact, "offer timed out unseen, not counted as missed");
                     return Ok(());
                 }
                 self.count_missed_offer(&agent, &delivery.envelope.event_id, occurred_ms).await

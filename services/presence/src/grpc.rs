@@ -452,8 +452,17 @@ async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &Sessi
         } else {
             continue;
         };
+        let ringing = match &kind {
+            agent_session_response::Kind::Offer(offer) => Some(offer.contact.clone()),
+            _ => None,
+        };
         if sender.send(Ok(response(kind))).await.is_err() {
             return;
+        }
+        if let Some(contact) = ringing
+            && let Err(error) = presence.live.mark_offer_seen(agent_id, &contact).await
+        {
+            tracing::warn!(agent = %agent_id, error = %error, "could not record that the offer was seen");
         }
     }
 }

@@ -313,6 +313,7 @@ impl PresenceCore {
                 if expire_ms <= now_millis() {
                     return Ok(());
                 }
+                let contact = offered.contact.clone();
                 let offer = Offer {
                     contact: offered.contact,
                     queue: offered.queue,
@@ -322,7 +323,9 @@ impl PresenceCore {
                     subject: offered.subject,
                     callback_number: offered.callback_number,
                 };
-                self.push(&agent, occurred_ms, agent_session_response::Kind::Offer(offer)).await;
+                if self.push(&agent, occurred_ms, agent_session_response::Kind::Offer(offer)).await {
+                    self.live.mark_offer_seen(&agent, &contact).await?;
+                }
             }
             // A contact the agent held moved elsewhere (transfer, or its
             // agent went offline): the desktop drops it.
@@ -356,29 +359,33 @@ impl PresenceCore {
         Ok(())
     }
 
-    async fn push(&self, agent: &AgentId, occurred_ms: i64, kind: agent_session_response::Kind) {
+    /// Sends `kind` to the agent's session on this replica, if it has one;
+    /// true when it was handed to the session.
+    async fn push(&self, agent: &AgentId, occurred_ms: i64, kind: agent_session_response::Kind) -> bool {
         let Some((sender, started_ms, session_id)) = self.current_sender(agent) else {
-            return;
+            return false;
         };
         // Events from before this session began were meant for an older one.
         // Offers are exempt: one still ringing belongs to the agent whatever
         // session it uses now.
         let is_offer = matches!(kind, agent_session_response::Kind::Offer(_));
         if !is_offer && occurred_ms < started_ms {
-            return;
+            return false;
         }
         // Never wait on one desktop: a stalled one would hold up every other
         // agent's offers on this replica. A desktop that stopped reading is
         // disconnected; it reconnects and its offer is re-offered on timeout.
         match sender.try_send(Ok(response(kind))) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(agent = %agent, "agent session is not reading, disconnecting it");
                 let error = Error::new(switchboard_core::ErrorCode::ResourceExhausted, "the session stopped reading");
                 self.end_session(agent, &session_id, &error);
+                false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::info!(agent = %agent, "agent session closed before the push");
+                false
             }
         }
     }

@@ -9,10 +9,15 @@
 mod support;
 
 use prost_types::Duration as ProtoDuration;
-use support::{Cluster, publish_contact_to};
+use support::{Cluster, WAIT, publish_contact_to};
+use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_platform::bus::{EventBus, StartFrom};
 use switchboard_proto::common::v1::Channel;
-use switchboard_proto::presence::v1::{AcceptOffer, AgentState, agent_session_request, agent_session_response};
-use switchboard_proto::routing::v1::Queue;
+use switchboard_proto::presence::v1::{
+    AcceptOffer, AgentState, SetAgentStateRequest, agent_session_request, agent_session_response,
+};
+use switchboard_proto::routing::v1::{Queue, WithdrawReason, routing_event};
+use switchboard_test_support::{authorized, next_routing_event};
 
 fn chat_queue(wrap_up_ms: i32) -> Queue {
     Queue {
@@ -122,6 +127,45 @@ async fn offers_timing_out_in_a_row_make_the_agent_not_responding_until_it_choos
     desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: second.clone() })).await;
     desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
     assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
+    cluster.stop().await;
+}
+
+/// Offers that time out before reaching the agent's desktop (presence or
+/// the desktop's connection was down) are not the agent's misses; once a
+/// desktop is sent them, they count again.
+#[tokio::test]
+async fn offers_that_never_reached_the_desktop_are_not_missed_offers() {
+    let mut cluster = Cluster::start_with(|config| config.presence.missed_offers_threshold = 2).await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", quick_offers(0)).await;
+    let mut events = cluster.bus.subscribe("unseen-test", &[ROUTING_TOPIC], StartFrom::Earliest).await.unwrap();
+    // Available by a supervisor, with no desktop connected.
+    let request = SetAgentStateRequest {
+        name: "agents/alice".into(),
+        state: AgentState::Available as i32,
+        reason: String::new(),
+    };
+    cluster.presence.set_agent_state(authorized("operator", request)).await.unwrap();
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    for _ in 0..3 {
+        next_routing_event(&mut events, WAIT, |kind| match kind {
+            routing_event::Kind::OfferWithdrawn(withdrawn) if withdrawn.reason == WithdrawReason::TimedOut as i32 => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32, "unseen offers are not misses");
+
+    // A desktop connects and is sent the ringing offer: its misses count.
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    assert_eq!(desktop.until_offer().await.contact, contact);
+    desktop.until_revoked().await;
+    assert_eq!(desktop.until_offer().await.contact, contact);
+    desktop.until_revoked().await;
+    desktop.until_state(AgentState::NotResponding).await;
     cluster.stop().await;
 }
 

@@ -113,6 +113,12 @@ async fn missed_offers_contract(store: &dyn LiveStateStore) -> Result<(), Error>
     check(store.record_missed_offer(&frank, "e1").await? == 1, "clearing starts the count again")?;
     let grace = AgentId::parse("grace", "a")?;
     check(store.record_missed_offer(&grace, "e1").await? == 1, "each agent has its own count")?;
+    let contact = "tenants/acme/contacts/ct_seen";
+    check(!store.take_offer_seen(&frank, contact).await?, "an offer never sent was not seen")?;
+    store.mark_offer_seen(&frank, contact).await?;
+    check(!store.take_offer_seen(&grace, contact).await?, "seen by its own agent only")?;
+    check(store.take_offer_seen(&frank, contact).await?, "a sent offer was seen")?;
+    check(!store.take_offer_seen(&frank, contact).await?, "taking forgets it")?;
     Ok(())
 }
 

@@ -61,6 +61,7 @@ struct LiveStates {
     leases: BTreeMap<AgentId, i64>,
     wrap_ups: BTreeMap<AgentId, i64>,
     missed: BTreeMap<AgentId, BTreeSet<String>>,
+    seen_offers: BTreeMap<AgentId, BTreeSet<String>>,
     contacts: BTreeMap<AgentId, BTreeMap<String, ActiveContact>>,
 }
 
@@ -115,6 +116,15 @@ impl LiveStateStore for MemoryLiveStateStore {
     async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
         lock(&self.live).missed.remove(agent);
         Ok(())
+    }
+
+    async fn mark_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<(), Error> {
+        lock(&self.live).seen_offers.entry(agent.clone()).or_default().insert(contact.to_owned());
+        Ok(())
+    }
+
+    async fn take_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
+        Ok(lock(&self.live).seen_offers.get_mut(agent).is_some_and(|seen| seen.remove(contact)))
     }
 
     async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {

@@ -71,6 +71,13 @@ pub trait LiveStateStore: Send + Sync {
     /// since [`LiveStateStore::clear_missed_offers`].
     async fn record_missed_offer(&self, agent: &AgentId, offer_id: &str) -> Result<usize, Error>;
     async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error>;
+    /// Records that the offer of `contact` reached the agent's desktop (a
+    /// live session was sent it), so that its timing out is the agent's
+    /// miss, not an outage's.
+    async fn mark_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<(), Error>;
+    /// Whether the offer of `contact` reached the agent's desktop; forgets
+    /// it either way.
+    async fn take_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
     /// Records (or replaces) work the agent holds, by contact name.
     async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error>;
     /// Forgets the agent's contact; false when it held no such contact.

@@ -106,6 +106,10 @@ impl RedisLiveStateStore {
         format!("{}:{agent}:missed", self.prefix)
     }
 
+    fn seen_key(&self, agent: &AgentId) -> String {
+        format!("{}:{agent}:seen", self.prefix)
+    }
+
     fn wrap_ups_key(&self) -> String {
         format!("{}:wrap_ups", self.prefix)
     }
@@ -207,6 +211,37 @@ impl LiveStateStore for RedisLiveStateStore {
             .await
             .map_err(redis_error)?;
         Ok(missed)
+    }
+
+    async fn mark_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let key = self.seen_key(agent);
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SADD")
+            .arg(&key)
+            .arg(contact)
+            .ignore()
+            // Offers end within minutes; a mark nobody took does not linger.
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(MISSED_OFFERS_TTL_SECONDS)
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn take_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
+        let mut connection = self.connection.clone();
+        let removed: i64 = redis::cmd("SREM")
+            .arg(self.seen_key(agent))
+            .arg(contact)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(removed == 1)
     }
 
     async fn clear_missed_offers(&self, agent: &AgentId) -> Result<(), Error> {
