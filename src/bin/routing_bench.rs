@@ -123,6 +123,7 @@ impl Fixture {
             answer_ms: 0,
             end_ms: 0,
             rules: switchboard_routing::domain::QueueRules::default(),
+            revision: 0,
         }
     }
 
@@ -164,7 +165,11 @@ async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyh
     let connection = switchboard_platform::redis::connect(&options.redis).await?;
     let pool = format!("bench-{}", switchboard_test_support::unique_suffix());
     let state: Arc<dyn RoutingState> = Arc::new(RedisRoutingState::new(connection, &pool));
-    let engine = Engine::new(state.clone(), Arc::new(MemoryQueueStore::default()), Arc::new(DiscardBus));
+    // A fresh pool is whole once marked, as the routing service's guard does.
+    state.restore(&[], &[], 0).await?;
+    // The journal is not part of this measurement either: it stays in memory.
+    let journal = Arc::new(switchboard_routing::store::journal::MemoryJournal::default());
+    let engine = Engine::new(state.clone(), Arc::new(MemoryQueueStore::default()), journal, Arc::new(DiscardBus))?;
     let now = switchboard_core::time::now_millis();
     eprintln!("seeding {} agents and {waiting} waiting contacts (pool {pool})", options.agents);
     let mut sequence = 0;

@@ -10,13 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use switchboard_core::event::{ROUTING_TOPIC, envelope_tenant};
+use switchboard_core::event::envelope_tenant;
 use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
 use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
-use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
+use switchboard_platform::bus::{Delivery, EventBus};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
@@ -28,6 +29,7 @@ use crate::domain::matching::plan_offers;
 use crate::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use crate::events;
 use crate::queue_config::queue_entry;
+use crate::store::journal::RoutingJournal;
 use crate::store::{QueueStore, Reservation, RoutingState};
 
 /// Head contacts per waiting line (queue and channel) considered in one
@@ -37,21 +39,21 @@ const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
 const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
 /// A safety net: match even when no event asked for it.
 pub const MATCH_TICK: Duration = Duration::from_secs(1);
-/// How often the relay looks at the outbox when nothing woke it (another
-/// replica's changes, or its own lease just expired).
-pub const RELAY_TICK: Duration = Duration::from_millis(200);
-/// How long one relay leads a pool's outbox without renewing.
-const RELAY_LEASE_MS: i64 = 5_000;
-const RELAY_BATCH: usize = 256;
-
 pub struct Engine {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
+    /// The durable copy of the state, written by the relay.
+    pub journal: Arc<dyn RoutingJournal>,
     pub bus: Arc<dyn EventBus>,
+    /// The bus the relay publishes on: deliveries bounded well inside the
+    /// relay lease (see `relay.rs`).
+    pub(crate) relay_bus: Arc<dyn EventBus>,
     /// Notified when a matching pass may find something to offer.
     pub match_requested: Arc<Notify>,
     /// Notified when the outbox has new events.
     pub relay_requested: Arc<Notify>,
+    /// Whether the state store held its data at the last look (readiness).
+    pub(crate) whole: AtomicBool,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -65,14 +67,23 @@ fn tenant_skills(skills: &[switchboard_proto::common::v1::Skill]) -> Result<BTre
 }
 
 impl Engine {
-    pub fn new(state: Arc<dyn RoutingState>, queues: Arc<dyn QueueStore>, bus: Arc<dyn EventBus>) -> Engine {
-        Engine {
+    pub fn new(
+        state: Arc<dyn RoutingState>,
+        queues: Arc<dyn QueueStore>,
+        journal: Arc<dyn RoutingJournal>,
+        bus: Arc<dyn EventBus>,
+    ) -> Result<Engine, Error> {
+        let relay_bus = bus.bounded(crate::relay::RELAY_DELIVERY_TIMEOUT)?.unwrap_or_else(|| bus.clone());
+        Ok(Engine {
             state,
             queues,
+            journal,
             bus,
+            relay_bus,
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
-        }
+            whole: AtomicBool::new(false),
+        })
     }
 
     pub fn request_match(&self) {
@@ -82,34 +93,6 @@ impl Engine {
     /// The outbox has new events.
     pub(crate) fn changed(&self) {
         self.relay_requested.notify_one();
-    }
-
-    /// Publishes the outbox in order while this relay leads it; returns how
-    /// many events went out. A batch is handed to the producer at once, in
-    /// outbox order (the idempotent producer keeps that order per partition,
-    /// retries included), and its delivery reports are awaited together.
-    /// Events are removed only up to the first one the broker did not
-    /// acknowledge, so a failure retries it and what followed it (consumers
-    /// are idempotent by event id), never skips anything.
-    pub async fn relay_once(&self, relay: &str) -> Result<usize, Error> {
-        let mut relayed = 0;
-        loop {
-            let pending = self.state.pending_events(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
-            if pending.is_empty() {
-                return Ok(relayed);
-            }
-            let deliveries = futures::future::join_all(
-                pending.iter().map(|event| publish_traced(self.bus.as_ref(), ROUTING_TOPIC, &event.envelope)),
-            )
-            .await;
-            let acknowledged = deliveries.iter().take_while(|delivery| delivery.is_ok()).count();
-            let published: Vec<String> = pending[..acknowledged].iter().map(|event| event.id.clone()).collect();
-            self.state.acknowledge_events(&published).await?;
-            relayed += published.len();
-            if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
-                return Err(error);
-            }
-        }
     }
 
     /// The consumer's handler for contacts and presence events.
@@ -154,6 +137,16 @@ impl Engine {
         let queue = self.queues.get_queue(tenant, &queue_id).await?.unwrap_or_default();
         let now = now_millis();
         let enqueue_ms = contact.create_time.as_ref().map_or(now, switchboard_core::time::millis_from_timestamp);
+        // A contact routing does not know that was created before the
+        // retention period ended long ago and expired (a non-terminal one is
+        // never expired, and a lost one comes back from the journal): a
+        // replay of such an old event must not bring it back.
+        if enqueue_ms < now - crate::store::redis::TERMINAL_RETENTION_MS
+            && self.state.get_contact(tenant, &contact_id).await?.is_none()
+        {
+            tracing::warn!(tenant = %tenant, contact = %contact_id, "replayed creation older than the retention, ignored");
+            return Ok(());
+        }
         let last_agent = if queue.preferred_agent_window.is_some() && !contact.customer.is_empty() {
             self.state.last_agent(tenant, &contact.customer).await?
         } else {
@@ -179,6 +172,7 @@ impl Engine {
             answer_ms: 0,
             end_ms: 0,
             rules: crate::domain::QueueRules::default(),
+            revision: 0,
         };
         crate::domain::rules::move_to_queue(&mut record, entry)?;
         let added = self.state.enqueue(&record, &[events::queued(&record, &queue)]).await?;
@@ -233,20 +227,30 @@ impl Engine {
                 .map(|capacity| (capacity.channel, capacity.max_concurrent))
                 .collect::<BTreeMap<_, _>>(),
         };
-        let available = changed.state == AgentState::Available as i32;
-        self.state.upsert_agent(&profile, available, now_millis()).await?;
+        let state = AgentState::try_from(changed.state).unwrap_or(AgentState::Offline);
+        // Journaled first: a rebuild of the hot state knows every agent.
+        self.journal.record_agent(&profile, state).await?;
+        self.apply_agent_state(&profile, state).await
+    }
+
+    /// What an agent's state means for routing: whether it takes work, and
+    /// what becomes of the work it holds.
+    pub(crate) async fn apply_agent_state(&self, profile: &AgentProfile, state: AgentState) -> Result<(), Error> {
+        let agent = &profile.agent;
+        let available = state == AgentState::Available;
+        self.state.upsert_agent(profile, available, now_millis()).await?;
         tracing::info!(agent = %agent, available, "agent availability updated");
         // An agent in wrap-up takes no new work but may still answer what
         // was already ringing when it finished a contact; away, offline or
         // not responding, its ringing offers go back to their queues.
-        let keeps_ringing_offers = changed.state == AgentState::WrapUp as i32;
+        let keeps_ringing_offers = state == AgentState::WrapUp;
         if !available && !keeps_ringing_offers {
-            for offer in self.state.offers_of_agent(&agent).await? {
-                self.withdraw_offer(&offer.tenant, &offer.contact, &agent, WithdrawReason::AgentUnavailable).await?;
+            for offer in self.state.offers_of_agent(agent).await? {
+                self.withdraw_offer(&offer.tenant, &offer.contact, agent, WithdrawReason::AgentUnavailable).await?;
             }
         }
-        if changed.state == AgentState::Offline as i32 {
-            self.recover_handled(&agent).await?;
+        if state == AgentState::Offline {
+            self.recover_handled(agent).await?;
         }
         self.request_match();
         Ok(())

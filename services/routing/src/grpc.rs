@@ -202,6 +202,7 @@ impl RoutingApi {
         let agent = calling_agent(&principal)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
         let record = self.engine.accept(&record.tenant, &record.contact, &agent).await?;
+        self.engine.await_relayed().await?;
         Ok(assignment(&record, 0))
     }
 
@@ -210,6 +211,7 @@ impl RoutingApi {
         NOTES.check("reason", &request.reason)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
         let record = self.engine.reject(&record.tenant, &record.contact, &agent).await?;
+        self.engine.await_relayed().await?;
         let position = self.engine.state.position(&record).await?;
         Ok(assignment(&record, position))
     }
@@ -256,6 +258,7 @@ impl RoutingApi {
                 self.engine.transfer_to_agent(&tenant, &contact, &agent).await?
             }
         };
+        self.engine.await_relayed().await?;
         let position = self.engine.state.position(&record).await?;
         Ok(assignment(&record, position))
     }
@@ -270,6 +273,7 @@ impl RoutingApi {
         }
         self.authorize_write(&principal, &tenant)?;
         let record = self.engine.request_callback(&tenant, &contact, &request.phone_number).await?;
+        self.engine.await_relayed().await?;
         let position = self.engine.state.position(&record).await?;
         Ok(assignment(&record, position))
     }

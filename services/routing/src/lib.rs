@@ -5,7 +5,8 @@
 //! Serves `switchboard.routing.v1.RoutingService`; consumes
 //! `switchboard.contacts.v1` and `switchboard.presence.v1` (group
 //! `routing`); on timers: matching (also whenever a change asks for it),
-//! the outbox relay, the offer-timeout sweep and the max-wait sweep.
+//! the outbox relay, the offer-timeout sweep, the max-wait sweep, the guard
+//! that rebuilds the hot state when Redis loses it, and journal pruning.
 
 pub mod domain;
 pub mod engine;
@@ -13,6 +14,8 @@ pub mod events;
 mod flows;
 pub mod grpc;
 pub mod queue_config;
+pub mod recovery;
+pub mod relay;
 pub mod store;
 
 use std::sync::Arc;
@@ -23,11 +26,19 @@ use switchboard_platform::bus::Delivery;
 use switchboard_platform::service::{ConsumerSpec, Every, Kit, Service};
 use switchboard_proto::routing::v1::routing_service_server::RoutingServiceServer;
 
-use crate::engine::{Engine, MATCH_TICK, RELAY_TICK};
+use crate::engine::{Engine, MATCH_TICK};
+use crate::recovery::StateWhole;
+use crate::relay::RELAY_TICK;
+use crate::store::journal::{MemoryJournal, PostgresJournal, RoutingJournal};
 use crate::store::memory::{MemoryQueueStore, MemoryRoutingState};
 use crate::store::postgres::{MIGRATIONS, PostgresQueueStore};
-use crate::store::redis::RedisRoutingState;
+use crate::store::redis::{RedisRoutingState, TERMINAL_RETENTION_MS};
 use crate::store::{QueueStore, RoutingState};
+
+/// How often the guard looks whether Redis still holds the routing state.
+const STATE_GUARD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often ended contacts older than the retention leave the journal.
+const JOURNAL_PRUNE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 pub const DEFAULT_SERVICE_LEVEL_THRESHOLD_MS: i64 = 20_000;
 pub const DEFAULT_SHORT_ABANDON_THRESHOLD_MS: i64 = 5_000;
@@ -37,27 +48,36 @@ pub const DEFAULT_OFFER_TIMEOUT_MS: i64 = 30_000;
 pub struct Routing {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
+    pub journal: Arc<dyn RoutingJournal>,
 }
 
 impl Service for Routing {
     const NAME: &'static str = "routing";
 
     fn in_memory(_kit: &mut Kit) -> Routing {
-        Routing { state: Arc::new(MemoryRoutingState::default()), queues: Arc::new(MemoryQueueStore::default()) }
+        Routing {
+            state: Arc::new(MemoryRoutingState::default()),
+            queues: Arc::new(MemoryQueueStore::default()),
+            journal: Arc::new(MemoryJournal::default()),
+        }
     }
 
-    /// Redis for hot state and PostgreSQL (migrated) for queue definitions.
+    /// Redis for hot state, PostgreSQL (migrated) for queue definitions and
+    /// the journal.
     async fn connect(kit: &mut Kit) -> anyhow::Result<Routing> {
         let redis = kit.redis().await?;
         let postgres = kit.postgres(MIGRATIONS).await?;
+        let pool = kit.config().redis.pool.clone();
         Ok(Routing {
-            state: Arc::new(RedisRoutingState::new(redis, &kit.config().redis.pool)),
-            queues: Arc::new(PostgresQueueStore::new(postgres)),
+            state: Arc::new(RedisRoutingState::new(redis, &pool)),
+            queues: Arc::new(PostgresQueueStore::new(postgres.clone())),
+            journal: Arc::new(PostgresJournal::new(postgres, &pool)),
         })
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let engine = Arc::new(Engine::new(self.state, self.queues, kit.bus()));
+        let engine = Arc::new(Engine::new(self.state, self.queues, self.journal, kit.bus())?);
+        kit.check(StateWhole(Arc::clone(&engine)));
         let api = grpc::RoutingApi { engine: Arc::clone(&engine), access: kit.access() };
         kit.serve(RoutingServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
 
@@ -87,10 +107,22 @@ impl Service for Routing {
             let engine = Arc::clone(&offers);
             async move { engine.sweep_offers().await }
         });
-        let waits = engine;
+        let waits = Arc::clone(&engine);
         kit.every(Every::new("routing-wait-sweeper", sweep_interval), move || {
             let engine = Arc::clone(&waits);
             async move { engine.sweep_waits().await }
+        });
+        let guard = Arc::clone(&engine);
+        let replica = kit.config().instance_id.clone();
+        kit.every(Every::new("routing-state-guard", STATE_GUARD_INTERVAL), move || {
+            let (engine, replica) = (Arc::clone(&guard), replica.clone());
+            async move { engine.keep_state_whole(&replica).await }
+        });
+        let journal = Arc::clone(&engine.journal);
+        kit.every(Every::new("routing-journal-prune", JOURNAL_PRUNE_INTERVAL), move || {
+            let journal = Arc::clone(&journal);
+            let before_ms = switchboard_core::time::now_millis() - TERMINAL_RETENTION_MS;
+            async move { journal.prune(before_ms).await.map(|pruned| tracing::info!(pruned, "journal pruned")) }
         });
         Ok(())
     }

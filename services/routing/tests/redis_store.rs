@@ -9,22 +9,60 @@ use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
-    answer_pace_contract, differential, outbox_contract, queue_rules_contract, queue_store_contract,
-    routing_state_contract,
+    answer_pace_contract, differential, outbox_contract, queue_rules_contract, queue_store_contract, restore_contract,
+    routing_state_contract, stale_reservation_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
 use switchboard_routing::store::redis::RedisRoutingState;
 use switchboard_test_support::{backend_url, fresh_database, unique_suffix};
 
+/// A routing state on a pool of its own, marked whole as the routing
+/// service's guard marks a fresh pool.
+async fn fresh_state(connection: redis::aio::ConnectionManager) -> RedisRoutingState {
+    let state = RedisRoutingState::new(connection, &unique_suffix());
+    state.restore(&[], &[], 0).await.expect("mark the pool whole");
+    state
+}
+
 #[tokio::test]
 async fn redis_state_passes_the_contract() {
     let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
     let connection = connect(&url).await.expect("redis");
-    let state = RedisRoutingState::new(connection, &unique_suffix());
+    let state = fresh_state(connection).await;
     routing_state_contract(&state).await.expect("redis routing state contract");
     answer_pace_contract(&state).await.expect("redis answer pace contract");
     queue_rules_contract(&state).await.expect("redis queue rules contract");
+    stale_reservation_contract(&state).await.expect("redis voids stale reservations");
+    restore_contract(&state).await.expect("redis restore contract");
+}
+
+/// A pool whose data is gone (here: its marker deleted, as a FLUSHALL
+/// would) is not whole, and every write fails as transient until a restore
+/// marks it whole again.
+#[tokio::test]
+async fn redis_writes_wait_while_the_state_is_lost() {
+    let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let connection = connect(&url).await.expect("redis");
+    let pool = unique_suffix();
+    let state = RedisRoutingState::new(connection.clone(), &pool);
+    assert!(!state.is_whole().await.expect("look"), "a pool never restored is not whole");
+    let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
+    let queue = switchboard_core::QueueId::parse("lost", "q").expect("queue");
+    let record = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);
+    let error = state.enqueue(&record, &[]).await.expect_err("no write on a lost state");
+    assert!(error.is_transient(), "{error}");
+    assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING");
+    assert!(state.get_contact(&tenant, &record.contact).await.expect("read").is_none(), "nothing was written");
+    state.restore(&[], &[], 0).await.expect("restore");
+    assert!(state.is_whole().await.expect("look"));
+    assert!(state.enqueue(&record, &[]).await.expect("enqueue once whole"));
+    let mut raw = connection.clone();
+    let _: i64 = redis::cmd("DEL").arg(format!("sb:{{{pool}}}:whole")).query_async(&mut raw).await.expect("lose it");
+    assert!(!state.is_whole().await.expect("look"), "the loss is seen");
+    assert!(state.lead_rebuild("replica-a", 60_000).await.expect("lease"), "one replica leads the rebuild");
+    assert!(!state.lead_rebuild("replica-b", 60_000).await.expect("lease"), "only one");
+    assert!(state.lead_rebuild("replica-a", 60_000).await.expect("lease"), "the leader keeps it");
 }
 
 #[tokio::test]
@@ -32,7 +70,7 @@ async fn redis_decides_exactly_like_memory() {
     let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
     let connection = connect(&url).await.expect("redis");
     for seed in [1_u64, 2, 3] {
-        let redis = RedisRoutingState::new(connection.clone(), &unique_suffix());
+        let redis = fresh_state(connection.clone()).await;
         differential(&MemoryRoutingState::default(), &redis, seed, 250).await.expect("memory and redis agree");
     }
 }
@@ -51,7 +89,7 @@ async fn postgres_queue_store_passes_the_contract() {
 async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
     let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
     let connection = connect(&url).await.expect("redis");
-    let state = RedisRoutingState::new(connection, &unique_suffix());
+    let state = fresh_state(connection).await;
     outbox_contract(&state, "relay-a").await.expect("redis outbox contract");
 
     let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
@@ -59,14 +97,14 @@ async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
     let record = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);
     let event = switchboard_routing::events::queued(&record, &Default::default());
     state.enqueue(&record, &[event]).await.expect("enqueue");
-    assert_eq!(state.pending_events("relay-a", 60_000, 10).await.expect("leader").len(), 1);
+    assert_eq!(state.pending_outbox("relay-a", 60_000, 10).await.expect("leader").len(), 2);
     assert!(
-        state.pending_events("relay-b", 60_000, 10).await.expect("follower").is_empty(),
+        state.pending_outbox("relay-b", 60_000, 10).await.expect("follower").is_empty(),
         "one relay leads at a time"
     );
     assert_eq!(
-        state.pending_events("relay-a", 60_000, 10).await.expect("leader again").len(),
-        1,
+        state.pending_outbox("relay-a", 60_000, 10).await.expect("leader again").len(),
+        2,
         "the leader keeps leading"
     );
 }
@@ -77,6 +115,7 @@ async fn terminal_records_expire_and_live_ones_do_not() {
     let connection = connect(&url).await.expect("redis");
     let pool = unique_suffix();
     let state = RedisRoutingState::new(connection.clone(), &pool);
+    state.restore(&[], &[], 0).await.expect("mark the pool whole");
     let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
     let queue = switchboard_core::QueueId::parse("retention", "q").expect("queue");
     let waiting = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);

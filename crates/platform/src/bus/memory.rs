@@ -12,7 +12,9 @@ use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
-use super::{Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, outgoing_traceparent, received};
+use super::{
+    Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
+};
 
 /// A stored record: key, value and `traceparent`.
 type Stored = (Vec<u8>, Vec<u8>, Option<String>);
@@ -151,7 +153,7 @@ impl Subscription for MemorySubscription {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(record) = self.poll() {
-                return Ok(received(record));
+                return Ok(decode_record(record));
             }
             notified.await;
         }

@@ -110,6 +110,14 @@ pub trait EventBus: Send + Sync + 'static {
     /// committed). `visit` may stop the scan early.
     async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error>;
 
+    /// The same bus, for a publisher that must know every delivery's fate
+    /// within `timeout`: a record not acknowledged by then fails and is
+    /// never delivered later (a relay fenced by a lease shorter than the
+    /// default delivery timeout). `None`: this bus already answers at once.
+    fn bounded(&self, _timeout: std::time::Duration) -> Result<Option<Arc<dyn EventBus>>, Error> {
+        Ok(None)
+    }
+
     /// Reachability, for readiness.
     async fn check(&self) -> Result<(), Error>;
 
@@ -219,7 +227,7 @@ pub async fn publish_traced(bus: &dyn EventBus, topic: &str, envelope: &EventEnv
 }
 
 /// A record's value decoded: an event, or a malformed record.
-pub(crate) fn received(record: RawRecord) -> Received {
+pub fn decode_record(record: RawRecord) -> Received {
     match decode(&record.payload) {
         Ok(envelope) => Received::Event(Box::new(Delivery {
             topic: record.topic,

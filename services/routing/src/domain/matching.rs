@@ -158,6 +158,7 @@ mod tests {
                 answer_ms: 0,
                 end_ms: 0,
                 rules,
+                revision: 0,
             },
         )
     }

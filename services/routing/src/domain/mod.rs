@@ -122,6 +122,10 @@ pub struct ContactRecord {
     pub end_ms: i64,
     /// Escalation, preference, deadline and callback (see [`rules`]).
     pub rules: QueueRules,
+    /// The store's revision of the record, bumped by every change; a
+    /// compare-and-set (a reservation, a transition) names the revision its
+    /// decision was made on. The domain's transitions never change it.
+    pub revision: i64,
 }
 
 impl ContactRecord {

@@ -49,6 +49,7 @@ pub fn sample_record(
         answer_ms: 0,
         end_ms: 0,
         rules: crate::domain::QueueRules::default(),
+        revision: 0,
     }
 }
 
@@ -99,11 +100,11 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
 
     let error = state.accept(&acme, &urgent.contact, &bob, 20, &no_events).await.err();
     check(error.is_some_and(|error| error.code == ErrorCode::FailedPrecondition), "only the offered agent accepts")?;
-    let (holder, record) = state.withdraw(&acme, &urgent.contact, Some(&alice), None, 25, &no_events).await?;
-    check(holder == alice && record.status == RoutingStatus::Queued, "a withdrawn offer returns to the queue")?;
+    let (holder, withdrawn) = state.withdraw(&acme, &urgent.contact, Some(&alice), None, 25, &no_events).await?;
+    check(holder == alice && withdrawn.status == RoutingStatus::Queued, "a withdrawn offer returns to the queue")?;
     check(state.position(&urgent).await? == 1, "a withdrawn contact keeps its original place")?;
 
-    check(state.reserve(&urgent, &alice, 50, &[]).await?, "re-offer after withdrawal")?;
+    check(state.reserve(&withdrawn, &alice, 50, &[]).await?, "re-offer after withdrawal")?;
     let early = state.withdraw(&acme, &urgent.contact, Some(&alice), Some(49), 49, &no_events).await.err();
     check(
         early.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
@@ -327,14 +328,17 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
     Ok(())
 }
 
-/// The outbox: every change appends its events in the same step, a retry
-/// that changes nothing appends nothing, and acknowledged events leave.
+/// The outbox: every change appends its events, then the changed
+/// contact's snapshot, in the same step; a retry that changes nothing
+/// appends nothing; acknowledged entries leave, and the tail tells a caller
+/// when its change has been relayed.
 pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<(), Error> {
     let acme = id(TenantId::parse("acme", "t"))?;
     let support = id(QueueId::parse("outbox", "q"))?;
     let alice = id(AgentId::parse("alice", "a"))?;
-    let drain = |pending: Vec<super::PendingEvent>| pending.into_iter().map(|event| event.id).collect::<Vec<_>>();
-    state.acknowledge_events(&drain(state.pending_events(relay, 5_000, 10_000).await?)).await?;
+    let drain = |pending: Vec<super::PendingEntry>| pending.into_iter().map(|entry| entry.id).collect::<Vec<_>>();
+    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
+    check(state.outbox_tail().await?.is_none(), "an empty outbox has no tail")?;
 
     let record = sample_record(&acme, &support, CHAT, 0, 1_000);
     let queued = crate::events::queued(&record, &Queue::default());
@@ -347,22 +351,99 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     state.accept(&acme, &record.contact, &alice, 30, &answered).await?;
     state.accept(&acme, &record.contact, &alice, 31, &answered).await?;
 
-    let pending = state.pending_events(relay, 5_000, 100).await?;
-    let subjects: Vec<&str> = pending.iter().map(|event| event.envelope.subject.as_str()).collect();
-    check(subjects == vec![record.contact.as_str(); 3], "one event per change, none for repeats")?;
-    check(pending[0].envelope == queued && pending[1].envelope == offered, "events keep the order of the changes")?;
+    let pending = state.pending_outbox(relay, 5_000, 100).await?;
+    let kinds: Vec<&str> = pending
+        .iter()
+        .map(|entry| match &entry.item {
+            super::OutboxItem::Event(_) => "event",
+            super::OutboxItem::Snapshot(_) => "snapshot",
+        })
+        .collect();
+    check(
+        kinds == ["event", "snapshot", "event", "snapshot", "event", "snapshot"],
+        "each change appends its events then its snapshot; repeats append nothing",
+    )?;
+    let event = |index: usize| match &pending[index].item {
+        super::OutboxItem::Event(envelope) => Some((**envelope).clone()),
+        super::OutboxItem::Snapshot(_) => None,
+    };
+    let snapshot = |index: usize| match &pending[index].item {
+        super::OutboxItem::Snapshot(record) => Some((**record).clone()),
+        super::OutboxItem::Event(_) => None,
+    };
+    check(event(0) == Some(queued) && event(2) == Some(offered), "events keep the order of the changes")?;
     check(
         matches!(
-            &pending[2].envelope.payload,
+            event(4).and_then(|envelope| envelope.payload),
             Some(switchboard_proto::events::v1::event_envelope::Payload::Routing(event))
                 if matches!(event.kind, Some(switchboard_proto::routing::v1::routing_event::Kind::Answered(_)))
         ),
         "the transition's own event is appended",
     )?;
-    state.acknowledge_events(&[pending[0].id.clone()]).await?;
-    check(state.pending_events(relay, 5_000, 100).await?.len() == 2, "acknowledged events leave the outbox")?;
-    state.acknowledge_events(&drain(state.pending_events(relay, 5_000, 100).await?)).await?;
-    check(state.pending_events(relay, 5_000, 100).await?.is_empty(), "the outbox drains")?;
+    let revisions: Vec<(RoutingStatus, i64)> =
+        [1, 3, 5].into_iter().filter_map(snapshot).map(|record| (record.status, record.revision)).collect();
+    check(
+        revisions == [(RoutingStatus::Queued, 0), (RoutingStatus::Offered, 1), (RoutingStatus::Answered, 2)],
+        "snapshots hold the record after each change, at its new revision",
+    )?;
+    check(snapshot(5) == state.get_contact(&acme, &record.contact).await?, "the last snapshot is the stored record")?;
+
+    let tail = state.outbox_tail().await?.ok_or_else(|| Error::internal("a tail"))?;
+    state.acknowledge_outbox(&[pending[0].id.clone()]).await?;
+    check(!state.relayed_through(&tail).await?, "the tail is not relayed while entries remain")?;
+    check(state.pending_outbox(relay, 5_000, 100).await?.len() == 5, "acknowledged entries leave the outbox")?;
+    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 100).await?)).await?;
+    check(state.pending_outbox(relay, 5_000, 100).await?.is_empty(), "the outbox drains")?;
+    check(state.relayed_through(&tail).await?, "once drained, the tail is relayed")?;
+    Ok(())
+}
+
+/// A reservation is carried out only on the revision the plan was made
+/// on: a change in between (a callback, a pin) voids it.
+pub async fn stale_reservation_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    use crate::domain::rules::request_callback;
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let queue = id(QueueId::parse("stale", "q"))?;
+    let frank = id(AgentId::parse("frank", "a"))?;
+    state.upsert_agent(&sample_profile(&frank, &[&acme], 1, 0), true, 10).await?;
+    let record = sample_record(&acme, &queue, CHAT, 0, 1_000);
+    state.enqueue(&record, &[]).await?;
+    let planned = state.get_contact(&acme, &record.contact).await?.ok_or_else(|| Error::internal("stored"))?;
+    state
+        .change(&acme, &record.contact, 20, &|record| request_callback(record, "+15550100"), &super::no_events)
+        .await?;
+    check(!state.reserve(&planned, &frank, 60_000, &[]).await?, "a plan on an older revision is void")?;
+    let current = state.get_contact(&acme, &record.contact).await?.ok_or_else(|| Error::internal("stored"))?;
+    check(current.revision == planned.revision + 1, "the change bumped the revision")?;
+    check(state.reserve(&current, &frank, 60_000, &[]).await?, "a plan on the current revision is carried out")?;
+    Ok(())
+}
+
+/// What a rebuild relies on: a restore puts journaled contacts and agents
+/// back with their indexes and loads, idempotently, and the store is whole
+/// after it.
+pub async fn restore_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    use crate::store::journal::JournaledAgent;
+    use switchboard_proto::presence::v1::AgentState;
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let queue = id(QueueId::parse("restored", "q"))?;
+    let gina = id(AgentId::parse("gina", "a"))?;
+    let waiting = ContactRecord { revision: 4, ..sample_record(&acme, &queue, CHAT, 0, 1_000) };
+    let mut ringing = sample_record(&acme, &queue, CHAT, 0, 2_000);
+    crate::domain::reserve(&mut ringing, &gina, 90_000)?;
+    ringing.revision = 7;
+    let agents = [JournaledAgent { profile: sample_profile(&gina, &[&acme], 2, 0), state: AgentState::Available }];
+    for _ in 0..2 {
+        state.restore(&[waiting.clone(), ringing.clone()], &agents, 50).await?;
+    }
+    check(state.is_whole().await?, "whole after a restore")?;
+    check(state.get_contact(&acme, &waiting.contact).await? == Some(waiting.clone()), "the waiting contact is back")?;
+    check(state.position(&waiting).await? == 1, "it waits in its line again")?;
+    check(state.get_contact(&acme, &ringing.contact).await? == Some(ringing.clone()), "the offer is back")?;
+    let expired = state.expired_offers(100_000, 10).await?;
+    check(expired.iter().any(|offer| offer.contact == ringing.contact), "the offer expires on schedule")?;
+    let live = state.agent(&gina).await?.ok_or_else(|| Error::internal("gina"))?;
+    check(live.available && live.load.get(&CHAT) == Some(&1), "the agent is back with the offer's load, once")?;
     Ok(())
 }
 
@@ -435,6 +516,12 @@ mod tests {
     #[tokio::test]
     async fn memory_outbox_passes_the_contract() {
         outbox_contract(&MemoryRoutingState::default(), "relay").await.expect("outbox");
+    }
+
+    #[tokio::test]
+    async fn memory_state_voids_stale_reservations_and_restores() {
+        stale_reservation_contract(&MemoryRoutingState::default()).await.expect("stale reservations");
+        restore_contract(&MemoryRoutingState::default()).await.expect("restore");
     }
 
     #[tokio::test]

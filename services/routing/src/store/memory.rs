@@ -8,13 +8,15 @@ use async_trait::async_trait;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::presence::v1::AgentState;
 use switchboard_proto::routing::v1::Queue;
 
 use super::{
-    Change, EventsFor, LineStatus, OfferRef, PendingEvent, QueueStore, Reservation, RoutingState, Snapshot,
+    Change, EventsFor, LineStatus, OfferRef, OutboxItem, PendingEntry, QueueStore, Reservation, RoutingState, Snapshot,
     contact_not_found,
 };
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
+use crate::store::journal::JournaledAgent;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation below completes before the guard drops or fails
@@ -73,17 +75,19 @@ struct State {
     contacts: HashMap<(TenantId, ContactId), ContactRecord>,
     agents: BTreeMap<AgentId, AgentLive>,
     /// Appended with each change, removed once relayed.
-    outbox: std::collections::VecDeque<(u64, EventEnvelope)>,
+    outbox: std::collections::VecDeque<(u64, OutboxItem)>,
     next_event_id: u64,
     paces: HashMap<(TenantId, QueueId, i32), AnswerPace>,
     last_agents: HashMap<(TenantId, String), AgentId>,
 }
 
 impl State {
-    fn append(&mut self, events: impl IntoIterator<Item = EventEnvelope>) {
-        for event in events {
+    /// Appends a change's events, then the changed contact's snapshot.
+    fn append(&mut self, events: impl IntoIterator<Item = EventEnvelope>, changed: &ContactRecord) {
+        let items = events.into_iter().map(|event| OutboxItem::Event(Box::new(event))).chain([OutboxItem::Snapshot(Box::new(changed.clone()))]);
+        for item in items {
             self.next_event_id += 1;
-            self.outbox.push_back((self.next_event_id, event));
+            self.outbox.push_back((self.next_event_id, item));
         }
     }
 
@@ -140,10 +144,11 @@ impl MemoryRoutingState {
         let record = state.contact_mut(tenant, contact)?;
         let before = record.clone();
         let outcome = change(record)?;
-        let after = record.clone();
-        if after == before {
-            return Ok((outcome, after));
+        if *record == before {
+            return Ok((outcome, before));
         }
+        record.revision += 1;
+        let after = record.clone();
         let holds_load = |status: RoutingStatus| matches!(status, RoutingStatus::Offered | RoutingStatus::Answered);
         if holds_load(before.status)
             && !holds_load(after.status)
@@ -157,7 +162,7 @@ impl MemoryRoutingState {
                 live.hold_until_ms = hold_until;
             }
         }
-        state.append(events_for(&before, &after));
+        state.append(events_for(&before, &after), &after);
         Ok((outcome, after))
     }
 }
@@ -170,8 +175,9 @@ impl RoutingState for MemoryRoutingState {
         if state.contacts.contains_key(&key) {
             return Ok(false);
         }
+        let record = ContactRecord { revision: 0, ..record.clone() };
         state.contacts.insert(key, record.clone());
-        state.append(events.iter().cloned());
+        state.append(events.iter().cloned(), &record);
         Ok(true)
     }
 
@@ -261,17 +267,22 @@ impl RoutingState for MemoryRoutingState {
             live.has_room_for(&current) && (live.hold_until_ms == 0 || offer_ms >= live.hold_until_ms)
         });
         let same_line = current.queue == record.queue && current.channel == record.channel;
-        if current.status != RoutingStatus::Queued || !same_line || !can_take {
+        // A plan made on an older revision (a pin, a callback, a transfer
+        // since) is not carried out.
+        let same_revision = current.revision == record.revision;
+        if current.status != RoutingStatus::Queued || !same_line || !same_revision || !can_take {
             return Ok(false);
         }
         let contact = state.contact_mut(&record.tenant, &record.contact)?;
         domain::reserve(contact, agent, expire_ms)?;
-        let (channel, offer_ms) = (contact.channel, expire_ms - contact.offer_timeout_ms);
+        contact.revision += 1;
+        let changed = contact.clone();
+        let (channel, offer_ms) = (changed.channel, expire_ms - changed.offer_timeout_ms);
         if let Some(live) = state.agents.get_mut(agent) {
             *live.load.entry(channel).or_insert(0) += 1;
             live.last_offer_ms = offer_ms;
         }
-        state.append(events.iter().cloned());
+        state.append(events.iter().cloned(), &changed);
         Ok(true)
     }
 
@@ -348,20 +359,65 @@ impl RoutingState for MemoryRoutingState {
         Ok(expired.into_iter().take(limit).map(|(_, offer)| offer).collect())
     }
 
-    async fn pending_events(&self, _relay: &str, _lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error> {
+    async fn pending_outbox(&self, _relay: &str, _lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error> {
         // One process holds the in-memory state: its relay is always the leader.
         let state = lock(&self.state);
         Ok(state
             .outbox
             .iter()
             .take(limit)
-            .map(|(id, envelope)| PendingEvent { id: id.to_string(), envelope: envelope.clone() })
+            .map(|(id, item)| PendingEntry { id: id.to_string(), item: item.clone() })
             .collect())
     }
 
-    async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error> {
+    async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error> {
         let mut state = lock(&self.state);
         state.outbox.retain(|(id, _)| !ids.contains(&id.to_string()));
+        Ok(())
+    }
+
+    async fn outbox_tail(&self) -> Result<Option<String>, Error> {
+        Ok(lock(&self.state).outbox.back().map(|(id, _)| id.to_string()))
+    }
+
+    async fn relayed_through(&self, id: &str) -> Result<bool, Error> {
+        let through: u64 = id.parse().map_err(|_| Error::invalid_field("id", "is not an outbox id"))?;
+        Ok(lock(&self.state).outbox.front().is_none_or(|(first, _)| *first > through))
+    }
+
+    /// The in-memory state lives and dies with its process: always whole.
+    async fn is_whole(&self) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    async fn lead_rebuild(&self, _holder: &str, _lease_ms: i64) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    async fn restore(&self, contacts: &[ContactRecord], agents: &[JournaledAgent], now_ms: i64) -> Result<(), Error> {
+        let mut state = lock(&self.state);
+        for record in contacts {
+            state.contacts.insert((record.tenant.clone(), record.contact.clone()), record.clone());
+        }
+        for journaled in agents {
+            let mut load = BTreeMap::new();
+            for record in contacts.iter().filter(|record| {
+                matches!(record.status, RoutingStatus::Offered | RoutingStatus::Answered)
+                    && record.agent.as_ref() == Some(&journaled.profile.agent)
+            }) {
+                *load.entry(record.channel).or_insert(0) += 1;
+            }
+            let previous = state.agents.get(&journaled.profile.agent);
+            let live = AgentLive {
+                profile: journaled.profile.clone(),
+                available: journaled.state == AgentState::Available,
+                idle_since_ms: previous.map_or(now_ms, |live| live.idle_since_ms),
+                last_offer_ms: previous.map_or(0, |live| live.last_offer_ms),
+                load,
+                hold_until_ms: 0,
+            };
+            state.agents.insert(journaled.profile.agent.clone(), live);
+        }
         Ok(())
     }
 

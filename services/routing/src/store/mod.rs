@@ -2,10 +2,12 @@
 //! hot routing state (Redis, in-memory). Every hot-state operation that two
 //! replicas could race on is one atomic step.
 
+pub(crate) mod codec;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 pub mod differential;
+pub mod journal;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
@@ -17,6 +19,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
 use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord};
+use crate::store::journal::JournaledAgent;
 
 /// Queue definitions per tenant.
 #[async_trait]
@@ -72,11 +75,20 @@ pub fn no_events(_before: &ContactRecord, _after: &ContactRecord) -> Vec<EventEn
     Vec::new()
 }
 
-/// An event waiting in the outbox, with its position there.
+/// What an outbox entry carries.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PendingEvent {
+pub enum OutboxItem {
+    /// An event for the routing topic.
+    Event(Box<EventEnvelope>),
+    /// A contact's record after a change, for the journal.
+    Snapshot(Box<ContactRecord>),
+}
+
+/// An outbox entry, with its position there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEntry {
     pub id: String,
-    pub envelope: EventEnvelope,
+    pub item: OutboxItem,
 }
 
 /// An offer whose holder should be withdrawn.
@@ -187,12 +199,29 @@ pub trait RoutingState: Send + Sync {
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
     /// Contacts `agent` answered and has not completed.
     async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
-    /// Events appended and not yet acknowledged, oldest first, if `relay`
-    /// holds (or now takes) the pool's relay lease for `lease_ms`; empty
-    /// otherwise. One relay at a time keeps the bus in outbox order.
-    async fn pending_events(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error>;
-    /// Removes relayed events from the outbox.
-    async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error>;
+    /// Entries appended and not yet acknowledged (each change's events,
+    /// then its snapshot), oldest first, if `relay` holds (or now takes)
+    /// the pool's relay lease for `lease_ms`; empty otherwise. Each call
+    /// extends the lease. One relay at a time keeps the bus in outbox order.
+    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error>;
+    /// Removes relayed entries from the outbox.
+    async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error>;
+    /// The id of the newest outbox entry, if the outbox holds any.
+    async fn outbox_tail(&self) -> Result<Option<String>, Error>;
+    /// Whether every entry up to and including `id` left the outbox.
+    async fn relayed_through(&self, id: &str) -> Result<bool, Error>;
+    /// Whether the store holds its data. False after Redis lost it (a
+    /// FLUSHALL, a restart without persistence): every write then fails
+    /// with UNAVAILABLE (`ROUTING_STATE_REBUILDING`) until
+    /// [`RoutingState::restore`] has run.
+    async fn is_whole(&self) -> Result<bool, Error>;
+    /// Takes the pool's rebuild lease for `lease_ms` if it is free or held
+    /// by `holder`: one replica rebuilds at a time.
+    async fn lead_rebuild(&self, holder: &str, lease_ms: i64) -> Result<bool, Error>;
+    /// Puts journaled contacts and agents back (idempotently: index and
+    /// load bookkeeping included, loads recomputed from the contacts), then
+    /// marks the store whole.
+    async fn restore(&self, contacts: &[ContactRecord], agents: &[JournaledAgent], now_ms: i64) -> Result<(), Error>;
     /// Counts an answer in the pace of its waiting line. A statistic for
     /// estimates: concurrent updates may lose one interval, never a contact.
     async fn record_answer(

@@ -11,15 +11,38 @@ use switchboard_proto::routing::v1::Queue;
 
 use super::QueueStore;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_queues",
-    sql: "CREATE SCHEMA IF NOT EXISTS routing;
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_queues",
+        sql: "CREATE SCHEMA IF NOT EXISTS routing;
           CREATE TABLE routing.queues (
               tenant text NOT NULL,
               queue_id text NOT NULL,
               body bytea NOT NULL,
               PRIMARY KEY (tenant, queue_id));",
-}];
+    },
+    // The journal (see `journal.rs`): contacts' snapshots per routing pool,
+    // terminal ones until pruned, and agents' profiles.
+    Migration {
+        version: "0002_journal",
+        sql: "CREATE TABLE routing.journal (
+              pool text NOT NULL,
+              tenant text NOT NULL,
+              contact_id text NOT NULL,
+              revision bigint NOT NULL,
+              terminal boolean NOT NULL,
+              end_ms bigint NOT NULL,
+              snapshot text NOT NULL,
+              PRIMARY KEY (pool, tenant, contact_id));
+          CREATE INDEX journal_ended ON routing.journal (pool, end_ms) WHERE terminal;
+          CREATE TABLE routing.agents (
+              pool text NOT NULL,
+              agent_id text NOT NULL,
+              profile text NOT NULL,
+              state integer NOT NULL,
+              PRIMARY KEY (pool, agent_id));",
+    },
+];
 
 pub struct PostgresQueueStore {
     pool: Pool,

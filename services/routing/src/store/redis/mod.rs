@@ -22,8 +22,9 @@
 //! - `sb:{P}:outbox` stream of encoded events, appended by the same script
 //!   as the change they announce; `sb:{P}:outbox:relay` the relay lease
 
-mod codec;
+mod outbox;
 mod pace;
+mod restore;
 mod scripts;
 mod snapshot;
 
@@ -31,17 +32,21 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use switchboard_core::event::{decode, encode};
+use switchboard_core::event::encode;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
 use switchboard_proto::events::v1::EventEnvelope;
 
-use self::codec::corrupt;
-use self::scripts::{ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT};
+use self::scripts::{
+    ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT, RESTORE_CONTACT_SCRIPT,
+    TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
+};
 use super::{
-    Change, EventsFor, LineStatus, OfferRef, PendingEvent, Reservation, RoutingState, Snapshot, contact_not_found,
+    Change, EventsFor, LineStatus, OfferRef, PendingEntry, Reservation, RoutingState, Snapshot, contact_not_found,
 };
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
+use crate::store::codec::{self, corrupt};
+use crate::store::journal::JournaledAgent;
 
 /// How long a completed or abandoned contact's routing record stays in
 /// Redis: a week, for lookups and retried requests; routing's own history
@@ -60,6 +65,20 @@ pub struct RedisRoutingState {
     transition: redis::Script,
     upsert_agent: redis::Script,
     relay_lease: redis::Script,
+    restore_contact: redis::Script,
+    restore_agent: redis::Script,
+}
+
+/// A Redis failure of the routing store: a script that found the pool's
+/// marker gone reports `STATE_LOST`, which is transient (the state is being
+/// rebuilt), not the deterministic script error redis-rs would make of it.
+pub(crate) fn state_error(error: redis::RedisError) -> Error {
+    if error.code() == Some("STATE_LOST") {
+        return Error::unavailable("routing state is being rebuilt after Redis lost its data; retry")
+            .with_reason("ROUTING_STATE_REBUILDING")
+            .with_detail(format!("redis: {error}"));
+    }
+    redis_error(error)
 }
 
 impl RedisRoutingState {
@@ -72,7 +91,18 @@ impl RedisRoutingState {
             transition: redis::Script::new(TRANSITION_SCRIPT),
             upsert_agent: redis::Script::new(UPSERT_AGENT_SCRIPT),
             relay_lease: redis::Script::new(RELAY_LEASE_SCRIPT),
+            restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
+            restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
         }
+    }
+
+    /// Present while the pool's state is whole; gone when Redis lost it.
+    fn marker_key(&self) -> String {
+        format!("{}:whole", self.prefix)
+    }
+
+    fn rebuild_lease_key(&self) -> String {
+        format!("{}:rebuild", self.prefix)
     }
 
     fn contact_key(&self, tenant: &TenantId, contact: &ContactId) -> String {
@@ -120,14 +150,6 @@ impl RedisRoutingState {
     }
 
     async fn read_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
-        Ok(self.read_revision(tenant, contact).await?.map(|(record, _)| record))
-    }
-
-    async fn read_revision(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-    ) -> Result<Option<(ContactRecord, i64)>, Error> {
         let mut connection = self.connection.clone();
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.contact_key(tenant, contact))
@@ -137,7 +159,7 @@ impl RedisRoutingState {
         if fields.is_empty() {
             return Ok(None);
         }
-        Ok(Some((codec::decode_record(&fields)?, codec::revision(&fields))))
+        codec::decode_record(&fields).map(Some)
     }
 
     /// Applies `change` (a pure domain transition) with compare-and-set,
@@ -151,13 +173,14 @@ impl RedisRoutingState {
         events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
         for _attempt in 0..MAX_TRANSITION_ATTEMPTS {
-            let (before, revision) =
-                self.read_revision(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
+            let before = self.read_contact(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
             let mut after = before.clone();
             let outcome = change(&mut after)?;
             if after == before {
                 return Ok((outcome, after));
             }
+            let revision = before.revision;
+            after.revision = revision + 1;
             let holds_load = |status: RoutingStatus| matches!(status, RoutingStatus::Offered | RoutingStatus::Answered);
             let queued = |record: &ContactRecord| record.status == RoutingStatus::Queued;
             let same_line = before.queue == after.queue && before.channel == after.channel;
@@ -183,6 +206,7 @@ impl RedisRoutingState {
                 .key(self.outbox_key())
                 .key(self.waiting_key(tenant, &after.queue, after.channel))
                 .key(self.deadlines_key())
+                .key(self.marker_key())
                 .arg(before.status.as_str())
                 .arg(before.agent.as_ref().map_or("", AgentId::as_str))
                 .arg(revision)
@@ -206,10 +230,11 @@ impl RedisRoutingState {
                 .arg(deadline)
                 .arg(TERMINAL_RETENTION_MS)
                 .arg(if releases_agent { domain::rules::wrap_up_hold_until(&after, now_ms) } else { 0 })
+                .arg(codec::snapshot_json(&after, after.revision)?)
                 .arg(&events)
                 .invoke_async(&mut connection)
                 .await
-                .map_err(redis_error)?;
+                .map_err(state_error)?;
             if swapped == 1 {
                 return Ok((outcome, after));
             }
@@ -268,16 +293,18 @@ impl RoutingState for RedisRoutingState {
             .key(self.queues_key())
             .key(self.outbox_key())
             .key(self.deadlines_key())
+            .key(self.marker_key())
             .arg(json)
             .arg(record.rank())
             .arg(record.contact.as_str())
             .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
             .arg(if record.status == RoutingStatus::Queued { record.rules.deadline_ms } else { 0 })
             .arg(format!("{}:{}", record.tenant, record.contact))
+            .arg(codec::snapshot_json(&ContactRecord { revision: 0, ..record.clone() }, 0)?)
             .arg(events.iter().map(encode).collect::<Vec<_>>())
             .invoke_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(state_error)?;
         Ok(added == 1)
     }
 
@@ -303,13 +330,14 @@ impl RoutingState for RedisRoutingState {
             .upsert_agent
             .key(self.agent_key(profile.agent.as_str()))
             .key(self.available_key())
+            .key(self.marker_key())
             .arg(json)
             .arg(if available { "1" } else { "0" })
             .arg(now_ms)
             .arg(profile.agent.as_str())
             .invoke_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(state_error)?;
         Ok(())
     }
 
@@ -353,10 +381,13 @@ impl RoutingState for RedisRoutingState {
             } else {
                 0
             };
+            let mut offered = record.clone();
+            domain::reserve(&mut offered, &agent.agent, reservation.expire_ms)?;
+            offered.revision = record.revision + 1;
             pipeline
                 .cmd("EVALSHA")
                 .arg(self.reserve.get_hash())
-                .arg(8)
+                .arg(9)
                 .arg(self.contact_key(&record.tenant, &record.contact))
                 .arg(self.waiting_key(&record.tenant, &record.queue, record.channel))
                 .arg(self.agent_key(agent.agent.as_str()))
@@ -365,6 +396,7 @@ impl RoutingState for RedisRoutingState {
                 .arg(self.queues_key())
                 .arg(self.outbox_key())
                 .arg(self.deadlines_key())
+                .arg(self.marker_key())
                 .arg(record.contact.as_str())
                 .arg(agent.agent.as_str())
                 .arg(record.channel)
@@ -373,6 +405,8 @@ impl RoutingState for RedisRoutingState {
                 .arg(format!("{}:{}", record.tenant, record.contact))
                 .arg(format!("{}:{}:{}", record.tenant, record.queue, record.channel))
                 .arg(reservation.expire_ms - record.offer_timeout_ms)
+                .arg(record.revision)
+                .arg(codec::snapshot_json(&offered, offered.revision)?)
                 .arg(reservation.events.iter().map(encode).collect::<Vec<_>>());
         }
         let mut connection = self.connection.clone();
@@ -388,9 +422,9 @@ impl RoutingState for RedisRoutingState {
                     .query_async(&mut connection)
                     .await
                     .map_err(redis_error)?;
-                pipeline.query_async(&mut connection).await.map_err(redis_error)?
+                pipeline.query_async(&mut connection).await.map_err(state_error)?
             }
-            Err(error) => return Err(redis_error(error)),
+            Err(error) => return Err(state_error(error)),
         };
         Ok(reserved.into_iter().map(|reserved| reserved == 1).collect())
     }
@@ -456,49 +490,32 @@ impl RoutingState for RedisRoutingState {
         self.held_from_members(members, RoutingStatus::Offered).await
     }
 
-    async fn pending_events(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEvent>, Error> {
-        let mut connection = self.connection.clone();
-        let leading: i32 = self
-            .relay_lease
-            .key(format!("{}:relay", self.outbox_key()))
-            .arg(relay)
-            .arg(lease_ms)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        if leading != 1 {
-            return Ok(Vec::new());
-        }
-        // Each entry: [id, ["e", <encoded envelope>]].
-        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(self.outbox_key())
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        let mut pending = Vec::with_capacity(entries.len());
-        for (id, fields) in entries {
-            let encoded = fields.get(1).ok_or_else(|| corrupt("outbox entry without event"))?;
-            pending.push(PendingEvent { id, envelope: decode(encoded).map_err(|_| corrupt("outbox event"))? });
-        }
-        Ok(pending)
+    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error> {
+        self.read_outbox(relay, lease_ms, limit).await
     }
 
-    async fn acknowledge_events(&self, ids: &[String]) -> Result<(), Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut connection = self.connection.clone();
-        let _: i64 = redis::cmd("XDEL")
-            .arg(self.outbox_key())
-            .arg(ids)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        Ok(())
+    async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error> {
+        self.delete_outbox_entries(ids).await
+    }
+
+    async fn outbox_tail(&self) -> Result<Option<String>, Error> {
+        self.last_outbox_id().await
+    }
+
+    async fn relayed_through(&self, id: &str) -> Result<bool, Error> {
+        self.outbox_empty_through(id).await
+    }
+
+    async fn is_whole(&self) -> Result<bool, Error> {
+        self.has_marker().await
+    }
+
+    async fn lead_rebuild(&self, holder: &str, lease_ms: i64) -> Result<bool, Error> {
+        self.take_rebuild_lease(holder, lease_ms).await
+    }
+
+    async fn restore(&self, contacts: &[ContactRecord], agents: &[JournaledAgent], now_ms: i64) -> Result<(), Error> {
+        self.restore_state(contacts, agents, now_ms).await
     }
 
     async fn record_answer(

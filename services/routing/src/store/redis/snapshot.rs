@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use switchboard_core::{Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
 
-use super::{RedisRoutingState, codec};
+use super::RedisRoutingState;
 use crate::domain::RoutingStatus;
 use crate::store::Snapshot;
+use crate::store::codec;
 
 impl RedisRoutingState {
     /// Up to `per_queue` head contacts of every waiting line and every

@@ -1,4 +1,6 @@
-//! How routing records and agent profiles are stored in Redis hashes.
+//! How routing records and agent profiles are stored: the fields of their
+//! Redis hashes, and the snapshots of records the outbox carries to the
+//! journal.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,7 +16,7 @@ use crate::domain::{
 /// that change with every step (status, agent, times) are hash fields of
 /// their own.
 #[derive(Serialize, Deserialize)]
-pub(super) struct StoredRecord {
+pub(crate) struct StoredRecord {
     tenant: String,
     contact: String,
     queue: String,
@@ -60,20 +62,20 @@ fn is_zero(value: &i64) -> bool {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct StoredProfile {
-    pub(super) tenants: Vec<String>,
-    pub(super) skills: BTreeMap<String, i32>,
+pub(crate) struct StoredProfile {
+    pub(crate) tenants: Vec<String>,
+    pub(crate) skills: BTreeMap<String, i32>,
     /// (tenant, skill, level).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(super) tenant_skills: Vec<(String, String, i32)>,
-    pub(super) capacities: BTreeMap<i32, i32>,
+    pub(crate) tenant_skills: Vec<(String, String, i32)>,
+    pub(crate) capacities: BTreeMap<i32, i32>,
 }
 
 fn strict_priority_step() -> i64 {
     crate::domain::STRICT_PRIORITY_STEP_MS
 }
 
-pub(super) fn corrupt(what: &str) -> Error {
+pub(crate) fn corrupt(what: &str) -> Error {
     Error::internal(format!("corrupt routing state in redis: {what}"))
 }
 
@@ -86,7 +88,7 @@ fn requirements_from_stored(stored: Vec<(String, i32)>) -> Vec<SkillRequirement>
 }
 
 /// The `record` JSON of `record`.
-pub(super) fn record_json(record: &ContactRecord) -> Result<String, Error> {
+pub(crate) fn record_json(record: &ContactRecord) -> Result<String, Error> {
     let rules = &record.rules;
     let stored = StoredRecord {
         tenant: record.tenant.to_string(),
@@ -120,7 +122,7 @@ pub(super) fn record_json(record: &ContactRecord) -> Result<String, Error> {
     serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
 }
 
-pub(super) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactRecord, Error> {
+pub(crate) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactRecord, Error> {
     let json = fields.get("record").ok_or_else(|| corrupt("contact without record"))?;
     let stored: StoredRecord = serde_json::from_str(json).map_err(|_| corrupt("contact record json"))?;
     let status = fields
@@ -175,15 +177,45 @@ pub(super) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
             end_reason: rules.end_reason.and_then(EndReason::from_proto),
             wrap_up_ms: rules.wrap_up_ms,
         },
+        revision: revision(fields),
     })
 }
 
+/// The fields of a contact's hash holding `record` at revision `revision`:
+/// what the Redis hash holds and what the journal keeps.
+pub(crate) fn record_fields(record: &ContactRecord, revision: i64) -> Result<Vec<(&'static str, String)>, Error> {
+    let line = format!("{}:{}:{}", record.tenant, record.queue, record.channel);
+    Ok(vec![
+        ("record", record_json(record)?),
+        ("status", record.status.as_str().to_owned()),
+        ("agent", record.agent.as_ref().map_or_else(String::new, ToString::to_string)),
+        ("expire_ms", record.offer_expire_ms.to_string()),
+        ("answer_ms", record.answer_ms.to_string()),
+        ("end_ms", record.end_ms.to_string()),
+        ("rev", revision.to_string()),
+        ("line", line),
+    ])
+}
+
+/// A contact's snapshot in the outbox and the journal: the JSON object of
+/// its hash fields at `revision`.
+pub(crate) fn snapshot_json(record: &ContactRecord, revision: i64) -> Result<String, Error> {
+    let fields: BTreeMap<&str, String> = record_fields(record, revision)?.into_iter().collect();
+    serde_json::to_string(&fields).map_err(|error| Error::internal(error.to_string()))
+}
+
+/// The record a snapshot holds, with its revision.
+pub(crate) fn decode_snapshot(json: &str) -> Result<ContactRecord, Error> {
+    let fields: HashMap<String, String> = serde_json::from_str(json).map_err(|_| corrupt("snapshot json"))?;
+    decode_record(&fields)
+}
+
 /// The compare-and-set revision of a contact hash (0 before any step).
-pub(super) fn revision(fields: &HashMap<String, String>) -> i64 {
+pub(crate) fn revision(fields: &HashMap<String, String>) -> i64 {
     fields.get("rev").and_then(|value| value.parse().ok()).unwrap_or(0)
 }
 
-pub(super) fn profile_json(profile: &AgentProfile) -> Result<String, Error> {
+pub(crate) fn profile_json(profile: &AgentProfile) -> Result<String, Error> {
     let stored = StoredProfile {
         tenants: profile.tenants.iter().map(ToString::to_string).collect(),
         skills: profile.skills.clone(),
@@ -197,9 +229,30 @@ pub(super) fn profile_json(profile: &AgentProfile) -> Result<String, Error> {
     serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
 }
 
-pub(super) fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Result<AgentLive, Error> {
-    let json = fields.get("profile").ok_or_else(|| corrupt("agent without profile"))?;
+/// An agent's profile from its stored JSON.
+pub(crate) fn decode_profile(agent: &str, json: &str) -> Result<AgentProfile, Error> {
     let stored: StoredProfile = serde_json::from_str(json).map_err(|_| corrupt("agent profile json"))?;
+    Ok(AgentProfile {
+        agent: AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?,
+        tenants: stored
+            .tenants
+            .iter()
+            .map(|tenant| TenantId::parse(tenant, "tenant").map_err(|_| corrupt("agent tenant")))
+            .collect::<Result<_, _>>()?,
+        skills: stored.skills,
+        tenant_skills: stored
+            .tenant_skills
+            .into_iter()
+            .map(|(tenant, skill, level)| TenantId::parse(&tenant, "tenant").map(|tenant| ((tenant, skill), level)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| corrupt("agent tenant skill"))?,
+        capacities: stored.capacities,
+    })
+}
+
+pub(crate) fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Result<AgentLive, Error> {
+    let json = fields.get("profile").ok_or_else(|| corrupt("agent without profile"))?;
+    let profile = decode_profile(agent, json)?;
     let mut load = BTreeMap::new();
     for (field, value) in fields {
         if let Some(channel) = field.strip_prefix("load:") {
@@ -208,22 +261,7 @@ pub(super) fn decode_agent(agent: &str, fields: &HashMap<String, String>) -> Res
         }
     }
     Ok(AgentLive {
-        profile: AgentProfile {
-            agent: AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?,
-            tenants: stored
-                .tenants
-                .iter()
-                .map(|tenant| TenantId::parse(tenant, "tenant").map_err(|_| corrupt("agent tenant")))
-                .collect::<Result<_, _>>()?,
-            skills: stored.skills,
-            tenant_skills: stored
-                .tenant_skills
-                .into_iter()
-                .map(|(tenant, skill, level)| TenantId::parse(&tenant, "tenant").map(|tenant| ((tenant, skill), level)))
-                .collect::<Result<_, _>>()
-                .map_err(|_| corrupt("agent tenant skill"))?,
-            capacities: stored.capacities,
-        },
+        profile,
         available: fields.get("available").is_some_and(|available| available == "1"),
         idle_since_ms: fields.get("idle_since").and_then(|value| value.parse().ok()).unwrap_or(0),
         last_offer_ms: fields.get("last_offer").and_then(|value| value.parse().ok()).unwrap_or(0),

@@ -1,0 +1,105 @@
+//! The routing relay: publishes the outbox (each change's events, in
+//! order) and writes the snapshots it carries to the journal, while this
+//! replica holds the pool's relay lease.
+//!
+//! Fenced: the lease is renewed before every batch and lasts
+//! [`RELAY_LEASE_MS`]; the relay publishes on a producer whose deliveries
+//! succeed or fail within [`RELAY_DELIVERY_TIMEOUT`], well inside the lease.
+//! A relay that stalls (a slow broker, a paused process) therefore never
+//! has records in flight once another replica takes the lease over, so two
+//! relays never interleave one contact's events.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use switchboard_core::Error;
+use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_platform::bus::publish_traced;
+
+use crate::engine::Engine;
+use crate::store::OutboxItem;
+
+/// How long one relay leads a pool's outbox without renewing.
+pub const RELAY_LEASE_MS: i64 = 5_000;
+/// How long the relay's producer may take to get a record acknowledged
+/// before the delivery fails (and the record is retried from the outbox).
+pub const RELAY_DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the relay looks at the outbox when nothing woke it: other
+/// replicas' changes wait at most this long (their callers wait for them,
+/// see [`Engine::await_relayed`]).
+pub const RELAY_TICK: Duration = Duration::from_millis(25);
+const RELAY_BATCH: usize = 256;
+/// How long a caller waits for its change to be published.
+const RELAY_WAIT: Duration = Duration::from_secs(5);
+const RELAY_POLL_MAX: Duration = Duration::from_millis(20);
+
+impl Engine {
+    /// Publishes the outbox in order while this relay leads it; returns how
+    /// many events went out. A batch is handed to the producer at once, in
+    /// outbox order (the idempotent producer keeps that order per
+    /// partition), and its delivery reports are awaited together. Entries
+    /// are removed only up to the first event the broker did not
+    /// acknowledge, after the snapshots among them reached the journal, so a
+    /// failure retries it and what followed it (consumers are idempotent by
+    /// event id) and the journal never runs ahead of the bus.
+    pub async fn relay_once(&self, relay: &str) -> Result<usize, Error> {
+        let mut relayed = 0;
+        loop {
+            let pending = self.state.pending_outbox(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
+            if pending.is_empty() {
+                return Ok(relayed);
+            }
+            let events: Vec<(usize, _)> = pending
+                .iter()
+                .enumerate()
+                .filter_map(|(index, entry)| match &entry.item {
+                    OutboxItem::Event(envelope) => Some((index, envelope)),
+                    OutboxItem::Snapshot(_) => None,
+                })
+                .collect();
+            let deliveries = join_all(
+                events.iter().map(|(_, envelope)| publish_traced(self.relay_bus.as_ref(), ROUTING_TOPIC, envelope)),
+            )
+            .await;
+            let failed_at = events.iter().zip(&deliveries).find(|(_, delivery)| delivery.is_err());
+            let prefix = failed_at.map_or(pending.len(), |((index, _), _)| *index);
+            let snapshots: Vec<_> = pending[..prefix]
+                .iter()
+                .filter_map(|entry| match &entry.item {
+                    OutboxItem::Snapshot(record) => Some((**record).clone()),
+                    OutboxItem::Event(_) => None,
+                })
+                .collect();
+            self.journal.record_contacts(&snapshots).await?;
+            let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
+            self.state.acknowledge_outbox(&acknowledged).await?;
+            relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
+            if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Waits until everything in the outbox now (the caller's change
+    /// included) is published and journaled: an answer to a caller is an
+    /// acknowledgement that outlives a loss of Redis. A change not relayed
+    /// in time is reported UNAVAILABLE; the change stands, and the caller's
+    /// retry (idempotent) waits again.
+    pub(crate) async fn await_relayed(&self) -> Result<(), Error> {
+        let Some(tail) = self.state.outbox_tail().await? else {
+            return Ok(());
+        };
+        self.changed();
+        let deadline = tokio::time::Instant::now() + RELAY_WAIT;
+        let mut pause = Duration::from_millis(1);
+        while !self.state.relayed_through(&tail).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::unavailable("the change is made but not yet published; retry the request")
+                    .with_reason("NOT_YET_PUBLISHED"));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RELAY_POLL_MAX);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! The routing outbox in Redis: a stream of entries each change appends in
+//! its own atomic step (`e`: an encoded event, `s`: the contact's snapshot),
+//! read by the relay that holds the pool's lease, removed once relayed.
+
+use switchboard_core::Error;
+use switchboard_core::event::decode;
+use switchboard_platform::redis::redis_error;
+
+use super::RedisRoutingState;
+use crate::store::codec::{self, corrupt};
+use crate::store::{OutboxItem, PendingEntry};
+
+impl RedisRoutingState {
+    pub(super) async fn read_outbox(
+        &self,
+        relay: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingEntry>, Error> {
+        let mut connection = self.connection.clone();
+        let leading: i32 = self
+            .relay_lease
+            .key(format!("{}:relay", self.outbox_key()))
+            .arg(relay)
+            .arg(lease_ms)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        if leading != 1 {
+            return Ok(Vec::new());
+        }
+        // Each entry: [id, [field, value]] with field `e` or `s`.
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(self.outbox_key())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        let mut pending = Vec::with_capacity(entries.len());
+        for (id, fields) in entries {
+            let (Some(field), Some(value)) = (fields.first(), fields.get(1)) else {
+                return Err(corrupt("outbox entry without field"));
+            };
+            let item = match field.as_slice() {
+                b"e" => OutboxItem::Event(Box::new(decode(value).map_err(|_| corrupt("outbox event"))?)),
+                b"s" => {
+                    let json = std::str::from_utf8(value).map_err(|_| corrupt("outbox snapshot"))?;
+                    OutboxItem::Snapshot(Box::new(codec::decode_snapshot(json)?))
+                }
+                _ => return Err(corrupt("outbox entry field")),
+            };
+            pending.push(PendingEntry { id, item });
+        }
+        Ok(pending)
+    }
+
+    pub(super) async fn delete_outbox_entries(&self, ids: &[String]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("XDEL")
+            .arg(self.outbox_key())
+            .arg(ids)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn last_outbox_id(&self) -> Result<Option<String>, Error> {
+        let mut connection = self.connection.clone();
+        let newest: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+            .arg(self.outbox_key())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(newest.into_iter().next().map(|(id, _)| id))
+    }
+
+    /// No entry at or before `id` is left: the relay removes entries in
+    /// order, so everything up to `id` was relayed.
+    pub(super) async fn outbox_empty_through(&self, id: &str) -> Result<bool, Error> {
+        let mut connection = self.connection.clone();
+        let oldest: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(self.outbox_key())
+            .arg("-")
+            .arg(id)
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(oldest.is_empty())
+    }
+}
