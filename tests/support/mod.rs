@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod load;
 pub mod routing_log;
 
 use std::net::TcpListener;

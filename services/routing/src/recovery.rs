@@ -26,6 +26,7 @@ use switchboard_platform::bus::{Received, Scan, decode_record};
 use switchboard_platform::readiness::DependencyCheck;
 
 use crate::engine::Engine;
+use crate::relay::RELAY_LEASE_MS;
 use crate::store::redis::TERMINAL_RETENTION_MS;
 
 /// How long a replica may take to rebuild before another may take over.
@@ -46,8 +47,16 @@ impl Engine {
             tracing::info!("another replica is rebuilding the routing state");
             return Ok(());
         }
+        // A relay may be between publishing a batch and journaling its
+        // snapshots (the lease it held is gone with the data): every batch
+        // ends within a lease, so the journal is read only after one. An
+        // empty journal is a new deployment's: nothing was ever relayed.
+        let mut contacts = self.journal.contacts().await?;
+        if !contacts.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(RELAY_LEASE_MS.unsigned_abs())).await;
+            contacts = self.journal.contacts().await?;
+        }
         let now = now_millis();
-        let contacts = self.journal.contacts().await?;
         let agents = self.journal.agents().await?;
         self.state.restore(&contacts, &agents, now).await?;
         let replayed = self.replay_contacts(now).await?;

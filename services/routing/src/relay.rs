@@ -29,6 +29,8 @@ pub const RELAY_DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// see [`Engine::await_relayed`]).
 pub const RELAY_TICK: Duration = Duration::from_millis(25);
 const RELAY_BATCH: usize = 256;
+/// How long the journal may take to record a batch's snapshots.
+const JOURNAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a caller waits for its change to be published.
 const RELAY_WAIT: Duration = Duration::from_secs(5);
 const RELAY_POLL_MAX: Duration = Duration::from_millis(20);
@@ -70,7 +72,11 @@ impl Engine {
                     OutboxItem::Event(_) => None,
                 })
                 .collect();
-            self.journal.record_contacts(&snapshots).await?;
+            // Bounded, so a batch ends within the lease (a rebuild waits
+            // that long for batches in flight before it reads the journal).
+            tokio::time::timeout(JOURNAL_WRITE_TIMEOUT, self.journal.record_contacts(&snapshots))
+                .await
+                .map_err(|_| Error::unavailable("the journal did not answer in time").with_reason("DATABASE_UNAVAILABLE"))??;
             let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             self.state.acknowledge_outbox(&acknowledged).await?;
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();

@@ -68,6 +68,10 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
         "a lapsed lease is found with its session",
     )?;
     check(store.renew_lease(&dave, "s2", 1_000).await?, "the owner renews")?;
+    let erin = AgentId::parse("erin-lost", "a")?;
+    check(store.renew_lease(&erin, "s9", 1_000).await?, "a session whose record was lost claims the agent again")?;
+    check(store.session_of(&erin).await? == "s9", "and owns it")?;
+    check(!store.renew_lease(&erin, "s8", 1_000).await?, "while another session cannot")?;
     check(store.expired_leases(150, 10).await?.is_empty(), "a renewed lease has not lapsed")?;
     check(store.session_of(&dave).await? == "s2", "the newest claim owns the agent")?;
     let stale = store.set_state_if_session(&dave, "s1", &offline).await?;

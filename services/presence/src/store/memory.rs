@@ -173,8 +173,14 @@ impl LiveStateStore for MemoryLiveStateStore {
 
     async fn renew_lease(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<bool, Error> {
         let mut live = lock(&self.live);
-        if live.sessions.get(agent).map(String::as_str) != Some(session_id) {
-            return Ok(false);
+        match live.sessions.get(agent) {
+            Some(current) if current != session_id => return Ok(false),
+            Some(_) => {}
+            // As in Redis: an agent with no session recorded lost its data;
+            // the live session claims it again.
+            None => {
+                live.sessions.insert(agent.clone(), session_id.to_owned());
+            }
         }
         live.leases.insert(agent.clone(), lease_until_ms);
         Ok(true)

@@ -55,8 +55,13 @@ return previous
 ";
 
 // Extends a lease only for the session that owns the agent.
+// A hash with no session at all lost its data (Redis was flushed or
+// restarted without persistence): the live session claims the agent again
+// rather than being ended as if another had taken over.
 const RENEW_LEASE_SCRIPT: &str = r"
-if (redis.call('HGET', KEYS[1], 'session') or '') ~= ARGV[1] then return 0 end
+local session = redis.call('HGET', KEYS[1], 'session')
+if session and session ~= ARGV[1] then return 0 end
+if not session then redis.call('HSET', KEYS[1], 'session', ARGV[1]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";

@@ -1,0 +1,392 @@
+//! A contact center under load for whole-system tests that break things
+//! (kill replicas, flush Redis, restart services): queues of two tenants on
+//! four channels, agents on desktops that accept, reject and ignore offers
+//! and reconnect when their session breaks, customers arriving on an open
+//! loop (retrying a create with the same request id until it is taken) and
+//! some leaving; and the checks after: every contact ends in exactly one
+//! terminal state, which GetAssignment and the replayed routing log agree
+//! on, with the routing invariants intact.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use switchboard_core::time::now_millis;
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, CustomerIdentity, IdentityKind};
+use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{
+    AcceptOffer, Agent, AgentSessionRequest, AgentState, CompleteContact, CreateAgentRequest, Hello, RejectOffer,
+    SetState, agent_session_request, agent_session_response,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel as GrpcChannel;
+
+use super::{Endpoints, Process, agent_key, authorized};
+
+pub const OPERATOR: &str = "dev-operator-admin";
+pub const OFFER_TIMEOUT_MS: i32 = 1_500;
+/// How long the system may take to end every contact after the load.
+pub const SETTLE: Duration = Duration::from_secs(90);
+
+pub const VOICE: i32 = Channel::Voice as i32;
+pub const EMAIL: i32 = Channel::Email as i32;
+pub const CHAT: i32 = Channel::Chat as i32;
+pub const SMS: i32 = Channel::Sms as i32;
+
+/// (agent, tenants, capacities per channel).
+pub type AgentSpec = (&'static str, &'static [&'static str], &'static [(i32, i32)]);
+pub const AGENTS: [AgentSpec; 8] = [
+    ("r1", &["acme"], &[(CHAT, 3)]),
+    ("r2", &["acme", "globex"], &[(CHAT, 2), (EMAIL, 2)]),
+    ("r3", &["acme"], &[(VOICE, 1), (CHAT, 2)]),
+    ("r4", &["globex"], &[(CHAT, 2), (SMS, 2)]),
+    ("r5", &["acme", "globex"], &[(VOICE, 1)]),
+    ("r6", &["globex"], &[(CHAT, 1), (EMAIL, 3)]),
+    ("r7", &["acme"], &[(EMAIL, 2), (CHAT, 1)]),
+    ("r8", &["acme", "globex"], &[(CHAT, 2), (VOICE, 1), (SMS, 1)]),
+];
+
+/// (tenant, queue, channel) of the contacts, round robin.
+const LINES: [(&str, &str, i32); 8] = [
+    ("acme", "support", CHAT),
+    ("acme", "support", VOICE),
+    ("acme", "billing", EMAIL),
+    ("acme", "billing", CHAT),
+    ("globex", "help", CHAT),
+    ("globex", "help", SMS),
+    ("globex", "help", EMAIL),
+    ("globex", "help", VOICE),
+];
+
+pub fn agent_names() -> Vec<&'static str> {
+    AGENTS.iter().map(|(agent, _, _)| *agent).collect()
+}
+
+pub fn grpc(url: &str) -> GrpcChannel {
+    GrpcChannel::from_shared(url.to_owned()).expect("url").connect_lazy()
+}
+
+pub async fn create_queues_and_agents(endpoints: &Endpoints) {
+    let mut routing = RoutingServiceClient::new(grpc(&endpoints.url("routing")));
+    for (tenant, queue_id, channels) in [
+        ("acme", "support", vec![CHAT, VOICE]),
+        ("acme", "billing", vec![EMAIL, CHAT]),
+        ("globex", "help", vec![CHAT, SMS, EMAIL, VOICE]),
+    ] {
+        let queue = Queue {
+            channels,
+            offer_timeout: Some(switchboard_core::time::duration_from_millis(i64::from(OFFER_TIMEOUT_MS))),
+            ..Queue::default()
+        };
+        let request =
+            CreateQueueRequest { parent: format!("tenants/{tenant}"), queue_id: queue_id.to_owned(), queue: Some(queue) };
+        routing.create_queue(authorized(&format!("dev-{tenant}-admin"), request)).await.expect("create queue");
+    }
+    let mut presence = PresenceServiceClient::new(grpc(&endpoints.url("presence")));
+    for (agent, tenants, capacities) in AGENTS {
+        let definition = Agent {
+            tenants: tenants.iter().map(|tenant| format!("tenants/{tenant}")).collect(),
+            capacities: capacities
+                .iter()
+                .map(|(channel, max_concurrent)| ChannelCapacity { channel: *channel, max_concurrent: *max_concurrent })
+                .collect(),
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: agent.to_owned(), agent: Some(definition) };
+        presence.create_agent(authorized(OPERATOR, request)).await.expect("create agent");
+    }
+}
+
+/// Per agent capacities, for the log replay.
+pub fn capacities() -> HashMap<String, HashMap<i32, i32>> {
+    AGENTS
+        .iter()
+        .map(|(agent, _, capacities)| (format!("agents/{agent}"), capacities.iter().copied().collect()))
+        .collect()
+}
+
+#[derive(Debug, Default)]
+pub struct AgentReport {
+    pub offers: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    pub ignored: usize,
+    pub completed: usize,
+    pub errors: usize,
+    /// Times presence marked the agent NOT_RESPONDING (missed offers).
+    pub not_responding: usize,
+    /// Sessions that broke and were opened again.
+    pub reconnects: usize,
+    /// Why the last session broke, if one did.
+    pub last_break: Option<String>,
+}
+
+/// One agent's desktop: available all along; of each offer it accepts
+/// 70%, rejects 12% and lets 18% time out; completes accepted contacts
+/// after a short handling time. When presence marks it NOT_RESPONDING the
+/// agent comes back (as a person would); when its session breaks (presence
+/// restarting) the desktop opens a new one, as a real desktop does.
+pub async fn run_agent(presence_url: String, agent: &'static str, seed: u64, stop: CancellationToken) -> AgentReport {
+    let mut report = AgentReport::default();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut handled = HashSet::new();
+    loop {
+        let broke = run_session(&presence_url, agent, &mut rng, &mut handled, &mut report, &stop).await;
+        let Some(reason) = broke else { return report };
+        report.reconnects += 1;
+        report.last_break = Some(reason);
+        tokio::select! {
+            () = stop.cancelled() => return report,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// One session until `stop` (`None`) or until it breaks (the reason).
+async fn run_session(
+    presence_url: &str,
+    agent: &'static str,
+    rng: &mut StdRng,
+    handled: &mut HashSet<String>,
+    report: &mut AgentReport,
+    stop: &CancellationToken,
+) -> Option<String> {
+    let (requests, outbound) = mpsc::unbounded_channel();
+    let send = |requests: &mpsc::UnboundedSender<AgentSessionRequest>, kind| {
+        let _ = requests.send(AgentSessionRequest { kind: Some(kind) });
+    };
+    send(&requests, agent_session_request::Kind::Hello(Hello { agent: format!("agents/{agent}") }));
+    send(
+        &requests,
+        agent_session_request::Kind::SetState(SetState { state: AgentState::Available as i32, reason: String::new() }),
+    );
+    let mut client = PresenceServiceClient::new(grpc(presence_url));
+    let opened = client.agent_session(authorized(&agent_key(agent), UnboundedReceiverStream::new(outbound))).await;
+    let mut responses = match opened {
+        Ok(responses) => responses.into_inner(),
+        Err(status) => return Some(status.to_string()),
+    };
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return None,
+            message = responses.message() => message,
+        };
+        let kind = match message {
+            Ok(Some(message)) => message.kind,
+            Ok(None) => return Some("the stream ended".to_owned()),
+            Err(status) => return Some(status.to_string()),
+        };
+        match kind {
+            Some(agent_session_response::Kind::Offer(offer)) => {
+                if handled.contains(&offer.contact) {
+                    continue;
+                }
+                report.offers += 1;
+                match rng.random_range(0..100) {
+                    0..70 => {
+                        report.accepted += 1;
+                        send(&requests, agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact }));
+                    }
+                    70..82 => {
+                        report.rejected += 1;
+                        let reject = RejectOffer { contact: offer.contact, reason: "busy".to_owned() };
+                        send(&requests, agent_session_request::Kind::RejectOffer(reject));
+                    }
+                    _ => report.ignored += 1,
+                }
+            }
+            Some(agent_session_response::Kind::OfferAccepted(accepted)) => {
+                complete_later(&requests, accepted.contact, handled, rng);
+            }
+            // A reconnecting desktop is sent the contacts it holds.
+            Some(agent_session_response::Kind::ContactInProgress(in_progress)) => {
+                complete_later(&requests, in_progress.contact, handled, rng);
+            }
+            Some(agent_session_response::Kind::ContactCompleted(_)) => report.completed += 1,
+            Some(agent_session_response::Kind::Error(_)) => report.errors += 1,
+            Some(agent_session_response::Kind::StateChanged(changed))
+                if changed.state == AgentState::NotResponding as i32 =>
+            {
+                report.not_responding += 1;
+                let back = SetState { state: AgentState::Available as i32, reason: String::new() };
+                send(&requests, agent_session_request::Kind::SetState(back));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Completes `contact` after a short handling time, once.
+fn complete_later(
+    requests: &mpsc::UnboundedSender<AgentSessionRequest>,
+    contact: String,
+    handled: &mut HashSet<String>,
+    rng: &mut StdRng,
+) {
+    if !handled.insert(contact.clone()) {
+        return;
+    }
+    let handling = Duration::from_millis(rng.random_range(50..500));
+    let requests = requests.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(handling).await;
+        let complete = CompleteContact { contact, disposition: "done".to_owned(), resolved: true, notes: String::new() };
+        let _ = requests.send(AgentSessionRequest { kind: Some(agent_session_request::Kind::CompleteContact(complete)) });
+    });
+}
+
+fn contact_for(index: usize) -> (String, Contact) {
+    let (tenant, queue, channel) = LINES[index % LINES.len()];
+    let from = match channel {
+        VOICE | SMS => CustomerIdentity { kind: IdentityKind::Phone as i32, value: format!("+1555{index:06}") },
+        EMAIL => CustomerIdentity { kind: IdentityKind::Email as i32, value: format!("c{index}@example.com") },
+        _ => CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: format!("visitor-{index}") },
+    };
+    let contact = Contact {
+        channel,
+        from: Some(from),
+        queue: format!("tenants/{tenant}/queues/{queue}"),
+        subject: format!("contact {index}"),
+        priority: i32::try_from(index % 3).unwrap(),
+        ..Contact::default()
+    };
+    (tenant.to_owned(), contact)
+}
+
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub name: String,
+    pub tenant: String,
+    pub created_ms: i64,
+}
+
+/// Creates `count` contacts, one every `interval`, from four workers;
+/// about one in eight customers leaves after 0.2-3 s (an abandon may come
+/// too late, once the contact is answered: then it is refused and the
+/// contact completes). A create that fails (ingestion restarting) is
+/// retried with the same request id until it is taken, as a client does.
+pub async fn create_contacts(
+    ingestion_url: String,
+    seed: u64,
+    count: usize,
+    interval: Duration,
+    created_count: Arc<AtomicUsize>,
+) -> Vec<Created> {
+    let start = tokio::time::Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let ingestion_url = ingestion_url.clone();
+        let created_count = created_count.clone();
+        workers.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_add(worker));
+            let ingestion = IngestionServiceClient::new(grpc(&ingestion_url));
+            let mut created = Vec::new();
+            for index in (0..count).filter(|index| index % 4 == worker as usize) {
+                tokio::time::sleep_until(start + interval * u32::try_from(index).unwrap()).await;
+                let (tenant, contact) = contact_for(index);
+                let request = CreateContactRequest {
+                    parent: format!("tenants/{tenant}"),
+                    contact: Some(contact),
+                    request_id: format!("load-{seed}-{index}"),
+                };
+                let key = format!("dev-{tenant}-admin");
+                let deadline = Instant::now() + SETTLE;
+                let contact = loop {
+                    match ingestion.clone().create_contact(authorized(&key, request.clone())).await {
+                        Ok(contact) => break contact.into_inner(),
+                        Err(status) if Instant::now() < deadline => {
+                            eprintln!("create {index} failed ({}), retrying", status.message());
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        Err(status) => panic!("create {index} never succeeded: {status}"),
+                    }
+                };
+                created_count.fetch_add(1, Ordering::SeqCst);
+                created.push(Created { name: contact.name.clone(), tenant: tenant.clone(), created_ms: now_millis() });
+                if rng.random_range(0..8) == 0 {
+                    let patience = Duration::from_millis(rng.random_range(200..3_000));
+                    let mut ingestion = ingestion.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(patience).await;
+                        let request = AbandonContactRequest { name: contact.name, reason: "hung up".to_owned() };
+                        let _ = ingestion.abandon_contact(authorized(&key, request)).await;
+                    });
+                }
+            }
+            created
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(created) = workers.join_next().await {
+        all.extend(created.expect("creator"));
+    }
+    all
+}
+
+pub fn is_terminal(status: i32) -> bool {
+    status == ContactStatus::Completed as i32 || status == ContactStatus::Abandoned as i32
+}
+
+/// Polls GetAssignment until every contact is terminal; returns each
+/// contact's status. Fails (with the processes' logs) after [`SETTLE`].
+pub async fn await_every_end(routing_url: &str, created: &[Created], processes: &[Process]) -> HashMap<String, i32> {
+    let mut routing = RoutingServiceClient::new(grpc(routing_url));
+    let mut statuses: HashMap<String, i32> = HashMap::new();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        for contact in created {
+            if statuses.get(&contact.name).is_some_and(|status| is_terminal(*status)) {
+                continue;
+            }
+            let request = GetAssignmentRequest { contact: contact.name.clone() };
+            let key = format!("dev-{}-reader", contact.tenant);
+            if let Ok(assignment) = routing.get_assignment(authorized(&key, request)).await {
+                statuses.insert(contact.name.clone(), assignment.into_inner().status);
+            }
+        }
+        let open: Vec<_> = created.iter().filter(|c| !statuses.get(&c.name).is_some_and(|s| is_terminal(*s))).collect();
+        if open.is_empty() {
+            return statuses;
+        }
+        if Instant::now() > deadline {
+            let sample: Vec<_> = open.iter().take(10).map(|c| (&c.name, statuses.get(&c.name))).collect();
+            let logs: Vec<String> = processes.iter().map(|p| format!("--- {}\n{}", p.label, p.log_tail())).collect();
+            panic!("{} contacts never ended, e.g. {sample:?}\n{}", open.len(), logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Replays the routing log against the invariants and checks that every
+/// created contact, and nothing else, ended exactly once, as GetAssignment
+/// says. Returns the replay and how many contacts ended each way.
+pub fn verify_exactly_once(
+    records: &[(i64, switchboard_proto::events::v1::EventEnvelope)],
+    created: &[Created],
+    statuses: &HashMap<String, i32>,
+) -> (super::routing_log::Replay, BTreeMap<&'static str, usize>) {
+    let replayed = super::routing_log::replay(records, &capacities());
+    assert!(replayed.violations.is_empty(), "invariants broken:\n{}", replayed.violations.join("\n"));
+    let names: HashSet<&String> = created.iter().map(|contact| &contact.name).collect();
+    assert_eq!(names.len(), created.len(), "every create made a distinct contact");
+    for name in replayed.terminal.keys() {
+        assert!(names.contains(name), "the log ends {name}, which the test never created");
+    }
+    let mut ended = BTreeMap::new();
+    for contact in created {
+        let logged = replayed.terminal.get(&contact.name).unwrap_or_else(|| panic!("{} has no end", contact.name));
+        let expected = if *logged == "completed" { ContactStatus::Completed } else { ContactStatus::Abandoned };
+        assert_eq!(statuses[&contact.name], expected as i32, "{}: GetAssignment disagrees with the log", contact.name);
+        *ended.entry(*logged).or_insert(0) += 1;
+    }
+    (replayed, ended)
+}
