@@ -10,7 +10,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Process, eventually, free_port, scratch_dir};
+use support::{Process, eventually, free_port, scratch_dir, start_redis};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -73,16 +73,6 @@ async fn health(url: &str, service: &str) -> Option<i32> {
 }
 
 const ROUTING_READINESS: &str = "switchboard.routing.v1.RoutingService";
-
-fn start_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (scripts/test-env.sh installs it)")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_redis_down_and_up_while_liveness_holds() {

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::load::{
-    AgentReport, Created, OFFER_TIMEOUT_MS, SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents,
-    run_agent, verify_exactly_once,
+    AgentReport, Created, OFFER_TIMEOUT_MS, SETTLE, agent_names, await_every_end, create_contacts,
+    create_queues_and_agents, run_agent, verify_exactly_once,
 };
 use support::{Endpoints, Process, eventually, free_port, scratch_dir};
 use switchboard_core::event::ROUTING_TOPIC;
@@ -121,8 +121,13 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
         desktops.spawn(run_agent(endpoints.url("presence"), agent, seed, stop.clone()));
     }
     let created_count = Arc::new(AtomicUsize::new(0));
-    let creator =
-        tokio::spawn(create_contacts(endpoints.url("ingestion"), seed, CONTACTS, CREATE_INTERVAL, created_count.clone()));
+    let creator = tokio::spawn(create_contacts(
+        endpoints.url("ingestion"),
+        seed,
+        CONTACTS,
+        CREATE_INTERVAL,
+        created_count.clone(),
+    ));
     eventually("half of the contacts to be created", SETTLE, || {
         let created = created_count.load(Ordering::SeqCst);
         async move { (created >= CONTACTS / 2).then_some(()) }

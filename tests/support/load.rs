@@ -87,8 +87,11 @@ pub async fn create_queues_and_agents(endpoints: &Endpoints) {
             offer_timeout: Some(switchboard_core::time::duration_from_millis(i64::from(OFFER_TIMEOUT_MS))),
             ..Queue::default()
         };
-        let request =
-            CreateQueueRequest { parent: format!("tenants/{tenant}"), queue_id: queue_id.to_owned(), queue: Some(queue) };
+        let request = CreateQueueRequest {
+            parent: format!("tenants/{tenant}"),
+            queue_id: queue_id.to_owned(),
+            queue: Some(queue),
+        };
         routing.create_queue(authorized(&format!("dev-{tenant}-admin"), request)).await.expect("create queue");
     }
     let mut presence = PresenceServiceClient::new(grpc(&endpoints.url("presence")));
@@ -122,6 +125,8 @@ pub struct AgentReport {
     pub ignored: usize,
     pub completed: usize,
     pub errors: usize,
+    /// Requests sent again after an UNAVAILABLE answer.
+    pub retried: usize,
     /// Times presence marked the agent NOT_RESPONDING (missed offers).
     pub not_responding: usize,
     /// Sessions that broke and were opened again.
@@ -169,6 +174,9 @@ async fn run_session(
         &requests,
         agent_session_request::Kind::SetState(SetState { state: AgentState::Available as i32, reason: String::new() }),
     );
+    // Contacts this desktop asked to accept or to complete, until the answer.
+    let mut accepting = HashSet::new();
+    let mut completing = HashSet::new();
     let mut client = PresenceServiceClient::new(grpc(presence_url));
     let opened = client.agent_session(authorized(&agent_key(agent), UnboundedReceiverStream::new(outbound))).await;
     let mut responses = match opened {
@@ -194,7 +202,11 @@ async fn run_session(
                 match rng.random_range(0..100) {
                     0..70 => {
                         report.accepted += 1;
-                        send(&requests, agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact }));
+                        accepting.insert(offer.contact.clone());
+                        send(
+                            &requests,
+                            agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact }),
+                        );
                     }
                     70..82 => {
                         report.rejected += 1;
@@ -205,13 +217,34 @@ async fn run_session(
                 }
             }
             Some(agent_session_response::Kind::OfferAccepted(accepted)) => {
-                complete_later(&requests, accepted.contact, handled, rng);
+                accepting.remove(&accepted.contact);
+                complete_later(&requests, accepted.contact, handled, &mut completing, rng);
             }
             // A reconnecting desktop is sent the contacts it holds.
             Some(agent_session_response::Kind::ContactInProgress(in_progress)) => {
-                complete_later(&requests, in_progress.contact, handled, rng);
+                complete_later(&requests, in_progress.contact, handled, &mut completing, rng);
             }
-            Some(agent_session_response::Kind::ContactCompleted(_)) => report.completed += 1,
+            Some(agent_session_response::Kind::ContactCompleted(completed)) => {
+                completing.remove(&completed.contact);
+                report.completed += 1;
+            }
+            // Nothing changed (routing rebuilding its state, a dependency
+            // restarting): the desktop sends the request again, as the
+            // contract of `SessionError` asks.
+            Some(agent_session_response::Kind::Error(error)) if error.code == tonic::Code::Unavailable as i32 => {
+                report.retried += 1;
+                let again = if accepting.contains(&error.contact) {
+                    agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: error.contact })
+                } else if completing.contains(&error.contact) {
+                    agent_session_request::Kind::CompleteContact(completion(error.contact))
+                } else {
+                    agent_session_request::Kind::SetState(SetState {
+                        state: AgentState::Available as i32,
+                        reason: String::new(),
+                    })
+                };
+                send_later(&requests, again, Duration::from_millis(250));
+            }
             Some(agent_session_response::Kind::Error(_)) => report.errors += 1,
             Some(agent_session_response::Kind::StateChanged(changed))
                 if changed.state == AgentState::NotResponding as i32 =>
@@ -230,17 +263,30 @@ fn complete_later(
     requests: &mpsc::UnboundedSender<AgentSessionRequest>,
     contact: String,
     handled: &mut HashSet<String>,
+    completing: &mut HashSet<String>,
     rng: &mut StdRng,
 ) {
     if !handled.insert(contact.clone()) {
         return;
     }
+    completing.insert(contact.clone());
     let handling = Duration::from_millis(rng.random_range(50..500));
+    send_later(requests, agent_session_request::Kind::CompleteContact(completion(contact)), handling);
+}
+
+fn completion(contact: String) -> CompleteContact {
+    CompleteContact { contact, disposition: "done".to_owned(), resolved: true, notes: String::new() }
+}
+
+fn send_later(
+    requests: &mpsc::UnboundedSender<AgentSessionRequest>,
+    kind: agent_session_request::Kind,
+    after: Duration,
+) {
     let requests = requests.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(handling).await;
-        let complete = CompleteContact { contact, disposition: "done".to_owned(), resolved: true, notes: String::new() };
-        let _ = requests.send(AgentSessionRequest { kind: Some(agent_session_request::Kind::CompleteContact(complete)) });
+        tokio::time::sleep(after).await;
+        let _ = requests.send(AgentSessionRequest { kind: Some(kind) });
     });
 }
 

@@ -271,3 +271,15 @@ pub fn agent_keys_config(agents: &[&str]) -> String {
 pub fn agent_key(agent: &str) -> String {
     format!("e2e-agent-{agent}")
 }
+
+/// A `redis-server` of the test's own on `port`, without persistence (a
+/// restart comes back empty), so the test may flush or kill it.
+pub fn start_redis(port: u16, dir: &Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test-env.sh installs it)")
+}

@@ -74,9 +74,9 @@ impl Engine {
                 .collect();
             // Bounded, so a batch ends within the lease (a rebuild waits
             // that long for batches in flight before it reads the journal).
-            tokio::time::timeout(JOURNAL_WRITE_TIMEOUT, self.journal.record_contacts(&snapshots))
-                .await
-                .map_err(|_| Error::unavailable("the journal did not answer in time").with_reason("DATABASE_UNAVAILABLE"))??;
+            tokio::time::timeout(JOURNAL_WRITE_TIMEOUT, self.journal.record_contacts(&snapshots)).await.map_err(
+                |_| Error::unavailable("the journal did not answer in time").with_reason("DATABASE_UNAVAILABLE"),
+            )??;
             let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             self.state.acknowledge_outbox(&acknowledged).await?;
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();

@@ -38,10 +38,10 @@ async fn redis_state_passes_the_contract() {
 }
 
 /// A pool whose data is gone (here: its marker deleted, as a FLUSHALL
-/// would) is not whole, and every write fails as transient until a restore
-/// marks it whole again.
+/// would) is not whole, and every write and read fails as transient until
+/// a restore marks it whole again.
 #[tokio::test]
-async fn redis_writes_wait_while_the_state_is_lost() {
+async fn redis_reads_and_writes_wait_while_the_state_is_lost() {
     let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
     let connection = connect(&url).await.expect("redis");
     let pool = unique_suffix();
@@ -53,13 +53,17 @@ async fn redis_writes_wait_while_the_state_is_lost() {
     let error = state.enqueue(&record, &[]).await.expect_err("no write on a lost state");
     assert!(error.is_transient(), "{error}");
     assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING");
-    assert!(state.get_contact(&tenant, &record.contact).await.expect("read").is_none(), "nothing was written");
+    let error = state.get_contact(&tenant, &record.contact).await.expect_err("an absence on a lost state is unknown");
+    assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING", "a read waits too, rather than answer NOT_FOUND");
     state.restore(&[], &[], 0).await.expect("restore");
     assert!(state.is_whole().await.expect("look"));
+    assert!(state.get_contact(&tenant, &record.contact).await.expect("read").is_none(), "nothing was written");
     assert!(state.enqueue(&record, &[]).await.expect("enqueue once whole"));
     let mut raw = connection.clone();
     let _: i64 = redis::cmd("DEL").arg(format!("sb:{{{pool}}}:whole")).query_async(&mut raw).await.expect("lose it");
     assert!(!state.is_whole().await.expect("look"), "the loss is seen");
+    let error = state.get_contact(&tenant, &record.contact).await.expect_err("a read on a lost state");
+    assert!(error.is_transient(), "{error}");
     assert!(state.lead_rebuild("replica-a", 60_000).await.expect("lease"), "one replica leads the rebuild");
     assert!(!state.lead_rebuild("replica-b", 60_000).await.expect("lease"), "only one");
     assert!(state.lead_rebuild("replica-a", 60_000).await.expect("lease"), "the leader keeps it");

@@ -68,10 +68,6 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
         "a lapsed lease is found with its session",
     )?;
     check(store.renew_lease(&dave, "s2", 1_000).await?, "the owner renews")?;
-    let erin = AgentId::parse("erin-lost", "a")?;
-    check(store.renew_lease(&erin, "s9", 1_000).await?, "a session whose record was lost claims the agent again")?;
-    check(store.session_of(&erin).await? == "s9", "and owns it")?;
-    check(!store.renew_lease(&erin, "s8", 1_000).await?, "while another session cannot")?;
     check(store.expired_leases(150, 10).await?.is_empty(), "a renewed lease has not lapsed")?;
     check(store.session_of(&dave).await? == "s2", "the newest claim owns the agent")?;
     let stale = store.set_state_if_session(&dave, "s1", &offline).await?;
@@ -81,6 +77,10 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(current.is_some_and(|previous| previous.state == AgentState::Available), "the owner's change applies")?;
     check(!store.online_agents().await?.contains(&dave), "and takes the agent offline")?;
     check(store.expired_leases(i64::MAX, 10).await?.is_empty(), "going offline ends the lease")?;
+    let erin = AgentId::parse("erin-lost", "a")?;
+    check(store.renew_lease(&erin, "s9", 1_000).await?, "a session whose record was lost claims the agent again")?;
+    check(store.session_of(&erin).await? == "s9", "and owns it")?;
+    check(!store.renew_lease(&erin, "s8", 1_000).await?, "while another session cannot")?;
     wrap_up_contract(store).await?;
     missed_offers_contract(store).await?;
     active_contacts_contract(store).await

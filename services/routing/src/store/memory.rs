@@ -84,7 +84,10 @@ struct State {
 impl State {
     /// Appends a change's events, then the changed contact's snapshot.
     fn append(&mut self, events: impl IntoIterator<Item = EventEnvelope>, changed: &ContactRecord) {
-        let items = events.into_iter().map(|event| OutboxItem::Event(Box::new(event))).chain([OutboxItem::Snapshot(Box::new(changed.clone()))]);
+        let items = events
+            .into_iter()
+            .map(|event| OutboxItem::Event(Box::new(event)))
+            .chain([OutboxItem::Snapshot(Box::new(changed.clone()))]);
         for item in items {
             self.next_event_id += 1;
             self.outbox.push_back((self.next_event_id, item));

@@ -74,11 +74,16 @@ pub struct RedisRoutingState {
 /// rebuilt), not the deterministic script error redis-rs would make of it.
 pub(crate) fn state_error(error: redis::RedisError) -> Error {
     if error.code() == Some("STATE_LOST") {
-        return Error::unavailable("routing state is being rebuilt after Redis lost its data; retry")
-            .with_reason("ROUTING_STATE_REBUILDING")
-            .with_detail(format!("redis: {error}"));
+        return state_lost().with_detail(format!("redis: {error}"));
     }
     redis_error(error)
+}
+
+/// What every read and write answers while the pool's state is lost: the
+/// caller retries (an absent contact is not "not found" then).
+fn state_lost() -> Error {
+    Error::unavailable("routing state is being rebuilt after Redis lost its data; retry")
+        .with_reason("ROUTING_STATE_REBUILDING")
 }
 
 impl RedisRoutingState {
@@ -149,13 +154,27 @@ impl RedisRoutingState {
         format!("{}:available", self.prefix)
     }
 
-    async fn read_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
+    /// A hash, read together with the marker: a key that is absent because
+    /// Redis lost the pool's data is an error, not an absence.
+    async fn read_whole_hash(&self, key: String) -> Result<HashMap<String, String>, Error> {
         let mut connection = self.connection.clone();
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.contact_key(tenant, contact))
+        let (whole, fields): (i64, HashMap<String, String>) = redis::pipe()
+            .atomic()
+            .cmd("EXISTS")
+            .arg(self.marker_key())
+            .cmd("HGETALL")
+            .arg(key)
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
+        if whole == 0 {
+            return Err(state_lost());
+        }
+        Ok(fields)
+    }
+
+    async fn read_contact(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactRecord>, Error> {
+        let fields = self.read_whole_hash(self.contact_key(tenant, contact)).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -553,12 +572,7 @@ impl RoutingState for RedisRoutingState {
     }
 
     async fn agent(&self, agent: &AgentId) -> Result<Option<AgentLive>, Error> {
-        let mut connection = self.connection.clone();
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.agent_key(agent.as_str()))
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
+        let fields = self.read_whole_hash(self.agent_key(agent.as_str())).await?;
         if fields.is_empty() {
             return Ok(None);
         }

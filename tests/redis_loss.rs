@@ -1,0 +1,181 @@
+//! Redis losing routing's data under load, twice: a FLUSHALL, then a restart
+//! of a Redis without persistence (it comes back empty). Two routing
+//! replicas and the other services on real Kafka and PostgreSQL, agents on
+//! their desktops and customers arriving all along. Routing must notice
+//! each loss within seconds (readiness false meanwhile), rebuild its state
+//! from the journal and the contacts topic, and go on, so that every
+//! contact still ends in exactly one terminal state, GetAssignment agrees
+//! with the routing log, and the log keeps the routing invariants (one
+//! agent at a time per contact, capacity never exceeded).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::load::{
+    SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, run_agent, verify_exactly_once,
+};
+use support::{Endpoints, Process, eventually, free_port, scratch_dir, start_redis};
+use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_platform::bus::kafka::KafkaBus;
+use switchboard_platform::config::KafkaConfig;
+use tokio_util::sync::CancellationToken;
+
+const CONTACTS: usize = 200;
+const CREATE_INTERVAL: Duration = Duration::from_millis(45);
+
+fn count_in_logs(processes: &[Process], label_prefix: &str, needle: &str) -> usize {
+    processes
+        .iter()
+        .filter(|process| process.label.starts_with(label_prefix))
+        .map(|process| std::fs::read_to_string(&process.log).unwrap_or_default().matches(needle).count())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once() {
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let began = Instant::now();
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
+    let seed: u64 = rand::random();
+    eprintln!("run {run}, seed {seed}");
+    let dir = scratch_dir("redis-loss");
+    let redis_port = free_port();
+    let mut redis_server = start_redis(redis_port, &dir);
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    let probe = redis::Client::open(redis_url.as_str()).expect("redis url");
+    eventually("redis to start", SETTLE, || {
+        let probe = probe.clone();
+        async move { probe.get_multiplexed_async_connection().await.ok().map(|_| ()) }
+    })
+    .await;
+    let agents = agent_names();
+    let config =
+        support::real_backend_config(&kafka, &redis_url, &postgres, &run, 3_000) + &support::agent_keys_config(&agents);
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(&config_path, config).expect("config file");
+    let config_arg = config_path.to_string_lossy().to_string();
+    // The routing topic in one partition, so its order is the order of the
+    // changes (see `routing_replicas.rs`).
+    let observed = KafkaConfig {
+        brokers: kafka.clone(),
+        partitions: 1,
+        replication_factor: 1,
+        group_prefix: format!("e2e-{run}-observer"),
+        topic_prefix: format!("e2e-{run}."),
+    };
+    KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
+    let routing_topic = format!("e2e-{run}.{ROUTING_TOPIC}");
+
+    let endpoints = Endpoints::pick();
+    let mut second_routing = endpoints.env();
+    second_routing.push(("SWITCHBOARD_SERVICES__ROUTING__LISTEN".to_owned(), format!("127.0.0.1:{}", free_port())));
+    second_routing.push(("SWITCHBOARD_INSTANCE_ID".to_owned(), format!("routing-2-{run}")));
+    let mut first_routing = endpoints.env();
+    first_routing.push(("SWITCHBOARD_INSTANCE_ID".to_owned(), format!("routing-1-{run}")));
+    let others = "ingestion,presence,crm,kpi";
+    let mut processes = vec![
+        Process::spawn("routing-1", &["routing", "--config", &config_arg], &first_routing, &dir),
+        Process::spawn("routing-2", &["routing", "--config", &config_arg], &second_routing, &dir),
+        Process::spawn("others", &["run", "--services", others, "--config", &config_arg], &endpoints.env(), &dir),
+    ];
+    support::wait_until_ready(&endpoints, &mut processes).await;
+    create_queues_and_agents(&endpoints).await;
+    eprintln!("{:?}: serving", began.elapsed());
+
+    let stop = CancellationToken::new();
+    let mut desktops = tokio::task::JoinSet::new();
+    for (index, agent) in agents.iter().enumerate() {
+        desktops.spawn(run_agent(endpoints.url("presence"), agent, seed.wrapping_add(index as u64), stop.clone()));
+    }
+    let created_count = Arc::new(AtomicUsize::new(0));
+    let creator = tokio::spawn(create_contacts(
+        endpoints.url("ingestion"),
+        seed,
+        CONTACTS,
+        CREATE_INTERVAL,
+        created_count.clone(),
+    ));
+    let created_at_least = |count: usize| {
+        let created_count = created_count.clone();
+        move || {
+            let created = created_count.load(Ordering::SeqCst);
+            std::future::ready((created >= count).then_some(()))
+        }
+    };
+    let rebuilt = |processes: &[Process]| count_in_logs(processes, "routing", "routing state rebuilt");
+
+    // First loss: FLUSHALL.
+    eventually("a third of the contacts", SETTLE, created_at_least(CONTACTS / 3)).await;
+    let rebuilt_before = rebuilt(&processes);
+    let mut connection = probe.get_multiplexed_async_connection().await.expect("redis");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await.expect("flushall");
+    let flushed_at = Instant::now();
+    eprintln!("{:?}: FLUSHALL after {} contacts", began.elapsed(), created_count.load(Ordering::SeqCst));
+    eventually("routing to rebuild after the flush", SETTLE, || {
+        std::future::ready((rebuilt(&processes) > rebuilt_before).then_some(()))
+    })
+    .await;
+    eprintln!("{:?}: rebuilt {:?} after the flush", began.elapsed(), flushed_at.elapsed());
+
+    // Second loss: Redis restarts without persistence.
+    eventually("two thirds of the contacts", SETTLE, created_at_least(CONTACTS * 2 / 3)).await;
+    let rebuilt_before = rebuilt(&processes);
+    redis_server.kill().expect("stop redis");
+    redis_server.wait().expect("redis stopped");
+    redis_server = start_redis(redis_port, &dir);
+    let restarted_at = Instant::now();
+    eprintln!("{:?}: redis restarted empty after {} contacts", began.elapsed(), created_count.load(Ordering::SeqCst));
+    eventually("routing to rebuild after the restart", SETTLE, || {
+        std::future::ready((rebuilt(&processes) > rebuilt_before).then_some(()))
+    })
+    .await;
+    eprintln!("{:?}: rebuilt {:?} after the restart", began.elapsed(), restarted_at.elapsed());
+
+    let created = creator.await.expect("creator");
+    assert_eq!(created.len(), CONTACTS);
+    let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
+    eprintln!("{:?}: every contact ended", began.elapsed());
+    stop.cancel();
+    while let Some(report) = desktops.join_next().await {
+        let report = report.expect("desktop");
+        eprintln!("agent report: {report:?}");
+    }
+    eventually("the routing outbox to drain", SETTLE, || {
+        // A new connection each time: the one from before the restart is gone.
+        let probe = probe.clone();
+        let key = format!("sb:{{e2e-{run}}}:outbox");
+        async move {
+            let mut connection = probe.get_multiplexed_async_connection().await.ok()?;
+            let length: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut connection).await.ok()?;
+            (length == 0).then_some(())
+        }
+    })
+    .await;
+    let records = tokio::task::spawn_blocking(move || support::routing_log::read_whole_topic(&kafka, &routing_topic))
+        .await
+        .unwrap();
+    let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
+    eprintln!(
+        "{:?}: {} records, {} duplicates dropped; ended {ended:?}",
+        began.elapsed(),
+        records.len(),
+        replayed.duplicates
+    );
+    let lost = count_in_logs(&processes, "routing", "routing state lost in redis");
+    assert!(lost >= 2, "each loss was noticed (readiness went false): {lost}");
+    assert!(ended.get("completed").copied().unwrap_or(0) > CONTACTS / 2, "most contacts were served: {ended:?}");
+    for process in processes {
+        let label = process.label.clone();
+        let status = process.terminate();
+        assert!(status.success(), "{label} exits cleanly: {status}");
+    }
+    let _ = redis_server.kill();
+    let _ = redis_server.wait();
+}
