@@ -143,9 +143,9 @@ pub struct AgentReport {
 pub async fn run_agent(presence_url: String, agent: &'static str, seed: u64, stop: CancellationToken) -> AgentReport {
     let mut report = AgentReport::default();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut handled = HashSet::new();
+    let mut desk = Desk::default();
     loop {
-        let broke = run_session(&presence_url, agent, &mut rng, &mut handled, &mut report, &stop).await;
+        let broke = run_session(&presence_url, agent, &mut rng, &mut desk, &mut report, &stop).await;
         let Some(reason) = broke else { return report };
         report.reconnects += 1;
         report.last_break = Some(reason);
@@ -156,12 +156,23 @@ pub async fn run_agent(presence_url: String, agent: &'static str, seed: u64, sto
     }
 }
 
+/// What a desktop remembers across its sessions.
+#[derive(Default)]
+struct Desk {
+    /// Contacts accepted, each completed once.
+    handled: HashSet<String>,
+    /// Contacts this desktop asked to accept, until the answer.
+    accepting: HashSet<String>,
+    /// Contacts this desktop is completing, until presence confirms.
+    completing: HashSet<String>,
+}
+
 /// One session until `stop` (`None`) or until it breaks (the reason).
 async fn run_session(
     presence_url: &str,
     agent: &'static str,
     rng: &mut StdRng,
-    handled: &mut HashSet<String>,
+    desk: &mut Desk,
     report: &mut AgentReport,
     stop: &CancellationToken,
 ) -> Option<String> {
@@ -174,9 +185,6 @@ async fn run_session(
         &requests,
         agent_session_request::Kind::SetState(SetState { state: AgentState::Available as i32, reason: String::new() }),
     );
-    // Contacts this desktop asked to accept or to complete, until the answer.
-    let mut accepting = HashSet::new();
-    let mut completing = HashSet::new();
     let mut client = PresenceServiceClient::new(grpc(presence_url));
     let opened = client.agent_session(authorized(&agent_key(agent), UnboundedReceiverStream::new(outbound))).await;
     let mut responses = match opened {
@@ -195,14 +203,14 @@ async fn run_session(
         };
         match kind {
             Some(agent_session_response::Kind::Offer(offer)) => {
-                if handled.contains(&offer.contact) {
+                if desk.handled.contains(&offer.contact) {
                     continue;
                 }
                 report.offers += 1;
                 match rng.random_range(0..100) {
                     0..70 => {
                         report.accepted += 1;
-                        accepting.insert(offer.contact.clone());
+                        desk.accepting.insert(offer.contact.clone());
                         send(
                             &requests,
                             agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact }),
@@ -217,15 +225,22 @@ async fn run_session(
                 }
             }
             Some(agent_session_response::Kind::OfferAccepted(accepted)) => {
-                accepting.remove(&accepted.contact);
-                complete_later(&requests, accepted.contact, handled, &mut completing, rng);
+                desk.accepting.remove(&accepted.contact);
+                complete_later(&requests, accepted.contact, desk, rng);
             }
-            // A reconnecting desktop is sent the contacts it holds.
+            // A reconnecting desktop is sent the contacts it holds; one whose
+            // completion was lost with the old session is completed again.
             Some(agent_session_response::Kind::ContactInProgress(in_progress)) => {
-                complete_later(&requests, in_progress.contact, handled, &mut completing, rng);
+                desk.accepting.remove(&in_progress.contact);
+                if desk.completing.contains(&in_progress.contact) {
+                    let again = agent_session_request::Kind::CompleteContact(completion(in_progress.contact));
+                    send_later(&requests, again, Duration::from_millis(50));
+                } else {
+                    complete_later(&requests, in_progress.contact, desk, rng);
+                }
             }
             Some(agent_session_response::Kind::ContactCompleted(completed)) => {
-                completing.remove(&completed.contact);
+                desk.completing.remove(&completed.contact);
                 report.completed += 1;
             }
             // Nothing changed (routing rebuilding its state, a dependency
@@ -233,9 +248,9 @@ async fn run_session(
             // contract of `SessionError` asks.
             Some(agent_session_response::Kind::Error(error)) if error.code == tonic::Code::Unavailable as i32 => {
                 report.retried += 1;
-                let again = if accepting.contains(&error.contact) {
+                let again = if desk.accepting.contains(&error.contact) {
                     agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: error.contact })
-                } else if completing.contains(&error.contact) {
+                } else if desk.completing.contains(&error.contact) {
                     agent_session_request::Kind::CompleteContact(completion(error.contact))
                 } else {
                     agent_session_request::Kind::SetState(SetState {
@@ -262,14 +277,13 @@ async fn run_session(
 fn complete_later(
     requests: &mpsc::UnboundedSender<AgentSessionRequest>,
     contact: String,
-    handled: &mut HashSet<String>,
-    completing: &mut HashSet<String>,
+    desk: &mut Desk,
     rng: &mut StdRng,
 ) {
-    if !handled.insert(contact.clone()) {
+    if !desk.handled.insert(contact.clone()) {
         return;
     }
-    completing.insert(contact.clone());
+    desk.completing.insert(contact.clone());
     let handling = Duration::from_millis(rng.random_range(50..500));
     send_later(requests, agent_session_request::Kind::CompleteContact(completion(contact)), handling);
 }

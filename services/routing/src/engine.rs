@@ -246,7 +246,14 @@ impl Engine {
         let keeps_ringing_offers = state == AgentState::WrapUp;
         if !available && !keeps_ringing_offers {
             for offer in self.state.offers_of_agent(agent).await? {
-                self.withdraw_offer(&offer.tenant, &offer.contact, agent, WithdrawReason::AgentUnavailable).await?;
+                match self.withdraw_offer(&offer.tenant, &offer.contact, agent, WithdrawReason::AgentUnavailable).await
+                {
+                    Ok(_) => {}
+                    // Answered, withdrawn or ended since it was listed:
+                    // not ringing any more, which is all this wants.
+                    Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
+                    Err(error) => return Err(error),
+                }
             }
         }
         if state == AgentState::Offline {

@@ -1,0 +1,234 @@
+//! Chaos: every service in its own process on real Kafka, Redis and
+//! PostgreSQL, agents on their desktops and customers arriving all along,
+//! and each service in turn killed with `kill -9` and restarted at once —
+//! what Kubernetes does with a crashed pod. Whatever the broker does with
+//! the dead member's partitions, each restarted service must become ready
+//! again (readiness follows its consumers' partitions) and consume again,
+//! and in the end:
+//! - every contact ends in exactly one terminal state, which GetAssignment
+//!   and the replayed routing log agree on, with the routing invariants;
+//! - CRM's timelines and KPI's counts saw every contact (their consumers
+//!   did not stall after a restart, and counted nothing twice).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::load::{
+    SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, grpc, run_agent,
+    verify_exactly_once,
+};
+use support::{Endpoints, Process, authorized, eventually, readiness_name, scratch_dir};
+use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_platform::bus::kafka::KafkaBus;
+use switchboard_platform::config::KafkaConfig;
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::crm::v1::{ListCustomersRequest, ListTimelineEntriesRequest};
+use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
+use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter};
+use tokio_util::sync::CancellationToken;
+
+const CONTACTS: usize = 360;
+/// Slow enough that the load lasts through the five restarts (each ~10-15 s:
+/// the group waits out the dead member's session).
+const CREATE_INTERVAL: Duration = Duration::from_millis(200);
+/// The order the services are killed in.
+const VICTIMS: [&str; 5] = ["routing", "ingestion", "crm", "presence", "kpi"];
+
+fn spawn_service(
+    service: &str,
+    generation: usize,
+    config: &str,
+    endpoints: &Endpoints,
+    dir: &std::path::Path,
+) -> Process {
+    let mut env = endpoints.env();
+    env.push(("SWITCHBOARD_INSTANCE_ID".to_owned(), format!("{service}-{generation}")));
+    Process::spawn(&format!("{service}-{generation}"), &[service, "--config", config], &env, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_killed_and_restarted_under_load_loses_nothing() {
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis_url) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let began = Instant::now();
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
+    let seed: u64 = rand::random();
+    eprintln!("run {run}, seed {seed}");
+    let dir = scratch_dir("chaos");
+    let agents = agent_names();
+    let config =
+        support::real_backend_config(&kafka, &redis_url, &postgres, &run, 3_000) + &support::agent_keys_config(&agents);
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(&config_path, config).expect("config file");
+    let config_arg = config_path.to_string_lossy().to_string();
+    // The routing topic in one partition, so its order is the order of the
+    // changes (see `routing_replicas.rs`).
+    let observed = KafkaConfig {
+        brokers: kafka.clone(),
+        partitions: 1,
+        replication_factor: 1,
+        group_prefix: format!("e2e-{run}-observer"),
+        topic_prefix: format!("e2e-{run}."),
+    };
+    KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
+    let routing_topic = format!("e2e-{run}.{ROUTING_TOPIC}");
+
+    let endpoints = Endpoints::pick();
+    let mut generations: HashMap<&str, usize> = VICTIMS.iter().map(|service| (*service, 1)).collect();
+    let mut processes: Vec<Process> =
+        VICTIMS.iter().map(|service| spawn_service(service, 1, &config_arg, &endpoints, &dir)).collect();
+    support::wait_until_ready(&endpoints, &mut processes).await;
+    create_queues_and_agents(&endpoints).await;
+    eprintln!("{:?}: five services ready", began.elapsed());
+
+    let stop = CancellationToken::new();
+    let mut desktops = tokio::task::JoinSet::new();
+    for (index, agent) in agents.iter().enumerate() {
+        desktops.spawn(run_agent(endpoints.url("presence"), agent, seed.wrapping_add(index as u64), stop.clone()));
+    }
+    let created_count = Arc::new(AtomicUsize::new(0));
+    let creator = tokio::spawn(create_contacts(
+        endpoints.url("ingestion"),
+        seed,
+        CONTACTS,
+        CREATE_INTERVAL,
+        created_count.clone(),
+    ));
+
+    for (turn, service) in VICTIMS.iter().enumerate() {
+        let due = CONTACTS * (turn + 1) / (VICTIMS.len() + 1);
+        eventually(&format!("{due} contacts before killing {service}"), SETTLE, || {
+            let created = created_count.load(Ordering::SeqCst);
+            std::future::ready((created >= due).then_some(()))
+        })
+        .await;
+        let position = processes.iter().position(|process| process.label.starts_with(service)).unwrap();
+        let mut victim = processes.swap_remove(position);
+        victim.child.kill().expect("kill -9");
+        victim.child.wait().expect("killed");
+        let generation = generations.get_mut(service).unwrap();
+        *generation += 1;
+        processes.push(spawn_service(service, *generation, &config_arg, &endpoints, &dir));
+        let killed_at = Instant::now();
+        support::wait_until_health(service, &endpoints.url(service), &readiness_name(service), &mut processes).await;
+        eprintln!(
+            "{:?}: {service} killed after {} contacts, restarted and ready again after {:?}",
+            began.elapsed(),
+            created_count.load(Ordering::SeqCst),
+            killed_at.elapsed()
+        );
+        // Every service, not only the restarted one: a group rebalance
+        // moves the other members' partitions too.
+        support::wait_until_ready(&endpoints, &mut processes).await;
+    }
+
+    let created = creator.await.expect("creator");
+    assert_eq!(created.len(), CONTACTS);
+    let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
+    eprintln!("{:?}: every contact ended", began.elapsed());
+    stop.cancel();
+    while let Some(report) = desktops.join_next().await {
+        eprintln!("agent report: {:?}", report.expect("desktop"));
+    }
+    let redis = redis::Client::open(redis_url.as_str()).expect("redis url");
+    eventually("the routing outbox to drain", SETTLE, || {
+        let redis = redis.clone();
+        let key = format!("sb:{{e2e-{run}}}:outbox");
+        async move {
+            let mut connection = redis.get_multiplexed_async_connection().await.ok()?;
+            let length: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut connection).await.ok()?;
+            (length == 0).then_some(())
+        }
+    })
+    .await;
+    let records = tokio::task::spawn_blocking(move || support::routing_log::read_whole_topic(&kafka, &routing_topic))
+        .await
+        .unwrap();
+    let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
+    eprintln!(
+        "{:?}: {} records, {} duplicates dropped; ended {ended:?}",
+        began.elapsed(),
+        records.len(),
+        replayed.duplicates
+    );
+    assert!(ended.get("completed").copied().unwrap_or(0) > CONTACTS / 2, "most contacts were served: {ended:?}");
+
+    // KPI counted every contact once, per tenant.
+    let kpi = KpiServiceClient::new(grpc(&endpoints.url("kpi")));
+    for tenant in ["acme", "globex"] {
+        let of_tenant: Vec<_> = created.iter().filter(|contact| contact.tenant == tenant).collect();
+        let completed = of_tenant.iter().filter(|contact| replayed.terminal.get(&contact.name) == Some(&"completed"));
+        let expected = (of_tenant.len() as i64, completed.count() as i64);
+        let summary = eventually(&format!("KPI to count every {tenant} contact"), SETTLE, || {
+            let mut kpi = kpi.clone();
+            async move {
+                let filter = KpiFilter { parent: format!("tenants/{tenant}"), ..KpiFilter::default() };
+                let request =
+                    authorized(&format!("dev-{tenant}-reader"), GetKpiSummaryRequest { filter: Some(filter) });
+                let summary = kpi.get_kpi_summary(request).await.ok()?.into_inner();
+                (summary.offered == expected.0 && summary.completed == expected.1 && summary.waiting == 0)
+                    .then_some(summary)
+            }
+        })
+        .await;
+        eprintln!("{tenant}: KPI {summary:?}");
+    }
+
+    // CRM: one customer per contact, each timeline entry in its end state.
+    let crm = CrmServiceClient::new(grpc(&endpoints.url("crm")));
+    for tenant in ["acme", "globex"] {
+        let key = format!("dev-{tenant}-reader");
+        let expected: HashMap<&str, i32> = created
+            .iter()
+            .filter(|contact| contact.tenant == tenant)
+            .map(|contact| (contact.name.as_str(), statuses[&contact.name]))
+            .collect();
+        eventually(&format!("CRM to hold every {tenant} contact, ended"), SETTLE, || {
+            let mut crm = crm.clone();
+            let key = key.clone();
+            let expected = expected.clone();
+            async move {
+                let mut seen: HashMap<String, i32> = HashMap::new();
+                let mut page_token = String::new();
+                loop {
+                    let request =
+                        ListCustomersRequest { parent: format!("tenants/{tenant}"), page_size: 100, page_token };
+                    let page = crm.list_customers(authorized(&key, request)).await.ok()?.into_inner();
+                    for customer in page.customers {
+                        let request = ListTimelineEntriesRequest {
+                            parent: customer.name,
+                            page_size: 100,
+                            page_token: String::new(),
+                        };
+                        let entries = crm.list_timeline_entries(authorized(&key, request)).await.ok()?.into_inner();
+                        for entry in entries.entries {
+                            seen.insert(entry.contact, entry.status);
+                        }
+                    }
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    page_token = page.next_page_token;
+                }
+                let agrees = seen.len() == expected.len()
+                    && expected.iter().all(|(contact, status)| seen.get(*contact) == Some(status));
+                agrees.then_some(())
+            }
+        })
+        .await;
+    }
+
+    for process in processes {
+        let label = process.label.clone();
+        let status = process.terminate();
+        assert!(status.success(), "{label} exits cleanly: {status}");
+    }
+}
