@@ -2,6 +2,7 @@
 //! resource names, principals and their permissions, the error-code table,
 //! and the event envelope. Nothing here does IO.
 
+pub mod clock;
 pub mod error;
 pub mod event;
 pub mod identity;

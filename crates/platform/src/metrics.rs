@@ -59,6 +59,8 @@ pub struct Metrics {
     pub dependency_up: Family<Labels, Gauge>,
     /// Background tasks' timer ticks that failed: `task`.
     pub task_failures: Family<Labels, Counter>,
+    /// Shared clock minus this host's, in milliseconds (no labels).
+    pub clock_offset: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -100,6 +102,12 @@ impl Metrics {
         registry.register("dependency_up", "1 while a backend answers its readiness probe", dependency_up.clone());
         let task_failures = Family::<Labels, Counter>::default();
         registry.register("task_failures", "Failed runs of timer tasks", task_failures.clone());
+        let clock_offset = Family::<Labels, Gauge>::default();
+        registry.register(
+            "clock_offset_milliseconds",
+            "The shared clock (redis TIME) minus this host's clock",
+            clock_offset.clone(),
+        );
         Metrics {
             registry,
             grpc_requests,
@@ -115,6 +123,7 @@ impl Metrics {
             dependency_latency,
             dependency_up,
             task_failures,
+            clock_offset,
         }
     }
 

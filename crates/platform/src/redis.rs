@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use switchboard_core::Error;
+use switchboard_core::clock::{Clock, Sample};
 
 use crate::readiness::DependencyCheck;
 
@@ -42,4 +43,26 @@ impl DependencyCheck for RedisCheck {
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
         Ok(())
     }
+}
+
+/// Measures `clock` against Redis `TIME` once: the offset every replica
+/// using the same Redis agrees on (see [`switchboard_core::clock`]).
+pub async fn sync_clock(connection: &ConnectionManager, clock: &Clock) -> Result<Sample, Error> {
+    let mut connection = connection.clone();
+    let sent_ms = clock.local_millis();
+    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut connection).await.map_err(redis_error)?;
+    let received_ms = clock.local_millis();
+    let sample = clock.sample(sent_ms, seconds * 1_000 + micros / 1_000, received_ms);
+    match sample {
+        Sample::Adjusted { offset_ms } => {
+            crate::metrics::metrics().clock_offset.get_or_create(&Vec::new()).set(offset_ms);
+            if offset_ms.abs() > 1_000 {
+                tracing::warn!(offset_ms, "this host's clock is off from redis's; leases and expiries follow redis");
+            }
+        }
+        Sample::Dropped { round_trip_ms } => {
+            tracing::debug!(round_trip_ms, "clock sample dropped: the round trip to redis was too slow");
+        }
+    }
+    Ok(sample)
 }

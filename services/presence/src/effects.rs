@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use switchboard_core::names::parse_agent;
-use switchboard_core::time::{millis_from_duration, millis_from_timestamp, now_millis};
+use switchboard_core::time::{millis_from_duration, millis_from_timestamp};
 use switchboard_core::{AgentId, Error};
 use switchboard_platform::bus::Delivery;
 use switchboard_proto::common::v1::ContactStatus;
@@ -40,7 +40,8 @@ impl PresenceCore {
         let Some(Payload::Routing(event)) = delivery.envelope.payload else {
             return Ok(());
         };
-        let occurred_ms = delivery.envelope.occurred_at.as_ref().map_or_else(now_millis, millis_from_timestamp);
+        let occurred_ms =
+            delivery.envelope.occurred_at.as_ref().map_or_else(|| self.clock.now_millis(), millis_from_timestamp);
         match event.kind {
             Some(routing_event::Kind::Offered(offered)) => {
                 let agent = parse_agent(&offered.agent, "offered.agent")?;
@@ -114,7 +115,7 @@ impl PresenceCore {
         if !is_not_responding(missed, self.missed_offers_threshold) {
             return Ok(());
         }
-        let next = LiveState::new(AgentState::NotResponding, "", now_millis());
+        let next = LiveState::new(AgentState::NotResponding, "", self.clock.now_millis());
         let (previous, recorded) =
             match self.live.set_state_if(agent_id, AgentState::Available, occurred_ms, &next).await? {
                 Some(previous) => (previous.state, next),
@@ -144,7 +145,7 @@ impl PresenceCore {
     ) -> Result<(), Error> {
         let wrap_up_ms = completed.wrap_up_time.as_ref().and_then(millis_from_duration).unwrap_or(0);
         let ended_ms = completed.end_time.as_ref().map_or(occurred_ms, millis_from_timestamp);
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let Some(until) = wrap_up_until(ended_ms, wrap_up_ms, now) else {
             return Ok(());
         };
@@ -170,7 +171,7 @@ impl PresenceCore {
     /// Returns agents whose wrap-up ran out to AVAILABLE, on whichever
     /// replica notices first: one sweep, run on a timer.
     pub async fn end_expired_wrap_ups(&self) -> Result<(), Error> {
-        let expired = self.live.expired_wrap_ups(now_millis(), WRAP_UP_SWEEP_BATCH).await?;
+        let expired = self.live.expired_wrap_ups(self.clock.now_millis(), WRAP_UP_SWEEP_BATCH).await?;
         for (agent, until) in expired {
             if let Err(error) = self.end_wrap_up(&agent, until).await {
                 tracing::warn!(agent = %agent, error = %error, "failed to end wrap-up, retrying");
@@ -183,7 +184,7 @@ impl PresenceCore {
     /// agent's state: one the agent ended early, or a newer wrap-up (which
     /// began after `until_ms`), is left alone.
     async fn end_wrap_up(&self, agent_id: &AgentId, until_ms: i64) -> Result<(), Error> {
-        let next = LiveState::new(AgentState::Available, "", now_millis());
+        let next = LiveState::new(AgentState::Available, "", self.clock.now_millis());
         let Some(previous) = self.live.set_state_if(agent_id, AgentState::WrapUp, until_ms, &next).await? else {
             return Ok(());
         };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
-use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{millis_from_timestamp, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
@@ -116,7 +116,7 @@ impl PresenceApi {
             name: agent_name(&agent_id),
             state: 0,
             state_time: None,
-            create_time: Some(timestamp_from_millis(now_millis())),
+            create_time: Some(timestamp_from_millis(self.presence.clock.now_millis())),
             state_reason: String::new(),
             active_contacts: Vec::new(),
             wrap_up_end_time: None,
@@ -428,7 +428,7 @@ async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &Sessi
             return;
         }
     };
-    let now = now_millis();
+    let now = presence.clock.now_millis();
     for held in held {
         let kind = if held.status == ContactStatus::Answered as i32 {
             agent_session_response::Kind::ContactInProgress(ContactInProgress {

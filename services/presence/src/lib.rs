@@ -65,13 +65,10 @@ impl Service for Presence {
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
         let config = kit.config().clone();
         let grace = Duration::from_millis(config.presence.session_grace_ms);
-        let presence = Arc::new(PresenceCore::new(
-            self.agents,
-            self.live,
-            kit.bus(),
-            grace,
-            config.presence.missed_offers_threshold,
-        ));
+        let presence = Arc::new(
+            PresenceCore::new(self.agents, self.live, kit.bus(), grace, config.presence.missed_offers_threshold)
+                .with_clock(kit.clock()),
+        );
         let api = grpc::PresenceApi {
             presence: Arc::clone(&presence),
             access: kit.access(),

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use switchboard_core::clock::Clock;
 use switchboard_core::event::{PRESENCE_TOPIC, envelope};
 use switchboard_core::names::{agent_name, parse_agent};
-use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{millis_from_timestamp, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_platform::readiness::ReadyFlag;
@@ -47,6 +48,9 @@ pub struct PresenceCore {
     pub session_grace: Duration,
     /// Offers missed in a row before NOT_RESPONDING; 0 never.
     pub missed_offers_threshold: u32,
+    /// The clock every replica agrees on: a session lease written by one
+    /// replica is judged lapsed by another.
+    pub clock: Clock,
     sessions: Mutex<HashMap<AgentId, ActiveSession>>,
     /// Every agent's state changes as this replica consumes them, for
     /// `WatchAgentStates`.
@@ -75,9 +79,16 @@ impl PresenceCore {
             bus,
             session_grace,
             missed_offers_threshold,
+            clock: Clock::system(),
             sessions: Mutex::new(HashMap::new()),
             state_changes: broadcast::channel(STATE_CHANGES_BUFFER).0,
         }
+    }
+
+    /// The core reading `clock` (the kit's, shared through Redis).
+    pub fn with_clock(mut self, clock: Clock) -> PresenceCore {
+        self.clock = clock;
+        self
     }
 
     /// State changes from now on; a watcher that falls more than
@@ -97,7 +108,7 @@ impl PresenceCore {
         let closed = CancellationToken::new();
         let session = ActiveSession {
             session_id: session_id.to_owned(),
-            started_ms: now_millis(),
+            started_ms: self.clock.now_millis(),
             sender,
             closed: closed.clone(),
         };
@@ -141,7 +152,7 @@ impl PresenceCore {
         reason: &str,
         source: StateChangeSource,
     ) -> Result<(), Error> {
-        let next = LiveState::new(state, reason, now_millis());
+        let next = LiveState::new(state, reason, self.clock.now_millis());
         // A state chosen by a person starts the missed-offer count afresh.
         self.live.clear_missed_offers(agent_id).await?;
         let previous = self.live.set_state(agent_id, &next).await?;
@@ -189,7 +200,7 @@ impl PresenceCore {
     /// Returns whether the agent went offline.
     pub async fn go_offline_after(&self, agent_id: &AgentId, ended_session: &str) -> Result<bool, Error> {
         let agent = self.agent_or_bare(agent_id).await?;
-        let offline = LiveState::new(AgentState::Offline, "", now_millis());
+        let offline = LiveState::new(AgentState::Offline, "", self.clock.now_millis());
         let Some(previous) = self.live.set_state_if_session(agent_id, ended_session, &offline).await? else {
             return Ok(false);
         };
@@ -201,7 +212,7 @@ impl PresenceCore {
 
     /// When a lease granted now runs out.
     pub fn lease_until(&self) -> i64 {
-        now_millis() + i64::try_from(self.session_grace.as_millis()).unwrap_or(i64::MAX)
+        self.clock.now_millis() + i64::try_from(self.session_grace.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Sessions on this replica, as (agent, session id).
@@ -269,7 +280,7 @@ impl PresenceCore {
     /// Takes offline every agent whose session lease ran out and that no
     /// session of this replica holds.
     async fn take_expired_sessions_offline(&self) -> Result<(), Error> {
-        for (agent, session_id) in self.live.expired_leases(now_millis(), 1_000).await? {
+        for (agent, session_id) in self.live.expired_leases(self.clock.now_millis(), 1_000).await? {
             // The keeper may simply be late for a session held here.
             if self.is_local_session(&agent, &session_id) {
                 continue;
@@ -310,7 +321,7 @@ impl PresenceCore {
                 let agent = parse_agent(&offered.agent, "offered.agent")?;
                 let expire_ms = offered.expire_time.as_ref().map_or(0, millis_from_timestamp);
                 // Replayed history: an expired offer is no longer the agent's.
-                if expire_ms <= now_millis() {
+                if expire_ms <= self.clock.now_millis() {
                     return Ok(());
                 }
                 let contact = offered.contact.clone();

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use switchboard_core::clock::Clock;
 use switchboard_core::event::envelope_tenant;
 use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
-use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus};
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -54,6 +54,9 @@ pub struct Engine {
     pub relay_requested: Arc<Notify>,
     /// Whether the state store held its data at the last look (readiness).
     pub(crate) whole: AtomicBool,
+    /// The clock every replica agrees on: offer expiry, wait deadlines and
+    /// agents' wrap-up holds are written by one replica and judged by another.
+    pub(crate) clock: Clock,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -83,7 +86,14 @@ impl Engine {
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
             whole: AtomicBool::new(false),
+            clock: Clock::system(),
         })
+    }
+
+    /// The engine reading `clock` (the kit's, shared through Redis).
+    pub fn with_clock(mut self, clock: Clock) -> Engine {
+        self.clock = clock;
+        self
     }
 
     pub fn request_match(&self) {
@@ -135,7 +145,7 @@ impl Engine {
         // strand it: it is routed with default settings and no skill
         // requirements, and still reaches a terminal state.
         let queue = self.queues.get_queue(tenant, &queue_id).await?.unwrap_or_default();
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let enqueue_ms = contact.create_time.as_ref().map_or(now, switchboard_core::time::millis_from_timestamp);
         // A contact routing does not know that was created before the
         // retention period ended long ago and expired (a non-terminal one is
@@ -186,7 +196,7 @@ impl Engine {
     }
 
     async fn on_customer_left(&self, tenant: &TenantId, contact: &ContactId) -> Result<(), Error> {
-        let abandoned = self.state.abandon(tenant, contact, now_millis(), &events::abandoned).await;
+        let abandoned = self.state.abandon(tenant, contact, self.clock.now_millis(), &events::abandoned).await;
         let (_, from, _) = match abandoned {
             Ok(outcome) => outcome,
             Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {
@@ -238,7 +248,7 @@ impl Engine {
     pub(crate) async fn apply_agent_state(&self, profile: &AgentProfile, state: AgentState) -> Result<(), Error> {
         let agent = &profile.agent;
         let available = state == AgentState::Available;
-        self.state.upsert_agent(profile, available, now_millis()).await?;
+        self.state.upsert_agent(profile, available, self.clock.now_millis()).await?;
         tracing::info!(agent = %agent, available, "agent availability updated");
         // An agent in wrap-up takes no new work but may still answer what
         // was already ringing when it finished a contact; away, offline or
@@ -270,7 +280,7 @@ impl Engine {
         agent: &AgentId,
         reason: WithdrawReason,
     ) -> Result<ContactRecord, Error> {
-        let now = now_millis();
+        let now = self.clock.now_millis();
         // A timeout is decided on an earlier view: it may only end an offer
         // that has really expired, never a newer offer of the same contact.
         let expired_by = (reason == WithdrawReason::TimedOut).then_some(now);
@@ -288,8 +298,8 @@ impl Engine {
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
             return Ok(0);
         }
-        let planned = plan_offers(&snapshot.waiting, &snapshot.agents, now_millis());
-        let offer_time = now_millis();
+        let planned = plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis());
+        let offer_time = self.clock.now_millis();
         let reservations: Vec<Reservation<'_>> = planned
             .iter()
             .map(|planned| {
@@ -322,7 +332,7 @@ impl Engine {
 
     /// Returns expired offers to their queue: one sweep, run on a timer.
     pub async fn sweep_offers(&self) -> Result<(), Error> {
-        let expired = self.state.expired_offers(now_millis(), EXPIRED_OFFERS_PER_SWEEP).await?;
+        let expired = self.state.expired_offers(self.clock.now_millis(), EXPIRED_OFFERS_PER_SWEEP).await?;
         for offer in expired {
             // Another replica or the agent may have resolved it first.
             match self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await {
@@ -343,7 +353,7 @@ impl Engine {
         agent: &AgentId,
     ) -> Result<ContactRecord, Error> {
         let events_for = |_before: &ContactRecord, after: &ContactRecord| events::answered(after);
-        let (applied, record) = self.state.accept(tenant, contact, agent, now_millis(), &events_for).await?;
+        let (applied, record) = self.state.accept(tenant, contact, agent, self.clock.now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
         self.changed();
         if applied == crate::domain::Applied::Changed {
@@ -386,7 +396,7 @@ impl Engine {
     ) -> Result<ContactRecord, Error> {
         let events_for =
             |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
-        let (_, record) = self.state.complete(tenant, contact, agent, now_millis(), &events_for).await?;
+        let (_, record) = self.state.complete(tenant, contact, agent, self.clock.now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
         self.changed();
         self.request_match();

@@ -3,7 +3,6 @@
 //! is one compare-and-set transition of the store, with its events in the
 //! same atomic step, so replicas racing on one contact apply it once.
 
-use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
 use switchboard_proto::routing::v1::{Queue, TransferReason};
 
@@ -86,7 +85,7 @@ impl Engine {
         } else {
             None
         };
-        Ok(Some(queue_entry(queue_id, &queue, now_millis(), record.enqueue_ms, last_agent)))
+        Ok(Some(queue_entry(queue_id, &queue, self.clock.now_millis(), record.enqueue_ms, last_agent)))
     }
 
     /// Moves a contact into `target` (same tenant), keeping its age. Fails
@@ -108,7 +107,7 @@ impl Engine {
             .entry_for(tenant, target, &current)
             .await?
             .ok_or_else(|| Error::not_found(switchboard_core::names::queue_name(tenant, target)))?;
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let events_for = moved_or_ended(reason);
         let record = self
             .state
@@ -130,7 +129,7 @@ impl Engine {
         let events_for = moved_or_ended(TransferReason::Requested);
         let record = self
             .state
-            .change(tenant, contact, now_millis(), &|record| pin_to_agent(record, agent), &events_for)
+            .change(tenant, contact, self.clock.now_millis(), &|record| pin_to_agent(record, agent), &events_for)
             .await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "contact transferred to an agent");
         self.changed();
@@ -148,7 +147,7 @@ impl Engine {
         let no_events = crate::store::no_events;
         let record = self
             .state
-            .change(tenant, contact, now_millis(), &|record| request_callback(record, number), &no_events)
+            .change(tenant, contact, self.clock.now_millis(), &|record| request_callback(record, number), &no_events)
             .await?;
         tracing::info!(tenant = %tenant, contact = %contact, "queued callback requested");
         self.changed();
@@ -177,12 +176,19 @@ impl Engine {
                 // rather than staying with an agent who is gone.
                 Err(error) if error.code == ErrorCode::NotFound => {
                     let requeue = |record: &mut ContactRecord| {
-                        let entry =
-                            queue_entry(&record.queue, &Queue::default(), now_millis(), record.enqueue_ms, None);
+                        let entry = queue_entry(
+                            &record.queue,
+                            &Queue::default(),
+                            self.clock.now_millis(),
+                            record.enqueue_ms,
+                            None,
+                        );
                         move_to_queue(record, entry)
                     };
                     let events_for = moved_or_ended(TransferReason::AgentLost);
-                    self.state.change(&held.tenant, &held.contact, now_millis(), &requeue, &events_for).await?;
+                    self.state
+                        .change(&held.tenant, &held.contact, self.clock.now_millis(), &requeue, &events_for)
+                        .await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -200,7 +206,7 @@ impl Engine {
             Some(target) => self.entry_for(tenant, target, &current).await?,
             None => None,
         };
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let change = |record: &mut ContactRecord| match (expire_wait(record, now)?, &entry) {
             (WaitOutcome::Overflow(target), Some(entry)) if target == entry.queue => {
                 move_to_queue(record, entry.clone())
@@ -230,7 +236,7 @@ impl Engine {
     /// sweep, run on a timer. A contact another replica or an agent got to
     /// first is skipped.
     pub async fn sweep_waits(&self) -> Result<(), Error> {
-        let expired = self.state.expired_waits(now_millis(), EXPIRED_WAITS_PER_SWEEP).await?;
+        let expired = self.state.expired_waits(self.clock.now_millis(), EXPIRED_WAITS_PER_SWEEP).await?;
         for (tenant, contact) in expired {
             match self.expire_one(&tenant, &contact).await {
                 Ok(()) => {}

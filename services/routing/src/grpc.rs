@@ -7,7 +7,7 @@ use switchboard_core::names::{
     agent_name, contact_name, parse_agent, parse_contact, parse_queue, parse_tenant, queue_name,
 };
 use switchboard_core::text::TextRule;
-use switchboard_core::time::{duration_from_millis, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{duration_from_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::grpc::answer;
@@ -99,7 +99,7 @@ impl RoutingApi {
         let queue = Queue { name: queue_name(&tenant, &queue_id), ..request.queue.unwrap_or_default() };
         validate_queue(&queue, "queue")?;
         self.authorize_write(&principal, &tenant)?;
-        let now = Some(timestamp_from_millis(now_millis()));
+        let now = Some(timestamp_from_millis(self.engine.clock.now_millis()));
         let queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
         tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue created");
@@ -142,7 +142,7 @@ impl RoutingApi {
         // action OVERFLOW needs an overflow queue).
         validate_queue(&queue, "queue")?;
         let mut queue = with_defaults(queue);
-        queue.update_time = Some(timestamp_from_millis(now_millis()));
+        queue.update_time = Some(timestamp_from_millis(self.engine.clock.now_millis()));
         if !self.engine.queues.update_queue(&tenant, &queue_id, &queue).await? {
             return Err(Error::not_found(queue_name(&tenant, &queue_id)));
         }
@@ -282,7 +282,7 @@ impl RoutingApi {
         let (tenant, queue_id) = parse_queue(&request.name, "name")?;
         self.access.authorize_read(&principal, &tenant)?;
         let queue = self.existing_queue(&tenant, &queue_id).await?;
-        let now = now_millis();
+        let now = self.engine.clock.now_millis();
         let channels: Vec<i32> = if queue.channels.is_empty() {
             (1..=8).filter(|channel| Channel::try_from(*channel).is_ok()).collect()
         } else {

@@ -76,7 +76,7 @@ impl Service for Routing {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let engine = Arc::new(Engine::new(self.state, self.queues, self.journal, kit.bus())?);
+        let engine = Arc::new(Engine::new(self.state, self.queues, self.journal, kit.bus())?.with_clock(kit.clock()));
         kit.check(StateWhole(Arc::clone(&engine)));
         let api = grpc::RoutingApi { engine: Arc::clone(&engine), access: kit.access() };
         kit.serve(RoutingServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));

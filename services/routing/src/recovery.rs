@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use switchboard_core::Error;
 use switchboard_core::event::CONTACTS_TOPIC;
-use switchboard_core::time::now_millis;
 use switchboard_platform::bus::{Received, Scan, decode_record};
 use switchboard_platform::readiness::DependencyCheck;
 
@@ -56,7 +55,7 @@ impl Engine {
             tokio::time::sleep(std::time::Duration::from_millis(RELAY_LEASE_MS.unsigned_abs())).await;
             contacts = self.journal.contacts().await?;
         }
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let agents = self.journal.agents().await?;
         self.state.restore(&contacts, &agents, now).await?;
         let replayed = self.replay_contacts(now).await?;

@@ -29,6 +29,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
+use switchboard_core::clock::Clock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
@@ -94,8 +95,12 @@ pub struct Kit {
     http_routes: axum::Router,
     tasks: Vec<(String, BackgroundTask)>,
     redis: Option<ConnectionManager>,
+    clock: Clock,
     ready: ReadyFlag,
 }
+
+/// How often the shared clock is measured again against Redis.
+const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Kit {
     /// A kit for service `name`: readiness starts with the bus.
@@ -119,6 +124,7 @@ impl Kit {
             http_routes: axum::Router::new(),
             tasks: Vec::new(),
             redis: None,
+            clock: Clock::system(),
             ready: ReadyFlag::default(),
         }
     }
@@ -166,7 +172,21 @@ impl Kit {
         let connection = crate::redis::connect(&self.config.redis.url).await?;
         self.check(RedisCheck(connection.clone()));
         self.redis = Some(connection.clone());
+        // Redis's clock becomes the one every replica reads (see `clock`).
+        crate::redis::sync_clock(&connection, &self.clock).await?;
+        let (sync_connection, clock) = (connection.clone(), self.clock.clone());
+        self.every(Every::new("clock-sync", CLOCK_SYNC_INTERVAL), move || {
+            let (connection, clock) = (sync_connection.clone(), clock.clone());
+            async move { crate::redis::sync_clock(&connection, &clock).await.map(|_sample| ()) }
+        });
         Ok(connection)
+    }
+
+    /// The clock replicas agree on: Redis's once [`Kit::redis`] connected
+    /// (measured again every 10 s), the host's otherwise. Leases, offer
+    /// expiry and wait deadlines read it.
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
     }
 
     /// Whether the service is ready (every check passes), for tasks that
