@@ -20,7 +20,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use clap::Parser;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
-use switchboard_platform::bus::{EventBus, RawRecord, Scan, StartFrom, Subscription};
+use switchboard_platform::bus::{EventBus, Pace, RawRecord, Scan, StartFrom, Subscription};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_routing::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use switchboard_routing::engine::Engine;
@@ -65,11 +65,12 @@ impl EventBus for DiscardBus {
         Ok(())
     }
 
-    async fn subscribe(
+    async fn subscribe_paced(
         &self,
         _group: &str,
         _topics: &[&str],
         _start: StartFrom,
+        _pace: Pace,
     ) -> Result<Box<dyn Subscription>, Error> {
         Err(Error::internal("the benchmark bus has no subscribers"))
     }

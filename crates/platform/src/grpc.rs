@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 
 use crate::config::GrpcConfig;
@@ -55,10 +55,8 @@ pub async fn serve(
     let service_name = server.service_name;
     let local_addr = server.listener.local_addr()?;
     tracing::info!(service = service_name, %local_addr, "grpc server listening");
+    let incoming = incoming(server.listener);
     Server::builder()
-        // Small frames (an offer, an ack) must not wait for the peer's
-        // delayed ACK: Nagle's algorithm added ~40 ms to every hop.
-        .tcp_nodelay(true)
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .concurrency_limit_per_connection(config.concurrency_limit)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
@@ -72,10 +70,18 @@ pub async fn serve(
             span
         })
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(server.listener), shutdown.cancelled())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await?;
     tracing::info!(service = service_name, "grpc server drained");
     Ok(())
+}
+
+/// The connections a server accepts, with `TCP_NODELAY`: small frames (an
+/// offer, an ack) must not wait for the peer's delayed ACK, which added up
+/// to ~40 ms to a push (docs/benchmarks.md). Set here because the server
+/// builder's `tcp_nodelay` does not apply to a listener of our own.
+fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// The thin adapter of a unary RPC: the caller's principal and the request
@@ -147,5 +153,24 @@ impl CallContext {
             request.metadata_mut().insert("traceparent", value);
         }
         request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_wait_for_delayed_acks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut accepted = incoming(listener);
+        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let connection = accepted.next().await.unwrap().unwrap();
+        assert!(connection.nodelay().unwrap(), "TCP_NODELAY on the server's side of the connection");
     }
 }

@@ -1,8 +1,10 @@
 //! PostgreSQL pool and per-service migrations.
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use switchboard_core::{Error, ErrorCode};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::config::PostgresConfig;
 use crate::readiness::DependencyCheck;
@@ -55,6 +57,39 @@ fn classify_sqlstate(sqlstate: Option<&str>) -> Error {
         _ => Error::internal("the database refused the statement").with_reason("DATABASE_ERROR"),
     }
 }
+
+/// Statements through the connection's cache of prepared statements. A
+/// query given as a string is prepared (parsed and planned, one more round
+/// trip) on every call; one prepared once per connection is only bound and
+/// run. Every service query goes through these.
+#[async_trait]
+pub trait CachedStatements: GenericClient {
+    async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.execute(&statement, params).await
+    }
+
+    async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query(&statement, params).await
+    }
+
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_opt(&statement, params).await
+    }
+
+    async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_one(&statement, params).await
+    }
+}
+
+impl<Client: GenericClient + ?Sized> CachedStatements for Client {}
 
 /// Serializes migrations of every service (and the creation of their
 /// bookkeeping table, which PostgreSQL cannot do concurrently).

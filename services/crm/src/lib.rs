@@ -44,7 +44,7 @@ impl Service for Crm {
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
         let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access());
         kit.serve(CrmServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
-        let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]);
+        let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume(timelines, consumer::handler(self.store)).await?;
         Ok(())
     }

@@ -52,7 +52,7 @@ impl Service for Kpi {
         // redelivered event needs no deduplication by id: it sets nothing
         // that is not already set.
         let store = self.store;
-        let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]);
+        let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume(facts, move |delivery: Delivery| {
             let store = Arc::clone(&store);
             async move { apply_event(store.as_ref(), &delivery.envelope).await }

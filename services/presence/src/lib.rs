@@ -95,7 +95,7 @@ impl Service for Presence {
         // State side effects of routing events are applied once, by the
         // replicas sharing one group (see `effects`).
         let effects = Arc::clone(&presence);
-        let effects_spec = ConsumerSpec::new(effects::EFFECTS_GROUP, &[ROUTING_TOPIC]).from_latest();
+        let effects_spec = ConsumerSpec::new(effects::EFFECTS_GROUP, &[ROUTING_TOPIC]).from_latest().in_background();
         kit.consume(effects_spec, move |delivery: Delivery| {
             let presence = Arc::clone(&effects);
             async move { presence.on_routing_effect(delivery).await }

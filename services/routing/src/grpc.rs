@@ -201,8 +201,7 @@ impl RoutingApi {
     async fn accept(&self, principal: Principal, request: AcceptOfferRequest) -> Result<Assignment, Error> {
         let agent = calling_agent(&principal)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
-        let record = self.engine.accept(&record.tenant, &record.contact, &agent).await?;
-        self.engine.await_relayed().await?;
+        let record = self.engine.durably(self.engine.accept(&record.tenant, &record.contact, &agent)).await?;
         Ok(assignment(&record, 0))
     }
 
@@ -210,8 +209,7 @@ impl RoutingApi {
         let agent = calling_agent(&principal)?;
         NOTES.check("reason", &request.reason)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
-        let record = self.engine.reject(&record.tenant, &record.contact, &agent).await?;
-        self.engine.await_relayed().await?;
+        let record = self.engine.durably(self.engine.reject(&record.tenant, &record.contact, &agent)).await?;
         let position = self.engine.state.position(&record).await?;
         Ok(assignment(&record, position))
     }
@@ -224,10 +222,9 @@ impl RoutingApi {
         DISPOSITION.check("disposition", &request.disposition)?;
         NOTES.check("notes", &request.notes)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
-        let record = self
-            .engine
-            .complete(&record.tenant, &record.contact, &agent, &request.disposition, request.resolved)
-            .await?;
+        let completion =
+            self.engine.complete(&record.tenant, &record.contact, &agent, &request.disposition, request.resolved);
+        let record = self.engine.durably(completion).await?;
         Ok(assignment(&record, 0))
     }
 
@@ -246,7 +243,8 @@ impl RoutingApi {
                 if queue_tenant != tenant {
                     return Err(Error::invalid_field("queue", "must belong to the contact's tenant"));
                 }
-                self.engine.move_to(&tenant, &record.contact, &queue_id, TransferReason::Requested).await?
+                let change = self.engine.move_to(&tenant, &record.contact, &queue_id, TransferReason::Requested);
+                self.engine.durably(change).await?
             }
             transfer_contact_request::Target::Agent(agent) => {
                 let agent = parse_agent(agent, "agent")?;
@@ -255,10 +253,9 @@ impl RoutingApi {
                 if !serves {
                     return Err(Error::invalid_field("agent", "is not an agent of the contact's tenant"));
                 }
-                self.engine.transfer_to_agent(&tenant, &contact, &agent).await?
+                self.engine.durably(self.engine.transfer_to_agent(&tenant, &contact, &agent)).await?
             }
         };
-        self.engine.await_relayed().await?;
         let position = self.engine.state.position(&record).await?;
         Ok(assignment(&record, position))
     }
@@ -272,8 +269,8 @@ impl RoutingApi {
             return Err(Error::invalid_field("phone_number", "must be E.164: + and 8-15 digits"));
         }
         self.authorize_write(&principal, &tenant)?;
-        let record = self.engine.request_callback(&tenant, &contact, &request.phone_number).await?;
-        self.engine.await_relayed().await?;
+        let record =
+            self.engine.durably(self.engine.request_callback(&tenant, &contact, &request.phone_number)).await?;
         let position = self.engine.state.position(&record).await?;
         Ok(assignment(&record, position))
     }

@@ -32,6 +32,7 @@ use crate::relay::RELAY_TICK;
 use crate::store::journal::{MemoryJournal, PostgresJournal, RoutingJournal};
 use crate::store::memory::{MemoryQueueStore, MemoryRoutingState};
 use crate::store::postgres::{MIGRATIONS, PostgresQueueStore};
+use crate::store::queue_cache::CachedQueueStore;
 use crate::store::redis::{RedisRoutingState, TERMINAL_RETENTION_MS};
 use crate::store::{QueueStore, RoutingState};
 
@@ -70,7 +71,7 @@ impl Service for Routing {
         let pool = kit.config().redis.pool.clone();
         Ok(Routing {
             state: Arc::new(RedisRoutingState::new(redis, &pool)),
-            queues: Arc::new(PostgresQueueStore::new(postgres.clone())),
+            queues: Arc::new(CachedQueueStore::new(Arc::new(PostgresQueueStore::new(postgres.clone())))),
             journal: Arc::new(PostgresJournal::new(postgres, &pool)),
         })
     }

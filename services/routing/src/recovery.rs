@@ -12,7 +12,7 @@
 //!    agent is recovered.
 //!
 //! Changes acknowledged to callers were published and journaled before the
-//! answer ([`Engine::await_relayed`]), so a rebuild never forgets an answer
+//! answer ([`Engine::durably`]), so a rebuild never forgets an answer
 //! or a completion a desktop was told about; offers that only Redis knew
 //! were never seen by anyone. Every contact still ends exactly once.
 

@@ -9,6 +9,7 @@
 //! has records in flight once another replica takes the lease over, so two
 //! relays never interleave one contact's events.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -26,7 +27,7 @@ pub const RELAY_LEASE_MS: i64 = 5_000;
 pub const RELAY_DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the relay looks at the outbox when nothing woke it: other
 /// replicas' changes wait at most this long (their callers wait for them,
-/// see [`Engine::await_relayed`]).
+/// see [`Engine::durably`]).
 pub const RELAY_TICK: Duration = Duration::from_millis(25);
 const RELAY_BATCH: usize = 256;
 /// How long the journal may take to record a batch's snapshots.
@@ -86,19 +87,28 @@ impl Engine {
         }
     }
 
-    /// Waits until everything in the outbox now (the caller's change
-    /// included) is published and journaled: an answer to a caller is an
-    /// acknowledgement that outlives a loss of Redis. A change not relayed
-    /// in time is reported UNAVAILABLE; the change stands, and the caller's
-    /// retry (idempotent) waits again.
-    pub(crate) async fn await_relayed(&self) -> Result<(), Error> {
-        let Some(tail) = self.state.outbox_tail().await? else {
+    /// Runs `change` (an API transition) and answers only once everything
+    /// in the outbox then, the change included, is published and
+    /// journaled: an answer to a caller is an acknowledgement that outlives
+    /// a loss of Redis. A change not relayed in time, or whose state was
+    /// lost meanwhile (Redis lost its data, even if already rebuilt: the
+    /// generation differs), is reported UNAVAILABLE; the change may stand,
+    /// and the caller's retry (transitions are idempotent) waits again.
+    pub(crate) async fn durably<T>(&self, change: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let generation = self.state.generation().await?;
+        let outcome = change.await?;
+        self.await_relayed(&generation).await?;
+        Ok(outcome)
+    }
+
+    async fn await_relayed(&self, generation: &str) -> Result<(), Error> {
+        let Some(tail) = self.state.outbox_tail(generation).await? else {
             return Ok(());
         };
         self.changed();
         let deadline = tokio::time::Instant::now() + RELAY_WAIT;
         let mut pause = Duration::from_millis(1);
-        while !self.state.relayed_through(&tail).await? {
+        while !self.state.relayed_through(&tail, generation).await? {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::unavailable("the change is made but not yet published; retry the request")
                     .with_reason("NOT_YET_PUBLISHED"));

@@ -58,12 +58,25 @@ async fn redis_reads_and_writes_wait_while_the_state_is_lost() {
     state.restore(&[], &[], 0).await.expect("restore");
     assert!(state.is_whole().await.expect("look"));
     assert!(state.get_contact(&tenant, &record.contact).await.expect("read").is_none(), "nothing was written");
+    let generation = state.generation().await.expect("generation");
     assert!(state.enqueue(&record, &[]).await.expect("enqueue once whole"));
+    let tail = state.outbox_tail(&generation).await.expect("tail").expect("the enqueue's entry");
     let mut raw = connection.clone();
-    let _: i64 = redis::cmd("DEL").arg(format!("sb:{{{pool}}}:whole")).query_async(&mut raw).await.expect("lose it");
+    // The pool's data gone (as after a FLUSHALL; other tests share this Redis).
+    let lose = redis::cmd("DEL").arg(format!("sb:{{{pool}}}:whole")).arg(format!("sb:{{{pool}}}:outbox")).clone();
+    let _: i64 = lose.query_async(&mut raw).await.expect("lose it");
     assert!(!state.is_whole().await.expect("look"), "the loss is seen");
     let error = state.get_contact(&tenant, &record.contact).await.expect_err("a read on a lost state");
     assert!(error.is_transient(), "{error}");
+    // An empty outbox after the loss must not read as "relayed": a caller
+    // waiting for its change is told to retry, even once rebuilt.
+    let error = state.relayed_through(&tail, &generation).await.expect_err("relayed or lost?");
+    assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING");
+    state.restore(&[], &[], 0).await.expect("rebuilt");
+    let error = state.relayed_through(&tail, &generation).await.expect_err("a newer generation");
+    assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING");
+    assert_ne!(state.generation().await.expect("generation"), generation, "each rebuild is a new generation");
+    let _: i64 = lose.query_async(&mut raw).await.expect("lose it again");
     assert!(state.lead_rebuild("replica-a", 60_000).await.expect("lease"), "one replica leads the rebuild");
     assert!(!state.lead_rebuild("replica-b", 60_000).await.expect("lease"), "only one");
     assert!(state.lead_rebuild("replica-a", 60_000).await.expect("lease"), "the leader keeps it");

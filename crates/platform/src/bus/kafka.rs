@@ -21,11 +21,16 @@ use switchboard_proto::events::v1::EventEnvelope;
 
 use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
 use super::{
-    Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
+    Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
 use crate::config::KafkaConfig;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `fetch.wait.max.ms` of [`Pace::Interactive`]: on tansu a hop takes
+/// about one and a half of it (measured, docs/benchmarks.md).
+const INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
+/// `fetch.wait.max.ms` of [`Pace::Background`].
+const BACKGROUND_FETCH_WAIT_MS: u32 = 100;
 /// How long a scan waits for the next record it knows exists.
 const SCAN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,10 +172,20 @@ impl EventBus for KafkaBus {
         Ok(())
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
+    async fn subscribe_paced(
+        &self,
+        group: &str,
+        topics: &[&str],
+        start: StartFrom,
+        pace: Pace,
+    ) -> Result<Box<dyn Subscription>, Error> {
         let reset = match start {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
+        };
+        let fetch_wait_ms = match pace {
+            Pace::Interactive => INTERACTIVE_FETCH_WAIT_MS,
+            Pace::Background => BACKGROUND_FETCH_WAIT_MS,
         };
         let mut client_config = ClientConfig::new();
         client_config
@@ -189,7 +204,7 @@ impl EventBus for KafkaBus {
             // librdkafka's default (500 ms) is how long a fetch may wait at
             // the broker; tansu waits all of it even when records arrive, so
             // every hop cost ~0.5 s of latency (measured, docs/benchmarks.md).
-            .set("fetch.wait.max.ms", "10");
+            .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();
         let membership = Membership {
             client_config,

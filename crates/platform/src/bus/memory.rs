@@ -13,7 +13,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
 use super::{
-    Assignment, EventBus, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
+    Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
 
 /// A stored record: key, value and `traceparent`.
@@ -71,7 +71,14 @@ impl EventBus for MemoryBus {
         Ok(())
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
+    /// In memory every record is seen at once, whatever the pace.
+    async fn subscribe_paced(
+        &self,
+        group: &str,
+        topics: &[&str],
+        start: StartFrom,
+        _pace: Pace,
+    ) -> Result<Box<dyn Subscription>, Error> {
         let mut log = self.lock();
         let mut positions = Vec::new();
         for topic in topics {

@@ -26,6 +26,22 @@ pub enum StartFrom {
     Latest,
 }
 
+/// How soon a consumer must see a new record. On Kafka it sets how long a
+/// fetch may wait at the broker for records: tansu holds every fetch that
+/// long even when records arrive, so it bounds each hop's latency, and each
+/// wait ended is one more request the broker serves while idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pace {
+    /// On a contact's way to an agent (routing's intake, presence's
+    /// pushes): a fetch waits at most 5 ms.
+    #[default]
+    Interactive,
+    /// Projections and side effects (CRM, KPI, presence's effects), where
+    /// a tenth of a second is unnoticed: a fetch waits up to 100 ms, so
+    /// an idle consumer costs the broker a twentieth of the requests.
+    Background,
+}
+
 /// One record handed to a consumer.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -101,8 +117,19 @@ pub trait EventBus: Send + Sync + 'static {
     /// returns once the broker acknowledged it.
     async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error>;
 
-    /// Joins consumer group `group` on `topics`.
-    async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error>;
+    /// Joins consumer group `group` on `topics`, at [`Pace::Interactive`].
+    async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
+        self.subscribe_paced(group, topics, start, Pace::Interactive).await
+    }
+
+    /// Joins consumer group `group` on `topics`, fetching at `pace`.
+    async fn subscribe_paced(
+        &self,
+        group: &str,
+        topics: &[&str],
+        start: StartFrom,
+        pace: Pace,
+    ) -> Result<Box<dyn Subscription>, Error>;
 
     /// Reads every record of `topic` from the oldest retained one up to the
     /// end as it was when the scan began, partition by partition and in

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Kit;
-use crate::bus::{Assignment, Delivery, EventBus, MalformedRecord, RawRecord, Received, StartFrom, Subscription};
+use crate::bus::{Assignment, Delivery, EventBus, MalformedRecord, Pace, RawRecord, Received, StartFrom, Subscription};
 use crate::metrics::{labels, metrics};
 use crate::readiness::DependencyCheck;
 use crate::telemetry::set_remote_parent;
@@ -52,13 +52,21 @@ pub struct ConsumerSpec {
     pub topics: Vec<&'static str>,
     /// Where a new group starts.
     pub start: StartFrom,
+    /// How soon it must see a new record.
+    pub pace: Pace,
 }
 
 impl ConsumerSpec {
     /// A consumer whose group is its name, starting at the oldest record.
     pub fn new(name: impl Into<String>, topics: &[&'static str]) -> ConsumerSpec {
         let name = name.into();
-        ConsumerSpec { group: name.clone(), name, topics: topics.to_vec(), start: StartFrom::Earliest }
+        ConsumerSpec {
+            group: name.clone(),
+            name,
+            topics: topics.to_vec(),
+            start: StartFrom::Earliest,
+            pace: Pace::Interactive,
+        }
     }
 
     pub fn group(mut self, group: impl Into<String>) -> ConsumerSpec {
@@ -68,6 +76,13 @@ impl ConsumerSpec {
 
     pub fn from_latest(mut self) -> ConsumerSpec {
         self.start = StartFrom::Latest;
+        self
+    }
+
+    /// Off the path of a contact to an agent: records may wait a tenth of
+    /// a second, and an idle consumer costs the broker far less.
+    pub fn in_background(mut self) -> ConsumerSpec {
+        self.pace = Pace::Background;
         self
     }
 }
@@ -133,7 +148,7 @@ impl Kit {
         Handler: Fn(Delivery) -> HandlerFuture + Send + Sync + 'static,
         HandlerFuture: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        let subscription = self.bus.subscribe(&spec.group, &spec.topics, spec.start).await?;
+        let subscription = self.bus.subscribe_paced(&spec.group, &spec.topics, spec.start, spec.pace).await?;
         let assignment = subscription.assignment();
         let health = ConsumerHealth::default();
         self.check(ConsumerCheck { name: spec.name.clone(), assignment: assignment.clone(), health: health.clone() });

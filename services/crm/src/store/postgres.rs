@@ -9,7 +9,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use switchboard_core::names::customer_name;
 use switchboard_core::time::now_millis;
 use switchboard_core::{ContactId, CustomerId, Error, ErrorCode, TenantId};
-use switchboard_platform::postgres::{Migration, migrate, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, migrate, pg_error};
 use tokio_postgres::Row;
 
 use super::{CrmStore, Customer, ResolvedCustomer};
@@ -117,7 +117,7 @@ async fn load_customer(
     customer: &CustomerId,
 ) -> Result<Option<Customer>, Error> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value
              FROM crm.customers c
              LEFT JOIN crm.identities i ON i.tenant = c.tenant AND i.customer_id = c.customer_id
@@ -136,7 +136,7 @@ async fn find_customer_id_by_identity(
     identity: &Identity,
 ) -> Result<Option<CustomerId>, Error> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT customer_id FROM crm.identities WHERE tenant = $1 AND kind = $2 AND value = $3",
             &[&tenant.as_str(), &identity.kind.as_str(), &identity.value],
         )
@@ -234,7 +234,7 @@ impl CrmStore for PostgresCrmStore {
             };
             let transaction = client.transaction().await.map_err(pg_error)?;
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
                      VALUES ($1, $2, $3, $4)",
                     &[&tenant.as_str(), &customer.id.as_str(), &customer.display_name, &customer.create_time_millis],
@@ -245,7 +245,7 @@ impl CrmStore for PostgresCrmStore {
             // if that one commits, ours inserts nothing and we roll back our
             // customer and read theirs on the next attempt.
             let inserted = transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (tenant, kind, value) DO NOTHING",
                     &[&tenant.as_str(), &identity.kind.as_str(), &identity.value, &customer.id.as_str()],
@@ -277,7 +277,7 @@ impl CrmStore for PostgresCrmStore {
         // Every id is greater than the empty string.
         let after = after.map_or("", CustomerId::as_str);
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value
                  FROM (SELECT tenant, customer_id, display_name, create_time_ms
                        FROM crm.customers
@@ -299,7 +299,7 @@ impl CrmStore for PostgresCrmStore {
         for _ in 0..MAX_RACE_ATTEMPTS {
             let transaction = client.transaction().await.map_err(pg_error)?;
             let existing = transaction
-                .query_opt(
+                .query_opt_cached(
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
                          WHERE tenant = $1 AND contact_id = $2 FOR UPDATE"
@@ -337,7 +337,7 @@ impl CrmStore for PostgresCrmStore {
             if existing.is_some() {
                 // The customer is set once (the merge keeps the first named).
                 transaction
-                    .execute(
+                    .execute_cached(
                         "UPDATE crm.timeline_entries SET customer_id = $3, status = $4, channel = $5, queue = $6,
                              agent = $7, subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
                              answer_time_ms = $12, end_time_ms = $13, transferred_to = $14,
@@ -349,7 +349,7 @@ impl CrmStore for PostgresCrmStore {
                     .map_err(pg_error)?;
             } else {
                 let inserted = transaction
-                    .execute(
+                    .execute_cached(
                         &format!(
                             "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS})
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
@@ -382,7 +382,7 @@ impl CrmStore for PostgresCrmStore {
         let client = self.client().await?;
         let rows = match after {
             None => client
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
                          WHERE tenant = $1 AND customer_id = $2
@@ -394,7 +394,7 @@ impl CrmStore for PostgresCrmStore {
                 .await
                 .map_err(pg_error)?,
             Some(cursor) => client
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
                          WHERE tenant = $1 AND customer_id = $2 AND (create_time_ms, contact_id) < ($3, $4)

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use prost::Message;
 use switchboard_core::{ContactId, Error, TenantId, names};
-use switchboard_platform::postgres::{Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::ingestion::v1::Contact;
 use tokio_postgres::Row;
 
@@ -75,7 +75,7 @@ impl PostgresContactStore {
     ) -> Result<Option<ContactRecord>, Error> {
         let client = self.client().await?;
         let query = format!("SELECT {COLUMNS} FROM ingestion.contacts WHERE {condition}");
-        let row = client.query_opt(&query, parameters).await.map_err(pg_error)?;
+        let row = client.query_opt_cached(&query, parameters).await.map_err(pg_error)?;
         row.as_ref().map(record_from_row).transpose()
     }
 }
@@ -126,7 +126,7 @@ impl ContactStore for PostgresContactStore {
         // ON CONFLICT DO NOTHING waits for a concurrent insert of the same
         // key to commit and then skips, so the lookups below see the winner.
         let inserted = client
-            .execute(
+            .execute_cached(
                 "INSERT INTO ingestion.contacts
                     (tenant, contact_id, request_id, channel, provider_message_id, contact, create_time_ms,
                      created_event_id, created_published)
@@ -178,7 +178,8 @@ impl ContactStore for PostgresContactStore {
             }
         };
         let client = self.client().await?;
-        let updated = client.execute(statement, &[&tenant.as_str(), &contact_id.as_str()]).await.map_err(pg_error)?;
+        let updated =
+            client.execute_cached(statement, &[&tenant.as_str(), &contact_id.as_str()]).await.map_err(pg_error)?;
         if updated == 0 {
             return Err(Error::not_found(names::contact_name(tenant, contact_id)));
         }
@@ -204,13 +205,13 @@ impl ContactStore for PostgresContactStore {
                     "SELECT {COLUMNS} FROM ingestion.contacts WHERE tenant = $1 AND contact_id < $2
                      ORDER BY contact_id DESC LIMIT $3"
                 );
-                client.query(&query, &[&tenant.as_str(), &before, &limit]).await
+                client.query_cached(&query, &[&tenant.as_str(), &before, &limit]).await
             }
             None => {
                 let query = format!(
                     "SELECT {COLUMNS} FROM ingestion.contacts WHERE tenant = $1 ORDER BY contact_id DESC LIMIT $2"
                 );
-                client.query(&query, &[&tenant.as_str(), &limit]).await
+                client.query_cached(&query, &[&tenant.as_str(), &limit]).await
             }
         }
         .map_err(pg_error)?;
@@ -226,7 +227,8 @@ impl ContactStore for PostgresContactStore {
              ORDER BY CASE WHEN created_published THEN abandon_time_ms ELSE create_time_ms END, contact_id
              LIMIT $2"
         );
-        let rows = client.query(&query, &[&changed_before_ms, &limit_parameter(limit)]).await.map_err(pg_error)?;
+        let rows =
+            client.query_cached(&query, &[&changed_before_ms, &limit_parameter(limit)]).await.map_err(pg_error)?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -266,7 +268,7 @@ impl ContactStore for PostgresContactStore {
              RETURNING {COLUMNS}"
         );
         let updated = client
-            .query_opt(
+            .query_opt_cached(
                 &query,
                 &[
                     &tenant.as_str(),

@@ -15,7 +15,7 @@ use switchboard_ingestion::store::ContactStore;
 use switchboard_platform::Config;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::bus::{EventBus, RawRecord, Scan, StartFrom, Subscription};
+use switchboard_platform::bus::{EventBus, Pace, RawRecord, Scan, StartFrom, Subscription};
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
 use switchboard_platform::service::Service;
 use switchboard_platform::status::to_status;
@@ -223,8 +223,14 @@ impl EventBus for FlakyBus {
         self.inner.publish_raw(record).await
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str], start: StartFrom) -> Result<Box<dyn Subscription>, Error> {
-        self.inner.subscribe(group, topics, start).await
+    async fn subscribe_paced(
+        &self,
+        group: &str,
+        topics: &[&str],
+        start: StartFrom,
+        pace: Pace,
+    ) -> Result<Box<dyn Subscription>, Error> {
+        self.inner.subscribe_paced(group, topics, start, pace).await
     }
 
     async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {

@@ -6,7 +6,7 @@ use deadpool_postgres::Pool;
 use prost::Message;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_platform::postgres::{Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::presence::v1::Agent;
 
 use super::AgentStore;
@@ -40,7 +40,7 @@ impl AgentStore for PostgresAgentStore {
     async fn create_agent(&self, agent_id: &AgentId, agent: &Agent) -> Result<(), Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let inserted = client
-            .execute(
+            .execute_cached(
                 "INSERT INTO presence.agents (agent_id, tenants, body) VALUES ($1, $2, $3)
                  ON CONFLICT (agent_id) DO NOTHING",
                 &[&agent_id.as_str(), &agent.tenants, &agent.encode_to_vec()],
@@ -56,7 +56,7 @@ impl AgentStore for PostgresAgentStore {
     async fn get_agent(&self, agent_id: &AgentId) -> Result<Option<Agent>, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let row = client
-            .query_opt("SELECT body FROM presence.agents WHERE agent_id = $1", &[&agent_id.as_str()])
+            .query_opt_cached("SELECT body FROM presence.agents WHERE agent_id = $1", &[&agent_id.as_str()])
             .await
             .map_err(pg_error)?;
         row.map(|row| decode(row.get::<_, &[u8]>(0))).transpose()
@@ -68,7 +68,7 @@ impl AgentStore for PostgresAgentStore {
         let limit = i64::try_from(page.size + 1).unwrap_or(i64::MAX);
         let tenant_name = tenant.map(switchboard_core::names::tenant_name);
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT body FROM presence.agents
                  WHERE agent_id > $1 AND ($2::text IS NULL OR tenants @> ARRAY[$2::text])
                  ORDER BY agent_id LIMIT $3",
@@ -82,7 +82,7 @@ impl AgentStore for PostgresAgentStore {
     async fn delete_agent(&self, agent_id: &AgentId) -> Result<bool, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let deleted = client
-            .execute("DELETE FROM presence.agents WHERE agent_id = $1", &[&agent_id.as_str()])
+            .execute_cached("DELETE FROM presence.agents WHERE agent_id = $1", &[&agent_id.as_str()])
             .await
             .map_err(pg_error)?;
         Ok(deleted == 1)

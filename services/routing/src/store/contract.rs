@@ -338,7 +338,8 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     let alice = id(AgentId::parse("alice", "a"))?;
     let drain = |pending: Vec<super::PendingEntry>| pending.into_iter().map(|entry| entry.id).collect::<Vec<_>>();
     state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
-    check(state.outbox_tail().await?.is_none(), "an empty outbox has no tail")?;
+    let generation = state.generation().await?;
+    check(state.outbox_tail(&generation).await?.is_none(), "an empty outbox has no tail")?;
 
     let record = sample_record(&acme, &support, CHAT, 0, 1_000);
     let queued = crate::events::queued(&record, &Queue::default());
@@ -388,13 +389,13 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     )?;
     check(snapshot(5) == state.get_contact(&acme, &record.contact).await?, "the last snapshot is the stored record")?;
 
-    let tail = state.outbox_tail().await?.ok_or_else(|| Error::internal("a tail"))?;
+    let tail = state.outbox_tail(&generation).await?.ok_or_else(|| Error::internal("a tail"))?;
     state.acknowledge_outbox(&[pending[0].id.clone()]).await?;
-    check(!state.relayed_through(&tail).await?, "the tail is not relayed while entries remain")?;
+    check(!state.relayed_through(&tail, &generation).await?, "the tail is not relayed while entries remain")?;
     check(state.pending_outbox(relay, 5_000, 100).await?.len() == 5, "acknowledged entries leave the outbox")?;
     state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 100).await?)).await?;
     check(state.pending_outbox(relay, 5_000, 100).await?.is_empty(), "the outbox drains")?;
-    check(state.relayed_through(&tail).await?, "once drained, the tail is relayed")?;
+    check(state.relayed_through(&tail, &generation).await?, "once drained, the tail is relayed")?;
     Ok(())
 }
 

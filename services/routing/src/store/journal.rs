@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
-use switchboard_platform::postgres::pg_error;
+use switchboard_platform::postgres::{CachedStatements, pg_error};
 use switchboard_proto::presence::v1::AgentState;
 
 use super::codec;
@@ -133,7 +133,7 @@ impl RoutingJournal for PostgresJournal {
         }
         let client = self.pool.get().await.map_err(pg_error)?;
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO routing.journal (pool, tenant, contact_id, revision, terminal, end_ms, snapshot)
                  SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::boolean[], $6::bigint[], $7::text[])
                  ON CONFLICT (pool, tenant, contact_id) DO UPDATE
@@ -150,7 +150,7 @@ impl RoutingJournal for PostgresJournal {
     async fn contacts(&self) -> Result<Vec<ContactRecord>, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let rows = client
-            .query("SELECT snapshot FROM routing.journal WHERE pool = $1", &[&self.routing_pool])
+            .query_cached("SELECT snapshot FROM routing.journal WHERE pool = $1", &[&self.routing_pool])
             .await
             .map_err(pg_error)?;
         rows.iter().map(|row| codec::decode_snapshot(row.get::<_, &str>(0))).collect()
@@ -159,7 +159,7 @@ impl RoutingJournal for PostgresJournal {
     async fn record_agent(&self, profile: &AgentProfile, state: AgentState) -> Result<(), Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO routing.agents (pool, agent_id, profile, state) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (pool, agent_id) DO UPDATE SET profile = excluded.profile, state = excluded.state",
                 &[&self.routing_pool, &profile.agent.as_str(), &codec::profile_json(profile)?, &(state as i32)],
@@ -172,7 +172,7 @@ impl RoutingJournal for PostgresJournal {
     async fn agents(&self) -> Result<Vec<JournaledAgent>, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let rows = client
-            .query("SELECT agent_id, profile, state FROM routing.agents WHERE pool = $1", &[&self.routing_pool])
+            .query_cached("SELECT agent_id, profile, state FROM routing.agents WHERE pool = $1", &[&self.routing_pool])
             .await
             .map_err(pg_error)?;
         rows.iter()
@@ -187,7 +187,7 @@ impl RoutingJournal for PostgresJournal {
     async fn prune(&self, before_ms: i64) -> Result<u64, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         client
-            .execute(
+            .execute_cached(
                 "DELETE FROM routing.journal WHERE pool = $1 AND terminal AND end_ms < $2",
                 &[&self.routing_pool, &before_ms],
             )

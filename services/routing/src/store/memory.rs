@@ -18,6 +18,8 @@ use super::{
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 use crate::store::journal::JournaledAgent;
 
+const MEMORY_GENERATION: &str = "memory";
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation below completes before the guard drops or fails
     // before touching state, so a poisoned lock still holds sound data.
@@ -379,11 +381,16 @@ impl RoutingState for MemoryRoutingState {
         Ok(())
     }
 
-    async fn outbox_tail(&self) -> Result<Option<String>, Error> {
+    /// The in-memory state has one incarnation: its process's.
+    async fn generation(&self) -> Result<String, Error> {
+        Ok(MEMORY_GENERATION.to_owned())
+    }
+
+    async fn outbox_tail(&self, _generation: &str) -> Result<Option<String>, Error> {
         Ok(lock(&self.state).outbox.back().map(|(id, _)| id.to_string()))
     }
 
-    async fn relayed_through(&self, id: &str) -> Result<bool, Error> {
+    async fn relayed_through(&self, id: &str, _generation: &str) -> Result<bool, Error> {
         let through: u64 = id.parse().map_err(|_| Error::invalid_field("id", "is not an outbox id"))?;
         Ok(lock(&self.state).outbox.front().is_none_or(|(first, _)| *first > through))
     }

@@ -10,6 +10,7 @@ pub mod differential;
 pub mod journal;
 pub mod memory;
 pub mod postgres;
+pub mod queue_cache;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -206,10 +207,18 @@ pub trait RoutingState: Send + Sync {
     async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error>;
     /// Removes relayed entries from the outbox.
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error>;
-    /// The id of the newest outbox entry, if the outbox holds any.
-    async fn outbox_tail(&self) -> Result<Option<String>, Error>;
-    /// Whether every entry up to and including `id` left the outbox.
-    async fn relayed_through(&self, id: &str) -> Result<bool, Error>;
+    /// Which incarnation of the state this is: it changes whenever the
+    /// state is rebuilt after a loss. Fails with UNAVAILABLE
+    /// (`ROUTING_STATE_REBUILDING`) while the state is lost.
+    async fn generation(&self) -> Result<String, Error>;
+    /// The id of the newest outbox entry, if the outbox holds any; fails
+    /// with UNAVAILABLE (`ROUTING_STATE_REBUILDING`) unless the state is
+    /// still of `generation` (an empty outbox of a newer incarnation says
+    /// nothing about what the older one relayed).
+    async fn outbox_tail(&self, generation: &str) -> Result<Option<String>, Error>;
+    /// Whether every entry up to and including `id` left the outbox of the
+    /// state of `generation` (failing as [`RoutingState::outbox_tail`]).
+    async fn relayed_through(&self, id: &str, generation: &str) -> Result<bool, Error>;
     /// Whether the store holds its data. False after Redis lost it (a
     /// FLUSHALL, a restart without persistence): every write then fails
     /// with UNAVAILABLE (`ROUTING_STATE_REBUILDING`) until

@@ -6,7 +6,7 @@ use deadpool_postgres::Pool;
 use prost::Message;
 use switchboard_core::{Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_platform::postgres::{Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::routing::v1::Queue;
 
 use super::QueueStore;
@@ -63,7 +63,7 @@ impl QueueStore for PostgresQueueStore {
     async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let inserted = client
-            .execute(
+            .execute_cached(
                 "INSERT INTO routing.queues (tenant, queue_id, body) VALUES ($1, $2, $3)
                  ON CONFLICT (tenant, queue_id) DO NOTHING",
                 &[&tenant.as_str(), &queue_id.as_str(), &queue.encode_to_vec()],
@@ -79,7 +79,7 @@ impl QueueStore for PostgresQueueStore {
     async fn get_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Option<Queue>, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let row = client
-            .query_opt(
+            .query_opt_cached(
                 "SELECT body FROM routing.queues WHERE tenant = $1 AND queue_id = $2",
                 &[&tenant.as_str(), &queue_id.as_str()],
             )
@@ -93,7 +93,7 @@ impl QueueStore for PostgresQueueStore {
         let after = page.after.clone().unwrap_or_default();
         let limit = i64::try_from(page.size + 1).unwrap_or(i64::MAX);
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT body FROM routing.queues WHERE tenant = $1 AND queue_id > $2 ORDER BY queue_id LIMIT $3",
                 &[&tenant.as_str(), &after, &limit],
             )
@@ -105,7 +105,7 @@ impl QueueStore for PostgresQueueStore {
     async fn update_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<bool, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let updated = client
-            .execute(
+            .execute_cached(
                 "UPDATE routing.queues SET body = $3 WHERE tenant = $1 AND queue_id = $2",
                 &[&tenant.as_str(), &queue_id.as_str(), &queue.encode_to_vec()],
             )
@@ -117,7 +117,7 @@ impl QueueStore for PostgresQueueStore {
     async fn delete_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<bool, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let deleted = client
-            .execute(
+            .execute_cached(
                 "DELETE FROM routing.queues WHERE tenant = $1 AND queue_id = $2",
                 &[&tenant.as_str(), &queue_id.as_str()],
             )

@@ -81,7 +81,7 @@ pub(crate) fn state_error(error: redis::RedisError) -> Error {
 
 /// What every read and write answers while the pool's state is lost: the
 /// caller retries (an absent contact is not "not found" then).
-fn state_lost() -> Error {
+pub(super) fn state_lost() -> Error {
     Error::unavailable("routing state is being rebuilt after Redis lost its data; retry")
         .with_reason("ROUTING_STATE_REBUILDING")
 }
@@ -517,12 +517,16 @@ impl RoutingState for RedisRoutingState {
         self.delete_outbox_entries(ids).await
     }
 
-    async fn outbox_tail(&self) -> Result<Option<String>, Error> {
-        self.last_outbox_id().await
+    async fn generation(&self) -> Result<String, Error> {
+        self.marker_value().await?.ok_or_else(state_lost)
     }
 
-    async fn relayed_through(&self, id: &str) -> Result<bool, Error> {
-        self.outbox_empty_through(id).await
+    async fn outbox_tail(&self, generation: &str) -> Result<Option<String>, Error> {
+        self.last_outbox_id(generation).await
+    }
+
+    async fn relayed_through(&self, id: &str, generation: &str) -> Result<bool, Error> {
+        self.outbox_empty_through(id, generation).await
     }
 
     async fn is_whole(&self) -> Result<bool, Error> {

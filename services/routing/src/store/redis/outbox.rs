@@ -71,9 +71,13 @@ impl RedisRoutingState {
         Ok(())
     }
 
-    pub(super) async fn last_outbox_id(&self) -> Result<Option<String>, Error> {
+    pub(super) async fn last_outbox_id(&self, generation: &str) -> Result<Option<String>, Error> {
         let mut connection = self.connection.clone();
-        let newest: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+        let (marker, newest): (Option<String>, Vec<StreamEntry>) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(self.marker_key())
+            .cmd("XREVRANGE")
             .arg(self.outbox_key())
             .arg("+")
             .arg("-")
@@ -82,14 +86,19 @@ impl RedisRoutingState {
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
+        same_generation(marker, generation)?;
         Ok(newest.into_iter().next().map(|(id, _)| id))
     }
 
     /// No entry at or before `id` is left: the relay removes entries in
     /// order, so everything up to `id` was relayed.
-    pub(super) async fn outbox_empty_through(&self, id: &str) -> Result<bool, Error> {
+    pub(super) async fn outbox_empty_through(&self, id: &str, generation: &str) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
-        let oldest: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        let (marker, oldest): (Option<String>, Vec<StreamEntry>) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(self.marker_key())
+            .cmd("XRANGE")
             .arg(self.outbox_key())
             .arg("-")
             .arg(id)
@@ -98,6 +107,20 @@ impl RedisRoutingState {
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
+        same_generation(marker, generation)?;
         Ok(oldest.is_empty())
+    }
+}
+
+/// A stream entry as read: its id and its field-value list.
+type StreamEntry = (String, Vec<Vec<u8>>);
+
+/// The pool's state is still the incarnation a caller saw before its
+/// change: a Redis that lost its data (and maybe was rebuilt since) cannot
+/// say whether that change was relayed.
+fn same_generation(marker: Option<String>, generation: &str) -> Result<(), Error> {
+    match marker {
+        Some(current) if current == generation => Ok(()),
+        _ => Err(super::state_lost()),
     }
 }

@@ -17,6 +17,12 @@ use crate::store::codec;
 use crate::store::journal::JournaledAgent;
 
 impl RedisRoutingState {
+    /// The marker's value, set by each restore: the state's generation.
+    pub(super) async fn marker_value(&self) -> Result<Option<String>, Error> {
+        let mut connection = self.connection.clone();
+        redis::cmd("GET").arg(self.marker_key()).query_async(&mut connection).await.map_err(redis_error)
+    }
+
     pub(super) async fn has_marker(&self) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
         let exists: i64 =
@@ -112,7 +118,8 @@ impl RedisRoutingState {
         let _: () = redis::pipe()
             .cmd("SET")
             .arg(self.marker_key())
-            .arg(now_ms)
+            // A new generation (see `RoutingState::generation`).
+            .arg(switchboard_core::event::new_event_id())
             .ignore()
             .cmd("DEL")
             .arg(self.rebuild_lease_key())

@@ -17,14 +17,17 @@
 //!     --rate 1000 --seconds 10
 //! ```
 
+mod cpu;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use switchboard::wiring::{Backends, ServiceKind, run_services};
 use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
@@ -99,9 +102,17 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
-/// Raw rdkafka: records at `rate` for `seconds`, scheduled send to
-/// delivery report.
-async fn produce_baseline(options: &Options, topic: &str) -> anyhow::Result<(Vec<Duration>, Duration)> {
+/// What raw rdkafka does on this broker at `rate` for `seconds`: each
+/// record timed from its scheduled send to its delivery report (a produce)
+/// and to its arrival at a consumer configured like the platform's (a hop;
+/// the system path has two).
+struct Baseline {
+    produce: Vec<Duration>,
+    hop: Vec<Duration>,
+    elapsed: Duration,
+}
+
+async fn raw_kafka_baseline(options: &Options, topic: &str) -> anyhow::Result<Baseline> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &options.kafka)
         .set("enable.idempotence", "true")
@@ -109,28 +120,64 @@ async fn produce_baseline(options: &Options, topic: &str) -> anyhow::Result<(Vec
         .set("linger.ms", "0")
         .create()
         .context("baseline producer")?;
+    // Like `KafkaBus::subscribe`, without a group join to wait for.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &options.kafka)
+        .set("group.id", format!("{topic}.hop"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .context("baseline consumer")?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..3 {
+        partitions.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&partitions)?;
+    // A first record through, so the consumer is fetching before the clock
+    // starts.
+    let warm_up = FutureRecord::to(topic).key("warm-up").payload(&[0xff_u8; 8]);
+    producer.send(warm_up, Duration::from_secs(30)).await.map_err(|(error, _)| anyhow::anyhow!("{error}"))?;
+    tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.context("warm-up record")??;
     let total = options.rate * options.seconds;
     let interval = Duration::from_secs(1) / u32::try_from(options.rate).context("rate")?;
     let start = Instant::now() + Duration::from_millis(100);
+    let scheduled_at = move |sequence: u64| start + interval * u32::try_from(sequence).unwrap_or(u32::MAX);
+    let hops = tokio::spawn(async move {
+        let mut hops = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        while (hops.len() as u64) < total {
+            let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await else { break };
+            let arrived = Instant::now();
+            let sequence = message
+                .payload()
+                .and_then(|payload| payload.get(..8))
+                .map(|bytes| u64::from_be_bytes(bytes.try_into().unwrap_or_default()));
+            if let Some(sequence) = sequence {
+                hops.push(arrived.saturating_duration_since(scheduled_at(sequence)));
+            }
+        }
+        hops
+    });
     let mut sends = tokio::task::JoinSet::new();
-    for index in 0..total {
-        let scheduled = start + interval * u32::try_from(index).context("count")?;
+    for sequence in 0..total {
+        let scheduled = scheduled_at(sequence);
         tokio::time::sleep_until(scheduled).await;
         let producer = producer.clone();
         let topic = topic.to_owned();
         sends.spawn(async move {
-            let key = format!("key-{}", index % 1024);
-            let payload = vec![0_u8; 256];
+            let key = format!("key-{}", sequence % 1024);
+            let mut payload = vec![0_u8; 256];
+            payload[..8].copy_from_slice(&sequence.to_be_bytes());
             let record = FutureRecord::to(&topic).key(&key).payload(&payload);
             producer.send(record, Duration::from_secs(30)).await.map_err(|(error, _)| anyhow::anyhow!("{error}"))?;
             Ok::<Duration, anyhow::Error>(scheduled.elapsed())
         });
     }
-    let mut latencies = Vec::with_capacity(usize::try_from(total)?);
+    let mut produce = Vec::with_capacity(usize::try_from(total)?);
     while let Some(sent) = sends.join_next().await {
-        latencies.push(sent??);
+        produce.push(sent??);
     }
-    Ok((latencies, start.elapsed()))
+    let elapsed = start.elapsed();
+    Ok(Baseline { produce, hop: hops.await?, elapsed })
 }
 
 fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) -> anyhow::Result<Config> {
@@ -243,9 +290,26 @@ async fn run_agent(
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+/// Thread name prefix of the load driver's runtime (the `cpu` split).
+const DRIVER_THREADS: &str = "driver";
+
+fn main() -> anyhow::Result<()> {
     let options = Options::parse();
+    // The services get their own runtime, so their CPU time can be told
+    // apart from the driver's (see `cpu`).
+    let services =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("services").enable_all().build()?;
+    let driver = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(DRIVER_THREADS)
+        .enable_all()
+        .build()?;
+    let outcome = driver.block_on(drive(options, services.handle().clone()));
+    services.shutdown_background();
+    outcome
+}
+
+async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Result<()> {
     let run = unique_suffix();
     let total = usize::try_from(options.rate * options.seconds)?;
     println!(
@@ -264,15 +328,18 @@ async fn main() -> anyhow::Result<()> {
     };
     switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
     let baseline_topic = format!("bench-{run}.baseline");
-    let (mut baseline, baseline_elapsed) = produce_baseline(&options, &baseline_topic).await?;
-    println!("raw rdkafka produce (idempotent, acks=all, linger.ms=0), scheduled send -> delivery report:");
-    println!("  achieved {:.0} records/s", baseline.len() as f64 / baseline_elapsed.as_secs_f64());
-    let baseline_values = summary("produce", &mut baseline);
+    let mut baseline = raw_kafka_baseline(&options, &baseline_topic).await?;
+    println!(
+        "raw rdkafka (idempotent, acks=all, linger.ms=0; consumer fetch.wait.max.ms=5 like routing's and presence's), from scheduled send:"
+    );
+    println!("  achieved {:.0} records/s", baseline.produce.len() as f64 / baseline.elapsed.as_secs_f64());
+    summary("produce -> delivery report", &mut baseline.produce);
+    let hop_values = summary("produce -> consumed (a hop)", &mut baseline.hop);
 
     let postgres = fresh_database(&options.postgres).await?;
     let config = config(&options, kafka, postgres, &run)?;
     let shutdown = CancellationToken::new();
-    let system = tokio::spawn(run_services(
+    let system = services.spawn(run_services(
         config.clone(),
         ServiceKind::ALL.to_vec(),
         Backends::External,
@@ -347,6 +414,7 @@ async fn main() -> anyhow::Result<()> {
 
     let interval = Duration::from_secs(1) / u32::try_from(options.rate)?;
     let start = Instant::now() + Duration::from_millis(100);
+    let cpu_before = cpu::sample(DRIVER_THREADS);
     let mut scheduled = Vec::with_capacity(total);
     let mut sends = tokio::task::JoinSet::new();
     for sequence in 0..total {
@@ -373,6 +441,8 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let cpu_after = cpu::sample(DRIVER_THREADS);
+    let measured_seconds = start.elapsed().as_secs_f64();
     stop.cancel();
     let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     let mut offer_latencies = Vec::with_capacity(total);
@@ -401,10 +471,11 @@ async fn main() -> anyhow::Result<()> {
     let system_values = summary("ingest-to-offer", &mut offer_latencies);
     let ratios: Vec<String> = QUANTILES
         .iter()
-        .zip(system_values.iter().zip(&baseline_values))
+        .zip(system_values.iter().zip(&hop_values))
         .map(|((name, _), (system, base))| format!("{name} {:.1}x", ms(*system) / ms(*base).max(0.001)))
         .collect();
-    println!("  ingest-to-offer / raw produce:  {}", ratios.join("  "));
+    println!("  ingest-to-offer / raw hop:      {}", ratios.join("  "));
+    cpu::report(&cpu_before, &cpu_after, offer_latencies.len(), measured_seconds);
 
     shutdown.cancel();
     while let Some(agent) = agents.join_next().await {
