@@ -45,6 +45,7 @@ pub fn envelope_with_id(
         occurred_at: Some(timestamp_from_millis(occurred_at_millis)),
         subject: subject.to_owned(),
         payload: Some(payload),
+        traceparent: String::new(),
     }
 }
 

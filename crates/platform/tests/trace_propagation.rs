@@ -11,7 +11,7 @@ use switchboard_core::TenantId;
 use switchboard_core::event::envelope;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::bus::{EventBus, StartFrom};
+use switchboard_platform::bus::{EventBus, StartFrom, publish_traced, stamp_trace};
 use switchboard_platform::config::TelemetryConfig;
 use switchboard_platform::grpc::CallContext;
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -57,6 +57,20 @@ async fn traceparent_crosses_the_bus_and_grpc_calls() {
     let traceparent = request.metadata().get("traceparent").expect("traceparent metadata").to_str().expect("ascii");
     assert_eq!(traceparent.split('-').nth(1), Some(expected.as_str()), "gRPC calls carry the caller's trace");
     assert_eq!(request.metadata().get("authorization").map(|v| v.to_str().ok()), Some(Some("Bearer k")));
+
+    // An event made in one trace and published later by another task (an
+    // outbox relay) is published in the trace that made it.
+    let change = tracing::info_span!("the-change");
+    let expected = change.context().span().span_context().trace_id().to_string();
+    let mut stored = sample();
+    change.in_scope(|| stamp_trace(&mut stored));
+    let bus = MemoryBus::new();
+    let relay = tracing::info_span!("the-relay");
+    publish_traced(&bus, "trace.outbox", &stored).instrument(relay).await.expect("publish");
+    let mut subscription = bus.subscribe("g", &["trace.outbox"], StartFrom::Earliest).await.expect("subscribe");
+    let delivery = subscription.next().await.expect("record");
+    let traceparent = delivery.traceparent.expect("a traceparent");
+    assert_eq!(traceparent.split('-').nth(1), Some(expected.as_str()), "the relay publishes in the change's trace");
 
     let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
     let config = isolated_kafka_config(brokers, "trace");

@@ -1,11 +1,13 @@
 //! The routing events of each transition, built from the contact's routing
-//! record. Pure: the stores append what these return in the same atomic
-//! step as the change, and the relay publishes them.
+//! record and stamped with the trace of the change: the stores append what
+//! these return in the same atomic step as the change, and the relay
+//! publishes them in that trace.
 
 use switchboard_core::AgentId;
 use switchboard_core::event::envelope;
 use switchboard_core::names::{agent_name, contact_name, queue_name};
 use switchboard_core::time::{duration_from_millis, millis_from_duration, optional_timestamp, timestamp_from_millis};
+use switchboard_platform::bus::stamp_trace;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::routing::v1::{
@@ -16,8 +18,13 @@ use switchboard_proto::routing::v1::{
 use crate::domain::{ContactRecord, EndReason, RoutingStatus};
 use crate::{DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS};
 
+/// An event of `record`, in the trace of the change making it (the relay
+/// publishes it later, in that trace).
 fn event(record: &ContactRecord, kind: routing_event::Kind) -> EventEnvelope {
-    envelope(Some(&record.tenant), record.contact.as_str(), Payload::Routing(RoutingEvent { kind: Some(kind) }))
+    let mut event =
+        envelope(Some(&record.tenant), record.contact.as_str(), Payload::Routing(RoutingEvent { kind: Some(kind) }));
+    stamp_trace(&mut event);
+    event
 }
 
 /// The contact entered its queue, with the queue's KPI thresholds.

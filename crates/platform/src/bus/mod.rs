@@ -247,10 +247,22 @@ pub trait Subscription: Send {
     async fn close(self: Box<Self>) -> Result<(), Error>;
 }
 
-/// Publishes with the current span's `traceparent` attached.
+/// Publishes in the trace of the change that made `envelope` (see
+/// [`stamp_trace`]), or else the current span's, attached as the record's
+/// `traceparent`.
 pub async fn publish_traced(bus: &dyn EventBus, topic: &str, envelope: &EventEnvelope) -> Result<(), Error> {
     let span = tracing::info_span!("publish", topic, event_id = %envelope.event_id, tenant = %envelope.tenant);
+    if !envelope.traceparent.is_empty() {
+        crate::telemetry::set_remote_parent(&span, Some(&envelope.traceparent));
+    }
     bus.publish(topic, envelope).instrument(span).await
+}
+
+/// Records the current span's trace in `envelope`, for an event stored in
+/// an outbox and published later by another task: [`publish_traced`]
+/// publishes it in this trace.
+pub fn stamp_trace(envelope: &mut EventEnvelope) {
+    envelope.traceparent = current_traceparent().unwrap_or_default();
 }
 
 /// A record's value decoded: an event, or a malformed record.

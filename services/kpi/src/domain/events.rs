@@ -270,6 +270,7 @@ mod tests {
             occurred_at: Some(timestamp_from_millis(9_000)),
             subject: "ct_0001".to_owned(),
             payload: Some(Payload::Routing(RoutingEvent { kind: Some(kind) })),
+            traceparent: String::new(),
         }
     }
 
@@ -334,6 +335,7 @@ mod tests {
                     }),
                 })),
             })),
+            traceparent: String::new(),
         };
         assert_eq!(read(&created(Direction::Unspecified)).update.inbound, Some(true));
         assert_eq!(read(&created(Direction::Inbound)).update.inbound, Some(true));

@@ -151,6 +151,7 @@ impl ContactStory {
             occurred_at: Some(timestamp_from_millis(occurred_ms)),
             subject: self.contact.as_str().to_owned(),
             payload: Some(payload),
+            traceparent: String::new(),
         }
     }
 
