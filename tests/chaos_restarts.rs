@@ -23,7 +23,7 @@ use support::load::{
     SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, grpc, run_agent,
     verify_exactly_once,
 };
-use support::{Endpoints, Process, authorized, eventually, readiness_name, scratch_dir};
+use support::{Endpoints, Process, authorized, eventually, free_port, readiness_name, scratch_dir};
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::config::KafkaConfig;
@@ -40,15 +40,21 @@ const CREATE_INTERVAL: Duration = Duration::from_millis(200);
 /// The order the services are killed in.
 const VICTIMS: [&str; 5] = ["routing", "ingestion", "crm", "presence", "kpi"];
 
+/// Where each service's HTTP server (metrics, probes) listens, kept across
+/// its restarts.
+type HttpPorts = HashMap<&'static str, String>;
+
 fn spawn_service(
     service: &str,
     generation: usize,
     config: &str,
     endpoints: &Endpoints,
+    http: &HttpPorts,
     dir: &std::path::Path,
 ) -> Process {
     let mut env = endpoints.env();
     env.push(("SWITCHBOARD_INSTANCE_ID".to_owned(), format!("{service}-{generation}")));
+    env.push((format!("SWITCHBOARD_SERVICES__{}__HTTP_LISTEN", service.to_uppercase()), http[service].clone()));
     Process::spawn(&format!("{service}-{generation}"), &[service, "--config", config], &env, dir)
 }
 
@@ -83,8 +89,9 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
 
     let endpoints = Endpoints::pick();
     let mut generations: HashMap<&str, usize> = VICTIMS.iter().map(|service| (*service, 1)).collect();
+    let http: HttpPorts = VICTIMS.iter().map(|service| (*service, format!("127.0.0.1:{}", free_port()))).collect();
     let mut processes: Vec<Process> =
-        VICTIMS.iter().map(|service| spawn_service(service, 1, &config_arg, &endpoints, &dir)).collect();
+        VICTIMS.iter().map(|service| spawn_service(service, 1, &config_arg, &endpoints, &http, &dir)).collect();
     support::wait_until_ready(&endpoints, &mut processes).await;
     create_queues_and_agents(&endpoints).await;
     eprintln!("{:?}: five services ready", began.elapsed());
@@ -116,7 +123,7 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
         victim.child.wait().expect("killed");
         let generation = generations.get_mut(service).unwrap();
         *generation += 1;
-        processes.push(spawn_service(service, *generation, &config_arg, &endpoints, &dir));
+        processes.push(spawn_service(service, *generation, &config_arg, &endpoints, &http, &dir));
         let killed_at = Instant::now();
         support::wait_until_health(service, &endpoints.url(service), &readiness_name(service), &mut processes).await;
         eprintln!(
@@ -226,9 +233,62 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
         .await;
     }
 
+    // What an operator's Prometheus sees of it, from the restarted processes.
+    check_metrics(&http).await;
+
     for process in processes {
         let label = process.label.clone();
         let status = process.terminate();
         assert!(status.success(), "{label} exits cleanly: {status}");
+    }
+}
+
+/// Each service's `/metrics` after the run: RED per RPC, consumers'
+/// records and lag, the routing gauges (refreshed every 5 s), agents by
+/// state, the shared clock and backend probe latency.
+async fn check_metrics(http: &HttpPorts) {
+    let scrape = |service: &'static str| {
+        let address = http[service].clone();
+        async move { support::http_get(&address, "/metrics").await }
+    };
+    let routing = eventually("routing's gauges to show the drained state", SETTLE, || async {
+        let text = scrape("routing").await?;
+        let depth = support::metric_value(&text, "switchboard_outbox_depth", &[("service", "routing")])?;
+        let waiting = support::metric_value(&text, "switchboard_waiting_contacts", &[("tenant", "acme")])?;
+        (depth == 0.0 && waiting == 0.0).then_some(text)
+    })
+    .await;
+    let method = ("method", "/switchboard.routing.v1.RoutingService/GetAssignment");
+    let answered = support::metric_value(&routing, "switchboard_grpc_requests_total", &[method, ("code", "OK")]);
+    assert!(answered.is_some_and(|count| count > 0.0), "RED per RPC: {answered:?}");
+    let handled = support::metric_value(
+        &routing,
+        "switchboard_consumer_records_total",
+        &[("consumer", "routing"), ("outcome", "handled")],
+    );
+    assert!(handled.is_some_and(|count| count > 0.0), "the consumer's records: {handled:?}");
+    assert!(support::metric_value(&routing, "switchboard_clock_offset_milliseconds", &[]).is_some());
+    assert!(
+        support::metric_value(
+            &routing,
+            "switchboard_dependency_probe_duration_seconds_count",
+            &[("dependency", "redis")]
+        )
+        .is_some_and(|probes| probes > 0.0),
+        "redis latency is measured"
+    );
+    let presence = eventually("presence's agents-by-state gauge", SETTLE, || async {
+        let text = scrape("presence").await?;
+        support::metric_value(&text, "switchboard_agents", &[("state", "AGENT_STATE_AVAILABLE")]).map(|_| text)
+    })
+    .await;
+    assert!(
+        support::metric_value(&presence, "switchboard_consumer_lag", &[("topic", "switchboard.routing.v1")]).is_some(),
+        "consumer lag per partition"
+    );
+    for service in ["crm", "kpi"] {
+        let text = scrape(service).await.unwrap_or_else(|| panic!("{service} serves /metrics"));
+        let handled = support::metric_value(&text, "switchboard_consumer_records_total", &[("outcome", "handled")]);
+        assert!(handled.is_some_and(|count| count > 0.0), "{service} consumed: {handled:?}");
     }
 }

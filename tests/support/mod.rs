@@ -283,3 +283,28 @@ pub fn start_redis(port: u16, dir: &Path) -> Child {
         .spawn()
         .expect("redis-server is installed (scripts/test-env.sh installs it)")
 }
+
+/// `GET path` on a service's HTTP server (metrics, probes): the body, or
+/// `None` when the server cannot be reached or answers other than 200.
+pub async fn http_get(address: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// The value of the sample of metric `name` whose labels include every one
+/// of `labels`, from a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+        let matches =
+            metric == name && labels.iter().all(|(key, wanted)| label_text.contains(&format!("{key}=\"{wanted}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}

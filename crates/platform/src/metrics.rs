@@ -38,8 +38,8 @@ pub struct Metrics {
     /// Handler attempts that failed transiently and will be retried:
     /// `consumer`.
     pub consumer_retries: Family<Labels, Counter>,
-    /// Records behind the end of each partition: `consumer`, `topic`,
-    /// `partition`.
+    /// Records behind the end of each partition: `consumer` (the consumer
+    /// group, without the deployment's prefix), `topic`, `partition`.
     pub consumer_lag: Family<Labels, Gauge>,
     /// Partitions each consumer holds: `consumer`.
     pub consumer_partitions: Family<Labels, Gauge>,

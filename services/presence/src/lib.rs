@@ -6,10 +6,12 @@
 //! `switchboard.routing.v1` and `switchboard.presence.v1` once per replica
 //! (pushing offers to the sessions it holds) and `switchboard.routing.v1`
 //! once per deployment (state side effects); on timers: wrap-up ends, lease
-//! renewals and the janitor that takes lost sessions offline.
+//! renewals, the janitor that takes lost sessions offline, and the
+//! agents-by-state gauge.
 
 pub mod domain;
 pub mod effects;
+pub mod gauges;
 pub mod grpc;
 pub mod sessions;
 pub mod store;
@@ -111,6 +113,11 @@ impl Service for Presence {
         kit.every(Every::new("presence-lease-keeper", presence.lease_renewal_interval()), move || {
             let presence = Arc::clone(&leases);
             async move { presence.renew_leases().await }
+        });
+        let gauges = Arc::clone(&presence);
+        kit.every(Every::new("presence-gauges", gauges::GAUGES_INTERVAL), move || {
+            let presence = Arc::clone(&gauges);
+            async move { presence.report_gauges().await }
         });
         let (ready, shutdown) = (kit.readiness(), kit.shutdown());
         kit.task("presence-janitor", presence.run_janitor(ready, shutdown));

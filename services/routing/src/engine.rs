@@ -57,6 +57,7 @@ pub struct Engine {
     /// The clock every replica agrees on: offer expiry, wait deadlines and
     /// agents' wrap-up holds are written by one replica and judged by another.
     pub(crate) clock: Clock,
+    pub(crate) reported_tenants: crate::gauges::ReportedTenants,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -87,6 +88,7 @@ impl Engine {
             relay_requested: Arc::new(Notify::new()),
             whole: AtomicBool::new(false),
             clock: Clock::system(),
+            reported_tenants: crate::gauges::ReportedTenants::default(),
         })
     }
 

@@ -6,12 +6,14 @@
 //! `switchboard.contacts.v1` and `switchboard.presence.v1` (group
 //! `routing`); on timers: matching (also whenever a change asks for it),
 //! the outbox relay, the offer-timeout sweep, the max-wait sweep, the guard
-//! that rebuilds the hot state when Redis loses it, and journal pruning.
+//! that rebuilds the hot state when Redis loses it, journal pruning, and
+//! the gauges (outbox depth, contacts waiting by tenant).
 
 pub mod domain;
 pub mod engine;
 pub mod events;
 mod flows;
+pub mod gauges;
 pub mod grpc;
 pub mod queue_config;
 pub mod recovery;
@@ -27,6 +29,7 @@ use switchboard_platform::service::{ConsumerSpec, Every, Kit, Service};
 use switchboard_proto::routing::v1::routing_service_server::RoutingServiceServer;
 
 use crate::engine::{Engine, MATCH_TICK};
+use crate::gauges::GAUGES_INTERVAL;
 use crate::recovery::StateWhole;
 use crate::relay::RELAY_TICK;
 use crate::store::journal::{MemoryJournal, PostgresJournal, RoutingJournal};
@@ -118,6 +121,12 @@ impl Service for Routing {
         kit.every(Every::new("routing-state-guard", STATE_GUARD_INTERVAL), move || {
             let (engine, replica) = (Arc::clone(&guard), replica.clone());
             async move { engine.keep_state_whole(&replica).await }
+        });
+        engine.reported_tenants.include(kit.config().auth.tenants.iter().map(String::as_str));
+        let gauges = Arc::clone(&engine);
+        kit.every(Every::new("routing-gauges", GAUGES_INTERVAL), move || {
+            let engine = Arc::clone(&gauges);
+            async move { engine.report_gauges().await }
         });
         let journal = Arc::clone(&engine.journal);
         kit.every(Every::new("routing-journal-prune", JOURNAL_PRUNE_INTERVAL), move || {

@@ -9,8 +9,8 @@ use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
-    answer_pace_contract, differential, outbox_contract, queue_rules_contract, queue_store_contract, restore_contract,
-    routing_state_contract, stale_reservation_contract,
+    answer_pace_contract, differential, gauges_contract, outbox_contract, queue_rules_contract, queue_store_contract,
+    restore_contract, routing_state_contract, stale_reservation_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -106,8 +106,9 @@ async fn postgres_queue_store_passes_the_contract() {
 async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
     let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
     let connection = connect(&url).await.expect("redis");
-    let state = fresh_state(connection).await;
+    let state = fresh_state(connection.clone()).await;
     outbox_contract(&state, "relay-a").await.expect("redis outbox contract");
+    gauges_contract(&fresh_state(connection.clone()).await, "relay-g").await.expect("redis gauges contract");
 
     let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
     let queue = switchboard_core::QueueId::parse("lease", "q").expect("queue");

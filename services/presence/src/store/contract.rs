@@ -83,7 +83,25 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(!store.renew_lease(&erin, "s8", 1_000).await?, "while another session cannot")?;
     wrap_up_contract(store).await?;
     missed_offers_contract(store).await?;
-    active_contacts_contract(store).await
+    active_contacts_contract(store).await?;
+    online_states_contract(store).await
+}
+
+/// Counting agents by state (the gauge), as a difference: other cases left
+/// agents online.
+async fn online_states_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let before = store.online_states().await?;
+    let count = |counts: &std::collections::BTreeMap<AgentState, i64>, state| counts.get(&state).copied().unwrap_or(0);
+    let (ivan, judy, ken) = (AgentId::parse("ivan", "a")?, AgentId::parse("judy", "a")?, AgentId::parse("ken", "a")?);
+    store.set_state(&ivan, &LiveState::new(AgentState::Away, "lunch", 10)).await?;
+    store.set_state(&judy, &LiveState::new(AgentState::Away, "", 10)).await?;
+    store.set_state(&ken, &LiveState::new(AgentState::Available, "", 10)).await?;
+    store.set_state(&ken, &LiveState::new(AgentState::Offline, "", 20)).await?;
+    let after = store.online_states().await?;
+    check(count(&after, AgentState::Away) == count(&before, AgentState::Away) + 2, "two more away")?;
+    check(count(&after, AgentState::Available) == count(&before, AgentState::Available), "one came and went")?;
+    check(!after.contains_key(&AgentState::Offline), "offline agents are not counted")?;
+    Ok(())
 }
 
 async fn active_contacts_contract(store: &dyn LiveStateStore) -> Result<(), Error> {

@@ -226,4 +226,12 @@ impl LiveStateStore for MemoryLiveStateStore {
             .map(|(agent, _)| agent.clone())
             .collect())
     }
+
+    async fn online_states(&self) -> Result<std::collections::BTreeMap<AgentState, i64>, Error> {
+        let mut counts = std::collections::BTreeMap::new();
+        for state in lock(&self.live).states.values().filter(|state| state.state != AgentState::Offline) {
+            *counts.entry(state.state).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
 }

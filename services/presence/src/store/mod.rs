@@ -90,6 +90,8 @@ pub trait LiveStateStore: Send + Sync {
     /// Agents whose state is not OFFLINE (to re-arm session timers after a
     /// restart).
     async fn online_agents(&self) -> Result<Vec<AgentId>, Error>;
+    /// How many agents are in each state other than OFFLINE.
+    async fn online_states(&self) -> Result<std::collections::BTreeMap<AgentState, i64>, Error>;
     /// Records `session_id` as the agent's current session, leased until
     /// `lease_until_ms`.
     async fn claim_session(&self, agent: &AgentId, session_id: &str, lease_until_ms: i64) -> Result<(), Error>;

@@ -412,4 +412,24 @@ impl LiveStateStore for RedisLiveStateStore {
         members.sort();
         Ok(members.iter().filter_map(|member| AgentId::parse(member, "agent").ok()).collect())
     }
+
+    async fn online_states(&self) -> Result<std::collections::BTreeMap<AgentState, i64>, Error> {
+        let agents = self.online_agents().await?;
+        let mut counts = std::collections::BTreeMap::new();
+        if agents.is_empty() {
+            return Ok(counts);
+        }
+        let mut pipeline = redis::pipe();
+        for agent in &agents {
+            pipeline.cmd("HGET").arg(self.agent_key(agent)).arg("state");
+        }
+        let mut connection = self.connection.clone();
+        let states: Vec<Option<String>> = pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+        for state in states.iter().flatten().filter_map(|name| parse_state(name)) {
+            if state != AgentState::Offline {
+                *counts.entry(state).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
 }

@@ -468,6 +468,36 @@ pub async fn answer_pace_contract(state: &dyn RoutingState) -> Result<(), Error>
 }
 
 /// Queue definitions: create once, get, list in pages, update, delete.
+/// Gauges: the outbox's depth and the contacts waiting, by tenant (a
+/// fresh state's).
+pub async fn gauges_contract(state: &dyn RoutingState, relay: &str) -> Result<(), Error> {
+    let drain = |pending: Vec<super::PendingEntry>| pending.into_iter().map(|entry| entry.id).collect::<Vec<_>>();
+    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
+    check(state.gauges().await? == super::StateGauges::default(), "an empty state shows nothing")?;
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let globex = id(TenantId::parse("globex", "t"))?;
+    let (sales, help) = (id(QueueId::parse("sales", "q"))?, id(QueueId::parse("help", "q"))?);
+    let mut answered = sample_record(&acme, &sales, CHAT, 0, 3);
+    for record in [sample_record(&acme, &sales, CHAT, 0, 1), sample_record(&acme, &sales, 2, 0, 2), answered.clone()] {
+        state.enqueue(&record, &[crate::events::queued(&record, &Queue::default())]).await?;
+    }
+    let waiting = sample_record(&globex, &help, CHAT, 0, 4);
+    state.enqueue(&waiting, &[]).await?;
+    let zoe = id(AgentId::parse("zoe", "a"))?;
+    state.upsert_agent(&sample_profile(&zoe, &[&acme], 1, 0), true, 10).await?;
+    answered.revision = 0;
+    check(state.reserve(&answered, &zoe, 60_000, &[]).await?, "reserve")?;
+    let gauges = state.gauges().await?;
+    check(gauges.waiting_by_tenant.get(&acme) == Some(&2), "acme's two waiting, on two lines; the offered one not")?;
+    check(gauges.waiting_by_tenant.get(&globex) == Some(&1), "globex's one")?;
+    // Three enqueues with an event each, one without, a reservation without:
+    // every change appends its events and its snapshot.
+    check(gauges.outbox_depth == 3 * 2 + 1 + 1, "the outbox holds what the changes appended")?;
+    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
+    check(state.gauges().await?.outbox_depth == 0, "a drained outbox")?;
+    Ok(())
+}
+
 pub async fn queue_store_contract(store: &dyn QueueStore) -> Result<(), Error> {
     let acme = id(TenantId::parse("acme", "t"))?;
     let globex = id(TenantId::parse("globex", "t"))?;
@@ -517,6 +547,11 @@ mod tests {
     #[tokio::test]
     async fn memory_outbox_passes_the_contract() {
         outbox_contract(&MemoryRoutingState::default(), "relay").await.expect("outbox");
+    }
+
+    #[tokio::test]
+    async fn memory_gauges_pass_the_contract() {
+        gauges_contract(&MemoryRoutingState::default(), "relay").await.expect("gauges");
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use switchboard_proto::routing::v1::Queue;
 
 use super::{
     Change, EventsFor, LineStatus, OfferRef, OutboxItem, PendingEntry, QueueStore, Reservation, RoutingState, Snapshot,
-    contact_not_found,
+    StateGauges, contact_not_found,
 };
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 use crate::store::journal::JournaledAgent;
@@ -254,6 +254,15 @@ impl RoutingState for MemoryRoutingState {
         }
         let agents = state.agents.values().filter(|agent| agent.available).cloned().collect();
         Ok(Snapshot { waiting, agents })
+    }
+
+    async fn gauges(&self) -> Result<StateGauges, Error> {
+        let state = lock(&self.state);
+        let mut gauges = StateGauges { outbox_depth: state.outbox.len() as i64, ..StateGauges::default() };
+        for record in state.contacts.values().filter(|record| record.status == RoutingStatus::Queued) {
+            *gauges.waiting_by_tenant.entry(record.tenant.clone()).or_insert(0) += 1;
+        }
+        Ok(gauges)
     }
 
     async fn reserve(

@@ -36,6 +36,16 @@ pub trait QueueStore: Send + Sync {
     async fn delete_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<bool, Error>;
 }
 
+/// What routing's gauges show (`switchboard_outbox_depth`,
+/// `switchboard_waiting_contacts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateGauges {
+    /// Outbox entries (events and snapshots) not yet relayed.
+    pub outbox_depth: i64,
+    /// Contacts waiting in queues, by tenant; tenants with none left out.
+    pub waiting_by_tenant: std::collections::BTreeMap<TenantId, i64>,
+}
+
 /// A consistent-enough view for planning offers; reservations re-check.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -121,6 +131,8 @@ pub trait RoutingState: Send + Sync {
     /// Up to `per_queue` head contacts of every non-empty waiting line (one
     /// per queue and channel) and every available agent.
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error>;
+    /// The outbox's depth and how many contacts wait, by tenant.
+    async fn gauges(&self) -> Result<StateGauges, Error>;
     /// Offers `contact` to `agent` if the contact is still queued and the
     /// agent can still take it. False (nothing changed) otherwise.
     async fn reserve(

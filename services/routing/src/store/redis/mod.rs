@@ -42,7 +42,8 @@ use self::scripts::{
     TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
 };
 use super::{
-    Change, EventsFor, LineStatus, OfferRef, PendingEntry, Reservation, RoutingState, Snapshot, contact_not_found,
+    Change, EventsFor, LineStatus, OfferRef, PendingEntry, Reservation, RoutingState, Snapshot, StateGauges,
+    contact_not_found,
 };
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 use crate::store::codec::{self, corrupt};
@@ -362,6 +363,10 @@ impl RoutingState for RedisRoutingState {
 
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
         self.read_snapshot(per_queue).await
+    }
+
+    async fn gauges(&self) -> Result<StateGauges, Error> {
+        self.read_gauges().await
     }
 
     async fn reserve(

@@ -7,19 +7,17 @@ use switchboard_platform::redis::redis_error;
 
 use super::RedisRoutingState;
 use crate::domain::RoutingStatus;
-use crate::store::Snapshot;
 use crate::store::codec;
+use crate::store::{Snapshot, StateGauges};
 
 impl RedisRoutingState {
     /// Up to `per_queue` head contacts of every waiting line and every
     /// available agent, in a few pipelined round trips.
-    pub(super) async fn read_snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
+    /// Every waiting line (queue and channel) that may hold contacts.
+    async fn waiting_lines(&self) -> Result<Vec<(TenantId, QueueId, i32)>, Error> {
         let mut connection = self.connection.clone();
         let queues: Vec<String> =
             redis::cmd("SMEMBERS").arg(self.queues_key()).query_async(&mut connection).await.map_err(redis_error)?;
-        let stop = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
-        // Two round trips for every line: all heads in one pipeline, all
-        // their records in another.
         let mut lines = Vec::new();
         for queue_member in queues {
             let mut parts = queue_member.splitn(3, ':');
@@ -33,6 +31,35 @@ impl RedisRoutingState {
             };
             lines.push((tenant, queue, channel));
         }
+        Ok(lines)
+    }
+
+    /// The outbox's length and every line's, summed by tenant, in one
+    /// pipelined round trip after the lines are read.
+    pub(super) async fn read_gauges(&self) -> Result<StateGauges, Error> {
+        let lines = self.waiting_lines().await?;
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("XLEN").arg(self.outbox_key());
+        for (tenant, queue, channel) in &lines {
+            pipeline.cmd("ZCARD").arg(self.waiting_key(tenant, queue, *channel));
+        }
+        let mut connection = self.connection.clone();
+        let lengths: Vec<i64> = pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+        let mut gauges = StateGauges { outbox_depth: lengths.first().copied().unwrap_or(0), ..StateGauges::default() };
+        for ((tenant, _, _), waiting) in lines.iter().zip(lengths.iter().skip(1)) {
+            if *waiting > 0 {
+                *gauges.waiting_by_tenant.entry(tenant.clone()).or_insert(0) += waiting;
+            }
+        }
+        Ok(gauges)
+    }
+
+    pub(super) async fn read_snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
+        let mut connection = self.connection.clone();
+        let stop = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
+        // Two round trips for every line: all heads in one pipeline, all
+        // their records in another.
+        let lines = self.waiting_lines().await?;
         let mut waiting = Vec::new();
         if !lines.is_empty() {
             let mut heads_pipeline = redis::pipe();
