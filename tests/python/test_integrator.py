@@ -217,6 +217,40 @@ def test_reflection_lists_the_ingestion_service(server):
     assert "switchboard.ingestion.v1.IngestionService" in names, names
 
 
+def _file_containing(channel: grpc.Channel, symbol: str):
+    """The FileDescriptorProto that declares `symbol`, over v1alpha reflection."""
+    from google.protobuf import descriptor_pb2
+
+    call = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    responses = list(call(iter([request]), timeout=RPC_TIMEOUT_S))
+    files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
+             for raw in responses[0].file_descriptor_response.file_descriptor_proto]
+    return next(f for f in files if any(s.name == symbol.rsplit(".", 1)[-1] for s in f.service))
+
+
+def test_reflection_serves_the_kpi_definitions_as_comments(server):
+    """`grpcurl describe` shows the proto comments: the KPI definitions live in the API itself."""
+    kpi = _file_containing(server.channel("kpi"), "switchboard.kpi.v1.KpiService")
+    summary_index, summary = next((i, m) for i, m in enumerate(kpi.message_type) if m.name == "KpiSummary")
+    comments = {}
+    for location in kpi.source_code_info.location:
+        # [4, message index, 2, field index]: a field of a top-level message.
+        if list(location.path[:2]) == [4, summary_index] and len(location.path) == 4 and location.path[2] == 2:
+            comments[summary.field[location.path[3]].name] = " ".join(location.leading_comments.split())
+    assert "Call Abandon Rate" in comments.get("car", ""), comments.get("car")
+    assert "short-abandon threshold" in comments.get("short_abandoned", ""), comments.get("short_abandoned")
+    assert "wait" in comments.get("asa", ""), comments.get("asa")
+    service_comment = " ".join(next(
+        location.leading_comments for location in kpi.source_code_info.location if list(location.path) == [6, 0]
+    ).split())
+    assert "wait** runs from the instant it entered the queue" in service_comment, service_comment
+
+
 @pytest.fixture(scope="module")
 def acme_contact(server, protos):
     """Queue tenants/acme/queues/support and one chat contact in it, as dev-acme-admin."""

@@ -1,10 +1,18 @@
 //! `page_size`/`page_token` handling shared by every List RPC. A page token
-//! is the opaque, URL-safe encoding of the last key returned.
+//! is opaque to clients and bound to the list that issued it: it encodes a
+//! version, a tag of the list (the RPC and everything that selects its
+//! items: parent, filters) and the last key returned. A token presented to
+//! another list (another tenant's, another RPC's, the same RPC with other
+//! filters), or altered, is refused with INVALID_ARGUMENT on `page_token`.
 
+use sha2::{Digest, Sha256};
 use switchboard_core::Error;
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
+
+const TOKEN_VERSION: u8 = 1;
+const LIST_TAG_BYTES: usize = 8;
 
 /// A validated page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,25 +20,45 @@ pub struct PageRequest {
     pub size: usize,
     /// Return only keys strictly after this one.
     pub after: Option<String>,
+    /// The list's tag, put in the next page's token.
+    list_tag: [u8; LIST_TAG_BYTES],
 }
 
-pub fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest, Error> {
+impl PageRequest {
+    /// A request for `size` items after `key`, as a store sees it (for the
+    /// stores' own tests; an API builds it with [`page_request`]).
+    pub fn resume_after(size: usize, key: Option<&str>) -> PageRequest {
+        PageRequest { size, after: key.map(str::to_owned), list_tag: [0; LIST_TAG_BYTES] }
+    }
+}
+
+fn list_tag(list: &str) -> [u8; LIST_TAG_BYTES] {
+    let digest = Sha256::digest(list.as_bytes());
+    let mut tag = [0; LIST_TAG_BYTES];
+    tag.copy_from_slice(&digest[..LIST_TAG_BYTES]);
+    tag
+}
+
+/// Validates a List RPC's paging arguments for the list named by `list`
+/// (e.g. `routing.ListQueues tenants/acme`).
+pub fn page_request(list: &str, page_size: i32, page_token: &str) -> Result<PageRequest, Error> {
     let size = match page_size {
         size if size < 0 => return Err(Error::invalid_field("page_size", "must not be negative")),
         0 => DEFAULT_PAGE_SIZE,
         size => (size as usize).min(MAX_PAGE_SIZE),
     };
-    let after = if page_token.is_empty() {
-        None
-    } else {
-        let bytes = hex::decode(page_token)
-            .map_err(|_| Error::invalid_field("page_token", "is not a token this API issued"))?;
-        Some(
-            String::from_utf8(bytes)
-                .map_err(|_| Error::invalid_field("page_token", "is not a token this API issued"))?,
-        )
-    };
-    Ok(PageRequest { size, after })
+    let list_tag = list_tag(list);
+    if page_token.is_empty() {
+        return Ok(PageRequest { size, after: None, list_tag });
+    }
+    let foreign = || Error::invalid_field("page_token", "is not a token this list issued");
+    let bytes = hex::decode(page_token).map_err(|_| foreign())?;
+    let (header, key) = bytes.split_at_checked(1 + LIST_TAG_BYTES).ok_or_else(foreign)?;
+    if header[0] != TOKEN_VERSION || header[1..] != list_tag {
+        return Err(foreign());
+    }
+    let after = String::from_utf8(key.to_vec()).map_err(|_| foreign())?;
+    Ok(PageRequest { size, after: Some(after), list_tag })
 }
 
 /// Takes one page from `items` (sorted by key, at most `size + 1` long) and
@@ -40,7 +68,15 @@ pub fn page<T>(mut items: Vec<T>, request: &PageRequest, key: impl Fn(&T) -> Str
         return (items, String::new());
     }
     items.truncate(request.size);
-    let token = items.last().map(|last| hex::encode(key(last))).unwrap_or_default();
+    let token = items
+        .last()
+        .map(|last| {
+            let mut bytes = vec![TOKEN_VERSION];
+            bytes.extend_from_slice(&request.list_tag);
+            bytes.extend_from_slice(key(last).as_bytes());
+            hex::encode(bytes)
+        })
+        .unwrap_or_default();
     (items, token)
 }
 
@@ -48,21 +84,38 @@ pub fn page<T>(mut items: Vec<T>, request: &PageRequest, key: impl Fn(&T) -> Str
 mod tests {
     use super::*;
 
+    const LIST: &str = "routing.ListQueues tenants/acme";
+
     #[test]
     fn pages_chain_until_exhausted() {
-        let request = page_request(2, "").expect("request");
+        let request = page_request(LIST, 2, "").expect("request");
         let (items, token) = page(vec!["a", "b", "c"], &request, |item| (*item).to_owned());
         assert_eq!(items, vec!["a", "b"]);
-        let next = page_request(2, &token).expect("next");
+        let next = page_request(LIST, 2, &token).expect("next");
         assert_eq!(next.after.as_deref(), Some("b"));
         let (items, token) = page(vec!["c"], &next, |item| (*item).to_owned());
         assert_eq!((items, token.as_str()), (vec!["c"], ""));
     }
 
     #[test]
+    fn a_token_is_refused_by_any_other_list() {
+        let request = page_request(LIST, 1, "").expect("request");
+        let (_, token) = page(vec!["a", "b"], &request, |item| (*item).to_owned());
+        for other in ["routing.ListQueues tenants/globex", "presence.ListAgents tenants/acme"] {
+            let refused = page_request(other, 1, &token).expect_err("another list's token");
+            assert_eq!(refused.field_violations[0].field, "page_token");
+        }
+        assert_ne!(token, hex::encode("a"), "not the bare key");
+        let mut altered = hex::decode(&token).expect("hex");
+        altered[3] ^= 1;
+        assert!(page_request(LIST, 1, &hex::encode(altered)).is_err(), "an altered tag is refused");
+        assert!(page_request(LIST, 1, &hex::encode("a")).is_err(), "a bare key (the old format) is refused");
+    }
+
+    #[test]
     fn bad_page_arguments_name_the_field() {
-        assert_eq!(page_request(-1, "").expect_err("neg").field_violations[0].field, "page_size");
-        assert_eq!(page_request(5, "zz").expect_err("tok").field_violations[0].field, "page_token");
-        assert_eq!(page_request(5000, "").expect("big").size, MAX_PAGE_SIZE);
+        assert_eq!(page_request(LIST, -1, "").expect_err("neg").field_violations[0].field, "page_size");
+        assert_eq!(page_request(LIST, 5, "zz").expect_err("tok").field_violations[0].field, "page_token");
+        assert_eq!(page_request(LIST, 5000, "").expect("big").size, MAX_PAGE_SIZE);
     }
 }

@@ -142,7 +142,8 @@ impl CrmApi {
     ) -> Result<api::ListCustomersResponse, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
         self.access.authorize_read(&principal, &tenant)?;
-        let page_request = page_request(request.page_size, &request.page_token)?;
+        let list = format!("crm.ListCustomers {}", request.parent);
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let after = page_request
             .after
             .as_deref()
@@ -160,7 +161,8 @@ impl CrmApi {
     ) -> Result<api::ListTimelineEntriesResponse, Error> {
         let (tenant, customer) = parse_customer(&request.parent, "parent")?;
         self.access.authorize_read(&principal, &tenant)?;
-        let page_request = page_request(request.page_size, &request.page_token)?;
+        let list = format!("crm.ListTimelineEntries {}", request.parent);
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let after = page_request.after.as_deref().map(parse_timeline_page_key).transpose()?;
         // An unknown customer is NOT_FOUND rather than an empty timeline.
         self.store.get_customer(&tenant, &customer).await?;

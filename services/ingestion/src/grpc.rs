@@ -241,7 +241,8 @@ impl IngestionApi {
     async fn list(&self, principal: &Principal, request: ListContactsRequest) -> Result<ListContactsResponse, Error> {
         let tenant = names::parse_tenant(&request.parent, "parent")?;
         self.access.authorize_read(principal, &tenant)?;
-        let page_request = page_request(request.page_size, &request.page_token)?;
+        let list = format!("ingestion.ListContacts {}", request.parent);
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
         // One more than the page, so `page` knows whether another follows.
         let records = self.store.list(&tenant, page_request.after.as_deref(), page_request.size + 1).await?;
         let (records, next_page_token) =

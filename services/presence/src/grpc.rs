@@ -150,8 +150,9 @@ impl PresenceApi {
     }
 
     async fn list(&self, principal: Principal, request: ListAgentsRequest) -> Result<ListAgentsResponse, Error> {
-        let page_request = page_request(request.page_size, &request.page_token)?;
         let tenant = self.tenant_filter(&principal, &request.tenant)?;
+        let list = format!("presence.ListAgents {}", tenant.as_ref().map_or("*", TenantId::as_str));
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let agents = self.presence.agents.list_agents(tenant.as_ref(), &page_request).await?;
         let (agents, next_page_token) =
             page(agents, &page_request, |agent| agent.name.trim_start_matches("agents/").to_owned());

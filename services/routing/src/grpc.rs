@@ -173,7 +173,8 @@ impl RoutingApi {
 
     async fn list(&self, principal: Principal, request: ListQueuesRequest) -> Result<ListQueuesResponse, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
-        let page_request = page_request(request.page_size, &request.page_token)?;
+        let list = format!("routing.ListQueues {}", request.parent);
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
         self.access.authorize_read(&principal, &tenant)?;
         let queues = self.engine.queues.list_queues(&tenant, &page_request).await?;
         let (queues, next_page_token) =

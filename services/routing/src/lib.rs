@@ -81,6 +81,10 @@ impl Service for Routing {
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
         let engine = Arc::new(Engine::new(self.state, self.queues, self.journal, kit.bus())?.with_clock(kit.clock()));
+        // Ready from the first look when the state is already whole (in
+        // memory, or a Redis that kept it); the guard below rebuilds it
+        // otherwise.
+        engine.look_whole().await?;
         kit.check(StateWhole(Arc::clone(&engine)));
         let api = grpc::RoutingApi { engine: Arc::clone(&engine), access: kit.access() };
         kit.serve(RoutingServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));

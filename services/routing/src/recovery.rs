@@ -32,6 +32,13 @@ use crate::store::redis::TERMINAL_RETENTION_MS;
 const REBUILD_LEASE_MS: i64 = 60_000;
 
 impl Engine {
+    /// Whether the state store holds its data now, remembered for readiness.
+    pub async fn look_whole(&self) -> Result<bool, Error> {
+        let whole = self.state.is_whole().await?;
+        self.whole.store(whole, Ordering::Release);
+        Ok(whole)
+    }
+
     /// One look, run on a timer: when the state store lost its data, this
     /// replica rebuilds it if no other replica is already doing so.
     pub async fn keep_state_whole(&self, replica: &str) -> Result<(), Error> {

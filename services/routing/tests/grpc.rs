@@ -181,6 +181,36 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_page_token_works_only_on_the_list_that_issued_it() {
+    let mut routing = Routing::start().await;
+    let create = |tenant: &str, id: &str| CreateQueueRequest {
+        parent: format!("tenants/{tenant}"),
+        queue_id: id.into(),
+        queue: Some(Queue::default()),
+    };
+    for id in ["billing", "sales", "support"] {
+        routing.client.create_queue(authorized("acme-admin", create("acme", id))).await.unwrap();
+        routing.client.create_queue(authorized("globex-admin", create("globex", id))).await.unwrap();
+    }
+    let list = |tenant: &str, page_token: String| ListQueuesRequest {
+        parent: format!("tenants/{tenant}"),
+        page_size: 1,
+        page_token,
+    };
+    let first = routing.client.list_queues(authorized("acme-reader", list("acme", String::new()))).await.unwrap();
+    let token = first.into_inner().next_page_token;
+    assert!(!token.is_empty() && !token.contains("billing"), "an opaque token: {token}");
+    let second = routing.client.list_queues(authorized("acme-reader", list("acme", token.clone()))).await.unwrap();
+    assert_eq!(second.into_inner().queues[0].name, "tenants/acme/queues/sales", "the token resumes its own list");
+    let (code, fields) =
+        code_of(routing.client.list_queues(authorized("globex-admin", list("globex", token.clone()))).await);
+    assert_eq!((code, fields), (Code::InvalidArgument, vec!["page_token".to_owned()]), "not another tenant's list");
+    let forged: String = "billing".bytes().map(|byte| format!("{byte:02x}")).collect();
+    let (code, fields) = code_of(routing.client.list_queues(authorized("acme-reader", list("acme", forged))).await);
+    assert_eq!((code, fields), (Code::InvalidArgument, vec!["page_token".to_owned()]), "nor a made-up one");
+}
+
+#[tokio::test]
 async fn an_accepted_offer_is_answered_and_completed_by_its_agent_only() {
     let mut routing = Routing::start().await;
     routing.create_queue("support", 30).await;

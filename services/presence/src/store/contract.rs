@@ -2,7 +2,7 @@
 //! PostgreSQL and Redis in `tests/backends.rs`).
 
 use switchboard_core::{AgentId, Error, ErrorCode, TenantId};
-use switchboard_platform::pagination::page_request;
+use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
@@ -30,12 +30,12 @@ pub async fn agent_store_contract(store: &dyn AgentStore) -> Result<(), Error> {
     check(duplicate.is_some_and(|error| error.code == ErrorCode::AlreadyExists), "duplicate is ALREADY_EXISTS")?;
     check(store.get_agent(&alice).await?.is_some_and(|found| found.display_name == "alice"), "get returns it")?;
     let acme = TenantId::parse("acme", "t")?;
-    let acme_agents = store.list_agents(Some(&acme), &page_request(10, "")?).await?;
+    let acme_agents = store.list_agents(Some(&acme), &PageRequest::resume_after(10, None)).await?;
     let names: Vec<&str> = acme_agents.iter().map(|agent| agent.name.as_str()).collect();
     check(names == ["agents/alice", "agents/bob"], "listing by tenant shows only agents serving it")?;
-    let first = store.list_agents(None, &page_request(1, "")?).await?;
+    let first = store.list_agents(None, &PageRequest::resume_after(1, None)).await?;
     check(first.len() == 2, "a page of one returns two to detect more")?;
-    let after_alice = page_request(1, &hex("alice"))?;
+    let after_alice = PageRequest::resume_after(1, Some("alice"));
     let second = store.list_agents(None, &after_alice).await?;
     check(second.first().is_some_and(|agent| agent.name == "agents/bob"), "pages continue after the token")?;
     check(store.delete_agent(&alice).await?, "delete")?;
@@ -179,10 +179,6 @@ async fn wrap_up_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
     store.set_state(&erin, &LiveState::new(AgentState::Offline, "", 1_100)).await?;
     check(store.expired_wrap_ups(i64::MAX, 10).await?.is_empty(), "going offline ends wrap-up")?;
     Ok(())
-}
-
-fn hex(key: &str) -> String {
-    key.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
-use switchboard_platform::pagination::page_request;
+use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::routing::v1::Queue;
 
 pub use super::differential::differential;
@@ -510,9 +510,9 @@ pub async fn queue_store_contract(store: &dyn QueueStore) -> Result<(), Error> {
     let duplicate = store.create_queue(&acme, &sales, &Queue::default()).await.err();
     check(duplicate.is_some_and(|error| error.code == ErrorCode::AlreadyExists), "duplicate create is ALREADY_EXISTS")?;
     check(store.get_queue(&globex, &sales).await?.is_none(), "queues are per tenant")?;
-    let first_page = store.list_queues(&acme, &page_request(2, "")?).await?;
+    let first_page = store.list_queues(&acme, &PageRequest::resume_after(2, None)).await?;
     check(first_page.len() == 3, "a page returns size + 1 to detect more")?;
-    let after_billing = page_request(2, &hex_token("billing"))?;
+    let after_billing = PageRequest::resume_after(2, Some("billing"));
     let second = store.list_queues(&acme, &after_billing).await?;
     check(second.first().is_some_and(|queue| queue.name.ends_with("/sales")), "pages continue after the token")?;
     let renamed = Queue { display_name: "Sales".to_owned(), ..Queue::default() };
@@ -522,10 +522,6 @@ pub async fn queue_store_contract(store: &dyn QueueStore) -> Result<(), Error> {
     check(!store.delete_queue(&acme, &sales).await?, "delete twice reports absence")?;
     check(!store.update_queue(&acme, &sales, &renamed).await?, "update of a deleted queue reports absence")?;
     Ok(())
-}
-
-fn hex_token(key: &str) -> String {
-    key.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]
