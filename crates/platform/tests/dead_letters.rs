@@ -15,7 +15,7 @@ use switchboard_platform::bus::dead_letter::{DeadLetterFilter, list_dead_letters
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{Delivery, EventBus, RawRecord, StartFrom};
-use switchboard_platform::service::consume::{Consumer, ConsumerHealth, consume};
+use switchboard_platform::service::consume::{Consumer, ConsumerHealth, consume, consume_batches};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactEvent, contact_event};
 use switchboard_test_support::{backend_url, isolated_kafka_config, unique_suffix};
@@ -43,7 +43,18 @@ async fn until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     }
 }
 
-async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &str) {
+/// How the consumer under test takes its records.
+#[derive(Clone, Copy)]
+enum Consumption {
+    OneByOne,
+    /// `consume_batches`: a batch with the poison fails as a whole, is
+    /// handled again one record at a time, and only the poison is
+    /// dead-lettered.
+    Batched,
+}
+use Consumption::{Batched, OneByOne};
+
+async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &str, pace: Consumption) {
     let garbage = RawRecord {
         topic: TOPIC.to_owned(),
         partition: 0,
@@ -59,32 +70,41 @@ async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &
 
     let handled = Arc::new(Mutex::new(Vec::<String>::new()));
     let flaky_attempts = Arc::new(Mutex::new(0));
-    let handler = {
+    // The same rules for one record or a batch: the poison never passes,
+    // the flaky one fails twice, then passes.
+    let judge = {
         let (handled, flaky_attempts) = (Arc::clone(&handled), Arc::clone(&flaky_attempts));
-        move |delivery: Delivery| {
-            let (handled, flaky_attempts) = (Arc::clone(&handled), Arc::clone(&flaky_attempts));
-            async move {
-                match delivery.envelope.subject.as_str() {
-                    "poison" => return Err(Error::invalid_field("abandoned.contact", "never valid (test)")),
-                    "flaky" => {
-                        let mut attempts = flaky_attempts.lock().unwrap();
-                        *attempts += 1;
-                        if *attempts < 3 {
-                            return Err(Error::unavailable("backend down (test)"));
-                        }
-                    }
-                    _ => {}
-                }
-                handled.lock().unwrap().push(delivery.envelope.subject);
-                Ok(())
+        move |subjects: Vec<String>| {
+            if subjects.iter().any(|subject| subject == "poison") {
+                return Err(Error::invalid_field("abandoned.contact", "never valid (test)"));
             }
+            if subjects.iter().any(|subject| subject == "flaky") {
+                let mut attempts = flaky_attempts.lock().unwrap();
+                *attempts += 1;
+                if *attempts < 3 {
+                    return Err(Error::unavailable("backend down (test)"));
+                }
+            }
+            handled.lock().unwrap().extend(subjects);
+            Ok(())
         }
     };
     let subscription = bus.subscribe(group, &[TOPIC], StartFrom::Earliest).await.expect("subscribe");
     let shutdown = CancellationToken::new();
     let consumer =
         Consumer { name: "test-consumer".to_owned(), bus: Arc::clone(&bus), health: ConsumerHealth::default() };
-    let task = tokio::spawn(consume(consumer, subscription, handler, shutdown.clone()));
+    let task = match pace {
+        OneByOne => {
+            let handler = move |delivery: Delivery| std::future::ready(judge(vec![delivery.envelope.subject]));
+            tokio::spawn(consume(consumer, subscription, handler, shutdown.clone()))
+        }
+        Batched => {
+            let handler = move |deliveries: Vec<Delivery>| {
+                std::future::ready(judge(deliveries.into_iter().map(|delivery| delivery.envelope.subject).collect()))
+            };
+            tokio::spawn(consume_batches(consumer, subscription, handler, shutdown.clone()))
+        }
+    };
 
     until("the good and the flaky records to be handled", async || handled.lock().unwrap().len() == 2).await;
     assert_eq!(
@@ -125,7 +145,20 @@ async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bus_dead_letters_and_moves_on() {
-    poison_is_dead_lettered_and_replayable(Arc::new(MemoryBus::new()), "g").await;
+    poison_is_dead_lettered_and_replayable(Arc::new(MemoryBus::new()), "g", OneByOne).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bus_batches_dead_letter_only_the_poison() {
+    poison_is_dead_lettered_and_replayable(Arc::new(MemoryBus::new()), "g", Batched).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_batches_dead_letter_only_the_poison() {
+    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let config = isolated_kafka_config(brokers, "dead-letters-batched");
+    let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
+    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix()), Batched).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,5 +166,5 @@ async fn kafka_dead_letters_and_moves_on() {
     let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
     let config = isolated_kafka_config(brokers, "dead-letters");
     let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
-    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix())).await;
+    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix()), OneByOne).await;
 }

@@ -28,20 +28,55 @@ use crate::store::CrmStore;
 pub(crate) const CONSUMER_GROUP: &str = "crm";
 
 /// The handler of the timeline consumer (both topics, from the earliest
-/// record).
+/// record): a batch of deliveries merged in one step.
 pub(crate) fn handler(
     store: Arc<dyn CrmStore>,
-) -> impl Fn(Delivery) -> futures::future::BoxFuture<'static, Result<(), Error>> + Send + Sync + 'static {
-    move |delivery: Delivery| {
+) -> impl Fn(Vec<Delivery>) -> futures::future::BoxFuture<'static, Result<(), Error>> + Send + Sync + 'static {
+    move |deliveries: Vec<Delivery>| {
         let store = Arc::clone(&store);
-        Box::pin(async move { handle_delivery(store.as_ref(), &delivery.envelope).await })
+        Box::pin(async move { handle_deliveries(store.as_ref(), &deliveries).await })
     }
 }
 
-async fn handle_delivery(store: &dyn CrmStore, envelope: &EventEnvelope) -> Result<(), Error> {
+async fn handle_deliveries(store: &dyn CrmStore, deliveries: &[Delivery]) -> Result<(), Error> {
+    let mut updates = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        if let Some(update) = timeline_update_resolved(store, &delivery.envelope).await? {
+            updates.push(update);
+        }
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    for entry in store.merge_timeline_entries(&updates).await? {
+        match &entry.customer {
+            Some(customer) => tracing::info!(
+                tenant = %entry.tenant,
+                customer = %customer,
+                contact = %entry.contact,
+                status = entry.status.as_str(),
+                "timeline updated"
+            ),
+            None => tracing::debug!(
+                tenant = %entry.tenant,
+                contact = %entry.contact,
+                status = entry.status.as_str(),
+                "timeline entry kept until an event names its customer"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The envelope's timeline update, its customer resolved from the sender
+/// when the event names none.
+async fn timeline_update_resolved(
+    store: &dyn CrmStore,
+    envelope: &EventEnvelope,
+) -> Result<Option<TimelineUpdate>, Error> {
     let Some(mut update) = timeline_update(envelope)? else {
         tracing::debug!(event_id = %envelope.event_id, "event does not concern timelines");
-        return Ok(());
+        return Ok(None);
     };
     if update.customer.is_none()
         && let Some(identity) = sender_to_resolve(envelope)?
@@ -52,23 +87,7 @@ async fn handle_delivery(store: &dyn CrmStore, envelope: &EventEnvelope) -> Resu
         tracing::info!(tenant = %update.tenant, contact = %update.contact, customer = %resolved.customer.id, "customer resolved from the contact's sender");
         update.customer = Some(resolved.customer.id);
     }
-    let entry = store.merge_timeline_entry(&update).await?;
-    match &entry.customer {
-        Some(customer) => tracing::info!(
-            tenant = %entry.tenant,
-            customer = %customer,
-            contact = %entry.contact,
-            status = entry.status.as_str(),
-            "timeline updated"
-        ),
-        None => tracing::debug!(
-            tenant = %entry.tenant,
-            contact = %entry.contact,
-            status = entry.status.as_str(),
-            "timeline entry kept until an event names its customer"
-        ),
-    }
-    Ok(())
+    Ok(Some(update))
 }
 
 /// The sender of a created contact that names no customer.

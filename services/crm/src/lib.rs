@@ -45,7 +45,7 @@ impl Service for Crm {
         let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access());
         kit.serve(CrmServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
         let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
-        kit.consume(timelines, consumer::handler(self.store)).await?;
+        kit.consume_batches(timelines, consumer::handler(self.store)).await?;
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use switchboard_proto::kpi::v1::kpi_service_server::KpiServiceServer;
 
 use crate::grpc::KpiGrpc;
 use crate::store::postgres::MIGRATIONS;
-use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_event};
+use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
 
 /// The fully-qualified name of the API, for health and reflection.
 pub const GRPC_SERVICE_NAME: &str = "switchboard.kpi.v1.KpiService";
@@ -53,9 +53,12 @@ impl Service for Kpi {
         // that is not already set.
         let store = self.store;
         let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
-        kit.consume(facts, move |delivery: Delivery| {
+        kit.consume_batches(facts, move |deliveries: Vec<Delivery>| {
             let store = Arc::clone(&store);
-            async move { apply_event(store.as_ref(), &delivery.envelope).await }
+            async move {
+                let envelopes: Vec<_> = deliveries.iter().map(|delivery| &delivery.envelope).collect();
+                apply_events(store.as_ref(), &envelopes).await
+            }
         })
         .await?;
         Ok(())

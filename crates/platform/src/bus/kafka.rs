@@ -369,6 +369,17 @@ impl Subscription for KafkaSubscription {
         }
     }
 
+    fn try_receive(&mut self) -> Result<Option<Received>, Error> {
+        // Polled once: ready only when librdkafka already fetched a record
+        // (dropping the pending future takes nothing off its queue).
+        let Some(message) = futures::FutureExt::now_or_never(self.consumer.recv()) else {
+            return Ok(None);
+        };
+        let message = message.map_err(|error| unavailable("receive", error))?;
+        let topic = logical_topic(message.topic(), &self.membership.topic_prefix);
+        Ok(Some(decode_record(raw_record(&message, &topic))))
+    }
+
     async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error> {
         let physical_topic = format!("{}{topic}", self.membership.topic_prefix);
         self.consumer

@@ -166,6 +166,10 @@ impl Subscription for MemorySubscription {
         }
     }
 
+    fn try_receive(&mut self) -> Result<Option<Received>, Error> {
+        Ok(self.poll().map(decode_record))
+    }
+
     async fn ack_position(&mut self, topic: &str, _partition: i32, offset: i64) -> Result<(), Error> {
         let mut log = self.bus.lock();
         let committed = log.committed_by_group_topic.entry((self.group.clone(), topic.to_owned())).or_insert(0);

@@ -218,6 +218,27 @@ pub trait Subscription: Send {
     /// returned.
     async fn receive(&mut self) -> Result<Received, Error>;
 
+    /// A record already received, without waiting; `None` when none is
+    /// (or this bus cannot tell).
+    fn try_receive(&mut self) -> Result<Option<Received>, Error> {
+        Ok(None)
+    }
+
+    /// Up to `max` records in order: waits for the first, then takes those
+    /// already received without waiting, so a consumer that falls behind
+    /// handles its backlog in batches while an idle one sees each record
+    /// at once.
+    async fn receive_batch(&mut self, max: usize) -> Result<Vec<Received>, Error> {
+        let mut batch = vec![self.receive().await?];
+        while batch.len() < max {
+            match self.try_receive()? {
+                Some(received) => batch.push(received),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
     /// The record at this position is done with (handled, or
     /// dead-lettered): its offset may be committed.
     async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error>;

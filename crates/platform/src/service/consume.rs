@@ -1,4 +1,6 @@
-//! Consuming events: [`Kit::consume`].
+//! Consuming events: [`Kit::consume`] (one record at a time, for handlers on
+//! a contact's way to an agent) and [`Kit::consume_batches`] (the records
+//! waiting at once, for projections that write them in one transaction).
 //!
 //! Every record ends one of two ways, and no record can hold a partition
 //! forever:
@@ -148,15 +150,153 @@ impl Kit {
         Handler: Fn(Delivery) -> HandlerFuture + Send + Sync + 'static,
         HandlerFuture: Future<Output = Result<(), Error>> + Send + 'static,
     {
+        let (consumer, subscription, assignment) = self.subscribe_consumer(&spec).await?;
+        let shutdown = self.shutdown();
+        self.task(format!("{}-consumer", spec.name), consume(consumer, subscription, handler, shutdown));
+        Ok(assignment)
+    }
+
+    /// Like [`Kit::consume`], for a handler that takes the records waiting
+    /// at once (up to [`MAX_BATCH`], in order) and makes their side effects
+    /// durable together, e.g. in one transaction: a consumer that falls
+    /// behind catches up in batches. A batch that fails transiently is
+    /// retried whole; one that fails otherwise is handled again one record
+    /// at a time, so only a record that fails on its own is dead-lettered.
+    pub async fn consume_batches<Handler, HandlerFuture>(
+        &mut self,
+        spec: ConsumerSpec,
+        handler: Handler,
+    ) -> anyhow::Result<Assignment>
+    where
+        Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync + 'static,
+        HandlerFuture: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let (consumer, subscription, assignment) = self.subscribe_consumer(&spec).await?;
+        let shutdown = self.shutdown();
+        self.task(format!("{}-consumer", spec.name), consume_batches(consumer, subscription, handler, shutdown));
+        Ok(assignment)
+    }
+
+    async fn subscribe_consumer(
+        &mut self,
+        spec: &ConsumerSpec,
+    ) -> anyhow::Result<(Consumer, Box<dyn Subscription>, Assignment)> {
         let subscription = self.bus.subscribe_paced(&spec.group, &spec.topics, spec.start, spec.pace).await?;
         let assignment = subscription.assignment();
         let health = ConsumerHealth::default();
         self.check(ConsumerCheck { name: spec.name.clone(), assignment: assignment.clone(), health: health.clone() });
         tracing::info!(consumer = %spec.name, group = %spec.group, topics = ?spec.topics, "consumer subscribed");
-        let consumer = Consumer { name: spec.name.clone(), bus: self.bus(), health };
-        let shutdown = self.shutdown();
-        self.task(format!("{}-consumer", spec.name), consume(consumer, subscription, handler, shutdown));
-        Ok(assignment)
+        Ok((Consumer { name: spec.name.clone(), bus: self.bus(), health }, subscription, assignment))
+    }
+}
+
+/// The most records [`Kit::consume_batches`] hands a handler at once.
+pub const MAX_BATCH: usize = 256;
+
+/// The batch consumer loop (see [`Kit::consume_batches`]), until
+/// `shutdown`; then the stored offsets are committed and the group left.
+/// A batch's offsets are stored once all of it is handled or
+/// dead-lettered.
+pub async fn consume_batches<Handler, HandlerFuture>(
+    consumer: Consumer,
+    mut subscription: Box<dyn Subscription>,
+    handler: Handler,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync,
+    HandlerFuture: Future<Output = Result<(), Error>> + Send,
+{
+    let mut backoff = Backoff::default();
+    'batches: loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = subscription.receive_batch(MAX_BATCH) => received,
+        };
+        let received = match received {
+            Ok(received) => received,
+            Err(error) => {
+                consumer.health.set_retrying(Some(error.to_string()));
+                tracing::warn!(consumer = %consumer.name, error = %error, "consume failed, retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        backoff = Backoff::default();
+        let mut positions = Vec::with_capacity(received.len());
+        let mut events = Vec::with_capacity(received.len());
+        for received in received {
+            match received {
+                Received::Event(delivery) => {
+                    positions.push((delivery.topic.clone(), delivery.partition, delivery.offset));
+                    events.push(*delivery);
+                }
+                Received::Malformed(malformed) => {
+                    let MalformedRecord { record, error } = *malformed;
+                    if !dead_letter(&consumer, &record, None, &error, &shutdown).await {
+                        break 'batches;
+                    }
+                    positions.push((record.topic, record.partition, record.offset));
+                }
+            }
+        }
+        if !events.is_empty() && !handle_batch(&consumer, events, &handler, &shutdown).await {
+            // Shutdown came while retrying: the batch is delivered again
+            // after restart.
+            break;
+        }
+        for (topic, partition, offset) in positions {
+            subscription.ack_position(&topic, partition, offset).await?;
+        }
+    }
+    subscription.close().await
+}
+
+/// Runs the handler on `events` until they are handled (as a batch, or one
+/// by one after a permanent failure, dead-lettering those that fail on
+/// their own); false if shutdown came first.
+async fn handle_batch<Handler, HandlerFuture>(
+    consumer: &Consumer,
+    events: Vec<Delivery>,
+    handler: &Handler,
+    shutdown: &CancellationToken,
+) -> bool
+where
+    Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync,
+    HandlerFuture: Future<Output = Result<(), Error>> + Send,
+{
+    let span = tracing::info_span!("consume_batch", consumer = %consumer.name, records = events.len());
+    set_remote_parent(&span, events.first().and_then(|delivery| delivery.traceparent.as_deref()));
+    let mut backoff = Backoff::default();
+    loop {
+        let outcome = AssertUnwindSafe(handler(events.clone())).catch_unwind().instrument(span.clone()).await;
+        let error = match outcome {
+            Ok(Ok(())) => {
+                consumer.health.set_retrying(None);
+                let outcome_labels = labels([("consumer", &consumer.name), ("outcome", "handled")]);
+                metrics().consumer_records.get_or_create(&outcome_labels).inc_by(events.len() as u64);
+                return true;
+            }
+            Ok(Err(error)) if error.is_transient() => error,
+            // A record the handler cannot take (or a panic): find it.
+            Ok(Err(_)) | Err(_) => {
+                let one_at_a_time = |delivery: Delivery| handler(vec![delivery]);
+                for delivery in &events {
+                    if handle(consumer, delivery, &one_at_a_time, shutdown).await.is_none() {
+                        return false;
+                    }
+                }
+                return true;
+            }
+        };
+        consumer.health.set_retrying(Some(error.to_string()));
+        metrics().consumer_retries.get_or_create(&labels([("consumer", &consumer.name)])).inc();
+        tracing::warn!(parent: &span, error = %error, "batch handler failed transiently, retrying");
+        if !backoff.wait(shutdown).await {
+            return false;
+        }
     }
 }
 

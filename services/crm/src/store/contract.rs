@@ -3,6 +3,7 @@
 //! mode behaves like production. Each check uses tenants of its own, so all
 //! checks may share one store.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, ensure};
@@ -24,6 +25,35 @@ pub async fn run_all(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
         .await
         .context("timeline_merge_is_idempotent_and_listed_newest_first")?;
     concurrent_merges_lose_nothing(Arc::clone(&store)).await.context("concurrent_merges_lose_nothing")?;
+    batch_merges_like_one_at_a_time(store.as_ref()).await.context("batch_merges_like_one_at_a_time")?;
+    Ok(())
+}
+
+/// A batch of updates of several contacts (some new, some stored, several
+/// for one contact) merges to the entries one-at-a-time merging gives, and
+/// each update's result is the entry as merged up to it.
+pub async fn batch_merges_like_one_at_a_time(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("batch")?;
+    let customer = store.resolve_customer(&tenant, &email("batch@example.com")?, "").await?.customer.id;
+    let (first, second) = (lifecycle(&tenant, &customer, 1_000), lifecycle(&tenant, &customer, 2_000));
+    store.merge_timeline_entry(&first[0]).await?;
+    let batch: Vec<TimelineUpdate> =
+        first.iter().skip(1).chain(second.iter()).chain(first.iter().take(1)).cloned().collect();
+    let merged = store.merge_timeline_entries(&batch).await?;
+    ensure!(merged.len() == batch.len(), "one entry per update: {}", merged.len());
+    let mut expected: HashMap<ContactId, TimelineEntry> = HashMap::new();
+    expected.insert(first[0].contact.clone(), crate::domain::apply_update(None, &first[0]));
+    for (update, returned) in batch.iter().zip(&merged) {
+        let entry = crate::domain::apply_update(expected.get(&update.contact), update);
+        ensure!(*returned == entry, "the entry as merged up to this update: {returned:?} vs {entry:?}");
+        expected.insert(update.contact.clone(), entry);
+    }
+    let listed = store.list_timeline_entries(&tenant, &customer, None, 10).await?;
+    ensure!(listed.len() == 2, "two contacts: {listed:?}");
+    for entry in listed {
+        ensure!(expected.get(&entry.contact) == Some(&entry), "stored as merged: {entry:?}");
+    }
+    ensure!(store.merge_timeline_entries(&batch).await?.last() == merged.last(), "a replayed batch changes nothing");
     Ok(())
 }
 

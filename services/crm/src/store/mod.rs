@@ -66,6 +66,17 @@ pub trait CrmStore: Send + Sync + 'static {
     /// listed once an update names the customer.
     async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error>;
 
+    /// Merges every update of `updates` in order, as
+    /// [`CrmStore::merge_timeline_entry`] does, all or none; returns each
+    /// update's entry as merged.
+    async fn merge_timeline_entries(&self, updates: &[TimelineUpdate]) -> Result<Vec<TimelineEntry>, Error> {
+        let mut merged = Vec::with_capacity(updates.len());
+        for update in updates {
+            merged.push(self.merge_timeline_entry(update).await?);
+        }
+        Ok(merged)
+    }
+
     /// At most `limit` entries of `customer`'s timeline, newest first (create
     /// time, then contact id, both descending), each listed after `after`.
     /// An unknown customer has an empty timeline.

@@ -4,6 +4,8 @@
 //! Ids use the "C" collation so the database orders them bytewise, as the
 //! in-memory store does.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
 use switchboard_core::names::customer_name;
@@ -178,6 +180,59 @@ fn customers_from_rows(tenant: &TenantId, rows: &[Row]) -> Result<Vec<Customer>,
     Ok(customers)
 }
 
+/// Writes `entry` back: an update of the row read, or an insert; returns
+/// the rows written (0: another writer inserted it first).
+async fn write_entry(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    existed: bool,
+    entry: &TimelineEntry,
+) -> Result<u64, Error> {
+    let channel = i64::from(entry.channel);
+    let values: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+        &entry.tenant.as_str(),
+        &entry.contact.as_str(),
+        &entry.customer.as_ref().map(CustomerId::as_str),
+        &entry.status.as_str(),
+        &channel,
+        &entry.queue,
+        &entry.agent,
+        &entry.subject,
+        &entry.disposition,
+        &entry.resolved,
+        &entry.create_time_millis,
+        &entry.answer_time_millis,
+        &entry.end_time_millis,
+        &entry.transferred_to,
+        &entry.transfer_time_millis,
+        &entry.callback_number,
+    ];
+    let written = if existed {
+        // The customer is set once (the merge keeps the first named).
+        transaction
+            .execute_cached(
+                "UPDATE crm.timeline_entries SET customer_id = $3, status = $4, channel = $5, queue = $6,
+                     agent = $7, subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
+                     answer_time_ms = $12, end_time_ms = $13, transferred_to = $14,
+                     transfer_time_ms = $15, callback_number = $16
+                 WHERE tenant = $1 AND contact_id = $2",
+                &values,
+            )
+            .await
+    } else {
+        transaction
+            .execute_cached(
+                &format!(
+                    "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     ON CONFLICT (tenant, contact_id) DO NOTHING"
+                ),
+                &values,
+            )
+            .await
+    };
+    written.map_err(pg_error)
+}
+
 fn entry_from_row(row: &Row) -> Result<TimelineEntry, Error> {
     let status: &str = row.try_get(3).map_err(corrupt)?;
     let channel: i64 = row.try_get(4).map_err(corrupt)?;
@@ -294,80 +349,56 @@ impl CrmStore for PostgresCrmStore {
     }
 
     async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error> {
+        let mut merged = self.merge_timeline_entries(std::slice::from_ref(update)).await?;
+        merged.pop().ok_or_else(|| Error::internal("a merge returns its entry"))
+    }
+
+    /// One transaction: the batch's entries read and locked in one query,
+    /// the updates applied in order in memory, the changed entries written
+    /// back pipelined.
+    async fn merge_timeline_entries(&self, updates: &[TimelineUpdate]) -> Result<Vec<TimelineEntry>, Error> {
         let mut client = self.client().await?;
-        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&update.tenant.as_str(), &update.contact.as_str()];
+        let tenants: Vec<&str> = updates.iter().map(|update| update.tenant.as_str()).collect();
+        let contacts: Vec<&str> = updates.iter().map(|update| update.contact.as_str()).collect();
         for _ in 0..MAX_RACE_ATTEMPTS {
             let transaction = client.transaction().await.map_err(pg_error)?;
-            let existing = transaction
-                .query_opt_cached(
+            let rows = transaction
+                .query_cached(
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
-                         WHERE tenant = $1 AND contact_id = $2 FOR UPDATE"
+                         WHERE (tenant, contact_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                         FOR UPDATE"
                     ),
-                    &key,
+                    &[&tenants, &contacts],
                 )
                 .await
-                .map_err(pg_error)?
-                .map(|row| entry_from_row(&row))
-                .transpose()?;
-            let merged = apply_update(existing.as_ref(), update);
-            if existing.as_ref() == Some(&merged) {
-                transaction.commit().await.map_err(pg_error)?;
-                return Ok(merged);
+                .map_err(pg_error)?;
+            let mut stored = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let entry = entry_from_row(row)?;
+                stored.insert((entry.tenant.clone(), entry.contact.clone()), entry);
             }
-            let channel = i64::from(merged.channel);
-            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
-                &merged.tenant.as_str(),
-                &merged.contact.as_str(),
-                &merged.customer.as_ref().map(CustomerId::as_str),
-                &merged.status.as_str(),
-                &channel,
-                &merged.queue,
-                &merged.agent,
-                &merged.subject,
-                &merged.disposition,
-                &merged.resolved,
-                &merged.create_time_millis,
-                &merged.answer_time_millis,
-                &merged.end_time_millis,
-                &merged.transferred_to,
-                &merged.transfer_time_millis,
-                &merged.callback_number,
-            ];
-            if existing.is_some() {
-                // The customer is set once (the merge keeps the first named).
-                transaction
-                    .execute_cached(
-                        "UPDATE crm.timeline_entries SET customer_id = $3, status = $4, channel = $5, queue = $6,
-                             agent = $7, subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
-                             answer_time_ms = $12, end_time_ms = $13, transferred_to = $14,
-                             transfer_time_ms = $15, callback_number = $16
-                         WHERE tenant = $1 AND contact_id = $2",
-                        &values,
-                    )
-                    .await
-                    .map_err(pg_error)?;
-            } else {
-                let inserted = transaction
-                    .execute_cached(
-                        &format!(
-                            "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS})
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                             ON CONFLICT (tenant, contact_id) DO NOTHING"
-                        ),
-                        &values,
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                if inserted == 0 {
-                    // Another writer created the row since we looked: merge
-                    // into theirs on the next attempt.
-                    transaction.rollback().await.map_err(pg_error)?;
-                    continue;
-                }
+            let mut current = stored.clone();
+            let mut merged_in_order = Vec::with_capacity(updates.len());
+            for update in updates {
+                let key = (update.tenant.clone(), update.contact.clone());
+                let merged = apply_update(current.get(&key), update);
+                merged_in_order.push(merged.clone());
+                current.insert(key, merged);
+            }
+            let writes = current
+                .iter()
+                .filter(|(key, entry)| stored.get(*key) != Some(*entry))
+                .map(|(key, entry)| write_entry(&transaction, stored.contains_key(key), entry));
+            let written = futures::future::try_join_all(writes).await?;
+            if written.contains(&0) {
+                // Another writer created an entry since we looked: merge into
+                // theirs on the next attempt.
+                transaction.rollback().await.map_err(pg_error)?;
+                continue;
             }
             transaction.commit().await.map_err(pg_error)?;
-            return Ok(merged);
+            return Ok(merged_in_order);
         }
         Err(Error::new(ErrorCode::Aborted, "timeline merge kept racing with concurrent writers, retry"))
     }

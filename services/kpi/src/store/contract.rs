@@ -7,7 +7,7 @@ use switchboard_proto::common::v1::Channel;
 use switchboard_proto::events::v1::EventEnvelope;
 
 pub use super::stories::{ContactStory, StoryOutcome, random_stories, shuffled_with_duplicates};
-use super::{KpiStore, apply_event};
+use super::{KpiStore, apply_event, apply_events};
 use crate::domain::{
     AbandonStage, ContactFacts, FactsFilter, FactsUpdate, INTERVAL_MS, ServiceLevelVariant, intervals, recompute,
     summarize,
@@ -220,7 +220,23 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     keeps_the_entered_queue(store).await?;
     isolates_tenants(store).await?;
     filters_by_queue_channel_and_arrival(store).await?;
-    replays_change_nothing(store).await
+    replays_change_nothing(store).await?;
+    batches_merge_like_single_events(store).await
+}
+
+/// Events applied in batches (several of one contact in a batch, a batch
+/// replayed) give the facts applying them one by one gives.
+pub async fn batches_merge_like_single_events(store: &dyn KpiStore) -> Result<(), Error> {
+    let tenant = tenant("contract-batches")?;
+    let events: Vec<EventEnvelope> =
+        random_stories(&tenant, 20, 11).iter().flat_map(ContactStory::events).map(|(_, envelope)| envelope).collect();
+    let envelopes: Vec<&EventEnvelope> = events.iter().collect();
+    for batch in envelopes.chunks(7) {
+        apply_events(store, batch).await?;
+    }
+    apply_events(store, &envelopes[..5]).await?;
+    let recomputed: Vec<ContactFacts> = recompute(&events).into_values().collect();
+    expect_same_facts(&store.load(&tenant, &FactsFilter::default()).await?, &recomputed, "facts applied in batches")
 }
 
 /// The same random event sequence (shuffled, with duplicates) applied to

@@ -27,6 +27,15 @@ pub trait KpiStore: Send + Sync + 'static {
     /// may apply a redelivered event without deduplicating it.
     async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error>;
 
+    /// Applies every event of `events` (in order) as [`KpiStore::apply`]
+    /// does, all or none.
+    async fn apply_all(&self, events: Vec<FactsEvent>) -> Result<(), Error> {
+        for FactsEvent { tenant, contact, update } in events {
+            self.apply(&tenant, &contact, update).await?;
+        }
+        Ok(())
+    }
+
     /// The facts of `tenant`'s contacts that match `filter` (see
     /// [`FactsFilter::matches`]), sorted by contact id. Never returns
     /// another tenant's facts.
@@ -41,4 +50,18 @@ pub async fn apply_event(store: &dyn KpiStore, envelope: &EventEnvelope) -> Resu
         return Ok(());
     };
     store.apply(&tenant, &contact, update).await
+}
+
+/// [`apply_event`] for a batch of envelopes, applied together. One invalid
+/// envelope fails the batch (INVALID_ARGUMENT): the consumer then applies
+/// them one by one and dead-letters that one.
+pub async fn apply_events(store: &dyn KpiStore, envelopes: &[&EventEnvelope]) -> Result<(), Error> {
+    let mut events = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        events.extend(facts_event(envelope)?);
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    store.apply_all(events).await
 }

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::KpiStore;
-use crate::domain::{AbandonStage, ContactFacts, FactsFilter, FactsUpdate};
+use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate};
 
 /// The service name migrations are recorded under.
 pub const MIGRATION_SERVICE: &str = "kpi";
@@ -103,6 +103,44 @@ const UPSERT_SQL: &str = r#"
         short_abandon_threshold_ms = COALESCE(facts.short_abandon_threshold_ms, EXCLUDED.short_abandon_threshold_ms)
 "#;
 
+/// Merges one update into the facts row (see [`UPSERT_SQL`]).
+async fn upsert(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    tenant: &TenantId,
+    contact: &ContactId,
+    update: &FactsUpdate,
+) -> Result<(), Error> {
+    let channel = update.channel.map(|channel| channel as i32);
+    let abandon_stage = update.abandon_stage.map(AbandonStage::as_str);
+    client
+        .execute(
+            statement,
+            &[
+                &tenant.as_str(),
+                &contact.as_str(),
+                &update.queue.as_ref().map(QueueId::as_str),
+                &channel,
+                &update.customer.as_ref().map(CustomerId::as_str),
+                &update.inbound,
+                &update.created_ms,
+                &update.queued_ms,
+                &update.answered_ms,
+                &update.abandoned_ms,
+                &abandon_stage,
+                &update.completed_ms,
+                &update.resolved,
+                &update.service_level_threshold_ms,
+                &update.short_abandon_threshold_ms,
+                &(update.queue.is_some() && update.queue_entered),
+                &update.routing_ended_ms,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
 const SELECT_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
@@ -128,34 +166,20 @@ impl KpiStore for PostgresKpiStore {
     async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let statement = client.prepare_cached(UPSERT_SQL).await.map_err(pg_error)?;
-        let channel = update.channel.map(|channel| channel as i32);
-        let abandon_stage = update.abandon_stage.map(AbandonStage::as_str);
-        client
-            .execute(
-                &statement,
-                &[
-                    &tenant.as_str(),
-                    &contact.as_str(),
-                    &update.queue.as_ref().map(QueueId::as_str),
-                    &channel,
-                    &update.customer.as_ref().map(CustomerId::as_str),
-                    &update.inbound,
-                    &update.created_ms,
-                    &update.queued_ms,
-                    &update.answered_ms,
-                    &update.abandoned_ms,
-                    &abandon_stage,
-                    &update.completed_ms,
-                    &update.resolved,
-                    &update.service_level_threshold_ms,
-                    &update.short_abandon_threshold_ms,
-                    &(update.queue.is_some() && update.queue_entered),
-                    &update.routing_ended_ms,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        upsert(&client, &statement, tenant, contact, &update).await
+    }
+
+    /// One transaction, its upserts pipelined: a batch costs a few round
+    /// trips and one commit, not one of each per event.
+    async fn apply_all(&self, events: Vec<FactsEvent>) -> Result<(), Error> {
+        let mut client = self.pool.get().await.map_err(pg_error)?;
+        let statement = client.prepare_cached(UPSERT_SQL).await.map_err(pg_error)?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let upserts = events
+            .iter()
+            .map(|event| upsert(transaction.client(), &statement, &event.tenant, &event.contact, &event.update));
+        futures::future::try_join_all(upserts).await?;
+        transaction.commit().await.map_err(pg_error)
     }
 
     async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error> {
