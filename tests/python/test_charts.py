@@ -6,6 +6,8 @@
   the services need (args, probes, security, config).
 - deploy/k8s/*.yaml are validated the same way.
 - docker-compose.yml is checked with `docker-compose config -q`.
+- Every form exposes each service's HTTP server (/metrics, /healthz, /readyz)
+  on 9090 inside the pod or container; the chart can add ServiceMonitors.
 - Every switchboard.toml we ship or render is fed to `switchboard routing --print-config`
   when the binary is there, so the files cannot drift from the config schema.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -29,6 +32,7 @@ import yaml
 from kubernetes_validate import utils as kv_utils
 from packaging.version import Version
 
+import helm_render
 from helm_render import Rendered, lint, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +41,10 @@ K8S_DIR = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_TOML = ROOT / "deploy" / "switchboard.compose.toml"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The HTTP port (/metrics, /healthz, /readyz) of every service in the chart's
+# defaults and in deploy/k8s; compose publishes it on the host as 5006x.
+METRICS_PORT = 9090
+COMPOSE_METRICS_HOST_PORTS = {"ingestion": 50061, "routing": 50062, "presence": 50063, "crm": 50064, "kpi": 50065}
 
 SERVICES = {
     "ingestion": "switchboard.ingestion.v1.IngestionService",
@@ -98,6 +106,10 @@ FULL_VALUES: dict[str, Any] = {
     | {"kpi": {"autoscaling": {"enabled": False}, "pdb": {"minAvailable": 1}, "replicas": 3}},
 }
 
+SERVICE_MONITOR_VALUES: dict[str, Any] = {
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}},
+}
+
 
 # ----------------------------------------------------------------- helpers ---
 
@@ -109,9 +121,19 @@ def _k8s_versions() -> list[str]:
     return sorted({supported[0], supported[-1]}, key=Version)
 
 
-def _validate_k8s(documents: list[dict[str, Any]], origin: str) -> None:
+# Custom resources kubernetes-validate has no schema for: _validate_k8s leaves
+# them out (and returns them) so each can be checked structurally instead.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def _validate_k8s(documents: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
+    """Validates every document strictly except CUSTOM_KINDS, which it returns."""
     errors = []
+    skipped = []
     for document in documents:
+        if (document.get("apiVersion"), document.get("kind")) in CUSTOM_KINDS:
+            skipped.append(document)
+            continue
         for version in _k8s_versions():
             try:
                 kubernetes_validate.validate(document, version, strict=True)
@@ -122,6 +144,7 @@ def _validate_k8s(documents: list[dict[str, Any]], origin: str) -> None:
             except kv_utils.SchemaNotFoundError as error:
                 errors.append(f"{origin}: {error.message}")
     assert not errors, "\n".join(errors)
+    return skipped
 
 
 def _switchboard_bin() -> Path | None:
@@ -143,8 +166,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> None:
-    """`switchboard routing --print-config` must accept the file (schema and validation)."""
+def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> dict[str, Any]:
+    """`switchboard routing --print-config` must accept the file (schema and validation);
+    returns the effective configuration it printed."""
     binary = _switchboard_bin()
     if binary is None:
         if CI:
@@ -158,6 +182,7 @@ def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> None:
     assert result.returncode == 0, f"switchboard rejected the config:\n{result.stderr}\n--- file ---\n{toml_text}"
     printed = tomllib.loads(result.stdout)
     assert printed["auth"]["api_keys"] == tomllib.loads(toml_text).get("auth", {}).get("api_keys", [])
+    return printed
 
 
 def _check_toml_keys(config: dict[str, Any], origin: str) -> None:
@@ -166,7 +191,7 @@ def _check_toml_keys(config: dict[str, Any], origin: str) -> None:
         if isinstance(config.get(table), dict):
             unknown += [f"{table}.{key}" for key in config[table] if key not in keys]
     for name, endpoint in config.get("services", {}).items():
-        unknown += [f"services.{name}.{key}" for key in endpoint if key not in ("listen", "url")]
+        unknown += [f"services.{name}.{key}" for key in endpoint if key not in ("listen", "url", "http_listen")]
     assert not unknown, f"{origin}: keys the config schema does not know: {unknown}"
 
 
@@ -176,6 +201,74 @@ def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
 
 def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _check_metrics_exposed(deployment: dict[str, Any], svc: dict[str, Any], port: int = METRICS_PORT) -> None:
+    """The container's HTTP port "http-metrics" and its Service's port "metrics" in front of it."""
+    name = deployment["metadata"]["name"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    by_name = {p["name"]: p for p in container["ports"]}
+    assert by_name.get("http-metrics") == {"name": "http-metrics", "containerPort": port, "protocol": "TCP"}, \
+        f"{name}: container ports {container['ports']}"
+    assert by_name["grpc"]["containerPort"] != port, f"{name}: gRPC and HTTP need their own ports"
+    service_ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    metrics = service_ports.get("metrics")
+    assert metrics is not None, f"Service {svc['metadata']['name']} has no port named metrics"
+    assert metrics["port"] == port and metrics["targetPort"] == "http-metrics", metrics
+    assert metrics.get("protocol", "TCP") == "TCP", metrics
+    assert service_ports["grpc"]["targetPort"] == "grpc", "the gRPC Service port must stay as it was"
+
+
+def _check_http_listen(config: dict[str, Any], origin: str, port: int = METRICS_PORT) -> None:
+    """Every service's HTTP server listens on all interfaces on `port` (not the 127.0.0.1 default)."""
+    for service in SERVICES:
+        endpoint = config["services"][service]
+        assert endpoint.get("http_listen") == f"0.0.0.0:{port}", f"{origin}: services.{service} = {endpoint}"
+        assert not endpoint["listen"].endswith(f":{port}"), f"{origin}: {service}'s gRPC and HTTP share a port"
+
+
+_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def _seconds(duration: str) -> float:
+    assert _DURATION.match(duration), f"{duration!r} is not a Prometheus duration"
+    return sum(int(n) * _DURATION_UNITS[unit] for n, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", duration))
+
+
+# The ServiceMonitor fields the chart may use (monitoring.coreos.com/v1), so a
+# typo fails here as kubernetes-validate --strict would fail it for a built-in kind.
+_SERVICE_MONITOR_SPEC = {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels",
+                         "sampleLimit", "attachMetadata"}
+_SERVICE_MONITOR_ENDPOINT = {"port", "targetPort", "path", "scheme", "interval", "scrapeTimeout", "honorLabels",
+                             "honorTimestamps", "relabelings", "metricRelabelings", "params", "tlsConfig"}
+
+
+def _check_service_monitor(monitor: dict[str, Any]) -> None:
+    """A structural check of a ServiceMonitor (kubernetes-validate has no schema for it)."""
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}, sorted(monitor)
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "ServiceMonitor")
+    name = monitor["metadata"]["name"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), f"{name!r} is not a DNS label"
+    labels = monitor["metadata"].get("labels", {})
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()), f"{name}: labels {labels}"
+    spec = monitor["spec"]
+    assert set(spec) <= _SERVICE_MONITOR_SPEC, f"{name}: unknown spec fields {sorted(set(spec) - _SERVICE_MONITOR_SPEC)}"
+    selector = spec["selector"]
+    assert set(selector) <= {"matchLabels", "matchExpressions"} and selector, f"{name}: selector {selector}"
+    assert all(isinstance(v, str) for v in selector.get("matchLabels", {}).values()), f"{name}: {selector}"
+    if "namespaceSelector" in spec:
+        assert set(spec["namespaceSelector"]) <= {"any", "matchNames"}, f"{name}: {spec['namespaceSelector']}"
+    assert spec["endpoints"], f"{name}: no endpoints"
+    for endpoint in spec["endpoints"]:
+        unknown = set(endpoint) - _SERVICE_MONITOR_ENDPOINT
+        assert not unknown, f"{name}: unknown endpoint fields {sorted(unknown)}"
+        assert ("port" in endpoint) != ("targetPort" in endpoint), f"{name}: an endpoint names one port"
+        assert str(endpoint.get("path", "/metrics")).startswith("/"), endpoint
+        assert endpoint.get("scheme", "http") in ("http", "https"), endpoint
+        if "scrapeTimeout" in endpoint:
+            # Prometheus rejects a scrape timeout longer than the interval.
+            assert _seconds(endpoint["scrapeTimeout"]) <= _seconds(endpoint.get("interval", "30s")), endpoint
 
 
 def _check_deployment(deployment: dict[str, Any], service: str, port: int = 50051) -> None:
@@ -219,9 +312,10 @@ def test_chart_metadata():
     assert (CHART / "values.schema.json").exists()
 
 
-@pytest.mark.parametrize("variant", ["defaults", "full", "existing-auth-secret"])
+@pytest.mark.parametrize("variant", ["defaults", "full", "existing-auth-secret", "service-monitor"])
 def test_chart_lints_without_errors(variant):
-    values = {"defaults": None, "full": FULL_VALUES, "existing-auth-secret": {"auth": {"existingSecret": "x"}}}[variant]
+    values = {"defaults": None, "full": FULL_VALUES, "existing-auth-secret": {"auth": {"existingSecret": "x"}},
+              "service-monitor": SERVICE_MONITOR_VALUES}[variant]
     messages = lint(CHART, values)
     errors = [m for m in messages if m.get("Severity", 0) >= 3]
     if errors:
@@ -347,7 +441,8 @@ def test_chart_config_toml(rendered_full, rendered_defaults):
     assert config["kafka"]["topic_prefix"] == "prod."
     assert config["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability:4317"
     for service in SERVICES:
-        assert config["services"][service] == {"listen": "0.0.0.0:50051", "url": f"http://cc-prod-{service}:50051"}
+        assert config["services"][service] == {"listen": "0.0.0.0:50051", "url": f"http://cc-prod-{service}:50051",
+                                               "http_listen": "0.0.0.0:9090"}
     _, defaults = _config_toml(rendered_defaults)
     assert "otlp_endpoint" not in defaults["telemetry"]
 
@@ -371,7 +466,85 @@ def test_chart_config_is_accepted_by_the_binary(rendered_full, tmp_path):
     text, _ = _config_toml(rendered_full)
     # What the init container writes: ConfigMap file + auth Secret file.
     merged = text + _auth_toml(rendered_full, "cc-prod-auth")
-    _check_with_binary(merged, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+    printed = _check_with_binary(merged, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+    _check_http_listen(printed, "chart config as the binary reads it")
+
+
+@pytest.mark.parametrize("fixture", ["rendered_defaults", "rendered_full"])
+def test_chart_exposes_metrics_port(fixture, request):
+    rendered: Rendered = request.getfixturevalue(fixture)
+    release = "switchboard" if fixture == "rendered_defaults" else "cc-prod"
+    for service in SERVICES:
+        name = f"{release}-{service}"
+        _check_metrics_exposed(rendered.one("Deployment", name), rendered.one("Service", name))
+    _, config = _config_toml(rendered)
+    _check_http_listen(config, f"chart ConfigMap ({fixture})")
+    assert not rendered.find("ServiceMonitor"), "metrics.serviceMonitor.enabled is false by default"
+    assert "monitoring.coreos.com" not in rendered.manifest
+
+
+def test_chart_custom_metrics_port(tmp_path):
+    rendered = render(CHART, {"metricsPort": 9102})
+    for service in SERVICES:
+        name = f"switchboard-{service}"
+        deployment = rendered.one("Deployment", name)
+        _check_metrics_exposed(deployment, rendered.one("Service", name), port=9102)
+        # The probes stay gRPC on the service port.
+        _check_deployment(deployment, service)
+    _, config = _config_toml(rendered)
+    _check_http_listen(config, "chart ConfigMap (metricsPort 9102)", port=9102)
+
+
+@pytest.fixture(scope="module")
+def monitoring_api():
+    """The fake API server announces the Prometheus Operator's CRD, as a cluster
+    with it installed does (helm refuses kinds the server does not serve)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(helm_render._GROUPS, ("monitoring.coreos.com", "v1"),
+                      [("servicemonitors", "ServiceMonitor", True)])
+        yield
+
+
+def test_chart_service_monitor(monitoring_api):
+    rendered = render(CHART, SERVICE_MONITOR_VALUES, release="cc-prod", namespace="contact-center")
+    skipped = _validate_k8s(rendered.documents, "chart (serviceMonitor)")
+    monitors = rendered.find("ServiceMonitor")
+    # Only the ServiceMonitors escaped the strict schema validation.
+    assert skipped == monitors and len(monitors) == len(SERVICES)
+    services = rendered.find("Service")
+    assert len(services) == len(SERVICES)
+    scraped: set[str] = set()
+    for monitor in monitors:
+        _check_service_monitor(monitor)
+        name = monitor["metadata"]["name"]
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["labels"]["release"] == "prometheus", f"{name}: metrics.serviceMonitor.labels"
+        assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == "cc-prod"
+        assert monitor["spec"].get("namespaceSelector", {"matchNames": ["contact-center"]}) == \
+            {"matchNames": ["contact-center"]}, f"{name}: must look in the release's namespace"
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics", endpoint
+        assert endpoint["interval"] == "15s" and endpoint["scrapeTimeout"] == "10s", endpoint
+        # A ServiceMonitor selects Services by their own labels (not the pods').
+        selected = [s for s in services if _matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+        assert selected, f"{name} selects no Service"
+        for svc in selected:
+            assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}, svc["metadata"]["name"]
+        scraped |= {s["metadata"]["name"] for s in selected}
+    assert scraped == {f"cc-prod-{service}" for service in SERVICES}, "every service's metrics must be scraped"
+    assert "ServiceMonitor" in rendered.notes
+
+
+def test_chart_service_monitor_follows_enabled_services(monitoring_api):
+    values = {"metrics": {"serviceMonitor": {"enabled": True}}, "services": {"kpi": {"enabled": False}}}
+    rendered = render(CHART, values)
+    names = {m["metadata"]["name"] for m in rendered.find("ServiceMonitor")}
+    assert names == {f"switchboard-{service}" for service in SERVICES if service != "kpi"}
+    [monitor] = [m for m in rendered.find("ServiceMonitor") if m["metadata"]["name"] == "switchboard-crm"]
+    # Defaults: 30 s interval, 10 s timeout, no extra label.
+    assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
+    assert monitor["spec"]["endpoints"][0]["scrapeTimeout"] == "10s"
+    assert "release" not in monitor["metadata"]["labels"]
 
 
 def test_chart_existing_auth_secret():
@@ -398,6 +571,11 @@ def test_chart_existing_auth_secret():
         ({"services": {"crm": {"replica": 3}}}, "replica"),
         ({"config": {"telemetry": {"logFormat": "xml"}}}, "logFormat"),
         ({"config": {"redis": {"pool": "{pool}"}}}, "pool"),
+        ({"metricsPort": 50051}, "metricsPort"),
+        ({"metricsPort": 0}, "metricsPort"),
+        ({"metrics": {"serviceMonitor": {"interval": "30"}}}, "interval"),
+        ({"metrics": {"serviceMonitor": {"enable": True}}}, "enable"),
+        ({"metrics": {"serviceMonitor": {"labels": {"release": 1}}}}, "release"),
     ],
 )
 def test_chart_rejects_bad_values(values, message):
@@ -441,7 +619,22 @@ def test_k8s_example_config(tmp_path):
     _check_toml_keys(config, "deploy/k8s ConfigMap")
     for service in SERVICES:
         assert config["services"][service]["url"] == f"http://switchboard-{service}:50051"
-    _check_with_binary(text, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+    _check_http_listen(config, "deploy/k8s ConfigMap")
+    printed = _check_with_binary(text, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+    _check_http_listen(printed, "deploy/k8s config as the binary reads it")
+
+
+def test_k8s_examples_expose_metrics():
+    documents = [d for _, d in _k8s_documents()]
+    by_kind = lambda kind: {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}  # noqa: E731
+    deployments, services = by_kind("Deployment"), by_kind("Service")
+    for service in SERVICES:
+        deployment = deployments[f"switchboard-{service}"]
+        _check_metrics_exposed(deployment, services[f"switchboard-{service}"])
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", f"{service}: {annotations}"
+        assert annotations.get("prometheus.io/port") == str(METRICS_PORT), f"{service}: {annotations}"
+        assert annotations.get("prometheus.io/path") == "/metrics", f"{service}: {annotations}"
 
 
 # ----------------------------------------------------------- docker-compose ---
@@ -484,6 +677,37 @@ def test_compose_services_and_config(tmp_path):
     otel = yaml.safe_load((ROOT / "deploy" / "otel-collector.yaml").read_text())
     assert "otlp" in otel["service"]["pipelines"]["traces"]["receivers"]
     _check_with_binary(COMPOSE_TOML.read_text(), tmp_path)
+
+
+def _published(port: str | int | dict[str, Any]) -> tuple[str, int, int]:
+    """(host ip, host port, container port) of a compose port, short or long syntax."""
+    if isinstance(port, dict):
+        return port.get("host_ip", "0.0.0.0"), int(port["published"]), int(port["target"])
+    parts = str(port).split(":")
+    assert len(parts) == 3, f"{port!r}: publish on an explicit host ip"
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+def test_compose_publishes_metrics():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    config = tomllib.loads(COMPOSE_TOML.read_text())
+    _check_http_listen(config, "deploy/switchboard.compose.toml")
+    for service, host_port in COMPOSE_METRICS_HOST_PORTS.items():
+        published = [_published(p) for p in services[service]["ports"]]
+        assert ("127.0.0.1", host_port, METRICS_PORT) in published, f"{service}: {published}"
+    every = [_published(p)[1] for spec in services.values() for p in spec.get("ports", [])]
+    assert len(every) == len(set(every)), f"a host port is published twice: {sorted(every)}"
+
+
+def test_compose_redis_keeps_routing_state():
+    redis = yaml.safe_load(COMPOSE.read_text())["services"]["redis"]
+    command = redis["command"]
+    assert isinstance(command, list) and command[0] == "redis-server", command
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options.get("--appendonly") == "yes", command
+    assert options.get("--appendfsync") == "everysec", command
+    assert options.get("--maxmemory-policy") == "noeviction", command
+    assert any(v.endswith(":/data") for v in redis["volumes"]), "the AOF must live on a volume"
 
 
 def test_no_deployment_file_ships_a_key_whose_value_is_public():

@@ -143,6 +143,9 @@ postgres.url (which comes from the postgres Secret through the environment).
 {{- define "switchboard.configToml" -}}
 {{- $c := .Values.config -}}
 {{- $fullname := include "switchboard.fullname" . -}}
+{{- if eq (int64 .Values.metricsPort) (int64 .Values.port) }}
+{{- fail (printf "metricsPort (%d) must differ from port (%d): gRPC and HTTP each need their own" (int64 .Values.metricsPort) (int64 .Values.port)) }}
+{{- end -}}
 # Rendered by the Switchboard Helm chart. The [auth] section is appended from
 # the Secret {{ include "switchboard.authSecretName" . }} at pod start;
 # postgres.url comes from SWITCHBOARD_POSTGRES__URL.
@@ -184,5 +187,6 @@ missed_offers_threshold = {{ int64 $c.presence.missedOffersThreshold }}
 [services.{{ $name }}]
 listen = {{ printf "0.0.0.0:%d" (int64 $.Values.port) | quote }}
 url = {{ printf "http://%s-%s:%d" $fullname $name (int64 $.Values.port) | quote }}
+http_listen = {{ printf "0.0.0.0:%d" (int64 $.Values.metricsPort) | quote }}
 {{- end }}
 {{ end -}}
