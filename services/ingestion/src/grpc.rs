@@ -34,6 +34,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::domain::{ValidatedContact, validate_abandon_reason, validate_create_contact};
 use crate::outbox::Outbox;
+use crate::queue_lookup::QueueLookups;
 use crate::store::{Abandonment, ContactRecord, ContactStore, InsertOutcome, mint_event_id};
 
 /// How long a create waits for routing's queue check or CRM's customer
@@ -53,6 +54,7 @@ pub struct IngestionApi {
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
     crm: CrmServiceClient<GrpcChannel>,
+    queues: QueueLookups,
 }
 
 impl IngestionApi {
@@ -63,7 +65,7 @@ impl IngestionApi {
         routing: RoutingServiceClient<GrpcChannel>,
         crm: CrmServiceClient<GrpcChannel>,
     ) -> IngestionApi {
-        IngestionApi { store, outbox, access, routing, crm }
+        IngestionApi { store, outbox, access, routing, crm, queues: QueueLookups::default() }
     }
 
     async fn create(
@@ -164,6 +166,12 @@ impl IngestionApi {
     /// accept the contact's channel.
     async fn check_queue(&self, call: &CallContext, validated: &ValidatedContact) -> Result<(), Error> {
         let queue_name = &validated.contact.queue;
+        // The caller may write to the queue's tenant (checked before), so it
+        // may read the queue: routing's answer to another caller of that
+        // tenant holds for it too.
+        if let Some(channels) = self.queues.channels(queue_name) {
+            return accepts_channel(queue_name, &channels, validated.contact.channel);
+        }
         let mut request = call.request(GetQueueRequest { name: queue_name.clone() });
         request.set_timeout(LOOKUP_TIMEOUT);
         let queue = match self.routing.clone().get_queue(request).await {
@@ -182,15 +190,8 @@ impl IngestionApi {
                 return Err(rename_fields(from_status(&status), "name", "contact.queue"));
             }
         };
-        let channel = validated.contact.channel;
-        if !queue.channels.is_empty() && !queue.channels.contains(&channel) {
-            return Err(Error::failed_precondition(format!(
-                "queue `{queue_name}` does not accept {} contacts",
-                channel_label(channel)
-            ))
-            .with_resource(queue_name.clone()));
-        }
-        Ok(())
+        self.queues.remember(queue_name, queue.channels.clone());
+        accepts_channel(queue_name, &queue.channels, validated.contact.channel)
     }
 
     /// The customer name CRM knows the contact's sender by (creating the
@@ -362,6 +363,18 @@ fn rename_fields(mut error: Error, downstream_field: &str, field: &str) -> Error
         }
     }
     error
+}
+
+/// A queue with no channels listed accepts every channel.
+fn accepts_channel(queue_name: &str, channels: &[i32], channel: i32) -> Result<(), Error> {
+    if !channels.is_empty() && !channels.contains(&channel) {
+        return Err(Error::failed_precondition(format!(
+            "queue `{queue_name}` does not accept {} contacts",
+            channel_label(channel)
+        ))
+        .with_resource(queue_name.to_owned()));
+    }
+    Ok(())
 }
 
 fn channel_label(channel: i32) -> &'static str {

@@ -10,6 +10,7 @@
 pub mod domain;
 pub mod grpc;
 pub mod outbox;
+mod queue_lookup;
 pub mod store;
 
 use std::sync::Arc;

@@ -52,12 +52,22 @@ pub struct Engine {
     pub match_requested: Arc<Notify>,
     /// Notified when the outbox has new events.
     pub relay_requested: Arc<Notify>,
+    /// Notified when this replica's relay acknowledged a batch.
+    pub(crate) relayed: Notify,
     /// Whether the state store held its data at the last look (readiness).
     pub(crate) whole: AtomicBool,
     /// The clock every replica agrees on: offer expiry, wait deadlines and
     /// agents' wrap-up holds are written by one replica and judged by another.
     pub(crate) clock: Clock,
     pub(crate) reported_tenants: crate::gauges::ReportedTenants,
+}
+
+/// What one matching pass did.
+#[derive(Debug, Default)]
+struct MatchingPass {
+    offered: usize,
+    /// Whether another pass right away may offer more.
+    worth_another: bool,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -86,6 +96,7 @@ impl Engine {
             relay_bus,
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
+            relayed: Notify::new(),
             whole: AtomicBool::new(false),
             clock: Clock::system(),
             reported_tenants: crate::gauges::ReportedTenants::default(),
@@ -296,9 +307,13 @@ impl Engine {
 
     /// One matching pass; returns how many offers were made.
     pub async fn match_once(&self) -> Result<usize, Error> {
+        Ok(self.matching_pass().await?.offered)
+    }
+
+    async fn matching_pass(&self) -> Result<MatchingPass, Error> {
         let snapshot = self.state.snapshot(CONTACTS_PER_QUEUE_PER_PASS).await?;
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
-            return Ok(0);
+            return Ok(MatchingPass::default());
         }
         let planned = plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis());
         let offer_time = self.clock.now_millis();
@@ -322,13 +337,19 @@ impl Engine {
         if offered > 0 {
             self.changed();
         }
-        Ok(offered)
+        // Another pass can offer more only after progress, and only if a
+        // reservation lost a race or a line held more than this pass read;
+        // any other change that frees an agent or adds a contact asks for
+        // a pass itself.
+        let lost_races = planned.len() > offered;
+        let read_all = snapshot.waiting.len() < CONTACTS_PER_QUEUE_PER_PASS;
+        Ok(MatchingPass { offered, worth_another: offered > 0 && (lost_races || !read_all) })
     }
 
-    /// Matching passes until one offers nothing: run whenever asked (and
+    /// Matching passes while one may offer more: run whenever asked (and
     /// on a slow tick).
     pub async fn match_until_idle(&self) -> Result<(), Error> {
-        while self.match_once().await? > 0 {}
+        while self.matching_pass().await?.worth_another {}
         Ok(())
     }
 

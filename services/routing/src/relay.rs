@@ -80,6 +80,7 @@ impl Engine {
             )??;
             let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             self.state.acknowledge_outbox(&acknowledged).await?;
+            self.relayed.notify_waiters();
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 return Err(error);
@@ -107,15 +108,23 @@ impl Engine {
         };
         self.changed();
         let deadline = tokio::time::Instant::now() + RELAY_WAIT;
-        let mut pause = Duration::from_millis(1);
-        while !self.state.relayed_through(&tail, generation).await? {
+        loop {
+            // Woken when this replica's relay acknowledges a batch; another
+            // replica's relay is looked at every RELAY_POLL_MAX.
+            let relayed = self.relayed.notified();
+            tokio::pin!(relayed);
+            relayed.as_mut().enable();
+            if self.state.relayed_through(&tail, generation).await? {
+                return Ok(());
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::unavailable("the change is made but not yet published; retry the request")
                     .with_reason("NOT_YET_PUBLISHED"));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RELAY_POLL_MAX);
+            tokio::select! {
+                () = relayed => {}
+                () = tokio::time::sleep(RELAY_POLL_MAX) => {}
+            }
         }
-        Ok(())
     }
 }
