@@ -20,13 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::load::{
-    SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, grpc, run_agent,
+    Rig, SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, grpc, run_agent,
     verify_exactly_once,
 };
-use support::{Endpoints, Process, authorized, eventually, free_port, readiness_name, scratch_dir};
-use switchboard_core::event::ROUTING_TOPIC;
-use switchboard_platform::bus::kafka::KafkaBus;
-use switchboard_platform::config::KafkaConfig;
+use support::{Endpoints, Process, authorized, eventually, free_port, readiness_name};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{ListCustomersRequest, ListTimelineEntriesRequest};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
@@ -60,32 +57,12 @@ fn spawn_service(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_killed_and_restarted_under_load_loses_nothing() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(rig) = Rig::prepare("chaos").await else { return };
     let Some(redis_url) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let began = Instant::now();
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let seed: u64 = rand::random();
-    eprintln!("run {run}, seed {seed}");
-    let dir = scratch_dir("chaos");
+    let (dir, seed) = (rig.dir.clone(), rig.seed);
     let agents = agent_names();
-    let config =
-        support::real_backend_config(&kafka, &redis_url, &postgres, &run, 3_000) + &support::agent_keys_config(&agents);
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, config).expect("config file");
-    let config_arg = config_path.to_string_lossy().to_string();
-    // The routing topic in one partition, so its order is the order of the
-    // changes (see `routing_replicas.rs`).
-    let observed = KafkaConfig {
-        brokers: kafka.clone(),
-        partitions: 1,
-        replication_factor: 1,
-        group_prefix: format!("e2e-{run}-observer"),
-        topic_prefix: format!("e2e-{run}."),
-    };
-    KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
-    let routing_topic = format!("e2e-{run}.{ROUTING_TOPIC}");
+    let config_arg = rig.configure(&redis_url).await;
 
     let endpoints = Endpoints::pick();
     let mut generations: HashMap<&str, usize> = VICTIMS.iter().map(|service| (*service, 1)).collect();
@@ -145,20 +122,7 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
     while let Some(report) = desktops.join_next().await {
         eprintln!("agent report: {:?}", report.expect("desktop"));
     }
-    let redis = redis::Client::open(redis_url.as_str()).expect("redis url");
-    eventually("the routing outbox to drain", SETTLE, || {
-        let redis = redis.clone();
-        let key = format!("sb:{{e2e-{run}}}:outbox");
-        async move {
-            let mut connection = redis.get_multiplexed_async_connection().await.ok()?;
-            let length: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut connection).await.ok()?;
-            (length == 0).then_some(())
-        }
-    })
-    .await;
-    let records = tokio::task::spawn_blocking(move || support::routing_log::read_whole_topic(&kafka, &routing_topic))
-        .await
-        .unwrap();
+    let records = rig.routing_log(&redis_url).await;
     let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
     eprintln!(
         "{:?}: {} records, {} duplicates dropped; ended {ended:?}",

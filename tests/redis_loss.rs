@@ -17,12 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::load::{
-    SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, run_agent, verify_exactly_once,
+    Rig, SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, run_agent,
+    verify_exactly_once,
 };
-use support::{Endpoints, Process, eventually, free_port, scratch_dir, start_redis};
-use switchboard_core::event::ROUTING_TOPIC;
-use switchboard_platform::bus::kafka::KafkaBus;
-use switchboard_platform::config::KafkaConfig;
+use support::{Endpoints, Process, eventually, free_port, start_redis};
 use tokio_util::sync::CancellationToken;
 
 const CONTACTS: usize = 200;
@@ -38,14 +36,9 @@ fn count_in_logs(processes: &[Process], label_prefix: &str, needle: &str) -> usi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let Some(rig) = Rig::prepare("redis-loss").await else { return };
     let began = Instant::now();
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let seed: u64 = rand::random();
-    eprintln!("run {run}, seed {seed}");
-    let dir = scratch_dir("redis-loss");
+    let (dir, seed, run) = (rig.dir.clone(), rig.seed, rig.run.clone());
     let redis_port = free_port();
     let mut redis_server = start_redis(redis_port, &dir);
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
@@ -56,22 +49,7 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
     })
     .await;
     let agents = agent_names();
-    let config =
-        support::real_backend_config(&kafka, &redis_url, &postgres, &run, 3_000) + &support::agent_keys_config(&agents);
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, config).expect("config file");
-    let config_arg = config_path.to_string_lossy().to_string();
-    // The routing topic in one partition, so its order is the order of the
-    // changes (see `routing_replicas.rs`).
-    let observed = KafkaConfig {
-        brokers: kafka.clone(),
-        partitions: 1,
-        replication_factor: 1,
-        group_prefix: format!("e2e-{run}-observer"),
-        topic_prefix: format!("e2e-{run}."),
-    };
-    KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
-    let routing_topic = format!("e2e-{run}.{ROUTING_TOPIC}");
+    let config_arg = rig.configure(&redis_url).await;
 
     let endpoints = Endpoints::pick();
     let mut second_routing = endpoints.env();
@@ -147,20 +125,7 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
         let report = report.expect("desktop");
         eprintln!("agent report: {report:?}");
     }
-    eventually("the routing outbox to drain", SETTLE, || {
-        // A new connection each time: the one from before the restart is gone.
-        let probe = probe.clone();
-        let key = format!("sb:{{e2e-{run}}}:outbox");
-        async move {
-            let mut connection = probe.get_multiplexed_async_connection().await.ok()?;
-            let length: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut connection).await.ok()?;
-            (length == 0).then_some(())
-        }
-    })
-    .await;
-    let records = tokio::task::spawn_blocking(move || support::routing_log::read_whole_topic(&kafka, &routing_topic))
-        .await
-        .unwrap();
+    let records = rig.routing_log(&redis_url).await;
     let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
     eprintln!(
         "{:?}: {} records, {} duplicates dropped; ended {ended:?}",

@@ -33,14 +33,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::load::{
-    AgentReport, Created, OFFER_TIMEOUT_MS, SETTLE, agent_names, await_every_end, create_contacts,
+    AgentReport, Created, OFFER_TIMEOUT_MS, Rig, SETTLE, agent_names, await_every_end, create_contacts,
     create_queues_and_agents, run_agent, verify_exactly_once,
 };
-use support::{Endpoints, Process, eventually, free_port, scratch_dir};
-use switchboard_core::event::ROUTING_TOPIC;
+use support::{Endpoints, Process, eventually, free_port};
 use switchboard_core::time::now_millis;
-use switchboard_platform::bus::kafka::KafkaBus;
-use switchboard_platform::config::KafkaConfig;
 use tokio_util::sync::CancellationToken;
 
 const CONTACTS: usize = 240;
@@ -48,32 +45,14 @@ const CONTACTS: usize = 240;
 const CREATE_INTERVAL: Duration = Duration::from_millis(33);
 
 async fn replicas_under_load_survive_a_kill(replicas: usize) {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(rig) = Rig::prepare("routing-replicas").await else { return };
     let Some(redis_url) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let began = Instant::now();
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let seed: u64 = rand::random();
-    eprintln!("run {run}, seed {seed}, {replicas} routing replicas");
-    let dir = scratch_dir("routing-replicas");
+    let (dir, seed, run) = (rig.dir.clone(), rig.seed, rig.run.clone());
+    eprintln!("{replicas} routing replicas");
     let agents = agent_names();
-    let config =
-        support::real_backend_config(&kafka, &redis_url, &postgres, &run, 3_000) + &support::agent_keys_config(&agents);
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, config).expect("config file");
-    let config_arg = config_path.to_string_lossy().to_string();
-
     // The routing topic in one partition, before any service creates it.
-    let observed = KafkaConfig {
-        brokers: kafka.clone(),
-        partitions: 1,
-        replication_factor: 1,
-        group_prefix: format!("e2e-{run}-observer"),
-        topic_prefix: format!("e2e-{run}."),
-    };
-    KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
-    let routing_topic = format!("e2e-{run}.{ROUTING_TOPIC}");
+    let config_arg = rig.configure(&redis_url).await;
 
     // Replica 1 starts first, so it leads the Kafka group and the outbox
     // relay, and listens on the address the other services call (a Service
@@ -107,8 +86,6 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
         })
         .await;
     }
-    let redis = redis::Client::open(redis_url.as_str()).expect("redis url");
-    let redis = redis.get_multiplexed_async_connection().await.expect("redis");
     let victim = victim.pop().expect("routing-2");
     create_queues_and_agents(&endpoints).await;
     eprintln!("{:?}: {} processes serving", began.elapsed(), processes.len() + 1);
@@ -185,18 +162,7 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
 
     // The outbox is drained (every event acknowledged by the broker), so
     // the topic up to its high watermark holds every routing event.
-    eventually("the routing outbox to drain", SETTLE, || {
-        let mut redis = redis.clone();
-        let key = format!("sb:{{e2e-{run}}}:outbox");
-        async move {
-            let length: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut redis).await.ok()?;
-            (length == 0).then_some(())
-        }
-    })
-    .await;
-    let records = tokio::task::spawn_blocking(move || support::routing_log::read_whole_topic(&kafka, &routing_topic))
-        .await
-        .unwrap();
+    let records = rig.routing_log(&redis_url).await;
     let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
     eprintln!(
         "{:?}: {} records, {} distinct events, {} duplicates dropped; agents {:?}; peak load {:?}",

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_core::time::now_millis;
+use switchboard_platform::bus::kafka::KafkaBus;
+use switchboard_platform::config::KafkaConfig;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
@@ -33,6 +36,73 @@ use tonic::transport::Channel as GrpcChannel;
 use super::{Endpoints, Process, agent_key, authorized};
 
 pub const OPERATOR: &str = "dev-operator-admin";
+
+/// A whole-system test's setup on the real backends: a fresh database, a run
+/// id naming its topics, groups and Redis pool, a seed for its load, a
+/// scratch directory, and once [`Rig::configure`]d, a config file with the
+/// agents' keys and the routing topic created with one partition (so its
+/// order is the order of the changes; see `routing_replicas.rs`).
+pub struct Rig {
+    pub kafka: String,
+    pub postgres: String,
+    pub run: String,
+    pub seed: u64,
+    pub dir: std::path::PathBuf,
+    pub routing_topic: String,
+}
+
+impl Rig {
+    /// `None` when Kafka or PostgreSQL is not configured (the test is
+    /// skipped; under `CI=true` it fails instead).
+    pub async fn prepare(label: &str) -> Option<Rig> {
+        let kafka = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA")?;
+        let postgres_admin = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES")?;
+        let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+        let run = switchboard_test_support::unique_suffix();
+        let seed: u64 = rand::random();
+        eprintln!("{label}: run {run}, seed {seed}");
+        let routing_topic = format!("e2e-{run}.{ROUTING_TOPIC}");
+        Some(Rig { kafka, postgres, run, seed, dir: super::scratch_dir(label), routing_topic })
+    }
+
+    /// Writes the config for Redis at `redis_url` and creates the routing
+    /// topic; returns the config file's path.
+    pub async fn configure(&self, redis_url: &str) -> String {
+        let agents = agent_names();
+        let config = super::real_backend_config(&self.kafka, redis_url, &self.postgres, &self.run, 3_000)
+            + &super::agent_keys_config(&agents);
+        let config_path = self.dir.join("switchboard.toml");
+        std::fs::write(&config_path, config).expect("config file");
+        let observed = KafkaConfig {
+            brokers: self.kafka.clone(),
+            partitions: 1,
+            replication_factor: 1,
+            group_prefix: format!("e2e-{}-observer", self.run),
+            topic_prefix: format!("e2e-{}.", self.run),
+        };
+        KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
+        config_path.to_string_lossy().to_string()
+    }
+
+    /// The whole routing topic, once the outbox of Redis at `redis_url` is
+    /// drained (every event acknowledged by the broker).
+    pub async fn routing_log(&self, redis_url: &str) -> Vec<(i64, switchboard_proto::events::v1::EventEnvelope)> {
+        let redis = redis::Client::open(redis_url).expect("redis url");
+        let key = format!("sb:{{e2e-{}}}:outbox", self.run);
+        super::eventually("the routing outbox to drain", SETTLE, || {
+            // A new connection each time: Redis may have restarted.
+            let (redis, key) = (redis.clone(), key.clone());
+            async move {
+                let mut connection = redis.get_multiplexed_async_connection().await.ok()?;
+                let length: i64 = redis::cmd("XLEN").arg(&key).query_async(&mut connection).await.ok()?;
+                (length == 0).then_some(())
+            }
+        })
+        .await;
+        let (kafka, topic) = (self.kafka.clone(), self.routing_topic.clone());
+        tokio::task::spawn_blocking(move || super::routing_log::read_whole_topic(&kafka, &topic)).await.unwrap()
+    }
+}
 pub const OFFER_TIMEOUT_MS: i32 = 1_500;
 /// How long the system may take to end every contact after the load.
 pub const SETTLE: Duration = Duration::from_secs(90);
@@ -185,6 +255,14 @@ async fn run_session(
         &requests,
         agent_session_request::Kind::SetState(SetState { state: AgentState::Available as i32, reason: String::new() }),
     );
+    // What the broken session never answered is sent again, as the
+    // AgentSession contract asks.
+    for contact in &desk.accepting {
+        send(&requests, agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() }));
+    }
+    for contact in &desk.completing {
+        send(&requests, agent_session_request::Kind::CompleteContact(completion(contact.clone())));
+    }
     let mut client = PresenceServiceClient::new(grpc(presence_url));
     let opened = client.agent_session(authorized(&agent_key(agent), UnboundedReceiverStream::new(outbound))).await;
     let mut responses = match opened {
@@ -260,7 +338,16 @@ async fn run_session(
                 };
                 send_later(&requests, again, Duration::from_millis(250));
             }
-            Some(agent_session_response::Kind::Error(_)) => report.errors += 1,
+            // A final refusal (the offer expired, the contact moved on):
+            // nothing to send again.
+            Some(agent_session_response::Kind::Error(error)) => {
+                report.errors += 1;
+                desk.accepting.remove(&error.contact);
+                desk.completing.remove(&error.contact);
+            }
+            Some(agent_session_response::Kind::OfferRevoked(revoked)) => {
+                desk.accepting.remove(&revoked.contact);
+            }
             Some(agent_session_response::Kind::StateChanged(changed))
                 if changed.state == AgentState::NotResponding as i32 =>
             {

@@ -207,24 +207,7 @@ where
     Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync,
     HandlerFuture: Future<Output = Result<(), Error>> + Send,
 {
-    let mut backoff = Backoff::default();
-    'batches: loop {
-        let received = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = subscription.receive_batch(MAX_BATCH) => received,
-        };
-        let received = match received {
-            Ok(received) => received,
-            Err(error) => {
-                consumer.health.set_retrying(Some(error.to_string()));
-                tracing::warn!(consumer = %consumer.name, error = %error, "consume failed, retrying");
-                if !backoff.wait(&shutdown).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        backoff = Backoff::default();
+    'batches: while let Some(received) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
         let mut positions = Vec::with_capacity(received.len());
         let mut events = Vec::with_capacity(received.len());
         for received in received {
@@ -319,40 +302,52 @@ where
     Handler: Fn(Delivery) -> HandlerFuture + Send + Sync,
     HandlerFuture: Future<Output = Result<(), Error>> + Send,
 {
+    'records: while let Some(records) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
+        for received in records {
+            let finished = match received {
+                Received::Event(delivery) => handle(&consumer, &delivery, &handler, &shutdown).await,
+                Received::Malformed(malformed) => {
+                    let MalformedRecord { record, error } = *malformed;
+                    let done = dead_letter(&consumer, &record, None, &error, &shutdown).await;
+                    done.then_some((record.topic, record.partition, record.offset))
+                }
+            };
+            let Some((topic, partition, offset)) = finished else {
+                // Shutdown came while retrying: the record was not finished
+                // and is delivered again after restart.
+                break 'records;
+            };
+            subscription.ack_position(&topic, partition, offset).await?;
+        }
+    }
+    subscription.close().await
+}
+
+/// The next records (up to [`MAX_BATCH`], see
+/// [`Subscription::receive_batch`]), `None` once shutdown came. A failure
+/// to receive is retried with backoff, readiness false meanwhile.
+async fn receive_next(
+    consumer: &Consumer,
+    subscription: &mut dyn Subscription,
+    shutdown: &CancellationToken,
+) -> Option<Vec<Received>> {
     let mut backoff = Backoff::default();
     loop {
         let received = tokio::select! {
-            () = shutdown.cancelled() => break,
-            received = subscription.receive() => received,
+            () = shutdown.cancelled() => return None,
+            received = subscription.receive_batch(MAX_BATCH) => received,
         };
-        let received = match received {
-            Ok(received) => received,
+        match received {
+            Ok(received) => return Some(received),
             Err(error) => {
                 consumer.health.set_retrying(Some(error.to_string()));
                 tracing::warn!(consumer = %consumer.name, error = %error, "consume failed, retrying");
-                if !backoff.wait(&shutdown).await {
-                    break;
+                if !backoff.wait(shutdown).await {
+                    return None;
                 }
-                continue;
             }
-        };
-        let finished = match received {
-            Received::Event(delivery) => handle(&consumer, &delivery, &handler, &shutdown).await,
-            Received::Malformed(malformed) => {
-                let MalformedRecord { record, error } = *malformed;
-                let done = dead_letter(&consumer, &record, None, &error, &shutdown).await;
-                done.then_some((record.topic, record.partition, record.offset))
-            }
-        };
-        let Some((topic, partition, offset)) = finished else {
-            // Shutdown came while retrying: the record was not finished and
-            // is delivered again after restart.
-            break;
-        };
-        subscription.ack_position(&topic, partition, offset).await?;
-        backoff = Backoff::default();
+        }
     }
-    subscription.close().await
 }
 
 /// Runs the handler until the delivery is handled or dead-lettered;

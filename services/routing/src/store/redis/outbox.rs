@@ -72,43 +72,39 @@ impl RedisRoutingState {
     }
 
     pub(super) async fn last_outbox_id(&self, generation: &str) -> Result<Option<String>, Error> {
-        let mut connection = self.connection.clone();
-        let (marker, newest): (Option<String>, Vec<StreamEntry>) = redis::pipe()
-            .atomic()
-            .cmd("GET")
-            .arg(self.marker_key())
-            .cmd("XREVRANGE")
-            .arg(self.outbox_key())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        same_generation(marker, generation)?;
+        let mut newest = redis::cmd("XREVRANGE");
+        newest.arg(self.outbox_key()).arg("+").arg("-").arg("COUNT").arg(1);
+        let newest: Vec<StreamEntry> = self.read_in_generation(newest, generation).await?;
         Ok(newest.into_iter().next().map(|(id, _)| id))
     }
 
     /// No entry at or before `id` is left: the relay removes entries in
     /// order, so everything up to `id` was relayed.
     pub(super) async fn outbox_empty_through(&self, id: &str, generation: &str) -> Result<bool, Error> {
+        let mut oldest = redis::cmd("XRANGE");
+        oldest.arg(self.outbox_key()).arg("-").arg(id).arg("COUNT").arg(1);
+        let oldest: Vec<StreamEntry> = self.read_in_generation(oldest, generation).await?;
+        Ok(oldest.is_empty())
+    }
+
+    /// Runs `read` atomically with a look at the marker: its answer, if the
+    /// pool's state is still of `generation`.
+    async fn read_in_generation<T: redis::FromRedisValue>(
+        &self,
+        read: redis::Cmd,
+        generation: &str,
+    ) -> Result<T, Error> {
         let mut connection = self.connection.clone();
-        let (marker, oldest): (Option<String>, Vec<StreamEntry>) = redis::pipe()
+        let (marker, answer): (Option<String>, T) = redis::pipe()
             .atomic()
             .cmd("GET")
             .arg(self.marker_key())
-            .cmd("XRANGE")
-            .arg(self.outbox_key())
-            .arg("-")
-            .arg(id)
-            .arg("COUNT")
-            .arg(1)
+            .add_command(read)
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
         same_generation(marker, generation)?;
-        Ok(oldest.is_empty())
+        Ok(answer)
     }
 }
 
