@@ -15,20 +15,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::load::{
-    Rig, SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, grpc, run_agent,
-    verify_exactly_once,
-};
+use support::load::{Load, Rig, SETTLE, await_every_end, create_queues_and_agents, grpc, verify_exactly_once};
 use support::{Endpoints, Process, authorized, eventually, free_port, readiness_name};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{ListCustomersRequest, ListTimelineEntriesRequest};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter};
-use tokio_util::sync::CancellationToken;
 
 const CONTACTS: usize = 360;
 /// Slow enough that the load lasts through the five restarts (each ~10-15 s:
@@ -61,7 +55,6 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
     let Some(redis_url) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
     let began = Instant::now();
     let (dir, seed) = (rig.dir.clone(), rig.seed);
-    let agents = agent_names();
     let config_arg = rig.configure(&redis_url).await;
 
     let endpoints = Endpoints::pick();
@@ -73,27 +66,11 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
     create_queues_and_agents(&endpoints).await;
     eprintln!("{:?}: five services ready", began.elapsed());
 
-    let stop = CancellationToken::new();
-    let mut desktops = tokio::task::JoinSet::new();
-    for (index, agent) in agents.iter().enumerate() {
-        desktops.spawn(run_agent(endpoints.url("presence"), agent, seed.wrapping_add(index as u64), stop.clone()));
-    }
-    let created_count = Arc::new(AtomicUsize::new(0));
-    let creator = tokio::spawn(create_contacts(
-        endpoints.url("ingestion"),
-        seed,
-        CONTACTS,
-        CREATE_INTERVAL,
-        created_count.clone(),
-    ));
+    let mut load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
 
     for (turn, service) in VICTIMS.iter().enumerate() {
         let due = CONTACTS * (turn + 1) / (VICTIMS.len() + 1);
-        eventually(&format!("{due} contacts before killing {service}"), SETTLE, || {
-            let created = created_count.load(Ordering::SeqCst);
-            std::future::ready((created >= due).then_some(()))
-        })
-        .await;
+        load.until_created(due).await;
         let position = processes.iter().position(|process| process.label.starts_with(service)).unwrap();
         let mut victim = processes.swap_remove(position);
         victim.child.kill().expect("kill -9");
@@ -106,7 +83,7 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
         eprintln!(
             "{:?}: {service} killed after {} contacts, restarted and ready again after {:?}",
             began.elapsed(),
-            created_count.load(Ordering::SeqCst),
+            load.created(),
             killed_at.elapsed()
         );
         // Every service, not only the restarted one: a group rebalance
@@ -114,13 +91,12 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
         support::wait_until_ready(&endpoints, &mut processes).await;
     }
 
-    let created = creator.await.expect("creator");
+    let created = load.all_created().await;
     assert_eq!(created.len(), CONTACTS);
     let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
     eprintln!("{:?}: every contact ended", began.elapsed());
-    stop.cancel();
-    while let Some(report) = desktops.join_next().await {
-        eprintln!("agent report: {:?}", report.expect("desktop"));
+    for report in load.stop_agents().await {
+        eprintln!("agent report: {report:?}");
     }
     let records = rig.routing_log(&redis_url).await;
     let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);

@@ -12,16 +12,10 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::load::{
-    Rig, SETTLE, agent_names, await_every_end, create_contacts, create_queues_and_agents, run_agent,
-    verify_exactly_once,
-};
+use support::load::{Load, Rig, SETTLE, await_every_end, create_queues_and_agents, verify_exactly_once};
 use support::{Endpoints, Process, eventually, free_port, start_redis};
-use tokio_util::sync::CancellationToken;
 
 const CONTACTS: usize = 200;
 const CREATE_INTERVAL: Duration = Duration::from_millis(45);
@@ -48,7 +42,6 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
         async move { probe.get_multiplexed_async_connection().await.ok().map(|_| ()) }
     })
     .await;
-    let agents = agent_names();
     let config_arg = rig.configure(&redis_url).await;
 
     let endpoints = Endpoints::pick();
@@ -67,35 +60,16 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
     create_queues_and_agents(&endpoints).await;
     eprintln!("{:?}: serving", began.elapsed());
 
-    let stop = CancellationToken::new();
-    let mut desktops = tokio::task::JoinSet::new();
-    for (index, agent) in agents.iter().enumerate() {
-        desktops.spawn(run_agent(endpoints.url("presence"), agent, seed.wrapping_add(index as u64), stop.clone()));
-    }
-    let created_count = Arc::new(AtomicUsize::new(0));
-    let creator = tokio::spawn(create_contacts(
-        endpoints.url("ingestion"),
-        seed,
-        CONTACTS,
-        CREATE_INTERVAL,
-        created_count.clone(),
-    ));
-    let created_at_least = |count: usize| {
-        let created_count = created_count.clone();
-        move || {
-            let created = created_count.load(Ordering::SeqCst);
-            std::future::ready((created >= count).then_some(()))
-        }
-    };
+    let mut load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
     let rebuilt = |processes: &[Process]| count_in_logs(processes, "routing", "routing state rebuilt");
 
     // First loss: FLUSHALL.
-    eventually("a third of the contacts", SETTLE, created_at_least(CONTACTS / 3)).await;
+    load.until_created(CONTACTS / 3).await;
     let rebuilt_before = rebuilt(&processes);
     let mut connection = probe.get_multiplexed_async_connection().await.expect("redis");
     let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await.expect("flushall");
     let flushed_at = Instant::now();
-    eprintln!("{:?}: FLUSHALL after {} contacts", began.elapsed(), created_count.load(Ordering::SeqCst));
+    eprintln!("{:?}: FLUSHALL after {} contacts", began.elapsed(), load.created());
     eventually("routing to rebuild after the flush", SETTLE, || {
         std::future::ready((rebuilt(&processes) > rebuilt_before).then_some(()))
     })
@@ -103,26 +77,24 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
     eprintln!("{:?}: rebuilt {:?} after the flush", began.elapsed(), flushed_at.elapsed());
 
     // Second loss: Redis restarts without persistence.
-    eventually("two thirds of the contacts", SETTLE, created_at_least(CONTACTS * 2 / 3)).await;
+    load.until_created(CONTACTS * 2 / 3).await;
     let rebuilt_before = rebuilt(&processes);
     redis_server.kill().expect("stop redis");
     redis_server.wait().expect("redis stopped");
     redis_server = start_redis(redis_port, &dir);
     let restarted_at = Instant::now();
-    eprintln!("{:?}: redis restarted empty after {} contacts", began.elapsed(), created_count.load(Ordering::SeqCst));
+    eprintln!("{:?}: redis restarted empty after {} contacts", began.elapsed(), load.created());
     eventually("routing to rebuild after the restart", SETTLE, || {
         std::future::ready((rebuilt(&processes) > rebuilt_before).then_some(()))
     })
     .await;
     eprintln!("{:?}: rebuilt {:?} after the restart", began.elapsed(), restarted_at.elapsed());
 
-    let created = creator.await.expect("creator");
+    let created = load.all_created().await;
     assert_eq!(created.len(), CONTACTS);
     let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
     eprintln!("{:?}: every contact ended", began.elapsed());
-    stop.cancel();
-    while let Some(report) = desktops.join_next().await {
-        let report = report.expect("desktop");
+    for report in load.stop_agents().await {
         eprintln!("agent report: {report:?}");
     }
     let records = rig.routing_log(&redis_url).await;

@@ -28,17 +28,14 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::load::{
-    AgentReport, Created, OFFER_TIMEOUT_MS, Rig, SETTLE, agent_names, await_every_end, create_contacts,
-    create_queues_and_agents, run_agent, verify_exactly_once,
+    AgentReport, Created, Load, OFFER_TIMEOUT_MS, Rig, SETTLE, await_every_end, create_queues_and_agents,
+    verify_exactly_once,
 };
 use support::{Endpoints, Process, eventually, free_port};
 use switchboard_core::time::now_millis;
-use tokio_util::sync::CancellationToken;
 
 const CONTACTS: usize = 240;
 /// Contacts are created at this pace (open loop), so the load runs ~8 s.
@@ -50,7 +47,6 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
     let began = Instant::now();
     let (dir, seed, run) = (rig.dir.clone(), rig.seed, rig.run.clone());
     eprintln!("{replicas} routing replicas");
-    let agents = agent_names();
     // The routing topic in one partition, before any service creates it.
     let config_arg = rig.configure(&redis_url).await;
 
@@ -91,25 +87,8 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
     eprintln!("{:?}: {} processes serving", began.elapsed(), processes.len() + 1);
 
     // Load: agents on their desktops, contacts arriving, a kill halfway.
-    let stop = CancellationToken::new();
-    let mut desktops = tokio::task::JoinSet::new();
-    for (index, agent) in agents.iter().enumerate() {
-        let seed = seed.wrapping_add(1_000 + index as u64);
-        desktops.spawn(run_agent(endpoints.url("presence"), agent, seed, stop.clone()));
-    }
-    let created_count = Arc::new(AtomicUsize::new(0));
-    let creator = tokio::spawn(create_contacts(
-        endpoints.url("ingestion"),
-        seed,
-        CONTACTS,
-        CREATE_INTERVAL,
-        created_count.clone(),
-    ));
-    eventually("half of the contacts to be created", SETTLE, || {
-        let created = created_count.load(Ordering::SeqCst);
-        async move { (created >= CONTACTS / 2).then_some(()) }
-    })
-    .await;
+    let mut load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
+    load.until_created(CONTACTS / 2).await;
     let revoked = |processes: &[Process]| {
         let logs = processes.iter().filter(|process| process.label.starts_with("routing"));
         logs.map(|process| std::fs::read_to_string(&process.log).unwrap_or_default())
@@ -125,11 +104,11 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
     eprintln!(
         "{:?}: routing-2 killed after {} contacts, having queued {} and offered {}",
         began.elapsed(),
-        created_count.load(Ordering::SeqCst),
+        load.created(),
         victim_log.matches("contact queued").count(),
         victim_log.matches("contact offered").count()
     );
-    let created = creator.await.expect("creator");
+    let created = load.all_created().await;
     assert_eq!(created.len(), CONTACTS);
     eprintln!("{:?}: all {CONTACTS} contacts created", began.elapsed());
 
@@ -151,11 +130,7 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
     // Every contact reaches a terminal state, as GetAssignment reports it.
     let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
     eprintln!("{:?}: every contact ended", began.elapsed());
-    stop.cancel();
-    let mut reports: Vec<AgentReport> = Vec::new();
-    while let Some(report) = desktops.join_next().await {
-        reports.push(report.expect("desktop"));
-    }
+    let reports: Vec<AgentReport> = load.stop_agents().await;
     for report in &reports {
         assert_eq!(report.reconnects, 0, "an agent session broke: {report:?}");
     }

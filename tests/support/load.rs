@@ -179,6 +179,61 @@ pub async fn create_queues_and_agents(endpoints: &Endpoints) {
     }
 }
 
+/// The load of a whole-system test: every agent on its desktop and
+/// customers arriving on an open loop, until the contacts are all created
+/// and the agents are stopped.
+pub struct Load {
+    stop: CancellationToken,
+    desktops: tokio::task::JoinSet<AgentReport>,
+    created: Arc<AtomicUsize>,
+    creator: Option<tokio::task::JoinHandle<Vec<Created>>>,
+}
+
+impl Load {
+    /// Starts `contacts` creates, one every `interval` (see
+    /// [`create_contacts`]), and the agents' desktops ([`run_agent`]).
+    pub fn start(endpoints: &Endpoints, seed: u64, contacts: usize, interval: Duration) -> Load {
+        let stop = CancellationToken::new();
+        let mut desktops = tokio::task::JoinSet::new();
+        for (index, agent) in agent_names().into_iter().enumerate() {
+            desktops.spawn(run_agent(endpoints.url("presence"), agent, seed.wrapping_add(index as u64), stop.clone()));
+        }
+        let created = Arc::new(AtomicUsize::new(0));
+        let creator =
+            tokio::spawn(create_contacts(endpoints.url("ingestion"), seed, contacts, interval, Arc::clone(&created)));
+        Load { stop, desktops, created, creator: Some(creator) }
+    }
+
+    /// How many contacts were created so far.
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` contacts were created.
+    pub async fn until_created(&self, count: usize) {
+        super::eventually(&format!("{count} contacts to be created"), SETTLE, || {
+            std::future::ready((self.created() >= count).then_some(()))
+        })
+        .await;
+    }
+
+    /// Every contact, once all are created.
+    pub async fn all_created(&mut self) -> Vec<Created> {
+        let creator = self.creator.take().expect("all_created once");
+        creator.await.expect("creator")
+    }
+
+    /// Stops the desktops; their reports.
+    pub async fn stop_agents(mut self) -> Vec<AgentReport> {
+        self.stop.cancel();
+        let mut reports = Vec::new();
+        while let Some(report) = self.desktops.join_next().await {
+            reports.push(report.expect("desktop"));
+        }
+        reports
+    }
+}
+
 /// Per agent capacities, for the log replay.
 pub fn capacities() -> HashMap<String, HashMap<i32, i32>> {
     AGENTS
