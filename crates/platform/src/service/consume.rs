@@ -345,6 +345,11 @@ async fn receive_next(
                 if !backoff.wait(shutdown).await {
                     return None;
                 }
+                // The failure was waited out: an idle subscription's next
+                // receive may not return for a long time, so readiness
+                // must not wait for a record to come back; a failure that
+                // lasts sets it again at once.
+                consumer.health.set_retrying(None);
             }
         }
     }
@@ -501,5 +506,68 @@ impl Backoff {
             () = shutdown.cancelled() => false,
             () = tokio::time::sleep(wait) => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use super::*;
+    use crate::bus::memory::MemoryBus;
+
+    /// Fails its first receive, then waits for records that never come.
+    struct FailsOnceThenIdle {
+        failed: bool,
+    }
+
+    #[async_trait]
+    impl Subscription for FailsOnceThenIdle {
+        fn assignment(&self) -> Assignment {
+            Assignment::default()
+        }
+
+        async fn receive(&mut self) -> Result<Received, Error> {
+            if !self.failed {
+                self.failed = true;
+                return Err(Error::unavailable("broker unreachable (test)"));
+            }
+            std::future::pending().await
+        }
+
+        async fn ack_position(&mut self, _topic: &str, _partition: i32, _offset: i64) -> Result<(), Error> {
+            Ok(())
+        }
+
+        async fn close(self: Box<Self>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_consumer_is_ready_again_once_a_receive_failure_was_waited_out() {
+        let health = ConsumerHealth::default();
+        let consumer = Consumer { name: "idle".to_owned(), bus: Arc::new(MemoryBus::new()), health: health.clone() };
+        let shutdown = CancellationToken::new();
+        let handler = |_delivery: Delivery| std::future::ready(Ok::<(), Error>(()));
+        let task =
+            tokio::spawn(consume(consumer, Box::new(FailsOnceThenIdle { failed: false }), handler, shutdown.clone()));
+
+        let until = |ready: bool| {
+            let health = health.clone();
+            async move {
+                while health.retrying().is_none() != ready {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        tokio::time::timeout(MAX_BACKOFF, until(false)).await.expect("the receive failure is reported");
+        // The first backoff is at most FIRST_BACKOFF; no record ever comes.
+        tokio::time::timeout(MAX_BACKOFF, until(true))
+            .await
+            .expect("the consumer waits for records again, not for the failure");
+
+        shutdown.cancel();
+        task.await.expect("consumer task").expect("consumer ends cleanly");
     }
 }
