@@ -194,6 +194,7 @@ fn session_error(error: &Error, contact: &str) -> agent_session_response::Kind {
         code: crate::status_code(error),
         message: error.message.clone(),
         contact: contact.to_owned(),
+        reason: error.reason(),
     })
 }
 

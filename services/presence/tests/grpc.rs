@@ -159,6 +159,7 @@ async fn a_session_carries_states_offers_and_decisions() {
     match desktop.next().await {
         agent_session_response::Kind::Error(error) => {
             assert_eq!(error.code, Code::NotFound as i32, "{error:?}");
+            assert_eq!(error.reason, "CONTACT_NOT_FOUND");
             assert_eq!(error.contact, "tenants/acme/contacts/ct_nope");
         }
         other => panic!("accepting an unknown contact fails on the stream, got {other:?}"),
@@ -173,6 +174,13 @@ async fn a_session_carries_states_offers_and_decisions() {
     assert!(
         matches!(desktop.next().await, agent_session_response::Kind::ContactCompleted(done) if done.contact == contact)
     );
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
+    match desktop.next().await {
+        agent_session_response::Kind::Error(error) => {
+            assert_eq!((error.code, error.reason.as_str()), (Code::FailedPrecondition as i32, "CONTACT_ENDED"));
+        }
+        other => panic!("a completed contact cannot be accepted again, got {other:?}"),
+    }
     cluster.stop().await;
 }
 

@@ -5,9 +5,12 @@
 
 pub mod hours;
 pub mod matching;
+mod refusal;
 pub mod rules;
 
 use std::collections::BTreeMap;
+
+use self::refusal::{Transition, rejected, require_agent};
 
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 
@@ -253,25 +256,6 @@ impl AgentLive {
     }
 }
 
-fn rejected(record: &ContactRecord, action: &str) -> Error {
-    Error::failed_precondition(format!(
-        "cannot {action} contact `{}`: it is {}",
-        record.contact,
-        record.status.as_str()
-    ))
-    .with_resource(switchboard_core::names::contact_name(&record.tenant, &record.contact))
-}
-
-fn require_agent(record: &ContactRecord, agent: &AgentId, action: &str) -> Result<(), Error> {
-    if record.agent.as_ref() == Some(agent) {
-        return Ok(());
-    }
-    Err(Error::failed_precondition(format!(
-        "cannot {action} contact `{}`: it is not assigned to agent `{agent}`",
-        record.contact
-    )))
-}
-
 /// Answers further apart than this are a pause, not a pace: they restart
 /// the estimate instead of skewing it.
 pub const MAX_ANSWER_INTERVAL_MS: i64 = 3_600_000;
@@ -318,7 +302,7 @@ pub enum Applied {
 /// Offer a queued contact to `agent` until `expire_ms`.
 pub fn reserve(record: &mut ContactRecord, agent: &AgentId, expire_ms: i64) -> Result<(), Error> {
     if record.status != RoutingStatus::Queued {
-        return Err(rejected(record, "offer"));
+        return Err(rejected(record, Transition::Offer));
     }
     record.status = RoutingStatus::Offered;
     record.agent = Some(agent.clone());
@@ -331,9 +315,9 @@ pub fn accept(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Resul
         return Ok(Applied::AlreadyDone);
     }
     if record.status != RoutingStatus::Offered {
-        return Err(rejected(record, "accept"));
+        return Err(rejected(record, Transition::Accept));
     }
-    require_agent(record, agent, "accept")?;
+    require_agent(record, agent, Transition::Accept)?;
     record.status = RoutingStatus::Answered;
     record.answer_ms = now_ms;
     record.offer_expire_ms = 0;
@@ -351,10 +335,10 @@ pub fn withdraw(
     expired_by: Option<i64>,
 ) -> Result<AgentId, Error> {
     if record.status != RoutingStatus::Offered {
-        return Err(rejected(record, "withdraw the offer of"));
+        return Err(rejected(record, Transition::Withdraw));
     }
     if let Some(agent) = agent {
-        require_agent(record, agent, "withdraw the offer of")?;
+        require_agent(record, agent, Transition::Withdraw)?;
     }
     if expired_by.is_some_and(|instant| record.offer_expire_ms > instant) {
         return Err(Error::failed_precondition(format!("the offer of contact `{}` has not expired", record.contact)));
@@ -370,9 +354,9 @@ pub fn complete(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Res
         return Ok(Applied::AlreadyDone);
     }
     if record.status != RoutingStatus::Answered {
-        return Err(rejected(record, "complete"));
+        return Err(rejected(record, Transition::Complete));
     }
-    require_agent(record, agent, "complete")?;
+    require_agent(record, agent, Transition::Complete)?;
     record.status = RoutingStatus::Completed;
     record.end_ms = now_ms;
     Ok(Applied::Changed)
@@ -400,7 +384,7 @@ pub fn abandon(record: &mut ContactRecord, now_ms: i64) -> Result<(Applied, Opti
         RoutingStatus::Offered => {
             AbandonedFrom::Offer(record.agent.clone().ok_or_else(|| Error::internal("offered contact without agent"))?)
         }
-        RoutingStatus::Answered | RoutingStatus::Completed => return Err(rejected(record, "abandon")),
+        RoutingStatus::Answered | RoutingStatus::Completed => return Err(rejected(record, Transition::Abandon)),
     };
     record.status = RoutingStatus::Abandoned;
     record.end_ms = now_ms;
