@@ -1,5 +1,7 @@
-//! Command line: `switchboard dev [--demo]`, `switchboard <service>`,
-//! `switchboard run --services a,b`, and `--print-config` everywhere.
+//! Command line: `switchboard dev [--demo] [--verbose]`,
+//! `switchboard <service>`, `switchboard run --services a,b`,
+//! `switchboard api-key new`, `switchboard dead-letters list|replay`, and
+//! `--print-config` everywhere.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -22,7 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
 
-use crate::dev::{DEV_AGENTS, authorized, channel, tolerate_existing};
+use switchboard_platform::auth::authorized;
+
+use crate::dev::{DEV_AGENTS, channel, tolerate_existing};
 
 /// How often the demo prints its summary.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(3);

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 use switchboard_platform::Config;
-use switchboard_platform::auth::hash_api_key;
+use switchboard_platform::auth::authorized;
 
 use switchboard_platform::config::ApiKeyConfig;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{Agent, CreateAgentRequest};
+use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
-use tonic::{Code, Request};
 
 use crate::wiring::StartedService;
 
@@ -45,24 +45,9 @@ pub fn apply_dev_defaults(config: &mut Config) -> anyhow::Result<()> {
         if config.auth.api_keys.iter().any(|configured| configured.name == key) {
             continue;
         }
-        config.auth.api_keys.push(ApiKeyConfig {
-            name: key.to_owned(),
-            sha256: hash_api_key(key),
-            role: role.to_owned(),
-            tenant: tenant.map(str::to_owned),
-            agent: agent.map(str::to_owned),
-        });
+        config.auth.api_keys.push(ApiKeyConfig::for_key(key, key, role, tenant, agent));
     }
     config.validate()
-}
-
-/// `message` with `authorization: Bearer <key>`.
-pub(crate) fn authorized<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {key}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
 }
 
 /// A channel to a service of this process, once it accepts connections.

@@ -1,5 +1,6 @@
 //! Operator commands: `switchboard dead-letters list` and
-//! `switchboard dead-letters replay`, against the configured Kafka.
+//! `switchboard dead-letters replay` against the configured Kafka, and
+//! `switchboard api-key new`.
 
 use std::io::Write;
 
@@ -34,10 +35,11 @@ pub enum DeadLetterAction {
         /// Every dead letter the filters select.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
-        /// With `--all`: only those this consumer wrote.
+        /// Only those this consumer wrote (a named id outside the filters
+        /// is refused as unknown).
         #[arg(long)]
         consumer: Option<String>,
-        /// With `--all`: only those of this tenant.
+        /// Only those of this tenant (likewise).
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -99,18 +101,10 @@ fn describe(entry: &DeadLetterEntry) -> String {
 /// only its SHA-256. The key itself is printed once and stored nowhere.
 pub fn new_api_key(name: &str, role: &str, tenant: Option<&str>, agent: Option<&str>) -> anyhow::Result<String> {
     use rand::RngCore;
-    let entry = switchboard_platform::config::ApiKeyConfig {
-        name: name.to_owned(),
-        sha256: String::new(),
-        role: role.to_owned(),
-        tenant: tenant.map(str::to_owned),
-        agent: agent.map(str::to_owned),
-    };
     let mut secret = [0_u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let key = format!("sbk_{}", secret.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
-    let entry =
-        switchboard_platform::config::ApiKeyConfig { sha256: switchboard_platform::auth::hash_api_key(&key), ..entry };
+    let entry = switchboard_platform::config::ApiKeyConfig::for_key(name, &key, role, tenant, agent);
     // The same checks the configuration gets at start (the tenant must also
     // be listed in `auth.tenants` there).
     let mut check = Config::default();

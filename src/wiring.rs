@@ -32,11 +32,11 @@ impl ServiceKind {
 
     pub fn name(self) -> &'static str {
         match self {
-            ServiceKind::Ingestion => "ingestion",
-            ServiceKind::Routing => "routing",
-            ServiceKind::Presence => "presence",
-            ServiceKind::Crm => "crm",
-            ServiceKind::Kpi => "kpi",
+            ServiceKind::Ingestion => switchboard_ingestion::Ingestion::NAME,
+            ServiceKind::Routing => switchboard_routing::Routing::NAME,
+            ServiceKind::Presence => switchboard_presence::Presence::NAME,
+            ServiceKind::Crm => switchboard_crm::Crm::NAME,
+            ServiceKind::Kpi => switchboard_kpi::Kpi::NAME,
         }
     }
 
@@ -58,16 +58,6 @@ impl ServiceKind {
             ServiceKind::Presence => launch::<switchboard_presence::Presence>(kit, backends, listeners).await,
             ServiceKind::Crm => launch::<switchboard_crm::Crm>(kit, backends, listeners).await,
             ServiceKind::Kpi => launch::<switchboard_kpi::Kpi>(kit, backends, listeners).await,
-        }
-    }
-
-    fn service_name(self) -> &'static str {
-        match self {
-            ServiceKind::Ingestion => switchboard_ingestion::Ingestion::NAME,
-            ServiceKind::Routing => switchboard_routing::Routing::NAME,
-            ServiceKind::Presence => switchboard_presence::Presence::NAME,
-            ServiceKind::Crm => switchboard_crm::Crm::NAME,
-            ServiceKind::Kpi => switchboard_kpi::Kpi::NAME,
         }
     }
 }
@@ -114,7 +104,7 @@ pub async fn run_services(
             grpc: grpc.local_addr()?,
             http: http.as_ref().map(TcpListener::local_addr).transpose()?,
         });
-        let kit = Kit::new(kind.service_name(), config.clone(), bus.clone(), access.clone(), shutdown.clone());
+        let kit = Kit::new(kind.name(), config.clone(), bus.clone(), access.clone(), shutdown.clone());
         let service_shutdown = shutdown.clone();
         tasks.spawn(async move {
             let outcome = kind.launch(kit, backends, Listeners { grpc, http }).await;

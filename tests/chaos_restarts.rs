@@ -17,7 +17,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::load::{Load, Rig, SETTLE, await_every_end, create_queues_and_agents, grpc, verify_exactly_once};
+use support::load::{Load, Rig, SETTLE, Settled, create_queues_and_agents, grpc};
 use support::{Endpoints, Process, authorized, eventually, free_port, readiness_name};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{ListCustomersRequest, ListTimelineEntriesRequest};
@@ -66,7 +66,7 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
     create_queues_and_agents(&endpoints).await;
     eprintln!("{:?}: five services ready", began.elapsed());
 
-    let mut load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
+    let load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
 
     for (turn, service) in VICTIMS.iter().enumerate() {
         let due = CONTACTS * (turn + 1) / (VICTIMS.len() + 1);
@@ -91,21 +91,9 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
         support::wait_until_ready(&endpoints, &mut processes).await;
     }
 
-    let created = load.all_created().await;
+    let Settled { created, statuses, replayed, ended } = load.settle(&rig, &endpoints, &processes, &redis_url).await;
     assert_eq!(created.len(), CONTACTS);
-    let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
-    eprintln!("{:?}: every contact ended", began.elapsed());
-    for report in load.stop_agents().await {
-        eprintln!("agent report: {report:?}");
-    }
-    let records = rig.routing_log(&redis_url).await;
-    let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
-    eprintln!(
-        "{:?}: {} records, {} duplicates dropped; ended {ended:?}",
-        began.elapsed(),
-        records.len(),
-        replayed.duplicates
-    );
+    eprintln!("{:?}: settled", began.elapsed());
     assert!(ended.get("completed").copied().unwrap_or(0) > CONTACTS / 2, "most contacts were served: {ended:?}");
 
     // KPI counted every contact once, per tenant.

@@ -10,7 +10,7 @@
 mod support;
 
 use prost::Message;
-use support::{Endpoints, Process, scratch_dir, wait_until_serving};
+use support::{Endpoints, Process, authorized, scratch_dir, wait_until_serving};
 use switchboard_proto::presence::v1::{AgentSessionRequest, Hello, agent_session_request};
 use switchboard_test_support::{RawCodec, every_rpc};
 use tokio::sync::mpsc;
@@ -35,12 +35,6 @@ fn service_of(path: &str) -> &'static str {
         .unwrap_or_else(|| panic!("no service serves {path}"))
 }
 
-fn request_with_key<T>(message: T, key: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
-    request
-}
-
 async fn raw_client(endpoints: &Endpoints, service: &str) -> Grpc<Channel> {
     let mut client = Grpc::new(endpoints.channel(service).await);
     client.ready().await.expect("the server is up");
@@ -62,7 +56,7 @@ async fn open_session(endpoints: &Endpoints) -> (mpsc::Sender<Vec<u8>>, tonic::S
     requests.send(hello.encode_to_vec()).await.expect("send hello");
     let mut client = raw_client(endpoints, "presence").await;
     let path = PathAndQuery::from_static("/switchboard.presence.v1.PresenceService/AgentSession");
-    let request = request_with_key(ReceiverStream::new(outbound), ALICE);
+    let request = authorized(ALICE, ReceiverStream::new(outbound));
     let mut responses = client.streaming(request, path, RawCodec).await.expect("session opens").into_inner();
     let started = responses.next().await.expect("a first response").expect("session started");
     assert!(!started.is_empty());
@@ -91,7 +85,7 @@ async fn malformed_and_oversized_messages_are_the_callers_fault_on_every_rpc() {
     for (path, client_streaming) in rpcs.iter().filter(|(_, client_streaming)| !client_streaming) {
         let mut client = raw_client(&endpoints, service_of(path)).await;
         let method = PathAndQuery::try_from(path.as_str()).expect("path");
-        let request = request_with_key(GARBAGE.to_vec(), OPERATOR);
+        let request = authorized(OPERATOR, GARBAGE.to_vec());
         // Unary and server-streaming calls decode the one request before the
         // handler runs; a server-streaming call may report it on the stream.
         let status = match client.server_streaming(request, method, RawCodec).await {

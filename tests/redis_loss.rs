@@ -14,19 +14,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::load::{Load, Rig, SETTLE, await_every_end, create_queues_and_agents, verify_exactly_once};
-use support::{Endpoints, Process, eventually, free_port, start_redis};
+use support::load::{Load, Rig, SETTLE, Settled, create_queues_and_agents};
+use support::{Endpoints, Process, count_in_logs, eventually, free_port, start_redis};
 
 const CONTACTS: usize = 200;
 const CREATE_INTERVAL: Duration = Duration::from_millis(45);
-
-fn count_in_logs(processes: &[Process], label_prefix: &str, needle: &str) -> usize {
-    processes
-        .iter()
-        .filter(|process| process.label.starts_with(label_prefix))
-        .map(|process| std::fs::read_to_string(&process.log).unwrap_or_default().matches(needle).count())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once() {
@@ -60,7 +52,7 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
     create_queues_and_agents(&endpoints).await;
     eprintln!("{:?}: serving", began.elapsed());
 
-    let mut load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
+    let load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
     let rebuilt = |processes: &[Process]| count_in_logs(processes, "routing", "routing state rebuilt");
 
     // First loss: FLUSHALL.
@@ -90,21 +82,9 @@ async fn routing_rebuilds_after_redis_loses_its_data_and_every_contact_ends_once
     .await;
     eprintln!("{:?}: rebuilt {:?} after the restart", began.elapsed(), restarted_at.elapsed());
 
-    let created = load.all_created().await;
+    let Settled { created, ended, .. } = load.settle(&rig, &endpoints, &processes, &redis_url).await;
     assert_eq!(created.len(), CONTACTS);
-    let statuses = await_every_end(&endpoints.url("routing"), &created, &processes).await;
-    eprintln!("{:?}: every contact ended", began.elapsed());
-    for report in load.stop_agents().await {
-        eprintln!("agent report: {report:?}");
-    }
-    let records = rig.routing_log(&redis_url).await;
-    let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
-    eprintln!(
-        "{:?}: {} records, {} duplicates dropped; ended {ended:?}",
-        began.elapsed(),
-        records.len(),
-        replayed.duplicates
-    );
+    eprintln!("{:?}: settled", began.elapsed());
     let lost = count_in_logs(&processes, "routing", "routing state lost in redis");
     assert!(lost >= 2, "each loss was noticed (readiness went false): {lost}");
     assert!(ended.get("completed").copied().unwrap_or(0) > CONTACTS / 2, "most contacts were served: {ended:?}");

@@ -30,11 +30,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::load::{
-    AgentReport, Created, Load, OFFER_TIMEOUT_MS, Rig, SETTLE, await_every_end, create_queues_and_agents,
-    verify_exactly_once,
-};
-use support::{Endpoints, Process, eventually, free_port};
+use support::load::{AgentReport, Created, Load, OFFER_TIMEOUT_MS, Rig, SETTLE, create_queues_and_agents};
+use support::routing_log::{await_every_end, verify_exactly_once};
+use support::{Endpoints, Process, count_in_logs, eventually, free_port};
 use switchboard_core::time::now_millis;
 
 const CONTACTS: usize = 240;
@@ -89,12 +87,7 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
     // Load: agents on their desktops, contacts arriving, a kill halfway.
     let mut load = Load::start(&endpoints, seed, CONTACTS, CREATE_INTERVAL);
     load.until_created(CONTACTS / 2).await;
-    let revoked = |processes: &[Process]| {
-        let logs = processes.iter().filter(|process| process.label.starts_with("routing"));
-        logs.map(|process| std::fs::read_to_string(&process.log).unwrap_or_default())
-            .map(|log| log.matches("kafka partitions revoked").count())
-            .sum::<usize>()
-    };
+    let revoked = |processes: &[Process]| count_in_logs(processes, "routing", "kafka partitions revoked");
     let revoked_before_kill = revoked(&processes);
     let mut victim = victim;
     victim.child.kill().expect("kill -9 routing-2");

@@ -7,7 +7,7 @@
 //! SET and EVALSHA measured against the same server in the same run.
 //!
 //! ```sh
-//! cargo run --release --bin routing_bench -- --redis redis://127.0.0.1:6379 \
+//! cargo run --release --features bench --bin routing_bench -- --redis redis://127.0.0.1:6379 \
 //!     --agents 10000 --tenants 100 --queues 1000 --waiting 1000,10000,100000 --seconds 10
 //! ```
 

@@ -18,7 +18,7 @@ use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_core::time::now_millis;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::config::KafkaConfig;
-use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, CustomerIdentity, IdentityKind};
+use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
@@ -27,12 +27,13 @@ use switchboard_proto::presence::v1::{
     SetState, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
-use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue};
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel as GrpcChannel;
 
+use super::routing_log::{Replay, await_every_end, verify_exactly_once};
 use super::{Endpoints, Process, agent_key, authorized};
 
 pub const OPERATOR: &str = "dev-operator-admin";
@@ -196,7 +197,13 @@ impl Load {
         let stop = CancellationToken::new();
         let mut desktops = tokio::task::JoinSet::new();
         for (index, agent) in agent_names().into_iter().enumerate() {
-            desktops.spawn(run_agent(endpoints.url("presence"), agent, seed.wrapping_add(index as u64), stop.clone()));
+            // Apart from the creators' seeds (`seed + worker`).
+            desktops.spawn(run_agent(
+                endpoints.url("presence"),
+                agent,
+                seed.wrapping_add(1_000 + index as u64),
+                stop.clone(),
+            ));
         }
         let created = Arc::new(AtomicUsize::new(0));
         let creator =
@@ -223,6 +230,24 @@ impl Load {
         creator.await.expect("creator")
     }
 
+    /// The end of a run: every contact created, then ended (as
+    /// GetAssignment says), the desktops stopped, and the routing log read
+    /// once the outbox of Redis at `redis_url` drained and checked by
+    /// [`verify_exactly_once`].
+    pub async fn settle(mut self, rig: &Rig, endpoints: &Endpoints, processes: &[Process], redis_url: &str) -> Settled {
+        let began = Instant::now();
+        let created = self.all_created().await;
+        let statuses = await_every_end(&endpoints.url("routing"), &created, processes).await;
+        eprintln!("every contact ended, {:?} after the last was created", began.elapsed());
+        for report in self.stop_agents().await {
+            eprintln!("agent report: {report:?}");
+        }
+        let records = rig.routing_log(redis_url).await;
+        let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
+        eprintln!("{} records, {} duplicates dropped; ended {ended:?}", records.len(), replayed.duplicates);
+        Settled { created, statuses, replayed, ended }
+    }
+
     /// Stops the desktops; their reports.
     pub async fn stop_agents(mut self) -> Vec<AgentReport> {
         self.stop.cancel();
@@ -232,6 +257,15 @@ impl Load {
         }
         reports
     }
+}
+
+/// What a settled run created and how its contacts ended.
+pub struct Settled {
+    pub created: Vec<Created>,
+    /// Each contact's status, as GetAssignment answers.
+    pub statuses: HashMap<String, i32>,
+    pub replayed: Replay,
+    pub ended: BTreeMap<&'static str, usize>,
 }
 
 /// Per agent capacities, for the log replay.
@@ -532,63 +566,4 @@ pub async fn create_contacts(
         all.extend(created.expect("creator"));
     }
     all
-}
-
-pub fn is_terminal(status: i32) -> bool {
-    status == ContactStatus::Completed as i32 || status == ContactStatus::Abandoned as i32
-}
-
-/// Polls GetAssignment until every contact is terminal; returns each
-/// contact's status. Fails (with the processes' logs) after [`SETTLE`].
-pub async fn await_every_end(routing_url: &str, created: &[Created], processes: &[Process]) -> HashMap<String, i32> {
-    let mut routing = RoutingServiceClient::new(grpc(routing_url));
-    let mut statuses: HashMap<String, i32> = HashMap::new();
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        for contact in created {
-            if statuses.get(&contact.name).is_some_and(|status| is_terminal(*status)) {
-                continue;
-            }
-            let request = GetAssignmentRequest { contact: contact.name.clone() };
-            let key = format!("dev-{}-reader", contact.tenant);
-            if let Ok(assignment) = routing.get_assignment(authorized(&key, request)).await {
-                statuses.insert(contact.name.clone(), assignment.into_inner().status);
-            }
-        }
-        let open: Vec<_> = created.iter().filter(|c| !statuses.get(&c.name).is_some_and(|s| is_terminal(*s))).collect();
-        if open.is_empty() {
-            return statuses;
-        }
-        if Instant::now() > deadline {
-            let sample: Vec<_> = open.iter().take(10).map(|c| (&c.name, statuses.get(&c.name))).collect();
-            let logs: Vec<String> = processes.iter().map(|p| format!("--- {}\n{}", p.label, p.log_tail())).collect();
-            panic!("{} contacts never ended, e.g. {sample:?}\n{}", open.len(), logs.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Replays the routing log against the invariants and checks that every
-/// created contact, and nothing else, ended exactly once, as GetAssignment
-/// says. Returns the replay and how many contacts ended each way.
-pub fn verify_exactly_once(
-    records: &[(i64, switchboard_proto::events::v1::EventEnvelope)],
-    created: &[Created],
-    statuses: &HashMap<String, i32>,
-) -> (super::routing_log::Replay, BTreeMap<&'static str, usize>) {
-    let replayed = super::routing_log::replay(records, &capacities());
-    assert!(replayed.violations.is_empty(), "invariants broken:\n{}", replayed.violations.join("\n"));
-    let names: HashSet<&String> = created.iter().map(|contact| &contact.name).collect();
-    assert_eq!(names.len(), created.len(), "every create made a distinct contact");
-    for name in replayed.terminal.keys() {
-        assert!(names.contains(name), "the log ends {name}, which the test never created");
-    }
-    let mut ended = BTreeMap::new();
-    for contact in created {
-        let logged = replayed.terminal.get(&contact.name).unwrap_or_else(|| panic!("{} has no end", contact.name));
-        let expected = if *logged == "completed" { ContactStatus::Completed } else { ContactStatus::Abandoned };
-        assert_eq!(statuses[&contact.name], expected as i32, "{}: GetAssignment disagrees with the log", contact.name);
-        *ended.entry(*logged).or_insert(0) += 1;
-    }
-    (replayed, ended)
 }

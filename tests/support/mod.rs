@@ -11,10 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+#[allow(unused_imports)] // each test binary uses its own share of the support module
+pub use switchboard_test_support::{authorized, violated_fields};
 
 pub const SERVICES: [&str; 5] = ["ingestion", "routing", "presence", "crm", "kpi"];
 
@@ -129,6 +132,16 @@ impl Process {
     }
 }
 
+/// How often `needle` occurs in the logs of the processes whose label
+/// starts with `label_prefix`.
+pub fn count_in_logs(processes: &[Process], label_prefix: &str, needle: &str) -> usize {
+    processes
+        .iter()
+        .filter(|process| process.label.starts_with(label_prefix))
+        .map(|process| std::fs::read_to_string(&process.log).unwrap_or_default().matches(needle).count())
+        .sum()
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -138,8 +151,9 @@ impl Drop for Process {
     }
 }
 
-/// Waits until every service reports itself ready (SERVING under its own
-/// service name, which requires its backends to answer).
+/// Waits until every service's server is up: SERVING on the overall
+/// (empty) name, which says the process is live, not that its backends
+/// answer (see [`wait_until_ready`]).
 pub async fn wait_until_serving(endpoints: &Endpoints, processes: &mut [Process]) {
     for service in SERVICES {
         wait_until_url_serving(service, &endpoints.url(service), processes).await;
@@ -186,12 +200,6 @@ pub async fn wait_until_health(label: &str, url: &str, health_name: &str, proces
     }
 }
 
-pub fn authorized<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
-    request
-}
-
 /// Polls `probe` until it returns `Some`, for at most `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
@@ -206,15 +214,6 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The field named in a status's BadRequest details.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    status
-        .get_details_bad_request()
-        .map(|bad_request| bad_request.field_violations.into_iter().map(|violation| violation.field).collect())
-        .unwrap_or_default()
 }
 
 pub fn expect_code<T: std::fmt::Debug>(outcome: Result<T, Status>, code: Code, what: &str) -> Status {

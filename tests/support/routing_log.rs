@@ -1,6 +1,7 @@
 //! Reading the routing topic back and replaying it against the routing
 //! invariants: one offer at a time per contact, per-agent channel capacity
-//! with voice never mixed with other work, one terminal state per contact.
+//! with voice never mixed with other work, one terminal state per contact;
+//! and every contact a test created ending exactly once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -9,10 +10,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use switchboard_core::event::decode;
 use switchboard_core::time::millis_from_timestamp;
-use switchboard_proto::common::v1::Channel;
+use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::routing::v1::routing_event;
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{GetAssignmentRequest, routing_event};
+
+use super::load::{Created, SETTLE, capacities, grpc};
+use super::{Process, authorized};
 
 const VOICE: i32 = Channel::Voice as i32;
 
@@ -175,4 +180,63 @@ pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, Has
         }
     }
     result
+}
+
+pub fn is_terminal(status: i32) -> bool {
+    status == ContactStatus::Completed as i32 || status == ContactStatus::Abandoned as i32
+}
+
+/// Polls GetAssignment until every contact is terminal; returns each
+/// contact's status. Fails (with the processes' logs) after [`SETTLE`].
+pub async fn await_every_end(routing_url: &str, created: &[Created], processes: &[Process]) -> HashMap<String, i32> {
+    let mut routing = RoutingServiceClient::new(grpc(routing_url));
+    let mut statuses: HashMap<String, i32> = HashMap::new();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        for contact in created {
+            if statuses.get(&contact.name).is_some_and(|status| is_terminal(*status)) {
+                continue;
+            }
+            let request = GetAssignmentRequest { contact: contact.name.clone() };
+            let key = format!("dev-{}-reader", contact.tenant);
+            if let Ok(assignment) = routing.get_assignment(authorized(&key, request)).await {
+                statuses.insert(contact.name.clone(), assignment.into_inner().status);
+            }
+        }
+        let open: Vec<_> = created.iter().filter(|c| !statuses.get(&c.name).is_some_and(|s| is_terminal(*s))).collect();
+        if open.is_empty() {
+            return statuses;
+        }
+        if Instant::now() > deadline {
+            let sample: Vec<_> = open.iter().take(10).map(|c| (&c.name, statuses.get(&c.name))).collect();
+            let logs: Vec<String> = processes.iter().map(|p| format!("--- {}\n{}", p.label, p.log_tail())).collect();
+            panic!("{} contacts never ended, e.g. {sample:?}\n{}", open.len(), logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Replays the routing log against the invariants and checks that every
+/// created contact, and nothing else, ended exactly once, as GetAssignment
+/// says. Returns the replay and how many contacts ended each way.
+pub fn verify_exactly_once(
+    records: &[(i64, switchboard_proto::events::v1::EventEnvelope)],
+    created: &[Created],
+    statuses: &HashMap<String, i32>,
+) -> (Replay, BTreeMap<&'static str, usize>) {
+    let replayed = replay(records, &capacities());
+    assert!(replayed.violations.is_empty(), "invariants broken:\n{}", replayed.violations.join("\n"));
+    let names: HashSet<&String> = created.iter().map(|contact| &contact.name).collect();
+    assert_eq!(names.len(), created.len(), "every create made a distinct contact");
+    for name in replayed.terminal.keys() {
+        assert!(names.contains(name), "the log ends {name}, which the test never created");
+    }
+    let mut ended = BTreeMap::new();
+    for contact in created {
+        let logged = replayed.terminal.get(&contact.name).unwrap_or_else(|| panic!("{} has no end", contact.name));
+        let expected = if *logged == "completed" { ContactStatus::Completed } else { ContactStatus::Abandoned };
+        assert_eq!(statuses[&contact.name], expected as i32, "{}: GetAssignment disagrees with the log", contact.name);
+        *ended.entry(*logged).or_insert(0) += 1;
+    }
+    (replayed, ended)
 }

@@ -18,6 +18,17 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// `message` with `authorization: Bearer <key>`, as a client sends it; a
+/// key that is not valid header text is left out (the call is then
+/// unauthenticated).
+pub fn authorized<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {key}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
 /// Verifies credentials and knows which tenants exist.
 #[derive(Debug, Default)]
 pub struct AccessControl {
@@ -111,13 +122,7 @@ mod tests {
     fn access() -> Arc<AccessControl> {
         let config = AuthConfig {
             tenants: vec!["acme".to_owned()],
-            api_keys: vec![ApiKeyConfig {
-                name: "acme-admin".to_owned(),
-                sha256: hash_api_key("secret"),
-                role: "tenant_admin".to_owned(),
-                tenant: Some("acme".to_owned()),
-                agent: None,
-            }],
+            api_keys: vec![ApiKeyConfig::for_key("acme-admin", "secret", "tenant_admin", Some("acme"), None)],
         };
         AccessControl::from_config(&config).expect("access")
     }

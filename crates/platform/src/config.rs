@@ -175,6 +175,19 @@ pub struct ApiKeyConfig {
     pub agent: Option<String>,
 }
 
+impl ApiKeyConfig {
+    /// The entry `name` of `key` (stored as its SHA-256 only).
+    pub fn for_key(name: &str, key: &str, role: &str, tenant: Option<&str>, agent: Option<&str>) -> ApiKeyConfig {
+        ApiKeyConfig {
+            name: name.to_owned(),
+            sha256: crate::auth::hash_api_key(key),
+            role: role.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            agent: agent.map(str::to_owned),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceEndpoint {

@@ -1,7 +1,10 @@
 //! Prometheus metrics of the process, served at `/metrics` by every
 //! service's HTTP server. One registry per process: when several services
-//! share a process (`switchboard dev`, `run --services`), each series
-//! carries a `service` or `consumer` label. A label that holds tenant data
+//! share a process (`switchboard dev`, `run --services`), the series each
+//! of them reports (RPCs, consumers, readiness) carry a `service` or
+//! `consumer` label; a gauge only one service reports (waiting contacts,
+//! agents by state, outbox depth) and backend latency, the same backend
+//! probed by each, do not. A label that holds tenant data
 //! is named `tenant`, and its value comes from the record or the verified
 //! credential, never from anything a caller chose freely.
 
@@ -51,8 +54,8 @@ pub struct Metrics {
     pub waiting_contacts: Family<Labels, Gauge>,
     /// Agents by live state: `state`.
     pub agents_by_state: Family<Labels, Gauge>,
-    /// Round trip of each readiness probe: `dependency` (redis, postgres,
-    /// kafka).
+    /// Round trip of each readiness probe: `dependency` (`redis`,
+    /// `postgres`, `kafka`, `routing-state`, `consumer:<name>`).
     pub dependency_latency: HistogramFamily,
     /// 1 while a dependency answers its readiness probe: `service`,
     /// `dependency`.

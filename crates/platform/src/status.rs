@@ -9,7 +9,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The `ErrorInfo.domain` of every Switchboard error.
-pub const ERROR_DOMAIN: &str = "switchboard.dev";
+pub use switchboard_proto::codec::ERROR_DOMAIN;
 
 pub fn grpc_code(code: ErrorCode) -> Code {
     match code {
@@ -117,7 +117,7 @@ pub const RELAYED_REASONS: &[&str] = &[
     "EVENT_BUS_UNAVAILABLE",
     "ROUTING_STATE_REBUILDING",
     "MESSAGE_TOO_LARGE",
-    "MALFORMED_MESSAGE",
+    switchboard_proto::codec::MALFORMED_MESSAGE,
 ];
 
 /// `.into_status()` on results of handlers.

@@ -1,7 +1,8 @@
 //! Fixtures shared by Switchboard's tests: real-backend URLs (failing under
 //! `CI=true` when missing), isolated Kafka topics and PostgreSQL databases,
 //! API keys, and services started in-process on a free port. A dev
-//! dependency only: nothing here is in a release build.
+//! dependency, and an optional one behind the `contract` and `bench`
+//! features: the default release build holds none of it.
 
 #![allow(clippy::panic, clippy::expect_used)]
 
@@ -59,26 +60,15 @@ pub fn access_with_keys(
         tenants: vec!["acme".to_owned(), "globex".to_owned()],
         api_keys: keys
             .iter()
-            .map(|(key, role, tenant, agent)| switchboard_platform::config::ApiKeyConfig {
-                name: (*key).to_owned(),
-                sha256: switchboard_platform::auth::hash_api_key(key),
-                role: (*role).to_owned(),
-                tenant: tenant.map(str::to_owned),
-                agent: agent.map(str::to_owned),
+            .map(|(key, role, tenant, agent)| {
+                switchboard_platform::config::ApiKeyConfig::for_key(key, key, role, *tenant, *agent)
             })
             .collect(),
     };
     switchboard_platform::auth::AccessControl::from_config(&config).expect("test keys are valid")
 }
 
-/// A request carrying `authorization: Bearer <key>`.
-pub fn authorized<T>(key: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {key}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
+pub use switchboard_platform::auth::authorized;
 
 /// A channel to a server just started on `address`, retrying the connect
 /// for up to ten seconds while the server comes up.

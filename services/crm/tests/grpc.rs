@@ -14,7 +14,7 @@ use switchboard_core::{ContactId, CustomerId, TenantId};
 use switchboard_crm::Crm;
 use switchboard_crm::store::CrmStore;
 use switchboard_platform::Config;
-use switchboard_platform::auth::{AccessControl, hash_api_key};
+use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
@@ -31,10 +31,9 @@ use switchboard_proto::routing::v1::{
     ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, ContactTransferred,
     OfferWithdrawn, RoutingEvent, TransferReason, routing_event,
 };
-use switchboard_test_support::{RunningService, kit, start_service};
+use switchboard_test_support::{RunningService, authorized, kit, start_service, violated_fields};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-use tonic_types::StatusExt;
 
 const ACME_ADMIN: &str = "acme-admin-key";
 const ACME_READER: &str = "acme-reader-key";
@@ -52,12 +51,8 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> TestServer {
-        let key = |name: &str, secret: &str, role: &str, tenant: Option<&str>| ApiKeyConfig {
-            name: name.to_owned(),
-            sha256: hash_api_key(secret),
-            role: role.to_owned(),
-            tenant: tenant.map(str::to_owned),
-            agent: None,
+        let key = |name: &str, secret: &str, role: &str, tenant: Option<&str>| {
+            ApiKeyConfig::for_key(name, secret, role, tenant, None)
         };
         let auth = AuthConfig {
             tenants: vec!["acme".to_owned(), "globex".to_owned()],
@@ -130,17 +125,6 @@ async fn connect(url: &str) -> CrmServiceClient<Channel> {
             Err(error) => panic!("server at {url} never accepted: {error}"),
         }
     }
-}
-
-fn authorized<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
-    request
-}
-
-fn violated_fields(status: &Status) -> Vec<String> {
-    let bad_request = status.get_details_bad_request().expect("BadRequest details");
-    bad_request.field_violations.iter().map(|violation| violation.field.clone()).collect()
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ async fn summary_counts_an_answered_and_an_abandoned_contact() {
     assert_eq!(summary.service_level, 0.5);
 
     let request = ListKpiIntervalsRequest { filter: Some(tenant_filter("acme")) };
-    let listed = service.client.list_kpi_intervals(authorized(request, ACME_READER_KEY)).await.unwrap().into_inner();
+    let listed = service.client.list_kpi_intervals(authorized(ACME_READER_KEY, request)).await.unwrap().into_inner();
     assert_eq!(listed.intervals.len(), 1);
     assert_eq!(listed.intervals[0].start_time, Some(timestamp_from_millis(ARRIVAL_MS)));
     assert_eq!(listed.intervals[0].summary, Some(summary));
@@ -213,7 +213,7 @@ async fn live_kpis_equal_the_batch_recompute_of_the_log() {
     assert_eq!(live, expected);
 
     let request = ListKpiIntervalsRequest { filter: Some(tenant_filter("acme")) };
-    let listed = service.client.list_kpi_intervals(authorized(request, ACME_READER_KEY)).await.unwrap().into_inner();
+    let listed = service.client.list_kpi_intervals(authorized(ACME_READER_KEY, request)).await.unwrap().into_inner();
     let expected_intervals: Vec<_> =
         intervals(facts.values(), ServiceLevelVariant::default()).iter().map(|interval| interval.to_proto()).collect();
     assert_eq!(listed.intervals, expected_intervals);

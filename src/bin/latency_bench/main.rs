@@ -9,10 +9,11 @@
 //! Before the system starts, a raw rdkafka producer (configured like the
 //! platform's: idempotent, `acks=all`, `linger.ms=0`) sends records at the
 //! same rate to the same broker, timed from scheduled send to delivery
-//! report; the system's percentiles are printed next to it as ratios.
+//! report and to arrival at a raw consumer (one hop); the system's
+//! percentiles are printed as ratios to that raw hop.
 //!
 //! ```sh
-//! cargo run --release --bin latency_bench -- --kafka 127.0.0.1:19092 \
+//! cargo run --release --features bench --bin latency_bench -- --kafka 127.0.0.1:19092 \
 //!     --redis redis://127.0.0.1:16379 --postgres postgres://postgres@127.0.0.1:15432/postgres \
 //!     --rate 1000 --seconds 10
 //! ```
@@ -31,7 +32,6 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use switchboard::wiring::{Backends, ServiceKind, run_services};
 use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
-use switchboard_platform::auth::hash_api_key;
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, ServiceEndpoint};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -112,7 +112,7 @@ struct Baseline {
     elapsed: Duration,
 }
 
-async fn raw_kafka_baseline(options: &Options, topic: &str) -> anyhow::Result<Baseline> {
+async fn raw_kafka_baseline(options: &Options, topic: &str, partitions: i32) -> anyhow::Result<Baseline> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &options.kafka)
         .set("enable.idempotence", "true")
@@ -128,11 +128,11 @@ async fn raw_kafka_baseline(options: &Options, topic: &str) -> anyhow::Result<Ba
         .set("fetch.wait.max.ms", "5")
         .create()
         .context("baseline consumer")?;
-    let mut partitions = TopicPartitionList::new();
-    for partition in 0..3 {
-        partitions.add_partition_offset(topic, partition, Offset::Beginning)?;
+    let mut assigned = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assigned.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
-    consumer.assign(&partitions)?;
+    consumer.assign(&assigned)?;
     // A first record through, so the consumer is fetching before the clock
     // starts.
     let warm_up = FutureRecord::to(topic).key("warm-up").payload(&[0xff_u8; 8]);
@@ -185,17 +185,13 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
     config.redis.url = options.redis.clone();
     config.redis.pool = format!("bench-{run}");
     config.postgres.url = postgres;
-    let key = |name: &str, role: &str, tenant: Option<&str>, agent: Option<String>| ApiKeyConfig {
-        name: name.to_owned(),
-        sha256: hash_api_key(name),
-        role: role.to_owned(),
-        tenant: tenant.map(str::to_owned),
-        agent,
+    let key = |name: &str, role: &str, tenant: Option<&str>, agent: Option<&str>| {
+        ApiKeyConfig::for_key(name, name, role, tenant, agent)
     };
     let mut api_keys =
         vec![key(ADMIN, "tenant_admin", Some("bench"), None), key(OPERATOR, "operator_admin", None, None)];
     for agent in 0..options.agents {
-        api_keys.push(key(&format!("bench-agent-{agent}"), "agent", None, Some(format!("a{agent}"))));
+        api_keys.push(key(&format!("bench-agent-{agent}"), "agent", None, Some(&format!("a{agent}"))));
     }
     config.auth = AuthConfig { tenants: vec!["bench".to_owned()], api_keys };
     for endpoint in [
@@ -328,7 +324,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     };
     switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
     let baseline_topic = format!("bench-{run}.baseline");
-    let mut baseline = raw_kafka_baseline(&options, &baseline_topic).await?;
+    let mut baseline = raw_kafka_baseline(&options, &baseline_topic, kafka.partitions).await?;
     println!(
         "raw rdkafka (idempotent, acks=all, linger.ms=0; consumer fetch.wait.max.ms=5 like routing's and presence's), from scheduled send:"
     );

@@ -13,7 +13,7 @@
 //!   record it, and the consumer moves on.
 //!
 //! A transient failure (a backend down) is retried with exponential backoff
-//! and full jitter, never skipped; while it lasts the consumer's readiness
+//! and equal jitter, never skipped; while it lasts the consumer's readiness
 //! check fails, so the pod leaves rotation instead of looking healthy while
 //! it consumes nothing.
 

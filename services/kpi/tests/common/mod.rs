@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use switchboard_kpi::Kpi;
 use switchboard_platform::Config;
-use switchboard_platform::auth::{AccessControl, hash_api_key};
+use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
@@ -18,8 +18,8 @@ use switchboard_platform::service::{Kit, Service};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 
 pub const ACME_READER_KEY: &str = "acme-reader-secret";
 pub const GLOBEX_READER_KEY: &str = "globex-reader-secret";
@@ -29,13 +29,7 @@ pub const OPERATOR_KEY: &str = "operator-secret";
 pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn api_key(name: &str, key: &str, role: &str, tenant: Option<&str>) -> ApiKeyConfig {
-    ApiKeyConfig {
-        name: name.to_owned(),
-        sha256: hash_api_key(key),
-        role: role.to_owned(),
-        tenant: tenant.map(str::to_owned),
-        agent: None,
-    }
+    ApiKeyConfig::for_key(name, key, role, tenant, None)
 }
 
 /// Tenants acme and globex, a reader key for each and an operator key.
@@ -99,11 +93,7 @@ pub async fn publish(bus: &dyn EventBus, events: &[(&'static str, EventEnvelope)
     }
 }
 
-pub fn authorized<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii key"));
-    request
-}
+pub use switchboard_test_support::authorized;
 
 pub fn tenant_filter(tenant: &str) -> KpiFilter {
     KpiFilter { parent: format!("tenants/{tenant}"), ..KpiFilter::default() }
@@ -114,7 +104,7 @@ pub async fn summary(
     key: &str,
     filter: KpiFilter,
 ) -> Result<KpiSummary, Status> {
-    let request = authorized(GetKpiSummaryRequest { filter: Some(filter) }, key);
+    let request = authorized(key, GetKpiSummaryRequest { filter: Some(filter) });
     client.get_kpi_summary(request).await.map(tonic::Response::into_inner)
 }
 
