@@ -40,8 +40,9 @@ fn sqlstate_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
 /// The error class of a SQLSTATE (`None`: no server answer, e.g. a closed
 /// connection or a pool timeout).
 fn classify_sqlstate(sqlstate: Option<&str>) -> Error {
+    let database_unavailable = || Error::unavailable("the database is unavailable").with_reason("DATABASE_UNAVAILABLE");
     let Some(sqlstate) = sqlstate else {
-        return Error::unavailable("the database is unavailable").with_reason("DATABASE_UNAVAILABLE");
+        return database_unavailable();
     };
     match sqlstate.get(..2) {
         Some("22") => Error::new(ErrorCode::InvalidArgument, "a value of the request cannot be stored")
@@ -51,9 +52,7 @@ fn classify_sqlstate(sqlstate: Option<&str>) -> Error {
         }
         Some("40") => Error::new(ErrorCode::Aborted, "a concurrent change got there first; retry")
             .with_reason("CONCURRENT_CHANGE"),
-        Some("08" | "53" | "57" | "58" | "XX") => {
-            Error::unavailable("the database is unavailable").with_reason("DATABASE_UNAVAILABLE")
-        }
+        Some("08" | "53" | "57" | "58" | "XX") => database_unavailable(),
         _ => Error::internal("the database refused the statement").with_reason("DATABASE_ERROR"),
     }
 }

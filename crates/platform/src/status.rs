@@ -55,7 +55,7 @@ pub fn to_status(error: &Error) -> Status {
         metadata.insert("resource".to_owned(), resource.clone());
     }
     let mut details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, metadata);
-    if matches!(error.code, ErrorCode::Unavailable | ErrorCode::ResourceExhausted | ErrorCode::Aborted) {
+    if error.is_transient() {
         details.set_retry_info(Some(RETRY_DELAY));
     }
     for violation in &error.field_violations {
