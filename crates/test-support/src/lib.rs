@@ -84,6 +84,12 @@ pub async fn connect_when_ready(address: std::net::SocketAddr) -> anyhow::Result
     }
 }
 
+/// The `ErrorInfo.reason` of `status`, if it has one.
+pub fn error_reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
+}
+
 /// The fields named in a status's `BadRequest` details.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;

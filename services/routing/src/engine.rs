@@ -191,6 +191,7 @@ impl Engine {
             offer_timeout_ms: DEFAULT_OFFER_TIMEOUT_MS,
             status: RoutingStatus::Queued,
             agent: None,
+            last_offered: None,
             offer_expire_ms: 0,
             answer_ms: 0,
             end_ms: 0,

@@ -158,8 +158,9 @@ impl RoutingApi {
         }
         let record = self.engine.state.get_contact(&tenant, &contact).await?;
         let record = record.ok_or_else(|| Error::not_found(contact_name(&tenant, &contact)))?;
-        // An agent sees only contacts it holds; any other is as if absent.
-        if principal.role == Role::Agent && record.agent != principal.agent {
+        // An agent sees only contacts it holds or was last offered (so a
+        // late accept learns why); any other is as if absent.
+        if principal.role == Role::Agent && record.agent != principal.agent && record.last_offered != principal.agent {
             return Err(Error::not_found(contact_name(&tenant, &contact)));
         }
         Ok(record)

@@ -16,7 +16,7 @@ use switchboard_proto::routing::v1::{
     GetAssignmentRequest, GetQueueRequest, ListQueuesRequest, Queue, RejectOfferRequest, RoutingStrategy,
     UpdateQueueRequest, WithdrawReason, routing_event,
 };
-use switchboard_test_support::{authorized, next_routing_event};
+use switchboard_test_support::{authorized, error_reason, next_routing_event};
 use tonic::Code;
 
 mod support;
@@ -208,6 +208,27 @@ async fn a_page_token_works_only_on_the_list_that_issued_it() {
     let forged: String = "billing".bytes().map(|byte| format!("{byte:02x}")).collect();
     let (code, fields) = code_of(routing.client.list_queues(authorized("acme-reader", list("acme", forged))).await);
     assert_eq!((code, fields), (Code::InvalidArgument, vec!["page_token".to_owned()]), "nor a made-up one");
+}
+
+#[tokio::test]
+async fn a_late_accept_is_told_the_offer_expired_and_others_still_see_nothing() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 30).await;
+    routing.agent("alice", AgentState::Available).await;
+    let contact = routing.contact("support").await;
+    routing.offered().await;
+    // Alice's desktop goes offline: her offer is withdrawn, the contact
+    // waits again, and no one else is available to take it.
+    routing.agent("alice", AgentState::Offline).await;
+    routing.withdrawn().await;
+    assert_eq!(routing.status(&contact).await, ContactStatus::Queued as i32);
+
+    let accept = || AcceptOfferRequest { contact: contact.clone() };
+    let late = routing.client.accept_offer(authorized("alice", accept())).await.expect_err("expired");
+    assert_eq!((late.code(), error_reason(&late).as_deref()), (Code::FailedPrecondition, Some("OFFER_EXPIRED")));
+    let (code, _) = code_of(routing.client.accept_offer(authorized("bob", accept())).await);
+    assert_eq!(code, Code::NotFound, "a contact never offered to bob stays invisible to him");
+    assert_eq!(routing.status(&contact).await, ContactStatus::Queued as i32, "the late accept changed nothing");
 }
 
 #[tokio::test]

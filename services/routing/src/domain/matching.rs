@@ -154,6 +154,7 @@ mod tests {
                 offer_timeout_ms: 1_000,
                 status: RoutingStatus::Queued,
                 agent: None,
+                last_offered: None,
                 offer_expire_ms: 0,
                 answer_ms: 0,
                 end_ms: 0,

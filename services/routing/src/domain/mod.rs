@@ -120,6 +120,10 @@ pub struct ContactRecord {
     pub offer_timeout_ms: i64,
     pub status: RoutingStatus,
     pub agent: Option<AgentId>,
+    /// The agent this contact was last offered to, kept after the offer
+    /// ended: that agent may still address it, and a late accept is told
+    /// `OFFER_EXPIRED` instead of not found.
+    pub last_offered: Option<AgentId>,
     pub offer_expire_ms: i64,
     pub answer_ms: i64,
     pub end_ms: i64,
@@ -306,6 +310,7 @@ pub fn reserve(record: &mut ContactRecord, agent: &AgentId, expire_ms: i64) -> R
     }
     record.status = RoutingStatus::Offered;
     record.agent = Some(agent.clone());
+    record.last_offered = Some(agent.clone());
     record.offer_expire_ms = expire_ms;
     Ok(())
 }

@@ -130,10 +130,11 @@ pub(crate) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
         .and_then(|status| RoutingStatus::parse(status))
         .ok_or_else(|| corrupt("contact status"))?;
     let number = |name: &str| fields.get(name).and_then(|value| value.parse::<i64>().ok()).unwrap_or(0);
-    let agent = match fields.get("agent").map(String::as_str) {
-        None | Some("") => None,
-        Some(agent) => Some(AgentId::parse(agent, "agent").map_err(|_| corrupt("agent id"))?),
+    let agent_field = |name: &str| match fields.get(name).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(agent) => AgentId::parse(agent, "agent").map(Some).map_err(|_| corrupt("agent id")),
     };
+    let (agent, last_offered) = (agent_field("agent")?, agent_field("last_agent")?);
     let rules = stored.rules;
     Ok(ContactRecord {
         tenant: TenantId::parse(&stored.tenant, "tenant").map_err(|_| corrupt("tenant"))?,
@@ -150,6 +151,7 @@ pub(crate) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
         offer_timeout_ms: stored.offer_timeout_ms,
         status,
         agent,
+        last_offered,
         offer_expire_ms: number("expire_ms"),
         answer_ms: number("answer_ms"),
         end_ms: number("end_ms"),
@@ -189,6 +191,7 @@ pub(crate) fn record_fields(record: &ContactRecord, revision: i64) -> Result<Vec
         ("record", record_json(record)?),
         ("status", record.status.as_str().to_owned()),
         ("agent", record.agent.as_ref().map_or_else(String::new, ToString::to_string)),
+        ("last_agent", record.last_offered.as_ref().map_or_else(String::new, ToString::to_string)),
         ("expire_ms", record.offer_expire_ms.to_string()),
         ("answer_ms", record.answer_ms.to_string()),
         ("end_ms", record.end_ms.to_string()),

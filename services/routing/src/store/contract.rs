@@ -45,6 +45,7 @@ pub fn sample_record(
         offer_timeout_ms: 30_000,
         status: RoutingStatus::Queued,
         agent: None,
+        last_offered: None,
         offer_expire_ms: 0,
         answer_ms: 0,
         end_ms: 0,
@@ -103,6 +104,11 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
     let (holder, withdrawn) = state.withdraw(&acme, &urgent.contact, Some(&alice), None, 25, &no_events).await?;
     check(holder == alice && withdrawn.status == RoutingStatus::Queued, "a withdrawn offer returns to the queue")?;
     check(state.position(&urgent).await? == 1, "a withdrawn contact keeps its original place")?;
+    let stored = state.get_contact(&acme, &urgent.contact).await?;
+    check(
+        stored.is_some_and(|stored| stored.agent.is_none() && stored.last_offered.as_ref() == Some(&alice)),
+        "a withdrawn contact remembers whom it was last offered to",
+    )?;
 
     check(state.reserve(&withdrawn, &alice, 50, &[]).await?, "re-offer after withdrawal")?;
     let early = state.withdraw(&acme, &urgent.contact, Some(&alice), Some(49), 49, &no_events).await.err();

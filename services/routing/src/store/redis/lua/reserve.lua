@@ -47,7 +47,7 @@ end
 if on_channel >= capacity or voice > 0 or (channel == '1' and total > 0) then return 0 end
 local hold = tonumber(redis.call('HGET', agent_key, 'hold_until') or '0')
 if hold > 0 and hold > offer_ms then return 0 end
-redis.call('HSET', contact_key, 'status', 'offered', 'agent', agent_id, 'expire_ms', expire_ms)
+redis.call('HSET', contact_key, 'status', 'offered', 'agent', agent_id, 'last_agent', agent_id, 'expire_ms', expire_ms)
 redis.call('HINCRBY', contact_key, 'rev', 1)
 redis.call('ZREM', deadlines_key, member)
 redis.call('ZREM', line_key, contact_id)
