@@ -120,6 +120,7 @@ impl Fixture {
             offer_timeout_ms: 600_000,
             status: RoutingStatus::Queued,
             agent: None,
+            last_offered: None,
             offer_expire_ms: 0,
             answer_ms: 0,
             end_ms: 0,
