@@ -169,6 +169,7 @@ async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyh
     let state: Arc<dyn RoutingState> = Arc::new(RedisRoutingState::new(connection, &pool));
     // A fresh pool is whole once marked, as the routing service's guard does.
     state.restore(&[], &[], 0).await?;
+    state.finish_rebuild().await?;
     // The journal is not part of this measurement either: it stays in memory.
     let journal = Arc::new(switchboard_routing::store::journal::MemoryJournal::default());
     let engine = Engine::new(state.clone(), Arc::new(MemoryQueueStore::default()), journal, Arc::new(DiscardBus))?;

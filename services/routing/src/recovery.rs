@@ -32,19 +32,29 @@ use crate::store::redis::TERMINAL_RETENTION_MS;
 const REBUILD_LEASE_MS: i64 = 60_000;
 
 impl Engine {
-    /// Whether the state store holds its data now, remembered for readiness.
+    /// Whether the state store holds its data now, and no rebuild is left
+    /// unfinished; remembered for readiness.
     pub async fn look_whole(&self) -> Result<bool, Error> {
-        let whole = self.state.is_whole().await?;
+        let whole = self.state.is_whole().await? && !self.state.rebuild_pending().await?;
         self.whole.store(whole, Ordering::Release);
         Ok(whole)
     }
 
     /// One look, run on a timer: when the state store lost its data, this
-    /// replica rebuilds it if no other replica is already doing so.
+    /// replica rebuilds it if no other replica is already doing so; when a
+    /// rebuild was left unfinished (its replica failed or died after the
+    /// restore), this replica finishes it.
     pub async fn keep_state_whole(&self, replica: &str) -> Result<(), Error> {
         if self.state.is_whole().await? {
-            self.whole.store(true, Ordering::Release);
-            return Ok(());
+            if !self.state.rebuild_pending().await? {
+                self.whole.store(true, Ordering::Release);
+                return Ok(());
+            }
+            if !self.state.lead_rebuild(replica, REBUILD_LEASE_MS).await? {
+                return Ok(());
+            }
+            tracing::warn!("routing state restored but its rebuild unfinished, finishing it");
+            return self.finish_rebuild(0).await;
         }
         if self.whole.swap(false, Ordering::AcqRel) {
             tracing::error!("routing state lost in redis: every write waits until it is rebuilt");
@@ -65,13 +75,21 @@ impl Engine {
         let now = self.clock.now_millis();
         let agents = self.journal.agents().await?;
         self.state.restore(&contacts, &agents, now).await?;
-        let replayed = self.replay_contacts(now).await?;
+        self.finish_rebuild(contacts.len()).await
+    }
+
+    /// The rest of a rebuild, after the restore; idempotent, so a failure
+    /// half-way leaves it pending and the next look runs it again.
+    async fn finish_rebuild(&self, restored_contacts: usize) -> Result<(), Error> {
+        let replayed = self.replay_contacts(self.clock.now_millis()).await?;
+        let agents = self.journal.agents().await?;
         for agent in &agents {
             self.apply_agent_state(&agent.profile, agent.state).await?;
         }
+        self.state.finish_rebuild().await?;
         self.whole.store(true, Ordering::Release);
         tracing::warn!(
-            contacts = contacts.len(),
+            contacts = restored_contacts,
             agents = agents.len(),
             replayed,
             "routing state rebuilt from the journal and the contacts topic"

@@ -55,8 +55,18 @@ async fn redis_reads_and_writes_wait_while_the_state_is_lost() {
     assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING");
     let error = state.get_contact(&tenant, &record.contact).await.expect_err("an absence on a lost state is unknown");
     assert_eq!(error.reason(), "ROUTING_STATE_REBUILDING", "a read waits too, rather than answer NOT_FOUND");
+    assert!(state.lead_rebuild("this-replica", 60_000).await.expect("lease"));
     state.restore(&[], &[], 0).await.expect("restore");
     assert!(state.is_whole().await.expect("look"));
+    assert!(state.rebuild_pending().await.expect("look"), "the replay after the restore is still to do");
+    assert!(
+        !state.lead_rebuild("another-replica", 60_000).await.expect("lease"),
+        "the restoring replica keeps the lease"
+    );
+    state.finish_rebuild().await.expect("finish");
+    assert!(!state.rebuild_pending().await.expect("look"), "a finished rebuild leaves nothing pending");
+    assert!(state.lead_rebuild("another-replica", 60_000).await.expect("lease"), "and releases the lease");
+    state.finish_rebuild().await.expect("release it again");
     assert!(state.get_contact(&tenant, &record.contact).await.expect("read").is_none(), "nothing was written");
     let generation = state.generation().await.expect("generation");
     assert!(state.enqueue(&record, &[]).await.expect("enqueue once whole"));

@@ -444,6 +444,8 @@ pub async fn restore_contract(state: &dyn RoutingState) -> Result<(), Error> {
         state.restore(&[waiting.clone(), ringing.clone()], &agents, 50).await?;
     }
     check(state.is_whole().await?, "whole after a restore")?;
+    state.finish_rebuild().await?;
+    check(!state.rebuild_pending().await?, "nothing pending once the rebuild finished")?;
     check(state.get_contact(&acme, &waiting.contact).await? == Some(waiting.clone()), "the waiting contact is back")?;
     check(state.position(&waiting).await? == 1, "it waits in its line again")?;
     check(state.get_contact(&acme, &ringing.contact).await? == Some(ringing.clone()), "the offer is back")?;

@@ -413,6 +413,14 @@ impl RoutingState for MemoryRoutingState {
         Ok(true)
     }
 
+    async fn rebuild_pending(&self) -> Result<bool, Error> {
+        Ok(false)
+    }
+
+    async fn finish_rebuild(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     async fn restore(&self, contacts: &[ContactRecord], agents: &[JournaledAgent], now_ms: i64) -> Result<(), Error> {
         let mut state = lock(&self.state);
         for record in contacts {

@@ -241,8 +241,15 @@ pub trait RoutingState: Send + Sync {
     async fn lead_rebuild(&self, holder: &str, lease_ms: i64) -> Result<bool, Error>;
     /// Puts journaled contacts and agents back (idempotently: index and
     /// load bookkeeping included, loads recomputed from the contacts), then
-    /// marks the store whole.
+    /// marks the store whole, with the rest of the rebuild (replaying the
+    /// contacts topic, applying the agents' states) pending and the
+    /// rebuild lease still held.
     async fn restore(&self, contacts: &[ContactRecord], agents: &[JournaledAgent], now_ms: i64) -> Result<(), Error>;
+    /// Whether a restore ran but the rest of its rebuild has not finished
+    /// (the replica doing it failed or died): another must finish it.
+    async fn rebuild_pending(&self) -> Result<bool, Error>;
+    /// The rebuild is complete: nothing pending, the lease released.
+    async fn finish_rebuild(&self) -> Result<(), Error>;
     /// Counts an answer in the pace of its waiting line. A statistic for
     /// estimates: concurrent updates may lose one interval, never a contact.
     async fn record_answer(

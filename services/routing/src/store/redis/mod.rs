@@ -111,6 +111,11 @@ impl RedisRoutingState {
         format!("{}:rebuild", self.prefix)
     }
 
+    /// Set by a restore, deleted when the rest of its rebuild is done.
+    fn rebuild_pending_key(&self) -> String {
+        format!("{}:rebuild_pending", self.prefix)
+    }
+
     fn contact_key(&self, tenant: &TenantId, contact: &ContactId) -> String {
         format!("{}:c:{tenant}:{contact}", self.prefix)
     }
@@ -544,6 +549,14 @@ impl RoutingState for RedisRoutingState {
 
     async fn restore(&self, contacts: &[ContactRecord], agents: &[JournaledAgent], now_ms: i64) -> Result<(), Error> {
         self.restore_state(contacts, agents, now_ms).await
+    }
+
+    async fn rebuild_pending(&self) -> Result<bool, Error> {
+        self.has_pending_rebuild().await
+    }
+
+    async fn finish_rebuild(&self) -> Result<(), Error> {
+        self.end_rebuild().await
     }
 
     async fn record_answer(

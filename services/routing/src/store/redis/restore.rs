@@ -30,6 +30,27 @@ impl RedisRoutingState {
         Ok(exists == 1)
     }
 
+    pub(super) async fn has_pending_rebuild(&self) -> Result<bool, Error> {
+        let mut connection = self.connection.clone();
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(self.rebuild_pending_key())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(exists == 1)
+    }
+
+    pub(super) async fn end_rebuild(&self) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.rebuild_pending_key())
+            .arg(self.rebuild_lease_key())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
     pub(super) async fn take_rebuild_lease(&self, holder: &str, lease_ms: i64) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
         let taken: Option<String> = redis::cmd("SET")
@@ -50,7 +71,7 @@ impl RedisRoutingState {
     }
 
     /// Writes every contact and agent back (each one idempotent step), then
-    /// sets the marker and drops the rebuild lease.
+    /// sets the marker and marks the rest of the rebuild pending.
     pub(super) async fn restore_state(
         &self,
         contacts: &[ContactRecord],
@@ -121,8 +142,9 @@ impl RedisRoutingState {
             // A new generation (see `RoutingState::generation`).
             .arg(switchboard_core::event::new_event_id())
             .ignore()
-            .cmd("DEL")
-            .arg(self.rebuild_lease_key())
+            .cmd("SET")
+            .arg(self.rebuild_pending_key())
+            .arg("1")
             .ignore()
             .query_async(&mut connection)
             .await
