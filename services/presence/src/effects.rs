@@ -76,6 +76,9 @@ impl PresenceCore {
                     ..offered.unwrap_or_default()
                 };
                 self.live.put_active_contact(&agent, &handling).await?;
+                // The offer ended answered: whether it was seen no longer
+                // matters.
+                self.live.take_offer_seen(&agent, &handling.contact).await?;
                 self.live.clear_missed_offers(&agent).await
             }
             Some(routing_event::Kind::OfferWithdrawn(withdrawn)) => {

@@ -334,8 +334,13 @@ impl PresenceCore {
                     subject: offered.subject,
                     callback_number: offered.callback_number,
                 };
-                if self.push(&agent, occurred_ms, agent_session_response::Kind::Offer(offer)).await {
-                    self.live.mark_offer_seen(&agent, &contact).await?;
+                // The mark is a statistic (was a timeout the agent's miss?):
+                // failing to write it must not push the offer again, nor
+                // hold up every later push of this replica.
+                if self.push(&agent, occurred_ms, agent_session_response::Kind::Offer(offer)).await
+                    && let Err(error) = self.live.mark_offer_seen(&agent, &contact).await
+                {
+                    tracing::warn!(agent = %agent, contact, error = %error, "offer sent but not marked seen");
                 }
             }
             // A contact the agent held moved elsewhere (transfer, or its

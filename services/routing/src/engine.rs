@@ -251,7 +251,9 @@ impl Engine {
                 .map(|capacity| (capacity.channel, capacity.max_concurrent))
                 .collect::<BTreeMap<_, _>>(),
         };
-        let state = AgentState::try_from(changed.state).unwrap_or(AgentState::Offline);
+        // A state this build does not know (a newer presence's) only means
+        // "takes no work": never Offline, which takes its answered work away.
+        let state = AgentState::try_from(changed.state).unwrap_or(AgentState::Unspecified);
         // Journaled first: a rebuild of the hot state knows every agent.
         self.journal.record_agent(&profile, state).await?;
         self.apply_agent_state(&profile, state).await

@@ -86,7 +86,7 @@ impl RoutingApi {
     async fn existing_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Queue, Error> {
         self.engine
             .queues
-            .get_queue(tenant, queue_id)
+            .get_queue_fresh(tenant, queue_id)
             .await?
             .ok_or_else(|| Error::not_found(queue_name(tenant, queue_id)))
     }

@@ -211,6 +211,23 @@ async fn a_page_token_works_only_on_the_list_that_issued_it() {
 }
 
 #[tokio::test]
+async fn an_agent_state_this_build_does_not_know_takes_no_work_and_keeps_what_it_holds() {
+    let mut routing = Routing::start().await;
+    routing.create_queue("support", 30).await;
+    routing.agent_with("alice", AgentState::Available, Vec::new(), 2).await;
+    let answered = routing.contact("support").await;
+    routing.offered().await;
+    routing.client.accept_offer(authorized("alice", AcceptOfferRequest { contact: answered.clone() })).await.unwrap();
+    let ringing = routing.contact("support").await;
+    routing.offered().await;
+
+    routing.agent_in_raw_state("alice", 99, Vec::new(), 2).await;
+    routing.withdrawn().await;
+    assert_eq!(routing.status(&ringing).await, ContactStatus::Queued as i32, "a ringing offer goes back");
+    assert_eq!(routing.status(&answered).await, ContactStatus::Answered as i32, "answered work stays hers");
+}
+
+#[tokio::test]
 async fn a_late_accept_is_told_the_offer_expired_and_others_still_see_nothing() {
     let mut routing = Routing::start().await;
     routing.create_queue("support", 30).await;

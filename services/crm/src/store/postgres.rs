@@ -353,9 +353,10 @@ impl CrmStore for PostgresCrmStore {
         merged.pop().ok_or_else(|| Error::internal("a merge returns its entry"))
     }
 
-    /// One transaction: the batch's entries read and locked in one query,
-    /// the updates applied in order in memory, the changed entries written
-    /// back pipelined.
+    /// One transaction: the batch's entries read and locked in one query
+    /// (in key order, as every writer locks them, so two batches never
+    /// deadlock), the updates applied in order in memory, the changed
+    /// entries written back pipelined.
     async fn merge_timeline_entries(&self, updates: &[TimelineUpdate]) -> Result<Vec<TimelineEntry>, Error> {
         let mut client = self.client().await?;
         let tenants: Vec<&str> = updates.iter().map(|update| update.tenant.as_str()).collect();
@@ -367,6 +368,7 @@ impl CrmStore for PostgresCrmStore {
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
                          WHERE (tenant, contact_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                         ORDER BY tenant, contact_id
                          FOR UPDATE"
                     ),
                     &[&tenants, &contacts],

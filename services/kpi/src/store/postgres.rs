@@ -170,8 +170,11 @@ impl KpiStore for PostgresKpiStore {
     }
 
     /// One transaction, its upserts pipelined: a batch costs a few round
-    /// trips and one commit, not one of each per event.
-    async fn apply_all(&self, events: Vec<FactsEvent>) -> Result<(), Error> {
+    /// trips and one commit, not one of each per event. Rows are written
+    /// in key order (each contact's events keep theirs), as every batch
+    /// writes them, so two consumers' batches never deadlock.
+    async fn apply_all(&self, mut events: Vec<FactsEvent>) -> Result<(), Error> {
+        events.sort_by(|left, right| (&left.tenant, &left.contact).cmp(&(&right.tenant, &right.contact)));
         let mut client = self.pool.get().await.map_err(pg_error)?;
         let statement = client.prepare_cached(UPSERT_SQL).await.map_err(pg_error)?;
         let transaction = client.transaction().await.map_err(pg_error)?;

@@ -3,9 +3,11 @@
 //! `sb:{pool}:presence:online`, and the sorted sets
 //! `sb:{pool}:presence:leases` (agent by lease expiry) and
 //! `sb:{pool}:presence:wrap_ups` (agent by wrap-up end), and per agent the
-//! set `sb:{pool}:presence:<agent>:missed` of missed offers and the hash
+//! set `sb:{pool}:presence:<agent>:missed` of missed offers, the hash
 //! `sb:{pool}:presence:<agent>:contacts` of the work it holds (contact name
-//! to an encoded `ActiveContact`).
+//! to an encoded `ActiveContact`), and a key
+//! `sb:{pool}:presence:<agent>:seen:<contact>` per offer its desktop was
+//! sent, until the offer ends.
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -67,6 +69,10 @@ return 1
 ";
 
 const MISSED_OFFERS_TTL_SECONDS: i64 = 86_400;
+/// Offers end within minutes (answered, withdrawn, expired): a seen mark
+/// that nobody took (its contact was abandoned while ringing, or the mark
+/// came after its end was handled) expires on its own.
+const SEEN_OFFER_TTL_SECONDS: i64 = 3_600;
 
 pub struct RedisLiveStateStore {
     connection: ConnectionManager,
@@ -111,8 +117,8 @@ impl RedisLiveStateStore {
         format!("{}:{agent}:missed", self.prefix)
     }
 
-    fn seen_key(&self, agent: &AgentId) -> String {
-        format!("{}:{agent}:seen", self.prefix)
+    fn seen_key(&self, agent: &AgentId, contact: &str) -> String {
+        format!("{}:{agent}:seen:{contact}", self.prefix)
     }
 
     fn wrap_ups_key(&self) -> String {
@@ -220,18 +226,11 @@ impl LiveStateStore for RedisLiveStateStore {
 
     async fn mark_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<(), Error> {
         let mut connection = self.connection.clone();
-        let key = self.seen_key(agent);
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("SADD")
-            .arg(&key)
-            .arg(contact)
-            .ignore()
-            // Offers end within minutes; a mark nobody took does not linger.
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(MISSED_OFFERS_TTL_SECONDS)
-            .ignore()
+        let _: () = redis::cmd("SET")
+            .arg(self.seen_key(agent, contact))
+            .arg(1)
+            .arg("EX")
+            .arg(SEEN_OFFER_TTL_SECONDS)
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -240,9 +239,8 @@ impl LiveStateStore for RedisLiveStateStore {
 
     async fn take_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
-        let removed: i64 = redis::cmd("SREM")
-            .arg(self.seen_key(agent))
-            .arg(contact)
+        let removed: i64 = redis::cmd("DEL")
+            .arg(self.seen_key(agent, contact))
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;

@@ -178,7 +178,8 @@ impl RoutingJournal for PostgresJournal {
         rows.iter()
             .map(|row| {
                 let profile = codec::decode_profile(row.get::<_, &str>(0), row.get::<_, &str>(1))?;
-                let state = AgentState::try_from(row.get::<_, i32>(2)).unwrap_or(AgentState::Offline);
+                // As when it was journaled (see `Engine::on_agent_state`).
+                let state = AgentState::try_from(row.get::<_, i32>(2)).unwrap_or(AgentState::Unspecified);
                 Ok(JournaledAgent { profile, state })
             })
             .collect()

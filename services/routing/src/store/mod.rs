@@ -28,6 +28,12 @@ pub trait QueueStore: Send + Sync {
     /// Fails with ALREADY_EXISTS when the queue exists.
     async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error>;
     async fn get_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Option<Queue>, Error>;
+    /// As [`QueueStore::get_queue`], never from a cache: for the API, whose
+    /// callers read what they just wrote (on any replica) and update by
+    /// read-modify-write.
+    async fn get_queue_fresh(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Option<Queue>, Error> {
+        self.get_queue(tenant, queue_id).await
+    }
     /// Up to `page.size + 1` queues ordered by id, after `page.after`.
     async fn list_queues(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<Queue>, Error>;
     /// Replaces an existing queue; false when it does not exist.

@@ -1,8 +1,11 @@
-//! Queue definitions cached per replica: every contact reads its queue's
-//! rules (when it is created, and when routing enqueues it), while queues
-//! change rarely. A queue read here is at most [`QUEUE_CACHE_TTL`] old;
-//! changes made through this replica are seen at once. An absent queue is
-//! never cached, so a queue created on another replica is found at once.
+//! Queue definitions cached per replica for the contact path: every
+//! contact reads its queue's rules (when it is created, and when routing
+//! enqueues it), while queues change rarely. A queue read here is at most
+//! [`QUEUE_CACHE_TTL`] old (a change made through this replica is
+//! forgotten at once, but a read racing it may cache the old definition
+//! again, for that long). An absent queue is never cached, so a queue
+//! created on another replica is found at once. The API reads through
+//! [`QueueStore::get_queue_fresh`], never from here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -73,6 +76,10 @@ impl QueueStore for CachedQueueStore {
         Ok(queue)
     }
 
+    async fn get_queue_fresh(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<Option<Queue>, Error> {
+        self.inner.get_queue(tenant, queue_id).await
+    }
+
     async fn list_queues(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<Queue>, Error> {
         self.inner.list_queues(tenant, page).await
     }
@@ -131,6 +138,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(here.get_queue(&tenant, &queue_id).await.unwrap().unwrap().display_name, "v1", "cached for the ttl");
+        assert_eq!(
+            here.get_queue_fresh(&tenant, &queue_id).await.unwrap().unwrap().display_name,
+            "v2",
+            "the API's read sees the change at once"
+        );
         here.entries().values_mut().for_each(|(read_at, _)| *read_at -= QUEUE_CACHE_TTL);
         assert_eq!(here.get_queue(&tenant, &queue_id).await.unwrap().unwrap().display_name, "v2", "then read again");
         here.update_queue(&tenant, &queue_id, &Queue { display_name: "v3".into(), ..Queue::default() }).await.unwrap();

@@ -80,9 +80,14 @@ impl Routing {
 
     /// Publishes an acme agent's state with skills and chat capacity.
     pub async fn agent_with(&self, agent: &str, state: AgentState, skills: Vec<Skill>, chat_capacity: i32) {
+        self.agent_in_raw_state(agent, state as i32, skills, chat_capacity).await;
+    }
+
+    /// As [`Routing::agent_with`], with any state number, known or not.
+    pub async fn agent_in_raw_state(&self, agent: &str, state: i32, skills: Vec<Skill>, chat_capacity: i32) {
         let changed = AgentStateChanged {
             agent: format!("agents/{agent}"),
-            state: state as i32,
+            state,
             tenants: vec!["tenants/acme".into()],
             skills,
             capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: chat_capacity }],
