@@ -9,6 +9,7 @@ pub mod identity;
 pub mod ids;
 pub mod names;
 pub mod principal;
+pub mod sync;
 pub mod text;
 pub mod time;
 

@@ -21,7 +21,7 @@ pub struct QueueLookups(Mutex<HashMap<String, (Instant, Vec<i32>)>>);
 impl QueueLookups {
     fn entries(&self) -> MutexGuard<'_, HashMap<String, (Instant, Vec<i32>)>> {
         // Plain inserts: a poisoned map is still sound.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.0)
     }
 
     /// The channels of `queue` if routing described it within the TTL.

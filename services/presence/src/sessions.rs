@@ -99,7 +99,7 @@ impl PresenceCore {
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<AgentId, ActiveSession>> {
         // Single inserts and removes only: a poisoned map is still sound.
-        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.sessions)
     }
 
     /// Makes this the agent's session and ends the one it replaces. Returns

@@ -272,14 +272,11 @@ impl Engine {
         let keeps_ringing_offers = state == AgentState::WrapUp;
         if !available && !keeps_ringing_offers {
             for offer in self.state.offers_of_agent(agent).await? {
-                match self.withdraw_offer(&offer.tenant, &offer.contact, agent, WithdrawReason::AgentUnavailable).await
-                {
-                    Ok(_) => {}
-                    // Answered, withdrawn or ended since it was listed:
-                    // not ringing any more, which is all this wants.
-                    Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
-                    Err(error) => return Err(error),
-                }
+                // Answered, withdrawn or ended since it was listed: not
+                // ringing any more, which is all this wants.
+                unless_resolved_meanwhile(
+                    self.withdraw_offer(&offer.tenant, &offer.contact, agent, WithdrawReason::AgentUnavailable).await,
+                )?;
             }
         }
         if state == AgentState::Offline {
@@ -361,12 +358,10 @@ impl Engine {
         let expired = self.state.expired_offers(self.clock.now_millis(), EXPIRED_OFFERS_PER_SWEEP).await?;
         for offer in expired {
             // Another replica or the agent may have resolved it first.
-            match self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await {
-                Ok(_) => {}
-                Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => {}
-                Err(error) => {
-                    tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed")
-                }
+            let withdrawn =
+                self.withdraw_offer(&offer.tenant, &offer.contact, &offer.agent, WithdrawReason::TimedOut).await;
+            if let Err(error) = unless_resolved_meanwhile(withdrawn) {
+                tracing::warn!(tenant = %offer.tenant, contact = %offer.contact, error = %error, "offer timeout failed");
             }
         }
         Ok(())
@@ -427,5 +422,16 @@ impl Engine {
         self.changed();
         self.request_match();
         Ok(record)
+    }
+}
+
+/// `outcome` of a change decided on an earlier view (a listed offer, an
+/// expired wait), with FAILED_PRECONDITION, the contact moved on meanwhile
+/// (another replica or an agent got there first), as `None`.
+pub(crate) fn unless_resolved_meanwhile<T>(outcome: Result<T, Error>) -> Result<Option<T>, Error> {
+    match outcome {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if error.code == switchboard_core::ErrorCode::FailedPrecondition => Ok(None),
+        Err(error) => Err(error),
     }
 }

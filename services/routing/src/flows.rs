@@ -8,7 +8,7 @@ use switchboard_proto::routing::v1::{Queue, TransferReason};
 
 use crate::domain::rules::{end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_closed, request_callback};
 use crate::domain::{ContactRecord, EndReason, QueueEntry, RoutingStatus, WaitOutcome};
-use crate::engine::Engine;
+use crate::engine::{Engine, unless_resolved_meanwhile};
 use crate::events;
 use crate::queue_config::{Arrival, arrival, queue_entry};
 
@@ -60,15 +60,12 @@ impl Engine {
     /// Ends a contact that arrived at a closed queue (reason CLOSED).
     async fn reject_closed_arrival(&self, record: &ContactRecord, now_ms: i64) -> Result<(), Error> {
         let reject = |record: &mut ContactRecord| reject_closed(record, now_ms);
-        match self.state.change(&record.tenant, &record.contact, now_ms, &reject, &events::abandoned).await {
-            Ok(_) => {
-                tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, "queue closed, contact ended");
-                Ok(())
-            }
-            // Already offered or ended by a faster replica.
-            Err(error) if error.code == ErrorCode::FailedPrecondition => Ok(()),
-            Err(error) => Err(error),
+        let ended = self.state.change(&record.tenant, &record.contact, now_ms, &reject, &events::abandoned).await;
+        // Already offered or ended by a faster replica: nothing to do.
+        if unless_resolved_meanwhile(ended)?.is_some() {
+            tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, "queue closed, contact ended");
         }
+        Ok(())
     }
 
     async fn entry_for(
@@ -231,20 +228,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends or overflows contacts past their allowed wait until `shutdown`.
     /// Ends or overflows every contact whose allowed wait ran out: one
     /// sweep, run on a timer. A contact another replica or an agent got to
     /// first is skipped.
     pub async fn sweep_waits(&self) -> Result<(), Error> {
         let expired = self.state.expired_waits(self.clock.now_millis(), EXPIRED_WAITS_PER_SWEEP).await?;
         for (tenant, contact) in expired {
-            match self.expire_one(&tenant, &contact).await {
-                Ok(()) => {}
-                // Offered, answered or ended meanwhile, or another replica was first.
-                Err(error) if error.code == ErrorCode::FailedPrecondition => {}
-                Err(error) => {
-                    tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "wait expiry failed")
-                }
+            // Offered, answered or ended meanwhile, or another replica was first.
+            if let Err(error) = unless_resolved_meanwhile(self.expire_one(&tenant, &contact).await) {
+                tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "wait expiry failed");
             }
         }
         Ok(())

@@ -22,7 +22,7 @@ pub struct ReportedTenants(Mutex<BTreeSet<TenantId>>);
 impl ReportedTenants {
     /// Shows `tenants` (the configured ones) from the first refresh on.
     pub fn include<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
-        let mut reported = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reported = switchboard_core::sync::lock_unpoisoned(&self.0);
         reported.extend(tenants.into_iter().filter_map(|tenant| TenantId::parse(tenant, "tenant").ok()));
     }
 }
@@ -33,7 +33,7 @@ impl Engine {
         let gauges = self.state.gauges().await?;
         let metrics = metrics();
         metrics.outbox_depth.get_or_create(&labels([("service", "routing")])).set(gauges.outbox_depth);
-        let mut reported = self.reported_tenants.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reported = switchboard_core::sync::lock_unpoisoned(&self.reported_tenants.0);
         reported.extend(gauges.waiting_by_tenant.keys().cloned());
         for tenant in reported.iter() {
             let waiting = gauges.waiting_by_tenant.get(tenant).copied().unwrap_or(0);

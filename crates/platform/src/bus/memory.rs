@@ -39,7 +39,7 @@ impl MemoryBus {
     fn lock(&self) -> MutexGuard<'_, Log> {
         // A panicking holder cannot leave the log half-written (every
         // mutation is one push or insert), so a poisoned lock is still sound.
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.log)
     }
 
     fn append(&self, topic: &str, stored: Stored) {

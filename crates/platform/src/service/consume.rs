@@ -98,11 +98,11 @@ pub struct ConsumerHealth {
 
 impl ConsumerHealth {
     fn set_retrying(&self, error: Option<String>) {
-        *self.retrying.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+        *switchboard_core::sync::lock_unpoisoned(&self.retrying) = error;
     }
 
     fn retrying(&self) -> Option<String> {
-        self.retrying.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        switchboard_core::sync::lock_unpoisoned(&self.retrying).clone()
     }
 }
 

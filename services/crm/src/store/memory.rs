@@ -34,7 +34,7 @@ impl MemoryCrmStore {
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
         // Every mutation below either completes or does not start (no
         // fallible step between two writes), so a poisoned lock is sound.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.state)
     }
 }
 

@@ -42,7 +42,7 @@ impl MemoryContactStore {
     fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, TenantContacts>> {
         // Every mutation below completes its map updates before anything can
         // panic, so a poisoned lock still guards consistent data.
-        self.tenants.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.tenants)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The in-memory store of `dev` mode: a map guarded by a mutex.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId};
@@ -23,7 +23,7 @@ impl MemoryKpiStore {
     fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, BTreeMap<ContactId, ContactFacts>>> {
         // Every mutation is one merge into one entry, which cannot panic
         // halfway, so a poisoned lock still guards consistent data.
-        self.facts_by_tenant.lock().unwrap_or_else(PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.facts_by_tenant)
     }
 }
 

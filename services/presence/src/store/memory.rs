@@ -1,19 +1,15 @@
 //! In-memory presence stores for `dev` mode and as differential oracles.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
+use switchboard_core::sync::lock_unpoisoned as lock;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::presence::v1::{ActiveContact, Agent, AgentState};
 
 use super::{AgentStore, LiveState, LiveStateStore, serves};
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each mutation is a single insert or remove, so a poisoned map is sound.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 #[derive(Default)]
 pub struct MemoryAgentStore {

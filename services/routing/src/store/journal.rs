@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use switchboard_core::sync::lock_unpoisoned as lock;
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::postgres::{CachedStatements, pg_error};
 use switchboard_proto::presence::v1::AgentState;
@@ -48,11 +49,6 @@ pub trait RoutingJournal: Send + Sync {
 pub struct MemoryJournal {
     contacts: Mutex<HashMap<(TenantId, ContactId), ContactRecord>>,
     agents: Mutex<HashMap<AgentId, JournaledAgent>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single inserts and removes: a poisoned map is still sound.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[async_trait]

@@ -2,9 +2,10 @@
 //! Redis and PostgreSQL stores. They apply the domain transitions directly.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
+use switchboard_core::sync::lock_unpoisoned as lock;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::events::v1::EventEnvelope;
@@ -19,12 +20,6 @@ use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Ap
 use crate::store::journal::JournaledAgent;
 
 const MEMORY_GENERATION: &str = "memory";
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every mutation below completes before the guard drops or fails
-    // before touching state, so a poisoned lock still holds sound data.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 #[derive(Default)]
 pub struct MemoryQueueStore {

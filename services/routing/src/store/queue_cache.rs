@@ -38,7 +38,7 @@ impl CachedQueueStore {
 
     fn entries(&self) -> MutexGuard<'_, Entries> {
         // Plain inserts and removes: a poisoned map is still sound.
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        switchboard_core::sync::lock_unpoisoned(&self.entries)
     }
 
     fn forget(&self, tenant: &TenantId, queue_id: &QueueId) {
