@@ -17,8 +17,10 @@ use switchboard_core::Error;
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_platform::bus::publish_traced;
 
+use switchboard_core::sync::lock_unpoisoned;
+
 use crate::engine::Engine;
-use crate::store::OutboxItem;
+use crate::store::{OutboxItem, outbox_position};
 
 /// How long one relay leads a pool's outbox without renewing.
 pub const RELAY_LEASE_MS: i64 = 5_000;
@@ -80,10 +82,20 @@ impl Engine {
             )??;
             let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             self.state.acknowledge_outbox(&acknowledged).await?;
+            if let Some(last) = acknowledged.last() {
+                *lock_unpoisoned(&self.relayed_position) = outbox_position(last);
+            }
             self.relayed.notify_waiters();
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 return Err(error);
+            }
+            // A short batch was all there was: a change made since then
+            // woke the relay again (its notification is kept), and other
+            // replicas' changes are seen on the next tick; reading again
+            // now would find nothing, one round trip per change.
+            if pending.len() < RELAY_BATCH {
+                return Ok(relayed);
             }
         }
     }
@@ -107,24 +119,29 @@ impl Engine {
             return Ok(());
         };
         self.changed();
+        let tail_position = outbox_position(&tail);
         let deadline = tokio::time::Instant::now() + RELAY_WAIT;
+        let mut poll_due = false;
         loop {
-            // Woken when this replica's relay acknowledges a batch; another
-            // replica's relay is looked at every RELAY_POLL_MAX.
+            // Woken when this replica's relay acknowledges a batch; the
+            // store is asked once that batch passed the change (the only
+            // answer that counts is its generation-checked one), or every
+            // RELAY_POLL_MAX, when another replica's relay may have.
             let relayed = self.relayed.notified();
             tokio::pin!(relayed);
             relayed.as_mut().enable();
-            if self.state.relayed_through(&tail, generation).await? {
+            let passed_here = *lock_unpoisoned(&self.relayed_position) >= tail_position;
+            if (passed_here || poll_due) && self.state.relayed_through(&tail, generation).await? {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::unavailable("the change is made but not yet published; retry the request")
                     .with_reason("NOT_YET_PUBLISHED"));
             }
-            tokio::select! {
-                () = relayed => {}
-                () = tokio::time::sleep(RELAY_POLL_MAX) => {}
-            }
+            poll_due = tokio::select! {
+                () = relayed => false,
+                () = tokio::time::sleep(RELAY_POLL_MAX) => true,
+            };
         }
     }
 }

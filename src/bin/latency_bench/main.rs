@@ -20,6 +20,10 @@
 
 mod cpu;
 
+// The services run here as in the `switchboard` binary: on its allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -247,6 +247,9 @@ impl RoutingState for MemoryRoutingState {
             });
             waiting.extend(queue.into_iter().take(per_queue));
         }
+        if waiting.is_empty() {
+            return Ok(Snapshot::default());
+        }
         let agents = state.agents.values().filter(|agent| agent.available).cloned().collect();
         Ok(Snapshot { waiting, agents })
     }

@@ -108,6 +108,14 @@ pub struct PendingEntry {
     pub item: OutboxItem,
 }
 
+/// The order of outbox ids: a Redis stream id (`<ms>-<seq>`) or the
+/// in-memory store's sequence number, as numbers; an id that is neither
+/// sorts first.
+pub fn outbox_position(id: &str) -> (u64, u64) {
+    let (major, minor) = id.split_once('-').unwrap_or((id, "0"));
+    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
+}
+
 /// An offer whose holder should be withdrawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferRef {
@@ -135,7 +143,9 @@ pub trait RoutingState: Send + Sync {
     /// An agent's routing view, if routing has seen it.
     async fn agent(&self, agent: &AgentId) -> Result<Option<AgentLive>, Error>;
     /// Up to `per_queue` head contacts of every non-empty waiting line (one
-    /// per queue and channel) and every available agent.
+    /// per queue and channel) and every available agent; no agents when no
+    /// contact waits (a pass has nothing to match them with, and most
+    /// passes, asked for by a completion or an answer, find none).
     async fn snapshot(&self, per_queue: usize) -> Result<Snapshot, Error>;
     /// The outbox's depth and how many contacts wait, by tenant.
     async fn gauges(&self) -> Result<StateGauges, Error>;

@@ -11,8 +11,6 @@ use crate::store::codec;
 use crate::store::{Snapshot, StateGauges};
 
 impl RedisRoutingState {
-    /// Up to `per_queue` head contacts of every waiting line and every
-    /// available agent, in a few pipelined round trips.
     /// Every waiting line (queue and channel) that may hold contacts.
     async fn waiting_lines(&self) -> Result<Vec<(TenantId, QueueId, i32)>, Error> {
         let mut connection = self.connection.clone();
@@ -54,6 +52,8 @@ impl RedisRoutingState {
         Ok(gauges)
     }
 
+    /// Up to `per_queue` head contacts of every waiting line and, when any
+    /// waits, every available agent, in a few pipelined round trips.
     pub(super) async fn read_snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
         let mut connection = self.connection.clone();
         let stop = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
@@ -85,6 +85,9 @@ impl RedisRoutingState {
                     }
                 }
             }
+        }
+        if waiting.is_empty() {
+            return Ok(Snapshot::default());
         }
         let agent_ids: Vec<String> =
             redis::cmd("SMEMBERS").arg(self.available_key()).query_async(&mut connection).await.map_err(redis_error)?;
