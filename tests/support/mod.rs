@@ -35,9 +35,20 @@ pub fn readiness_name(service: &str) -> String {
 
 /// Ports picked by binding port 0; the listener is dropped just before the
 /// binary binds the port.
+/// A port for a test's process to listen on: free now, never handed out
+/// twice by this test binary, and below the kernel's ephemeral range
+/// (32768 and up), so no listener on port 0 (the services' HTTP servers)
+/// and no outgoing connection can take it before the process binds it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = switchboard_core::sync::lock_unpoisoned(&HANDED_OUT);
+    loop {
+        let port = rand::random_range(20_000..32_000);
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn scratch_dir(label: &str) -> PathBuf {

@@ -37,7 +37,9 @@ async fn a_lookup_planned_while_its_table_was_small_reads_few_rows_once_it_grew(
     }
     // ...then it grows before the next analysis.
     client
-        .batch_execute("INSERT INTO items SELECT 'acme', 'id-' || n, 'cu-' || (n % 50) FROM generate_series(201, 20000) AS n")
+        .batch_execute(
+            "INSERT INTO items SELECT 'acme', 'id-' || n, 'cu-' || (n % 50) FROM generate_series(201, 20000) AS n",
+        )
         .await
         .expect("grow");
     let before = rows_read(&client).await;

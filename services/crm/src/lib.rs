@@ -21,9 +21,6 @@ use switchboard_proto::crm::v1::crm_service_server::CrmServiceServer;
 use crate::store::postgres::MIGRATIONS;
 use crate::store::{CrmStore, MemoryCrmStore, PostgresCrmStore};
 
-/// The fully-qualified name of the gRPC service, for health and reflection.
-pub const GRPC_SERVICE_NAME: &str = "switchboard.crm.v1.CrmService";
-
 /// The CRM service on its store.
 pub struct Crm {
     pub store: Arc<dyn CrmStore>,

@@ -21,9 +21,6 @@ use crate::grpc::KpiGrpc;
 use crate::store::postgres::MIGRATIONS;
 use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
 
-/// The fully-qualified name of the API, for health and reflection.
-pub const GRPC_SERVICE_NAME: &str = "switchboard.kpi.v1.KpiService";
-
 /// The consumer group; a new group starts from the earliest record, so a
 /// fresh deployment (or a rebuilt store) aggregates the whole retained log.
 pub const CONSUMER_GROUP: &str = "kpi";

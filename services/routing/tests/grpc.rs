@@ -229,11 +229,7 @@ async fn an_agent_state_this_build_does_not_know_takes_no_work_and_keeps_what_it
 
 #[tokio::test]
 async fn a_late_accept_is_told_the_offer_expired_and_others_still_see_nothing() {
-    let mut routing = Routing::start().await;
-    routing.create_queue("support", 30).await;
-    routing.agent("alice", AgentState::Available).await;
-    let contact = routing.contact("support").await;
-    routing.offered().await;
+    let (mut routing, contact) = Routing::offering_to_alice().await;
     // Alice's desktop goes offline: her offer is withdrawn, the contact
     // waits again, and no one else is available to take it.
     routing.agent("alice", AgentState::Offline).await;
@@ -341,11 +337,7 @@ async fn a_rejected_offer_goes_to_the_next_agent() {
 
 #[tokio::test]
 async fn a_customer_leaving_while_ringing_ends_the_offer_and_the_contact() {
-    let mut routing = Routing::start().await;
-    routing.create_queue("support", 30).await;
-    routing.agent("alice", AgentState::Available).await;
-    let contact = routing.contact("support").await;
-    routing.offered().await;
+    let (mut routing, contact) = Routing::offering_to_alice().await;
     routing.customer_leaves(&contact).await;
     let withdrawn = routing.withdrawn().await;
     assert_eq!(withdrawn.reason, WithdrawReason::CustomerLeft as i32);
@@ -364,11 +356,7 @@ async fn a_customer_leaving_while_ringing_ends_the_offer_and_the_contact() {
 
 #[tokio::test]
 async fn an_agent_going_away_returns_its_offers_to_the_queue() {
-    let mut routing = Routing::start().await;
-    routing.create_queue("support", 30).await;
-    routing.agent("alice", AgentState::Available).await;
-    let contact = routing.contact("support").await;
-    routing.offered().await;
+    let (mut routing, contact) = Routing::offering_to_alice().await;
     routing.agent("alice", AgentState::Offline).await;
     assert_eq!(routing.withdrawn().await.reason, WithdrawReason::AgentUnavailable as i32);
     assert_eq!(routing.status(&contact).await, ContactStatus::Queued as i32);

@@ -67,8 +67,10 @@ pub trait CrmStore: Send + Sync + 'static {
     async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error>;
 
     /// Merges every update of `updates` in order, as
-    /// [`CrmStore::merge_timeline_entry`] does, all or none; returns each
-    /// update's entry as merged.
+    /// [`CrmStore::merge_timeline_entry`] does; returns each update's entry
+    /// as merged. PostgreSQL merges them all or none; this default one by
+    /// one, so a failure half-way leaves the first merged, which the retry
+    /// merges again harmlessly (a merge is idempotent).
     async fn merge_timeline_entries(&self, updates: &[TimelineUpdate]) -> Result<Vec<TimelineEntry>, Error> {
         let mut merged = Vec::with_capacity(updates.len());
         for update in updates {

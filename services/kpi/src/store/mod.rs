@@ -28,7 +28,9 @@ pub trait KpiStore: Send + Sync + 'static {
     async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error>;
 
     /// Applies every event of `events` (in order) as [`KpiStore::apply`]
-    /// does, all or none.
+    /// does. PostgreSQL applies them all or none; this default one by one,
+    /// so a failure half-way leaves the first applied, which the retry
+    /// applies again harmlessly (applying is idempotent).
     async fn apply_all(&self, events: Vec<FactsEvent>) -> Result<(), Error> {
         for FactsEvent { tenant, contact, update } in events {
             self.apply(&tenant, &contact, update).await?;

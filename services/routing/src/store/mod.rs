@@ -125,7 +125,7 @@ pub struct OfferRef {
 }
 
 /// Hot routing state, with an outbox: every change appends its events in
-/// the same atomic step, and [`RoutingState::pending_events`] hands them to
+/// the same atomic step, and [`RoutingState::pending_outbox`] hands them to
 /// the relay that publishes them, so no change is ever left unannounced.
 #[async_trait]
 pub trait RoutingState: Send + Sync {

@@ -74,6 +74,17 @@ impl Routing {
         self.client.create_queue(authorized("acme-admin", request)).await.unwrap();
     }
 
+    /// A routing with queue `support`, agent alice available, and one
+    /// contact offered to her; returns the contact's name.
+    pub async fn offering_to_alice() -> (Routing, String) {
+        let mut routing = Routing::start().await;
+        routing.create_queue("support", 30).await;
+        routing.agent("alice", AgentState::Available).await;
+        let contact = routing.contact("support").await;
+        routing.offered().await;
+        (routing, contact)
+    }
+
     pub async fn agent(&self, agent: &str, state: AgentState) {
         self.agent_with(agent, state, Vec::new(), 1).await;
     }

@@ -4,7 +4,8 @@
 //!
 //! Keys (`P` = pool):
 //! - `sb:{P}:c:<tenant>:<contact>` hash: `record` (JSON: queue settings and
-//!   rules), `status`, `agent`, `expire_ms`, `answer_ms`, `end_ms`,
+//!   rules), `status`, `agent`, `last_agent` (the agent last offered it),
+//!   `expire_ms`, `answer_ms`, `end_ms`,
 //!   `line` (the waiting line it belongs to, which a reservation re-checks)
 //!   and `rev`, the revision every compare-and-set checks and bumps
 //! - `sb:{P}:w:<tenant>:<queue>:<channel>` sorted set of waiting contacts
@@ -17,10 +18,15 @@
 //!   end of their allowed wait (max wait)
 //! - `sb:{P}:last:<tenant>:<customer>` the customer's last agent (30 days)
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
-//!   `load:<channel>`; `sb:{P}:available` set; `sb:{P}:ao:<agent>` the
-//!   contacts offered to or handled by the agent
-//! - `sb:{P}:outbox` stream of encoded events, appended by the same script
-//!   as the change they announce; `sb:{P}:outbox:relay` the relay lease
+//!   `last_offer`, `hold_until` (wrap-up), `load:<channel>`;
+//!   `sb:{P}:available` set; `sb:{P}:ao:<agent>` the contacts offered to
+//!   or handled by the agent
+//! - `sb:{P}:outbox` stream of entries appended by the same script as the
+//!   change they announce: `e` an encoded event, `s` the contact's
+//!   snapshot for the journal; `sb:{P}:outbox:relay` the relay lease
+//! - `sb:{P}:whole` the marker (its value the state's generation),
+//!   `sb:{P}:rebuild` the rebuild lease, `sb:{P}:rebuild_pending` set
+//!   while a restored state's rebuild is unfinished (see `recovery.rs`)
 
 mod outbox;
 mod pace;
