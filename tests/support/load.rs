@@ -427,12 +427,21 @@ async fn run_session(
                 };
                 send_later(&requests, again, Duration::from_millis(250));
             }
-            // A final refusal (the offer expired, the contact moved on):
-            // nothing to send again.
+            // A final refusal: nothing to send again. Its reason says what
+            // it refused: a decision on the offer (the offer went back to
+            // its queue, or is answered already: maybe by this desktop's
+            // own earlier accept, whose completion must go on), or the
+            // contact itself (ended, not this agent's).
             Some(agent_session_response::Kind::Error(error)) => {
                 report.errors += 1;
                 desk.accepting.remove(&error.contact);
-                desk.completing.remove(&error.contact);
+                let refused_the_offer_only = matches!(
+                    error.reason.as_str(),
+                    "OFFER_EXPIRED" | "NOT_OFFERED_TO_AGENT" | "CONTACT_ALREADY_ANSWERED"
+                );
+                if !refused_the_offer_only {
+                    desk.completing.remove(&error.contact);
+                }
             }
             Some(agent_session_response::Kind::OfferRevoked(revoked)) => {
                 desk.accepting.remove(&revoked.contact);
