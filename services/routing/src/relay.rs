@@ -15,9 +15,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use switchboard_core::Error;
 use switchboard_core::event::ROUTING_TOPIC;
-use switchboard_platform::bus::publish_traced;
-
 use switchboard_core::sync::lock_unpoisoned;
+use switchboard_platform::bus::publish_traced;
 
 use crate::engine::Engine;
 use crate::store::{OutboxItem, outbox_position};

@@ -10,10 +10,9 @@ pub mod rules;
 
 use std::collections::BTreeMap;
 
-use self::refusal::{Transition, rejected, require_agent};
-
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 
+use self::refusal::{Transition, rejected, require_agent};
 pub use self::rules::{EndReason, EscalationStep, QueueEntry, QueueRules, WaitOutcome};
 
 /// A priority step so large that no wait overcomes one level: strict
