@@ -91,8 +91,7 @@ async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &
     };
     let subscription = bus.subscribe(group, &[TOPIC], StartFrom::Earliest).await.expect("subscribe");
     let shutdown = CancellationToken::new();
-    let consumer =
-        Consumer { name: "test-consumer".to_owned(), bus: Arc::clone(&bus), health: ConsumerHealth::default() };
+    let consumer = Consumer::new("test-consumer", Arc::clone(&bus), ConsumerHealth::default());
     let task = match pace {
         OneByOne => {
             let handler = move |delivery: Delivery| std::future::ready(judge(vec![delivery.envelope.subject]));

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use rand::Rng;
 use switchboard_core::Error;
@@ -186,7 +187,7 @@ impl Kit {
         let health = ConsumerHealth::default();
         self.check(ConsumerCheck { name: spec.name.clone(), assignment: assignment.clone(), health: health.clone() });
         tracing::info!(consumer = %spec.name, group = %spec.group, topics = ?spec.topics, "consumer subscribed");
-        Ok((Consumer { name: spec.name.clone(), bus: self.bus(), health }, subscription, assignment))
+        Ok((Consumer::new(spec.name.clone(), self.bus(), health), subscription, assignment))
     }
 }
 
@@ -258,8 +259,7 @@ where
         let error = match outcome {
             Ok(Ok(())) => {
                 consumer.health.set_retrying(None);
-                let outcome_labels = labels([("consumer", &consumer.name), ("outcome", "handled")]);
-                metrics().consumer_records.get_or_create(&outcome_labels).inc_by(events.len() as u64);
+                consumer.handled.inc_by(events.len() as u64);
                 return true;
             }
             Ok(Err(error)) if error.is_transient() => error,
@@ -288,6 +288,17 @@ pub struct Consumer {
     pub name: String,
     pub bus: Arc<dyn EventBus>,
     pub health: ConsumerHealth,
+    /// Its count of handled records, looked up once rather than per record.
+    handled: Counter,
+}
+
+impl Consumer {
+    pub fn new(name: impl Into<String>, bus: Arc<dyn EventBus>, health: ConsumerHealth) -> Consumer {
+        let name = name.into();
+        let handled_labels = labels([("consumer", &name), ("outcome", "handled")]);
+        let handled = metrics().consumer_records.get_or_create(&handled_labels).clone();
+        Consumer { name, bus, health, handled }
+    }
 }
 
 /// The consumer loop (see the module docs), until `shutdown`; then the
@@ -384,8 +395,7 @@ where
         let error = match outcome {
             Ok(Ok(())) => {
                 consumer.health.set_retrying(None);
-                let outcome_labels = labels([("consumer", &consumer.name), ("outcome", "handled")]);
-                metrics().consumer_records.get_or_create(&outcome_labels).inc();
+                consumer.handled.inc();
                 return Some(position);
             }
             Ok(Err(error)) => error,
@@ -547,7 +557,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_consumer_is_ready_again_once_a_receive_failure_was_waited_out() {
         let health = ConsumerHealth::default();
-        let consumer = Consumer { name: "idle".to_owned(), bus: Arc::new(MemoryBus::new()), health: health.clone() };
+        let consumer = Consumer::new("idle", Arc::new(MemoryBus::new()), health.clone());
         let shutdown = CancellationToken::new();
         let handler = |_delivery: Delivery| std::future::ready(Ok::<(), Error>(()));
         let task =
