@@ -33,8 +33,6 @@ pub fn readiness_name(service: &str) -> String {
     format!("switchboard.{api}")
 }
 
-/// Ports picked by binding port 0; the listener is dropped just before the
-/// binary binds the port.
 /// A port for a test's process to listen on: free now, never handed out
 /// twice by this test binary, and below the kernel's ephemeral range
 /// (32768 and up), so no listener on port 0 (the services' HTTP servers)

@@ -29,12 +29,6 @@ impl std::fmt::Debug for Clock {
     }
 }
 
-impl Default for Clock {
-    fn default() -> Clock {
-        Clock::system()
-    }
-}
-
 /// What one sample against the reference changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sample {

@@ -259,7 +259,7 @@ impl Engine {
         };
         // A state this build does not know (a newer presence's) only means
         // "takes no work": never Offline, which takes its answered work away.
-        let state = AgentState::try_from(changed.state).unwrap_or(AgentState::Unspecified);
+        let state = AgentState::try_from(changed.state).unwrap_or_default();
         // Journaled first: a rebuild of the hot state knows every agent.
         self.journal.record_agent(&profile, state).await?;
         self.apply_agent_state(&profile, state).await

@@ -26,6 +26,7 @@ use switchboard_platform::readiness::DependencyCheck;
 
 use crate::engine::Engine;
 use crate::relay::RELAY_LEASE_MS;
+use crate::store::journal::JournaledAgent;
 use crate::store::redis::TERMINAL_RETENTION_MS;
 
 /// How long a replica may take to rebuild before another may take over.
@@ -54,7 +55,8 @@ impl Engine {
                 return Ok(());
             }
             tracing::warn!("routing state restored but its rebuild unfinished, finishing it");
-            return self.finish_rebuild(0).await;
+            let agents = self.journal.agents().await?;
+            return self.finish_rebuild(0, &agents).await;
         }
         if self.whole.swap(false, Ordering::AcqRel) {
             tracing::error!("routing state lost in redis: every write waits until it is rebuilt");
@@ -75,15 +77,14 @@ impl Engine {
         let now = self.clock.now_millis();
         let agents = self.journal.agents().await?;
         self.state.restore(&contacts, &agents, now).await?;
-        self.finish_rebuild(contacts.len()).await
+        self.finish_rebuild(contacts.len(), &agents).await
     }
 
     /// The rest of a rebuild, after the restore; idempotent, so a failure
     /// half-way leaves it pending and the next look runs it again.
-    async fn finish_rebuild(&self, restored_contacts: usize) -> Result<(), Error> {
+    async fn finish_rebuild(&self, restored_contacts: usize, agents: &[JournaledAgent]) -> Result<(), Error> {
         let replayed = self.replay_contacts(self.clock.now_millis()).await?;
-        let agents = self.journal.agents().await?;
-        for agent in &agents {
+        for agent in agents {
             self.apply_agent_state(&agent.profile, agent.state).await?;
         }
         self.state.finish_rebuild().await?;

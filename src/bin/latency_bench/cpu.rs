@@ -58,7 +58,9 @@ pub fn sample(driver_prefix: &str) -> CpuSample {
             let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
             if let Some(backend) = BACKENDS.iter().find(|backend| name.trim() == **backend) {
                 let ticks = read_ticks(&path.join("stat").to_string_lossy()).unwrap_or(0);
-                *accounts.entry((*backend).to_owned()).or_insert(0.0) += ticks as f64 / TICKS_PER_SECOND;
+                if let Some(total) = accounts.get_mut(*backend) {
+                    *total += ticks as f64 / TICKS_PER_SECOND;
+                }
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::config::KafkaConfig;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `fetch.wait.max.ms` of [`Pace::Interactive`]: on tansu a hop takes
 /// about one and a half of it (measured, docs/benchmarks.md).
-const INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
+pub const INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
 /// `fetch.wait.max.ms` of [`Pace::Background`].
 const BACKGROUND_FETCH_WAIT_MS: u32 = 100;
 /// How long a scan waits for the next record it knows exists.

@@ -384,9 +384,7 @@ impl Drop for Harness {
 
 /// `message` with `authorization: Bearer <key>`.
 pub fn authed<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
-    request
+    switchboard_test_support::authorized(key, message)
 }
 
 /// A valid create request of acme for the support queue.

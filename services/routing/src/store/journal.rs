@@ -175,7 +175,7 @@ impl RoutingJournal for PostgresJournal {
             .map(|row| {
                 let profile = codec::decode_profile(row.get::<_, &str>(0), row.get::<_, &str>(1))?;
                 // As when it was journaled (see `Engine::on_agent_state`).
-                let state = AgentState::try_from(row.get::<_, i32>(2)).unwrap_or(AgentState::Unspecified);
+                let state = AgentState::try_from(row.get::<_, i32>(2)).unwrap_or_default();
                 Ok(JournaledAgent { profile, state })
             })
             .collect()

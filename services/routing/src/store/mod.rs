@@ -111,7 +111,7 @@ pub struct PendingEntry {
 /// The order of outbox ids: a Redis stream id (`<ms>-<seq>`) or the
 /// in-memory store's sequence number, as numbers; an id that is neither
 /// sorts first.
-pub fn outbox_position(id: &str) -> (u64, u64) {
+pub(crate) fn outbox_position(id: &str) -> (u64, u64) {
     let (major, minor) = id.split_once('-').unwrap_or((id, "0"));
     (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
 }
