@@ -98,8 +98,8 @@ async fn poison_is_dead_lettered_and_replayable(bus: Arc<dyn EventBus>, group: &
             tokio::spawn(consume(consumer, subscription, handler, shutdown.clone()))
         }
         Batched => {
-            let handler = move |deliveries: Vec<Delivery>| {
-                std::future::ready(judge(deliveries.into_iter().map(|delivery| delivery.envelope.subject).collect()))
+            let handler = move |deliveries: Arc<[Delivery]>| {
+                std::future::ready(judge(deliveries.iter().map(|delivery| delivery.envelope.subject.clone()).collect()))
             };
             tokio::spawn(consume_batches(consumer, subscription, handler, shutdown.clone()))
         }

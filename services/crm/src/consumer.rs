@@ -31,8 +31,8 @@ pub(crate) const CONSUMER_GROUP: &str = "crm";
 /// record): a batch of deliveries merged in one step.
 pub(crate) fn handler(
     store: Arc<dyn CrmStore>,
-) -> impl Fn(Vec<Delivery>) -> futures::future::BoxFuture<'static, Result<(), Error>> + Send + Sync + 'static {
-    move |deliveries: Vec<Delivery>| {
+) -> impl Fn(Arc<[Delivery]>) -> futures::future::BoxFuture<'static, Result<(), Error>> + Send + Sync + 'static {
+    move |deliveries: Arc<[Delivery]>| {
         let store = Arc::clone(&store);
         Box::pin(async move { handle_deliveries(store.as_ref(), &deliveries).await })
     }

@@ -50,7 +50,7 @@ impl Service for Kpi {
         // that is not already set.
         let store = self.store;
         let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
-        kit.consume_batches(facts, move |deliveries: Vec<Delivery>| {
+        kit.consume_batches(facts, move |deliveries: Arc<[Delivery]>| {
             let store = Arc::clone(&store);
             async move {
                 let envelopes: Vec<_> = deliveries.iter().map(|delivery| &delivery.envelope).collect();

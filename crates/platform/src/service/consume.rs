@@ -169,7 +169,7 @@ impl Kit {
         handler: Handler,
     ) -> anyhow::Result<Assignment>
     where
-        Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync + 'static,
+        Handler: Fn(Arc<[Delivery]>) -> HandlerFuture + Send + Sync + 'static,
         HandlerFuture: Future<Output = Result<(), Error>> + Send + 'static,
     {
         let (consumer, subscription, assignment) = self.subscribe_consumer(&spec).await?;
@@ -205,28 +205,38 @@ pub async fn consume_batches<Handler, HandlerFuture>(
     shutdown: CancellationToken,
 ) -> Result<(), Error>
 where
-    Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync,
+    Handler: Fn(Arc<[Delivery]>) -> HandlerFuture + Send + Sync,
     HandlerFuture: Future<Output = Result<(), Error>> + Send,
 {
     'batches: while let Some(received) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
-        let mut positions = Vec::with_capacity(received.len());
+        // The last position per partition: records come in order, and
+        // storing it stores every one before it.
+        let mut positions: Vec<(String, i32, i64)> = Vec::new();
+        let mut advance = |topic: &str, partition: i32, offset: i64| match positions
+            .iter_mut()
+            .find(|(known, known_partition, _)| known == topic && *known_partition == partition)
+        {
+            Some(position) => position.2 = offset,
+            None => positions.push((topic.to_owned(), partition, offset)),
+        };
         let mut events = Vec::with_capacity(received.len());
         for received in received {
             match received {
                 Received::Event(delivery) => {
-                    positions.push((delivery.topic.clone(), delivery.partition, delivery.offset));
+                    advance(&delivery.topic, delivery.partition, delivery.offset);
                     events.push(*delivery);
                 }
                 Received::Malformed(malformed) => {
-                    let MalformedRecord { record, error } = *malformed;
-                    if !dead_letter(&consumer, &record, None, &error, &shutdown).await {
+                    let Some((topic, partition, offset)) =
+                        dead_letter_malformed(&consumer, *malformed, &shutdown).await
+                    else {
                         break 'batches;
-                    }
-                    positions.push((record.topic, record.partition, record.offset));
+                    };
+                    advance(&topic, partition, offset);
                 }
             }
         }
-        if !events.is_empty() && !handle_batch(&consumer, events, &handler, &shutdown).await {
+        if !events.is_empty() && !handle_batch(&consumer, events.into(), &handler, &shutdown).await {
             // Shutdown came while retrying: the batch is delivered again
             // after restart.
             break;
@@ -243,19 +253,19 @@ where
 /// their own); false if shutdown came first.
 async fn handle_batch<Handler, HandlerFuture>(
     consumer: &Consumer,
-    events: Vec<Delivery>,
+    events: Arc<[Delivery]>,
     handler: &Handler,
     shutdown: &CancellationToken,
 ) -> bool
 where
-    Handler: Fn(Vec<Delivery>) -> HandlerFuture + Send + Sync,
+    Handler: Fn(Arc<[Delivery]>) -> HandlerFuture + Send + Sync,
     HandlerFuture: Future<Output = Result<(), Error>> + Send,
 {
     let span = tracing::info_span!("consume_batch", consumer = %consumer.name, records = events.len());
     set_remote_parent(&span, events.first().and_then(|delivery| delivery.traceparent.as_deref()));
     let mut backoff = Backoff::default();
     loop {
-        let outcome = AssertUnwindSafe(handler(events.clone())).catch_unwind().instrument(span.clone()).await;
+        let outcome = AssertUnwindSafe(handler(Arc::clone(&events))).catch_unwind().instrument(span.clone()).await;
         let error = match outcome {
             Ok(Ok(())) => {
                 consumer.health.set_retrying(None);
@@ -265,8 +275,8 @@ where
             Ok(Err(error)) if error.is_transient() => error,
             // A record the handler cannot take (or a panic): find it.
             Ok(Err(_)) | Err(_) => {
-                let one_at_a_time = |delivery: Delivery| handler(vec![delivery]);
-                for delivery in &events {
+                let one_at_a_time = |delivery: Delivery| handler(Arc::from([delivery]));
+                for delivery in events.iter() {
                     if handle(consumer, delivery, &one_at_a_time, shutdown).await.is_none() {
                         return false;
                     }
@@ -274,10 +284,7 @@ where
                 return true;
             }
         };
-        consumer.health.set_retrying(Some(error.to_string()));
-        metrics().consumer_retries.get_or_create(&labels([("consumer", &consumer.name)])).inc();
-        tracing::warn!(parent: &span, error = %error, "batch handler failed transiently, retrying");
-        if !backoff.wait(shutdown).await {
+        if !retry_after(consumer, &span, &error, &mut backoff, shutdown).await {
             return false;
         }
     }
@@ -317,11 +324,7 @@ where
         for received in records {
             let finished = match received {
                 Received::Event(delivery) => handle(&consumer, &delivery, &handler, &shutdown).await,
-                Received::Malformed(malformed) => {
-                    let MalformedRecord { record, error } = *malformed;
-                    let done = dead_letter(&consumer, &record, None, &error, &shutdown).await;
-                    done.then_some((record.topic, record.partition, record.offset))
-                }
+                Received::Malformed(malformed) => dead_letter_malformed(&consumer, *malformed, &shutdown).await,
             };
             let Some((topic, partition, offset)) = finished else {
                 // Shutdown came while retrying: the record was not finished
@@ -407,13 +410,37 @@ where
                 .await;
             return done.then_some(position);
         }
-        consumer.health.set_retrying(Some(error.to_string()));
-        metrics().consumer_retries.get_or_create(&labels([("consumer", &consumer.name)])).inc();
-        tracing::warn!(parent: &span, error = %error, "handler failed transiently, retrying");
-        if !backoff.wait(shutdown).await {
+        if !retry_after(consumer, &span, &error, &mut backoff, shutdown).await {
             return None;
         }
     }
+}
+
+/// Counts and reports a transient failure, readiness false, then waits out
+/// the next backoff step; false if shutdown came first.
+async fn retry_after(
+    consumer: &Consumer,
+    span: &tracing::Span,
+    error: &Error,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    consumer.health.set_retrying(Some(error.to_string()));
+    metrics().consumer_retries.get_or_create(&labels([("consumer", &consumer.name)])).inc();
+    tracing::warn!(parent: span, error = %error, "handler failed transiently, retrying");
+    backoff.wait(shutdown).await
+}
+
+/// Dead-letters a record that is not an event; its position once done,
+/// `None` if shutdown came first.
+async fn dead_letter_malformed(
+    consumer: &Consumer,
+    malformed: MalformedRecord,
+    shutdown: &CancellationToken,
+) -> Option<(String, i32, i64)> {
+    let MalformedRecord { record, error } = malformed;
+    let done = dead_letter(consumer, &record, None, &error, shutdown).await;
+    done.then_some((record.topic, record.partition, record.offset))
 }
 
 /// Writes the dead letter of `record`, retrying until the broker took it;
