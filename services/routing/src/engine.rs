@@ -52,13 +52,11 @@ pub struct Engine {
     pub match_requested: Arc<Notify>,
     /// Notified when the outbox has new events.
     pub relay_requested: Arc<Notify>,
-    /// Notified when this replica's relay acknowledged a batch.
-    pub(crate) relayed: Notify,
     /// The position (see [`crate::store::outbox_position`]) of the last
-    /// entry this replica's relay acknowledged: a caller waiting for its
-    /// change asks the store only once this passed it (or when another
-    /// replica may be relaying).
-    pub(crate) relayed_position: std::sync::Mutex<(u64, u64)>,
+    /// entry this replica's relay acknowledged, watched by callers waiting
+    /// for their change: one asks the store only once this passed it (or
+    /// when another replica may be relaying).
+    pub(crate) relayed: tokio::sync::watch::Sender<(u64, u64)>,
     /// Whether the state store held its data at the last look (readiness).
     pub(crate) whole: AtomicBool,
     /// The clock every replica agrees on: offer expiry, wait deadlines and
@@ -101,8 +99,7 @@ impl Engine {
             relay_bus,
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
-            relayed: Notify::new(),
-            relayed_position: std::sync::Mutex::new((0, 0)),
+            relayed: tokio::sync::watch::Sender::new((0, 0)),
             whole: AtomicBool::new(false),
             clock: Clock::system(),
             reported_tenants: crate::gauges::ReportedTenants::default(),

@@ -15,7 +15,6 @@ use std::time::Duration;
 use futures::future::join_all;
 use switchboard_core::Error;
 use switchboard_core::event::ROUTING_TOPIC;
-use switchboard_core::sync::lock_unpoisoned;
 use switchboard_platform::bus::publish_traced;
 
 use crate::engine::Engine;
@@ -82,9 +81,8 @@ impl Engine {
             let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             self.state.acknowledge_outbox(&acknowledged).await?;
             if let Some(last) = acknowledged.last() {
-                *lock_unpoisoned(&self.relayed_position) = outbox_position(last);
+                self.relayed.send_replace(outbox_position(last));
             }
-            self.relayed.notify_waiters();
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 return Err(error);
@@ -120,16 +118,14 @@ impl Engine {
         self.changed();
         let tail_position = outbox_position(&tail);
         let deadline = tokio::time::Instant::now() + RELAY_WAIT;
+        let mut relayed = self.relayed.subscribe();
         let mut poll_due = false;
         loop {
             // Woken when this replica's relay acknowledges a batch; the
             // store is asked once that batch passed the change (the only
             // answer that counts is its generation-checked one), or every
             // RELAY_POLL_MAX, when another replica's relay may have.
-            let relayed = self.relayed.notified();
-            tokio::pin!(relayed);
-            relayed.as_mut().enable();
-            let passed_here = *lock_unpoisoned(&self.relayed_position) >= tail_position;
+            let passed_here = *relayed.borrow_and_update() >= tail_position;
             if (passed_here || poll_due) && self.state.relayed_through(&tail, generation).await? {
                 return Ok(());
             }
@@ -138,7 +134,8 @@ impl Engine {
                     .with_reason("NOT_YET_PUBLISHED"));
             }
             poll_due = tokio::select! {
-                () = relayed => false,
+                // The engine, and so the sender, outlives this wait.
+                _changed = relayed.changed() => false,
                 () = tokio::time::sleep(RELAY_POLL_MAX) => true,
             };
         }
