@@ -306,6 +306,17 @@ impl KafkaSubscription {
         }
         Ok(())
     }
+
+    /// What librdkafka handed over: the record decoded, named by its
+    /// logical topic, or the transport error.
+    fn received(
+        &self,
+        message: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+    ) -> Result<Received, Error> {
+        let message = message.map_err(|error| unavailable("receive", error))?;
+        let topic = logical_topic(message.topic(), &self.membership.topic_prefix);
+        Ok(decode_record(raw_record(&message, &topic)))
+    }
 }
 
 /// The group's committed offset and the log end of every partition of
@@ -363,9 +374,7 @@ impl Subscription for KafkaSubscription {
                     continue;
                 }
             };
-            let message = message.map_err(|error| unavailable("receive", error))?;
-            let topic = logical_topic(message.topic(), &self.membership.topic_prefix);
-            return Ok(decode_record(raw_record(&message, &topic)));
+            return self.received(message);
         }
     }
 
@@ -375,9 +384,7 @@ impl Subscription for KafkaSubscription {
         let Some(message) = futures::FutureExt::now_or_never(self.consumer.recv()) else {
             return Ok(None);
         };
-        let message = message.map_err(|error| unavailable("receive", error))?;
-        let topic = logical_topic(message.topic(), &self.membership.topic_prefix);
-        Ok(Some(decode_record(raw_record(&message, &topic))))
+        self.received(message).map(Some)
     }
 
     async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error> {
