@@ -75,11 +75,7 @@ impl PresenceCore {
                     answer_time: answered.answer_time,
                     ..offered.unwrap_or_default()
                 };
-                self.live.put_active_contact(&agent, &handling).await?;
-                // The offer ended answered: whether it was seen no longer
-                // matters.
-                self.live.take_offer_seen(&agent, &handling.contact).await?;
-                self.live.clear_missed_offers(&agent).await
+                self.live.offer_answered(&agent, &handling).await
             }
             Some(routing_event::Kind::OfferWithdrawn(withdrawn)) => {
                 let agent = parse_agent(&withdrawn.agent, "offer_withdrawn.agent")?;

@@ -141,6 +141,13 @@ async fn missed_offers_contract(store: &dyn LiveStateStore) -> Result<(), Error>
     check(!store.take_offer_seen(&grace, contact).await?, "seen by its own agent only")?;
     check(store.take_offer_seen(&frank, contact).await?, "a sent offer was seen")?;
     check(!store.take_offer_seen(&frank, contact).await?, "taking forgets it")?;
+
+    store.mark_offer_seen(&frank, contact).await?;
+    let answered = ActiveContact { contact: contact.to_owned(), ..ActiveContact::default() };
+    store.offer_answered(&frank, &answered).await?;
+    check(store.active_contacts(&frank).await? == vec![answered], "an answered offer is work held")?;
+    check(!store.take_offer_seen(&frank, contact).await?, "its seen mark is gone")?;
+    check(store.record_missed_offer(&frank, "e3").await? == 1, "its agent's misses start over")?;
     Ok(())
 }
 

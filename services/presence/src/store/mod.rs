@@ -80,6 +80,14 @@ pub trait LiveStateStore: Send + Sync {
     async fn take_offer_seen(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
     /// Records (or replaces) work the agent holds, by contact name.
     async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error>;
+    /// The agent answered an offer: `contact` is work it holds now, whether
+    /// the offer was seen no longer matters, and its missed offers start
+    /// over. (Redis does the three in one round trip.)
+    async fn offer_answered(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
+        self.put_active_contact(agent, contact).await?;
+        self.take_offer_seen(agent, &contact.contact).await?;
+        self.clear_missed_offers(agent).await
+    }
     /// Forgets the agent's contact; false when it held no such contact.
     async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
     /// The work the agent holds, by contact name.

@@ -266,6 +266,24 @@ impl LiveStateStore for RedisLiveStateStore {
         Ok(())
     }
 
+    async fn offer_answered(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::pipe()
+            .cmd("HSET")
+            .arg(self.contacts_key(agent))
+            .arg(&contact.contact)
+            .arg(contact.encode_to_vec())
+            .ignore()
+            .cmd("DEL")
+            .arg(self.seen_key(agent, &contact.contact))
+            .arg(self.missed_key(agent))
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
     async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
         let removed: i64 = redis::cmd("HDEL")
