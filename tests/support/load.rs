@@ -443,7 +443,13 @@ async fn run_session(
                     desk.completing.remove(&error.contact);
                 }
             }
-            Some(agent_session_response::Kind::OfferRevoked(revoked)) => {
+            // A revocation of an offer this desktop rejected itself (the
+            // reply, or the withdrawal event that follows it) is about that
+            // offer only: an accept of the contact's next offer, already in
+            // flight, goes on.
+            Some(agent_session_response::Kind::OfferRevoked(revoked))
+                if !matches!(revoked.reason.as_str(), "REJECTED" | "WITHDRAW_REASON_REJECTED") =>
+            {
                 desk.accepting.remove(&revoked.contact);
             }
             Some(agent_session_response::Kind::StateChanged(changed))
