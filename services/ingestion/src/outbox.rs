@@ -12,11 +12,12 @@ use switchboard_core::Error;
 use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
 use switchboard_core::time::timestamp_from_millis;
 use switchboard_platform::bus::{EventBus, publish_traced};
+use switchboard_platform::group_commit::GroupCommit;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactCreated, ContactEvent, contact_event};
 
-use crate::store::{ContactRecord, ContactStore, Publication};
+use crate::store::{ContactRecord, ContactStore, Publication, PublishedEvent};
 
 /// How long the request path has to publish before the relay steps in.
 pub const RELAY_DELAY: Duration = Duration::from_secs(5);
@@ -25,11 +26,13 @@ const RELAY_BATCH: usize = 100;
 pub struct Outbox {
     store: Arc<dyn ContactStore>,
     bus: Arc<dyn EventBus>,
+    // Concurrent requests remember their publications in one write.
+    publication_marks: GroupCommit<PublishedEvent>,
 }
 
 impl Outbox {
     pub fn new(store: Arc<dyn ContactStore>, bus: Arc<dyn EventBus>) -> Outbox {
-        Outbox { store, bus }
+        Outbox { store, bus, publication_marks: GroupCommit::default() }
     }
 
     pub async fn publish_created(&self, record: &ContactRecord) -> Result<(), Error> {
@@ -76,7 +79,12 @@ impl Outbox {
         }
         // The event is durable: a failure to remember it only means a later
         // retry publishes it again, so it does not fail this call.
-        if let Err(error) = self.store.mark_published(&record.tenant, &record.contact_id, publication).await {
+        let mark = PublishedEvent { tenant: record.tenant.clone(), contact_id: record.contact_id.clone(), publication };
+        let marked = self
+            .publication_marks
+            .submit(mark, |marks| async move { self.store.mark_all_published(&marks).await })
+            .await;
+        if let Err(error) = marked {
             tracing::warn!(
                 tenant = %record.tenant,
                 contact = %record.contact_id,

@@ -4,7 +4,7 @@
 //! Ids use the "C" collation so the database orders them bytewise, as the
 //! in-memory store does.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
@@ -180,57 +180,122 @@ fn customers_from_rows(tenant: &TenantId, rows: &[Row]) -> Result<Vec<Customer>,
     Ok(customers)
 }
 
-/// Writes `entry` back: an update of the row read, or an insert; returns
-/// the rows written (0: another writer inserted it first).
-async fn write_entry(
+/// The batch's entries as one array per column, in [`ENTRY_COLUMNS`] order,
+/// for `UNNEST`.
+struct EntryColumns<'a> {
+    tenants: Vec<&'a str>,
+    contacts: Vec<&'a str>,
+    customers: Vec<Option<&'a str>>,
+    statuses: Vec<&'a str>,
+    channels: Vec<i64>,
+    queues: Vec<&'a str>,
+    agents: Vec<&'a str>,
+    subjects: Vec<&'a str>,
+    dispositions: Vec<&'a str>,
+    resolved: Vec<bool>,
+    create_times: Vec<i64>,
+    answer_times: Vec<i64>,
+    end_times: Vec<i64>,
+    transferred_to: Vec<&'a str>,
+    transfer_times: Vec<i64>,
+    callback_numbers: Vec<&'a str>,
+}
+
+impl<'a> EntryColumns<'a> {
+    fn of(entries: &[&'a TimelineEntry]) -> EntryColumns<'a> {
+        let column = |read: fn(&'a TimelineEntry) -> &'a str| entries.iter().map(|entry| read(entry)).collect();
+        let number = |read: fn(&TimelineEntry) -> i64| entries.iter().map(|entry| read(entry)).collect();
+        EntryColumns {
+            tenants: column(|entry| entry.tenant.as_str()),
+            contacts: column(|entry| entry.contact.as_str()),
+            customers: entries.iter().map(|entry| entry.customer.as_ref().map(CustomerId::as_str)).collect(),
+            statuses: column(|entry| entry.status.as_str()),
+            channels: number(|entry| i64::from(entry.channel)),
+            queues: column(|entry| &entry.queue),
+            agents: column(|entry| &entry.agent),
+            subjects: column(|entry| &entry.subject),
+            dispositions: column(|entry| &entry.disposition),
+            resolved: entries.iter().map(|entry| entry.resolved).collect(),
+            create_times: number(|entry| entry.create_time_millis),
+            answer_times: number(|entry| entry.answer_time_millis),
+            end_times: number(|entry| entry.end_time_millis),
+            transferred_to: column(|entry| &entry.transferred_to),
+            transfer_times: number(|entry| entry.transfer_time_millis),
+            callback_numbers: column(|entry| &entry.callback_number),
+        }
+    }
+
+    fn parameters(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 16] {
+        [
+            &self.tenants,
+            &self.contacts,
+            &self.customers,
+            &self.statuses,
+            &self.channels,
+            &self.queues,
+            &self.agents,
+            &self.subjects,
+            &self.dispositions,
+            &self.resolved,
+            &self.create_times,
+            &self.answer_times,
+            &self.end_times,
+            &self.transferred_to,
+            &self.transfer_times,
+            &self.callback_numbers,
+        ]
+    }
+}
+
+/// The columns of [`ENTRY_COLUMNS`] from the statement's parameters.
+const UNNEST_ENTRIES: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], \
+                              $7::text[], $8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], \
+                              $13::int8[], $14::text[], $15::int8[], $16::text[])";
+
+/// Writes back the entries the batch changed, in one statement for those
+/// read (and locked) and one for the new ones; false when another writer
+/// inserted one of the new entries first (nothing of it is written then).
+async fn write_entries(
     transaction: &deadpool_postgres::Transaction<'_>,
-    existed: bool,
-    entry: &TimelineEntry,
-) -> Result<u64, Error> {
-    let channel = i64::from(entry.channel);
-    let values: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
-        &entry.tenant.as_str(),
-        &entry.contact.as_str(),
-        &entry.customer.as_ref().map(CustomerId::as_str),
-        &entry.status.as_str(),
-        &channel,
-        &entry.queue,
-        &entry.agent,
-        &entry.subject,
-        &entry.disposition,
-        &entry.resolved,
-        &entry.create_time_millis,
-        &entry.answer_time_millis,
-        &entry.end_time_millis,
-        &entry.transferred_to,
-        &entry.transfer_time_millis,
-        &entry.callback_number,
-    ];
-    let written = if existed {
+    existing: &[&TimelineEntry],
+    new: &[&TimelineEntry],
+) -> Result<bool, Error> {
+    if !existing.is_empty() {
+        let columns = EntryColumns::of(existing);
         // The customer is set once (the merge keeps the first named).
         transaction
             .execute_cached(
-                "UPDATE crm.timeline_entries SET customer_id = $3, status = $4, channel = $5, queue = $6,
-                     agent = $7, subject = $8, disposition = $9, resolved = $10, create_time_ms = $11,
-                     answer_time_ms = $12, end_time_ms = $13, transferred_to = $14,
-                     transfer_time_ms = $15, callback_number = $16
-                 WHERE tenant = $1 AND contact_id = $2",
-                &values,
-            )
-            .await
-    } else {
-        transaction
-            .execute_cached(
                 &format!(
-                    "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                     ON CONFLICT (tenant, contact_id) DO NOTHING"
+                    "UPDATE crm.timeline_entries AS entries SET customer_id = changed.customer_id,
+                         status = changed.status, channel = changed.channel, queue = changed.queue,
+                         agent = changed.agent, subject = changed.subject,
+                         disposition = changed.disposition, resolved = changed.resolved,
+                         create_time_ms = changed.create_time_ms, answer_time_ms = changed.answer_time_ms,
+                         end_time_ms = changed.end_time_ms, transferred_to = changed.transferred_to,
+                         transfer_time_ms = changed.transfer_time_ms, callback_number = changed.callback_number
+                     FROM {UNNEST_ENTRIES} AS changed ({ENTRY_COLUMNS})
+                     WHERE entries.tenant = changed.tenant AND entries.contact_id = changed.contact_id"
                 ),
-                &values,
+                &columns.parameters(),
             )
             .await
-    };
-    written.map_err(pg_error)
+            .map_err(pg_error)?;
+    }
+    if new.is_empty() {
+        return Ok(true);
+    }
+    let columns = EntryColumns::of(new);
+    let inserted = transaction
+        .execute_cached(
+            &format!(
+                "INSERT INTO crm.timeline_entries ({ENTRY_COLUMNS}) SELECT * FROM {UNNEST_ENTRIES}
+                 ON CONFLICT (tenant, contact_id) DO NOTHING"
+            ),
+            &columns.parameters(),
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(inserted == new.len() as u64)
 }
 
 fn entry_from_row(row: &Row) -> Result<TimelineEntry, Error> {
@@ -272,7 +337,7 @@ impl CrmStore for PostgresCrmStore {
         identity: &Identity,
         display_name: &str,
     ) -> Result<ResolvedCustomer, Error> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         for _ in 0..MAX_RACE_ATTEMPTS {
             if let Some(existing_id) = find_customer_id_by_identity(&client, tenant, identity).await? {
                 let Some(customer) = load_customer(&client, tenant, &existing_id).await? else {
@@ -287,31 +352,33 @@ impl CrmStore for PostgresCrmStore {
                 identities: vec![identity.clone()],
                 create_time_millis: now_millis(),
             };
-            let transaction = client.transaction().await.map_err(pg_error)?;
-            transaction
+            // One statement: the customer is inserted only with its identity,
+            // and the identity's foreign key is checked at the statement's
+            // end. Waits for a concurrent insert of the same identity to
+            // settle; if that one commits, ours inserts nothing and we read
+            // theirs on the next attempt.
+            let inserted = client
                 .execute_cached(
-                    "INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&tenant.as_str(), &customer.id.as_str(), &customer.display_name, &customer.create_time_millis],
-                )
-                .await
-                .map_err(pg_error)?;
-            // Waits for a concurrent insert of the same identity to settle;
-            // if that one commits, ours inserts nothing and we roll back our
-            // customer and read theirs on the next attempt.
-            let inserted = transaction
-                .execute_cached(
-                    "INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (tenant, kind, value) DO NOTHING",
-                    &[&tenant.as_str(), &identity.kind.as_str(), &identity.value, &customer.id.as_str()],
+                    "WITH identity AS (
+                         INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (tenant, kind, value) DO NOTHING
+                         RETURNING tenant, customer_id)
+                     INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
+                     SELECT tenant, customer_id, $5, $6 FROM identity",
+                    &[
+                        &tenant.as_str(),
+                        &identity.kind.as_str(),
+                        &identity.value,
+                        &customer.id.as_str(),
+                        &customer.display_name,
+                        &customer.create_time_millis,
+                    ],
                 )
                 .await
                 .map_err(pg_error)?;
             if inserted == 0 {
-                transaction.rollback().await.map_err(pg_error)?;
                 continue;
             }
-            transaction.commit().await.map_err(pg_error)?;
             return Ok(ResolvedCustomer { customer, created: true });
         }
         Err(Error::new(ErrorCode::Aborted, "customer resolution kept racing with concurrent writers, retry"))
@@ -380,7 +447,9 @@ impl CrmStore for PostgresCrmStore {
                 let entry = entry_from_row(row)?;
                 stored.insert((entry.tenant.clone(), entry.contact.clone()), entry);
             }
-            let mut current = stored.clone();
+            // In key order, so new entries are inserted in the order every
+            // writer inserts them.
+            let mut current: BTreeMap<_, _> = stored.clone().into_iter().collect();
             let mut merged_in_order = Vec::with_capacity(updates.len());
             for update in updates {
                 let key = (update.tenant.clone(), update.contact.clone());
@@ -388,12 +457,16 @@ impl CrmStore for PostgresCrmStore {
                 merged_in_order.push(merged.clone());
                 current.insert(key, merged);
             }
-            let writes = current
-                .iter()
-                .filter(|(key, entry)| stored.get(*key) != Some(*entry))
-                .map(|(key, entry)| write_entry(&transaction, stored.contains_key(key), entry));
-            let written = futures::future::try_join_all(writes).await?;
-            if written.contains(&0) {
+            let mut changed_existing = Vec::new();
+            let mut changed_new = Vec::new();
+            for (key, entry) in &current {
+                match stored.get(key) {
+                    Some(before) if before == entry => {}
+                    Some(_) => changed_existing.push(entry),
+                    None => changed_new.push(entry),
+                }
+            }
+            if !write_entries(&transaction, &changed_existing, &changed_new).await? {
                 // Another writer created an entry since we looked: merge into
                 // theirs on the next attempt.
                 transaction.rollback().await.map_err(pg_error)?;

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId, names};
 
-use super::{AbandonOutcome, Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication};
+use super::{AbandonOutcome, Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication, PublishedEvent};
 
 #[derive(Default)]
 struct TenantContacts {
@@ -68,27 +68,27 @@ impl ContactStore for MemoryContactStore {
         Ok(InsertOutcome::Inserted)
     }
 
-    async fn mark_published(
-        &self,
-        tenant: &TenantId,
-        contact_id: &ContactId,
-        publication: Publication,
-    ) -> Result<(), Error> {
+    async fn mark_all_published(&self, published: &[PublishedEvent]) -> Result<(), Error> {
         let mut tenants = self.lock();
-        let Some(record) =
-            tenants.get_mut(tenant).and_then(|contacts| contacts.records_by_contact_id.get_mut(contact_id.as_str()))
-        else {
-            return Err(Error::not_found(names::contact_name(tenant, contact_id)));
-        };
-        match publication {
-            Publication::Created => record.created_published = true,
-            Publication::Abandoned => {
-                if let Some(abandonment) = record.abandonment.as_mut() {
-                    abandonment.published = true;
+        let mut missing = None;
+        for PublishedEvent { tenant, contact_id, publication } in published {
+            let Some(record) = tenants
+                .get_mut(tenant)
+                .and_then(|contacts| contacts.records_by_contact_id.get_mut(contact_id.as_str()))
+            else {
+                missing = Some(names::contact_name(tenant, contact_id));
+                continue;
+            };
+            match publication {
+                Publication::Created => record.created_published = true,
+                Publication::Abandoned => {
+                    if let Some(abandonment) = record.abandonment.as_mut() {
+                        abandonment.published = true;
+                    }
                 }
             }
         }
-        Ok(())
+        missing.map_or(Ok(()), |contact| Err(Error::not_found(contact)))
     }
 
     async fn get(&self, tenant: &TenantId, contact_id: &ContactId) -> Result<Option<ContactRecord>, Error> {

@@ -103,6 +103,14 @@ pub enum Publication {
     Abandoned,
 }
 
+/// An event of a contact that reached the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedEvent {
+    pub tenant: TenantId,
+    pub contact_id: ContactId,
+    pub publication: Publication,
+}
+
 /// What [`ContactStore::set_abandoned`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AbandonOutcome {
@@ -130,7 +138,15 @@ pub trait ContactStore: Send + Sync + 'static {
         tenant: &TenantId,
         contact_id: &ContactId,
         publication: Publication,
-    ) -> Result<(), Error>;
+    ) -> Result<(), Error> {
+        let mark = PublishedEvent { tenant: tenant.clone(), contact_id: contact_id.clone(), publication };
+        self.mark_all_published(&[mark]).await
+    }
+
+    /// [`ContactStore::mark_published`] for every event of `published`, in
+    /// one step where the store can; NOT_FOUND (after marking the others)
+    /// if a tenant has no such contact.
+    async fn mark_all_published(&self, published: &[PublishedEvent]) -> Result<(), Error>;
 
     async fn get(&self, tenant: &TenantId, contact_id: &ContactId) -> Result<Option<ContactRecord>, Error>;
 

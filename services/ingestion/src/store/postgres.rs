@@ -2,15 +2,17 @@
 //! is kept as its encoded protobuf; the columns beside it are the keys the
 //! store looks up and enforces uniqueness on, each starting with the tenant.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use prost::Message;
-use switchboard_core::{ContactId, Error, TenantId, names};
+use switchboard_core::{ContactId, Error, ErrorCode, TenantId, names};
 use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::ingestion::v1::Contact;
 use tokio_postgres::Row;
 
-use super::{AbandonOutcome, Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication};
+use super::{AbandonOutcome, Abandonment, ContactRecord, ContactStore, InsertOutcome, Publication, PublishedEvent};
 
 /// Migrations of service `ingestion`, applied in order by
 /// `switchboard_platform::postgres::migrate`.
@@ -162,26 +164,41 @@ impl ContactStore for PostgresContactStore {
         Err(Error::already_exists(names::contact_name(&record.tenant, &record.contact_id)))
     }
 
-    async fn mark_published(
-        &self,
-        tenant: &TenantId,
-        contact_id: &ContactId,
-        publication: Publication,
-    ) -> Result<(), Error> {
-        let statement = match publication {
-            Publication::Created => {
-                "UPDATE ingestion.contacts SET created_published = true WHERE tenant = $1 AND contact_id = $2"
+    /// One statement for the batch, its events folded per contact first
+    /// (an `UPDATE … FROM` changes a row once however many marks match it).
+    async fn mark_all_published(&self, published: &[PublishedEvent]) -> Result<(), Error> {
+        let mut per_contact: BTreeMap<(&str, &str), (bool, bool)> = BTreeMap::new();
+        for PublishedEvent { tenant, contact_id, publication } in published {
+            let (created, abandoned) = per_contact.entry((tenant.as_str(), contact_id.as_str())).or_default();
+            match publication {
+                Publication::Created => *created = true,
+                Publication::Abandoned => *abandoned = true,
             }
-            Publication::Abandoned => {
-                "UPDATE ingestion.contacts SET abandon_published = (abandon_time_ms IS NOT NULL)
-                 WHERE tenant = $1 AND contact_id = $2"
-            }
-        };
+        }
+        let tenants: Vec<&str> = per_contact.keys().map(|(tenant, _)| *tenant).collect();
+        let contact_ids: Vec<&str> = per_contact.keys().map(|(_, contact_id)| *contact_id).collect();
+        let created: Vec<bool> = per_contact.values().map(|(created, _)| *created).collect();
+        let abandoned: Vec<bool> = per_contact.values().map(|(_, abandoned)| *abandoned).collect();
         let client = self.client().await?;
-        let updated =
-            client.execute_cached(statement, &[&tenant.as_str(), &contact_id.as_str()]).await.map_err(pg_error)?;
-        if updated == 0 {
-            return Err(Error::not_found(names::contact_name(tenant, contact_id)));
+        let updated = client
+            .execute_cached(
+                "UPDATE ingestion.contacts AS contacts
+                 SET created_published = contacts.created_published OR marks.created,
+                     abandon_published = contacts.abandon_published
+                         OR (marks.abandoned AND contacts.abandon_time_ms IS NOT NULL)
+                 FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[])
+                     AS marks (tenant, contact_id, created, abandoned)
+                 WHERE contacts.tenant = marks.tenant AND contacts.contact_id = marks.contact_id",
+                &[&tenants, &contact_ids, &created, &abandoned],
+            )
+            .await
+            .map_err(pg_error)?;
+        let marked = per_contact.len() as u64;
+        if updated < marked {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("{} of the {marked} contacts marked published do not exist", marked - updated),
+            ));
         }
         Ok(())
     }

@@ -1,16 +1,18 @@
 //! Contact facts in PostgreSQL, schema `kpi`: one row per contact, merged
 //! by an upsert that implements [`crate::domain::merge`] in SQL.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use switchboard_core::{ContactId, CustomerId, Error, QueueId, TenantId};
-use switchboard_platform::postgres::{Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::common::v1::Channel;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::KpiStore;
-use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate};
+use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, merge};
 
 /// The service name migrations are recorded under.
 pub const MIGRATION_SERVICE: &str = "kpi";
@@ -69,14 +71,18 @@ pub const MIGRATIONS: &[Migration] = &[
 /// the earliest (`LEAST` ignores NULLs), and the queue is replaced only by
 /// one that ranks lower on `(not entered, name)`, names compared bytewise
 /// like Rust strings (`COLLATE "C"`): the rule of `domain::merge`, in one
-/// atomic statement per update. `$3` is NULL and `$16` false when the
-/// update names no queue.
-const UPSERT_SQL: &str = r#"
+/// atomic statement for a whole batch. Each array holds one element per
+/// contact (a contact appears once: an upsert may not touch a row twice);
+/// a contact's queue is NULL and its `queue_entered` false when its update
+/// names no queue.
+const UPSERT_ALL_SQL: &str = r#"
     INSERT INTO kpi.contact_facts AS facts (
         tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
         short_abandon_threshold_ms, queue_entered, routing_ended_ms)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::bool[],
+        $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::int8[], $13::bool[],
+        $14::int8[], $15::int8[], $16::bool[], $17::int8[])
     ON CONFLICT (tenant, contact) DO UPDATE SET
         queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
             OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
@@ -103,37 +109,54 @@ const UPSERT_SQL: &str = r#"
         short_abandon_threshold_ms = COALESCE(facts.short_abandon_threshold_ms, EXCLUDED.short_abandon_threshold_ms)
 "#;
 
-/// Merges one update into the facts row (see [`UPSERT_SQL`]).
-async fn upsert(
-    client: &tokio_postgres::Client,
-    statement: &tokio_postgres::Statement,
-    tenant: &TenantId,
-    contact: &ContactId,
-    update: &FactsUpdate,
-) -> Result<(), Error> {
-    let channel = update.channel.map(|channel| channel as i32);
-    let abandon_stage = update.abandon_stage.map(AbandonStage::as_str);
+/// The events' updates folded per contact, in key order: `merge` is
+/// associative, so merging a contact's updates first and the result into
+/// its row equals merging each into the row in turn.
+fn merged_per_contact(events: Vec<FactsEvent>) -> Vec<ContactFacts> {
+    let mut merged: BTreeMap<(TenantId, ContactId), ContactFacts> = BTreeMap::new();
+    for FactsEvent { tenant, contact, update } in events {
+        let facts =
+            merged.entry((tenant.clone(), contact.clone())).or_insert_with(|| ContactFacts::empty(tenant, contact));
+        merge(facts, &update);
+    }
+    merged.into_values().collect()
+}
+
+/// Merges every contact's folded updates into its row (see
+/// [`UPSERT_ALL_SQL`]), in one statement.
+async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -> Result<(), Error> {
+    let tenants: Vec<&str> = contacts.iter().map(|facts| facts.tenant.as_str()).collect();
+    let ids: Vec<&str> = contacts.iter().map(|facts| facts.contact.as_str()).collect();
+    let queues: Vec<Option<&str>> = contacts.iter().map(|facts| facts.queue.as_ref().map(QueueId::as_str)).collect();
+    let channels: Vec<Option<i32>> = contacts.iter().map(|facts| facts.channel.map(|channel| channel as i32)).collect();
+    let customers: Vec<Option<&str>> =
+        contacts.iter().map(|facts| facts.customer.as_ref().map(CustomerId::as_str)).collect();
+    let instants = |read: fn(&ContactFacts) -> Option<i64>| contacts.iter().map(read).collect::<Vec<_>>();
+    let flags = |read: fn(&ContactFacts) -> Option<bool>| contacts.iter().map(read).collect::<Vec<_>>();
+    let abandon_stages: Vec<Option<&str>> =
+        contacts.iter().map(|facts| facts.abandon_stage.map(AbandonStage::as_str)).collect();
+    let queue_entered: Vec<bool> = contacts.iter().map(|facts| facts.queue.is_some() && facts.queue_entered).collect();
     client
-        .execute(
-            statement,
+        .execute_cached(
+            UPSERT_ALL_SQL,
             &[
-                &tenant.as_str(),
-                &contact.as_str(),
-                &update.queue.as_ref().map(QueueId::as_str),
-                &channel,
-                &update.customer.as_ref().map(CustomerId::as_str),
-                &update.inbound,
-                &update.created_ms,
-                &update.queued_ms,
-                &update.answered_ms,
-                &update.abandoned_ms,
-                &abandon_stage,
-                &update.completed_ms,
-                &update.resolved,
-                &update.service_level_threshold_ms,
-                &update.short_abandon_threshold_ms,
-                &(update.queue.is_some() && update.queue_entered),
-                &update.routing_ended_ms,
+                &tenants,
+                &ids,
+                &queues,
+                &channels,
+                &customers,
+                &flags(|facts| facts.inbound),
+                &instants(|facts| facts.created_ms),
+                &instants(|facts| facts.queued_ms),
+                &instants(|facts| facts.answered_ms),
+                &instants(|facts| facts.abandoned_ms),
+                &abandon_stages,
+                &instants(|facts| facts.completed_ms),
+                &flags(|facts| facts.resolved),
+                &instants(|facts| facts.service_level_threshold_ms),
+                &instants(|facts| facts.short_abandon_threshold_ms),
+                &queue_entered,
+                &instants(|facts| facts.routing_ended_ms),
             ],
         )
         .await
@@ -164,25 +187,17 @@ impl PostgresKpiStore {
 #[async_trait]
 impl KpiStore for PostgresKpiStore {
     async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error> {
-        let client = self.pool.get().await.map_err(pg_error)?;
-        let statement = client.prepare_cached(UPSERT_SQL).await.map_err(pg_error)?;
-        upsert(&client, &statement, tenant, contact, &update).await
+        let event = FactsEvent { tenant: tenant.clone(), contact: contact.clone(), update };
+        self.apply_all(vec![event]).await
     }
 
-    /// One transaction, its upserts pipelined: a batch costs a few round
-    /// trips and one commit, not one of each per event. Rows are written
-    /// in key order (each contact's events keep theirs), as every batch
-    /// writes them, so two consumers' batches never deadlock.
-    async fn apply_all(&self, mut events: Vec<FactsEvent>) -> Result<(), Error> {
-        events.sort_by(|left, right| (&left.tenant, &left.contact).cmp(&(&right.tenant, &right.contact)));
-        let mut client = self.pool.get().await.map_err(pg_error)?;
-        let statement = client.prepare_cached(UPSERT_SQL).await.map_err(pg_error)?;
-        let transaction = client.transaction().await.map_err(pg_error)?;
-        let upserts = events
-            .iter()
-            .map(|event| upsert(transaction.client(), &statement, &event.tenant, &event.contact, &event.update));
-        futures::future::try_join_all(upserts).await?;
-        transaction.commit().await.map_err(pg_error)
+    /// One statement for the whole batch: its events folded per contact
+    /// first, the rows written in key order (as every batch writes them,
+    /// so two consumers' batches never deadlock).
+    async fn apply_all(&self, events: Vec<FactsEvent>) -> Result<(), Error> {
+        let contacts = merged_per_contact(events);
+        let client = self.pool.get().await.map_err(pg_error)?;
+        upsert_all(&client, &contacts).await
     }
 
     async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error> {
