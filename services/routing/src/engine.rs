@@ -370,26 +370,32 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn accept(
-        &self,
-        tenant: &TenantId,
-        contact: &ContactId,
-        agent: &AgentId,
-    ) -> Result<ContactRecord, Error> {
+    /// Accepts the offer of the contact `seen` shows (as the caller just
+    /// read it; see [`RoutingState::accept_seen`]).
+    pub async fn accept(&self, seen: &ContactRecord, agent: &AgentId) -> Result<ContactRecord, Error> {
+        let (tenant, contact) = (&seen.tenant, &seen.contact);
         let events_for = |_before: &ContactRecord, after: &ContactRecord| events::answered(after);
-        let (applied, record) = self.state.accept(tenant, contact, agent, self.clock.now_millis(), &events_for).await?;
+        let (applied, record) = self.state.accept_seen(seen, agent, self.clock.now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
         self.changed();
         if applied == crate::domain::Applied::Changed {
-            // Only for estimates: a lost update must not fail the answer.
-            let paced = self.state.record_answer(tenant, &record.queue, record.channel, record.answer_ms).await;
+            // Only for estimates and preferences: a lost update must not
+            // fail the answer. Both go out together.
+            let remember_agent = async {
+                if record.customer.is_empty() {
+                    return Ok(());
+                }
+                // The customer's next contact prefers this agent.
+                self.state.remember_agent(tenant, &record.customer, agent).await
+            };
+            let (paced, remembered) = futures::join!(
+                self.state.record_answer(tenant, &record.queue, record.channel, record.answer_ms),
+                remember_agent
+            );
             if let Err(error) = paced {
                 tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "answer pace not recorded");
             }
-            // The customer's next contact prefers this agent.
-            if !record.customer.is_empty()
-                && let Err(error) = self.state.remember_agent(tenant, &record.customer, agent).await
-            {
+            if let Err(error) = remembered {
                 tracing::warn!(tenant = %tenant, contact = %contact, error = %error, "last agent not remembered");
             }
         }
@@ -412,15 +418,15 @@ impl Engine {
     /// the wrap-up.
     pub async fn complete(
         &self,
-        tenant: &TenantId,
-        contact: &ContactId,
+        seen: &ContactRecord,
         agent: &AgentId,
         disposition: &str,
         resolved: bool,
     ) -> Result<ContactRecord, Error> {
+        let (tenant, contact) = (&seen.tenant, &seen.contact);
         let events_for =
             |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
-        let (_, record) = self.state.complete(tenant, contact, agent, self.clock.now_millis(), &events_for).await?;
+        let (_, record) = self.state.complete_seen(seen, agent, self.clock.now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
         self.changed();
         self.request_match();

@@ -203,7 +203,7 @@ impl RoutingApi {
     async fn accept(&self, principal: Principal, request: AcceptOfferRequest) -> Result<Assignment, Error> {
         let agent = calling_agent(&principal)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
-        let record = self.engine.durably(self.engine.accept(&record.tenant, &record.contact, &agent)).await?;
+        let record = self.engine.durably(self.engine.accept(&record, &agent)).await?;
         Ok(assignment(&record, 0))
     }
 
@@ -225,7 +225,7 @@ impl RoutingApi {
         NOTES.check("notes", &request.notes)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
         let completion =
-            self.engine.complete(&record.tenant, &record.contact, &agent, &request.disposition, request.resolved);
+            self.engine.complete(&record, &agent, &request.disposition, request.resolved);
         let record = self.engine.durably(completion).await?;
         Ok(assignment(&record, 0))
     }

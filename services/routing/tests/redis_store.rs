@@ -10,7 +10,7 @@ use switchboard_platform::redis::connect;
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
     answer_pace_contract, differential, gauges_contract, outbox_contract, queue_rules_contract, queue_store_contract,
-    restore_contract, routing_state_contract, stale_reservation_contract,
+    restore_contract, routing_state_contract, seen_view_contract, stale_reservation_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -34,6 +34,7 @@ async fn redis_state_passes_the_contract() {
     answer_pace_contract(&state).await.expect("redis answer pace contract");
     queue_rules_contract(&state).await.expect("redis queue rules contract");
     stale_reservation_contract(&state).await.expect("redis voids stale reservations");
+    seen_view_contract(&state).await.expect("redis decides on the current contact, not a stale view");
     restore_contract(&state).await.expect("redis restore contract");
 }
 

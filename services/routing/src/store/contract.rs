@@ -426,6 +426,56 @@ pub async fn stale_reservation_contract(state: &dyn RoutingState) -> Result<(), 
     Ok(())
 }
 
+/// A transition tried on a view the caller read earlier decides on the
+/// contact as it is now: a stale view never refuses, repeats or undoes
+/// what happened since.
+pub async fn seen_view_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let queue = id(QueueId::parse("seen", "q"))?;
+    let (gina, hugo) = (id(AgentId::parse("gina", "a"))?, id(AgentId::parse("hugo", "a"))?);
+    state.upsert_agent(&sample_profile(&gina, &[&acme], 2, 0), true, 10).await?;
+    state.upsert_agent(&sample_profile(&hugo, &[&acme], 2, 0), true, 10).await?;
+    let stored = |record: &ContactRecord| {
+        let (tenant, contact) = (record.tenant.clone(), record.contact.clone());
+        async move { state.get_contact(&tenant, &contact).await?.ok_or_else(|| Error::internal("stored")) }
+    };
+
+    let record = sample_record(&acme, &queue, CHAT, 0, 1_000);
+    state.enqueue(&record, &[]).await?;
+    let queued_view = stored(&record).await?;
+    check(state.reserve(&queued_view, &gina, 60_000, &[]).await?, "offered to gina")?;
+    let (applied, answered) = state.accept_seen(&queued_view, &gina, 30, &no_events).await?;
+    check(
+        applied == Applied::Changed && answered.status == RoutingStatus::Answered,
+        "an accept on a view from before the offer answers the offer made since",
+    )?;
+    let (applied, _) = state.accept_seen(&queued_view, &gina, 31, &no_events).await?;
+    check(applied == Applied::AlreadyDone, "a repeated accept on a stale view changes nothing")?;
+    let (applied, completed) = state.complete_seen(&answered, &gina, 40, &no_events).await?;
+    check(applied == Applied::Changed && completed.status == RoutingStatus::Completed, "complete ends it")?;
+    let (applied, _) = state.complete_seen(&answered, &gina, 41, &no_events).await?;
+    check(applied == Applied::AlreadyDone, "a complete on the view from before it changes nothing")?;
+
+    let other = sample_record(&acme, &queue, CHAT, 0, 2_000);
+    state.enqueue(&other, &[]).await?;
+    check(state.reserve(&stored(&other).await?, &gina, 60_000, &[]).await?, "offered to gina")?;
+    let offered_to_gina = stored(&other).await?;
+    state.withdraw(&acme, &other.contact, Some(&gina), None, 50, &no_events).await?;
+    let late = state.accept_seen(&offered_to_gina, &gina, 51, &no_events).await.err();
+    check(
+        late.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
+        "an accept on a view of a withdrawn offer is refused",
+    )?;
+    check(state.reserve(&stored(&other).await?, &hugo, 60_000, &[]).await?, "re-offered to hugo")?;
+    let wrong = state.accept_seen(&offered_to_gina, &gina, 52, &no_events).await.err();
+    check(
+        wrong.is_some_and(|error| error.code == ErrorCode::FailedPrecondition),
+        "a view showing gina's old offer does not let gina take hugo's",
+    )?;
+    check(stored(&other).await?.agent.as_ref() == Some(&hugo), "the contact stays offered to hugo")?;
+    Ok(())
+}
+
 /// What a rebuild relies on: a restore puts journaled contacts and agents
 /// back with their indexes and loads, idempotently, and the store is whole
 /// after it.
@@ -561,6 +611,7 @@ mod tests {
     #[tokio::test]
     async fn memory_state_voids_stale_reservations_and_restores() {
         stale_reservation_contract(&MemoryRoutingState::default()).await.expect("stale reservations");
+        seen_view_contract(&MemoryRoutingState::default()).await.expect("seen views");
         restore_contract(&MemoryRoutingState::default()).await.expect("restore");
     }
 

@@ -195,6 +195,30 @@ pub trait RoutingState: Send + Sync {
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error>;
+    /// [`RoutingState::accept`] of the contact `seen` shows, which the
+    /// caller has just read: a store may try the change on that view
+    /// first (it applies only while the view is current, and a stale or
+    /// refused view is read again), sparing a read.
+    async fn accept_seen(
+        &self,
+        seen: &ContactRecord,
+        agent: &AgentId,
+        now_ms: i64,
+        events_for: EventsFor<'_>,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        self.accept(&seen.tenant, &seen.contact, agent, now_ms, events_for).await
+    }
+    /// [`RoutingState::complete`] of the contact `seen` shows (see
+    /// [`RoutingState::accept_seen`]).
+    async fn complete_seen(
+        &self,
+        seen: &ContactRecord,
+        agent: &AgentId,
+        now_ms: i64,
+        events_for: EventsFor<'_>,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        self.complete(&seen.tenant, &seen.contact, agent, now_ms, events_for).await
+    }
     async fn abandon(
         &self,
         tenant: &TenantId,

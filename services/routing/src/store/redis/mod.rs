@@ -204,11 +204,40 @@ impl RedisRoutingState {
         change: impl Fn(&mut ContactRecord) -> Result<T, Error>,
         events_for: EventsFor<'_>,
     ) -> Result<(T, ContactRecord), Error> {
+        self.apply_from(tenant, contact, None, now_ms, change, events_for).await
+    }
+
+    /// [`Self::apply`], trying the change on `seen` first: the script swaps
+    /// only while its revision is current, and a view the change refuses
+    /// or leaves unchanged may be stale, so it is read again before the
+    /// answer counts.
+    async fn apply_from<T>(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        mut seen: Option<&ContactRecord>,
+        now_ms: i64,
+        change: impl Fn(&mut ContactRecord) -> Result<T, Error>,
+        events_for: EventsFor<'_>,
+    ) -> Result<(T, ContactRecord), Error> {
         for _attempt in 0..MAX_TRANSITION_ATTEMPTS {
-            let before = self.read_contact(tenant, contact).await?.ok_or_else(|| contact_not_found(tenant, contact))?;
+            let (before, fresh) = match seen.take() {
+                Some(seen) => (seen.clone(), false),
+                None => {
+                    let read = self.read_contact(tenant, contact).await?;
+                    (read.ok_or_else(|| contact_not_found(tenant, contact))?, true)
+                }
+            };
             let mut after = before.clone();
-            let outcome = change(&mut after)?;
+            let outcome = match change(&mut after) {
+                Ok(outcome) => outcome,
+                Err(_) if !fresh => continue,
+                Err(error) => return Err(error),
+            };
             if after == before {
+                if !fresh {
+                    continue;
+                }
                 return Ok((outcome, after));
             }
             let revision = before.revision;
@@ -404,6 +433,28 @@ impl RoutingState for RedisRoutingState {
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
         self.apply(tenant, contact, now_ms, |record| domain::accept(record, agent, now_ms), events_for).await
+    }
+
+    async fn accept_seen(
+        &self,
+        seen: &ContactRecord,
+        agent: &AgentId,
+        now_ms: i64,
+        events_for: EventsFor<'_>,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        let change = |record: &mut ContactRecord| domain::accept(record, agent, now_ms);
+        self.apply_from(&seen.tenant, &seen.contact, Some(seen), now_ms, change, events_for).await
+    }
+
+    async fn complete_seen(
+        &self,
+        seen: &ContactRecord,
+        agent: &AgentId,
+        now_ms: i64,
+        events_for: EventsFor<'_>,
+    ) -> Result<(Applied, ContactRecord), Error> {
+        let change = |record: &mut ContactRecord| domain::complete(record, agent, now_ms);
+        self.apply_from(&seen.tenant, &seen.contact, Some(seen), now_ms, change, events_for).await
     }
 
     async fn withdraw(
