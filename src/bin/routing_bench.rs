@@ -202,8 +202,12 @@ async fn run_level(options: &Options, fixture: &Fixture, waiting: usize) -> anyh
         // agent) and a new contact arrives in its place.
         let now = switchboard_core::time::now_millis();
         for offer in state.expired_offers(i64::MAX, 1_000_000).await? {
-            engine.accept(&offer.tenant, &offer.contact, &offer.agent).await?;
-            engine.complete(&offer.tenant, &offer.contact, &offer.agent, "bench", true).await?;
+            // As the API does: the record read (for authorization) is the
+            // transition's first view.
+            let offered = state.get_contact(&offer.tenant, &offer.contact).await?;
+            let offered = offered.ok_or_else(|| anyhow::anyhow!("an offered contact is stored"))?;
+            let answered = engine.accept(&offered, &offer.agent).await?;
+            engine.complete(&answered, &offer.agent, "bench", true).await?;
             state.enqueue(&fixture.contact(sequence, now), &[]).await?;
             sequence += 1;
         }

@@ -224,8 +224,7 @@ impl RoutingApi {
         DISPOSITION.check("disposition", &request.disposition)?;
         NOTES.check("notes", &request.notes)?;
         let record = self.record_for(&principal, "contact", &request.contact).await?;
-        let completion =
-            self.engine.complete(&record, &agent, &request.disposition, request.resolved);
+        let completion = self.engine.complete(&record, &agent, &request.disposition, request.resolved);
         let record = self.engine.durably(completion).await?;
         Ok(assignment(&record, 0))
     }
