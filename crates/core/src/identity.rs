@@ -16,6 +16,8 @@ pub const MAX_RAW_IDENTITY_VALUE_BYTES: usize = 1024;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 /// Fewest digits a phone number may have.
 pub const MIN_PHONE_DIGITS: usize = 5;
+/// Most digits a phone number may have: E.164's limit.
+pub const MAX_PHONE_DIGITS: usize = 15;
 
 /// The kind of address an identity is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,9 +65,9 @@ pub struct Identity {
 
 /// Normalises `raw_value` as an address of `kind`:
 /// - e-mail: trimmed and lower-cased; must be `local@domain` without spaces;
-/// - phone: the digits only, behind a leading `+`; at least
-///   [`MIN_PHONE_DIGITS`] digits, and nothing but digits, spaces and
-///   `+-().` in the input;
+/// - phone: the digits only, behind a leading `+` (E.164); between
+///   [`MIN_PHONE_DIGITS`] and [`MAX_PHONE_DIGITS`] digits, and nothing but
+///   digits, spaces and `+-().` in the input;
 /// - every other kind: trimmed, no control characters.
 ///
 /// The result is at most [`MAX_IDENTITY_VALUE_BYTES`] long. Errors name
@@ -118,6 +120,9 @@ fn normalize_phone(raw_value: &str) -> Result<String, String> {
     if digit_count < MIN_PHONE_DIGITS {
         return Err(format!("a phone number needs at least {MIN_PHONE_DIGITS} digits"));
     }
+    if digit_count > MAX_PHONE_DIGITS {
+        return Err(format!("a phone number has at most {MAX_PHONE_DIGITS} digits (E.164)"));
+    }
     Ok(normalized)
 }
 
@@ -127,6 +132,26 @@ fn normalize_opaque(raw_value: &str) -> Result<String, String> {
         return Err("must not contain control characters".to_owned());
     }
     Ok(trimmed.to_owned())
+}
+
+/// A provider-scoped handle, e.g. `telegram:12345` or `messenger:<PSID>`:
+/// kind [`IdentityKind::Messenger`], the provider's lower-case name and the
+/// provider's own id (trimmed, no control characters, no spaces). Errors
+/// name `value_field`.
+pub fn provider_handle(provider: &str, provider_id: &str, value_field: &str) -> Result<Identity, Error> {
+    let valid_provider = !provider.is_empty()
+        && provider.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    if !valid_provider {
+        return Err(Error::invalid_field(value_field, "the provider must be a lower-case name"));
+    }
+    let provider_id = provider_id.trim();
+    if provider_id.is_empty() {
+        return Err(Error::missing_field(value_field));
+    }
+    if provider_id.chars().any(char::is_whitespace) {
+        return Err(Error::invalid_field(value_field, "a provider's id must not contain spaces"));
+    }
+    normalize_identity(IdentityKind::Messenger, &format!("{provider}:{provider_id}"), value_field)
 }
 
 /// The normalised identity of an API `CustomerIdentity`; errors name
@@ -276,5 +301,23 @@ mod tests {
             prop_assert_eq!(normalized(IdentityKind::Phone, &spaced), expected.clone());
             prop_assert_eq!(normalized(IdentityKind::Phone, &format!("+{spaced}")), expected);
         }
+    }
+
+    #[test]
+    fn phones_are_e164_at_most_fifteen_digits() {
+        let longest = normalize_identity(IdentityKind::Phone, "+1 234 567 890 123 45", "v").expect("15 digits");
+        assert_eq!(longest.value, "+123456789012345");
+        let error = normalize_identity(IdentityKind::Phone, "+1234567890123456", "v").expect_err("16 digits");
+        assert!(error.field_violations[0].description.contains("E.164"), "{error:?}");
+    }
+
+    #[test]
+    fn provider_handles_are_scoped_by_provider() {
+        let handle = provider_handle("telegram", " 12345 ", "from").expect("valid");
+        assert_eq!((handle.kind, handle.value.as_str()), (IdentityKind::Messenger, "telegram:12345"));
+        assert!(provider_handle("Telegram", "1", "from").is_err(), "the provider is a lower-case name");
+        assert!(provider_handle("telegram", "  ", "from").is_err(), "the id is required");
+        assert!(provider_handle("telegram", "1 2", "from").is_err(), "no spaces in an id");
+        assert!(provider_handle("telegram", "1\u{0}", "from").is_err(), "no control characters");
     }
 }

@@ -7,6 +7,7 @@
 //! Serves `switchboard.ingestion.v1.IngestionService`; runs the outbox relay
 //! on a timer.
 
+pub mod channels;
 pub mod domain;
 pub mod grpc;
 pub mod outbox;
