@@ -109,6 +109,10 @@ slug_id!(
     /// An agent (operator-wide).
     AgentId
 );
+slug_id!(
+    /// A channel (a provider account), unique within its tenant.
+    ChannelId
+);
 prefixed_id!(
     /// A customer contact on any channel.
     ContactId,

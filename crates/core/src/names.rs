@@ -3,7 +3,7 @@
 //! `tenants/{tenant}/customers/{customer}`, `agents/{agent}`.
 
 use crate::error::Error;
-use crate::ids::{AgentId, ContactId, CustomerId, QueueId, TenantId};
+use crate::ids::{AgentId, ChannelId, ContactId, CustomerId, QueueId, TenantId};
 
 fn segments<'a>(name: &'a str, field: &str, pattern: &str, expected: usize) -> Result<Vec<&'a str>, Error> {
     let parts: Vec<&str> = name.split('/').collect();
@@ -39,6 +39,11 @@ pub fn parse_queue(name: &str, field: &str) -> Result<(TenantId, QueueId), Error
     Ok((tenant, QueueId::parse(id, field)?))
 }
 
+pub fn parse_channel(name: &str, field: &str) -> Result<(TenantId, ChannelId), Error> {
+    let (tenant, id) = parse_child(name, field, "channels")?;
+    Ok((tenant, ChannelId::parse(id, field)?))
+}
+
 pub fn parse_contact(name: &str, field: &str) -> Result<(TenantId, ContactId), Error> {
     let (tenant, id) = parse_child(name, field, "contacts")?;
     Ok((tenant, ContactId::parse(id, field)?))
@@ -63,6 +68,10 @@ pub fn tenant_name(tenant: &TenantId) -> String {
 
 pub fn queue_name(tenant: &TenantId, queue: &QueueId) -> String {
     format!("tenants/{tenant}/queues/{queue}")
+}
+
+pub fn channel_name(tenant: &TenantId, channel: &ChannelId) -> String {
+    format!("tenants/{tenant}/channels/{channel}")
 }
 
 pub fn contact_name(tenant: &TenantId, contact: &ContactId) -> String {

@@ -24,6 +24,7 @@ pub struct Config {
     pub services: ServicesConfig,
     pub routing: RoutingConfig,
     pub presence: PresenceConfig,
+    pub ingestion: IngestionConfig,
 }
 
 impl Default for Config {
@@ -39,6 +40,7 @@ impl Default for Config {
             services: ServicesConfig::default(),
             routing: RoutingConfig::default(),
             presence: PresenceConfig::default(),
+            ingestion: IngestionConfig::default(),
         }
     }
 }
@@ -244,6 +246,17 @@ impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig { offer_sweep_interval_ms: 250 }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestionConfig {
+    /// The base URL providers reach ingestion's HTTP server at, e.g.
+    /// `https://switchboard.example.com` behind an ingress; channels'
+    /// webhook URLs are built on it (`{base}/webhooks/{tenant}/{channel}`),
+    /// and Twilio's signatures cover it. Empty: `http://` +
+    /// `services.ingestion.http_listen`, right only for local use.
+    pub public_base_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -64,6 +64,14 @@ pub struct Metrics {
     pub task_failures: Family<Labels, Counter>,
     /// Shared clock minus this host's, in milliseconds (no labels).
     pub clock_offset: Family<Labels, Gauge>,
+    /// Channel webhook requests answered: `tenant`, `provider`, `outcome`
+    /// (`accepted`, `unauthenticated`, `malformed`, `too_large`,
+    /// `unknown_channel`, `unavailable`).
+    pub webhook_requests: Family<Labels, Counter>,
+    /// What accepted webhooks carried: `tenant`, `provider`, `item`
+    /// (`message`, `edit`, `status`), `outcome` (`stored`, `duplicate`,
+    /// `rejected`, `not_applied`).
+    pub webhook_items: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -111,6 +119,10 @@ impl Metrics {
             "The shared clock (redis TIME) minus this host's clock",
             clock_offset.clone(),
         );
+        let webhook_requests = Family::<Labels, Counter>::default();
+        registry.register("webhook_requests", "Channel webhook requests, by outcome", webhook_requests.clone());
+        let webhook_items = Family::<Labels, Counter>::default();
+        registry.register("webhook_items", "Messages, edits and statuses webhooks carried", webhook_items.clone());
         Metrics {
             registry,
             grpc_requests,
@@ -127,6 +139,8 @@ impl Metrics {
             dependency_up,
             task_failures,
             clock_offset,
+            webhook_requests,
+            webhook_items,
         }
     }
 

@@ -138,6 +138,8 @@ pub fn isolated_kafka_config(brokers: String, label: &str) -> switchboard_platfo
 /// A service running in this process on a free port.
 pub struct RunningService {
     pub address: SocketAddr,
+    /// Its HTTP server's address, when it was started with one.
+    pub http_address: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -164,11 +166,90 @@ pub fn kit<S: Service>(config: Config, bus: Arc<dyn EventBus>, access: Arc<Acces
 
 /// Runs `service` (built on `kit`) on 127.0.0.1:0 without an HTTP server.
 pub async fn start_service<S: Service>(kit: Kit, service: S) -> RunningService {
+    start(kit, service, false).await
+}
+
+/// [`start_service`] with its HTTP server (probes, metrics, the service's
+/// routes) on another free port.
+pub async fn start_service_with_http<S: Service>(kit: Kit, service: S) -> RunningService {
+    start(kit, service, true).await
+}
+
+async fn start<S: Service>(kit: Kit, service: S, with_http: bool) -> RunningService {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let address = listener.local_addr().expect("local address");
+    let http = if with_http { Some(TcpListener::bind("127.0.0.1:0").await.expect("bind a free port")) } else { None };
+    let http_address = http.as_ref().map(|listener| listener.local_addr().expect("local address"));
     let shutdown = kit.shutdown();
-    let task = tokio::spawn(run(kit, service, Listeners { grpc: listener, http: None }));
-    RunningService { address, shutdown, task }
+    let task = tokio::spawn(run(kit, service, Listeners { grpc: listener, http }));
+    RunningService { address, http_address, shutdown, task }
+}
+
+/// An HTTP/1.1 answer: status code, headers (names lower-cased) and body.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request to `address` over a fresh connection, as a
+/// provider's webhook call would, and reads the whole answer (the server
+/// closes the connection: `Connection: close`).
+pub async fn http_request(
+    address: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpAnswer> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let mut request = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").context("an HTTP answer has a head and a body")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().context("a status line")?;
+    let status = status_line.split(' ').nth(1).context("a status code")?.parse()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Ok(HttpAnswer { status, headers, body })
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut payload = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        payload.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    payload
 }
 
 /// A gRPC codec that sends and receives raw bytes: for calling any method by

@@ -77,28 +77,8 @@ impl IngestionApi {
         let validated = validate_create_contact(&request)?;
         let tenant = &validated.tenant;
         self.access.authorize_write(principal, tenant)?;
-
-        if let Some(existing) = self.store.find_by_request_id(tenant, &validated.request_id).await? {
-            check_same_request(&existing, &validated.contact, &validated.request_id)?;
-            tracing::info!(
-                tenant = %tenant,
-                contact = %existing.contact_id,
-                request_id = %validated.request_id,
-                "create retried, returning the stored contact"
-            );
-            return self.replay_created(existing).await;
-        }
-        let provider_message_id = &validated.contact.provider_message_id;
-        let by_provider_message_id =
-            self.store.find_by_provider_message_id(tenant, validated.contact.channel, provider_message_id).await?;
-        if let Some(existing) = by_provider_message_id {
-            tracing::info!(
-                tenant = %tenant,
-                contact = %existing.contact_id,
-                provider_message_id = %provider_message_id,
-                "provider redelivered a contact, returning the stored one"
-            );
-            return self.replay_created(existing).await;
+        if let Some(stored) = self.stored_already(&validated).await? {
+            return Ok(stored);
         }
 
         // Intake stays open while routing or CRM restarts: what they cannot
@@ -117,7 +97,57 @@ impl IngestionApi {
             }
             outcome => outcome?,
         };
+        self.admit(validated, customer).await
+    }
 
+    /// A contact a channel's webhook brought in: the provider's signature,
+    /// checked with the channel's secret, authenticated it for the
+    /// channel's tenant; the channel's queue was checked when the channel
+    /// was saved (routing routes a contact of a deleted queue on defaults);
+    /// CRM resolves the sender from the event. Idempotent like
+    /// `CreateContact`, on the request id and the provider message id.
+    pub async fn create_from_channel(&self, request: CreateContactRequest) -> Result<Contact, Error> {
+        let validated = validate_create_contact(&request)?;
+        self.access.require_tenant(&validated.tenant)?;
+        if let Some(stored) = self.stored_already(&validated).await? {
+            return Ok(stored);
+        }
+        self.admit(validated, String::new()).await
+    }
+
+    /// The contact stored for this request already (same request id, or
+    /// the provider's redelivery of the same message), published if an
+    /// earlier call could not.
+    async fn stored_already(&self, validated: &ValidatedContact) -> Result<Option<Contact>, Error> {
+        let tenant = &validated.tenant;
+        if let Some(existing) = self.store.find_by_request_id(tenant, &validated.request_id).await? {
+            check_same_request(&existing, &validated.contact, &validated.request_id)?;
+            tracing::info!(
+                tenant = %tenant,
+                contact = %existing.contact_id,
+                request_id = %validated.request_id,
+                "create retried, returning the stored contact"
+            );
+            return self.replay_created(existing).await.map(Some);
+        }
+        let provider_message_id = &validated.contact.provider_message_id;
+        let by_provider_message_id =
+            self.store.find_by_provider_message_id(tenant, validated.contact.channel, provider_message_id).await?;
+        if let Some(existing) = by_provider_message_id {
+            tracing::info!(
+                tenant = %tenant,
+                contact = %existing.contact_id,
+                provider_message_id = %provider_message_id,
+                "provider redelivered a contact, returning the stored one"
+            );
+            return self.replay_created(existing).await.map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Stores the contact of `validated` for `customer` and publishes it.
+    async fn admit(&self, validated: ValidatedContact, customer: String) -> Result<Contact, Error> {
+        let tenant = &validated.tenant;
         let contact_id = ContactId::generate();
         let requested = validated.contact.clone();
         let mut contact = validated.contact;

@@ -4,15 +4,19 @@
 //! CRM customer, stored (`store`) and published on `switchboard.contacts.v1`
 //! for routing (`grpc`).
 //!
-//! Serves `switchboard.ingestion.v1.IngestionService`; runs the outbox relay
-//! on a timer.
+//! Serves `switchboard.ingestion.v1.IngestionService` and `ChannelService`
+//! (gRPC) and the channels' webhooks (HTTP, `webhooks`, on the provider
+//! formats of `channels`); runs the outbox relay on a timer.
 
+pub mod channel_settings;
 pub mod channels;
+pub mod channels_api;
 pub mod domain;
 pub mod grpc;
 pub mod outbox;
 mod queue_lookup;
 pub mod store;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,45 +25,69 @@ use switchboard_core::time::now_millis;
 use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::{Every, Kit, Service};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::ingestion::v1::channel_service_server::ChannelServiceServer;
 use switchboard_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
+use crate::channels_api::ChannelApi;
 use crate::grpc::IngestionApi;
 use crate::outbox::{Outbox, RELAY_DELAY};
 use crate::store::ContactStore;
+use crate::store::channels::{ChannelStore, MemoryChannelStore, PostgresChannelStore};
 use crate::store::memory::MemoryContactStore;
 use crate::store::postgres::{MIGRATIONS, PostgresContactStore};
+use crate::webhooks::Webhooks;
 
 /// How often the outbox relay looks for unpublished events.
 const RELAY_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The ingestion service on its store.
+/// The ingestion service on its stores.
 pub struct Ingestion {
     pub store: Arc<dyn ContactStore>,
+    pub channels: Arc<dyn ChannelStore>,
 }
 
 impl Service for Ingestion {
     const NAME: &'static str = "ingestion";
 
     fn in_memory(_kit: &mut Kit) -> Ingestion {
-        Ingestion { store: Arc::new(MemoryContactStore::new()) }
+        Ingestion { store: Arc::new(MemoryContactStore::new()), channels: Arc::new(MemoryChannelStore::default()) }
     }
 
     async fn connect(kit: &mut Kit) -> anyhow::Result<Ingestion> {
         let pool = kit.postgres(MIGRATIONS).await?;
-        Ok(Ingestion { store: Arc::new(PostgresContactStore::new(pool)) })
+        Ok(Ingestion {
+            store: Arc::new(PostgresContactStore::new(pool.clone())),
+            channels: Arc::new(PostgresChannelStore::new(pool)),
+        })
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
         let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
         let crm = CrmServiceClient::new(lazy_channel(&kit.config().services.crm.url)?);
         let outbox = Arc::new(Outbox::new(Arc::clone(&self.store), kit.bus()));
-        let api = IngestionApi::new(self.store, Arc::clone(&outbox), kit.access(), routing, crm);
-        kit.serve(IngestionServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
+        let api = Arc::new(IngestionApi::new(self.store, Arc::clone(&outbox), kit.access(), routing.clone(), crm));
+        kit.serve(
+            IngestionServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(kit.max_message_bytes()),
+        );
+        let public_base_url = public_base_url(kit.config());
+        let channels = ChannelApi::new(Arc::clone(&self.channels), kit.access(), routing, public_base_url.clone());
+        kit.serve(ChannelServiceServer::new(channels).max_decoding_message_size(kit.max_message_bytes()));
+        kit.http(webhooks::router(Arc::new(Webhooks { channels: self.channels, intake: api, public_base_url })));
         kit.every(Every::new("ingestion-outbox-relay", RELAY_INTERVAL), move || {
             let outbox = Arc::clone(&outbox);
             async move { outbox.relay_once(now_millis(), RELAY_DELAY).await.map(|_relayed| ()) }
         });
         Ok(())
+    }
+}
+
+/// Where providers reach the webhooks: `ingestion.public_base_url`, else
+/// this service's own HTTP address.
+pub fn public_base_url(config: &switchboard_platform::Config) -> String {
+    if config.ingestion.public_base_url.is_empty() {
+        format!("http://{}", config.services.ingestion.http_listen)
+    } else {
+        config.ingestion.public_base_url.trim_end_matches('/').to_owned()
     }
 }

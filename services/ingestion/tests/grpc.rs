@@ -4,6 +4,8 @@
 // Test code: a broken expectation panics, which is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// Shared by the test binaries of this crate; each uses a part of it.
+#[allow(dead_code)]
 mod support;
 
 use std::sync::Arc;

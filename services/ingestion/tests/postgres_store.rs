@@ -102,3 +102,10 @@ async fn deps_connect_migrates_into_the_ingestion_schema() {
     let mut again = kit::<Ingestion>(config, Arc::new(MemoryBus::new()), access);
     Ingestion::connect(&mut again).await.expect("second connect");
 }
+
+#[tokio::test]
+async fn postgres_channel_store_passes_the_contract() {
+    let Some((_store, pool)) = fresh_store().await else { return };
+    let channels = switchboard_ingestion::store::channels::PostgresChannelStore::new(pool);
+    switchboard_ingestion::store::channels_contract::run_channel_contract(&channels).await.expect("contract");
+}

@@ -2,6 +2,9 @@
 //! in-memory implementation (`dev` mode, tests) and a PostgreSQL one, both
 //! held to the same [`contract`] suite.
 
+pub mod channels;
+#[cfg(any(test, feature = "contract"))]
+pub mod channels_contract;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod memory;

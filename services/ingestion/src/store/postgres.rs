@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
             WHERE NOT created_published OR (abandon_time_ms IS NOT NULL AND NOT abandon_published);
     ",
     },
+    super::channels::CHANNELS_MIGRATION,
 ];
 
 const COLUMNS: &str = "tenant, contact_id, request_id, contact, created_event_id, created_published, \

@@ -23,11 +23,12 @@ use switchboard_proto::common::v1::{Channel, ContactStatus, CustomerIdentity, Id
 use switchboard_proto::crm::v1::crm_service_server::{CrmService, CrmServiceServer};
 use switchboard_proto::crm::v1::*;
 use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
 use switchboard_proto::routing::v1::routing_service_server::{RoutingService, RoutingServiceServer};
 use switchboard_proto::routing::v1::*;
-use switchboard_test_support::{RunningService, kit, start_service};
+use switchboard_test_support::{RunningService, kit, start_service_with_http};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,10 @@ pub const OPERATOR_KEY: &str = "operator-key";
 pub const SUPPORT_QUEUE: &str = "tenants/acme/queues/support";
 /// A queue of acme that takes only voice contacts.
 pub const VOICE_QUEUE: &str = "tenants/acme/queues/phones";
+
+/// Where providers reach the webhooks (an ingress in front of the test's
+/// HTTP server): what Twilio's signatures cover.
+pub const PUBLIC_BASE_URL: &str = "https://switchboard.example.com";
 
 /// How long a test waits for something that must happen.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -292,6 +297,9 @@ async fn connect(url: String) -> GrpcChannel {
 /// One ingestion service with its fakes; everything stops when dropped.
 pub struct Harness {
     pub client: IngestionServiceClient<GrpcChannel>,
+    pub channels: ChannelServiceClient<GrpcChannel>,
+    /// The HTTP server (webhooks, metrics).
+    pub http: std::net::SocketAddr,
     pub store: Arc<dyn ContactStore>,
     pub bus: FlakyBus,
     pub routing: Arc<FakeRouting>,
@@ -323,6 +331,7 @@ impl Harness {
         config.services.routing.url = serve_fake(routing_router, shutdown.clone()).await;
         config.services.crm.url = serve_fake(crm_router, shutdown.clone()).await;
         config.auth = auth_config();
+        config.ingestion.public_base_url = PUBLIC_BASE_URL.to_owned();
 
         let bus = FlakyBus::default();
         let events = bus.subscribe("ingestion-test", &[CONTACTS_TOPIC], StartFrom::Earliest).await.unwrap();
@@ -333,9 +342,24 @@ impl Harness {
             service.store = store;
         }
         let store = Arc::clone(&service.store);
-        let running = start_service(kit, service).await;
-        let client = IngestionServiceClient::new(connect(running.url()).await);
-        Harness { client, store, bus, routing, crm, config, events, fakes: shutdown, service: Some(running) }
+        let running = start_service_with_http(kit, service).await;
+        let grpc = connect(running.url()).await;
+        let client = IngestionServiceClient::new(grpc.clone());
+        let channels = ChannelServiceClient::new(grpc);
+        let http = running.http_address.expect("started with HTTP");
+        Harness {
+            client,
+            channels,
+            http,
+            store,
+            bus,
+            routing,
+            crm,
+            config,
+            events,
+            fakes: shutdown,
+            service: Some(running),
+        }
     }
 
     /// The next event on the contacts topic; fails the test if none comes.

@@ -1,0 +1,285 @@
+//! A channel's settings: what each provider needs, which fields are
+//! secrets, how an update mask applies, and the provider accounts the
+//! pure formats in [`crate::channels`] work with. Pure functions.
+
+use switchboard_core::error::FieldViolation;
+use switchboard_core::identity::{IdentityKind, normalize_identity};
+use switchboard_core::names::parse_queue;
+use switchboard_core::{Error, TenantId};
+use switchboard_proto::ingestion::v1::channel::Provider;
+use switchboard_proto::ingestion::v1::{Channel, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings};
+
+use crate::channels::meta::{MetaAccount, MetaProduct as MetaKind};
+use crate::channels::telegram::{TelegramBot, is_valid_secret};
+use crate::channels::twilio::TwilioAccount;
+
+/// Twilio's public API.
+pub const TWILIO_API: &str = "https://api.twilio.com";
+/// Meta's public Graph API, at the version the formats follow.
+pub const META_GRAPH_API: &str = "https://graph.facebook.com/v21.0";
+/// Telegram's public Bot API.
+pub const TELEGRAM_BOT_API: &str = "https://api.telegram.org";
+
+/// What `UpdateChannel`'s mask may name.
+pub const UPDATABLE_FIELDS: &[&str] = &[
+    "display_name",
+    "queue",
+    "disabled",
+    "twilio.account_sid",
+    "twilio.from",
+    "twilio.api_base_url",
+    "twilio.auth_token",
+    "meta.phone_number_id",
+    "meta.api_base_url",
+    "meta.app_secret",
+    "meta.verify_token",
+    "meta.access_token",
+    "telegram.api_base_url",
+    "telegram.bot_token",
+    "telegram.webhook_secret",
+];
+
+const MAX_DISPLAY_NAME_CHARS: usize = 200;
+const MAX_SECRET_BYTES: usize = 1024;
+const MAX_URL_BYTES: usize = 2048;
+
+#[derive(Default)]
+struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    fn add(&mut self, field: String, description: impl Into<String>) {
+        self.0.push(FieldViolation { field, description: description.into() });
+    }
+
+    fn required(&mut self, field: String, value: &str) -> bool {
+        if value.is_empty() {
+            self.add(field, "is required");
+            return false;
+        }
+        true
+    }
+
+    fn secret(&mut self, field: String, value: &str) {
+        if !self.required(field.clone(), value) {
+            return;
+        }
+        if value.len() > MAX_SECRET_BYTES || !value.bytes().all(|byte| byte.is_ascii_graphic()) {
+            self.add(field, format!("must be at most {MAX_SECRET_BYTES} printable ASCII characters without spaces"));
+        }
+    }
+
+    fn base_url(&mut self, field: String, value: &str) {
+        let well_formed = (value.starts_with("https://") || value.starts_with("http://"))
+            && value.len() <= MAX_URL_BYTES
+            && value.bytes().all(|byte| byte.is_ascii_graphic());
+        if !value.is_empty() && !well_formed {
+            self.add(field, "must be empty or an http(s) URL");
+        }
+    }
+}
+
+/// Checks `channel` as it would be stored: every setting and secret its
+/// provider needs, all problems at once. Errors name fields under `field`.
+pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Result<(), Error> {
+    let mut violations = Violations::default();
+    let display_name_ok = channel.display_name.chars().count() <= MAX_DISPLAY_NAME_CHARS
+        && !channel.display_name.chars().any(char::is_control);
+    if !display_name_ok {
+        violations.add(
+            format!("{field}.display_name"),
+            format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters, no control characters"),
+        );
+    }
+    match parse_queue(&channel.queue, &format!("{field}.queue")) {
+        Ok((queue_tenant, _)) if queue_tenant != *tenant => {
+            violations.add(format!("{field}.queue"), format!("must be a queue of tenant `{tenant}`"));
+        }
+        Ok(_) => {}
+        Err(error) => violations.0.extend(error.field_violations),
+    }
+    match &channel.provider {
+        None => violations.add(format!("{field}.provider"), "is required: one of twilio, meta, telegram"),
+        Some(Provider::Twilio(twilio)) => validate_twilio(&mut violations, twilio, &format!("{field}.twilio")),
+        Some(Provider::Meta(meta)) => validate_meta(&mut violations, meta, &format!("{field}.meta")),
+        Some(Provider::Telegram(telegram)) => {
+            validate_telegram(&mut violations, telegram, &format!("{field}.telegram"))
+        }
+    }
+    if violations.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations.0)) }
+}
+
+fn validate_twilio(violations: &mut Violations, twilio: &TwilioSettings, field: &str) {
+    let sid_field = format!("{field}.account_sid");
+    if violations.required(sid_field.clone(), &twilio.account_sid)
+        && (twilio.account_sid.len() > 64 || !twilio.account_sid.bytes().all(|byte| byte.is_ascii_alphanumeric()))
+    {
+        violations.add(sid_field, "must be an account SID (letters and digits)");
+    }
+    let from_field = format!("{field}.from");
+    if violations.required(from_field.clone(), &twilio.from) {
+        let phone = twilio.from.strip_prefix("whatsapp:").unwrap_or(&twilio.from);
+        if let Err(error) = normalize_identity(IdentityKind::Phone, phone, &from_field) {
+            violations.0.extend(error.field_violations);
+        }
+    }
+    violations.base_url(format!("{field}.api_base_url"), &twilio.api_base_url);
+    violations.secret(format!("{field}.auth_token"), &twilio.auth_token);
+}
+
+fn validate_meta(violations: &mut Violations, meta: &MetaSettings, field: &str) {
+    match MetaProduct::try_from(meta.product) {
+        Ok(MetaProduct::Whatsapp) => {
+            let id_field = format!("{field}.phone_number_id");
+            if violations.required(id_field.clone(), &meta.phone_number_id)
+                && (meta.phone_number_id.len() > 32 || !meta.phone_number_id.bytes().all(|byte| byte.is_ascii_digit()))
+            {
+                violations.add(id_field, "must be the number's id (digits)");
+            }
+        }
+        Ok(MetaProduct::Messenger | MetaProduct::Instagram) => {}
+        Ok(MetaProduct::Unspecified) | Err(_) => {
+            violations.add(format!("{field}.product"), "must be WHATSAPP, MESSENGER or INSTAGRAM");
+        }
+    }
+    violations.base_url(format!("{field}.api_base_url"), &meta.api_base_url);
+    violations.secret(format!("{field}.app_secret"), &meta.app_secret);
+    violations.secret(format!("{field}.verify_token"), &meta.verify_token);
+    violations.secret(format!("{field}.access_token"), &meta.access_token);
+}
+
+fn validate_telegram(violations: &mut Violations, telegram: &TelegramSettings, field: &str) {
+    violations.base_url(format!("{field}.api_base_url"), &telegram.api_base_url);
+    violations.secret(format!("{field}.bot_token"), &telegram.bot_token);
+    let secret_field = format!("{field}.webhook_secret");
+    if violations.required(secret_field.clone(), &telegram.webhook_secret) && !is_valid_secret(&telegram.webhook_secret)
+    {
+        violations.add(secret_field, "must be 1-256 of A-Z, a-z, 0-9, `_` and `-`");
+    }
+}
+
+/// The secrets of `channel` that are set, by path.
+pub fn secrets_set(channel: &Channel) -> Vec<String> {
+    let set = |path: &str, value: &str| (!value.is_empty()).then(|| path.to_owned());
+    match &channel.provider {
+        Some(Provider::Twilio(twilio)) => {
+            [set("twilio.auth_token", &twilio.auth_token)].into_iter().flatten().collect()
+        }
+        Some(Provider::Meta(meta)) => [
+            set("meta.app_secret", &meta.app_secret),
+            set("meta.verify_token", &meta.verify_token),
+            set("meta.access_token", &meta.access_token),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Some(Provider::Telegram(telegram)) => {
+            [set("telegram.bot_token", &telegram.bot_token), set("telegram.webhook_secret", &telegram.webhook_secret)]
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+        None => Vec::new(),
+    }
+}
+
+/// `channel` with every secret cleared: what the API answers.
+pub fn without_secrets(mut channel: Channel) -> Channel {
+    match &mut channel.provider {
+        Some(Provider::Twilio(twilio)) => twilio.auth_token.clear(),
+        Some(Provider::Meta(meta)) => {
+            meta.app_secret.clear();
+            meta.verify_token.clear();
+            meta.access_token.clear();
+        }
+        Some(Provider::Telegram(telegram)) => {
+            telegram.bot_token.clear();
+            telegram.webhook_secret.clear();
+        }
+        None => {}
+    }
+    channel
+}
+
+/// `stored` with the fields `paths` name taken from `changes`. A provider
+/// path needs the stored channel and `changes` to be of that provider:
+/// the provider itself never changes.
+pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) -> Result<Channel, Error> {
+    for path in paths {
+        match path.as_str() {
+            "display_name" => stored.display_name = changes.display_name.clone(),
+            "queue" => stored.queue = changes.queue.clone(),
+            "disabled" => stored.disabled = changes.disabled,
+            provider_path => {
+                let (provider, setting) = provider_path.split_once('.').unwrap_or((provider_path, ""));
+                let mismatch = || {
+                    Error::invalid_field(
+                        format!("channel.{provider}"),
+                        "names another provider than the channel's; the provider cannot change, create another channel",
+                    )
+                };
+                match (&mut stored.provider, &changes.provider) {
+                    (Some(Provider::Twilio(into)), Some(Provider::Twilio(from))) if provider == "twilio" => {
+                        match setting {
+                            "account_sid" => into.account_sid.clone_from(&from.account_sid),
+                            "from" => into.from.clone_from(&from.from),
+                            "api_base_url" => into.api_base_url.clone_from(&from.api_base_url),
+                            _ => into.auth_token.clone_from(&from.auth_token),
+                        }
+                    }
+                    (Some(Provider::Meta(into)), Some(Provider::Meta(from))) if provider == "meta" => match setting {
+                        "phone_number_id" => into.phone_number_id.clone_from(&from.phone_number_id),
+                        "api_base_url" => into.api_base_url.clone_from(&from.api_base_url),
+                        "app_secret" => into.app_secret.clone_from(&from.app_secret),
+                        "verify_token" => into.verify_token.clone_from(&from.verify_token),
+                        _ => into.access_token.clone_from(&from.access_token),
+                    },
+                    (Some(Provider::Telegram(into)), Some(Provider::Telegram(from))) if provider == "telegram" => {
+                        match setting {
+                            "api_base_url" => into.api_base_url.clone_from(&from.api_base_url),
+                            "bot_token" => into.bot_token.clone_from(&from.bot_token),
+                            _ => into.webhook_secret.clone_from(&from.webhook_secret),
+                        }
+                    }
+                    _ => return Err(mismatch()),
+                }
+            }
+        }
+    }
+    Ok(stored)
+}
+
+fn or_default(url: &str, default: &str) -> String {
+    if url.is_empty() { default.to_owned() } else { url.trim_end_matches('/').to_owned() }
+}
+
+pub fn twilio_account(twilio: &TwilioSettings) -> TwilioAccount {
+    TwilioAccount {
+        account_sid: twilio.account_sid.clone(),
+        auth_token: twilio.auth_token.clone(),
+        from: twilio.from.clone(),
+        api_base_url: or_default(&twilio.api_base_url, TWILIO_API),
+    }
+}
+
+pub fn meta_account(meta: &MetaSettings) -> MetaAccount {
+    let product = match MetaProduct::try_from(meta.product) {
+        Ok(MetaProduct::Whatsapp) => MetaKind::WhatsApp { phone_number_id: meta.phone_number_id.clone() },
+        Ok(MetaProduct::Instagram) => MetaKind::Instagram,
+        _ => MetaKind::Messenger,
+    };
+    MetaAccount {
+        product,
+        app_secret: meta.app_secret.clone(),
+        verify_token: meta.verify_token.clone(),
+        access_token: meta.access_token.clone(),
+        api_base_url: or_default(&meta.api_base_url, META_GRAPH_API),
+    }
+}
+
+pub fn telegram_bot(telegram: &TelegramSettings) -> TelegramBot {
+    TelegramBot {
+        bot_token: telegram.bot_token.clone(),
+        webhook_secret: telegram.webhook_secret.clone(),
+        api_base_url: or_default(&telegram.api_base_url, TELEGRAM_BOT_API),
+    }
+}

@@ -1,0 +1,306 @@
+//! Channel webhooks on ingestion's HTTP server:
+//! `POST /webhooks/{tenant}/{channel}` takes a provider's request, and
+//! `GET` the same path answers Meta's subscription handshake.
+//!
+//! The tenant comes from the path, and counts only once the provider's
+//! signature checks out against that tenant's channel's secret; until then
+//! nothing is parsed or stored. Each customer message becomes a contact in
+//! the channel's queue, keyed by the provider's message id, so a provider's
+//! retry never makes a second one. An unknown or disabled channel is 404, a
+//! bad signature 401, a malformed body 400, an oversized one 413, a store
+//! or bus outage 503 (providers retry); each is counted in
+//! `switchboard_webhook_requests_total`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use switchboard_core::identity::identity_to_proto;
+use switchboard_core::{ChannelId, Error, ErrorCode, TenantId};
+use switchboard_platform::metrics::{labels, metrics};
+use switchboard_proto::common::v1::Direction;
+use switchboard_proto::ingestion::v1::channel::Provider;
+use switchboard_proto::ingestion::v1::{Channel as ChannelResource, Contact, CreateContactRequest};
+
+use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
+use crate::channels::{Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, meta, telegram, twilio};
+use crate::channels_api::{is_active, provider_label};
+use crate::domain::MAX_BODY_BYTES;
+use crate::grpc::IngestionApi;
+use crate::store::channels::ChannelStore;
+
+/// Longest subject taken from a message's first line, in characters.
+const SUBJECT_CHARS: usize = 120;
+
+/// What the webhook routes need.
+pub struct Webhooks {
+    pub channels: Arc<dyn ChannelStore>,
+    pub intake: Arc<IngestionApi>,
+    /// As [`crate::channels_api::ChannelApi::webhook_url`] builds it: what
+    /// Twilio's signature covers.
+    pub public_base_url: String,
+}
+
+/// The routes, bodies capped at [`MAX_WEBHOOK_BODY_BYTES`] (413 beyond).
+pub fn router(webhooks: Arc<Webhooks>) -> Router {
+    Router::new()
+        .route("/webhooks/{tenant}/{channel}", post(receive).get(handshake))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES))
+        .with_state(webhooks)
+}
+
+/// Why a webhook request got the answer it got.
+enum Outcome {
+    Accepted(Response),
+    UnknownChannel,
+    Refused(WebhookRefusal),
+    Unavailable(Error),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Accepted(_) => "accepted",
+            Outcome::UnknownChannel => "unknown_channel",
+            Outcome::Refused(refusal) => refusal.reason(),
+            Outcome::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn into_response(self) -> Response {
+        match self {
+            Outcome::Accepted(response) => response,
+            Outcome::UnknownChannel => (StatusCode::NOT_FOUND, "no such channel\n").into_response(),
+            Outcome::Refused(refusal) => {
+                let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                let text = match &refusal {
+                    WebhookRefusal::Unauthenticated(why) => format!("{why}\n"),
+                    WebhookRefusal::Malformed(what) => format!("malformed request: {what}\n"),
+                    WebhookRefusal::TooLarge => "request body too large\n".to_owned(),
+                };
+                (status, text).into_response()
+            }
+            Outcome::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response(),
+        }
+    }
+}
+
+fn count(tenant: &str, provider: &str, outcome: &Outcome) {
+    let labels = labels([("tenant", tenant), ("provider", provider), ("outcome", outcome.label())]);
+    metrics().webhook_requests.get_or_create(&labels).inc();
+}
+
+/// The channel of the path if it takes webhooks.
+async fn active_channel(
+    webhooks: &Webhooks,
+    tenant: &str,
+    channel: &str,
+) -> Result<Option<(TenantId, ChannelId, ChannelResource)>, Error> {
+    let (Ok(tenant), Ok(channel_id)) = (TenantId::parse(tenant, "tenant"), ChannelId::parse(channel, "channel")) else {
+        return Ok(None);
+    };
+    let stored = webhooks.channels.get(&tenant, &channel_id).await?;
+    Ok(stored.map(|stored| stored.channel).filter(is_active).map(|channel| (tenant, channel_id, channel)))
+}
+
+async fn receive(
+    State(webhooks): State<Arc<Webhooks>>,
+    Path((tenant, channel)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (provider, outcome) = match active_channel(&webhooks, &tenant, &channel).await {
+        Err(error) => ("unknown", Outcome::Unavailable(error)),
+        Ok(None) => ("unknown", Outcome::UnknownChannel),
+        Ok(Some((tenant_id, channel_id, resource))) => {
+            let provider = provider_label(&resource);
+            let outcome = webhooks.take(&tenant_id, &channel_id, &resource, query.as_deref(), &headers, &body).await;
+            (provider, outcome)
+        }
+    };
+    count(&tenant, provider, &outcome);
+    if let Outcome::Unavailable(error) = &outcome {
+        tracing::warn!(tenant = %tenant, channel = %channel, error = %error, "webhook not taken, the provider should retry");
+    }
+    outcome.into_response()
+}
+
+/// Meta's subscription handshake: the challenge back when the verify token
+/// matches.
+async fn handshake(
+    State(webhooks): State<Arc<Webhooks>>,
+    Path((tenant, channel)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let outcome = match active_channel(&webhooks, &tenant, &channel).await {
+        Err(error) => Outcome::Unavailable(error),
+        Ok(Some((_, _, ChannelResource { provider: Some(Provider::Meta(settings)), .. }))) => {
+            match meta::subscription_challenge(query.as_deref().unwrap_or_default(), &settings.verify_token) {
+                Ok(challenge) => Outcome::Accepted(challenge.into_response()),
+                Err(refusal) => Outcome::Refused(refusal),
+            }
+        }
+        Ok(_) => Outcome::UnknownChannel,
+    };
+    count(&tenant, "meta", &outcome);
+    outcome.into_response()
+}
+
+impl Webhooks {
+    fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Verifies, parses and takes in one request of `resource`.
+    async fn take(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        resource: &ChannelResource,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Outcome {
+        let (parsed, acknowledgement) = match &resource.provider {
+            Some(Provider::Twilio(settings)) => {
+                let account = twilio_account(settings);
+                let mut url = format!("{}/webhooks/{tenant}/{channel_id}", self.public_base_url.trim_end_matches('/'));
+                if let Some(query) = query {
+                    url = format!("{url}?{query}");
+                }
+                let header = Self::header(headers, twilio::SIGNATURE_HEADER);
+                let parsed = twilio::verify(&account.auth_token, &url, body, header).and_then(|()| twilio::parse(body));
+                // An empty TwiML answer: no automatic reply.
+                let empty_twiml = ([(header::CONTENT_TYPE, "text/xml")], "<Response></Response>").into_response();
+                (parsed, empty_twiml)
+            }
+            Some(Provider::Meta(settings)) => {
+                let account = meta_account(settings);
+                let header = Self::header(headers, meta::SIGNATURE_HEADER);
+                let parsed = meta::verify(&account.app_secret, body, header).and_then(|()| meta::parse(body));
+                (parsed, "EVENT_RECEIVED".into_response())
+            }
+            Some(Provider::Telegram(settings)) => {
+                let bot = telegram_bot(settings);
+                let header = Self::header(headers, telegram::SECRET_HEADER);
+                let parsed = telegram::verify(&bot.webhook_secret, body, header).and_then(|()| telegram::parse(body));
+                (parsed, StatusCode::OK.into_response())
+            }
+            None => return Outcome::UnknownChannel,
+        };
+        let inbound = match parsed {
+            Ok(inbound) => inbound,
+            Err(refusal) => {
+                tracing::info!(tenant = %tenant, channel = %channel_id, reason = refusal.reason(), "webhook refused");
+                return Outcome::Refused(refusal);
+            }
+        };
+        let provider = provider_label(resource);
+        for item in inbound {
+            let (kind, outcome) = match item {
+                Inbound::Message(message) => {
+                    ("message", self.take_message(tenant, channel_id, resource, message).await)
+                }
+                // Edits and delivery reports land on conversations, which
+                // this service does not keep yet: counted, not applied.
+                Inbound::Edit(_) => ("edit", Ok("not_applied")),
+                Inbound::Status(_) => ("status", Ok("not_applied")),
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(error)
+                    if error.code == ErrorCode::InvalidArgument || error.code == ErrorCode::FailedPrecondition =>
+                {
+                    tracing::warn!(tenant = %tenant, channel = %channel_id, error = %error, "webhook message rejected");
+                    "rejected"
+                }
+                Err(error) => return Outcome::Unavailable(error),
+            };
+            let labels =
+                labels([("tenant", tenant.as_str()), ("provider", provider), ("item", kind), ("outcome", outcome)]);
+            metrics().webhook_items.get_or_create(&labels).inc();
+        }
+        Outcome::Accepted(acknowledgement)
+    }
+
+    /// Takes one customer message in as a contact of the channel's queue.
+    async fn take_message(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        resource: &ChannelResource,
+        message: InboundMessage,
+    ) -> Result<&'static str, Error> {
+        let request = contact_request(tenant, channel_id, resource, message);
+        let contact = self.intake.create_from_channel(request).await?;
+        tracing::info!(tenant = %tenant, channel = %channel_id, contact = %contact.name, "webhook message taken in");
+        Ok("stored")
+    }
+}
+
+/// The `CreateContact` a customer message amounts to. Its provider message
+/// id is scoped by the channel (two bots' ids may coincide), and so is its
+/// request id, derived from it, so a redelivery is the same request.
+pub fn contact_request(
+    tenant: &TenantId,
+    channel_id: &ChannelId,
+    resource: &ChannelResource,
+    message: InboundMessage,
+) -> CreateContactRequest {
+    use sha2::Digest;
+    let provider_message_id = format!("{channel_id}/{}", message.provider_message_id);
+    let digest = sha2::Sha256::digest(provider_message_id.as_bytes());
+    let request_id = format!("webhook-{}", &hex::encode(digest)[..40]);
+    let subject: String = message.text.lines().next().unwrap_or_default().chars().take(SUBJECT_CHARS).collect();
+    let mut attributes = std::collections::HashMap::from([
+        ("channel".to_owned(), channel_id.to_string()),
+        ("provider".to_owned(), provider_label(resource).to_owned()),
+    ]);
+    let optional = [
+        ("display_name", message.display_name),
+        ("to", message.to),
+        ("thread", message.thread),
+        ("sent_at_ms", message.sent_at_ms.map(|millis| millis.to_string()).unwrap_or_default()),
+    ];
+    for (key, value) in optional {
+        if !value.is_empty() {
+            attributes.insert(key.to_owned(), value);
+        }
+    }
+    for (index, attachment) in message.attachments.iter().enumerate() {
+        let described = format!("{} {}", attachment.content_type, attachment.reference);
+        attributes.insert(format!("attachment.{index}"), described.chars().take(1000).collect());
+    }
+    CreateContactRequest {
+        parent: format!("tenants/{tenant}"),
+        request_id,
+        contact: Some(Contact {
+            channel: message.channel as i32,
+            direction: Direction::Inbound as i32,
+            from: Some(identity_to_proto(&message.from)),
+            queue: resource.queue.clone(),
+            subject,
+            body: within_bytes(message.text, MAX_BODY_BYTES),
+            attributes,
+            provider_message_id,
+            ..Contact::default()
+        }),
+    }
+}
+
+/// `text` cut at a character boundary to at most `max` bytes.
+fn within_bytes(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

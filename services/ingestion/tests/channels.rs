@@ -1,0 +1,369 @@
+//! Channels from outside: the `ChannelService` through a real tonic client,
+//! and providers' webhook calls over real HTTP to the service's HTTP
+//! server, signed as the providers sign them. On in-memory deps with fake
+//! routing and CRM servers.
+
+// Test code: a broken expectation panics, which is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// Shared by the test binaries of this crate; each uses a part of it.
+#[allow(dead_code)]
+mod support;
+
+use support::*;
+use switchboard_ingestion::channels::{meta, twilio};
+use switchboard_proto::common::v1::Channel as ChannelKind;
+use switchboard_proto::ingestion::v1::channel::Provider;
+use switchboard_proto::ingestion::v1::{
+    Channel, CreateChannelRequest, DeleteChannelRequest, GetChannelRequest, ListChannelsRequest, ListContactsRequest,
+    MetaProduct, MetaSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest,
+};
+use switchboard_test_support::{HttpAnswer, http_request, violated_fields};
+use tonic::Code;
+
+const TWILIO_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const META_SECRET: &str = "meta-app-secret";
+const TELEGRAM_SECRET: &str = "tg_hook-secret";
+
+fn telegram_channel() -> Channel {
+    Channel {
+        display_name: "Support bot".to_owned(),
+        queue: SUPPORT_QUEUE.to_owned(),
+        provider: Some(Provider::Telegram(TelegramSettings {
+            api_base_url: String::new(),
+            bot_token: "123456:AAH-bot-token".to_owned(),
+            webhook_secret: TELEGRAM_SECRET.to_owned(),
+        })),
+        ..Channel::default()
+    }
+}
+
+fn twilio_channel() -> Channel {
+    Channel {
+        display_name: "SMS line".to_owned(),
+        queue: SUPPORT_QUEUE.to_owned(),
+        provider: Some(Provider::Twilio(TwilioSettings {
+            account_sid: "AC0123456789abcdef0123456789abcdef".to_owned(),
+            from: "+15551230000".to_owned(),
+            api_base_url: String::new(),
+            auth_token: TWILIO_TOKEN.to_owned(),
+        })),
+        ..Channel::default()
+    }
+}
+
+fn whatsapp_channel() -> Channel {
+    Channel {
+        display_name: "WhatsApp".to_owned(),
+        queue: SUPPORT_QUEUE.to_owned(),
+        provider: Some(Provider::Meta(MetaSettings {
+            product: MetaProduct::Whatsapp as i32,
+            phone_number_id: "106540352242922".to_owned(),
+            api_base_url: String::new(),
+            app_secret: META_SECRET.to_owned(),
+            verify_token: "verify-me".to_owned(),
+            access_token: "EAAG-access-token".to_owned(),
+        })),
+        ..Channel::default()
+    }
+}
+
+async fn create_channel(harness: &mut Harness, channel_id: &str, channel: Channel) -> Channel {
+    let request = CreateChannelRequest {
+        parent: "tenants/acme".to_owned(),
+        channel_id: channel_id.to_owned(),
+        channel: Some(channel),
+    };
+    harness.channels.create_channel(authed(request, ACME_ADMIN_KEY)).await.unwrap().into_inner()
+}
+
+async fn acme_contacts(harness: &mut Harness) -> Vec<switchboard_proto::ingestion::v1::Contact> {
+    let request = ListContactsRequest { parent: "tenants/acme".to_owned(), page_size: 100, page_token: String::new() };
+    harness.client.list_contacts(authed(request, ACME_ADMIN_KEY)).await.unwrap().into_inner().contacts
+}
+
+fn inbound_sms(message_sid: &str, body: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("MessageSid", message_sid),
+        ("From", "+1 (555) 867-5310"),
+        ("To", "+15551230000"),
+        ("Body", body),
+        ("NumMedia", "0"),
+        ("SmsStatus", "received"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect()
+}
+
+/// Posts `fields` to the channel's webhook, signed for its public URL with
+/// `token`.
+async fn post_twilio(harness: &Harness, channel_id: &str, fields: &[(String, String)], token: &str) -> HttpAnswer {
+    let path = format!("/webhooks/acme/{channel_id}");
+    let signature = twilio::signature(token, &format!("{PUBLIC_BASE_URL}{path}"), fields).unwrap();
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", signature.as_str())];
+    http_request(harness.http, "POST", &path, &headers, body.as_bytes()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_channel_keeps_its_secrets_write_only() {
+    let mut harness = Harness::start().await;
+    let created = create_channel(&mut harness, "support-bot", telegram_channel()).await;
+    assert_eq!(created.name, "tenants/acme/channels/support-bot");
+    assert_eq!(created.webhook_url, format!("{PUBLIC_BASE_URL}/webhooks/acme/support-bot"));
+    assert_eq!(created.secrets_set, ["telegram.bot_token", "telegram.webhook_secret"]);
+    let Some(Provider::Telegram(settings)) = &created.provider else { panic!("a telegram channel: {created:?}") };
+    assert!(settings.bot_token.is_empty() && settings.webhook_secret.is_empty(), "secrets are never answered");
+
+    let name = created.name.clone();
+    let got = harness.channels.get_channel(authed(GetChannelRequest { name: name.clone() }, ACME_READER_KEY)).await;
+    assert_eq!(got.unwrap().into_inner(), created, "a reader sees the channel, without secrets");
+    let listed = harness
+        .channels
+        .list_channels(authed(
+            ListChannelsRequest { parent: "tenants/acme".to_owned(), ..Default::default() },
+            ACME_READER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.channels, std::slice::from_ref(&created));
+
+    let changes = Channel {
+        name: name.clone(),
+        display_name: "Night bot".to_owned(),
+        provider: Some(Provider::Telegram(TelegramSettings {
+            webhook_secret: "rotated_secret".to_owned(),
+            ..Default::default()
+        })),
+        ..Channel::default()
+    };
+    let mask = prost_types::FieldMask { paths: vec!["display_name".to_owned(), "telegram.webhook_secret".to_owned()] };
+    let update = UpdateChannelRequest { channel: Some(changes), update_mask: Some(mask) };
+    let updated = harness.channels.update_channel(authed(update, ACME_ADMIN_KEY)).await.unwrap().into_inner();
+    assert_eq!(updated.display_name, "Night bot");
+    assert_eq!(updated.secrets_set, ["telegram.bot_token", "telegram.webhook_secret"], "the unnamed secret is kept");
+
+    let other_provider = Channel {
+        name: name.clone(),
+        provider: Some(Provider::Twilio(TwilioSettings { from: "+15550100".to_owned(), ..Default::default() })),
+        ..Channel::default()
+    };
+    let mask = prost_types::FieldMask { paths: vec!["twilio.from".to_owned()] };
+    let update = UpdateChannelRequest { channel: Some(other_provider), update_mask: Some(mask) };
+    let error = harness.channels.update_channel(authed(update, ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument, "the provider cannot change: {error:?}");
+
+    let delete = DeleteChannelRequest { name: name.clone() };
+    harness.channels.delete_channel(authed(delete, ACME_ADMIN_KEY)).await.unwrap();
+    let gone = harness.channels.get_channel(authed(GetChannelRequest { name }, ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn bad_channels_name_every_field_and_other_tenants_cannot_touch_them() {
+    let mut harness = Harness::start().await;
+    let mut no_secrets = telegram_channel();
+    no_secrets.provider = Some(Provider::Telegram(TelegramSettings::default()));
+    let request = |channel: Channel| CreateChannelRequest {
+        parent: "tenants/acme".to_owned(),
+        channel_id: "bot".to_owned(),
+        channel: Some(channel),
+    };
+    let error = harness.channels.create_channel(authed(request(no_secrets), ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&error), ["channel.telegram.bot_token", "channel.telegram.webhook_secret"]);
+
+    let mut bad_twilio = twilio_channel();
+    bad_twilio.provider = Some(Provider::Twilio(TwilioSettings {
+        account_sid: "AC/../x".to_owned(),
+        from: "not a number".to_owned(),
+        api_base_url: "ftp://example.com".to_owned(),
+        auth_token: "has space".to_owned(),
+    }));
+    let error = harness.channels.create_channel(authed(request(bad_twilio), ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(
+        violated_fields(&error),
+        [
+            "channel.twilio.account_sid",
+            "channel.twilio.from",
+            "channel.twilio.api_base_url",
+            "channel.twilio.auth_token"
+        ]
+    );
+
+    let unknown_queue = Channel { queue: "tenants/acme/queues/nowhere".to_owned(), ..telegram_channel() };
+    let error = harness.channels.create_channel(authed(request(unknown_queue), ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!((error.code(), violated_fields(&error)), (Code::NotFound, vec!["channel.queue".to_owned()]));
+
+    let globex_queue = Channel { queue: "tenants/globex/queues/support".to_owned(), ..telegram_channel() };
+    let error = harness.channels.create_channel(authed(request(globex_queue), ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(violated_fields(&error), ["channel.queue"], "a queue of another tenant");
+
+    let error =
+        harness.channels.create_channel(authed(request(telegram_channel()), GLOBEX_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied, "another tenant's admin");
+    let error =
+        harness.channels.create_channel(authed(request(telegram_channel()), ACME_READER_KEY)).await.unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied, "a reader");
+
+    create_channel(&mut harness, "bot", telegram_channel()).await;
+    let name = "tenants/acme/channels/bot".to_owned();
+    let peek = harness.channels.get_channel(authed(GetChannelRequest { name: name.clone() }, GLOBEX_ADMIN_KEY)).await;
+    assert_eq!(peek.unwrap_err().code(), Code::PermissionDenied);
+    let delete = harness.channels.delete_channel(authed(DeleteChannelRequest { name }, GLOBEX_ADMIN_KEY)).await;
+    assert_eq!(delete.unwrap_err().code(), Code::PermissionDenied);
+    let duplicate = harness.channels.create_channel(authed(request(telegram_channel()), ACME_ADMIN_KEY)).await;
+    assert_eq!(duplicate.unwrap_err().code(), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn a_twilio_message_becomes_one_contact_however_often_it_is_delivered() {
+    let mut harness = Harness::start().await;
+    create_channel(&mut harness, "sms-line", twilio_channel()).await;
+    let fields = inbound_sms("SM1f0e2d3c4b5a69788796a5b4c3d2e1f0", "Where is my order?\nIt is late.");
+
+    let answer = post_twilio(&harness, "sms-line", &fields, TWILIO_TOKEN).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("content-type"), Some("text/xml"));
+    let contacts = acme_contacts(&mut harness).await;
+    assert_eq!(contacts.len(), 1);
+    let contact = &contacts[0];
+    assert_eq!(contact.channel, ChannelKind::Sms as i32);
+    assert_eq!(contact.from.as_ref().map(|from| from.value.as_str()), Some("+15558675310"), "normalised E.164");
+    assert_eq!(contact.queue, SUPPORT_QUEUE);
+    assert_eq!(contact.subject, "Where is my order?");
+    assert_eq!(contact.body, "Where is my order?\nIt is late.");
+    assert_eq!(contact.provider_message_id, "sms-line/SM1f0e2d3c4b5a69788796a5b4c3d2e1f0");
+    assert_eq!(contact.attributes.get("provider").map(String::as_str), Some("twilio"));
+    let created = harness.next_event().await;
+    assert_eq!((created.tenant.as_str(), created.subject.as_str()), ("acme", contact.name.rsplit('/').next().unwrap()));
+
+    let retried = post_twilio(&harness, "sms-line", &fields, TWILIO_TOKEN).await;
+    assert_eq!(retried.status, 200, "a redelivery is acknowledged");
+    assert_eq!(acme_contacts(&mut harness).await.len(), 1, "and makes no second contact");
+    harness.assert_no_more_events().await;
+}
+
+#[tokio::test]
+async fn refused_webhooks_store_nothing() {
+    let mut harness = Harness::start().await;
+    create_channel(&mut harness, "sms-line", twilio_channel()).await;
+    let fields = inbound_sms("SMaaaa", "hello");
+
+    let forged = post_twilio(&harness, "sms-line", &fields, "another-token").await;
+    assert_eq!(forged.status, 401, "{forged:?}");
+    let unsigned =
+        http_request(harness.http, "POST", "/webhooks/acme/sms-line", &[], b"MessageSid=SMaaaa").await.unwrap();
+    assert_eq!(unsigned.status, 401);
+    let unknown = post_twilio(&harness, "no-such-channel", &fields, TWILIO_TOKEN).await;
+    assert_eq!(unknown.status, 404);
+    let other_tenant = http_request(harness.http, "POST", "/webhooks/globex/sms-line", &[], b"").await.unwrap();
+    assert_eq!(other_tenant.status, 404, "a channel belongs to its tenant's path only");
+
+    let mut bad_sender = fields.clone();
+    bad_sender[2].1 = "not a phone".to_owned();
+    let malformed = post_twilio(&harness, "sms-line", &bad_sender, TWILIO_TOKEN).await;
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert!(malformed.body.contains("From"), "the answer names what is wrong: {}", malformed.body);
+
+    let huge = vec![b'a'; 2 * 1024 * 1024];
+    let oversized = http_request(harness.http, "POST", "/webhooks/acme/sms-line", &[], &huge).await.unwrap();
+    assert_eq!(oversized.status, 413);
+
+    let disable = UpdateChannelRequest {
+        channel: Some(Channel {
+            name: "tenants/acme/channels/sms-line".to_owned(),
+            disabled: true,
+            ..Channel::default()
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["disabled".to_owned()] }),
+    };
+    harness.channels.update_channel(authed(disable, ACME_ADMIN_KEY)).await.unwrap();
+    let disabled = post_twilio(&harness, "sms-line", &fields, TWILIO_TOKEN).await;
+    assert_eq!(disabled.status, 404, "a disabled channel takes nothing");
+
+    assert!(acme_contacts(&mut harness).await.is_empty(), "nothing was stored");
+    harness.assert_no_more_events().await;
+    let metrics = http_request(harness.http, "GET", "/metrics", &[], b"").await.unwrap().body;
+    let refused = metrics.lines().any(|line| {
+        line.starts_with("switchboard_webhook_requests_total")
+            && line.contains("tenant=\"acme\"")
+            && line.contains("outcome=\"unauthenticated\"")
+    });
+    assert!(refused, "refusals are counted by outcome:\n{metrics}");
+}
+
+#[tokio::test]
+async fn whatsapp_cloud_subscribes_with_its_token_and_delivers_messages() {
+    let mut harness = Harness::start().await;
+    create_channel(&mut harness, "whatsapp", whatsapp_channel()).await;
+    let query = "hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444";
+    let handshake =
+        http_request(harness.http, "GET", &format!("/webhooks/acme/whatsapp?{query}"), &[], b"").await.unwrap();
+    assert_eq!((handshake.status, handshake.body.as_str()), (200, "1158201444"));
+    let wrong = "hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1";
+    let refused =
+        http_request(harness.http, "GET", &format!("/webhooks/acme/whatsapp?{wrong}"), &[], b"").await.unwrap();
+    assert_eq!(refused.status, 401);
+
+    let payload = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1022", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+            "messages": [{"from": "16505551234", "id": "wamid.HBgL1", "timestamp": "1749416383",
+                          "type": "text", "text": {"body": "Does it come in blue?"}}],
+            "statuses": [{"id": "wamid.OUT1", "status": "delivered", "timestamp": "1749416390"}]
+        }}]}]
+    })
+    .to_string();
+    let signature = meta::signature(META_SECRET, payload.as_bytes()).unwrap();
+    let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
+    let answer =
+        http_request(harness.http, "POST", "/webhooks/acme/whatsapp", &headers, payload.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let contacts = acme_contacts(&mut harness).await;
+    assert_eq!(contacts.len(), 1, "the message is a contact; the delivery report is not");
+    assert_eq!(contacts[0].channel, ChannelKind::Messenger as i32);
+    assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("+16505551234"));
+    assert_eq!(contacts[0].attributes.get("display_name").map(String::as_str), Some("Sheena Nelson"));
+
+    let tampered = payload.replace("blue", "red");
+    let forged =
+        http_request(harness.http, "POST", "/webhooks/acme/whatsapp", &headers, tampered.as_bytes()).await.unwrap();
+    assert_eq!(forged.status, 401, "a body changed after signing");
+    assert_eq!(acme_contacts(&mut harness).await.len(), 1);
+}
+
+#[tokio::test]
+async fn telegram_messages_need_the_secret_token() {
+    let mut harness = Harness::start().await;
+    create_channel(&mut harness, "bot", telegram_channel()).await;
+    let update = serde_json::json!({
+        "update_id": 873451001,
+        "message": {"message_id": 52, "date": 1749417100, "text": "Здравствуйте",
+                    "from": {"id": 418273645, "is_bot": false, "first_name": "Ivan"},
+                    "chat": {"id": 418273645, "type": "private"}}
+    })
+    .to_string();
+    let address = harness.http;
+    let post = |secret: &'static str| {
+        let body = update.clone();
+        async move {
+            let headers = [("content-type", "application/json"), ("x-telegram-bot-api-secret-token", secret)];
+            http_request(address, "POST", "/webhooks/acme/bot", &headers, body.as_bytes()).await.unwrap()
+        }
+    };
+    assert_eq!(post("wrong_secret").await.status, 401);
+    assert!(acme_contacts(&mut harness).await.is_empty());
+    assert_eq!(post(TELEGRAM_SECRET).await.status, 200);
+    assert_eq!(post(TELEGRAM_SECRET).await.status, 200, "Telegram redelivers an update it got no answer for");
+    let contacts = acme_contacts(&mut harness).await;
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("telegram:418273645"));
+    assert_eq!(contacts[0].body, "Здравствуйте");
+}
