@@ -7,8 +7,15 @@ use switchboard_platform::auth::authorized;
 
 use switchboard_platform::config::ApiKeyConfig;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity};
+use switchboard_proto::ingestion::v1::channel::Provider;
+use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::ingestion::v1::{
+    Channel as ChannelResource, CreateChannelRequest, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings,
+};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{Agent, CreateAgentRequest};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
 
@@ -90,6 +97,80 @@ pub async fn create_dev_agents(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The queue `dev` creates for its demo channels' messages.
+pub const DEV_MESSAGES_QUEUE: &str = "tenants/acme/queues/messages";
+/// Twilio's auth token of the `sms` demo channel.
+pub const DEV_TWILIO_AUTH_TOKEN: &str = "dev-twilio-auth-token";
+/// Meta's app secret of the `whatsapp` and `messenger` demo channels.
+pub const DEV_META_APP_SECRET: &str = "dev-meta-app-secret";
+/// Meta's verify token of the `whatsapp` and `messenger` demo channels.
+pub const DEV_META_VERIFY_TOKEN: &str = "dev-meta-verify-token";
+/// The webhook secret token of the `telegram` demo channel.
+pub const DEV_TELEGRAM_SECRET: &str = "dev_telegram_secret";
+
+/// The demo channels of acme: (id, provider settings). Their provider API
+/// URLs point nowhere reachable: replies are not sent in `dev`.
+fn dev_channels() -> Vec<(&'static str, Provider)> {
+    let unreachable_api = "http://127.0.0.1:9".to_owned();
+    let meta = |product: MetaProduct, phone_number_id: &str| MetaSettings {
+        product: product as i32,
+        phone_number_id: phone_number_id.to_owned(),
+        api_base_url: unreachable_api.clone(),
+        app_secret: DEV_META_APP_SECRET.to_owned(),
+        verify_token: DEV_META_VERIFY_TOKEN.to_owned(),
+        access_token: "dev-meta-access-token".to_owned(),
+    };
+    vec![
+        (
+            "sms",
+            Provider::Twilio(TwilioSettings {
+                account_sid: "ACdev0000000000000000000000000000".to_owned(),
+                from: "+15550100".to_owned(),
+                api_base_url: unreachable_api.clone(),
+                auth_token: DEV_TWILIO_AUTH_TOKEN.to_owned(),
+            }),
+        ),
+        ("whatsapp", Provider::Meta(meta(MetaProduct::Whatsapp, "100000000000001"))),
+        ("messenger", Provider::Meta(meta(MetaProduct::Messenger, ""))),
+        (
+            "telegram",
+            Provider::Telegram(TelegramSettings {
+                api_base_url: unreachable_api.clone(),
+                bot_token: "100000:dev-bot-token".to_owned(),
+                webhook_secret: DEV_TELEGRAM_SECRET.to_owned(),
+            }),
+        ),
+    ]
+}
+
+/// Creates acme's `messages` queue and a demo channel of each provider
+/// kind on it, through the public APIs, so a newcomer can post a signed
+/// webhook at once.
+pub async fn create_dev_channels(config: &Config) -> anyhow::Result<()> {
+    let mut routing = RoutingServiceClient::new(channel(&config.services.routing.url).await?);
+    let queue = CreateQueueRequest {
+        parent: "tenants/acme".to_owned(),
+        queue_id: "messages".to_owned(),
+        queue: Some(Queue { display_name: "Messages from every channel".to_owned(), ..Queue::default() }),
+    };
+    tolerate_existing(routing.create_queue(authorized("dev-acme-admin", queue)).await)?;
+    let mut channels = ChannelServiceClient::new(channel(&config.services.ingestion.url).await?);
+    for (channel_id, provider) in dev_channels() {
+        let request = CreateChannelRequest {
+            parent: "tenants/acme".to_owned(),
+            channel_id: channel_id.to_owned(),
+            channel: Some(ChannelResource {
+                display_name: format!("demo {channel_id}"),
+                queue: DEV_MESSAGES_QUEUE.to_owned(),
+                provider: Some(provider),
+                ..ChannelResource::default()
+            }),
+        };
+        tolerate_existing(channels.create_channel(authorized("dev-acme-admin", request)).await)?;
+    }
+    Ok(())
+}
+
 pub fn print_banner(started: &[StartedService]) {
     let mut banner = String::from(
         "\nswitchboard dev is running (embedded backends; state is lost on exit)\n\n  endpoints (gRPC with reflection and health; HTTP with /metrics, /healthz, /readyz):\n",
@@ -110,5 +191,16 @@ pub fn print_banner(started: &[StartedService]) {
     let routing = started.iter().find(|service| service.name == "routing").map(|service| service.grpc.to_string());
     banner.push_str(&routing.unwrap_or_default());
     banner.push_str(" switchboard.routing.v1.RoutingService/CreateQueue\n");
+    let webhooks = started.iter().find(|service| service.name == "ingestion").and_then(|service| service.http);
+    if let Some(webhooks) = webhooks {
+        banner.push_str(&format!(
+            "\n  channel webhooks at http://{webhooks}/webhooks/acme/{{sms,whatsapp,messenger,telegram}} (into {DEV_MESSAGES_QUEUE});\n  \
+             secrets: twilio auth token {DEV_TWILIO_AUTH_TOKEN}, meta app secret {DEV_META_APP_SECRET} (verify token \
+             {DEV_META_VERIFY_TOKEN}), telegram secret token {DEV_TELEGRAM_SECRET}\n  \
+             try: curl -H 'x-telegram-bot-api-secret-token: {DEV_TELEGRAM_SECRET}' -H 'content-type: application/json' \\\n         \
+             -d '{{\"update_id\":1,\"message\":{{\"message_id\":1,\"date\":1767225600,\"text\":\"hello\",\"from\":{{\"id\":42,\"first_name\":\"Ann\"}},\"chat\":{{\"id\":42,\"type\":\"private\"}}}}}}' \\\n         \
+             http://{webhooks}/webhooks/acme/telegram\n"
+        ));
+    }
     println!("{banner}");
 }

@@ -125,6 +125,9 @@ pub async fn run_services(
         if let Err(error) = crate::dev::create_dev_agents(&config).await {
             tracing::error!(error = %format!("{error:#}"), "development agents not created");
         }
+        if let Err(error) = crate::dev::create_dev_channels(&config).await {
+            tracing::error!(error = %format!("{error:#}"), "development channels not created");
+        }
         crate::dev::print_banner(&started);
         if demo {
             let demo_config = config.clone();

@@ -295,14 +295,9 @@ pub fn start_redis(port: u16, dir: &Path) -> Child {
 /// `GET path` on a service's HTTP server (metrics, probes): the body, or
 /// `None` when the server cannot be reached or answers other than 200.
 pub async fn http_get(address: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let address = address.parse().ok()?;
+    let answer = switchboard_test_support::http_request(address, "GET", path, &[], b"").await.ok()?;
+    (answer.status == 200).then_some(answer.body)
 }
 
 /// The value of the sample of metric `name` whose labels include every one

@@ -1,0 +1,247 @@
+//! Customers' messages through providers' webhooks, end to end through the
+//! public interfaces only: a tenant admin creates a queue and channels
+//! (Twilio SMS, WhatsApp Cloud, Telegram) with the gRPC API, providers post
+//! signed requests over HTTP, and each message becomes one contact that
+//! routing queues and CRM attaches to a customer. Forged, redelivered and
+//! cross-tenant requests change nothing.
+//!
+//! Run twice: on `switchboard dev` and on five `switchboard <service>`
+//! processes against real Kafka, Redis and PostgreSQL.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Endpoints, Process, authorized, eventually, free_port, scratch_dir, wait_until_ready};
+use switchboard_ingestion::channels::{meta, twilio};
+use switchboard_proto::common::v1::Channel as ChannelKind;
+use switchboard_proto::common::v1::{CustomerIdentity, IdentityKind};
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::crm::v1::{ListTimelineEntriesRequest, ResolveCustomerRequest};
+use switchboard_proto::ingestion::v1::channel::Provider;
+use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use switchboard_proto::ingestion::v1::{
+    Channel, Contact, CreateChannelRequest, ListContactsRequest, MetaProduct, MetaSettings, TelegramSettings,
+    TwilioSettings,
+};
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue};
+use switchboard_test_support::http_request;
+
+const ACME_ADMIN: &str = "dev-acme-admin";
+const PUBLIC_BASE_URL: &str = "https://switchboard.example.com";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The environment that puts ingestion's HTTP server on `http_port` behind
+/// the public URL providers sign.
+fn webhook_env(endpoints: &Endpoints, http_port: u16) -> Vec<(String, String)> {
+    let mut env = endpoints.env();
+    env.push(("SWITCHBOARD_SERVICES__INGESTION__HTTP_LISTEN".to_owned(), format!("127.0.0.1:{http_port}")));
+    env.push(("SWITCHBOARD_INGESTION__PUBLIC_BASE_URL".to_owned(), PUBLIC_BASE_URL.to_owned()));
+    env
+}
+
+async fn create_channel(endpoints: &Endpoints, channel_id: &str, provider: Provider) {
+    let mut channels = ChannelServiceClient::new(endpoints.channel("ingestion").await);
+    let request = CreateChannelRequest {
+        parent: "tenants/acme".to_owned(),
+        channel_id: channel_id.to_owned(),
+        channel: Some(Channel {
+            display_name: channel_id.to_owned(),
+            queue: "tenants/acme/queues/inbox".to_owned(),
+            provider: Some(provider),
+            ..Channel::default()
+        }),
+    };
+    let created = channels.create_channel(authorized(ACME_ADMIN, request)).await.expect("channel created");
+    assert_eq!(created.into_inner().webhook_url, format!("{PUBLIC_BASE_URL}/webhooks/acme/{channel_id}"));
+}
+
+async fn acme_contacts(endpoints: &Endpoints) -> Vec<Contact> {
+    let mut ingestion = IngestionServiceClient::new(endpoints.channel("ingestion").await);
+    let request = ListContactsRequest { parent: "tenants/acme".to_owned(), page_size: 100, page_token: String::new() };
+    ingestion.list_contacts(authorized(ACME_ADMIN, request)).await.expect("contacts listed").into_inner().contacts
+}
+
+/// The one contact whose provider message id is `provider_message_id`,
+/// once routing has queued it and CRM has attached its customer.
+async fn routed_contact(endpoints: &Endpoints, provider_message_id: &str) -> Contact {
+    let contacts = acme_contacts(endpoints).await;
+    let matching: Vec<&Contact> =
+        contacts.iter().filter(|contact| contact.provider_message_id == provider_message_id).collect();
+    assert_eq!(matching.len(), 1, "one contact for {provider_message_id}: {contacts:?}");
+    let contact = matching[0].clone();
+    let routing = RoutingServiceClient::new(endpoints.channel("routing").await);
+    eventually("routing queues the contact", WAIT, || {
+        let request = GetAssignmentRequest { contact: contact.name.clone() };
+        let mut routing = routing.clone();
+        async move { routing.get_assignment(authorized(ACME_ADMIN, request)).await.ok() }
+    })
+    .await;
+    contact
+}
+
+async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+    let mut routing = RoutingServiceClient::new(endpoints.channel("routing").await);
+    let queue = CreateQueueRequest {
+        parent: "tenants/acme".to_owned(),
+        queue_id: "inbox".to_owned(),
+        queue: Some(Queue { display_name: "Inbox".to_owned(), ..Queue::default() }),
+    };
+    routing.create_queue(authorized(ACME_ADMIN, queue)).await.expect("queue created");
+    create_channel(
+        endpoints,
+        "e2e-sms",
+        Provider::Twilio(TwilioSettings {
+            account_sid: "AC0123456789abcdef0123456789abcdef".to_owned(),
+            from: "+15551230000".to_owned(),
+            api_base_url: String::new(),
+            auth_token: "twilio-token".to_owned(),
+        }),
+    )
+    .await;
+    create_channel(
+        endpoints,
+        "e2e-whatsapp",
+        Provider::Meta(MetaSettings {
+            product: MetaProduct::Whatsapp as i32,
+            phone_number_id: "106540352242922".to_owned(),
+            api_base_url: String::new(),
+            app_secret: "meta-secret".to_owned(),
+            verify_token: "verify".to_owned(),
+            access_token: "access".to_owned(),
+        }),
+    )
+    .await;
+    create_channel(
+        endpoints,
+        "e2e-telegram",
+        Provider::Telegram(TelegramSettings {
+            api_base_url: String::new(),
+            bot_token: "1:bot".to_owned(),
+            webhook_secret: "tg_secret".to_owned(),
+        }),
+    )
+    .await;
+
+    // SMS through Twilio, delivered twice.
+    let fields: Vec<(String, String)> = [
+        ("MessageSid", "SM00000000000000000000000000000001"),
+        ("From", "+15558675310"),
+        ("To", "+15551230000"),
+        ("Body", "My parcel never arrived"),
+        ("NumMedia", "0"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    let signature =
+        twilio::signature("twilio-token", &format!("{PUBLIC_BASE_URL}/webhooks/acme/e2e-sms"), &fields).unwrap();
+    let form = form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", signature.as_str())];
+    for delivery in 0..2 {
+        let answer = http_request(http, "POST", "/webhooks/acme/e2e-sms", &headers, form.as_bytes()).await.unwrap();
+        assert_eq!(answer.status, 200, "delivery {delivery}: {answer:?}");
+    }
+    let sms = routed_contact(endpoints, "e2e-sms/SM00000000000000000000000000000001").await;
+    assert_eq!(sms.channel, ChannelKind::Sms as i32);
+    assert_eq!(sms.body, "My parcel never arrived");
+
+    // WhatsApp Cloud API.
+    let payload = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages", "value": {"metadata": {"display_phone_number": "15550783881"},
+        "messages": [{"from": "15558675310", "id": "wamid.E2E1", "timestamp": "1767225600", "type": "text",
+                      "text": {"body": "Any news on my parcel?"}}]}}]}]})
+    .to_string();
+    let signature = meta::signature("meta-secret", payload.as_bytes()).unwrap();
+    let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
+    let answer = http_request(http, "POST", "/webhooks/acme/e2e-whatsapp", &headers, payload.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let whatsapp = routed_contact(endpoints, "e2e-whatsapp/wamid.E2E1").await;
+    assert_eq!(whatsapp.channel, ChannelKind::Messenger as i32);
+
+    // Telegram, with the wrong secret first.
+    let update = serde_json::json!({"update_id": 7, "message": {"message_id": 3, "date": 1767225600,
+        "text": "hello from telegram", "from": {"id": 777, "first_name": "Ann"}, "chat": {"id": 777, "type": "private"}}})
+    .to_string();
+    let forged = [("x-telegram-bot-api-secret-token", "guess")];
+    let answer = http_request(http, "POST", "/webhooks/acme/e2e-telegram", &forged, update.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 401);
+    let headers = [("x-telegram-bot-api-secret-token", "tg_secret")];
+    let answer = http_request(http, "POST", "/webhooks/acme/e2e-telegram", &headers, update.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200);
+    routed_contact(endpoints, "e2e-telegram/777:3").await;
+
+    // The same phone on SMS and WhatsApp is one customer of acme, whose
+    // timeline CRM builds from the events shows both contacts.
+    let mut crm = CrmServiceClient::new(endpoints.channel("crm").await);
+    let phone = CustomerIdentity { kind: IdentityKind::Phone as i32, value: "+15558675310".to_owned() };
+    let resolve = ResolveCustomerRequest {
+        parent: "tenants/acme".to_owned(),
+        identity: Some(phone),
+        display_name: String::new(),
+    };
+    let resolved = crm.resolve_customer(authorized(ACME_ADMIN, resolve)).await.expect("resolved").into_inner();
+    let customer = resolved.customer.expect("a customer").name;
+    let timeline = eventually("both contacts on the customer's timeline", WAIT, || {
+        let mut crm = crm.clone();
+        let request = ListTimelineEntriesRequest { parent: customer.clone(), page_size: 10, page_token: String::new() };
+        let expected = [sms.name.clone(), whatsapp.name.clone()];
+        async move {
+            let entries = crm.list_timeline_entries(authorized(ACME_ADMIN, request)).await.ok()?.into_inner().entries;
+            let contacts: Vec<String> = entries.into_iter().map(|entry| entry.contact).collect();
+            expected.iter().all(|contact| contacts.contains(contact)).then_some(contacts)
+        }
+    })
+    .await;
+    assert_eq!(timeline.len(), 2, "one phone, one customer, across channels: {timeline:?}");
+
+    // Another tenant's path does not reach acme's channels.
+    let answer = http_request(http, "POST", "/webhooks/globex/e2e-sms", &headers, form.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 404);
+    assert_eq!(acme_contacts(endpoints).await.len(), 3, "three messages, three contacts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_on_switchboard_dev() {
+    let dir = scratch_dir("webhooks-dev");
+    let endpoints = Endpoints::pick();
+    let http_port = free_port();
+    let mut processes = vec![Process::spawn("dev", &["dev"], &webhook_env(&endpoints, http_port), &dir)];
+    wait_until_ready(&endpoints, &mut processes).await;
+    webhooks_make_routed_contacts(&endpoints, http_port).await;
+    let status = processes.pop().expect("dev process").terminate();
+    assert!(status.success(), "switchboard dev exits cleanly on SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_on_kafka_redis_postgres() {
+    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
+    let dir = scratch_dir("webhooks-real");
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000))
+        .expect("config file");
+    let endpoints = Endpoints::pick();
+    let http_port = free_port();
+    let env = webhook_env(&endpoints, http_port);
+    let config_arg = config_path.to_string_lossy().to_string();
+    let mut processes: Vec<Process> = support::SERVICES
+        .iter()
+        .map(|service| Process::spawn(service, &[service, "--config", &config_arg], &env, &dir))
+        .collect();
+    wait_until_ready(&endpoints, &mut processes).await;
+    webhooks_make_routed_contacts(&endpoints, http_port).await;
+    for process in processes {
+        let label = process.label.clone();
+        let status = process.terminate();
+        assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
+    }
+}
