@@ -123,6 +123,16 @@ prefixed_id!(
     CustomerId,
     "cu_"
 );
+prefixed_id!(
+    /// A conversation: one customer's thread with a tenant on one channel.
+    ConversationId,
+    "cv_"
+);
+prefixed_id!(
+    /// A message of a conversation.
+    MessageId,
+    "ms_"
+);
 
 #[cfg(test)]
 mod tests {

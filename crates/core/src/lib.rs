@@ -14,5 +14,5 @@ pub mod text;
 pub mod time;
 
 pub use error::{Error, ErrorCode, Result};
-pub use ids::{AgentId, ChannelId, ContactId, CustomerId, QueueId, TenantId};
+pub use ids::{AgentId, ChannelId, ContactId, ConversationId, CustomerId, MessageId, QueueId, TenantId};
 pub use principal::{Principal, Role};

@@ -3,7 +3,7 @@
 //! `tenants/{tenant}/customers/{customer}`, `agents/{agent}`.
 
 use crate::error::Error;
-use crate::ids::{AgentId, ChannelId, ContactId, CustomerId, QueueId, TenantId};
+use crate::ids::{AgentId, ChannelId, ContactId, ConversationId, CustomerId, MessageId, QueueId, TenantId};
 
 fn segments<'a>(name: &'a str, field: &str, pattern: &str, expected: usize) -> Result<Vec<&'a str>, Error> {
     let parts: Vec<&str> = name.split('/').collect();
@@ -44,6 +44,11 @@ pub fn parse_channel(name: &str, field: &str) -> Result<(TenantId, ChannelId), E
     Ok((tenant, ChannelId::parse(id, field)?))
 }
 
+pub fn parse_conversation(name: &str, field: &str) -> Result<(TenantId, ConversationId), Error> {
+    let (tenant, id) = parse_child(name, field, "conversations")?;
+    Ok((tenant, ConversationId::parse(id, field)?))
+}
+
 pub fn parse_contact(name: &str, field: &str) -> Result<(TenantId, ContactId), Error> {
     let (tenant, id) = parse_child(name, field, "contacts")?;
     Ok((tenant, ContactId::parse(id, field)?))
@@ -72,6 +77,14 @@ pub fn queue_name(tenant: &TenantId, queue: &QueueId) -> String {
 
 pub fn channel_name(tenant: &TenantId, channel: &ChannelId) -> String {
     format!("tenants/{tenant}/channels/{channel}")
+}
+
+pub fn conversation_name(tenant: &TenantId, conversation: &ConversationId) -> String {
+    format!("tenants/{tenant}/conversations/{conversation}")
+}
+
+pub fn message_name(tenant: &TenantId, conversation: &ConversationId, message: &MessageId) -> String {
+    format!("tenants/{tenant}/conversations/{conversation}/messages/{message}")
 }
 
 pub fn contact_name(tenant: &TenantId, contact: &ContactId) -> String {

@@ -11,6 +11,7 @@
 pub mod channel_settings;
 pub mod channels;
 pub mod channels_api;
+pub mod conversations;
 pub mod domain;
 pub mod grpc;
 pub mod outbox;

@@ -109,3 +109,12 @@ async fn postgres_channel_store_passes_the_contract() {
     let channels = switchboard_ingestion::store::channels::PostgresChannelStore::new(pool);
     switchboard_ingestion::store::channels_contract::run_channel_contract(&channels).await.expect("contract");
 }
+
+#[tokio::test]
+async fn postgres_conversation_store_passes_the_contract() {
+    let Some((_store, pool)) = fresh_store().await else { return };
+    let conversations = switchboard_ingestion::conversations::postgres::PostgresConversationStore::new(pool);
+    switchboard_ingestion::conversations::contract::run_conversation_contract(Arc::new(conversations))
+        .await
+        .expect("contract");
+}

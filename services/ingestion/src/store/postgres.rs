@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[Migration] = &[
     ",
     },
     super::channels::CHANNELS_MIGRATION,
+    crate::conversations::postgres::CONVERSATIONS_MIGRATION,
 ];
 
 const COLUMNS: &str = "tenant, contact_id, request_id, contact, created_event_id, created_published, \

@@ -1,0 +1,207 @@
+//! The behaviour every [`ConversationStore`] must have: run on memory as a
+//! unit test and on PostgreSQL in `tests/postgres_store.rs`. Each check uses
+//! tenants of its own.
+
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use switchboard_core::identity::{Identity, IdentityKind};
+use switchboard_core::{ChannelId, ContactId, ConversationId, MessageId, TenantId};
+use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::ingestion::v1::Message;
+
+use super::{Added, CloseReason, ConversationRecord, ConversationStore, MessageRecord};
+use crate::store::contract::fresh_tenant;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Runs every check against `store`.
+pub async fn run_conversation_contract(store: Arc<dyn ConversationStore>) -> anyhow::Result<()> {
+    messages_join_the_open_conversation(store.as_ref()).await.context("messages_join_the_open_conversation")?;
+    an_inactive_conversation_gives_way(store.as_ref()).await.context("an_inactive_conversation_gives_way")?;
+    an_ended_contact_closes_its_conversation(store.as_ref())
+        .await
+        .context("an_ended_contact_closes_its_conversation")?;
+    provider_ids_are_stored_once(store.as_ref()).await.context("provider_ids_are_stored_once")?;
+    concurrent_opens_make_one_conversation(Arc::clone(&store))
+        .await
+        .context("concurrent_opens_make_one_conversation")?;
+    unpublished_messages_are_found_for_the_relay(store.as_ref())
+        .await
+        .context("unpublished_messages_are_found_for_the_relay")?;
+    tenants_are_isolated(store.as_ref()).await.context("tenants_are_isolated")?;
+    Ok(())
+}
+
+fn phone(value: &str) -> Identity {
+    Identity { kind: IdentityKind::Phone, value: value.to_owned() }
+}
+
+/// A new conversation of `customer` on channel `sms` at `at_ms`.
+pub fn candidate(tenant: &TenantId, customer: &Identity, at_ms: i64) -> anyhow::Result<ConversationRecord> {
+    Ok(ConversationRecord {
+        tenant: tenant.clone(),
+        conversation_id: ConversationId::generate(),
+        channel_id: ChannelId::parse("sms", "channel")?,
+        channel_kind: switchboard_proto::common::v1::Channel::Sms as i32,
+        customer: customer.clone(),
+        contact: None,
+        created_ms: at_ms,
+        last_message_ms: at_ms,
+        closed: None,
+    })
+}
+
+/// A message of `conversation` with provider id `provider_id` at `at_ms`.
+pub fn message(conversation: &ConversationRecord, provider_id: &str, at_ms: i64) -> MessageRecord {
+    MessageRecord {
+        tenant: conversation.tenant.clone(),
+        conversation_id: conversation.conversation_id.clone(),
+        message_id: MessageId::generate(),
+        channel_id: conversation.channel_id.clone(),
+        provider_message_id: provider_id.to_owned(),
+        message: Message { text: format!("text of {provider_id}"), ..Message::default() },
+        created_ms: at_ms,
+        event_id: switchboard_core::event::new_event_id(),
+        published: false,
+    }
+}
+
+async fn messages_join_the_open_conversation(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-join")?;
+    let ann = phone("+15550001");
+    let first = store.open_or_join(&candidate(&tenant, &ann, 1_000)?, HOUR_MS).await?;
+    ensure!(first.opened && first.conversation.contact.is_none(), "the first message opens one");
+    let contact = ContactId::generate();
+    let attached = store.attach_contact(&tenant, &first.conversation.conversation_id, &contact).await?;
+    ensure!(attached == contact, "the contact is attached");
+    let other = store.attach_contact(&tenant, &first.conversation.conversation_id, &ContactId::generate()).await?;
+    ensure!(other == contact, "a second attach keeps the first contact");
+    ensure!(store.add_message(&message(&first.conversation, "m1", 1_000)).await? == Added::New, "stored");
+
+    let second = store.open_or_join(&candidate(&tenant, &ann, 1_000 + HOUR_MS / 2)?, HOUR_MS).await?;
+    ensure!(!second.opened, "a message within the window joins");
+    ensure!(second.conversation.conversation_id == first.conversation.conversation_id, "the same conversation");
+    ensure!(second.conversation.contact.as_ref() == Some(&contact), "with its contact");
+    store.add_message(&message(&second.conversation, "m2", 1_000 + HOUR_MS / 2)).await?;
+    let bob = store.open_or_join(&candidate(&tenant, &phone("+15550002"), 2_000)?, HOUR_MS).await?;
+    ensure!(bob.opened, "another sender has a conversation of its own");
+
+    let messages = store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(10, None)).await?;
+    let texts: Vec<&str> = messages.iter().map(|message| message.message.text.as_str()).collect();
+    ensure!(texts == ["text of m1", "text of m2"], "messages oldest first: {texts:?}");
+    let page = store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(1, None)).await?;
+    let rest = PageRequest::resume_after(1, Some(page[0].message_id.as_str()));
+    let rest = store.messages(&tenant, &first.conversation.conversation_id, &rest).await?;
+    ensure!(rest.len() == 1 && rest[0].message.text == "text of m2", "messages page after a key");
+    let stored = store.get(&tenant, &first.conversation.conversation_id).await?.context("stored")?;
+    ensure!(stored.last_message_ms == 1_000 + HOUR_MS / 2, "the last message time moved: {stored:?}");
+    let listed = store.list(&tenant, &PageRequest::resume_after(10, None)).await?;
+    ensure!(listed.len() == 2 && listed[0].conversation_id == bob.conversation.conversation_id, "newest first");
+    Ok(())
+}
+
+async fn an_inactive_conversation_gives_way(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-inactive")?;
+    let ann = phone("+15550003");
+    let first = store.open_or_join(&candidate(&tenant, &ann, 0)?, HOUR_MS).await?;
+    let later = store.open_or_join(&candidate(&tenant, &ann, HOUR_MS + 1)?, HOUR_MS).await?;
+    ensure!(later.opened, "a message after the window opens a new conversation");
+    let old = store.get(&tenant, &first.conversation.conversation_id).await?.context("kept")?;
+    let closed = old.closed.context("the old one is closed")?;
+    ensure!(closed.reason == CloseReason::Inactive && closed.at_ms == HOUR_MS + 1, "as inactive: {closed:?}");
+    Ok(())
+}
+
+async fn an_ended_contact_closes_its_conversation(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-ended")?;
+    let ann = phone("+15550004");
+    let first = store.open_or_join(&candidate(&tenant, &ann, 0)?, HOUR_MS).await?;
+    let contact = ContactId::generate();
+    store.attach_contact(&tenant, &first.conversation.conversation_id, &contact).await?;
+    ensure!(store.close_for_contact(&tenant, &contact, 500).await?, "the contact's conversation closes");
+    ensure!(!store.close_for_contact(&tenant, &contact, 600).await?, "once");
+    let closed = store.get(&tenant, &first.conversation.conversation_id).await?.context("kept")?.closed;
+    ensure!(closed.is_some_and(|closed| closed.reason == CloseReason::ContactEnded && closed.at_ms == 500), "ended");
+    let next = store.open_or_join(&candidate(&tenant, &ann, 700)?, HOUR_MS).await?;
+    ensure!(next.opened, "the next message opens a new conversation, within the window or not");
+    Ok(())
+}
+
+async fn provider_ids_are_stored_once(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-dedupe")?;
+    let joined = store.open_or_join(&candidate(&tenant, &phone("+15550005"), 0)?, HOUR_MS).await?;
+    let original = message(&joined.conversation, "sms/SM1", 10);
+    ensure!(store.add_message(&original).await? == Added::New, "stored");
+    let again = store.add_message(&message(&joined.conversation, "sms/SM1", 20)).await?;
+    ensure!(again == Added::Duplicate(Box::new(original.clone())), "a redelivery is the stored message: {again:?}");
+    let found = store.find_message(&tenant, &original.channel_id, "sms/SM1").await?;
+    ensure!(found.as_ref() == Some(&original), "found by provider id");
+    ensure!(store.find_message(&tenant, &original.channel_id, "sms/SM2").await?.is_none(), "others are absent");
+    let stored = store.get(&tenant, &joined.conversation.conversation_id).await?.context("kept")?;
+    ensure!(stored.last_message_ms == 10, "a duplicate moves nothing");
+    Ok(())
+}
+
+async fn concurrent_opens_make_one_conversation(store: Arc<dyn ConversationStore>) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-race")?;
+    let ann = phone("+15550006");
+    let mut tasks = Vec::new();
+    for at_ms in 0..8 {
+        let (store, candidate) = (Arc::clone(&store), candidate(&tenant, &ann, at_ms)?);
+        tasks.push(tokio::spawn(async move { store.open_or_join(&candidate, HOUR_MS).await }));
+    }
+    let mut opened = 0;
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        let joined = task.await??;
+        opened += usize::from(joined.opened);
+        ids.insert(joined.conversation.conversation_id);
+    }
+    ensure!(opened == 1 && ids.len() == 1, "one opened, every other joined it ({opened} opened, {} ids)", ids.len());
+    Ok(())
+}
+
+async fn unpublished_messages_are_found_for_the_relay(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-relay")?;
+    let joined = store.open_or_join(&candidate(&tenant, &phone("+15550007"), 0)?, HOUR_MS).await?;
+    let old = message(&joined.conversation, "relay-1", 100);
+    store.add_message(&old).await?;
+    store.add_message(&message(&joined.conversation, "relay-2", 5_000)).await?;
+    let pending = store.unpublished_messages(1_000, 100).await?;
+    ensure!(pending.iter().any(|message| message.message_id == old.message_id), "the old one is pending");
+    ensure!(pending.iter().all(|message| message.created_ms < 1_000), "only those before the cutoff");
+    store.mark_message_published(&tenant, &old.message_id).await?;
+    let pending = store.unpublished_messages(1_000, 100).await?;
+    ensure!(pending.iter().all(|message| message.message_id != old.message_id), "published ones are not");
+    Ok(())
+}
+
+async fn tenants_are_isolated(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let acme = fresh_tenant("conversations-acme")?;
+    let globex = fresh_tenant("conversations-globex")?;
+    let ann = phone("+15550008");
+    let acme_one = store.open_or_join(&candidate(&acme, &ann, 0)?, HOUR_MS).await?;
+    let globex_one = store.open_or_join(&candidate(&globex, &ann, 0)?, HOUR_MS).await?;
+    ensure!(globex_one.opened, "the same phone on the same channel id of another tenant is its own conversation");
+    ensure!(store.get(&globex, &acme_one.conversation.conversation_id).await?.is_none(), "not readable across");
+    store.add_message(&message(&acme_one.conversation, "shared-id", 1)).await?;
+    let globex_message = store.add_message(&message(&globex_one.conversation, "shared-id", 1)).await?;
+    ensure!(globex_message == Added::New, "provider ids are per tenant");
+    let empty = PageRequest::resume_after(10, None);
+    let leaked = store.messages(&globex, &acme_one.conversation.conversation_id, &empty).await?;
+    ensure!(leaked.is_empty(), "no messages across tenants");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::memory::MemoryConversationStore;
+
+    #[tokio::test]
+    async fn memory_conversation_store_passes_the_contract() {
+        super::run_conversation_contract(Arc::new(MemoryConversationStore::default())).await.expect("contract");
+    }
+}

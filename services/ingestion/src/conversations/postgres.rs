@@ -1,0 +1,406 @@
+//! [`ConversationStore`] in PostgreSQL: tables `ingestion.conversations`
+//! and `ingestion.messages` (migration `0004_conversations`). A partial
+//! unique index keeps one open conversation per (tenant, channel, sender);
+//! another keeps a provider message id once per (tenant, channel).
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use prost::Message as _;
+use switchboard_core::identity::{Identity, IdentityKind};
+use switchboard_core::names::conversation_name;
+use switchboard_core::{ChannelId, ContactId, ConversationId, Error, ErrorCode, MessageId, TenantId};
+use switchboard_platform::pagination::PageRequest;
+use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_proto::ingestion::v1::Message;
+use tokio_postgres::Row;
+
+use super::{Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord};
+
+pub const CONVERSATIONS_MIGRATION: Migration = Migration {
+    version: "0004_conversations",
+    sql: r#"
+        CREATE TABLE ingestion.conversations (
+            tenant text NOT NULL,
+            conversation_id text COLLATE "C" NOT NULL,
+            channel_id text NOT NULL,
+            channel_kind integer NOT NULL,
+            identity_kind text NOT NULL,
+            identity_value text NOT NULL,
+            contact_id text,
+            created_ms bigint NOT NULL,
+            last_message_ms bigint NOT NULL,
+            closed_ms bigint,
+            close_reason text,
+            PRIMARY KEY (tenant, conversation_id)
+        );
+        CREATE UNIQUE INDEX conversations_open
+            ON ingestion.conversations (tenant, channel_id, identity_kind, identity_value)
+            WHERE closed_ms IS NULL;
+        CREATE INDEX conversations_by_contact ON ingestion.conversations (tenant, contact_id)
+            WHERE closed_ms IS NULL;
+        CREATE TABLE ingestion.messages (
+            tenant text NOT NULL,
+            message_id text COLLATE "C" NOT NULL,
+            conversation_id text COLLATE "C" NOT NULL,
+            channel_id text NOT NULL,
+            provider_message_id text NOT NULL,
+            -- The encoded switchboard.ingestion.v1.Message.
+            body bytea NOT NULL,
+            created_ms bigint NOT NULL,
+            event_id text NOT NULL,
+            published boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (tenant, message_id)
+        );
+        CREATE UNIQUE INDEX messages_provider_message_id
+            ON ingestion.messages (tenant, channel_id, provider_message_id) WHERE provider_message_id <> '';
+        CREATE INDEX messages_by_conversation ON ingestion.messages (tenant, conversation_id, message_id);
+        CREATE INDEX messages_unpublished ON ingestion.messages (created_ms) WHERE NOT published;
+    "#,
+};
+
+const CONVERSATION_COLUMNS: &str = "tenant, conversation_id, channel_id, channel_kind, identity_kind, \
+     identity_value, contact_id, created_ms, last_message_ms, closed_ms, close_reason";
+const MESSAGE_COLUMNS: &str =
+    "tenant, message_id, conversation_id, channel_id, provider_message_id, body, created_ms, event_id, published";
+/// How often a racing open is retried before giving up with ABORTED.
+const MAX_RACE_ATTEMPTS: usize = 3;
+
+pub struct PostgresConversationStore {
+    pool: Pool,
+}
+
+impl PostgresConversationStore {
+    pub fn new(pool: Pool) -> PostgresConversationStore {
+        PostgresConversationStore { pool }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.get().await.map_err(pg_error)
+    }
+}
+
+fn corrupt(problem: impl std::fmt::Display) -> Error {
+    Error::internal(format!("a stored conversation or message is corrupt: {problem}"))
+}
+
+fn conversation_from_row(row: &Row) -> Result<ConversationRecord, Error> {
+    let text = |index: usize| row.try_get::<_, String>(index).map_err(corrupt);
+    let kind = text(4)?;
+    let closed = match (row.try_get::<_, Option<i64>>(9).map_err(corrupt)?, row.try_get::<_, Option<String>>(10).map_err(corrupt)?) {
+        (Some(at_ms), Some(reason)) => Some(Closed {
+            at_ms,
+            reason: CloseReason::parse(&reason).ok_or_else(|| corrupt(format!("close reason `{reason}`")))?,
+        }),
+        _ => None,
+    };
+    Ok(ConversationRecord {
+        tenant: TenantId::parse(&text(0)?, "tenant").map_err(corrupt)?,
+        conversation_id: ConversationId::parse(&text(1)?, "conversation_id").map_err(corrupt)?,
+        channel_id: ChannelId::parse(&text(2)?, "channel_id").map_err(corrupt)?,
+        channel_kind: row.try_get(3).map_err(corrupt)?,
+        customer: Identity {
+            kind: IdentityKind::parse(&kind).ok_or_else(|| corrupt(format!("identity kind `{kind}`")))?,
+            value: text(5)?,
+        },
+        contact: row
+            .try_get::<_, Option<String>>(6)
+            .map_err(corrupt)?
+            .map(|contact| ContactId::parse(&contact, "contact_id").map_err(corrupt))
+            .transpose()?,
+        created_ms: row.try_get(7).map_err(corrupt)?,
+        last_message_ms: row.try_get(8).map_err(corrupt)?,
+        closed,
+    })
+}
+
+fn message_from_row(row: &Row) -> Result<MessageRecord, Error> {
+    let text = |index: usize| row.try_get::<_, String>(index).map_err(corrupt);
+    let body: &[u8] = row.try_get(5).map_err(corrupt)?;
+    Ok(MessageRecord {
+        tenant: TenantId::parse(&text(0)?, "tenant").map_err(corrupt)?,
+        message_id: MessageId::parse(&text(1)?, "message_id").map_err(corrupt)?,
+        conversation_id: ConversationId::parse(&text(2)?, "conversation_id").map_err(corrupt)?,
+        channel_id: ChannelId::parse(&text(3)?, "channel_id").map_err(corrupt)?,
+        provider_message_id: text(4)?,
+        message: Message::decode(body).map_err(corrupt)?,
+        created_ms: row.try_get(6).map_err(corrupt)?,
+        event_id: text(7)?,
+        published: row.try_get(8).map_err(corrupt)?,
+    })
+}
+
+#[async_trait]
+impl ConversationStore for PostgresConversationStore {
+    async fn open_or_join(&self, candidate: &ConversationRecord, window_ms: i64) -> Result<Joined, Error> {
+        let mut client = self.client().await?;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &candidate.tenant.as_str(),
+            &candidate.channel_id.as_str(),
+            &candidate.customer.kind.as_str(),
+            &candidate.customer.value,
+        ];
+        for _ in 0..MAX_RACE_ATTEMPTS {
+            let transaction = client.transaction().await.map_err(pg_error)?;
+            let open = transaction
+                .query_opt_cached(
+                    &format!(
+                        "SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations
+                         WHERE tenant = $1 AND channel_id = $2 AND identity_kind = $3 AND identity_value = $4
+                           AND closed_ms IS NULL
+                         FOR UPDATE"
+                    ),
+                    &key,
+                )
+                .await
+                .map_err(pg_error)?;
+            if let Some(open) = open.as_ref().map(conversation_from_row).transpose()? {
+                if open.last_message_ms >= candidate.created_ms - window_ms {
+                    transaction.commit().await.map_err(pg_error)?;
+                    return Ok(Joined { conversation: open, opened: false });
+                }
+                transaction
+                    .execute_cached(
+                        "UPDATE ingestion.conversations SET closed_ms = $3, close_reason = $4
+                         WHERE tenant = $1 AND conversation_id = $2",
+                        &[
+                            &open.tenant.as_str(),
+                            &open.conversation_id.as_str(),
+                            &candidate.created_ms,
+                            &CloseReason::Inactive.as_str(),
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+            }
+            // Waits for a concurrent open of the same sender to settle; if
+            // that one commits, ours inserts nothing and joins it next time.
+            let inserted = transaction
+                .execute_cached(
+                    "INSERT INTO ingestion.conversations (tenant, channel_id, identity_kind, identity_value,
+                         conversation_id, channel_kind, created_ms, last_message_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                     ON CONFLICT (tenant, channel_id, identity_kind, identity_value) WHERE closed_ms IS NULL
+                     DO NOTHING",
+                    &[
+                        key[0],
+                        key[1],
+                        key[2],
+                        key[3],
+                        &candidate.conversation_id.as_str(),
+                        &candidate.channel_kind,
+                        &candidate.created_ms,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            if inserted == 0 {
+                transaction.rollback().await.map_err(pg_error)?;
+                continue;
+            }
+            transaction.commit().await.map_err(pg_error)?;
+            let conversation = ConversationRecord {
+                contact: None,
+                closed: None,
+                last_message_ms: candidate.created_ms,
+                ..candidate.clone()
+            };
+            return Ok(Joined { conversation, opened: true });
+        }
+        Err(Error::new(ErrorCode::Aborted, "the conversation kept changing under concurrent writers, retry"))
+    }
+
+    async fn attach_contact(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+        contact: &ContactId,
+    ) -> Result<ContactId, Error> {
+        let row = self
+            .client()
+            .await?
+            .query_opt_cached(
+                "UPDATE ingestion.conversations SET contact_id = COALESCE(contact_id, $3)
+                 WHERE tenant = $1 AND conversation_id = $2 RETURNING contact_id",
+                &[&tenant.as_str(), &conversation_id.as_str(), &contact.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else { return Err(Error::not_found(conversation_name(tenant, conversation_id))) };
+        ContactId::parse(&row.try_get::<_, String>(0).map_err(corrupt)?, "contact_id").map_err(corrupt)
+    }
+
+    async fn add_message(&self, record: &MessageRecord) -> Result<Added, Error> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let inserted = transaction
+            .execute_cached(
+                &format!(
+                    "INSERT INTO ingestion.messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (tenant, channel_id, provider_message_id) WHERE provider_message_id <> ''
+                     DO NOTHING"
+                ),
+                &[
+                    &record.tenant.as_str(),
+                    &record.message_id.as_str(),
+                    &record.conversation_id.as_str(),
+                    &record.channel_id.as_str(),
+                    &record.provider_message_id,
+                    &record.message.encode_to_vec(),
+                    &record.created_ms,
+                    &record.event_id,
+                    &record.published,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if inserted == 0 {
+            transaction.rollback().await.map_err(pg_error)?;
+            let existing = self.find_message(&record.tenant, &record.channel_id, &record.provider_message_id).await?;
+            let existing = existing.ok_or_else(|| Error::internal("a conflicting message vanished"))?;
+            return Ok(Added::Duplicate(Box::new(existing)));
+        }
+        let moved = transaction
+            .execute_cached(
+                "UPDATE ingestion.conversations SET last_message_ms = GREATEST(last_message_ms, $3)
+                 WHERE tenant = $1 AND conversation_id = $2",
+                &[&record.tenant.as_str(), &record.conversation_id.as_str(), &record.created_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        if moved == 0 {
+            transaction.rollback().await.map_err(pg_error)?;
+            return Err(Error::not_found(conversation_name(&record.tenant, &record.conversation_id)));
+        }
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(Added::New)
+    }
+
+    async fn find_message(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        provider_message_id: &str,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let row = self
+            .client()
+            .await?
+            .query_opt_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
+                     WHERE tenant = $1 AND channel_id = $2 AND provider_message_id = $3 AND provider_message_id <> ''"
+                ),
+                &[&tenant.as_str(), &channel_id.as_str(), &provider_message_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn close_for_contact(&self, tenant: &TenantId, contact: &ContactId, at_ms: i64) -> Result<bool, Error> {
+        let closed = self
+            .client()
+            .await?
+            .execute_cached(
+                "UPDATE ingestion.conversations SET closed_ms = $3, close_reason = $4
+                 WHERE tenant = $1 AND contact_id = $2 AND closed_ms IS NULL",
+                &[&tenant.as_str(), &contact.as_str(), &at_ms, &CloseReason::ContactEnded.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(closed > 0)
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<ConversationRecord>, Error> {
+        let row = self
+            .client()
+            .await?
+            .query_opt_cached(
+                &format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations WHERE tenant = $1 AND conversation_id = $2"
+                ),
+                &[&tenant.as_str(), &conversation_id.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<ConversationRecord>, Error> {
+        let limit = i64::try_from(page.size + 1).unwrap_or(i64::MAX);
+        // Ids are `cv_` and hex: `~` sorts after every one of them.
+        let before = page.after.clone().unwrap_or_else(|| "~".to_owned());
+        let rows = self
+            .client()
+            .await?
+            .query_cached(
+                &format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations
+                     WHERE tenant = $1 AND conversation_id < $2 ORDER BY conversation_id DESC LIMIT $3"
+                ),
+                &[&tenant.as_str(), &before, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn messages(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+        page: &PageRequest,
+    ) -> Result<Vec<MessageRecord>, Error> {
+        let limit = i64::try_from(page.size + 1).unwrap_or(i64::MAX);
+        let after = page.after.clone().unwrap_or_default();
+        let rows = self
+            .client()
+            .await?
+            .query_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
+                     WHERE tenant = $1 AND conversation_id = $2 AND message_id > $3 ORDER BY message_id LIMIT $4"
+                ),
+                &[&tenant.as_str(), &conversation_id.as_str(), &after, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn unpublished_messages(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
+                     WHERE NOT published AND created_ms < $1 ORDER BY created_ms, message_id LIMIT $2"
+                ),
+                &[&cutoff_ms, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error> {
+        let updated = self
+            .client()
+            .await?
+            .execute_cached(
+                "UPDATE ingestion.messages SET published = true WHERE tenant = $1 AND message_id = $2",
+                &[&tenant.as_str(), &message_id.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        if updated == 0 {
+            return Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}")));
+        }
+        Ok(())
+    }
+}
