@@ -1,8 +1,8 @@
 //! Customers' messages through providers' webhooks, end to end through the
 //! public interfaces only: a tenant admin creates a queue and channels
 //! (Twilio SMS, WhatsApp Cloud, Telegram) with the gRPC API, providers post
-//! signed requests over HTTP, and each message becomes one contact that
-//! routing queues and CRM attaches to a customer. Forged, redelivered and
+//! signed requests over HTTP; a customer's messages make one conversation
+//! whose contact routing queues and CRM attaches to a customer. Forged, redelivered and
 //! cross-tenant requests change nothing.
 //!
 //! Run twice: on `switchboard dev` and on five `switchboard <service>`
@@ -22,10 +22,11 @@ use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{ListTimelineEntriesRequest, ResolveCustomerRequest};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::ingestion::v1::conversation_service_client::ConversationServiceClient;
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{
-    Channel, Contact, CreateChannelRequest, ListContactsRequest, MetaProduct, MetaSettings, TelegramSettings,
-    TwilioSettings,
+    Channel, Contact, CreateChannelRequest, ListContactsRequest, ListMessagesRequest, MetaProduct, MetaSettings,
+    TelegramSettings, TwilioSettings,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue};
@@ -66,13 +67,15 @@ async fn acme_contacts(endpoints: &Endpoints) -> Vec<Contact> {
     ingestion.list_contacts(authorized(ACME_ADMIN, request)).await.expect("contacts listed").into_inner().contacts
 }
 
-/// The one contact whose provider message id is `provider_message_id`,
-/// once routing has queued it and CRM has attached its customer.
-async fn routed_contact(endpoints: &Endpoints, provider_message_id: &str) -> Contact {
+/// The one contact of acme that came through channel `channel_id`, once
+/// routing has queued it.
+async fn routed_contact(endpoints: &Endpoints, channel_id: &str) -> Contact {
     let contacts = acme_contacts(endpoints).await;
-    let matching: Vec<&Contact> =
-        contacts.iter().filter(|contact| contact.provider_message_id == provider_message_id).collect();
-    assert_eq!(matching.len(), 1, "one contact for {provider_message_id}: {contacts:?}");
+    let matching: Vec<&Contact> = contacts
+        .iter()
+        .filter(|contact| contact.attributes.get("channel").map(String::as_str) == Some(channel_id))
+        .collect();
+    assert_eq!(matching.len(), 1, "one contact for {channel_id}: {contacts:?}");
     let contact = matching[0].clone();
     let routing = RoutingServiceClient::new(endpoints.channel("routing").await);
     eventually("routing queues the contact", WAIT, || {
@@ -82,6 +85,15 @@ async fn routed_contact(endpoints: &Endpoints, provider_message_id: &str) -> Con
     })
     .await;
     contact
+}
+
+/// The texts of the messages of the conversation `contact` was made for.
+async fn conversation_texts(endpoints: &Endpoints, contact: &Contact) -> Vec<String> {
+    let conversation = contact.attributes.get("conversation").expect("the contact names its conversation");
+    let mut conversations = ConversationServiceClient::new(endpoints.channel("ingestion").await);
+    let request = ListMessagesRequest { parent: conversation.clone(), page_size: 10, page_token: String::new() };
+    let messages = conversations.list_messages(authorized(ACME_ADMIN, request)).await.expect("messages");
+    messages.into_inner().messages.into_iter().map(|message| message.text).collect()
 }
 
 async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
@@ -147,9 +159,28 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
         let answer = http_request(http, "POST", "/webhooks/acme/e2e-sms", &headers, form.as_bytes()).await.unwrap();
         assert_eq!(answer.status, 200, "delivery {delivery}: {answer:?}");
     }
-    let sms = routed_contact(endpoints, "e2e-sms/SM00000000000000000000000000000001").await;
+    let follow_up: Vec<(String, String)> = fields
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "MessageSid" => (name.clone(), "SM00000000000000000000000000000002".to_owned()),
+            "Body" => (name.clone(), "Tracking number 1Z999".to_owned()),
+            _ => (name.clone(), value.clone()),
+        })
+        .collect();
+    let signature =
+        twilio::signature("twilio-token", &format!("{PUBLIC_BASE_URL}/webhooks/acme/e2e-sms"), &follow_up).unwrap();
+    let form_2 = form_urlencoded::Serializer::new(String::new()).extend_pairs(&follow_up).finish();
+    let headers_2 = [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", signature.as_str())];
+    let answer = http_request(http, "POST", "/webhooks/acme/e2e-sms", &headers_2, form_2.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let sms = routed_contact(endpoints, "e2e-sms").await;
     assert_eq!(sms.channel, ChannelKind::Sms as i32);
     assert_eq!(sms.body, "My parcel never arrived");
+    assert_eq!(
+        conversation_texts(endpoints, &sms).await,
+        ["My parcel never arrived", "Tracking number 1Z999"],
+        "one conversation, each message once"
+    );
 
     // WhatsApp Cloud API.
     let payload = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
@@ -161,7 +192,7 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     let headers = [("content-type", "application/json"), ("x-hub-signature-256", signature.as_str())];
     let answer = http_request(http, "POST", "/webhooks/acme/e2e-whatsapp", &headers, payload.as_bytes()).await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
-    let whatsapp = routed_contact(endpoints, "e2e-whatsapp/wamid.E2E1").await;
+    let whatsapp = routed_contact(endpoints, "e2e-whatsapp").await;
     assert_eq!(whatsapp.channel, ChannelKind::Messenger as i32);
 
     // Telegram, with the wrong secret first.
@@ -174,7 +205,7 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     let headers = [("x-telegram-bot-api-secret-token", "tg_secret")];
     let answer = http_request(http, "POST", "/webhooks/acme/e2e-telegram", &headers, update.as_bytes()).await.unwrap();
     assert_eq!(answer.status, 200);
-    routed_contact(endpoints, "e2e-telegram/777:3").await;
+    routed_contact(endpoints, "e2e-telegram").await;
 
     // The same phone on SMS and WhatsApp is one customer of acme, whose
     // timeline CRM builds from the events shows both contacts.
@@ -203,7 +234,7 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     // Another tenant's path does not reach acme's channels.
     let answer = http_request(http, "POST", "/webhooks/globex/e2e-sms", &headers, form.as_bytes()).await.unwrap();
     assert_eq!(answer.status, 404);
-    assert_eq!(acme_contacts(endpoints).await.len(), 3, "three messages, three contacts");
+    assert_eq!(acme_contacts(endpoints).await.len(), 3, "three conversations, three contacts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,9 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
             update.end_time_millis = millis(abandoned.abandon_time.as_ref());
             Ok(Some(update))
         }
+        // The timeline keeps one entry per contact; a conversation's
+        // messages are read from ingestion's `ListMessages`.
+        contact_event::Kind::MessageAdded(_) => Ok(None),
     }
 }
 

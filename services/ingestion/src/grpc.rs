@@ -97,22 +97,23 @@ impl IngestionApi {
             }
             outcome => outcome?,
         };
-        self.admit(validated, customer).await
+        self.admit(validated, customer, SameRequest::SameBody).await
     }
 
-    /// A contact a channel's webhook brought in: the provider's signature,
-    /// checked with the channel's secret, authenticated it for the
-    /// channel's tenant; the channel's queue was checked when the channel
-    /// was saved (routing routes a contact of a deleted queue on defaults);
-    /// CRM resolves the sender from the event. Idempotent like
-    /// `CreateContact`, on the request id and the provider message id.
-    pub async fn create_from_channel(&self, request: CreateContactRequest) -> Result<Contact, Error> {
+    /// The contact of a conversation a channel's webhook opened: the
+    /// provider's signature, checked with the channel's secret,
+    /// authenticated it for the channel's tenant; the channel's queue was
+    /// checked when the channel was saved (routing routes a contact of a
+    /// deleted queue on defaults); CRM resolves the sender from the event.
+    /// The request id names the conversation, so a retry returns the
+    /// conversation's contact whatever message the retry carries.
+    pub async fn create_for_conversation(&self, request: CreateContactRequest) -> Result<Contact, Error> {
         let validated = validate_create_contact(&request)?;
         self.access.require_tenant(&validated.tenant)?;
-        if let Some(stored) = self.stored_already(&validated).await? {
-            return Ok(stored);
+        if let Some(existing) = self.store.find_by_request_id(&validated.tenant, &validated.request_id).await? {
+            return self.replay_created(existing).await;
         }
-        self.admit(validated, String::new()).await
+        self.admit(validated, String::new(), SameRequest::SameKey).await
     }
 
     /// The contact stored for this request already (same request id, or
@@ -146,7 +147,7 @@ impl IngestionApi {
     }
 
     /// Stores the contact of `validated` for `customer` and publishes it.
-    async fn admit(&self, validated: ValidatedContact, customer: String) -> Result<Contact, Error> {
+    async fn admit(&self, validated: ValidatedContact, customer: String, same: SameRequest) -> Result<Contact, Error> {
         let tenant = &validated.tenant;
         let contact_id = ContactId::generate();
         let requested = validated.contact.clone();
@@ -165,7 +166,7 @@ impl IngestionApi {
         };
         if let InsertOutcome::Existing(existing) = self.store.insert(&record).await? {
             // A concurrent call with the same key won the insert.
-            if existing.request_id == record.request_id {
+            if existing.request_id == record.request_id && same == SameRequest::SameBody {
                 check_same_request(&existing, &requested, &record.request_id)?;
             }
             return self.replay_created(*existing).await;
@@ -355,6 +356,16 @@ impl IngestionApi {
         }
         Ok(())
     }
+}
+
+/// What makes a create a retry of a stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SameRequest {
+    /// The client's request id, with the same contact (the API).
+    SameBody,
+    /// The request id alone: it is derived from what the contact is for
+    /// (a conversation), not from the request's content.
+    SameKey,
 }
 
 /// A `request_id` names one request: a retry must carry the same contact.

@@ -4,14 +4,18 @@
 //! CRM customer, stored (`store`) and published on `switchboard.contacts.v1`
 //! for routing (`grpc`).
 //!
-//! Serves `switchboard.ingestion.v1.IngestionService` and `ChannelService`
-//! (gRPC) and the channels' webhooks (HTTP, `webhooks`, on the provider
-//! formats of `channels`); runs the outbox relay on a timer.
+//! Serves `switchboard.ingestion.v1.IngestionService`, `ChannelService` and
+//! `ConversationService` (gRPC) and the channels' webhooks (HTTP,
+//! `webhooks`, on the provider formats of `channels`, into `conversations`);
+//! consumes `switchboard.routing.v1` (group `ingestion-conversations`) to
+//! close the conversations of ended contacts; runs the outbox relay of
+//! contacts and messages on a timer.
 
 pub mod channel_settings;
 pub mod channels;
 pub mod channels_api;
 pub mod conversations;
+pub mod conversations_api;
 pub mod domain;
 pub mod grpc;
 pub mod outbox;
@@ -22,15 +26,24 @@ pub mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_core::time::now_millis;
+use switchboard_platform::bus::Delivery;
 use switchboard_platform::grpc::lazy_channel;
+use switchboard_platform::service::ConsumerSpec;
 use switchboard_platform::service::{Every, Kit, Service};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::ingestion::v1::channel_service_server::ChannelServiceServer;
+use switchboard_proto::ingestion::v1::conversation_service_server::ConversationServiceServer;
 use switchboard_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
 use crate::channels_api::ChannelApi;
+use crate::conversations::ConversationStore;
+use crate::conversations::intake::{ConversationIntake, MESSAGE_RELAY_DELAY};
+use crate::conversations::memory::MemoryConversationStore;
+use crate::conversations::postgres::PostgresConversationStore;
+use crate::conversations_api::ConversationApi;
 use crate::grpc::IngestionApi;
 use crate::outbox::{Outbox, RELAY_DELAY};
 use crate::store::ContactStore;
@@ -39,6 +52,9 @@ use crate::store::memory::MemoryContactStore;
 use crate::store::postgres::{MIGRATIONS, PostgresContactStore};
 use crate::webhooks::Webhooks;
 
+/// The consumer (and group) that closes conversations whose contact ended.
+pub const CONVERSATIONS_CONSUMER: &str = "ingestion-conversations";
+
 /// How often the outbox relay looks for unpublished events.
 const RELAY_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -46,20 +62,26 @@ const RELAY_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Ingestion {
     pub store: Arc<dyn ContactStore>,
     pub channels: Arc<dyn ChannelStore>,
+    pub conversations: Arc<dyn ConversationStore>,
 }
 
 impl Service for Ingestion {
     const NAME: &'static str = "ingestion";
 
     fn in_memory(_kit: &mut Kit) -> Ingestion {
-        Ingestion { store: Arc::new(MemoryContactStore::new()), channels: Arc::new(MemoryChannelStore::default()) }
+        Ingestion {
+            store: Arc::new(MemoryContactStore::new()),
+            channels: Arc::new(MemoryChannelStore::default()),
+            conversations: Arc::new(MemoryConversationStore::default()),
+        }
     }
 
     async fn connect(kit: &mut Kit) -> anyhow::Result<Ingestion> {
         let pool = kit.postgres(MIGRATIONS).await?;
         Ok(Ingestion {
             store: Arc::new(PostgresContactStore::new(pool.clone())),
-            channels: Arc::new(PostgresChannelStore::new(pool)),
+            channels: Arc::new(PostgresChannelStore::new(pool.clone())),
+            conversations: Arc::new(PostgresConversationStore::new(pool)),
         })
     }
 
@@ -74,10 +96,30 @@ impl Service for Ingestion {
         let public_base_url = public_base_url(kit.config());
         let channels = ChannelApi::new(Arc::clone(&self.channels), kit.access(), routing, public_base_url.clone());
         kit.serve(ChannelServiceServer::new(channels).max_decoding_message_size(kit.max_message_bytes()));
-        kit.http(webhooks::router(Arc::new(Webhooks { channels: self.channels, intake: api, public_base_url })));
+        let conversations = Arc::new(ConversationIntake {
+            conversations: Arc::clone(&self.conversations),
+            contacts: api,
+            bus: kit.bus(),
+        });
+        let webhooks = Webhooks { channels: self.channels, conversations: Arc::clone(&conversations), public_base_url };
+        kit.http(webhooks::router(Arc::new(webhooks)));
+        let conversation_api = ConversationApi::new(Arc::clone(&self.conversations), kit.access());
+        kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
+
+        // A contact routing ended closes its conversation.
+        let closing = Arc::clone(&conversations);
+        let ended_contacts = ConsumerSpec::new(CONVERSATIONS_CONSUMER, &[ROUTING_TOPIC]).in_background();
+        kit.consume(ended_contacts, move |delivery: Delivery| {
+            let closing = Arc::clone(&closing);
+            async move { closing.on_routing_event(delivery).await }
+        })
+        .await?;
         kit.every(Every::new("ingestion-outbox-relay", RELAY_INTERVAL), move || {
-            let outbox = Arc::clone(&outbox);
-            async move { outbox.relay_once(now_millis(), RELAY_DELAY).await.map(|_relayed| ()) }
+            let (outbox, conversations) = (Arc::clone(&outbox), Arc::clone(&conversations));
+            async move {
+                outbox.relay_once(now_millis(), RELAY_DELAY).await?;
+                conversations.relay_once(MESSAGE_RELAY_DELAY).await.map(|_relayed| ())
+            }
         });
         Ok(())
     }

@@ -29,8 +29,8 @@ use switchboard_proto::ingestion::v1::{Channel as ChannelResource, Contact, Crea
 use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
 use crate::channels::{Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, meta, telegram, twilio};
 use crate::channels_api::{is_active, provider_label};
+use crate::conversations::intake::ConversationIntake;
 use crate::domain::MAX_BODY_BYTES;
-use crate::grpc::IngestionApi;
 use crate::store::channels::ChannelStore;
 
 /// Longest subject taken from a message's first line, in characters.
@@ -39,7 +39,7 @@ const SUBJECT_CHARS: usize = 120;
 /// What the webhook routes need.
 pub struct Webhooks {
     pub channels: Arc<dyn ChannelStore>,
-    pub intake: Arc<IngestionApi>,
+    pub conversations: Arc<ConversationIntake>,
     /// As [`crate::channels_api::ChannelApi::webhook_url`] builds it: what
     /// Twilio's signature covers.
     pub public_base_url: String,
@@ -228,7 +228,7 @@ impl Webhooks {
         Outcome::Accepted(acknowledgement)
     }
 
-    /// Takes one customer message in as a contact of the channel's queue.
+    /// Takes one customer message into its conversation.
     async fn take_message(
         &self,
         tenant: &TenantId,
@@ -236,45 +236,36 @@ impl Webhooks {
         resource: &ChannelResource,
         message: InboundMessage,
     ) -> Result<&'static str, Error> {
-        let request = contact_request(tenant, channel_id, resource, message);
-        let contact = self.intake.create_from_channel(request).await?;
-        tracing::info!(tenant = %tenant, channel = %channel_id, contact = %contact.name, "webhook message taken in");
-        Ok("stored")
+        let taken = self.conversations.take(tenant, channel_id, resource, message).await?;
+        Ok(taken.label())
     }
 }
 
-/// The `CreateContact` a customer message amounts to. Its provider message
-/// id is scoped by the channel (two bots' ids may coincide), and so is its
-/// request id, derived from it, so a redelivery is the same request.
+/// The `CreateContact` that opens a conversation with `message`, its
+/// request id `request_id`: the channel's queue, the sender, the text as
+/// the body and its first line as the subject, and what the provider said
+/// about the sender and the message as attributes.
 pub fn contact_request(
     tenant: &TenantId,
     channel_id: &ChannelId,
     resource: &ChannelResource,
-    message: InboundMessage,
+    message: &InboundMessage,
+    request_id: String,
 ) -> CreateContactRequest {
-    use sha2::Digest;
-    let provider_message_id = format!("{channel_id}/{}", message.provider_message_id);
-    let digest = sha2::Sha256::digest(provider_message_id.as_bytes());
-    let request_id = format!("webhook-{}", &hex::encode(digest)[..40]);
     let subject: String = message.text.lines().next().unwrap_or_default().chars().take(SUBJECT_CHARS).collect();
     let mut attributes = std::collections::HashMap::from([
         ("channel".to_owned(), channel_id.to_string()),
         ("provider".to_owned(), provider_label(resource).to_owned()),
     ]);
     let optional = [
-        ("display_name", message.display_name),
-        ("to", message.to),
-        ("thread", message.thread),
-        ("sent_at_ms", message.sent_at_ms.map(|millis| millis.to_string()).unwrap_or_default()),
+        ("display_name", message.display_name.clone()),
+        ("to", message.to.clone()),
+        ("thread", message.thread.clone()),
     ];
     for (key, value) in optional {
         if !value.is_empty() {
             attributes.insert(key.to_owned(), value);
         }
-    }
-    for (index, attachment) in message.attachments.iter().enumerate() {
-        let described = format!("{} {}", attachment.content_type, attachment.reference);
-        attributes.insert(format!("attachment.{index}"), described.chars().take(1000).collect());
     }
     CreateContactRequest {
         parent: format!("tenants/{tenant}"),
@@ -285,9 +276,8 @@ pub fn contact_request(
             from: Some(identity_to_proto(&message.from)),
             queue: resource.queue.clone(),
             subject,
-            body: within_bytes(message.text, MAX_BODY_BYTES),
+            body: within_bytes(message.text.clone(), MAX_BODY_BYTES),
             attributes,
-            provider_message_id,
             ..Contact::default()
         }),
     }

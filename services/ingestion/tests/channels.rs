@@ -11,13 +11,19 @@
 mod support;
 
 use support::*;
+use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_ingestion::channels::{meta, twilio};
+use switchboard_platform::bus::EventBus;
 use switchboard_proto::common::v1::Channel as ChannelKind;
+use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
-    Channel, CreateChannelRequest, DeleteChannelRequest, GetChannelRequest, ListChannelsRequest, ListContactsRequest,
-    MetaProduct, MetaSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest,
+    Channel, Conversation, ConversationState, CreateChannelRequest, DeleteChannelRequest, GetChannelRequest,
+    ListChannelsRequest, ListContactsRequest, ListConversationsRequest, ListMessagesRequest, Message, MetaProduct,
+    MetaSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest, contact_event,
 };
+use switchboard_proto::routing::v1::{ContactCompleted, RoutingEvent, routing_event};
 use switchboard_test_support::{HttpAnswer, http_request, violated_fields};
 use tonic::Code;
 
@@ -219,8 +225,26 @@ async fn bad_channels_name_every_field_and_other_tenants_cannot_touch_them() {
     assert_eq!(duplicate.unwrap_err().code(), Code::AlreadyExists);
 }
 
+/// The event's contact event kind, or a panic naming what came instead.
+fn contact_event_kind(envelope: &EventEnvelope) -> contact_event::Kind {
+    match &envelope.payload {
+        Some(Payload::Contact(event)) => event.kind.clone().expect("a contact event kind"),
+        other => panic!("not a contact event: {other:?}"),
+    }
+}
+
+async fn acme_conversations(harness: &mut Harness) -> Vec<Conversation> {
+    let request = ListConversationsRequest { parent: "tenants/acme".to_owned(), ..Default::default() };
+    harness.conversations.list_conversations(authed(request, ACME_READER_KEY)).await.unwrap().into_inner().conversations
+}
+
+async fn messages_of(harness: &mut Harness, conversation: &str) -> Vec<Message> {
+    let request = ListMessagesRequest { parent: conversation.to_owned(), ..Default::default() };
+    harness.conversations.list_messages(authed(request, ACME_READER_KEY)).await.unwrap().into_inner().messages
+}
+
 #[tokio::test]
-async fn a_twilio_message_becomes_one_contact_however_often_it_is_delivered() {
+async fn a_customers_messages_make_one_conversation_and_one_contact_however_often_delivered() {
     let mut harness = Harness::start().await;
     create_channel(&mut harness, "sms-line", twilio_channel()).await;
     let fields = inbound_sms("SM1f0e2d3c4b5a69788796a5b4c3d2e1f0", "Where is my order?\nIt is late.");
@@ -236,15 +260,63 @@ async fn a_twilio_message_becomes_one_contact_however_often_it_is_delivered() {
     assert_eq!(contact.queue, SUPPORT_QUEUE);
     assert_eq!(contact.subject, "Where is my order?");
     assert_eq!(contact.body, "Where is my order?\nIt is late.");
-    assert_eq!(contact.provider_message_id, "sms-line/SM1f0e2d3c4b5a69788796a5b4c3d2e1f0");
     assert_eq!(contact.attributes.get("provider").map(String::as_str), Some("twilio"));
+    let conversations = acme_conversations(&mut harness).await;
+    assert_eq!(conversations.len(), 1);
+    let conversation = &conversations[0];
+    assert_eq!(conversation.contact, contact.name);
+    assert_eq!(conversation.state, ConversationState::Open as i32);
+    assert_eq!(conversation.channel, "tenants/acme/channels/sms-line");
+    assert_eq!(contact.attributes.get("conversation"), Some(&conversation.name));
     let created = harness.next_event().await;
+    assert!(matches!(contact_event_kind(&created), contact_event::Kind::Created(_)));
     assert_eq!((created.tenant.as_str(), created.subject.as_str()), ("acme", contact.name.rsplit('/').next().unwrap()));
+    let added = harness.next_event().await;
+    let contact_event::Kind::MessageAdded(added) = contact_event_kind(&added) else { panic!("a MessageAdded") };
+    assert_eq!(
+        (added.conversation.as_str(), added.contact.as_str()),
+        (conversation.name.as_str(), contact.name.as_str())
+    );
 
     let retried = post_twilio(&harness, "sms-line", &fields, TWILIO_TOKEN).await;
     assert_eq!(retried.status, 200, "a redelivery is acknowledged");
-    assert_eq!(acme_contacts(&mut harness).await.len(), 1, "and makes no second contact");
+    let follow_up = inbound_sms("SM00000000000000000000000000000002", "Order 1234");
+    assert_eq!(post_twilio(&harness, "sms-line", &follow_up, TWILIO_TOKEN).await.status, 200);
+    assert_eq!(acme_contacts(&mut harness).await.len(), 1, "the redelivery and the follow-up make no second contact");
+    let messages = messages_of(&mut harness, &conversation.name).await;
+    let texts: Vec<&str> = messages.iter().map(|message| message.text.as_str()).collect();
+    assert_eq!(texts, ["Where is my order?\nIt is late.", "Order 1234"], "both messages, once each, oldest first");
+    assert_eq!(messages[0].provider_message_id, "sms-line/SM1f0e2d3c4b5a69788796a5b4c3d2e1f0");
+    assert_eq!(messages[0].author, "+15558675310");
+    let added = harness.next_event().await;
+    assert!(matches!(contact_event_kind(&added), contact_event::Kind::MessageAdded(_)), "the follow-up's event");
     harness.assert_no_more_events().await;
+
+    // Routing completes the contact: its conversation closes, and the
+    // customer's next message opens a new conversation and contact.
+    let completed = RoutingEvent {
+        kind: Some(routing_event::Kind::Completed(ContactCompleted {
+            contact: contact.name.clone(),
+            ..ContactCompleted::default()
+        })),
+    };
+    let tenant = switchboard_core::TenantId::parse("acme", "tenant").unwrap();
+    let envelope = switchboard_core::event::envelope(Some(&tenant), &created.subject, Payload::Routing(completed));
+    harness.bus.publish(ROUTING_TOPIC, &envelope).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while acme_conversations(&mut harness).await[0].state != ConversationState::Closed as i32 {
+        assert!(tokio::time::Instant::now() < deadline, "the conversation closes once routing completes its contact");
+        tokio::task::yield_now().await;
+    }
+    let closed = &acme_conversations(&mut harness).await[0];
+    assert_eq!(closed.close_reason, "CONTACT_ENDED");
+    let next_day = inbound_sms("SM00000000000000000000000000000003", "Me again");
+    assert_eq!(post_twilio(&harness, "sms-line", &next_day, TWILIO_TOKEN).await.status, 200);
+    assert_eq!(acme_contacts(&mut harness).await.len(), 2, "a new contact to route");
+    let conversations = acme_conversations(&mut harness).await;
+    assert_eq!(conversations.len(), 2);
+    assert_eq!(conversations[0].state, ConversationState::Open as i32, "the newest is open");
+    assert_eq!(messages_of(&mut harness, &conversations[0].name).await.len(), 1);
 }
 
 #[tokio::test]

@@ -140,7 +140,8 @@ impl Engine {
                         }
                         self.on_customer_left(&tenant, &contact).await
                     }
-                    None => Ok(()),
+                    // A message joining a conversation changes nothing routing decides.
+                    Some(contact_event::Kind::MessageAdded(_)) | None => Ok(()),
                 }
             }
             Some(Payload::Presence(event)) => match event.kind {

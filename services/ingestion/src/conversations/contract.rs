@@ -87,10 +87,12 @@ async fn messages_join_the_open_conversation(store: &dyn ConversationStore) -> a
     let bob = store.open_or_join(&candidate(&tenant, &phone("+15550002"), 2_000)?, HOUR_MS).await?;
     ensure!(bob.opened, "another sender has a conversation of its own");
 
-    let messages = store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(10, None)).await?;
+    let messages =
+        store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(10, None)).await?;
     let texts: Vec<&str> = messages.iter().map(|message| message.message.text.as_str()).collect();
     ensure!(texts == ["text of m1", "text of m2"], "messages oldest first: {texts:?}");
-    let page = store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(1, None)).await?;
+    let page =
+        store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(1, None)).await?;
     let rest = PageRequest::resume_after(1, Some(page[0].message_id.as_str()));
     let rest = store.messages(&tenant, &first.conversation.conversation_id, &rest).await?;
     ensure!(rest.len() == 1 && rest[0].message.text == "text of m2", "messages page after a key");

@@ -147,7 +147,11 @@ impl ConversationStore for MemoryConversationStore {
         conversation_id: &ConversationId,
     ) -> Result<Option<ConversationRecord>, Error> {
         let tenants = self.lock();
-        Ok(tenants.conversations.get(tenant).and_then(|conversations| conversations.get(conversation_id.as_str())).cloned())
+        Ok(tenants
+            .conversations
+            .get(tenant)
+            .and_then(|conversations| conversations.get(conversation_id.as_str()))
+            .cloned())
     }
 
     async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<ConversationRecord>, Error> {
@@ -156,7 +160,9 @@ impl ConversationStore for MemoryConversationStore {
         Ok(conversations
             .values()
             .rev()
-            .filter(|conversation| page.after.as_deref().is_none_or(|after| conversation.conversation_id.as_str() < after))
+            .filter(|conversation| {
+                page.after.as_deref().is_none_or(|after| conversation.conversation_id.as_str() < after)
+            })
             .take(page.size + 1)
             .cloned()
             .collect())
@@ -188,7 +194,8 @@ impl ConversationStore for MemoryConversationStore {
             .filter(|message| !message.published && message.created_ms < cutoff_ms)
             .cloned()
             .collect();
-        pending.sort_by(|left, right| left.created_ms.cmp(&right.created_ms).then(left.message_id.cmp(&right.message_id)));
+        pending
+            .sort_by(|left, right| left.created_ms.cmp(&right.created_ms).then(left.message_id.cmp(&right.message_id)));
         pending.truncate(limit);
         Ok(pending)
     }

@@ -11,6 +11,7 @@
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod intake;
 pub mod memory;
 pub mod postgres;
 
@@ -135,8 +136,11 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Closes the open conversation of the contact (`CONTACT_ENDED`);
     /// false when none is open.
     async fn close_for_contact(&self, tenant: &TenantId, contact: &ContactId, at_ms: i64) -> Result<bool, Error>;
-    async fn get(&self, tenant: &TenantId, conversation_id: &ConversationId)
-    -> Result<Option<ConversationRecord>, Error>;
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<ConversationRecord>, Error>;
     /// Up to `page.size + 1` conversations, newest first, with ids below
     /// `page.after`.
     async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<ConversationRecord>, Error>;

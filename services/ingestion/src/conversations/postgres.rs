@@ -86,7 +86,10 @@ fn corrupt(problem: impl std::fmt::Display) -> Error {
 fn conversation_from_row(row: &Row) -> Result<ConversationRecord, Error> {
     let text = |index: usize| row.try_get::<_, String>(index).map_err(corrupt);
     let kind = text(4)?;
-    let closed = match (row.try_get::<_, Option<i64>>(9).map_err(corrupt)?, row.try_get::<_, Option<String>>(10).map_err(corrupt)?) {
+    let closed = match (
+        row.try_get::<_, Option<i64>>(9).map_err(corrupt)?,
+        row.try_get::<_, Option<String>>(10).map_err(corrupt)?,
+    ) {
         (Some(at_ms), Some(reason)) => Some(Closed {
             at_ms,
             reason: CloseReason::parse(&reason).ok_or_else(|| corrupt(format!("close reason `{reason}`")))?,

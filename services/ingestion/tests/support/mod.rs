@@ -24,6 +24,7 @@ use switchboard_proto::crm::v1::crm_service_server::{CrmService, CrmServiceServe
 use switchboard_proto::crm::v1::*;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::ingestion::v1::conversation_service_client::ConversationServiceClient;
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
 use switchboard_proto::routing::v1::routing_service_server::{RoutingService, RoutingServiceServer};
@@ -298,6 +299,7 @@ async fn connect(url: String) -> GrpcChannel {
 pub struct Harness {
     pub client: IngestionServiceClient<GrpcChannel>,
     pub channels: ChannelServiceClient<GrpcChannel>,
+    pub conversations: ConversationServiceClient<GrpcChannel>,
     /// The HTTP server (webhooks, metrics).
     pub http: std::net::SocketAddr,
     pub store: Arc<dyn ContactStore>,
@@ -345,11 +347,13 @@ impl Harness {
         let running = start_service_with_http(kit, service).await;
         let grpc = connect(running.url()).await;
         let client = IngestionServiceClient::new(grpc.clone());
-        let channels = ChannelServiceClient::new(grpc);
+        let channels = ChannelServiceClient::new(grpc.clone());
+        let conversations = ConversationServiceClient::new(grpc);
         let http = running.http_address.expect("started with HTTP");
         Harness {
             client,
             channels,
+            conversations,
             http,
             store,
             bus,

@@ -56,7 +56,8 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
         Payload::Contact(event) => match &event.kind {
             Some(contact_event::Kind::Created(created)) => EventReader::Created(created),
             Some(contact_event::Kind::Abandoned(abandoned)) => EventReader::CustomerLeft(abandoned),
-            None => return Ok(None),
+            // No KPI counts messages yet (usage metering will).
+            Some(contact_event::Kind::MessageAdded(_)) | None => return Ok(None),
         },
         Payload::Routing(event) => match &event.kind {
             Some(routing_event::Kind::Queued(queued)) => EventReader::Queued(queued),
