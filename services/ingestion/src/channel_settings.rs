@@ -5,6 +5,7 @@
 use switchboard_core::error::FieldViolation;
 use switchboard_core::identity::{IdentityKind, normalize_identity};
 use switchboard_core::names::parse_queue;
+use switchboard_core::time::checked_duration_millis;
 use switchboard_core::{Error, TenantId};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{Channel, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings};
@@ -25,6 +26,7 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "display_name",
     "queue",
     "disabled",
+    "conversation_window",
     "twilio.account_sid",
     "twilio.from",
     "twilio.api_base_url",
@@ -40,6 +42,8 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
+const MIN_WINDOW_MS: i64 = 60_000;
+const MAX_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
 const MAX_SECRET_BYTES: usize = 1024;
 const MAX_URL_BYTES: usize = 2048;
 
@@ -96,6 +100,14 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
         }
         Ok(_) => {}
         Err(error) => violations.0.extend(error.field_violations),
+    }
+    if let Some(window) = &channel.conversation_window {
+        let window_field = format!("{field}.conversation_window");
+        match checked_duration_millis(window) {
+            Ok(millis) if (MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(&millis) => {}
+            Ok(_) => violations.add(window_field, "must be between 1 minute and 30 days"),
+            Err(problem) => violations.add(window_field, problem),
+        }
     }
     match &channel.provider {
         None => violations.add(format!("{field}.provider"), "is required: one of twilio, meta, telegram"),
@@ -209,6 +221,7 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
             "display_name" => stored.display_name = changes.display_name.clone(),
             "queue" => stored.queue = changes.queue.clone(),
             "disabled" => stored.disabled = changes.disabled,
+            "conversation_window" => stored.conversation_window = changes.conversation_window,
             provider_path => {
                 let (provider, setting) = provider_path.split_once('.').unwrap_or((provider_path, ""));
                 let mismatch = || {

@@ -200,6 +200,17 @@ async fn bad_channels_name_every_field_and_other_tenants_cannot_touch_them() {
         ]
     );
 
+    let short_window =
+        Channel { conversation_window: Some(prost_types::Duration { seconds: 30, nanos: 0 }), ..telegram_channel() };
+    let error = harness.channels.create_channel(authed(request(short_window), ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(violated_fields(&error), ["channel.conversation_window"], "a window under a minute");
+    let malformed_window = Channel {
+        conversation_window: Some(prost_types::Duration { seconds: 3_600, nanos: -1 }),
+        ..telegram_channel()
+    };
+    let error = harness.channels.create_channel(authed(request(malformed_window), ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!(violated_fields(&error), ["channel.conversation_window"], "mixed signs");
+
     let unknown_queue = Channel { queue: "tenants/acme/queues/nowhere".to_owned(), ..telegram_channel() };
     let error = harness.channels.create_channel(authed(request(unknown_queue), ACME_ADMIN_KEY)).await.unwrap_err();
     assert_eq!((error.code(), violated_fields(&error)), (Code::NotFound, vec!["channel.queue".to_owned()]));

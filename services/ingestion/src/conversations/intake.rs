@@ -14,7 +14,7 @@ use std::time::Duration;
 use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_core::names::{conversation_name, message_name, parse_contact};
-use switchboard_core::time::{millis_from_timestamp, now_millis, timestamp_from_millis};
+use switchboard_core::time::{millis_from_duration, millis_from_timestamp, now_millis, timestamp_from_millis};
 use switchboard_core::{ChannelId, ContactId, ConversationId, Error, MessageId, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_proto::common::v1::Direction;
@@ -63,12 +63,8 @@ pub struct ConversationIntake {
 
 /// A channel's conversation window, in milliseconds.
 pub fn window_ms(channel: &ChannelResource) -> i64 {
-    channel
-        .conversation_window
-        .as_ref()
-        .map(|window| window.seconds.saturating_mul(1000) + i64::from(window.nanos / 1_000_000))
-        .filter(|window| *window > 0)
-        .unwrap_or(DEFAULT_WINDOW_MS)
+    // Validated when the channel was saved.
+    channel.conversation_window.as_ref().and_then(millis_from_duration).unwrap_or(DEFAULT_WINDOW_MS)
 }
 
 impl ConversationIntake {
