@@ -144,7 +144,7 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
         }
         // The timeline keeps one entry per contact; a conversation's
         // messages are read from ingestion's `ListMessages`.
-        contact_event::Kind::MessageAdded(_) => Ok(None),
+        contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_) => Ok(None),
     }
 }
 

@@ -1,27 +1,49 @@
 //! `switchboard.ingestion.v1.ConversationService`: a tenant's
-//! conversations and their messages, for readers of the tenant.
+//! conversations and their messages, for readers of the tenant and the
+//! agents offered or handling them; replies from the handling agent (or a
+//! tenant admin) through the conversation's channel.
 
 use std::sync::Arc;
 
 use switchboard_core::identity::identity_to_proto;
-use switchboard_core::names::{channel_name, contact_name, conversation_name, parse_conversation, parse_tenant};
+use switchboard_core::names::{
+    agent_name, channel_name, contact_name, conversation_name, parse_conversation, parse_tenant,
+};
 use switchboard_core::time::timestamp_from_millis;
-use switchboard_core::{Error, Principal};
+use switchboard_core::{Error, Principal, Role};
 use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
-use switchboard_platform::status::IntoStatus;
+use switchboard_platform::status::{IntoStatus, from_status};
+use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::ingestion::v1::conversation_service_server::ConversationService;
 use switchboard_proto::ingestion::v1::{
     Conversation, ConversationState, GetConversationRequest, ListConversationsRequest, ListConversationsResponse,
-    ListMessagesRequest, ListMessagesResponse,
+    ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest,
 };
-use tonic::{Request, Response, Status};
+use switchboard_proto::routing::v1::GetAssignmentRequest;
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use tonic::transport::Channel as GrpcChannel;
+use tonic::{Code, Request, Response, Status};
 
+use crate::conversations::intake::ConversationIntake;
 use crate::conversations::{ConversationRecord, ConversationStore, MessageRecord};
 
 pub struct ConversationApi {
     store: Arc<dyn ConversationStore>,
+    intake: Arc<ConversationIntake>,
     access: Arc<AccessControl>,
+    routing: RoutingServiceClient<GrpcChannel>,
+}
+
+/// Longest message to a customer, in characters.
+pub const MAX_REPLY_CHARS: usize = 4096;
+
+/// What the caller wants to do with a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Read,
+    Reply,
 }
 
 /// A conversation as clients see it.
@@ -42,15 +64,110 @@ pub fn conversation_view(record: ConversationRecord) -> Conversation {
 }
 
 impl ConversationApi {
-    pub fn new(store: Arc<dyn ConversationStore>, access: Arc<AccessControl>) -> ConversationApi {
-        ConversationApi { store, access }
+    pub fn new(
+        intake: Arc<ConversationIntake>,
+        access: Arc<AccessControl>,
+        routing: RoutingServiceClient<GrpcChannel>,
+    ) -> ConversationApi {
+        ConversationApi { store: Arc::clone(&intake.conversations), intake, access, routing }
     }
 
-    async fn get(&self, principal: &Principal, request: GetConversationRequest) -> Result<Conversation, Error> {
-        let (tenant, conversation_id) = parse_conversation(&request.name, "name")?;
-        self.access.authorize_read(principal, &tenant)?;
-        let record = self.store.get(&tenant, &conversation_id).await?;
-        record.map(conversation_view).ok_or_else(|| Error::not_found(request.name))
+    /// The conversation `name` if the caller may `use` it: tenant readers
+    /// read and tenant admins also reply; an agent reads the conversations
+    /// of contacts it is offered or handling and replies on those it
+    /// handles, as routing (asked on the agent's own credential) says.
+    async fn conversation_for(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        name: &str,
+        field: &str,
+        usage: Use,
+    ) -> Result<ConversationRecord, Error> {
+        let (tenant, conversation_id) = parse_conversation(name, field)?;
+        if principal.role != Role::Agent {
+            match usage {
+                Use::Read => self.access.authorize_read(principal, &tenant)?,
+                Use::Reply => self.access.authorize_write(principal, &tenant)?,
+            }
+            let record = self.store.get(&tenant, &conversation_id).await?;
+            return record.ok_or_else(|| Error::not_found(name.to_owned()));
+        }
+        self.access.require_tenant(&tenant)?;
+        // Absent and not the agent's look the same to an agent.
+        let not_found = || Error::not_found(name.to_owned());
+        let record = self.store.get(&tenant, &conversation_id).await?.ok_or_else(not_found)?;
+        let contact = record.contact.as_ref().ok_or_else(not_found)?;
+        let request = call.request(GetAssignmentRequest { contact: contact_name(&tenant, contact) });
+        let assignment = match self.routing.clone().get_assignment(request).await {
+            Ok(assignment) => assignment.into_inner(),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::PermissionDenied) => return Err(not_found()),
+            Err(status) => return Err(from_status(&status)),
+        };
+        let own = principal.agent.as_ref().is_some_and(|agent| assignment.agent == agent_name(agent));
+        let status = ContactStatus::try_from(assignment.status).unwrap_or(ContactStatus::Unspecified);
+        let allowed = match usage {
+            Use::Read => own && matches!(status, ContactStatus::Offered | ContactStatus::Answered),
+            Use::Reply => own && status == ContactStatus::Answered,
+        };
+        if !allowed {
+            return Err(match usage {
+                Use::Read => not_found(),
+                Use::Reply => Error::failed_precondition("only the agent handling the contact may reply")
+                    .with_reason("NOT_ASSIGNED_TO_AGENT")
+                    .with_resource(name.to_owned()),
+            });
+        }
+        Ok(record)
+    }
+
+    async fn get(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        request: GetConversationRequest,
+    ) -> Result<Conversation, Error> {
+        let record = self.conversation_for(principal, call, &request.name, "name", Use::Read).await?;
+        Ok(conversation_view(record))
+    }
+
+    async fn send(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        request: SendMessageRequest,
+    ) -> Result<Message, Error> {
+        let mut problems = Vec::new();
+        if request.text.trim().is_empty() {
+            problems.push(("text", "is required".to_owned()));
+        } else if request.text.chars().count() > MAX_REPLY_CHARS
+            || request.text.chars().any(|character| character.is_control() && !matches!(character, '\n' | '\t'))
+        {
+            problems.push((
+                "text",
+                format!("must be at most {MAX_REPLY_CHARS} characters, no control characters but line breaks and tabs"),
+            ));
+        }
+        if request.request_id.is_empty()
+            || request.request_id.len() > 128
+            || !request.request_id.bytes().all(|byte| (b' '..=b'~').contains(&byte))
+        {
+            problems.push(("request_id", "is required: at most 128 printable ASCII characters".to_owned()));
+        }
+        if let Some((field, description)) = problems.first() {
+            let mut error = Error::invalid_field(*field, description.clone());
+            for (field, description) in problems.iter().skip(1) {
+                error = error.with_field_violation(*field, description.clone());
+            }
+            return Err(error);
+        }
+        let conversation = self.conversation_for(principal, call, &request.parent, "parent", Use::Reply).await?;
+        let author = match &principal.agent {
+            Some(agent) if principal.role == Role::Agent => agent_name(agent),
+            _ => format!("keys/{}", principal.key_name),
+        };
+        let record = self.intake.reply(&conversation, &author, &request.text, &request.request_id).await?;
+        Ok(record.message)
     }
 
     async fn list(
@@ -74,13 +191,11 @@ impl ConversationApi {
     async fn messages(
         &self,
         principal: &Principal,
+        call: &CallContext,
         request: ListMessagesRequest,
     ) -> Result<ListMessagesResponse, Error> {
-        let (tenant, conversation_id) = parse_conversation(&request.parent, "parent")?;
-        self.access.authorize_read(principal, &tenant)?;
-        if self.store.get(&tenant, &conversation_id).await?.is_none() {
-            return Err(Error::not_found(request.parent));
-        }
+        let conversation = self.conversation_for(principal, call, &request.parent, "parent", Use::Read).await?;
+        let (tenant, conversation_id) = (conversation.tenant, conversation.conversation_id);
         let list = format!("ingestion.ListMessages {}", request.parent);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let records = self.store.messages(&tenant, &conversation_id, &page_request).await?;
@@ -100,7 +215,8 @@ impl ConversationService for ConversationApi {
         request: Request<GetConversationRequest>,
     ) -> Result<Response<Conversation>, Status> {
         let principal = principal(&request)?;
-        self.get(&principal, request.into_inner()).await.into_status().map(Response::new)
+        let call = CallContext::from_metadata(request.metadata());
+        self.get(&principal, &call, request.into_inner()).await.into_status().map(Response::new)
     }
 
     async fn list_conversations(
@@ -116,6 +232,13 @@ impl ConversationService for ConversationApi {
         request: Request<ListMessagesRequest>,
     ) -> Result<Response<ListMessagesResponse>, Status> {
         let principal = principal(&request)?;
-        self.messages(&principal, request.into_inner()).await.into_status().map(Response::new)
+        let call = CallContext::from_metadata(request.metadata());
+        self.messages(&principal, &call, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn send_message(&self, request: Request<SendMessageRequest>) -> Result<Response<Message>, Status> {
+        let principal = principal(&request)?;
+        let call = CallContext::from_metadata(request.metadata());
+        self.send(&principal, &call, request.into_inner()).await.into_status().map(Response::new)
     }
 }

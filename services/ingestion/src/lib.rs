@@ -43,6 +43,7 @@ use crate::conversations::ConversationStore;
 use crate::conversations::intake::{ConversationIntake, MESSAGE_RELAY_DELAY};
 use crate::conversations::memory::MemoryConversationStore;
 use crate::conversations::postgres::PostgresConversationStore;
+use crate::conversations::replies::Connector;
 use crate::conversations_api::ConversationApi;
 use crate::grpc::IngestionApi;
 use crate::outbox::{Outbox, RELAY_DELAY};
@@ -54,6 +55,10 @@ use crate::webhooks::Webhooks;
 
 /// The consumer (and group) that closes conversations whose contact ended.
 pub const CONVERSATIONS_CONSUMER: &str = "ingestion-conversations";
+
+/// How often the connector looks for messages due to be sent (it is also
+/// woken by every reply).
+const CONNECTOR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the outbox relay looks for unpublished events.
 const RELAY_INTERVAL: Duration = Duration::from_secs(2);
@@ -94,16 +99,21 @@ impl Service for Ingestion {
             IngestionServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(kit.max_message_bytes()),
         );
         let public_base_url = public_base_url(kit.config());
+        let routing_for_conversations = routing.clone();
         let channels = ChannelApi::new(Arc::clone(&self.channels), kit.access(), routing, public_base_url.clone());
         kit.serve(ChannelServiceServer::new(channels).max_decoding_message_size(kit.max_message_bytes()));
+        let sends = Arc::new(tokio::sync::Notify::new());
         let conversations = Arc::new(ConversationIntake {
             conversations: Arc::clone(&self.conversations),
             contacts: api,
             bus: kit.bus(),
+            sends: Arc::clone(&sends),
         });
+        let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
         let webhooks = Webhooks { channels: self.channels, conversations: Arc::clone(&conversations), public_base_url };
         kit.http(webhooks::router(Arc::new(webhooks)));
-        let conversation_api = ConversationApi::new(Arc::clone(&self.conversations), kit.access());
+        let conversation_api =
+            ConversationApi::new(Arc::clone(&conversations), kit.access(), routing_for_conversations);
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
 
         // A contact routing ended closes its conversation.
@@ -114,6 +124,10 @@ impl Service for Ingestion {
             async move { closing.on_routing_event(delivery).await }
         })
         .await?;
+        kit.every(Every::new("ingestion-connector", CONNECTOR_INTERVAL).woken_by(sends), move || {
+            let connector = Arc::clone(&connector);
+            async move { connector.send_due().await.map(|_attempted| ()) }
+        });
         kit.every(Every::new("ingestion-outbox-relay", RELAY_INTERVAL), move || {
             let (outbox, conversations) = (Arc::clone(&outbox), Arc::clone(&conversations));
             async move {

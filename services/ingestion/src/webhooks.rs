@@ -206,10 +206,12 @@ impl Webhooks {
                 Inbound::Message(message) => {
                     ("message", self.take_message(tenant, channel_id, resource, message).await)
                 }
-                // Edits and delivery reports land on conversations, which
-                // this service does not keep yet: counted, not applied.
+                // Edits are verified and counted, not applied yet.
                 Inbound::Edit(_) => ("edit", Ok("not_applied")),
-                Inbound::Status(_) => ("status", Ok("not_applied")),
+                Inbound::Status(report) => {
+                    let applied = self.conversations.apply_report(tenant, channel_id, report).await;
+                    ("status", applied.map(|found| if found { "applied" } else { "unknown_message" }))
+                }
             };
             let outcome = match outcome {
                 Ok(outcome) => outcome,

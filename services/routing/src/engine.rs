@@ -140,8 +140,9 @@ impl Engine {
                         }
                         self.on_customer_left(&tenant, &contact).await
                     }
-                    // A message joining a conversation changes nothing routing decides.
-                    Some(contact_event::Kind::MessageAdded(_)) | None => Ok(()),
+                    // A conversation's messages change nothing routing decides.
+                    Some(contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_))
+                    | None => Ok(()),
                 }
             }
             Some(Payload::Presence(event)) => match event.kind {

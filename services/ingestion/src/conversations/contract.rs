@@ -10,7 +10,9 @@ use switchboard_core::{ChannelId, ContactId, ConversationId, MessageId, TenantId
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::ingestion::v1::Message;
 
-use super::{Added, CloseReason, ConversationRecord, ConversationStore, MessageRecord};
+use switchboard_proto::ingestion::v1::DeliveryState;
+
+use super::{Added, CloseReason, ConversationRecord, ConversationStore, MessageRecord, OutboundUpdate};
 use crate::store::contract::fresh_tenant;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -30,6 +32,7 @@ pub async fn run_conversation_contract(store: Arc<dyn ConversationStore>) -> any
         .await
         .context("unpublished_messages_are_found_for_the_relay")?;
     tenants_are_isolated(store.as_ref()).await.context("tenants_are_isolated")?;
+    outbound_messages_only_move_forward(store.as_ref()).await.context("outbound_messages_only_move_forward")?;
     Ok(())
 }
 
@@ -64,6 +67,8 @@ pub fn message(conversation: &ConversationRecord, provider_id: &str, at_ms: i64)
         created_ms: at_ms,
         event_id: switchboard_core::event::new_event_id(),
         published: false,
+        attempts: 0,
+        next_attempt_ms: 0,
     }
 }
 
@@ -193,6 +198,66 @@ async fn tenants_are_isolated(store: &dyn ConversationStore) -> anyhow::Result<(
     let empty = PageRequest::resume_after(10, None);
     let leaked = store.messages(&globex, &acme_one.conversation.conversation_id, &empty).await?;
     ensure!(leaked.is_empty(), "no messages across tenants");
+    Ok(())
+}
+
+/// An outbound message of `conversation` queued at `at_ms` with `request_id`.
+pub fn outbound(conversation: &ConversationRecord, request_id: &str, at_ms: i64) -> MessageRecord {
+    let mut record = message(conversation, "", at_ms);
+    record.message.direction = switchboard_proto::common::v1::Direction::Outbound as i32;
+    record.message.delivery_state = DeliveryState::Queued as i32;
+    record.message.request_id = request_id.to_owned();
+    record.next_attempt_ms = at_ms;
+    record
+}
+
+async fn outbound_messages_only_move_forward(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("conversations-outbound")?;
+    let joined = store.open_or_join(&candidate(&tenant, &phone("+15550009"), 0)?, HOUR_MS).await?;
+    let reply = outbound(&joined.conversation, "reply-1", 100);
+    ensure!(store.add_message(&reply).await? == Added::New, "queued");
+    let again = store.add_message(&outbound(&joined.conversation, "reply-1", 200)).await?;
+    ensure!(again == Added::Duplicate(Box::new(reply.clone())), "a request id is one message: {again:?}");
+    let found = store.find_by_request_id(&tenant, &joined.conversation.conversation_id, "reply-1").await?;
+    ensure!(found.as_ref() == Some(&reply), "found by request id");
+
+    let due = store.due_outbound(100, 100).await?;
+    ensure!(due.iter().any(|message| message.message_id == reply.message_id), "due at its time");
+    let retry = OutboundUpdate::RetryAt { next_attempt_ms: 5_000, reason: "HTTP 503".to_owned() };
+    let retried = store.update_outbound(&tenant, &reply.message_id, &retry).await?.context("a retry is a change")?;
+    ensure!(retried.attempts == 1 && retried.next_attempt_ms == 5_000, "the attempt counts: {retried:?}");
+    ensure!(
+        store.due_outbound(4_999, 100).await?.iter().all(|message| message.message_id != reply.message_id),
+        "not due before its next attempt"
+    );
+    let sent = OutboundUpdate::Sent { provider_message_id: "sms/SM42".to_owned() };
+    let sent = store.update_outbound(&tenant, &reply.message_id, &sent).await?.context("sent")?;
+    ensure!(sent.delivery_state() == DeliveryState::Sent && sent.attempts == 2, "sent on the second attempt");
+    ensure!(
+        store
+            .find_message(&tenant, &sent.channel_id, "sms/SM42")
+            .await?
+            .is_some_and(|found| found.message_id == reply.message_id),
+        "found by the provider's id once sent"
+    );
+    let delivered = OutboundUpdate::Reported { state: DeliveryState::Delivered, reason: String::new() };
+    ensure!(store.update_outbound(&tenant, &reply.message_id, &delivered).await?.is_some(), "delivered");
+    let late_sent = OutboundUpdate::Reported { state: DeliveryState::Sent, reason: String::new() };
+    ensure!(store.update_outbound(&tenant, &reply.message_id, &late_sent).await?.is_none(), "never back");
+    let late_failure = OutboundUpdate::Reported { state: DeliveryState::Failed, reason: "x".to_owned() };
+    ensure!(
+        store.update_outbound(&tenant, &reply.message_id, &late_failure).await?.is_none(),
+        "no failure once delivered"
+    );
+    ensure!(
+        store.due_outbound(i64::MAX, 100).await?.iter().all(|message| message.message_id != reply.message_id),
+        "a sent message is never due again"
+    );
+    let refused = outbound(&joined.conversation, "reply-2", 300);
+    store.add_message(&refused).await?;
+    let failed = OutboundUpdate::Failed { reason: "HTTP 400: Invalid 'To'".to_owned() };
+    let failed = store.update_outbound(&tenant, &refused.message_id, &failed).await?.context("failed")?;
+    ensure!(failed.message.failure_reason == "HTTP 400: Invalid 'To'", "the reason is kept");
     Ok(())
 }
 

@@ -59,6 +59,8 @@ pub struct ConversationIntake {
     pub conversations: Arc<dyn ConversationStore>,
     pub contacts: Arc<IngestionApi>,
     pub bus: Arc<dyn EventBus>,
+    /// Woken when a message to a customer is queued: the connector's cue.
+    pub sends: Arc<tokio::sync::Notify>,
 }
 
 /// A channel's conversation window, in milliseconds.
@@ -140,7 +142,7 @@ impl ConversationIntake {
         self.conversations.attach_contact(&conversation.tenant, &conversation.conversation_id, &contact_id).await
     }
 
-    async fn publish_if_pending(&self, stored: &MessageRecord) -> Result<(), Error> {
+    pub(super) async fn publish_if_pending(&self, stored: &MessageRecord) -> Result<(), Error> {
         if stored.published {
             return Ok(());
         }
@@ -153,7 +155,7 @@ impl ConversationIntake {
     }
 
     /// Publishes the message's `MessageAdded` and remembers it.
-    async fn publish(&self, record: &MessageRecord, contact: &ContactId) -> Result<(), Error> {
+    pub(super) async fn publish(&self, record: &MessageRecord, contact: &ContactId) -> Result<(), Error> {
         let added = MessageAdded {
             conversation: conversation_name(&record.tenant, &record.conversation_id),
             contact: switchboard_core::names::contact_name(&record.tenant, contact),
@@ -244,9 +246,12 @@ fn message_record(
             create_time: Some(timestamp_from_millis(now)),
             send_time: message.sent_at_ms.map(timestamp_from_millis),
             author_display_name: message.display_name,
+            ..Message::default()
         },
         created_ms: now,
         event_id: switchboard_core::event::new_event_id(),
         published: false,
+        attempts: 0,
+        next_attempt_ms: 0,
     }
 }

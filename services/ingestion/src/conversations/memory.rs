@@ -10,8 +10,11 @@ use switchboard_core::names::conversation_name;
 use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::{ChannelId, ContactId, ConversationId, Error, MessageId, TenantId};
 use switchboard_platform::pagination::PageRequest;
+use switchboard_proto::ingestion::v1::DeliveryState;
 
-use super::{Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord};
+use super::{
+    Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord, OutboundUpdate, updated,
+};
 
 #[derive(Default)]
 struct Tenants {
@@ -86,6 +89,17 @@ impl ConversationStore for MemoryConversationStore {
 
     async fn add_message(&self, record: &MessageRecord) -> Result<Added, Error> {
         let mut tenants = self.lock();
+        if !record.message.request_id.is_empty() {
+            let same_request = tenants.messages.get(&record.tenant).and_then(|messages| {
+                messages.values().find(|message| {
+                    message.conversation_id == record.conversation_id
+                        && message.message.request_id == record.message.request_id
+                })
+            });
+            if let Some(existing) = same_request {
+                return Ok(Added::Duplicate(Box::new(existing.clone())));
+            }
+        }
         let provider_key = (record.tenant.clone(), record.channel_id.clone(), record.provider_message_id.clone());
         if !record.provider_message_id.is_empty()
             && let Some(existing_id) = tenants.by_provider_id.get(&provider_key)
@@ -198,6 +212,54 @@ impl ConversationStore for MemoryConversationStore {
             .sort_by(|left, right| left.created_ms.cmp(&right.created_ms).then(left.message_id.cmp(&right.message_id)));
         pending.truncate(limit);
         Ok(pending)
+    }
+
+    async fn find_by_request_id(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+        request_id: &str,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let tenants = self.lock();
+        let Some(messages) = tenants.messages.get(tenant) else { return Ok(None) };
+        Ok(messages
+            .values()
+            .find(|message| &message.conversation_id == conversation_id && message.message.request_id == request_id)
+            .cloned())
+    }
+
+    async fn due_outbound(&self, now_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error> {
+        let tenants = self.lock();
+        let mut due: Vec<MessageRecord> = tenants
+            .messages
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|message| message.delivery_state() == DeliveryState::Queued && message.next_attempt_ms <= now_ms)
+            .cloned()
+            .collect();
+        due.sort_by(|left, right| left.created_ms.cmp(&right.created_ms).then(left.message_id.cmp(&right.message_id)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn update_outbound(
+        &self,
+        tenant: &TenantId,
+        message_id: &MessageId,
+        update: &OutboundUpdate,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let mut tenants = self.lock();
+        let Some(message) = tenants.messages.get_mut(tenant).and_then(|messages| messages.get_mut(message_id.as_str()))
+        else {
+            return Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}")));
+        };
+        let Some(next) = updated(message, update) else { return Ok(None) };
+        *message = next.clone();
+        if let OutboundUpdate::Sent { provider_message_id } = update {
+            let key = (tenant.clone(), next.channel_id.clone(), provider_message_id.clone());
+            tenants.by_provider_id.insert(key, message_id.clone());
+        }
+        Ok(Some(next))
     }
 
     async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error> {

@@ -14,12 +14,13 @@ pub mod contract;
 pub mod intake;
 pub mod memory;
 pub mod postgres;
+pub mod replies;
 
 use async_trait::async_trait;
 use switchboard_core::identity::Identity;
 use switchboard_core::{ChannelId, ContactId, ConversationId, Error, MessageId, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_proto::ingestion::v1::Message;
+use switchboard_proto::ingestion::v1::{DeliveryState, Message};
 
 /// How long a conversation stays open without a message, unless its
 /// channel says otherwise.
@@ -86,6 +87,84 @@ pub struct MessageRecord {
     pub event_id: String,
     /// Whether its event is on the bus.
     pub published: bool,
+    /// Outbound messages: the connector's attempts so far.
+    pub attempts: u32,
+    /// Outbound messages while QUEUED: when the next attempt is due.
+    pub next_attempt_ms: i64,
+}
+
+impl MessageRecord {
+    pub fn delivery_state(&self) -> DeliveryState {
+        DeliveryState::try_from(self.message.delivery_state).unwrap_or(DeliveryState::Unspecified)
+    }
+}
+
+/// What happened to an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundUpdate {
+    /// The provider accepted it under this (channel-scoped) id.
+    Sent { provider_message_id: String },
+    /// An attempt failed transiently; try again at `next_attempt_ms`.
+    RetryAt { next_attempt_ms: i64, reason: String },
+    /// The provider refused it, or the attempts ran out.
+    Failed { reason: String },
+    /// The provider reported it delivered or read (or failed after it was
+    /// sent).
+    Reported { state: DeliveryState, reason: String },
+}
+
+/// Whether an outbound message in state `current` may move to `next`:
+/// forward only (QUEUED, SENT, DELIVERED, READ), and FAILED only before
+/// anything reached the customer.
+pub fn moves_forward(current: DeliveryState, next: DeliveryState) -> bool {
+    match next {
+        DeliveryState::Failed => matches!(current, DeliveryState::Queued | DeliveryState::Sent),
+        DeliveryState::Unspecified => false,
+        _ => current != DeliveryState::Failed && (next as i32) > (current as i32),
+    }
+}
+
+/// `record` after `update`; `None` when the update changes nothing.
+pub fn updated(record: &MessageRecord, update: &OutboundUpdate) -> Option<MessageRecord> {
+    let mut next = record.clone();
+    let current = record.delivery_state();
+    match update {
+        OutboundUpdate::Sent { provider_message_id } => {
+            if !moves_forward(current, DeliveryState::Sent) {
+                return None;
+            }
+            next.message.delivery_state = DeliveryState::Sent as i32;
+            next.provider_message_id.clone_from(provider_message_id);
+            next.message.provider_message_id.clone_from(provider_message_id);
+            next.attempts += 1;
+        }
+        OutboundUpdate::RetryAt { next_attempt_ms, reason } => {
+            if current != DeliveryState::Queued {
+                return None;
+            }
+            next.attempts += 1;
+            next.next_attempt_ms = *next_attempt_ms;
+            next.message.failure_reason.clone_from(reason);
+        }
+        OutboundUpdate::Failed { reason } => {
+            if !moves_forward(current, DeliveryState::Failed) {
+                return None;
+            }
+            next.attempts += u32::from(current == DeliveryState::Queued);
+            next.message.delivery_state = DeliveryState::Failed as i32;
+            next.message.failure_reason.clone_from(reason);
+        }
+        OutboundUpdate::Reported { state, reason } => {
+            if !moves_forward(current, *state) {
+                return None;
+            }
+            next.message.delivery_state = *state as i32;
+            if *state == DeliveryState::Failed {
+                next.message.failure_reason.clone_from(reason);
+            }
+        }
+    }
+    Some(next)
 }
 
 /// What [`ConversationStore::open_or_join`] found.
@@ -124,7 +203,8 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> Result<ContactId, Error>;
     /// Stores a message of an existing conversation and moves its last
     /// message time (never back); a provider message id the channel has
-    /// already is `Duplicate`, and nothing changes.
+    /// already, or a request id the conversation has already, is
+    /// `Duplicate`, and nothing changes.
     async fn add_message(&self, record: &MessageRecord) -> Result<Added, Error>;
     /// The message of the channel with this provider message id.
     async fn find_message(
@@ -156,4 +236,22 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// oldest first, for the outbox relay.
     async fn unpublished_messages(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error>;
     async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error>;
+    /// The outbound message of the conversation sent with `request_id`.
+    async fn find_by_request_id(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+        request_id: &str,
+    ) -> Result<Option<MessageRecord>, Error>;
+    /// QUEUED outbound messages whose next attempt is due at `now_ms`,
+    /// oldest first.
+    async fn due_outbound(&self, now_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error>;
+    /// Applies `update` to the outbound message as [`updated`] does, in one
+    /// atomic step; the message after it, or `None` when nothing changed.
+    async fn update_outbound(
+        &self,
+        tenant: &TenantId,
+        message_id: &MessageId,
+        update: &OutboundUpdate,
+    ) -> Result<Option<MessageRecord>, Error>;
 }

@@ -14,7 +14,9 @@ use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::ingestion::v1::Message;
 use tokio_postgres::Row;
 
-use super::{Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord};
+use super::{
+    Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord, OutboundUpdate, updated,
+};
 
 pub const CONVERSATIONS_MIGRATION: Migration = Migration {
     version: "0004_conversations",
@@ -58,10 +60,27 @@ pub const CONVERSATIONS_MIGRATION: Migration = Migration {
     "#,
 };
 
+/// Outbound messages: the sender's request id (unique per conversation),
+/// the delivery state and the connector's schedule.
+pub const OUTBOUND_MIGRATION: Migration = Migration {
+    version: "0005_outbound_messages",
+    sql: "
+        ALTER TABLE ingestion.messages
+            ADD COLUMN request_id text NOT NULL DEFAULT '',
+            ADD COLUMN delivery_state integer NOT NULL DEFAULT 0,
+            ADD COLUMN attempts integer NOT NULL DEFAULT 0,
+            ADD COLUMN next_attempt_ms bigint NOT NULL DEFAULT 0;
+        CREATE UNIQUE INDEX messages_request_id
+            ON ingestion.messages (tenant, conversation_id, request_id) WHERE request_id <> '';
+        -- 1 is DELIVERY_STATE_QUEUED.
+        CREATE INDEX messages_due ON ingestion.messages (next_attempt_ms) WHERE delivery_state = 1;
+    ",
+};
+
 const CONVERSATION_COLUMNS: &str = "tenant, conversation_id, channel_id, channel_kind, identity_kind, \
      identity_value, contact_id, created_ms, last_message_ms, closed_ms, close_reason";
-const MESSAGE_COLUMNS: &str =
-    "tenant, message_id, conversation_id, channel_id, provider_message_id, body, created_ms, event_id, published";
+const MESSAGE_COLUMNS: &str = "tenant, message_id, conversation_id, channel_id, provider_message_id, body, \
+     created_ms, event_id, published, request_id, delivery_state, attempts, next_attempt_ms";
 /// How often a racing open is retried before giving up with ABORTED.
 const MAX_RACE_ATTEMPTS: usize = 3;
 
@@ -129,6 +148,8 @@ fn message_from_row(row: &Row) -> Result<MessageRecord, Error> {
         created_ms: row.try_get(6).map_err(corrupt)?,
         event_id: text(7)?,
         published: row.try_get(8).map_err(corrupt)?,
+        attempts: u32::try_from(row.try_get::<_, i32>(11).map_err(corrupt)?).map_err(corrupt)?,
+        next_attempt_ms: row.try_get(12).map_err(corrupt)?,
     })
 }
 
@@ -235,12 +256,13 @@ impl ConversationStore for PostgresConversationStore {
     async fn add_message(&self, record: &MessageRecord) -> Result<Added, Error> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(pg_error)?;
+        let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
         let inserted = transaction
             .execute_cached(
                 &format!(
-                    "INSERT INTO ingestion.messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (tenant, channel_id, provider_message_id) WHERE provider_message_id <> ''
-                     DO NOTHING"
+                    "INSERT INTO ingestion.messages ({MESSAGE_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT DO NOTHING"
                 ),
                 &[
                     &record.tenant.as_str(),
@@ -252,13 +274,21 @@ impl ConversationStore for PostgresConversationStore {
                     &record.created_ms,
                     &record.event_id,
                     &record.published,
+                    &record.message.request_id,
+                    &record.message.delivery_state,
+                    &attempts,
+                    &record.next_attempt_ms,
                 ],
             )
             .await
             .map_err(pg_error)?;
         if inserted == 0 {
             transaction.rollback().await.map_err(pg_error)?;
-            let existing = self.find_message(&record.tenant, &record.channel_id, &record.provider_message_id).await?;
+            let existing = if record.provider_message_id.is_empty() {
+                self.find_by_request_id(&record.tenant, &record.conversation_id, &record.message.request_id).await?
+            } else {
+                self.find_message(&record.tenant, &record.channel_id, &record.provider_message_id).await?
+            };
             let existing = existing.ok_or_else(|| Error::internal("a conflicting message vanished"))?;
             return Ok(Added::Duplicate(Box::new(existing)));
         }
@@ -389,6 +419,87 @@ impl ConversationStore for PostgresConversationStore {
             .await
             .map_err(pg_error)?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    async fn find_by_request_id(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &ConversationId,
+        request_id: &str,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let row = self
+            .client()
+            .await?
+            .query_opt_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
+                     WHERE tenant = $1 AND conversation_id = $2 AND request_id = $3 AND request_id <> ''"
+                ),
+                &[&tenant.as_str(), &conversation_id.as_str(), &request_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn due_outbound(&self, now_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
+                     WHERE delivery_state = 1 AND next_attempt_ms <= $1 ORDER BY created_ms, message_id LIMIT $2"
+                ),
+                &[&now_ms, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn update_outbound(
+        &self,
+        tenant: &TenantId,
+        message_id: &MessageId,
+        update: &OutboundUpdate,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let row = transaction
+            .query_opt_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages WHERE tenant = $1 AND message_id = $2 FOR UPDATE"
+                ),
+                &[&tenant.as_str(), &message_id.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else {
+            return Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}")));
+        };
+        let Some(next) = updated(&message_from_row(&row)?, update) else { return Ok(None) };
+        let attempts = i32::try_from(next.attempts).unwrap_or(i32::MAX);
+        transaction
+            .execute_cached(
+                "UPDATE ingestion.messages SET body = $3, provider_message_id = $4, delivery_state = $5,
+                     attempts = $6, next_attempt_ms = $7
+                 WHERE tenant = $1 AND message_id = $2",
+                &[
+                    &tenant.as_str(),
+                    &message_id.as_str(),
+                    &next.message.encode_to_vec(),
+                    &next.provider_message_id,
+                    &next.message.delivery_state,
+                    &attempts,
+                    &next.next_attempt_ms,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(Some(next))
     }
 
     async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error> {

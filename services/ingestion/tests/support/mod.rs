@@ -42,6 +42,8 @@ pub const ACME_ADMIN_KEY: &str = "acme-admin-key";
 pub const ACME_READER_KEY: &str = "acme-reader-key";
 pub const GLOBEX_ADMIN_KEY: &str = "globex-admin-key";
 pub const OPERATOR_KEY: &str = "operator-key";
+pub const ALICE_KEY: &str = "alice-agent-key";
+pub const BOB_KEY: &str = "bob-agent-key";
 
 /// The queue of acme that routing knows, accepting every channel.
 pub const SUPPORT_QUEUE: &str = "tenants/acme/queues/support";
@@ -65,6 +67,8 @@ fn authorization(request_metadata: &tonic::metadata::MetadataMap) -> String {
 pub struct FakeRouting {
     pub queues: Mutex<HashMap<String, Vec<i32>>>,
     pub assignment_status_by_contact: Mutex<HashMap<String, ContactStatus>>,
+    /// `agents/{agent}` offered or handling each contact, if any.
+    pub assignment_agent_by_contact: Mutex<HashMap<String, String>>,
     /// The `authorization` of every call, in order.
     pub authorizations: Mutex<Vec<String>>,
     /// While set, every call fails as a restarting service's would.
@@ -95,8 +99,11 @@ impl RoutingService for FakeRouting {
         self.authorizations.lock().unwrap().push(authorization(request.metadata()));
         let contact = request.into_inner().contact;
         let status = self.assignment_status_by_contact.lock().unwrap().get(&contact).copied();
+        let agent = self.assignment_agent_by_contact.lock().unwrap().get(&contact).cloned().unwrap_or_default();
         match status {
-            Some(status) => Ok(Response::new(Assignment { contact, status: status as i32, ..Assignment::default() })),
+            Some(status) => {
+                Ok(Response::new(Assignment { contact, status: status as i32, agent, ..Assignment::default() }))
+            }
             None => Err(to_status(&Error::not_found(contact))),
         }
     }
@@ -267,6 +274,8 @@ fn auth_config() -> AuthConfig {
             key("acme-reader", ACME_READER_KEY, "tenant_reader", Some("acme")),
             key("globex-admin", GLOBEX_ADMIN_KEY, "tenant_admin", Some("globex")),
             key("operator", OPERATOR_KEY, "operator_admin", None),
+            ApiKeyConfig { agent: Some("alice".to_owned()), ..key("alice", ALICE_KEY, "agent", None) },
+            ApiKeyConfig { agent: Some("bob".to_owned()), ..key("bob", BOB_KEY, "agent", None) },
         ],
     }
 }

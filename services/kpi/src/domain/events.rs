@@ -57,7 +57,9 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
             Some(contact_event::Kind::Created(created)) => EventReader::Created(created),
             Some(contact_event::Kind::Abandoned(abandoned)) => EventReader::CustomerLeft(abandoned),
             // No KPI counts messages yet (usage metering will).
-            Some(contact_event::Kind::MessageAdded(_)) | None => return Ok(None),
+            Some(contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_)) | None => {
+                return Ok(None);
+            }
         },
         Payload::Routing(event) => match &event.kind {
             Some(routing_event::Kind::Queued(queued)) => EventReader::Queued(queued),
