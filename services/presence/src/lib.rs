@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::Error;
-use switchboard_core::event::{PRESENCE_TOPIC, ROUTING_TOPIC};
+use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::bus::Delivery;
 use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::{ConsumerSpec, Every, Kit, Service};
@@ -86,7 +86,7 @@ impl Service for Presence {
         // ready (gets no agent sessions) until its consumer holds
         // partitions, so no offer falls into the join window.
         let sessions = Arc::clone(&presence);
-        let pushes = ConsumerSpec::new("presence", &[ROUTING_TOPIC, PRESENCE_TOPIC])
+        let pushes = ConsumerSpec::new("presence", &[ROUTING_TOPIC, PRESENCE_TOPIC, CONTACTS_TOPIC])
             .group(format!("presence-{}", config.instance_id))
             .from_latest();
         kit.consume(pushes, move |delivery: Delivery| {

@@ -15,6 +15,7 @@ use switchboard_core::{AgentId, Error};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_platform::readiness::ReadyFlag;
 use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{ContactEvent, contact_event};
 use switchboard_proto::presence::v1::{
     Agent, AgentSessionResponse, AgentState, AgentStateChanged, Offer, OfferRevoked, PresenceEvent, StateChangeSource,
     StateChanged, agent_session_response, presence_event,
@@ -314,6 +315,9 @@ impl PresenceCore {
             Some(Payload::Presence(PresenceEvent { kind: Some(presence_event::Kind::StateChanged(changed)) })) => {
                 return self.on_state_changed(changed, occurred_ms).await;
             }
+            Some(Payload::Contact(ContactEvent { kind: Some(kind) })) => {
+                return self.on_conversation_event(kind, occurred_ms).await;
+            }
             _ => return Ok(()),
         };
         match event.kind {
@@ -357,6 +361,24 @@ impl PresenceCore {
                 self.push(&agent, occurred_ms, agent_session_response::Kind::OfferRevoked(revoked)).await;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A conversation's message or a reply's new state goes to the agent
+    /// holding the contact, if its desktop is connected here.
+    async fn on_conversation_event(&self, kind: contact_event::Kind, occurred_ms: i64) -> Result<(), Error> {
+        let (contact, push) = match kind {
+            contact_event::Kind::MessageAdded(added) => {
+                (added.contact.clone(), agent_session_response::Kind::MessageAdded(added))
+            }
+            contact_event::Kind::MessageStatusChanged(changed) => {
+                (changed.contact.clone(), agent_session_response::Kind::MessageStatusChanged(changed))
+            }
+            contact_event::Kind::Created(_) | contact_event::Kind::Abandoned(_) => return Ok(()),
+        };
+        if let Some(agent) = self.live.holder_of(&contact).await? {
+            self.push(&agent, occurred_ms, push).await;
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Agent states the platform sets, through the public gRPC API with a
 //! routing service beside presence: wrap-up after a completed contact (its
 //! timer, ending it early, routing holding work back meanwhile), and
-//! not-responding after offers time out in a row; and the work a
-//! reconnecting desktop is sent again.
+//! not-responding after offers time out in a row; the work a reconnecting
+//! desktop is sent again; and a conversation's messages, live.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -10,9 +10,11 @@ mod support;
 
 use prost_types::Duration as ProtoDuration;
 use support::{Cluster, WAIT, publish_contact_to};
-use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::bus::{EventBus, StartFrom};
 use switchboard_proto::common::v1::Channel;
+use switchboard_proto::events::v1::event_envelope::Payload;
+use switchboard_proto::ingestion::v1::{ContactEvent, Message, MessageAdded, contact_event};
 use switchboard_proto::presence::v1::{
     AcceptOffer, AgentState, SetAgentStateRequest, agent_session_request, agent_session_response,
 };
@@ -218,6 +220,50 @@ async fn a_reconnecting_desktop_is_sent_its_ringing_offers_and_contacts_in_progr
     assert_eq!(in_progress.contact, contact);
     assert_eq!(in_progress.queue, "tenants/acme/queues/support");
     assert!(in_progress.answer_time.is_some());
+    desktop.handle_accepted(&contact).await;
+    cluster.wait_for_work("alice", 0).await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversations_messages_reach_the_desktop_of_the_agent_holding_its_contact() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    cluster.create_queue("support", chat_queue(0)).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let contact = publish_contact_to(&cluster.bus, "support").await;
+    assert_eq!(desktop.until_offer().await.contact, contact);
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
+    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    cluster.wait_for_answered("alice", &contact).await;
+
+    let (tenant, contact_id) = switchboard_core::names::parse_contact(&contact, "contact").unwrap();
+    let added = MessageAdded {
+        conversation: "tenants/acme/conversations/cv_0190a5b2c3d47e8f9a0b1c2d3e4f5a6b".to_owned(),
+        contact: contact.clone(),
+        message: Some(Message { text: "Is anyone there?".to_owned(), ..Message::default() }),
+    };
+    let event = ContactEvent { kind: Some(contact_event::Kind::MessageAdded(added.clone())) };
+    let envelope = switchboard_core::event::envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(event));
+    cluster.bus.publish(CONTACTS_TOPIC, &envelope).await.unwrap();
+    let pushed = desktop
+        .until(|kind| match kind {
+            agent_session_response::Kind::MessageAdded(pushed) => Some(pushed.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(pushed, added, "the customer's message reaches the handling agent live");
+
+    // A message of a contact nobody holds goes nowhere, and nothing breaks.
+    let stray =
+        MessageAdded { contact: "tenants/acme/contacts/ct_0190a5b2c3d47e8f9a0b1c2d3e4f5a6b".to_owned(), ..added };
+    let event = ContactEvent { kind: Some(contact_event::Kind::MessageAdded(stray)) };
+    let envelope = switchboard_core::event::envelope(
+        Some(&tenant),
+        "ct_0190a5b2c3d47e8f9a0b1c2d3e4f5a6b",
+        Payload::Contact(event),
+    );
+    cluster.bus.publish(CONTACTS_TOPIC, &envelope).await.unwrap();
     desktop.handle_accepted(&contact).await;
     cluster.wait_for_work("alice", 0).await;
     cluster.stop().await;

@@ -117,8 +117,21 @@ async fn active_contacts_contract(store: &dyn LiveStateStore) -> Result<(), Erro
     store.put_active_contact(&heidi, &ringing("c1")).await?;
     let answered = ActiveContact { status: ContactStatus::Answered as i32, ..ringing("c2") };
     store.put_active_contact(&heidi, &answered).await?;
-    check(store.active_contacts(&heidi).await? == vec![ringing("c1"), answered], "by contact, latest version")?;
+    check(store.active_contacts(&heidi).await? == vec![ringing("c1"), answered.clone()], "by contact, latest version")?;
+    check(store.holder_of("tenants/acme/contacts/c2").await? == Some(heidi.clone()), "the holder is known")?;
     check(store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "removal reports presence")?;
+    check(store.holder_of("tenants/acme/contacts/c1").await?.is_none(), "a removed contact has no holder")?;
+    let judy = AgentId::parse("judy", "a")?;
+    store.put_active_contact(&judy, &ringing("c2")).await?;
+    check(store.holder_of("tenants/acme/contacts/c2").await? == Some(judy.clone()), "the last to take it holds it")?;
+    store.remove_active_contact(&heidi, "tenants/acme/contacts/c2").await?;
+    check(
+        store.holder_of("tenants/acme/contacts/c2").await? == Some(judy.clone()),
+        "the previous holder's removal keeps it",
+    )?;
+    store.remove_active_contact(&judy, "tenants/acme/contacts/c2").await?;
+    check(store.holder_of("tenants/acme/contacts/c2").await?.is_none(), "the holder's removal clears it")?;
+    store.put_active_contact(&heidi, &answered).await?;
     check(!store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "a second removal does not")?;
     check(store.active_contacts(&AgentId::parse("ivan", "a")?).await?.is_empty(), "work is per agent")?;
     store.remove_active_contact(&heidi, "tenants/acme/contacts/c2").await?;

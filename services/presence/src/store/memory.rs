@@ -59,6 +59,8 @@ struct LiveStates {
     missed: BTreeMap<AgentId, BTreeSet<String>>,
     seen_offers: BTreeMap<AgentId, BTreeSet<String>>,
     contacts: BTreeMap<AgentId, BTreeMap<String, ActiveContact>>,
+    /// Contact name to the agent that last took it.
+    holders: BTreeMap<String, AgentId>,
 }
 
 impl LiveStates {
@@ -124,7 +126,9 @@ impl LiveStateStore for MemoryLiveStateStore {
     }
 
     async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
-        lock(&self.live).contacts.entry(agent.clone()).or_default().insert(contact.contact.clone(), contact.clone());
+        let mut live = lock(&self.live);
+        live.contacts.entry(agent.clone()).or_default().insert(contact.contact.clone(), contact.clone());
+        live.holders.insert(contact.contact.clone(), agent.clone());
         Ok(())
     }
 
@@ -137,7 +141,14 @@ impl LiveStateStore for MemoryLiveStateStore {
         if contacts.is_empty() {
             live.contacts.remove(agent);
         }
+        if live.holders.get(contact) == Some(agent) {
+            live.holders.remove(contact);
+        }
         Ok(removed)
+    }
+
+    async fn holder_of(&self, contact: &str) -> Result<Option<AgentId>, Error> {
+        Ok(lock(&self.live).holders.get(contact).cloned())
     }
 
     async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {

@@ -92,6 +92,10 @@ pub trait LiveStateStore: Send + Sync {
     async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
     /// The work the agent holds, by contact name.
     async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error>;
+    /// The agent that holds `contact` (offered or handling), if any: the
+    /// last to take it, so a removal by an agent that lost it to another
+    /// leaves the new holder.
+    async fn holder_of(&self, contact: &str) -> Result<Option<AgentId>, Error>;
     /// Agents in WRAP_UP whose wrap-up ended before `now_ms`, as (agent,
     /// wrap-up end), earliest first, at most `limit`.
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error>;

@@ -5,7 +5,8 @@
 //! `sb:{pool}:presence:wrap_ups` (agent by wrap-up end), and per agent the
 //! set `sb:{pool}:presence:<agent>:missed` of missed offers, the hash
 //! `sb:{pool}:presence:<agent>:contacts` of the work it holds (contact name
-//! to an encoded `ActiveContact`), and a key
+//! to an encoded `ActiveContact`), the hash `sb:{pool}:presence:holders`
+//! (contact name to the agent that last took it), and a key
 //! `sb:{pool}:presence:<agent>:seen:<contact>` per offer its desktop was
 //! sent, until the offer ends.
 
@@ -68,6 +69,14 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";
 
+// Forgets a contact's holder only if it is still `agent`: an agent that
+// lost the contact to another must not erase the new holder.
+const FORGET_HOLDER_SCRIPT: &str = r"
+local holders_key, contact, agent = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('HGET', holders_key, contact) == agent then redis.call('HDEL', holders_key, contact) end
+return 0
+";
+
 const MISSED_OFFERS_TTL_SECONDS: i64 = 86_400;
 /// Offers end within minutes (answered, withdrawn, expired): a seen mark
 /// that nobody took (its contact was abandoned while ringing, or the mark
@@ -81,6 +90,7 @@ pub struct RedisLiveStateStore {
     set_state_if_session: redis::Script,
     set_state_if: redis::Script,
     renew_lease: redis::Script,
+    forget_holder: redis::Script,
 }
 
 type StateFields = (Option<String>, Option<String>, Option<String>, Option<String>);
@@ -94,6 +104,7 @@ impl RedisLiveStateStore {
             set_state_if_session: redis::Script::new(&format!("{APPLY}{SET_STATE_IF_SESSION_SCRIPT}")),
             set_state_if: redis::Script::new(&format!("{APPLY}{SET_STATE_IF_SCRIPT}")),
             renew_lease: redis::Script::new(RENEW_LEASE_SCRIPT),
+            forget_holder: redis::Script::new(FORGET_HOLDER_SCRIPT),
         }
     }
 
@@ -107,6 +118,10 @@ impl RedisLiveStateStore {
 
     fn online_key(&self) -> String {
         format!("{}:online", self.prefix)
+    }
+
+    fn holders_key(&self) -> String {
+        format!("{}:holders", self.prefix)
     }
 
     fn contacts_key(&self, agent: &AgentId) -> String {
@@ -256,10 +271,17 @@ impl LiveStateStore for RedisLiveStateStore {
 
     async fn put_active_contact(&self, agent: &AgentId, contact: &ActiveContact) -> Result<(), Error> {
         let mut connection = self.connection.clone();
-        let _: () = redis::cmd("HSET")
+        let _: () = redis::pipe()
+            .cmd("HSET")
             .arg(self.contacts_key(agent))
             .arg(&contact.contact)
             .arg(contact.encode_to_vec())
+            .ignore()
+            .cmd("HSET")
+            .arg(self.holders_key())
+            .arg(&contact.contact)
+            .arg(agent.as_str())
+            .ignore()
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
@@ -273,6 +295,11 @@ impl LiveStateStore for RedisLiveStateStore {
             .arg(self.contacts_key(agent))
             .arg(&contact.contact)
             .arg(contact.encode_to_vec())
+            .ignore()
+            .cmd("HSET")
+            .arg(self.holders_key())
+            .arg(&contact.contact)
+            .arg(agent.as_str())
             .ignore()
             .cmd("DEL")
             .arg(self.seen_key(agent, &contact.contact))
@@ -292,7 +319,30 @@ impl LiveStateStore for RedisLiveStateStore {
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
+        let _: i64 = self
+            .forget_holder
+            .key(self.holders_key())
+            .arg(contact)
+            .arg(agent.as_str())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
         Ok(removed == 1)
+    }
+
+    async fn holder_of(&self, contact: &str) -> Result<Option<AgentId>, Error> {
+        let mut connection = self.connection.clone();
+        let holder: Option<String> = redis::cmd("HGET")
+            .arg(self.holders_key())
+            .arg(contact)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        holder
+            .map(|agent| {
+                AgentId::parse(&agent, "holder").map_err(|error| Error::internal(format!("stored holder: {error}")))
+            })
+            .transpose()
     }
 
     async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {
