@@ -96,6 +96,18 @@ impl PostgresConversationStore {
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
         self.pool.get().await.map_err(pg_error)
     }
+
+    /// The messages matching `condition`, which may end with an order and a
+    /// limit.
+    async fn messages_where(
+        &self,
+        condition: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<MessageRecord>, Error> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM ingestion.messages WHERE {condition}");
+        let rows = self.client().await?.query_cached(&sql, parameters).await.map_err(pg_error)?;
+        rows.iter().map(message_from_row).collect()
+    }
 }
 
 fn corrupt(problem: impl std::fmt::Display) -> Error {
@@ -314,19 +326,13 @@ impl ConversationStore for PostgresConversationStore {
         channel_id: &ChannelId,
         provider_message_id: &str,
     ) -> Result<Option<MessageRecord>, Error> {
-        let row = self
-            .client()
-            .await?
-            .query_opt_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
-                     WHERE tenant = $1 AND channel_id = $2 AND provider_message_id = $3 AND provider_message_id <> ''"
-                ),
+        let mut found = self
+            .messages_where(
+                "tenant = $1 AND channel_id = $2 AND provider_message_id = $3 AND provider_message_id <> ''",
                 &[&tenant.as_str(), &channel_id.as_str(), &provider_message_id],
             )
-            .await
-            .map_err(pg_error)?;
-        row.as_ref().map(message_from_row).transpose()
+            .await?;
+        Ok(found.pop())
     }
 
     async fn close_for_contact(&self, tenant: &TenantId, contact: &ContactId, at_ms: i64) -> Result<bool, Error> {
@@ -389,36 +395,20 @@ impl ConversationStore for PostgresConversationStore {
     ) -> Result<Vec<MessageRecord>, Error> {
         let limit = i64::try_from(page.size + 1).unwrap_or(i64::MAX);
         let after = page.after.clone().unwrap_or_default();
-        let rows = self
-            .client()
-            .await?
-            .query_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
-                     WHERE tenant = $1 AND conversation_id = $2 AND message_id > $3 ORDER BY message_id LIMIT $4"
-                ),
-                &[&tenant.as_str(), &conversation_id.as_str(), &after, &limit],
-            )
-            .await
-            .map_err(pg_error)?;
-        rows.iter().map(message_from_row).collect()
+        self.messages_where(
+            "tenant = $1 AND conversation_id = $2 AND message_id > $3 ORDER BY message_id LIMIT $4",
+            &[&tenant.as_str(), &conversation_id.as_str(), &after, &limit],
+        )
+        .await
     }
 
     async fn unpublished_messages(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .client()
-            .await?
-            .query_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
-                     WHERE NOT published AND created_ms < $1 ORDER BY created_ms, message_id LIMIT $2"
-                ),
-                &[&cutoff_ms, &limit],
-            )
-            .await
-            .map_err(pg_error)?;
-        rows.iter().map(message_from_row).collect()
+        self.messages_where(
+            "NOT published AND created_ms < $1 ORDER BY created_ms, message_id LIMIT $2",
+            &[&cutoff_ms, &limit],
+        )
+        .await
     }
 
     async fn find_by_request_id(
@@ -427,36 +417,22 @@ impl ConversationStore for PostgresConversationStore {
         conversation_id: &ConversationId,
         request_id: &str,
     ) -> Result<Option<MessageRecord>, Error> {
-        let row = self
-            .client()
-            .await?
-            .query_opt_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
-                     WHERE tenant = $1 AND conversation_id = $2 AND request_id = $3 AND request_id <> ''"
-                ),
+        let mut found = self
+            .messages_where(
+                "tenant = $1 AND conversation_id = $2 AND request_id = $3 AND request_id <> ''",
                 &[&tenant.as_str(), &conversation_id.as_str(), &request_id],
             )
-            .await
-            .map_err(pg_error)?;
-        row.as_ref().map(message_from_row).transpose()
+            .await?;
+        Ok(found.pop())
     }
 
     async fn due_outbound(&self, now_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .client()
-            .await?
-            .query_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
-                     WHERE delivery_state = 1 AND next_attempt_ms <= $1 ORDER BY created_ms, message_id LIMIT $2"
-                ),
-                &[&now_ms, &limit],
-            )
-            .await
-            .map_err(pg_error)?;
-        rows.iter().map(message_from_row).collect()
+        self.messages_where(
+            "delivery_state = 1 AND next_attempt_ms <= $1 ORDER BY created_ms, message_id LIMIT $2",
+            &[&now_ms, &limit],
+        )
+        .await
     }
 
     async fn update_outbound(
