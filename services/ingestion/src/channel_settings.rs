@@ -8,7 +8,9 @@ use switchboard_core::names::parse_queue;
 use switchboard_core::time::checked_duration_millis;
 use switchboard_core::{Error, TenantId};
 use switchboard_proto::ingestion::v1::channel::Provider;
-use switchboard_proto::ingestion::v1::{Channel, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings};
+use switchboard_proto::ingestion::v1::{
+    Channel, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings, WebFormSettings,
+};
 
 use crate::channels::meta::{MetaAccount, MetaProduct as MetaKind};
 use crate::channels::telegram::{TelegramBot, is_valid_secret};
@@ -39,6 +41,10 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "telegram.api_base_url",
     "telegram.bot_token",
     "telegram.webhook_secret",
+    "web_form.honeypot_field",
+    "web_form.allowed_origins",
+    "web_form.success_url",
+    "social.signing_secret",
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -110,11 +116,17 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
         }
     }
     match &channel.provider {
-        None => violations.add(format!("{field}.provider"), "is required: one of twilio, meta, telegram"),
+        None => {
+            violations.add(format!("{field}.provider"), "is required: one of twilio, meta, telegram, web_form, social")
+        }
         Some(Provider::Twilio(twilio)) => validate_twilio(&mut violations, twilio, &format!("{field}.twilio")),
         Some(Provider::Meta(meta)) => validate_meta(&mut violations, meta, &format!("{field}.meta")),
         Some(Provider::Telegram(telegram)) => {
             validate_telegram(&mut violations, telegram, &format!("{field}.telegram"))
+        }
+        Some(Provider::WebForm(form)) => validate_web_form(&mut violations, form, &format!("{field}.web_form")),
+        Some(Provider::Social(social)) => {
+            violations.secret(format!("{field}.social.signing_secret"), &social.signing_secret);
         }
     }
     if violations.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations.0)) }
@@ -169,6 +181,23 @@ fn validate_telegram(violations: &mut Violations, telegram: &TelegramSettings, f
     }
 }
 
+fn validate_web_form(violations: &mut Violations, form: &WebFormSettings, field: &str) {
+    let honeypot_ok = form.honeypot_field.len() <= 64
+        && form.honeypot_field.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if !honeypot_ok {
+        violations.add(format!("{field}.honeypot_field"), "must be a field name: letters, digits, `_` and `-`");
+    }
+    for (index, origin) in form.allowed_origins.iter().enumerate() {
+        let scheme_and_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        if !scheme_and_host.is_some_and(|host| {
+            !host.is_empty() && !host.contains('/') && host.bytes().all(|byte| byte.is_ascii_graphic())
+        }) {
+            violations.add(format!("{field}.allowed_origins[{index}]"), "must be an origin: `https://host[:port]`");
+        }
+    }
+    violations.base_url(format!("{field}.success_url"), &form.success_url);
+}
+
 /// The secrets of `channel` that are set, by path.
 pub fn secrets_set(channel: &Channel) -> Vec<String> {
     let set = |path: &str, value: &str| (!value.is_empty()).then(|| path.to_owned());
@@ -190,7 +219,10 @@ pub fn secrets_set(channel: &Channel) -> Vec<String> {
                 .flatten()
                 .collect()
         }
-        None => Vec::new(),
+        Some(Provider::Social(social)) => {
+            [set("social.signing_secret", &social.signing_secret)].into_iter().flatten().collect()
+        }
+        Some(Provider::WebForm(_)) | None => Vec::new(),
     }
 }
 
@@ -207,7 +239,8 @@ pub fn without_secrets(mut channel: Channel) -> Channel {
             telegram.bot_token.clear();
             telegram.webhook_secret.clear();
         }
-        None => {}
+        Some(Provider::Social(social)) => social.signing_secret.clear(),
+        Some(Provider::WebForm(_)) | None => {}
     }
     channel
 }
@@ -252,6 +285,16 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
                             "bot_token" => into.bot_token.clone_from(&from.bot_token),
                             _ => into.webhook_secret.clone_from(&from.webhook_secret),
                         }
+                    }
+                    (Some(Provider::WebForm(into)), Some(Provider::WebForm(from))) if provider == "web_form" => {
+                        match setting {
+                            "honeypot_field" => into.honeypot_field.clone_from(&from.honeypot_field),
+                            "allowed_origins" => into.allowed_origins.clone_from(&from.allowed_origins),
+                            _ => into.success_url.clone_from(&from.success_url),
+                        }
+                    }
+                    (Some(Provider::Social(into)), Some(Provider::Social(from))) if provider == "social" => {
+                        into.signing_secret.clone_from(&from.signing_secret);
                     }
                     _ => return Err(mismatch()),
                 }

@@ -176,6 +176,8 @@ pub fn provider_label(channel: &Channel) -> &'static str {
         Some(Provider::Twilio(_)) => "twilio",
         Some(Provider::Meta(_)) => "meta",
         Some(Provider::Telegram(_)) => "telegram",
+        Some(Provider::WebForm(_)) => "web_form",
+        Some(Provider::Social(_)) => "social",
         None => "none",
     }
 }

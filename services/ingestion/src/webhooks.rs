@@ -27,7 +27,10 @@ use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{Channel as ChannelResource, Contact, CreateContactRequest};
 
 use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
-use crate::channels::{Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, meta, telegram, twilio};
+use crate::channels::web_form::Submission;
+use crate::channels::{
+    Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, meta, social, telegram, twilio, web_form,
+};
 use crate::channels_api::{is_active, provider_label};
 use crate::conversations::intake::ConversationIntake;
 use crate::domain::MAX_BODY_BYTES;
@@ -81,6 +84,7 @@ impl Outcome {
                     WebhookRefusal::Unauthenticated(why) => format!("{why}\n"),
                     WebhookRefusal::Malformed(what) => format!("malformed request: {what}\n"),
                     WebhookRefusal::TooLarge => "request body too large\n".to_owned(),
+                    WebhookRefusal::ForbiddenOrigin => "this form may not be posted from that origin\n".to_owned(),
                 };
                 (status, text).into_response()
             }
@@ -191,6 +195,35 @@ impl Webhooks {
                 let parsed = telegram::verify(&bot.webhook_secret, body, header).and_then(|()| telegram::parse(body));
                 (parsed, StatusCode::OK.into_response())
             }
+            Some(Provider::Social(settings)) => {
+                let header = Self::header(headers, social::SIGNATURE_HEADER);
+                let parsed = social::verify(&settings.signing_secret, body, header)
+                    .and_then(|()| social::parse(body))
+                    .map(|message| vec![Inbound::Message(message)]);
+                (parsed, StatusCode::OK.into_response())
+            }
+            Some(Provider::WebForm(settings)) => {
+                if !web_form::origin_allowed(&settings.allowed_origins, Self::header(headers, "origin")) {
+                    return Outcome::Refused(WebhookRefusal::ForbiddenOrigin);
+                }
+                let thanks = form_thanks(&settings.success_url);
+                let parsed = match web_form::parse(body, &settings.honeypot_field) {
+                    Ok(Submission::Message(message)) => Ok(vec![Inbound::Message(*message)]),
+                    Ok(Submission::Spam) => {
+                        // Answered like a success, so the bot learns nothing.
+                        let labels = labels([
+                            ("tenant", tenant.as_str()),
+                            ("provider", "web_form"),
+                            ("item", "message"),
+                            ("outcome", "spam"),
+                        ]);
+                        metrics().webhook_items.get_or_create(&labels).inc();
+                        return Outcome::Accepted(thanks);
+                    }
+                    Err(refusal) => Err(refusal),
+                };
+                (parsed, thanks)
+            }
             None => return Outcome::UnknownChannel,
         };
         let inbound = match parsed {
@@ -283,6 +316,17 @@ pub fn contact_request(
             ..Contact::default()
         }),
     }
+}
+
+/// What a browser sees after posting a form: the channel's page, or a
+/// short thank-you.
+fn form_thanks(success_url: &str) -> Response {
+    if success_url.is_empty() {
+        let page = "<!doctype html><meta charset=\"utf-8\"><title>Thank you</title>\
+                    <p>Thank you, we received your message and will get back to you.</p>";
+        return ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
+    }
+    (StatusCode::SEE_OTHER, [(header::LOCATION, success_url.to_owned())]).into_response()
 }
 
 /// `text` cut at a character boundary to at most `max` bytes.

@@ -12,7 +12,7 @@ mod support;
 
 use support::*;
 use switchboard_core::event::ROUTING_TOPIC;
-use switchboard_ingestion::channels::{meta, twilio};
+use switchboard_ingestion::channels::{meta, social, twilio};
 use switchboard_platform::bus::EventBus;
 use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::events::v1::EventEnvelope;
@@ -21,7 +21,8 @@ use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
     Channel, Conversation, ConversationState, CreateChannelRequest, DeleteChannelRequest, GetChannelRequest,
     ListChannelsRequest, ListContactsRequest, ListConversationsRequest, ListMessagesRequest, Message, MetaProduct,
-    MetaSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest, contact_event,
+    MetaSettings, SocialSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest, WebFormSettings,
+    contact_event,
 };
 use switchboard_proto::routing::v1::{ContactCompleted, RoutingEvent, routing_event};
 use switchboard_test_support::{HttpAnswer, http_request, violated_fields};
@@ -449,4 +450,75 @@ async fn telegram_messages_need_the_secret_token() {
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("telegram:418273645"));
     assert_eq!(contacts[0].body, "Здравствуйте");
+}
+
+#[tokio::test]
+async fn a_web_form_makes_a_contact_once_and_bots_and_other_sites_make_none() {
+    let mut harness = Harness::start().await;
+    let form_channel = Channel {
+        queue: SUPPORT_QUEUE.to_owned(),
+        provider: Some(Provider::WebForm(WebFormSettings {
+            honeypot_field: String::new(),
+            allowed_origins: vec!["https://www.acme.example".to_owned()],
+            success_url: String::new(),
+        })),
+        ..Channel::default()
+    };
+    create_channel(&mut harness, "contact-form", form_channel).await;
+    let post = |fields: &[(&str, &str)], origin: &'static str| {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let address = harness.http;
+        async move {
+            let headers = [("content-type", "application/x-www-form-urlencoded"), ("origin", origin)];
+            http_request(address, "POST", "/webhooks/acme/contact-form", &headers, body.as_bytes()).await.unwrap()
+        }
+    };
+    let person = [
+        ("name", "Ann"),
+        ("email", "ann@example.com"),
+        ("subject", "Refund"),
+        ("message", "Charged twice"),
+        ("website", ""),
+    ];
+    let answer = post(&person, "https://www.acme.example").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body.contains("Thank you"), "a thank-you page: {}", answer.body);
+    assert_eq!(post(&person, "https://www.acme.example").await.status, 200, "a double submit");
+    let bot = [("email", "bot@spam.example"), ("message", "cheap pills"), ("website", "http://spam.example")];
+    let fooled = post(&bot, "https://www.acme.example").await;
+    assert_eq!((fooled.status, fooled.body.contains("Thank you")), (200, true), "a bot is told it worked");
+    assert_eq!(post(&person, "https://evil.example").await.status, 403, "another site's page");
+
+    let contacts = acme_contacts(&mut harness).await;
+    assert_eq!(contacts.len(), 1, "one person, one contact: {contacts:?}");
+    assert_eq!(contacts[0].channel, ChannelKind::WebForm as i32);
+    assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("ann@example.com"));
+    assert_eq!(contacts[0].body, "Refund\n\nCharged twice");
+}
+
+#[tokio::test]
+async fn a_signed_review_makes_a_social_contact() {
+    let mut harness = Harness::start().await;
+    let reviews = Channel {
+        queue: SUPPORT_QUEUE.to_owned(),
+        provider: Some(Provider::Social(SocialSettings { signing_secret: "review-secret".to_owned() })),
+        ..Channel::default()
+    };
+    let created = create_channel(&mut harness, "reviews", reviews).await;
+    assert_eq!(created.secrets_set, ["social.signing_secret"]);
+    let review = r#"{"id":"rv-1","platform":"google_reviews","author":{"id":"109876","name":"Ann"},"text":"Slow delivery.","rating":2}"#;
+    let signature = social::signature("review-secret", review.as_bytes()).unwrap();
+    let headers = [("content-type", "application/json"), ("x-switchboard-signature", signature.as_str())];
+    let answer =
+        http_request(harness.http, "POST", "/webhooks/acme/reviews", &headers, review.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let forged = [("x-switchboard-signature", "sha256=00")];
+    let refused =
+        http_request(harness.http, "POST", "/webhooks/acme/reviews", &forged, review.as_bytes()).await.unwrap();
+    assert_eq!(refused.status, 401);
+    let contacts = acme_contacts(&mut harness).await;
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].channel, ChannelKind::Social as i32);
+    assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("google_reviews:109876"));
+    assert_eq!(contacts[0].body, "★★☆☆☆ Slow delivery.");
 }

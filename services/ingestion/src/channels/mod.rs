@@ -17,8 +17,10 @@
 //!   ([`switchboard_core::text`]).
 
 pub mod meta;
+pub mod social;
 pub mod telegram;
 pub mod twilio;
+pub mod web_form;
 
 use switchboard_core::identity::Identity;
 use switchboard_proto::common::v1::Channel;
@@ -136,6 +138,8 @@ pub enum WebhookRefusal {
     Malformed(String),
     /// The body exceeds [`MAX_WEBHOOK_BODY_BYTES`]: HTTP 413.
     TooLarge,
+    /// A browser posted from an origin the channel does not allow: 403.
+    ForbiddenOrigin,
 }
 
 impl WebhookRefusal {
@@ -149,6 +153,7 @@ impl WebhookRefusal {
             WebhookRefusal::Unauthenticated(_) => 401,
             WebhookRefusal::Malformed(_) => 400,
             WebhookRefusal::TooLarge => 413,
+            WebhookRefusal::ForbiddenOrigin => 403,
         }
     }
 
@@ -158,6 +163,7 @@ impl WebhookRefusal {
             WebhookRefusal::Unauthenticated(_) => "unauthenticated",
             WebhookRefusal::Malformed(_) => "malformed",
             WebhookRefusal::TooLarge => "too_large",
+            WebhookRefusal::ForbiddenOrigin => "forbidden_origin",
         }
     }
 }

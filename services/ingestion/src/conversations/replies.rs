@@ -247,6 +247,15 @@ impl Connector {
             idempotency_key: record.message_id.to_string(),
         };
         let (request, read_id): (OutboundRequest, SentMessageId) = match &provider {
+            Provider::WebForm(_) | Provider::Social(_) => {
+                return Attempt::Refused(format!(
+                    "{} channels take no replies; answer by e-mail or phone",
+                    crate::channels_api::provider_label(&switchboard_proto::ingestion::v1::Channel {
+                        provider: Some(provider.clone()),
+                        ..Default::default()
+                    })
+                ));
+            }
             Provider::Twilio(settings) => {
                 (twilio::build_send(&twilio_account(settings), &message), twilio::sent_message_id)
             }
