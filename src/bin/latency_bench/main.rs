@@ -12,13 +12,18 @@
 //! report and to arrival at a raw consumer (one hop); the system's
 //! percentiles are printed as ratios to that raw hop.
 //!
+//! With `--via webhook` contacts come in as signed Telegram updates posted
+//! to a channel's webhook instead (see `webhook`), next to a raw HTTP
+//! baseline.
+//!
 //! ```sh
 //! cargo run --release --features bench --bin latency_bench -- --kafka 127.0.0.1:19092 \
 //!     --redis redis://127.0.0.1:16379 --postgres postgres://postgres@127.0.0.1:15432/postgres \
-//!     --rate 1000 --seconds 10
+//!     --rate 1000 --seconds 10 [--via webhook]
 //! ```
 
 mod cpu;
+mod webhook;
 
 // The services run here as in the `switchboard` binary: on its allocator.
 #[global_allocator]
@@ -82,6 +87,17 @@ struct Options {
     /// How long to wait for the last offers after the last send.
     #[arg(long, default_value_t = 30)]
     drain_seconds: u64,
+    /// How contacts come in: `CreateContact` over gRPC, or Telegram
+    /// updates posted to a channel's webhook (then also a raw HTTP
+    /// baseline).
+    #[arg(long, value_enum, default_value_t = Via::Grpc)]
+    via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Via {
+    Grpc,
+    Webhook,
 }
 
 fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
@@ -213,6 +229,10 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
             http_listen: String::new(),
         };
     }
+    if options.via == Via::Webhook {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        config.services.ingestion.http_listen = format!("127.0.0.1:{port}");
+    }
     config.validate()?;
     Ok(config)
 }
@@ -336,6 +356,14 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     println!("  achieved {:.0} records/s", baseline.produce.len() as f64 / baseline.elapsed.as_secs_f64());
     summary("produce -> delivery report", &mut baseline.produce);
     let hop_values = summary("produce -> consumed (a hop)", &mut baseline.hop);
+    let http_values = if options.via == Via::Webhook {
+        let (mut posts, elapsed) = webhook::raw_http_baseline(options.rate, options.seconds).await?;
+        println!("raw HTTP (the same client and bodies, to a server that only answers 200), from scheduled send:");
+        println!("  achieved {:.0} posts/s", posts.len() as f64 / elapsed.as_secs_f64());
+        Some(summary("post -> 200", &mut posts))
+    } else {
+        None
+    };
 
     let postgres = fresh_database(&options.postgres).await?;
     let config = config(&options, kafka, postgres, &run)?;
@@ -350,7 +378,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
 
     let routing = RoutingServiceClient::new(channel(&config.services.routing.url)?);
     let queue = Queue {
-        channels: vec![Channel::Chat as i32],
+        channels: vec![Channel::Chat as i32, Channel::Messenger as i32],
         offer_timeout: Some(prost_types::Duration { seconds: OFFER_TIMEOUT_SECONDS, nanos: 0 }),
         ..Queue::default()
     };
@@ -367,7 +395,10 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     for agent in 0..options.agents {
         let definition = Agent {
             tenants: vec!["tenants/bench".to_owned()],
-            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: options.capacity }],
+            capacities: [Channel::Chat, Channel::Messenger]
+                .iter()
+                .map(|channel| ChannelCapacity { channel: *channel as i32, max_concurrent: options.capacity })
+                .collect(),
             ..Agent::default()
         };
         let request = CreateAgentRequest { agent_id: format!("a{agent}"), agent: Some(definition) };
@@ -388,7 +419,21 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     let clients: Vec<IngestionServiceClient<GrpcChannel>> = (0..4)
         .map(|_| Ok(IngestionServiceClient::new(GrpcChannel::from_shared(ingestion_url.clone())?.connect_lazy())))
         .collect::<anyhow::Result<_>>()?;
-    let create = |sequence: usize| {
+    let webhook_address: Option<std::net::SocketAddr> = match options.via {
+        Via::Grpc => None,
+        Via::Webhook => {
+            let ingestion = channel(&ingestion_url)?;
+            until_ready("create channel", || {
+                webhook::create_channel(ingestion.clone(), ADMIN, "tenants/bench/queues/chat")
+            })
+            .await?;
+            Some(config.services.ingestion.http_listen.parse()?)
+        }
+    };
+    let create = |sequence: usize| -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> {
+        if let Some(address) = webhook_address {
+            return Box::pin(async move { webhook::post(address, &webhook::path(), &webhook::update(sequence)).await });
+        }
         let mut client = clients[sequence % clients.len()].clone();
         let contact = Contact {
             channel: Channel::Chat as i32,
@@ -402,12 +447,15 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
             contact: Some(contact),
             request_id: format!("bench-{run}-{sequence}"),
         };
-        async move { client.create_contact(authorized(ADMIN, request)).await }
+        Box::pin(async move { client.create_contact(authorized(ADMIN, request)).await.map(|_| ()).map_err(Into::into) })
     };
     // Warm-up: one contact through the whole path, so every consumer is
     // assigned and every connection open before the clock starts.
-    until_ready("warm-up contact", || create(usize::MAX)).await?;
     let warm = Instant::now() + Duration::from_secs(60);
+    while let Err(error) = create(usize::MAX).await {
+        anyhow::ensure!(Instant::now() < warm, "the warm-up contact was never taken in: {error:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     while !arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.contains_key(&usize::MAX) {
         anyhow::ensure!(Instant::now() < warm, "the warm-up contact was never offered");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -458,7 +506,8 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
             decision_to_offer.push(received.saturating_duration_since(*at).saturating_sub(decided));
         }
     }
-    println!("system, scheduled CreateContact -> Offer on the agent's stream:");
+    let entry = if options.via == Via::Webhook { "webhook post" } else { "CreateContact" };
+    println!("system, scheduled {entry} -> Offer on the agent's stream:");
     println!(
         "  sent {total} in {:.2} s, {failed} failed; {} offers, last {:.2} s after the first send: {:.0} offers/s",
         sent_by.as_secs_f64(),
@@ -466,7 +515,10 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         last_arrival.duration_since(start).as_secs_f64(),
         offer_latencies.len() as f64 / last_arrival.duration_since(start).as_secs_f64()
     );
-    summary("CreateContact response", &mut create_latencies);
+    let response_values = summary(
+        if options.via == Via::Webhook { "webhook 200" } else { "CreateContact response" },
+        &mut create_latencies,
+    );
     summary("scheduled -> routing decision", &mut to_decision);
     summary("routing decision -> offer", &mut decision_to_offer);
     let system_values = summary("ingest-to-offer", &mut offer_latencies);
@@ -476,6 +528,18 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         .map(|((name, _), (system, base))| format!("{name} {:.1}x", ms(*system) / ms(*base).max(0.001)))
         .collect();
     println!("  ingest-to-offer / raw hop:      {}", ratios.join("  "));
+    if let Some(http_values) = &http_values {
+        let ratio = |values: &[Duration]| {
+            QUANTILES
+                .iter()
+                .zip(values.iter().zip(http_values))
+                .map(|((name, _), (system, base))| format!("{name} {:.1}x", ms(*system) / ms(*base).max(0.001)))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        println!("  webhook 200 / raw HTTP:         {}", ratio(&response_values));
+        println!("  webhook-to-offer / raw HTTP:    {}", ratio(&system_values));
+    }
     cpu::report(&cpu_before, &cpu_after, offer_latencies.len(), measured_seconds);
 
     shutdown.cancel();
