@@ -19,5 +19,6 @@ pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod ttl_cache;
 
 pub use config::Config;

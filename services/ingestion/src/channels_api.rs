@@ -25,10 +25,13 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::channel_settings::{UPDATABLE_FIELDS, apply_update, secrets_set, validate_channel, without_secrets};
 use crate::store::channels::ChannelStore;
+use crate::webhooks::RecentChannels;
 
 /// The channels API over the channel store and a routing client.
 pub struct ChannelApi {
     store: Arc<dyn ChannelStore>,
+    /// The webhooks' recent reads, forgotten when this API changes one.
+    recent: Arc<RecentChannels>,
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
     public_base_url: String,
@@ -37,11 +40,12 @@ pub struct ChannelApi {
 impl ChannelApi {
     pub fn new(
         store: Arc<dyn ChannelStore>,
+        recent: Arc<RecentChannels>,
         access: Arc<AccessControl>,
         routing: RoutingServiceClient<GrpcChannel>,
         public_base_url: String,
     ) -> ChannelApi {
-        ChannelApi { store, access, routing, public_base_url }
+        ChannelApi { store, recent, access, routing, public_base_url }
     }
 
     /// The address a provider posts to for this channel.
@@ -137,6 +141,7 @@ impl ChannelApi {
         }
         channel.update_time = Some(timestamp_from_millis(now_millis()));
         self.store.update(&tenant, &channel_id, stored.revision, &channel).await?;
+        self.recent.forget(&(tenant.clone(), channel_id.clone()));
         tracing::info!(tenant = %tenant, channel = %channel_id, fields = ?paths, key = %principal.key_name, "channel updated");
         Ok(self.answer(&tenant, &channel_id, channel))
     }
@@ -144,7 +149,9 @@ impl ChannelApi {
     async fn delete(&self, principal: &Principal, request: DeleteChannelRequest) -> Result<(), Error> {
         let (tenant, channel_id) = parse_channel(&request.name, "name")?;
         self.access.authorize_write(principal, &tenant)?;
-        if !self.store.delete(&tenant, &channel_id).await? {
+        let deleted = self.store.delete(&tenant, &channel_id).await?;
+        self.recent.forget(&(tenant.clone(), channel_id.clone()));
+        if !deleted {
             return Err(Error::not_found(channel_name(&tenant, &channel_id)));
         }
         tracing::info!(tenant = %tenant, channel = %channel_id, key = %principal.key_name, "channel deleted");

@@ -32,6 +32,7 @@ use switchboard_platform::bus::Delivery;
 use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::ConsumerSpec;
 use switchboard_platform::service::{Every, Kit, Service};
+use switchboard_platform::ttl_cache::TtlCache;
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::ingestion::v1::channel_service_server::ChannelServiceServer;
 use switchboard_proto::ingestion::v1::conversation_service_server::ConversationServiceServer;
@@ -100,7 +101,14 @@ impl Service for Ingestion {
         );
         let public_base_url = public_base_url(kit.config());
         let routing_for_conversations = routing.clone();
-        let channels = ChannelApi::new(Arc::clone(&self.channels), kit.access(), routing, public_base_url.clone());
+        let recent_channels = Arc::new(TtlCache::new(webhooks::CHANNEL_CACHE_TTL));
+        let channels = ChannelApi::new(
+            Arc::clone(&self.channels),
+            Arc::clone(&recent_channels),
+            kit.access(),
+            routing,
+            public_base_url.clone(),
+        );
         kit.serve(ChannelServiceServer::new(channels).max_decoding_message_size(kit.max_message_bytes()));
         let sends = Arc::new(tokio::sync::Notify::new());
         let conversations = Arc::new(ConversationIntake {
@@ -110,7 +118,12 @@ impl Service for Ingestion {
             sends: Arc::clone(&sends),
         });
         let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
-        let webhooks = Webhooks { channels: self.channels, conversations: Arc::clone(&conversations), public_base_url };
+        let webhooks = Webhooks {
+            channels: self.channels,
+            recent_channels: Arc::clone(&recent_channels),
+            conversations: Arc::clone(&conversations),
+            public_base_url,
+        };
         kit.http(webhooks::router(Arc::new(webhooks)));
         let conversation_api =
             ConversationApi::new(Arc::clone(&conversations), kit.access(), routing_for_conversations);

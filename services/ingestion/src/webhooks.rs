@@ -12,6 +12,7 @@
 //! `switchboard_webhook_requests_total`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +23,7 @@ use axum::routing::post;
 use switchboard_core::identity::identity_to_proto;
 use switchboard_core::{ChannelId, Error, ErrorCode, TenantId};
 use switchboard_platform::metrics::{labels, metrics};
+use switchboard_platform::ttl_cache::TtlCache;
 use switchboard_proto::common::v1::Direction;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{Channel as ChannelResource, Contact, CreateContactRequest};
@@ -39,9 +41,21 @@ use crate::store::channels::ChannelStore;
 /// Longest subject taken from a message's first line, in characters.
 const SUBJECT_CHARS: usize = 120;
 
+/// How long a webhook trusts a channel it read: a change to a channel
+/// (secrets, queue, disabled) applies to its webhook within this time.
+pub const CHANNEL_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Channels a webhook read recently, by tenant and id.
+pub type RecentChannels = TtlCache<(TenantId, ChannelId), ChannelResource>;
+
 /// What the webhook routes need.
 pub struct Webhooks {
     pub channels: Arc<dyn ChannelStore>,
+    /// Channels read in the last [`CHANNEL_CACHE_TTL`]; only existing ones
+    /// (a channel just created answers at once). This replica's API
+    /// forgets a channel it changes; another replica's change applies
+    /// within the TTL.
+    pub recent_channels: Arc<RecentChannels>,
     pub conversations: Arc<ConversationIntake>,
     /// As [`crate::channels_api::ChannelApi::webhook_url`] builds it: what
     /// Twilio's signature covers.
@@ -107,8 +121,19 @@ async fn active_channel(
     let (Ok(tenant), Ok(channel_id)) = (TenantId::parse(tenant, "tenant"), ChannelId::parse(channel, "channel")) else {
         return Ok(None);
     };
-    let stored = webhooks.channels.get(&tenant, &channel_id).await?;
-    Ok(stored.map(|stored| stored.channel).filter(is_active).map(|channel| (tenant, channel_id, channel)))
+    let key = (tenant, channel_id);
+    let channel = match webhooks.recent_channels.get(&key) {
+        Some(channel) => Some(channel),
+        None => {
+            let stored = webhooks.channels.get(&key.0, &key.1).await?.map(|stored| stored.channel);
+            if let Some(channel) = &stored {
+                webhooks.recent_channels.insert(key.clone(), channel.clone());
+            }
+            stored
+        }
+    };
+    let (tenant, channel_id) = key;
+    Ok(channel.filter(is_active).map(|channel| (tenant, channel_id, channel)))
 }
 
 async fn receive(
