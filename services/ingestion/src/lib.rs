@@ -29,6 +29,7 @@ use std::time::Duration;
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_core::time::now_millis;
 use switchboard_platform::bus::Delivery;
+use switchboard_platform::group_commit::GroupCommit;
 use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::ConsumerSpec;
 use switchboard_platform::service::{Every, Kit, Service};
@@ -116,6 +117,7 @@ impl Service for Ingestion {
             contacts: api,
             bus: kit.bus(),
             sends: Arc::clone(&sends),
+            publication_marks: GroupCommit::default(),
         });
         let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
         let webhooks = Webhooks {

@@ -17,6 +17,7 @@ use switchboard_core::names::{conversation_name, message_name, parse_contact};
 use switchboard_core::time::{millis_from_duration, millis_from_timestamp, now_millis, timestamp_from_millis};
 use switchboard_core::{ChannelId, ContactId, ConversationId, Error, MessageId, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
+use switchboard_platform::group_commit::GroupCommit;
 use switchboard_proto::common::v1::Direction;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{
@@ -61,6 +62,8 @@ pub struct ConversationIntake {
     pub bus: Arc<dyn EventBus>,
     /// Woken when a message to a customer is queued: the connector's cue.
     pub sends: Arc<tokio::sync::Notify>,
+    /// Concurrent publications are remembered in one write.
+    pub publication_marks: GroupCommit<(TenantId, MessageId)>,
 }
 
 /// A channel's conversation window, in milliseconds.
@@ -172,7 +175,12 @@ impl ConversationIntake {
             Error::unavailable(format!("the message is stored but its event is not yet published ({})", error.message))
         })?;
         // Once on the bus, a failure to remember it only republishes it.
-        if let Err(error) = self.conversations.mark_message_published(&record.tenant, &record.message_id).await {
+        let mark = (record.tenant.clone(), record.message_id.clone());
+        let marked = self
+            .publication_marks
+            .submit(mark, |marks| async move { self.conversations.mark_messages_published(&marks).await })
+            .await;
+        if let Err(error) = marked {
             tracing::warn!(tenant = %record.tenant, message = %record.message_id, error = %error, "recording the publication failed");
         }
         Ok(())

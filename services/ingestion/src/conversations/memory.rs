@@ -262,13 +262,15 @@ impl ConversationStore for MemoryConversationStore {
         Ok(Some(next))
     }
 
-    async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error> {
+    async fn mark_messages_published(&self, messages: &[(TenantId, MessageId)]) -> Result<(), Error> {
         let mut tenants = self.lock();
-        let message = tenants.messages.get_mut(tenant).and_then(|messages| messages.get_mut(message_id.as_str()));
-        let Some(message) = message else {
-            return Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}")));
-        };
-        message.published = true;
-        Ok(())
+        let mut missing = None;
+        for (tenant, message_id) in messages {
+            match tenants.messages.get_mut(tenant).and_then(|stored| stored.get_mut(message_id.as_str())) {
+                Some(message) => message.published = true,
+                None => missing = Some(format!("tenants/{tenant}/messages/{message_id}")),
+            }
+        }
+        missing.map_or(Ok(()), |message| Err(Error::not_found(message)))
     }
 }

@@ -235,7 +235,13 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Messages stored before `cutoff_ms` whose events are not on the bus,
     /// oldest first, for the outbox relay.
     async fn unpublished_messages(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<MessageRecord>, Error>;
-    async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error>;
+    async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error> {
+        self.mark_messages_published(&[(tenant.clone(), message_id.clone())]).await
+    }
+    /// [`ConversationStore::mark_message_published`] for every message, in
+    /// one step where the store can; NOT_FOUND (after marking the others)
+    /// if one does not exist.
+    async fn mark_messages_published(&self, messages: &[(TenantId, MessageId)]) -> Result<(), Error>;
     /// The outbound message of the conversation sent with `request_id`.
     async fn find_by_request_id(
         &self,

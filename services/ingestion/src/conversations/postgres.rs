@@ -478,18 +478,26 @@ impl ConversationStore for PostgresConversationStore {
         Ok(Some(next))
     }
 
-    async fn mark_message_published(&self, tenant: &TenantId, message_id: &MessageId) -> Result<(), Error> {
+    async fn mark_messages_published(&self, messages: &[(TenantId, MessageId)]) -> Result<(), Error> {
+        let tenants: Vec<&str> = messages.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let ids: Vec<&str> = messages.iter().map(|(_, message_id)| message_id.as_str()).collect();
         let updated = self
             .client()
             .await?
             .execute_cached(
-                "UPDATE ingestion.messages SET published = true WHERE tenant = $1 AND message_id = $2",
-                &[&tenant.as_str(), &message_id.as_str()],
+                "UPDATE ingestion.messages AS messages SET published = true
+                 FROM UNNEST($1::text[], $2::text[]) AS marks (tenant, message_id)
+                 WHERE messages.tenant = marks.tenant AND messages.message_id = marks.message_id",
+                &[&tenants, &ids],
             )
             .await
             .map_err(pg_error)?;
-        if updated == 0 {
-            return Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}")));
+        let marked = messages.len() as u64;
+        if updated < marked {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                format!("{} of the {marked} messages marked published do not exist", marked - updated),
+            ));
         }
         Ok(())
     }
