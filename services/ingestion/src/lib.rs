@@ -134,9 +134,9 @@ impl Service for Ingestion {
         // A contact routing ended closes its conversation.
         let closing = Arc::clone(&conversations);
         let ended_contacts = ConsumerSpec::new(CONVERSATIONS_CONSUMER, &[ROUTING_TOPIC]).in_background();
-        kit.consume(ended_contacts, move |delivery: Delivery| {
+        kit.consume_batches(ended_contacts, move |deliveries: Arc<[Delivery]>| {
             let closing = Arc::clone(&closing);
-            async move { closing.on_routing_event(delivery).await }
+            async move { closing.on_routing_events(&deliveries).await }
         })
         .await?;
         kit.every(Every::new("ingestion-connector", CONNECTOR_INTERVAL).woken_by(sends), move || {

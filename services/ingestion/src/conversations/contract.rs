@@ -132,6 +132,20 @@ async fn an_ended_contact_closes_its_conversation(store: &dyn ConversationStore)
     ensure!(closed.is_some_and(|closed| closed.reason == CloseReason::ContactEnded && closed.at_ms == 500), "ended");
     let next = store.open_or_join(&candidate(&tenant, &ann, 700)?, HOUR_MS).await?;
     ensure!(next.opened, "the next message opens a new conversation, within the window or not");
+
+    let bob = store.open_or_join(&candidate(&tenant, &phone("+15550010"), 0)?, HOUR_MS).await?;
+    let (ann_contact, bob_contact) = (ContactId::generate(), ContactId::generate());
+    store.attach_contact(&tenant, &next.conversation.conversation_id, &ann_contact).await?;
+    store.attach_contact(&tenant, &bob.conversation.conversation_id, &bob_contact).await?;
+    let ended = [
+        (tenant.clone(), ann_contact.clone(), 800),
+        (tenant.clone(), bob_contact, 900),
+        (tenant.clone(), ContactId::generate(), 900),
+    ];
+    ensure!(store.close_for_contacts(&ended).await? == 2, "a batch closes each open conversation of its contacts");
+    ensure!(store.close_for_contacts(&ended).await? == 0, "once");
+    let closed = store.get(&tenant, &next.conversation.conversation_id).await?.context("kept")?.closed;
+    ensure!(closed.is_some_and(|closed| closed.at_ms == 800), "at its contact's end: {closed:?}");
     Ok(())
 }
 
@@ -147,6 +161,13 @@ async fn provider_ids_are_stored_once(store: &dyn ConversationStore) -> anyhow::
     ensure!(store.find_message(&tenant, &original.channel_id, "sms/SM2").await?.is_none(), "others are absent");
     let stored = store.get(&tenant, &joined.conversation.conversation_id).await?.context("kept")?;
     ensure!(stored.last_message_ms == 10, "a duplicate moves nothing");
+    let nowhere = ConversationRecord { conversation_id: ConversationId::generate(), ..joined.conversation.clone() };
+    let orphan = store.add_message(&message(&nowhere, "sms/SM3", 30)).await;
+    ensure!(
+        orphan.is_err_and(|error| error.code == switchboard_core::ErrorCode::NotFound),
+        "a message of no conversation is NOT_FOUND"
+    );
+    ensure!(store.find_message(&tenant, &original.channel_id, "sms/SM3").await?.is_none(), "and is not stored");
     Ok(())
 }
 

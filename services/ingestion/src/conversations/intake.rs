@@ -197,26 +197,38 @@ impl ConversationIntake {
         Ok(pending.len())
     }
 
-    /// Closes the conversation of a contact routing ended (completed,
-    /// abandoned, or ended unanswered); other events change nothing.
-    pub async fn on_routing_event(&self, delivery: Delivery) -> Result<(), Error> {
-        let envelope = &delivery.envelope;
-        let Some(Payload::Routing(event)) = &envelope.payload else { return Ok(()) };
-        let contact = match &event.kind {
-            Some(routing_event::Kind::Completed(completed)) => &completed.contact,
-            Some(routing_event::Kind::Abandoned(abandoned)) => &abandoned.contact,
-            _ => return Ok(()),
-        };
-        let (tenant, contact) = parse_contact(contact, "contact")?;
-        if envelope.tenant != tenant.as_str() {
-            return Err(Error::invalid_field("contact", "names another tenant than its envelope"));
+    /// Closes the conversations of the contacts routing ended (completed,
+    /// abandoned, or ended unanswered) in `deliveries`, together; other
+    /// events change nothing.
+    pub async fn on_routing_events(&self, deliveries: &[Delivery]) -> Result<(), Error> {
+        let mut ended = Vec::new();
+        for delivery in deliveries {
+            ended.extend(ended_contact(delivery)?);
         }
-        let at_ms = envelope.occurred_at.as_ref().map_or_else(now_millis, millis_from_timestamp);
-        if self.conversations.close_for_contact(&tenant, &contact, at_ms).await? {
-            tracing::info!(tenant = %tenant, contact = %contact, "conversation closed with its contact");
+        if ended.is_empty() {
+            return Ok(());
         }
+        let closed = self.conversations.close_for_contacts(&ended).await?;
+        tracing::debug!(ended = ended.len(), closed, "conversations closed with their contacts");
         Ok(())
     }
+}
+
+/// The contact a routing event ended, with its tenant and the time.
+fn ended_contact(delivery: &Delivery) -> Result<Option<(TenantId, ContactId, i64)>, Error> {
+    let envelope = &delivery.envelope;
+    let Some(Payload::Routing(event)) = &envelope.payload else { return Ok(None) };
+    let contact = match &event.kind {
+        Some(routing_event::Kind::Completed(completed)) => &completed.contact,
+        Some(routing_event::Kind::Abandoned(abandoned)) => &abandoned.contact,
+        _ => return Ok(None),
+    };
+    let (tenant, contact) = parse_contact(contact, "contact")?;
+    if envelope.tenant != tenant.as_str() {
+        return Err(Error::invalid_field("contact", "names another tenant than its envelope"));
+    }
+    let at_ms = envelope.occurred_at.as_ref().map_or_else(now_millis, millis_from_timestamp);
+    Ok(Some((tenant, contact, at_ms)))
 }
 
 /// The stored form of an inbound message of `conversation`.

@@ -216,6 +216,15 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Closes the open conversation of the contact (`CONTACT_ENDED`);
     /// false when none is open.
     async fn close_for_contact(&self, tenant: &TenantId, contact: &ContactId, at_ms: i64) -> Result<bool, Error>;
+    /// [`ConversationStore::close_for_contact`] for every (tenant, contact,
+    /// time), in one step where the store can; how many it closed.
+    async fn close_for_contacts(&self, ended: &[(TenantId, ContactId, i64)]) -> Result<usize, Error> {
+        let mut closed = 0;
+        for (tenant, contact, at_ms) in ended {
+            closed += usize::from(self.close_for_contact(tenant, contact, *at_ms).await?);
+        }
+        Ok(closed)
+    }
     async fn get(
         &self,
         tenant: &TenantId,

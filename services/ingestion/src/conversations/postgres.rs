@@ -265,16 +265,27 @@ impl ConversationStore for PostgresConversationStore {
         ContactId::parse(&row.try_get::<_, String>(0).map_err(corrupt)?, "contact_id").map_err(corrupt)
     }
 
+    /// One statement: the message is stored only into an existing
+    /// conversation and only if new, and only then moves the
+    /// conversation's last message time.
     async fn add_message(&self, record: &MessageRecord) -> Result<Added, Error> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(pg_error)?;
         let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
-        let inserted = transaction
+        let stored = self
+            .client()
+            .await?
             .execute_cached(
                 &format!(
-                    "INSERT INTO ingestion.messages ({MESSAGE_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                     ON CONFLICT DO NOTHING"
+                    "WITH inserted AS (
+                         INSERT INTO ingestion.messages ({MESSAGE_COLUMNS})
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+                         WHERE EXISTS (SELECT 1 FROM ingestion.conversations
+                                       WHERE tenant = $1 AND conversation_id = $3)
+                         ON CONFLICT DO NOTHING
+                         RETURNING conversation_id)
+                     UPDATE ingestion.conversations AS conversations
+                     SET last_message_ms = GREATEST(conversations.last_message_ms, $7)
+                     FROM inserted
+                     WHERE conversations.tenant = $1 AND conversations.conversation_id = inserted.conversation_id"
                 ),
                 &[
                     &record.tenant.as_str(),
@@ -294,30 +305,18 @@ impl ConversationStore for PostgresConversationStore {
             )
             .await
             .map_err(pg_error)?;
-        if inserted == 0 {
-            transaction.rollback().await.map_err(pg_error)?;
-            let existing = if record.provider_message_id.is_empty() {
-                self.find_by_request_id(&record.tenant, &record.conversation_id, &record.message.request_id).await?
-            } else {
-                self.find_message(&record.tenant, &record.channel_id, &record.provider_message_id).await?
-            };
-            let existing = existing.ok_or_else(|| Error::internal("a conflicting message vanished"))?;
-            return Ok(Added::Duplicate(Box::new(existing)));
+        if stored == 1 {
+            return Ok(Added::New);
         }
-        let moved = transaction
-            .execute_cached(
-                "UPDATE ingestion.conversations SET last_message_ms = GREATEST(last_message_ms, $3)
-                 WHERE tenant = $1 AND conversation_id = $2",
-                &[&record.tenant.as_str(), &record.conversation_id.as_str(), &record.created_ms],
-            )
-            .await
-            .map_err(pg_error)?;
-        if moved == 0 {
-            transaction.rollback().await.map_err(pg_error)?;
-            return Err(Error::not_found(conversation_name(&record.tenant, &record.conversation_id)));
+        let existing = if record.provider_message_id.is_empty() {
+            self.find_by_request_id(&record.tenant, &record.conversation_id, &record.message.request_id).await?
+        } else {
+            self.find_message(&record.tenant, &record.channel_id, &record.provider_message_id).await?
+        };
+        match existing {
+            Some(existing) => Ok(Added::Duplicate(Box::new(existing))),
+            None => Err(Error::not_found(conversation_name(&record.tenant, &record.conversation_id))),
         }
-        transaction.commit().await.map_err(pg_error)?;
-        Ok(Added::New)
     }
 
     async fn find_message(
@@ -347,6 +346,25 @@ impl ConversationStore for PostgresConversationStore {
             .await
             .map_err(pg_error)?;
         Ok(closed > 0)
+    }
+
+    async fn close_for_contacts(&self, ended: &[(TenantId, ContactId, i64)]) -> Result<usize, Error> {
+        let tenants: Vec<&str> = ended.iter().map(|(tenant, _, _)| tenant.as_str()).collect();
+        let contacts: Vec<&str> = ended.iter().map(|(_, contact, _)| contact.as_str()).collect();
+        let times: Vec<i64> = ended.iter().map(|(_, _, at_ms)| *at_ms).collect();
+        let closed = self
+            .client()
+            .await?
+            .execute_cached(
+                "UPDATE ingestion.conversations AS conversations SET closed_ms = ended.at_ms, close_reason = $4
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS ended (tenant, contact_id, at_ms)
+                 WHERE conversations.tenant = ended.tenant AND conversations.contact_id = ended.contact_id
+                   AND conversations.closed_ms IS NULL",
+                &[&tenants, &contacts, &times, &CloseReason::ContactEnded.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(usize::try_from(closed).unwrap_or(usize::MAX))
     }
 
     async fn get(
