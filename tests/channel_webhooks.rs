@@ -19,7 +19,7 @@ use switchboard_ingestion::channels::{meta, twilio};
 use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::common::v1::{CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
-use switchboard_proto::crm::v1::{ListTimelineEntriesRequest, ResolveCustomerRequest};
+use switchboard_proto::crm::v1::{AddCustomerIdentityRequest, ListTimelineEntriesRequest, ResolveCustomerRequest};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
 use switchboard_proto::ingestion::v1::conversation_service_client::ConversationServiceClient;
@@ -205,7 +205,7 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     let headers = [("x-telegram-bot-api-secret-token", "tg_secret")];
     let answer = http_request(http, "POST", "/webhooks/acme/e2e-telegram", &headers, update.as_bytes()).await.unwrap();
     assert_eq!(answer.status, 200);
-    routed_contact(endpoints, "e2e-telegram").await;
+    let telegram = routed_contact(endpoints, "e2e-telegram").await;
 
     // The same phone on SMS and WhatsApp is one customer of acme, whose
     // timeline CRM builds from the events shows both contacts.
@@ -231,10 +231,60 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     .await;
     assert_eq!(timeline.len(), 2, "one phone, one customer, across channels: {timeline:?}");
 
+    // The Telegram customer types a phone number in the chat; the agent's
+    // desktop attaches it, and a text from that phone is the same customer.
+    let telegram_customer = eventually("CRM knows the Telegram sender", WAIT, || {
+        let mut crm = crm.clone();
+        let handle = CustomerIdentity { kind: IdentityKind::Messenger as i32, value: "telegram:777".to_owned() };
+        let request = ResolveCustomerRequest {
+            parent: "tenants/acme".to_owned(),
+            identity: Some(handle),
+            display_name: String::new(),
+        };
+        async move {
+            let resolved = crm.resolve_customer(authorized(ACME_ADMIN, request)).await.ok()?.into_inner();
+            (!resolved.created).then_some(resolved.customer?.name)
+        }
+    })
+    .await;
+    let typed = CustomerIdentity { kind: IdentityKind::Phone as i32, value: "+1 555 000 1111".to_owned() };
+    let attach = AddCustomerIdentityRequest { customer: telegram_customer.clone(), identity: Some(typed) };
+    let attached = crm.add_customer_identity(authorized(ACME_ADMIN, attach)).await.expect("attached").into_inner();
+    assert!(attached.identities.iter().any(|identity| identity.value == "+15550001111"), "{attached:?}");
+    let texted: Vec<(String, String)> = [
+        ("MessageSid", "SM00000000000000000000000000000009"),
+        ("From", "+15550001111"),
+        ("To", "+15551230000"),
+        ("Body", "It's Ann from Telegram"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    let signature =
+        twilio::signature("twilio-token", &format!("{PUBLIC_BASE_URL}/webhooks/acme/e2e-sms"), &texted).unwrap();
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&texted).finish();
+    let headers_3 = [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", signature.as_str())];
+    let answer = http_request(http, "POST", "/webhooks/acme/e2e-sms", &headers_3, body.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let across = eventually("the Telegram and SMS contacts on one timeline", WAIT, || {
+        let mut crm = crm.clone();
+        let request =
+            ListTimelineEntriesRequest { parent: telegram_customer.clone(), page_size: 10, page_token: String::new() };
+        let telegram_contact = telegram.name.clone();
+        async move {
+            let entries = crm.list_timeline_entries(authorized(ACME_ADMIN, request)).await.ok()?.into_inner().entries;
+            let channels: Vec<i32> = entries.iter().map(|entry| entry.channel).collect();
+            let has_telegram = entries.iter().any(|entry| entry.contact == telegram_contact);
+            (has_telegram && channels.contains(&(ChannelKind::Sms as i32))).then_some(entries.len())
+        }
+    })
+    .await;
+    assert_eq!(across, 2, "one customer across Telegram and SMS");
+
     // Another tenant's path does not reach acme's channels.
     let answer = http_request(http, "POST", "/webhooks/globex/e2e-sms", &headers, form.as_bytes()).await.unwrap();
     assert_eq!(answer.status, 404);
-    assert_eq!(acme_contacts(endpoints).await.len(), 3, "three conversations, three contacts");
+    assert_eq!(acme_contacts(endpoints).await.len(), 4, "four conversations, four contacts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

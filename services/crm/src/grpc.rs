@@ -128,6 +128,25 @@ impl CrmApi {
         })
     }
 
+    async fn add_identity(
+        &self,
+        principal: Principal,
+        request: api::AddCustomerIdentityRequest,
+    ) -> Result<api::Customer, Error> {
+        let (tenant, customer) = parse_customer(&request.customer, "customer")?;
+        self.access.authorize_write(&principal, &tenant)?;
+        let identity = identity_from_request(request.identity.as_ref())?;
+        let customer = self.store.add_identity(&tenant, &customer, &identity).await?;
+        tracing::info!(
+            tenant = %tenant,
+            customer = %customer.id,
+            identity_kind = identity.kind.as_str(),
+            key = %principal.key_name,
+            "identity attached to the customer"
+        );
+        Ok(customer_to_api(&customer))
+    }
+
     async fn get(&self, principal: Principal, request: api::GetCustomerRequest) -> Result<api::Customer, Error> {
         let (tenant, customer) = parse_customer(&request.name, "name")?;
         self.access.authorize_read(&principal, &tenant)?;
@@ -183,6 +202,13 @@ impl CrmService for CrmApi {
         request: Request<api::ResolveCustomerRequest>,
     ) -> Result<Response<api::ResolveCustomerResponse>, Status> {
         answer(request, |principal, body| self.resolve(principal, body)).await
+    }
+
+    async fn add_customer_identity(
+        &self,
+        request: Request<api::AddCustomerIdentityRequest>,
+    ) -> Result<Response<api::Customer>, Status> {
+        answer(request, |principal, body| self.add_identity(principal, body)).await
     }
 
     async fn get_customer(&self, request: Request<api::GetCustomerRequest>) -> Result<Response<api::Customer>, Status> {

@@ -26,6 +26,39 @@ pub async fn run_all(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
         .context("timeline_merge_is_idempotent_and_listed_newest_first")?;
     concurrent_merges_lose_nothing(Arc::clone(&store)).await.context("concurrent_merges_lose_nothing")?;
     batch_merges_like_one_at_a_time(store.as_ref()).await.context("batch_merges_like_one_at_a_time")?;
+    identities_learned_later_join_their_customer(store.as_ref())
+        .await
+        .context("identities_learned_later_join_their_customer")?;
+    Ok(())
+}
+
+/// An address learned in a conversation joins its customer: resolving it
+/// finds that customer from then on; attaching is idempotent; another
+/// customer's address is refused naming that customer.
+pub async fn identities_learned_later_join_their_customer(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("attach")?;
+    let visitor = Identity { kind: IdentityKind::ChatVisitor, value: "visitor-7".to_owned() };
+    let chat_customer = store.resolve_customer(&tenant, &visitor, "").await?.customer;
+    let typed = email("Dana@Example.com")?;
+    let attached = store.add_identity(&tenant, &chat_customer.id, &typed).await?;
+    ensure!(attached.identities.contains(&typed) && attached.identities.contains(&visitor), "both: {attached:?}");
+    let again = store.add_identity(&tenant, &chat_customer.id, &typed).await?;
+    ensure!(again == attached, "attaching again changes nothing");
+    let by_mail = store.resolve_customer(&tenant, &email("dana@example.com")?, "").await?;
+    ensure!(!by_mail.created && by_mail.customer.id == chat_customer.id, "an e-mail from her is hers: {by_mail:?}");
+
+    let other = store.resolve_customer(&tenant, &email("erik@example.com")?, "").await?.customer;
+    let taken = store.add_identity(&tenant, &other.id, &typed).await;
+    ensure!(
+        taken.as_ref().is_err_and(|error| error.code == ErrorCode::FailedPrecondition
+            && error.resource.as_deref()
+                == Some(switchboard_core::names::customer_name(&tenant, &chat_customer.id).as_str())),
+        "another customer's address is refused, naming its owner: {taken:?}"
+    );
+    let unknown = store.add_identity(&tenant, &CustomerId::generate(), &email("new@example.com")?).await;
+    ensure!(unknown.is_err_and(|error| error.code == ErrorCode::NotFound), "an unknown customer is NOT_FOUND");
+    let stranger = store.resolve_customer(&tenant, &email("new@example.com")?, "").await?;
+    ensure!(stranger.created, "a refused attach attached nothing");
     Ok(())
 }
 

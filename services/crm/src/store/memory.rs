@@ -10,7 +10,7 @@ use switchboard_core::names::customer_name;
 use switchboard_core::time::now_millis;
 use switchboard_core::{ContactId, CustomerId, Error, TenantId};
 
-use super::{CrmStore, Customer, ResolvedCustomer};
+use super::{CrmStore, Customer, ResolvedCustomer, identity_taken};
 use crate::domain::{Identity, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
 
 #[derive(Default)]
@@ -65,6 +65,30 @@ impl CrmStore for MemoryCrmStore {
         state.customer_by_identity.insert(identity_key, customer.id.clone());
         state.customers_by_tenant.entry(tenant.clone()).or_default().insert(customer.id.clone(), customer.clone());
         Ok(ResolvedCustomer { customer, created: true })
+    }
+
+    async fn add_identity(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        identity: &Identity,
+    ) -> Result<Customer, Error> {
+        let mut state = self.lock();
+        let identity_key = (tenant.clone(), identity.clone());
+        if let Some(owner) = state.customer_by_identity.get(&identity_key)
+            && owner != customer
+        {
+            return Err(identity_taken(tenant, owner));
+        }
+        let stored = state.customers_by_tenant.get_mut(tenant).and_then(|customers| customers.get_mut(customer));
+        let Some(stored) = stored else { return Err(Error::not_found(customer_name(tenant, customer))) };
+        if !stored.identities.contains(identity) {
+            stored.identities.push(identity.clone());
+            stored.identities.sort();
+        }
+        let attached = stored.clone();
+        state.customer_by_identity.insert(identity_key, customer.clone());
+        Ok(attached)
     }
 
     async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error> {

@@ -26,6 +26,14 @@ pub struct Customer {
     pub create_time_millis: i64,
 }
 
+/// The refusal of an identity another customer has.
+pub fn identity_taken(tenant: &TenantId, owner: &CustomerId) -> Error {
+    Error::failed_precondition("another customer has this identity")
+        .with_reason("IDENTITY_TAKEN")
+        .with_field_violation("identity", "belongs to another customer")
+        .with_resource(switchboard_core::names::customer_name(tenant, owner))
+}
+
 /// The outcome of [`CrmStore::resolve_customer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedCustomer {
@@ -46,6 +54,17 @@ pub trait CrmStore: Send + Sync + 'static {
         identity: &Identity,
         display_name: &str,
     ) -> Result<ResolvedCustomer, Error>;
+
+    /// Attaches `identity` (already normalised) to `customer`: done when it
+    /// has it already; NOT_FOUND if there is no such customer;
+    /// FAILED_PRECONDITION `IDENTITY_TAKEN` naming the other customer if
+    /// another has it. Atomic against concurrent resolves and attaches.
+    async fn add_identity(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        identity: &Identity,
+    ) -> Result<Customer, Error>;
 
     /// The customer `customer` of `tenant`; NOT_FOUND naming its resource
     /// name if `tenant` has no such customer.

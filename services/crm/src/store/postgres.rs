@@ -14,7 +14,7 @@ use switchboard_core::{ContactId, CustomerId, Error, ErrorCode, TenantId};
 use switchboard_platform::postgres::{CachedStatements, Migration, migrate, pg_error};
 use tokio_postgres::Row;
 
-use super::{CrmStore, Customer, ResolvedCustomer};
+use super::{CrmStore, Customer, ResolvedCustomer, identity_taken};
 use crate::domain::{EntryStatus, Identity, IdentityKind, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
 
 /// The service name migrations are recorded under.
@@ -382,6 +382,36 @@ impl CrmStore for PostgresCrmStore {
             return Ok(ResolvedCustomer { customer, created: true });
         }
         Err(Error::new(ErrorCode::Aborted, "customer resolution kept racing with concurrent writers, retry"))
+    }
+
+    async fn add_identity(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        identity: &Identity,
+    ) -> Result<Customer, Error> {
+        let client = self.client().await?;
+        if load_customer(&client, tenant, customer).await?.is_none() {
+            return Err(Error::not_found(customer_name(tenant, customer)));
+        }
+        // Waits for a concurrent insert of the same identity to settle;
+        // whoever has it then is the answer.
+        client
+            .execute_cached(
+                "INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant, kind, value) DO NOTHING",
+                &[&tenant.as_str(), &identity.kind.as_str(), &identity.value, &customer.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        let owner = find_customer_id_by_identity(&client, tenant, identity).await?;
+        match owner {
+            Some(owner) if &owner == customer => load_customer(&client, tenant, customer)
+                .await?
+                .ok_or_else(|| Error::not_found(customer_name(tenant, customer))),
+            Some(owner) => Err(identity_taken(tenant, &owner)),
+            None => Err(Error::internal("an inserted identity vanished")),
+        }
     }
 
     async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error> {

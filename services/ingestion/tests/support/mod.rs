@@ -207,6 +207,13 @@ impl CrmService for FakeCrm {
     ) -> Result<Response<ListTimelineEntriesResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn add_customer_identity(
+        &self,
+        _: Request<AddCustomerIdentityRequest>,
+    ) -> Result<Response<Customer>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// The in-process bus, with publishing that fails while `failing` is set,
