@@ -112,6 +112,7 @@ impl Fixture {
             channel: CHAT,
             customer: String::new(),
             subject: String::new(),
+            session_url: String::new(),
             priority: i32::try_from(sequence % 3).unwrap_or(0),
             required_skills: Vec::new(),
             strategy: switchboard_routing::domain::Strategy::LongestIdle,

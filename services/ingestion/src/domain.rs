@@ -31,6 +31,8 @@ pub const MAX_PRIORITY: i32 = 100;
 pub const MAX_PROVIDER_MESSAGE_ID_BYTES: usize = 256;
 /// Longest `request_id`, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
+/// Longest `contact.session_url`, in bytes.
+pub const MAX_SESSION_URL_BYTES: usize = 2048;
 /// Longest abandon `reason`, in bytes.
 pub const MAX_ABANDON_REASON_BYTES: usize = 1024;
 
@@ -124,6 +126,8 @@ pub fn validate_create_contact(request: &CreateContactRequest) -> Result<Validat
         TextRule::line(MAX_PROVIDER_MESSAGE_ID_BYTES),
     );
 
+    check_session_url(&mut violations, contact);
+
     violations.into_result()?;
     let (Some(tenant), Some((_, queue)), Some(direction), Some(from)) = (tenant, queue, direction, from) else {
         // Every `None` above recorded a violation, so this is unreachable;
@@ -144,8 +148,32 @@ pub fn validate_create_contact(request: &CreateContactRequest) -> Result<Validat
         provider_message_id: contact.provider_message_id.clone(),
         create_time: None,
         abandon_time: None,
+        session_url: contact.session_url.clone(),
     };
     Ok(ValidatedContact { tenant, queue, request_id: request.request_id.clone(), contact: normalised })
+}
+
+/// A video contact carries its session's `https://` join link; no other
+/// contact carries one.
+fn check_session_url(violations: &mut Violations, contact: &Contact) {
+    let url = &contact.session_url;
+    if contact.channel != Channel::Video as i32 {
+        if !url.is_empty() {
+            violations.add("contact.session_url", "is for CHANNEL_VIDEO contacts only");
+        }
+        return;
+    }
+    if url.is_empty() {
+        violations.add("contact.session_url", "is required for CHANNEL_VIDEO contacts");
+        return;
+    }
+    let well_formed = url.strip_prefix("https://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        && url.len() <= MAX_SESSION_URL_BYTES
+        && url.bytes().all(|byte| byte.is_ascii_graphic());
+    if !well_formed {
+        violations
+            .add("contact.session_url", format!("must be an https:// URL of at most {MAX_SESSION_URL_BYTES} bytes"));
+    }
 }
 
 /// Checks the free-text reason of an abandon request (`reason`).

@@ -329,3 +329,23 @@ proptest! {
         prop_assert!(validated.is_ok(), "{:?}", validated);
     }
 }
+
+#[test]
+fn only_video_contacts_carry_a_session_link_and_they_must() {
+    let video = |url: &str| {
+        with_contact(|contact| {
+            contact.channel = Channel::Video as i32;
+            contact.session_url = url.to_owned();
+        })
+    };
+    let validated = validate_create_contact(&video("https://meet.example.com/r/abc-123")).expect("valid");
+    assert_eq!(validated.contact.session_url, "https://meet.example.com/r/abc-123");
+    assert_rejects(&video(""), "contact.session_url");
+    assert_rejects(&video("http://meet.example.com/r/abc"), "contact.session_url");
+    assert_rejects(&video("javascript:alert(1)"), "contact.session_url");
+    assert_rejects(&video(&format!("https://meet.example.com/{}", "a".repeat(2100))), "contact.session_url");
+    assert_rejects(
+        &with_contact(|contact| contact.session_url = "https://meet.example.com/x".to_owned()),
+        "contact.session_url",
+    );
+}

@@ -56,6 +56,7 @@ impl PresenceCore {
                     expire_time: offered.expire_time,
                     answer_time: None,
                     callback_number: offered.callback_number,
+                    session_url: offered.session_url,
                 };
                 self.live.put_active_contact(&agent, &ringing).await
             }

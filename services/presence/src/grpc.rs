@@ -440,6 +440,7 @@ async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &Sessi
                 customer: held.customer,
                 subject: held.subject,
                 answer_time: held.answer_time,
+                session_url: held.session_url,
             })
         } else if held.expire_time.as_ref().is_some_and(|expire| millis_from_timestamp(expire) > now) {
             agent_session_response::Kind::Offer(Offer {
@@ -450,6 +451,7 @@ async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &Sessi
                 expire_time: held.expire_time,
                 subject: held.subject,
                 callback_number: held.callback_number,
+                session_url: held.session_url,
             })
         } else {
             continue;

@@ -337,6 +337,7 @@ impl PresenceCore {
                     expire_time: offered.expire_time,
                     subject: offered.subject,
                     callback_number: offered.callback_number,
+                    session_url: offered.session_url,
                 };
                 // The mark is a statistic (was a timeout the agent's miss?):
                 // failing to write it must not push the offer again, nor

@@ -268,3 +268,47 @@ async fn a_conversations_messages_reach_the_desktop_of_the_agent_holding_its_con
     cluster.wait_for_work("alice", 0).await;
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_video_contacts_offer_carries_its_session_link() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    let video_queue = Queue { channels: vec![Channel::Video as i32], ..Queue::default() };
+    cluster.create_queue("video", video_queue).await;
+    let mut desktop = cluster.available_desktop("alice").await;
+    let tenant = switchboard_core::TenantId::parse("acme", "t").unwrap();
+    let contact_id = switchboard_core::ContactId::generate();
+    let contact = switchboard_proto::ingestion::v1::Contact {
+        name: switchboard_core::names::contact_name(&tenant, &contact_id),
+        channel: Channel::Video as i32,
+        queue: "tenants/acme/queues/video".to_owned(),
+        session_url: "https://meet.example.com/r/abc-123".to_owned(),
+        create_time: Some(switchboard_core::time::timestamp_from_millis(switchboard_core::time::now_millis())),
+        ..Default::default()
+    };
+    let created = switchboard_proto::ingestion::v1::ContactCreated { contact: Some(contact.clone()) };
+    let event = ContactEvent { kind: Some(contact_event::Kind::Created(created)) };
+    let envelope = switchboard_core::event::envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(event));
+    cluster.bus.publish(CONTACTS_TOPIC, &envelope).await.unwrap();
+    let offer = desktop.until_offer().await;
+    assert_eq!(
+        (offer.contact.as_str(), offer.session_url.as_str()),
+        (contact.name.as_str(), "https://meet.example.com/r/abc-123")
+    );
+    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.name.clone() })).await;
+    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    cluster.wait_for_answered("alice", &contact.name).await;
+    // A desktop that reconnects mid-call gets the link again.
+    drop(desktop);
+    let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
+    let in_progress = desktop
+        .until(|kind| match kind {
+            agent_session_response::Kind::ContactInProgress(in_progress) => Some(in_progress.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(in_progress.session_url, "https://meet.example.com/r/abc-123");
+    desktop.handle_accepted(&contact.name).await;
+    cluster.wait_for_work("alice", 0).await;
+    cluster.stop().await;
+}

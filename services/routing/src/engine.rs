@@ -188,6 +188,7 @@ impl Engine {
             channel: contact.channel,
             customer: contact.customer.clone(),
             subject: contact.subject.clone(),
+            session_url: contact.session_url.clone(),
             priority: contact.priority.clamp(0, 100),
             required_skills: Vec::new(),
             strategy: crate::domain::Strategy::LongestIdle,

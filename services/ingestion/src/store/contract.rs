@@ -58,6 +58,7 @@ pub fn sample_record(
         provider_message_id: provider_message_id.to_owned(),
         create_time: Some(timestamp_from_millis(now_millis())),
         abandon_time: None,
+        session_url: String::new(),
     };
     ContactRecord {
         tenant: tenant.clone(),

@@ -89,7 +89,10 @@ impl Cluster {
         let agent = Agent {
             tenants: vec!["tenants/acme".into()],
             skills: vec![Skill { name: "billing".into(), level: 3, ..Skill::default() }],
-            capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+            capacities: vec![
+                ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 },
+                ChannelCapacity { channel: Channel::Video as i32, max_concurrent: 1 },
+            ],
             ..Agent::default()
         };
         let request = CreateAgentRequest { agent_id: "alice".into(), agent: Some(agent) };

@@ -143,6 +143,7 @@ mod tests {
                 channel: CHANNELS[channel],
                 customer: String::new(),
                 subject: String::new(),
+                session_url: String::new(),
                 priority,
                 required_skills: skill_level
                     .map(|min_level| SkillRequirement { name: "billing".to_owned(), min_level })

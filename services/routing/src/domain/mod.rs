@@ -109,6 +109,8 @@ pub struct ContactRecord {
     /// Customer resource name.
     pub customer: String,
     pub subject: String,
+    /// A video contact's session join link; empty for other channels.
+    pub session_url: String,
     pub priority: i32,
     pub required_skills: Vec<SkillRequirement>,
     pub strategy: Strategy,

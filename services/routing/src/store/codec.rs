@@ -23,6 +23,8 @@ pub(crate) struct StoredRecord {
     channel: i32,
     customer: String,
     subject: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    session_url: String,
     priority: i32,
     required_skills: Vec<(String, i32)>,
     #[serde(default)]
@@ -97,6 +99,7 @@ pub(crate) fn record_json(record: &ContactRecord) -> Result<String, Error> {
         channel: record.channel,
         customer: record.customer.clone(),
         subject: record.subject.clone(),
+        session_url: record.session_url.clone(),
         priority: record.priority,
         required_skills: requirements_to_stored(&record.required_skills),
         strategy: record.strategy.to_proto(),
@@ -143,6 +146,7 @@ pub(crate) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
         channel: stored.channel,
         customer: stored.customer,
         subject: stored.subject,
+        session_url: stored.session_url,
         priority: stored.priority,
         required_skills: requirements_from_stored(stored.required_skills),
         strategy: Strategy::from_proto(stored.strategy),
