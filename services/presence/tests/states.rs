@@ -204,19 +204,13 @@ async fn a_reconnecting_desktop_is_sent_its_ringing_offers_and_contacts_in_progr
     assert!(matches!(desktop.next().await, agent_session_response::Kind::SessionStarted(started)
         if started.state == AgentState::Available as i32));
     assert_eq!(desktop.until_offer().await.contact, contact, "the ringing offer is sent again");
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
-    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    desktop.accept(&contact).await;
     cluster.wait_for_answered("alice", &contact).await;
 
     // And again while handling it: the contact in progress is sent.
     drop(desktop);
     let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
-    let in_progress = desktop
-        .until(|kind| match kind {
-            agent_session_response::Kind::ContactInProgress(in_progress) => Some(in_progress.clone()),
-            _ => None,
-        })
-        .await;
+    let in_progress = desktop.until_in_progress().await;
     assert_eq!(in_progress.contact, contact);
     assert_eq!(in_progress.queue, "tenants/acme/queues/support");
     assert!(in_progress.answer_time.is_some());
@@ -233,8 +227,7 @@ async fn a_conversations_messages_reach_the_desktop_of_the_agent_holding_its_con
     let mut desktop = cluster.available_desktop("alice").await;
     let contact = publish_contact_to(&cluster.bus, "support").await;
     assert_eq!(desktop.until_offer().await.contact, contact);
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.clone() })).await;
-    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    desktop.accept(&contact).await;
     cluster.wait_for_answered("alice", &contact).await;
 
     let (tenant, contact_id) = switchboard_core::names::parse_contact(&contact, "contact").unwrap();
@@ -295,18 +288,12 @@ async fn a_video_contacts_offer_carries_its_session_link() {
         (offer.contact.as_str(), offer.session_url.as_str()),
         (contact.name.as_str(), "https://meet.example.com/r/abc-123")
     );
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.name.clone() })).await;
-    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    desktop.accept(&contact.name).await;
     cluster.wait_for_answered("alice", &contact.name).await;
     // A desktop that reconnects mid-call gets the link again.
     drop(desktop);
     let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
-    let in_progress = desktop
-        .until(|kind| match kind {
-            agent_session_response::Kind::ContactInProgress(in_progress) => Some(in_progress.clone()),
-            _ => None,
-        })
-        .await;
+    let in_progress = desktop.until_in_progress().await;
     assert_eq!(in_progress.session_url, "https://meet.example.com/r/abc-123");
     desktop.handle_accepted(&contact.name).await;
     cluster.wait_for_work("alice", 0).await;

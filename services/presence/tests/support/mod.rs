@@ -21,9 +21,9 @@ use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
-    GetAgentRequest, Hello, Offer, OfferRevoked, SetState, StateChanged, agent_session_request, agent_session_response,
-    presence_event,
+    AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, ContactInProgress,
+    CreateAgentRequest, GetAgentRequest, Hello, Offer, OfferRevoked, SetState, StateChanged, agent_session_request,
+    agent_session_response, presence_event,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
@@ -240,6 +240,21 @@ impl Desktop {
             _ => None,
         })
         .await
+    }
+
+    /// Reads responses until a contact in progress is sent (a reconnect).
+    pub async fn until_in_progress(&mut self) -> ContactInProgress {
+        self.until(|kind| match kind {
+            agent_session_response::Kind::ContactInProgress(in_progress) => Some(in_progress.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Accepts the offer of `contact` and waits for the confirmation.
+    pub async fn accept(&mut self, contact: &str) {
+        self.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.to_owned() })).await;
+        self.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
     }
 
     /// Reads responses until an offer is revoked.
