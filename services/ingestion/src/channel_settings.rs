@@ -45,6 +45,8 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "web_form.allowed_origins",
     "web_form.success_url",
     "social.signing_secret",
+    "email.address",
+    "email.signing_secret",
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -127,6 +129,15 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
         Some(Provider::WebForm(form)) => validate_web_form(&mut violations, form, &format!("{field}.web_form")),
         Some(Provider::Social(social)) => {
             violations.secret(format!("{field}.social.signing_secret"), &social.signing_secret);
+        }
+        Some(Provider::Email(email)) => {
+            let address_field = format!("{field}.email.address");
+            if violations.required(address_field.clone(), &email.address)
+                && let Err(error) = normalize_identity(IdentityKind::Email, &email.address, &address_field)
+            {
+                violations.0.extend(error.field_violations);
+            }
+            violations.secret(format!("{field}.email.signing_secret"), &email.signing_secret);
         }
     }
     if violations.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations.0)) }
@@ -222,6 +233,9 @@ pub fn secrets_set(channel: &Channel) -> Vec<String> {
         Some(Provider::Social(social)) => {
             [set("social.signing_secret", &social.signing_secret)].into_iter().flatten().collect()
         }
+        Some(Provider::Email(email)) => {
+            [set("email.signing_secret", &email.signing_secret)].into_iter().flatten().collect()
+        }
         Some(Provider::WebForm(_)) | None => Vec::new(),
     }
 }
@@ -240,6 +254,7 @@ pub fn without_secrets(mut channel: Channel) -> Channel {
             telegram.webhook_secret.clear();
         }
         Some(Provider::Social(social)) => social.signing_secret.clear(),
+        Some(Provider::Email(email)) => email.signing_secret.clear(),
         Some(Provider::WebForm(_)) | None => {}
     }
     channel
@@ -295,6 +310,12 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
                     }
                     (Some(Provider::Social(into)), Some(Provider::Social(from))) if provider == "social" => {
                         into.signing_secret.clone_from(&from.signing_secret);
+                    }
+                    (Some(Provider::Email(into)), Some(Provider::Email(from))) if provider == "email" => {
+                        match setting {
+                            "address" => into.address.clone_from(&from.address),
+                            _ => into.signing_secret.clone_from(&from.signing_secret),
+                        }
                     }
                     _ => return Err(mismatch()),
                 }

@@ -185,6 +185,7 @@ pub fn provider_label(channel: &Channel) -> &'static str {
         Some(Provider::Telegram(_)) => "telegram",
         Some(Provider::WebForm(_)) => "web_form",
         Some(Provider::Social(_)) => "social",
+        Some(Provider::Email(_)) => "email",
         None => "none",
     }
 }

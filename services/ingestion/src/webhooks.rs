@@ -31,7 +31,7 @@ use switchboard_proto::ingestion::v1::{Channel as ChannelResource, Contact, Crea
 use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
 use crate::channels::web_form::Submission;
 use crate::channels::{
-    Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, meta, social, telegram, twilio, web_form,
+    Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, email, meta, social, telegram, twilio, web_form,
 };
 use crate::channels_api::{is_active, provider_label};
 use crate::conversations::intake::ConversationIntake;
@@ -224,6 +224,13 @@ impl Webhooks {
                 let header = Self::header(headers, social::SIGNATURE_HEADER);
                 let parsed = social::verify(&settings.signing_secret, body, header)
                     .and_then(|()| social::parse(body))
+                    .map(|message| vec![Inbound::Message(message)]);
+                (parsed, StatusCode::OK.into_response())
+            }
+            Some(Provider::Email(settings)) => {
+                let header = Self::header(headers, social::SIGNATURE_HEADER);
+                let parsed = social::verify(&settings.signing_secret, body, header)
+                    .and_then(|()| email::parse(body))
                     .map(|message| vec![Inbound::Message(message)]);
                 (parsed, StatusCode::OK.into_response())
             }

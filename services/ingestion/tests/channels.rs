@@ -19,10 +19,10 @@ use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
-    Channel, Conversation, ConversationState, CreateChannelRequest, DeleteChannelRequest, GetChannelRequest,
-    ListChannelsRequest, ListContactsRequest, ListConversationsRequest, ListMessagesRequest, Message, MetaProduct,
-    MetaSettings, SocialSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest, WebFormSettings,
-    contact_event,
+    Channel, Conversation, ConversationState, CreateChannelRequest, DeleteChannelRequest, EmailSettings,
+    GetChannelRequest, ListChannelsRequest, ListContactsRequest, ListConversationsRequest, ListMessagesRequest,
+    Message, MetaProduct, MetaSettings, SocialSettings, TelegramSettings, TwilioSettings, UpdateChannelRequest,
+    WebFormSettings, contact_event,
 };
 use switchboard_proto::routing::v1::{ContactCompleted, RoutingEvent, routing_event};
 use switchboard_test_support::{HttpAnswer, http_request, violated_fields};
@@ -521,4 +521,49 @@ async fn a_signed_review_makes_a_social_contact() {
     assert_eq!(contacts[0].channel, ChannelKind::Social as i32);
     assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("google_reviews:109876"));
     assert_eq!(contacts[0].body, "★★☆☆☆ Slow delivery.");
+}
+
+#[tokio::test]
+async fn mail_posted_by_a_relay_threads_replies_into_their_conversation() {
+    let mut harness = Harness::start().await;
+    let mailbox = Channel {
+        queue: SUPPORT_QUEUE.to_owned(),
+        provider: Some(Provider::Email(EmailSettings {
+            address: "support@acme.example".to_owned(),
+            signing_secret: "relay-secret".to_owned(),
+        })),
+        ..Channel::default()
+    };
+    create_channel(&mut harness, "support-mail", mailbox).await;
+    let post = |raw: String| {
+        let address = harness.http;
+        async move {
+            let signature = social::signature("relay-secret", raw.as_bytes()).unwrap();
+            let headers = [("content-type", "message/rfc822"), ("x-switchboard-signature", signature.as_str())];
+            http_request(address, "POST", "/webhooks/acme/support-mail", &headers, raw.as_bytes()).await.unwrap()
+        }
+    };
+    let first = "From: Dana <dana@example.com>\r\nTo: support@acme.example\r\nMessage-ID: <m1@example.com>\r\n\
+                 Subject: =?UTF-8?Q?Caf=C3=A9_order?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe cups are missing.\r\n";
+    assert_eq!(post(first.to_owned()).await.status, 200);
+    // She answers from her work address, in the same thread.
+    let reply = "From: Dana Work <dana@work.example>\r\nTo: support@acme.example\r\nMessage-ID: <m2@work.example>\r\n\
+                 In-Reply-To: <m1@example.com>\r\nReferences: <m1@example.com>\r\nSubject: Re: Cafe order\r\n\r\nAlso a saucer.\r\n";
+    assert_eq!(post(reply.to_owned()).await.status, 200);
+    let unrelated =
+        "From: dana@work.example\r\nMessage-ID: <m3@work.example>\r\nSubject: New question\r\n\r\nInvoice?\r\n";
+    let forged = [("x-switchboard-signature", "sha256=00")];
+    let refused =
+        http_request(harness.http, "POST", "/webhooks/acme/support-mail", &forged, unrelated.as_bytes()).await.unwrap();
+    assert_eq!(refused.status, 401);
+
+    let contacts = acme_contacts(&mut harness).await;
+    assert_eq!(contacts.len(), 1, "the reply joined the thread: {contacts:?}");
+    assert_eq!(contacts[0].channel, ChannelKind::Email as i32);
+    assert_eq!(contacts[0].subject, "Café order");
+    let conversation = contacts[0].attributes.get("conversation").expect("its conversation").clone();
+    let texts: Vec<String> =
+        messages_of(&mut harness, &conversation).await.into_iter().map(|message| message.text).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[1].starts_with("Re: Cafe order") && texts[1].contains("Also a saucer."), "{texts:?}");
 }

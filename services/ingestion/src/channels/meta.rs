@@ -203,6 +203,7 @@ fn read_whatsapp(value: &Value, inbound: &mut Vec<Inbound>) -> Result<(), Webhoo
             text: safe_text(&text),
             attachments,
             sent_at_ms: seconds_field(message, "timestamp"),
+            replied_to: Vec::new(),
         }));
     }
     for status in array(value, "statuses")? {
@@ -263,6 +264,7 @@ fn read_messaging(entry: &Value, provider: &str, inbound: &mut Vec<Inbound>) -> 
                 text: safe_text(message.get("text").and_then(Value::as_str).unwrap_or_default()),
                 attachments,
                 sent_at_ms: at_ms,
+                replied_to: Vec::new(),
             }));
         } else if let Some(edit) = event.get("message_edit") {
             let sender = required_token(sender, "sender.id", MAX_ID_BYTES)?;

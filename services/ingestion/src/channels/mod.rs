@@ -16,6 +16,7 @@
 //!   the one place ingestion and CRM share, and text is made safe to store
 //!   ([`switchboard_core::text`]).
 
+pub mod email;
 pub mod meta;
 pub mod social;
 pub mod telegram;
@@ -86,6 +87,9 @@ pub struct InboundMessage {
     pub attachments: Vec<Attachment>,
     /// When the provider says the customer sent it, if it does.
     pub sent_at_ms: Option<i64>,
+    /// The provider ids of the messages this one replies to, nearest first
+    /// (e-mail's `In-Reply-To` and `References`); empty elsewhere.
+    pub replied_to: Vec<String>,
 }
 
 /// An attachment by reference: its bytes stay with the provider until

@@ -77,6 +77,7 @@ pub fn parse(body: &[u8]) -> Result<InboundMessage, WebhookRefusal> {
         text: decorated,
         attachments: Vec::new(),
         sent_at_ms: post.get("created_at").and_then(Value::as_i64).and_then(seconds_to_millis),
+        replied_to: Vec::new(),
     })
 }
 

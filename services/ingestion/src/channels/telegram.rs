@@ -135,6 +135,7 @@ fn read_message(message: &Value) -> Result<Option<InboundMessage>, WebhookRefusa
         text: safe_text(&text),
         attachments,
         sent_at_ms: message.get("date").and_then(Value::as_i64).and_then(seconds_to_millis),
+        replied_to: Vec::new(),
     }))
 }
 

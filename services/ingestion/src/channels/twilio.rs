@@ -140,6 +140,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Inbound>, WebhookRefusal> {
         text: safe_text(get("Body").unwrap_or_default()),
         attachments,
         sent_at_ms: None,
+        replied_to: Vec::new(),
     })])
 }
 

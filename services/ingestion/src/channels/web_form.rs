@@ -92,6 +92,7 @@ pub fn parse(body: &[u8], honeypot_field: &str) -> Result<Submission, WebhookRef
         text,
         attachments: Vec::new(),
         sent_at_ms: None,
+        replied_to: Vec::new(),
     })))
 }
 

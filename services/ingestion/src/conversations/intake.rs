@@ -25,7 +25,7 @@ use switchboard_proto::ingestion::v1::{
 };
 use switchboard_proto::routing::v1::routing_event;
 
-use super::{Added, ConversationRecord, ConversationStore, DEFAULT_WINDOW_MS, MessageRecord};
+use super::{Added, ConversationRecord, ConversationStore, DEFAULT_WINDOW_MS, Joined, MessageRecord};
 use crate::channels::InboundMessage;
 use crate::grpc::IngestionApi;
 use crate::webhooks::contact_request;
@@ -98,7 +98,10 @@ impl ConversationIntake {
             last_message_ms: now,
             closed: None,
         };
-        let joined = self.conversations.open_or_join(&candidate, window_ms(channel)).await?;
+        let joined = match self.open_thread(tenant, channel_id, &message.replied_to).await? {
+            Some(conversation) => Joined { conversation, opened: false },
+            None => self.conversations.open_or_join(&candidate, window_ms(channel)).await?,
+        };
         let conversation = joined.conversation;
         let contact = match &conversation.contact {
             Some(contact) => contact.clone(),
@@ -124,6 +127,28 @@ impl ConversationIntake {
             "message added to its conversation"
         );
         Ok(if joined.opened { Taken::Opened } else { Taken::Joined })
+    }
+
+    /// The open conversation that holds the nearest message `replied_to`
+    /// names (e-mail threading), whatever its window; `None` when none
+    /// does.
+    async fn open_thread(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        replied_to: &[String],
+    ) -> Result<Option<ConversationRecord>, Error> {
+        for id in replied_to {
+            let provider_message_id = format!("{channel_id}/{id}");
+            let Some(earlier) = self.conversations.find_message(tenant, channel_id, &provider_message_id).await? else {
+                continue;
+            };
+            let conversation = self.conversations.get(tenant, &earlier.conversation_id).await?;
+            return Ok(
+                conversation.filter(|conversation| conversation.closed.is_none() && conversation.contact.is_some())
+            );
+        }
+        Ok(None)
     }
 
     /// Creates (or finds) the conversation's contact and records it.

@@ -248,13 +248,10 @@ impl Connector {
         };
         let (request, read_id): (OutboundRequest, SentMessageId) = match &provider {
             Provider::WebForm(_) | Provider::Social(_) => {
-                return Attempt::Refused(format!(
-                    "{} channels take no replies; answer by e-mail or phone",
-                    crate::channels_api::provider_label(&switchboard_proto::ingestion::v1::Channel {
-                        provider: Some(provider.clone()),
-                        ..Default::default()
-                    })
-                ));
+                return Attempt::Refused("this channel takes no replies; answer by e-mail or phone".to_owned());
+            }
+            Provider::Email(_) => {
+                return Attempt::Refused("e-mail replies are not sent yet (SMTP is to come)".to_owned());
             }
             Provider::Twilio(settings) => {
                 (twilio::build_send(&twilio_account(settings), &message), twilio::sent_message_id)

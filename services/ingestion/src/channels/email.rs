@@ -1,0 +1,165 @@
+//! E-mail posted by a mail relay: the raw RFC 5322 message (MIME, any
+//! charset, encoded words) as the request body, signed like social posts
+//! (`X-Switchboard-Signature: sha256=<hex HMAC-SHA256 of the body>`, see
+//! [`super::social`]). Parsing is mail-parser's (multipart, transfer
+//! encodings, charsets, RFC 2047 words); the text is the `text/plain` part,
+//! or the HTML part made text. `Message-ID` is the provider message id;
+//! `In-Reply-To` and `References` thread a reply into its conversation.
+
+use mail_parser::{MessageParser, MimeHeaders};
+use switchboard_core::identity::{IdentityKind, normalize_identity};
+use switchboard_proto::common::v1::Channel;
+
+use super::{Attachment, InboundMessage, MAX_ATTACHMENTS, WebhookRefusal, check_size, safe_text, seconds_to_millis};
+
+/// The longest message id kept, in bytes.
+const MAX_ID_BYTES: usize = 256;
+
+/// A message id without its angle brackets, if it is one.
+fn message_id(raw: &str) -> Option<String> {
+    let id = raw.trim().trim_start_matches('<').trim_end_matches('>');
+    let valid = !id.is_empty() && id.len() <= MAX_ID_BYTES && id.bytes().all(|byte| byte.is_ascii_graphic());
+    valid.then(|| id.to_owned())
+}
+
+/// Reads a raw message: the sender's message, with the ids it replies to
+/// (the `In-Reply-To` first, then `References` newest first).
+pub fn parse(raw: &[u8]) -> Result<InboundMessage, WebhookRefusal> {
+    check_size(raw)?;
+    let message =
+        MessageParser::default().parse(raw).ok_or_else(|| WebhookRefusal::malformed("not an e-mail message"))?;
+    let sender =
+        message.from().and_then(|from| from.first()).ok_or_else(|| WebhookRefusal::malformed("`From` is missing"))?;
+    let address = sender.address().ok_or_else(|| WebhookRefusal::malformed("`From` has no address"))?;
+    let from = normalize_identity(IdentityKind::Email, address, "From")
+        .map_err(|error| WebhookRefusal::malformed(format!("`From`: {}", error.message)))?;
+    let provider_message_id = message
+        .message_id()
+        .and_then(message_id)
+        .ok_or_else(|| WebhookRefusal::malformed("`Message-ID` is missing or not a message id"))?;
+    let subject = safe_text(message.subject().unwrap_or_default());
+    let body = message.body_text(0).map(|text| safe_text(&text)).unwrap_or_default();
+    let text = if subject.is_empty() { body } else { format!("{subject}\n\n{body}") };
+    let mut replied_to: Vec<String> = Vec::new();
+    let ids = |value: &mail_parser::HeaderValue<'_>| -> Vec<String> {
+        match value.as_text_list() {
+            Some(list) => list.iter().filter_map(|id| message_id(id)).collect(),
+            None => value.as_text().and_then(message_id).into_iter().collect(),
+        }
+    };
+    replied_to.extend(ids(message.in_reply_to()));
+    replied_to.extend(ids(message.references()).into_iter().rev());
+    replied_to.dedup();
+    let attachments = message
+        .attachments()
+        .take(MAX_ATTACHMENTS)
+        .enumerate()
+        .map(|(index, part)| {
+            let content_type = part.content_type().map_or_else(
+                || "application/octet-stream".to_owned(),
+                |kind| format!("{}/{}", kind.ctype(), kind.subtype().unwrap_or("octet-stream")),
+            );
+            Attachment {
+                content_type: safe_text(&content_type),
+                reference: format!("{provider_message_id}#part-{index}"),
+                file_name: safe_text(part.attachment_name().unwrap_or_default()),
+                size_bytes: u64::try_from(part.len()).ok(),
+                caption: String::new(),
+            }
+        })
+        .collect();
+    let inbound = InboundMessage {
+        channel: Channel::Email,
+        provider_message_id,
+        from,
+        display_name: safe_text(sender.name().unwrap_or_default()),
+        to: message.to().and_then(|to| to.first()).and_then(|to| to.address()).map(safe_text).unwrap_or_default(),
+        thread: String::new(),
+        text,
+        attachments,
+        sent_at_ms: message.date().and_then(|date| seconds_to_millis(date.to_timestamp())),
+        replied_to,
+    };
+    Ok(inbound)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const LATIN1_MULTIPART: &[u8] = b"From: =?ISO-8859-1?Q?Jos=E9_Mart=EDnez?= <Jose@Example.COM>\r\n\
+To: support@acme.example\r\n\
+Subject: =?UTF-8?B?UmVjbGFtYWNpw7NuIGRlbCBwZWRpZG8=?=\r\n\
+Message-ID: <CAF=abc123@mail.example.com>\r\n\
+In-Reply-To: <reply-2@acme.example>\r\n\
+References: <first-1@acme.example> <reply-2@acme.example>\r\n\
+Date: Thu, 01 Jan 2026 10:00:00 +0000\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+\r\n\
+--b1\r\n\
+Content-Type: text/plain; charset=ISO-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+El pedido lleg=F3 roto.\r\n\
+--b1\r\n\
+Content-Type: image/jpeg\r\n\
+Content-Disposition: attachment; filename=\"foto.jpg\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8U\r\n\
+--b1--\r\n";
+
+    #[test]
+    fn a_multipart_latin1_message_with_an_encoded_subject_and_an_attachment() {
+        let message = parse(LATIN1_MULTIPART).expect("parsed");
+        assert_eq!(message.from.value, "jose@example.com");
+        assert_eq!(message.display_name, "José Martínez");
+        assert_eq!(message.provider_message_id, "CAF=abc123@mail.example.com");
+        assert_eq!(message.text.trim_end(), "Reclamación del pedido\n\nEl pedido llegó roto.");
+        assert_eq!(message.to, "support@acme.example");
+        assert_eq!(message.sent_at_ms, Some(1_767_261_600_000));
+        assert_eq!(message.attachments.len(), 1);
+        assert_eq!(message.attachments[0].file_name, "foto.jpg");
+        assert_eq!(message.attachments[0].content_type, "image/jpeg");
+        assert_eq!(
+            message.replied_to,
+            ["reply-2@acme.example", "first-1@acme.example"],
+            "what it replies to, nearest first"
+        );
+    }
+
+    #[test]
+    fn an_html_only_message_is_read_as_text() {
+        let raw = b"From: ann@example.com\r\nMessage-ID: <h1@example.com>\r\nSubject: Hi\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<p>Where is <b>my order</b>?</p>\r\n";
+        let message = parse(raw).expect("parsed");
+        assert!(message.text.contains("Where is my order?"), "{}", message.text);
+        assert!(message.replied_to.is_empty());
+    }
+
+    #[test]
+    fn messages_without_a_sender_or_an_id_are_refused() {
+        let no_id = b"From: ann@example.com\r\nSubject: x\r\n\r\nbody\r\n";
+        assert!(matches!(parse(no_id), Err(WebhookRefusal::Malformed(_))));
+        let no_from = b"Message-ID: <a@b>\r\nSubject: x\r\n\r\nbody\r\n";
+        assert!(matches!(parse(no_from), Err(WebhookRefusal::Malformed(_))));
+        let bad_from = b"From: not an address\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n";
+        assert!(matches!(parse(bad_from), Err(WebhookRefusal::Malformed(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn arbitrary_header_values_never_panic(value in "[ -~\\t]{0,80}") {
+            let raw = format!("From: {value}\r\nMessage-ID: {value}\r\nSubject: {value}\r\nReferences: {value}\r\n\r\n{value}\r\n");
+            let _ = parse(raw.as_bytes());
+        }
+    }
+}
