@@ -65,6 +65,7 @@ CONFIG_SCHEMA: dict[str, set[str]] = {
     "services": set(SERVICES),
     "routing": {"offer_sweep_interval_ms"},
     "presence": {"session_grace_ms", "missed_offers_threshold"},
+    "ingestion": {"public_base_url"},
 }
 
 
@@ -79,6 +80,7 @@ FULL_VALUES: dict[str, Any] = {
     "config": {
         "telemetry": {"otlpEndpoint": "http://otel-collector.observability:4317"},
         "kafka": {"brokers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "topicPrefix": "prod."},
+        "ingestion": {"publicBaseUrl": "https://switchboard.example.com"},
     },
     "postgres": {"existingSecret": "pg-credentials", "existingSecretKey": "dsn"},
     "redis": {"existingSecret": "redis-credentials"},
@@ -440,6 +442,7 @@ def test_chart_config_toml(rendered_full, rendered_defaults):
     assert config["kafka"]["brokers"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
     assert config["kafka"]["topic_prefix"] == "prod."
     assert config["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability:4317"
+    assert config["ingestion"]["public_base_url"] == "https://switchboard.example.com"
     for service in SERVICES:
         assert config["services"][service] == {"listen": "0.0.0.0:50051", "url": f"http://cc-prod-{service}:50051",
                                                "http_listen": "0.0.0.0:9090"}

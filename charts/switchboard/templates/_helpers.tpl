@@ -182,6 +182,9 @@ offer_sweep_interval_ms = {{ int64 $c.routing.offerSweepIntervalMs }}
 [presence]
 session_grace_ms = {{ int64 $c.presence.sessionGraceMs }}
 missed_offers_threshold = {{ int64 $c.presence.missedOffersThreshold }}
+
+[ingestion]
+public_base_url = {{ $c.ingestion.publicBaseUrl | quote }}
 {{- range $name := splitList " " (include "switchboard.serviceNames" .) }}
 
 [services.{{ $name }}]
