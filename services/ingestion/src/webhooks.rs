@@ -271,8 +271,10 @@ impl Webhooks {
                 Inbound::Message(message) => {
                     ("message", self.take_message(tenant, channel_id, resource, message).await)
                 }
-                // Edits are verified and counted, not applied yet.
-                Inbound::Edit(_) => ("edit", Ok("not_applied")),
+                Inbound::Edit(edit) => {
+                    let applied = self.conversations.apply_edit(tenant, channel_id, edit).await;
+                    ("edit", applied.map(|found| if found { "applied" } else { "unknown_message" }))
+                }
                 Inbound::Status(report) => {
                     let applied = self.conversations.apply_report(tenant, channel_id, report).await;
                     ("status", applied.map(|found| if found { "applied" } else { "unknown_message" }))

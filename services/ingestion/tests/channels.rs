@@ -450,6 +450,23 @@ async fn telegram_messages_need_the_secret_token() {
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].from.as_ref().map(|from| from.value.as_str()), Some("telegram:418273645"));
     assert_eq!(contacts[0].body, "Здравствуйте");
+
+    // The customer edits the message: the conversation shows the edit.
+    let edited = serde_json::json!({
+        "update_id": 873451002,
+        "edited_message": {"message_id": 52, "date": 1749417100, "edit_date": 1749417150, "text": "Здравствуйте!",
+                           "from": {"id": 418273645, "is_bot": false, "first_name": "Ivan"},
+                           "chat": {"id": 418273645, "type": "private"}}
+    })
+    .to_string();
+    let headers = [("content-type", "application/json"), ("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)];
+    let answer = http_request(address, "POST", "/webhooks/acme/bot", &headers, edited.as_bytes()).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let conversation = contacts[0].attributes.get("conversation").expect("its conversation").clone();
+    let messages = messages_of(&mut harness, &conversation).await;
+    assert_eq!(messages.len(), 1, "an edit is no new message");
+    assert_eq!(messages[0].text, "Здравствуйте!");
+    assert!(messages[0].edit_time.is_some());
 }
 
 #[tokio::test]

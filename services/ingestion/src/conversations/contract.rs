@@ -161,6 +161,13 @@ async fn provider_ids_are_stored_once(store: &dyn ConversationStore) -> anyhow::
     ensure!(store.find_message(&tenant, &original.channel_id, "sms/SM2").await?.is_none(), "others are absent");
     let stored = store.get(&tenant, &joined.conversation.conversation_id).await?.context("kept")?;
     ensure!(stored.last_message_ms == 10, "a duplicate moves nothing");
+    let edited = store.edit_message(&tenant, &original.channel_id, "sms/SM1", "fixed text", 50).await?;
+    ensure!(edited.is_some_and(|edited| edited.message.text == "fixed text"), "an edit replaces the text");
+    let stale = store.edit_message(&tenant, &original.channel_id, "sms/SM1", "older edit", 40).await?;
+    ensure!(stale.is_none(), "an older edit changes nothing");
+    let kept = store.find_message(&tenant, &original.channel_id, "sms/SM1").await?.context("kept")?;
+    ensure!(kept.message.text == "fixed text" && kept.message.edit_time.is_some(), "the latest edit is kept: {kept:?}");
+    ensure!(store.edit_message(&tenant, &original.channel_id, "sms/none", "x", 60).await?.is_none(), "no such message");
     let nowhere = ConversationRecord { conversation_id: ConversationId::generate(), ..joined.conversation.clone() };
     let orphan = store.add_message(&message(&nowhere, "sms/SM3", 30)).await;
     ensure!(

@@ -13,7 +13,8 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::ingestion::v1::DeliveryState;
 
 use super::{
-    Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord, OutboundUpdate, updated,
+    Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord, OutboundUpdate, edited,
+    updated,
 };
 
 #[derive(Default)]
@@ -212,6 +213,26 @@ impl ConversationStore for MemoryConversationStore {
             .sort_by(|left, right| left.created_ms.cmp(&right.created_ms).then(left.message_id.cmp(&right.message_id)));
         pending.truncate(limit);
         Ok(pending)
+    }
+
+    async fn edit_message(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        provider_message_id: &str,
+        text: &str,
+        edited_ms: i64,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let mut tenants = self.lock();
+        let key = (tenant.clone(), channel_id.clone(), provider_message_id.to_owned());
+        let Some(message_id) = tenants.by_provider_id.get(&key).cloned() else { return Ok(None) };
+        let Some(message) = tenants.messages.get_mut(tenant).and_then(|messages| messages.get_mut(message_id.as_str()))
+        else {
+            return Ok(None);
+        };
+        let Some(next) = edited(message, text, edited_ms) else { return Ok(None) };
+        *message = next.clone();
+        Ok(Some(next))
     }
 
     async fn find_by_request_id(

@@ -124,6 +124,19 @@ pub fn moves_forward(current: DeliveryState, next: DeliveryState) -> bool {
     }
 }
 
+/// `record` with the customer's edit `text` at `edited_ms`; `None` when a
+/// later (or the same) edit is there already.
+pub fn edited(record: &MessageRecord, text: &str, edited_ms: i64) -> Option<MessageRecord> {
+    let known_ms = record.message.edit_time.as_ref().map(switchboard_core::time::millis_from_timestamp);
+    if known_ms.is_some_and(|known_ms| known_ms >= edited_ms) {
+        return None;
+    }
+    let mut next = record.clone();
+    text.clone_into(&mut next.message.text);
+    next.message.edit_time = Some(switchboard_core::time::timestamp_from_millis(edited_ms));
+    Some(next)
+}
+
 /// `record` after `update`; `None` when the update changes nothing.
 pub fn updated(record: &MessageRecord, update: &OutboundUpdate) -> Option<MessageRecord> {
     let mut next = record.clone();
@@ -251,6 +264,18 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// one step where the store can; NOT_FOUND (after marking the others)
     /// if one does not exist.
     async fn mark_messages_published(&self, messages: &[(TenantId, MessageId)]) -> Result<(), Error>;
+    /// Replaces the text of the channel's message with this provider id by
+    /// the customer's edit, unless a later edit is stored already; the
+    /// message after it, or `None` when there is no such message or the
+    /// edit is older.
+    async fn edit_message(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        provider_message_id: &str,
+        text: &str,
+        edited_ms: i64,
+    ) -> Result<Option<MessageRecord>, Error>;
     /// The outbound message of the conversation sent with `request_id`.
     async fn find_by_request_id(
         &self,

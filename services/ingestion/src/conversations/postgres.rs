@@ -15,7 +15,8 @@ use switchboard_proto::ingestion::v1::Message;
 use tokio_postgres::Row;
 
 use super::{
-    Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord, OutboundUpdate, updated,
+    Added, CloseReason, Closed, ConversationRecord, ConversationStore, Joined, MessageRecord, OutboundUpdate, edited,
+    updated,
 };
 
 pub const CONVERSATIONS_MIGRATION: Migration = Migration {
@@ -427,6 +428,40 @@ impl ConversationStore for PostgresConversationStore {
             &[&cutoff_ms, &limit],
         )
         .await
+    }
+
+    async fn edit_message(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        provider_message_id: &str,
+        text: &str,
+        edited_ms: i64,
+    ) -> Result<Option<MessageRecord>, Error> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let row = transaction
+            .query_opt_cached(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
+                     WHERE tenant = $1 AND channel_id = $2 AND provider_message_id = $3 AND provider_message_id <> ''
+                     FOR UPDATE"
+                ),
+                &[&tenant.as_str(), &channel_id.as_str(), &provider_message_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let Some(next) = edited(&message_from_row(&row)?, text, edited_ms) else { return Ok(None) };
+        transaction
+            .execute_cached(
+                "UPDATE ingestion.messages SET body = $3 WHERE tenant = $1 AND message_id = $2",
+                &[&tenant.as_str(), &next.message_id.as_str(), &next.message.encode_to_vec()],
+            )
+            .await
+            .map_err(pg_error)?;
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(Some(next))
     }
 
     async fn find_by_request_id(

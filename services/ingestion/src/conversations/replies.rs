@@ -29,7 +29,8 @@ use super::intake::ConversationIntake;
 use super::{Added, ConversationRecord, MessageRecord, OutboundUpdate};
 use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
 use crate::channels::{
-    DeliveryState as ReportedState, DeliveryUpdate, OutboundMessage, OutboundRequest, meta, telegram, twilio,
+    DeliveryState as ReportedState, DeliveryUpdate, MessageEdit, OutboundMessage, OutboundRequest, meta, telegram,
+    twilio,
 };
 use crate::store::channels::ChannelStore;
 
@@ -99,6 +100,31 @@ impl ConversationIntake {
                 Ok(record)
             }
         }
+    }
+
+    /// Applies a customer's edit to the message it names; false when the
+    /// channel has no such message (or a later edit is stored). The edited
+    /// message is published again as `MessageAdded`, with the same name and
+    /// its `edit_time` set.
+    pub async fn apply_edit(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        edit: MessageEdit,
+    ) -> Result<bool, Error> {
+        let provider_message_id = format!("{channel_id}/{}", edit.provider_message_id);
+        let edited_ms = edit.edited_at_ms.unwrap_or_else(now_millis);
+        let edited =
+            self.conversations.edit_message(tenant, channel_id, &provider_message_id, &edit.text, edited_ms).await?;
+        let Some(mut edited) = edited else { return Ok(false) };
+        let contact = self.conversations.get(tenant, &edited.conversation_id).await?.and_then(|c| c.contact);
+        if let Some(contact) = contact {
+            // A new event for the edit (the stored event id is the original's).
+            edited.event_id = switchboard_core::event::new_event_id();
+            edited.created_ms = edited_ms;
+            self.publish(&edited, &contact).await?;
+        }
+        Ok(true)
     }
 
     /// Applies a provider's delivery report to the outbound message it
