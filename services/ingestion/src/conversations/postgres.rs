@@ -109,6 +109,52 @@ impl PostgresConversationStore {
         let rows = self.client().await?.query_cached(&sql, parameters).await.map_err(pg_error)?;
         rows.iter().map(message_from_row).collect()
     }
+
+    /// Reads the message matching `condition` locked, lets `change` decide
+    /// what it becomes, and writes that back, in one transaction; `Ok(None)`
+    /// when no message matches (`found` says so) or `change` changes
+    /// nothing.
+    async fn change_message(
+        &self,
+        condition: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        change: impl FnOnce(&MessageRecord) -> Option<MessageRecord>,
+    ) -> Result<Found<MessageRecord>, Error> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM ingestion.messages WHERE {condition} FOR UPDATE");
+        let Some(row) = transaction.query_opt_cached(&sql, parameters).await.map_err(pg_error)? else {
+            return Ok(Found::Missing);
+        };
+        let Some(next) = change(&message_from_row(&row)?) else { return Ok(Found::Unchanged) };
+        let attempts = i32::try_from(next.attempts).unwrap_or(i32::MAX);
+        transaction
+            .execute_cached(
+                "UPDATE ingestion.messages SET body = $3, provider_message_id = $4, delivery_state = $5,
+                     attempts = $6, next_attempt_ms = $7
+                 WHERE tenant = $1 AND message_id = $2",
+                &[
+                    &next.tenant.as_str(),
+                    &next.message_id.as_str(),
+                    &next.message.encode_to_vec(),
+                    &next.provider_message_id,
+                    &next.message.delivery_state,
+                    &attempts,
+                    &next.next_attempt_ms,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(Found::Changed(next))
+    }
+}
+
+/// What [`PostgresConversationStore::change_message`] found.
+enum Found<T> {
+    Missing,
+    Unchanged,
+    Changed(T),
 }
 
 fn corrupt(problem: impl std::fmt::Display) -> Error {
@@ -438,30 +484,17 @@ impl ConversationStore for PostgresConversationStore {
         text: &str,
         edited_ms: i64,
     ) -> Result<Option<MessageRecord>, Error> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(pg_error)?;
-        let row = transaction
-            .query_opt_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages
-                     WHERE tenant = $1 AND channel_id = $2 AND provider_message_id = $3 AND provider_message_id <> ''
-                     FOR UPDATE"
-                ),
+        let found = self
+            .change_message(
+                "tenant = $1 AND channel_id = $2 AND provider_message_id = $3 AND provider_message_id <> ''",
                 &[&tenant.as_str(), &channel_id.as_str(), &provider_message_id],
+                |message| edited(message, text, edited_ms),
             )
-            .await
-            .map_err(pg_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let Some(next) = edited(&message_from_row(&row)?, text, edited_ms) else { return Ok(None) };
-        transaction
-            .execute_cached(
-                "UPDATE ingestion.messages SET body = $3 WHERE tenant = $1 AND message_id = $2",
-                &[&tenant.as_str(), &next.message_id.as_str(), &next.message.encode_to_vec()],
-            )
-            .await
-            .map_err(pg_error)?;
-        transaction.commit().await.map_err(pg_error)?;
-        Ok(Some(next))
+            .await?;
+        Ok(match found {
+            Found::Changed(next) => Some(next),
+            Found::Missing | Found::Unchanged => None,
+        })
     }
 
     async fn find_by_request_id(
@@ -494,41 +527,16 @@ impl ConversationStore for PostgresConversationStore {
         message_id: &MessageId,
         update: &OutboundUpdate,
     ) -> Result<Option<MessageRecord>, Error> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(pg_error)?;
-        let row = transaction
-            .query_opt_cached(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM ingestion.messages WHERE tenant = $1 AND message_id = $2 FOR UPDATE"
-                ),
-                &[&tenant.as_str(), &message_id.as_str()],
-            )
-            .await
-            .map_err(pg_error)?;
-        let Some(row) = row else {
-            return Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}")));
-        };
-        let Some(next) = updated(&message_from_row(&row)?, update) else { return Ok(None) };
-        let attempts = i32::try_from(next.attempts).unwrap_or(i32::MAX);
-        transaction
-            .execute_cached(
-                "UPDATE ingestion.messages SET body = $3, provider_message_id = $4, delivery_state = $5,
-                     attempts = $6, next_attempt_ms = $7
-                 WHERE tenant = $1 AND message_id = $2",
-                &[
-                    &tenant.as_str(),
-                    &message_id.as_str(),
-                    &next.message.encode_to_vec(),
-                    &next.provider_message_id,
-                    &next.message.delivery_state,
-                    &attempts,
-                    &next.next_attempt_ms,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        transaction.commit().await.map_err(pg_error)?;
-        Ok(Some(next))
+        let found = self
+            .change_message("tenant = $1 AND message_id = $2", &[&tenant.as_str(), &message_id.as_str()], |message| {
+                updated(message, update)
+            })
+            .await?;
+        match found {
+            Found::Changed(next) => Ok(Some(next)),
+            Found::Unchanged => Ok(None),
+            Found::Missing => Err(Error::not_found(format!("tenants/{tenant}/messages/{message_id}"))),
+        }
     }
 
     async fn mark_messages_published(&self, messages: &[(TenantId, MessageId)]) -> Result<(), Error> {
