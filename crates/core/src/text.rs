@@ -50,7 +50,8 @@ impl TextRule {
         }
     }
 
-    fn allows(self, character: char) -> bool {
+    /// Whether the rule lets `character` stand in a field.
+    pub fn allows(self, character: char) -> bool {
         if is_forbidden_anywhere(character) {
             return false;
         }

@@ -50,7 +50,7 @@ impl ChannelApi {
 
     /// The address a provider posts to for this channel.
     pub fn webhook_url(&self, tenant: &TenantId, channel_id: &ChannelId) -> String {
-        format!("{}/webhooks/{tenant}/{channel_id}", self.public_base_url.trim_end_matches('/'))
+        webhook_url(&self.public_base_url, tenant, channel_id)
     }
 
     /// The channel as clients see it: no secrets, its webhook URL.
@@ -170,6 +170,13 @@ impl ChannelApi {
             Err(status) => Err(from_status(&status)),
         }
     }
+}
+
+/// The address a provider posts to for `channel_id` of `tenant` behind
+/// `public_base_url` (see [`crate::public_base_url`]): what channels show
+/// and what Twilio's signatures cover.
+pub fn webhook_url(public_base_url: &str, tenant: &TenantId, channel_id: &ChannelId) -> String {
+    format!("{public_base_url}/webhooks/{tenant}/{channel_id}")
 }
 
 /// Whether a stored channel takes webhooks: enabled, with a provider.

@@ -110,9 +110,7 @@ impl IngestionApi {
     pub async fn create_for_conversation(&self, request: CreateContactRequest) -> Result<Contact, Error> {
         let validated = validate_create_contact(&request)?;
         self.access.require_tenant(&validated.tenant)?;
-        if let Some(existing) = self.store.find_by_request_id(&validated.tenant, &validated.request_id).await? {
-            return self.replay_created(existing).await;
-        }
+        // A retry's insert finds the stored contact and replays it.
         self.admit(validated, String::new(), SameRequest::SameKey).await
     }
 

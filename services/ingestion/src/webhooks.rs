@@ -33,7 +33,7 @@ use crate::channels::web_form::Submission;
 use crate::channels::{
     Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, email, meta, social, telegram, twilio, web_form,
 };
-use crate::channels_api::{is_active, provider_label};
+use crate::channels_api::{is_active, provider_label, webhook_url};
 use crate::conversations::intake::ConversationIntake;
 use crate::domain::MAX_BODY_BYTES;
 use crate::store::channels::ChannelStore;
@@ -198,7 +198,7 @@ impl Webhooks {
         let (parsed, acknowledgement) = match &resource.provider {
             Some(Provider::Twilio(settings)) => {
                 let account = twilio_account(settings);
-                let mut url = format!("{}/webhooks/{tenant}/{channel_id}", self.public_base_url.trim_end_matches('/'));
+                let mut url = webhook_url(&self.public_base_url, tenant, channel_id);
                 if let Some(query) = query {
                     url = format!("{url}?{query}");
                 }
@@ -269,7 +269,8 @@ impl Webhooks {
         for item in inbound {
             let (kind, outcome) = match item {
                 Inbound::Message(message) => {
-                    ("message", self.take_message(tenant, channel_id, resource, message).await)
+                    let taken = self.conversations.take(tenant, channel_id, resource, message).await;
+                    ("message", taken.map(|taken| taken.label()))
                 }
                 Inbound::Edit(edit) => {
                     let applied = self.conversations.apply_edit(tenant, channel_id, edit).await;
@@ -295,18 +296,6 @@ impl Webhooks {
             metrics().webhook_items.get_or_create(&labels).inc();
         }
         Outcome::Accepted(acknowledgement)
-    }
-
-    /// Takes one customer message into its conversation.
-    async fn take_message(
-        &self,
-        tenant: &TenantId,
-        channel_id: &ChannelId,
-        resource: &ChannelResource,
-        message: InboundMessage,
-    ) -> Result<&'static str, Error> {
-        let taken = self.conversations.take(tenant, channel_id, resource, message).await?;
-        Ok(taken.label())
     }
 }
 
@@ -337,7 +326,7 @@ pub fn contact_request(
         }
     }
     CreateContactRequest {
-        parent: format!("tenants/{tenant}"),
+        parent: switchboard_core::names::tenant_name(tenant),
         request_id,
         contact: Some(Contact {
             channel: message.channel as i32,

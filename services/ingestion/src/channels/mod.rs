@@ -24,6 +24,7 @@ pub mod twilio;
 pub mod web_form;
 
 use switchboard_core::identity::Identity;
+use switchboard_core::text::TextRule;
 use switchboard_proto::common::v1::Channel;
 
 /// The largest webhook body any provider endpoint reads.
@@ -33,27 +34,6 @@ pub const MAX_WEBHOOK_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_MESSAGE_TEXT_CHARS: usize = 16 * 1024;
 /// The most attachments one inbound message keeps.
 pub const MAX_ATTACHMENTS: usize = 20;
-
-/// The provider a webhook or an outbound request belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    /// SMS and WhatsApp in Twilio's format.
-    Twilio,
-    /// WhatsApp Cloud API, Messenger and Instagram (Meta's Graph webhooks).
-    Meta,
-    /// Telegram Bot API.
-    Telegram,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Twilio => "twilio",
-            Provider::Meta => "meta",
-            Provider::Telegram => "telegram",
-        }
-    }
-}
 
 /// What a webhook request carried, in the order it carried it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,17 +182,44 @@ pub(crate) fn keyed_mac<M: hmac::Mac + hmac::digest::KeyInit>(secret: &str) -> R
         .map_err(|_| WebhookRefusal::Unauthenticated("the channel's secret cannot key an HMAC"))
 }
 
+/// `sha256=` + hex(HMAC-SHA256(secret, body)): the signature header of Meta's
+/// webhooks, and of the ones Switchboard defines (social posts, e-mail).
+pub(crate) fn sha256_signature(secret: &str, body: &[u8]) -> Result<String, WebhookRefusal> {
+    let mut mac: hmac::Hmac<sha2::Sha256> = keyed_mac(secret)?;
+    hmac::Mac::update(&mut mac, body);
+    Ok(format!("sha256={}", hex::encode(hmac::Mac::finalize(mac).into_bytes())))
+}
+
+/// Checks a [`sha256_signature`] header over the raw body, in constant time.
+pub(crate) fn verify_sha256_signature(secret: &str, body: &[u8], header: Option<&str>) -> Result<(), WebhookRefusal> {
+    check_size(body)?;
+    let Some(header) = header.filter(|header| !header.is_empty()) else {
+        return Err(WebhookRefusal::Unauthenticated("the signature header is missing"));
+    };
+    let Some(claimed) = header.trim().strip_prefix("sha256=").and_then(|digest| hex::decode(digest).ok()) else {
+        return Err(WebhookRefusal::Unauthenticated("the signature header is not `sha256=<hex>`"));
+    };
+    let mut mac: hmac::Hmac<sha2::Sha256> = keyed_mac(secret)?;
+    hmac::Mac::update(&mut mac, body);
+    hmac::Mac::verify_slice(mac, &claimed).map_err(|_| WebhookRefusal::Unauthenticated("the signature does not match"))
+}
+
 /// Refuses bodies over the limit before any parsing.
 pub(crate) fn check_size(body: &[u8]) -> Result<(), WebhookRefusal> {
     if body.len() > MAX_WEBHOOK_BODY_BYTES { Err(WebhookRefusal::TooLarge) } else { Ok(()) }
 }
 
-/// Message text as it may be stored: control characters other than line
-/// breaks and tabs dropped (NUL breaks PostgreSQL `text`), cut at
+/// Message text as it may be stored: every character the stored-text rule
+/// refuses (control characters other than line feeds and tabs, NUL breaks
+/// PostgreSQL `text`; bidirectional overrides) dropped, cut at
 /// [`MAX_MESSAGE_TEXT_CHARS`] with an ellipsis.
 pub fn safe_text(raw: &str) -> String {
     let mut text = String::with_capacity(raw.len().min(MAX_MESSAGE_TEXT_CHARS * 4));
-    for (count, character) in raw.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\t')).enumerate() {
+    // The stored-text rule of one line, plus line feeds and tabs: no
+    // carriage return, so a first line is always a valid subject.
+    let line = TextRule::line(usize::MAX);
+    let allowed = |character: &char| matches!(character, '\n' | '\t') || line.allows(*character);
+    for (count, character) in raw.chars().filter(allowed).enumerate() {
         if count == MAX_MESSAGE_TEXT_CHARS {
             text.push('…');
             break;

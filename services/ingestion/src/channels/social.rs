@@ -4,39 +4,26 @@
 //! body `{"id", "platform", "author": {"id", "name"}, "text", "rating",
 //! "url", "created_at"}`.
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 use switchboard_core::identity::provider_handle;
 use switchboard_proto::common::v1::Channel;
 
-use super::{InboundMessage, WebhookRefusal, check_size, keyed_mac, required_token, safe_text, seconds_to_millis};
+use super::{
+    InboundMessage, WebhookRefusal, check_size, required_token, safe_text, seconds_to_millis, sha256_signature,
+    verify_sha256_signature,
+};
 
 /// The header the body's signature is in.
 pub const SIGNATURE_HEADER: &str = "x-switchboard-signature";
 
 /// The signature header for `body`.
 pub fn signature(secret: &str, body: &[u8]) -> Result<String, WebhookRefusal> {
-    let mut mac: Hmac<Sha256> = keyed_mac(secret)?;
-    mac.update(body);
-    Ok(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    sha256_signature(secret, body)
 }
 
 /// Checks the signature over the raw body, in constant time.
 pub fn verify(secret: &str, body: &[u8], header: Option<&str>) -> Result<(), WebhookRefusal> {
-    check_size(body)?;
-    let Some(claimed) = header
-        .and_then(|header| header.trim().strip_prefix("sha256="))
-        .and_then(|hex_digest| hex::decode(hex_digest).ok())
-    else {
-        return Err(WebhookRefusal::Unauthenticated(
-            "the X-Switchboard-Signature header is missing or not `sha256=<hex>`",
-        ));
-    };
-    let mut mac: Hmac<Sha256> = keyed_mac(secret)?;
-    mac.update(body);
-    mac.verify_slice(&claimed)
-        .map_err(|_| WebhookRefusal::Unauthenticated("the X-Switchboard-Signature does not match"))
+    verify_sha256_signature(secret, body, header)
 }
 
 /// Reads a verified post: one message from `platform:author id`.

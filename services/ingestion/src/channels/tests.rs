@@ -223,6 +223,11 @@ fn oversized_bodies_are_refused_unread() {
 }
 
 #[test]
+fn text_keeps_nothing_the_stored_text_rule_refuses() {
+    assert_eq!(safe_text("pay\u{202E}evil\r\nnow\u{0}"), "payevil\nnow", "bidi override, CR and NUL dropped");
+}
+
+#[test]
 fn long_text_is_cut_and_marked() {
     let text = safe_text(&"x".repeat(MAX_MESSAGE_TEXT_CHARS + 10));
     assert_eq!(text.chars().count(), MAX_MESSAGE_TEXT_CHARS + 1);

@@ -60,11 +60,7 @@ impl ConversationIntake {
         request_id: &str,
     ) -> Result<MessageRecord, Error> {
         let tenant = &conversation.tenant;
-        if let Some(stored) =
-            self.conversations.find_by_request_id(tenant, &conversation.conversation_id, request_id).await?
-        {
-            return same_reply(stored, text, request_id);
-        }
+        // A retry's insert finds the first call's message (`Added::Duplicate`).
         let now = now_millis();
         let message_id = MessageId::generate();
         let record = MessageRecord {
