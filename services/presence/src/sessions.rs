@@ -378,6 +378,11 @@ impl PresenceCore {
             }
             contact_event::Kind::Created(_) | contact_event::Kind::Abandoned(_) => return Ok(()),
         };
+        // Every replica sees every message: one with no desktop connected
+        // has nobody to push to, and asks Redis nothing.
+        if self.sessions().is_empty() {
+            return Ok(());
+        }
         if let Some(agent) = self.live.holder_of(&contact).await? {
             self.push(&agent, occurred_ms, push).await;
         }

@@ -4,7 +4,7 @@
 //! Ids use the "C" collation so the database orders them bytewise, as the
 //! in-memory store does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
@@ -453,7 +453,7 @@ impl CrmStore for PostgresCrmStore {
     /// One transaction: the batch's entries read and locked in one query
     /// (in key order, as every writer locks them, so two batches never
     /// deadlock), the updates applied in order in memory, the changed
-    /// entries written back pipelined.
+    /// entries written back in two statements (see `write_entries`).
     async fn merge_timeline_entries(&self, updates: &[TimelineUpdate]) -> Result<Vec<TimelineEntry>, Error> {
         let mut client = self.client().await?;
         let tenants: Vec<&str> = updates.iter().map(|update| update.tenant.as_str()).collect();
@@ -472,14 +472,14 @@ impl CrmStore for PostgresCrmStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            let mut stored = HashMap::with_capacity(rows.len());
+            let mut stored = BTreeMap::new();
             for row in &rows {
                 let entry = entry_from_row(row)?;
                 stored.insert((entry.tenant.clone(), entry.contact.clone()), entry);
             }
             // In key order, so new entries are inserted in the order every
             // writer inserts them.
-            let mut current: BTreeMap<_, _> = stored.clone().into_iter().collect();
+            let mut current = stored.clone();
             let mut merged_in_order = Vec::with_capacity(updates.len());
             for update in updates {
                 let key = (update.tenant.clone(), update.contact.clone());

@@ -14,7 +14,9 @@ use std::time::Duration;
 use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_core::names::{conversation_name, message_name, parse_contact};
-use switchboard_core::time::{millis_from_duration, millis_from_timestamp, now_millis, timestamp_from_millis};
+use switchboard_core::time::{
+    millis_from_duration, millis_from_timestamp, now_millis, std_duration_millis, timestamp_from_millis,
+};
 use switchboard_core::{ChannelId, ContactId, ConversationId, Error, MessageId, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_platform::group_commit::GroupCommit;
@@ -214,7 +216,7 @@ impl ConversationIntake {
     /// Publishes the events of messages stored more than `delay` ago and
     /// not yet on the bus; returns how many it looked at.
     pub async fn relay_once(&self, delay: Duration) -> Result<usize, Error> {
-        let cutoff = now_millis() - i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_millis() - std_duration_millis(delay);
         let pending = self.conversations.unpublished_messages(cutoff, RELAY_BATCH).await?;
         for stored in &pending {
             self.publish_if_pending(stored).await?;
