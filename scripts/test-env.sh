@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Real backends for Switchboard's tests: Redis, PostgreSQL and a Kafka-protocol
 # broker (tansu), each on a free loopback port, plus a Python venv with the
-# integrator and chart-check tools.
+# integrator and chart-check tools, a mail pair for the e-mail channel (an
+# IMAP server, dovecot, and an SMTP sink, aiosmtpd) and a headless browser
+# (chromium) for the web chat widget.
 #
 # Usage (run):
 #   scripts/test-env.sh install   install what is missing (apt, cargo, pip)
@@ -18,9 +20,14 @@
 #          SWITCHBOARD_TEST_POSTGRES=postgres://switchboard@127.0.0.1:P/switchboard
 #          SWITCHBOARD_TEST_KAFKA=127.0.0.1:P
 #          SWITCHBOARD_TEST_PYTHON=<venv>/bin/python
+#          SWITCHBOARD_TEST_IMAP=127.0.0.1:P   (any user name; password `switchboard`;
+#            each user its own mailbox)
+#          SWITCHBOARD_TEST_SMTP=127.0.0.1:P   (accepts all mail, no auth)
+#          SWITCHBOARD_TEST_SMTP_MAILDIR=<dir> (where it is delivered, a Maildir)
+#          SWITCHBOARD_TEST_CHROMIUM=<path>    (headless browser)
 #
 # Knobs: SWITCHBOARD_TEST_ENV_DIR (default <repo>/.test-env),
-#        SWITCHBOARD_TEST_ENV_BACKENDS (default "redis postgres kafka"; a subset
+#        SWITCHBOARD_TEST_ENV_BACKENDS (default "redis postgres kafka mail"; a subset
 #          starts and installs only those; "" none, so `install` sets up only
 #          the venv and docker-compose),
 #        SWITCHBOARD_TEST_ENV_NO_INSTALL=1 (never install anything).
@@ -34,7 +41,7 @@ _sbte_main() {
     RUN_DIR="$STATE_DIR/run"
     ENV_FILE="$STATE_DIR/env.sh"
     VENV="$STATE_DIR/venv"
-    BACKENDS="${SWITCHBOARD_TEST_ENV_BACKENDS-redis postgres kafka}"
+    BACKENDS="${SWITCHBOARD_TEST_ENV_BACKENDS-redis postgres kafka mail}"
     TANSU_VERSION="0.6.0"
     PG_MAJOR="15"
 
@@ -86,6 +93,10 @@ _sbte_pg_bindir() {
     return 1
 }
 
+_sbte_chromium() {
+    command -v chromium || command -v chromium-browser || command -v google-chrome
+}
+
 _sbte_tansu_bin() {
     if command -v tansu >/dev/null 2>&1; then
         command -v tansu
@@ -121,6 +132,8 @@ _sbte_install() {
         if ! _sbte_pg_bindir >/dev/null; then apt_pkgs+=("postgresql-$PG_MAJOR"); fi
         if ! command -v psql >/dev/null 2>&1; then apt_pkgs+=(postgresql-client); fi
     fi
+    if _sbte_wants mail && ! command -v dovecot >/dev/null 2>&1; then apt_pkgs+=(dovecot-imapd); fi
+    if ! _sbte_chromium >/dev/null; then apt_pkgs+=(chromium); fi
     # docker-compose 1.29 validates docker-compose.yml without an engine.
     if ! command -v docker-compose >/dev/null 2>&1; then apt_pkgs+=(docker-compose); fi
 
@@ -145,7 +158,7 @@ _sbte_venv_ok() {
     [[ -x "$VENV/bin/python" ]] &&
         "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
 import grpc, grpc_tools.protoc, grpc_health.v1.health_pb2, grpc_reflection.v1alpha.reflection_pb2
-import pytest, kubernetes_validate, yaml, cffi, helm_sdkpy
+import pytest, kubernetes_validate, yaml, cffi, helm_sdkpy, aiosmtpd
 PY
 }
 
@@ -162,7 +175,7 @@ _sbte_install_venv() {
     fi
     _sbte_log "installing Python test tools into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest kubernetes-validate pyyaml
+        grpcio grpcio-tools grpcio-health-checking grpcio-reflection pytest kubernetes-validate pyyaml aiosmtpd
     # helm-sdkpy bundles Helm as a shared library; it declares Python >= 3.12
     # but works on 3.11.
     # Pinned: tests/python/helm_render.py relies on how this version installs.
@@ -264,6 +277,7 @@ _sbte_all_ok() {
     if _sbte_wants redis; then _sbte_redis_ok || return 1; fi
     if _sbte_wants postgres; then _sbte_postgres_ok || return 1; fi
     if _sbte_wants kafka; then _sbte_kafka_ok || return 1; fi
+    if _sbte_wants mail; then _sbte_mail_ok || return 1; fi
     return 0
 }
 
@@ -279,13 +293,14 @@ _sbte_start() {
     mkdir -p "$RUN_DIR"
     echo "$BACKENDS" >"$RUN_DIR/backends"
 
-    local ports redis_port postgres_port kafka_port
-    ports="$(_sbte_free_ports 3)"
-    read -r redis_port postgres_port kafka_port <<<"$ports"
+    local ports redis_port postgres_port kafka_port imap_port smtp_port
+    ports="$(_sbte_free_ports 5)"
+    read -r redis_port postgres_port kafka_port imap_port smtp_port <<<"$ports"
 
     if _sbte_wants redis; then _sbte_start_redis "$redis_port"; fi
     if _sbte_wants postgres; then _sbte_start_postgres "$postgres_port"; fi
     if _sbte_wants kafka; then _sbte_start_kafka "$kafka_port"; fi
+    if _sbte_wants mail; then _sbte_start_mail "$imap_port" "$smtp_port"; fi
 
     {
         echo "# Written by scripts/test-env.sh start; removed by stop."
@@ -295,6 +310,12 @@ _sbte_start() {
         fi
         if _sbte_wants kafka; then echo "export SWITCHBOARD_TEST_KAFKA=127.0.0.1:$kafka_port"; fi
         if [[ -x "$VENV/bin/python" ]]; then echo "export SWITCHBOARD_TEST_PYTHON=$VENV/bin/python"; fi
+        if _sbte_wants mail; then
+            echo "export SWITCHBOARD_TEST_IMAP=127.0.0.1:$imap_port"
+            echo "export SWITCHBOARD_TEST_SMTP=127.0.0.1:$smtp_port"
+            echo "export SWITCHBOARD_TEST_SMTP_MAILDIR=$(_sbte_read mail.dir)/smtp"
+        fi
+        if _sbte_chromium >/dev/null; then echo "export SWITCHBOARD_TEST_CHROMIUM=$(_sbte_chromium)"; fi
     } >"$ENV_FILE.tmp"
     mv "$ENV_FILE.tmp" "$ENV_FILE"
     _sbte_log "ready; environment in $ENV_FILE:"
@@ -406,6 +427,112 @@ _sbte_start_kafka() {
     }
 }
 
+# The user dovecot's processes and mailboxes run as: itself when not root.
+_sbte_mail_user() {
+    if [[ "$(id -u)" -ne 0 ]]; then
+        id -un
+    elif id -u dovecot >/dev/null 2>&1; then
+        echo dovecot
+    else
+        echo nobody
+    fi
+}
+
+_sbte_imap_probe() {
+    python3 - "$1" <<'PY'
+import imaplib, sys
+client = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]), timeout=2)
+client.login("probe", "switchboard")
+client.logout()
+PY
+}
+
+_sbte_smtp_probe() {
+    python3 - "$1" <<'PY'
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=2) as client:
+    client.noop()
+PY
+}
+
+_sbte_mail_ok() {
+    local imap_port smtp_port
+    imap_port="$(_sbte_read imap.port)"
+    smtp_port="$(_sbte_read smtp.port)"
+    [[ -n "$imap_port" && -n "$smtp_port" ]] && _sbte_imap_probe "$imap_port" && _sbte_smtp_probe "$smtp_port"
+}
+
+# dovecot on IMAP (plain text on loopback; any user name with the password
+# `switchboard`, each its own Maildir) and aiosmtpd delivering every message
+# into one Maildir.
+_sbte_start_mail() {
+    local imap_port="$1" smtp_port="$2" user group dir
+    command -v dovecot >/dev/null 2>&1 || _sbte_die "dovecot not found (apt-get install dovecot-imapd)"
+    [[ -x "$VENV/bin/python" ]] || _sbte_die "the venv is missing: run scripts/test-env.sh install"
+    user="$(_sbte_mail_user)"
+    group="$(id -gn "$user")"
+    # Under /tmp: the mail user must reach it whoever owns the clone.
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-mail.XXXXXX")"
+    chmod 755 "$dir"
+    echo "$dir" >"$RUN_DIR/mail.dir"
+    echo "$imap_port" >"$RUN_DIR/imap.port"
+    echo "$smtp_port" >"$RUN_DIR/smtp.port"
+    mkdir -p "$dir/run" "$dir/state" "$dir/home" "$dir/smtp/tmp" "$dir/smtp/new" "$dir/smtp/cur"
+    if [[ "$(id -u)" -eq 0 ]]; then chown "$user:$group" "$dir/home"; fi
+    cat >"$dir/dovecot.conf" <<CONF
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = $user
+default_internal_group = $group
+default_login_user = $user
+first_valid_uid = 1
+passdb {
+  driver = static
+  args = password=switchboard
+}
+userdb {
+  driver = static
+  args = uid=$user gid=$group home=$dir/home/%u
+}
+mail_location = maildir:~/Maildir
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  chroot =
+}
+service anvil {
+  chroot =
+}
+CONF
+    _sbte_log "starting dovecot (IMAP) on 127.0.0.1:$imap_port"
+    dovecot -c "$dir/dovecot.conf" || {
+        tail -n 20 "$dir/dovecot.log" >&2 || true
+        _sbte_die "dovecot did not start"
+    }
+    _sbte_log "starting aiosmtpd (SMTP sink) on 127.0.0.1:$smtp_port"
+    (
+        exec "$VENV/bin/python" -m aiosmtpd -n -l "127.0.0.1:$smtp_port" \
+            -c aiosmtpd.handlers.Mailbox "$dir/smtp" </dev/null >"$dir/aiosmtpd.log" 2>&1
+    ) &
+    echo $! >"$RUN_DIR/aiosmtpd.pid"
+    disown 2>/dev/null || true
+    _sbte_wait_for 30 "the mail servers on ports $imap_port and $smtp_port" _sbte_mail_ok || {
+        tail -n 20 "$dir/dovecot.log" "$dir/aiosmtpd.log" >&2 || true
+        return 1
+    }
+}
+
 # ------------------------------------------------------------------- stop ---
 
 _sbte_kill_pid() {
@@ -444,6 +571,15 @@ _sbte_stop() {
         _sbte_kill_pid "$pid" postgres
     fi
 
+    dir="$(_sbte_read mail.dir)"
+    if [[ -n "$dir" ]]; then
+        _sbte_log "stopping dovecot and aiosmtpd"
+        _sbte_kill_pid "$(_sbte_read aiosmtpd.pid)" aiosmtpd
+        if [[ -f "$dir/run/master.pid" ]]; then _sbte_kill_pid "$(cat "$dir/run/master.pid")" dovecot; fi
+        if [[ "$dir" == */switchboard-mail.* ]]; then rm -rf "$dir"; fi
+    fi
+
+    dir="$(_sbte_read postgres.dir)"
     pid="$(_sbte_read redis.pid)"
     if [[ -n "$pid" ]]; then
         _sbte_log "stopping redis-server"
@@ -477,6 +613,9 @@ _sbte_status() {
         fi
         if _sbte_wants kafka; then
             if _sbte_kafka_ok; then echo "kafka (tansu): up on $(_sbte_read kafka.port)"; else echo "kafka (tansu): DOWN"; any=0; fi
+        fi
+        if _sbte_wants mail; then
+            if _sbte_mail_ok; then echo "mail: IMAP on $(_sbte_read imap.port), SMTP on $(_sbte_read smtp.port)"; else echo "mail: DOWN"; any=0; fi
         fi
     else
         echo "not started"

@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh
 #
-# 1. test-env     start Redis, PostgreSQL and tansu (Kafka protocol) on free
-#                 loopback ports (scripts/test-env.sh; installs what is missing)
+# 1. test-env     start Redis, PostgreSQL, tansu (Kafka protocol), dovecot (IMAP)
+#                 and aiosmtpd (SMTP) on free loopback ports (scripts/test-env.sh;
+#                 installs what is missing, Chromium too)
 # 2. fmt          cargo fmt --all -- --check
 # 3. clippy       cargo clippy --workspace --all-targets --all-features -- -D warnings
 # 4. nextest      cargo nextest run --workspace --all-features --no-fail-fast

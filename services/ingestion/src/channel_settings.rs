@@ -9,7 +9,8 @@ use switchboard_core::time::checked_duration_millis;
 use switchboard_core::{Error, TenantId};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
-    Channel, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings, WebFormSettings,
+    Channel, EmailSettings, MailSecurity, MailServer, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings,
+    WebFormSettings,
 };
 
 use crate::channels::meta::{MetaAccount, MetaProduct as MetaKind};
@@ -47,6 +48,11 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "social.signing_secret",
     "email.address",
     "email.signing_secret",
+    "email.smtp",
+    "email.smtp.password",
+    "email.imap",
+    "email.imap.password",
+    "email.imap_folder",
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -130,17 +136,65 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
         Some(Provider::Social(social)) => {
             violations.secret(format!("{field}.social.signing_secret"), &social.signing_secret);
         }
-        Some(Provider::Email(email)) => {
-            let address_field = format!("{field}.email.address");
-            if violations.required(address_field.clone(), &email.address)
-                && let Err(error) = normalize_identity(IdentityKind::Email, &email.address, &address_field)
-            {
-                violations.0.extend(error.field_violations);
-            }
-            violations.secret(format!("{field}.email.signing_secret"), &email.signing_secret);
-        }
+        Some(Provider::Email(email)) => validate_email(&mut violations, email, &format!("{field}.email")),
     }
     if violations.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations.0)) }
+}
+
+fn validate_email(violations: &mut Violations, email: &EmailSettings, field: &str) {
+    let address_field = format!("{field}.address");
+    if violations.required(address_field.clone(), &email.address)
+        && let Err(error) = normalize_identity(IdentityKind::Email, &email.address, &address_field)
+    {
+        violations.0.extend(error.field_violations);
+    }
+    match &email.imap {
+        None => violations.secret(format!("{field}.signing_secret"), &email.signing_secret),
+        Some(imap) => {
+            if !email.signing_secret.is_empty() {
+                violations.secret(format!("{field}.signing_secret"), &email.signing_secret);
+            }
+            validate_mail_server(violations, imap, &format!("{field}.imap"), true);
+        }
+    }
+    if let Some(smtp) = &email.smtp {
+        validate_mail_server(violations, smtp, &format!("{field}.smtp"), false);
+    }
+    let folder_ok = email.imap_folder.len() <= 200
+        && !email.imap_folder.chars().any(|character| character.is_control() || character == '"' || character == '\\');
+    if !folder_ok {
+        violations
+            .add(format!("{field}.imap_folder"), "must be at most 200 characters, no control characters, `\"` or `\\`");
+    }
+}
+
+fn validate_mail_server(violations: &mut Violations, server: &MailServer, field: &str, account_required: bool) {
+    let host_field = format!("{field}.host");
+    if violations.required(host_field.clone(), &server.host) {
+        let host_ok = server.host.len() <= 253
+            && server.host.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':'));
+        if !host_ok {
+            violations.add(host_field, "must be a host name or an IP address");
+        }
+    }
+    if server.port > u32::from(u16::MAX) {
+        violations.add(format!("{field}.port"), "must be at most 65535 (0: the default port)");
+    }
+    if MailSecurity::try_from(server.security).is_err() {
+        violations.add(format!("{field}.security"), "must be TLS, STARTTLS or NONE");
+    }
+    let username_field = format!("{field}.username");
+    let username_ok =
+        server.username.chars().count() <= 256 && !server.username.chars().any(|character| character.is_control());
+    if !username_ok {
+        violations.add(username_field.clone(), "must be at most 256 characters, no control characters");
+    }
+    if account_required {
+        violations.required(username_field, &server.username);
+    }
+    if account_required || !server.username.is_empty() {
+        violations.secret(format!("{field}.password"), &server.password);
+    }
 }
 
 fn validate_twilio(violations: &mut Violations, twilio: &TwilioSettings, field: &str) {
@@ -234,7 +288,17 @@ pub fn secrets_set(channel: &Channel) -> Vec<String> {
             [set("social.signing_secret", &social.signing_secret)].into_iter().flatten().collect()
         }
         Some(Provider::Email(email)) => {
-            [set("email.signing_secret", &email.signing_secret)].into_iter().flatten().collect()
+            fn password(server: &Option<MailServer>) -> &str {
+                server.as_ref().map_or("", |server| server.password.as_str())
+            }
+            [
+                set("email.signing_secret", &email.signing_secret),
+                set("email.smtp.password", password(&email.smtp)),
+                set("email.imap.password", password(&email.imap)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
         }
         Some(Provider::WebForm(_)) | None => Vec::new(),
     }
@@ -254,7 +318,12 @@ pub fn without_secrets(mut channel: Channel) -> Channel {
             telegram.webhook_secret.clear();
         }
         Some(Provider::Social(social)) => social.signing_secret.clear(),
-        Some(Provider::Email(email)) => email.signing_secret.clear(),
+        Some(Provider::Email(email)) => {
+            email.signing_secret.clear();
+            for server in [&mut email.smtp, &mut email.imap].into_iter().flatten() {
+                server.password.clear();
+            }
+        }
         Some(Provider::WebForm(_)) | None => {}
     }
     channel
@@ -314,7 +383,12 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
                     (Some(Provider::Email(into)), Some(Provider::Email(from))) if provider == "email" => {
                         match setting {
                             "address" => into.address.clone_from(&from.address),
-                            _ => into.signing_secret.clone_from(&from.signing_secret),
+                            "signing_secret" => into.signing_secret.clone_from(&from.signing_secret),
+                            "imap_folder" => into.imap_folder.clone_from(&from.imap_folder),
+                            "smtp" => into.smtp = replaced_server(into.smtp.take(), from.smtp.as_ref()),
+                            "imap" => into.imap = replaced_server(into.imap.take(), from.imap.as_ref()),
+                            "smtp.password" => set_password(&mut into.smtp, from.smtp.as_ref()),
+                            _ => set_password(&mut into.imap, from.imap.as_ref()),
                         }
                     }
                     _ => return Err(mismatch()),
@@ -323,6 +397,71 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
         }
     }
     Ok(stored)
+}
+
+/// `changes` (or nothing when it is unset), keeping the stored password.
+fn replaced_server(stored: Option<MailServer>, changes: Option<&MailServer>) -> Option<MailServer> {
+    let changes = changes?;
+    let password = stored.map(|stored| stored.password).unwrap_or_default();
+    Some(MailServer { password, ..changes.clone() })
+}
+
+fn set_password(stored: &mut Option<MailServer>, changes: Option<&MailServer>) {
+    let password = changes.map(|changes| changes.password.clone()).unwrap_or_default();
+    stored.get_or_insert_with(MailServer::default).password = password;
+}
+
+/// Which protocol a mail server is spoken to in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailProtocol {
+    Smtp,
+    Imap,
+}
+
+/// How a connection to a mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailTls {
+    /// TLS from the first byte.
+    Implicit,
+    /// STARTTLS, which must succeed.
+    StartTls,
+    /// None: a trusted network only.
+    Plain,
+}
+
+/// A mail server as the connectors dial it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: MailTls,
+    /// Empty: no authentication.
+    pub username: String,
+    pub password: String,
+}
+
+/// The endpoint of a validated `server`, its port defaulted by protocol
+/// and security.
+pub fn mail_endpoint(server: &MailServer, protocol: MailProtocol) -> MailEndpoint {
+    let tls = match MailSecurity::try_from(server.security) {
+        Ok(MailSecurity::Starttls) => MailTls::StartTls,
+        Ok(MailSecurity::None) => MailTls::Plain,
+        Ok(MailSecurity::Tls | MailSecurity::Unspecified) | Err(_) => MailTls::Implicit,
+    };
+    let default_port = match (protocol, tls) {
+        (MailProtocol::Smtp, MailTls::Implicit) => 465,
+        (MailProtocol::Smtp, MailTls::StartTls) => 587,
+        (MailProtocol::Smtp, MailTls::Plain) => 25,
+        (MailProtocol::Imap, MailTls::Implicit) => 993,
+        (MailProtocol::Imap, MailTls::StartTls | MailTls::Plain) => 143,
+    };
+    MailEndpoint {
+        host: server.host.clone(),
+        port: u16::try_from(server.port).ok().filter(|port| *port != 0).unwrap_or(default_port),
+        tls,
+        username: server.username.clone(),
+        password: server.password.clone(),
+    }
 }
 
 fn or_default(url: &str, default: &str) -> String {

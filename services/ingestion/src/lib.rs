@@ -8,8 +8,9 @@
 //! `ConversationService` (gRPC) and the channels' webhooks (HTTP,
 //! `webhooks`, on the provider formats of `channels`, into `conversations`);
 //! consumes `switchboard.routing.v1` (group `ingestion-conversations`) to
-//! close the conversations of ended contacts; runs the outbox relay of
-//! contacts and messages on a timer.
+//! close the conversations of ended contacts; runs on timers the outbox
+//! relay of contacts and messages, the connector that sends replies
+//! (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes.
 
 pub mod channel_settings;
 pub mod channels;
@@ -18,6 +19,7 @@ pub mod conversations;
 pub mod conversations_api;
 pub mod domain;
 pub mod grpc;
+pub mod mail;
 pub mod outbox;
 mod queue_lookup;
 pub mod store;
@@ -43,6 +45,7 @@ use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient
 use crate::channels_api::ChannelApi;
 use crate::conversations::ConversationStore;
 use crate::conversations::intake::{ConversationIntake, MESSAGE_RELAY_DELAY};
+use crate::conversations::mailbox::{MailboxPoller, POLL_INTERVAL};
 use crate::conversations::memory::MemoryConversationStore;
 use crate::conversations::postgres::PostgresConversationStore;
 use crate::conversations::replies::Connector;
@@ -120,6 +123,8 @@ impl Service for Ingestion {
             publication_marks: GroupCommit::default(),
         });
         let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
+        let mailboxes =
+            Arc::new(MailboxPoller { intake: Arc::clone(&conversations), channels: Arc::clone(&self.channels) });
         let webhooks = Webhooks {
             channels: self.channels,
             recent_channels: Arc::clone(&recent_channels),
@@ -142,6 +147,10 @@ impl Service for Ingestion {
         kit.every(Every::new("ingestion-connector", CONNECTOR_INTERVAL).woken_by(sends), move || {
             let connector = Arc::clone(&connector);
             async move { connector.send_due().await.map(|_attempted| ()) }
+        });
+        kit.every(Every::new("ingestion-mailboxes", POLL_INTERVAL), move || {
+            let mailboxes = Arc::clone(&mailboxes);
+            async move { mailboxes.poll_all().await.map(|_stored| ()) }
         });
         kit.every(Every::new("ingestion-outbox-relay", RELAY_INTERVAL), move || {
             let (outbox, conversations) = (Arc::clone(&outbox), Arc::clone(&conversations));

@@ -227,6 +227,8 @@ impl Webhooks {
                     .map(|message| vec![Inbound::Message(message)]);
                 (parsed, StatusCode::OK.into_response())
             }
+            // Polled only: nothing may be posted to it.
+            Some(Provider::Email(settings)) if settings.signing_secret.is_empty() => return Outcome::UnknownChannel,
             Some(Provider::Email(settings)) => {
                 let header = Self::header(headers, social::SIGNATURE_HEADER);
                 let parsed = social::verify(&settings.signing_secret, body, header)

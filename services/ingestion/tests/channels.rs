@@ -548,6 +548,7 @@ async fn mail_posted_by_a_relay_threads_replies_into_their_conversation() {
         provider: Some(Provider::Email(EmailSettings {
             address: "support@acme.example".to_owned(),
             signing_secret: "relay-secret".to_owned(),
+            ..EmailSettings::default()
         })),
         ..Channel::default()
     };

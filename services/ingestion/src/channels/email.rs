@@ -5,7 +5,14 @@
 //! encodings, charsets, RFC 2047 words); the text is the `text/plain` part,
 //! or the HTML part made text. `Message-ID` is the provider message id;
 //! `In-Reply-To` and `References` thread a reply into its conversation.
+//!
+//! Replies are built here too ([`build_reply`]): plain text, threaded under
+//! the customer's last message, with a `Message-ID` made from Switchboard's
+//! message id, so a reply sent again after a crash carries the same id and
+//! mail clients show it once.
 
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
 use mail_parser::{MessageParser, MimeHeaders};
 use switchboard_core::identity::{IdentityKind, normalize_identity};
 use switchboard_proto::common::v1::Channel;
@@ -14,6 +21,69 @@ use super::{Attachment, InboundMessage, MAX_ATTACHMENTS, WebhookRefusal, check_s
 
 /// The longest message id kept, in bytes.
 const MAX_ID_BYTES: usize = 256;
+
+/// References kept in a reply, newest last: mail clients need the first
+/// and the last few to thread.
+const MAX_REFERENCES: usize = 20;
+
+/// A reply to send, with what threads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailReply {
+    /// The channel's mailbox.
+    pub from_address: String,
+    /// The name shown with it (the channel's display name), may be empty.
+    pub from_name: String,
+    pub to_address: String,
+    /// The subject of the customer's last message; `Re: ` is added once.
+    pub subject: String,
+    pub text: String,
+    /// Unique and stable for this reply: the `Message-ID` is
+    /// `<{id}@{the mailbox's domain}>`.
+    pub id: String,
+    /// The conversation's earlier message ids, oldest first; the last is
+    /// the one answered.
+    pub thread: Vec<String>,
+}
+
+/// `Re: ` and the subject, unless it already starts with one.
+pub fn reply_subject(subject: &str) -> String {
+    let subject = subject.trim();
+    let answered = subject.get(..3).is_some_and(|prefix| prefix.eq_ignore_ascii_case("re:"));
+    match (subject.is_empty(), answered) {
+        (true, _) => "Re: your message".to_owned(),
+        (false, true) => subject.to_owned(),
+        (false, false) => format!("Re: {subject}"),
+    }
+}
+
+/// The `Message-ID` of a reply, without angle brackets.
+pub fn reply_message_id(reply: &EmailReply) -> String {
+    let domain = reply.from_address.rsplit_once('@').map_or("switchboard.invalid", |(_, domain)| domain);
+    format!("{}@{domain}", reply.id)
+}
+
+/// The reply as an RFC 5322 message: `In-Reply-To` the last message of
+/// the thread and `References` the thread (its first message and the
+/// latest ones).
+pub fn build_reply(reply: &EmailReply) -> Result<Message, String> {
+    let address = |value: &str, what: &str| value.parse().map_err(|error| format!("the {what} address: {error}"));
+    let from_name = (!reply.from_name.is_empty()).then(|| reply.from_name.clone());
+    let mut builder = Message::builder()
+        .from(Mailbox::new(from_name, address(&reply.from_address, "channel's")?))
+        .to(Mailbox::new(None, address(&reply.to_address, "customer's")?))
+        .subject(reply_subject(&reply.subject))
+        .message_id(Some(format!("<{}>", reply_message_id(reply))))
+        .header(ContentType::TEXT_PLAIN);
+    if let Some(answered) = reply.thread.last() {
+        builder = builder.in_reply_to(format!("<{answered}>"));
+        let skip = reply.thread.len().saturating_sub(MAX_REFERENCES);
+        let first = reply.thread.first().filter(|_| skip > 0);
+        let references: Vec<String> =
+            first.into_iter().chain(reply.thread.iter().skip(skip)).map(|id| format!("<{id}>")).collect();
+        builder = builder.references(references.join(" "));
+    }
+    builder.body(reply.text.clone()).map_err(|error| format!("the reply cannot be built: {error}"))
+}
 
 /// A message id without its angle brackets, if it is one.
 fn message_id(raw: &str) -> Option<String> {
@@ -40,6 +110,8 @@ pub fn parse(raw: &[u8]) -> Result<InboundMessage, WebhookRefusal> {
     let subject = safe_text(message.subject().unwrap_or_default());
     let body = message.body_text(0).map(|text| safe_text(&text)).unwrap_or_default();
     let text = if subject.is_empty() { body } else { format!("{subject}\n\n{body}") };
+    // Only one line of it is a subject (`safe_text` keeps line feeds).
+    let subject = subject.lines().next().unwrap_or_default().to_owned();
     let mut replied_to: Vec<String> = Vec::new();
     let ids = |value: &mail_parser::HeaderValue<'_>| -> Vec<String> {
         match value.as_text_list() {
@@ -79,6 +151,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMessage, WebhookRefusal> {
         attachments,
         sent_at_ms: message.date().and_then(|date| seconds_to_millis(date.to_timestamp())),
         replied_to,
+        subject,
     };
     Ok(inbound)
 }
@@ -150,7 +223,76 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<p>Where is <b>my order</b>?</p>\r
         assert!(matches!(parse(bad_from), Err(WebhookRefusal::Malformed(_))));
     }
 
+    fn reply(thread: &[&str]) -> EmailReply {
+        EmailReply {
+            from_address: "support@acme.example".to_owned(),
+            from_name: "Acme Support".to_owned(),
+            to_address: "jose@example.com".to_owned(),
+            subject: "Reclamación del pedido".to_owned(),
+            text: "Lo sentimos, José: enviamos otro hoy.".to_owned(),
+            id: "msg_01".to_owned(),
+            thread: thread.iter().map(|id| (*id).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_reply_is_threaded_under_the_last_message_and_reads_back() {
+        let built = build_reply(&reply(&["first-1@example.com", "ours-2@acme.example", "CAF=abc123@mail.example.com"]))
+            .expect("built");
+        let raw = built.formatted();
+        let parsed = MessageParser::default().parse(&raw).expect("parses");
+        assert_eq!(parsed.message_id(), Some("msg_01@acme.example"));
+        assert_eq!(parsed.in_reply_to().as_text(), Some("CAF=abc123@mail.example.com"));
+        let references = parsed.references().as_text_list().expect("a list");
+        assert_eq!(references, ["first-1@example.com", "ours-2@acme.example", "CAF=abc123@mail.example.com"]);
+        assert_eq!(parsed.subject(), Some("Re: Reclamación del pedido"));
+        assert_eq!(parsed.from().and_then(|from| from.first()).and_then(|from| from.name()), Some("Acme Support"));
+        assert_eq!(parsed.body_text(0).as_deref().map(str::trim_end), Some("Lo sentimos, José: enviamos otro hoy."));
+    }
+
+    #[test]
+    fn long_threads_keep_the_first_and_the_latest_references() {
+        let ids: Vec<String> = (0..30).map(|index| format!("m{index}@example.com")).collect();
+        let thread: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let raw = build_reply(&reply(&thread)).expect("built").formatted();
+        let parsed = MessageParser::default().parse(&raw).expect("parses");
+        let references = parsed.references().as_text_list().expect("a list");
+        assert_eq!(references.len(), MAX_REFERENCES + 1);
+        assert_eq!(references[0], "m0@example.com");
+        assert_eq!(references[MAX_REFERENCES], "m29@example.com");
+    }
+
+    #[test]
+    fn a_first_message_has_no_threading_headers_and_bad_addresses_are_refused() {
+        let raw = build_reply(&reply(&[])).expect("built").formatted();
+        let parsed = MessageParser::default().parse(&raw).expect("parses");
+        assert!(parsed.in_reply_to().is_empty() && parsed.references().is_empty());
+        let mut bad = reply(&[]);
+        bad.to_address = "not an address".to_owned();
+        assert!(build_reply(&bad).is_err());
+    }
+
+    #[test]
+    fn subjects_get_one_re() {
+        assert_eq!(reply_subject("Order"), "Re: Order");
+        assert_eq!(reply_subject("RE: Order"), "RE: Order");
+        assert_eq!(reply_subject(" "), "Re: your message");
+        assert_eq!(reply_subject("é"), "Re: é");
+    }
+
     proptest! {
+        #[test]
+        fn arbitrary_replies_build_or_refuse_without_panic(text in "\\PC{0,200}", subject in "\\PC{0,80}", name in "\\PC{0,40}") {
+            let mut arbitrary = reply(&["a@b"]);
+            arbitrary.text = text;
+            arbitrary.subject = subject;
+            arbitrary.from_name = name;
+            if let Ok(built) = build_reply(&arbitrary) {
+                let raw = built.formatted();
+                prop_assert!(MessageParser::default().parse(&raw).is_some());
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = parse(&body);

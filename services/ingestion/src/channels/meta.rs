@@ -192,6 +192,7 @@ fn read_whatsapp(value: &Value, inbound: &mut Vec<Inbound>) -> Result<(), Webhoo
             attachments,
             sent_at_ms: seconds_field(message, "timestamp"),
             replied_to: Vec::new(),
+            subject: String::new(),
         }));
     }
     for status in array(value, "statuses")? {
@@ -253,6 +254,7 @@ fn read_messaging(entry: &Value, provider: &str, inbound: &mut Vec<Inbound>) -> 
                 attachments,
                 sent_at_ms: at_ms,
                 replied_to: Vec::new(),
+                subject: String::new(),
             }));
         } else if let Some(edit) = event.get("message_edit") {
             let sender = required_token(sender, "sender.id", MAX_ID_BYTES)?;

@@ -70,6 +70,8 @@ pub struct InboundMessage {
     /// The provider ids of the messages this one replies to, nearest first
     /// (e-mail's `In-Reply-To` and `References`); empty elsewhere.
     pub replied_to: Vec<String>,
+    /// E-mail's (or a web form's) subject line; empty elsewhere.
+    pub subject: String,
 }
 
 /// An attachment by reference: its bytes stay with the provider until
@@ -178,6 +180,11 @@ pub struct OutboundMessage {
 /// An HMAC keyed with a channel's secret. HMAC takes keys of any length, so
 /// this never fails; the error only keeps a panic out of the request path.
 pub(crate) fn keyed_mac<M: hmac::Mac + hmac::digest::KeyInit>(secret: &str) -> Result<M, WebhookRefusal> {
+    // Anyone can sign with an empty key: a channel without its secret
+    // takes nothing signed.
+    if secret.is_empty() {
+        return Err(WebhookRefusal::Unauthenticated("the channel has no signing secret"));
+    }
     <M as hmac::digest::KeyInit>::new_from_slice(secret.as_bytes())
         .map_err(|_| WebhookRefusal::Unauthenticated("the channel's secret cannot key an HMAC"))
 }

@@ -65,6 +65,7 @@ pub fn parse(body: &[u8]) -> Result<InboundMessage, WebhookRefusal> {
         attachments: Vec::new(),
         sent_at_ms: post.get("created_at").and_then(Value::as_i64).and_then(seconds_to_millis),
         replied_to: Vec::new(),
+        subject: String::new(),
     })
 }
 

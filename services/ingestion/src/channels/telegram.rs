@@ -136,6 +136,7 @@ fn read_message(message: &Value) -> Result<Option<InboundMessage>, WebhookRefusa
         attachments,
         sent_at_ms: message.get("date").and_then(Value::as_i64).and_then(seconds_to_millis),
         replied_to: Vec::new(),
+        subject: String::new(),
     }))
 }
 

@@ -141,6 +141,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Inbound>, WebhookRefusal> {
         attachments,
         sent_at_ms: None,
         replied_to: Vec::new(),
+        subject: String::new(),
     })])
 }
 

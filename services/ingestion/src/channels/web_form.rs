@@ -93,6 +93,7 @@ pub fn parse(body: &[u8], honeypot_field: &str) -> Result<Submission, WebhookRef
         attachments: Vec::new(),
         sent_at_ms: None,
         replied_to: Vec::new(),
+        subject: subject.unwrap_or_default(),
     })))
 }
 

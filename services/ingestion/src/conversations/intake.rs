@@ -293,6 +293,7 @@ fn message_record(
             create_time: Some(timestamp_from_millis(now)),
             send_time: message.sent_at_ms.map(timestamp_from_millis),
             author_display_name: message.display_name,
+            subject: message.subject,
             ..Message::default()
         },
         created_ms: now,

@@ -12,6 +12,7 @@
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod intake;
+pub mod mailbox;
 pub mod memory;
 pub mod postgres;
 pub mod replies;

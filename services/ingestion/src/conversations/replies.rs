@@ -20,18 +20,23 @@ use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ChannelId, Error, MessageId, TenantId};
 use switchboard_platform::bus::publish_traced;
+use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::common::v1::Direction;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::channel::Provider;
-use switchboard_proto::ingestion::v1::{ContactEvent, DeliveryState, Message, MessageStatusChanged, contact_event};
+use switchboard_proto::ingestion::v1::{
+    ContactEvent, DeliveryState, EmailSettings, Message, MessageStatusChanged, contact_event,
+};
 
 use super::intake::ConversationIntake;
 use super::{Added, ConversationRecord, MessageRecord, OutboundUpdate};
-use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
+use crate::channel_settings::{MailProtocol, mail_endpoint, meta_account, telegram_bot, twilio_account};
+use crate::channels::email::{self, EmailReply};
 use crate::channels::{
     DeliveryState as ReportedState, DeliveryUpdate, MessageEdit, OutboundMessage, OutboundRequest, meta, telegram,
     twilio,
 };
+use crate::mail::{self, MailFailure};
 use crate::store::channels::ChannelStore;
 
 /// Sends per second per channel, at most.
@@ -41,6 +46,8 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// How long one attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const DUE_BATCH: usize = 50;
+/// The messages of a conversation an e-mail reply is threaded under, at most.
+const THREAD_MESSAGES: usize = 200;
 
 /// The wait before attempt `attempts + 1`: 1 s, 2 s, 4 s … at most 5 min.
 pub fn backoff_ms(attempts: u32) -> i64 {
@@ -262,7 +269,7 @@ impl Connector {
             Ok(None) => return Attempt::Refused("the channel no longer exists or is disabled".to_owned()),
             Err(error) => return Attempt::Transient(error.message),
         };
-        let (provider, recipient) = channel;
+        let (display_name, provider, recipient) = channel;
         let message = OutboundMessage {
             to: recipient,
             text: record.message.text.clone(),
@@ -272,9 +279,7 @@ impl Connector {
             Provider::WebForm(_) | Provider::Social(_) => {
                 return Attempt::Refused("this channel takes no replies; answer by e-mail or phone".to_owned());
             }
-            Provider::Email(_) => {
-                return Attempt::Refused("e-mail replies are not sent yet (SMTP is to come)".to_owned());
-            }
+            Provider::Email(settings) => return self.attempt_email(record, settings, display_name, message).await,
             Provider::Twilio(settings) => {
                 (twilio::build_send(&twilio_account(settings), &message), twilio::sent_message_id)
             }
@@ -305,14 +310,66 @@ impl Connector {
     }
 }
 
+impl Connector {
+    /// Sends an e-mail reply by SMTP, threaded under the conversation's
+    /// messages. Its `Message-ID` is the provider message id.
+    async fn attempt_email(
+        &self,
+        record: &MessageRecord,
+        settings: &EmailSettings,
+        display_name: String,
+        message: OutboundMessage,
+    ) -> Attempt {
+        let Some(smtp) = &settings.smtp else {
+            return Attempt::Refused("the channel has no SMTP server for replies".to_owned());
+        };
+        let page = PageRequest::resume_after(THREAD_MESSAGES, None);
+        let earlier = match self.intake.conversations.messages(&record.tenant, &record.conversation_id, &page).await {
+            Ok(earlier) => earlier,
+            Err(error) => return Attempt::Transient(error.message),
+        };
+        let channel_prefix = format!("{}/", record.channel_id);
+        let thread = earlier
+            .iter()
+            .filter(|earlier| earlier.message_id != record.message_id)
+            .filter_map(|earlier| earlier.provider_message_id.strip_prefix(&channel_prefix).map(str::to_owned))
+            .collect();
+        let subject = earlier
+            .iter()
+            .rev()
+            .find(|earlier| !earlier.message.subject.is_empty())
+            .map(|earlier| earlier.message.subject.clone())
+            .unwrap_or_default();
+        let reply = EmailReply {
+            from_address: settings.address.clone(),
+            from_name: display_name,
+            to_address: message.to,
+            subject,
+            text: message.text,
+            id: message.idempotency_key,
+            thread,
+        };
+        let built = match email::build_reply(&reply) {
+            Ok(built) => built,
+            Err(reason) => return Attempt::Refused(reason),
+        };
+        match mail::send(&mail_endpoint(smtp, MailProtocol::Smtp), built).await {
+            Ok(()) => Attempt::Accepted { provider_message_id: email::reply_message_id(&reply) },
+            Err(MailFailure::Permanent(reason)) => Attempt::Refused(reason),
+            Err(MailFailure::Transient(reason)) => Attempt::Transient(reason),
+        }
+    }
+}
+
 impl ConversationIntake {
-    /// The provider settings of the message's channel and the customer's
-    /// address there; `None` when the channel is gone or disabled.
+    /// The display name and provider settings of the message's channel and
+    /// the customer's address there; `None` when the channel is gone or
+    /// disabled.
     async fn channels_of(
         &self,
         channels: &dyn ChannelStore,
         record: &MessageRecord,
-    ) -> Result<Option<(Provider, String)>, Error> {
+    ) -> Result<Option<(String, Provider, String)>, Error> {
         let Some(stored) = channels.get(&record.tenant, &record.channel_id).await? else { return Ok(None) };
         let Some(provider) = stored.channel.provider.filter(|_| !stored.channel.disabled) else { return Ok(None) };
         let Some(conversation) = self.conversations.get(&record.tenant, &record.conversation_id).await? else {
@@ -324,7 +381,7 @@ impl ConversationIntake {
             Some((_, id)) => id.to_owned(),
             None => address,
         };
-        Ok(Some((provider, recipient)))
+        Ok(Some((stored.channel.display_name, provider, recipient)))
     }
 }
 

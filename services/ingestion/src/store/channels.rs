@@ -15,6 +15,7 @@ use switchboard_core::{ChannelId, Error, ErrorCode, TenantId};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
 use switchboard_proto::ingestion::v1::Channel;
+use switchboard_proto::ingestion::v1::channel::Provider;
 
 /// A channel as stored, with the revision an update must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,13 @@ pub trait ChannelStore: Send + Sync + 'static {
     ) -> Result<(), Error>;
     /// False when it did not exist.
     async fn delete(&self, tenant: &TenantId, channel_id: &ChannelId) -> Result<bool, Error>;
+    /// Every tenant's channels with a mailbox to poll ([`polls_mailbox`]).
+    async fn mailboxes(&self) -> Result<Vec<(TenantId, ChannelId, Channel)>, Error>;
+}
+
+/// True for an enabled e-mail channel with an IMAP mailbox.
+pub fn polls_mailbox(channel: &Channel) -> bool {
+    !channel.disabled && matches!(&channel.provider, Some(Provider::Email(email)) if email.imap.is_some())
 }
 
 fn changed_meanwhile(tenant: &TenantId, channel_id: &ChannelId) -> Error {
@@ -106,6 +114,18 @@ impl ChannelStore for MemoryChannelStore {
         let mut tenants = lock_unpoisoned(&self.channels);
         Ok(tenants.get_mut(tenant).and_then(|channels| channels.remove(channel_id.as_str())).is_some())
     }
+
+    async fn mailboxes(&self) -> Result<Vec<(TenantId, ChannelId, Channel)>, Error> {
+        let tenants = lock_unpoisoned(&self.channels);
+        let mut mailboxes = Vec::new();
+        for (tenant, channels) in tenants.iter() {
+            for (channel_id, stored) in channels.iter().filter(|(_, stored)| polls_mailbox(&stored.channel)) {
+                let channel_id = ChannelId::parse(channel_id, "channel_id")?;
+                mailboxes.push((tenant.clone(), channel_id, stored.channel.clone()));
+            }
+        }
+        Ok(mailboxes)
+    }
 }
 
 /// The `ingestion.channels` table (migration `0003_channels`).
@@ -120,6 +140,15 @@ pub const CHANNELS_MIGRATION: Migration = Migration {
             revision bigint NOT NULL,
             PRIMARY KEY (tenant, channel_id)
         );
+    ",
+};
+
+/// Which channels poll a mailbox (migration `0006_channel_mailboxes`).
+pub const MAILBOXES_MIGRATION: Migration = Migration {
+    version: "0006_channel_mailboxes",
+    sql: "
+        ALTER TABLE ingestion.channels ADD COLUMN polls_mailbox boolean NOT NULL DEFAULT false;
+        CREATE INDEX channels_mailboxes ON ingestion.channels (tenant, channel_id) WHERE polls_mailbox;
     ",
 };
 
@@ -152,9 +181,10 @@ impl ChannelStore for PostgresChannelStore {
             .client()
             .await?
             .execute_cached(
-                "INSERT INTO ingestion.channels (tenant, channel_id, body, revision) VALUES ($1, $2, $3, 1)
+                "INSERT INTO ingestion.channels (tenant, channel_id, body, revision, polls_mailbox)
+                 VALUES ($1, $2, $3, 1, $4)
                  ON CONFLICT (tenant, channel_id) DO NOTHING",
-                &[&tenant.as_str(), &channel_id.as_str(), &channel.encode_to_vec()],
+                &[&tenant.as_str(), &channel_id.as_str(), &channel.encode_to_vec(), &polls_mailbox(channel)],
             )
             .await
             .map_err(pg_error)?;
@@ -203,9 +233,9 @@ impl ChannelStore for PostgresChannelStore {
         let client = self.client().await?;
         let updated = client
             .execute_cached(
-                "UPDATE ingestion.channels SET body = $4, revision = revision + 1
+                "UPDATE ingestion.channels SET body = $4, revision = revision + 1, polls_mailbox = $5
                  WHERE tenant = $1 AND channel_id = $2 AND revision = $3",
-                &[&tenant.as_str(), &channel_id.as_str(), &revision, &channel.encode_to_vec()],
+                &[&tenant.as_str(), &channel_id.as_str(), &revision, &channel.encode_to_vec(), &polls_mailbox(channel)],
             )
             .await
             .map_err(pg_error)?;
@@ -229,5 +259,26 @@ impl ChannelStore for PostgresChannelStore {
             .await
             .map_err(pg_error)?;
         Ok(deleted == 1)
+    }
+
+    async fn mailboxes(&self) -> Result<Vec<(TenantId, ChannelId, Channel)>, Error> {
+        let rows = self
+            .client()
+            .await?
+            .query_cached(
+                "SELECT body, revision, tenant, channel_id FROM ingestion.channels WHERE polls_mailbox
+                 ORDER BY tenant, channel_id",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter()
+            .map(|row| {
+                let stored = stored_from_row(row)?;
+                let tenant = TenantId::parse(row.try_get(2).map_err(pg_error)?, "tenant")?;
+                let channel_id = ChannelId::parse(row.try_get(3).map_err(pg_error)?, "channel_id")?;
+                Ok((tenant, channel_id, stored.channel))
+            })
+            .collect()
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, ensure};
 use switchboard_core::{ChannelId, ErrorCode, TenantId};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::ingestion::v1::channel::Provider;
-use switchboard_proto::ingestion::v1::{Channel, TelegramSettings};
+use switchboard_proto::ingestion::v1::{Channel, EmailSettings, MailServer, TelegramSettings};
 
 use super::channels::ChannelStore;
 use super::contract::fresh_tenant;
@@ -18,6 +18,9 @@ pub async fn run_channel_contract(store: &dyn ChannelStore) -> anyhow::Result<()
     updates_name_the_revision_they_read(store).await.context("updates_name_the_revision_they_read")?;
     lists_page_by_id(store).await.context("lists_page_by_id")?;
     tenants_are_isolated(store).await.context("tenants_are_isolated")?;
+    mailboxes_are_the_enabled_mail_channels_with_imap(store)
+        .await
+        .context("mailboxes_are_the_enabled_mail_channels_with_imap")?;
     Ok(())
 }
 
@@ -106,6 +109,47 @@ async fn tenants_are_isolated(store: &dyn ChannelStore) -> anyhow::Result<()> {
     store.create(&globex, &id("shared-name")?, &sample_channel(&globex, "shared-name")).await?;
     let acme_copy = store.get(&acme, &id("shared-name")?).await?.context("acme's is kept")?;
     ensure!(acme_copy.channel.name.starts_with(&format!("tenants/{acme}/")), "each tenant has its own");
+    Ok(())
+}
+
+async fn mailboxes_are_the_enabled_mail_channels_with_imap(store: &dyn ChannelStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("channels-mailboxes")?;
+    let mail = |imap: bool, disabled: bool| Channel {
+        queue: format!("tenants/{tenant}/queues/support"),
+        disabled,
+        provider: Some(Provider::Email(EmailSettings {
+            address: "support@example.com".to_owned(),
+            signing_secret: "relay".to_owned(),
+            imap: imap.then(|| MailServer {
+                host: "imap.example.com".to_owned(),
+                username: "support".to_owned(),
+                password: "secret".to_owned(),
+                ..MailServer::default()
+            }),
+            ..EmailSettings::default()
+        })),
+        ..Channel::default()
+    };
+    store.create(&tenant, &id("polled")?, &mail(true, false)).await?;
+    store.create(&tenant, &id("relayed")?, &mail(false, false)).await?;
+    store.create(&tenant, &id("paused")?, &mail(true, true)).await?;
+    store.create(&tenant, &id("bot")?, &sample_channel(&tenant, "bot")).await?;
+    let polled = |mailboxes: Vec<(TenantId, ChannelId, Channel)>| -> Vec<String> {
+        mailboxes
+            .into_iter()
+            .filter(|(owner, ..)| *owner == tenant)
+            .map(|(_, channel_id, _)| channel_id.to_string())
+            .collect()
+    };
+    let mailboxes = store.mailboxes().await?;
+    ensure!(polled(mailboxes.clone()) == ["polled"], "only the enabled channel with IMAP: {mailboxes:?}");
+    ensure!(mailboxes.iter().any(|(_, _, channel)| *channel == mail(true, false)), "with its settings and secrets");
+
+    store.update(&tenant, &id("polled")?, 1, &mail(true, true)).await?;
+    store.update(&tenant, &id("paused")?, 1, &mail(true, false)).await?;
+    ensure!(polled(store.mailboxes().await?) == ["paused"], "updates change which are polled");
+    ensure!(store.delete(&tenant, &id("paused")?).await?, "delete finds it");
+    ensure!(polled(store.mailboxes().await?).is_empty(), "a deleted channel is not polled");
     Ok(())
 }
 

@@ -1,0 +1,104 @@
+//! The IMAP side of e-mail channels: every [`POLL_INTERVAL`] each enabled
+//! e-mail channel with a mailbox is read for unseen mail, which is taken in
+//! like a relay's post (same parser, same threading, same idempotency on
+//! `Message-ID`). A message is flagged `\Seen` only once it is stored, or
+//! once it is known it never will be (unparseable, refused, sent by the
+//! channel itself); a transient failure leaves it and the rest unseen for
+//! the next poll. Replicas that poll the same mailbox at once store each
+//! message once (its `Message-ID` is the provider message id).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::{ChannelId, ErrorCode, TenantId};
+use switchboard_platform::metrics::{labels, metrics};
+use switchboard_proto::ingestion::v1::Channel;
+use switchboard_proto::ingestion::v1::channel::Provider;
+
+use super::intake::ConversationIntake;
+use crate::channel_settings::{MailProtocol, mail_endpoint};
+use crate::channels::email;
+use crate::mail;
+use crate::store::channels::ChannelStore;
+
+/// How often each mailbox is read.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Messages taken from one mailbox per poll, at most.
+const MAX_PER_POLL: usize = 50;
+/// The folder read when the channel names none.
+const DEFAULT_FOLDER: &str = "INBOX";
+
+/// Reads the mailboxes of e-mail channels.
+pub struct MailboxPoller {
+    pub intake: Arc<ConversationIntake>,
+    pub channels: Arc<dyn ChannelStore>,
+}
+
+impl MailboxPoller {
+    /// Reads every mailbox once; a mailbox that cannot be read is logged
+    /// and tried again next time. Returns how many messages were stored.
+    pub async fn poll_all(&self) -> Result<usize, switchboard_core::Error> {
+        let mut stored = 0;
+        for (tenant, channel_id, channel) in self.channels.mailboxes().await? {
+            match self.poll(&tenant, &channel_id, &channel).await {
+                Ok(count) => stored += count,
+                Err(reason) => {
+                    tracing::warn!(tenant = %tenant, channel = %channel_id, error = %reason, "mailbox not read");
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Reads one mailbox: returns how many new messages it stored.
+    pub async fn poll(&self, tenant: &TenantId, channel_id: &ChannelId, channel: &Channel) -> Result<usize, String> {
+        let Some(Provider::Email(settings)) = &channel.provider else { return Ok(0) };
+        let Some(imap) = &settings.imap else { return Ok(0) };
+        let folder = if settings.imap_folder.is_empty() { DEFAULT_FOLDER } else { settings.imap_folder.as_str() };
+        let own_address = settings.address.to_lowercase();
+        let mut session = mail::imap_login(&mail_endpoint(imap, MailProtocol::Imap)).await?;
+        let unseen = mail::unseen(&mut session, folder, MAX_PER_POLL).await?;
+        let mut done = Vec::with_capacity(unseen.len());
+        let mut stored = 0;
+        let mut interrupted = None;
+        for (uid, raw) in unseen {
+            let outcome = match email::parse(&raw) {
+                Err(refusal) => {
+                    tracing::info!(tenant = %tenant, channel = %channel_id, uid, reason = refusal.reason(), "mail refused");
+                    "refused"
+                }
+                // A copy of the channel's own reply (a Sent folder, a Bcc).
+                Ok(message) if message.from.value == own_address => "own",
+                Ok(message) => match self.intake.take(tenant, channel_id, channel, message).await {
+                    Ok(taken) => {
+                        stored += usize::from(taken != super::intake::Taken::Duplicate);
+                        taken.label()
+                    }
+                    Err(error) if matches!(error.code, ErrorCode::InvalidArgument | ErrorCode::FailedPrecondition) => {
+                        tracing::warn!(tenant = %tenant, channel = %channel_id, uid, error = %error, "mail rejected");
+                        "rejected"
+                    }
+                    Err(error) => {
+                        interrupted = Some(error.message);
+                        break;
+                    }
+                },
+            };
+            let labels = labels([
+                ("tenant", tenant.as_str()),
+                ("provider", "email_imap"),
+                ("item", "message"),
+                ("outcome", outcome),
+            ]);
+            metrics().webhook_items.get_or_create(&labels).inc();
+            done.push(uid);
+        }
+        mail::mark_seen(&mut session, &done).await?;
+        // A failed logout loses nothing: every message taken is flagged.
+        let _ = session.logout().await;
+        match interrupted {
+            Some(reason) => Err(format!("stopped after {} messages: {reason}", done.len())),
+            None => Ok(stored),
+        }
+    }
+}
