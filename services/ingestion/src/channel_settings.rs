@@ -10,7 +10,7 @@ use switchboard_core::{Error, TenantId};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
     Channel, EmailSettings, MailSecurity, MailServer, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings,
-    WebFormSettings,
+    WebChatSettings, WebFormSettings,
 };
 
 use crate::channels::meta::{MetaAccount, MetaProduct as MetaKind};
@@ -53,6 +53,9 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "email.imap",
     "email.imap.password",
     "email.imap_folder",
+    "web_chat.allowed_origins",
+    "web_chat.greeting",
+    "web_chat.title",
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -124,9 +127,10 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
         }
     }
     match &channel.provider {
-        None => {
-            violations.add(format!("{field}.provider"), "is required: one of twilio, meta, telegram, web_form, social")
-        }
+        None => violations.add(
+            format!("{field}.provider"),
+            "is required: one of twilio, meta, telegram, web_form, social, email, web_chat",
+        ),
         Some(Provider::Twilio(twilio)) => validate_twilio(&mut violations, twilio, &format!("{field}.twilio")),
         Some(Provider::Meta(meta)) => validate_meta(&mut violations, meta, &format!("{field}.meta")),
         Some(Provider::Telegram(telegram)) => {
@@ -137,6 +141,7 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
             violations.secret(format!("{field}.social.signing_secret"), &social.signing_secret);
         }
         Some(Provider::Email(email)) => validate_email(&mut violations, email, &format!("{field}.email")),
+        Some(Provider::WebChat(chat)) => validate_web_chat(&mut violations, chat, &format!("{field}.web_chat")),
     }
     if violations.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations.0)) }
 }
@@ -252,7 +257,12 @@ fn validate_web_form(violations: &mut Violations, form: &WebFormSettings, field:
     if !honeypot_ok {
         violations.add(format!("{field}.honeypot_field"), "must be a field name: letters, digits, `_` and `-`");
     }
-    for (index, origin) in form.allowed_origins.iter().enumerate() {
+    validate_origins(violations, &form.allowed_origins, field);
+    violations.base_url(format!("{field}.success_url"), &form.success_url);
+}
+
+fn validate_origins(violations: &mut Violations, origins: &[String], field: &str) {
+    for (index, origin) in origins.iter().enumerate() {
         let scheme_and_host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
         if !scheme_and_host.is_some_and(|host| {
             !host.is_empty() && !host.contains('/') && host.bytes().all(|byte| byte.is_ascii_graphic())
@@ -260,7 +270,17 @@ fn validate_web_form(violations: &mut Violations, form: &WebFormSettings, field:
             violations.add(format!("{field}.allowed_origins[{index}]"), "must be an origin: `https://host[:port]`");
         }
     }
-    violations.base_url(format!("{field}.success_url"), &form.success_url);
+}
+
+fn validate_web_chat(violations: &mut Violations, chat: &WebChatSettings, field: &str) {
+    validate_origins(violations, &chat.allowed_origins, field);
+    let short_text = |text: &str, max: usize| text.chars().count() <= max && !text.chars().any(char::is_control);
+    if !short_text(&chat.greeting, 500) {
+        violations.add(format!("{field}.greeting"), "must be at most 500 characters, no control characters");
+    }
+    if !short_text(&chat.title, 100) {
+        violations.add(format!("{field}.title"), "must be at most 100 characters, no control characters");
+    }
 }
 
 /// The secrets of `channel` that are set, by path.
@@ -300,7 +320,7 @@ pub fn secrets_set(channel: &Channel) -> Vec<String> {
             .flatten()
             .collect()
         }
-        Some(Provider::WebForm(_)) | None => Vec::new(),
+        Some(Provider::WebForm(_) | Provider::WebChat(_)) | None => Vec::new(),
     }
 }
 
@@ -324,7 +344,7 @@ pub fn without_secrets(mut channel: Channel) -> Channel {
                 server.password.clear();
             }
         }
-        Some(Provider::WebForm(_)) | None => {}
+        Some(Provider::WebForm(_) | Provider::WebChat(_)) | None => {}
     }
     channel
 }
@@ -375,6 +395,13 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
                             "honeypot_field" => into.honeypot_field.clone_from(&from.honeypot_field),
                             "allowed_origins" => into.allowed_origins.clone_from(&from.allowed_origins),
                             _ => into.success_url.clone_from(&from.success_url),
+                        }
+                    }
+                    (Some(Provider::WebChat(into)), Some(Provider::WebChat(from))) if provider == "web_chat" => {
+                        match setting {
+                            "allowed_origins" => into.allowed_origins.clone_from(&from.allowed_origins),
+                            "greeting" => into.greeting.clone_from(&from.greeting),
+                            _ => into.title.clone_from(&from.title),
                         }
                     }
                     (Some(Provider::Social(into)), Some(Provider::Social(from))) if provider == "social" => {

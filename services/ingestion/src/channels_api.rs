@@ -56,7 +56,10 @@ impl ChannelApi {
     /// The channel as clients see it: no secrets, its webhook URL.
     fn answer(&self, tenant: &TenantId, channel_id: &ChannelId, stored: Channel) -> Channel {
         Channel {
-            webhook_url: self.webhook_url(tenant, channel_id),
+            webhook_url: match &stored.provider {
+                Some(Provider::WebChat(_)) => webchat_url(&self.public_base_url, tenant, channel_id),
+                _ => self.webhook_url(tenant, channel_id),
+            },
             secrets_set: secrets_set(&stored),
             ..without_secrets(stored)
         }
@@ -179,6 +182,11 @@ pub fn webhook_url(public_base_url: &str, tenant: &TenantId, channel_id: &Channe
     format!("{public_base_url}/webhooks/{tenant}/{channel_id}")
 }
 
+/// A web chat's page, whose `/ws` is the visitors' WebSocket.
+pub fn webchat_url(public_base_url: &str, tenant: &TenantId, channel_id: &ChannelId) -> String {
+    format!("{public_base_url}/webchat/{tenant}/{channel_id}")
+}
+
 /// Whether a stored channel takes webhooks: enabled, with a provider.
 pub fn is_active(channel: &Channel) -> bool {
     !channel.disabled && channel.provider.is_some()
@@ -193,6 +201,7 @@ pub fn provider_label(channel: &Channel) -> &'static str {
         Some(Provider::WebForm(_)) => "web_form",
         Some(Provider::Social(_)) => "social",
         Some(Provider::Email(_)) => "email",
+        Some(Provider::WebChat(_)) => "web_chat",
         None => "none",
     }
 }

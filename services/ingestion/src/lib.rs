@@ -5,8 +5,9 @@
 //! for routing (`grpc`).
 //!
 //! Serves `switchboard.ingestion.v1.IngestionService`, `ChannelService` and
-//! `ConversationService` (gRPC) and the channels' webhooks (HTTP,
-//! `webhooks`, on the provider formats of `channels`, into `conversations`);
+//! `ConversationService` (gRPC), the channels' webhooks (HTTP, `webhooks`,
+//! on the provider formats of `channels`, into `conversations`) and the web
+//! chat's widget and visitors' WebSocket (`webchat`);
 //! consumes `switchboard.routing.v1` (group `ingestion-conversations`) to
 //! close the conversations of ended contacts; runs on timers the outbox
 //! relay of contacts and messages, the connector that sends replies
@@ -23,6 +24,7 @@ pub mod mail;
 pub mod outbox;
 mod queue_lookup;
 pub mod store;
+pub mod webchat;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -121,6 +123,7 @@ impl Service for Ingestion {
             bus: kit.bus(),
             sends: Arc::clone(&sends),
             publication_marks: GroupCommit::default(),
+            chat_wakeups: Arc::default(),
         });
         let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
         let mailboxes =
@@ -131,7 +134,9 @@ impl Service for Ingestion {
             conversations: Arc::clone(&conversations),
             public_base_url,
         };
-        kit.http(webhooks::router(Arc::new(webhooks)));
+        let webhooks = Arc::new(webhooks);
+        kit.http(webchat::router(Arc::clone(&webhooks)));
+        kit.http(webhooks::router(webhooks));
         let conversation_api =
             ConversationApi::new(Arc::clone(&conversations), kit.access(), routing_for_conversations);
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));

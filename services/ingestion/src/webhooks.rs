@@ -113,7 +113,7 @@ fn count(tenant: &str, provider: &str, outcome: &Outcome) {
 }
 
 /// The channel of the path if it takes webhooks.
-async fn active_channel(
+pub(crate) async fn active_channel(
     webhooks: &Webhooks,
     tenant: &str,
     channel: &str,
@@ -227,6 +227,8 @@ impl Webhooks {
                     .map(|message| vec![Inbound::Message(message)]);
                 (parsed, StatusCode::OK.into_response())
             }
+            // Visitors use its WebSocket (`webchat`).
+            Some(Provider::WebChat(_)) => return Outcome::UnknownChannel,
             // Polled only: nothing may be posted to it.
             Some(Provider::Email(settings)) if settings.signing_secret.is_empty() => return Outcome::UnknownChannel,
             Some(Provider::Email(settings)) => {

@@ -21,6 +21,7 @@ pub mod meta;
 pub mod social;
 pub mod telegram;
 pub mod twilio;
+pub mod web_chat;
 pub mod web_form;
 
 use switchboard_core::identity::Identity;

@@ -91,6 +91,10 @@ async fn messages_join_the_open_conversation(store: &dyn ConversationStore) -> a
     store.add_message(&message(&second.conversation, "m2", 1_000 + HOUR_MS / 2)).await?;
     let bob = store.open_or_join(&candidate(&tenant, &phone("+15550002"), 2_000)?, HOUR_MS).await?;
     ensure!(bob.opened, "another sender has a conversation of its own");
+    let channel = &first.conversation.channel_id;
+    let open = store.open_conversation(&tenant, channel, &ann).await?.context("ann's open conversation")?;
+    ensure!(open.conversation_id == first.conversation.conversation_id, "found by its sender: {open:?}");
+    ensure!(store.open_conversation(&tenant, channel, &phone("+15550003")).await?.is_none(), "none for a stranger");
 
     let messages =
         store.messages(&tenant, &first.conversation.conversation_id, &PageRequest::resume_after(10, None)).await?;
@@ -130,6 +134,8 @@ async fn an_ended_contact_closes_its_conversation(store: &dyn ConversationStore)
     ensure!(!store.close_for_contact(&tenant, &contact, 600).await?, "once");
     let closed = store.get(&tenant, &first.conversation.conversation_id).await?.context("kept")?.closed;
     ensure!(closed.is_some_and(|closed| closed.reason == CloseReason::ContactEnded && closed.at_ms == 500), "ended");
+    let channel = &first.conversation.channel_id;
+    ensure!(store.open_conversation(&tenant, channel, &ann).await?.is_none(), "a closed conversation is not open");
     let next = store.open_or_join(&candidate(&tenant, &ann, 700)?, HOUR_MS).await?;
     ensure!(next.opened, "the next message opens a new conversation, within the window or not");
 

@@ -66,6 +66,9 @@ pub struct ConversationIntake {
     pub sends: Arc<tokio::sync::Notify>,
     /// Concurrent publications are remembered in one write.
     pub publication_marks: GroupCommit<(TenantId, MessageId)>,
+    /// The web chat sockets of this replica, woken by every new message
+    /// and change of state in their conversation.
+    pub chat_wakeups: Arc<crate::webchat::ChatWakeups>,
 }
 
 /// A channel's conversation window, in milliseconds.
@@ -120,6 +123,7 @@ impl ConversationIntake {
                 return Ok(Taken::Duplicate);
             }
         }
+        self.chat_wakeups.wake(tenant, &conversation.conversation_id);
         tracing::info!(
             tenant = %tenant,
             channel = %channel_id,

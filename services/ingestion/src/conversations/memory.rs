@@ -156,6 +156,18 @@ impl ConversationStore for MemoryConversationStore {
         Ok(true)
     }
 
+    async fn open_conversation(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        customer: &Identity,
+    ) -> Result<Option<ConversationRecord>, Error> {
+        let tenants = self.lock();
+        let key = (tenant.clone(), channel_id.clone(), customer.clone());
+        let Some(open_id) = tenants.open.get(&key) else { return Ok(None) };
+        Ok(tenants.conversations.get(tenant).and_then(|conversations| conversations.get(open_id.as_str())).cloned())
+    }
+
     async fn get(
         &self,
         tenant: &TenantId,

@@ -244,6 +244,14 @@ pub trait ConversationStore: Send + Sync + 'static {
         tenant: &TenantId,
         conversation_id: &ConversationId,
     ) -> Result<Option<ConversationRecord>, Error>;
+    /// The open conversation of `customer` on the channel, whatever its
+    /// window.
+    async fn open_conversation(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        customer: &Identity,
+    ) -> Result<Option<ConversationRecord>, Error>;
     /// Up to `page.size + 1` conversations, newest first, with ids below
     /// `page.after`.
     async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<ConversationRecord>, Error>;

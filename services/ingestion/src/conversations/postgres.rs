@@ -414,6 +414,28 @@ impl ConversationStore for PostgresConversationStore {
         Ok(usize::try_from(closed).unwrap_or(usize::MAX))
     }
 
+    async fn open_conversation(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        customer: &Identity,
+    ) -> Result<Option<ConversationRecord>, Error> {
+        let row = self
+            .client()
+            .await?
+            .query_opt_cached(
+                &format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations
+                     WHERE tenant = $1 AND channel_id = $2 AND identity_kind = $3 AND identity_value = $4
+                       AND closed_ms IS NULL"
+                ),
+                &[&tenant.as_str(), &channel_id.as_str(), &customer.kind.as_str(), &customer.value],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
     async fn get(
         &self,
         tenant: &TenantId,

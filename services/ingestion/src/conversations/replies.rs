@@ -243,6 +243,7 @@ impl Connector {
             };
             tracing::info!(tenant = %record.tenant, message = %record.message_id, update = ?update, "message attempt");
             let next = self.intake.conversations.update_outbound(&record.tenant, &record.message_id, &update).await?;
+            self.intake.chat_wakeups.wake(&record.tenant, &record.conversation_id);
             if let Some(next) = next.filter(|next| next.message.delivery_state != record.message.delivery_state) {
                 self.intake.publish_status(&next).await;
             }
@@ -280,6 +281,9 @@ impl Connector {
                 return Attempt::Refused("this channel takes no replies; answer by e-mail or phone".to_owned());
             }
             Provider::Email(settings) => return self.attempt_email(record, settings, display_name, message).await,
+            // The visitor's sockets read it from the store (woken by the
+            // state change); a socket that shows it reports it delivered.
+            Provider::WebChat(_) => return Attempt::Accepted { provider_message_id: record.message_id.to_string() },
             Provider::Twilio(settings) => {
                 (twilio::build_send(&twilio_account(settings), &message), twilio::sent_message_id)
             }
