@@ -10,7 +10,8 @@ use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
 use switchboard_proto::ingestion::v1::{
-    Channel as ChannelResource, CreateChannelRequest, MetaProduct, MetaSettings, TelegramSettings, TwilioSettings,
+    Channel as ChannelResource, CreateChannelRequest, EmailSettings, MetaProduct, MetaSettings, SocialSettings,
+    TelegramSettings, TwilioSettings, WebChatSettings, WebFormSettings,
 };
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{Agent, CreateAgentRequest};
@@ -107,6 +108,9 @@ pub const DEV_META_APP_SECRET: &str = "dev-meta-app-secret";
 pub const DEV_META_VERIFY_TOKEN: &str = "dev-meta-verify-token";
 /// The webhook secret token of the `telegram` demo channel.
 pub const DEV_TELEGRAM_SECRET: &str = "dev_telegram_secret";
+/// The signing secret of the `reviews` (social) and `mail` (relay) demo
+/// channels.
+pub const DEV_SIGNING_SECRET: &str = "dev-signing-secret";
 
 /// The demo channels of acme: (id, provider settings). Their provider API
 /// URLs point nowhere reachable: replies are not sent in `dev`.
@@ -138,6 +142,23 @@ fn dev_channels() -> Vec<(&'static str, Provider)> {
                 api_base_url: unreachable_api.clone(),
                 bot_token: "100000:dev-bot-token".to_owned(),
                 webhook_secret: DEV_TELEGRAM_SECRET.to_owned(),
+            }),
+        ),
+        (
+            "chat",
+            Provider::WebChat(WebChatSettings {
+                greeting: "Hi! This is acme's demo chat: an agent on the messages queue answers.".to_owned(),
+                ..WebChatSettings::default()
+            }),
+        ),
+        ("web-form", Provider::WebForm(WebFormSettings::default())),
+        ("reviews", Provider::Social(SocialSettings { signing_secret: DEV_SIGNING_SECRET.to_owned() })),
+        (
+            "mail",
+            Provider::Email(EmailSettings {
+                address: "support@acme.example".to_owned(),
+                signing_secret: DEV_SIGNING_SECRET.to_owned(),
+                ..EmailSettings::default()
             }),
         ),
     ]
@@ -194,9 +215,12 @@ pub fn print_banner(started: &[StartedService]) {
     let webhooks = started.iter().find(|service| service.name == "ingestion").and_then(|service| service.http);
     if let Some(webhooks) = webhooks {
         banner.push_str(&format!(
-            "\n  channel webhooks at http://{webhooks}/webhooks/acme/{{sms,whatsapp,messenger,telegram}} (into {DEV_MESSAGES_QUEUE});\n  \
+            "\n  channel webhooks at http://{webhooks}/webhooks/acme/{{sms,whatsapp,messenger,telegram,web-form,reviews,mail}} \
+             (into {DEV_MESSAGES_QUEUE});\n  \
              secrets: twilio auth token {DEV_TWILIO_AUTH_TOKEN}, meta app secret {DEV_META_APP_SECRET} (verify token \
-             {DEV_META_VERIFY_TOKEN}), telegram secret token {DEV_TELEGRAM_SECRET}\n  \
+             {DEV_META_VERIFY_TOKEN}), telegram secret token {DEV_TELEGRAM_SECRET}, social and mail signing secret \
+             {DEV_SIGNING_SECRET}\n  \
+             web chat: open http://{webhooks}/webchat/acme/chat in a browser and answer as alice (dev-agent-alice)\n  \
              try: curl -H 'x-telegram-bot-api-secret-token: {DEV_TELEGRAM_SECRET}' -H 'content-type: application/json' \\\n         \
              -d '{{\"update_id\":1,\"message\":{{\"message_id\":1,\"date\":1767225600,\"text\":\"hello\",\"from\":{{\"id\":42,\"first_name\":\"Ann\"}},\"chat\":{{\"id\":42,\"type\":\"private\"}}}}}}' \\\n         \
              http://{webhooks}/webhooks/acme/telegram\n"

@@ -15,6 +15,7 @@ mod support;
 use std::time::Duration;
 
 use prost_types::Duration as ProtoDuration;
+use support::desktop::AgentDesktop;
 use support::{
     Endpoints, Process, authorized, eventually, expect_code, scratch_dir, violated_fields, wait_until_serving,
 };
@@ -30,15 +31,12 @@ use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, CreateAgentRequest,
-    DeleteAgentRequest, Hello, SetState, agent_session_request, agent_session_response,
+    AcceptOffer, Agent, AgentState, CompleteContact, CreateAgentRequest, DeleteAgentRequest, agent_session_request,
+    agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, GetQueueRequest, Queue};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::Streaming;
 
 const ACME_ADMIN: &str = "dev-acme-admin";
 const ACME_READER: &str = "dev-acme-reader";
@@ -46,47 +44,6 @@ const GLOBEX_ADMIN: &str = "dev-globex-admin";
 const OPERATOR: &str = "dev-operator-admin";
 const ALICE: &str = "dev-agent-alice";
 const WAIT: Duration = Duration::from_secs(60);
-
-struct AgentDesktop {
-    requests: mpsc::Sender<AgentSessionRequest>,
-    responses: Streaming<AgentSessionResponse>,
-}
-
-impl AgentDesktop {
-    async fn send(&self, kind: agent_session_request::Kind) {
-        self.requests.send(AgentSessionRequest { kind: Some(kind) }).await.expect("session open");
-    }
-
-    /// The next response matching `pick`, skipping others (e.g. heartbeats).
-    async fn next_matching<T>(&mut self, what: &str, pick: impl Fn(agent_session_response::Kind) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.responses.message())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what} on the agent session"))
-                .expect("session stream healthy")
-                .expect("session stream open");
-            let kind = message.kind.expect("response kind");
-            if let agent_session_response::Kind::Error(error) = &kind {
-                panic!("agent session error while waiting for {what}: {error:?}");
-            }
-            if let Some(found) = pick(kind) {
-                return found;
-            }
-        }
-    }
-
-    async fn set_state(&mut self, state: AgentState) {
-        self.send(agent_session_request::Kind::SetState(SetState { state: state as i32, reason: String::new() })).await;
-        let confirmed = self
-            .next_matching("state confirmation", |kind| match kind {
-                agent_session_response::Kind::StateChanged(changed) => Some(changed.state),
-                _ => None,
-            })
-            .await;
-        assert_eq!(confirmed, state as i32);
-    }
-}
 
 fn chat_contact(visitor: &str) -> Contact {
     Contact {
@@ -153,25 +110,7 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     routing.create_queue(authorized(ACME_ADMIN, create_queue)).await.expect("acme admin creates its queue");
 
     // Alice connects her desktop and becomes available.
-    let (requests, outbound) = mpsc::channel(16);
-    requests
-        .send(AgentSessionRequest {
-            kind: Some(agent_session_request::Kind::Hello(Hello { agent: "agents/alice".to_owned() })),
-        })
-        .await
-        .expect("hello");
-    let responses = presence
-        .agent_session(authorized(ALICE, ReceiverStream::new(outbound)))
-        .await
-        .expect("alice opens her session")
-        .into_inner();
-    let mut desktop = AgentDesktop { requests, responses };
-    desktop
-        .next_matching("session start", |kind| match kind {
-            agent_session_response::Kind::SessionStarted(started) => Some(started),
-            _ => None,
-        })
-        .await;
+    let mut desktop = AgentDesktop::connect(endpoints.channel("presence").await, ALICE, "agents/alice").await;
     desktop.set_state(AgentState::Available).await;
 
     // 1-2. A chat contact arrives; CRM resolves a customer for the visitor.

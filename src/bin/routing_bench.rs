@@ -113,6 +113,7 @@ impl Fixture {
             customer: String::new(),
             subject: String::new(),
             session_url: String::new(),
+            conversation: String::new(),
             priority: i32::try_from(sequence % 3).unwrap_or(0),
             required_skills: Vec::new(),
             strategy: switchboard_routing::domain::Strategy::LongestIdle,

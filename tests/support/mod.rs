@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod browser;
+pub mod desktop;
 pub mod load;
 pub mod routing_log;
 

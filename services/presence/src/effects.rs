@@ -57,6 +57,7 @@ impl PresenceCore {
                     answer_time: None,
                     callback_number: offered.callback_number,
                     session_url: offered.session_url,
+                    conversation: offered.conversation,
                 };
                 self.live.put_active_contact(&agent, &ringing).await
             }

@@ -226,7 +226,14 @@ impl Session {
             agent_session_request::Kind::AcceptOffer(accept) => {
                 let request = self.call_context.request(AcceptOfferRequest { contact: accept.contact.clone() });
                 match self.routing.accept_offer(request).await {
-                    Ok(_) => Ok(agent_session_response::Kind::OfferAccepted(OfferAccepted { contact: accept.contact })),
+                    Ok(_) => {
+                        // A failure only delays live messages until the
+                        // routing events are consumed.
+                        if let Err(error) = self.presence.live.hold(&self.agent_id, &accept.contact).await {
+                            tracing::warn!(agent = %self.agent_id, contact = accept.contact, error = %error, "accepted contact not held yet");
+                        }
+                        Ok(agent_session_response::Kind::OfferAccepted(OfferAccepted { contact: accept.contact }))
+                    }
                     Err(status) => Err((from_status(&status), accept.contact)),
                 }
             }
@@ -441,6 +448,7 @@ async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &Sessi
                 subject: held.subject,
                 answer_time: held.answer_time,
                 session_url: held.session_url,
+                conversation: held.conversation,
             })
         } else if held.expire_time.as_ref().is_some_and(|expire| millis_from_timestamp(expire) > now) {
             agent_session_response::Kind::Offer(Offer {
@@ -452,6 +460,7 @@ async fn resend_work(presence: &PresenceCore, agent_id: &AgentId, sender: &Sessi
                 subject: held.subject,
                 callback_number: held.callback_number,
                 session_url: held.session_url,
+                conversation: held.conversation,
             })
         } else {
             continue;

@@ -338,6 +338,7 @@ impl PresenceCore {
                     subject: offered.subject,
                     callback_number: offered.callback_number,
                     session_url: offered.session_url,
+                    conversation: offered.conversation,
                 };
                 // The mark is a statistic (was a timeout the agent's miss?):
                 // failing to write it must not push the offer again, nor

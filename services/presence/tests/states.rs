@@ -16,7 +16,8 @@ use switchboard_proto::common::v1::Channel;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactEvent, Message, MessageAdded, contact_event};
 use switchboard_proto::presence::v1::{
-    AcceptOffer, AgentState, SetAgentStateRequest, agent_session_request, agent_session_response,
+    AcceptOffer, AgentState, ContactInProgress, Offer, SetAgentStateRequest, agent_session_request,
+    agent_session_response,
 };
 use switchboard_proto::routing::v1::{Queue, WithdrawReason, routing_event};
 use switchboard_test_support::{authorized, next_routing_event};
@@ -262,40 +263,65 @@ async fn a_conversations_messages_reach_the_desktop_of_the_agent_holding_its_con
     cluster.stop().await;
 }
 
-#[tokio::test]
-async fn a_video_contacts_offer_carries_its_session_link() {
+/// Publishes `contact`'s creation in queue `queue_id` (of `channel`),
+/// lets alice accept its offer, reconnects her desktop: the offer and the
+/// contact in progress she gets.
+async fn offered_then_in_progress(
+    queue_id: &str,
+    channel: Channel,
+    contact: switchboard_proto::ingestion::v1::Contact,
+) -> (Offer, ContactInProgress) {
     let mut cluster = Cluster::start().await;
     cluster.create_alice().await;
-    let video_queue = Queue { channels: vec![Channel::Video as i32], ..Queue::default() };
-    cluster.create_queue("video", video_queue).await;
+    cluster.create_queue(queue_id, Queue { channels: vec![channel as i32], ..Queue::default() }).await;
     let mut desktop = cluster.available_desktop("alice").await;
     let tenant = switchboard_core::TenantId::parse("acme", "t").unwrap();
     let contact_id = switchboard_core::ContactId::generate();
     let contact = switchboard_proto::ingestion::v1::Contact {
         name: switchboard_core::names::contact_name(&tenant, &contact_id),
-        channel: Channel::Video as i32,
-        queue: "tenants/acme/queues/video".to_owned(),
-        session_url: "https://meet.example.com/r/abc-123".to_owned(),
+        channel: channel as i32,
+        queue: format!("tenants/acme/queues/{queue_id}"),
         create_time: Some(switchboard_core::time::timestamp_from_millis(switchboard_core::time::now_millis())),
-        ..Default::default()
+        ..contact
     };
     let created = switchboard_proto::ingestion::v1::ContactCreated { contact: Some(contact.clone()) };
     let event = ContactEvent { kind: Some(contact_event::Kind::Created(created)) };
     let envelope = switchboard_core::event::envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(event));
     cluster.bus.publish(CONTACTS_TOPIC, &envelope).await.unwrap();
     let offer = desktop.until_offer().await;
-    assert_eq!(
-        (offer.contact.as_str(), offer.session_url.as_str()),
-        (contact.name.as_str(), "https://meet.example.com/r/abc-123")
-    );
+    assert_eq!(offer.contact, contact.name);
     desktop.accept(&contact.name).await;
     cluster.wait_for_answered("alice", &contact.name).await;
-    // A desktop that reconnects mid-call gets the link again.
+    // A desktop that reconnects mid-contact gets it again.
     drop(desktop);
     let mut desktop = cluster.open_session("alice", "alice").await.unwrap();
     let in_progress = desktop.until_in_progress().await;
-    assert_eq!(in_progress.session_url, "https://meet.example.com/r/abc-123");
     desktop.handle_accepted(&contact.name).await;
     cluster.wait_for_work("alice", 0).await;
     cluster.stop().await;
+    (offer, in_progress)
+}
+
+#[tokio::test]
+async fn a_video_contacts_offer_carries_its_session_link() {
+    let contact = switchboard_proto::ingestion::v1::Contact {
+        session_url: "https://meet.example.com/r/abc-123".to_owned(),
+        ..Default::default()
+    };
+    let (offer, in_progress) = offered_then_in_progress("video", Channel::Video, contact).await;
+    assert_eq!(offer.session_url, "https://meet.example.com/r/abc-123");
+    assert_eq!(in_progress.session_url, "https://meet.example.com/r/abc-123");
+    assert!(offer.conversation.is_empty());
+}
+
+#[tokio::test]
+async fn a_conversations_offer_names_its_conversation() {
+    let conversation = "tenants/acme/conversations/cv_0123".to_owned();
+    let contact = switchboard_proto::ingestion::v1::Contact {
+        attributes: [("conversation".to_owned(), conversation.clone())].into_iter().collect(),
+        ..Default::default()
+    };
+    let (offer, in_progress) = offered_then_in_progress("chat", Channel::Chat, contact).await;
+    assert_eq!(offer.conversation, conversation);
+    assert_eq!(in_progress.conversation, conversation, "a desktop that reconnects finds the conversation again");
 }

@@ -189,6 +189,7 @@ impl Engine {
             customer: contact.customer.clone(),
             subject: contact.subject.clone(),
             session_url: contact.session_url.clone(),
+            conversation: contact.attributes.get("conversation").cloned().unwrap_or_default(),
             priority: contact.priority.clamp(0, 100),
             required_skills: Vec::new(),
             strategy: crate::domain::Strategy::LongestIdle,

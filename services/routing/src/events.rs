@@ -66,6 +66,7 @@ pub fn offered(record: &ContactRecord, agent: &AgentId, offer_ms: i64, expire_ms
             subject: record.subject.clone(),
             callback_number: record.rules.callback_number.clone().unwrap_or_default(),
             session_url: record.session_url.clone(),
+            conversation: record.conversation.clone(),
         }),
     )
 }

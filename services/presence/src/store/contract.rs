@@ -131,6 +131,11 @@ async fn active_contacts_contract(store: &dyn LiveStateStore) -> Result<(), Erro
     )?;
     store.remove_active_contact(&judy, "tenants/acme/contacts/c2").await?;
     check(store.holder_of("tenants/acme/contacts/c2").await?.is_none(), "the holder's removal clears it")?;
+    store.hold(&judy, "tenants/acme/contacts/c3").await?;
+    check(store.holder_of("tenants/acme/contacts/c3").await? == Some(judy.clone()), "an accept holds at once")?;
+    store.put_active_contact(&judy, &ringing("c3")).await?;
+    store.remove_active_contact(&judy, "tenants/acme/contacts/c3").await?;
+    check(store.holder_of("tenants/acme/contacts/c3").await?.is_none(), "and the contact's end releases it")?;
     store.put_active_contact(&heidi, &answered).await?;
     check(!store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "a second removal does not")?;
     check(store.active_contacts(&AgentId::parse("ivan", "a")?).await?.is_empty(), "work is per agent")?;

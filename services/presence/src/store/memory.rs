@@ -151,6 +151,11 @@ impl LiveStateStore for MemoryLiveStateStore {
         Ok(lock(&self.live).holders.get(contact).cloned())
     }
 
+    async fn hold(&self, agent: &AgentId, contact: &str) -> Result<(), Error> {
+        lock(&self.live).holders.insert(contact.to_owned(), agent.clone());
+        Ok(())
+    }
+
     async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error> {
         Ok(lock(&self.live)
             .contacts

@@ -96,6 +96,10 @@ pub trait LiveStateStore: Send + Sync {
     /// last to take it, so a removal by an agent that lost it to another
     /// leaves the new holder.
     async fn holder_of(&self, contact: &str) -> Result<Option<AgentId>, Error>;
+    /// Makes the agent the contact's holder at once, as its accept is
+    /// confirmed, ahead of the routing events that say so: a message that
+    /// comes right after the accept then reaches the agent live.
+    async fn hold(&self, agent: &AgentId, contact: &str) -> Result<(), Error>;
     /// Agents in WRAP_UP whose wrap-up ended before `now_ms`, as (agent,
     /// wrap-up end), earliest first, at most `limit`.
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error>;

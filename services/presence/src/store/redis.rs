@@ -330,6 +330,18 @@ impl LiveStateStore for RedisLiveStateStore {
         Ok(removed == 1)
     }
 
+    async fn hold(&self, agent: &AgentId, contact: &str) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(self.holders_key())
+            .arg(contact)
+            .arg(agent.as_str())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
     async fn holder_of(&self, contact: &str) -> Result<Option<AgentId>, Error> {
         let mut connection = self.connection.clone();
         let holder: Option<String> = redis::cmd("HGET")

@@ -144,6 +144,7 @@ mod tests {
                 customer: String::new(),
                 subject: String::new(),
                 session_url: String::new(),
+                conversation: String::new(),
                 priority,
                 required_skills: skill_level
                     .map(|min_level| SkillRequirement { name: "billing".to_owned(), min_level })

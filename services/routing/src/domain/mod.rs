@@ -111,6 +111,9 @@ pub struct ContactRecord {
     pub subject: String,
     /// A video contact's session join link; empty for other channels.
     pub session_url: String,
+    /// The conversation of a message channel's contact
+    /// (`tenants/{tenant}/conversations/{conversation}`); empty otherwise.
+    pub conversation: String,
     pub priority: i32,
     pub required_skills: Vec<SkillRequirement>,
     pub strategy: Strategy,

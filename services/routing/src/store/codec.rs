@@ -25,6 +25,8 @@ pub(crate) struct StoredRecord {
     subject: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     session_url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    conversation: String,
     priority: i32,
     required_skills: Vec<(String, i32)>,
     #[serde(default)]
@@ -100,6 +102,7 @@ pub(crate) fn record_json(record: &ContactRecord) -> Result<String, Error> {
         customer: record.customer.clone(),
         subject: record.subject.clone(),
         session_url: record.session_url.clone(),
+        conversation: record.conversation.clone(),
         priority: record.priority,
         required_skills: requirements_to_stored(&record.required_skills),
         strategy: record.strategy.to_proto(),
@@ -147,6 +150,7 @@ pub(crate) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
         customer: stored.customer,
         subject: stored.subject,
         session_url: stored.session_url,
+        conversation: stored.conversation,
         priority: stored.priority,
         required_skills: requirements_from_stored(stored.required_skills),
         strategy: Strategy::from_proto(stored.strategy),

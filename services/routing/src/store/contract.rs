@@ -38,6 +38,7 @@ pub fn sample_record(
         customer: format!("tenants/{tenant}/customers/cu_1"),
         subject: "order status".to_owned(),
         session_url: String::new(),
+        conversation: String::new(),
         priority,
         required_skills: Vec::new(),
         strategy: crate::domain::Strategy::LongestIdle,
