@@ -112,6 +112,13 @@ fn count(tenant: &str, provider: &str, outcome: &Outcome) {
     metrics().webhook_requests.get_or_create(&labels).inc();
 }
 
+/// Counts one item of a webhook (or of a polled mailbox) by what became of
+/// it: `switchboard_webhook_items_total{tenant,provider,item,outcome}`.
+pub(crate) fn count_item(tenant: &TenantId, provider: &str, item: &str, outcome: &str) {
+    let labels = labels([("tenant", tenant.as_str()), ("provider", provider), ("item", item), ("outcome", outcome)]);
+    metrics().webhook_items.get_or_create(&labels).inc();
+}
+
 /// The channel of the path if it takes webhooks.
 pub(crate) async fn active_channel(
     webhooks: &Webhooks,
@@ -233,9 +240,15 @@ impl Webhooks {
             Some(Provider::Email(settings)) if settings.signing_secret.is_empty() => return Outcome::UnknownChannel,
             Some(Provider::Email(settings)) => {
                 let header = Self::header(headers, social::SIGNATURE_HEADER);
-                let parsed = social::verify(&settings.signing_secret, body, header)
-                    .and_then(|()| email::parse(body))
-                    .map(|message| vec![Inbound::Message(message)]);
+                if let Err(refusal) = social::verify(&settings.signing_secret, body, header) {
+                    return Outcome::Refused(refusal);
+                }
+                if let Some(kind) = email::automatic(body) {
+                    // Taken, so the relay does not retry; stored nowhere.
+                    count_item(tenant, "email", "message", kind);
+                    return Outcome::Accepted(StatusCode::OK.into_response());
+                }
+                let parsed = email::parse(body).map(|message| vec![Inbound::Message(message)]);
                 (parsed, StatusCode::OK.into_response())
             }
             Some(Provider::WebForm(settings)) => {
@@ -247,13 +260,7 @@ impl Webhooks {
                     Ok(Submission::Message(message)) => Ok(vec![Inbound::Message(*message)]),
                     Ok(Submission::Spam) => {
                         // Answered like a success, so the bot learns nothing.
-                        let labels = labels([
-                            ("tenant", tenant.as_str()),
-                            ("provider", "web_form"),
-                            ("item", "message"),
-                            ("outcome", "spam"),
-                        ]);
-                        metrics().webhook_items.get_or_create(&labels).inc();
+                        count_item(tenant, "web_form", "message", "spam");
                         return Outcome::Accepted(thanks);
                     }
                     Err(refusal) => Err(refusal),
@@ -295,9 +302,7 @@ impl Webhooks {
                 }
                 Err(error) => return Outcome::Unavailable(error),
             };
-            let labels =
-                labels([("tenant", tenant.as_str()), ("provider", provider), ("item", kind), ("outcome", outcome)]);
-            metrics().webhook_items.get_or_create(&labels).inc();
+            count_item(tenant, provider, kind, outcome);
         }
         Outcome::Accepted(acknowledgement)
     }

@@ -383,3 +383,37 @@ async fn mail_channels_need_a_way_in_and_a_mailbox_only_channel_takes_no_posts()
     assert_eq!(answer.status, 404);
     assert!(conversations(&mut harness).await.is_empty());
 }
+
+#[tokio::test]
+async fn out_of_office_answers_and_bounces_open_nothing() {
+    let mut harness = Harness::start().await;
+    create_mail_channel(
+        &mut harness,
+        "relayed",
+        EmailSettings {
+            address: ADDRESS.to_owned(),
+            signing_secret: "relay-secret".to_owned(),
+            ..EmailSettings::default()
+        },
+    )
+    .await;
+    let automatic = [
+        "From: ann@example.com\r\nMessage-ID: <ooo@example.com>\r\nAuto-Submitted: auto-replied\r\n\
+         Subject: Out of office\r\n\r\nBack on Monday.\r\n",
+        "From: MAILER-DAEMON@mx.example.com\r\nMessage-ID: <dsn@mx.example.com>\r\n\
+         Subject: Undeliverable\r\n\r\nCould not deliver.\r\n",
+    ];
+    for raw in automatic {
+        let signature = switchboard_ingestion::channels::social::signature("relay-secret", raw.as_bytes()).unwrap();
+        let headers = [("content-type", "message/rfc822"), ("x-switchboard-signature", signature.as_str())];
+        let answer =
+            http_request(harness.http, "POST", "/webhooks/acme/relayed", &headers, raw.as_bytes()).await.unwrap();
+        assert_eq!(answer.status, 200, "taken, so the relay does not retry: {answer:?}");
+    }
+    assert!(conversations(&mut harness).await.is_empty(), "no conversation, no contact");
+    let metrics = http_request(harness.http, "GET", "/metrics", &[], b"").await.unwrap().body;
+    assert!(
+        metrics.lines().any(|line| line.contains("outcome=\"auto_submitted\"") && line.contains("provider=\"email\"")),
+        "counted: {metrics}"
+    );
+}

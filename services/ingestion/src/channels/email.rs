@@ -85,6 +85,34 @@ pub fn build_reply(reply: &EmailReply) -> Result<Message, String> {
     builder.body(reply.text.clone()).map_err(|error| format!("the reply cannot be built: {error}"))
 }
 
+/// Why `raw` is mail no person wrote, if it is: an auto-reply
+/// (`Auto-Submitted`, RFC 3834; `Precedence: auto_reply|bulk|junk`;
+/// `X-Autoreply`), or a delivery report (`multipart/report`, or from
+/// `MAILER-DAEMON` or `postmaster`). Such mail opens no conversation: an
+/// out-of-office answer to a reply would otherwise open a contact, and two
+/// auto-responders would write to each other without end.
+pub fn automatic(raw: &[u8]) -> Option<&'static str> {
+    let message = MessageParser::default().parse_headers(raw)?;
+    let header = |name: &str| message.header_raw(name).map(|value| value.trim().to_ascii_lowercase());
+    if header("Auto-Submitted").is_some_and(|value| !value.starts_with("no")) {
+        return Some("auto_submitted");
+    }
+    if header("Precedence").is_some_and(|value| matches!(value.as_str(), "auto_reply" | "bulk" | "junk"))
+        || header("X-Autoreply").is_some()
+    {
+        return Some("auto_reply");
+    }
+    let report = message.content_type().is_some_and(|kind| {
+        kind.ctype().eq_ignore_ascii_case("multipart")
+            && kind.subtype().is_some_and(|sub| sub.eq_ignore_ascii_case("report"))
+    });
+    let daemon = message.from().and_then(|from| from.first()).and_then(|from| from.address()).is_some_and(|address| {
+        let local = address.split('@').next().unwrap_or_default().to_ascii_lowercase();
+        local == "mailer-daemon" || local == "postmaster"
+    });
+    (report || daemon).then_some("delivery_report")
+}
+
 /// A message id without its angle brackets, if it is one.
 fn message_id(raw: &str) -> Option<String> {
     let id = raw.trim().trim_start_matches('<').trim_end_matches('>');
@@ -273,6 +301,21 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<p>Where is <b>my order</b>?</p>\r
     }
 
     #[test]
+    fn auto_replies_and_delivery_reports_are_told_apart_from_people() {
+        let person = b"From: ann@example.com\r\nMessage-ID: <p@x>\r\nAuto-Submitted: no\r\n\r\nHi\r\n";
+        assert_eq!(automatic(person), None);
+        assert_eq!(automatic(LATIN1_MULTIPART), None);
+        let away = b"From: ann@example.com\r\nMessage-ID: <a@x>\r\nAuto-Submitted: auto-replied\r\n\r\nAway\r\n";
+        assert_eq!(automatic(away), Some("auto_submitted"));
+        let bulk = b"From: news@example.com\r\nPrecedence: bulk\r\n\r\nNews\r\n";
+        assert_eq!(automatic(bulk), Some("auto_reply"));
+        let bounce = b"From: MAILER-DAEMON@mx.example.com\r\nMessage-ID: <b@x>\r\n\r\nUndeliverable\r\n";
+        assert_eq!(automatic(bounce), Some("delivery_report"));
+        let report = b"From: mx@example.com\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=z\r\n\r\n--z--\r\n";
+        assert_eq!(automatic(report), Some("delivery_report"));
+    }
+
+    #[test]
     fn subjects_get_one_re() {
         assert_eq!(reply_subject("Order"), "Re: Order");
         assert_eq!(reply_subject("RE: Order"), "RE: Order");
@@ -296,6 +339,7 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<p>Where is <b>my order</b>?</p>\r
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = parse(&body);
+            let _ = automatic(&body);
         }
 
         #[test]

@@ -3,7 +3,7 @@
 //! like a relay's post (same parser, same threading, same idempotency on
 //! `Message-ID`). A message is flagged `\Seen` only once it is stored, or
 //! once it is known it never will be (unparseable, refused, sent by the
-//! channel itself); a transient failure leaves it and the rest unseen for
+//! channel itself, an auto-reply or a delivery report); a transient failure leaves it and the rest unseen for
 //! the next poll. Replicas that poll the same mailbox at once store each
 //! message once (its `Message-ID` is the provider message id).
 
@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::{ChannelId, ErrorCode, TenantId};
-use switchboard_platform::metrics::{labels, metrics};
 use switchboard_proto::ingestion::v1::Channel;
 use switchboard_proto::ingestion::v1::channel::Provider;
 
@@ -20,6 +19,7 @@ use crate::channel_settings::{MailProtocol, mail_endpoint};
 use crate::channels::email;
 use crate::mail;
 use crate::store::channels::ChannelStore;
+use crate::webhooks::count_item;
 
 /// How often each mailbox is read.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -62,14 +62,17 @@ impl MailboxPoller {
         let mut stored = 0;
         let mut interrupted = None;
         for (uid, raw) in unseen {
-            let outcome = match email::parse(&raw) {
+            let automatic = email::automatic(&raw);
+            let outcome = match automatic.map_or_else(|| email::parse(&raw).map(Some), |_| Ok(None)) {
+                // An auto-reply or a delivery report: seen, stored nowhere.
+                Ok(None) => automatic.unwrap_or("automatic"),
                 Err(refusal) => {
                     tracing::info!(tenant = %tenant, channel = %channel_id, uid, reason = refusal.reason(), "mail refused");
                     "refused"
                 }
                 // A copy of the channel's own reply (a Sent folder, a Bcc).
-                Ok(message) if message.from.value == own_address => "own",
-                Ok(message) => match self.intake.take(tenant, channel_id, channel, message).await {
+                Ok(Some(message)) if message.from.value == own_address => "own",
+                Ok(Some(message)) => match self.intake.take(tenant, channel_id, channel, message).await {
                     Ok(taken) => {
                         stored += usize::from(taken != super::intake::Taken::Duplicate);
                         taken.label()
@@ -84,13 +87,7 @@ impl MailboxPoller {
                     }
                 },
             };
-            let labels = labels([
-                ("tenant", tenant.as_str()),
-                ("provider", "email_imap"),
-                ("item", "message"),
-                ("outcome", outcome),
-            ]);
-            metrics().webhook_items.get_or_create(&labels).inc();
+            count_item(tenant, "email_imap", "message", outcome);
             done.push(uid);
         }
         mail::mark_seen(&mut session, &done).await?;
