@@ -8,6 +8,7 @@ const PROTO_FILES: &[&str] = &[
     "switchboard/ingestion/v1/ingestion.proto",
     "switchboard/ingestion/v1/channels.proto",
     "switchboard/ingestion/v1/conversations.proto",
+    "switchboard/ingestion/v1/calls.proto",
     "switchboard/routing/v1/routing.proto",
     "switchboard/presence/v1/presence.proto",
     "switchboard/crm/v1/crm.proto",

@@ -10,8 +10,8 @@ use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
 use switchboard_proto::ingestion::v1::{
-    Channel as ChannelResource, CreateChannelRequest, EmailSettings, MetaProduct, MetaSettings, SocialSettings,
-    TelegramSettings, TwilioSettings, WebChatSettings, WebFormSettings,
+    Channel as ChannelResource, CreateChannelRequest, CtiSettings, EmailSettings, MetaProduct, MetaSettings,
+    SocialSettings, TelegramSettings, TwilioSettings, WebChatSettings, WebFormSettings,
 };
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{Agent, CreateAgentRequest};
@@ -108,8 +108,8 @@ pub const DEV_META_APP_SECRET: &str = "dev-meta-app-secret";
 pub const DEV_META_VERIFY_TOKEN: &str = "dev-meta-verify-token";
 /// The webhook secret token of the `telegram` demo channel.
 pub const DEV_TELEGRAM_SECRET: &str = "dev_telegram_secret";
-/// The signing secret of the `reviews` (social) and `mail` (relay) demo
-/// channels.
+/// The signing secret of the `reviews` (social), `mail` (relay) and `pbx`
+/// (CTI) demo channels.
 pub const DEV_SIGNING_SECRET: &str = "dev-signing-secret";
 
 /// The demo channels of acme: (id, provider settings). Their provider API
@@ -152,6 +152,7 @@ fn dev_channels() -> Vec<(&'static str, Provider)> {
             }),
         ),
         ("web-form", Provider::WebForm(WebFormSettings::default())),
+        ("pbx", Provider::Cti(CtiSettings { signing_secret: DEV_SIGNING_SECRET.to_owned(), queues: Vec::new() })),
         ("reviews", Provider::Social(SocialSettings { signing_secret: DEV_SIGNING_SECRET.to_owned() })),
         (
             "mail",
@@ -215,10 +216,10 @@ pub fn print_banner(started: &[StartedService]) {
     let webhooks = started.iter().find(|service| service.name == "ingestion").and_then(|service| service.http);
     if let Some(webhooks) = webhooks {
         banner.push_str(&format!(
-            "\n  channel webhooks at http://{webhooks}/webhooks/acme/{{sms,whatsapp,messenger,telegram,web-form,reviews,mail}} \
+            "\n  channel webhooks at http://{webhooks}/webhooks/acme/{{sms,whatsapp,messenger,telegram,web-form,reviews,mail,pbx}} \
              (into {DEV_MESSAGES_QUEUE});\n  \
              secrets: twilio auth token {DEV_TWILIO_AUTH_TOKEN}, meta app secret {DEV_META_APP_SECRET} (verify token \
-             {DEV_META_VERIFY_TOKEN}), telegram secret token {DEV_TELEGRAM_SECRET}, social and mail signing secret \
+             {DEV_META_VERIFY_TOKEN}), telegram secret token {DEV_TELEGRAM_SECRET}, social, mail and pbx signing secret \
              {DEV_SIGNING_SECRET}\n  \
              web chat: open http://{webhooks}/webchat/acme/chat in a browser and answer as alice (dev-agent-alice)\n  \
              try: curl -H 'x-telegram-bot-api-secret-token: {DEV_TELEGRAM_SECRET}' -H 'content-type: application/json' \\\n         \

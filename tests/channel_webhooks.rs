@@ -39,8 +39,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The environment that puts ingestion's HTTP server on `http_port` behind
 /// the public URL providers sign.
 fn webhook_env(endpoints: &Endpoints, http_port: u16) -> Vec<(String, String)> {
-    let mut env = endpoints.env();
-    env.push(("SWITCHBOARD_SERVICES__INGESTION__HTTP_LISTEN".to_owned(), format!("127.0.0.1:{http_port}")));
+    let mut env = support::ingestion_http_env(endpoints, http_port);
     env.push(("SWITCHBOARD_INGESTION__PUBLIC_BASE_URL".to_owned(), PUBLIC_BASE_URL.to_owned()));
     env
 }
@@ -301,28 +300,11 @@ async fn webhooks_on_switchboard_dev() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_on_kafka_redis_postgres() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let dir = scratch_dir("webhooks-real");
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000))
-        .expect("config file");
+    let Some(real) = support::real_run("webhooks-real", 2_000).await else { return };
     let endpoints = Endpoints::pick();
     let http_port = free_port();
-    let env = webhook_env(&endpoints, http_port);
-    let config_arg = config_path.to_string_lossy().to_string();
-    let mut processes: Vec<Process> = support::SERVICES
-        .iter()
-        .map(|service| Process::spawn(service, &[service, "--config", &config_arg], &env, &dir))
-        .collect();
+    let mut processes = real.spawn_services(&webhook_env(&endpoints, http_port));
     wait_until_ready(&endpoints, &mut processes).await;
     webhooks_make_routed_contacts(&endpoints, http_port).await;
-    for process in processes {
-        let label = process.label.clone();
-        let status = process.terminate();
-        assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
-    }
+    support::terminate_cleanly(processes);
 }

@@ -13,7 +13,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Endpoints, Process, authorized, eventually, scratch_dir, wait_until_ready};
+use support::{Endpoints, Process, authorized, eventually, wait_until_ready};
 use switchboard_core::event::{ALL_TOPICS, CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC, envelope};
 use switchboard_core::names::contact_name;
 use switchboard_core::{ContactId, TenantId};
@@ -63,15 +63,8 @@ fn created_event(tenant: &TenantId, contact: Contact) -> switchboard_proto::even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_consumer_dead_letters_poison_and_handles_what_follows() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let dir = scratch_dir("poison");
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000)).unwrap();
-    let config_arg = config_path.to_string_lossy().to_string();
+    let Some(real) = support::real_run("poison", 2_000).await else { return };
+    let (dir, run, kafka, config_arg) = (real.dir, real.run, real.kafka, real.config);
     let endpoints = Endpoints::pick();
     let services = "ingestion,routing,presence,crm,kpi";
     let mut processes =

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Process, authorized, eventually, free_port, scratch_dir};
+use support::{Process, authorized, eventually, free_port};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
@@ -73,15 +73,8 @@ async fn state_of(client: &mut PresenceServiceClient<GrpcChannel>, agent: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_reconnected_agents_keep_their_state_and_absent_ones_go_offline() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let dir = scratch_dir("presence-restart");
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, GRACE_MS)).unwrap();
-    let config_arg = config_path.to_string_lossy().to_string();
+    let Some(real) = support::real_run("presence-restart", GRACE_MS).await else { return };
+    let (dir, run, config_arg) = (real.dir, real.run, real.config);
     let port = free_port();
     let env = vec![
         ("SWITCHBOARD_SERVICES__PRESENCE__LISTEN".to_owned(), format!("127.0.0.1:{port}")),

@@ -337,26 +337,10 @@ async fn walking_skeleton_on_switchboard_dev() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walking_skeleton_on_kafka_redis_postgres() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let dir = scratch_dir("real");
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000))
-        .expect("config file");
+    let Some(real) = support::real_run("real", 2_000).await else { return };
     let endpoints = Endpoints::pick();
-    let config_arg = config_path.to_string_lossy().to_string();
-    let mut processes: Vec<Process> = support::SERVICES
-        .iter()
-        .map(|service| Process::spawn(service, &[service, "--config", &config_arg], &endpoints.env(), &dir))
-        .collect();
+    let mut processes = real.spawn_services(&endpoints.env());
     wait_until_serving(&endpoints, &mut processes).await;
     walking_skeleton(&endpoints).await;
-    for process in processes {
-        let label = process.label.clone();
-        let status = process.terminate();
-        assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
-    }
+    support::terminate_cleanly(processes);
 }

@@ -173,19 +173,13 @@ async fn chat_in_a_browser(endpoints: &Endpoints, http_port: u16, label: &str) {
     page.until("the conversation after a reload", &restored).await;
 }
 
-/// The environment that puts ingestion's HTTP server on `http_port`.
-fn http_env(endpoints: &Endpoints, http_port: u16) -> Vec<(String, String)> {
-    let mut env = endpoints.env();
-    env.push(("SWITCHBOARD_SERVICES__INGESTION__HTTP_LISTEN".to_owned(), format!("127.0.0.1:{http_port}")));
-    env
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_in_a_browser_on_switchboard_dev() {
     let dir = scratch_dir("webchat-dev");
     let endpoints = Endpoints::pick();
     let http_port = free_port();
-    let mut processes = vec![Process::spawn("dev", &["dev"], &http_env(&endpoints, http_port), &dir)];
+    let mut processes =
+        vec![Process::spawn("dev", &["dev"], &support::ingestion_http_env(&endpoints, http_port), &dir)];
     wait_until_ready(&endpoints, &mut processes).await;
     chat_in_a_browser(&endpoints, http_port, "dev").await;
     let status = processes.pop().expect("dev process").terminate();
@@ -194,28 +188,11 @@ async fn web_chat_in_a_browser_on_switchboard_dev() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_in_a_browser_on_kafka_redis_postgres() {
-    let Some(kafka) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let Some(redis) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS") else { return };
-    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
-    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
-    let run = switchboard_test_support::unique_suffix();
-    let dir = scratch_dir("webchat-real");
-    let config_path = dir.join("switchboard.toml");
-    std::fs::write(&config_path, support::real_backend_config(&kafka, &redis, &postgres, &run, 2_000))
-        .expect("config file");
+    let Some(real) = support::real_run("webchat-real", 2_000).await else { return };
     let endpoints = Endpoints::pick();
     let http_port = free_port();
-    let env = http_env(&endpoints, http_port);
-    let config_arg = config_path.to_string_lossy().to_string();
-    let mut processes: Vec<Process> = support::SERVICES
-        .iter()
-        .map(|service| Process::spawn(service, &[service, "--config", &config_arg], &env, &dir))
-        .collect();
+    let mut processes = real.spawn_services(&support::ingestion_http_env(&endpoints, http_port));
     wait_until_ready(&endpoints, &mut processes).await;
     chat_in_a_browser(&endpoints, http_port, "real").await;
-    for process in processes {
-        let label = process.label.clone();
-        let status = process.terminate();
-        assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
-    }
+    support::terminate_cleanly(processes);
 }

@@ -237,6 +237,59 @@ pub fn expect_code<T: std::fmt::Debug>(outcome: Result<T, Status>, code: Code, w
     }
 }
 
+/// One test's run on the real backends: its scratch dir, run id, Kafka
+/// brokers and config file (the development keys, everything isolated).
+pub struct RealRun {
+    pub dir: PathBuf,
+    pub run: String,
+    pub kafka: String,
+    /// The `--config` argument.
+    pub config: String,
+}
+
+/// A [`RealRun`] on the test backends (`None` skips the test when they are
+/// not set, outside CI), with a fresh database.
+pub async fn real_run(label: &str, session_grace_ms: u64) -> Option<RealRun> {
+    let kafka = switchboard_test_support::backend_url("SWITCHBOARD_TEST_KAFKA")?;
+    let redis = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS")?;
+    let postgres_admin = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES")?;
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let run = switchboard_test_support::unique_suffix();
+    let dir = scratch_dir(label);
+    let config_path = dir.join("switchboard.toml");
+    std::fs::write(&config_path, real_backend_config(&kafka, &redis, &postgres, &run, session_grace_ms))
+        .expect("config file");
+    let config = config_path.to_string_lossy().to_string();
+    Some(RealRun { dir, run, kafka, config })
+}
+
+impl RealRun {
+    /// The five services, one `switchboard <service>` process each.
+    pub fn spawn_services(&self, env: &[(String, String)]) -> Vec<Process> {
+        SERVICES
+            .iter()
+            .map(|service| Process::spawn(service, &[service, "--config", &self.config], env, &self.dir))
+            .collect()
+    }
+}
+
+/// The environment that also puts ingestion's HTTP server (webhooks, web
+/// chat) on `http_port`.
+pub fn ingestion_http_env(endpoints: &Endpoints, http_port: u16) -> Vec<(String, String)> {
+    let mut env = endpoints.env();
+    env.push(("SWITCHBOARD_SERVICES__INGESTION__HTTP_LISTEN".to_owned(), format!("127.0.0.1:{http_port}")));
+    env
+}
+
+/// Stops every process with SIGTERM; each must exit cleanly.
+pub fn terminate_cleanly(processes: Vec<Process>) {
+    for process in processes {
+        let label = process.label.clone();
+        let status = process.terminate();
+        assert!(status.success(), "switchboard {label} exits cleanly on SIGTERM: {status}");
+    }
+}
+
 /// A configuration with the development keys, isolated from every other
 /// test by its own topics, consumer groups, Redis pool and database.
 pub fn real_backend_config(kafka: &str, redis: &str, postgres: &str, run: &str, session_grace_ms: u64) -> String {

@@ -70,9 +70,19 @@ pub fn to_status(error: &Error) -> Status {
 
 /// An error from another service's status, keeping its field violations, so
 /// a client of the calling service still learns which field was wrong.
+///
+/// A failure that no Switchboard service answered (no `ErrorInfo` of ours:
+/// the connection broke, a stream was reset) is UNAVAILABLE whatever code
+/// the transport gave it: the call may or may not have happened, and the
+/// client must retry it (every such call is idempotent), not give up.
 pub fn from_status(status: &Status) -> Error {
-    let mut error = Error::new(error_code(status.code()), status.message().to_owned());
     let details = status.get_error_details();
+    let answered_by_a_service = details.error_info().is_some_and(|info| info.domain == ERROR_DOMAIN);
+    let code = match status.code() {
+        Code::Internal | Code::Unknown if !answered_by_a_service => ErrorCode::Unavailable,
+        code => error_code(code),
+    };
+    let mut error = Error::new(code, status.message().to_owned());
     if let Some(info) = details.error_info() {
         error.explicit_reason = known_reason(&info.reason);
     }
@@ -159,6 +169,17 @@ mod tests {
         let info = status.get_details_error_info().expect("error info");
         assert_ne!(info.reason, "UNAVAILABLE");
         assert!(to_status(&Error::invalid_field("f", "bad")).get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn a_broken_call_is_retried_and_a_services_internal_error_is_not() {
+        // What tonic gives when a stream is reset mid-call: the request may
+        // have been carried out.
+        let reset = Status::internal("h2 protocol error: stream reset");
+        assert_eq!(from_status(&reset).code, ErrorCode::Unavailable);
+        assert_eq!(from_status(&Status::unknown("transport error")).code, ErrorCode::Unavailable);
+        let answered = to_status(&Error::internal("a stored record does not decode"));
+        assert_eq!(from_status(&answered).code, ErrorCode::Internal, "a service's own answer is kept");
     }
 
     #[test]

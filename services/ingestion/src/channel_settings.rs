@@ -56,6 +56,8 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "web_chat.allowed_origins",
     "web_chat.greeting",
     "web_chat.title",
+    "cti.signing_secret",
+    "cti.queues",
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -129,7 +131,7 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
     match &channel.provider {
         None => violations.add(
             format!("{field}.provider"),
-            "is required: one of twilio, meta, telegram, web_form, social, email, web_chat",
+            "is required: one of twilio, meta, telegram, web_form, social, email, web_chat, cti",
         ),
         Some(Provider::Twilio(twilio)) => validate_twilio(&mut violations, twilio, &format!("{field}.twilio")),
         Some(Provider::Meta(meta)) => validate_meta(&mut violations, meta, &format!("{field}.meta")),
@@ -142,6 +144,17 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
         }
         Some(Provider::Email(email)) => validate_email(&mut violations, email, &format!("{field}.email")),
         Some(Provider::WebChat(chat)) => validate_web_chat(&mut violations, chat, &format!("{field}.web_chat")),
+        Some(Provider::Cti(cti)) => {
+            violations.secret(format!("{field}.cti.signing_secret"), &cti.signing_secret);
+            if cti.queues.len() > 100 {
+                violations.add(format!("{field}.cti.queues"), "at most 100 queues");
+            }
+            for (index, queue) in cti.queues.iter().enumerate() {
+                if let Err(error) = switchboard_core::QueueId::parse(queue, &format!("{field}.cti.queues[{index}]")) {
+                    violations.0.extend(error.field_violations);
+                }
+            }
+        }
     }
     if violations.0.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations.0)) }
 }
@@ -307,6 +320,7 @@ pub fn secrets_set(channel: &Channel) -> Vec<String> {
         Some(Provider::Social(social)) => {
             [set("social.signing_secret", &social.signing_secret)].into_iter().flatten().collect()
         }
+        Some(Provider::Cti(cti)) => [set("cti.signing_secret", &cti.signing_secret)].into_iter().flatten().collect(),
         Some(Provider::Email(email)) => {
             fn password(server: &Option<MailServer>) -> &str {
                 server.as_ref().map_or("", |server| server.password.as_str())
@@ -338,6 +352,7 @@ pub fn without_secrets(mut channel: Channel) -> Channel {
             telegram.webhook_secret.clear();
         }
         Some(Provider::Social(social)) => social.signing_secret.clear(),
+        Some(Provider::Cti(cti)) => cti.signing_secret.clear(),
         Some(Provider::Email(email)) => {
             email.signing_secret.clear();
             for server in [&mut email.smtp, &mut email.imap].into_iter().flatten() {
@@ -404,6 +419,10 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
                             _ => into.title.clone_from(&from.title),
                         }
                     }
+                    (Some(Provider::Cti(into)), Some(Provider::Cti(from))) if provider == "cti" => match setting {
+                        "queues" => into.queues.clone_from(&from.queues),
+                        _ => into.signing_secret.clone_from(&from.signing_secret),
+                    },
                     (Some(Provider::Social(into)), Some(Provider::Social(from))) if provider == "social" => {
                         into.signing_secret.clone_from(&from.signing_secret);
                     }

@@ -202,6 +202,7 @@ pub fn provider_label(channel: &Channel) -> &'static str {
         Some(Provider::Social(_)) => "social",
         Some(Provider::Email(_)) => "email",
         Some(Provider::WebChat(_)) => "web_chat",
+        Some(Provider::Cti(_)) => "cti",
         None => "none",
     }
 }

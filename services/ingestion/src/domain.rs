@@ -127,6 +127,9 @@ pub fn validate_create_contact(request: &CreateContactRequest) -> Result<Validat
     );
 
     check_session_url(&mut violations, contact);
+    if contact.ended_in_self_service && contact.channel != Channel::Voice as i32 {
+        violations.add("contact.ended_in_self_service", "only a call ends in self-service (an IVR)");
+    }
 
     violations.into_result()?;
     let (Some(tenant), Some((_, queue)), Some(direction), Some(from)) = (tenant, queue, direction, from) else {
@@ -149,6 +152,7 @@ pub fn validate_create_contact(request: &CreateContactRequest) -> Result<Validat
         create_time: None,
         abandon_time: None,
         session_url: contact.session_url.clone(),
+        ended_in_self_service: contact.ended_in_self_service,
     };
     Ok(ValidatedContact { tenant, queue, request_id: request.request_id.clone(), contact: normalised })
 }

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use switchboard_core::time::{now_millis, timestamp_from_millis};
-use switchboard_core::{ContactId, Error, ErrorCode, Principal, names};
+use switchboard_core::{ContactId, Error, ErrorCode, Principal, TenantId, names};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
@@ -97,7 +97,7 @@ impl IngestionApi {
             }
             outcome => outcome?,
         };
-        self.admit(validated, customer, SameRequest::SameBody).await
+        self.admit(validated, customer, SameRequest::SameBody, now_millis()).await
     }
 
     /// The contact of a conversation a channel's webhook opened: the
@@ -108,10 +108,17 @@ impl IngestionApi {
     /// The request id names the conversation, so a retry returns the
     /// conversation's contact whatever message the retry carries.
     pub async fn create_for_conversation(&self, request: CreateContactRequest) -> Result<Contact, Error> {
+        self.create_arrived(request, now_millis()).await
+    }
+
+    /// [`IngestionApi::create_for_conversation`] for a contact whose
+    /// customer arrived at `arrived_ms` (a call that ended in the IVR: its
+    /// wait is the time it spent there); never later than now.
+    pub async fn create_arrived(&self, request: CreateContactRequest, arrived_ms: i64) -> Result<Contact, Error> {
         let validated = validate_create_contact(&request)?;
         self.access.require_tenant(&validated.tenant)?;
         // A retry's insert finds the stored contact and replays it.
-        self.admit(validated, String::new(), SameRequest::SameKey).await
+        self.admit(validated, String::new(), SameRequest::SameKey, arrived_ms.min(now_millis())).await
     }
 
     /// The contact stored for this request already (same request id, or
@@ -145,14 +152,20 @@ impl IngestionApi {
     }
 
     /// Stores the contact of `validated` for `customer` and publishes it.
-    async fn admit(&self, validated: ValidatedContact, customer: String, same: SameRequest) -> Result<Contact, Error> {
+    async fn admit(
+        &self,
+        validated: ValidatedContact,
+        customer: String,
+        same: SameRequest,
+        arrived_ms: i64,
+    ) -> Result<Contact, Error> {
         let tenant = &validated.tenant;
         let contact_id = ContactId::generate();
         let requested = validated.contact.clone();
         let mut contact = validated.contact;
         contact.name = names::contact_name(tenant, &contact_id);
         contact.customer = customer;
-        contact.create_time = Some(timestamp_from_millis(now_millis()));
+        contact.create_time = Some(timestamp_from_millis(arrived_ms));
         let record = ContactRecord {
             tenant: tenant.clone(),
             contact_id,
@@ -299,25 +312,48 @@ impl IngestionApi {
             return self.replay_abandoned(record).await;
         }
         self.check_not_answered(call, &record).await?;
+        self.record_abandon(record, &request.reason).await
+    }
+
+    /// Records that the customer left a contact its caller knows was not
+    /// answered (a PBX reporting a hang-up before any answer): no routing
+    /// check. Abandoning an abandoned contact answers with it unchanged.
+    pub async fn abandon_unanswered(
+        &self,
+        tenant: &TenantId,
+        contact_id: &ContactId,
+        reason: &str,
+    ) -> Result<Contact, Error> {
+        let Some(record) = self.store.get(tenant, contact_id).await? else {
+            return Err(Error::not_found(names::contact_name(tenant, contact_id)));
+        };
+        if record.abandonment.is_some() {
+            return self.replay_abandoned(record).await;
+        }
+        self.record_abandon(record, reason).await
+    }
+
+    async fn record_abandon(&self, record: ContactRecord, reason: &str) -> Result<Contact, Error> {
+        let (tenant, contact_id) = (record.tenant.clone(), record.contact_id.clone());
         // Consumers must see a contact created before they see it abandoned.
         if !record.created_published {
             self.outbox.publish_created(&record).await?;
         }
         let abandonment = Abandonment {
             abandon_time_millis: now_millis(),
-            reason: request.reason.clone(),
+            reason: reason.to_owned(),
             event_id: mint_event_id(),
             published: false,
         };
         let abandoned = self.store.set_abandoned(&tenant, &contact_id, &abandonment).await?;
         let Some(abandoned) = abandoned else {
-            return Err(Error::not_found(request.name));
+            return Err(Error::not_found(names::contact_name(&tenant, &contact_id)));
         };
         if !abandoned.changed {
             return self.replay_abandoned(abandoned.record).await;
         }
         self.outbox.publish_abandoned(&abandoned.record).await?;
-        tracing::info!(tenant = %tenant, contact = %contact_id, reason = %request.reason, "contact abandoned");
+        tracing::info!(tenant = %tenant, contact = %contact_id, reason = %reason, "contact abandoned");
         Ok(abandoned.record.contact)
     }
 

@@ -8,11 +8,15 @@
 //! `ConversationService` (gRPC), the channels' webhooks (HTTP, `webhooks`,
 //! on the provider formats of `channels`, into `conversations`) and the web
 //! chat's widget and visitors' WebSocket (`webchat`);
+//! `CallService` and `cti` webhooks for a PBX's calls (`calls_api`);
 //! consumes `switchboard.routing.v1` (group `ingestion-conversations`) to
-//! close the conversations of ended contacts; runs on timers the outbox
+//! close the conversations of ended contacts, and routing and presence
+//! events (group `ingestion-calls`) for the agent and endpoint of calls; runs on timers the outbox
 //! relay of contacts and messages, the connector that sends replies
 //! (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes.
 
+pub mod calls;
+pub mod calls_api;
 pub mod channel_settings;
 pub mod channels;
 pub mod channels_api;
@@ -39,11 +43,16 @@ use switchboard_platform::service::ConsumerSpec;
 use switchboard_platform::service::{Every, Kit, Service};
 use switchboard_platform::ttl_cache::TtlCache;
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::ingestion::v1::call_service_server::CallServiceServer;
 use switchboard_proto::ingestion::v1::channel_service_server::ChannelServiceServer;
 use switchboard_proto::ingestion::v1::conversation_service_server::ConversationServiceServer;
 use switchboard_proto::ingestion::v1::ingestion_service_server::IngestionServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
+use crate::calls::CallStore;
+use crate::calls::memory::MemoryCallStore;
+use crate::calls::postgres::PostgresCallStore;
+use crate::calls_api::{CALLS_CONSUMER, CALLS_TOPICS, CallDesk};
 use crate::channels_api::ChannelApi;
 use crate::conversations::ConversationStore;
 use crate::conversations::intake::{ConversationIntake, MESSAGE_RELAY_DELAY};
@@ -75,6 +84,7 @@ pub struct Ingestion {
     pub store: Arc<dyn ContactStore>,
     pub channels: Arc<dyn ChannelStore>,
     pub conversations: Arc<dyn ConversationStore>,
+    pub calls: Arc<dyn CallStore>,
 }
 
 impl Service for Ingestion {
@@ -85,6 +95,7 @@ impl Service for Ingestion {
             store: Arc::new(MemoryContactStore::new()),
             channels: Arc::new(MemoryChannelStore::default()),
             conversations: Arc::new(MemoryConversationStore::default()),
+            calls: Arc::new(MemoryCallStore::default()),
         }
     }
 
@@ -93,7 +104,8 @@ impl Service for Ingestion {
         Ok(Ingestion {
             store: Arc::new(PostgresContactStore::new(pool.clone())),
             channels: Arc::new(PostgresChannelStore::new(pool.clone())),
-            conversations: Arc::new(PostgresConversationStore::new(pool)),
+            conversations: Arc::new(PostgresConversationStore::new(pool.clone())),
+            calls: Arc::new(PostgresCallStore::new(pool)),
         })
     }
 
@@ -101,6 +113,7 @@ impl Service for Ingestion {
         let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
         let crm = CrmServiceClient::new(lazy_channel(&kit.config().services.crm.url)?);
         let outbox = Arc::new(Outbox::new(Arc::clone(&self.store), kit.bus()));
+        let contact_store = Arc::clone(&self.store);
         let api = Arc::new(IngestionApi::new(self.store, Arc::clone(&outbox), kit.access(), routing.clone(), crm));
         kit.serve(
             IngestionServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(kit.max_message_bytes()),
@@ -128,7 +141,23 @@ impl Service for Ingestion {
         let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
         let mailboxes =
             Arc::new(MailboxPoller { intake: Arc::clone(&conversations), channels: Arc::clone(&self.channels) });
+        let calls = Arc::new(CallDesk {
+            calls: self.calls,
+            channels: Arc::clone(&self.channels),
+            contacts: Arc::clone(&conversations.contacts),
+            contact_store,
+            access: kit.access(),
+        });
+        kit.serve(CallServiceServer::from_arc(Arc::clone(&calls)).max_decoding_message_size(kit.max_message_bytes()));
+        let following_calls = Arc::clone(&calls);
+        let call_events = ConsumerSpec::new(CALLS_CONSUMER, &CALLS_TOPICS).in_background();
+        kit.consume_batches(call_events, move |deliveries: Arc<[Delivery]>| {
+            let calls = Arc::clone(&following_calls);
+            async move { calls.on_events(&deliveries).await }
+        })
+        .await?;
         let webhooks = Webhooks {
+            calls,
             channels: self.channels,
             recent_channels: Arc::clone(&recent_channels),
             conversations: Arc::clone(&conversations),

@@ -77,9 +77,7 @@ async fn wrap_tls(host: &str, stream: Box<dyn MailIo>) -> Result<Box<dyn MailIo>
 
 /// Connects and logs in to `endpoint`'s IMAP server.
 pub async fn imap_login(endpoint: &MailEndpoint) -> Result<ImapSession, String> {
-    tokio::time::timeout(MAIL_TIMEOUT, imap_login_unbounded(endpoint))
-        .await
-        .map_err(|_| format!("the IMAP server `{}` did not answer in time", endpoint.host))?
+    bounded(imap_login_unbounded(endpoint)).await
 }
 
 async fn imap_login_unbounded(endpoint: &MailEndpoint) -> Result<ImapSession, String> {
@@ -106,10 +104,15 @@ async fn imap_login_unbounded(endpoint: &MailEndpoint) -> Result<ImapSession, St
         .map_err(|(error, _client)| format!("IMAP login: {error}"))
 }
 
+/// `work`, or a timeout error after [`MAIL_TIMEOUT`].
+async fn bounded<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(MAIL_TIMEOUT, work).await.map_err(|_| "the IMAP server did not answer in time".to_owned())?
+}
+
 /// Up to `limit` unseen messages of `folder`, by UID, raw; reading them
 /// does not mark them seen.
 pub async fn unseen(session: &mut ImapSession, folder: &str, limit: usize) -> Result<Vec<(u32, Vec<u8>)>, String> {
-    let bounded = async {
+    let work = async {
         session.select(folder).await.map_err(|error| format!("IMAP SELECT `{folder}`: {error}"))?;
         let mut uids: Vec<u32> =
             session.uid_search("UNSEEN").await.map_err(|error| format!("IMAP SEARCH: {error}"))?.into_iter().collect();
@@ -131,9 +134,7 @@ pub async fn unseen(session: &mut ImapSession, folder: &str, limit: usize) -> Re
         messages.sort_unstable_by_key(|(uid, _)| *uid);
         Ok(messages)
     };
-    tokio::time::timeout(MAIL_TIMEOUT, bounded)
-        .await
-        .map_err(|_| "the IMAP server did not answer in time".to_owned())?
+    bounded(work).await
 }
 
 /// Flags the messages `uids` name as seen: the next poll passes them by.
@@ -142,7 +143,7 @@ pub async fn mark_seen(session: &mut ImapSession, uids: &[u32]) -> Result<(), St
         return Ok(());
     }
     let set = uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    let bounded = async {
+    let work = async {
         let updates: Vec<_> = session
             .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
             .await
@@ -153,7 +154,5 @@ pub async fn mark_seen(session: &mut ImapSession, uids: &[u32]) -> Result<(), St
         drop(updates);
         Ok(())
     };
-    tokio::time::timeout(MAIL_TIMEOUT, bounded)
-        .await
-        .map_err(|_| "the IMAP server did not answer in time".to_owned())?
+    bounded(work).await
 }

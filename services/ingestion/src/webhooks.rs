@@ -17,9 +17,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::Uri;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_core::{ChannelId, Error, ErrorCode, TenantId};
 use switchboard_platform::metrics::{labels, metrics};
@@ -28,10 +29,12 @@ use switchboard_proto::common::v1::Direction;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{Channel as ChannelResource, Contact, CreateContactRequest};
 
+use crate::calls_api::CallDesk;
 use crate::channel_settings::{meta_account, telegram_bot, twilio_account};
 use crate::channels::web_form::Submission;
 use crate::channels::{
-    Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, email, meta, social, telegram, twilio, web_form,
+    Inbound, InboundMessage, MAX_WEBHOOK_BODY_BYTES, WebhookRefusal, cti, email, meta, social, telegram, twilio,
+    web_form,
 };
 use crate::channels_api::{is_active, provider_label, webhook_url};
 use crate::conversations::intake::ConversationIntake;
@@ -60,12 +63,15 @@ pub struct Webhooks {
     /// As [`crate::channels_api::ChannelApi::webhook_url`] builds it: what
     /// Twilio's signature covers.
     pub public_base_url: String,
+    /// The calls of `cti` channels.
+    pub calls: Arc<CallDesk>,
 }
 
 /// The routes, bodies capped at [`MAX_WEBHOOK_BODY_BYTES`] (413 beyond).
 pub fn router(webhooks: Arc<Webhooks>) -> Router {
     Router::new()
         .route("/webhooks/{tenant}/{channel}", post(receive).get(handshake))
+        .route("/webhooks/{tenant}/{channel}/calls/{call_id}", get(read_call))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES))
         .with_state(webhooks)
 }
@@ -166,6 +172,59 @@ async fn receive(
     outcome.into_response()
 }
 
+/// A call as JSON, or why not.
+fn call_outcome(tenant: &TenantId, call: Result<switchboard_proto::ingestion::v1::Call, Error>) -> Outcome {
+    match call {
+        Ok(call) => {
+            count_item(tenant, "cti", "call_event", "applied");
+            let json = serde_json::json!({
+                "name": call.name,
+                "call_id": call.call_id,
+                "stage": switchboard_proto::ingestion::v1::CallStage::try_from(call.stage)
+                    .map_or("CALL_STAGE_UNSPECIFIED", |stage| stage.as_str_name()),
+                "contact": call.contact,
+                "agent": call.agent,
+                "agent_endpoint": call.agent_endpoint,
+                "ended_in_ivr": call.ended_in_ivr,
+            });
+            Outcome::Accepted(([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response())
+        }
+        Err(error) if matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Aborted) => {
+            Outcome::Unavailable(error)
+        }
+        Err(error) => {
+            count_item(tenant, "cti", "call_event", "rejected");
+            Outcome::Refused(WebhookRefusal::malformed(error.message))
+        }
+    }
+}
+
+/// `GET /webhooks/{tenant}/{channel}/calls/{call_id}`, signed like a post
+/// but over the request's path: the call, with its agent's endpoint.
+async fn read_call(
+    State(webhooks): State<Arc<Webhooks>>,
+    Path((tenant, channel, call_id)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let outcome = match active_channel(&webhooks, &tenant, &channel).await {
+        Err(error) => Outcome::Unavailable(error),
+        Ok(Some((tenant_id, channel_id, ChannelResource { provider: Some(Provider::Cti(settings)), .. }))) => {
+            let header = Webhooks::header(&headers, social::SIGNATURE_HEADER);
+            match social::verify(&settings.signing_secret, uri.path().as_bytes(), header) {
+                Err(refusal) => Outcome::Refused(refusal),
+                Ok(()) => match webhooks.calls.get(&tenant_id, &channel_id, &call_id).await {
+                    Err(error) if error.code == ErrorCode::NotFound => Outcome::UnknownChannel,
+                    call => call_outcome(&tenant_id, call),
+                },
+            }
+        }
+        Ok(_) => Outcome::UnknownChannel,
+    };
+    count(&tenant, "cti", &outcome);
+    outcome.into_response()
+}
+
 /// Meta's subscription handshake: the challenge back when the verify token
 /// matches.
 async fn handshake(
@@ -233,6 +292,16 @@ impl Webhooks {
                     .and_then(|()| social::parse(body))
                     .map(|message| vec![Inbound::Message(message)]);
                 (parsed, StatusCode::OK.into_response())
+            }
+            Some(Provider::Cti(settings)) => {
+                let header = Self::header(headers, social::SIGNATURE_HEADER);
+                let event = social::verify(&settings.signing_secret, body, header).and_then(|()| cti::parse(body));
+                let event = match event {
+                    Ok(event) => event,
+                    Err(refusal) => return Outcome::Refused(refusal),
+                };
+                let reported = self.calls.report(tenant, channel_id, resource, event).await;
+                return call_outcome(tenant, reported);
             }
             // Visitors use its WebSocket (`webchat`).
             Some(Provider::WebChat(_)) => return Outcome::UnknownChannel,

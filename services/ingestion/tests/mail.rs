@@ -144,26 +144,11 @@ async fn until_delivered(servers: &MailServers, id: &str) -> Vec<u8> {
     }
 }
 
-const FIRST_MAIL: &str = "From: =?ISO-8859-1?Q?Jos=E9_Mart=EDnez?= <Jose@Example.COM>\r\n\
-To: support@acme.example\r\n\
-Subject: =?UTF-8?B?UmVjbGFtYWNpw7NuIGRlbCBwZWRpZG8=?=\r\n\
-Message-ID: <first-{suffix}@example.com>\r\n\
-Date: Thu, 01 Jan 2026 10:00:00 +0000\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
-\r\n\
---b1\r\n\
-Content-Type: text/plain; charset=ISO-8859-1\r\n\
-Content-Transfer-Encoding: quoted-printable\r\n\
-\r\n\
-El pedido lleg=F3 roto.\r\n\
---b1\r\n\
-Content-Type: image/jpeg\r\n\
-Content-Disposition: attachment; filename=\"foto.jpg\"\r\n\
-Content-Transfer-Encoding: base64\r\n\
-\r\n\
-/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8U\r\n\
---b1--\r\n";
+/// The fixture's mail, with a `Message-ID` of this run's.
+fn first_mail(suffix: &str) -> String {
+    let fixture = include_str!("fixtures/mail/latin1-multipart.eml");
+    fixture.replace("<CAF=abc123@mail.example.com>", &format!("<first-{suffix}@example.com>"))
+}
 
 #[tokio::test]
 async fn mailbox_mail_becomes_a_conversation_and_replies_leave_by_smtp_threaded() {
@@ -182,7 +167,7 @@ async fn mailbox_mail_becomes_a_conversation_and_replies_leave_by_smtp_threaded(
         },
     )
     .await;
-    let first = FIRST_MAIL.replace("{suffix}", &suffix);
+    let first = first_mail(&suffix);
     deliver(&servers, &user, &first).await;
 
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -111,6 +111,13 @@ async fn postgres_channel_store_passes_the_contract() {
 }
 
 #[tokio::test]
+async fn postgres_call_store_passes_the_contract() {
+    let Some((_store, pool)) = fresh_store().await else { return };
+    let calls = switchboard_ingestion::calls::postgres::PostgresCallStore::new(pool);
+    switchboard_ingestion::calls::contract::run_call_contract(&calls).await.expect("contract");
+}
+
+#[tokio::test]
 async fn postgres_conversation_store_passes_the_contract() {
     let Some((_store, pool)) = fresh_store().await else { return };
     let conversations = switchboard_ingestion::conversations::postgres::PostgresConversationStore::new(pool);

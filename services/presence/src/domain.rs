@@ -62,8 +62,24 @@ pub fn is_not_responding(missed: usize, threshold: u32) -> bool {
 
 /// Validates the settable fields of an agent; tenants are checked to
 /// exist by the caller.
+/// Empty, an extension (1-16 of 0-9, `*`, `#`) or a SIP URI (`sip:` or
+/// `sips:`, at most 256 printable ASCII characters, no spaces).
+fn check_voice_endpoint(endpoint: &str) -> Result<(), Error> {
+    let extension = (1..=16).contains(&endpoint.len())
+        && endpoint.bytes().all(|byte| byte.is_ascii_digit() || byte == b'*' || byte == b'#');
+    let sip_uri = (endpoint.starts_with("sip:") || endpoint.starts_with("sips:"))
+        && endpoint.len() <= 256
+        && endpoint.contains('@')
+        && endpoint.bytes().all(|byte| byte.is_ascii_graphic());
+    if endpoint.is_empty() || extension || sip_uri {
+        return Ok(());
+    }
+    Err(Error::invalid_field("agent.voice_endpoint", "must be an extension (digits, `*`, `#`) or a sip:/sips: URI"))
+}
+
 pub fn validate_agent(agent: &Agent) -> Result<(), Error> {
     TextRule::line(MAX_DISPLAY_NAME_BYTES).check("agent.display_name", &agent.display_name)?;
+    check_voice_endpoint(&agent.voice_endpoint)?;
     if agent.tenants.is_empty() {
         return Err(Error::invalid_field("agent.tenants", "an agent serves at least one tenant"));
     }

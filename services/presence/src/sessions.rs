@@ -187,6 +187,7 @@ impl PresenceCore {
             state_time: Some(timestamp_from_millis(next.since_ms)),
             source: source as i32,
             wrap_up_end_time: optional_timestamp(next.wrap_up_until_ms),
+            voice_endpoint: agent.voice_endpoint.clone(),
         };
         let event = envelope(
             None,

@@ -159,6 +159,12 @@ impl Engine {
         if contact_tenant != *tenant || queue_tenant != *tenant {
             return Err(Error::invalid_field("contact", "names another tenant than its envelope"));
         }
+        // A call that ended in the IVR never reached a queue: there is
+        // nothing to route (its abandon follows).
+        if contact.ended_in_self_service {
+            tracing::info!(tenant = %tenant, contact = %contact_id, "contact ended in self-service, not queued");
+            return Ok(());
+        }
         // A queue deleted after ingestion accepted the contact must not
         // strand it: it is routed with default settings and no skill
         // requirements, and still reaches a terminal state.

@@ -190,28 +190,9 @@ mod tests {
 
     use super::*;
 
-    const LATIN1_MULTIPART: &[u8] = b"From: =?ISO-8859-1?Q?Jos=E9_Mart=EDnez?= <Jose@Example.COM>\r\n\
-To: support@acme.example\r\n\
-Subject: =?UTF-8?B?UmVjbGFtYWNpw7NuIGRlbCBwZWRpZG8=?=\r\n\
-Message-ID: <CAF=abc123@mail.example.com>\r\n\
-In-Reply-To: <reply-2@acme.example>\r\n\
-References: <first-1@acme.example> <reply-2@acme.example>\r\n\
-Date: Thu, 01 Jan 2026 10:00:00 +0000\r\n\
-MIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
-\r\n\
---b1\r\n\
-Content-Type: text/plain; charset=ISO-8859-1\r\n\
-Content-Transfer-Encoding: quoted-printable\r\n\
-\r\n\
-El pedido lleg=F3 roto.\r\n\
---b1\r\n\
-Content-Type: image/jpeg\r\n\
-Content-Disposition: attachment; filename=\"foto.jpg\"\r\n\
-Content-Transfer-Encoding: base64\r\n\
-\r\n\
-/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8U\r\n\
---b1--\r\n";
+    /// Latin-1 quoted-printable text, a UTF-8 encoded-word subject, a
+    /// base64 attachment, threading headers.
+    const LATIN1_MULTIPART: &[u8] = include_bytes!("../../tests/fixtures/mail/latin1-multipart.eml");
 
     #[test]
     fn a_multipart_latin1_message_with_an_encoded_subject_and_an_attachment() {

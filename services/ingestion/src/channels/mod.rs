@@ -16,6 +16,7 @@
 //!   the one place ingestion and CRM share, and text is made safe to store
 //!   ([`switchboard_core::text`]).
 
+pub mod cti;
 pub mod email;
 pub mod meta;
 pub mod social;
@@ -73,6 +74,32 @@ pub struct InboundMessage {
     pub replied_to: Vec<String>,
     /// E-mail's (or a web form's) subject line; empty elsewhere.
     pub subject: String,
+}
+
+impl InboundMessage {
+    /// A plain text message: no recipient, thread, attachments, send time,
+    /// threading or subject known.
+    pub fn text(
+        channel: Channel,
+        provider_message_id: String,
+        from: Identity,
+        display_name: String,
+        text: String,
+    ) -> Self {
+        InboundMessage {
+            channel,
+            provider_message_id,
+            from,
+            display_name,
+            to: String::new(),
+            thread: String::new(),
+            text,
+            attachments: Vec::new(),
+            sent_at_ms: None,
+            replied_to: Vec::new(),
+            subject: String::new(),
+        }
+    }
 }
 
 /// An attachment by reference: its bytes stay with the provider until

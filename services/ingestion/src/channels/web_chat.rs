@@ -114,19 +114,9 @@ pub fn visitor_identity(visitor_token: &str) -> Identity {
 
 /// The visitor's message as intake takes it.
 pub fn inbound(visitor_token: &str, name: &str, id: String, text: String) -> InboundMessage {
-    InboundMessage {
-        channel: Channel::Chat,
-        provider_message_id: format!("{}/{id}", &visitor_identity(visitor_token).value["webchat:".len()..]),
-        from: visitor_identity(visitor_token),
-        display_name: name.to_owned(),
-        to: String::new(),
-        thread: String::new(),
-        text,
-        attachments: Vec::new(),
-        sent_at_ms: None,
-        replied_to: Vec::new(),
-        subject: String::new(),
-    }
+    let from = visitor_identity(visitor_token);
+    let provider_message_id = format!("{}/{id}", &from.value["webchat:".len()..]);
+    InboundMessage::text(Channel::Chat, provider_message_id, from, name.to_owned(), text)
 }
 
 /// A frame to the widget.

@@ -82,19 +82,9 @@ pub fn parse(body: &[u8], honeypot_field: &str) -> Result<Submission, WebhookRef
             format!("form-{}", &hex::encode(digest)[..32])
         }
     };
-    Ok(Submission::Message(Box::new(InboundMessage {
-        channel: Channel::WebForm,
-        provider_message_id,
-        from,
-        display_name: short("name").unwrap_or_default(),
-        to: String::new(),
-        thread: String::new(),
-        text,
-        attachments: Vec::new(),
-        sent_at_ms: None,
-        replied_to: Vec::new(),
-        subject: subject.unwrap_or_default(),
-    })))
+    let name = short("name").unwrap_or_default();
+    let message = InboundMessage::text(Channel::WebForm, provider_message_id, from, name, text);
+    Ok(Submission::Message(Box::new(InboundMessage { subject: subject.unwrap_or_default(), ..message })))
 }
 
 #[cfg(test)]

@@ -277,6 +277,7 @@ impl Connector {
             idempotency_key: record.message_id.to_string(),
         };
         let (request, read_id): (OutboundRequest, SentMessageId) = match &provider {
+            Provider::Cti(_) => return Attempt::Refused("a call takes no text replies".to_owned()),
             Provider::WebForm(_) | Provider::Social(_) => {
                 return Attempt::Refused("this channel takes no replies; answer by e-mail or phone".to_owned());
             }

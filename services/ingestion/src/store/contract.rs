@@ -59,6 +59,7 @@ pub fn sample_record(
         create_time: Some(timestamp_from_millis(now_millis())),
         abandon_time: None,
         session_url: String::new(),
+        ended_in_self_service: false,
     };
     ContactRecord {
         tenant: tenant.clone(),

@@ -316,6 +316,7 @@ pub struct Harness {
     pub client: IngestionServiceClient<GrpcChannel>,
     pub channels: ChannelServiceClient<GrpcChannel>,
     pub conversations: ConversationServiceClient<GrpcChannel>,
+    pub calls: switchboard_proto::ingestion::v1::call_service_client::CallServiceClient<GrpcChannel>,
     /// The HTTP server (webhooks, metrics).
     pub http: std::net::SocketAddr,
     pub store: Arc<dyn ContactStore>,
@@ -364,12 +365,14 @@ impl Harness {
         let grpc = connect(running.url()).await;
         let client = IngestionServiceClient::new(grpc.clone());
         let channels = ChannelServiceClient::new(grpc.clone());
+        let calls = switchboard_proto::ingestion::v1::call_service_client::CallServiceClient::new(grpc.clone());
         let conversations = ConversationServiceClient::new(grpc);
         let http = running.http_address.expect("started with HTTP");
         Harness {
             client,
             channels,
             conversations,
+            calls,
             http,
             store,
             bus,
