@@ -24,10 +24,7 @@ use switchboard_proto::ingestion::v1::{Channel, CreateChannelRequest, CtiSetting
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentState, CompleteContact, CreateAgentRequest, DeleteAgentRequest, agent_session_request,
-    agent_session_response,
-};
+use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest, DeleteAgentRequest};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 
@@ -121,12 +118,7 @@ async fn calls_through_ivr_queue_and_agent(endpoints: &Endpoints, http_port: u16
     // the PBX learns where to bridge it.
     pbx_event(http_port, json!({"event": "new_call", "call_id": "y-2", "from": "+15550100002"})).await;
     let queued = pbx_event(http_port, json!({"event": "queued", "call_id": "y-2"})).await;
-    let offer = desktop
-        .next_matching("the call's offer", |kind| match kind {
-            agent_session_response::Kind::Offer(offer) => Some(offer),
-            _ => None,
-        })
-        .await;
+    let offer = desktop.next_offer().await;
     assert_eq!(
         (offer.contact.as_str(), offer.channel),
         (queued["contact"].as_str().unwrap(), ChannelKind::Voice as i32)
@@ -137,13 +129,7 @@ async fn calls_through_ivr_queue_and_agent(endpoints: &Endpoints, http_port: u16
     })
     .await;
     assert_eq!(bridged["agent"], "agents/alice");
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact.clone() })).await;
-    desktop
-        .next_matching("the accept", |kind| match kind {
-            agent_session_response::Kind::OfferAccepted(accepted) => Some(accepted),
-            _ => None,
-        })
-        .await;
+    desktop.accept(&offer.contact).await;
     pbx_event(http_port, json!({"event": "answered", "call_id": "y-2"})).await;
 
     // 3. Alice is busy: the next caller waits in the queue, and gives up.
@@ -156,19 +142,7 @@ async fn calls_through_ivr_queue_and_agent(endpoints: &Endpoints, http_port: u16
     pbx_event(http_port, json!({"event": "unhold", "call_id": "y-2"})).await;
     let ended = pbx_event(http_port, json!({"event": "hangup", "call_id": "y-2", "cause": "normal"})).await;
     assert_eq!(ended["stage"], "CALL_STAGE_ENDED");
-    let complete = CompleteContact {
-        contact: offer.contact.clone(),
-        disposition: "order-status".to_owned(),
-        resolved: true,
-        notes: String::new(),
-    };
-    desktop.send(agent_session_request::Kind::CompleteContact(complete)).await;
-    desktop
-        .next_matching("the completion", |kind| match kind {
-            agent_session_response::Kind::ContactCompleted(completed) => Some(completed),
-            _ => None,
-        })
-        .await;
+    desktop.complete(&offer.contact, "order-status", "").await;
 
     // KPI: three inbound calls, two reached the queue, one answered; both
     // abandons count in CAR, only the queue's in LCR.

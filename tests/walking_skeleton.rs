@@ -30,10 +30,7 @@ use switchboard_proto::ingestion::v1::{
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentState, CompleteContact, CreateAgentRequest, DeleteAgentRequest, agent_session_request,
-    agent_session_response,
-};
+use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest, DeleteAgentRequest};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, GetQueueRequest, Queue};
 use tonic::Code;
@@ -135,23 +132,12 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     assert!(customer.identities.iter().any(|identity| identity.value == "visitor-42"));
 
     // 3. Routing offers it to Alice on her stream.
-    let offer = desktop
-        .next_matching("the offer", |kind| match kind {
-            agent_session_response::Kind::Offer(offer) => Some(offer),
-            _ => None,
-        })
-        .await;
+    let offer = desktop.next_offer().await;
     assert_eq!(offer.contact, created.name);
     assert_eq!(offer.queue, "tenants/acme/queues/support");
 
     // 4. Alice accepts, then completes with a disposition, resolved.
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: created.name.clone() })).await;
-    desktop
-        .next_matching("the accept confirmation", |kind| match kind {
-            agent_session_response::Kind::OfferAccepted(accepted) => Some(accepted),
-            _ => None,
-        })
-        .await;
+    desktop.accept(&created.name).await;
     let assignment = routing
         .get_assignment(authorized(ACME_READER, GetAssignmentRequest { contact: created.name.clone() }))
         .await
@@ -162,20 +148,7 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     let measured_wait_ms = millis_from_timestamp(&assignment.answer_time.expect("answer time"))
         - millis_from_timestamp(&assignment.enqueue_time.expect("enqueue time"));
     assert!(measured_wait_ms >= 0);
-    desktop
-        .send(agent_session_request::Kind::CompleteContact(CompleteContact {
-            contact: created.name.clone(),
-            disposition: "order-status".to_owned(),
-            resolved: true,
-            notes: "parcel located".to_owned(),
-        }))
-        .await;
-    desktop
-        .next_matching("the completion confirmation", |kind| match kind {
-            agent_session_response::Kind::ContactCompleted(completed) => Some(completed),
-            _ => None,
-        })
-        .await;
+    desktop.complete(&created.name, "order-status", "parcel located").await;
 
     // 5. CRM's timeline shows the contact; KPI counts it with the measured ASA.
     let entry = eventually("the completed timeline entry", WAIT, || {

@@ -27,9 +27,7 @@ use switchboard_proto::ingestion::v1::{
     Channel, CreateChannelRequest, DeliveryState, ListMessagesRequest, SendMessageRequest, WebChatSettings,
 };
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use switchboard_proto::presence::v1::{
-    AcceptOffer, Agent, AgentState, CreateAgentRequest, agent_session_request, agent_session_response,
-};
+use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest, agent_session_response};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use tonic::Code;
@@ -104,21 +102,10 @@ async fn chat_in_a_browser(endpoints: &Endpoints, http_port: u16, label: &str) {
     page.press_enter().await;
 
     // Routing offers the conversation to alice; she accepts and reads it.
-    let offer = desktop
-        .next_matching("the chat's offer", |kind| match kind {
-            agent_session_response::Kind::Offer(offer) => Some(offer),
-            _ => None,
-        })
-        .await;
+    let offer = desktop.next_offer().await;
     assert_eq!(offer.channel, ChannelKind::Chat as i32);
     assert!(offer.conversation.starts_with("tenants/acme/conversations/"), "{offer:?}");
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: offer.contact.clone() })).await;
-    desktop
-        .next_matching("the accept", |kind| match kind {
-            agent_session_response::Kind::OfferAccepted(accepted) => Some(accepted),
-            _ => None,
-        })
-        .await;
+    desktop.accept(&offer.contact).await;
     let mut conversations = ConversationServiceClient::new(endpoints.channel("ingestion").await);
     let list = ListMessagesRequest { parent: offer.conversation.clone(), ..Default::default() };
     let history = conversations.list_messages(authorized(ALICE, list)).await.expect("alice reads it").into_inner();

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
-    AgentSessionRequest, AgentSessionResponse, AgentState, Hello, SetState, agent_session_request,
-    agent_session_response,
+    AcceptOffer, AgentSessionRequest, AgentSessionResponse, AgentState, CompleteContact, Hello, Offer, SetState,
+    agent_session_request, agent_session_response,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -81,5 +81,41 @@ impl AgentDesktop {
             })
             .await;
         assert_eq!(confirmed, state as i32);
+    }
+
+    /// The next offer.
+    pub async fn next_offer(&mut self) -> Offer {
+        self.next_matching("an offer", |kind| match kind {
+            agent_session_response::Kind::Offer(offer) => Some(offer),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Accepts `contact` and waits for the confirmation.
+    pub async fn accept(&mut self, contact: &str) {
+        self.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.to_owned() })).await;
+        self.next_matching("the accept confirmation", |kind| match kind {
+            agent_session_response::Kind::OfferAccepted(accepted) => Some(accepted),
+            _ => None,
+        })
+        .await;
+    }
+
+    /// Completes `contact` as resolved with `disposition` and waits for
+    /// the confirmation.
+    pub async fn complete(&mut self, contact: &str, disposition: &str, notes: &str) {
+        let complete = CompleteContact {
+            contact: contact.to_owned(),
+            disposition: disposition.to_owned(),
+            resolved: true,
+            notes: notes.to_owned(),
+        };
+        self.send(agent_session_request::Kind::CompleteContact(complete)).await;
+        self.next_matching("the completion confirmation", |kind| match kind {
+            agent_session_response::Kind::ContactCompleted(completed) => Some(completed),
+            _ => None,
+        })
+        .await;
     }
 }

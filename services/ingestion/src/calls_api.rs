@@ -2,15 +2,18 @@
 //! PBX's events (from the webhook or `CallService`) to its calls and does
 //! what each step needs to the call's contact, then stores the step (so a
 //! crash in between is repaired by the PBX's retry: the contact's request id
-//! names the call). It follows routing's and presence's events to know the
-//! agent each call went to and where that agent's phone is.
+//! names the call). It follows routing's offers of calls and presence's
+//! state events to know the agent each call went to and where that agent's
+//! phone is.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use switchboard_core::event::{PRESENCE_TOPIC, ROUTING_TOPIC};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_core::names::{parse_agent, parse_channel, parse_contact};
+use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::time::now_millis;
 use switchboard_core::{AgentId, ChannelId, ContactId, Error, ErrorCode, Principal, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
@@ -49,6 +52,8 @@ pub struct CallDesk {
     pub contacts: Arc<IngestionApi>,
     pub contact_store: Arc<dyn ContactStore>,
     pub access: Arc<AccessControl>,
+    /// The endpoints this replica stored, by agent.
+    pub endpoints_written: Mutex<HashMap<AgentId, String>>,
 }
 
 impl CallDesk {
@@ -188,15 +193,23 @@ impl CallDesk {
                 Some(Payload::Presence(event)) => {
                     if let Some(presence_event::Kind::StateChanged(changed)) = &event.kind {
                         let agent = parse_agent(&changed.agent, "state_changed.agent")?;
-                        self.calls.set_endpoint(&agent, &changed.voice_endpoint).await?;
+                        // Agents change state with every contact: write
+                        // only what changed since this replica last wrote.
+                        let known =
+                            lock_unpoisoned(&self.endpoints_written).get(&agent) == Some(&changed.voice_endpoint);
+                        if !known {
+                            self.calls.set_endpoint(&agent, &changed.voice_endpoint).await?;
+                            lock_unpoisoned(&self.endpoints_written).insert(agent, changed.voice_endpoint.clone());
+                        }
                     }
                 }
                 Some(Payload::Routing(event)) => {
+                    // Every offer of a call names its agent (a re-offer names
+                    // the next); other channels' events need no look-up.
                     let (contact, agent) = match &event.kind {
                         Some(routing_event::Kind::Offered(offered)) if offered.channel == ChannelKind::Voice as i32 => {
                             (&offered.contact, &offered.agent)
                         }
-                        Some(routing_event::Kind::Answered(answered)) => (&answered.contact, &answered.agent),
                         _ => continue,
                     };
                     let (tenant, contact) = parse_contact(contact, "contact")?;

@@ -147,6 +147,7 @@ impl Service for Ingestion {
             contacts: Arc::clone(&conversations.contacts),
             contact_store,
             access: kit.access(),
+            endpoints_written: std::sync::Mutex::default(),
         });
         kit.serve(CallServiceServer::from_arc(Arc::clone(&calls)).max_decoding_message_size(kit.max_message_bytes()));
         let following_calls = Arc::clone(&calls);

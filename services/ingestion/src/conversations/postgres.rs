@@ -94,6 +94,24 @@ impl PostgresConversationStore {
         PostgresConversationStore { pool }
     }
 
+    /// The conversation `condition` selects (at most one by the schema).
+    async fn one_conversation(
+        &self,
+        condition: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<ConversationRecord>, Error> {
+        let row = self
+            .client()
+            .await?
+            .query_opt_cached(
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations WHERE {condition}"),
+                params,
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
         self.pool.get().await.map_err(pg_error)
     }
@@ -420,20 +438,11 @@ impl ConversationStore for PostgresConversationStore {
         channel_id: &ChannelId,
         customer: &Identity,
     ) -> Result<Option<ConversationRecord>, Error> {
-        let row = self
-            .client()
-            .await?
-            .query_opt_cached(
-                &format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations
-                     WHERE tenant = $1 AND channel_id = $2 AND identity_kind = $3 AND identity_value = $4
-                       AND closed_ms IS NULL"
-                ),
-                &[&tenant.as_str(), &channel_id.as_str(), &customer.kind.as_str(), &customer.value],
-            )
-            .await
-            .map_err(pg_error)?;
-        row.as_ref().map(conversation_from_row).transpose()
+        self.one_conversation(
+            "tenant = $1 AND channel_id = $2 AND identity_kind = $3 AND identity_value = $4 AND closed_ms IS NULL",
+            &[&tenant.as_str(), &channel_id.as_str(), &customer.kind.as_str(), &customer.value],
+        )
+        .await
     }
 
     async fn get(
@@ -441,18 +450,8 @@ impl ConversationStore for PostgresConversationStore {
         tenant: &TenantId,
         conversation_id: &ConversationId,
     ) -> Result<Option<ConversationRecord>, Error> {
-        let row = self
-            .client()
-            .await?
-            .query_opt_cached(
-                &format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM ingestion.conversations WHERE tenant = $1 AND conversation_id = $2"
-                ),
-                &[&tenant.as_str(), &conversation_id.as_str()],
-            )
+        self.one_conversation("tenant = $1 AND conversation_id = $2", &[&tenant.as_str(), &conversation_id.as_str()])
             .await
-            .map_err(pg_error)?;
-        row.as_ref().map(conversation_from_row).transpose()
     }
 
     async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Vec<ConversationRecord>, Error> {
