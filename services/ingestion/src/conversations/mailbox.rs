@@ -25,6 +25,8 @@ use crate::webhooks::count_item;
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Messages taken from one mailbox per poll, at most.
 const MAX_PER_POLL: usize = 50;
+/// Mailboxes read at the same time, at most.
+const MAILBOXES_AT_ONCE: usize = 4;
 /// The folder read when the channel names none.
 const DEFAULT_FOLDER: &str = "INBOX";
 
@@ -38,16 +40,21 @@ impl MailboxPoller {
     /// Reads every mailbox once; a mailbox that cannot be read is logged
     /// and tried again next time. Returns how many messages were stored.
     pub async fn poll_all(&self) -> Result<usize, switchboard_core::Error> {
-        let mut stored = 0;
-        for (tenant, channel_id, channel) in self.channels.mailboxes().await? {
-            match self.poll(&tenant, &channel_id, &channel).await {
-                Ok(count) => stored += count,
-                Err(reason) => {
-                    tracing::warn!(tenant = %tenant, channel = %channel_id, error = %reason, "mailbox not read");
+        use futures::StreamExt;
+        let mailboxes = self.channels.mailboxes().await?;
+        // A few at a time: a slow server holds up only its own mailbox.
+        let polls = futures::stream::iter(mailboxes)
+            .map(|(tenant, channel_id, channel)| async move {
+                match self.poll(&tenant, &channel_id, &channel).await {
+                    Ok(count) => count,
+                    Err(reason) => {
+                        tracing::warn!(tenant = %tenant, channel = %channel_id, error = %reason, "mailbox not read");
+                        0
+                    }
                 }
-            }
-        }
-        Ok(stored)
+            })
+            .buffer_unordered(MAILBOXES_AT_ONCE);
+        Ok(polls.fold(0, |stored, count| async move { stored + count }).await)
     }
 
     /// Reads one mailbox: returns how many new messages it stored.
