@@ -139,8 +139,11 @@ impl Service for Ingestion {
             chat_wakeups: Arc::default(),
         });
         let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
-        let mailboxes =
-            Arc::new(MailboxPoller { intake: Arc::clone(&conversations), channels: Arc::clone(&self.channels) });
+        let mailboxes = Arc::new(MailboxPoller {
+            intake: Arc::clone(&conversations),
+            channels: Arc::clone(&self.channels),
+            replica: kit.config().instance_id.clone(),
+        });
         let calls = Arc::new(CallDesk {
             calls: self.calls,
             channels: Arc::clone(&self.channels),

@@ -4,12 +4,15 @@
 //! `Message-ID`). A message is flagged `\Seen` only once it is stored, or
 //! once it is known it never will be (unparseable, refused, sent by the
 //! channel itself, an auto-reply or a delivery report); a transient failure leaves it and the rest unseen for
-//! the next poll. Replicas that poll the same mailbox at once store each
-//! message once (its `Message-ID` is the provider message id).
+//! the next poll. One replica reads a mailbox at a time (a lease of three
+//! polls, taken over when its holder stops renewing it); should two ever
+//! read it at once, each message is still stored once (its `Message-ID` is
+//! the provider message id).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_core::time::now_millis;
 use switchboard_core::{ChannelId, ErrorCode, TenantId};
 use switchboard_proto::ingestion::v1::Channel;
 use switchboard_proto::ingestion::v1::channel::Provider;
@@ -25,6 +28,8 @@ use crate::webhooks::count_item;
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Messages taken from one mailbox per poll, at most.
 const MAX_PER_POLL: usize = 50;
+/// How long a replica holds a mailbox without renewing it: three polls.
+const LEASE_TTL_MS: i64 = 15_000;
 /// Mailboxes read at the same time, at most.
 const MAILBOXES_AT_ONCE: usize = 4;
 /// The folder read when the channel names none.
@@ -34,6 +39,8 @@ const DEFAULT_FOLDER: &str = "INBOX";
 pub struct MailboxPoller {
     pub intake: Arc<ConversationIntake>,
     pub channels: Arc<dyn ChannelStore>,
+    /// This replica, as the holder of mailbox leases.
+    pub replica: String,
 }
 
 impl MailboxPoller {
@@ -45,6 +52,18 @@ impl MailboxPoller {
         // A few at a time: a slow server holds up only its own mailbox.
         let polls = futures::stream::iter(mailboxes)
             .map(|(tenant, channel_id, channel)| async move {
+                let leased = self
+                    .channels
+                    .lease_mailbox(&tenant, &channel_id, &self.replica, now_millis(), LEASE_TTL_MS)
+                    .await;
+                match leased {
+                    Ok(true) => {}
+                    Ok(false) => return 0,
+                    Err(error) => {
+                        tracing::warn!(tenant = %tenant, channel = %channel_id, error = %error, "mailbox lease not taken");
+                        return 0;
+                    }
+                }
                 match self.poll(&tenant, &channel_id, &channel).await {
                     Ok(count) => count,
                     Err(reason) => {

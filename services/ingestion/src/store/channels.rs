@@ -46,6 +46,18 @@ pub trait ChannelStore: Send + Sync + 'static {
     async fn delete(&self, tenant: &TenantId, channel_id: &ChannelId) -> Result<bool, Error>;
     /// Every tenant's channels with a mailbox to poll ([`polls_mailbox`]).
     async fn mailboxes(&self) -> Result<Vec<(TenantId, ChannelId, Channel)>, Error>;
+    /// Takes, or renews, the lease on the channel's mailbox for `holder`
+    /// until `now_ms + ttl_ms`: true when `holder` has it (it was free,
+    /// ran out, or was `holder`'s already). One replica reads a mailbox at
+    /// a time; another takes over once the lease runs out.
+    async fn lease_mailbox(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, Error>;
 }
 
 /// True for an enabled e-mail channel with an IMAP mailbox.
@@ -62,6 +74,8 @@ fn changed_meanwhile(tenant: &TenantId, channel_id: &ChannelId) -> Error {
 #[derive(Default)]
 pub struct MemoryChannelStore {
     channels: Mutex<HashMap<TenantId, BTreeMap<String, StoredChannel>>>,
+    /// Mailbox leases: (holder, until).
+    leases: Mutex<HashMap<(TenantId, ChannelId), (String, i64)>>,
 }
 
 #[async_trait]
@@ -126,6 +140,23 @@ impl ChannelStore for MemoryChannelStore {
         }
         Ok(mailboxes)
     }
+
+    async fn lease_mailbox(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, Error> {
+        let mut leases = lock_unpoisoned(&self.leases);
+        let lease = leases.entry((tenant.clone(), channel_id.clone())).or_insert_with(|| (holder.to_owned(), 0));
+        if lease.0 != holder && lease.1 >= now_ms {
+            return Ok(false);
+        }
+        *lease = (holder.to_owned(), now_ms + ttl_ms);
+        Ok(true)
+    }
 }
 
 /// The `ingestion.channels` table (migration `0003_channels`).
@@ -138,6 +169,20 @@ pub const CHANNELS_MIGRATION: Migration = Migration {
             -- The encoded switchboard.ingestion.v1.Channel, secrets included.
             body bytea NOT NULL,
             revision bigint NOT NULL,
+            PRIMARY KEY (tenant, channel_id)
+        );
+    ",
+};
+
+/// Who reads each mailbox (migration `0008_mailbox_leases`).
+pub const MAILBOX_LEASES_MIGRATION: Migration = Migration {
+    version: "0008_mailbox_leases",
+    sql: "
+        CREATE TABLE ingestion.mailbox_leases (
+            tenant text NOT NULL,
+            channel_id text NOT NULL,
+            holder text NOT NULL,
+            until_ms bigint NOT NULL,
             PRIMARY KEY (tenant, channel_id)
         );
     ",
@@ -280,5 +325,28 @@ impl ChannelStore for PostgresChannelStore {
                 Ok((tenant, channel_id, stored.channel))
             })
             .collect()
+    }
+
+    async fn lease_mailbox(
+        &self,
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, Error> {
+        let taken = self
+            .client()
+            .await?
+            .query_opt_cached(
+                "INSERT INTO ingestion.mailbox_leases (tenant, channel_id, holder, until_ms) VALUES ($1, $2, $3, $4::bigint + $5::bigint)
+                 ON CONFLICT (tenant, channel_id) DO UPDATE SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms
+                 WHERE ingestion.mailbox_leases.holder = EXCLUDED.holder OR ingestion.mailbox_leases.until_ms < $4::bigint
+                 RETURNING holder",
+                &[&tenant.as_str(), &channel_id.as_str(), &holder, &now_ms, &ttl_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(taken.is_some())
     }
 }

@@ -21,6 +21,7 @@ pub async fn run_channel_contract(store: &dyn ChannelStore) -> anyhow::Result<()
     mailboxes_are_the_enabled_mail_channels_with_imap(store)
         .await
         .context("mailboxes_are_the_enabled_mail_channels_with_imap")?;
+    one_replica_holds_a_mailbox_at_a_time(store).await.context("one_replica_holds_a_mailbox_at_a_time")?;
     Ok(())
 }
 
@@ -150,6 +151,19 @@ async fn mailboxes_are_the_enabled_mail_channels_with_imap(store: &dyn ChannelSt
     ensure!(polled(store.mailboxes().await?) == ["paused"], "updates change which are polled");
     ensure!(store.delete(&tenant, &id("paused")?).await?, "delete finds it");
     ensure!(polled(store.mailboxes().await?).is_empty(), "a deleted channel is not polled");
+    Ok(())
+}
+
+async fn one_replica_holds_a_mailbox_at_a_time(store: &dyn ChannelStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("channels-leases")?;
+    let mailbox = id("support-mail")?;
+    ensure!(store.lease_mailbox(&tenant, &mailbox, "replica-a", 1_000, 15_000).await?, "a free mailbox is taken");
+    ensure!(!store.lease_mailbox(&tenant, &mailbox, "replica-b", 2_000, 15_000).await?, "not by another meanwhile");
+    ensure!(store.lease_mailbox(&tenant, &mailbox, "replica-a", 10_000, 15_000).await?, "its holder renews it");
+    ensure!(!store.lease_mailbox(&tenant, &mailbox, "replica-b", 24_000, 15_000).await?, "the renewal counts");
+    ensure!(store.lease_mailbox(&tenant, &mailbox, "replica-b", 25_001, 15_000).await?, "a lapsed lease is taken over");
+    ensure!(!store.lease_mailbox(&tenant, &mailbox, "replica-a", 26_000, 15_000).await?, "and the old holder is out");
+    ensure!(store.lease_mailbox(&tenant, &id("other-mail")?, "replica-a", 26_000, 15_000).await?, "per mailbox");
     Ok(())
 }
 

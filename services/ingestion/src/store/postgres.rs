@@ -56,6 +56,7 @@ pub const MIGRATIONS: &[Migration] = &[
     crate::conversations::postgres::OUTBOUND_MIGRATION,
     super::channels::MAILBOXES_MIGRATION,
     crate::calls::postgres::CALLS_MIGRATION,
+    super::channels::MAILBOX_LEASES_MIGRATION,
 ];
 
 const COLUMNS: &str = "tenant, contact_id, request_id, contact, created_event_id, created_published, \
