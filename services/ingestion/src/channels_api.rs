@@ -76,7 +76,7 @@ impl ChannelApi {
         let channel = request.channel.ok_or_else(|| Error::missing_field("channel"))?;
         validate_channel(&tenant, &channel, "channel")?;
         self.access.authorize_write(principal, &tenant)?;
-        self.check_queue(call, &channel.queue).await?;
+        self.check_queues(call, &tenant, &channel).await?;
         let now = Some(timestamp_from_millis(now_millis()));
         let stored = Channel {
             name: channel_name(&tenant, &channel_id),
@@ -139,8 +139,8 @@ impl ChannelApi {
         let stored = stored.ok_or_else(|| Error::not_found(channel_name(&tenant, &channel_id)))?;
         let mut channel = apply_update(stored.channel, &changes, &paths)?;
         validate_channel(&tenant, &channel, "channel")?;
-        if paths.iter().any(|path| path == "queue") {
-            self.check_queue(call, &channel.queue).await?;
+        if paths.iter().any(|path| path == "queue" || path == "cti.queues") {
+            self.check_queues(call, &tenant, &channel).await?;
         }
         channel.update_time = Some(timestamp_from_millis(now_millis()));
         self.store.update(&tenant, &channel_id, stored.revision, &channel).await?;
@@ -162,13 +162,25 @@ impl ChannelApi {
     }
 
     /// The queue must exist; routing answers on the caller's credential.
-    async fn check_queue(&self, call: &CallContext, queue: &str) -> Result<(), Error> {
-        parse_queue(queue, "channel.queue")?;
+    /// The channel's queue, and a CTI channel's other queues, exist.
+    async fn check_queues(&self, call: &CallContext, tenant: &TenantId, channel: &Channel) -> Result<(), Error> {
+        self.check_queue(call, &channel.queue, "channel.queue").await?;
+        if let Some(Provider::Cti(cti)) = &channel.provider {
+            for (index, queue) in cti.queues.iter().enumerate() {
+                let name = format!("tenants/{tenant}/queues/{queue}");
+                self.check_queue(call, &name, &format!("channel.cti.queues[{index}]")).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_queue(&self, call: &CallContext, queue: &str, field: &str) -> Result<(), Error> {
+        parse_queue(queue, field)?;
         let request = call.request(GetQueueRequest { name: queue.to_owned() });
         match self.routing.clone().get_queue(request).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => {
-                Err(Error::not_found(queue.to_owned()).with_field_violation("channel.queue", "no such queue"))
+                Err(Error::not_found(queue.to_owned()).with_field_violation(field, "no such queue"))
             }
             Err(status) => Err(from_status(&status)),
         }

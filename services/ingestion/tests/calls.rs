@@ -36,6 +36,18 @@ const SECRET: &str = "pbx-secret";
 const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn pbx_channel(harness: &mut Harness) {
+    let typo = Channel {
+        queue: VOICE_QUEUE.to_owned(),
+        provider: Some(Provider::Cti(CtiSettings {
+            signing_secret: SECRET.to_owned(),
+            queues: vec!["phnoes".to_owned()],
+        })),
+        ..Channel::default()
+    };
+    let request =
+        CreateChannelRequest { parent: "tenants/acme".to_owned(), channel_id: "pbx".to_owned(), channel: Some(typo) };
+    let refused = harness.channels.create_channel(authed(request, ACME_ADMIN_KEY)).await.unwrap_err();
+    assert_eq!((refused.code(), violated_fields(&refused)), (Code::NotFound, vec!["channel.cti.queues[0]".to_owned()]));
     let channel = Channel {
         queue: VOICE_QUEUE.to_owned(),
         provider: Some(Provider::Cti(CtiSettings {
