@@ -152,7 +152,7 @@ fn dev_channels() -> Vec<(&'static str, Provider)> {
             }),
         ),
         ("web-form", Provider::WebForm(WebFormSettings::default())),
-        ("pbx", Provider::Cti(CtiSettings { signing_secret: DEV_SIGNING_SECRET.to_owned(), queues: Vec::new() })),
+        ("pbx", Provider::Cti(CtiSettings { signing_secret: DEV_SIGNING_SECRET.to_owned(), ..CtiSettings::default() })),
         ("reviews", Provider::Social(SocialSettings { signing_secret: DEV_SIGNING_SECRET.to_owned() })),
         (
             "mail",

@@ -51,7 +51,7 @@ async fn prepare(endpoints: &Endpoints) {
                 ..EmailSettings::default()
             }),
         ),
-        ("e2e-pbx", Provider::Cti(CtiSettings { signing_secret: SECRET.to_owned(), queues: Vec::new() })),
+        ("e2e-pbx", Provider::Cti(CtiSettings { signing_secret: SECRET.to_owned(), ..CtiSettings::default() })),
     ];
     for (channel_id, provider) in providers {
         let channel = Channel {

@@ -63,7 +63,7 @@ async fn prepare(endpoints: &Endpoints) {
     let mut channels = ChannelServiceClient::new(endpoints.channel("ingestion").await);
     let channel = Channel {
         queue: "tenants/acme/queues/phones".to_owned(),
-        provider: Some(Provider::Cti(CtiSettings { signing_secret: SECRET.to_owned(), queues: Vec::new() })),
+        provider: Some(Provider::Cti(CtiSettings { signing_secret: SECRET.to_owned(), ..CtiSettings::default() })),
         ..Channel::default()
     };
     let request = CreateChannelRequest {

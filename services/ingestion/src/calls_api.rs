@@ -42,6 +42,8 @@ use crate::store::channels::ChannelStore;
 pub const CALLS_CONSUMER: &str = "ingestion-calls";
 /// The topics it reads.
 pub const CALLS_TOPICS: [&str; 2] = [ROUTING_TOPIC, PRESENCE_TOPIC];
+/// Attempts to push a decision to a PBX.
+const DECISION_ATTEMPTS: u32 = 3;
 /// How often a step that lost a race is tried again.
 const MAX_RACE_ATTEMPTS: usize = 5;
 
@@ -54,6 +56,8 @@ pub struct CallDesk {
     pub access: Arc<AccessControl>,
     /// The endpoints this replica stored, by agent.
     pub endpoints_written: Mutex<HashMap<AgentId, String>>,
+    /// Pushes decisions to PBXs.
+    pub http: reqwest::Client,
 }
 
 impl CallDesk {
@@ -243,10 +247,46 @@ impl CallDesk {
             let next = CallRecord { agent: Some(agent.clone()), ..stored.call };
             if self.calls.update(&next, stored.revision).await? {
                 tracing::info!(tenant = %tenant, channel = %channel_id, call = %call_id, agent = %agent, "call routed to an agent");
+                self.push_decision(&next).await?;
                 return Ok(());
             }
         }
         Err(Error::unavailable("the call kept changing; the agent is recorded on the retry"))
+    }
+
+    /// POSTs the call's decision to its channel's `decision_url`, if it
+    /// has one, in the background: three attempts, a second apart and
+    /// more; a PBX that misses it can still poll.
+    async fn push_decision(&self, call: &CallRecord) -> Result<(), Error> {
+        let Some(stored) = self.channels.get(&call.tenant, &call.channel_id).await? else { return Ok(()) };
+        let Some(Provider::Cti(settings)) = &stored.channel.provider else { return Ok(()) };
+        if settings.decision_url.is_empty() {
+            return Ok(());
+        }
+        let answer = self.answer(call).await?;
+        let Some(request) = cti::decision_request(&settings.decision_url, &settings.signing_secret, &answer) else {
+            return Ok(());
+        };
+        let (http, tenant, call_id) = (self.http.clone(), call.tenant.clone(), call.call_id.clone());
+        tokio::spawn(async move {
+            for attempt in 0..DECISION_ATTEMPTS {
+                let mut builder = http.post(&request.url).body(request.body.clone());
+                for (name, value) in &request.headers {
+                    builder = builder.header(name, value);
+                }
+                match builder.send().await {
+                    Ok(response) if response.status().is_success() => return,
+                    Ok(response) => {
+                        tracing::warn!(tenant = %tenant, call = %call_id, status = response.status().as_u16(), attempt, "decision refused by the PBX");
+                    }
+                    Err(error) => {
+                        tracing::warn!(tenant = %tenant, call = %call_id, error = %error, attempt, "decision not delivered");
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+            }
+        });
+        Ok(())
     }
 
     /// The active `cti` channel `name` names, for a caller allowed to

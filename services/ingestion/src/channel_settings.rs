@@ -58,6 +58,7 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "web_chat.title",
     "cti.signing_secret",
     "cti.queues",
+    "cti.decision_url",
 ];
 
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -149,6 +150,7 @@ pub fn validate_channel(tenant: &TenantId, channel: &Channel, field: &str) -> Re
             if cti.queues.len() > 100 {
                 violations.add(format!("{field}.cti.queues"), "at most 100 queues");
             }
+            violations.base_url(format!("{field}.cti.decision_url"), &cti.decision_url);
             for (index, queue) in cti.queues.iter().enumerate() {
                 if let Err(error) = switchboard_core::QueueId::parse(queue, &format!("{field}.cti.queues[{index}]")) {
                     violations.0.extend(error.field_violations);
@@ -421,6 +423,7 @@ pub fn apply_update(mut stored: Channel, changes: &Channel, paths: &[String]) ->
                     }
                     (Some(Provider::Cti(into)), Some(Provider::Cti(from))) if provider == "cti" => match setting {
                         "queues" => into.queues.clone_from(&from.queues),
+                        "decision_url" => into.decision_url.clone_from(&from.decision_url),
                         _ => into.signing_secret.clone_from(&from.signing_secret),
                     },
                     (Some(Provider::Social(into)), Some(Provider::Social(from))) if provider == "social" => {

@@ -151,6 +151,10 @@ impl Service for Ingestion {
             contact_store,
             access: kit.access(),
             endpoints_written: std::sync::Mutex::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|error| anyhow::anyhow!("the decision pusher's HTTP client: {error}"))?,
         });
         kit.serve(CallServiceServer::from_arc(Arc::clone(&calls)).max_decoding_message_size(kit.max_message_bytes()));
         let following_calls = Arc::clone(&calls);

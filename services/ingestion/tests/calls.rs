@@ -12,7 +12,10 @@
 #[allow(dead_code)]
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::http::HeaderMap;
 
 use serde_json::{Value, json};
 use support::*;
@@ -36,11 +39,17 @@ const SECRET: &str = "pbx-secret";
 const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn pbx_channel(harness: &mut Harness) {
+    pbx_channel_deciding_to(harness, "").await;
+}
+
+/// The `pbx` channel, pushing decisions to `decision_url` if not empty.
+async fn pbx_channel_deciding_to(harness: &mut Harness, decision_url: &str) {
     let typo = Channel {
         queue: VOICE_QUEUE.to_owned(),
         provider: Some(Provider::Cti(CtiSettings {
             signing_secret: SECRET.to_owned(),
             queues: vec!["phnoes".to_owned()],
+            decision_url: String::new(),
         })),
         ..Channel::default()
     };
@@ -53,6 +62,7 @@ async fn pbx_channel(harness: &mut Harness) {
         provider: Some(Provider::Cti(CtiSettings {
             signing_secret: SECRET.to_owned(),
             queues: vec!["phones".to_owned()],
+            decision_url: decision_url.to_owned(),
         })),
         ..Channel::default()
     };
@@ -155,26 +165,67 @@ fn report(kind: CallEventKind, call_id: &str) -> ReportCallEventRequest {
 #[tokio::test]
 async fn routings_choice_comes_back_as_the_agents_endpoint_over_grpc_and_http() {
     let mut harness = Harness::start().await;
-    pbx_channel(&mut harness).await;
+    // The PBX's decision endpoint: records what it is pushed.
+    let pushed: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+    let recorder = Arc::clone(&pushed);
+    let router = axum::Router::new().route(
+        "/decisions",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let recorder = Arc::clone(&recorder);
+            async move { recorder.lock().unwrap().push((headers, body)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let decision_url = format!("http://{}/decisions", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    pbx_channel_deciding_to(&mut harness, &decision_url).await;
     let mut calls = harness.calls.clone();
-    calls.report_call_event(authed(report(CallEventKind::NewCall, "C"), ACME_ADMIN_KEY)).await.unwrap();
-    let queued = calls.report_call_event(authed(report(CallEventKind::Queued, "C"), ACME_ADMIN_KEY)).await.unwrap();
-    let queued = queued.into_inner();
-    assert_eq!(queued.stage, CallStage::Queued as i32);
+    // Alice announces her phone as she logs in; her first call (W) shows
+    // it once both events are taken in.
     harness.bus.publish(PRESENCE_TOPIC, &endpoint_announced("alice", "sip:alice@pbx.acme.example")).await.unwrap();
-    harness.bus.publish(ROUTING_TOPIC, &routing_offer(&queued.contact, "agents/alice")).await.unwrap();
-
-    let get = || GetCallRequest { name: "tenants/acme/channels/pbx/calls/C".to_owned() };
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let routed = loop {
-        let call = calls.get_call(authed(get(), ACME_READER_KEY)).await.unwrap().into_inner();
-        if !call.agent_endpoint.is_empty() {
-            break call;
+    let routed_call = |call_id: &'static str| {
+        let mut calls = calls.clone();
+        let bus = harness.bus.clone();
+        async move {
+            calls.report_call_event(authed(report(CallEventKind::NewCall, call_id), ACME_ADMIN_KEY)).await.unwrap();
+            let queued = calls.report_call_event(authed(report(CallEventKind::Queued, call_id), ACME_ADMIN_KEY));
+            let queued = queued.await.unwrap().into_inner();
+            assert_eq!(queued.stage, CallStage::Queued as i32);
+            bus.publish(ROUTING_TOPIC, &routing_offer(&queued.contact, "agents/alice")).await.unwrap();
+            let name = format!("tenants/acme/channels/pbx/calls/{call_id}");
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            loop {
+                let get = GetCallRequest { name: name.clone() };
+                let call = calls.get_call(authed(get, ACME_READER_KEY)).await.unwrap().into_inner();
+                if !call.agent_endpoint.is_empty() {
+                    break call;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the agent never came back: {call:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        assert!(tokio::time::Instant::now() < deadline, "the agent never came back: {call:?}");
+    };
+    routed_call("W").await;
+    let routed = routed_call("C").await;
+    let get = || GetCallRequest { name: "tenants/acme/channels/pbx/calls/C".to_owned() };
+    assert_eq!((routed.agent.as_str(), routed.agent_endpoint.as_str()), ("agents/alice", "sip:alice@pbx.acme.example"));
+    // And it was pushed to the PBX, signed.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let (headers, body) = loop {
+        let for_c = pushed.lock().unwrap().iter().find(|(_, body)| body.contains(r#""call_id":"C""#)).cloned();
+        if let Some(decision) = for_c {
+            break decision;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no decision was pushed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!((routed.agent.as_str(), routed.agent_endpoint.as_str()), ("agents/alice", "sip:alice@pbx.acme.example"));
+    let signature = headers.get("x-switchboard-signature").and_then(|value| value.to_str().ok());
+    assert!(social::verify(SECRET, body.as_bytes(), signature).is_ok(), "signed with the channel's secret");
+    let decision: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (decision["call_id"].as_str(), decision["agent_endpoint"].as_str()),
+        (Some("C"), Some("sip:alice@pbx.acme.example"))
+    );
 
     // The PBX may read it over HTTP, signed over the path.
     let path = "/webhooks/acme/pbx/calls/C";

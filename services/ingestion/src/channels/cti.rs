@@ -12,7 +12,7 @@ use switchboard_core::identity::{Identity, IdentityKind, normalize_identity};
 use switchboard_core::{Error, QueueId};
 use switchboard_proto::ingestion::v1 as proto;
 
-use super::{WebhookRefusal, check_size, seconds_to_millis};
+use super::{OutboundRequest, WebhookRefusal, check_size, seconds_to_millis, sha256_signature};
 
 /// The longest call id, in bytes.
 const MAX_CALL_ID_BYTES: usize = 128;
@@ -232,6 +232,30 @@ pub fn from_proto(event: &proto::CallEvent, field: &str) -> Result<CallEvent, Er
     event_from(parts, field)
 }
 
+/// Routing's decision for `call`, as POSTed to the channel's
+/// `decision_url`, signed with its secret; `None` when the secret cannot
+/// sign (never, for a validated channel).
+pub fn decision_request(decision_url: &str, signing_secret: &str, call: &proto::Call) -> Option<OutboundRequest> {
+    let body = serde_json::json!({
+        "call_id": call.call_id,
+        "contact": call.contact,
+        "agent": call.agent,
+        "agent_endpoint": call.agent_endpoint,
+    })
+    .to_string()
+    .into_bytes();
+    let signature = sha256_signature(signing_secret, &body).ok()?;
+    Some(OutboundRequest {
+        method: "POST",
+        url: decision_url.to_owned(),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (super::social::SIGNATURE_HEADER.to_owned(), signature),
+        ],
+        body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -282,6 +306,22 @@ mod tests {
         assert_eq!(read.kind, CallEventKind::Hangup { cause: HangupCause::Busy });
         let unknown = proto::CallEvent { kind: 42, ..event };
         assert_eq!(from_proto(&unknown, "event").unwrap_err().field_violations[0].field, "event.kind");
+    }
+
+    #[test]
+    fn a_decision_is_signed_json_the_pbx_can_check() {
+        let call = proto::Call {
+            call_id: "c-1".to_owned(),
+            agent: "agents/alice".to_owned(),
+            agent_endpoint: "sip:alice@pbx.example.com".to_owned(),
+            ..proto::Call::default()
+        };
+        let request = decision_request("https://pbx.example.com/decisions", "s3cret", &call).expect("signed");
+        assert_eq!((request.method, request.url.as_str()), ("POST", "https://pbx.example.com/decisions"));
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
+        assert_eq!(body["agent_endpoint"], "sip:alice@pbx.example.com");
+        let signature = request.headers.iter().find(|(name, _)| name == "x-switchboard-signature").map(|(_, v)| v);
+        assert!(super::super::social::verify("s3cret", &request.body, signature.map(String::as_str)).is_ok());
     }
 
     proptest! {
