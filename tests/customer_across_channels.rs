@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use support::{Endpoints, Process, authorized, eventually, free_port, scratch_dir, wait_until_ready};
+use support::{Endpoints, authorized, eventually};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_ingestion::channels::{social, web_chat};
 use switchboard_proto::common::v1::{Channel as ChannelKind, CustomerIdentity, IdentityKind};
@@ -169,23 +169,10 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_customer_through_chat_mail_and_a_call_on_switchboard_dev() {
-    let dir = scratch_dir("across-dev");
-    let endpoints = Endpoints::pick();
-    let http_port = free_port();
-    let mut processes =
-        vec![Process::spawn("dev", &["dev"], &support::ingestion_http_env(&endpoints, http_port), &dir)];
-    wait_until_ready(&endpoints, &mut processes).await;
-    one_customer_three_channels(&endpoints, http_port).await;
-    support::terminate_cleanly(processes);
+    support::on_dev("across-dev", one_customer_three_channels).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_customer_through_chat_mail_and_a_call_on_kafka_redis_postgres() {
-    let Some(real) = support::real_run("across-real", 2_000).await else { return };
-    let endpoints = Endpoints::pick();
-    let http_port = free_port();
-    let mut processes = real.spawn_services(&support::ingestion_http_env(&endpoints, http_port));
-    wait_until_ready(&endpoints, &mut processes).await;
-    one_customer_three_channels(&endpoints, http_port).await;
-    support::terminate_cleanly(processes);
+    support::on_real_backends("across-real", one_customer_three_channels).await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::desktop::AgentDesktop;
-use support::{Endpoints, Process, authorized, eventually, free_port, scratch_dir, wait_until_ready};
+use support::{Endpoints, authorized, eventually};
 use switchboard_ingestion::channels::social;
 use switchboard_proto::common::v1::{Channel as ChannelKind, ChannelCapacity};
 use switchboard_proto::ingestion::v1::channel::Provider;
@@ -173,23 +173,10 @@ async fn calls_through_ivr_queue_and_agent(endpoints: &Endpoints, http_port: u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_on_switchboard_dev() {
-    let dir = scratch_dir("voice-dev");
-    let endpoints = Endpoints::pick();
-    let http_port = free_port();
-    let mut processes =
-        vec![Process::spawn("dev", &["dev"], &support::ingestion_http_env(&endpoints, http_port), &dir)];
-    wait_until_ready(&endpoints, &mut processes).await;
-    calls_through_ivr_queue_and_agent(&endpoints, http_port).await;
-    support::terminate_cleanly(processes);
+    support::on_dev("voice-dev", calls_through_ivr_queue_and_agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_on_kafka_redis_postgres() {
-    let Some(real) = support::real_run("voice-real", 2_000).await else { return };
-    let endpoints = Endpoints::pick();
-    let http_port = free_port();
-    let mut processes = real.spawn_services(&support::ingestion_http_env(&endpoints, http_port));
-    wait_until_ready(&endpoints, &mut processes).await;
-    calls_through_ivr_queue_and_agent(&endpoints, http_port).await;
-    support::terminate_cleanly(processes);
+    support::on_real_backends("voice-real", calls_through_ivr_queue_and_agent).await;
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use support::browser::Browser;
 use support::desktop::AgentDesktop;
-use support::{Endpoints, Process, authorized, eventually, free_port, scratch_dir, wait_until_ready};
+use support::{Endpoints, authorized, eventually, scratch_dir};
 use switchboard_proto::common::v1::{Channel as ChannelKind, ChannelCapacity};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
@@ -162,24 +162,16 @@ async fn chat_in_a_browser(endpoints: &Endpoints, http_port: u16, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_in_a_browser_on_switchboard_dev() {
-    let dir = scratch_dir("webchat-dev");
-    let endpoints = Endpoints::pick();
-    let http_port = free_port();
-    let mut processes =
-        vec![Process::spawn("dev", &["dev"], &support::ingestion_http_env(&endpoints, http_port), &dir)];
-    wait_until_ready(&endpoints, &mut processes).await;
-    chat_in_a_browser(&endpoints, http_port, "dev").await;
-    let status = processes.pop().expect("dev process").terminate();
-    assert!(status.success(), "switchboard dev exits cleanly on SIGTERM: {status}");
+    support::on_dev("webchat-dev", async |endpoints: &Endpoints, http_port| {
+        chat_in_a_browser(endpoints, http_port, "dev").await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_in_a_browser_on_kafka_redis_postgres() {
-    let Some(real) = support::real_run("webchat-real", 2_000).await else { return };
-    let endpoints = Endpoints::pick();
-    let http_port = free_port();
-    let mut processes = real.spawn_services(&support::ingestion_http_env(&endpoints, http_port));
-    wait_until_ready(&endpoints, &mut processes).await;
-    chat_in_a_browser(&endpoints, http_port, "real").await;
-    support::terminate_cleanly(processes);
+    support::on_real_backends("webchat-real", async |endpoints: &Endpoints, http_port| {
+        chat_in_a_browser(endpoints, http_port, "real").await;
+    })
+    .await;
 }

@@ -281,6 +281,31 @@ pub fn ingestion_http_env(endpoints: &Endpoints, http_port: u16) -> Vec<(String,
     env
 }
 
+/// Runs `scenario` on `switchboard dev`, with ingestion's HTTP server on a
+/// port of its own (the scenario gets the endpoints and that port).
+pub async fn on_dev(label: &str, scenario: impl AsyncFnOnce(&Endpoints, u16)) {
+    let dir = scratch_dir(label);
+    let endpoints = Endpoints::pick();
+    let http_port = free_port();
+    let mut processes = vec![Process::spawn("dev", &["dev"], &ingestion_http_env(&endpoints, http_port), &dir)];
+    wait_until_ready(&endpoints, &mut processes).await;
+    scenario(&endpoints, http_port).await;
+    terminate_cleanly(processes);
+}
+
+/// Runs `scenario` on five `switchboard <service>` processes against the
+/// test backends, as [`on_dev`] does on `dev` (skipped without them,
+/// outside CI).
+pub async fn on_real_backends(label: &str, scenario: impl AsyncFnOnce(&Endpoints, u16)) {
+    let Some(real) = real_run(label, 2_000).await else { return };
+    let endpoints = Endpoints::pick();
+    let http_port = free_port();
+    let mut processes = real.spawn_services(&ingestion_http_env(&endpoints, http_port));
+    wait_until_ready(&endpoints, &mut processes).await;
+    scenario(&endpoints, http_port).await;
+    terminate_cleanly(processes);
+}
+
 /// Stops every process with SIGTERM; each must exit cleanly.
 pub fn terminate_cleanly(processes: Vec<Process>) {
     for process in processes {
