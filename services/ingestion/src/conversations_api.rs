@@ -5,33 +5,38 @@
 
 use std::sync::Arc;
 
-use switchboard_core::identity::identity_to_proto;
+use switchboard_core::identity::{Identity, IdentityKind, identity_from_proto, identity_to_proto};
 use switchboard_core::names::{
-    agent_name, channel_name, contact_name, conversation_name, parse_conversation, parse_tenant,
+    agent_name, channel_name, contact_name, conversation_name, parse_channel, parse_conversation, parse_tenant,
 };
-use switchboard_core::time::timestamp_from_millis;
-use switchboard_core::{Error, Principal, Role};
+use switchboard_core::time::{now_millis, timestamp_from_millis};
+use switchboard_core::{ConversationId, Error, Principal, Role};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status};
+use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::common::v1::ContactStatus;
+use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::conversation_service_server::ConversationService;
 use switchboard_proto::ingestion::v1::{
     Conversation, ConversationState, GetConversationRequest, ListConversationsRequest, ListConversationsResponse,
-    ListMessagesRequest, ListMessagesResponse, Message, SendMessageRequest,
+    ListMessagesRequest, ListMessagesResponse, Message, MetaProduct, SendMessageRequest, StartConversationRequest,
 };
 use switchboard_proto::routing::v1::GetAssignmentRequest;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use tonic::transport::Channel as GrpcChannel;
 use tonic::{Code, Request, Response, Status};
 
-use crate::conversations::intake::ConversationIntake;
+use crate::channels_api::is_active;
+use crate::conversations::intake::{ConversationIntake, window_ms};
 use crate::conversations::{ConversationRecord, ConversationStore, MessageRecord};
+use crate::store::channels::ChannelStore;
 
 pub struct ConversationApi {
     store: Arc<dyn ConversationStore>,
     intake: Arc<ConversationIntake>,
+    channels: Arc<dyn ChannelStore>,
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
 }
@@ -66,10 +71,11 @@ pub fn conversation_view(record: ConversationRecord) -> Conversation {
 impl ConversationApi {
     pub fn new(
         intake: Arc<ConversationIntake>,
+        channels: Arc<dyn ChannelStore>,
         access: Arc<AccessControl>,
         routing: RoutingServiceClient<GrpcChannel>,
     ) -> ConversationApi {
-        ConversationApi { store: Arc::clone(&intake.conversations), intake, access, routing }
+        ConversationApi { store: Arc::clone(&intake.conversations), intake, channels, access, routing }
     }
 
     /// The conversation `name` if the caller may `use` it: tenant readers
@@ -137,30 +143,7 @@ impl ConversationApi {
         call: &CallContext,
         request: SendMessageRequest,
     ) -> Result<Message, Error> {
-        let mut problems = Vec::new();
-        if request.text.trim().is_empty() {
-            problems.push(("text", "is required".to_owned()));
-        } else if request.text.chars().count() > MAX_REPLY_CHARS
-            || request.text.chars().any(|character| character.is_control() && !matches!(character, '\n' | '\t'))
-        {
-            problems.push((
-                "text",
-                format!("must be at most {MAX_REPLY_CHARS} characters, no control characters but line breaks and tabs"),
-            ));
-        }
-        if request.request_id.is_empty()
-            || request.request_id.len() > 128
-            || !request.request_id.bytes().all(|byte| (b' '..=b'~').contains(&byte))
-        {
-            problems.push(("request_id", "is required: at most 128 printable ASCII characters".to_owned()));
-        }
-        if let Some((field, description)) = problems.first() {
-            let mut error = Error::invalid_field(*field, description.clone());
-            for (field, description) in problems.iter().skip(1) {
-                error = error.with_field_violation(*field, description.clone());
-            }
-            return Err(error);
-        }
+        check_outbound(&request.text, &request.request_id)?;
         let conversation = self.conversation_for(principal, call, &request.parent, "parent", Use::Reply).await?;
         let author = match &principal.agent {
             Some(agent) if principal.role == Role::Agent => agent_name(agent),
@@ -170,6 +153,96 @@ impl ConversationApi {
         Ok(record.message)
     }
 
+    async fn start(&self, principal: &Principal, request: StartConversationRequest) -> Result<Message, Error> {
+        let (tenant, channel_id) = parse_channel(&request.channel, "channel")?;
+        let customer = identity_from_proto(request.customer.as_ref(), "customer")?;
+        check_outbound(&request.text, &request.request_id)?;
+        self.access.authorize_write(principal, &tenant)?;
+        let stored = self.channels.get(&tenant, &channel_id).await?;
+        let Some(channel) = stored.map(|stored| stored.channel).filter(is_active) else {
+            return Err(Error::not_found(request.channel));
+        };
+        let kind = first_contact_kind(channel.provider.as_ref(), &customer)?;
+        let now = now_millis();
+        let candidate = ConversationRecord {
+            tenant: tenant.clone(),
+            conversation_id: ConversationId::generate(),
+            channel_id: channel_id.clone(),
+            channel_kind: kind as i32,
+            customer,
+            contact: None,
+            created_ms: now,
+            last_message_ms: now,
+            closed: None,
+        };
+        let joined = self.store.open_or_join(&candidate, window_ms(&channel)).await?;
+        let author = format!("keys/{}", principal.key_name);
+        let record = self.intake.reply(&joined.conversation, &author, &request.text, &request.request_id).await?;
+        tracing::info!(tenant = %tenant, channel = %channel_id, conversation = %joined.conversation.conversation_id, opened = joined.opened, "conversation started by the contact center");
+        Ok(record.message)
+    }
+}
+
+/// A message to a customer: its text and request id, checked (every
+/// problem named).
+fn check_outbound(text: &str, request_id: &str) -> Result<(), Error> {
+    let mut problems = Vec::new();
+    if text.trim().is_empty() {
+        problems.push(("text", "is required".to_owned()));
+    } else if text.chars().count() > MAX_REPLY_CHARS
+        || text.chars().any(|character| character.is_control() && !matches!(character, '\n' | '\t'))
+    {
+        problems.push((
+            "text",
+            format!("must be at most {MAX_REPLY_CHARS} characters, no control characters but line breaks and tabs"),
+        ));
+    }
+    if request_id.is_empty() || request_id.len() > 128 || !request_id.bytes().all(|byte| (b' '..=b'~').contains(&byte))
+    {
+        problems.push(("request_id", "is required: at most 128 printable ASCII characters".to_owned()));
+    }
+    let Some((field, description)) = problems.first() else { return Ok(()) };
+    let mut error = Error::invalid_field(*field, description.clone());
+    for (field, description) in problems.iter().skip(1) {
+        error = error.with_field_violation(*field, description.clone());
+    }
+    Err(error)
+}
+
+/// The channel kind a first message to `customer` goes out as on a
+/// channel of `provider`: the address must be the provider's own kind, as
+/// its inbound messages name their senders, so the customer's answer joins
+/// the conversation.
+fn first_contact_kind(provider: Option<&Provider>, customer: &Identity) -> Result<ChannelKind, Error> {
+    let handle = |prefix: &str| customer.kind == IdentityKind::Messenger && customer.value.starts_with(prefix);
+    let (matches, kind, expected) = match provider {
+        Some(Provider::Twilio(twilio)) if twilio.from.starts_with("whatsapp:") => {
+            (customer.kind == IdentityKind::Phone, ChannelKind::Messenger, "a phone number")
+        }
+        Some(Provider::Twilio(_)) => (customer.kind == IdentityKind::Phone, ChannelKind::Sms, "a phone number"),
+        Some(Provider::Meta(meta)) => match MetaProduct::try_from(meta.product) {
+            Ok(MetaProduct::Whatsapp) => {
+                (customer.kind == IdentityKind::Phone, ChannelKind::Messenger, "a phone number")
+            }
+            Ok(MetaProduct::Instagram) => (handle("instagram:"), ChannelKind::Messenger, "an `instagram:<id>` handle"),
+            _ => (handle("messenger:"), ChannelKind::Messenger, "a `messenger:<PSID>` handle"),
+        },
+        Some(Provider::Telegram(_)) => (handle("telegram:"), ChannelKind::Messenger, "a `telegram:<chat id>` handle"),
+        Some(Provider::Email(_)) => (customer.kind == IdentityKind::Email, ChannelKind::Email, "an e-mail address"),
+        _ => {
+            return Err(Error::failed_precondition(
+                "this channel cannot write first (web forms, social posts, web chat and calls answer only)",
+            ));
+        }
+    };
+    if matches {
+        Ok(kind)
+    } else {
+        Err(Error::invalid_field("customer", format!("must be {expected} on this channel")))
+    }
+}
+
+impl ConversationApi {
     async fn list(
         &self,
         principal: &Principal,
@@ -240,5 +313,13 @@ impl ConversationService for ConversationApi {
         let principal = principal(&request)?;
         let call = CallContext::from_metadata(request.metadata());
         self.send(&principal, &call, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn start_conversation(
+        &self,
+        request: Request<StartConversationRequest>,
+    ) -> Result<Response<Message>, Status> {
+        let principal = principal(&request)?;
+        self.start(&principal, request.into_inner()).await.into_status().map(Response::new)
     }
 }

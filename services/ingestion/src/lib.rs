@@ -164,6 +164,7 @@ impl Service for Ingestion {
             async move { calls.on_events(&deliveries).await }
         })
         .await?;
+        let channels_for_conversations = Arc::clone(&self.channels);
         let webhooks = Webhooks {
             calls,
             channels: self.channels,
@@ -174,8 +175,12 @@ impl Service for Ingestion {
         let webhooks = Arc::new(webhooks);
         kit.http(webchat::router(Arc::clone(&webhooks)));
         kit.http(webhooks::router(webhooks));
-        let conversation_api =
-            ConversationApi::new(Arc::clone(&conversations), kit.access(), routing_for_conversations);
+        let conversation_api = ConversationApi::new(
+            Arc::clone(&conversations),
+            Arc::clone(&channels_for_conversations),
+            kit.access(),
+            routing_for_conversations,
+        );
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
 
         // A contact routing ended closes its conversation.

@@ -21,12 +21,13 @@ use axum::routing::post;
 use support::*;
 use switchboard_ingestion::channels::twilio;
 use switchboard_proto::common::v1::ContactStatus;
+use switchboard_proto::common::v1::{CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
     Channel, Conversation, CreateChannelRequest, DeliveryState, ListConversationsRequest, ListMessagesRequest, Message,
-    SendMessageRequest, TelegramSettings, TwilioSettings,
+    SendMessageRequest, StartConversationRequest, TelegramSettings, TwilioSettings,
 };
-use switchboard_test_support::{error_reason, http_request};
+use switchboard_test_support::{error_reason, http_request, violated_fields};
 use tonic::Code;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -291,4 +292,49 @@ async fn twilio_delivery_reports_move_a_reply_on() {
     assert_eq!(post(stale).await.status, 200);
     let kept = messages(&mut harness, &conversation, ACME_ADMIN_KEY).await;
     assert_eq!(kept[1].delivery_state, DeliveryState::Delivered as i32, "a late report never moves it back");
+}
+
+#[tokio::test]
+async fn the_contact_center_writes_first_and_the_customers_answer_joins_that_conversation() {
+    let mut harness = Harness::start().await;
+    let (stub, stub_url) = start_stub().await;
+    telegram_channel(&mut harness, &stub_url).await;
+    let start = |customer: CustomerIdentity, request_id: &str| StartConversationRequest {
+        channel: "tenants/acme/channels/bot".to_owned(),
+        customer: Some(customer),
+        text: "Your callback is booked for 10:00.".to_owned(),
+        request_id: request_id.to_owned(),
+    };
+    let ann = CustomerIdentity { kind: IdentityKind::Messenger as i32, value: "telegram:777".to_owned() };
+    let first = harness.conversations.start_conversation(authed(start(ann.clone(), "remind-1"), ACME_ADMIN_KEY)).await;
+    let first = first.unwrap().into_inner();
+    assert_eq!((first.delivery_state, first.author.as_str()), (DeliveryState::Queued as i32, "keys/acme-admin"));
+    let again = harness.conversations.start_conversation(authed(start(ann.clone(), "remind-1"), ACME_ADMIN_KEY)).await;
+    assert_eq!(again.unwrap().into_inner().name, first.name, "a retry is the same message");
+
+    let request = ListConversationsRequest { parent: "tenants/acme".to_owned(), ..Default::default() };
+    let listed = harness.conversations.list_conversations(authed(request, ACME_ADMIN_KEY)).await.unwrap();
+    let conversation = listed.into_inner().conversations.remove(0);
+    assert!(conversation.contact.is_empty(), "nothing to route until the customer answers");
+    until_state(&mut harness, &conversation, &first.name, DeliveryState::Sent).await;
+    let requests = stub.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "sent once: {requests:?}");
+    let body: serde_json::Value = serde_json::from_str(&requests[0].2).unwrap();
+    assert_eq!(body["chat_id"].as_str(), Some("777"));
+
+    // Ann answers: her message joins that conversation, which now gets a contact.
+    let answered = customer_writes(&mut harness, "Perfect, thanks", 5).await;
+    assert_eq!(answered.name, conversation.name);
+    assert!(answered.contact.starts_with("tenants/acme/contacts/"), "{answered:?}");
+
+    let phone = CustomerIdentity { kind: IdentityKind::Phone as i32, value: "+15550100".to_owned() };
+    let wrong_kind = harness.conversations.start_conversation(authed(start(phone, "remind-2"), ACME_ADMIN_KEY)).await;
+    let wrong_kind = wrong_kind.unwrap_err();
+    assert_eq!((wrong_kind.code(), violated_fields(&wrong_kind)), (Code::InvalidArgument, vec!["customer".to_owned()]));
+    let reader =
+        harness.conversations.start_conversation(authed(start(ann.clone(), "remind-3"), ACME_READER_KEY)).await;
+    assert_eq!(reader.unwrap_err().code(), Code::PermissionDenied);
+    let other_tenant = harness.conversations.start_conversation(authed(start(ann, "remind-4"), GLOBEX_ADMIN_KEY)).await;
+    assert_eq!(other_tenant.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(stub.requests.lock().unwrap().len(), 1, "refusals sent nothing");
 }
