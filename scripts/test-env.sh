@@ -468,6 +468,11 @@ _sbte_mail_ok() {
 _sbte_start_mail() {
     local imap_port="$1" smtp_port="$2" user group dir
     command -v dovecot >/dev/null 2>&1 || _sbte_die "dovecot not found (apt-get install dovecot-imapd)"
+    # The configuration below is dovecot 2.3's (Debian 12); 2.4 changed the syntax.
+    case "$(dovecot --version 2>/dev/null)" in
+        2.3.*) ;;
+        *) _sbte_die "dovecot $(dovecot --version 2>/dev/null) found; the test IMAP server needs dovecot 2.3" ;;
+    esac
     [[ -x "$VENV/bin/python" ]] || _sbte_die "the venv is missing: run scripts/test-env.sh install"
     user="$(_sbte_mail_user)"
     group="$(id -gn "$user")"
