@@ -10,7 +10,7 @@ use switchboard_core::names::{
     agent_name, channel_name, contact_name, conversation_name, parse_channel, parse_conversation, parse_tenant,
 };
 use switchboard_core::time::{now_millis, timestamp_from_millis};
-use switchboard_core::{ConversationId, Error, Principal, Role};
+use switchboard_core::{Error, Principal, Role};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
@@ -163,18 +163,7 @@ impl ConversationApi {
             return Err(Error::not_found(request.channel));
         };
         let kind = first_contact_kind(channel.provider.as_ref(), &customer)?;
-        let now = now_millis();
-        let candidate = ConversationRecord {
-            tenant: tenant.clone(),
-            conversation_id: ConversationId::generate(),
-            channel_id: channel_id.clone(),
-            channel_kind: kind as i32,
-            customer,
-            contact: None,
-            created_ms: now,
-            last_message_ms: now,
-            closed: None,
-        };
+        let candidate = ConversationRecord::opening(&tenant, &channel_id, kind as i32, customer, now_millis());
         let joined = self.store.open_or_join(&candidate, window_ms(&channel)).await?;
         let author = format!("keys/{}", principal.key_name);
         let record = self.intake.reply(&joined.conversation, &author, &request.text, &request.request_id).await?;

@@ -24,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::{ChannelId, ConversationId, TenantId};
-use switchboard_platform::metrics::{labels, metrics};
 use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::common::v1::Direction;
 use switchboard_proto::ingestion::v1::channel::Provider;
@@ -33,7 +32,7 @@ use switchboard_proto::ingestion::v1::{Channel as ChannelResource, DeliveryState
 use crate::channels::web_chat::{self, ClientFrame, MAX_FRAME_BYTES, ServerFrame};
 use crate::channels::{DeliveryState as ReportedState, DeliveryUpdate, web_form};
 use crate::conversations::MessageRecord;
-use crate::webhooks::{Webhooks, active_channel};
+use crate::webhooks::{Webhooks, active_channel, count_request};
 
 /// How often a socket reads its conversation from the store.
 pub const READ_INTERVAL: Duration = Duration::from_secs(2);
@@ -142,17 +141,12 @@ async fn connect(
     };
     let origin = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok());
     if !web_form::origin_allowed(&settings.allowed_origins, origin) {
-        count(&tenant, "forbidden_origin");
+        count_request(tenant.as_str(), "web_chat", "forbidden_origin");
         return StatusCode::FORBIDDEN.into_response();
     }
-    count(&tenant, "connected");
+    count_request(tenant.as_str(), "web_chat", "connected");
     let chat = ChatSocket { webhooks, tenant, channel_id, resource, settings };
     upgrade.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| chat.run(socket))
-}
-
-fn count(tenant: &TenantId, outcome: &str) {
-    let labels = labels([("tenant", tenant.as_str()), ("provider", "web_chat"), ("outcome", outcome)]);
-    metrics().webhook_requests.get_or_create(&labels).inc();
 }
 
 /// One visitor's socket.

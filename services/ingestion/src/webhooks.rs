@@ -114,7 +114,13 @@ impl Outcome {
 }
 
 fn count(tenant: &str, provider: &str, outcome: &Outcome) {
-    let labels = labels([("tenant", tenant), ("provider", provider), ("outcome", outcome.label())]);
+    count_request(tenant, provider, outcome.label());
+}
+
+/// Counts one request by its outcome:
+/// `switchboard_webhook_requests_total{tenant,provider,outcome}`.
+pub(crate) fn count_request(tenant: &str, provider: &str, outcome: &str) {
+    let labels = labels([("tenant", tenant), ("provider", provider), ("outcome", outcome)]);
     metrics().webhook_requests.get_or_create(&labels).inc();
 }
 

@@ -17,7 +17,7 @@ use switchboard_core::names::{conversation_name, message_name, parse_contact};
 use switchboard_core::time::{
     millis_from_duration, millis_from_timestamp, now_millis, std_duration_millis, timestamp_from_millis,
 };
-use switchboard_core::{ChannelId, ContactId, ConversationId, Error, MessageId, TenantId};
+use switchboard_core::{ChannelId, ContactId, Error, MessageId, TenantId};
 use switchboard_platform::bus::{Delivery, EventBus, publish_traced};
 use switchboard_platform::group_commit::GroupCommit;
 use switchboard_proto::common::v1::Direction;
@@ -92,17 +92,8 @@ impl ConversationIntake {
             return Ok(Taken::Duplicate);
         }
         let now = now_millis();
-        let candidate = ConversationRecord {
-            tenant: tenant.clone(),
-            conversation_id: ConversationId::generate(),
-            channel_id: channel_id.clone(),
-            channel_kind: message.channel as i32,
-            customer: message.from.clone(),
-            contact: None,
-            created_ms: now,
-            last_message_ms: now,
-            closed: None,
-        };
+        let candidate =
+            ConversationRecord::opening(tenant, channel_id, message.channel as i32, message.from.clone(), now);
         let joined = match self.open_thread(tenant, channel_id, &message.replied_to).await? {
             Some(conversation) => Joined { conversation, opened: false },
             None => self.conversations.open_or_join(&candidate, window_ms(channel)).await?,

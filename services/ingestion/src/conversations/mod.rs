@@ -198,6 +198,30 @@ pub enum Added {
     Duplicate(Box<MessageRecord>),
 }
 
+impl ConversationRecord {
+    /// A conversation of `customer` on the channel as it would open now:
+    /// no contact yet, not closed (the store joins an open one instead).
+    pub fn opening(
+        tenant: &TenantId,
+        channel_id: &ChannelId,
+        channel_kind: i32,
+        customer: Identity,
+        now_ms: i64,
+    ) -> ConversationRecord {
+        ConversationRecord {
+            tenant: tenant.clone(),
+            conversation_id: ConversationId::generate(),
+            channel_id: channel_id.clone(),
+            channel_kind,
+            customer,
+            contact: None,
+            created_ms: now_ms,
+            last_message_ms: now_ms,
+            closed: None,
+        }
+    }
+}
+
 /// Conversations and messages by tenant. Every lookup takes the tenant.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
