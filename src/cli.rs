@@ -64,6 +64,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ApiKeyAction,
     },
+    /// Prints a new random service key (`auth.service_key`): the credential
+    /// the services present to each other.
+    ServiceKey {
+        #[command(subcommand)]
+        action: ServiceKeyAction,
+    },
     /// Records a consumer could never handle: list them, replay them.
     DeadLetters {
         #[command(subcommand)]
@@ -86,6 +92,12 @@ pub enum ApiKeyAction {
         #[arg(long)]
         agent: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceKeyAction {
+    /// A new key, and where to set it.
+    New,
 }
 
 pub fn main() -> ExitCode {
@@ -124,6 +136,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crm => (vec![ServiceKind::Crm], Backends::External, false),
         Command::Kpi => (vec![ServiceKind::Kpi], Backends::External, false),
         Command::Run { services } => (services, Backends::External, false),
+        Command::ServiceKey { action: ServiceKeyAction::New } => {
+            print!("{}", crate::operator::new_service_key());
+            return Ok(());
+        }
         Command::ApiKey { action: ApiKeyAction::New { name, role, tenant, agent } } => {
             print!("{}", crate::operator::new_api_key(&name, &role, tenant.as_deref(), agent.as_deref())?);
             return Ok(());

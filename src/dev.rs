@@ -55,6 +55,10 @@ pub fn apply_dev_defaults(config: &mut Config) -> anyhow::Result<()> {
         }
         config.auth.api_keys.push(ApiKeyConfig::for_key(key, key, role, tenant, agent));
     }
+    // The services of one process share it; nobody else needs to know it.
+    if config.auth.service_key.is_none() {
+        config.auth.service_key = Some(crate::operator::random_secret("sbs_"));
+    }
     config.validate()
 }
 

@@ -96,14 +96,31 @@ fn describe(entry: &DeadLetterEntry) -> String {
     )
 }
 
+/// `prefix` and 32 random bytes in lowercase hex.
+pub fn random_secret(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut secret = [0_u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    format!("{prefix}{}", secret.iter().map(|byte| format!("{byte:02x}")).collect::<String>())
+}
+
+/// A new service key for `switchboard service-key new`, with where it goes:
+/// the same value on every service, from a Secret.
+pub fn new_service_key() -> String {
+    let key = random_secret("sbs_");
+    format!(
+        "# Service key: the same on every service, kept in a Secret (never in a ConfigMap).\n\
+         # Set it as SWITCHBOARD_AUTH__SERVICE_KEY={key}\n\
+         # or in the [auth] section of switchboard.toml:\n\
+         service_key = \"{key}\"\n"
+    )
+}
+
 /// A new API key for `switchboard api-key new`: 32 random bytes behind the
 /// recognisable prefix `sbk_`, and the `[[auth.api_keys]]` entry that holds
 /// only its SHA-256. The key itself is printed once and stored nowhere.
 pub fn new_api_key(name: &str, role: &str, tenant: Option<&str>, agent: Option<&str>) -> anyhow::Result<String> {
-    use rand::RngCore;
-    let mut secret = [0_u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let key = format!("sbk_{}", secret.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+    let key = random_secret("sbk_");
     let entry = switchboard_platform::config::ApiKeyConfig::for_key(name, &key, role, tenant, agent);
     // The same checks the configuration gets at start (the tenant must also
     // be listed in `auth.tenants` there).

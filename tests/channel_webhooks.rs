@@ -90,7 +90,7 @@ async fn routed_contact(endpoints: &Endpoints, channel_id: &str) -> Contact {
 async fn conversation_texts(endpoints: &Endpoints, contact: &Contact) -> Vec<String> {
     let conversation = contact.attributes.get("conversation").expect("the contact names its conversation");
     let mut conversations = ConversationServiceClient::new(endpoints.channel("ingestion").await);
-    let request = ListMessagesRequest { parent: conversation.clone(), page_size: 10, page_token: String::new() };
+    let request = ListMessagesRequest { parent: conversation.clone(), page_size: 10, ..Default::default() };
     let messages = conversations.list_messages(authorized(ACME_ADMIN, request)).await.expect("messages");
     messages.into_inner().messages.into_iter().map(|message| message.text).collect()
 }
@@ -219,7 +219,7 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     let customer = resolved.customer.expect("a customer").name;
     let timeline = eventually("both contacts on the customer's timeline", WAIT, || {
         let mut crm = crm.clone();
-        let request = ListTimelineEntriesRequest { parent: customer.clone(), page_size: 10, page_token: String::new() };
+        let request = ListTimelineEntriesRequest { parent: customer.clone(), page_size: 10, ..Default::default() };
         let expected = [sms.name.clone(), whatsapp.name.clone()];
         async move {
             let entries = crm.list_timeline_entries(authorized(ACME_ADMIN, request)).await.ok()?.into_inner().entries;
@@ -268,7 +268,7 @@ async fn webhooks_make_routed_contacts(endpoints: &Endpoints, http_port: u16) {
     let across = eventually("the Telegram and SMS contacts on one timeline", WAIT, || {
         let mut crm = crm.clone();
         let request =
-            ListTimelineEntriesRequest { parent: telegram_customer.clone(), page_size: 10, page_token: String::new() };
+            ListTimelineEntriesRequest { parent: telegram_customer.clone(), page_size: 10, ..Default::default() };
         let telegram_contact = telegram.name.clone();
         async move {
             let entries = crm.list_timeline_entries(authorized(ACME_ADMIN, request)).await.ok()?.into_inner().entries;

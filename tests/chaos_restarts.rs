@@ -138,11 +138,8 @@ async fn every_service_killed_and_restarted_under_load_loses_nothing() {
                         ListCustomersRequest { parent: format!("tenants/{tenant}"), page_size: 100, page_token };
                     let page = crm.list_customers(authorized(&key, request)).await.ok()?.into_inner();
                     for customer in page.customers {
-                        let request = ListTimelineEntriesRequest {
-                            parent: customer.name,
-                            page_size: 100,
-                            page_token: String::new(),
-                        };
+                        let request =
+                            ListTimelineEntriesRequest { parent: customer.name, page_size: 100, ..Default::default() };
                         let entries = crm.list_timeline_entries(authorized(&key, request)).await.ok()?.into_inner();
                         for entry in entries.entries {
                             seen.insert(entry.contact, entry.status);

@@ -1,9 +1,13 @@
 //! One customer across three channels, through the public interfaces only
 //! (the heart of the brief): Ann chats on the website and types her e-mail
-//! address; the agent's desktop attaches it to her customer. She e-mails
-//! the next day and gives her phone number, which is attached too; then she
-//! calls. CRM keeps one customer with one timeline of the three contacts,
-//! on three channels.
+//! address; Alice takes the chat and her desktop attaches the address to
+//! Ann's customer. Ann e-mails the next day and gives her phone number,
+//! which is attached too; then she calls. CRM keeps one customer with one
+//! timeline of the three contacts, on three channels. The queue prefers a
+//! customer's last agent and takes turns otherwise: Bob, never offered
+//! anything, would be next, but Alice is offered Ann's e-mail and her call.
+//! Offered the call, Alice reads Ann's timeline and her chat of day 1; Bob
+//! can read neither.
 //!
 //! Run twice: on `switchboard dev` and on five `switchboard <service>`
 //! processes against real Kafka, Redis and PostgreSQL.
@@ -16,27 +20,66 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
+use support::desktop::AgentDesktop;
 use support::{Endpoints, authorized, eventually};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_ingestion::channels::{social, web_chat};
+use switchboard_proto::common::v1::ChannelCapacity;
 use switchboard_proto::common::v1::{Channel as ChannelKind, CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
-use switchboard_proto::crm::v1::{AddCustomerIdentityRequest, ListTimelineEntriesRequest, ResolveCustomerRequest};
+use switchboard_proto::crm::v1::{
+    AddCustomerIdentityRequest, GetCustomerRequest, ListTimelineEntriesRequest, ResolveCustomerRequest, TimelineEntry,
+};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
-use switchboard_proto::ingestion::v1::{Channel, CreateChannelRequest, CtiSettings, EmailSettings, WebChatSettings};
+use switchboard_proto::ingestion::v1::conversation_service_client::ConversationServiceClient;
+use switchboard_proto::ingestion::v1::{
+    Channel, CreateChannelRequest, CtiSettings, EmailSettings, ListMessagesRequest, WebChatSettings,
+};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest, DeleteAgentRequest, Offer};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
-use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue, RoutingStrategy};
 use tokio_tungstenite::tungstenite::Message as Frame;
+use tonic::Code;
+use tonic::transport::Channel as GrpcChannel;
 
 const ACME_ADMIN: &str = "dev-acme-admin";
+const OPERATOR: &str = "dev-operator-admin";
+const ALICE: &str = "dev-agent-alice";
+const BOB: &str = "dev-agent-bob";
 const SECRET: &str = "e2e-signing-secret";
 const VISITOR: &str = "ann-visitor-token-0001";
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn prepare(endpoints: &Endpoints) {
+    let mut presence = PresenceServiceClient::new(endpoints.channel("presence").await);
+    for agent_id in ["alice", "bob"] {
+        // `dev` has its own alice and bob.
+        let name = format!("agents/{agent_id}");
+        let _ = presence.delete_agent(authorized(OPERATOR, DeleteAgentRequest { name })).await;
+        let agent = Agent {
+            display_name: agent_id.to_owned(),
+            tenants: vec!["tenants/acme".to_owned()],
+            capacities: [ChannelKind::Chat, ChannelKind::Email, ChannelKind::Voice]
+                .iter()
+                .map(|channel| ChannelCapacity { channel: *channel as i32, max_concurrent: 1 })
+                .collect(),
+            ..Agent::default()
+        };
+        let request = CreateAgentRequest { agent_id: agent_id.to_owned(), agent: Some(agent) };
+        presence.create_agent(authorized(OPERATOR, request)).await.expect("agent");
+    }
     let mut routing = RoutingServiceClient::new(endpoints.channel("routing").await);
-    let queue = Queue { display_name: "Everything".to_owned(), ..Queue::default() };
+    let queue = Queue {
+        display_name: "Everything".to_owned(),
+        strategy: RoutingStrategy::RoundRobin as i32,
+        preferred_agent_window: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
+        // Longer than the test waits: an offer to the wrong agent is not
+        // passed on to the right one in time.
+        offer_timeout: Some(prost_types::Duration { seconds: 300, nanos: 0 }),
+        ..Queue::default()
+    };
     let request =
         CreateQueueRequest { parent: "tenants/acme".to_owned(), queue_id: "everything".to_owned(), queue: Some(queue) };
     routing.create_queue(authorized(ACME_ADMIN, request)).await.expect("queue");
@@ -107,11 +150,38 @@ async fn attach(
     crm.add_customer_identity(authorized(ACME_ADMIN, request)).await.expect("identity attached");
 }
 
+/// The offer `desktop` gets next, accepted.
+async fn take_next(desktop: &mut AgentDesktop, channel: ChannelKind) -> Offer {
+    let offer = desktop.next_offer().await;
+    assert_eq!(offer.channel, channel as i32, "{offer:?}");
+    desktop.accept(&offer.contact).await;
+    offer
+}
+
+/// Ann's timeline as `key` reads it, naming `contact`.
+async fn timeline_as(
+    crm: &CrmServiceClient<GrpcChannel>,
+    key: &str,
+    customer: &str,
+    contact: &str,
+) -> Result<Vec<TimelineEntry>, tonic::Status> {
+    let request = ListTimelineEntriesRequest {
+        parent: customer.to_owned(),
+        page_size: 10,
+        page_token: String::new(),
+        contact: contact.to_owned(),
+    };
+    Ok(crm.clone().list_timeline_entries(authorized(key, request)).await?.into_inner().entries)
+}
+
 async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
     prepare(endpoints).await;
     let mut crm = CrmServiceClient::new(endpoints.channel("crm").await);
+    let conversations = ConversationServiceClient::new(endpoints.channel("ingestion").await);
+    let mut alice = AgentDesktop::connect(endpoints.channel("presence").await, ALICE, "agents/alice").await;
+    alice.set_state(AgentState::Available).await;
 
-    // Day 1: Ann chats on the website.
+    // Day 1: Ann chats on the website; Alice takes it.
     let url = format!("ws://127.0.0.1:{http_port}/webchat/acme/e2e-site/ws");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("chat socket");
     let hello = json!({"type": "hello", "visitor": VISITOR, "name": "Ann"});
@@ -129,20 +199,28 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
         panic!("the chat closed before its ack");
     });
     acknowledged.await.expect("the chat message acknowledged");
+    let chat = take_next(&mut alice, ChannelKind::Chat).await;
     let customer = customer_of(&crm, identity_to_proto(&web_chat::visitor_identity(VISITOR))).await;
-    // The agent's desktop attaches the address she typed.
+    assert_eq!(chat.customer, customer, "the offer names the customer, resolved before routing");
+    // Alice's desktop attaches the address she typed.
     attach(&mut crm, &customer, IdentityKind::Email, "Ann@Example.com").await;
+    alice.complete(&chat.contact, "parcel-late", "").await;
 
-    // Day 2: she e-mails, and gives her phone number.
+    // Bob comes online: never offered anything, he is next in turn.
+    let mut bob = AgentDesktop::connect(endpoints.channel("presence").await, BOB, "agents/bob").await;
+    bob.set_state(AgentState::Available).await;
+
+    // Day 2: she e-mails, and gives her phone number. Alice, her last
+    // agent, is offered it.
     let mail = "From: Ann <ann@example.com>\r\nTo: support@acme.example\r\nMessage-ID: <day2@example.com>\r\n\
                 Subject: Still no parcel\r\n\r\nCall me on +1 555 010 0077.\r\n";
     post_signed(http_port, "e2e-mail", mail).await;
-    let by_mail =
-        customer_of(&crm, CustomerIdentity { kind: IdentityKind::Email as i32, value: "ann@example.com".to_owned() });
-    assert_eq!(by_mail.await, customer, "the address she typed in the chat is the same customer");
+    let email = take_next(&mut alice, ChannelKind::Email).await;
+    assert_eq!(email.customer, customer, "the address she typed in the chat is the same customer");
     attach(&mut crm, &customer, IdentityKind::Phone, "+1 555 010 0077").await;
+    alice.complete(&email.contact, "parcel-late", "").await;
 
-    // Day 3: she calls.
+    // Day 3: she calls; Alice is offered the call.
     post_signed(
         http_port,
         "e2e-pbx",
@@ -150,21 +228,57 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
     )
     .await;
     post_signed(http_port, "e2e-pbx", &json!({"event": "queued", "call_id": "ann-1"}).to_string()).await;
+    let call = alice.next_offer().await;
+    assert_eq!((call.channel, call.customer.as_str()), (ChannelKind::Voice as i32, customer.as_str()), "{call:?}");
 
-    let channels = eventually("three contacts on one timeline", WAIT, || {
-        let mut crm = crm.clone();
-        let request = ListTimelineEntriesRequest { parent: customer.clone(), page_size: 10, page_token: String::new() };
+    // Offered the call, Alice reads Ann: her timeline on three channels...
+    let entries = eventually("three contacts on one timeline", WAIT, || {
+        let crm = crm.clone();
+        let (customer, contact) = (customer.clone(), call.contact.clone());
         async move {
-            let entries = crm.list_timeline_entries(authorized(ACME_ADMIN, request)).await.ok()?.into_inner().entries;
-            let mut channels: Vec<i32> = entries.iter().map(|entry| entry.channel).collect();
-            channels.sort_unstable();
-            (channels.len() == 3).then_some(channels)
+            let entries = timeline_as(&crm, ALICE, &customer, &contact).await.ok()?;
+            // The chat and the e-mail were conversations; the call is not.
+            let threads = entries.iter().filter(|entry| !entry.conversation.is_empty()).count();
+            (entries.len() == 3 && threads == 2).then_some(entries)
         }
     })
     .await;
+    let mut channels: Vec<i32> = entries.iter().map(|entry| entry.channel).collect();
+    channels.sort_unstable();
     let mut expected = vec![ChannelKind::Chat as i32, ChannelKind::Email as i32, ChannelKind::Voice as i32];
     expected.sort_unstable();
     assert_eq!(channels, expected, "chat, e-mail and a call: one customer, one timeline");
+    let request = GetCustomerRequest { name: customer.clone(), contact: call.contact.clone() };
+    let seen = crm.get_customer(authorized(ALICE, request)).await.expect("alice reads the caller").into_inner();
+    assert_eq!(seen.identities.len(), 3, "visitor, e-mail and phone: {seen:?}");
+    // ... and what she wrote in the chat of day 1.
+    let chat_entry = entries.iter().find(|entry| entry.channel == ChannelKind::Chat as i32).unwrap();
+    assert_eq!(chat_entry.conversation, chat.conversation, "the timeline links the chat's conversation");
+    let read_chat = |key: &str, contact: &str| {
+        let request = ListMessagesRequest {
+            parent: chat.conversation.clone(),
+            page_size: 10,
+            page_token: String::new(),
+            contact: contact.to_owned(),
+        };
+        let mut conversations = conversations.clone();
+        let request = authorized(key, request);
+        async move { conversations.list_messages(request).await }
+    };
+    let messages = read_chat(ALICE, &call.contact).await.expect("alice reads the earlier chat").into_inner().messages;
+    assert!(messages.iter().any(|message| message.text.contains("my parcel is late")), "{messages:?}");
+
+    // Bob holds nothing of Ann's: neither her timeline nor her chat.
+    let refused = timeline_as(&crm, BOB, &customer, &call.contact).await.expect_err("not bob's contact");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    let unnamed = timeline_as(&crm, BOB, &customer, "").await.expect_err("an agent names its contact");
+    assert_eq!(unnamed.code(), Code::InvalidArgument, "{unnamed:?}");
+    assert_eq!(support::violated_fields(&unnamed), ["contact"]);
+    let refused = read_chat(BOB, &call.contact).await.expect_err("not bob's contact");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    // A contact Alice no longer holds opens nothing.
+    let refused = timeline_as(&crm, ALICE, &customer, &chat.contact).await.expect_err("an ended contact");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,7 +125,10 @@ async fn walking_skeleton(endpoints: &Endpoints) {
             .into_inner();
     assert_eq!(retried.name, created.name, "a retried create returns the same contact");
     let customer = crm
-        .get_customer(authorized(ACME_READER, GetCustomerRequest { name: created.customer.clone() }))
+        .get_customer(authorized(
+            ACME_READER,
+            GetCustomerRequest { name: created.customer.clone(), ..Default::default() },
+        ))
         .await
         .expect("customer exists")
         .into_inner();

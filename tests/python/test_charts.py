@@ -294,6 +294,8 @@ def _check_deployment(deployment: dict[str, Any], service: str, port: int = 5005
     assert container["startupProbe"]["grpc"]["port"] == port, name
     env = {e["name"]: e for e in container.get("env", [])}
     assert "secretKeyRef" in env["SWITCHBOARD_POSTGRES__URL"]["valueFrom"], f"{name}: postgres URL must come from a Secret"
+    service_key = env["SWITCHBOARD_AUTH__SERVICE_KEY"]["valueFrom"]["secretKeyRef"]
+    assert service_key["name"].endswith("-service-key"), f"{name}: the service key comes from a Secret"
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
     if pre_stop:
         assert grace > int(pre_stop[-1]) + 10, f"{name}: grace period must cover preStop sleep plus the drain"
@@ -366,14 +368,14 @@ def test_chart_defaults_render_valid_manifests(rendered_defaults):
     assert kinds.count("Deployment") == 5 and kinds.count("Service") == 5
     assert kinds.count("PodDisruptionBudget") == 5
     assert "HorizontalPodAutoscaler" not in kinds
-    assert kinds.count("ConfigMap") == 1 and kinds.count("Secret") == 2 and kinds.count("ServiceAccount") == 1
+    assert kinds.count("ConfigMap") == 1 and kinds.count("Secret") == 3 and kinds.count("ServiceAccount") == 1
 
 
 def test_chart_full_values_render_valid_manifests(rendered_full):
     _validate_k8s(rendered_full.documents, "chart (full values)")
     assert len(rendered_full.find("HorizontalPodAutoscaler")) == 4
-    # Only the auth Secret: PostgreSQL comes from an existing Secret.
-    assert [s["metadata"]["name"] for s in rendered_full.find("Secret")] == ["cc-prod-auth"]
+    # The auth Secret and the service key: PostgreSQL comes from an existing Secret.
+    assert [s["metadata"]["name"] for s in rendered_full.find("Secret")] == ["cc-prod-auth", "cc-prod-service-key"]
 
 
 @pytest.mark.parametrize("fixture", ["rendered_defaults", "rendered_full"])
@@ -557,6 +559,19 @@ def test_chart_existing_auth_secret():
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config-auth"]["secret"]["secretName"] == "my-keys"
     assert "checksum/auth" not in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_chart_service_key():
+    rendered = render(CHART, {})
+    [secret] = rendered.find("Secret", "switchboard-service-key")
+    key = base64.b64decode(secret["data"]["key"]).decode()
+    assert key.startswith("sbs_") and len(key) >= 32 and key.isprintable() and " " not in key, key
+    own = render(CHART, {"auth": {"serviceKey": {"existingSecret": "own-service-key", "existingSecretKey": "k"}}})
+    assert not own.find("Secret", "switchboard-service-key")
+    for deployment in own.find("Deployment"):
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["SWITCHBOARD_AUTH__SERVICE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "own-service-key", "key": "k"}
 
 
 @pytest.mark.parametrize(

@@ -324,7 +324,7 @@ pub fn real_backend_config(kafka: &str, redis: &str, postgres: &str, run: &str, 
          [redis]\nurl = \"{redis}\"\npool = \"e2e-{run}\"\n\
          [postgres]\nurl = \"{postgres}\"\npool_size = 4\n\
          [presence]\nsession_grace_ms = {session_grace_ms}\n\
-         [auth]\ntenants = [\"acme\", \"globex\"]\n"
+         [auth]\ntenants = [\"acme\", \"globex\"]\nservice_key = \"e2e-service-key-of-run-{run}\"\n"
     );
     for (key, role, tenant, agent) in switchboard::dev::DEV_KEYS {
         config.push_str(&format!(

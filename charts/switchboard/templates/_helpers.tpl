@@ -82,6 +82,18 @@ The fully qualified gRPC service name a service's readiness probe asks for.
 {{- default (printf "%s-auth" (include "switchboard.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{- define "switchboard.serviceKeySecretName" -}}
+{{- default (printf "%s-service-key" (include "switchboard.fullname" .)) .Values.auth.serviceKey.existingSecret -}}
+{{- end -}}
+
+{{- define "switchboard.serviceKeySecretKey" -}}
+{{- if .Values.auth.serviceKey.existingSecret -}}
+{{- .Values.auth.serviceKey.existingSecretKey -}}
+{{- else -}}
+key
+{{- end -}}
+{{- end -}}
+
 {{- define "switchboard.postgresSecretName" -}}
 {{- default (printf "%s-postgres" (include "switchboard.fullname" .)) .Values.postgres.existingSecret -}}
 {{- end -}}

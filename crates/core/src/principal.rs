@@ -14,6 +14,11 @@ pub enum Role {
     TenantReader,
     /// An agent: its own session and the work offered to it.
     Agent,
+    /// Switchboard's own services calling each other with the deployment's
+    /// service key: only what one service needs of another (CRM resolving
+    /// the sender of a channel's message), never a tenant's data otherwise.
+    /// No API key can have this role.
+    Service,
 }
 
 impl Role {
@@ -33,6 +38,7 @@ impl Role {
             Role::TenantAdmin => "tenant_admin",
             Role::TenantReader => "tenant_reader",
             Role::Agent => "agent",
+            Role::Service => "service",
         }
     }
 }
@@ -71,6 +77,11 @@ impl Principal {
             Role::TenantAdmin if self.scoped_to(tenant) => Ok(()),
             _ => Err(self.denied(tenant)),
         }
+    }
+
+    /// The caller is one of Switchboard's own services (the service key).
+    pub fn is_service(&self) -> bool {
+        self.role == Role::Service
     }
 
     pub fn authorize_operator(&self) -> Result<(), Error> {
@@ -129,5 +140,15 @@ mod tests {
         assert!(operator.authorize_write(&globex).is_ok());
         let agent = principal(Role::Agent, None);
         assert!(agent.authorize_read(&acme).is_err());
+    }
+
+    #[test]
+    fn the_service_role_reads_and_writes_no_tenant_and_is_no_key_role() {
+        let acme = TenantId::parse("acme", "t").expect("acme");
+        let service = principal(Role::Service, None);
+        assert!(service.authorize_read(&acme).is_err());
+        assert!(service.authorize_write(&acme).is_err());
+        assert!(service.authorize_operator().is_err());
+        assert_eq!(Role::parse(Role::Service.as_str()), None);
     }
 }

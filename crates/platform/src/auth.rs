@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
-use tonic::metadata::MetadataMap;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Request, Status};
 
 use crate::config::AuthConfig;
+use crate::grpc::CallContext;
 use crate::status::to_status;
 
 /// The hex SHA-256 of an API key, as stored in configuration.
@@ -34,6 +35,13 @@ pub fn authorized<T>(key: &str, message: T) -> Request<T> {
 pub struct AccessControl {
     principals_by_key_hash: HashMap<String, Principal>,
     tenants: HashSet<TenantId>,
+    /// `Bearer <service key>`, presented on calls to other services.
+    service_authorization: Option<AsciiMetadataValue>,
+}
+
+/// The principal of the deployment's service key.
+pub fn service_principal() -> Principal {
+    Principal { key_name: "service".to_owned(), role: Role::Service, tenant: None, agent: None }
 }
 
 impl AccessControl {
@@ -49,7 +57,20 @@ impl AccessControl {
             let principal = Principal { key_name: key.name.clone(), role, tenant, agent };
             access.principals_by_key_hash.insert(key.sha256.clone(), principal);
         }
+        if let Some(service_key) = &config.service_key {
+            access.principals_by_key_hash.insert(hash_api_key(service_key), service_principal());
+            let authorization = format!("Bearer {service_key}")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("auth.service_key is not valid header text"))?;
+            access.service_authorization = Some(authorization);
+        }
         Ok(Arc::new(access))
+    }
+
+    /// The context of a call this service makes as itself (the service
+    /// key), if the deployment configured one.
+    pub fn service_call(&self) -> Option<CallContext> {
+        self.service_authorization.clone().map(CallContext::with_authorization)
     }
 
     /// The principal of the request's bearer key.
@@ -123,9 +144,12 @@ mod tests {
         let config = AuthConfig {
             tenants: vec!["acme".to_owned()],
             api_keys: vec![ApiKeyConfig::for_key("acme-admin", "secret", "tenant_admin", Some("acme"), None)],
+            service_key: Some(SERVICE_KEY.to_owned()),
         };
         AccessControl::from_config(&config).expect("access")
     }
+
+    const SERVICE_KEY: &str = "service-key-of-this-test-0123456789";
 
     fn metadata(value: &str) -> MetadataMap {
         let mut metadata = MetadataMap::new();
@@ -155,5 +179,19 @@ mod tests {
         let unknown = TenantId::parse("initech", "t").expect("tenant");
         let error = access.authorize_read(&principal, &unknown).expect_err("other tenant");
         assert_eq!(error.code, switchboard_core::ErrorCode::PermissionDenied);
+    }
+
+    #[test]
+    fn the_service_key_is_the_service_principal_and_is_what_service_calls_present() {
+        let access = access();
+        let principal = access.authenticate(&metadata(&format!("Bearer {SERVICE_KEY}"))).expect("service key");
+        assert_eq!(principal, service_principal());
+        let request = access.service_call().expect("configured").request(());
+        let presented = access.authenticate(request.metadata()).expect("a service call authenticates");
+        assert!(presented.is_service());
+        let acme = TenantId::parse("acme", "t").expect("tenant");
+        assert!(access.authorize_read(&presented, &acme).is_err(), "the service role reads no tenant's data");
+        let without = AccessControl::from_config(&AuthConfig::default()).expect("access");
+        assert!(without.service_call().is_none());
     }
 }

@@ -160,6 +160,14 @@ impl Default for PostgresConfig {
 pub struct AuthConfig {
     pub tenants: Vec<String>,
     pub api_keys: Vec<ApiKeyConfig>,
+    /// The credential Switchboard's services present to each other (the
+    /// same on every service, at least 32 printable ASCII characters, from
+    /// a Secret as `SWITCHBOARD_AUTH__SERVICE_KEY`; `switchboard service-key
+    /// new` makes one). It lets ingestion have CRM resolve the sender of a
+    /// channel's message before the contact is routed, so routing's
+    /// preferred-agent rule applies across channels. Without it CRM resolves
+    /// those senders from the event, after routing.
+    pub service_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -302,6 +310,9 @@ impl Config {
         if let Some(endpoint) = &printable.telemetry.otlp_endpoint {
             printable.telemetry.otlp_endpoint = Some(redact_url_password(endpoint));
         }
+        if printable.auth.service_key.is_some() {
+            printable.auth.service_key = Some("***".to_owned());
+        }
         Ok(toml::to_string_pretty(&printable)?)
     }
 
@@ -356,9 +367,20 @@ impl Config {
         for (index, key) in self.auth.api_keys.iter().enumerate() {
             validate_api_key(index, key, &self.auth.tenants)?;
         }
+        if let Some(service_key) = &self.auth.service_key
+            && (service_key.len() < MIN_SERVICE_KEY_LEN || !service_key.bytes().all(|byte| byte.is_ascii_graphic()))
+        {
+            anyhow::bail!(
+                "auth.service_key must be at least {MIN_SERVICE_KEY_LEN} printable ASCII characters without spaces \
+                 (`switchboard service-key new` makes one)"
+            );
+        }
         Ok(())
     }
 }
+
+/// The shortest service key accepted (`auth.service_key`).
+pub const MIN_SERVICE_KEY_LEN: usize = 32;
 
 /// `url` with the password of its user info (`scheme://user:password@host`)
 /// replaced by `***`; anything else unchanged.
@@ -411,6 +433,8 @@ fn validate_api_key(index: usize, key: &ApiKeyConfig, tenants: &[String]) -> any
             AgentId::parse(agent, "agent").map_err(|error| anyhow::anyhow!("{field}: {error}"))?;
         }
         Role::OperatorAdmin => {}
+        // `Role::parse` never yields it: no key can be the service.
+        Role::Service => anyhow::bail!("{field}.role `service` is not a key role: set auth.service_key"),
     }
     Ok(())
 }
@@ -456,8 +480,25 @@ mod tests {
         let mut config = Config::default();
         config.postgres.url = "postgres://sb:s3cret@db:5432/sb".to_owned();
         config.redis.url = "redis://default:hunter2@cache:6379".to_owned();
+        config.auth.service_key = Some("service-key-that-must-never-be-printed".to_owned());
         let printed = config.to_toml().expect("toml");
         assert!(!printed.contains("s3cret") && !printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("never-be-printed"), "{printed}");
+    }
+
+    #[test]
+    fn a_short_or_unprintable_service_key_is_refused() {
+        for service_key in
+            ["short", "a service key with spaces in it, long enough", "key\u{0}0123456789012345678901234567890"]
+        {
+            let mut config = Config::default();
+            config.auth.service_key = Some(service_key.to_owned());
+            let error = config.validate().expect_err(service_key);
+            assert!(error.to_string().contains("auth.service_key"), "{error}");
+        }
+        let mut config = Config::default();
+        config.auth.service_key = Some("k".repeat(MIN_SERVICE_KEY_LEN));
+        config.validate().expect("a long enough key");
     }
 
     #[test]

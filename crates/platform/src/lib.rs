@@ -9,6 +9,7 @@ pub mod config;
 pub mod group_commit;
 pub mod grpc;
 mod grpc_metrics;
+pub mod held_contact;
 pub mod message_limit;
 pub mod metrics;
 pub mod pagination;

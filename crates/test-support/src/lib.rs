@@ -64,6 +64,7 @@ pub fn access_with_keys(
                 switchboard_platform::config::ApiKeyConfig::for_key(key, key, role, *tenant, *agent)
             })
             .collect(),
+        service_key: None,
     };
     switchboard_platform::auth::AccessControl::from_config(&config).expect("test keys are valid")
 }

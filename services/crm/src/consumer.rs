@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use prost_types::Timestamp;
 use switchboard_core::event::envelope_tenant;
-use switchboard_core::names::{parse_contact, parse_customer, parse_queue};
+use switchboard_core::names::{parse_contact, parse_conversation, parse_customer, parse_queue};
 use switchboard_core::text::make_safe;
 use switchboard_core::time::millis_from_timestamp;
 use switchboard_core::{CustomerId, Error, TenantId};
@@ -134,6 +134,12 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
             contact.queue.clone_into(&mut update.queue);
             update.subject = make_safe(&contact.subject);
             update.create_time_millis = millis(contact.create_time.as_ref());
+            // Only a well-formed conversation of the contact's own tenant.
+            if let Some(conversation) = contact.attributes.get("conversation")
+                && parse_conversation(conversation, "conversation").is_ok_and(|(owner, _)| owner == *tenant)
+            {
+                conversation.clone_into(&mut update.conversation);
+            }
             Ok(Some(update))
         }
         contact_event::Kind::Abandoned(abandoned) => {

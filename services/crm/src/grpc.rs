@@ -6,15 +6,18 @@
 
 use std::sync::Arc;
 
-use switchboard_core::names::{contact_name, customer_name, parse_customer, parse_tenant};
+use switchboard_core::names::{contact_name, customer_name, parse_contact, parse_customer, parse_tenant};
 use switchboard_core::time::optional_timestamp;
-use switchboard_core::{ContactId, CustomerId, Error, Principal};
+use switchboard_core::{ContactId, CustomerId, Error, Principal, Role, TenantId};
 use switchboard_platform::auth::AccessControl;
-use switchboard_platform::grpc::answer;
+use switchboard_platform::grpc::{CallContext, answer};
+use switchboard_platform::held_contact::{contact_required, held_by_caller};
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_proto::common::v1 as common;
 use switchboard_proto::crm::v1 as api;
 use switchboard_proto::crm::v1::crm_service_server::CrmService;
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
+use tonic::transport::Channel as GrpcChannel;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -27,11 +30,56 @@ use crate::store::{CrmStore, Customer};
 pub struct CrmApi {
     store: Arc<dyn CrmStore>,
     access: Arc<AccessControl>,
+    /// Asked, on an agent's own credential, which contacts it holds.
+    routing: RoutingServiceClient<GrpcChannel>,
 }
 
 impl CrmApi {
-    pub fn new(store: Arc<dyn CrmStore>, access: Arc<AccessControl>) -> CrmApi {
-        CrmApi { store, access }
+    pub fn new(
+        store: Arc<dyn CrmStore>,
+        access: Arc<AccessControl>,
+        routing: RoutingServiceClient<GrpcChannel>,
+    ) -> CrmApi {
+        CrmApi { store, access, routing }
+    }
+
+    /// `principal` may read `customer` of `tenant`: tenant readers and
+    /// admins of the tenant, the operator, and an agent offered or handling
+    /// `contact` (named in `contact_field`) whose customer it is, as routing
+    /// knows it or, for a contact routed before its customer was resolved,
+    /// as this timeline does. Any other customer is NOT_FOUND to an agent.
+    async fn authorize_customer_read(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        contact_field: &str,
+        contact: &str,
+    ) -> Result<(), Error> {
+        if principal.role != Role::Agent {
+            return self.access.authorize_read(principal, tenant);
+        }
+        self.access.require_tenant(tenant)?;
+        if contact.is_empty() {
+            return Err(contact_required(contact_field, "customer"));
+        }
+        let (contact_tenant, contact_id) = parse_contact(contact, contact_field)?;
+        let wanted = customer_name(tenant, customer);
+        let not_found = || Error::not_found(wanted.clone());
+        if contact_tenant != *tenant {
+            return Err(not_found());
+        }
+        let Some((_, assignment)) = held_by_caller(&self.routing, call, principal, contact).await? else {
+            return Err(not_found());
+        };
+        let of_that_customer = if assignment.customer.is_empty() {
+            let entry = self.store.timeline_entry(tenant, &contact_id).await?;
+            entry.is_some_and(|entry| entry.customer.as_ref() == Some(customer))
+        } else {
+            assignment.customer == wanted
+        };
+        if of_that_customer { Ok(()) } else { Err(not_found()) }
     }
 }
 
@@ -83,6 +131,7 @@ pub fn timeline_entry_to_api(entry: &TimelineEntry, customer: &CustomerId) -> ap
         transferred_to: entry.transferred_to.clone(),
         transfer_time: optional_timestamp(entry.transfer_time_millis),
         callback_number: entry.callback_number.clone(),
+        conversation: entry.conversation.clone(),
     }
 }
 
@@ -109,7 +158,12 @@ impl CrmApi {
         request: api::ResolveCustomerRequest,
     ) -> Result<api::ResolveCustomerResponse, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
-        self.access.authorize_write(&principal, &tenant)?;
+        // Ingestion resolves the sender of a channel's message as itself.
+        if principal.is_service() {
+            self.access.require_tenant(&tenant)?;
+        } else {
+            self.access.authorize_write(&principal, &tenant)?;
+        }
         let identity = identity_from_request(request.identity.as_ref())?;
         let display_name = normalize_display_name(&request.display_name, "display_name")?;
         let resolved = self.store.resolve_customer(&tenant, &identity, &display_name).await?;
@@ -147,9 +201,14 @@ impl CrmApi {
         Ok(customer_to_api(&customer))
     }
 
-    async fn get(&self, principal: Principal, request: api::GetCustomerRequest) -> Result<api::Customer, Error> {
+    async fn get(
+        &self,
+        principal: Principal,
+        call: &CallContext,
+        request: api::GetCustomerRequest,
+    ) -> Result<api::Customer, Error> {
         let (tenant, customer) = parse_customer(&request.name, "name")?;
-        self.access.authorize_read(&principal, &tenant)?;
+        self.authorize_customer_read(&principal, call, &tenant, &customer, "contact", &request.contact).await?;
         let customer = self.store.get_customer(&tenant, &customer).await?;
         Ok(customer_to_api(&customer))
     }
@@ -176,10 +235,11 @@ impl CrmApi {
     async fn timeline(
         &self,
         principal: Principal,
+        call: &CallContext,
         request: api::ListTimelineEntriesRequest,
     ) -> Result<api::ListTimelineEntriesResponse, Error> {
         let (tenant, customer) = parse_customer(&request.parent, "parent")?;
-        self.access.authorize_read(&principal, &tenant)?;
+        self.authorize_customer_read(&principal, call, &tenant, &customer, "contact", &request.contact).await?;
         let list = format!("crm.ListTimelineEntries {}", request.parent);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let after = page_request.after.as_deref().map(parse_timeline_page_key).transpose()?;
@@ -212,7 +272,8 @@ impl CrmService for CrmApi {
     }
 
     async fn get_customer(&self, request: Request<api::GetCustomerRequest>) -> Result<Response<api::Customer>, Status> {
-        answer(request, |principal, body| self.get(principal, body)).await
+        let call = CallContext::from_metadata(request.metadata());
+        answer(request, |principal, body| self.get(principal, &call, body)).await
     }
 
     async fn list_customers(
@@ -226,7 +287,8 @@ impl CrmService for CrmApi {
         &self,
         request: Request<api::ListTimelineEntriesRequest>,
     ) -> Result<Response<api::ListTimelineEntriesResponse>, Status> {
-        answer(request, |principal, body| self.timeline(principal, body)).await
+        let call = CallContext::from_metadata(request.metadata());
+        answer(request, |principal, body| self.timeline(principal, &call, body)).await
     }
 }
 

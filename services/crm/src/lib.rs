@@ -3,7 +3,9 @@
 //! of a tenant, and keeps each customer's timeline of contacts from the
 //! contacts and routing events.
 //!
-//! Serves `switchboard.crm.v1.CrmService`; consumes `switchboard.contacts.v1`
+//! Serves `switchboard.crm.v1.CrmService` (asking routing, on an agent's
+//! own credential, whether it holds a contact of the customer it reads);
+//! consumes `switchboard.contacts.v1`
 //! and `switchboard.routing.v1` (group `crm`) into timelines.
 
 pub mod domain;
@@ -15,8 +17,10 @@ mod consumer;
 use std::sync::Arc;
 
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
+use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::{ConsumerSpec, Kit, Service};
 use switchboard_proto::crm::v1::crm_service_server::CrmServiceServer;
+use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
 use crate::store::postgres::MIGRATIONS;
 use crate::store::{CrmStore, MemoryCrmStore, PostgresCrmStore};
@@ -39,7 +43,8 @@ impl Service for Crm {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access());
+        let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
+        let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access(), routing);
         kit.serve(CrmServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
         let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume_batches(timelines, consumer::handler(self.store)).await?;

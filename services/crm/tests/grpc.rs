@@ -39,6 +39,8 @@ const ACME_ADMIN: &str = "acme-admin-key";
 const ACME_READER: &str = "acme-reader-key";
 const GLOBEX_ADMIN: &str = "globex-admin-key";
 const OPERATOR: &str = "operator-key";
+const ALICE: &str = "alice-agent-key";
+const SERVICE_KEY: &str = "crm-test-service-key-0123456789abcdef";
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 struct TestServer {
@@ -61,7 +63,9 @@ impl TestServer {
                 key("acme-reader", ACME_READER, "tenant_reader", Some("acme")),
                 key("globex-admin", GLOBEX_ADMIN, "tenant_admin", Some("globex")),
                 key("operator", OPERATOR, "operator_admin", None),
+                ApiKeyConfig::for_key("alice", ALICE, "agent", None, Some("alice")),
             ],
+            service_key: Some(SERVICE_KEY.to_owned()),
         };
         let access = AccessControl::from_config(&auth).expect("access control");
         let bus = MemoryBus::new();
@@ -105,8 +109,12 @@ impl TestServer {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<TimelineEntry>, String), Status> {
-        let request =
-            ListTimelineEntriesRequest { parent: customer.to_owned(), page_size, page_token: page_token.to_owned() };
+        let request = ListTimelineEntriesRequest {
+            parent: customer.to_owned(),
+            page_size,
+            page_token: page_token.to_owned(),
+            ..Default::default()
+        };
         let response = self.client.clone().list_timeline_entries(authorized(key, request)).await?.into_inner();
         Ok((response.entries, response.next_page_token))
     }
@@ -143,7 +151,7 @@ async fn resolve_finds_one_customer_per_identity() {
     let fetched = server
         .client
         .clone()
-        .get_customer(authorized(ACME_READER, GetCustomerRequest { name: created.name.clone() }))
+        .get_customer(authorized(ACME_READER, GetCustomerRequest { name: created.name.clone(), ..Default::default() }))
         .await
         .expect("reader may get")
         .into_inner();
@@ -225,7 +233,10 @@ async fn tenants_and_credentials_are_enforced() {
     let across = server
         .client
         .clone()
-        .get_customer(authorized(GLOBEX_ADMIN, GetCustomerRequest { name: acme_customer.name.clone() }))
+        .get_customer(authorized(
+            GLOBEX_ADMIN,
+            GetCustomerRequest { name: acme_customer.name.clone(), ..Default::default() },
+        ))
         .await
         .expect_err("globex reads acme");
     assert_eq!(across.code(), Code::PermissionDenied);
@@ -237,7 +248,7 @@ async fn tenants_and_credentials_are_enforced() {
     let anonymous = server
         .client
         .clone()
-        .get_customer(Request::new(GetCustomerRequest { name: acme_customer.name.clone() }))
+        .get_customer(Request::new(GetCustomerRequest { name: acme_customer.name.clone(), ..Default::default() }))
         .await
         .expect_err("no key");
     assert_eq!(anonymous.code(), Code::Unauthenticated);
@@ -249,12 +260,64 @@ async fn tenants_and_credentials_are_enforced() {
     let unknown_customer = server
         .client
         .clone()
-        .get_customer(authorized(ACME_ADMIN, GetCustomerRequest { name: "tenants/acme/customers/cu_0123".to_owned() }))
+        .get_customer(authorized(
+            ACME_ADMIN,
+            GetCustomerRequest { name: "tenants/acme/customers/cu_0123".to_owned(), ..Default::default() },
+        ))
         .await
         .expect_err("unknown customer");
     assert_eq!(unknown_customer.code(), Code::NotFound);
     let unknown_timeline = server.timeline(ACME_ADMIN, "tenants/acme/customers/cu_0123", 0, "").await;
     assert_eq!(unknown_timeline.expect_err("unknown customer timeline").code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_service_key_resolves_senders_and_reads_nothing() {
+    let server = TestServer::start().await;
+    let (customer, created) =
+        server.resolve(SERVICE_KEY, "tenants/acme", IdentityKind::Email, "dana@example.com").await.expect("resolve");
+    assert!(created);
+    let (again, created) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Email, "Dana@Example.com").await.expect("resolve");
+    assert_eq!((again.name.as_str(), created), (customer.name.as_str(), false), "the same customer");
+    let unknown_tenant = server.resolve(SERVICE_KEY, "tenants/initech", IdentityKind::Email, "a@b.c").await;
+    assert_eq!(unknown_tenant.expect_err("unknown tenant").code(), Code::NotFound);
+    let read = server
+        .client
+        .clone()
+        .get_customer(authorized(
+            SERVICE_KEY,
+            GetCustomerRequest { name: customer.name.clone(), contact: String::new() },
+        ))
+        .await
+        .expect_err("the service reads no customer");
+    assert_eq!(read.code(), Code::PermissionDenied);
+    let timeline = server.timeline(SERVICE_KEY, &customer.name, 0, "").await.expect_err("nor a timeline");
+    assert_eq!(timeline.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_names_the_contact_it_holds_of_that_customer() {
+    let server = TestServer::start().await;
+    let (customer, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Email, "erin@example.com").await.expect("resolve");
+    let get = |contact: &str| {
+        let request = GetCustomerRequest { name: customer.name.clone(), contact: contact.to_owned() };
+        let mut client = server.client.clone();
+        async move { client.get_customer(authorized(ALICE, request)).await }
+    };
+    let unnamed = get("").await.expect_err("an agent names its contact");
+    assert_eq!(unnamed.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&unnamed), ["contact"]);
+    let malformed = get("contacts/ct_1").await.expect_err("not a contact name");
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&malformed), ["contact"]);
+    // Another tenant's contact never opens this tenant's customer (routing
+    // is not even asked: this test runs none).
+    let elsewhere = get(&format!("tenants/globex/contacts/{}", ContactId::generate())).await.expect_err("globex");
+    assert_eq!(elsewhere.code(), Code::NotFound, "{elsewhere:?}");
     server.stop().await;
 }
 

@@ -7,31 +7,32 @@ use std::sync::Arc;
 
 use switchboard_core::identity::{Identity, IdentityKind, identity_from_proto, identity_to_proto};
 use switchboard_core::names::{
-    agent_name, channel_name, contact_name, conversation_name, parse_channel, parse_conversation, parse_tenant,
+    agent_name, channel_name, contact_name, conversation_name, parse_channel, parse_contact, parse_conversation,
+    parse_tenant,
 };
 use switchboard_core::time::{now_millis, timestamp_from_millis};
-use switchboard_core::{Error, Principal, Role};
+use switchboard_core::{ContactId, Error, Principal, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
+use switchboard_platform::held_contact::{Holding, held_by_caller};
 use switchboard_platform::pagination::{page, page_request};
-use switchboard_platform::status::{IntoStatus, from_status};
+use switchboard_platform::status::IntoStatus;
 use switchboard_proto::common::v1::Channel as ChannelKind;
-use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::conversation_service_server::ConversationService;
 use switchboard_proto::ingestion::v1::{
     Conversation, ConversationState, GetConversationRequest, ListConversationsRequest, ListConversationsResponse,
     ListMessagesRequest, ListMessagesResponse, Message, MetaProduct, SendMessageRequest, StartConversationRequest,
 };
-use switchboard_proto::routing::v1::GetAssignmentRequest;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use tonic::transport::Channel as GrpcChannel;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::channels_api::is_active;
 use crate::conversations::intake::{ConversationIntake, window_ms};
 use crate::conversations::{ConversationRecord, ConversationStore, MessageRecord};
 use crate::store::channels::ChannelStore;
+use crate::store::{ContactRecord, ContactStore};
 
 pub struct ConversationApi {
     store: Arc<dyn ConversationStore>,
@@ -39,6 +40,7 @@ pub struct ConversationApi {
     channels: Arc<dyn ChannelStore>,
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
+    contacts: Arc<dyn ContactStore>,
 }
 
 /// Longest message to a customer, in characters.
@@ -46,8 +48,13 @@ pub const MAX_REPLY_CHARS: usize = 4096;
 
 /// What the caller wants to do with a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Use {
-    Read,
+enum Use<'a> {
+    /// Read it. An agent may name the contact it is offered or handling
+    /// (`tenants/{tenant}/contacts/{contact}`, empty if none) to read an
+    /// earlier conversation of that contact's customer.
+    Read {
+        held_contact: &'a str,
+    },
     Reply,
 }
 
@@ -74,13 +81,15 @@ impl ConversationApi {
         channels: Arc<dyn ChannelStore>,
         access: Arc<AccessControl>,
         routing: RoutingServiceClient<GrpcChannel>,
+        contacts: Arc<dyn ContactStore>,
     ) -> ConversationApi {
-        ConversationApi { store: Arc::clone(&intake.conversations), intake, channels, access, routing }
+        ConversationApi { store: Arc::clone(&intake.conversations), intake, channels, access, routing, contacts }
     }
 
     /// The conversation `name` if the caller may `use` it: tenant readers
     /// read and tenant admins also reply; an agent reads the conversations
-    /// of contacts it is offered or handling and replies on those it
+    /// of contacts it is offered or handling, and earlier ones of the same
+    /// customer when it names such a contact, and replies on those it
     /// handles, as routing (asked on the agent's own credential) says.
     async fn conversation_for(
         &self,
@@ -88,12 +97,12 @@ impl ConversationApi {
         call: &CallContext,
         name: &str,
         field: &str,
-        usage: Use,
+        usage: Use<'_>,
     ) -> Result<ConversationRecord, Error> {
         let (tenant, conversation_id) = parse_conversation(name, field)?;
         if principal.role != Role::Agent {
             match usage {
-                Use::Read => self.access.authorize_read(principal, &tenant)?,
+                Use::Read { .. } => self.access.authorize_read(principal, &tenant)?,
                 Use::Reply => self.access.authorize_write(principal, &tenant)?,
             }
             let record = self.store.get(&tenant, &conversation_id).await?;
@@ -103,28 +112,51 @@ impl ConversationApi {
         // Absent and not the agent's look the same to an agent.
         let not_found = || Error::not_found(name.to_owned());
         let record = self.store.get(&tenant, &conversation_id).await?.ok_or_else(not_found)?;
-        let contact = record.contact.as_ref().ok_or_else(not_found)?;
-        let request = call.request(GetAssignmentRequest { contact: contact_name(&tenant, contact) });
-        let assignment = match self.routing.clone().get_assignment(request).await {
-            Ok(assignment) => assignment.into_inner(),
-            Err(status) if matches!(status.code(), Code::NotFound | Code::PermissionDenied) => return Err(not_found()),
-            Err(status) => return Err(from_status(&status)),
-        };
-        let own = principal.agent.as_ref().is_some_and(|agent| assignment.agent == agent_name(agent));
-        let status = ContactStatus::try_from(assignment.status).unwrap_or(ContactStatus::Unspecified);
-        let allowed = match usage {
-            Use::Read => own && matches!(status, ContactStatus::Offered | ContactStatus::Answered),
-            Use::Reply => own && status == ContactStatus::Answered,
-        };
-        if !allowed {
-            return Err(match usage {
-                Use::Read => not_found(),
-                Use::Reply => Error::failed_precondition("only the agent handling the contact may reply")
-                    .with_reason("NOT_ASSIGNED_TO_AGENT")
-                    .with_resource(name.to_owned()),
-            });
+        let contact = record.contact.clone().ok_or_else(not_found)?;
+        let holding = held_by_caller(&self.routing, call, principal, &contact_name(&tenant, &contact)).await?;
+        match (usage, holding) {
+            (Use::Reply, Some((Holding::Answered, _))) | (Use::Read { .. }, Some(_)) => Ok(record),
+            (Use::Reply, _) => Err(Error::failed_precondition("only the agent handling the contact may reply")
+                .with_reason("NOT_ASSIGNED_TO_AGENT")
+                .with_resource(name.to_owned())),
+            (Use::Read { held_contact }, None) if !held_contact.is_empty() => {
+                if self.same_customer_as_held(principal, call, &tenant, &contact, held_contact).await? {
+                    Ok(record)
+                } else {
+                    Err(not_found())
+                }
+            }
+            (Use::Read { .. }, None) => Err(not_found()),
         }
-        Ok(record)
+    }
+
+    /// The calling agent holds `held_contact` and it has the same customer
+    /// as `contact` (an earlier contact): the customers ingestion resolved
+    /// at intake, or routing's for the held one. A contact whose customer
+    /// was resolved only later, by CRM from the event, matches nothing.
+    async fn same_customer_as_held(
+        &self,
+        principal: &Principal,
+        call: &CallContext,
+        tenant: &TenantId,
+        contact: &ContactId,
+        held_contact: &str,
+    ) -> Result<bool, Error> {
+        let (held_tenant, held_id) = parse_contact(held_contact, "contact")?;
+        if held_tenant != *tenant {
+            return Ok(false);
+        }
+        let Some((_, assignment)) = held_by_caller(&self.routing, call, principal, held_contact).await? else {
+            return Ok(false);
+        };
+        let customer_of =
+            |record: Option<ContactRecord>| record.map(|record| record.contact.customer).unwrap_or_default();
+        let held_customer = match assignment.customer {
+            customer if !customer.is_empty() => customer,
+            _ => customer_of(self.contacts.get(tenant, &held_id).await?),
+        };
+        let earlier_customer = customer_of(self.contacts.get(tenant, contact).await?);
+        Ok(!held_customer.is_empty() && held_customer == earlier_customer)
     }
 
     async fn get(
@@ -133,7 +165,8 @@ impl ConversationApi {
         call: &CallContext,
         request: GetConversationRequest,
     ) -> Result<Conversation, Error> {
-        let record = self.conversation_for(principal, call, &request.name, "name", Use::Read).await?;
+        let usage = Use::Read { held_contact: &request.contact };
+        let record = self.conversation_for(principal, call, &request.name, "name", usage).await?;
         Ok(conversation_view(record))
     }
 
@@ -256,7 +289,8 @@ impl ConversationApi {
         call: &CallContext,
         request: ListMessagesRequest,
     ) -> Result<ListMessagesResponse, Error> {
-        let conversation = self.conversation_for(principal, call, &request.parent, "parent", Use::Read).await?;
+        let usage = Use::Read { held_contact: &request.contact };
+        let conversation = self.conversation_for(principal, call, &request.parent, "parent", usage).await?;
         let (tenant, conversation_id) = (conversation.tenant, conversation.conversation_id);
         let list = format!("ingestion.ListMessages {}", request.parent);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;

@@ -104,8 +104,8 @@ impl IngestionApi {
     /// provider's signature, checked with the channel's secret,
     /// authenticated it for the channel's tenant; the channel's queue was
     /// checked when the channel was saved (routing routes a contact of a
-    /// deleted queue on defaults); CRM resolves the sender from the event.
-    /// The request id names the conversation, so a retry returns the
+    /// deleted queue on defaults); CRM resolves the sender, asked on the
+    /// service key (or from the event without one). The request id names the conversation, so a retry returns the
     /// conversation's contact whatever message the retry carries.
     pub async fn create_for_conversation(&self, request: CreateContactRequest) -> Result<Contact, Error> {
         self.create_arrived(request, now_millis()).await
@@ -117,8 +117,19 @@ impl IngestionApi {
     pub async fn create_arrived(&self, request: CreateContactRequest, arrived_ms: i64) -> Result<Contact, Error> {
         let validated = validate_create_contact(&request)?;
         self.access.require_tenant(&validated.tenant)?;
+        // Resolved before routing sees the contact, its customer's last
+        // agent is preferred whatever channel that agent served them on.
+        // Any failure leaves it to CRM, from the event: the customer's
+        // message is taken whatever CRM answers.
+        let customer = match self.access.service_call() {
+            Some(service) => self.resolve_customer(&service, &validated).await.unwrap_or_else(|error| {
+                tracing::warn!(tenant = %validated.tenant, error = %error, "customer not resolved at intake, crm resolves it from the event");
+                String::new()
+            }),
+            None => String::new(),
+        };
         // A retry's insert finds the stored contact and replays it.
-        self.admit(validated, String::new(), SameRequest::SameKey, arrived_ms.min(now_millis())).await
+        self.admit(validated, customer, SameRequest::SameKey, arrived_ms.min(now_millis())).await
     }
 
     /// The contact stored for this request already (same request id, or

@@ -110,10 +110,17 @@ impl Service for Ingestion {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
+        if kit.access().service_call().is_none() {
+            tracing::warn!(
+                "auth.service_key is not set: channel contacts are routed before crm knows their customer, so the \
+                 preferred-agent rule does not apply to them"
+            );
+        }
         let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
         let crm = CrmServiceClient::new(lazy_channel(&kit.config().services.crm.url)?);
         let outbox = Arc::new(Outbox::new(Arc::clone(&self.store), kit.bus()));
         let contact_store = Arc::clone(&self.store);
+        let contacts_for_conversations = Arc::clone(&self.store);
         let api = Arc::new(IngestionApi::new(self.store, Arc::clone(&outbox), kit.access(), routing.clone(), crm));
         kit.serve(
             IngestionServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(kit.max_message_bytes()),
@@ -180,6 +187,7 @@ impl Service for Ingestion {
             Arc::clone(&channels_for_conversations),
             kit.access(),
             routing_for_conversations,
+            contacts_for_conversations,
         );
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
 

@@ -179,10 +179,9 @@ async fn receive(
 }
 
 /// A call as JSON, or why not.
-fn call_outcome(tenant: &TenantId, call: Result<switchboard_proto::ingestion::v1::Call, Error>) -> Outcome {
+fn call_outcome(call: Result<switchboard_proto::ingestion::v1::Call, Error>) -> Outcome {
     match call {
         Ok(call) => {
-            count_item(tenant, "cti", "call_event", "applied");
             let json = serde_json::json!({
                 "name": call.name,
                 "call_id": call.call_id,
@@ -198,10 +197,7 @@ fn call_outcome(tenant: &TenantId, call: Result<switchboard_proto::ingestion::v1
         Err(error) if matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Aborted) => {
             Outcome::Unavailable(error)
         }
-        Err(error) => {
-            count_item(tenant, "cti", "call_event", "rejected");
-            Outcome::Refused(WebhookRefusal::malformed(error.message))
-        }
+        Err(error) => Outcome::Refused(WebhookRefusal::malformed(error.message)),
     }
 }
 
@@ -221,7 +217,7 @@ async fn read_call(
                 Err(refusal) => Outcome::Refused(refusal),
                 Ok(()) => match webhooks.calls.get(&tenant_id, &channel_id, &call_id).await {
                     Err(error) if error.code == ErrorCode::NotFound => Outcome::UnknownChannel,
-                    call => call_outcome(&tenant_id, call),
+                    call => call_outcome(call),
                 },
             }
         }
@@ -307,7 +303,15 @@ impl Webhooks {
                     Err(refusal) => return Outcome::Refused(refusal),
                 };
                 let reported = self.calls.report(tenant, channel_id, resource, event).await;
-                return call_outcome(tenant, reported);
+                let outcome = call_outcome(reported);
+                // Only a report is an item; a read of the call is not.
+                let label = match &outcome {
+                    Outcome::Accepted(_) => "applied",
+                    Outcome::Unavailable(_) => "unavailable",
+                    Outcome::UnknownChannel | Outcome::Refused(_) => "rejected",
+                };
+                count_item(tenant, "cti", "call_event", label);
+                return outcome;
             }
             // Visitors use its WebSocket (`webchat`).
             Some(Provider::WebChat(_)) => return Outcome::UnknownChannel,

@@ -138,7 +138,7 @@ mod tests {
     use crate::store::MemoryKpiStore;
 
     fn service() -> KpiGrpc {
-        let auth = AuthConfig { tenants: vec!["acme".to_owned(), "globex".to_owned()], api_keys: Vec::new() };
+        let auth = AuthConfig { tenants: vec!["acme".to_owned(), "globex".to_owned()], ..AuthConfig::default() };
         let access = AccessControl::from_config(&auth).expect("access");
         KpiGrpc::new(Arc::new(MemoryKpiStore::new()), access)
     }

@@ -97,6 +97,7 @@ impl PresenceApi {
             Role::TenantAdmin | Role::TenantReader => {
                 principal.tenant.as_ref().is_some_and(|tenant| serves(&agent, tenant))
             }
+            Role::Service => false,
         };
         if !visible {
             return Err(not_found());
@@ -141,7 +142,13 @@ impl PresenceApi {
                 }
                 Some(own)
             }
-            Role::Agent => return Err(Error::permission_denied("agents cannot list or watch agents")),
+            Role::Agent | Role::Service => {
+                return Err(Error::permission_denied(format!(
+                    "key `{}` with role {} may not list or watch agents",
+                    principal.key_name,
+                    principal.role.as_str()
+                )));
+            }
         };
         if let Some(tenant) = &tenant {
             self.access.require_tenant(tenant)?;

@@ -34,7 +34,7 @@ impl PresenceApi {
         let allowed = match principal.role {
             Role::OperatorAdmin => true,
             Role::TenantAdmin => principal.tenant.as_ref().is_some_and(|tenant| agent.tenants == [tenant_name(tenant)]),
-            Role::TenantReader | Role::Agent => false,
+            Role::TenantReader | Role::Agent | Role::Service => false,
         };
         if !allowed {
             return Err(Error::permission_denied(format!(

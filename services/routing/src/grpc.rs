@@ -65,6 +65,7 @@ fn assignment_with_estimate(record: &ContactRecord, position: i32, estimated_wai
         estimated_wait: estimated_wait_ms.map(duration_from_millis),
         callback_number: record.rules.callback_number.clone().unwrap_or_default(),
         end_reason: record.rules.end_reason.map_or(0, crate::domain::EndReason::to_proto),
+        customer: record.customer.clone(),
     }
 }
 

@@ -214,7 +214,11 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
     for agent in 0..options.agents {
         api_keys.push(key(&format!("bench-agent-{agent}"), "agent", None, Some(&format!("a{agent}"))));
     }
-    config.auth = AuthConfig { tenants: vec!["bench".to_owned()], api_keys };
+    config.auth = AuthConfig {
+        tenants: vec!["bench".to_owned()],
+        api_keys,
+        service_key: Some(switchboard::operator::random_secret("sbs_")),
+    };
     for endpoint in [
         &mut config.services.ingestion,
         &mut config.services.routing,

@@ -105,6 +105,9 @@ pub struct TimelineEntry {
     /// The number the customer asked to be called back at (a queued
     /// callback); empty if none.
     pub callback_number: String,
+    /// `tenants/{tenant}/conversations/{conversation}` the contact was
+    /// opened for; empty if none.
+    pub conversation: String,
 }
 
 /// What one event says about a contact: a partial timeline entry.
@@ -129,6 +132,7 @@ pub struct TimelineUpdate {
     pub transferred_to: String,
     pub transfer_time_millis: i64,
     pub callback_number: String,
+    pub conversation: String,
 }
 
 impl TimelineUpdate {
@@ -151,6 +155,7 @@ impl TimelineUpdate {
             transferred_to: String::new(),
             transfer_time_millis: 0,
             callback_number: String::new(),
+            conversation: String::new(),
         }
     }
 }
@@ -184,6 +189,7 @@ pub fn apply_update(existing: Option<&TimelineEntry>, update: &TimelineUpdate) -
             transferred_to: String::new(),
             transfer_time_millis: 0,
             callback_number: String::new(),
+            conversation: String::new(),
         },
     };
     merge(base, update)
@@ -229,6 +235,7 @@ fn merge(mut entry: TimelineEntry, update: &TimelineUpdate) -> TimelineEntry {
     keep_earliest(&mut entry.answer_time_millis, update.answer_time_millis);
     keep_earliest(&mut entry.end_time_millis, update.end_time_millis);
     keep_first_non_empty(&mut entry.callback_number, &update.callback_number);
+    keep_first_non_empty(&mut entry.conversation, &update.conversation);
     let reported = (update.transfer_time_millis, update.transferred_to.as_str());
     if !update.transferred_to.is_empty() && reported > (entry.transfer_time_millis, entry.transferred_to.as_str()) {
         update.transferred_to.clone_into(&mut entry.transferred_to);

@@ -29,6 +29,32 @@ pub async fn run_all(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
     identities_learned_later_join_their_customer(store.as_ref())
         .await
         .context("identities_learned_later_join_their_customer")?;
+    an_entry_is_found_by_its_contact(store.as_ref()).await.context("an_entry_is_found_by_its_contact")?;
+    Ok(())
+}
+
+/// An entry is found by its contact before and after its customer is known,
+/// with the conversation it came through; another tenant's contact of the
+/// same id is not found.
+pub async fn an_entry_is_found_by_its_contact(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("entry")?;
+    let customer = store.resolve_customer(&tenant, &email("entry@example.com")?, "").await?.customer.id;
+    let contact = ContactId::generate();
+    ensure!(store.timeline_entry(&tenant, &contact).await?.is_none(), "no entry yet");
+    let mut offered = TimelineUpdate::new(tenant.clone(), contact.clone(), None);
+    offered.status = Some(EntryStatus::Offered);
+    store.merge_timeline_entry(&offered).await?;
+    let early = store.timeline_entry(&tenant, &contact).await?.context("an entry without its customer")?;
+    ensure!(early.customer.is_none() && early.status == EntryStatus::Offered, "{early:?}");
+    let mut created = TimelineUpdate::new(tenant.clone(), contact.clone(), Some(customer.clone()));
+    created.status = Some(EntryStatus::Received);
+    created.conversation = format!("tenants/{tenant}/conversations/cv_0123456789abcdef");
+    store.merge_timeline_entry(&created).await?;
+    let entry = store.timeline_entry(&tenant, &contact).await?.context("the entry")?;
+    ensure!(entry.customer.as_ref() == Some(&customer), "its customer: {entry:?}");
+    ensure!(entry.conversation == created.conversation, "its conversation: {entry:?}");
+    let other = fresh_tenant("entry-other")?;
+    ensure!(store.timeline_entry(&other, &contact).await?.is_none(), "tenants are apart");
     Ok(())
 }
 

@@ -122,6 +122,10 @@ impl CrmStore for MemoryCrmStore {
         Ok(merged)
     }
 
+    async fn timeline_entry(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<TimelineEntry>, Error> {
+        Ok(self.lock().timeline_by_contact.get(&(tenant.clone(), contact.clone())).cloned())
+    }
+
     async fn list_timeline_entries(
         &self,
         tenant: &TenantId,

@@ -8,7 +8,7 @@ pub mod memory;
 pub mod postgres;
 
 use async_trait::async_trait;
-use switchboard_core::{CustomerId, Error, TenantId};
+use switchboard_core::{ContactId, CustomerId, Error, TenantId};
 
 use crate::domain::{Identity, TimelineCursor, TimelineEntry, TimelineUpdate};
 
@@ -97,6 +97,9 @@ pub trait CrmStore: Send + Sync + 'static {
         }
         Ok(merged)
     }
+
+    /// The entry of `contact`, whether or not its customer is known yet.
+    async fn timeline_entry(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<TimelineEntry>, Error>;
 
     /// At most `limit` entries of `customer`'s timeline, newest first (create
     /// time, then contact id, both descending), each listed after `after`.

@@ -80,6 +80,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: "0003_timeline_customer_set_later",
         sql: "ALTER TABLE crm.timeline_entries ALTER COLUMN customer_id DROP NOT NULL;",
     },
+    Migration {
+        version: "0004_timeline_conversation",
+        sql: "ALTER TABLE crm.timeline_entries ADD COLUMN conversation text NOT NULL DEFAULT '';",
+    },
 ];
 
 /// How often a racing insert is retried before giving up with ABORTED.
@@ -87,7 +91,7 @@ const MAX_RACE_ATTEMPTS: usize = 3;
 
 const ENTRY_COLUMNS: &str = "tenant, contact_id, customer_id, status, channel, queue, agent, subject, disposition, \
                              resolved, create_time_ms, answer_time_ms, end_time_ms, transferred_to, \
-                             transfer_time_ms, callback_number";
+                             transfer_time_ms, callback_number, conversation";
 
 pub struct PostgresCrmStore {
     pool: Pool,
@@ -199,6 +203,7 @@ struct EntryColumns<'a> {
     transferred_to: Vec<&'a str>,
     transfer_times: Vec<i64>,
     callback_numbers: Vec<&'a str>,
+    conversations: Vec<&'a str>,
 }
 
 impl<'a> EntryColumns<'a> {
@@ -222,10 +227,11 @@ impl<'a> EntryColumns<'a> {
             transferred_to: column(|entry| &entry.transferred_to),
             transfer_times: number(|entry| entry.transfer_time_millis),
             callback_numbers: column(|entry| &entry.callback_number),
+            conversations: column(|entry| &entry.conversation),
         }
     }
 
-    fn parameters(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 16] {
+    fn parameters(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
         [
             &self.tenants,
             &self.contacts,
@@ -243,6 +249,7 @@ impl<'a> EntryColumns<'a> {
             &self.transferred_to,
             &self.transfer_times,
             &self.callback_numbers,
+            &self.conversations,
         ]
     }
 }
@@ -250,7 +257,7 @@ impl<'a> EntryColumns<'a> {
 /// The columns of [`ENTRY_COLUMNS`] from the statement's parameters.
 const UNNEST_ENTRIES: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], \
                               $7::text[], $8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], \
-                              $13::int8[], $14::text[], $15::int8[], $16::text[])";
+                              $13::int8[], $14::text[], $15::int8[], $16::text[], $17::text[])";
 
 /// Writes back the entries the batch changed, in one statement for those
 /// read (and locked) and one for the new ones; false when another writer
@@ -272,7 +279,8 @@ async fn write_entries(
                          disposition = changed.disposition, resolved = changed.resolved,
                          create_time_ms = changed.create_time_ms, answer_time_ms = changed.answer_time_ms,
                          end_time_ms = changed.end_time_ms, transferred_to = changed.transferred_to,
-                         transfer_time_ms = changed.transfer_time_ms, callback_number = changed.callback_number
+                         transfer_time_ms = changed.transfer_time_ms, callback_number = changed.callback_number,
+                         conversation = changed.conversation
                      FROM {UNNEST_ENTRIES} AS changed ({ENTRY_COLUMNS})
                      WHERE entries.tenant = changed.tenant AND entries.contact_id = changed.contact_id"
                 ),
@@ -322,6 +330,7 @@ fn entry_from_row(row: &Row) -> Result<TimelineEntry, Error> {
         transferred_to: row.try_get(13).map_err(corrupt)?,
         transfer_time_millis: row.try_get(14).map_err(corrupt)?,
         callback_number: row.try_get(15).map_err(corrupt)?,
+        conversation: row.try_get(16).map_err(corrupt)?,
     })
 }
 
@@ -506,6 +515,18 @@ impl CrmStore for PostgresCrmStore {
             return Ok(merged_in_order);
         }
         Err(Error::new(ErrorCode::Aborted, "timeline merge kept racing with concurrent writers, retry"))
+    }
+
+    async fn timeline_entry(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<TimelineEntry>, Error> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt_cached(
+                &format!("SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries WHERE tenant = $1 AND contact_id = $2"),
+                &[&tenant.as_str(), &contact.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(entry_from_row).transpose()
     }
 
     async fn list_timeline_entries(

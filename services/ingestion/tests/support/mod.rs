@@ -284,6 +284,8 @@ fn auth_config() -> AuthConfig {
             ApiKeyConfig { agent: Some("alice".to_owned()), ..key("alice", ALICE_KEY, "agent", None) },
             ApiKeyConfig { agent: Some("bob".to_owned()), ..key("bob", BOB_KEY, "agent", None) },
         ],
+        // Channel contacts are resolved by CRM from the event here.
+        service_key: None,
     }
 }
 

@@ -42,6 +42,7 @@ pub fn config() -> Config {
                 api_key("globex-reader", GLOBEX_READER_KEY, "tenant_reader", Some("globex")),
                 api_key("operator", OPERATOR_KEY, "operator_admin", None),
             ],
+            service_key: None,
         },
         ..Config::default()
     };
