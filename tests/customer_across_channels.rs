@@ -1,9 +1,10 @@
 //! One customer across three channels, through the public interfaces only
-//! (the heart of the brief): Ann chats on the website and types her e-mail
-//! address; Alice takes the chat and her desktop attaches the address to
-//! Ann's customer. Ann e-mails the next day and gives her phone number,
-//! which is attached too; then she calls. CRM keeps one customer with one
-//! timeline of the three contacts, on three channels. The queue prefers a
+//! (the heart of the brief): Ann e-mails once, then chats on the website
+//! and types her e-mail address; Alice takes both, and attaching the
+//! address to the chat's customer finds it taken by the customer of the
+//! e-mail, so the two are merged. Ann e-mails again and gives her phone
+//! number, which is attached too; then she calls. CRM keeps one customer
+//! with one timeline of the four contacts, on three channels. The queue prefers a
 //! customer's last agent and takes turns otherwise: Bob, never offered
 //! anything, would be next, but Alice is offered Ann's e-mail and her call.
 //! Offered the call, Alice reads Ann's timeline and her chat of day 1; Bob
@@ -28,7 +29,8 @@ use switchboard_proto::common::v1::ChannelCapacity;
 use switchboard_proto::common::v1::{Channel as ChannelKind, CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{
-    AddCustomerIdentityRequest, GetCustomerRequest, ListTimelineEntriesRequest, ResolveCustomerRequest, TimelineEntry,
+    AddCustomerIdentityRequest, GetCustomerRequest, ListTimelineEntriesRequest, MergeCustomersRequest,
+    ResolveCustomerRequest, TimelineEntry,
 };
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
@@ -181,6 +183,13 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
     let mut alice = AgentDesktop::connect(endpoints.channel("presence").await, ALICE, "agents/alice").await;
     alice.set_state(AgentState::Available).await;
 
+    // Day 0: Ann e-mails once; Alice takes it.
+    let first_mail = "From: Ann <ann@example.com>\r\nTo: support@acme.example\r\nMessage-ID: <day0@example.com>\r\n\
+                      Subject: Order 1234\r\n\r\nWhen will order 1234 ship?\r\n";
+    post_signed(http_port, "e2e-mail", first_mail).await;
+    let day0 = take_next(&mut alice, ChannelKind::Email).await;
+    alice.complete(&day0.contact, "order-status", "").await;
+
     // Day 1: Ann chats on the website; Alice takes it.
     let url = format!("ws://127.0.0.1:{http_port}/webchat/acme/e2e-site/ws");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("chat socket");
@@ -200,10 +209,18 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
     });
     acknowledged.await.expect("the chat message acknowledged");
     let chat = take_next(&mut alice, ChannelKind::Chat).await;
-    let customer = customer_of(&crm, identity_to_proto(&web_chat::visitor_identity(VISITOR))).await;
-    assert_eq!(chat.customer, customer, "the offer names the customer, resolved before routing");
-    // Alice's desktop attaches the address she typed.
-    attach(&mut crm, &customer, IdentityKind::Email, "Ann@Example.com").await;
+    let visitor = customer_of(&crm, identity_to_proto(&web_chat::visitor_identity(VISITOR))).await;
+    assert_eq!(chat.customer, visitor, "the offer names the customer, resolved before routing");
+    // Alice's desktop attaches the address she typed: it is the customer
+    // of day 0 already, so the two are merged into that one.
+    let typed = CustomerIdentity { kind: IdentityKind::Email as i32, value: "Ann@Example.com".to_owned() };
+    let request = AddCustomerIdentityRequest { customer: visitor.clone(), identity: Some(typed) };
+    let taken = crm.add_customer_identity(authorized(ACME_ADMIN, request)).await.expect_err("her address is known");
+    assert_eq!(taken.code(), Code::FailedPrecondition, "{taken:?}");
+    let customer = day0.customer.clone();
+    assert_eq!(support::error_resource(&taken), Some(customer.clone()), "IDENTITY_TAKEN names her customer");
+    let request = MergeCustomersRequest { customer: customer.clone(), merged_customer: visitor.clone() };
+    crm.merge_customers(authorized(ACME_ADMIN, request)).await.expect("the visitor is ann");
     alice.complete(&chat.contact, "parcel-late", "").await;
 
     // Bob comes online: never offered anything, he is next in turn.
@@ -237,20 +254,21 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
         let (customer, contact) = (customer.clone(), call.contact.clone());
         async move {
             let entries = timeline_as(&crm, ALICE, &customer, &contact).await.ok()?;
-            // The chat and the e-mail were conversations; the call is not.
+            // The chat and the e-mails were conversations; the call is not.
             let threads = entries.iter().filter(|entry| !entry.conversation.is_empty()).count();
-            (entries.len() == 3 && threads == 2).then_some(entries)
+            (entries.len() == 4 && threads == 3).then_some(entries)
         }
     })
     .await;
     let mut channels: Vec<i32> = entries.iter().map(|entry| entry.channel).collect();
     channels.sort_unstable();
-    let mut expected = vec![ChannelKind::Chat as i32, ChannelKind::Email as i32, ChannelKind::Voice as i32];
+    let mut expected =
+        vec![ChannelKind::Chat as i32, ChannelKind::Email as i32, ChannelKind::Email as i32, ChannelKind::Voice as i32];
     expected.sort_unstable();
-    assert_eq!(channels, expected, "chat, e-mail and a call: one customer, one timeline");
+    assert_eq!(channels, expected, "two e-mails, a chat and a call: one customer, one timeline");
     let request = GetCustomerRequest { name: customer.clone(), contact: call.contact.clone() };
     let seen = crm.get_customer(authorized(ALICE, request)).await.expect("alice reads the caller").into_inner();
-    assert_eq!(seen.identities.len(), 3, "visitor, e-mail and phone: {seen:?}");
+    assert_eq!(seen.identities.len(), 3, "e-mail, visitor and phone: {seen:?}");
     // ... and what she wrote in the chat of day 1.
     let chat_entry = entries.iter().find(|entry| entry.channel == ChannelKind::Chat as i32).unwrap();
     assert_eq!(chat_entry.conversation, chat.conversation, "the timeline links the chat's conversation");
@@ -265,6 +283,7 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
         let request = authorized(key, request);
         async move { conversations.list_messages(request).await }
     };
+    // (The chat was the visitor's customer's, merged into hers since.)
     let messages = read_chat(ALICE, &call.contact).await.expect("alice reads the earlier chat").into_inner().messages;
     assert!(messages.iter().any(|message| message.text.contains("my parcel is late")), "{messages:?}");
 

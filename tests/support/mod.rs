@@ -19,7 +19,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 #[allow(unused_imports)] // each test binary uses its own share of the support module
-pub use switchboard_test_support::{authorized, violated_fields};
+pub use switchboard_test_support::{authorized, error_resource, violated_fields};
 
 pub const SERVICES: [&str; 5] = ["ingestion", "routing", "presence", "crm", "kpi"];
 

@@ -91,6 +91,12 @@ pub fn error_reason(status: &tonic::Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
 }
 
+/// The `ResourceInfo.resource_name` of `status`, if it has one.
+pub fn error_resource(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_resource_info().map(|info| info.resource_name)
+}
+
 /// The fields named in a status's `BadRequest` details.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;

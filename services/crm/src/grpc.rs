@@ -73,13 +73,24 @@ impl CrmApi {
         let Some((_, assignment)) = held_by_caller(&self.routing, call, principal, contact).await? else {
             return Err(not_found());
         };
-        let of_that_customer = if assignment.customer.is_empty() {
-            let entry = self.store.timeline_entry(tenant, &contact_id).await?;
-            entry.is_some_and(|entry| entry.customer.as_ref() == Some(customer))
+        let holder = if assignment.customer.is_empty() {
+            self.store.timeline_entry(tenant, &contact_id).await?.and_then(|entry| entry.customer)
         } else {
-            assignment.customer == wanted
+            parse_customer(&assignment.customer, "assignment.customer").ok().map(|(_, holder)| holder)
         };
-        if of_that_customer { Ok(()) } else { Err(not_found()) }
+        let Some(holder) = holder else { return Err(not_found()) };
+        // Either may have been merged into the other since.
+        if self.surviving(tenant, &holder).await? == self.surviving(tenant, customer).await? {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// The customer `customer` went to if it was merged, else itself.
+    async fn surviving(&self, tenant: &TenantId, customer: &CustomerId) -> Result<CustomerId, Error> {
+        let record = self.store.get_customer(tenant, customer).await?;
+        Ok(record.merged_into.unwrap_or(record.id))
     }
 }
 
@@ -105,6 +116,11 @@ pub fn customer_to_api(customer: &Customer) -> api::Customer {
         display_name: customer.display_name.clone(),
         identities: customer.identities.iter().map(identity_to_proto).collect(),
         create_time: optional_timestamp(customer.create_time_millis),
+        merged_into: customer
+            .merged_into
+            .as_ref()
+            .map(|survivor| customer_name(&customer.tenant, survivor))
+            .unwrap_or_default(),
     }
 }
 
@@ -201,6 +217,27 @@ impl CrmApi {
         Ok(customer_to_api(&customer))
     }
 
+    async fn merge(&self, principal: Principal, request: api::MergeCustomersRequest) -> Result<api::Customer, Error> {
+        let (tenant, survivor) = parse_customer(&request.customer, "customer")?;
+        let (merged_tenant, merged) = parse_customer(&request.merged_customer, "merged_customer")?;
+        if merged_tenant != tenant {
+            return Err(Error::invalid_field("merged_customer", "must be a customer of the same tenant as `customer`"));
+        }
+        if merged == survivor {
+            return Err(Error::invalid_field("merged_customer", "must be another customer than `customer`"));
+        }
+        self.access.authorize_write(&principal, &tenant)?;
+        let customer = self.store.merge_customers(&tenant, &survivor, &merged).await?;
+        tracing::info!(
+            tenant = %tenant,
+            customer = %survivor,
+            merged_customer = %merged,
+            key = %principal.key_name,
+            "customers merged"
+        );
+        Ok(customer_to_api(&customer))
+    }
+
     async fn get(
         &self,
         principal: Principal,
@@ -208,6 +245,17 @@ impl CrmApi {
         request: api::GetCustomerRequest,
     ) -> Result<api::Customer, Error> {
         let (tenant, customer) = parse_customer(&request.name, "name")?;
+        // Ingestion reads, as itself, whom a merged customer went to, and
+        // nothing about the person.
+        if principal.is_service() {
+            self.access.require_tenant(&tenant)?;
+            let customer = self.store.get_customer(&tenant, &customer).await?;
+            return Ok(api::Customer {
+                identities: Vec::new(),
+                display_name: String::new(),
+                ..customer_to_api(&customer)
+            });
+        }
         self.authorize_customer_read(&principal, call, &tenant, &customer, "contact", &request.contact).await?;
         let customer = self.store.get_customer(&tenant, &customer).await?;
         Ok(customer_to_api(&customer))
@@ -243,8 +291,10 @@ impl CrmApi {
         let list = format!("crm.ListTimelineEntries {}", request.parent);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let after = page_request.after.as_deref().map(parse_timeline_page_key).transpose()?;
-        // An unknown customer is NOT_FOUND rather than an empty timeline.
-        self.store.get_customer(&tenant, &customer).await?;
+        // An unknown customer is NOT_FOUND rather than an empty timeline;
+        // a merged one's timeline is its survivor's.
+        let customer = self.store.get_customer(&tenant, &customer).await?;
+        let customer = customer.merged_into.unwrap_or(customer.id);
         let entries =
             self.store.list_timeline_entries(&tenant, &customer, after.as_ref(), page_request.size + 1).await?;
         let (entries, next_page_token) = page(entries, &page_request, timeline_page_key);
@@ -269,6 +319,13 @@ impl CrmService for CrmApi {
         request: Request<api::AddCustomerIdentityRequest>,
     ) -> Result<Response<api::Customer>, Status> {
         answer(request, |principal, body| self.add_identity(principal, body)).await
+    }
+
+    async fn merge_customers(
+        &self,
+        request: Request<api::MergeCustomersRequest>,
+    ) -> Result<Response<api::Customer>, Status> {
+        answer(request, |principal, body| self.merge(principal, body)).await
     }
 
     async fn get_customer(&self, request: Request<api::GetCustomerRequest>) -> Result<Response<api::Customer>, Status> {

@@ -22,8 +22,8 @@ use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::{Channel as ContactChannel, ContactStatus, CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::crm::v1::{
-    Customer, GetCustomerRequest, ListCustomersRequest, ListTimelineEntriesRequest, ResolveCustomerRequest,
-    TimelineEntry,
+    Customer, GetCustomerRequest, ListCustomersRequest, ListTimelineEntriesRequest, MergeCustomersRequest,
+    ResolveCustomerRequest, TimelineEntry,
 };
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
@@ -31,7 +31,7 @@ use switchboard_proto::routing::v1::{
     ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, ContactTransferred,
     OfferWithdrawn, RoutingEvent, TransferReason, routing_event,
 };
-use switchboard_test_support::{RunningService, authorized, kit, start_service, violated_fields};
+use switchboard_test_support::{RunningService, authorized, error_reason, kit, start_service, violated_fields};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -273,7 +273,7 @@ async fn tenants_and_credentials_are_enforced() {
 }
 
 #[tokio::test]
-async fn the_service_key_resolves_senders_and_reads_nothing() {
+async fn the_service_key_resolves_senders_and_learns_nothing_about_them() {
     let server = TestServer::start().await;
     let (customer, created) =
         server.resolve(SERVICE_KEY, "tenants/acme", IdentityKind::Email, "dana@example.com").await.expect("resolve");
@@ -291,10 +291,101 @@ async fn the_service_key_resolves_senders_and_reads_nothing() {
             GetCustomerRequest { name: customer.name.clone(), contact: String::new() },
         ))
         .await
-        .expect_err("the service reads no customer");
-    assert_eq!(read.code(), Code::PermissionDenied);
+        .expect("the service reads where a customer is")
+        .into_inner();
+    assert_eq!((read.name.as_str(), read.identities.len()), (customer.name.as_str(), 0), "and nothing about them");
+    let listed = server
+        .client
+        .clone()
+        .list_customers(authorized(
+            SERVICE_KEY,
+            ListCustomersRequest { parent: "tenants/acme".to_owned(), ..Default::default() },
+        ))
+        .await
+        .expect_err("the service lists no customers");
+    assert_eq!(listed.code(), Code::PermissionDenied);
     let timeline = server.timeline(SERVICE_KEY, &customer.name, 0, "").await.expect_err("nor a timeline");
     assert_eq!(timeline.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_admin_merges_two_customers_of_its_tenant() {
+    let server = TestServer::start().await;
+    let (by_mail, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Email, "gus@example.com").await.expect("resolve");
+    let (by_phone, _) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Phone, "+1 555 010 0042").await.expect("resolve");
+    let (globex, _) =
+        server.resolve(GLOBEX_ADMIN, "tenants/globex", IdentityKind::Email, "gus@example.com").await.expect("resolve");
+    let merge = |key: &str, customer: &str, merged: &str| {
+        let request = MergeCustomersRequest { customer: customer.to_owned(), merged_customer: merged.to_owned() };
+        let mut client = server.client.clone();
+        let request = authorized(key, request);
+        async move { client.merge_customers(request).await.map(tonic::Response::into_inner) }
+    };
+    for (customer, merged, field) in [
+        (by_mail.name.as_str(), by_mail.name.as_str(), "merged_customer"),
+        (by_mail.name.as_str(), globex.name.as_str(), "merged_customer"),
+        ("tenants/acme", by_phone.name.as_str(), "customer"),
+        (by_mail.name.as_str(), "", "merged_customer"),
+    ] {
+        let refused = merge(ACME_ADMIN, customer, merged).await.expect_err("a bad request");
+        assert_eq!((refused.code(), violated_fields(&refused)), (Code::InvalidArgument, vec![field.to_owned()]));
+    }
+    let reader = merge(ACME_READER, &by_mail.name, &by_phone.name).await.expect_err("readers do not merge");
+    assert_eq!(reader.code(), Code::PermissionDenied);
+    let across = merge(GLOBEX_ADMIN, &by_mail.name, &by_phone.name).await.expect_err("another tenant");
+    assert_eq!(across.code(), Code::PermissionDenied);
+    let service = merge(SERVICE_KEY, &by_mail.name, &by_phone.name).await.expect_err("the service merges nothing");
+    assert_eq!(service.code(), Code::PermissionDenied);
+    let phone_still_apart = server
+        .client
+        .clone()
+        .get_customer(authorized(
+            ACME_ADMIN,
+            GetCustomerRequest { name: by_phone.name.clone(), contact: String::new() },
+        ))
+        .await
+        .expect("read")
+        .into_inner();
+    assert!(phone_still_apart.merged_into.is_empty(), "refusals changed nothing");
+
+    let merged = merge(ACME_ADMIN, &by_mail.name, &by_phone.name).await.expect("merged");
+    assert_eq!(merged.name, by_mail.name);
+    assert_eq!(merged.identities.len(), 2, "{merged:?}");
+    let (by_phone_now, created) =
+        server.resolve(ACME_ADMIN, "tenants/acme", IdentityKind::Phone, "+15550100042").await.expect("resolve");
+    assert_eq!((by_phone_now.name, created), (by_mail.name.clone(), false), "the phone is gus's now");
+    let gone = server
+        .client
+        .clone()
+        .get_customer(authorized(
+            ACME_ADMIN,
+            GetCustomerRequest { name: by_phone.name.clone(), contact: String::new() },
+        ))
+        .await
+        .expect("a merged customer is still read")
+        .into_inner();
+    assert_eq!((gone.merged_into.as_str(), gone.identities.len()), (by_mail.name.as_str(), 0));
+    let again = merge(ACME_ADMIN, &by_mail.name, &by_phone.name).await.expect("merging again");
+    assert_eq!(again, merged, "changes nothing");
+    let backwards = merge(ACME_ADMIN, &by_phone.name, &by_mail.name).await.expect_err("into a merged customer");
+    assert_eq!(backwards.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&backwards).as_deref(), Some("CUSTOMER_MERGED"));
+
+    // The service key learns where a customer went, and nothing about them.
+    let seen = server
+        .client
+        .clone()
+        .get_customer(authorized(
+            SERVICE_KEY,
+            GetCustomerRequest { name: by_mail.name.clone(), contact: String::new() },
+        ))
+        .await
+        .expect("the service reads a customer's name")
+        .into_inner();
+    assert!(seen.identities.is_empty() && seen.display_name.is_empty(), "{seen:?}");
     server.stop().await;
 }
 

@@ -16,8 +16,10 @@ use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::held_contact::{Holding, held_by_caller};
 use switchboard_platform::pagination::{page, page_request};
-use switchboard_platform::status::IntoStatus;
+use switchboard_platform::status::{IntoStatus, from_status};
 use switchboard_proto::common::v1::Channel as ChannelKind;
+use switchboard_proto::crm::v1::GetCustomerRequest;
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::conversation_service_server::ConversationService;
 use switchboard_proto::ingestion::v1::{
@@ -41,6 +43,8 @@ pub struct ConversationApi {
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
     contacts: Arc<dyn ContactStore>,
+    /// Asked, with the service key, whom a merged customer went to.
+    crm: CrmServiceClient<GrpcChannel>,
 }
 
 /// Longest message to a customer, in characters.
@@ -82,8 +86,9 @@ impl ConversationApi {
         access: Arc<AccessControl>,
         routing: RoutingServiceClient<GrpcChannel>,
         contacts: Arc<dyn ContactStore>,
+        crm: CrmServiceClient<GrpcChannel>,
     ) -> ConversationApi {
-        ConversationApi { store: Arc::clone(&intake.conversations), intake, channels, access, routing, contacts }
+        ConversationApi { store: Arc::clone(&intake.conversations), intake, channels, access, routing, contacts, crm }
     }
 
     /// The conversation `name` if the caller may `use` it: tenant readers
@@ -132,8 +137,10 @@ impl ConversationApi {
 
     /// The calling agent holds `held_contact` and it has the same customer
     /// as `contact` (an earlier contact): the customers ingestion resolved
-    /// at intake, or routing's for the held one. A contact whose customer
-    /// was resolved only later, by CRM from the event, matches nothing.
+    /// at intake, or routing's for the held one, the same or one merged
+    /// into the other (CRM asked with the service key). A contact whose
+    /// customer was resolved only later, by CRM from the event, matches
+    /// nothing.
     async fn same_customer_as_held(
         &self,
         principal: &Principal,
@@ -156,7 +163,26 @@ impl ConversationApi {
             _ => customer_of(self.contacts.get(tenant, &held_id).await?),
         };
         let earlier_customer = customer_of(self.contacts.get(tenant, contact).await?);
-        Ok(!held_customer.is_empty() && held_customer == earlier_customer)
+        if held_customer.is_empty() || earlier_customer.is_empty() {
+            return Ok(false);
+        }
+        if held_customer == earlier_customer {
+            return Ok(true);
+        }
+        let Some(service) = self.access.service_call() else { return Ok(false) };
+        Ok(self.surviving(&service, &held_customer).await? == self.surviving(&service, &earlier_customer).await?)
+    }
+
+    /// The customer `customer` (a name) was merged into, else itself.
+    async fn surviving(&self, service: &CallContext, customer: &str) -> Result<String, Error> {
+        let request = service.request(GetCustomerRequest { name: customer.to_owned(), contact: String::new() });
+        match self.crm.clone().get_customer(request).await {
+            Ok(found) => {
+                let found = found.into_inner();
+                Ok(if found.merged_into.is_empty() { found.name } else { found.merged_into })
+            }
+            Err(status) => Err(from_status(&status)),
+        }
     }
 
     async fn get(

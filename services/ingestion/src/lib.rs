@@ -118,6 +118,7 @@ impl Service for Ingestion {
         }
         let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
         let crm = CrmServiceClient::new(lazy_channel(&kit.config().services.crm.url)?);
+        let crm_for_conversations = crm.clone();
         let outbox = Arc::new(Outbox::new(Arc::clone(&self.store), kit.bus()));
         let contact_store = Arc::clone(&self.store);
         let contacts_for_conversations = Arc::clone(&self.store);
@@ -188,6 +189,7 @@ impl Service for Ingestion {
             kit.access(),
             routing_for_conversations,
             contacts_for_conversations,
+            crm_for_conversations,
         );
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
 

@@ -30,6 +30,77 @@ pub async fn run_all(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
         .await
         .context("identities_learned_later_join_their_customer")?;
     an_entry_is_found_by_its_contact(store.as_ref()).await.context("an_entry_is_found_by_its_contact")?;
+    merged_customers_are_one(store.as_ref()).await.context("merged_customers_are_one")?;
+    Ok(())
+}
+
+/// An entry of `contact` naming `customer`, created at `at_ms`.
+async fn entry_of(
+    store: &dyn CrmStore,
+    tenant: &TenantId,
+    customer: &CustomerId,
+    at_ms: i64,
+) -> anyhow::Result<ContactId> {
+    let contact = ContactId::generate();
+    let mut created = TimelineUpdate::new(tenant.clone(), contact.clone(), Some(customer.clone()));
+    created.status = Some(EntryStatus::Received);
+    created.create_time_millis = at_ms;
+    store.merge_timeline_entry(&created).await?;
+    Ok(contact)
+}
+
+/// A customer merged into another is that one from then on: its identities
+/// resolve to it, its contacts (also those named later) are on its
+/// timeline, it is not listed and keeps only `merged_into`; merging again
+/// changes nothing; a chain of merges leads to the last survivor; a merged
+/// customer takes no identity and survives no merge.
+pub async fn merged_customers_are_one(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("merge")?;
+    let visitor = Identity { kind: IdentityKind::ChatVisitor, value: "visitor-9".to_owned() };
+    let by_mail = store.resolve_customer(&tenant, &email("fay@example.com")?, "Fay").await?.customer.id;
+    let by_chat = store.resolve_customer(&tenant, &visitor, "").await?.customer.id;
+    let mail_contact = entry_of(store, &tenant, &by_mail, 1_000).await?;
+    let chat_contact = entry_of(store, &tenant, &by_chat, 2_000).await?;
+
+    let survivor = store.merge_customers(&tenant, &by_mail, &by_chat).await?;
+    ensure!(survivor.id == by_mail && survivor.merged_into.is_none(), "{survivor:?}");
+    ensure!(survivor.identities.contains(&visitor) && survivor.identities.len() == 2, "both identities: {survivor:?}");
+    let resolved = store.resolve_customer(&tenant, &visitor, "").await?;
+    ensure!(!resolved.created && resolved.customer.id == by_mail, "the visitor is fay now: {resolved:?}");
+    let gone = store.get_customer(&tenant, &by_chat).await?;
+    ensure!(gone.merged_into.as_ref() == Some(&by_mail) && gone.identities.is_empty(), "{gone:?}");
+    let listed = store.list_customers(&tenant, None, 10).await?;
+    ensure!(listed.iter().map(|customer| &customer.id).eq([&by_mail]), "only fay is listed: {listed:?}");
+    let late_contact = entry_of(store, &tenant, &by_chat, 3_000).await?;
+    let timeline = store.list_timeline_entries(&tenant, &by_mail, None, 10).await?;
+    let contacts: Vec<&ContactId> = timeline.iter().map(|entry| &entry.contact).collect();
+    ensure!(contacts == [&late_contact, &chat_contact, &mail_contact], "one timeline, newest first: {contacts:?}");
+    let page = store.list_timeline_entries(&tenant, &by_mail, Some(&TimelineCursor::of(&timeline[0])), 1).await?;
+    ensure!(page.iter().map(|entry| &entry.contact).eq([&chat_contact]), "paged across both: {page:?}");
+    ensure!(store.merge_customers(&tenant, &by_mail, &by_chat).await? == survivor, "merging again changes nothing");
+
+    let by_phone = store
+        .resolve_customer(&tenant, &normalize_identity(IdentityKind::Phone, "+1 555 010 0099", "v")?, "")
+        .await?
+        .customer
+        .id;
+    let last = store.merge_customers(&tenant, &by_phone, &by_mail).await?;
+    ensure!(last.identities.len() == 3, "every identity of both: {last:?}");
+    let chained = store.get_customer(&tenant, &by_chat).await?;
+    ensure!(chained.merged_into.as_ref() == Some(&by_phone), "the chain leads to the last survivor: {chained:?}");
+    let everything = store.list_timeline_entries(&tenant, &by_phone, None, 10).await?;
+    ensure!(everything.len() == 3, "all three contacts: {everything:?}");
+
+    let refused = store.add_identity(&tenant, &by_chat, &email("new@example.com")?).await;
+    ensure!(
+        refused.as_ref().is_err_and(|error| error.code == ErrorCode::FailedPrecondition
+            && error.resource.as_deref() == Some(switchboard_core::names::customer_name(&tenant, &by_phone).as_str())),
+        "a merged customer takes no identity, naming where it went: {refused:?}"
+    );
+    let into_merged = store.merge_customers(&tenant, &by_chat, &by_phone).await;
+    ensure!(into_merged.is_err_and(|error| error.code == ErrorCode::FailedPrecondition), "no merge into a merged one");
+    let unknown = store.merge_customers(&tenant, &by_phone, &CustomerId::generate()).await;
+    ensure!(unknown.is_err_and(|error| error.code == ErrorCode::NotFound), "an unknown customer is NOT_FOUND");
     Ok(())
 }
 

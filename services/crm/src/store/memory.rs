@@ -10,7 +10,7 @@ use switchboard_core::names::customer_name;
 use switchboard_core::time::now_millis;
 use switchboard_core::{ContactId, CustomerId, Error, TenantId};
 
-use super::{CrmStore, Customer, ResolvedCustomer, identity_taken};
+use super::{CrmStore, Customer, ResolvedCustomer, customer_merged, identity_taken};
 use crate::domain::{Identity, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
 
 #[derive(Default)]
@@ -61,6 +61,7 @@ impl CrmStore for MemoryCrmStore {
             display_name: display_name.to_owned(),
             identities: vec![identity.clone()],
             create_time_millis: now_millis(),
+            merged_into: None,
         };
         state.customer_by_identity.insert(identity_key, customer.id.clone());
         state.customers_by_tenant.entry(tenant.clone()).or_default().insert(customer.id.clone(), customer.clone());
@@ -82,6 +83,9 @@ impl CrmStore for MemoryCrmStore {
         }
         let stored = state.customers_by_tenant.get_mut(tenant).and_then(|customers| customers.get_mut(customer));
         let Some(stored) = stored else { return Err(Error::not_found(customer_name(tenant, customer))) };
+        if let Some(survivor) = &stored.merged_into {
+            return Err(customer_merged(tenant, customer, survivor));
+        }
         if !stored.identities.contains(identity) {
             stored.identities.push(identity.clone());
             stored.identities.sort();
@@ -89,6 +93,45 @@ impl CrmStore for MemoryCrmStore {
         let attached = stored.clone();
         state.customer_by_identity.insert(identity_key, customer.clone());
         Ok(attached)
+    }
+
+    async fn merge_customers(
+        &self,
+        tenant: &TenantId,
+        survivor: &CustomerId,
+        merged: &CustomerId,
+    ) -> Result<Customer, Error> {
+        let mut state = self.lock();
+        let Some(customers) = state.customers_by_tenant.get_mut(tenant) else {
+            return Err(Error::not_found(customer_name(tenant, survivor)));
+        };
+        let survivor_record =
+            customers.get(survivor).ok_or_else(|| Error::not_found(customer_name(tenant, survivor)))?;
+        if let Some(further) = &survivor_record.merged_into {
+            return Err(customer_merged(tenant, survivor, further));
+        }
+        let merged_record = customers.get(merged).ok_or_else(|| Error::not_found(customer_name(tenant, merged)))?;
+        match &merged_record.merged_into {
+            Some(into) if into == survivor => return Ok(survivor_record.clone()),
+            Some(into) => return Err(customer_merged(tenant, merged, into)),
+            None => {}
+        }
+        // The merged one, and any merged into it before, now lead to the survivor.
+        let mut moved = Vec::new();
+        for (id, customer) in customers.iter_mut() {
+            if id == merged || customer.merged_into.as_ref() == Some(merged) {
+                customer.merged_into = Some(survivor.clone());
+                moved.append(&mut customer.identities);
+            }
+        }
+        let survivor_record = customers.get_mut(survivor).ok_or_else(|| Error::internal("the survivor vanished"))?;
+        survivor_record.identities.extend(moved.iter().cloned());
+        survivor_record.identities.sort();
+        let merged_customer = survivor_record.clone();
+        for identity in moved {
+            state.customer_by_identity.insert((tenant.clone(), identity), survivor.clone());
+        }
+        Ok(merged_customer)
     }
 
     async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error> {
@@ -111,7 +154,12 @@ impl CrmStore for MemoryCrmStore {
             return Ok(Vec::new());
         };
         let lower_bound = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(customers.range((lower_bound, Bound::Unbounded)).take(limit).map(|(_, customer)| customer.clone()).collect())
+        Ok(customers
+            .range((lower_bound, Bound::Unbounded))
+            .filter(|(_, customer)| customer.merged_into.is_none())
+            .take(limit)
+            .map(|(_, customer)| customer.clone())
+            .collect())
     }
 
     async fn merge_timeline_entry(&self, update: &TimelineUpdate) -> Result<TimelineEntry, Error> {
@@ -134,10 +182,18 @@ impl CrmStore for MemoryCrmStore {
         limit: usize,
     ) -> Result<Vec<TimelineEntry>, Error> {
         let state = self.lock();
+        let leads_here = |id: &CustomerId| {
+            id == customer
+                || state
+                    .customers_by_tenant
+                    .get(tenant)
+                    .and_then(|customers| customers.get(id))
+                    .is_some_and(|merged| merged.merged_into.as_ref() == Some(customer))
+        };
         let mut entries: Vec<TimelineEntry> = state
             .timeline_by_contact
             .values()
-            .filter(|entry| &entry.tenant == tenant && entry.customer.as_ref() == Some(customer))
+            .filter(|entry| &entry.tenant == tenant && entry.customer.as_ref().is_some_and(leads_here))
             .filter(|entry| after.is_none_or(|cursor| cursor.precedes(entry)))
             .cloned()
             .collect();

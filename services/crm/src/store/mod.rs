@@ -6,6 +6,7 @@
 pub mod contract;
 pub mod memory;
 pub mod postgres;
+mod postgres_customers;
 
 use async_trait::async_trait;
 use switchboard_core::{ContactId, CustomerId, Error, TenantId};
@@ -24,6 +25,20 @@ pub struct Customer {
     /// Sorted by kind, then value.
     pub identities: Vec<Identity>,
     pub create_time_millis: i64,
+    /// Set once merged into another customer, which has its identities
+    /// and timeline from then on (it has none left).
+    pub merged_into: Option<CustomerId>,
+}
+
+/// The refusal to change a customer merged into `survivor`.
+pub fn customer_merged(tenant: &TenantId, customer: &CustomerId, survivor: &CustomerId) -> Error {
+    Error::failed_precondition(format!(
+        "customer `{}` was merged into `{}`",
+        switchboard_core::names::customer_name(tenant, customer),
+        switchboard_core::names::customer_name(tenant, survivor)
+    ))
+    .with_reason("CUSTOMER_MERGED")
+    .with_resource(switchboard_core::names::customer_name(tenant, survivor))
 }
 
 /// The refusal of an identity another customer has.
@@ -66,12 +81,27 @@ pub trait CrmStore: Send + Sync + 'static {
         identity: &Identity,
     ) -> Result<Customer, Error>;
 
+    /// Merges `merged` into `survivor`, atomically: `merged`'s identities
+    /// become `survivor`'s (so do the customers merged into it before), its
+    /// timeline entries are listed on `survivor`'s timeline, and it keeps
+    /// only `merged_into`. Returns `survivor`. Merging again what is merged
+    /// already changes nothing; NOT_FOUND if either does not exist;
+    /// FAILED_PRECONDITION `CUSTOMER_MERGED` if either was merged into
+    /// another customer. The caller checks the two differ.
+    async fn merge_customers(
+        &self,
+        tenant: &TenantId,
+        survivor: &CustomerId,
+        merged: &CustomerId,
+    ) -> Result<Customer, Error>;
+
     /// The customer `customer` of `tenant`; NOT_FOUND naming its resource
     /// name if `tenant` has no such customer.
     async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error>;
 
     /// At most `limit` customers of `tenant` ordered by id (bytewise), each
-    /// with an id strictly greater than `after`.
+    /// with an id strictly greater than `after`; those merged into another
+    /// are not listed.
     async fn list_customers(
         &self,
         tenant: &TenantId,
@@ -98,10 +128,12 @@ pub trait CrmStore: Send + Sync + 'static {
         Ok(merged)
     }
 
-    /// The entry of `contact`, whether or not its customer is known yet.
+    /// The entry of `contact`, whether or not its customer is known yet
+    /// (its customer as the event named it, maybe merged since).
     async fn timeline_entry(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<TimelineEntry>, Error>;
 
-    /// At most `limit` entries of `customer`'s timeline, newest first (create
+    /// At most `limit` entries of `customer`'s timeline (with those of the
+    /// customers merged into it), newest first (create
     /// time, then contact id, both descending), each listed after `after`.
     /// An unknown customer has an empty timeline.
     async fn list_timeline_entries(

@@ -14,8 +14,9 @@ use switchboard_core::{ContactId, CustomerId, Error, ErrorCode, TenantId};
 use switchboard_platform::postgres::{CachedStatements, Migration, migrate, pg_error};
 use tokio_postgres::Row;
 
-use super::{CrmStore, Customer, ResolvedCustomer, identity_taken};
-use crate::domain::{EntryStatus, Identity, IdentityKind, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
+use super::postgres_customers::{self as customers, customers_from_rows, find_customer_id_by_identity, load_customer};
+use super::{CrmStore, Customer, ResolvedCustomer};
+use crate::domain::{EntryStatus, Identity, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
 
 /// The service name migrations are recorded under.
 pub const MIGRATION_SERVICE: &str = "crm";
@@ -84,7 +85,19 @@ pub const MIGRATIONS: &[Migration] = &[
         version: "0004_timeline_conversation",
         sql: "ALTER TABLE crm.timeline_entries ADD COLUMN conversation text NOT NULL DEFAULT '';",
     },
+    Migration {
+        version: "0005_customers_merged_into",
+        sql: r#"
+        ALTER TABLE crm.customers ADD COLUMN merged_into text COLLATE "C";
+        CREATE INDEX customers_merged_into ON crm.customers (tenant, merged_into) WHERE merged_into IS NOT NULL;
+    "#,
+    },
 ];
+
+/// The customer `$2` of tenant `$1` and those merged into it: whose
+/// entries its timeline lists.
+const MERGED_HERE: &str =
+    "SELECT $2::text UNION ALL SELECT customer_id FROM crm.customers WHERE tenant = $1 AND merged_into = $2";
 
 /// How often a racing insert is retried before giving up with ABORTED.
 const MAX_RACE_ATTEMPTS: usize = 3;
@@ -113,75 +126,8 @@ pub async fn migrate_schema(pool: &Pool) -> Result<(), Error> {
     migrate(pool, MIGRATION_SERVICE, MIGRATIONS).await
 }
 
-fn corrupt(what: impl std::fmt::Display) -> Error {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::internal(format!("crm store holds a malformed row: {what}"))
-}
-
-async fn load_customer(
-    client: &impl GenericClient,
-    tenant: &TenantId,
-    customer: &CustomerId,
-) -> Result<Option<Customer>, Error> {
-    let rows = client
-        .query_cached(
-            "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value
-             FROM crm.customers c
-             LEFT JOIN crm.identities i ON i.tenant = c.tenant AND i.customer_id = c.customer_id
-             WHERE c.tenant = $1 AND c.customer_id = $2
-             ORDER BY i.kind, i.value",
-            &[&tenant.as_str(), &customer.as_str()],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(customers_from_rows(tenant, &rows)?.pop())
-}
-
-async fn find_customer_id_by_identity(
-    client: &impl GenericClient,
-    tenant: &TenantId,
-    identity: &Identity,
-) -> Result<Option<CustomerId>, Error> {
-    let row = client
-        .query_opt_cached(
-            "SELECT customer_id FROM crm.identities WHERE tenant = $1 AND kind = $2 AND value = $3",
-            &[&tenant.as_str(), &identity.kind.as_str(), &identity.value],
-        )
-        .await
-        .map_err(pg_error)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let customer_id: &str = row.try_get(0).map_err(corrupt)?;
-    CustomerId::parse(customer_id, "customer_id").map(Some).map_err(corrupt)
-}
-
-/// Groups rows of (customer_id, display_name, create_time_ms, kind, value),
-/// ordered by customer id, into customers.
-fn customers_from_rows(tenant: &TenantId, rows: &[Row]) -> Result<Vec<Customer>, Error> {
-    let mut customers: Vec<Customer> = Vec::new();
-    for row in rows {
-        let customer_id: &str = row.try_get(0).map_err(corrupt)?;
-        let is_same_customer = customers.last().is_some_and(|last| last.id.as_str() == customer_id);
-        if !is_same_customer {
-            customers.push(Customer {
-                tenant: tenant.clone(),
-                id: CustomerId::parse(customer_id, "customer_id").map_err(corrupt)?,
-                display_name: row.try_get(1).map_err(corrupt)?,
-                identities: Vec::new(),
-                create_time_millis: row.try_get(2).map_err(corrupt)?,
-            });
-        }
-        let kind: Option<&str> = row.try_get(3).map_err(corrupt)?;
-        let value: Option<String> = row.try_get(4).map_err(corrupt)?;
-        if let (Some(kind), Some(value), Some(customer)) = (kind, value, customers.last_mut()) {
-            let kind = IdentityKind::parse(kind).ok_or_else(|| corrupt(format!("identity kind `{kind}`")))?;
-            customer.identities.push(Identity { kind, value });
-        }
-    }
-    for customer in &mut customers {
-        customer.identities.sort();
-    }
-    Ok(customers)
 }
 
 /// The batch's entries as one array per column, in [`ENTRY_COLUMNS`] order,
@@ -360,6 +306,7 @@ impl CrmStore for PostgresCrmStore {
                 display_name: display_name.to_owned(),
                 identities: vec![identity.clone()],
                 create_time_millis: now_millis(),
+                merged_into: None,
             };
             // One statement: the customer is inserted only with its identity,
             // and the identity's foreign key is checked at the statement's
@@ -399,28 +346,18 @@ impl CrmStore for PostgresCrmStore {
         customer: &CustomerId,
         identity: &Identity,
     ) -> Result<Customer, Error> {
-        let client = self.client().await?;
-        if load_customer(&client, tenant, customer).await?.is_none() {
-            return Err(Error::not_found(customer_name(tenant, customer)));
-        }
-        // Waits for a concurrent insert of the same identity to settle;
-        // whoever has it then is the answer.
-        client
-            .execute_cached(
-                "INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant, kind, value) DO NOTHING",
-                &[&tenant.as_str(), &identity.kind.as_str(), &identity.value, &customer.as_str()],
-            )
-            .await
-            .map_err(pg_error)?;
-        let owner = find_customer_id_by_identity(&client, tenant, identity).await?;
-        match owner {
-            Some(owner) if &owner == customer => load_customer(&client, tenant, customer)
-                .await?
-                .ok_or_else(|| Error::not_found(customer_name(tenant, customer))),
-            Some(owner) => Err(identity_taken(tenant, &owner)),
-            None => Err(Error::internal("an inserted identity vanished")),
-        }
+        let mut client = self.client().await?;
+        customers::add_identity(&mut client, tenant, customer, identity).await
+    }
+
+    async fn merge_customers(
+        &self,
+        tenant: &TenantId,
+        survivor: &CustomerId,
+        merged: &CustomerId,
+    ) -> Result<Customer, Error> {
+        let mut client = self.client().await?;
+        customers::merge(&mut client, tenant, survivor, merged).await
     }
 
     async fn get_customer(&self, tenant: &TenantId, customer: &CustomerId) -> Result<Customer, Error> {
@@ -439,10 +376,10 @@ impl CrmStore for PostgresCrmStore {
         let after = after.map_or("", CustomerId::as_str);
         let rows = client
             .query_cached(
-                "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value
-                 FROM (SELECT tenant, customer_id, display_name, create_time_ms
+                "SELECT c.customer_id, c.display_name, c.create_time_ms, i.kind, i.value, c.merged_into
+                 FROM (SELECT tenant, customer_id, display_name, create_time_ms, merged_into
                        FROM crm.customers
-                       WHERE tenant = $1 AND customer_id > $2
+                       WHERE tenant = $1 AND customer_id > $2 AND merged_into IS NULL
                        ORDER BY customer_id
                        LIMIT $3) c
                  LEFT JOIN crm.identities i ON i.tenant = c.tenant AND i.customer_id = c.customer_id
@@ -542,7 +479,7 @@ impl CrmStore for PostgresCrmStore {
                 .query_cached(
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
-                         WHERE tenant = $1 AND customer_id = $2
+                         WHERE tenant = $1 AND customer_id IN ({MERGED_HERE})
                          ORDER BY create_time_ms DESC, contact_id DESC
                          LIMIT $3"
                     ),
@@ -554,7 +491,8 @@ impl CrmStore for PostgresCrmStore {
                 .query_cached(
                     &format!(
                         "SELECT {ENTRY_COLUMNS} FROM crm.timeline_entries
-                         WHERE tenant = $1 AND customer_id = $2 AND (create_time_ms, contact_id) < ($3, $4)
+                         WHERE tenant = $1 AND customer_id IN ({MERGED_HERE})
+                           AND (create_time_ms, contact_id) < ($3, $4)
                          ORDER BY create_time_ms DESC, contact_id DESC
                          LIMIT $5"
                     ),

@@ -208,6 +208,10 @@ impl CrmService for FakeCrm {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn merge_customers(&self, _: Request<MergeCustomersRequest>) -> Result<Response<Customer>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn add_customer_identity(
         &self,
         _: Request<AddCustomerIdentityRequest>,
