@@ -300,6 +300,37 @@ async fn one_customer_three_channels(endpoints: &Endpoints, http_port: u16) {
     assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
 }
 
+/// A customer who writes again right after the agent completed her
+/// contact — before routing's event closed its conversation — gets a new
+/// contact, not a line in one nobody holds.
+async fn a_message_right_after_completion_opens_the_next_contact(endpoints: &Endpoints, http_port: u16) {
+    prepare(endpoints).await;
+    let mut alice = AgentDesktop::connect(endpoints.channel("presence").await, ALICE, "agents/alice").await;
+    alice.set_state(AgentState::Available).await;
+    let first = "From: Ann <ann@example.com>\r\nTo: support@acme.example\r\nMessage-ID: <first@example.com>\r\n\
+                 Subject: Order 1234\r\n\r\nWhen will order 1234 ship?\r\n";
+    post_signed(http_port, "e2e-mail", first).await;
+    let offer = take_next(&mut alice, ChannelKind::Email).await;
+    alice.complete(&offer.contact, "order-status", "").await;
+    // At once, and threaded under the first mail.
+    let again = "From: Ann <ann@example.com>\r\nTo: support@acme.example\r\nMessage-ID: <again@example.com>\r\n\
+                 In-Reply-To: <first@example.com>\r\nSubject: Re: Order 1234\r\n\r\nAnd can I change the address?\r\n";
+    post_signed(http_port, "e2e-mail", again).await;
+    let next = take_next(&mut alice, ChannelKind::Email).await;
+    assert_ne!(next.contact, offer.contact, "a new contact");
+    assert_ne!(next.conversation, offer.conversation, "in a new conversation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_right_after_completion_opens_the_next_contact_on_switchboard_dev() {
+    support::on_dev("after-completion-dev", a_message_right_after_completion_opens_the_next_contact).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_right_after_completion_opens_the_next_contact_on_kafka_redis_postgres() {
+    support::on_real_backends("after-completion-real", a_message_right_after_completion_opens_the_next_contact).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_customer_through_chat_mail_and_a_call_on_switchboard_dev() {
     support::on_dev("across-dev", one_customer_three_channels).await;

@@ -16,8 +16,9 @@ pub enum Role {
     Agent,
     /// Switchboard's own services calling each other with the deployment's
     /// service key: only what one service needs of another (CRM resolving
-    /// the sender of a channel's message, and saying whom a merged customer
-    /// went to), never a tenant's data otherwise.
+    /// the sender of a channel's message and saying whom a merged customer
+    /// went to, routing saying where a contact stands), never a tenant's
+    /// data otherwise.
     /// No API key can have this role.
     Service,
 }

@@ -247,6 +247,23 @@ impl IngestionApi {
         accepts_channel(queue_name, &queue.channels, validated.contact.channel)
     }
 
+    /// Whether routing says `contact` has ended (completed, abandoned or
+    /// ended unanswered), asked with the service key; false when it cannot
+    /// say (no service key, routing unreachable): the routing events that
+    /// close its conversation settle it then.
+    pub async fn contact_ended(&self, tenant: &TenantId, contact: &ContactId) -> bool {
+        let Some(service) = self.access.service_call() else { return false };
+        let mut request = service.request(GetAssignmentRequest { contact: names::contact_name(tenant, contact) });
+        request.set_timeout(LOOKUP_TIMEOUT);
+        match self.routing.clone().get_assignment(request).await {
+            Ok(assignment) => assignment.into_inner().end_time.is_some(),
+            Err(status) => {
+                tracing::debug!(tenant = %tenant, contact = %contact, code = ?status.code(), "routing could not say whether the contact ended");
+                false
+            }
+        }
+    }
+
     /// The customer name CRM knows the contact's sender by (creating the
     /// customer if it is new).
     async fn resolve_customer(&self, call: &CallContext, validated: &ValidatedContact) -> Result<String, Error> {

@@ -195,7 +195,15 @@ impl RoutingApi {
     }
 
     async fn get_assignment(&self, principal: Principal, request: GetAssignmentRequest) -> Result<Assignment, Error> {
-        let record = self.record_for(&principal, "contact", &request.contact).await?;
+        let record = if principal.is_service() {
+            // Ingestion asks, as itself, whether a conversation's contact ended.
+            let (tenant, contact) = parse_contact(&request.contact, "contact")?;
+            self.access.require_tenant(&tenant)?;
+            let record = self.engine.state.get_contact(&tenant, &contact).await?;
+            record.ok_or_else(|| Error::not_found(contact_name(&tenant, &contact)))?
+        } else {
+            self.record_for(&principal, "contact", &request.contact).await?
+        };
         let position = self.engine.state.position(&record).await?;
         let pace = self.engine.state.answer_pace(&record.tenant, &record.queue, record.channel).await?;
         Ok(assignment_with_estimate(&record, position, pace.estimated_wait_ms(position)))

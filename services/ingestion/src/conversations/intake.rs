@@ -94,10 +94,19 @@ impl ConversationIntake {
         let now = now_millis();
         let candidate =
             ConversationRecord::opening(tenant, channel_id, message.channel as i32, message.from.clone(), now);
-        let joined = match self.open_thread(tenant, channel_id, &message.replied_to).await? {
+        let mut joined = match self.open_thread(tenant, channel_id, &message.replied_to).await? {
             Some(conversation) => Joined { conversation, opened: false },
             None => self.conversations.open_or_join(&candidate, window_ms(channel)).await?,
         };
+        // Its contact may have ended before routing's event closed it: a
+        // message after the end is the customer's next contact, not a line
+        // added to one nobody holds any more.
+        if let Some(contact) = joined.conversation.contact.clone().filter(|_| !joined.opened)
+            && self.contacts.contact_ended(tenant, &contact).await
+        {
+            self.conversations.close_for_contact(tenant, &contact, now).await?;
+            joined = self.conversations.open_or_join(&candidate, window_ms(channel)).await?;
+        }
         let conversation = joined.conversation;
         let contact = match &conversation.contact {
             Some(contact) => contact.clone(),
