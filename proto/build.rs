@@ -13,6 +13,7 @@ const PROTO_FILES: &[&str] = &[
     "switchboard/presence/v1/presence.proto",
     "switchboard/crm/v1/crm.proto",
     "switchboard/kpi/v1/kpi.proto",
+    "switchboard/access/v1/access.proto",
     "switchboard/events/v1/envelope.proto",
 ];
 

@@ -116,11 +116,12 @@ pub fn new_service_key() -> String {
     )
 }
 
-/// A new API key for `switchboard api-key new`: 32 random bytes behind the
-/// recognisable prefix `sbk_`, and the `[[auth.api_keys]]` entry that holds
+/// A new API key for `switchboard api-key new`: 24 random bytes behind the
+/// recognisable prefix `sbk_` and a checksum (as keys made through the
+/// API), and the `[[auth.api_keys]]` entry that holds
 /// only its SHA-256. The key itself is printed once and stored nowhere.
 pub fn new_api_key(name: &str, role: &str, tenant: Option<&str>, agent: Option<&str>) -> anyhow::Result<String> {
-    let key = random_secret("sbk_");
+    let key = switchboard_platform::credentials::new_secret();
     let entry = switchboard_platform::config::ApiKeyConfig::for_key(name, &key, role, tenant, agent);
     // The same checks the configuration gets at start (the tenant must also
     // be listed in `auth.tenants` there).

@@ -10,7 +10,8 @@ use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
-use switchboard_platform::config::ServiceEndpoint;
+use switchboard_platform::config::{PostgresConfig, ServiceEndpoint};
+use switchboard_platform::credentials::{CredentialStore, MemoryCredentialStore, PostgresCredentialStore};
 pub use switchboard_platform::service::Backends;
 use switchboard_platform::service::{Kit, Listeners, Service, launch};
 use tokio::net::TcpListener;
@@ -76,6 +77,24 @@ async fn bind(kind: ServiceKind, what: &str, address: &str) -> anyhow::Result<Tc
         .map_err(|error| anyhow::anyhow!("{} cannot listen ({what}) on {address}: {error}", kind.name()))
 }
 
+/// Where this process reads the tenants and API keys made through the API:
+/// in memory for `dev`, else the deployment's PostgreSQL (schema `access`,
+/// shared by every service), on a pool of its own.
+async fn credential_store(config: &Config, backends: Backends) -> anyhow::Result<Arc<dyn CredentialStore>> {
+    Ok(match backends {
+        Backends::Embedded => Arc::new(MemoryCredentialStore::new()),
+        Backends::External => {
+            let pool_config = PostgresConfig { pool_size: 2, ..config.postgres.clone() };
+            let pool = switchboard_platform::postgres::pool(&pool_config)
+                .map_err(|error| anyhow::anyhow!("the credentials' PostgreSQL pool: {error}"))?;
+            let store = PostgresCredentialStore::connect(pool)
+                .await
+                .map_err(|error| anyhow::anyhow!("the credentials' PostgreSQL schema: {error}"))?;
+            Arc::new(store)
+        }
+    })
+}
+
 /// Binds, connects and runs `services` until `shutdown`; then waits for
 /// each to drain. Fails if any service fails.
 pub async fn run_services(
@@ -85,7 +104,10 @@ pub async fn run_services(
     demo: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let access = AccessControl::from_config(&config.auth)?;
+    let access = AccessControl::with_credentials(&config.auth, credential_store(&config, backends).await?)?;
+    // The first read happens before any service answers a call.
+    access.refresh().await.map_err(|error| anyhow::anyhow!("reading tenants and API keys: {error}"))?;
+    let refresher = tokio::spawn(Arc::clone(&access).keep_fresh(shutdown.clone()));
     let bus: Arc<dyn EventBus> = match backends {
         Backends::Embedded => Arc::new(MemoryBus::new()),
         Backends::External => Arc::new(KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?),
@@ -146,6 +168,8 @@ pub async fn run_services(
     if let Err(error) = bus.flush().await {
         tracing::warn!(error = %error, "event bus flush failed at shutdown");
     }
+    shutdown.cancel();
+    let _ = refresher.await;
     if !failures.is_empty() {
         anyhow::bail!("{}", failures.join("; "));
     }

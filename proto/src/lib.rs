@@ -46,6 +46,12 @@ pub mod kpi {
     }
 }
 
+pub mod access {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/switchboard.access.v1.rs"));
+    }
+}
+
 pub mod events {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/switchboard.events.v1.rs"));

@@ -1,9 +1,12 @@
 //! Turns an API key into a [`Principal`]. Keys arrive as
 //! `authorization: Bearer <key>` and are compared by SHA-256 digest; the
-//! tenant of a principal comes only from the key's configuration.
+//! tenant of a principal comes only from the key's configuration or its
+//! record in the credential store (`switchboard.access.v1`), which every
+//! replica reads again whenever its revision moves ([`AccessControl::keep_fresh`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
@@ -11,8 +14,15 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Request, Status};
 
 use crate::config::AuthConfig;
+use crate::credentials::CredentialStore;
+use crate::credentials::runtime::RuntimeAccess;
 use crate::grpc::CallContext;
 use crate::status::to_status;
+
+/// How often a replica asks the credential store whether anything changed:
+/// well within the 2 s in which a new, rotated or revoked key must be
+/// honoured everywhere.
+pub const CREDENTIALS_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The hex SHA-256 of an API key, as stored in configuration.
 pub fn hash_api_key(key: &str) -> String {
@@ -31,12 +41,15 @@ pub fn authorized<T>(key: &str, message: T) -> Request<T> {
 }
 
 /// Verifies credentials and knows which tenants exist.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AccessControl {
     principals_by_key_hash: HashMap<String, Principal>,
     tenants: HashSet<TenantId>,
     /// `Bearer <service key>`, presented on calls to other services.
     service_authorization: Option<AsciiMetadataValue>,
+    /// Tenants and keys made through the API, if the deployment has them.
+    credentials: Option<Arc<dyn CredentialStore>>,
+    runtime: RwLock<Arc<RuntimeAccess>>,
 }
 
 /// The principal of the deployment's service key.
@@ -67,6 +80,65 @@ impl AccessControl {
         Ok(Arc::new(access))
     }
 
+    /// [`AccessControl::from_config`] plus the tenants and keys of
+    /// `credentials`, read by [`AccessControl::refresh`].
+    pub fn with_credentials(
+        config: &AuthConfig,
+        credentials: Arc<dyn CredentialStore>,
+    ) -> anyhow::Result<Arc<AccessControl>> {
+        let Ok(mut access) = Arc::try_unwrap(AccessControl::from_config(config)?) else {
+            anyhow::bail!("a new access control is not shared");
+        };
+        access.credentials = Some(credentials);
+        Ok(Arc::new(access))
+    }
+
+    /// The store of tenants and keys made through the API, if any.
+    pub fn credentials(&self) -> Option<Arc<dyn CredentialStore>> {
+        self.credentials.clone()
+    }
+
+    /// Whether `tenant` is declared in the configuration file.
+    pub fn is_configured_tenant(&self, tenant: &TenantId) -> bool {
+        self.tenants.contains(tenant)
+    }
+
+    fn runtime(&self) -> Arc<RuntimeAccess> {
+        Arc::clone(&self.runtime.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Reads the credential store again if its revision moved since the
+    /// last read.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let Some(credentials) = &self.credentials else { return Ok(()) };
+        if credentials.revision().await? == self.runtime().revision {
+            return Ok(());
+        }
+        let snapshot = credentials.snapshot().await?;
+        let runtime = Arc::new(RuntimeAccess::from_snapshot(&snapshot));
+        let mut current = self.runtime.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A slower concurrent refresh never replaces a newer snapshot.
+        if runtime.revision > current.revision {
+            tracing::debug!(revision = runtime.revision, "credentials reloaded");
+            *current = runtime;
+        }
+        Ok(())
+    }
+
+    /// Refreshes every [`CREDENTIALS_POLL_INTERVAL`] until `shutdown`; a
+    /// failed read is logged and retried (the last snapshot stays in force).
+    pub async fn keep_fresh(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(error) = self.refresh().await {
+                tracing::warn!(error = %error, "credentials not refreshed, the last ones stay in force");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(CREDENTIALS_POLL_INTERVAL) => {}
+            }
+        }
+    }
+
     /// The context of a call this service makes as itself (the service
     /// key), if the deployment configured one.
     pub fn service_call(&self) -> Option<CallContext> {
@@ -88,9 +160,12 @@ impl AccessControl {
                     .with_reason("MALFORMED_AUTHORIZATION"));
             }
         };
-        self.principals_by_key_hash
-            .get(&hash_api_key(key))
-            .cloned()
+        let sha256 = hash_api_key(key);
+        if let Some(principal) = self.principals_by_key_hash.get(&sha256) {
+            return Ok(principal.clone());
+        }
+        self.runtime()
+            .principal(&sha256, switchboard_core::time::now_millis())?
             .ok_or_else(|| Error::unauthenticated("unknown API key").with_reason("UNKNOWN_API_KEY"))
     }
 
@@ -107,11 +182,14 @@ impl AccessControl {
         self.require_tenant(tenant)
     }
 
+    /// `tenant` exists and is not suspended: declared in the configuration,
+    /// or made through the API and active (FAILED_PRECONDITION
+    /// `TENANT_SUSPENDED` if suspended, NOT_FOUND if unknown).
     pub fn require_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         if self.tenants.contains(tenant) {
             return Ok(());
         }
-        Err(Error::not_found(switchboard_core::names::tenant_name(tenant)))
+        self.runtime().require_active(tenant)
     }
 
     /// A tonic interceptor that authenticates every call and puts the
@@ -193,5 +271,114 @@ mod tests {
         assert!(access.authorize_read(&presented, &acme).is_err(), "the service role reads no tenant's data");
         let without = AccessControl::from_config(&AuthConfig::default()).expect("access");
         assert!(without.service_call().is_none());
+    }
+
+    mod runtime_credentials {
+        use super::*;
+        use crate::credentials::{
+            ApiKeyId, KeyHolder, KeyRecord, MemoryCredentialStore, TenantChange, TenantRecord, new_secret,
+            secret_prefix,
+        };
+        use switchboard_core::ErrorCode;
+        use switchboard_core::time::now_millis;
+
+        fn initech() -> TenantId {
+            TenantId::parse("initech", "t").expect("tenant")
+        }
+
+        async fn with_initech() -> (Arc<MemoryCredentialStore>, Arc<AccessControl>) {
+            let store = Arc::new(MemoryCredentialStore::new());
+            let tenant = TenantRecord {
+                id: initech(),
+                display_name: "Initech".to_owned(),
+                suspended: false,
+                create_time_ms: 1,
+                update_time_ms: 1,
+            };
+            store.create_tenant(&tenant).await.expect("tenant");
+            let access = AccessControl::with_credentials(&AuthConfig::default(), store.clone()).expect("access");
+            (store, access)
+        }
+
+        async fn add_key(store: &MemoryCredentialStore, expire_time_ms: Option<i64>) -> (ApiKeyId, String) {
+            let secret = new_secret();
+            let key = KeyRecord {
+                id: ApiKeyId::generate(),
+                display_name: "integration".to_owned(),
+                holder: KeyHolder::TenantAdmin(initech()),
+                expire_time_ms,
+                create_time_ms: 1,
+                revoke_time_ms: None,
+                secret_sha256: hash_api_key(&secret),
+                secret_prefix: secret_prefix(&secret),
+                previous_secret: None,
+            };
+            store.create_key(&key).await.expect("key");
+            (key.id, secret)
+        }
+
+        fn bearer(secret: &str) -> MetadataMap {
+            metadata(&format!("Bearer {secret}"))
+        }
+
+        #[tokio::test]
+        async fn a_key_made_at_runtime_works_once_read_and_stops_once_revoked() {
+            let (store, access) = with_initech().await;
+            let (key, secret) = add_key(&store, None).await;
+            assert!(access.authenticate(&bearer(&secret)).is_err(), "not read yet");
+            access.refresh().await.expect("refresh");
+            let principal = access.authenticate(&bearer(&secret)).expect("read");
+            assert_eq!((principal.role, principal.tenant.clone()), (Role::TenantAdmin, Some(initech())));
+            access.authorize_write(&principal, &initech()).expect("its tenant exists");
+            store.revoke_key(&key, now_millis()).await.expect("revoke");
+            access.refresh().await.expect("refresh");
+            let error = access.authenticate(&bearer(&secret)).expect_err("revoked");
+            assert_eq!(error.code, ErrorCode::Unauthenticated);
+        }
+
+        #[tokio::test]
+        async fn an_expired_key_and_a_rotated_out_secret_past_its_overlap_stop_working() {
+            let (store, access) = with_initech().await;
+            let (_, expired) = add_key(&store, Some(now_millis() - 1)).await;
+            let (key, old_secret) = add_key(&store, None).await;
+            let new_secret_value = new_secret();
+            let overlap_end = now_millis() + 60_000;
+            store
+                .rotate_key(&key, &hash_api_key(&new_secret_value), &secret_prefix(&new_secret_value), overlap_end)
+                .await
+                .expect("rotate");
+            access.refresh().await.expect("refresh");
+            assert!(access.authenticate(&bearer(&expired)).is_err(), "expired");
+            assert!(access.authenticate(&bearer(&old_secret)).is_ok(), "the old secret during the overlap");
+            assert!(access.authenticate(&bearer(&new_secret_value)).is_ok(), "the new secret");
+            store
+                .rotate_key(&key, &hash_api_key(&new_secret()), "sbk_00000000", now_millis() - 1)
+                .await
+                .expect("again");
+            access.refresh().await.expect("refresh");
+            assert!(access.authenticate(&bearer(&old_secret)).is_err(), "two rotations ago");
+            assert!(access.authenticate(&bearer(&new_secret_value)).is_err(), "its overlap ended at once");
+        }
+
+        #[tokio::test]
+        async fn a_suspended_tenant_is_refused_and_its_keys_stop_until_it_resumes() {
+            let (store, access) = with_initech().await;
+            let (_, secret) = add_key(&store, None).await;
+            let suspend = TenantChange { suspended: Some(true), ..TenantChange::default() };
+            store.update_tenant(&initech(), &suspend, 2).await.expect("suspend");
+            access.refresh().await.expect("refresh");
+            let refused = access.authenticate(&bearer(&secret)).expect_err("suspended");
+            assert_eq!(
+                (refused.code, refused.explicit_reason),
+                (ErrorCode::FailedPrecondition, Some("TENANT_SUSPENDED"))
+            );
+            assert_eq!(access.require_tenant(&initech()).expect_err("suspended").code, ErrorCode::FailedPrecondition);
+            let resume = TenantChange { suspended: Some(false), ..TenantChange::default() };
+            store.update_tenant(&initech(), &resume, 3).await.expect("resume");
+            access.refresh().await.expect("refresh");
+            assert!(access.authenticate(&bearer(&secret)).is_ok());
+            let unknown = TenantId::parse("umbrella", "t").expect("tenant");
+            assert_eq!(access.require_tenant(&unknown).expect_err("unknown").code, ErrorCode::NotFound);
+        }
     }
 }

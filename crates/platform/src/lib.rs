@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod credentials;
 pub mod group_commit;
 pub mod grpc;
 mod grpc_metrics;

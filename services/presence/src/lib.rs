@@ -2,13 +2,16 @@
 //! stream that carries presence in and offers out. Agent definitions live
 //! in PostgreSQL, live state in Redis (both in memory in `dev`).
 //!
-//! Serves `switchboard.presence.v1.PresenceService`; consumes
+//! Serves `switchboard.presence.v1.PresenceService` and, where the
+//! deployment has a credential store, `switchboard.access.v1.AccessService`
+//! (tenants and API keys at runtime); consumes
 //! `switchboard.routing.v1` and `switchboard.presence.v1` once per replica
 //! (pushing offers to the sessions it holds) and `switchboard.routing.v1`
 //! once per deployment (state side effects); on timers: wrap-up ends, lease
 //! renewals, the janitor that takes lost sessions offline, and the
 //! agents-by-state gauge.
 
+pub mod access_api;
 pub mod domain;
 pub mod effects;
 pub mod gauges;
@@ -26,6 +29,7 @@ use switchboard_platform::bus::Delivery;
 use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::{ConsumerSpec, Every, Kit, Service};
 use switchboard_platform::status::grpc_code;
+use switchboard_proto::access::v1::access_service_server::AccessServiceServer;
 use switchboard_proto::presence::v1::presence_service_server::PresenceServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
@@ -78,6 +82,10 @@ impl Service for Presence {
             shutdown: kit.shutdown(),
         };
         kit.serve(PresenceServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
+        if let Some(credentials) = kit.access().credentials() {
+            let access = access_api::AccessApi::new(kit.access(), credentials, Arc::clone(&presence.agents));
+            kit.serve(AccessServiceServer::new(access).max_decoding_message_size(kit.max_message_bytes()));
+        }
 
         // Every replica sees every routing and presence event (its own
         // group) and pushes the ones for agents connected to it. Only offers

@@ -1,0 +1,151 @@
+//! The contract every [`CredentialStore`] meets: the in-memory store runs
+//! it in unit tests, the PostgreSQL one in `tests/credentials.rs`. Each
+//! check uses tenants and keys of its own, so all may share one store.
+
+use anyhow::{Context, ensure};
+use switchboard_core::{AgentId, ErrorCode, TenantId};
+
+use super::{ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantRecord, new_secret, secret_prefix};
+use crate::auth::hash_api_key;
+
+/// Runs every check of the contract.
+pub async fn run_all(store: &dyn CredentialStore) -> anyhow::Result<()> {
+    tenants_are_created_once_changed_and_listed(store).await.context("tenants_are_created_once_changed_and_listed")?;
+    keys_are_stored_by_digest_revoked_for_good_and_rotated(store)
+        .await
+        .context("keys_are_stored_by_digest_revoked_for_good_and_rotated")?;
+    every_change_moves_the_revision_and_shows_in_the_snapshot(store)
+        .await
+        .context("every_change_moves_the_revision_and_shows_in_the_snapshot")?;
+    Ok(())
+}
+
+fn fresh_tenant(label: &str) -> anyhow::Result<TenantId> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    Ok(TenantId::parse(&format!("{label}-{}", &suffix[..12]), "tenant")?)
+}
+
+fn tenant_record(id: &TenantId, at_ms: i64) -> TenantRecord {
+    TenantRecord {
+        id: id.clone(),
+        display_name: format!("{id} Ltd"),
+        suspended: false,
+        create_time_ms: at_ms,
+        update_time_ms: at_ms,
+    }
+}
+
+fn key_record(holder: KeyHolder, secret: &str, at_ms: i64) -> KeyRecord {
+    KeyRecord {
+        id: ApiKeyId::generate(),
+        display_name: "integration".to_owned(),
+        holder,
+        expire_time_ms: None,
+        create_time_ms: at_ms,
+        revoke_time_ms: None,
+        secret_sha256: hash_api_key(secret),
+        secret_prefix: secret_prefix(secret),
+        previous_secret: None,
+    }
+}
+
+/// A tenant id is taken once; a change applies only what it names; a
+/// listing pages by id.
+pub async fn tenants_are_created_once_changed_and_listed(store: &dyn CredentialStore) -> anyhow::Result<()> {
+    let first = fresh_tenant("a")?;
+    let second = fresh_tenant("b")?;
+    store.create_tenant(&tenant_record(&first, 1_000)).await?;
+    store.create_tenant(&tenant_record(&second, 1_000)).await?;
+    let again = store.create_tenant(&tenant_record(&first, 2_000)).await;
+    ensure!(again.is_err_and(|error| error.code == ErrorCode::AlreadyExists), "an id is taken once");
+    let suspended =
+        store.update_tenant(&first, &TenantChange { suspended: Some(true), ..TenantChange::default() }, 3_000).await?;
+    ensure!(
+        suspended.suspended && suspended.display_name == format!("{first} Ltd"),
+        "only what it names: {suspended:?}"
+    );
+    ensure!((suspended.create_time_ms, suspended.update_time_ms) == (1_000, 3_000), "{suspended:?}");
+    let renamed = TenantChange { display_name: Some("First".to_owned()), ..TenantChange::default() };
+    let renamed = store.update_tenant(&first, &renamed, 4_000).await?;
+    ensure!(renamed.suspended && renamed.display_name == "First", "{renamed:?}");
+    ensure!(store.get_tenant(&first).await? == Some(renamed), "read back");
+    let unknown = fresh_tenant("c")?;
+    let missing = store.update_tenant(&unknown, &TenantChange::default(), 5_000).await;
+    ensure!(missing.is_err_and(|error| error.code == ErrorCode::NotFound), "an unknown tenant is NOT_FOUND");
+    ensure!(store.get_tenant(&unknown).await?.is_none(), "and is not made");
+    let listed = store.list_tenants(None, 1_000).await?;
+    let ours: Vec<&TenantId> =
+        listed.iter().map(|tenant| &tenant.id).filter(|id| [&first, &second].contains(id)).collect();
+    ensure!(ours == [&first, &second], "by id: {ours:?}");
+    let after_first = store.list_tenants(Some(&first), 1).await?;
+    ensure!(after_first.first().is_some_and(|tenant| tenant.id > first), "after: {after_first:?}");
+    Ok(())
+}
+
+/// A key is stored with its secret's digest only; revoking is for good and
+/// idempotent; rotating keeps the old digest as `previous` and a revoked
+/// key cannot be rotated; listings filter by tenant.
+pub async fn keys_are_stored_by_digest_revoked_for_good_and_rotated(store: &dyn CredentialStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("keys")?;
+    let secret = new_secret();
+    let admin = key_record(KeyHolder::TenantAdmin(tenant.clone()), &secret, 1_000);
+    let agent = key_record(KeyHolder::Agent(AgentId::parse("kim", "agent")?), &new_secret(), 1_000);
+    store.create_key(&admin).await?;
+    store.create_key(&agent).await?;
+    let read = store.get_key(&admin.id).await?.context("stored")?;
+    ensure!(read == admin, "read back: {read:?}");
+    ensure!(read.secret_sha256 != secret && read.secret_sha256 == hash_api_key(&secret), "only the digest is kept");
+    let of_tenant = store.list_keys(Some(&tenant), None, 100).await?;
+    ensure!(of_tenant == [admin.clone()], "the tenant's keys only: {of_tenant:?}");
+
+    let new_secret_value = new_secret();
+    let rotated =
+        store.rotate_key(&admin.id, &hash_api_key(&new_secret_value), &secret_prefix(&new_secret_value), 9_000).await?;
+    ensure!(rotated.secret_sha256 == hash_api_key(&new_secret_value), "{rotated:?}");
+    let previous = rotated.previous_secret.as_ref().context("the old secret is kept")?;
+    ensure!(previous.sha256 == hash_api_key(&secret) && previous.expire_time_ms == 9_000, "{previous:?}");
+
+    let revoked = store.revoke_key(&admin.id, 5_000).await?;
+    ensure!(revoked.revoke_time_ms == Some(5_000), "{revoked:?}");
+    let again = store.revoke_key(&admin.id, 6_000).await?;
+    ensure!(again.revoke_time_ms == Some(5_000), "revoking again changes nothing: {again:?}");
+    let refused = store.rotate_key(&admin.id, &hash_api_key(&new_secret()), "sbk_00000000", 9_000).await;
+    ensure!(refused.is_err_and(|error| error.code == ErrorCode::FailedPrecondition), "a revoked key is not rotated");
+    let unknown = ApiKeyId::generate();
+    ensure!(store.revoke_key(&unknown, 1).await.is_err_and(|error| error.code == ErrorCode::NotFound), "unknown");
+    ensure!(store.get_key(&unknown).await?.is_none(), "unknown");
+    Ok(())
+}
+
+/// Every change moves the revision forward, and a snapshot taken after it
+/// holds it.
+pub async fn every_change_moves_the_revision_and_shows_in_the_snapshot(
+    store: &dyn CredentialStore,
+) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("rev")?;
+    let start = store.revision().await?;
+    store.create_tenant(&tenant_record(&tenant, 1_000)).await?;
+    let after_tenant = store.revision().await?;
+    ensure!(after_tenant > start, "a new tenant: {start} -> {after_tenant}");
+    let key = key_record(KeyHolder::TenantReader(tenant.clone()), &new_secret(), 1_000);
+    store.create_key(&key).await?;
+    let after_key = store.revision().await?;
+    ensure!(after_key > after_tenant, "a new key");
+    store.revoke_key(&key.id, 2_000).await?;
+    let after_revoke = store.revision().await?;
+    ensure!(after_revoke > after_key, "a revocation");
+    let snapshot = store.snapshot().await?;
+    ensure!(snapshot.revision >= after_revoke, "the snapshot is of a revision at least as late");
+    ensure!(snapshot.tenants.iter().any(|record| record.id == tenant), "holds the tenant");
+    let held = snapshot.keys.iter().find(|record| record.id == key.id).context("holds the key")?;
+    ensure!(held.revoke_time_ms == Some(2_000), "as revoked: {held:?}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
+        super::run_all(&super::super::MemoryCredentialStore::new()).await.expect("contract");
+    }
+}

@@ -1,0 +1,258 @@
+//! Tenants and API keys managed at runtime (`switchboard.access.v1`): the
+//! port [`CredentialStore`] with an in-memory implementation for `dev` and
+//! a PostgreSQL one shared by every service of a deployment, both held to
+//! the suite in `contract`.
+//!
+//! Guarantees every implementation gives:
+//! - every change moves [`CredentialStore::revision`] forward, in the same
+//!   atomic step as the change, so a replica that saw a revision and then
+//!   reads a [`Snapshot`] of a later one misses nothing;
+//! - only a secret's SHA-256 is stored, never the secret;
+//! - a revoked key stays revoked (revoking again changes nothing and
+//!   nothing un-revokes it).
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+pub mod memory;
+pub mod postgres;
+pub mod runtime;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use switchboard_core::{AgentId, Error, Role, TenantId};
+
+pub use memory::MemoryCredentialStore;
+pub use postgres::PostgresCredentialStore;
+
+/// The id of an API key made through the API: `k_` and 16 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiKeyId(String);
+
+impl ApiKeyId {
+    pub fn generate() -> ApiKeyId {
+        ApiKeyId(format!("k_{}", &random_hex(8)))
+    }
+
+    pub fn parse(value: &str, field: &str) -> Result<ApiKeyId, Error> {
+        let well_formed = value.len() == 18
+            && value.starts_with("k_")
+            && value[2..].bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if !well_formed {
+            return Err(Error::invalid_field(field, "must be `apiKeys/k_` and 16 lowercase hex digits"));
+        }
+        Ok(ApiKeyId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ApiKeyId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// `apiKeys/{key}`.
+pub fn api_key_name(key: &ApiKeyId) -> String {
+    format!("apiKeys/{key}")
+}
+
+/// The key id of `apiKeys/{key}`.
+pub fn parse_api_key_name(name: &str, field: &str) -> Result<ApiKeyId, Error> {
+    let Some(id) = name.strip_prefix("apiKeys/") else {
+        return Err(Error::invalid_field(field, "must be `apiKeys/{key}`"));
+    };
+    ApiKeyId::parse(id, field)
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut random = vec![0_u8; bytes];
+    rand::rng().fill_bytes(&mut random);
+    hex::encode(random)
+}
+
+/// A new secret: `sbk_`, 48 random hex digits, `_` and the first 8 hex
+/// digits of the SHA-256 of what precedes them (a checksum secret scanners
+/// can verify offline).
+pub fn new_secret() -> String {
+    let body = format!("sbk_{}", random_hex(24));
+    let checksum = &hex::encode(Sha256::digest(body.as_bytes()))[..8];
+    format!("{body}_{checksum}")
+}
+
+/// `secret` has the shape and checksum [`new_secret`] gives.
+pub fn has_valid_checksum(secret: &str) -> bool {
+    let Some((body, checksum)) = secret.rsplit_once('_') else { return false };
+    body.starts_with("sbk_") && checksum.len() == 8 && hex::encode(Sha256::digest(body.as_bytes()))[..8] == *checksum
+}
+
+/// What a secret shows of itself in listings: `sbk_` and 8 more.
+pub fn secret_prefix(secret: &str) -> String {
+    secret.chars().take(12).collect()
+}
+
+/// A tenant made through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub display_name: String,
+    pub suspended: bool,
+    pub create_time_ms: i64,
+    pub update_time_ms: i64,
+}
+
+/// Who a key acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHolder {
+    Operator,
+    TenantAdmin(TenantId),
+    TenantReader(TenantId),
+    Agent(AgentId),
+}
+
+impl KeyHolder {
+    pub fn role(&self) -> Role {
+        match self {
+            KeyHolder::Operator => Role::OperatorAdmin,
+            KeyHolder::TenantAdmin(_) => Role::TenantAdmin,
+            KeyHolder::TenantReader(_) => Role::TenantReader,
+            KeyHolder::Agent(_) => Role::Agent,
+        }
+    }
+
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            KeyHolder::TenantAdmin(tenant) | KeyHolder::TenantReader(tenant) => Some(tenant),
+            KeyHolder::Operator | KeyHolder::Agent(_) => None,
+        }
+    }
+
+    pub fn agent(&self) -> Option<&AgentId> {
+        match self {
+            KeyHolder::Agent(agent) => Some(agent),
+            _ => None,
+        }
+    }
+}
+
+/// A rotated-out secret that still works until `expire_time_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub sha256: String,
+    pub expire_time_ms: i64,
+}
+
+/// An API key made through the API (its secret only as SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: ApiKeyId,
+    pub display_name: String,
+    pub holder: KeyHolder,
+    pub expire_time_ms: Option<i64>,
+    pub create_time_ms: i64,
+    pub revoke_time_ms: Option<i64>,
+    pub secret_sha256: String,
+    pub secret_prefix: String,
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// Every tenant and key, as of `revision`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub tenants: Vec<TenantRecord>,
+    pub keys: Vec<KeyRecord>,
+}
+
+/// A change to a tenant; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantChange {
+    pub display_name: Option<String>,
+    pub suspended: Option<bool>,
+}
+
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// Moves forward with every change (0 before the first).
+    async fn revision(&self) -> Result<i64, Error>;
+
+    /// Every tenant and key (revoked ones too) and the revision they are of.
+    async fn snapshot(&self) -> Result<Snapshot, Error>;
+
+    /// ALREADY_EXISTS naming the tenant if its id is taken.
+    async fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), Error>;
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, Error>;
+
+    /// At most `limit` tenants by id, each after `after`.
+    async fn list_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantRecord>, Error>;
+
+    /// The tenant after `change` (at `now_ms`); NOT_FOUND if absent.
+    async fn update_tenant(&self, tenant: &TenantId, change: &TenantChange, now_ms: i64)
+    -> Result<TenantRecord, Error>;
+
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), Error>;
+
+    async fn get_key(&self, key: &ApiKeyId) -> Result<Option<KeyRecord>, Error>;
+
+    /// At most `limit` keys by id, each after `after`, only `tenant`'s if
+    /// given.
+    async fn list_keys(
+        &self,
+        tenant: Option<&TenantId>,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, Error>;
+
+    /// The key revoked at `now_ms` (or when it was revoked before);
+    /// NOT_FOUND if absent.
+    async fn revoke_key(&self, key: &ApiKeyId, now_ms: i64) -> Result<KeyRecord, Error>;
+
+    /// The key with a new current secret, the current one kept as
+    /// `previous`; NOT_FOUND if absent, FAILED_PRECONDITION `KEY_REVOKED`
+    /// if revoked.
+    async fn rotate_key(
+        &self,
+        key: &ApiKeyId,
+        secret_sha256: &str,
+        secret_prefix: &str,
+        previous_expire_time_ms: i64,
+    ) -> Result<KeyRecord, Error>;
+}
+
+/// The refusal to rotate a revoked key.
+pub fn key_revoked(key: &ApiKeyId) -> Error {
+    Error::failed_precondition(format!("`{}` is revoked", api_key_name(key)))
+        .with_reason("KEY_REVOKED")
+        .with_resource(api_key_name(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_carry_a_checksum_scanners_can_verify() {
+        let secret = new_secret();
+        assert!(secret.starts_with("sbk_") && secret.len() == 4 + 48 + 1 + 8, "{secret}");
+        assert!(has_valid_checksum(&secret));
+        let mut tampered = secret.clone();
+        tampered.replace_range(5..6, if &secret[5..6] == "0" { "1" } else { "0" });
+        assert!(!has_valid_checksum(&tampered));
+        assert!(!has_valid_checksum("sbk_short"));
+        assert_ne!(new_secret(), secret);
+        assert_eq!(secret_prefix(&secret).len(), 12);
+    }
+
+    #[test]
+    fn key_ids_are_checked() {
+        let id = ApiKeyId::generate();
+        assert_eq!(parse_api_key_name(&api_key_name(&id), "name").expect("round trip"), id);
+        for bad in ["apiKeys/", "apiKeys/k_XYZ", "keys/k_0123456789abcdef", "apiKeys/k_0123456789abcdef0"] {
+            assert!(parse_api_key_name(bad, "name").is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The PostgreSQL [`CredentialStore`]: schema `access`, shared by every
+//! service of a deployment (any of them may apply its migrations; they are
+//! serialised by the migration lock). Each change bumps the one-row
+//! `access.revision` in its own transaction, which is what replicas poll.
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool};
+use switchboard_core::names::tenant_name;
+use switchboard_core::{AgentId, Error, TenantId};
+use tokio_postgres::Row;
+
+use super::{
+    ApiKeyId, CredentialStore, KeyHolder, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord,
+    api_key_name, key_revoked,
+};
+use crate::postgres::{CachedStatements, Migration, migrate, pg_error};
+
+/// The name its migrations are recorded under.
+pub const MIGRATION_SERVICE: &str = "access";
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: "0001_tenants_api_keys",
+    sql: r#"
+        CREATE SCHEMA IF NOT EXISTS access;
+        CREATE TABLE access.revision (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), revision bigint NOT NULL);
+        INSERT INTO access.revision (revision) VALUES (0);
+        CREATE TABLE access.tenants (
+            tenant text COLLATE "C" PRIMARY KEY,
+            display_name text NOT NULL,
+            suspended boolean NOT NULL,
+            create_time_ms bigint NOT NULL,
+            update_time_ms bigint NOT NULL
+        );
+        CREATE TABLE access.api_keys (
+            key_id text COLLATE "C" PRIMARY KEY,
+            display_name text NOT NULL,
+            role text NOT NULL,
+            tenant text,
+            agent text,
+            expire_time_ms bigint,
+            create_time_ms bigint NOT NULL,
+            revoke_time_ms bigint,
+            secret_sha256 text NOT NULL UNIQUE,
+            secret_prefix text NOT NULL,
+            previous_sha256 text,
+            previous_expire_time_ms bigint
+        );
+        CREATE INDEX api_keys_by_tenant ON access.api_keys (tenant, key_id);
+    "#,
+}];
+
+const TENANT_COLUMNS: &str = "tenant, display_name, suspended, create_time_ms, update_time_ms";
+const KEY_COLUMNS: &str = "key_id, display_name, role, tenant, agent, expire_time_ms, create_time_ms, \
+                           revoke_time_ms, secret_sha256, secret_prefix, previous_sha256, previous_expire_time_ms";
+
+pub struct PostgresCredentialStore {
+    pool: Pool,
+}
+
+impl PostgresCredentialStore {
+    /// The store on `pool`, its schema migrated.
+    pub async fn connect(pool: Pool) -> Result<PostgresCredentialStore, Error> {
+        migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await?;
+        Ok(PostgresCredentialStore { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.get().await.map_err(pg_error)
+    }
+
+    /// Runs `change` (statements with `params`) and bumps the revision, in
+    /// one transaction; the number of rows `change` touched.
+    async fn changing(
+        &self,
+        change: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let touched = transaction.execute_cached(change, params).await.map_err(pg_error)?;
+        if touched > 0 {
+            transaction
+                .execute_cached("UPDATE access.revision SET revision = revision + 1", &[])
+                .await
+                .map_err(pg_error)?;
+        }
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(touched)
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::internal(format!("access store holds a malformed row: {what}"))
+}
+
+fn tenant_from_row(row: &Row) -> Result<TenantRecord, Error> {
+    Ok(TenantRecord {
+        id: TenantId::parse(row.try_get(0).map_err(corrupt)?, "tenant").map_err(corrupt)?,
+        display_name: row.try_get(1).map_err(corrupt)?,
+        suspended: row.try_get(2).map_err(corrupt)?,
+        create_time_ms: row.try_get(3).map_err(corrupt)?,
+        update_time_ms: row.try_get(4).map_err(corrupt)?,
+    })
+}
+
+fn key_from_row(row: &Row) -> Result<KeyRecord, Error> {
+    let role: &str = row.try_get(2).map_err(corrupt)?;
+    let tenant: Option<&str> = row.try_get(3).map_err(corrupt)?;
+    let agent: Option<&str> = row.try_get(4).map_err(corrupt)?;
+    let tenant = || {
+        tenant
+            .ok_or_else(|| corrupt("a tenant key without tenant"))
+            .and_then(|tenant| TenantId::parse(tenant, "tenant").map_err(corrupt))
+    };
+    let holder = match role {
+        "operator_admin" => KeyHolder::Operator,
+        "tenant_admin" => KeyHolder::TenantAdmin(tenant()?),
+        "tenant_reader" => KeyHolder::TenantReader(tenant()?),
+        "agent" => KeyHolder::Agent(
+            AgentId::parse(agent.ok_or_else(|| corrupt("an agent key without agent"))?, "agent").map_err(corrupt)?,
+        ),
+        other => return Err(corrupt(format!("role `{other}`"))),
+    };
+    let previous_sha256: Option<String> = row.try_get(10).map_err(corrupt)?;
+    let previous_expire: Option<i64> = row.try_get(11).map_err(corrupt)?;
+    Ok(KeyRecord {
+        id: ApiKeyId::parse(row.try_get(0).map_err(corrupt)?, "key_id").map_err(corrupt)?,
+        display_name: row.try_get(1).map_err(corrupt)?,
+        holder,
+        expire_time_ms: row.try_get(5).map_err(corrupt)?,
+        create_time_ms: row.try_get(6).map_err(corrupt)?,
+        revoke_time_ms: row.try_get(7).map_err(corrupt)?,
+        secret_sha256: row.try_get(8).map_err(corrupt)?,
+        secret_prefix: row.try_get(9).map_err(corrupt)?,
+        previous_secret: previous_sha256
+            .zip(previous_expire)
+            .map(|(sha256, expire_time_ms)| PreviousSecret { sha256, expire_time_ms }),
+    })
+}
+
+async fn read_key(client: &impl GenericClient, key: &ApiKeyId) -> Result<Option<KeyRecord>, Error> {
+    let row = client
+        .query_opt_cached(&format!("SELECT {KEY_COLUMNS} FROM access.api_keys WHERE key_id = $1"), &[&key.as_str()])
+        .await
+        .map_err(pg_error)?;
+    row.as_ref().map(key_from_row).transpose()
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl CredentialStore for PostgresCredentialStore {
+    async fn revision(&self) -> Result<i64, Error> {
+        let client = self.client().await?;
+        let row = client.query_one_cached("SELECT revision FROM access.revision", &[]).await.map_err(pg_error)?;
+        row.try_get(0).map_err(corrupt)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let mut client = self.client().await?;
+        // One snapshot of the database: the revision matches the rows.
+        let transaction = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)?;
+        let revision: i64 = transaction
+            .query_one_cached("SELECT revision FROM access.revision", &[])
+            .await
+            .map_err(pg_error)?
+            .try_get(0)
+            .map_err(corrupt)?;
+        let tenants = transaction
+            .query_cached(&format!("SELECT {TENANT_COLUMNS} FROM access.tenants ORDER BY tenant"), &[])
+            .await
+            .map_err(pg_error)?;
+        let keys = transaction
+            .query_cached(&format!("SELECT {KEY_COLUMNS} FROM access.api_keys ORDER BY key_id"), &[])
+            .await
+            .map_err(pg_error)?;
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(Snapshot {
+            revision,
+            tenants: tenants.iter().map(tenant_from_row).collect::<Result<_, _>>()?,
+            keys: keys.iter().map(key_from_row).collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), Error> {
+        let inserted = self
+            .changing(
+                &format!(
+                    "INSERT INTO access.tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant) DO NOTHING"
+                ),
+                &[
+                    &tenant.id.as_str(),
+                    &tenant.display_name,
+                    &tenant.suspended,
+                    &tenant.create_time_ms,
+                    &tenant.update_time_ms,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(Error::already_exists(tenant_name(&tenant.id)));
+        }
+        Ok(())
+    }
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, Error> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt_cached(
+                &format!("SELECT {TENANT_COLUMNS} FROM access.tenants WHERE tenant = $1"),
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantRecord>, Error> {
+        let client = self.client().await?;
+        let rows = client
+            .query_cached(
+                &format!("SELECT {TENANT_COLUMNS} FROM access.tenants WHERE tenant > $1 ORDER BY tenant LIMIT $2"),
+                &[&after.map_or("", TenantId::as_str), &limit_param(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn update_tenant(
+        &self,
+        tenant: &TenantId,
+        change: &TenantChange,
+        now_ms: i64,
+    ) -> Result<TenantRecord, Error> {
+        let touched = self
+            .changing(
+                "UPDATE access.tenants SET display_name = COALESCE($2, display_name),
+                     suspended = COALESCE($3, suspended), update_time_ms = $4
+                 WHERE tenant = $1",
+                &[&tenant.as_str(), &change.display_name, &change.suspended, &now_ms],
+            )
+            .await?;
+        if touched == 0 {
+            return Err(Error::not_found(tenant_name(tenant)));
+        }
+        self.get_tenant(tenant).await?.ok_or_else(|| Error::not_found(tenant_name(tenant)))
+    }
+
+    async fn create_key(&self, key: &KeyRecord) -> Result<(), Error> {
+        let (previous_sha256, previous_expire) = key
+            .previous_secret
+            .as_ref()
+            .map(|previous| (Some(previous.sha256.as_str()), Some(previous.expire_time_ms)))
+            .unwrap_or_default();
+        let inserted = self
+            .changing(
+                &format!(
+                    "INSERT INTO access.api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT (key_id) DO NOTHING"
+                ),
+                &[
+                    &key.id.as_str(),
+                    &key.display_name,
+                    &key.holder.role().as_str(),
+                    &key.holder.tenant().map(TenantId::as_str),
+                    &key.holder.agent().map(AgentId::as_str),
+                    &key.expire_time_ms,
+                    &key.create_time_ms,
+                    &key.revoke_time_ms,
+                    &key.secret_sha256,
+                    &key.secret_prefix,
+                    &previous_sha256,
+                    &previous_expire,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(Error::already_exists(api_key_name(&key.id)));
+        }
+        Ok(())
+    }
+
+    async fn get_key(&self, key: &ApiKeyId) -> Result<Option<KeyRecord>, Error> {
+        read_key(&self.client().await?, key).await
+    }
+
+    async fn list_keys(
+        &self,
+        tenant: Option<&TenantId>,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, Error> {
+        let client = self.client().await?;
+        let rows = client
+            .query_cached(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM access.api_keys
+                     WHERE ($1::text IS NULL OR tenant = $1) AND key_id > $2 ORDER BY key_id LIMIT $3"
+                ),
+                &[&tenant.map(TenantId::as_str), &after.map_or("", ApiKeyId::as_str), &limit_param(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, key: &ApiKeyId, now_ms: i64) -> Result<KeyRecord, Error> {
+        self.changing(
+            "UPDATE access.api_keys SET revoke_time_ms = $2 WHERE key_id = $1 AND revoke_time_ms IS NULL",
+            &[&key.as_str(), &now_ms],
+        )
+        .await?;
+        self.get_key(key).await?.ok_or_else(|| Error::not_found(api_key_name(key)))
+    }
+
+    async fn rotate_key(
+        &self,
+        key: &ApiKeyId,
+        secret_sha256: &str,
+        secret_prefix: &str,
+        previous_expire_time_ms: i64,
+    ) -> Result<KeyRecord, Error> {
+        let touched = self
+            .changing(
+                "UPDATE access.api_keys SET previous_sha256 = secret_sha256, previous_expire_time_ms = $4,
+                     secret_sha256 = $2, secret_prefix = $3
+                 WHERE key_id = $1 AND revoke_time_ms IS NULL",
+                &[&key.as_str(), &secret_sha256, &secret_prefix, &previous_expire_time_ms],
+            )
+            .await?;
+        let record = self.get_key(key).await?.ok_or_else(|| Error::not_found(api_key_name(key)))?;
+        if touched == 0 {
+            return Err(key_revoked(key));
+        }
+        Ok(record)
+    }
+}

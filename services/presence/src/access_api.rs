@@ -1,0 +1,417 @@
+//! `switchboard.access.v1.AccessService`: tenants and API keys at runtime,
+//! in the deployment's credential store. Presence serves it because it
+//! knows the agents an agent key is issued for. After a change this
+//! replica reads the store again at once; every other one does within
+//! [`switchboard_platform::auth::CREDENTIALS_POLL_INTERVAL`].
+
+use std::sync::Arc;
+
+use switchboard_core::identity::normalize_display_name;
+use switchboard_core::names::{agent_name, parse_agent, parse_tenant, tenant_name};
+use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::{Error, Principal, Role, TenantId};
+use switchboard_platform::auth::{AccessControl, hash_api_key};
+use switchboard_platform::credentials::{
+    ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantRecord, api_key_name, new_secret,
+    parse_api_key_name, secret_prefix,
+};
+use switchboard_platform::grpc::answer;
+use switchboard_platform::pagination::{page, page_request};
+use switchboard_proto::access::v1 as api;
+use switchboard_proto::access::v1::access_service_server::AccessService;
+use tonic::{Request, Response, Status};
+
+use crate::store::AgentStore;
+
+/// How long a rotated-out secret works unless the request says.
+const DEFAULT_OVERLAP_MS: i64 = 60 * 60 * 1000;
+/// The longest overlap a rotation may ask for.
+const MAX_OVERLAP_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+pub struct AccessApi {
+    access: Arc<AccessControl>,
+    credentials: Arc<dyn CredentialStore>,
+    agents: Arc<dyn AgentStore>,
+}
+
+impl AccessApi {
+    pub fn new(access: Arc<AccessControl>, credentials: Arc<dyn CredentialStore>, agents: Arc<dyn AgentStore>) -> Self {
+        AccessApi { access, credentials, agents }
+    }
+
+    /// Reads the store again so this replica honours the change at once.
+    async fn changed(&self) {
+        if let Err(error) = self.access.refresh().await {
+            tracing::warn!(error = %error, "credentials not refreshed after a change; the poll will");
+        }
+    }
+
+    async fn existing_tenant(&self, tenant: &TenantId) -> Result<TenantRecord, Error> {
+        self.credentials.get_tenant(tenant).await?.ok_or_else(|| Error::not_found(tenant_name(tenant)))
+    }
+
+    /// The key if `principal` may manage it: the operator, or an admin of
+    /// the key's tenant; anyone else gets NOT_FOUND, as if absent.
+    async fn manageable_key(&self, principal: &Principal, name: &str) -> Result<KeyRecord, Error> {
+        let key = parse_api_key_name(name, "name")?;
+        let not_found = || Error::not_found(api_key_name(&key));
+        let record = self.credentials.get_key(&key).await?.ok_or_else(not_found)?;
+        let allowed = match principal.role {
+            Role::OperatorAdmin => true,
+            Role::TenantAdmin => principal.tenant.is_some() && principal.tenant.as_ref() == record.holder.tenant(),
+            _ => false,
+        };
+        if allowed { Ok(record) } else { Err(not_found()) }
+    }
+
+    async fn create_tenant(
+        &self,
+        principal: Principal,
+        request: api::CreateTenantRequest,
+    ) -> Result<api::Tenant, Error> {
+        principal.authorize_operator()?;
+        let tenant = TenantId::parse(&request.tenant_id, "tenant_id")?;
+        let display_name = normalize_display_name(
+            request.tenant.as_ref().map_or("", |tenant| tenant.display_name.as_str()),
+            "tenant.display_name",
+        )?;
+        if self.access.is_configured_tenant(&tenant) {
+            return Err(Error::already_exists(tenant_name(&tenant)));
+        }
+        let now = now_millis();
+        let record =
+            TenantRecord { id: tenant, display_name, suspended: false, create_time_ms: now, update_time_ms: now };
+        self.credentials.create_tenant(&record).await?;
+        self.changed().await;
+        tracing::info!(tenant = %record.id, key = %principal.key_name, "tenant created");
+        Ok(tenant_to_api(&record))
+    }
+
+    async fn get_tenant(&self, principal: Principal, request: api::GetTenantRequest) -> Result<api::Tenant, Error> {
+        let tenant = parse_tenant(&request.name, "name")?;
+        principal.authorize_read(&tenant)?;
+        if self.access.is_configured_tenant(&tenant) {
+            return Ok(api::Tenant {
+                name: tenant_name(&tenant),
+                state: api::TenantState::Active as i32,
+                ..api::Tenant::default()
+            });
+        }
+        Ok(tenant_to_api(&self.existing_tenant(&tenant).await?))
+    }
+
+    async fn list_tenants(
+        &self,
+        principal: Principal,
+        request: api::ListTenantsRequest,
+    ) -> Result<api::ListTenantsResponse, Error> {
+        principal.authorize_operator()?;
+        let page_request = page_request("access.ListTenants", request.page_size, &request.page_token)?;
+        let after = page_request.after.as_deref().map(|after| TenantId::parse(after, "page_token")).transpose()?;
+        let tenants = self.credentials.list_tenants(after.as_ref(), page_request.size + 1).await?;
+        let (tenants, next_page_token) = page(tenants, &page_request, |tenant| tenant.id.to_string());
+        Ok(api::ListTenantsResponse { tenants: tenants.iter().map(tenant_to_api).collect(), next_page_token })
+    }
+
+    async fn update_tenant(
+        &self,
+        principal: Principal,
+        request: api::UpdateTenantRequest,
+    ) -> Result<api::Tenant, Error> {
+        principal.authorize_operator()?;
+        let changes = request.tenant.ok_or_else(|| Error::missing_field("tenant"))?;
+        let tenant = parse_tenant(&changes.name, "tenant.name")?;
+        let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid_field("update_mask", "must name the fields to change: `display_name`"));
+        }
+        let mut change = TenantChange::default();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => {
+                    change.display_name = Some(normalize_display_name(&changes.display_name, "tenant.display_name")?);
+                }
+                other => {
+                    return Err(Error::invalid_field("update_mask", format!("`{other}` cannot be changed")));
+                }
+            }
+        }
+        self.tenant_change(&principal, &tenant, &change).await
+    }
+
+    async fn set_suspended(&self, principal: Principal, name: &str, suspended: bool) -> Result<api::Tenant, Error> {
+        principal.authorize_operator()?;
+        let tenant = parse_tenant(name, "name")?;
+        if self.access.is_configured_tenant(&tenant) {
+            return Err(Error::failed_precondition(format!(
+                "tenant `{tenant}` is declared in the configuration file: change it there"
+            ))
+            .with_reason("CONFIGURED_TENANT")
+            .with_resource(tenant_name(&tenant)));
+        }
+        self.tenant_change(&principal, &tenant, &TenantChange { suspended: Some(suspended), ..TenantChange::default() })
+            .await
+    }
+
+    async fn tenant_change(
+        &self,
+        principal: &Principal,
+        tenant: &TenantId,
+        change: &TenantChange,
+    ) -> Result<api::Tenant, Error> {
+        let record = self.credentials.update_tenant(tenant, change, now_millis()).await?;
+        self.changed().await;
+        tracing::info!(tenant = %tenant, suspended = record.suspended, key = %principal.key_name, "tenant changed");
+        Ok(tenant_to_api(&record))
+    }
+
+    async fn create_key(
+        &self,
+        principal: Principal,
+        request: api::CreateApiKeyRequest,
+    ) -> Result<api::CreateApiKeyResponse, Error> {
+        let wanted = request.api_key.ok_or_else(|| Error::missing_field("api_key"))?;
+        let display_name = normalize_display_name(&wanted.display_name, "api_key.display_name")?;
+        if display_name.is_empty() {
+            return Err(Error::invalid_field("api_key.display_name", "is required: it names the key in logs"));
+        }
+        let holder = holder_of(&wanted)?;
+        match (&principal.role, &holder) {
+            (Role::OperatorAdmin, _) => {}
+            (Role::TenantAdmin, KeyHolder::TenantAdmin(tenant) | KeyHolder::TenantReader(tenant))
+                if principal.tenant.as_ref() == Some(tenant) => {}
+            _ => {
+                return Err(Error::permission_denied(format!(
+                    "key `{}` with role {} may not create this key",
+                    principal.key_name,
+                    principal.role.as_str()
+                )));
+            }
+        }
+        match &holder {
+            KeyHolder::TenantAdmin(tenant) | KeyHolder::TenantReader(tenant) => self.access.require_tenant(tenant)?,
+            KeyHolder::Agent(agent) => {
+                if self.agents.get_agent(agent).await?.is_none() {
+                    return Err(Error::not_found(agent_name(agent)));
+                }
+            }
+            KeyHolder::Operator => {}
+        }
+        let now = now_millis();
+        let expire_time_ms = wanted.expire_time.as_ref().map(millis_from_timestamp);
+        if expire_time_ms.is_some_and(|expire| expire <= now) {
+            return Err(Error::invalid_field("api_key.expire_time", "must be in the future"));
+        }
+        let secret = new_secret();
+        let record = KeyRecord {
+            id: ApiKeyId::generate(),
+            display_name,
+            holder,
+            expire_time_ms,
+            create_time_ms: now,
+            revoke_time_ms: None,
+            secret_sha256: hash_api_key(&secret),
+            secret_prefix: secret_prefix(&secret),
+            previous_secret: None,
+        };
+        self.credentials.create_key(&record).await?;
+        self.changed().await;
+        tracing::info!(api_key = %record.id, role = record.holder.role().as_str(), key = %principal.key_name, "api key created");
+        Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&record)), secret })
+    }
+
+    async fn list_keys(
+        &self,
+        principal: Principal,
+        request: api::ListApiKeysRequest,
+    ) -> Result<api::ListApiKeysResponse, Error> {
+        let tenant = (!request.tenant.is_empty()).then(|| parse_tenant(&request.tenant, "tenant")).transpose()?;
+        let tenant = match principal.role {
+            Role::OperatorAdmin => tenant,
+            Role::TenantAdmin => {
+                let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
+                if let Some(requested) = &tenant {
+                    principal.authorize_write(requested)?;
+                }
+                Some(own)
+            }
+            _ => return Err(Error::permission_denied("only operator and tenant admins list API keys")),
+        };
+        let list = format!("access.ListApiKeys {}", request.tenant);
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
+        let after = page_request.after.as_deref().map(|after| ApiKeyId::parse(after, "page_token")).transpose()?;
+        let keys = self.credentials.list_keys(tenant.as_ref(), after.as_ref(), page_request.size + 1).await?;
+        let (keys, next_page_token) = page(keys, &page_request, |key| key.id.to_string());
+        Ok(api::ListApiKeysResponse { api_keys: keys.iter().map(key_to_api).collect(), next_page_token })
+    }
+
+    async fn revoke_key(&self, principal: Principal, request: api::RevokeApiKeyRequest) -> Result<api::ApiKey, Error> {
+        let record = self.manageable_key(&principal, &request.name).await?;
+        let revoked = self.credentials.revoke_key(&record.id, now_millis()).await?;
+        self.changed().await;
+        tracing::info!(api_key = %record.id, key = %principal.key_name, "api key revoked");
+        Ok(key_to_api(&revoked))
+    }
+
+    async fn rotate_key(
+        &self,
+        principal: Principal,
+        request: api::RotateApiKeyRequest,
+    ) -> Result<api::CreateApiKeyResponse, Error> {
+        let overlap_ms = match &request.previous_secret_valid_for {
+            None => DEFAULT_OVERLAP_MS,
+            Some(duration)
+                if (0..=MAX_OVERLAP_MS / 1000).contains(&duration.seconds)
+                    && (0..1_000_000_000).contains(&duration.nanos) =>
+            {
+                (duration.seconds * 1000 + i64::from(duration.nanos) / 1_000_000).min(MAX_OVERLAP_MS)
+            }
+            Some(_) => return Err(Error::invalid_field("previous_secret_valid_for", "must be 0 to 7 days")),
+        };
+        let record = self.manageable_key(&principal, &request.name).await?;
+        let secret = new_secret();
+        let rotated = self
+            .credentials
+            .rotate_key(&record.id, &hash_api_key(&secret), &secret_prefix(&secret), now_millis() + overlap_ms)
+            .await?;
+        self.changed().await;
+        tracing::info!(api_key = %record.id, key = %principal.key_name, "api key rotated");
+        Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&rotated)), secret })
+    }
+}
+
+/// Who the requested key acts as, every field checked.
+fn holder_of(wanted: &api::ApiKey) -> Result<KeyHolder, Error> {
+    let tenant = || {
+        if wanted.tenant.is_empty() {
+            return Err(Error::invalid_field("api_key.tenant", "is required for tenant roles"));
+        }
+        parse_tenant(&wanted.tenant, "api_key.tenant")
+    };
+    let holder = match Role::parse(&wanted.role) {
+        Some(Role::OperatorAdmin) => KeyHolder::Operator,
+        Some(Role::TenantAdmin) => KeyHolder::TenantAdmin(tenant()?),
+        Some(Role::TenantReader) => KeyHolder::TenantReader(tenant()?),
+        Some(Role::Agent) => {
+            if wanted.agent.is_empty() {
+                return Err(Error::invalid_field("api_key.agent", "is required for the agent role"));
+            }
+            KeyHolder::Agent(parse_agent(&wanted.agent, "api_key.agent")?)
+        }
+        Some(Role::Service) | None => {
+            return Err(Error::invalid_field(
+                "api_key.role",
+                "must be operator_admin, tenant_admin, tenant_reader or agent",
+            ));
+        }
+    };
+    let stray = match holder {
+        KeyHolder::Operator => (!wanted.tenant.is_empty())
+            .then_some("api_key.tenant")
+            .or((!wanted.agent.is_empty()).then_some("api_key.agent")),
+        KeyHolder::TenantAdmin(_) | KeyHolder::TenantReader(_) => (!wanted.agent.is_empty()).then_some("api_key.agent"),
+        KeyHolder::Agent(_) => (!wanted.tenant.is_empty()).then_some("api_key.tenant"),
+    };
+    if let Some(field) = stray {
+        return Err(Error::invalid_field(field, format!("must be empty for role {}", wanted.role)));
+    }
+    Ok(holder)
+}
+
+fn tenant_to_api(record: &TenantRecord) -> api::Tenant {
+    api::Tenant {
+        name: tenant_name(&record.id),
+        display_name: record.display_name.clone(),
+        state: if record.suspended { api::TenantState::Suspended } else { api::TenantState::Active } as i32,
+        create_time: Some(timestamp_from_millis(record.create_time_ms)),
+        update_time: Some(timestamp_from_millis(record.update_time_ms)),
+    }
+}
+
+fn key_to_api(record: &KeyRecord) -> api::ApiKey {
+    api::ApiKey {
+        name: api_key_name(&record.id),
+        display_name: record.display_name.clone(),
+        role: record.holder.role().as_str().to_owned(),
+        tenant: record.holder.tenant().map(tenant_name).unwrap_or_default(),
+        agent: record.holder.agent().map(agent_name).unwrap_or_default(),
+        expire_time: optional_timestamp(record.expire_time_ms.unwrap_or(0)),
+        create_time: Some(timestamp_from_millis(record.create_time_ms)),
+        revoke_time: optional_timestamp(record.revoke_time_ms.unwrap_or(0)),
+        secret_prefix: record.secret_prefix.clone(),
+        previous_secret_expire_time: record
+            .previous_secret
+            .as_ref()
+            .filter(|previous| previous.expire_time_ms > now_millis())
+            .map(|previous| timestamp_from_millis(previous.expire_time_ms)),
+    }
+}
+
+#[tonic::async_trait]
+impl AccessService for AccessApi {
+    async fn create_tenant(&self, request: Request<api::CreateTenantRequest>) -> Result<Response<api::Tenant>, Status> {
+        answer(request, |principal, body| self.create_tenant(principal, body)).await
+    }
+
+    async fn get_tenant(&self, request: Request<api::GetTenantRequest>) -> Result<Response<api::Tenant>, Status> {
+        answer(request, |principal, body| self.get_tenant(principal, body)).await
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<api::ListTenantsRequest>,
+    ) -> Result<Response<api::ListTenantsResponse>, Status> {
+        answer(request, |principal, body| self.list_tenants(principal, body)).await
+    }
+
+    async fn update_tenant(&self, request: Request<api::UpdateTenantRequest>) -> Result<Response<api::Tenant>, Status> {
+        answer(request, |principal, body| self.update_tenant(principal, body)).await
+    }
+
+    async fn suspend_tenant(
+        &self,
+        request: Request<api::SuspendTenantRequest>,
+    ) -> Result<Response<api::Tenant>, Status> {
+        answer(request, |principal, body| async move { self.set_suspended(principal, &body.name, true).await }).await
+    }
+
+    async fn resume_tenant(&self, request: Request<api::ResumeTenantRequest>) -> Result<Response<api::Tenant>, Status> {
+        answer(request, |principal, body| async move { self.set_suspended(principal, &body.name, false).await }).await
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<api::CreateApiKeyRequest>,
+    ) -> Result<Response<api::CreateApiKeyResponse>, Status> {
+        answer(request, |principal, body| self.create_key(principal, body)).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<api::ListApiKeysRequest>,
+    ) -> Result<Response<api::ListApiKeysResponse>, Status> {
+        answer(request, |principal, body| self.list_keys(principal, body)).await
+    }
+
+    async fn get_api_key(&self, request: Request<api::GetApiKeyRequest>) -> Result<Response<api::ApiKey>, Status> {
+        answer(
+            request,
+            |principal, body| async move { Ok(key_to_api(&self.manageable_key(&principal, &body.name).await?)) },
+        )
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<api::RevokeApiKeyRequest>,
+    ) -> Result<Response<api::ApiKey>, Status> {
+        answer(request, |principal, body| self.revoke_key(principal, body)).await
+    }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<api::RotateApiKeyRequest>,
+    ) -> Result<Response<api::CreateApiKeyResponse>, Status> {
+        answer(request, |principal, body| self.rotate_key(principal, body)).await
+    }
+}
