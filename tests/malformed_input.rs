@@ -29,6 +29,10 @@ const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0xff];
 
 /// The service whose port serves `path`.
 fn service_of(path: &str) -> &'static str {
+    // Presence serves the access API (tenants and API keys).
+    if path.starts_with("/switchboard.access.v1.") {
+        return "presence";
+    }
     ["ingestion", "routing", "presence", "crm", "kpi"]
         .into_iter()
         .find(|service| path.starts_with(&format!("/switchboard.{service}.v1.")))
