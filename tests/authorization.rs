@@ -8,6 +8,8 @@
 //! PERMISSION_DENIED (it learns nothing of whether the resource exists); a
 //! role that may not call the RPC is PERMISSION_DENIED, or NOT_FOUND where
 //! the API hides what is not the caller's (agents, other tenants' keys).
+//! Rate limits per key and per tenant refuse what is over them, and only
+//! that key's or tenant's calls.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -592,6 +594,58 @@ async fn every_rpc_refuses_other_tenants_wrong_roles_and_anonymous_callers() {
     assert!(cases.is_empty(), "cases for RPCs that do not exist: {:?}", cases.keys().collect::<Vec<_>>());
     assert!(wrong.is_empty(), "not refused as expected:\n{}", wrong.join("\n"));
 
+    let status = processes.remove(0).terminate();
+    assert!(status.success(), "dev exits cleanly: {status}");
+}
+
+/// `count` ListQueues calls of `tenant` with `key`: how many were refused
+/// as over a rate limit (each with `RetryInfo` and `RATE_LIMITED`).
+async fn rate_limited(endpoints: &Endpoints, key: &str, tenant: &str, count: usize) -> usize {
+    let mut routing = routing::routing_service_client::RoutingServiceClient::new(endpoints.channel("routing").await);
+    let mut refused = 0;
+    for _ in 0..count {
+        let request = routing::ListQueuesRequest { parent: format!("tenants/{tenant}"), ..Default::default() };
+        match routing.list_queues(authorized(key, request)).await {
+            Ok(_) => {}
+            Err(status) => {
+                use tonic_types::StatusExt;
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(status.get_details_retry_info().is_some(), "a client learns when to retry");
+                assert_eq!(switchboard_test_support::error_reason(&status).as_deref(), Some("RATE_LIMITED"));
+                refused += 1;
+            }
+        }
+    }
+    refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_tenants_over_their_rate_are_refused_and_no_one_else() {
+    let dir = scratch_dir("rate-limits");
+    let endpoints = Endpoints::pick();
+    let mut env = endpoints.env();
+    // Bursts small enough to spend in a test, refills too slow to matter.
+    for (name, value) in [
+        ("SWITCHBOARD_AUTH__RATE_LIMIT__PER_KEY_PER_SECOND", "1"),
+        ("SWITCHBOARD_AUTH__RATE_LIMIT__PER_KEY_BURST", "10"),
+        ("SWITCHBOARD_AUTH__RATE_LIMIT__PER_TENANT_PER_SECOND", "1"),
+        ("SWITCHBOARD_AUTH__RATE_LIMIT__PER_TENANT_BURST", "15"),
+    ] {
+        env.push((name.to_owned(), value.to_owned()));
+    }
+    let mut processes = vec![Process::spawn("dev", &["dev"], &env, &dir)];
+    wait_until_serving(&endpoints, &mut processes).await;
+    // (`dev` spends some of acme's and the operator's on its demo setup;
+    // globex's keys are untouched.) A burst of 10 per key: of 14 calls
+    // the last 4 are refused (a token may have refilled meanwhile).
+    let refused = rate_limited(&endpoints, GLOBEX_READER, "globex", 14).await;
+    assert!((3..=4).contains(&refused), "globex's reader over its key's burst: {refused} refused");
+    // The tenant's other key shares what is left of its 15.
+    let refused = rate_limited(&endpoints, GLOBEX_ADMIN, "globex", 10).await;
+    assert!((4..=5).contains(&refused), "globex's admin over the tenant's burst: {refused} refused");
+    // Another tenant, and a key of no tenant, are not held back.
+    assert_eq!(rate_limited(&endpoints, ACME_READER, "acme", 5).await, 0, "acme is not limited by globex");
+    assert_eq!(rate_limited(&endpoints, OPERATOR, "globex", 5).await, 0, "the operator's key has its own bucket");
     let status = processes.remove(0).terminate();
     assert!(status.success(), "dev exits cleanly: {status}");
 }

@@ -129,6 +129,10 @@ impl Error {
         Self::new(ErrorCode::FailedPrecondition, message)
     }
 
+    pub fn resource_exhausted(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ResourceExhausted, message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, message)
     }

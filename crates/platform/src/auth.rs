@@ -17,6 +17,7 @@ use crate::config::AuthConfig;
 use crate::credentials::CredentialStore;
 use crate::credentials::runtime::RuntimeAccess;
 use crate::grpc::CallContext;
+use crate::rate_limit::{Rate, TokenBuckets};
 use crate::status::to_status;
 
 /// How often a replica asks the credential store whether anything changed:
@@ -50,6 +51,9 @@ pub struct AccessControl {
     /// Tenants and keys made through the API, if the deployment has them.
     credentials: Option<Arc<dyn CredentialStore>>,
     runtime: RwLock<Arc<RuntimeAccess>>,
+    /// Requests per key and per tenant (`auth.rate_limit`).
+    per_key: Option<TokenBuckets>,
+    per_tenant: Option<TokenBuckets>,
 }
 
 /// The principal of the deployment's service key.
@@ -59,7 +63,18 @@ pub fn service_principal() -> Principal {
 
 impl AccessControl {
     pub fn from_config(config: &AuthConfig) -> anyhow::Result<Arc<AccessControl>> {
-        let mut access = AccessControl::default();
+        let limits = &config.rate_limit;
+        let mut access = AccessControl {
+            per_key: Some(TokenBuckets::new(Rate {
+                per_second: limits.per_key_per_second,
+                burst: limits.per_key_burst,
+            })),
+            per_tenant: Some(TokenBuckets::new(Rate {
+                per_second: limits.per_tenant_per_second,
+                burst: limits.per_tenant_burst,
+            })),
+            ..AccessControl::default()
+        };
         for tenant in &config.tenants {
             access.tenants.insert(TenantId::parse(tenant, "auth.tenants")?);
         }
@@ -192,12 +207,31 @@ impl AccessControl {
         self.runtime().require_active(tenant)
     }
 
-    /// A tonic interceptor that authenticates every call and puts the
-    /// [`Principal`] into the request extensions.
+    /// Takes one request of `principal`'s key's and tenant's rate
+    /// (RESOURCE_EXHAUSTED `RATE_LIMITED` when spent); the service key is
+    /// never limited.
+    pub fn admit(&self, principal: &Principal) -> Result<(), Error> {
+        if principal.is_service() {
+            return Ok(());
+        }
+        let now = switchboard_core::time::now_millis();
+        if let Some(per_key) = &self.per_key {
+            per_key.take(&principal.key_name, now, &format!("key `{}`", principal.key_name))?;
+        }
+        if let (Some(per_tenant), Some(tenant)) = (&self.per_tenant, &principal.tenant) {
+            per_tenant.take(tenant.as_str(), now, &format!("tenant `{tenant}`"))?;
+        }
+        Ok(())
+    }
+
+    /// A tonic interceptor that authenticates every call, takes it from the
+    /// caller's rate limits and puts the [`Principal`] into the request
+    /// extensions.
     pub fn interceptor(self: &Arc<Self>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
         let access = Arc::clone(self);
         move |mut request: Request<()>| {
             let principal = access.authenticate(request.metadata()).map_err(|error| to_status(&error))?;
+            access.admit(&principal).map_err(|error| to_status(&error))?;
             request.extensions_mut().insert(principal);
             Ok(request)
         }
@@ -223,6 +257,7 @@ mod tests {
             tenants: vec!["acme".to_owned()],
             api_keys: vec![ApiKeyConfig::for_key("acme-admin", "secret", "tenant_admin", Some("acme"), None)],
             service_key: Some(SERVICE_KEY.to_owned()),
+            rate_limit: Default::default(),
         };
         AccessControl::from_config(&config).expect("access")
     }

@@ -168,6 +168,31 @@ pub struct AuthConfig {
     /// preferred-agent rule applies across channels. Without it CRM resolves
     /// those senders from the event, after routing.
     pub service_key: Option<String>,
+    /// Requests each API key, and each tenant's keys together, may make.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Token buckets per API key and per tenant, in each process (a call over
+/// the limit is RESOURCE_EXHAUSTED `RATE_LIMITED` with `RetryInfo`); a
+/// rate of 0 turns that limit off. The service key is never limited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_key_per_second: u32,
+    pub per_key_burst: u32,
+    pub per_tenant_per_second: u32,
+    pub per_tenant_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_key_per_second: 500,
+            per_key_burst: 1000,
+            per_tenant_per_second: 2000,
+            per_tenant_burst: 4000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

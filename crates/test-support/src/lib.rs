@@ -65,6 +65,7 @@ pub fn access_with_keys(
             })
             .collect(),
         service_key: None,
+        rate_limit: Default::default(),
     };
     switchboard_platform::auth::AccessControl::from_config(&config).expect("test keys are valid")
 }

@@ -66,6 +66,7 @@ impl TestServer {
                 ApiKeyConfig::for_key("alice", ALICE, "agent", None, Some("alice")),
             ],
             service_key: Some(SERVICE_KEY.to_owned()),
+            rate_limit: Default::default(),
         };
         let access = AccessControl::from_config(&auth).expect("access control");
         let bus = MemoryBus::new();

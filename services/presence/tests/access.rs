@@ -46,6 +46,7 @@ async fn start() -> Server {
             ApiKeyConfig::for_key("acme-reader", ACME_READER, "tenant_reader", Some("acme"), None),
         ],
         service_key: None,
+        rate_limit: Default::default(),
     };
     let store = Arc::new(MemoryCredentialStore::new());
     let access = AccessControl::with_credentials(&auth, store.clone()).expect("access");

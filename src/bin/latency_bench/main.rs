@@ -42,7 +42,7 @@ use switchboard::wiring::{Backends, ServiceKind, run_services};
 use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
 use switchboard_platform::bus::kafka::INTERACTIVE_FETCH_WAIT_MS;
-use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, ServiceEndpoint};
+use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, RateLimitConfig, ServiceEndpoint};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
@@ -218,6 +218,13 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
         tenants: vec!["bench".to_owned()],
         api_keys,
         service_key: Some(switchboard::operator::random_secret("sbs_")),
+        // One admin key drives the whole load: measure the platform, not its limits.
+        rate_limit: RateLimitConfig {
+            per_key_per_second: 0,
+            per_key_burst: 0,
+            per_tenant_per_second: 0,
+            per_tenant_burst: 0,
+        },
     };
     for endpoint in [
         &mut config.services.ingestion,

@@ -290,6 +290,7 @@ fn auth_config() -> AuthConfig {
         ],
         // Channel contacts are resolved by CRM from the event here.
         service_key: None,
+        rate_limit: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ pub fn config() -> Config {
                 api_key("operator", OPERATOR_KEY, "operator_admin", None),
             ],
             service_key: None,
+            rate_limit: Default::default(),
         },
         ..Config::default()
     };
