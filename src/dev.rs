@@ -24,10 +24,12 @@ use crate::wiring::StartedService;
 
 /// Development keys: (key, role, tenant, agent). Printed by `dev`; never
 /// configured outside it.
-pub const DEV_KEYS: [(&str, &str, Option<&str>, Option<&str>); 8] = [
+pub const DEV_KEYS: [(&str, &str, Option<&str>, Option<&str>); 10] = [
     ("dev-operator-admin", "operator_admin", None, None),
     ("dev-acme-admin", "tenant_admin", Some("acme"), None),
     ("dev-acme-reader", "tenant_reader", Some("acme"), None),
+    ("dev-acme-integration", "integration", Some("acme"), None),
+    ("dev-acme-supervisor", "supervisor", Some("acme"), None),
     ("dev-globex-admin", "tenant_admin", Some("globex"), None),
     ("dev-globex-reader", "tenant_reader", Some("globex"), None),
     ("dev-agent-alice", "agent", None, Some("alice")),

@@ -37,6 +37,8 @@ const ACME_ADMIN: &str = "dev-acme-admin";
 const ACME_READER: &str = "dev-acme-reader";
 const GLOBEX_ADMIN: &str = "dev-globex-admin";
 const GLOBEX_READER: &str = "dev-globex-reader";
+const INTEGRATION: &str = "dev-acme-integration";
+const SUPERVISOR: &str = "dev-acme-supervisor";
 const BOB: &str = "dev-agent-bob";
 const CAROL: &str = "dev-agent-carol";
 
@@ -161,7 +163,12 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     };
     add(
         "/switchboard.access.v1.AccessService/CreateApiKey",
-        vec![call(GLOBEX_ADMIN, &acme_key, DENIED), call(ACME_READER, &acme_key, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &acme_key, DENIED),
+            call(ACME_READER, &acme_key, DENIED),
+            call(INTEGRATION, &acme_key, DENIED),
+            call(SUPERVISOR, &acme_key, DENIED),
+        ],
     );
     let list_keys = access::ListApiKeysRequest { tenant: acme(), ..Default::default() };
     add(
@@ -217,6 +224,7 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
                 DENIED,
             ),
             call(BOB, &timeline, HIDDEN),
+            call(INTEGRATION, &crm::ListTimelineEntriesRequest { contact: String::new(), ..timeline.clone() }, DENIED),
         ],
     );
     let attach = crm::AddCustomerIdentityRequest {
@@ -225,7 +233,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     };
     add(
         "/switchboard.crm.v1.CrmService/AddCustomerIdentity",
-        vec![call(GLOBEX_ADMIN, &attach, DENIED), call(ACME_READER, &attach, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &attach, DENIED),
+            call(ACME_READER, &attach, DENIED),
+            call(INTEGRATION, &attach, DENIED),
+        ],
     );
     let merge =
         crm::MergeCustomersRequest { customer: customer(), merged_customer: "tenants/acme/customers/cu_0".to_owned() };
@@ -275,7 +287,12 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     };
     add(
         "/switchboard.ingestion.v1.ChannelService/CreateChannel",
-        vec![call(GLOBEX_ADMIN, &create_channel, DENIED), call(ACME_READER, &create_channel, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &create_channel, DENIED),
+            call(ACME_READER, &create_channel, DENIED),
+            call(INTEGRATION, &create_channel, DENIED),
+            call(SUPERVISOR, &create_channel, DENIED),
+        ],
     );
     let update_channel = ingestion::UpdateChannelRequest {
         channel: Some(ingestion::Channel {
@@ -340,7 +357,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     };
     add(
         "/switchboard.ingestion.v1.IngestionService/CreateContact",
-        vec![call(GLOBEX_ADMIN, &create_contact, DENIED), call(ACME_READER, &create_contact, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &create_contact, DENIED),
+            call(ACME_READER, &create_contact, DENIED),
+            call(SUPERVISOR, &create_contact, DENIED),
+        ],
     );
     let get_contact = ingestion::GetContactRequest { name: contact() };
     add(
@@ -350,7 +371,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     let list_contacts = ingestion::ListContactsRequest { parent: acme(), ..Default::default() };
     add(
         "/switchboard.ingestion.v1.IngestionService/ListContacts",
-        vec![call(GLOBEX_READER, &list_contacts, DENIED), call(BOB, &list_contacts, DENIED)],
+        vec![
+            call(GLOBEX_READER, &list_contacts, DENIED),
+            call(BOB, &list_contacts, DENIED),
+            call(INTEGRATION, &list_contacts, DENIED),
+        ],
     );
     let abandon = ingestion::AbandonContactRequest { name: contact(), reason: String::new() };
     add(
@@ -363,7 +388,7 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     let summary = kpi::GetKpiSummaryRequest { filter: filter() };
     add(
         "/switchboard.kpi.v1.KpiService/GetKpiSummary",
-        vec![call(GLOBEX_READER, &summary, DENIED), call(BOB, &summary, DENIED)],
+        vec![call(GLOBEX_READER, &summary, DENIED), call(BOB, &summary, DENIED), call(INTEGRATION, &summary, DENIED)],
     );
     let intervals = kpi::ListKpiIntervalsRequest { filter: filter() };
     add(
@@ -402,7 +427,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     };
     add(
         "/switchboard.presence.v1.PresenceService/SetAgentState",
-        vec![call(GLOBEX_ADMIN, &force_bob, HIDDEN), call(ACME_READER, &force_bob, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &force_bob, HIDDEN),
+            call(ACME_READER, &force_bob, DENIED),
+            call(INTEGRATION, &force_bob, HIDDEN),
+        ],
     );
     let watch = presence::WatchAgentStatesRequest { tenant: acme() };
     add(
@@ -425,7 +454,12 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     };
     add(
         "/switchboard.routing.v1.RoutingService/CreateQueue",
-        vec![call(GLOBEX_ADMIN, &create_queue, DENIED), call(ACME_READER, &create_queue, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &create_queue, DENIED),
+            call(ACME_READER, &create_queue, DENIED),
+            call(INTEGRATION, &create_queue, DENIED),
+            call(SUPERVISOR, &create_queue, DENIED),
+        ],
     );
     let get_queue = routing::GetQueueRequest { name: queue() };
     add(
@@ -448,7 +482,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     let delete_queue = routing::DeleteQueueRequest { name: queue() };
     add(
         "/switchboard.routing.v1.RoutingService/DeleteQueue",
-        vec![call(GLOBEX_ADMIN, &delete_queue, DENIED), call(ACME_READER, &delete_queue, DENIED)],
+        vec![
+            call(GLOBEX_ADMIN, &delete_queue, DENIED),
+            call(ACME_READER, &delete_queue, DENIED),
+            call(INTEGRATION, &delete_queue, DENIED),
+        ],
     );
     let assignment = routing::GetAssignmentRequest { contact: contact() };
     add(
@@ -458,7 +496,7 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
     let accept = routing::AcceptOfferRequest { contact: contact() };
     add(
         "/switchboard.routing.v1.RoutingService/AcceptOffer",
-        vec![call(CAROL, &accept, HIDDEN), call(ACME_ADMIN, &accept, DENIED)],
+        vec![call(CAROL, &accept, HIDDEN), call(ACME_ADMIN, &accept, DENIED), call(INTEGRATION, &accept, DENIED)],
     );
     let reject = routing::RejectOfferRequest { contact: contact(), reason: String::new() };
     add(
@@ -646,6 +684,79 @@ async fn keys_and_tenants_over_their_rate_are_refused_and_no_one_else() {
     // Another tenant, and a key of no tenant, are not held back.
     assert_eq!(rate_limited(&endpoints, ACME_READER, "acme", 5).await, 0, "acme is not limited by globex");
     assert_eq!(rate_limited(&endpoints, OPERATOR, "globex", 5).await, 0, "the operator's key has its own bucket");
+    let status = processes.remove(0).terminate();
+    assert!(status.success(), "dev exits cleanly: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_takes_contacts_in_and_a_supervisor_reads_and_watches() {
+    let dir = scratch_dir("roles");
+    let endpoints = Endpoints::pick();
+    let mut processes = vec![Process::spawn("dev", &["dev"], &endpoints.env(), &dir)];
+    wait_until_serving(&endpoints, &mut processes).await;
+    let world = world(&endpoints).await;
+
+    // An IVR: a caller's contact in, where it stands, its customer, given up.
+    let mut ingestion =
+        ingestion::ingestion_service_client::IngestionServiceClient::new(endpoints.channel("ingestion").await);
+    let request = ingestion::CreateContactRequest {
+        parent: "tenants/acme".to_owned(),
+        request_id: "ivr-1".to_owned(),
+        contact: Some(ingestion::Contact {
+            channel: ChannelKind::Chat as i32,
+            from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: "ivr-caller".to_owned() }),
+            queue: world.queue.clone(),
+            ..ingestion::Contact::default()
+        }),
+    };
+    let contact = ingestion.create_contact(authorized(INTEGRATION, request)).await.expect("taken in").into_inner();
+    let mut routing = routing::routing_service_client::RoutingServiceClient::new(endpoints.channel("routing").await);
+    let status = routing::GetQueueStatusRequest { name: world.queue.clone() };
+    routing.get_queue_status(authorized(INTEGRATION, status)).await.expect("the queue's wait");
+    let mut crm = crm::crm_service_client::CrmServiceClient::new(endpoints.channel("crm").await);
+    let resolve = crm::ResolveCustomerRequest {
+        parent: "tenants/acme".to_owned(),
+        identity: Some(CustomerIdentity { kind: IdentityKind::Phone as i32, value: "+15550100333".to_owned() }),
+        display_name: String::new(),
+    };
+    crm.resolve_customer(authorized(INTEGRATION, resolve)).await.expect("a caller resolved");
+    let abandon = ingestion::AbandonContactRequest { name: contact.name.clone(), reason: String::new() };
+    ingestion.abandon_contact(authorized(INTEGRATION, abandon)).await.expect("the caller hung up");
+
+    // A supervisor: the tenant's contacts, KPIs and agents.
+    let list = ingestion::ListContactsRequest { parent: "tenants/acme".to_owned(), ..Default::default() };
+    ingestion.list_contacts(authorized(SUPERVISOR, list)).await.expect("acme's contacts");
+    let mut kpi = kpi::kpi_service_client::KpiServiceClient::new(endpoints.channel("kpi").await);
+    let summary = kpi::GetKpiSummaryRequest {
+        filter: Some(kpi::KpiFilter { parent: "tenants/acme".to_owned(), ..Default::default() }),
+    };
+    kpi.get_kpi_summary(authorized(SUPERVISOR, summary)).await.expect("acme's KPIs");
+    let mut presence =
+        presence::presence_service_client::PresenceServiceClient::new(endpoints.channel("presence").await);
+    let agents = presence::ListAgentsRequest { tenant: "tenants/acme".to_owned(), ..Default::default() };
+    let listed = presence.list_agents(authorized(SUPERVISOR, agents)).await.expect("acme's agents").into_inner();
+    assert!(listed.agents.iter().any(|agent| agent.name == "agents/bob"), "{listed:?}");
+    let mut watch = presence
+        .watch_agent_states(authorized(
+            SUPERVISOR,
+            presence::WatchAgentStatesRequest { tenant: "tenants/acme".to_owned() },
+        ))
+        .await
+        .expect("acme's agents watched")
+        .into_inner();
+    let force = presence::SetAgentStateRequest {
+        name: "agents/bob".to_owned(),
+        state: presence::AgentState::Away as i32,
+        reason: "coaching".to_owned(),
+    };
+    presence.set_agent_state(authorized(SUPERVISOR, force)).await.expect("bob, who serves only acme, set away");
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(30), watch.message())
+        .await
+        .expect("a state change within 30 s")
+        .expect("the watch is healthy")
+        .expect("a change");
+    assert_eq!(changed.state, presence::AgentState::Away as i32, "{changed:?}");
+
     let status = processes.remove(0).terminate();
     assert!(status.success(), "dev exits cleanly: {status}");
 }

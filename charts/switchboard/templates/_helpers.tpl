@@ -125,10 +125,10 @@ tenants = [{{ range $i, $t := $tenants }}{{ if $i }}, {{ end }}{{ $t | quote }}{
 {{- if not (regexMatch "^[0-9a-f]{64}$" (toString $key.sha256)) }}
 {{- fail (printf "%s.sha256 must be 64 lowercase hex digits (printf %%s \"$KEY\" | sha256sum)" $where) }}
 {{- end }}
-{{- if not (has $key.role (list "operator_admin" "tenant_admin" "tenant_reader" "agent")) }}
-{{- fail (printf "%s.role must be operator_admin, tenant_admin, tenant_reader or agent" $where) }}
+{{- if not (has $key.role (list "operator_admin" "tenant_admin" "tenant_reader" "integration" "supervisor" "agent")) }}
+{{- fail (printf "%s.role must be operator_admin, tenant_admin, tenant_reader, integration, supervisor or agent" $where) }}
 {{- end }}
-{{- if and (has $key.role (list "tenant_admin" "tenant_reader")) (not (has $key.tenant $tenants)) }}
+{{- if and (has $key.role (list "tenant_admin" "tenant_reader" "integration" "supervisor")) (not (has $key.tenant $tenants)) }}
 {{- fail (printf "%s.tenant must name one of auth.tenants for role %s" $where $key.role) }}
 {{- end }}
 {{- if and (eq $key.role "agent") (not (regexMatch "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$" (toString (default "" $key.agent)))) }}

@@ -14,6 +14,13 @@ pub enum Role {
     TenantReader,
     /// An agent: its own session and the work offered to it.
     Agent,
+    /// A channel adapter or IVR of one tenant: takes contacts in (create,
+    /// abandon, transfer, callbacks, call events), resolves customers, and
+    /// reads where a contact or queue stands; nothing else.
+    Integration,
+    /// A supervisor of one tenant: reads the tenant's data and KPIs,
+    /// watches its agents and sets their states.
+    Supervisor,
     /// Switchboard's own services calling each other with the deployment's
     /// service key: only what one service needs of another (CRM resolving
     /// the sender of a channel's message and saying whom a merged customer
@@ -30,6 +37,8 @@ impl Role {
             "tenant_admin" => Some(Role::TenantAdmin),
             "tenant_reader" => Some(Role::TenantReader),
             "agent" => Some(Role::Agent),
+            "integration" => Some(Role::Integration),
+            "supervisor" => Some(Role::Supervisor),
             _ => None,
         }
     }
@@ -40,6 +49,8 @@ impl Role {
             Role::TenantAdmin => "tenant_admin",
             Role::TenantReader => "tenant_reader",
             Role::Agent => "agent",
+            Role::Integration => "integration",
+            Role::Supervisor => "supervisor",
             Role::Service => "service",
         }
     }
@@ -63,13 +74,38 @@ impl Principal {
     }
 
     /// May read `tenant`'s data: the operator admin, or the tenant's own
-    /// admins and readers.
+    /// admins, readers and supervisors.
     pub fn authorize_read(&self, tenant: &TenantId) -> Result<(), Error> {
         match self.role {
             Role::OperatorAdmin => Ok(()),
-            Role::TenantAdmin | Role::TenantReader if self.scoped_to(tenant) => Ok(()),
+            Role::TenantAdmin | Role::TenantReader | Role::Supervisor if self.scoped_to(tenant) => Ok(()),
             _ => Err(self.denied(tenant)),
         }
+    }
+
+    /// May take `tenant`'s customers' contacts in (create, abandon,
+    /// transfer, book callbacks, report calls, resolve customers): the
+    /// operator admin, the tenant's admins and its integrations.
+    pub fn authorize_intake(&self, tenant: &TenantId) -> Result<(), Error> {
+        match self.role {
+            Role::OperatorAdmin => Ok(()),
+            Role::TenantAdmin | Role::Integration if self.scoped_to(tenant) => Ok(()),
+            _ => Err(self.denied(tenant)),
+        }
+    }
+
+    /// May read where one of `tenant`'s contacts, calls or queues stands:
+    /// whoever reads the tenant's data, and its integrations.
+    pub fn authorize_intake_read(&self, tenant: &TenantId) -> Result<(), Error> {
+        if self.role == Role::Integration && self.scoped_to(tenant) {
+            return Ok(());
+        }
+        self.authorize_read(tenant)
+    }
+
+    /// Whether the role acts for exactly one tenant (and needs it).
+    pub fn is_tenant_role(role: Role) -> bool {
+        matches!(role, Role::TenantAdmin | Role::TenantReader | Role::Integration | Role::Supervisor)
     }
 
     /// May change `tenant`'s data: the operator admin or the tenant's admin.

@@ -200,6 +200,16 @@ impl AccessControl {
     /// `tenant` exists and is not suspended: declared in the configuration,
     /// or made through the API and active (FAILED_PRECONDITION
     /// `TENANT_SUSPENDED` if suspended, NOT_FOUND if unknown).
+    pub fn authorize_intake(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
+        principal.authorize_intake(tenant)?;
+        self.require_tenant(tenant)
+    }
+
+    pub fn authorize_intake_read(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
+        principal.authorize_intake_read(tenant)?;
+        self.require_tenant(tenant)
+    }
+
     pub fn require_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         if self.tenants.contains(tenant) {
             return Ok(());

@@ -202,7 +202,8 @@ pub struct ApiKeyConfig {
     pub name: String,
     /// Lowercase hex SHA-256 of the key (`printf %s KEY | sha256sum`).
     pub sha256: String,
-    /// `operator_admin`, `tenant_admin`, `tenant_reader` or `agent`.
+    /// `operator_admin`, `tenant_admin`, `tenant_reader`, `integration`,
+    /// `supervisor` or `agent`.
     pub role: String,
     /// Required for tenant roles.
     pub tenant: Option<String>,
@@ -443,7 +444,7 @@ fn validate_api_key(index: usize, key: &ApiKeyConfig, tenants: &[String]) -> any
         anyhow::bail!("{field}.role `{}` is not a role", key.role);
     };
     match role {
-        Role::TenantAdmin | Role::TenantReader => {
+        Role::TenantAdmin | Role::TenantReader | Role::Integration | Role::Supervisor => {
             let Some(tenant) = &key.tenant else {
                 anyhow::bail!("{field}.tenant is required for role {}", key.role);
             };

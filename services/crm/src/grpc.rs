@@ -178,7 +178,7 @@ impl CrmApi {
         if principal.is_service() {
             self.access.require_tenant(&tenant)?;
         } else {
-            self.access.authorize_write(&principal, &tenant)?;
+            self.access.authorize_intake(&principal, &tenant)?;
         }
         let identity = identity_from_request(request.identity.as_ref())?;
         let display_name = normalize_display_name(&request.display_name, "display_name")?;

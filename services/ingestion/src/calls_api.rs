@@ -300,9 +300,9 @@ impl CallDesk {
     ) -> Result<(TenantId, ChannelId, ChannelResource), Error> {
         let (tenant, channel_id) = parse_channel(name, field)?;
         if write {
-            self.access.authorize_write(principal, &tenant)?;
+            self.access.authorize_intake(principal, &tenant)?;
         } else {
-            self.access.authorize_read(principal, &tenant)?;
+            self.access.authorize_intake_read(principal, &tenant)?;
         }
         let stored = self.channels.get(&tenant, &channel_id).await?;
         let channel = stored.map(|stored| stored.channel).filter(is_active);

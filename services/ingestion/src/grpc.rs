@@ -76,7 +76,7 @@ impl IngestionApi {
     ) -> Result<Contact, Error> {
         let validated = validate_create_contact(&request)?;
         let tenant = &validated.tenant;
-        self.access.authorize_write(principal, tenant)?;
+        self.access.authorize_intake(principal, tenant)?;
         if let Some(stored) = self.stored_already(&validated).await? {
             return Ok(stored);
         }
@@ -304,7 +304,7 @@ impl IngestionApi {
 
     async fn get(&self, principal: &Principal, request: GetContactRequest) -> Result<Contact, Error> {
         let (tenant, contact_id) = names::parse_contact(&request.name, "name")?;
-        self.access.authorize_read(principal, &tenant)?;
+        self.access.authorize_intake_read(principal, &tenant)?;
         let record = self.store.get(&tenant, &contact_id).await?;
         record.map(|record| record.contact).ok_or_else(|| Error::not_found(request.name))
     }
@@ -332,7 +332,7 @@ impl IngestionApi {
     ) -> Result<Contact, Error> {
         let (tenant, contact_id) = names::parse_contact(&request.name, "name")?;
         validate_abandon_reason(&request.reason)?;
-        self.access.authorize_write(principal, &tenant)?;
+        self.access.authorize_intake(principal, &tenant)?;
         let Some(record) = self.store.get(&tenant, &contact_id).await? else {
             return Err(Error::not_found(request.name));
         };

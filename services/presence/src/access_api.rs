@@ -178,8 +178,8 @@ impl AccessApi {
         let holder = holder_of(&wanted)?;
         match (&principal.role, &holder) {
             (Role::OperatorAdmin, _) => {}
-            (Role::TenantAdmin, KeyHolder::TenantAdmin(tenant) | KeyHolder::TenantReader(tenant))
-                if principal.tenant.as_ref() == Some(tenant) => {}
+            (Role::TenantAdmin, holder)
+                if holder.tenant().is_some() && principal.tenant.as_ref() == holder.tenant() => {}
             _ => {
                 return Err(Error::permission_denied(format!(
                     "key `{}` with role {} may not create this key",
@@ -188,14 +188,13 @@ impl AccessApi {
                 )));
             }
         }
-        match &holder {
-            KeyHolder::TenantAdmin(tenant) | KeyHolder::TenantReader(tenant) => self.access.require_tenant(tenant)?,
-            KeyHolder::Agent(agent) => {
-                if self.agents.get_agent(agent).await?.is_none() {
-                    return Err(Error::not_found(agent_name(agent)));
-                }
-            }
-            KeyHolder::Operator => {}
+        if let Some(tenant) = holder.tenant() {
+            self.access.require_tenant(tenant)?;
+        }
+        if let Some(agent) = holder.agent()
+            && self.agents.get_agent(agent).await?.is_none()
+        {
+            return Err(Error::not_found(agent_name(agent)));
         }
         let now = now_millis();
         let expire_time_ms = wanted.expire_time.as_ref().map(millis_from_timestamp);
@@ -292,6 +291,8 @@ fn holder_of(wanted: &api::ApiKey) -> Result<KeyHolder, Error> {
         Some(Role::OperatorAdmin) => KeyHolder::Operator,
         Some(Role::TenantAdmin) => KeyHolder::TenantAdmin(tenant()?),
         Some(Role::TenantReader) => KeyHolder::TenantReader(tenant()?),
+        Some(Role::Integration) => KeyHolder::Integration(tenant()?),
+        Some(Role::Supervisor) => KeyHolder::Supervisor(tenant()?),
         Some(Role::Agent) => {
             if wanted.agent.is_empty() {
                 return Err(Error::invalid_field("api_key.agent", "is required for the agent role"));
@@ -301,7 +302,7 @@ fn holder_of(wanted: &api::ApiKey) -> Result<KeyHolder, Error> {
         Some(Role::Service) | None => {
             return Err(Error::invalid_field(
                 "api_key.role",
-                "must be operator_admin, tenant_admin, tenant_reader or agent",
+                "must be operator_admin, tenant_admin, tenant_reader, integration, supervisor or agent",
             ));
         }
     };
@@ -309,7 +310,10 @@ fn holder_of(wanted: &api::ApiKey) -> Result<KeyHolder, Error> {
         KeyHolder::Operator => (!wanted.tenant.is_empty())
             .then_some("api_key.tenant")
             .or((!wanted.agent.is_empty()).then_some("api_key.agent")),
-        KeyHolder::TenantAdmin(_) | KeyHolder::TenantReader(_) => (!wanted.agent.is_empty()).then_some("api_key.agent"),
+        KeyHolder::TenantAdmin(_)
+        | KeyHolder::TenantReader(_)
+        | KeyHolder::Integration(_)
+        | KeyHolder::Supervisor(_) => (!wanted.agent.is_empty()).then_some("api_key.agent"),
         KeyHolder::Agent(_) => (!wanted.tenant.is_empty()).then_some("api_key.tenant"),
     };
     if let Some(field) = stray {

@@ -94,10 +94,10 @@ impl PresenceApi {
         let visible = match principal.role {
             Role::OperatorAdmin => true,
             Role::Agent => principal.agent.as_ref() == Some(agent_id),
-            Role::TenantAdmin | Role::TenantReader => {
+            Role::TenantAdmin | Role::TenantReader | Role::Supervisor => {
                 principal.tenant.as_ref().is_some_and(|tenant| serves(&agent, tenant))
             }
-            Role::Service => false,
+            Role::Integration | Role::Service => false,
         };
         if !visible {
             return Err(not_found());
@@ -135,14 +135,14 @@ impl PresenceApi {
         let requested_tenant = (!requested.is_empty()).then(|| parse_tenant(requested, "tenant")).transpose()?;
         let tenant = match principal.role {
             Role::OperatorAdmin => requested_tenant,
-            Role::TenantAdmin | Role::TenantReader => {
+            Role::TenantAdmin | Role::TenantReader | Role::Supervisor => {
                 let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
                 if let Some(requested) = &requested_tenant {
                     self.access.authorize_read(principal, requested)?;
                 }
                 Some(own)
             }
-            Role::Agent | Role::Service => {
+            Role::Agent | Role::Integration | Role::Service => {
                 return Err(Error::permission_denied(format!(
                     "key `{}` with role {} may not list or watch agents",
                     principal.key_name,

@@ -33,8 +33,10 @@ impl PresenceApi {
             self.presence.agents.get_agent(&agent_id).await?.ok_or_else(|| Error::not_found(agent_name(&agent_id)))?;
         let allowed = match principal.role {
             Role::OperatorAdmin => true,
-            Role::TenantAdmin => principal.tenant.as_ref().is_some_and(|tenant| agent.tenants == [tenant_name(tenant)]),
-            Role::TenantReader | Role::Agent | Role::Service => false,
+            Role::TenantAdmin | Role::Supervisor => {
+                principal.tenant.as_ref().is_some_and(|tenant| agent.tenants == [tenant_name(tenant)])
+            }
+            Role::TenantReader | Role::Agent | Role::Integration | Role::Service => false,
         };
         if !allowed {
             return Err(Error::permission_denied(format!(

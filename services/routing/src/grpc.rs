@@ -155,7 +155,7 @@ impl RoutingApi {
         let (tenant, contact) = parse_contact(name, contact_field)?;
         match principal.role {
             Role::Agent => self.access.require_tenant(&tenant)?,
-            _ => self.access.authorize_read(principal, &tenant)?,
+            _ => self.access.authorize_intake_read(principal, &tenant)?,
         }
         let record = self.engine.state.get_contact(&tenant, &contact).await?;
         let record = record.ok_or_else(|| Error::not_found(contact_name(&tenant, &contact)))?;
@@ -169,7 +169,8 @@ impl RoutingApi {
 
     async fn get(&self, principal: Principal, request: GetQueueRequest) -> Result<Queue, Error> {
         let (tenant, queue_id) = parse_queue(&request.name, "name")?;
-        self.access.authorize_read(&principal, &tenant)?;
+        // Ingestion asks for the queue of a contact on its caller's key.
+        self.access.authorize_intake_read(&principal, &tenant)?;
         self.existing_queue(&tenant, &queue_id).await
     }
 
@@ -245,7 +246,7 @@ impl RoutingApi {
         // tenant writer (supervisor, IVR, integration) may move any.
         let record = self.record_for(&principal, "contact", &request.contact).await?;
         if principal.role != Role::Agent {
-            self.authorize_write(&principal, &tenant)?;
+            self.access.authorize_intake(&principal, &tenant)?;
         }
         let record = match target {
             transfer_contact_request::Target::Queue(queue) => {
@@ -278,7 +279,7 @@ impl RoutingApi {
         if !crate::domain::rules::is_e164(&request.phone_number) {
             return Err(Error::invalid_field("phone_number", "must be E.164: + and 8-15 digits"));
         }
-        self.authorize_write(&principal, &tenant)?;
+        self.access.authorize_intake(&principal, &tenant)?;
         let record =
             self.engine.durably(self.engine.request_callback(&tenant, &contact, &request.phone_number)).await?;
         let position = self.engine.state.position(&record).await?;
@@ -287,7 +288,7 @@ impl RoutingApi {
 
     async fn queue_status(&self, principal: Principal, request: GetQueueStatusRequest) -> Result<QueueStatus, Error> {
         let (tenant, queue_id) = parse_queue(&request.name, "name")?;
-        self.access.authorize_read(&principal, &tenant)?;
+        self.access.authorize_intake_read(&principal, &tenant)?;
         let queue = self.existing_queue(&tenant, &queue_id).await?;
         let now = self.engine.clock.now_millis();
         let channels: Vec<i32> = if queue.channels.is_empty() {

@@ -110,6 +110,8 @@ pub enum KeyHolder {
     Operator,
     TenantAdmin(TenantId),
     TenantReader(TenantId),
+    Integration(TenantId),
+    Supervisor(TenantId),
     Agent(AgentId),
 }
 
@@ -119,13 +121,18 @@ impl KeyHolder {
             KeyHolder::Operator => Role::OperatorAdmin,
             KeyHolder::TenantAdmin(_) => Role::TenantAdmin,
             KeyHolder::TenantReader(_) => Role::TenantReader,
+            KeyHolder::Integration(_) => Role::Integration,
+            KeyHolder::Supervisor(_) => Role::Supervisor,
             KeyHolder::Agent(_) => Role::Agent,
         }
     }
 
     pub fn tenant(&self) -> Option<&TenantId> {
         match self {
-            KeyHolder::TenantAdmin(tenant) | KeyHolder::TenantReader(tenant) => Some(tenant),
+            KeyHolder::TenantAdmin(tenant)
+            | KeyHolder::TenantReader(tenant)
+            | KeyHolder::Integration(tenant)
+            | KeyHolder::Supervisor(tenant) => Some(tenant),
             KeyHolder::Operator | KeyHolder::Agent(_) => None,
         }
     }

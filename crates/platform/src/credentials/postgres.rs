@@ -116,6 +116,8 @@ fn key_from_row(row: &Row) -> Result<KeyRecord, Error> {
         "operator_admin" => KeyHolder::Operator,
         "tenant_admin" => KeyHolder::TenantAdmin(tenant()?),
         "tenant_reader" => KeyHolder::TenantReader(tenant()?),
+        "integration" => KeyHolder::Integration(tenant()?),
+        "supervisor" => KeyHolder::Supervisor(tenant()?),
         "agent" => KeyHolder::Agent(
             AgentId::parse(agent.ok_or_else(|| corrupt("an agent key without agent"))?, "agent").map_err(corrupt)?,
         ),
