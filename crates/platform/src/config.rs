@@ -91,11 +91,19 @@ pub struct GrpcConfig {
     pub request_timeout_ms: u64,
     /// In-flight requests per connection.
     pub concurrency_limit: usize,
+    /// HTTP/2 streams a client may open at once on one connection (agent
+    /// sessions and watches hold one each); the rest wait for one to end.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig { max_message_bytes: 256 * 1024, request_timeout_ms: 30_000, concurrency_limit: 256 }
+        GrpcConfig {
+            max_message_bytes: 256 * 1024,
+            request_timeout_ms: 30_000,
+            concurrency_limit: 256,
+            max_concurrent_streams: 256,
+        }
     }
 }
 
@@ -352,8 +360,13 @@ impl Config {
         if self.grpc.max_message_bytes < 1024 {
             anyhow::bail!("grpc.max_message_bytes must be at least 1024");
         }
-        if self.grpc.concurrency_limit == 0 || self.grpc.request_timeout_ms == 0 {
-            anyhow::bail!("grpc.concurrency_limit and grpc.request_timeout_ms must be positive");
+        if self.grpc.concurrency_limit == 0
+            || self.grpc.request_timeout_ms == 0
+            || self.grpc.max_concurrent_streams == 0
+        {
+            anyhow::bail!(
+                "grpc.concurrency_limit, grpc.request_timeout_ms and grpc.max_concurrent_streams must be positive"
+            );
         }
         if self.kafka.partitions < 1 || self.kafka.replication_factor < 1 {
             anyhow::bail!("kafka.partitions and kafka.replication_factor must be at least 1");

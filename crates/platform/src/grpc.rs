@@ -59,6 +59,7 @@ pub async fn serve(
     Server::builder()
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .concurrency_limit_per_connection(config.concurrency_limit)
+        .max_concurrent_streams(Some(config.max_concurrent_streams))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         // Outermost first: metrics see the status the client sees.
         .layer(tower::layer::layer_fn(move |inner| RecordMetrics::new(service_name, inner)))

@@ -10,6 +10,11 @@ use switchboard_core::Error;
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most a page of a list whose items can be large (contacts, messages,
+/// conversations, timelines) may weigh, encoded: well under the 4 MiB a
+/// gRPC client takes by default. A page that would weigh more ends early,
+/// with a next page token.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 const TOKEN_VERSION: u8 = 1;
 const LIST_TAG_BYTES: usize = 8;
@@ -80,9 +85,53 @@ pub fn page<T>(mut items: Vec<T>, request: &PageRequest, key: impl Fn(&T) -> Str
     (items, token)
 }
 
+/// [`page`], ending the page early once its items weigh more than
+/// [`MAX_PAGE_BYTES`] by `weight` (their encoded size); a page always holds
+/// at least one item, so a list always progresses.
+pub fn page_bounded<T>(
+    mut items: Vec<T>,
+    request: &PageRequest,
+    key: impl Fn(&T) -> String,
+    weight: impl Fn(&T) -> usize,
+) -> (Vec<T>, String) {
+    let mut total = 0;
+    let fitting = items
+        .iter()
+        .take(request.size)
+        .take_while(|item| {
+            total += weight(item);
+            total <= MAX_PAGE_BYTES
+        })
+        .count()
+        .max(1);
+    if fitting < items.len().min(request.size) {
+        // One more than the page, so `page` issues a token after it.
+        items.truncate(fitting + 1);
+        let shorter = PageRequest { size: fitting, ..request.clone() };
+        return page(items, &shorter, key);
+    }
+    page(items, request, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heavy_page_ends_early_and_the_next_one_goes_on() {
+        let request = page_request(LIST, 10, "").expect("request");
+        let items: Vec<(String, usize)> = (0..5).map(|index| (format!("k{index}"), MAX_PAGE_BYTES / 2)).collect();
+        let (first, token) = page_bounded(items.clone(), &request, |item| item.0.clone(), |item| item.1);
+        assert_eq!(first.len(), 2, "two halves fill a page");
+        let next = page_request(LIST, 10, &token).expect("the token works");
+        assert_eq!(next.after.as_deref(), Some("k1"));
+        let huge = vec![("only".to_owned(), MAX_PAGE_BYTES * 3), ("next".to_owned(), 1)];
+        let (first, token) = page_bounded(huge, &request, |item| item.0.clone(), |item| item.1);
+        assert_eq!((first.len(), token.is_empty()), (1, false), "one item even when it alone is heavier");
+        let light: Vec<(String, usize)> = (0..3).map(|index| (format!("k{index}"), 10)).collect();
+        let (all, token) = page_bounded(light, &request, |item| item.0.clone(), |item| item.1);
+        assert_eq!((all.len(), token.as_str()), (3, ""), "a light list is one page");
+    }
 
     const LIST: &str = "routing.ListQueues tenants/acme";
 

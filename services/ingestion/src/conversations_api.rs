@@ -15,7 +15,7 @@ use switchboard_core::{ContactId, Error, Principal, Role, TenantId};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::held_contact::{Holding, held_by_caller};
-use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::pagination::{page, page_bounded, page_request};
 use switchboard_platform::status::{IntoStatus, from_status};
 use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::crm::v1::GetCustomerRequest;
@@ -321,8 +321,12 @@ impl ConversationApi {
         let list = format!("ingestion.ListMessages {}", request.parent);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let records = self.store.messages(&tenant, &conversation_id, &page_request).await?;
-        let (records, next_page_token) =
-            page(records, &page_request, |record: &MessageRecord| record.message_id.as_str().to_owned());
+        let (records, next_page_token) = page_bounded(
+            records,
+            &page_request,
+            |record: &MessageRecord| record.message_id.as_str().to_owned(),
+            |record| prost::Message::encoded_len(&record.message),
+        );
         Ok(ListMessagesResponse {
             messages: records.into_iter().map(|record| record.message).collect(),
             next_page_token,

@@ -18,7 +18,7 @@ use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ContactId, Error, ErrorCode, Principal, TenantId, names};
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
-use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::pagination::{page_bounded, page_request};
 use switchboard_platform::status::{IntoStatus, from_status};
 use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::crm::v1::ResolveCustomerRequest;
@@ -316,8 +316,12 @@ impl IngestionApi {
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         // One more than the page, so `page` knows whether another follows.
         let records = self.store.list(&tenant, page_request.after.as_deref(), page_request.size + 1).await?;
-        let (records, next_page_token) =
-            page(records, &page_request, |record: &ContactRecord| record.contact_id.as_str().to_owned());
+        let (records, next_page_token) = page_bounded(
+            records,
+            &page_request,
+            |record: &ContactRecord| record.contact_id.as_str().to_owned(),
+            |record| prost::Message::encoded_len(&record.contact),
+        );
         Ok(ListContactsResponse {
             contacts: records.into_iter().map(|record| record.contact).collect(),
             next_page_token,

@@ -426,3 +426,36 @@ async fn the_api_works_the_same_on_postgres() {
     assert_eq!(listed.contacts, vec![abandoned]);
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_of_heavy_contacts_stays_under_its_byte_bound_and_the_rest_follows() {
+    let mut harness = Harness::start().await;
+    // 40 bodies of ~60 KB weigh ~2.4 MB: more than one page may.
+    let body = "a line of a long e-mail\n".repeat(2_600);
+    for index in 0..40 {
+        let mut request = create_request(&format!("heavy-{index}"));
+        if let Some(contact) = request.contact.as_mut() {
+            contact.body.clone_from(&body);
+        }
+        harness.client.create_contact(authed(request, ACME_ADMIN_KEY)).await.unwrap();
+    }
+    let mut seen = 0;
+    let mut pages = 0;
+    let mut page_token = String::new();
+    loop {
+        let request = ListContactsRequest { parent: "tenants/acme".to_owned(), page_size: 1000, page_token };
+        let response = harness.client.list_contacts(authed(request, ACME_ADMIN_KEY)).await.unwrap().into_inner();
+        assert!(
+            prost::Message::encoded_len(&response) <= switchboard_platform::pagination::MAX_PAGE_BYTES + 64 * 1024,
+            "a page is bounded in bytes, not only in items"
+        );
+        seen += response.contacts.len();
+        pages += 1;
+        if response.next_page_token.is_empty() {
+            break;
+        }
+        page_token = response.next_page_token;
+    }
+    assert_eq!(seen, 40, "every contact, once");
+    assert!(pages >= 2, "the list went on in a second page: {pages}");
+}
