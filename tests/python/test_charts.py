@@ -561,6 +561,27 @@ def test_chart_existing_auth_secret():
     assert "checksum/auth" not in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_chart_network_policies_deny_all_but_what_each_service_needs():
+    rendered = render(CHART, {})
+    policies = {p["metadata"]["name"]: p["spec"] for p in rendered.find("NetworkPolicy")}
+    assert set(policies) == {f"switchboard-{service}" for service in SERVICES}, policies.keys()
+    for name, spec in policies.items():
+        assert spec["policyTypes"] == ["Ingress", "Egress"], name
+        service = name.removeprefix("switchboard-")
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == service, name
+        ingress_ports = {port["port"] for rule in spec["ingress"] for port in rule["ports"]}
+        assert ingress_ports == {"grpc", "http-metrics"}, name
+        egress_ports = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
+        assert {53, 9092, 6379, 5432, 4317, 50051} <= egress_ports, name
+        assert (443 in egress_ports) == (service == "ingestion"), f"{name}: only ingestion reaches providers"
+    scoped = render(CHART, {"networkPolicy": {"grpcFrom": [{"namespaceSelector": {"matchLabels": {"team": "cc"}}}]}})
+    spec = next(p["spec"] for p in scoped.find("NetworkPolicy") if p["metadata"]["name"] == "switchboard-routing")
+    grpc_rule = next(rule for rule in spec["ingress"] if rule["ports"][0]["port"] == "grpc")
+    assert grpc_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "switchboard"
+    assert grpc_rule["from"][1] == {"namespaceSelector": {"matchLabels": {"team": "cc"}}}
+    assert not render(CHART, {"networkPolicy": {"enabled": False}}).find("NetworkPolicy")
+
+
 def test_chart_service_key():
     rendered = render(CHART, {})
     [secret] = rendered.find("Secret", "switchboard-service-key")
