@@ -191,6 +191,12 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         vec![call(GLOBEX_ADMIN, &rotate, HIDDEN), call(ACME_READER, &rotate, HIDDEN)],
     );
 
+    let audit = access::ListAuditRecordsRequest { tenant: acme(), ..Default::default() };
+    add(
+        "/switchboard.access.v1.AccessService/ListAuditRecords",
+        vec![call(GLOBEX_ADMIN, &audit, DENIED), call(ACME_READER, &audit, DENIED), call(INTEGRATION, &audit, DENIED)],
+    );
+
     // CRM.
     let resolve = crm::ResolveCustomerRequest {
         parent: acme(),

@@ -22,8 +22,8 @@ use support::desktop::AgentDesktop;
 use support::{Endpoints, authorized};
 use switchboard_proto::access::v1::access_service_client::AccessServiceClient;
 use switchboard_proto::access::v1::{
-    ApiKey, CreateApiKeyRequest, CreateTenantRequest, GetApiKeyRequest, ListApiKeysRequest, ResumeTenantRequest,
-    RevokeApiKeyRequest, RotateApiKeyRequest, SuspendTenantRequest, Tenant, TenantState,
+    ApiKey, CreateApiKeyRequest, CreateTenantRequest, GetApiKeyRequest, ListApiKeysRequest, ListAuditRecordsRequest,
+    ResumeTenantRequest, RevokeApiKeyRequest, RotateApiKeyRequest, SuspendTenantRequest, Tenant, TenantState,
 };
 use switchboard_proto::common::v1::{Channel as ChannelKind, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
@@ -194,7 +194,10 @@ async fn a_new_client_on_monday(endpoints: &Endpoints, _http_port: u16) {
             .is_err_and(|status| status.code() == Code::FailedPrecondition)
     })
     .await;
-    assert_eq!(routing_answers(&routing, &new_secret).await, Code::FailedPrecondition, "its keys stop");
+    within_propagation("routing refuses the suspended tenant's keys", since, || async {
+        routing_answers(&routing, &new_secret).await == Code::FailedPrecondition
+    })
+    .await;
     access
         .resume_tenant(authorized(OPERATOR, ResumeTenantRequest { name: "tenants/initech".to_owned() }))
         .await
@@ -204,6 +207,41 @@ async fn a_new_client_on_monday(endpoints: &Endpoints, _http_port: u16) {
         routing_answers(&routing, &new_secret).await == Code::Ok
     })
     .await;
+
+    // The audit holds who changed what, before and after; acme sees none of it.
+    let request = ListAuditRecordsRequest { tenant: "tenants/initech".to_owned(), ..Default::default() };
+    let records = access.list_audit_records(authorized(OPERATOR, request)).await.expect("audit").into_inner();
+    let actions: Vec<&str> = records.audit_records.iter().map(|record| record.action.as_str()).collect();
+    for expected in [
+        "switchboard.access.v1.AccessService/CreateTenant",
+        "switchboard.access.v1.AccessService/CreateApiKey",
+        "switchboard.routing.v1.RoutingService/CreateQueue",
+        "switchboard.presence.v1.PresenceService/CreateAgent",
+        "switchboard.access.v1.AccessService/RotateApiKey",
+        "switchboard.access.v1.AccessService/SuspendTenant",
+        "switchboard.access.v1.AccessService/ResumeTenant",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    let queue_created = records
+        .audit_records
+        .iter()
+        .find(|record| record.action.ends_with("/CreateQueue"))
+        .expect("the queue's creation");
+    assert_eq!(
+        (queue_created.actor.as_str(), queue_created.resource.as_str()),
+        (admin.name.as_str(), "tenants/initech/queues/front")
+    );
+    let after = queue_created.after.as_ref().expect("the queue as created");
+    assert_eq!(after.type_url, "type.googleapis.com/switchboard.routing.v1.Queue");
+    let queue = <Queue as prost::Message>::decode(after.value.as_slice()).expect("a queue");
+    assert_eq!(queue.display_name, "Front desk");
+    let suspended = records.audit_records.iter().find(|record| record.action.ends_with("/SuspendTenant")).unwrap();
+    let before = <Tenant as prost::Message>::decode(suspended.before.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(before.state, TenantState::Active as i32, "before the suspension");
+    let request = ListAuditRecordsRequest { tenant: "tenants/initech".to_owned(), ..Default::default() };
+    let hidden = access.list_audit_records(authorized(ACME_ADMIN, request)).await.expect_err("initech's audit");
+    assert_eq!(hidden.code(), Code::PermissionDenied);
 
     // Revoked: stops everywhere.
     let revoked = access

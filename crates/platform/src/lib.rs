@@ -3,6 +3,7 @@
 //! authentication, the event bus (Kafka and in-process), Redis and
 //! PostgreSQL access, readiness and shutdown.
 
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use switchboard_core::names::{channel_name, parse_channel, parse_queue, parse_tenant};
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ChannelId, Error, Principal, TenantId};
+use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
@@ -88,7 +89,10 @@ impl ChannelApi {
         };
         self.store.create(&tenant, &channel_id, &stored).await?;
         tracing::info!(tenant = %tenant, channel = %channel_id, key = %principal.key_name, "channel created");
-        Ok(self.answer(&tenant, &channel_id, stored))
+        let created = self.answer(&tenant, &channel_id, stored);
+        let change = Change::new(Some(&tenant), "switchboard.ingestion.v1.ChannelService/CreateChannel", &created.name);
+        self.access.audit(principal, change.after("switchboard.ingestion.v1.Channel", &created)).await;
+        Ok(created)
     }
 
     async fn get(&self, principal: &Principal, request: GetChannelRequest) -> Result<Channel, Error> {
@@ -137,6 +141,7 @@ impl ChannelApi {
         self.access.authorize_write(principal, &tenant)?;
         let stored = self.store.get(&tenant, &channel_id).await?;
         let stored = stored.ok_or_else(|| Error::not_found(channel_name(&tenant, &channel_id)))?;
+        let before = self.answer(&tenant, &channel_id, stored.channel.clone());
         let mut channel = apply_update(stored.channel, &changes, &paths)?;
         validate_channel(&tenant, &channel, "channel")?;
         if paths.iter().any(|path| path == "queue" || path == "cti.queues") {
@@ -146,18 +151,39 @@ impl ChannelApi {
         self.store.update(&tenant, &channel_id, stored.revision, &channel).await?;
         self.recent.forget(&(tenant.clone(), channel_id.clone()));
         tracing::info!(tenant = %tenant, channel = %channel_id, fields = ?paths, key = %principal.key_name, "channel updated");
-        Ok(self.answer(&tenant, &channel_id, channel))
+        let updated = self.answer(&tenant, &channel_id, channel);
+        let change = Change::new(Some(&tenant), "switchboard.ingestion.v1.ChannelService/UpdateChannel", &updated.name);
+        self.access
+            .audit(
+                principal,
+                change
+                    .before("switchboard.ingestion.v1.Channel", &before)
+                    .after("switchboard.ingestion.v1.Channel", &updated),
+            )
+            .await;
+        Ok(updated)
     }
 
     async fn delete(&self, principal: &Principal, request: DeleteChannelRequest) -> Result<(), Error> {
         let (tenant, channel_id) = parse_channel(&request.name, "name")?;
         self.access.authorize_write(principal, &tenant)?;
+        let before =
+            self.store.get(&tenant, &channel_id).await?.map(|stored| self.answer(&tenant, &channel_id, stored.channel));
         let deleted = self.store.delete(&tenant, &channel_id).await?;
         self.recent.forget(&(tenant.clone(), channel_id.clone()));
         if !deleted {
             return Err(Error::not_found(channel_name(&tenant, &channel_id)));
         }
         tracing::info!(tenant = %tenant, channel = %channel_id, key = %principal.key_name, "channel deleted");
+        let mut change = Change::new(
+            Some(&tenant),
+            "switchboard.ingestion.v1.ChannelService/DeleteChannel",
+            channel_name(&tenant, &channel_id),
+        );
+        if let Some(before) = &before {
+            change = change.before("switchboard.ingestion.v1.Channel", before);
+        }
+        self.access.audit(principal, change).await;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use switchboard_core::identity::normalize_display_name;
 use switchboard_core::names::{agent_name, parse_agent, parse_tenant, tenant_name};
 use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{Error, Principal, Role, TenantId};
+use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
 use switchboard_platform::credentials::{
     ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantRecord, api_key_name, new_secret,
@@ -84,7 +85,10 @@ impl AccessApi {
         self.credentials.create_tenant(&record).await?;
         self.changed().await;
         tracing::info!(tenant = %record.id, key = %principal.key_name, "tenant created");
-        Ok(tenant_to_api(&record))
+        let created = tenant_to_api(&record);
+        let change = Change::new(Some(&record.id), "switchboard.access.v1.AccessService/CreateTenant", &created.name);
+        self.access.audit(&principal, change.after("switchboard.access.v1.Tenant", &created)).await;
+        Ok(created)
     }
 
     async fn get_tenant(&self, principal: Principal, request: api::GetTenantRequest) -> Result<api::Tenant, Error> {
@@ -136,7 +140,7 @@ impl AccessApi {
                 }
             }
         }
-        self.tenant_change(&principal, &tenant, &change).await
+        self.tenant_change(&principal, &tenant, &change, "switchboard.access.v1.AccessService/UpdateTenant").await
     }
 
     async fn set_suspended(&self, principal: Principal, name: &str, suspended: bool) -> Result<api::Tenant, Error> {
@@ -149,8 +153,13 @@ impl AccessApi {
             .with_reason("CONFIGURED_TENANT")
             .with_resource(tenant_name(&tenant)));
         }
-        self.tenant_change(&principal, &tenant, &TenantChange { suspended: Some(suspended), ..TenantChange::default() })
-            .await
+        let action = if suspended {
+            "switchboard.access.v1.AccessService/SuspendTenant"
+        } else {
+            "switchboard.access.v1.AccessService/ResumeTenant"
+        };
+        let change = TenantChange { suspended: Some(suspended), ..TenantChange::default() };
+        self.tenant_change(&principal, &tenant, &change, action).await
     }
 
     async fn tenant_change(
@@ -158,11 +167,81 @@ impl AccessApi {
         principal: &Principal,
         tenant: &TenantId,
         change: &TenantChange,
+        action: &'static str,
     ) -> Result<api::Tenant, Error> {
+        let before = tenant_to_api(&self.existing_tenant(tenant).await?);
         let record = self.credentials.update_tenant(tenant, change, now_millis()).await?;
         self.changed().await;
         tracing::info!(tenant = %tenant, suspended = record.suspended, key = %principal.key_name, "tenant changed");
-        Ok(tenant_to_api(&record))
+        let after = tenant_to_api(&record);
+        let audited = Change::new(Some(tenant), action, &after.name)
+            .before("switchboard.access.v1.Tenant", &before)
+            .after("switchboard.access.v1.Tenant", &after);
+        self.access.audit(principal, audited).await;
+        Ok(after)
+    }
+
+    /// Records a change of the key `after` (secrets are never in a key's view).
+    async fn audit_key(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+        before: Option<&KeyRecord>,
+        after: &KeyRecord,
+    ) {
+        let view = key_to_api(after);
+        let mut change =
+            Change::new(after.holder.tenant(), action, &view.name).after("switchboard.access.v1.ApiKey", &view);
+        if let Some(before) = before {
+            change = change.before("switchboard.access.v1.ApiKey", &key_to_api(before));
+        }
+        self.access.audit(principal, change).await;
+    }
+
+    async fn audit_records(
+        &self,
+        principal: Principal,
+        request: api::ListAuditRecordsRequest,
+    ) -> Result<api::ListAuditRecordsResponse, Error> {
+        let tenant = (!request.tenant.is_empty()).then(|| parse_tenant(&request.tenant, "tenant")).transpose()?;
+        let tenant = match principal.role {
+            Role::OperatorAdmin => tenant,
+            Role::TenantAdmin => {
+                let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
+                if let Some(requested) = &tenant {
+                    principal.authorize_write(requested)?;
+                }
+                Some(own)
+            }
+            _ => return Err(Error::permission_denied("only operator and tenant admins read the audit")),
+        };
+        let list = format!("access.ListAuditRecords {}", request.tenant);
+        let page_request = page_request(&list, request.page_size, &request.page_token)?;
+        let before = page_request
+            .after
+            .as_deref()
+            .map(|after| {
+                after.parse::<i64>().map_err(|_| Error::invalid_field("page_token", "is not a token this list issued"))
+            })
+            .transpose()?;
+        let entries = self.credentials.list_audit(tenant.as_ref(), before, page_request.size + 1).await?;
+        let (entries, next_page_token) = page(entries, &page_request, |entry| entry.sequence.to_string());
+        Ok(api::ListAuditRecordsResponse {
+            audit_records: entries
+                .into_iter()
+                .map(|entry| api::AuditRecord {
+                    name: format!("auditRecords/{}", entry.sequence),
+                    tenant: entry.tenant.as_ref().map(tenant_name).unwrap_or_default(),
+                    actor: entry.actor,
+                    action: entry.action,
+                    resource: entry.resource,
+                    before: entry.before,
+                    after: entry.after,
+                    time: Some(timestamp_from_millis(entry.time_ms)),
+                })
+                .collect(),
+            next_page_token,
+        })
     }
 
     async fn create_key(
@@ -215,6 +294,7 @@ impl AccessApi {
         };
         self.credentials.create_key(&record).await?;
         self.changed().await;
+        self.audit_key(&principal, "switchboard.access.v1.AccessService/CreateApiKey", None, &record).await;
         tracing::info!(api_key = %record.id, role = record.holder.role().as_str(), key = %principal.key_name, "api key created");
         Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&record)), secret })
     }
@@ -248,6 +328,7 @@ impl AccessApi {
         let record = self.manageable_key(&principal, &request.name).await?;
         let revoked = self.credentials.revoke_key(&record.id, now_millis()).await?;
         self.changed().await;
+        self.audit_key(&principal, "switchboard.access.v1.AccessService/RevokeApiKey", Some(&record), &revoked).await;
         tracing::info!(api_key = %record.id, key = %principal.key_name, "api key revoked");
         Ok(key_to_api(&revoked))
     }
@@ -274,6 +355,7 @@ impl AccessApi {
             .rotate_key(&record.id, &hash_api_key(&secret), &secret_prefix(&secret), now_millis() + overlap_ms)
             .await?;
         self.changed().await;
+        self.audit_key(&principal, "switchboard.access.v1.AccessService/RotateApiKey", Some(&record), &rotated).await;
         tracing::info!(api_key = %record.id, key = %principal.key_name, "api key rotated");
         Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&rotated)), secret })
     }
@@ -410,6 +492,13 @@ impl AccessService for AccessApi {
         request: Request<api::RevokeApiKeyRequest>,
     ) -> Result<Response<api::ApiKey>, Status> {
         answer(request, |principal, body| self.revoke_key(principal, body)).await
+    }
+
+    async fn list_audit_records(
+        &self,
+        request: Request<api::ListAuditRecordsRequest>,
+    ) -> Result<Response<api::ListAuditRecordsResponse>, Status> {
+        answer(request, |principal, body| self.audit_records(principal, body)).await
     }
 
     async fn rotate_api_key(

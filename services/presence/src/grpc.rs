@@ -8,6 +8,7 @@ use std::time::Duration;
 use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
 use switchboard_core::time::{millis_from_timestamp, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
+use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
@@ -53,6 +54,15 @@ pub(crate) fn redacted_for(principal: &Principal, mut agent: Agent) -> Agent {
         agent.skills.retain(|skill| skill.tenant.is_empty() || skill.tenant == own);
     }
     agent
+}
+
+/// The tenant an agent serves if it serves exactly one: where its changes
+/// are audited (a shared agent's are the deployment's).
+pub(crate) fn only_tenant(agent: &Agent) -> Option<TenantId> {
+    match agent.tenants.as_slice() {
+        [tenant] => parse_tenant(tenant, "agent.tenants").ok(),
+        _ => None,
+    }
 }
 
 fn calling_agent(principal: &Principal) -> Result<AgentId, Error> {
@@ -125,6 +135,12 @@ impl PresenceApi {
         };
         self.presence.agents.create_agent(&agent_id, &agent).await?;
         tracing::info!(agent = %agent_id, tenants = ?agent.tenants, "agent created");
+        let change = Change::new(
+            only_tenant(&agent).as_ref(),
+            "switchboard.presence.v1.PresenceService/CreateAgent",
+            &agent.name,
+        );
+        self.access.audit(&principal, change.after("switchboard.presence.v1.Agent", &agent)).await;
         self.as_seen_by(&principal, agent, &agent_id).await
     }
 
@@ -182,6 +198,12 @@ impl PresenceApi {
         self.presence.change_state(&agent, &agent_id, AgentState::Offline, "", StateChangeSource::Supervisor).await?;
         self.presence.agents.delete_agent(&agent_id).await?;
         tracing::info!(agent = %agent_id, "agent deleted");
+        let change = Change::new(
+            only_tenant(&agent).as_ref(),
+            "switchboard.presence.v1.PresenceService/DeleteAgent",
+            &agent.name,
+        );
+        self.access.audit(&principal, change.before("switchboard.presence.v1.Agent", &agent)).await;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use switchboard_core::names::{agent_name, parse_agent, tenant_name};
 use switchboard_core::{Error, ErrorCode, Principal, Role, TenantId};
+use switchboard_platform::audit::Change;
 use switchboard_platform::status::to_status;
 use switchboard_proto::presence::v1::{
     Agent, AgentStateChanged, SetAgentStateRequest, StateChangeSource, WatchAgentStatesRequest,
@@ -46,7 +47,13 @@ impl PresenceApi {
         }
         self.presence.change_state(&agent, &agent_id, state, &request.reason, StateChangeSource::Supervisor).await?;
         tracing::info!(agent = %agent_id, state = state.as_str_name(), key = %principal.key_name, "agent state forced");
-        self.as_seen_by(&principal, agent, &agent_id).await
+        let tenant = principal.tenant.clone().or_else(|| crate::grpc::only_tenant(&agent));
+        let after = self.as_seen_by(&principal, agent, &agent_id).await?;
+        let change = Change::new(tenant.as_ref(), "switchboard.presence.v1.PresenceService/SetAgentState", &after.name)
+            .before("switchboard.presence.v1.Agent", &seen)
+            .after("switchboard.presence.v1.Agent", &after);
+        self.access.audit(&principal, change).await;
+        Ok(after)
     }
 
     /// `WatchAgentStates`: this replica's stream of state changes, limited

@@ -9,6 +9,7 @@ use switchboard_core::names::{
 use switchboard_core::text::TextRule;
 use switchboard_core::time::{duration_from_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
+use switchboard_platform::audit::Change;
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::grpc::answer;
 use switchboard_platform::pagination::{page, page_request};
@@ -104,6 +105,8 @@ impl RoutingApi {
         let queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
         tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue created");
+        let change = Change::new(Some(&tenant), "switchboard.routing.v1.RoutingService/CreateQueue", &queue.name);
+        self.access.audit(&principal, change.after("switchboard.routing.v1.Queue", &queue)).await;
         Ok(queue)
     }
 
@@ -120,6 +123,7 @@ impl RoutingApi {
         validate_queue(&changes, "queue")?;
         self.authorize_write(&principal, &tenant)?;
         let mut queue = self.existing_queue(&tenant, &queue_id).await?;
+        let before = queue.clone();
         for path in &paths {
             match path.as_str() {
                 "display_name" => queue.display_name = changes.display_name.clone(),
@@ -148,6 +152,13 @@ impl RoutingApi {
             return Err(Error::not_found(queue_name(&tenant, &queue_id)));
         }
         tracing::info!(tenant = %tenant, queue = %queue_id, fields = ?paths, "queue updated");
+        let change = Change::new(Some(&tenant), "switchboard.routing.v1.RoutingService/UpdateQueue", &queue.name);
+        self.access
+            .audit(
+                &principal,
+                change.before("switchboard.routing.v1.Queue", &before).after("switchboard.routing.v1.Queue", &queue),
+            )
+            .await;
         Ok(queue)
     }
 
@@ -188,10 +199,13 @@ impl RoutingApi {
     async fn delete(&self, principal: Principal, request: DeleteQueueRequest) -> Result<(), Error> {
         let (tenant, queue_id) = parse_queue(&request.name, "name")?;
         self.authorize_write(&principal, &tenant)?;
+        let before = self.existing_queue(&tenant, &queue_id).await?;
         if !self.engine.queues.delete_queue(&tenant, &queue_id).await? {
             return Err(Error::not_found(queue_name(&tenant, &queue_id)));
         }
         tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue deleted");
+        let change = Change::new(Some(&tenant), "switchboard.routing.v1.RoutingService/DeleteQueue", &before.name);
+        self.access.audit(&principal, change.before("switchboard.routing.v1.Queue", &before)).await;
         Ok(())
     }
 

@@ -17,6 +17,37 @@ pub async fn run_all(store: &dyn CredentialStore) -> anyhow::Result<()> {
     every_change_moves_the_revision_and_shows_in_the_snapshot(store)
         .await
         .context("every_change_moves_the_revision_and_shows_in_the_snapshot")?;
+    the_audit_keeps_every_change_newest_first(store).await.context("the_audit_keeps_every_change_newest_first")?;
+    Ok(())
+}
+
+/// Audit entries come back as stored (before and after intact), newest
+/// first, per tenant when asked, paged by sequence.
+pub async fn the_audit_keeps_every_change_newest_first(store: &dyn CredentialStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("audit")?;
+    let other = fresh_tenant("audit-other")?;
+    let entry = |tenant: &TenantId, resource: &str, after: &[u8]| super::AuditEntry {
+        sequence: 0,
+        tenant: Some(tenant.clone()),
+        actor: "tenant-admin".to_owned(),
+        action: "switchboard.routing.v1.RoutingService/CreateQueue".to_owned(),
+        resource: resource.to_owned(),
+        before: None,
+        after: Some(prost_types::Any { type_url: "type.googleapis.com/x.Y".to_owned(), value: after.to_vec() }),
+        time_ms: 1_000,
+    };
+    let first = store.append_audit(&entry(&tenant, "q1", b"one")).await?;
+    let elsewhere = store.append_audit(&entry(&other, "q2", b"two")).await?;
+    let last = store.append_audit(&entry(&tenant, "q3", b"three")).await?;
+    ensure!(first < elsewhere && elsewhere < last, "sequences increase: {first} {elsewhere} {last}");
+    let listed = store.list_audit(Some(&tenant), None, 10).await?;
+    let resources: Vec<&str> = listed.iter().map(|entry| entry.resource.as_str()).collect();
+    ensure!(resources == ["q3", "q1"], "the tenant's, newest first: {resources:?}");
+    ensure!(listed[0] == super::AuditEntry { sequence: last, ..entry(&tenant, "q3", b"three") }, "as stored");
+    let page = store.list_audit(Some(&tenant), Some(last), 10).await?;
+    ensure!(page.iter().map(|entry| entry.sequence).eq([first]), "before a sequence: {page:?}");
+    let everything = store.list_audit(None, None, 1_000).await?;
+    ensure!(everything.iter().any(|entry| entry.sequence == elsewhere), "all tenants' without a filter");
     Ok(())
 }
 

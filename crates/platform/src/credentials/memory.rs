@@ -10,8 +10,8 @@ use switchboard_core::names::tenant_name;
 use switchboard_core::{Error, TenantId};
 
 use super::{
-    ApiKeyId, CredentialStore, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord, api_key_name,
-    key_revoked,
+    ApiKeyId, AuditEntry, CredentialStore, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord,
+    api_key_name, key_revoked,
 };
 
 #[derive(Default)]
@@ -19,6 +19,7 @@ struct State {
     revision: i64,
     tenants: BTreeMap<TenantId, TenantRecord>,
     keys: BTreeMap<ApiKeyId, KeyRecord>,
+    audit: Vec<AuditEntry>,
 }
 
 #[derive(Default)]
@@ -142,6 +143,31 @@ impl CredentialStore for MemoryCredentialStore {
         let revoked = record.clone();
         state.revision += 1;
         Ok(revoked)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, Error> {
+        let mut state = self.lock();
+        let sequence = i64::try_from(state.audit.len()).unwrap_or(i64::MAX - 1) + 1;
+        state.audit.push(AuditEntry { sequence, ..entry.clone() });
+        Ok(sequence)
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        before_sequence: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .rev()
+            .filter(|entry| before_sequence.is_none_or(|before| entry.sequence < before))
+            .filter(|entry| tenant.is_none() || entry.tenant.as_ref() == tenant)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn rotate_key(

@@ -174,6 +174,20 @@ pub struct Snapshot {
     pub keys: Vec<KeyRecord>,
 }
 
+/// One administrative change, as the audit keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Assigned by the store, increasing; 0 until stored.
+    pub sequence: i64,
+    pub tenant: Option<TenantId>,
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    pub before: Option<prost_types::Any>,
+    pub after: Option<prost_types::Any>,
+    pub time_ms: i64,
+}
+
 /// A change to a tenant; `None` leaves the field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantChange {
@@ -217,6 +231,18 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// The key revoked at `now_ms` (or when it was revoked before);
     /// NOT_FOUND if absent.
     async fn revoke_key(&self, key: &ApiKeyId, now_ms: i64) -> Result<KeyRecord, Error>;
+
+    /// Stores `entry` with the next sequence number; returns it.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, Error>;
+
+    /// At most `limit` audit entries, newest first, each before
+    /// `before_sequence`, only `tenant`'s if given.
+    async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        before_sequence: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error>;
 
     /// The key with a new current secret, the current one kept as
     /// `previous`; NOT_FOUND if absent, FAILED_PRECONDITION `KEY_REVOKED`

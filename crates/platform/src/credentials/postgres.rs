@@ -10,7 +10,7 @@ use switchboard_core::{AgentId, Error, TenantId};
 use tokio_postgres::Row;
 
 use super::{
-    ApiKeyId, CredentialStore, KeyHolder, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord,
+    ApiKeyId, AuditEntry, CredentialStore, KeyHolder, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord,
     api_key_name, key_revoked,
 };
 use crate::postgres::{CachedStatements, Migration, migrate, pg_error};
@@ -18,9 +18,10 @@ use crate::postgres::{CachedStatements, Migration, migrate, pg_error};
 /// The name its migrations are recorded under.
 pub const MIGRATION_SERVICE: &str = "access";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_tenants_api_keys",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_tenants_api_keys",
+        sql: r#"
         CREATE SCHEMA IF NOT EXISTS access;
         CREATE TABLE access.revision (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), revision bigint NOT NULL);
         INSERT INTO access.revision (revision) VALUES (0);
@@ -47,7 +48,24 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX api_keys_by_tenant ON access.api_keys (tenant, key_id);
     "#,
-}];
+    },
+    Migration {
+        version: "0002_audit_records",
+        sql: r#"
+        CREATE TABLE access.audit_records (
+            sequence bigserial PRIMARY KEY,
+            tenant text,
+            actor text NOT NULL,
+            action text NOT NULL,
+            resource text NOT NULL,
+            before_any bytea,
+            after_any bytea,
+            time_ms bigint NOT NULL
+        );
+        CREATE INDEX audit_records_by_tenant ON access.audit_records (tenant, sequence DESC);
+    "#,
+    },
+];
 
 const TENANT_COLUMNS: &str = "tenant, display_name, suspended, create_time_ms, update_time_ms";
 const KEY_COLUMNS: &str = "key_id, display_name, role, tenant, agent, expire_time_ms, create_time_ms, \
@@ -137,6 +155,23 @@ fn key_from_row(row: &Row) -> Result<KeyRecord, Error> {
         previous_secret: previous_sha256
             .zip(previous_expire)
             .map(|(sha256, expire_time_ms)| PreviousSecret { sha256, expire_time_ms }),
+    })
+}
+
+fn audit_from_row(row: &Row) -> Result<AuditEntry, Error> {
+    let decode = |raw: Option<Vec<u8>>| {
+        raw.map(|raw| <prost_types::Any as prost::Message>::decode(raw.as_slice()).map_err(corrupt)).transpose()
+    };
+    let tenant: Option<&str> = row.try_get(1).map_err(corrupt)?;
+    Ok(AuditEntry {
+        sequence: row.try_get(0).map_err(corrupt)?,
+        tenant: tenant.map(|tenant| TenantId::parse(tenant, "tenant").map_err(corrupt)).transpose()?,
+        actor: row.try_get(2).map_err(corrupt)?,
+        action: row.try_get(3).map_err(corrupt)?,
+        resource: row.try_get(4).map_err(corrupt)?,
+        before: decode(row.try_get(5).map_err(corrupt)?)?,
+        after: decode(row.try_get(6).map_err(corrupt)?)?,
+        time_ms: row.try_get(7).map_err(corrupt)?,
     })
 }
 
@@ -323,6 +358,50 @@ impl CredentialStore for PostgresCredentialStore {
         )
         .await?;
         self.get_key(key).await?.ok_or_else(|| Error::not_found(api_key_name(key)))
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, Error> {
+        let encode = |any: &Option<prost_types::Any>| any.as_ref().map(prost::Message::encode_to_vec);
+        let row = self
+            .client()
+            .await?
+            .query_one_cached(
+                "INSERT INTO access.audit_records (tenant, actor, action, resource, before_any, after_any, time_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING sequence",
+                &[
+                    &entry.tenant.as_ref().map(TenantId::as_str),
+                    &entry.actor,
+                    &entry.action,
+                    &entry.resource,
+                    &encode(&entry.before),
+                    &encode(&entry.after),
+                    &entry.time_ms,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.try_get(0).map_err(corrupt)
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: Option<&TenantId>,
+        before_sequence: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        let rows = self
+            .client()
+            .await?
+            .query_cached(
+                "SELECT sequence, tenant, actor, action, resource, before_any, after_any, time_ms
+                 FROM access.audit_records
+                 WHERE ($1::text IS NULL OR tenant = $1) AND sequence < $2
+                 ORDER BY sequence DESC LIMIT $3",
+                &[&tenant.map(TenantId::as_str), &before_sequence.unwrap_or(i64::MAX), &limit_param(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(audit_from_row).collect()
     }
 
     async fn rotate_key(
