@@ -606,6 +606,11 @@ def test_chart_service_key():
         ({"auth": {"apiKeys": [{"name": "k", "sha256": _sha("k"), "role": "agent"}]}}, "agent"),
         ({"auth": {"tenants": ["Acme"]}}, "tenants"),
         ({"postgres": {"url": ""}}, "postgres.url"),
+        ({"services": {"routing": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}}},
+         "services.routing.autoscaling.minReplicas"),
+        ({"services": {"crm": {"replicas": 2, "pdb": {"enabled": True, "minAvailable": 2}}}},
+         "services.crm.pdb.minAvailable"),
+        ({"services": {"kpi": {"pdb": {"enabled": True, "maxUnavailable": 0}}}}, "services.kpi.pdb.maxUnavailable"),
         # values.schema.json catches typos and bad types.
         ({"services": {"crm": {"replica": 3}}}, "replica"),
         ({"config": {"telemetry": {"logFormat": "xml"}}}, "logFormat"),
