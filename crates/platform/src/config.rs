@@ -290,7 +290,7 @@ impl Default for RoutingConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestionConfig {
     /// The base URL providers reach ingestion's HTTP server at, e.g.
@@ -299,6 +299,18 @@ pub struct IngestionConfig {
     /// and Twilio's signatures cover it. Empty: `http://` +
     /// `services.ingestion.http_listen`, right only for local use.
     pub public_base_url: String,
+    /// Messages one sender (a phone, a handle, a form's address) may post
+    /// to one channel a minute, in bursts of `sender_burst`; more are
+    /// answered 429 with `Retry-After` (providers retry later; their
+    /// redeliveries are stored once). 0 turns it off.
+    pub sender_messages_per_minute: u32,
+    pub sender_burst: u32,
+}
+
+impl Default for IngestionConfig {
+    fn default() -> Self {
+        IngestionConfig { public_base_url: String::new(), sender_messages_per_minute: 60, sender_burst: 20 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,34 +25,45 @@ struct Bucket {
 /// Buckets of one kind (per key, or per tenant), by name.
 #[derive(Debug)]
 pub struct TokenBuckets {
-    rate: Rate,
+    /// Tokens added per millisecond; 0 means no limit.
+    per_ms: f64,
+    burst: u32,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl TokenBuckets {
     pub fn new(rate: Rate) -> TokenBuckets {
-        TokenBuckets { rate, buckets: Mutex::new(HashMap::new()) }
+        TokenBuckets {
+            per_ms: f64::from(rate.per_second) / 1000.0,
+            burst: rate.burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `count` a minute, in bursts of `burst`; 0 means no limit.
+    pub fn per_minute(count: u32, burst: u32) -> TokenBuckets {
+        TokenBuckets { per_ms: f64::from(count) / 60_000.0, burst, buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token of `name`'s bucket at `now_ms`; the refusal names
     /// `what` is limited.
     pub fn take(&self, name: &str, now_ms: i64, what: &str) -> Result<(), Error> {
-        if self.rate.per_second == 0 {
+        if self.per_ms <= 0.0 {
             return Ok(());
         }
-        let burst = f64::from(self.rate.burst.max(1));
+        let burst = f64::from(self.burst.max(1));
         let mut buckets = switchboard_core::sync::lock_unpoisoned(&self.buckets);
         let bucket = buckets.entry(name.to_owned()).or_insert(Bucket { tokens: burst, last_ms: now_ms });
         let elapsed_ms = (now_ms - bucket.last_ms).max(0);
         // Precision loss is immaterial: elapsed times are milliseconds.
         #[allow(clippy::cast_precision_loss)]
-        let refill = elapsed_ms as f64 * f64::from(self.rate.per_second) / 1000.0;
+        let refill = elapsed_ms as f64 * self.per_ms;
         bucket.tokens = (bucket.tokens + refill).min(burst);
         bucket.last_ms = now_ms;
         if bucket.tokens < 1.0 {
             return Err(Error::resource_exhausted(format!(
-                "{what} is over its rate limit ({} requests a second, bursts of {}): retry later",
-                self.rate.per_second, self.rate.burst
+                "{what} is over its rate limit (bursts of {}): retry later",
+                self.burst
             ))
             .with_reason("RATE_LIMITED"));
         }

@@ -39,6 +39,7 @@ use switchboard_core::time::now_millis;
 use switchboard_platform::bus::Delivery;
 use switchboard_platform::group_commit::GroupCommit;
 use switchboard_platform::grpc::lazy_channel;
+use switchboard_platform::rate_limit::TokenBuckets;
 use switchboard_platform::service::ConsumerSpec;
 use switchboard_platform::service::{Every, Kit, Service};
 use switchboard_platform::ttl_cache::TtlCache;
@@ -179,6 +180,10 @@ impl Service for Ingestion {
             recent_channels: Arc::clone(&recent_channels),
             conversations: Arc::clone(&conversations),
             public_base_url,
+            senders: TokenBuckets::per_minute(
+                kit.config().ingestion.sender_messages_per_minute,
+                kit.config().ingestion.sender_burst,
+            ),
         };
         let webhooks = Arc::new(webhooks);
         kit.http(webchat::router(Arc::clone(&webhooks)));

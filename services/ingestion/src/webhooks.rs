@@ -24,6 +24,7 @@ use axum::routing::{get, post};
 use switchboard_core::identity::identity_to_proto;
 use switchboard_core::{ChannelId, Error, ErrorCode, TenantId};
 use switchboard_platform::metrics::{labels, metrics};
+use switchboard_platform::rate_limit::TokenBuckets;
 use switchboard_platform::ttl_cache::TtlCache;
 use switchboard_proto::common::v1::Direction;
 use switchboard_proto::ingestion::v1::channel::Provider;
@@ -65,6 +66,8 @@ pub struct Webhooks {
     pub public_base_url: String,
     /// The calls of `cti` channels.
     pub calls: Arc<CallDesk>,
+    /// Messages per sender and channel (`ingestion.sender_messages_per_minute`).
+    pub senders: TokenBuckets,
 }
 
 /// The routes, bodies capped at [`MAX_WEBHOOK_BODY_BYTES`] (413 beyond).
@@ -105,6 +108,10 @@ impl Outcome {
                     WebhookRefusal::Malformed(what) => format!("malformed request: {what}\n"),
                     WebhookRefusal::TooLarge => "request body too large\n".to_owned(),
                     WebhookRefusal::ForbiddenOrigin => "this form may not be posted from that origin\n".to_owned(),
+                    WebhookRefusal::RateLimited => {
+                        let text = "too many messages from this sender: try again later\n";
+                        return (status, [("retry-after", "60")], text).into_response();
+                    }
                 };
                 (status, text).into_response()
             }
@@ -356,6 +363,18 @@ impl Webhooks {
             }
         };
         let provider = provider_label(resource);
+        // A sender over its rate is told to come back (a provider retries,
+        // and what it already delivered is stored once).
+        let now = switchboard_core::time::now_millis();
+        for item in &inbound {
+            if let Inbound::Message(message) = item {
+                let sender = format!("{tenant}/{channel_id}/{}:{}", message.from.kind.as_str(), message.from.value);
+                if self.senders.take(&sender, now, "the sender").is_err() {
+                    count_item(tenant, provider, "message", "rate_limited");
+                    return Outcome::Refused(WebhookRefusal::RateLimited);
+                }
+            }
+        }
         for item in inbound {
             let (kind, outcome) = match item {
                 Inbound::Message(message) => {

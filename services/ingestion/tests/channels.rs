@@ -585,3 +585,37 @@ async fn mail_posted_by_a_relay_threads_replies_into_their_conversation() {
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[1].starts_with("Re: Cafe order") && texts[1].contains("Also a saucer."), "{texts:?}");
 }
+
+#[tokio::test]
+async fn a_sender_over_its_rate_is_told_to_retry_later_and_others_are_not() {
+    let mut harness = Harness::start().await;
+    create_channel(&mut harness, "bot", telegram_channel()).await;
+    let address = harness.http;
+    let post = |update_id: u64, sender: u64| async move {
+        let update = serde_json::json!({
+            "update_id": update_id,
+            "message": {"message_id": update_id, "date": 1749417100, "text": "hello?",
+                        "from": {"id": sender, "is_bot": false, "first_name": "Flo"},
+                        "chat": {"id": sender, "type": "private"}}
+        })
+        .to_string();
+        let headers = [("content-type", "application/json"), ("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)];
+        http_request(address, "POST", "/webhooks/acme/bot", &headers, update.as_bytes()).await.unwrap()
+    };
+    // The default burst is 20 messages per sender and channel.
+    for update_id in 1..=20 {
+        assert_eq!(post(update_id, 777).await.status, 200, "message {update_id} within the burst");
+    }
+    let refused = post(21, 777).await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    let retry_after = refused.headers.iter().find(|(name, _)| name == "retry-after").map(|(_, value)| value.as_str());
+    assert_eq!(retry_after, Some("60"));
+    assert_eq!(post(22, 888).await.status, 200, "another sender is not held back");
+    let conversation = acme_contacts(&mut harness)
+        .await
+        .into_iter()
+        .find(|contact| contact.from.as_ref().is_some_and(|from| from.value == "telegram:777"))
+        .and_then(|contact| contact.attributes.get("conversation").cloned())
+        .expect("flo's conversation");
+    assert_eq!(messages_of(&mut harness, &conversation).await.len(), 20, "the refused message was not stored");
+}

@@ -154,6 +154,9 @@ pub enum WebhookRefusal {
     TooLarge,
     /// A browser posted from an origin the channel does not allow: 403.
     ForbiddenOrigin,
+    /// The sender is over its rate (`ingestion.sender_messages_per_minute`):
+    /// 429 with `Retry-After`.
+    RateLimited,
 }
 
 impl WebhookRefusal {
@@ -168,6 +171,7 @@ impl WebhookRefusal {
             WebhookRefusal::Malformed(_) => 400,
             WebhookRefusal::TooLarge => 413,
             WebhookRefusal::ForbiddenOrigin => 403,
+            WebhookRefusal::RateLimited => 429,
         }
     }
 
@@ -178,6 +182,7 @@ impl WebhookRefusal {
             WebhookRefusal::Malformed(_) => "malformed",
             WebhookRefusal::TooLarge => "too_large",
             WebhookRefusal::ForbiddenOrigin => "forbidden_origin",
+            WebhookRefusal::RateLimited => "rate_limited",
         }
     }
 }
