@@ -215,6 +215,11 @@ pub fn print_banner(started: &[StartedService]) {
     banner.push_str(
         "\n  agents alice (acme, globex), bob (acme) and carol (globex) exist; open an AgentSession with their keys\n",
     );
+    let presence = started.iter().find(|service| service.name == "presence").map(|service| service.grpc.to_string());
+    banner.push_str(&format!(
+        "  tenants, API keys and the audit at runtime: switchboard.access.v1.AccessService on {} (dev-operator-admin)\n",
+        presence.unwrap_or_default()
+    ));
     banner.push_str("\n  try: grpcurl -plaintext -H 'authorization: Bearer dev-acme-admin' \\\n         -d '{\"parent\":\"tenants/acme\",\"queue_id\":\"support\",\"queue\":{\"channels\":[\"CHANNEL_CHAT\"]}}' \\\n         ");
     let routing = started.iter().find(|service| service.name == "routing").map(|service| service.grpc.to_string());
     banner.push_str(&routing.unwrap_or_default());
