@@ -18,7 +18,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use prost::Message;
-use support::{Endpoints, Process, authorized, scratch_dir, wait_until_serving};
+use support::{Endpoints, Process, authorized, scratch_dir, service_of, wait_until_serving};
 use switchboard_proto::access::v1 as access;
 use switchboard_proto::common::v1::{Channel as ChannelKind, CustomerIdentity, IdentityKind};
 use switchboard_proto::crm::v1 as crm;
@@ -64,16 +64,6 @@ struct Call {
 
 fn call(key: &'static str, message: &impl Message, refused_with: &'static [Code]) -> Call {
     Call { key, body: message.encode_to_vec(), refused_with }
-}
-
-fn service_of(path: &str) -> &'static str {
-    if path.starts_with("/switchboard.access.v1.") {
-        return "presence";
-    }
-    ["ingestion", "routing", "presence", "crm", "kpi"]
-        .into_iter()
-        .find(|service| path.starts_with(&format!("/switchboard.{service}.v1.")))
-        .unwrap_or_else(|| panic!("no service serves {path}"))
 }
 
 async fn send(endpoints: &Endpoints, path: &str, key: Option<&str>, body: Vec<u8>) -> Code {

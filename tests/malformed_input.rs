@@ -10,7 +10,7 @@
 mod support;
 
 use prost::Message;
-use support::{Endpoints, Process, authorized, scratch_dir, wait_until_serving};
+use support::{Endpoints, Process, authorized, scratch_dir, service_of, wait_until_serving};
 use switchboard_proto::presence::v1::{AgentSessionRequest, Hello, agent_session_request};
 use switchboard_test_support::{RawCodec, every_rpc};
 use tokio::sync::mpsc;
@@ -26,18 +26,6 @@ const OPERATOR: &str = "dev-operator-admin";
 const ALICE: &str = "dev-agent-alice";
 /// Not a protobuf message: field 31, wire type 7 (which does not exist).
 const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-
-/// The service whose port serves `path`.
-fn service_of(path: &str) -> &'static str {
-    // Presence serves the access API (tenants and API keys).
-    if path.starts_with("/switchboard.access.v1.") {
-        return "presence";
-    }
-    ["ingestion", "routing", "presence", "crm", "kpi"]
-        .into_iter()
-        .find(|service| path.starts_with(&format!("/switchboard.{service}.v1.")))
-        .unwrap_or_else(|| panic!("no service serves {path}"))
-}
 
 async fn raw_client(endpoints: &Endpoints, service: &str) -> Grpc<Channel> {
     let mut client = Grpc::new(endpoints.channel(service).await);

@@ -23,6 +23,18 @@ pub use switchboard_test_support::{authorized, error_resource, violated_fields};
 
 pub const SERVICES: [&str; 5] = ["ingestion", "routing", "presence", "crm", "kpi"];
 
+/// The service whose port serves the RPC `path` (`/package.Service/Method`).
+pub fn service_of(path: &str) -> &'static str {
+    // Presence serves the access API (tenants, API keys, audit).
+    if path.starts_with("/switchboard.access.v1.") {
+        return "presence";
+    }
+    SERVICES
+        .into_iter()
+        .find(|service| path.starts_with(&format!("/switchboard.{service}.v1.")))
+        .unwrap_or_else(|| panic!("no service serves {path}"))
+}
+
 /// The health name that reports a service's readiness.
 pub fn readiness_name(service: &str) -> String {
     let api = match service {

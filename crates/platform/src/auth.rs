@@ -63,6 +63,20 @@ pub fn service_principal() -> Principal {
 
 impl AccessControl {
     pub fn from_config(config: &AuthConfig) -> anyhow::Result<Arc<AccessControl>> {
+        AccessControl::configured(config).map(Arc::new)
+    }
+
+    /// [`AccessControl::from_config`] plus the tenants and keys of
+    /// `credentials`, read by [`AccessControl::refresh`].
+    pub fn with_credentials(
+        config: &AuthConfig,
+        credentials: Arc<dyn CredentialStore>,
+    ) -> anyhow::Result<Arc<AccessControl>> {
+        let access = AccessControl::configured(config)?;
+        Ok(Arc::new(AccessControl { credentials: Some(credentials), ..access }))
+    }
+
+    fn configured(config: &AuthConfig) -> anyhow::Result<AccessControl> {
         let limits = &config.rate_limit;
         let mut access = AccessControl {
             per_key: Some(TokenBuckets::new(Rate {
@@ -92,20 +106,7 @@ impl AccessControl {
                 .map_err(|_| anyhow::anyhow!("auth.service_key is not valid header text"))?;
             access.service_authorization = Some(authorization);
         }
-        Ok(Arc::new(access))
-    }
-
-    /// [`AccessControl::from_config`] plus the tenants and keys of
-    /// `credentials`, read by [`AccessControl::refresh`].
-    pub fn with_credentials(
-        config: &AuthConfig,
-        credentials: Arc<dyn CredentialStore>,
-    ) -> anyhow::Result<Arc<AccessControl>> {
-        let Ok(mut access) = Arc::try_unwrap(AccessControl::from_config(config)?) else {
-            anyhow::bail!("a new access control is not shared");
-        };
-        access.credentials = Some(credentials);
-        Ok(Arc::new(access))
+        Ok(access)
     }
 
     /// The store of tenants and keys made through the API, if any.

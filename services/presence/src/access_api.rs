@@ -203,18 +203,7 @@ impl AccessApi {
         principal: Principal,
         request: api::ListAuditRecordsRequest,
     ) -> Result<api::ListAuditRecordsResponse, Error> {
-        let tenant = (!request.tenant.is_empty()).then(|| parse_tenant(&request.tenant, "tenant")).transpose()?;
-        let tenant = match principal.role {
-            Role::OperatorAdmin => tenant,
-            Role::TenantAdmin => {
-                let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
-                if let Some(requested) = &tenant {
-                    principal.authorize_write(requested)?;
-                }
-                Some(own)
-            }
-            _ => return Err(Error::permission_denied("only operator and tenant admins read the audit")),
-        };
+        let tenant = admin_scope(&principal, &request.tenant, "read the audit")?;
         let list = format!("access.ListAuditRecords {}", request.tenant);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let before = page_request
@@ -304,18 +293,7 @@ impl AccessApi {
         principal: Principal,
         request: api::ListApiKeysRequest,
     ) -> Result<api::ListApiKeysResponse, Error> {
-        let tenant = (!request.tenant.is_empty()).then(|| parse_tenant(&request.tenant, "tenant")).transpose()?;
-        let tenant = match principal.role {
-            Role::OperatorAdmin => tenant,
-            Role::TenantAdmin => {
-                let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
-                if let Some(requested) = &tenant {
-                    principal.authorize_write(requested)?;
-                }
-                Some(own)
-            }
-            _ => return Err(Error::permission_denied("only operator and tenant admins list API keys")),
-        };
+        let tenant = admin_scope(&principal, &request.tenant, "list API keys")?;
         let list = format!("access.ListApiKeys {}", request.tenant);
         let page_request = page_request(&list, request.page_size, &request.page_token)?;
         let after = page_request.after.as_deref().map(|after| ApiKeyId::parse(after, "page_token")).transpose()?;
@@ -358,6 +336,24 @@ impl AccessApi {
         self.audit_key(&principal, "switchboard.access.v1.AccessService/RotateApiKey", Some(&record), &rotated).await;
         tracing::info!(api_key = %record.id, key = %principal.key_name, "api key rotated");
         Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&rotated)), secret })
+    }
+}
+
+/// The tenant a listing of `principal` covers: the requested one (or all)
+/// for the operator, always its own for a tenant admin (which may not ask
+/// for another); nobody else may `what`.
+fn admin_scope(principal: &Principal, requested: &str, what: &str) -> Result<Option<TenantId>, Error> {
+    let requested = (!requested.is_empty()).then(|| parse_tenant(requested, "tenant")).transpose()?;
+    match principal.role {
+        Role::OperatorAdmin => Ok(requested),
+        Role::TenantAdmin => {
+            let own = principal.tenant.clone().ok_or_else(|| Error::permission_denied("key has no tenant"))?;
+            if let Some(requested) = &requested {
+                principal.authorize_write(requested)?;
+            }
+            Ok(Some(own))
+        }
+        _ => Err(Error::permission_denied(format!("only operator and tenant admins {what}"))),
     }
 }
 

@@ -165,7 +165,10 @@ impl RoutingApi {
     async fn record_for(&self, principal: &Principal, contact_field: &str, name: &str) -> Result<ContactRecord, Error> {
         let (tenant, contact) = parse_contact(name, contact_field)?;
         match principal.role {
-            Role::Agent => self.access.require_tenant(&tenant)?,
+            // An agent is limited below; ingestion reads, as itself, whether
+            // a conversation's contact ended (every change also checks the
+            // caller's role, which the service has not).
+            Role::Agent | Role::Service => self.access.require_tenant(&tenant)?,
             _ => self.access.authorize_intake_read(principal, &tenant)?,
         }
         let record = self.engine.state.get_contact(&tenant, &contact).await?;
@@ -210,15 +213,7 @@ impl RoutingApi {
     }
 
     async fn get_assignment(&self, principal: Principal, request: GetAssignmentRequest) -> Result<Assignment, Error> {
-        let record = if principal.is_service() {
-            // Ingestion asks, as itself, whether a conversation's contact ended.
-            let (tenant, contact) = parse_contact(&request.contact, "contact")?;
-            self.access.require_tenant(&tenant)?;
-            let record = self.engine.state.get_contact(&tenant, &contact).await?;
-            record.ok_or_else(|| Error::not_found(contact_name(&tenant, &contact)))?
-        } else {
-            self.record_for(&principal, "contact", &request.contact).await?
-        };
+        let record = self.record_for(&principal, "contact", &request.contact).await?;
         let position = self.engine.state.position(&record).await?;
         let pace = self.engine.state.answer_pace(&record.tenant, &record.queue, record.channel).await?;
         Ok(assignment_with_estimate(&record, position, pace.estimated_wait_ms(position)))
