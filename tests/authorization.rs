@@ -416,6 +416,22 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.presence.v1.PresenceService/DeleteAgent",
         vec![call(ACME_ADMIN, &delete_bob, DENIED), call(BOB, &delete_bob, DENIED)],
     );
+    let update_bob = presence::UpdateAgentRequest {
+        agent: Some(presence::Agent {
+            name: "agents/bob".to_owned(),
+            display_name: "Robert".to_owned(),
+            ..presence::Agent::default()
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["display_name".to_owned()] }),
+    };
+    add(
+        "/switchboard.presence.v1.PresenceService/UpdateAgent",
+        vec![
+            call(ACME_ADMIN, &update_bob, DENIED),
+            call(BOB, &update_bob, DENIED),
+            call(SUPERVISOR, &update_bob, DENIED),
+        ],
+    );
     let force_bob = presence::SetAgentStateRequest {
         name: "agents/bob".to_owned(),
         state: presence::AgentState::Away as i32,

@@ -42,7 +42,7 @@ _GROUPS = {
     ("apps", "v1"): [("deployments", "Deployment", True)],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     ("autoscaling", "v2"): [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
-    ("networking.k8s.io", "v1"): [("networkpolicies", "NetworkPolicy", True)],
+    ("networking.k8s.io", "v1"): [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)],
 }
 
 

@@ -8,6 +8,10 @@
 - docker-compose.yml is checked with `docker-compose config -q`.
 - Every form exposes each service's HTTP server (/metrics, /healthz, /readyz)
   on 9090 inside the pod or container; the chart can add ServiceMonitors.
+- The chart's optional public access (an Ingress pair, or a Gateway API
+  GRPCRoute and HTTPRoute) routes exactly the gRPC services each service's
+  code mounts, serves the webhooks and web chat but not /metrics, never falls
+  back to plaintext unless told to, and is let through the NetworkPolicies.
 - Every switchboard.toml we ship or render is fed to `switchboard routing --print-config`
   when the binary is there, so the files cannot drift from the config schema.
 
@@ -112,6 +116,33 @@ SERVICE_MONITOR_VALUES: dict[str, Any] = {
     "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}},
 }
 
+INGRESS_CONTROLLER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+API_CLIENTS = {"namespaceSelector": {"matchLabels": {"team": "contact-center"}}}
+
+# Two hosts, each covered by its own TLS entry (one a wildcard certificate),
+# and NetworkPolicies that let only known peers in.
+INGRESS_VALUES: dict[str, Any] = {
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+        "hosts": ["switchboard.example.com", "cc.example.org"],
+        "tls": [{"secretName": "switchboard-tls", "hosts": ["switchboard.example.com"]},
+                {"secretName": "example-org-wildcard", "hosts": ["*.example.org"]}],
+    },
+    "networkPolicy": {"grpcFrom": [API_CLIENTS], "metricsFrom": [MONITORING], "ingressFrom": [INGRESS_CONTROLLER]},
+}
+
+GATEWAY = {"name": "public", "namespace": "gateway-system", "sectionName": "https"}
+GATEWAY_VALUES: dict[str, Any] = {
+    "gatewayApi": {
+        "grpcRoute": {"enabled": True, "parentRefs": [GATEWAY], "hostnames": ["api.switchboard.example.com"]},
+        "httpRoute": {"enabled": True, "parentRefs": [GATEWAY], "hostnames": ["hooks.switchboard.example.com"]},
+    },
+}
+
 
 # ----------------------------------------------------------------- helpers ---
 
@@ -125,7 +156,8 @@ def _k8s_versions() -> list[str]:
 
 # Custom resources kubernetes-validate has no schema for: _validate_k8s leaves
 # them out (and returns them) so each can be checked structurally instead.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "GRPCRoute"),
+                ("gateway.networking.k8s.io/v1", "HTTPRoute")}
 
 
 def _validate_k8s(documents: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
@@ -273,6 +305,99 @@ def _check_service_monitor(monitor: dict[str, Any]) -> None:
             assert _seconds(endpoint["scrapeTimeout"]) <= _seconds(endpoint.get("interval", "30s")), endpoint
 
 
+def _served_grpc_apis() -> dict[str, set[str]]:
+    """The gRPC APIs each service mounts: the *Server types its lib.rs takes
+    from switchboard_proto, as fully qualified names."""
+    server = re.compile(r"switchboard_proto::(\w+)::v1::\w+_server::(\w+)Server\b")
+    served = {}
+    for service in SERVICES:
+        text = (ROOT / "services" / service / "src" / "lib.rs").read_text()
+        served[service] = {f"switchboard.{area}.v1.{name}" for area, name in server.findall(text)}
+        assert SERVICES[service] in served[service], f"services/{service}/src/lib.rs: found only {served[service]}"
+    return served
+
+
+def _declared_grpc_apis() -> set[str]:
+    """Every `service` the protos under proto/switchboard declare, fully qualified."""
+    declared = set()
+    for proto in sorted((ROOT / "proto" / "switchboard").glob("*/v1/*.proto")):
+        text = proto.read_text()
+        package = re.search(r"^package\s+([\w.]+);", text, re.MULTILINE)
+        assert package, f"{proto}: no package"
+        declared |= {f"{package[1]}.{name}" for name in re.findall(r"^service\s+(\w+)", text, re.MULTILINE)}
+    return declared
+
+
+def _tls_covers(host: str, tls: list[dict[str, Any]]) -> bool:
+    """Whether a rendered Ingress's tls names `host`, exactly or by a one-label wildcard."""
+    wildcard = "*." + host.split(".", 1)[1] if "." in host else None
+    return any(host in entry.get("hosts", []) or wildcard in entry.get("hosts", []) for entry in tls)
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    """Ingress pathType Prefix and Gateway PathPrefix: element-wise, "/a" matches "/a" and "/a/b"."""
+    prefix = prefix.rstrip("/")
+    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
+_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PARENT_REF = {"group", "kind", "namespace", "name", "sectionName", "port"}
+_BACKEND_REF = {"group", "kind", "name", "namespace", "port", "weight", "filters"}
+# The service pattern GRPCRoute's CRD enforces on an Exact match.
+_GRPC_SERVICE = re.compile(r"^\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$", re.IGNORECASE)
+
+
+def _check_route(route: dict[str, Any], kind: str, rule_fields: set[str]) -> None:
+    """What a Gateway API route (gateway.networking.k8s.io/v1) of the standard
+    channel's CRDs accepts, for the fields the chart uses; kubernetes-validate
+    has no schema for it."""
+    assert set(route) == {"apiVersion", "kind", "metadata", "spec"}, sorted(route)
+    assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", kind)
+    name = route["metadata"]["name"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), f"{name!r} is not a DNS label"
+    spec = route["spec"]
+    assert set(spec) <= {"parentRefs", "hostnames", "rules"}, f"{name}: spec fields {sorted(spec)}"
+    assert 1 <= len(spec["parentRefs"]) <= 32, f"{name}: parentRefs {spec['parentRefs']}"
+    for ref in spec["parentRefs"]:
+        assert set(ref) <= _PARENT_REF and ref.get("name"), f"{name}: parentRef {ref}"
+    hostnames = spec.get("hostnames", [])
+    assert len(hostnames) <= 16 and all(_HOSTNAME.match(h) for h in hostnames), f"{name}: hostnames {hostnames}"
+    assert 1 <= len(spec["rules"]) <= 16, f"{name}: {len(spec['rules'])} rules"
+    assert sum(len(rule.get("matches", [])) for rule in spec["rules"]) <= 128, f"{name}: too many matches"
+    for rule in spec["rules"]:
+        assert set(rule) <= rule_fields, f"{name}: rule fields {sorted(rule)}"
+        assert 1 <= len(rule["backendRefs"]) <= 16, f"{name}: backendRefs {rule.get('backendRefs')}"
+        for backend in rule["backendRefs"]:
+            assert set(backend) <= _BACKEND_REF, f"{name}: backendRef {backend}"
+            # A Service backend needs its port, as a number.
+            assert isinstance(backend["port"], int) and 1 <= backend["port"] <= 65535, f"{name}: {backend}"
+
+
+def _check_grpc_route(route: dict[str, Any]) -> None:
+    _check_route(route, "GRPCRoute", {"matches", "filters", "backendRefs"})
+    for rule in route["spec"]["rules"]:
+        assert 1 <= len(rule["matches"]) <= 8, f"a GRPCRoute rule takes at most 8 matches: {rule['matches']}"
+        for match in rule["matches"]:
+            assert set(match) <= {"method", "headers"}, match
+            method = match["method"]
+            assert set(method) <= {"type", "service", "method"}, method
+            assert method.get("type", "Exact") in ("Exact", "RegularExpression"), method
+            assert method.get("service") or method.get("method"), f"a method match needs service or method: {match}"
+            if method.get("type", "Exact") == "Exact" and "service" in method:
+                assert _GRPC_SERVICE.match(method["service"]), method
+
+
+def _check_http_route(route: dict[str, Any]) -> None:
+    _check_route(route, "HTTPRoute", {"matches", "filters", "backendRefs", "timeouts"})
+    for rule in route["spec"]["rules"]:
+        assert 1 <= len(rule["matches"]) <= 64, rule["matches"]
+        for match in rule["matches"]:
+            assert set(match) <= {"path", "headers", "queryParams", "method"}, match
+            path = match["path"]
+            assert path["type"] in ("Exact", "PathPrefix", "RegularExpression"), path
+            assert path["value"].startswith("/"), path
+
+
 def _check_deployment(deployment: dict[str, Any], service: str, port: int = 50051) -> None:
     """What every Switchboard Deployment must get right, chart or plain."""
     spec = deployment["spec"]["template"]["spec"]
@@ -316,10 +441,12 @@ def test_chart_metadata():
     assert (CHART / "values.schema.json").exists()
 
 
-@pytest.mark.parametrize("variant", ["defaults", "full", "existing-auth-secret", "service-monitor"])
+@pytest.mark.parametrize("variant",
+                         ["defaults", "full", "existing-auth-secret", "service-monitor", "ingress", "gateway-api"])
 def test_chart_lints_without_errors(variant):
     values = {"defaults": None, "full": FULL_VALUES, "existing-auth-secret": {"auth": {"existingSecret": "x"}},
-              "service-monitor": SERVICE_MONITOR_VALUES}[variant]
+              "service-monitor": SERVICE_MONITOR_VALUES, "ingress": INGRESS_VALUES,
+              "gateway-api": GATEWAY_VALUES}[variant]
     messages = lint(CHART, values)
     errors = [m for m in messages if m.get("Severity", 0) >= 3]
     if errors:
@@ -580,6 +707,12 @@ def test_chart_network_policies_deny_all_but_what_each_service_needs():
     assert grpc_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "switchboard"
     assert grpc_rule["from"][1] == {"namespaceSelector": {"matchLabels": {"team": "cc"}}}
     assert not render(CHART, {"networkPolicy": {"enabled": False}}).find("NetworkPolicy")
+    # ingressFrom opens nothing while neither an Ingress nor a route is enabled.
+    unexposed = render(CHART, {"networkPolicy": {"grpcFrom": [API_CLIENTS], "metricsFrom": [MONITORING],
+                                                 "ingressFrom": [INGRESS_CONTROLLER]}})
+    for policy in unexposed.find("NetworkPolicy"):
+        peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+        assert INGRESS_CONTROLLER not in peers, policy["metadata"]["name"]
 
 
 def test_chart_service_key():
@@ -593,6 +726,187 @@ def test_chart_service_key():
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e for e in container["env"]}
         assert env["SWITCHBOARD_AUTH__SERVICE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "own-service-key", "key": "k"}
+
+
+@pytest.fixture(scope="module")
+def gateway_api():
+    """The fake API server serves Gateway API's route kinds, as a cluster with
+    its CRDs (standard channel 1.1 or newer) does."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(helm_render._GROUPS, ("gateway.networking.k8s.io", "v1"),
+                      [("grpcroutes", "GRPCRoute", True), ("httproutes", "HTTPRoute", True)])
+        yield
+
+
+def test_chart_routes_every_grpc_api_the_code_serves():
+    """The chart's per-service list of gRPC APIs (what the Ingress and the
+    GRPCRoute route on) is what each service mounts, and together they are
+    every service the protos declare."""
+    served = _served_grpc_apis()
+    assert set().union(*served.values()) == _declared_grpc_apis(), \
+        "a service declared in proto/ is mounted by no service (or one mounted is declared nowhere)"
+    rendered = render(CHART, INGRESS_VALUES)
+    routed: dict[str, set[str]] = {}
+    for rule in rendered.one("Ingress", "switchboard-grpc")["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]["name"].removeprefix("switchboard-")
+            routed.setdefault(backend, set()).add(path["path"].removeprefix("/"))
+    assert routed == served
+
+
+def test_chart_ingress_routes_grpc_by_service_over_tls():
+    rendered = render(CHART, INGRESS_VALUES, release="cc-prod", namespace="contact-center")
+    assert _validate_k8s(rendered.documents, "chart (ingress)") == []
+    served = _served_grpc_apis()
+    services = {svc["metadata"]["name"]: {port["name"]: port for port in svc["spec"]["ports"]}
+                for svc in rendered.find("Service")}
+    grpc, http = rendered.one("Ingress", "cc-prod-grpc"), rendered.one("Ingress", "cc-prod-http")
+    assert len(rendered.find("Ingress")) == 2
+    for ingress in (grpc, http):
+        name, spec = ingress["metadata"]["name"], ingress["spec"]
+        assert spec["ingressClassName"] == "nginx", name
+        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt", name
+        assert [rule["host"] for rule in spec["rules"]] == INGRESS_VALUES["ingress"]["hosts"], name
+        assert all(entry["secretName"] for entry in spec["tls"]), name
+        for rule in spec["rules"]:
+            assert _tls_covers(rule["host"], spec["tls"]), f"{name}: {rule['host']} would be served in plaintext"
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert path["pathType"] == "Prefix", path
+                assert backend["port"]["name"] in services[backend["name"]], f"{name}: {backend} names no Service port"
+    # Only the gRPC Ingress talks gRPC (h2c) to its backends.
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert "nginx.ingress.kubernetes.io/backend-protocol" not in http["metadata"]["annotations"]
+    for rule in grpc["spec"]["rules"]:
+        routed: dict[str, set[str]] = {}
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"]["port"] == {"name": "grpc"}, path
+            routed.setdefault(path["backend"]["service"]["name"], set()).add(path["path"].removeprefix("/"))
+        assert routed == {f"cc-prod-{service}": apis for service, apis in served.items()}, rule["host"]
+        # A prefix matches whole path elements: no API's prefix takes another's calls.
+        for path in rule["http"]["paths"]:
+            for api in set().union(*served.values()) - {path["path"].removeprefix("/")}:
+                assert not _prefix_matches(path["path"], f"/{api}/Method"), (path["path"], api)
+    for rule in http["spec"]["rules"]:
+        paths = {path["path"]: path["backend"]["service"] for path in rule["http"]["paths"]}
+        assert set(paths) == {"/webhooks", "/webchat"}, paths
+        assert all(backend == {"name": "cc-prod-ingestion", "port": {"name": "metrics"}} for backend in paths.values())
+        for internal in ("/metrics", "/healthz", "/readyz"):
+            assert not any(_prefix_matches(prefix, internal) for prefix in paths), f"{internal} must stay internal"
+        assert _prefix_matches("/webchat", "/webchat/acme/site/ws"), "the web chat's WebSocket"
+    # Channels show their webhook URLs on the first host TLS covers.
+    _, config = _config_toml(rendered)
+    assert config["ingestion"]["public_base_url"] == "https://switchboard.example.com"
+    assert "https://switchboard.example.com/webhooks/" in rendered.notes
+    # The controller's pods reach every gRPC port despite grpcFrom; ingestion's
+    # HTTP port takes only them and the scrapers, other HTTP ports only scrapers.
+    for policy in rendered.find("NetworkPolicy"):
+        name = policy["metadata"]["name"]
+        rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+        assert INGRESS_CONTROLLER in rules["grpc"]["from"] and API_CLIENTS in rules["grpc"]["from"], name
+        expected = [MONITORING, INGRESS_CONTROLLER] if name == "cc-prod-ingestion" else [MONITORING]
+        assert rules["http-metrics"]["from"] == expected, name
+
+
+def test_chart_ingress_follows_enabled_services():
+    values = INGRESS_VALUES | {"services": {"kpi": {"enabled": False}, "ingestion": {"enabled": False}}}
+    rendered = render(CHART, values)
+    [grpc] = rendered.find("Ingress")
+    backends = {path["backend"]["service"]["name"] for rule in grpc["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert backends == {"switchboard-routing", "switchboard-presence", "switchboard-crm"}
+    _, config = _config_toml(rendered)
+    assert config["ingestion"]["public_base_url"] == "", "no webhooks served here"
+    only_grpc = render(CHART, {"ingress": INGRESS_VALUES["ingress"] | {"http": {"enabled": False}}})
+    assert [i["metadata"]["name"] for i in only_grpc.find("Ingress")] == ["switchboard-grpc"]
+    specific = render(CHART, {"ingress": INGRESS_VALUES["ingress"] | {"grpc": {"pathType": "ImplementationSpecific"}}})
+    _validate_k8s(specific.find("Ingress"), "chart (ingress, ImplementationSpecific)")
+    path_types = {ingress["metadata"]["name"]: {path["pathType"] for rule in ingress["spec"]["rules"]
+                                                 for path in rule["http"]["paths"]}
+                  for ingress in specific.find("Ingress")}
+    assert path_types == {"switchboard-grpc": {"ImplementationSpecific"}, "switchboard-http": {"Prefix"}}
+
+
+def test_chart_ingress_plaintext_only_when_asked_for():
+    """allowPlaintext is the one way to an Ingress without TLS (TLS ending in
+    front of the controller); the webhook URL is then not guessed."""
+    rendered = render(CHART, {"ingress": {"enabled": True, "hosts": ["sb.internal"], "allowPlaintext": True}})
+    _validate_k8s(rendered.find("Ingress"), "chart (plaintext ingress)")
+    assert all("tls" not in ingress["spec"] for ingress in rendered.find("Ingress"))
+    _, config = _config_toml(rendered)
+    assert config["ingestion"]["public_base_url"] == ""
+    assert "config.ingestion.publicBaseUrl is empty" in rendered.notes
+
+
+def test_chart_gateway_api_routes(gateway_api):
+    rendered = render(CHART, GATEWAY_VALUES, release="cc-prod", namespace="contact-center")
+    skipped = _validate_k8s(rendered.documents, "chart (gateway api)")
+    assert sorted(route["kind"] for route in skipped) == ["GRPCRoute", "HTTPRoute"]
+    assert not rendered.find("Ingress")
+    services = {svc["metadata"]["name"]: {port["name"]: port["port"] for port in svc["spec"]["ports"]}
+                for svc in rendered.find("Service")}
+    grpc = rendered.one("GRPCRoute", "cc-prod-grpc")
+    _check_grpc_route(grpc)
+    assert grpc["spec"]["parentRefs"] == [GATEWAY]
+    assert grpc["spec"]["hostnames"] == ["api.switchboard.example.com"]
+    routed = {}
+    for rule in grpc["spec"]["rules"]:
+        [backend] = rule["backendRefs"]
+        assert backend["port"] == services[backend["name"]]["grpc"], backend
+        # By service name: every method of the service, whatever it adds later.
+        assert all(set(match["method"]) == {"type", "service"} for match in rule["matches"]), rule["matches"]
+        routed[backend["name"]] = {match["method"]["service"] for match in rule["matches"]}
+    assert routed == {f"cc-prod-{service}": apis for service, apis in _served_grpc_apis().items()}
+    http = rendered.one("HTTPRoute", "cc-prod-http")
+    _check_http_route(http)
+    assert http["spec"]["hostnames"] == ["hooks.switchboard.example.com"]
+    [rule] = http["spec"]["rules"]
+    assert {m["path"]["value"] for m in rule["matches"]} == {"/webhooks", "/webchat"}
+    assert all(m["path"]["type"] == "PathPrefix" for m in rule["matches"])
+    assert rule["backendRefs"] == [{"name": "cc-prod-ingestion", "port": services["cc-prod-ingestion"]["metrics"]}]
+    _, config = _config_toml(rendered)
+    assert config["ingestion"]["public_base_url"] == "https://hooks.switchboard.example.com"
+    # Routes on different Gateways may share a hostname; without sectionName
+    # only when plaintext is allowed.
+    apart = render(CHART, {"gatewayApi": {
+        "allowPlaintext": True,
+        "grpcRoute": {"enabled": True, "parentRefs": [{"name": "grpc-gateway"}], "hostnames": ["sb.example.com"]},
+        "httpRoute": {"enabled": True, "parentRefs": [{"name": "web-gateway"}], "hostnames": ["sb.example.com"]},
+    }})
+    for route in apart.find("GRPCRoute") + apart.find("HTTPRoute"):
+        (_check_grpc_route if route["kind"] == "GRPCRoute" else _check_http_route)(route)
+    _, config = _config_toml(apart)
+    assert config["ingestion"]["public_base_url"] == "", "no https:// guessed for a listener that may be plain"
+
+
+def test_chart_gateway_api_network_policy(gateway_api):
+    values = GATEWAY_VALUES | {"networkPolicy": {"grpcFrom": [API_CLIENTS], "ingressFrom": [INGRESS_CONTROLLER]}}
+    for policy in render(CHART, values).find("NetworkPolicy"):
+        grpc_rule = next(rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == "grpc")
+        assert INGRESS_CONTROLLER in grpc_rule["from"], policy["metadata"]["name"]
+
+
+def test_chart_kafka_topics_fit_a_one_broker_cluster(rendered_defaults):
+    """Topic creation with a replication factor above the live brokers fails
+    and every pod crash-loops, so the chart leaves the factor to the binary
+    unless set; partitions fit any broker count."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["config"]["kafka"]["replicationFactor"] is None
+    _, config = _config_toml(rendered_defaults)
+    assert "replication_factor" not in config["kafka"], config["kafka"]
+    assert config["kafka"]["partitions"] >= 1
+    _, chosen = _config_toml(render(CHART, {"config": {"kafka": {"replicationFactor": 3}}}))
+    assert chosen["kafka"]["replication_factor"] == 3
+
+
+def test_chart_kafka_default_replication_is_the_binarys(rendered_defaults, tmp_path):
+    text, _ = _config_toml(rendered_defaults)
+    printed = _check_with_binary(text + _auth_toml(rendered_defaults, "switchboard-auth"), tmp_path,
+                                 SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+    # 1, or -1 (the broker's default.replication.factor) once the binary takes it.
+    assert printed["kafka"]["replication_factor"] in (1, -1), printed["kafka"]
+
+
+_HOST_TLS = {"enabled": True, "hosts": ["sb.example.com"], "tls": [{"secretName": "sb-tls"}]}
 
 
 @pytest.mark.parametrize(
@@ -620,6 +934,32 @@ def test_chart_service_key():
         ({"metrics": {"serviceMonitor": {"interval": "30"}}}, "interval"),
         ({"metrics": {"serviceMonitor": {"enable": True}}}, "enable"),
         ({"metrics": {"serviceMonitor": {"labels": {"release": 1}}}}, "release"),
+        # Public access never falls back to plaintext unless told to.
+        ({"ingress": {"enabled": True, "hosts": ["sb.example.com"]}}, "ingress.tls is empty"),
+        ({"ingress": {"enabled": True, "hosts": ["sb.example.com", "cc.example.org"],
+                      "tls": [{"secretName": "t", "hosts": ["sb.example.com"]}]}}, '"cc.example.org"'),
+        ({"ingress": {"enabled": True, "hosts": ["a.b.example.org"],
+                      "tls": [{"secretName": "t", "hosts": ["*.example.org"]}]}}, '"a.b.example.org"'),
+        ({"ingress": {"enabled": True, "hosts": ["sb.example.com"], "tls": [{"hosts": ["sb.example.com"]}]}},
+         "ingress.tls[0].secretName"),
+        ({"ingress": {"enabled": True, "tls": [{"secretName": "t"}]}}, "ingress.hosts is empty"),
+        ({"ingress": _HOST_TLS, "networkPolicy": {"grpcFrom": [API_CLIENTS]}}, "networkPolicy.ingressFrom"),
+        ({"gatewayApi": {"grpcRoute": {"enabled": True, "parentRefs": [{"name": "public"}]}}}, "sectionName"),
+        ({"gatewayApi": {"grpcRoute": {"enabled": True}}}, "gatewayApi.grpcRoute.parentRefs is empty"),
+        ({"gatewayApi": {"grpcRoute": {"enabled": True, "parentRefs": [GATEWAY]}},
+          "networkPolicy": {"grpcFrom": [API_CLIENTS]}}, "networkPolicy.ingressFrom"),
+        ({"gatewayApi": {"grpcRoute": {"enabled": True, "parentRefs": [GATEWAY], "hostnames": ["*.example.com"]},
+                         "httpRoute": {"enabled": True, "parentRefs": [GATEWAY], "hostnames": ["hooks.example.com"]}}},
+         "overlap"),
+        ({"gatewayApi": {"grpcRoute": {"enabled": True, "parentRefs": [GATEWAY], "hostnames": ["api.example.com"]},
+                         "httpRoute": {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateway-system",
+                                                                         "port": 443}]}}},
+         "no hostnames"),
+        ({"gatewayApi": {"grpcRoute": {"enabled": True, "parentRefs": [{"name": "public", "section": "https"}]}}},
+         "section"),
+        ({"ingress": {"enable": True}}, "enable"),
+        ({"ingress": {"hosts": ["SB.example.com"]}}, "SB.example.com"),
+        ({"config": {"kafka": {"replicationFactor": 0}}}, "replicationFactor"),
     ],
 )
 def test_chart_rejects_bad_values(values, message):

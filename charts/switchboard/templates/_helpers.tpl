@@ -62,6 +62,112 @@ The fully qualified gRPC service name a service's readiness probe asks for.
 {{- index $services . -}}
 {{- end -}}
 
+{{/*
+The gRPC APIs each service serves, by fully qualified name (what a public
+Ingress or GRPCRoute routes on): the *Server each services/<name>/src/lib.rs
+mounts. Health and reflection are left out: every pod answers them for its
+own services only. tests/python/test_charts.py checks this against the code.
+*/}}
+{{- define "switchboard.grpcApis" -}}
+ingestion:
+  - switchboard.ingestion.v1.IngestionService
+  - switchboard.ingestion.v1.ChannelService
+  - switchboard.ingestion.v1.CallService
+  - switchboard.ingestion.v1.ConversationService
+routing:
+  - switchboard.routing.v1.RoutingService
+presence:
+  - switchboard.presence.v1.PresenceService
+  - switchboard.access.v1.AccessService
+crm:
+  - switchboard.crm.v1.CrmService
+kpi:
+  - switchboard.kpi.v1.KpiService
+{{- end -}}
+
+{{/*
+"true" when the chart's Ingress or GRPCRoute brings outside callers to the
+gRPC ports, else empty.
+*/}}
+{{- define "switchboard.grpcExposed" -}}
+{{- if or .Values.ingress.enabled .Values.gatewayApi.grpcRoute.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when the chart's Ingress or HTTPRoute brings providers and web chat
+visitors to ingestion's HTTP port, else empty.
+*/}}
+{{- define "switchboard.httpExposed" -}}
+{{- if and .Values.services.ingestion.enabled (or (and .Values.ingress.enabled .Values.ingress.http.enabled) .Values.gatewayApi.httpRoute.enabled) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when one of the ingress.tls entries covers a host, else empty. An
+entry without hosts covers every ingress.hosts; "*.example.com" covers one
+label below example.com, as a certificate's wildcard does. Call with
+(dict "host" $host "ingress" .Values.ingress).
+*/}}
+{{- define "switchboard.tlsCovers" -}}
+{{- $host := .host -}}
+{{- $wildcard := regexReplaceAll "^[^.]+" $host "*" -}}
+{{- $covered := false -}}
+{{- range .ingress.tls -}}
+{{- $hosts := .hosts | default $.ingress.hosts -}}
+{{- if or (has $host $hosts) (has $wildcard $hosts) -}}
+{{- $covered = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $covered -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when two Gateway API hostnames can match one request: equal, or one
+a wildcard ("*.example.com", a suffix match) the other falls under. Call
+with (dict "a" $a "b" $b).
+*/}}
+{{- define "switchboard.hostnamesIntersect" -}}
+{{- if or (eq .a .b) (and (hasPrefix "*." .a) (hasSuffix (trimPrefix "*" .a) .b)) (and (hasPrefix "*." .b) (hasSuffix (trimPrefix "*" .b) .a)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+ingestion.public_base_url: config.ingestion.publicBaseUrl, else, while the
+chart's Ingress serves the webhooks, https:// and its first host that TLS
+covers (and is no wildcard), else, while the HTTPRoute does and attaches to
+named listeners only (TLS ends there), https:// and its first hostname.
+Channels show their webhook URLs on it and Twilio signs it, so it must be
+the address the chart actually serves them at.
+*/}}
+{{- define "switchboard.publicBaseUrl" -}}
+{{- $url := .Values.config.ingestion.publicBaseUrl -}}
+{{- if and (not $url) .Values.services.ingestion.enabled -}}
+{{- $ingress := .Values.ingress -}}
+{{- if and $ingress.enabled $ingress.http.enabled -}}
+{{- range $ingress.hosts -}}
+{{- if and (not $url) (not (hasPrefix "*" .)) (include "switchboard.tlsCovers" (dict "host" . "ingress" $ingress)) -}}
+{{- $url = printf "https://%s" . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $route := .Values.gatewayApi.httpRoute -}}
+{{- if and (not $url) $route.enabled (not .Values.gatewayApi.allowPlaintext) -}}
+{{- range $route.hostnames -}}
+{{- if and (not $url) (not (hasPrefix "*" .)) -}}
+{{- $url = printf "https://%s" . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $url -}}
+{{- end -}}
+
 {{- define "switchboard.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "switchboard.fullname" .) .Values.serviceAccount.name -}}
@@ -177,7 +283,9 @@ concurrency_limit = {{ int64 $c.grpc.concurrencyLimit }}
 [kafka]
 brokers = {{ $c.kafka.brokers | quote }}
 partitions = {{ int64 $c.kafka.partitions }}
+{{- if $c.kafka.replicationFactor }}
 replication_factor = {{ int64 $c.kafka.replicationFactor }}
+{{- end }}
 group_prefix = {{ $c.kafka.groupPrefix | quote }}
 topic_prefix = {{ $c.kafka.topicPrefix | quote }}
 
@@ -196,7 +304,7 @@ session_grace_ms = {{ int64 $c.presence.sessionGraceMs }}
 missed_offers_threshold = {{ int64 $c.presence.missedOffersThreshold }}
 
 [ingestion]
-public_base_url = {{ $c.ingestion.publicBaseUrl | quote }}
+public_base_url = {{ include "switchboard.publicBaseUrl" . | quote }}
 {{- range $name := splitList " " (include "switchboard.serviceNames" .) }}
 
 [services.{{ $name }}]

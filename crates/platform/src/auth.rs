@@ -13,9 +13,9 @@ use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::{Request, Status};
 
-use crate::config::AuthConfig;
-use crate::credentials::CredentialStore;
+use crate::config::{AuthConfig, TenantPolicyConfig};
 use crate::credentials::runtime::RuntimeAccess;
+use crate::credentials::{CredentialStore, TenantLimits, TenantPolicy};
 use crate::grpc::CallContext;
 use crate::rate_limit::{Rate, TokenBuckets};
 use crate::status::to_status;
@@ -46,6 +46,8 @@ pub fn authorized<T>(key: &str, message: T) -> Request<T> {
 pub struct AccessControl {
     principals_by_key_hash: HashMap<String, Principal>,
     tenants: HashSet<TenantId>,
+    /// The operator's policies for tenants of the configuration file.
+    configured_policies: HashMap<TenantId, TenantPolicy>,
     /// `Bearer <service key>`, presented on calls to other services.
     service_authorization: Option<AsciiMetadataValue>,
     /// Tenants and keys made through the API, if the deployment has them.
@@ -92,6 +94,12 @@ impl AccessControl {
         for tenant in &config.tenants {
             access.tenants.insert(TenantId::parse(tenant, "auth.tenants")?);
         }
+        for (tenant, policy) in &config.tenant_policies {
+            let field = format!("auth.tenant_policies.{tenant}");
+            let tenant = TenantId::parse(tenant, &field)?;
+            let policy = policy_of_config(policy, &field)?;
+            access.configured_policies.insert(tenant, policy);
+        }
         for key in &config.api_keys {
             let role = Role::parse(&key.role).ok_or_else(|| anyhow::anyhow!("unknown role `{}`", key.role))?;
             let tenant = key.tenant.as_deref().map(|tenant| TenantId::parse(tenant, "tenant")).transpose()?;
@@ -112,6 +120,15 @@ impl AccessControl {
     /// The store of tenants and keys made through the API, if any.
     pub fn credentials(&self) -> Option<Arc<dyn CredentialStore>> {
         self.credentials.clone()
+    }
+
+    /// The operator's weight and limits for `tenant` (the defaults for a
+    /// tenant nobody set them for, or an unknown one).
+    pub fn tenant_policy(&self, tenant: &TenantId) -> TenantPolicy {
+        if let Some(policy) = self.configured_policies.get(tenant) {
+            return policy.clone();
+        }
+        self.runtime().policy(tenant).cloned().unwrap_or_default()
     }
 
     /// Whether `tenant` is declared in the configuration file.
@@ -249,6 +266,23 @@ impl AccessControl {
     }
 }
 
+fn policy_of_config(config: &TenantPolicyConfig, field: &str) -> Result<TenantPolicy, Error> {
+    let millis = |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
+    let policy = TenantPolicy {
+        routing_weight: config.routing_weight,
+        limits: TenantLimits {
+            max_queues: config.max_queues,
+            max_agents: config.max_agents,
+            max_channels: config.max_channels,
+            max_waiting_contacts: config.max_waiting_contacts,
+            max_offer_timeout_ms: millis(config.max_offer_timeout_ms),
+            max_wrap_up_ms: millis(config.max_wrap_up_ms),
+        },
+    };
+    policy.validate(field)?;
+    Ok(policy)
+}
+
 /// The principal the auth interceptor attached to a request.
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
@@ -269,6 +303,7 @@ mod tests {
             api_keys: vec![ApiKeyConfig::for_key("acme-admin", "secret", "tenant_admin", Some("acme"), None)],
             service_key: Some(SERVICE_KEY.to_owned()),
             rate_limit: Default::default(),
+            tenant_policies: Default::default(),
         };
         AccessControl::from_config(&config).expect("access")
     }
@@ -338,6 +373,7 @@ mod tests {
                 id: initech(),
                 display_name: "Initech".to_owned(),
                 suspended: false,
+                policy: Default::default(),
                 create_time_ms: 1,
                 update_time_ms: 1,
             };

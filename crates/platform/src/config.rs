@@ -178,6 +178,38 @@ pub struct AuthConfig {
     pub service_key: Option<String>,
     /// Requests each API key, and each tenant's keys together, may make.
     pub rate_limit: RateLimitConfig,
+    /// The operator's weight and limits for tenants of this file, by tenant
+    /// id (`[auth.tenant_policies.acme]`); a tenant not named has weight 1
+    /// and no limits. Tenants made through the API carry their own.
+    pub tenant_policies: std::collections::BTreeMap<String, TenantPolicyConfig>,
+}
+
+/// One tenant's routing weight and limits in the configuration file; an
+/// unset limit is no limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantPolicyConfig {
+    pub routing_weight: u32,
+    pub max_queues: Option<u32>,
+    pub max_agents: Option<u32>,
+    pub max_channels: Option<u32>,
+    pub max_waiting_contacts: Option<u32>,
+    pub max_offer_timeout_ms: Option<u64>,
+    pub max_wrap_up_ms: Option<u64>,
+}
+
+impl Default for TenantPolicyConfig {
+    fn default() -> Self {
+        TenantPolicyConfig {
+            routing_weight: crate::credentials::DEFAULT_ROUTING_WEIGHT,
+            max_queues: None,
+            max_agents: None,
+            max_channels: None,
+            max_waiting_contacts: None,
+            max_offer_timeout_ms: None,
+            max_wrap_up_ms: None,
+        }
+    }
 }
 
 /// Token buckets per API key and per tenant, in each process (a call over

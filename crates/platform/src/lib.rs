@@ -16,6 +16,7 @@ pub mod message_limit;
 pub mod metrics;
 pub mod pagination;
 pub mod postgres;
+pub mod quota;
 pub mod rate_limit;
 pub mod readiness;
 pub mod redis;

@@ -30,6 +30,11 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// The first `size` items, as a store sees it (counting for a quota).
+    pub fn first(size: usize) -> PageRequest {
+        PageRequest::resume_after(size, None)
+    }
+
     /// A request for `size` items after `key`, as a store sees it (for the
     /// stores' own tests; an API builds it with [`page_request`]).
     pub fn resume_after(size: usize, key: Option<&str>) -> PageRequest {

@@ -46,6 +46,7 @@ async fn a_key_made_on_one_replica_works_on_another_within_its_poll() {
         id: tenant.clone(),
         display_name: "Initech".to_owned(),
         suspended: false,
+        policy: Default::default(),
         create_time_ms: now,
         update_time_ms: now,
     };

@@ -56,6 +56,15 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
 pub fn access_with_keys(
     keys: &[(&str, &str, Option<&str>, Option<&str>)],
 ) -> std::sync::Arc<switchboard_platform::auth::AccessControl> {
+    access_with_policies(keys, std::collections::BTreeMap::new())
+}
+
+/// [`access_with_keys`] with the operator's weight and limits for tenants
+/// (by id).
+pub fn access_with_policies(
+    keys: &[(&str, &str, Option<&str>, Option<&str>)],
+    tenant_policies: std::collections::BTreeMap<String, switchboard_platform::config::TenantPolicyConfig>,
+) -> std::sync::Arc<switchboard_platform::auth::AccessControl> {
     let config = switchboard_platform::config::AuthConfig {
         tenants: vec!["acme".to_owned(), "globex".to_owned()],
         api_keys: keys
@@ -66,6 +75,7 @@ pub fn access_with_keys(
             .collect(),
         service_key: None,
         rate_limit: Default::default(),
+        tenant_policies,
     };
     switchboard_platform::auth::AccessControl::from_config(&config).expect("test keys are valid")
 }

@@ -11,7 +11,8 @@ use switchboard_core::{ChannelId, Error, Principal, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
-use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::pagination::{PageRequest, page, page_request};
+use switchboard_platform::quota::{admit_one_more, count_needed};
 use switchboard_platform::status::{IntoStatus, from_status};
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::channel_service_server::ChannelService;
@@ -78,6 +79,11 @@ impl ChannelApi {
         validate_channel(&tenant, &channel, "channel")?;
         self.access.authorize_write(principal, &tenant)?;
         self.check_queues(call, &tenant, &channel).await?;
+        let max_channels = self.access.tenant_policy(&tenant).limits.max_channels;
+        if let Some(needed) = count_needed(max_channels) {
+            let existing = self.store.list(&tenant, &PageRequest::first(needed)).await?.len();
+            admit_one_more(&tenant, "channels", existing, max_channels)?;
+        }
         let now = Some(timestamp_from_millis(now_millis()));
         let stored = Channel {
             name: channel_name(&tenant, &channel_id),

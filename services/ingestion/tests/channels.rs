@@ -14,6 +14,7 @@ use support::*;
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_ingestion::channels::{meta, social, twilio};
 use switchboard_platform::bus::EventBus;
+use switchboard_platform::config::TenantPolicyConfig;
 use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -167,6 +168,33 @@ async fn a_channel_keeps_its_secrets_write_only() {
     harness.channels.delete_channel(authed(delete, ACME_ADMIN_KEY)).await.unwrap();
     let gone = harness.channels.get_channel(authed(GetChannelRequest { name }, ACME_ADMIN_KEY)).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn channels_past_the_tenants_quota_are_refused() {
+    let mut harness = Harness::start_with(|config| {
+        let policy = TenantPolicyConfig { max_channels: Some(1), ..TenantPolicyConfig::default() };
+        config.auth.tenant_policies.insert("acme".to_owned(), policy);
+    })
+    .await;
+    create_channel(&mut harness, "telegram", telegram_channel()).await;
+    let request = CreateChannelRequest {
+        parent: "tenants/acme".to_owned(),
+        channel_id: "sms".to_owned(),
+        channel: Some(twilio_channel()),
+    };
+    let refused = harness.channels.create_channel(authed(request, ACME_ADMIN_KEY)).await.expect_err("over the quota");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(switchboard_test_support::error_reason(&refused).as_deref(), Some("QUOTA_EXCEEDED"));
+    let delete = DeleteChannelRequest { name: "tenants/acme/channels/telegram".to_owned() };
+    harness.channels.delete_channel(authed(delete, ACME_ADMIN_KEY)).await.expect("deleted");
+    let request = CreateChannelRequest {
+        parent: "tenants/acme".to_owned(),
+        channel_id: "sms".to_owned(),
+        channel: Some(twilio_channel()),
+    };
+    harness.channels.create_channel(authed(request, ACME_ADMIN_KEY)).await.expect("room again once one is gone");
+    harness.stop().await;
 }
 
 #[tokio::test]

@@ -8,13 +8,16 @@ use std::sync::Arc;
 
 use switchboard_core::identity::normalize_display_name;
 use switchboard_core::names::{agent_name, parse_agent, parse_tenant, tenant_name};
-use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{
+    checked_duration_millis, duration_from_millis, millis_from_timestamp, now_millis, optional_timestamp,
+    timestamp_from_millis,
+};
 use switchboard_core::{Error, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, hash_api_key};
 use switchboard_platform::credentials::{
-    ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantRecord, api_key_name, new_secret,
-    parse_api_key_name, secret_prefix,
+    ApiKeyId, CredentialStore, DEFAULT_ROUTING_WEIGHT, KeyHolder, KeyRecord, MAX_ROUTING_WEIGHT, TenantChange,
+    TenantLimits, TenantPolicy, TenantRecord, api_key_name, new_secret, parse_api_key_name, secret_prefix,
 };
 use switchboard_platform::grpc::answer;
 use switchboard_platform::pagination::{page, page_request};
@@ -76,12 +79,30 @@ impl AccessApi {
             request.tenant.as_ref().map_or("", |tenant| tenant.display_name.as_str()),
             "tenant.display_name",
         )?;
+        let policy = match &request.tenant {
+            Some(requested) => TenantPolicy {
+                routing_weight: if requested.routing_weight == 0 {
+                    DEFAULT_ROUTING_WEIGHT
+                } else {
+                    weight_from_api(requested.routing_weight)?
+                },
+                limits: limits_from_api(requested.limits.as_ref())?,
+            },
+            None => TenantPolicy::default(),
+        };
+        policy.validate("tenant")?;
         if self.access.is_configured_tenant(&tenant) {
             return Err(Error::already_exists(tenant_name(&tenant)));
         }
         let now = now_millis();
-        let record =
-            TenantRecord { id: tenant, display_name, suspended: false, create_time_ms: now, update_time_ms: now };
+        let record = TenantRecord {
+            id: tenant,
+            display_name,
+            suspended: false,
+            policy,
+            create_time_ms: now,
+            update_time_ms: now,
+        };
         self.credentials.create_tenant(&record).await?;
         self.changed().await;
         tracing::info!(tenant = %record.id, key = %principal.key_name, "tenant created");
@@ -95,9 +116,12 @@ impl AccessApi {
         let tenant = parse_tenant(&request.name, "name")?;
         principal.authorize_read(&tenant)?;
         if self.access.is_configured_tenant(&tenant) {
+            let policy = self.access.tenant_policy(&tenant);
             return Ok(api::Tenant {
                 name: tenant_name(&tenant),
                 state: api::TenantState::Active as i32,
+                routing_weight: weight_to_api(policy.routing_weight),
+                limits: Some(limits_to_api(&policy.limits)),
                 ..api::Tenant::default()
             });
         }
@@ -127,18 +151,36 @@ impl AccessApi {
         let tenant = parse_tenant(&changes.name, "tenant.name")?;
         let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
         if paths.is_empty() {
-            return Err(Error::invalid_field("update_mask", "must name the fields to change: `display_name`"));
+            return Err(Error::invalid_field(
+                "update_mask",
+                "must name the fields to change: `display_name`, `routing_weight`, `limits` or `limits.<field>`",
+            ));
         }
+        if self.access.is_configured_tenant(&tenant) {
+            return Err(configured_tenant(&tenant));
+        }
+        let existing = self.existing_tenant(&tenant).await?;
         let mut change = TenantChange::default();
+        let mut policy = existing.policy.clone();
+        let requested_limits = limits_from_api(changes.limits.as_ref())?;
         for path in &paths {
             match path.as_str() {
                 "display_name" => {
                     change.display_name = Some(normalize_display_name(&changes.display_name, "tenant.display_name")?);
                 }
-                other => {
-                    return Err(Error::invalid_field("update_mask", format!("`{other}` cannot be changed")));
+                "routing_weight" => policy.routing_weight = weight_from_api(changes.routing_weight)?,
+                "limits" => policy.limits = requested_limits.clone(),
+                limit => {
+                    let Some(field) = limit.strip_prefix("limits.") else {
+                        return Err(Error::invalid_field("update_mask", format!("`{limit}` cannot be changed")));
+                    };
+                    set_limit(&mut policy.limits, &requested_limits, field)?;
                 }
             }
+        }
+        if policy != existing.policy {
+            policy.validate("tenant")?;
+            change.policy = Some(policy);
         }
         self.tenant_change(&principal, &tenant, &change, "switchboard.access.v1.AccessService/UpdateTenant").await
     }
@@ -147,11 +189,7 @@ impl AccessApi {
         principal.authorize_operator()?;
         let tenant = parse_tenant(name, "name")?;
         if self.access.is_configured_tenant(&tenant) {
-            return Err(Error::failed_precondition(format!(
-                "tenant `{tenant}` is declared in the configuration file: change it there"
-            ))
-            .with_reason("CONFIGURED_TENANT")
-            .with_resource(tenant_name(&tenant)));
+            return Err(configured_tenant(&tenant));
         }
         let action = if suspended {
             "switchboard.access.v1.AccessService/SuspendTenant"
@@ -407,7 +445,83 @@ fn tenant_to_api(record: &TenantRecord) -> api::Tenant {
         state: if record.suspended { api::TenantState::Suspended } else { api::TenantState::Active } as i32,
         create_time: Some(timestamp_from_millis(record.create_time_ms)),
         update_time: Some(timestamp_from_millis(record.update_time_ms)),
+        routing_weight: weight_to_api(record.policy.routing_weight),
+        limits: Some(limits_to_api(&record.policy.limits)),
     }
+}
+
+/// The refusal to change a tenant of the configuration file through the API.
+fn configured_tenant(tenant: &TenantId) -> Error {
+    Error::failed_precondition(format!("tenant `{tenant}` is declared in the configuration file: change it there"))
+        .with_reason("CONFIGURED_TENANT")
+        .with_resource(tenant_name(tenant))
+}
+
+fn weight_to_api(weight: u32) -> i32 {
+    i32::try_from(weight).unwrap_or(i32::MAX)
+}
+
+fn weight_from_api(weight: i32) -> Result<u32, Error> {
+    u32::try_from(weight)
+        .ok()
+        .filter(|weight| (1..=MAX_ROUTING_WEIGHT).contains(weight))
+        .ok_or_else(|| Error::invalid_field("tenant.routing_weight", format!("must be 1-{MAX_ROUTING_WEIGHT}")))
+}
+
+fn limits_to_api(limits: &TenantLimits) -> api::TenantLimits {
+    let count = |limit: Option<u32>| limit.map(|limit| i32::try_from(limit).unwrap_or(i32::MAX));
+    api::TenantLimits {
+        max_queues: count(limits.max_queues),
+        max_agents: count(limits.max_agents),
+        max_channels: count(limits.max_channels),
+        max_waiting_contacts: count(limits.max_waiting_contacts),
+        max_offer_timeout: limits.max_offer_timeout_ms.map(duration_from_millis),
+        max_wrap_up: limits.max_wrap_up_ms.map(duration_from_millis),
+    }
+}
+
+fn limits_from_api(limits: Option<&api::TenantLimits>) -> Result<TenantLimits, Error> {
+    let Some(limits) = limits else { return Ok(TenantLimits::default()) };
+    let count = |limit: Option<i32>, name: &str| {
+        limit
+            .map(|limit| {
+                u32::try_from(limit).map_err(|_| {
+                    Error::invalid_field(format!("tenant.limits.{name}"), "must not be negative (unset: no limit)")
+                })
+            })
+            .transpose()
+    };
+    let time = |limit: Option<&prost_types::Duration>, name: &str| {
+        limit
+            .map(|limit| {
+                checked_duration_millis(limit)
+                    .map_err(|reason| Error::invalid_field(format!("tenant.limits.{name}"), reason))
+            })
+            .transpose()
+    };
+    Ok(TenantLimits {
+        max_queues: count(limits.max_queues, "max_queues")?,
+        max_agents: count(limits.max_agents, "max_agents")?,
+        max_channels: count(limits.max_channels, "max_channels")?,
+        max_waiting_contacts: count(limits.max_waiting_contacts, "max_waiting_contacts")?,
+        max_offer_timeout_ms: time(limits.max_offer_timeout.as_ref(), "max_offer_timeout")?,
+        max_wrap_up_ms: time(limits.max_wrap_up.as_ref(), "max_wrap_up")?,
+    })
+}
+
+/// Sets the one limit `field` of `limits` (`limits.{field}` of an update
+/// mask) to its value in `requested`.
+fn set_limit(limits: &mut TenantLimits, requested: &TenantLimits, field: &str) -> Result<(), Error> {
+    match field {
+        "max_queues" => limits.max_queues = requested.max_queues,
+        "max_agents" => limits.max_agents = requested.max_agents,
+        "max_channels" => limits.max_channels = requested.max_channels,
+        "max_waiting_contacts" => limits.max_waiting_contacts = requested.max_waiting_contacts,
+        "max_offer_timeout" => limits.max_offer_timeout_ms = requested.max_offer_timeout_ms,
+        "max_wrap_up" => limits.max_wrap_up_ms = requested.max_wrap_up_ms,
+        other => return Err(Error::invalid_field("update_mask", format!("`limits.{other}` is not a limit"))),
+    }
+    Ok(())
 }
 
 fn key_to_api(record: &KeyRecord) -> api::ApiKey {

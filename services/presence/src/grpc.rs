@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
-use switchboard_core::time::{millis_from_timestamp, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{millis_from_timestamp, optional_timestamp};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
-use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
@@ -16,10 +15,10 @@ use switchboard_platform::status::{IntoStatus, from_status, to_status};
 use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::presence::v1::presence_service_server::PresenceService;
 use switchboard_proto::presence::v1::{
-    Agent, AgentSessionRequest, AgentSessionResponse, AgentState, AgentStateChanged, ContactCompleted,
-    ContactInProgress, CreateAgentRequest, DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest,
-    ListAgentsResponse, Offer, OfferAccepted, OfferRevoked, SessionError, SessionStarted, SetAgentStateRequest,
-    StateChangeSource, StateChanged, WatchAgentStatesRequest, agent_session_request, agent_session_response,
+    Agent, AgentSessionRequest, AgentSessionResponse, AgentStateChanged, ContactCompleted, ContactInProgress,
+    CreateAgentRequest, DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse,
+    Offer, OfferAccepted, OfferRevoked, SessionError, SessionStarted, SetAgentStateRequest, StateChangeSource,
+    StateChanged, UpdateAgentRequest, WatchAgentStatesRequest, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{AcceptOfferRequest, CompleteContactRequest, RejectOfferRequest};
@@ -29,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::domain::{requested_state, validate_agent};
+use crate::domain::requested_state;
 use crate::sessions::{PresenceCore, SessionSender, response};
 use crate::store::serves;
 
@@ -115,35 +114,6 @@ impl PresenceApi {
         self.as_seen_by(principal, agent, agent_id).await
     }
 
-    async fn create(&self, principal: Principal, request: CreateAgentRequest) -> Result<Agent, Error> {
-        principal.authorize_operator()?;
-        let agent_id = AgentId::parse(&request.agent_id, "agent_id")?;
-        let agent = request.agent.ok_or_else(|| Error::missing_field("agent"))?;
-        validate_agent(&agent)?;
-        for tenant in &agent.tenants {
-            self.access.require_tenant(&parse_tenant(tenant, "agent.tenants")?)?;
-        }
-        let agent = Agent {
-            name: agent_name(&agent_id),
-            state: 0,
-            state_time: None,
-            create_time: Some(timestamp_from_millis(self.presence.clock.now_millis())),
-            state_reason: String::new(),
-            active_contacts: Vec::new(),
-            wrap_up_end_time: None,
-            ..agent
-        };
-        self.presence.agents.create_agent(&agent_id, &agent).await?;
-        tracing::info!(agent = %agent_id, tenants = ?agent.tenants, "agent created");
-        let change = Change::new(
-            only_tenant(&agent).as_ref(),
-            "switchboard.presence.v1.PresenceService/CreateAgent",
-            &agent.name,
-        );
-        self.access.audit(&principal, change.after("switchboard.presence.v1.Agent", &agent)).await;
-        self.as_seen_by(&principal, agent, &agent_id).await
-    }
-
     /// The tenant a listing or watch is limited to: the requested one for
     /// the operator, always its own for a tenant principal (which may not
     /// ask for another); agents may not list.
@@ -185,26 +155,6 @@ impl PresenceApi {
             with_state.push(self.as_seen_by(&principal, agent, &agent_id).await?);
         }
         Ok(ListAgentsResponse { agents: with_state, next_page_token })
-    }
-
-    async fn delete(&self, principal: Principal, request: DeleteAgentRequest) -> Result<(), Error> {
-        principal.authorize_operator()?;
-        let agent_id = parse_agent(&request.name, "name")?;
-        let agent = self.presence.agents.get_agent(&agent_id).await?;
-        let Some(agent) = agent else {
-            return Err(Error::not_found(agent_name(&agent_id)));
-        };
-        // Offline first, so routing stops offering work to a deleted agent.
-        self.presence.change_state(&agent, &agent_id, AgentState::Offline, "", StateChangeSource::Supervisor).await?;
-        self.presence.agents.delete_agent(&agent_id).await?;
-        tracing::info!(agent = %agent_id, "agent deleted");
-        let change = Change::new(
-            only_tenant(&agent).as_ref(),
-            "switchboard.presence.v1.PresenceService/DeleteAgent",
-            &agent.name,
-        );
-        self.access.audit(&principal, change.before("switchboard.presence.v1.Agent", &agent)).await;
-        Ok(())
     }
 }
 
@@ -342,6 +292,11 @@ impl PresenceService for PresenceApi {
     async fn delete_agent(&self, request: Request<DeleteAgentRequest>) -> Result<Response<()>, Status> {
         let principal = principal(&request)?;
         self.delete(principal, request.into_inner()).await.into_status().map(Response::new)
+    }
+
+    async fn update_agent(&self, request: Request<UpdateAgentRequest>) -> Result<Response<Agent>, Status> {
+        let principal = principal(&request)?;
+        self.update(principal, request.into_inner()).await.into_status().map(Response::new)
     }
 
     async fn set_agent_state(&self, request: Request<SetAgentStateRequest>) -> Result<Response<Agent>, Status> {

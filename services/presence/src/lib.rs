@@ -12,6 +12,7 @@
 //! agents-by-state gauge.
 
 pub mod access_api;
+pub mod agents_admin;
 pub mod domain;
 pub mod effects;
 pub mod gauges;

@@ -18,8 +18,8 @@ use switchboard_presence::Presence;
 use switchboard_proto::access::v1::access_service_client::AccessServiceClient;
 use switchboard_proto::access::v1::{
     ApiKey, CreateApiKeyRequest, CreateTenantRequest, GetApiKeyRequest, GetTenantRequest, ListApiKeysRequest,
-    ListTenantsRequest, RevokeApiKeyRequest, RotateApiKeyRequest, SuspendTenantRequest, Tenant, TenantState,
-    UpdateTenantRequest,
+    ListTenantsRequest, RevokeApiKeyRequest, RotateApiKeyRequest, SuspendTenantRequest, Tenant, TenantLimits,
+    TenantState, UpdateTenantRequest,
 };
 use switchboard_test_support::{
     RunningService, authorized, connect_when_ready, error_reason, kit, start_service, violated_fields,
@@ -47,6 +47,7 @@ async fn start() -> Server {
         ],
         service_key: None,
         rate_limit: Default::default(),
+        tenant_policies: Default::default(),
     };
     let store = Arc::new(MemoryCredentialStore::new());
     let access = AccessControl::with_credentials(&auth, store.clone()).expect("access");
@@ -208,5 +209,118 @@ async fn a_key_is_shown_once_stored_as_a_digest_and_managed_by_its_tenant_only()
         .expect("revoked");
     let after = server.client.rotate_api_key(authorized(ACME_ADMIN, rotate)).await.expect_err("revoked");
     assert_eq!(error_reason(&after).as_deref(), Some("KEY_REVOKED"));
+    server.service.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenants_weight_and_limits_are_set_by_the_operator_checked_and_changed_by_mask() {
+    let mut server = start().await;
+    let limits = TenantLimits {
+        max_queues: Some(5),
+        max_agents: Some(20),
+        max_offer_timeout: Some(prost_types::Duration { seconds: 20, nanos: 0 }),
+        ..TenantLimits::default()
+    };
+    let request = CreateTenantRequest {
+        tenant_id: "initech".to_owned(),
+        tenant: Some(Tenant { routing_weight: 3, limits: Some(limits), ..Tenant::default() }),
+    };
+    let created = server.client.create_tenant(authorized(OPERATOR, request)).await.expect("created").into_inner();
+    assert_eq!((created.routing_weight, created.limits.as_ref()), (3, Some(&limits)));
+    let defaults = create_tenant(&mut server, OPERATOR, "umbrella").await.expect("created");
+    assert_eq!((defaults.routing_weight, defaults.limits), (1, Some(TenantLimits::default())), "weight 1, no limits");
+
+    let named = |tenant: Tenant| Tenant { name: "tenants/initech".to_owned(), ..tenant };
+    let change = |tenant: Tenant, paths: &[&str]| UpdateTenantRequest {
+        tenant: Some(named(tenant)),
+        update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|path| (*path).to_owned()).collect() }),
+    };
+    let one_limit = Tenant {
+        limits: Some(TenantLimits { max_waiting_contacts: Some(100), max_queues: Some(1), ..TenantLimits::default() }),
+        ..Tenant::default()
+    };
+    let updated = server
+        .client
+        .update_tenant(authorized(OPERATOR, change(one_limit, &["limits.max_waiting_contacts"])))
+        .await
+        .expect("one limit")
+        .into_inner();
+    let expected = TenantLimits { max_waiting_contacts: Some(100), ..limits };
+    assert_eq!(updated.limits.as_ref(), Some(&expected), "only the masked limit changed");
+    assert_eq!(updated.routing_weight, 3);
+
+    let bad_duration = prost_types::Duration { seconds: 1, nanos: -5 };
+    let refusals: Vec<(&str, UpdateTenantRequest, &str)> = vec![
+        (
+            "weight 0",
+            change(Tenant { routing_weight: 0, ..Tenant::default() }, &["routing_weight"]),
+            "tenant.routing_weight",
+        ),
+        (
+            "weight 1001",
+            change(Tenant { routing_weight: 1001, ..Tenant::default() }, &["routing_weight"]),
+            "tenant.routing_weight",
+        ),
+        (
+            "a negative limit",
+            change(
+                Tenant {
+                    limits: Some(TenantLimits { max_queues: Some(-1), ..TenantLimits::default() }),
+                    ..Tenant::default()
+                },
+                &["limits.max_queues"],
+            ),
+            "tenant.limits.max_queues",
+        ),
+        (
+            "a malformed duration",
+            change(
+                Tenant {
+                    limits: Some(TenantLimits { max_wrap_up: Some(bad_duration), ..TenantLimits::default() }),
+                    ..Tenant::default()
+                },
+                &["limits"],
+            ),
+            "tenant.limits.max_wrap_up",
+        ),
+        (
+            "a cap of zero",
+            change(
+                Tenant {
+                    limits: Some(TenantLimits {
+                        max_offer_timeout: Some(prost_types::Duration::default()),
+                        ..TenantLimits::default()
+                    }),
+                    ..Tenant::default()
+                },
+                &["limits.max_offer_timeout"],
+            ),
+            "tenant.limits.max_offer_timeout",
+        ),
+        ("an unknown limit", change(Tenant::default(), &["limits.max_everything"]), "update_mask"),
+        ("an output field", change(Tenant::default(), &["state"]), "update_mask"),
+    ];
+    for (case, request, field) in refusals {
+        let refused = server.client.update_tenant(authorized(OPERATOR, request)).await.expect_err(case);
+        assert_eq!(
+            (refused.code(), violated_fields(&refused)),
+            (Code::InvalidArgument, vec![field.to_owned()]),
+            "{case}"
+        );
+    }
+    let own_weight = change(Tenant { routing_weight: 1000, ..Tenant::default() }, &["routing_weight"]);
+    let refused = server.client.update_tenant(authorized(ACME_ADMIN, own_weight)).await.expect_err("the operator's");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let configured = UpdateTenantRequest {
+        tenant: Some(Tenant { name: "tenants/acme".to_owned(), routing_weight: 5, ..Tenant::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["routing_weight".to_owned()] }),
+    };
+    let refused = server.client.update_tenant(authorized(OPERATOR, configured)).await.expect_err("configured");
+    assert_eq!(error_reason(&refused).as_deref(), Some("CONFIGURED_TENANT"));
+    let read = server.client.get_tenant(authorized(OPERATOR, GetTenantRequest { name: "tenants/initech".to_owned() }));
+    let read = read.await.expect("read").into_inner();
+    assert_eq!((read.routing_weight, read.limits), (3, Some(expected)), "no refusal changed anything");
+    let stored = server.store.get_tenant(&switchboard_core::TenantId::parse("initech", "t").unwrap()).await.unwrap();
+    assert_eq!(stored.expect("stored").policy.limits.max_waiting_contacts, Some(100));
     server.service.stop().await;
 }

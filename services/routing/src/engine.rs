@@ -17,7 +17,9 @@ use switchboard_core::clock::Clock;
 use switchboard_core::event::envelope_tenant;
 use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
+use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{Delivery, EventBus};
+use switchboard_platform::credentials::TenantPolicy;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
@@ -25,7 +27,8 @@ use switchboard_proto::routing::v1::WithdrawReason;
 use tokio::sync::Notify;
 
 use crate::DEFAULT_OFFER_TIMEOUT_MS;
-use crate::domain::matching::plan_offers;
+use crate::domain::matching::{is_shared, plan_offers};
+use crate::domain::rules::QueueEntry;
 use crate::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use crate::events;
 use crate::queue_config::queue_entry;
@@ -63,6 +66,9 @@ pub struct Engine {
     /// agents' wrap-up holds are written by one replica and judged by another.
     pub(crate) clock: Clock,
     pub(crate) reported_tenants: crate::gauges::ReportedTenants,
+    /// Where the operator's tenant weights and limits come from; without
+    /// it every tenant has weight 1 and no limits.
+    pub(crate) access: Option<Arc<AccessControl>>,
 }
 
 /// What one matching pass did.
@@ -103,7 +109,25 @@ impl Engine {
             whole: AtomicBool::new(false),
             clock: Clock::system(),
             reported_tenants: crate::gauges::ReportedTenants::default(),
+            access: None,
         })
+    }
+
+    /// The engine honouring the tenant weights and limits `access` knows.
+    pub fn with_access(mut self, access: Arc<AccessControl>) -> Engine {
+        self.access = Some(access);
+        self
+    }
+
+    /// `entry` held to `tenant`'s caps on offer timeout and wrap-up.
+    pub(crate) fn capped(&self, tenant: &TenantId, entry: QueueEntry) -> QueueEntry {
+        let limits = self.tenant_policy(tenant).limits;
+        entry.capped(limits.max_offer_timeout_ms, limits.max_wrap_up_ms)
+    }
+
+    /// The operator's weight and limits for `tenant`.
+    pub fn tenant_policy(&self, tenant: &TenantId) -> TenantPolicy {
+        self.access.as_ref().map(|access| access.tenant_policy(tenant)).unwrap_or_default()
     }
 
     /// The engine reading `clock` (the kit's, shared through Redis).
@@ -186,7 +210,7 @@ impl Engine {
         } else {
             None
         };
-        let entry = queue_entry(&queue_id, &queue, now, enqueue_ms, last_agent);
+        let entry = self.capped(tenant, queue_entry(&queue_id, &queue, now, enqueue_ms, last_agent));
         let mut record = ContactRecord {
             tenant: tenant.clone(),
             contact: contact_id.clone(),
@@ -214,7 +238,7 @@ impl Engine {
         crate::domain::rules::move_to_queue(&mut record, entry)?;
         let added = self.state.enqueue(&record, &[events::queued(&record, &queue)]).await?;
         tracing::info!(tenant = %tenant, contact = %contact_id, queue = %queue_id, added, "contact queued");
-        if added {
+        if added && !self.refuse_over_waiting_limit(&record, now).await? {
             self.apply_opening_hours(&record, &queue, now).await?;
         }
         self.changed();
@@ -328,7 +352,9 @@ impl Engine {
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
             return Ok(MatchingPass::default());
         }
-        let planned = plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis());
+        let shares = self.state.fair_shares().await?;
+        let weight_of = |tenant: &TenantId| self.tenant_policy(tenant).routing_weight;
+        let planned = plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis(), &shares, &weight_of);
         let offer_time = self.clock.now_millis();
         let reservations: Vec<Reservation<'_>> = planned
             .iter()
@@ -342,10 +368,18 @@ impl Engine {
             .collect();
         let reserved = self.state.reserve_batch(&reservations).await?;
         let mut offered = 0;
+        // Only offers made count in the sharing, in the order planned.
+        let mut advanced = shares.clone();
         for (reservation, _) in reservations.iter().zip(reserved).filter(|(_, reserved)| *reserved) {
             let (record, agent) = (reservation.record, &reservation.agent.profile.agent);
             offered += 1;
+            if is_shared(reservation.agent) {
+                advanced.serve(&record.tenant, weight_of(&record.tenant));
+            }
             tracing::info!(tenant = %record.tenant, contact = %record.contact, agent = %agent, "contact offered");
+        }
+        if advanced != shares {
+            self.state.advance_fair_shares(&advanced).await?;
         }
         if offered > 0 {
             self.changed();

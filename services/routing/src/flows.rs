@@ -6,7 +6,9 @@
 use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
 use switchboard_proto::routing::v1::{Queue, TransferReason};
 
-use crate::domain::rules::{end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_closed, request_callback};
+use crate::domain::rules::{
+    end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_arrival, request_callback,
+};
 use crate::domain::{ContactRecord, EndReason, QueueEntry, RoutingStatus, WaitOutcome};
 use crate::engine::{Engine, unless_resolved_meanwhile};
 use crate::events;
@@ -38,7 +40,7 @@ impl Engine {
     ) -> Result<(), Error> {
         match arrival(queue, now_ms) {
             Arrival::Open | Arrival::ClosedQueue => Ok(()),
-            Arrival::ClosedReject => self.reject_closed_arrival(record, now_ms).await,
+            Arrival::ClosedReject => self.reject_arrival(record, EndReason::Closed, now_ms).await,
             Arrival::ClosedOverflow(target) => {
                 let moved = self.move_to(&record.tenant, &record.contact, &target, TransferReason::Closed).await;
                 match moved {
@@ -49,7 +51,7 @@ impl Engine {
                     // contact ends as at a closed queue without overflow.
                     Err(error) if error.code == ErrorCode::NotFound => {
                         tracing::warn!(tenant = %record.tenant, queue = %record.queue, overflow = %target, "overflow queue of a closed queue is missing, contact rejected");
-                        self.reject_closed_arrival(record, now_ms).await
+                        self.reject_arrival(record, EndReason::Closed, now_ms).await
                     }
                     Err(error) => Err(error),
                 }
@@ -57,15 +59,37 @@ impl Engine {
         }
     }
 
-    /// Ends a contact that arrived at a closed queue (reason CLOSED).
-    async fn reject_closed_arrival(&self, record: &ContactRecord, now_ms: i64) -> Result<(), Error> {
-        let reject = |record: &mut ContactRecord| reject_closed(record, now_ms);
+    /// Ends a contact that arrived where it may not wait: at a closed
+    /// queue (reason CLOSED) or past its tenant's limit on waiting contacts
+    /// (TENANT_QUEUE_FULL).
+    pub(crate) async fn reject_arrival(
+        &self,
+        record: &ContactRecord,
+        reason: EndReason,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let reject = |record: &mut ContactRecord| reject_arrival(record, reason, now_ms);
         let ended = self.state.change(&record.tenant, &record.contact, now_ms, &reject, &events::abandoned).await;
         // Already offered or ended by a faster replica: nothing to do.
         if unless_resolved_meanwhile(ended)?.is_some() {
-            tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, "queue closed, contact ended");
+            tracing::info!(tenant = %record.tenant, contact = %record.contact, queue = %record.queue, reason = ?reason, "arrival refused, contact ended");
         }
         Ok(())
+    }
+
+    /// Ends `record` (just queued) if more of its tenant's contacts now wait
+    /// than the operator's `max_waiting_contacts` allows; true if it did.
+    pub(crate) async fn refuse_over_waiting_limit(&self, record: &ContactRecord, now_ms: i64) -> Result<bool, Error> {
+        let Some(limit) = self.tenant_policy(&record.tenant).limits.max_waiting_contacts else {
+            return Ok(false);
+        };
+        let waiting = self.state.gauges().await?.waiting_by_tenant.get(&record.tenant).copied().unwrap_or(0);
+        if waiting <= i64::from(limit) {
+            return Ok(false);
+        }
+        tracing::warn!(tenant = %record.tenant, contact = %record.contact, waiting, limit, "tenant's waiting limit reached, contact refused");
+        self.reject_arrival(record, EndReason::TenantQueueFull, now_ms).await?;
+        Ok(true)
     }
 
     async fn entry_for(
@@ -82,7 +106,8 @@ impl Engine {
         } else {
             None
         };
-        Ok(Some(queue_entry(queue_id, &queue, self.clock.now_millis(), record.enqueue_ms, last_agent)))
+        let entry = queue_entry(queue_id, &queue, self.clock.now_millis(), record.enqueue_ms, last_agent);
+        Ok(Some(self.capped(tenant, entry)))
     }
 
     /// Moves a contact into `target` (same tenant), keeping its age. Fails
@@ -180,6 +205,7 @@ impl Engine {
                             record.enqueue_ms,
                             None,
                         );
+                        let entry = self.capped(&record.tenant, entry);
                         move_to_queue(record, entry)
                     };
                     let events_for = moved_or_ended(TransferReason::AgentLost);

@@ -7,12 +7,14 @@ use switchboard_core::names::{
     agent_name, contact_name, parse_agent, parse_contact, parse_queue, parse_tenant, queue_name,
 };
 use switchboard_core::text::TextRule;
-use switchboard_core::time::{duration_from_millis, optional_timestamp, timestamp_from_millis};
+use switchboard_core::time::{duration_from_millis, millis_from_duration, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::AccessControl;
+use switchboard_platform::credentials::TenantLimits;
 use switchboard_platform::grpc::answer;
-use switchboard_platform::pagination::{page, page_request};
+use switchboard_platform::pagination::{PageRequest, page, page_request};
+use switchboard_platform::quota::{admit_one_more, count_needed};
 use switchboard_proto::common::v1::{Channel, ContactStatus};
 use switchboard_proto::routing::v1::routing_service_server::RoutingService;
 use switchboard_proto::routing::v1::{
@@ -70,6 +72,27 @@ fn assignment_with_estimate(record: &ContactRecord, position: i32, estimated_wai
     }
 }
 
+/// Refuses a queue whose offer timeout or wrap-up time is over its
+/// tenant's caps (the operator's), naming the field and the cap.
+fn within_caps(queue: &Queue, limits: &TenantLimits) -> Result<(), Error> {
+    let millis = |duration: &Option<prost_types::Duration>| duration.as_ref().and_then(millis_from_duration);
+    let checks = [
+        ("queue.offer_timeout", millis(&queue.offer_timeout), limits.max_offer_timeout_ms),
+        ("queue.wrap_up_time", millis(&queue.wrap_up_time), limits.max_wrap_up_ms),
+    ];
+    for (field, asked_ms, cap_ms) in checks {
+        if let (Some(asked_ms), Some(cap_ms)) = (asked_ms, cap_ms)
+            && asked_ms > cap_ms
+        {
+            return Err(Error::invalid_field(
+                field,
+                format!("must be at most {cap_ms} ms: the operator's cap for this tenant"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn calling_agent(principal: &Principal) -> Result<AgentId, Error> {
     match (&principal.role, &principal.agent) {
         (Role::Agent, Some(agent)) => Ok(agent.clone()),
@@ -101,6 +124,12 @@ impl RoutingApi {
         let queue = Queue { name: queue_name(&tenant, &queue_id), ..request.queue.unwrap_or_default() };
         validate_queue(&queue, "queue")?;
         self.authorize_write(&principal, &tenant)?;
+        let limits = self.engine.tenant_policy(&tenant).limits;
+        within_caps(&queue, &limits)?;
+        if let Some(needed) = count_needed(limits.max_queues) {
+            let existing = self.engine.queues.list_queues(&tenant, &PageRequest::first(needed)).await?.len();
+            admit_one_more(&tenant, "queues", existing, limits.max_queues)?;
+        }
         let now = Some(timestamp_from_millis(self.engine.clock.now_millis()));
         let queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
@@ -146,6 +175,7 @@ impl RoutingApi {
         // The fields together must still make a valid queue (e.g. a closed
         // action OVERFLOW needs an overflow queue).
         validate_queue(&queue, "queue")?;
+        within_caps(&queue, &self.engine.tenant_policy(&tenant).limits)?;
         let mut queue = with_defaults(queue);
         queue.update_time = Some(timestamp_from_millis(self.engine.clock.now_millis()));
         if !self.engine.queues.update_queue(&tenant, &queue_id, &queue).await? {

@@ -80,7 +80,11 @@ impl Service for Routing {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let engine = Arc::new(Engine::new(self.state, self.queues, self.journal, kit.bus())?.with_clock(kit.clock()));
+        let engine = Arc::new(
+            Engine::new(self.state, self.queues, self.journal, kit.bus())?
+                .with_clock(kit.clock())
+                .with_access(kit.access()),
+        );
         // Ready from the first look when the state is already whole (in
         // memory, or a Redis that kept it); the guard below rebuilds it
         // otherwise.

@@ -9,8 +9,8 @@ use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::connect;
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
-    answer_pace_contract, differential, gauges_contract, outbox_contract, queue_rules_contract, queue_store_contract,
-    restore_contract, routing_state_contract, seen_view_contract, stale_reservation_contract,
+    answer_pace_contract, differential, fair_shares_contract, gauges_contract, outbox_contract, queue_rules_contract,
+    queue_store_contract, restore_contract, routing_state_contract, seen_view_contract, stale_reservation_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -32,6 +32,7 @@ async fn redis_state_passes_the_contract() {
     let state = fresh_state(connection).await;
     routing_state_contract(&state).await.expect("redis routing state contract");
     answer_pace_contract(&state).await.expect("redis answer pace contract");
+    fair_shares_contract(&state).await.expect("redis fair shares contract");
     queue_rules_contract(&state).await.expect("redis queue rules contract");
     stale_reservation_contract(&state).await.expect("redis voids stale reservations");
     seen_view_contract(&state).await.expect("redis decides on the current contact, not a stale view");

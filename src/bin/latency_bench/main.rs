@@ -225,6 +225,7 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
             per_tenant_per_second: 0,
             per_tenant_burst: 0,
         },
+        tenant_policies: Default::default(),
     };
     for endpoint in [
         &mut config.services.ingestion,

@@ -5,7 +5,10 @@
 use anyhow::{Context, ensure};
 use switchboard_core::{AgentId, ErrorCode, TenantId};
 
-use super::{ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantRecord, new_secret, secret_prefix};
+use super::{
+    ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantLimits, TenantPolicy, TenantRecord,
+    new_secret, secret_prefix,
+};
 use crate::auth::hash_api_key;
 
 /// Runs every check of the contract.
@@ -18,6 +21,45 @@ pub async fn run_all(store: &dyn CredentialStore) -> anyhow::Result<()> {
         .await
         .context("every_change_moves_the_revision_and_shows_in_the_snapshot")?;
     the_audit_keeps_every_change_newest_first(store).await.context("the_audit_keeps_every_change_newest_first")?;
+    a_tenant_policy_is_kept_whole_and_replaced_whole(store)
+        .await
+        .context("a_tenant_policy_is_kept_whole_and_replaced_whole")?;
+    Ok(())
+}
+
+/// The operator's weight and limits come back as created; a change with a
+/// policy replaces all of it (a limit it leaves unset is lifted), one
+/// without leaves it alone.
+pub async fn a_tenant_policy_is_kept_whole_and_replaced_whole(store: &dyn CredentialStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("policy")?;
+    let policy = TenantPolicy {
+        routing_weight: 7,
+        limits: TenantLimits {
+            max_queues: Some(3),
+            max_agents: Some(40),
+            max_channels: Some(0),
+            max_waiting_contacts: Some(250),
+            max_offer_timeout_ms: Some(20_000),
+            max_wrap_up_ms: Some(60_000),
+        },
+    };
+    store.create_tenant(&TenantRecord { policy: policy.clone(), ..tenant_record(&tenant, 1_000) }).await?;
+    ensure!(store.get_tenant(&tenant).await?.is_some_and(|record| record.policy == policy), "as created");
+    let renamed = TenantChange { display_name: Some("Renamed".to_owned()), ..TenantChange::default() };
+    let renamed = store.update_tenant(&tenant, &renamed, 2_000).await?;
+    ensure!(renamed.policy == policy, "a change without a policy keeps it: {renamed:?}");
+    let replacement = TenantPolicy {
+        routing_weight: 2,
+        limits: TenantLimits { max_waiting_contacts: Some(10), ..TenantLimits::default() },
+    };
+    let replaced = TenantChange { policy: Some(replacement.clone()), ..TenantChange::default() };
+    let replaced = store.update_tenant(&tenant, &replaced, 3_000).await?;
+    ensure!(replaced.policy == replacement && replaced.display_name == "Renamed", "replaced whole: {replaced:?}");
+    let snapshot = store.snapshot().await?;
+    ensure!(
+        snapshot.tenants.iter().any(|record| record.id == tenant && record.policy == replacement),
+        "the snapshot carries it"
+    );
     Ok(())
 }
 
@@ -61,6 +103,7 @@ fn tenant_record(id: &TenantId, at_ms: i64) -> TenantRecord {
         id: id.clone(),
         display_name: format!("{id} Ltd"),
         suspended: false,
+        policy: TenantPolicy::default(),
         create_time_ms: at_ms,
         update_time_ms: at_ms,
     }

@@ -102,6 +102,9 @@ impl CredentialStore for MemoryCredentialStore {
         if let Some(suspended) = change.suspended {
             record.suspended = suspended;
         }
+        if let Some(policy) = &change.policy {
+            record.policy.clone_from(policy);
+        }
         record.update_time_ms = now_ms;
         let updated = record.clone();
         state.revision += 1;

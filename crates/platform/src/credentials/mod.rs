@@ -94,12 +94,97 @@ pub fn secret_prefix(secret: &str) -> String {
     secret.chars().take(12).collect()
 }
 
+/// The weight of a tenant the operator set nothing for.
+pub const DEFAULT_ROUTING_WEIGHT: u32 = 1;
+/// The largest routing weight: a tenant may be given at most 1000 times the
+/// share of another.
+pub const MAX_ROUTING_WEIGHT: u32 = 1000;
+
+/// What the operator decides for a tenant, and the tenant cannot change:
+/// its share of the agents it shares with other tenants and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPolicy {
+    /// 1..=[`MAX_ROUTING_WEIGHT`]: when several tenants wait for the same
+    /// shared agents, each is offered them in proportion to its weight
+    /// (routing's fair share); its own queue and contact priorities order
+    /// only its own contacts.
+    pub routing_weight: u32,
+    pub limits: TenantLimits,
+}
+
+impl Default for TenantPolicy {
+    fn default() -> TenantPolicy {
+        TenantPolicy { routing_weight: DEFAULT_ROUTING_WEIGHT, limits: TenantLimits::default() }
+    }
+}
+
+/// The largest count limit (queues, agents, channels, waiting contacts).
+pub const MAX_COUNT_LIMIT: u32 = 1_000_000;
+/// The largest time cap (offer timeout, wrap-up): one day.
+pub const MAX_TIME_LIMIT_MS: i64 = 86_400_000;
+
+impl TenantPolicy {
+    /// INVALID_ARGUMENT naming `{field}.routing_weight` or `{field}.limits.*`
+    /// if the weight is outside 1..=[`MAX_ROUTING_WEIGHT`], a count limit
+    /// over [`MAX_COUNT_LIMIT`] or a time cap outside 1 ms..=1 day.
+    pub fn validate(&self, field: &str) -> Result<(), Error> {
+        if !(1..=MAX_ROUTING_WEIGHT).contains(&self.routing_weight) {
+            return Err(Error::invalid_field(
+                format!("{field}.routing_weight"),
+                format!("must be 1-{MAX_ROUTING_WEIGHT}"),
+            ));
+        }
+        let limits = &self.limits;
+        let counts = [
+            ("max_queues", limits.max_queues),
+            ("max_agents", limits.max_agents),
+            ("max_channels", limits.max_channels),
+            ("max_waiting_contacts", limits.max_waiting_contacts),
+        ];
+        for (name, limit) in counts {
+            if limit.is_some_and(|limit| limit > MAX_COUNT_LIMIT) {
+                return Err(Error::invalid_field(
+                    format!("{field}.limits.{name}"),
+                    format!("must be at most {MAX_COUNT_LIMIT}"),
+                ));
+            }
+        }
+        let times = [("max_offer_timeout", limits.max_offer_timeout_ms), ("max_wrap_up", limits.max_wrap_up_ms)];
+        for (name, limit) in times {
+            if limit.is_some_and(|limit| !(1..=MAX_TIME_LIMIT_MS).contains(&limit)) {
+                return Err(Error::invalid_field(
+                    format!("{field}.limits.{name}"),
+                    "must be positive and at most one day",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quotas and caps of one tenant; `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub max_queues: Option<u32>,
+    /// Agents serving the tenant (shared agents count for each tenant).
+    pub max_agents: Option<u32>,
+    pub max_channels: Option<u32>,
+    /// Contacts waiting in its queues at once; a contact over it ends at
+    /// once, refused as `TENANT_QUEUE_FULL`.
+    pub max_waiting_contacts: Option<u32>,
+    /// Caps its queues' offer timeout and wrap-up time: a queue asking for
+    /// more is refused, and one made before the cap was lowered is held to it.
+    pub max_offer_timeout_ms: Option<i64>,
+    pub max_wrap_up_ms: Option<i64>,
+}
+
 /// A tenant made through the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRecord {
     pub id: TenantId,
     pub display_name: String,
     pub suspended: bool,
+    pub policy: TenantPolicy,
     pub create_time_ms: i64,
     pub update_time_ms: i64,
 }
@@ -193,6 +278,7 @@ pub struct AuditEntry {
 pub struct TenantChange {
     pub display_name: Option<String>,
     pub suspended: Option<bool>,
+    pub policy: Option<TenantPolicy>,
 }
 
 #[async_trait]

@@ -10,8 +10,8 @@ use switchboard_core::{AgentId, Error, TenantId};
 use tokio_postgres::Row;
 
 use super::{
-    ApiKeyId, AuditEntry, CredentialStore, KeyHolder, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord,
-    api_key_name, key_revoked,
+    ApiKeyId, AuditEntry, CredentialStore, KeyHolder, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantLimits,
+    TenantPolicy, TenantRecord, api_key_name, key_revoked,
 };
 use crate::postgres::{CachedStatements, Migration, migrate, pg_error};
 
@@ -65,9 +65,24 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX audit_records_by_tenant ON access.audit_records (tenant, sequence DESC);
     "#,
     },
+    Migration {
+        version: "0003_tenant_policy",
+        sql: r#"
+        ALTER TABLE access.tenants
+            ADD COLUMN routing_weight integer NOT NULL DEFAULT 1,
+            ADD COLUMN max_queues integer,
+            ADD COLUMN max_agents integer,
+            ADD COLUMN max_channels integer,
+            ADD COLUMN max_waiting_contacts integer,
+            ADD COLUMN max_offer_timeout_ms bigint,
+            ADD COLUMN max_wrap_up_ms bigint;
+    "#,
+    },
 ];
 
-const TENANT_COLUMNS: &str = "tenant, display_name, suspended, create_time_ms, update_time_ms";
+const TENANT_COLUMNS: &str = "tenant, display_name, suspended, create_time_ms, update_time_ms, routing_weight, \
+                              max_queues, max_agents, max_channels, max_waiting_contacts, max_offer_timeout_ms, \
+                              max_wrap_up_ms";
 const KEY_COLUMNS: &str = "key_id, display_name, role, tenant, agent, expire_time_ms, create_time_ms, \
                            revoke_time_ms, secret_sha256, secret_prefix, previous_sha256, previous_expire_time_ms";
 
@@ -112,13 +127,35 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
 }
 
 fn tenant_from_row(row: &Row) -> Result<TenantRecord, Error> {
+    let count = |index: usize| -> Result<Option<u32>, Error> {
+        let value: Option<i32> = row.try_get(index).map_err(corrupt)?;
+        value.map(|value| u32::try_from(value).map_err(corrupt)).transpose()
+    };
+    let routing_weight: i32 = row.try_get(5).map_err(corrupt)?;
     Ok(TenantRecord {
         id: TenantId::parse(row.try_get(0).map_err(corrupt)?, "tenant").map_err(corrupt)?,
         display_name: row.try_get(1).map_err(corrupt)?,
         suspended: row.try_get(2).map_err(corrupt)?,
         create_time_ms: row.try_get(3).map_err(corrupt)?,
         update_time_ms: row.try_get(4).map_err(corrupt)?,
+        policy: TenantPolicy {
+            routing_weight: u32::try_from(routing_weight).map_err(corrupt)?,
+            limits: TenantLimits {
+                max_queues: count(6)?,
+                max_agents: count(7)?,
+                max_channels: count(8)?,
+                max_waiting_contacts: count(9)?,
+                max_offer_timeout_ms: row.try_get(10).map_err(corrupt)?,
+                max_wrap_up_ms: row.try_get(11).map_err(corrupt)?,
+            },
+        },
     })
+}
+
+/// A count limit as its column holds it (limits are checked to fit an
+/// `integer` on the way in).
+fn count_param(limit: Option<u32>) -> Option<i32> {
+    limit.map(|limit| i32::try_from(limit).unwrap_or(i32::MAX))
 }
 
 fn key_from_row(row: &Row) -> Result<KeyRecord, Error> {
@@ -231,7 +268,8 @@ impl CredentialStore for PostgresCredentialStore {
         let inserted = self
             .changing(
                 &format!(
-                    "INSERT INTO access.tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+                    "INSERT INTO access.tenants ({TENANT_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                      ON CONFLICT (tenant) DO NOTHING"
                 ),
                 &[
@@ -240,6 +278,13 @@ impl CredentialStore for PostgresCredentialStore {
                     &tenant.suspended,
                     &tenant.create_time_ms,
                     &tenant.update_time_ms,
+                    &count_param(Some(tenant.policy.routing_weight)),
+                    &count_param(tenant.policy.limits.max_queues),
+                    &count_param(tenant.policy.limits.max_agents),
+                    &count_param(tenant.policy.limits.max_channels),
+                    &count_param(tenant.policy.limits.max_waiting_contacts),
+                    &tenant.policy.limits.max_offer_timeout_ms,
+                    &tenant.policy.limits.max_wrap_up_ms,
                 ],
             )
             .await?;
@@ -279,12 +324,36 @@ impl CredentialStore for PostgresCredentialStore {
         change: &TenantChange,
         now_ms: i64,
     ) -> Result<TenantRecord, Error> {
+        let policy = change.policy.as_ref();
+        let limits = policy.map(|policy| &policy.limits);
+        // With a policy, every limit column takes its value (unset ones
+        // NULL); without one, none changes.
         let touched = self
             .changing(
                 "UPDATE access.tenants SET display_name = COALESCE($2, display_name),
-                     suspended = COALESCE($3, suspended), update_time_ms = $4
+                     suspended = COALESCE($3, suspended), update_time_ms = $4,
+                     routing_weight = CASE WHEN $5 THEN $6 ELSE routing_weight END,
+                     max_queues = CASE WHEN $5 THEN $7 ELSE max_queues END,
+                     max_agents = CASE WHEN $5 THEN $8 ELSE max_agents END,
+                     max_channels = CASE WHEN $5 THEN $9 ELSE max_channels END,
+                     max_waiting_contacts = CASE WHEN $5 THEN $10 ELSE max_waiting_contacts END,
+                     max_offer_timeout_ms = CASE WHEN $5 THEN $11 ELSE max_offer_timeout_ms END,
+                     max_wrap_up_ms = CASE WHEN $5 THEN $12 ELSE max_wrap_up_ms END
                  WHERE tenant = $1",
-                &[&tenant.as_str(), &change.display_name, &change.suspended, &now_ms],
+                &[
+                    &tenant.as_str(),
+                    &change.display_name,
+                    &change.suspended,
+                    &now_ms,
+                    &policy.is_some(),
+                    &count_param(Some(policy.map_or(super::DEFAULT_ROUTING_WEIGHT, |policy| policy.routing_weight))),
+                    &count_param(limits.and_then(|limits| limits.max_queues)),
+                    &count_param(limits.and_then(|limits| limits.max_agents)),
+                    &count_param(limits.and_then(|limits| limits.max_channels)),
+                    &count_param(limits.and_then(|limits| limits.max_waiting_contacts)),
+                    &limits.and_then(|limits| limits.max_offer_timeout_ms),
+                    &limits.and_then(|limits| limits.max_wrap_up_ms),
+                ],
             )
             .await?;
         if touched == 0 {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use switchboard_core::names::tenant_name;
 use switchboard_core::{Error, Principal, TenantId};
 
-use super::{Snapshot, api_key_name};
+use super::{Snapshot, TenantPolicy, api_key_name};
 
 /// A principal a secret's digest stands for, until `not_after_ms` if set.
 #[derive(Debug, Clone)]
@@ -20,19 +20,27 @@ struct RuntimeKey {
 pub struct RuntimeAccess {
     pub revision: i64,
     suspended_by_tenant: HashMap<TenantId, bool>,
+    policy_by_tenant: HashMap<TenantId, TenantPolicy>,
     keys_by_sha256: HashMap<String, RuntimeKey>,
 }
 
 impl Default for RuntimeAccess {
     /// Nothing known yet; any revision is news.
     fn default() -> RuntimeAccess {
-        RuntimeAccess { revision: -1, suspended_by_tenant: HashMap::new(), keys_by_sha256: HashMap::new() }
+        RuntimeAccess {
+            revision: -1,
+            suspended_by_tenant: HashMap::new(),
+            policy_by_tenant: HashMap::new(),
+            keys_by_sha256: HashMap::new(),
+        }
     }
 }
 
 impl RuntimeAccess {
     pub fn from_snapshot(snapshot: &Snapshot) -> RuntimeAccess {
         let suspended_by_tenant = snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), tenant.suspended)).collect();
+        let policy_by_tenant =
+            snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), tenant.policy.clone())).collect();
         let mut keys_by_sha256 = HashMap::new();
         for key in snapshot.keys.iter().filter(|key| key.revoke_time_ms.is_none()) {
             let principal = Principal {
@@ -52,7 +60,7 @@ impl RuntimeAccess {
                     .insert(previous.sha256.clone(), RuntimeKey { principal, not_after_ms: Some(not_after_ms) });
             }
         }
-        RuntimeAccess { revision: snapshot.revision, suspended_by_tenant, keys_by_sha256 }
+        RuntimeAccess { revision: snapshot.revision, suspended_by_tenant, policy_by_tenant, keys_by_sha256 }
     }
 
     /// The principal of the secret with digest `sha256` at `now_ms`:
@@ -67,6 +75,11 @@ impl RuntimeAccess {
             self.require_active(tenant)?;
         }
         Ok(Some(key.principal.clone()))
+    }
+
+    /// The operator's policy for a tenant made through the API.
+    pub fn policy(&self, tenant: &TenantId) -> Option<&TenantPolicy> {
+        self.policy_by_tenant.get(tenant)
     }
 
     /// Whether `tenant` was made through the API.

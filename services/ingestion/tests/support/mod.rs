@@ -291,6 +291,7 @@ fn auth_config() -> AuthConfig {
         // Channel contacts are resolved by CRM from the event here.
         service_key: None,
         rate_limit: Default::default(),
+        tenant_policies: Default::default(),
     }
 }
 
@@ -345,6 +346,15 @@ impl Harness {
 
     /// The service on `store` instead of the in-memory one, if given.
     pub async fn start_with_store(store: Option<Arc<dyn ContactStore>>) -> Harness {
+        Harness::start_configured(store, |_| {}).await
+    }
+
+    /// The service on in-memory deps with `configure`d settings.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_configured(None, configure).await
+    }
+
+    async fn start_configured(store: Option<Arc<dyn ContactStore>>, configure: impl FnOnce(&mut Config)) -> Harness {
         let shutdown = CancellationToken::new();
         let routing = Arc::new(FakeRouting::default());
         routing.queues.lock().unwrap().insert(SUPPORT_QUEUE.to_owned(), Vec::new());
@@ -358,6 +368,7 @@ impl Harness {
         config.services.crm.url = serve_fake(crm_router, shutdown.clone()).await;
         config.auth = auth_config();
         config.ingestion.public_base_url = PUBLIC_BASE_URL.to_owned();
+        configure(&mut config);
 
         let bus = FlakyBus::default();
         let events = bus.subscribe("ingestion-test", &[CONTACTS_TOPIC], StartFrom::Earliest).await.unwrap();

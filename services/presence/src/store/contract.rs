@@ -38,6 +38,15 @@ pub async fn agent_store_contract(store: &dyn AgentStore) -> Result<(), Error> {
     let after_alice = PageRequest::resume_after(1, Some("alice"));
     let second = store.list_agents(None, &after_alice).await?;
     check(second.first().is_some_and(|agent| agent.name == "agents/bob"), "pages continue after the token")?;
+    let moved = Agent { display_name: "Alice".to_owned(), ..agent("alice", &["globex"]) };
+    check(store.update_agent(&alice, &moved).await?, "update")?;
+    check(store.get_agent(&alice).await? == Some(moved), "an update replaces the definition")?;
+    let acme_agents = store.list_agents(Some(&acme), &PageRequest::resume_after(10, None)).await?;
+    let names: Vec<&str> = acme_agents.iter().map(|agent| agent.name.as_str()).collect();
+    check(names == ["agents/bob"], "the tenant index follows an update")?;
+    let nobody = AgentId::parse("nobody", "a")?;
+    check(!store.update_agent(&nobody, &agent("nobody", &["acme"])).await?, "an update of nobody reports absence")?;
+    check(store.get_agent(&nobody).await?.is_none(), "and makes nobody")?;
     check(store.delete_agent(&alice).await?, "delete")?;
     check(!store.delete_agent(&alice).await?, "second delete reports absence")?;
     check(store.get_agent(&alice).await?.is_none(), "deleted agents are gone")?;

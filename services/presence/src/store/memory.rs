@@ -43,6 +43,13 @@ impl AgentStore for MemoryAgentStore {
             .collect())
     }
 
+    async fn update_agent(&self, agent_id: &AgentId, agent: &Agent) -> Result<bool, Error> {
+        let mut agents = lock(&self.agents);
+        let Some(stored) = agents.get_mut(agent_id) else { return Ok(false) };
+        stored.clone_from(agent);
+        Ok(true)
+    }
+
     async fn delete_agent(&self, agent_id: &AgentId) -> Result<bool, Error> {
         Ok(lock(&self.agents).remove(agent_id).is_some())
     }

@@ -21,6 +21,8 @@ pub trait AgentStore: Send + Sync {
     /// Up to `page.size + 1` agents by id after `page.after`, only those
     /// serving `tenant` when given.
     async fn list_agents(&self, tenant: Option<&TenantId>, page: &PageRequest) -> Result<Vec<Agent>, Error>;
+    /// Replaces the agent's definition; false when it does not exist.
+    async fn update_agent(&self, agent_id: &AgentId, agent: &Agent) -> Result<bool, Error>;
     async fn delete_agent(&self, agent_id: &AgentId) -> Result<bool, Error>;
 }
 

@@ -79,6 +79,18 @@ impl AgentStore for PostgresAgentStore {
         rows.iter().map(|row| decode(row.get::<_, &[u8]>(0))).collect()
     }
 
+    async fn update_agent(&self, agent_id: &AgentId, agent: &Agent) -> Result<bool, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let updated = client
+            .execute_cached(
+                "UPDATE presence.agents SET tenants = $2, body = $3 WHERE agent_id = $1",
+                &[&agent_id.as_str(), &agent.tenants, &agent.encode_to_vec()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(updated == 1)
+    }
+
     async fn delete_agent(&self, agent_id: &AgentId) -> Result<bool, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let deleted = client

@@ -3,7 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, dead_code)]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,10 @@ use switchboard_core::names::contact_name;
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ContactId, TenantId};
 use switchboard_platform::Config;
+use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, Subscription};
+use switchboard_platform::config::TenantPolicyConfig;
 use switchboard_platform::service::Service;
 use switchboard_presence::Presence;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, ContactStatus, Skill};
@@ -28,7 +30,9 @@ use switchboard_proto::presence::v1::{
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use switchboard_routing::Routing;
-use switchboard_test_support::{RunningService, access_with_keys, authorized, connect_when_ready, kit, start_service};
+use switchboard_test_support::{
+    RunningService, access_with_keys, access_with_policies, authorized, connect_when_ready, kit, start_service,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel as GrpcChannel;
@@ -59,8 +63,16 @@ impl Cluster {
 
     /// A cluster whose presence and routing run with `configure`d settings.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Cluster {
+        Cluster::start_with_access(configure, access_with_keys(&KEYS)).await
+    }
+
+    /// A cluster whose tenants have the operator's `policies` (by id).
+    pub async fn start_with_policies(policies: BTreeMap<String, TenantPolicyConfig>) -> Cluster {
+        Cluster::start_with_access(|_| {}, access_with_policies(&KEYS, policies)).await
+    }
+
+    async fn start_with_access(configure: impl FnOnce(&mut Config), access: Arc<AccessControl>) -> Cluster {
         let bus = MemoryBus::new();
-        let access = access_with_keys(&KEYS);
         let mut config = Config::default();
         config.presence.session_grace_ms = 300;
         configure(&mut config);
@@ -323,12 +335,17 @@ pub async fn publish_contact(bus: &MemoryBus) -> String {
 
 /// Publishes a new chat contact of acme for `queue`; returns its name.
 pub async fn publish_contact_to(bus: &MemoryBus, queue: &str) -> String {
-    let tenant = TenantId::parse("acme", "t").unwrap();
+    publish_contact_of(bus, "acme", queue).await
+}
+
+/// Publishes a new chat contact of `tenant` (an id) for `queue`.
+pub async fn publish_contact_of(bus: &MemoryBus, tenant: &str, queue: &str) -> String {
+    let tenant = TenantId::parse(tenant, "t").unwrap();
     let contact_id = ContactId::generate();
     let contact = Contact {
         name: contact_name(&tenant, &contact_id),
         channel: Channel::Chat as i32,
-        queue: format!("tenants/acme/queues/{queue}"),
+        queue: format!("tenants/{tenant}/queues/{queue}"),
         create_time: Some(timestamp_from_millis(now_millis())),
         ..Contact::default()
     };

@@ -1,7 +1,8 @@
 //! Matching waiting contacts to available agents.
 //!
-//! Contacts are served in rank order (priority, then age) across all
-//! queues of the pool; each goes to the eligible agent (tenant served,
+//! Each tenant's contacts are served in rank order (priority, then age)
+//! across its queues, tenants taking turns on shared agents by their
+//! operator-set weights (`fair_share`); each contact goes to the eligible agent (tenant served,
 //! skills met, capacity free) its queue's strategy prefers: longest idle,
 //! least occupied, best skill or round robin, ties going to the longest
 //! idle (then agent id). Requirements are those in force at the planning
@@ -10,10 +11,11 @@
 //! snapshot; the store then reserves each pair atomically, re-checking
 //! that nothing changed in between.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use switchboard_core::{AgentId, TenantId};
 
+use super::fair_share::FairShares;
 use super::{AgentLive, ContactRecord, Strategy};
 
 /// One planned offer: indexes into the snapshot's contacts and agents.
@@ -35,16 +37,34 @@ pub fn eligible(agent: &AgentLive, contact: &ContactRecord, now_ms: i64, availab
 /// `agents` (the available ones). Never plans a contact twice or an agent
 /// beyond its capacity, and leaves no waiting contact unplanned while an
 /// agent [`eligible`] for it is free (work-conserving).
-pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive], now_ms: i64) -> Vec<PlannedOffer> {
+///
+/// Each tenant's contacts go in its own rank order; between tenants, the
+/// one whose next offer starts first in `shares` (see [`FairShares`], with
+/// `weight_of` each tenant's weight) goes next, so shared agents are split
+/// by the operator's weights and not by the tenants' own priorities.
+pub fn plan_offers(
+    waiting: &[ContactRecord],
+    agents: &[AgentLive],
+    now_ms: i64,
+    shares: &FairShares,
+    weight_of: &dyn Fn(&TenantId) -> u32,
+) -> Vec<PlannedOffer> {
     let available: HashSet<&AgentId> =
         agents.iter().filter(|agent| agent.available).map(|agent| &agent.profile.agent).collect();
-    let mut contact_order: Vec<usize> = (0..waiting.len()).collect();
-    contact_order.sort_by(|left, right| {
+    let by_rank = |left: &usize, right: &usize| {
         waiting[*left]
             .rank()
             .total_cmp(&waiting[*right].rank())
             .then_with(|| waiting[*left].contact.cmp(&waiting[*right].contact))
-    });
+    };
+    let mut lines_by_tenant: BTreeMap<&TenantId, VecDeque<usize>> = BTreeMap::new();
+    for (contact_index, contact) in waiting.iter().enumerate() {
+        lines_by_tenant.entry(&contact.tenant).or_default().push_back(contact_index);
+    }
+    for line in lines_by_tenant.values_mut() {
+        line.make_contiguous().sort_by(by_rank);
+    }
+    let mut shares = shares.clone();
     let mut projected_agents: Vec<AgentLive> = agents.to_vec();
     // Candidates per tenant, longest idle first (ties: agent id), so the
     // first eligible candidate is the one the strategy picks and only the
@@ -65,7 +85,7 @@ pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive], now_ms: i64)
         candidates.dedup();
     }
     let mut offers = Vec::new();
-    for contact_index in contact_order {
+    while let Some(contact_index) = next_contact(&mut lines_by_tenant, &shares, waiting) {
         let contact = &waiting[contact_index];
         let Some(candidates) = candidates_by_tenant.get(&contact.tenant) else {
             continue;
@@ -94,9 +114,40 @@ pub fn plan_offers(waiting: &[ContactRecord], agents: &[AgentLive], now_ms: i64)
         *projected.load.entry(contact.channel).or_insert(0) += 1;
         // Within one pass, an agent just planned has the most recent offer.
         projected.last_offer_ms = i64::MAX;
+        if is_shared(&agents[agent_index]) {
+            shares.serve(&contact.tenant, weight_of(&contact.tenant));
+        }
         offers.push(PlannedOffer { contact_index, agent_index });
     }
     offers
+}
+
+/// Whether offers to `agent` count in the fair share: it serves several
+/// tenants.
+pub fn is_shared(agent: &AgentLive) -> bool {
+    agent.profile.tenants.len() > 1
+}
+
+/// Takes the next contact to plan off its tenant's line: the tenant whose
+/// next shared offer starts first, ties going to the better-ranked head
+/// (then the tenant id), so equal shares keep the global rank order.
+fn next_contact(
+    lines_by_tenant: &mut BTreeMap<&TenantId, VecDeque<usize>>,
+    shares: &FairShares,
+    waiting: &[ContactRecord],
+) -> Option<usize> {
+    let tenant = lines_by_tenant
+        .iter()
+        .filter_map(|(tenant, line)| line.front().map(|head| (*tenant, waiting[*head].rank())))
+        .min_by(|(left, left_rank), (right, right_rank)| {
+            shares
+                .start(left)
+                .total_cmp(&shares.start(right))
+                .then_with(|| left_rank.total_cmp(right_rank))
+                .then_with(|| left.cmp(right))
+        })
+        .map(|(tenant, _)| tenant)?;
+    lines_by_tenant.get_mut(tenant).and_then(VecDeque::pop_front)
 }
 
 #[cfg(test)]
@@ -202,6 +253,11 @@ mod tests {
             )
     }
 
+    /// A plan with no history of sharing and every weight 1.
+    fn plan(waiting: &[ContactRecord], agents: &[AgentLive], now_ms: i64) -> Vec<PlannedOffer> {
+        plan_offers(waiting, agents, now_ms, &FairShares::default(), &|_| 1)
+    }
+
     fn agents_strategy() -> impl Strategy<Value = Vec<AgentLive>> {
         (0usize..6).prop_flat_map(|count| (0..count).map(agent_strategy).collect::<Vec<_>>())
     }
@@ -220,7 +276,7 @@ mod tests {
             waiting in proptest::collection::vec(contact_strategy(), 0..25),
             agents in agents_strategy(),
         ) {
-            let offers = plan_offers(&waiting, &agents, NOW_MS);
+            let offers = plan(&waiting, &agents, NOW_MS);
             let offered: HashSet<usize> = offers.iter().map(|offer| offer.contact_index).collect();
             prop_assert_eq!(offered.len(), offers.len(), "a contact is offered at most once");
 
@@ -255,6 +311,8 @@ mod tests {
             }
         }
 
+        /// Within a tenant, its own ranks decide; between tenants (equal
+        /// shares here), the better-ranked head goes first.
         #[test]
         fn higher_rank_is_served_first_when_capacity_is_short(
             waiting in proptest::collection::vec(contact_strategy(), 2..15),
@@ -277,15 +335,32 @@ mod tests {
                 contact.rules = crate::domain::QueueRules::default();
                 contact
             }).collect();
-            let offers = plan_offers(&waiting, std::slice::from_ref(&agent), NOW_MS);
+            let offers = plan(&waiting, std::slice::from_ref(&agent), NOW_MS);
             prop_assert!(offers.len() <= 1 || !offers.iter().any(|o| waiting[o.contact_index].channel == CHANNEL_VOICE));
             if let Some(first) = offers.first() {
                 let first_rank = waiting[first.contact_index].rank();
-                // Every contact ranked ahead of the first offer could not be taken at all.
+                // With equal shares every contact ranked ahead of the first
+                // offer could not be taken at all.
                 for contact in &waiting {
                     if contact.rank() < first_rank {
                         prop_assert!(!agent.can_take(contact));
                     }
+                }
+            }
+            // However far one tenant's shares are ahead, its own order holds.
+            let mut ahead = FairShares::default();
+            ahead.serve(&TenantId::parse(TENANTS[0], "t").expect("tenant"), 1);
+            let offers = plan_offers(&waiting, std::slice::from_ref(&agent), NOW_MS, &ahead, &|_| 1);
+            if let Some(first) = offers.first() {
+                let first = &waiting[first.contact_index];
+                for contact in waiting.iter().filter(|contact| contact.tenant == first.tenant) {
+                    if contact.rank() < first.rank() {
+                        prop_assert!(!agent.can_take(contact));
+                    }
+                }
+                if first.tenant.as_str() == TENANTS[0] {
+                    prop_assert!(waiting.iter().all(|contact| contact.tenant.as_str() == TENANTS[0] || !agent.can_take(contact)),
+                        "the tenant behind in its share goes first");
                 }
             }
         }
@@ -312,7 +387,7 @@ mod tests {
         let mut contact = crate::domain::tests::record(0, 1);
         contact.strategy = strategy;
         contact.required_skills = vec![SkillRequirement { name: "billing".to_owned(), min_level: 1 }];
-        let offers = plan_offers(std::slice::from_ref(&contact), agents, 10);
+        let offers = plan(std::slice::from_ref(&contact), agents, 10);
         offers.first().map(|offer| agents[offer.agent_index].profile.agent.to_string()).unwrap_or_default()
     }
 
@@ -345,7 +420,7 @@ mod tests {
             waiting.push(contact);
         }
         let agents = [agent("a", 10, 0, 1, 3, 0), agent("b", 20, 0, 1, 3, 0), agent("c", 30, 0, 1, 3, 0)];
-        let offers = plan_offers(&waiting, &agents, 10);
+        let offers = plan(&waiting, &agents, 10);
         let mut picked: Vec<usize> = offers.iter().map(|offer| offer.agent_index).collect();
         picked.sort_unstable();
         assert_eq!(picked, vec![0, 1, 2], "three contacts go to three different agents");
@@ -371,7 +446,7 @@ mod tests {
             });
         }
         let waiting = vec![crate::domain::tests::record(0, 1)];
-        let offers = plan_offers(&waiting, &agents, 10);
+        let offers = plan(&waiting, &agents, 10);
         assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1 }]);
     }
 
@@ -383,20 +458,20 @@ mod tests {
         let busy_favourite = agent("favourite", 50, 0, 1, 1, 1);
         let other = agent("other", 10, 0, 1, 1, 0);
         let agents = [busy_favourite.clone(), other.clone()];
-        assert!(plan_offers(std::slice::from_ref(&contact), &agents, 500).is_empty(), "held for the favourite");
+        assert!(plan(std::slice::from_ref(&contact), &agents, 500).is_empty(), "held for the favourite");
         let free_favourite = agent("favourite", 50, 0, 1, 1, 0);
-        let offers = plan_offers(std::slice::from_ref(&contact), &[other.clone(), free_favourite], 500);
+        let offers = plan(std::slice::from_ref(&contact), &[other.clone(), free_favourite], 500);
         assert_eq!(
             offers,
             vec![PlannedOffer { contact_index: 0, agent_index: 1 }],
             "the favourite, not the longest idle"
         );
-        let offers = plan_offers(std::slice::from_ref(&contact), &agents, 1_000);
+        let offers = plan(std::slice::from_ref(&contact), &agents, 1_000);
         assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1 }], "the window closed");
-        let offers = plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&other), 500);
+        let offers = plan(std::slice::from_ref(&contact), std::slice::from_ref(&other), 500);
         assert_eq!(offers.len(), 1, "a favourite who is not available is not waited for");
         contact.rules.pinned = true;
-        assert!(plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&other), 5_000).is_empty(), "pinned");
+        assert!(plan(std::slice::from_ref(&contact), std::slice::from_ref(&other), 5_000).is_empty(), "pinned");
     }
 
     #[test]
@@ -408,8 +483,8 @@ mod tests {
             required_skills: vec![SkillRequirement { name: "billing".to_owned(), min_level: 2 }],
         }];
         let junior = [agent("junior", 10, 0, 2, 1, 0)];
-        assert!(plan_offers(std::slice::from_ref(&contact), &junior, 10_999).is_empty());
-        assert_eq!(plan_offers(std::slice::from_ref(&contact), &junior, 11_000).len(), 1);
+        assert!(plan(std::slice::from_ref(&contact), &junior, 10_999).is_empty());
+        assert_eq!(plan(std::slice::from_ref(&contact), &junior, 11_000).len(), 1);
     }
 
     #[test]
@@ -433,7 +508,7 @@ mod tests {
         let mut held = agent("held", 10, 0, 1, 1, 0);
         held.hold_until_ms = 1_000;
         let contact = crate::domain::tests::record(0, 1);
-        assert!(plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&held), 999).is_empty());
-        assert_eq!(plan_offers(std::slice::from_ref(&contact), std::slice::from_ref(&held), 1_000).len(), 1);
+        assert!(plan(std::slice::from_ref(&contact), std::slice::from_ref(&held), 999).is_empty());
+        assert_eq!(plan(std::slice::from_ref(&contact), std::slice::from_ref(&held), 1_000).len(), 1);
     }
 }

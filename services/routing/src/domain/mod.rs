@@ -3,6 +3,7 @@
 //! stores apply exactly these rules (the Redis store in Lua, checked
 //! against the in-memory store by the shared contract suite).
 
+pub mod fair_share;
 pub mod hours;
 pub mod matching;
 mod refusal;

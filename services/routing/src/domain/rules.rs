@@ -54,6 +54,7 @@ pub fn wrap_up_hold_until(after: &ContactRecord, now_ms: i64) -> i64 {
 pub enum EndReason {
     MaxWait,
     Closed,
+    TenantQueueFull,
 }
 
 impl EndReason {
@@ -62,6 +63,7 @@ impl EndReason {
         match self {
             EndReason::MaxWait => 1,
             EndReason::Closed => 2,
+            EndReason::TenantQueueFull => 3,
         }
     }
 
@@ -69,6 +71,7 @@ impl EndReason {
         match value {
             1 => Some(EndReason::MaxWait),
             2 => Some(EndReason::Closed),
+            3 => Some(EndReason::TenantQueueFull),
             _ => None,
         }
     }
@@ -120,12 +123,13 @@ pub fn expire_wait(record: &mut ContactRecord, now_ms: i64) -> Result<WaitOutcom
     Ok(WaitOutcome::Lost)
 }
 
-/// Ends a waiting contact that arrived while its queue was closed.
-pub fn reject_closed(record: &mut ContactRecord, now_ms: i64) -> Result<(), Error> {
+/// Ends a waiting contact that may not wait where it arrived (a closed
+/// queue, its tenant's waiting limit reached).
+pub fn reject_arrival(record: &mut ContactRecord, reason: EndReason, now_ms: i64) -> Result<(), Error> {
     if record.status != RoutingStatus::Queued {
         return Err(Error::failed_precondition(format!("contact `{}` is not waiting", record.contact)));
     }
-    end_unanswered(record, EndReason::Closed, now_ms);
+    end_unanswered(record, reason, now_ms);
     Ok(())
 }
 
@@ -147,6 +151,21 @@ pub struct QueueEntry {
     pub priority_step_ms: i64,
     pub offer_timeout_ms: i64,
     pub rules: QueueRules,
+}
+
+impl QueueEntry {
+    /// The entry with its offer timeout and wrap-up held to the tenant's
+    /// caps (the operator's; a queue made before a cap was lowered may ask
+    /// for more).
+    pub fn capped(mut self, max_offer_timeout_ms: Option<i64>, max_wrap_up_ms: Option<i64>) -> QueueEntry {
+        if let Some(cap) = max_offer_timeout_ms {
+            self.offer_timeout_ms = self.offer_timeout_ms.min(cap);
+        }
+        if let Some(cap) = max_wrap_up_ms {
+            self.rules.wrap_up_ms = self.rules.wrap_up_ms.min(cap);
+        }
+        self
+    }
 }
 
 /// Moves a contact that is waiting, ringing or being handled into another

@@ -10,6 +10,7 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::routing::v1::Queue;
 
 pub use super::differential::differential;
+pub use super::statistics_contract::{answer_pace_contract, fair_shares_contract};
 use super::{QueueStore, RoutingState, no_events};
 use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, ContactRecord, RoutingStatus};
 
@@ -508,25 +509,6 @@ pub async fn restore_contract(state: &dyn RoutingState) -> Result<(), Error> {
     Ok(())
 }
 
-/// The answer pace of a waiting line: recorded per queue and channel, and
-/// what estimates are made of.
-pub async fn answer_pace_contract(state: &dyn RoutingState) -> Result<(), Error> {
-    let acme = id(TenantId::parse("acme", "t"))?;
-    let queue = id(QueueId::parse("paced", "q"))?;
-    check(state.answer_pace(&acme, &queue, CHAT).await?.estimated_wait_ms(1).is_none(), "no history, no estimate")?;
-    for answer_ms in [10_000, 14_000, 22_000] {
-        state.record_answer(&acme, &queue, CHAT, answer_ms).await?;
-    }
-    let pace = state.answer_pace(&acme, &queue, CHAT).await?;
-    check(
-        pace == crate::domain::AnswerPace::default().after_answer(10_000).after_answer(14_000).after_answer(22_000),
-        "the pace follows the domain rule",
-    )?;
-    check(pace.estimated_wait_ms(2) == Some(2 * 5_000), "position times the average interval")?;
-    check(state.answer_pace(&acme, &queue, CHANNEL_VOICE).await?.interval_ms == 0, "each channel has its own pace")?;
-    Ok(())
-}
-
 /// Queue definitions: create once, get, list in pages, update, delete.
 /// Gauges: the outbox's depth and the contacts waiting, by tenant (a
 /// fresh state's).
@@ -598,6 +580,7 @@ mod tests {
     #[tokio::test]
     async fn memory_answer_pace_passes_the_contract() {
         answer_pace_contract(&MemoryRoutingState::default()).await.expect("pace");
+        fair_shares_contract(&MemoryRoutingState::default()).await.expect("fair shares");
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use super::{
     Change, EventsFor, LineStatus, OfferRef, OutboxItem, PendingEntry, QueueStore, Reservation, RoutingState, Snapshot,
     StateGauges, contact_not_found,
 };
+use crate::domain::fair_share::FairShares;
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 use crate::store::journal::JournaledAgent;
 
@@ -76,6 +77,7 @@ struct State {
     next_event_id: u64,
     paces: HashMap<(TenantId, QueueId, i32), AnswerPace>,
     last_agents: HashMap<(TenantId, String), AgentId>,
+    fair_shares: FairShares,
 }
 
 impl State {
@@ -461,6 +463,15 @@ impl RoutingState for MemoryRoutingState {
 
     async fn answer_pace(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<AnswerPace, Error> {
         Ok(lock(&self.state).paces.get(&(tenant.clone(), queue.clone(), channel)).copied().unwrap_or_default())
+    }
+
+    async fn fair_shares(&self) -> Result<FairShares, Error> {
+        Ok(lock(&self.state).fair_shares.clone())
+    }
+
+    async fn advance_fair_shares(&self, shares: &FairShares) -> Result<(), Error> {
+        lock(&self.state).fair_shares.merge(shares);
+        Ok(())
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {

@@ -12,6 +12,8 @@ pub mod memory;
 pub mod postgres;
 pub mod queue_cache;
 pub mod redis;
+#[cfg(any(test, feature = "contract"))]
+mod statistics_contract;
 
 use async_trait::async_trait;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
@@ -19,6 +21,7 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
+use crate::domain::fair_share::FairShares;
 use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord};
 use crate::store::journal::JournaledAgent;
 
@@ -300,6 +303,13 @@ pub trait RoutingState: Send + Sync {
         answer_ms: i64,
     ) -> Result<(), Error>;
     async fn answer_pace(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<AnswerPace, Error>;
+    /// Where the tenants stand in the sharing of shared agents (see
+    /// [`FairShares`]); even (empty) before any sharing or after a loss.
+    async fn fair_shares(&self) -> Result<FairShares, Error>;
+    /// Moves every tag of `shares` forward where it is later than the
+    /// stored one, never back. A statistic like the answer pace: losing an
+    /// update skews one turn, never a contact.
+    async fn advance_fair_shares(&self, shares: &FairShares) -> Result<(), Error>;
 }
 
 pub(crate) fn contact_not_found(tenant: &TenantId, contact: &ContactId) -> Error {

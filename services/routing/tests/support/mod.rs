@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ use switchboard_core::names::contact_name;
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ContactId, TenantId};
 use switchboard_platform::Config;
+use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
+use switchboard_platform::config::TenantPolicyConfig;
 use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, Skill};
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -23,8 +26,8 @@ use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, PresenceEve
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue, routing_event};
 use switchboard_test_support::{
-    RunningService, access_with_keys, authorized, connect_when_ready, kit, next_routing_event, start_service,
-    violated_fields,
+    RunningService, access_with_keys, access_with_policies, authorized, connect_when_ready, kit, next_routing_event,
+    start_service, violated_fields,
 };
 use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
@@ -48,11 +51,20 @@ pub struct Routing {
 
 impl Routing {
     pub async fn start() -> Routing {
+        Routing::start_with(access_with_keys(&KEYS)).await
+    }
+
+    /// A routing whose tenants have the operator's `policies` (by tenant id).
+    pub async fn start_with_policies(policies: BTreeMap<String, TenantPolicyConfig>) -> Routing {
+        Routing::start_with(access_with_policies(&KEYS, policies)).await
+    }
+
+    async fn start_with(access: Arc<AccessControl>) -> Routing {
         let bus = MemoryBus::new();
         let events = bus.subscribe("test", &[ROUTING_TOPIC], StartFrom::Earliest).await.unwrap();
         let mut config = Config::default();
         config.routing.offer_sweep_interval_ms = 50;
-        let mut kit = kit::<switchboard_routing::Routing>(config, Arc::new(bus.clone()), access_with_keys(&KEYS));
+        let mut kit = kit::<switchboard_routing::Routing>(config, Arc::new(bus.clone()), access);
         let routing = switchboard_routing::Routing::in_memory(&mut kit);
         let service = start_service(kit, routing).await;
         let client = RoutingServiceClient::new(connect_when_ready(service.address).await.unwrap());
@@ -64,14 +76,24 @@ impl Routing {
     }
 
     pub async fn create_queue(&mut self, queue_id: &str, offer_timeout_seconds: i64) {
+        self.create_queue_of("acme", queue_id, offer_timeout_seconds).await.unwrap();
+    }
+
+    /// Creates a chat queue of `tenant` as its admin (`{tenant}-admin`).
+    pub async fn create_queue_of(
+        &mut self,
+        tenant: &str,
+        queue_id: &str,
+        offer_timeout_seconds: i64,
+    ) -> Result<Queue, tonic::Status> {
         let queue = Queue {
             channels: vec![Channel::Chat as i32],
             offer_timeout: Some(ProtoDuration { seconds: offer_timeout_seconds, nanos: 0 }),
             ..Queue::default()
         };
         let request =
-            CreateQueueRequest { parent: "tenants/acme".into(), queue_id: queue_id.into(), queue: Some(queue) };
-        self.client.create_queue(authorized("acme-admin", request)).await.unwrap();
+            CreateQueueRequest { parent: format!("tenants/{tenant}"), queue_id: queue_id.into(), queue: Some(queue) };
+        Ok(self.client.create_queue(authorized(&format!("{tenant}-admin"), request)).await?.into_inner())
     }
 
     /// A routing with queue `support`, agent alice available, and one
@@ -96,10 +118,22 @@ impl Routing {
 
     /// As [`Routing::agent_with`], with any state number, known or not.
     pub async fn agent_in_raw_state(&self, agent: &str, state: i32, skills: Vec<Skill>, chat_capacity: i32) {
+        self.agent_serving(agent, &["acme"], state, skills, chat_capacity).await;
+    }
+
+    /// Publishes the state of an agent serving `tenants` (ids).
+    pub async fn agent_serving(
+        &self,
+        agent: &str,
+        tenants: &[&str],
+        state: i32,
+        skills: Vec<Skill>,
+        chat_capacity: i32,
+    ) {
         let changed = AgentStateChanged {
             agent: format!("agents/{agent}"),
             state,
-            tenants: vec!["tenants/acme".into()],
+            tenants: tenants.iter().map(|tenant| format!("tenants/{tenant}")).collect(),
             skills,
             capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: chat_capacity }],
             ..AgentStateChanged::default()
@@ -123,13 +157,25 @@ impl Routing {
 
     /// Publishes a new chat contact of acme's `customer` (an id).
     pub async fn contact_of(&self, queue: &str, priority: i32, created_ms: i64, customer: &str) -> String {
-        let tenant = TenantId::parse("acme", "t").unwrap();
+        self.contact_in("acme", queue, priority, created_ms, customer).await
+    }
+
+    /// Publishes a new chat contact of `tenant`'s `customer` (ids).
+    pub async fn contact_in(
+        &self,
+        tenant: &str,
+        queue: &str,
+        priority: i32,
+        created_ms: i64,
+        customer: &str,
+    ) -> String {
+        let tenant = TenantId::parse(tenant, "t").unwrap();
         let contact_id = ContactId::generate();
         let contact = Contact {
             name: contact_name(&tenant, &contact_id),
             channel: Channel::Chat as i32,
-            queue: format!("tenants/acme/queues/{queue}"),
-            customer: format!("tenants/acme/customers/{customer}"),
+            queue: format!("tenants/{tenant}/queues/{queue}"),
+            customer: format!("tenants/{tenant}/customers/{customer}"),
             priority,
             create_time: Some(timestamp_from_millis(created_ms)),
             ..Contact::default()

@@ -28,6 +28,7 @@
 //!   `sb:{P}:rebuild` the rebuild lease, `sb:{P}:rebuild_pending` set
 //!   while a restored state's rebuild is unfinished (see `recovery.rs`)
 
+mod fair;
 mod outbox;
 mod pace;
 mod reserve;
@@ -46,13 +47,14 @@ use switchboard_platform::redis::redis_error;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use self::scripts::{
-    ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT, RESTORE_CONTACT_SCRIPT,
-    TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
+    ENQUEUE_SCRIPT, FAIR_SHARES_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT,
+    RESTORE_CONTACT_SCRIPT, TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
 };
 use super::{
     Change, EventsFor, LineStatus, OfferRef, PendingEntry, Reservation, RoutingState, Snapshot, StateGauges,
     contact_not_found,
 };
+use crate::domain::fair_share::FairShares;
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
 use crate::store::codec::{self, corrupt};
 use crate::store::journal::JournaledAgent;
@@ -74,6 +76,7 @@ pub struct RedisRoutingState {
     transition: redis::Script,
     upsert_agent: redis::Script,
     relay_lease: redis::Script,
+    fair_shares: redis::Script,
     restore_contact: redis::Script,
     restore_agent: redis::Script,
 }
@@ -105,6 +108,7 @@ impl RedisRoutingState {
             transition: redis::Script::new(TRANSITION_SCRIPT),
             upsert_agent: redis::Script::new(UPSERT_AGENT_SCRIPT),
             relay_lease: redis::Script::new(RELAY_LEASE_SCRIPT),
+            fair_shares: redis::Script::new(FAIR_SHARES_SCRIPT),
             restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
             restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
         }
@@ -162,6 +166,10 @@ impl RedisRoutingState {
 
     fn last_agent_key(&self, tenant: &TenantId, customer: &str) -> String {
         format!("{}:last:{tenant}:{customer}", self.prefix)
+    }
+
+    fn fair_shares_key(&self) -> String {
+        format!("{}:fair", self.prefix)
     }
 
     fn available_key(&self) -> String {
@@ -448,6 +456,14 @@ impl RoutingState for RedisRoutingState {
 
     async fn answer_pace(&self, tenant: &TenantId, queue: &QueueId, channel: i32) -> Result<AnswerPace, Error> {
         self.read_pace(tenant, queue, channel).await
+    }
+
+    async fn fair_shares(&self) -> Result<FairShares, Error> {
+        self.read_fair_shares().await
+    }
+
+    async fn advance_fair_shares(&self, shares: &FairShares) -> Result<(), Error> {
+        self.write_fair_shares(shares).await
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {

@@ -1,0 +1,121 @@
+//! `UpdateAgent` with an update mask, and the operator's `max_agents`
+//! quota on `CreateAgent` and `UpdateAgent`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use prost_types::FieldMask;
+use support::{Cluster, publish_contact_of};
+use switchboard_platform::config::TenantPolicyConfig;
+use switchboard_proto::common::v1::{Channel, ChannelCapacity};
+use switchboard_proto::presence::v1::{Agent, CreateAgentRequest, GetAgentRequest, UpdateAgentRequest};
+use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use switchboard_test_support::{authorized, error_reason, violated_fields};
+use tonic::Code;
+
+fn update(agent: Agent, paths: &[&str]) -> UpdateAgentRequest {
+    UpdateAgentRequest {
+        agent: Some(agent),
+        update_mask: Some(FieldMask { paths: paths.iter().map(|path| (*path).to_owned()).collect() }),
+    }
+}
+
+async fn get_alice(cluster: &mut Cluster) -> Agent {
+    let request = GetAgentRequest { name: "agents/alice".into() };
+    cluster.presence.get_agent(authorized("operator", request)).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn an_update_changes_only_the_masked_fields_and_a_refused_one_changes_nothing() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    let before = get_alice(&mut cluster).await;
+    let renamed = Agent { name: "agents/alice".into(), display_name: "Alice A.".into(), ..Agent::default() };
+    let updated = cluster.presence.update_agent(authorized("operator", update(renamed.clone(), &["display_name"])));
+    let updated = updated.await.expect("renamed").into_inner();
+    assert_eq!(updated.display_name, "Alice A.");
+    assert_eq!(
+        (updated.tenants, updated.skills, updated.capacities),
+        (before.tenants, before.skills, before.capacities)
+    );
+    let after_rename = get_alice(&mut cluster).await;
+
+    let refusals: Vec<(&str, UpdateAgentRequest, Code, &str)> = vec![
+        (
+            "no mask",
+            UpdateAgentRequest { agent: Some(renamed.clone()), update_mask: None },
+            Code::InvalidArgument,
+            "update_mask",
+        ),
+        ("an output field", update(renamed.clone(), &["state"]), Code::InvalidArgument, "update_mask"),
+        ("no tenants left", update(renamed.clone(), &["tenants"]), Code::InvalidArgument, "agent.tenants"),
+        (
+            "a name that is no agent",
+            update(Agent { name: "queues/alice".into(), ..renamed.clone() }, &["display_name"]),
+            Code::InvalidArgument,
+            "agent.name",
+        ),
+        ("no agent", UpdateAgentRequest { agent: None, update_mask: None }, Code::InvalidArgument, "agent"),
+    ];
+    for (case, request, code, field) in refusals {
+        let refused = cluster.presence.update_agent(authorized("operator", request)).await.expect_err(case);
+        assert_eq!((refused.code(), violated_fields(&refused)), (code, vec![field.to_owned()]), "{case}");
+    }
+    let unknown_tenant = Agent { tenants: vec!["tenants/umbrella".into()], ..renamed.clone() };
+    let refused = cluster.presence.update_agent(authorized("operator", update(unknown_tenant, &["tenants"]))).await;
+    assert_eq!(refused.expect_err("unknown tenant").code(), Code::NotFound);
+    let nobody = Agent { name: "agents/nobody".into(), ..renamed.clone() };
+    let refused = cluster.presence.update_agent(authorized("operator", update(nobody, &["display_name"]))).await;
+    assert_eq!(refused.expect_err("no such agent").code(), Code::NotFound);
+    let refused = cluster.presence.update_agent(authorized("acme-admin", update(renamed, &["display_name"]))).await;
+    assert_eq!(refused.expect_err("agents are the operator's").code(), Code::PermissionDenied);
+    assert_eq!(get_alice(&mut cluster).await, after_rename, "no refusal changed anything");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_online_agent_given_another_tenant_is_offered_its_contacts_at_once() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_alice().await;
+    let queue = Queue { channels: vec![Channel::Chat as i32], ..Queue::default() };
+    let request = CreateQueueRequest { parent: "tenants/globex".into(), queue_id: "sales".into(), queue: Some(queue) };
+    cluster.routing.create_queue(authorized("globex-admin", request)).await.unwrap();
+    let mut desktop = cluster.available_desktop("alice").await;
+    let shared = Agent {
+        name: "agents/alice".into(),
+        tenants: vec!["tenants/acme".into(), "tenants/globex".into()],
+        capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 2 }],
+        ..Agent::default()
+    };
+    cluster.presence.update_agent(authorized("operator", update(shared, &["tenants", "capacities"]))).await.unwrap();
+    let contact = publish_contact_of(&cluster.bus, "globex", "sales").await;
+    let offer = desktop.until_offer().await;
+    assert_eq!(offer.contact, contact, "routing offers globex's contact to the agent it was just given to");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn agents_past_a_tenants_quota_are_refused_on_create_and_on_update() {
+    let policy = TenantPolicyConfig { max_agents: Some(1), ..TenantPolicyConfig::default() };
+    let mut cluster = Cluster::start_with_policies(BTreeMap::from([("acme".to_owned(), policy)])).await;
+    cluster.create_alice().await;
+    let shared = Agent {
+        tenants: vec!["tenants/globex".into(), "tenants/acme".into()],
+        capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+        ..Agent::default()
+    };
+    let request = CreateAgentRequest { agent_id: "bob".into(), agent: Some(shared.clone()) };
+    let refused = cluster.presence.create_agent(authorized("operator", request)).await.expect_err("acme is full");
+    assert_eq!((refused.code(), error_reason(&refused).as_deref()), (Code::ResourceExhausted, Some("QUOTA_EXCEEDED")));
+    let globex_only = Agent { tenants: vec!["tenants/globex".into()], ..shared.clone() };
+    let request = CreateAgentRequest { agent_id: "bob".into(), agent: Some(globex_only) };
+    cluster.presence.create_agent(authorized("operator", request)).await.expect("globex has no quota");
+    let to_acme = Agent { name: "agents/bob".into(), ..shared };
+    let refused = cluster.presence.update_agent(authorized("operator", update(to_acme, &["tenants"]))).await;
+    let refused = refused.expect_err("adding acme passes its quota");
+    assert_eq!(error_reason(&refused).as_deref(), Some("QUOTA_EXCEEDED"));
+    cluster.stop().await;
+}

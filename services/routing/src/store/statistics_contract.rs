@@ -1,0 +1,52 @@
+//! The part of the routing-state contract about statistics the stores
+//! keep beside the contacts: answer paces and fair-share tags.
+
+use switchboard_core::{Error, QueueId, TenantId};
+
+use super::RoutingState;
+use super::contract::check;
+use crate::domain::CHANNEL_VOICE;
+use crate::domain::fair_share::FairShares;
+
+const CHAT: i32 = 3;
+
+fn id<T>(parsed: Result<T, Error>) -> Result<T, Error> {
+    parsed
+}
+
+/// The answer pace of a waiting line: recorded per queue and channel, and
+/// what estimates are made of.
+pub async fn answer_pace_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let queue = id(QueueId::parse("paced", "q"))?;
+    check(state.answer_pace(&acme, &queue, CHAT).await?.estimated_wait_ms(1).is_none(), "no history, no estimate")?;
+    for answer_ms in [10_000, 14_000, 22_000] {
+        state.record_answer(&acme, &queue, CHAT, answer_ms).await?;
+    }
+    let pace = state.answer_pace(&acme, &queue, CHAT).await?;
+    check(
+        pace == crate::domain::AnswerPace::default().after_answer(10_000).after_answer(14_000).after_answer(22_000),
+        "the pace follows the domain rule",
+    )?;
+    check(pace.estimated_wait_ms(2) == Some(2 * 5_000), "position times the average interval")?;
+    check(state.answer_pace(&acme, &queue, CHANNEL_VOICE).await?.interval_ms == 0, "each channel has its own pace")?;
+    Ok(())
+}
+
+/// Fair-share tags: even before any sharing, read back as advanced, and
+/// never moved back by an older view (another replica's).
+pub async fn fair_shares_contract(state: &dyn RoutingState) -> Result<(), Error> {
+    let acme = id(TenantId::parse("acme", "t"))?;
+    let globex = id(TenantId::parse("globex", "t"))?;
+    check(state.fair_shares().await? == FairShares::default(), "even before any sharing")?;
+    let mut older = FairShares::default();
+    older.serve(&acme, 3);
+    let mut newer = older.clone();
+    newer.serve(&acme, 3);
+    newer.serve(&globex, 1);
+    state.advance_fair_shares(&newer).await?;
+    check(state.fair_shares().await? == newer, "read back exactly as advanced")?;
+    state.advance_fair_shares(&older).await?;
+    check(state.fair_shares().await? == newer, "an older view moves nothing back")?;
+    Ok(())
+}
