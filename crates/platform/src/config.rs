@@ -114,6 +114,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Partitions of each topic the platform creates if missing.
     pub partitions: i32,
+    /// Copies of each topic the platform creates: 1 (default, fits a
+    /// one-broker cluster), at most the brokers' count (3 in production),
+    /// or -1 for the brokers' `default.replication.factor` (Kafka 2.4+).
     pub replication_factor: i32,
     /// Prefix of every consumer group id.
     pub group_prefix: String,
@@ -412,8 +415,11 @@ impl Config {
                 "grpc.concurrency_limit, grpc.request_timeout_ms and grpc.max_concurrent_streams must be positive"
             );
         }
-        if self.kafka.partitions < 1 || self.kafka.replication_factor < 1 {
-            anyhow::bail!("kafka.partitions and kafka.replication_factor must be at least 1");
+        if self.kafka.partitions < 1 {
+            anyhow::bail!("kafka.partitions must be at least 1");
+        }
+        if self.kafka.replication_factor < 1 && self.kafka.replication_factor != -1 {
+            anyhow::bail!("kafka.replication_factor must be at least 1, or -1 for the brokers' default");
         }
         if self.redis.pool.is_empty() || self.redis.pool.contains(['{', '}']) {
             anyhow::bail!("redis.pool must be non-empty and contain no braces");

@@ -82,6 +82,15 @@ impl KafkaBus {
             match result {
                 Ok(topic) => tracing::info!(topic, "kafka topic created"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                // A configuration mistake, not an outage: say which setting.
+                Err((topic, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                    return Err(Error::failed_precondition(format!(
+                        "cannot create topic `{topic}`: kafka.replication_factor = {} is more than the cluster's \
+                         brokers (set it to at most their count, or -1 for the brokers' default)",
+                        self.config.replication_factor
+                    ))
+                    .with_reason("INVALID_REPLICATION_FACTOR"));
+                }
                 Err((topic, code)) => return Err(unavailable("create topic", format!("{topic}: {code}"))),
             }
         }
