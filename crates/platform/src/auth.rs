@@ -17,6 +17,7 @@ use crate::config::{AuthConfig, TenantPolicyConfig};
 use crate::credentials::runtime::RuntimeAccess;
 use crate::credentials::{CredentialStore, TenantLimits, TenantPolicy};
 use crate::grpc::CallContext;
+use crate::oidc::OidcVerifier;
 use crate::rate_limit::{Rate, TokenBuckets};
 use crate::status::to_status;
 
@@ -53,6 +54,8 @@ pub struct AccessControl {
     /// Tenants and keys made through the API, if the deployment has them.
     credentials: Option<Arc<dyn CredentialStore>>,
     runtime: RwLock<Arc<RuntimeAccess>>,
+    /// Bearer JWTs of the operator's identity provider (`auth.oidc`).
+    oidc: Option<Arc<OidcVerifier>>,
     /// Requests per key and per tenant (`auth.rate_limit`).
     per_key: Option<TokenBuckets>,
     per_tenant: Option<TokenBuckets>,
@@ -93,6 +96,9 @@ impl AccessControl {
         };
         for tenant in &config.tenants {
             access.tenants.insert(TenantId::parse(tenant, "auth.tenants")?);
+        }
+        if let Some(oidc) = &config.oidc {
+            access.oidc = Some(Arc::new(OidcVerifier::new(oidc)?));
         }
         for (tenant, policy) in &config.tenant_policies {
             let field = format!("auth.tenant_policies.{tenant}");
@@ -158,9 +164,23 @@ impl AccessControl {
         Ok(())
     }
 
-    /// Refreshes every [`CREDENTIALS_POLL_INTERVAL`] until `shutdown`; a
-    /// failed read is logged and retried (the last snapshot stays in force).
+    /// The identity provider's verifier, if `auth.oidc` is configured.
+    pub fn oidc(&self) -> Option<Arc<OidcVerifier>> {
+        self.oidc.clone()
+    }
+
+    /// Refreshes every [`CREDENTIALS_POLL_INTERVAL`] until `shutdown`, and
+    /// the identity provider's keys on their own schedule; a failed read is
+    /// logged and retried (the last snapshot or keys stay in force).
     pub async fn keep_fresh(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let identity_provider = match self.oidc() {
+            Some(oidc) => futures::future::Either::Left(oidc.keep_fresh(shutdown.clone())),
+            None => futures::future::Either::Right(std::future::ready(())),
+        };
+        tokio::join!(identity_provider, self.poll_credentials(shutdown));
+    }
+
+    async fn poll_credentials(&self, shutdown: tokio_util::sync::CancellationToken) {
         loop {
             if let Err(error) = self.refresh().await {
                 tracing::warn!(error = %error, "credentials not refreshed, the last ones stay in force");
@@ -193,6 +213,18 @@ impl AccessControl {
                     .with_reason("MALFORMED_AUTHORIZATION"));
             }
         };
+        if let Some(oidc) = &self.oidc
+            && crate::oidc::looks_like_jwt(key)
+        {
+            let principal = oidc.verify(key, switchboard_core::time::now_millis())?;
+            // A suspended tenant's people are refused like its keys.
+            if let Some(tenant) = &principal.tenant
+                && self.runtime().knows(tenant)
+            {
+                self.runtime().require_active(tenant)?;
+            }
+            return Ok(principal);
+        }
         let sha256 = hash_api_key(key);
         if let Some(principal) = self.principals_by_key_hash.get(&sha256) {
             return Ok(principal.clone());
@@ -304,6 +336,7 @@ mod tests {
             service_key: Some(SERVICE_KEY.to_owned()),
             rate_limit: Default::default(),
             tenant_policies: Default::default(),
+            oidc: None,
         };
         AccessControl::from_config(&config).expect("access")
     }

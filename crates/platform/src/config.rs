@@ -185,6 +185,73 @@ pub struct AuthConfig {
     /// id (`[auth.tenant_policies.acme]`); a tenant not named has weight 1
     /// and no limits. Tenants made through the API carry their own.
     pub tenant_policies: std::collections::BTreeMap<String, TenantPolicyConfig>,
+    /// Sign-in with the operator's identity provider (`[auth.oidc]`): bearer
+    /// JWTs beside API keys. Unset: API keys only.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// The operator's OIDC identity provider: which tokens are accepted and how
+/// their claims map to a role, a tenant and an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` every token must carry, e.g. `https://idp.example.com/realms/cc`.
+    pub issuer: String,
+    /// One of the token's `aud`.
+    pub audience: String,
+    /// The provider's JWKS (RS256 and ES256 keys): `https://`, or `http://`
+    /// to a loopback address only.
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// The claim naming the role (`tenant_admin`, `agent`, ...).
+    pub role_claim: String,
+    /// The claim naming the tenant id of a tenant role.
+    pub tenant_claim: String,
+    /// The claim naming the agent id of an agent.
+    pub agent_claim: String,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_url: String::new(),
+            jwks_refresh_secs: 300,
+            leeway_secs: 60,
+            role_claim: "switchboard_role".to_owned(),
+            tenant_claim: "switchboard_tenant".to_owned(),
+            agent_claim: "switchboard_agent".to_owned(),
+        }
+    }
+}
+
+impl OidcConfig {
+    /// Issuer, audience and claims named; the JWKS fetched over TLS unless
+    /// it is on this machine.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            anyhow::bail!("auth.oidc.issuer and auth.oidc.audience must be set");
+        }
+        if self.role_claim.is_empty() || self.tenant_claim.is_empty() || self.agent_claim.is_empty() {
+            anyhow::bail!("auth.oidc.role_claim, tenant_claim and agent_claim must not be empty");
+        }
+        let url = reqwest::Url::parse(&self.jwks_url)
+            .map_err(|error| anyhow::anyhow!("auth.oidc.jwks_url is not a URL: {error}"))?;
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback());
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if loopback => Ok(()),
+            _ => anyhow::bail!(
+                "auth.oidc.jwks_url must be https:// (http:// only to this machine): keys fetched in the clear \
+                 could be replaced on the way"
+            ),
+        }
+    }
 }
 
 /// One tenant's routing weight and limits in the configuration file; an

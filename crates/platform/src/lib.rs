@@ -14,6 +14,7 @@ mod grpc_metrics;
 pub mod held_contact;
 pub mod message_limit;
 pub mod metrics;
+pub mod oidc;
 pub mod pagination;
 pub mod postgres;
 pub mod quota;

@@ -6,6 +6,8 @@
 
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod identity_provider;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -65,7 +67,15 @@ pub fn access_with_policies(
     keys: &[(&str, &str, Option<&str>, Option<&str>)],
     tenant_policies: std::collections::BTreeMap<String, switchboard_platform::config::TenantPolicyConfig>,
 ) -> std::sync::Arc<switchboard_platform::auth::AccessControl> {
-    let config = switchboard_platform::config::AuthConfig {
+    access_configured(keys, |auth| auth.tenant_policies = tenant_policies)
+}
+
+/// [`access_with_keys`] with the rest of `[auth]` as `configure` sets it.
+pub fn access_configured(
+    keys: &[(&str, &str, Option<&str>, Option<&str>)],
+    configure: impl FnOnce(&mut switchboard_platform::config::AuthConfig),
+) -> std::sync::Arc<switchboard_platform::auth::AccessControl> {
+    let mut config = switchboard_platform::config::AuthConfig {
         tenants: vec!["acme".to_owned(), "globex".to_owned()],
         api_keys: keys
             .iter()
@@ -73,10 +83,9 @@ pub fn access_with_policies(
                 switchboard_platform::config::ApiKeyConfig::for_key(key, key, role, *tenant, *agent)
             })
             .collect(),
-        service_key: None,
-        rate_limit: Default::default(),
-        tenant_policies,
+        ..switchboard_platform::config::AuthConfig::default()
     };
+    configure(&mut config);
     switchboard_platform::auth::AccessControl::from_config(&config).expect("test keys are valid")
 }
 

@@ -68,6 +68,7 @@ impl TestServer {
             service_key: Some(SERVICE_KEY.to_owned()),
             rate_limit: Default::default(),
             tenant_policies: Default::default(),
+            oidc: None,
         };
         let access = AccessControl::from_config(&auth).expect("access control");
         let bus = MemoryBus::new();

@@ -48,6 +48,7 @@ async fn start() -> Server {
         service_key: None,
         rate_limit: Default::default(),
         tenant_policies: Default::default(),
+        oidc: None,
     };
     let store = Arc::new(MemoryCredentialStore::new());
     let access = AccessControl::with_credentials(&auth, store.clone()).expect("access");

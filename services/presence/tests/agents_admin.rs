@@ -1,5 +1,6 @@
-//! `UpdateAgent` with an update mask, and the operator's `max_agents`
-//! quota on `CreateAgent` and `UpdateAgent`.
+//! `UpdateAgent` with an update mask, the operator's `max_agents` quota on
+//! `CreateAgent` and `UpdateAgent`, and an agent signing in with a token of
+//! the operator's identity provider.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -13,6 +14,7 @@ use switchboard_platform::config::TenantPolicyConfig;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity};
 use switchboard_proto::presence::v1::{Agent, CreateAgentRequest, GetAgentRequest, UpdateAgentRequest};
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use switchboard_test_support::identity_provider::{Signer, TestIdentityProvider};
 use switchboard_test_support::{authorized, error_reason, violated_fields};
 use tonic::Code;
 
@@ -117,5 +119,47 @@ async fn agents_past_a_tenants_quota_are_refused_on_create_and_on_update() {
     let refused = cluster.presence.update_agent(authorized("operator", update(to_acme, &["tenants"]))).await;
     let refused = refused.expect_err("adding acme passes its quota");
     assert_eq!(error_reason(&refused).as_deref(), Some("QUOTA_EXCEEDED"));
+    cluster.stop().await;
+}
+
+/// An agent created through the API signs in at once with a token from the
+/// operator's identity provider, and is offered work; a token for another
+/// agent opens no session.
+#[tokio::test]
+async fn an_agent_signs_in_with_the_identity_providers_token_and_is_offered_work() {
+    let provider = TestIdentityProvider::start().await;
+    let access = support::access(|auth| auth.oidc = Some(provider.config()));
+    access.oidc().expect("configured").refresh().await.expect("the JWKS");
+    let mut cluster = Cluster::start_with_access(|_| {}, access).await;
+    let dana = Agent {
+        tenants: vec!["tenants/acme".into()],
+        capacities: vec![ChannelCapacity { channel: Channel::Chat as i32, max_concurrent: 1 }],
+        ..Agent::default()
+    };
+    let request = CreateAgentRequest { agent_id: "dana".into(), agent: Some(dana) };
+    cluster.presence.create_agent(authorized("operator", request)).await.expect("created");
+    let queue = Queue { channels: vec![Channel::Chat as i32], ..Queue::default() };
+    let request = CreateQueueRequest { parent: "tenants/acme".into(), queue_id: "support".into(), queue: Some(queue) };
+    cluster.routing.create_queue(authorized("acme-admin", request)).await.unwrap();
+
+    let claims = |agent: &str| {
+        TestIdentityProvider::claims(
+            &format!("{agent}@acme"),
+            300,
+            serde_json::json!({"switchboard_role": "agent", "switchboard_agent": agent}),
+        )
+    };
+    let someone_else = provider.token(Signer::Es256, &claims("erin"));
+    let refused = cluster.open_session(&someone_else, "dana").await.err().expect("another agent's token");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let token = provider.token(Signer::Rs256, &claims("dana"));
+    let mut desktop = cluster.open_session(&token, "dana").await.expect("signed in");
+    assert!(matches!(
+        desktop.next().await,
+        switchboard_proto::presence::v1::agent_session_response::Kind::SessionStarted(_)
+    ));
+    desktop.set_state(switchboard_proto::presence::v1::AgentState::Available, "").await;
+    let contact = publish_contact_of(&cluster.bus, "acme", "support").await;
+    assert_eq!(desktop.until_offer().await.contact, contact);
     cluster.stop().await;
 }

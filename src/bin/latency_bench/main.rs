@@ -226,6 +226,7 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
             per_tenant_burst: 0,
         },
         tenant_policies: Default::default(),
+        oidc: None,
     };
     for endpoint in [
         &mut config.services.ingestion,

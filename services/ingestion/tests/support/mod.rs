@@ -292,6 +292,7 @@ fn auth_config() -> AuthConfig {
         service_key: None,
         rate_limit: Default::default(),
         tenant_policies: Default::default(),
+        oidc: None,
     }
 }
 

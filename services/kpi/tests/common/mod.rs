@@ -45,6 +45,7 @@ pub fn config() -> Config {
             service_key: None,
             rate_limit: Default::default(),
             tenant_policies: Default::default(),
+            oidc: None,
         },
         ..Config::default()
     };

@@ -31,7 +31,8 @@ use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use switchboard_routing::Routing;
 use switchboard_test_support::{
-    RunningService, access_with_keys, access_with_policies, authorized, connect_when_ready, kit, start_service,
+    RunningService, access_configured, access_with_keys, access_with_policies, authorized, connect_when_ready, kit,
+    start_service,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,6 +48,11 @@ pub const KEYS: [(&str, &str, Option<&str>, Option<&str>); 7] = [
     ("bob", "agent", None, Some("bob")),
     ("ghost", "agent", None, Some("ghost")),
 ];
+/// Access control with [`KEYS`] and `configure`d `[auth]`.
+pub fn access(configure: impl FnOnce(&mut switchboard_platform::config::AuthConfig)) -> Arc<AccessControl> {
+    access_configured(&KEYS, configure)
+}
+
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct Cluster {
@@ -71,7 +77,8 @@ impl Cluster {
         Cluster::start_with_access(|_| {}, access_with_policies(&KEYS, policies)).await
     }
 
-    async fn start_with_access(configure: impl FnOnce(&mut Config), access: Arc<AccessControl>) -> Cluster {
+    /// A cluster whose access is `access` (e.g. with an identity provider).
+    pub async fn start_with_access(configure: impl FnOnce(&mut Config), access: Arc<AccessControl>) -> Cluster {
         let bus = MemoryBus::new();
         let mut config = Config::default();
         config.presence.session_grace_ms = 300;
