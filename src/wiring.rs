@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use switchboard_core::event::ALL_TOPICS;
 use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
@@ -14,6 +16,7 @@ use switchboard_platform::config::{PostgresConfig, ServiceEndpoint};
 use switchboard_platform::credentials::{CredentialStore, MemoryCredentialStore, PostgresCredentialStore};
 pub use switchboard_platform::service::Backends;
 use switchboard_platform::service::{Kit, Listeners, Service, launch};
+use switchboard_platform::tls::Tls;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +111,15 @@ pub async fn run_services(
     // The first read happens before any service answers a call.
     access.refresh().await.map_err(|error| anyhow::anyhow!("reading tenants and API keys: {error}"))?;
     let refresher = tokio::spawn(Arc::clone(&access).keep_fresh(shutdown.clone()));
+    // One set of certificates for every service of the process, read again
+    // when the files change.
+    let tls = if config.tls.serves_tls() || config.tls.ca_file.is_some() {
+        let tls = Tls::load(&config.tls).context("[tls]")?;
+        tokio::spawn(Arc::clone(&tls).keep_fresh(shutdown.clone()));
+        Some(tls)
+    } else {
+        None
+    };
     let bus: Arc<dyn EventBus> = match backends {
         Backends::Embedded => Arc::new(MemoryBus::new()),
         Backends::External => Arc::new(KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?),
@@ -126,7 +138,8 @@ pub async fn run_services(
             grpc: grpc.local_addr()?,
             http: http.as_ref().map(TcpListener::local_addr).transpose()?,
         });
-        let kit = Kit::new(kind.name(), config.clone(), bus.clone(), access.clone(), shutdown.clone());
+        let kit =
+            Kit::new(kind.name(), config.clone(), bus.clone(), access.clone(), shutdown.clone()).with_tls(tls.clone());
         let service_shutdown = shutdown.clone();
         tasks.spawn(async move {
             let outcome = kind.launch(kit, backends, Listeners { grpc, http }).await;

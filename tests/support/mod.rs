@@ -63,11 +63,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-pub fn scratch_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchboard-{label}-{}", switchboard_test_support::unique_suffix()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+pub use switchboard_test_support::scratch_dir;
 
 /// Where each service listens, and the env that tells the binary so.
 #[derive(Debug, Clone)]

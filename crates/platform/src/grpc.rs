@@ -2,9 +2,11 @@
 //! tower stack (timeout, concurrency limit, tracing with remote parents) and
 //! graceful shutdown; plus clients for service-to-service calls.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
@@ -17,6 +19,7 @@ use crate::grpc_metrics::RecordMetrics;
 use crate::message_limit::OversizedAsResourceExhausted;
 use crate::status::IntoStatus;
 use crate::telemetry::{current_traceparent, set_remote_parent};
+use crate::tls::{Tls, TlsConnection, accept_tls, tls_channel};
 
 pub use tonic_health::server::HealthReporter;
 
@@ -38,12 +41,13 @@ pub fn health()
 }
 
 /// Serves until `shutdown` fires, then stops accepting and drains in-flight
-/// calls before returning.
+/// calls before returning. With `tls` serving certificates, only TLS.
 pub async fn serve(
     server: GrpcServer,
     config: &GrpcConfig,
     health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     shutdown: CancellationToken,
+    tls: Option<Arc<Tls>>,
 ) -> anyhow::Result<()> {
     let mut routes = server.routes;
     routes
@@ -54,9 +58,9 @@ pub async fn serve(
         );
     let service_name = server.service_name;
     let local_addr = server.listener.local_addr()?;
-    tracing::info!(service = service_name, %local_addr, "grpc server listening");
-    let incoming = incoming(server.listener);
-    Server::builder()
+    let tls = tls.filter(|tls| tls.grpc_server_config().is_some());
+    tracing::info!(service = service_name, %local_addr, tls = tls.is_some(), "grpc server listening");
+    let router = Server::builder()
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .concurrency_limit_per_connection(config.concurrency_limit)
         .max_concurrent_streams(Some(config.max_concurrent_streams))
@@ -70,9 +74,16 @@ pub async fn serve(
             set_remote_parent(&span, traceparent);
             span
         })
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
-        .await?;
+        .add_routes(routes.routes());
+    match tls {
+        Some(tls) => {
+            let accepted = accept_tls(server.listener, move || tls.grpc_server_config(), shutdown.clone());
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
+                .map(|(stream, _)| Ok::<_, std::io::Error>(TlsConnection(stream)));
+            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await?;
+        }
+        None => router.serve_with_incoming_shutdown(incoming(server.listener), shutdown.cancelled()).await?,
+    }
     tracing::info!(service = service_name, "grpc server drained");
     Ok(())
 }
@@ -115,8 +126,15 @@ fn reflection(served: &[&'static str], itself: &'static str) -> tonic_reflection
 }
 
 /// A channel to another service that connects on first use and reconnects
-/// on failure.
-pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+/// on failure: over TLS for an `https://` URL (which needs `tls`; never a
+/// plaintext connection to it).
+pub fn lazy_channel(url: &str, tls: Option<&Arc<Tls>>) -> anyhow::Result<Channel> {
+    if url.starts_with("https://") {
+        let Some(tls) = tls else {
+            anyhow::bail!("{url} is https://, but this process has no [tls] settings to call it with");
+        };
+        return tls_channel(url, Arc::clone(tls));
+    }
     Ok(Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(15))

@@ -25,6 +25,7 @@ pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod ttl_cache;
 
 pub use config::Config;

@@ -7,6 +7,7 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 pub mod identity_provider;
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,13 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     // The admin URL ends in its database name: swap that for the new one.
     let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
     Ok(format!("{base}/{name}"))
+}
+
+/// A new directory under the system's temporary one, for a test's files.
+pub fn scratch_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchboard-{label}-{}", unique_suffix()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }
 
 /// Access control for tests: tenants `acme` and `globex` and the keys

@@ -17,7 +17,6 @@ mod consumer;
 use std::sync::Arc;
 
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
-use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::{ConsumerSpec, Kit, Service};
 use switchboard_proto::crm::v1::crm_service_server::CrmServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
@@ -43,7 +42,7 @@ impl Service for Crm {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
+        let routing = RoutingServiceClient::new(kit.channel(&kit.config().services.routing.url)?);
         let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access(), routing);
         kit.serve(CrmServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
         let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();

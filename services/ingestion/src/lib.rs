@@ -38,7 +38,6 @@ use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_core::time::now_millis;
 use switchboard_platform::bus::Delivery;
 use switchboard_platform::group_commit::GroupCommit;
-use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::rate_limit::TokenBuckets;
 use switchboard_platform::service::ConsumerSpec;
 use switchboard_platform::service::{Every, Kit, Service};
@@ -117,8 +116,8 @@ impl Service for Ingestion {
                  preferred-agent rule does not apply to them"
             );
         }
-        let routing = RoutingServiceClient::new(lazy_channel(&kit.config().services.routing.url)?);
-        let crm = CrmServiceClient::new(lazy_channel(&kit.config().services.crm.url)?);
+        let routing = RoutingServiceClient::new(kit.channel(&kit.config().services.routing.url)?);
+        let crm = CrmServiceClient::new(kit.channel(&kit.config().services.crm.url)?);
         let crm_for_conversations = crm.clone();
         let outbox = Arc::new(Outbox::new(Arc::clone(&self.store), kit.bus()));
         let contact_store = Arc::clone(&self.store);

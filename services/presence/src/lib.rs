@@ -27,7 +27,6 @@ use std::time::Duration;
 use switchboard_core::Error;
 use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::bus::Delivery;
-use switchboard_platform::grpc::lazy_channel;
 use switchboard_platform::service::{ConsumerSpec, Every, Kit, Service};
 use switchboard_platform::status::grpc_code;
 use switchboard_proto::access::v1::access_service_server::AccessServiceServer;
@@ -79,7 +78,7 @@ impl Service for Presence {
         let api = grpc::PresenceApi {
             presence: Arc::clone(&presence),
             access: kit.access(),
-            routing: RoutingServiceClient::new(lazy_channel(&config.services.routing.url)?),
+            routing: RoutingServiceClient::new(kit.channel(&config.services.routing.url)?),
             shutdown: kit.shutdown(),
         };
         kit.serve(PresenceServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));

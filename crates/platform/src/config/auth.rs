@@ -173,7 +173,6 @@ impl ApiKeyConfig {
     }
 }
 
-
 pub(super) fn validate_api_key(index: usize, key: &ApiKeyConfig, tenants: &[String]) -> anyhow::Result<()> {
     let field = format!("auth.api_keys[{index}]");
     if key.name.is_empty() {

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use switchboard_core::TenantId;
 
 mod auth;
+mod tls;
 
 pub use self::auth::*;
+pub use self::tls::{ClientAuth, TlsConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +31,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub presence: PresenceConfig,
     pub ingestion: IngestionConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             presence: PresenceConfig::default(),
             ingestion: IngestionConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -336,12 +340,14 @@ impl Config {
                     anyhow::anyhow!("services.{name}.http_listen `{}`: {error}", endpoint.http_listen)
                 })?;
             }
-            if endpoint.url.starts_with("https://") {
-                // Never a plaintext connection to a URL that promises TLS.
-                anyhow::bail!("services.{name}.url is https://, but TLS to services is not supported yet: use http://");
-            }
-            if !endpoint.url.starts_with("http://") {
-                anyhow::bail!("services.{name}.url must start with http://");
+            // Never a plaintext connection where TLS is in use: the servers
+            // speak TLS only, so the calls between them must too.
+            match (endpoint.url.split_once("://").map(|(scheme, _)| scheme), self.tls.serves_tls()) {
+                (Some("https"), _) | (Some("http"), false) => {}
+                (Some("http"), true) => anyhow::bail!(
+                    "services.{name}.url is http://, but the services speak TLS (tls.cert_file): use https://"
+                ),
+                _ => anyhow::bail!("services.{name}.url must start with http:// or https://"),
             }
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
@@ -352,6 +358,7 @@ impl Config {
         if self.redis.url.starts_with("rediss://") {
             anyhow::bail!("redis.url is rediss://, but TLS to Redis is not supported yet: use redis://");
         }
+        self.tls.validate()?;
         for tenant in &self.auth.tenants {
             TenantId::parse(tenant, "auth.tenants").map_err(|error| anyhow::anyhow!("{error}"))?;
         }
@@ -396,7 +403,6 @@ fn is_config_variable(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     !(key == "config" || key == "bin" || key.starts_with("test_"))
 }
-
 
 impl ServicesConfig {
     pub fn all(&self) -> [(&'static str, &ServiceEndpoint); 5] {

@@ -44,6 +44,7 @@ use crate::grpc::{GrpcServer, health, serve};
 use crate::postgres::{Migration, PostgresCheck, connect_migrated};
 use crate::readiness::{DependencyCheck, ReadyFlag, spawn_readiness};
 use crate::redis::RedisCheck;
+use crate::tls::Tls;
 
 /// A task that runs until the shutdown token fires, then finishes its
 /// in-flight work (e.g. commits consumer offsets) and returns.
@@ -97,6 +98,8 @@ pub struct Kit {
     redis: Option<ConnectionManager>,
     clock: Clock,
     ready: ReadyFlag,
+    /// The process's TLS settings (`[tls]`), if any.
+    tls: Option<Arc<Tls>>,
 }
 
 /// How often the shared clock is measured again against Redis.
@@ -126,7 +129,20 @@ impl Kit {
             redis: None,
             clock: Clock::system(),
             ready: ReadyFlag::default(),
+            tls: None,
         }
+    }
+
+    /// The kit serving and calling over `tls` (see [`Tls`]).
+    pub fn with_tls(mut self, tls: Option<Arc<Tls>>) -> Kit {
+        self.tls = tls;
+        self
+    }
+
+    /// A channel to another service at `url` (`services.<svc>.url`), over
+    /// TLS when it is `https://`.
+    pub fn channel(&self, url: &str) -> anyhow::Result<tonic::transport::Channel> {
+        crate::grpc::lazy_channel(url, self.tls.as_ref())
     }
 
     pub fn name(&self) -> &'static str {
@@ -254,7 +270,8 @@ pub async fn launch<S: Service>(mut kit: Kit, backends: Backends, listeners: Lis
 /// Runs a built service until shutdown, then drains and stops.
 pub async fn run<S: Service>(mut kit: Kit, service: S, listeners: Listeners) -> anyhow::Result<()> {
     service.start(&mut kit).await?;
-    let Kit { name, config, bus, shutdown, checks, routes, grpc_service_names, http_routes, tasks, ready, .. } = kit;
+    let Kit { name, config, bus, shutdown, checks, routes, grpc_service_names, http_routes, tasks, ready, tls, .. } =
+        kit;
     let (reporter, health_service) = health();
     let readiness = spawn_readiness(
         name,
@@ -271,11 +288,11 @@ pub async fn run<S: Service>(mut kit: Kit, service: S, listeners: Listeners) -> 
     }
     if let Some(listener) = listeners.http {
         let router = http::router(http_routes, ready.clone());
-        let http_server = Box::pin(http::serve(name, listener, router, shutdown.clone()));
+        let http_server = Box::pin(http::serve(name, listener, router, shutdown.clone(), tls.clone()));
         running.push(spawn_supervised(format!("{name}-http"), http_server, shutdown.clone()));
     }
     let server = GrpcServer { service_name: name, listener: listeners.grpc, routes, grpc_service_names };
-    let served = serve(server, &config.grpc, health_service, shutdown.clone()).await;
+    let served = serve(server, &config.grpc, health_service, shutdown.clone(), tls).await;
     shutdown.cancel();
     let mut first_task_failure = None;
     for task in running {
