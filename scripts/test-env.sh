@@ -133,6 +133,8 @@ _sbte_install() {
         if ! command -v psql >/dev/null 2>&1; then apt_pkgs+=(postgresql-client); fi
     fi
     if _sbte_wants mail && ! command -v dovecot >/dev/null 2>&1; then apt_pkgs+=(dovecot-imapd); fi
+    # Makes the test CA and the Redis and PostgreSQL servers' certificates.
+    if ! command -v openssl >/dev/null 2>&1; then apt_pkgs+=(openssl); fi
     if ! _sbte_chromium >/dev/null; then apt_pkgs+=(chromium); fi
     # docker-compose 1.29 validates docker-compose.yml without an engine.
     if ! command -v docker-compose >/dev/null 2>&1; then apt_pkgs+=(docker-compose); fi
@@ -293,20 +295,27 @@ _sbte_start() {
     mkdir -p "$RUN_DIR"
     echo "$BACKENDS" >"$RUN_DIR/backends"
 
-    local ports redis_port postgres_port kafka_port imap_port smtp_port
-    ports="$(_sbte_free_ports 5)"
-    read -r redis_port postgres_port kafka_port imap_port smtp_port <<<"$ports"
+    local ports redis_port postgres_port kafka_port imap_port smtp_port redis_tls_port
+    ports="$(_sbte_free_ports 6)"
+    read -r redis_port postgres_port kafka_port imap_port smtp_port redis_tls_port <<<"$ports"
 
-    if _sbte_wants redis; then _sbte_start_redis "$redis_port"; fi
+    if _sbte_wants redis || _sbte_wants postgres; then _sbte_make_tls; fi
+    if _sbte_wants redis; then _sbte_start_redis "$redis_port" "$redis_tls_port"; fi
     if _sbte_wants postgres; then _sbte_start_postgres "$postgres_port"; fi
     if _sbte_wants kafka; then _sbte_start_kafka "$kafka_port"; fi
     if _sbte_wants mail; then _sbte_start_mail "$imap_port" "$smtp_port"; fi
 
     {
         echo "# Written by scripts/test-env.sh start; removed by stop."
-        if _sbte_wants redis; then echo "export SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:$redis_port"; fi
+        if _sbte_wants redis || _sbte_wants postgres; then echo "export SWITCHBOARD_TEST_TLS_CA=$RUN_DIR/tls/ca.pem"; fi
+        if _sbte_wants redis; then
+            echo "export SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:$redis_port"
+            # The same server on a TLS port, its certificate signed by the test CA.
+            echo "export SWITCHBOARD_TEST_REDIS_TLS=rediss://127.0.0.1:$redis_tls_port"
+        fi
         if _sbte_wants postgres; then
             echo "export SWITCHBOARD_TEST_POSTGRES=postgres://switchboard@127.0.0.1:$postgres_port/switchboard"
+            echo "export SWITCHBOARD_TEST_POSTGRES_TLS=postgres://switchboard@127.0.0.1:$postgres_port/switchboard?sslmode=require"
         fi
         if _sbte_wants kafka; then echo "export SWITCHBOARD_TEST_KAFKA=127.0.0.1:$kafka_port"; fi
         if [[ -x "$VENV/bin/python" ]]; then echo "export SWITCHBOARD_TEST_PYTHON=$VENV/bin/python"; fi
@@ -322,13 +331,33 @@ _sbte_start() {
     grep '^export' "$ENV_FILE" | sed 's/^/[test-env]   /' >&2
 }
 
+# A CA of this environment and one server certificate it signs for
+# localhost and 127.0.0.1, which Redis (on its TLS port) and PostgreSQL serve.
+_sbte_make_tls() {
+    command -v openssl >/dev/null 2>&1 || _sbte_die "openssl not found"
+    local dir="$RUN_DIR/tls"
+    mkdir -p "$dir"
+    _sbte_log "making the test CA and server certificate in $dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj "/CN=Switchboard test-env CA" -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" >/dev/null 2>&1 ||
+        _sbte_die "openssl: CA failed"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/server-key.pem" -out "$dir/server.csr" >/dev/null 2>&1 || _sbte_die "openssl: CSR failed"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
+        -days 30 -extfile "$dir/server.ext" -out "$dir/server.pem" >/dev/null 2>&1 || _sbte_die "openssl: signing failed"
+}
+
 _sbte_start_redis() {
-    local port="$1"
+    local port="$1" tls_port="$2"
     command -v redis-server >/dev/null 2>&1 || _sbte_die "redis-server not found"
     mkdir -p "$RUN_DIR/redis"
     echo "$port" >"$RUN_DIR/redis.port"
-    _sbte_log "starting redis-server on 127.0.0.1:$port"
+    _sbte_log "starting redis-server on 127.0.0.1:$port (TLS on $tls_port)"
     redis-server --bind 127.0.0.1 --port "$port" --protected-mode no \
+        --tls-port "$tls_port" --tls-cert-file "$RUN_DIR/tls/server.pem" \
+        --tls-key-file "$RUN_DIR/tls/server-key.pem" --tls-ca-cert-file "$RUN_DIR/tls/ca.pem" \
+        --tls-auth-clients no \
         --save "" --appendonly no --dir "$RUN_DIR/redis" \
         --daemonize yes --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log"
     _sbte_wait_for 30 "redis on port $port" _sbte_redis_ok || {
@@ -389,9 +418,13 @@ _sbte_start_postgres() {
         tail -n 20 "$RUN_DIR/initdb.log" >&2
         _sbte_die "initdb failed"
     }
-    _sbte_log "starting PostgreSQL on 127.0.0.1:$port"
+    # PostgreSQL reads its key only if its own user alone may.
+    cp "$RUN_DIR/tls/server.pem" "$RUN_DIR/tls/server-key.pem" "$base/"
+    chmod 600 "$base/server-key.pem"
+    if [[ "$(id -u)" -eq 0 ]]; then chown "$user" "$base/server.pem" "$base/server-key.pem"; fi
+    _sbte_log "starting PostgreSQL on 127.0.0.1:$port (TLS offered)"
     _sbte_as_pg "$user" "$bindir/pg_ctl" -D "$base/data" -l "$base/postgres.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $base/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $base/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$base/server.pem -c ssl_key_file=$base/server-key.pem" \
         start >/dev/null || {
         tail -n 20 "$base/postgres.log" >&2 || true
         _sbte_die "pg_ctl start failed"

@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::config::PostgresConfig;
 use crate::readiness::DependencyCheck;
+use crate::tls::PostgresTls;
 
 /// A PostgreSQL failure as a Switchboard error, classified by the server's
 /// SQLSTATE so only what can heal is transient: a lost connection, a server
@@ -118,11 +119,16 @@ pub fn pool(config: &PostgresConfig) -> Result<Pool, Error> {
         _ => SESSION_OPTIONS.to_owned(),
     };
     pg_config.options(options);
-    let manager = Manager::from_config(
-        pg_config,
-        tokio_postgres::NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    // Only `sslmode=require` is TLS, and then always verified; the default
+    // `prefer` is plaintext here, never a TLS attempt that falls back.
+    let manager = if pg_config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        let tls = PostgresTls::new(config.ca_file.as_deref())
+            .map_err(|error| Error::internal(format!("postgres TLS settings: {error:#}")))?;
+        Manager::from_config(pg_config, tls, manager_config)
+    } else {
+        Manager::from_config(pg_config, tokio_postgres::NoTls, manager_config)
+    };
     Pool::builder(manager).max_size(config.pool_size).build().map_err(pg_error)
 }
 

@@ -22,12 +22,15 @@ use tokio_util::sync::CancellationToken;
 async fn fresh_store() -> Option<Arc<PostgresCredentialStore>> {
     let admin_url = backend_url("SWITCHBOARD_TEST_POSTGRES")?;
     let url = fresh_database(&admin_url).await.expect("a test database");
-    let store =
-        PostgresCredentialStore::connect(pool(&PostgresConfig { url: url.clone(), pool_size: 4 }).expect("pool"))
-            .await
-            .expect("migrate");
+    let store = PostgresCredentialStore::connect(
+        pool(&PostgresConfig { url: url.clone(), pool_size: 4, ca_file: None }).expect("pool"),
+    )
+    .await
+    .expect("migrate");
     // Every service applies the migrations at start: again is a no-op.
-    PostgresCredentialStore::connect(pool(&PostgresConfig { url, pool_size: 2 }).expect("pool")).await.expect("again");
+    PostgresCredentialStore::connect(pool(&PostgresConfig { url, pool_size: 2, ca_file: None }).expect("pool"))
+        .await
+        .expect("again");
     Some(Arc::new(store))
 }
 

@@ -54,6 +54,17 @@ pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// The URL of a new database of the test server, reached over TLS: its
+/// `SWITCHBOARD_TEST_POSTGRES_TLS` URL (`...?sslmode=require`) with the
+/// database made through the plaintext admin URL.
+pub async fn fresh_tls_database(admin_url: &str, tls_url: &str) -> anyhow::Result<String> {
+    let plain = fresh_database(admin_url).await?;
+    let name = plain.rsplit_once('/').map_or("", |(_, name)| name);
+    let (base, query) = tls_url.split_once('?').unwrap_or((tls_url, ""));
+    let base = base.rsplit_once('/').map_or(base, |(base, _)| base);
+    Ok(format!("{base}/{name}?{query}"))
+}
+
 /// A new directory under the system's temporary one, for a test's files.
 pub fn scratch_dir(label: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("switchboard-{label}-{}", unique_suffix()));

@@ -21,7 +21,7 @@ use switchboard_test_support::{backend_url, fresh_database, kit};
 async fn fresh_store() -> Option<Arc<PostgresCrmStore>> {
     let admin_url = backend_url("SWITCHBOARD_TEST_POSTGRES")?;
     let url = fresh_database(&admin_url).await.expect("create a test database");
-    let pool = pool(&PostgresConfig { url, pool_size: 4 }).expect("pool");
+    let pool = pool(&PostgresConfig { url, pool_size: 4, ca_file: None }).expect("pool");
     migrate_schema(&pool).await.expect("migrate");
     // Applying the migrations again must be a no-op (replicas restart).
     migrate_schema(&pool).await.expect("migrate again");

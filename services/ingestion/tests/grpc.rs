@@ -393,7 +393,7 @@ async fn answered_contacts_cannot_be_abandoned() {
 async fn the_api_works_the_same_on_postgres() {
     let Some(admin_url) = backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let url = fresh_database(&admin_url).await.unwrap();
-    let pool = pool(&PostgresConfig { url, pool_size: 4 }).unwrap();
+    let pool = pool(&PostgresConfig { url, pool_size: 4, ca_file: None }).unwrap();
     migrate(&pool, "ingestion", MIGRATIONS).await.unwrap();
     let mut harness = Harness::start_with_store(Some(Arc::new(PostgresContactStore::new(pool)))).await;
 

@@ -23,7 +23,7 @@ use switchboard_test_support::{backend_url, fresh_database, kit};
 async fn fresh_store() -> Option<(Arc<dyn ContactStore>, deadpool_postgres::Pool)> {
     let admin_url = backend_url("SWITCHBOARD_TEST_POSTGRES")?;
     let url = fresh_database(&admin_url).await.expect("fresh database");
-    let pool = pool(&PostgresConfig { url, pool_size: 4 }).expect("pool");
+    let pool = pool(&PostgresConfig { url, pool_size: 4, ca_file: None }).expect("pool");
     migrate(&pool, "ingestion", MIGRATIONS).await.expect("migrations");
     Some((Arc::new(PostgresContactStore::new(pool.clone())), pool))
 }
@@ -85,7 +85,7 @@ async fn concurrent_duplicates_across_connections_make_one_contact() {
 async fn deps_connect_migrates_into_the_ingestion_schema() {
     let Some(admin_url) = backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let url = fresh_database(&admin_url).await.expect("fresh database");
-    let config = Config { postgres: PostgresConfig { url, pool_size: 2 }, ..Config::default() };
+    let config = Config { postgres: PostgresConfig { url, pool_size: 2, ca_file: None }, ..Config::default() };
     let access = AccessControl::from_config(&AuthConfig::default()).expect("access");
     let mut first = kit::<Ingestion>(config.clone(), Arc::new(MemoryBus::new()), access.clone());
     let ingestion = Ingestion::connect(&mut first).await.expect("connect");

@@ -26,7 +26,7 @@ use switchboard_test_support::{backend_url, fresh_database};
 async fn fresh_store() -> Option<(PostgresKpiStore, String)> {
     let admin_url = backend_url("SWITCHBOARD_TEST_POSTGRES")?;
     let url = fresh_database(&admin_url).await.expect("fresh database");
-    let pool = pool(&PostgresConfig { url: url.clone(), pool_size: 4 }).expect("pool");
+    let pool = pool(&PostgresConfig { url: url.clone(), pool_size: 4, ca_file: None }).expect("pool");
     migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await.expect("migrations");
     migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await.expect("migrations are idempotent");
     Some((PostgresKpiStore::new(pool), url))
@@ -57,7 +57,7 @@ async fn service_on_postgres_serves_the_batch_kpis() {
         return;
     };
     let mut config = common::config();
-    config.postgres = PostgresConfig { url, pool_size: 4 };
+    config.postgres = PostgresConfig { url, pool_size: 4, ca_file: None };
     let bus = MemoryBus::new();
     let mut kit = common::kit(&config, &bus);
     let kpi = Kpi::connect(&mut kit).await.expect("connect");
@@ -88,7 +88,7 @@ async fn migration_marks_recorded_queues_as_entered() {
         return;
     };
     let url = fresh_database(&admin_url).await.expect("fresh database");
-    let pool = pool(&PostgresConfig { url, pool_size: 2 }).expect("pool");
+    let pool = pool(&PostgresConfig { url, pool_size: 2, ca_file: None }).expect("pool");
     migrate(&pool, MIGRATION_SERVICE, &MIGRATIONS[..1]).await.expect("first migration");
     let client = pool.get().await.expect("client");
     client

@@ -14,7 +14,7 @@ use switchboard_test_support::{backend_url, fresh_database, unique_suffix};
 async fn postgres_agent_store_passes_the_contract() {
     let Some(admin_url) = backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let url = fresh_database(&admin_url).await.expect("database");
-    let postgres = pool(&PostgresConfig { url, pool_size: 4 }).expect("pool");
+    let postgres = pool(&PostgresConfig { url, pool_size: 4, ca_file: None }).expect("pool");
     migrate(&postgres, "presence", MIGRATIONS).await.expect("migrate");
     agent_store_contract(&PostgresAgentStore::new(postgres)).await.expect("postgres agent store contract");
 }

@@ -1,12 +1,13 @@
 //! The routing-state contract and the memory-vs-Redis differential run
-//! against a real `redis-server` (`SWITCHBOARD_TEST_REDIS`), and the queue
+//! against a real `redis-server` (`SWITCHBOARD_TEST_REDIS`, and over TLS
+//! `SWITCHBOARD_TEST_REDIS_TLS`), and the queue
 //! store contract against real PostgreSQL (`SWITCHBOARD_TEST_POSTGRES`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
-use switchboard_platform::redis::connect;
+use switchboard_platform::redis::{connect, connect_trusting};
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
     answer_pace_contract, differential, fair_shares_contract, gauges_contract, outbox_contract, queue_rules_contract,
@@ -37,6 +38,21 @@ async fn redis_state_passes_the_contract() {
     stale_reservation_contract(&state).await.expect("redis voids stale reservations");
     seen_view_contract(&state).await.expect("redis decides on the current contact, not a stale view");
     restore_contract(&state).await.expect("redis restore contract");
+}
+
+/// The scripts, pipelines and transactions of the store behave the same on
+/// a `rediss://` connection (the test server's TLS port).
+#[tokio::test]
+async fn redis_state_passes_the_contract_over_tls() {
+    let (Some(url), Some(ca)) = (backend_url("SWITCHBOARD_TEST_REDIS_TLS"), backend_url("SWITCHBOARD_TEST_TLS_CA"))
+    else {
+        return;
+    };
+    let connection = connect_trusting(&url, Some(std::path::Path::new(&ca))).await.expect("rediss");
+    let state = fresh_state(connection.clone()).await;
+    routing_state_contract(&state).await.expect("redis routing state contract over TLS");
+    let state = fresh_state(connection).await;
+    outbox_contract(&state, "relay-tls").await.expect("redis outbox contract over TLS");
 }
 
 /// A pool whose data is gone (here: its marker deleted, as a FLUSHALL
@@ -108,7 +124,7 @@ async fn redis_decides_exactly_like_memory() {
 async fn postgres_queue_store_passes_the_contract() {
     let Some(admin_url) = backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
     let url = fresh_database(&admin_url).await.expect("database");
-    let postgres = pool(&PostgresConfig { url, pool_size: 4 }).expect("pool");
+    let postgres = pool(&PostgresConfig { url, pool_size: 4, ca_file: None }).expect("pool");
     migrate(&postgres, "routing", MIGRATIONS).await.expect("migrate");
     migrate(&postgres, "routing", MIGRATIONS).await.expect("migrations are idempotent");
     queue_store_contract(&PostgresQueueStore::new(postgres)).await.expect("postgres queue store contract");

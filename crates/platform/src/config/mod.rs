@@ -148,28 +148,41 @@ impl Default for KafkaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS, the server's certificate checked
+    /// against `ca_file`, else the system's roots).
     pub url: String,
     /// Hash tag of the routing pool, so Redis Cluster keeps a pool's keys
     /// in one slot and scripts can touch them atomically.
     pub pool: String,
+    /// The CA (PEM) that signs the Redis server's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: "redis://127.0.0.1:6379".to_owned(), pool: "default".to_owned() }
+        RedisConfig { url: "redis://127.0.0.1:6379".to_owned(), pool: "default".to_owned(), ca_file: None }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostgresConfig {
+    /// With `sslmode=require`, TLS verified like libpq's `verify-full`:
+    /// the server's certificate against `ca_file` (else the system's
+    /// roots) and its name against the host; any other mode is plaintext.
     pub url: String,
     pub pool_size: usize,
+    /// The CA (PEM) that signs the PostgreSQL server's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
-        PostgresConfig { url: "postgres://switchboard@127.0.0.1:5432/switchboard".to_owned(), pool_size: 8 }
+        PostgresConfig {
+            url: "postgres://switchboard@127.0.0.1:5432/switchboard".to_owned(),
+            pool_size: 8,
+            ca_file: None,
+        }
     }
 }
 
@@ -355,8 +368,15 @@ impl Config {
         {
             anyhow::bail!("telemetry.otlp_endpoint is https://, but OTLP over TLS is not supported yet: use http://");
         }
-        if self.redis.url.starts_with("rediss://") {
-            anyhow::bail!("redis.url is rediss://, but TLS to Redis is not supported yet: use redis://");
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            anyhow::bail!("redis.url must start with redis:// or rediss://");
+        }
+        if self.redis.url.starts_with("rediss://") && self.redis.url.contains("#insecure") {
+            // The client would skip checking the server's certificate.
+            anyhow::bail!("redis.url must not end in #insecure: set redis.ca_file to the CA that signs the server");
+        }
+        if self.redis.ca_file.is_some() && !self.redis.url.starts_with("rediss://") {
+            anyhow::bail!("redis.ca_file is set but redis.url is redis://: use rediss://");
         }
         self.tls.validate()?;
         for tenant in &self.auth.tenants {

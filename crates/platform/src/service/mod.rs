@@ -185,7 +185,8 @@ impl Kit {
         if let Some(connection) = &self.redis {
             return Ok(connection.clone());
         }
-        let connection = crate::redis::connect(&self.config.redis.url).await?;
+        let redis = &self.config.redis;
+        let connection = crate::redis::connect_trusting(&redis.url, redis.ca_file.as_deref()).await?;
         self.check(RedisCheck(connection.clone()));
         self.redis = Some(connection.clone());
         // Redis's clock becomes the one every replica reads (see `clock`).

@@ -5,6 +5,7 @@
 //! force when it is made.
 
 mod client;
+mod postgres;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 
 pub use self::client::tls_channel;
+pub use self::postgres::PostgresTls;
 pub use self::server::{TlsConnection, TlsListener, accept_tls};
 use crate::config::{ClientAuth, TlsConfig};
 
@@ -42,6 +44,13 @@ pub struct Tls {
 #[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Makes ring the process's default provider, for libraries that build
+/// their own rustls settings (the Redis client); once is enough, and a
+/// provider already installed is kept.
+pub fn install_default_provider() {
+    let _ = Arc::try_unwrap(provider()).map(|provider| provider.install_default());
 }
 
 fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
