@@ -76,6 +76,7 @@ async fn every_consumer_dead_letters_poison_and_handles_what_follows() {
         replication_factor: 1,
         group_prefix: format!("e2e-{run}"),
         topic_prefix: format!("e2e-{run}."),
+        ..Default::default()
     };
     let bus = KafkaBus::connect(&kafka_config, &ALL_TOPICS).await.expect("kafka");
     let acme = TenantId::parse("acme", "tenant").unwrap();

@@ -80,6 +80,7 @@ impl Rig {
             replication_factor: 1,
             group_prefix: format!("e2e-{}-observer", self.run),
             topic_prefix: format!("e2e-{}.", self.run),
+            ..Default::default()
         };
         KafkaBus::connect(&observed, &[ROUTING_TOPIC]).await.expect("routing topic");
         config_path.to_string_lossy().to_string()

@@ -35,10 +35,20 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_owned()).build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if let Some(endpoint) = &config.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter =
-            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
-        builder = builder.with_batch_exporter(exporter);
+        use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone());
+        // An https:// collector is reached over TLS with its CA, never in
+        // the clear.
+        let exporter = if endpoint.starts_with("https://") {
+            let tls = crate::tls::Tls::load(&crate::config::TlsConfig {
+                ca_file: config.otlp_ca_file.clone(),
+                ..crate::config::TlsConfig::default()
+            })?;
+            exporter.with_channel(crate::tls::tls_channel(endpoint, tls)?)
+        } else {
+            exporter
+        };
+        builder = builder.with_batch_exporter(exporter.build()?);
     }
     let tracer_provider = builder.build();
     let tracer = tracer_provider.tracer("switchboard");

@@ -190,3 +190,31 @@ fn no_plaintext_where_tls_is_promised_or_in_use() {
     config.tls.key_file = None;
     assert!(config.validate().is_err(), "a certificate without its key");
 }
+
+/// Traces to an `https://` collector go over TLS, trusting
+/// `telemetry.otlp_ca_file`: the collector here is a TLS listener of the
+/// test's CA, which sees the exporter's handshake complete.
+#[tokio::test]
+async fn traces_reach_an_https_collector_over_tls() {
+    let dir = scratch_dir("tls-otlp");
+    let ca = TestCa::new(&dir, "collector");
+    let collector = Tls::load(&server_settings(&ca, &ca.leaf("collector"), ClientAuth::None)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut handshakes =
+        switchboard_platform::tls::accept_tls(listener, move || collector.grpc_server_config(), stop.clone());
+    let telemetry = switchboard_platform::config::TelemetryConfig {
+        otlp_endpoint: Some(format!("https://localhost:{port}")),
+        otlp_ca_file: Some(ca.ca_file()),
+        ..Default::default()
+    };
+    let guard = switchboard_platform::telemetry::init(&telemetry, "tls-test").expect("telemetry");
+    tracing::info_span!("exported").in_scope(|| tracing::info!("a span to export"));
+    // Dropping the guard flushes the batch to the collector.
+    let flushing = tokio::task::spawn_blocking(move || drop(guard));
+    let handshake = tokio::time::timeout(Duration::from_secs(10), handshakes.recv()).await;
+    assert!(matches!(handshake, Ok(Some(_))), "the exporter completed a TLS handshake with the collector");
+    stop.cancel();
+    let _ = flushing.await;
+}

@@ -178,6 +178,7 @@ pub fn isolated_kafka_config(brokers: String, label: &str) -> switchboard_platfo
         replication_factor: 1,
         group_prefix: format!("{label}-{run}"),
         topic_prefix: format!("{label}-{run}."),
+        ..Default::default()
     }
 }
 

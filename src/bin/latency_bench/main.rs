@@ -359,6 +359,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         replication_factor: 1,
         group_prefix: format!("bench-{run}"),
         topic_prefix: format!("bench-{run}."),
+        ..Default::default()
     };
     switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
     let baseline_topic = format!("bench-{run}.baseline");

@@ -40,6 +40,19 @@ fn unavailable(context: &str, error: impl std::fmt::Display) -> Error {
         .with_detail(format!("kafka {context}: {error}"))
 }
 
+/// A client that could not be made: settings librdkafka refuses (an
+/// unknown or malformed `kafka.properties` entry) are a configuration
+/// mistake to fix, named as such; anything else is an outage.
+fn not_made(context: &str, error: rdkafka::error::KafkaError) -> Error {
+    match error {
+        rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => Error::failed_precondition(format!(
+            "kafka {context}: librdkafka refuses `{key}` = `{value}`: {description}"
+        ))
+        .with_reason("INVALID_KAFKA_SETTING"),
+        other => unavailable(context, other),
+    }
+}
+
 #[derive(Clone)]
 pub struct KafkaBus {
     config: KafkaConfig,
@@ -60,8 +73,7 @@ impl KafkaBus {
     }
 
     async fn create_topics(&self, topics: &[&str]) -> Result<(), Error> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.brokers)
+        let admin: AdminClient<DefaultClientContext> = with_properties(connection(&self.config), &self.config)
             .create()
             .map_err(|error| unavailable("admin", error))?;
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();
@@ -134,14 +146,14 @@ impl EventBus for KafkaBus {
 
     async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {
         let physical_topic = self.physical_topic(topic);
-        let mut client_config = ClientConfig::new();
+        let mut client_config = connection(&self.config);
         client_config
-            .set("bootstrap.servers", &self.config.brokers)
             // Never joins or commits: the id only satisfies the client.
             .set("group.id", format!("{}.scan", self.config.group_prefix))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", "10");
+        let client_config = with_properties(client_config, &self.config);
         let consumer: StreamConsumer = client_config.create().map_err(|error| unavailable("scan consumer", error))?;
         let ends = partition_ends(client_config, &physical_topic).await?;
         let mut assignment = TopicPartitionList::new();
@@ -196,9 +208,8 @@ impl EventBus for KafkaBus {
             Pace::Interactive => INTERACTIVE_FETCH_WAIT_MS,
             Pace::Background => BACKGROUND_FETCH_WAIT_MS,
         };
-        let mut client_config = ClientConfig::new();
+        let mut client_config = connection(&self.config);
         client_config
-            .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", format!("{}.{group}", self.config.group_prefix))
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -216,7 +227,7 @@ impl EventBus for KafkaBus {
             .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();
         let membership = Membership {
-            client_config,
+            client_config: with_properties(client_config, &self.config),
             group: group.to_owned(),
             physical_topics,
             topic_prefix: self.config.topic_prefix.clone(),
@@ -418,19 +429,46 @@ impl Subscription for KafkaSubscription {
 
 /// An idempotent producer whose deliveries succeed or fail within
 /// `delivery_timeout` (requests included: none outlives it in flight).
+/// A client of `config`'s brokers: their addresses and how to reach them
+/// (TLS, SASL).
+fn connection(config: &KafkaConfig) -> ClientConfig {
+    let mut client_config = ClientConfig::new();
+    client_config.set("bootstrap.servers", &config.brokers).set("security.protocol", &config.security_protocol);
+    if let Some(mechanism) = &config.sasl_mechanism {
+        client_config.set("sasl.mechanism", mechanism);
+    }
+    if let Some(username) = &config.sasl_username {
+        client_config.set("sasl.username", username);
+    }
+    if let Some(password) = &config.sasl_password {
+        client_config.set("sasl.password", password);
+    }
+    if let Some(ca) = &config.ssl_ca_location {
+        client_config.set("ssl.ca.location", ca.to_string_lossy());
+    }
+    client_config
+}
+
+/// `client_config` with the operator's pass-through properties set last.
+fn with_properties(mut client_config: ClientConfig, config: &KafkaConfig) -> ClientConfig {
+    for (key, value) in &config.properties {
+        client_config.set(key, value);
+    }
+    client_config
+}
+
 fn producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<FutureProducer, Error> {
     let timeout_ms = delivery_timeout.as_millis().to_string();
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let mut client_config = connection(config);
+    client_config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Measured against the local broker: lingering cuts throughput by an
         // order of magnitude there and buys nothing at our rates.
         .set("linger.ms", "0")
         .set("message.timeout.ms", &timeout_ms)
-        .set("request.timeout.ms", &timeout_ms)
-        .create()
-        .map_err(|error| unavailable("producer", error))
+        .set("request.timeout.ms", &timeout_ms);
+    with_properties(client_config, config).create().map_err(|error| not_made("producer", error))
 }
 
 /// A topic's name without the deployment's prefix.
@@ -479,4 +517,63 @@ async fn partition_ends(client_config: ClientConfig, physical_topic: &str) -> Re
     })
     .await
     .map_err(|error| unavailable("scan metadata", error))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sasl_ssl(mechanism: &str) -> KafkaConfig {
+        KafkaConfig {
+            security_protocol: "sasl_ssl".to_owned(),
+            sasl_mechanism: Some(mechanism.to_owned()),
+            sasl_username: Some("switchboard".to_owned()),
+            sasl_password: Some("secret".to_owned()),
+            properties: [("client.rack".to_owned(), "zone-a".to_owned())].into(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    /// librdkafka is built with TLS and SASL: clients for every supported
+    /// combination are made (without connecting), and the pass-through
+    /// property reaches them.
+    #[test]
+    fn clients_are_made_for_tls_and_every_sasl_mechanism() {
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            let config = sasl_ssl(mechanism);
+            config.validate_security().expect("valid");
+            let client_config = with_properties(connection(&config), &config);
+            assert_eq!(client_config.get("client.rack"), Some("zone-a"));
+            assert_eq!(client_config.get("sasl.mechanism"), Some(mechanism));
+            let _producer = producer(&config, Duration::from_secs(5)).expect("a SASL_SSL producer");
+        }
+        let ssl = KafkaConfig { security_protocol: "ssl".to_owned(), ..KafkaConfig::default() };
+        let _producer = producer(&ssl, Duration::from_secs(5)).expect("an SSL producer");
+    }
+
+    #[test]
+    fn security_settings_that_contradict_each_other_are_refused() {
+        let plaintext_with_ca = KafkaConfig { ssl_ca_location: Some("/etc/ca.pem".into()), ..KafkaConfig::default() };
+        assert!(plaintext_with_ca.validate_security().is_err(), "a CA for a plaintext connection");
+        let sasl_without_password = KafkaConfig { sasl_password: None, ..sasl_ssl("PLAIN") };
+        assert!(sasl_without_password.validate_security().is_err());
+        let unknown_mechanism = sasl_ssl("GSSAPI");
+        assert!(unknown_mechanism.validate_security().is_err());
+        let credentials_without_sasl = KafkaConfig { security_protocol: "ssl".to_owned(), ..sasl_ssl("PLAIN") };
+        assert!(credentials_without_sasl.validate_security().is_err());
+        let typo = KafkaConfig { security_protocol: "tls".to_owned(), ..KafkaConfig::default() };
+        assert!(typo.validate_security().is_err());
+        for reserved in ["acks", "enable.auto.offset.store", "enable.idempotence", "sasl.password"] {
+            let overriding =
+                KafkaConfig { properties: [(reserved.to_owned(), "x".to_owned())].into(), ..KafkaConfig::default() };
+            let error = overriding.validate_security().expect_err(reserved);
+            assert!(error.to_string().contains(reserved), "{error}");
+        }
+        let unknown = KafkaConfig {
+            properties: [("no.such.property".to_owned(), "1".to_owned())].into(),
+            ..KafkaConfig::default()
+        };
+        let refused = producer(&unknown, Duration::from_secs(5)).err().expect("librdkafka refuses it");
+        assert!(refused.message.contains("no.such.property"), "{}", refused.message);
+    }
 }

@@ -80,14 +80,22 @@ pub struct TelemetryConfig {
     pub log_format: String,
     /// An `EnvFilter` directive; `RUST_LOG` wins when set.
     pub log_filter: String,
-    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`; traces are
-    /// exported only when set.
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`, or
+    /// `https://` (TLS, checked against `otlp_ca_file`, else the system's
+    /// roots); traces are exported only when set.
     pub otlp_endpoint: Option<String>,
+    /// The CA (PEM) of an `https://` collector's certificate.
+    pub otlp_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { log_format: "text".to_owned(), log_filter: "info".to_owned(), otlp_endpoint: None }
+        TelemetryConfig {
+            log_format: "text".to_owned(),
+            log_filter: "info".to_owned(),
+            otlp_endpoint: None,
+            otlp_ca_file: None,
+        }
     }
 }
 
@@ -131,6 +139,21 @@ pub struct KafkaConfig {
     /// Prefix of every topic name, so several deployments (or test runs)
     /// can share one cluster.
     pub topic_prefix: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, with the SASL protocols.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    /// From a Secret as `SWITCHBOARD_KAFKA__SASL_PASSWORD`.
+    pub sasl_password: Option<String>,
+    /// The CA (PEM) of the brokers' certificates, with the SSL protocols;
+    /// unset: the system's roots.
+    pub ssl_ca_location: Option<std::path::PathBuf>,
+    /// Any other librdkafka property (`[kafka.properties]`, e.g.
+    /// `"ssl.certificate.location"` for mutual TLS, `"client.rack"`), set
+    /// last on every producer, consumer and admin client. The ones the
+    /// delivery guarantees rest on cannot be set here.
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -141,7 +164,69 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             group_prefix: "switchboard".to_owned(),
             topic_prefix: String::new(),
+            security_protocol: "plaintext".to_owned(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
+            properties: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+/// librdkafka properties Switchboard sets itself because its guarantees
+/// rest on them (idempotent, fully acknowledged produce; offsets stored
+/// only after the side effect) or because they have their own settings.
+const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.idempotence",
+    "acks",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "auto.offset.reset",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+];
+
+impl KafkaConfig {
+    /// The protocol names a known one; SASL has its mechanism and
+    /// credentials and only with a SASL protocol; a CA only with an SSL
+    /// protocol (never a CA configured for a plaintext connection); no
+    /// reserved property passed through.
+    pub fn validate_security(&self) -> anyhow::Result<()> {
+        let (sasl, ssl) = match self.security_protocol.as_str() {
+            "plaintext" => (false, false),
+            "ssl" => (false, true),
+            "sasl_plaintext" => (true, false),
+            "sasl_ssl" => (true, true),
+            other => anyhow::bail!(
+                "kafka.security_protocol `{other}` is not one of plaintext, ssl, sasl_plaintext, sasl_ssl"
+            ),
+        };
+        let sasl_set = self.sasl_mechanism.is_some() || self.sasl_username.is_some() || self.sasl_password.is_some();
+        if sasl {
+            match self.sasl_mechanism.as_deref() {
+                Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {}
+                _ => anyhow::bail!("kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+            }
+            if self.sasl_username.as_deref().is_none_or(str::is_empty) || self.sasl_password.is_none() {
+                anyhow::bail!("kafka.sasl_username and kafka.sasl_password are needed with {}", self.security_protocol);
+            }
+        } else if sasl_set {
+            anyhow::bail!("kafka.sasl_* is set but kafka.security_protocol is {}", self.security_protocol);
+        }
+        if !ssl && self.ssl_ca_location.is_some() {
+            anyhow::bail!("kafka.ssl_ca_location is set but kafka.security_protocol is {}", self.security_protocol);
+        }
+        if let Some(reserved) = self.properties.keys().find(|key| RESERVED_KAFKA_PROPERTIES.contains(&key.as_str())) {
+            anyhow::bail!("kafka.properties cannot set `{reserved}`: Switchboard sets it (see kafka.* settings)");
+        }
+        Ok(())
     }
 }
 
@@ -334,6 +419,7 @@ impl Config {
                 "grpc.concurrency_limit, grpc.request_timeout_ms and grpc.max_concurrent_streams must be positive"
             );
         }
+        self.kafka.validate_security()?;
         if self.kafka.partitions < 1 {
             anyhow::bail!("kafka.partitions must be at least 1");
         }
@@ -363,10 +449,9 @@ impl Config {
                 _ => anyhow::bail!("services.{name}.url must start with http:// or https://"),
             }
         }
-        if let Some(endpoint) = &self.telemetry.otlp_endpoint
-            && endpoint.starts_with("https://")
-        {
-            anyhow::bail!("telemetry.otlp_endpoint is https://, but OTLP over TLS is not supported yet: use http://");
+        let otlp_over_tls = self.telemetry.otlp_endpoint.as_deref().is_some_and(|url| url.starts_with("https://"));
+        if self.telemetry.otlp_ca_file.is_some() && !otlp_over_tls {
+            anyhow::bail!("telemetry.otlp_ca_file is set but telemetry.otlp_endpoint is not https://");
         }
         if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
             anyhow::bail!("redis.url must start with redis:// or rediss://");
@@ -487,14 +572,20 @@ mod tests {
     }
 
     #[test]
-    fn urls_promising_tls_are_refused_until_tls_exists() {
-        let mut config = Config::default();
-        config.services.crm.url = "https://crm:50054".to_owned();
-        let error = config.validate().expect_err("https");
-        assert!(error.to_string().contains("services.crm.url"), "{error}");
+    fn a_ca_for_a_plaintext_endpoint_is_refused() {
         let mut config = Config::default();
         config.telemetry.otlp_endpoint = Some("https://collector:4317".to_owned());
-        assert!(config.validate().is_err());
+        config.telemetry.otlp_ca_file = Some("/etc/switchboard/ca.pem".into());
+        assert!(config.validate().is_ok());
+        config.telemetry.otlp_endpoint = Some("http://collector:4317".to_owned());
+        assert!(config.validate().is_err(), "a CA for a plaintext collector");
+        let mut config = Config::default();
+        config.redis.ca_file = Some("/etc/switchboard/ca.pem".into());
+        assert!(config.validate().is_err(), "a CA for redis://");
+        config.redis.url = "rediss://redis:6380".to_owned();
+        assert!(config.validate().is_ok());
+        config.redis.url = "rediss://redis:6380/#insecure".to_owned();
+        assert!(config.validate().is_err(), "no unchecked certificates");
     }
 
     #[test]
