@@ -23,6 +23,11 @@ use crate::tls::{Tls, TlsConnection, accept_tls, tls_channel};
 
 pub use tonic_health::server::HealthReporter;
 
+/// How long a stopping server waits for in-flight calls and for callers to
+/// close their connections before it closes them itself: inside
+/// Kubernetes' default 30 s grace period.
+const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
 /// Everything a service needs to expose its API.
 pub struct GrpcServer {
     pub service_name: &'static str,
@@ -75,14 +80,29 @@ pub async fn serve(
             span
         })
         .add_routes(routes.routes());
-    match tls {
-        Some(tls) => {
-            let accepted = accept_tls(server.listener, move || tls.grpc_server_config(), shutdown.clone());
-            let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
-                .map(|(stream, _)| Ok::<_, std::io::Error>(TlsConnection(stream)));
-            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled()).await?;
+    let stopping = shutdown.clone();
+    let serving = async move {
+        match tls {
+            Some(tls) => {
+                let accepted = accept_tls(server.listener, move || tls.grpc_server_config(), stopping.clone());
+                let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
+                    .map(|(stream, _)| Ok::<_, std::io::Error>(TlsConnection(stream)));
+                router.serve_with_incoming_shutdown(incoming, stopping.cancelled()).await
+            }
+            None => router.serve_with_incoming_shutdown(incoming(server.listener), stopping.cancelled()).await,
         }
-        None => router.serve_with_incoming_shutdown(incoming(server.listener), shutdown.cancelled()).await?,
+    };
+    // A caller that never reads the server's goodbye (a stalled process)
+    // must not hold the shutdown past the orchestrator's grace period.
+    let drain_limit = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = drain_limit => {
+            tracing::warn!(service = service_name, "callers kept connections open past the drain limit, closing them");
+        }
     }
     tracing::info!(service = service_name, "grpc server drained");
     Ok(())

@@ -218,3 +218,21 @@ async fn traces_reach_an_https_collector_over_tls() {
     stop.cancel();
     let _ = flushing.await;
 }
+
+/// A caller keeping its connection open does not hold up a shutdown: the
+/// server drains it and stops.
+#[tokio::test]
+async fn a_server_stops_cleanly_while_callers_keep_tls_connections_open() {
+    let dir = scratch_dir("tls-drain");
+    let ca = TestCa::new(&dir, "services");
+    let server = start_bare(Tls::load(&server_settings(&ca, &ca.leaf("server"), ClientAuth::None)).unwrap()).await;
+    let https = format!("https://localhost:{}", server.address.port());
+    let client_tls = client_settings(&ca.ca_file(), None);
+    assert!(health_answers(&https, Some(&client_tls)).await);
+    let mut kept = HealthClient::new(lazy_channel(&https, Some(&client_tls)).unwrap());
+    kept.check(HealthCheckRequest { service: String::new() }).await.expect("an open connection");
+    let started = tokio::time::Instant::now();
+    server.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped in {:?}", started.elapsed());
+    drop(kept);
+}
