@@ -24,11 +24,23 @@ use crate::store::KpiStore;
 pub struct KpiGrpc {
     store: Arc<dyn KpiStore>,
     access: Arc<AccessControl>,
+    max_contacts_per_query: usize,
 }
+
+/// The most contacts one query summarizes: a bound on what any key can
+/// make a pod hold in memory (about 200 bytes of facts each) until the
+/// pre-aggregated buckets of issue 10 serve any range.
+pub const MAX_CONTACTS_PER_QUERY: usize = 200_000;
 
 impl KpiGrpc {
     pub fn new(store: Arc<dyn KpiStore>, access: Arc<AccessControl>) -> KpiGrpc {
-        KpiGrpc { store, access }
+        KpiGrpc { store, access, max_contacts_per_query: MAX_CONTACTS_PER_QUERY }
+    }
+
+    /// The service summarizing at most `max` contacts per query.
+    pub fn with_max_contacts_per_query(mut self, max: usize) -> KpiGrpc {
+        self.max_contacts_per_query = max;
+        self
     }
 
     /// Validates the filter, authorizes the caller on its tenant and loads
@@ -46,7 +58,16 @@ impl KpiGrpc {
         // about a tenant it may not read.
         self.access.authorize_read(principal, &tenant)?;
         let query = KpiQuery::parse(tenant, filter)?;
-        let facts = self.store.load(&query.tenant, &query.filter).await?;
+        let max = self.max_contacts_per_query;
+        let facts = self.store.load_at_most(&query.tenant, &query.filter, max).await?;
+        if facts.len() > max {
+            return Err(Error::resource_exhausted(format!(
+                "the filter selects more than {max} contacts: narrow `filter.start_time` and `filter.end_time` (or \
+                 filter by queue or channel)"
+            ))
+            .with_reason("KPI_RANGE_TOO_LARGE")
+            .with_field_violation("filter.start_time", "the range holds too many contacts to summarize at once"));
+        }
         tracing::debug!(tenant = %query.tenant, key = %principal.key_name, contacts = facts.len(), "kpi facts loaded");
         Ok((facts, query.variant))
     }
@@ -196,6 +217,27 @@ mod tests {
         assert_eq!(status.code(), Code::NotFound);
         let summary = service.get_kpi_summary(request(Some(acme_filter()), None)).await.expect("operator reads acme");
         assert_eq!(summary.get_ref().offered, 0);
+    }
+
+    #[tokio::test]
+    async fn a_range_with_more_contacts_than_a_query_may_hold_is_refused_by_name() {
+        let store = Arc::new(MemoryKpiStore::new());
+        let acme = TenantId::parse("acme", "tenant").expect("tenant");
+        for (index, arrival_ms) in [1_000, 2_000, 3_000].into_iter().enumerate() {
+            let contact = switchboard_core::ContactId::parse(&format!("ct_range{index:04}"), "contact").expect("id");
+            let update = crate::domain::FactsUpdate { queued_ms: Some(arrival_ms), ..Default::default() };
+            store.apply(&acme, &contact, update).await.expect("facts");
+        }
+        let auth = AuthConfig { tenants: vec!["acme".to_owned()], ..AuthConfig::default() };
+        let service =
+            KpiGrpc::new(store, AccessControl::from_config(&auth).expect("access")).with_max_contacts_per_query(2);
+        let status = service.get_kpi_summary(request(Some(acme_filter()), Some("acme"))).await.expect_err("too many");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        let violations = status.get_details_bad_request().expect("bad request details").field_violations;
+        assert_eq!(violations[0].field, "filter.start_time");
+        let narrower = KpiFilter { start_time: Some(timestamp_from_millis(2_000)), ..acme_filter() };
+        let summary = service.get_kpi_summary(request(Some(narrower), Some("acme"))).await.expect("two fit");
+        assert_eq!(summary.get_ref().offered, 2);
     }
 
     #[tokio::test]

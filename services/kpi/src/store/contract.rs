@@ -221,7 +221,22 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     isolates_tenants(store).await?;
     filters_by_queue_channel_and_arrival(store).await?;
     replays_change_nothing(store).await?;
+    bounded_loads_say_there_is_more(store).await?;
     batches_merge_like_single_events(store).await
+}
+
+/// A bounded load returns at most one fact more than its limit, so a
+/// query learns the selection is larger without loading all of it.
+pub async fn bounded_loads_say_there_is_more(store: &dyn KpiStore) -> Result<(), Error> {
+    let tenant = tenant("contract-bounded")?;
+    for index in 0..5 {
+        let update = FactsUpdate { queued_ms: Some(1_000 + index), ..FactsUpdate::default() };
+        store.apply(&tenant, &contact(&format!("ct_bounded{index:04}"))?, update).await?;
+    }
+    let filter = FactsFilter::default();
+    expect_equal(&store.load_at_most(&tenant, &filter, 2).await?.len(), &3, "two and one more")?;
+    expect_equal(&store.load_at_most(&tenant, &filter, 5).await?.len(), &5, "all when they fit")?;
+    expect_equal(&store.load_at_most(&tenant, &filter, 0).await?.len(), &1, "none and one more")
 }
 
 /// Events applied in batches (several of one contact in a batch, a batch

@@ -40,12 +40,22 @@ impl KpiStore for MemoryKpiStore {
         Ok(())
     }
 
-    async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error> {
+    async fn load_at_most(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        limit: usize,
+    ) -> Result<Vec<ContactFacts>, Error> {
         let facts_by_tenant = self.lock();
         let Some(facts_by_contact) = facts_by_tenant.get(tenant) else {
             return Ok(Vec::new());
         };
-        Ok(facts_by_contact.values().filter(|facts| filter.matches(facts)).cloned().collect())
+        Ok(facts_by_contact
+            .values()
+            .filter(|facts| filter.matches(facts))
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect())
     }
 }
 

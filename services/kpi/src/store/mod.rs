@@ -41,7 +41,19 @@ pub trait KpiStore: Send + Sync + 'static {
     /// The facts of `tenant`'s contacts that match `filter` (see
     /// [`FactsFilter::matches`]), sorted by contact id. Never returns
     /// another tenant's facts.
-    async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error>;
+    async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error> {
+        self.load_at_most(tenant, filter, usize::MAX - 1).await
+    }
+
+    /// As [`KpiStore::load`], but at most `limit + 1` facts, in no
+    /// particular order: one more than `limit` says the selection holds
+    /// more, so a query can refuse a range too large to hold in memory.
+    async fn load_at_most(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        limit: usize,
+    ) -> Result<Vec<ContactFacts>, Error>;
 }
 
 /// Applies what `envelope` says about its contact to `store`: the live

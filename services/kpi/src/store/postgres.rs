@@ -200,7 +200,12 @@ impl KpiStore for PostgresKpiStore {
         upsert_all(&client, &contacts).await
     }
 
-    async fn load(&self, tenant: &TenantId, filter: &FactsFilter) -> Result<Vec<ContactFacts>, Error> {
+    async fn load_at_most(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        limit: usize,
+    ) -> Result<Vec<ContactFacts>, Error> {
         // Only the predicates the filter uses are in the statement, so the
         // planner sees `tenant = $1 AND arrival_ms >= ...` and uses the
         // (tenant, arrival_ms) index. The KPIs are computed in Rust over
@@ -228,6 +233,9 @@ impl KpiStore for PostgresKpiStore {
             parameters.push(end_ms);
             sql.push_str(&format!(" AND arrival_ms < ${}", parameters.len()));
         }
+        let rows_wanted = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        parameters.push(&rows_wanted);
+        sql.push_str(&format!(" LIMIT ${}", parameters.len()));
         let client = self.pool.get().await.map_err(pg_error)?;
         let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
         let rows = client.query(&statement, &parameters).await.map_err(pg_error)?;
