@@ -300,6 +300,14 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     assert_eq!((after.offered, after.answered, after.abandoned), (2, 1, 1), "rejected requests changed no KPI");
 }
 
+/// The customer's identity and words, which the story sends, appear in no
+/// log line of any process.
+fn assert_no_personal_data_in_logs(processes: &[Process]) {
+    for personal in ["visitor-42", "order 1234", "where is my order", "parcel located"] {
+        assert_eq!(support::count_in_logs(processes, "", personal), 0, "`{personal}` was logged");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walking_skeleton_on_switchboard_dev() {
     let dir = scratch_dir("dev");
@@ -307,6 +315,7 @@ async fn walking_skeleton_on_switchboard_dev() {
     let mut processes = vec![Process::spawn("dev", &["dev"], &endpoints.env(), &dir)];
     wait_until_serving(&endpoints, &mut processes).await;
     walking_skeleton(&endpoints).await;
+    assert_no_personal_data_in_logs(&processes);
     let status = processes.pop().expect("dev process").terminate();
     assert!(status.success(), "switchboard dev exits cleanly on SIGTERM: {status}");
 }
@@ -318,5 +327,6 @@ async fn walking_skeleton_on_kafka_redis_postgres() {
     let mut processes = real.spawn_services(&endpoints.env());
     wait_until_serving(&endpoints, &mut processes).await;
     walking_skeleton(&endpoints).await;
+    assert_no_personal_data_in_logs(&processes);
     support::terminate_cleanly(processes);
 }

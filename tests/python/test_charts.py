@@ -14,6 +14,11 @@
   back to plaintext unless told to, and is let through the NetworkPolicies.
 - Every switchboard.toml we ship or render is fed to `switchboard routing --print-config`
   when the binary is there, so the files cannot drift from the config schema.
+- TLS (tls.*, and the backends' CA Secrets and Kafka SASL): the Secret is
+  mounted as a directory, the service URLs are https:// at names the
+  certificate carries, the probes and scrapes use HTTPS, the binary accepts
+  the rendered [tls], and each half-configured combination is refused at
+  install as the binary would refuse it at start.
 
 Run: .test-env/venv/bin/python -m pytest -q tests/python/test_charts.py
 (scripts/check-charts.sh does that after making sure the venv exists).
@@ -58,13 +63,15 @@ SERVICES = {
     "kpi": "switchboard.kpi.v1.KpiService",
 }
 
-# Top-level tables of switchboard.toml and their keys (crates/platform/src/config.rs).
+# Top-level tables of switchboard.toml and their keys (crates/platform/src/config/).
 CONFIG_SCHEMA: dict[str, set[str]] = {
-    "telemetry": {"log_format", "log_filter", "otlp_endpoint"},
+    "telemetry": {"log_format", "log_filter", "otlp_endpoint", "otlp_ca_file"},
     "grpc": {"max_message_bytes", "request_timeout_ms", "concurrency_limit"},
-    "kafka": {"brokers", "partitions", "replication_factor", "group_prefix", "topic_prefix"},
-    "redis": {"url", "pool"},
-    "postgres": {"url", "pool_size"},
+    "kafka": {"brokers", "partitions", "replication_factor", "group_prefix", "topic_prefix", "security_protocol",
+              "sasl_mechanism", "sasl_username", "ssl_ca_location", "properties"},
+    "redis": {"url", "pool", "ca_file"},
+    "postgres": {"url", "pool_size", "ca_file"},
+    "tls": {"cert_file", "key_file", "ca_file", "client_auth", "reload_interval_secs"},
     "auth": {"tenants", "api_keys"},
     "services": set(SERVICES),
     "routing": {"offer_sweep_interval_ms"},
@@ -157,7 +164,7 @@ def _k8s_versions() -> list[str]:
 # Custom resources kubernetes-validate has no schema for: _validate_k8s leaves
 # them out (and returns them) so each can be checked structurally instead.
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "GRPCRoute"),
-                ("gateway.networking.k8s.io/v1", "HTTPRoute")}
+                ("gateway.networking.k8s.io/v1", "HTTPRoute"), ("cert-manager.io/v1", "Certificate")}
 
 
 def _validate_k8s(documents: list[dict[str, Any]], origin: str) -> list[dict[str, Any]]:
@@ -219,6 +226,21 @@ def _check_with_binary(toml_text: str, tmp_path: Path, **env: str) -> dict[str, 
     return printed
 
 
+def _binary_refusal(toml_text: str, tmp_path: Path, **env: str) -> str:
+    """`switchboard routing --print-config` must refuse the configuration; returns its error."""
+    binary = _switchboard_bin()
+    if binary is None:
+        if CI:
+            pytest.fail("target/debug/switchboard is missing: build it before the chart checks")
+        pytest.skip("no switchboard binary built yet (cargo build --bin switchboard)")
+    config = tmp_path / "refused.toml"
+    config.write_text(toml_text)
+    result = subprocess.run([str(binary), "routing", "--print-config", "--config", str(config)], env=_clean_env(**env),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, f"switchboard accepted what it must refuse ({env}):\n{result.stdout}"
+    return result.stderr
+
+
 def _check_toml_keys(config: dict[str, Any], origin: str) -> None:
     unknown = [f"[{table}]" for table in config if table not in CONFIG_SCHEMA]
     for table, keys in CONFIG_SCHEMA.items():
@@ -276,6 +298,7 @@ _SERVICE_MONITOR_SPEC = {"selector", "namespaceSelector", "endpoints", "jobLabel
                          "sampleLimit", "attachMetadata"}
 _SERVICE_MONITOR_ENDPOINT = {"port", "targetPort", "path", "scheme", "interval", "scrapeTimeout", "honorLabels",
                              "honorTimestamps", "relabelings", "metricRelabelings", "params", "tlsConfig"}
+_SERVICE_MONITOR_TLS = {"ca", "cert", "keySecret", "serverName", "insecureSkipVerify", "caFile", "certFile", "keyFile"}
 
 
 def _check_service_monitor(monitor: dict[str, Any]) -> None:
@@ -300,6 +323,13 @@ def _check_service_monitor(monitor: dict[str, Any]) -> None:
         assert ("port" in endpoint) != ("targetPort" in endpoint), f"{name}: an endpoint names one port"
         assert str(endpoint.get("path", "/metrics")).startswith("/"), endpoint
         assert endpoint.get("scheme", "http") in ("http", "https"), endpoint
+        if "tlsConfig" in endpoint:
+            tls = endpoint["tlsConfig"]
+            assert set(tls) <= _SERVICE_MONITOR_TLS, f"{name}: unknown tlsConfig fields {sorted(set(tls) - _SERVICE_MONITOR_TLS)}"
+            for field in ("ca", "cert"):
+                if field in tls:
+                    [(source, ref)] = tls[field].items()
+                    assert source in ("secret", "configMap") and set(ref) == {"name", "key"}, f"{name}: {field} {tls[field]}"
         if "scrapeTimeout" in endpoint:
             # Prometheus rejects a scrape timeout longer than the interval.
             assert _seconds(endpoint["scrapeTimeout"]) <= _seconds(endpoint.get("interval", "30s")), endpoint
@@ -398,8 +428,10 @@ def _check_http_route(route: dict[str, Any]) -> None:
             assert path["value"].startswith("/"), path
 
 
-def _check_deployment(deployment: dict[str, Any], service: str, port: int = 50051) -> None:
-    """What every Switchboard Deployment must get right, chart or plain."""
+def _check_deployment(deployment: dict[str, Any], service: str, port: int = 50051, tls: bool = False) -> None:
+    """What every Switchboard Deployment must get right, chart or plain. With
+    `tls`, the probes are HTTPS GETs of the HTTP server (the kubelet's gRPC
+    probes cannot speak TLS)."""
     spec = deployment["spec"]["template"]["spec"]
     name = deployment["metadata"]["name"]
     assert spec.get("enableServiceLinks") is False, f"{name}: enableServiceLinks must be false"
@@ -413,10 +445,18 @@ def _check_deployment(deployment: dict[str, Any], service: str, port: int = 5005
     assert security["allowPrivilegeEscalation"] is False, name
     assert security["capabilities"]["drop"] == ["ALL"], name
     assert any(p["containerPort"] == port and p["name"] == "grpc" for p in container["ports"]), name
-    assert container["livenessProbe"]["grpc"]["port"] == port, name
-    assert "service" not in container["livenessProbe"]["grpc"], f"{name}: liveness must ask for the server ('')"
-    assert container["readinessProbe"]["grpc"] == {"port": port, "service": SERVICES[service]}, name
-    assert container["startupProbe"]["grpc"]["port"] == port, name
+    if tls:
+        http_port = {p["name"]: p["containerPort"] for p in container["ports"]}["http-metrics"]
+        for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            assert "grpc" not in container[probe], f"{name}: a gRPC {probe} cannot speak TLS"
+            get = container[probe]["httpGet"]
+            assert get["scheme"] == "HTTPS" and get["path"] == path, f"{name}: {probe} {get}"
+            assert get["port"] in ("http-metrics", http_port), f"{name}: {probe} must ask the HTTP server: {get}"
+    else:
+        assert container["livenessProbe"]["grpc"]["port"] == port, name
+        assert "service" not in container["livenessProbe"]["grpc"], f"{name}: liveness must ask for the server ('')"
+        assert container["readinessProbe"]["grpc"] == {"port": port, "service": SERVICES[service]}, name
+        assert container["startupProbe"]["grpc"]["port"] == port, name
     env = {e["name"]: e for e in container.get("env", [])}
     assert "secretKeyRef" in env["SWITCHBOARD_POSTGRES__URL"]["valueFrom"], f"{name}: postgres URL must come from a Secret"
     service_key = env["SWITCHBOARD_AUTH__SERVICE_KEY"]["valueFrom"]["secretKeyRef"]
@@ -442,11 +482,13 @@ def test_chart_metadata():
 
 
 @pytest.mark.parametrize("variant",
-                         ["defaults", "full", "existing-auth-secret", "service-monitor", "ingress", "gateway-api"])
+                         ["defaults", "full", "existing-auth-secret", "service-monitor", "ingress", "gateway-api",
+                          "tls"])
 def test_chart_lints_without_errors(variant):
     values = {"defaults": None, "full": FULL_VALUES, "existing-auth-secret": {"auth": {"existingSecret": "x"}},
               "service-monitor": SERVICE_MONITOR_VALUES, "ingress": INGRESS_VALUES,
-              "gateway-api": GATEWAY_VALUES}[variant]
+              "gateway-api": GATEWAY_VALUES,
+              "tls": CERT_MANAGER_VALUES | SERVICE_MONITOR_VALUES | INGRESS_VALUES | BACKEND_TLS_VALUES}[variant]
     messages = lint(CHART, values)
     errors = [m for m in messages if m.get("Severity", 0) >= 3]
     if errors:
@@ -906,6 +948,242 @@ def test_chart_kafka_default_replication_is_the_binarys(rendered_defaults, tmp_p
     assert printed["kafka"]["replication_factor"] in (1, -1), printed["kafka"]
 
 
+# --------------------------------------------------------------------- TLS ---
+
+TLS_SECRET = "sb-tls"
+TLS_VALUES: dict[str, Any] = {"tls": {"enabled": True, "secretName": TLS_SECRET}}
+CERT_MANAGER_VALUES: dict[str, Any] = {
+    "tls": {"enabled": True, "clientAuth": "required",
+            "certManager": {"enabled": True, "issuerRef": {"name": "internal-ca", "kind": "ClusterIssuer"}}},
+}
+# Every backend over TLS, Kafka with SASL too; each CA from its own Secret.
+BACKEND_TLS_VALUES: dict[str, Any] = {
+    "config": {
+        "kafka": {"securityProtocol": "sasl_ssl", "saslMechanism": "SCRAM-SHA-512", "saslUsername": "switchboard",
+                  "properties": {"client.rack": "eu-west-1a"}},
+        "redis": {"url": "rediss://redis:6380"},
+        "telemetry": {"otlpEndpoint": "https://otel-collector.observability:4317"},
+    },
+    "postgres": {"url": "postgres://switchboard@db:5432/switchboard?sslmode=require", "caSecret": "pg-ca"},
+    "redis": {"caSecret": "redis-ca", "caSecretKey": "ca.pem"},
+    "kafka": {"saslPasswordSecret": "kafka-credentials", "caSecret": "kafka-ca"},
+    "telemetry": {"otlpCaSecret": "otel-ca"},
+}
+TLS_DIR = "/etc/switchboard-tls"
+
+
+@pytest.fixture(scope="module")
+def cert_manager_api():
+    """The fake API server serves cert-manager's Certificate, as a cluster with
+    cert-manager installed does."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(helm_render._GROUPS, ("cert-manager.io", "v1"), [("certificates", "Certificate", True)])
+        yield
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _mounted_file(deployment: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The volume a file path of the container lies in and the file's name in it."""
+    container = _container(deployment)
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    for mount in container["volumeMounts"]:
+        if path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            assert mount.get("readOnly") is True, f"{mount} must be read-only"
+            return volumes[mount["name"]], path[len(mount["mountPath"].rstrip("/")) + 1:]
+    raise AssertionError(f"{path} lies in no volume of {deployment['metadata']['name']}")
+
+
+def _secret_file(deployment: dict[str, Any], path: str) -> tuple[str, str]:
+    """(Secret, key) a file of the container comes from."""
+    volume, name = _mounted_file(deployment, path)
+    assert "secret" in volume, f"{path}: {volume}"
+    items = {item["path"]: item["key"] for item in volume["secret"].get("items", [])}
+    if items:
+        assert name in items, f"{path}: the volume projects only {sorted(items)}"
+        return volume["secret"]["secretName"], items[name]
+    return volume["secret"]["secretName"], name
+
+
+@pytest.fixture(scope="module")
+def rendered_tls() -> Rendered:
+    return render(CHART, TLS_VALUES | SERVICE_MONITOR_VALUES, release="cc-prod", namespace="contact-center")
+
+
+def test_chart_tls_renders_valid_manifests(monitoring_api, rendered_tls):
+    skipped = _validate_k8s(rendered_tls.documents, "chart (tls)")
+    assert {d["kind"] for d in skipped} == {"ServiceMonitor"}
+    for service in SERVICES:
+        _check_deployment(rendered_tls.one("Deployment", f"cc-prod-{service}"), service, tls=True)
+    assert not rendered_tls.find("Certificate"), "tls.secretName given: the chart issues no certificate"
+
+
+def test_chart_tls_mounts_the_secret_as_a_directory(rendered_tls):
+    _, config = _config_toml(rendered_tls)
+    tls = config["tls"]
+    assert tls["client_auth"] == "none" and tls["reload_interval_secs"] == 5, tls
+    for service in SERVICES:
+        deployment = rendered_tls.one("Deployment", f"cc-prod-{service}")
+        mounts = _container(deployment)["volumeMounts"]
+        # A subPath mount keeps the file it found at start: renewals would never arrive.
+        assert not [m for m in mounts if "subPath" in m or "subPathExpr" in m], f"{service}: {mounts}"
+        for setting, key in (("cert_file", "tls.crt"), ("key_file", "tls.key"), ("ca_file", "ca.crt")):
+            assert tls[setting].startswith(TLS_DIR + "/"), tls
+            volume, _ = _mounted_file(deployment, tls[setting])
+            assert volume["secret"] == {"secretName": TLS_SECRET}, f"{service}: the whole Secret, {volume}"
+            assert _secret_file(deployment, tls[setting]) == (TLS_SECRET, key), setting
+        # Not under /etc/switchboard: that read-only mount has no room for another mount point.
+        assert all(not m["mountPath"].startswith("/etc/switchboard/") for m in mounts), mounts
+
+
+def test_chart_tls_service_urls_are_https(rendered_tls, rendered_full):
+    _, config = _config_toml(rendered_tls)
+    for service in SERVICES:
+        assert config["services"][service]["url"] == f"https://cc-prod-{service}:50051", config["services"][service]
+    # Off, they stay as they were.
+    _, plain = _config_toml(rendered_full)
+    assert "tls" not in plain
+    assert all(plain["services"][s]["url"].startswith("http://") for s in SERVICES)
+
+
+def test_chart_tls_config_is_accepted_by_the_binary(rendered_tls, tmp_path):
+    text, _ = _config_toml(rendered_tls)
+    merged = text + _auth_toml(rendered_tls, "cc-prod-auth")
+    env = {"SWITCHBOARD_POSTGRES__URL": "postgres://u:p@db:5432/switchboard"}
+    printed = _check_with_binary(merged, tmp_path, **env)
+    assert printed["tls"]["cert_file"] == f"{TLS_DIR}/tls.crt", printed["tls"]
+    assert printed["tls"]["client_auth"] == "none"
+    assert all(printed["services"][s]["url"].startswith("https://") for s in SERVICES)
+    # The same file with http:// service URLs is refused: the binary insists
+    # on https:// while it serves TLS, so the chart must render them so.
+    error = _binary_refusal(merged.replace('url = "https://', 'url = "http://'), tmp_path, **env)
+    assert "https://" in error and "services." in error, error
+
+
+def test_chart_tls_service_monitors_check_the_certificate(rendered_tls):
+    monitors = rendered_tls.find("ServiceMonitor")
+    assert len(monitors) == len(SERVICES)
+    for monitor in monitors:
+        _check_service_monitor(monitor)
+        [endpoint] = monitor["spec"]["endpoints"]
+        assert endpoint["scheme"] == "https", endpoint
+        tls = endpoint["tlsConfig"]
+        assert tls["ca"] == {"secret": {"name": TLS_SECRET, "key": "ca.crt"}}, tls
+        assert tls.get("insecureSkipVerify", False) is False, tls
+        # Prometheus dials pod IPs: the name it checks is the Service's.
+        assert tls["serverName"] == f"{monitor['metadata']['name']}.contact-center.svc", tls
+    for svc in rendered_tls.find("Service"):
+        metrics = next(p for p in svc["spec"]["ports"] if p["name"] == "metrics")
+        assert metrics["appProtocol"] == "https", metrics
+    assert "over HTTPS" in rendered_tls.notes and "TLS only" in rendered_tls.notes
+
+
+def test_chart_tls_certificate_carries_every_service_name(cert_manager_api, monitoring_api, tmp_path):
+    values = CERT_MANAGER_VALUES | SERVICE_MONITOR_VALUES | {"services": {"kpi": {"enabled": False}}}
+    rendered = render(CHART, values, release="cc-prod", namespace="contact-center")
+    [certificate] = rendered.find("Certificate")
+    skipped = _validate_k8s(rendered.documents, "chart (cert-manager)")
+    assert {d["kind"] for d in skipped} == {"Certificate", "ServiceMonitor"}
+    assert set(certificate) == {"apiVersion", "kind", "metadata", "spec"}
+    spec = certificate["spec"]
+    assert set(spec) <= {"secretName", "dnsNames", "duration", "renewBefore", "privateKey", "usages", "issuerRef"}, spec
+    assert spec["secretName"] == "cc-prod-tls"
+    assert spec["issuerRef"] == {"name": "internal-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    # Mutual TLS: the services present this certificate on their calls too.
+    assert {"server auth", "client auth"} <= set(spec["usages"]), spec["usages"]
+    enabled = [s for s in SERVICES if s != "kpi"]
+    expected = {f"cc-prod-{s}{suffix}" for s in enabled
+                for suffix in ("", ".contact-center", ".contact-center.svc", ".contact-center.svc.cluster.local")}
+    assert set(spec["dnsNames"]) == expected and len(spec["dnsNames"]) == len(expected), spec["dnsNames"]
+    _, config = _config_toml(rendered)
+    assert config["tls"]["client_auth"] == "required"
+    for service in enabled:
+        deployment = rendered.one("Deployment", f"cc-prod-{service}")
+        assert _secret_file(deployment, config["tls"]["cert_file"]) == ("cc-prod-tls", "tls.crt")
+        # Every name a caller dials must be one the certificate carries.
+        host = config["services"][service]["url"].removeprefix("https://").rsplit(":", 1)[0]
+        assert host in spec["dnsNames"], host
+    for monitor in rendered.find("ServiceMonitor"):
+        assert monitor["spec"]["endpoints"][0]["tlsConfig"]["serverName"] in spec["dnsNames"]
+    _check_with_binary(_config_toml(rendered)[0] + _auth_toml(rendered, "cc-prod-auth"), tmp_path,
+                       SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard")
+    # Without mutual TLS the certificate is not made a client certificate.
+    one_way = render(CHART, {"tls": CERT_MANAGER_VALUES["tls"] | {"clientAuth": "none"}})
+    assert "client auth" not in one_way.one("Certificate", "switchboard-tls")["spec"]["usages"]
+
+
+def test_chart_tls_ingress_speaks_tls_to_the_pods():
+    rendered = render(CHART, INGRESS_VALUES | TLS_VALUES)
+    protocol = "nginx.ingress.kubernetes.io/backend-protocol"
+    assert rendered.one("Ingress", "switchboard-grpc")["metadata"]["annotations"][protocol] == "GRPCS"
+    assert rendered.one("Ingress", "switchboard-http")["metadata"]["annotations"][protocol] == "HTTPS"
+    # A protocol of the operator's own choosing is kept.
+    own = render(CHART, TLS_VALUES | {"ingress": INGRESS_VALUES["ingress"] | {
+        "grpc": {"annotations": {protocol: "AUTO_HTTP"}}}})
+    assert own.one("Ingress", "switchboard-grpc")["metadata"]["annotations"][protocol] == "AUTO_HTTP"
+
+
+def test_chart_backend_tls(tmp_path):
+    rendered = render(CHART, BACKEND_TLS_VALUES)
+    _validate_k8s(rendered.documents, "chart (backend tls)")
+    _, config = _config_toml(rendered)
+    _check_toml_keys(config, "chart ConfigMap (backend tls)")
+    assert "tls" not in config, "backend TLS does not turn on the services' own"
+    deployment = rendered.one("Deployment", "switchboard-routing")
+    expected = {("redis", "ca_file"): ("redis-ca", "ca.pem"), ("postgres", "ca_file"): ("pg-ca", "ca.crt"),
+                ("kafka", "ssl_ca_location"): ("kafka-ca", "ca.crt"),
+                ("telemetry", "otlp_ca_file"): ("otel-ca", "ca.crt")}
+    for (table, key), source in expected.items():
+        assert _secret_file(deployment, config[table][key]) == source, (table, key)
+    # Only the CA key of each Secret reaches the pod.
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if volume["name"].endswith("-ca"):
+            assert len(volume["secret"]["items"]) == 1, volume
+    assert config["kafka"]["security_protocol"] == "sasl_ssl" and config["kafka"]["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert config["kafka"]["properties"] == {"client.rack": "eu-west-1a"}
+    assert "sasl_password" not in config["kafka"], "the password comes from a Secret, never the ConfigMap"
+    env = {e["name"]: e for e in _container(deployment)["env"]}
+    assert env["SWITCHBOARD_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == \
+        {"name": "kafka-credentials", "key": "password"}
+    printed = _check_with_binary(_config_toml(rendered)[0] + _auth_toml(rendered, "switchboard-auth"), tmp_path,
+                                 SWITCHBOARD_POSTGRES__URL=BACKEND_TLS_VALUES["postgres"]["url"],
+                                 SWITCHBOARD_KAFKA__SASL_PASSWORD="secret")
+    assert printed["kafka"]["security_protocol"] == "sasl_ssl" and printed["redis"]["ca_file"] == config["redis"]["ca_file"]
+    # Off by default: plaintext Kafka, no CA, no password variable.
+    _, defaults = _config_toml(render(CHART))
+    assert defaults["kafka"]["security_protocol"] == "plaintext" and "ca_file" not in defaults["redis"]
+
+
+# The combinations the chart refuses (test_chart_rejects_bad_values), as the
+# binary would meet them: it must refuse each too, so the chart is no stricter
+# than the binary by mistake, and notices if the binary's rules change. (The
+# chart is stricter on purpose in one place: postgres.caSecret without
+# sslmode=require, which the binary takes as plaintext without a word.)
+_BINARY_REFUSALS = [
+    ({"SWITCHBOARD_TLS__CLIENT_AUTH": "required"}, "tls.client_auth"),
+    ({"SWITCHBOARD_KAFKA__SECURITY_PROTOCOL": "sasl_ssl", "SWITCHBOARD_KAFKA__SASL_MECHANISM": "PLAIN",
+      "SWITCHBOARD_KAFKA__SASL_USERNAME": "switchboard"}, "kafka.sasl_password"),
+    ({"SWITCHBOARD_KAFKA__SECURITY_PROTOCOL": "sasl_ssl", "SWITCHBOARD_KAFKA__SASL_USERNAME": "switchboard",
+      "SWITCHBOARD_KAFKA__SASL_PASSWORD": "secret"}, "kafka.sasl_mechanism"),
+    ({"SWITCHBOARD_KAFKA__SASL_USERNAME": "switchboard"}, "kafka.security_protocol"),
+    ({"SWITCHBOARD_KAFKA__SSL_CA_LOCATION": "/etc/switchboard-ca/kafka/ca.crt"}, "kafka.ssl_ca_location"),
+    ({"SWITCHBOARD_REDIS__CA_FILE": "/etc/switchboard-ca/redis/ca.crt"}, "redis.ca_file"),
+    ({"SWITCHBOARD_REDIS__URL": "rediss://redis:6380/#insecure"}, "#insecure"),
+    ({"SWITCHBOARD_TELEMETRY__OTLP_ENDPOINT": "http://otel:4317",
+      "SWITCHBOARD_TELEMETRY__OTLP_CA_FILE": "/etc/switchboard-ca/otlp/ca.crt"}, "telemetry.otlp_ca_file"),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), _BINARY_REFUSALS, ids=[m for _, m in _BINARY_REFUSALS])
+def test_binary_refuses_what_the_chart_refuses(rendered_defaults, tmp_path, env, message):
+    text = _config_toml(rendered_defaults)[0] + _auth_toml(rendered_defaults, "switchboard-auth")
+    error = _binary_refusal(text, tmp_path, SWITCHBOARD_POSTGRES__URL="postgres://u:p@db:5432/switchboard", **env)
+    assert message in error, error
+
+
 _HOST_TLS = {"enabled": True, "hosts": ["sb.example.com"], "tls": [{"secretName": "sb-tls"}]}
 
 
@@ -960,6 +1238,30 @@ _HOST_TLS = {"enabled": True, "hosts": ["sb.example.com"], "tls": [{"secretName"
         ({"ingress": {"enable": True}}, "enable"),
         ({"ingress": {"hosts": ["SB.example.com"]}}, "SB.example.com"),
         ({"config": {"kafka": {"replicationFactor": 0}}}, "replicationFactor"),
+        # TLS is never half on, and never plaintext where a CA or SASL promises it.
+        ({"tls": {"enabled": True}}, "tls.enabled needs tls.secretName"),
+        ({"tls": {"clientAuth": "required"}}, "tls.clientAuth=required needs tls.enabled"),
+        ({"tls": {"enabled": True, "certManager": {"enabled": True}}}, "tls.certManager.issuerRef.name"),
+        ({"tls": {"certManager": {"enabled": True, "issuerRef": {"name": "ca"}}}},
+         "tls.certManager.enabled needs tls.enabled"),
+        ({"tls": {"enabled": True, "secretName": "t", "clientAuth": "optional"}}, "clientAuth"),
+        ({"config": {"kafka": {"securityProtocol": "sasl_ssl", "saslMechanism": "PLAIN", "saslUsername": "sb"}}},
+         "kafka.saslPasswordSecret"),
+        ({"config": {"kafka": {"securityProtocol": "sasl_ssl", "saslMechanism": "PLAIN"}},
+          "kafka": {"saslPasswordSecret": "k"}}, "config.kafka.saslUsername"),
+        ({"config": {"kafka": {"securityProtocol": "sasl_plaintext", "saslUsername": "sb"}},
+          "kafka": {"saslPasswordSecret": "k"}}, "config.kafka.saslMechanism"),
+        ({"config": {"kafka": {"saslUsername": "sb"}}}, "securityProtocol sasl_plaintext or sasl_ssl, not plaintext"),
+        ({"kafka": {"caSecret": "kafka-ca"}}, "kafka.caSecret is set but config.kafka.securityProtocol is plaintext"),
+        ({"config": {"kafka": {"properties": {"security.protocol": "ssl"}}}}, '"security.protocol"'),
+        ({"config": {"kafka": {"properties": {"fetch.max.bytes": 1048576}}}}, "fetch.max.bytes"),
+        ({"config": {"kafka": {"securityProtocol": "tls"}}}, "securityProtocol"),
+        ({"redis": {"caSecret": "redis-ca"}}, "redis.caSecret is set but config.redis.url"),
+        ({"config": {"redis": {"url": "rediss://redis:6380/#insecure"}}}, "#insecure"),
+        ({"postgres": {"caSecret": "pg-ca"}}, "postgres.caSecret is set but postgres.url has no sslmode=require"),
+        ({"postgres": {"url": "postgres://sb@db/sb?sslmode=prefer", "caSecret": "pg-ca"}}, "sslmode=require"),
+        ({"telemetry": {"otlpCaSecret": "otel-ca"}, "config": {"telemetry": {"otlpEndpoint": "http://otel:4317"}}},
+         "telemetry.otlpCaSecret"),
     ],
 )
 def test_chart_rejects_bad_values(values, message):

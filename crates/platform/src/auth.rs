@@ -315,6 +315,21 @@ fn policy_of_config(config: &TenantPolicyConfig, field: &str) -> Result<TenantPo
     Ok(policy)
 }
 
+/// How a principal appears in logs: an API key by its name; a person
+/// signed in through the identity provider by a pseudonym (`oidc:` and 12
+/// hex digits of a digest of the subject), since subjects are often e-mail
+/// addresses. Audit records, which are access-controlled, keep the subject.
+pub struct LogName<'principal>(pub &'principal Principal);
+
+impl std::fmt::Display for LogName<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.key_name.strip_prefix("oidc:") {
+            Some(subject) => write!(formatter, "oidc:{}", &hash_api_key(subject)[..12]),
+            None => formatter.write_str(&self.0.key_name),
+        }
+    }
+}
+
 /// The principal the auth interceptor attached to a request.
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request

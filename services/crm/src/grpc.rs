@@ -9,7 +9,7 @@ use std::sync::Arc;
 use switchboard_core::names::{contact_name, customer_name, parse_contact, parse_customer, parse_tenant};
 use switchboard_core::time::optional_timestamp;
 use switchboard_core::{ContactId, CustomerId, Error, Principal, Role, TenantId};
-use switchboard_platform::auth::AccessControl;
+use switchboard_platform::auth::{AccessControl, LogName};
 use switchboard_platform::grpc::{CallContext, answer};
 use switchboard_platform::held_contact::{contact_required, held_by_caller};
 use switchboard_platform::pagination::{page, page_request};
@@ -188,7 +188,7 @@ impl CrmApi {
                 tenant = %tenant,
                 customer = %resolved.customer.id,
                 identity_kind = identity.kind.as_str(),
-                key = %principal.key_name,
+                key = %LogName(&principal),
                 "customer created"
             );
         }
@@ -211,7 +211,7 @@ impl CrmApi {
             tenant = %tenant,
             customer = %customer.id,
             identity_kind = identity.kind.as_str(),
-            key = %principal.key_name,
+            key = %LogName(&principal),
             "identity attached to the customer"
         );
         Ok(customer_to_api(&customer))
@@ -232,7 +232,7 @@ impl CrmApi {
             tenant = %tenant,
             customer = %survivor,
             merged_customer = %merged,
-            key = %principal.key_name,
+            key = %LogName(&principal),
             "customers merged"
         );
         Ok(customer_to_api(&customer))

@@ -9,7 +9,7 @@ use switchboard_core::names::{channel_name, parse_channel, parse_queue, parse_te
 use switchboard_core::time::{now_millis, timestamp_from_millis};
 use switchboard_core::{ChannelId, Error, Principal, TenantId};
 use switchboard_platform::audit::Change;
-use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::auth::{AccessControl, LogName, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{PageRequest, page, page_request};
 use switchboard_platform::quota::{admit_one_more, count_needed};
@@ -94,7 +94,7 @@ impl ChannelApi {
             ..channel
         };
         self.store.create(&tenant, &channel_id, &stored).await?;
-        tracing::info!(tenant = %tenant, channel = %channel_id, key = %principal.key_name, "channel created");
+        tracing::info!(tenant = %tenant, channel = %channel_id, key = %LogName(&principal), "channel created");
         let created = self.answer(&tenant, &channel_id, stored);
         let change = Change::new(Some(&tenant), "switchboard.ingestion.v1.ChannelService/CreateChannel", &created.name);
         self.access.audit(principal, change.after("switchboard.ingestion.v1.Channel", &created)).await;
@@ -156,7 +156,7 @@ impl ChannelApi {
         channel.update_time = Some(timestamp_from_millis(now_millis()));
         self.store.update(&tenant, &channel_id, stored.revision, &channel).await?;
         self.recent.forget(&(tenant.clone(), channel_id.clone()));
-        tracing::info!(tenant = %tenant, channel = %channel_id, fields = ?paths, key = %principal.key_name, "channel updated");
+        tracing::info!(tenant = %tenant, channel = %channel_id, fields = ?paths, key = %LogName(&principal), "channel updated");
         let updated = self.answer(&tenant, &channel_id, channel);
         let change = Change::new(Some(&tenant), "switchboard.ingestion.v1.ChannelService/UpdateChannel", &updated.name);
         self.access
@@ -180,7 +180,7 @@ impl ChannelApi {
         if !deleted {
             return Err(Error::not_found(channel_name(&tenant, &channel_id)));
         }
-        tracing::info!(tenant = %tenant, channel = %channel_id, key = %principal.key_name, "channel deleted");
+        tracing::info!(tenant = %tenant, channel = %channel_id, key = %LogName(&principal), "channel deleted");
         let mut change = Change::new(
             Some(&tenant),
             "switchboard.ingestion.v1.ChannelService/DeleteChannel",

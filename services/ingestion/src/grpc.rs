@@ -385,7 +385,7 @@ impl IngestionApi {
             return self.replay_abandoned(abandoned.record).await;
         }
         self.outbox.publish_abandoned(&abandoned.record).await?;
-        tracing::info!(tenant = %tenant, contact = %contact_id, reason = %reason, "contact abandoned");
+        tracing::info!(tenant = %tenant, contact = %contact_id, reason = ?reason, "contact abandoned");
         Ok(abandoned.record.contact)
     }
 

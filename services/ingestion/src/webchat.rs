@@ -200,7 +200,7 @@ impl ChatSocket {
             return;
         }
         if let Err(reason) = self.serve(&mut socket, &mut visitor).await {
-            tracing::info!(tenant = %self.tenant, channel = %self.channel_id, reason = %reason, "web chat socket ended");
+            tracing::info!(tenant = %self.tenant, channel = %self.channel_id, reason = ?reason, "web chat socket ended");
         }
     }
 

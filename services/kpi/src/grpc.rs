@@ -8,7 +8,7 @@ use prost_types::Timestamp;
 use switchboard_core::names::{parse_queue, parse_tenant};
 use switchboard_core::time::checked_timestamp_millis;
 use switchboard_core::{Error, Principal, TenantId};
-use switchboard_platform::auth::AccessControl;
+use switchboard_platform::auth::{AccessControl, LogName};
 use switchboard_platform::grpc::answer;
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
@@ -68,7 +68,7 @@ impl KpiGrpc {
             .with_reason("KPI_RANGE_TOO_LARGE")
             .with_field_violation("filter.start_time", "the range holds too many contacts to summarize at once"));
         }
-        tracing::debug!(tenant = %query.tenant, key = %principal.key_name, contacts = facts.len(), "kpi facts loaded");
+        tracing::debug!(tenant = %query.tenant, key = %LogName(&principal), contacts = facts.len(), "kpi facts loaded");
         Ok((facts, query.variant))
     }
 

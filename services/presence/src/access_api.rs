@@ -14,7 +14,7 @@ use switchboard_core::time::{
 };
 use switchboard_core::{Error, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
-use switchboard_platform::auth::{AccessControl, hash_api_key};
+use switchboard_platform::auth::{AccessControl, LogName, hash_api_key};
 use switchboard_platform::credentials::{
     ApiKeyId, CredentialStore, DEFAULT_ROUTING_WEIGHT, KeyHolder, KeyRecord, MAX_ROUTING_WEIGHT, TenantChange,
     TenantLimits, TenantPolicy, TenantRecord, api_key_name, new_secret, parse_api_key_name, secret_prefix,
@@ -105,7 +105,7 @@ impl AccessApi {
         };
         self.credentials.create_tenant(&record).await?;
         self.changed().await;
-        tracing::info!(tenant = %record.id, key = %principal.key_name, "tenant created");
+        tracing::info!(tenant = %record.id, key = %LogName(&principal), "tenant created");
         let created = tenant_to_api(&record);
         let change = Change::new(Some(&record.id), "switchboard.access.v1.AccessService/CreateTenant", &created.name);
         self.access.audit(&principal, change.after("switchboard.access.v1.Tenant", &created)).await;
@@ -210,7 +210,7 @@ impl AccessApi {
         let before = tenant_to_api(&self.existing_tenant(tenant).await?);
         let record = self.credentials.update_tenant(tenant, change, now_millis()).await?;
         self.changed().await;
-        tracing::info!(tenant = %tenant, suspended = record.suspended, key = %principal.key_name, "tenant changed");
+        tracing::info!(tenant = %tenant, suspended = record.suspended, key = %LogName(&principal), "tenant changed");
         let after = tenant_to_api(&record);
         let audited = Change::new(Some(tenant), action, &after.name)
             .before("switchboard.access.v1.Tenant", &before)
@@ -322,7 +322,7 @@ impl AccessApi {
         self.credentials.create_key(&record).await?;
         self.changed().await;
         self.audit_key(&principal, "switchboard.access.v1.AccessService/CreateApiKey", None, &record).await;
-        tracing::info!(api_key = %record.id, role = record.holder.role().as_str(), key = %principal.key_name, "api key created");
+        tracing::info!(api_key = %record.id, role = record.holder.role().as_str(), key = %LogName(&principal), "api key created");
         Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&record)), secret })
     }
 
@@ -345,7 +345,7 @@ impl AccessApi {
         let revoked = self.credentials.revoke_key(&record.id, now_millis()).await?;
         self.changed().await;
         self.audit_key(&principal, "switchboard.access.v1.AccessService/RevokeApiKey", Some(&record), &revoked).await;
-        tracing::info!(api_key = %record.id, key = %principal.key_name, "api key revoked");
+        tracing::info!(api_key = %record.id, key = %LogName(&principal), "api key revoked");
         Ok(key_to_api(&revoked))
     }
 
@@ -372,7 +372,7 @@ impl AccessApi {
             .await?;
         self.changed().await;
         self.audit_key(&principal, "switchboard.access.v1.AccessService/RotateApiKey", Some(&record), &rotated).await;
-        tracing::info!(api_key = %record.id, key = %principal.key_name, "api key rotated");
+        tracing::info!(api_key = %record.id, key = %LogName(&principal), "api key rotated");
         Ok(api::CreateApiKeyResponse { api_key: Some(key_to_api(&rotated)), secret })
     }
 }

@@ -376,7 +376,7 @@ impl PresenceService for PresenceApi {
                             tracing::info!(agent = %session.agent_id, code = ?refusal.code(), "agent session sent a bad message, ending it");
                             let _ = session.sender.try_send(Err(refusal));
                         } else {
-                            tracing::info!(agent = %session.agent_id, status = %status.message(), "agent session broke");
+                            tracing::info!(agent = %session.agent_id, status = ?status.message(), "agent session broke");
                         }
                         break;
                     }

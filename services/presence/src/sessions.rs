@@ -444,7 +444,7 @@ impl PresenceCore {
         let Some(session) = sessions.get(agent).filter(|session| session.session_id == session_id) else {
             return;
         };
-        tracing::info!(agent = %agent, reason = %error.message, "ending agent session");
+        tracing::info!(agent = %agent, reason = ?error.message, "ending agent session");
         session.closed.cancel();
         sessions.remove(agent);
     }

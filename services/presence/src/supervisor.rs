@@ -4,6 +4,7 @@
 use switchboard_core::names::{agent_name, parse_agent, tenant_name};
 use switchboard_core::{Error, ErrorCode, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
+use switchboard_platform::auth::LogName;
 use switchboard_platform::status::to_status;
 use switchboard_proto::presence::v1::{
     Agent, AgentStateChanged, SetAgentStateRequest, StateChangeSource, WatchAgentStatesRequest,
@@ -46,7 +47,7 @@ impl PresenceApi {
             )));
         }
         self.presence.change_state(&agent, &agent_id, state, &request.reason, StateChangeSource::Supervisor).await?;
-        tracing::info!(agent = %agent_id, state = state.as_str_name(), key = %principal.key_name, "agent state forced");
+        tracing::info!(agent = %agent_id, state = state.as_str_name(), key = %LogName(&principal), "agent state forced");
         let tenant = principal.tenant.clone().or_else(|| crate::grpc::only_tenant(&agent));
         let after = self.as_seen_by(&principal, agent, &agent_id).await?;
         let change = Change::new(tenant.as_ref(), "switchboard.presence.v1.PresenceService/SetAgentState", &after.name)
@@ -68,7 +69,7 @@ impl PresenceApi {
         let mut changes = self.presence.watch_states();
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         let shutdown = self.shutdown.clone();
-        tracing::info!(key = %principal.key_name, tenant = ?tenant.as_ref().map(TenantId::as_str), "agent state watch started");
+        tracing::info!(key = %LogName(&principal), tenant = ?tenant.as_ref().map(TenantId::as_str), "agent state watch started");
         tokio::spawn(async move {
             loop {
                 let change = tokio::select! {

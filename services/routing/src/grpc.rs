@@ -10,7 +10,7 @@ use switchboard_core::text::TextRule;
 use switchboard_core::time::{duration_from_millis, millis_from_duration, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{AgentId, Error, Principal, QueueId, Role, TenantId};
 use switchboard_platform::audit::Change;
-use switchboard_platform::auth::AccessControl;
+use switchboard_platform::auth::{AccessControl, LogName};
 use switchboard_platform::credentials::TenantLimits;
 use switchboard_platform::grpc::answer;
 use switchboard_platform::pagination::{PageRequest, page, page_request};
@@ -133,7 +133,7 @@ impl RoutingApi {
         let now = Some(timestamp_from_millis(self.engine.clock.now_millis()));
         let queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
-        tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue created");
+        tracing::info!(tenant = %tenant, queue = %queue_id, key = %LogName(&principal), "queue created");
         let change = Change::new(Some(&tenant), "switchboard.routing.v1.RoutingService/CreateQueue", &queue.name);
         self.access.audit(&principal, change.after("switchboard.routing.v1.Queue", &queue)).await;
         Ok(queue)
@@ -236,7 +236,7 @@ impl RoutingApi {
         if !self.engine.queues.delete_queue(&tenant, &queue_id).await? {
             return Err(Error::not_found(queue_name(&tenant, &queue_id)));
         }
-        tracing::info!(tenant = %tenant, queue = %queue_id, key = %principal.key_name, "queue deleted");
+        tracing::info!(tenant = %tenant, queue = %queue_id, key = %LogName(&principal), "queue deleted");
         let change = Change::new(Some(&tenant), "switchboard.routing.v1.RoutingService/DeleteQueue", &before.name);
         self.access.audit(&principal, change.before("switchboard.routing.v1.Queue", &before)).await;
         Ok(())

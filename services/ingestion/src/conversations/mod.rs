@@ -114,6 +114,18 @@ pub enum OutboundUpdate {
     Reported { state: DeliveryState, reason: String },
 }
 
+impl OutboundUpdate {
+    /// What happened, without the provider's text: for logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            OutboundUpdate::Sent { .. } => "sent",
+            OutboundUpdate::RetryAt { .. } => "retry",
+            OutboundUpdate::Failed { .. } => "failed",
+            OutboundUpdate::Reported { .. } => "reported",
+        }
+    }
+}
+
 /// Whether an outbound message in state `current` may move to `next`:
 /// forward only (QUEUED, SENT, DELIVERED, READ), and FAILED only before
 /// anything reached the customer.

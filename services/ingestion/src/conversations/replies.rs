@@ -241,7 +241,9 @@ impl Connector {
                     OutboundUpdate::RetryAt { next_attempt_ms: now_millis() + backoff_ms(record.attempts), reason }
                 }
             };
-            tracing::info!(tenant = %record.tenant, message = %record.message_id, update = ?update, "message attempt");
+            // The provider's reason stays on the message (it may quote the
+            // recipient's address or number): the log says only the outcome.
+            tracing::info!(tenant = %record.tenant, message = %record.message_id, outcome = update.outcome(), "message attempt");
             let next = self.intake.conversations.update_outbound(&record.tenant, &record.message_id, &update).await?;
             self.intake.chat_wakeups.wake(&record.tenant, &record.conversation_id);
             if let Some(next) = next.filter(|next| next.message.delivery_state != record.message.delivery_state) {
