@@ -94,7 +94,7 @@ impl ChannelApi {
             ..channel
         };
         self.store.create(&tenant, &channel_id, &stored).await?;
-        tracing::info!(tenant = %tenant, channel = %channel_id, key = %LogName(&principal), "channel created");
+        tracing::info!(tenant = %tenant, channel = %channel_id, key = %LogName(principal), "channel created");
         let created = self.answer(&tenant, &channel_id, stored);
         let change = Change::new(Some(&tenant), "switchboard.ingestion.v1.ChannelService/CreateChannel", &created.name);
         self.access.audit(principal, change.after("switchboard.ingestion.v1.Channel", &created)).await;
@@ -156,7 +156,7 @@ impl ChannelApi {
         channel.update_time = Some(timestamp_from_millis(now_millis()));
         self.store.update(&tenant, &channel_id, stored.revision, &channel).await?;
         self.recent.forget(&(tenant.clone(), channel_id.clone()));
-        tracing::info!(tenant = %tenant, channel = %channel_id, fields = ?paths, key = %LogName(&principal), "channel updated");
+        tracing::info!(tenant = %tenant, channel = %channel_id, fields = ?paths, key = %LogName(principal), "channel updated");
         let updated = self.answer(&tenant, &channel_id, channel);
         let change = Change::new(Some(&tenant), "switchboard.ingestion.v1.ChannelService/UpdateChannel", &updated.name);
         self.access
@@ -180,7 +180,7 @@ impl ChannelApi {
         if !deleted {
             return Err(Error::not_found(channel_name(&tenant, &channel_id)));
         }
-        tracing::info!(tenant = %tenant, channel = %channel_id, key = %LogName(&principal), "channel deleted");
+        tracing::info!(tenant = %tenant, channel = %channel_id, key = %LogName(principal), "channel deleted");
         let mut change = Change::new(
             Some(&tenant),
             "switchboard.ingestion.v1.ChannelService/DeleteChannel",

@@ -68,7 +68,7 @@ impl KpiGrpc {
             .with_reason("KPI_RANGE_TOO_LARGE")
             .with_field_violation("filter.start_time", "the range holds too many contacts to summarize at once"));
         }
-        tracing::debug!(tenant = %query.tenant, key = %LogName(&principal), contacts = facts.len(), "kpi facts loaded");
+        tracing::debug!(tenant = %query.tenant, key = %LogName(principal), contacts = facts.len(), "kpi facts loaded");
         Ok((facts, query.variant))
     }
 

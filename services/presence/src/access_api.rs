@@ -210,7 +210,7 @@ impl AccessApi {
         let before = tenant_to_api(&self.existing_tenant(tenant).await?);
         let record = self.credentials.update_tenant(tenant, change, now_millis()).await?;
         self.changed().await;
-        tracing::info!(tenant = %tenant, suspended = record.suspended, key = %LogName(&principal), "tenant changed");
+        tracing::info!(tenant = %tenant, suspended = record.suspended, key = %LogName(principal), "tenant changed");
         let after = tenant_to_api(&record);
         let audited = Change::new(Some(tenant), action, &after.name)
             .before("switchboard.access.v1.Tenant", &before)
