@@ -20,6 +20,7 @@ use crate::grpc::CallContext;
 use crate::oidc::OidcVerifier;
 use crate::rate_limit::{Rate, TokenBuckets};
 use crate::status::to_status;
+use crate::stream_limit::{StreamLimit, StreamSlot};
 
 /// How often a replica asks the credential store whether anything changed:
 /// well within the 2 s in which a new, rotated or revoked key must be
@@ -59,6 +60,8 @@ pub struct AccessControl {
     /// Requests per key and per tenant (`auth.rate_limit`).
     per_key: Option<TokenBuckets>,
     per_tenant: Option<TokenBuckets>,
+    /// Server streams per key (`auth.rate_limit.streams_per_key`).
+    streams: Option<Arc<StreamLimit>>,
 }
 
 /// The principal of the deployment's service key.
@@ -92,6 +95,7 @@ impl AccessControl {
                 per_second: limits.per_tenant_per_second,
                 burst: limits.per_tenant_burst,
             })),
+            streams: Some(StreamLimit::new(usize::try_from(limits.streams_per_key).unwrap_or(usize::MAX))),
             ..AccessControl::default()
         };
         for tenant in &config.tenants {
@@ -282,6 +286,12 @@ impl AccessControl {
             per_tenant.take(tenant.as_str(), now, &format!("tenant `{tenant}`"))?;
         }
         Ok(())
+    }
+
+    /// A slot for one more server stream of `principal`'s key (see
+    /// [`StreamLimit`]), to hold while the stream lasts.
+    pub fn open_stream(&self, principal: &Principal) -> Result<Option<StreamSlot>, Error> {
+        self.streams.as_ref().map(|streams| streams.open(principal)).transpose()
     }
 
     /// A tonic interceptor that authenticates every call, takes it from the

@@ -24,6 +24,7 @@ pub mod redis;
 pub mod service;
 pub mod shutdown;
 pub mod status;
+pub mod stream_limit;
 pub mod telemetry;
 pub mod tls;
 pub mod ttl_cache;

@@ -66,11 +66,14 @@ impl PresenceApi {
         request: WatchAgentStatesRequest,
     ) -> Result<ReceiverStream<Result<AgentStateChanged, Status>>, Error> {
         let tenant = self.tenant_filter(&principal, &request.tenant)?;
+        let slot = self.access.open_stream(&principal)?;
         let mut changes = self.presence.watch_states();
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         let shutdown = self.shutdown.clone();
         tracing::info!(key = %LogName(&principal), tenant = ?tenant.as_ref().map(TenantId::as_str), "agent state watch started");
         tokio::spawn(async move {
+            // The key's slot is held while the stream lasts.
+            let _slot = slot;
             loop {
                 let change = tokio::select! {
                     () = shutdown.cancelled() => break,

@@ -165,3 +165,27 @@ async fn a_shared_agents_work_is_shown_only_to_the_tenant_it_belongs_to() {
     assert!(for_globex.active_contacts.is_empty(), "acme's contact is not shown to globex: {for_globex:?}");
     cluster.stop().await;
 }
+
+/// A key holds at most `auth.rate_limit.streams_per_key` watches open in a
+/// process; one it closes frees its slot.
+#[tokio::test]
+async fn a_key_may_hold_only_so_many_watches_open() {
+    let access = support::access(|auth| auth.rate_limit.streams_per_key = 2);
+    let mut cluster = Cluster::start_with_access(|_| {}, access).await;
+    let watch =
+        || authorized("acme-admin", switchboard_proto::presence::v1::WatchAgentStatesRequest { tenant: String::new() });
+    let first = cluster.presence.watch_agent_states(watch()).await.expect("one").into_inner();
+    let _second = cluster.presence.watch_agent_states(watch()).await.expect("two").into_inner();
+    let refused = cluster.presence.watch_agent_states(watch()).await.expect_err("three");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(switchboard_test_support::error_reason(&refused).as_deref(), Some("TOO_MANY_STREAMS"));
+    let other_key = authorized("operator", switchboard_proto::presence::v1::WatchAgentStatesRequest::default());
+    cluster.presence.watch_agent_states(other_key).await.expect("another key is not held back");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while cluster.presence.watch_agent_states(watch()).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the closed watch never freed its slot");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cluster.stop().await;
+}

@@ -224,6 +224,7 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
             per_key_burst: 0,
             per_tenant_per_second: 0,
             per_tenant_burst: 0,
+            streams_per_key: 0,
         },
         tenant_policies: Default::default(),
         oidc: None,

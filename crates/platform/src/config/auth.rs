@@ -131,6 +131,9 @@ pub struct RateLimitConfig {
     pub per_key_burst: u32,
     pub per_tenant_per_second: u32,
     pub per_tenant_burst: u32,
+    /// Server streams (`WatchAgentStates`) one key may hold open at once
+    /// in a process; 0 is no limit.
+    pub streams_per_key: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -140,6 +143,7 @@ impl Default for RateLimitConfig {
             per_key_burst: 1000,
             per_tenant_per_second: 2000,
             per_tenant_burst: 4000,
+            streams_per_key: 32,
         }
     }
 }
