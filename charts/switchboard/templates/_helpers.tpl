@@ -213,6 +213,60 @@ url
 {{- end -}}
 
 {{/*
+The Secret with the services' certificate (tls.crt, tls.key, ca.crt):
+tls.secretName, else the one the chart's cert-manager Certificate fills.
+*/}}
+{{- define "switchboard.tlsSecretName" -}}
+{{- if .Values.tls.secretName -}}
+{{- .Values.tls.secretName -}}
+{{- else if .Values.tls.certManager.enabled -}}
+{{- printf "%s-tls" (include "switchboard.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where the pods see the services' certificate Secret: a directory (never a
+subPath mount, which a renewal would not reach), beside /etc/switchboard
+rather than in it because that mount is read-only.
+*/}}
+{{- define "switchboard.tlsDir" -}}
+/etc/switchboard-tls
+{{- end -}}
+
+{{/*
+The CA Secrets of the backends, by the name of their volume: the Secret, the
+key holding the CA, and where it is mounted. Only those configured.
+*/}}
+{{- define "switchboard.backendCas" -}}
+{{- $cas := dict -}}
+{{- range $volume, $ref := dict "postgres-ca" .Values.postgres "redis-ca" .Values.redis "kafka-ca" .Values.kafka -}}
+{{- if $ref.caSecret -}}
+{{- $_ := set $cas $volume (dict "secret" $ref.caSecret "key" $ref.caSecretKey "dir" (printf "/etc/switchboard-ca/%s" (trimSuffix "-ca" $volume))) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.telemetry.otlpCaSecret -}}
+{{- $_ := set $cas "otlp-ca" (dict "secret" . "key" $.Values.telemetry.otlpCaSecretKey "dir" "/etc/switchboard-ca/otlp") -}}
+{{- end -}}
+{{- toYaml $cas -}}
+{{- end -}}
+
+{{/*
+The DNS names of every enabled service's Service, which the one certificate
+of tls.secretName must carry: the short name the service URLs use, and the
+namespace-qualified forms other clients (Prometheus' serverName) use.
+*/}}
+{{- define "switchboard.tlsDnsNames" -}}
+{{- $names := list -}}
+{{- range $name := splitList " " (include "switchboard.serviceNames" .) -}}
+{{- if (index $.Values.services $name).enabled -}}
+{{- $service := include "switchboard.componentName" (dict "root" $ "name" $name) -}}
+{{- $names = concat $names (list $service (printf "%s.%s" $service $.Release.Namespace) (printf "%s.%s.svc" $service $.Release.Namespace) (printf "%s.%s.svc.%s" $service $.Release.Namespace $.Values.tls.clusterDomain)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $names -}}
+{{- end -}}
+
+{{/*
 The [auth] section of switchboard.toml, validated here so a typo fails the
 install instead of crash-looping the pods.
 */}}
@@ -256,11 +310,18 @@ agent = {{ . | quote }}
 
 {{/*
 switchboard.toml without [auth] (which lives in the auth Secret) and without
-postgres.url (which comes from the postgres Secret through the environment).
+postgres.url (which comes from the postgres Secret through the environment),
+nor kafka.sasl_password (SWITCHBOARD_KAFKA__SASL_PASSWORD, from a Secret).
 */}}
 {{- define "switchboard.configToml" -}}
 {{- $c := .Values.config -}}
 {{- $fullname := include "switchboard.fullname" . -}}
+{{- $cas := include "switchboard.backendCas" . | fromYaml -}}
+{{- $tls := .Values.tls -}}
+{{- $scheme := "http" -}}
+{{- if $tls.enabled -}}
+{{- $scheme = "https" -}}
+{{- end -}}
 {{- if eq (int64 .Values.metricsPort) (int64 .Values.port) }}
 {{- fail (printf "metricsPort (%d) must differ from port (%d): gRPC and HTTP each need their own" (int64 .Values.metricsPort) (int64 .Values.port)) }}
 {{- end -}}
@@ -273,6 +334,9 @@ log_format = {{ $c.telemetry.logFormat | quote }}
 log_filter = {{ $c.telemetry.logFilter | quote }}
 {{- with $c.telemetry.otlpEndpoint }}
 otlp_endpoint = {{ . | quote }}
+{{- end }}
+{{- with (index $cas "otlp-ca") }}
+otlp_ca_file = {{ printf "%s/ca.crt" .dir | quote }}
 {{- end }}
 
 [grpc]
@@ -288,13 +352,36 @@ replication_factor = {{ int64 $c.kafka.replicationFactor }}
 {{- end }}
 group_prefix = {{ $c.kafka.groupPrefix | quote }}
 topic_prefix = {{ $c.kafka.topicPrefix | quote }}
+security_protocol = {{ $c.kafka.securityProtocol | quote }}
+{{- with $c.kafka.saslMechanism }}
+sasl_mechanism = {{ . | quote }}
+{{- end }}
+{{- with $c.kafka.saslUsername }}
+sasl_username = {{ . | quote }}
+{{- end }}
+{{- with (index $cas "kafka-ca") }}
+ssl_ca_location = {{ printf "%s/ca.crt" .dir | quote }}
+{{- end }}
+{{- with $c.kafka.properties }}
+
+[kafka.properties]
+{{- range $key, $value := . }}
+{{ $key | quote }} = {{ $value | quote }}
+{{- end }}
+{{- end }}
 
 [redis]
 url = {{ $c.redis.url | quote }}
 pool = {{ $c.redis.pool | quote }}
+{{- with (index $cas "redis-ca") }}
+ca_file = {{ printf "%s/ca.crt" .dir | quote }}
+{{- end }}
 
 [postgres]
 pool_size = {{ int64 $c.postgres.poolSize }}
+{{- with (index $cas "postgres-ca") }}
+ca_file = {{ printf "%s/ca.crt" .dir | quote }}
+{{- end }}
 
 [routing]
 offer_sweep_interval_ms = {{ int64 $c.routing.offerSweepIntervalMs }}
@@ -305,11 +392,22 @@ missed_offers_threshold = {{ int64 $c.presence.missedOffersThreshold }}
 
 [ingestion]
 public_base_url = {{ include "switchboard.publicBaseUrl" . | quote }}
+{{- if $tls.enabled }}
+
+# Every server speaks TLS only; the services reach each other over https://
+# at the Services' names, which the certificate carries.
+[tls]
+cert_file = {{ printf "%s/tls.crt" (include "switchboard.tlsDir" .) | quote }}
+key_file = {{ printf "%s/tls.key" (include "switchboard.tlsDir" .) | quote }}
+ca_file = {{ printf "%s/ca.crt" (include "switchboard.tlsDir" .) | quote }}
+client_auth = {{ $tls.clientAuth | quote }}
+reload_interval_secs = {{ int64 $tls.reloadIntervalSecs }}
+{{- end }}
 {{- range $name := splitList " " (include "switchboard.serviceNames" .) }}
 
 [services.{{ $name }}]
 listen = {{ printf "0.0.0.0:%d" (int64 $.Values.port) | quote }}
-url = {{ printf "http://%s-%s:%d" $fullname $name (int64 $.Values.port) | quote }}
+url = {{ printf "%s://%s-%s:%d" $scheme $fullname $name (int64 $.Values.port) | quote }}
 http_listen = {{ printf "0.0.0.0:%d" (int64 $.Values.metricsPort) | quote }}
 {{- end }}
 {{ end -}}

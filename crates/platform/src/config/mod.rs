@@ -460,6 +460,11 @@ impl Config {
             // The client would skip checking the server's certificate.
             anyhow::bail!("redis.url must not end in #insecure: set redis.ca_file to the CA that signs the server");
         }
+        if self.postgres.ca_file.is_some() && !self.postgres.url.contains("sslmode=require") {
+            anyhow::bail!(
+                "postgres.ca_file is set but postgres.url has no sslmode=require: the connection would be plaintext"
+            );
+        }
         if self.redis.ca_file.is_some() && !self.redis.url.starts_with("rediss://") {
             anyhow::bail!("redis.ca_file is set but redis.url is redis://: use rediss://");
         }
@@ -586,6 +591,11 @@ mod tests {
         assert!(config.validate().is_ok());
         config.redis.url = "rediss://redis:6380/#insecure".to_owned();
         assert!(config.validate().is_err(), "no unchecked certificates");
+        let mut config = Config::default();
+        config.postgres.ca_file = Some("/etc/switchboard/db-ca.pem".into());
+        assert!(config.validate().is_err(), "a CA for a plaintext database");
+        config.postgres.url = "postgres://switchboard@db/switchboard?sslmode=require".to_owned();
+        assert!(config.validate().is_ok());
     }
 
     #[test]
