@@ -19,7 +19,7 @@ use crate::grpc_metrics::RecordMetrics;
 use crate::message_limit::OversizedAsResourceExhausted;
 use crate::status::IntoStatus;
 use crate::telemetry::{current_traceparent, set_remote_parent};
-use crate::tls::{Tls, TlsConnection, accept_tls, tls_channel};
+use crate::tls::{Tls, Wrapped, accept_tls, tls_channel};
 
 pub use tonic_health::server::HealthReporter;
 
@@ -86,7 +86,7 @@ pub async fn serve(
             Some(tls) => {
                 let accepted = accept_tls(server.listener, move || tls.grpc_server_config(), stopping.clone());
                 let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
-                    .map(|(stream, _)| Ok::<_, std::io::Error>(TlsConnection(stream)));
+                    .map(|(stream, _)| Ok::<_, std::io::Error>(Wrapped(stream)));
                 router.serve_with_incoming_shutdown(incoming, stopping.cancelled()).await
             }
             None => router.serve_with_incoming_shutdown(incoming(server.listener), stopping.cancelled()).await,

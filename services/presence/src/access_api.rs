@@ -8,16 +8,13 @@ use std::sync::Arc;
 
 use switchboard_core::identity::normalize_display_name;
 use switchboard_core::names::{agent_name, parse_agent, parse_tenant, tenant_name};
-use switchboard_core::time::{
-    checked_duration_millis, duration_from_millis, millis_from_timestamp, now_millis, optional_timestamp,
-    timestamp_from_millis,
-};
+use switchboard_core::time::{millis_from_timestamp, now_millis, optional_timestamp, timestamp_from_millis};
 use switchboard_core::{Error, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, LogName, hash_api_key};
 use switchboard_platform::credentials::{
-    ApiKeyId, CredentialStore, DEFAULT_ROUTING_WEIGHT, KeyHolder, KeyRecord, MAX_ROUTING_WEIGHT, TenantChange,
-    TenantLimits, TenantPolicy, TenantRecord, api_key_name, new_secret, parse_api_key_name, secret_prefix,
+    ApiKeyId, CredentialStore, DEFAULT_ROUTING_WEIGHT, KeyHolder, KeyRecord, TenantChange, TenantPolicy, TenantRecord,
+    api_key_name, new_secret, parse_api_key_name, secret_prefix,
 };
 use switchboard_platform::grpc::answer;
 use switchboard_platform::pagination::{page, page_request};
@@ -26,6 +23,7 @@ use switchboard_proto::access::v1::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 
 use crate::store::AgentStore;
+use crate::tenant_policy_api::{limits_from_api, limits_to_api, set_limit, weight_from_api, weight_to_api};
 
 /// How long a rotated-out secret works unless the request says.
 const DEFAULT_OVERLAP_MS: i64 = 60 * 60 * 1000;
@@ -455,73 +453,6 @@ fn configured_tenant(tenant: &TenantId) -> Error {
     Error::failed_precondition(format!("tenant `{tenant}` is declared in the configuration file: change it there"))
         .with_reason("CONFIGURED_TENANT")
         .with_resource(tenant_name(tenant))
-}
-
-fn weight_to_api(weight: u32) -> i32 {
-    i32::try_from(weight).unwrap_or(i32::MAX)
-}
-
-fn weight_from_api(weight: i32) -> Result<u32, Error> {
-    u32::try_from(weight)
-        .ok()
-        .filter(|weight| (1..=MAX_ROUTING_WEIGHT).contains(weight))
-        .ok_or_else(|| Error::invalid_field("tenant.routing_weight", format!("must be 1-{MAX_ROUTING_WEIGHT}")))
-}
-
-fn limits_to_api(limits: &TenantLimits) -> api::TenantLimits {
-    let count = |limit: Option<u32>| limit.map(|limit| i32::try_from(limit).unwrap_or(i32::MAX));
-    api::TenantLimits {
-        max_queues: count(limits.max_queues),
-        max_agents: count(limits.max_agents),
-        max_channels: count(limits.max_channels),
-        max_waiting_contacts: count(limits.max_waiting_contacts),
-        max_offer_timeout: limits.max_offer_timeout_ms.map(duration_from_millis),
-        max_wrap_up: limits.max_wrap_up_ms.map(duration_from_millis),
-    }
-}
-
-fn limits_from_api(limits: Option<&api::TenantLimits>) -> Result<TenantLimits, Error> {
-    let Some(limits) = limits else { return Ok(TenantLimits::default()) };
-    let count = |limit: Option<i32>, name: &str| {
-        limit
-            .map(|limit| {
-                u32::try_from(limit).map_err(|_| {
-                    Error::invalid_field(format!("tenant.limits.{name}"), "must not be negative (unset: no limit)")
-                })
-            })
-            .transpose()
-    };
-    let time = |limit: Option<&prost_types::Duration>, name: &str| {
-        limit
-            .map(|limit| {
-                checked_duration_millis(limit)
-                    .map_err(|reason| Error::invalid_field(format!("tenant.limits.{name}"), reason))
-            })
-            .transpose()
-    };
-    Ok(TenantLimits {
-        max_queues: count(limits.max_queues, "max_queues")?,
-        max_agents: count(limits.max_agents, "max_agents")?,
-        max_channels: count(limits.max_channels, "max_channels")?,
-        max_waiting_contacts: count(limits.max_waiting_contacts, "max_waiting_contacts")?,
-        max_offer_timeout_ms: time(limits.max_offer_timeout.as_ref(), "max_offer_timeout")?,
-        max_wrap_up_ms: time(limits.max_wrap_up.as_ref(), "max_wrap_up")?,
-    })
-}
-
-/// Sets the one limit `field` of `limits` (`limits.{field}` of an update
-/// mask) to its value in `requested`.
-fn set_limit(limits: &mut TenantLimits, requested: &TenantLimits, field: &str) -> Result<(), Error> {
-    match field {
-        "max_queues" => limits.max_queues = requested.max_queues,
-        "max_agents" => limits.max_agents = requested.max_agents,
-        "max_channels" => limits.max_channels = requested.max_channels,
-        "max_waiting_contacts" => limits.max_waiting_contacts = requested.max_waiting_contacts,
-        "max_offer_timeout" => limits.max_offer_timeout_ms = requested.max_offer_timeout_ms,
-        "max_wrap_up" => limits.max_wrap_up_ms = requested.max_wrap_up_ms,
-        other => return Err(Error::invalid_field("update_mask", format!("`limits.{other}` is not a limit"))),
-    }
-    Ok(())
 }
 
 fn key_to_api(record: &KeyRecord) -> api::ApiKey {

@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
+mod tenant_policy_api;
 
 use std::sync::Arc;
 use std::time::Duration;

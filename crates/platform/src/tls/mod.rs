@@ -7,6 +7,7 @@
 mod client;
 mod postgres;
 mod server;
+mod wrapped;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,6 +22,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 pub use self::client::tls_channel;
 pub use self::postgres::PostgresTls;
 pub use self::server::{TlsConnection, TlsListener, accept_tls};
+pub use self::wrapped::Wrapped;
 use crate::config::{ClientAuth, TlsConfig};
 
 /// What the files said at one reading.

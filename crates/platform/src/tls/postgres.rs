@@ -7,15 +7,15 @@ use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::Socket;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
+
+use super::wrapped::Wrapped;
 
 /// Makes verified TLS connections to PostgreSQL.
 #[derive(Clone)]
@@ -57,36 +57,17 @@ impl TlsConnect<Socket> for PostgresTlsConnect {
     type Future = Pin<Box<dyn Future<Output = io::Result<PostgresTlsStream>> + Send>>;
 
     fn connect(self, socket: Socket) -> Self::Future {
-        Box::pin(async move { Ok(PostgresTlsStream(self.connector.connect(self.server_name, socket).await?)) })
+        Box::pin(async move { Ok(Wrapped(self.connector.connect(self.server_name, socket).await?)) })
     }
 }
 
-pub struct PostgresTlsStream(TlsStream<Socket>);
+/// A TLS connection to PostgreSQL.
+pub type PostgresTlsStream = Wrapped<TlsStream<Socket>>;
 
 impl tokio_postgres::tls::TlsStream for PostgresTlsStream {
     /// No channel binding: SCRAM is used without `-PLUS`, the certificate
     /// check above is what binds the connection to the server.
     fn channel_binding(&self) -> ChannelBinding {
         ChannelBinding::none()
-    }
-}
-
-impl AsyncRead for PostgresTlsStream {
-    fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(context, buffer)
-    }
-}
-
-impl AsyncWrite for PostgresTlsStream {
-    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(context, buffer)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(context)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(context)
     }
 }
