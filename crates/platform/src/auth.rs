@@ -107,6 +107,13 @@ impl AccessControl {
         for (tenant, policy) in &config.tenant_policies {
             let field = format!("auth.tenant_policies.{tenant}");
             let tenant = TenantId::parse(tenant, &field)?;
+            // A tenant made through the API keeps its policy in the store;
+            // a file entry for it would silently override what GetTenant shows.
+            if !access.tenants.contains(&tenant) {
+                anyhow::bail!(
+                    "{field}: `{tenant}` is not in auth.tenants (set an API tenant's policy with UpdateTenant)"
+                );
+            }
             let policy = policy_of_config(policy, &field)?;
             access.configured_policies.insert(tenant, policy);
         }
@@ -410,6 +417,17 @@ mod tests {
         assert!(access.authorize_read(&presented, &acme).is_err(), "the service role reads no tenant's data");
         let without = AccessControl::from_config(&AuthConfig::default()).expect("access");
         assert!(without.service_call().is_none());
+    }
+
+    #[test]
+    fn a_file_policy_only_names_tenants_of_the_file() {
+        let policy = crate::config::TenantPolicyConfig { routing_weight: 3, ..Default::default() };
+        let mut config = AuthConfig { tenants: vec!["acme".to_owned()], ..AuthConfig::default() };
+        config.tenant_policies.insert("acme".to_owned(), policy.clone());
+        let access = AccessControl::from_config(&config).expect("a tenant of the file");
+        assert_eq!(access.tenant_policy(&TenantId::parse("acme", "t").expect("tenant")).routing_weight, 3);
+        config.tenant_policies.insert("initech".to_owned(), policy);
+        assert!(AccessControl::from_config(&config).is_err(), "an API tenant's policy is set with UpdateTenant");
     }
 
     mod runtime_credentials {

@@ -179,7 +179,11 @@ pub struct OidcVerifier {
 impl OidcVerifier {
     pub fn new(config: &OidcConfig) -> anyhow::Result<OidcVerifier> {
         config.validate()?;
-        let http = reqwest::Client::builder().timeout(JWKS_FETCH_TIMEOUT).build()?;
+        // No redirects: one could lead the fetch to plain http.
+        let http = reqwest::Client::builder()
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(OidcVerifier {
             config: config.clone(),
             http,

@@ -86,8 +86,12 @@ pub fn validate_agent(agent: &Agent) -> Result<(), Error> {
     if agent.tenants.len() > MAX_TENANTS {
         return Err(Error::invalid_field("agent.tenants", "at most 100 tenants"));
     }
+    let mut served = HashSet::new();
     for (index, tenant) in agent.tenants.iter().enumerate() {
         switchboard_core::names::parse_tenant(tenant, &format!("agent.tenants[{index}]"))?;
+        if !served.insert(tenant.as_str()) {
+            return Err(Error::invalid_field(format!("agent.tenants[{index}]"), "is listed twice"));
+        }
     }
     if agent.skills.len() > MAX_SKILLS {
         return Err(Error::invalid_field("agent.skills", "at most 64 skills"));
@@ -162,6 +166,10 @@ mod tests {
         let cases = [
             (Agent { tenants: vec![], ..good.clone() }, "agent.tenants"),
             (Agent { tenants: vec!["acme".to_owned()], ..good.clone() }, "agent.tenants[0]"),
+            (
+                Agent { tenants: vec!["tenants/acme".to_owned(), "tenants/acme".to_owned()], ..good.clone() },
+                "agent.tenants[1]",
+            ),
             (
                 Agent { skills: vec![Skill { name: "x".to_owned(), level: 9, ..Skill::default() }], ..good.clone() },
                 "agent.skills[0].level",

@@ -27,7 +27,7 @@ use switchboard_proto::routing::v1::WithdrawReason;
 use tokio::sync::Notify;
 
 use crate::DEFAULT_OFFER_TIMEOUT_MS;
-use crate::domain::matching::{is_shared, plan_offers};
+use crate::domain::matching::plan_offers;
 use crate::domain::rules::QueueEntry;
 use crate::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use crate::events;
@@ -368,18 +368,21 @@ impl Engine {
             .collect();
         let reserved = self.state.reserve_batch(&reservations).await?;
         let mut offered = 0;
-        // Only offers made count in the sharing, in the order planned.
-        let mut advanced = shares.clone();
-        for (reservation, _) in reservations.iter().zip(reserved).filter(|(_, reserved)| *reserved) {
+        // Only offers made are charged to their tenants' shares; the store
+        // adds the charges, so concurrent replicas each count theirs.
+        let mut charges: BTreeMap<TenantId, f64> = BTreeMap::new();
+        for ((reservation, planned), _) in
+            reservations.iter().zip(&planned).zip(reserved).filter(|(_, reserved)| *reserved)
+        {
             let (record, agent) = (reservation.record, &reservation.agent.profile.agent);
             offered += 1;
-            if is_shared(reservation.agent) {
-                advanced.serve(&record.tenant, weight_of(&record.tenant));
+            if planned.share_charge > 0.0 {
+                *charges.entry(record.tenant.clone()).or_insert(0.0) += planned.share_charge;
             }
             tracing::info!(tenant = %record.tenant, contact = %record.contact, agent = %agent, "contact offered");
         }
-        if advanced != shares {
-            self.state.advance_fair_shares(&advanced).await?;
+        if !charges.is_empty() {
+            self.state.advance_fair_shares(&charges).await?;
         }
         if offered > 0 {
             self.changed();

@@ -73,14 +73,19 @@ fn assignment_with_estimate(record: &ContactRecord, position: i32, estimated_wai
 }
 
 /// Refuses a queue whose offer timeout or wrap-up time is over its
-/// tenant's caps (the operator's), naming the field and the cap.
-fn within_caps(queue: &Queue, limits: &TenantLimits) -> Result<(), Error> {
+/// tenant's caps (the operator's), naming the field and the cap; with
+/// `only`, just the fields it names (an update mask).
+fn within_caps(queue: &Queue, limits: &TenantLimits, only: Option<&[String]>) -> Result<(), Error> {
     let millis = |duration: &Option<prost_types::Duration>| duration.as_ref().and_then(millis_from_duration);
     let checks = [
-        ("queue.offer_timeout", millis(&queue.offer_timeout), limits.max_offer_timeout_ms),
-        ("queue.wrap_up_time", millis(&queue.wrap_up_time), limits.max_wrap_up_ms),
+        ("offer_timeout", millis(&queue.offer_timeout), limits.max_offer_timeout_ms),
+        ("wrap_up_time", millis(&queue.wrap_up_time), limits.max_wrap_up_ms),
     ];
-    for (field, asked_ms, cap_ms) in checks {
+    for (name, asked_ms, cap_ms) in checks {
+        if only.is_some_and(|fields| !fields.iter().any(|field| field == name)) {
+            continue;
+        }
+        let field = format!("queue.{name}");
         if let (Some(asked_ms), Some(cap_ms)) = (asked_ms, cap_ms)
             && asked_ms > cap_ms
         {
@@ -122,16 +127,22 @@ impl RoutingApi {
         // Named before validation, so rules that refer to the queue itself
         // (an overflow to itself) are caught.
         let queue = Queue { name: queue_name(&tenant, &queue_id), ..request.queue.unwrap_or_default() };
+        let request_left_offer_timeout_unset = queue.offer_timeout.is_none();
         validate_queue(&queue, "queue")?;
         self.authorize_write(&principal, &tenant)?;
         let limits = self.engine.tenant_policy(&tenant).limits;
-        within_caps(&queue, &limits)?;
+        within_caps(&queue, &limits, None)?;
         if let Some(needed) = count_needed(limits.max_queues) {
             let existing = self.engine.queues.list_queues(&tenant, &PageRequest::first(needed)).await?.len();
             admit_one_more(&tenant, "queues", existing, limits.max_queues)?;
         }
         let now = Some(timestamp_from_millis(self.engine.clock.now_millis()));
-        let queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
+        let mut queue = with_defaults(Queue { create_time: now, update_time: now, ..queue });
+        // A default the tenant's cap does not allow becomes the cap.
+        if request_left_offer_timeout_unset && let Some(cap_ms) = limits.max_offer_timeout_ms {
+            let default_ms = queue.offer_timeout.as_ref().and_then(millis_from_duration).unwrap_or(cap_ms);
+            queue.offer_timeout = Some(duration_from_millis(default_ms.min(cap_ms)));
+        }
         self.engine.queues.create_queue(&tenant, &queue_id, &queue).await?;
         tracing::info!(tenant = %tenant, queue = %queue_id, key = %LogName(&principal), "queue created");
         let change = Change::new(Some(&tenant), "switchboard.routing.v1.RoutingService/CreateQueue", &queue.name);
@@ -175,7 +186,10 @@ impl RoutingApi {
         // The fields together must still make a valid queue (e.g. a closed
         // action OVERFLOW needs an overflow queue).
         validate_queue(&queue, "queue")?;
-        within_caps(&queue, &self.engine.tenant_policy(&tenant).limits)?;
+        // Only what this update sets is held to the caps: a queue made
+        // before a cap was lowered stays editable (routing holds it to the
+        // cap anyway).
+        within_caps(&queue, &self.engine.tenant_policy(&tenant).limits, Some(&paths))?;
         let mut queue = with_defaults(queue);
         queue.update_time = Some(timestamp_from_millis(self.engine.clock.now_millis()));
         if !self.engine.queues.update_queue(&tenant, &queue_id, &queue).await? {

@@ -143,3 +143,29 @@ async fn wait_for_any_queued(routing: &mut Routing) {
     .await
     .unwrap();
 }
+
+/// A queue that leaves its offer timeout unset gets the default held to the
+/// tenant's cap, and an update that does not touch a capped field is not
+/// refused for it.
+#[tokio::test]
+async fn defaults_are_held_to_the_caps_and_other_edits_pass() {
+    let capped = TenantPolicyConfig { max_offer_timeout_ms: Some(20_000), ..TenantPolicyConfig::default() };
+    let mut routing = Routing::start_with_policies(policies("acme", capped)).await;
+    let request = switchboard_proto::routing::v1::CreateQueueRequest {
+        parent: "tenants/acme".into(),
+        queue_id: "defaulted".into(),
+        queue: Some(Queue { channels: vec![switchboard_proto::common::v1::Channel::Chat as i32], ..Queue::default() }),
+    };
+    let created = routing.client.create_queue(authorized("acme-admin", request)).await.expect("created").into_inner();
+    assert_eq!(created.offer_timeout, Some(ProtoDuration { seconds: 20, nanos: 0 }), "the 30 s default, capped");
+    let rename = UpdateQueueRequest {
+        queue: Some(Queue {
+            name: "tenants/acme/queues/defaulted".into(),
+            display_name: "Renamed".into(),
+            ..Queue::default()
+        }),
+        update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+    };
+    routing.client.update_queue(authorized("acme-admin", rename)).await.expect("a rename touches no cap");
+    routing.stop().await;
+}

@@ -563,7 +563,14 @@ mod tests {
         assert!(credentials_without_sasl.validate_security().is_err());
         let typo = KafkaConfig { security_protocol: "tls".to_owned(), ..KafkaConfig::default() };
         assert!(typo.validate_security().is_err());
-        for reserved in ["acks", "enable.auto.offset.store", "enable.idempotence", "sasl.password"] {
+        for reserved in [
+            "acks",
+            "enable.auto.offset.store",
+            "enable.idempotence",
+            "sasl.password",
+            "enable.ssl.certificate.verification",
+            "ssl.endpoint.identification.algorithm",
+        ] {
             let overriding =
                 KafkaConfig { properties: [(reserved.to_owned(), "x".to_owned())].into(), ..KafkaConfig::default() };
             let error = overriding.validate_security().expect_err(reserved);

@@ -71,6 +71,9 @@ const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
     "sasl.username",
     "sasl.password",
     "ssl.ca.location",
+    // Either would keep `ssl` while checking no certificate.
+    "enable.ssl.certificate.verification",
+    "ssl.endpoint.identification.algorithm",
 ];
 
 impl KafkaConfig {

@@ -293,6 +293,14 @@ impl Config {
         if printable.auth.service_key.is_some() {
             printable.auth.service_key = Some("***".to_owned());
         }
+        if printable.kafka.sasl_password.is_some() {
+            printable.kafka.sasl_password = Some("***".to_owned());
+        }
+        for (key, value) in &mut printable.kafka.properties {
+            if key.contains("password") || key.contains("secret") || key.ends_with(".key.pem") {
+                *value = "***".to_owned();
+            }
+        }
         Ok(toml::to_string_pretty(&printable)?)
     }
 
@@ -355,7 +363,12 @@ impl Config {
             // The client would skip checking the server's certificate.
             anyhow::bail!("redis.url must not end in #insecure: set redis.ca_file to the CA that signs the server");
         }
-        if self.postgres.ca_file.is_some() && !self.postgres.url.contains("sslmode=require") {
+        let postgres_tls = self
+            .postgres
+            .url
+            .parse::<tokio_postgres::Config>()
+            .is_ok_and(|parsed| parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require);
+        if self.postgres.ca_file.is_some() && !postgres_tls {
             anyhow::bail!(
                 "postgres.ca_file is set but postgres.url has no sslmode=require: the connection would be plaintext"
             );
@@ -472,6 +485,17 @@ mod tests {
     }
 
     #[test]
+    fn printed_configurations_hide_kafka_credentials() {
+        let mut config = Config::default();
+        config.kafka.sasl_password = Some("kafka-secret".to_owned());
+        config.kafka.properties.insert("ssl.key.password".to_owned(), "key-secret".to_owned());
+        config.kafka.properties.insert("client.rack".to_owned(), "zone-a".to_owned());
+        let printed = config.to_toml().expect("toml");
+        assert!(!printed.contains("kafka-secret") && !printed.contains("key-secret"), "{printed}");
+        assert!(printed.contains("zone-a"), "other properties are shown");
+    }
+
+    #[test]
     fn a_ca_for_a_plaintext_endpoint_is_refused() {
         let mut config = Config::default();
         config.telemetry.otlp_endpoint = Some("https://collector:4317".to_owned());
@@ -489,6 +513,9 @@ mod tests {
         let mut config = Config::default();
         config.postgres.ca_file = Some("/etc/switchboard/db-ca.pem".into());
         assert!(config.validate().is_err(), "a CA for a plaintext database");
+        config.postgres.url =
+            "postgres://switchboard@db/switchboard?sslmode=prefer&application_name=sslmode=require".to_owned();
+        assert!(config.validate().is_err(), "the parsed mode decides, not the text");
         config.postgres.url = "postgres://switchboard@db/switchboard?sslmode=require".to_owned();
         assert!(config.validate().is_ok());
     }

@@ -9,7 +9,7 @@ mod postgres;
 mod server;
 mod wrapped;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +38,15 @@ pub struct Tls {
     configs: RwLock<Arc<Configs>>,
     /// Modification time and length of each file at the last reading.
     stamps: Mutex<Vec<Option<(SystemTime, u64)>>>,
+}
+
+/// Modification time and length of each of `config`'s files.
+fn stamps_of(config: &TlsConfig) -> Vec<Option<(SystemTime, u64)>> {
+    [&config.cert_file, &config.key_file, &config.ca_file]
+        .into_iter()
+        .flatten()
+        .map(|path| std::fs::metadata(path).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len()))))
+        .collect()
 }
 
 /// ring, the one crypto library of the whole build (aws-lc-rs would add a
@@ -135,22 +144,15 @@ impl Tls {
     /// Reads `config`'s files; an error names the file and what is wrong.
     pub fn load(config: &TlsConfig) -> anyhow::Result<Arc<Tls>> {
         config.validate()?;
+        // Stamped before reading: a renewal landing in between is read
+        // again at the next look.
+        let stamps = stamps_of(config);
         let configs = Configs::read(config)?;
-        let tls =
-            Tls { config: config.clone(), configs: RwLock::new(Arc::new(configs)), stamps: Mutex::new(Vec::new()) };
-        *switchboard_core::sync::lock_unpoisoned(&tls.stamps) = tls.stamps_now();
-        Ok(Arc::new(tls))
-    }
-
-    fn files(&self) -> Vec<&PathBuf> {
-        [&self.config.cert_file, &self.config.key_file, &self.config.ca_file].into_iter().flatten().collect()
-    }
-
-    fn stamps_now(&self) -> Vec<Option<(SystemTime, u64)>> {
-        self.files()
-            .into_iter()
-            .map(|path| std::fs::metadata(path).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len()))))
-            .collect()
+        Ok(Arc::new(Tls {
+            config: config.clone(),
+            configs: RwLock::new(Arc::new(configs)),
+            stamps: Mutex::new(stamps),
+        }))
     }
 
     fn configs(&self) -> Arc<Configs> {
@@ -176,7 +178,7 @@ impl Tls {
     /// Reads the files again if any changed; true if the new ones are in
     /// force. Unreadable or mismatched files leave the old ones in force.
     pub fn reload_if_changed(&self) -> anyhow::Result<bool> {
-        let now = self.stamps_now();
+        let now = stamps_of(&self.config);
         if *switchboard_core::sync::lock_unpoisoned(&self.stamps) == now {
             return Ok(false);
         }

@@ -20,6 +20,9 @@ use super::wrapped::Wrapped;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_BACKLOG: usize = 128;
+/// Handshakes under way at once; past it the loop stops accepting until
+/// one ends, so silent connections cannot use up the descriptors.
+const HANDSHAKES_AT_ONCE: usize = 256;
 
 /// Accepts connections on `listener` and completes their TLS handshakes
 /// with the settings `current` gives when each is accepted (so reloaded
@@ -32,8 +35,16 @@ pub fn accept_tls(
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
     let (sender, receiver) = mpsc::channel(ACCEPTED_BACKLOG);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_AT_ONCE));
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => return,
+                permit = Arc::clone(&handshakes).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = listener.accept() => accepted,
@@ -52,6 +63,7 @@ pub fn accept_tls(
             let _ = tcp.set_nodelay(true);
             let sender = sender.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let _ = sender.send((stream, peer)).await;

@@ -1,56 +1,77 @@
-//! Fair sharing of agents that serve several tenants: start-time fair
-//! queueing (SFQ) over tenants.
+//! Fair sharing of agents that serve several tenants: fair queueing over
+//! tenants, by finish tags.
 //!
-//! Each offer on a shared agent is one unit of service. A tenant's next
-//! offer starts at `max(virtual time, its last finish)` and finishes
-//! `1 / weight` later; the virtual time is the start of the last offer
-//! made. Among tenants that have a contact a free shared agent may take,
-//! the one with the smallest start goes first. Hence, while tenants `i`
-//! and `j` both wait, the offers `W` each gets stay within
-//! `|W_i / w_i - W_j / w_j| <= 1 / w_i + 1 / w_j` of their weights: none
-//! starves and shares converge to the weights. A tenant that stops waiting
-//! banks nothing: when it comes back it starts at the virtual time.
+//! Each offer on a shared agent is one unit of service and charges its
+//! tenant `1 / weight`: the tenant's tag moves from its start to `start + 1
+//! / weight`. Among tenants that have a contact a free shared agent may
+//! take, the one with the smallest start goes first. A tenant's start is its
+//! tag, lifted to no less than `min(tag_u - 1 / w_u) - 1 / w_t` over the
+//! waiting tenants `u` it competes with (those sharing an available agent
+//! with it): a tenant that stopped waiting banks at most about two turns,
+//! and while tenants wait together the lift never binds, so each pair stays
+//! within `|W_i / w_i - W_j / w_j| <= 1 / w_i + 1 / w_j` of its weights —
+//! none starves and shares converge to the weights.
 //!
-//! Offers on agents that serve one tenant only do not count: a tenant's
-//! own agents are not part of the shared pool.
+//! The reference is local to the tenants that compete: traffic on agents a
+//! tenant does not share moves nothing of its turns. Offers on agents that
+//! serve one tenant only do not count.
 
 use std::collections::BTreeMap;
 
 use switchboard_core::TenantId;
 
-/// Where each tenant stands in the sharing, as the store keeps it.
+/// Each tenant's tag, as the store keeps it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FairShares {
-    /// The start of the last offer made on a shared agent.
-    pub virtual_time: f64,
-    /// Each tenant's finish of its last offer on a shared agent.
-    pub finish_by_tenant: BTreeMap<TenantId, f64>,
+    pub tag_by_tenant: BTreeMap<TenantId, f64>,
 }
 
 impl FairShares {
-    /// When `tenant`'s next offer on a shared agent would start; smaller
-    /// goes first.
-    pub fn start(&self, tenant: &TenantId) -> f64 {
-        self.finish_by_tenant.get(tenant).copied().unwrap_or(0.0).max(self.virtual_time)
+    pub fn tag(&self, tenant: &TenantId) -> f64 {
+        self.tag_by_tenant.get(tenant).copied().unwrap_or(0.0)
     }
 
-    /// Counts one offer to `tenant` on a shared agent, `weight` being its
-    /// operator-set weight (at least 1).
-    pub fn serve(&mut self, tenant: &TenantId, weight: u32) {
-        let start = self.start(tenant);
-        self.virtual_time = self.virtual_time.max(start);
-        self.finish_by_tenant.insert(tenant.clone(), start + 1.0 / f64::from(weight.max(1)));
-    }
-
-    /// Takes the later of each tag from `newer` (another replica's view),
-    /// so tags never move back.
-    pub fn merge(&mut self, newer: &FairShares) {
-        self.virtual_time = self.virtual_time.max(newer.virtual_time);
-        for (tenant, finish) in &newer.finish_by_tenant {
-            let current = self.finish_by_tenant.entry(tenant.clone()).or_insert(*finish);
-            *current = current.max(*finish);
+    /// When `tenant`'s next shared offer would start, given the tenants it
+    /// competes with now (`competitors`, each with its weight) and its own
+    /// weight.
+    pub fn start<'tenant>(
+        &self,
+        tenant: &TenantId,
+        weight: u32,
+        competitors: impl IntoIterator<Item = (&'tenant TenantId, u32)>,
+    ) -> f64 {
+        let floor = competitors
+            .into_iter()
+            .map(|(competitor, competitor_weight)| self.tag(competitor) - share_of(competitor_weight))
+            .reduce(f64::min);
+        let tag = self.tag(tenant);
+        match floor {
+            Some(floor) => tag.max(floor - share_of(weight)),
+            None => tag,
         }
     }
+
+    /// Charges `tenant` one offer that started at `start`: its tag becomes
+    /// `start + 1 / weight`; returns what the tag moved by (the amount to
+    /// add to the stored tag).
+    pub fn serve(&mut self, tenant: &TenantId, start: f64, weight: u32) -> f64 {
+        let before = self.tag(tenant);
+        let after = start.max(before) + share_of(weight);
+        self.tag_by_tenant.insert(tenant.clone(), after);
+        after - before
+    }
+
+    /// Adds `deltas` to the tags (what the store does with what a pass charged).
+    pub fn add(&mut self, deltas: &BTreeMap<TenantId, f64>) {
+        for (tenant, delta) in deltas {
+            *self.tag_by_tenant.entry(tenant.clone()).or_insert(0.0) += delta;
+        }
+    }
+}
+
+/// One offer's charge to a tenant of `weight` (at least 1).
+fn share_of(weight: u32) -> f64 {
+    1.0 / f64::from(weight.max(1))
 }
 
 #[cfg(test)]
@@ -116,14 +137,16 @@ mod tests {
             let offers = plan_offers(&waiting, agents, 10_000_000, &shares, &weight_of);
             assert!(!offers.is_empty(), "free agents and waiting contacts make offers");
             let mut offered = Vec::new();
+            let mut charges: BTreeMap<TenantId, f64> = BTreeMap::new();
             for offer in &offers {
                 let contact = &waiting[offer.contact_index];
-                if is_shared(&agents[offer.agent_index]) {
-                    shares.serve(&contact.tenant, weight_of(&contact.tenant));
-                }
+                assert_eq!(offer.share_charge > 0.0, is_shared(&agents[offer.agent_index]));
+                *charges.entry(contact.tenant.clone()).or_insert(0.0) += offer.share_charge;
                 served.push(contact.tenant.clone());
                 offered.push(offer.contact_index);
             }
+            // As the engine does: the pass's charges added to the stored tags.
+            shares.add(&charges);
             offered.sort_unstable();
             for index in offered.into_iter().rev() {
                 waiting.remove(index);
@@ -180,7 +203,8 @@ mod tests {
         let own = agent(1, vec![acme.clone()]);
         let mut shares = FairShares::default();
         for _ in 0..5 {
-            shares.serve(&acme, 1);
+            let start = shares.tag(&acme);
+            shares.serve(&acme, start, 1);
         }
         let waiting = vec![chat(&acme, 0, 0), chat(&acme, 0, 1), chat(&globex, 0, 100)];
         let agents = [shared, own];
@@ -191,12 +215,52 @@ mod tests {
         assert!(!is_shared(&agents[1]), "an offer on acme's own agent is not counted in the share");
     }
 
+    /// Traffic on agents a tenant does not share moves nothing of its turns:
+    /// two pools, the busy one far ahead, and the quiet one still alternates
+    /// whatever its tenants' priorities.
+    #[test]
+    fn another_pools_traffic_does_not_decide_the_turns_in_this_one() {
+        let [acme, globex, initech, umbrella] = [0, 1, 2, 3].map(tenant_number);
+        let agents = [agent(0, vec![acme.clone(), globex.clone()]), agent(1, vec![initech.clone(), umbrella.clone()])];
+        let mut shares = FairShares::default();
+        shares.tag_by_tenant.insert(initech.clone(), 1_000.0);
+        shares.tag_by_tenant.insert(umbrella.clone(), 1_000.0);
+        let mut waiting: Vec<ContactRecord> = (0..40)
+            .flat_map(|index| {
+                [
+                    chat(&acme, 100, index),
+                    chat(&globex, 0, index + 1_000),
+                    chat(&initech, 0, index),
+                    chat(&umbrella, 0, index),
+                ]
+            })
+            .collect();
+        let mut acme_turns = 0;
+        for _ in 0..10 {
+            let offers = plan_offers(&waiting, &agents, 10_000_000, &shares, &|_| 1);
+            let mut charges: BTreeMap<TenantId, f64> = BTreeMap::new();
+            let mut offered: Vec<usize> = Vec::new();
+            for offer in &offers {
+                let tenant = waiting[offer.contact_index].tenant.clone();
+                acme_turns += usize::from(tenant == acme);
+                *charges.entry(tenant).or_insert(0.0) += offer.share_charge;
+                offered.push(offer.contact_index);
+            }
+            shares.add(&charges);
+            offered.sort_unstable();
+            for index in offered.into_iter().rev() {
+                waiting.remove(index);
+            }
+        }
+        assert_eq!(acme_turns, 5, "acme and globex take turns on their agent");
+    }
+
     #[test]
     fn a_high_priority_tenant_does_not_take_a_shared_agent_out_of_turn() {
         let (acme, globex) = (tenant_number(0), tenant_number(1));
         let shared = agent(0, vec![acme.clone(), globex.clone()]);
         let mut shares = FairShares::default();
-        shares.serve(&acme, 1);
+        shares.serve(&acme, 0.0, 1);
         // acme's contact is urgent and older; globex's turn comes first.
         let waiting = vec![chat(&acme, 100, 0), chat(&globex, 0, 5_000)];
         let offers = plan_offers(&waiting, std::slice::from_ref(&shared), 1_000_000, &shares, &|_| 1);
@@ -205,28 +269,34 @@ mod tests {
     }
 
     #[test]
-    fn a_tenant_that_stopped_waiting_banks_nothing() {
+    fn a_tenant_that_stopped_waiting_banks_about_two_turns_at_most() {
         let (acme, globex) = (tenant("acme"), tenant("globex"));
         let mut shares = FairShares::default();
         for _ in 0..10 {
-            shares.serve(&acme, 1);
+            let start = shares.start(&acme, 1, [(&globex, 1)]);
+            shares.serve(&acme, start, 1);
         }
-        // globex never waited: it starts where the sharing stands, not at 0.
-        assert_eq!(shares.start(&globex), shares.virtual_time);
-        assert!(shares.start(&globex) > 8.0, "no credit for the time it was away");
-        shares.serve(&globex, 1);
-        assert!(shares.start(&acme) <= shares.start(&globex), "and it then takes turns with acme");
+        // globex never waited: its start is lifted to within two turns of acme.
+        let start = shares.start(&globex, 1, [(&acme, 1)]);
+        assert_eq!(start, 10.0 - 1.0 - 1.0);
+        let mut turns = 0;
+        while shares.start(&globex, 1, [(&acme, 1)]) < shares.start(&acme, 1, [(&globex, 1)]) {
+            let start = shares.start(&globex, 1, [(&acme, 1)]);
+            shares.serve(&globex, start, 1);
+            turns += 1;
+        }
+        assert!(turns <= 2, "globex took {turns} turns in a row");
+        assert_eq!(shares.start(&globex, 1, []), shares.tag(&globex), "alone, a tenant starts at its tag");
     }
 
     #[test]
-    fn merging_keeps_the_later_tag() {
+    fn charges_add_up_as_the_store_adds_them() {
         let acme = tenant("acme");
-        let mut ahead = FairShares::default();
-        ahead.serve(&acme, 1);
-        ahead.serve(&acme, 1);
-        let mut behind = FairShares::default();
-        behind.serve(&acme, 1);
-        behind.merge(&ahead);
-        assert_eq!(behind, ahead);
+        let mut planned = FairShares::default();
+        let first = planned.serve(&acme, 0.0, 2);
+        let second = planned.serve(&acme, planned.tag(&acme), 2);
+        let mut stored = FairShares::default();
+        stored.add(&[(acme.clone(), first + second)].into());
+        assert_eq!(stored, planned);
     }
 }

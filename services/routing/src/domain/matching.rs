@@ -11,18 +11,21 @@
 //! snapshot; the store then reserves each pair atomically, re-checking
 //! that nothing changed in between.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use switchboard_core::{AgentId, TenantId};
 
 use super::fair_share::FairShares;
 use super::{AgentLive, ContactRecord, Strategy};
 
-/// One planned offer: indexes into the snapshot's contacts and agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One planned offer: indexes into the snapshot's contacts and agents, and
+/// what it charges its tenant's fair-share tag if made (0 on an agent that
+/// serves one tenant).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlannedOffer {
     pub contact_index: usize,
     pub agent_index: usize,
+    pub share_charge: f64,
 }
 
 /// Whether `agent` may be planned for `contact` at `now_ms`, given the ids
@@ -57,6 +60,14 @@ pub fn plan_offers(
             .total_cmp(&waiting[*right].rank())
             .then_with(|| waiting[*left].contact.cmp(&waiting[*right].contact))
     };
+    // Tenants compete where an available agent serves both.
+    let mut competitors_by_tenant: HashMap<&TenantId, BTreeSet<&TenantId>> = HashMap::new();
+    for agent in agents.iter().filter(|agent| agent.available && is_shared(agent)) {
+        for tenant in &agent.profile.tenants {
+            let competitors = competitors_by_tenant.entry(tenant).or_default();
+            competitors.extend(agent.profile.tenants.iter().filter(|other| *other != tenant));
+        }
+    }
     let mut lines_by_tenant: BTreeMap<&TenantId, VecDeque<usize>> = BTreeMap::new();
     for (contact_index, contact) in waiting.iter().enumerate() {
         lines_by_tenant.entry(&contact.tenant).or_default().push_back(contact_index);
@@ -64,7 +75,7 @@ pub fn plan_offers(
     for line in lines_by_tenant.values_mut() {
         line.make_contiguous().sort_by(by_rank);
     }
-    let mut shares = shares.clone();
+    let shares = shares.clone();
     let mut projected_agents: Vec<AgentLive> = agents.to_vec();
     // Candidates per tenant, longest idle first (ties: agent id), so the
     // first eligible candidate is the one the strategy picks and only the
@@ -85,7 +96,8 @@ pub fn plan_offers(
         candidates.dedup();
     }
     let mut offers = Vec::new();
-    while let Some(contact_index) = next_contact(&mut lines_by_tenant, &shares, waiting) {
+    let mut turns = Turns { shares, competitors_by_tenant, weight_of };
+    while let Some(contact_index) = turns.next_contact(&mut lines_by_tenant, waiting) {
         let contact = &waiting[contact_index];
         let Some(candidates) = candidates_by_tenant.get(&contact.tenant) else {
             continue;
@@ -114,40 +126,69 @@ pub fn plan_offers(
         *projected.load.entry(contact.channel).or_insert(0) += 1;
         // Within one pass, an agent just planned has the most recent offer.
         projected.last_offer_ms = i64::MAX;
-        if is_shared(&agents[agent_index]) {
-            shares.serve(&contact.tenant, weight_of(&contact.tenant));
-        }
-        offers.push(PlannedOffer { contact_index, agent_index });
+        let share_charge =
+            if is_shared(&agents[agent_index]) { turns.charge(&contact.tenant, &lines_by_tenant) } else { 0.0 };
+        offers.push(PlannedOffer { contact_index, agent_index, share_charge });
     }
     offers
 }
 
 /// Whether offers to `agent` count in the fair share: it serves several
-/// tenants.
+/// distinct tenants.
 pub fn is_shared(agent: &AgentLive) -> bool {
-    agent.profile.tenants.len() > 1
+    agent.profile.tenants.iter().any(|tenant| *tenant != agent.profile.tenants[0])
 }
 
-/// Takes the next contact to plan off its tenant's line: the tenant whose
-/// next shared offer starts first, ties going to the better-ranked head
-/// (then the tenant id), so equal shares keep the global rank order.
-fn next_contact(
-    lines_by_tenant: &mut BTreeMap<&TenantId, VecDeque<usize>>,
-    shares: &FairShares,
-    waiting: &[ContactRecord],
-) -> Option<usize> {
-    let tenant = lines_by_tenant
-        .iter()
-        .filter_map(|(tenant, line)| line.front().map(|head| (*tenant, waiting[*head].rank())))
-        .min_by(|(left, left_rank), (right, right_rank)| {
-            shares
-                .start(left)
-                .total_cmp(&shares.start(right))
-                .then_with(|| left_rank.total_cmp(right_rank))
-                .then_with(|| left.cmp(right))
-        })
-        .map(|(tenant, _)| tenant)?;
-    lines_by_tenant.get_mut(tenant).and_then(VecDeque::pop_front)
+/// The tenants' turns within one pass.
+struct Turns<'pass> {
+    shares: FairShares,
+    competitors_by_tenant: HashMap<&'pass TenantId, BTreeSet<&'pass TenantId>>,
+    weight_of: &'pass dyn Fn(&TenantId) -> u32,
+}
+
+impl<'pass> Turns<'pass> {
+    /// When `tenant`'s next shared offer starts, against the competitors
+    /// that still have contacts to plan.
+    fn start(&self, tenant: &TenantId, lines_by_tenant: &BTreeMap<&'pass TenantId, VecDeque<usize>>) -> f64 {
+        let waiting_competitors = self
+            .competitors_by_tenant
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .filter(|competitor| lines_by_tenant.get(*competitor).is_some_and(|line| !line.is_empty()))
+            .map(|competitor| (*competitor, (self.weight_of)(competitor)));
+        self.shares.start(tenant, (self.weight_of)(tenant), waiting_competitors)
+    }
+
+    /// Charges `tenant` one shared offer; returns the charge.
+    fn charge(&mut self, tenant: &TenantId, lines_by_tenant: &BTreeMap<&'pass TenantId, VecDeque<usize>>) -> f64 {
+        let start = self.start(tenant, lines_by_tenant);
+        self.shares.serve(tenant, start, (self.weight_of)(tenant))
+    }
+
+    /// Takes the next contact to plan off its tenant's line: the tenant
+    /// whose next shared offer starts first, ties going to the
+    /// better-ranked head (then the tenant id), so equal shares keep the
+    /// global rank order.
+    fn next_contact(
+        &self,
+        lines_by_tenant: &mut BTreeMap<&'pass TenantId, VecDeque<usize>>,
+        waiting: &[ContactRecord],
+    ) -> Option<usize> {
+        let tenant = lines_by_tenant
+            .iter()
+            .filter_map(|(tenant, line)| {
+                line.front().map(|head| (*tenant, self.start(tenant, lines_by_tenant), waiting[*head].rank()))
+            })
+            .min_by(|(left, left_start, left_rank), (right, right_start, right_rank)| {
+                left_start
+                    .total_cmp(right_start)
+                    .then_with(|| left_rank.total_cmp(right_rank))
+                    .then_with(|| left.cmp(right))
+            })
+            .map(|(tenant, _, _)| tenant)?;
+        lines_by_tenant.get_mut(tenant).and_then(VecDeque::pop_front)
+    }
 }
 
 #[cfg(test)]
@@ -349,7 +390,7 @@ mod tests {
             }
             // However far one tenant's shares are ahead, its own order holds.
             let mut ahead = FairShares::default();
-            ahead.serve(&TenantId::parse(TENANTS[0], "t").expect("tenant"), 1);
+            ahead.serve(&TenantId::parse(TENANTS[0], "t").expect("tenant"), 0.0, 1);
             let offers = plan_offers(&waiting, std::slice::from_ref(&agent), NOW_MS, &ahead, &|_| 1);
             if let Some(first) = offers.first() {
                 let first = &waiting[first.contact_index];
@@ -447,7 +488,7 @@ mod tests {
         }
         let waiting = vec![crate::domain::tests::record(0, 1)];
         let offers = plan(&waiting, &agents, 10);
-        assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1 }]);
+        assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1, share_charge: 0.0 }]);
     }
 
     #[test]
@@ -463,11 +504,15 @@ mod tests {
         let offers = plan(std::slice::from_ref(&contact), &[other.clone(), free_favourite], 500);
         assert_eq!(
             offers,
-            vec![PlannedOffer { contact_index: 0, agent_index: 1 }],
+            vec![PlannedOffer { contact_index: 0, agent_index: 1, share_charge: 0.0 }],
             "the favourite, not the longest idle"
         );
         let offers = plan(std::slice::from_ref(&contact), &agents, 1_000);
-        assert_eq!(offers, vec![PlannedOffer { contact_index: 0, agent_index: 1 }], "the window closed");
+        assert_eq!(
+            offers,
+            vec![PlannedOffer { contact_index: 0, agent_index: 1, share_charge: 0.0 }],
+            "the window closed"
+        );
         let offers = plan(std::slice::from_ref(&contact), std::slice::from_ref(&other), 500);
         assert_eq!(offers.len(), 1, "a favourite who is not available is not waited for");
         contact.rules.pinned = true;

@@ -469,8 +469,8 @@ impl RoutingState for MemoryRoutingState {
         Ok(lock(&self.state).fair_shares.clone())
     }
 
-    async fn advance_fair_shares(&self, shares: &FairShares) -> Result<(), Error> {
-        lock(&self.state).fair_shares.merge(shares);
+    async fn advance_fair_shares(&self, charges: &BTreeMap<TenantId, f64>) -> Result<(), Error> {
+        lock(&self.state).fair_shares.add(charges);
         Ok(())
     }
 

@@ -306,10 +306,11 @@ pub trait RoutingState: Send + Sync {
     /// Where the tenants stand in the sharing of shared agents (see
     /// [`FairShares`]); even (empty) before any sharing or after a loss.
     async fn fair_shares(&self) -> Result<FairShares, Error>;
-    /// Moves every tag of `shares` forward where it is later than the
-    /// stored one, never back. A statistic like the answer pace: losing an
-    /// update skews one turn, never a contact.
-    async fn advance_fair_shares(&self, shares: &FairShares) -> Result<(), Error>;
+    /// Adds each tenant's charge (what the offers a pass made cost it) to
+    /// its tag, atomically per tenant, so replicas charging at once each
+    /// count theirs. A statistic like the answer pace: a lost update skews
+    /// one turn, never a contact.
+    async fn advance_fair_shares(&self, charges: &std::collections::BTreeMap<TenantId, f64>) -> Result<(), Error>;
 }
 
 pub(crate) fn contact_not_found(tenant: &TenantId, contact: &ContactId) -> Error {

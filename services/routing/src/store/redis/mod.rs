@@ -47,8 +47,8 @@ use switchboard_platform::redis::redis_error;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use self::scripts::{
-    ENQUEUE_SCRIPT, FAIR_SHARES_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT,
-    RESTORE_CONTACT_SCRIPT, TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
+    ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT, RESTORE_CONTACT_SCRIPT,
+    TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
 };
 use super::{
     Change, EventsFor, LineStatus, OfferRef, PendingEntry, Reservation, RoutingState, Snapshot, StateGauges,
@@ -76,7 +76,6 @@ pub struct RedisRoutingState {
     transition: redis::Script,
     upsert_agent: redis::Script,
     relay_lease: redis::Script,
-    fair_shares: redis::Script,
     restore_contact: redis::Script,
     restore_agent: redis::Script,
 }
@@ -108,7 +107,6 @@ impl RedisRoutingState {
             transition: redis::Script::new(TRANSITION_SCRIPT),
             upsert_agent: redis::Script::new(UPSERT_AGENT_SCRIPT),
             relay_lease: redis::Script::new(RELAY_LEASE_SCRIPT),
-            fair_shares: redis::Script::new(FAIR_SHARES_SCRIPT),
             restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
             restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
         }
@@ -462,8 +460,8 @@ impl RoutingState for RedisRoutingState {
         self.read_fair_shares().await
     }
 
-    async fn advance_fair_shares(&self, shares: &FairShares) -> Result<(), Error> {
-        self.write_fair_shares(shares).await
+    async fn advance_fair_shares(&self, charges: &std::collections::BTreeMap<TenantId, f64>) -> Result<(), Error> {
+        self.add_fair_share_charges(charges).await
     }
 
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error> {
