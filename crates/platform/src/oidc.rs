@@ -239,7 +239,7 @@ impl OidcVerifier {
     /// The principal `token` stands for at `now_ms`, or UNAUTHENTICATED
     /// with the reason (`TOKEN_INVALID`, `TOKEN_EXPIRED`,
     /// `TOKEN_NOT_YET_VALID`, `WRONG_ISSUER`, `WRONG_AUDIENCE`,
-    /// `UNKNOWN_SIGNING_KEY`, `NO_ROLE`).
+    /// `UNKNOWN_SIGNING_KEY`, `NO_ROLE`, `ROLE_NOT_ALLOWED`).
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Principal, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(refused("TOKEN_INVALID", "the token is longer than 16 KiB"));
@@ -324,6 +324,12 @@ impl OidcVerifier {
             }
             Some(role) => role,
         };
+        if !self.config.allowed_roles.iter().any(|allowed| Role::parse(allowed) == Some(role)) {
+            return Err(refused(
+                "ROLE_NOT_ALLOWED",
+                format!("role `{}` may not sign in through the identity provider", role.as_str()),
+            ));
+        }
         let mut principal = Principal {
             // Audit records and rate limits name the person, never the token.
             key_name: format!("oidc:{}", subject.escape_default()),

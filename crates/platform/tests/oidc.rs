@@ -62,7 +62,17 @@ async fn rs256_and_es256_tokens_map_their_claims_to_role_tenant_and_agent() {
     let principal = access.authenticate(&bearer(&provider.token(Signer::Es256, &agent))).expect("agent");
     assert_eq!((principal.role, principal.agent.as_ref().map(|agent| agent.as_str())), (Role::Agent, Some("alice")));
     let operator = TestIdentityProvider::claims("ops", 300, json!({"switchboard_role": "operator_admin"}));
-    let principal = access.authenticate(&bearer(&provider.token(Signer::Rs256, &operator))).expect("operator");
+    let operator_token = provider.token(Signer::Rs256, &operator);
+    assert_eq!(
+        reason_of(&access, &operator_token).1,
+        Some("ROLE_NOT_ALLOWED"),
+        "operators sign in through the provider only if the operator allows it"
+    );
+    let mut config = provider.config();
+    config.allowed_roles.push("operator_admin".to_owned());
+    let allowing = AccessControl::from_config(&AuthConfig { oidc: Some(config), ..AuthConfig::default() }).unwrap();
+    allowing.oidc().unwrap().refresh().await.unwrap();
+    let principal = allowing.authenticate(&bearer(&operator_token)).expect("operator, allowed");
     assert_eq!((principal.role, principal.tenant), (Role::OperatorAdmin, None));
 }
 
@@ -208,4 +218,12 @@ fn a_jwks_fetched_in_the_clear_from_another_machine_is_refused_at_start() {
         ..AuthConfig::default()
     };
     assert!(AccessControl::from_config(&no_audience).is_err());
+    let service_role = AuthConfig {
+        oidc: Some(switchboard_platform::config::OidcConfig {
+            allowed_roles: vec!["service".to_owned()],
+            ..provider_config("https://idp.example/jwks")
+        }),
+        ..AuthConfig::default()
+    };
+    assert!(AccessControl::from_config(&service_role).is_err(), "no person is the service");
 }

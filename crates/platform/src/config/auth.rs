@@ -50,6 +50,11 @@ pub struct OidcConfig {
     pub tenant_claim: String,
     /// The claim naming the agent id of an agent.
     pub agent_claim: String,
+    /// The roles a token may claim; another is refused (`ROLE_NOT_ALLOWED`).
+    /// By default every role but `operator_admin`: whoever can edit a
+    /// user's claims at the provider should not become an operator of
+    /// every tenant unless the operator lists it here.
+    pub allowed_roles: Vec<String>,
 }
 
 impl Default for OidcConfig {
@@ -63,6 +68,9 @@ impl Default for OidcConfig {
             role_claim: "switchboard_role".to_owned(),
             tenant_claim: "switchboard_tenant".to_owned(),
             agent_claim: "switchboard_agent".to_owned(),
+            allowed_roles: ["tenant_admin", "tenant_reader", "integration", "supervisor", "agent"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }
@@ -76,6 +84,11 @@ impl OidcConfig {
         }
         if self.role_claim.is_empty() || self.tenant_claim.is_empty() || self.agent_claim.is_empty() {
             anyhow::bail!("auth.oidc.role_claim, tenant_claim and agent_claim must not be empty");
+        }
+        for role in &self.allowed_roles {
+            if Role::parse(role).is_none_or(|role| role == Role::Service) {
+                anyhow::bail!("auth.oidc.allowed_roles: `{role}` is not a role a person can have");
+            }
         }
         let url = reqwest::Url::parse(&self.jwks_url)
             .map_err(|error| anyhow::anyhow!("auth.oidc.jwks_url is not a URL: {error}"))?;
