@@ -66,6 +66,10 @@ pub struct Principal {
     pub tenant: Option<TenantId>,
     /// Set for agents.
     pub agent: Option<AgentId>,
+    /// When the credential stops being valid (a JWT's `exp` and the
+    /// allowed skew), in ms since the epoch: streams opened with it end
+    /// then. `None`: until revoked.
+    pub expires_at_ms: Option<i64>,
 }
 
 impl Principal {
@@ -160,6 +164,7 @@ mod tests {
             role,
             tenant: tenant.map(|tenant| TenantId::parse(tenant, "t").expect("tenant")),
             agent: None,
+            expires_at_ms: None,
         }
     }
 

@@ -66,7 +66,7 @@ pub struct AccessControl {
 
 /// The principal of the deployment's service key.
 pub fn service_principal() -> Principal {
-    Principal { key_name: "service".to_owned(), role: Role::Service, tenant: None, agent: None }
+    Principal { key_name: "service".to_owned(), role: Role::Service, tenant: None, agent: None, expires_at_ms: None }
 }
 
 impl AccessControl {
@@ -121,7 +121,7 @@ impl AccessControl {
             let role = Role::parse(&key.role).ok_or_else(|| anyhow::anyhow!("unknown role `{}`", key.role))?;
             let tenant = key.tenant.as_deref().map(|tenant| TenantId::parse(tenant, "tenant")).transpose()?;
             let agent = key.agent.as_deref().map(|agent| AgentId::parse(agent, "agent")).transpose()?;
-            let principal = Principal { key_name: key.name.clone(), role, tenant, agent };
+            let principal = Principal { key_name: key.name.clone(), role, tenant, agent, expires_at_ms: None };
             access.principals_by_key_hash.insert(key.sha256.clone(), principal);
         }
         if let Some(service_key) = &config.service_key {
@@ -345,6 +345,23 @@ impl std::fmt::Display for LogName<'_> {
             None => formatter.write_str(&self.0.key_name),
         }
     }
+}
+
+/// Completes when `principal`'s credential expires (a JWT's `exp` and the
+/// allowed skew); never for one that does not. Streams end with it.
+pub async fn credential_expired(principal: &Principal) {
+    match principal.expires_at_ms {
+        Some(at_ms) => {
+            let left_ms = u64::try_from(at_ms - switchboard_core::time::now_millis()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(left_ms)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The refusal that ends a stream whose credential expired.
+pub fn credential_expired_error() -> Error {
+    Error::unauthenticated("the credential expired: sign in again and reopen the stream").with_reason("TOKEN_EXPIRED")
 }
 
 /// The principal the auth interceptor attached to a request.

@@ -336,6 +336,10 @@ impl OidcVerifier {
             role,
             tenant: None,
             agent: None,
+            expires_at_ms: registered.exp.map(|expires| {
+                let leeway = i64::try_from(self.config.leeway_secs).unwrap_or(i64::MAX);
+                expires.saturating_add(leeway).saturating_mul(1000)
+            }),
         };
         match role {
             Role::TenantAdmin | Role::TenantReader | Role::Integration | Role::Supervisor => {

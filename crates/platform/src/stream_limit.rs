@@ -58,7 +58,13 @@ mod tests {
     use super::*;
 
     fn principal(key: &str) -> Principal {
-        Principal { key_name: key.to_owned(), role: switchboard_core::Role::OperatorAdmin, tenant: None, agent: None }
+        Principal {
+            key_name: key.to_owned(),
+            role: switchboard_core::Role::OperatorAdmin,
+            tenant: None,
+            agent: None,
+            expires_at_ms: None,
+        }
     }
 
     #[test]

@@ -171,6 +171,7 @@ mod tests {
             role: if tenant.is_some() { Role::TenantReader } else { Role::OperatorAdmin },
             tenant: tenant.map(|tenant| TenantId::parse(tenant, "tenant").expect("tenant")),
             agent: None,
+            expires_at_ms: None,
         });
         request
     }

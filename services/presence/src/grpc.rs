@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
 use switchboard_core::time::{millis_from_timestamp, optional_timestamp};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
-use switchboard_platform::auth::{AccessControl, principal};
+use switchboard_platform::auth::{AccessControl, credential_expired, credential_expired_error, principal};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status, to_status};
@@ -364,6 +364,12 @@ impl PresenceService for PresenceApi {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = closed.cancelled() => break,
+                    () = credential_expired(&principal) => {
+                        // The desktop signs in again and reconnects within
+                        // the grace period, keeping its work.
+                        let _ = session.sender.try_send(Err(to_status(&credential_expired_error())));
+                        break;
+                    }
                     message = inbound.message() => message,
                 };
                 match message {

@@ -5,6 +5,7 @@ use switchboard_core::names::{agent_name, parse_agent, tenant_name};
 use switchboard_core::{Error, ErrorCode, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::LogName;
+use switchboard_platform::auth::{credential_expired, credential_expired_error};
 use switchboard_platform::status::to_status;
 use switchboard_proto::presence::v1::{
     Agent, AgentStateChanged, SetAgentStateRequest, StateChangeSource, WatchAgentStatesRequest,
@@ -78,6 +79,10 @@ impl PresenceApi {
                 let change = tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = sender.closed() => break,
+                    () = credential_expired(&principal) => {
+                        let _ = sender.send(Err(to_status(&credential_expired_error()))).await;
+                        break;
+                    }
                     change = changes.recv() => change,
                 };
                 let outcome = match change {
@@ -137,6 +142,7 @@ mod tests {
             role,
             tenant: tenant.map(|tenant| TenantId::parse(tenant, "t").expect("tenant")),
             agent: None,
+            expires_at_ms: None,
         }
     }
 

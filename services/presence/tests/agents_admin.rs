@@ -163,3 +163,29 @@ async fn an_agent_signs_in_with_the_identity_providers_token_and_is_offered_work
     assert_eq!(desktop.until_offer().await.contact, contact);
     cluster.stop().await;
 }
+
+/// A stream opened with a token of the identity provider ends when the
+/// token does: the watcher must sign in again.
+#[tokio::test]
+async fn a_watch_opened_with_a_token_ends_when_the_token_expires() {
+    let provider = TestIdentityProvider::start().await;
+    let access = support::access(|auth| {
+        let mut oidc = provider.config();
+        oidc.leeway_secs = 0;
+        auth.oidc = Some(oidc);
+    });
+    access.oidc().expect("configured").refresh().await.expect("the JWKS");
+    let mut cluster = Cluster::start_with_access(|_| {}, access).await;
+    let claims = TestIdentityProvider::claims(
+        "ann@acme",
+        2,
+        serde_json::json!({"switchboard_role": "tenant_admin", "switchboard_tenant": "acme"}),
+    );
+    let token = provider.token(Signer::Es256, &claims);
+    let request = switchboard_proto::presence::v1::WatchAgentStatesRequest { tenant: String::new() };
+    let mut watch = cluster.presence.watch_agent_states(authorized(&token, request)).await.expect("open").into_inner();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await.expect("ended in time");
+    let status = ended.expect_err("ended with a status");
+    assert_eq!((status.code(), error_reason(&status).as_deref()), (Code::Unauthenticated, Some("TOKEN_EXPIRED")));
+    cluster.stop().await;
+}

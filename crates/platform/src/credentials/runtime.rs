@@ -48,6 +48,7 @@ impl RuntimeAccess {
                 role: key.holder.role(),
                 tenant: key.holder.tenant().cloned(),
                 agent: key.holder.agent().cloned(),
+                expires_at_ms: None,
             };
             keys_by_sha256.insert(
                 key.secret_sha256.clone(),
