@@ -149,17 +149,15 @@ fn reflection(served: &[&'static str], itself: &'static str) -> tonic_reflection
 /// on failure: over TLS for an `https://` URL (which needs `tls`; never a
 /// plaintext connection to it).
 pub fn lazy_channel(url: &str, tls: Option<&Arc<Tls>>) -> anyhow::Result<Channel> {
+    let endpoint =
+        Endpoint::from_shared(url.to_owned())?.connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(15));
     if url.starts_with("https://") {
         let Some(tls) = tls else {
             anyhow::bail!("{url} is https://, but this process has no [tls] settings to call it with");
         };
-        return tls_channel(url, Arc::clone(tls));
+        return Ok(tls_channel(endpoint, Arc::clone(tls)));
     }
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(15))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(endpoint.tcp_nodelay(true).connect_lazy())
 }
 
 /// Credentials and trace context of an incoming call, forwarded on the

@@ -44,7 +44,7 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
                 ca_file: config.otlp_ca_file.clone(),
                 ..crate::config::TlsConfig::default()
             })?;
-            exporter.with_channel(crate::tls::tls_channel(endpoint, tls)?)
+            exporter.with_channel(crate::grpc::lazy_channel(endpoint, Some(&tls))?)
         } else {
             exporter
         };

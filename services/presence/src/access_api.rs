@@ -180,7 +180,7 @@ impl AccessApi {
             policy.validate("tenant")?;
             change.policy = Some(policy);
         }
-        self.tenant_change(&principal, &tenant, &change, "switchboard.access.v1.AccessService/UpdateTenant").await
+        self.tenant_change(&principal, &existing, &change, "switchboard.access.v1.AccessService/UpdateTenant").await
     }
 
     async fn set_suspended(&self, principal: Principal, name: &str, suspended: bool) -> Result<api::Tenant, Error> {
@@ -195,17 +195,20 @@ impl AccessApi {
             "switchboard.access.v1.AccessService/ResumeTenant"
         };
         let change = TenantChange { suspended: Some(suspended), ..TenantChange::default() };
-        self.tenant_change(&principal, &tenant, &change, action).await
+        let existing = self.existing_tenant(&tenant).await?;
+        self.tenant_change(&principal, &existing, &change, action).await
     }
 
+    /// Applies `change` to `existing` (as just read) and audits it.
     async fn tenant_change(
         &self,
         principal: &Principal,
-        tenant: &TenantId,
+        existing: &TenantRecord,
         change: &TenantChange,
         action: &'static str,
     ) -> Result<api::Tenant, Error> {
-        let before = tenant_to_api(&self.existing_tenant(tenant).await?);
+        let tenant = &existing.id;
+        let before = tenant_to_api(existing);
         let record = self.credentials.update_tenant(tenant, change, now_millis()).await?;
         self.changed().await;
         tracing::info!(tenant = %tenant, suspended = record.suspended, key = %LogName(principal), "tenant changed");

@@ -8,7 +8,7 @@
 //! its publication therefore delays the event, never loses it, and a
 //! change that already happened (a retry) appends nothing new.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{Delivery, EventBus};
-use switchboard_platform::credentials::TenantPolicy;
+use switchboard_platform::credentials::{DEFAULT_ROUTING_WEIGHT, TenantPolicy};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
@@ -353,7 +353,13 @@ impl Engine {
             return Ok(MatchingPass::default());
         }
         let shares = self.state.fair_shares().await?;
-        let weight_of = |tenant: &TenantId| self.tenant_policy(tenant).routing_weight;
+        // Read once per pass: the planner asks for a weight at every turn.
+        let mut weights: HashMap<&TenantId, u32> = HashMap::new();
+        let tenants = snapshot.waiting.iter().map(|record| &record.tenant);
+        for tenant in tenants.chain(snapshot.agents.iter().flat_map(|agent| &agent.profile.tenants)) {
+            weights.entry(tenant).or_insert_with(|| self.tenant_policy(tenant).routing_weight);
+        }
+        let weight_of = |tenant: &TenantId| weights.get(tenant).copied().unwrap_or(DEFAULT_ROUTING_WEIGHT);
         let planned = plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis(), &shares, &weight_of);
         let offer_time = self.clock.now_millis();
         let reservations: Vec<Reservation<'_>> = planned

@@ -3,7 +3,6 @@
 //! service's certificate under mutual TLS).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -13,12 +12,10 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::Tls;
 
-/// A channel to the `https://` service at `url` that connects on first use
-/// (and again after a failure) over TLS, checking the service's
-/// certificate against `tls`'s CA and its name against the URL's host.
-pub fn tls_channel(url: &str, tls: Arc<Tls>) -> anyhow::Result<Channel> {
-    let endpoint =
-        Endpoint::from_shared(url.to_owned())?.connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(15));
+/// A channel to the `https://` `endpoint` that connects on first use (and
+/// again after a failure) over TLS, checking the service's certificate
+/// against `tls`'s CA and its name against the URL's host.
+pub fn tls_channel(endpoint: Endpoint, tls: Arc<Tls>) -> Channel {
     let connector = tower::service_fn(move |uri: Uri| {
         let tls = Arc::clone(&tls);
         async move {
@@ -32,5 +29,5 @@ pub fn tls_channel(url: &str, tls: Arc<Tls>) -> anyhow::Result<Channel> {
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });
-    Ok(endpoint.connect_with_connector_lazy(connector))
+    endpoint.connect_with_connector_lazy(connector)
 }
