@@ -143,6 +143,13 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.access.v1.AccessService/ResumeTenant",
         vec![call(GLOBEX_ADMIN, &resume, DENIED), call(ACME_READER, &resume, DENIED)],
     );
+    // Forced, so only authorization stands between the call and the erasure
+    // of acme's data.
+    let delete = access::DeleteTenantRequest { name: acme(), force: true };
+    add(
+        "/switchboard.access.v1.AccessService/DeleteTenant",
+        vec![call(ACME_ADMIN, &delete, DENIED), call(GLOBEX_ADMIN, &delete, DENIED), call(SUPERVISOR, &delete, DENIED)],
+    );
     let acme_key = access::CreateApiKeyRequest {
         api_key: Some(access::ApiKey {
             display_name: "x".to_owned(),

@@ -251,6 +251,8 @@ pub struct RealRun {
     pub dir: PathBuf,
     pub run: String,
     pub kafka: String,
+    /// The run's own database.
+    pub postgres: String,
     /// The `--config` argument.
     pub config: String,
 }
@@ -268,7 +270,7 @@ pub async fn real_run(label: &str, session_grace_ms: u64) -> Option<RealRun> {
     std::fs::write(&config_path, real_backend_config(&kafka, &redis, &postgres, &run, session_grace_ms))
         .expect("config file");
     let config = config_path.to_string_lossy().to_string();
-    Some(RealRun { dir, run, kafka, config })
+    Some(RealRun { dir, run, kafka, postgres, config })
 }
 
 impl RealRun {

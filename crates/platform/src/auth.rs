@@ -148,6 +148,24 @@ impl AccessControl {
         self.runtime().policy(tenant).cloned().unwrap_or_default()
     }
 
+    /// Whether `tenant`'s contacts are offered to agents: not for a
+    /// suspended or deleted tenant made through the API.
+    pub fn routes_tenant(&self, tenant: &TenantId) -> bool {
+        self.tenants.contains(tenant) || self.runtime().routes(tenant)
+    }
+
+    /// Whether `tenant` is deleted or being deleted (see
+    /// [`RuntimeAccess::is_deleted`]).
+    pub fn is_deleted_tenant(&self, tenant: &TenantId) -> bool {
+        self.runtime().is_deleted(tenant)
+    }
+
+    /// The tenants being deleted whose data `service` has not erased yet,
+    /// each with when its deletion was asked for.
+    pub fn awaiting_erasure_by(&self, service: &str) -> Vec<(TenantId, i64)> {
+        self.runtime().awaiting_erasure_by(service)
+    }
+
     /// Whether `tenant` is declared in the configuration file.
     pub fn is_configured_tenant(&self, tenant: &TenantId) -> bool {
         self.tenants.contains(tenant)
@@ -248,9 +266,14 @@ impl AccessControl {
     /// The principal may read `tenant`, and `tenant` exists. A tenant-scoped
     /// principal gets PERMISSION_DENIED for any other tenant, existing or
     /// not, so it learns nothing about other tenants.
+    /// A suspended tenant stays readable (its own keys already fail, so
+    /// this is the operator, e.g. before deleting it).
     pub fn authorize_read(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
         principal.authorize_read(tenant)?;
-        self.require_tenant(tenant)
+        if self.tenants.contains(tenant) {
+            return Ok(());
+        }
+        self.runtime().require_present(tenant)
     }
 
     pub fn authorize_write(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
@@ -469,6 +492,7 @@ mod tests {
                 policy: Default::default(),
                 create_time_ms: 1,
                 update_time_ms: 1,
+                deletion: None,
             };
             store.create_tenant(&tenant).await.expect("tenant");
             let access = AccessControl::with_credentials(&AuthConfig::default(), store.clone()).expect("access");

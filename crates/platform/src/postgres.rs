@@ -10,6 +10,36 @@ use crate::config::PostgresConfig;
 use crate::readiness::DependencyCheck;
 use crate::tls::PostgresTls;
 
+/// Rows deleted per statement while erasing a tenant: short transactions,
+/// so an erasure does not hold locks or bloat a snapshot for long.
+const ERASE_BATCH: i64 = 5_000;
+
+/// Deletes every row of `tenant` from each of `tables` (each has a `tenant`
+/// column, and an index leading with it), in batches of [`ERASE_BATCH`].
+/// Idempotent: run again, it deletes what is left. `tables` are the
+/// caller's constants, never input.
+pub async fn erase_tenant_rows(
+    pool: &Pool,
+    tables: &[&str],
+    tenant: &switchboard_core::TenantId,
+) -> Result<u64, Error> {
+    let client = pool.get().await.map_err(pg_error)?;
+    let mut erased = 0;
+    for table in tables {
+        let statement =
+            format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE tenant = $1 LIMIT $2))");
+        loop {
+            let deleted =
+                client.execute_cached(&statement, &[&tenant.as_str(), &ERASE_BATCH]).await.map_err(pg_error)?;
+            erased += deleted;
+            if deleted < u64::try_from(ERASE_BATCH).unwrap_or(u64::MAX) {
+                break;
+            }
+        }
+    }
+    Ok(erased)
+}
+
 /// A PostgreSQL failure as a Switchboard error, classified by the server's
 /// SQLSTATE so only what can heal is transient: a lost connection, a server
 /// shutting down or out of resources, a serialization conflict. A value the

@@ -52,6 +52,7 @@ async fn a_key_made_on_one_replica_works_on_another_within_its_poll() {
         policy: Default::default(),
         create_time_ms: now,
         update_time_ms: now,
+        deletion: None,
     };
     store.create_tenant(&record).await.unwrap();
     let replica = AccessControl::with_credentials(&AuthConfig::default(), store.clone()).unwrap();

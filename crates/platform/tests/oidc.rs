@@ -176,6 +176,7 @@ async fn a_suspended_tenants_people_are_refused_like_its_keys() {
         policy: Default::default(),
         create_time_ms: 1,
         update_time_ms: 1,
+        deletion: None,
     };
     store.create_tenant(&record).await.unwrap();
     let config = AuthConfig { oidc: Some(provider.config()), ..AuthConfig::default() };

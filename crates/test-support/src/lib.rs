@@ -7,6 +7,7 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 pub mod identity_provider;
+pub mod leftovers;
 pub mod pki;
 
 use std::net::SocketAddr;

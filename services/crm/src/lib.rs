@@ -6,7 +6,8 @@
 //! Serves `switchboard.crm.v1.CrmService` (asking routing, on an agent's
 //! own credential, whether it holds a contact of the customer it reads);
 //! consumes `switchboard.contacts.v1`
-//! and `switchboard.routing.v1` (group `crm`) into timelines.
+//! and `switchboard.routing.v1` (group `crm`) into timelines; erases the
+//! customers of deleted tenants.
 
 pub mod domain;
 pub mod grpc;
@@ -22,7 +23,7 @@ use switchboard_proto::crm::v1::crm_service_server::CrmServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
 use crate::store::postgres::MIGRATIONS;
-use crate::store::{CrmStore, MemoryCrmStore, PostgresCrmStore};
+use crate::store::{CrmStore, CustomersEraser, MemoryCrmStore, PostgresCrmStore};
 
 /// The CRM service on its store.
 pub struct Crm {
@@ -45,6 +46,7 @@ impl Service for Crm {
         let routing = RoutingServiceClient::new(kit.channel(&kit.config().services.routing.url)?);
         let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access(), routing);
         kit.serve(CrmServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
+        kit.erase_deleted_tenants(Arc::new(CustomersEraser(Arc::clone(&self.store))));
         let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume_batches(timelines, consumer::handler(self.store)).await?;
         Ok(())

@@ -13,7 +13,8 @@
 //! close the conversations of ended contacts, and routing and presence
 //! events (group `ingestion-calls`) for the agent and endpoint of calls; runs on timers the outbox
 //! relay of contacts and messages, the connector that sends replies
-//! (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes.
+//! (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes;
+//! erases deleted tenants' contacts, channels, conversations and calls.
 
 pub mod calls;
 pub mod calls_api;
@@ -23,6 +24,7 @@ pub mod channels_api;
 pub mod conversations;
 pub mod conversations_api;
 pub mod domain;
+mod erasure;
 pub mod grpc;
 pub mod mail;
 pub mod outbox;
@@ -61,6 +63,7 @@ use crate::conversations::memory::MemoryConversationStore;
 use crate::conversations::postgres::PostgresConversationStore;
 use crate::conversations::replies::Connector;
 use crate::conversations_api::ConversationApi;
+use crate::erasure::IngestionEraser;
 use crate::grpc::IngestionApi;
 use crate::outbox::{Outbox, RELAY_DELAY};
 use crate::store::ContactStore;
@@ -116,6 +119,12 @@ impl Service for Ingestion {
                  preferred-agent rule does not apply to them"
             );
         }
+        kit.erase_deleted_tenants(Arc::new(IngestionEraser {
+            contacts: Arc::clone(&self.store),
+            channels: Arc::clone(&self.channels),
+            conversations: Arc::clone(&self.conversations),
+            calls: Arc::clone(&self.calls),
+        }));
         let routing = RoutingServiceClient::new(kit.channel(&kit.config().services.routing.url)?);
         let crm = CrmServiceClient::new(kit.channel(&kit.config().services.crm.url)?);
         let crm_for_conversations = crm.clone();

@@ -4,7 +4,8 @@
 //! and 15-minute interval. The definitions are in [`domain`].
 //!
 //! Serves `switchboard.kpi.v1.KpiService`; consumes `switchboard.contacts.v1`
-//! and `switchboard.routing.v1` (group `kpi`) into facts.
+//! and `switchboard.routing.v1` (group `kpi`) into facts; erases the facts
+//! of deleted tenants.
 
 pub mod domain;
 pub mod grpc;
@@ -19,7 +20,7 @@ use switchboard_proto::kpi::v1::kpi_service_server::KpiServiceServer;
 
 use crate::grpc::KpiGrpc;
 use crate::store::postgres::MIGRATIONS;
-use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
+use crate::store::{FactsEraser, KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
 
 /// The consumer group; a new group starts from the earliest record, so a
 /// fresh deployment (or a rebuilt store) aggregates the whole retained log.
@@ -48,6 +49,7 @@ impl Service for Kpi {
         // Deliveries are at least once and the merge is idempotent, so a
         // redelivered event needs no deduplication by id: it sets nothing
         // that is not already set.
+        kit.erase_deleted_tenants(Arc::new(FactsEraser(Arc::clone(&self.store))));
         let store = self.store;
         let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume_batches(facts, move |deliveries: Arc<[Delivery]>| {

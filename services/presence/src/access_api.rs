@@ -13,16 +13,17 @@ use switchboard_core::{Error, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::{AccessControl, LogName, hash_api_key};
 use switchboard_platform::credentials::{
-    ApiKeyId, CredentialStore, DEFAULT_ROUTING_WEIGHT, KeyHolder, KeyRecord, TenantChange, TenantPolicy, TenantRecord,
-    api_key_name, new_secret, parse_api_key_name, secret_prefix,
+    ApiKeyId, CredentialStore, DEFAULT_ROUTING_WEIGHT, DeletionProgress, KeyHolder, KeyRecord, TenantChange,
+    TenantPolicy, TenantRecord, api_key_name, new_secret, parse_api_key_name, secret_prefix, tenant_deleted,
 };
-use switchboard_platform::grpc::answer;
+use switchboard_platform::grpc::{CallContext, answer};
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_proto::access::v1 as api;
 use switchboard_proto::access::v1::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 
 use crate::store::AgentStore;
+use crate::tenant_deletion::TenantInventory;
 use crate::tenant_policy_api::{limits_from_api, limits_to_api, set_limit, weight_from_api, weight_to_api};
 
 /// How long a rotated-out secret works unless the request says.
@@ -31,24 +32,30 @@ const DEFAULT_OVERLAP_MS: i64 = 60 * 60 * 1000;
 const MAX_OVERLAP_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 pub struct AccessApi {
-    access: Arc<AccessControl>,
-    credentials: Arc<dyn CredentialStore>,
-    agents: Arc<dyn AgentStore>,
+    pub(crate) access: Arc<AccessControl>,
+    pub(crate) credentials: Arc<dyn CredentialStore>,
+    pub(crate) agents: Arc<dyn AgentStore>,
+    pub(crate) inventory: TenantInventory,
 }
 
 impl AccessApi {
-    pub fn new(access: Arc<AccessControl>, credentials: Arc<dyn CredentialStore>, agents: Arc<dyn AgentStore>) -> Self {
-        AccessApi { access, credentials, agents }
+    pub fn new(
+        access: Arc<AccessControl>,
+        credentials: Arc<dyn CredentialStore>,
+        agents: Arc<dyn AgentStore>,
+        inventory: TenantInventory,
+    ) -> Self {
+        AccessApi { access, credentials, agents, inventory }
     }
 
     /// Reads the store again so this replica honours the change at once.
-    async fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         if let Err(error) = self.access.refresh().await {
             tracing::warn!(error = %error, "credentials not refreshed after a change; the poll will");
         }
     }
 
-    async fn existing_tenant(&self, tenant: &TenantId) -> Result<TenantRecord, Error> {
+    pub(crate) async fn existing_tenant(&self, tenant: &TenantId) -> Result<TenantRecord, Error> {
         self.credentials.get_tenant(tenant).await?.ok_or_else(|| Error::not_found(tenant_name(tenant)))
     }
 
@@ -100,6 +107,7 @@ impl AccessApi {
             policy,
             create_time_ms: now,
             update_time_ms: now,
+            deletion: None,
         };
         self.credentials.create_tenant(&record).await?;
         self.changed().await;
@@ -208,6 +216,9 @@ impl AccessApi {
         action: &'static str,
     ) -> Result<api::Tenant, Error> {
         let tenant = &existing.id;
+        if existing.is_deleted() {
+            return Err(tenant_deleted(tenant));
+        }
         let before = tenant_to_api(existing);
         let record = self.credentials.update_tenant(tenant, change, now_millis()).await?;
         self.changed().await;
@@ -439,20 +450,37 @@ fn holder_of(wanted: &api::ApiKey) -> Result<KeyHolder, Error> {
     Ok(holder)
 }
 
-fn tenant_to_api(record: &TenantRecord) -> api::Tenant {
+pub(crate) fn tenant_to_api(record: &TenantRecord) -> api::Tenant {
+    let state = match (&record.deletion, record.suspended) {
+        (Some(deletion), _) => match deletion.progress {
+            DeletionProgress::Erasing { .. } => api::TenantState::Deleting,
+            DeletionProgress::Deleted { .. } => api::TenantState::Deleted,
+        },
+        (None, true) => api::TenantState::Suspended,
+        (None, false) => api::TenantState::Active,
+    };
+    let deletion = record.deletion.as_ref();
     api::Tenant {
         name: tenant_name(&record.id),
         display_name: record.display_name.clone(),
-        state: if record.suspended { api::TenantState::Suspended } else { api::TenantState::Active } as i32,
+        state: state as i32,
         create_time: Some(timestamp_from_millis(record.create_time_ms)),
         update_time: Some(timestamp_from_millis(record.update_time_ms)),
         routing_weight: weight_to_api(record.policy.routing_weight),
         limits: Some(limits_to_api(&record.policy.limits)),
+        delete_request_time: deletion.map(|deletion| timestamp_from_millis(deletion.request_time_ms)),
+        delete_time: deletion.and_then(|deletion| match deletion.progress {
+            DeletionProgress::Deleted { delete_time_ms } => Some(timestamp_from_millis(delete_time_ms)),
+            DeletionProgress::Erasing { .. } => None,
+        }),
+        erasure_pending: deletion
+            .map(|deletion| deletion.pending().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default(),
     }
 }
 
 /// The refusal to change a tenant of the configuration file through the API.
-fn configured_tenant(tenant: &TenantId) -> Error {
+pub(crate) fn configured_tenant(tenant: &TenantId) -> Error {
     Error::failed_precondition(format!("tenant `{tenant}` is declared in the configuration file: change it there"))
         .with_reason("CONFIGURED_TENANT")
         .with_resource(tenant_name(tenant))
@@ -507,6 +535,12 @@ impl AccessService for AccessApi {
 
     async fn resume_tenant(&self, request: Request<api::ResumeTenantRequest>) -> Result<Response<api::Tenant>, Status> {
         answer(request, |principal, body| async move { self.set_suspended(principal, &body.name, false).await }).await
+    }
+
+    async fn delete_tenant(&self, request: Request<api::DeleteTenantRequest>) -> Result<Response<api::Tenant>, Status> {
+        // The inventory is asked as the caller, never as a stronger identity.
+        let call = CallContext::from_metadata(request.metadata());
+        answer(request, |principal, body| self.delete_tenant(principal, call, body)).await
     }
 
     async fn create_api_key(

@@ -8,8 +8,8 @@
 //! `switchboard.routing.v1` and `switchboard.presence.v1` once per replica
 //! (pushing offers to the sessions it holds) and `switchboard.routing.v1`
 //! once per deployment (state side effects); on timers: wrap-up ends, lease
-//! renewals, the janitor that takes lost sessions offline, and the
-//! agents-by-state gauge.
+//! renewals, the janitor that takes lost sessions offline, the
+//! agents-by-state gauge, and the erasure of deleted tenants' agents.
 
 pub mod access_api;
 pub mod agents_admin;
@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
+pub mod tenant_deletion;
 mod tenant_policy_api;
 
 use std::sync::Arc;
@@ -40,6 +41,10 @@ use crate::store::memory::{MemoryAgentStore, MemoryLiveStateStore};
 use crate::store::postgres::{MIGRATIONS, PostgresAgentStore};
 use crate::store::redis::RedisLiveStateStore;
 use crate::store::{AgentStore, LiveStateStore};
+use crate::tenant_deletion::{PresenceEraser, TenantInventory};
+use switchboard_proto::crm::v1::crm_service_client::CrmServiceClient;
+use switchboard_proto::ingestion::v1::channel_service_client::ChannelServiceClient;
+use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 
 /// The presence service on its stores.
 pub struct Presence {
@@ -84,8 +89,20 @@ impl Service for Presence {
         };
         kit.serve(PresenceServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
         if let Some(credentials) = kit.access().credentials() {
-            let access = access_api::AccessApi::new(kit.access(), credentials, Arc::clone(&presence.agents));
+            let inventory = TenantInventory {
+                routing: RoutingServiceClient::new(kit.channel(&config.services.routing.url)?),
+                contacts: IngestionServiceClient::new(kit.channel(&config.services.ingestion.url)?),
+                channels: ChannelServiceClient::new(kit.channel(&config.services.ingestion.url)?),
+                crm: CrmServiceClient::new(kit.channel(&config.services.crm.url)?),
+            };
+            let access = access_api::AccessApi::new(
+                kit.access(),
+                Arc::clone(&credentials),
+                Arc::clone(&presence.agents),
+                inventory,
+            );
             kit.serve(AccessServiceServer::new(access).max_decoding_message_size(kit.max_message_bytes()));
+            kit.erase_deleted_tenants(Arc::new(PresenceEraser { presence: Arc::clone(&presence), credentials }));
         }
 
         // Every replica sees every routing and presence event (its own
@@ -97,7 +114,8 @@ impl Service for Presence {
         let sessions = Arc::clone(&presence);
         let pushes = ConsumerSpec::new("presence", &[ROUTING_TOPIC, PRESENCE_TOPIC, CONTACTS_TOPIC])
             .group(format!("presence-{}", config.instance_id))
-            .from_latest();
+            .from_latest()
+            .keeping_deleted_tenants();
         kit.consume(pushes, move |delivery: Delivery| {
             let presence = Arc::clone(&sessions);
             async move { presence.on_event(delivery).await }
@@ -106,7 +124,12 @@ impl Service for Presence {
         // State side effects of routing events are applied once, by the
         // replicas sharing one group (see `effects`).
         let effects = Arc::clone(&presence);
-        let effects_spec = ConsumerSpec::new(effects::EFFECTS_GROUP, &[ROUTING_TOPIC]).from_latest().in_background();
+        // A deleted tenant's contacts still end on its agents: their
+        // sessions and states must follow.
+        let effects_spec = ConsumerSpec::new(effects::EFFECTS_GROUP, &[ROUTING_TOPIC])
+            .from_latest()
+            .in_background()
+            .keeping_deleted_tenants();
         kit.consume(effects_spec, move |delivery: Delivery| {
             let presence = Arc::clone(&effects);
             async move { presence.on_routing_effect(delivery).await }

@@ -348,7 +348,13 @@ impl Engine {
     }
 
     async fn matching_pass(&self) -> Result<MatchingPass, Error> {
-        let snapshot = self.state.snapshot(CONTACTS_PER_QUEUE_PER_PASS).await?;
+        let mut snapshot = self.state.snapshot(CONTACTS_PER_QUEUE_PER_PASS).await?;
+        let read_all = snapshot.waiting.len() < CONTACTS_PER_QUEUE_PER_PASS;
+        // A suspended or deleted tenant's contacts wait unoffered (a deleted
+        // one's are ended by its erasure).
+        if let Some(access) = &self.access {
+            snapshot.waiting.retain(|record| access.routes_tenant(&record.tenant));
+        }
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
             return Ok(MatchingPass::default());
         }
@@ -398,7 +404,6 @@ impl Engine {
         // any other change that frees an agent or adds a contact asks for
         // a pass itself.
         let lost_races = planned.len() > offered;
-        let read_all = snapshot.waiting.len() < CONTACTS_PER_QUEUE_PER_PASS;
         Ok(MatchingPass { offered, worth_another: offered > 0 && (lost_races || !read_all) })
     }
 

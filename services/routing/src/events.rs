@@ -123,7 +123,13 @@ pub fn completed(after: &ContactRecord, disposition: &str, resolved: bool) -> Ve
 /// The customer left: the ringing offer (if any) is withdrawn, and the
 /// contact is abandoned from the stage it was in.
 pub fn abandoned(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnvelope> {
-    let mut events = withdrawn(before, WithdrawReason::CustomerLeft);
+    ended_unanswered(before, after, WithdrawReason::CustomerLeft)
+}
+
+/// The ringing offer (if any) withdrawn for `reason`, and the contact
+/// abandoned from the stage it was in.
+fn ended_unanswered(before: &ContactRecord, after: &ContactRecord, reason: WithdrawReason) -> Vec<EventEnvelope> {
+    let mut events = withdrawn(before, reason);
     let stage = if before.status == RoutingStatus::Offered { AbandonStage::Offered } else { AbandonStage::Queue };
     events.push(event(
         after,
@@ -140,6 +146,19 @@ pub fn abandoned(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnve
     ));
     events
 }
+
+/// A contact of a deleted tenant ended ([`crate::domain::rules::end_for_deleted_tenant`]):
+/// a handled one as completed (so its agent's desktop and state let go of
+/// it), any other as abandoned.
+pub fn ended_for_deleted_tenant(before: &ContactRecord, after: &ContactRecord) -> Vec<EventEnvelope> {
+    if before.status == RoutingStatus::Answered {
+        return completed(after, TENANT_DELETED_DISPOSITION, false);
+    }
+    ended_unanswered(before, after, WithdrawReason::TenantDeleted)
+}
+
+/// The disposition of a handled contact its tenant's deletion ended.
+pub const TENANT_DELETED_DISPOSITION: &str = "tenant-deleted";
 
 /// The contact moved to another queue or was handed to one agent: a
 /// ringing offer is withdrawn, and the move is announced with the agent

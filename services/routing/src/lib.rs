@@ -6,11 +6,13 @@
 //! `switchboard.contacts.v1` and `switchboard.presence.v1` (group
 //! `routing`); on timers: matching (also whenever a change asks for it),
 //! the outbox relay, the offer-timeout sweep, the max-wait sweep, the guard
-//! that rebuilds the hot state when Redis loses it, journal pruning, and
-//! the gauges (outbox depth, contacts waiting by tenant).
+//! that rebuilds the hot state when Redis loses it, journal pruning, the
+//! gauges (outbox depth, contacts waiting by tenant), and the erasure of
+//! deleted tenants (their live contacts ended first).
 
 pub mod domain;
 pub mod engine;
+mod erasure;
 pub mod events;
 mod flows;
 pub mod gauges;
@@ -29,6 +31,7 @@ use switchboard_platform::service::{ConsumerSpec, Every, Kit, Service};
 use switchboard_proto::routing::v1::routing_service_server::RoutingServiceServer;
 
 use crate::engine::{Engine, MATCH_TICK};
+use crate::erasure::RoutingEraser;
 use crate::gauges::GAUGES_INTERVAL;
 use crate::recovery::StateWhole;
 use crate::relay::RELAY_TICK;
@@ -130,6 +133,7 @@ impl Service for Routing {
             let (engine, replica) = (Arc::clone(&guard), replica.clone());
             async move { engine.keep_state_whole(&replica).await }
         });
+        kit.erase_deleted_tenants(Arc::new(RoutingEraser(Arc::clone(&engine))));
         engine.reported_tenants.include(kit.config().auth.tenants.iter().map(String::as_str));
         let gauges = Arc::clone(&engine);
         kit.every(Every::new("routing-gauges", GAUGES_INTERVAL), move || {

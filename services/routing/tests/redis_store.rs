@@ -10,8 +10,9 @@ use switchboard_platform::postgres::{migrate, pool};
 use switchboard_platform::redis::{connect, connect_trusting};
 use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
-    answer_pace_contract, differential, fair_shares_contract, gauges_contract, outbox_contract, queue_rules_contract,
-    queue_store_contract, restore_contract, routing_state_contract, seen_view_contract, stale_reservation_contract,
+    answer_pace_contract, differential, erasure_contract, fair_shares_contract, gauges_contract, outbox_contract,
+    queue_rules_contract, queue_store_contract, queue_store_erasure_contract, restore_contract, routing_state_contract,
+    seen_view_contract, stale_reservation_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -127,7 +128,16 @@ async fn postgres_queue_store_passes_the_contract() {
     let postgres = pool(&PostgresConfig { url, pool_size: 4, ca_file: None }).expect("pool");
     migrate(&postgres, "routing", MIGRATIONS).await.expect("migrate");
     migrate(&postgres, "routing", MIGRATIONS).await.expect("migrations are idempotent");
-    queue_store_contract(&PostgresQueueStore::new(postgres)).await.expect("postgres queue store contract");
+    let store = PostgresQueueStore::new(postgres);
+    queue_store_contract(&store).await.expect("postgres queue store contract");
+    queue_store_erasure_contract(&store).await.expect("postgres queue store erasure contract");
+}
+
+#[tokio::test]
+async fn redis_state_erases_a_deleted_tenant() {
+    let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let connection = connect(&url).await.expect("redis");
+    erasure_contract(&fresh_state(connection).await).await.expect("redis erasure contract");
 }
 
 #[tokio::test]

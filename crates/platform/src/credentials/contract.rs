@@ -6,8 +6,8 @@ use anyhow::{Context, ensure};
 use switchboard_core::{AgentId, ErrorCode, TenantId};
 
 use super::{
-    ApiKeyId, CredentialStore, KeyHolder, KeyRecord, TenantChange, TenantLimits, TenantPolicy, TenantRecord,
-    new_secret, secret_prefix,
+    ApiKeyId, CredentialStore, DeletionProgress, ERASING_SERVICES, KeyHolder, KeyRecord, TenantChange, TenantLimits,
+    TenantPolicy, TenantRecord, new_secret, secret_prefix,
 };
 use crate::auth::hash_api_key;
 
@@ -24,6 +24,80 @@ pub async fn run_all(store: &dyn CredentialStore) -> anyhow::Result<()> {
     a_tenant_policy_is_kept_whole_and_replaced_whole(store)
         .await
         .context("a_tenant_policy_is_kept_whole_and_replaced_whole")?;
+    a_deleted_tenant_loses_its_keys_and_is_deleted_once_every_service_erased(store)
+        .await
+        .context("a_deleted_tenant_loses_its_keys_and_is_deleted_once_every_service_erased")?;
+    Ok(())
+}
+
+/// Beginning a deletion revokes the tenant's keys (not other tenants') in
+/// the same step; the tenant is deleted when the last of
+/// [`ERASING_SERVICES`] records its erasure, whatever the order and however
+/// often each records; the record stays, so the id is not taken again; the
+/// audit loses the tenant's records but the deletion's own.
+pub async fn a_deleted_tenant_loses_its_keys_and_is_deleted_once_every_service_erased(
+    store: &dyn CredentialStore,
+) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("deleted")?;
+    let bystander = fresh_tenant("bystander")?;
+    store.create_tenant(&tenant_record(&tenant, 1_000)).await?;
+    store.create_tenant(&tenant_record(&bystander, 1_000)).await?;
+    let own_key = key_record(KeyHolder::Integration(tenant.clone()), &new_secret(), 1_000);
+    let other_key = key_record(KeyHolder::TenantAdmin(bystander.clone()), &new_secret(), 1_000);
+    store.create_key(&own_key).await?;
+    store.create_key(&other_key).await?;
+    let premature = store.record_erasure(&tenant, "kpi", 1_500).await;
+    ensure!(
+        premature.as_ref().is_err_and(|error| error.code == ErrorCode::FailedPrecondition),
+        "no erasure is recorded for a tenant nobody deletes: {premature:?}"
+    );
+    let audit = |action: &str| super::AuditEntry {
+        sequence: 0,
+        tenant: Some(tenant.clone()),
+        actor: "operator".to_owned(),
+        action: action.to_owned(),
+        resource: format!("tenants/{tenant}"),
+        before: None,
+        after: None,
+        time_ms: 1_000,
+    };
+    store.append_audit(&audit("switchboard.routing.v1.RoutingService/CreateQueue")).await?;
+    store.append_audit(&audit("switchboard.access.v1.AccessService/DeleteTenant")).await?;
+
+    let revision = store.revision().await?;
+    let deleting = store.begin_deletion(&tenant, 2_000).await?;
+    ensure!(store.revision().await? > revision, "beginning moves the revision");
+    let deletion = deleting.deletion.clone().context("being deleted")?;
+    ensure!(deletion.request_time_ms == 2_000 && deletion.pending() == ERASING_SERVICES, "{deletion:?}");
+    let again = store.begin_deletion(&tenant, 3_000).await?;
+    ensure!(again == deleting, "beginning again changes nothing: {again:?}");
+    ensure!(store.get_key(&own_key.id).await?.context("kept")?.revoke_time_ms == Some(2_000), "its key revoked");
+    ensure!(store.get_key(&other_key.id).await?.context("kept")?.revoke_time_ms.is_none(), "others' keys work");
+
+    let (last, others) = ERASING_SERVICES.split_last().context("services")?;
+    for (index, service) in others.iter().rev().enumerate() {
+        let at = 4_000 + i64::try_from(index)?;
+        let recorded = store.record_erasure(&tenant, service, at).await?;
+        let twice = store.record_erasure(&tenant, service, at + 100).await?;
+        ensure!(twice == recorded, "recording again changes nothing");
+        let pending = recorded.deletion.context("still being deleted")?.pending();
+        ensure!(!pending.contains(service) && pending.contains(last), "{service}: {pending:?}");
+    }
+    let deleted = store.record_erasure(&tenant, last, 9_000).await?;
+    let progress = deleted.deletion.clone().context("deleted")?.progress;
+    ensure!(progress == DeletionProgress::Deleted { delete_time_ms: 9_000 }, "{progress:?}");
+    ensure!(store.record_erasure(&tenant, last, 9_500).await? == deleted, "after completion nothing changes");
+    let snapshot = store.snapshot().await?;
+    ensure!(snapshot.tenants.contains(&deleted), "the snapshot carries the tombstone");
+    let reused = store.create_tenant(&tenant_record(&tenant, 10_000)).await;
+    ensure!(reused.is_err_and(|error| error.code == ErrorCode::AlreadyExists), "the id is never taken again");
+
+    store.erase_audit(&tenant, "switchboard.access.v1.AccessService/DeleteTenant").await?;
+    let kept: Vec<String> =
+        store.list_audit(Some(&tenant), None, 100).await?.into_iter().map(|entry| entry.action).collect();
+    ensure!(kept == ["switchboard.access.v1.AccessService/DeleteTenant"], "only the deletion's: {kept:?}");
+    let missing = store.begin_deletion(&fresh_tenant("absent")?, 1).await;
+    ensure!(missing.is_err_and(|error| error.code == ErrorCode::NotFound), "an unknown tenant is NOT_FOUND");
     Ok(())
 }
 
@@ -106,6 +180,7 @@ fn tenant_record(id: &TenantId, at_ms: i64) -> TenantRecord {
         policy: TenantPolicy::default(),
         create_time_ms: at_ms,
         update_time_ms: at_ms,
+        deletion: None,
     }
 }
 

@@ -10,8 +10,8 @@ use switchboard_core::names::tenant_name;
 use switchboard_core::{Error, TenantId};
 
 use super::{
-    ApiKeyId, AuditEntry, CredentialStore, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantRecord,
-    api_key_name, key_revoked,
+    ApiKeyId, AuditEntry, CredentialStore, DeletionProgress, ERASING_SERVICES, KeyRecord, PreviousSecret, Snapshot,
+    TenantChange, TenantDeletion, TenantRecord, api_key_name, key_revoked, not_being_deleted,
 };
 
 #[derive(Default)]
@@ -150,7 +150,7 @@ impl CredentialStore for MemoryCredentialStore {
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, Error> {
         let mut state = self.lock();
-        let sequence = i64::try_from(state.audit.len()).unwrap_or(i64::MAX - 1) + 1;
+        let sequence = state.audit.last().map_or(0, |last| last.sequence) + 1;
         state.audit.push(AuditEntry { sequence, ..entry.clone() });
         Ok(sequence)
     }
@@ -193,5 +193,48 @@ impl CredentialStore for MemoryCredentialStore {
         let rotated = record.clone();
         state.revision += 1;
         Ok(rotated)
+    }
+
+    async fn begin_deletion(&self, tenant: &TenantId, now_ms: i64) -> Result<TenantRecord, Error> {
+        let mut state = self.lock();
+        let Some(record) = state.tenants.get_mut(tenant) else {
+            return Err(Error::not_found(tenant_name(tenant)));
+        };
+        if record.deletion.is_some() {
+            return Ok(record.clone());
+        }
+        record.deletion = Some(TenantDeletion {
+            request_time_ms: now_ms,
+            progress: DeletionProgress::Erasing { erased_by: std::collections::BTreeSet::new() },
+        });
+        let deleting = record.clone();
+        for key in state.keys.values_mut().filter(|key| key.holder.tenant() == Some(tenant)) {
+            key.revoke_time_ms.get_or_insert(now_ms);
+        }
+        state.revision += 1;
+        Ok(deleting)
+    }
+
+    async fn record_erasure(&self, tenant: &TenantId, service: &str, now_ms: i64) -> Result<TenantRecord, Error> {
+        let mut state = self.lock();
+        let Some(record) = state.tenants.get_mut(tenant) else {
+            return Err(Error::not_found(tenant_name(tenant)));
+        };
+        let Some(deletion) = &mut record.deletion else { return Err(not_being_deleted(tenant)) };
+        let DeletionProgress::Erasing { erased_by } = &mut deletion.progress else { return Ok(record.clone()) };
+        if !erased_by.insert(service.to_owned()) {
+            return Ok(record.clone());
+        }
+        if ERASING_SERVICES.iter().all(|service| erased_by.contains(*service)) {
+            deletion.progress = DeletionProgress::Deleted { delete_time_ms: now_ms };
+        }
+        let recorded = record.clone();
+        state.revision += 1;
+        Ok(recorded)
+    }
+
+    async fn erase_audit(&self, tenant: &TenantId, keep_action: &str) -> Result<(), Error> {
+        self.lock().audit.retain(|entry| entry.tenant.as_ref() != Some(tenant) || entry.action == keep_action);
+        Ok(())
     }
 }

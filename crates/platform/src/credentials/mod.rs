@@ -187,6 +187,48 @@ pub struct TenantRecord {
     pub policy: TenantPolicy,
     pub create_time_ms: i64,
     pub update_time_ms: i64,
+    /// Set once the tenant is being deleted; never unset, so the record
+    /// stays as a tombstone and the id is never given out again.
+    pub deletion: Option<TenantDeletion>,
+}
+
+impl TenantRecord {
+    /// Being erased or erased: its keys do not work, nothing is done for it.
+    pub fn is_deleted(&self) -> bool {
+        self.deletion.is_some()
+    }
+}
+
+/// The services that hold a tenant's data: each erases its own part, and
+/// the tenant is deleted once all of them have ([`CredentialStore::record_erasure`]).
+pub const ERASING_SERVICES: [&str; 5] = ["ingestion", "routing", "presence", "crm", "kpi"];
+
+/// A tenant's deletion: asked for at `request_time_ms`, then carried out
+/// by every service of [`ERASING_SERVICES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDeletion {
+    pub request_time_ms: i64,
+    pub progress: DeletionProgress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletionProgress {
+    /// These services have erased their part; the others have not yet.
+    Erasing { erased_by: std::collections::BTreeSet<String> },
+    /// Every service erased its part at or before `delete_time_ms`.
+    Deleted { delete_time_ms: i64 },
+}
+
+impl TenantDeletion {
+    /// The services that have not erased their part yet.
+    pub fn pending(&self) -> Vec<&'static str> {
+        match &self.progress {
+            DeletionProgress::Erasing { erased_by } => {
+                ERASING_SERVICES.into_iter().filter(|service| !erased_by.contains(*service)).collect()
+            }
+            DeletionProgress::Deleted { .. } => Vec::new(),
+        }
+    }
 }
 
 /// Who a key acts as.
@@ -340,6 +382,35 @@ pub trait CredentialStore: Send + Sync + 'static {
         secret_prefix: &str,
         previous_expire_time_ms: i64,
     ) -> Result<KeyRecord, Error>;
+
+    /// Starts deleting the tenant at `now_ms`, in one atomic step with
+    /// revoking every key of its roles; the tenant as it is then. Asking
+    /// again changes nothing. NOT_FOUND if absent.
+    async fn begin_deletion(&self, tenant: &TenantId, now_ms: i64) -> Result<TenantRecord, Error>;
+
+    /// Records that `service` erased its part of a tenant being deleted;
+    /// the recording that completes [`ERASING_SERVICES`] marks the tenant
+    /// deleted at `now_ms`. Recording again, or after the deletion
+    /// completed, changes nothing. NOT_FOUND if absent, FAILED_PRECONDITION
+    /// if the tenant is not being deleted.
+    async fn record_erasure(&self, tenant: &TenantId, service: &str, now_ms: i64) -> Result<TenantRecord, Error>;
+
+    /// Removes the tenant's audit records except those of `keep_action`
+    /// (the deletion's own, which the operator keeps).
+    async fn erase_audit(&self, tenant: &TenantId, keep_action: &str) -> Result<(), Error>;
+}
+
+/// The refusal to record an erasure of a tenant nobody deletes.
+pub fn not_being_deleted(tenant: &TenantId) -> Error {
+    Error::failed_precondition(format!("tenant `{tenant}` is not being deleted"))
+        .with_reason("TENANT_NOT_DELETING")
+        .with_resource(switchboard_core::names::tenant_name(tenant))
+}
+
+/// The refusal to change or act for a tenant that is deleted or being
+/// deleted: NOT_FOUND, as if absent, with reason `TENANT_DELETED`.
+pub fn tenant_deleted(tenant: &TenantId) -> Error {
+    Error::not_found(switchboard_core::names::tenant_name(tenant)).with_reason("TENANT_DELETED")
 }
 
 /// The refusal to rotate a revoked key.

@@ -10,8 +10,9 @@ use switchboard_core::{AgentId, Error, TenantId};
 use tokio_postgres::Row;
 
 use super::{
-    ApiKeyId, AuditEntry, CredentialStore, KeyHolder, KeyRecord, PreviousSecret, Snapshot, TenantChange, TenantLimits,
-    TenantPolicy, TenantRecord, api_key_name, key_revoked,
+    ApiKeyId, AuditEntry, CredentialStore, DeletionProgress, ERASING_SERVICES, KeyHolder, KeyRecord, PreviousSecret,
+    Snapshot, TenantChange, TenantDeletion, TenantLimits, TenantPolicy, TenantRecord, api_key_name, key_revoked,
+    not_being_deleted,
 };
 use crate::postgres::{CachedStatements, Migration, migrate, pg_error};
 
@@ -78,11 +79,26 @@ pub const MIGRATIONS: &[Migration] = &[
             ADD COLUMN max_wrap_up_ms bigint;
     "#,
     },
+    // A deleted tenant keeps its row (a tombstone: the id is never given
+    // out again); `erased_by` names the services done erasing its data.
+    Migration {
+        version: "0004_tenant_deletion",
+        sql: r#"
+        ALTER TABLE access.tenants
+            ADD COLUMN delete_request_time_ms bigint,
+            ADD COLUMN erased_by text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN delete_time_ms bigint;
+    "#,
+    },
 ];
 
+/// The columns a new tenant is inserted with.
+const NEW_TENANT_COLUMNS: &str = "tenant, display_name, suspended, create_time_ms, update_time_ms, routing_weight, \
+                                  max_queues, max_agents, max_channels, max_waiting_contacts, \
+                                  max_offer_timeout_ms, max_wrap_up_ms";
 const TENANT_COLUMNS: &str = "tenant, display_name, suspended, create_time_ms, update_time_ms, routing_weight, \
                               max_queues, max_agents, max_channels, max_waiting_contacts, max_offer_timeout_ms, \
-                              max_wrap_up_ms";
+                              max_wrap_up_ms, delete_request_time_ms, erased_by, delete_time_ms";
 const KEY_COLUMNS: &str = "key_id, display_name, role, tenant, agent, expire_time_ms, create_time_ms, \
                            revoke_time_ms, secret_sha256, secret_prefix, previous_sha256, previous_expire_time_ms";
 
@@ -132,7 +148,18 @@ fn tenant_from_row(row: &Row) -> Result<TenantRecord, Error> {
         value.map(|value| u32::try_from(value).map_err(corrupt)).transpose()
     };
     let routing_weight: i32 = row.try_get(5).map_err(corrupt)?;
+    let delete_request_time_ms: Option<i64> = row.try_get(12).map_err(corrupt)?;
+    let erased_by: Vec<String> = row.try_get(13).map_err(corrupt)?;
+    let delete_time_ms: Option<i64> = row.try_get(14).map_err(corrupt)?;
+    let deletion = delete_request_time_ms.map(|request_time_ms| TenantDeletion {
+        request_time_ms,
+        progress: match delete_time_ms {
+            Some(delete_time_ms) => DeletionProgress::Deleted { delete_time_ms },
+            None => DeletionProgress::Erasing { erased_by: erased_by.into_iter().collect() },
+        },
+    });
     Ok(TenantRecord {
+        deletion,
         id: TenantId::parse(row.try_get(0).map_err(corrupt)?, "tenant").map_err(corrupt)?,
         display_name: row.try_get(1).map_err(corrupt)?,
         suspended: row.try_get(2).map_err(corrupt)?,
@@ -268,7 +295,7 @@ impl CredentialStore for PostgresCredentialStore {
         let inserted = self
             .changing(
                 &format!(
-                    "INSERT INTO access.tenants ({TENANT_COLUMNS})
+                    "INSERT INTO access.tenants ({NEW_TENANT_COLUMNS})
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                      ON CONFLICT (tenant) DO NOTHING"
                 ),
@@ -493,5 +520,52 @@ impl CredentialStore for PostgresCredentialStore {
             return Err(key_revoked(key));
         }
         Ok(record)
+    }
+
+    async fn begin_deletion(&self, tenant: &TenantId, now_ms: i64) -> Result<TenantRecord, Error> {
+        // Both statements see the same snapshot: the keys are revoked only
+        // by the call that starts the deletion.
+        self.changing(
+            "WITH revoked AS (
+                 UPDATE access.api_keys SET revoke_time_ms = $2
+                 WHERE tenant = $1 AND revoke_time_ms IS NULL
+                   AND EXISTS (SELECT 1 FROM access.tenants WHERE tenant = $1 AND delete_request_time_ms IS NULL))
+             UPDATE access.tenants SET delete_request_time_ms = $2
+             WHERE tenant = $1 AND delete_request_time_ms IS NULL",
+            &[&tenant.as_str(), &now_ms],
+        )
+        .await?;
+        self.get_tenant(tenant).await?.ok_or_else(|| Error::not_found(tenant_name(tenant)))
+    }
+
+    async fn record_erasure(&self, tenant: &TenantId, service: &str, now_ms: i64) -> Result<TenantRecord, Error> {
+        let every_service: Vec<&str> = ERASING_SERVICES.to_vec();
+        // Concurrent recordings queue on the row lock, and each sees the
+        // one before it, so exactly one completes the set.
+        self.changing(
+            "UPDATE access.tenants SET erased_by = array_append(erased_by, $2),
+                 delete_time_ms = CASE WHEN array_append(erased_by, $2::text) @> $4::text[] THEN $3::bigint END
+             WHERE tenant = $1 AND delete_request_time_ms IS NOT NULL AND delete_time_ms IS NULL
+               AND NOT ($2 = ANY(erased_by))",
+            &[&tenant.as_str(), &service, &now_ms, &every_service],
+        )
+        .await?;
+        let record = self.get_tenant(tenant).await?.ok_or_else(|| Error::not_found(tenant_name(tenant)))?;
+        if record.deletion.is_none() {
+            return Err(not_being_deleted(tenant));
+        }
+        Ok(record)
+    }
+
+    async fn erase_audit(&self, tenant: &TenantId, keep_action: &str) -> Result<(), Error> {
+        self.client()
+            .await?
+            .execute_cached(
+                "DELETE FROM access.audit_records WHERE tenant = $1 AND action <> $2",
+                &[&tenant.as_str(), &keep_action],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
     }
 }

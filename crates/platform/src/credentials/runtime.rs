@@ -6,7 +6,26 @@ use std::collections::HashMap;
 use switchboard_core::names::tenant_name;
 use switchboard_core::{Error, Principal, TenantId};
 
-use super::{Snapshot, TenantPolicy, api_key_name};
+use super::{DeletionProgress, Snapshot, TenantPolicy, TenantRecord, api_key_name, tenant_deleted};
+
+/// Whether work is done for a runtime tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Active,
+    Suspended,
+    /// Being erased or erased: treated as absent everywhere.
+    Deleted,
+}
+
+impl Standing {
+    fn of(tenant: &TenantRecord) -> Standing {
+        match (&tenant.deletion, tenant.suspended) {
+            (Some(_), _) => Standing::Deleted,
+            (None, true) => Standing::Suspended,
+            (None, false) => Standing::Active,
+        }
+    }
+}
 
 /// A principal a secret's digest stands for, until `not_after_ms` if set.
 #[derive(Debug, Clone)]
@@ -19,7 +38,10 @@ struct RuntimeKey {
 #[derive(Debug)]
 pub struct RuntimeAccess {
     pub revision: i64,
-    suspended_by_tenant: HashMap<TenantId, bool>,
+    standing_by_tenant: HashMap<TenantId, Standing>,
+    /// Tenants being deleted, when it was asked for, and the services that
+    /// erased their part.
+    erasing: Vec<(TenantId, i64, std::collections::BTreeSet<String>)>,
     policy_by_tenant: HashMap<TenantId, TenantPolicy>,
     keys_by_sha256: HashMap<String, RuntimeKey>,
 }
@@ -29,7 +51,8 @@ impl Default for RuntimeAccess {
     fn default() -> RuntimeAccess {
         RuntimeAccess {
             revision: -1,
-            suspended_by_tenant: HashMap::new(),
+            standing_by_tenant: HashMap::new(),
+            erasing: Vec::new(),
             policy_by_tenant: HashMap::new(),
             keys_by_sha256: HashMap::new(),
         }
@@ -38,7 +61,21 @@ impl Default for RuntimeAccess {
 
 impl RuntimeAccess {
     pub fn from_snapshot(snapshot: &Snapshot) -> RuntimeAccess {
-        let suspended_by_tenant = snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), tenant.suspended)).collect();
+        let standing_by_tenant =
+            snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), Standing::of(tenant))).collect();
+        let erasing = snapshot
+            .tenants
+            .iter()
+            .filter_map(|tenant| {
+                let deletion = tenant.deletion.as_ref()?;
+                match &deletion.progress {
+                    DeletionProgress::Erasing { erased_by } => {
+                        Some((tenant.id.clone(), deletion.request_time_ms, erased_by.clone()))
+                    }
+                    DeletionProgress::Deleted { .. } => None,
+                }
+            })
+            .collect();
         let policy_by_tenant =
             snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), tenant.policy.clone())).collect();
         let mut keys_by_sha256 = HashMap::new();
@@ -61,7 +98,7 @@ impl RuntimeAccess {
                     .insert(previous.sha256.clone(), RuntimeKey { principal, not_after_ms: Some(not_after_ms) });
             }
         }
-        RuntimeAccess { revision: snapshot.revision, suspended_by_tenant, policy_by_tenant, keys_by_sha256 }
+        RuntimeAccess { revision: snapshot.revision, standing_by_tenant, erasing, policy_by_tenant, keys_by_sha256 }
     }
 
     /// The principal of the secret with digest `sha256` at `now_ms`:
@@ -83,19 +120,55 @@ impl RuntimeAccess {
         self.policy_by_tenant.get(tenant)
     }
 
-    /// Whether `tenant` was made through the API.
+    /// Whether `tenant` was made through the API (deleted ones too).
     pub fn knows(&self, tenant: &TenantId) -> bool {
-        self.suspended_by_tenant.contains_key(tenant)
+        self.standing_by_tenant.contains_key(tenant)
     }
 
     /// Ok for an active runtime tenant; FAILED_PRECONDITION
-    /// `TENANT_SUSPENDED` for a suspended one, NOT_FOUND for an unknown one.
+    /// `TENANT_SUSPENDED` for a suspended one, NOT_FOUND for an unknown or
+    /// deleted one (reason `TENANT_DELETED`).
     pub fn require_active(&self, tenant: &TenantId) -> Result<(), Error> {
-        match self.suspended_by_tenant.get(tenant) {
-            Some(false) => Ok(()),
-            Some(true) => Err(tenant_suspended(tenant)),
+        match self.standing_by_tenant.get(tenant) {
+            Some(Standing::Active) => Ok(()),
+            Some(Standing::Suspended) => Err(tenant_suspended(tenant)),
+            Some(Standing::Deleted) => Err(tenant_deleted(tenant)),
             None => Err(Error::not_found(tenant_name(tenant))),
         }
+    }
+
+    /// Ok for a runtime tenant that is not deleted, suspended or not:
+    /// what reading a tenant's data needs (a suspended tenant's own keys
+    /// already fail, so only the operator reads it).
+    pub fn require_present(&self, tenant: &TenantId) -> Result<(), Error> {
+        match self.standing_by_tenant.get(tenant) {
+            Some(Standing::Active | Standing::Suspended) => Ok(()),
+            Some(Standing::Deleted) => Err(tenant_deleted(tenant)),
+            None => Err(Error::not_found(tenant_name(tenant))),
+        }
+    }
+
+    /// Whether `tenant`'s contacts are routed: any tenant but a suspended
+    /// or deleted one (a tenant unknown here may be the configuration
+    /// file's).
+    pub fn routes(&self, tenant: &TenantId) -> bool {
+        !matches!(self.standing_by_tenant.get(tenant), Some(Standing::Suspended | Standing::Deleted))
+    }
+
+    /// Whether `tenant` is deleted or being deleted: consumers drop its
+    /// records, so a late or replayed one does not bring its data back.
+    pub fn is_deleted(&self, tenant: &TenantId) -> bool {
+        self.standing_by_tenant.get(tenant) == Some(&Standing::Deleted)
+    }
+
+    /// The tenants being deleted that `service` has not erased yet, each
+    /// with when its deletion was asked for.
+    pub fn awaiting_erasure_by(&self, service: &str) -> Vec<(TenantId, i64)> {
+        self.erasing
+            .iter()
+            .filter(|(_, _, erased_by)| !erased_by.contains(service))
+            .map(|(tenant, request_time_ms, _)| (tenant.clone(), *request_time_ms))
+            .collect()
     }
 }
 

@@ -12,6 +12,11 @@
 //!   `switchboard.deadletter.v1` with the reason, a metric and a log line
 //!   record it, and the consumer moves on.
 //!
+//! A record of a tenant that is deleted or being deleted is skipped
+//! (counted as `tenant_deleted`) unless the spec keeps them
+//! ([`ConsumerSpec::keeping_deleted_tenants`]): a late, redelivered or
+//! replayed record must not bring an erased tenant's data back.
+//!
 //! A transient failure (a backend down) is retried with exponential backoff
 //! and equal jitter, never skipped; while it lasts the consumer's readiness
 //! check fails, so the pod leaves rotation instead of looking healthy while
@@ -35,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Kit;
+use crate::auth::AccessControl;
 use crate::bus::{Assignment, Delivery, EventBus, MalformedRecord, Pace, RawRecord, Received, StartFrom, Subscription};
 use crate::metrics::{labels, metrics};
 use crate::readiness::DependencyCheck;
@@ -57,6 +63,8 @@ pub struct ConsumerSpec {
     pub start: StartFrom,
     /// How soon it must see a new record.
     pub pace: Pace,
+    /// Hands the handler records of deleted tenants too.
+    pub keep_deleted_tenants: bool,
 }
 
 impl ConsumerSpec {
@@ -69,7 +77,15 @@ impl ConsumerSpec {
             topics: topics.to_vec(),
             start: StartFrom::Earliest,
             pace: Pace::Interactive,
+            keep_deleted_tenants: false,
         }
+    }
+
+    /// For a consumer that stores nothing of a tenant and must still see
+    /// the ends of a deleted tenant's contacts (e.g. to tell their agents).
+    pub fn keeping_deleted_tenants(mut self) -> ConsumerSpec {
+        self.keep_deleted_tenants = true;
+        self
     }
 
     pub fn group(mut self, group: impl Into<String>) -> ConsumerSpec {
@@ -187,7 +203,11 @@ impl Kit {
         let health = ConsumerHealth::default();
         self.check(ConsumerCheck { name: spec.name.clone(), assignment: assignment.clone(), health: health.clone() });
         tracing::info!(consumer = %spec.name, group = %spec.group, topics = ?spec.topics, "consumer subscribed");
-        Ok((Consumer::new(spec.name.clone(), self.bus(), health), subscription, assignment))
+        let mut consumer = Consumer::new(spec.name.clone(), self.bus(), health);
+        if !spec.keep_deleted_tenants {
+            consumer = consumer.dropping_deleted_tenants(self.access());
+        }
+        Ok((consumer, subscription, assignment))
     }
 }
 
@@ -224,7 +244,9 @@ where
             match received {
                 Received::Event(delivery) => {
                     advance(&delivery.topic, delivery.partition, delivery.offset);
-                    events.push(*delivery);
+                    if !consumer.drops(&delivery) {
+                        events.push(*delivery);
+                    }
                 }
                 Received::Malformed(malformed) => {
                     let Some((topic, partition, offset)) =
@@ -297,6 +319,8 @@ pub struct Consumer {
     pub health: ConsumerHealth,
     /// Its count of handled records, looked up once rather than per record.
     handled: Counter,
+    /// Set: records of deleted tenants are skipped.
+    deleted_tenants: Option<(Arc<AccessControl>, Counter)>,
 }
 
 impl Consumer {
@@ -304,7 +328,29 @@ impl Consumer {
         let name = name.into();
         let handled_labels = labels([("consumer", &name), ("outcome", "handled")]);
         let handled = metrics().consumer_records.get_or_create(&handled_labels).clone();
-        Consumer { name, bus, health, handled }
+        Consumer { name, bus, health, handled, deleted_tenants: None }
+    }
+
+    /// Skips the records of tenants `access` knows as deleted.
+    pub fn dropping_deleted_tenants(mut self, access: Arc<AccessControl>) -> Consumer {
+        let dropped_labels = labels([("consumer", &self.name), ("outcome", "tenant_deleted")]);
+        let dropped = metrics().consumer_records.get_or_create(&dropped_labels).clone();
+        self.deleted_tenants = Some((access, dropped));
+        self
+    }
+
+    /// Whether `delivery` is of a deleted tenant and is skipped (counted).
+    fn drops(&self, delivery: &Delivery) -> bool {
+        let Some((access, dropped)) = &self.deleted_tenants else { return false };
+        let Ok(tenant) = switchboard_core::TenantId::parse(&delivery.envelope.tenant, "tenant") else {
+            return false;
+        };
+        if !access.is_deleted_tenant(&tenant) {
+            return false;
+        }
+        dropped.inc();
+        tracing::debug!(consumer = %self.name, tenant = %tenant, event_id = %delivery.envelope.event_id, "record of a deleted tenant skipped");
+        true
     }
 }
 
@@ -323,6 +369,9 @@ where
     'records: while let Some(records) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
         for received in records {
             let finished = match received {
+                Received::Event(delivery) if consumer.drops(&delivery) => {
+                    Some((delivery.topic.clone(), delivery.partition, delivery.offset))
+                }
                 Received::Event(delivery) => handle(&consumer, &delivery, &handler, &shutdown).await,
                 Received::Malformed(malformed) => dead_letter_malformed(&consumer, *malformed, &shutdown).await,
             };

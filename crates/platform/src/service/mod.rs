@@ -11,7 +11,8 @@
 //! - consumers with [`Kit::consume`] (at least once, transient failures
 //!   retried with backoff and jitter while readiness is false, permanent
 //!   ones dead-lettered, see [`consume`]),
-//! - timers with [`Kit::every`] and other tasks with [`Kit::task`].
+//! - timers with [`Kit::every`] and other tasks with [`Kit::task`],
+//! - what it erases of a deleted tenant with [`Kit::erase_deleted_tenants`].
 //!
 //! [`run`] then serves until the one shutdown token fires, stops accepting,
 //! drains calls, lets every task finish its in-flight work and flushes the
@@ -19,6 +20,7 @@
 //! restarts it) rather than leaving it half alive.
 
 pub mod consume;
+mod erasure;
 mod http;
 mod timer;
 
@@ -36,6 +38,7 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
 pub use self::consume::{ConsumerSpec, consume};
+pub use self::erasure::{ERASURE_GRACE_MS, Erased, TenantEraser};
 pub use self::timer::Every;
 use crate::auth::AccessControl;
 use crate::bus::EventBus;

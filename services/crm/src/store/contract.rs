@@ -20,6 +20,7 @@ pub async fn run_all(store: Arc<dyn CrmStore>) -> anyhow::Result<()> {
     resolve_creates_then_finds(store.as_ref()).await.context("resolve_creates_then_finds")?;
     concurrent_resolves_agree(Arc::clone(&store)).await.context("concurrent_resolves_agree")?;
     tenants_are_isolated(store.as_ref()).await.context("tenants_are_isolated")?;
+    erasing_a_tenant_leaves_the_others(store.as_ref()).await.context("erasing_a_tenant_leaves_the_others")?;
     customers_page_by_id(store.as_ref()).await.context("customers_page_by_id")?;
     timeline_merge_is_idempotent_and_listed_newest_first(store.as_ref())
         .await
@@ -300,6 +301,37 @@ pub async fn tenants_are_isolated(store: &dyn CrmStore) -> anyhow::Result<()> {
         acme_timeline.iter().map(|entry| entry.status).eq([EntryStatus::Received]),
         "acme's entry changed: {acme_timeline:?}"
     );
+    Ok(())
+}
+
+/// Erasing a tenant removes its customers, identities and timeline entries
+/// (its identities resolve to new customers afterwards) and touches no
+/// other tenant's; erasing again changes nothing.
+pub async fn erasing_a_tenant_leaves_the_others(store: &dyn CrmStore) -> anyhow::Result<()> {
+    let erased = fresh_tenant("erased")?;
+    let kept = fresh_tenant("kept")?;
+    let identity = email("erased@example.com")?;
+    let mut customers = Vec::new();
+    for tenant in [&erased, &kept] {
+        let customer = store.resolve_customer(tenant, &identity, "Someone").await?.customer;
+        let mut entry = TimelineUpdate::new(tenant.clone(), ContactId::generate(), Some(customer.id.clone()));
+        entry.status = Some(EntryStatus::Received);
+        entry.create_time_millis = 1_000;
+        store.merge_timeline_entry(&entry).await?;
+        customers.push((customer, entry.contact));
+    }
+    store.erase_tenant(&erased).await?;
+    store.erase_tenant(&erased).await?;
+    let [(erased_customer, erased_contact), (kept_customer, kept_contact)] = customers.as_slice() else {
+        anyhow::bail!("two customers");
+    };
+    ensure!(store.list_customers(&erased, None, 10).await?.is_empty(), "the erased tenant lists no customers");
+    ensure!(store.get_customer(&erased, &erased_customer.id).await.is_err(), "its customer is gone");
+    ensure!(store.timeline_entry(&erased, erased_contact).await?.is_none(), "its timeline entry is gone");
+    let again = store.resolve_customer(&erased, &identity, "Someone").await?;
+    ensure!(again.created && again.customer.id != erased_customer.id, "its identity no longer resolves: {again:?}");
+    ensure!(store.get_customer(&kept, &kept_customer.id).await? == *kept_customer, "the other tenant's customer stays");
+    ensure!(store.timeline_entry(&kept, kept_contact).await?.is_some(), "the other tenant's entry stays");
     Ok(())
 }
 

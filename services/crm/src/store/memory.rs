@@ -40,6 +40,14 @@ impl MemoryCrmStore {
 
 #[async_trait]
 impl CrmStore for MemoryCrmStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        let mut state = self.lock();
+        state.customer_by_identity.retain(|(owner, _), _| owner != tenant);
+        state.customers_by_tenant.remove(tenant);
+        state.timeline_by_contact.retain(|(owner, _), _| owner != tenant);
+        Ok(())
+    }
+
     async fn resolve_customer(
         &self,
         tenant: &TenantId,

@@ -11,7 +11,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use switchboard_core::names::customer_name;
 use switchboard_core::time::now_millis;
 use switchboard_core::{ContactId, CustomerId, Error, ErrorCode, TenantId};
-use switchboard_platform::postgres::{CachedStatements, Migration, migrate, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, migrate, pg_error};
 use tokio_postgres::Row;
 
 use super::postgres_customers::{self as customers, customers_from_rows, find_customer_id_by_identity, load_customer};
@@ -286,6 +286,12 @@ fn limit_param(limit: usize) -> i64 {
 
 #[async_trait]
 impl CrmStore for PostgresCrmStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        // Identities first: they refer to customers.
+        let tables = ["crm.identities", "crm.timeline_entries", "crm.customers"];
+        erase_tenant_rows(&self.pool, &tables, tenant).await.map(drop)
+    }
+
     async fn resolve_customer(
         &self,
         tenant: &TenantId,

@@ -13,6 +13,7 @@ use crate::store::contract::fresh_tenant;
 pub async fn run_call_contract(store: &dyn CallStore) -> anyhow::Result<()> {
     calls_round_trip_and_update_by_revision(store).await.context("calls_round_trip_and_update_by_revision")?;
     endpoints_are_set_and_forgotten(store).await.context("endpoints_are_set_and_forgotten")?;
+    erasing_a_tenant_leaves_the_others(store).await.context("erasing_a_tenant_leaves_the_others")?;
     Ok(())
 }
 
@@ -72,6 +73,34 @@ async fn endpoints_are_set_and_forgotten(store: &dyn CallStore) -> anyhow::Resul
     ensure!(store.endpoint(&agent).await? == "204", "the latest one");
     store.set_endpoint(&agent, "").await?;
     ensure!(store.endpoint(&agent).await?.is_empty(), "an empty one forgets it");
+    Ok(())
+}
+
+/// Erasing a tenant removes its calls and no other tenant's.
+async fn erasing_a_tenant_leaves_the_others(store: &dyn CallStore) -> anyhow::Result<()> {
+    let channel_id = ChannelId::parse("pbx", "channel_id")?;
+    let call_of = |tenant: &switchboard_core::TenantId| CallRecord {
+        tenant: tenant.clone(),
+        channel_id: channel_id.clone(),
+        call_id: "1700000000.7".to_owned(),
+        from: Identity { kind: IdentityKind::Phone, value: "+15550100007".to_owned() },
+        to: "+15550100".to_owned(),
+        stage: Stage::Ivr,
+        contact: None,
+        agent: None,
+        created_ms: 1_000,
+        answered_ms: None,
+        held_ms: 0,
+        ended_in_ivr: false,
+        transfers: Vec::new(),
+    };
+    let erased = fresh_tenant("calls-erased")?;
+    let kept = fresh_tenant("calls-kept")?;
+    ensure!(store.insert(&call_of(&erased)).await? && store.insert(&call_of(&kept)).await?, "both stored");
+    store.erase_tenant(&erased).await?;
+    store.erase_tenant(&erased).await?;
+    ensure!(store.get(&erased, &channel_id, "1700000000.7").await?.is_none(), "the erased tenant's call is gone");
+    ensure!(store.get(&kept, &channel_id, "1700000000.7").await?.is_some(), "the other tenant's call stays");
     Ok(())
 }
 

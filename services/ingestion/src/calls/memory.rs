@@ -23,6 +23,11 @@ fn key(call: &CallRecord) -> CallKey {
 
 #[async_trait]
 impl CallStore for MemoryCallStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        lock_unpoisoned(&self.calls).retain(|(owner, _, _), _| owner != tenant);
+        Ok(())
+    }
+
     async fn insert(&self, call: &CallRecord) -> Result<bool, Error> {
         let mut calls = lock_unpoisoned(&self.calls);
         if calls.contains_key(&key(call)) {

@@ -210,6 +210,9 @@ pub trait CallStore: Send + Sync + 'static {
     async fn set_endpoint(&self, agent: &AgentId, endpoint: &str) -> Result<(), Error>;
     /// The agent's voice endpoint, empty when unknown.
     async fn endpoint(&self, agent: &AgentId) -> Result<String, Error>;
+
+    /// Removes every call of `tenant` (a deleted tenant); idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use switchboard_core::identity::{Identity, IdentityKind};
 use switchboard_core::{AgentId, ChannelId, ContactId, Error, TenantId};
-use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, pg_error};
 
 use super::{CallRecord, CallStore, Stage, StoredCall};
 use crate::channels::cti::HangupCause;
@@ -130,6 +130,10 @@ impl PostgresCallStore {
 
 #[async_trait]
 impl CallStore for PostgresCallStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        erase_tenant_rows(&self.pool, &["ingestion.calls"], tenant).await.map(drop)
+    }
+
     async fn insert(&self, call: &CallRecord) -> Result<bool, Error> {
         let inserted = self
             .client()

@@ -32,6 +32,7 @@ pub async fn run_conversation_contract(store: Arc<dyn ConversationStore>) -> any
         .await
         .context("unpublished_messages_are_found_for_the_relay")?;
     tenants_are_isolated(store.as_ref()).await.context("tenants_are_isolated")?;
+    erasing_a_tenant_leaves_the_others(store.as_ref()).await.context("erasing_a_tenant_leaves_the_others")?;
     outbound_messages_only_move_forward(store.as_ref()).await.context("outbound_messages_only_move_forward")?;
     Ok(())
 }
@@ -232,6 +233,36 @@ async fn tenants_are_isolated(store: &dyn ConversationStore) -> anyhow::Result<(
     let empty = PageRequest::resume_after(10, None);
     let leaked = store.messages(&globex, &acme_one.conversation.conversation_id, &empty).await?;
     ensure!(leaked.is_empty(), "no messages across tenants");
+    Ok(())
+}
+
+/// Erasing a tenant removes its conversations, messages and pending
+/// deliveries (the same sender then opens a new conversation), and no other
+/// tenant's; erasing again changes nothing.
+async fn erasing_a_tenant_leaves_the_others(store: &dyn ConversationStore) -> anyhow::Result<()> {
+    let erased = fresh_tenant("conversations-erased")?;
+    let kept = fresh_tenant("conversations-kept")?;
+    let ann = phone("+15550010");
+    let mut opened = Vec::new();
+    for tenant in [&erased, &kept] {
+        let joined = store.open_or_join(&candidate(tenant, &ann, 0)?, HOUR_MS).await?;
+        store.add_message(&message(&joined.conversation, "erase-me", 1)).await?;
+        store.add_message(&outbound(&joined.conversation, "reply", 2)).await?;
+        opened.push(joined.conversation);
+    }
+    store.erase_tenant(&erased).await?;
+    store.erase_tenant(&erased).await?;
+    let everything = PageRequest::resume_after(10, None);
+    ensure!(store.list(&erased, &everything).await?.is_empty(), "no conversations of the erased tenant");
+    ensure!(store.get(&erased, &opened[0].conversation_id).await?.is_none(), "its conversation is gone");
+    ensure!(store.messages(&erased, &opened[0].conversation_id, &everything).await?.is_empty(), "its messages too");
+    let due = store.due_outbound(i64::MAX, 1_000).await?;
+    ensure!(due.iter().all(|pending| pending.tenant != erased), "no delivery of it is pending");
+    let again = store.open_or_join(&candidate(&erased, &ann, 10)?, HOUR_MS).await?;
+    ensure!(again.opened, "the same sender opens a new conversation");
+    ensure!(store.get(&kept, &opened[1].conversation_id).await?.is_some(), "the other tenant's conversation stays");
+    let kept_messages = store.messages(&kept, &opened[1].conversation_id, &everything).await?;
+    ensure!(kept_messages.len() == 2, "with its messages: {kept_messages:?}");
     Ok(())
 }
 

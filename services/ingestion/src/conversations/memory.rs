@@ -56,6 +56,15 @@ impl Tenants {
 
 #[async_trait]
 impl ConversationStore for MemoryConversationStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        let mut tenants = self.lock();
+        tenants.conversations.remove(tenant);
+        tenants.open.retain(|(owner, _, _), _| owner != tenant);
+        tenants.messages.remove(tenant);
+        tenants.by_provider_id.retain(|(owner, _, _), _| owner != tenant);
+        Ok(())
+    }
+
     async fn open_or_join(&self, candidate: &ConversationRecord, window_ms: i64) -> Result<Joined, Error> {
         let mut tenants = self.lock();
         let key = (candidate.tenant.clone(), candidate.channel_id.clone(), candidate.customer.clone());

@@ -339,4 +339,7 @@ pub trait ConversationStore: Send + Sync + 'static {
         message_id: &MessageId,
         update: &OutboundUpdate,
     ) -> Result<Option<MessageRecord>, Error>;
+
+    /// Removes every conversation and message (and its pending deliveries) of `tenant` (a deleted tenant); idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }

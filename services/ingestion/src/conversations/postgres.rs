@@ -10,7 +10,7 @@ use switchboard_core::identity::{Identity, IdentityKind};
 use switchboard_core::names::conversation_name;
 use switchboard_core::{ChannelId, ContactId, ConversationId, Error, ErrorCode, MessageId, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, pg_error};
 use switchboard_proto::ingestion::v1::Message;
 use tokio_postgres::Row;
 
@@ -232,6 +232,10 @@ fn message_from_row(row: &Row) -> Result<MessageRecord, Error> {
 
 #[async_trait]
 impl ConversationStore for PostgresConversationStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        erase_tenant_rows(&self.pool, &["ingestion.messages", "ingestion.conversations"], tenant).await.map(drop)
+    }
+
     async fn open_or_join(&self, candidate: &ConversationRecord, window_ms: i64) -> Result<Joined, Error> {
         let mut client = self.client().await?;
         let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [

@@ -13,7 +13,7 @@ use switchboard_core::names::channel_name;
 use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::{ChannelId, Error, ErrorCode, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, pg_error};
 use switchboard_proto::ingestion::v1::Channel;
 use switchboard_proto::ingestion::v1::channel::Provider;
 
@@ -58,6 +58,9 @@ pub trait ChannelStore: Send + Sync + 'static {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<bool, Error>;
+
+    /// Removes every channel and mailbox lease of `tenant` (a deleted tenant); idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 /// True for an enabled e-mail channel with an IMAP mailbox.
@@ -80,6 +83,12 @@ pub struct MemoryChannelStore {
 
 #[async_trait]
 impl ChannelStore for MemoryChannelStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        lock_unpoisoned(&self.channels).remove(tenant);
+        lock_unpoisoned(&self.leases).retain(|(owner, _), _| owner != tenant);
+        Ok(())
+    }
+
     async fn create(&self, tenant: &TenantId, channel_id: &ChannelId, channel: &Channel) -> Result<(), Error> {
         let mut tenants = lock_unpoisoned(&self.channels);
         let channels = tenants.entry(tenant.clone()).or_default();
@@ -221,6 +230,10 @@ fn stored_from_row(row: &tokio_postgres::Row) -> Result<StoredChannel, Error> {
 
 #[async_trait]
 impl ChannelStore for PostgresChannelStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        erase_tenant_rows(&self.pool, &["ingestion.mailbox_leases", "ingestion.channels"], tenant).await.map(drop)
+    }
+
     async fn create(&self, tenant: &TenantId, channel_id: &ChannelId, channel: &Channel) -> Result<(), Error> {
         let inserted = self
             .client()

@@ -18,6 +18,7 @@ pub async fn run_channel_contract(store: &dyn ChannelStore) -> anyhow::Result<()
     updates_name_the_revision_they_read(store).await.context("updates_name_the_revision_they_read")?;
     lists_page_by_id(store).await.context("lists_page_by_id")?;
     tenants_are_isolated(store).await.context("tenants_are_isolated")?;
+    erasing_a_tenant_leaves_the_others(store).await.context("erasing_a_tenant_leaves_the_others")?;
     mailboxes_are_the_enabled_mail_channels_with_imap(store)
         .await
         .context("mailboxes_are_the_enabled_mail_channels_with_imap")?;
@@ -164,6 +165,22 @@ async fn one_replica_holds_a_mailbox_at_a_time(store: &dyn ChannelStore) -> anyh
     ensure!(store.lease_mailbox(&tenant, &mailbox, "replica-b", 25_001, 15_000).await?, "a lapsed lease is taken over");
     ensure!(!store.lease_mailbox(&tenant, &mailbox, "replica-a", 26_000, 15_000).await?, "and the old holder is out");
     ensure!(store.lease_mailbox(&tenant, &id("other-mail")?, "replica-a", 26_000, 15_000).await?, "per mailbox");
+    Ok(())
+}
+
+/// Erasing a tenant removes its channels (secrets included) and mailbox
+/// leases, and no other tenant's; erasing again changes nothing.
+async fn erasing_a_tenant_leaves_the_others(store: &dyn ChannelStore) -> anyhow::Result<()> {
+    let erased = fresh_tenant("channels-erased")?;
+    let kept = fresh_tenant("channels-kept")?;
+    for tenant in [&erased, &kept] {
+        store.create(tenant, &id("telegram-bot")?, &sample_channel(tenant, "telegram-bot")).await?;
+    }
+    store.erase_tenant(&erased).await?;
+    store.erase_tenant(&erased).await?;
+    ensure!(store.get(&erased, &id("telegram-bot")?).await?.is_none(), "the erased tenant's channel is gone");
+    ensure!(store.list(&erased, &PageRequest::first(10)).await?.is_empty(), "it lists none");
+    ensure!(store.get(&kept, &id("telegram-bot")?).await?.is_some(), "the other tenant's channel stays");
     Ok(())
 }
 

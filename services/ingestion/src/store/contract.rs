@@ -24,10 +24,32 @@ pub async fn run_contract_suite(store: Arc<dyn ContactStore>) -> anyhow::Result<
     provider_message_ids_are_unique_per_channel(store).await.context("provider_message_ids_are_unique_per_channel")?;
     concurrent_duplicates_make_one_contact(store).await.context("concurrent_duplicates_make_one_contact")?;
     tenants_are_isolated(store).await.context("tenants_are_isolated")?;
+    erasing_a_tenant_leaves_the_others(store).await.context("erasing_a_tenant_leaves_the_others")?;
     publications_are_remembered(store).await.context("publications_are_remembered")?;
     lists_are_newest_first_and_paginate(store).await.context("lists_are_newest_first_and_paginate")?;
     abandoning_happens_once(store).await.context("abandoning_happens_once")?;
     unpublished_events_are_found_for_the_relay(store).await.context("unpublished_events_are_found_for_the_relay")?;
+    Ok(())
+}
+
+/// Erasing a tenant removes its contacts and their unpublished events (the
+/// relay no longer finds them), frees its request ids, and leaves every
+/// other tenant's contacts; erasing again changes nothing.
+async fn erasing_a_tenant_leaves_the_others(store: &dyn ContactStore) -> anyhow::Result<()> {
+    let erased = fresh_tenant("erased")?;
+    let kept = fresh_tenant("kept")?;
+    let erased_record = sample_record(&erased, "request-1", Channel::Sms, "");
+    let kept_record = sample_record(&kept, "request-1", Channel::Sms, "");
+    store.insert(&erased_record).await?;
+    store.insert(&kept_record).await?;
+    store.erase_tenant(&erased).await?;
+    store.erase_tenant(&erased).await?;
+    ensure!(store.get(&erased, &erased_record.contact_id).await?.is_none(), "the erased tenant's contact is gone");
+    let pending = store.unpublished(now_millis() + 60_000, 10_000).await?;
+    ensure!(pending.iter().all(|record| record.tenant != erased), "none of its events is left to relay");
+    ensure!(store.get(&kept, &kept_record.contact_id).await?.is_some(), "the other tenant's contact stays");
+    let reused = store.insert(&sample_record(&erased, "request-1", Channel::Sms, "")).await?;
+    ensure!(matches!(reused, InsertOutcome::Inserted), "its request id is free again: {reused:?}");
     Ok(())
 }
 

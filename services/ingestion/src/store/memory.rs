@@ -48,6 +48,11 @@ impl MemoryContactStore {
 
 #[async_trait]
 impl ContactStore for MemoryContactStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        self.lock().remove(tenant);
+        Ok(())
+    }
+
     async fn insert(&self, record: &ContactRecord) -> Result<InsertOutcome, Error> {
         let mut tenants = self.lock();
         let contacts = tenants.entry(record.tenant.clone()).or_default();

@@ -188,4 +188,7 @@ pub trait ContactStore: Send + Sync + 'static {
         contact_id: &ContactId,
         abandonment: &Abandonment,
     ) -> Result<Option<AbandonOutcome>, Error>;
+
+    /// Removes every contact (and its unpublished events) of `tenant` (a deleted tenant); idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }

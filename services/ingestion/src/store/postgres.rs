@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use prost::Message;
 use switchboard_core::{ContactId, Error, ErrorCode, TenantId, names};
-use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, pg_error};
 use switchboard_proto::ingestion::v1::Contact;
 use tokio_postgres::Row;
 
@@ -125,6 +125,10 @@ fn limit_parameter(limit: usize) -> i64 {
 
 #[async_trait]
 impl ContactStore for PostgresContactStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        erase_tenant_rows(&self.pool, &["ingestion.contacts"], tenant).await.map(drop)
+    }
+
     async fn insert(&self, record: &ContactRecord) -> Result<InsertOutcome, Error> {
         // The abandon time lives in its column only, so it has one truth.
         let mut stored_contact = record.contact.clone();

@@ -152,6 +152,25 @@ pub async fn isolates_tenants(store: &dyn KpiStore) -> Result<(), Error> {
     expect_equal(&unknown, &Vec::new(), "a tenant without events has no facts")
 }
 
+/// Erasing a tenant removes all its facts, keeps every other tenant's, and
+/// erasing again (or a tenant without facts) changes nothing.
+pub async fn erasing_a_tenant_leaves_the_others(store: &dyn KpiStore) -> Result<(), Error> {
+    let erased = tenant("contract-erased")?;
+    let kept = tenant("contract-kept")?;
+    for index in 0..3 {
+        let contact = contact(&format!("ct_erase{index:06}"))?;
+        let update = FactsUpdate { queued_ms: Some(1_000 + index), ..FactsUpdate::default() };
+        store.apply(&erased, &contact, update.clone()).await?;
+        store.apply(&kept, &contact, update).await?;
+    }
+    store.erase_tenant(&erased).await?;
+    expect_equal(&store.load(&erased, &FactsFilter::default()).await?.len(), &0, "the erased tenant has no facts")?;
+    expect_equal(&store.load(&kept, &FactsFilter::default()).await?.len(), &3, "the other tenant keeps its facts")?;
+    store.erase_tenant(&erased).await?;
+    store.erase_tenant(&tenant("contract-never-seen")?).await?;
+    expect_equal(&store.load(&kept, &FactsFilter::default()).await?.len(), &3, "erasing again changes nothing")
+}
+
 /// Queue, channel and half-open arrival ranges select like
 /// [`FactsFilter::matches`]; arrival follows a late creation instant.
 pub async fn filters_by_queue_channel_and_arrival(store: &dyn KpiStore) -> Result<(), Error> {
@@ -219,6 +238,7 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     merges_like_the_domain(store).await?;
     keeps_the_entered_queue(store).await?;
     isolates_tenants(store).await?;
+    erasing_a_tenant_leaves_the_others(store).await?;
     filters_by_queue_channel_and_arrival(store).await?;
     replays_change_nothing(store).await?;
     bounded_loads_say_there_is_more(store).await?;

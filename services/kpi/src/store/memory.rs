@@ -57,6 +57,11 @@ impl KpiStore for MemoryKpiStore {
             .cloned()
             .collect())
     }
+
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        self.lock().remove(tenant);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use switchboard_core::{ContactId, CustomerId, Error, QueueId, TenantId};
-use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, pg_error};
 use switchboard_proto::common::v1::Channel;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -198,6 +198,10 @@ impl KpiStore for PostgresKpiStore {
         let contacts = merged_per_contact(events);
         let client = self.pool.get().await.map_err(pg_error)?;
         upsert_all(&client, &contacts).await
+    }
+
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        erase_tenant_rows(&self.pool, &["kpi.contact_facts"], tenant).await.map(drop)
     }
 
     async fn load_at_most(

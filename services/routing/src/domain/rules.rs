@@ -55,6 +55,8 @@ pub enum EndReason {
     MaxWait,
     Closed,
     TenantQueueFull,
+    /// The tenant was deleted while the contact was live.
+    TenantDeleted,
 }
 
 impl EndReason {
@@ -64,6 +66,7 @@ impl EndReason {
             EndReason::MaxWait => 1,
             EndReason::Closed => 2,
             EndReason::TenantQueueFull => 3,
+            EndReason::TenantDeleted => 4,
         }
     }
 
@@ -72,6 +75,7 @@ impl EndReason {
             1 => Some(EndReason::MaxWait),
             2 => Some(EndReason::Closed),
             3 => Some(EndReason::TenantQueueFull),
+            4 => Some(EndReason::TenantDeleted),
             _ => None,
         }
     }
@@ -130,6 +134,28 @@ pub fn reject_arrival(record: &mut ContactRecord, reason: EndReason, now_ms: i64
         return Err(Error::failed_precondition(format!("contact `{}` is not waiting", record.contact)));
     }
     end_unanswered(record, reason, now_ms);
+    Ok(())
+}
+
+/// Ends a live contact of a deleted tenant at `now_ms`, whatever stage it
+/// is in, freeing its agent at once: a waiting or ringing one ends
+/// unanswered (reason TENANT_DELETED), one being handled is completed
+/// without wrap-up. FAILED_PRECONDITION if it has ended already.
+pub fn end_for_deleted_tenant(record: &mut ContactRecord, now_ms: i64) -> Result<(), Error> {
+    match record.status {
+        RoutingStatus::Queued | RoutingStatus::Offered => {
+            end_unanswered(record, EndReason::TenantDeleted, now_ms);
+            record.offer_expire_ms = 0;
+        }
+        RoutingStatus::Answered => {
+            record.status = RoutingStatus::Completed;
+            record.end_ms = now_ms;
+            record.rules.wrap_up_ms = 0;
+        }
+        RoutingStatus::Completed | RoutingStatus::Abandoned => {
+            return Err(Error::failed_precondition(format!("contact `{}` has ended", record.contact)));
+        }
+    }
     Ok(())
 }
 

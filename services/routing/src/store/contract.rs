@@ -10,6 +10,7 @@ use switchboard_platform::pagination::PageRequest;
 use switchboard_proto::routing::v1::Queue;
 
 pub use super::differential::differential;
+pub use super::erasure_contract::{erasure_contract, queue_store_erasure_contract};
 pub use super::statistics_contract::{answer_pace_contract, fair_shares_contract};
 use super::{QueueStore, RoutingState, no_events};
 use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, ContactRecord, RoutingStatus};
@@ -603,6 +604,12 @@ mod tests {
     #[tokio::test]
     async fn memory_queue_store_passes_the_contract() {
         queue_store_contract(&MemoryQueueStore::default()).await.expect("contract");
+        queue_store_erasure_contract(&MemoryQueueStore::default()).await.expect("erasure");
+    }
+
+    #[tokio::test]
+    async fn memory_state_erases_a_deleted_tenant() {
+        erasure_contract(&MemoryRoutingState::default()).await.expect("erasure");
     }
 
     #[tokio::test]

@@ -42,6 +42,8 @@ pub trait RoutingJournal: Send + Sync {
     /// Forgets terminal contacts that ended before `before_ms`; returns how
     /// many.
     async fn prune(&self, before_ms: i64) -> Result<u64, Error>;
+    /// Forgets every contact of `tenant` (a deleted tenant); idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 /// The journal of `dev` mode and of tests.
@@ -53,6 +55,11 @@ pub struct MemoryJournal {
 
 #[async_trait]
 impl RoutingJournal for MemoryJournal {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        lock(&self.contacts).retain(|(owner, _), _| owner != tenant);
+        Ok(())
+    }
+
     async fn record_contacts(&self, records: &[ContactRecord]) -> Result<(), Error> {
         let mut contacts = lock(&self.contacts);
         for record in records {
@@ -100,6 +107,18 @@ impl PostgresJournal {
 
 #[async_trait]
 impl RoutingJournal for PostgresJournal {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        client
+            .execute_cached(
+                "DELETE FROM routing.journal WHERE pool = $1 AND tenant = $2",
+                &[&self.routing_pool, &tenant.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
     async fn record_contacts(&self, records: &[ContactRecord]) -> Result<(), Error> {
         if records.is_empty() {
             return Ok(());

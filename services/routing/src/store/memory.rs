@@ -29,6 +29,11 @@ pub struct MemoryQueueStore {
 
 #[async_trait]
 impl QueueStore for MemoryQueueStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        lock(&self.queues).retain(|(owner, _), _| owner != tenant);
+        Ok(())
+    }
+
     async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error> {
         let mut queues = lock(&self.queues);
         let key = (tenant.clone(), queue_id.clone());
@@ -171,6 +176,21 @@ impl MemoryRoutingState {
 
 #[async_trait]
 impl RoutingState for MemoryRoutingState {
+    async fn live_contacts(&self, tenant: &TenantId) -> Result<Vec<ContactId>, Error> {
+        let state = lock(&self.state);
+        let live = state.contacts.iter().filter(|((owner, _), record)| owner == tenant && !record.status.is_terminal());
+        Ok(live.map(|((_, contact), _)| contact.clone()).collect())
+    }
+
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        let mut state = lock(&self.state);
+        state.contacts.retain(|(owner, _), _| owner != tenant);
+        state.paces.retain(|(owner, _, _), _| owner != tenant);
+        state.last_agents.retain(|(owner, _), _| owner != tenant);
+        state.fair_shares.tag_by_tenant.remove(tenant);
+        Ok(())
+    }
+
     async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error> {
         let mut state = lock(&self.state);
         let key = (record.tenant.clone(), record.contact.clone());

@@ -7,6 +7,8 @@ pub(crate) mod codec;
 pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 pub mod differential;
+#[cfg(any(test, feature = "contract"))]
+mod erasure_contract;
 pub mod journal;
 pub mod memory;
 pub mod postgres;
@@ -43,6 +45,8 @@ pub trait QueueStore: Send + Sync {
     async fn update_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<bool, Error>;
     /// False when it did not exist.
     async fn delete_queue(&self, tenant: &TenantId, queue_id: &QueueId) -> Result<bool, Error>;
+    /// Removes every queue of `tenant` (a deleted tenant); idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 /// What routing's gauges show (`switchboard_outbox_depth`,
@@ -311,6 +315,12 @@ pub trait RoutingState: Send + Sync {
     /// count theirs. A statistic like the answer pace: a lost update skews
     /// one turn, never a contact.
     async fn advance_fair_shares(&self, charges: &std::collections::BTreeMap<TenantId, f64>) -> Result<(), Error>;
+    /// The contacts of `tenant` that have not ended.
+    async fn live_contacts(&self, tenant: &TenantId) -> Result<Vec<ContactId>, Error>;
+    /// Removes what is left of `tenant` once its contacts have ended: their
+    /// records, its waiting lines, answer paces, last agents and fair-share
+    /// tag. Idempotent.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 pub(crate) fn contact_not_found(tenant: &TenantId, contact: &ContactId) -> Error {

@@ -6,7 +6,7 @@ use deadpool_postgres::Pool;
 use prost::Message;
 use switchboard_core::{Error, QueueId, TenantId};
 use switchboard_platform::pagination::PageRequest;
-use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, pg_error};
 use switchboard_proto::routing::v1::Queue;
 
 use super::QueueStore;
@@ -60,6 +60,10 @@ fn decode(body: &[u8]) -> Result<Queue, Error> {
 
 #[async_trait]
 impl QueueStore for PostgresQueueStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        erase_tenant_rows(&self.pool, &["routing.queues"], tenant).await.map(drop)
+    }
+
     async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let inserted = client

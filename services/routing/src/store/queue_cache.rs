@@ -48,6 +48,11 @@ impl CachedQueueStore {
 
 #[async_trait]
 impl QueueStore for CachedQueueStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        self.entries().retain(|(owner, _), _| owner != tenant);
+        self.inner.erase_tenant(tenant).await
+    }
+
     async fn create_queue(&self, tenant: &TenantId, queue_id: &QueueId, queue: &Queue) -> Result<(), Error> {
         self.forget(tenant, queue_id);
         self.inner.create_queue(tenant, queue_id, queue).await

@@ -46,4 +46,15 @@ impl RedisRoutingState {
         let _: () = pipeline.query_async(&mut connection).await.map_err(redis_error)?;
         Ok(())
     }
+
+    pub(super) async fn forget_fair_share(&self, tenant: &TenantId) -> Result<(), Error> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("HDEL")
+            .arg(self.fair_shares_key())
+            .arg(format!("{TENANT_FIELD_PREFIX}{tenant}"))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
 }

@@ -28,6 +28,7 @@
 //!   `sb:{P}:rebuild` the rebuild lease, `sb:{P}:rebuild_pending` set
 //!   while a restored state's rebuild is unfinished (see `recovery.rs`)
 
+mod erase;
 mod fair;
 mod outbox;
 mod pace;
@@ -239,6 +240,14 @@ impl RedisRoutingState {
 
 #[async_trait]
 impl RoutingState for RedisRoutingState {
+    async fn live_contacts(&self, tenant: &TenantId) -> Result<Vec<ContactId>, Error> {
+        self.read_live_contacts(tenant).await
+    }
+
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        self.erase_tenant_keys(tenant).await
+    }
+
     async fn enqueue(&self, record: &ContactRecord, events: &[EventEnvelope]) -> Result<bool, Error> {
         let json = codec::record_json(record)?;
         let mut connection = self.connection.clone();
