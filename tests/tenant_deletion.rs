@@ -28,11 +28,13 @@ use switchboard_proto::common::v1::{Channel as ChannelKind, ChannelCapacity, Cus
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
-use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest, GetAgentRequest, agent_session_response};
+use switchboard_proto::presence::v1::{
+    Agent, AgentState, CreateAgentRequest, GetAgentRequest, WatchAgentStatesRequest, agent_session_response,
+};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, ListQueuesRequest, Queue};
 use switchboard_test_support::error_reason;
-use switchboard_test_support::leftovers::{redis_keys_naming_tenant, rows_naming_tenant};
+use switchboard_test_support::leftovers::{redis_naming_tenant, rows_naming_tenant};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -158,6 +160,11 @@ async fn a_client_leaves(endpoints: &Endpoints) {
     assert_eq!(sam.next_offer().await.contact, ringing.name, "sam is offered hooli's second contact");
     create_contact(&clients, &admin_secret, TENANT, "front", "waiting").await.expect("third");
 
+    // A supervisor screen of hooli's, watching its agents.
+    let watch = WatchAgentStatesRequest { tenant: TENANT.to_owned() };
+    let mut watching =
+        clients.presence.watch_agent_states(authorized(&admin_secret, watch)).await.expect("watch").into_inner();
+
     // Unforced: refused, naming what is left, and nothing changes.
     let refused = clients
         .access
@@ -189,6 +196,23 @@ async fn a_client_leaves(endpoints: &Endpoints) {
         (list_queues_code(&clients, &admin_secret).await.0 == Code::Unauthenticated).then_some(())
     })
     .await;
+    let ended = tokio::time::timeout(PROPAGATION * 2, async {
+        loop {
+            match watching.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("the watch ends");
+    let ended = ended.expect("with an error");
+    assert_eq!(
+        (ended.code(), error_reason(&ended).as_deref()),
+        (Code::Unauthenticated, Some("CREDENTIAL_WITHDRAWN")),
+        "an open stream of the deleted tenant's key ends"
+    );
     eventually("routing treats hooli as absent", PROPAGATION, || async {
         (list_queues_code(&clients, OPERATOR).await == (Code::NotFound, Some("TENANT_DELETED".to_owned())))
             .then_some(())
@@ -250,7 +274,11 @@ async fn a_client_leaves(endpoints: &Endpoints) {
     let request = ListAuditRecordsRequest { tenant: TENANT.to_owned(), ..Default::default() };
     let audit = clients.access.list_audit_records(authorized(OPERATOR, request)).await.expect("audit").into_inner();
     let actions: Vec<&str> = audit.audit_records.iter().map(|record| record.action.as_str()).collect();
-    assert_eq!(actions, ["switchboard.access.v1.AccessService/DeleteTenant"], "only the deletion's record is kept");
+    assert_eq!(
+        actions,
+        ["switchboard.access.v1.AccessService/DeleteTenant", "switchboard.access.v1.AccessService/CreateTenant"],
+        "only the records of the tenant itself are kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +298,7 @@ async fn a_deleted_client_is_erased_on_kafka_redis_postgres() {
     let rows = rows_naming_tenant(&real.postgres, "hooli", &["access"]).await.expect("postgres");
     assert!(rows.is_empty(), "rows of hooli left: {rows:?}");
     let redis = switchboard_test_support::backend_url("SWITCHBOARD_TEST_REDIS").expect("redis");
-    let keys = redis_keys_naming_tenant(&redis, &format!("sb:{{e2e-{}}}", real.run), "hooli").await.expect("redis");
-    assert!(keys.is_empty(), "redis keys of hooli left: {keys:?}");
+    let left = redis_naming_tenant(&redis, &format!("sb:{{e2e-{}}}", real.run), "hooli").await.expect("redis");
+    assert!(left.is_empty(), "redis keys, fields or members of hooli left: {left:?}");
     terminate_cleanly(processes);
 }

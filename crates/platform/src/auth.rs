@@ -160,10 +160,9 @@ impl AccessControl {
         self.runtime().is_deleted(tenant)
     }
 
-    /// The tenants being deleted whose data `service` has not erased yet,
-    /// each with when its deletion was asked for.
-    pub fn awaiting_erasure_by(&self, service: &str) -> Vec<(TenantId, i64)> {
-        self.runtime().awaiting_erasure_by(service)
+    /// The tenants deleted or being deleted, as `service` stands with them.
+    pub fn deletions_for(&self, service: &str) -> Vec<crate::credentials::runtime::PendingErasure> {
+        self.runtime().deletions_for(service)
     }
 
     /// Whether `tenant` is declared in the configuration file.
@@ -246,10 +245,16 @@ impl AccessControl {
             && crate::oidc::looks_like_jwt(key)
         {
             let principal = oidc.verify(key, switchboard_core::time::now_millis())?;
-            // A suspended tenant's people are refused like its keys.
+            // A suspended tenant's people are refused like its keys; a
+            // deleted tenant's are no one's.
             if let Some(tenant) = &principal.tenant
                 && self.runtime().knows(tenant)
             {
+                if self.runtime().is_deleted(tenant) {
+                    return Err(
+                        Error::unauthenticated(format!("tenant `{tenant}` was deleted")).with_reason("TENANT_DELETED")
+                    );
+                }
                 self.runtime().require_active(tenant)?;
             }
             return Ok(principal);
@@ -270,6 +275,12 @@ impl AccessControl {
     /// this is the operator, e.g. before deleting it).
     pub fn authorize_read(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
         principal.authorize_read(tenant)?;
+        self.require_readable(tenant)
+    }
+
+    /// `tenant` exists and is not deleted; suspended or not (see
+    /// [`AccessControl::authorize_read`]).
+    pub fn require_readable(&self, tenant: &TenantId) -> Result<(), Error> {
         if self.tenants.contains(tenant) {
             return Ok(());
         }
@@ -291,7 +302,7 @@ impl AccessControl {
 
     pub fn authorize_intake_read(&self, principal: &Principal, tenant: &TenantId) -> Result<(), Error> {
         principal.authorize_intake_read(tenant)?;
-        self.require_tenant(tenant)
+        self.require_readable(tenant)
     }
 
     pub fn require_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
@@ -380,6 +391,28 @@ pub async fn credential_expired(principal: &Principal) {
         }
         None => std::future::pending().await,
     }
+}
+
+impl AccessControl {
+    /// Completes once `principal`'s credential no longer stands (see
+    /// [`RuntimeAccess::still_stands`]): its key revoked or expired, or
+    /// its tenant suspended or deleted; looked at every second. Streams
+    /// end with it.
+    pub async fn credential_withdrawn(&self, principal: &Principal) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !self.runtime().still_stands(principal, switchboard_core::time::now_millis()) {
+                return;
+            }
+        }
+    }
+}
+
+/// The refusal that ends a stream whose credential was revoked, or whose
+/// tenant was suspended or deleted.
+pub fn credential_withdrawn_error() -> Error {
+    Error::unauthenticated("the credential was revoked or its tenant suspended or deleted")
+        .with_reason("CREDENTIAL_WITHDRAWN")
 }
 
 /// The refusal that ends a stream whose credential expired.

@@ -15,9 +15,10 @@ use crate::tls::PostgresTls;
 const ERASE_BATCH: i64 = 5_000;
 
 /// Deletes every row of `tenant` from each of `tables` (each has a `tenant`
-/// column, and an index leading with it), in batches of [`ERASE_BATCH`].
-/// Idempotent: run again, it deletes what is left. `tables` are the
-/// caller's constants, never input.
+/// column, and an index leading with it), in batches of [`ERASE_BATCH`],
+/// until none is left: a batch that finds its rows gone (another replica
+/// erasing at once) is not taken for the end. Idempotent: run again, it
+/// deletes what is left. `tables` are the caller's constants, never input.
 pub async fn erase_tenant_rows(
     pool: &Pool,
     tables: &[&str],
@@ -26,13 +27,17 @@ pub async fn erase_tenant_rows(
     let client = pool.get().await.map_err(pg_error)?;
     let mut erased = 0;
     for table in tables {
-        let statement =
+        let delete =
             format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE tenant = $1 LIMIT $2))");
+        let any_left = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE tenant = $1)");
         loop {
-            let deleted =
-                client.execute_cached(&statement, &[&tenant.as_str(), &ERASE_BATCH]).await.map_err(pg_error)?;
+            let deleted = client.execute_cached(&delete, &[&tenant.as_str(), &ERASE_BATCH]).await.map_err(pg_error)?;
             erased += deleted;
-            if deleted < u64::try_from(ERASE_BATCH).unwrap_or(u64::MAX) {
+            if deleted > 0 {
+                continue;
+            }
+            let left: bool = client.query_one_cached(&any_left, &[&tenant.as_str()]).await.map_err(pg_error)?.get(0);
+            if !left {
                 break;
             }
         }

@@ -22,6 +22,80 @@ pub fn redis_error(error: redis::RedisError) -> Error {
     classified.with_detail(detail)
 }
 
+/// Where [`scan`] looks.
+#[derive(Debug, Clone, Copy)]
+pub enum Scanned<'key> {
+    /// Key names (`SCAN`): never blocks the server, unlike `KEYS`.
+    Keys,
+    /// Fields of a hash (`HSCAN`).
+    HashFields(&'key str),
+    /// Members of a set (`SSCAN`).
+    SetMembers(&'key str),
+    /// Members of a sorted set (`ZSCAN`).
+    SortedSetMembers(&'key str),
+}
+
+/// Every key name, field or member (see [`Scanned`]) matching the glob
+/// `pattern`, read in pages of about a thousand.
+pub async fn scan(connection: &ConnectionManager, scanned: Scanned<'_>, pattern: &str) -> Result<Vec<String>, Error> {
+    let mut connection = connection.clone();
+    let (mut cursor, mut found) = (0_u64, Vec::new());
+    loop {
+        let mut command = match scanned {
+            Scanned::Keys => redis::cmd("SCAN"),
+            Scanned::HashFields(key) => redis::cmd("HSCAN").arg(key).to_owned(),
+            Scanned::SetMembers(key) => redis::cmd("SSCAN").arg(key).to_owned(),
+            Scanned::SortedSetMembers(key) => redis::cmd("ZSCAN").arg(key).to_owned(),
+        };
+        let (next, page): (u64, Vec<String>) = command
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        // HSCAN and ZSCAN answer pairs: field and value, member and score.
+        let step = if matches!(scanned, Scanned::HashFields(_) | Scanned::SortedSetMembers(_)) { 2 } else { 1 };
+        found.extend(page.into_iter().step_by(step));
+        if next == 0 {
+            return Ok(found);
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes `keys`, in chunks (one command each, pipelined).
+pub async fn delete_keys(connection: &ConnectionManager, keys: &[String]) -> Result<(), Error> {
+    remove_members(connection, "DEL", None, keys).await
+}
+
+/// Removes `members` from the hash, set or sorted set `key` with
+/// `command` (`HDEL`, `SREM`, `ZREM`), or deletes them as keys with `DEL`
+/// and no `key`; in pipelined chunks, nothing sent when there is nothing.
+pub async fn remove_members(
+    connection: &ConnectionManager,
+    command: &str,
+    key: Option<&str>,
+    members: &[String],
+) -> Result<(), Error> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let mut pipeline = redis::pipe();
+    for chunk in members.chunks(500) {
+        let step = pipeline.cmd(command);
+        if let Some(key) = key {
+            step.arg(key);
+        }
+        step.arg(chunk).ignore();
+    }
+    let mut connection = connection.clone();
+    let _: () = pipeline.query_async(&mut connection).await.map_err(redis_error)?;
+    Ok(())
+}
+
 pub async fn connect(url: &str) -> Result<ConnectionManager, Error> {
     connect_trusting(url, None).await
 }

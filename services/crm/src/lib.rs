@@ -18,12 +18,12 @@ mod consumer;
 use std::sync::Arc;
 
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
-use switchboard_platform::service::{ConsumerSpec, Kit, Service};
+use switchboard_platform::service::{ConsumerSpec, EraseWith, Kit, Service};
 use switchboard_proto::crm::v1::crm_service_server::CrmServiceServer;
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 
 use crate::store::postgres::MIGRATIONS;
-use crate::store::{CrmStore, CustomersEraser, MemoryCrmStore, PostgresCrmStore};
+use crate::store::{CrmStore, MemoryCrmStore, PostgresCrmStore};
 
 /// The CRM service on its store.
 pub struct Crm {
@@ -46,7 +46,12 @@ impl Service for Crm {
         let routing = RoutingServiceClient::new(kit.channel(&kit.config().services.routing.url)?);
         let api = grpc::CrmApi::new(Arc::clone(&self.store), kit.access(), routing);
         kit.serve(CrmServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
-        kit.erase_deleted_tenants(Arc::new(CustomersEraser(Arc::clone(&self.store))));
+        // A deleted tenant's customers, identities and timelines.
+        let customers = Arc::clone(&self.store);
+        kit.erase_deleted_tenants(Arc::new(EraseWith(move |tenant| {
+            let customers = Arc::clone(&customers);
+            async move { customers.erase_tenant(&tenant).await }
+        })));
         let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume_batches(timelines, consumer::handler(self.store)).await?;
         Ok(())

@@ -58,6 +58,11 @@ pub struct IngestionApi {
 }
 
 impl IngestionApi {
+    /// The tenant exists and takes contacts: not suspended, not deleted.
+    pub(crate) fn require_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        self.access.require_tenant(tenant)
+    }
+
     pub fn new(
         store: Arc<dyn ContactStore>,
         outbox: Arc<Outbox>,

@@ -226,6 +226,10 @@ impl ChatSocket {
                 },
                 () = woken => self.push_new(socket, visitor).await?,
                 _ = reads.tick() => {
+                    // A tenant suspended or deleted meanwhile: the chat ends.
+                    if self.webhooks.conversations.contacts.require_tenant(&self.tenant).is_err() {
+                        return Err("the tenant no longer takes chats".to_owned());
+                    }
                     if visitor.conversation.is_none() {
                         self.find_conversation(visitor).await?;
                     }

@@ -147,6 +147,10 @@ pub(crate) async fn active_channel(
     let (Ok(tenant), Ok(channel_id)) = (TenantId::parse(tenant, "tenant"), ChannelId::parse(channel, "channel")) else {
         return Ok(None);
     };
+    // A suspended or deleted tenant's channels take nothing.
+    if webhooks.conversations.contacts.require_tenant(&tenant).is_err() {
+        return Ok(None);
+    }
     let key = (tenant, channel_id);
     let channel = match webhooks.recent_channels.get(&key) {
         Some(channel) => Some(channel),

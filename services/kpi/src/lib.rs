@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::bus::Delivery;
-use switchboard_platform::service::{ConsumerSpec, Kit, Service};
+use switchboard_platform::service::{ConsumerSpec, EraseWith, Kit, Service};
 use switchboard_proto::kpi::v1::kpi_service_server::KpiServiceServer;
 
 use crate::grpc::KpiGrpc;
 use crate::store::postgres::MIGRATIONS;
-use crate::store::{FactsEraser, KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
+use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
 
 /// The consumer group; a new group starts from the earliest record, so a
 /// fresh deployment (or a rebuilt store) aggregates the whole retained log.
@@ -49,7 +49,12 @@ impl Service for Kpi {
         // Deliveries are at least once and the merge is idempotent, so a
         // redelivered event needs no deduplication by id: it sets nothing
         // that is not already set.
-        kit.erase_deleted_tenants(Arc::new(FactsEraser(Arc::clone(&self.store))));
+        // A deleted tenant's facts.
+        let facts = Arc::clone(&self.store);
+        kit.erase_deleted_tenants(Arc::new(EraseWith(move |tenant| {
+            let facts = Arc::clone(&facts);
+            async move { facts.erase_tenant(&tenant).await }
+        })));
         let store = self.store;
         let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
         kit.consume_batches(facts, move |deliveries: Arc<[Delivery]>| {

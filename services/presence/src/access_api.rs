@@ -109,7 +109,10 @@ impl AccessApi {
             update_time_ms: now,
             deletion: None,
         };
-        self.credentials.create_tenant(&record).await?;
+        if let Err(error) = self.credentials.create_tenant(&record).await {
+            let deleted = self.credentials.get_tenant(&record.id).await?.is_some_and(|taken| taken.is_deleted());
+            return Err(if deleted { error.with_reason("TENANT_DELETED") } else { error });
+        }
         self.changed().await;
         tracing::info!(tenant = %record.id, key = %LogName(&principal), "tenant created");
         let created = tenant_to_api(&record);
@@ -142,7 +145,8 @@ impl AccessApi {
         principal.authorize_operator()?;
         let page_request = page_request("access.ListTenants", request.page_size, &request.page_token)?;
         let after = page_request.after.as_deref().map(|after| TenantId::parse(after, "page_token")).transpose()?;
-        let tenants = self.credentials.list_tenants(after.as_ref(), page_request.size + 1).await?;
+        let tenants =
+            self.credentials.list_tenants(after.as_ref(), page_request.size + 1, request.show_deleted).await?;
         let (tenants, next_page_token) = page(tenants, &page_request, |tenant| tenant.id.to_string());
         Ok(api::ListTenantsResponse { tenants: tenants.iter().map(tenant_to_api).collect(), next_page_token })
     }

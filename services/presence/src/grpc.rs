@@ -8,7 +8,9 @@ use std::time::Duration;
 use switchboard_core::names::{agent_name, parse_agent, parse_contact, parse_tenant};
 use switchboard_core::time::{millis_from_timestamp, optional_timestamp};
 use switchboard_core::{AgentId, Error, Principal, Role, TenantId};
-use switchboard_platform::auth::{AccessControl, credential_expired, credential_expired_error, principal};
+use switchboard_platform::auth::{
+    AccessControl, credential_expired, credential_expired_error, credential_withdrawn_error, principal,
+};
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
 use switchboard_platform::status::{IntoStatus, from_status, to_status};
@@ -137,7 +139,7 @@ impl PresenceApi {
             }
         };
         if let Some(tenant) = &tenant {
-            self.access.require_tenant(tenant)?;
+            self.access.require_readable(tenant)?;
         }
         Ok(tenant)
     }
@@ -355,6 +357,7 @@ impl PresenceService for PresenceApi {
             agent_id: agent_id.clone(),
             sender,
         };
+        let access = Arc::clone(&self.access);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             // In the task, not before the response: the stream must be
@@ -368,6 +371,10 @@ impl PresenceService for PresenceApi {
                         // The desktop signs in again and reconnects within
                         // the grace period, keeping its work.
                         let _ = session.sender.try_send(Err(to_status(&credential_expired_error())));
+                        break;
+                    }
+                    () = access.credential_withdrawn(&principal) => {
+                        let _ = session.sender.try_send(Err(to_status(&credential_withdrawn_error())));
                         break;
                     }
                     message = inbound.message() => message,

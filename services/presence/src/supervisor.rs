@@ -1,11 +1,13 @@
 //! Supervisor APIs of `PresenceService`: forcing an agent's state and
 //! watching state changes, with the same visibility rules as reading agents.
 
+use std::sync::Arc;
+
 use switchboard_core::names::{agent_name, parse_agent, tenant_name};
 use switchboard_core::{Error, ErrorCode, Principal, Role, TenantId};
 use switchboard_platform::audit::Change;
 use switchboard_platform::auth::LogName;
-use switchboard_platform::auth::{credential_expired, credential_expired_error};
+use switchboard_platform::auth::{credential_expired, credential_expired_error, credential_withdrawn_error};
 use switchboard_platform::status::to_status;
 use switchboard_proto::presence::v1::{
     Agent, AgentStateChanged, SetAgentStateRequest, StateChangeSource, WatchAgentStatesRequest,
@@ -71,6 +73,7 @@ impl PresenceApi {
         let mut changes = self.presence.watch_states();
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         let shutdown = self.shutdown.clone();
+        let access = Arc::clone(&self.access);
         tracing::info!(key = %LogName(&principal), tenant = ?tenant.as_ref().map(TenantId::as_str), "agent state watch started");
         tokio::spawn(async move {
             // The key's slot is held while the stream lasts.
@@ -81,6 +84,10 @@ impl PresenceApi {
                     () = sender.closed() => break,
                     () = credential_expired(&principal) => {
                         let _ = sender.send(Err(to_status(&credential_expired_error()))).await;
+                        break;
+                    }
+                    () = access.credential_withdrawn(&principal) => {
+                        let _ = sender.send(Err(to_status(&credential_withdrawn_error()))).await;
                         break;
                     }
                     change = changes.recv() => change,

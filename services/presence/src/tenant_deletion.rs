@@ -29,8 +29,8 @@ use tonic::transport::Channel;
 use crate::access_api::{AccessApi, configured_tenant, tenant_to_api};
 use crate::sessions::PresenceCore;
 
-/// The audit action of a deletion; its records outlive the erasure.
-pub const DELETE_TENANT_ACTION: &str = "switchboard.access.v1.AccessService/DeleteTenant";
+/// The audit action of a deletion.
+const DELETE_TENANT_ACTION: &str = "switchboard.access.v1.AccessService/DeleteTenant";
 
 /// The services that hold the rest of a tenant's data, asked (as the
 /// caller) whether any is left before an unforced deletion.
@@ -133,7 +133,9 @@ impl AccessApi {
             held.push("agents");
         }
         let keys = self.credentials.list_keys(Some(tenant), None, usize::MAX).await?;
-        if keys.iter().any(|key| key.revoke_time_ms.is_none()) {
+        let now = now_millis();
+        let working = |key: &KeyRecord| key.revoke_time_ms.is_none() && key.expire_time_ms.is_none_or(|at| at > now);
+        if keys.iter().any(working) {
             held.push("api keys");
         }
         Ok(held)
@@ -142,8 +144,9 @@ impl AccessApi {
 
 /// What presence erases of a deleted tenant: agents serving only it are
 /// taken offline and deleted (their keys revoked), agents shared with other
-/// tenants stop serving it; and the tenant's audit records, but the
-/// deletion's own.
+/// tenants stop serving it; the contacts of it agents hold or were offered;
+/// and its audit records but those of the operator's changes to the tenant
+/// itself (its creation, updates, suspension and deletion).
 pub struct PresenceEraser {
     pub presence: Arc<PresenceCore>,
     pub credentials: Arc<dyn CredentialStore>,
@@ -174,16 +177,18 @@ impl TenantEraser for PresenceEraser {
                     continue;
                 }
                 self.presence.agents.update_agent(&agent_id, &agent).await?;
+                // Routing keeps the profile an agent's last state event
+                // carried, offline agents' too: the same state again
+                // carries the one without the tenant.
                 let live = self.presence.live.get_state(&agent_id).await?;
-                if live.state != AgentState::Offline {
-                    self.presence
-                        .publish_state(&agent, &agent_id, &live, live.state, StateChangeSource::Supervisor)
-                        .await?;
-                }
+                self.presence
+                    .publish_state(&agent, &agent_id, &live, live.state, StateChangeSource::Supervisor)
+                    .await?;
                 tracing::info!(tenant = %tenant, agent = %agent_id, "shared agent no longer serves the deleted tenant");
             }
         }
-        self.credentials.erase_audit(tenant, DELETE_TENANT_ACTION).await?;
+        self.presence.live.erase_tenant(tenant).await?;
+        self.credentials.erase_audit(tenant).await?;
         Ok(Erased::Done)
     }
 }

@@ -35,8 +35,28 @@ impl TenantEraser for RoutingEraser {
         engine.state.erase_tenant(tenant).await?;
         engine.queues.erase_tenant(tenant).await?;
         engine.journal.erase_tenant(tenant).await?;
+        forget_tenant_in_profiles(engine, tenant).await?;
         Ok(Erased::Done)
     }
+}
+
+/// Agents' profiles (in the hot state and the journal) stop naming the
+/// tenant: presence republishes a shared agent's new profile, but an agent
+/// of only that tenant is deleted there and never republished.
+async fn forget_tenant_in_profiles(engine: &Engine, tenant: &TenantId) -> Result<(), Error> {
+    for journaled in engine.journal.agents().await? {
+        if !journaled.profile.tenants.contains(tenant) {
+            continue;
+        }
+        let mut profile = journaled.profile.clone();
+        profile.tenants.retain(|served| served != tenant);
+        profile.tenant_skills.retain(|(served, _), _| served != tenant);
+        let live = engine.state.agent(&profile.agent).await?;
+        let available = live.is_some_and(|live| live.available) && !profile.tenants.is_empty();
+        engine.state.upsert_agent(&profile, available, engine.clock.now_millis()).await?;
+        engine.journal.record_agent(&profile, journaled.state).await?;
+    }
+    Ok(())
 }
 
 async fn end_live_contact(engine: &Engine, tenant: &TenantId, contact: &ContactId) -> Result<(), Error> {

@@ -66,11 +66,16 @@ impl Engine {
             .await;
             let failed_at = events.iter().zip(&deliveries).find(|(_, delivery)| delivery.is_err());
             let prefix = failed_at.map_or(pending.len(), |((index, _), _)| *index);
+            // A deleted tenant's contacts are not journaled again: its
+            // erasure may have emptied the journal already.
+            let deleted = |tenant: &switchboard_core::TenantId| {
+                self.access.as_ref().is_some_and(|access| access.is_deleted_tenant(tenant))
+            };
             let snapshots: Vec<_> = pending[..prefix]
                 .iter()
                 .filter_map(|entry| match &entry.item {
-                    OutboxItem::Snapshot(record) => Some((**record).clone()),
-                    OutboxItem::Event(_) => None,
+                    OutboxItem::Snapshot(record) if !deleted(&record.tenant) => Some((**record).clone()),
+                    OutboxItem::Snapshot(_) | OutboxItem::Event(_) => None,
                 })
                 .collect();
             // Bounded, so a batch ends within the lease (a rebuild waits

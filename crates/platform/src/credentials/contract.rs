@@ -51,18 +51,21 @@ pub async fn a_deleted_tenant_loses_its_keys_and_is_deleted_once_every_service_e
         premature.as_ref().is_err_and(|error| error.code == ErrorCode::FailedPrecondition),
         "no erasure is recorded for a tenant nobody deletes: {premature:?}"
     );
-    let audit = |action: &str| super::AuditEntry {
+    let audit = |action: &str, resource: String| super::AuditEntry {
         sequence: 0,
         tenant: Some(tenant.clone()),
         actor: "operator".to_owned(),
         action: action.to_owned(),
-        resource: format!("tenants/{tenant}"),
+        resource,
         before: None,
         after: None,
         time_ms: 1_000,
     };
-    store.append_audit(&audit("switchboard.routing.v1.RoutingService/CreateQueue")).await?;
-    store.append_audit(&audit("switchboard.access.v1.AccessService/DeleteTenant")).await?;
+    let queue = format!("tenants/{tenant}/queues/support");
+    store.append_audit(&audit("switchboard.routing.v1.RoutingService/CreateQueue", queue)).await?;
+    let deletion_record = store
+        .append_audit(&audit("switchboard.access.v1.AccessService/DeleteTenant", format!("tenants/{tenant}")))
+        .await?;
 
     let revision = store.revision().await?;
     let deleting = store.begin_deletion(&tenant, 2_000).await?;
@@ -89,13 +92,19 @@ pub async fn a_deleted_tenant_loses_its_keys_and_is_deleted_once_every_service_e
     ensure!(store.record_erasure(&tenant, last, 9_500).await? == deleted, "after completion nothing changes");
     let snapshot = store.snapshot().await?;
     ensure!(snapshot.tenants.contains(&deleted), "the snapshot carries the tombstone");
+    for with_deleted in [false, true] {
+        let listed = store.list_tenants(None, 100_000, with_deleted).await?.iter().any(|listed| listed.id == tenant);
+        ensure!(listed == with_deleted, "listed only when deleted tenants are asked for ({with_deleted})");
+    }
     let reused = store.create_tenant(&tenant_record(&tenant, 10_000)).await;
     ensure!(reused.is_err_and(|error| error.code == ErrorCode::AlreadyExists), "the id is never taken again");
 
-    store.erase_audit(&tenant, "switchboard.access.v1.AccessService/DeleteTenant").await?;
+    store.erase_audit(&tenant).await?;
     let kept: Vec<String> =
         store.list_audit(Some(&tenant), None, 100).await?.into_iter().map(|entry| entry.action).collect();
-    ensure!(kept == ["switchboard.access.v1.AccessService/DeleteTenant"], "only the deletion's: {kept:?}");
+    ensure!(kept == ["switchboard.access.v1.AccessService/DeleteTenant"], "only the tenant's own: {kept:?}");
+    let next = store.append_audit(&audit("switchboard.access.v1.AccessService/GetTenant", String::new())).await?;
+    ensure!(next > deletion_record, "sequences are never reused after an erasure: {next} after {deletion_record}");
     let missing = store.begin_deletion(&fresh_tenant("absent")?, 1).await;
     ensure!(missing.is_err_and(|error| error.code == ErrorCode::NotFound), "an unknown tenant is NOT_FOUND");
     Ok(())
@@ -222,11 +231,11 @@ pub async fn tenants_are_created_once_changed_and_listed(store: &dyn CredentialS
     let missing = store.update_tenant(&unknown, &TenantChange::default(), 5_000).await;
     ensure!(missing.is_err_and(|error| error.code == ErrorCode::NotFound), "an unknown tenant is NOT_FOUND");
     ensure!(store.get_tenant(&unknown).await?.is_none(), "and is not made");
-    let listed = store.list_tenants(None, 1_000).await?;
+    let listed = store.list_tenants(None, 1_000, false).await?;
     let ours: Vec<&TenantId> =
         listed.iter().map(|tenant| &tenant.id).filter(|id| [&first, &second].contains(id)).collect();
     ensure!(ours == [&first, &second], "by id: {ours:?}");
-    let after_first = store.list_tenants(Some(&first), 1).await?;
+    let after_first = store.list_tenants(Some(&first), 1, false).await?;
     ensure!(after_first.first().is_some_and(|tenant| tenant.id > first), "after: {after_first:?}");
     Ok(())
 }

@@ -20,6 +20,8 @@ struct State {
     tenants: BTreeMap<TenantId, TenantRecord>,
     keys: BTreeMap<ApiKeyId, KeyRecord>,
     audit: Vec<AuditEntry>,
+    /// Never reused, though erasures remove entries.
+    last_audit_sequence: i64,
 }
 
 #[derive(Default)]
@@ -82,8 +84,13 @@ impl CredentialStore for MemoryCredentialStore {
         Ok(self.lock().tenants.get(tenant).cloned())
     }
 
-    async fn list_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantRecord>, Error> {
-        Ok(page(&self.lock().tenants, after, limit, |_| true))
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+        with_deleted: bool,
+    ) -> Result<Vec<TenantRecord>, Error> {
+        Ok(page(&self.lock().tenants, after, limit, |tenant| with_deleted || !tenant.is_deleted()))
     }
 
     async fn update_tenant(
@@ -150,7 +157,8 @@ impl CredentialStore for MemoryCredentialStore {
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, Error> {
         let mut state = self.lock();
-        let sequence = state.audit.last().map_or(0, |last| last.sequence) + 1;
+        state.last_audit_sequence += 1;
+        let sequence = state.last_audit_sequence;
         state.audit.push(AuditEntry { sequence, ..entry.clone() });
         Ok(sequence)
     }
@@ -233,8 +241,9 @@ impl CredentialStore for MemoryCredentialStore {
         Ok(recorded)
     }
 
-    async fn erase_audit(&self, tenant: &TenantId, keep_action: &str) -> Result<(), Error> {
-        self.lock().audit.retain(|entry| entry.tenant.as_ref() != Some(tenant) || entry.action == keep_action);
+    async fn erase_audit(&self, tenant: &TenantId) -> Result<(), Error> {
+        let itself = tenant_name(tenant);
+        self.lock().audit.retain(|entry| entry.tenant.as_ref() != Some(tenant) || entry.resource == itself);
         Ok(())
     }
 }

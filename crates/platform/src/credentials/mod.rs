@@ -336,8 +336,14 @@ pub trait CredentialStore: Send + Sync + 'static {
 
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, Error>;
 
-    /// At most `limit` tenants by id, each after `after`.
-    async fn list_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantRecord>, Error>;
+    /// At most `limit` tenants by id, each after `after`; deleted ones (and
+    /// ones being deleted) only with `with_deleted`.
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+        with_deleted: bool,
+    ) -> Result<Vec<TenantRecord>, Error>;
 
     /// The tenant after `change` (at `now_ms`); NOT_FOUND if absent.
     async fn update_tenant(&self, tenant: &TenantId, change: &TenantChange, now_ms: i64)
@@ -395,9 +401,10 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// if the tenant is not being deleted.
     async fn record_erasure(&self, tenant: &TenantId, service: &str, now_ms: i64) -> Result<TenantRecord, Error>;
 
-    /// Removes the tenant's audit records except those of `keep_action`
-    /// (the deletion's own, which the operator keeps).
-    async fn erase_audit(&self, tenant: &TenantId, keep_action: &str) -> Result<(), Error>;
+    /// Removes the tenant's audit records except those whose resource is
+    /// the tenant itself (`tenants/{tenant}`: its creation, updates,
+    /// suspension and deletion, the operator's record of it).
+    async fn erase_audit(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 /// The refusal to record an erasure of a tenant nobody deletes.

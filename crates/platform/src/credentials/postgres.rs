@@ -333,12 +333,20 @@ impl CredentialStore for PostgresCredentialStore {
         row.as_ref().map(tenant_from_row).transpose()
     }
 
-    async fn list_tenants(&self, after: Option<&TenantId>, limit: usize) -> Result<Vec<TenantRecord>, Error> {
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+        with_deleted: bool,
+    ) -> Result<Vec<TenantRecord>, Error> {
         let client = self.client().await?;
         let rows = client
             .query_cached(
-                &format!("SELECT {TENANT_COLUMNS} FROM access.tenants WHERE tenant > $1 ORDER BY tenant LIMIT $2"),
-                &[&after.map_or("", TenantId::as_str), &limit_param(limit)],
+                &format!(
+                    "SELECT {TENANT_COLUMNS} FROM access.tenants
+                     WHERE tenant > $1 AND ($3 OR delete_request_time_ms IS NULL) ORDER BY tenant LIMIT $2"
+                ),
+                &[&after.map_or("", TenantId::as_str), &limit_param(limit), &with_deleted],
             )
             .await
             .map_err(pg_error)?;
@@ -557,12 +565,12 @@ impl CredentialStore for PostgresCredentialStore {
         Ok(record)
     }
 
-    async fn erase_audit(&self, tenant: &TenantId, keep_action: &str) -> Result<(), Error> {
+    async fn erase_audit(&self, tenant: &TenantId) -> Result<(), Error> {
         self.client()
             .await?
             .execute_cached(
-                "DELETE FROM access.audit_records WHERE tenant = $1 AND action <> $2",
-                &[&tenant.as_str(), &keep_action],
+                "DELETE FROM access.audit_records WHERE tenant = $1 AND resource <> $2",
+                &[&tenant.as_str(), &tenant_name(tenant)],
             )
             .await
             .map_err(pg_error)?;

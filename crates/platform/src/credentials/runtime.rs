@@ -8,6 +8,24 @@ use switchboard_core::{Error, Principal, TenantId};
 
 use super::{DeletionProgress, Snapshot, TenantPolicy, TenantRecord, api_key_name, tenant_deleted};
 
+/// A tenant deleted or being deleted.
+#[derive(Debug)]
+struct Deletion {
+    tenant: TenantId,
+    request_time_ms: i64,
+    /// The services that erased their part; `None` once all did.
+    erased_by: Option<std::collections::BTreeSet<String>>,
+}
+
+/// A deletion as one service stands with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingErasure {
+    pub tenant: TenantId,
+    pub request_time_ms: i64,
+    /// This service has erased its part and recorded it.
+    pub erased_here: bool,
+}
+
 /// Whether work is done for a runtime tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
@@ -39,11 +57,12 @@ struct RuntimeKey {
 pub struct RuntimeAccess {
     pub revision: i64,
     standing_by_tenant: HashMap<TenantId, Standing>,
-    /// Tenants being deleted, when it was asked for, and the services that
-    /// erased their part.
-    erasing: Vec<(TenantId, i64, std::collections::BTreeSet<String>)>,
+    /// Tenants deleted or being deleted.
+    deletions: Vec<Deletion>,
     policy_by_tenant: HashMap<TenantId, TenantPolicy>,
     keys_by_sha256: HashMap<String, RuntimeKey>,
+    /// `apiKeys/{key}` of every key not revoked, until when it works.
+    expiry_by_key_name: HashMap<String, Option<i64>>,
 }
 
 impl Default for RuntimeAccess {
@@ -52,9 +71,10 @@ impl Default for RuntimeAccess {
         RuntimeAccess {
             revision: -1,
             standing_by_tenant: HashMap::new(),
-            erasing: Vec::new(),
+            deletions: Vec::new(),
             policy_by_tenant: HashMap::new(),
             keys_by_sha256: HashMap::new(),
+            expiry_by_key_name: HashMap::new(),
         }
     }
 }
@@ -63,23 +83,24 @@ impl RuntimeAccess {
     pub fn from_snapshot(snapshot: &Snapshot) -> RuntimeAccess {
         let standing_by_tenant =
             snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), Standing::of(tenant))).collect();
-        let erasing = snapshot
+        let deletions = snapshot
             .tenants
             .iter()
             .filter_map(|tenant| {
                 let deletion = tenant.deletion.as_ref()?;
-                match &deletion.progress {
-                    DeletionProgress::Erasing { erased_by } => {
-                        Some((tenant.id.clone(), deletion.request_time_ms, erased_by.clone()))
-                    }
+                let erased_by = match &deletion.progress {
+                    DeletionProgress::Erasing { erased_by } => Some(erased_by.clone()),
                     DeletionProgress::Deleted { .. } => None,
-                }
+                };
+                Some(Deletion { tenant: tenant.id.clone(), request_time_ms: deletion.request_time_ms, erased_by })
             })
             .collect();
         let policy_by_tenant =
             snapshot.tenants.iter().map(|tenant| (tenant.id.clone(), tenant.policy.clone())).collect();
         let mut keys_by_sha256 = HashMap::new();
+        let mut expiry_by_key_name = HashMap::new();
         for key in snapshot.keys.iter().filter(|key| key.revoke_time_ms.is_none()) {
+            expiry_by_key_name.insert(api_key_name(&key.id), key.expire_time_ms);
             let principal = Principal {
                 key_name: api_key_name(&key.id),
                 role: key.holder.role(),
@@ -98,7 +119,14 @@ impl RuntimeAccess {
                     .insert(previous.sha256.clone(), RuntimeKey { principal, not_after_ms: Some(not_after_ms) });
             }
         }
-        RuntimeAccess { revision: snapshot.revision, standing_by_tenant, erasing, policy_by_tenant, keys_by_sha256 }
+        RuntimeAccess {
+            revision: snapshot.revision,
+            standing_by_tenant,
+            deletions,
+            policy_by_tenant,
+            keys_by_sha256,
+            expiry_by_key_name,
+        }
     }
 
     /// The principal of the secret with digest `sha256` at `now_ms`:
@@ -113,6 +141,22 @@ impl RuntimeAccess {
             self.require_active(tenant)?;
         }
         Ok(Some(key.principal.clone()))
+    }
+
+    /// Whether a credential `principal` signed in with still stands at
+    /// `now_ms`: a key made through the API is not revoked or expired, and
+    /// a tenant made through the API is active.
+    pub fn still_stands(&self, principal: &Principal, now_ms: i64) -> bool {
+        let key_stands = !principal.key_name.starts_with("apiKeys/")
+            || self
+                .expiry_by_key_name
+                .get(&principal.key_name)
+                .is_some_and(|expiry| expiry.is_none_or(|at_ms| now_ms < at_ms));
+        let tenant_stands = principal
+            .tenant
+            .as_ref()
+            .is_none_or(|tenant| !self.standing_by_tenant.contains_key(tenant) || self.require_active(tenant).is_ok());
+        key_stands && tenant_stands
     }
 
     /// The operator's policy for a tenant made through the API.
@@ -161,13 +205,15 @@ impl RuntimeAccess {
         self.standing_by_tenant.get(tenant) == Some(&Standing::Deleted)
     }
 
-    /// The tenants being deleted that `service` has not erased yet, each
-    /// with when its deletion was asked for.
-    pub fn awaiting_erasure_by(&self, service: &str) -> Vec<(TenantId, i64)> {
-        self.erasing
+    /// The tenants deleted or being deleted, as `service` stands with them.
+    pub fn deletions_for(&self, service: &str) -> Vec<PendingErasure> {
+        self.deletions
             .iter()
-            .filter(|(_, _, erased_by)| !erased_by.contains(service))
-            .map(|(tenant, request_time_ms, _)| (tenant.clone(), *request_time_ms))
+            .map(|deletion| PendingErasure {
+                tenant: deletion.tenant.clone(),
+                request_time_ms: deletion.request_time_ms,
+                erased_here: deletion.erased_by.as_ref().is_none_or(|erased_by| erased_by.contains(service)),
+            })
             .collect()
     }
 }

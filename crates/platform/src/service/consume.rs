@@ -286,7 +286,16 @@ where
     let span = tracing::info_span!("consume_batch", consumer = %consumer.name, records = events.len());
     set_remote_parent(&span, events.first().and_then(|delivery| delivery.traceparent.as_deref()));
     let mut backoff = Backoff::default();
+    let mut events = events;
     loop {
+        // A tenant deleted while the batch was retried: its records are
+        // skipped rather than written after its erasure.
+        if events.iter().any(|delivery| consumer.skips(delivery)) {
+            events = events.iter().filter(|delivery| !consumer.drops(delivery)).cloned().collect();
+            if events.is_empty() {
+                return true;
+            }
+        }
         let outcome = AssertUnwindSafe(handler(Arc::clone(&events))).catch_unwind().instrument(span.clone()).await;
         let error = match outcome {
             Ok(Ok(())) => {
@@ -339,17 +348,22 @@ impl Consumer {
         self
     }
 
-    /// Whether `delivery` is of a deleted tenant and is skipped (counted).
+    /// Whether `delivery` is of a deleted tenant this consumer skips.
+    fn skips(&self, delivery: &Delivery) -> bool {
+        let Some((access, _)) = &self.deleted_tenants else { return false };
+        switchboard_core::TenantId::parse(&delivery.envelope.tenant, "tenant")
+            .is_ok_and(|tenant| access.is_deleted_tenant(&tenant))
+    }
+
+    /// [`Consumer::skips`], counting and logging the skip.
     fn drops(&self, delivery: &Delivery) -> bool {
-        let Some((access, dropped)) = &self.deleted_tenants else { return false };
-        let Ok(tenant) = switchboard_core::TenantId::parse(&delivery.envelope.tenant, "tenant") else {
-            return false;
-        };
-        if !access.is_deleted_tenant(&tenant) {
+        if !self.skips(delivery) {
             return false;
         }
-        dropped.inc();
-        tracing::debug!(consumer = %self.name, tenant = %tenant, event_id = %delivery.envelope.event_id, "record of a deleted tenant skipped");
+        if let Some((_, dropped)) = &self.deleted_tenants {
+            dropped.inc();
+        }
+        tracing::debug!(consumer = %self.name, tenant = %delivery.envelope.tenant, event_id = %delivery.envelope.event_id, "record of a deleted tenant skipped");
         true
     }
 }
@@ -443,6 +457,9 @@ where
     let position = (delivery.topic.clone(), delivery.partition, delivery.offset);
     let mut backoff = Backoff::default();
     loop {
+        if consumer.drops(delivery) {
+            return Some(position);
+        }
         let outcome = AssertUnwindSafe(handler(delivery.clone())).catch_unwind().instrument(span.clone()).await;
         let error = match outcome {
             Ok(Ok(())) => {

@@ -38,7 +38,7 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
 pub use self::consume::{ConsumerSpec, consume};
-pub use self::erasure::{ERASURE_GRACE_MS, Erased, TenantEraser};
+pub use self::erasure::{ERASURE_GRACE_MS, EraseWith, Erased, TenantEraser};
 pub use self::timer::Every;
 use crate::auth::AccessControl;
 use crate::bus::EventBus;

@@ -8,11 +8,8 @@ pub mod memory;
 pub mod postgres;
 mod postgres_customers;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use switchboard_core::{ContactId, CustomerId, Error, TenantId};
-use switchboard_platform::service::{Erased, TenantEraser};
 
 use crate::domain::{Identity, TimelineCursor, TimelineEntry, TimelineUpdate};
 
@@ -150,15 +147,4 @@ pub trait CrmStore: Send + Sync + 'static {
     /// Removes every customer, identity and timeline entry of `tenant` (a
     /// deleted tenant); idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
-}
-
-/// What CRM erases of a deleted tenant: its customers and their timelines.
-pub struct CustomersEraser(pub Arc<dyn CrmStore>);
-
-#[async_trait]
-impl TenantEraser for CustomersEraser {
-    async fn erase(&self, tenant: &TenantId) -> Result<Erased, Error> {
-        self.0.erase_tenant(tenant).await?;
-        Ok(Erased::Done)
-    }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, ensure};
 use switchboard_core::identity::{Identity, IdentityKind};
-use switchboard_core::{AgentId, ChannelId, ContactId};
+use switchboard_core::{AgentId, ChannelId, ContactId, TenantId};
 
 use super::{CallRecord, CallStore, Stage};
 use crate::channels::cti::HangupCause;
@@ -17,13 +17,12 @@ pub async fn run_call_contract(store: &dyn CallStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn calls_round_trip_and_update_by_revision(store: &dyn CallStore) -> anyhow::Result<()> {
-    let tenant = fresh_tenant("calls")?;
-    let channel_id = ChannelId::parse("pbx", "channel_id")?;
-    let call = CallRecord {
+/// A new call of `tenant` on channel `pbx`, in the IVR.
+fn sample_call(tenant: &TenantId, call_id: &str) -> anyhow::Result<CallRecord> {
+    Ok(CallRecord {
         tenant: tenant.clone(),
-        channel_id: channel_id.clone(),
-        call_id: "1700000000.42".to_owned(),
+        channel_id: ChannelId::parse("pbx", "channel_id")?,
+        call_id: call_id.to_owned(),
         from: Identity { kind: IdentityKind::Phone, value: "+15550100042".to_owned() },
         to: "+15550100".to_owned(),
         stage: Stage::Ivr,
@@ -34,7 +33,13 @@ async fn calls_round_trip_and_update_by_revision(store: &dyn CallStore) -> anyho
         held_ms: 0,
         ended_in_ivr: false,
         transfers: Vec::new(),
-    };
+    })
+}
+
+async fn calls_round_trip_and_update_by_revision(store: &dyn CallStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("calls")?;
+    let call = sample_call(&tenant, "1700000000.42")?;
+    let channel_id = call.channel_id.clone();
     ensure!(store.insert(&call).await?, "a new call is stored");
     ensure!(!store.insert(&call).await?, "once");
     let stored = store.get(&tenant, &channel_id, &call.call_id).await?.context("found")?;
@@ -78,25 +83,12 @@ async fn endpoints_are_set_and_forgotten(store: &dyn CallStore) -> anyhow::Resul
 
 /// Erasing a tenant removes its calls and no other tenant's.
 async fn erasing_a_tenant_leaves_the_others(store: &dyn CallStore) -> anyhow::Result<()> {
-    let channel_id = ChannelId::parse("pbx", "channel_id")?;
-    let call_of = |tenant: &switchboard_core::TenantId| CallRecord {
-        tenant: tenant.clone(),
-        channel_id: channel_id.clone(),
-        call_id: "1700000000.7".to_owned(),
-        from: Identity { kind: IdentityKind::Phone, value: "+15550100007".to_owned() },
-        to: "+15550100".to_owned(),
-        stage: Stage::Ivr,
-        contact: None,
-        agent: None,
-        created_ms: 1_000,
-        answered_ms: None,
-        held_ms: 0,
-        ended_in_ivr: false,
-        transfers: Vec::new(),
-    };
     let erased = fresh_tenant("calls-erased")?;
     let kept = fresh_tenant("calls-kept")?;
-    ensure!(store.insert(&call_of(&erased)).await? && store.insert(&call_of(&kept)).await?, "both stored");
+    let channel_id = ChannelId::parse("pbx", "channel_id")?;
+    let stored = store.insert(&sample_call(&erased, "1700000000.7")?).await?
+        && store.insert(&sample_call(&kept, "1700000000.7")?).await?;
+    ensure!(stored, "both stored");
     store.erase_tenant(&erased).await?;
     store.erase_tenant(&erased).await?;
     ensure!(store.get(&erased, &channel_id, "1700000000.7").await?.is_none(), "the erased tenant's call is gone");

@@ -86,6 +86,9 @@ impl ConversationIntake {
         channel: &ChannelResource,
         message: InboundMessage,
     ) -> Result<Taken, Error> {
+        // Nothing is written for a suspended or deleted tenant, whichever
+        // way the message came (webhook, open chat socket, mailbox).
+        self.contacts.require_tenant(tenant)?;
         let provider_message_id = format!("{channel_id}/{}", message.provider_message_id);
         if let Some(stored) = self.conversations.find_message(tenant, channel_id, &provider_message_id).await? {
             self.publish_if_pending(&stored).await?;

@@ -9,11 +9,8 @@ pub mod postgres;
 #[cfg(any(test, feature = "contract"))]
 pub mod stories;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId};
-use switchboard_platform::service::{Erased, TenantEraser};
 
 use switchboard_proto::events::v1::EventEnvelope;
 
@@ -60,17 +57,6 @@ pub trait KpiStore: Send + Sync + 'static {
 
     /// Removes every fact of `tenant` (a deleted tenant); idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
-}
-
-/// What KPI erases of a deleted tenant: all its facts.
-pub struct FactsEraser(pub Arc<dyn KpiStore>);
-
-#[async_trait]
-impl TenantEraser for FactsEraser {
-    async fn erase(&self, tenant: &TenantId) -> Result<Erased, Error> {
-        self.0.erase_tenant(tenant).await?;
-        Ok(Erased::Done)
-    }
 }
 
 /// Applies what `envelope` says about its contact to `store`: the live

@@ -90,6 +90,7 @@ pub async fn live_state_contract(store: &dyn LiveStateStore) -> Result<(), Error
     check(store.renew_lease(&erin, "s9", 1_000).await?, "a session whose record was lost claims the agent again")?;
     check(store.session_of(&erin).await? == "s9", "and owns it")?;
     check(!store.renew_lease(&erin, "s8", 1_000).await?, "while another session cannot")?;
+    erasure_contract(store).await?;
     wrap_up_contract(store).await?;
     missed_offers_contract(store).await?;
     active_contacts_contract(store).await?;
@@ -175,6 +176,30 @@ async fn missed_offers_contract(store: &dyn LiveStateStore) -> Result<(), Error>
     check(store.active_contacts(&frank).await? == vec![answered], "an answered offer is work held")?;
     check(!store.take_offer_seen(&frank, contact).await?, "its seen mark is gone")?;
     check(store.record_missed_offer(&frank, "e3").await? == 1, "its agent's misses start over")?;
+    Ok(())
+}
+
+/// Erasing a deleted tenant forgets the contacts of it the agents hold,
+/// were offered or were seen holding, and keeps every other tenant's.
+async fn erasure_contract(store: &dyn LiveStateStore) -> Result<(), Error> {
+    let olga = AgentId::parse("olga", "a")?;
+    let erased = "tenants/erased-tenant/contacts/ct_gone";
+    let kept = "tenants/kept-tenant/contacts/ct_kept";
+    for contact in [erased, kept] {
+        store
+            .put_active_contact(&olga, &ActiveContact { contact: contact.to_owned(), ..ActiveContact::default() })
+            .await?;
+        store.mark_offer_seen(&olga, contact).await?;
+    }
+    store.erase_tenant(&TenantId::parse("erased-tenant", "t")?).await?;
+    store.erase_tenant(&TenantId::parse("erased-tenant", "t")?).await?;
+    let held: Vec<String> = store.active_contacts(&olga).await?.into_iter().map(|contact| contact.contact).collect();
+    check(held == [kept], "only the other tenant's contact is held")?;
+    check(store.holder_of(erased).await?.is_none(), "the erased contact has no holder")?;
+    check(store.holder_of(kept).await? == Some(olga.clone()), "the other one keeps its holder")?;
+    check(!store.take_offer_seen(&olga, erased).await?, "its seen mark is gone")?;
+    check(store.take_offer_seen(&olga, kept).await?, "the other's stays")?;
+    store.remove_active_contact(&olga, kept).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use switchboard_core::names::tenant_name;
 use switchboard_core::sync::lock_unpoisoned as lock;
 use switchboard_core::{AgentId, Error, TenantId};
 use switchboard_platform::pagination::PageRequest;
@@ -88,6 +89,19 @@ pub struct MemoryLiveStateStore {
 
 #[async_trait]
 impl LiveStateStore for MemoryLiveStateStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        let prefix = format!("{}/", tenant_name(tenant));
+        let mut live = lock(&self.live);
+        for contacts in live.contacts.values_mut() {
+            contacts.retain(|contact, _| !contact.starts_with(&prefix));
+        }
+        for seen in live.seen_offers.values_mut() {
+            seen.retain(|contact| !contact.starts_with(&prefix));
+        }
+        live.holders.retain(|contact, _| !contact.starts_with(&prefix));
+        Ok(())
+    }
+
     async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error> {
         Ok(lock(&self.live).states.get(agent).cloned().unwrap_or_else(LiveState::offline))
     }

@@ -131,6 +131,9 @@ pub trait LiveStateStore: Send + Sync {
         expected_session: &str,
         state: &LiveState,
     ) -> Result<Option<LiveState>, Error>;
+    /// Forgets every contact of `tenant` (a deleted tenant) the agents
+    /// hold or were offered: active contacts, holders and seen offers.
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }
 
 pub(crate) fn state_name(state: AgentState) -> &'static str {

@@ -12,8 +12,9 @@
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use switchboard_core::{AgentId, Error};
-use switchboard_platform::redis::redis_error;
+use switchboard_core::names::tenant_name;
+use switchboard_core::{AgentId, Error, TenantId};
+use switchboard_platform::redis::{Scanned, delete_keys, redis_error, remove_members, scan};
 
 use prost::Message;
 use switchboard_proto::presence::v1::{ActiveContact, AgentState};
@@ -177,6 +178,18 @@ fn decode((state, reason, since, wrap_up_until): StateFields) -> LiveState {
 
 #[async_trait]
 impl LiveStateStore for RedisLiveStateStore {
+    async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
+        let contacts = format!("{}/*", tenant_name(tenant));
+        let holders = scan(&self.connection, Scanned::HashFields(&self.holders_key()), &contacts).await?;
+        remove_members(&self.connection, "HDEL", Some(&self.holders_key()), &holders).await?;
+        for key in scan(&self.connection, Scanned::Keys, &format!("{}:*:contacts", self.prefix)).await? {
+            let held = scan(&self.connection, Scanned::HashFields(&key), &contacts).await?;
+            remove_members(&self.connection, "HDEL", Some(&key), &held).await?;
+        }
+        let seen = scan(&self.connection, Scanned::Keys, &format!("{}:*:seen:{contacts}", self.prefix)).await?;
+        delete_keys(&self.connection, &seen).await
+    }
+
     async fn get_state(&self, agent: &AgentId) -> Result<LiveState, Error> {
         let mut connection = self.connection.clone();
         let fields: StateFields = redis::cmd("HMGET")
