@@ -1,7 +1,8 @@
 //! The `switchboard.kpi.v1.KpiService` API: request validation,
-//! authorization, and KPIs computed by [`crate::domain`] over the facts the
-//! store loads.
+//! authorization, and KPIs computed by [`crate::domain`] from the store's
+//! buckets (and, for the partial ends of a range, its facts).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prost_types::Timestamp;
@@ -17,8 +18,8 @@ use switchboard_proto::kpi::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::domain::{ContactFacts, FactsFilter, ServiceLevelVariant, intervals, summarize};
-use crate::store::KpiStore;
+use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
+use crate::store::{KpiStore, counts_by_interval};
 
 /// Serves KPIs of the caller's tenants from a [`KpiStore`].
 pub struct KpiGrpc {
@@ -27,9 +28,10 @@ pub struct KpiGrpc {
     max_contacts_per_query: usize,
 }
 
-/// The most contacts one query summarizes: a bound on what any key can
-/// make a pod hold in memory (about 200 bytes of facts each) until the
-/// pre-aggregated buckets of issue 10 serve any range.
+/// The most contacts one query reads as facts: only the partial first and
+/// last 15 minutes of a range not aligned to them are (whole intervals
+/// come from the buckets), a bound on what any key can make a pod hold in
+/// memory (about 200 bytes of facts each).
 pub const MAX_CONTACTS_PER_QUERY: usize = 200_000;
 
 impl KpiGrpc {
@@ -43,13 +45,15 @@ impl KpiGrpc {
         self
     }
 
-    /// Validates the filter, authorizes the caller on its tenant and loads
-    /// the facts it selects.
-    async fn load(
+    /// Validates the filter, authorizes the caller on its tenant and
+    /// counts the contacts it selects, per arrival interval (`None`:
+    /// arrival unknown): whole intervals from the buckets, partial ends of
+    /// the range from the facts.
+    async fn counts(
         &self,
         principal: &Principal,
         filter: Option<&KpiFilter>,
-    ) -> Result<(Vec<ContactFacts>, ServiceLevelVariant), Error> {
+    ) -> Result<(BTreeMap<Option<i64>, KpiCounts>, ServiceLevelVariant), Error> {
         let Some(filter) = filter else {
             return Err(Error::missing_field("filter"));
         };
@@ -58,23 +62,17 @@ impl KpiGrpc {
         // about a tenant it may not read.
         self.access.authorize_read(principal, &tenant)?;
         let query = KpiQuery::parse(tenant, filter)?;
-        let max = self.max_contacts_per_query;
-        let facts = self.store.load_at_most(&query.tenant, &query.filter, max).await?;
-        if facts.len() > max {
-            return Err(Error::resource_exhausted(format!(
-                "the filter selects more than {max} contacts: narrow `filter.start_time` and `filter.end_time` (or \
-                 filter by queue or channel)"
-            ))
-            .with_reason("KPI_RANGE_TOO_LARGE")
-            .with_field_violation("filter.start_time", "the range holds too many contacts to summarize at once"));
-        }
-        tracing::debug!(tenant = %query.tenant, key = %LogName(principal), contacts = facts.len(), "kpi facts loaded");
-        Ok((facts, query.variant))
+        let counts =
+            counts_by_interval(self.store.as_ref(), &query.tenant, &query.filter, self.max_contacts_per_query).await?;
+        tracing::debug!(tenant = %query.tenant, key = %LogName(principal), intervals = counts.len(), "kpi counts read");
+        Ok((counts, query.variant))
     }
 
     async fn summary(&self, principal: Principal, request: GetKpiSummaryRequest) -> Result<KpiSummary, Error> {
-        let (facts, variant) = self.load(&principal, request.filter.as_ref()).await?;
-        Ok(summarize(&facts, variant).to_proto())
+        let (by_interval, variant) = self.counts(&principal, request.filter.as_ref()).await?;
+        let mut counts = KpiCounts::default();
+        by_interval.values().for_each(|interval| counts.add(interval));
+        Ok(domain::KpiSummary { counts, variant }.to_proto())
     }
 
     async fn intervals(
@@ -82,8 +80,14 @@ impl KpiGrpc {
         principal: Principal,
         request: ListKpiIntervalsRequest,
     ) -> Result<ListKpiIntervalsResponse, Error> {
-        let (facts, variant) = self.load(&principal, request.filter.as_ref()).await?;
-        let intervals = intervals(&facts, variant).iter().map(|interval| interval.to_proto()).collect();
+        let (by_interval, variant) = self.counts(&principal, request.filter.as_ref()).await?;
+        let intervals = by_interval
+            .into_iter()
+            .filter_map(|(start, counts)| start.map(|start_ms| (start_ms, counts)))
+            .map(|(start_ms, counts)| {
+                domain::KpiInterval { start_ms, summary: domain::KpiSummary { counts, variant } }.to_proto()
+            })
+            .collect();
         Ok(ListKpiIntervalsResponse { intervals })
     }
 }
@@ -221,7 +225,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_range_with_more_contacts_than_a_query_may_hold_is_refused_by_name() {
+    async fn whole_intervals_come_from_buckets_and_only_a_crowded_partial_end_is_refused() {
         let store = Arc::new(MemoryKpiStore::new());
         let acme = TenantId::parse("acme", "tenant").expect("tenant");
         for (index, arrival_ms) in [1_000, 2_000, 3_000].into_iter().enumerate() {
@@ -232,7 +236,17 @@ mod tests {
         let auth = AuthConfig { tenants: vec!["acme".to_owned()], ..AuthConfig::default() };
         let service =
             KpiGrpc::new(store, AccessControl::from_config(&auth).expect("access")).with_max_contacts_per_query(2);
-        let status = service.get_kpi_summary(request(Some(acme_filter()), Some("acme"))).await.expect_err("too many");
+        let everything = service.get_kpi_summary(request(Some(acme_filter()), Some("acme"))).await.expect("buckets");
+        assert_eq!(everything.get_ref().offered, 3, "all time is read from the buckets, however many contacts");
+        let aligned = KpiFilter {
+            start_time: Some(timestamp_from_millis(0)),
+            end_time: Some(timestamp_from_millis(crate::domain::INTERVAL_MS)),
+            ..acme_filter()
+        };
+        let summary = service.get_kpi_summary(request(Some(aligned), Some("acme"))).await.expect("whole interval");
+        assert_eq!(summary.get_ref().offered, 3);
+        let ragged = KpiFilter { start_time: Some(timestamp_from_millis(500)), ..acme_filter() };
+        let status = service.get_kpi_summary(request(Some(ragged), Some("acme"))).await.expect_err("too many");
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         let violations = status.get_details_bad_request().expect("bad request details").field_violations;
         assert_eq!(violations[0].field, "filter.start_time");

@@ -40,7 +40,7 @@ impl Service for Kpi {
 
     async fn connect(kit: &mut Kit) -> anyhow::Result<Kpi> {
         let pool = kit.postgres(MIGRATIONS).await?;
-        Ok(Kpi { store: Arc::new(PostgresKpiStore::new(pool)) })
+        Ok(Kpi { store: Arc::new(PostgresKpiStore::connect(pool).await?) })
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {

@@ -29,7 +29,7 @@ async fn fresh_store() -> Option<(PostgresKpiStore, String)> {
     let pool = pool(&PostgresConfig { url: url.clone(), pool_size: 4, ca_file: None }).expect("pool");
     migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await.expect("migrations");
     migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await.expect("migrations are idempotent");
-    Some((PostgresKpiStore::new(pool), url))
+    Some((PostgresKpiStore::connect(pool).await.expect("store"), url))
 }
 
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn migration_marks_recorded_queues_as_entered() {
         .expect("rows of the first schema");
     drop(client);
     migrate(&pool, MIGRATION_SERVICE, MIGRATIONS).await.expect("all migrations");
-    let store = PostgresKpiStore::new(pool);
+    let store = PostgresKpiStore::connect(pool).await.expect("store fills its buckets from the old facts");
     let acme = TenantId::parse("acme", "tenant").unwrap();
     let transferred =
         FactsUpdate { queue: Some(QueueId::parse("billing", "queue").unwrap()), ..FactsUpdate::default() };

@@ -138,6 +138,11 @@ impl ContactFacts {
         }
     }
 
+    /// Whether no fact of the contact is known.
+    pub fn is_blank(&self) -> bool {
+        self.as_update() == FactsUpdate::default()
+    }
+
     /// When the contact arrived: its creation, else its first enqueue.
     /// Time ranges and 15-minute intervals select contacts by this instant.
     pub fn arrival_ms(&self) -> Option<i64> {

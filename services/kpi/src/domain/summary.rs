@@ -35,10 +35,16 @@ impl ServiceLevelVariant {
     }
 }
 
+/// How many counters [`KpiCounts`] has.
+pub const COUNTERS: usize = 17;
+
 /// Additive per-contact counts: the counts of a set of contacts are the
 /// sums of each contact's, so intervals add up to their range.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct KpiCounts {
+    /// Contacts counted, whatever became of them (an interval without any
+    /// is left out).
+    pub contacts: i64,
     pub inbound: i64,
     pub offered: i64,
     pub answered: i64,
@@ -71,12 +77,18 @@ pub struct KpiCounts {
 impl KpiCounts {
     /// Adds one contact's contribution.
     pub fn add_contact(&mut self, facts: &ContactFacts) {
+        // Nothing known yet (a row made before its first fact is merged in):
+        // not a contact any KPI counts.
+        if facts.is_blank() {
+            return;
+        }
         let inbound = facts.inbound == Some(true);
         let offered = facts.queued_ms.is_some();
         // The wait starts when the contact entered a queue; a contact that
         // never did (left in self-service) waited since it was created.
         let wait_start_ms = facts.queued_ms.or(facts.created_ms);
         let waited_until = |end_ms: i64| wait_start_ms.map(|start_ms| end_ms.saturating_sub(start_ms).max(0));
+        self.contacts += 1;
         self.inbound += i64::from(inbound);
         self.offered += i64::from(offered);
         if let Some(answered_ms) = facts.answered_ms {
@@ -117,24 +129,72 @@ impl KpiCounts {
         }
     }
 
+    /// Takes another set's counts out (a contact's old contribution).
+    pub fn subtract(&mut self, other: &KpiCounts) {
+        for (field, value) in self.fields_mut().into_iter().zip(other.fields()) {
+            *field = field.saturating_sub(value);
+        }
+    }
+
+    /// Every counter, in a fixed order (the stores' column order).
+    pub fn fields(&self) -> [i64; COUNTERS] {
+        [
+            self.contacts,
+            self.inbound,
+            self.offered,
+            self.answered,
+            self.abandoned,
+            self.short_abandoned,
+            self.timed_out,
+            self.lost,
+            self.completed,
+            self.resolved,
+            self.waiting,
+            self.answered_within_threshold,
+            self.total_answer_wait_ms,
+            self.inbound_abandoned,
+            self.inbound_timed_out,
+            self.inbound_short_abandoned,
+            self.offered_short_abandoned,
+        ]
+    }
+
+    /// The counts of [`KpiCounts::fields`].
+    pub fn from_fields(fields: [i64; COUNTERS]) -> KpiCounts {
+        let mut counts = KpiCounts::default();
+        for (field, value) in counts.fields_mut().into_iter().zip(fields) {
+            *field = value;
+        }
+        counts
+    }
+
+    fn fields_mut(&mut self) -> [&mut i64; COUNTERS] {
+        [
+            &mut self.contacts,
+            &mut self.inbound,
+            &mut self.offered,
+            &mut self.answered,
+            &mut self.abandoned,
+            &mut self.short_abandoned,
+            &mut self.timed_out,
+            &mut self.lost,
+            &mut self.completed,
+            &mut self.resolved,
+            &mut self.waiting,
+            &mut self.answered_within_threshold,
+            &mut self.total_answer_wait_ms,
+            &mut self.inbound_abandoned,
+            &mut self.inbound_timed_out,
+            &mut self.inbound_short_abandoned,
+            &mut self.offered_short_abandoned,
+        ]
+    }
+
     /// Adds another set's counts (intervals into a range).
     pub fn add(&mut self, other: &KpiCounts) {
-        self.inbound += other.inbound;
-        self.offered += other.offered;
-        self.answered += other.answered;
-        self.abandoned += other.abandoned;
-        self.short_abandoned += other.short_abandoned;
-        self.timed_out += other.timed_out;
-        self.lost += other.lost;
-        self.completed += other.completed;
-        self.resolved += other.resolved;
-        self.waiting += other.waiting;
-        self.answered_within_threshold += other.answered_within_threshold;
-        self.total_answer_wait_ms = self.total_answer_wait_ms.saturating_add(other.total_answer_wait_ms);
-        self.inbound_abandoned += other.inbound_abandoned;
-        self.inbound_timed_out += other.inbound_timed_out;
-        self.inbound_short_abandoned += other.inbound_short_abandoned;
-        self.offered_short_abandoned += other.offered_short_abandoned;
+        for (field, value) in self.fields_mut().into_iter().zip(other.fields()) {
+            *field = field.saturating_add(value);
+        }
     }
 }
 

@@ -242,7 +242,64 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     filters_by_queue_channel_and_arrival(store).await?;
     replays_change_nothing(store).await?;
     bounded_loads_say_there_is_more(store).await?;
-    batches_merge_like_single_events(store).await
+    batches_merge_like_single_events(store).await?;
+    for seed in [3, 11] {
+        buckets_add_up_to_the_recomputed_facts(store, seed).await?;
+    }
+    Ok(())
+}
+
+/// Random stories delivered in batches, shuffled, with duplicates: for
+/// every filter (ranges aligned to 15 minutes or not, by queue, by
+/// channel), the KPIs the buckets give (with the partial ends from facts)
+/// equal those of the facts recomputed from the log, in total and per
+/// interval.
+pub async fn buckets_add_up_to_the_recomputed_facts(store: &dyn KpiStore, seed: u64) -> Result<(), Error> {
+    let tenant = tenant(&format!("buckets-{seed}"))?;
+    let events: Vec<EventEnvelope> =
+        random_stories(&tenant, 80, seed).iter().flat_map(ContactStory::events).map(|(_, envelope)| envelope).collect();
+    let delivered = shuffled_with_duplicates(&events, seed);
+    for batch in delivered.chunks(7) {
+        let batch: Vec<&EventEnvelope> = batch.iter().collect();
+        apply_events(store, &batch).await?;
+    }
+    let recomputed: Vec<ContactFacts> = recompute(&events).into_values().collect();
+    let first_ms = recomputed.iter().filter_map(ContactFacts::arrival_ms).min().unwrap_or(0);
+    let range = |start_ms: i64, end_ms: i64| FactsFilter {
+        arrival_start_ms: Some(start_ms),
+        arrival_end_ms: Some(end_ms),
+        ..FactsFilter::default()
+    };
+    let filters = [
+        FactsFilter::default(),
+        FactsFilter { queue: Some(queue("sales")?), ..FactsFilter::default() },
+        FactsFilter { channel: Some(Channel::Chat), ..FactsFilter::default() },
+        range(first_ms - first_ms % INTERVAL_MS, first_ms - first_ms % INTERVAL_MS + 2 * INTERVAL_MS),
+        range(first_ms + 61_000, first_ms + 3 * INTERVAL_MS + 7_000),
+        range(first_ms + 1_000, first_ms + 2_000),
+        FactsFilter { queue: Some(queue("support")?), ..range(first_ms + 5, first_ms + 4 * INTERVAL_MS) },
+    ];
+    for filter in &filters {
+        let by_interval = super::counts_by_interval(store, &tenant, filter, usize::MAX - 1).await?;
+        let selected: Vec<&ContactFacts> = recomputed.iter().filter(|facts| filter.matches(facts)).collect();
+        let mut total = crate::domain::KpiCounts::default();
+        by_interval.values().for_each(|counts| total.add(counts));
+        let what = format!("seed {seed}, filter {filter:?}");
+        expect_equal(
+            &total,
+            &summarize(selected.iter().copied(), ServiceLevelVariant::default()).counts,
+            &format!("total, {what}"),
+        )?;
+        let from_buckets: Vec<(i64, crate::domain::KpiCounts)> =
+            by_interval.iter().filter_map(|(start, counts)| start.map(|start_ms| (start_ms, *counts))).collect();
+        let from_facts: Vec<(i64, crate::domain::KpiCounts)> =
+            intervals(selected.iter().copied(), ServiceLevelVariant::default())
+                .into_iter()
+                .map(|interval| (interval.start_ms, interval.summary.counts))
+                .collect();
+        expect_equal(&from_buckets, &from_facts, &format!("intervals, {what}"))?;
+    }
+    Ok(())
 }
 
 /// A bounded load returns at most one fact more than its limit, so a

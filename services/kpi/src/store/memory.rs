@@ -1,4 +1,5 @@
-//! The in-memory store of `dev` mode: a map guarded by a mutex.
+//! The in-memory store of `dev` mode: facts and buckets per tenant, under
+//! one mutex, so a contact's facts and its buckets change together.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -7,12 +8,19 @@ use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId};
 
 use super::KpiStore;
-use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, merge};
+use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, fold_changes};
+use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 
-/// Facts per tenant, per contact (sorted, so loads come out in id order).
+/// One tenant's facts (sorted, so loads come out in id order) and buckets.
+#[derive(Debug, Default)]
+struct TenantKpis {
+    facts: BTreeMap<ContactId, ContactFacts>,
+    buckets: BTreeMap<BucketKey, KpiCounts>,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryKpiStore {
-    facts_by_tenant: Mutex<HashMap<TenantId, BTreeMap<ContactId, ContactFacts>>>,
+    tenants: Mutex<HashMap<TenantId, TenantKpis>>,
 }
 
 impl MemoryKpiStore {
@@ -20,23 +28,25 @@ impl MemoryKpiStore {
         MemoryKpiStore::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, BTreeMap<ContactId, ContactFacts>>> {
-        // Every mutation is one merge into one entry, which cannot panic
-        // halfway, so a poisoned lock still guards consistent data.
-        switchboard_core::sync::lock_unpoisoned(&self.facts_by_tenant)
+    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, TenantKpis>> {
+        // Every mutation is one merge into one entry and its buckets, which
+        // cannot panic halfway, so a poisoned lock still guards consistent
+        // data.
+        switchboard_core::sync::lock_unpoisoned(&self.tenants)
     }
 }
 
 #[async_trait]
 impl KpiStore for MemoryKpiStore {
     async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error> {
-        let mut facts_by_tenant = self.lock();
-        let facts = facts_by_tenant
-            .entry(tenant.clone())
-            .or_default()
-            .entry(contact.clone())
-            .or_insert_with(|| ContactFacts::empty(tenant.clone(), contact.clone()));
+        let mut tenants = self.lock();
+        let kpis = tenants.entry(tenant.clone()).or_default();
+        let facts =
+            kpis.facts.entry(contact.clone()).or_insert_with(|| ContactFacts::empty(tenant.clone(), contact.clone()));
+        let before = facts.clone();
         merge(facts, &update);
+        let changes = bucket_changes(Some(&before), facts);
+        fold_changes(&mut kpis.buckets, changes);
         Ok(())
     }
 
@@ -46,16 +56,28 @@ impl KpiStore for MemoryKpiStore {
         filter: &FactsFilter,
         limit: usize,
     ) -> Result<Vec<ContactFacts>, Error> {
-        let facts_by_tenant = self.lock();
-        let Some(facts_by_contact) = facts_by_tenant.get(tenant) else {
+        let tenants = self.lock();
+        let Some(kpis) = tenants.get(tenant) else {
             return Ok(Vec::new());
         };
-        Ok(facts_by_contact
-            .values()
-            .filter(|facts| filter.matches(facts))
-            .take(limit.saturating_add(1))
-            .cloned()
-            .collect())
+        Ok(kpis.facts.values().filter(|facts| filter.matches(facts)).take(limit.saturating_add(1)).cloned().collect())
+    }
+
+    async fn bucket_counts(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        split: &RangeSplit,
+    ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
+        let tenants = self.lock();
+        let mut counts: BTreeMap<Option<i64>, KpiCounts> = BTreeMap::new();
+        let Some(kpis) = tenants.get(tenant) else {
+            return Ok(counts);
+        };
+        for (key, bucket) in kpis.buckets.iter().filter(|(key, _)| bucket_selected(key, filter, split)) {
+            counts.entry(key.interval_start_ms).or_default().add(bucket);
+        }
+        Ok(counts)
     }
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {

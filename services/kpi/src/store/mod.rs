@@ -6,15 +6,19 @@
 pub mod contract;
 pub mod memory;
 pub mod postgres;
+mod postgres_buckets;
 #[cfg(any(test, feature = "contract"))]
 pub mod stories;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId};
 
 use switchboard_proto::events::v1::EventEnvelope;
 
-use crate::domain::{ContactFacts, FactsEvent, FactsFilter, FactsUpdate, facts_event};
+use crate::domain::buckets::{RangeSplit, split_range};
+use crate::domain::{ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, facts_event, interval_start_ms};
 
 pub use memory::MemoryKpiStore;
 pub use postgres::PostgresKpiStore;
@@ -55,8 +59,51 @@ pub trait KpiStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ContactFacts>, Error>;
 
-    /// Removes every fact of `tenant` (a deleted tenant); idempotent.
+    /// The counts of `tenant`'s buckets that `filter` counts whole (see
+    /// [`crate::domain::buckets::bucket_selected`]), summed per interval start (`None`: contacts of
+    /// unknown arrival). Reads buckets only, never facts.
+    async fn bucket_counts(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        split: &RangeSplit,
+    ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error>;
+
+    /// Removes every fact and bucket of `tenant` (a deleted tenant);
+    /// idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
+}
+
+/// The counts of the contacts `filter` selects, per arrival interval
+/// (`None`: unknown arrival): whole intervals from the buckets, the partial
+/// ends of the range from at most `max_edge_contacts` facts each
+/// (RESOURCE_EXHAUSTED `KPI_RANGE_TOO_LARGE` past it). Exactly what
+/// summarising the selected facts gives (`domain::buckets`).
+pub async fn counts_by_interval(
+    store: &dyn KpiStore,
+    tenant: &TenantId,
+    filter: &FactsFilter,
+    max_edge_contacts: usize,
+) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
+    let split = split_range(filter);
+    let mut counts = store.bucket_counts(tenant, filter, &split).await?;
+    for (start_ms, end_ms) in &split.partial {
+        let edge = FactsFilter { arrival_start_ms: Some(*start_ms), arrival_end_ms: Some(*end_ms), ..filter.clone() };
+        let facts = store.load_at_most(tenant, &edge, max_edge_contacts).await?;
+        if facts.len() > max_edge_contacts {
+            return Err(Error::resource_exhausted(format!(
+                "the range's partial first or last 15 minutes hold more than {max_edge_contacts} contacts: align \
+                 `filter.start_time` and `filter.end_time` to 15 minutes"
+            ))
+            .with_reason("KPI_RANGE_TOO_LARGE")
+            .with_field_violation("filter.start_time", "align to a 15-minute boundary"));
+        }
+        for contact_facts in &facts {
+            counts.entry(contact_facts.arrival_ms().map(interval_start_ms)).or_default().add_contact(contact_facts);
+        }
+    }
+    counts.retain(|_, interval| interval.contacts != 0);
+    Ok(counts)
 }
 
 /// Applies what `envelope` says about its contact to `store`: the live

@@ -1,5 +1,6 @@
 //! Contact facts in PostgreSQL, schema `kpi`: one row per contact, merged
-//! by an upsert that implements [`crate::domain::merge`] in SQL.
+//! by an upsert that implements [`crate::domain::merge`] in SQL, and the
+//! buckets they add up to (`postgres_buckets`).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::KpiStore;
-use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, merge};
+use super::postgres_buckets::{
+    BUCKETS_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts,
+};
+use crate::domain::buckets::RangeSplit;
+use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, merge};
 
 /// The service name migrations are recorded under.
 pub const MIGRATION_SERVICE: &str = "kpi";
@@ -65,6 +70,7 @@ pub const MIGRATIONS: &[Migration] = &[
             ADD CONSTRAINT contact_facts_entered_queue_known CHECK (NOT queue_entered OR queue IS NOT NULL);
     ",
     },
+    BUCKETS_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -164,12 +170,30 @@ async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -
     Ok(())
 }
 
+/// Every stored fact, for filling the buckets ([`super::postgres_buckets`]).
+pub(super) const SELECT_ALL_SQL: &str = "
+    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
+        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms
+    FROM kpi.contact_facts";
+
 const SELECT_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
         short_abandon_threshold_ms, queue_entered, routing_ended_ms
     FROM kpi.contact_facts
     WHERE tenant = $1";
+
+/// The facts of a batch's contacts as they are, locked until the batch
+/// commits (in key order, as every batch locks them).
+const LOCK_BATCH_SQL: &str = "
+    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
+        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms
+    FROM kpi.contact_facts
+    WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+    ORDER BY tenant, contact
+    FOR UPDATE";
 
 /// A [`KpiStore`] on a PostgreSQL pool whose database has [`MIGRATIONS`]
 /// applied.
@@ -179,8 +203,11 @@ pub struct PostgresKpiStore {
 }
 
 impl PostgresKpiStore {
-    pub fn new(pool: Pool) -> PostgresKpiStore {
-        PostgresKpiStore { pool }
+    /// The store on `pool` (migrated), its buckets filled from the facts
+    /// recorded before they existed.
+    pub async fn connect(pool: Pool) -> Result<PostgresKpiStore, Error> {
+        fill_buckets_once(&pool).await?;
+        Ok(PostgresKpiStore { pool })
     }
 }
 
@@ -191,17 +218,59 @@ impl KpiStore for PostgresKpiStore {
         self.apply_all(vec![event]).await
     }
 
-    /// One statement for the whole batch: its events folded per contact
-    /// first, the rows written in key order (as every batch writes them,
-    /// so two consumers' batches never deadlock).
+    /// One transaction for the whole batch: its events folded per contact
+    /// first; the contacts' rows made if new and locked, in key order (as
+    /// every batch locks them, so two batches never deadlock, and a
+    /// contact's two topics read by two replicas apply one after the
+    /// other); their merged facts written and their buckets moved by the
+    /// difference.
     async fn apply_all(&self, events: Vec<FactsEvent>) -> Result<(), Error> {
-        let contacts = merged_per_contact(events);
+        let updates = merged_per_contact(events);
+        let mut client = self.pool.get().await.map_err(pg_error)?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let tenants: Vec<&str> = updates.iter().map(|facts| facts.tenant.as_str()).collect();
+        let contacts: Vec<&str> = updates.iter().map(|facts| facts.contact.as_str()).collect();
+        transaction
+            .execute_cached(
+                "INSERT INTO kpi.contact_facts (tenant, contact) SELECT * FROM UNNEST($1::text[], $2::text[])
+                 ON CONFLICT (tenant, contact) DO NOTHING",
+                &[&tenants, &contacts],
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = transaction.query_cached(LOCK_BATCH_SQL, &[&tenants, &contacts]).await.map_err(pg_error)?;
+        let mut before: BTreeMap<(TenantId, ContactId), ContactFacts> = BTreeMap::new();
+        for row in &rows {
+            let facts = facts_from_row(row)?;
+            before.insert((facts.tenant.clone(), facts.contact.clone()), facts);
+        }
+        let mut after = Vec::with_capacity(updates.len());
+        let mut bucket_changes = BTreeMap::new();
+        for update in &updates {
+            let key = (update.tenant.clone(), update.contact.clone());
+            let known = before.get(&key);
+            let mut merged = known.cloned().unwrap_or_else(|| ContactFacts::empty(key.0.clone(), key.1.clone()));
+            merge(&mut merged, &update.as_update());
+            fold_contact_change(&mut bucket_changes, known, &merged);
+            after.push(merged);
+        }
+        upsert_all(&transaction, &after).await?;
+        add_to_buckets(&transaction, &bucket_changes).await?;
+        transaction.commit().await.map_err(pg_error)
+    }
+
+    async fn bucket_counts(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        split: &RangeSplit,
+    ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
-        upsert_all(&client, &contacts).await
+        read_bucket_counts(&client, tenant, filter, split).await
     }
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
-        erase_tenant_rows(&self.pool, &["kpi.contact_facts"], tenant).await.map(drop)
+        erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.contact_facts"], tenant).await.map(drop)
     }
 
     async fn load_at_most(
@@ -259,7 +328,7 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, name: &str) -
     row.try_get(name).map_err(|error| corrupt_row(name, error))
 }
 
-fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
+pub(super) fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
     let tenant = TenantId::parse(&column::<String>(row, "tenant")?, "tenant").map_err(|e| corrupt_row("tenant", e))?;
     let contact =
         ContactId::parse(&column::<String>(row, "contact")?, "contact").map_err(|e| corrupt_row("contact", e))?;

@@ -1,0 +1,191 @@
+//! The buckets of `domain::buckets` in PostgreSQL: `kpi.interval_counts`,
+//! one row per tenant, interval, queue and channel, changed in the same
+//! transaction as the facts whose contributions they hold.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::Pool;
+use switchboard_core::{Error, QueueId, TenantId};
+use switchboard_platform::postgres::{CachedStatements, Migration, pg_error};
+use tokio_postgres::types::ToSql;
+
+use super::postgres::{SELECT_ALL_SQL, facts_from_row};
+use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, fold_changes};
+use crate::domain::summary::COUNTERS;
+use crate::domain::{FactsFilter, KpiCounts};
+
+/// A bucket's interval when the contact's arrival is not known yet (a key
+/// column cannot be NULL).
+const UNKNOWN_INTERVAL: i64 = i64::MIN;
+/// A bucket's channel when not known yet.
+const UNKNOWN_CHANNEL: i32 = -1;
+
+/// The counter columns, in [`KpiCounts::fields`] order.
+const COUNTER_COLUMNS: [&str; COUNTERS] = [
+    "contacts",
+    "inbound",
+    "offered",
+    "answered",
+    "abandoned",
+    "short_abandoned",
+    "timed_out",
+    "lost",
+    "completed",
+    "resolved",
+    "waiting",
+    "answered_within_threshold",
+    "total_answer_wait_ms",
+    "inbound_abandoned",
+    "inbound_timed_out",
+    "inbound_short_abandoned",
+    "offered_short_abandoned",
+];
+
+/// `0003_interval_counts`: the buckets, and whether they were filled from
+/// the facts recorded before them ([`fill_buckets_once`]).
+pub const BUCKETS_MIGRATION: Migration = Migration {
+    version: "0003_interval_counts",
+    sql: "
+        CREATE TABLE kpi.interval_counts (
+            tenant text NOT NULL,
+            interval_start_ms bigint NOT NULL,
+            queue text NOT NULL,
+            channel integer NOT NULL,
+            contacts bigint NOT NULL, inbound bigint NOT NULL, offered bigint NOT NULL,
+            answered bigint NOT NULL, abandoned bigint NOT NULL, short_abandoned bigint NOT NULL,
+            timed_out bigint NOT NULL, lost bigint NOT NULL, completed bigint NOT NULL,
+            resolved bigint NOT NULL, waiting bigint NOT NULL, answered_within_threshold bigint NOT NULL,
+            total_answer_wait_ms bigint NOT NULL, inbound_abandoned bigint NOT NULL,
+            inbound_timed_out bigint NOT NULL, inbound_short_abandoned bigint NOT NULL,
+            offered_short_abandoned bigint NOT NULL,
+            PRIMARY KEY (tenant, interval_start_ms, queue, channel)
+        );
+        CREATE TABLE kpi.interval_counts_filled (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row));
+    ",
+};
+
+fn key_columns(key: &BucketKey) -> (i64, &str, i32) {
+    (
+        key.interval_start_ms.unwrap_or(UNKNOWN_INTERVAL),
+        key.queue.as_ref().map_or("", QueueId::as_str),
+        key.channel.map_or(UNKNOWN_CHANNEL, |channel| channel as i32),
+    )
+}
+
+/// Adds `changes` (per tenant and bucket, in key order: every writer locks
+/// bucket rows in that order, so two never deadlock) to their rows.
+pub(super) async fn add_to_buckets(
+    client: &impl CachedStatements,
+    changes: &BTreeMap<(TenantId, BucketKey), KpiCounts>,
+) -> Result<(), Error> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = changes.keys().map(|(tenant, _)| tenant.as_str()).collect();
+    let keys: Vec<(i64, &str, i32)> = changes.keys().map(|(_, key)| key_columns(key)).collect();
+    let intervals: Vec<i64> = keys.iter().map(|key| key.0).collect();
+    let queues: Vec<&str> = keys.iter().map(|key| key.1).collect();
+    let channels: Vec<i32> = keys.iter().map(|key| key.2).collect();
+    let counters: Vec<Vec<i64>> =
+        (0..COUNTERS).map(|index| changes.values().map(|counts| counts.fields()[index]).collect()).collect();
+    let columns = COUNTER_COLUMNS.join(", ");
+    let arrays: Vec<String> = (0..COUNTERS).map(|index| format!("${}::int8[]", index + 5)).collect();
+    let updates: Vec<String> =
+        COUNTER_COLUMNS.iter().map(|column| format!("{column} = buckets.{column} + EXCLUDED.{column}")).collect();
+    let sql = format!(
+        "INSERT INTO kpi.interval_counts AS buckets (tenant, interval_start_ms, queue, channel, {columns})
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int4[], {})
+         ON CONFLICT (tenant, interval_start_ms, queue, channel) DO UPDATE SET {}",
+        arrays.join(", "),
+        updates.join(", ")
+    );
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&tenants, &intervals, &queues, &channels];
+    parameters.extend(counters.iter().map(|column| column as &(dyn ToSql + Sync)));
+    client.execute_cached(&sql, &parameters).await.map_err(pg_error)?;
+    Ok(())
+}
+
+/// The counts of the buckets `filter` counts whole, per interval.
+pub(super) async fn read_bucket_counts(
+    client: &impl CachedStatements,
+    tenant: &TenantId,
+    filter: &FactsFilter,
+    split: &RangeSplit,
+) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
+    let mut counts: BTreeMap<Option<i64>, KpiCounts> = BTreeMap::new();
+    let tenant_name = tenant.as_str();
+    let queue = filter.queue.as_ref().map(QueueId::as_str);
+    let channel = filter.channel.map(|channel| channel as i32);
+    let (whole_start, whole_end) = match split.whole {
+        Some((start, end)) => (start.unwrap_or(UNKNOWN_INTERVAL + 1), end.unwrap_or(i64::MAX)),
+        // No whole interval: an empty range.
+        None => (0, 0),
+    };
+    let sums: Vec<String> = COUNTER_COLUMNS.iter().map(|column| format!("sum({column})::int8")).collect();
+    let sql = format!(
+        "SELECT interval_start_ms, {} FROM kpi.interval_counts
+         WHERE tenant = $1 AND ($2::text IS NULL OR queue = $2) AND ($3::int4 IS NULL OR channel = $3)
+           AND ((interval_start_ms >= $4 AND interval_start_ms < $5) OR ($6 AND interval_start_ms = $7))
+         GROUP BY interval_start_ms",
+        sums.join(", ")
+    );
+    let rows = client
+        .query_cached(
+            &sql,
+            &[&tenant_name, &queue, &channel, &whole_start, &whole_end, &split.unknown_arrival, &UNKNOWN_INTERVAL],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in rows {
+        let interval: i64 = row.try_get(0).map_err(|error| Error::internal(format!("kpi.interval_counts: {error}")))?;
+        let mut fields = [0_i64; COUNTERS];
+        for (index, field) in fields.iter_mut().enumerate() {
+            *field =
+                row.try_get(index + 1).map_err(|error| Error::internal(format!("kpi.interval_counts: {error}")))?;
+        }
+        let interval = (interval != UNKNOWN_INTERVAL).then_some(interval);
+        counts.entry(interval).or_default().add(&KpiCounts::from_fields(fields));
+    }
+    Ok(counts)
+}
+
+/// Fills the buckets from the facts recorded before they existed, once per
+/// database: under a lock that holds every writer of facts back meanwhile,
+/// so the buckets start equal to the facts and stay so.
+pub async fn fill_buckets_once(pool: &Pool) -> Result<(), Error> {
+    let mut client = pool.get().await.map_err(pg_error)?;
+    let transaction = client.transaction().await.map_err(pg_error)?;
+    transaction.batch_execute("LOCK TABLE kpi.contact_facts IN SHARE MODE").await.map_err(pg_error)?;
+    let filled = transaction
+        .query_opt("SELECT only_row FROM kpi.interval_counts_filled", &[])
+        .await
+        .map_err(pg_error)?
+        .is_some();
+    if !filled {
+        let mut buckets: BTreeMap<(TenantId, BucketKey), KpiCounts> = BTreeMap::new();
+        let rows = transaction.query(SELECT_ALL_SQL, &[]).await.map_err(pg_error)?;
+        for row in &rows {
+            let facts = facts_from_row(row)?;
+            for (key, delta) in bucket_changes(None, &facts) {
+                buckets.entry((facts.tenant.clone(), key)).or_default().add(&delta);
+            }
+        }
+        add_to_buckets(&transaction, &buckets).await?;
+        transaction.execute("INSERT INTO kpi.interval_counts_filled DEFAULT VALUES", &[]).await.map_err(pg_error)?;
+        tracing::info!(contacts = rows.len(), buckets = buckets.len(), "kpi buckets filled from the facts");
+    }
+    transaction.commit().await.map_err(pg_error)
+}
+
+/// Folds one contact's change into a batch's bucket changes.
+pub(super) fn fold_contact_change(
+    into: &mut BTreeMap<(TenantId, BucketKey), KpiCounts>,
+    before: Option<&crate::domain::ContactFacts>,
+    after: &crate::domain::ContactFacts,
+) {
+    let mut per_bucket = BTreeMap::new();
+    fold_changes(&mut per_bucket, bucket_changes(before, after));
+    for (key, delta) in per_bucket {
+        into.entry((after.tenant.clone(), key)).or_default().add(&delta);
+    }
+}
