@@ -238,5 +238,12 @@ pub fn print_banner(started: &[StartedService]) {
              http://{webhooks}/webhooks/acme/telegram\n"
         ));
     }
+    let kpi = started.iter().find(|service| service.name == "kpi").and_then(|service| service.http);
+    if let Some(kpi) = kpi {
+        banner.push_str(&format!(
+            "\n  wallboard: open http://{kpi}/wallboard#tenant=acme and sign in with dev-acme-reader (or \
+             dev-operator-admin and no tenant for every tenant)\n"
+        ));
+    }
     println!("{banner}");
 }

@@ -8,17 +8,26 @@ use std::sync::Arc;
 use prost_types::Timestamp;
 use switchboard_core::names::{parse_queue, parse_tenant};
 use switchboard_core::time::checked_timestamp_millis;
+use switchboard_core::time::now_millis;
 use switchboard_core::{Error, Principal, TenantId};
-use switchboard_platform::auth::{AccessControl, LogName};
+use switchboard_platform::auth::{
+    AccessControl, LogName, credential_expired, credential_expired_error, credential_withdrawn_error, principal,
+};
 use switchboard_platform::grpc::answer;
+use switchboard_platform::status::{IntoStatus, to_status};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
 use switchboard_proto::kpi::v1::{
-    GetKpiSummaryRequest, KpiFilter, KpiSummary, ListKpiIntervalsRequest, ListKpiIntervalsResponse,
+    GetKpiSummaryRequest, KpiFilter, KpiSummary, ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis,
+    WatchLiveKpisRequest,
 };
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
+use crate::live::{self, LiveBoards};
 use crate::store::{KpiStore, counts_by_interval};
 
 /// Serves KPIs of the caller's tenants from a [`KpiStore`].
@@ -26,6 +35,8 @@ pub struct KpiGrpc {
     store: Arc<dyn KpiStore>,
     access: Arc<AccessControl>,
     max_contacts_per_query: usize,
+    live: Arc<LiveBoards>,
+    shutdown: CancellationToken,
 }
 
 /// The most contacts one query reads as facts: only the partial first and
@@ -35,8 +46,14 @@ pub struct KpiGrpc {
 pub const MAX_CONTACTS_PER_QUERY: usize = 200_000;
 
 impl KpiGrpc {
-    pub fn new(store: Arc<dyn KpiStore>, access: Arc<AccessControl>) -> KpiGrpc {
-        KpiGrpc { store, access, max_contacts_per_query: MAX_CONTACTS_PER_QUERY }
+    pub fn new(store: Arc<dyn KpiStore>, access: Arc<AccessControl>, shutdown: CancellationToken) -> KpiGrpc {
+        let live = LiveBoards::new(Arc::clone(&store), shutdown.clone());
+        KpiGrpc { store, access, max_contacts_per_query: MAX_CONTACTS_PER_QUERY, live, shutdown }
+    }
+
+    /// The boards live watches read (shared with the wallboard).
+    pub fn live_boards(&self) -> Arc<LiveBoards> {
+        Arc::clone(&self.live)
     }
 
     /// The service summarizing at most `max` contacts per query.
@@ -149,7 +166,48 @@ impl KpiService for KpiGrpc {
     ) -> Result<Response<ListKpiIntervalsResponse>, Status> {
         answer(request, |principal, body| self.intervals(principal, body)).await
     }
+
+    type WatchLiveKpisStream = ReceiverStream<Result<LiveKpis, Status>>;
+
+    async fn watch_live_kpis(
+        &self,
+        request: Request<WatchLiveKpisRequest>,
+    ) -> Result<Response<Self::WatchLiveKpisStream>, Status> {
+        let principal = principal(&request)?;
+        let body = request.into_inner();
+        let (watched, utc_offset_ms) =
+            live::watched(&self.access, &principal, &body.parent, body.utc_offset.as_ref()).into_status()?;
+        let slot = self.access.open_stream(&principal).into_status()?;
+        let (sender, receiver) = mpsc::channel(LIVE_BUFFER);
+        let (boards, access, shutdown) = (Arc::clone(&self.live), Arc::clone(&self.access), self.shutdown.clone());
+        tracing::info!(key = %LogName(&principal), watched = ?watched, "live kpis watch started");
+        tokio::spawn(async move {
+            // The key's slot is held while the stream lasts.
+            let _slot = slot;
+            let deliver = |tenant: TenantId, figures: Arc<domain::live::LiveFigures>| -> live::Delivered {
+                let sender = sender.clone();
+                Box::pin(async move {
+                    let message = figures.to_proto(&tenant, now_millis(), ServiceLevelVariant::default());
+                    sender.send(Ok(message)).await.map_err(|_| Error::unavailable("the watcher left"))
+                })
+            };
+            let ended = tokio::select! {
+                () = shutdown.cancelled() => None,
+                () = sender.closed() => None,
+                () = credential_expired(&principal) => Some(credential_expired_error()),
+                () = access.credential_withdrawn(&principal) => Some(credential_withdrawn_error()),
+                followed = live::follow(&boards, &access, &watched, utc_offset_ms, deliver) => followed.err(),
+            };
+            if let Some(error) = ended {
+                let _ = sender.send(Err(to_status(&error))).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
 }
+
+/// Live messages a slow watcher may have waiting.
+const LIVE_BUFFER: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -165,7 +223,7 @@ mod tests {
     fn service() -> KpiGrpc {
         let auth = AuthConfig { tenants: vec!["acme".to_owned(), "globex".to_owned()], ..AuthConfig::default() };
         let access = AccessControl::from_config(&auth).expect("access");
-        KpiGrpc::new(Arc::new(MemoryKpiStore::new()), access)
+        KpiGrpc::new(Arc::new(MemoryKpiStore::new()), access, CancellationToken::new())
     }
 
     fn request(filter: Option<KpiFilter>, tenant: Option<&str>) -> Request<GetKpiSummaryRequest> {
@@ -234,8 +292,8 @@ mod tests {
             store.apply(&acme, &contact, update).await.expect("facts");
         }
         let auth = AuthConfig { tenants: vec!["acme".to_owned()], ..AuthConfig::default() };
-        let service =
-            KpiGrpc::new(store, AccessControl::from_config(&auth).expect("access")).with_max_contacts_per_query(2);
+        let service = KpiGrpc::new(store, AccessControl::from_config(&auth).expect("access"), CancellationToken::new())
+            .with_max_contacts_per_query(2);
         let everything = service.get_kpi_summary(request(Some(acme_filter()), Some("acme"))).await.expect("buckets");
         assert_eq!(everything.get_ref().offered, 3, "all time is read from the buckets, however many contacts");
         let aligned = KpiFilter {

@@ -9,18 +9,20 @@
 
 pub mod domain;
 pub mod grpc;
+pub mod live;
 pub mod store;
+pub mod wallboard;
 
 use std::sync::Arc;
 
-use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
+use switchboard_core::event::{CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::bus::Delivery;
 use switchboard_platform::service::{ConsumerSpec, EraseWith, Kit, Service};
 use switchboard_proto::kpi::v1::kpi_service_server::KpiServiceServer;
 
 use crate::grpc::KpiGrpc;
 use crate::store::postgres::MIGRATIONS;
-use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events};
+use crate::store::{KpiStore, MemoryKpiStore, PostgresKpiStore, apply_events_except};
 
 /// The consumer group; a new group starts from the earliest record, so a
 /// fresh deployment (or a rebuilt store) aggregates the whole retained log.
@@ -44,7 +46,8 @@ impl Service for Kpi {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let api = KpiGrpc::new(Arc::clone(&self.store), kit.access());
+        let api = KpiGrpc::new(Arc::clone(&self.store), kit.access(), kit.shutdown());
+        kit.http(wallboard::router(kit.access(), api.live_boards()));
         kit.serve(KpiServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
         // Deliveries are at least once and the merge is idempotent, so a
         // redelivered event needs no deduplication by id: it sets nothing
@@ -55,13 +58,14 @@ impl Service for Kpi {
             let facts = Arc::clone(&facts);
             async move { facts.erase_tenant(&tenant).await }
         })));
-        let store = self.store;
-        let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
+        let (store, access) = (self.store, kit.access());
+        let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC, PRESENCE_TOPIC]).in_background();
         kit.consume_batches(facts, move |deliveries: Arc<[Delivery]>| {
-            let store = Arc::clone(&store);
+            let (store, access) = (Arc::clone(&store), Arc::clone(&access));
             async move {
                 let envelopes: Vec<_> = deliveries.iter().map(|delivery| &delivery.envelope).collect();
-                apply_events(store.as_ref(), &envelopes).await
+                let deleted = |tenant: &switchboard_core::TenantId| access.is_deleted_tenant(tenant);
+                apply_events_except(store.as_ref(), &envelopes, &deleted).await
             }
         })
         .await?;

@@ -93,6 +93,7 @@
 pub mod buckets;
 pub mod events;
 pub mod facts;
+pub mod live;
 pub mod summary;
 
 pub use events::{FactsEvent, facts_event, recompute};

@@ -246,7 +246,56 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     for seed in [3, 11] {
         buckets_add_up_to_the_recomputed_facts(store, seed).await?;
     }
-    Ok(())
+    live_figures_follow_agents_and_waiting_contacts(store).await
+}
+
+/// Agents' states: the latest wins whatever the order, offline agents are
+/// left out, an agent counts for each tenant it serves, and a deleted
+/// tenant leaves them. Waiting contacts: counted with the earliest
+/// enqueue, until answered or ended.
+pub async fn live_figures_follow_agents_and_waiting_contacts(store: &dyn KpiStore) -> Result<(), Error> {
+    use crate::domain::live::AgentStateUpdate;
+    use switchboard_proto::presence::v1::AgentState;
+    let acme = tenant(&format!("live-acme-{}", switchboard_test_support::unique_suffix()))?;
+    let globex = tenant(&format!("live-globex-{}", switchboard_test_support::unique_suffix()))?;
+    let agent = |name: &str| switchboard_core::AgentId::parse(&format!("{name}-{}", acme.as_str()), "agent");
+    let update =
+        |name: &str, tenants: &[&TenantId], state: AgentState, at_ms: i64| -> Result<AgentStateUpdate, Error> {
+            Ok(AgentStateUpdate {
+                agent: agent(name)?,
+                tenants: tenants.iter().map(|t| (*t).clone()).collect(),
+                state,
+                at_ms,
+            })
+        };
+    store
+        .apply_agent_states(&[
+            update("ann", &[&acme, &globex], AgentState::Available, 10)?,
+            update("ann", &[&acme, &globex], AgentState::Away, 5)?,
+            update("bob", &[&acme], AgentState::Available, 1)?,
+        ])
+        .await?;
+    store.apply_agent_states(&[update("bob", &[&acme], AgentState::Offline, 2)?]).await?;
+    store.apply_agent_states(&[update("ann", &[&acme, &globex], AgentState::Away, 5)?]).await?;
+    let available = std::collections::BTreeMap::from([(AgentState::Available as i32, 1)]);
+    expect_equal(&store.agents_by_state(&acme).await?, &available, "ann available; bob offline; late away ignored")?;
+    expect_equal(&store.agents_by_state(&globex).await?, &available, "a shared agent counts for each tenant")?;
+    store.erase_tenant(&globex).await?;
+    expect_equal(&store.agents_by_state(&globex).await?, &Default::default(), "a deleted tenant has no agents")?;
+    expect_equal(&store.agents_by_state(&acme).await?, &available, "the others keep theirs")?;
+
+    let queued = |at_ms| FactsUpdate { queued_ms: Some(at_ms), ..FactsUpdate::default() };
+    store.apply(&acme, &contact("ct_waiting0001")?, queued(300)).await?;
+    store.apply(&acme, &contact("ct_waiting0002")?, queued(100)).await?;
+    store.apply(&acme, &contact("ct_waiting0003")?, queued(50)).await?;
+    store
+        .apply(&acme, &contact("ct_waiting0003")?, FactsUpdate { answered_ms: Some(60), ..FactsUpdate::default() })
+        .await?;
+    expect_equal(&store.waiting_now(&acme).await?, &(2, Some(100)), "two wait, the longest since 100")?;
+    let ended = FactsUpdate { routing_ended_ms: Some(400), ..FactsUpdate::default() };
+    store.apply(&acme, &contact("ct_waiting0002")?, ended).await?;
+    expect_equal(&store.waiting_now(&acme).await?, &(1, Some(300)), "an ended contact no longer waits")?;
+    expect_equal(&store.waiting_now(&globex).await?, &(0, None), "nothing waits elsewhere")
 }
 
 /// Random stories delivered in batches, shuffled, with duplicates: for

@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use switchboard_core::{ContactId, Error, TenantId};
+use switchboard_core::{AgentId, ContactId, Error, TenantId};
+use switchboard_proto::presence::v1::AgentState;
 
 use super::KpiStore;
-use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, fold_changes};
+use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, contribution, fold_changes};
+use crate::domain::live::AgentStateUpdate;
 use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 
 /// One tenant's facts (sorted, so loads come out in id order) and buckets.
@@ -21,6 +23,7 @@ struct TenantKpis {
 #[derive(Debug, Default)]
 pub struct MemoryKpiStore {
     tenants: Mutex<HashMap<TenantId, TenantKpis>>,
+    agent_states: Mutex<BTreeMap<AgentId, AgentStateUpdate>>,
 }
 
 impl MemoryKpiStore {
@@ -80,8 +83,44 @@ impl KpiStore for MemoryKpiStore {
         Ok(counts)
     }
 
+    async fn apply_agent_states(&self, updates: &[AgentStateUpdate]) -> Result<(), Error> {
+        let mut states = switchboard_core::sync::lock_unpoisoned(&self.agent_states);
+        for update in updates {
+            let supersedes = states.get(&update.agent).is_none_or(|known| update.supersedes(known.at_ms, known.state));
+            if supersedes {
+                states.insert(update.agent.clone(), update.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn agents_by_state(&self, tenant: &TenantId) -> Result<BTreeMap<i32, i64>, Error> {
+        let states = switchboard_core::sync::lock_unpoisoned(&self.agent_states);
+        let mut by_state = BTreeMap::new();
+        let online = states.values().filter(|update| update.state as i32 > AgentState::Offline as i32);
+        for update in online.filter(|update| update.tenants.contains(tenant)) {
+            *by_state.entry(update.state as i32).or_insert(0) += 1;
+        }
+        Ok(by_state)
+    }
+
+    async fn waiting_now(&self, tenant: &TenantId) -> Result<(i64, Option<i64>), Error> {
+        let tenants = self.lock();
+        let Some(kpis) = tenants.get(tenant) else { return Ok((0, None)) };
+        let waiting: Vec<i64> = kpis
+            .facts
+            .values()
+            .filter(|facts| contribution(facts).waiting == 1)
+            .filter_map(|facts| facts.queued_ms)
+            .collect();
+        Ok((i64::try_from(waiting.len()).unwrap_or(i64::MAX), waiting.into_iter().min()))
+    }
+
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         self.lock().remove(tenant);
+        for update in switchboard_core::sync::lock_unpoisoned(&self.agent_states).values_mut() {
+            update.tenants.retain(|served| served != tenant);
+        }
         Ok(())
     }
 }

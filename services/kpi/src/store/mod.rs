@@ -7,6 +7,7 @@ pub mod contract;
 pub mod memory;
 pub mod postgres;
 mod postgres_buckets;
+mod postgres_live;
 #[cfg(any(test, feature = "contract"))]
 pub mod stories;
 
@@ -18,6 +19,7 @@ use switchboard_core::{ContactId, Error, TenantId};
 use switchboard_proto::events::v1::EventEnvelope;
 
 use crate::domain::buckets::{RangeSplit, split_range};
+use crate::domain::live::{AgentStateUpdate, LiveFigures, agent_state_update};
 use crate::domain::{ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, facts_event, interval_start_ms};
 
 pub use memory::MemoryKpiStore;
@@ -69,9 +71,42 @@ pub trait KpiStore: Send + Sync + 'static {
         split: &RangeSplit,
     ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error>;
 
-    /// Removes every fact and bucket of `tenant` (a deleted tenant);
-    /// idempotent.
+    /// Records each agent update that supersedes its agent's stored state
+    /// ([`AgentStateUpdate::supersedes`]): order-insensitive, idempotent.
+    async fn apply_agent_states(&self, updates: &[AgentStateUpdate]) -> Result<(), Error>;
+
+    /// Online agents serving `tenant`, by state number.
+    async fn agents_by_state(&self, tenant: &TenantId) -> Result<BTreeMap<i32, i64>, Error>;
+
+    /// How many of `tenant`'s contacts wait now (see
+    /// [`KpiCounts::waiting`]), and when the longest-waiting one entered
+    /// its queue.
+    async fn waiting_now(&self, tenant: &TenantId) -> Result<(i64, Option<i64>), Error>;
+
+    /// Removes every fact and bucket of `tenant` (a deleted tenant), and
+    /// the tenant from agents' states; idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
+}
+
+/// A tenant's live figures now (`WatchLiveKpis`): whole intervals of today
+/// from the buckets, the waiting contacts from the facts of those waiting,
+/// agents from their states.
+pub async fn live_figures(store: &dyn KpiStore, tenant: &TenantId, day_start_ms: i64) -> Result<LiveFigures, Error> {
+    let today = FactsFilter { arrival_start_ms: Some(day_start_ms), ..FactsFilter::default() };
+    let split = split_range(&today);
+    let by_interval = store.bucket_counts(tenant, &today, &split).await?;
+    let (waiting, oldest_queued_ms) = store.waiting_now(tenant).await?;
+    Ok(LiveFigures {
+        waiting,
+        oldest_queued_ms,
+        agents_by_state: store.agents_by_state(tenant).await?,
+        day_start_ms,
+        today: by_interval
+            .into_iter()
+            .filter(|(_, counts)| counts.contacts != 0)
+            .filter_map(|(start, counts)| start.map(|start_ms| (start_ms, counts)))
+            .collect(),
+    })
 }
 
 /// The counts of the contacts `filter` selects, per arrival interval
@@ -120,12 +155,31 @@ pub async fn apply_event(store: &dyn KpiStore, envelope: &EventEnvelope) -> Resu
 /// envelope fails the batch (INVALID_ARGUMENT): the consumer then applies
 /// them one by one and dead-letters that one.
 pub async fn apply_events(store: &dyn KpiStore, envelopes: &[&EventEnvelope]) -> Result<(), Error> {
+    apply_events_except(store, envelopes, &|_| false).await
+}
+
+/// [`apply_events`], agents' states included, leaving out of them the
+/// tenants `deleted` says are deleted (a deleted tenant's agent going
+/// offline must not bring its name back after its erasure).
+pub async fn apply_events_except(
+    store: &dyn KpiStore,
+    envelopes: &[&EventEnvelope],
+    deleted: &(dyn Fn(&TenantId) -> bool + Sync),
+) -> Result<(), Error> {
     let mut events = Vec::with_capacity(envelopes.len());
+    let mut agents = Vec::new();
     for envelope in envelopes {
         events.extend(facts_event(envelope)?);
+        if let Some(mut update) = agent_state_update(envelope)? {
+            update.tenants.retain(|tenant| !deleted(tenant));
+            agents.push(update);
+        }
     }
-    if events.is_empty() {
-        return Ok(());
+    if !events.is_empty() {
+        store.apply_all(events).await?;
     }
-    store.apply_all(events).await
+    if !agents.is_empty() {
+        store.apply_agent_states(&agents).await?;
+    }
+    Ok(())
 }

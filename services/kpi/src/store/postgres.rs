@@ -16,7 +16,11 @@ use super::KpiStore;
 use super::postgres_buckets::{
     BUCKETS_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts,
 };
+use super::postgres_live::{
+    LIVE_MIGRATION, forget_tenant_in_agent_states, read_agents_by_state, read_waiting, write_agent_states,
+};
 use crate::domain::buckets::RangeSplit;
+use crate::domain::live::AgentStateUpdate;
 use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, merge};
 
 /// The service name migrations are recorded under.
@@ -71,6 +75,7 @@ pub const MIGRATIONS: &[Migration] = &[
     ",
     },
     BUCKETS_MIGRATION,
+    LIVE_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -259,6 +264,21 @@ impl KpiStore for PostgresKpiStore {
         transaction.commit().await.map_err(pg_error)
     }
 
+    async fn apply_agent_states(&self, updates: &[AgentStateUpdate]) -> Result<(), Error> {
+        let mut client = self.pool.get().await.map_err(pg_error)?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        write_agent_states(&transaction, updates).await?;
+        transaction.commit().await.map_err(pg_error)
+    }
+
+    async fn agents_by_state(&self, tenant: &TenantId) -> Result<BTreeMap<i32, i64>, Error> {
+        read_agents_by_state(&self.pool.get().await.map_err(pg_error)?, tenant).await
+    }
+
+    async fn waiting_now(&self, tenant: &TenantId) -> Result<(i64, Option<i64>), Error> {
+        read_waiting(&self.pool.get().await.map_err(pg_error)?, tenant).await
+    }
+
     async fn bucket_counts(
         &self,
         tenant: &TenantId,
@@ -270,7 +290,8 @@ impl KpiStore for PostgresKpiStore {
     }
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
-        erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.contact_facts"], tenant).await.map(drop)
+        erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.contact_facts"], tenant).await?;
+        forget_tenant_in_agent_states(&self.pool.get().await.map_err(pg_error)?, tenant).await
     }
 
     async fn load_at_most(
