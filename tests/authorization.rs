@@ -398,6 +398,17 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.kpi.v1.KpiService/ListKpiIntervals",
         vec![call(GLOBEX_READER, &intervals, DENIED), call(BOB, &intervals, DENIED)],
     );
+    let live = kpi::WatchLiveKpisRequest { parent: acme(), utc_offset: None };
+    let everyone = kpi::WatchLiveKpisRequest::default();
+    add(
+        "/switchboard.kpi.v1.KpiService/WatchLiveKpis",
+        vec![
+            call(GLOBEX_READER, &live, DENIED),
+            call(BOB, &live, DENIED),
+            call(INTEGRATION, &live, DENIED),
+            call(ACME_ADMIN, &everyone, DENIED),
+        ],
+    );
 
     // Presence: agents are the operator's; an agent is its own.
     let create_agent = presence::CreateAgentRequest {
