@@ -225,11 +225,19 @@ async fn every_consumer_dead_letters_poison_and_handles_what_follows() {
     let id = crm_foreign.split_whitespace().next().expect("an id");
     let replayed = dead_letters(&config_arg, &["replay", id]);
     assert!(replayed.contains("1 dead letters replayed"), "{replayed}");
-    eventually("CRM to read the replayed event again", PATIENCE, || {
-        let config_arg = config_arg.clone();
-        async move { (crm_letters(&dead_letters(&config_arg, &["list", "--consumer", "crm"])) > before).then_some(()) }
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let again = dead_letters(&config_arg, &["list", "--consumer", "crm"]);
+        if crm_letters(&again) > before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CRM never read the replayed event again: {before} CRM dead letters before the replay, now:\n{again}\n\
+             the listing before:\n{listing}\nthe replay: {replayed}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let status = processes.remove(0).terminate();
     assert!(status.success(), "all services drain and exit 0: {status}");
