@@ -165,6 +165,16 @@ impl AccessControl {
         self.runtime().deletions_for(service)
     }
 
+    /// Every tenant in service: the configuration file's and the active
+    /// ones made through the API, by id.
+    pub fn active_tenants(&self) -> Vec<TenantId> {
+        let mut tenants: Vec<TenantId> = self.tenants.iter().cloned().collect();
+        tenants.extend(self.runtime().active_tenants());
+        tenants.sort();
+        tenants.dedup();
+        tenants
+    }
+
     /// Whether `tenant` is declared in the configuration file.
     pub fn is_configured_tenant(&self, tenant: &TenantId) -> bool {
         self.tenants.contains(tenant)

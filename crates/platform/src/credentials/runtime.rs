@@ -192,6 +192,14 @@ impl RuntimeAccess {
         }
     }
 
+    /// The active tenants made through the API.
+    pub fn active_tenants(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.standing_by_tenant
+            .iter()
+            .filter(|(_, standing)| **standing == Standing::Active)
+            .map(|(tenant, _)| tenant.clone())
+    }
+
     /// Whether `tenant`'s contacts are routed: any tenant but a suspended
     /// or deleted one (a tenant unknown here may be the configuration
     /// file's).
