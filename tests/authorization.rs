@@ -398,6 +398,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.kpi.v1.KpiService/ListKpiIntervals",
         vec![call(GLOBEX_READER, &intervals, DENIED), call(BOB, &intervals, DENIED)],
     );
+    let usage = kpi::GetUsageRequest { parent: acme(), month: "2026-12".to_owned() };
+    add(
+        "/switchboard.kpi.v1.KpiService/GetUsage",
+        vec![call(GLOBEX_ADMIN, &usage, DENIED), call(BOB, &usage, DENIED), call(INTEGRATION, &usage, DENIED)],
+    );
     let live = kpi::WatchLiveKpisRequest { parent: acme(), utc_offset: None };
     let everyone = kpi::WatchLiveKpisRequest::default();
     add(

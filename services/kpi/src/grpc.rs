@@ -18,17 +18,19 @@ use switchboard_platform::status::{IntoStatus, to_status};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
 use switchboard_proto::kpi::v1::{
-    GetKpiSummaryRequest, KpiFilter, KpiSummary, ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis,
-    WatchLiveKpisRequest,
+    GetKpiSummaryRequest, GetUsageRequest, KpiFilter, KpiSummary, ListKpiIntervalsRequest, ListKpiIntervalsResponse,
+    LiveKpis, Usage, WatchLiveKpisRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::domain::summary::fcr_provisional;
 use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
 use crate::live::{self, LiveBoards};
 use crate::store::{KpiStore, counts_by_interval};
+use crate::usage;
 
 /// Serves KPIs of the caller's tenants from a [`KpiStore`].
 pub struct KpiGrpc {
@@ -89,7 +91,11 @@ impl KpiGrpc {
         let (by_interval, variant) = self.counts(&principal, request.filter.as_ref()).await?;
         let mut counts = KpiCounts::default();
         by_interval.values().for_each(|interval| counts.add(interval));
-        Ok(domain::KpiSummary { counts, variant }.to_proto())
+        let now_ms = now_millis();
+        let mut summary = domain::KpiSummary { counts, variant }.to_proto();
+        summary.fcr_provisional =
+            by_interval.iter().any(|(start_ms, interval)| fcr_provisional(interval, *start_ms, now_ms));
+        Ok(summary)
     }
 
     async fn intervals(
@@ -102,7 +108,12 @@ impl KpiGrpc {
             .into_iter()
             .filter_map(|(start, counts)| start.map(|start_ms| (start_ms, counts)))
             .map(|(start_ms, counts)| {
-                domain::KpiInterval { start_ms, summary: domain::KpiSummary { counts, variant } }.to_proto()
+                let mut interval =
+                    domain::KpiInterval { start_ms, summary: domain::KpiSummary { counts, variant } }.to_proto();
+                if let Some(summary) = &mut interval.summary {
+                    summary.fcr_provisional = fcr_provisional(&counts, Some(start_ms), now_millis());
+                }
+                interval
             })
             .collect();
         Ok(ListKpiIntervalsResponse { intervals })
@@ -165,6 +176,14 @@ impl KpiService for KpiGrpc {
         request: Request<ListKpiIntervalsRequest>,
     ) -> Result<Response<ListKpiIntervalsResponse>, Status> {
         answer(request, |principal, body| self.intervals(principal, body)).await
+    }
+
+    async fn get_usage(&self, request: Request<GetUsageRequest>) -> Result<Response<Usage>, Status> {
+        answer(request, |principal, body| async move {
+            let (tenant, month) = usage::usage_request(&self.access, &principal, &body.parent, &body.month)?;
+            usage::usage(self.store.as_ref(), &tenant, month).await
+        })
+        .await
     }
 
     type WatchLiveKpisStream = ReceiverStream<Result<LiveKpis, Status>>;

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod grpc;
 pub mod live;
 pub mod store;
+pub mod usage;
 pub mod wallboard;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ impl Service for Kpi {
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
         let api = KpiGrpc::new(Arc::clone(&self.store), kit.access(), kit.shutdown());
         kit.http(wallboard::router(kit.access(), api.live_boards()));
+        kit.http(usage::router(Arc::clone(&self.store), kit.access()));
         kit.serve(KpiServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
         // Deliveries are at least once and the merge is idempotent, so a
         // redelivered event needs no deduplication by id: it sets nothing

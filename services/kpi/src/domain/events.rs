@@ -14,7 +14,7 @@ use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{self as ingestion, contact_event};
 use switchboard_proto::routing::v1::{self as routing, routing_event};
 
-use super::facts::{AbandonStage, ContactFacts, FactsUpdate, merge};
+use super::facts::{AbandonStage, ContactFacts, FactsUpdate, link_customer_contacts, merge};
 
 /// One event's contribution to one contact's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +179,8 @@ impl EventReader<'_> {
                     answered_ms: completed.answer_time.as_ref().map(millis_from_timestamp),
                     completed_ms: instant(completed.end_time.as_ref(), occurred_ms),
                     resolved: Some(completed.resolved),
+                    // No wrap-up said is none.
+                    wrap_up_ms: Some(completed.wrap_up_time.as_ref().and_then(millis_from_duration).unwrap_or(0)),
                     ..FactsUpdate::default()
                 };
                 (contact_id, update)
@@ -253,6 +255,16 @@ pub fn recompute<'a>(
             .entry((tenant.clone(), contact.clone()))
             .or_insert_with(|| ContactFacts::empty(tenant, contact));
         merge(facts, &update);
+    }
+    // Each customer's contacts, linked as the stores link them.
+    let mut by_customer: BTreeMap<(TenantId, CustomerId), Vec<&mut ContactFacts>> = BTreeMap::new();
+    for ((tenant, _), facts) in &mut facts_by_contact {
+        if let Some(customer) = facts.customer.clone() {
+            by_customer.entry((tenant.clone(), customer)).or_default().push(facts);
+        }
+    }
+    for contacts in by_customer.values_mut() {
+        link_customer_contacts(contacts);
     }
     facts_by_contact
 }

@@ -81,6 +81,13 @@ pub struct FactsUpdate {
     pub resolved: Option<bool>,
     pub service_level_threshold_ms: Option<i64>,
     pub short_abandon_threshold_ms: Option<i64>,
+    /// The wrap-up its queue gave the agent after it (the completion
+    /// says); part of its handle time.
+    pub wrap_up_ms: Option<i64>,
+    /// When the same customer next made contact, on any channel: the
+    /// earliest creation of the customer's contacts created after this one
+    /// (see [`link_customer_contacts`]).
+    pub next_contact_ms: Option<i64>,
 }
 
 /// Everything the KPI service knows about one contact: the row behind
@@ -112,6 +119,13 @@ pub struct ContactFacts {
     pub service_level_threshold_ms: Option<i64>,
     /// `None`: [`DEFAULT_SHORT_ABANDON_THRESHOLD_MS`].
     pub short_abandon_threshold_ms: Option<i64>,
+    /// The wrap-up its queue gave the agent after it (the completion
+    /// says); part of its handle time.
+    pub wrap_up_ms: Option<i64>,
+    /// When the same customer next made contact, on any channel: the
+    /// earliest creation of the customer's contacts created after this one
+    /// (see [`link_customer_contacts`]).
+    pub next_contact_ms: Option<i64>,
 }
 
 impl ContactFacts {
@@ -135,6 +149,8 @@ impl ContactFacts {
             resolved: None,
             service_level_threshold_ms: None,
             short_abandon_threshold_ms: None,
+            wrap_up_ms: None,
+            next_contact_ms: None,
         }
     }
 
@@ -193,6 +209,8 @@ impl ContactFacts {
             resolved: self.resolved,
             service_level_threshold_ms: self.service_level_threshold_ms,
             short_abandon_threshold_ms: self.short_abandon_threshold_ms,
+            wrap_up_ms: self.wrap_up_ms,
+            next_contact_ms: self.next_contact_ms,
         }
     }
 }
@@ -268,6 +286,65 @@ pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
     first_write_wins(&mut facts.resolved, &update.resolved);
     first_write_wins(&mut facts.service_level_threshold_ms, &update.service_level_threshold_ms);
     first_write_wins(&mut facts.short_abandon_threshold_ms, &update.short_abandon_threshold_ms);
+    first_write_wins(&mut facts.wrap_up_ms, &update.wrap_up_ms);
+    earliest_wins(&mut facts.next_contact_ms, update.next_contact_ms);
+}
+
+/// How long after a resolved contact its customer must stay away for it to
+/// count as resolved at first contact: 7 days.
+pub const FCR_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
+
+impl ContactFacts {
+    /// Resolved at first contact: completed as resolved, and its customer
+    /// made no other contact, on any channel, within [`FCR_WINDOW_MS`]
+    /// after it (as far as known: until the window closes, a later contact
+    /// may still take it back).
+    pub fn resolved_at_first_contact(&self) -> bool {
+        let resolved = self.completed_ms.is_some() && self.resolved == Some(true);
+        let came_back = match (self.next_contact_ms, self.created_ms) {
+            (Some(next_ms), Some(created_ms)) => next_ms - created_ms <= FCR_WINDOW_MS,
+            _ => false,
+        };
+        resolved && !came_back
+    }
+
+    /// Who and when it was created, once both are known: what links the
+    /// contact to its customer's others. The creation instant, not the
+    /// arrival: only the contact's creation reports it, so it never moves
+    /// once known (an arrival known from the enqueue moves earlier when the
+    /// creation comes), and the links never need taking back.
+    pub fn customer_arrival(&self) -> Option<(&CustomerId, i64)> {
+        Some((self.customer.as_ref()?, self.created_ms?))
+    }
+}
+
+/// Links one customer's contacts (of one tenant): each one's next contact
+/// is the earliest creation after its own. The live stores reach the same
+/// facts contact by contact ([`next_after`] and [`previous_before`]).
+pub fn link_customer_contacts(contacts: &mut [&mut ContactFacts]) {
+    let arrivals: Vec<i64> = contacts.iter().filter_map(|facts| facts.created_ms).collect();
+    for facts in contacts.iter_mut() {
+        let Some(arrival_ms) = facts.created_ms else { continue };
+        let next = arrivals.iter().copied().filter(|other| *other > arrival_ms).min();
+        earliest_wins(&mut facts.next_contact_ms, next);
+    }
+}
+
+/// The earliest of `arrivals` after `arrival_ms`: a new contact's next
+/// contact among its customer's others.
+pub fn next_after(arrival_ms: i64, arrivals: impl IntoIterator<Item = i64>) -> Option<i64> {
+    arrivals.into_iter().filter(|other| *other > arrival_ms).min()
+}
+
+/// Of `mates` (a customer's other contacts, with their arrivals), the one
+/// that arrived last before `arrival_ms` (ties: the larger id): the one a
+/// new contact becomes the next contact of. Contacts before it already
+/// have a next contact no later than it.
+pub fn previous_before<'a>(
+    arrival_ms: i64,
+    mates: impl IntoIterator<Item = (&'a ContactId, i64)>,
+) -> Option<&'a ContactId> {
+    mates.into_iter().filter(|(_, other)| *other < arrival_ms).max_by_key(|(id, other)| (*other, *id)).map(|(id, _)| id)
 }
 
 /// Which contacts of a tenant a KPI query covers.
@@ -430,6 +507,8 @@ mod tests {
             resolved in proptest::option::of(any::<bool>()),
             service_level_threshold_ms in proptest::option::of(0_i64..30_000),
             short_abandon_threshold_ms in proptest::option::of(0_i64..10_000),
+            wrap_up_ms in proptest::option::of(0_i64..120_000),
+            next_contact_ms in arbitrary_instant(),
         ) -> FactsUpdate {
             FactsUpdate {
                 queue: queue.map(|name| QueueId::parse(name, "queue")).transpose().unwrap_or_default(),
@@ -447,6 +526,8 @@ mod tests {
                 resolved,
                 service_level_threshold_ms,
                 short_abandon_threshold_ms,
+                wrap_up_ms,
+                next_contact_ms,
             }
         }
     }

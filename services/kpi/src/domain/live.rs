@@ -105,7 +105,13 @@ impl LiveFigures {
                 .map(|(state, agents)| proto::AgentStateCount { state: *state, agents: *agents })
                 .collect(),
             day_start_time: Some(timestamp_from_millis(self.day_start_ms)),
-            today: Some(KpiSummary { counts: today, variant }.to_proto()),
+            today: Some(proto::KpiSummary {
+                fcr_provisional: self
+                    .today
+                    .iter()
+                    .any(|(start_ms, counts)| super::summary::fcr_provisional(counts, Some(*start_ms), now_ms)),
+                ..KpiSummary { counts: today, variant }.to_proto()
+            }),
             today_intervals: self
                 .today
                 .iter()

@@ -36,7 +36,7 @@ impl ServiceLevelVariant {
 }
 
 /// How many counters [`KpiCounts`] has.
-pub const COUNTERS: usize = 17;
+pub const COUNTERS: usize = 20;
 
 /// Additive per-contact counts: the counts of a set of contacts are the
 /// sums of each contact's, so intervals add up to their range.
@@ -72,6 +72,14 @@ pub struct KpiCounts {
     pub inbound_short_abandoned: i64,
     /// Short abandons of queued contacts (taken off LCR's denominator).
     pub offered_short_abandoned: i64,
+    /// Contacts completed after an answer: AHT's denominator.
+    pub handled: i64,
+    /// Σ handle time of handled contacts, in milliseconds: from the answer
+    /// to the completion (talk and hold) plus the queue's wrap-up.
+    pub total_handle_ms: i64,
+    /// Resolved contacts whose customer did not come back within the
+    /// first-contact window ([`ContactFacts::resolved_at_first_contact`]).
+    pub resolved_first_contact: i64,
 }
 
 impl KpiCounts {
@@ -126,6 +134,13 @@ impl KpiCounts {
         if facts.completed_ms.is_some() {
             self.completed += 1;
             self.resolved += i64::from(facts.resolved == Some(true));
+            self.resolved_first_contact += i64::from(facts.resolved_at_first_contact());
+        }
+        if let (Some(answered_ms), Some(completed_ms)) = (facts.answered_ms, facts.completed_ms) {
+            let handle_ms =
+                completed_ms.saturating_sub(answered_ms).max(0).saturating_add(facts.wrap_up_ms.unwrap_or(0));
+            self.handled += 1;
+            self.total_handle_ms = self.total_handle_ms.saturating_add(handle_ms);
         }
     }
 
@@ -156,6 +171,9 @@ impl KpiCounts {
             self.inbound_timed_out,
             self.inbound_short_abandoned,
             self.offered_short_abandoned,
+            self.handled,
+            self.total_handle_ms,
+            self.resolved_first_contact,
         ]
     }
 
@@ -187,6 +205,9 @@ impl KpiCounts {
             &mut self.inbound_timed_out,
             &mut self.inbound_short_abandoned,
             &mut self.offered_short_abandoned,
+            &mut self.handled,
+            &mut self.total_handle_ms,
+            &mut self.resolved_first_contact,
         ]
     }
 
@@ -236,6 +257,20 @@ impl KpiSummary {
         i64::try_from(total_nanos / i128::from(self.counts.answered)).unwrap_or(i64::MAX)
     }
 
+    /// First-contact resolution: resolved at first contact ÷ resolved.
+    pub fn fcr(&self) -> f64 {
+        rate(self.counts.resolved_first_contact, self.counts.resolved)
+    }
+
+    /// Average handle time in milliseconds, rounded down; 0 when nothing
+    /// was handled.
+    pub fn aht_ms(&self) -> i64 {
+        if self.counts.handled <= 0 {
+            return 0;
+        }
+        self.counts.total_handle_ms / self.counts.handled
+    }
+
     pub fn service_level(&self) -> f64 {
         let counts = &self.counts;
         let denominator = match self.variant {
@@ -267,8 +302,25 @@ impl KpiSummary {
             service_level: self.service_level(),
             answered_within_threshold: counts.answered_within_threshold,
             waiting: counts.waiting,
+            handled: counts.handled,
+            fcr: self.fcr(),
+            resolved_first_contact: counts.resolved_first_contact,
+            // Depends on the range and the time: set by whoever knows them.
+            fcr_provisional: false,
+            aht: Some(prost_types::Duration {
+                seconds: self.aht_ms() / 1_000,
+                nanos: i32::try_from(self.aht_ms() % 1_000 * 1_000_000).unwrap_or(0),
+            }),
         }
     }
+}
+
+/// Whether first-contact resolution of the contacts of one interval
+/// (`None`: arrival unknown) may still fall at `now_ms`: some were
+/// resolved, and the interval ended less than the window ago.
+pub fn fcr_provisional(counts: &KpiCounts, interval_start_ms: Option<i64>, now_ms: i64) -> bool {
+    counts.resolved > 0
+        && interval_start_ms.is_none_or(|start_ms| start_ms + INTERVAL_MS > now_ms - super::facts::FCR_WINDOW_MS)
 }
 
 /// The KPIs of `facts`.

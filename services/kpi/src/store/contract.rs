@@ -246,7 +246,107 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     for seed in [3, 11] {
         buckets_add_up_to_the_recomputed_facts(store, seed).await?;
     }
-    live_figures_follow_agents_and_waiting_contacts(store).await
+    live_figures_follow_agents_and_waiting_contacts(store).await?;
+    a_customer_coming_back_within_the_window_takes_first_contact_resolution_away(store).await?;
+    usage_is_the_sum_of_the_months_contacts(store).await
+}
+
+/// A month's usage per channel equals the sums over the contacts that
+/// arrived in it, counted from the facts recomputed from the log: contacts,
+/// answered, handled and handle time; the total is the channels' sum.
+pub async fn usage_is_the_sum_of_the_months_contacts(store: &dyn KpiStore) -> Result<(), Error> {
+    let tenant = tenant(&format!("usage-{}", switchboard_test_support::unique_suffix()))?;
+    let events: Vec<EventEnvelope> =
+        random_stories(&tenant, 60, 5).iter().flat_map(ContactStory::events).map(|(_, envelope)| envelope).collect();
+    for batch in shuffled_with_duplicates(&events, 5).chunks(9) {
+        apply_events(store, &batch.iter().collect::<Vec<_>>()).await?;
+    }
+    // The stories' month.
+    let month = crate::usage::Month::parse("2025-11", "month")?;
+    let usage = crate::usage::usage(store, &tenant, month).await?;
+    let recomputed: Vec<ContactFacts> = recompute(&events).into_values().collect();
+    let mut expected: std::collections::BTreeMap<i32, (i64, i64, i64, i64)> = std::collections::BTreeMap::new();
+    for facts in &recomputed {
+        let in_month = facts.arrival_ms().is_some_and(|at| at >= month.start_ms() && at < month.end_ms());
+        let (Some(channel), true) = (facts.channel, in_month) else { continue };
+        let row = expected.entry(channel as i32).or_default();
+        row.0 += 1;
+        row.1 += i64::from(facts.answered_ms.is_some());
+        if let (Some(answered), Some(completed)) = (facts.answered_ms, facts.completed_ms) {
+            row.2 += 1;
+            row.3 += (completed - answered).max(0) + facts.wrap_up_ms.unwrap_or(0);
+        }
+    }
+    let millis = |usage: &switchboard_proto::kpi::v1::ChannelUsage| {
+        usage.handle_time.as_ref().map_or(0, |time| time.seconds * 1_000 + i64::from(time.nanos) / 1_000_000)
+    };
+    let actual: std::collections::BTreeMap<i32, (i64, i64, i64, i64)> = usage
+        .channels
+        .iter()
+        .map(|channel| (channel.channel, (channel.contacts, channel.answered, channel.handled, millis(channel))))
+        .collect();
+    expect_equal(&actual, &expected, "usage per channel vs the recomputed facts")?;
+    let total = usage.total.as_ref().ok_or_else(|| broken("a total"))?;
+    let summed =
+        expected.values().fold((0, 0, 0, 0), |sum, row| (sum.0 + row.0, sum.1 + row.1, sum.2 + row.2, sum.3 + row.3));
+    expect_equal(&(total.contacts, total.answered, total.handled, millis(total)), &summed, "the total")?;
+    expect_equal(&total.handle_minutes, &((summed.3 + 59_999) / 60_000), "minutes rounded up")
+}
+
+/// Contacts of one customer on different channels, delivered out of
+/// order: a resolved contact the customer came back after within 7 days is
+/// not resolved at first contact; one they came back after later, or not
+/// at all, is; contacts of another customer do not count.
+pub async fn a_customer_coming_back_within_the_window_takes_first_contact_resolution_away(
+    store: &dyn KpiStore,
+) -> Result<(), Error> {
+    use crate::domain::facts::FCR_WINDOW_MS;
+    let tenant = tenant(&format!("fcr-{}", switchboard_test_support::unique_suffix()))?;
+    let customer = |id: &str| CustomerId::parse(id, "customer");
+    let day_ms = FCR_WINDOW_MS / 7;
+    let resolved = |customer: CustomerId, arrival_ms: i64, channel: Channel| FactsUpdate {
+        customer: Some(customer),
+        channel: Some(channel),
+        inbound: Some(true),
+        created_ms: Some(arrival_ms),
+        answered_ms: Some(arrival_ms + 1_000),
+        completed_ms: Some(arrival_ms + 60_000),
+        resolved: Some(true),
+        ..FactsUpdate::default()
+    };
+    // Ann: by e-mail, then back two days later by phone (delivered first).
+    store.apply(&tenant, &contact("ct_fcrann0002")?, resolved(customer("cu_ann")?, 2 * day_ms, Channel::Voice)).await?;
+    store.apply(&tenant, &contact("ct_fcrann0001")?, resolved(customer("cu_ann")?, 0, Channel::Email)).await?;
+    // Bob: back only eight days later.
+    store.apply(&tenant, &contact("ct_fcrbob0001")?, resolved(customer("cu_bob")?, 0, Channel::Chat)).await?;
+    store.apply(&tenant, &contact("ct_fcrbob0002")?, resolved(customer("cu_bob")?, 8 * day_ms, Channel::Chat)).await?;
+    // Cleo: once, resolved; her arrival known only after her customer.
+    store
+        .apply(
+            &tenant,
+            &contact("ct_fcrcleo001")?,
+            FactsUpdate { customer: Some(customer("cu_cleo")?), ..FactsUpdate::default() },
+        )
+        .await?;
+    store.apply(&tenant, &contact("ct_fcrcleo001")?, resolved(customer("cu_cleo")?, day_ms, Channel::Sms)).await?;
+    let facts = store.load(&tenant, &FactsFilter::default()).await?;
+    let first_contact: Vec<(&str, bool)> =
+        facts.iter().map(|facts| (facts.contact.as_str(), facts.resolved_at_first_contact())).collect();
+    expect_equal(
+        &first_contact,
+        &vec![
+            ("ct_fcrann0001", false),
+            ("ct_fcrann0002", true),
+            ("ct_fcrbob0001", true),
+            ("ct_fcrbob0002", true),
+            ("ct_fcrcleo001", true),
+        ],
+        "resolved at first contact",
+    )?;
+    let counts = super::counts_by_interval(store, &tenant, &FactsFilter::default(), usize::MAX - 1).await?;
+    let mut total = crate::domain::KpiCounts::default();
+    counts.values().for_each(|interval| total.add(interval));
+    expect_equal(&(total.resolved, total.resolved_first_contact), &(5, 4), "the buckets count it too")
 }
 
 /// Agents' states: the latest wins whatever the order, offline agents are

@@ -10,6 +10,7 @@ use switchboard_proto::presence::v1::AgentState;
 
 use super::KpiStore;
 use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, contribution, fold_changes};
+use crate::domain::facts::{next_after, previous_before};
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 
@@ -18,6 +19,40 @@ use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 struct TenantKpis {
     facts: BTreeMap<ContactId, ContactFacts>,
     buckets: BTreeMap<BucketKey, KpiCounts>,
+}
+
+impl TenantKpis {
+    /// Stores a contact's facts, moving its contribution between buckets.
+    fn set(&mut self, after: ContactFacts) {
+        let changes = bucket_changes(self.facts.get(&after.contact), &after);
+        fold_changes(&mut self.buckets, changes);
+        self.facts.insert(after.contact.clone(), after);
+    }
+
+    /// Links a contact whose customer and arrival just became known to its
+    /// customer's others, as the PostgreSQL store does.
+    fn link(&mut self, contact: &ContactId) {
+        let Some((customer, arrival_ms)) =
+            self.facts.get(contact).and_then(|facts| facts.customer_arrival()).map(|(id, at)| (id.clone(), at))
+        else {
+            return;
+        };
+        let mates: Vec<(ContactId, i64)> = self
+            .facts
+            .values()
+            .filter(|facts| facts.contact != *contact && facts.customer.as_ref() == Some(&customer))
+            .filter_map(|facts| Some((facts.contact.clone(), facts.created_ms?)))
+            .collect();
+        let next = next_after(arrival_ms, mates.iter().map(|(_, at)| *at));
+        let previous = previous_before(arrival_ms, mates.iter().map(|(id, at)| (id, *at))).cloned();
+        let links = [next.map(|next_ms| (contact.clone(), next_ms)), previous.map(|id| (id, arrival_ms))];
+        for (linked, next_ms) in links.into_iter().flatten() {
+            if let Some(mut facts) = self.facts.get(&linked).cloned() {
+                merge(&mut facts, &FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() });
+                self.set(facts);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,12 +79,15 @@ impl KpiStore for MemoryKpiStore {
     async fn apply(&self, tenant: &TenantId, contact: &ContactId, update: FactsUpdate) -> Result<(), Error> {
         let mut tenants = self.lock();
         let kpis = tenants.entry(tenant.clone()).or_default();
-        let facts =
-            kpis.facts.entry(contact.clone()).or_insert_with(|| ContactFacts::empty(tenant.clone(), contact.clone()));
-        let before = facts.clone();
-        merge(facts, &update);
-        let changes = bucket_changes(Some(&before), facts);
-        fold_changes(&mut kpis.buckets, changes);
+        let before = kpis.facts.get(contact).cloned();
+        let mut after = before.clone().unwrap_or_else(|| ContactFacts::empty(tenant.clone(), contact.clone()));
+        merge(&mut after, &update);
+        let newly_linked = before.as_ref().is_none_or(|before| before.customer_arrival().is_none())
+            && after.customer_arrival().is_some();
+        kpis.set(after);
+        if newly_linked {
+            kpis.link(contact);
+        }
         Ok(())
     }
 

@@ -14,12 +14,13 @@ use tokio_postgres::types::ToSql;
 
 use super::KpiStore;
 use super::postgres_buckets::{
-    BUCKETS_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts,
+    BUCKETS_MIGRATION, HANDLE_TIME_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change,
+    read_bucket_counts,
 };
 use super::postgres_live::{
     LIVE_MIGRATION, forget_tenant_in_agent_states, read_agents_by_state, read_waiting, write_agent_states,
 };
-use crate::domain::buckets::RangeSplit;
+use crate::domain::buckets::{BucketKey, RangeSplit};
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, merge};
 
@@ -76,6 +77,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     BUCKETS_MIGRATION,
     LIVE_MIGRATION,
+    HANDLE_TIME_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -90,10 +92,10 @@ const UPSERT_ALL_SQL: &str = r#"
     INSERT INTO kpi.contact_facts AS facts (
         tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms)
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::bool[],
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::int8[], $13::bool[],
-        $14::int8[], $15::int8[], $16::bool[], $17::int8[])
+        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[])
     ON CONFLICT (tenant, contact) DO UPDATE SET
         queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
             OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
@@ -117,7 +119,9 @@ const UPSERT_ALL_SQL: &str = r#"
         completed_ms = LEAST(facts.completed_ms, EXCLUDED.completed_ms),
         resolved = COALESCE(facts.resolved, EXCLUDED.resolved),
         service_level_threshold_ms = COALESCE(facts.service_level_threshold_ms, EXCLUDED.service_level_threshold_ms),
-        short_abandon_threshold_ms = COALESCE(facts.short_abandon_threshold_ms, EXCLUDED.short_abandon_threshold_ms)
+        short_abandon_threshold_ms = COALESCE(facts.short_abandon_threshold_ms, EXCLUDED.short_abandon_threshold_ms),
+        wrap_up_ms = COALESCE(facts.wrap_up_ms, EXCLUDED.wrap_up_ms),
+        next_contact_ms = LEAST(facts.next_contact_ms, EXCLUDED.next_contact_ms)
 "#;
 
 /// The events' updates folded per contact, in key order: `merge` is
@@ -168,6 +172,8 @@ async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -
                 &instants(|facts| facts.short_abandon_threshold_ms),
                 &queue_entered,
                 &instants(|facts| facts.routing_ended_ms),
+                &instants(|facts| facts.wrap_up_ms),
+                &instants(|facts| facts.next_contact_ms),
             ],
         )
         .await
@@ -175,17 +181,75 @@ async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -
     Ok(())
 }
 
+/// The contact that arrived last before `$3` among `$2`'s other contacts
+/// (`$4`: this one), locked.
+const PREVIOUS_CONTACT_SQL: &str = "
+    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
+        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
+    FROM kpi.contact_facts
+    WHERE tenant = $1 AND customer = $2 AND created_ms < $3 AND contact <> $4
+    ORDER BY created_ms DESC, contact DESC
+    LIMIT 1
+    FOR UPDATE";
+
+/// Links a contact whose customer and arrival just became known to its
+/// customer's others (see [`crate::domain::facts::previous_before`]): its
+/// next contact, and it as the next contact of the one before it; each
+/// change written with its bucket change.
+async fn link_to_customer(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    merged: &ContactFacts,
+    bucket_changes: &mut BTreeMap<(TenantId, BucketKey), KpiCounts>,
+) -> Result<(), Error> {
+    let Some((customer, arrival_ms)) = merged.customer_arrival() else { return Ok(()) };
+    let (tenant, customer, contact) = (merged.tenant.as_str(), customer.as_str(), merged.contact.as_str());
+    let next_ms: Option<i64> = transaction
+        .query_one_cached(
+            "SELECT min(created_ms) FROM kpi.contact_facts WHERE tenant = $1 AND customer = $2 AND created_ms > $3",
+            &[&tenant, &customer, &arrival_ms],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let mut links: Vec<(ContactFacts, i64)> = Vec::new();
+    if let Some(next_ms) = next_ms {
+        // As written now: an earlier link of this batch may have changed it.
+        let row = transaction
+            .query_one_cached(&format!("{SELECT_SQL} AND contact = $2"), &[&tenant, &contact])
+            .await
+            .map_err(pg_error)?;
+        links.push((facts_from_row(&row)?, next_ms));
+    }
+    let previous = transaction
+        .query_opt_cached(PREVIOUS_CONTACT_SQL, &[&tenant, &customer, &arrival_ms, &contact])
+        .await
+        .map_err(pg_error)?;
+    if let Some(row) = previous {
+        links.push((facts_from_row(&row)?, arrival_ms));
+    }
+    for (current, next_ms) in links {
+        let mut linked = current.clone();
+        merge(&mut linked, &FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() });
+        if linked != current {
+            fold_contact_change(bucket_changes, Some(&current), &linked);
+            upsert_all(transaction, std::slice::from_ref(&linked)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Every stored fact, for filling the buckets ([`super::postgres_buckets`]).
 pub(super) const SELECT_ALL_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
     FROM kpi.contact_facts";
 
 const SELECT_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
     FROM kpi.contact_facts
     WHERE tenant = $1";
 
@@ -194,7 +258,7 @@ const SELECT_SQL: &str = "
 const LOCK_BATCH_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
     FROM kpi.contact_facts
     WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
     ORDER BY tenant, contact
@@ -260,6 +324,12 @@ impl KpiStore for PostgresKpiStore {
             after.push(merged);
         }
         upsert_all(&transaction, &after).await?;
+        for merged in &after {
+            let known = before.get(&(merged.tenant.clone(), merged.contact.clone()));
+            if known.is_none_or(|known| known.customer_arrival().is_none()) {
+                link_to_customer(&transaction, merged, &mut bucket_changes).await?;
+            }
+        }
         add_to_buckets(&transaction, &bucket_changes).await?;
         transaction.commit().await.map_err(pg_error)
     }
@@ -389,5 +459,7 @@ pub(super) fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
         resolved: column(row, "resolved")?,
         service_level_threshold_ms: column(row, "service_level_threshold_ms")?,
         short_abandon_threshold_ms: column(row, "short_abandon_threshold_ms")?,
+        wrap_up_ms: column(row, "wrap_up_ms")?,
+        next_contact_ms: column(row, "next_contact_ms")?,
     })
 }

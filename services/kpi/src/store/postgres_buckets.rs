@@ -39,6 +39,9 @@ const COUNTER_COLUMNS: [&str; COUNTERS] = [
     "inbound_timed_out",
     "inbound_short_abandoned",
     "offered_short_abandoned",
+    "handled",
+    "total_handle_ms",
+    "resolved_first_contact",
 ];
 
 /// `0003_interval_counts`: the buckets, and whether they were filled from
@@ -61,6 +64,27 @@ pub const BUCKETS_MIGRATION: Migration = Migration {
             PRIMARY KEY (tenant, interval_start_ms, queue, channel)
         );
         CREATE TABLE kpi.interval_counts_filled (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row));
+    ",
+};
+
+/// `0005_handle_time_and_fcr`: the wrap-up and the customer's next
+/// contact in the facts (with the index that finds a customer's contacts
+/// by arrival), handle time and first-contact resolution in the buckets.
+/// The buckets are emptied, to be filled again from the facts (with the
+/// new counters) by the first replica that starts; facts recorded before
+/// have no next contact until a recompute from the log.
+pub const HANDLE_TIME_MIGRATION: Migration = Migration {
+    version: "0005_handle_time_and_fcr",
+    sql: "
+        ALTER TABLE kpi.contact_facts ADD COLUMN wrap_up_ms bigint, ADD COLUMN next_contact_ms bigint;
+        CREATE INDEX contact_facts_customer ON kpi.contact_facts (tenant, customer, created_ms)
+            WHERE customer IS NOT NULL;
+        ALTER TABLE kpi.interval_counts
+            ADD COLUMN handled bigint NOT NULL DEFAULT 0,
+            ADD COLUMN total_handle_ms bigint NOT NULL DEFAULT 0,
+            ADD COLUMN resolved_first_contact bigint NOT NULL DEFAULT 0;
+        DELETE FROM kpi.interval_counts;
+        DELETE FROM kpi.interval_counts_filled;
     ",
 };
 

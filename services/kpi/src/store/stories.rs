@@ -175,7 +175,9 @@ impl ContactStory {
     pub fn events(&self) -> Vec<(&'static str, EventEnvelope)> {
         let contact = contact_name(&self.tenant, &self.contact);
         let entered_queue = queue_name(&self.tenant, &self.queue);
-        let customer_suffix = self.contact.as_str().trim_start_matches(ContactId::PREFIX);
+        // Customers come back: contacts whose ids end alike are one
+        // customer's (for first-contact resolution).
+        let customer_suffix = self.contact.as_str().chars().last().unwrap_or('0');
         let customer = CustomerId::parse(&format!("{}{customer_suffix}", CustomerId::PREFIX), "customer")
             .map(|customer| customer_name(&self.tenant, &customer))
             .unwrap_or_default();

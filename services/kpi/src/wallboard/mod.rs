@@ -66,7 +66,7 @@ async fn page() -> Response {
 }
 
 /// A refusal as the page shows it: the status and the error's JSON.
-fn refused(error: &Error) -> Response {
+pub(crate) fn refused(error: &Error) -> Response {
     let status = to_status(error);
     let code = match status.code() {
         tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -145,6 +145,11 @@ pub fn feed_json(live: &proto::LiveKpis) -> Value {
             "lcr": summary.lcr,
             "asa_ms": summary.asa.as_ref().and_then(millis_from_duration).unwrap_or(0),
             "service_level": summary.service_level,
+            "handled": summary.handled,
+            "resolved": summary.resolved,
+            "fcr": summary.fcr,
+            "fcr_provisional": summary.fcr_provisional,
+            "aht_ms": summary.aht.as_ref().and_then(millis_from_duration).unwrap_or(0),
         })
     };
     let agents: serde_json::Map<String, Value> = live

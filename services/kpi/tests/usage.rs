@@ -1,0 +1,105 @@
+//! Usage metering over the real APIs: `GetUsage` and the CSV export agree,
+//! count a month's contacts by channel with their handle time, and refuse
+//! another tenant's key and a malformed month.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::{ACME_READER_KEY, GLOBEX_READER_KEY, authorized, config, kit, publish};
+use switchboard_core::{ContactId, QueueId, TenantId};
+use switchboard_kpi::Kpi;
+use switchboard_kpi::store::contract::{ContactStory, StoryOutcome};
+use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::service::Service;
+use switchboard_proto::common::v1::{Channel, Direction};
+use switchboard_proto::kpi::v1::GetUsageRequest;
+use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
+use switchboard_test_support::{http_request, start_service_with_http};
+use tonic::Code;
+
+/// 2026-12-03T10:00:00Z.
+const ARRIVAL_MS: i64 = 1_796_292_000_000;
+
+fn handled_story(contact: &str, channel: Channel, handle_ms: i64) -> ContactStory {
+    ContactStory {
+        tenant: TenantId::parse("acme", "tenant").unwrap(),
+        contact: ContactId::parse(contact, "contact").unwrap(),
+        queue: QueueId::parse("support", "queue").unwrap(),
+        overflow_to: None,
+        channel,
+        direction: Direction::Inbound,
+        created_ms: ARRIVAL_MS,
+        queue_delay_ms: Some(0),
+        outcome: StoryOutcome::Answered { wait_ms: 5_000, completion: Some((handle_ms, true)) },
+        short_abandon_threshold_ms: None,
+        service_level_threshold_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn a_months_usage_is_served_and_exported_by_channel() {
+    let bus = MemoryBus::new();
+    let mut kit = kit(&config(), &bus);
+    let kpi = Kpi::in_memory(&mut kit);
+    let service = start_service_with_http(kit, kpi).await;
+    let mut client = KpiServiceClient::connect(service.url()).await.expect("connect");
+    for story in [
+        handled_story("ct_usage0001", Channel::Voice, 90_000),
+        handled_story("ct_usage0002", Channel::Voice, 30_500),
+        handled_story("ct_usage0003", Channel::Chat, 600_000),
+    ] {
+        publish(&bus, &story.events()).await;
+    }
+    let request = || GetUsageRequest { parent: "tenants/acme".to_owned(), month: "2026-12".to_owned() };
+    let usage = loop {
+        let usage = client.get_usage(authorized(ACME_READER_KEY, request())).await.expect("usage").into_inner();
+        if usage.total.as_ref().is_some_and(|total| total.handled == 3) {
+            break usage;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let rows: Vec<(i32, i64, i64, i64)> =
+        usage.channels.iter().map(|row| (row.channel, row.contacts, row.handled, row.handle_minutes)).collect();
+    // Voice: 90 s + 30.5 s = 2 min 0.5 s, billed as 3 minutes.
+    assert_eq!(rows, vec![(Channel::Voice as i32, 2, 2, 3), (Channel::Chat as i32, 1, 1, 10)]);
+    let november = GetUsageRequest { month: "2026-11".to_owned(), ..request() };
+    let nothing = client.get_usage(authorized(ACME_READER_KEY, november)).await.expect("usage").into_inner();
+    assert!(nothing.channels.is_empty(), "another month holds none of them: {nothing:?}");
+
+    let http = service.http_address.expect("http");
+    let csv = http_request(
+        http,
+        "GET",
+        "/usage.csv?tenant=acme&month=2026-12",
+        &[("authorization", &format!("Bearer {ACME_READER_KEY}"))],
+        b"",
+    )
+    .await
+    .expect("csv");
+    assert_eq!(csv.status, 200, "{csv:?}");
+    assert_eq!(
+        csv.body,
+        "tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes\n\
+         acme,2026-12,voice,2,2,2,120500,3\n\
+         acme,2026-12,chat,1,1,1,600000,10\n\
+         acme,2026-12,all,3,3,3,720500,13\n"
+    );
+
+    let foreign = client.get_usage(authorized(GLOBEX_READER_KEY, request())).await.expect_err("globex");
+    assert_eq!(foreign.code(), Code::PermissionDenied);
+    let refused = http_request(
+        http,
+        "GET",
+        "/usage.csv?tenant=acme&month=2026-12",
+        &[("authorization", &format!("Bearer {GLOBEX_READER_KEY}"))],
+        b"",
+    )
+    .await
+    .expect("refusal");
+    assert_eq!(refused.status, 403);
+    let malformed = GetUsageRequest { month: "2026-13".to_owned(), ..request() };
+    let invalid = client.get_usage(authorized(ACME_READER_KEY, malformed)).await.expect_err("month");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    service.stop().await;
+}
