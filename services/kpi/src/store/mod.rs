@@ -7,6 +7,7 @@ pub mod contract;
 pub mod memory;
 pub mod postgres;
 mod postgres_buckets;
+mod postgres_links;
 mod postgres_live;
 #[cfg(any(test, feature = "contract"))]
 pub mod stories;

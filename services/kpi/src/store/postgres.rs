@@ -17,10 +17,11 @@ use super::postgres_buckets::{
     BUCKETS_MIGRATION, HANDLE_TIME_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change,
     read_bucket_counts,
 };
+use super::postgres_links::link_to_customers;
 use super::postgres_live::{
     LIVE_MIGRATION, forget_tenant_in_agent_states, read_agents_by_state, read_waiting, write_agent_states,
 };
-use crate::domain::buckets::{BucketKey, RangeSplit};
+use crate::domain::buckets::RangeSplit;
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, merge};
 
@@ -88,7 +89,7 @@ pub const MIGRATIONS: &[Migration] = &[
 /// contact (a contact appears once: an upsert may not touch a row twice);
 /// a contact's queue is NULL and its `queue_entered` false when its update
 /// names no queue.
-const UPSERT_ALL_SQL: &str = r#"
+pub(super) const UPSERT_ALL_SQL: &str = r#"
     INSERT INTO kpi.contact_facts AS facts (
         tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
@@ -139,7 +140,7 @@ fn merged_per_contact(events: Vec<FactsEvent>) -> Vec<ContactFacts> {
 
 /// Merges every contact's folded updates into its row (see
 /// [`UPSERT_ALL_SQL`]), in one statement.
-async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -> Result<(), Error> {
+pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -> Result<(), Error> {
     let tenants: Vec<&str> = contacts.iter().map(|facts| facts.tenant.as_str()).collect();
     let ids: Vec<&str> = contacts.iter().map(|facts| facts.contact.as_str()).collect();
     let queues: Vec<Option<&str>> = contacts.iter().map(|facts| facts.queue.as_ref().map(QueueId::as_str)).collect();
@@ -178,64 +179,6 @@ async fn upsert_all(client: &impl CachedStatements, contacts: &[ContactFacts]) -
         )
         .await
         .map_err(pg_error)?;
-    Ok(())
-}
-
-/// The contact that arrived last before `$3` among `$2`'s other contacts
-/// (`$4`: this one), locked.
-const PREVIOUS_CONTACT_SQL: &str = "
-    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
-        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
-    FROM kpi.contact_facts
-    WHERE tenant = $1 AND customer = $2 AND created_ms < $3 AND contact <> $4
-    ORDER BY created_ms DESC, contact DESC
-    LIMIT 1
-    FOR UPDATE";
-
-/// Links a contact whose customer and arrival just became known to its
-/// customer's others (see [`crate::domain::facts::previous_before`]): its
-/// next contact, and it as the next contact of the one before it; each
-/// change written with its bucket change.
-async fn link_to_customer(
-    transaction: &deadpool_postgres::Transaction<'_>,
-    merged: &ContactFacts,
-    bucket_changes: &mut BTreeMap<(TenantId, BucketKey), KpiCounts>,
-) -> Result<(), Error> {
-    let Some((customer, arrival_ms)) = merged.customer_arrival() else { return Ok(()) };
-    let (tenant, customer, contact) = (merged.tenant.as_str(), customer.as_str(), merged.contact.as_str());
-    let next_ms: Option<i64> = transaction
-        .query_one_cached(
-            "SELECT min(created_ms) FROM kpi.contact_facts WHERE tenant = $1 AND customer = $2 AND created_ms > $3",
-            &[&tenant, &customer, &arrival_ms],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    let mut links: Vec<(ContactFacts, i64)> = Vec::new();
-    if let Some(next_ms) = next_ms {
-        // As written now: an earlier link of this batch may have changed it.
-        let row = transaction
-            .query_one_cached(&format!("{SELECT_SQL} AND contact = $2"), &[&tenant, &contact])
-            .await
-            .map_err(pg_error)?;
-        links.push((facts_from_row(&row)?, next_ms));
-    }
-    let previous = transaction
-        .query_opt_cached(PREVIOUS_CONTACT_SQL, &[&tenant, &customer, &arrival_ms, &contact])
-        .await
-        .map_err(pg_error)?;
-    if let Some(row) = previous {
-        links.push((facts_from_row(&row)?, arrival_ms));
-    }
-    for (current, next_ms) in links {
-        let mut linked = current.clone();
-        merge(&mut linked, &FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() });
-        if linked != current {
-            fold_contact_change(bucket_changes, Some(&current), &linked);
-            upsert_all(transaction, std::slice::from_ref(&linked)).await?;
-        }
-    }
     Ok(())
 }
 
@@ -324,12 +267,16 @@ impl KpiStore for PostgresKpiStore {
             after.push(merged);
         }
         upsert_all(&transaction, &after).await?;
-        for merged in &after {
-            let known = before.get(&(merged.tenant.clone(), merged.contact.clone()));
-            if known.is_none_or(|known| known.customer_arrival().is_none()) {
-                link_to_customer(&transaction, merged, &mut bucket_changes).await?;
-            }
-        }
+        // Contacts whose customer and creation just became known join
+        // their customers' others (first-contact resolution).
+        let newly_linked: Vec<&ContactFacts> = after
+            .iter()
+            .filter(|merged| {
+                let known = before.get(&(merged.tenant.clone(), merged.contact.clone()));
+                merged.customer_arrival().is_some() && known.is_none_or(|known| known.customer_arrival().is_none())
+            })
+            .collect();
+        link_to_customers(&transaction, &after, &newly_linked, &mut bucket_changes).await?;
         add_to_buckets(&transaction, &bucket_changes).await?;
         transaction.commit().await.map_err(pg_error)
     }
