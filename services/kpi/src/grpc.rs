@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status};
 use crate::domain::summary::fcr_provisional;
 use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
 use crate::live::{self, LiveBoards};
-use crate::store::{KpiStore, counts_by_interval};
+use crate::store::{KpiStore, counts_by_interval, summary_counts};
 use crate::usage;
 
 /// Serves KPIs of the caller's tenants from a [`KpiStore`].
@@ -68,11 +68,8 @@ impl KpiGrpc {
     /// counts the contacts it selects, per arrival interval (`None`:
     /// arrival unknown): whole intervals from the buckets, partial ends of
     /// the range from the facts.
-    async fn counts(
-        &self,
-        principal: &Principal,
-        filter: Option<&KpiFilter>,
-    ) -> Result<(BTreeMap<Option<i64>, KpiCounts>, ServiceLevelVariant), Error> {
+    /// The validated filter, the caller authorized on its tenant.
+    fn query(&self, principal: &Principal, filter: Option<&KpiFilter>) -> Result<KpiQuery, Error> {
         let Some(filter) = filter else {
             return Err(Error::missing_field("filter"));
         };
@@ -80,7 +77,15 @@ impl KpiGrpc {
         // Authorize before looking at the rest, so a caller learns nothing
         // about a tenant it may not read.
         self.access.authorize_read(principal, &tenant)?;
-        let query = KpiQuery::parse(tenant, filter)?;
+        KpiQuery::parse(tenant, filter)
+    }
+
+    async fn counts(
+        &self,
+        principal: &Principal,
+        filter: Option<&KpiFilter>,
+    ) -> Result<(BTreeMap<Option<i64>, KpiCounts>, ServiceLevelVariant), Error> {
+        let query = self.query(principal, filter)?;
         let counts =
             counts_by_interval(self.store.as_ref(), &query.tenant, &query.filter, self.max_contacts_per_query).await?;
         tracing::debug!(tenant = %query.tenant, key = %LogName(principal), intervals = counts.len(), "kpi counts read");
@@ -88,13 +93,12 @@ impl KpiGrpc {
     }
 
     async fn summary(&self, principal: Principal, request: GetKpiSummaryRequest) -> Result<KpiSummary, Error> {
-        let (by_interval, variant) = self.counts(&principal, request.filter.as_ref()).await?;
-        let mut counts = KpiCounts::default();
-        by_interval.values().for_each(|interval| counts.add(interval));
-        let now_ms = now_millis();
-        let mut summary = domain::KpiSummary { counts, variant }.to_proto();
-        summary.fcr_provisional =
-            by_interval.iter().any(|(start_ms, interval)| fcr_provisional(interval, *start_ms, now_ms));
+        let query = self.query(&principal, request.filter.as_ref())?;
+        let max = self.max_contacts_per_query;
+        let (counts, provisional) =
+            summary_counts(self.store.as_ref(), &query.tenant, &query.filter, max, now_millis()).await?;
+        let mut summary = domain::KpiSummary { counts, variant: query.variant }.to_proto();
+        summary.fcr_provisional = provisional;
         Ok(summary)
     }
 

@@ -248,7 +248,53 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     }
     live_figures_follow_agents_and_waiting_contacts(store).await?;
     a_customer_coming_back_within_the_window_takes_first_contact_resolution_away(store).await?;
-    usage_is_the_sum_of_the_months_contacts(store).await
+    usage_is_the_sum_of_the_months_contacts(store).await?;
+    summaries_over_days_equal_the_facts(store).await
+}
+
+/// Contacts spread over four days: a summary over whole days (which a
+/// store may read from day sums), over days with ragged ends and over less
+/// than a day equals the KPIs of the facts the filter selects.
+pub async fn summaries_over_days_equal_the_facts(store: &dyn KpiStore) -> Result<(), Error> {
+    const DAY_MS: i64 = 86_400_000;
+    let tenant = tenant(&format!("days-{}", switchboard_test_support::unique_suffix()))?;
+    let first_day_ms = 1_764_547_200_000; // 2025-12-01T00:00:00Z
+    for number in 0..120_i64 {
+        let created_ms = first_day_ms + number * 2_903_117 % (4 * DAY_MS);
+        let update = FactsUpdate {
+            queue: Some(queue(["sales", "support"][usize::try_from(number % 2).unwrap_or(0)])?),
+            queue_entered: true,
+            channel: Some([Channel::Voice, Channel::Chat, Channel::Email][usize::try_from(number % 3).unwrap_or(0)]),
+            inbound: Some(true),
+            created_ms: Some(created_ms),
+            queued_ms: Some(created_ms + 100),
+            answered_ms: (number % 4 != 0).then_some(created_ms + 9_000),
+            abandoned_ms: (number % 4 == 0).then_some(created_ms + 40_000),
+            ..FactsUpdate::default()
+        };
+        store.apply(&tenant, &contact(&format!("ct_days{number:05}"))?, update).await?;
+    }
+    let all = store.load(&tenant, &FactsFilter::default()).await?;
+    let range = |start_ms: i64, end_ms: i64| FactsFilter {
+        arrival_start_ms: Some(start_ms),
+        arrival_end_ms: Some(end_ms),
+        ..FactsFilter::default()
+    };
+    let filters = [
+        FactsFilter::default(),
+        range(first_day_ms, first_day_ms + 4 * DAY_MS),
+        range(first_day_ms + DAY_MS, first_day_ms + 3 * DAY_MS),
+        range(first_day_ms + 3_600_000 + 17, first_day_ms + 3 * DAY_MS - 900_000 - 5),
+        range(first_day_ms + DAY_MS + 900_000, first_day_ms + DAY_MS + 7_200_000),
+        FactsFilter { channel: Some(Channel::Chat), ..range(first_day_ms - DAY_MS, first_day_ms + 2 * DAY_MS + 1) },
+        FactsFilter { queue: Some(queue("sales")?), ..range(first_day_ms + 5, first_day_ms + 4 * DAY_MS) },
+    ];
+    for filter in &filters {
+        let (total, _) = super::summary_counts(store, &tenant, filter, usize::MAX - 1, first_day_ms).await?;
+        let expected = summarize(all.iter().filter(|facts| filter.matches(facts)), ServiceLevelVariant::default());
+        expect_equal(&total, &expected.counts, &format!("summary, filter {filter:?}"))?;
+    }
+    Ok(())
 }
 
 /// A month's usage per channel equals the sums over the contacts that

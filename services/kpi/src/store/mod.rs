@@ -21,7 +21,10 @@ use switchboard_proto::events::v1::EventEnvelope;
 
 use crate::domain::buckets::{RangeSplit, split_range};
 use crate::domain::live::{AgentStateUpdate, LiveFigures, agent_state_update};
-use crate::domain::{ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, facts_event, interval_start_ms};
+use crate::domain::summary::fcr_provisional;
+use crate::domain::{
+    ContactFacts, FactsEvent, FactsFilter, FactsUpdate, INTERVAL_MS, KpiCounts, facts_event, interval_start_ms,
+};
 
 pub use memory::MemoryKpiStore;
 pub use postgres::PostgresKpiStore;
@@ -72,6 +75,20 @@ pub trait KpiStore: Send + Sync + 'static {
         split: &RangeSplit,
     ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error>;
 
+    /// The counts of the buckets `filter` counts whole, by period: each
+    /// with its start (`None`: unknown arrival) and length. A store may sum
+    /// whole days ahead (PostgreSQL does), so a long range reads few rows;
+    /// by default every period is one interval.
+    async fn bucket_periods(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        split: &RangeSplit,
+    ) -> Result<Vec<(Option<i64>, i64, KpiCounts)>, Error> {
+        let by_interval = self.bucket_counts(tenant, filter, split).await?;
+        Ok(by_interval.into_iter().map(|(start, counts)| (start, INTERVAL_MS, counts)).collect())
+    }
+
     /// Records each agent update that supersedes its agent's stored state
     /// ([`AgentStateUpdate::supersedes`]): order-insensitive, idempotent.
     async fn apply_agent_states(&self, updates: &[AgentStateUpdate]) -> Result<(), Error>;
@@ -87,6 +104,32 @@ pub trait KpiStore: Send + Sync + 'static {
     /// Removes every fact and bucket of `tenant` (a deleted tenant), and
     /// the tenant from agents' states; idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
+}
+
+/// The counts of the contacts `filter` selects, summed (a summary), and
+/// whether their first-contact resolution is still provisional at
+/// `now_ms`: as [`counts_by_interval`], with whole days read from the
+/// store's day sums where it has them.
+pub async fn summary_counts(
+    store: &dyn KpiStore,
+    tenant: &TenantId,
+    filter: &FactsFilter,
+    max_edge_contacts: usize,
+    now_ms: i64,
+) -> Result<(KpiCounts, bool), Error> {
+    let split = split_range(filter);
+    let mut total = KpiCounts::default();
+    let mut provisional = false;
+    for (start, length_ms, counts) in store.bucket_periods(tenant, filter, &split).await? {
+        total.add(&counts);
+        provisional |= fcr_provisional(&counts, start.map(|start_ms| start_ms + length_ms - INTERVAL_MS), now_ms);
+    }
+    let edges = RangeSplit { whole: None, ..split };
+    for (start, counts) in edge_counts(store, tenant, filter, &edges, max_edge_contacts).await? {
+        total.add(&counts);
+        provisional |= fcr_provisional(&counts, start, now_ms);
+    }
+    Ok((total, provisional))
 }
 
 /// A tenant's live figures now (`WatchLiveKpis`): whole intervals of today
@@ -123,6 +166,24 @@ pub async fn counts_by_interval(
 ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
     let split = split_range(filter);
     let mut counts = store.bucket_counts(tenant, filter, &split).await?;
+    for (start, edge) in edge_counts(store, tenant, filter, &split, max_edge_contacts).await? {
+        counts.entry(start).or_default().add(&edge);
+    }
+    counts.retain(|_, interval| interval.contacts != 0);
+    Ok(counts)
+}
+
+/// The counts of the partial ends of `split`, per interval, from at most
+/// `max_edge_contacts` facts each (RESOURCE_EXHAUSTED `KPI_RANGE_TOO_LARGE`
+/// past it).
+async fn edge_counts(
+    store: &dyn KpiStore,
+    tenant: &TenantId,
+    filter: &FactsFilter,
+    split: &RangeSplit,
+    max_edge_contacts: usize,
+) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
+    let mut counts: BTreeMap<Option<i64>, KpiCounts> = BTreeMap::new();
     for (start_ms, end_ms) in &split.partial {
         let edge = FactsFilter { arrival_start_ms: Some(*start_ms), arrival_end_ms: Some(*end_ms), ..filter.clone() };
         let facts = store.load_at_most(tenant, &edge, max_edge_contacts).await?;
@@ -138,7 +199,6 @@ pub async fn counts_by_interval(
             counts.entry(contact_facts.arrival_ms().map(interval_start_ms)).or_default().add_contact(contact_facts);
         }
     }
-    counts.retain(|_, interval| interval.contacts != 0);
     Ok(counts)
 }
 

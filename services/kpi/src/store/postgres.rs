@@ -14,8 +14,8 @@ use tokio_postgres::types::ToSql;
 
 use super::KpiStore;
 use super::postgres_buckets::{
-    BUCKETS_MIGRATION, HANDLE_TIME_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change,
-    read_bucket_counts,
+    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, add_to_buckets, fill_buckets_once,
+    fold_contact_change, read_bucket_counts, read_bucket_periods,
 };
 use super::postgres_links::link_to_customers;
 use super::postgres_live::{
@@ -79,6 +79,7 @@ pub const MIGRATIONS: &[Migration] = &[
     BUCKETS_MIGRATION,
     LIVE_MIGRATION,
     HANDLE_TIME_MIGRATION,
+    DAY_COUNTS_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -279,6 +280,15 @@ impl KpiStore for PostgresKpiStore {
         link_to_customers(&transaction, &after, &newly_linked, &mut bucket_changes).await?;
         add_to_buckets(&transaction, &bucket_changes).await?;
         transaction.commit().await.map_err(pg_error)
+    }
+
+    async fn bucket_periods(
+        &self,
+        tenant: &TenantId,
+        filter: &FactsFilter,
+        split: &RangeSplit,
+    ) -> Result<Vec<(Option<i64>, i64, KpiCounts)>, Error> {
+        read_bucket_periods(&self.pool.get().await.map_err(pg_error)?, tenant, filter, split).await
     }
 
     async fn apply_agent_states(&self, updates: &[AgentStateUpdate]) -> Result<(), Error> {

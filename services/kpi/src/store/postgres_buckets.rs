@@ -12,11 +12,14 @@ use tokio_postgres::types::ToSql;
 use super::postgres::{SELECT_ALL_SQL, facts_from_row};
 use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, fold_changes};
 use crate::domain::summary::COUNTERS;
-use crate::domain::{FactsFilter, KpiCounts};
+use crate::domain::{FactsFilter, INTERVAL_MS, KpiCounts};
 
 /// A bucket's interval when the contact's arrival is not known yet (a key
 /// column cannot be NULL).
 const UNKNOWN_INTERVAL: i64 = i64::MIN;
+/// A day, the period of `kpi.day_counts`.
+const DAY_MS: i64 = 24 * 60 * 60 * 1_000;
+
 /// A bucket's channel when not known yet.
 const UNKNOWN_CHANNEL: i32 = -1;
 
@@ -88,6 +91,18 @@ pub const HANDLE_TIME_MIGRATION: Migration = Migration {
     ",
 };
 
+/// `0006_day_counts`: the buckets summed by day, so a summary over a month
+/// reads about thirty rows per queue and channel, not three thousand; the
+/// buckets are filled again from the facts, both tables together.
+pub const DAY_COUNTS_MIGRATION: Migration = Migration {
+    version: "0006_day_counts",
+    sql: "
+        CREATE TABLE kpi.day_counts (LIKE kpi.interval_counts INCLUDING ALL);
+        DELETE FROM kpi.interval_counts;
+        DELETE FROM kpi.interval_counts_filled;
+    ",
+};
+
 fn key_columns(key: &BucketKey) -> (i64, &str, i32) {
     (
         key.interval_start_ms.unwrap_or(UNKNOWN_INTERVAL),
@@ -105,6 +120,27 @@ pub(super) async fn add_to_buckets(
     if changes.is_empty() {
         return Ok(());
     }
+    add_counts(client, "kpi.interval_counts", changes).await?;
+    // The same changes by day, for summaries over long ranges.
+    let mut by_day: BTreeMap<(TenantId, BucketKey), KpiCounts> = BTreeMap::new();
+    for ((tenant, key), delta) in changes {
+        let Some(interval_ms) = key.interval_start_ms else { continue };
+        let day = BucketKey { interval_start_ms: Some(interval_ms.div_euclid(DAY_MS) * DAY_MS), ..key.clone() };
+        by_day.entry((tenant.clone(), day)).or_default().add(delta);
+    }
+    add_counts(client, "kpi.day_counts", &by_day).await
+}
+
+/// Adds `changes` to the rows of `table` (`kpi.interval_counts` or
+/// `kpi.day_counts`, alike but for the period), in key order.
+async fn add_counts(
+    client: &impl CachedStatements,
+    table: &str,
+    changes: &BTreeMap<(TenantId, BucketKey), KpiCounts>,
+) -> Result<(), Error> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     let tenants: Vec<&str> = changes.keys().map(|(tenant, _)| tenant.as_str()).collect();
     let keys: Vec<(i64, &str, i32)> = changes.keys().map(|(_, key)| key_columns(key)).collect();
     let intervals: Vec<i64> = keys.iter().map(|key| key.0).collect();
@@ -117,7 +153,7 @@ pub(super) async fn add_to_buckets(
     let updates: Vec<String> =
         COUNTER_COLUMNS.iter().map(|column| format!("{column} = buckets.{column} + EXCLUDED.{column}")).collect();
     let sql = format!(
-        "INSERT INTO kpi.interval_counts AS buckets (tenant, interval_start_ms, queue, channel, {columns})
+        "INSERT INTO {table} AS buckets (tenant, interval_start_ms, queue, channel, {columns})
          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int4[], {})
          ON CONFLICT (tenant, interval_start_ms, queue, channel) DO UPDATE SET {}",
         arrays.join(", "),
@@ -136,18 +172,64 @@ pub(super) async fn read_bucket_counts(
     filter: &FactsFilter,
     split: &RangeSplit,
 ) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
-    let mut counts: BTreeMap<Option<i64>, KpiCounts> = BTreeMap::new();
-    let tenant_name = tenant.as_str();
-    let queue = filter.queue.as_ref().map(QueueId::as_str);
-    let channel = filter.channel.map(|channel| channel as i32);
     let (whole_start, whole_end) = match split.whole {
         Some((start, end)) => (start.unwrap_or(UNKNOWN_INTERVAL + 1), end.unwrap_or(i64::MAX)),
         // No whole interval: an empty range.
         None => (0, 0),
     };
+    read_counts(client, "kpi.interval_counts", tenant, filter, (whole_start, whole_end), split.unknown_arrival).await
+}
+
+/// The counts of the buckets `filter` counts whole, by period: the whole
+/// days of the range from `kpi.day_counts`, the intervals before and after
+/// them from `kpi.interval_counts` (periods keyed by their start).
+pub(super) async fn read_bucket_periods(
+    client: &impl CachedStatements,
+    tenant: &TenantId,
+    filter: &FactsFilter,
+    split: &RangeSplit,
+) -> Result<Vec<(Option<i64>, i64, KpiCounts)>, Error> {
+    let Some((start, end)) = split.whole else {
+        let unknown = read_counts(client, "kpi.interval_counts", tenant, filter, (0, 0), split.unknown_arrival).await?;
+        return Ok(unknown.into_iter().map(|(start, counts)| (start, INTERVAL_MS, counts)).collect());
+    };
+    let (whole_start, whole_end) = (start.unwrap_or(UNKNOWN_INTERVAL + 1), end.unwrap_or(i64::MAX));
+    // Whole days inside the range; none when it is shorter than a day.
+    let first_day = whole_start.div_euclid(DAY_MS).saturating_add(i64::from(whole_start.rem_euclid(DAY_MS) != 0));
+    let days = (first_day.saturating_mul(DAY_MS), whole_end.div_euclid(DAY_MS).saturating_mul(DAY_MS));
+    let mut periods = Vec::new();
+    let mut interval_ranges = vec![(whole_start, whole_end)];
+    if days.0 < days.1 {
+        let by_day = read_counts(client, "kpi.day_counts", tenant, filter, days, false).await?;
+        periods.extend(by_day.into_iter().map(|(start, counts)| (start, DAY_MS, counts)));
+        interval_ranges = vec![(whole_start, days.0), (days.1, whole_end)];
+    }
+    let mut unknown_arrival = split.unknown_arrival;
+    for range in interval_ranges {
+        let counts = read_counts(client, "kpi.interval_counts", tenant, filter, range, unknown_arrival).await?;
+        periods.extend(counts.into_iter().map(|(start, counts)| (start, INTERVAL_MS, counts)));
+        unknown_arrival = false;
+    }
+    Ok(periods)
+}
+
+/// Sums of `table`'s rows per period start in `[range.0, range.1)` (and
+/// the unknown-arrival row with `unknown_arrival`).
+async fn read_counts(
+    client: &impl CachedStatements,
+    table: &str,
+    tenant: &TenantId,
+    filter: &FactsFilter,
+    (range_start, range_end): (i64, i64),
+    unknown_arrival: bool,
+) -> Result<BTreeMap<Option<i64>, KpiCounts>, Error> {
+    let mut counts: BTreeMap<Option<i64>, KpiCounts> = BTreeMap::new();
+    let tenant_name = tenant.as_str();
+    let queue = filter.queue.as_ref().map(QueueId::as_str);
+    let channel = filter.channel.map(|channel| channel as i32);
     let sums: Vec<String> = COUNTER_COLUMNS.iter().map(|column| format!("sum({column})::int8")).collect();
     let sql = format!(
-        "SELECT interval_start_ms, {} FROM kpi.interval_counts
+        "SELECT interval_start_ms, {} FROM {table}
          WHERE tenant = $1 AND ($2::text IS NULL OR queue = $2) AND ($3::int4 IS NULL OR channel = $3)
            AND ((interval_start_ms >= $4 AND interval_start_ms < $5) OR ($6 AND interval_start_ms = $7))
          GROUP BY interval_start_ms",
@@ -156,7 +238,7 @@ pub(super) async fn read_bucket_counts(
     let rows = client
         .query_cached(
             &sql,
-            &[&tenant_name, &queue, &channel, &whole_start, &whole_end, &split.unknown_arrival, &UNKNOWN_INTERVAL],
+            &[&tenant_name, &queue, &channel, &range_start, &range_end, &unknown_arrival, &UNKNOWN_INTERVAL],
         )
         .await
         .map_err(pg_error)?;
