@@ -1,7 +1,7 @@
 //! Command line: `switchboard dev [--demo] [--verbose]`,
 //! `switchboard <service>`, `switchboard run --services a,b`,
-//! `switchboard api-key new`, `switchboard dead-letters list|replay`, and
-//! `--print-config` everywhere.
+//! `switchboard api-key new`, `switchboard dead-letters list|replay`,
+//! `switchboard kpi recompute`, and `--print-config` everywhere.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,8 +50,12 @@ pub enum Command {
     Presence,
     /// The CRM service against Kafka and PostgreSQL.
     Crm,
-    /// The KPI service against Kafka and PostgreSQL.
-    Kpi,
+    /// The KPI service against Kafka and PostgreSQL (with `recompute`: an
+    /// operator command on the KPI store instead).
+    Kpi {
+        #[command(subcommand)]
+        action: Option<KpiAction>,
+    },
     /// Several services in one process against the configured backends.
     Run {
         /// Comma-separated: ingestion,routing,presence,crm,kpi.
@@ -74,6 +78,22 @@ pub enum Command {
     DeadLetters {
         #[command(subcommand)]
         action: crate::operator::DeadLetterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KpiAction {
+    /// Rebuilds the KPI facts of the contacts that arrived in a range (all,
+    /// without one) from the events the broker retains, and every bucket
+    /// from the facts; the KPI service may keep running meanwhile.
+    Recompute {
+        /// RFC 3339, e.g. 2026-12-01T00:00:00Z: contacts that arrived at or
+        /// after it.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339: contacts that arrived before it.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -134,7 +154,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Routing => (vec![ServiceKind::Routing], Backends::External, false),
         Command::Presence => (vec![ServiceKind::Presence], Backends::External, false),
         Command::Crm => (vec![ServiceKind::Crm], Backends::External, false),
-        Command::Kpi => (vec![ServiceKind::Kpi], Backends::External, false),
+        Command::Kpi { action: None } => (vec![ServiceKind::Kpi], Backends::External, false),
+        Command::Kpi { action: Some(KpiAction::Recompute { from, to }) } => {
+            let range = crate::kpi_recompute::Range {
+                from_ms: from.as_deref().map(crate::kpi_recompute::parse_instant).transpose()?,
+                to_ms: to.as_deref().map(crate::kpi_recompute::parse_instant).transpose()?,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            return runtime.block_on(async move {
+                let _telemetry = telemetry::init(&config.telemetry, "switchboard-operator")?;
+                crate::kpi_recompute::kpi_recompute(&config, range).await
+            });
+        }
         Command::Run { services } => (services, Backends::External, false),
         Command::ServiceKey { action: ServiceKeyAction::New } => {
             print!("{}", crate::operator::new_service_key());

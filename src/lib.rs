@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod demo;
 pub mod dev;
+pub mod kpi_recompute;
 pub mod operator;
 pub mod wiring;

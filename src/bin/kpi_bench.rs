@@ -91,7 +91,7 @@ fn contact_update(tenant: &TenantId, number: u64, month: Month) -> anyhow::Resul
         answered_ms: answered,
         abandoned_ms: (outcome == 7 || outcome == 8).then_some(arrival_ms + 30_000),
         completed_ms: answered.map(|answered_ms| answered_ms + 240_000),
-        resolved: answered.map(|_| number % 3 != 0),
+        resolved: answered.map(|_| !number.is_multiple_of(3)),
         wrap_up_ms: answered.map(|_| 30_000),
         ..FactsUpdate::default()
     };

@@ -105,3 +105,12 @@ async fn scan(
         cursor = next;
     }
 }
+
+/// Runs `sql` (statements separated by `;`) on the database at `url`: for
+/// tests that damage a store on purpose.
+pub async fn execute_sql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(sql).await?;
+    Ok(())
+}

@@ -8,6 +8,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 
 pub use super::stories::{ContactStory, StoryOutcome, random_stories, shuffled_with_duplicates};
 use super::{KpiStore, apply_event, apply_events};
+use crate::domain::buckets::split_range;
 use crate::domain::{
     AbandonStage, ContactFacts, FactsFilter, FactsUpdate, INTERVAL_MS, ServiceLevelVariant, intervals, recompute,
     summarize,
@@ -163,9 +164,17 @@ pub async fn erasing_a_tenant_leaves_the_others(store: &dyn KpiStore) -> Result<
         store.apply(&erased, &contact, update.clone()).await?;
         store.apply(&kept, &contact, update).await?;
     }
+    // Three days, so a store that sums whole days shows what it kept of them.
+    let days =
+        FactsFilter { arrival_start_ms: Some(0), arrival_end_ms: Some(3 * 86_400_000), ..FactsFilter::default() };
+    let kept_periods = store.bucket_periods(&kept, &days, &split_range(&days)).await?;
     store.erase_tenant(&erased).await?;
     expect_equal(&store.load(&erased, &FactsFilter::default()).await?.len(), &0, "the erased tenant has no facts")?;
+    let erased_periods = store.bucket_periods(&erased, &days, &split_range(&days)).await?;
+    expect_equal(&erased_periods, &Vec::new(), "the erased tenant has no buckets, by interval or by day")?;
     expect_equal(&store.load(&kept, &FactsFilter::default()).await?.len(), &3, "the other tenant keeps its facts")?;
+    let after = store.bucket_periods(&kept, &days, &split_range(&days)).await?;
+    expect_equal(&after, &kept_periods, "the other tenant keeps its buckets")?;
     store.erase_tenant(&erased).await?;
     store.erase_tenant(&tenant("contract-never-seen")?).await?;
     expect_equal(&store.load(&kept, &FactsFilter::default()).await?.len(), &3, "erasing again changes nothing")

@@ -222,6 +222,19 @@ impl PostgresKpiStore {
         fill_buckets_once(&pool).await?;
         Ok(PostgresKpiStore { pool })
     }
+
+    /// Replaces the facts of the contacts that arrived in `[from_ms,
+    /// to_ms)` (all, with neither bound) by `facts` (a recompute of the
+    /// log), and rebuilds every bucket from the facts, atomically. How many
+    /// facts it replaced.
+    pub async fn replace_facts(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        facts: &[ContactFacts],
+    ) -> Result<u64, Error> {
+        super::postgres_buckets::replace_facts(&self.pool, from_ms, to_ms, facts).await
+    }
 }
 
 #[async_trait]
@@ -317,7 +330,7 @@ impl KpiStore for PostgresKpiStore {
     }
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
-        erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.contact_facts"], tenant).await?;
+        erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.day_counts", "kpi.contact_facts"], tenant).await?;
         forget_tenant_in_agent_states(&self.pool.get().await.map_err(pg_error)?, tenant).await
     }
 
@@ -329,10 +342,8 @@ impl KpiStore for PostgresKpiStore {
     ) -> Result<Vec<ContactFacts>, Error> {
         // Only the predicates the filter uses are in the statement, so the
         // planner sees `tenant = $1 AND arrival_ms >= ...` and uses the
-        // (tenant, arrival_ms) index. The KPIs are computed in Rust over
-        // the loaded rows: exact and simple, linear in the contacts of the
-        // range; pre-aggregated interval rows can replace this when ranges
-        // grow large.
+        // (tenant, arrival_ms) index. Summaries read the buckets and load
+        // facts only for the partial intervals at a range's ends.
         let tenant_name = tenant.as_str();
         let queue = filter.queue.as_ref().map(QueueId::as_str);
         let channel = filter.channel.map(|channel| channel as i32);

@@ -268,19 +268,61 @@ pub async fn fill_buckets_once(pool: &Pool) -> Result<(), Error> {
         .map_err(pg_error)?
         .is_some();
     if !filled {
-        let mut buckets: BTreeMap<(TenantId, BucketKey), KpiCounts> = BTreeMap::new();
-        let rows = transaction.query(SELECT_ALL_SQL, &[]).await.map_err(pg_error)?;
-        for row in &rows {
-            let facts = facts_from_row(row)?;
-            for (key, delta) in bucket_changes(None, &facts) {
-                buckets.entry((facts.tenant.clone(), key)).or_default().add(&delta);
-            }
-        }
-        add_to_buckets(&transaction, &buckets).await?;
-        transaction.execute("INSERT INTO kpi.interval_counts_filled DEFAULT VALUES", &[]).await.map_err(pg_error)?;
-        tracing::info!(contacts = rows.len(), buckets = buckets.len(), "kpi buckets filled from the facts");
+        fill_from_facts(&transaction).await?;
     }
     transaction.commit().await.map_err(pg_error)
+}
+
+/// Fills the (empty) buckets from every stored fact, and marks them filled.
+async fn fill_from_facts(transaction: &deadpool_postgres::Transaction<'_>) -> Result<(), Error> {
+    let mut buckets: BTreeMap<(TenantId, BucketKey), KpiCounts> = BTreeMap::new();
+    let rows = transaction.query(SELECT_ALL_SQL, &[]).await.map_err(pg_error)?;
+    for row in &rows {
+        let facts = facts_from_row(row)?;
+        for (key, delta) in bucket_changes(None, &facts) {
+            buckets.entry((facts.tenant.clone(), key)).or_default().add(&delta);
+        }
+    }
+    add_to_buckets(transaction, &buckets).await?;
+    transaction.execute("INSERT INTO kpi.interval_counts_filled DEFAULT VALUES", &[]).await.map_err(pg_error)?;
+    tracing::info!(contacts = rows.len(), buckets = buckets.len(), "kpi buckets filled from the facts");
+    Ok(())
+}
+
+/// Replaces the facts of the contacts that arrived in `[from_ms, to_ms)`
+/// (every contact, with neither) by `facts`, and rebuilds every bucket
+/// from the facts, in one transaction that holds writers of facts back
+/// (readers go on, seeing the old figures until it commits). How many
+/// facts it deleted.
+pub(super) async fn replace_facts(
+    pool: &Pool,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    facts: &[crate::domain::ContactFacts],
+) -> Result<u64, Error> {
+    let mut client = pool.get().await.map_err(pg_error)?;
+    let transaction = client.transaction().await.map_err(pg_error)?;
+    transaction.batch_execute("LOCK TABLE kpi.contact_facts IN EXCLUSIVE MODE").await.map_err(pg_error)?;
+    let deleted = transaction
+        .execute(
+            "DELETE FROM kpi.contact_facts
+             WHERE ($1::int8 IS NULL OR arrival_ms >= $1) AND ($2::int8 IS NULL OR arrival_ms < $2)",
+            &[&from_ms, &to_ms],
+        )
+        .await
+        .map_err(pg_error)?;
+    for chunk in facts.chunks(1_000) {
+        super::postgres::upsert_all(&transaction, chunk).await?;
+    }
+    transaction
+        .batch_execute(
+            "DELETE FROM kpi.interval_counts; DELETE FROM kpi.day_counts; DELETE FROM kpi.interval_counts_filled;",
+        )
+        .await
+        .map_err(pg_error)?;
+    fill_from_facts(&transaction).await?;
+    transaction.commit().await.map_err(pg_error)?;
+    Ok(deleted)
 }
 
 /// Folds one contact's change into a batch's bucket changes.
