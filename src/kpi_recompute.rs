@@ -3,13 +3,16 @@
 //! event log retained on the broker, and every bucket from the facts.
 //! Facts are order-insensitive and idempotent, so the rebuilt figures are
 //! what the live aggregate would hold had it seen every retained event
-//! once. Deleted tenants stay erased.
+//! once. Without a range, agents' figures (time in state, routing counts)
+//! are rebuilt from the whole log too. Deleted tenants stay erased.
 
 use std::collections::BTreeSet;
 
 use anyhow::Context;
 use switchboard_core::TenantId;
 use switchboard_core::event::{ALL_TOPICS, CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC};
+use switchboard_kpi::domain::agents::{AgentEvent, agent_event};
+use switchboard_kpi::domain::live::{AgentStateUpdate, agent_state_update};
 use switchboard_kpi::domain::{ContactFacts, recompute};
 use switchboard_kpi::store::postgres::{MIGRATION_SERVICE, MIGRATIONS, PostgresKpiStore};
 use switchboard_platform::Config;
@@ -17,6 +20,7 @@ use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::{EventBus, Received, Scan, decode_record};
 use switchboard_platform::credentials::{CredentialStore, PostgresCredentialStore};
 use switchboard_platform::postgres::connect_migrated;
+use switchboard_proto::events::v1::EventEnvelope;
 
 /// Which contacts to rebuild: those that arrived in `[from, to)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,5 +74,35 @@ pub async fn kpi_recompute(config: &Config, range: Range) -> anyhow::Result<()> 
         envelopes.len(),
         rebuilt.len()
     );
+    if range.from_ms.is_some() || range.to_ms.is_some() {
+        println!("agent figures left as they are (a range rebuilds contacts only; rebuild without one for agents)");
+        return Ok(());
+    }
+    let (changes, agent_events) = agent_activity(&envelopes, &deleted);
+    store.replace_agent_figures(&changes, &agent_events).await?;
+    println!("agent figures rebuilt: {} state changes, {} routing events", changes.len(), agent_events.len());
     Ok(())
+}
+
+/// The agents' state changes and routing counts of the log, deleted
+/// tenants left out.
+fn agent_activity(
+    envelopes: &[EventEnvelope],
+    deleted: &BTreeSet<TenantId>,
+) -> (Vec<AgentStateUpdate>, Vec<AgentEvent>) {
+    let mut changes = Vec::new();
+    let mut events = Vec::new();
+    for envelope in envelopes {
+        // The live consumer dead-letters what does not parse; so does this.
+        if let Ok(Some(mut change)) = agent_state_update(envelope) {
+            change.tenants.retain(|tenant| !deleted.contains(tenant));
+            changes.push(change);
+        }
+        if let Ok(Some(event)) = agent_event(envelope)
+            && !deleted.contains(&event.tenant)
+        {
+            events.push(event);
+        }
+    }
+    (changes, events)
 }

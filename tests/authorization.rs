@@ -403,6 +403,16 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.kpi.v1.KpiService/GetUsage",
         vec![call(GLOBEX_ADMIN, &usage, DENIED), call(BOB, &usage, DENIED), call(INTEGRATION, &usage, DENIED)],
     );
+    let agents = kpi::ListAgentKpisRequest {
+        parent: acme(),
+        start_time: Some(prost_types::Timestamp { seconds: 1_764_547_200, nanos: 0 }),
+        end_time: Some(prost_types::Timestamp { seconds: 1_764_633_600, nanos: 0 }),
+        ..kpi::ListAgentKpisRequest::default()
+    };
+    add(
+        "/switchboard.kpi.v1.KpiService/ListAgentKpis",
+        vec![call(GLOBEX_READER, &agents, DENIED), call(BOB, &agents, DENIED), call(INTEGRATION, &agents, DENIED)],
+    );
     let live = kpi::WatchLiveKpisRequest { parent: acme(), utc_offset: None };
     let everyone = kpi::WatchLiveKpisRequest::default();
     add(

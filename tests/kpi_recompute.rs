@@ -1,8 +1,9 @@
 //! `switchboard kpi recompute` on the real backends: contacts go through
 //! the five services, the KPI store is then damaged (facts lost, buckets
-//! garbled), and the command rebuilds it from the events the broker
-//! retains: the KPIs come back exactly as they were, for the whole log and
-//! for a range.
+//! garbled, an agent's time in state lost and counts inflated), and the
+//! command rebuilds it from the events the broker retains: the KPIs and
+//! the agent's figures come back exactly as they were, for the whole log
+//! and (contacts) for a range.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -11,18 +12,25 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use support::desktop::AgentDesktop;
 use support::{Endpoints, authorized, eventually, terminate_cleanly, wait_until_ready};
-use switchboard_proto::common::v1::{Channel as ChannelKind, CustomerIdentity, IdentityKind};
+use switchboard_proto::common::v1::{Channel as ChannelKind, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
-use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, KpiSummary};
+use switchboard_proto::kpi::v1::{
+    GetKpiSummaryRequest, KpiFilter, KpiSummary, ListAgentKpisRequest, ListAgentKpisResponse,
+};
+use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
+use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
 use switchboard_test_support::leftovers::execute_sql;
 
 const ACME_ADMIN: &str = "dev-acme-admin";
 const ACME_READER: &str = "dev-acme-reader";
+const ALICE: &str = "dev-agent-alice";
+const OPERATOR: &str = "dev-operator-admin";
 
 async fn summary(kpi: &mut KpiServiceClient<tonic::transport::Channel>) -> KpiSummary {
     let filter = KpiFilter { parent: "tenants/acme".to_owned(), ..KpiFilter::default() };
@@ -30,6 +38,19 @@ async fn summary(kpi: &mut KpiServiceClient<tonic::transport::Channel>) -> KpiSu
         .await
         .expect("summary")
         .into_inner()
+}
+
+/// Acme's agents' figures today, every state closed (so the answer does
+/// not move with the clock).
+async fn agent_figures(kpi: &mut KpiServiceClient<tonic::transport::Channel>) -> ListAgentKpisResponse {
+    let now = jiff::Timestamp::now();
+    let request = ListAgentKpisRequest {
+        parent: "tenants/acme".to_owned(),
+        start_time: Some(prost_types::Timestamp { seconds: now.as_second() - 3_600, nanos: 0 }),
+        end_time: Some(prost_types::Timestamp { seconds: now.as_second() + 3_600, nanos: 0 }),
+        ..ListAgentKpisRequest::default()
+    };
+    kpi.list_agent_kpis(authorized(ACME_READER, request)).await.expect("agent kpis").into_inner()
 }
 
 fn recompute(config: &str, range: &[&str]) -> String {
@@ -75,12 +96,41 @@ async fn a_damaged_kpi_store_is_rebuilt_from_the_log() {
     }
     let abandon = AbandonContactRequest { name: names[0].clone(), ..AbandonContactRequest::default() };
     ingestion.abandon_contact(authorized(ACME_ADMIN, abandon)).await.expect("abandon");
+
+    // Alice comes online, handles one contact and goes offline.
+    let mut presence = PresenceServiceClient::new(endpoints.channel("presence").await);
+    let alice = Agent {
+        tenants: vec!["tenants/acme".to_owned()],
+        capacities: vec![ChannelCapacity { channel: ChannelKind::Chat as i32, max_concurrent: 1 }],
+        ..Agent::default()
+    };
+    let request = CreateAgentRequest { agent_id: "alice".to_owned(), agent: Some(alice) };
+    presence.create_agent(authorized(OPERATOR, request)).await.expect("alice");
+    let mut desktop = AgentDesktop::connect(endpoints.channel("presence").await, ALICE, "agents/alice").await;
+    desktop.set_state(AgentState::Available).await;
+    let offer = desktop.next_offer().await;
+    desktop.accept(&offer.contact).await;
+    desktop.complete(&offer.contact, "resolved", "").await;
+    desktop.set_state(AgentState::Offline).await;
+
     let mut kpi = KpiServiceClient::new(endpoints.channel("kpi").await);
     let settled = eventually("the KPIs of the three contacts", Duration::from_secs(30), || {
         let mut kpi = kpi.clone();
         async move {
             let summary = summary(&mut kpi).await;
-            (summary.offered == 3 && summary.waiting == 2).then_some(summary)
+            (summary.offered == 3 && summary.waiting == 1 && summary.handled == 1).then_some(summary)
+        }
+    })
+    .await;
+    let agents_settled = eventually("alice's figures", Duration::from_secs(30), || {
+        let mut kpi = kpi.clone();
+        async move {
+            let figures = agent_figures(&mut kpi).await;
+            let alice = figures.agents.first()?;
+            // Offline counted: the figures no longer grow with the clock.
+            // (She may be offered the other contact before going offline.)
+            let settled = alice.answered == 1 && alice.handled == 1 && agent_figures(&mut kpi).await == figures;
+            settled.then_some(figures)
         }
     })
     .await;
@@ -92,9 +142,15 @@ async fn a_damaged_kpi_store_is_rebuilt_from_the_log() {
     let damaged = summary(&mut kpi).await;
     assert_ne!(damaged, settled, "the damage shows");
 
+    execute_sql(&real.postgres, "DELETE FROM kpi.agent_state_time; UPDATE kpi.agent_counts SET offered = offered + 5;")
+        .await
+        .expect("damage the agents' figures");
+    assert_ne!(agent_figures(&mut kpi).await, agents_settled, "the damage shows");
+
     let said = recompute(&real.config, &[]);
-    assert!(said.contains("contacts' facts rebuilt"), "{said}");
+    assert!(said.contains("contacts' facts rebuilt") && said.contains("agent figures rebuilt"), "{said}");
     assert_eq!(summary(&mut kpi).await, settled, "rebuilt from the whole log");
+    assert_eq!(agent_figures(&mut kpi).await, agents_settled, "agents' figures rebuilt from the whole log");
 
     execute_sql(&real.postgres, damage).await.expect("damage again");
     let today = jiff::Timestamp::now();

@@ -1,8 +1,8 @@
 //! The wallboard in a real browser: headless Chromium opens the page the
 //! KPI service serves, signs in with acme's reader key and watches the
 //! tiles follow contacts driven through the public API — two arrive and
-//! wait, the customer of one leaves, an agent comes online and answers the
-//! other. Another tenant's key is refused acme's feed, and the operator's
+//! wait, the customer of one leaves, an agent comes online, answers and
+//! completes the other, and her occupancy shows. Another tenant's key is refused acme's feed, and the operator's
 //! view lists every tenant. A screenshot is kept in
 //! `target/test-artifacts/`.
 //!
@@ -109,6 +109,9 @@ async fn wallboard_in_a_browser(endpoints: &Endpoints, kpi_http: u16, label: &st
     alice.accept(&offer.contact).await;
     tile(&mut page, "tile-answered", "1").await;
     tile(&mut page, "tile-waiting", "0").await;
+    // Her handle time over her time staffed shows once she completes it.
+    alice.complete(&offer.contact, "resolved", "").await;
+    page.until("her occupancy", "Number(document.getElementById('tile-occupancy').dataset.value) > 0").await;
     page.until("the day's chart", "document.querySelectorAll('#chart rect').length >= 2").await;
     let screenshot =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("../test-artifacts/wallboard-{label}.png"));

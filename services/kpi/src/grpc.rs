@@ -18,14 +18,15 @@ use switchboard_platform::status::{IntoStatus, to_status};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
 use switchboard_proto::kpi::v1::{
-    GetKpiSummaryRequest, GetUsageRequest, KpiFilter, KpiSummary, ListKpiIntervalsRequest, ListKpiIntervalsResponse,
-    LiveKpis, Usage, WatchLiveKpisRequest,
+    GetKpiSummaryRequest, GetUsageRequest, KpiFilter, KpiSummary, ListAgentKpisRequest, ListAgentKpisResponse,
+    ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis, Usage, WatchLiveKpisRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::agents::{self, AgentKpisQuery};
 use crate::domain::summary::fcr_provisional;
 use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
 use crate::live::{self, LiveBoards};
@@ -186,6 +187,17 @@ impl KpiService for KpiGrpc {
         answer(request, |principal, body| async move {
             let (tenant, month) = usage::usage_request(&self.access, &principal, &body.parent, &body.month)?;
             usage::usage(self.store.as_ref(), &tenant, month).await
+        })
+        .await
+    }
+
+    async fn list_agent_kpis(
+        &self,
+        request: Request<ListAgentKpisRequest>,
+    ) -> Result<Response<ListAgentKpisResponse>, Status> {
+        answer(request, |principal, body| async move {
+            let query = AgentKpisQuery::parse(&self.access, &principal, &body)?;
+            agents::list_agent_kpis(self.store.as_ref(), &query, now_millis()).await
         })
         .await
     }

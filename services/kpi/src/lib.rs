@@ -3,10 +3,13 @@
 //! service level and their counts) per tenant, queue, channel, time range
 //! and 15-minute interval. The definitions are in [`domain`].
 //!
-//! Serves `switchboard.kpi.v1.KpiService`; consumes `switchboard.contacts.v1`
-//! and `switchboard.routing.v1` (group `kpi`) into facts; erases the facts
-//! of deleted tenants.
+//! Serves `switchboard.kpi.v1.KpiService` (summaries, intervals, agent
+//! KPIs, usage, live figures), the wallboard and `/usage.csv`; consumes
+//! `switchboard.contacts.v1`, `switchboard.routing.v1` and
+//! `switchboard.presence.v1` (group `kpi`) into contact facts, agents'
+//! timelines and counts; erases the figures of deleted tenants.
 
+pub mod agents;
 pub mod domain;
 pub mod grpc;
 pub mod live;

@@ -16,6 +16,7 @@ use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::kpi::v1 as proto;
 use switchboard_proto::presence::v1::{AgentState, presence_event};
 
+use super::agents::{StoredAgentFigures, occupancy};
 use super::summary::{INTERVAL_MS, KpiCounts, KpiInterval, KpiSummary, ServiceLevelVariant};
 
 /// What a presence event says of an agent: its state since `at_ms`, and
@@ -25,6 +26,8 @@ pub struct AgentStateUpdate {
     pub agent: AgentId,
     pub tenants: Vec<TenantId>,
     pub state: AgentState,
+    /// Why, as the agent or supervisor gave it (an away reason); may be empty.
+    pub reason: String,
     pub at_ms: i64,
 }
 
@@ -54,7 +57,7 @@ pub fn agent_state_update(envelope: &EventEnvelope) -> Result<Option<AgentStateU
         .or(envelope.occurred_at.as_ref())
         .map(millis_from_timestamp)
         .ok_or_else(|| Error::missing_field("state_changed.state_time"))?;
-    Ok(Some(AgentStateUpdate { agent, tenants, state, at_ms }))
+    Ok(Some(AgentStateUpdate { agent, tenants, state, reason: changed.reason.clone(), at_ms }))
 }
 
 /// The most a day may be shifted from UTC midnight: 14 hours.
@@ -80,6 +83,9 @@ pub struct LiveFigures {
     pub oldest_queued_ms: Option<i64>,
     /// Online agents by state.
     pub agents_by_state: BTreeMap<i32, i64>,
+    /// Today's stored figures of the tenant's agents, each with its
+    /// current state (whose span counts up to the time sent).
+    pub agents_today: Vec<StoredAgentFigures>,
     pub day_start_ms: i64,
     /// Today's counts by interval.
     pub today: BTreeMap<i64, KpiCounts>,
@@ -91,6 +97,15 @@ impl LiveFigures {
         let mut today = KpiCounts::default();
         self.today.values().for_each(|counts| today.add(counts));
         let longest_wait_ms = self.oldest_queued_ms.map(|queued_ms| (now_ms - queued_ms).max(0));
+        let (mut busy_ms, mut staffed_ms) = (0, 0);
+        for StoredAgentFigures { figures, last, .. } in &self.agents_today {
+            let mut figures = figures.clone();
+            if let Some(last) = last {
+                figures.add_open_span(last, self.day_start_ms, i64::MAX, now_ms);
+            }
+            busy_ms += figures.busy_ms();
+            staffed_ms += figures.staffed_ms();
+        }
         proto::LiveKpis {
             tenant: tenant_name(tenant),
             time: Some(timestamp_from_millis(now_ms)),
@@ -105,6 +120,7 @@ impl LiveFigures {
                 .map(|(state, agents)| proto::AgentStateCount { state: *state, agents: *agents })
                 .collect(),
             day_start_time: Some(timestamp_from_millis(self.day_start_ms)),
+            occupancy: occupancy(busy_ms, staffed_ms),
             today: Some(proto::KpiSummary {
                 fcr_provisional: self
                     .today
@@ -145,6 +161,7 @@ mod tests {
             agent: AgentId::parse("ann", "agent").expect("agent"),
             tenants: Vec::new(),
             state,
+            reason: String::new(),
             at_ms,
         };
         assert!(update(AgentState::Away, 20).supersedes(10, AgentState::Available));

@@ -90,6 +90,7 @@
 //! and therefore the same KPIs, whatever the delivery order and however
 //! many times an event is delivered.
 
+pub mod agents;
 pub mod buckets;
 pub mod events;
 pub mod facts;

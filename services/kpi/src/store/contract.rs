@@ -18,7 +18,7 @@ fn broken(what: &str) -> Error {
     Error::internal(format!("kpi store contract broken: {what}"))
 }
 
-fn expect_equal<T: PartialEq + std::fmt::Debug>(actual: &T, expected: &T, what: &str) -> Result<(), Error> {
+pub(super) fn expect_equal<T: PartialEq + std::fmt::Debug>(actual: &T, expected: &T, what: &str) -> Result<(), Error> {
     if actual == expected {
         return Ok(());
     }
@@ -258,6 +258,9 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     live_figures_follow_agents_and_waiting_contacts(store).await?;
     a_customer_coming_back_within_the_window_takes_first_contact_resolution_away(store).await?;
     usage_is_the_sum_of_the_months_contacts(store).await?;
+    for seed in [5, 23] {
+        super::contract_agents::agent_figures_equal_the_sorted_timelines(store, seed).await?;
+    }
     summaries_over_days_equal_the_facts(store).await
 }
 
@@ -420,6 +423,7 @@ pub async fn live_figures_follow_agents_and_waiting_contacts(store: &dyn KpiStor
                 agent: agent(name)?,
                 tenants: tenants.iter().map(|t| (*t).clone()).collect(),
                 state,
+                reason: String::new(),
                 at_ms,
             })
         };

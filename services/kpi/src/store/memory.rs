@@ -9,6 +9,7 @@ use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_proto::presence::v1::AgentState;
 
 use super::KpiStore;
+use crate::domain::agents::{AgentEvent, AgentPage, AgentTimelines, StoredAgentFigures};
 use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, contribution, fold_changes};
 use crate::domain::facts::{next_after, previous_before};
 use crate::domain::live::AgentStateUpdate;
@@ -59,6 +60,7 @@ impl TenantKpis {
 pub struct MemoryKpiStore {
     tenants: Mutex<HashMap<TenantId, TenantKpis>>,
     agent_states: Mutex<BTreeMap<AgentId, AgentStateUpdate>>,
+    agent_timelines: Mutex<AgentTimelines>,
 }
 
 impl MemoryKpiStore {
@@ -154,8 +156,29 @@ impl KpiStore for MemoryKpiStore {
         Ok((i64::try_from(waiting.len()).unwrap_or(i64::MAX), waiting.into_iter().min()))
     }
 
+    async fn apply_state_changes(&self, changes: &[AgentStateUpdate]) -> Result<(), Error> {
+        switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).insert_all(changes);
+        Ok(())
+    }
+
+    async fn apply_agent_events(&self, events: &[AgentEvent]) -> Result<(), Error> {
+        switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).count_all(events);
+        Ok(())
+    }
+
+    async fn agent_figures(
+        &self,
+        tenant: &TenantId,
+        start_ms: i64,
+        end_ms: i64,
+        page: &AgentPage,
+    ) -> Result<Vec<StoredAgentFigures>, Error> {
+        Ok(switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).figures(tenant, start_ms, end_ms, page))
+    }
+
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         self.lock().remove(tenant);
+        switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).erase(tenant);
         for update in switchboard_core::sync::lock_unpoisoned(&self.agent_states).values_mut() {
             update.tenants.retain(|served| served != tenant);
         }

@@ -4,8 +4,11 @@
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract"))]
+mod contract_agents;
 pub mod memory;
 pub mod postgres;
+mod postgres_agents;
 mod postgres_buckets;
 mod postgres_links;
 mod postgres_live;
@@ -19,6 +22,7 @@ use switchboard_core::{ContactId, Error, TenantId};
 
 use switchboard_proto::events::v1::EventEnvelope;
 
+use crate::domain::agents::{AgentEvent, AgentFigures, AgentPage, StoredAgentFigures, agent_event};
 use crate::domain::buckets::{RangeSplit, split_range};
 use crate::domain::live::{AgentStateUpdate, LiveFigures, agent_state_update};
 use crate::domain::summary::fcr_provisional;
@@ -101,6 +105,27 @@ pub trait KpiStore: Send + Sync + 'static {
     /// its queue.
     async fn waiting_now(&self, tenant: &TenantId) -> Result<(i64, Option<i64>), Error>;
 
+    /// Inserts each agent state change not stored yet into its agent's
+    /// timeline, moving time between states as
+    /// [`crate::domain::agents::insertion_deltas`] says: order-insensitive,
+    /// idempotent.
+    async fn apply_state_changes(&self, changes: &[AgentStateUpdate]) -> Result<(), Error>;
+
+    /// Adds each event's counts to its agent's interval, once per event id.
+    async fn apply_agent_events(&self, events: &[AgentEvent]) -> Result<(), Error>;
+
+    /// `tenant`'s agents' stored figures (closed spans and counts) in the
+    /// intervals starting in `[start_ms, end_ms)`, and each agent's last
+    /// change when it serves `tenant`, is counted and began before
+    /// `end_ms`: every agent with any of these, in id order, per `page`.
+    async fn agent_figures(
+        &self,
+        tenant: &TenantId,
+        start_ms: i64,
+        end_ms: i64,
+        page: &AgentPage,
+    ) -> Result<Vec<StoredAgentFigures>, Error>;
+
     /// Removes every fact and bucket of `tenant` (a deleted tenant), and
     /// the tenant from agents' states; idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
@@ -132,6 +157,9 @@ pub async fn summary_counts(
     Ok((total, provisional))
 }
 
+/// A day, the longest "today".
+const DAY_MS: i64 = 86_400_000;
+
 /// A tenant's live figures now (`WatchLiveKpis`): whole intervals of today
 /// from the buckets, the waiting contacts from the facts of those waiting,
 /// agents from their states.
@@ -144,6 +172,7 @@ pub async fn live_figures(store: &dyn KpiStore, tenant: &TenantId, day_start_ms:
         waiting,
         oldest_queued_ms,
         agents_by_state: store.agents_by_state(tenant).await?,
+        agents_today: store.agent_figures(tenant, day_start_ms, day_start_ms + DAY_MS, &AgentPage::all()).await?,
         day_start_ms,
         today: by_interval
             .into_iter()
@@ -229,8 +258,10 @@ pub async fn apply_events_except(
 ) -> Result<(), Error> {
     let mut events = Vec::with_capacity(envelopes.len());
     let mut agents = Vec::new();
+    let mut agent_events = Vec::new();
     for envelope in envelopes {
         events.extend(facts_event(envelope)?);
+        agent_events.extend(agent_event(envelope)?);
         if let Some(mut update) = agent_state_update(envelope)? {
             update.tenants.retain(|tenant| !deleted(tenant));
             agents.push(update);
@@ -239,8 +270,35 @@ pub async fn apply_events_except(
     if !events.is_empty() {
         store.apply_all(events).await?;
     }
+    if !agent_events.is_empty() {
+        store.apply_agent_events(&agent_events).await?;
+    }
     if !agents.is_empty() {
         store.apply_agent_states(&agents).await?;
+        store.apply_state_changes(&agents).await?;
     }
     Ok(())
+}
+
+/// `tenant`'s agents' figures over the intervals starting in
+/// `[start_ms, end_ms)` as of `now_ms`: the stored ones, and the span of
+/// each agent's current state so far.
+pub async fn agent_kpis(
+    store: &dyn KpiStore,
+    tenant: &TenantId,
+    start_ms: i64,
+    end_ms: i64,
+    now_ms: i64,
+    page: &AgentPage,
+) -> Result<Vec<(switchboard_core::AgentId, AgentFigures)>, Error> {
+    let stored = store.agent_figures(tenant, start_ms, end_ms, page).await?;
+    Ok(stored
+        .into_iter()
+        .map(|StoredAgentFigures { agent, mut figures, last }| {
+            if let Some(last) = &last {
+                figures.add_open_span(last, start_ms, end_ms, now_ms);
+            }
+            (agent, figures)
+        })
+        .collect())
 }

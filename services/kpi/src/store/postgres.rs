@@ -13,6 +13,9 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::KpiStore;
+use super::postgres_agents::{
+    AGENTS_MIGRATION, count_agent_events, erase_tenant_agents, insert_state_changes, read_agent_figures,
+};
 use super::postgres_buckets::{
     BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, add_to_buckets, fill_buckets_once,
     fold_contact_change, read_bucket_counts, read_bucket_periods,
@@ -21,6 +24,7 @@ use super::postgres_links::link_to_customers;
 use super::postgres_live::{
     LIVE_MIGRATION, forget_tenant_in_agent_states, read_agents_by_state, read_waiting, write_agent_states,
 };
+use crate::domain::agents::{AgentEvent, AgentPage, StoredAgentFigures};
 use crate::domain::buckets::RangeSplit;
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, merge};
@@ -80,6 +84,7 @@ pub const MIGRATIONS: &[Migration] = &[
     LIVE_MIGRATION,
     HANDLE_TIME_MIGRATION,
     DAY_COUNTS_MIGRATION,
+    AGENTS_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -235,6 +240,16 @@ impl PostgresKpiStore {
     ) -> Result<u64, Error> {
         super::postgres_buckets::replace_facts(&self.pool, from_ms, to_ms, facts).await
     }
+
+    /// Replaces every agent figure (timelines, time in state, counts) by
+    /// those of `changes` and `events`, the whole retained log, atomically.
+    pub async fn replace_agent_figures(
+        &self,
+        changes: &[AgentStateUpdate],
+        events: &[AgentEvent],
+    ) -> Result<(), Error> {
+        super::postgres_agents::replace_agent_figures(&self.pool, changes, events).await
+    }
 }
 
 #[async_trait]
@@ -311,6 +326,24 @@ impl KpiStore for PostgresKpiStore {
         transaction.commit().await.map_err(pg_error)
     }
 
+    async fn apply_state_changes(&self, changes: &[AgentStateUpdate]) -> Result<(), Error> {
+        insert_state_changes(&self.pool, changes).await
+    }
+
+    async fn apply_agent_events(&self, events: &[AgentEvent]) -> Result<(), Error> {
+        count_agent_events(&self.pool, events).await
+    }
+
+    async fn agent_figures(
+        &self,
+        tenant: &TenantId,
+        start_ms: i64,
+        end_ms: i64,
+        page: &AgentPage,
+    ) -> Result<Vec<StoredAgentFigures>, Error> {
+        read_agent_figures(&self.pool.get().await.map_err(pg_error)?, tenant, start_ms, end_ms, page).await
+    }
+
     async fn agents_by_state(&self, tenant: &TenantId) -> Result<BTreeMap<i32, i64>, Error> {
         read_agents_by_state(&self.pool.get().await.map_err(pg_error)?, tenant).await
     }
@@ -331,6 +364,7 @@ impl KpiStore for PostgresKpiStore {
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.day_counts", "kpi.contact_facts"], tenant).await?;
+        erase_tenant_agents(&self.pool, tenant).await?;
         forget_tenant_in_agent_states(&self.pool.get().await.map_err(pg_error)?, tenant).await
     }
 

@@ -166,6 +166,7 @@ pub fn feed_json(live: &proto::LiveKpis) -> Value {
         "waiting": live.contacts_waiting,
         "longest_wait_ms": live.longest_wait.as_ref().and_then(millis_from_duration),
         "agents": agents,
+        "occupancy": live.occupancy,
         "day_start_ms": live.day_start_time.as_ref().map(millis_from_timestamp),
         "today": live.today.as_ref().map(summary),
         "intervals": live.today_intervals.iter().map(|interval| json!({
