@@ -9,7 +9,7 @@ use switchboard_proto::common::v1::{Channel, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{AbandonContactRequest, Contact, CreateContactRequest};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
-use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter};
+use switchboard_proto::kpi::v1::{GetKpiSummaryRequest, KpiFilter, RecordSurveyAnswerRequest};
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{
     AcceptOffer, AgentSessionRequest, AgentState, CompleteContact, Hello, SetState, agent_session_request,
@@ -53,9 +53,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         };
         tolerate_existing(routing.create_queue(authorized(&format!("dev-{tenant}-admin"), request)).await)?;
     }
+    let kpi = KpiServiceClient::new(channel(&config.services.kpi.url).await?);
     let mut tasks = tokio::task::JoinSet::new();
     for (agent_id, _) in DEV_AGENTS {
-        tasks.spawn(simulated_agent(presence.clone(), agent_id, shutdown.clone()));
+        tasks.spawn(simulated_agent(presence.clone(), kpi.clone(), agent_id, shutdown.clone()));
     }
     tasks.spawn(simulated_customers(config.clone(), shutdown.clone()));
     tasks.spawn(summary_printer(config, shutdown.clone()));
@@ -70,6 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 async fn simulated_agent(
     mut presence: PresenceServiceClient<GrpcChannel>,
+    kpi: KpiServiceClient<GrpcChannel>,
     agent_id: &'static str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -92,7 +94,7 @@ async fn simulated_agent(
         };
         let Some(message) = message else { return Ok(()) };
         let Some(agent_session_response::Kind::Offer(offer)) = message.kind else { continue };
-        let requests = requests.clone();
+        let (requests, kpi) = (requests.clone(), kpi.clone());
         tokio::spawn(async move {
             let (ring_ms, talk_ms, resolved) = {
                 let mut random = rand::rng();
@@ -105,7 +107,7 @@ async fn simulated_agent(
                 .await;
             tokio::time::sleep(Duration::from_millis(talk_ms)).await;
             let complete = CompleteContact {
-                contact: offer.contact,
+                contact: offer.contact.clone(),
                 disposition: "demo".to_owned(),
                 resolved,
                 notes: String::new(),
@@ -113,7 +115,26 @@ async fn simulated_agent(
             let _ = requests
                 .send(AgentSessionRequest { kind: Some(agent_session_request::Kind::CompleteContact(complete)) })
                 .await;
+            simulated_survey(kpi, offer.contact).await;
         });
+    }
+}
+
+/// Half the customers answer the survey a few seconds after their contact,
+/// mostly satisfied, as the tenant's integration would record it.
+async fn simulated_survey(mut kpi: KpiServiceClient<GrpcChannel>, contact: String) {
+    let score = {
+        let mut random = rand::rng();
+        if !random.random_bool(0.5) {
+            return;
+        }
+        [1, 2, 3, 4, 4, 5, 5, 5][random.random_range(0..8)]
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tenant = contact.split('/').nth(1).unwrap_or_default().to_owned();
+    let request = RecordSurveyAnswerRequest { contact, score };
+    if let Err(status) = kpi.record_survey_answer(authorized(&format!("dev-{tenant}-admin"), request)).await {
+        tracing::debug!(code = ?status.code(), message = status.message(), "demo survey answer not recorded");
     }
 }
 

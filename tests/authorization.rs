@@ -413,6 +413,11 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.kpi.v1.KpiService/ListAgentKpis",
         vec![call(GLOBEX_READER, &agents, DENIED), call(BOB, &agents, DENIED), call(INTEGRATION, &agents, DENIED)],
     );
+    let survey = kpi::RecordSurveyAnswerRequest { contact: contact(), score: 4 };
+    add(
+        "/switchboard.kpi.v1.KpiService/RecordSurveyAnswer",
+        vec![call(GLOBEX_ADMIN, &survey, DENIED), call(ACME_READER, &survey, DENIED), call(BOB, &survey, DENIED)],
+    );
     let live = kpi::WatchLiveKpisRequest { parent: acme(), utc_offset: None };
     let everyone = kpi::WatchLiveKpisRequest::default();
     add(

@@ -149,8 +149,11 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
             Ok(Some(update))
         }
         // The timeline keeps one entry per contact; a conversation's
-        // messages are read from ingestion's `ListMessages`.
-        contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_) => Ok(None),
+        // messages are read from ingestion's `ListMessages`, survey answers
+        // are KPI's.
+        contact_event::Kind::MessageAdded(_)
+        | contact_event::Kind::MessageStatusChanged(_)
+        | contact_event::Kind::SurveyAnswered(_) => Ok(None),
     }
 }
 

@@ -13,13 +13,15 @@ use switchboard_core::{Error, Principal, TenantId};
 use switchboard_platform::auth::{
     AccessControl, LogName, credential_expired, credential_expired_error, credential_withdrawn_error, principal,
 };
+use switchboard_platform::bus::EventBus;
 use switchboard_platform::grpc::answer;
 use switchboard_platform::status::{IntoStatus, to_status};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
 use switchboard_proto::kpi::v1::{
     GetKpiSummaryRequest, GetUsageRequest, KpiFilter, KpiSummary, ListAgentKpisRequest, ListAgentKpisResponse,
-    ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis, Usage, WatchLiveKpisRequest,
+    ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis, RecordSurveyAnswerRequest, SurveyAnswer, Usage,
+    WatchLiveKpisRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,12 +33,14 @@ use crate::domain::summary::fcr_provisional;
 use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
 use crate::live::{self, LiveBoards};
 use crate::store::{KpiStore, counts_by_interval, summary_counts};
-use crate::usage;
+use crate::{surveys, usage};
 
 /// Serves KPIs of the caller's tenants from a [`KpiStore`].
 pub struct KpiGrpc {
     store: Arc<dyn KpiStore>,
     access: Arc<AccessControl>,
+    /// Where survey answers are published.
+    bus: Arc<dyn EventBus>,
     max_contacts_per_query: usize,
     live: Arc<LiveBoards>,
     shutdown: CancellationToken,
@@ -49,9 +53,14 @@ pub struct KpiGrpc {
 pub const MAX_CONTACTS_PER_QUERY: usize = 200_000;
 
 impl KpiGrpc {
-    pub fn new(store: Arc<dyn KpiStore>, access: Arc<AccessControl>, shutdown: CancellationToken) -> KpiGrpc {
+    pub fn new(
+        store: Arc<dyn KpiStore>,
+        access: Arc<AccessControl>,
+        bus: Arc<dyn EventBus>,
+        shutdown: CancellationToken,
+    ) -> KpiGrpc {
         let live = LiveBoards::new(Arc::clone(&store), shutdown.clone());
-        KpiGrpc { store, access, max_contacts_per_query: MAX_CONTACTS_PER_QUERY, live, shutdown }
+        KpiGrpc { store, access, bus, max_contacts_per_query: MAX_CONTACTS_PER_QUERY, live, shutdown }
     }
 
     /// The boards live watches read (shared with the wallboard).
@@ -202,6 +211,16 @@ impl KpiService for KpiGrpc {
         .await
     }
 
+    async fn record_survey_answer(
+        &self,
+        request: Request<RecordSurveyAnswerRequest>,
+    ) -> Result<Response<SurveyAnswer>, Status> {
+        answer(request, |principal, body| async move {
+            surveys::record_survey_answer(self.store.as_ref(), self.bus.as_ref(), &self.access, &principal, &body).await
+        })
+        .await
+    }
+
     type WatchLiveKpisStream = ReceiverStream<Result<LiveKpis, Status>>;
 
     async fn watch_live_kpis(
@@ -253,12 +272,14 @@ mod tests {
     use tonic::Code;
     use tonic_types::StatusExt;
 
+    use switchboard_platform::bus::memory::MemoryBus;
+
     use crate::store::MemoryKpiStore;
 
     fn service() -> KpiGrpc {
         let auth = AuthConfig { tenants: vec!["acme".to_owned(), "globex".to_owned()], ..AuthConfig::default() };
         let access = AccessControl::from_config(&auth).expect("access");
-        KpiGrpc::new(Arc::new(MemoryKpiStore::new()), access, CancellationToken::new())
+        KpiGrpc::new(Arc::new(MemoryKpiStore::new()), access, Arc::new(MemoryBus::new()), CancellationToken::new())
     }
 
     fn request(filter: Option<KpiFilter>, tenant: Option<&str>) -> Request<GetKpiSummaryRequest> {
@@ -327,7 +348,8 @@ mod tests {
             store.apply(&acme, &contact, update).await.expect("facts");
         }
         let auth = AuthConfig { tenants: vec!["acme".to_owned()], ..AuthConfig::default() };
-        let service = KpiGrpc::new(store, AccessControl::from_config(&auth).expect("access"), CancellationToken::new())
+        let access = AccessControl::from_config(&auth).expect("access");
+        let service = KpiGrpc::new(store, access, Arc::new(MemoryBus::new()), CancellationToken::new())
             .with_max_contacts_per_query(2);
         let everything = service.get_kpi_summary(request(Some(acme_filter()), Some("acme"))).await.expect("buckets");
         assert_eq!(everything.get_ref().offered, 3, "all time is read from the buckets, however many contacts");

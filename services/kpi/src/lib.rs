@@ -14,6 +14,7 @@ pub mod domain;
 pub mod grpc;
 pub mod live;
 pub mod store;
+pub mod surveys;
 pub mod usage;
 pub mod wallboard;
 
@@ -50,7 +51,7 @@ impl Service for Kpi {
     }
 
     async fn start(self, kit: &mut Kit) -> anyhow::Result<()> {
-        let api = KpiGrpc::new(Arc::clone(&self.store), kit.access(), kit.shutdown());
+        let api = KpiGrpc::new(Arc::clone(&self.store), kit.access(), kit.bus(), kit.shutdown());
         kit.http(wallboard::router(kit.access(), api.live_boards()));
         kit.http(usage::router(Arc::clone(&self.store), kit.access()));
         kit.serve(KpiServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));

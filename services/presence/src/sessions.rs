@@ -378,7 +378,9 @@ impl PresenceCore {
             contact_event::Kind::MessageStatusChanged(changed) => {
                 (changed.contact.clone(), agent_session_response::Kind::MessageStatusChanged(changed))
             }
-            contact_event::Kind::Created(_) | contact_event::Kind::Abandoned(_) => return Ok(()),
+            contact_event::Kind::Created(_)
+            | contact_event::Kind::Abandoned(_)
+            | contact_event::Kind::SurveyAnswered(_) => return Ok(()),
         };
         // Every replica sees every message: one with no desktop connected
         // has nobody to push to, and asks Redis nothing.

@@ -164,8 +164,13 @@ impl Engine {
                         }
                         self.on_customer_left(&tenant, &contact).await
                     }
-                    // A conversation's messages change nothing routing decides.
-                    Some(contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_))
+                    // A conversation's messages and a survey answer change
+                    // nothing routing decides.
+                    Some(
+                        contact_event::Kind::MessageAdded(_)
+                        | contact_event::Kind::MessageStatusChanged(_)
+                        | contact_event::Kind::SurveyAnswered(_),
+                    )
                     | None => Ok(()),
                 }
             }

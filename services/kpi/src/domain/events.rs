@@ -14,7 +14,7 @@ use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{self as ingestion, contact_event};
 use switchboard_proto::routing::v1::{self as routing, routing_event};
 
-use super::facts::{AbandonStage, ContactFacts, FactsUpdate, link_customer_contacts, merge};
+use super::facts::{AbandonStage, ContactFacts, FactsUpdate, Survey, link_customer_contacts, merge};
 
 /// One event's contribution to one contact's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,7 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
         Payload::Contact(event) => match &event.kind {
             Some(contact_event::Kind::Created(created)) => EventReader::Created(created),
             Some(contact_event::Kind::Abandoned(abandoned)) => EventReader::CustomerLeft(abandoned),
+            Some(contact_event::Kind::SurveyAnswered(answered)) => EventReader::SurveyAnswered(answered),
             // No KPI counts messages yet (usage metering will).
             Some(contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_)) | None => {
                 return Ok(None);
@@ -86,6 +87,7 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
 enum EventReader<'a> {
     Created(&'a ingestion::ContactCreated),
     CustomerLeft(&'a ingestion::ContactAbandoned),
+    SurveyAnswered(&'a ingestion::SurveyAnswered),
     Queued(&'a routing::ContactQueued),
     Answered(&'a routing::ContactAnswered),
     Abandoned(&'a routing::ContactAbandoned),
@@ -118,6 +120,17 @@ impl EventReader<'_> {
                     abandoned_ms: instant(abandoned.abandon_time.as_ref(), occurred_ms),
                     ..FactsUpdate::default()
                 };
+                (contact_id, update)
+            }
+            EventReader::SurveyAnswered(answered) => {
+                let contact_id = owned_contact(&answered.contact, "survey_answered.contact", &tenant)?;
+                if !Survey::SCORES.contains(&answered.score) {
+                    return Err(Error::invalid_field("survey_answered.score", "must be 1 to 5"));
+                }
+                let at_ms = instant(answered.answer_time.as_ref(), occurred_ms)
+                    .ok_or_else(|| Error::missing_field("survey_answered.answer_time"))?;
+                let update =
+                    FactsUpdate { survey: Some(Survey { at_ms, score: answered.score }), ..FactsUpdate::default() };
                 (contact_id, update)
             }
             EventReader::Queued(queued) => {

@@ -53,6 +53,26 @@ pub enum UnansweredEnd {
     EndedByRouting,
 }
 
+/// A customer's answer to the post-contact survey: a score of 1 to 5,
+/// given at `at_ms`. One counts per contact: the earliest (and at the same
+/// instant the lower score), so concurrent answers settle the same way in
+/// every store and in any delivery order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Survey {
+    pub at_ms: i64,
+    pub score: i32,
+}
+
+impl Survey {
+    /// The scores a survey takes.
+    pub const SCORES: std::ops::RangeInclusive<i32> = 1..=5;
+
+    /// Scored 4 or 5: a satisfied customer (CSAT's numerator).
+    pub fn satisfied(&self) -> bool {
+        self.score >= 4
+    }
+}
+
 /// What one event says about one contact. Every field is optional: an
 /// event sets only what it knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +108,8 @@ pub struct FactsUpdate {
     /// earliest creation of the customer's contacts created after this one
     /// (see [`link_customer_contacts`]).
     pub next_contact_ms: Option<i64>,
+    /// The customer's answer to the post-contact survey.
+    pub survey: Option<Survey>,
 }
 
 /// Everything the KPI service knows about one contact: the row behind
@@ -126,6 +148,8 @@ pub struct ContactFacts {
     /// earliest creation of the customer's contacts created after this one
     /// (see [`link_customer_contacts`]).
     pub next_contact_ms: Option<i64>,
+    /// The customer's answer to the post-contact survey.
+    pub survey: Option<Survey>,
 }
 
 impl ContactFacts {
@@ -151,6 +175,7 @@ impl ContactFacts {
             short_abandon_threshold_ms: None,
             wrap_up_ms: None,
             next_contact_ms: None,
+            survey: None,
         }
     }
 
@@ -211,6 +236,7 @@ impl ContactFacts {
             short_abandon_threshold_ms: self.short_abandon_threshold_ms,
             wrap_up_ms: self.wrap_up_ms,
             next_contact_ms: self.next_contact_ms,
+            survey: self.survey,
         }
     }
 }
@@ -288,6 +314,10 @@ pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
     first_write_wins(&mut facts.short_abandon_threshold_ms, &update.short_abandon_threshold_ms);
     first_write_wins(&mut facts.wrap_up_ms, &update.wrap_up_ms);
     earliest_wins(&mut facts.next_contact_ms, update.next_contact_ms);
+    facts.survey = match (facts.survey, update.survey) {
+        (Some(known), Some(update)) => Some(known.min(update)),
+        (known, update) => known.or(update),
+    };
 }
 
 /// How long after a resolved contact its customer must stay away for it to
@@ -509,6 +539,7 @@ mod tests {
             short_abandon_threshold_ms in proptest::option::of(0_i64..10_000),
             wrap_up_ms in proptest::option::of(0_i64..120_000),
             next_contact_ms in arbitrary_instant(),
+            survey in proptest::option::of((0_i64..10_000, 1_i32..=5)),
         ) -> FactsUpdate {
             FactsUpdate {
                 queue: queue.map(|name| QueueId::parse(name, "queue")).transpose().unwrap_or_default(),
@@ -528,6 +559,7 @@ mod tests {
                 short_abandon_threshold_ms,
                 wrap_up_ms,
                 next_contact_ms,
+                survey: survey.map(|(at_ms, score)| Survey { at_ms, score }),
             }
         }
     }

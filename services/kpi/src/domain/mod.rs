@@ -100,7 +100,7 @@ pub mod summary;
 pub use events::{FactsEvent, facts_event, recompute};
 pub use facts::{
     AbandonStage, ContactFacts, DEFAULT_SERVICE_LEVEL_THRESHOLD_MS, DEFAULT_SHORT_ABANDON_THRESHOLD_MS, FactsFilter,
-    FactsUpdate, UnansweredEnd, merge,
+    FactsUpdate, Survey, UnansweredEnd, merge,
 };
 pub use summary::{
     INTERVAL_MS, KpiCounts, KpiInterval, KpiSummary, ServiceLevelVariant, interval_start_ms, intervals, summarize,

@@ -36,7 +36,7 @@ impl ServiceLevelVariant {
 }
 
 /// How many counters [`KpiCounts`] has.
-pub const COUNTERS: usize = 20;
+pub const COUNTERS: usize = 23;
 
 /// Additive per-contact counts: the counts of a set of contacts are the
 /// sums of each contact's, so intervals add up to their range.
@@ -80,6 +80,11 @@ pub struct KpiCounts {
     /// Resolved contacts whose customer did not come back within the
     /// first-contact window ([`ContactFacts::resolved_at_first_contact`]).
     pub resolved_first_contact: i64,
+    /// Contacts with a survey answer, those scored 4 or 5, and the sum of
+    /// their scores.
+    pub surveyed: i64,
+    pub satisfied: i64,
+    pub total_survey_score: i64,
 }
 
 impl KpiCounts {
@@ -142,6 +147,11 @@ impl KpiCounts {
             self.handled += 1;
             self.total_handle_ms = self.total_handle_ms.saturating_add(handle_ms);
         }
+        if let Some(survey) = facts.survey {
+            self.surveyed += 1;
+            self.satisfied += i64::from(survey.satisfied());
+            self.total_survey_score += i64::from(survey.score);
+        }
     }
 
     /// Takes another set's counts out (a contact's old contribution).
@@ -174,6 +184,9 @@ impl KpiCounts {
             self.handled,
             self.total_handle_ms,
             self.resolved_first_contact,
+            self.surveyed,
+            self.satisfied,
+            self.total_survey_score,
         ]
     }
 
@@ -208,6 +221,9 @@ impl KpiCounts {
             &mut self.handled,
             &mut self.total_handle_ms,
             &mut self.resolved_first_contact,
+            &mut self.surveyed,
+            &mut self.satisfied,
+            &mut self.total_survey_score,
         ]
     }
 
@@ -262,6 +278,18 @@ impl KpiSummary {
         rate(self.counts.resolved_first_contact, self.counts.resolved)
     }
 
+    /// Customer satisfaction: satisfied ÷ surveyed.
+    pub fn csat(&self) -> f64 {
+        rate(self.counts.satisfied, self.counts.surveyed)
+    }
+
+    /// The mean survey score; 0 when nobody answered.
+    pub fn average_survey_score(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let average = self.counts.total_survey_score as f64 / self.counts.surveyed as f64;
+        if self.counts.surveyed > 0 { average } else { 0.0 }
+    }
+
     /// Average handle time in milliseconds, rounded down; 0 when nothing
     /// was handled.
     pub fn aht_ms(&self) -> i64 {
@@ -311,6 +339,10 @@ impl KpiSummary {
                 seconds: self.aht_ms() / 1_000,
                 nanos: i32::try_from(self.aht_ms() % 1_000 * 1_000_000).unwrap_or(0),
             }),
+            surveyed: counts.surveyed,
+            satisfied: counts.satisfied,
+            csat: self.csat(),
+            average_survey_score: self.average_survey_score(),
         }
     }
 }

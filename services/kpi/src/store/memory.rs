@@ -156,6 +156,10 @@ impl KpiStore for MemoryKpiStore {
         Ok((i64::try_from(waiting.len()).unwrap_or(i64::MAX), waiting.into_iter().min()))
     }
 
+    async fn get(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactFacts>, Error> {
+        Ok(self.lock().get(tenant).and_then(|kpis| kpis.facts.get(contact)).cloned())
+    }
+
     async fn apply_state_changes(&self, changes: &[AgentStateUpdate]) -> Result<(), Error> {
         switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).insert_all(changes);
         Ok(())

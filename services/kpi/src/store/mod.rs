@@ -93,6 +93,9 @@ pub trait KpiStore: Send + Sync + 'static {
         Ok(by_interval.into_iter().map(|(start, counts)| (start, INTERVAL_MS, counts)).collect())
     }
 
+    /// One contact's facts; `None` when no event of it has arrived.
+    async fn get(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactFacts>, Error>;
+
     /// Records each agent update that supersedes its agent's stored state
     /// ([`AgentStateUpdate::supersedes`]): order-insensitive, idempotent.
     async fn apply_agent_states(&self, updates: &[AgentStateUpdate]) -> Result<(), Error>;

@@ -17,8 +17,8 @@ use super::postgres_agents::{
     AGENTS_MIGRATION, count_agent_events, erase_tenant_agents, insert_state_changes, read_agent_figures,
 };
 use super::postgres_buckets::{
-    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, add_to_buckets, fill_buckets_once,
-    fold_contact_change, read_bucket_counts, read_bucket_periods,
+    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, SURVEYS_MIGRATION, add_to_buckets,
+    fill_buckets_once, fold_contact_change, read_bucket_counts, read_bucket_periods,
 };
 use super::postgres_links::link_to_customers;
 use super::postgres_live::{
@@ -27,7 +27,7 @@ use super::postgres_live::{
 use crate::domain::agents::{AgentEvent, AgentPage, StoredAgentFigures};
 use crate::domain::buckets::RangeSplit;
 use crate::domain::live::AgentStateUpdate;
-use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, merge};
+use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, Survey, merge};
 
 /// The service name migrations are recorded under.
 pub const MIGRATION_SERVICE: &str = "kpi";
@@ -85,6 +85,7 @@ pub const MIGRATIONS: &[Migration] = &[
     HANDLE_TIME_MIGRATION,
     DAY_COUNTS_MIGRATION,
     AGENTS_MIGRATION,
+    SURVEYS_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -99,10 +100,10 @@ pub(super) const UPSERT_ALL_SQL: &str = r#"
     INSERT INTO kpi.contact_facts AS facts (
         tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms)
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::bool[],
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::int8[], $13::bool[],
-        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[])
+        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int4[])
     ON CONFLICT (tenant, contact) DO UPDATE SET
         queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
             OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
@@ -128,7 +129,13 @@ pub(super) const UPSERT_ALL_SQL: &str = r#"
         service_level_threshold_ms = COALESCE(facts.service_level_threshold_ms, EXCLUDED.service_level_threshold_ms),
         short_abandon_threshold_ms = COALESCE(facts.short_abandon_threshold_ms, EXCLUDED.short_abandon_threshold_ms),
         wrap_up_ms = COALESCE(facts.wrap_up_ms, EXCLUDED.wrap_up_ms),
-        next_contact_ms = LEAST(facts.next_contact_ms, EXCLUDED.next_contact_ms)
+        next_contact_ms = LEAST(facts.next_contact_ms, EXCLUDED.next_contact_ms),
+        survey_ms = CASE WHEN EXCLUDED.survey_ms IS NOT NULL AND (facts.survey_ms IS NULL
+            OR (EXCLUDED.survey_ms, EXCLUDED.survey_score) < (facts.survey_ms, facts.survey_score))
+            THEN EXCLUDED.survey_ms ELSE facts.survey_ms END,
+        survey_score = CASE WHEN EXCLUDED.survey_ms IS NOT NULL AND (facts.survey_ms IS NULL
+            OR (EXCLUDED.survey_ms, EXCLUDED.survey_score) < (facts.survey_ms, facts.survey_score))
+            THEN EXCLUDED.survey_score ELSE facts.survey_score END
 "#;
 
 /// The events' updates folded per contact, in key order: `merge` is
@@ -181,6 +188,8 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
                 &instants(|facts| facts.routing_ended_ms),
                 &instants(|facts| facts.wrap_up_ms),
                 &instants(|facts| facts.next_contact_ms),
+                &instants(|facts| facts.survey.map(|survey| survey.at_ms)),
+                &contacts.iter().map(|facts| facts.survey.map(|survey| survey.score)).collect::<Vec<_>>(),
             ],
         )
         .await
@@ -192,13 +201,13 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
 pub(super) const SELECT_ALL_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
     FROM kpi.contact_facts";
 
 const SELECT_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
     FROM kpi.contact_facts
     WHERE tenant = $1";
 
@@ -207,7 +216,7 @@ const SELECT_SQL: &str = "
 const LOCK_BATCH_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
     FROM kpi.contact_facts
     WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
     ORDER BY tenant, contact
@@ -324,6 +333,13 @@ impl KpiStore for PostgresKpiStore {
         let transaction = client.transaction().await.map_err(pg_error)?;
         write_agent_states(&transaction, updates).await?;
         transaction.commit().await.map_err(pg_error)
+    }
+
+    async fn get(&self, tenant: &TenantId, contact: &ContactId) -> Result<Option<ContactFacts>, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let sql = format!("{SELECT_SQL} AND contact = $2");
+        let row = client.query_opt_cached(&sql, &[&tenant.as_str(), &contact.as_str()]).await.map_err(pg_error)?;
+        row.map(|row| facts_from_row(&row)).transpose()
     }
 
     async fn apply_state_changes(&self, changes: &[AgentStateUpdate]) -> Result<(), Error> {
@@ -463,5 +479,9 @@ pub(super) fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
         short_abandon_threshold_ms: column(row, "short_abandon_threshold_ms")?,
         wrap_up_ms: column(row, "wrap_up_ms")?,
         next_contact_ms: column(row, "next_contact_ms")?,
+        survey: match (column(row, "survey_ms")?, column(row, "survey_score")?) {
+            (Some(at_ms), Some(score)) => Some(Survey { at_ms, score }),
+            _ => None,
+        },
     })
 }

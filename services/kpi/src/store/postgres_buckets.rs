@@ -45,6 +45,9 @@ const COUNTER_COLUMNS: [&str; COUNTERS] = [
     "handled",
     "total_handle_ms",
     "resolved_first_contact",
+    "surveyed",
+    "satisfied",
+    "total_survey_score",
 ];
 
 /// `0003_interval_counts`: the buckets, and whether they were filled from
@@ -87,6 +90,26 @@ pub const HANDLE_TIME_MIGRATION: Migration = Migration {
             ADD COLUMN total_handle_ms bigint NOT NULL DEFAULT 0,
             ADD COLUMN resolved_first_contact bigint NOT NULL DEFAULT 0;
         DELETE FROM kpi.interval_counts;
+        DELETE FROM kpi.interval_counts_filled;
+    ",
+};
+
+/// `0008_surveys`: survey answers in the facts, CSAT's counters in the
+/// buckets (filled again from the facts).
+pub const SURVEYS_MIGRATION: Migration = Migration {
+    version: "0008_surveys",
+    sql: "
+        ALTER TABLE kpi.contact_facts ADD COLUMN survey_ms bigint, ADD COLUMN survey_score integer;
+        ALTER TABLE kpi.interval_counts
+            ADD COLUMN surveyed bigint NOT NULL DEFAULT 0,
+            ADD COLUMN satisfied bigint NOT NULL DEFAULT 0,
+            ADD COLUMN total_survey_score bigint NOT NULL DEFAULT 0;
+        ALTER TABLE kpi.day_counts
+            ADD COLUMN surveyed bigint NOT NULL DEFAULT 0,
+            ADD COLUMN satisfied bigint NOT NULL DEFAULT 0,
+            ADD COLUMN total_survey_score bigint NOT NULL DEFAULT 0;
+        DELETE FROM kpi.interval_counts;
+        DELETE FROM kpi.day_counts;
         DELETE FROM kpi.interval_counts_filled;
     ",
 };

@@ -170,6 +170,16 @@ impl ContactStory {
         (CONTACTS_TOPIC, self.envelope("left", left_ms, payload))
     }
 
+    fn survey_answered(&self, answer_ms: i64, score: i32) -> (&'static str, EventEnvelope) {
+        let answered = ingestion::SurveyAnswered {
+            contact: contact_name(&self.tenant, &self.contact),
+            score,
+            answer_time: Some(timestamp_from_millis(answer_ms)),
+        };
+        let payload = Payload::Contact(ContactEvent { kind: Some(contact_event::Kind::SurveyAnswered(answered)) });
+        (CONTACTS_TOPIC, self.envelope("surveyed", answer_ms, payload))
+    }
+
     /// The events of this contact with their topics, in the order the
     /// platform publishes them.
     pub fn events(&self) -> Vec<(&'static str, EventEnvelope)> {
@@ -231,6 +241,12 @@ impl ContactStory {
                     let end_ms = answer_ms + handle_ms;
                     let completed = names.completed(&queue, alice, answer_ms, end_ms, resolved);
                     events.push(self.routing("completed", end_ms, completed));
+                    // Two customers in three answer the survey a minute later,
+                    // with a score the handle time picks.
+                    if handle_ms % 3 != 0 {
+                        let score = i32::try_from(1 + handle_ms / 1_000 % 5).unwrap_or(3);
+                        events.push(self.survey_answered(end_ms + 60_000, score));
+                    }
                 }
             }
             StoryOutcome::Abandoned { wait_ms, stage, routing_lag_ms } => {

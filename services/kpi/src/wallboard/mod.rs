@@ -150,6 +150,8 @@ pub fn feed_json(live: &proto::LiveKpis) -> Value {
             "fcr": summary.fcr,
             "fcr_provisional": summary.fcr_provisional,
             "aht_ms": summary.aht.as_ref().and_then(millis_from_duration).unwrap_or(0),
+            "surveyed": summary.surveyed,
+            "csat": summary.csat,
         })
     };
     let agents: serde_json::Map<String, Value> = live
