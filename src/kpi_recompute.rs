@@ -4,7 +4,8 @@
 //! Facts are order-insensitive and idempotent, so the rebuilt figures are
 //! what the live aggregate would hold had it seen every retained event
 //! once. Without a range, agents' figures (time in state, routing counts)
-//! are rebuilt from the whole log too. Deleted tenants stay erased.
+//! are rebuilt from the whole log too. Every rebuilt contact takes its
+//! tenant's current first-contact window. Deleted tenants stay erased.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +15,7 @@ use switchboard_core::event::{ALL_TOPICS, CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTIN
 use switchboard_kpi::domain::agents::{AgentEvent, agent_event};
 use switchboard_kpi::domain::live::{AgentStateUpdate, agent_state_update};
 use switchboard_kpi::domain::{ContactFacts, recompute};
+use switchboard_kpi::store::KpiStore;
 use switchboard_kpi::store::postgres::{MIGRATION_SERVICE, MIGRATIONS, PostgresKpiStore};
 use switchboard_platform::Config;
 use switchboard_platform::bus::kafka::KafkaBus;
@@ -67,6 +69,15 @@ pub async fn kpi_recompute(config: &Config, range: Range) -> anyhow::Result<()> 
     };
     let rebuilt: Vec<ContactFacts> = recompute(&envelopes).into_values().filter(|facts| in_range(facts)).collect();
     let store = PostgresKpiStore::connect(pool).await?;
+    // Every contact takes its tenant's current first-contact window.
+    let windows = store.fcr_windows().await?;
+    let rebuilt: Vec<ContactFacts> = rebuilt
+        .into_iter()
+        .map(|mut facts| {
+            facts.fcr_window_ms = windows.get(&facts.tenant).copied();
+            facts
+        })
+        .collect();
     let replaced = store.replace_facts(range.from_ms, range.to_ms, &rebuilt).await?;
     println!(
         "{} events read ({malformed} malformed records skipped); {} contacts' facts rebuilt, {replaced} replaced; \

@@ -418,6 +418,28 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
         "/switchboard.kpi.v1.KpiService/RecordSurveyAnswer",
         vec![call(GLOBEX_ADMIN, &survey, DENIED), call(ACME_READER, &survey, DENIED), call(BOB, &survey, DENIED)],
     );
+    let get_settings = kpi::GetKpiSettingsRequest { name: "tenants/acme/kpiSettings".to_owned() };
+    add(
+        "/switchboard.kpi.v1.KpiService/GetKpiSettings",
+        vec![call(GLOBEX_READER, &get_settings, DENIED), call(BOB, &get_settings, DENIED)],
+    );
+    let update_settings = kpi::UpdateKpiSettingsRequest {
+        settings: Some(kpi::KpiSettings {
+            name: "tenants/acme/kpiSettings".to_owned(),
+            fcr_window: Some(prost_types::Duration { seconds: 86_400, nanos: 0 }),
+            update_time: None,
+        }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["fcr_window".to_owned()] }),
+    };
+    add(
+        "/switchboard.kpi.v1.KpiService/UpdateKpiSettings",
+        vec![
+            call(GLOBEX_ADMIN, &update_settings, DENIED),
+            call(ACME_READER, &update_settings, DENIED),
+            call(INTEGRATION, &update_settings, DENIED),
+            call(BOB, &update_settings, DENIED),
+        ],
+    );
     let live = kpi::WatchLiveKpisRequest { parent: acme(), utc_offset: None };
     let everyone = kpi::WatchLiveKpisRequest::default();
     add(

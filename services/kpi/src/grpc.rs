@@ -19,9 +19,9 @@ use switchboard_platform::status::{IntoStatus, to_status};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::kpi::v1::kpi_service_server::KpiService;
 use switchboard_proto::kpi::v1::{
-    GetKpiSummaryRequest, GetUsageRequest, KpiFilter, KpiSummary, ListAgentKpisRequest, ListAgentKpisResponse,
-    ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis, RecordSurveyAnswerRequest, SurveyAnswer, Usage,
-    WatchLiveKpisRequest,
+    GetKpiSettingsRequest, GetKpiSummaryRequest, GetUsageRequest, KpiFilter, KpiSettings, KpiSummary,
+    ListAgentKpisRequest, ListAgentKpisResponse, ListKpiIntervalsRequest, ListKpiIntervalsResponse, LiveKpis,
+    RecordSurveyAnswerRequest, SurveyAnswer, UpdateKpiSettingsRequest, Usage, WatchLiveKpisRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,7 +33,7 @@ use crate::domain::summary::fcr_provisional;
 use crate::domain::{self, FactsFilter, KpiCounts, ServiceLevelVariant};
 use crate::live::{self, LiveBoards};
 use crate::store::{KpiStore, counts_by_interval, summary_counts};
-use crate::{surveys, usage};
+use crate::{settings_api, surveys, usage};
 
 /// Serves KPIs of the caller's tenants from a [`KpiStore`].
 pub struct KpiGrpc {
@@ -94,12 +94,13 @@ impl KpiGrpc {
         &self,
         principal: &Principal,
         filter: Option<&KpiFilter>,
-    ) -> Result<(BTreeMap<Option<i64>, KpiCounts>, ServiceLevelVariant), Error> {
+    ) -> Result<(BTreeMap<Option<i64>, KpiCounts>, ServiceLevelVariant, i64), Error> {
         let query = self.query(principal, filter)?;
         let counts =
             counts_by_interval(self.store.as_ref(), &query.tenant, &query.filter, self.max_contacts_per_query).await?;
         tracing::debug!(tenant = %query.tenant, key = %LogName(principal), intervals = counts.len(), "kpi counts read");
-        Ok((counts, query.variant))
+        let window_ms = self.store.settings(&query.tenant).await?.longest_fcr_window_ms;
+        Ok((counts, query.variant, window_ms))
     }
 
     async fn summary(&self, principal: Principal, request: GetKpiSummaryRequest) -> Result<KpiSummary, Error> {
@@ -117,7 +118,7 @@ impl KpiGrpc {
         principal: Principal,
         request: ListKpiIntervalsRequest,
     ) -> Result<ListKpiIntervalsResponse, Error> {
-        let (by_interval, variant) = self.counts(&principal, request.filter.as_ref()).await?;
+        let (by_interval, variant, window_ms) = self.counts(&principal, request.filter.as_ref()).await?;
         let intervals = by_interval
             .into_iter()
             .filter_map(|(start, counts)| start.map(|start_ms| (start_ms, counts)))
@@ -125,7 +126,7 @@ impl KpiGrpc {
                 let mut interval =
                     domain::KpiInterval { start_ms, summary: domain::KpiSummary { counts, variant } }.to_proto();
                 if let Some(summary) = &mut interval.summary {
-                    summary.fcr_provisional = fcr_provisional(&counts, Some(start_ms), now_millis());
+                    summary.fcr_provisional = fcr_provisional(&counts, Some(start_ms), now_millis(), window_ms);
                 }
                 interval
             })
@@ -217,6 +218,23 @@ impl KpiService for KpiGrpc {
     ) -> Result<Response<SurveyAnswer>, Status> {
         answer(request, |principal, body| async move {
             surveys::record_survey_answer(self.store.as_ref(), self.bus.as_ref(), &self.access, &principal, &body).await
+        })
+        .await
+    }
+
+    async fn get_kpi_settings(&self, request: Request<GetKpiSettingsRequest>) -> Result<Response<KpiSettings>, Status> {
+        answer(request, |principal, body| async move {
+            settings_api::get_settings(self.store.as_ref(), &self.access, &principal, &body).await
+        })
+        .await
+    }
+
+    async fn update_kpi_settings(
+        &self,
+        request: Request<UpdateKpiSettingsRequest>,
+    ) -> Result<Response<KpiSettings>, Status> {
+        answer(request, |principal, body| async move {
+            settings_api::update_settings(self.store.as_ref(), &self.access, &principal, &body).await
         })
         .await
     }

@@ -13,6 +13,7 @@ pub mod agents;
 pub mod domain;
 pub mod grpc;
 pub mod live;
+pub mod settings_api;
 pub mod store;
 pub mod surveys;
 pub mod usage;

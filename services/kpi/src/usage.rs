@@ -89,6 +89,8 @@ fn channel_usage(channel: Channel, counts: &KpiCounts) -> proto::ChannelUsage {
             nanos: i32::try_from(handle_ms % 1_000 * 1_000_000).unwrap_or(0),
         }),
         handle_minutes: (handle_ms + 59_999) / 60_000,
+        callbacks: counts.callbacks,
+        outbound_contacts: counts.outbound,
     }
 }
 
@@ -145,7 +147,9 @@ pub fn usage_request(
 
 /// Usage as CSV: a header and one line per channel, then the total.
 pub fn usage_csv(usage: &proto::Usage) -> String {
-    let mut csv = String::from("tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes\n");
+    let mut csv = String::from(
+        "tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes,callbacks,outbound_contacts\n",
+    );
     let total = usage.total.iter().map(|total| ("all", total));
     let rows = usage
         .channels
@@ -159,7 +163,7 @@ pub fn usage_csv(usage: &proto::Usage) -> String {
         let handle_ms =
             row.handle_time.as_ref().map_or(0, |time| time.seconds * 1_000 + i64::from(time.nanos) / 1_000_000);
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             usage.tenant.trim_start_matches("tenants/"),
             usage.month,
             name.to_lowercase(),
@@ -167,7 +171,9 @@ pub fn usage_csv(usage: &proto::Usage) -> String {
             row.answered,
             row.handled,
             handle_ms,
-            row.handle_minutes
+            row.handle_minutes,
+            row.callbacks,
+            row.outbound_contacts
         ));
     }
     csv

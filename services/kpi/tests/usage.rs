@@ -21,17 +21,19 @@ use tonic::Code;
 /// 2026-12-03T10:00:00Z.
 const ARRIVAL_MS: i64 = 1_796_292_000_000;
 
-fn handled_story(contact: &str, channel: Channel, handle_ms: i64) -> ContactStory {
+/// A handled contact; a wait divisible by 4 makes it a queued callback
+/// (see the stories).
+fn handled_story(contact: &str, channel: Channel, handle_ms: i64, wait_ms: i64, direction: Direction) -> ContactStory {
     ContactStory {
         tenant: TenantId::parse("acme", "tenant").unwrap(),
         contact: ContactId::parse(contact, "contact").unwrap(),
         queue: QueueId::parse("support", "queue").unwrap(),
         overflow_to: None,
         channel,
-        direction: Direction::Inbound,
+        direction,
         created_ms: ARRIVAL_MS,
         queue_delay_ms: Some(0),
-        outcome: StoryOutcome::Answered { wait_ms: 5_000, completion: Some((handle_ms, true)) },
+        outcome: StoryOutcome::Answered { wait_ms, completion: Some((handle_ms, true)) },
         short_abandon_threshold_ms: None,
         service_level_threshold_ms: None,
     }
@@ -45,9 +47,9 @@ async fn a_months_usage_is_served_and_exported_by_channel() {
     let service = start_service_with_http(kit, kpi).await;
     let mut client = KpiServiceClient::connect(service.url()).await.expect("connect");
     for story in [
-        handled_story("ct_usage0001", Channel::Voice, 90_000),
-        handled_story("ct_usage0002", Channel::Voice, 30_500),
-        handled_story("ct_usage0003", Channel::Chat, 600_000),
+        handled_story("ct_usage0001", Channel::Voice, 90_000, 5_000, Direction::Inbound),
+        handled_story("ct_usage0002", Channel::Voice, 30_500, 5_001, Direction::Outbound),
+        handled_story("ct_usage0003", Channel::Chat, 600_000, 5_000, Direction::Inbound),
     ] {
         publish(&bus, &story.events()).await;
     }
@@ -80,10 +82,10 @@ async fn a_months_usage_is_served_and_exported_by_channel() {
     assert_eq!(csv.status, 200, "{csv:?}");
     assert_eq!(
         csv.body,
-        "tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes\n\
-         acme,2026-12,voice,2,2,2,120500,3\n\
-         acme,2026-12,chat,1,1,1,600000,10\n\
-         acme,2026-12,all,3,3,3,720500,13\n"
+        "tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes,callbacks,outbound_contacts\n\
+         acme,2026-12,voice,2,2,2,120500,3,1,1\n\
+         acme,2026-12,chat,1,1,1,600000,10,1,0\n\
+         acme,2026-12,all,3,3,3,720500,13,2,1\n"
     );
 
     let foreign = client.get_usage(authorized(GLOBEX_READER_KEY, request())).await.expect_err("globex");

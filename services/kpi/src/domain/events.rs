@@ -67,6 +67,9 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
             Some(routing_event::Kind::Answered(answered)) => EventReader::Answered(answered),
             Some(routing_event::Kind::Abandoned(abandoned)) => EventReader::Abandoned(abandoned),
             Some(routing_event::Kind::Completed(completed)) => EventReader::Completed(completed),
+            Some(routing_event::Kind::Offered(offered)) if !offered.callback_number.is_empty() => {
+                EventReader::CallbackOffered(offered)
+            }
             Some(
                 routing_event::Kind::Offered(_)
                 | routing_event::Kind::OfferWithdrawn(_)
@@ -89,6 +92,7 @@ enum EventReader<'a> {
     CustomerLeft(&'a ingestion::ContactAbandoned),
     SurveyAnswered(&'a ingestion::SurveyAnswered),
     Queued(&'a routing::ContactQueued),
+    CallbackOffered(&'a routing::ContactOffered),
     Answered(&'a routing::ContactAnswered),
     Abandoned(&'a routing::ContactAbandoned),
     Completed(&'a routing::ContactCompleted),
@@ -131,6 +135,14 @@ impl EventReader<'_> {
                     .ok_or_else(|| Error::missing_field("survey_answered.answer_time"))?;
                 let update =
                     FactsUpdate { survey: Some(Survey { at_ms, score: answered.score }), ..FactsUpdate::default() };
+                (contact_id, update)
+            }
+            EventReader::CallbackOffered(offered) => {
+                let contact_id = owned_contact(&offered.contact, "offered.contact", &tenant)?;
+                let update = FactsUpdate {
+                    callback_offered_ms: instant(offered.offer_time.as_ref(), occurred_ms),
+                    ..FactsUpdate::default()
+                };
                 (contact_id, update)
             }
             EventReader::Queued(queued) => {

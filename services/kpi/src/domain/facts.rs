@@ -110,6 +110,12 @@ pub struct FactsUpdate {
     pub next_contact_ms: Option<i64>,
     /// The customer's answer to the post-contact survey.
     pub survey: Option<Survey>,
+    /// Its tenant's first-contact window when it arrived (`None`: the
+    /// default, [`FCR_WINDOW_MS`]).
+    pub fcr_window_ms: Option<i64>,
+    /// When it was first offered as a callback (the agent calls the
+    /// customer back).
+    pub callback_offered_ms: Option<i64>,
 }
 
 /// Everything the KPI service knows about one contact: the row behind
@@ -150,6 +156,12 @@ pub struct ContactFacts {
     pub next_contact_ms: Option<i64>,
     /// The customer's answer to the post-contact survey.
     pub survey: Option<Survey>,
+    /// Its tenant's first-contact window when it arrived (`None`: the
+    /// default, [`FCR_WINDOW_MS`]).
+    pub fcr_window_ms: Option<i64>,
+    /// When it was first offered as a callback (the agent calls the
+    /// customer back).
+    pub callback_offered_ms: Option<i64>,
 }
 
 impl ContactFacts {
@@ -176,6 +188,8 @@ impl ContactFacts {
             wrap_up_ms: None,
             next_contact_ms: None,
             survey: None,
+            fcr_window_ms: None,
+            callback_offered_ms: None,
         }
     }
 
@@ -237,6 +251,8 @@ impl ContactFacts {
             wrap_up_ms: self.wrap_up_ms,
             next_contact_ms: self.next_contact_ms,
             survey: self.survey,
+            fcr_window_ms: self.fcr_window_ms,
+            callback_offered_ms: self.callback_offered_ms,
         }
     }
 }
@@ -314,6 +330,8 @@ pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
     first_write_wins(&mut facts.short_abandon_threshold_ms, &update.short_abandon_threshold_ms);
     first_write_wins(&mut facts.wrap_up_ms, &update.wrap_up_ms);
     earliest_wins(&mut facts.next_contact_ms, update.next_contact_ms);
+    first_write_wins(&mut facts.fcr_window_ms, &update.fcr_window_ms);
+    earliest_wins(&mut facts.callback_offered_ms, update.callback_offered_ms);
     facts.survey = match (facts.survey, update.survey) {
         (Some(known), Some(update)) => Some(known.min(update)),
         (known, update) => known.or(update),
@@ -326,13 +344,14 @@ pub const FCR_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
 
 impl ContactFacts {
     /// Resolved at first contact: completed as resolved, and its customer
-    /// made no other contact, on any channel, within [`FCR_WINDOW_MS`]
+    /// made no other contact, on any channel, within its window
+    /// ([`ContactFacts::fcr_window_ms`], by default [`FCR_WINDOW_MS`])
     /// after it (as far as known: until the window closes, a later contact
     /// may still take it back).
     pub fn resolved_at_first_contact(&self) -> bool {
         let resolved = self.completed_ms.is_some() && self.resolved == Some(true);
         let came_back = match (self.next_contact_ms, self.created_ms) {
-            (Some(next_ms), Some(created_ms)) => next_ms - created_ms <= FCR_WINDOW_MS,
+            (Some(next_ms), Some(created_ms)) => next_ms - created_ms <= self.fcr_window_ms.unwrap_or(FCR_WINDOW_MS),
             _ => false,
         };
         resolved && !came_back
@@ -540,6 +559,7 @@ mod tests {
             wrap_up_ms in proptest::option::of(0_i64..120_000),
             next_contact_ms in arbitrary_instant(),
             survey in proptest::option::of((0_i64..10_000, 1_i32..=5)),
+            callback_offered_ms in arbitrary_instant(),
         ) -> FactsUpdate {
             FactsUpdate {
                 queue: queue.map(|name| QueueId::parse(name, "queue")).transpose().unwrap_or_default(),
@@ -560,6 +580,8 @@ mod tests {
                 wrap_up_ms,
                 next_contact_ms,
                 survey: survey.map(|(at_ms, score)| Survey { at_ms, score }),
+                fcr_window_ms: None,
+                callback_offered_ms,
             }
         }
     }

@@ -86,6 +86,8 @@ pub struct LiveFigures {
     /// Today's stored figures of the tenant's agents, each with its
     /// current state (whose span counts up to the time sent).
     pub agents_today: Vec<StoredAgentFigures>,
+    /// The tenant's longest first-contact window (for `fcr_provisional`).
+    pub fcr_window_ms: i64,
     pub day_start_ms: i64,
     /// Today's counts by interval.
     pub today: BTreeMap<i64, KpiCounts>,
@@ -122,10 +124,9 @@ impl LiveFigures {
             day_start_time: Some(timestamp_from_millis(self.day_start_ms)),
             occupancy: occupancy(busy_ms, staffed_ms),
             today: Some(proto::KpiSummary {
-                fcr_provisional: self
-                    .today
-                    .iter()
-                    .any(|(start_ms, counts)| super::summary::fcr_provisional(counts, Some(*start_ms), now_ms)),
+                fcr_provisional: self.today.iter().any(|(start_ms, counts)| {
+                    super::summary::fcr_provisional(counts, Some(*start_ms), now_ms, self.fcr_window_ms)
+                }),
                 ..KpiSummary { counts: today, variant }.to_proto()
             }),
             today_intervals: self

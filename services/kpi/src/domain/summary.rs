@@ -36,7 +36,7 @@ impl ServiceLevelVariant {
 }
 
 /// How many counters [`KpiCounts`] has.
-pub const COUNTERS: usize = 23;
+pub const COUNTERS: usize = 25;
 
 /// Additive per-contact counts: the counts of a set of contacts are the
 /// sums of each contact's, so intervals add up to their range.
@@ -85,6 +85,11 @@ pub struct KpiCounts {
     pub surveyed: i64,
     pub satisfied: i64,
     pub total_survey_score: i64,
+    /// Callbacks made: contacts offered as a callback that an agent
+    /// answered (called the customer back).
+    pub callbacks: i64,
+    /// Contacts the tenant started (direction OUTBOUND).
+    pub outbound: i64,
 }
 
 impl KpiCounts {
@@ -152,6 +157,8 @@ impl KpiCounts {
             self.satisfied += i64::from(survey.satisfied());
             self.total_survey_score += i64::from(survey.score);
         }
+        self.callbacks += i64::from(facts.callback_offered_ms.is_some() && facts.answered_ms.is_some());
+        self.outbound += i64::from(facts.inbound == Some(false));
     }
 
     /// Takes another set's counts out (a contact's old contribution).
@@ -187,6 +194,8 @@ impl KpiCounts {
             self.surveyed,
             self.satisfied,
             self.total_survey_score,
+            self.callbacks,
+            self.outbound,
         ]
     }
 
@@ -224,6 +233,8 @@ impl KpiCounts {
             &mut self.surveyed,
             &mut self.satisfied,
             &mut self.total_survey_score,
+            &mut self.callbacks,
+            &mut self.outbound,
         ]
     }
 
@@ -349,10 +360,10 @@ impl KpiSummary {
 
 /// Whether first-contact resolution of the contacts of one interval
 /// (`None`: arrival unknown) may still fall at `now_ms`: some were
-/// resolved, and the interval ended less than the window ago.
-pub fn fcr_provisional(counts: &KpiCounts, interval_start_ms: Option<i64>, now_ms: i64) -> bool {
-    counts.resolved > 0
-        && interval_start_ms.is_none_or(|start_ms| start_ms + INTERVAL_MS > now_ms - super::facts::FCR_WINDOW_MS)
+/// resolved, and the interval ended less than `window_ms` ago (the
+/// tenant's longest window, [`super::settings::KpiSettings`]).
+pub fn fcr_provisional(counts: &KpiCounts, interval_start_ms: Option<i64>, now_ms: i64, window_ms: i64) -> bool {
+    counts.resolved > 0 && interval_start_ms.is_none_or(|start_ms| start_ms + INTERVAL_MS > now_ms - window_ms)
 }
 
 /// The KPIs of `facts`.

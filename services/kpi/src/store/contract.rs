@@ -261,6 +261,7 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
     for seed in [5, 23] {
         super::contract_agents::agent_figures_equal_the_sorted_timelines(store, seed).await?;
     }
+    super::contract_settings::each_contact_takes_its_tenants_first_contact_window(store).await?;
     summaries_over_days_equal_the_facts(store).await
 }
 

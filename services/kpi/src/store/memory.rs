@@ -13,6 +13,7 @@ use crate::domain::agents::{AgentEvent, AgentPage, AgentTimelines, StoredAgentFi
 use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, contribution, fold_changes};
 use crate::domain::facts::{next_after, previous_before};
 use crate::domain::live::AgentStateUpdate;
+use crate::domain::settings::KpiSettings;
 use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 
 /// One tenant's facts (sorted, so loads come out in id order) and buckets.
@@ -61,6 +62,7 @@ pub struct MemoryKpiStore {
     tenants: Mutex<HashMap<TenantId, TenantKpis>>,
     agent_states: Mutex<BTreeMap<AgentId, AgentStateUpdate>>,
     agent_timelines: Mutex<AgentTimelines>,
+    settings: Mutex<BTreeMap<TenantId, KpiSettings>>,
 }
 
 impl MemoryKpiStore {
@@ -180,8 +182,23 @@ impl KpiStore for MemoryKpiStore {
         Ok(switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).figures(tenant, start_ms, end_ms, page))
     }
 
+    async fn settings(&self, tenant: &TenantId) -> Result<KpiSettings, Error> {
+        Ok(switchboard_core::sync::lock_unpoisoned(&self.settings).get(tenant).copied().unwrap_or_default())
+    }
+
+    async fn set_settings(&self, tenant: &TenantId, settings: &KpiSettings) -> Result<(), Error> {
+        switchboard_core::sync::lock_unpoisoned(&self.settings).insert(tenant.clone(), *settings);
+        Ok(())
+    }
+
+    async fn fcr_windows(&self) -> Result<BTreeMap<TenantId, i64>, Error> {
+        let settings = switchboard_core::sync::lock_unpoisoned(&self.settings);
+        Ok(settings.iter().filter_map(|(tenant, settings)| Some((tenant.clone(), settings.fcr_window_ms?))).collect())
+    }
+
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         self.lock().remove(tenant);
+        switchboard_core::sync::lock_unpoisoned(&self.settings).remove(tenant);
         switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).erase(tenant);
         for update in switchboard_core::sync::lock_unpoisoned(&self.agent_states).values_mut() {
             update.tenants.retain(|served| served != tenant);

@@ -6,6 +6,8 @@
 pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 mod contract_agents;
+#[cfg(any(test, feature = "contract"))]
+mod contract_settings;
 pub mod memory;
 pub mod postgres;
 mod postgres_agents;
@@ -25,6 +27,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 use crate::domain::agents::{AgentEvent, AgentFigures, AgentPage, StoredAgentFigures, agent_event};
 use crate::domain::buckets::{RangeSplit, split_range};
 use crate::domain::live::{AgentStateUpdate, LiveFigures, agent_state_update};
+use crate::domain::settings::KpiSettings;
 use crate::domain::summary::fcr_provisional;
 use crate::domain::{
     ContactFacts, FactsEvent, FactsFilter, FactsUpdate, INTERVAL_MS, KpiCounts, facts_event, interval_start_ms,
@@ -129,6 +132,15 @@ pub trait KpiStore: Send + Sync + 'static {
         page: &AgentPage,
     ) -> Result<Vec<StoredAgentFigures>, Error>;
 
+    /// `tenant`'s KPI settings (the defaults if never set).
+    async fn settings(&self, tenant: &TenantId) -> Result<KpiSettings, Error>;
+
+    /// Stores `tenant`'s KPI settings.
+    async fn set_settings(&self, tenant: &TenantId, settings: &KpiSettings) -> Result<(), Error>;
+
+    /// The first-contact window of every tenant that set one.
+    async fn fcr_windows(&self) -> Result<BTreeMap<TenantId, i64>, Error>;
+
     /// Removes every fact and bucket of `tenant` (a deleted tenant), and
     /// the tenant from agents' states; idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
@@ -146,16 +158,18 @@ pub async fn summary_counts(
     now_ms: i64,
 ) -> Result<(KpiCounts, bool), Error> {
     let split = split_range(filter);
+    let window_ms = store.settings(tenant).await?.longest_fcr_window_ms;
     let mut total = KpiCounts::default();
     let mut provisional = false;
     for (start, length_ms, counts) in store.bucket_periods(tenant, filter, &split).await? {
         total.add(&counts);
-        provisional |= fcr_provisional(&counts, start.map(|start_ms| start_ms + length_ms - INTERVAL_MS), now_ms);
+        let last_interval = start.map(|start_ms| start_ms + length_ms - INTERVAL_MS);
+        provisional |= fcr_provisional(&counts, last_interval, now_ms, window_ms);
     }
     let edges = RangeSplit { whole: None, ..split };
     for (start, counts) in edge_counts(store, tenant, filter, &edges, max_edge_contacts).await? {
         total.add(&counts);
-        provisional |= fcr_provisional(&counts, start, now_ms);
+        provisional |= fcr_provisional(&counts, start, now_ms, window_ms);
     }
     Ok((total, provisional))
 }
@@ -176,6 +190,7 @@ pub async fn live_figures(store: &dyn KpiStore, tenant: &TenantId, day_start_ms:
         oldest_queued_ms,
         agents_by_state: store.agents_by_state(tenant).await?,
         agents_today: store.agent_figures(tenant, day_start_ms, day_start_ms + DAY_MS, &AgentPage::all()).await?,
+        fcr_window_ms: store.settings(tenant).await?.longest_fcr_window_ms,
         day_start_ms,
         today: by_interval
             .into_iter()
@@ -259,7 +274,7 @@ pub async fn apply_events_except(
     envelopes: &[&EventEnvelope],
     deleted: &(dyn Fn(&TenantId) -> bool + Sync),
 ) -> Result<(), Error> {
-    let mut events = Vec::with_capacity(envelopes.len());
+    let mut events: Vec<FactsEvent> = Vec::with_capacity(envelopes.len());
     let mut agents = Vec::new();
     let mut agent_events = Vec::new();
     for envelope in envelopes {
@@ -271,6 +286,13 @@ pub async fn apply_events_except(
         }
     }
     if !events.is_empty() {
+        // Each contact takes its tenant's first-contact window in force.
+        let windows = store.fcr_windows().await?;
+        for event in &mut events {
+            if let Some(window_ms) = windows.get(&event.tenant) {
+                event.update.fcr_window_ms = Some(*window_ms);
+            }
+        }
         store.apply_all(events).await?;
     }
     if !agent_events.is_empty() {

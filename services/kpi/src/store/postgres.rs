@@ -17,8 +17,8 @@ use super::postgres_agents::{
     AGENTS_MIGRATION, count_agent_events, erase_tenant_agents, insert_state_changes, read_agent_figures,
 };
 use super::postgres_buckets::{
-    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, SURVEYS_MIGRATION, add_to_buckets,
-    fill_buckets_once, fold_contact_change, read_bucket_counts, read_bucket_periods,
+    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, SETTINGS_MIGRATION, SURVEYS_MIGRATION,
+    add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts, read_bucket_periods,
 };
 use super::postgres_links::link_to_customers;
 use super::postgres_live::{
@@ -27,6 +27,7 @@ use super::postgres_live::{
 use crate::domain::agents::{AgentEvent, AgentPage, StoredAgentFigures};
 use crate::domain::buckets::RangeSplit;
 use crate::domain::live::AgentStateUpdate;
+use crate::domain::settings::KpiSettings;
 use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, Survey, merge};
 
 /// The service name migrations are recorded under.
@@ -86,6 +87,7 @@ pub const MIGRATIONS: &[Migration] = &[
     DAY_COUNTS_MIGRATION,
     AGENTS_MIGRATION,
     SURVEYS_MIGRATION,
+    SETTINGS_MIGRATION,
 ];
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
@@ -100,10 +102,10 @@ pub(super) const UPSERT_ALL_SQL: &str = r#"
     INSERT INTO kpi.contact_facts AS facts (
         tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score)
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::bool[],
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::int8[], $13::bool[],
-        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int4[])
+        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int4[], $22::int8[], $23::int8[])
     ON CONFLICT (tenant, contact) DO UPDATE SET
         queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
             OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
@@ -135,7 +137,9 @@ pub(super) const UPSERT_ALL_SQL: &str = r#"
             THEN EXCLUDED.survey_ms ELSE facts.survey_ms END,
         survey_score = CASE WHEN EXCLUDED.survey_ms IS NOT NULL AND (facts.survey_ms IS NULL
             OR (EXCLUDED.survey_ms, EXCLUDED.survey_score) < (facts.survey_ms, facts.survey_score))
-            THEN EXCLUDED.survey_score ELSE facts.survey_score END
+            THEN EXCLUDED.survey_score ELSE facts.survey_score END,
+        fcr_window_ms = COALESCE(facts.fcr_window_ms, EXCLUDED.fcr_window_ms),
+        callback_offered_ms = LEAST(facts.callback_offered_ms, EXCLUDED.callback_offered_ms)
 "#;
 
 /// The events' updates folded per contact, in key order: `merge` is
@@ -190,6 +194,8 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
                 &instants(|facts| facts.next_contact_ms),
                 &instants(|facts| facts.survey.map(|survey| survey.at_ms)),
                 &contacts.iter().map(|facts| facts.survey.map(|survey| survey.score)).collect::<Vec<_>>(),
+                &instants(|facts| facts.fcr_window_ms),
+                &instants(|facts| facts.callback_offered_ms),
             ],
         )
         .await
@@ -201,13 +207,13 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
 pub(super) const SELECT_ALL_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
     FROM kpi.contact_facts";
 
 const SELECT_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
     FROM kpi.contact_facts
     WHERE tenant = $1";
 
@@ -216,7 +222,7 @@ const SELECT_SQL: &str = "
 const LOCK_BATCH_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
     FROM kpi.contact_facts
     WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
     ORDER BY tenant, contact
@@ -378,8 +384,51 @@ impl KpiStore for PostgresKpiStore {
         read_bucket_counts(&client, tenant, filter, split).await
     }
 
+    async fn settings(&self, tenant: &TenantId) -> Result<KpiSettings, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let row = client
+            .query_opt_cached(
+                "SELECT fcr_window_ms, longest_fcr_window_ms, update_time_ms FROM kpi.tenant_settings WHERE tenant = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map_or_else(KpiSettings::default, |row| KpiSettings {
+            fcr_window_ms: row.get(0),
+            longest_fcr_window_ms: row.get(1),
+            update_time_ms: row.get(2),
+        }))
+    }
+
+    async fn set_settings(&self, tenant: &TenantId, settings: &KpiSettings) -> Result<(), Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        client
+            .execute_cached(
+                "INSERT INTO kpi.tenant_settings (tenant, fcr_window_ms, longest_fcr_window_ms, update_time_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant) DO UPDATE SET fcr_window_ms = EXCLUDED.fcr_window_ms,
+                     longest_fcr_window_ms = GREATEST(kpi.tenant_settings.longest_fcr_window_ms,
+                         EXCLUDED.longest_fcr_window_ms),
+                     update_time_ms = EXCLUDED.update_time_ms",
+                &[&tenant.as_str(), &settings.fcr_window_ms, &settings.longest_fcr_window_ms, &settings.update_time_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn fcr_windows(&self) -> Result<BTreeMap<TenantId, i64>, Error> {
+        let client = self.pool.get().await.map_err(pg_error)?;
+        let rows = client
+            .query_cached("SELECT tenant, fcr_window_ms FROM kpi.tenant_settings WHERE fcr_window_ms IS NOT NULL", &[])
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|row| Ok((TenantId::parse(row.get::<_, &str>(0), "tenant")?, row.get(1)))).collect()
+    }
+
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
-        erase_tenant_rows(&self.pool, &["kpi.interval_counts", "kpi.day_counts", "kpi.contact_facts"], tenant).await?;
+        let tables = ["kpi.interval_counts", "kpi.day_counts", "kpi.contact_facts", "kpi.tenant_settings"];
+        erase_tenant_rows(&self.pool, &tables, tenant).await?;
         erase_tenant_agents(&self.pool, tenant).await?;
         forget_tenant_in_agent_states(&self.pool.get().await.map_err(pg_error)?, tenant).await
     }
@@ -483,5 +532,7 @@ pub(super) fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
             (Some(at_ms), Some(score)) => Some(Survey { at_ms, score }),
             _ => None,
         },
+        fcr_window_ms: column(row, "fcr_window_ms")?,
+        callback_offered_ms: column(row, "callback_offered_ms")?,
     })
 }

@@ -48,6 +48,8 @@ const COUNTER_COLUMNS: [&str; COUNTERS] = [
     "surveyed",
     "satisfied",
     "total_survey_score",
+    "callbacks",
+    "outbound",
 ];
 
 /// `0003_interval_counts`: the buckets, and whether they were filled from
@@ -111,6 +113,28 @@ pub const SURVEYS_MIGRATION: Migration = Migration {
         DELETE FROM kpi.interval_counts;
         DELETE FROM kpi.day_counts;
         DELETE FROM kpi.interval_counts_filled;
+    ",
+};
+
+/// `0009_kpi_settings`: tenants' KPI settings, the first-contact window
+/// each contact took, callbacks and outbound contacts (buckets filled again).
+pub const SETTINGS_MIGRATION: Migration = Migration {
+    version: "0009_kpi_settings",
+    sql: "
+        ALTER TABLE kpi.contact_facts ADD COLUMN fcr_window_ms bigint, ADD COLUMN callback_offered_ms bigint;
+        ALTER TABLE kpi.interval_counts
+            ADD COLUMN callbacks bigint NOT NULL DEFAULT 0, ADD COLUMN outbound bigint NOT NULL DEFAULT 0;
+        ALTER TABLE kpi.day_counts
+            ADD COLUMN callbacks bigint NOT NULL DEFAULT 0, ADD COLUMN outbound bigint NOT NULL DEFAULT 0;
+        DELETE FROM kpi.interval_counts;
+        DELETE FROM kpi.day_counts;
+        DELETE FROM kpi.interval_counts_filled;
+        CREATE TABLE kpi.tenant_settings (
+            tenant text PRIMARY KEY,
+            fcr_window_ms bigint,
+            longest_fcr_window_ms bigint NOT NULL,
+            update_time_ms bigint
+        );
     ",
 };
 

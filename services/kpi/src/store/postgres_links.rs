@@ -37,7 +37,7 @@ const PREVIOUS_SQL: &str = "
 const LOCK_SQL: &str = "
     SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
     FROM kpi.contact_facts
     WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
     ORDER BY tenant, contact

@@ -87,6 +87,19 @@ impl Names {
         })
     }
 
+    fn callback_offered(&self, queue: &str, agent: &str, offer_ms: i64) -> routing_event::Kind {
+        routing_event::Kind::Offered(routing::ContactOffered {
+            contact: self.contact.clone(),
+            queue: queue.to_owned(),
+            channel: self.channel,
+            customer: self.customer.clone(),
+            agent: agent.to_owned(),
+            offer_time: Some(timestamp_from_millis(offer_ms)),
+            callback_number: "+15550100".to_owned(),
+            ..routing::ContactOffered::default()
+        })
+    }
+
     fn completed(&self, queue: &str, agent: &str, answer_ms: i64, end_ms: i64, resolved: bool) -> routing_event::Kind {
         routing_event::Kind::Completed(routing::ContactCompleted {
             contact: self.contact.clone(),
@@ -236,6 +249,10 @@ impl ContactStory {
             StoryOutcome::Waiting => {}
             StoryOutcome::Answered { wait_ms, completion } => {
                 let answer_ms = enqueue_ms + wait_ms;
+                // One in four is a queued callback: offered to call back.
+                if wait_ms % 4 == 0 {
+                    events.push(self.routing("offered", answer_ms, names.callback_offered(&queue, alice, answer_ms)));
+                }
                 events.push(self.routing("answered", answer_ms, names.answered(&queue, alice, answer_ms)));
                 if let Some((handle_ms, resolved)) = completion {
                     let end_ms = answer_ms + handle_ms;
