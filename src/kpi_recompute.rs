@@ -4,17 +4,20 @@
 //! Facts are order-insensitive and idempotent, so the rebuilt figures are
 //! what the live aggregate would hold had it seen every retained event
 //! once. Without a range, agents' figures (time in state, routing counts)
-//! are rebuilt from the whole log too. Every rebuilt contact takes its
-//! tenant's current first-contact window. Deleted tenants stay erased.
+//! are rebuilt from the whole log too, and the outbound messages created
+//! in the range always. Every rebuilt contact takes its tenant's current
+//! first-contact window and scope. Deleted tenants stay erased.
 
 use std::collections::BTreeSet;
 
 use anyhow::Context;
 use switchboard_core::TenantId;
 use switchboard_core::event::{ALL_TOPICS, CONTACTS_TOPIC, PRESENCE_TOPIC, ROUTING_TOPIC};
+use switchboard_kpi::domain::ContactFacts;
 use switchboard_kpi::domain::agents::{AgentEvent, agent_event};
+use switchboard_kpi::domain::events::recompute_with_rules;
 use switchboard_kpi::domain::live::{AgentStateUpdate, agent_state_update};
-use switchboard_kpi::domain::{ContactFacts, recompute};
+use switchboard_kpi::domain::messages::{OutboundMessage, outbound_message};
 use switchboard_kpi::store::KpiStore;
 use switchboard_kpi::store::postgres::{MIGRATION_SERVICE, MIGRATIONS, PostgresKpiStore};
 use switchboard_platform::Config;
@@ -67,17 +70,11 @@ pub async fn kpi_recompute(config: &Config, range: Range) -> anyhow::Result<()> 
             && range.from_ms.is_none_or(|from_ms| arrival.is_some_and(|at| at >= from_ms))
             && range.to_ms.is_none_or(|to_ms| arrival.is_some_and(|at| at < to_ms))
     };
-    let rebuilt: Vec<ContactFacts> = recompute(&envelopes).into_values().filter(|facts| in_range(facts)).collect();
     let store = PostgresKpiStore::connect(pool).await?;
-    // Every contact takes its tenant's current first-contact window.
-    let windows = store.fcr_windows().await?;
-    let rebuilt: Vec<ContactFacts> = rebuilt
-        .into_iter()
-        .map(|mut facts| {
-            facts.fcr_window_ms = windows.get(&facts.tenant).copied();
-            facts
-        })
-        .collect();
+    // Every contact takes its tenant's current first-contact rule.
+    let rules = store.fcr_rules().await?;
+    let rebuilt: Vec<ContactFacts> =
+        recompute_with_rules(&envelopes, &rules).into_values().filter(|facts| in_range(facts)).collect();
     let replaced = store.replace_facts(range.from_ms, range.to_ms, &rebuilt).await?;
     println!(
         "{} events read ({malformed} malformed records skipped); {} contacts' facts rebuilt, {replaced} replaced; \
@@ -85,6 +82,13 @@ pub async fn kpi_recompute(config: &Config, range: Range) -> anyhow::Result<()> 
         envelopes.len(),
         rebuilt.len()
     );
+    let messages: Vec<OutboundMessage> = envelopes
+        .iter()
+        .filter_map(|envelope| outbound_message(envelope).ok().flatten())
+        .filter(|message| !deleted.contains(&message.tenant))
+        .collect();
+    let replaced_messages = store.replace_outbound_messages(range.from_ms, range.to_ms, &messages).await?;
+    println!("outbound messages rebuilt from {} reports, {replaced_messages} replaced", messages.len());
     if range.from_ms.is_some() || range.to_ms.is_some() {
         println!("agent figures left as they are (a range rebuilds contacts only; rebuild without one for agents)");
         return Ok(());

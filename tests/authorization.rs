@@ -428,8 +428,9 @@ fn cases(world: &World) -> BTreeMap<&'static str, Vec<Call>> {
             name: "tenants/acme/kpiSettings".to_owned(),
             fcr_window: Some(prost_types::Duration { seconds: 86_400, nanos: 0 }),
             update_time: None,
+            fcr_scope: kpi::FcrScope::SameQueue as i32,
         }),
-        update_mask: Some(prost_types::FieldMask { paths: vec!["fcr_window".to_owned()] }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["fcr_window".to_owned(), "fcr_scope".to_owned()] }),
     };
     add(
         "/switchboard.kpi.v1.KpiService/UpdateKpiSettings",

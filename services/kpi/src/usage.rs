@@ -1,9 +1,9 @@
 //! Usage metering: what a tenant used in a calendar month, by channel
 //! (`KpiService.GetUsage`, `GET /usage.csv`). Read from the buckets: a UTC
 //! month is whole 15-minute intervals, so no contact is read one by one,
-//! and the figures are the sums of the month's contacts' counts.
+//! and the figures are the sums of the month's contacts' counts; outbound
+//! messages are counted apart ([`crate::domain::messages`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -77,7 +77,7 @@ fn days_from_civil(year: i32, month: u8) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-fn channel_usage(channel: Channel, counts: &KpiCounts) -> proto::ChannelUsage {
+fn channel_usage(channel: Channel, counts: &KpiCounts, outbound_messages: i64) -> proto::ChannelUsage {
     let handle_ms = counts.total_handle_ms;
     proto::ChannelUsage {
         channel: channel as i32,
@@ -91,6 +91,7 @@ fn channel_usage(channel: Channel, counts: &KpiCounts) -> proto::ChannelUsage {
         handle_minutes: (handle_ms + 59_999) / 60_000,
         callbacks: counts.callbacks,
         outbound_contacts: counts.outbound,
+        outbound_messages,
     }
 }
 
@@ -106,9 +107,11 @@ const CHANNELS: [Channel; 8] = [
     Channel::Video,
 ];
 
-/// `tenant`'s usage in `month`.
+/// `tenant`'s usage in `month`: a channel is listed when a contact arrived
+/// or a message was sent on it.
 pub async fn usage(store: &dyn KpiStore, tenant: &TenantId, month: Month) -> Result<proto::Usage, Error> {
-    let mut by_channel: BTreeMap<i32, (Channel, KpiCounts)> = BTreeMap::new();
+    let messages = store.outbound_messages(tenant, month.start_ms(), month.end_ms()).await?;
+    let mut channels = Vec::new();
     let mut total = KpiCounts::default();
     for channel in CHANNELS {
         let filter = FactsFilter {
@@ -120,16 +123,19 @@ pub async fn usage(store: &dyn KpiStore, tenant: &TenantId, month: Month) -> Res
         // A month is whole intervals: nothing is read as facts.
         let mut counts = KpiCounts::default();
         counts_by_interval(store, tenant, &filter, 0).await?.values().for_each(|interval| counts.add(interval));
-        if counts.contacts > 0 {
+        let sent = messages.get(&Some(channel)).copied().unwrap_or(0);
+        if counts.contacts > 0 || sent > 0 {
             total.add(&counts);
-            by_channel.insert(channel as i32, (channel, counts));
+            channels.push(channel_usage(channel, &counts, sent));
         }
     }
+    // Messages whose event did not say the channel count in the total only.
+    let all_sent = messages.values().sum();
     Ok(proto::Usage {
         tenant: tenant_name(tenant),
         month: month.to_string(),
-        channels: by_channel.values().map(|(channel, counts)| channel_usage(*channel, counts)).collect(),
-        total: Some(channel_usage(Channel::Unspecified, &total)),
+        channels,
+        total: Some(channel_usage(Channel::Unspecified, &total, all_sent)),
     })
 }
 
@@ -148,7 +154,8 @@ pub fn usage_request(
 /// Usage as CSV: a header and one line per channel, then the total.
 pub fn usage_csv(usage: &proto::Usage) -> String {
     let mut csv = String::from(
-        "tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes,callbacks,outbound_contacts\n",
+        "tenant,month,channel,contacts,answered,handled,handle_ms,handle_minutes,callbacks,outbound_contacts,\
+         outbound_messages\n",
     );
     let total = usage.total.iter().map(|total| ("all", total));
     let rows = usage
@@ -163,7 +170,7 @@ pub fn usage_csv(usage: &proto::Usage) -> String {
         let handle_ms =
             row.handle_time.as_ref().map_or(0, |time| time.seconds * 1_000 + i64::from(time.nanos) / 1_000_000);
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
             usage.tenant.trim_start_matches("tenants/"),
             usage.month,
             name.to_lowercase(),
@@ -173,7 +180,8 @@ pub fn usage_csv(usage: &proto::Usage) -> String {
             handle_ms,
             row.handle_minutes,
             row.callbacks,
-            row.outbound_contacts
+            row.outbound_contacts,
+            row.outbound_messages
         ));
     }
     csv

@@ -9,18 +9,23 @@ mod common;
 use common::{ACME_READER_KEY, GLOBEX_READER_KEY, OPERATOR_KEY, authorized, start_in_memory};
 use prost_types::{Duration, FieldMask};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
-use switchboard_proto::kpi::v1::{GetKpiSettingsRequest, KpiSettings, UpdateKpiSettingsRequest};
+use switchboard_proto::kpi::v1::{FcrScope, GetKpiSettingsRequest, KpiSettings, UpdateKpiSettingsRequest};
 use tonic::Code;
 use tonic_types::StatusExt;
 
 const ACME_SETTINGS: &str = "tenants/acme/kpiSettings";
 
 fn update(window_seconds: Option<i64>, paths: &[&str]) -> UpdateKpiSettingsRequest {
+    scoped_update(window_seconds, FcrScope::Unspecified as i32, paths)
+}
+
+fn scoped_update(window_seconds: Option<i64>, fcr_scope: i32, paths: &[&str]) -> UpdateKpiSettingsRequest {
     UpdateKpiSettingsRequest {
         settings: Some(KpiSettings {
             name: ACME_SETTINGS.to_owned(),
             fcr_window: window_seconds.map(|seconds| Duration { seconds, nanos: 0 }),
             update_time: None,
+            fcr_scope,
         }),
         update_mask: Some(FieldMask { paths: paths.iter().map(|path| (*path).to_owned()).collect() }),
     }
@@ -61,6 +66,35 @@ async fn a_tenants_first_contact_window_is_changed_and_read_back() {
         .expect("back to the default")
         .into_inner();
     assert_eq!(reset.fcr_window, None);
+    assert_eq!(reset.fcr_scope, FcrScope::AnyContact as i32, "read back as the default, not UNSPECIFIED");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenants_first_contact_scope_is_changed_alone_and_read_back() {
+    let (mut service, _bus) = start_in_memory().await;
+    let client = &mut service.client;
+    client.update_kpi_settings(authorized(OPERATOR_KEY, update(Some(86_400), &["fcr_window"]))).await.expect("a day");
+    let scoped = client
+        .update_kpi_settings(authorized(
+            OPERATOR_KEY,
+            scoped_update(Some(3_600), FcrScope::SameQueue as i32, &["fcr_scope"]),
+        ))
+        .await
+        .expect("same queue")
+        .into_inner();
+    assert_eq!(scoped.fcr_scope, FcrScope::SameQueue as i32);
+    assert_eq!(scoped.fcr_window, Some(Duration { seconds: 86_400, nanos: 0 }), "a field outside the mask is kept");
+    assert_eq!(get(client, ACME_READER_KEY).await.expect("read back"), scoped);
+    let both = client
+        .update_kpi_settings(authorized(
+            OPERATOR_KEY,
+            scoped_update(None, FcrScope::Unspecified as i32, &["fcr_scope", "fcr_window"]),
+        ))
+        .await
+        .expect("both back to the defaults")
+        .into_inner();
+    assert_eq!((both.fcr_scope, both.fcr_window), (FcrScope::AnyContact as i32, None));
     service.stop().await;
 }
 
@@ -75,6 +109,7 @@ async fn bad_updates_name_their_field_and_change_nothing() {
         update(Some(91 * 86_400), &["fcr_window"]),
         update(Some(86_400), &[]),
         update(Some(86_400), &["display_name"]),
+        scoped_update(None, 99, &["fcr_scope"]),
         UpdateKpiSettingsRequest { settings: None, ..update(None, &["fcr_window"]) },
         UpdateKpiSettingsRequest {
             settings: Some(KpiSettings { name: "tenants/acme".to_owned(), ..KpiSettings::default() }),
@@ -90,6 +125,7 @@ async fn bad_updates_name_their_field_and_change_nothing() {
         "settings.fcr_window",
         "update_mask",
         "update_mask",
+        "settings.fcr_scope",
         "settings",
         "settings.name",
     ];

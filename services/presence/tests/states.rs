@@ -236,6 +236,7 @@ async fn a_conversations_messages_reach_the_desktop_of_the_agent_holding_its_con
         conversation: "tenants/acme/conversations/cv_0190a5b2c3d47e8f9a0b1c2d3e4f5a6b".to_owned(),
         contact: contact.clone(),
         message: Some(Message { text: "Is anyone there?".to_owned(), ..Message::default() }),
+        channel_kind: switchboard_proto::common::v1::Channel::Chat as i32,
     };
     let event = ContactEvent { kind: Some(contact_event::Kind::MessageAdded(added.clone())) };
     let envelope = switchboard_core::event::envelope(Some(&tenant), contact_id.as_str(), Payload::Contact(event));

@@ -120,7 +120,7 @@ impl ConversationIntake {
         };
         let record = message_record(&conversation, &provider_message_id, message, now);
         match self.conversations.add_message(&record).await? {
-            Added::New => self.publish(&record, &contact).await?,
+            Added::New => self.publish(&record, &contact, conversation.channel_kind).await?,
             Added::Duplicate(stored) => {
                 self.publish_if_pending(&stored).await?;
                 return Ok(Taken::Duplicate);
@@ -184,19 +184,26 @@ impl ConversationIntake {
             return Ok(());
         }
         let conversation = self.conversations.get(&stored.tenant, &stored.conversation_id).await?;
-        match conversation.and_then(|conversation| conversation.contact) {
-            Some(contact) => self.publish(stored, &contact).await,
+        match conversation.and_then(|conversation| Some((conversation.contact?, conversation.channel_kind))) {
+            Some((contact, channel_kind)) => self.publish(stored, &contact, channel_kind).await,
             // No contact yet: the attempt that opened it will record one.
             None => Ok(()),
         }
     }
 
-    /// Publishes the message's `MessageAdded` and remembers it.
-    pub(super) async fn publish(&self, record: &MessageRecord, contact: &ContactId) -> Result<(), Error> {
+    /// Publishes the message's `MessageAdded` (of a conversation on a
+    /// `channel_kind` channel) and remembers it.
+    pub(super) async fn publish(
+        &self,
+        record: &MessageRecord,
+        contact: &ContactId,
+        channel_kind: i32,
+    ) -> Result<(), Error> {
         let added = MessageAdded {
             conversation: conversation_name(&record.tenant, &record.conversation_id),
             contact: switchboard_core::names::contact_name(&record.tenant, contact),
             message: Some(record.message.clone()),
+            channel_kind,
         };
         let event = envelope_with_id(
             Some(&record.tenant),

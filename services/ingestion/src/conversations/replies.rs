@@ -96,7 +96,7 @@ impl ConversationIntake {
             Added::Duplicate(stored) => same_reply(*stored, text, request_id),
             Added::New => {
                 if let Some(contact) = &conversation.contact {
-                    self.publish(&record, contact).await?;
+                    self.publish(&record, contact, conversation.channel_kind).await?;
                 }
                 self.sends.notify_one();
                 tracing::info!(tenant = %tenant, conversation = %conversation.conversation_id, message = %message_id, "reply queued");
@@ -120,12 +120,12 @@ impl ConversationIntake {
         let edited =
             self.conversations.edit_message(tenant, channel_id, &provider_message_id, &edit.text, edited_ms).await?;
         let Some(mut edited) = edited else { return Ok(false) };
-        let contact = self.conversations.get(tenant, &edited.conversation_id).await?.and_then(|c| c.contact);
-        if let Some(contact) = contact {
+        let conversation = self.conversations.get(tenant, &edited.conversation_id).await?;
+        if let Some((contact, channel_kind)) = conversation.and_then(|c| Some((c.contact?, c.channel_kind))) {
             // A new event for the edit (the stored event id is the original's).
             edited.event_id = switchboard_core::event::new_event_id();
             edited.created_ms = edited_ms;
-            self.publish(&edited, &contact).await?;
+            self.publish(&edited, &contact, channel_kind).await?;
         }
         Ok(true)
     }

@@ -15,6 +15,7 @@ use switchboard_proto::ingestion::v1::{self as ingestion, contact_event};
 use switchboard_proto::routing::v1::{self as routing, routing_event};
 
 use super::facts::{AbandonStage, ContactFacts, FactsUpdate, Survey, link_customer_contacts, merge};
+use super::settings::FcrRule;
 
 /// One event's contribution to one contact's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
             Some(contact_event::Kind::Created(created)) => EventReader::Created(created),
             Some(contact_event::Kind::Abandoned(abandoned)) => EventReader::CustomerLeft(abandoned),
             Some(contact_event::Kind::SurveyAnswered(answered)) => EventReader::SurveyAnswered(answered),
-            // No KPI counts messages yet (usage metering will).
+            // Messages are metered apart (`super::messages`).
             Some(contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_)) | None => {
                 return Ok(None);
             }
@@ -266,16 +267,38 @@ fn threshold(duration: Option<&Duration>) -> Option<i64> {
 }
 
 /// Every contact's facts, recomputed in batch from an event log exactly as
-/// the live consumer builds them: each event's update merged into its
-/// contact's facts, events no KPI reads ignored, invalid events skipped.
+/// the live consumer builds them for tenants that never changed their KPI
+/// settings: each event's update merged into its contact's facts, events
+/// no KPI reads ignored, invalid events skipped.
 pub fn recompute<'a>(
     envelopes: impl IntoIterator<Item = &'a EventEnvelope>,
 ) -> BTreeMap<(TenantId, ContactId), ContactFacts> {
+    recompute_with_rules(envelopes, &BTreeMap::new())
+}
+
+/// The first-contact rule of `tenant` (the default if `rules` has none),
+/// stamped on `update` when it is the contact's creation: what the contact
+/// keeps (see [`super::settings`]).
+pub fn stamp_fcr_rule(update: &mut FactsUpdate, tenant: &TenantId, rules: &BTreeMap<TenantId, FcrRule>) {
+    if update.created_ms.is_none() {
+        return;
+    }
+    let rule = rules.get(tenant).copied().unwrap_or_default();
+    update.fcr_window_ms = Some(rule.window_ms);
+    update.fcr_scope = Some(rule.scope);
+}
+
+/// As [`recompute`], each contact taking its tenant's rule in `rules`.
+pub fn recompute_with_rules<'a>(
+    envelopes: impl IntoIterator<Item = &'a EventEnvelope>,
+    rules: &BTreeMap<TenantId, FcrRule>,
+) -> BTreeMap<(TenantId, ContactId), ContactFacts> {
     let mut facts_by_contact: BTreeMap<(TenantId, ContactId), ContactFacts> = BTreeMap::new();
     for envelope in envelopes {
-        let Ok(Some(FactsEvent { tenant, contact, update })) = facts_event(envelope) else {
+        let Ok(Some(FactsEvent { tenant, contact, mut update })) = facts_event(envelope) else {
             continue;
         };
+        stamp_fcr_rule(&mut update, &tenant, rules);
         let facts = facts_by_contact
             .entry((tenant.clone(), contact.clone()))
             .or_insert_with(|| ContactFacts::empty(tenant, contact));

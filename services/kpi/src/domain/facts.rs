@@ -11,6 +11,8 @@
 use switchboard_core::{ContactId, CustomerId, QueueId, TenantId};
 use switchboard_proto::common::v1::Channel;
 
+use super::settings::FcrScope;
+
 /// Service-level target T when the queue did not say (PRODUCT.md: 20 s).
 pub const DEFAULT_SERVICE_LEVEL_THRESHOLD_MS: i64 = 20_000;
 /// Short-abandon threshold when the queue did not say (PRODUCT.md: 5 s).
@@ -110,9 +112,16 @@ pub struct FactsUpdate {
     pub next_contact_ms: Option<i64>,
     /// The customer's answer to the post-contact survey.
     pub survey: Option<Survey>,
-    /// Its tenant's first-contact window when it arrived (`None`: the
+    /// When the same customer next made contact in the queue this one
+    /// entered: as `next_contact_ms`, among the customer's contacts that
+    /// entered the same queue.
+    pub next_same_queue_contact_ms: Option<i64>,
+    /// Its tenant's first-contact window when it was created (`None`: the
     /// default, [`FCR_WINDOW_MS`]).
     pub fcr_window_ms: Option<i64>,
+    /// Its tenant's first-contact scope when it was created (`None`: the
+    /// default, any contact).
+    pub fcr_scope: Option<FcrScope>,
     /// When it was first offered as a callback (the agent calls the
     /// customer back).
     pub callback_offered_ms: Option<i64>,
@@ -156,9 +165,16 @@ pub struct ContactFacts {
     pub next_contact_ms: Option<i64>,
     /// The customer's answer to the post-contact survey.
     pub survey: Option<Survey>,
-    /// Its tenant's first-contact window when it arrived (`None`: the
+    /// When the same customer next made contact in the queue this one
+    /// entered: as `next_contact_ms`, among the customer's contacts that
+    /// entered the same queue.
+    pub next_same_queue_contact_ms: Option<i64>,
+    /// Its tenant's first-contact window when it was created (`None`: the
     /// default, [`FCR_WINDOW_MS`]).
     pub fcr_window_ms: Option<i64>,
+    /// Its tenant's first-contact scope when it was created (`None`: the
+    /// default, any contact).
+    pub fcr_scope: Option<FcrScope>,
     /// When it was first offered as a callback (the agent calls the
     /// customer back).
     pub callback_offered_ms: Option<i64>,
@@ -188,7 +204,9 @@ impl ContactFacts {
             wrap_up_ms: None,
             next_contact_ms: None,
             survey: None,
+            next_same_queue_contact_ms: None,
             fcr_window_ms: None,
+            fcr_scope: None,
             callback_offered_ms: None,
         }
     }
@@ -251,7 +269,9 @@ impl ContactFacts {
             wrap_up_ms: self.wrap_up_ms,
             next_contact_ms: self.next_contact_ms,
             survey: self.survey,
+            next_same_queue_contact_ms: self.next_same_queue_contact_ms,
             fcr_window_ms: self.fcr_window_ms,
+            fcr_scope: self.fcr_scope,
             callback_offered_ms: self.callback_offered_ms,
         }
     }
@@ -330,7 +350,9 @@ pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
     first_write_wins(&mut facts.short_abandon_threshold_ms, &update.short_abandon_threshold_ms);
     first_write_wins(&mut facts.wrap_up_ms, &update.wrap_up_ms);
     earliest_wins(&mut facts.next_contact_ms, update.next_contact_ms);
+    earliest_wins(&mut facts.next_same_queue_contact_ms, update.next_same_queue_contact_ms);
     first_write_wins(&mut facts.fcr_window_ms, &update.fcr_window_ms);
+    first_write_wins(&mut facts.fcr_scope, &update.fcr_scope);
     earliest_wins(&mut facts.callback_offered_ms, update.callback_offered_ms);
     facts.survey = match (facts.survey, update.survey) {
         (Some(known), Some(update)) => Some(known.min(update)),
@@ -344,13 +366,18 @@ pub const FCR_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
 
 impl ContactFacts {
     /// Resolved at first contact: completed as resolved, and its customer
-    /// made no other contact, on any channel, within its window
+    /// made no other contact (on any channel; with [`FcrScope::SameQueue`]
+    /// only in the queue this one entered) within its window
     /// ([`ContactFacts::fcr_window_ms`], by default [`FCR_WINDOW_MS`])
     /// after it (as far as known: until the window closes, a later contact
     /// may still take it back).
     pub fn resolved_at_first_contact(&self) -> bool {
         let resolved = self.completed_ms.is_some() && self.resolved == Some(true);
-        let came_back = match (self.next_contact_ms, self.created_ms) {
+        let repeat_ms = match self.fcr_scope.unwrap_or_default() {
+            FcrScope::AnyContact => self.next_contact_ms,
+            FcrScope::SameQueue => self.next_same_queue_contact_ms,
+        };
+        let came_back = match (repeat_ms, self.created_ms) {
             (Some(next_ms), Some(created_ms)) => next_ms - created_ms <= self.fcr_window_ms.unwrap_or(FCR_WINDOW_MS),
             _ => false,
         };
@@ -365,17 +392,41 @@ impl ContactFacts {
     pub fn customer_arrival(&self) -> Option<(&CustomerId, i64)> {
         Some((self.customer.as_ref()?, self.created_ms?))
     }
+
+    /// The queue the contact entered, once an entry report said it.
+    pub fn entered_queue(&self) -> Option<&QueueId> {
+        self.queue.as_ref().filter(|_| self.queue_entered)
+    }
+
+    /// What links the contact to its customer's others: its customer and
+    /// creation, and the queue it entered. The contact is linked again
+    /// whenever this changes (it only ever becomes more known).
+    pub fn link_key(&self) -> Option<(&CustomerId, i64, Option<&QueueId>)> {
+        let (customer, created_ms) = self.customer_arrival()?;
+        Some((customer, created_ms, self.entered_queue()))
+    }
+
+    /// Whether the change from `before` (`None`: not stored yet) to these
+    /// facts calls for linking them to their customer's other contacts.
+    pub fn needs_linking_since(&self, before: Option<&ContactFacts>) -> bool {
+        self.link_key().is_some() && before.and_then(ContactFacts::link_key) != self.link_key()
+    }
 }
 
 /// Links one customer's contacts (of one tenant): each one's next contact
 /// is the earliest creation after its own. The live stores reach the same
 /// facts contact by contact ([`next_after`] and [`previous_before`]).
 pub fn link_customer_contacts(contacts: &mut [&mut ContactFacts]) {
-    let arrivals: Vec<i64> = contacts.iter().filter_map(|facts| facts.created_ms).collect();
+    let arrivals: Vec<(i64, Option<QueueId>)> =
+        contacts.iter().filter_map(|facts| Some((facts.created_ms?, facts.entered_queue().cloned()))).collect();
     for facts in contacts.iter_mut() {
         let Some(arrival_ms) = facts.created_ms else { continue };
-        let next = arrivals.iter().copied().filter(|other| *other > arrival_ms).min();
+        let next = next_after(arrival_ms, arrivals.iter().map(|(at, _)| *at));
         earliest_wins(&mut facts.next_contact_ms, next);
+        let Some(queue) = facts.entered_queue().cloned() else { continue };
+        let same_queue = arrivals.iter().filter(|(_, entered)| entered.as_ref() == Some(&queue));
+        let next_same_queue = next_after(arrival_ms, same_queue.map(|(at, _)| *at));
+        earliest_wins(&mut facts.next_same_queue_contact_ms, next_same_queue);
     }
 }
 
@@ -445,6 +496,57 @@ mod tests {
 
     fn queue(name: &str) -> QueueId {
         QueueId::parse(name, "queue").expect("queue")
+    }
+
+    /// A resolved contact of customer `cu_1` created at `created_ms`,
+    /// entered into `entered` (`None`: no entry report yet).
+    fn resolved_contact(id: &str, created_ms: i64, entered: Option<&str>) -> ContactFacts {
+        let mut facts = ContactFacts::empty(
+            TenantId::parse("acme", "tenant").expect("tenant"),
+            ContactId::parse(id, "contact").expect("contact"),
+        );
+        let update = FactsUpdate {
+            queue: entered.map(queue),
+            queue_entered: entered.is_some(),
+            customer: Some(CustomerId::parse("cu_1", "customer").expect("customer")),
+            created_ms: Some(created_ms),
+            completed_ms: Some(created_ms + 60_000),
+            resolved: Some(true),
+            ..FactsUpdate::default()
+        };
+        merge(&mut facts, &update);
+        facts
+    }
+
+    #[test]
+    fn a_repeat_contact_takes_a_resolution_back_within_the_scope() {
+        let mut support = resolved_contact("ct_0001", 0, Some("support"));
+        let mut sales = resolved_contact("ct_0002", 3_600_000, Some("sales"));
+        let mut support_again = resolved_contact("ct_0003", 7_200_000, Some("support"));
+        let mut unknown_queue = resolved_contact("ct_0004", 1_000, None);
+        link_customer_contacts(&mut [&mut support, &mut sales, &mut support_again, &mut unknown_queue]);
+        assert_eq!((support.next_contact_ms, support.next_same_queue_contact_ms), (Some(1_000), Some(7_200_000)));
+        assert_eq!((sales.next_contact_ms, sales.next_same_queue_contact_ms), (Some(7_200_000), None));
+        assert_eq!(unknown_queue.next_same_queue_contact_ms, None, "no queue entered: no topic to repeat");
+        assert!(!support.resolved_at_first_contact(), "the default scope: any contact takes it back");
+        for facts in [&mut support, &mut sales] {
+            merge(facts, &FactsUpdate { fcr_scope: Some(FcrScope::SameQueue), ..FactsUpdate::default() });
+        }
+        assert!(!support.resolved_at_first_contact(), "support came back to support within the window");
+        assert!(sales.resolved_at_first_contact(), "sales never came back to sales");
+        support.fcr_window_ms = Some(3_600_000);
+        assert!(support.resolved_at_first_contact(), "back to support after its window");
+    }
+
+    #[test]
+    fn a_contact_is_linked_again_when_its_entered_queue_becomes_known() {
+        let stand_in = resolved_contact("ct_0001", 0, None);
+        assert!(stand_in.needs_linking_since(None), "customer and creation known");
+        assert!(!stand_in.needs_linking_since(Some(&stand_in)), "nothing new");
+        let entered = resolved_contact("ct_0001", 0, Some("support"));
+        assert!(entered.needs_linking_since(Some(&stand_in)), "its queue became known");
+        let unlinked = ContactFacts::empty(stand_in.tenant.clone(), stand_in.contact.clone());
+        assert!(!unlinked.needs_linking_since(None), "no customer: nothing to link");
     }
 
     #[test]
@@ -560,6 +662,7 @@ mod tests {
             next_contact_ms in arbitrary_instant(),
             survey in proptest::option::of((0_i64..10_000, 1_i32..=5)),
             callback_offered_ms in arbitrary_instant(),
+            next_same_queue_contact_ms in arbitrary_instant(),
         ) -> FactsUpdate {
             FactsUpdate {
                 queue: queue.map(|name| QueueId::parse(name, "queue")).transpose().unwrap_or_default(),
@@ -580,7 +683,9 @@ mod tests {
                 wrap_up_ms,
                 next_contact_ms,
                 survey: survey.map(|(at_ms, score)| Survey { at_ms, score }),
+                next_same_queue_contact_ms,
                 fcr_window_ms: None,
+                fcr_scope: None,
                 callback_offered_ms,
             }
         }

@@ -95,6 +95,7 @@ pub mod buckets;
 pub mod events;
 pub mod facts;
 pub mod live;
+pub mod messages;
 pub mod settings;
 pub mod summary;
 

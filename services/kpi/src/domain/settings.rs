@@ -1,9 +1,9 @@
 //! A tenant's KPI settings (`KpiService.GetKpiSettings` and
-//! `UpdateKpiSettings`): its first-contact resolution window.
+//! `UpdateKpiSettings`): its first-contact resolution window and scope.
 //!
-//! A contact takes the window in force when its events are applied (kept
-//! in its facts, first write wins), so changing the window never rewrites
-//! history; `switchboard kpi recompute` applies the current one to all.
+//! A contact takes the window and scope in force when its creation is
+//! applied (kept in its facts), so changing them never rewrites history;
+//! `switchboard kpi recompute` applies the current ones to all.
 //! Whether a figure is still provisional is judged by the longest window
 //! the tenant ever had in force, so no figure is called final while a
 //! contact under a longer window may still take it back.
@@ -20,11 +20,67 @@ pub const MIN_FCR_WINDOW_MS: i64 = 3_600_000;
 /// The longest first-contact window: 90 days.
 pub const MAX_FCR_WINDOW_MS: i64 = 90 * 86_400_000;
 
+/// Which of a customer's later contacts take a resolution at first
+/// contact back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FcrScope {
+    /// Any contact, on any channel and queue (the default).
+    #[default]
+    AnyContact,
+    /// Only a contact that entered the same queue: the same topic.
+    SameQueue,
+}
+
+impl FcrScope {
+    /// The name stored in PostgreSQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FcrScope::AnyContact => "any_contact",
+            FcrScope::SameQueue => "same_queue",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<FcrScope> {
+        [FcrScope::AnyContact, FcrScope::SameQueue].into_iter().find(|scope| scope.as_str() == stored)
+    }
+
+    pub fn to_proto(self) -> proto::FcrScope {
+        match self {
+            FcrScope::AnyContact => proto::FcrScope::AnyContact,
+            FcrScope::SameQueue => proto::FcrScope::SameQueue,
+        }
+    }
+
+    /// The scope a request names; UNSPECIFIED is the default.
+    pub fn from_proto(value: i32, field: &str) -> Result<FcrScope, Error> {
+        match proto::FcrScope::try_from(value) {
+            Ok(proto::FcrScope::Unspecified | proto::FcrScope::AnyContact) => Ok(FcrScope::AnyContact),
+            Ok(proto::FcrScope::SameQueue) => Ok(FcrScope::SameQueue),
+            Err(_) => Err(Error::invalid_field(field, format!("{value} is not an FcrScope"))),
+        }
+    }
+}
+
+/// What a new contact takes from its tenant's settings: its
+/// first-contact window and scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FcrRule {
+    pub window_ms: i64,
+    pub scope: FcrScope,
+}
+
+impl Default for FcrRule {
+    fn default() -> FcrRule {
+        KpiSettings::default().fcr_rule()
+    }
+}
+
 /// One tenant's settings as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KpiSettings {
     /// `None`: the default, [`FCR_WINDOW_MS`].
     pub fcr_window_ms: Option<i64>,
+    pub fcr_scope: FcrScope,
     /// The longest window ever in force, the default included.
     pub longest_fcr_window_ms: i64,
     /// `None` until first updated.
@@ -33,7 +89,12 @@ pub struct KpiSettings {
 
 impl Default for KpiSettings {
     fn default() -> KpiSettings {
-        KpiSettings { fcr_window_ms: None, longest_fcr_window_ms: FCR_WINDOW_MS, update_time_ms: None }
+        KpiSettings {
+            fcr_window_ms: None,
+            fcr_scope: FcrScope::AnyContact,
+            longest_fcr_window_ms: FCR_WINDOW_MS,
+            update_time_ms: None,
+        }
     }
 }
 
@@ -41,6 +102,11 @@ impl KpiSettings {
     /// The window new contacts take.
     pub fn fcr_window_ms(&self) -> i64 {
         self.fcr_window_ms.unwrap_or(FCR_WINDOW_MS)
+    }
+
+    /// What a contact arriving now takes.
+    pub fn fcr_rule(&self) -> FcrRule {
+        FcrRule { window_ms: self.fcr_window_ms(), scope: self.fcr_scope }
     }
 
     /// These settings with the window set to `fcr_window_ms` (`None`: the
@@ -51,13 +117,20 @@ impl KpiSettings {
             fcr_window_ms,
             longest_fcr_window_ms: self.longest_fcr_window_ms.max(window),
             update_time_ms: Some(now_ms),
+            ..self
         }
+    }
+
+    /// These settings with the scope set to `fcr_scope` at `now_ms`.
+    pub fn with_fcr_scope(self, fcr_scope: FcrScope, now_ms: i64) -> KpiSettings {
+        KpiSettings { fcr_scope, update_time_ms: Some(now_ms), ..self }
     }
 
     pub fn to_proto(&self, tenant: &TenantId) -> proto::KpiSettings {
         proto::KpiSettings {
             name: settings_name(tenant),
             fcr_window: self.fcr_window_ms.map(duration_from_millis),
+            fcr_scope: self.fcr_scope.to_proto() as i32,
             update_time: self.update_time_ms.map(timestamp_from_millis),
         }
     }
@@ -96,6 +169,20 @@ mod tests {
         assert_eq!((shorter.fcr_window_ms(), shorter.longest_fcr_window_ms), (MIN_FCR_WINDOW_MS, 30 * 86_400_000));
         let default = KpiSettings::default().with_fcr_window(Some(MIN_FCR_WINDOW_MS), 3);
         assert_eq!(default.longest_fcr_window_ms, FCR_WINDOW_MS, "contacts before it had the default");
+    }
+
+    #[test]
+    fn scopes_round_trip_and_unknown_ones_are_refused() {
+        for scope in [FcrScope::AnyContact, FcrScope::SameQueue] {
+            assert_eq!(FcrScope::parse(scope.as_str()), Some(scope));
+            assert_eq!(FcrScope::from_proto(scope.to_proto() as i32, "s").expect("known"), scope);
+        }
+        assert_eq!(FcrScope::from_proto(0, "s").expect("unspecified"), FcrScope::AnyContact);
+        assert!(FcrScope::from_proto(99, "s").is_err());
+        let scoped =
+            KpiSettings::default().with_fcr_window(Some(MIN_FCR_WINDOW_MS), 1).with_fcr_scope(FcrScope::SameQueue, 2);
+        assert_eq!(scoped.fcr_rule(), FcrRule { window_ms: MIN_FCR_WINDOW_MS, scope: FcrScope::SameQueue });
+        assert_eq!(scoped.with_fcr_window(None, 3).fcr_scope, FcrScope::SameQueue, "a window change keeps the scope");
     }
 
     #[test]

@@ -262,6 +262,8 @@ pub async fn run_all(store: &dyn KpiStore) -> Result<(), Error> {
         super::contract_agents::agent_figures_equal_the_sorted_timelines(store, seed).await?;
     }
     super::contract_settings::each_contact_takes_its_tenants_first_contact_window(store).await?;
+    super::contract_settings::each_contact_takes_its_tenants_first_contact_scope(store).await?;
+    super::contract_messages::outbound_messages_count_once_per_month_and_tenant(store).await?;
     summaries_over_days_equal_the_facts(store).await
 }
 

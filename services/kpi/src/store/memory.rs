@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use switchboard_core::{AgentId, ContactId, Error, TenantId};
+use switchboard_core::{AgentId, ContactId, Error, MessageId, QueueId, TenantId};
+use switchboard_proto::common::v1::Channel;
 use switchboard_proto::presence::v1::AgentState;
 
 use super::KpiStore;
@@ -13,7 +14,8 @@ use crate::domain::agents::{AgentEvent, AgentPage, AgentTimelines, StoredAgentFi
 use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, contribution, fold_changes};
 use crate::domain::facts::{next_after, previous_before};
 use crate::domain::live::AgentStateUpdate;
-use crate::domain::settings::KpiSettings;
+use crate::domain::messages::{OutboundMessage, count_by_channel};
+use crate::domain::settings::{FcrRule, KpiSettings};
 use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 
 /// One tenant's facts (sorted, so loads come out in id order) and buckets.
@@ -31,26 +33,46 @@ impl TenantKpis {
         self.facts.insert(after.contact.clone(), after);
     }
 
-    /// Links a contact whose customer and arrival just became known to its
-    /// customer's others, as the PostgreSQL store does.
+    /// Links a contact whose customer, arrival or entered queue just
+    /// became known to its customer's others, as the PostgreSQL store does:
+    /// among all of them, and among those that entered the same queue.
     fn link(&mut self, contact: &ContactId) {
-        let Some((customer, arrival_ms)) =
-            self.facts.get(contact).and_then(|facts| facts.customer_arrival()).map(|(id, at)| (id.clone(), at))
+        let Some((customer, arrival_ms, queue)) = self
+            .facts
+            .get(contact)
+            .and_then(|facts| facts.link_key())
+            .map(|(id, at, queue)| (id.clone(), at, queue.cloned()))
         else {
             return;
         };
-        let mates: Vec<(ContactId, i64)> = self
+        let mates: Vec<(ContactId, i64, Option<QueueId>)> = self
             .facts
             .values()
             .filter(|facts| facts.contact != *contact && facts.customer.as_ref() == Some(&customer))
-            .filter_map(|facts| Some((facts.contact.clone(), facts.created_ms?)))
+            .filter_map(|facts| Some((facts.contact.clone(), facts.created_ms?, facts.entered_queue().cloned())))
             .collect();
-        let next = next_after(arrival_ms, mates.iter().map(|(_, at)| *at));
-        let previous = previous_before(arrival_ms, mates.iter().map(|(id, at)| (id, *at))).cloned();
-        let links = [next.map(|next_ms| (contact.clone(), next_ms)), previous.map(|id| (id, arrival_ms))];
-        for (linked, next_ms) in links.into_iter().flatten() {
+        let same_queue: Vec<&(ContactId, i64, Option<QueueId>)> = match &queue {
+            Some(queue) => mates.iter().filter(|(_, _, entered)| entered.as_ref() == Some(queue)).collect(),
+            None => Vec::new(),
+        };
+        let next = next_after(arrival_ms, mates.iter().map(|(_, at, _)| *at));
+        let previous = previous_before(arrival_ms, mates.iter().map(|(id, at, _)| (id, *at))).cloned();
+        let next_same = next_after(arrival_ms, same_queue.iter().map(|(_, at, _)| *at));
+        let previous_same = previous_before(arrival_ms, same_queue.iter().map(|(id, at, _)| (id, *at))).cloned();
+        let links = [
+            next.map(|next_ms| (contact.clone(), next_ms, false)),
+            previous.map(|id| (id, arrival_ms, false)),
+            next_same.map(|next_ms| (contact.clone(), next_ms, true)),
+            previous_same.map(|id| (id, arrival_ms, true)),
+        ];
+        for (linked, next_ms, within_queue) in links.into_iter().flatten() {
             if let Some(mut facts) = self.facts.get(&linked).cloned() {
-                merge(&mut facts, &FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() });
+                let update = if within_queue {
+                    FactsUpdate { next_same_queue_contact_ms: Some(next_ms), ..FactsUpdate::default() }
+                } else {
+                    FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() }
+                };
+                merge(&mut facts, &update);
                 self.set(facts);
             }
         }
@@ -63,6 +85,8 @@ pub struct MemoryKpiStore {
     agent_states: Mutex<BTreeMap<AgentId, AgentStateUpdate>>,
     agent_timelines: Mutex<AgentTimelines>,
     settings: Mutex<BTreeMap<TenantId, KpiSettings>>,
+    /// Outbound messages, the first report of each kept.
+    messages: Mutex<BTreeMap<(TenantId, MessageId), OutboundMessage>>,
 }
 
 impl MemoryKpiStore {
@@ -86,8 +110,7 @@ impl KpiStore for MemoryKpiStore {
         let before = kpis.facts.get(contact).cloned();
         let mut after = before.clone().unwrap_or_else(|| ContactFacts::empty(tenant.clone(), contact.clone()));
         merge(&mut after, &update);
-        let newly_linked = before.as_ref().is_none_or(|before| before.customer_arrival().is_none())
-            && after.customer_arrival().is_some();
+        let newly_linked = after.needs_linking_since(before.as_ref());
         kpis.set(after);
         if newly_linked {
             kpis.link(contact);
@@ -191,13 +214,32 @@ impl KpiStore for MemoryKpiStore {
         Ok(())
     }
 
-    async fn fcr_windows(&self) -> Result<BTreeMap<TenantId, i64>, Error> {
+    async fn fcr_rules(&self) -> Result<BTreeMap<TenantId, FcrRule>, Error> {
         let settings = switchboard_core::sync::lock_unpoisoned(&self.settings);
-        Ok(settings.iter().filter_map(|(tenant, settings)| Some((tenant.clone(), settings.fcr_window_ms?))).collect())
+        Ok(settings.iter().map(|(tenant, settings)| (tenant.clone(), settings.fcr_rule())).collect())
+    }
+
+    async fn record_outbound_messages(&self, messages: &[OutboundMessage]) -> Result<(), Error> {
+        let mut recorded = switchboard_core::sync::lock_unpoisoned(&self.messages);
+        for message in messages {
+            recorded.entry((message.tenant.clone(), message.message.clone())).or_insert_with(|| message.clone());
+        }
+        Ok(())
+    }
+
+    async fn outbound_messages(
+        &self,
+        tenant: &TenantId,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<BTreeMap<Option<Channel>, i64>, Error> {
+        let recorded = switchboard_core::sync::lock_unpoisoned(&self.messages);
+        Ok(count_by_channel(recorded.values(), tenant, start_ms, end_ms))
     }
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
         self.lock().remove(tenant);
+        switchboard_core::sync::lock_unpoisoned(&self.messages).retain(|(owner, _), _| owner != tenant);
         switchboard_core::sync::lock_unpoisoned(&self.settings).remove(tenant);
         switchboard_core::sync::lock_unpoisoned(&self.agent_timelines).erase(tenant);
         for update in switchboard_core::sync::lock_unpoisoned(&self.agent_states).values_mut() {

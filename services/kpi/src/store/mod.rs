@@ -7,6 +7,8 @@ pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 mod contract_agents;
 #[cfg(any(test, feature = "contract"))]
+mod contract_messages;
+#[cfg(any(test, feature = "contract"))]
 mod contract_settings;
 pub mod memory;
 pub mod postgres;
@@ -14,6 +16,7 @@ mod postgres_agents;
 mod postgres_buckets;
 mod postgres_links;
 mod postgres_live;
+mod postgres_messages;
 #[cfg(any(test, feature = "contract"))]
 pub mod stories;
 
@@ -22,12 +25,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use switchboard_core::{ContactId, Error, TenantId};
 
+use switchboard_proto::common::v1::Channel;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use crate::domain::agents::{AgentEvent, AgentFigures, AgentPage, StoredAgentFigures, agent_event};
 use crate::domain::buckets::{RangeSplit, split_range};
+use crate::domain::events::stamp_fcr_rule;
 use crate::domain::live::{AgentStateUpdate, LiveFigures, agent_state_update};
-use crate::domain::settings::KpiSettings;
+use crate::domain::messages::{OutboundMessage, outbound_message};
+use crate::domain::settings::{FcrRule, KpiSettings};
 use crate::domain::summary::fcr_provisional;
 use crate::domain::{
     ContactFacts, FactsEvent, FactsFilter, FactsUpdate, INTERVAL_MS, KpiCounts, facts_event, interval_start_ms,
@@ -138,8 +144,22 @@ pub trait KpiStore: Send + Sync + 'static {
     /// Stores `tenant`'s KPI settings.
     async fn set_settings(&self, tenant: &TenantId, settings: &KpiSettings) -> Result<(), Error>;
 
-    /// The first-contact window of every tenant that set one.
-    async fn fcr_windows(&self) -> Result<BTreeMap<TenantId, i64>, Error>;
+    /// The first-contact rule of every tenant that has settings stored
+    /// (the others' is the default).
+    async fn fcr_rules(&self) -> Result<BTreeMap<TenantId, FcrRule>, Error>;
+
+    /// Records messages sent to customers; each message once (a replay, or
+    /// an edit's republication, changes nothing).
+    async fn record_outbound_messages(&self, messages: &[OutboundMessage]) -> Result<(), Error>;
+
+    /// `tenant`'s outbound messages created in `[start_ms, end_ms)`, by
+    /// channel (`None`: not said).
+    async fn outbound_messages(
+        &self,
+        tenant: &TenantId,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<BTreeMap<Option<Channel>, i64>, Error>;
 
     /// Removes every fact and bucket of `tenant` (a deleted tenant), and
     /// the tenant from agents' states; idempotent.
@@ -253,10 +273,7 @@ async fn edge_counts(
 /// counterpart of [`crate::domain::recompute`]. Events no KPI reads are
 /// ignored; invalid ones are INVALID_ARGUMENT.
 pub async fn apply_event(store: &dyn KpiStore, envelope: &EventEnvelope) -> Result<(), Error> {
-    let Some(FactsEvent { tenant, contact, update }) = facts_event(envelope)? else {
-        return Ok(());
-    };
-    store.apply(&tenant, &contact, update).await
+    apply_events(store, &[envelope]).await
 }
 
 /// [`apply_event`] for a batch of envelopes, applied together. One invalid
@@ -277,8 +294,10 @@ pub async fn apply_events_except(
     let mut events: Vec<FactsEvent> = Vec::with_capacity(envelopes.len());
     let mut agents = Vec::new();
     let mut agent_events = Vec::new();
+    let mut messages = Vec::new();
     for envelope in envelopes {
         events.extend(facts_event(envelope)?);
+        messages.extend(outbound_message(envelope)?.filter(|message| !deleted(&message.tenant)));
         agent_events.extend(agent_event(envelope)?);
         if let Some(mut update) = agent_state_update(envelope)? {
             update.tenants.retain(|tenant| !deleted(tenant));
@@ -286,14 +305,17 @@ pub async fn apply_events_except(
         }
     }
     if !events.is_empty() {
-        // Each contact takes its tenant's first-contact window in force.
-        let windows = store.fcr_windows().await?;
+        // Each contact takes its tenant's first-contact rule in force when
+        // it is created: stamped on its creation only, so a later event (a
+        // survey answered days after) never brings a newer rule to it.
+        let rules = store.fcr_rules().await?;
         for event in &mut events {
-            if let Some(window_ms) = windows.get(&event.tenant) {
-                event.update.fcr_window_ms = Some(*window_ms);
-            }
+            stamp_fcr_rule(&mut event.update, &event.tenant, &rules);
         }
         store.apply_all(events).await?;
+    }
+    if !messages.is_empty() {
+        store.record_outbound_messages(&messages).await?;
     }
     if !agent_events.is_empty() {
         store.apply_agent_events(&agent_events).await?;

@@ -17,17 +17,20 @@ use super::postgres_agents::{
     AGENTS_MIGRATION, count_agent_events, erase_tenant_agents, insert_state_changes, read_agent_figures,
 };
 use super::postgres_buckets::{
-    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, HANDLE_TIME_MIGRATION, SETTINGS_MIGRATION, SURVEYS_MIGRATION,
-    add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts, read_bucket_periods,
+    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, FCR_SCOPE_MIGRATION, HANDLE_TIME_MIGRATION, SETTINGS_MIGRATION,
+    SURVEYS_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts, read_bucket_periods,
 };
 use super::postgres_links::link_to_customers;
 use super::postgres_live::{
     LIVE_MIGRATION, forget_tenant_in_agent_states, read_agents_by_state, read_waiting, write_agent_states,
 };
+use super::postgres_messages::{MESSAGES_MIGRATION, MESSAGES_TABLE, count_messages, insert_messages, replace_messages};
 use crate::domain::agents::{AgentEvent, AgentPage, StoredAgentFigures};
 use crate::domain::buckets::RangeSplit;
+use crate::domain::facts::FCR_WINDOW_MS;
 use crate::domain::live::AgentStateUpdate;
-use crate::domain::settings::KpiSettings;
+use crate::domain::messages::OutboundMessage;
+use crate::domain::settings::{FcrRule, FcrScope, KpiSettings};
 use crate::domain::{AbandonStage, ContactFacts, FactsEvent, FactsFilter, FactsUpdate, KpiCounts, Survey, merge};
 
 /// The service name migrations are recorded under.
@@ -88,7 +91,20 @@ pub const MIGRATIONS: &[Migration] = &[
     AGENTS_MIGRATION,
     SURVEYS_MIGRATION,
     SETTINGS_MIGRATION,
+    FCR_SCOPE_MIGRATION,
+    MESSAGES_MIGRATION,
 ];
+
+/// The columns of a contact's facts, as every statement reading or
+/// writing whole rows names them (`facts_from_row` reads them by name).
+macro_rules! facts_columns {
+    () => {
+        "tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
+        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
+        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms,
+        survey_ms, survey_score, fcr_window_ms, callback_offered_ms, next_same_queue_ms, fcr_scope"
+    };
+}
 
 /// Attributes are first-write-wins (`COALESCE(known, new)`), instants keep
 /// the earliest (`LEAST` ignores NULLs), and the queue is replaced only by
@@ -98,14 +114,15 @@ pub const MIGRATIONS: &[Migration] = &[
 /// contact (a contact appears once: an upsert may not touch a row twice);
 /// a contact's queue is NULL and its `queue_entered` false when its update
 /// names no queue.
-pub(super) const UPSERT_ALL_SQL: &str = r#"
-    INSERT INTO kpi.contact_facts AS facts (
-        tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
-        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms)
+pub(super) const UPSERT_ALL_SQL: &str = concat!(
+    "INSERT INTO kpi.contact_facts AS facts (",
+    facts_columns!(),
+    ")",
+    r#"
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::bool[],
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::int8[], $13::bool[],
-        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::int4[], $22::int8[], $23::int8[])
+        $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[], $20::int8[],
+        $21::int4[], $22::int8[], $23::int8[], $24::int8[], $25::text[])
     ON CONFLICT (tenant, contact) DO UPDATE SET
         queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
             OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
@@ -139,8 +156,11 @@ pub(super) const UPSERT_ALL_SQL: &str = r#"
             OR (EXCLUDED.survey_ms, EXCLUDED.survey_score) < (facts.survey_ms, facts.survey_score))
             THEN EXCLUDED.survey_score ELSE facts.survey_score END,
         fcr_window_ms = COALESCE(facts.fcr_window_ms, EXCLUDED.fcr_window_ms),
-        callback_offered_ms = LEAST(facts.callback_offered_ms, EXCLUDED.callback_offered_ms)
-"#;
+        callback_offered_ms = LEAST(facts.callback_offered_ms, EXCLUDED.callback_offered_ms),
+        next_same_queue_ms = LEAST(facts.next_same_queue_ms, EXCLUDED.next_same_queue_ms),
+        fcr_scope = COALESCE(facts.fcr_scope, EXCLUDED.fcr_scope)
+"#
+);
 
 /// The events' updates folded per contact, in key order: `merge` is
 /// associative, so merging a contact's updates first and the result into
@@ -196,6 +216,8 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
                 &contacts.iter().map(|facts| facts.survey.map(|survey| survey.score)).collect::<Vec<_>>(),
                 &instants(|facts| facts.fcr_window_ms),
                 &instants(|facts| facts.callback_offered_ms),
+                &instants(|facts| facts.next_same_queue_contact_ms),
+                &contacts.iter().map(|facts| facts.fcr_scope.map(FcrScope::as_str)).collect::<Vec<_>>(),
             ],
         )
         .await
@@ -204,29 +226,25 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
 }
 
 /// Every stored fact, for filling the buckets ([`super::postgres_buckets`]).
-pub(super) const SELECT_ALL_SQL: &str = "
-    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
-        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
-    FROM kpi.contact_facts";
+pub(super) const SELECT_ALL_SQL: &str = concat!("SELECT ", facts_columns!(), " FROM kpi.contact_facts");
 
-const SELECT_SQL: &str = "
-    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
-        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
-    FROM kpi.contact_facts
-    WHERE tenant = $1";
+const SELECT_SQL: &str = concat!("SELECT ", facts_columns!(), " FROM kpi.contact_facts WHERE tenant = $1");
 
 /// The facts of a batch's contacts as they are, locked until the batch
 /// commits (in key order, as every batch locks them).
-const LOCK_BATCH_SQL: &str = "
-    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
-        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
-    FROM kpi.contact_facts
+pub(super) const LOCK_BATCH_SQL: &str = concat!(
+    "SELECT ",
+    facts_columns!(),
+    " FROM kpi.contact_facts
     WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
     ORDER BY tenant, contact
-    FOR UPDATE";
+    FOR UPDATE"
+);
+
+/// A scope as stored in `kpi.tenant_settings`.
+fn stored_scope(stored: &str) -> Result<FcrScope, Error> {
+    FcrScope::parse(stored).ok_or_else(|| corrupt_row("fcr_scope", format!("`{stored}`")))
+}
 
 /// A [`KpiStore`] on a PostgreSQL pool whose database has [`MIGRATIONS`]
 /// applied.
@@ -254,6 +272,18 @@ impl PostgresKpiStore {
         facts: &[ContactFacts],
     ) -> Result<u64, Error> {
         super::postgres_buckets::replace_facts(&self.pool, from_ms, to_ms, facts).await
+    }
+
+    /// Replaces the outbound messages created in `[from_ms, to_ms)` (all,
+    /// with neither bound) by `messages` (a recompute of the log),
+    /// atomically; how many it removed.
+    pub async fn replace_outbound_messages(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        messages: &[OutboundMessage],
+    ) -> Result<u64, Error> {
+        replace_messages(&self.pool, from_ms, to_ms, messages).await
     }
 
     /// Replaces every agent figure (timelines, time in state, counts) by
@@ -311,14 +341,11 @@ impl KpiStore for PostgresKpiStore {
             after.push(merged);
         }
         upsert_all(&transaction, &after).await?;
-        // Contacts whose customer and creation just became known join
-        // their customers' others (first-contact resolution).
+        // Contacts whose customer, creation or entered queue just became
+        // known join their customers' others (first-contact resolution).
         let newly_linked: Vec<&ContactFacts> = after
             .iter()
-            .filter(|merged| {
-                let known = before.get(&(merged.tenant.clone(), merged.contact.clone()));
-                merged.customer_arrival().is_some() && known.is_none_or(|known| known.customer_arrival().is_none())
-            })
+            .filter(|merged| merged.needs_linking_since(before.get(&(merged.tenant.clone(), merged.contact.clone()))))
             .collect();
         link_to_customers(&transaction, &after, &newly_linked, &mut bucket_changes).await?;
         add_to_buckets(&transaction, &bucket_changes).await?;
@@ -388,46 +415,79 @@ impl KpiStore for PostgresKpiStore {
         let client = self.pool.get().await.map_err(pg_error)?;
         let row = client
             .query_opt_cached(
-                "SELECT fcr_window_ms, longest_fcr_window_ms, update_time_ms FROM kpi.tenant_settings WHERE tenant = $1",
+                "SELECT fcr_window_ms, longest_fcr_window_ms, update_time_ms, fcr_scope
+                 FROM kpi.tenant_settings WHERE tenant = $1",
                 &[&tenant.as_str()],
             )
             .await
             .map_err(pg_error)?;
-        Ok(row.map_or_else(KpiSettings::default, |row| KpiSettings {
+        let Some(row) = row else {
+            return Ok(KpiSettings::default());
+        };
+        Ok(KpiSettings {
             fcr_window_ms: row.get(0),
             longest_fcr_window_ms: row.get(1),
             update_time_ms: row.get(2),
-        }))
+            fcr_scope: stored_scope(row.get(3))?,
+        })
     }
 
     async fn set_settings(&self, tenant: &TenantId, settings: &KpiSettings) -> Result<(), Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         client
             .execute_cached(
-                "INSERT INTO kpi.tenant_settings (tenant, fcr_window_ms, longest_fcr_window_ms, update_time_ms)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO kpi.tenant_settings (tenant, fcr_window_ms, longest_fcr_window_ms, update_time_ms, fcr_scope)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (tenant) DO UPDATE SET fcr_window_ms = EXCLUDED.fcr_window_ms,
                      longest_fcr_window_ms = GREATEST(kpi.tenant_settings.longest_fcr_window_ms,
                          EXCLUDED.longest_fcr_window_ms),
-                     update_time_ms = EXCLUDED.update_time_ms",
-                &[&tenant.as_str(), &settings.fcr_window_ms, &settings.longest_fcr_window_ms, &settings.update_time_ms],
+                     update_time_ms = EXCLUDED.update_time_ms,
+                     fcr_scope = EXCLUDED.fcr_scope",
+                &[
+                    &tenant.as_str(),
+                    &settings.fcr_window_ms,
+                    &settings.longest_fcr_window_ms,
+                    &settings.update_time_ms,
+                    &settings.fcr_scope.as_str(),
+                ],
             )
             .await
             .map_err(pg_error)?;
         Ok(())
     }
 
-    async fn fcr_windows(&self) -> Result<BTreeMap<TenantId, i64>, Error> {
+    async fn fcr_rules(&self) -> Result<BTreeMap<TenantId, FcrRule>, Error> {
         let client = self.pool.get().await.map_err(pg_error)?;
         let rows = client
-            .query_cached("SELECT tenant, fcr_window_ms FROM kpi.tenant_settings WHERE fcr_window_ms IS NOT NULL", &[])
+            .query_cached("SELECT tenant, fcr_window_ms, fcr_scope FROM kpi.tenant_settings", &[])
             .await
             .map_err(pg_error)?;
-        rows.iter().map(|row| Ok((TenantId::parse(row.get::<_, &str>(0), "tenant")?, row.get(1)))).collect()
+        rows.iter()
+            .map(|row| {
+                let tenant = TenantId::parse(row.get::<_, &str>(0), "tenant")?;
+                let window_ms: Option<i64> = row.get(1);
+                let rule = FcrRule { window_ms: window_ms.unwrap_or(FCR_WINDOW_MS), scope: stored_scope(row.get(2))? };
+                Ok((tenant, rule))
+            })
+            .collect()
+    }
+
+    async fn record_outbound_messages(&self, messages: &[OutboundMessage]) -> Result<(), Error> {
+        insert_messages(&self.pool.get().await.map_err(pg_error)?, messages).await
+    }
+
+    async fn outbound_messages(
+        &self,
+        tenant: &TenantId,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<BTreeMap<Option<Channel>, i64>, Error> {
+        count_messages(&self.pool, tenant, start_ms, end_ms).await
     }
 
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error> {
-        let tables = ["kpi.interval_counts", "kpi.day_counts", "kpi.contact_facts", "kpi.tenant_settings"];
+        let tables =
+            ["kpi.interval_counts", "kpi.day_counts", "kpi.contact_facts", "kpi.tenant_settings", MESSAGES_TABLE];
         erase_tenant_rows(&self.pool, &tables, tenant).await?;
         erase_tenant_agents(&self.pool, tenant).await?;
         forget_tenant_in_agent_states(&self.pool.get().await.map_err(pg_error)?, tenant).await
@@ -532,7 +592,12 @@ pub(super) fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
             (Some(at_ms), Some(score)) => Some(Survey { at_ms, score }),
             _ => None,
         },
+        next_same_queue_contact_ms: column(row, "next_same_queue_ms")?,
         fcr_window_ms: column(row, "fcr_window_ms")?,
+        fcr_scope: match column::<Option<String>>(row, "fcr_scope")? {
+            None => None,
+            Some(scope) => Some(FcrScope::parse(&scope).ok_or_else(|| corrupt_row("fcr_scope", format!("`{scope}`")))?),
+        },
         callback_offered_ms: column(row, "callback_offered_ms")?,
     })
 }

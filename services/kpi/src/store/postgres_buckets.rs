@@ -138,6 +138,25 @@ pub const SETTINGS_MIGRATION: Migration = Migration {
     ",
 };
 
+/// `0010_fcr_scope`: a tenant's first-contact scope and each contact's,
+/// and each contact's next contact in the queue it entered, linked here
+/// for the contacts already recorded. Every recorded contact keeps the
+/// default scope (any contact), so no bucket changes.
+pub const FCR_SCOPE_MIGRATION: Migration = Migration {
+    version: "0010_fcr_scope",
+    sql: "
+        ALTER TABLE kpi.contact_facts ADD COLUMN next_same_queue_ms bigint,
+            ADD COLUMN fcr_scope text CHECK (fcr_scope IN ('any_contact', 'same_queue'));
+        ALTER TABLE kpi.tenant_settings ADD COLUMN fcr_scope text NOT NULL DEFAULT 'any_contact'
+            CHECK (fcr_scope IN ('any_contact', 'same_queue'));
+        UPDATE kpi.contact_facts linked SET next_same_queue_ms = (
+            SELECT min(later.created_ms) FROM kpi.contact_facts later
+            WHERE later.tenant = linked.tenant AND later.customer = linked.customer
+              AND later.created_ms > linked.created_ms AND later.queue_entered AND later.queue = linked.queue)
+        WHERE linked.customer IS NOT NULL AND linked.created_ms IS NOT NULL AND linked.queue_entered;
+    ",
+};
+
 /// `0006_day_counts`: the buckets summed by day, so a summary over a month
 /// reads about thirty rows per queue and channel, not three thousand; the
 /// buckets are filled again from the facts, both tables together.

@@ -1,6 +1,6 @@
 //! First-contact resolution in PostgreSQL: linking the contacts of a batch
-//! whose customer and creation just became known to their customers'
-//! other contacts, in two statements for the whole batch (see
+//! whose customer, creation or entered queue just became known to their
+//! customers' other contacts, in two statements for the whole batch (see
 //! [`crate::domain::facts::link_customer_contacts`] for the rule).
 
 use std::collections::BTreeMap;
@@ -8,40 +8,51 @@ use std::collections::BTreeMap;
 use switchboard_core::{ContactId, Error, TenantId};
 use switchboard_platform::postgres::{CachedStatements, pg_error};
 
-use super::postgres::{facts_from_row, upsert_all};
+use super::postgres::{LOCK_BATCH_SQL, facts_from_row, upsert_all};
 use super::postgres_buckets::fold_contact_change;
 use crate::domain::buckets::BucketKey;
 use crate::domain::{ContactFacts, FactsUpdate, KpiCounts, merge};
 
-/// Each new contact's next contact: the earliest later creation of its
-/// customer's contacts.
+/// Each linked contact's next contact: the earliest later creation of its
+/// customer's contacts, and of those that entered its queue.
 const NEXT_SQL: &str = "
-    SELECT linked.contact, (SELECT min(facts.created_ms) FROM kpi.contact_facts facts
-        WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
-          AND facts.created_ms > linked.created_ms)
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) AS linked(tenant, contact, customer, created_ms)";
+    SELECT linked.contact,
+        (SELECT min(facts.created_ms) FROM kpi.contact_facts facts
+         WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
+           AND facts.created_ms > linked.created_ms),
+        (SELECT min(facts.created_ms) FROM kpi.contact_facts facts
+         WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
+           AND facts.created_ms > linked.created_ms AND facts.queue_entered AND facts.queue = linked.queue)
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])
+        AS linked(tenant, contact, customer, created_ms, queue)";
 
-/// Each new contact's predecessor: its customer's contact created last
-/// before it (ties: the larger id), whose next contact it becomes.
+/// Each linked contact's predecessors: its customer's contact created last
+/// before it (ties: the larger id), and the same among those that entered
+/// its queue, whose next contacts it becomes.
 const PREVIOUS_SQL: &str = "
-    SELECT linked.contact, linked.created_ms, previous.contact
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) AS linked(tenant, contact, customer, created_ms)
-    CROSS JOIN LATERAL (
+    SELECT linked.contact, linked.created_ms, previous.contact, previous_same_queue.contact
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])
+        AS linked(tenant, contact, customer, created_ms, queue)
+    LEFT JOIN LATERAL (
         SELECT facts.contact FROM kpi.contact_facts facts
         WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
           AND facts.created_ms < linked.created_ms AND facts.contact <> linked.contact
         ORDER BY facts.created_ms DESC, facts.contact DESC
-        LIMIT 1) AS previous";
+        LIMIT 1) AS previous ON true
+    LEFT JOIN LATERAL (
+        SELECT facts.contact FROM kpi.contact_facts facts
+        WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
+          AND facts.created_ms < linked.created_ms AND facts.contact <> linked.contact
+          AND facts.queue_entered AND facts.queue = linked.queue
+        ORDER BY facts.created_ms DESC, facts.contact DESC
+        LIMIT 1) AS previous_same_queue ON true";
 
-/// The facts of the predecessors outside the batch, locked in key order.
-const LOCK_SQL: &str = "
-    SELECT tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
-        abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
-        short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms, survey_ms, survey_score, fcr_window_ms, callback_offered_ms
-    FROM kpi.contact_facts
-    WHERE (tenant, contact) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
-    ORDER BY tenant, contact
-    FOR UPDATE";
+/// The next contacts proposed for one contact: the earliest of each kind.
+#[derive(Debug, Default)]
+struct ProposedLinks {
+    next_contact_ms: Option<i64>,
+    next_same_queue_contact_ms: Option<i64>,
+}
 
 /// Links `newly_linked` (of the batch `written`, already written in this
 /// transaction) to their customers' contacts: their next contacts, and they
@@ -56,57 +67,71 @@ pub(super) async fn link_to_customers(
     if newly_linked.is_empty() {
         return Ok(());
     }
-    let tenants: Vec<&str> = newly_linked.iter().map(|facts| facts.tenant.as_str()).collect();
-    let contacts: Vec<&str> = newly_linked.iter().map(|facts| facts.contact.as_str()).collect();
-    let customers: Vec<&str> = newly_linked
-        .iter()
-        .filter_map(|facts| facts.customer_arrival())
-        .map(|(customer, _)| customer.as_str())
-        .collect();
-    let created: Vec<i64> =
-        newly_linked.iter().filter_map(|facts| facts.customer_arrival()).map(|(_, at)| at).collect();
-    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&tenants, &contacts, &customers, &created];
-    // The next contact each contact gets: the earliest proposed.
-    let mut next_by_contact: BTreeMap<(TenantId, ContactId), i64> = BTreeMap::new();
-    let mut propose = |key: (TenantId, ContactId), next_ms: i64| {
-        next_by_contact.entry(key).and_modify(|known| *known = (*known).min(next_ms)).or_insert(next_ms);
+    let keys: Vec<_> = newly_linked.iter().filter_map(|facts| Some((*facts, facts.link_key()?))).collect();
+    let tenants: Vec<&str> = keys.iter().map(|(facts, _)| facts.tenant.as_str()).collect();
+    let contacts: Vec<&str> = keys.iter().map(|(facts, _)| facts.contact.as_str()).collect();
+    let customers: Vec<&str> = keys.iter().map(|(_, (customer, _, _))| customer.as_str()).collect();
+    let created: Vec<i64> = keys.iter().map(|(_, (_, created_ms, _))| *created_ms).collect();
+    let queues: Vec<Option<&str>> = keys.iter().map(|(_, (_, _, queue))| queue.map(|queue| queue.as_str())).collect();
+    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&tenants, &contacts, &customers, &created, &queues];
+    let mut proposed: BTreeMap<(TenantId, ContactId), ProposedLinks> = BTreeMap::new();
+    let mut propose = |key: (TenantId, ContactId), next_ms: Option<i64>, within_queue: bool| {
+        let Some(next_ms) = next_ms else { return };
+        let links = proposed.entry(key).or_default();
+        let known = if within_queue { &mut links.next_same_queue_contact_ms } else { &mut links.next_contact_ms };
+        *known = Some(known.map_or(next_ms, |known| known.min(next_ms)));
     };
     let tenant_of = |contact: &str| {
-        newly_linked.iter().find(|facts| facts.contact.as_str() == contact).map(|facts| facts.tenant.clone())
+        newly_linked
+            .iter()
+            .find(|facts| facts.contact.as_str() == contact)
+            .map(|facts| facts.tenant.clone())
+            .ok_or_else(|| Error::internal("a link of no linked contact"))
     };
     for row in transaction.query_cached(NEXT_SQL, &parameters).await.map_err(pg_error)? {
-        let (contact, next_ms): (String, Option<i64>) = (row.get(0), row.get(1));
-        if let (Some(next_ms), Some(tenant)) = (next_ms, tenant_of(&contact)) {
-            propose((tenant, ContactId::parse(&contact, "contact")?), next_ms);
-        }
+        let contact: String = row.get(0);
+        let key = (tenant_of(&contact)?, ContactId::parse(&contact, "contact")?);
+        propose(key.clone(), row.get(1), false);
+        propose(key, row.get(2), true);
     }
     for row in transaction.query_cached(PREVIOUS_SQL, &parameters).await.map_err(pg_error)? {
-        let (contact, created_ms, previous): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
-        let tenant = tenant_of(&contact).ok_or_else(|| Error::internal("a predecessor of no linked contact"))?;
-        propose((tenant, ContactId::parse(&previous, "contact")?), created_ms);
+        let (contact, created_ms): (String, i64) = (row.get(0), row.get(1));
+        let tenant = tenant_of(&contact)?;
+        let (previous, previous_same_queue): (Option<String>, Option<String>) = (row.get(2), row.get(3));
+        if let Some(previous) = previous {
+            propose((tenant.clone(), ContactId::parse(&previous, "contact")?), Some(created_ms), false);
+        }
+        if let Some(previous) = previous_same_queue {
+            propose((tenant, ContactId::parse(&previous, "contact")?), Some(created_ms), true);
+        }
     }
     // The current facts of every contact to change: the batch's as
     // written, the others as stored, locked.
     let mut current: BTreeMap<(TenantId, ContactId), ContactFacts> = written
         .iter()
-        .filter(|facts| next_by_contact.contains_key(&(facts.tenant.clone(), facts.contact.clone())))
+        .filter(|facts| proposed.contains_key(&(facts.tenant.clone(), facts.contact.clone())))
         .map(|facts| ((facts.tenant.clone(), facts.contact.clone()), facts.clone()))
         .collect();
-    let outside: Vec<&(TenantId, ContactId)> =
-        next_by_contact.keys().filter(|key| !current.contains_key(*key)).collect();
+    let outside: Vec<&(TenantId, ContactId)> = proposed.keys().filter(|key| !current.contains_key(*key)).collect();
     if !outside.is_empty() {
         let tenants: Vec<&str> = outside.iter().map(|(tenant, _)| tenant.as_str()).collect();
         let contacts: Vec<&str> = outside.iter().map(|(_, contact)| contact.as_str()).collect();
-        for row in transaction.query_cached(LOCK_SQL, &[&tenants, &contacts]).await.map_err(pg_error)? {
+        for row in transaction.query_cached(LOCK_BATCH_SQL, &[&tenants, &contacts]).await.map_err(pg_error)? {
             let facts = facts_from_row(&row)?;
             current.insert((facts.tenant.clone(), facts.contact.clone()), facts);
         }
     }
     let mut linked_facts = Vec::new();
-    for (key, next_ms) in next_by_contact {
+    for (key, links) in proposed {
         let Some(before) = current.get(&key) else { continue };
         let mut linked = before.clone();
-        merge(&mut linked, &FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() });
+        let update = FactsUpdate {
+            next_contact_ms: links.next_contact_ms,
+            next_same_queue_contact_ms: links.next_same_queue_contact_ms,
+            ..FactsUpdate::default()
+        };
+        merge(&mut linked, &update);
         if linked != *before {
             fold_contact_change(bucket_changes, Some(before), &linked);
             linked_facts.push(linked);
