@@ -37,8 +37,8 @@ pub struct FactsEvent {
 /// - `routing` ContactAbandoned: stage, enqueue instant, and the instant
 ///   the customer left (reason UNSPECIFIED) or routing ended the contact
 ///   (any other reason: max wait with no overflow, queue closed);
-/// - `routing` ContactCompleted: completion instant, resolved, answer
-///   instant.
+/// - `routing` ContactCompleted: completion instant, resolved,
+///   disposition, answer instant.
 ///
 /// Answers, abandons and completions also name the queue the contact is in
 /// at that moment, which only stands in for the entered queue (see
@@ -205,6 +205,11 @@ impl EventReader<'_> {
                     answered_ms: completed.answer_time.as_ref().map(millis_from_timestamp),
                     completed_ms: instant(completed.end_time.as_ref(), occurred_ms),
                     resolved: Some(completed.resolved),
+                    // Routing refuses unsafe text; an older producer's is
+                    // made safe rather than refused, as it cannot be fixed.
+                    disposition: Some(completed.disposition.as_str())
+                        .filter(|disposition| !disposition.is_empty())
+                        .map(switchboard_core::text::make_safe),
                     // No wrap-up said is none.
                     wrap_up_ms: Some(completed.wrap_up_time.as_ref().and_then(millis_from_duration).unwrap_or(0)),
                     ..FactsUpdate::default()

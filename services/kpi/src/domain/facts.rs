@@ -116,6 +116,12 @@ pub struct FactsUpdate {
     /// entered: as `next_contact_ms`, among the customer's contacts that
     /// entered the same queue.
     pub next_same_queue_contact_ms: Option<i64>,
+    /// The disposition the agent completed it with (its topic).
+    pub disposition: Option<String>,
+    /// When the same customer next made contact that was completed with
+    /// the same disposition: as `next_contact_ms`, among the customer's
+    /// contacts of the same disposition.
+    pub next_same_disposition_contact_ms: Option<i64>,
     /// Its tenant's first-contact window when it was created (`None`: the
     /// default, [`FCR_WINDOW_MS`]).
     pub fcr_window_ms: Option<i64>,
@@ -169,6 +175,12 @@ pub struct ContactFacts {
     /// entered: as `next_contact_ms`, among the customer's contacts that
     /// entered the same queue.
     pub next_same_queue_contact_ms: Option<i64>,
+    /// The disposition the agent completed it with (its topic).
+    pub disposition: Option<String>,
+    /// When the same customer next made contact that was completed with
+    /// the same disposition: as `next_contact_ms`, among the customer's
+    /// contacts of the same disposition.
+    pub next_same_disposition_contact_ms: Option<i64>,
     /// Its tenant's first-contact window when it was created (`None`: the
     /// default, [`FCR_WINDOW_MS`]).
     pub fcr_window_ms: Option<i64>,
@@ -205,6 +217,8 @@ impl ContactFacts {
             next_contact_ms: None,
             survey: None,
             next_same_queue_contact_ms: None,
+            disposition: None,
+            next_same_disposition_contact_ms: None,
             fcr_window_ms: None,
             fcr_scope: None,
             callback_offered_ms: None,
@@ -270,6 +284,8 @@ impl ContactFacts {
             next_contact_ms: self.next_contact_ms,
             survey: self.survey,
             next_same_queue_contact_ms: self.next_same_queue_contact_ms,
+            disposition: self.disposition.clone(),
+            next_same_disposition_contact_ms: self.next_same_disposition_contact_ms,
             fcr_window_ms: self.fcr_window_ms,
             fcr_scope: self.fcr_scope,
             callback_offered_ms: self.callback_offered_ms,
@@ -351,6 +367,8 @@ pub fn merge(facts: &mut ContactFacts, update: &FactsUpdate) {
     first_write_wins(&mut facts.wrap_up_ms, &update.wrap_up_ms);
     earliest_wins(&mut facts.next_contact_ms, update.next_contact_ms);
     earliest_wins(&mut facts.next_same_queue_contact_ms, update.next_same_queue_contact_ms);
+    first_write_wins(&mut facts.disposition, &update.disposition);
+    earliest_wins(&mut facts.next_same_disposition_contact_ms, update.next_same_disposition_contact_ms);
     first_write_wins(&mut facts.fcr_window_ms, &update.fcr_window_ms);
     first_write_wins(&mut facts.fcr_scope, &update.fcr_scope);
     earliest_wins(&mut facts.callback_offered_ms, update.callback_offered_ms);
@@ -366,18 +384,14 @@ pub const FCR_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
 
 impl ContactFacts {
     /// Resolved at first contact: completed as resolved, and its customer
-    /// made no other contact (on any channel; with [`FcrScope::SameQueue`]
-    /// only in the queue this one entered) within its window
+    /// made no other contact (on any channel; with a narrower
+    /// [`FcrScope`] only one on the same topic) within its window
     /// ([`ContactFacts::fcr_window_ms`], by default [`FCR_WINDOW_MS`])
     /// after it (as far as known: until the window closes, a later contact
     /// may still take it back).
     pub fn resolved_at_first_contact(&self) -> bool {
         let resolved = self.completed_ms.is_some() && self.resolved == Some(true);
-        let repeat_ms = match self.fcr_scope.unwrap_or_default() {
-            FcrScope::AnyContact => self.next_contact_ms,
-            FcrScope::SameQueue => self.next_same_queue_contact_ms,
-        };
-        let came_back = match (repeat_ms, self.created_ms) {
+        let came_back = match (self.next_contact_in(self.fcr_scope.unwrap_or_default()), self.created_ms) {
             (Some(next_ms), Some(created_ms)) => next_ms - created_ms <= self.fcr_window_ms.unwrap_or(FCR_WINDOW_MS),
             _ => false,
         };
@@ -398,12 +412,32 @@ impl ContactFacts {
         self.queue.as_ref().filter(|_| self.queue_entered)
     }
 
+    /// The contact's topic within `scope`, once known: the contacts of one
+    /// customer with the same topic are linked in that scope. Every contact
+    /// shares the one topic of [`FcrScope::AnyContact`].
+    pub fn topic(&self, scope: FcrScope) -> Option<&str> {
+        match scope {
+            FcrScope::AnyContact => Some(""),
+            FcrScope::SameQueue => self.entered_queue().map(QueueId::as_str),
+            FcrScope::SameDisposition => self.disposition.as_deref(),
+        }
+    }
+
+    /// Its customer's next contact on the same topic within `scope`.
+    pub fn next_contact_in(&self, scope: FcrScope) -> Option<i64> {
+        match scope {
+            FcrScope::AnyContact => self.next_contact_ms,
+            FcrScope::SameQueue => self.next_same_queue_contact_ms,
+            FcrScope::SameDisposition => self.next_same_disposition_contact_ms,
+        }
+    }
+
     /// What links the contact to its customer's others: its customer and
-    /// creation, and the queue it entered. The contact is linked again
-    /// whenever this changes (it only ever becomes more known).
-    pub fn link_key(&self) -> Option<(&CustomerId, i64, Option<&QueueId>)> {
+    /// creation, and its topics. The contact is linked again whenever
+    /// this changes (it only ever becomes more known).
+    pub fn link_key(&self) -> Option<(&CustomerId, i64, [Option<&str>; 3])> {
         let (customer, created_ms) = self.customer_arrival()?;
-        Some((customer, created_ms, self.entered_queue()))
+        Some((customer, created_ms, FcrScope::ALL.map(|scope| self.topic(scope))))
     }
 
     /// Whether the change from `before` (`None`: not stored yet) to these
@@ -413,20 +447,36 @@ impl ContactFacts {
     }
 }
 
-/// Links one customer's contacts (of one tenant): each one's next contact
-/// is the earliest creation after its own. The live stores reach the same
-/// facts contact by contact ([`next_after`] and [`previous_before`]).
+impl FactsUpdate {
+    /// An update saying the contact's next contact within `scope` came at
+    /// `next_ms`.
+    pub fn next_contact_in(scope: FcrScope, next_ms: i64) -> FactsUpdate {
+        let next_ms = Some(next_ms);
+        match scope {
+            FcrScope::AnyContact => FactsUpdate { next_contact_ms: next_ms, ..FactsUpdate::default() },
+            FcrScope::SameQueue => FactsUpdate { next_same_queue_contact_ms: next_ms, ..FactsUpdate::default() },
+            FcrScope::SameDisposition => {
+                FactsUpdate { next_same_disposition_contact_ms: next_ms, ..FactsUpdate::default() }
+            }
+        }
+    }
+}
+
+/// Links one customer's contacts (of one tenant): in each scope, each
+/// one's next contact is the earliest creation after its own among those
+/// of the same topic. The live stores reach the same facts contact by
+/// contact ([`next_after`] and [`previous_before`]).
 pub fn link_customer_contacts(contacts: &mut [&mut ContactFacts]) {
-    let arrivals: Vec<(i64, Option<QueueId>)> =
-        contacts.iter().filter_map(|facts| Some((facts.created_ms?, facts.entered_queue().cloned()))).collect();
-    for facts in contacts.iter_mut() {
-        let Some(arrival_ms) = facts.created_ms else { continue };
-        let next = next_after(arrival_ms, arrivals.iter().map(|(at, _)| *at));
-        earliest_wins(&mut facts.next_contact_ms, next);
-        let Some(queue) = facts.entered_queue().cloned() else { continue };
-        let same_queue = arrivals.iter().filter(|(_, entered)| entered.as_ref() == Some(&queue));
-        let next_same_queue = next_after(arrival_ms, same_queue.map(|(at, _)| *at));
-        earliest_wins(&mut facts.next_same_queue_contact_ms, next_same_queue);
+    for scope in FcrScope::ALL {
+        let arrivals: Vec<(i64, String)> =
+            contacts.iter().filter_map(|facts| Some((facts.created_ms?, facts.topic(scope)?.to_owned()))).collect();
+        for facts in contacts.iter_mut() {
+            let (Some(arrival_ms), Some(topic)) = (facts.created_ms, facts.topic(scope)) else { continue };
+            let same_topic = arrivals.iter().filter(|(_, other)| other == topic).map(|(at, _)| *at);
+            if let Some(next_ms) = next_after(arrival_ms, same_topic) {
+                merge(facts, &FactsUpdate::next_contact_in(scope, next_ms));
+            }
+        }
     }
 }
 
@@ -536,6 +586,30 @@ mod tests {
         assert!(sales.resolved_at_first_contact(), "sales never came back to sales");
         support.fcr_window_ms = Some(3_600_000);
         assert!(support.resolved_at_first_contact(), "back to support after its window");
+    }
+
+    #[test]
+    fn a_repeat_with_the_same_disposition_takes_a_resolution_back_whatever_the_queue() {
+        let disposed = |id: &str, created_ms: i64, entered: &str, disposition: &str| {
+            let mut facts = resolved_contact(id, created_ms, Some(entered));
+            let update = FactsUpdate {
+                disposition: Some(disposition.to_owned()),
+                fcr_scope: Some(FcrScope::SameDisposition),
+                ..FactsUpdate::default()
+            };
+            merge(&mut facts, &update);
+            facts
+        };
+        let mut refund = disposed("ct_0001", 0, "billing", "refund");
+        let mut status = disposed("ct_0002", 1_000, "billing", "order-status");
+        let mut refund_again = disposed("ct_0003", 2_000, "sales", "refund");
+        let mut never_completed = resolved_contact("ct_0004", 3_000, Some("billing"));
+        link_customer_contacts(&mut [&mut refund, &mut status, &mut refund_again, &mut never_completed]);
+        assert_eq!(refund.next_same_disposition_contact_ms, Some(2_000), "in another queue");
+        assert_eq!(status.next_same_disposition_contact_ms, None);
+        assert!(!refund.resolved_at_first_contact());
+        assert!(status.resolved_at_first_contact(), "a repeat about something else");
+        assert_eq!(never_completed.topic(FcrScope::SameDisposition), None, "no disposition: no topic");
     }
 
     #[test]
@@ -663,6 +737,7 @@ mod tests {
             survey in proptest::option::of((0_i64..10_000, 1_i32..=5)),
             callback_offered_ms in arbitrary_instant(),
             next_same_queue_contact_ms in arbitrary_instant(),
+            next_same_disposition_contact_ms in arbitrary_instant(),
         ) -> FactsUpdate {
             FactsUpdate {
                 queue: queue.map(|name| QueueId::parse(name, "queue")).transpose().unwrap_or_default(),
@@ -684,6 +759,8 @@ mod tests {
                 next_contact_ms,
                 survey: survey.map(|(at_ms, score)| Survey { at_ms, score }),
                 next_same_queue_contact_ms,
+                disposition: None,
+                next_same_disposition_contact_ms,
                 fcr_window_ms: None,
                 fcr_scope: None,
                 callback_offered_ms,

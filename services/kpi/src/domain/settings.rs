@@ -29,25 +29,34 @@ pub enum FcrScope {
     AnyContact,
     /// Only a contact that entered the same queue: the same topic.
     SameQueue,
+    /// Only a contact an agent completed with the same disposition: the
+    /// same outcome code, whatever the queue (a repeat that was never
+    /// completed has none, and takes nothing back).
+    SameDisposition,
 }
 
 impl FcrScope {
+    /// Every scope; a contact is linked to its customer's others in each.
+    pub const ALL: [FcrScope; 3] = [FcrScope::AnyContact, FcrScope::SameQueue, FcrScope::SameDisposition];
+
     /// The name stored in PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {
             FcrScope::AnyContact => "any_contact",
             FcrScope::SameQueue => "same_queue",
+            FcrScope::SameDisposition => "same_disposition",
         }
     }
 
     pub fn parse(stored: &str) -> Option<FcrScope> {
-        [FcrScope::AnyContact, FcrScope::SameQueue].into_iter().find(|scope| scope.as_str() == stored)
+        FcrScope::ALL.into_iter().find(|scope| scope.as_str() == stored)
     }
 
     pub fn to_proto(self) -> proto::FcrScope {
         match self {
             FcrScope::AnyContact => proto::FcrScope::AnyContact,
             FcrScope::SameQueue => proto::FcrScope::SameQueue,
+            FcrScope::SameDisposition => proto::FcrScope::SameDisposition,
         }
     }
 
@@ -56,6 +65,7 @@ impl FcrScope {
         match proto::FcrScope::try_from(value) {
             Ok(proto::FcrScope::Unspecified | proto::FcrScope::AnyContact) => Ok(FcrScope::AnyContact),
             Ok(proto::FcrScope::SameQueue) => Ok(FcrScope::SameQueue),
+            Ok(proto::FcrScope::SameDisposition) => Ok(FcrScope::SameDisposition),
             Err(_) => Err(Error::invalid_field(field, format!("{value} is not an FcrScope"))),
         }
     }
@@ -173,7 +183,7 @@ mod tests {
 
     #[test]
     fn scopes_round_trip_and_unknown_ones_are_refused() {
-        for scope in [FcrScope::AnyContact, FcrScope::SameQueue] {
+        for scope in FcrScope::ALL {
             assert_eq!(FcrScope::parse(scope.as_str()), Some(scope));
             assert_eq!(FcrScope::from_proto(scope.to_proto() as i32, "s").expect("known"), scope);
         }

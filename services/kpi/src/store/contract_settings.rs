@@ -41,9 +41,15 @@ async fn apply_resolved_contacts(
     apply_events_except(store, &references, &|_| false).await
 }
 
-/// `tenant`'s resolved contacts and those resolved at first contact.
-async fn resolved_first_contact(store: &dyn KpiStore, tenant: TenantId) -> Result<(i64, i64), Error> {
-    let (counts, _) = summary_counts(store, &tenant, &FactsFilter::default(), 1_000, START_MS).await?;
+/// `tenant`'s resolved contacts (of `queue`, if given) and those resolved
+/// at first contact.
+async fn resolved_first_contact(
+    store: &dyn KpiStore,
+    tenant: &TenantId,
+    queue: Option<QueueId>,
+) -> Result<(i64, i64), Error> {
+    let filter = FactsFilter { queue, ..FactsFilter::default() };
+    let (counts, _) = summary_counts(store, tenant, &filter, 1_000, START_MS).await?;
     Ok((counts.resolved, counts.resolved_first_contact))
 }
 
@@ -68,7 +74,7 @@ pub async fn each_contact_takes_its_tenants_first_contact_window(store: &dyn Kpi
         let contacts = [("ct_window0001", "support", START_MS), ("ct_window1001", "support", START_MS + 7_200_000)];
         apply_resolved_contacts(store, tenant, &contacts).await?;
     }
-    let resolved_first = |tenant: TenantId| resolved_first_contact(store, tenant);
+    let resolved_first = |tenant: TenantId| async move { resolved_first_contact(store, &tenant, None).await };
     expect_equal(&resolved_first(hourly.clone()).await?, &(2, 2), "back after the hour: resolved at first contact")?;
     expect_equal(&resolved_first(weekly.clone()).await?, &(2, 1), "back within the week: not resolved at first")?;
 
@@ -81,33 +87,42 @@ pub async fn each_contact_takes_its_tenants_first_contact_window(store: &dyn Kpi
     expect_equal(&store.settings(&hourly).await?, &KpiSettings::default(), "an erased tenant's settings are gone")
 }
 
-/// One customer's resolved contacts in support, then sales two hours
-/// later, then support again four hours later, delivered out of order (the
-/// last first): with the scope "same queue" only the first support contact
-/// is taken back (2 of 3 resolved at first contact); with the default any
-/// later contact takes a resolution back (1 of 3). A contact keeps the
-/// scope it was created under.
+/// One customer's resolved contacts, delivered out of order (the last
+/// first): in support completed as `order-status`, two hours later in
+/// sales as `billing-refund`, four hours later in support as
+/// `billing-refund` (the stories' dispositions follow the ids). What
+/// takes a resolution back depends on the tenant's scope: any contact (1
+/// of 3 resolved at first contact), the same queue (2 of 3; support's
+/// first taken back), the same disposition (2 of 3; sales' taken back).
+/// A contact keeps the scope it was created under.
 pub async fn each_contact_takes_its_tenants_first_contact_scope(store: &dyn KpiStore) -> Result<(), Error> {
     let suffix = switchboard_test_support::unique_suffix();
-    let by_queue = TenantId::parse(&format!("scope-queue-{suffix}"), "tenant")?;
-    let by_customer = TenantId::parse(&format!("scope-any-{suffix}"), "tenant")?;
-    let same_queue = KpiSettings::default().with_fcr_scope(FcrScope::SameQueue, 1_000);
-    store.set_settings(&by_queue, &same_queue).await?;
-    expect_equal(&store.settings(&by_queue).await?, &same_queue, "the scope as stored")?;
-    let rules = store.fcr_rules().await?;
-    let expected_rule = FcrRule { window_ms: 7 * 86_400_000, scope: FcrScope::SameQueue };
-    expect_equal(&rules.get(&by_queue), &Some(&expected_rule), "the scoped tenant's rule")?;
-    for tenant in [&by_queue, &by_customer] {
-        let later = [("ct_scope2001", "support", START_MS + 14_400_000)];
-        apply_resolved_contacts(store, tenant, &later).await?;
-        let earlier = [("ct_scope0001", "support", START_MS), ("ct_scope1001", "sales", START_MS + 7_200_000)];
-        apply_resolved_contacts(store, tenant, &earlier).await?;
+    let support = Some(QueueId::parse("support", "queue")?);
+    let mut tenants = Vec::new();
+    for (scope, expected, in_support) in [
+        (FcrScope::AnyContact, (3, 1), (2, 1)),
+        (FcrScope::SameQueue, (3, 2), (2, 1)),
+        (FcrScope::SameDisposition, (3, 2), (2, 2)),
+    ] {
+        let tenant = TenantId::parse(&format!("scope-{}-{suffix}", scope.as_str().replace('_', "-")), "tenant")?;
+        let settings = KpiSettings::default().with_fcr_scope(scope, 1_000);
+        store.set_settings(&tenant, &settings).await?;
+        expect_equal(&store.settings(&tenant).await?, &settings, "the scope as stored")?;
+        let rule = store.fcr_rules().await?.get(&tenant).copied();
+        expect_equal(&rule, &Some(FcrRule { window_ms: 7 * 86_400_000, scope }), "the tenant's rule")?;
+        let later = [("ct_scope2011", "support", START_MS + 14_400_000)];
+        apply_resolved_contacts(store, &tenant, &later).await?;
+        let earlier = [("ct_scope0001", "support", START_MS), ("ct_scope1011", "sales", START_MS + 7_200_000)];
+        apply_resolved_contacts(store, &tenant, &earlier).await?;
+        let what = format!("resolved and resolved at first contact, scope {}", scope.as_str());
+        expect_equal(&resolved_first_contact(store, &tenant, None).await?, &expected, &what)?;
+        let support_only = resolved_first_contact(store, &tenant, support.clone()).await?;
+        expect_equal(&support_only, &in_support, &format!("{what}, support only"))?;
+        tenants.push((tenant, settings, expected));
     }
-    expect_equal(&resolved_first_contact(store, by_queue.clone()).await?, &(3, 2), "taken back in support only")?;
-    expect_equal(&resolved_first_contact(store, by_customer.clone()).await?, &(3, 1), "taken back by any contact")?;
-    store.set_settings(&by_queue, &same_queue.with_fcr_scope(FcrScope::AnyContact, 2_000)).await?;
-    expect_equal(&resolved_first_contact(store, by_queue.clone()).await?, &(3, 2), "contacts keep their scope")?;
-    for tenant in [&by_queue, &by_customer] {
+    for (tenant, settings, expected) in &tenants {
+        store.set_settings(tenant, &settings.with_fcr_scope(FcrScope::AnyContact, 2_000)).await?;
+        expect_equal(&resolved_first_contact(store, tenant, None).await?, expected, "contacts keep their scope")?;
         store.erase_tenant(tenant).await?;
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use switchboard_core::{AgentId, ContactId, Error, MessageId, QueueId, TenantId};
+use switchboard_core::{AgentId, ContactId, Error, MessageId, TenantId};
 use switchboard_proto::common::v1::Channel;
 use switchboard_proto::presence::v1::AgentState;
 
@@ -15,7 +15,7 @@ use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selec
 use crate::domain::facts::{next_after, previous_before};
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::messages::{OutboundMessage, count_by_channel};
-use crate::domain::settings::{FcrRule, KpiSettings};
+use crate::domain::settings::{FcrRule, FcrScope, KpiSettings};
 use crate::domain::{ContactFacts, FactsFilter, FactsUpdate, KpiCounts, merge};
 
 /// One tenant's facts (sorted, so loads come out in id order) and buckets.
@@ -33,45 +33,31 @@ impl TenantKpis {
         self.facts.insert(after.contact.clone(), after);
     }
 
-    /// Links a contact whose customer, arrival or entered queue just
-    /// became known to its customer's others, as the PostgreSQL store does:
-    /// among all of them, and among those that entered the same queue.
+    /// Links a contact whose customer, arrival or a topic just became
+    /// known to its customer's others, as the PostgreSQL store does: in
+    /// each scope, among those of the same topic.
     fn link(&mut self, contact: &ContactId) {
-        let Some((customer, arrival_ms, queue)) = self
-            .facts
-            .get(contact)
-            .and_then(|facts| facts.link_key())
-            .map(|(id, at, queue)| (id.clone(), at, queue.cloned()))
-        else {
-            return;
-        };
-        let mates: Vec<(ContactId, i64, Option<QueueId>)> = self
-            .facts
-            .values()
-            .filter(|facts| facts.contact != *contact && facts.customer.as_ref() == Some(&customer))
-            .filter_map(|facts| Some((facts.contact.clone(), facts.created_ms?, facts.entered_queue().cloned())))
-            .collect();
-        let same_queue: Vec<&(ContactId, i64, Option<QueueId>)> = match &queue {
-            Some(queue) => mates.iter().filter(|(_, _, entered)| entered.as_ref() == Some(queue)).collect(),
-            None => Vec::new(),
-        };
-        let next = next_after(arrival_ms, mates.iter().map(|(_, at, _)| *at));
-        let previous = previous_before(arrival_ms, mates.iter().map(|(id, at, _)| (id, *at))).cloned();
-        let next_same = next_after(arrival_ms, same_queue.iter().map(|(_, at, _)| *at));
-        let previous_same = previous_before(arrival_ms, same_queue.iter().map(|(id, at, _)| (id, *at))).cloned();
-        let links = [
-            next.map(|next_ms| (contact.clone(), next_ms, false)),
-            previous.map(|id| (id, arrival_ms, false)),
-            next_same.map(|next_ms| (contact.clone(), next_ms, true)),
-            previous_same.map(|id| (id, arrival_ms, true)),
-        ];
-        for (linked, next_ms, within_queue) in links.into_iter().flatten() {
-            if let Some(mut facts) = self.facts.get(&linked).cloned() {
-                let update = if within_queue {
-                    FactsUpdate { next_same_queue_contact_ms: Some(next_ms), ..FactsUpdate::default() }
-                } else {
-                    FactsUpdate { next_contact_ms: Some(next_ms), ..FactsUpdate::default() }
-                };
+        let Some(linked) = self.facts.get(contact).cloned() else { return };
+        let (Some(customer), Some(arrival_ms)) = (linked.customer.clone(), linked.created_ms) else { return };
+        let mut links = Vec::new();
+        for scope in FcrScope::ALL {
+            let Some(topic) = linked.topic(scope) else { continue };
+            let mates: Vec<(&ContactId, i64)> = self
+                .facts
+                .values()
+                .filter(|facts| facts.contact != *contact && facts.customer.as_ref() == Some(&customer))
+                .filter(|facts| facts.topic(scope) == Some(topic))
+                .filter_map(|facts| Some((&facts.contact, facts.created_ms?)))
+                .collect();
+            if let Some(next_ms) = next_after(arrival_ms, mates.iter().map(|(_, at)| *at)) {
+                links.push((contact.clone(), FactsUpdate::next_contact_in(scope, next_ms)));
+            }
+            if let Some(previous) = previous_before(arrival_ms, mates.iter().copied()) {
+                links.push((previous.clone(), FactsUpdate::next_contact_in(scope, arrival_ms)));
+            }
+        }
+        for (contact, update) in links {
+            if let Some(mut facts) = self.facts.get(&contact).cloned() {
                 merge(&mut facts, &update);
                 self.set(facts);
             }

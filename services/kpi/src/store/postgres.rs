@@ -17,8 +17,9 @@ use super::postgres_agents::{
     AGENTS_MIGRATION, count_agent_events, erase_tenant_agents, insert_state_changes, read_agent_figures,
 };
 use super::postgres_buckets::{
-    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, FCR_SCOPE_MIGRATION, HANDLE_TIME_MIGRATION, SETTINGS_MIGRATION,
-    SURVEYS_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts, read_bucket_periods,
+    BUCKETS_MIGRATION, DAY_COUNTS_MIGRATION, DISPOSITION_MIGRATION, FCR_SCOPE_MIGRATION, HANDLE_TIME_MIGRATION,
+    SETTINGS_MIGRATION, SURVEYS_MIGRATION, add_to_buckets, fill_buckets_once, fold_contact_change, read_bucket_counts,
+    read_bucket_periods,
 };
 use super::postgres_links::link_to_customers;
 use super::postgres_live::{
@@ -93,6 +94,7 @@ pub const MIGRATIONS: &[Migration] = &[
     SETTINGS_MIGRATION,
     FCR_SCOPE_MIGRATION,
     MESSAGES_MIGRATION,
+    DISPOSITION_MIGRATION,
 ];
 
 /// The columns of a contact's facts, as every statement reading or
@@ -102,7 +104,8 @@ macro_rules! facts_columns {
         "tenant, contact, queue, channel, customer, inbound, created_ms, queued_ms, answered_ms,
         abandoned_ms, abandon_stage, completed_ms, resolved, service_level_threshold_ms,
         short_abandon_threshold_ms, queue_entered, routing_ended_ms, wrap_up_ms, next_contact_ms,
-        survey_ms, survey_score, fcr_window_ms, callback_offered_ms, next_same_queue_ms, fcr_scope"
+        survey_ms, survey_score, fcr_window_ms, callback_offered_ms, next_same_queue_ms, fcr_scope,
+        disposition, next_same_disposition_ms"
     };
 }
 
@@ -122,7 +125,7 @@ pub(super) const UPSERT_ALL_SQL: &str = concat!(
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::bool[],
         $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::int8[], $13::bool[],
         $14::int8[], $15::int8[], $16::bool[], $17::int8[], $18::int8[], $19::int8[], $20::int8[],
-        $21::int4[], $22::int8[], $23::int8[], $24::int8[], $25::text[])
+        $21::int4[], $22::int8[], $23::int8[], $24::int8[], $25::text[], $26::text[], $27::int8[])
     ON CONFLICT (tenant, contact) DO UPDATE SET
         queue = CASE WHEN (EXCLUDED.queue IS NOT NULL AND (facts.queue IS NULL
             OR (EXCLUDED.queue_entered AND NOT facts.queue_entered)
@@ -158,7 +161,9 @@ pub(super) const UPSERT_ALL_SQL: &str = concat!(
         fcr_window_ms = COALESCE(facts.fcr_window_ms, EXCLUDED.fcr_window_ms),
         callback_offered_ms = LEAST(facts.callback_offered_ms, EXCLUDED.callback_offered_ms),
         next_same_queue_ms = LEAST(facts.next_same_queue_ms, EXCLUDED.next_same_queue_ms),
-        fcr_scope = COALESCE(facts.fcr_scope, EXCLUDED.fcr_scope)
+        fcr_scope = COALESCE(facts.fcr_scope, EXCLUDED.fcr_scope),
+        disposition = COALESCE(facts.disposition, EXCLUDED.disposition),
+        next_same_disposition_ms = LEAST(facts.next_same_disposition_ms, EXCLUDED.next_same_disposition_ms)
 "#
 );
 
@@ -218,6 +223,8 @@ pub(super) async fn upsert_all(client: &impl CachedStatements, contacts: &[Conta
                 &instants(|facts| facts.callback_offered_ms),
                 &instants(|facts| facts.next_same_queue_contact_ms),
                 &contacts.iter().map(|facts| facts.fcr_scope.map(FcrScope::as_str)).collect::<Vec<_>>(),
+                &contacts.iter().map(|facts| facts.disposition.as_deref()).collect::<Vec<_>>(),
+                &instants(|facts| facts.next_same_disposition_contact_ms),
             ],
         )
         .await
@@ -593,6 +600,8 @@ pub(super) fn facts_from_row(row: &Row) -> Result<ContactFacts, Error> {
             _ => None,
         },
         next_same_queue_contact_ms: column(row, "next_same_queue_ms")?,
+        disposition: column(row, "disposition")?,
+        next_same_disposition_contact_ms: column(row, "next_same_disposition_ms")?,
         fcr_window_ms: column(row, "fcr_window_ms")?,
         fcr_scope: match column::<Option<String>>(row, "fcr_scope")? {
             None => None,

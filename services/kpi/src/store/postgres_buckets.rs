@@ -157,6 +157,22 @@ pub const FCR_SCOPE_MIGRATION: Migration = Migration {
     ",
 };
 
+/// `0012_fcr_disposition`: each contact's disposition and its next contact
+/// completed with the same one (contacts recorded before it have neither
+/// until a recompute from the log), and the scope `same_disposition`.
+pub const DISPOSITION_MIGRATION: Migration = Migration {
+    version: "0012_fcr_disposition",
+    sql: "
+        ALTER TABLE kpi.contact_facts ADD COLUMN disposition text, ADD COLUMN next_same_disposition_ms bigint,
+            DROP CONSTRAINT contact_facts_fcr_scope_check,
+            ADD CONSTRAINT contact_facts_fcr_scope_check
+                CHECK (fcr_scope IN ('any_contact', 'same_queue', 'same_disposition'));
+        ALTER TABLE kpi.tenant_settings DROP CONSTRAINT tenant_settings_fcr_scope_check,
+            ADD CONSTRAINT tenant_settings_fcr_scope_check
+                CHECK (fcr_scope IN ('any_contact', 'same_queue', 'same_disposition'));
+    ",
+};
+
 /// `0006_day_counts`: the buckets summed by day, so a summary over a month
 /// reads about thirty rows per queue and channel, not three thousand; the
 /// buckets are filled again from the facts, both tables together.

@@ -1,6 +1,7 @@
 //! First-contact resolution in PostgreSQL: linking the contacts of a batch
-//! whose customer, creation or entered queue just became known to their
-//! customers' other contacts, in two statements for the whole batch (see
+//! whose customer, creation or a topic just became known to their
+//! customers' other contacts, in every scope, in two statements for the
+//! whole batch (see
 //! [`crate::domain::facts::link_customer_contacts`] for the rule).
 
 use std::collections::BTreeMap;
@@ -11,10 +12,13 @@ use switchboard_platform::postgres::{CachedStatements, pg_error};
 use super::postgres::{LOCK_BATCH_SQL, facts_from_row, upsert_all};
 use super::postgres_buckets::fold_contact_change;
 use crate::domain::buckets::BucketKey;
+use crate::domain::settings::FcrScope;
 use crate::domain::{ContactFacts, FactsUpdate, KpiCounts, merge};
 
-/// Each linked contact's next contact: the earliest later creation of its
-/// customer's contacts, and of those that entered its queue.
+/// Each linked contact's next contact in each scope (see
+/// [`FcrScope::ALL`]): the earliest later creation of its customer's
+/// contacts, of those that entered its queue, and of those completed with
+/// its disposition.
 const NEXT_SQL: &str = "
     SELECT linked.contact,
         (SELECT min(facts.created_ms) FROM kpi.contact_facts facts
@@ -22,17 +26,21 @@ const NEXT_SQL: &str = "
            AND facts.created_ms > linked.created_ms),
         (SELECT min(facts.created_ms) FROM kpi.contact_facts facts
          WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
-           AND facts.created_ms > linked.created_ms AND facts.queue_entered AND facts.queue = linked.queue)
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])
-        AS linked(tenant, contact, customer, created_ms, queue)";
+           AND facts.created_ms > linked.created_ms AND facts.queue_entered AND facts.queue = linked.queue),
+        (SELECT min(facts.created_ms) FROM kpi.contact_facts facts
+         WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
+           AND facts.created_ms > linked.created_ms AND facts.disposition = linked.disposition)
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[])
+        AS linked(tenant, contact, customer, created_ms, queue, disposition)";
 
-/// Each linked contact's predecessors: its customer's contact created last
-/// before it (ties: the larger id), and the same among those that entered
-/// its queue, whose next contacts it becomes.
+/// Each linked contact's predecessor in each scope: its customer's contact
+/// created last before it (ties: the larger id) among those of the same
+/// topic, whose next contact in that scope it becomes.
 const PREVIOUS_SQL: &str = "
-    SELECT linked.contact, linked.created_ms, previous.contact, previous_same_queue.contact
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[])
-        AS linked(tenant, contact, customer, created_ms, queue)
+    SELECT linked.contact, linked.created_ms, previous.contact, previous_same_queue.contact,
+        previous_same_disposition.contact
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[])
+        AS linked(tenant, contact, customer, created_ms, queue, disposition)
     LEFT JOIN LATERAL (
         SELECT facts.contact FROM kpi.contact_facts facts
         WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
@@ -45,45 +53,43 @@ const PREVIOUS_SQL: &str = "
           AND facts.created_ms < linked.created_ms AND facts.contact <> linked.contact
           AND facts.queue_entered AND facts.queue = linked.queue
         ORDER BY facts.created_ms DESC, facts.contact DESC
-        LIMIT 1) AS previous_same_queue ON true";
-
-/// The next contacts proposed for one contact: the earliest of each kind.
-#[derive(Debug, Default)]
-struct ProposedLinks {
-    next_contact_ms: Option<i64>,
-    next_same_queue_contact_ms: Option<i64>,
-}
+        LIMIT 1) AS previous_same_queue ON true
+    LEFT JOIN LATERAL (
+        SELECT facts.contact FROM kpi.contact_facts facts
+        WHERE facts.tenant = linked.tenant AND facts.customer = linked.customer
+          AND facts.created_ms < linked.created_ms AND facts.contact <> linked.contact
+          AND facts.disposition = linked.disposition
+        ORDER BY facts.created_ms DESC, facts.contact DESC
+        LIMIT 1) AS previous_same_disposition ON true";
 
 /// Links `newly_linked` (of the batch `written`, already written in this
 /// transaction) to their customers' contacts: their next contacts, and they
-/// as the next contacts of their predecessors; every change written with
-/// its bucket change.
+/// as the next contacts of their predecessors, in every scope; every change
+/// written with its bucket change.
 pub(super) async fn link_to_customers(
     transaction: &deadpool_postgres::Transaction<'_>,
     written: &[ContactFacts],
     newly_linked: &[&ContactFacts],
     bucket_changes: &mut BTreeMap<(TenantId, BucketKey), KpiCounts>,
 ) -> Result<(), Error> {
-    if newly_linked.is_empty() {
+    let linkable: Vec<&ContactFacts> =
+        newly_linked.iter().copied().filter(|facts| facts.link_key().is_some()).collect();
+    if linkable.is_empty() {
         return Ok(());
     }
-    let keys: Vec<_> = newly_linked.iter().filter_map(|facts| Some((*facts, facts.link_key()?))).collect();
-    let tenants: Vec<&str> = keys.iter().map(|(facts, _)| facts.tenant.as_str()).collect();
-    let contacts: Vec<&str> = keys.iter().map(|(facts, _)| facts.contact.as_str()).collect();
-    let customers: Vec<&str> = keys.iter().map(|(_, (customer, _, _))| customer.as_str()).collect();
-    let created: Vec<i64> = keys.iter().map(|(_, (_, created_ms, _))| *created_ms).collect();
-    let queues: Vec<Option<&str>> = keys.iter().map(|(_, (_, _, queue))| queue.map(|queue| queue.as_str())).collect();
-    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-        [&tenants, &contacts, &customers, &created, &queues];
-    let mut proposed: BTreeMap<(TenantId, ContactId), ProposedLinks> = BTreeMap::new();
-    let mut propose = |key: (TenantId, ContactId), next_ms: Option<i64>, within_queue: bool| {
-        let Some(next_ms) = next_ms else { return };
-        let links = proposed.entry(key).or_default();
-        let known = if within_queue { &mut links.next_same_queue_contact_ms } else { &mut links.next_contact_ms };
-        *known = Some(known.map_or(next_ms, |known| known.min(next_ms)));
-    };
+    let tenants: Vec<&str> = linkable.iter().map(|facts| facts.tenant.as_str()).collect();
+    let contacts: Vec<&str> = linkable.iter().map(|facts| facts.contact.as_str()).collect();
+    let customers: Vec<Option<&str>> =
+        linkable.iter().map(|facts| facts.customer.as_ref().map(|customer| customer.as_str())).collect();
+    let created: Vec<Option<i64>> = linkable.iter().map(|facts| facts.created_ms).collect();
+    let topics = |scope: FcrScope| linkable.iter().map(|facts| facts.topic(scope)).collect::<Vec<_>>();
+    let (queues, dispositions) = (topics(FcrScope::SameQueue), topics(FcrScope::SameDisposition));
+    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&tenants, &contacts, &customers, &created, &queues, &dispositions];
+    // Every next contact proposed for a contact, by scope.
+    let mut proposed: BTreeMap<(TenantId, ContactId), Vec<FactsUpdate>> = BTreeMap::new();
     let tenant_of = |contact: &str| {
-        newly_linked
+        linkable
             .iter()
             .find(|facts| facts.contact.as_str() == contact)
             .map(|facts| facts.tenant.clone())
@@ -92,18 +98,20 @@ pub(super) async fn link_to_customers(
     for row in transaction.query_cached(NEXT_SQL, &parameters).await.map_err(pg_error)? {
         let contact: String = row.get(0);
         let key = (tenant_of(&contact)?, ContactId::parse(&contact, "contact")?);
-        propose(key.clone(), row.get(1), false);
-        propose(key, row.get(2), true);
+        for (column, scope) in (1..).zip(FcrScope::ALL) {
+            if let Some(next_ms) = row.get::<_, Option<i64>>(column) {
+                proposed.entry(key.clone()).or_default().push(FactsUpdate::next_contact_in(scope, next_ms));
+            }
+        }
     }
     for row in transaction.query_cached(PREVIOUS_SQL, &parameters).await.map_err(pg_error)? {
         let (contact, created_ms): (String, i64) = (row.get(0), row.get(1));
         let tenant = tenant_of(&contact)?;
-        let (previous, previous_same_queue): (Option<String>, Option<String>) = (row.get(2), row.get(3));
-        if let Some(previous) = previous {
-            propose((tenant.clone(), ContactId::parse(&previous, "contact")?), Some(created_ms), false);
-        }
-        if let Some(previous) = previous_same_queue {
-            propose((tenant, ContactId::parse(&previous, "contact")?), Some(created_ms), true);
+        for (column, scope) in (2..).zip(FcrScope::ALL) {
+            if let Some(previous) = row.get::<_, Option<String>>(column) {
+                let key = (tenant.clone(), ContactId::parse(&previous, "contact")?);
+                proposed.entry(key).or_default().push(FactsUpdate::next_contact_in(scope, created_ms));
+            }
         }
     }
     // The current facts of every contact to change: the batch's as
@@ -123,15 +131,12 @@ pub(super) async fn link_to_customers(
         }
     }
     let mut linked_facts = Vec::new();
-    for (key, links) in proposed {
+    for (key, updates) in proposed {
         let Some(before) = current.get(&key) else { continue };
         let mut linked = before.clone();
-        let update = FactsUpdate {
-            next_contact_ms: links.next_contact_ms,
-            next_same_queue_contact_ms: links.next_same_queue_contact_ms,
-            ..FactsUpdate::default()
-        };
-        merge(&mut linked, &update);
+        for update in &updates {
+            merge(&mut linked, update);
+        }
         if linked != *before {
             fold_contact_change(bucket_changes, Some(before), &linked);
             linked_facts.push(linked);
