@@ -20,12 +20,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use support::*;
 use switchboard_ingestion::channels::twilio;
+use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::common::v1::{CustomerIdentity, IdentityKind};
+use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::channel::Provider;
 use switchboard_proto::ingestion::v1::{
-    Channel, Conversation, CreateChannelRequest, DeliveryState, ListConversationsRequest, ListMessagesRequest, Message,
-    SendMessageRequest, StartConversationRequest, TelegramSettings, TwilioSettings,
+    Channel, ContactEvent, Conversation, CreateChannelRequest, DeliveryState, ListConversationsRequest,
+    ListMessagesRequest, Message, SendMessageRequest, StartConversationRequest, TelegramSettings, TwilioSettings,
+    contact_event,
 };
 use switchboard_test_support::{error_reason, http_request, violated_fields};
 use tonic::Code;
@@ -309,6 +312,18 @@ async fn the_contact_center_writes_first_and_the_customers_answer_joins_that_con
     let first = harness.conversations.start_conversation(authed(start(ann.clone(), "remind-1"), ACME_ADMIN_KEY)).await;
     let first = first.unwrap().into_inner();
     assert_eq!((first.delivery_state, first.author.as_str()), (DeliveryState::Queued as i32, "keys/acme-admin"));
+    // Published at once though no contact exists yet (usage meters it),
+    // keyed by its conversation.
+    let published = harness.next_event().await;
+    let Some(Payload::Contact(ContactEvent { kind: Some(contact_event::Kind::MessageAdded(added)) })) =
+        published.payload
+    else {
+        panic!("a MessageAdded: {published:?}");
+    };
+    let message = added.message.expect("the message");
+    assert_eq!((added.contact.as_str(), message.name.as_str()), ("", first.name.as_str()));
+    assert_eq!(added.channel_kind, ChannelKind::Messenger as i32);
+    assert_eq!(published.subject, added.conversation.rsplit('/').next().unwrap(), "keyed by the conversation");
     let again = harness.conversations.start_conversation(authed(start(ann.clone(), "remind-1"), ACME_ADMIN_KEY)).await;
     assert_eq!(again.unwrap().into_inner().name, first.name, "a retry is the same message");
 

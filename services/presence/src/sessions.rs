@@ -383,8 +383,9 @@ impl PresenceCore {
             | contact_event::Kind::SurveyAnswered(_) => return Ok(()),
         };
         // Every replica sees every message: one with no desktop connected
-        // has nobody to push to, and asks Redis nothing.
-        if self.sessions().is_empty() {
+        // has nobody to push to, and asks Redis nothing; a message of a
+        // conversation with no contact yet (a notification) has no holder.
+        if self.sessions().is_empty() || contact.is_empty() {
             return Ok(());
         }
         if let Some(agent) = self.live.holder_of(&contact).await? {

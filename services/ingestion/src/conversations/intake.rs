@@ -120,7 +120,7 @@ impl ConversationIntake {
         };
         let record = message_record(&conversation, &provider_message_id, message, now);
         match self.conversations.add_message(&record).await? {
-            Added::New => self.publish(&record, &contact, conversation.channel_kind).await?,
+            Added::New => self.publish(&record, Some(&contact), conversation.channel_kind).await?,
             Added::Duplicate(stored) => {
                 self.publish_if_pending(&stored).await?;
                 return Ok(Taken::Duplicate);
@@ -183,31 +183,37 @@ impl ConversationIntake {
         if stored.published {
             return Ok(());
         }
-        let conversation = self.conversations.get(&stored.tenant, &stored.conversation_id).await?;
-        match conversation.and_then(|conversation| Some((conversation.contact?, conversation.channel_kind))) {
-            Some((contact, channel_kind)) => self.publish(stored, &contact, channel_kind).await,
-            // No contact yet: the attempt that opened it will record one.
+        match self.conversations.get(&stored.tenant, &stored.conversation_id).await? {
+            Some(conversation) => self.publish(stored, conversation.contact.as_ref(), conversation.channel_kind).await,
+            // Its conversation is gone (its tenant erased): nothing to say.
             None => Ok(()),
         }
     }
 
     /// Publishes the message's `MessageAdded` (of a conversation on a
-    /// `channel_kind` channel) and remembers it.
+    /// `channel_kind` channel, whose contact is `contact`) and remembers it.
+    /// A message of a conversation with no contact yet (a notification the
+    /// customer has not answered) is published with no contact, keyed by
+    /// its conversation: usage meters it, and the agent who later takes
+    /// the conversation reads it with `ListMessages`.
     pub(super) async fn publish(
         &self,
         record: &MessageRecord,
-        contact: &ContactId,
+        contact: Option<&ContactId>,
         channel_kind: i32,
     ) -> Result<(), Error> {
         let added = MessageAdded {
             conversation: conversation_name(&record.tenant, &record.conversation_id),
-            contact: switchboard_core::names::contact_name(&record.tenant, contact),
+            contact: contact
+                .map(|contact| switchboard_core::names::contact_name(&record.tenant, contact))
+                .unwrap_or_default(),
             message: Some(record.message.clone()),
             channel_kind,
         };
+        let key = contact.map_or(record.conversation_id.as_str(), ContactId::as_str);
         let event = envelope_with_id(
             Some(&record.tenant),
-            contact.as_str(),
+            key,
             Payload::Contact(ContactEvent { kind: Some(contact_event::Kind::MessageAdded(added)) }),
             &record.event_id,
             record.created_ms,

@@ -93,11 +93,14 @@ impl ConversationIntake {
             next_attempt_ms: now,
         };
         match self.conversations.add_message(&record).await? {
-            Added::Duplicate(stored) => same_reply(*stored, text, request_id),
+            Added::Duplicate(stored) => {
+                let stored = same_reply(*stored, text, request_id)?;
+                // A retry after a failed publication publishes it now.
+                self.publish_if_pending(&stored).await?;
+                Ok(stored)
+            }
             Added::New => {
-                if let Some(contact) = &conversation.contact {
-                    self.publish(&record, contact, conversation.channel_kind).await?;
-                }
+                self.publish(&record, conversation.contact.as_ref(), conversation.channel_kind).await?;
                 self.sends.notify_one();
                 tracing::info!(tenant = %tenant, conversation = %conversation.conversation_id, message = %message_id, "reply queued");
                 Ok(record)
@@ -120,12 +123,11 @@ impl ConversationIntake {
         let edited =
             self.conversations.edit_message(tenant, channel_id, &provider_message_id, &edit.text, edited_ms).await?;
         let Some(mut edited) = edited else { return Ok(false) };
-        let conversation = self.conversations.get(tenant, &edited.conversation_id).await?;
-        if let Some((contact, channel_kind)) = conversation.and_then(|c| Some((c.contact?, c.channel_kind))) {
+        if let Some(conversation) = self.conversations.get(tenant, &edited.conversation_id).await? {
             // A new event for the edit (the stored event id is the original's).
             edited.event_id = switchboard_core::event::new_event_id();
             edited.created_ms = edited_ms;
-            self.publish(&edited, &contact, channel_kind).await?;
+            self.publish(&edited, conversation.contact.as_ref(), conversation.channel_kind).await?;
         }
         Ok(true)
     }
