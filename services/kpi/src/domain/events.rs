@@ -14,7 +14,8 @@ use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{self as ingestion, contact_event};
 use switchboard_proto::routing::v1::{self as routing, routing_event};
 
-use super::facts::{AbandonStage, ContactFacts, FactsUpdate, Survey, link_customer_contacts, merge};
+use super::facts::{AbandonStage, ContactFacts, FactsUpdate, Survey, merge};
+use super::fcr::link_customer_contacts;
 use super::settings::FcrRule;
 
 /// One event's contribution to one contact's facts.

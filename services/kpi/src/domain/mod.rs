@@ -94,6 +94,7 @@ pub mod agents;
 pub mod buckets;
 pub mod events;
 pub mod facts;
+pub mod fcr;
 pub mod live;
 pub mod messages;
 pub mod settings;

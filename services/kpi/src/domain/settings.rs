@@ -13,7 +13,7 @@ use switchboard_core::time::{duration_from_millis, timestamp_from_millis};
 use switchboard_core::{Error, TenantId};
 use switchboard_proto::kpi::v1 as proto;
 
-use super::facts::FCR_WINDOW_MS;
+use super::fcr::FCR_WINDOW_MS;
 
 /// The shortest first-contact window: an hour.
 pub const MIN_FCR_WINDOW_MS: i64 = 3_600_000;

@@ -361,7 +361,7 @@ pub async fn usage_is_the_sum_of_the_months_contacts(store: &dyn KpiStore) -> Re
 pub async fn a_customer_coming_back_within_the_window_takes_first_contact_resolution_away(
     store: &dyn KpiStore,
 ) -> Result<(), Error> {
-    use crate::domain::facts::FCR_WINDOW_MS;
+    use crate::domain::fcr::FCR_WINDOW_MS;
     let tenant = tenant(&format!("fcr-{}", switchboard_test_support::unique_suffix()))?;
     let customer = |id: &str| CustomerId::parse(id, "customer");
     let day_ms = FCR_WINDOW_MS / 7;

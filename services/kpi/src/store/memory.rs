@@ -12,7 +12,7 @@ use switchboard_proto::presence::v1::AgentState;
 use super::KpiStore;
 use crate::domain::agents::{AgentEvent, AgentPage, AgentTimelines, StoredAgentFigures};
 use crate::domain::buckets::{BucketKey, RangeSplit, bucket_changes, bucket_selected, contribution, fold_changes};
-use crate::domain::facts::{next_after, previous_before};
+use crate::domain::fcr::{next_after, previous_before};
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::messages::{OutboundMessage, count_by_channel};
 use crate::domain::settings::{FcrRule, FcrScope, KpiSettings};

@@ -1,6 +1,6 @@
 //! Where contact facts live. One trait, two real implementations (in
 //! memory for `dev` mode and tests, PostgreSQL for production) that pass
-//! the same [`contract`] suite.
+//! the same contract suite (`contract`, behind the `contract` feature).
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;

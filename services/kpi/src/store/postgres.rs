@@ -28,7 +28,7 @@ use super::postgres_live::{
 use super::postgres_messages::{MESSAGES_MIGRATION, MESSAGES_TABLE, count_messages, insert_messages, replace_messages};
 use crate::domain::agents::{AgentEvent, AgentPage, StoredAgentFigures};
 use crate::domain::buckets::RangeSplit;
-use crate::domain::facts::FCR_WINDOW_MS;
+use crate::domain::fcr::FCR_WINDOW_MS;
 use crate::domain::live::AgentStateUpdate;
 use crate::domain::messages::OutboundMessage;
 use crate::domain::settings::{FcrRule, FcrScope, KpiSettings};

@@ -2,7 +2,7 @@
 //! whose customer, creation or a topic just became known to their
 //! customers' other contacts, in every scope, in two statements for the
 //! whole batch (see
-//! [`crate::domain::facts::link_customer_contacts`] for the rule).
+//! [`crate::domain::fcr::link_customer_contacts`] for the rule).
 
 use std::collections::BTreeMap;
 
