@@ -257,15 +257,20 @@ async fn a_client_leaves(endpoints: &Endpoints) {
         .expect("the shared agent stays")
         .into_inner();
     assert_eq!(sam_now.tenants, ["tenants/acme"], "and serves acme only");
-    let ivan_key = clients
-        .routing
-        .clone()
-        .list_queues(authorized(
-            &ivan_secret,
-            ListQueuesRequest { parent: "tenants/acme".to_owned(), ..Default::default() },
-        ))
-        .await;
-    expect_code(ivan_key, Code::Unauthenticated, "the deleted agent's key is revoked");
+    // The agent's key is revoked with its agent, at the erasure just
+    // seen; every replica's credentials follow within their poll.
+    eventually("the deleted agent's key to be refused as revoked", PROPAGATION, || async {
+        let ivan_key = clients
+            .routing
+            .clone()
+            .list_queues(authorized(
+                &ivan_secret,
+                ListQueuesRequest { parent: "tenants/acme".to_owned(), ..Default::default() },
+            ))
+            .await;
+        ivan_key.is_err_and(|status| status.code() == Code::Unauthenticated).then_some(())
+    })
+    .await;
     let again = clients
         .access
         .create_tenant(authorized(OPERATOR, CreateTenantRequest { tenant_id: "hooli".to_owned(), tenant: None }))
