@@ -308,9 +308,12 @@ pub async fn apply_events_except(
         // Each contact takes its tenant's first-contact rule in force when
         // it is created: stamped on its creation only, so a later event (a
         // survey answered days after) never brings a newer rule to it.
-        let rules = store.fcr_rules().await?;
-        for event in &mut events {
-            stamp_fcr_rule(&mut event.update, &event.tenant, &rules);
+        // Most batches hold no creation: they read no settings.
+        if events.iter().any(|event| event.update.created_ms.is_some()) {
+            let rules = store.fcr_rules().await?;
+            for event in &mut events {
+                stamp_fcr_rule(&mut event.update, &event.tenant, &rules);
+            }
         }
         store.apply_all(events).await?;
     }

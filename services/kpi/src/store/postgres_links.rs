@@ -72,27 +72,27 @@ pub(super) async fn link_to_customers(
     newly_linked: &[&ContactFacts],
     bucket_changes: &mut BTreeMap<(TenantId, BucketKey), KpiCounts>,
 ) -> Result<(), Error> {
-    let linkable: Vec<&ContactFacts> =
-        newly_linked.iter().copied().filter(|facts| facts.link_key().is_some()).collect();
-    if linkable.is_empty() {
+    // Each of them has its customer and creation (`needs_linking_since`).
+    if newly_linked.is_empty() {
         return Ok(());
     }
-    let tenants: Vec<&str> = linkable.iter().map(|facts| facts.tenant.as_str()).collect();
-    let contacts: Vec<&str> = linkable.iter().map(|facts| facts.contact.as_str()).collect();
+    let tenants: Vec<&str> = newly_linked.iter().map(|facts| facts.tenant.as_str()).collect();
+    let contacts: Vec<&str> = newly_linked.iter().map(|facts| facts.contact.as_str()).collect();
     let customers: Vec<Option<&str>> =
-        linkable.iter().map(|facts| facts.customer.as_ref().map(|customer| customer.as_str())).collect();
-    let created: Vec<Option<i64>> = linkable.iter().map(|facts| facts.created_ms).collect();
-    let topics = |scope: FcrScope| linkable.iter().map(|facts| facts.topic(scope)).collect::<Vec<_>>();
+        newly_linked.iter().map(|facts| facts.customer.as_ref().map(|customer| customer.as_str())).collect();
+    let created: Vec<Option<i64>> = newly_linked.iter().map(|facts| facts.created_ms).collect();
+    let topics = |scope: FcrScope| newly_linked.iter().map(|facts| facts.topic(scope)).collect::<Vec<_>>();
     let (queues, dispositions) = (topics(FcrScope::SameQueue), topics(FcrScope::SameDisposition));
     let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
         [&tenants, &contacts, &customers, &created, &queues, &dispositions];
     // Every next contact proposed for a contact, by scope.
     let mut proposed: BTreeMap<(TenantId, ContactId), Vec<FactsUpdate>> = BTreeMap::new();
+    let tenants_by_contact: BTreeMap<&str, &TenantId> =
+        newly_linked.iter().map(|facts| (facts.contact.as_str(), &facts.tenant)).collect();
     let tenant_of = |contact: &str| {
-        linkable
-            .iter()
-            .find(|facts| facts.contact.as_str() == contact)
-            .map(|facts| facts.tenant.clone())
+        tenants_by_contact
+            .get(contact)
+            .map(|tenant| (*tenant).clone())
             .ok_or_else(|| Error::internal("a link of no linked contact"))
     };
     for row in transaction.query_cached(NEXT_SQL, &parameters).await.map_err(pg_error)? {
