@@ -13,24 +13,22 @@ use switchboard_platform::auth::{
 };
 use switchboard_platform::grpc::CallContext;
 use switchboard_platform::pagination::{page, page_request};
-use switchboard_platform::status::{IntoStatus, from_status, to_status};
+use switchboard_platform::status::{IntoStatus, to_status};
 use switchboard_proto::common::v1::ContactStatus;
 use switchboard_proto::presence::v1::presence_service_server::PresenceService;
 use switchboard_proto::presence::v1::{
-    Agent, AgentSessionRequest, AgentSessionResponse, AgentStateChanged, ContactCompleted, ContactInProgress,
-    CreateAgentRequest, DeleteAgentRequest, GetAgentRequest, HeartbeatAck, ListAgentsRequest, ListAgentsResponse,
-    Offer, OfferAccepted, OfferRevoked, SessionError, SessionStarted, SetAgentStateRequest, StateChangeSource,
-    StateChanged, UpdateAgentRequest, WatchAgentStatesRequest, agent_session_request, agent_session_response,
+    Agent, AgentSessionRequest, AgentSessionResponse, AgentStateChanged, ContactInProgress, CreateAgentRequest,
+    DeleteAgentRequest, GetAgentRequest, ListAgentsRequest, ListAgentsResponse, Offer, SessionStarted,
+    SetAgentStateRequest, UpdateAgentRequest, WatchAgentStatesRequest, agent_session_request, agent_session_response,
 };
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
-use switchboard_proto::routing::v1::{AcceptOfferRequest, CompleteContactRequest, RejectOfferRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::domain::requested_state;
+use crate::agent_session::{InFlight, Session};
 use crate::sessions::{PresenceCore, SessionSender, response};
 use crate::store::serves;
 
@@ -160,116 +158,6 @@ impl PresenceApi {
     }
 }
 
-/// One agent's stream, after `hello`.
-struct Session {
-    closed: CancellationToken,
-    presence: Arc<PresenceCore>,
-    routing: RoutingServiceClient<Channel>,
-    call_context: CallContext,
-    agent_id: AgentId,
-    sender: SessionSender,
-}
-
-fn session_error(error: &Error, contact: &str) -> agent_session_response::Kind {
-    agent_session_response::Kind::Error(SessionError {
-        code: crate::status_code(error),
-        message: error.message.clone(),
-        contact: contact.to_owned(),
-        reason: error.reason(),
-    })
-}
-
-impl Session {
-    async fn reply(&self, kind: agent_session_response::Kind) {
-        // A desktop that sends requests but never reads replies is ended
-        // rather than waited for.
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.sender.try_send(Ok(response(kind))) {
-            tracing::warn!(agent = %self.agent_id, "agent session is not reading its replies, ending it");
-            self.closed.cancel();
-        }
-    }
-
-    async fn handle(&mut self, message: AgentSessionRequest) {
-        let Some(kind) = message.kind else {
-            let error = Error::missing_field("kind");
-            return self.reply(session_error(&error, "")).await;
-        };
-        let outcome = match kind {
-            agent_session_request::Kind::Hello(_) => {
-                Err((Error::invalid_field("hello", "the session is already open"), String::new()))
-            }
-            agent_session_request::Kind::Heartbeat(_) => {
-                Ok(agent_session_response::Kind::HeartbeatAck(HeartbeatAck {}))
-            }
-            agent_session_request::Kind::SetState(set_state) => {
-                self.set_state(set_state.state, &set_state.reason).await
-            }
-            agent_session_request::Kind::AcceptOffer(accept) => {
-                let request = self.call_context.request(AcceptOfferRequest { contact: accept.contact.clone() });
-                match self.routing.accept_offer(request).await {
-                    Ok(_) => {
-                        // A failure only delays live messages until the
-                        // routing events are consumed.
-                        if let Err(error) = self.presence.live.hold(&self.agent_id, &accept.contact).await {
-                            tracing::warn!(agent = %self.agent_id, contact = accept.contact, error = %error, "accepted contact not held yet");
-                        }
-                        Ok(agent_session_response::Kind::OfferAccepted(OfferAccepted { contact: accept.contact }))
-                    }
-                    Err(status) => Err((from_status(&status), accept.contact)),
-                }
-            }
-            agent_session_request::Kind::RejectOffer(reject) => {
-                let request = self
-                    .call_context
-                    .request(RejectOfferRequest { contact: reject.contact.clone(), reason: reject.reason });
-                match self.routing.reject_offer(request).await {
-                    Ok(_) => Ok(agent_session_response::Kind::OfferRevoked(OfferRevoked {
-                        contact: reject.contact,
-                        reason: "REJECTED".to_owned(),
-                    })),
-                    Err(status) => Err((from_status(&status), reject.contact)),
-                }
-            }
-            agent_session_request::Kind::CompleteContact(complete) => {
-                let request = self.call_context.request(CompleteContactRequest {
-                    contact: complete.contact.clone(),
-                    disposition: complete.disposition,
-                    resolved: complete.resolved,
-                    notes: complete.notes,
-                });
-                match self.routing.complete_contact(request).await {
-                    Ok(_) => Ok(agent_session_response::Kind::ContactCompleted(ContactCompleted {
-                        contact: complete.contact,
-                    })),
-                    Err(status) => Err((from_status(&status), complete.contact)),
-                }
-            }
-        };
-        match outcome {
-            Ok(kind) => self.reply(kind).await,
-            Err((error, contact)) => {
-                tracing::info!(agent = %self.agent_id, contact, error = %error, "agent session request failed");
-                self.reply(session_error(&error, &contact)).await;
-            }
-        }
-    }
-
-    async fn set_state(&self, state: i32, reason: &str) -> Result<agent_session_response::Kind, (Error, String)> {
-        let state = requested_state(state, reason).map_err(|error| (error, String::new()))?;
-        let agent = self.presence.agents.get_agent(&self.agent_id).await.map_err(|error| (error, String::new()))?;
-        let agent = agent.ok_or_else(|| (Error::not_found(agent_name(&self.agent_id)), String::new()))?;
-        self.presence
-            .change_state(&agent, &self.agent_id, state, reason, StateChangeSource::Agent)
-            .await
-            .map_err(|error| (error, String::new()))?;
-        Ok(agent_session_response::Kind::StateChanged(StateChanged {
-            state: state as i32,
-            reason: reason.to_owned(),
-            wrap_up_end_time: None,
-        }))
-    }
-}
-
 #[tonic::async_trait]
 impl PresenceService for PresenceApi {
     async fn create_agent(&self, request: Request<CreateAgentRequest>) -> Result<Response<Agent>, Status> {
@@ -349,7 +237,7 @@ impl PresenceService for PresenceApi {
             SessionStarted { agent: agent_name(&agent_id), session_id: session_id.clone(), state: live.state as i32 };
         let _ = sender.send(Ok(response(agent_session_response::Kind::SessionStarted(started)))).await;
 
-        let mut session = Session {
+        let session = Session {
             closed: closed.clone(),
             presence: self.presence.clone(),
             routing: self.routing.clone(),
@@ -363,6 +251,7 @@ impl PresenceService for PresenceApi {
             // In the task, not before the response: the stream must be
             // handed to the client before more than its buffer is sent.
             resend_work(&session.presence, &session.agent_id, &session.sender).await;
+            let mut in_flight = InFlight::default();
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -377,10 +266,16 @@ impl PresenceService for PresenceApi {
                         let _ = session.sender.try_send(Err(to_status(&credential_withdrawn_error())));
                         break;
                     }
-                    message = inbound.message() => message,
+                    () = in_flight.next_finished() => continue,
+                    message = inbound.message(), if in_flight.has_room() => message,
                 };
                 match message {
-                    Ok(Some(message)) => session.handle(message).await,
+                    Ok(Some(message)) => {
+                        let session = session.clone();
+                        in_flight
+                            .start(message, move |message| Box::pin(async move { session.handle(message).await }))
+                            .await;
+                    }
                     Ok(None) => break,
                     Err(status) => {
                         if let Some(refusal) = refusal_of_inbound(&status) {
@@ -395,6 +290,9 @@ impl PresenceService for PresenceApi {
                     }
                 }
             }
+            // Decisions already sent are carried out, as if the stream had
+            // stayed open until they were answered.
+            in_flight.drain().await;
             // No longer renewed, the session's lease runs out after the grace
             // period unless the agent reconnects (on any replica) first.
             if session.presence.unregister(&session.agent_id, &session_id) {

@@ -12,6 +12,7 @@
 //! agents-by-state gauge, and the erasure of deleted tenants' agents.
 
 pub mod access_api;
+mod agent_session;
 pub mod agents_admin;
 pub mod domain;
 pub mod effects;

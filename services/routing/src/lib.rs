@@ -97,7 +97,10 @@ impl Service for Routing {
         kit.serve(RoutingServiceServer::new(api).max_decoding_message_size(kit.max_message_bytes()));
 
         let consumer_engine = Arc::clone(&engine);
-        kit.consume(ConsumerSpec::new("routing", &[CONTACTS_TOPIC, PRESENCE_TOPIC]), move |delivery: Delivery| {
+        // Contacts and agents are independent of one another: a burst is taken
+        // in concurrently, each contact's and each agent's records in order.
+        let intake = ConsumerSpec::new("routing", &[CONTACTS_TOPIC, PRESENCE_TOPIC]).concurrent_by_key();
+        kit.consume(intake, move |delivery: Delivery| {
             let engine = Arc::clone(&consumer_engine);
             async move { engine.handle(delivery).await }
         })

@@ -29,7 +29,7 @@ pub const RELAY_DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// replicas' changes wait at most this long (their callers wait for them,
 /// see [`Engine::durably`]).
 pub const RELAY_TICK: Duration = Duration::from_millis(25);
-const RELAY_BATCH: usize = 256;
+const RELAY_BATCH: usize = 1_024;
 /// How long the journal may take to record a batch's snapshots.
 const JOURNAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a caller waits for its change to be published.

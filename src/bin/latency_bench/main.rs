@@ -22,6 +22,7 @@
 //!     --rate 1000 --seconds 10 [--via webhook]
 //! ```
 
+mod counts;
 mod cpu;
 mod webhook;
 
@@ -39,6 +40,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use switchboard::wiring::{Backends, ServiceKind, run_services};
+use switchboard_core::event::ALL_TOPICS;
 use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
 use switchboard_platform::bus::kafka::INTERACTIVE_FETCH_WAIT_MS;
@@ -92,12 +94,24 @@ struct Options {
     /// baseline).
     #[arg(long, value_enum, default_value_t = Via::Grpc)]
     via: Via,
+    /// librdkafka properties for every client of the services
+    /// (`key=value`, repeatable), for experiments.
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
+    /// Worker threads of the services' runtime.
+    #[arg(long, default_value_t = 2)]
+    service_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Via {
     Grpc,
     Webhook,
+}
+
+fn parse_property(value: &str) -> Result<(String, String), String> {
+    let (key, value) = value.split_once('=').ok_or_else(|| format!("`{value}` is not key=value"))?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
@@ -332,8 +346,11 @@ fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     // The services get their own runtime, so their CPU time can be told
     // apart from the driver's (see `cpu`).
-    let services =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("services").enable_all().build()?;
+    let services = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.service_threads)
+        .thread_name("services")
+        .enable_all()
+        .build()?;
     let driver = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(DRIVER_THREADS)
@@ -360,6 +377,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         replication_factor: 1,
         group_prefix: format!("bench-{run}"),
         topic_prefix: format!("bench-{run}."),
+        properties: options.kafka_properties.iter().cloned().collect(),
         ..Default::default()
     };
     switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
@@ -478,6 +496,13 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
 
     let interval = Duration::from_secs(1) / u32::try_from(options.rate)?;
     let start = Instant::now() + Duration::from_millis(100);
+    let count_sources = counts::Sources {
+        redis_url: options.redis.clone(),
+        kafka_bootstrap: options.kafka.clone(),
+        topics: ALL_TOPICS.iter().map(|topic| format!("{}{topic}", config.kafka.topic_prefix)).collect(),
+        postgres_url: config.postgres.url.clone(),
+    };
+    let counts_before = counts::sample(&count_sources).await?;
     let cpu_before = cpu::sample(DRIVER_THREADS);
     let mut scheduled = Vec::with_capacity(total);
     let mut sends = tokio::task::JoinSet::new();
@@ -506,6 +531,9 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu_after = cpu::sample(DRIVER_THREADS);
+    // PostgreSQL's backends report their statistics within a second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let counts_after = counts::sample(&count_sources).await?;
     let measured_seconds = start.elapsed().as_secs_f64();
     stop.cancel();
     let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
@@ -556,6 +584,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         println!("  webhook-to-offer / raw HTTP:    {}", ratio(&system_values));
     }
     cpu::report(&cpu_before, &cpu_after, offer_latencies.len(), measured_seconds);
+    counts::report(&counts_before, &counts_after, offer_latencies.len());
 
     shutdown.cancel();
     while let Some(agent) = agents.join_next().await {

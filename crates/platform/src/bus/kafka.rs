@@ -144,6 +144,12 @@ impl EventBus for KafkaBus {
             .map_err(|(error, _record)| unavailable("delivery", error))
     }
 
+    /// Reads every partition from its start until the consumer reaches its
+    /// end (librdkafka's partition EOF, from the fetch responses). The
+    /// listed end offsets only tell which partitions hold anything: a
+    /// broker may list the end of a partition as the base of its last batch
+    /// plus one (tansu does), which would cut a scan short of the records
+    /// written together with that batch's first.
     async fn scan(&self, topic: &str, visit: &mut (dyn FnMut(RawRecord) -> Scan + Send)) -> Result<(), Error> {
         let physical_topic = self.physical_topic(topic);
         let mut client_config = connection(&self.config);
@@ -152,39 +158,39 @@ impl EventBus for KafkaBus {
             .set("group.id", format!("{}.scan", self.config.group_prefix))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "10");
         let client_config = with_properties(client_config, &self.config);
         let consumer: StreamConsumer = client_config.create().map_err(|error| unavailable("scan consumer", error))?;
         let ends = partition_ends(client_config, &physical_topic).await?;
         let mut assignment = TopicPartitionList::new();
-        let mut remaining = 0;
+        let mut remaining: Vec<i32> = Vec::new();
         for (partition, low, high) in &ends {
             if high > low {
                 assignment
                     .add_partition_offset(&physical_topic, *partition, rdkafka::Offset::Offset(*low))
                     .map_err(|error| unavailable("scan assign", error))?;
-                remaining += 1;
+                remaining.push(*partition);
             }
         }
-        if remaining == 0 {
+        if remaining.is_empty() {
             return Ok(());
         }
         consumer.assign(&assignment).map_err(|error| unavailable("scan assign", error))?;
-        let mut done: Vec<i32> = Vec::new();
-        while done.len() < remaining {
-            let message = tokio::time::timeout(SCAN_IDLE_TIMEOUT, consumer.recv())
+        while !remaining.is_empty() {
+            let received = tokio::time::timeout(SCAN_IDLE_TIMEOUT, consumer.recv())
                 .await
-                .map_err(|_| unavailable("scan", "no record arrived before the end of the topic"))?
-                .map_err(|error| unavailable("scan", error))?;
-            let (partition, offset) = (message.partition(), message.offset());
-            let Some((_, _, high)) = ends.iter().find(|(known, _, _)| *known == partition) else {
-                continue;
+                .map_err(|_| unavailable("scan", "no record arrived before the end of the topic"))?;
+            let message = match received {
+                Ok(message) => message,
+                Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                    remaining.retain(|known| *known != partition);
+                    continue;
+                }
+                Err(error) => return Err(unavailable("scan", error)),
             };
-            if offset >= *high || done.contains(&partition) {
+            if !remaining.contains(&message.partition()) {
                 continue;
-            }
-            if offset + 1 >= *high {
-                done.push(partition);
             }
             if visit(raw_record(&message, topic)) == Scan::Stop {
                 return Ok(());

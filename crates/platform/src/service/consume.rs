@@ -65,6 +65,9 @@ pub struct ConsumerSpec {
     pub pace: Pace,
     /// Hands the handler records of deleted tenants too.
     pub keep_deleted_tenants: bool,
+    /// Handles the waiting records of different keys at once (see
+    /// [`ConsumerSpec::concurrent_by_key`]).
+    pub concurrent_by_key: bool,
 }
 
 impl ConsumerSpec {
@@ -78,7 +81,19 @@ impl ConsumerSpec {
             start: StartFrom::Earliest,
             pace: Pace::Interactive,
             keep_deleted_tenants: false,
+            concurrent_by_key: false,
         }
+    }
+
+    /// For [`Kit::consume`]: the records waiting at once that have
+    /// different keys are handled concurrently, those of one key (one
+    /// contact, one agent) in order, as the broker orders them; their
+    /// offsets are stored once all of them are finished. For a handler
+    /// whose records of different keys are independent, so a burst does
+    /// not wait one record's round trips at a time.
+    pub fn concurrent_by_key(mut self) -> ConsumerSpec {
+        self.concurrent_by_key = true;
+        self
     }
 
     /// For a consumer that stores nothing of a tenant and must still see
@@ -169,7 +184,12 @@ impl Kit {
     {
         let (consumer, subscription, assignment) = self.subscribe_consumer(&spec).await?;
         let shutdown = self.shutdown();
-        self.task(format!("{}-consumer", spec.name), consume(consumer, subscription, handler, shutdown));
+        let task = format!("{}-consumer", spec.name);
+        if spec.concurrent_by_key {
+            self.task(task, consume_by_key(consumer, subscription, handler, shutdown));
+        } else {
+            self.task(task, consume(consumer, subscription, handler, shutdown));
+        }
         Ok(assignment)
     }
 
@@ -382,14 +402,7 @@ where
 {
     'records: while let Some(records) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
         for received in records {
-            let finished = match received {
-                Received::Event(delivery) if consumer.drops(&delivery) => {
-                    Some((delivery.topic.clone(), delivery.partition, delivery.offset))
-                }
-                Received::Event(delivery) => handle(&consumer, &delivery, &handler, &shutdown).await,
-                Received::Malformed(malformed) => dead_letter_malformed(&consumer, *malformed, &shutdown).await,
-            };
-            let Some((topic, partition, offset)) = finished else {
+            let Some((topic, partition, offset)) = finish(&consumer, received, &handler, &shutdown).await else {
                 // Shutdown came while retrying: the record was not finished
                 // and is delivered again after restart.
                 break 'records;
@@ -398,6 +411,86 @@ where
         }
     }
     subscription.close().await
+}
+
+/// Where a record's order is kept: its topic, partition and key.
+type RecordKey = (String, i32, Vec<u8>);
+
+/// [`consume`] for a [`ConsumerSpec::concurrent_by_key`] spec: each batch
+/// of waiting records is split by partition and key, the parts handled
+/// concurrently and each in order, and the batch's offsets stored once all
+/// of it is finished.
+pub async fn consume_by_key<Handler, HandlerFuture>(
+    consumer: Consumer,
+    mut subscription: Box<dyn Subscription>,
+    handler: Handler,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    Handler: Fn(Delivery) -> HandlerFuture + Send + Sync,
+    HandlerFuture: Future<Output = Result<(), Error>> + Send,
+{
+    while let Some(records) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
+        let mut parts: Vec<(RecordKey, Vec<Received>)> = Vec::new();
+        for received in records {
+            let key = match &received {
+                Received::Event(delivery) => (delivery.topic.clone(), delivery.partition, delivery.key.clone()),
+                Received::Malformed(malformed) => {
+                    (malformed.record.topic.clone(), malformed.record.partition, malformed.record.key.clone())
+                }
+            };
+            match parts.iter_mut().find(|(known, _)| *known == key) {
+                Some((_, part)) => part.push(received),
+                None => parts.push((key, vec![received])),
+            }
+        }
+        let handled = futures::future::join_all(parts.into_iter().map(|(_, part)| async {
+            let mut finished = Vec::with_capacity(part.len());
+            for received in part {
+                finished.push(finish(&consumer, received, &handler, &shutdown).await?);
+            }
+            Some(finished)
+        }))
+        .await;
+        // Shutdown came while a record was retried: nothing of the batch
+        // is stored, and it is delivered again after restart.
+        let Some(handled) = handled.into_iter().collect::<Option<Vec<_>>>() else { break };
+        let mut positions: Vec<(String, i32, i64)> = Vec::new();
+        for (topic, partition, offset) in handled.into_iter().flatten() {
+            match positions
+                .iter_mut()
+                .find(|(known, known_partition, _)| *known == topic && *known_partition == partition)
+            {
+                Some(position) => position.2 = position.2.max(offset),
+                None => positions.push((topic, partition, offset)),
+            }
+        }
+        for (topic, partition, offset) in positions {
+            subscription.ack_position(&topic, partition, offset).await?;
+        }
+    }
+    subscription.close().await
+}
+
+/// One record to its end: skipped (a deleted tenant's), handled or
+/// dead-lettered. Its position, or `None` when shutdown came first.
+async fn finish<Handler, HandlerFuture>(
+    consumer: &Consumer,
+    received: Received,
+    handler: &Handler,
+    shutdown: &CancellationToken,
+) -> Option<(String, i32, i64)>
+where
+    Handler: Fn(Delivery) -> HandlerFuture + Send + Sync,
+    HandlerFuture: Future<Output = Result<(), Error>> + Send,
+{
+    match received {
+        Received::Event(delivery) if consumer.drops(&delivery) => {
+            Some((delivery.topic.clone(), delivery.partition, delivery.offset))
+        }
+        Received::Event(delivery) => handle(consumer, &delivery, handler, shutdown).await,
+        Received::Malformed(malformed) => dead_letter_malformed(consumer, *malformed, shutdown).await,
+    }
 }
 
 /// The next records (up to [`MAX_BATCH`], see
