@@ -39,6 +39,10 @@ use switchboard_proto::events::v1::DeadLetter;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod by_key;
+
+pub use by_key::consume_by_key;
+
 use super::Kit;
 use crate::auth::AccessControl;
 use crate::bus::{Assignment, Delivery, EventBus, MalformedRecord, Pace, RawRecord, Received, StartFrom, Subscription};
@@ -249,21 +253,12 @@ where
     HandlerFuture: Future<Output = Result<(), Error>> + Send,
 {
     'batches: while let Some(received) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
-        // The last position per partition: records come in order, and
-        // storing it stores every one before it.
-        let mut positions: Vec<(String, i32, i64)> = Vec::new();
-        let mut advance = |topic: &str, partition: i32, offset: i64| match positions
-            .iter_mut()
-            .find(|(known, known_partition, _)| known == topic && *known_partition == partition)
-        {
-            Some(position) => position.2 = offset,
-            None => positions.push((topic.to_owned(), partition, offset)),
-        };
+        let mut positions = Positions::default();
         let mut events = Vec::with_capacity(received.len());
         for received in received {
             match received {
                 Received::Event(delivery) => {
-                    advance(&delivery.topic, delivery.partition, delivery.offset);
+                    positions.advance(&delivery.topic, delivery.partition, delivery.offset);
                     if !consumer.drops(&delivery) {
                         events.push(*delivery);
                     }
@@ -274,7 +269,7 @@ where
                     else {
                         break 'batches;
                     };
-                    advance(&topic, partition, offset);
+                    positions.advance(&topic, partition, offset);
                 }
             }
         }
@@ -283,11 +278,30 @@ where
             // after restart.
             break;
         }
-        for (topic, partition, offset) in positions {
-            subscription.ack_position(&topic, partition, offset).await?;
-        }
+        positions.store(subscription.as_mut()).await?;
     }
     subscription.close().await
+}
+
+/// The furthest finished position of each partition of a batch: storing
+/// it stores every record before it.
+#[derive(Default)]
+struct Positions(Vec<(String, i32, i64)>);
+
+impl Positions {
+    fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self.0.iter_mut().find(|(known, known_partition, _)| known == topic && *known_partition == partition) {
+            Some(position) => position.2 = position.2.max(offset),
+            None => self.0.push((topic.to_owned(), partition, offset)),
+        }
+    }
+
+    async fn store(self, subscription: &mut dyn Subscription) -> Result<(), Error> {
+        for (topic, partition, offset) in self.0 {
+            subscription.ack_position(&topic, partition, offset).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the handler on `events` until they are handled (as a batch, or one
@@ -407,65 +421,6 @@ where
                 // and is delivered again after restart.
                 break 'records;
             };
-            subscription.ack_position(&topic, partition, offset).await?;
-        }
-    }
-    subscription.close().await
-}
-
-/// Where a record's order is kept: its topic, partition and key.
-type RecordKey = (String, i32, Vec<u8>);
-
-/// [`consume`] for a [`ConsumerSpec::concurrent_by_key`] spec: each batch
-/// of waiting records is split by partition and key, the parts handled
-/// concurrently and each in order, and the batch's offsets stored once all
-/// of it is finished.
-pub async fn consume_by_key<Handler, HandlerFuture>(
-    consumer: Consumer,
-    mut subscription: Box<dyn Subscription>,
-    handler: Handler,
-    shutdown: CancellationToken,
-) -> Result<(), Error>
-where
-    Handler: Fn(Delivery) -> HandlerFuture + Send + Sync,
-    HandlerFuture: Future<Output = Result<(), Error>> + Send,
-{
-    while let Some(records) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
-        let mut parts: Vec<(RecordKey, Vec<Received>)> = Vec::new();
-        for received in records {
-            let key = match &received {
-                Received::Event(delivery) => (delivery.topic.clone(), delivery.partition, delivery.key.clone()),
-                Received::Malformed(malformed) => {
-                    (malformed.record.topic.clone(), malformed.record.partition, malformed.record.key.clone())
-                }
-            };
-            match parts.iter_mut().find(|(known, _)| *known == key) {
-                Some((_, part)) => part.push(received),
-                None => parts.push((key, vec![received])),
-            }
-        }
-        let handled = futures::future::join_all(parts.into_iter().map(|(_, part)| async {
-            let mut finished = Vec::with_capacity(part.len());
-            for received in part {
-                finished.push(finish(&consumer, received, &handler, &shutdown).await?);
-            }
-            Some(finished)
-        }))
-        .await;
-        // Shutdown came while a record was retried: nothing of the batch
-        // is stored, and it is delivered again after restart.
-        let Some(handled) = handled.into_iter().collect::<Option<Vec<_>>>() else { break };
-        let mut positions: Vec<(String, i32, i64)> = Vec::new();
-        for (topic, partition, offset) in handled.into_iter().flatten() {
-            match positions
-                .iter_mut()
-                .find(|(known, known_partition, _)| *known == topic && *known_partition == partition)
-            {
-                Some(position) => position.2 = position.2.max(offset),
-                None => positions.push((topic, partition, offset)),
-            }
-        }
-        for (topic, partition, offset) in positions {
             subscription.ack_position(&topic, partition, offset).await?;
         }
     }
