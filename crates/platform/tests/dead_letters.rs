@@ -164,26 +164,26 @@ async fn memory_bus_by_key_dead_letters_and_moves_on() {
     poison_is_dead_lettered_and_replayable(Arc::new(MemoryBus::new()), "g", ByKey).await;
 }
 
+/// The contract on the test broker, on topics and a group of this run only
+/// (nothing without `SWITCHBOARD_TEST_KAFKA`, outside CI).
+async fn on_kafka(label: &str, pace: Consumption) {
+    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let config = isolated_kafka_config(brokers, label);
+    let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
+    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix()), pace).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_by_key_dead_letters_and_moves_on() {
-    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let config = isolated_kafka_config(brokers, "dead-letters-by-key");
-    let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
-    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix()), ByKey).await;
+    on_kafka("dead-letters-by-key", ByKey).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_batches_dead_letter_only_the_poison() {
-    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let config = isolated_kafka_config(brokers, "dead-letters-batched");
-    let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
-    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix()), Batched).await;
+    on_kafka("dead-letters-batched", Batched).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_dead_letters_and_moves_on() {
-    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
-    let config = isolated_kafka_config(brokers, "dead-letters");
-    let bus = KafkaBus::connect(&config, &[TOPIC, DEAD_LETTER_TOPIC]).await.expect("kafka bus");
-    poison_is_dead_lettered_and_replayable(Arc::new(bus), &format!("g-{}", unique_suffix()), OneByOne).await;
+    on_kafka("dead-letters", OneByOne).await;
 }

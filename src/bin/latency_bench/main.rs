@@ -531,10 +531,10 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu_after = cpu::sample(DRIVER_THREADS);
+    let measured_seconds = start.elapsed().as_secs_f64();
     // PostgreSQL's backends report their statistics within a second.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let counts_after = counts::sample(&count_sources).await?;
-    let measured_seconds = start.elapsed().as_secs_f64();
     stop.cancel();
     let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     let mut offer_latencies = Vec::with_capacity(total);

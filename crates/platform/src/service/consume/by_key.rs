@@ -3,6 +3,7 @@
 //!
 //! [`ConsumerSpec::concurrent_by_key`]: super::ConsumerSpec::concurrent_by_key
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use switchboard_core::Error;
@@ -29,7 +30,7 @@ where
     HandlerFuture: Future<Output = Result<(), Error>> + Send,
 {
     while let Some(records) = receive_next(&consumer, subscription.as_mut(), &shutdown).await {
-        let mut parts: Vec<(RecordKey, Vec<Received>)> = Vec::new();
+        let mut parts: HashMap<RecordKey, Vec<Received>> = HashMap::new();
         for received in records {
             let key = match &received {
                 Received::Event(delivery) => (delivery.topic.clone(), delivery.partition, delivery.key.clone()),
@@ -37,12 +38,9 @@ where
                     (malformed.record.topic.clone(), malformed.record.partition, malformed.record.key.clone())
                 }
             };
-            match parts.iter_mut().find(|(known, _)| *known == key) {
-                Some((_, part)) => part.push(received),
-                None => parts.push((key, vec![received])),
-            }
+            parts.entry(key).or_default().push(received);
         }
-        let handled = futures::future::join_all(parts.into_iter().map(|(_, part)| async {
+        let handled = futures::future::join_all(parts.into_values().map(|part| async {
             let mut finished = Vec::with_capacity(part.len());
             for received in part {
                 finished.push(finish(&consumer, received, &handler, &shutdown).await?);
