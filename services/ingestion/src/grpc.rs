@@ -82,27 +82,40 @@ impl IngestionApi {
         let validated = validate_create_contact(&request)?;
         let tenant = &validated.tenant;
         self.access.authorize_intake(principal, tenant)?;
-        if let Some(stored) = self.stored_already(&validated).await? {
-            return Ok(stored);
-        }
+        // A retry is found by the insert's conflict, so a first call does
+        // not pay a lookup for it; a retry whose checks fail now (its queue
+        // deleted since, CRM refusing) still gets the contact it stored.
+        let customer = match self.check_downstream(call, &validated).await {
+            Ok(customer) => customer,
+            Err(error) => {
+                return match self.stored_already(&validated).await? {
+                    Some(stored) => Ok(stored),
+                    None => Err(error),
+                };
+            }
+        };
+        self.admit(validated, customer, SameRequest::SameBody, now_millis()).await
+    }
 
-        // Intake stays open while routing or CRM restarts: what they cannot
-        // answer now is settled downstream (routing routes the contact on
-        // its queue's settings, CRM resolves the sender from the event).
-        match self.check_queue(call, &validated).await {
+    /// The queue's check with routing and the customer's name from CRM.
+    /// Intake stays open while routing or CRM restarts: what they cannot
+    /// answer now is settled downstream (routing routes the contact on its
+    /// queue's settings, CRM resolves the sender from the event).
+    async fn check_downstream(&self, call: &CallContext, validated: &ValidatedContact) -> Result<String, Error> {
+        let tenant = &validated.tenant;
+        match self.check_queue(call, validated).await {
             Err(error) if is_downstream_outage(&error) => {
                 tracing::warn!(tenant = %tenant, error = %error, "routing unreachable, queue not checked at intake");
             }
             outcome => outcome?,
         }
-        let customer = match self.resolve_customer(call, &validated).await {
+        match self.resolve_customer(call, validated).await {
             Err(error) if is_downstream_outage(&error) => {
                 tracing::warn!(tenant = %tenant, error = %error, "crm unreachable, customer resolved from the event later");
-                String::new()
+                Ok(String::new())
             }
-            outcome => outcome?,
-        };
-        self.admit(validated, customer, SameRequest::SameBody, now_millis()).await
+            outcome => outcome,
+        }
     }
 
     /// The contact of a conversation a channel's webhook opened: the
@@ -192,10 +205,16 @@ impl IngestionApi {
             abandonment: None,
         };
         if let InsertOutcome::Existing(existing) = self.store.insert(&record).await? {
-            // A concurrent call with the same key won the insert.
+            // A retry, or a concurrent call with the same key, stored it first.
             if existing.request_id == record.request_id && same == SameRequest::SameBody {
                 check_same_request(&existing, &requested, &record.request_id)?;
             }
+            tracing::info!(
+                tenant = %existing.tenant,
+                contact = %existing.contact_id,
+                request_id = %record.request_id,
+                "create repeated, returning the stored contact"
+            );
             return self.replay_created(*existing).await;
         }
         self.outbox.publish_created(&record).await?;

@@ -12,8 +12,8 @@
 //! consumes `switchboard.routing.v1` (group `ingestion-conversations`) to
 //! close the conversations of ended contacts, and routing and presence
 //! events (group `ingestion-calls`) for the agent and endpoint of calls; runs on timers the outbox
-//! relay of contacts and messages, the connector that sends replies
-//! (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes;
+//! relay of contacts and messages, the writer of contacts' publication marks, the connector that
+//! sends replies (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes;
 //! erases deleted tenants' contacts, channels, conversations and calls.
 
 pub mod calls;
@@ -65,7 +65,7 @@ use crate::conversations::replies::Connector;
 use crate::conversations_api::ConversationApi;
 use crate::erasure::IngestionEraser;
 use crate::grpc::IngestionApi;
-use crate::outbox::{Outbox, RELAY_DELAY};
+use crate::outbox::{MARK_INTERVAL, Outbox, RELAY_DELAY};
 use crate::store::ContactStore;
 use crate::store::channels::{ChannelStore, MemoryChannelStore, PostgresChannelStore};
 use crate::store::memory::MemoryContactStore;
@@ -221,6 +221,11 @@ impl Service for Ingestion {
         kit.every(Every::new("ingestion-mailboxes", POLL_INTERVAL), move || {
             let mailboxes = Arc::clone(&mailboxes);
             async move { mailboxes.poll_all().await.map(|_stored| ()) }
+        });
+        let marking = Arc::clone(&outbox);
+        kit.every(Every::new("ingestion-publication-marks", MARK_INTERVAL), move || {
+            let outbox = Arc::clone(&marking);
+            async move { outbox.write_marks().await }
         });
         kit.every(Every::new("ingestion-outbox-relay", RELAY_INTERVAL), move || {
             let (outbox, conversations) = (Arc::clone(&outbox), Arc::clone(&conversations));

@@ -4,15 +4,21 @@
 //! unpublished a few seconds later (the broker was down, the process died,
 //! the client never retried). Every copy carries the stored event id and
 //! time, so consumers see one event however often it is published.
+//!
+//! A publication is remembered off the request path: the marks the bus
+//! acknowledged are written together every [`MARK_INTERVAL`] (and before
+//! every relay round), one statement for all of them. A mark only spares
+//! the relay a republish, so one lost with the process costs a duplicate
+//! that consumers drop, never a missing event.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_core::Error;
 use switchboard_core::event::{CONTACTS_TOPIC, envelope_with_id};
+use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::time::timestamp_from_millis;
 use switchboard_platform::bus::{EventBus, publish_traced};
-use switchboard_platform::group_commit::GroupCommit;
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactCreated, ContactEvent, contact_event};
@@ -22,17 +28,41 @@ use crate::store::{ContactRecord, ContactStore, Publication, PublishedEvent};
 /// How long the request path has to publish before the relay steps in.
 pub const RELAY_DELAY: Duration = Duration::from_secs(5);
 const RELAY_BATCH: usize = 100;
+/// How often the publications acknowledged since the last write are
+/// written, all in one statement.
+pub const MARK_INTERVAL: Duration = Duration::from_millis(200);
+/// Marks kept for another try after a failed write; beyond them the relay
+/// republishes (a store down that long has the relay waiting anyway).
+const MAX_PENDING_MARKS: usize = 50_000;
 
 pub struct Outbox {
     store: Arc<dyn ContactStore>,
     bus: Arc<dyn EventBus>,
-    // Concurrent requests remember their publications in one write.
-    publication_marks: GroupCommit<PublishedEvent>,
+    // Publications the bus acknowledged and the store does not know yet.
+    pending_marks: Mutex<Vec<PublishedEvent>>,
 }
 
 impl Outbox {
     pub fn new(store: Arc<dyn ContactStore>, bus: Arc<dyn EventBus>) -> Outbox {
-        Outbox { store, bus, publication_marks: GroupCommit::default() }
+        Outbox { store, bus, pending_marks: Mutex::default() }
+    }
+
+    /// Writes the publications acknowledged since the last write, in one
+    /// statement. On failure they are kept for the next write (up to
+    /// `MAX_PENDING_MARKS`), and the error is returned.
+    pub async fn write_marks(&self) -> Result<(), Error> {
+        let marks = std::mem::take(&mut *lock_unpoisoned(&self.pending_marks));
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let Err(error) = self.store.mark_all_published(&marks).await else {
+            return Ok(());
+        };
+        let mut pending = lock_unpoisoned(&self.pending_marks);
+        if pending.len() + marks.len() <= MAX_PENDING_MARKS {
+            pending.extend(marks);
+        }
+        Err(error)
     }
 
     pub async fn publish_created(&self, record: &ContactRecord) -> Result<(), Error> {
@@ -57,13 +87,19 @@ impl Outbox {
         self.publish(record, &event, Publication::Abandoned).await
     }
 
-    /// Publishes `event` and remembers it once the broker acknowledged it.
+    /// Publishes `event` and remembers it once the broker acknowledged it;
+    /// an event acknowledged already, whose mark awaits its write, is not
+    /// published again.
     async fn publish(
         &self,
         record: &ContactRecord,
         event: &EventEnvelope,
         publication: Publication,
     ) -> Result<(), Error> {
+        let mark = PublishedEvent { tenant: record.tenant.clone(), contact_id: record.contact_id.clone(), publication };
+        if lock_unpoisoned(&self.pending_marks).contains(&mark) {
+            return Ok(());
+        }
         if let Err(error) = publish_traced(self.bus.as_ref(), CONTACTS_TOPIC, event).await {
             tracing::warn!(
                 tenant = %record.tenant,
@@ -77,22 +113,8 @@ impl Outbox {
                 error.message
             )));
         }
-        // The event is durable: a failure to remember it only means a later
-        // retry publishes it again, so it does not fail this call.
-        let mark = PublishedEvent { tenant: record.tenant.clone(), contact_id: record.contact_id.clone(), publication };
-        let marked = self
-            .publication_marks
-            .submit(mark, |marks| async move { self.store.mark_all_published(&marks).await })
-            .await;
-        if let Err(error) = marked {
-            tracing::warn!(
-                tenant = %record.tenant,
-                contact = %record.contact_id,
-                event = ?publication,
-                error = %error,
-                "recording the publication failed"
-            );
-        }
+        // The event is durable; remembering it can wait for the next write.
+        lock_unpoisoned(&self.pending_marks).push(mark);
         Ok(())
     }
 
@@ -100,6 +122,8 @@ impl Outbox {
     /// not yet known to be on the bus; returns how many contacts it handled.
     pub async fn relay_once(&self, now_ms: i64, delay: Duration) -> Result<usize, Error> {
         let cutoff = now_ms - i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        // What the requests published is not published again.
+        self.write_marks().await?;
         let pending = self.store.unpublished(cutoff, RELAY_BATCH).await?;
         for record in &pending {
             // Created before abandoned: consumers of one contact see them in order.
@@ -164,5 +188,29 @@ mod tests {
         assert_eq!(delivery.envelope.event_id, record.created_event_id, "the stored event id, so copies dedupe");
         let stored = store.get(&tenant, &record.contact_id).await.expect("get").expect("stored");
         assert!(stored.created_published);
+    }
+
+    #[tokio::test]
+    async fn a_publication_is_remembered_by_the_next_write_and_never_relayed_again() {
+        let store: Arc<dyn ContactStore> = Arc::new(MemoryContactStore::new());
+        let bus = MemoryBus::new();
+        let outbox = Outbox::new(Arc::clone(&store), Arc::new(bus.clone()));
+        let tenant = TenantId::parse("acme", "tenant").expect("tenant");
+        let record = sample_record(&tenant, "req-1", Channel::Chat, "");
+        store.insert(&record).await.expect("insert");
+        outbox.publish_created(&record).await.expect("publish");
+        let before_write = store.get(&tenant, &record.contact_id).await.expect("get").expect("stored");
+        assert!(!before_write.created_published, "the mark waits for the next write");
+        outbox.publish_created(&before_write).await.expect("a retry's publish");
+        let mut events = bus.subscribe("test", &[CONTACTS_TOPIC], StartFrom::Earliest).await.expect("subscribe");
+        events.next().await.expect("the event");
+        let again = tokio::time::timeout(std::time::Duration::from_millis(100), events.next()).await;
+        assert!(again.is_err(), "published once, though its mark was not written yet");
+
+        let later = record.create_time_millis() + 10_000;
+        assert_eq!(outbox.relay_once(later, RELAY_DELAY).await.expect("relay"), 0, "the relay writes the marks first");
+        let stored = store.get(&tenant, &record.contact_id).await.expect("get").expect("stored");
+        assert!(stored.created_published);
+        outbox.write_marks().await.expect("nothing left to write");
     }
 }

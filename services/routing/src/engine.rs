@@ -363,7 +363,6 @@ impl Engine {
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
             return Ok(MatchingPass::default());
         }
-        let shares = self.state.fair_shares().await?;
         // Read once per pass: the planner asks for a weight at every turn.
         let mut weights: HashMap<&TenantId, u32> = HashMap::new();
         let tenants = snapshot.waiting.iter().map(|record| &record.tenant);
@@ -371,7 +370,8 @@ impl Engine {
             weights.entry(tenant).or_insert_with(|| self.tenant_policy(tenant).routing_weight);
         }
         let weight_of = |tenant: &TenantId| weights.get(tenant).copied().unwrap_or(DEFAULT_ROUTING_WEIGHT);
-        let planned = plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis(), &shares, &weight_of);
+        let planned =
+            plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis(), &snapshot.shares, &weight_of);
         let offer_time = self.clock.now_millis();
         let reservations: Vec<Reservation<'_>> = planned
             .iter()

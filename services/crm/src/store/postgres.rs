@@ -14,7 +14,7 @@ use switchboard_core::{ContactId, CustomerId, Error, ErrorCode, TenantId};
 use switchboard_platform::postgres::{CachedStatements, Migration, erase_tenant_rows, migrate, pg_error};
 use tokio_postgres::Row;
 
-use super::postgres_customers::{self as customers, customers_from_rows, find_customer_id_by_identity, load_customer};
+use super::postgres_customers::{self as customers, customers_from_rows, load_customer};
 use super::{CrmStore, Customer, ResolvedCustomer};
 use crate::domain::{EntryStatus, Identity, TimelineCursor, TimelineEntry, TimelineUpdate, apply_update};
 
@@ -300,12 +300,6 @@ impl CrmStore for PostgresCrmStore {
     ) -> Result<ResolvedCustomer, Error> {
         let client = self.client().await?;
         for _ in 0..MAX_RACE_ATTEMPTS {
-            if let Some(existing_id) = find_customer_id_by_identity(&client, tenant, identity).await? {
-                let Some(customer) = load_customer(&client, tenant, &existing_id).await? else {
-                    return Err(Error::internal(format!("identity points at missing customer `{existing_id}`")));
-                };
-                return Ok(ResolvedCustomer { customer, created: false });
-            }
             let customer = Customer {
                 tenant: tenant.clone(),
                 id: CustomerId::generate(),
@@ -314,19 +308,26 @@ impl CrmStore for PostgresCrmStore {
                 create_time_millis: now_millis(),
                 merged_into: None,
             };
-            // One statement: the customer is inserted only with its identity,
-            // and the identity's foreign key is checked at the statement's
-            // end. Waits for a concurrent insert of the same identity to
-            // settle; if that one commits, ours inserts nothing and we read
-            // theirs on the next attempt.
-            let inserted = client
-                .execute_cached(
-                    "WITH identity AS (
-                         INSERT INTO crm.identities (tenant, kind, value, customer_id) VALUES ($1, $2, $3, $4)
+            // One statement finds the identity's customer or creates both:
+            // the customer is inserted only with its identity, and the
+            // identity's foreign key is checked at the statement's end. It
+            // waits for a concurrent insert of the same identity to settle;
+            // if that one commits, ours inserts nothing and finds nothing
+            // (its snapshot predates it), and the next attempt finds theirs.
+            let row = client
+                .query_one_cached(
+                    "WITH existing AS (
+                         SELECT customer_id FROM crm.identities WHERE tenant = $1 AND kind = $2 AND value = $3),
+                     identity AS (
+                         INSERT INTO crm.identities (tenant, kind, value, customer_id)
+                         SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
                          ON CONFLICT (tenant, kind, value) DO NOTHING
-                         RETURNING tenant, customer_id)
-                     INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
-                     SELECT tenant, customer_id, $5, $6 FROM identity",
+                         RETURNING tenant, customer_id),
+                     created AS (
+                         INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
+                         SELECT tenant, customer_id, $5, $6 FROM identity
+                         RETURNING customer_id)
+                     SELECT (SELECT customer_id FROM existing), (SELECT customer_id FROM created)",
                     &[
                         &tenant.as_str(),
                         &identity.kind.as_str(),
@@ -338,10 +339,19 @@ impl CrmStore for PostgresCrmStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            if inserted == 0 {
-                continue;
+            let existing_id: Option<&str> = row.try_get(0).map_err(pg_error)?;
+            let created_id: Option<&str> = row.try_get(1).map_err(pg_error)?;
+            if let Some(existing_id) = existing_id {
+                let existing_id = CustomerId::parse(existing_id, "customer_id")
+                    .map_err(|error| Error::internal(format!("stored identity has a bad customer id: {error}")))?;
+                let Some(customer) = load_customer(&client, tenant, &existing_id).await? else {
+                    return Err(Error::internal(format!("identity points at missing customer `{existing_id}`")));
+                };
+                return Ok(ResolvedCustomer { customer, created: false });
             }
-            return Ok(ResolvedCustomer { customer, created: true });
+            if created_id.is_some() {
+                return Ok(ResolvedCustomer { customer, created: true });
+            }
         }
         Err(Error::new(ErrorCode::Aborted, "customer resolution kept racing with concurrent writers, retry"))
     }

@@ -273,7 +273,7 @@ impl RoutingState for MemoryRoutingState {
             return Ok(Snapshot::default());
         }
         let agents = state.agents.values().filter(|agent| agent.available).cloned().collect();
-        Ok(Snapshot { waiting, agents })
+        Ok(Snapshot { waiting, agents, shares: state.fair_shares.clone() })
     }
 
     async fn gauges(&self) -> Result<StateGauges, Error> {

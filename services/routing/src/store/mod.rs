@@ -64,6 +64,8 @@ pub struct StateGauges {
 pub struct Snapshot {
     pub waiting: Vec<ContactRecord>,
     pub agents: Vec<AgentLive>,
+    /// The tenants' fair-share tags, read with the agents.
+    pub shares: FairShares,
 }
 
 /// One planned offer, with the agent as the snapshot saw it and the events

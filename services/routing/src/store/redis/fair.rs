@@ -22,14 +22,7 @@ impl RedisRoutingState {
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        let mut shares = FairShares::default();
-        for (field, value) in fields {
-            let Some(tenant) = field.strip_prefix(TENANT_FIELD_PREFIX) else { continue };
-            let tenant = TenantId::parse(tenant, "tenant").map_err(|_| corrupt("fair-share tenant"))?;
-            let tag: f64 = value.parse().map_err(|_| corrupt("fair-share tag"))?;
-            shares.tag_by_tenant.insert(tenant, tag);
-        }
-        Ok(shares)
+        decode_fair_shares(fields)
     }
 
     pub(super) async fn add_fair_share_charges(&self, charges: &BTreeMap<TenantId, f64>) -> Result<(), Error> {
@@ -57,4 +50,16 @@ impl RedisRoutingState {
             .map_err(redis_error)?;
         Ok(())
     }
+}
+
+/// The tags of the fair-share hash's fields.
+pub(super) fn decode_fair_shares(fields: impl IntoIterator<Item = (String, String)>) -> Result<FairShares, Error> {
+    let mut shares = FairShares::default();
+    for (field, value) in fields {
+        let Some(tenant) = field.strip_prefix(TENANT_FIELD_PREFIX) else { continue };
+        let tenant = TenantId::parse(tenant, "tenant").map_err(|_| corrupt("fair-share tenant"))?;
+        let tag: f64 = value.parse().map_err(|_| corrupt("fair-share tag"))?;
+        shares.tag_by_tenant.insert(tenant, tag);
+    }
+    Ok(shares)
 }

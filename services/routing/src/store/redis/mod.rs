@@ -48,7 +48,7 @@ use switchboard_platform::redis::redis_error;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use self::scripts::{
-    ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT, RESTORE_CONTACT_SCRIPT,
+    ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT, RESTORE_CONTACT_SCRIPT, SNAPSHOT_SCRIPT,
     TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
 };
 use super::{
@@ -77,6 +77,7 @@ pub struct RedisRoutingState {
     transition: redis::Script,
     upsert_agent: redis::Script,
     relay_lease: redis::Script,
+    snapshot: redis::Script,
     restore_contact: redis::Script,
     restore_agent: redis::Script,
 }
@@ -108,6 +109,7 @@ impl RedisRoutingState {
             transition: redis::Script::new(TRANSITION_SCRIPT),
             upsert_agent: redis::Script::new(UPSERT_AGENT_SCRIPT),
             relay_lease: redis::Script::new(RELAY_LEASE_SCRIPT),
+            snapshot: redis::Script::new(SNAPSHOT_SCRIPT),
             restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
             restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
         }

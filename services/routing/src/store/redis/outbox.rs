@@ -18,27 +18,21 @@ impl RedisRoutingState {
         limit: usize,
     ) -> Result<Vec<PendingEntry>, Error> {
         let mut connection = self.connection.clone();
-        let leading: i32 = self
+        // Each entry: [id, [field, value]] with field `e` or `s`; none while
+        // another relay leads.
+        let entries: Option<Vec<StreamEntry>> = self
             .relay_lease
             .key(format!("{}:relay", self.outbox_key()))
+            .key(self.outbox_key())
             .arg(relay)
             .arg(lease_ms)
+            .arg(limit)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        if leading != 1 {
+        let Some(entries) = entries else {
             return Ok(Vec::new());
-        }
-        // Each entry: [id, [field, value]] with field `e` or `s`.
-        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(self.outbox_key())
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
+        };
         let mut pending = Vec::with_capacity(entries.len());
         for (id, fields) in entries {
             let (Some(field), Some(value)) = (fields.first(), fields.get(1)) else {

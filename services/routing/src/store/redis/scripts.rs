@@ -10,3 +10,4 @@ pub(super) const RELAY_LEASE_SCRIPT: &str = include_str!("lua/relay_lease.lua");
 pub(super) const UPSERT_AGENT_SCRIPT: &str = include_str!("lua/upsert_agent.lua");
 pub(super) const RESTORE_CONTACT_SCRIPT: &str = include_str!("lua/restore_contact.lua");
 pub(super) const RESTORE_AGENT_SCRIPT: &str = include_str!("lua/restore_agent.lua");
+pub(super) const SNAPSHOT_SCRIPT: &str = include_str!("lua/snapshot.lua");

@@ -6,9 +6,24 @@ use switchboard_core::{Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
 
 use super::RedisRoutingState;
+use super::fair::decode_fair_shares;
 use crate::domain::RoutingStatus;
 use crate::store::codec;
 use crate::store::{Snapshot, StateGauges};
+
+/// The snapshot script's reply: contacts' hashes, available agents' ids
+/// and hashes, and the fair-share hash, each hash a flat field/value list.
+type SnapshotReply = (Vec<Vec<String>>, Vec<(String, Vec<String>)>, Vec<String>);
+
+/// A flat field/value list as a map.
+fn pairs(flat: Vec<String>) -> HashMap<String, String> {
+    let mut fields = HashMap::with_capacity(flat.len() / 2);
+    let mut values = flat.into_iter();
+    while let (Some(field), Some(value)) = (values.next(), values.next()) {
+        fields.insert(field, value);
+    }
+    fields
+}
 
 impl RedisRoutingState {
     /// Every waiting line (queue and channel) that may hold contacts.
@@ -53,65 +68,40 @@ impl RedisRoutingState {
     }
 
     /// Up to `per_queue` head contacts of every waiting line and, when any
-    /// waits, every available agent, in a few pipelined round trips.
+    /// waits, every available agent and the fair-share tags, in one round
+    /// trip (`lua/snapshot.lua`).
     pub(super) async fn read_snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
+        let last_head_index = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
         let mut connection = self.connection.clone();
-        let stop = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
-        // Two round trips for every line: all heads in one pipeline, all
-        // their records in another.
-        let lines = self.waiting_lines().await?;
+        let (records, agents, fair): SnapshotReply = self
+            .snapshot
+            .key(self.queues_key())
+            .key(self.available_key())
+            .key(self.fair_shares_key())
+            .arg(&self.prefix)
+            .arg(last_head_index)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
         let mut waiting = Vec::new();
-        if !lines.is_empty() {
-            let mut heads_pipeline = redis::pipe();
-            for (tenant, queue, channel) in &lines {
-                heads_pipeline.cmd("ZRANGE").arg(self.waiting_key(tenant, queue, *channel)).arg(0).arg(stop);
-            }
-            let heads: Vec<Vec<String>> = heads_pipeline.query_async(&mut connection).await.map_err(redis_error)?;
-            let mut records_pipeline = redis::pipe();
-            let mut requested = 0;
-            for ((tenant, _, _), contact_ids) in lines.iter().zip(&heads) {
-                for contact in contact_ids {
-                    records_pipeline.cmd("HGETALL").arg(format!("{}:c:{tenant}:{contact}", self.prefix));
-                    requested += 1;
-                }
-            }
-            if requested > 0 {
-                let records: Vec<HashMap<String, String>> =
-                    records_pipeline.query_async(&mut connection).await.map_err(redis_error)?;
-                for fields in records.iter().filter(|fields| !fields.is_empty()) {
-                    let record = codec::decode_record(fields)?;
-                    if record.status == RoutingStatus::Queued {
-                        waiting.push(record);
-                    }
-                }
+        for fields in records {
+            let record = codec::decode_record(&pairs(fields))?;
+            if record.status == RoutingStatus::Queued {
+                waiting.push(record);
             }
         }
         if waiting.is_empty() {
             return Ok(Snapshot::default());
         }
-        let agent_ids: Vec<String> =
-            redis::cmd("SMEMBERS").arg(self.available_key()).query_async(&mut connection).await.map_err(redis_error)?;
-        let mut pipeline = redis::pipe();
-        for agent in &agent_ids {
-            pipeline.cmd("HGETALL").arg(self.agent_key(agent));
-        }
-        // Redis rejects an empty pipeline.
-        let agent_fields: Vec<HashMap<String, String>> = if agent_ids.is_empty() {
-            Vec::new()
-        } else {
-            pipeline.query_async(&mut connection).await.map_err(redis_error)?
-        };
-        let mut agents = Vec::new();
-        for (agent, fields) in agent_ids.iter().zip(agent_fields) {
-            if fields.is_empty() {
-                continue;
-            }
-            let live = codec::decode_agent(agent, &fields)?;
+        let mut available = Vec::new();
+        for (agent, fields) in agents {
+            let live = codec::decode_agent(&agent, &pairs(fields))?;
             if live.available {
-                agents.push(live);
+                available.push(live);
             }
         }
-        agents.sort_by(|left, right| left.profile.agent.cmp(&right.profile.agent));
-        Ok(Snapshot { waiting, agents })
+        available.sort_by(|left, right| left.profile.agent.cmp(&right.profile.agent));
+        let shares = decode_fair_shares(pairs(fair))?;
+        Ok(Snapshot { waiting, agents: available, shares })
     }
 }
