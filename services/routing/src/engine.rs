@@ -62,6 +62,10 @@ pub struct Engine {
     pub(crate) relayed: tokio::sync::watch::Sender<(u64, u64)>,
     /// Whether the state store held its data at the last look (readiness).
     pub(crate) whole: AtomicBool,
+    /// The state's generation as read at some moment before now, so a
+    /// transition need not read it first (see [`Engine::durably`]);
+    /// forgotten when a transition or its wait fails.
+    pub(crate) known_generation: std::sync::Mutex<Option<String>>,
     /// The clock every replica agrees on: offer expiry, wait deadlines and
     /// agents' wrap-up holds are written by one replica and judged by another.
     pub(crate) clock: Clock,
@@ -107,6 +111,7 @@ impl Engine {
             relay_requested: Arc::new(Notify::new()),
             relayed: tokio::sync::watch::Sender::new((0, 0)),
             whole: AtomicBool::new(false),
+            known_generation: std::sync::Mutex::new(None),
             clock: Clock::system(),
             reported_tenants: crate::gauges::ReportedTenants::default(),
             access: None,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use switchboard_core::Error;
+use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_platform::bus::publish_traced;
 
@@ -109,11 +110,26 @@ impl Engine {
     /// lost meanwhile (Redis lost its data, even if already rebuilt: the
     /// generation differs), is reported UNAVAILABLE; the change may stand,
     /// and the caller's retry (transitions are idempotent) waits again.
+    ///
+    /// The generation need not be read right before the change: any value
+    /// the marker had before it will do, since every restore sets a new
+    /// one. A value read by an earlier transition is reused, so a loss and
+    /// rebuild since then fails this call (UNAVAILABLE, the retry reads the
+    /// new generation), and never lets a lost change pass for relayed.
     pub(crate) async fn durably<T>(&self, change: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        let generation = self.state.generation().await?;
-        let outcome = change.await?;
-        self.await_relayed(&generation).await?;
-        Ok(outcome)
+        let known = lock_unpoisoned(&self.known_generation).clone();
+        let generation = match known {
+            Some(generation) => generation,
+            None => self.state.generation().await?,
+        };
+        let outcome = async {
+            let outcome = change.await?;
+            self.await_relayed(&generation).await?;
+            Ok(outcome)
+        }
+        .await;
+        *lock_unpoisoned(&self.known_generation) = outcome.is_ok().then_some(generation);
+        outcome
     }
 
     async fn await_relayed(&self, generation: &str) -> Result<(), Error> {

@@ -65,6 +65,8 @@ use tonic::transport::Channel as GrpcChannel;
 const ADMIN: &str = "bench-admin";
 const OPERATOR: &str = "bench-operator";
 const OFFER_TIMEOUT_SECONDS: i64 = 60;
+/// Contacts sent at once after the first, before the clock starts.
+const WARM_UP_BURST: usize = 16;
 
 #[derive(Debug, Parser)]
 #[command(about = "Ingest-to-offer latency at a fixed rate, next to a raw rdkafka produce baseline")]
@@ -483,19 +485,26 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         Box::pin(async move { client.create_contact(authorized(ADMIN, request)).await.map(|_| ()).map_err(Into::into) })
     };
     // Warm-up: one contact through the whole path, so every consumer is
-    // assigned and every connection open before the clock starts.
+    // assigned, then a burst on every client connection, so the pools
+    // (database connections, their prepared statements, gRPC connections)
+    // hold what the measured rate needs before the clock starts.
     let warm = Instant::now() + Duration::from_secs(60);
     while let Err(error) = create(usize::MAX).await {
         anyhow::ensure!(Instant::now() < warm, "the warm-up contact was never taken in: {error:#}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    while !arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.contains_key(&usize::MAX) {
-        anyhow::ensure!(Instant::now() < warm, "the warm-up contact was never offered");
+    let burst: Vec<usize> = (1..=WARM_UP_BURST).map(|offset| usize::MAX - offset).collect();
+    futures::future::try_join_all(burst.iter().map(|sequence| create(*sequence))).await?;
+    loop {
+        let arrived = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
+        if arrived > WARM_UP_BURST {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < warm, "the warm-up contacts were never offered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     let interval = Duration::from_secs(1) / u32::try_from(options.rate)?;
-    let start = Instant::now() + Duration::from_millis(100);
     let count_sources = counts::Sources {
         redis_url: options.redis.clone(),
         kafka_bootstrap: options.kafka.clone(),
@@ -504,6 +513,9 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     };
     let counts_before = counts::sample(&count_sources).await?;
     let cpu_before = cpu::sample(DRIVER_THREADS);
+    // Scheduled after the samples, which take a while (the broker's
+    // offsets): the first sends must not start late.
+    let start = Instant::now() + Duration::from_millis(100);
     let mut scheduled = Vec::with_capacity(total);
     let mut sends = tokio::task::JoinSet::new();
     for sequence in 0..total {
@@ -524,7 +536,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     }
     let drain = Instant::now() + Duration::from_secs(options.drain_seconds);
     loop {
-        let received = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len() - 1;
+        let received = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len() - 1 - WARM_UP_BURST;
         if received >= total - failed || Instant::now() > drain {
             break;
         }
@@ -539,6 +551,8 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     let arrivals = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     let mut offer_latencies = Vec::with_capacity(total);
     let (mut to_decision, mut decision_to_offer) = (Vec::new(), Vec::new());
+    // (ingest-to-offer, to the decision, scheduled since the start) of each.
+    let mut slowest = Vec::with_capacity(total);
     let mut last_arrival = start;
     for (sequence, (at, at_ms)) in scheduled.iter().enumerate() {
         if let Some((received, decided_ms)) = arrivals.get(&sequence) {
@@ -547,8 +561,10 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
             let decided = Duration::from_millis(u64::try_from((decided_ms - at_ms).max(0))?);
             to_decision.push(decided);
             decision_to_offer.push(received.saturating_duration_since(*at).saturating_sub(decided));
+            slowest.push((received.saturating_duration_since(*at), decided, at.duration_since(start)));
         }
     }
+    slowest.sort_by(|left, right| right.0.cmp(&left.0));
     let entry = if options.via == Via::Webhook { "webhook post" } else { "CreateContact" };
     println!("system, scheduled {entry} -> Offer on the agent's stream:");
     println!(
@@ -571,6 +587,14 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         .map(|((name, _), (system, base))| format!("{name} {:.1}x", ms(*system) / ms(*base).max(0.001)))
         .collect();
     println!("  ingest-to-offer / raw hop:      {}", ratios.join("  "));
+    let worst: Vec<String> = slowest
+        .iter()
+        .take(5)
+        .map(|(latency, decided, since_start)| {
+            format!("{:.0} ms at {:.2} s (decided after {:.0} ms)", ms(*latency), since_start.as_secs_f64(), ms(*decided))
+        })
+        .collect();
+    println!("  slowest: {}", worst.join(", "));
     if let Some(http_values) = &http_values {
         let ratio = |values: &[Duration]| {
             QUANTILES
