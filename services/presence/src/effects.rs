@@ -65,8 +65,7 @@ impl PresenceCore {
                 let agent = parse_agent(&answered.agent, "answered.agent")?;
                 // The offer carried the subject; an answer whose offer this
                 // group never saw (it started later) is recorded without it.
-                let offered =
-                    self.live.active_contacts(&agent).await?.into_iter().find(|held| held.contact == answered.contact);
+                let offered = self.live.active_contact(&agent, &answered.contact).await?;
                 let handling = ActiveContact {
                     contact: answered.contact,
                     queue: answered.queue,

@@ -62,6 +62,9 @@ pub struct Engine {
     pub(crate) relayed: tokio::sync::watch::Sender<(u64, u64)>,
     /// Whether the state store held its data at the last look (readiness).
     pub(crate) whole: AtomicBool,
+    /// Whether this replica's relay held the outbox's lease at its last
+    /// round: callers waiting for their change then need not poll.
+    pub(crate) relay_leading: AtomicBool,
     /// The state's generation as read at some moment before now, so a
     /// transition need not read it first (see [`Engine::durably`]);
     /// forgotten when a transition or its wait fails.
@@ -111,6 +114,7 @@ impl Engine {
             relay_requested: Arc::new(Notify::new()),
             relayed: tokio::sync::watch::Sender::new((0, 0)),
             whole: AtomicBool::new(false),
+            relay_leading: AtomicBool::new(false),
             known_generation: std::sync::Mutex::new(None),
             clock: Clock::system(),
             reported_tenants: crate::gauges::ReportedTenants::default(),

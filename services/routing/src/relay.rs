@@ -10,12 +10,13 @@
 //! relays never interleave one contact's events.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::join_all;
 use switchboard_core::Error;
-use switchboard_core::sync::lock_unpoisoned;
 use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_core::sync::lock_unpoisoned;
 use switchboard_platform::bus::publish_traced;
 
 use crate::engine::Engine;
@@ -35,7 +36,14 @@ const RELAY_BATCH: usize = 1_024;
 const JOURNAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a caller waits for its change to be published.
 const RELAY_WAIT: Duration = Duration::from_secs(5);
+/// How often a caller asks the store whether its change was relayed while
+/// another replica's relay leads: that relay cannot wake it.
 const RELAY_POLL_MAX: Duration = Duration::from_millis(20);
+/// The same while this replica's relay leads, which wakes the caller as it
+/// passes the change: only in case the lease moved meanwhile. (Polling at
+/// the short interval here made every caller of a backlog ask Redis every
+/// 20 ms, a cost that grew with the backlog.)
+const RELAY_POLL_LEADING: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// Publishes the outbox in order while this relay leads it; returns how
@@ -50,9 +58,10 @@ impl Engine {
         let mut relayed = 0;
         loop {
             let pending = self.state.pending_outbox(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
-            if pending.is_empty() {
+            self.relay_leading.store(pending.is_some(), Ordering::Relaxed);
+            let Some(pending) = pending.filter(|pending| !pending.is_empty()) else {
                 return Ok(relayed);
-            }
+            };
             let events: Vec<(usize, _)> = pending
                 .iter()
                 .enumerate()
@@ -154,10 +163,12 @@ impl Engine {
                 return Err(Error::unavailable("the change is made but not yet published; retry the request")
                     .with_reason("NOT_YET_PUBLISHED"));
             }
+            let poll_interval =
+                if self.relay_leading.load(Ordering::Relaxed) { RELAY_POLL_LEADING } else { RELAY_POLL_MAX };
             poll_due = tokio::select! {
                 // The engine, and so the sender, outlives this wait.
                 _changed = relayed.changed() => false,
-                () = tokio::time::sleep(RELAY_POLL_MAX) => true,
+                () = tokio::time::sleep(poll_interval) => true,
             };
         }
     }

@@ -153,16 +153,14 @@ async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
     let record = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);
     let event = switchboard_routing::events::queued(&record, &Default::default());
     state.enqueue(&record, &[event]).await.expect("enqueue");
-    assert_eq!(state.pending_outbox("relay-a", 60_000, 10).await.expect("leader").len(), 2);
+    let leading = state.pending_outbox("relay-a", 60_000, 10).await.expect("leader");
+    assert_eq!(leading.map(|pending| pending.len()), Some(2));
     assert!(
-        state.pending_outbox("relay-b", 60_000, 10).await.expect("follower").is_empty(),
+        state.pending_outbox("relay-b", 60_000, 10).await.expect("follower").is_none(),
         "one relay leads at a time"
     );
-    assert_eq!(
-        state.pending_outbox("relay-a", 60_000, 10).await.expect("leader again").len(),
-        2,
-        "the leader keeps leading"
-    );
+    let leading_again = state.pending_outbox("relay-a", 60_000, 10).await.expect("leader again");
+    assert_eq!(leading_again.map(|pending| pending.len()), Some(2), "the leader keeps leading");
 }
 
 #[tokio::test]

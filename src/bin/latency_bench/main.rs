@@ -591,7 +591,12 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         .iter()
         .take(5)
         .map(|(latency, decided, since_start)| {
-            format!("{:.0} ms at {:.2} s (decided after {:.0} ms)", ms(*latency), since_start.as_secs_f64(), ms(*decided))
+            format!(
+                "{:.0} ms at {:.2} s (decided after {:.0} ms)",
+                ms(*latency),
+                since_start.as_secs_f64(),
+                ms(*decided)
+            )
         })
         .collect();
     println!("  slowest: {}", worst.join(", "));

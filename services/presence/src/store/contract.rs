@@ -128,6 +128,11 @@ async fn active_contacts_contract(store: &dyn LiveStateStore) -> Result<(), Erro
     let answered = ActiveContact { status: ContactStatus::Answered as i32, ..ringing("c2") };
     store.put_active_contact(&heidi, &answered).await?;
     check(store.active_contacts(&heidi).await? == vec![ringing("c1"), answered.clone()], "by contact, latest version")?;
+    check(
+        store.active_contact(&heidi, "tenants/acme/contacts/c2").await? == Some(answered.clone()),
+        "one contact, latest version",
+    )?;
+    check(store.active_contact(&heidi, "tenants/acme/contacts/c9").await?.is_none(), "one the agent does not hold")?;
     check(store.holder_of("tenants/acme/contacts/c2").await? == Some(heidi.clone()), "the holder is known")?;
     check(store.remove_active_contact(&heidi, "tenants/acme/contacts/c1").await?, "removal reports presence")?;
     check(store.holder_of("tenants/acme/contacts/c1").await?.is_none(), "a removed contact has no holder")?;

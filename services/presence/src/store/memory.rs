@@ -185,6 +185,10 @@ impl LiveStateStore for MemoryLiveStateStore {
             .unwrap_or_default())
     }
 
+    async fn active_contact(&self, agent: &AgentId, contact: &str) -> Result<Option<ActiveContact>, Error> {
+        Ok(lock(&self.live).contacts.get(agent).and_then(|contacts| contacts.get(contact)).cloned())
+    }
+
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {
         let live = lock(&self.live);
         let mut expired: Vec<(i64, AgentId)> = live

@@ -94,6 +94,8 @@ pub trait LiveStateStore: Send + Sync {
     async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error>;
     /// The work the agent holds, by contact name.
     async fn active_contacts(&self, agent: &AgentId) -> Result<Vec<ActiveContact>, Error>;
+    /// One contact of the agent's work, if it holds it.
+    async fn active_contact(&self, agent: &AgentId, contact: &str) -> Result<Option<ActiveContact>, Error>;
     /// The agent that holds `contact` (offered or handling), if any: the
     /// last to take it, so a removal by an agent that lost it to another
     /// leaves the new holder.

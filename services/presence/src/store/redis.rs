@@ -387,6 +387,21 @@ impl LiveStateStore for RedisLiveStateStore {
             .collect()
     }
 
+    async fn active_contact(&self, agent: &AgentId, contact: &str) -> Result<Option<ActiveContact>, Error> {
+        let mut connection = self.connection.clone();
+        let body: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.contacts_key(agent))
+            .arg(contact)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        body.map(|body| {
+            ActiveContact::decode(body.as_slice())
+                .map_err(|error| Error::internal(format!("stored active contact does not decode: {error}")))
+        })
+        .transpose()
+    }
+
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {
         let mut connection = self.connection.clone();
         let expired: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")

@@ -338,6 +338,11 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
     Ok(())
 }
 
+/// The outbox's pending entries, `relay` being the only relay.
+async fn lead(state: &dyn RoutingState, relay: &str, limit: usize) -> Result<Vec<super::PendingEntry>, Error> {
+    state.pending_outbox(relay, 5_000, limit).await?.ok_or_else(|| Error::internal("the only relay leads"))
+}
+
 /// The outbox: every change appends its events, then the changed
 /// contact's snapshot, in the same step; a retry that changes nothing
 /// appends nothing; acknowledged entries leave, and the tail tells a caller
@@ -347,7 +352,7 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     let support = id(QueueId::parse("outbox", "q"))?;
     let alice = id(AgentId::parse("alice", "a"))?;
     let drain = |pending: Vec<super::PendingEntry>| pending.into_iter().map(|entry| entry.id).collect::<Vec<_>>();
-    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
+    state.acknowledge_outbox(&drain(lead(state, relay, 10_000).await?)).await?;
     let generation = state.generation().await?;
     check(state.outbox_tail(&generation).await?.is_none(), "an empty outbox has no tail")?;
 
@@ -362,7 +367,7 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     state.accept(&acme, &record.contact, &alice, 30, &answered).await?;
     state.accept(&acme, &record.contact, &alice, 31, &answered).await?;
 
-    let pending = state.pending_outbox(relay, 5_000, 100).await?;
+    let pending = lead(state, relay, 100).await?;
     let kinds: Vec<&str> = pending
         .iter()
         .map(|entry| match &entry.item {
@@ -402,9 +407,9 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     let tail = state.outbox_tail(&generation).await?.ok_or_else(|| Error::internal("a tail"))?;
     state.acknowledge_outbox(&[pending[0].id.clone()]).await?;
     check(!state.relayed_through(&tail, &generation).await?, "the tail is not relayed while entries remain")?;
-    check(state.pending_outbox(relay, 5_000, 100).await?.len() == 5, "acknowledged entries leave the outbox")?;
-    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 100).await?)).await?;
-    check(state.pending_outbox(relay, 5_000, 100).await?.is_empty(), "the outbox drains")?;
+    check(lead(state, relay, 100).await?.len() == 5, "acknowledged entries leave the outbox")?;
+    state.acknowledge_outbox(&drain(lead(state, relay, 100).await?)).await?;
+    check(lead(state, relay, 100).await?.is_empty(), "the outbox drains")?;
     check(state.relayed_through(&tail, &generation).await?, "once drained, the tail is relayed")?;
     Ok(())
 }
@@ -515,7 +520,7 @@ pub async fn restore_contract(state: &dyn RoutingState) -> Result<(), Error> {
 /// fresh state's).
 pub async fn gauges_contract(state: &dyn RoutingState, relay: &str) -> Result<(), Error> {
     let drain = |pending: Vec<super::PendingEntry>| pending.into_iter().map(|entry| entry.id).collect::<Vec<_>>();
-    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
+    state.acknowledge_outbox(&drain(lead(state, relay, 10_000).await?)).await?;
     check(state.gauges().await? == super::StateGauges::default(), "an empty state shows nothing")?;
     let acme = id(TenantId::parse("acme", "t"))?;
     let globex = id(TenantId::parse("globex", "t"))?;
@@ -536,7 +541,7 @@ pub async fn gauges_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     // Three enqueues with an event each, one without, a reservation without:
     // every change appends its events and its snapshot.
     check(gauges.outbox_depth == 3 * 2 + 1 + 1, "the outbox holds what the changes appended")?;
-    state.acknowledge_outbox(&drain(state.pending_outbox(relay, 5_000, 10_000).await?)).await?;
+    state.acknowledge_outbox(&drain(lead(state, relay, 10_000).await?)).await?;
     check(state.gauges().await?.outbox_depth == 0, "a drained outbox")?;
     Ok(())
 }

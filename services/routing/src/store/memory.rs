@@ -393,15 +393,22 @@ impl RoutingState for MemoryRoutingState {
         Ok(expired.into_iter().take(limit).map(|(_, offer)| offer).collect())
     }
 
-    async fn pending_outbox(&self, _relay: &str, _lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error> {
+    async fn pending_outbox(
+        &self,
+        _relay: &str,
+        _lease_ms: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<PendingEntry>>, Error> {
         // One process holds the in-memory state: its relay is always the leader.
         let state = lock(&self.state);
-        Ok(state
-            .outbox
-            .iter()
-            .take(limit)
-            .map(|(id, item)| PendingEntry { id: id.to_string(), item: item.clone() })
-            .collect())
+        Ok(Some(
+            state
+                .outbox
+                .iter()
+                .take(limit)
+                .map(|(id, item)| PendingEntry { id: id.to_string(), item: item.clone() })
+                .collect(),
+        ))
     }
 
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error> {

@@ -263,9 +263,15 @@ pub trait RoutingState: Send + Sync {
     async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
     /// Entries appended and not yet acknowledged (each change's events,
     /// then its snapshot), oldest first, if `relay` holds (or now takes)
-    /// the pool's relay lease for `lease_ms`; empty otherwise. Each call
-    /// extends the lease. One relay at a time keeps the bus in outbox order.
-    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error>;
+    /// the pool's relay lease for `lease_ms`; `None` while another relay
+    /// holds it. Each call extends the lease. One relay at a time keeps the
+    /// bus in outbox order.
+    async fn pending_outbox(
+        &self,
+        relay: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<PendingEntry>>, Error>;
     /// Removes relayed entries from the outbox.
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error>;
     /// Which incarnation of the state this is: it changes whenever the

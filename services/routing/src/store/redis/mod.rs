@@ -413,7 +413,12 @@ impl RoutingState for RedisRoutingState {
         self.held_from_members(members, RoutingStatus::Offered).await
     }
 
-    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Vec<PendingEntry>, Error> {
+    async fn pending_outbox(
+        &self,
+        relay: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<PendingEntry>>, Error> {
         self.read_outbox(relay, lease_ms, limit).await
     }
 

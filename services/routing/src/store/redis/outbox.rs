@@ -16,7 +16,7 @@ impl RedisRoutingState {
         relay: &str,
         lease_ms: i64,
         limit: usize,
-    ) -> Result<Vec<PendingEntry>, Error> {
+    ) -> Result<Option<Vec<PendingEntry>>, Error> {
         let mut connection = self.connection.clone();
         // Each entry: [id, [field, value]] with field `e` or `s`; none while
         // another relay leads.
@@ -31,7 +31,7 @@ impl RedisRoutingState {
             .await
             .map_err(redis_error)?;
         let Some(entries) = entries else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let mut pending = Vec::with_capacity(entries.len());
         for (id, fields) in entries {
@@ -48,7 +48,7 @@ impl RedisRoutingState {
             };
             pending.push(PendingEntry { id, item });
         }
-        Ok(pending)
+        Ok(Some(pending))
     }
 
     pub(super) async fn delete_outbox_entries(&self, ids: &[String]) -> Result<(), Error> {
