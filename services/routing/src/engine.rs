@@ -42,6 +42,12 @@ const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
 const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
 /// A safety net: match even when no event asked for it.
 pub const MATCH_TICK: Duration = Duration::from_secs(1);
+/// How long the matcher pauses after a pass that left contacts waiting for
+/// room: the answers and completions that free room meanwhile are matched
+/// in one pass, not one pass each (a pass reads every head contact and
+/// every available agent, so under a backlog one per freed slot cost more
+/// than the offers). A backlog's contacts wait far longer than this.
+const BACKLOG_PASS_PAUSE: Duration = Duration::from_millis(5);
 pub struct Engine {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
@@ -84,6 +90,10 @@ struct MatchingPass {
     offered: usize,
     /// Whether another pass right away may offer more.
     worth_another: bool,
+    /// Whether contacts were left waiting with no agent to take them: the
+    /// next offer needs room that only ending work (or an agent arriving)
+    /// makes.
+    left_waiting: bool,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -370,7 +380,7 @@ impl Engine {
             snapshot.waiting.retain(|record| access.routes_tenant(&record.tenant));
         }
         if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
-            return Ok(MatchingPass::default());
+            return Ok(MatchingPass { left_waiting: !snapshot.waiting.is_empty(), ..MatchingPass::default() });
         }
         // Read once per pass: the planner asks for a weight at every turn.
         let mut weights: HashMap<&TenantId, u32> = HashMap::new();
@@ -418,14 +428,27 @@ impl Engine {
         // any other change that frees an agent or adds a contact asks for
         // a pass itself.
         let lost_races = planned.len() > offered;
-        Ok(MatchingPass { offered, worth_another: offered > 0 && (lost_races || !read_all) })
+        Ok(MatchingPass {
+            offered,
+            worth_another: offered > 0 && (lost_races || !read_all),
+            left_waiting: planned.len() < snapshot.waiting.len(),
+        })
     }
 
     /// Matching passes while one may offer more: run whenever asked (and
-    /// on a slow tick).
+    /// on a slow tick); then, if contacts wait for room, a short pause
+    /// before the next (see [`BACKLOG_PASS_PAUSE`]).
     pub async fn match_until_idle(&self) -> Result<(), Error> {
-        while self.matching_pass().await?.worth_another {}
-        Ok(())
+        loop {
+            let pass = self.matching_pass().await?;
+            if pass.worth_another {
+                continue;
+            }
+            if pass.left_waiting {
+                tokio::time::sleep(BACKLOG_PASS_PAUSE).await;
+            }
+            return Ok(());
+        }
     }
 
     /// Returns expired offers to their queue: one sweep, run on a timer.

@@ -564,7 +564,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
             slowest.push((received.saturating_duration_since(*at), decided, at.duration_since(start)));
         }
     }
-    slowest.sort_by(|left, right| right.0.cmp(&left.0));
+    slowest.sort_by_key(|(latency, _, _)| std::cmp::Reverse(*latency));
     let entry = if options.via == Via::Webhook { "webhook post" } else { "CreateContact" };
     println!("system, scheduled {entry} -> Offer on the agent's stream:");
     println!(
