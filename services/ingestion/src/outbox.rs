@@ -167,15 +167,21 @@ mod tests {
     use crate::store::contract::sample_record;
     use crate::store::memory::MemoryContactStore;
 
-    #[tokio::test]
-    async fn the_relay_publishes_what_the_request_never_did_exactly_once() {
+    /// An outbox on memory, and one contact of `acme` stored unpublished.
+    async fn outbox_with_stored_contact() -> (Outbox, Arc<dyn ContactStore>, MemoryBus, TenantId, ContactRecord) {
         let store: Arc<dyn ContactStore> = Arc::new(MemoryContactStore::new());
         let bus = MemoryBus::new();
         let outbox = Outbox::new(Arc::clone(&store), Arc::new(bus.clone()));
         let tenant = TenantId::parse("acme", "tenant").expect("tenant");
-        // Stored, then the process died before publishing.
         let record = sample_record(&tenant, "req-1", Channel::Chat, "");
         store.insert(&record).await.expect("insert");
+        (outbox, store, bus, tenant, record)
+    }
+
+    #[tokio::test]
+    async fn the_relay_publishes_what_the_request_never_did_exactly_once() {
+        // Stored, then the process died before publishing.
+        let (outbox, store, bus, tenant, record) = outbox_with_stored_contact().await;
 
         let too_early = outbox.relay_once(record.create_time_millis(), RELAY_DELAY).await.expect("relay");
         assert_eq!(too_early, 0, "the request path gets its chance first");
@@ -192,12 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_publication_is_remembered_by_the_next_write_and_never_relayed_again() {
-        let store: Arc<dyn ContactStore> = Arc::new(MemoryContactStore::new());
-        let bus = MemoryBus::new();
-        let outbox = Outbox::new(Arc::clone(&store), Arc::new(bus.clone()));
-        let tenant = TenantId::parse("acme", "tenant").expect("tenant");
-        let record = sample_record(&tenant, "req-1", Channel::Chat, "");
-        store.insert(&record).await.expect("insert");
+        let (outbox, store, bus, tenant, record) = outbox_with_stored_contact().await;
         outbox.publish_created(&record).await.expect("publish");
         let before_write = store.get(&tenant, &record.contact_id).await.expect("get").expect("stored");
         assert!(!before_write.created_published, "the mark waits for the next write");
