@@ -223,7 +223,8 @@ impl Service for Ingestion {
             async move { mailboxes.poll_all().await.map(|_stored| ()) }
         });
         let marking = Arc::clone(&outbox);
-        kit.every(Every::new("ingestion-publication-marks", MARK_INTERVAL), move || {
+        // Once more at shutdown, so a restart does not republish what was published.
+        kit.every(Every::new("ingestion-publication-marks", MARK_INTERVAL).and_at_shutdown(), move || {
             let outbox = Arc::clone(&marking);
             async move { outbox.write_marks().await }
         });

@@ -9,7 +9,7 @@
 mod support;
 
 use prost_types::Duration as ProtoDuration;
-use support::{Cluster, WAIT, publish_contact_to};
+use support::{Cluster, Desktop, WAIT, publish_contact_to};
 use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
 use switchboard_platform::bus::{EventBus, StartFrom};
 use switchboard_proto::common::v1::Channel;
@@ -126,11 +126,33 @@ async fn offers_timing_out_in_a_row_make_the_agent_not_responding_until_it_choos
         desktop.set_state(AgentState::Available, "").await,
         agent_session_response::Kind::StateChanged(changed) if changed.state == AgentState::Available as i32
     ));
-    assert_eq!(desktop.until_offer().await.contact, second);
-    desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: second.clone() })).await;
-    desktop.until(|kind| matches!(kind, agent_session_response::Kind::OfferAccepted(_)).then_some(())).await;
+    accept_a_current_offer(&mut desktop, &second).await;
     assert_eq!(cluster.agent_state("alice").await, AgentState::Available as i32);
     cluster.stop().await;
+}
+
+/// Accepts an offer of `contact`: routing may have offered it once more
+/// while the agent was going NOT_RESPONDING, and that offer, read
+/// meanwhile, times out unanswered; the accept of a later offer succeeds.
+async fn accept_a_current_offer(desktop: &mut Desktop, contact: &str) {
+    for _ in 0..3 {
+        assert_eq!(desktop.until_offer().await.contact, contact);
+        desktop.send(agent_session_request::Kind::AcceptOffer(AcceptOffer { contact: contact.to_owned() })).await;
+        let accepted = desktop
+            .until(|kind| match kind {
+                agent_session_response::Kind::OfferAccepted(accepted) if accepted.contact == contact => Some(true),
+                agent_session_response::Kind::Error(error) if error.contact == contact => {
+                    assert_eq!(error.reason, "OFFER_EXPIRED", "only a stale offer may be refused: {error:?}");
+                    Some(false)
+                }
+                _ => None,
+            })
+            .await;
+        if accepted {
+            return;
+        }
+    }
+    panic!("no offer of {contact} could be accepted");
 }
 
 /// Offers that time out before reaching the agent's desktop (presence or
