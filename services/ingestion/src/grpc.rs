@@ -82,18 +82,12 @@ impl IngestionApi {
         let validated = validate_create_contact(&request)?;
         let tenant = &validated.tenant;
         self.access.authorize_intake(principal, tenant)?;
-        // A retry is found by the insert's conflict, so a first call does
-        // not pay a lookup for it; a retry whose checks fail now (its queue
-        // deleted since, CRM refusing) still gets the contact it stored.
-        let customer = match self.check_downstream(call, &validated).await {
-            Ok(customer) => customer,
-            Err(error) => {
-                return match self.stored_already(&validated).await? {
-                    Some(stored) => Ok(stored),
-                    None => Err(error),
-                };
-            }
-        };
+        // Looked up before CRM is asked: a request id reused with another
+        // body is refused without resolving (so creating) its sender.
+        if let Some(stored) = self.stored_already(&validated).await? {
+            return Ok(stored);
+        }
+        let customer = self.check_downstream(call, &validated).await?;
         self.admit(validated, customer, SameRequest::SameBody, now_millis()).await
     }
 

@@ -76,13 +76,15 @@ async fn create_publishes_once_and_a_retry_returns_the_same_contact() {
     harness.assert_no_more_events().await;
 
     // The same request id with another body is refused, naming the field,
-    // and changes nothing.
+    // and changes nothing: not even a customer for its other sender.
     let mut reused = create_request("req-1");
     reused.contact.as_mut().unwrap().body = "a different question".to_owned();
+    reused.contact.as_mut().unwrap().from.as_mut().unwrap().value = "bob@example.com".to_owned();
     let status = harness.client.create_contact(authed(reused, ACME_ADMIN_KEY)).await.unwrap_err();
     assert_status(&status, Code::FailedPrecondition, Some("request_id"));
     assert_eq!(status.get_error_details().error_info().map(|info| info.reason.as_str()), Some("REQUEST_ID_REUSED"));
     harness.assert_no_more_events().await;
+    assert_eq!(harness.crm.customer_by_identity.lock().unwrap().len(), 1, "only the first sender is a customer");
 
     let fetched = harness
         .client
