@@ -439,16 +439,14 @@ impl Engine {
     /// on a slow tick); then, if contacts wait for room, a short pause
     /// before the next (see [`BACKLOG_PASS_PAUSE`]).
     pub async fn match_until_idle(&self) -> Result<(), Error> {
-        loop {
-            let pass = self.matching_pass().await?;
-            if pass.worth_another {
-                continue;
-            }
-            if pass.left_waiting {
-                tokio::time::sleep(BACKLOG_PASS_PAUSE).await;
-            }
-            return Ok(());
+        let mut pass = self.matching_pass().await?;
+        while pass.worth_another {
+            pass = self.matching_pass().await?;
         }
+        if pass.left_waiting {
+            tokio::time::sleep(BACKLOG_PASS_PAUSE).await;
+        }
+        Ok(())
     }
 
     /// Returns expired offers to their queue: one sweep, run on a timer.

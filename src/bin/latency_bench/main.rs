@@ -493,8 +493,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         anyhow::ensure!(Instant::now() < warm, "the warm-up contact was never taken in: {error:#}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let burst: Vec<usize> = (1..=WARM_UP_BURST).map(|offset| usize::MAX - offset).collect();
-    futures::future::try_join_all(burst.iter().map(|sequence| create(*sequence))).await?;
+    futures::future::try_join_all((1..=WARM_UP_BURST).map(|offset| create(usize::MAX - offset))).await?;
     loop {
         let arrived = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
         if arrived > WARM_UP_BURST {

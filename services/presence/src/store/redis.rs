@@ -378,13 +378,7 @@ impl LiveStateStore for RedisLiveStateStore {
             .await
             .map_err(redis_error)?;
         contacts.sort();
-        contacts
-            .iter()
-            .map(|(_, body)| {
-                ActiveContact::decode(body.as_slice())
-                    .map_err(|error| Error::internal(format!("stored active contact does not decode: {error}")))
-            })
-            .collect()
+        contacts.iter().map(|(_, body)| decode_active_contact(body)).collect()
     }
 
     async fn active_contact(&self, agent: &AgentId, contact: &str) -> Result<Option<ActiveContact>, Error> {
@@ -395,11 +389,7 @@ impl LiveStateStore for RedisLiveStateStore {
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        body.map(|body| {
-            ActiveContact::decode(body.as_slice())
-                .map_err(|error| Error::internal(format!("stored active contact does not decode: {error}")))
-        })
-        .transpose()
+        body.as_deref().map(decode_active_contact).transpose()
     }
 
     async fn expired_wrap_ups(&self, now_ms: i64, limit: usize) -> Result<Vec<(AgentId, i64)>, Error> {
@@ -538,4 +528,10 @@ impl LiveStateStore for RedisLiveStateStore {
         }
         Ok(counts)
     }
+}
+
+/// A stored active contact; one that does not decode is corruption.
+fn decode_active_contact(body: &[u8]) -> Result<ActiveContact, Error> {
+    ActiveContact::decode(body)
+        .map_err(|error| Error::internal(format!("stored active contact does not decode: {error}")))
 }

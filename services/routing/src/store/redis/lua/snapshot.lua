@@ -1,5 +1,5 @@
--- Reads a matching pass's view in one round trip, writing nothing: up to
--- `heads_per_line` head contacts of every waiting line, and, only when any
+-- Reads a matching pass's view in one round trip, writing nothing: the head
+-- contacts of every waiting line (ranks 0 to `last_head_index`), and, only when any
 -- of them is found, every available agent and the tenants' fair-share
 -- tags. Every key is under the pool's prefix, so all of them share the
 -- pool's hash slot. Returns {records, agents, fair}: records a list of
