@@ -52,7 +52,7 @@ impl Service for Crm {
             let customers = Arc::clone(&customers);
             async move { customers.erase_tenant(&tenant).await }
         })));
-        let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).in_background();
+        let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).as_projection();
         kit.consume_batches(timelines, consumer::handler(self.store)).await?;
         Ok(())
     }

@@ -66,7 +66,7 @@ impl Service for Kpi {
             async move { facts.erase_tenant(&tenant).await }
         })));
         let (store, access) = (self.store, kit.access());
-        let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC, PRESENCE_TOPIC]).in_background();
+        let facts = ConsumerSpec::new(CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC, PRESENCE_TOPIC]).as_projection();
         kit.consume_batches(facts, move |deliveries: Arc<[Delivery]>| {
             let (store, access) = (Arc::clone(&store), Arc::clone(&access));
             async move {

@@ -8,10 +8,9 @@
 //! its publication therefore delays the event, never loses it, and a
 //! change that already happened (a retry) appends nothing new.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use switchboard_core::clock::Clock;
 use switchboard_core::event::envelope_tenant;
@@ -19,7 +18,7 @@ use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{Delivery, EventBus};
-use switchboard_platform::credentials::{DEFAULT_ROUTING_WEIGHT, TenantPolicy};
+use switchboard_platform::credentials::TenantPolicy;
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{Contact, contact_event};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, presence_event};
@@ -27,27 +26,15 @@ use switchboard_proto::routing::v1::WithdrawReason;
 use tokio::sync::Notify;
 
 use crate::DEFAULT_OFFER_TIMEOUT_MS;
-use crate::domain::matching::plan_offers;
 use crate::domain::rules::QueueEntry;
 use crate::domain::{AgentProfile, ContactRecord, RoutingStatus};
 use crate::events;
 use crate::queue_config::queue_entry;
 use crate::store::journal::RoutingJournal;
-use crate::store::{QueueStore, Reservation, RoutingState};
+use crate::store::{QueueStore, RoutingState};
 
-/// Head contacts per waiting line (queue and channel) considered in one
-/// matching pass.
-const CONTACTS_PER_QUEUE_PER_PASS: usize = 64;
 /// Expired offers returned to their queues per sweep.
 const EXPIRED_OFFERS_PER_SWEEP: usize = 256;
-/// A safety net: match even when no event asked for it.
-pub const MATCH_TICK: Duration = Duration::from_secs(1);
-/// How long the matcher pauses after a pass that left contacts waiting for
-/// room: the answers and completions that free room meanwhile are matched
-/// in one pass, not one pass each (a pass reads every head contact and
-/// every available agent, so under a backlog one per freed slot cost more
-/// than the offers). A backlog's contacts wait far longer than this.
-const BACKLOG_PASS_PAUSE: Duration = Duration::from_millis(5);
 pub struct Engine {
     pub state: Arc<dyn RoutingState>,
     pub queues: Arc<dyn QueueStore>,
@@ -71,6 +58,9 @@ pub struct Engine {
     /// Whether this replica's relay held the outbox's lease at its last
     /// round: callers waiting for their change then need not poll.
     pub(crate) relay_leading: AtomicBool,
+    /// Whether the outbox has changes whose relay waits for the matching
+    /// pass asked for with them (see [`Engine::changed_then_match`]).
+    pub(crate) relay_after_match: AtomicBool,
     /// The state's generation as read at some moment before now, so a
     /// transition need not read it first (see [`Engine::durably`]);
     /// forgotten when a transition or its wait fails.
@@ -82,18 +72,6 @@ pub struct Engine {
     /// Where the operator's tenant weights and limits come from; without
     /// it every tenant has weight 1 and no limits.
     pub(crate) access: Option<Arc<AccessControl>>,
-}
-
-/// What one matching pass did.
-#[derive(Debug, Default)]
-struct MatchingPass {
-    offered: usize,
-    /// Whether another pass right away may offer more.
-    worth_another: bool,
-    /// Whether contacts were left waiting with no agent to take them: the
-    /// next offer needs room that only ending work (or an agent arriving)
-    /// makes.
-    left_waiting: bool,
 }
 
 /// An agent's per-tenant skill levels from its presence event.
@@ -125,6 +103,7 @@ impl Engine {
             relayed: tokio::sync::watch::Sender::new((0, 0)),
             whole: AtomicBool::new(false),
             relay_leading: AtomicBool::new(false),
+            relay_after_match: AtomicBool::new(false),
             known_generation: std::sync::Mutex::new(None),
             clock: Clock::system(),
             reported_tenants: crate::gauges::ReportedTenants::default(),
@@ -162,6 +141,16 @@ impl Engine {
     /// The outbox has new events.
     pub(crate) fn changed(&self) {
         self.relay_requested.notify_one();
+    }
+
+    /// The outbox has new events and a matching pass may offer because of
+    /// them: the relay is woken once that pass is done, so a new contact's
+    /// queued and offered events go out in one round (one produce and one
+    /// journal write instead of two each), and the offer does not wait
+    /// behind a round that carries only its contact's queueing.
+    pub(crate) fn changed_then_match(&self) {
+        self.relay_after_match.store(true, Ordering::Release);
+        self.request_match();
     }
 
     /// The consumer's handler for contacts and presence events.
@@ -265,8 +254,7 @@ impl Engine {
         if added && !self.refuse_over_waiting_limit(&record, now).await? {
             self.apply_opening_hours(&record, &queue, now).await?;
         }
-        self.changed();
-        self.request_match();
+        self.changed_then_match();
         Ok(())
     }
 
@@ -285,8 +273,7 @@ impl Engine {
             Err(error) => return Err(error),
         };
         tracing::info!(tenant = %tenant, contact = %contact, from = ?from, "contact abandoned");
-        self.changed();
-        self.request_match();
+        self.changed_then_match();
         Ok(())
     }
 
@@ -364,89 +351,6 @@ impl Engine {
         self.changed();
         self.request_match();
         Ok(record)
-    }
-
-    /// One matching pass; returns how many offers were made.
-    pub async fn match_once(&self) -> Result<usize, Error> {
-        Ok(self.matching_pass().await?.offered)
-    }
-
-    async fn matching_pass(&self) -> Result<MatchingPass, Error> {
-        let mut snapshot = self.state.snapshot(CONTACTS_PER_QUEUE_PER_PASS).await?;
-        let read_all = snapshot.waiting.len() < CONTACTS_PER_QUEUE_PER_PASS;
-        // A suspended or deleted tenant's contacts wait unoffered (a deleted
-        // one's are ended by its erasure).
-        if let Some(access) = &self.access {
-            snapshot.waiting.retain(|record| access.routes_tenant(&record.tenant));
-        }
-        if snapshot.waiting.is_empty() || snapshot.agents.is_empty() {
-            return Ok(MatchingPass { left_waiting: !snapshot.waiting.is_empty(), ..MatchingPass::default() });
-        }
-        // Read once per pass: the planner asks for a weight at every turn.
-        let mut weights: HashMap<&TenantId, u32> = HashMap::new();
-        let tenants = snapshot.waiting.iter().map(|record| &record.tenant);
-        for tenant in tenants.chain(snapshot.agents.iter().flat_map(|agent| &agent.profile.tenants)) {
-            weights.entry(tenant).or_insert_with(|| self.tenant_policy(tenant).routing_weight);
-        }
-        let weight_of = |tenant: &TenantId| weights.get(tenant).copied().unwrap_or(DEFAULT_ROUTING_WEIGHT);
-        let planned =
-            plan_offers(&snapshot.waiting, &snapshot.agents, self.clock.now_millis(), &snapshot.shares, &weight_of);
-        let offer_time = self.clock.now_millis();
-        let reservations: Vec<Reservation<'_>> = planned
-            .iter()
-            .map(|planned| {
-                let record = &snapshot.waiting[planned.contact_index];
-                let agent = &snapshot.agents[planned.agent_index];
-                let expire_ms = offer_time + record.offer_timeout_ms;
-                let event = events::offered(record, &agent.profile.agent, offer_time, expire_ms);
-                Reservation { record, agent, expire_ms, events: vec![event] }
-            })
-            .collect();
-        let reserved = self.state.reserve_batch(&reservations).await?;
-        let mut offered = 0;
-        // Only offers made are charged to their tenants' shares; the store
-        // adds the charges, so concurrent replicas each count theirs.
-        let mut charges: BTreeMap<TenantId, f64> = BTreeMap::new();
-        for ((reservation, planned), _) in
-            reservations.iter().zip(&planned).zip(reserved).filter(|(_, reserved)| *reserved)
-        {
-            let (record, agent) = (reservation.record, &reservation.agent.profile.agent);
-            offered += 1;
-            if planned.share_charge > 0.0 {
-                *charges.entry(record.tenant.clone()).or_insert(0.0) += planned.share_charge;
-            }
-            tracing::info!(tenant = %record.tenant, contact = %record.contact, agent = %agent, "contact offered");
-        }
-        if !charges.is_empty() {
-            self.state.advance_fair_shares(&charges).await?;
-        }
-        if offered > 0 {
-            self.changed();
-        }
-        // Another pass can offer more only after progress, and only if a
-        // reservation lost a race or a line held more than this pass read;
-        // any other change that frees an agent or adds a contact asks for
-        // a pass itself.
-        let lost_races = planned.len() > offered;
-        Ok(MatchingPass {
-            offered,
-            worth_another: offered > 0 && (lost_races || !read_all),
-            left_waiting: planned.len() < snapshot.waiting.len(),
-        })
-    }
-
-    /// Matching passes while one may offer more: run whenever asked (and
-    /// on a slow tick); then, if contacts wait for room, a short pause
-    /// before the next (see [`BACKLOG_PASS_PAUSE`]).
-    pub async fn match_until_idle(&self) -> Result<(), Error> {
-        let mut pass = self.matching_pass().await?;
-        while pass.worth_another {
-            pass = self.matching_pass().await?;
-        }
-        if pass.left_waiting {
-            tokio::time::sleep(BACKLOG_PASS_PAUSE).await;
-        }
-        Ok(())
     }
 
     /// Returns expired offers to their queue: one sweep, run on a timer.

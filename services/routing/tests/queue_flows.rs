@@ -97,6 +97,35 @@ async fn escalation_widens_the_agents_after_a_wait() {
 }
 
 #[tokio::test]
+async fn a_contact_behind_more_heads_than_a_shallow_pass_reads_reaches_the_agent_who_can_take_it() {
+    let mut routing = Routing::start().await;
+    let queue = Queue {
+        required_skills: vec![billing(5)],
+        escalation_steps: vec![EscalationStep { after: seconds(60), required_skills: vec![billing(2)] }],
+        ..chat_queue()
+    };
+    routing.queue("billing", queue).await;
+    routing.agent_with("alice", AgentState::Available, vec![billing(2)], 2).await;
+    // Ahead in the line (higher priority) and more than a shallow pass
+    // reads, none of which alice may take for the next minute.
+    let mut heads = Vec::new();
+    for _ in 0..12 {
+        heads.push(routing.contact_with("billing", 50, now_millis()).await);
+    }
+    let escalated = routing.contact_with("billing", 0, now_millis() - 61_000).await;
+    let offer = routing.offered().await;
+    assert_eq!(
+        (offer.contact.as_str(), offer.agent.as_str()),
+        (escalated.as_str(), "agents/alice"),
+        "the matcher looks past heads nobody free can take"
+    );
+    for head in &heads {
+        assert_eq!(routing.assignment(head).await.status, ContactStatus::Queued as i32);
+    }
+    routing.stop().await;
+}
+
+#[tokio::test]
 async fn the_customers_last_agent_gets_the_next_contact_first() {
     let mut routing = Routing::start().await;
     let queue =

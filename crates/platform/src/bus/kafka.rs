@@ -31,6 +31,12 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
 /// `fetch.wait.max.ms` of [`Pace::Background`].
 const BACKGROUND_FETCH_WAIT_MS: u32 = 100;
+/// `fetch.wait.max.ms` of [`Pace::Projection`].
+const PROJECTION_FETCH_WAIT_MS: u32 = 500;
+/// `fetch.min.bytes` of [`Pace::Projection`]: a broker that answers a
+/// fetch as soon as it has this much (Kafka does, tansu waits the whole
+/// `fetch.wait.max.ms` anyway) gathers a batch's worth first.
+const PROJECTION_FETCH_MIN_BYTES: u32 = 1 << 20;
 /// How long a scan waits for the next record it knows exists.
 const SCAN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -210,9 +216,10 @@ impl EventBus for KafkaBus {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let fetch_wait_ms = match pace {
-            Pace::Interactive => INTERACTIVE_FETCH_WAIT_MS,
-            Pace::Background => BACKGROUND_FETCH_WAIT_MS,
+        let (fetch_wait_ms, fetch_min_bytes) = match pace {
+            Pace::Interactive => (INTERACTIVE_FETCH_WAIT_MS, 1),
+            Pace::Background => (BACKGROUND_FETCH_WAIT_MS, 1),
+            Pace::Projection => (PROJECTION_FETCH_WAIT_MS, PROJECTION_FETCH_MIN_BYTES),
         };
         let mut client_config = connection(&self.config);
         client_config
@@ -230,7 +237,8 @@ impl EventBus for KafkaBus {
             // librdkafka's default (500 ms) is how long a fetch may wait at
             // the broker; tansu waits all of it even when records arrive, so
             // every hop cost ~0.5 s of latency (measured, docs/benchmarks.md).
-            .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
+            .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+            .set("fetch.min.bytes", fetch_min_bytes.to_string());
         let physical_topics: Vec<String> = topics.iter().map(|topic| self.physical_topic(topic)).collect();
         let membership = Membership {
             client_config: with_properties(client_config, &self.config),

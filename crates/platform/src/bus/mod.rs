@@ -36,10 +36,17 @@ pub enum Pace {
     /// pushes): a fetch waits at most 5 ms.
     #[default]
     Interactive,
-    /// Projections and side effects (CRM, KPI, presence's effects), where
-    /// a tenth of a second is unnoticed: a fetch waits up to 100 ms, so
-    /// an idle consumer costs the broker a twentieth of the requests.
+    /// Side effects off that way (presence's effects, ingestion's call
+    /// events and conversation ends), where a tenth of a second is
+    /// unnoticed: a fetch waits up to 100 ms, so an idle consumer costs
+    /// the broker a twentieth of the requests.
     Background,
+    /// Read models (CRM's timelines, KPI's facts) that may trail the events
+    /// by up to a second: a fetch waits up to 500 ms for a megabyte of
+    /// records, so a batch holds most of each contact's events (one
+    /// database write per contact instead of one per event) and an idle
+    /// consumer polls twice a second.
+    Projection,
 }
 
 /// One record handed to a consumer.

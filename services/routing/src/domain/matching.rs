@@ -133,6 +133,24 @@ pub fn plan_offers(
     offers
 }
 
+/// Whether an agent still has room, once `planned` is counted, for a
+/// contact the pass read and left waiting: then that contact wanted
+/// something else (skills, another agent, the end of a hold), and contacts
+/// further back may not.
+pub fn room_left_unplanned(waiting: &[ContactRecord], agents: &[AgentLive], planned: &[PlannedOffer]) -> bool {
+    let mut projected: Vec<AgentLive> = agents.to_vec();
+    let mut was_planned = vec![false; waiting.len()];
+    for offer in planned {
+        was_planned[offer.contact_index] = true;
+        *projected[offer.agent_index].load.entry(waiting[offer.contact_index].channel).or_insert(0) += 1;
+    }
+    waiting
+        .iter()
+        .zip(was_planned)
+        .filter(|(_, planned)| !planned)
+        .any(|(contact, _)| projected.iter().any(|agent| agent.has_room_for(contact)))
+}
+
 /// Whether offers to `agent` count in the fair share: it serves several
 /// distinct tenants.
 pub fn is_shared(agent: &AgentLive) -> bool {
@@ -422,6 +440,30 @@ mod tests {
             load: BTreeMap::from([(3, chat_load)]),
             hold_until_ms: 0,
         }
+    }
+
+    #[test]
+    fn room_is_left_unplanned_only_when_a_free_agent_could_not_take_a_contact_it_has_room_for() {
+        let mut wants_billing = crate::domain::tests::record(0, 1);
+        wants_billing.required_skills = vec![SkillRequirement { name: "billing".to_owned(), min_level: 5 }];
+        let plain = crate::domain::tests::record(0, 2);
+        // skill level, chat capacity, chat load
+        let junior_with_one_slot = [agent("junior", 1, 0, 1, 2, 1)];
+        let waiting = [plain.clone(), wants_billing.clone()];
+        let planned = plan(&waiting, &junior_with_one_slot, 10);
+        assert_eq!(planned.len(), 1, "the junior takes the plain contact");
+        assert!(
+            !room_left_unplanned(&waiting, &junior_with_one_slot, &planned),
+            "the slot went to the plain contact: no room is left"
+        );
+        let junior_with_room = [agent("junior", 1, 0, 1, 3, 0)];
+        let planned = plan(&waiting, &junior_with_room, 10);
+        assert!(
+            room_left_unplanned(&waiting, &junior_with_room, &planned),
+            "room is left and a contact waits for a skill: a deeper pass may find one the junior can take"
+        );
+        let full = [agent("full", 1, 0, 9, 2, 2)];
+        assert!(!room_left_unplanned(std::slice::from_ref(&wants_billing), &full, &[]), "no agent has room");
     }
 
     fn chosen(strategy: crate::domain::Strategy, agents: &[AgentLive]) -> String {

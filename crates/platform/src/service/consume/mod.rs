@@ -123,6 +123,14 @@ impl ConsumerSpec {
         self.pace = Pace::Background;
         self
     }
+
+    /// A read model that may trail the events by up to a second, fed by
+    /// [`Kit::consume_batches`]: records are gathered into larger batches
+    /// (see [`Pace::Projection`]).
+    pub fn as_projection(mut self) -> ConsumerSpec {
+        self.pace = Pace::Projection;
+        self
+    }
 }
 
 /// How a consumer is doing, for readiness.
@@ -236,7 +244,7 @@ impl Kit {
 }
 
 /// The most records [`Kit::consume_batches`] hands a handler at once.
-pub const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 1_024;
 
 /// The batch consumer loop (see [`Kit::consume_batches`]), until
 /// `shutdown`; then the stored offsets are committed and the group left.
