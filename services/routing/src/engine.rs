@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use switchboard_core::clock::Clock;
 use switchboard_core::event::envelope_tenant;
@@ -48,11 +48,12 @@ pub struct Engine {
     pub match_requested: Arc<Notify>,
     /// Notified when the outbox has new events.
     pub relay_requested: Arc<Notify>,
-    /// The position (see [`crate::store::outbox_position`]) of the last
-    /// entry this replica's relay acknowledged, watched by callers waiting
-    /// for their change: one asks the store only once this passed it (or
-    /// when another replica may be relaying).
-    pub(crate) relayed: tokio::sync::watch::Sender<(u64, u64)>,
+    /// How many rounds this replica's relay has begun (see
+    /// [`Engine::relay_once`]).
+    pub(crate) relay_rounds_begun: AtomicU64,
+    /// The last round this replica's relay finished with the outbox
+    /// drained, watched by callers waiting for their change.
+    pub(crate) drained: tokio::sync::watch::Sender<crate::relay::Drained>,
     /// Whether the state store held its data at the last look (readiness).
     pub(crate) whole: AtomicBool,
     /// Whether this replica's relay held the outbox's lease at its last
@@ -100,7 +101,8 @@ impl Engine {
             relay_bus,
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
-            relayed: tokio::sync::watch::Sender::new((0, 0)),
+            relay_rounds_begun: AtomicU64::new(0),
+            drained: tokio::sync::watch::Sender::new(crate::relay::Drained::default()),
             whole: AtomicBool::new(false),
             relay_leading: AtomicBool::new(false),
             relay_after_match: AtomicBool::new(false),

@@ -20,7 +20,7 @@ use switchboard_core::sync::lock_unpoisoned;
 use switchboard_platform::bus::publish_traced;
 
 use crate::engine::Engine;
-use crate::store::{OutboxItem, outbox_position};
+use crate::store::OutboxItem;
 
 /// How long one relay leads a pool's outbox without renewing.
 pub const RELAY_LEASE_MS: i64 = 5_000;
@@ -45,23 +45,59 @@ const RELAY_POLL_MAX: Duration = Duration::from_millis(20);
 /// 20 ms, a cost that grew with the backlog.)
 const RELAY_POLL_LEADING: Duration = Duration::from_millis(250);
 
+/// A round of this replica's relay that drained the outbox: every entry
+/// appended before round `round` began, to the state of `generation`, is
+/// published and journaled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Drained {
+    round: u64,
+    /// `None` when the state was lost, or its generation changed, during
+    /// the round: then it vouches for nothing.
+    generation: Option<String>,
+}
+
+impl Drained {
+    /// Whether this says that a change made, to the state of `generation`,
+    /// before round `after_round` ended is relayed.
+    fn covers(&self, after_round: u64, generation: &str) -> bool {
+        self.round > after_round && self.generation.as_deref() == Some(generation)
+    }
+}
+
 impl Engine {
-    /// Publishes the outbox in order while this relay leads it; returns how
-    /// many events went out. A batch is handed to the producer at once, in
-    /// outbox order (the idempotent producer keeps that order per
-    /// partition), and its delivery reports are awaited together. Entries
-    /// are removed only up to the first event the broker did not
-    /// acknowledge, after the snapshots among them reached the journal, so a
-    /// failure retries it and what followed it (consumers are idempotent by
-    /// event id) and the journal never runs ahead of the bus.
+    /// One round: publishes the outbox in order while this relay leads it,
+    /// until it is drained; returns how many events went out. A batch is
+    /// handed to the producer at once, in outbox order (the idempotent
+    /// producer keeps that order per partition), and its delivery reports
+    /// are awaited together. Entries are removed only up to the first event
+    /// the broker did not acknowledge, after the snapshots among them
+    /// reached the journal, so a failure retries it and what followed it
+    /// (consumers are idempotent by event id) and the journal never runs
+    /// ahead of the bus. A round that drains the outbox says so to the
+    /// callers waiting here ([`Engine::durably`]), with the generation its
+    /// batches were read in.
     pub async fn relay_once(&self, relay: &str) -> Result<usize, Error> {
+        // Read before the first batch: every change finished before this
+        // is in a batch of this round, or was relayed before it.
+        let round = self.relay_rounds_begun.fetch_add(1, Ordering::SeqCst) + 1;
         let mut relayed = 0;
+        let mut round_generation: Option<Option<String>> = None;
         loop {
-            let pending = self.state.pending_outbox(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
-            self.relay_leading.store(pending.is_some(), Ordering::Relaxed);
-            let Some(pending) = pending.filter(|pending| !pending.is_empty()) else {
+            let batch = self.state.pending_outbox(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
+            self.relay_leading.store(batch.is_some(), Ordering::Relaxed);
+            let Some(batch) = batch else {
                 return Ok(relayed);
             };
+            let generation = match round_generation.take() {
+                Some(earlier) if earlier != batch.generation => None,
+                _ => batch.generation,
+            };
+            round_generation = Some(generation.clone());
+            let pending = batch.entries;
+            if pending.is_empty() {
+                self.drained.send_replace(Drained { round, generation });
+                return Ok(relayed);
+            }
             let events: Vec<(usize, _)> = pending
                 .iter()
                 .enumerate()
@@ -95,18 +131,17 @@ impl Engine {
             )??;
             let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             self.state.acknowledge_outbox(&acknowledged).await?;
-            if let Some(last) = acknowledged.last() {
-                self.relayed.send_replace(outbox_position(last));
-            }
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 return Err(error);
             }
-            // A short batch was all there was: a change made since then
-            // woke the relay again (its notification is kept), and other
-            // replicas' changes are seen on the next tick; reading again
-            // now would find nothing, one round trip per change.
+            // A short batch was all there was: the outbox is drained. A
+            // change made since then woke the relay again (its notification
+            // is kept), and other replicas' changes are seen on the next
+            // tick; reading again now would find nothing, one round trip
+            // per change.
             if pending.len() < RELAY_BATCH {
+                self.drained.send_replace(Drained { round, generation });
                 return Ok(relayed);
             }
         }
@@ -142,22 +177,32 @@ impl Engine {
     }
 
     async fn await_relayed(&self, generation: &str) -> Result<(), Error> {
-        let Some(tail) = self.state.outbox_tail(generation).await? else {
-            return Ok(());
-        };
+        // The change is made: any round this replica's relay begins from
+        // now on reads past it.
+        let made_before_round = self.relay_rounds_begun.load(Ordering::SeqCst);
         self.changed();
-        let tail_position = outbox_position(&tail);
         let deadline = tokio::time::Instant::now() + RELAY_WAIT;
-        let mut relayed = self.relayed.subscribe();
+        let mut drained = self.drained.subscribe();
+        let mut tail: Option<Option<String>> = None;
         let mut poll_due = false;
         loop {
-            // Woken when this replica's relay acknowledges a batch; the
-            // store is asked once that batch passed the change (the only
-            // answer that counts is its generation-checked one), or every
-            // RELAY_POLL_MAX, when another replica's relay may have.
-            let passed_here = *relayed.borrow_and_update() >= tail_position;
-            if (passed_here || poll_due) && self.state.relayed_through(&tail, generation).await? {
+            // Woken when this replica's relay drains the outbox; the store is
+            // asked only every RELAY_POLL_MAX, when another replica's relay
+            // may lead (its answer is generation-checked too).
+            if drained.borrow_and_update().covers(made_before_round, generation) {
                 return Ok(());
+            }
+            if poll_due {
+                let newest = match &tail {
+                    Some(newest) => newest.clone(),
+                    None => tail.insert(self.state.outbox_tail(generation).await?).clone(),
+                };
+                let Some(newest) = newest else {
+                    return Ok(());
+                };
+                if self.state.relayed_through(&newest, generation).await? {
+                    return Ok(());
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::unavailable("the change is made but not yet published; retry the request")
@@ -167,9 +212,24 @@ impl Engine {
                 if self.relay_leading.load(Ordering::Relaxed) { RELAY_POLL_LEADING } else { RELAY_POLL_MAX };
             poll_due = tokio::select! {
                 // The engine, and so the sender, outlives this wait.
-                _changed = relayed.changed() => false,
+                _changed = drained.changed() => false,
                 () = tokio::time::sleep(poll_interval) => true,
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Drained;
+
+    #[test]
+    fn a_drained_round_vouches_only_for_changes_made_before_it_began_in_its_generation() {
+        let drained = Drained { round: 7, generation: Some("g1".to_owned()) };
+        assert!(drained.covers(6, "g1"), "round 7 began after the change saw round 6 begun");
+        assert!(!drained.covers(7, "g1"), "round 7 may have read its batch before the change");
+        assert!(!drained.covers(6, "g2"), "another incarnation's outbox says nothing of this change");
+        let lost = Drained { round: 9, generation: None };
+        assert!(!lost.covers(6, "g1"), "a round during a loss vouches for nothing");
     }
 }

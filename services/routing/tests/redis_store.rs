@@ -154,13 +154,13 @@ async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
     let event = switchboard_routing::events::queued(&record, &Default::default());
     state.enqueue(&record, &[event]).await.expect("enqueue");
     let leading = state.pending_outbox("relay-a", 60_000, 10).await.expect("leader");
-    assert_eq!(leading.map(|pending| pending.len()), Some(2));
+    assert_eq!(leading.map(|batch| batch.entries.len()), Some(2));
     assert!(
         state.pending_outbox("relay-b", 60_000, 10).await.expect("follower").is_none(),
         "one relay leads at a time"
     );
     let leading_again = state.pending_outbox("relay-a", 60_000, 10).await.expect("leader again");
-    assert_eq!(leading_again.map(|pending| pending.len()), Some(2), "the leader keeps leading");
+    assert_eq!(leading_again.map(|batch| batch.entries.len()), Some(2), "the leader keeps leading");
 }
 
 #[tokio::test]

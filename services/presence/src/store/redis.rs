@@ -70,12 +70,15 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 ";
 
-// Forgets a contact's holder only if it is still `agent`: an agent that
-// lost the contact to another must not erase the new holder.
-const FORGET_HOLDER_SCRIPT: &str = r"
-local holders_key, contact, agent = KEYS[1], ARGV[1], ARGV[2]
+// Removes a contact from the agent's active contacts, and forgets its
+// holder only if that is still `agent`: an agent that lost the contact to
+// another must not erase the new holder. Returns 1 when the contact was
+// active.
+const REMOVE_ACTIVE_CONTACT_SCRIPT: &str = r"
+local contacts_key, holders_key, contact, agent = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local removed = redis.call('HDEL', contacts_key, contact)
 if redis.call('HGET', holders_key, contact) == agent then redis.call('HDEL', holders_key, contact) end
-return 0
+return removed
 ";
 
 const MISSED_OFFERS_TTL_SECONDS: i64 = 86_400;
@@ -91,7 +94,7 @@ pub struct RedisLiveStateStore {
     set_state_if_session: redis::Script,
     set_state_if: redis::Script,
     renew_lease: redis::Script,
-    forget_holder: redis::Script,
+    remove_active_contact: redis::Script,
 }
 
 type StateFields = (Option<String>, Option<String>, Option<String>, Option<String>);
@@ -105,7 +108,7 @@ impl RedisLiveStateStore {
             set_state_if_session: redis::Script::new(&format!("{APPLY}{SET_STATE_IF_SESSION_SCRIPT}")),
             set_state_if: redis::Script::new(&format!("{APPLY}{SET_STATE_IF_SCRIPT}")),
             renew_lease: redis::Script::new(RENEW_LEASE_SCRIPT),
-            forget_holder: redis::Script::new(FORGET_HOLDER_SCRIPT),
+            remove_active_contact: redis::Script::new(REMOVE_ACTIVE_CONTACT_SCRIPT),
         }
     }
 
@@ -326,14 +329,9 @@ impl LiveStateStore for RedisLiveStateStore {
 
     async fn remove_active_contact(&self, agent: &AgentId, contact: &str) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
-        let removed: i64 = redis::cmd("HDEL")
-            .arg(self.contacts_key(agent))
-            .arg(contact)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        let _: i64 = self
-            .forget_holder
+        let removed: i64 = self
+            .remove_active_contact
+            .key(self.contacts_key(agent))
             .key(self.holders_key())
             .arg(contact)
             .arg(agent.as_str())

@@ -340,7 +340,13 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
 
 /// The outbox's pending entries, `relay` being the only relay.
 async fn lead(state: &dyn RoutingState, relay: &str, limit: usize) -> Result<Vec<super::PendingEntry>, Error> {
-    state.pending_outbox(relay, 5_000, limit).await?.ok_or_else(|| Error::internal("the only relay leads"))
+    let batch =
+        state.pending_outbox(relay, 5_000, limit).await?.ok_or_else(|| Error::internal("the only relay leads"))?;
+    check(
+        batch.generation.as_deref() == Some(state.generation().await?.as_str()),
+        "a batch carries the generation it was read in",
+    )?;
+    Ok(batch.entries)
 }
 
 /// The outbox: every change appends its events, then the changed

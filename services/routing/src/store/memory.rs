@@ -13,8 +13,8 @@ use switchboard_proto::presence::v1::AgentState;
 use switchboard_proto::routing::v1::Queue;
 
 use super::{
-    Change, EventsFor, LineStatus, OfferRef, OutboxItem, PendingEntry, QueueStore, Reservation, RoutingState, Snapshot,
-    StateGauges, contact_not_found,
+    Change, EventsFor, LineStatus, OfferRef, OutboxBatch, OutboxItem, PendingEntry, QueueStore, Reservation,
+    RoutingState, Snapshot, StateGauges, contact_not_found,
 };
 use crate::domain::fair_share::FairShares;
 use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
@@ -393,22 +393,16 @@ impl RoutingState for MemoryRoutingState {
         Ok(expired.into_iter().take(limit).map(|(_, offer)| offer).collect())
     }
 
-    async fn pending_outbox(
-        &self,
-        _relay: &str,
-        _lease_ms: i64,
-        limit: usize,
-    ) -> Result<Option<Vec<PendingEntry>>, Error> {
+    async fn pending_outbox(&self, _relay: &str, _lease_ms: i64, limit: usize) -> Result<Option<OutboxBatch>, Error> {
         // One process holds the in-memory state: its relay is always the leader.
         let state = lock(&self.state);
-        Ok(Some(
-            state
-                .outbox
-                .iter()
-                .take(limit)
-                .map(|(id, item)| PendingEntry { id: id.to_string(), item: item.clone() })
-                .collect(),
-        ))
+        let entries = state
+            .outbox
+            .iter()
+            .take(limit)
+            .map(|(id, item)| PendingEntry { id: id.to_string(), item: item.clone() })
+            .collect();
+        Ok(Some(OutboxBatch { generation: Some(MEMORY_GENERATION.to_owned()), entries }))
     }
 
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error> {

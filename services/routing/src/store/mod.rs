@@ -110,19 +110,20 @@ pub enum OutboxItem {
     Snapshot(Box<ContactRecord>),
 }
 
+/// What the relay read in one round trip: the oldest pending entries, and
+/// the state's generation at that moment (`None` while the state is lost),
+/// so the relay can say which incarnation's outbox it relayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxBatch {
+    pub generation: Option<String>,
+    pub entries: Vec<PendingEntry>,
+}
+
 /// An outbox entry, with its position there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingEntry {
     pub id: String,
     pub item: OutboxItem,
-}
-
-/// The order of outbox ids: a Redis stream id (`<ms>-<seq>`) or the
-/// in-memory store's sequence number, as numbers; an id that is neither
-/// sorts first.
-pub(crate) fn outbox_position(id: &str) -> (u64, u64) {
-    let (major, minor) = id.split_once('-').unwrap_or((id, "0"));
-    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
 }
 
 /// An offer whose holder should be withdrawn.
@@ -262,16 +263,11 @@ pub trait RoutingState: Send + Sync {
     /// Contacts `agent` answered and has not completed.
     async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
     /// Entries appended and not yet acknowledged (each change's events,
-    /// then its snapshot), oldest first, if `relay` holds (or now takes)
-    /// the pool's relay lease for `lease_ms`; `None` while another relay
-    /// holds it. Each call extends the lease. One relay at a time keeps the
-    /// bus in outbox order.
-    async fn pending_outbox(
-        &self,
-        relay: &str,
-        lease_ms: i64,
-        limit: usize,
-    ) -> Result<Option<Vec<PendingEntry>>, Error>;
+    /// then its snapshot), oldest first, with the generation read in the
+    /// same atomic step, if `relay` holds (or now takes) the pool's relay
+    /// lease for `lease_ms`; `None` while another relay holds it. Each call
+    /// extends the lease. One relay at a time keeps the bus in outbox order.
+    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Option<OutboxBatch>, Error>;
     /// Removes relayed entries from the outbox.
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error>;
     /// Which incarnation of the state this is: it changes whenever the

@@ -52,7 +52,7 @@ use self::scripts::{
     TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
 };
 use super::{
-    Change, EventsFor, LineStatus, OfferRef, PendingEntry, Reservation, RoutingState, Snapshot, StateGauges,
+    Change, EventsFor, LineStatus, OfferRef, OutboxBatch, Reservation, RoutingState, Snapshot, StateGauges,
     contact_not_found,
 };
 use crate::domain::fair_share::FairShares;
@@ -413,12 +413,7 @@ impl RoutingState for RedisRoutingState {
         self.held_from_members(members, RoutingStatus::Offered).await
     }
 
-    async fn pending_outbox(
-        &self,
-        relay: &str,
-        lease_ms: i64,
-        limit: usize,
-    ) -> Result<Option<Vec<PendingEntry>>, Error> {
+    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Option<OutboxBatch>, Error> {
         self.read_outbox(relay, lease_ms, limit).await
     }
 

@@ -8,7 +8,7 @@ use switchboard_platform::redis::redis_error;
 
 use super::RedisRoutingState;
 use crate::store::codec::{self, corrupt};
-use crate::store::{OutboxItem, PendingEntry};
+use crate::store::{OutboxBatch, OutboxItem, PendingEntry};
 
 impl RedisRoutingState {
     pub(super) async fn read_outbox(
@@ -16,21 +16,22 @@ impl RedisRoutingState {
         relay: &str,
         lease_ms: i64,
         limit: usize,
-    ) -> Result<Option<Vec<PendingEntry>>, Error> {
+    ) -> Result<Option<OutboxBatch>, Error> {
         let mut connection = self.connection.clone();
-        // Each entry: [id, [field, value]] with field `e` or `s`; none while
-        // another relay leads.
-        let entries: Option<Vec<StreamEntry>> = self
+        // The generation, then each entry: [id, [field, value]] with field
+        // `e` or `s`; none while another relay leads.
+        let batch: Option<(Option<String>, Vec<StreamEntry>)> = self
             .relay_lease
             .key(format!("{}:relay", self.outbox_key()))
             .key(self.outbox_key())
+            .key(self.marker_key())
             .arg(relay)
             .arg(lease_ms)
             .arg(limit)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        let Some(entries) = entries else {
+        let Some((generation, entries)) = batch else {
             return Ok(None);
         };
         let mut pending = Vec::with_capacity(entries.len());
@@ -48,7 +49,7 @@ impl RedisRoutingState {
             };
             pending.push(PendingEntry { id, item });
         }
-        Ok(Some(pending))
+        Ok(Some(OutboxBatch { generation, entries: pending }))
     }
 
     pub(super) async fn delete_outbox_entries(&self, ids: &[String]) -> Result<(), Error> {
