@@ -370,13 +370,15 @@ impl Engine {
     }
 
     /// Accepts the offer of the contact `seen` shows (as the caller just
-    /// read it; see [`RoutingState::accept_seen`]).
+    /// read it; see [`RoutingState::accept_seen`]). For [`Engine::durably`],
+    /// which wakes the relay once the change is made (a wake here as well
+    /// would start a round that the caller cannot count on, and so one
+    /// more).
     pub async fn accept(&self, seen: &ContactRecord, agent: &AgentId) -> Result<ContactRecord, Error> {
         let (tenant, contact) = (&seen.tenant, &seen.contact);
         let events_for = |_before: &ContactRecord, after: &ContactRecord| events::answered(after);
         let (applied, record) = self.state.accept_seen(seen, agent, self.clock.now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, "offer accepted");
-        self.changed();
         if applied == crate::domain::Applied::Changed {
             // Only for estimates and preferences: a lost update must not
             // fail the answer. Both go out together.
@@ -414,7 +416,7 @@ impl Engine {
     /// rule the record took from its queue), so presence can start the
     /// agent's wrap-up without a queue lookup, and the same step holds the
     /// agent for it, so no offer reaches the agent before presence reports
-    /// the wrap-up.
+    /// the wrap-up. For [`Engine::durably`], which wakes the relay.
     pub async fn complete(
         &self,
         seen: &ContactRecord,
@@ -427,7 +429,6 @@ impl Engine {
             |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
         let (_, record) = self.state.complete_seen(seen, agent, self.clock.now_millis(), &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
-        self.changed();
         self.request_match();
         Ok(record)
     }
