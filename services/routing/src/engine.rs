@@ -51,6 +51,10 @@ pub struct Engine {
     /// How many rounds this replica's relay has begun (see
     /// [`Engine::relay_once`]).
     pub(crate) relay_rounds_begun: AtomicU64,
+    /// Outbox entries this replica's relay published and journaled and has
+    /// not removed yet: they leave with its next read of the outbox (see
+    /// [`Engine::relay_once`]).
+    pub(crate) relayed_unremoved: std::sync::Mutex<Vec<String>>,
     /// The last round this replica's relay finished with the outbox
     /// drained, watched by callers waiting for their change.
     pub(crate) drained: tokio::sync::watch::Sender<crate::relay::Drained>,
@@ -102,6 +106,7 @@ impl Engine {
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
             relay_rounds_begun: AtomicU64::new(0),
+            relayed_unremoved: std::sync::Mutex::new(Vec::new()),
             drained: tokio::sync::watch::Sender::new(crate::relay::Drained::default()),
             whole: AtomicBool::new(false),
             relay_leading: AtomicBool::new(false),

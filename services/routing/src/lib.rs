@@ -113,13 +113,21 @@ impl Service for Routing {
             let engine = Arc::clone(&matcher);
             async move { engine.match_until_idle().await }
         });
-        // The relay runs once more at shutdown so nothing this replica did waits.
+        // The relay runs once more at shutdown so nothing this replica did
+        // waits, and then removes what it relayed.
         let relay = Arc::clone(&engine);
         let relay_id = kit.config().instance_id.clone();
+        let shutdown = kit.shutdown();
         let relay_every = Every::new("routing-outbox-relay", RELAY_TICK).woken_by(Arc::clone(&engine.relay_requested));
         kit.every(relay_every.and_at_shutdown(), move || {
-            let (engine, relay_id) = (Arc::clone(&relay), relay_id.clone());
-            async move { engine.relay_once(&relay_id).await.map(|_relayed| ()) }
+            let (engine, relay_id, shutdown) = (Arc::clone(&relay), relay_id.clone(), shutdown.clone());
+            async move {
+                engine.relay_once(&relay_id).await?;
+                if shutdown.is_cancelled() {
+                    engine.remove_relayed().await?;
+                }
+                Ok(())
+            }
         });
         let sweep_interval = Duration::from_millis(kit.config().routing.offer_sweep_interval_ms);
         let offers = Arc::clone(&engine);

@@ -73,17 +73,28 @@ impl Engine {
     /// the broker did not acknowledge, after the snapshots among them
     /// reached the journal, so a failure retries it and what followed it
     /// (consumers are idempotent by event id) and the journal never runs
-    /// ahead of the bus. A round that drains the outbox says so to the
-    /// callers waiting here ([`Engine::durably`]), with the generation its
-    /// batches were read in.
+    /// ahead of the bus. Relayed entries are removed by the next read of
+    /// the outbox, in the same round trip (the next batch, or the next
+    /// round: at most a [`RELAY_TICK`] later, or
+    /// [`Engine::remove_relayed`] at shutdown). A round that drains the
+    /// outbox says so to the callers waiting here ([`Engine::durably`]),
+    /// with the generation its batches were read in.
     pub async fn relay_once(&self, relay: &str) -> Result<usize, Error> {
         // Read before the first batch: every change finished before this
         // is in a batch of this round, or was relayed before it.
         let round = self.relay_rounds_begun.fetch_add(1, Ordering::SeqCst) + 1;
         let mut relayed = 0;
         let mut round_generation: Option<Option<String>> = None;
+        let mut unremoved = std::mem::take(&mut *lock_unpoisoned(&self.relayed_unremoved));
         loop {
-            let batch = self.state.pending_outbox(relay, RELAY_LEASE_MS, RELAY_BATCH).await?;
+            let removing = std::mem::take(&mut unremoved);
+            let batch = match self.state.pending_outbox(relay, RELAY_LEASE_MS, RELAY_BATCH, &removing).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    self.keep_unremoved(removing);
+                    return Err(error);
+                }
+            };
             self.relay_leading.store(batch.is_some(), Ordering::Relaxed);
             let Some(batch) = batch else {
                 return Ok(relayed);
@@ -129,10 +140,10 @@ impl Engine {
             tokio::time::timeout(JOURNAL_WRITE_TIMEOUT, self.journal.record_contacts(&snapshots)).await.map_err(
                 |_| Error::unavailable("the journal did not answer in time").with_reason("DATABASE_UNAVAILABLE"),
             )??;
-            let acknowledged: Vec<String> = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
-            self.state.acknowledge_outbox(&acknowledged).await?;
+            unremoved = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
             relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
+                self.keep_unremoved(unremoved);
                 return Err(error);
             }
             // A short batch was all there was: the outbox is drained. A
@@ -141,10 +152,28 @@ impl Engine {
             // tick; reading again now would find nothing, one round trip
             // per change.
             if pending.len() < RELAY_BATCH {
+                self.keep_unremoved(unremoved);
                 self.drained.send_replace(Drained { round, generation });
                 return Ok(relayed);
             }
         }
+    }
+
+    /// Removes what the relay published and journaled and left in the
+    /// outbox for its next read: at shutdown, so the next relay does not
+    /// publish it again.
+    pub async fn remove_relayed(&self) -> Result<(), Error> {
+        let unremoved = std::mem::take(&mut *lock_unpoisoned(&self.relayed_unremoved));
+        if let Err(error) = self.state.acknowledge_outbox(&unremoved).await {
+            self.keep_unremoved(unremoved);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Leaves `ids` for the relay's next read of the outbox to remove.
+    fn keep_unremoved(&self, ids: Vec<String>) {
+        lock_unpoisoned(&self.relayed_unremoved).extend(ids);
     }
 
     /// Runs `change` (an API transition) and answers only once everything

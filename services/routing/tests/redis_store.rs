@@ -153,13 +153,13 @@ async fn redis_outbox_passes_the_contract_and_has_one_relay_at_a_time() {
     let record = switchboard_routing::store::contract::sample_record(&tenant, &queue, 3, 0, 1);
     let event = switchboard_routing::events::queued(&record, &Default::default());
     state.enqueue(&record, &[event]).await.expect("enqueue");
-    let leading = state.pending_outbox("relay-a", 60_000, 10).await.expect("leader");
+    let leading = state.pending_outbox("relay-a", 60_000, 10, &[]).await.expect("leader");
     assert_eq!(leading.map(|batch| batch.entries.len()), Some(2));
     assert!(
-        state.pending_outbox("relay-b", 60_000, 10).await.expect("follower").is_none(),
+        state.pending_outbox("relay-b", 60_000, 10, &[]).await.expect("follower").is_none(),
         "one relay leads at a time"
     );
-    let leading_again = state.pending_outbox("relay-a", 60_000, 10).await.expect("leader again");
+    let leading_again = state.pending_outbox("relay-a", 60_000, 10, &[]).await.expect("leader again");
     assert_eq!(leading_again.map(|batch| batch.entries.len()), Some(2), "the leader keeps leading");
 }
 

@@ -24,6 +24,7 @@
 
 mod counts;
 mod cpu;
+mod ready;
 mod webhook;
 
 // The services run here as in the `switchboard` binary: on its allocator.
@@ -502,6 +503,11 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         anyhow::ensure!(Instant::now() < warm, "the warm-up contacts were never offered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A fresh Redis reads as a lost routing state: routing rebuilds it at
+    // start, and its consumer retries what it took in meanwhile with
+    // backoff. The clock starts once every service reports ready, so the
+    // run measures the steady path, not the end of that startup.
+    ready::all_ready(&config, warm).await?;
 
     let interval = Duration::from_secs(1) / u32::try_from(options.rate)?;
     let count_sources = counts::Sources {

@@ -341,7 +341,7 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
 /// The outbox's pending entries, `relay` being the only relay.
 async fn lead(state: &dyn RoutingState, relay: &str, limit: usize) -> Result<Vec<super::PendingEntry>, Error> {
     let batch =
-        state.pending_outbox(relay, 5_000, limit).await?.ok_or_else(|| Error::internal("the only relay leads"))?;
+        state.pending_outbox(relay, 5_000, limit, &[]).await?.ok_or_else(|| Error::internal("the only relay leads"))?;
     check(
         batch.generation.as_deref() == Some(state.generation().await?.as_str()),
         "a batch carries the generation it was read in",
@@ -413,7 +413,17 @@ pub async fn outbox_contract(state: &dyn RoutingState, relay: &str) -> Result<()
     let tail = state.outbox_tail(&generation).await?.ok_or_else(|| Error::internal("a tail"))?;
     state.acknowledge_outbox(&[pending[0].id.clone()]).await?;
     check(!state.relayed_through(&tail, &generation).await?, "the tail is not relayed while entries remain")?;
-    check(lead(state, relay, 100).await?.len() == 5, "acknowledged entries leave the outbox")?;
+    let rest = lead(state, relay, 100).await?;
+    check(rest.len() == 5, "acknowledged entries leave the outbox")?;
+    let relayed = drain(rest[..2].to_vec());
+    let after_relayed = state
+        .pending_outbox(relay, 5_000, 100, &relayed)
+        .await?
+        .ok_or_else(|| Error::internal("the only relay leads"))?;
+    check(
+        drain(after_relayed.entries) == drain(rest[2..].to_vec()),
+        "the entries a relay says it relayed leave before its next batch is read",
+    )?;
     state.acknowledge_outbox(&drain(lead(state, relay, 100).await?)).await?;
     check(lead(state, relay, 100).await?.is_empty(), "the outbox drains")?;
     check(state.relayed_through(&tail, &generation).await?, "once drained, the tail is relayed")?;

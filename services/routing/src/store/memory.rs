@@ -393,9 +393,16 @@ impl RoutingState for MemoryRoutingState {
         Ok(expired.into_iter().take(limit).map(|(_, offer)| offer).collect())
     }
 
-    async fn pending_outbox(&self, _relay: &str, _lease_ms: i64, limit: usize) -> Result<Option<OutboxBatch>, Error> {
+    async fn pending_outbox(
+        &self,
+        _relay: &str,
+        _lease_ms: i64,
+        limit: usize,
+        relayed: &[String],
+    ) -> Result<Option<OutboxBatch>, Error> {
         // One process holds the in-memory state: its relay is always the leader.
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
+        state.outbox.retain(|(id, _)| !relayed.contains(&id.to_string()));
         let entries = state
             .outbox
             .iter()

@@ -262,12 +262,20 @@ pub trait RoutingState: Send + Sync {
     async fn offers_of_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
     /// Contacts `agent` answered and has not completed.
     async fn handled_by_agent(&self, agent: &AgentId) -> Result<Vec<OfferRef>, Error>;
-    /// Entries appended and not yet acknowledged (each change's events,
-    /// then its snapshot), oldest first, with the generation read in the
-    /// same atomic step, if `relay` holds (or now takes) the pool's relay
-    /// lease for `lease_ms`; `None` while another relay holds it. Each call
-    /// extends the lease. One relay at a time keeps the bus in outbox order.
-    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Option<OutboxBatch>, Error>;
+    /// First removes `relayed` (entries the caller published and journaled
+    /// since its last call, whoever leads now); then the entries appended
+    /// and not yet removed (each change's events, then its snapshot),
+    /// oldest first, with the generation read in the same atomic step, if
+    /// `relay` holds (or now takes) the pool's relay lease for `lease_ms`;
+    /// `None` while another relay holds it. Each call extends the lease.
+    /// One relay at a time keeps the bus in outbox order.
+    async fn pending_outbox(
+        &self,
+        relay: &str,
+        lease_ms: i64,
+        limit: usize,
+        relayed: &[String],
+    ) -> Result<Option<OutboxBatch>, Error>;
     /// Removes relayed entries from the outbox.
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error>;
     /// Which incarnation of the state this is: it changes whenever the

@@ -413,8 +413,14 @@ impl RoutingState for RedisRoutingState {
         self.held_from_members(members, RoutingStatus::Offered).await
     }
 
-    async fn pending_outbox(&self, relay: &str, lease_ms: i64, limit: usize) -> Result<Option<OutboxBatch>, Error> {
-        self.read_outbox(relay, lease_ms, limit).await
+    async fn pending_outbox(
+        &self,
+        relay: &str,
+        lease_ms: i64,
+        limit: usize,
+        relayed: &[String],
+    ) -> Result<Option<OutboxBatch>, Error> {
+        self.read_outbox(relay, lease_ms, limit, relayed).await
     }
 
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error> {

@@ -16,6 +16,7 @@ impl RedisRoutingState {
         relay: &str,
         lease_ms: i64,
         limit: usize,
+        relayed: &[String],
     ) -> Result<Option<OutboxBatch>, Error> {
         let mut connection = self.connection.clone();
         // The generation, then each entry: [id, [field, value]] with field
@@ -28,6 +29,7 @@ impl RedisRoutingState {
             .arg(relay)
             .arg(lease_ms)
             .arg(limit)
+            .arg(relayed)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
