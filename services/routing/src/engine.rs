@@ -48,6 +48,10 @@ pub struct Engine {
     pub match_requested: Arc<Notify>,
     /// Notified when the outbox has new events.
     pub relay_requested: Arc<Notify>,
+    /// Notified (`notify_waiters`) when the state store is whole again
+    /// after a loss, so the intake retries what it could not take in
+    /// meanwhile at once, not a backoff step later.
+    pub state_restored: Arc<Notify>,
     /// How many rounds this replica's relay has begun (see
     /// [`Engine::relay_once`]).
     pub(crate) relay_rounds_begun: AtomicU64,
@@ -105,6 +109,7 @@ impl Engine {
             relay_bus,
             match_requested: Arc::new(Notify::new()),
             relay_requested: Arc::new(Notify::new()),
+            state_restored: Arc::new(Notify::new()),
             relay_rounds_begun: AtomicU64::new(0),
             relayed_unremoved: std::sync::Mutex::new(Vec::new()),
             drained: tokio::sync::watch::Sender::new(crate::relay::Drained::default()),

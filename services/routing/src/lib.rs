@@ -101,7 +101,11 @@ impl Service for Routing {
         let consumer_engine = Arc::clone(&engine);
         // Contacts and agents are independent of one another: a burst is taken
         // in concurrently, each contact's and each agent's records in order.
-        let intake = ConsumerSpec::new("routing", &[CONTACTS_TOPIC, PRESENCE_TOPIC]).concurrent_by_key();
+        // What it could not take in while the state was lost is retried as
+        // soon as the state is whole again.
+        let intake = ConsumerSpec::new("routing", &[CONTACTS_TOPIC, PRESENCE_TOPIC])
+            .concurrent_by_key()
+            .retrying_early_when(Arc::clone(&engine.state_restored));
         kit.consume(intake, move |delivery: Delivery| {
             let engine = Arc::clone(&consumer_engine);
             async move { engine.handle(delivery).await }

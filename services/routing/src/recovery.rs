@@ -37,8 +37,16 @@ impl Engine {
     /// unfinished; remembered for readiness.
     pub async fn look_whole(&self) -> Result<bool, Error> {
         let whole = self.state.is_whole().await? && !self.state.rebuild_pending().await?;
-        self.whole.store(whole, Ordering::Release);
+        self.set_whole(whole);
         Ok(whole)
+    }
+
+    /// Remembers whether the state is whole; when it becomes whole again,
+    /// wakes what waits for that (see [`Engine::state_restored`]).
+    fn set_whole(&self, whole: bool) {
+        if !self.whole.swap(whole, Ordering::AcqRel) && whole {
+            self.state_restored.notify_waiters();
+        }
     }
 
     /// One look, run on a timer: when the state store lost its data, this
@@ -48,7 +56,7 @@ impl Engine {
     pub async fn keep_state_whole(&self, replica: &str) -> Result<(), Error> {
         if self.state.is_whole().await? {
             if !self.state.rebuild_pending().await? {
-                self.whole.store(true, Ordering::Release);
+                self.set_whole(true);
                 return Ok(());
             }
             if !self.state.lead_rebuild(replica, REBUILD_LEASE_MS).await? {
@@ -88,7 +96,7 @@ impl Engine {
             self.apply_agent_state(&agent.profile, agent.state).await?;
         }
         self.state.finish_rebuild().await?;
-        self.whole.store(true, Ordering::Release);
+        self.set_whole(true);
         tracing::warn!(
             contacts = restored_contacts,
             agents = agents.len(),

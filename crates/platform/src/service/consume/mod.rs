@@ -72,6 +72,9 @@ pub struct ConsumerSpec {
     /// Handles the waiting records of different keys at once (see
     /// [`ConsumerSpec::concurrent_by_key`]).
     pub concurrent_by_key: bool,
+    /// Cuts a transient failure's backoff short (see
+    /// [`ConsumerSpec::retrying_early_when`]).
+    pub retry_early: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ConsumerSpec {
@@ -86,6 +89,7 @@ impl ConsumerSpec {
             pace: Pace::Interactive,
             keep_deleted_tenants: false,
             concurrent_by_key: false,
+            retry_early: None,
         }
     }
 
@@ -104,6 +108,15 @@ impl ConsumerSpec {
     /// the ends of a deleted tenant's contacts (e.g. to tell their agents).
     pub fn keeping_deleted_tenants(mut self) -> ConsumerSpec {
         self.keep_deleted_tenants = true;
+        self
+    }
+
+    /// A transient failure is retried at once when `recovered` is
+    /// notified (`notify_waiters`: the dependency the handler waited for
+    /// is back), not only when its backoff step ends. A failure in flight
+    /// at that moment waits its step.
+    pub fn retrying_early_when(mut self, recovered: Arc<tokio::sync::Notify>) -> ConsumerSpec {
+        self.retry_early = Some(recovered);
         self
     }
 
@@ -239,6 +252,9 @@ impl Kit {
         if !spec.keep_deleted_tenants {
             consumer = consumer.dropping_deleted_tenants(self.access());
         }
+        if let Some(recovered) = &spec.retry_early {
+            consumer = consumer.retrying_early_when(Arc::clone(recovered));
+        }
         Ok((consumer, subscription, assignment))
     }
 }
@@ -372,6 +388,8 @@ pub struct Consumer {
     handled: Counter,
     /// Set: records of deleted tenants are skipped.
     deleted_tenants: Option<(Arc<AccessControl>, Counter)>,
+    /// Notified when a transient failure may be retried at once.
+    retry_early: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Consumer {
@@ -379,7 +397,13 @@ impl Consumer {
         let name = name.into();
         let handled_labels = labels([("consumer", &name), ("outcome", "handled")]);
         let handled = metrics().consumer_records.get_or_create(&handled_labels).clone();
-        Consumer { name, bus, health, handled, deleted_tenants: None }
+        Consumer { name, bus, health, handled, deleted_tenants: None, retry_early: None }
+    }
+
+    /// See [`ConsumerSpec::retrying_early_when`].
+    pub fn retrying_early_when(mut self, recovered: Arc<tokio::sync::Notify>) -> Consumer {
+        self.retry_early = Some(recovered);
+        self
     }
 
     /// Skips the records of tenants `access` knows as deleted.
@@ -475,7 +499,7 @@ async fn receive_next(
             Err(error) => {
                 consumer.health.set_retrying(Some(error.to_string()));
                 tracing::warn!(consumer = %consumer.name, error = %error, "consume failed, retrying");
-                if !backoff.wait(shutdown).await {
+                if !backoff.wait(shutdown, consumer.retry_early.as_deref()).await {
                     return None;
                 }
                 // The failure was waited out: an idle subscription's next
@@ -550,7 +574,7 @@ async fn retry_after(
     consumer.health.set_retrying(Some(error.to_string()));
     metrics().consumer_retries.get_or_create(&labels([("consumer", &consumer.name)])).inc();
     tracing::warn!(parent: span, error = %error, "handler failed transiently, retrying");
-    backoff.wait(shutdown).await
+    backoff.wait(shutdown, consumer.retry_early.as_deref()).await
 }
 
 /// Dead-letters a record that is not an event; its position once done,
@@ -583,7 +607,7 @@ async fn dead_letter(
             Err(publish_error) => {
                 consumer.health.set_retrying(Some(format!("dead-lettering: {publish_error}")));
                 tracing::warn!(consumer = %consumer.name, error = %publish_error, "dead letter not written, retrying");
-                if !backoff.wait(shutdown).await {
+                if !backoff.wait(shutdown, consumer.retry_early.as_deref()).await {
                     return false;
                 }
             }
@@ -656,14 +680,22 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Waits; false if shutdown came first.
-    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+    /// Waits, or less once `early` is notified; false if shutdown came
+    /// first.
+    async fn wait(&mut self, shutdown: &CancellationToken, early: Option<&tokio::sync::Notify>) -> bool {
         let step_millis = u64::try_from(self.step.as_millis()).unwrap_or(u64::MAX).max(1);
         let wait = Duration::from_millis(rand::rng().random_range(step_millis / 2..=step_millis));
         self.step = (self.step * 2).min(MAX_BACKOFF);
+        let recovered = async {
+            match early {
+                Some(early) => early.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => false,
             () = tokio::time::sleep(wait) => true,
+            () = recovered => true,
         }
     }
 }
@@ -701,6 +733,91 @@ mod tests {
         async fn close(self: Box<Self>) -> Result<(), Error> {
             Ok(())
         }
+    }
+
+    /// Hands out one record, then waits for records that never come.
+    struct OneRecordThenIdle {
+        record: Option<Delivery>,
+    }
+
+    #[async_trait]
+    impl Subscription for OneRecordThenIdle {
+        fn assignment(&self) -> Assignment {
+            Assignment::default()
+        }
+
+        async fn receive(&mut self) -> Result<Received, Error> {
+            match self.record.take() {
+                Some(record) => Ok(Received::Event(Box::new(record))),
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn ack_position(&mut self, _topic: &str, _partition: i32, _offset: i64) -> Result<(), Error> {
+            Ok(())
+        }
+
+        async fn close(self: Box<Self>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_at_once_when_its_dependency_is_back() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let recovered = Arc::new(tokio::sync::Notify::new());
+        let consumer = Consumer::new("early", Arc::new(MemoryBus::new()), ConsumerHealth::default())
+            .retrying_early_when(Arc::clone(&recovered));
+        let record = Delivery {
+            topic: "t".to_owned(),
+            partition: 0,
+            offset: 0,
+            envelope: Default::default(),
+            traceparent: None,
+            key: Vec::new(),
+            payload: Vec::new(),
+        };
+        let (failures, back, handled) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let handler = {
+            let (failures, back, handled) = (Arc::clone(&failures), Arc::clone(&back), Arc::clone(&handled));
+            move |_delivery: Delivery| {
+                let outcome = if back.load(Ordering::SeqCst) {
+                    handled.store(true, Ordering::SeqCst);
+                    Ok(())
+                } else {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                    Err(Error::unavailable("dependency down (test)"))
+                };
+                std::future::ready(outcome)
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let subscription = Box::new(OneRecordThenIdle { record: Some(record) });
+        let task = tokio::spawn(consume(consumer, subscription, handler, shutdown.clone()));
+
+        // Five failures: the wait after the fifth is at least 800 ms.
+        let failed_five_times = async {
+            while failures.load(Ordering::SeqCst) < 5 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), failed_five_times).await.expect("the handler is retried");
+        back.store(true, Ordering::SeqCst);
+        // Notified until handled: a notification that comes while the
+        // handler runs, not while it waits, wakes nobody.
+        let retried = async {
+            while !handled.load(Ordering::SeqCst) {
+                recovered.notify_waiters();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(400), retried)
+            .await
+            .expect("the record is retried once its dependency is back, not when the 800 ms step ends");
+
+        shutdown.cancel();
+        task.await.expect("consumer task").expect("consumer ends cleanly");
     }
 
     #[tokio::test]
