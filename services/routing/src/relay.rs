@@ -57,10 +57,11 @@ pub(crate) struct Drained {
 }
 
 impl Drained {
-    /// Whether this says that a change made, to the state of `generation`,
-    /// before round `after_round` ended is relayed.
-    fn covers(&self, after_round: u64, generation: &str) -> bool {
-        self.round > after_round && self.generation.as_deref() == Some(generation)
+    /// Whether this vouches for a change made to the state of `generation`
+    /// before its caller saw `rounds_begun` rounds begun: only a round that
+    /// began after that read the outbox past the change.
+    fn covers(&self, rounds_begun: u64, generation: &str) -> bool {
+        self.round > rounds_begun && self.generation.as_deref() == Some(generation)
     }
 }
 
