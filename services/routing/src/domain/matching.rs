@@ -11,6 +11,7 @@
 //! snapshot; the store then reserves each pair atomically, re-checking
 //! that nothing changed in between.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use switchboard_core::{AgentId, TenantId};
@@ -138,11 +139,13 @@ pub fn plan_offers(
 /// something else (skills, another agent, the end of a hold), and contacts
 /// further back may not.
 pub fn room_left_unplanned(waiting: &[ContactRecord], agents: &[AgentLive], planned: &[PlannedOffer]) -> bool {
-    let mut projected: Vec<AgentLive> = agents.to_vec();
+    // Only the agents planned for are copied: under a backlog this runs
+    // after every pass, and most agents get nothing.
+    let mut projected: Vec<Cow<'_, AgentLive>> = agents.iter().map(Cow::Borrowed).collect();
     let mut was_planned = vec![false; waiting.len()];
     for offer in planned {
         was_planned[offer.contact_index] = true;
-        *projected[offer.agent_index].load.entry(waiting[offer.contact_index].channel).or_insert(0) += 1;
+        *projected[offer.agent_index].to_mut().load.entry(waiting[offer.contact_index].channel).or_insert(0) += 1;
     }
     waiting
         .iter()

@@ -98,6 +98,11 @@ impl State {
         }
     }
 
+    /// Removes the outbox entries `ids` names.
+    fn remove_outbox_entries(&mut self, ids: &[String]) {
+        self.outbox.retain(|(id, _)| !ids.contains(&id.to_string()));
+    }
+
     fn contact_mut(&mut self, tenant: &TenantId, contact: &ContactId) -> Result<&mut ContactRecord, Error> {
         self.contacts.get_mut(&(tenant.clone(), contact.clone())).ok_or_else(|| contact_not_found(tenant, contact))
     }
@@ -402,7 +407,7 @@ impl RoutingState for MemoryRoutingState {
     ) -> Result<Option<OutboxBatch>, Error> {
         // One process holds the in-memory state: its relay is always the leader.
         let mut state = lock(&self.state);
-        state.outbox.retain(|(id, _)| !relayed.contains(&id.to_string()));
+        state.remove_outbox_entries(relayed);
         let entries = state
             .outbox
             .iter()
@@ -414,7 +419,7 @@ impl RoutingState for MemoryRoutingState {
 
     async fn acknowledge_outbox(&self, ids: &[String]) -> Result<(), Error> {
         let mut state = lock(&self.state);
-        state.outbox.retain(|(id, _)| !ids.contains(&id.to_string()));
+        state.remove_outbox_entries(ids);
         Ok(())
     }
 
