@@ -669,6 +669,43 @@ def test_chart_custom_metrics_port(tmp_path):
     _check_http_listen(config, "chart ConfigMap (metricsPort 9102)", port=9102)
 
 
+def _worker_threads_env(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return [env for env in _container(deployment).get("env", []) if env["name"] == "TOKIO_WORKER_THREADS"]
+
+
+def test_chart_sizes_each_runtime_to_its_cpu_request(rendered_defaults):
+    # Not one worker per node CPU: one per CPU the pod requests, rounded up.
+    for service in SERVICES:
+        [env] = _worker_threads_env(rendered_defaults.one("Deployment", f"switchboard-{service}"))
+        assert env["valueFrom"] == {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1"}}, env
+    k8s_deployments = [d for _, d in _k8s_documents() if d["kind"] == "Deployment"]
+    assert len(k8s_deployments) == len(SERVICES)
+    for deployment in k8s_deployments:
+        [env] = _worker_threads_env(deployment)
+        assert env["valueFrom"] == {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1"}}, env
+        assert _container(deployment)["resources"]["requests"]["cpu"], deployment["metadata"]["name"]
+
+
+def test_chart_worker_threads_set_explicitly():
+    rendered = render(CHART, {"workerThreads": 3})
+    for service in SERVICES:
+        [env] = _worker_threads_env(rendered.one("Deployment", f"switchboard-{service}"))
+        assert env == {"name": "TOKIO_WORKER_THREADS", "value": "3"}
+
+
+def test_chart_worker_threads_left_to_the_runtime_without_a_cpu_request():
+    # requests.cpu of a container without one reads as 0, which the runtime
+    # refuses: the variable is left out and the runtime uses the node's CPUs.
+    rendered = render(CHART, {"resources": {"requests": {"cpu": None}},
+                              "services": {"routing": {"resources": {"requests": {"cpu": "1500m"}}}}})
+    for service in SERVICES:
+        envs = _worker_threads_env(rendered.one("Deployment", f"switchboard-{service}"))
+        if service == "routing":
+            assert [env["valueFrom"]["resourceFieldRef"]["resource"] for env in envs] == ["requests.cpu"]
+        else:
+            assert envs == [], service
+
+
 @pytest.fixture(scope="module")
 def monitoring_api():
     """The fake API server announces the Prometheus Operator's CRD, as a cluster
