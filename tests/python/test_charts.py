@@ -68,7 +68,7 @@ CONFIG_SCHEMA: dict[str, set[str]] = {
     "telemetry": {"log_format", "log_filter", "otlp_endpoint", "otlp_ca_file"},
     "grpc": {"max_message_bytes", "request_timeout_ms", "concurrency_limit"},
     "kafka": {"brokers", "partitions", "replication_factor", "group_prefix", "topic_prefix", "security_protocol",
-              "sasl_mechanism", "sasl_username", "ssl_ca_location", "properties"},
+              "sasl_mechanism", "sasl_username", "ssl_ca_location", "properties", "interactive_fetch_wait_ms"},
     "redis": {"url", "pool", "ca_file"},
     "postgres": {"url", "pool_size", "ca_file"},
     "tls": {"cert_file", "key_file", "ca_file", "client_auth", "reload_interval_secs"},
@@ -90,7 +90,8 @@ FULL_VALUES: dict[str, Any] = {
     "image": {"repository": "registry.example/switchboard", "tag": "1.2.3"},
     "config": {
         "telemetry": {"otlpEndpoint": "http://otel-collector.observability:4317"},
-        "kafka": {"brokers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "topicPrefix": "prod."},
+        "kafka": {"brokers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "topicPrefix": "prod.",
+                  "interactiveFetchWaitMs": 100},
         "ingestion": {"publicBaseUrl": "https://switchboard.example.com"},
     },
     "postgres": {"existingSecret": "pg-credentials", "existingSecretKey": "dsn"},
@@ -612,6 +613,7 @@ def test_chart_config_toml(rendered_full, rendered_defaults):
     assert "url" not in config.get("postgres", {}), "the PostgreSQL URL belongs in a Secret"
     assert config["kafka"]["brokers"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
     assert config["kafka"]["topic_prefix"] == "prod."
+    assert config["kafka"]["interactive_fetch_wait_ms"] == 100
     assert config["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability:4317"
     assert config["ingestion"]["public_base_url"] == "https://switchboard.example.com"
     for service in SERVICES:
@@ -619,6 +621,7 @@ def test_chart_config_toml(rendered_full, rendered_defaults):
                                                "http_listen": "0.0.0.0:9090"}
     _, defaults = _config_toml(rendered_defaults)
     assert "otlp_endpoint" not in defaults["telemetry"]
+    assert "interactive_fetch_wait_ms" not in defaults["kafka"], "the binary's default (5) unless set"
 
 
 def test_chart_auth_secret(rendered_full, rendered_defaults):
@@ -1275,6 +1278,8 @@ _HOST_TLS = {"enabled": True, "hosts": ["sb.example.com"], "tls": [{"secretName"
         ({"ingress": {"enable": True}}, "enable"),
         ({"ingress": {"hosts": ["SB.example.com"]}}, "SB.example.com"),
         ({"config": {"kafka": {"replicationFactor": 0}}}, "replicationFactor"),
+        ({"config": {"kafka": {"interactiveFetchWaitMs": 0}}}, "interactiveFetchWaitMs"),
+        ({"config": {"kafka": {"interactiveFetchWaitMs": 501}}}, "interactiveFetchWaitMs"),
         # TLS is never half on, and never plaintext where a CA or SASL promises it.
         ({"tls": {"enabled": True}}, "tls.enabled needs tls.secretName"),
         ({"tls": {"clientAuth": "required"}}, "tls.clientAuth=required needs tls.enabled"),

@@ -350,6 +350,9 @@ partitions = {{ int64 $c.kafka.partitions }}
 {{- if $c.kafka.replicationFactor }}
 replication_factor = {{ int64 $c.kafka.replicationFactor }}
 {{- end }}
+{{- with $c.kafka.interactiveFetchWaitMs }}
+interactive_fetch_wait_ms = {{ int64 . }}
+{{- end }}
 group_prefix = {{ $c.kafka.groupPrefix | quote }}
 topic_prefix = {{ $c.kafka.topicPrefix | quote }}
 security_protocol = {{ $c.kafka.securityProtocol | quote }}

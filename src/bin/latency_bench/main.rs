@@ -44,8 +44,9 @@ use switchboard::wiring::{Backends, ServiceKind, run_services};
 use switchboard_core::event::ALL_TOPICS;
 use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
-use switchboard_platform::bus::kafka::INTERACTIVE_FETCH_WAIT_MS;
-use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, RateLimitConfig, ServiceEndpoint};
+use switchboard_platform::config::{
+    ApiKeyConfig, AuthConfig, DEFAULT_INTERACTIVE_FETCH_WAIT_MS, KafkaConfig, RateLimitConfig, ServiceEndpoint,
+};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
@@ -163,7 +164,7 @@ async fn raw_kafka_baseline(options: &Options, topic: &str, partitions: i32) -> 
         .set("bootstrap.servers", &options.kafka)
         .set("group.id", format!("{topic}.hop"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", INTERACTIVE_FETCH_WAIT_MS.to_string())
+        .set("fetch.wait.max.ms", DEFAULT_INTERACTIVE_FETCH_WAIT_MS.to_string())
         .create()
         .context("baseline consumer")?;
     let mut assigned = TopicPartitionList::new();

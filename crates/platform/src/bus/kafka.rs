@@ -26,9 +26,6 @@ use super::{
 use crate::config::KafkaConfig;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// `fetch.wait.max.ms` of [`Pace::Interactive`]: on tansu a hop takes
-/// about one and a half of it (measured, docs/benchmarks.md).
-pub const INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
 /// `fetch.wait.max.ms` of [`Pace::Background`].
 const BACKGROUND_FETCH_WAIT_MS: u32 = 100;
 /// `fetch.wait.max.ms` of [`Pace::Projection`].
@@ -216,11 +213,7 @@ impl EventBus for KafkaBus {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let (fetch_wait_ms, fetch_min_bytes) = match pace {
-            Pace::Interactive => (INTERACTIVE_FETCH_WAIT_MS, 1),
-            Pace::Background => (BACKGROUND_FETCH_WAIT_MS, 1),
-            Pace::Projection => (PROJECTION_FETCH_WAIT_MS, PROJECTION_FETCH_MIN_BYTES),
-        };
+        let (fetch_wait_ms, fetch_min_bytes) = fetch_settings(pace, self.config.interactive_fetch_wait_ms);
         let mut client_config = connection(&self.config);
         client_config
             .set("group.id", format!("{}.{group}", self.config.group_prefix))
@@ -485,6 +478,16 @@ fn producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<FuturePr
     with_properties(client_config, config).create().map_err(|error| not_made("producer", error))
 }
 
+/// `fetch.wait.max.ms` and `fetch.min.bytes` of a consumer at `pace`;
+/// `interactive_wait_ms` is [`KafkaConfig::interactive_fetch_wait_ms`].
+fn fetch_settings(pace: Pace, interactive_wait_ms: u32) -> (u32, u32) {
+    match pace {
+        Pace::Interactive => (interactive_wait_ms, 1),
+        Pace::Background => (BACKGROUND_FETCH_WAIT_MS, 1),
+        Pace::Projection => (PROJECTION_FETCH_WAIT_MS, PROJECTION_FETCH_MIN_BYTES),
+    }
+}
+
 /// A topic's name without the deployment's prefix.
 fn logical_topic(physical_topic: &str, topic_prefix: &str) -> String {
     physical_topic.strip_prefix(topic_prefix).unwrap_or(physical_topic).to_owned()
@@ -596,5 +599,27 @@ mod tests {
         };
         let refused = producer(&unknown, Duration::from_secs(5)).err().expect("librdkafka refuses it");
         assert!(refused.message.contains("no.such.property"), "{}", refused.message);
+    }
+
+    #[test]
+    fn only_interactive_consumers_wait_as_configured() {
+        assert_eq!(fetch_settings(Pace::Interactive, 120), (120, 1));
+        assert_eq!(fetch_settings(Pace::Background, 120), (BACKGROUND_FETCH_WAIT_MS, 1));
+        assert_eq!(fetch_settings(Pace::Projection, 120), (PROJECTION_FETCH_WAIT_MS, PROJECTION_FETCH_MIN_BYTES));
+    }
+
+    #[test]
+    fn an_interactive_fetch_wait_out_of_bounds_is_refused_by_name() {
+        assert!(KafkaConfig::default().validate_paces().is_ok());
+        for wait_ms in [0, crate::config::MAX_INTERACTIVE_FETCH_WAIT_MS + 1] {
+            let config = KafkaConfig { interactive_fetch_wait_ms: wait_ms, ..KafkaConfig::default() };
+            let error = config.validate_paces().expect_err("out of bounds");
+            assert!(error.to_string().contains("kafka.interactive_fetch_wait_ms"), "{error}");
+        }
+        let longest = KafkaConfig {
+            interactive_fetch_wait_ms: crate::config::MAX_INTERACTIVE_FETCH_WAIT_MS,
+            ..KafkaConfig::default()
+        };
+        assert!(longest.validate_paces().is_ok());
     }
 }

@@ -33,7 +33,8 @@ pub enum StartFrom {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pace {
     /// On a contact's way to an agent (routing's intake, presence's
-    /// pushes): a fetch waits at most 5 ms.
+    /// pushes): a fetch waits at most `kafka.interactive_fetch_wait_ms`
+    /// (5 ms unless set).
     #[default]
     Interactive,
     /// Side effects off that way (presence's effects, ingestion's call

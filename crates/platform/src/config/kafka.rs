@@ -34,7 +34,23 @@ pub struct KafkaConfig {
     /// last on every producer, consumer and admin client. The ones the
     /// delivery guarantees rest on cannot be set here.
     pub properties: std::collections::BTreeMap<String, String>,
+    /// How long the broker may hold a fetch of a consumer on a contact's
+    /// way to an agent (routing's intake, presence's pushes):
+    /// `fetch.wait.max.ms` of the interactive pace, 1 to
+    /// [`MAX_INTERACTIVE_FETCH_WAIT_MS`]. tansu 0.6 holds every fetch
+    /// this long even when records arrive, so a hop costs about one and a
+    /// half of it: 5 (the default). A broker that answers as soon as
+    /// records arrive (Apache Kafka, Redpanda) adds no latency at 100 or
+    /// more, and each such consumer then asks it a few times a second when
+    /// idle instead of 200.
+    pub interactive_fetch_wait_ms: u32,
 }
+
+/// The default of [`KafkaConfig::interactive_fetch_wait_ms`].
+pub const DEFAULT_INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
+/// The most [`KafkaConfig::interactive_fetch_wait_ms`] may be: as long as
+/// the read models' consumers wait.
+pub const MAX_INTERACTIVE_FETCH_WAIT_MS: u32 = 500;
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -50,6 +66,7 @@ impl Default for KafkaConfig {
             sasl_password: None,
             ssl_ca_location: None,
             properties: std::collections::BTreeMap::new(),
+            interactive_fetch_wait_ms: DEFAULT_INTERACTIVE_FETCH_WAIT_MS,
         }
     }
 }
@@ -77,6 +94,17 @@ const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
 ];
 
 impl KafkaConfig {
+    /// The interactive fetch wait is within its bounds.
+    pub fn validate_paces(&self) -> anyhow::Result<()> {
+        if !(1..=MAX_INTERACTIVE_FETCH_WAIT_MS).contains(&self.interactive_fetch_wait_ms) {
+            anyhow::bail!(
+                "kafka.interactive_fetch_wait_ms = {} is not between 1 and {MAX_INTERACTIVE_FETCH_WAIT_MS}",
+                self.interactive_fetch_wait_ms
+            );
+        }
+        Ok(())
+    }
+
     /// The protocol names a known one; SASL has its mechanism and
     /// credentials and only with a SASL protocol; a CA only with an SSL
     /// protocol (never a CA configured for a plaintext connection); no

@@ -15,7 +15,7 @@ mod kafka;
 mod tls;
 
 pub use self::auth::*;
-pub use self::kafka::KafkaConfig;
+pub use self::kafka::{DEFAULT_INTERACTIVE_FETCH_WAIT_MS, KafkaConfig, MAX_INTERACTIVE_FETCH_WAIT_MS};
 pub use self::tls::{ClientAuth, TlsConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,6 +323,7 @@ impl Config {
             );
         }
         self.kafka.validate_security()?;
+        self.kafka.validate_paces()?;
         if self.kafka.partitions < 1 {
             anyhow::bail!("kafka.partitions must be at least 1");
         }
