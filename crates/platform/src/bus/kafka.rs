@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use switchboard_core::Error;
@@ -20,6 +20,7 @@ use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
+use super::kafka_producer::{DeliveryReports, ReportingProducer};
 use super::{
     Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
@@ -59,7 +60,7 @@ fn not_made(context: &str, error: rdkafka::error::KafkaError) -> Error {
 #[derive(Clone)]
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: ReportingProducer,
 }
 
 impl KafkaBus {
@@ -124,13 +125,10 @@ impl EventBus for KafkaBus {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let physical_topic = self.physical_topic(topic);
-        let record =
-            FutureRecord::to(&physical_topic).key(envelope.subject.as_str()).payload(&payload).headers(headers);
         self.producer
-            .send(record, DELIVERY_TIMEOUT)
+            .send(&physical_topic, envelope.subject.as_bytes(), &payload, headers, DELIVERY_TIMEOUT)
             .await
-            .map(|_delivered| ())
-            .map_err(|(error, _record)| unavailable("delivery", error))
+            .map_err(|error| unavailable("delivery", error))
     }
 
     async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
@@ -139,12 +137,10 @@ impl EventBus for KafkaBus {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let physical_topic = self.physical_topic(&record.topic);
-        let outgoing = FutureRecord::to(&physical_topic).key(&record.key).payload(&record.payload).headers(headers);
         self.producer
-            .send(outgoing, DELIVERY_TIMEOUT)
+            .send(&physical_topic, &record.key, &record.payload, headers, DELIVERY_TIMEOUT)
             .await
-            .map(|_delivered| ())
-            .map_err(|(error, _record)| unavailable("delivery", error))
+            .map_err(|error| unavailable("delivery", error))
     }
 
     /// Reads every partition from its start until the consumer reaches its
@@ -256,15 +252,17 @@ impl EventBus for KafkaBus {
 
     async fn check(&self) -> Result<(), Error> {
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, Duration::from_secs(3)).map(|_| ()))
-            .await
-            .map_err(|error| unavailable("metadata", error))?
-            .map_err(|error| unavailable("metadata", error))
+        tokio::task::spawn_blocking(move || {
+            producer.base().client().fetch_metadata(None, Duration::from_secs(3)).map(|_| ())
+        })
+        .await
+        .map_err(|error| unavailable("metadata", error))?
+        .map_err(|error| unavailable("metadata", error))
     }
 
     async fn flush(&self) -> Result<(), Error> {
         let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.flush(DELIVERY_TIMEOUT))
+        tokio::task::spawn_blocking(move || producer.base().flush(DELIVERY_TIMEOUT))
             .await
             .map_err(|error| unavailable("flush", error))?
             .map_err(|error| unavailable("flush", error))
@@ -464,7 +462,7 @@ fn with_properties(mut client_config: ClientConfig, config: &KafkaConfig) -> Cli
     client_config
 }
 
-fn producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<FutureProducer, Error> {
+fn producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<ReportingProducer, Error> {
     let timeout_ms = delivery_timeout.as_millis().to_string();
     let mut client_config = connection(config);
     client_config
@@ -475,7 +473,10 @@ fn producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<FuturePr
         .set("linger.ms", "0")
         .set("message.timeout.ms", &timeout_ms)
         .set("request.timeout.ms", &timeout_ms);
-    with_properties(client_config, config).create().map_err(|error| not_made("producer", error))
+    let base = with_properties(client_config, config)
+        .create_with_context(DeliveryReports)
+        .map_err(|error| not_made("producer", error))?;
+    ReportingProducer::start(base).map_err(|error| unavailable("producer polling thread", error))
 }
 
 /// `fetch.wait.max.ms` and `fetch.min.bytes` of a consumer at `pace`;

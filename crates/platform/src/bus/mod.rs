@@ -6,6 +6,7 @@ pub mod contract;
 pub mod dead_letter;
 pub mod kafka;
 mod kafka_group;
+mod kafka_producer;
 pub mod memory;
 
 use std::sync::Arc;
