@@ -44,9 +44,7 @@ use switchboard::wiring::{Backends, ServiceKind, run_services};
 use switchboard_core::event::ALL_TOPICS;
 use switchboard_core::time::{millis_from_timestamp, now_millis};
 use switchboard_platform::Config;
-use switchboard_platform::config::{
-    ApiKeyConfig, AuthConfig, DEFAULT_INTERACTIVE_FETCH_WAIT_MS, KafkaConfig, RateLimitConfig, ServiceEndpoint,
-};
+use switchboard_platform::config::{ApiKeyConfig, AuthConfig, KafkaConfig, RateLimitConfig, ServiceEndpoint};
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, CustomerIdentity, IdentityKind};
 use switchboard_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use switchboard_proto::ingestion::v1::{Contact, CreateContactRequest};
@@ -151,7 +149,9 @@ struct Baseline {
     elapsed: Duration,
 }
 
-async fn raw_kafka_baseline(options: &Options, topic: &str, partitions: i32) -> anyhow::Result<Baseline> {
+/// `kafka` is the services' configuration: the baseline's consumer waits
+/// like their interactive ones, on a topic of as many partitions.
+async fn raw_kafka_baseline(options: &Options, topic: &str, kafka: &KafkaConfig) -> anyhow::Result<Baseline> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &options.kafka)
         .set("enable.idempotence", "true")
@@ -164,11 +164,11 @@ async fn raw_kafka_baseline(options: &Options, topic: &str, partitions: i32) -> 
         .set("bootstrap.servers", &options.kafka)
         .set("group.id", format!("{topic}.hop"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", DEFAULT_INTERACTIVE_FETCH_WAIT_MS.to_string())
+        .set("fetch.wait.max.ms", kafka.interactive_fetch_wait_ms.to_string())
         .create()
         .context("baseline consumer")?;
     let mut assigned = TopicPartitionList::new();
-    for partition in 0..partitions {
+    for partition in 0..kafka.partitions {
         assigned.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assigned)?;
@@ -386,7 +386,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
     };
     switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
     let baseline_topic = format!("bench-{run}.baseline");
-    let mut baseline = raw_kafka_baseline(&options, &baseline_topic, kafka.partitions).await?;
+    let mut baseline = raw_kafka_baseline(&options, &baseline_topic, &kafka).await?;
     println!(
         "raw rdkafka (idempotent, acks=all, linger.ms=0; consumer fetch.wait.max.ms=5 like routing's and presence's), from scheduled send:"
     );

@@ -22,11 +22,11 @@ use tokio::sync::oneshot;
 /// How long one poll of the delivery reports may wait: whole milliseconds
 /// plus more than the time between setting its deadline and handing
 /// librdkafka the wait, so the wait is never truncated a millisecond short.
-pub(super) const POLL_WINDOW: Duration = Duration::from_micros(100_050);
+const POLL_WINDOW: Duration = Duration::from_micros(100_050);
 /// How long a send waits before trying again while librdkafka's queue is full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 /// The name of the polling thread.
-pub(super) const POLLING_THREAD: &str = "kafka-reports";
+const POLLING_THREAD: &str = "kafka-reports";
 
 /// Hands each delivery report to the send that waits for it.
 pub(super) struct DeliveryReports;

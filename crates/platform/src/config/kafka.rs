@@ -47,7 +47,7 @@ pub struct KafkaConfig {
 }
 
 /// The default of [`KafkaConfig::interactive_fetch_wait_ms`].
-pub const DEFAULT_INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
+const DEFAULT_INTERACTIVE_FETCH_WAIT_MS: u32 = 5;
 /// The most [`KafkaConfig::interactive_fetch_wait_ms`] may be: as long as
 /// the read models' consumers wait.
 pub const MAX_INTERACTIVE_FETCH_WAIT_MS: u32 = 500;

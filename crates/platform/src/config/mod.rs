@@ -15,7 +15,7 @@ mod kafka;
 mod tls;
 
 pub use self::auth::*;
-pub use self::kafka::{DEFAULT_INTERACTIVE_FETCH_WAIT_MS, KafkaConfig, MAX_INTERACTIVE_FETCH_WAIT_MS};
+pub use self::kafka::{KafkaConfig, MAX_INTERACTIVE_FETCH_WAIT_MS};
 pub use self::tls::{ClientAuth, TlsConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! In-memory stores for `dev` mode and as the differential oracle of the
 //! Redis and PostgreSQL stores. They apply the domain transitions directly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -100,7 +100,11 @@ impl State {
 
     /// Removes the outbox entries `ids` names.
     fn remove_outbox_entries(&mut self, ids: &[String]) {
-        self.outbox.retain(|(id, _)| !ids.contains(&id.to_string()));
+        if ids.is_empty() {
+            return;
+        }
+        let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.outbox.retain(|(id, _)| !ids.contains(id.to_string().as_str()));
     }
 
     fn contact_mut(&mut self, tenant: &TenantId, contact: &ContactId) -> Result<&mut ContactRecord, Error> {
