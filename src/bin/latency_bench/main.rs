@@ -103,6 +103,13 @@ struct Options {
     /// Worker threads of the services' runtime.
     #[arg(long, default_value_t = 2)]
     service_threads: usize,
+    /// Partitions of each topic (the platform's default is 3).
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// `kafka.interactive_fetch_wait_ms` of the services (and the
+    /// baseline's consumer); unset: the platform's default.
+    #[arg(long)]
+    interactive_fetch_wait_ms: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -373,22 +380,26 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         options.rate, options.seconds, options.agents, options.capacity
     );
 
-    // The platform's admin path creates the topic (3 partitions, like the
-    // services' topics): tansu does not create topics on first produce.
+    // The platform's admin path creates the topic (as many partitions as
+    // the services' topics): tansu does not create topics on first produce.
+    let defaults = KafkaConfig::default();
     let kafka = KafkaConfig {
         brokers: options.kafka.clone(),
-        partitions: 3,
+        partitions: options.partitions,
+        interactive_fetch_wait_ms: options.interactive_fetch_wait_ms.unwrap_or(defaults.interactive_fetch_wait_ms),
         replication_factor: 1,
         group_prefix: format!("bench-{run}"),
         topic_prefix: format!("bench-{run}."),
         properties: options.kafka_properties.iter().cloned().collect(),
-        ..Default::default()
+        ..defaults
     };
+    kafka.validate_paces()?;
     switchboard_platform::bus::kafka::KafkaBus::connect(&kafka, &["baseline"]).await?;
     let baseline_topic = format!("bench-{run}.baseline");
     let mut baseline = raw_kafka_baseline(&options, &baseline_topic, &kafka).await?;
     println!(
-        "raw rdkafka (idempotent, acks=all, linger.ms=0; consumer fetch.wait.max.ms=5 like routing's and presence's), from scheduled send:"
+        "raw rdkafka (idempotent, acks=all, linger.ms=0; consumer fetch.wait.max.ms={} like routing's and presence's; {} partitions), from scheduled send:",
+        kafka.interactive_fetch_wait_ms, kafka.partitions
     );
     println!("  achieved {:.0} records/s", baseline.produce.len() as f64 / baseline.elapsed.as_secs_f64());
     summary("produce -> delivery report", &mut baseline.produce);
