@@ -110,6 +110,11 @@ struct Options {
     /// baseline's consumer); unset: the platform's default.
     #[arg(long)]
     interactive_fetch_wait_ms: Option<u32>,
+    /// Contacts come from this many customers in turn, so all but the
+    /// first contact of each is a returning customer's; 0 (default): every
+    /// contact is a new customer's.
+    #[arg(long, default_value_t = 0)]
+    returning_customers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -483,9 +488,10 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
             return Box::pin(async move { webhook::post(address, &webhook::path(), &webhook::update(sequence)).await });
         }
         let mut client = clients[sequence % clients.len()].clone();
+        let customer = if options.returning_customers == 0 { sequence } else { sequence % options.returning_customers };
         let contact = Contact {
             channel: Channel::Chat as i32,
-            from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: format!("{run}-{sequence}") }),
+            from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: format!("{run}-{customer}") }),
             queue: "tenants/bench/queues/chat".to_owned(),
             subject: format!("bench {sequence}"),
             ..Contact::default()

@@ -67,7 +67,8 @@ pub async fn merged_customers_are_one(store: &dyn CrmStore) -> anyhow::Result<()
     ensure!(survivor.id == by_mail && survivor.merged_into.is_none(), "{survivor:?}");
     ensure!(survivor.identities.contains(&visitor) && survivor.identities.len() == 2, "both identities: {survivor:?}");
     let resolved = store.resolve_customer(&tenant, &visitor, "").await?;
-    ensure!(!resolved.created && resolved.customer.id == by_mail, "the visitor is fay now: {resolved:?}");
+    // The whole survivor, every identity of it, not only its id.
+    ensure!(!resolved.created && resolved.customer == survivor, "the visitor is fay now: {resolved:?}");
     let gone = store.get_customer(&tenant, &by_chat).await?;
     ensure!(gone.merged_into.as_ref() == Some(&by_mail) && gone.identities.is_empty(), "{gone:?}");
     let listed = store.list_customers(&tenant, None, 10).await?;

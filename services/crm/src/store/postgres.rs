@@ -102,6 +102,57 @@ const MERGED_HERE: &str =
 /// How often a racing insert is retried before giving up with ABORTED.
 const MAX_RACE_ATTEMPTS: usize = 3;
 
+/// Finds the customer of identity ($1 tenant, $2 kind, $3 value), or
+/// creates it ($4 id, $5 display name, $6 creation) with that identity.
+/// Found: the customer's rows as [`customers_from_rows`] reads them (one
+/// per identity), each marked `found`, or one row marked `missing` when the
+/// identity points at no customer. Created: one row marked `created`.
+/// Neither (a concurrent insert of the identity won): no row.
+const RESOLVE_CUSTOMER_SQL: &str = "
+    WITH existing AS (
+        SELECT customer_id FROM crm.identities WHERE tenant = $1 AND kind = $2 AND value = $3),
+    identity AS (
+        INSERT INTO crm.identities (tenant, kind, value, customer_id)
+        SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
+        ON CONFLICT (tenant, kind, value) DO NOTHING
+        RETURNING tenant, customer_id),
+    created AS (
+        INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
+        SELECT tenant, customer_id, $5, $6 FROM identity
+        RETURNING customer_id)
+    SELECT existing.customer_id, found.display_name, found.create_time_ms, identities.kind,
+        identities.value, found.merged_into,
+        CASE WHEN found.customer_id IS NULL THEN 'missing' ELSE 'found' END
+    FROM existing
+    LEFT JOIN crm.customers found ON found.tenant = $1 AND found.customer_id = existing.customer_id
+    LEFT JOIN crm.identities identities
+        ON identities.tenant = $1 AND identities.customer_id = found.customer_id
+    UNION ALL
+    SELECT customer_id, NULL, NULL, NULL, NULL, NULL, 'created' FROM created";
+
+/// What [`RESOLVE_CUSTOMER_SQL`] did.
+enum Resolution {
+    Found,
+    Created,
+    /// A concurrent insert of the identity won: try again.
+    Raced,
+}
+
+fn resolution_of(rows: &[Row]) -> Result<Resolution, Error> {
+    let Some(first) = rows.first() else {
+        return Ok(Resolution::Raced);
+    };
+    let outcome: &str = first.try_get(6).map_err(pg_error)?;
+    match outcome {
+        "found" => Ok(Resolution::Found),
+        "created" => Ok(Resolution::Created),
+        _ => {
+            let customer_id: &str = first.try_get(0).map_err(pg_error)?;
+            Err(Error::internal(format!("identity points at missing customer `{customer_id}`")))
+        }
+    }
+}
+
 const ENTRY_COLUMNS: &str = "tenant, contact_id, customer_id, status, channel, queue, agent, subject, disposition, \
                              resolved, create_time_ms, answer_time_ms, end_time_ms, transferred_to, \
                              transfer_time_ms, callback_number, conversation";
@@ -308,26 +359,16 @@ impl CrmStore for PostgresCrmStore {
                 create_time_millis: now_millis(),
                 merged_into: None,
             };
-            // One statement finds the identity's customer or creates both:
-            // the customer is inserted only with its identity, and the
-            // identity's foreign key is checked at the statement's end. It
-            // waits for a concurrent insert of the same identity to settle;
-            // if that one commits, ours inserts nothing and finds nothing
-            // (its snapshot predates it), and the next attempt finds theirs.
-            let row = client
-                .query_one_cached(
-                    "WITH existing AS (
-                         SELECT customer_id FROM crm.identities WHERE tenant = $1 AND kind = $2 AND value = $3),
-                     identity AS (
-                         INSERT INTO crm.identities (tenant, kind, value, customer_id)
-                         SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
-                         ON CONFLICT (tenant, kind, value) DO NOTHING
-                         RETURNING tenant, customer_id),
-                     created AS (
-                         INSERT INTO crm.customers (tenant, customer_id, display_name, create_time_ms)
-                         SELECT tenant, customer_id, $5, $6 FROM identity
-                         RETURNING customer_id)
-                     SELECT (SELECT customer_id FROM existing), (SELECT customer_id FROM created)",
+            // One statement finds the identity's customer, with its
+            // identities, or creates both: the customer is inserted only
+            // with its identity, and the identity's foreign key is checked
+            // at the statement's end. It waits for a concurrent insert of
+            // the same identity to settle; if that one commits, ours inserts
+            // nothing and finds nothing (its snapshot predates it), and the
+            // next attempt finds theirs.
+            let rows = client
+                .query_cached(
+                    RESOLVE_CUSTOMER_SQL,
                     &[
                         &tenant.as_str(),
                         &identity.kind.as_str(),
@@ -339,18 +380,15 @@ impl CrmStore for PostgresCrmStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            let existing_id: Option<&str> = row.try_get(0).map_err(pg_error)?;
-            let created_id: Option<&str> = row.try_get(1).map_err(pg_error)?;
-            if let Some(existing_id) = existing_id {
-                let existing_id = CustomerId::parse(existing_id, "customer_id")
-                    .map_err(|error| Error::internal(format!("stored identity has a bad customer id: {error}")))?;
-                let Some(customer) = load_customer(&client, tenant, &existing_id).await? else {
-                    return Err(Error::internal(format!("identity points at missing customer `{existing_id}`")));
-                };
-                return Ok(ResolvedCustomer { customer, created: false });
-            }
-            if created_id.is_some() {
-                return Ok(ResolvedCustomer { customer, created: true });
+            match resolution_of(&rows)? {
+                Resolution::Created => return Ok(ResolvedCustomer { customer, created: true }),
+                Resolution::Found => {
+                    let Some(existing) = customers_from_rows(tenant, &rows)?.pop() else {
+                        return Err(Error::internal("a found customer without its row"));
+                    };
+                    return Ok(ResolvedCustomer { customer: existing, created: false });
+                }
+                Resolution::Raced => {}
             }
         }
         Err(Error::new(ErrorCode::Aborted, "customer resolution kept racing with concurrent writers, retry"))
