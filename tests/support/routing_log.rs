@@ -176,7 +176,18 @@ pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, Has
     }
     for (agent, load) in &loads {
         if load.values().any(|load| *load != 0) {
-            result.violations.push(format!("{agent} still holds {load:?} after every contact ended"));
+            // The contacts the log leaves with this agent, so a failure names
+            // what to look for.
+            let left: Vec<String> = contacts
+                .iter()
+                .filter(
+                    |(_, (held, _))| matches!(held, Held::Offered(holder) | Held::Answered(holder) if holder == agent),
+                )
+                .map(|(contact, (held, _))| format!("{contact} {held:?}"))
+                .collect();
+            result
+                .violations
+                .push(format!("{agent} still holds {load:?} after every contact ended; left with it: {left:?}"));
         }
     }
     result

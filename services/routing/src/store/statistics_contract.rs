@@ -15,7 +15,7 @@ fn id<T>(parsed: Result<T, Error>) -> Result<T, Error> {
 }
 
 /// The answer pace of a waiting line: recorded per queue and channel, and
-/// what estimates are made of.
+/// what estimates are made of; answers recorded at once all count.
 pub async fn answer_pace_contract(state: &dyn RoutingState) -> Result<(), Error> {
     let acme = id(TenantId::parse("acme", "t"))?;
     let queue = id(QueueId::parse("paced", "q"))?;
@@ -30,6 +30,18 @@ pub async fn answer_pace_contract(state: &dyn RoutingState) -> Result<(), Error>
     )?;
     check(pace.estimated_wait_ms(2) == Some(2 * 5_000), "position times the average interval")?;
     check(state.answer_pace(&acme, &queue, CHANNEL_VOICE).await?.interval_ms == 0, "each channel has its own pace")?;
+
+    // Answers recorded at once (replicas answering together) all count:
+    // the latest is the pace's last answer whatever order they land in.
+    let busy = id(QueueId::parse("busy", "q"))?;
+    let answers: Vec<i64> = (1..=16).rev().map(|second| 100_000 + second * 1_000).collect();
+    let recorded =
+        futures::future::join_all(answers.iter().map(|answer_ms| state.record_answer(&acme, &busy, CHAT, *answer_ms)))
+            .await;
+    recorded.into_iter().collect::<Result<Vec<()>, Error>>()?;
+    let latest = answers.iter().copied().max().unwrap_or_default();
+    let pace = state.answer_pace(&acme, &busy, CHAT).await?;
+    check(pace.last_answer_ms == latest, "no answer recorded at once is lost")?;
     Ok(())
 }
 

@@ -48,8 +48,8 @@ use switchboard_platform::redis::redis_error;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use self::scripts::{
-    ENQUEUE_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT, RESTORE_CONTACT_SCRIPT, SNAPSHOT_SCRIPT,
-    TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
+    ENQUEUE_SCRIPT, RECORD_ANSWER_SCRIPT, RELAY_LEASE_SCRIPT, RESERVE_SCRIPT, RESTORE_AGENT_SCRIPT,
+    RESTORE_CONTACT_SCRIPT, SNAPSHOT_SCRIPT, TRANSITION_SCRIPT, UPSERT_AGENT_SCRIPT,
 };
 use super::{
     Change, EventsFor, LineStatus, OfferRef, OutboxBatch, Reservation, RoutingState, Snapshot, StateGauges,
@@ -80,6 +80,7 @@ pub struct RedisRoutingState {
     snapshot: redis::Script,
     restore_contact: redis::Script,
     restore_agent: redis::Script,
+    record_answer: redis::Script,
 }
 
 /// A Redis failure of the routing store: a script that found the pool's
@@ -112,6 +113,7 @@ impl RedisRoutingState {
             snapshot: redis::Script::new(SNAPSHOT_SCRIPT),
             restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
             restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
+            record_answer: redis::Script::new(RECORD_ANSWER_SCRIPT),
         }
     }
 

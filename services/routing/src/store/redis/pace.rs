@@ -3,10 +3,12 @@
 use switchboard_core::{Error, QueueId, TenantId};
 use switchboard_platform::redis::redis_error;
 
-use super::RedisRoutingState;
-use crate::domain::AnswerPace;
+use super::{RedisRoutingState, state_error};
+use crate::domain::{AnswerPace, MAX_ANSWER_INTERVAL_MS};
 
 impl RedisRoutingState {
+    /// One atomic step (`record_answer.lua`), so answers recorded at once
+    /// by several replicas all count.
     pub(super) async fn write_answer(
         &self,
         tenant: &TenantId,
@@ -14,17 +16,16 @@ impl RedisRoutingState {
         channel: i32,
         answer_ms: i64,
     ) -> Result<(), Error> {
-        let next = self.read_pace(tenant, queue, channel).await?.after_answer(answer_ms);
         let mut connection = self.connection.clone();
-        let _: i64 = redis::cmd("HSET")
-            .arg(self.pace_key(tenant, queue, channel))
-            .arg("last")
-            .arg(next.last_answer_ms)
-            .arg("interval")
-            .arg(next.interval_ms)
-            .query_async(&mut connection)
+        let _: i64 = self
+            .record_answer
+            .key(self.pace_key(tenant, queue, channel))
+            .key(self.marker_key())
+            .arg(answer_ms)
+            .arg(MAX_ANSWER_INTERVAL_MS)
+            .invoke_async(&mut connection)
             .await
-            .map_err(redis_error)?;
+            .map_err(state_error)?;
         Ok(())
     }
 

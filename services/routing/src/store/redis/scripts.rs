@@ -11,3 +11,4 @@ pub(super) const UPSERT_AGENT_SCRIPT: &str = include_str!("lua/upsert_agent.lua"
 pub(super) const RESTORE_CONTACT_SCRIPT: &str = include_str!("lua/restore_contact.lua");
 pub(super) const RESTORE_AGENT_SCRIPT: &str = include_str!("lua/restore_agent.lua");
 pub(super) const SNAPSHOT_SCRIPT: &str = include_str!("lua/snapshot.lua");
+pub(super) const RECORD_ANSWER_SCRIPT: &str = include_str!("lua/record_answer.lua");
