@@ -132,19 +132,23 @@ const RESOLVE_CUSTOMER_SQL: &str = "
 
 /// What [`RESOLVE_CUSTOMER_SQL`] did.
 enum Resolution {
-    Found,
+    /// The identity's customer, as stored.
+    Found(Customer),
     Created,
     /// A concurrent insert of the identity won: try again.
     Raced,
 }
 
-fn resolution_of(rows: &[Row]) -> Result<Resolution, Error> {
+fn resolution_of(tenant: &TenantId, rows: &[Row]) -> Result<Resolution, Error> {
     let Some(first) = rows.first() else {
         return Ok(Resolution::Raced);
     };
     let outcome: &str = first.try_get(6).map_err(pg_error)?;
     match outcome {
-        "found" => Ok(Resolution::Found),
+        "found" => customers_from_rows(tenant, rows)?
+            .pop()
+            .map(Resolution::Found)
+            .ok_or_else(|| Error::internal("a found customer without its row")),
         "created" => Ok(Resolution::Created),
         _ => {
             let customer_id: &str = first.try_get(0).map_err(pg_error)?;
@@ -380,14 +384,9 @@ impl CrmStore for PostgresCrmStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            match resolution_of(&rows)? {
+            match resolution_of(tenant, &rows)? {
+                Resolution::Found(existing) => return Ok(ResolvedCustomer { customer: existing, created: false }),
                 Resolution::Created => return Ok(ResolvedCustomer { customer, created: true }),
-                Resolution::Found => {
-                    let Some(existing) = customers_from_rows(tenant, &rows)?.pop() else {
-                        return Err(Error::internal("a found customer without its row"));
-                    };
-                    return Ok(ResolvedCustomer { customer: existing, created: false });
-                }
                 Resolution::Raced => {}
             }
         }

@@ -17,22 +17,15 @@ local stored = redis.call('HMGET', pace_key, 'last', 'interval')
 local last_answer_ms = tonumber(stored[1]) or 0
 local interval_ms = tonumber(stored[2]) or 0
 
-local function write(last, interval)
-  redis.call('HSET', pace_key, 'last', string.format('%.0f', last), 'interval', string.format('%.0f', interval))
-end
-
+local next_last, next_interval
 if last_answer_ms == 0 or answer_ms < last_answer_ms then
-  write(math.max(answer_ms, last_answer_ms), interval_ms)
-  return 0
-end
-local interval = answer_ms - last_answer_ms
-if interval > max_interval_ms then
-  write(answer_ms, 0)
-  return 0
-end
-if interval_ms == 0 then
-  write(answer_ms, interval)
+  next_last, next_interval = math.max(answer_ms, last_answer_ms), interval_ms
+elseif answer_ms - last_answer_ms > max_interval_ms then
+  next_last, next_interval = answer_ms, 0
+elseif interval_ms == 0 then
+  next_last, next_interval = answer_ms, answer_ms - last_answer_ms
 else
-  write(answer_ms, math.floor((interval_ms * 3 + interval) / 4))
+  next_last, next_interval = answer_ms, math.floor((interval_ms * 3 + answer_ms - last_answer_ms) / 4)
 end
+redis.call('HSET', pace_key, 'last', string.format('%.0f', next_last), 'interval', string.format('%.0f', next_interval))
 return 0
