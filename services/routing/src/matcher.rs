@@ -25,7 +25,7 @@ pub const MATCH_TICK: Duration = Duration::from_secs(1);
 /// How long the matcher pauses after a pass that left contacts waiting for
 /// room: the answers and completions that free room meanwhile are matched
 /// in one pass, not one pass each (a pass reads every head contact and
-/// every available agent, so under a backlog one per freed slot cost more
+/// the available agents, so under a backlog one per freed slot cost more
 /// than the offers). A backlog's contacts wait far longer than this.
 const BACKLOG_PASS_PAUSE: Duration = Duration::from_millis(5);
 

@@ -12,7 +12,7 @@ use switchboard_routing::store::RoutingState;
 use switchboard_routing::store::contract::{
     answer_pace_contract, differential, erasure_contract, fair_shares_contract, gauges_contract, outbox_contract,
     queue_rules_contract, queue_store_contract, queue_store_erasure_contract, restore_contract, routing_state_contract,
-    seen_view_contract, stale_reservation_contract,
+    seen_view_contract, shared_view_contract, stale_reservation_contract,
 };
 use switchboard_routing::store::memory::MemoryRoutingState;
 use switchboard_routing::store::postgres::{MIGRATIONS, PostgresQueueStore};
@@ -39,6 +39,71 @@ async fn redis_state_passes_the_contract() {
     stale_reservation_contract(&state).await.expect("redis voids stale reservations");
     seen_view_contract(&state).await.expect("redis decides on the current contact, not a stale view");
     restore_contract(&state).await.expect("redis restore contract");
+}
+
+/// A replica's snapshots follow every change another replica makes to the
+/// agents (each replica keeps a copy of them between snapshots).
+#[tokio::test]
+async fn redis_snapshots_follow_agents_changed_by_another_replica() {
+    let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let connection = connect(&url).await.expect("redis");
+    let pool = unique_suffix();
+    let writer = RedisRoutingState::new(connection.clone(), &pool);
+    writer.restore(&[], &[], 0).await.expect("mark the pool whole");
+    let reader = RedisRoutingState::new(connection, &pool);
+    shared_view_contract(&reader, &writer).await.expect("redis shared view contract");
+}
+
+/// A replica's copy of the agents does not outlive a loss of Redis: after
+/// a rebuild, even one whose agents have since changed more often than
+/// before the loss (the change counter started again), a snapshot shows
+/// the rebuilt agents only.
+#[tokio::test]
+async fn redis_snapshots_forget_agents_lost_with_the_state() {
+    use switchboard_proto::presence::v1::AgentState;
+    use switchboard_routing::store::contract::{sample_profile, sample_record};
+    use switchboard_routing::store::journal::JournaledAgent;
+    let Some(url) = backend_url("SWITCHBOARD_TEST_REDIS") else { return };
+    let connection = connect(&url).await.expect("redis");
+    let pool = unique_suffix();
+    let (reader, writer) =
+        (RedisRoutingState::new(connection.clone(), &pool), RedisRoutingState::new(connection.clone(), &pool));
+    writer.restore(&[], &[], 0).await.expect("mark the pool whole");
+    let tenant = switchboard_core::TenantId::parse("acme", "t").expect("tenant");
+    let queue = switchboard_core::QueueId::parse("lost", "q").expect("queue");
+    let (alice, bob) = (
+        switchboard_core::AgentId::parse("alice", "a").expect("agent"),
+        switchboard_core::AgentId::parse("bob", "a").expect("agent"),
+    );
+    writer.upsert_agent(&sample_profile(&alice, &[&tenant], 2, 0), true, 10).await.expect("alice");
+    let waiting = sample_record(&tenant, &queue, 3, 0, 1_000);
+    writer.enqueue(&waiting, &[]).await.expect("enqueue");
+    let view = reader.snapshot(8).await.expect("snapshot");
+    let agents: Vec<_> = view.agents.iter().map(|agent| &agent.profile.agent).collect();
+    assert_eq!(agents, [&alice], "alice is available");
+
+    // The pool's data gone, as after a FLUSHALL (other tests share this Redis).
+    let keys = switchboard_platform::redis::scan(
+        &connection,
+        switchboard_platform::redis::Scanned::Keys,
+        &format!("sb:{{{pool}}}*"),
+    )
+    .await
+    .expect("scan");
+    switchboard_platform::redis::delete_keys(&connection, &keys).await.expect("lose it");
+    let bob_available =
+        JournaledAgent { profile: sample_profile(&bob, &[&tenant], 2, 0), state: AgentState::Available };
+    writer.restore(&[waiting], &[bob_available], 20).await.expect("rebuild");
+    for now in 21..24 {
+        writer.upsert_agent(&sample_profile(&bob, &[&tenant], 2, 0), true, now).await.expect("bob again");
+    }
+    let view = reader.snapshot(8).await.expect("snapshot");
+    assert_eq!(view.waiting.len(), 1, "the contact was rebuilt");
+    assert_eq!(
+        view.agents.iter().map(|agent| agent.profile.agent.clone()).collect::<Vec<_>>(),
+        [bob],
+        "alice went with the lost state"
+    );
 }
 
 /// The scripts, pipelines and transactions of the store behave the same on

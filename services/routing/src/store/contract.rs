@@ -11,6 +11,7 @@ use switchboard_proto::routing::v1::Queue;
 
 pub use super::differential::differential;
 pub use super::erasure_contract::{erasure_contract, queue_store_erasure_contract};
+pub use super::shared_view_contract::shared_view_contract;
 pub use super::statistics_contract::{answer_pace_contract, fair_shares_contract};
 use super::{QueueStore, RoutingState, no_events};
 use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, ContactRecord, RoutingStatus};
@@ -626,6 +627,12 @@ mod tests {
     async fn memory_queue_store_passes_the_contract() {
         queue_store_contract(&MemoryQueueStore::default()).await.expect("contract");
         queue_store_erasure_contract(&MemoryQueueStore::default()).await.expect("erasure");
+    }
+
+    #[tokio::test]
+    async fn memory_snapshots_show_agents_as_they_are() {
+        let state = MemoryRoutingState::default();
+        shared_view_contract(&state, &state).await.expect("shared view");
     }
 
     #[tokio::test]

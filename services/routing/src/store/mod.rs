@@ -15,6 +15,8 @@ pub mod postgres;
 pub mod queue_cache;
 pub mod redis;
 #[cfg(any(test, feature = "contract"))]
+mod shared_view_contract;
+#[cfg(any(test, feature = "contract"))]
 mod statistics_contract;
 
 use async_trait::async_trait;

@@ -20,7 +20,10 @@
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
 //!   `last_offer`, `hold_until` (wrap-up), `load:<channel>`;
 //!   `sb:{P}:available` set; `sb:{P}:ao:<agent>` the contacts offered to
-//!   or handled by the agent
+//!   or handled by the agent; `sb:{P}:agents:change` the number of the last
+//!   change to any agent and `sb:{P}:agents:changed` each agent by the
+//!   number of its last change (every script that writes an agent numbers
+//!   it, so a matching pass reads only the agents changed since its last)
 //! - `sb:{P}:outbox` stream of entries appended by the same script as the
 //!   change they announce: `e` an encoded event, `s` the contact's
 //!   snapshot for the journal; `sb:{P}:outbox:relay` the relay lease
@@ -81,6 +84,10 @@ pub struct RedisRoutingState {
     restore_contact: redis::Script,
     restore_agent: redis::Script,
     record_answer: redis::Script,
+    /// This replica's copy of the available agents (see `snapshot.rs`).
+    agent_copy: tokio::sync::Mutex<snapshot::AgentCopy>,
+    /// Set when the next snapshot should read every agent again.
+    agents_stale: std::sync::atomic::AtomicBool,
 }
 
 /// A Redis failure of the routing store: a script that found the pool's
@@ -114,6 +121,8 @@ impl RedisRoutingState {
             restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
             restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
             record_answer: redis::Script::new(RECORD_ANSWER_SCRIPT),
+            agent_copy: tokio::sync::Mutex::new(snapshot::AgentCopy::default()),
+            agents_stale: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -177,6 +186,16 @@ impl RedisRoutingState {
 
     fn available_key(&self) -> String {
         format!("{}:available", self.prefix)
+    }
+
+    /// Each agent by the number of its last change.
+    fn changed_agents_key(&self) -> String {
+        format!("{}:agents:changed", self.prefix)
+    }
+
+    /// The number of the last change to any agent.
+    fn agent_change_counter_key(&self) -> String {
+        format!("{}:agents:change", self.prefix)
     }
 
     /// A hash, read together with the marker: a key that is absent because
@@ -300,6 +319,8 @@ impl RoutingState for RedisRoutingState {
             .key(self.agent_key(profile.agent.as_str()))
             .key(self.available_key())
             .key(self.marker_key())
+            .key(self.changed_agents_key())
+            .key(self.agent_change_counter_key())
             .arg(json)
             .arg(if available { "1" } else { "0" })
             .arg(now_ms)

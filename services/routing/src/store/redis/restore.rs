@@ -127,6 +127,8 @@ impl RedisRoutingState {
             let mut invocation = self.restore_agent.key(self.agent_key(agent.profile.agent.as_str()));
             invocation
                 .key(self.available_key())
+                .key(self.changed_agents_key())
+                .key(self.agent_change_counter_key())
                 .arg(codec::profile_json(&agent.profile)?)
                 .arg(if agent.state == AgentState::Available { "1" } else { "0" })
                 .arg(now_ms)

@@ -86,6 +86,8 @@ impl RedisRoutingState {
                 .key(self.waiting_key(tenant, &after.queue, after.channel))
                 .key(self.deadlines_key())
                 .key(self.marker_key())
+                .key(self.changed_agents_key())
+                .key(self.agent_change_counter_key())
                 .arg(before.status.as_str())
                 .arg(before.agent.as_ref().map_or("", AgentId::as_str))
                 .arg(revision)

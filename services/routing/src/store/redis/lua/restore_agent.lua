@@ -3,6 +3,8 @@
 -- so a restore run twice counts once); idempotent.
 local agent_key = KEYS[1]
 local available_key = KEYS[2]
+local changed_agents_key = KEYS[3]
+local change_counter_key = KEYS[4]
 
 local profile_json = ARGV[1]
 local available = ARGV[2]
@@ -18,4 +20,5 @@ redis.call('HSET', agent_key, 'profile', profile_json, 'available', available)
 if redis.call('HEXISTS', agent_key, 'idle_since') == 0 then redis.call('HSET', agent_key, 'idle_since', now_ms) end
 for i = first_load, #ARGV, 2 do redis.call('HSET', agent_key, 'load:' .. ARGV[i], ARGV[i + 1]) end
 if available == '1' then redis.call('SADD', available_key, agent_id) else redis.call('SREM', available_key, agent_id) end
+redis.call('ZADD', changed_agents_key, redis.call('INCR', change_counter_key), agent_id)
 return 1

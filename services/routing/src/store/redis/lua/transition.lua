@@ -13,6 +13,8 @@ local outbox_key = KEYS[7]
 local destination_line_key = KEYS[8]
 local deadlines_key = KEYS[9]
 local marker_key = KEYS[10]
+local changed_agents_key = KEYS[11]
+local change_counter_key = KEYS[12]
 
 local expected_status = ARGV[1]
 local expected_agent = ARGV[2]
@@ -74,6 +76,10 @@ if deadline_ms == '0' then redis.call('ZREM', deadlines_key, member) else redis.
 -- idempotent retries), then expires with its hash.
 if status == 'completed' or status == 'abandoned' then redis.call('PEXPIRE', contact_key, terminal_retention_ms) end
 if hold_until_ms ~= '0' then redis.call('HSET', holder_key, 'hold_until', hold_until_ms) end
+-- Matching passes read only the agents changed since their last read.
+if releases_agent or hold_until_ms ~= '0' then
+  redis.call('ZADD', changed_agents_key, redis.call('INCR', change_counter_key), expected_agent)
+end
 for i = first_event, #ARGV do redis.call('XADD', outbox_key, '*', 'e', ARGV[i]) end
 redis.call('XADD', outbox_key, '*', 's', snapshot)
 return 1

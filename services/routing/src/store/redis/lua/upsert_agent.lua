@@ -1,8 +1,11 @@
 -- Records an agent's profile and availability. Becoming available starts
--- its idle time and ends any wrap-up hold.
+-- its idle time and ends any wrap-up hold. Like every script that writes an
+-- agent, it numbers the change (see snapshot.lua).
 local agent_key = KEYS[1]
 local available_key = KEYS[2]
 local marker_key = KEYS[3]
+local changed_agents_key = KEYS[4]
+local change_counter_key = KEYS[5]
 
 local profile_json = ARGV[1]
 local available = ARGV[2]
@@ -20,4 +23,6 @@ else
   redis.call('SREM', available_key, agent_id)
 end
 if redis.call('HEXISTS', agent_key, 'idle_since') == 0 then redis.call('HSET', agent_key, 'idle_since', now_ms) end
+-- Matching passes read only the agents changed since their last read.
+redis.call('ZADD', changed_agents_key, redis.call('INCR', change_counter_key), agent_id)
 return 1
