@@ -28,11 +28,13 @@ type SnapshotReply = (Vec<Vec<String>>, Vec<(String, Vec<String>)>, Vec<String>,
 /// keep from matching.
 const WHOLE_AGENTS_READ_EVERY: Duration = Duration::from_secs(1);
 
-/// A replica's copy of the pool's available agents, as of change `change`
-/// of the state of generation `generation`; `None` before the first read.
+/// A replica's copy of the pool's available agents, by agent id.
 #[derive(Debug, Default)]
 pub(super) struct AgentCopy {
+    /// The generation of the state and the number of its last agent change
+    /// the copy follows; `None` before the first read.
     as_of: Option<(String, i64)>,
+    /// When every agent was last read.
     read_whole_at: Option<Instant>,
     agents: BTreeMap<String, AgentLive>,
 }
