@@ -131,7 +131,7 @@ async fn replicas_under_load_survive_a_kill(replicas: usize) {
     // The outbox is drained (every event acknowledged by the broker), so
     // the topic up to its high watermark holds every routing event.
     let records = rig.routing_log(&redis_url).await;
-    let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
+    let (replayed, ended) = verify_exactly_once(&records, &created, &statuses, &processes);
     eprintln!(
         "{:?}: {} records, {} distinct events, {} duplicates dropped; agents {:?}; peak load {:?}",
         began.elapsed(),

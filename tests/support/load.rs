@@ -244,7 +244,7 @@ impl Load {
             eprintln!("agent report: {report:?}");
         }
         let records = rig.routing_log(redis_url).await;
-        let (replayed, ended) = verify_exactly_once(&records, &created, &statuses);
+        let (replayed, ended) = verify_exactly_once(&records, &created, &statuses, processes);
         eprintln!("{} records, {} duplicates dropped; ended {ended:?}", records.len(), replayed.duplicates);
         Settled { created, statuses, replayed, ended }
     }

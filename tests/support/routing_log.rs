@@ -66,6 +66,37 @@ pub struct Replay {
     /// Offer time of each contact's offers.
     pub offer_times: HashMap<String, Vec<i64>>,
     pub max_load: BTreeMap<String, i32>,
+    /// Contacts a violation is about, to show their history.
+    pub suspects: std::collections::BTreeSet<String>,
+}
+
+/// The contact a routing event is about.
+fn contact_of(kind: &routing_event::Kind) -> &str {
+    match kind {
+        routing_event::Kind::Queued(event) => &event.contact,
+        routing_event::Kind::Offered(event) => &event.contact,
+        routing_event::Kind::OfferWithdrawn(event) => &event.contact,
+        routing_event::Kind::Answered(event) => &event.contact,
+        routing_event::Kind::Completed(event) => &event.contact,
+        routing_event::Kind::Abandoned(event) => &event.contact,
+        routing_event::Kind::Transferred(event) => &event.contact,
+    }
+}
+
+/// Every event of `contact` in the log, in order, one line each: offset,
+/// event id, when it occurred and what it says.
+pub fn history(records: &[(i64, EventEnvelope)], contact: &str) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|(offset, envelope)| {
+            let Some(Payload::Routing(event)) = &envelope.payload else { return None };
+            let kind = event.kind.as_ref()?;
+            (contact_of(kind) == contact).then(|| {
+                let occurred_ms = envelope.occurred_at.as_ref().map_or(0, millis_from_timestamp);
+                format!("offset {offset} id {} at {occurred_ms}: {kind:?}", envelope.event_id)
+            })
+        })
+        .collect()
 }
 
 pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, HashMap<i32, i32>>) -> Replay {
@@ -81,7 +112,11 @@ pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, Has
         result.events += 1;
         let Some(Payload::Routing(event)) = &envelope.payload else { continue };
         let Some(kind) = event.kind.clone() else { continue };
-        let mut violation = |what: String| result.violations.push(format!("offset {offset}: {what}"));
+        let subject = contact_of(&kind).to_owned();
+        let mut violation = |what: String| {
+            result.violations.push(format!("offset {offset}: {what}"));
+            result.suspects.insert(subject.clone());
+        };
         match kind {
             routing_event::Kind::Queued(queued) => {
                 if contacts.insert(queued.contact.clone(), (Held::Waiting, queued.channel)).is_some() {
@@ -183,7 +218,10 @@ pub fn replay(records: &[(i64, EventEnvelope)], capacities: &HashMap<String, Has
                 .filter(
                     |(_, (held, _))| matches!(held, Held::Offered(holder) | Held::Answered(holder) if holder == agent),
                 )
-                .map(|(contact, (held, _))| format!("{contact} {held:?}"))
+                .map(|(contact, (held, _))| {
+                    result.suspects.insert(contact.clone());
+                    format!("{contact} {held:?}")
+                })
                 .collect();
             result
                 .violations
@@ -229,14 +267,33 @@ pub async fn await_every_end(routing_url: &str, created: &[Created], processes: 
 
 /// Replays the routing log against the invariants and checks that every
 /// created contact, and nothing else, ended exactly once, as GetAssignment
-/// says. Returns the replay and how many contacts ended each way.
+/// says. Returns the replay and how many contacts ended each way. A broken
+/// invariant fails with each contact it is about: its events in the log,
+/// its status by GetAssignment and what the processes logged of it.
 pub fn verify_exactly_once(
     records: &[(i64, switchboard_proto::events::v1::EventEnvelope)],
     created: &[Created],
     statuses: &HashMap<String, i32>,
+    processes: &[Process],
 ) -> (Replay, BTreeMap<&'static str, usize>) {
     let replayed = replay(records, &capacities());
-    assert!(replayed.violations.is_empty(), "invariants broken:\n{}", replayed.violations.join("\n"));
+    if !replayed.violations.is_empty() {
+        let mut report = format!("invariants broken:\n{}", replayed.violations.join("\n"));
+        for contact in &replayed.suspects {
+            let status = statuses.get(contact).and_then(|status| ContactStatus::try_from(*status).ok());
+            report.push_str(&format!("\n--- {contact}: GetAssignment {status:?}; its events:\n"));
+            report.push_str(&history(records, contact).join("\n"));
+            // Logs name a contact by its id, the last part of its name.
+            let id = contact.rsplit('/').next().unwrap_or(contact);
+            for process in processes {
+                let text = std::fs::read_to_string(&process.log).unwrap_or_default();
+                for line in text.lines().filter(|line| line.contains(id)) {
+                    report.push_str(&format!("\n[{}] {line}", process.label));
+                }
+            }
+        }
+        panic!("{report}");
+    }
     let names: HashSet<&String> = created.iter().map(|contact| &contact.name).collect();
     assert_eq!(names.len(), created.len(), "every create made a distinct contact");
     for name in replayed.terminal.keys() {
