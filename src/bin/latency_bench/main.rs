@@ -115,6 +115,15 @@ struct Options {
     /// contact is a new customer's.
     #[arg(long, default_value_t = 0)]
     returning_customers: usize,
+    /// Queues the contacts are spread over in turn (`chat`, `chat-1`, …);
+    /// every agent serves them all.
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+}
+
+/// The id of the bench's `index`th queue: `chat`, then `chat-1`, `chat-2`…
+fn queue_id(index: usize) -> String {
+    if index == 0 { "chat".to_owned() } else { format!("chat-{index}") }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -435,14 +444,19 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         offer_timeout: Some(prost_types::Duration { seconds: OFFER_TIMEOUT_SECONDS, nanos: 0 }),
         ..Queue::default()
     };
-    let request =
-        CreateQueueRequest { parent: "tenants/bench".to_owned(), queue_id: "chat".to_owned(), queue: Some(queue) };
-    until_ready("create queue", || {
-        let mut routing = routing.clone();
-        let request = request.clone();
-        async move { routing.create_queue(authorized(ADMIN, request)).await }
-    })
-    .await?;
+    for index in 0..options.queues.max(1) {
+        let request = CreateQueueRequest {
+            parent: "tenants/bench".to_owned(),
+            queue_id: queue_id(index),
+            queue: Some(queue.clone()),
+        };
+        until_ready("create queue", || {
+            let mut routing = routing.clone();
+            let request = request.clone();
+            async move { routing.create_queue(authorized(ADMIN, request)).await }
+        })
+        .await?;
+    }
     let presence_channel = channel(&config.services.presence.url)?;
     let presence = PresenceServiceClient::new(presence_channel.clone());
     for agent in 0..options.agents {
@@ -492,7 +506,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         let contact = Contact {
             channel: Channel::Chat as i32,
             from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: format!("{run}-{customer}") }),
-            queue: "tenants/bench/queues/chat".to_owned(),
+            queue: format!("tenants/bench/queues/{}", queue_id(sequence % options.queues.max(1))),
             subject: format!("bench {sequence}"),
             ..Contact::default()
         };
