@@ -35,7 +35,9 @@ impl RedisRoutingState {
         let members = format!("{tenant}:*");
         let lines = scan(&self.connection, Scanned::SetMembers(&self.queues_key()), &members).await?;
         remove_members(&self.connection, "SREM", Some(&self.queues_key()), &lines).await?;
-        for key in [self.offers_key(), self.deadlines_key()] {
+        // A replica's copy of the lines drops the tenant's with its next
+        // whole read; the matcher routes no deleted tenant meanwhile.
+        for key in [self.offers_key(), self.deadlines_key(), self.changed_lines_key()] {
             let found = scan(&self.connection, Scanned::SortedSetMembers(&key), &members).await?;
             remove_members(&self.connection, "ZREM", Some(&key), &found).await?;
         }

@@ -20,10 +20,12 @@
 //! - `sb:{P}:a:<agent>` hash: `profile` (JSON), `available`, `idle_since`,
 //!   `last_offer`, `hold_until` (wrap-up), `load:<channel>`;
 //!   `sb:{P}:available` set; `sb:{P}:ao:<agent>` the contacts offered to
-//!   or handled by the agent; `sb:{P}:agents:change` the number of the last
-//!   change to any agent and `sb:{P}:agents:changed` each agent by the
-//!   number of its last change (every script that writes an agent numbers
-//!   it, so a matching pass reads only the agents changed since its last)
+//!   or handled by the agent
+//! - `sb:{P}:changes` the number of the last change to any agent or waiting
+//!   line, `sb:{P}:agents:changed` and `sb:{P}:lines:changed` each agent and
+//!   line by the number of its last change: every script that writes an
+//!   agent or changes a line numbers it, so a matching pass reads only what
+//!   changed since its last (see `snapshot.rs`)
 //! - `sb:{P}:outbox` stream of entries appended by the same script as the
 //!   change they announce: `e` an encoded event, `s` the contact's
 //!   snapshot for the journal; `sb:{P}:outbox:relay` the relay lease
@@ -84,10 +86,10 @@ pub struct RedisRoutingState {
     restore_contact: redis::Script,
     restore_agent: redis::Script,
     record_answer: redis::Script,
-    /// This replica's copy of the available agents (see `snapshot.rs`).
-    agent_copy: tokio::sync::Mutex<snapshot::AgentCopy>,
-    /// Set when the next snapshot should read every agent again.
-    agents_stale: std::sync::atomic::AtomicBool,
+    /// This replica's copy of the waiting lines and available agents (see `snapshot.rs`).
+    matching_copy: tokio::sync::Mutex<snapshot::MatchingCopy>,
+    /// Set when the next snapshot should read everything again.
+    copy_stale: std::sync::atomic::AtomicBool,
 }
 
 /// A Redis failure of the routing store: a script that found the pool's
@@ -121,8 +123,8 @@ impl RedisRoutingState {
             restore_contact: redis::Script::new(RESTORE_CONTACT_SCRIPT),
             restore_agent: redis::Script::new(RESTORE_AGENT_SCRIPT),
             record_answer: redis::Script::new(RECORD_ANSWER_SCRIPT),
-            agent_copy: tokio::sync::Mutex::new(snapshot::AgentCopy::default()),
-            agents_stale: std::sync::atomic::AtomicBool::new(false),
+            matching_copy: tokio::sync::Mutex::new(snapshot::MatchingCopy::default()),
+            copy_stale: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -193,9 +195,14 @@ impl RedisRoutingState {
         format!("{}:agents:changed", self.prefix)
     }
 
-    /// The number of the last change to any agent.
-    fn agent_change_counter_key(&self) -> String {
-        format!("{}:agents:change", self.prefix)
+    /// Each waiting line by the number of its last change.
+    fn changed_lines_key(&self) -> String {
+        format!("{}:lines:changed", self.prefix)
+    }
+
+    /// The number of the last change to any agent or waiting line.
+    fn change_counter_key(&self) -> String {
+        format!("{}:changes", self.prefix)
     }
 
     /// A hash, read together with the marker: a key that is absent because
@@ -282,6 +289,8 @@ impl RoutingState for RedisRoutingState {
             .key(self.outbox_key())
             .key(self.deadlines_key())
             .key(self.marker_key())
+            .key(self.changed_lines_key())
+            .key(self.change_counter_key())
             .arg(json)
             .arg(record.rank())
             .arg(record.contact.as_str())
@@ -320,7 +329,7 @@ impl RoutingState for RedisRoutingState {
             .key(self.available_key())
             .key(self.marker_key())
             .key(self.changed_agents_key())
-            .key(self.agent_change_counter_key())
+            .key(self.change_counter_key())
             .arg(json)
             .arg(if available { "1" } else { "0" })
             .arg(now_ms)

@@ -60,7 +60,7 @@ impl RedisRoutingState {
             pipeline
                 .cmd("EVALSHA")
                 .arg(self.reserve.get_hash())
-                .arg(11)
+                .arg(12)
                 .arg(self.contact_key(&record.tenant, &record.contact))
                 .arg(self.waiting_key(&record.tenant, &record.queue, record.channel))
                 .arg(self.agent_key(agent.agent.as_str()))
@@ -71,7 +71,8 @@ impl RedisRoutingState {
                 .arg(self.deadlines_key())
                 .arg(self.marker_key())
                 .arg(self.changed_agents_key())
-                .arg(self.agent_change_counter_key())
+                .arg(self.change_counter_key())
+                .arg(self.changed_lines_key())
                 .arg(record.contact.as_str())
                 .arg(agent.agent.as_str())
                 .arg(record.channel)
@@ -102,9 +103,9 @@ impl RedisRoutingState {
             Err(error) => return Err(state_error(error)),
         };
         if reserved.iter().any(|reserved| *reserved != 1) {
-            // A plan made on this replica's copy of the agents lost a race:
-            // the next pass reads every agent, whatever the copy missed.
-            self.agents_stale.store(true, std::sync::atomic::Ordering::Release);
+            // A plan made on this replica's copy of the lines and agents lost
+            // a race: the next pass reads everything, whatever the copy missed.
+            self.copy_stale.store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(reserved.into_iter().map(|reserved| reserved == 1).collect())
     }

@@ -100,6 +100,8 @@ impl RedisRoutingState {
                     .key(self.offers_key())
                     .key(self.agent_offers_key(agent))
                     .key(self.deadlines_key())
+                    .key(self.changed_lines_key())
+                    .key(self.change_counter_key())
                     .arg(record.status.as_str())
                     .arg(record.contact.as_str())
                     .arg(&member)
@@ -128,7 +130,7 @@ impl RedisRoutingState {
             invocation
                 .key(self.available_key())
                 .key(self.changed_agents_key())
-                .key(self.agent_change_counter_key())
+                .key(self.change_counter_key())
                 .arg(codec::profile_json(&agent.profile)?)
                 .arg(if agent.state == AgentState::Available { "1" } else { "0" })
                 .arg(now_ms)

@@ -1,7 +1,8 @@
 //! The matching snapshot read from Redis. Each replica keeps a copy of the
-//! available agents and reads only the agents changed since its last read
-//! (every script that writes an agent numbers the change), so a pass costs
-//! the changes since the last one, not a read of every agent on the floor.
+//! waiting lines' heads and of the available agents, and reads only the
+//! lines and agents changed since its last read (every script that changes
+//! a line or writes an agent numbers the change), so a pass costs the
+//! changes since the last one, not a read of every line and agent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -12,30 +13,35 @@ use switchboard_platform::redis::redis_error;
 
 use super::RedisRoutingState;
 use super::fair::decode_fair_shares;
-use crate::domain::{AgentLive, RoutingStatus};
+use crate::domain::{AgentLive, ContactRecord, RoutingStatus};
 use crate::store::codec;
 use crate::store::{Snapshot, StateGauges};
 
-/// The snapshot script's reply: contacts' hashes, agents' ids and hashes
-/// (empty: not available), the fair-share hash, each hash a flat
-/// field/value list; whether the agents are all the available ones (1) or
-/// the changed ones (0), and the generation and change number they are as of.
-type SnapshotReply = (Vec<Vec<String>>, Vec<(String, Vec<String>)>, Vec<String>, i64, String, i64);
+/// The snapshot script's reply: lines with their heads' hashes (none: the
+/// line no longer waits), agents' ids and hashes (empty: not available),
+/// the fair-share hash, each hash a flat field/value list; whether the
+/// lines and agents are all there are (1), the changed ones (0) or nothing
+/// was read because no contact waits (-1); and the generation and change
+/// number they are as of.
+type SnapshotReply = (Vec<(String, Vec<Vec<String>>)>, Vec<(String, Vec<String>)>, Vec<String>, i64, String, i64);
 
-/// How long a replica's copy of the agents may go without a whole read. A
-/// copy follows the numbered changes exactly; this bounds what a change
-/// never numbered (a Redis restored from an older dump, a hand edit) can
-/// keep from matching.
-const WHOLE_AGENTS_READ_EVERY: Duration = Duration::from_secs(1);
+/// How long a replica's copy may go without a whole read. A copy follows
+/// the numbered changes exactly; this bounds what a change never numbered
+/// (a Redis restored from an older dump, a hand edit, a deleted tenant's
+/// keys) can keep from matching.
+const WHOLE_READ_EVERY: Duration = Duration::from_secs(1);
 
-/// A replica's copy of the pool's available agents, by agent id.
+/// A replica's copy of what matching reads: the waiting lines' head
+/// contacts, by line, and the available agents, by agent id.
 #[derive(Debug, Default)]
-pub(super) struct AgentCopy {
-    /// The generation of the state and the number of its last agent change
-    /// the copy follows; `None` before the first read.
-    as_of: Option<(String, i64)>,
-    /// When every agent was last read.
+pub(super) struct MatchingCopy {
+    /// The generation of the state and the number of its last change the
+    /// copy follows, and how many heads per line it holds; `None` before
+    /// the first read.
+    as_of: Option<(String, i64, usize)>,
+    /// When everything was last read.
     read_whole_at: Option<Instant>,
+    lines: BTreeMap<String, Vec<ContactRecord>>,
     agents: BTreeMap<String, AgentLive>,
 }
 
@@ -93,19 +99,19 @@ impl RedisRoutingState {
 
     /// Up to `per_queue` head contacts of every waiting line and, when any
     /// waits, every available agent and the fair-share tags, in one round
-    /// trip (`lua/snapshot.lua`). The agents are this replica's copy brought
-    /// up to date with the changes since its last read; the whole set is
-    /// read when the copy may not follow (first read, a new generation of
-    /// the state, a reservation that lost a race, or
-    /// [`WHOLE_AGENTS_READ_EVERY`]).
+    /// trip (`lua/snapshot.lua`). Lines and agents are this replica's copy
+    /// brought up to date with the changes since its last read; everything
+    /// is read when the copy may not follow (first read, a new generation of
+    /// the state, another depth of heads, a reservation that lost a race, a
+    /// failed read, or [`WHOLE_READ_EVERY`]).
     pub(super) async fn read_snapshot(&self, per_queue: usize) -> Result<Snapshot, Error> {
         let last_head_index = i64::try_from(per_queue).unwrap_or(i64::MAX).saturating_sub(1);
         // One read at a time per replica, so replies apply in order.
-        let mut copy = self.agent_copy.lock().await;
-        let read_whole = self.agents_stale.swap(false, Ordering::AcqRel)
-            || copy.read_whole_at.is_none_or(|read_at| read_at.elapsed() >= WHOLE_AGENTS_READ_EVERY);
-        let (known_generation, known_change) = match (&copy.as_of, read_whole) {
-            (Some((generation, change)), false) => (generation.clone(), *change),
+        let mut copy = self.matching_copy.lock().await;
+        let stale = self.copy_stale.swap(false, Ordering::AcqRel)
+            || copy.read_whole_at.is_none_or(|read_at| read_at.elapsed() >= WHOLE_READ_EVERY);
+        let (known_generation, known_change) = match &copy.as_of {
+            Some((generation, change, depth)) if !stale && *depth == per_queue => (generation.clone(), *change),
             _ => (String::new(), -1),
         };
         let mut connection = self.connection.clone();
@@ -116,7 +122,8 @@ impl RedisRoutingState {
             .key(self.fair_shares_key())
             .key(self.marker_key())
             .key(self.changed_agents_key())
-            .key(self.agent_change_counter_key())
+            .key(self.change_counter_key())
+            .key(self.changed_lines_key())
             .arg(&self.prefix)
             .arg(last_head_index)
             .arg(&known_generation)
@@ -124,59 +131,84 @@ impl RedisRoutingState {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_error);
-        let (records, agents, fair, whole, generation, change) = match outcome {
-            Ok(reply) => reply,
+        let applied = match outcome {
+            Ok(reply) => apply_reply(&mut copy, reply, per_queue),
+            Err(error) => Err(error),
+        };
+        let shares = match applied {
+            Ok(shares) => shares,
             Err(error) => {
-                // The copy may have missed nothing, but a whole read is cheap
-                // next to reasoning about a half-seen reply.
-                self.agents_stale.store(true, Ordering::Release);
+                // The copy may be half updated: read everything next time.
+                self.copy_stale.store(true, Ordering::Release);
                 return Err(error);
             }
         };
-        let records_read = records.len();
-        let mut waiting = Vec::new();
-        for fields in records {
+        let Some(shares) = shares else {
+            if known_change < 0 {
+                // A whole read was due and nothing was read: still due.
+                self.copy_stale.store(true, Ordering::Release);
+            }
+            return Ok(Snapshot::default());
+        };
+        let waiting: Vec<ContactRecord> = copy.lines.values().flatten().cloned().collect();
+        if waiting.is_empty() {
+            return Ok(Snapshot::default());
+        }
+        // Ordered by agent id, as the map keeps them.
+        let agents = copy.agents.values().cloned().collect();
+        Ok(Snapshot { waiting, agents, shares })
+    }
+}
+
+/// Brings `copy` up to date with `reply`, read `per_queue` heads deep;
+/// returns the fair-share tags, or `None` when no contact waits (nothing
+/// was read: the copy keeps its agents, whose changes come with the next
+/// read, and drops its lines).
+fn apply_reply(
+    copy: &mut MatchingCopy,
+    reply: SnapshotReply,
+    per_queue: usize,
+) -> Result<Option<crate::domain::fair_share::FairShares>, Error> {
+    let (lines, agents, fair, whole, generation, change) = reply;
+    match whole {
+        -1 => {
+            // No line waits: nothing the copy holds of them is current, and
+            // a line that fills again is numbered then.
+            copy.lines.clear();
+            return Ok(None);
+        }
+        1 => {
+            copy.lines.clear();
+            copy.agents.clear();
+            copy.read_whole_at = Some(Instant::now());
+        }
+        _ => {}
+    }
+    for (line, heads) in lines {
+        let mut waiting = Vec::with_capacity(heads.len());
+        for fields in heads {
             let record = codec::decode_record(&pairs(fields))?;
             if record.status == RoutingStatus::Queued {
                 waiting.push(record);
             }
         }
-        if records_read == 0 {
-            // No agents were read: the copy stays as it was.
-            if read_whole {
-                self.agents_stale.store(true, Ordering::Release);
-            }
-            return Ok(Snapshot::default());
-        }
-        if whole == 1 {
-            copy.agents.clear();
-            copy.read_whole_at = Some(Instant::now());
-        }
-        for (agent, fields) in agents {
-            if fields.is_empty() {
-                copy.agents.remove(&agent);
-                continue;
-            }
-            let live = match codec::decode_agent(&agent, &pairs(fields)) {
-                Ok(live) => live,
-                Err(error) => {
-                    self.agents_stale.store(true, Ordering::Release);
-                    return Err(error);
-                }
-            };
-            if live.available {
-                copy.agents.insert(agent, live);
-            } else {
-                copy.agents.remove(&agent);
-            }
-        }
-        copy.as_of = Some((generation, change));
         if waiting.is_empty() {
-            return Ok(Snapshot::default());
+            copy.lines.remove(&line);
+        } else {
+            copy.lines.insert(line, waiting);
         }
-        // Ordered by agent id, as the map keeps them.
-        let available = copy.agents.values().cloned().collect();
-        let shares = decode_fair_shares(pairs(fair))?;
-        Ok(Snapshot { waiting, agents: available, shares })
     }
+    for (agent, fields) in agents {
+        let live = if fields.is_empty() { None } else { Some(codec::decode_agent(&agent, &pairs(fields))?) };
+        match live {
+            Some(live) if live.available => {
+                copy.agents.insert(agent, live);
+            }
+            _ => {
+                copy.agents.remove(&agent);
+            }
+        }
+    }
+    copy.as_of = Some((generation, change, per_queue));
+    Ok(Some(decode_fair_shares(pairs(fair))?))
 }

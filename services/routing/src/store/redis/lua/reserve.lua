@@ -16,6 +16,7 @@ local deadlines_key = KEYS[8]
 local marker_key = KEYS[9]
 local changed_agents_key = KEYS[10]
 local change_counter_key = KEYS[11]
+local changed_lines_key = KEYS[12]
 
 local contact_id = ARGV[1]
 local agent_id = ARGV[2]
@@ -56,7 +57,9 @@ redis.call('ZREM', line_key, contact_id)
 if redis.call('ZCARD', line_key) == 0 then redis.call('SREM', lines_key, line) end
 redis.call('HINCRBY', agent_key, 'load:' .. channel, 1)
 redis.call('HSET', agent_key, 'last_offer', offer_ms)
-redis.call('ZADD', changed_agents_key, redis.call('INCR', change_counter_key), agent_id)
+local change = redis.call('INCR', change_counter_key)
+redis.call('ZADD', changed_agents_key, change, agent_id)
+redis.call('ZADD', changed_lines_key, change, line)
 redis.call('ZADD', offers_key, expire_ms, member)
 redis.call('SADD', agent_offers_key, member)
 for i = first_event, #ARGV do redis.call('XADD', outbox_key, '*', 'e', ARGV[i]) end

@@ -7,6 +7,8 @@ local lines_key = KEYS[3]
 local offers_key = KEYS[4]
 local agent_offers_key = KEYS[5]
 local deadlines_key = KEYS[6]
+local changed_lines_key = KEYS[7]
+local change_counter_key = KEYS[8]
 
 local status = ARGV[1]
 local contact_id = ARGV[2]
@@ -22,6 +24,7 @@ for i = first_field, #ARGV, 2 do redis.call('HSET', contact_key, ARGV[i], ARGV[i
 if status == 'queued' then
   redis.call('ZADD', line_key, rank, contact_id)
   redis.call('SADD', lines_key, line)
+  redis.call('ZADD', changed_lines_key, redis.call('INCR', change_counter_key), line)
   if deadline_ms ~= '0' then redis.call('ZADD', deadlines_key, deadline_ms, member) end
 elseif status == 'offered' then
   redis.call('ZADD', offers_key, expire_ms, member)

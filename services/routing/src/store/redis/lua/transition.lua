@@ -15,6 +15,7 @@ local deadlines_key = KEYS[9]
 local marker_key = KEYS[10]
 local changed_agents_key = KEYS[11]
 local change_counter_key = KEYS[12]
+local changed_lines_key = KEYS[13]
 
 local expected_status = ARGV[1]
 local expected_agent = ARGV[2]
@@ -76,9 +77,17 @@ if deadline_ms == '0' then redis.call('ZREM', deadlines_key, member) else redis.
 -- idempotent retries), then expires with its hash.
 if status == 'completed' or status == 'abandoned' then redis.call('PEXPIRE', contact_key, terminal_retention_ms) end
 if hold_until_ms ~= '0' then redis.call('HSET', holder_key, 'hold_until', hold_until_ms) end
--- Matching passes read only the agents changed since their last read.
+-- Matching passes read only the agents and waiting lines changed since
+-- their last read: a line changes when a contact joins or leaves it, and
+-- when a contact waiting in it changes.
 if releases_agent or hold_until_ms ~= '0' then
   redis.call('ZADD', changed_agents_key, redis.call('INCR', change_counter_key), expected_agent)
+end
+if expected_status == 'queued' then
+  redis.call('ZADD', changed_lines_key, redis.call('INCR', change_counter_key), source_line)
+end
+if status == 'queued' then
+  redis.call('ZADD', changed_lines_key, redis.call('INCR', change_counter_key), destination_line)
 end
 for i = first_event, #ARGV do redis.call('XADD', outbox_key, '*', 'e', ARGV[i]) end
 redis.call('XADD', outbox_key, '*', 's', snapshot)
