@@ -444,7 +444,8 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         offer_timeout: Some(prost_types::Duration { seconds: OFFER_TIMEOUT_SECONDS, nanos: 0 }),
         ..Queue::default()
     };
-    for index in 0..options.queues.max(1) {
+    let queues = options.queues.max(1);
+    for index in 0..queues {
         let request = CreateQueueRequest {
             parent: "tenants/bench".to_owned(),
             queue_id: queue_id(index),
@@ -506,7 +507,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         let contact = Contact {
             channel: Channel::Chat as i32,
             from: Some(CustomerIdentity { kind: IdentityKind::ChatVisitor as i32, value: format!("{run}-{customer}") }),
-            queue: format!("tenants/bench/queues/{}", queue_id(sequence % options.queues.max(1))),
+            queue: format!("tenants/bench/queues/{}", queue_id(sequence % queues)),
             subject: format!("bench {sequence}"),
             ..Contact::default()
         };

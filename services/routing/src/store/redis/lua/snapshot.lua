@@ -51,7 +51,8 @@ for _, line in ipairs(to_read(lines_key, changed_lines_key)) do
   -- A line is `tenant:queue:channel`; its contacts are `c:tenant:contact`.
   local tenant = string.match(line, '^([^:]+):')
   local heads = {}
-  if tenant and (whole or redis.call('SISMEMBER', lines_key, line) == 1) then
+  -- A line that no longer waits has no sorted set left: no heads.
+  if tenant then
     for _, contact in ipairs(redis.call('ZRANGE', prefix .. ':w:' .. line, 0, last_head_index)) do
       local record = redis.call('HGETALL', prefix .. ':c:' .. tenant .. ':' .. contact)
       if #record > 0 then

@@ -79,16 +79,15 @@ if status == 'completed' or status == 'abandoned' then redis.call('PEXPIRE', con
 if hold_until_ms ~= '0' then redis.call('HSET', holder_key, 'hold_until', hold_until_ms) end
 -- Matching passes read only the agents and waiting lines changed since
 -- their last read: a line changes when a contact joins or leaves it, and
--- when a contact waiting in it changes.
-if releases_agent or hold_until_ms ~= '0' then
-  redis.call('ZADD', changed_agents_key, redis.call('INCR', change_counter_key), expected_agent)
+-- when a contact waiting in it changes. One transition is one change.
+local change
+local function number(changed_key, changed)
+  change = change or redis.call('INCR', change_counter_key)
+  redis.call('ZADD', changed_key, change, changed)
 end
-if expected_status == 'queued' then
-  redis.call('ZADD', changed_lines_key, redis.call('INCR', change_counter_key), source_line)
-end
-if status == 'queued' then
-  redis.call('ZADD', changed_lines_key, redis.call('INCR', change_counter_key), destination_line)
-end
+if releases_agent or hold_until_ms ~= '0' then number(changed_agents_key, expected_agent) end
+if expected_status == 'queued' then number(changed_lines_key, source_line) end
+if status == 'queued' then number(changed_lines_key, destination_line) end
 for i = first_event, #ARGV do redis.call('XADD', outbox_key, '*', 'e', ARGV[i]) end
 redis.call('XADD', outbox_key, '*', 's', snapshot)
 return 1
