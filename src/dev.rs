@@ -1,6 +1,7 @@
 //! `switchboard dev`: development tenants and API keys, and the banner that
 //! tells a newcomer where everything is.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 use switchboard_platform::Config;
 use switchboard_platform::auth::authorized;
@@ -42,9 +43,30 @@ pub const DEV_KEYS: [(&str, &str, Option<&str>, Option<&str>); 10] = [
 pub const DEV_AGENTS: [(&str, &[&str]); 3] =
     [("alice", &["acme", "globex"]), ("bob", &["acme"]), ("carol", &["globex"])];
 
+/// The key `dev` sets itself up with (an operator admin, random per
+/// process, never printed), so a configuration file that redefines a
+/// development key cannot stop the setup.
+static SETUP_KEY: OnceLock<String> = OnceLock::new();
+const SETUP_KEY_NAME: &str = "dev-setup";
+
+fn setup_key() -> &'static str {
+    SETUP_KEY.get_or_init(|| crate::operator::random_secret("sbk_"))
+}
+
+/// The development keys that work as printed: a configuration file's key
+/// of the same name (which wins) may have another secret.
+pub fn working_dev_keys(
+    config: &Config,
+) -> impl Iterator<Item = (&'static str, &'static str, Option<&str>, Option<&str>)> {
+    DEV_KEYS.into_iter().filter(|(key, ..)| {
+        let digest = switchboard_platform::auth::hash_api_key(key);
+        config.auth.api_keys.iter().any(|configured| configured.name == *key && configured.sha256 == digest)
+    })
+}
+
 /// Adds the development tenants and keys, beside any the configuration
-/// defines (a key of the same name in the file wins), so what the banner
-/// prints always works.
+/// defines (a key of the same name in the file wins, and the banner then
+/// leaves it out), and the setup's own key.
 pub fn apply_dev_defaults(config: &mut Config) -> anyhow::Result<()> {
     for tenant in ["acme", "globex"] {
         if !config.auth.tenants.iter().any(|known| known == tenant) {
@@ -57,6 +79,8 @@ pub fn apply_dev_defaults(config: &mut Config) -> anyhow::Result<()> {
         }
         config.auth.api_keys.push(ApiKeyConfig::for_key(key, key, role, tenant, agent));
     }
+    config.auth.api_keys.retain(|configured| configured.name != SETUP_KEY_NAME);
+    config.auth.api_keys.push(ApiKeyConfig::for_key(SETUP_KEY_NAME, setup_key(), "operator_admin", None, None));
     // The services of one process share it; nobody else needs to know it.
     if config.auth.service_key.is_none() {
         config.auth.service_key = Some(crate::operator::random_secret("sbs_"));
@@ -99,7 +123,7 @@ pub async fn create_dev_agents(config: &Config) -> anyhow::Result<()> {
             ..Agent::default()
         };
         let request = CreateAgentRequest { agent_id: agent_id.to_owned(), agent: Some(agent) };
-        tolerate_existing(presence.create_agent(authorized("dev-operator-admin", request)).await)?;
+        tolerate_existing(presence.create_agent(authorized(setup_key(), request)).await)?;
     }
     Ok(())
 }
@@ -119,9 +143,10 @@ pub const DEV_TELEGRAM_SECRET: &str = "dev_telegram_secret";
 pub const DEV_SIGNING_SECRET: &str = "dev-signing-secret";
 
 /// The demo channels of acme: (id, provider settings). Their provider API
-/// URLs point nowhere reachable: replies are not sent in `dev`.
+/// URLs point nowhere reachable (a name under the reserved `.invalid`):
+/// replies are not sent in `dev`.
 fn dev_channels() -> Vec<(&'static str, Provider)> {
-    let unreachable_api = "http://127.0.0.1:9".to_owned();
+    let unreachable_api = "http://provider.invalid".to_owned();
     let meta = |product: MetaProduct, phone_number_id: &str| MetaSettings {
         product: product as i32,
         phone_number_id: phone_number_id.to_owned(),
@@ -181,7 +206,7 @@ pub async fn create_dev_channels(config: &Config) -> anyhow::Result<()> {
         queue_id: "messages".to_owned(),
         queue: Some(Queue { display_name: "Messages from every channel".to_owned(), ..Queue::default() }),
     };
-    tolerate_existing(routing.create_queue(authorized("dev-acme-admin", queue)).await)?;
+    tolerate_existing(routing.create_queue(authorized(setup_key(), queue)).await)?;
     let mut channels = ChannelServiceClient::new(channel(&config.services.ingestion.url).await?);
     for (channel_id, provider) in dev_channels() {
         let request = CreateChannelRequest {
@@ -194,12 +219,15 @@ pub async fn create_dev_channels(config: &Config) -> anyhow::Result<()> {
                 ..ChannelResource::default()
             }),
         };
-        tolerate_existing(channels.create_channel(authorized("dev-acme-admin", request)).await)?;
+        tolerate_existing(channels.create_channel(authorized(setup_key(), request)).await)?;
     }
     Ok(())
 }
 
-pub fn print_banner(started: &[StartedService]) {
+/// What `dev` prints once it is up: the endpoints and the development keys
+/// that work, then, unless `short` (the demo, whose live summary follows),
+/// the agents, channels and examples to try.
+pub fn print_banner(started: &[StartedService], config: &Config, short: bool) {
     let mut banner = String::from(
         "\nswitchboard dev is running (embedded backends; state is lost on exit)\n\n  endpoints (gRPC with reflection and health; HTTP with /metrics, /healthz, /readyz):\n",
     );
@@ -207,10 +235,23 @@ pub fn print_banner(started: &[StartedService]) {
         let http = service.http.map(|address| format!("http://{address}")).unwrap_or_default();
         banner.push_str(&format!("    {:<10} {:<18} {http}\n", service.name, service.grpc.to_string()));
     }
+    let working: Vec<_> = working_dev_keys(config).collect();
+    if short {
+        let names: Vec<&str> = working.iter().map(|(key, ..)| *key).collect();
+        banner.push_str(&format!(
+            "\n  API keys (`authorization: Bearer <key>`): {}\n  (`switchboard dev` without --demo explains each, with examples)\n",
+            names.join(", ")
+        ));
+        println!("{banner}");
+        return;
+    }
     banner.push_str("\n  development API keys (send as `authorization: Bearer <key>`):\n");
-    for (key, role, tenant, agent) in DEV_KEYS {
+    for (key, role, tenant, agent) in &working {
         let scope = tenant.map(|tenant| format!("tenant {tenant}")).or(agent.map(|agent| format!("agent {agent}")));
         banner.push_str(&format!("    {key:<20} {role:<15} {}\n", scope.unwrap_or_else(|| "all tenants".to_owned())));
+    }
+    for (key, ..) in DEV_KEYS.iter().filter(|(key, ..)| !working.iter().any(|(working, ..)| working == key)) {
+        banner.push_str(&format!("    {key:<20} (defined by the configuration file with its own secret)\n"));
     }
     banner.push_str(
         "\n  agents alice (acme, globex), bob (acme) and carol (globex) exist; open an AgentSession with their keys\n",

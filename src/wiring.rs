@@ -163,7 +163,7 @@ pub async fn run_services(
         if let Err(error) = crate::dev::create_dev_channels(&config).await {
             tracing::error!(error = %format!("{error:#}"), "development channels not created");
         }
-        crate::dev::print_banner(&started);
+        crate::dev::print_banner(&started, &config, demo);
         if demo {
             let demo_config = config.clone();
             let demo_shutdown = shutdown.clone();

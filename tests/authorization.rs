@@ -746,8 +746,8 @@ async fn keys_and_tenants_over_their_rate_are_refused_and_no_one_else() {
     }
     let mut processes = vec![Process::spawn("dev", &["dev"], &env, &dir)];
     wait_until_serving(&endpoints, &mut processes).await;
-    // (`dev` spends some of acme's and the operator's on its demo setup;
-    // globex's keys are untouched.) A burst of 10 per key: of 14 calls
+    // (`dev` sets itself up with a key of its own; globex's keys are
+    // untouched.) A burst of 10 per key: of 14 calls
     // the last 4 are refused (a token may have refilled meanwhile).
     let refused = rate_limited(&endpoints, GLOBEX_READER, "globex", 14).await;
     assert!((3..=4).contains(&refused), "globex's reader over its key's burst: {refused} refused");

@@ -20,6 +20,7 @@ use std::time::Duration;
 use support::{Endpoints, authorized, eventually};
 use switchboard_ingestion::channel_settings::{MailEndpoint, MailTls};
 use switchboard_ingestion::channels::{meta, social, twilio};
+use switchboard_ingestion::egress::Egress;
 use switchboard_ingestion::mail;
 use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::ingestion::v1::channel::Provider;
@@ -234,7 +235,7 @@ async fn a_polled_mailbox(endpoints: &Endpoints) {
     };
     let raw = "From: Dee <dee@example.com>\r\nTo: support@acme.example\r\nMessage-ID: <e2e-imap-1@example.com>\r\n\
                Subject: Broken lid\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe lid arrived cracked.\r\n";
-    let mut session = mail::imap_login(&endpoint).await.unwrap();
+    let mut session = mail::imap_login(&endpoint, Egress::Anywhere).await.unwrap();
     session.append("INBOX", None, None, raw.as_bytes()).await.unwrap();
     session.logout().await.unwrap();
     let (channel, from, texts) = the_contact(endpoints, "e2e-imap").await;

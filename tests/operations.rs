@@ -10,7 +10,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Process, eventually, free_port, scratch_dir, start_redis};
+use support::{Endpoints, Process, authorized, eventually, free_port, scratch_dir, start_redis, wait_until_serving};
+use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -162,4 +163,51 @@ async fn several_services_run_in_one_process_and_stop_cleanly() {
     assert!(status.success(), "both services drain and exit 0 on SIGTERM: {status}");
     let unknown = switchboard(&["run", "--services", "crm,billing"], &[]);
     assert!(!unknown.status.success(), "an unknown service name is refused");
+}
+
+/// `dev` with a configuration file that redefines a development key: the
+/// file's key wins, so the banner must not print the development secret as
+/// if it worked, and `dev` still sets up its queue, channels and agents
+/// (found from outside: the banner listed the dead key and the setup failed
+/// with "unknown API key").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_a_file_redefining_a_key_prints_only_keys_that_work() {
+    let dir = scratch_dir("dev-own-keys");
+    let endpoints = Endpoints::pick();
+    let own_secret = "acme-admin-secret-of-the-file";
+    let file = dir.join("switchboard.toml");
+    let entry = format!(
+        "[auth]\ntenants = [\"acme\"]\n\n[[auth.api_keys]]\nname = \"dev-acme-admin\"\nsha256 = \"{}\"\nrole = \"tenant_admin\"\ntenant = \"acme\"\n",
+        switchboard_platform::auth::hash_api_key(own_secret)
+    );
+    std::fs::write(&file, entry).expect("config file");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    let mut processes = vec![Process::spawn("dev", &["--config", &file, "dev"], &endpoints.env(), &dir)];
+    wait_until_serving(&endpoints, &mut processes).await;
+    let log = processes[0].log.clone();
+    let banner = eventually("the banner", Duration::from_secs(30), || {
+        let log = log.clone();
+        async move { std::fs::read_to_string(&log).ok().filter(|text| text.contains("development API keys")) }
+    })
+    .await;
+    let key_lines: Vec<&str> = banner.lines().filter(|line| line.trim_start().starts_with("dev-acme-admin")).collect();
+    assert_eq!(key_lines.len(), 1, "{banner}");
+    assert!(key_lines[0].contains("defined by the configuration file"), "not printed as working: {}", key_lines[0]);
+    assert!(banner.lines().any(|line| line.trim_start().starts_with("dev-acme-reader")), "the others still print");
+    assert!(!banner.contains("not created"), "the setup went through: {banner}");
+
+    let mut routing = switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient::new(
+        endpoints.channel("routing").await,
+    );
+    let list = || switchboard_proto::routing::v1::ListQueuesRequest {
+        parent: "tenants/acme".to_owned(),
+        ..Default::default()
+    };
+    let dead = routing.list_queues(authorized("dev-acme-admin", list())).await.expect_err("the development secret");
+    assert_eq!(dead.code(), Code::Unauthenticated);
+    let queues = routing.list_queues(authorized(own_secret, list())).await.expect("the file's key").into_inner();
+    let names: Vec<&str> = queues.queues.iter().map(|queue| queue.name.as_str()).collect();
+    assert!(names.contains(&"tenants/acme/queues/messages"), "dev made its queue: {names:?}");
+    let status = processes.remove(0).terminate();
+    assert!(status.success(), "dev exits cleanly: {status}");
 }

@@ -82,7 +82,8 @@ impl Endpoints {
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = Vec::new();
+        // The tests' mail server and provider stubs are on loopback.
+        let mut env = vec![("SWITCHBOARD_INGESTION__ALLOW_PRIVATE_DESTINATIONS".to_owned(), "true".to_owned())];
         for (service, port) in &self.ports {
             let upper = service.to_uppercase();
             env.push((format!("SWITCHBOARD_SERVICES__{upper}__LISTEN"), format!("127.0.0.1:{port}")));

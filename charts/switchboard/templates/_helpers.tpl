@@ -395,6 +395,7 @@ missed_offers_threshold = {{ int64 $c.presence.missedOffersThreshold }}
 
 [ingestion]
 public_base_url = {{ include "switchboard.publicBaseUrl" . | quote }}
+allow_private_destinations = {{ $c.ingestion.allowPrivateDestinations | default false }}
 {{- if $tls.enabled }}
 
 # Every server speaks TLS only; the services reach each other over https://

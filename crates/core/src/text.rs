@@ -39,7 +39,11 @@ impl TextRule {
             return Some(format!("must be at most {} bytes, got {}", self.max_bytes, value.len()));
         }
         let (index, character) = value.chars().enumerate().find(|(_, character)| !self.allows(*character))?;
-        Some(format!("must not contain control characters (found U+{:04X} at character {index})", u32::from(character)))
+        Some(format!(
+            "must not contain control, line-separator, byte-order or direction-override characters (found U+{:04X} at \
+             character {index})",
+            u32::from(character)
+        ))
     }
 
     /// Checks `value`, naming `field` in the error.
@@ -55,18 +59,27 @@ impl TextRule {
         if is_forbidden_anywhere(character) {
             return false;
         }
+        // U+2028/U+2029 break lines as `\n` does (in JavaScript among
+        // others), so a line refuses them and paragraphs keep them.
+        let breaks_a_line = matches!(character, '\u{2028}' | '\u{2029}');
         match self.kind {
-            TextKind::Line => !character.is_control(),
-            TextKind::Paragraphs => !character.is_control() || matches!(character, '\t' | '\n' | '\r'),
+            TextKind::Line => !character.is_control() && !breaks_a_line,
+            TextKind::Paragraphs => !character.is_control() || matches!(character, '\t' | '\n' | '\r') || breaks_a_line,
         }
     }
 }
 
 /// Characters no stored text may hold whatever its kind: the Unicode
-/// noncharacters U+FFFE/U+FFFF and the bidirectional overrides that make a
-/// log line or a desktop show something other than what is stored.
+/// noncharacters U+FFFE/U+FFFF, the byte order mark U+FEFF (invisible
+/// inside text: a leftover of a file, or a way to make two equal-looking
+/// values differ) and the bidirectional overrides that make a log line or
+/// a desktop show something other than what is stored. (Other invisible
+/// format characters stay: emoji sequences need U+200D, Persian U+200C.)
 fn is_forbidden_anywhere(character: char) -> bool {
-    matches!(character, '\u{FFFE}' | '\u{FFFF}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    matches!(
+        character,
+        '\u{FFFE}' | '\u{FFFF}' | '\u{FEFF}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Text from a source that cannot be refused (an event already on the bus,
@@ -110,7 +123,17 @@ mod tests {
     #[test]
     fn lines_refuse_every_control_character() {
         let rule = TextRule::line(100);
-        for bad in ["a\0b", "tab\there", "new\nline", "\u{1b}[31mred", "\u{85}next", "x\u{202E}y", "\u{FFFF}"] {
+        for bad in [
+            "a\0b",
+            "tab\there",
+            "new\nline",
+            "\u{1b}[31mred",
+            "\u{85}next",
+            "x\u{202E}y",
+            "\u{FFFF}",
+            "a\u{2028}b",
+            "\u{FEFF}bom",
+        ] {
             let error = rule.check("contact.subject", bad).expect_err(bad);
             assert_eq!(error.field_violations[0].field, "contact.subject");
         }
@@ -121,7 +144,8 @@ mod tests {
     #[test]
     fn paragraphs_allow_line_breaks_and_tabs_only() {
         let rule = TextRule::paragraphs(100);
-        assert!(rule.check("notes", "line one\r\n\tline two").is_ok());
+        assert!(rule.check("notes", "line one\r\n\tline two\u{2029}three").is_ok());
+        assert!(rule.check("notes", "zero\u{FEFF}width").is_err());
         assert!(rule.check("notes", "bell\u{7}").is_err());
         assert!(rule.check("notes", "nul\0").is_err());
     }

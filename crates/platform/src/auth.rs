@@ -242,6 +242,12 @@ impl AccessControl {
             return Err(Error::unauthenticated("missing `authorization: Bearer <api key>` metadata")
                 .with_reason("MISSING_CREDENTIAL"));
         };
+        // Two credentials are ambiguous: which one acts is not the caller's
+        // to leave to the server.
+        if metadata.get_all("authorization").iter().nth(1).is_some() {
+            return Err(Error::unauthenticated("send one `authorization` metadata entry, not several")
+                .with_reason("MALFORMED_AUTHORIZATION"));
+        }
         let header = header.to_str().map_err(|_| Error::unauthenticated("`authorization` metadata is not ASCII"))?;
         // The scheme is case-insensitive (RFC 9110, section 11.1).
         let key = match header.trim().split_once(' ') {
@@ -477,6 +483,10 @@ mod tests {
         assert!(access.authenticate(&metadata("Bearer wrong")).is_err());
         assert!(access.authenticate(&metadata("secret")).is_err());
         assert!(access.authenticate(&MetadataMap::new()).is_err());
+        let mut twice = metadata("Bearer secret");
+        twice.append("authorization", "Bearer secret".parse().expect("ascii"));
+        let refused = access.authenticate(&twice).expect_err("two credentials");
+        assert_eq!(refused.reason(), "MALFORMED_AUTHORIZATION");
     }
 
     #[test]

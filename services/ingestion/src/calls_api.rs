@@ -34,6 +34,7 @@ use tonic::{Request, Response, Status};
 use crate::calls::{CallRecord, CallStore, Effect, Step, apply, call_name, new_call};
 use crate::channels::cti::{self, CallEvent};
 use crate::channels_api::is_active;
+use crate::egress::{Egress, Unreachable};
 use crate::grpc::IngestionApi;
 use crate::store::ContactStore;
 use crate::store::channels::ChannelStore;
@@ -56,8 +57,10 @@ pub struct CallDesk {
     pub access: Arc<AccessControl>,
     /// The endpoints this replica stored, by agent.
     pub endpoints_written: Mutex<HashMap<AgentId, String>>,
-    /// Pushes decisions to PBXs.
+    /// Pushes decisions to PBXs ([`Egress::http_client`]).
     pub http: reqwest::Client,
+    /// What a decision URL may reach.
+    pub egress: Egress,
 }
 
 impl CallDesk {
@@ -267,6 +270,10 @@ impl CallDesk {
         let Some(request) = cti::decision_request(&settings.decision_url, &settings.signing_secret, &answer) else {
             return Ok(());
         };
+        if let Err(Unreachable::Refused(reason)) = self.egress.check_destination(&request.url).await {
+            tracing::warn!(tenant = %call.tenant, call = %call.call_id, error = %reason, "decision not pushed");
+            return Ok(());
+        }
         let (http, tenant, call_id) = (self.http.clone(), call.tenant.clone(), call.call_id.clone());
         tokio::spawn(async move {
             for attempt in 0..DECISION_ATTEMPTS {

@@ -26,6 +26,7 @@ use tonic::transport::Channel as GrpcChannel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::channel_settings::{UPDATABLE_FIELDS, apply_update, secrets_set, validate_channel, without_secrets};
+use crate::egress::Egress;
 use crate::store::channels::ChannelStore;
 use crate::webhooks::RecentChannels;
 
@@ -37,6 +38,8 @@ pub struct ChannelApi {
     access: Arc<AccessControl>,
     routing: RoutingServiceClient<GrpcChannel>,
     public_base_url: String,
+    /// What the channels' destinations may be.
+    egress: Egress,
 }
 
 impl ChannelApi {
@@ -46,8 +49,9 @@ impl ChannelApi {
         access: Arc<AccessControl>,
         routing: RoutingServiceClient<GrpcChannel>,
         public_base_url: String,
+        egress: Egress,
     ) -> ChannelApi {
-        ChannelApi { store, recent, access, routing, public_base_url }
+        ChannelApi { store, recent, access, routing, public_base_url, egress }
     }
 
     /// The address a provider posts to for this channel.
@@ -77,6 +81,7 @@ impl ChannelApi {
         let channel_id = ChannelId::parse(&request.channel_id, "channel_id")?;
         let channel = request.channel.ok_or_else(|| Error::missing_field("channel"))?;
         validate_channel(&tenant, &channel, "channel")?;
+        self.egress.check_channel(&channel, "channel")?;
         self.access.authorize_write(principal, &tenant)?;
         self.check_queues(call, &tenant, &channel).await?;
         let max_channels = self.access.tenant_policy(&tenant).limits.max_channels;
@@ -150,6 +155,7 @@ impl ChannelApi {
         let before = self.answer(&tenant, &channel_id, stored.channel.clone());
         let mut channel = apply_update(stored.channel, &changes, &paths)?;
         validate_channel(&tenant, &channel, "channel")?;
+        self.egress.check_channel(&channel, "channel")?;
         if paths.iter().any(|path| path == "queue" || path == "cti.queues") {
             self.check_queues(call, &tenant, &channel).await?;
         }

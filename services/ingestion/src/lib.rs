@@ -24,6 +24,7 @@ pub mod channels_api;
 pub mod conversations;
 pub mod conversations_api;
 pub mod domain;
+pub mod egress;
 mod erasure;
 pub mod grpc;
 pub mod mail;
@@ -63,6 +64,7 @@ use crate::conversations::memory::MemoryConversationStore;
 use crate::conversations::postgres::PostgresConversationStore;
 use crate::conversations::replies::Connector;
 use crate::conversations_api::ConversationApi;
+use crate::egress::Egress;
 use crate::erasure::IngestionEraser;
 use crate::grpc::IngestionApi;
 use crate::outbox::{MARK_INTERVAL, Outbox, RELAY_DELAY};
@@ -136,6 +138,7 @@ impl Service for Ingestion {
             IngestionServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(kit.max_message_bytes()),
         );
         let public_base_url = public_base_url(kit.config());
+        let egress = Egress::allowing_private(kit.config().ingestion.allow_private_destinations);
         let routing_for_conversations = routing.clone();
         let recent_channels = Arc::new(TtlCache::new(webhooks::CHANNEL_CACHE_TTL));
         let channels = ChannelApi::new(
@@ -144,6 +147,7 @@ impl Service for Ingestion {
             kit.access(),
             routing,
             public_base_url.clone(),
+            egress,
         );
         kit.serve(ChannelServiceServer::new(channels).max_decoding_message_size(kit.max_message_bytes()));
         let sends = Arc::new(tokio::sync::Notify::new());
@@ -155,11 +159,12 @@ impl Service for Ingestion {
             publication_marks: GroupCommit::default(),
             chat_wakeups: Arc::default(),
         });
-        let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels))?);
+        let connector = Arc::new(Connector::new(Arc::clone(&conversations), Arc::clone(&self.channels), egress)?);
         let mailboxes = Arc::new(MailboxPoller {
             intake: Arc::clone(&conversations),
             channels: Arc::clone(&self.channels),
             replica: kit.config().instance_id.clone(),
+            egress,
         });
         let calls = Arc::new(CallDesk {
             calls: self.calls,
@@ -168,10 +173,10 @@ impl Service for Ingestion {
             contact_store,
             access: kit.access(),
             endpoints_written: std::sync::Mutex::default(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .map_err(|error| anyhow::anyhow!("the decision pusher's HTTP client: {error}"))?,
+            http: egress
+                .http_client(std::time::Duration::from_secs(5))
+                .map_err(|error| anyhow::anyhow!("the decision pusher's {error}"))?,
+            egress,
         });
         kit.serve(CallServiceServer::from_arc(Arc::clone(&calls)).max_decoding_message_size(kit.max_message_bytes()));
         let following_calls = Arc::clone(&calls);

@@ -9,14 +9,15 @@ use std::time::Duration;
 use async_imap::Client;
 use futures::TryStreamExt;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use crate::channel_settings::{MailEndpoint, MailTls};
+use crate::egress::{Egress, Unreachable};
 
 /// How long one SMTP send or one IMAP command may take.
 pub const MAIL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,15 +31,25 @@ pub enum MailFailure {
     Permanent(String),
 }
 
-/// Sends `message` through `endpoint`.
-pub async fn send(endpoint: &MailEndpoint, message: lettre::Message) -> Result<(), MailFailure> {
-    let builder = match endpoint.tls {
-        MailTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&endpoint.host),
-        MailTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&endpoint.host),
-        MailTls::Plain => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&endpoint.host)),
+/// Sends `message` through `endpoint`, on an address `egress` allows.
+pub async fn send(endpoint: &MailEndpoint, egress: Egress, message: lettre::Message) -> Result<(), MailFailure> {
+    // Connect to the address checked here, not to whatever the name
+    // resolves to when lettre connects; TLS still verifies the name.
+    let address = match egress.resolve(&endpoint.host, endpoint.port).await {
+        Ok(addresses) => addresses[0].ip(),
+        Err(Unreachable::Refused(reason)) => {
+            return Err(MailFailure::Permanent(format!("the SMTP server cannot be used: {reason}")));
+        }
+        Err(Unreachable::Failed(reason)) => return Err(MailFailure::Transient(format!("SMTP: {reason}"))),
     };
-    let mut builder = builder
-        .map_err(|error| MailFailure::Permanent(format!("the SMTP server cannot be used: {error}")))?
+    let tls = match endpoint.tls {
+        MailTls::Implicit => TlsParameters::new(endpoint.host.clone()).map(Tls::Wrapper),
+        MailTls::StartTls => TlsParameters::new(endpoint.host.clone()).map(Tls::Required),
+        MailTls::Plain => Ok(Tls::None),
+    };
+    let tls = tls.map_err(|error| MailFailure::Permanent(format!("the SMTP server cannot be used: {error}")))?;
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.to_string())
+        .tls(tls)
         .port(endpoint.port)
         .timeout(Some(MAIL_TIMEOUT));
     if !endpoint.username.is_empty() {
@@ -75,15 +86,14 @@ async fn wrap_tls(host: &str, stream: Box<dyn MailIo>) -> Result<Box<dyn MailIo>
     Ok(Box::new(tls))
 }
 
-/// Connects and logs in to `endpoint`'s IMAP server.
-pub async fn imap_login(endpoint: &MailEndpoint) -> Result<ImapSession, String> {
-    bounded(imap_login_unbounded(endpoint)).await
+/// Connects (on an address `egress` allows) and logs in to `endpoint`'s
+/// IMAP server.
+pub async fn imap_login(endpoint: &MailEndpoint, egress: Egress) -> Result<ImapSession, String> {
+    bounded(imap_login_unbounded(endpoint, egress)).await
 }
 
-async fn imap_login_unbounded(endpoint: &MailEndpoint) -> Result<ImapSession, String> {
-    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|error| format!("IMAP `{}:{}`: {error}", endpoint.host, endpoint.port))?;
+async fn imap_login_unbounded(endpoint: &MailEndpoint, egress: Egress) -> Result<ImapSession, String> {
+    let tcp = egress.connect(&endpoint.host, endpoint.port).await.map_err(|reason| format!("IMAP {reason}"))?;
     let stream: Box<dyn MailIo> = match endpoint.tls {
         MailTls::Implicit => wrap_tls(&endpoint.host, Box::new(tcp)).await?,
         MailTls::Plain | MailTls::StartTls => Box::new(tcp),

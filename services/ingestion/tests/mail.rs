@@ -17,6 +17,7 @@ use std::time::Duration;
 use mail_parser::MessageParser;
 use support::*;
 use switchboard_ingestion::channel_settings::{MailEndpoint, MailTls};
+use switchboard_ingestion::egress::Egress;
 use switchboard_ingestion::mail::{self, ImapSession};
 use switchboard_proto::common::v1::Channel as ChannelKind;
 use switchboard_proto::ingestion::v1::channel::Provider;
@@ -69,7 +70,7 @@ async fn mailbox_session(servers: &MailServers, user: &str) -> ImapSession {
         username: user.to_owned(),
         password: IMAP_PASSWORD.to_owned(),
     };
-    mail::imap_login(&endpoint).await.unwrap()
+    mail::imap_login(&endpoint, Egress::Anywhere).await.unwrap()
 }
 
 /// Puts `raw` in the user's INBOX, as a mail server delivering it would.

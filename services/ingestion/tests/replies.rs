@@ -353,3 +353,58 @@ async fn the_contact_center_writes_first_and_the_customers_answer_joins_that_con
     assert_eq!(other_tenant.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(stub.requests.lock().unwrap().len(), 1, "refusals sent nothing");
 }
+
+/// A tenant admin writes channel settings: without
+/// `allow_private_destinations` they cannot make ingestion reach the
+/// deployment's own network (an SSRF found from outside: a Telegram
+/// `api_base_url` on loopback had its reply echoed in `failure_reason`).
+#[tokio::test]
+async fn channel_settings_cannot_name_internal_addresses() {
+    let mut harness = Harness::start_with(|config| config.ingestion.allow_private_destinations = false).await;
+    let internal = [
+        ("telegram", "http://127.0.0.1:8080/internal-admin"),
+        ("telegram", "http://169.254.169.254/latest"),
+        ("telegram", "http://[::ffff:10.0.0.7]/"),
+        ("twilio", "http://192.168.1.10"),
+    ];
+    for (provider, url) in internal {
+        let provider_settings = match provider {
+            "telegram" => Provider::Telegram(TelegramSettings {
+                api_base_url: url.to_owned(),
+                bot_token: BOT_TOKEN.to_owned(),
+                webhook_secret: "hook_secret".to_owned(),
+            }),
+            _ => Provider::Twilio(TwilioSettings {
+                account_sid: "AC123".to_owned(),
+                from: "+15550100".to_owned(),
+                api_base_url: url.to_owned(),
+                auth_token: "token".to_owned(),
+            }),
+        };
+        let channel =
+            Channel { queue: SUPPORT_QUEUE.to_owned(), provider: Some(provider_settings), ..Channel::default() };
+        let request = CreateChannelRequest {
+            parent: "tenants/acme".to_owned(),
+            channel_id: "internal".to_owned(),
+            channel: Some(channel),
+        };
+        let refused = harness.channels.create_channel(authed(request, ACME_ADMIN_KEY)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{url}: {refused:?}");
+        assert_eq!(violated_fields(&refused), [format!("channel.{provider}.api_base_url")], "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_provider_name_that_resolves_to_loopback_is_never_connected() {
+    let mut harness = Harness::start_with(|config| config.ingestion.allow_private_destinations = false).await;
+    let (stub, stub_url) = start_stub().await;
+    // A name, not an address: accepted as written, refused where it resolves.
+    let by_name = stub_url.replace("127.0.0.1", "localhost");
+    telegram_channel(&mut harness, &by_name).await;
+    let conversation = customer_writes(&mut harness, "Hello?", 1).await;
+    let reply = harness.conversations.send_message(authed(send(&conversation, "Hi!", "r-1"), ACME_ADMIN_KEY)).await;
+    let failed =
+        until_state(&mut harness, &conversation, &reply.unwrap().into_inner().name, DeliveryState::Failed).await;
+    assert!(failed.failure_reason.contains("not a public address"), "{}", failed.failure_reason);
+    assert!(stub.requests.lock().unwrap().is_empty(), "the internal address heard nothing");
+}

@@ -239,11 +239,24 @@ pub struct IngestionConfig {
     /// redeliveries are stored once). 0 turns it off.
     pub sender_messages_per_minute: u32,
     pub sender_burst: u32,
+    /// Whether channel settings (provider API URLs, a PBX's decision URL,
+    /// mail servers), which tenant admins write, may name loopback,
+    /// private, shared or link-local addresses. Off: only public
+    /// addresses are connected to, so a tenant cannot reach the
+    /// deployment's internal network (or the cloud metadata address)
+    /// through ingestion. Turn it on for an on-premises mail server or
+    /// PBX, or local test doubles.
+    pub allow_private_destinations: bool,
 }
 
 impl Default for IngestionConfig {
     fn default() -> Self {
-        IngestionConfig { public_base_url: String::new(), sender_messages_per_minute: 60, sender_burst: 20 }
+        IngestionConfig {
+            public_base_url: String::new(),
+            sender_messages_per_minute: 60,
+            sender_burst: 20,
+            allow_private_destinations: false,
+        }
     }
 }
 
@@ -383,6 +396,14 @@ impl Config {
         }
         for (index, key) in self.auth.api_keys.iter().enumerate() {
             validate_api_key(index, key, &self.auth.tenants)?;
+            // One name is one key, and one secret one holder: a secret
+            // configured twice would authenticate as whichever came first.
+            if let Some(earlier) = self.auth.api_keys[..index].iter().position(|other| other.name == key.name) {
+                anyhow::bail!("auth.api_keys[{index}].name `{}` is also auth.api_keys[{earlier}]'s", key.name);
+            }
+            if let Some(earlier) = self.auth.api_keys[..index].iter().position(|other| other.sha256 == key.sha256) {
+                anyhow::bail!("auth.api_keys[{index}].sha256 is also auth.api_keys[{earlier}]'s: one secret, two keys");
+            }
         }
         if let Some(service_key) = &self.auth.service_key
             && (service_key.len() < MIN_SERVICE_KEY_LEN || !service_key.bytes().all(|byte| byte.is_ascii_graphic()))
@@ -399,13 +420,20 @@ impl Config {
 /// The shortest service key accepted (`auth.service_key`).
 pub const MIN_SERVICE_KEY_LEN: usize = 32;
 
-/// `url` with the password of its user info (`scheme://user:password@host`)
-/// replaced by `***`; anything else unchanged.
+/// `url` with every password replaced by `***`: the user info's
+/// (`scheme://user:password@host`) and any `password=` parameter, of a
+/// query string (`?password=…&…`) or of a key-value connection string
+/// (`host=db password=… dbname=sb`, quoted or not); anything else
+/// unchanged.
 pub fn redact_url_password(url: &str) -> String {
+    redact_password_parameters(&redact_user_info(url))
+}
+
+fn redact_user_info(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let Some(at) = rest[..authority_end].rfind('@') else {
         return url.to_owned();
     };
@@ -413,6 +441,47 @@ pub fn redact_url_password(url: &str) -> String {
         return url.to_owned();
     };
     format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..])
+}
+
+fn redact_password_parameters(text: &str) -> String {
+    const PARAMETER: &str = "password";
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(found) = rest.to_ascii_lowercase().find(PARAMETER) {
+        let after_name = &rest[found + PARAMETER.len()..];
+        let starts_parameter = found == 0 || matches!(rest.as_bytes()[found - 1], b'?' | b'&' | b' ' | b'\t' | b';');
+        let value = after_name.trim_start_matches([' ', '\t']).strip_prefix('=');
+        let (Some(value), true) = (value, starts_parameter) else {
+            redacted.push_str(&rest[..found + PARAMETER.len()]);
+            rest = after_name;
+            continue;
+        };
+        let value = value.trim_start_matches([' ', '\t']);
+        let value_end = match value.strip_prefix('\'') {
+            // A quoted value ends at the next unescaped quote.
+            Some(quoted) => {
+                let mut end = quoted.len();
+                let mut escaped = false;
+                for (index, character) in quoted.char_indices() {
+                    match character {
+                        '\\' if !escaped => escaped = true,
+                        '\'' if !escaped => {
+                            end = index + 1;
+                            break;
+                        }
+                        _ => escaped = false,
+                    }
+                }
+                1 + end.min(quoted.len())
+            }
+            None => value.find(['&', ' ', '\t', ';']).unwrap_or(value.len()),
+        };
+        redacted.push_str(&rest[..found + PARAMETER.len()]);
+        redacted.push_str("=***");
+        rest = &value[value_end.min(value.len())..];
+    }
+    redacted.push_str(rest);
+    redacted
 }
 
 /// `SWITCHBOARD_*` variables that are not configuration: the config file
@@ -456,11 +525,43 @@ mod tests {
     }
 
     #[test]
+    fn a_key_name_or_secret_configured_twice_is_refused() {
+        let mut config = Config::default();
+        config.auth.tenants = vec!["acme".to_owned()];
+        let key = |name: &str, secret: &str, role: &str| ApiKeyConfig::for_key(name, secret, role, Some("acme"), None);
+        config.auth.api_keys = vec![key("k1", "one", "tenant_admin"), key("k2", "two", "tenant_reader")];
+        config.validate().expect("distinct names and secrets");
+        config.auth.api_keys.push(key("k1", "three", "tenant_reader"));
+        let refused = config.validate().expect_err("a name twice").to_string();
+        assert!(refused.contains("auth.api_keys[2].name"), "{refused}");
+        config.auth.api_keys[2] = key("k3", "one", "tenant_reader");
+        let refused = config.validate().expect_err("a secret twice").to_string();
+        assert!(refused.contains("auth.api_keys[2].sha256"), "{refused}");
+    }
+
+    #[test]
     fn printed_configuration_hides_passwords() {
         assert_eq!(redact_url_password("postgres://sb:s3cret@db:5432/sb"), "postgres://sb:***@db:5432/sb");
         assert_eq!(redact_url_password("redis://:hunter2@cache:6379"), "redis://:***@cache:6379");
         assert_eq!(redact_url_password("postgres://sb@db/sb"), "postgres://sb@db/sb");
         assert_eq!(redact_url_password("127.0.0.1:9092"), "127.0.0.1:9092");
+        assert_eq!(
+            redact_url_password("postgres://sb@db/sb?password=qsecret1&sslmode=disable"),
+            "postgres://sb@db/sb?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url_password("postgres://sb:a@db/sb?sslmode=require&Password=b"),
+            "postgres://sb:***@db/sb?sslmode=require&Password=***"
+        );
+        assert_eq!(
+            redact_url_password("host=db user=sb password=kvsecret6 dbname=sb"),
+            "host=db user=sb password=*** dbname=sb"
+        );
+        assert_eq!(
+            redact_url_password("host=db password = 'it\\'s secret' dbname=sb"),
+            "host=db password=*** dbname=sb"
+        );
+        assert_eq!(redact_url_password("host=db passwordless=x"), "host=db passwordless=x", "another parameter");
         let mut config = Config::default();
         config.postgres.url = "postgres://sb:s3cret@db:5432/sb".to_owned();
         config.redis.url = "redis://default:hunter2@cache:6379".to_owned();

@@ -20,6 +20,7 @@ use switchboard_proto::ingestion::v1::channel::Provider;
 use super::intake::ConversationIntake;
 use crate::channel_settings::{MailProtocol, mail_endpoint};
 use crate::channels::email;
+use crate::egress::Egress;
 use crate::mail;
 use crate::store::channels::ChannelStore;
 use crate::webhooks::count_item;
@@ -41,6 +42,8 @@ pub struct MailboxPoller {
     pub channels: Arc<dyn ChannelStore>,
     /// This replica, as the holder of mailbox leases.
     pub replica: String,
+    /// What a mailbox's server may be.
+    pub egress: Egress,
 }
 
 impl MailboxPoller {
@@ -82,7 +85,7 @@ impl MailboxPoller {
         let Some(imap) = &settings.imap else { return Ok(0) };
         let folder = if settings.imap_folder.is_empty() { DEFAULT_FOLDER } else { settings.imap_folder.as_str() };
         let own_address = settings.address.to_lowercase();
-        let mut session = mail::imap_login(&mail_endpoint(imap, MailProtocol::Imap)).await?;
+        let mut session = mail::imap_login(&mail_endpoint(imap, MailProtocol::Imap), self.egress).await?;
         let unseen = mail::unseen(&mut session, folder, MAX_PER_POLL).await?;
         let mut done = Vec::with_capacity(unseen.len());
         let mut stored = 0;

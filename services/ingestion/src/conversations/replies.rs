@@ -36,6 +36,7 @@ use crate::channels::{
     DeliveryState as ReportedState, DeliveryUpdate, MessageEdit, OutboundMessage, OutboundRequest, meta, telegram,
     twilio,
 };
+use crate::egress::{Egress, Unreachable};
 use crate::mail::{self, MailFailure};
 use crate::store::channels::ChannelStore;
 
@@ -207,17 +208,21 @@ pub struct Connector {
     pub intake: Arc<ConversationIntake>,
     pub channels: Arc<dyn ChannelStore>,
     pub http: reqwest::Client,
+    /// What providers' API URLs and mail servers may be.
+    pub egress: Egress,
     /// Sends this second per (tenant, channel): (second, count).
     sent_this_second: Mutex<HashMap<(TenantId, ChannelId), (i64, u32)>>,
 }
 
 impl Connector {
-    pub fn new(intake: Arc<ConversationIntake>, channels: Arc<dyn ChannelStore>) -> Result<Connector, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(ATTEMPT_TIMEOUT)
-            .build()
-            .map_err(|error| Error::internal(format!("the connectors' HTTP client: {error}")))?;
-        Ok(Connector { intake, channels, http, sent_this_second: Mutex::new(HashMap::new()) })
+    pub fn new(
+        intake: Arc<ConversationIntake>,
+        channels: Arc<dyn ChannelStore>,
+        egress: Egress,
+    ) -> Result<Connector, Error> {
+        let http =
+            egress.http_client(ATTEMPT_TIMEOUT).map_err(|error| Error::internal(format!("the connectors' {error}")))?;
+        Ok(Connector { intake, channels, http, egress, sent_this_second: Mutex::new(HashMap::new()) })
     }
 
     /// Attempts every due message (within each channel's rate); returns how
@@ -297,6 +302,11 @@ impl Connector {
                 (telegram::build_send(&telegram_bot(settings), &message), telegram::sent_message_id)
             }
         };
+        match self.egress.check_destination(&request.url).await {
+            Ok(()) => {}
+            Err(Unreachable::Refused(reason)) => return Attempt::Refused(reason),
+            Err(Unreachable::Failed(reason)) => return Attempt::Transient(reason),
+        }
         let mut builder = self.http.post(&request.url).body(request.body);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -362,7 +372,7 @@ impl Connector {
             Ok(built) => built,
             Err(reason) => return Attempt::Refused(reason),
         };
-        match mail::send(&mail_endpoint(smtp, MailProtocol::Smtp), built).await {
+        match mail::send(&mail_endpoint(smtp, MailProtocol::Smtp), self.egress, built).await {
             Ok(()) => Attempt::Accepted { provider_message_id: email::reply_message_id(&reply) },
             Err(MailFailure::Permanent(reason)) => Attempt::Refused(reason),
             Err(MailFailure::Transient(reason)) => Attempt::Transient(reason),
