@@ -65,6 +65,15 @@ async fn end_of(mut responses: tonic::Streaming<Vec<u8>>) -> tonic::Status {
     panic!("the session ended with OK");
 }
 
+/// A message over the size limit: RESOURCE_EXHAUSTED naming the reason, and
+/// no `RetryInfo` (retrying the same message cannot succeed).
+fn assert_too_large(status: &tonic::Status, what: &str) {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info().unwrap_or_else(|| panic!("{what}: ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, "MESSAGE_TOO_LARGE", "{what}");
+    assert!(status.get_details_retry_info().is_none(), "{what}: nothing to retry");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_messages_are_the_callers_fault_on_every_rpc() {
     let dir = scratch_dir("malformed");
@@ -97,7 +106,18 @@ async fn malformed_and_oversized_messages_are_the_callers_fault_on_every_rpc() {
     requests.send(vec![0x0a; 300 * 1024]).await.expect("send an oversized message");
     let status = end_of(responses).await;
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_too_large(&status, "AgentSession after hello");
     drop(requests);
+
+    // A unary request over the limit is refused before any handler runs,
+    // with the same details (found from outside: none at all).
+    let path = "/switchboard.routing.v1.RoutingService/ListQueues";
+    let mut client = raw_client(&endpoints, service_of(path)).await;
+    let method = PathAndQuery::try_from(path).expect("path");
+    let oversized = authorized(OPERATOR, vec![0x0a; 300 * 1024]);
+    let status = client.unary(oversized, method, RawCodec).await.expect_err("over the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_too_large(&status, path);
 
     let status = processes.remove(0).terminate();
     assert!(status.success(), "dev exits cleanly: {status}");

@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+/// The reason of a message over the size limit (RESOURCE_EXHAUSTED, and
+/// not worth retrying: unlike a rate limit, it never passes).
+pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+
 /// Stable error codes; each maps to exactly one gRPC status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -184,7 +188,10 @@ impl Error {
     /// or another writer got there first. Everything else is deterministic
     /// and fails the same way every time.
     pub fn is_transient(&self) -> bool {
-        matches!(self.code, ErrorCode::Unavailable | ErrorCode::Aborted | ErrorCode::ResourceExhausted)
+        // A message over the size limit is refused the same way however
+        // often it is sent.
+        let too_large = self.explicit_reason == Some(MESSAGE_TOO_LARGE);
+        matches!(self.code, ErrorCode::Unavailable | ErrorCode::Aborted | ErrorCode::ResourceExhausted) && !too_large
     }
 }
 

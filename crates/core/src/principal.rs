@@ -83,7 +83,7 @@ impl Principal {
         match self.role {
             Role::OperatorAdmin => Ok(()),
             Role::TenantAdmin | Role::TenantReader | Role::Supervisor if self.scoped_to(tenant) => Ok(()),
-            _ => Err(self.denied(tenant)),
+            _ => Err(self.denied(tenant, "read", "an operator admin, or its tenant admin, reader or supervisor")),
         }
     }
 
@@ -94,7 +94,9 @@ impl Principal {
         match self.role {
             Role::OperatorAdmin => Ok(()),
             Role::TenantAdmin | Role::Integration if self.scoped_to(tenant) => Ok(()),
-            _ => Err(self.denied(tenant)),
+            _ => {
+                Err(self.denied(tenant, "take in contacts of", "an operator admin, or its tenant admin or integration"))
+            }
         }
     }
 
@@ -117,7 +119,7 @@ impl Principal {
         match self.role {
             Role::OperatorAdmin => Ok(()),
             Role::TenantAdmin if self.scoped_to(tenant) => Ok(()),
-            _ => Err(self.denied(tenant)),
+            _ => Err(self.denied(tenant, "change", "an operator admin or its tenant admin")),
         }
     }
 
@@ -145,12 +147,17 @@ impl Principal {
         Err(Error::permission_denied(format!("key `{}` does not belong to agent `{agent}`", self.key_name)))
     }
 
-    fn denied(&self, tenant: &TenantId) -> Error {
-        Error::permission_denied(format!(
-            "key `{}` with role {} may not access tenant `{tenant}`",
-            self.key_name,
-            self.role.as_str()
-        ))
+    /// Refuses `what` on `tenant`: a key of another tenant (or of none)
+    /// may not access it at all; a key of the tenant lacks the role, which
+    /// the message names (`who_may`).
+    fn denied(&self, tenant: &TenantId, what: &str, who_may: &str) -> Error {
+        let (key, role) = (&self.key_name, self.role.as_str());
+        if self.scoped_to(tenant) {
+            return Error::permission_denied(format!(
+                "key `{key}` with role {role} may not {what} tenant `{tenant}`: only {who_may} may"
+            ));
+        }
+        Error::permission_denied(format!("key `{key}` with role {role} may not access tenant `{tenant}`"))
     }
 }
 
@@ -178,7 +185,10 @@ mod tests {
         assert!(admin.authorize_write(&globex).is_err());
         assert!(admin.authorize_read(&globex).is_err());
         assert!(reader.authorize_read(&acme).is_ok());
-        assert!(reader.authorize_write(&acme).is_err());
+        let refused = reader.authorize_write(&acme).expect_err("a reader changes nothing");
+        assert!(refused.message.contains("may not change tenant `acme`"), "names what it lacks: {}", refused.message);
+        let foreign = admin.authorize_read(&globex).expect_err("another tenant");
+        assert!(foreign.message.contains("may not access tenant `globex`"), "{}", foreign.message);
         let operator = principal(Role::OperatorAdmin, None);
         assert!(operator.authorize_write(&globex).is_ok());
         let agent = principal(Role::Agent, None);

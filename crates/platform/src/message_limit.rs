@@ -1,12 +1,19 @@
 //! The status of a request over the decoding limit. tonic rejects such a
-//! request with OUT_OF_RANGE before any handler runs; the platform promises
-//! RESOURCE_EXHAUSTED (`grpc.max_message_bytes`), the code gRPC itself uses
-//! for a message over a size limit. This wrapper rewrites the one into the
-//! other on the way out. The server bootstrap applies it to every route.
+//! request with OUT_OF_RANGE (or RESOURCE_EXHAUSTED) and no details before
+//! any handler runs; the platform promises RESOURCE_EXHAUSTED
+//! (`grpc.max_message_bytes`), the code gRPC itself uses for a message over
+//! a size limit, with `ErrorInfo` reason `MESSAGE_TOO_LARGE` and no
+//! `RetryInfo` (the same message is refused however often it is sent). This
+//! wrapper rewrites such a rejection on the way out. The server bootstrap
+//! applies it to every route.
 
 use std::task::{Context, Poll};
 
+use switchboard_core::error::MESSAGE_TOO_LARGE;
+use switchboard_core::{Error, ErrorCode};
 use tonic::codegen::{BoxFuture, Service, http};
+
+use crate::status::to_status;
 use tonic::server::NamedService;
 
 /// `grpc-status` of OUT_OF_RANGE and RESOURCE_EXHAUSTED.
@@ -46,13 +53,49 @@ where
             let mut response = response.await?;
             // A rejection before the handler is a trailers-only response:
             // its status is in the headers.
-            let out_of_range = response.headers().get("grpc-status").is_some_and(|status| status == OUT_OF_RANGE);
-            if out_of_range {
-                response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(RESOURCE_EXHAUSTED));
+            let headers = response.headers();
+            let status = headers.get("grpc-status");
+            let out_of_range = status.is_some_and(|status| status == OUT_OF_RANGE);
+            // tonic's own rejection carries no details; a handler's does.
+            let undetailed_exhaustion = status.is_some_and(|status| status == RESOURCE_EXHAUSTED)
+                && !headers.contains_key("grpc-status-details-bin");
+            if out_of_range || undetailed_exhaustion {
+                let message = headers
+                    .get("grpc-message")
+                    .and_then(|message| message.to_str().ok())
+                    .map(percent_decoded)
+                    .unwrap_or_default();
+                let error = Error::new(ErrorCode::ResourceExhausted, message).with_reason(MESSAGE_TOO_LARGE);
+                // The status's own headers: code, message and details.
+                let _ = to_status(&error).add_header(response.headers_mut());
             }
             Ok(response)
         })
     }
+}
+
+/// `grpc-message` as sent: percent-encoded (gRPC over HTTP/2).
+fn percent_decoded(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 impl<S: NamedService> NamedService for OversizedAsResourceExhausted<S> {

@@ -126,7 +126,7 @@ pub const RELAYED_REASONS: &[&str] = &[
     "STATE_STORE_UNAVAILABLE",
     "EVENT_BUS_UNAVAILABLE",
     "ROUTING_STATE_REBUILDING",
-    "MESSAGE_TOO_LARGE",
+    switchboard_core::error::MESSAGE_TOO_LARGE,
     switchboard_proto::codec::MALFORMED_MESSAGE,
 ];
 

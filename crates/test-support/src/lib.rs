@@ -6,6 +6,7 @@
 
 #![allow(clippy::panic, clippy::expect_used)]
 
+pub mod broker;
 pub mod identity_provider;
 pub mod leftovers;
 pub mod pki;

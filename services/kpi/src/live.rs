@@ -138,7 +138,13 @@ pub fn watched(
     utc_offset: Option<&prost_types::Duration>,
 ) -> Result<(Watched, i64), Error> {
     let watched = if parent.is_empty() {
-        principal.authorize_operator()?;
+        principal.authorize_operator().map_err(|_| {
+            Error::permission_denied(format!(
+                "an empty `parent` watches every tenant, which only an operator admin may; key `{}` names its \
+                 tenant: `tenants/{{tenant}}`",
+                principal.key_name
+            ))
+        })?;
         Watched::All
     } else {
         let tenant = switchboard_core::names::parse_tenant(parent, "parent")?;

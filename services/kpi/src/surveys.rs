@@ -35,7 +35,8 @@ pub async fn record_survey_answer(
         return Err(Error::not_found(name));
     };
     if facts.answered_ms.is_none() {
-        return Err(Error::failed_precondition("no agent answered the contact: there is nothing to survey"));
+        return Err(Error::failed_precondition("no agent answered the contact: there is nothing to survey")
+            .with_reason("CONTACT_NOT_ANSWERED"));
     }
     let answer = |survey: Survey| proto::SurveyAnswer {
         contact: name.clone(),
@@ -47,7 +48,9 @@ pub async fn record_survey_answer(
             return Ok(answer(recorded));
         }
         let message = format!("`{name}` was already answered, with a score of {}", recorded.score);
-        return Err(Error::new(ErrorCode::AlreadyExists, message).with_resource(name.clone()));
+        return Err(Error::new(ErrorCode::AlreadyExists, message)
+            .with_resource(name.clone())
+            .with_reason("SURVEY_ALREADY_ANSWERED"));
     }
     let survey = Survey { at_ms: now_millis(), score: request.score };
     let answered = ingestion::SurveyAnswered {

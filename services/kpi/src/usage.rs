@@ -210,7 +210,8 @@ async fn export(State(export): State<Arc<UsageExport>>, Query(query): Query<CsvQ
     let answer = async {
         let principal = export.access.authenticate(&metadata)?;
         export.access.admit(&principal)?;
-        let (tenant, month) = usage_request(&export.access, &principal, &parent, &query.month)?;
+        let (tenant, month) =
+            usage_request(&export.access, &principal, &parent, &query.month).map_err(parent_as_tenant)?;
         usage(export.store.as_ref(), &tenant, month).await
     };
     match answer.await {
@@ -228,9 +229,28 @@ async fn export(State(export): State<Arc<UsageExport>>, Query(query): Query<CsvQ
     }
 }
 
+/// An error about the API's `parent` as the export's query names it:
+/// `tenant`.
+fn parent_as_tenant(mut error: Error) -> Error {
+    for violation in &mut error.field_violations {
+        if violation.field == "parent" {
+            violation.field = "tenant".to_owned();
+        }
+    }
+    error.message = error.message.replace("parent", "tenant");
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exports_errors_name_its_query_parameter() {
+        let error = parent_as_tenant(Error::invalid_field("parent", "must be `tenants/{tenant}`"));
+        assert_eq!(error.field_violations[0].field, "tenant");
+        assert!(!error.message.contains("parent"), "{}", error.message);
+    }
 
     #[test]
     fn months_are_parsed_and_bounded_in_utc() {

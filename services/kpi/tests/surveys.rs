@@ -15,6 +15,7 @@ use switchboard_kpi::store::contract::{ContactStory, StoryOutcome};
 use switchboard_proto::common::v1::{Channel, Direction};
 use switchboard_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use switchboard_proto::kpi::v1::{RecordSurveyAnswerRequest, SurveyAnswer};
+use switchboard_test_support::error_reason;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -75,8 +76,10 @@ async fn a_survey_answer_becomes_csat_once() {
     let other = record(client, OPERATOR_KEY, contact, 2).await.expect_err("another score");
     assert_eq!(other.code(), Code::AlreadyExists, "{other:?}");
     assert!(other.message().contains("score of 5"), "{other:?}");
+    assert_eq!(error_reason(&other).as_deref(), Some("SURVEY_ALREADY_ANSWERED"), "the survey exists, not the contact");
     let unanswered = record(client, OPERATOR_KEY, "tenants/acme/contacts/ct_waiting01", 4).await.expect_err("waiting");
     assert_eq!(unanswered.code(), Code::FailedPrecondition, "{unanswered:?}");
+    assert_eq!(error_reason(&unanswered).as_deref(), Some("CONTACT_NOT_ANSWERED"));
     let unknown = record(client, OPERATOR_KEY, "tenants/acme/contacts/ct_nobody0001", 4).await.expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
     let summary = common::summary(client, ACME_READER_KEY, tenant_filter("acme")).await.expect("summary");

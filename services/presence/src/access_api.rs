@@ -485,7 +485,7 @@ pub(crate) fn tenant_to_api(record: &TenantRecord) -> api::Tenant {
 
 /// The refusal to change a tenant of the configuration file through the API.
 pub(crate) fn configured_tenant(tenant: &TenantId) -> Error {
-    Error::failed_precondition(format!("tenant `{tenant}` is declared in the configuration file: change it there"))
+    Error::failed_precondition(format!("tenant `{tenant}` is declared in the configuration (its file, or the tenants `switchboard dev` declares): change it there"))
         .with_reason("CONFIGURED_TENANT")
         .with_resource(tenant_name(tenant))
 }

@@ -313,7 +313,7 @@ fn refusal_of_inbound(status: &Status) -> Option<Status> {
         tonic::Code::InvalidArgument => Some(status.clone()),
         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
             let error = Error::new(switchboard_core::ErrorCode::ResourceExhausted, status.message())
-                .with_reason("MESSAGE_TOO_LARGE");
+                .with_reason(switchboard_core::error::MESSAGE_TOO_LARGE);
             Some(to_status(&error))
         }
         _ => None,

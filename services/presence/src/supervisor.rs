@@ -22,8 +22,8 @@ use crate::grpc::PresenceApi;
 const WATCH_BUFFER: usize = 256;
 
 impl PresenceApi {
-    /// `SetAgentState`: the operator admin for any agent, a tenant admin for
-    /// an agent dedicated to its tenant (a shared agent's state is the
+    /// `SetAgentState`: the operator admin for any agent, a tenant admin or
+    /// supervisor for an agent dedicated to its tenant (a shared agent's state is the
     /// operator's call: it affects every tenant it serves). An agent the
     /// caller may not see is NOT_FOUND.
     pub(crate) async fn force_state(
@@ -45,7 +45,7 @@ impl PresenceApi {
         };
         if !allowed {
             return Err(Error::permission_denied(format!(
-                "key `{}` may not set the state of {}: operator admins may, and tenant admins for agents dedicated to their tenant",
+                "key `{}` may not set the state of {}: operator admins may, and tenant admins and supervisors for agents dedicated to their tenant",
                 principal.key_name, seen.name
             )));
         }

@@ -214,10 +214,20 @@ impl Engine {
             tracing::info!(tenant = %tenant, contact = %contact_id, "contact ended in self-service, not queued");
             return Ok(());
         }
-        // A queue deleted after ingestion accepted the contact must not
-        // strand it: it is routed with default settings and no skill
-        // requirements, and still reaches a terminal state.
-        let queue = self.queues.get_queue(tenant, &queue_id).await?.unwrap_or_default();
+        // Ingestion checks the queue, but accepts contacts while routing is
+        // unreachable (intake stays open): a queue that does not exist, or
+        // does not take the contact's channel, ends the contact here as
+        // lost, with the reason, once it is recorded as queued (so every
+        // reader sees one queued contact end).
+        let found = self.queues.get_queue(tenant, &queue_id).await?;
+        let refusal = match &found {
+            None => Some(crate::domain::EndReason::QueueNotFound),
+            Some(queue) if !queue.channels.is_empty() && !queue.channels.contains(&contact.channel) => {
+                Some(crate::domain::EndReason::ChannelNotAccepted)
+            }
+            Some(_) => None,
+        };
+        let queue = found.unwrap_or_default();
         let now = self.clock.now_millis();
         let enqueue_ms = contact.create_time.as_ref().map_or(now, switchboard_core::time::millis_from_timestamp);
         // A contact routing does not know that was created before the
@@ -263,7 +273,11 @@ impl Engine {
         crate::domain::rules::move_to_queue(&mut record, entry)?;
         let added = self.state.enqueue(&record, &[events::queued(&record, &queue)]).await?;
         tracing::info!(tenant = %tenant, contact = %contact_id, queue = %queue_id, added, "contact queued");
-        if added && !self.refuse_over_waiting_limit(&record, now).await? {
+        // Refused again on a redelivery too: a first attempt may have died
+        // between the two steps (a contact that moved on is left alone).
+        if let Some(reason) = refusal {
+            self.reject_arrival(&record, reason, now).await?;
+        } else if added && !self.refuse_over_waiting_limit(&record, now).await? {
             self.apply_opening_hours(&record, &queue, now).await?;
         }
         self.changed_then_match();

@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::{ContactRecord, RoutingStatus};
 use crate::engine::Engine;
-use crate::queue_config::{Arrival, UPDATABLE_FIELDS, arrival, validate_queue, with_defaults};
+use crate::queue_config::{Arrival, UPDATABLE_FIELDS, all_of, arrival, validate_queue, with_defaults};
 
 /// An agent's disposition: one line, as CRM's timeline and KPI store it.
 const DISPOSITION: TextRule = TextRule::line(128);
@@ -123,12 +123,14 @@ impl RoutingApi {
 
     async fn create(&self, principal: Principal, request: CreateQueueRequest) -> Result<Queue, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
-        let queue_id = QueueId::parse(&request.queue_id, "queue_id")?;
+        let queue_id = QueueId::parse(&request.queue_id, "queue_id");
         // Named before validation, so rules that refer to the queue itself
-        // (an overflow to itself) are caught.
-        let queue = Queue { name: queue_name(&tenant, &queue_id), ..request.queue.unwrap_or_default() };
+        // (an overflow to itself) are caught; every bad field is reported.
+        let name = queue_id.as_ref().map(|queue_id| queue_name(&tenant, queue_id)).unwrap_or_default();
+        let queue = Queue { name, ..request.queue.unwrap_or_default() };
         let request_left_offer_timeout_unset = queue.offer_timeout.is_none();
-        validate_queue(&queue, "queue")?;
+        all_of([queue_id.as_ref().map(|_| ()).map_err(Clone::clone), validate_queue(&queue, "queue")])?;
+        let queue_id = queue_id?;
         self.authorize_write(&principal, &tenant)?;
         let limits = self.engine.tenant_policy(&tenant).limits;
         within_caps(&queue, &limits, None)?;

@@ -57,32 +57,55 @@ fn check_duration(
 
 /// Validates the settable fields of a queue; `prefix` is the field path of
 /// the queue in the request.
+/// Checks every part of `queue` and reports every bad field at once (one
+/// problem per part: a part's later checks may rest on its earlier ones).
 pub fn validate_queue(queue: &Queue, prefix: &str) -> Result<(), Error> {
-    DISPLAY_NAME.check(&format!("{prefix}.display_name"), &queue.display_name)?;
+    all_of([
+        DISPLAY_NAME.check(&format!("{prefix}.display_name"), &queue.display_name),
+        validate_channels(&queue.channels, &format!("{prefix}.channels")),
+        if (0..=100).contains(&queue.priority) {
+            Ok(())
+        } else {
+            Err(Error::invalid_field(format!("{prefix}.priority"), "must be between 0 and 100"))
+        },
+        validate_skills(&queue.required_skills, &format!("{prefix}.required_skills")),
+        check_duration(&queue.service_level_threshold, &format!("{prefix}.service_level_threshold"), 1_000, 3_600_000),
+        check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000),
+        check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000),
+        check_duration(&queue.priority_aging_step, &format!("{prefix}.priority_aging_step"), 1_000, 86_400_000),
+        check_duration(&queue.wrap_up_time, &format!("{prefix}.wrap_up_time"), 0, 3_600_000),
+        validate_rules(queue, prefix),
+        if RoutingStrategy::try_from(queue.strategy).is_ok() {
+            Ok(())
+        } else {
+            Err(Error::invalid_field(format!("{prefix}.strategy"), format!("{} is not a strategy", queue.strategy)))
+        },
+    ])
+}
+
+/// One error holding the field violations of every failed check; an error
+/// that names no field (none of these checks makes one) is returned as it is.
+pub fn all_of(checks: impl IntoIterator<Item = Result<(), Error>>) -> Result<(), Error> {
+    let mut violations = Vec::new();
+    for check in checks {
+        match check {
+            Ok(()) => {}
+            Err(error) if error.field_violations.is_empty() => return Err(error),
+            Err(error) => violations.extend(error.field_violations),
+        }
+    }
+    if violations.is_empty() { Ok(()) } else { Err(Error::invalid_fields(violations)) }
+}
+
+fn validate_channels(channels: &[i32], field: &str) -> Result<(), Error> {
     let mut seen_channels = HashSet::new();
-    for channel in &queue.channels {
+    for channel in channels {
         if !matches!(Channel::try_from(*channel), Ok(channel) if channel != Channel::Unspecified) {
-            return Err(Error::invalid_field(format!("{prefix}.channels"), format!("{channel} is not a channel")));
+            return Err(Error::invalid_field(field, format!("{channel} is not a channel")));
         }
         if !seen_channels.insert(*channel) {
-            return Err(Error::invalid_field(format!("{prefix}.channels"), "lists a channel twice"));
+            return Err(Error::invalid_field(field, "lists a channel twice"));
         }
-    }
-    if !(0..=100).contains(&queue.priority) {
-        return Err(Error::invalid_field(format!("{prefix}.priority"), "must be between 0 and 100"));
-    }
-    validate_skills(&queue.required_skills, &format!("{prefix}.required_skills"))?;
-    check_duration(&queue.service_level_threshold, &format!("{prefix}.service_level_threshold"), 1_000, 3_600_000)?;
-    check_duration(&queue.short_abandon_threshold, &format!("{prefix}.short_abandon_threshold"), 0, 600_000)?;
-    check_duration(&queue.offer_timeout, &format!("{prefix}.offer_timeout"), 1_000, 600_000)?;
-    check_duration(&queue.priority_aging_step, &format!("{prefix}.priority_aging_step"), 1_000, 86_400_000)?;
-    check_duration(&queue.wrap_up_time, &format!("{prefix}.wrap_up_time"), 0, 3_600_000)?;
-    validate_rules(queue, prefix)?;
-    if RoutingStrategy::try_from(queue.strategy).is_err() {
-        return Err(Error::invalid_field(
-            format!("{prefix}.strategy"),
-            format!("{} is not a strategy", queue.strategy),
-        ));
     }
     Ok(())
 }

@@ -465,6 +465,14 @@ async fn queue_rules_are_validated_field_by_field() {
         let (code, fields) = code_of(routing.client.create_queue(authorized("acme-admin", request)).await);
         assert_eq!((code, fields), (Code::InvalidArgument, vec![field.to_owned()]), "{field}");
     }
+    // Every bad field at once, the queue id among them (found from
+    // outside: only `queue_id` was named).
+    let many = Queue { priority: 101, offer_timeout: seconds(0), display_name: "a\u{0}b".into(), ..chat_queue() };
+    let request = CreateQueueRequest { parent: "tenants/acme".into(), queue_id: "Bad Id".into(), queue: Some(many) };
+    let (code, mut fields) = code_of(routing.client.create_queue(authorized("acme-admin", request)).await);
+    fields.sort();
+    let expected = ["queue.display_name", "queue.offer_timeout", "queue.priority", "queue_id"];
+    assert_eq!((code, fields), (Code::InvalidArgument, expected.map(str::to_owned).to_vec()));
     routing.queue("q", chat_queue()).await;
     let update = UpdateQueueRequest {
         queue: Some(Queue { name: "tenants/acme/queues/q".into(), overflow_queue: "q".into(), ..chat_queue() }),
@@ -478,5 +486,21 @@ async fn queue_rules_are_validated_field_by_field() {
     };
     let updated = routing.client.update_queue(authorized("acme-admin", update)).await.unwrap().into_inner();
     assert_eq!(updated.max_wait, seconds(30));
+    routing.stop().await;
+}
+
+/// Ingestion takes contacts in while routing is unreachable, unchecked:
+/// routing checks the queue when it takes the contact (found from outside:
+/// a contact for a queue that never existed was queued and offered).
+#[tokio::test]
+async fn a_contact_for_a_missing_queue_or_a_refused_channel_ends_lost_with_the_reason() {
+    let mut routing = Routing::start().await;
+    routing.queue("calls", Queue { channels: vec![Channel::Voice as i32], ..chat_queue() }).await;
+    let nowhere = routing.contact("ghost").await;
+    let ended = routing.assignment_until(&nowhere, |a| a.status == ContactStatus::Abandoned as i32).await;
+    assert_eq!(ended.end_reason, EndReason::QueueNotFound as i32);
+    let chat_for_calls = routing.contact("calls").await;
+    let ended = routing.assignment_until(&chat_for_calls, |a| a.status == ContactStatus::Abandoned as i32).await;
+    assert_eq!(ended.end_reason, EndReason::ChannelNotAccepted as i32);
     routing.stop().await;
 }

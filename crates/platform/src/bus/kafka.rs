@@ -20,7 +20,7 @@ use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
-use super::kafka_producer::{DeliveryReports, ReportingProducer};
+use super::kafka_producer::{DeliveryReports, RenewingProducer, ReportingProducer};
 use super::{
     Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
@@ -60,7 +60,7 @@ fn not_made(context: &str, error: rdkafka::error::KafkaError) -> Error {
 #[derive(Clone)]
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: ReportingProducer,
+    producer: RenewingProducer,
 }
 
 impl KafkaBus {
@@ -71,7 +71,7 @@ impl KafkaBus {
 
     /// Connects the producer and creates `topics` if they are missing.
     pub async fn connect(config: &KafkaConfig, topics: &[&str]) -> Result<KafkaBus, Error> {
-        let bus = KafkaBus { config: config.clone(), producer: producer(config, DELIVERY_TIMEOUT)? };
+        let bus = KafkaBus { config: config.clone(), producer: renewing_producer(config, DELIVERY_TIMEOUT)? };
         bus.create_topics(topics).await?;
         Ok(bus)
     }
@@ -246,12 +246,15 @@ impl EventBus for KafkaBus {
     }
 
     fn bounded(&self, timeout: Duration) -> Result<Option<Arc<dyn EventBus>>, Error> {
-        let bus = KafkaBus { config: self.config.clone(), producer: producer(&self.config, timeout)? };
+        let bus = KafkaBus { config: self.config.clone(), producer: renewing_producer(&self.config, timeout)? };
         Ok(Some(Arc::new(bus)))
     }
 
     async fn check(&self) -> Result<(), Error> {
-        let producer = self.producer.clone();
+        let producer = self.producer.current();
+        if let Some(fatal) = self.producer.renew_if_failed_for_good(&producer, None) {
+            return Err(unavailable("producer", fatal));
+        }
         tokio::task::spawn_blocking(move || {
             producer.base().client().fetch_metadata(None, Duration::from_secs(3)).map(|_| ())
         })
@@ -261,7 +264,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn flush(&self) -> Result<(), Error> {
-        let producer = self.producer.clone();
+        let producer = self.producer.current();
         tokio::task::spawn_blocking(move || producer.base().flush(DELIVERY_TIMEOUT))
             .await
             .map_err(|error| unavailable("flush", error))?
@@ -460,6 +463,12 @@ fn with_properties(mut client_config: ClientConfig, config: &KafkaConfig) -> Cli
         client_config.set(key, value);
     }
     client_config
+}
+
+/// [`producer`], made again whenever one fails for good.
+fn renewing_producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<RenewingProducer, Error> {
+    let config = config.clone();
+    RenewingProducer::new(Arc::new(move || producer(&config, delivery_timeout)))
 }
 
 fn producer(config: &KafkaConfig, delivery_timeout: Duration) -> Result<ReportingProducer, Error> {

@@ -8,15 +8,17 @@
 //! while idle (measured, docs/benchmarks.md). A window here ends just past a
 //! whole millisecond, so a window without reports ends asleep.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use switchboard_core::Error;
+use switchboard_core::sync::lock_unpoisoned;
 use tokio::sync::oneshot;
 
 /// How long one poll of the delivery reports may wait: whole milliseconds
@@ -115,4 +117,100 @@ impl ReportingProducer {
         // A report never comes only if the client was torn down first.
         delivered.await.unwrap_or(Err(KafkaError::Canceled))
     }
+}
+
+/// How a [`RenewingProducer`] makes a producer.
+pub(super) type MakeProducer = Arc<dyn Fn() -> Result<ReportingProducer, Error> + Send + Sync>;
+
+/// A [`ReportingProducer`] that replaces itself after a fatal error.
+/// librdkafka declares an idempotent producer failed for good when it can
+/// no longer keep its records in order (the broker fenced it, a sequence
+/// went missing after a stall: seen on tansu after a 5 s pause), and then
+/// refuses every later record; without a new producer a service would
+/// never publish again while its readiness looked fine. The new producer
+/// starts a new idempotent session; what the old one could not deliver
+/// failed, so its senders retry it (consumers drop duplicates by event id).
+#[derive(Clone)]
+pub(super) struct RenewingProducer {
+    current: Arc<Mutex<ReportingProducer>>,
+    make: MakeProducer,
+}
+
+impl RenewingProducer {
+    pub(super) fn new(make: MakeProducer) -> Result<RenewingProducer, Error> {
+        let first = make()?;
+        Ok(RenewingProducer { current: Arc::new(Mutex::new(first)), make })
+    }
+
+    /// The producer in use.
+    pub(super) fn current(&self) -> ReportingProducer {
+        lock_unpoisoned(&self.current).clone()
+    }
+
+    /// [`ReportingProducer::send`] on the producer in use, which is
+    /// replaced when the send failed because it failed for good.
+    pub(super) async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: OwnedHeaders,
+        queue_timeout: Duration,
+    ) -> KafkaResult<()> {
+        let producer = self.current();
+        let outcome = producer.send(topic, key, payload, headers, queue_timeout).await;
+        if let Err(error) = &outcome
+            && self.renew_if_failed_for_good(&producer, Some(error)).is_some()
+        {
+            // The last clone tears a client down, which may wait on the broker.
+            tokio::task::spawn_blocking(move || drop(producer));
+        }
+        outcome
+    }
+
+    /// When `seen` failed for good (librdkafka declared a fatal error, or
+    /// `failure` is one no later record of this producer escapes): replaces
+    /// it (unless another caller already did) and returns why.
+    pub(super) fn renew_if_failed_for_good(
+        &self,
+        seen: &ReportingProducer,
+        failure: Option<&KafkaError>,
+    ) -> Option<String> {
+        let fatal = match seen.base().client().fatal_error() {
+            Some((code, reason)) => format!("{code:?}: {reason}"),
+            None => failure.filter(|error| dooms_the_session(error))?.to_string(),
+        };
+        let mut current = lock_unpoisoned(&self.current);
+        if Arc::ptr_eq(&current.shared, &seen.shared) {
+            match (self.make)() {
+                Ok(fresh) => {
+                    let failed = std::mem::replace(&mut *current, fresh);
+                    std::thread::spawn(move || drop(failed));
+                    tracing::warn!(error = %fatal, "kafka producer failed for good and was replaced");
+                }
+                Err(error) => {
+                    tracing::error!(error = %fatal, replacement = %error, "kafka producer failed for good and was not replaced");
+                }
+            }
+        }
+        Some(fatal)
+    }
+}
+
+/// Whether a record's failure dooms every later record of its producer's
+/// idempotent session: the broker fenced it or lost track of its sequence.
+/// (tansu 0.6 answers every record after a stall with ProducerFenced
+/// without librdkafka declaring a fatal error.)
+fn dooms_the_session(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+                | RDKafkaErrorCode::Fatal
+        )
+    )
 }

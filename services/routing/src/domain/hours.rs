@@ -56,14 +56,15 @@ impl Schedule {
             return Err(Error::invalid_field(format!("{prefix}.weekly"), "at most 50 intervals"));
         }
         let mut openings = Vec::with_capacity(weekly.len());
-        for (day_of_week, open, close) in weekly {
+        for (index, (day_of_week, open, close)) in weekly.iter().enumerate() {
+            let interval = format!("{prefix}.weekly[{index}]");
             if !(1..=7).contains(day_of_week) {
-                return Err(Error::invalid_field(format!("{prefix}.weekly.day_of_week"), "must be 1 (Monday) to 7"));
+                return Err(Error::invalid_field(format!("{interval}.day_of_week"), "must be 1 (Monday) to 7"));
             }
-            let open_minute = parse_minute(open, &format!("{prefix}.weekly.open"), false)?;
-            let close_minute = parse_minute(close, &format!("{prefix}.weekly.close"), true)?;
+            let open_minute = parse_minute(open, &format!("{interval}.open"), false)?;
+            let close_minute = parse_minute(close, &format!("{interval}.close"), true)?;
             if close_minute <= open_minute {
-                return Err(Error::invalid_field(format!("{prefix}.weekly.close"), "must be after `open`"));
+                return Err(Error::invalid_field(format!("{interval}.close"), "must be after `open`"));
             }
             let day_of_week = i8::try_from(*day_of_week).unwrap_or(1);
             openings.push(Opening { day_of_week, open_minute, close_minute });
@@ -127,10 +128,10 @@ mod tests {
     fn invalid_schedules_name_the_field() {
         let field = |result: Result<Schedule, Error>| result.expect_err("invalid").field_violations[0].field.clone();
         assert_eq!(field(Schedule::parse("Mars/Olympus", &[], &[], "h")), "h.time_zone");
-        assert_eq!(field(Schedule::parse("UTC", &[(8, "09:00", "10:00")], &[], "h")), "h.weekly.day_of_week");
-        assert_eq!(field(Schedule::parse("UTC", &[(1, "9:00", "10:00")], &[], "h")), "h.weekly.open");
-        assert_eq!(field(Schedule::parse("UTC", &[(1, "10:00", "09:00")], &[], "h")), "h.weekly.close");
-        assert_eq!(field(Schedule::parse("UTC", &[(1, "24:00", "24:00")], &[], "h")), "h.weekly.open");
+        assert_eq!(field(Schedule::parse("UTC", &[(8, "09:00", "10:00")], &[], "h")), "h.weekly[0].day_of_week");
+        assert_eq!(field(Schedule::parse("UTC", &[(1, "9:00", "10:00")], &[], "h")), "h.weekly[0].open");
+        assert_eq!(field(Schedule::parse("UTC", &[(1, "10:00", "09:00")], &[], "h")), "h.weekly[0].close");
+        assert_eq!(field(Schedule::parse("UTC", &[(1, "24:00", "24:00")], &[], "h")), "h.weekly[0].open");
         assert_eq!(field(Schedule::parse("UTC", &[], &["2026-02-30".to_owned()], "h")), "h.holidays");
     }
 

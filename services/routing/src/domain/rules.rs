@@ -57,6 +57,11 @@ pub enum EndReason {
     TenantQueueFull,
     /// The tenant was deleted while the contact was live.
     TenantDeleted,
+    /// Its queue did not exist when routing took it in (ingestion could not
+    /// ask routing, or the queue was deleted meanwhile).
+    QueueNotFound,
+    /// Its queue does not take its channel (checked at intake as well).
+    ChannelNotAccepted,
 }
 
 impl EndReason {
@@ -67,6 +72,8 @@ impl EndReason {
             EndReason::Closed => 2,
             EndReason::TenantQueueFull => 3,
             EndReason::TenantDeleted => 4,
+            EndReason::QueueNotFound => 5,
+            EndReason::ChannelNotAccepted => 6,
         }
     }
 
@@ -76,6 +83,8 @@ impl EndReason {
             2 => Some(EndReason::Closed),
             3 => Some(EndReason::TenantQueueFull),
             4 => Some(EndReason::TenantDeleted),
+            5 => Some(EndReason::QueueNotFound),
+            6 => Some(EndReason::ChannelNotAccepted),
             _ => None,
         }
     }
