@@ -146,6 +146,7 @@ async fn supervisors_see_live_work_and_force_states_within_their_rights() {
 async fn a_shared_agents_work_is_shown_only_to_the_tenant_it_belongs_to() {
     let mut cluster = Cluster::start().await;
     cluster.create_shared_bob().await;
+    cluster.create_queue("support", Queue { channels: vec![Channel::Chat as i32], ..Queue::default() }).await;
     let mut desktop = cluster.available_desktop("bob").await;
     let contact = publish_contact_to(&cluster.bus, "support").await;
     desktop.until_offer().await;
