@@ -76,7 +76,7 @@ CONFIG_SCHEMA: dict[str, set[str]] = {
     "services": set(SERVICES),
     "routing": {"offer_sweep_interval_ms"},
     "presence": {"session_grace_ms", "missed_offers_threshold"},
-    "ingestion": {"public_base_url"},
+    "ingestion": {"public_base_url", "allow_private_destinations"},
 }
 
 
@@ -616,6 +616,7 @@ def test_chart_config_toml(rendered_full, rendered_defaults):
     assert config["kafka"]["interactive_fetch_wait_ms"] == 100
     assert config["telemetry"]["otlp_endpoint"] == "http://otel-collector.observability:4317"
     assert config["ingestion"]["public_base_url"] == "https://switchboard.example.com"
+    assert config["ingestion"]["allow_private_destinations"] is False, "tenants' channel settings reach public hosts only"
     for service in SERVICES:
         assert config["services"][service] == {"listen": "0.0.0.0:50051", "url": f"http://cc-prod-{service}:50051",
                                                "http_listen": "0.0.0.0:9090"}
