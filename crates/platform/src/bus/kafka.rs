@@ -20,7 +20,7 @@ use switchboard_core::event::encode;
 use switchboard_proto::events::v1::EventEnvelope;
 
 use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
-use super::kafka_producer::{DeliveryReports, RenewingProducer, ReportingProducer};
+use super::kafka_producer::{DeliveryReports, Outgoing, RenewingProducer, ReportingProducer};
 use super::{
     Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
@@ -125,10 +125,9 @@ impl EventBus for KafkaBus {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let physical_topic = self.physical_topic(topic);
-        self.producer
-            .send(&physical_topic, envelope.subject.as_bytes(), &payload, headers, DELIVERY_TIMEOUT)
-            .await
-            .map_err(|error| unavailable("delivery", error))
+        let outgoing =
+            Outgoing { topic: &physical_topic, key: envelope.subject.as_bytes(), payload: &payload, headers };
+        self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))
     }
 
     async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
@@ -137,10 +136,8 @@ impl EventBus for KafkaBus {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let physical_topic = self.physical_topic(&record.topic);
-        self.producer
-            .send(&physical_topic, &record.key, &record.payload, headers, DELIVERY_TIMEOUT)
-            .await
-            .map_err(|error| unavailable("delivery", error))
+        let outgoing = Outgoing { topic: &physical_topic, key: &record.key, payload: &record.payload, headers };
+        self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))
     }
 
     /// Reads every partition from its start until the consumer reaches its

@@ -45,6 +45,14 @@ impl ProducerContext for DeliveryReports {
     }
 }
 
+/// A record to send.
+pub(super) struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+    pub headers: OwnedHeaders,
+}
+
 /// A producer whose `send` resolves on the record's delivery report.
 /// Clones share one librdkafka client; the last one dropped stops the
 /// polling thread (within [`POLL_WINDOW`]) and then the client.
@@ -91,14 +99,8 @@ impl ReportingProducer {
 
     /// Enqueues the record, waiting up to `queue_timeout` while librdkafka's
     /// queue is full, and resolves on its delivery report.
-    pub(super) async fn send(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-        headers: OwnedHeaders,
-        queue_timeout: Duration,
-    ) -> KafkaResult<()> {
+    pub(super) async fn send(&self, outgoing: Outgoing<'_>, queue_timeout: Duration) -> KafkaResult<()> {
+        let Outgoing { topic, key, payload, headers } = outgoing;
         let queued_by = tokio::time::Instant::now() + queue_timeout;
         let (reply, delivered) = oneshot::channel();
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(reply)).key(key).payload(payload).headers(headers);
@@ -149,16 +151,9 @@ impl RenewingProducer {
 
     /// [`ReportingProducer::send`] on the producer in use, which is
     /// replaced when the send failed because it failed for good.
-    pub(super) async fn send(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-        headers: OwnedHeaders,
-        queue_timeout: Duration,
-    ) -> KafkaResult<()> {
+    pub(super) async fn send(&self, outgoing: Outgoing<'_>, queue_timeout: Duration) -> KafkaResult<()> {
         let producer = self.current();
-        let outcome = producer.send(topic, key, payload, headers, queue_timeout).await;
+        let outcome = producer.send(outgoing, queue_timeout).await;
         if let Err(error) = &outcome
             && self.renew_if_failed_for_good(&producer, Some(error)).is_some()
         {
