@@ -100,8 +100,8 @@ pub enum KpiAction {
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyAction {
     /// A new key: `--name` (shown in logs instead of the key), `--role`
-    /// (operator_admin, tenant_admin, tenant_reader, agent), and `--tenant`
-    /// or `--agent` as the role needs.
+    /// (operator_admin, tenant_admin, tenant_reader, supervisor, integration,
+    /// agent), and `--tenant` or `--agent` as the role needs.
     New {
         #[arg(long)]
         name: String,

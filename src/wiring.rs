@@ -98,6 +98,22 @@ async fn credential_store(config: &Config, backends: Backends) -> anyhow::Result
     })
 }
 
+/// `step` of the start-up, unless shutdown is asked first (`None`): a
+/// process told to stop while a backend cannot be reached exits at once,
+/// not when the step times out (10 s and more).
+async fn unless_stopped<T>(
+    shutdown: &CancellationToken,
+    step: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<Option<T>> {
+    tokio::select! {
+        outcome = step => outcome.map(Some),
+        () = shutdown.cancelled() => {
+            tracing::info!("stopped during start-up");
+            Ok(None)
+        }
+    }
+}
+
 /// Binds, connects and runs `services` until `shutdown`; then waits for
 /// each to drain. Fails if any service fails.
 pub async fn run_services(
@@ -107,9 +123,13 @@ pub async fn run_services(
     demo: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let access = AccessControl::with_credentials(&config.auth, credential_store(&config, backends).await?)?;
-    // The first read happens before any service answers a call.
-    access.refresh().await.map_err(|error| anyhow::anyhow!("reading tenants and API keys: {error}"))?;
+    let credentials = async {
+        let access = AccessControl::with_credentials(&config.auth, credential_store(&config, backends).await?)?;
+        // The first read happens before any service answers a call.
+        access.refresh().await.map_err(|error| anyhow::anyhow!("reading tenants and API keys: {error}"))?;
+        Ok(access)
+    };
+    let Some(access) = unless_stopped(&shutdown, credentials).await? else { return Ok(()) };
     let refresher = tokio::spawn(Arc::clone(&access).keep_fresh(shutdown.clone()));
     // One set of certificates for every service of the process, read again
     // when the files change.
@@ -122,7 +142,13 @@ pub async fn run_services(
     };
     let bus: Arc<dyn EventBus> = match backends {
         Backends::Embedded => Arc::new(MemoryBus::new()),
-        Backends::External => Arc::new(KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?),
+        Backends::External => {
+            let brokers = switchboard_platform::config::redact_url_password(&config.kafka.brokers);
+            tracing::info!(brokers = %brokers, "connecting to the event bus");
+            let connected = async { Ok(KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?) };
+            let Some(bus) = unless_stopped(&shutdown, connected).await? else { return Ok(()) };
+            Arc::new(bus)
+        }
     };
     let mut tasks = JoinSet::new();
     let mut started = Vec::new();

@@ -211,3 +211,34 @@ async fn dev_with_a_file_redefining_a_key_prints_only_keys_that_work() {
     let status = processes.remove(0).terminate();
     assert!(status.success(), "dev exits cleanly: {status}");
 }
+
+/// A process told to stop while it cannot reach its broker exits at once
+/// (found from outside: SIGTERM was honoured only when the topic creation
+/// timed out, 10 s and more later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_stops_at_once() {
+    let Some(postgres_admin) = switchboard_test_support::backend_url("SWITCHBOARD_TEST_POSTGRES") else { return };
+    let postgres = switchboard_test_support::fresh_database(&postgres_admin).await.expect("database");
+    let dir = scratch_dir("stop-at-start");
+    // Nothing listens on the discard port: the broker is never reached.
+    let env: Vec<(String, String)> = vec![
+        ("SWITCHBOARD_KAFKA__BROKERS".into(), "127.0.0.1:9".into()),
+        ("SWITCHBOARD_POSTGRES__URL".into(), postgres),
+        ("SWITCHBOARD_SERVICES__CRM__LISTEN".into(), format!("127.0.0.1:{}", free_port())),
+    ];
+    let process = Process::spawn("crm", &["crm"], &env, &dir);
+    let log = process.log.clone();
+    eventually("the start-up reaching the broker", Duration::from_secs(30), || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("connecting to the event bus").then_some(())
+        }
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let status = process.terminate();
+    let took = asked.elapsed();
+    assert!(status.success(), "a clean stop: {status}");
+    assert!(took < Duration::from_secs(5), "stopped {took:?} after SIGTERM, not when the broker step timed out");
+}

@@ -85,6 +85,11 @@ impl AccessControl {
     }
 
     fn configured(config: &AuthConfig) -> anyhow::Result<AccessControl> {
+        // Every replica shares the service key: their page tokens are
+        // signed alike (see `pagination`).
+        if let Some(service_key) = &config.service_key {
+            crate::pagination::sign_tokens_with(service_key);
+        }
         let limits = &config.rate_limit;
         let mut access = AccessControl {
             per_key: Some(TokenBuckets::new(Rate {

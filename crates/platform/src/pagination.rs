@@ -1,10 +1,20 @@
 //! `page_size`/`page_token` handling shared by every List RPC. A page token
 //! is opaque to clients and bound to the list that issued it: it encodes a
 //! version, a tag of the list (the RPC and everything that selects its
-//! items: parent, filters) and the last key returned. A token presented to
-//! another list (another tenant's, another RPC's, the same RPC with other
-//! filters), or altered, is refused with INVALID_ARGUMENT on `page_token`.
+//! items: parent, filters), the last key returned, and a MAC over the tag
+//! and the key. A token presented to another list (another tenant's,
+//! another RPC's, the same RPC with other filters), altered or made up, is
+//! refused with INVALID_ARGUMENT on `page_token`: a client can resume a
+//! list only where the server left it.
+//!
+//! The MAC's key comes from the deployment's service key
+//! ([`sign_tokens_with`]), which every replica shares, so a token of one
+//! replica works on another; a process without one (`dev`, tests) signs
+//! with a random key of its own.
 
+use std::sync::OnceLock;
+
+use ring::hmac;
 use sha2::{Digest, Sha256};
 use switchboard_core::Error;
 
@@ -16,8 +26,36 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// with a next page token.
 pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
-const TOKEN_VERSION: u8 = 1;
+const TOKEN_VERSION: u8 = 2;
 const LIST_TAG_BYTES: usize = 8;
+/// The MAC's length in a token (truncated HMAC-SHA256).
+const MAC_BYTES: usize = 16;
+
+static TOKEN_KEY: OnceLock<hmac::Key> = OnceLock::new();
+
+/// Signs this process's page tokens with a key derived from `secret` (the
+/// deployment's service key). The first call wins; tokens made before it
+/// used a random key.
+pub fn sign_tokens_with(secret: &str) {
+    let derived = Sha256::digest(format!("switchboard page tokens\0{secret}").as_bytes());
+    let _ = TOKEN_KEY.set(hmac::Key::new(hmac::HMAC_SHA256, &derived));
+}
+
+fn token_key() -> &'static hmac::Key {
+    TOKEN_KEY.get_or_init(|| {
+        use rand::RngCore;
+        let mut random = [0_u8; 32];
+        rand::rng().fill_bytes(&mut random);
+        hmac::Key::new(hmac::HMAC_SHA256, &random)
+    })
+}
+
+fn token_mac(list_tag: &[u8], key: &[u8]) -> hmac::Tag {
+    let mut context = hmac::Context::with_key(token_key());
+    context.update(list_tag);
+    context.update(key);
+    context.sign()
+}
 
 /// A validated page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +101,16 @@ pub fn page_request(list: &str, page_size: i32, page_token: &str) -> Result<Page
     }
     let foreign = || Error::invalid_field("page_token", "is not a token this list issued");
     let bytes = hex::decode(page_token).map_err(|_| foreign())?;
-    let (header, key) = bytes.split_at_checked(1 + LIST_TAG_BYTES).ok_or_else(foreign)?;
+    let (header, rest) = bytes.split_at_checked(1 + LIST_TAG_BYTES).ok_or_else(foreign)?;
     if header[0] != TOKEN_VERSION || header[1..] != list_tag {
+        return Err(foreign());
+    }
+    let (mac, key) = rest.split_at_checked(MAC_BYTES).ok_or_else(foreign)?;
+    let expected = token_mac(&list_tag, key);
+    // ring compares whole tags in constant time; this one is truncated,
+    // so compare it without an early exit by hand.
+    let differing = expected.as_ref()[..MAC_BYTES].iter().zip(mac).fold(0_u8, |acc, (a, b)| acc | (a ^ b));
+    if differing != 0 {
         return Err(foreign());
     }
     let after = String::from_utf8(key.to_vec()).map_err(|_| foreign())?;
@@ -81,9 +127,11 @@ pub fn page<T>(mut items: Vec<T>, request: &PageRequest, key: impl Fn(&T) -> Str
     let token = items
         .last()
         .map(|last| {
+            let key = key(last);
             let mut bytes = vec![TOKEN_VERSION];
             bytes.extend_from_slice(&request.list_tag);
-            bytes.extend_from_slice(key(last).as_bytes());
+            bytes.extend_from_slice(&token_mac(&request.list_tag, key.as_bytes()).as_ref()[..MAC_BYTES]);
+            bytes.extend_from_slice(key.as_bytes());
             hex::encode(bytes)
         })
         .unwrap_or_default();
@@ -160,9 +208,15 @@ mod tests {
             assert_eq!(refused.field_violations[0].field, "page_token");
         }
         assert_ne!(token, hex::encode("a"), "not the bare key");
-        let mut altered = hex::decode(&token).expect("hex");
-        altered[3] ^= 1;
-        assert!(page_request(LIST, 1, &hex::encode(altered)).is_err(), "an altered tag is refused");
+        let bytes = hex::decode(&token).expect("hex");
+        for index in 0..bytes.len() {
+            let mut altered = bytes.clone();
+            altered[index] ^= 1;
+            assert!(page_request(LIST, 1, &hex::encode(altered)).is_err(), "byte {index} altered is refused");
+        }
+        let mut other_key = bytes[..1 + LIST_TAG_BYTES + MAC_BYTES].to_vec();
+        other_key.extend_from_slice(b"a' OR 1=1 --");
+        assert!(page_request(LIST, 1, &hex::encode(other_key)).is_err(), "a key put in by hand is refused");
         assert!(page_request(LIST, 1, &hex::encode("a")).is_err(), "a bare key (the old format) is refused");
     }
 
