@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use crate::DEFAULT_OFFER_TIMEOUT_MS;
 use crate::domain::rules::QueueEntry;
-use crate::domain::{AgentProfile, ContactRecord, RoutingStatus};
+use crate::domain::{AgentProfile, Completion, ContactRecord, RoutingStatus};
 use crate::events;
 use crate::queue_config::queue_entry;
 use crate::store::journal::RoutingJournal;
@@ -451,7 +451,9 @@ impl Engine {
         let (tenant, contact) = (&seen.tenant, &seen.contact);
         let events_for =
             |_before: &ContactRecord, after: &ContactRecord| events::completed(after, disposition, resolved);
-        let (_, record) = self.state.complete_seen(seen, agent, self.clock.now_millis(), &events_for).await?;
+        let completion = Completion { disposition: disposition.to_owned(), resolved };
+        let now = self.clock.now_millis();
+        let (_, record) = self.state.complete_seen(seen, agent, &completion, now, &events_for).await?;
         tracing::info!(tenant = %tenant, contact = %contact, agent = %agent, disposition, resolved, "contact completed");
         self.request_match();
         Ok(record)

@@ -275,6 +275,7 @@ pub fn queue_entry(
             callback_number: None,
             end_reason: None,
             wrap_up_ms: millis(&queue.wrap_up_time).unwrap_or(0),
+            completion: None,
         },
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 
 use self::refusal::{Transition, rejected, require_agent};
-pub use self::rules::{EndReason, EscalationStep, QueueEntry, QueueRules, WaitOutcome};
+pub use self::rules::{Completion, EndReason, EscalationStep, QueueEntry, QueueRules, WaitOutcome};
 
 /// A priority step so large that no wait overcomes one level: strict
 /// priority. 10^13 ms (~317 years), and 100 levels of it still fit an f64
@@ -359,9 +359,26 @@ pub fn withdraw(
     Ok(holder)
 }
 
-pub fn complete(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Result<Applied, Error> {
+/// The agent completes its answered contact as `completion` says. Done
+/// again with the same completion it is a retry (already done); with
+/// another it is refused (`CONTACT_ENDED`): the first one stands, and the
+/// caller must not believe its change was made. A record completed before
+/// completions were kept accepts any.
+pub fn complete(
+    record: &mut ContactRecord,
+    agent: &AgentId,
+    completion: &Completion,
+    now_ms: i64,
+) -> Result<Applied, Error> {
     if record.status == RoutingStatus::Completed && record.agent.as_ref() == Some(agent) {
-        return Ok(Applied::AlreadyDone);
+        return match &record.rules.completion {
+            Some(recorded) if recorded != completion => Err(Error::failed_precondition(format!(
+                "`{}` was already completed with disposition `{}` (resolved: {}); a retry must repeat it",
+                record.contact, recorded.disposition, recorded.resolved
+            ))
+            .with_reason("CONTACT_ENDED")),
+            Some(_) | None => Ok(Applied::AlreadyDone),
+        };
     }
     if record.status != RoutingStatus::Answered {
         return Err(rejected(record, Transition::Complete));
@@ -369,6 +386,7 @@ pub fn complete(record: &mut ContactRecord, agent: &AgentId, now_ms: i64) -> Res
     require_agent(record, agent, Transition::Complete)?;
     record.status = RoutingStatus::Completed;
     record.end_ms = now_ms;
+    record.rules.completion = Some(completion.clone());
     Ok(Applied::Changed)
 }
 
@@ -423,7 +441,10 @@ pub(crate) mod tests {
         assert_eq!(accept(&mut contact, &alice, 1_500), Ok(Applied::Changed));
         assert_eq!(accept(&mut contact, &alice, 1_600), Ok(Applied::AlreadyDone));
         assert!(abandon(&mut contact, 1_700).is_err(), "an answered contact is not abandoned");
-        assert_eq!(complete(&mut contact, &alice, 1_800), Ok(Applied::Changed));
+        assert_eq!(
+            complete(&mut contact, &alice, &crate::store::contract::sample_completion(), 1_800),
+            Ok(Applied::Changed)
+        );
         assert_eq!(contact.answer_ms, 1_500);
         assert!(withdraw(&mut contact, None, None).is_err());
         assert_eq!(contact.status, RoutingStatus::Completed);
@@ -492,7 +513,7 @@ pub(crate) mod tests {
                     0 => reserve(&mut contact, agent, now + 100).map(|_| ()),
                     1 => accept(&mut contact, agent, now).map(|_| ()),
                     2 => withdraw(&mut contact, Some(agent), None).map(|_| ()),
-                    3 => complete(&mut contact, agent, now).map(|_| ()),
+                    3 => complete(&mut contact, agent, &crate::store::contract::sample_completion(), now).map(|_| ()),
                     4 => abandon(&mut contact, now).map(|_| ()),
                     5 => rules::expire_wait(&mut contact, now).map(|_| ()),
                     6 => rules::request_callback(&mut contact, "+4915112345678"),

@@ -81,6 +81,7 @@ mod tests {
     use super::super::tests::record;
     use super::super::{abandon, accept, complete, reserve, withdraw};
     use super::*;
+    use crate::store::contract::sample_completion;
 
     fn agents() -> (AgentId, AgentId) {
         (AgentId::parse("alice", "a").expect("agent"), AgentId::parse("bob", "a").expect("agent"))
@@ -120,9 +121,15 @@ mod tests {
     fn completing_a_contact_not_answered_yet_is_contact_not_answered() {
         let (alice, _) = agents();
         let mut contact = record(0, 1_000);
-        assert_eq!(complete(&mut contact, &alice, 1_100).expect_err("queued").reason(), "CONTACT_NOT_ANSWERED");
+        assert_eq!(
+            complete(&mut contact, &alice, &sample_completion(), 1_100).expect_err("queued").reason(),
+            "CONTACT_NOT_ANSWERED"
+        );
         reserve(&mut contact, &alice, 2_000).expect("offer");
-        assert_eq!(complete(&mut contact, &alice, 1_200).expect_err("ringing").reason(), "CONTACT_NOT_ANSWERED");
+        assert_eq!(
+            complete(&mut contact, &alice, &sample_completion(), 1_200).expect_err("ringing").reason(),
+            "CONTACT_NOT_ANSWERED"
+        );
     }
 
     #[test]
@@ -131,7 +138,10 @@ mod tests {
         let mut contact = record(0, 1_000);
         reserve(&mut contact, &alice, 2_000).expect("offer");
         accept(&mut contact, &alice, 1_500).expect("answered");
-        assert_eq!(complete(&mut contact, &bob, 1_600).expect_err("alice's").reason(), "NOT_ASSIGNED_TO_AGENT");
+        assert_eq!(
+            complete(&mut contact, &bob, &sample_completion(), 1_600).expect_err("alice's").reason(),
+            "NOT_ASSIGNED_TO_AGENT"
+        );
     }
 
     #[test]
@@ -144,8 +154,11 @@ mod tests {
         let mut completed = record(0, 1_000);
         reserve(&mut completed, &alice, 2_000).expect("offer");
         accept(&mut completed, &alice, 1_500).expect("answered");
-        complete(&mut completed, &alice, 1_600).expect("completed");
-        assert_eq!(complete(&mut completed, &bob, 1_700).expect_err("ended").reason(), "CONTACT_ENDED");
+        complete(&mut completed, &alice, &sample_completion(), 1_600).expect("completed");
+        assert_eq!(
+            complete(&mut completed, &bob, &sample_completion(), 1_700).expect_err("ended").reason(),
+            "CONTACT_ENDED"
+        );
         assert_eq!(abandon(&mut completed, 1_800).expect_err("ended").reason(), "CONTACT_ENDED");
     }
 }

@@ -38,6 +38,16 @@ pub struct QueueRules {
     pub end_reason: Option<EndReason>,
     /// The queue's wrap-up after a completion; 0: none.
     pub wrap_up_ms: i64,
+    /// How the agent completed the contact, once it did: a repeated
+    /// completion must say the same (a retry), not something else.
+    pub completion: Option<Completion>,
+}
+
+/// What an agent said when it completed a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub disposition: String,
+    pub resolved: bool,
 }
 
 /// Until when the agent that just completed `after` takes no new work: the

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use switchboard_core::{AgentId, ContactId, Error, QueueId, TenantId};
 
 use crate::domain::{
-    AgentLive, AgentProfile, ContactRecord, EndReason, EscalationStep, QueueRules, RoutingStatus, SkillRequirement,
-    Strategy,
+    AgentLive, AgentProfile, Completion, ContactRecord, EndReason, EscalationStep, QueueRules, RoutingStatus,
+    SkillRequirement, Strategy,
 };
 
 /// The record fields kept as JSON in the `record` hash field; the fields
@@ -59,6 +59,9 @@ struct StoredRules {
     end_reason: Option<i32>,
     #[serde(default, skip_serializing_if = "is_zero")]
     wrap_up_ms: i64,
+    /// (disposition, resolved) of a completed contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completion: Option<(String, bool)>,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -123,6 +126,7 @@ pub(crate) fn record_json(record: &ContactRecord) -> Result<String, Error> {
             callback_number: rules.callback_number.clone(),
             end_reason: rules.end_reason.map(EndReason::to_proto),
             wrap_up_ms: rules.wrap_up_ms,
+            completion: rules.completion.as_ref().map(|done| (done.disposition.clone(), done.resolved)),
         },
     };
     serde_json::to_string(&stored).map_err(|error| Error::internal(error.to_string()))
@@ -186,6 +190,7 @@ pub(crate) fn decode_record(fields: &HashMap<String, String>) -> Result<ContactR
             callback_number: rules.callback_number,
             end_reason: rules.end_reason.and_then(EndReason::from_proto),
             wrap_up_ms: rules.wrap_up_ms,
+            completion: rules.completion.map(|(disposition, resolved)| Completion { disposition, resolved }),
         },
         revision: revision(fields),
     })

@@ -14,7 +14,7 @@ pub use super::erasure_contract::{erasure_contract, queue_store_erasure_contract
 pub use super::shared_view_contract::shared_view_contract;
 pub use super::statistics_contract::{answer_pace_contract, fair_shares_contract};
 use super::{QueueStore, RoutingState, no_events};
-use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, ContactRecord, RoutingStatus};
+use crate::domain::{AbandonedFrom, AgentProfile, Applied, CHANNEL_VOICE, Completion, ContactRecord, RoutingStatus};
 
 const CHAT: i32 = 3;
 
@@ -24,6 +24,11 @@ pub(super) fn check(condition: bool, what: &str) -> Result<(), Error> {
 
 fn id<T>(parsed: Result<T, Error>) -> Result<T, Error> {
     parsed
+}
+
+/// How the contract's agents complete contacts.
+pub fn sample_completion() -> Completion {
+    Completion { disposition: "resolved".to_owned(), resolved: true }
 }
 
 pub fn sample_record(
@@ -138,7 +143,8 @@ pub async fn routing_state_contract(state: &dyn RoutingState) -> Result<(), Erro
         "answered is not abandoned",
     )?;
     check(!state.reserve(&old, &alice, 90_000, &[]).await?, "an agent at capacity gets nothing more")?;
-    let (applied, record) = state.complete(&acme, &urgent.contact, &alice, 70, &no_events).await?;
+    let (applied, record) =
+        state.complete(&acme, &urgent.contact, &alice, &sample_completion(), 70, &no_events).await?;
     check(applied == Applied::Changed && record.status == RoutingStatus::Completed, "complete ends the contact")?;
     check(state.handled_by_agent(&alice).await?.is_empty(), "a completed contact is no longer handled")?;
     check(state.reserve(&old, &alice, 90_000, &[]).await?, "completion frees the agent's capacity")?;
@@ -240,6 +246,7 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
         callback_number: None,
         end_reason: None,
         wrap_up_ms: 45_000,
+        completion: None,
     };
     check(state.enqueue(&record, &[]).await?, "enqueue with rules")?;
     let stored = state.get_contact(&acme, &record.contact).await?;
@@ -327,7 +334,7 @@ pub async fn queue_rules_contract(state: &dyn RoutingState) -> Result<(), Error>
     state.enqueue(&second, &[]).await?;
     check(state.reserve(&first, &erin, 100_000, &[]).await?, "offer to erin")?;
     state.accept(&acme, &first.contact, &erin, 71_000, &no_events).await?;
-    state.complete(&acme, &first.contact, &erin, 72_000, &no_events).await?;
+    state.complete(&acme, &first.contact, &erin, &sample_completion(), 72_000, &no_events).await?;
     check(
         state.agent(&erin).await?.is_some_and(|live| live.hold_until_ms == 200_000),
         "the queue's wrap-up holds the agent from the completion",
@@ -477,10 +484,20 @@ pub async fn seen_view_contract(state: &dyn RoutingState) -> Result<(), Error> {
     )?;
     let (applied, _) = state.accept_seen(&queued_view, &gina, 31, &no_events).await?;
     check(applied == Applied::AlreadyDone, "a repeated accept on a stale view changes nothing")?;
-    let (applied, completed) = state.complete_seen(&answered, &gina, 40, &no_events).await?;
+    let (applied, completed) = state.complete_seen(&answered, &gina, &sample_completion(), 40, &no_events).await?;
     check(applied == Applied::Changed && completed.status == RoutingStatus::Completed, "complete ends it")?;
-    let (applied, _) = state.complete_seen(&answered, &gina, 41, &no_events).await?;
+    let (applied, _) = state.complete_seen(&answered, &gina, &sample_completion(), 41, &no_events).await?;
     check(applied == Applied::AlreadyDone, "a complete on the view from before it changes nothing")?;
+    check(
+        stored(&record).await?.rules.completion == Some(sample_completion()),
+        "the completion is kept with the contact",
+    )?;
+    let other_outcome = Completion { disposition: "sale".to_owned(), resolved: false };
+    let refused = state.complete_seen(&answered, &gina, &other_outcome, 42, &no_events).await.err();
+    check(
+        refused.is_some_and(|error| error.reason() == "CONTACT_ENDED"),
+        "completing it again with another outcome is refused, not taken as a retry",
+    )?;
 
     let other = sample_record(&acme, &queue, CHAT, 0, 2_000);
     state.enqueue(&other, &[]).await?;

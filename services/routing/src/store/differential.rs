@@ -4,7 +4,7 @@
 
 use switchboard_core::{AgentId, Error, QueueId, TenantId};
 
-use super::contract::{check, sample_profile, sample_record};
+use super::contract::{check, sample_completion, sample_profile, sample_record};
 use super::{RoutingState, no_events};
 use crate::domain::{CHANNEL_VOICE, ContactRecord};
 
@@ -96,13 +96,13 @@ pub async fn differential(
             ),
             (6, Some(record)) => (
                 outcome(
-                    left.complete(&acme, &record.contact, agent, now, &no_events)
+                    left.complete(&acme, &record.contact, agent, &sample_completion(), now, &no_events)
                         .await
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),
                 outcome(
                     right
-                        .complete(&acme, &record.contact, agent, now, &no_events)
+                        .complete(&acme, &record.contact, agent, &sample_completion(), now, &no_events)
                         .await
                         .map(|(applied, r)| format!("{applied:?} {r:?}")),
                 ),

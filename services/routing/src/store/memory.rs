@@ -17,7 +17,9 @@ use super::{
     RoutingState, Snapshot, StateGauges, contact_not_found,
 };
 use crate::domain::fair_share::FairShares;
-use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
+use crate::domain::{
+    self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, Completion, ContactRecord, RoutingStatus,
+};
 use crate::store::journal::JournaledAgent;
 
 const MEMORY_GENERATION: &str = "memory";
@@ -366,10 +368,11 @@ impl RoutingState for MemoryRoutingState {
         tenant: &TenantId,
         contact: &ContactId,
         agent: &AgentId,
+        completion: &Completion,
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for)
+        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, completion, now_ms), events_for)
     }
 
     async fn abandon(

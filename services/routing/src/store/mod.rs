@@ -26,7 +26,7 @@ use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::routing::v1::Queue;
 
 use crate::domain::fair_share::FairShares;
-use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord};
+use crate::domain::{AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, Completion, ContactRecord};
 use crate::store::journal::JournaledAgent;
 
 /// Queue definitions per tenant.
@@ -204,6 +204,7 @@ pub trait RoutingState: Send + Sync {
         tenant: &TenantId,
         contact: &ContactId,
         agent: &AgentId,
+        completion: &Completion,
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error>;
@@ -226,10 +227,11 @@ pub trait RoutingState: Send + Sync {
         &self,
         seen: &ContactRecord,
         agent: &AgentId,
+        completion: &Completion,
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        self.complete(&seen.tenant, &seen.contact, agent, now_ms, events_for).await
+        self.complete(&seen.tenant, &seen.contact, agent, completion, now_ms, events_for).await
     }
     async fn abandon(
         &self,

@@ -74,7 +74,7 @@ pub async fn shared_view_contract(reader: &dyn RoutingState, writer: &dyn Routin
     check(agent_in(&view, &bob).is_none(), "bob, gone away, is not offered work")?;
 
     writer.accept(&acme, &first.contact, &alice, 30, &no_events).await?;
-    writer.complete(&acme, &first.contact, &alice, 40, &no_events).await?;
+    writer.complete(&acme, &first.contact, &alice, &super::contract::sample_completion(), 40, &no_events).await?;
     let view = reader.snapshot(HEADS).await?;
     let live = agent_in(&view, &alice).ok_or_else(|| Error::internal("alice in the snapshot"))?;
     check(live.load.get(&CHAT).copied().unwrap_or(0) == 0, "the completion freed alice's room")?;

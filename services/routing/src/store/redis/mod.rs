@@ -61,7 +61,9 @@ use super::{
     contact_not_found,
 };
 use crate::domain::fair_share::FairShares;
-use crate::domain::{self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, ContactRecord, RoutingStatus};
+use crate::domain::{
+    self, AbandonedFrom, AgentLive, AgentProfile, AnswerPace, Applied, Completion, ContactRecord, RoutingStatus,
+};
 use crate::store::codec::{self, corrupt};
 use crate::store::journal::JournaledAgent;
 
@@ -388,10 +390,11 @@ impl RoutingState for RedisRoutingState {
         &self,
         seen: &ContactRecord,
         agent: &AgentId,
+        completion: &Completion,
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        let change = |record: &mut ContactRecord| domain::complete(record, agent, now_ms);
+        let change = |record: &mut ContactRecord| domain::complete(record, agent, completion, now_ms);
         self.apply_from(&seen.tenant, &seen.contact, Some(seen), now_ms, change, events_for).await
     }
 
@@ -412,10 +415,12 @@ impl RoutingState for RedisRoutingState {
         tenant: &TenantId,
         contact: &ContactId,
         agent: &AgentId,
+        completion: &Completion,
         now_ms: i64,
         events_for: EventsFor<'_>,
     ) -> Result<(Applied, ContactRecord), Error> {
-        self.apply(tenant, contact, now_ms, |record| domain::complete(record, agent, now_ms), events_for).await
+        let change = |record: &mut ContactRecord| domain::complete(record, agent, completion, now_ms);
+        self.apply(tenant, contact, now_ms, change, events_for).await
     }
 
     async fn abandon(
