@@ -60,11 +60,8 @@ where
             let undetailed_exhaustion = status.is_some_and(|status| status == RESOURCE_EXHAUSTED)
                 && !headers.contains_key("grpc-status-details-bin");
             if out_of_range || undetailed_exhaustion {
-                let message = headers
-                    .get("grpc-message")
-                    .and_then(|message| message.to_str().ok())
-                    .map(percent_decoded)
-                    .unwrap_or_default();
+                let message = tonic::Status::from_header_map(headers).map(|status| status.message().to_owned());
+                let message = message.unwrap_or_default();
                 let error = Error::new(ErrorCode::ResourceExhausted, message).with_reason(MESSAGE_TOO_LARGE);
                 // The status's own headers: code, message and details.
                 let _ = to_status(&error).add_header(response.headers_mut());
@@ -72,30 +69,6 @@ where
             Ok(response)
         })
     }
-}
-
-/// `grpc-message` as sent: percent-encoded (gRPC over HTTP/2).
-fn percent_decoded(message: &str) -> String {
-    let bytes = message.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                index += 3;
-            }
-            None => {
-                decoded.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 impl<S: NamedService> NamedService for OversizedAsResourceExhausted<S> {

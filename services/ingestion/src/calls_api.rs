@@ -34,7 +34,7 @@ use tonic::{Request, Response, Status};
 use crate::calls::{CallRecord, CallStore, Effect, Step, apply, call_name, new_call};
 use crate::channels::cti::{self, CallEvent};
 use crate::channels_api::is_active;
-use crate::egress::{Egress, Unreachable};
+use crate::egress::{Egress, refusal_in};
 use crate::grpc::IngestionApi;
 use crate::store::ContactStore;
 use crate::store::channels::ChannelStore;
@@ -270,7 +270,7 @@ impl CallDesk {
         let Some(request) = cti::decision_request(&settings.decision_url, &settings.signing_secret, &answer) else {
             return Ok(());
         };
-        if let Err(Unreachable::Refused(reason)) = self.egress.check_destination(&request.url).await {
+        if let Err(reason) = self.egress.check_url(&request.url) {
             tracing::warn!(tenant = %call.tenant, call = %call.call_id, error = %reason, "decision not pushed");
             return Ok(());
         }
@@ -288,6 +288,10 @@ impl CallDesk {
                     }
                     Err(error) => {
                         tracing::warn!(tenant = %tenant, call = %call_id, error = %error, attempt, "decision not delivered");
+                        // Refused where its name leads: no attempt will pass.
+                        if refusal_in(&error).is_some() {
+                            return;
+                        }
                     }
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;

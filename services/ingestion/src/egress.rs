@@ -7,9 +7,11 @@
 //! or any other range that is not public is refused:
 //! - when the setting is written, if it names such an address outright
 //!   (`INVALID_ARGUMENT` on the field);
-//! - at every connection, after the name is resolved, so a name that
+//! - at every connection, after the name is resolved (the HTTP client's own
+//!   resolver, whose addresses the connection uses), so a name that
 //!   resolves there (now or later) cannot reach it either; redirects are
-//!   not followed.
+//!   not followed. A request refused so fails with a [`RefusedDestination`]
+//!   among its causes ([`refusal_in`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -66,33 +68,15 @@ impl Egress {
     }
 
     /// Whether `url` may be requested: its host, when an address, must be
-    /// allowed (a name is checked when it resolves, by
-    /// [`Egress::http_client`]'s resolver).
+    /// allowed (an HTTP client resolves no address, so this is the check);
+    /// a name is checked when it resolves, by [`Egress::http_client`]'s
+    /// resolver.
     pub fn check_url(self, url: &str) -> Result<(), String> {
         let parsed = reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL: {error}"))?;
         let Some(host) = parsed.host_str() else { return Err(format!("`{url}` names no host")) };
         match parse_address(host) {
             Some(address) => self.check_address(address),
             None => Ok(()),
-        }
-    }
-
-    /// Whether `url` may be requested now: its host, an address or what
-    /// the name resolves to, must be allowed. A refusal will not change
-    /// until the setting does; the connection itself still goes through
-    /// [`Egress::http_client`]'s resolver, so a name that resolves
-    /// elsewhere by then is refused there.
-    pub async fn check_destination(self, url: &str) -> Result<(), Unreachable> {
-        self.check_url(url).map_err(Unreachable::Refused)?;
-        if self == Egress::Anywhere {
-            return Ok(());
-        }
-        let parsed = reqwest::Url::parse(url).map_err(|error| Unreachable::Refused(error.to_string()))?;
-        match parsed.host_str() {
-            Some(host) if parse_address(host).is_none() => {
-                self.resolve(host, parsed.port_or_known_default().unwrap_or(443)).await.map(|_| ())
-            }
-            _ => Ok(()),
         }
     }
 
@@ -188,17 +172,43 @@ fn parse_address(host: &str) -> Option<IpAddr> {
     host.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
+/// The cause of a request [`Egress::http_client`] refused to send: its
+/// host resolves to no address the policy allows. Unlike a failed lookup,
+/// this does not change until the setting does.
+#[derive(Debug)]
+pub struct RefusedDestination(pub String);
+
+impl std::fmt::Display for RefusedDestination {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefusedDestination {}
+
+/// The reason of the [`RefusedDestination`] among `error`'s causes, if the
+/// request failed because the policy refused where its name led.
+pub fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    std::iter::successors(Some(error), |cause| cause.source())
+        .find_map(|cause| cause.downcast_ref::<RefusedDestination>())
+        .map(|refused| refused.0.clone())
+}
+
 /// reqwest's resolver for [`Egress::PublicOnly`].
 struct PublicNamesOnly;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl reqwest::dns::Resolve for PublicNamesOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let allowed = Egress::PublicOnly
-                .resolve(&host, 0)
-                .await
-                .map_err(|reason| std::io::Error::other(reason.to_string()))?;
+            let allowed = Egress::PublicOnly.resolve(&host, 0).await.map_err(|reason| -> BoxError {
+                match reason {
+                    Unreachable::Refused(reason) => Box::new(RefusedDestination(reason)),
+                    Unreachable::Failed(reason) => Box::new(std::io::Error::other(reason)),
+                }
+            })?;
             let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addresses)
         })
@@ -337,5 +347,7 @@ mod tests {
         let client = Egress::PublicOnly.http_client(Duration::from_secs(5)).unwrap();
         let error = client.get(&url).send().await.expect_err("refused before connecting");
         assert!(error.is_connect(), "{error:?}");
+        let refusal = refusal_in(&error).expect("the refusal is among the causes");
+        assert!(refusal.contains("not a public address"), "{refusal}");
     }
 }

@@ -36,7 +36,7 @@ use crate::channels::{
     DeliveryState as ReportedState, DeliveryUpdate, MessageEdit, OutboundMessage, OutboundRequest, meta, telegram,
     twilio,
 };
-use crate::egress::{Egress, Unreachable};
+use crate::egress::{Egress, refusal_in};
 use crate::mail::{self, MailFailure};
 use crate::store::channels::ChannelStore;
 
@@ -302,10 +302,8 @@ impl Connector {
                 (telegram::build_send(&telegram_bot(settings), &message), telegram::sent_message_id)
             }
         };
-        match self.egress.check_destination(&request.url).await {
-            Ok(()) => {}
-            Err(Unreachable::Refused(reason)) => return Attempt::Refused(reason),
-            Err(Unreachable::Failed(reason)) => return Attempt::Transient(reason),
+        if let Err(reason) = self.egress.check_url(&request.url) {
+            return Attempt::Refused(reason);
         }
         let mut builder = self.http.post(&request.url).body(request.body);
         for (name, value) in &request.headers {
@@ -313,7 +311,10 @@ impl Connector {
         }
         let response = match builder.send().await {
             Ok(response) => response,
-            Err(error) => return Attempt::Transient(format!("the provider did not answer: {error}")),
+            Err(error) => match refusal_in(&error) {
+                Some(reason) => return Attempt::Refused(reason),
+                None => return Attempt::Transient(format!("the provider did not answer: {error}")),
+            },
         };
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
