@@ -6,6 +6,8 @@
 use switchboard_platform::bus::contract::{at_least_once_in_order, latest_skips_history, scan_reads_every_record};
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::bus::{EventBus, StartFrom};
+use switchboard_platform::metrics::metrics;
 use switchboard_test_support::{backend_url, isolated_kafka_config, unique_suffix};
 
 #[tokio::test]
@@ -61,4 +63,49 @@ async fn kafka_bus_producer_sleeps_while_idle() {
     let (_, after) = cpu_nanos_of_threads("kafka-reports");
     let spent_ms = (after - before) as f64 / 1e6;
     assert!(spent_ms < 8.0, "the producer's polling thread spent {spent_ms:.1} ms of CPU in 2 s idle");
+}
+
+/// Every partition a consumer holds has a lag series once statistics come
+/// in, the ones that never held a record too (at 0): librdkafka reports
+/// those as unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_consumer_lag_has_a_series_for_every_partition_it_holds() {
+    let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
+    let mut config = isolated_kafka_config(brokers, "lag");
+    config.partitions = 3;
+    let bus = KafkaBus::connect(&config, &["lag"]).await.expect("kafka bus");
+    let group = format!("lag-{}", unique_suffix());
+    let mut subscription = bus.subscribe(&group, &["lag"], StartFrom::Earliest).await.expect("subscribe");
+    // A consumer serves its statistics while it is asked for records.
+    let consuming = tokio::spawn(async move {
+        loop {
+            let delivery = subscription.next().await.expect("next record");
+            subscription.ack(&delivery).await.expect("ack");
+        }
+    });
+    let lag_of = |partition: i32| {
+        let wanted =
+            [format!("consumer=\"{group}\""), "topic=\"lag\"".to_owned(), format!("partition=\"{partition}\"")];
+        metrics().render().lines().find_map(|line| {
+            let rest = line.strip_prefix("switchboard_consumer_lag{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            wanted.iter().all(|label| labels.split(',').any(|given| given == label)).then(|| value.trim().to_owned())
+        })
+    };
+    // librdkafka sends statistics every 5 s.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let lags: Vec<Option<String>> = (0..3).map(lag_of).collect();
+        if lags.iter().all(Option::is_some) {
+            assert!(lags.iter().all(|lag| lag.as_deref() == Some("0")), "empty partitions are 0 behind: {lags:?}");
+            consuming.abort();
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no lag series for every partition: {lags:?} in {}",
+            metrics().render()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -10,15 +10,17 @@
 use std::sync::Arc;
 
 use prost_types::Timestamp;
-use switchboard_core::event::envelope_tenant;
-use switchboard_core::names::{parse_contact, parse_conversation, parse_customer, parse_queue};
+use switchboard_core::event::{CONTACTS_TOPIC, envelope, envelope_tenant};
+use switchboard_core::names::{
+    contact_name, customer_name, parse_contact, parse_conversation, parse_customer, parse_queue,
+};
 use switchboard_core::text::make_safe;
 use switchboard_core::time::millis_from_timestamp;
-use switchboard_core::{CustomerId, Error, TenantId};
-use switchboard_platform::bus::Delivery;
+use switchboard_core::{ContactId, CustomerId, Error, TenantId};
+use switchboard_platform::bus::{Delivery, EventBus, publish_traced, stamp_trace};
 use switchboard_proto::events::v1::EventEnvelope;
 use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::ingestion::v1::{ContactEvent, contact_event};
+use switchboard_proto::ingestion::v1::{ContactEvent, CustomerResolved, contact_event};
 use switchboard_proto::routing::v1::{RoutingEvent, routing_event};
 
 use crate::domain::{EntryStatus, Identity, TimelineUpdate, identity_from_proto};
@@ -28,22 +30,37 @@ use crate::store::CrmStore;
 pub(crate) const CONSUMER_GROUP: &str = "crm";
 
 /// The handler of the timeline consumer (both topics, from the earliest
-/// record): a batch of deliveries merged in one step.
+/// record): a batch of deliveries merged in one step; the customers it
+/// resolved from senders are then published (`CustomerResolved`) before
+/// the batch is acknowledged, so a crash between the two publishes them
+/// again on redelivery.
 pub(crate) fn handler(
     store: Arc<dyn CrmStore>,
+    bus: Arc<dyn EventBus>,
 ) -> impl Fn(Arc<[Delivery]>) -> futures::future::BoxFuture<'static, Result<(), Error>> + Send + Sync + 'static {
     move |deliveries: Arc<[Delivery]>| {
         let store = Arc::clone(&store);
-        Box::pin(async move { handle_deliveries(store.as_ref(), &deliveries).await })
+        let bus = Arc::clone(&bus);
+        Box::pin(async move { handle_deliveries(store.as_ref(), bus.as_ref(), &deliveries).await })
     }
 }
 
-async fn handle_deliveries(store: &dyn CrmStore, deliveries: &[Delivery]) -> Result<(), Error> {
+async fn handle_deliveries(store: &dyn CrmStore, bus: &dyn EventBus, deliveries: &[Delivery]) -> Result<(), Error> {
     let mut updates = Vec::with_capacity(deliveries.len());
+    let mut resolved_events = Vec::new();
     for delivery in deliveries {
-        if let Some(update) = timeline_update_resolved(store, &delivery.envelope).await? {
-            updates.push(update);
+        let Some((update, resolved_from_sender)) = timeline_update_resolved(store, &delivery.envelope).await? else {
+            continue;
+        };
+        if resolved_from_sender && let Some(customer) = &update.customer {
+            resolved_events.push(customer_resolved_event(
+                &delivery.envelope,
+                &update.tenant,
+                &update.contact,
+                customer,
+            ));
         }
+        updates.push(update);
     }
     if updates.is_empty() {
         return Ok(());
@@ -65,15 +82,21 @@ async fn handle_deliveries(store: &dyn CrmStore, deliveries: &[Delivery]) -> Res
             ),
         }
     }
+    // Routing, KPI and ingestion learn the customer they were not told:
+    // the preferred-agent rule, first-contact resolution and the contact's
+    // record need it.
+    for event in &resolved_events {
+        publish_traced(bus, CONTACTS_TOPIC, event).await?;
+    }
     Ok(())
 }
 
 /// The envelope's timeline update, its customer resolved from the sender
-/// when the event names none.
+/// when the event names none (then `true`).
 async fn timeline_update_resolved(
     store: &dyn CrmStore,
     envelope: &EventEnvelope,
-) -> Result<Option<TimelineUpdate>, Error> {
+) -> Result<Option<(TimelineUpdate, bool)>, Error> {
     let Some(mut update) = timeline_update(envelope)? else {
         tracing::debug!(event_id = %envelope.event_id, "event does not concern timelines");
         return Ok(None);
@@ -86,8 +109,26 @@ async fn timeline_update_resolved(
         let resolved = store.resolve_customer(&update.tenant, &identity, "").await?;
         tracing::info!(tenant = %update.tenant, contact = %update.contact, customer = %resolved.customer.id, "customer resolved from the contact's sender");
         update.customer = Some(resolved.customer.id);
+        return Ok(Some((update, true)));
     }
-    Ok(Some(update))
+    Ok(Some((update, false)))
+}
+
+/// `CustomerResolved` for the contact `created` made, keyed as `created`
+/// (so it follows it in its partition).
+fn customer_resolved_event(
+    created: &EventEnvelope,
+    tenant: &TenantId,
+    contact: &ContactId,
+    customer: &CustomerId,
+) -> EventEnvelope {
+    let resolved = contact_event::Kind::CustomerResolved(CustomerResolved {
+        contact: contact_name(tenant, contact),
+        customer: customer_name(tenant, customer),
+    });
+    let mut event = envelope(Some(tenant), &created.subject, Payload::Contact(ContactEvent { kind: Some(resolved) }));
+    stamp_trace(&mut event);
+    event
 }
 
 /// The sender of a created contact that names no customer.
@@ -150,10 +191,12 @@ fn contact_update(tenant: &TenantId, kind: &contact_event::Kind) -> Result<Optio
         }
         // The timeline keeps one entry per contact; a conversation's
         // messages are read from ingestion's `ListMessages`, survey answers
-        // are KPI's.
+        // are KPI's. A resolved customer is this service's own event, made
+        // once the entry had it.
         contact_event::Kind::MessageAdded(_)
         | contact_event::Kind::MessageStatusChanged(_)
-        | contact_event::Kind::SurveyAnswered(_) => Ok(None),
+        | contact_event::Kind::SurveyAnswered(_)
+        | contact_event::Kind::CustomerResolved(_) => Ok(None),
     }
 }
 

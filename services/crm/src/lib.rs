@@ -6,8 +6,10 @@
 //! Serves `switchboard.crm.v1.CrmService` (asking routing, on an agent's
 //! own credential, whether it holds a contact of the customer it reads);
 //! consumes `switchboard.contacts.v1`
-//! and `switchboard.routing.v1` (group `crm`) into timelines; erases the
-//! customers of deleted tenants.
+//! and `switchboard.routing.v1` (group `crm`) into timelines, publishing
+//! `CustomerResolved` on `switchboard.contacts.v1` for a contact whose
+//! customer it resolved from the sender; erases the customers of deleted
+//! tenants.
 
 pub mod domain;
 pub mod grpc;
@@ -53,7 +55,7 @@ impl Service for Crm {
             async move { customers.erase_tenant(&tenant).await }
         })));
         let timelines = ConsumerSpec::new(consumer::CONSUMER_GROUP, &[CONTACTS_TOPIC, ROUTING_TOPIC]).as_projection();
-        kit.consume_batches(timelines, consumer::handler(self.store)).await?;
+        kit.consume_batches(timelines, consumer::handler(self.store, kit.bus())).await?;
         Ok(())
     }
 }

@@ -15,8 +15,8 @@ use switchboard_crm::Crm;
 use switchboard_crm::store::CrmStore;
 use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
-use switchboard_platform::bus::EventBus;
 use switchboard_platform::bus::memory::MemoryBus;
+use switchboard_platform::bus::{EventBus, StartFrom, Subscription};
 use switchboard_platform::config::{ApiKeyConfig, AuthConfig};
 use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::{Channel as ContactChannel, ContactStatus, CustomerIdentity, IdentityKind};
@@ -26,7 +26,7 @@ use switchboard_proto::crm::v1::{
     ResolveCustomerRequest, TimelineEntry,
 };
 use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, contact_event};
+use switchboard_proto::ingestion::v1::{Contact, ContactCreated, ContactEvent, CustomerResolved, contact_event};
 use switchboard_proto::routing::v1::{
     ContactAbandoned, ContactAnswered, ContactCompleted, ContactOffered, ContactQueued, ContactTransferred,
     OfferWithdrawn, RoutingEvent, TransferReason, routing_event,
@@ -550,11 +550,14 @@ async fn events_build_the_customer_timeline() {
 }
 
 /// A contact ingestion took while CRM was down carries no customer: CRM
-/// resolves its sender from the event, and routing's events that came first
-/// (naming no customer) are not lost.
+/// resolves its sender from the event, routing's events that came first
+/// (naming no customer) are not lost, and CRM publishes the customer it
+/// resolved (`CustomerResolved`).
 #[tokio::test]
 async fn a_contact_taken_while_crm_was_down_joins_its_senders_timeline() {
     let server = TestServer::start().await;
+    let mut contacts =
+        server.bus.subscribe("crm-test-watch", &[CONTACTS_TOPIC], StartFrom::Earliest).await.expect("subscribe");
     let tenant = TenantId::parse("acme", "tenant").expect("tenant");
     let contact = ContactId::generate();
     let name = contact_name(&tenant, &contact);
@@ -588,7 +591,26 @@ async fn a_contact_taken_while_crm_was_down_joins_its_senders_timeline() {
     assert_eq!(entries[0].contact, name);
     assert_eq!(entries[0].agent, "agents/bob", "the answer that came first is kept");
     assert_eq!(entries[0].subject, "taken while crm restarted");
+    // Routing, KPI and ingestion learn the customer from CRM.
+    let resolved = next_customer_resolved(&mut contacts).await;
+    assert_eq!((resolved.contact.as_str(), resolved.customer.as_str()), (name.as_str(), customer.name.as_str()));
     server.stop().await;
+}
+
+/// The next `CustomerResolved` on the contacts topic.
+async fn next_customer_resolved(contacts: &mut Box<dyn Subscription>) -> CustomerResolved {
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        let delivery = tokio::time::timeout_at(deadline, contacts.next())
+            .await
+            .expect("a CustomerResolved in time")
+            .expect("next");
+        if let Some(Payload::Contact(ContactEvent { kind: Some(contact_event::Kind::CustomerResolved(resolved)) })) =
+            delivery.envelope.payload
+        {
+            return resolved;
+        }
+    }
 }
 
 /// A queued callback, answered, transferred (redelivered) and answered

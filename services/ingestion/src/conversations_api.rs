@@ -139,8 +139,8 @@ impl ConversationApi {
     /// as `contact` (an earlier contact): the customers ingestion resolved
     /// at intake, or routing's for the held one, the same or one merged
     /// into the other (CRM asked with the service key). A contact whose
-    /// customer was resolved only later, by CRM from the event, matches
-    /// nothing.
+    /// customer CRM resolves only later, from the event, matches once that
+    /// resolution reached its record (`CustomerResolved`).
     async fn same_customer_as_held(
         &self,
         principal: &Principal,

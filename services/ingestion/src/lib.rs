@@ -10,7 +10,9 @@
 //! chat's widget and visitors' WebSocket (`webchat`);
 //! `CallService` and `cti` webhooks for a PBX's calls (`calls_api`);
 //! consumes `switchboard.routing.v1` (group `ingestion-conversations`) to
-//! close the conversations of ended contacts, and routing and presence
+//! close the conversations of ended contacts, `switchboard.contacts.v1`
+//! (group `ingestion-customers`) for the customers CRM resolved after
+//! intake, and routing and presence
 //! events (group `ingestion-calls`) for the agent and endpoint of calls; runs on timers the outbox
 //! relay of contacts and messages, the writer of contacts' publication marks, the connector that
 //! sends replies (provider APIs, SMTP) and the poller of e-mail channels' IMAP mailboxes;
@@ -23,6 +25,7 @@ pub mod channels;
 pub mod channels_api;
 pub mod conversations;
 pub mod conversations_api;
+pub mod customers;
 pub mod domain;
 pub mod egress;
 mod erasure;
@@ -37,7 +40,7 @@ pub mod webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_core::event::ROUTING_TOPIC;
+use switchboard_core::event::{CONTACTS_TOPIC, ROUTING_TOPIC};
 use switchboard_core::time::now_millis;
 use switchboard_platform::bus::Delivery;
 use switchboard_platform::group_commit::GroupCommit;
@@ -64,6 +67,7 @@ use crate::conversations::memory::MemoryConversationStore;
 use crate::conversations::postgres::PostgresConversationStore;
 use crate::conversations::replies::Connector;
 use crate::conversations_api::ConversationApi;
+use crate::customers::CUSTOMERS_CONSUMER;
 use crate::egress::Egress;
 use crate::erasure::IngestionEraser;
 use crate::grpc::IngestionApi;
@@ -118,7 +122,7 @@ impl Service for Ingestion {
         if kit.access().service_call().is_none() {
             tracing::warn!(
                 "auth.service_key is not set: channel contacts are routed before crm knows their customer, so the \
-                 preferred-agent rule does not apply to them"
+                 preferred-agent rule applies to them only once crm has resolved it"
             );
         }
         kit.erase_deleted_tenants(Arc::new(IngestionEraser {
@@ -133,6 +137,7 @@ impl Service for Ingestion {
         let outbox = Arc::new(Outbox::new(Arc::clone(&self.store), kit.bus()));
         let contact_store = Arc::clone(&self.store);
         let contacts_for_conversations = Arc::clone(&self.store);
+        let contacts_for_customers = Arc::clone(&self.store);
         let api = Arc::new(IngestionApi::new(self.store, Arc::clone(&outbox), kit.access(), routing.clone(), crm));
         kit.serve(
             IngestionServiceServer::from_arc(Arc::clone(&api)).max_decoding_message_size(kit.max_message_bytes()),
@@ -210,6 +215,14 @@ impl Service for Ingestion {
             crm_for_conversations,
         );
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
+
+        // A customer CRM resolved after intake joins the contact's record.
+        let resolved_customers = ConsumerSpec::new(CUSTOMERS_CONSUMER, &[CONTACTS_TOPIC]).in_background();
+        kit.consume_batches(resolved_customers, move |deliveries: Arc<[Delivery]>| {
+            let store = Arc::clone(&contacts_for_customers);
+            async move { customers::attach_resolved_customers(&store, &deliveries).await }
+        })
+        .await?;
 
         // A contact routing ended closes its conversation.
         let closing = Arc::clone(&conversations);

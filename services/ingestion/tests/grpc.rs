@@ -11,16 +11,20 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use switchboard_platform::bus::EventBus;
+
 use support::*;
-use switchboard_core::ContactId;
+use switchboard_core::event::{CONTACTS_TOPIC, envelope};
 use switchboard_core::names::parse_contact;
+use switchboard_core::{ContactId, TenantId};
 use switchboard_ingestion::store::postgres::{MIGRATIONS, PostgresContactStore};
 use switchboard_platform::config::PostgresConfig;
 use switchboard_platform::postgres::{migrate, pool};
 use switchboard_proto::common::v1::{ContactStatus, Direction};
 use switchboard_proto::events::v1::event_envelope::Payload;
 use switchboard_proto::ingestion::v1::{
-    AbandonContactRequest, Contact, GetContactRequest, ListContactsRequest, contact_event,
+    AbandonContactRequest, Contact, ContactEvent, CustomerResolved, GetContactRequest, ListContactsRequest,
+    contact_event,
 };
 use switchboard_proto::ingestion::v1::{ContactAbandoned, ContactCreated};
 use switchboard_test_support::{backend_url, fresh_database};
@@ -126,6 +130,33 @@ async fn intake_stays_open_while_routing_and_crm_restart() {
     let checked =
         harness.client.create_contact(authed(create_request("after"), ACME_ADMIN_KEY)).await.unwrap().into_inner();
     assert!(!checked.customer.is_empty());
+    // CRM's resolution of the first contact's sender reaches its record;
+    // one naming another tenant's customer does not.
+    let resolved = |customer: &str| {
+        let kind = contact_event::Kind::CustomerResolved(CustomerResolved {
+            contact: created.name.clone(),
+            customer: customer.to_owned(),
+        });
+        let subject = created.name.rsplit('/').next().unwrap();
+        envelope(
+            Some(&TenantId::parse("acme", "t").unwrap()),
+            subject,
+            Payload::Contact(ContactEvent { kind: Some(kind) }),
+        )
+    };
+    harness.bus.inner.publish(CONTACTS_TOPIC, &resolved("tenants/globex/customers/cu_other")).await.unwrap();
+    harness.bus.inner.publish(CONTACTS_TOPIC, &resolved("tenants/acme/customers/cu_late")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let request = GetContactRequest { name: created.name.clone() };
+        let fetched = harness.client.get_contact(authed(request, ACME_READER_KEY)).await.unwrap().into_inner();
+        if !fetched.customer.is_empty() {
+            assert_eq!(fetched.customer, "tenants/acme/customers/cu_late");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the resolved customer never reached the record");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     harness.stop().await;
 }
 

@@ -380,7 +380,8 @@ impl PresenceCore {
             }
             contact_event::Kind::Created(_)
             | contact_event::Kind::Abandoned(_)
-            | contact_event::Kind::SurveyAnswered(_) => return Ok(()),
+            | contact_event::Kind::SurveyAnswered(_)
+            | contact_event::Kind::CustomerResolved(_) => return Ok(()),
         };
         // Every replica sees every message: one with no desktop connected
         // has nobody to push to, and asks Redis nothing; a message of a

@@ -3,16 +3,18 @@
 //! is one compare-and-set transition of the store, with its events in the
 //! same atomic step, so replicas racing on one contact apply it once.
 
+use switchboard_core::time::millis_from_duration;
 use switchboard_core::{AgentId, ContactId, Error, ErrorCode, QueueId, TenantId};
 use switchboard_proto::routing::v1::{Queue, TransferReason};
 
 use crate::domain::rules::{
-    end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_arrival, request_callback,
+    attach_customer, end_unanswered, expire_wait, move_to_queue, pin_to_agent, reject_arrival, request_callback,
 };
 use crate::domain::{ContactRecord, EndReason, QueueEntry, RoutingStatus, WaitOutcome};
 use crate::engine::{Engine, unless_resolved_meanwhile};
 use crate::events;
 use crate::queue_config::{Arrival, arrival, queue_entry};
+use crate::store::no_events;
 
 /// Contacts past their wait handled per sweep.
 const EXPIRED_WAITS_PER_SWEEP: usize = 256;
@@ -108,6 +110,76 @@ impl Engine {
         };
         let entry = queue_entry(queue_id, &queue, self.clock.now_millis(), record.enqueue_ms, last_agent);
         Ok(Some(self.capped(tenant, entry)))
+    }
+
+    /// CRM resolved the customer of a contact that arrived without one: the
+    /// contact takes it (its later events name it), a waiting one prefers
+    /// the customer's last agent as it would have on arrival, and an
+    /// answered one's agent becomes the customer's last. A contact routing
+    /// no longer holds is left alone.
+    pub(crate) async fn on_customer_resolved(
+        &self,
+        tenant: &TenantId,
+        contact: &ContactId,
+        customer: &str,
+    ) -> Result<(), Error> {
+        let Some(current) = self.state.get_contact(tenant, contact).await? else {
+            tracing::info!(tenant = %tenant, contact = %contact, "customer resolved for a contact routing does not hold");
+            return Ok(());
+        };
+        if !current.customer.is_empty() {
+            return Ok(());
+        }
+        let preference = if current.status == RoutingStatus::Queued {
+            self.preference_of(tenant, &current.queue, customer, current.enqueue_ms).await?
+        } else {
+            None
+        };
+        let record = self
+            .state
+            .change(
+                tenant,
+                contact,
+                self.clock.now_millis(),
+                &|record| {
+                    attach_customer(record, customer, preference.clone());
+                    Ok(())
+                },
+                &no_events,
+            )
+            .await?;
+        tracing::info!(tenant = %tenant, contact = %contact, customer = %record.customer, preferred_agent = ?record.rules.preferred_agent, "customer attached to a contact");
+        if let (RoutingStatus::Answered | RoutingStatus::Completed, Some(agent)) = (record.status, &record.agent) {
+            // The customer's next contact prefers this agent.
+            self.state.remember_agent(tenant, &record.customer, agent).await?;
+        }
+        // The change's snapshot goes to the journal with the next round.
+        self.changed();
+        if record.rules.preferred_agent.is_some() {
+            self.request_match();
+        }
+        Ok(())
+    }
+
+    /// The customer's last agent and when the preference for it ends (the
+    /// queue's window from `arrival_ms`), if the queue prefers it and the
+    /// window is still open.
+    async fn preference_of(
+        &self,
+        tenant: &TenantId,
+        queue_id: &QueueId,
+        customer: &str,
+        arrival_ms: i64,
+    ) -> Result<Option<(AgentId, i64)>, Error> {
+        let Some(queue) = self.queues.get_queue(tenant, queue_id).await? else {
+            return Ok(None);
+        };
+        let window_ms = queue.preferred_agent_window.as_ref().and_then(millis_from_duration).unwrap_or(0);
+        let until_ms = arrival_ms.saturating_add(window_ms);
+        if window_ms <= 0 || until_ms <= self.clock.now_millis() {
+            return Ok(None);
+        }
+        Ok(self.state.last_agent(tenant, customer).await?.map(|agent| (agent, until_ms)))
     }
 
     /// Moves a contact into `target` (same tenant), keeping its age. Fails

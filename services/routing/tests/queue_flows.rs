@@ -157,6 +157,71 @@ async fn the_customers_last_agent_gets_the_next_contact_first() {
     routing.stop().await;
 }
 
+/// A contact that arrived without its customer (intake could not ask CRM)
+/// and is still waiting takes the customer CRM resolved later, and with it
+/// the customer's last agent first: bob, free, does not get it while
+/// alice, full, is available (he gets a newer contact instead).
+#[tokio::test]
+async fn a_customer_resolved_after_arrival_brings_the_last_agent_to_a_waiting_contact() {
+    let mut routing = Routing::start().await;
+    routing.queue("support", Queue { preferred_agent_window: seconds(60), ..chat_queue() }).await;
+    routing.agent_with("alice", AgentState::Available, Vec::new(), 2).await;
+    let earlier = routing.contact_of("support", 0, now_millis(), "cu_7").await;
+    assert_eq!(routing.offered().await.agent, "agents/alice");
+    routing.answer("alice", &earlier).await;
+    let request = CompleteContactRequest { contact: earlier, disposition: "done".into(), ..Default::default() };
+    routing.client.complete_contact(authorized("alice", request)).await.unwrap();
+    let mut busy = Vec::new();
+    for customer in ["cu_1", "cu_2"] {
+        let contact = routing.contact_of("support", 0, now_millis(), customer).await;
+        assert_eq!(routing.offered().await.contact, contact);
+        routing.answer("alice", &contact).await;
+        busy.push(contact);
+    }
+    let late = routing.contact_of("support", 0, now_millis(), "").await;
+    let waiting = routing.assignment(&late).await;
+    assert_eq!((waiting.status, waiting.customer.as_str()), (ContactStatus::Queued as i32, ""));
+    routing.customer_resolved(&late, "cu_7").await;
+    routing.assignment_until(&late, |assignment| assignment.customer == "tenants/acme/customers/cu_7").await;
+    // Bob comes online and a newer contact arrives: bob gets that one,
+    // the older contact being held for alice.
+    routing.agent_with("bob", AgentState::Available, Vec::new(), 3).await;
+    let newer = routing.contact_of("support", 0, now_millis(), "cu_3").await;
+    let offer = routing.offered().await;
+    assert_eq!((offer.contact.as_str(), offer.agent.as_str()), (newer.as_str(), "agents/bob"));
+    let request = CompleteContactRequest { contact: busy[0].clone(), disposition: "done".into(), ..Default::default() };
+    routing.client.complete_contact(authorized("alice", request)).await.unwrap();
+    let offer = routing.offered().await;
+    assert_eq!(
+        (offer.contact.as_str(), offer.agent.as_str()),
+        (late.as_str(), "agents/alice"),
+        "the customer's last agent first, once she has room"
+    );
+    routing.stop().await;
+}
+
+/// A contact answered before CRM resolved its customer makes its agent the
+/// customer's last, so the customer's next contact prefers that agent.
+#[tokio::test]
+async fn a_customer_resolved_after_the_answer_remembers_the_agent() {
+    let mut routing = Routing::start().await;
+    let queue =
+        Queue { preferred_agent_window: seconds(60), strategy: RoutingStrategy::LeastOccupied as i32, ..chat_queue() };
+    routing.queue("support", queue).await;
+    routing.agent_with("alice", AgentState::Available, Vec::new(), 2).await;
+    let late = routing.contact_of("support", 0, now_millis(), "").await;
+    assert_eq!(routing.offered().await.agent, "agents/alice");
+    routing.answer("alice", &late).await;
+    routing.customer_resolved(&late, "cu_9").await;
+    routing.assignment_until(&late, |assignment| assignment.customer == "tenants/acme/customers/cu_9").await;
+    // Bob, emptier, would win by least occupancy.
+    routing.agent_with("bob", AgentState::Available, Vec::new(), 3).await;
+    let next = routing.contact_of("support", 0, now_millis(), "cu_9").await;
+    let offer = routing.offered().await;
+    assert_eq!((offer.contact.as_str(), offer.agent.as_str()), (next.as_str(), "agents/alice"));
+    routing.stop().await;
+}
+
 #[tokio::test]
 async fn a_contact_past_max_wait_overflows_keeping_its_age_or_ends_as_lost() {
     let mut routing = Routing::start().await;

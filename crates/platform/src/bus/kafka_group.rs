@@ -49,16 +49,32 @@ impl ClientContext for GroupContext {
         for (topic, topic_statistics) in statistics.topics {
             let logical = topic.strip_prefix(&self.topic_prefix).unwrap_or(&topic).to_owned();
             for (partition, partition_statistics) in topic_statistics.partitions {
-                // librdkafka reports -1 for partitions this member does not consume.
-                if partition < 0 || partition_statistics.consumer_lag < 0 {
+                let Some(lag) = known_lag(partition, &partition_statistics) else {
                     continue;
-                }
+                };
                 let series =
                     labels([("consumer", &self.consumer), ("topic", &logical), ("partition", &partition.to_string())]);
-                metrics().consumer_lag.get_or_create(&series).set(partition_statistics.consumer_lag);
+                metrics().consumer_lag.get_or_create(&series).set(lag);
             }
         }
     }
+}
+
+/// A partition's lag as this member knows it. librdkafka reports -1 for
+/// partitions this member does not consume, and also for one it consumes
+/// that never held a record (nothing was ever consumed or committed
+/// there): such a partition, empty, is 0 behind, so a dashboard shows
+/// every partition from the start.
+fn known_lag(partition: i32, statistics: &rdkafka::statistics::Partition) -> Option<i64> {
+    if partition < 0 {
+        return None;
+    }
+    if statistics.consumer_lag >= 0 {
+        return Some(statistics.consumer_lag);
+    }
+    let consumed_here = statistics.fetch_state == "active";
+    let empty = statistics.hi_offset >= 0 && statistics.hi_offset == statistics.lo_offset;
+    (consumed_here && empty).then_some(0)
 }
 
 impl ConsumerContext for GroupContext {

@@ -28,6 +28,7 @@ pub async fn run_contract_suite(store: Arc<dyn ContactStore>) -> anyhow::Result<
     publications_are_remembered(store).await.context("publications_are_remembered")?;
     lists_are_newest_first_and_paginate(store).await.context("lists_are_newest_first_and_paginate")?;
     abandoning_happens_once(store).await.context("abandoning_happens_once")?;
+    a_customer_resolved_later_is_attached_once(store).await.context("a_customer_resolved_later_is_attached_once")?;
     unpublished_events_are_found_for_the_relay(store).await.context("unpublished_events_are_found_for_the_relay")?;
     Ok(())
 }
@@ -310,5 +311,33 @@ async fn abandoning_happens_once(store: &dyn ContactStore) -> anyhow::Result<()>
         store.set_abandoned(&tenant, &ContactId::generate(), &first_abandonment).await?.is_none(),
         "unknown contact"
     );
+    Ok(())
+}
+
+/// A contact stored without a customer takes the one CRM resolved later,
+/// and keeps it (a second, different one is refused); a contact with a
+/// customer keeps its own; another tenant's contact is not found.
+async fn a_customer_resolved_later_is_attached_once(store: &dyn ContactStore) -> anyhow::Result<()> {
+    let tenant = fresh_tenant("late-customer")?;
+    let mut record = sample_record(&tenant, "req-late", Channel::Chat, "");
+    record.contact.customer = String::new();
+    store.insert(&record).await?;
+    let resolved = format!("tenants/{tenant}/customers/cu_late");
+    ensure!(store.attach_customer(&tenant, &record.contact_id, &resolved).await?, "an empty customer is filled");
+    let stored = store.get(&tenant, &record.contact_id).await?.context("stored contact")?;
+    ensure!(stored.contact.customer == resolved, "the record shows it: {:?}", stored.contact.customer);
+    let mut expected = record.contact.clone();
+    expected.customer.clone_from(&resolved);
+    ensure!(stored.contact == expected, "nothing else of the contact changed");
+    let other = format!("tenants/{tenant}/customers/cu_other");
+    ensure!(!store.attach_customer(&tenant, &record.contact_id, &other).await?, "a second customer is refused");
+    let stored = store.get(&tenant, &record.contact_id).await?.context("stored contact")?;
+    ensure!(stored.contact.customer == resolved, "the first is kept");
+    let known = sample_record(&tenant, "req-known", Channel::Chat, "");
+    store.insert(&known).await?;
+    ensure!(!store.attach_customer(&tenant, &known.contact_id, &resolved).await?, "a known customer is kept");
+    let stranger = fresh_tenant("stranger")?;
+    ensure!(!store.attach_customer(&stranger, &record.contact_id, &resolved).await?, "another tenant's contact");
+    ensure!(!store.attach_customer(&tenant, &ContactId::generate(), &resolved).await?, "unknown contact");
     Ok(())
 }

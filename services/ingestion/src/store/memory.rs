@@ -185,6 +185,20 @@ impl ContactStore for MemoryContactStore {
         *record = record.clone().with_abandonment(Some(abandonment));
         Ok(Some(AbandonOutcome { record: record.clone(), changed: true }))
     }
+
+    async fn attach_customer(&self, tenant: &TenantId, contact_id: &ContactId, customer: &str) -> Result<bool, Error> {
+        let mut tenants = self.lock();
+        let Some(record) =
+            tenants.get_mut(tenant).and_then(|contacts| contacts.records_by_contact_id.get_mut(contact_id.as_str()))
+        else {
+            return Ok(false);
+        };
+        if !record.contact.customer.is_empty() {
+            return Ok(false);
+        }
+        customer.clone_into(&mut record.contact.customer);
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

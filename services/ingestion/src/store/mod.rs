@@ -189,6 +189,11 @@ pub trait ContactStore: Send + Sync + 'static {
         abandonment: &Abandonment,
     ) -> Result<Option<AbandonOutcome>, Error>;
 
+    /// Gives the contact the customer CRM resolved after intake, unless it
+    /// has one already. True when the contact took it; false when it kept
+    /// its own, or the tenant has no such contact.
+    async fn attach_customer(&self, tenant: &TenantId, contact_id: &ContactId, customer: &str) -> Result<bool, Error>;
+
     /// Removes every contact (and its unpublished events) of `tenant` (a deleted tenant); idempotent.
     async fn erase_tenant(&self, tenant: &TenantId) -> Result<(), Error>;
 }

@@ -314,4 +314,39 @@ impl ContactStore for PostgresContactStore {
         let current = self.get(tenant, contact_id).await?;
         Ok(current.map(|record| AbandonOutcome { record, changed: false }))
     }
+
+    async fn attach_customer(&self, tenant: &TenantId, contact_id: &ContactId, customer: &str) -> Result<bool, Error> {
+        let client = self.client().await?;
+        // The contact is one encoded column: read, change, and write it
+        // back only if it is still what was read (a compare-and-set), so a
+        // concurrent writer is never overwritten.
+        loop {
+            let row = client
+                .query_opt_cached(
+                    "SELECT contact FROM ingestion.contacts WHERE tenant = $1 AND contact_id = $2",
+                    &[&tenant.as_str(), &contact_id.as_str()],
+                )
+                .await
+                .map_err(pg_error)?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            let stored: Vec<u8> = row.try_get("contact").map_err(pg_error)?;
+            let mut contact = Contact::decode(stored.as_slice()).map_err(|error| corrupt("contact", error))?;
+            if !contact.customer.is_empty() {
+                return Ok(false);
+            }
+            customer.clone_into(&mut contact.customer);
+            let changed = client
+                .execute_cached(
+                    "UPDATE ingestion.contacts SET contact = $3 WHERE tenant = $1 AND contact_id = $2 AND contact = $4",
+                    &[&tenant.as_str(), &contact_id.as_str(), &contact.encode_to_vec(), &stored],
+                )
+                .await
+                .map_err(pg_error)?;
+            if changed == 1 {
+                return Ok(true);
+            }
+        }
+    }
 }

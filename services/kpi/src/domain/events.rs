@@ -32,6 +32,8 @@ pub struct FactsEvent {
 ///   inbound), creation instant, channel, the queue it entered, customer;
 /// - `contacts` ContactAbandoned: the instant the customer left (the stage
 ///   is routing's to tell);
+/// - `contacts` CustomerResolved: the customer of a contact created
+///   without one (CRM resolved it from the sender later);
 /// - `routing` ContactQueued: enqueue instant, the queue it entered,
 ///   channel, customer and the queue's thresholds;
 /// - `routing` ContactAnswered: answer instant and enqueue instant;
@@ -59,6 +61,7 @@ pub fn facts_event(envelope: &EventEnvelope) -> Result<Option<FactsEvent>, Error
             Some(contact_event::Kind::Created(created)) => EventReader::Created(created),
             Some(contact_event::Kind::Abandoned(abandoned)) => EventReader::CustomerLeft(abandoned),
             Some(contact_event::Kind::SurveyAnswered(answered)) => EventReader::SurveyAnswered(answered),
+            Some(contact_event::Kind::CustomerResolved(resolved)) => EventReader::CustomerResolved(resolved),
             // Messages are metered apart (`super::messages`).
             Some(contact_event::Kind::MessageAdded(_) | contact_event::Kind::MessageStatusChanged(_)) | None => {
                 return Ok(None);
@@ -93,6 +96,7 @@ enum EventReader<'a> {
     Created(&'a ingestion::ContactCreated),
     CustomerLeft(&'a ingestion::ContactAbandoned),
     SurveyAnswered(&'a ingestion::SurveyAnswered),
+    CustomerResolved(&'a ingestion::CustomerResolved),
     Queued(&'a routing::ContactQueued),
     CallbackOffered(&'a routing::ContactOffered),
     Answered(&'a routing::ContactAnswered),
@@ -138,6 +142,12 @@ impl EventReader<'_> {
                 let update =
                     FactsUpdate { survey: Some(Survey { at_ms, score: answered.score }), ..FactsUpdate::default() };
                 (contact_id, update)
+            }
+            EventReader::CustomerResolved(resolved) => {
+                let contact_id = owned_contact(&resolved.contact, "customer_resolved.contact", &tenant)?;
+                let customer = owned_customer(&resolved.customer, "customer_resolved.customer", &tenant)?
+                    .ok_or_else(|| Error::missing_field("customer_resolved.customer"))?;
+                (contact_id, FactsUpdate { customer: Some(customer), ..FactsUpdate::default() })
             }
             EventReader::CallbackOffered(offered) => {
                 let contact_id = owned_contact(&offered.contact, "offered.contact", &tenant)?;
@@ -410,6 +420,34 @@ mod tests {
         assert_eq!(read(&created(Direction::Inbound)).update.inbound, Some(true));
         assert_eq!(read(&created(Direction::Outbound)).update.inbound, Some(false));
         assert_eq!(read(&created(Direction::Inbound)).update.created_ms, Some(500));
+    }
+
+    #[test]
+    fn a_customer_resolved_after_intake_names_the_contacts_customer_only() {
+        let resolved = |tenant: &str, customer: &str| EventEnvelope {
+            event_id: "event-3".to_owned(),
+            tenant: tenant.to_owned(),
+            occurred_at: Some(timestamp_from_millis(700)),
+            subject: "ct_0001".to_owned(),
+            payload: Some(Payload::Contact(ContactEvent {
+                kind: Some(contact_event::Kind::CustomerResolved(ingestion::CustomerResolved {
+                    contact: CONTACT.to_owned(),
+                    customer: customer.to_owned(),
+                })),
+            })),
+            traceparent: String::new(),
+        };
+        let event = read(&resolved("acme", "tenants/acme/customers/cu_7"));
+        assert_eq!(event.contact.as_str(), "ct_0001");
+        let expected = FactsUpdate {
+            customer: Some(CustomerId::parse("cu_7", "customer").expect("customer")),
+            ..FactsUpdate::default()
+        };
+        assert_eq!(event.update, expected, "the customer and nothing else");
+        let error = facts_event(&resolved("acme", "tenants/globex/customers/cu_7")).expect_err("globex's customer");
+        assert_eq!(error.field_violations[0].field, "customer_resolved.customer");
+        let error = facts_event(&resolved("acme", "")).expect_err("no customer");
+        assert_eq!(error.field_violations[0].field, "customer_resolved.customer");
     }
 
     #[test]

@@ -273,6 +273,26 @@ pub fn request_callback(record: &mut ContactRecord, number: &str) -> Result<(), 
     Ok(())
 }
 
+/// The customer of a contact that arrived without one, resolved later by
+/// CRM. A customer already known is kept. `preference` is the customer's
+/// last agent and the end of the queue's preferred-agent window (counted
+/// from arrival): a contact still waiting, and not held for an agent
+/// already, takes it, as it would have had the customer been known at
+/// arrival.
+pub fn attach_customer(record: &mut ContactRecord, customer: &str, preference: Option<(AgentId, i64)>) {
+    if !record.customer.is_empty() {
+        return;
+    }
+    customer.clone_into(&mut record.customer);
+    let waiting_unheld = record.status == RoutingStatus::Queued && record.rules.preferred_agent.is_none();
+    if let Some((agent, until_ms)) = preference
+        && waiting_unheld
+    {
+        record.rules.preferred_agent = Some(agent);
+        record.rules.preferred_until_ms = until_ms;
+    }
+}
+
 /// E.164: "+" then 8 to 15 digits, the first not zero.
 pub fn is_e164(number: &str) -> bool {
     let Some(digits) = number.strip_prefix('+') else {
@@ -360,6 +380,48 @@ mod tests {
         contact.rules.callback_number = None;
         crate::domain::abandon(&mut contact, 13_000).expect("abandon");
         assert!(pin_to_agent(&mut contact, &alice).is_err(), "an ended contact is not transferred");
+    }
+
+    fn without_customer(mut contact: ContactRecord) -> ContactRecord {
+        contact.customer.clear();
+        contact
+    }
+
+    #[test]
+    fn a_customer_resolved_later_brings_its_last_agent_to_a_waiting_contact() {
+        let alice = AgentId::parse("alice", "a").expect("agent");
+        let mut contact = without_customer(record(0, 10_000));
+        attach_customer(&mut contact, "tenants/acme/customers/cu_1", Some((alice.clone(), 25_000)));
+        assert_eq!(contact.customer, "tenants/acme/customers/cu_1");
+        assert_eq!(contact.reserved_for_at(24_999), Some(&alice));
+        assert_eq!(contact.reserved_for_at(25_000), None);
+    }
+
+    #[test]
+    fn a_customer_resolved_later_keeps_a_known_customer_and_an_existing_hold() {
+        let (alice, bob) = (AgentId::parse("alice", "a").expect("agent"), AgentId::parse("bob", "a").expect("agent"));
+        let mut known = without_customer(record(0, 10_000));
+        known.customer = "tenants/acme/customers/cu_1".to_owned();
+        attach_customer(&mut known, "tenants/acme/customers/cu_2", Some((alice.clone(), 25_000)));
+        assert_eq!(
+            (known.customer.as_str(), known.rules.preferred_agent.as_ref()),
+            ("tenants/acme/customers/cu_1", None)
+        );
+        let mut pinned = without_customer(record(0, 10_000));
+        pin_to_agent(&mut pinned, &bob).expect("pin");
+        attach_customer(&mut pinned, "tenants/acme/customers/cu_1", Some((alice.clone(), 25_000)));
+        assert_eq!(
+            (pinned.customer.as_str(), pinned.reserved_for_at(11_000)),
+            ("tenants/acme/customers/cu_1", Some(&bob))
+        );
+        let mut answered = without_customer(record(0, 10_000));
+        crate::domain::reserve(&mut answered, &bob, 50_000).expect("offer");
+        crate::domain::accept(&mut answered, &bob, 12_000).expect("answer");
+        attach_customer(&mut answered, "tenants/acme/customers/cu_1", Some((alice, 25_000)));
+        assert_eq!(
+            (answered.customer.as_str(), answered.rules.preferred_agent.as_ref()),
+            ("tenants/acme/customers/cu_1", None)
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ use switchboard_platform::config::TenantPolicyConfig;
 use switchboard_platform::service::Service;
 use switchboard_proto::common::v1::{Channel, ChannelCapacity, Skill};
 use switchboard_proto::events::v1::event_envelope::Payload;
-use switchboard_proto::ingestion::v1::{Contact, ContactAbandoned, ContactCreated, ContactEvent, contact_event};
+use switchboard_proto::ingestion::v1::{
+    Contact, ContactAbandoned, ContactCreated, ContactEvent, CustomerResolved, contact_event,
+};
 use switchboard_proto::presence::v1::{AgentState, AgentStateChanged, PresenceEvent, presence_event};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
 use switchboard_proto::routing::v1::{CreateQueueRequest, GetAssignmentRequest, Queue, routing_event};
@@ -175,7 +177,11 @@ impl Routing {
             name: contact_name(&tenant, &contact_id),
             channel: Channel::Chat as i32,
             queue: format!("tenants/{tenant}/queues/{queue}"),
-            customer: format!("tenants/{tenant}/customers/{customer}"),
+            customer: if customer.is_empty() {
+                String::new()
+            } else {
+                format!("tenants/{tenant}/customers/{customer}")
+            },
             priority,
             create_time: Some(timestamp_from_millis(created_ms)),
             ..Contact::default()
@@ -188,6 +194,20 @@ impl Routing {
             .await
             .unwrap();
         contact.name
+    }
+
+    /// Publishes CRM's `CustomerResolved`: acme's `contact` (a name) is
+    /// `customer`'s (an id).
+    pub async fn customer_resolved(&self, contact: &str, customer: &str) {
+        let tenant = TenantId::parse("acme", "t").unwrap();
+        let resolved = ContactEvent {
+            kind: Some(contact_event::Kind::CustomerResolved(CustomerResolved {
+                contact: contact.into(),
+                customer: format!("tenants/acme/customers/{customer}"),
+            })),
+        };
+        let subject = contact.rsplit('/').next().unwrap();
+        self.bus.publish(CONTACTS_TOPIC, &envelope(Some(&tenant), subject, Payload::Contact(resolved))).await.unwrap();
     }
 
     pub async fn customer_leaves(&self, contact: &str) {
