@@ -74,6 +74,12 @@ impl Routing {
         let request = AcceptOfferRequest { contact: contact.into() };
         self.client.accept_offer(authorized(agent, request)).await.unwrap();
     }
+
+    async fn complete(&mut self, agent: &str, contact: &str) {
+        let request =
+            CompleteContactRequest { contact: contact.into(), disposition: "done".into(), ..Default::default() };
+        self.client.complete_contact(authorized(agent, request)).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -135,8 +141,7 @@ async fn the_customers_last_agent_gets_the_next_contact_first() {
     let first = routing.contact_of("support", 0, now_millis(), "cu_7").await;
     assert_eq!(routing.offered().await.agent, "agents/alice");
     routing.answer("alice", &first).await;
-    let request = CompleteContactRequest { contact: first.clone(), disposition: "done".into(), ..Default::default() };
-    routing.client.complete_contact(authorized("alice", request)).await.unwrap();
+    routing.complete("alice", &first).await;
     let busy = routing.contact_of("support", 0, now_millis(), "cu_1").await;
     assert_eq!(routing.offered().await.agent, "agents/alice");
     routing.answer("alice", &busy).await;
@@ -169,8 +174,7 @@ async fn a_customer_resolved_after_arrival_brings_the_last_agent_to_a_waiting_co
     let earlier = routing.contact_of("support", 0, now_millis(), "cu_7").await;
     assert_eq!(routing.offered().await.agent, "agents/alice");
     routing.answer("alice", &earlier).await;
-    let request = CompleteContactRequest { contact: earlier, disposition: "done".into(), ..Default::default() };
-    routing.client.complete_contact(authorized("alice", request)).await.unwrap();
+    routing.complete("alice", &earlier).await;
     let mut busy = Vec::new();
     for customer in ["cu_1", "cu_2"] {
         let contact = routing.contact_of("support", 0, now_millis(), customer).await;
@@ -189,8 +193,7 @@ async fn a_customer_resolved_after_arrival_brings_the_last_agent_to_a_waiting_co
     let newer = routing.contact_of("support", 0, now_millis(), "cu_3").await;
     let offer = routing.offered().await;
     assert_eq!((offer.contact.as_str(), offer.agent.as_str()), (newer.as_str(), "agents/bob"));
-    let request = CompleteContactRequest { contact: busy[0].clone(), disposition: "done".into(), ..Default::default() };
-    routing.client.complete_contact(authorized("alice", request)).await.unwrap();
+    routing.complete("alice", &busy[0]).await;
     let offer = routing.offered().await;
     assert_eq!(
         (offer.contact.as_str(), offer.agent.as_str()),
