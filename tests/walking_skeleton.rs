@@ -270,7 +270,7 @@ async fn walking_skeleton(endpoints: &Endpoints) {
     let bad = create_contact(&mut ingestion, ACME_ADMIN, "tenants/acme", unknown_queue, "bad-2").await;
     let status = expect_code(bad, Code::NotFound, "unknown queue");
     assert!(status.message().contains("tenants/acme/queues/nope"), "{}", status.message());
-    let bad = create_contact(&mut ingestion, OPERATOR, "tenants/initech", chat_contact("x"), "bad-3").await;
+    let bad = create_contact(&mut ingestion, OPERATOR, "tenants/globex", chat_contact("x"), "bad-3").await;
     expect_code(bad, Code::InvalidArgument, "queue of another tenant than the parent");
     let bad = ingestion
         .list_contacts(authorized(

@@ -67,7 +67,8 @@ async fn kafka_bus_producer_sleeps_while_idle() {
 
 /// Every partition a consumer holds has a lag series once statistics come
 /// in, the ones that never held a record too (at 0): librdkafka reports
-/// those as unknown.
+/// those as unknown. A member that leaves drops its series: another member
+/// reports those partitions now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_consumer_lag_has_a_series_for_every_partition_it_holds() {
     let Some(brokers) = backend_url("SWITCHBOARD_TEST_KAFKA") else { return };
@@ -77,35 +78,53 @@ async fn kafka_consumer_lag_has_a_series_for_every_partition_it_holds() {
     let group = format!("lag-{}", unique_suffix());
     let mut subscription = bus.subscribe(&group, &["lag"], StartFrom::Earliest).await.expect("subscribe");
     // A consumer serves its statistics while it is asked for records.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let consuming = tokio::spawn(async move {
+        tokio::pin!(stopped);
         loop {
-            let delivery = subscription.next().await.expect("next record");
-            subscription.ack(&delivery).await.expect("ack");
+            tokio::select! {
+                _ = &mut stopped => return subscription,
+                delivery = subscription.next() => {
+                    let delivery = delivery.expect("next record");
+                    subscription.ack(&delivery).await.expect("ack");
+                }
+            }
         }
     });
-    let lag_of = |partition: i32| {
-        let wanted =
-            [format!("consumer=\"{group}\""), "topic=\"lag\"".to_owned(), format!("partition=\"{partition}\"")];
-        metrics().render().lines().find_map(|line| {
-            let rest = line.strip_prefix("switchboard_consumer_lag{")?;
-            let (labels, value) = rest.split_once("} ")?;
-            wanted.iter().all(|label| labels.split(',').any(|given| given == label)).then(|| value.trim().to_owned())
-        })
+    let lags = || -> Vec<Option<String>> {
+        let text = metrics().render();
+        (0..3)
+            .map(|partition| {
+                let wanted =
+                    [format!("consumer=\"{group}\""), "topic=\"lag\"".to_owned(), format!("partition=\"{partition}\"")];
+                text.lines().find_map(|line| {
+                    let rest = line.strip_prefix("switchboard_consumer_lag{")?;
+                    let (labels, value) = rest.split_once("} ")?;
+                    wanted
+                        .iter()
+                        .all(|label| labels.split(',').any(|given| given == label))
+                        .then(|| value.trim().to_owned())
+                })
+            })
+            .collect()
     };
     // librdkafka sends statistics every 5 s.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let lags: Vec<Option<String>> = (0..3).map(lag_of).collect();
+        let lags = lags();
         if lags.iter().all(Option::is_some) {
             assert!(lags.iter().all(|lag| lag.as_deref() == Some("0")), "empty partitions are 0 behind: {lags:?}");
-            consuming.abort();
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no lag series for every partition: {lags:?} in {}",
-            metrics().render()
-        );
+        assert!(tokio::time::Instant::now() < deadline, "no lag series for every partition: {lags:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.send(()).expect("consumer running");
+    let subscription = consuming.await.expect("consumer task");
+    subscription.close().await.expect("close");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lags().iter().any(Option::is_some) {
+        assert!(tokio::time::Instant::now() < deadline, "a member that left still reports {:?}", lags());
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -78,11 +78,12 @@ impl ChannelApi {
         request: CreateChannelRequest,
     ) -> Result<Channel, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
+        // The caller's right before the body (see `IngestionApi::create`).
+        self.access.authorize_write(principal, &tenant)?;
         let channel_id = ChannelId::parse(&request.channel_id, "channel_id")?;
         let channel = request.channel.ok_or_else(|| Error::missing_field("channel"))?;
         validate_channel(&tenant, &channel, "channel")?;
         self.egress.check_channel(&channel, "channel")?;
-        self.access.authorize_write(principal, &tenant)?;
         self.check_queues(call, &tenant, &channel).await?;
         let max_channels = self.access.tenant_policy(&tenant).limits.max_channels;
         if let Some(needed) = count_needed(max_channels) {
@@ -142,6 +143,7 @@ impl ChannelApi {
     ) -> Result<Channel, Error> {
         let changes = request.channel.ok_or_else(|| Error::missing_field("channel"))?;
         let (tenant, channel_id) = parse_channel(&changes.name, "channel.name")?;
+        self.access.authorize_write(principal, &tenant)?;
         let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
         if paths.is_empty() {
             return Err(Error::invalid_field("update_mask", "must list the fields to update"));
@@ -149,7 +151,6 @@ impl ChannelApi {
         if let Some(unknown) = paths.iter().find(|path| !UPDATABLE_FIELDS.contains(&path.as_str())) {
             return Err(Error::invalid_field("update_mask", format!("`{unknown}` cannot be updated")));
         }
-        self.access.authorize_write(principal, &tenant)?;
         let stored = self.store.get(&tenant, &channel_id).await?;
         let stored = stored.ok_or_else(|| Error::not_found(channel_name(&tenant, &channel_id)))?;
         let before = self.answer(&tenant, &channel_id, stored.channel.clone());

@@ -79,9 +79,13 @@ impl IngestionApi {
         call: &CallContext,
         request: CreateContactRequest,
     ) -> Result<Contact, Error> {
+        // The caller's right first: a key that may not take the tenant's
+        // contacts learns nothing about what a valid request looks like (a
+        // malformed parent is the validation's to report).
+        if let Ok(tenant) = names::parse_tenant(&request.parent, "parent") {
+            self.access.authorize_intake(principal, &tenant)?;
+        }
         let validated = validate_create_contact(&request)?;
-        let tenant = &validated.tenant;
-        self.access.authorize_intake(principal, tenant)?;
         // Looked up before CRM is asked: a request id reused with another
         // body is refused without resolving (so creating) its sender.
         if let Some(stored) = self.stored_already(&validated).await? {

@@ -254,6 +254,9 @@ async fn bad_channels_name_every_field_and_other_tenants_cannot_touch_them() {
     let error =
         harness.channels.create_channel(authed(request(telegram_channel()), ACME_READER_KEY)).await.unwrap_err();
     assert_eq!(error.code(), Code::PermissionDenied, "a reader");
+    let error =
+        harness.channels.create_channel(authed(request(Channel::default()), ACME_READER_KEY)).await.unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied, "a reader learns nothing of the body's faults");
 
     create_channel(&mut harness, "bot", telegram_channel()).await;
     let name = "tenants/acme/channels/bot".to_owned();

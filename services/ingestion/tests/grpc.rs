@@ -241,6 +241,11 @@ async fn invalid_requests_name_the_field_and_store_nothing() {
     for key in [GLOBEX_ADMIN_KEY, ACME_READER_KEY] {
         let status = harness.client.create_contact(authed(create_request("req-1"), key)).await.unwrap_err();
         assert_status(&status, Code::PermissionDenied, None);
+        // A key without the right learns nothing about the request's shape.
+        let mut empty = create_request("req-1");
+        empty.contact = Some(Contact::default());
+        let status = harness.client.create_contact(authed(empty, key)).await.unwrap_err();
+        assert_status(&status, Code::PermissionDenied, None);
     }
     let status = harness.client.create_contact(Request::new(create_request("req-1"))).await.unwrap_err();
     assert_status(&status, Code::Unauthenticated, None);

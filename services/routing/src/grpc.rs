@@ -123,6 +123,9 @@ impl RoutingApi {
 
     async fn create(&self, principal: Principal, request: CreateQueueRequest) -> Result<Queue, Error> {
         let tenant = parse_tenant(&request.parent, "parent")?;
+        // The caller's right before the body: a key that may not write
+        // learns nothing about what a valid queue looks like.
+        self.authorize_write(&principal, &tenant)?;
         let queue_id = QueueId::parse(&request.queue_id, "queue_id");
         // Named before validation, so rules that refer to the queue itself
         // (an overflow to itself) are caught; every bad field is reported.
@@ -131,7 +134,6 @@ impl RoutingApi {
         let request_left_offer_timeout_unset = queue.offer_timeout.is_none();
         all_of([queue_id.as_ref().map(|_| ()).map_err(Clone::clone), validate_queue(&queue, "queue")])?;
         let queue_id = queue_id?;
-        self.authorize_write(&principal, &tenant)?;
         let limits = self.engine.tenant_policy(&tenant).limits;
         within_caps(&queue, &limits, None)?;
         if let Some(needed) = count_needed(limits.max_queues) {
@@ -155,6 +157,7 @@ impl RoutingApi {
     async fn update(&self, principal: Principal, request: UpdateQueueRequest) -> Result<Queue, Error> {
         let changes = request.queue.ok_or_else(|| Error::missing_field("queue"))?;
         let (tenant, queue_id) = parse_queue(&changes.name, "queue.name")?;
+        self.authorize_write(&principal, &tenant)?;
         let paths = request.update_mask.map(|mask| mask.paths).unwrap_or_default();
         if paths.is_empty() {
             return Err(Error::invalid_field("update_mask", "must list the fields to update"));
@@ -163,7 +166,6 @@ impl RoutingApi {
             return Err(Error::invalid_field("update_mask", format!("`{unknown}` cannot be updated")));
         }
         validate_queue(&changes, "queue")?;
-        self.authorize_write(&principal, &tenant)?;
         let mut queue = self.existing_queue(&tenant, &queue_id).await?;
         let before = queue.clone();
         for path in &paths {

@@ -120,6 +120,9 @@ async fn queue_api_rejects_bad_input_and_other_tenants_and_changes_nothing() {
     let (code, _) =
         code_of(routing.client.create_queue(authorized("acme-reader", create("q", Queue::default()))).await);
     assert_eq!(code, Code::PermissionDenied, "readers cannot create queues");
+    let invalid = Queue { wrap_up_time: Some(ProtoDuration { seconds: -1, nanos: 0 }), ..Queue::default() };
+    let (code, fields) = code_of(routing.client.create_queue(authorized("acme-reader", create("q", invalid))).await);
+    assert_eq!((code, fields), (Code::PermissionDenied, Vec::new()), "a reader learns nothing of the body's faults");
     let (code, _) =
         code_of(routing.client.create_queue(authorized("globex-admin", create("q", Queue::default()))).await);
     assert_eq!(code, Code::PermissionDenied, "another tenant's admin cannot create acme's queues");

@@ -20,7 +20,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::Assignment;
-use crate::metrics::{labels, metrics};
+use crate::metrics::{Labels, labels, metrics};
 
 /// How long a partition may hold records no one commits before a member
 /// without partitions counts as starving.
@@ -47,34 +47,60 @@ pub(super) struct GroupContext {
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, topic_statistics) in statistics.topics {
-            let logical = topic.strip_prefix(&self.topic_prefix).unwrap_or(&topic).to_owned();
             for (partition, partition_statistics) in topic_statistics.partitions {
-                let Some(lag) = known_lag(partition, &partition_statistics) else {
+                if partition < 0 {
                     continue;
-                };
-                let series =
-                    labels([("consumer", &self.consumer), ("topic", &logical), ("partition", &partition.to_string())]);
-                metrics().consumer_lag.get_or_create(&series).set(lag);
+                }
+                match lag_series(&partition_statistics) {
+                    LagSeries::Show(lag) => {
+                        metrics().consumer_lag.get_or_create(&self.lag_labels(&topic, partition)).set(lag);
+                    }
+                    LagSeries::Keep => {}
+                    LagSeries::Drop => {
+                        metrics().consumer_lag.remove(&self.lag_labels(&topic, partition));
+                    }
+                }
             }
         }
     }
 }
 
-/// A partition's lag as this member knows it. librdkafka reports -1 for
-/// partitions this member does not consume, and also for one it consumes
-/// that never held a record (nothing was ever consumed or committed
-/// there): such a partition, empty, is 0 behind, so a dashboard shows
-/// every partition from the start.
-fn known_lag(partition: i32, statistics: &rdkafka::statistics::Partition) -> Option<i64> {
-    if partition < 0 {
-        return None;
+impl GroupContext {
+    /// The lag series of one partition: the consumer, the logical topic
+    /// and the partition.
+    fn lag_labels(&self, physical_topic: &str, partition: i32) -> Labels {
+        let logical = physical_topic.strip_prefix(&self.topic_prefix).unwrap_or(physical_topic);
+        labels([("consumer", &self.consumer), ("topic", logical), ("partition", &partition.to_string())])
+    }
+}
+
+/// What a partition's lag series shows after a statistics report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LagSeries {
+    /// The member consumes the partition and is this far behind.
+    Show(i64),
+    /// The member consumes it but does not know its lag yet.
+    Keep,
+    /// The member does not consume it (never did, or it moved to another
+    /// member): its series is another member's to report.
+    Drop,
+}
+
+/// librdkafka reports a lag of -1 for partitions this member does not
+/// consume, and also for one it consumes that never held a record
+/// (nothing was ever consumed or committed there): such a partition,
+/// empty, is 0 behind, so a dashboard shows every partition from the
+/// start.
+fn lag_series(statistics: &rdkafka::statistics::Partition) -> LagSeries {
+    let held = !matches!(statistics.fetch_state.as_str(), "none" | "stopping" | "stopped");
+    if !held {
+        return LagSeries::Drop;
     }
     if statistics.consumer_lag >= 0 {
-        return Some(statistics.consumer_lag);
+        return LagSeries::Show(statistics.consumer_lag);
     }
-    let consumed_here = statistics.fetch_state == "active";
     let empty = statistics.hi_offset >= 0 && statistics.hi_offset == statistics.lo_offset;
-    (consumed_here && empty).then_some(0)
+    if statistics.fetch_state == "active" && empty { LagSeries::Show(0) } else { LagSeries::Keep }
 }
 
 impl ConsumerContext for GroupContext {
@@ -89,6 +115,10 @@ impl ConsumerContext for GroupContext {
         }
         self.assignment.set_partitions(0);
         metrics().consumer_partitions.get_or_create(&labels([("consumer", &self.consumer)])).set(0);
+        // Another member reports these partitions from now on.
+        for revoked in partitions.elements() {
+            metrics().consumer_lag.remove(&self.lag_labels(revoked.topic(), revoked.partition()));
+        }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
