@@ -216,8 +216,10 @@ impl Service for Ingestion {
         );
         kit.serve(ConversationServiceServer::new(conversation_api).max_decoding_message_size(kit.max_message_bytes()));
 
-        // A customer CRM resolved after intake joins the contact's record.
-        let resolved_customers = ConsumerSpec::new(CUSTOMERS_CONSUMER, &[CONTACTS_TOPIC]).in_background();
+        // A customer CRM resolved after intake joins the contact's record:
+        // a read model, paced as one (it reads every contact event to find
+        // the few it needs).
+        let resolved_customers = ConsumerSpec::new(CUSTOMERS_CONSUMER, &[CONTACTS_TOPIC]).as_projection();
         kit.consume_batches(resolved_customers, move |deliveries: Arc<[Delivery]>| {
             let store = Arc::clone(&contacts_for_customers);
             async move { customers::attach_resolved_customers(&store, &deliveries).await }
