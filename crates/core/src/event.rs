@@ -2,9 +2,11 @@
 
 use prost::Message;
 use switchboard_proto::events::v1::{EventEnvelope, event_envelope::Payload};
+use switchboard_proto::ingestion::v1::CustomerResolved;
 
 use crate::error::Error;
-use crate::ids::TenantId;
+use crate::ids::{ContactId, CustomerId, TenantId};
+use crate::names::{parse_contact, parse_customer};
 use crate::time::{now_millis, timestamp_from_millis};
 
 /// Contacts as ingested, and customers leaving.
@@ -64,6 +66,21 @@ pub fn decode(bytes: &[u8]) -> Result<EventEnvelope, Error> {
         );
     }
     Ok(envelope)
+}
+
+/// The contact and customer a `CustomerResolved` in an envelope of
+/// `tenant` names. INVALID_ARGUMENT if either is malformed or belongs to
+/// another tenant: such an event can never be applied.
+pub fn customer_resolved_names(
+    tenant: &TenantId,
+    resolved: &CustomerResolved,
+) -> Result<(ContactId, CustomerId), Error> {
+    let (contact_tenant, contact) = parse_contact(&resolved.contact, "customer_resolved.contact")?;
+    let (customer_tenant, customer) = parse_customer(&resolved.customer, "customer_resolved.customer")?;
+    if contact_tenant != *tenant || customer_tenant != *tenant {
+        return Err(Error::invalid_field("customer_resolved", "names another tenant than its envelope"));
+    }
+    Ok((contact, customer))
 }
 
 /// The tenant of an envelope, parsed; `None` for operator-level events.

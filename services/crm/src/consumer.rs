@@ -49,16 +49,20 @@ async fn handle_deliveries(store: &dyn CrmStore, bus: &dyn EventBus, deliveries:
     let mut updates = Vec::with_capacity(deliveries.len());
     let mut resolved_events = Vec::new();
     for delivery in deliveries {
-        let Some((update, resolved_from_sender)) = timeline_update_resolved(store, &delivery.envelope).await? else {
+        let envelope = &delivery.envelope;
+        let Some(mut update) = timeline_update(envelope)? else {
+            tracing::debug!(event_id = %envelope.event_id, "event does not concern timelines");
             continue;
         };
-        if resolved_from_sender && let Some(customer) = &update.customer {
-            resolved_events.push(customer_resolved_event(
-                &delivery.envelope,
-                &update.tenant,
-                &update.contact,
-                customer,
-            ));
+        if update.customer.is_none()
+            && let Some(identity) = sender_to_resolve(envelope)?
+        {
+            // Ingestion took the contact while CRM could not answer: the
+            // sender is resolved here, as ResolveCustomer would have.
+            let customer = store.resolve_customer(&update.tenant, &identity, "").await?.customer.id;
+            tracing::info!(tenant = %update.tenant, contact = %update.contact, customer = %customer, "customer resolved from the contact's sender");
+            resolved_events.push(customer_resolved_event(envelope, &update.tenant, &update.contact, &customer));
+            update.customer = Some(customer);
         }
         updates.push(update);
     }
@@ -89,29 +93,6 @@ async fn handle_deliveries(store: &dyn CrmStore, bus: &dyn EventBus, deliveries:
         publish_traced(bus, CONTACTS_TOPIC, event).await?;
     }
     Ok(())
-}
-
-/// The envelope's timeline update, its customer resolved from the sender
-/// when the event names none (then `true`).
-async fn timeline_update_resolved(
-    store: &dyn CrmStore,
-    envelope: &EventEnvelope,
-) -> Result<Option<(TimelineUpdate, bool)>, Error> {
-    let Some(mut update) = timeline_update(envelope)? else {
-        tracing::debug!(event_id = %envelope.event_id, "event does not concern timelines");
-        return Ok(None);
-    };
-    if update.customer.is_none()
-        && let Some(identity) = sender_to_resolve(envelope)?
-    {
-        // Ingestion took the contact while CRM could not answer: the sender
-        // is resolved here, as ResolveCustomer would have.
-        let resolved = store.resolve_customer(&update.tenant, &identity, "").await?;
-        tracing::info!(tenant = %update.tenant, contact = %update.contact, customer = %resolved.customer.id, "customer resolved from the contact's sender");
-        update.customer = Some(resolved.customer.id);
-        return Ok(Some((update, true)));
-    }
-    Ok(Some((update, false)))
 }
 
 /// `CustomerResolved` for the contact `created` made, keyed as `created`

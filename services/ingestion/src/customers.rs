@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use switchboard_core::event::envelope_tenant;
-use switchboard_core::names::{parse_contact, parse_customer};
+use switchboard_core::event::{customer_resolved_names, envelope_tenant};
 use switchboard_core::{Error, TenantId};
 use switchboard_platform::bus::Delivery;
 use switchboard_proto::events::v1::event_envelope::Payload;
@@ -33,11 +32,7 @@ pub async fn attach_resolved_customers(store: &Arc<dyn ContactStore>, deliveries
 }
 
 async fn attach(store: &dyn ContactStore, tenant: &TenantId, resolved: &CustomerResolved) -> Result<(), Error> {
-    let (contact_tenant, contact) = parse_contact(&resolved.contact, "customer_resolved.contact")?;
-    let (customer_tenant, _) = parse_customer(&resolved.customer, "customer_resolved.customer")?;
-    if contact_tenant != *tenant || customer_tenant != *tenant {
-        return Err(Error::invalid_field("customer_resolved", "names another tenant than its envelope"));
-    }
+    let (contact, _) = customer_resolved_names(tenant, resolved)?;
     let attached = store.attach_customer(tenant, &contact, &resolved.customer).await?;
     tracing::info!(tenant = %tenant, contact = %contact, customer = %resolved.customer, attached, "customer resolved after intake");
     Ok(())

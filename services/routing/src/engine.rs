@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use switchboard_core::clock::Clock;
-use switchboard_core::event::envelope_tenant;
-use switchboard_core::names::{parse_agent, parse_contact, parse_customer, parse_queue};
+use switchboard_core::event::{customer_resolved_names, envelope_tenant};
+use switchboard_core::names::{parse_agent, parse_contact, parse_queue};
 use switchboard_core::{AgentId, ContactId, Error, TenantId};
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::{Delivery, EventBus};
@@ -185,14 +185,7 @@ impl Engine {
                         self.on_customer_left(&tenant, &contact).await
                     }
                     Some(contact_event::Kind::CustomerResolved(resolved)) => {
-                        let (contact_tenant, contact) = parse_contact(&resolved.contact, "customer_resolved.contact")?;
-                        let (customer_tenant, _) = parse_customer(&resolved.customer, "customer_resolved.customer")?;
-                        if contact_tenant != tenant || customer_tenant != tenant {
-                            return Err(Error::invalid_field(
-                                "customer_resolved",
-                                "names another tenant than its envelope",
-                            ));
-                        }
+                        let (contact, _) = customer_resolved_names(&tenant, &resolved)?;
                         self.on_customer_resolved(&tenant, &contact, &resolved.customer).await
                     }
                     // A conversation's messages and a survey answer change
