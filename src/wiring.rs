@@ -10,6 +10,7 @@ use switchboard_core::event::ALL_TOPICS;
 use switchboard_platform::Config;
 use switchboard_platform::auth::AccessControl;
 use switchboard_platform::bus::EventBus;
+use switchboard_platform::bus::hints::Hints;
 use switchboard_platform::bus::kafka::KafkaBus;
 use switchboard_platform::bus::memory::MemoryBus;
 use switchboard_platform::config::{PostgresConfig, ServiceEndpoint};
@@ -145,7 +146,13 @@ pub async fn run_services(
         Backends::External => {
             let brokers = switchboard_platform::config::redact_url_password(&config.kafka.brokers);
             tracing::info!(brokers = %brokers, "connecting to the event bus");
-            let connected = async { Ok(KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?) };
+            let connected = async {
+                let bus = KafkaBus::connect(&config.kafka, &ALL_TOPICS).await?;
+                if !config.kafka.hints {
+                    return Ok(bus);
+                }
+                Ok(bus.with_hints(Hints::through_redis(&config.redis)?))
+            };
             let Some(bus) = unless_stopped(&shutdown, connected).await? else { return Ok(()) };
             Arc::new(bus)
         }

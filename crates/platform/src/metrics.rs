@@ -46,6 +46,14 @@ pub struct Metrics {
     pub consumer_lag: Family<Labels, Gauge>,
     /// Partitions each consumer holds: `consumer`.
     pub consumer_partitions: Family<Labels, Gauge>,
+    /// Record hints published (bus/hints): `outcome` (`published`,
+    /// `dropped`).
+    pub hints_sent: Family<Labels, Counter>,
+    /// Record hints a consumer received: `consumer` (its group),
+    /// `outcome` (`used`: handed over before the broker delivered the
+    /// record; `late`: already delivered; `not_held`: another member's
+    /// partition; `dropped`: no room to keep it until its turn).
+    pub hints_received: Family<Labels, Counter>,
     /// Records dead-lettered: `consumer`, `tenant`, `reason`.
     pub dead_letters: Family<Labels, Counter>,
     /// Events stored and not yet published: `service`.
@@ -94,6 +102,10 @@ impl Metrics {
         registry.register("consumer_lag", "Records between a consumer's position and the end", consumer_lag.clone());
         let consumer_partitions = Family::<Labels, Gauge>::default();
         registry.register("consumer_partitions", "Partitions a consumer holds", consumer_partitions.clone());
+        let hints_sent = Family::<Labels, Counter>::default();
+        registry.register("hints_sent", "Record hints published on Redis, by outcome", hints_sent.clone());
+        let hints_received = Family::<Labels, Counter>::default();
+        registry.register("hints_received", "Record hints a consumer received, by outcome", hints_received.clone());
         let dead_letters = Family::<Labels, Counter>::default();
         registry.register("dead_letters", "Records written to the dead-letter topic", dead_letters.clone());
         let outbox_depth = Family::<Labels, Gauge>::default();
@@ -131,6 +143,8 @@ impl Metrics {
             consumer_retries,
             consumer_lag,
             consumer_partitions,
+            hints_sent,
+            hints_received,
             dead_letters,
             outbox_depth,
             waiting_contacts,

@@ -103,22 +103,29 @@ pub async fn connect(url: &str) -> Result<ConnectionManager, Error> {
 /// [`connect`], a `rediss://` server's certificate checked against
 /// `ca_file` (PEM) when given, else the system's roots.
 pub async fn connect_trusting(url: &str, ca_file: Option<&std::path::Path>) -> Result<ConnectionManager, Error> {
-    if url.starts_with("rediss://") {
-        crate::tls::install_default_provider();
-    }
-    let client = match ca_file {
-        Some(ca_file) => {
-            let root_cert = std::fs::read(ca_file)
-                .map_err(|error| Error::internal(format!("redis.ca_file {}: {error}", ca_file.display())))?;
-            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
-            redis::Client::build_with_tls(url, certificates).map_err(redis_error)?
-        }
-        None => redis::Client::open(url).map_err(redis_error)?,
-    };
+    let client = client_trusting(url, ca_file)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
         .set_response_timeout(Some(std::time::Duration::from_secs(5)));
     ConnectionManager::new_with_config(client, config).await.map_err(redis_error)
+}
+
+/// A client of the server at `url` (nothing connects yet), a `rediss://`
+/// server's certificate checked against `ca_file` (PEM) when given, else
+/// the system's roots.
+pub fn client_trusting(url: &str, ca_file: Option<&std::path::Path>) -> Result<redis::Client, Error> {
+    if url.starts_with("rediss://") {
+        crate::tls::install_default_provider();
+    }
+    match ca_file {
+        Some(ca_file) => {
+            let root_cert = std::fs::read(ca_file)
+                .map_err(|error| Error::internal(format!("redis.ca_file {}: {error}", ca_file.display())))?;
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+            redis::Client::build_with_tls(url, certificates).map_err(redis_error)
+        }
+        None => redis::Client::open(url).map_err(redis_error),
+    }
 }
 
 pub struct RedisCheck(pub ConnectionManager);

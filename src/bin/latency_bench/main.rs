@@ -110,6 +110,11 @@ struct Options {
     /// baseline's consumer); unset: the platform's default.
     #[arg(long)]
     interactive_fetch_wait_ms: Option<u32>,
+    /// `kafka.hints = false`: interactive consumers fetch from the broker
+    /// at `interactive_fetch_wait_ms` instead of taking records' hints
+    /// from Redis.
+    #[arg(long)]
+    no_hints: bool,
     /// Contacts come from this many customers in turn, so all but the
     /// first contact of each is a returning customer's; 0 (default): every
     /// contact is a new customer's.
@@ -405,6 +410,7 @@ async fn drive(options: Options, services: tokio::runtime::Handle) -> anyhow::Re
         group_prefix: format!("bench-{run}"),
         topic_prefix: format!("bench-{run}."),
         properties: options.kafka_properties.iter().cloned().collect(),
+        hints: !options.no_hints,
         ..defaults
     };
     kafka.validate_paces()?;

@@ -17,10 +17,11 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use switchboard_core::Error;
 use switchboard_core::event::encode;
-use switchboard_proto::events::v1::EventEnvelope;
+use switchboard_proto::events::v1::{EventEnvelope, RecordHint};
 
+use super::hints::{HintedSubscription, Hints};
 use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
-use super::kafka_producer::{DeliveryReports, Outgoing, RenewingProducer, ReportingProducer};
+use super::kafka_producer::{DeliveryReports, Outgoing, Placed, RenewingProducer, ReportingProducer};
 use super::{
     Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
@@ -61,6 +62,10 @@ fn not_made(context: &str, error: rdkafka::error::KafkaError) -> Error {
 pub struct KafkaBus {
     config: KafkaConfig,
     producer: RenewingProducer,
+    /// Set: acknowledged records are hinted, and interactive consumers
+    /// listen for hints and fetch at the background pace (see
+    /// [`super::hints`]).
+    hints: Option<Hints>,
 }
 
 impl KafkaBus {
@@ -71,9 +76,36 @@ impl KafkaBus {
 
     /// Connects the producer and creates `topics` if they are missing.
     pub async fn connect(config: &KafkaConfig, topics: &[&str]) -> Result<KafkaBus, Error> {
-        let bus = KafkaBus { config: config.clone(), producer: renewing_producer(config, DELIVERY_TIMEOUT)? };
+        let bus =
+            KafkaBus { config: config.clone(), producer: renewing_producer(config, DELIVERY_TIMEOUT)?, hints: None };
         bus.create_topics(topics).await?;
         Ok(bus)
+    }
+
+    /// The bus, hinting every record it publishes and listening for hints
+    /// in its interactive subscriptions (see [`super::hints`]).
+    pub fn with_hints(mut self, hints: Hints) -> KafkaBus {
+        self.hints = Some(hints);
+        self
+    }
+
+    /// Sends a record and, once the broker acknowledged it, hints it.
+    async fn send(&self, topic: &str, outgoing: Outgoing<'_>, traceparent: Option<String>) -> Result<(), Error> {
+        let (key, payload) = (outgoing.key, outgoing.payload);
+        let Placed { partition, offset } =
+            self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))?;
+        if let Some(hints) = &self.hints {
+            let hint = RecordHint {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                key: key.to_vec(),
+                value: payload.to_vec(),
+                traceparent: traceparent.unwrap_or_default(),
+            };
+            hints.announce(&self.physical_topic(topic), &hint);
+        }
+        Ok(())
     }
 
     async fn create_topics(&self, topics: &[&str]) -> Result<(), Error> {
@@ -121,13 +153,14 @@ impl EventBus for KafkaBus {
         let mut headers = OwnedHeaders::new()
             .insert(Header { key: "event_id", value: Some(envelope.event_id.as_str()) })
             .insert(Header { key: "tenant", value: Some(envelope.tenant.as_str()) });
-        if let Some(traceparent) = outgoing_traceparent() {
+        let traceparent = outgoing_traceparent();
+        if let Some(traceparent) = &traceparent {
             headers = headers.insert(Header { key: "traceparent", value: Some(traceparent.as_str()) });
         }
         let physical_topic = self.physical_topic(topic);
         let outgoing =
             Outgoing { topic: &physical_topic, key: envelope.subject.as_bytes(), payload: &payload, headers };
-        self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))
+        self.send(topic, outgoing, traceparent).await
     }
 
     async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
@@ -137,7 +170,7 @@ impl EventBus for KafkaBus {
         }
         let physical_topic = self.physical_topic(&record.topic);
         let outgoing = Outgoing { topic: &physical_topic, key: &record.key, payload: &record.payload, headers };
-        self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))
+        self.send(&record.topic, outgoing, record.traceparent.clone()).await
     }
 
     /// Reads every partition from its start until the consumer reaches its
@@ -206,7 +239,11 @@ impl EventBus for KafkaBus {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let (fetch_wait_ms, fetch_min_bytes) = fetch_settings(pace, self.config.interactive_fetch_wait_ms);
+        // A hinted interactive consumer sees records through their hints:
+        // its fetches only catch those whose hint was lost.
+        let hinted = pace == Pace::Interactive && self.hints.is_some();
+        let fetch_pace = if hinted { Pace::Background } else { pace };
+        let (fetch_wait_ms, fetch_min_bytes) = fetch_settings(fetch_pace, self.config.interactive_fetch_wait_ms);
         let mut client_config = connection(&self.config);
         client_config
             .set("group.id", format!("{}.{group}", self.config.group_prefix))
@@ -234,16 +271,27 @@ impl EventBus for KafkaBus {
             assignment: Assignment::default(),
         };
         let consumer = membership.join()?;
-        Ok(Box::new(KafkaSubscription {
+        let subscription = Box::new(KafkaSubscription {
             consumer,
             membership,
             watch: StarvationWatch::default(),
             next_watch: tokio::time::Instant::now() + WATCH_INTERVAL,
-        }))
+        });
+        match &self.hints {
+            Some(hints) if hinted => {
+                let topics = topics.iter().map(|topic| (self.physical_topic(topic), (*topic).to_owned())).collect();
+                Ok(Box::new(HintedSubscription::new(subscription, hints.listen(topics), group)))
+            }
+            _ => Ok(subscription),
+        }
     }
 
     fn bounded(&self, timeout: Duration) -> Result<Option<Arc<dyn EventBus>>, Error> {
-        let bus = KafkaBus { config: self.config.clone(), producer: renewing_producer(&self.config, timeout)? };
+        let bus = KafkaBus {
+            config: self.config.clone(),
+            producer: renewing_producer(&self.config, timeout)?,
+            hints: self.hints.clone(),
+        };
         Ok(Some(Arc::new(bus)))
     }
 
@@ -414,9 +462,17 @@ impl Subscription for KafkaSubscription {
 
     async fn ack_position(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), Error> {
         let physical_topic = format!("{}{topic}", self.membership.topic_prefix);
-        self.consumer
-            .store_offset(&physical_topic, partition, offset)
-            .map_err(|error| unavailable("store offset", error))
+        match self.consumer.store_offset(&physical_topic, partition, offset) {
+            Ok(()) => Ok(()),
+            // The partition moved to another member since the record was
+            // received (a rebalance in a batch's receive): the new owner
+            // starts at the last commit and handles the record again.
+            Err(rdkafka::error::KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::debug!(group = %self.membership.group, topic, partition, offset, "offset of a partition no longer held not stored");
+                Ok(())
+            }
+            Err(error) => Err(unavailable("store offset", error)),
+        }
     }
 
     async fn close(self: Box<Self>) -> Result<(), Error> {

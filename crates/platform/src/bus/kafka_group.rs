@@ -114,6 +114,7 @@ impl ConsumerContext for GroupContext {
             Err(error) => tracing::warn!(group = %self.group, error = %error, "commit before revocation failed"),
         }
         self.assignment.set_partitions(0);
+        self.assignment.set_held([]);
         metrics().consumer_partitions.get_or_create(&labels([("consumer", &self.consumer)])).set(0);
         // Another member reports these partitions from now on.
         for revoked in partitions.elements() {
@@ -126,6 +127,10 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(partitions) => {
                 tracing::info!(group = %self.group, partitions = partitions.count(), "kafka partitions assigned");
                 self.assignment.set_partitions(partitions.count());
+                self.assignment.set_held(partitions.elements().iter().map(|element| {
+                    let logical = element.topic().strip_prefix(&self.topic_prefix).unwrap_or(element.topic());
+                    (logical.to_owned(), element.partition())
+                }));
                 let held = i64::try_from(partitions.count()).unwrap_or(i64::MAX);
                 metrics().consumer_partitions.get_or_create(&labels([("consumer", &self.consumer)])).set(held);
             }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use switchboard_core::Error;
 use switchboard_core::sync::lock_unpoisoned;
@@ -36,13 +36,23 @@ pub(super) struct DeliveryReports;
 impl ClientContext for DeliveryReports {}
 
 impl ProducerContext for DeliveryReports {
-    type DeliveryOpaque = Box<oneshot::Sender<KafkaResult<()>>>;
+    type DeliveryOpaque = Box<oneshot::Sender<KafkaResult<Placed>>>;
 
     fn delivery(&self, delivery_result: &DeliveryResult<'_>, reply: Self::DeliveryOpaque) {
-        let outcome = delivery_result.as_ref().map(|_delivered| ()).map_err(|(error, _record)| error.clone());
+        let outcome = delivery_result
+            .as_ref()
+            .map(|delivered| Placed { partition: delivered.partition(), offset: delivered.offset() })
+            .map_err(|(error, _record)| error.clone());
         // The send may have been dropped (its caller gave up): nobody to tell.
         let _ = reply.send(outcome);
     }
+}
+
+/// Where the broker placed a delivered record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Placed {
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// A record to send.
@@ -99,7 +109,7 @@ impl ReportingProducer {
 
     /// Enqueues the record, waiting up to `queue_timeout` while librdkafka's
     /// queue is full, and resolves on its delivery report.
-    pub(super) async fn send(&self, outgoing: Outgoing<'_>, queue_timeout: Duration) -> KafkaResult<()> {
+    pub(super) async fn send(&self, outgoing: Outgoing<'_>, queue_timeout: Duration) -> KafkaResult<Placed> {
         let Outgoing { topic, key, payload, headers } = outgoing;
         let queued_by = tokio::time::Instant::now() + queue_timeout;
         let (reply, delivered) = oneshot::channel();
@@ -151,7 +161,7 @@ impl RenewingProducer {
 
     /// [`ReportingProducer::send`] on the producer in use, which is
     /// replaced when the send failed because it failed for good.
-    pub(super) async fn send(&self, outgoing: Outgoing<'_>, queue_timeout: Duration) -> KafkaResult<()> {
+    pub(super) async fn send(&self, outgoing: Outgoing<'_>, queue_timeout: Duration) -> KafkaResult<Placed> {
         let producer = self.current();
         let outcome = producer.send(outgoing, queue_timeout).await;
         if let Err(error) = &outcome

@@ -4,13 +4,15 @@
 
 pub mod contract;
 pub mod dead_letter;
+pub mod hints;
 pub mod kafka;
 mod kafka_group;
 mod kafka_producer;
 pub mod memory;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use switchboard_core::Error;
@@ -173,6 +175,11 @@ struct AssignmentState {
     partitions: AtomicUsize,
     settled: AtomicBool,
     starving: AtomicBool,
+    /// The partitions held, by logical topic (tracked by the Kafka bus).
+    held: Mutex<HashSet<(String, i32)>>,
+    /// Counts the changes of `held`: a reader that saw another number
+    /// knows its positions may belong to another member's history.
+    generation: AtomicU64,
 }
 
 impl Assignment {
@@ -215,6 +222,24 @@ impl Assignment {
 
     pub(crate) fn set_starving(&self, starving: bool) {
         self.0.starving.store(starving, Ordering::Release);
+    }
+
+    /// Records the partitions now held (logical topic, partition): all of
+    /// them after an assignment, none after a revocation.
+    pub(crate) fn set_held(&self, held: impl IntoIterator<Item = (String, i32)>) {
+        let mut current = switchboard_core::sync::lock_unpoisoned(&self.0.held);
+        *current = held.into_iter().collect();
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether this member holds the partition now.
+    pub(crate) fn holds(&self, topic: &str, partition: i32) -> bool {
+        switchboard_core::sync::lock_unpoisoned(&self.0.held).contains(&(topic.to_owned(), partition))
+    }
+
+    /// How many times the held partitions changed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 }
 

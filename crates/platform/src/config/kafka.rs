@@ -44,6 +44,14 @@ pub struct KafkaConfig {
     /// more, and each such consumer then asks it 10 times a second when
     /// idle instead of 200 (at 100).
     pub interactive_fetch_wait_ms: u32,
+    /// Every acknowledged record is also published on Redis pub/sub (the
+    /// `[redis]` of the process) and the consumers on a contact's way to
+    /// an agent take records from there at once, fetching from the broker
+    /// only at the background pace to catch hints lost. `true` (the
+    /// default) unless the process has no Redis it may use; a Redis outage
+    /// then costs latency (a hop up to a background fetch wait, 100 ms),
+    /// never records (architecture.md, "Hints").
+    pub hints: bool,
 }
 
 /// The default of [`KafkaConfig::interactive_fetch_wait_ms`].
@@ -67,6 +75,7 @@ impl Default for KafkaConfig {
             ssl_ca_location: None,
             properties: std::collections::BTreeMap::new(),
             interactive_fetch_wait_ms: DEFAULT_INTERACTIVE_FETCH_WAIT_MS,
+            hints: true,
         }
     }
 }
