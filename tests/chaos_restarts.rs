@@ -192,6 +192,20 @@ async fn check_metrics(http: &HttpPorts) {
         &[("consumer", "routing"), ("outcome", "handled")],
     );
     assert!(handled.is_some_and(|count| count > 0.0), "the consumer's records: {handled:?}");
+    // The consumers on a contact's way to an agent took records from their
+    // hints (bus/hints), not only from their fetches.
+    let hinted = support::metric_value(
+        &routing,
+        "switchboard_hints_received_total",
+        &[("consumer", "routing"), ("outcome", "used")],
+    );
+    assert!(hinted.is_some_and(|count| count > 0.0), "routing's intake used hints: {hinted:?}");
+    let presence = scrape("presence").await.expect("presence serves /metrics");
+    let hinted = support::metric_value(&presence, "switchboard_hints_received_total", &[("outcome", "used")]);
+    assert!(hinted.is_some_and(|count| count > 0.0), "presence's pushes used hints: {hinted:?}");
+    let ingestion = scrape("ingestion").await.expect("ingestion serves /metrics");
+    let sent = support::metric_value(&ingestion, "switchboard_hints_sent_total", &[("outcome", "published")]);
+    assert!(sent.is_some_and(|count| count > 0.0), "ingestion hinted its records: {sent:?}");
     assert!(support::metric_value(&routing, "switchboard_clock_offset_milliseconds", &[]).is_some());
     assert!(
         support::metric_value(
