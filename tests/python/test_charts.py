@@ -68,7 +68,7 @@ CONFIG_SCHEMA: dict[str, set[str]] = {
     "telemetry": {"log_format", "log_filter", "otlp_endpoint", "otlp_ca_file"},
     "grpc": {"max_message_bytes", "request_timeout_ms", "concurrency_limit"},
     "kafka": {"brokers", "partitions", "replication_factor", "group_prefix", "topic_prefix", "security_protocol",
-              "sasl_mechanism", "sasl_username", "ssl_ca_location", "properties", "interactive_fetch_wait_ms"},
+              "sasl_mechanism", "sasl_username", "ssl_ca_location", "properties", "interactive_fetch_wait_ms", "hints"},
     "redis": {"url", "pool", "ca_file"},
     "postgres": {"url", "pool_size", "ca_file"},
     "tls": {"cert_file", "key_file", "ca_file", "client_auth", "reload_interval_secs"},
@@ -91,7 +91,7 @@ FULL_VALUES: dict[str, Any] = {
     "config": {
         "telemetry": {"otlpEndpoint": "http://otel-collector.observability:4317"},
         "kafka": {"brokers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "topicPrefix": "prod.",
-                  "interactiveFetchWaitMs": 100},
+                  "interactiveFetchWaitMs": 100, "hints": False},
         "ingestion": {"publicBaseUrl": "https://switchboard.example.com"},
     },
     "postgres": {"existingSecret": "pg-credentials", "existingSecretKey": "dsn"},
@@ -623,6 +623,8 @@ def test_chart_config_toml(rendered_full, rendered_defaults):
     _, defaults = _config_toml(rendered_defaults)
     assert "otlp_endpoint" not in defaults["telemetry"]
     assert "interactive_fetch_wait_ms" not in defaults["kafka"], "the binary's default (5) unless set"
+    assert defaults["kafka"]["hints"] is True, "interactive consumers take records from their hints by default"
+    assert config["kafka"]["hints"] is False, "values turn hints off"
 
 
 def test_chart_auth_secret(rendered_full, rendered_defaults):
@@ -1281,6 +1283,7 @@ _HOST_TLS = {"enabled": True, "hosts": ["sb.example.com"], "tls": [{"secretName"
         ({"config": {"kafka": {"replicationFactor": 0}}}, "replicationFactor"),
         ({"config": {"kafka": {"interactiveFetchWaitMs": 0}}}, "interactiveFetchWaitMs"),
         ({"config": {"kafka": {"interactiveFetchWaitMs": 501}}}, "interactiveFetchWaitMs"),
+        ({"config": {"kafka": {"hints": "yes"}}}, "hints"),
         # TLS is never half on, and never plaintext where a CA or SASL promises it.
         ({"tls": {"enabled": True}}, "tls.enabled needs tls.secretName"),
         ({"tls": {"clientAuth": "required"}}, "tls.clientAuth=required needs tls.enabled"),

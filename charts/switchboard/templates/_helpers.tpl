@@ -353,6 +353,7 @@ replication_factor = {{ int64 $c.kafka.replicationFactor }}
 {{- with $c.kafka.interactiveFetchWaitMs }}
 interactive_fetch_wait_ms = {{ int64 . }}
 {{- end }}
+hints = {{ if eq (toString $c.kafka.hints) "false" }}false{{ else }}true{{ end }}
 group_prefix = {{ $c.kafka.groupPrefix | quote }}
 topic_prefix = {{ $c.kafka.topicPrefix | quote }}
 security_protocol = {{ $c.kafka.securityProtocol | quote }}
