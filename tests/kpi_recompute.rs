@@ -24,7 +24,7 @@ use switchboard_proto::kpi::v1::{
 use switchboard_proto::presence::v1::presence_service_client::PresenceServiceClient;
 use switchboard_proto::presence::v1::{Agent, AgentState, CreateAgentRequest};
 use switchboard_proto::routing::v1::routing_service_client::RoutingServiceClient;
-use switchboard_proto::routing::v1::{CreateQueueRequest, Queue};
+use switchboard_proto::routing::v1::{CreateQueueRequest, GetQueueStatusRequest, Queue};
 use switchboard_test_support::leftovers::execute_sql;
 
 const ACME_ADMIN: &str = "dev-acme-admin";
@@ -96,6 +96,17 @@ async fn a_damaged_kpi_store_is_rebuilt_from_the_log() {
     }
     let abandon = AbandonContactRequest { name: names[0].clone(), ..AbandonContactRequest::default() };
     ingestion.abandon_contact(authorized(ACME_ADMIN, abandon)).await.expect("abandon");
+    // Routing learns of the abandon from the event, not from the call: wait
+    // for it, or Alice could be offered the abandoned contact.
+    eventually("routing to see two contacts waiting", Duration::from_secs(30), || {
+        let mut routing = routing.clone();
+        async move {
+            let request = GetQueueStatusRequest { name: "tenants/acme/queues/recompute".to_owned() };
+            let status = routing.get_queue_status(authorized(ACME_ADMIN, request)).await.ok()?.into_inner();
+            (status.channels.iter().map(|channel| channel.waiting).sum::<i32>() == 2).then_some(())
+        }
+    })
+    .await;
 
     // Alice comes online, handles one contact and goes offline.
     let mut presence = PresenceServiceClient::new(endpoints.channel("presence").await);

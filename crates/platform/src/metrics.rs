@@ -52,7 +52,9 @@ pub struct Metrics {
     /// Record hints a consumer received: `consumer` (its group),
     /// `outcome` (`used`: handed over before the broker delivered the
     /// record; `late`: already delivered; `not_held`: another member's
-    /// partition; `dropped`: no room to keep it until its turn).
+    /// partition; `dropped`: no room to keep it until its turn;
+    /// `overflow`: no room to receive it; `undecodable`; `stale`: queued
+    /// before a rebalance, not handed over).
     pub hints_received: Family<Labels, Counter>,
     /// Records dead-lettered: `consumer`, `tenant`, `reason`.
     pub dead_letters: Family<Labels, Counter>,

@@ -94,7 +94,7 @@ impl KafkaBus {
         let (key, payload) = (outgoing.key, outgoing.payload);
         let Placed { partition, offset } =
             self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))?;
-        if let Some(hints) = &self.hints {
+        if let Some(hints) = self.hints.as_ref().filter(|_| Hints::hints_record_of(key.len(), payload.len())) {
             let hint = RecordHint {
                 topic: topic.to_owned(),
                 partition,
@@ -276,11 +276,12 @@ impl EventBus for KafkaBus {
             membership,
             watch: StarvationWatch::default(),
             next_watch: tokio::time::Instant::now() + WATCH_INTERVAL,
+            progress: None,
         });
         match &self.hints {
             Some(hints) if hinted => {
                 let topics = topics.iter().map(|topic| (self.physical_topic(topic), (*topic).to_owned())).collect();
-                Ok(Box::new(HintedSubscription::new(subscription, hints.listen(topics), group)))
+                Ok(Box::new(HintedSubscription::new(subscription, hints.listen(topics, group), group)))
             }
             _ => Ok(subscription),
         }
@@ -348,23 +349,38 @@ struct KafkaSubscription {
     membership: Membership,
     watch: StarvationWatch,
     next_watch: tokio::time::Instant,
+    /// The group's progress being looked up (broker round trips on a
+    /// blocking thread). Kept here, not in a future of `receive`, so a
+    /// caller that drops `receive` for something else (a hint) does not
+    /// throw the look-up away: the watch must see two samples apart.
+    progress: Option<tokio::task::JoinHandle<Result<Vec<PartitionProgress>, Error>>>,
+}
+
+/// What woke a receive.
+enum Woken<'a> {
+    Message(rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'a>>),
+    WatchDue,
+    Progress(Result<Result<Vec<PartitionProgress>, Error>, tokio::task::JoinError>),
 }
 
 impl KafkaSubscription {
-    /// While this member holds no partitions: looks at the group's progress
-    /// and, when records wait that nobody commits, reports it and rejoins.
-    async fn watch_membership(&mut self) -> Result<(), Error> {
+    /// While this member holds no partitions: starts looking up the
+    /// group's progress (see [`KafkaSubscription::observe_progress`]).
+    fn start_watch(&mut self) {
         let assignment = &self.membership.assignment;
         if assignment.is_assigned() || !assignment.is_settled() {
             self.watch.reset();
             assignment.set_starving(false);
-            return Ok(());
+            return;
         }
         let consumer = Arc::clone(&self.consumer);
         let topics = self.membership.physical_topics.clone();
-        let progress = tokio::task::spawn_blocking(move || group_progress(&consumer, &topics))
-            .await
-            .map_err(|error| unavailable("group progress", error))??;
+        self.progress = Some(tokio::task::spawn_blocking(move || group_progress(&consumer, &topics)));
+    }
+
+    /// When records wait that nobody commits, reports it and rejoins.
+    fn observe_progress(&mut self, progress: Vec<PartitionProgress>) -> Result<(), Error> {
+        let assignment = &self.membership.assignment;
         let now = std::time::Instant::now();
         let starving = self.watch.observe(&progress, now);
         assignment.set_starving(starving);
@@ -435,19 +451,41 @@ impl Subscription for KafkaSubscription {
         self.membership.assignment.clone()
     }
 
+    /// Cancel-safe: a record librdkafka fetched stays queued, and a look-up
+    /// of the group's progress goes on (`progress`).
     async fn receive(&mut self) -> Result<Received, Error> {
         loop {
-            let message = tokio::select! {
-                message = self.consumer.recv() => message,
-                () = tokio::time::sleep_until(self.next_watch) => {
+            let consumer = Arc::clone(&self.consumer);
+            let next_watch = self.next_watch;
+            let lookup = &mut self.progress;
+            let watching = lookup.is_some();
+            let woken = tokio::select! {
+                message = consumer.recv() => Woken::Message(message),
+                () = tokio::time::sleep_until(next_watch), if !watching => Woken::WatchDue,
+                progress = async {
+                    match lookup.as_mut() {
+                        Some(lookup) => lookup.await,
+                        None => std::future::pending().await,
+                    }
+                } => Woken::Progress(progress),
+            };
+            match woken {
+                Woken::Message(message) => return self.received(message),
+                Woken::WatchDue => {
                     self.next_watch = tokio::time::Instant::now() + WATCH_INTERVAL;
-                    if let Err(error) = self.watch_membership().await {
+                    self.start_watch();
+                }
+                Woken::Progress(progress) => {
+                    self.progress = None;
+                    let observed = progress
+                        .map_err(|error| unavailable("group progress", error))
+                        .and_then(|progress| progress)
+                        .and_then(|progress| self.observe_progress(progress));
+                    if let Err(error) = observed {
                         tracing::warn!(group = %self.membership.group, error = %error, "group progress unknown");
                     }
-                    continue;
                 }
-            };
-            return self.received(message);
+            }
         }
     }
 

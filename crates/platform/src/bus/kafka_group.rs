@@ -135,7 +135,12 @@ impl ConsumerContext for GroupContext {
                 metrics().consumer_partitions.get_or_create(&labels([("consumer", &self.consumer)])).set(held);
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => tracing::warn!(group = %self.group, error = %error, "kafka rebalance failed"),
+            Rebalance::Error(error) => {
+                tracing::warn!(group = %self.group, error = %error, "kafka rebalance failed");
+                // librdkafka unassigns: hints of those partitions are no
+                // longer this member's to hand over.
+                self.assignment.set_held([]);
+            }
         }
     }
 

@@ -265,9 +265,15 @@ pub trait Subscription: Send {
     async fn receive_batch(&mut self, max: usize) -> Result<Vec<Received>, Error> {
         let mut batch = vec![self.receive().await?];
         while batch.len() < max {
-            match self.try_receive()? {
-                Some(received) => batch.push(received),
-                None => break,
+            match self.try_receive() {
+                Ok(Some(received)) => batch.push(received),
+                Ok(None) => break,
+                // The records taken are past the bus's position already:
+                // they must be handed over, not dropped with the error.
+                Err(error) => {
+                    tracing::warn!(error = %error, "receive failed after part of a batch; handing over that part");
+                    break;
+                }
             }
         }
         Ok(batch)

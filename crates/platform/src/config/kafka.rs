@@ -91,6 +91,10 @@ const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
     "enable.auto.offset.store",
     "enable.auto.commit",
     "auto.offset.reset",
+    // Rebalance handling (commits before revocation, the partitions a
+    // member holds, hints) assumes the eager protocol.
+    "partition.assignment.strategy",
+    "group.protocol",
     "security.protocol",
     "sasl.mechanism",
     "sasl.mechanisms",

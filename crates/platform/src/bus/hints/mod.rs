@@ -22,6 +22,11 @@
 //!   could change routing's state anyway).
 //! - Publishing never waits for Redis: a hint that cannot be queued or sent
 //!   is dropped and counted (`switchboard_hints_sent{outcome="dropped"}`).
+//!   Records over [`MAX_HINTED_RECORD_BYTES`] are not hinted, so the
+//!   bounded queues stay small.
+//! - After a rebalance a subscription forgets its positions and drops the
+//!   records it queued but did not hand over: the broker delivers them
+//!   again from the committed offset, to whichever member holds them now.
 //!
 //! Why: tansu holds every fetch for its whole wait, so an interactive
 //! consumer had to ask it 200 times a second to keep a hop near 6 ms, and
@@ -46,12 +51,18 @@ use super::{Assignment, RawRecord, Received, Subscription, decode_record};
 use crate::config::RedisConfig;
 use crate::metrics::{labels, metrics};
 
+/// Records larger than this are not hinted (their consumers get them
+/// from the broker), which bounds what the queues below hold: at most
+/// 16 MiB each.
+pub const MAX_HINTED_RECORD_BYTES: usize = 16 * 1024;
 /// Hints waiting to be published; more are dropped.
-const OUTGOING_CAPACITY: usize = 4_096;
+const OUTGOING_CAPACITY: usize = 1_024;
 /// Hints published in one pipeline at most.
 const MAX_PUBLISH_BATCH: usize = 256;
 /// Hints received and not yet sequenced; more are dropped.
-const INCOMING_CAPACITY: usize = 4_096;
+const INCOMING_CAPACITY: usize = 1_024;
+/// How often an idle listener asks Redis whether its connection is alive.
+const LISTENER_PING_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a connection to Redis may take, and a reply.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a publisher or listener waits before connecting again.
@@ -83,6 +94,11 @@ impl Hints {
         Ok(Hints { client, outgoing, dropped })
     }
 
+    /// Whether a record whose key and value are this long is hinted.
+    pub(super) fn hints_record_of(key_bytes: usize, value_bytes: usize) -> bool {
+        key_bytes + value_bytes <= MAX_HINTED_RECORD_BYTES
+    }
+
     /// Queues the hint of a record the broker acknowledged.
     pub(super) fn announce(&self, physical_topic: &str, hint: &RecordHint) {
         if self.outgoing.try_send((channel(physical_topic), hint.encode_to_vec())).is_err() {
@@ -91,10 +107,15 @@ impl Hints {
     }
 
     /// Listens for the hints of `physical_topics` (with their logical
-    /// names) until the returned listener is dropped.
-    pub(super) fn listen(&self, topics: Vec<(String, String)>) -> Listener {
+    /// names) until the returned listener is dropped; `consumer` names it
+    /// in metrics.
+    pub(super) fn listen(&self, topics: Vec<(String, String)>, consumer: &str) -> Listener {
         let (sender, hints) = mpsc::channel(INCOMING_CAPACITY);
-        let task = tokio::spawn(listen_for_hints(self.client.clone(), topics, sender));
+        let counters = ListenerCounters {
+            undecodable: received(consumer, "undecodable"),
+            overflow: received(consumer, "overflow"),
+        };
+        let task = tokio::spawn(listen_for_hints(self.client.clone(), topics, sender, counters));
         Listener { hints, task }
     }
 }
@@ -156,28 +177,50 @@ async fn publish_hints(client: redis::Client, mut queued: mpsc::Receiver<(String
 }
 
 /// Receives hints of `topics` (physical, logical) until `sender` closes,
-/// subscribing again after every loss of the connection.
-async fn listen_for_hints(client: redis::Client, topics: Vec<(String, String)>, sender: mpsc::Sender<RawRecord>) {
+/// subscribing again after every loss of the connection, and when a ping
+/// finds the connection dead (a half-open socket never ends the stream).
+async fn listen_for_hints(
+    client: redis::Client,
+    topics: Vec<(String, String)>,
+    sender: mpsc::Sender<RawRecord>,
+    counters: ListenerCounters,
+) {
     loop {
         match tokio::time::timeout(REDIS_TIMEOUT, subscribe(&client, &topics)).await {
-            Ok(Ok(mut messages)) => {
+            Ok(Ok((mut sink, mut messages))) => {
                 tracing::debug!(topics = ?topics, "listening for record hints");
-                while let Some(message) = messages.next().await {
+                let mut ping = tokio::time::interval_at(
+                    tokio::time::Instant::now() + LISTENER_PING_INTERVAL,
+                    LISTENER_PING_INTERVAL,
+                );
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        _ = ping.tick() => {
+                            match tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await {
+                                Ok(Ok(_)) => continue,
+                                _ => None,
+                            }
+                        }
+                    };
+                    let Some(message) = message else { break };
                     let Some(hint) = decode_hint(message.get_channel_name(), message.get_payload_bytes(), &topics)
                     else {
-                        tracing::warn!(
-                            channel = message.get_channel_name(),
-                            "ignoring a record hint that does not decode"
-                        );
+                        // Counted, not logged: anyone who may publish on
+                        // Redis could flood the log.
+                        counters.undecodable.inc();
                         continue;
                     };
                     match sender.try_send(hint) {
                         Ok(()) => {}
                         // The broker delivers it: the hint only saves time.
-                        Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            counters.overflow.inc();
+                        }
                         Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
+                tracing::warn!("lost the record hints' connection to redis; subscribing again");
             }
             Ok(Err(error)) => {
                 tracing::warn!(error = %error, "cannot listen for record hints; fetching at the background pace")
@@ -196,12 +239,23 @@ async fn listen_for_hints(client: redis::Client, topics: Vec<(String, String)>, 
 async fn subscribe(
     client: &redis::Client,
     topics: &[(String, String)],
-) -> redis::RedisResult<redis::aio::PubSubStream> {
-    let mut pubsub = client.get_async_pubsub().await?;
+) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
+    let (mut sink, stream) = client.get_async_pubsub().await?.split();
     for (physical_topic, _) in topics {
-        pubsub.subscribe(channel(physical_topic)).await?;
+        sink.subscribe(channel(physical_topic)).await?;
     }
-    Ok(pubsub.into_on_message())
+    Ok((sink, stream))
+}
+
+/// What a listener counts of the hints it could not pass on.
+struct ListenerCounters {
+    undecodable: Counter,
+    overflow: Counter,
+}
+
+/// The count of hints `consumer` received with `outcome`.
+fn received(consumer: &str, outcome: &str) -> Counter {
+    metrics().hints_received.get_or_create(&labels([("consumer", consumer), ("outcome", outcome)])).clone()
 }
 
 /// The record a hint carries, if it decodes and names the topic of the
@@ -230,7 +284,11 @@ pub(super) struct HintedSubscription {
     /// The assignment generation the sequencer's positions belong to.
     generation: u64,
     sequencer: Sequencer,
-    ready: VecDeque<Received>,
+    /// Records in order, each with the assignment generation it was
+    /// sequenced in: one of an earlier generation is dropped (the broker
+    /// delivers it again from the committed offset, to whichever member
+    /// holds its partition now).
+    ready: VecDeque<(u64, Received)>,
     counters: HintCounters,
 }
 
@@ -239,20 +297,20 @@ struct HintCounters {
     late: Counter,
     not_held: Counter,
     dropped: Counter,
+    stale: Counter,
 }
 
 impl HintedSubscription {
     /// `inner`, fed by the hints `listener` receives; `consumer` names it
     /// in metrics.
     pub(super) fn new(inner: Box<dyn Subscription>, listener: Listener, consumer: &str) -> HintedSubscription {
-        let counter = |outcome: &str| {
-            metrics().hints_received.get_or_create(&labels([("consumer", consumer), ("outcome", outcome)])).clone()
-        };
+        let counter = |outcome: &str| received(consumer, outcome);
         let counters = HintCounters {
             used: counter("used"),
             late: counter("late"),
             not_held: counter("not_held"),
             dropped: counter("dropped"),
+            stale: counter("stale"),
         };
         let assignment = inner.assignment();
         HintedSubscription {
@@ -286,10 +344,9 @@ impl HintedSubscription {
         };
         let mut after = Vec::new();
         if self.sequencer.on_broker_record(&topic, partition, offset, &mut after) {
-            self.ready.push_back(received);
+            self.ready.push_back((self.generation, received));
         }
-        self.ready.extend(after.into_iter().map(decode_record));
-        self.count();
+        self.push_hints(after);
     }
 
     fn take_hint(&mut self, hint: RawRecord) {
@@ -300,8 +357,25 @@ impl HintedSubscription {
         }
         let mut ready = Vec::new();
         self.sequencer.on_hint(hint, &mut ready);
-        self.ready.extend(ready.into_iter().map(decode_record));
+        self.push_hints(ready);
+    }
+
+    fn push_hints(&mut self, hints: Vec<RawRecord>) {
+        let generation = self.generation;
+        self.ready.extend(hints.into_iter().map(|hint| (generation, decode_record(hint))));
         self.count();
+    }
+
+    /// The next record of the current assignment.
+    fn pop_ready(&mut self) -> Option<Received> {
+        self.follow_assignment();
+        while let Some((generation, received)) = self.ready.pop_front() {
+            if generation == self.generation {
+                return Some(received);
+            }
+            self.counters.stale.inc();
+        }
+        None
     }
 
     fn count(&mut self) {
@@ -326,7 +400,7 @@ impl Subscription for HintedSubscription {
 
     async fn receive(&mut self) -> Result<Received, Error> {
         loop {
-            if let Some(received) = self.ready.pop_front() {
+            if let Some(received) = self.pop_ready() {
                 return Ok(received);
             }
             let arrival = tokio::select! {
@@ -342,7 +416,7 @@ impl Subscription for HintedSubscription {
 
     fn try_receive(&mut self) -> Result<Option<Received>, Error> {
         loop {
-            if let Some(received) = self.ready.pop_front() {
+            if let Some(received) = self.pop_ready() {
                 return Ok(Some(received));
             }
             if let Some(received) = self.inner.try_receive()? {
@@ -364,5 +438,123 @@ impl Subscription for HintedSubscription {
         let HintedSubscription { inner, listener, .. } = *self;
         drop(listener);
         inner.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use switchboard_core::Error;
+
+    use super::*;
+
+    /// A broker subscription that hands out what the test sends it; once
+    /// the test drops its sender and the records are taken, `try_receive`
+    /// fails when `fail_when_done`.
+    struct Queued {
+        records: mpsc::UnboundedReceiver<Received>,
+        assignment: Assignment,
+        fail_when_done: bool,
+    }
+
+    #[async_trait]
+    impl Subscription for Queued {
+        fn assignment(&self) -> Assignment {
+            self.assignment.clone()
+        }
+
+        async fn receive(&mut self) -> Result<Received, Error> {
+            match self.records.recv().await {
+                Some(received) => Ok(received),
+                None => std::future::pending().await,
+            }
+        }
+
+        fn try_receive(&mut self) -> Result<Option<Received>, Error> {
+            match self.records.try_recv() {
+                Ok(received) => Ok(Some(received)),
+                Err(mpsc::error::TryRecvError::Disconnected) if self.fail_when_done => {
+                    Err(Error::unavailable("the broker went away"))
+                }
+                Err(_) => Ok(None),
+            }
+        }
+
+        async fn ack_position(&mut self, _topic: &str, _partition: i32, _offset: i64) -> Result<(), Error> {
+            Ok(())
+        }
+
+        async fn close(self: Box<Self>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn record(offset: i64) -> RawRecord {
+        let envelope =
+            switchboard_proto::events::v1::EventEnvelope { event_id: format!("ev_{offset}"), ..Default::default() };
+        RawRecord {
+            topic: "t".to_owned(),
+            partition: 0,
+            offset,
+            key: Vec::new(),
+            payload: switchboard_core::event::encode(&envelope),
+            traceparent: None,
+        }
+    }
+
+    fn offset_of(received: &Received) -> i64 {
+        match received {
+            Received::Event(delivery) => delivery.offset,
+            Received::Malformed(malformed) => malformed.record.offset,
+        }
+    }
+
+    struct Rig {
+        subscription: HintedSubscription,
+        broker: mpsc::UnboundedSender<Received>,
+        hints: mpsc::Sender<RawRecord>,
+        assignment: Assignment,
+    }
+
+    /// A hinted subscription holding partition 0 of `t`.
+    fn rig(fail_when_done: bool) -> Rig {
+        let assignment = Assignment::default();
+        assignment.set_partitions(1);
+        assignment.set_held([("t".to_owned(), 0)]);
+        let (broker, records) = mpsc::unbounded_channel();
+        let inner = Queued { records, assignment: assignment.clone(), fail_when_done };
+        let (hints, received_hints) = mpsc::channel(16);
+        let listener = Listener { hints: received_hints, task: tokio::spawn(std::future::pending()) };
+        Rig { subscription: HintedSubscription::new(Box::new(inner), listener, "test"), broker, hints, assignment }
+    }
+
+    #[tokio::test]
+    async fn records_sequenced_before_a_rebalance_are_not_handed_over_after_it() {
+        let mut rig = rig(false);
+        rig.hints.send(record(1)).await.expect("hint");
+        rig.hints.send(record(2)).await.expect("hint");
+        assert!(rig.subscription.try_receive().expect("try").is_none(), "the partition's position is unknown yet");
+        // The broker's record gives the position: the waiting hints follow
+        // it into the ready queue.
+        rig.broker.send(decode_record(record(0))).expect("record");
+        assert_eq!(rig.subscription.try_receive().expect("try").map(|received| offset_of(&received)), Some(0));
+        // The partition is revoked and assigned again: the broker starts
+        // again at the committed offset (1), so 1 and 2 must not be handed
+        // over ahead of it from the queue.
+        rig.assignment.set_held([]);
+        rig.assignment.set_held([("t".to_owned(), 0)]);
+        assert!(rig.subscription.try_receive().expect("try").is_none(), "a record of the earlier assignment came");
+        rig.broker.send(decode_record(record(1))).expect("record");
+        assert_eq!(rig.subscription.try_receive().expect("try").map(|received| offset_of(&received)), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_part_of_a_batch_hands_over_that_part() {
+        let mut rig = rig(true);
+        rig.broker.send(decode_record(record(0))).expect("record");
+        rig.broker.send(decode_record(record(1))).expect("record");
+        drop(rig.broker);
+        let batch = rig.subscription.receive_batch(10).await.expect("the records received before the failure");
+        assert_eq!(batch.iter().map(offset_of).collect::<Vec<_>>(), vec![0, 1]);
     }
 }
