@@ -22,7 +22,12 @@ pub const CHANNEL: &str = "bench-bot";
 /// The Telegram update of contact `sequence`: its own sender, text
 /// `bench {sequence}` (the offer's subject, by which the agent finds it).
 pub fn update(sequence: usize) -> Vec<u8> {
-    let sender = if sequence == usize::MAX { 999_999_999 } else { sequence + 1 };
+    // Warm-up contacts count down from `usize::MAX`: give them senders of
+    // their own that fit Telegram's integer ids.
+    let sender = match usize::MAX - sequence {
+        from_top if from_top < 1_000_000 => 999_000_000 + from_top,
+        _ => sequence + 1,
+    };
     format!(
         r#"{{"update_id":{sender},"message":{{"message_id":1,"date":1767225600,"text":"bench {sequence}","from":{{"id":{sender},"first_name":"Bench"}},"chat":{{"id":{sender},"type":"private"}}}}}}"#
     )
