@@ -17,11 +17,11 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 use switchboard_core::Error;
 use switchboard_core::event::encode;
-use switchboard_proto::events::v1::{EventEnvelope, RecordHint};
+use switchboard_proto::events::v1::EventEnvelope;
 
-use super::hints::{HintedSubscription, Hints};
+use super::hints::{Hinted, HintedSubscription, Hints};
 use super::kafka_group::{GroupContext, PartitionProgress, StarvationWatch, WATCH_INTERVAL};
-use super::kafka_producer::{DeliveryReports, Outgoing, Placed, RenewingProducer, ReportingProducer};
+use super::kafka_producer::{DeliveryReports, Outgoing, RenewingProducer, ReportingProducer};
 use super::{
     Assignment, EventBus, Pace, RawRecord, Received, Scan, StartFrom, Subscription, decode_record, outgoing_traceparent,
 };
@@ -89,21 +89,14 @@ impl KafkaBus {
         self
     }
 
-    /// Sends a record and, once the broker acknowledged it, hints it.
-    async fn send(&self, topic: &str, outgoing: Outgoing<'_>, traceparent: Option<String>) -> Result<(), Error> {
-        let (key, payload) = (outgoing.key, outgoing.payload);
-        let Placed { partition, offset } =
+    /// Sends a record of logical topic `topic` and, once the broker
+    /// acknowledged it, hints it.
+    async fn send(&self, topic: &str, outgoing: Outgoing<'_>, traceparent: Option<&str>) -> Result<(), Error> {
+        let (physical_topic, key, payload) = (outgoing.topic, outgoing.key, outgoing.payload);
+        let placed =
             self.producer.send(outgoing, DELIVERY_TIMEOUT).await.map_err(|error| unavailable("delivery", error))?;
-        if let Some(hints) = self.hints.as_ref().filter(|_| Hints::hints_record_of(key.len(), payload.len())) {
-            let hint = RecordHint {
-                topic: topic.to_owned(),
-                partition,
-                offset,
-                key: key.to_vec(),
-                value: payload.to_vec(),
-                traceparent: traceparent.unwrap_or_default(),
-            };
-            hints.announce(&self.physical_topic(topic), &hint);
+        if let Some(hints) = &self.hints {
+            hints.announce(physical_topic, Hinted { topic, placed, key, payload, traceparent });
         }
         Ok(())
     }
@@ -160,7 +153,7 @@ impl EventBus for KafkaBus {
         let physical_topic = self.physical_topic(topic);
         let outgoing =
             Outgoing { topic: &physical_topic, key: envelope.subject.as_bytes(), payload: &payload, headers };
-        self.send(topic, outgoing, traceparent).await
+        self.send(topic, outgoing, traceparent.as_deref()).await
     }
 
     async fn publish_raw(&self, record: &RawRecord) -> Result<(), Error> {
@@ -170,7 +163,7 @@ impl EventBus for KafkaBus {
         }
         let physical_topic = self.physical_topic(&record.topic);
         let outgoing = Outgoing { topic: &physical_topic, key: &record.key, payload: &record.payload, headers };
-        self.send(&record.topic, outgoing, record.traceparent.clone()).await
+        self.send(&record.topic, outgoing, record.traceparent.as_deref()).await
     }
 
     /// Reads every partition from its start until the consumer reaches its
@@ -280,7 +273,7 @@ impl EventBus for KafkaBus {
         });
         match &self.hints {
             Some(hints) if hinted => {
-                let topics = topics.iter().map(|topic| (self.physical_topic(topic), (*topic).to_owned())).collect();
+                let topics = topics.iter().map(|topic| (self.physical_topic(topic), *topic));
                 Ok(Box::new(HintedSubscription::new(subscription, hints.listen(topics, group), group)))
             }
             _ => Ok(subscription),

@@ -103,6 +103,18 @@ pub enum Received {
     Malformed(Box<MalformedRecord>),
 }
 
+impl Received {
+    /// Where the record is: its logical topic, partition and offset.
+    pub fn position(&self) -> (&str, i32, i64) {
+        match self {
+            Received::Event(delivery) => (&delivery.topic, delivery.partition, delivery.offset),
+            Received::Malformed(malformed) => {
+                (&malformed.record.topic, malformed.record.partition, malformed.record.offset)
+            }
+        }
+    }
+}
+
 /// A record that is not an event, and why.
 #[derive(Debug, Clone)]
 pub struct MalformedRecord {

@@ -47,6 +47,7 @@ use switchboard_proto::events::v1::RecordHint;
 use tokio::sync::mpsc;
 
 use self::sequencer::Sequencer;
+use super::kafka_producer::Placed;
 use super::{Assignment, RawRecord, Received, Subscription, decode_record};
 use crate::config::RedisConfig;
 use crate::metrics::{labels, metrics};
@@ -82,6 +83,16 @@ pub struct Hints {
     dropped: Counter,
 }
 
+/// A record the broker acknowledged, as [`Hints::announce`] takes it.
+pub(super) struct Hinted<'a> {
+    /// The logical topic.
+    pub topic: &'a str,
+    pub placed: Placed,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+    pub traceparent: Option<&'a str>,
+}
+
 impl Hints {
     /// Hints through the Redis of `redis`. Nothing connects yet: the
     /// publishing task (spawned on the current runtime) connects when the
@@ -89,33 +100,40 @@ impl Hints {
     pub fn through_redis(redis: &RedisConfig) -> Result<Hints, Error> {
         let client = crate::redis::client_trusting(&redis.url, redis.ca_file.as_deref())?;
         let (outgoing, queued) = mpsc::channel(OUTGOING_CAPACITY);
-        tokio::spawn(publish_hints(client.clone(), queued));
-        let dropped = metrics().hints_sent.get_or_create(&labels([("outcome", "dropped")])).clone();
+        let dropped = sent("dropped");
+        tokio::spawn(publish_hints(client.clone(), queued, dropped.clone()));
         Ok(Hints { client, outgoing, dropped })
     }
 
-    /// Whether a record whose key and value are this long is hinted.
-    pub(super) fn hints_record_of(key_bytes: usize, value_bytes: usize) -> bool {
-        key_bytes + value_bytes <= MAX_HINTED_RECORD_BYTES
-    }
-
-    /// Queues the hint of a record the broker acknowledged.
-    pub(super) fn announce(&self, physical_topic: &str, hint: &RecordHint) {
+    /// Queues the hint of a record the broker acknowledged on
+    /// `physical_topic`, unless it is over [`MAX_HINTED_RECORD_BYTES`].
+    pub(super) fn announce(&self, physical_topic: &str, record: Hinted<'_>) {
+        if record.key.len() + record.payload.len() > MAX_HINTED_RECORD_BYTES {
+            return;
+        }
+        let hint = RecordHint {
+            topic: record.topic.to_owned(),
+            partition: record.placed.partition,
+            offset: record.placed.offset,
+            key: record.key.to_vec(),
+            value: record.payload.to_vec(),
+            traceparent: record.traceparent.unwrap_or_default().to_owned(),
+        };
         if self.outgoing.try_send((channel(physical_topic), hint.encode_to_vec())).is_err() {
             self.dropped.inc();
         }
     }
 
-    /// Listens for the hints of `physical_topics` (with their logical
-    /// names) until the returned listener is dropped; `consumer` names it
-    /// in metrics.
-    pub(super) fn listen(&self, topics: Vec<(String, String)>, consumer: &str) -> Listener {
+    /// Listens for the hints of `topics` (physical, logical) until the
+    /// returned listener is dropped; `consumer` names it in metrics.
+    pub(super) fn listen<'a>(&self, topics: impl Iterator<Item = (String, &'a str)>, consumer: &str) -> Listener {
+        let channels = topics.map(|(physical_topic, logical)| (channel(&physical_topic), logical.to_owned())).collect();
         let (sender, hints) = mpsc::channel(INCOMING_CAPACITY);
         let counters = ListenerCounters {
             undecodable: received(consumer, "undecodable"),
             overflow: received(consumer, "overflow"),
         };
-        let task = tokio::spawn(listen_for_hints(self.client.clone(), topics, sender, counters));
+        let task = tokio::spawn(listen_for_hints(self.client.clone(), channels, sender, counters));
         Listener { hints, task }
     }
 }
@@ -133,9 +151,8 @@ impl Drop for Listener {
 }
 
 /// Sends queued hints in pipelines, one round trip for all those waiting.
-async fn publish_hints(client: redis::Client, mut queued: mpsc::Receiver<(String, Vec<u8>)>) {
-    let published = metrics().hints_sent.get_or_create(&labels([("outcome", "published")])).clone();
-    let dropped = metrics().hints_sent.get_or_create(&labels([("outcome", "dropped")])).clone();
+async fn publish_hints(client: redis::Client, mut queued: mpsc::Receiver<(String, Vec<u8>)>, dropped: Counter) {
+    let published = sent("published");
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
     let mut reconnect_at = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(MAX_PUBLISH_BATCH);
@@ -176,19 +193,19 @@ async fn publish_hints(client: redis::Client, mut queued: mpsc::Receiver<(String
     }
 }
 
-/// Receives hints of `topics` (physical, logical) until `sender` closes,
+/// Receives hints on `channels` (channel, logical topic) until `sender` closes,
 /// subscribing again after every loss of the connection, and when a ping
 /// finds the connection dead (a half-open socket never ends the stream).
 async fn listen_for_hints(
     client: redis::Client,
-    topics: Vec<(String, String)>,
+    channels: Vec<(String, String)>,
     sender: mpsc::Sender<RawRecord>,
     counters: ListenerCounters,
 ) {
     loop {
-        match tokio::time::timeout(REDIS_TIMEOUT, subscribe(&client, &topics)).await {
+        match tokio::time::timeout(REDIS_TIMEOUT, subscribe(&client, &channels)).await {
             Ok(Ok((mut sink, mut messages))) => {
-                tracing::debug!(topics = ?topics, "listening for record hints");
+                tracing::debug!(channels = ?channels, "listening for record hints");
                 let mut ping = tokio::time::interval_at(
                     tokio::time::Instant::now() + LISTENER_PING_INTERVAL,
                     LISTENER_PING_INTERVAL,
@@ -204,7 +221,7 @@ async fn listen_for_hints(
                         }
                     };
                     let Some(message) = message else { break };
-                    let Some(hint) = decode_hint(message.get_channel_name(), message.get_payload_bytes(), &topics)
+                    let Some(hint) = decode_hint(message.get_channel_name(), message.get_payload_bytes(), &channels)
                     else {
                         // Counted, not logged: anyone who may publish on
                         // Redis could flood the log.
@@ -238,11 +255,11 @@ async fn listen_for_hints(
 
 async fn subscribe(
     client: &redis::Client,
-    topics: &[(String, String)],
+    channels: &[(String, String)],
 ) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
     let (mut sink, stream) = client.get_async_pubsub().await?.split();
-    for (physical_topic, _) in topics {
-        sink.subscribe(channel(physical_topic)).await?;
+    for (channel, _) in channels {
+        sink.subscribe(channel).await?;
     }
     Ok((sink, stream))
 }
@@ -253,6 +270,11 @@ struct ListenerCounters {
     overflow: Counter,
 }
 
+/// The count of hints published with `outcome`.
+fn sent(outcome: &str) -> Counter {
+    metrics().hints_sent.get_or_create(&labels([("outcome", outcome)])).clone()
+}
+
 /// The count of hints `consumer` received with `outcome`.
 fn received(consumer: &str, outcome: &str) -> Counter {
     metrics().hints_received.get_or_create(&labels([("consumer", consumer), ("outcome", outcome)])).clone()
@@ -260,9 +282,9 @@ fn received(consumer: &str, outcome: &str) -> Counter {
 
 /// The record a hint carries, if it decodes and names the topic of the
 /// channel it came on.
-fn decode_hint(channel_name: &str, frame: &[u8], topics: &[(String, String)]) -> Option<RawRecord> {
+fn decode_hint(channel_name: &str, frame: &[u8], channels: &[(String, String)]) -> Option<RawRecord> {
     let hint = RecordHint::decode(frame).ok()?;
-    let (_, logical) = topics.iter().find(|(physical, _)| channel(physical) == channel_name)?;
+    let (_, logical) = channels.iter().find(|(channel, _)| channel == channel_name)?;
     if hint.topic != *logical || hint.partition < 0 || hint.offset < 0 {
         return None;
     }
@@ -336,14 +358,9 @@ impl HintedSubscription {
 
     fn take_from_broker(&mut self, received: Received) {
         self.follow_assignment();
-        let (topic, partition, offset) = match &received {
-            Received::Event(delivery) => (delivery.topic.clone(), delivery.partition, delivery.offset),
-            Received::Malformed(malformed) => {
-                (malformed.record.topic.clone(), malformed.record.partition, malformed.record.offset)
-            }
-        };
+        let (topic, partition, offset) = received.position();
         let mut after = Vec::new();
-        if self.sequencer.on_broker_record(&topic, partition, offset, &mut after) {
+        if self.sequencer.on_broker_record(topic, partition, offset, &mut after) {
             self.ready.push_back((self.generation, received));
         }
         self.push_hints(after);
@@ -503,10 +520,7 @@ mod tests {
     }
 
     fn offset_of(received: &Received) -> i64 {
-        match received {
-            Received::Event(delivery) => delivery.offset,
-            Received::Malformed(malformed) => malformed.record.offset,
-        }
+        received.position().2
     }
 
     struct Rig {
