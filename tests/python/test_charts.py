@@ -74,7 +74,7 @@ CONFIG_SCHEMA: dict[str, set[str]] = {
     "tls": {"cert_file", "key_file", "ca_file", "client_auth", "reload_interval_secs"},
     "auth": {"tenants", "api_keys"},
     "services": set(SERVICES),
-    "routing": {"offer_sweep_interval_ms"},
+    "routing": {"offer_sweep_interval_ms", "relay_interval_ms"},
     "presence": {"session_grace_ms", "missed_offers_threshold"},
     "ingestion": {"public_base_url", "allow_private_destinations"},
 }

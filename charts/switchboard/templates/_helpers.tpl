@@ -389,6 +389,7 @@ ca_file = {{ printf "%s/ca.crt" .dir | quote }}
 
 [routing]
 offer_sweep_interval_ms = {{ int64 $c.routing.offerSweepIntervalMs }}
+relay_interval_ms = {{ int64 $c.routing.relayIntervalMs }}
 
 [presence]
 session_grace_ms = {{ int64 $c.presence.sessionGraceMs }}

@@ -122,7 +122,9 @@ impl Service for Routing {
         let relay = Arc::clone(&engine);
         let relay_id = kit.config().instance_id.clone();
         let shutdown = kit.shutdown();
-        let relay_every = Every::new("routing-outbox-relay", RELAY_TICK).woken_by(Arc::clone(&engine.relay_requested));
+        let relay_every = Every::new("routing-outbox-relay", RELAY_TICK)
+            .woken_by(Arc::clone(&engine.relay_requested))
+            .paced(Duration::from_millis(kit.config().routing.relay_interval_ms));
         kit.every(relay_every.and_at_shutdown(), move || {
             let (engine, relay_id, shutdown) = (Arc::clone(&relay), relay_id.clone(), shutdown.clone());
             async move {

@@ -115,6 +115,9 @@ struct Options {
     /// from Redis.
     #[arg(long)]
     no_hints: bool,
+    /// `routing.relay_interval_ms`; unset: the platform's default.
+    #[arg(long)]
+    relay_interval_ms: Option<u64>,
     /// Contacts come from this many customers in turn, so all but the
     /// first contact of each is a returning customer's; 0 (default): every
     /// contact is a new customer's.
@@ -249,6 +252,9 @@ fn config(options: &Options, kafka: KafkaConfig, postgres: String, run: &str) ->
     let mut config = Config { instance_id: format!("bench-{run}"), kafka, ..Config::default() };
     config.redis.url = options.redis.clone();
     config.redis.pool = format!("bench-{run}");
+    if let Some(relay_interval_ms) = options.relay_interval_ms {
+        config.routing.relay_interval_ms = relay_interval_ms;
+    }
     config.postgres.url = postgres;
     let key = |name: &str, role: &str, tenant: Option<&str>, agent: Option<&str>| {
         ApiKeyConfig::for_key(name, name, role, tenant, agent)

@@ -216,11 +216,22 @@ impl Default for ServicesConfig {
 pub struct RoutingConfig {
     /// How often expired offers are swept back to their queue.
     pub offer_sweep_interval_ms: u64,
+    /// The shortest time between two rounds of the outbox relay (at most
+    /// [`MAX_RELAY_INTERVAL_MS`]): changes made closer together than this
+    /// are published and journaled in one round, one broker request and
+    /// one database transaction, for up to this much more latency under
+    /// load; a change after a quiet spell goes at once. 0 starts a round
+    /// for every change (lowest latency, most requests).
+    pub relay_interval_ms: u64,
 }
+
+/// The longest `routing.relay_interval_ms`: far inside the 5 s an API
+/// caller waits for its change to be relayed.
+pub const MAX_RELAY_INTERVAL_MS: u64 = 1_000;
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        RoutingConfig { offer_sweep_interval_ms: 250 }
+        RoutingConfig { offer_sweep_interval_ms: 250, relay_interval_ms: 10 }
     }
 }
 
@@ -342,6 +353,12 @@ impl Config {
         }
         if self.kafka.replication_factor < 1 && self.kafka.replication_factor != -1 {
             anyhow::bail!("kafka.replication_factor must be at least 1, or -1 for the brokers' default");
+        }
+        if self.routing.relay_interval_ms > MAX_RELAY_INTERVAL_MS {
+            anyhow::bail!(
+                "routing.relay_interval_ms = {} is over {MAX_RELAY_INTERVAL_MS}",
+                self.routing.relay_interval_ms
+            );
         }
         if self.redis.pool.is_empty() || self.redis.pool.contains(['{', '}']) {
             anyhow::bail!("redis.pool must be non-empty and contain no braces");
@@ -569,6 +586,16 @@ mod tests {
         let printed = config.to_toml().expect("toml");
         assert!(!printed.contains("s3cret") && !printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("never-be-printed"), "{printed}");
+    }
+
+    #[test]
+    fn a_relay_interval_over_a_second_is_refused_by_name() {
+        let mut config = Config::default();
+        config.routing.relay_interval_ms = MAX_RELAY_INTERVAL_MS;
+        config.validate().expect("the longest interval");
+        config.routing.relay_interval_ms = MAX_RELAY_INTERVAL_MS + 1;
+        let error = config.validate().expect_err("over the longest");
+        assert!(error.to_string().contains("routing.relay_interval_ms"), "{error}");
     }
 
     #[test]

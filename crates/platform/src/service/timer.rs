@@ -4,30 +4,43 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use switchboard_core::Error;
 use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::Kit;
 use crate::metrics::{labels, metrics};
 
 /// When a timer task runs: every `interval`, and also whenever `wake` is
-/// notified; optionally once more at shutdown (to publish what the service
-/// did last).
+/// notified (no sooner than `pace` after the previous run began, when
+/// paced; a run covers every wake-up before it began); optionally once more
+/// at shutdown (to publish what the service did last).
 pub struct Every {
     name: String,
     interval: Duration,
     wake: Option<Arc<Notify>>,
+    pace: Duration,
     at_shutdown: bool,
 }
 
 impl Every {
     pub fn new(name: impl Into<String>, interval: Duration) -> Every {
-        Every { name: name.into(), interval, wake: None, at_shutdown: false }
+        Every { name: name.into(), interval, wake: None, pace: Duration::ZERO, at_shutdown: false }
     }
 
     /// Also runs as soon as `wake` is notified.
     pub fn woken_by(mut self, wake: Arc<Notify>) -> Every {
         self.wake = Some(wake);
+        self
+    }
+
+    /// Runs no sooner than `pace` after the previous run began: wake-ups
+    /// closer together than that share one run (a run right after a quiet
+    /// spell is not delayed). Zero: every wake-up runs at once.
+    pub fn paced(mut self, pace: Duration) -> Every {
+        self.pace = pace;
         self
     }
 
@@ -42,33 +55,146 @@ impl Kit {
     /// Runs `tick` on the schedule until shutdown. A failed tick is logged
     /// and counted, and the next tick tries again: timers do work that a
     /// later run can always redo (sweeps, relays, lease renewals).
-    pub fn every<Tick, TickFuture>(&mut self, every: Every, mut tick: Tick)
+    pub fn every<Tick, TickFuture>(&mut self, every: Every, tick: Tick)
     where
         Tick: FnMut() -> TickFuture + Send + 'static,
-        TickFuture: Future<Output = Result<(), Error>> + Send,
+        TickFuture: Future<Output = Result<(), Error>> + Send + 'static,
     {
         let shutdown = self.shutdown();
-        let Every { name, interval, wake, at_shutdown } = every;
-        let task_name = name.clone();
-        self.task(task_name, async move {
-            let wake = wake.unwrap_or_default();
-            loop {
-                let stopping = tokio::select! {
+        let task_name = every.name.clone();
+        self.task(task_name, every.run(shutdown, tick));
+    }
+}
+
+impl Every {
+    /// Runs `tick` on this schedule until `shutdown` (and once more then,
+    /// if so asked).
+    async fn run<Tick, TickFuture>(self, shutdown: CancellationToken, mut tick: Tick) -> Result<(), Error>
+    where
+        Tick: FnMut() -> TickFuture + Send + 'static,
+        TickFuture: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let Every { name, interval, wake, pace, at_shutdown } = self;
+        let wake = wake.unwrap_or_default();
+        let mut last_began: Option<Instant> = None;
+        loop {
+            let mut stopping = tokio::select! {
+                () = shutdown.cancelled() => true,
+                () = wake.notified() => false,
+                () = tokio::time::sleep(interval) => false,
+            };
+            // Wake-ups during the pace wait are taken by the run after it.
+            if let Some(due) = last_began.map(|began| began + pace).filter(|_| !stopping && !pace.is_zero()) {
+                stopping = tokio::select! {
                     () = shutdown.cancelled() => true,
-                    () = wake.notified() => false,
-                    () = tokio::time::sleep(interval) => false,
+                    () = tokio::time::sleep_until(due) => false,
                 };
-                if stopping && !at_shutdown {
-                    return Ok(());
-                }
-                if let Err(error) = tick().await {
-                    metrics().task_failures.get_or_create(&labels([("task", &name)])).inc();
-                    tracing::warn!(task = %name, error = %error, "timer task failed, retrying on the next tick");
-                }
-                if stopping {
-                    return Ok(());
-                }
             }
+            if stopping && !at_shutdown {
+                return Ok(());
+            }
+            // This run covers every wake-up before it began: one kept from
+            // the pace wait would only cause an empty run after it.
+            let _covered = wake.notified().now_or_never();
+            last_began = Some(Instant::now());
+            if let Err(error) = tick().await {
+                metrics().task_failures.get_or_create(&labels([("task", &name)])).inc();
+                tracing::warn!(task = %name, error = %error, "timer task failed, retrying on the next tick");
+            }
+            if stopping {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    use super::Every;
+
+    const PACE: Duration = Duration::from_millis(10);
+    const NEVER: Duration = Duration::from_secs(3_600);
+
+    /// A timer task woken by the returned `Notify`, counting its runs.
+    fn counted(every: Every) -> (Arc<Notify>, Arc<AtomicUsize>, CancellationToken) {
+        let (wake, runs, shutdown) = (Arc::new(Notify::new()), Arc::new(AtomicUsize::new(0)), CancellationToken::new());
+        let counter = Arc::clone(&runs);
+        let run = every.woken_by(Arc::clone(&wake)).run(shutdown.clone(), move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
         });
+        tokio::spawn(run);
+        (wake, runs, shutdown)
+    }
+
+    /// Lets every ready task run (time is paused: nothing else moves it).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wake_ups_closer_than_the_pace_share_one_run() {
+        let (wake, runs, _shutdown) = counted(Every::new("paced", NEVER).paced(PACE));
+        wake.notify_one();
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the first wake-up runs at once");
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_millis(2)).await;
+            wake.notify_one();
+            settle().await;
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "wake-ups within the pace wait for it");
+        tokio::time::advance(Duration::from_millis(4)).await;
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "one run for the three wake-ups, once the pace passed");
+        tokio::time::advance(PACE * 2).await;
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "no run without a wake-up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_up_after_a_quiet_spell_runs_at_once() {
+        let (wake, runs, _shutdown) = counted(Every::new("paced", NEVER).paced(PACE));
+        wake.notify_one();
+        settle().await;
+        tokio::time::advance(PACE * 3).await;
+        let woken_at = Instant::now();
+        wake.notify_one();
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(Instant::now(), woken_at, "not delayed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_every_wake_up_runs_at_once() {
+        let (wake, runs, _shutdown) = counted(Every::new("unpaced", NEVER));
+        for expected in 1..=3 {
+            wake.notify_one();
+            settle().await;
+            assert_eq!(runs.load(Ordering::SeqCst), expected);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_during_the_pace_wait_runs_the_last_round_at_once() {
+        let (wake, runs, shutdown) = counted(Every::new("paced", NEVER).paced(PACE).and_at_shutdown());
+        wake.notify_one();
+        settle().await;
+        wake.notify_one();
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "waiting for the pace");
+        shutdown.cancel();
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "the shutdown's run does not wait for the pace");
     }
 }
