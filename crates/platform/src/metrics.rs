@@ -60,6 +60,10 @@ pub struct Metrics {
     pub dead_letters: Family<Labels, Counter>,
     /// Events stored and not yet published: `service`.
     pub outbox_depth: Family<Labels, Gauge>,
+    /// Outbox batches a relay published (a round is one batch unless over 1,024 entries): `service`.
+    pub relay_batches: Family<Labels, Counter>,
+    /// Events an outbox relay published: `service`.
+    pub relayed_events: Family<Labels, Counter>,
     /// Contacts waiting: `tenant`.
     pub waiting_contacts: Family<Labels, Gauge>,
     /// Agents by live state: `state`.
@@ -112,6 +116,10 @@ impl Metrics {
         registry.register("dead_letters", "Records written to the dead-letter topic", dead_letters.clone());
         let outbox_depth = Family::<Labels, Gauge>::default();
         registry.register("outbox_depth", "Events stored and not yet published", outbox_depth.clone());
+        let relay_batches = Family::<Labels, Counter>::default();
+        registry.register("relay_batches", "Outbox batches a relay published", relay_batches.clone());
+        let relayed_events = Family::<Labels, Counter>::default();
+        registry.register("relayed_events", "Events an outbox relay published", relayed_events.clone());
         let waiting_contacts = Family::<Labels, Gauge>::default();
         registry.register("waiting_contacts", "Contacts waiting in queues", waiting_contacts.clone());
         let agents_by_state = Family::<Labels, Gauge>::default();
@@ -149,6 +157,8 @@ impl Metrics {
             hints_received,
             dead_letters,
             outbox_depth,
+            relay_batches,
+            relayed_events,
             waiting_contacts,
             agents_by_state,
             dependency_latency,

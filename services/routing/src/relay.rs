@@ -18,6 +18,7 @@ use switchboard_core::Error;
 use switchboard_core::event::ROUTING_TOPIC;
 use switchboard_core::sync::lock_unpoisoned;
 use switchboard_platform::bus::publish_traced;
+use switchboard_platform::metrics::{labels, metrics};
 
 use crate::engine::Engine;
 use crate::store::OutboxItem;
@@ -142,7 +143,9 @@ impl Engine {
                 |_| Error::unavailable("the journal did not answer in time").with_reason("DATABASE_UNAVAILABLE"),
             )??;
             unremoved = pending[..prefix].iter().map(|entry| entry.id.clone()).collect();
-            relayed += events.iter().take_while(|(index, _)| *index < prefix).count();
+            let published = events.iter().take_while(|(index, _)| *index < prefix).count();
+            count_published(published);
+            relayed += published;
             if let Some(Err(error)) = deliveries.into_iter().find(Result::is_err) {
                 self.keep_unremoved(unremoved);
                 return Err(error);
@@ -247,6 +250,19 @@ impl Engine {
             };
         }
     }
+}
+
+/// Counts a batch's published events, and the batch if it had any
+/// (`switchboard_relay_batches_total`, `switchboard_relayed_events_total`):
+/// their ratio is how many events a batch carries.
+fn count_published(published: usize) {
+    if published == 0 {
+        return;
+    }
+    let service = labels([("service", "routing")]);
+    let metrics = metrics();
+    metrics.relay_batches.get_or_create(&service).inc();
+    metrics.relayed_events.get_or_create(&service).inc_by(u64::try_from(published).unwrap_or(u64::MAX));
 }
 
 #[cfg(test)]

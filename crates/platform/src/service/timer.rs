@@ -14,9 +14,9 @@ use super::Kit;
 use crate::metrics::{labels, metrics};
 
 /// When a timer task runs: every `interval`, and also whenever `wake` is
-/// notified (no sooner than `pace` after the previous run began, when
-/// paced; a run covers every wake-up before it began); optionally once more
-/// at shutdown (to publish what the service did last).
+/// notified (when paced, no run begins sooner than `pace` after the last run
+/// that covered a wake-up; a run covers every wake-up before it began);
+/// optionally once more at shutdown (to publish what the service did last).
 pub struct Every {
     name: String,
     interval: Duration,
@@ -36,9 +36,11 @@ impl Every {
         self
     }
 
-    /// Runs no sooner than `pace` after the previous run began: wake-ups
-    /// closer together than that share one run (a run right after a quiet
-    /// spell is not delayed). Zero: every wake-up runs at once.
+    /// Begins no run sooner than `pace` after the last run that covered a
+    /// wake-up: wake-ups closer together than that share one run, and runs
+    /// on the interval wait too. A wake-up after a quiet spell is not
+    /// delayed, nor by runs on the interval that covered none. Zero: every
+    /// wake-up runs at once.
     pub fn paced(mut self, pace: Duration) -> Every {
         self.pace = pace;
         self
@@ -76,15 +78,18 @@ impl Every {
     {
         let Every { name, interval, wake, pace, at_shutdown } = self;
         let wake = wake.unwrap_or_default();
-        let mut last_began: Option<Instant> = None;
+        // When the last run that covered a wake-up began: every run waits
+        // for the pace after it. Runs that covered none (a look on the
+        // interval while idle) do not count, so they never delay a wake-up.
+        let mut last_woken_run: Option<Instant> = None;
         loop {
-            let mut stopping = tokio::select! {
-                () = shutdown.cancelled() => true,
-                () = wake.notified() => false,
-                () = tokio::time::sleep(interval) => false,
+            let (mut stopping, woken) = tokio::select! {
+                () = shutdown.cancelled() => (true, false),
+                () = wake.notified() => (false, true),
+                () = tokio::time::sleep(interval) => (false, false),
             };
             // Wake-ups during the pace wait are taken by the run after it.
-            if let Some(due) = last_began.map(|began| began + pace).filter(|_| !stopping && !pace.is_zero()) {
+            if let Some(due) = last_woken_run.map(|began| began + pace).filter(|_| !stopping && !pace.is_zero()) {
                 stopping = tokio::select! {
                     () = shutdown.cancelled() => true,
                     () = tokio::time::sleep_until(due) => false,
@@ -95,8 +100,10 @@ impl Every {
             }
             // This run covers every wake-up before it began: one kept from
             // the pace wait would only cause an empty run after it.
-            let _covered = wake.notified().now_or_never();
-            last_began = Some(Instant::now());
+            let covered = wake.notified().now_or_never().is_some();
+            if woken || covered {
+                last_woken_run = Some(Instant::now());
+            }
             if let Err(error) = tick().await {
                 metrics().task_failures.get_or_create(&labels([("task", &name)])).inc();
                 tracing::warn!(task = %name, error = %error, "timer task failed, retrying on the next tick");
@@ -173,6 +180,36 @@ mod tests {
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(Instant::now(), woken_at, "not delayed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_on_the_interval_do_not_delay_a_wake_up() {
+        let interval = PACE / 2;
+        let (wake, runs, _shutdown) = counted(Every::new("paced", interval).paced(PACE));
+        settle().await;
+        tokio::time::advance(interval + Duration::from_millis(1)).await;
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the interval's run");
+        let woken_at = Instant::now();
+        wake.notify_one();
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "the wake-up's run");
+        assert_eq!(Instant::now(), woken_at, "not delayed by the interval's run");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_on_the_interval_within_the_pace_waits_for_it() {
+        let interval = Duration::from_millis(3);
+        let (wake, runs, _shutdown) = counted(Every::new("paced", interval).paced(PACE));
+        wake.notify_one();
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the wake-up's run");
+        tokio::time::advance(PACE - Duration::from_millis(1)).await;
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the interval's run waits for the pace");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        settle().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "then runs");
     }
 
     #[tokio::test(start_paused = true)]

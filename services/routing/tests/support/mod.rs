@@ -61,10 +61,20 @@ impl Routing {
         Routing::start_with(access_with_policies(&KEYS, policies)).await
     }
 
+    /// A routing whose relay starts rounds at most every `relay_interval_ms`.
+    pub async fn start_with_relay_interval(relay_interval_ms: u64) -> Routing {
+        let mut config = Config::default();
+        config.routing.relay_interval_ms = relay_interval_ms;
+        Routing::start_configured(access_with_keys(&KEYS), config).await
+    }
+
     async fn start_with(access: Arc<AccessControl>) -> Routing {
+        Routing::start_configured(access, Config::default()).await
+    }
+
+    async fn start_configured(access: Arc<AccessControl>, mut config: Config) -> Routing {
         let bus = MemoryBus::new();
         let events = bus.subscribe("test", &[ROUTING_TOPIC], StartFrom::Earliest).await.unwrap();
-        let mut config = Config::default();
         config.routing.offer_sweep_interval_ms = 50;
         let mut kit = kit::<switchboard_routing::Routing>(config, Arc::new(bus.clone()), access);
         let routing = switchboard_routing::Routing::in_memory(&mut kit);
