@@ -178,15 +178,18 @@ async fn check_metrics(http: &HttpPorts) {
     };
     let routing = eventually("routing's gauges to show the drained state", SETTLE, || async {
         let text = scrape("routing").await?;
-        let depth = support::metric_value(&text, "switchboard_outbox_depth", &[("service", "routing")])?;
-        let waiting = support::metric_value(&text, "switchboard_waiting_contacts", &[("tenant", "acme")])?;
+        let depth =
+            switchboard_test_support::metric_value(&text, "switchboard_outbox_depth", &[("service", "routing")])?;
+        let waiting =
+            switchboard_test_support::metric_value(&text, "switchboard_waiting_contacts", &[("tenant", "acme")])?;
         (depth == 0.0 && waiting == 0.0).then_some(text)
     })
     .await;
     let method = ("method", "/switchboard.routing.v1.RoutingService/GetAssignment");
-    let answered = support::metric_value(&routing, "switchboard_grpc_requests_total", &[method, ("code", "OK")]);
+    let answered =
+        switchboard_test_support::metric_value(&routing, "switchboard_grpc_requests_total", &[method, ("code", "OK")]);
     assert!(answered.is_some_and(|count| count > 0.0), "RED per RPC: {answered:?}");
-    let handled = support::metric_value(
+    let handled = switchboard_test_support::metric_value(
         &routing,
         "switchboard_consumer_records_total",
         &[("consumer", "routing"), ("outcome", "handled")],
@@ -194,21 +197,23 @@ async fn check_metrics(http: &HttpPorts) {
     assert!(handled.is_some_and(|count| count > 0.0), "the consumer's records: {handled:?}");
     // The consumers on a contact's way to an agent took records from their
     // hints (bus/hints), not only from their fetches.
-    let hinted = support::metric_value(
+    let hinted = switchboard_test_support::metric_value(
         &routing,
         "switchboard_hints_received_total",
         &[("consumer", "routing"), ("outcome", "used")],
     );
     assert!(hinted.is_some_and(|count| count > 0.0), "routing's intake used hints: {hinted:?}");
     let presence = scrape("presence").await.expect("presence serves /metrics");
-    let hinted = support::metric_value(&presence, "switchboard_hints_received_total", &[("outcome", "used")]);
+    let hinted =
+        switchboard_test_support::metric_value(&presence, "switchboard_hints_received_total", &[("outcome", "used")]);
     assert!(hinted.is_some_and(|count| count > 0.0), "presence's pushes used hints: {hinted:?}");
     let ingestion = scrape("ingestion").await.expect("ingestion serves /metrics");
-    let sent = support::metric_value(&ingestion, "switchboard_hints_sent_total", &[("outcome", "published")]);
+    let sent =
+        switchboard_test_support::metric_value(&ingestion, "switchboard_hints_sent_total", &[("outcome", "published")]);
     assert!(sent.is_some_and(|count| count > 0.0), "ingestion hinted its records: {sent:?}");
-    assert!(support::metric_value(&routing, "switchboard_clock_offset_milliseconds", &[]).is_some());
+    assert!(switchboard_test_support::metric_value(&routing, "switchboard_clock_offset_milliseconds", &[]).is_some());
     assert!(
-        support::metric_value(
+        switchboard_test_support::metric_value(
             &routing,
             "switchboard_dependency_probe_duration_seconds_count",
             &[("dependency", "redis")]
@@ -218,7 +223,7 @@ async fn check_metrics(http: &HttpPorts) {
     );
     eventually("presence's agents-by-state gauge", SETTLE, || async {
         let text = scrape("presence").await?;
-        support::metric_value(&text, "switchboard_agents", &[("state", "AGENT_STATE_AVAILABLE")])
+        switchboard_test_support::metric_value(&text, "switchboard_agents", &[("state", "AGENT_STATE_AVAILABLE")])
     })
     .await;
     // A member drops its lag series when its partitions are revoked (a
@@ -226,12 +231,20 @@ async fn check_metrics(http: &HttpPorts) {
     // statistics, within 5 s.
     eventually("consumer lag per partition", SETTLE, || async {
         let text = scrape("presence").await?;
-        support::metric_value(&text, "switchboard_consumer_lag", &[("topic", "switchboard.routing.v1")])
+        switchboard_test_support::metric_value(
+            &text,
+            "switchboard_consumer_lag",
+            &[("topic", "switchboard.routing.v1")],
+        )
     })
     .await;
     for service in ["crm", "kpi"] {
         let text = scrape(service).await.unwrap_or_else(|| panic!("{service} serves /metrics"));
-        let handled = support::metric_value(&text, "switchboard_consumer_records_total", &[("outcome", "handled")]);
+        let handled = switchboard_test_support::metric_value(
+            &text,
+            "switchboard_consumer_records_total",
+            &[("outcome", "handled")],
+        );
         assert!(handled.is_some_and(|count| count > 0.0), "{service} consumed: {handled:?}");
     }
 }

@@ -371,3 +371,15 @@ pub fn every_rpc() -> Vec<(String, bool)> {
     }
     rpcs
 }
+
+/// The value of the sample of metric `name` whose labels include every one
+/// of `labels`, from a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+        let matches =
+            metric == name && labels.iter().all(|(key, wanted)| label_text.contains(&format!("{key}=\"{wanted}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}

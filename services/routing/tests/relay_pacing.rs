@@ -12,7 +12,7 @@ use std::time::Duration;
 use support::{Routing, WAIT};
 use switchboard_platform::metrics::metrics;
 use switchboard_proto::routing::v1::routing_event;
-use switchboard_test_support::next_routing_event;
+use switchboard_test_support::{metric_value, next_routing_event};
 use tokio::time::Instant;
 
 const INTERVAL: Duration = Duration::from_millis(1_000);
@@ -30,11 +30,8 @@ async fn next_queued(routing: &mut Routing) -> String {
 fn relayed() -> (u64, u64) {
     let exposition = metrics().render();
     let read = |name: &str| {
-        let prefix = format!("{name}{{service=\"routing\"}} ");
-        exposition
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .map_or(0, |value| value.parse().expect("a counter"))
+        // Counters are whole numbers, exposed as such.
+        metric_value(&exposition, name, &[("service", "routing")]).map_or(0, |value| value as u64)
     };
     (read("switchboard_relay_batches_total"), read("switchboard_relayed_events_total"))
 }

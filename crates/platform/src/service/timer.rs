@@ -51,24 +51,7 @@ impl Every {
         self.at_shutdown = true;
         self
     }
-}
 
-impl Kit {
-    /// Runs `tick` on the schedule until shutdown. A failed tick is logged
-    /// and counted, and the next tick tries again: timers do work that a
-    /// later run can always redo (sweeps, relays, lease renewals).
-    pub fn every<Tick, TickFuture>(&mut self, every: Every, tick: Tick)
-    where
-        Tick: FnMut() -> TickFuture + Send + 'static,
-        TickFuture: Future<Output = Result<(), Error>> + Send + 'static,
-    {
-        let shutdown = self.shutdown();
-        let task_name = every.name.clone();
-        self.task(task_name, every.run(shutdown, tick));
-    }
-}
-
-impl Every {
     /// Runs `tick` on this schedule until `shutdown` (and once more then,
     /// if so asked).
     async fn run<Tick, TickFuture>(self, shutdown: CancellationToken, mut tick: Tick) -> Result<(), Error>
@@ -112,6 +95,21 @@ impl Every {
                 return Ok(());
             }
         }
+    }
+}
+
+impl Kit {
+    /// Runs `tick` on the schedule until shutdown. A failed tick is logged
+    /// and counted, and the next tick tries again: timers do work that a
+    /// later run can always redo (sweeps, relays, lease renewals).
+    pub fn every<Tick, TickFuture>(&mut self, every: Every, tick: Tick)
+    where
+        Tick: FnMut() -> TickFuture + Send + 'static,
+        TickFuture: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let shutdown = self.shutdown();
+        let task_name = every.name.clone();
+        self.task(task_name, every.run(shutdown, tick));
     }
 }
 
